@@ -1,0 +1,22 @@
+//! The Switchboard agent engine: what the desktop app and the headless `switchboard-agent`
+//! CLI share. Today it keeps the link to the routing service and the person's settings; sign-in,
+//! presence and the softphone join it as their crates land.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use switchboard_agent::router::{LinkPolicy, RouterLink};
+//! use switchboard_agent::settings::SettingsStore;
+//!
+//! let settings = SettingsStore::for_current_user()?.load()?;
+//! let link = RouterLink::spawn(settings.router_url, LinkPolicy::default());
+//! let mut changes = link.subscribe();
+//! changes.changed().await?;
+//! println!("router is {:?}", changes.borrow().state);
+//! # Ok(()) }
+//! ```
+
+pub mod router;
+pub mod settings;
+
+pub use router::{ConnectionState, LinkPolicy, RouterLink, RouterStatus};
+pub use settings::{Language, Settings, SettingsError, SettingsStore};

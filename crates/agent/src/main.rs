@@ -1,0 +1,56 @@
+//! `switchboard-agent`: the agent engine without a window. Operators use it as a synthetic
+//! agent to test a call path; scripts use `--json` for machine-readable events.
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser, Debug)]
+#[command(name = "switchboard-agent", version, about = "Switchboard agent engine, headless")]
+struct Args {
+    /// Print events as JSON lines instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `switchboard_sip=debug`.
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Talk to the routing service (health, live events).
+    #[command(subcommand)]
+    Router(cli::router::RouterCommand),
+    // Other areas add one variant each here (phone, account, audio).
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn")
+        }))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match args.command {
+            Command::Router(c) => cli::router::run(c, args.json).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, what happened and (in the error's own text) what to do.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

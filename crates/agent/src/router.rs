@@ -1,0 +1,330 @@
+//! The agent's link to the routing service: one health check, then the `/v1/events`
+//! WebSocket, kept up with exponential backoff and jitter. Whoever shows the link (the desktop
+//! status bar, the CLI) watches a [`RouterStatus`] through a `tokio::sync::watch` channel.
+//!
+//! States: `connecting` (first attempt under way), `connected` (the event stream is open and
+//! heartbeats arrive), `reconnecting` (it was connected and lost the link; retrying),
+//! `unreachable` (never reached since the URL was set; retrying).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use switchboard_api::{Event, Health};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// State of the link to the router, as the status bar shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum ConnectionState {
+    Connecting,
+    Connected,
+    Reconnecting,
+    Unreachable,
+}
+
+/// Everything the UI needs to show the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct RouterStatus {
+    /// The router's base URL.
+    pub url: String,
+    pub state: ConnectionState,
+    /// The router's version while connected (from `/v1/health` and the `hello` event).
+    pub version: Option<String>,
+    /// The router's uptime at the last message received.
+    #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
+    pub uptime_seconds: Option<u64>,
+    /// Why the last attempt failed, for a person.
+    pub last_error: Option<String>,
+    /// Consecutive failed attempts since the last success.
+    pub attempt: u32,
+    /// Milliseconds until the next attempt, while waiting to retry.
+    #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
+    pub next_retry_ms: Option<u64>,
+}
+
+impl RouterStatus {
+    fn connecting(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            state: ConnectionState::Connecting,
+            version: None,
+            uptime_seconds: None,
+            last_error: None,
+            attempt: 0,
+            next_retry_ms: None,
+        }
+    }
+}
+
+/// How the link retries and when it gives up on a silent router.
+#[derive(Debug, Clone)]
+pub struct LinkPolicy {
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Time allowed for one connection attempt (health + upgrade).
+    pub connect_timeout: Duration,
+    /// The link counts as dead when nothing arrives for this long (the router sends a
+    /// heartbeat every 10 s by default).
+    pub idle_timeout: Duration,
+}
+
+impl Default for LinkPolicy {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(35),
+        }
+    }
+}
+
+/// Why one attempt failed; shown in `last_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the router at {url} did not answer: {detail} — check that it is running and the URL in Settings")]
+    Unreachable { url: String, detail: String },
+    #[error("{url} answered /v1/health with HTTP {status} — is this a Switchboard router?")]
+    BadHealth { url: String, status: u16 },
+    #[error("{url} answered /v1/health with something that is not a Switchboard health report: {detail}")]
+    NotARouter { url: String, detail: String },
+    #[error("the router's event stream at {url} failed: {detail}")]
+    Events { url: String, detail: String },
+    #[error("the router at {url} went silent for {seconds} s")]
+    Silent { url: String, seconds: u64 },
+    #[error("the router at {url} is shutting down")]
+    ShuttingDown { url: String },
+    #[error("the router at {url} closed the event stream")]
+    Closed { url: String },
+}
+
+/// Asks `GET {base}/v1/health` once.
+pub async fn fetch_health(
+    http: &reqwest::Client,
+    base: &str,
+    timeout: Duration,
+) -> Result<Health, LinkError> {
+    let url = format!("{base}/v1/health");
+    let resp = http.get(&url).timeout(timeout).send().await.map_err(|e| {
+        LinkError::Unreachable { url: base.to_owned(), detail: error_chain(&e) }
+    })?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(LinkError::BadHealth { url: base.to_owned(), status: status.as_u16() });
+    }
+    resp.json::<Health>()
+        .await
+        .map_err(|e| LinkError::NotARouter { url: base.to_owned(), detail: error_chain(&e) })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let part = c.to_string();
+        if !s.contains(&part) {
+            s.push_str(": ");
+            s.push_str(&part);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn events_url(base: &str) -> String {
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_owned()
+    };
+    format!("{ws}/v1/events")
+}
+
+/// The retry delay after `attempt` consecutive failures (1-based): doubling from the initial
+/// delay up to the maximum, with ±20 % jitter so many desktops do not retry in step.
+pub fn backoff(policy: &LinkPolicy, attempt: u32, jitter: f64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(16);
+    let base = policy.initial_backoff.saturating_mul(1u32 << exp).min(policy.max_backoff);
+    let factor = 1.0 + (jitter.clamp(-1.0, 1.0) * 0.2);
+    base.mul_f64(factor)
+}
+
+/// A running link to one router. Dropping it stops the link.
+pub struct RouterLink {
+    status: watch::Receiver<RouterStatus>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RouterLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RouterLink {
+    /// Starts keeping a link to `base_url` (already normalised, no trailing slash) on the
+    /// current tokio runtime.
+    pub fn spawn(base_url: String, policy: LinkPolicy) -> Self {
+        let (tx, rx) = watch::channel(RouterStatus::connecting(&base_url));
+        let task = tokio::spawn(run_link(base_url, policy, tx));
+        Self { status: rx, task }
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> RouterStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every change.
+    pub fn subscribe(&self) -> watch::Receiver<RouterStatus> {
+        self.status.clone()
+    }
+}
+
+async fn run_link(base: String, policy: LinkPolicy, tx: watch::Sender<RouterStatus>) {
+    let http = match reqwest::Client::builder().connect_timeout(policy.connect_timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tx.send_modify(|s| {
+                s.state = ConnectionState::Unreachable;
+                s.last_error = Some(format!("cannot set up HTTP: {e}"));
+            });
+            return;
+        }
+    };
+    let mut ever_connected = false;
+    let mut attempt: u32 = 0;
+    loop {
+        let outcome = connect_once(&http, &base, &policy, &tx).await;
+        // connect_once returns only when the link failed or ended.
+        let err = match outcome {
+            Ok(()) => unreachable_never(),
+            Err(Attempt::Failed(e)) => e,
+            Err(Attempt::Lost(e)) => {
+                ever_connected = true;
+                attempt = 0;
+                e
+            }
+        };
+        attempt = attempt.saturating_add(1);
+        let delay = backoff(&policy, attempt, rand::random::<f64>() * 2.0 - 1.0);
+        tracing::info!(router = %base, attempt, delay_ms = delay.as_millis() as u64, error = %err, "router link down; retrying");
+        tx.send_modify(|s| {
+            s.state =
+                if ever_connected { ConnectionState::Reconnecting } else { ConnectionState::Unreachable };
+            s.last_error = Some(err.to_string());
+            s.attempt = attempt;
+            s.next_retry_ms = Some(delay.as_millis() as u64);
+        });
+        tokio::time::sleep(delay).await;
+        tx.send_modify(|s| s.next_retry_ms = None);
+    }
+}
+
+fn unreachable_never() -> LinkError {
+    // `connect_once` never returns Ok; kept total without a panic.
+    LinkError::Closed { url: String::new() }
+}
+
+enum Attempt {
+    /// Never got to `connected`.
+    Failed(LinkError),
+    /// Was connected, then lost it.
+    Lost(LinkError),
+}
+
+async fn connect_once(
+    http: &reqwest::Client,
+    base: &str,
+    policy: &LinkPolicy,
+    tx: &watch::Sender<RouterStatus>,
+) -> Result<(), Attempt> {
+    let health = fetch_health(http, base, policy.connect_timeout).await.map_err(Attempt::Failed)?;
+    let url = events_url(base);
+    let (mut ws, _) = tokio::time::timeout(policy.connect_timeout, tokio_tungstenite::connect_async(&url))
+        .await
+        .map_err(|_| {
+            Attempt::Failed(LinkError::Events { url: base.to_owned(), detail: "timed out".into() })
+        })?
+        .map_err(|e| Attempt::Failed(LinkError::Events { url: base.to_owned(), detail: e.to_string() }))?;
+    tracing::info!(router = %base, version = %health.version, "connected to router");
+    tx.send_modify(|s| {
+        s.state = ConnectionState::Connected;
+        s.version = Some(health.version.clone());
+        s.uptime_seconds = Some(health.uptime_seconds);
+        s.last_error = None;
+        s.attempt = 0;
+        s.next_retry_ms = None;
+    });
+    loop {
+        let next = tokio::time::timeout(policy.idle_timeout, ws.next()).await;
+        let msg = match next {
+            Err(_) => {
+                return Err(Attempt::Lost(LinkError::Silent {
+                    url: base.to_owned(),
+                    seconds: policy.idle_timeout.as_secs(),
+                }))
+            }
+            Ok(None) => return Err(Attempt::Lost(LinkError::Closed { url: base.to_owned() })),
+            Ok(Some(Err(e))) => {
+                return Err(Attempt::Lost(LinkError::Events { url: base.to_owned(), detail: e.to_string() }))
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        match msg {
+            Message::Text(text) => match serde_json::from_str::<Event>(text.as_str()) {
+                Ok(Event::Hello { version, uptime_seconds }) => tx.send_modify(|s| {
+                    s.version = Some(version);
+                    s.uptime_seconds = Some(uptime_seconds);
+                }),
+                Ok(Event::Heartbeat { uptime_seconds }) => {
+                    tx.send_if_modified(|s| {
+                        let changed = s.uptime_seconds != Some(uptime_seconds);
+                        s.uptime_seconds = Some(uptime_seconds);
+                        changed
+                    });
+                }
+                Ok(Event::ShuttingDown) => {
+                    return Err(Attempt::Lost(LinkError::ShuttingDown { url: base.to_owned() }))
+                }
+                Ok(other) => tracing::debug!(event = ?other, "router event"),
+                // A newer router may send events this build does not know: not an error.
+                Err(e) => tracing::debug!(error = %e, "unknown router event ignored"),
+            },
+            Message::Close(_) => return Err(Attempt::Lost(LinkError::Closed { url: base.to_owned() })),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let p = LinkPolicy::default();
+        assert_eq!(backoff(&p, 1, 0.0), Duration::from_millis(500));
+        assert_eq!(backoff(&p, 2, 0.0), Duration::from_millis(1000));
+        assert_eq!(backoff(&p, 4, 0.0), Duration::from_millis(4000));
+        assert_eq!(backoff(&p, 5, 0.0), Duration::from_secs(5));
+        assert_eq!(backoff(&p, 400, 0.0), Duration::from_secs(5));
+        assert_eq!(backoff(&p, 1, 1.0), Duration::from_millis(600));
+        assert_eq!(backoff(&p, 1, -1.0), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn events_url_follows_the_scheme() {
+        assert_eq!(events_url("http://127.0.0.1:7700"), "ws://127.0.0.1:7700/v1/events");
+        assert_eq!(events_url("https://r.example.com"), "wss://r.example.com/v1/events");
+    }
+}

@@ -1,0 +1,163 @@
+//! Typed payloads of the Switchboard routing service's API.
+//!
+//! The router (`switchboard-router`) serves these shapes under `/v1`; the agent engine
+//! (`switchboard-agent`) reads them; the desktop UI gets them as TypeScript through `ts-rs`.
+//! Keeping them in one small crate means a field renamed on one side is a compile error on the
+//! other, not a blank screen.
+//!
+//! ```
+//! use switchboard_api::{Health, StorageState};
+//! let json = r#"{"status":"ok","version":"0.1.0","uptime_seconds":12,
+//!   "storage":{"backend":"sqlite","state":"ok","detail":null}}"#;
+//! let health: Health = serde_json::from_str(json).unwrap();
+//! assert_eq!(health.storage.state, StorageState::Ok);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/health`: is the service up, which version, how long, and is its storage usable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct Health {
+    /// `ok` when every part works, `degraded` when storage does not.
+    pub status: HealthStatus,
+    /// The router's semantic version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// Seconds since the process started.
+    pub uptime_seconds: u64,
+    /// The storage backend and whether it answers.
+    pub storage: StorageHealth,
+}
+
+/// Overall state in [`Health`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+}
+
+/// Storage part of [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct StorageHealth {
+    /// `sqlite` today; `postgres` when scale-out lands.
+    pub backend: String,
+    pub state: StorageState,
+    /// What went wrong, when `state` is not `ok`.
+    pub detail: Option<String>,
+}
+
+/// Whether the storage answered a trivial query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum StorageState {
+    Ok,
+    Unavailable,
+}
+
+/// A tenant: one organisation served by this router (several share one service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct Tenant {
+    pub id: uuid::Uuid,
+    /// Display name, e.g. "Contoso Support".
+    pub name: String,
+    /// The SIP domain / trunk host that selects this tenant for incoming calls.
+    pub sip_domain: String,
+    /// The Entra ID tenant id (GUID) whose users are this tenant's agents, if linked.
+    pub entra_tenant_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string"))]
+    pub created_at: time::OffsetDateTime,
+}
+
+/// `POST /v1/tenants` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct NewTenant {
+    pub name: String,
+    pub sip_domain: String,
+    #[serde(default)]
+    pub entra_tenant_id: Option<String>,
+}
+
+/// One message on the `/v1/events` WebSocket, as JSON text frames tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum Event {
+    /// First message after the upgrade: who answers.
+    Hello { version: String, uptime_seconds: u64 },
+    /// Sent every `events.heartbeat_seconds` so clients notice a dead link quickly.
+    Heartbeat { uptime_seconds: u64 },
+    /// A tenant was created.
+    TenantCreated { tenant: Tenant },
+    /// A tenant was deleted.
+    TenantDeleted { id: uuid::Uuid },
+    /// The service is shutting down (graceful stop); clients should reconnect with backoff.
+    ShuttingDown,
+}
+
+/// RFC 9457 `application/problem+json` body for every 4xx/5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct Problem {
+    /// A URI reference naming the problem type (`about:blank` when only the status says it).
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    /// What happened and what to do, for a person.
+    pub detail: Option<String>,
+    /// The request path.
+    pub instance: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_is_tagged_by_type() {
+        let e = Event::Hello { version: "1.2.3".into(), uptime_seconds: 5 };
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "hello");
+        assert_eq!(v["version"], "1.2.3");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn problem_uses_rfc9457_member_names() {
+        let p = Problem {
+            problem_type: "about:blank".into(),
+            title: "Not Found".into(),
+            status: 404,
+            detail: None,
+            instance: Some("/v1/nope".into()),
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["status"], 404);
+    }
+
+    #[test]
+    fn new_tenant_rejects_unknown_fields() {
+        let r: Result<NewTenant, _> =
+            serde_json::from_str(r#"{"name":"a","sip_domain":"b","evil":1}"#);
+        assert!(r.is_err());
+    }
+}
