@@ -15,8 +15,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod engine;
 pub mod router;
 pub mod settings;
+
+pub use engine::Agent;
 
 pub use router::{ConnectionState, LinkPolicy, RouterLink, RouterStatus};
 pub use settings::{Language, Settings, SettingsError, SettingsStore};

@@ -6,6 +6,7 @@
 //! heartbeats arrive), `reconnecting` (it was connected and lost the link; retrying),
 //! `unreachable` (never reached since the URL was set; retrying).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -160,23 +161,36 @@ pub fn backoff(policy: &LinkPolicy, attempt: u32, jitter: f64) -> Duration {
 
 /// A running link to one router. Dropping it stops the link.
 pub struct RouterLink {
+    tx: Arc<watch::Sender<RouterStatus>>,
     status: watch::Receiver<RouterStatus>,
-    task: JoinHandle<()>,
+    policy: LinkPolicy,
+    task: Mutex<JoinHandle<()>>,
 }
 
 impl Drop for RouterLink {
     fn drop(&mut self) {
-        self.task.abort();
+        self.task.get_mut().unwrap_or_else(|p| p.into_inner()).abort();
     }
 }
 
 impl RouterLink {
-    /// Starts keeping a link to `base_url` (already normalised, no trailing slash) on the
-    /// current tokio runtime.
+    /// Starts keeping a link to `base_url` (already normalised, no trailing slash). Must be
+    /// called inside a tokio runtime.
     pub fn spawn(base_url: String, policy: LinkPolicy) -> Self {
         let (tx, rx) = watch::channel(RouterStatus::connecting(&base_url));
-        let task = tokio::spawn(run_link(base_url, policy, tx));
-        Self { status: rx, task }
+        let tx = Arc::new(tx);
+        let task = tokio::spawn(run_link(base_url, policy.clone(), tx.clone()));
+        Self { tx, status: rx, policy, task: Mutex::new(task) }
+    }
+
+    /// Points the link at another router: the current attempt stops, the status goes back to
+    /// `connecting`, and subscribers keep receiving changes. Must be called inside a tokio
+    /// runtime.
+    pub fn set_url(&self, base_url: String) {
+        let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        task.abort();
+        self.tx.send_replace(RouterStatus::connecting(&base_url));
+        *task = tokio::spawn(run_link(base_url, self.policy.clone(), self.tx.clone()));
     }
 
     /// The latest status.
@@ -190,7 +204,7 @@ impl RouterLink {
     }
 }
 
-async fn run_link(base: String, policy: LinkPolicy, tx: watch::Sender<RouterStatus>) {
+async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<RouterStatus>>) {
     let http = match reqwest::Client::builder().connect_timeout(policy.connect_timeout).build() {
         Ok(c) => c,
         Err(e) => {

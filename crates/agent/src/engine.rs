@@ -1,0 +1,68 @@
+//! [`Agent`]: the one object a front end (the desktop shell, the CLI) holds. It owns the
+//! settings and the router link and keeps them consistent: saving a new router URL re-points
+//! the link at once.
+
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use crate::router::{LinkPolicy, RouterLink, RouterStatus};
+use crate::settings::{Settings, SettingsError, SettingsStore};
+
+/// The agent engine.
+pub struct Agent {
+    store: SettingsStore,
+    settings: Mutex<Settings>,
+    link: RouterLink,
+    load_problem: Option<SettingsError>,
+}
+
+impl Agent {
+    /// Loads settings (falling back to defaults when the file is unreadable, keeping the
+    /// problem for [`Agent::load_problem`]) and starts the router link. Must be called inside
+    /// a tokio runtime.
+    pub fn start(store: SettingsStore, policy: LinkPolicy) -> Self {
+        let (settings, load_problem) = match store.load() {
+            Ok(s) => (s, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "settings not loaded; using defaults");
+                (Settings::default(), Some(e))
+            }
+        };
+        let link = RouterLink::spawn(settings.router_url.clone(), policy);
+        Self { store, settings: Mutex::new(settings), link, load_problem }
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Why the settings file could not be used at start, if it could not.
+    pub fn load_problem(&self) -> Option<&SettingsError> {
+        self.load_problem.as_ref()
+    }
+
+    /// Validates, persists and applies new settings; a changed router URL re-points the
+    /// link. Must be called inside a tokio runtime.
+    pub fn save_settings(&self, new: Settings) -> Result<Settings, SettingsError> {
+        let saved = self.store.save(new)?;
+        let mut current = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        if current.router_url != saved.router_url {
+            tracing::info!(router = %saved.router_url, "router URL changed");
+            self.link.set_url(saved.router_url.clone());
+        }
+        *current = saved.clone();
+        Ok(saved)
+    }
+
+    /// The latest router status.
+    pub fn router_status(&self) -> RouterStatus {
+        self.link.status()
+    }
+
+    /// Every change of the router status.
+    pub fn subscribe_router(&self) -> watch::Receiver<RouterStatus> {
+        self.link.subscribe()
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The README's run command: installs what is missing, builds, starts a local routing service
+# (demo data under ~/.local/share/switchboard/demo) and opens the desktop app connected to it.
+# Closing the window stops the router again.
+set -euo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+cd "$SB_ROOT"
+
+PORT="${SWITCHBOARD_DEMO_PORT:-7700}"
+DATA_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/switchboard/demo"
+
+if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+    die "no display: run this from a desktop session (or on a virtual screen: xvfb-run -a $0)"
+fi
+
+check_toolchains
+apt_install "${SB_BUILD_PACKAGES[@]}"
+build_ui
+say "building the router and the desktop app"
+cargo build --locked -p switchboard-router -p switchboard-desktop
+BIN="$(cargo_bin_dir)"
+
+ROUTER_URL="http://127.0.0.1:$PORT"
+ROUTER_PID=""
+cleanup() {
+    if [ -n "$ROUTER_PID" ] && kill -0 "$ROUTER_PID" 2>/dev/null; then
+        say "stopping the router"
+        kill -TERM "$ROUTER_PID" 2>/dev/null || true
+        wait "$ROUTER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT INT TERM
+
+if curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1; then
+    say "a router already answers on $ROUTER_URL; using it"
+else
+    mkdir -p "$DATA_DIR"
+    say "starting the router on $ROUTER_URL (data: $DATA_DIR, log: $DATA_DIR/router.log)"
+    "$BIN/switchboard-router" --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >>"$DATA_DIR/router.log" 2>&1 &
+    ROUTER_PID=$!
+    for _ in $(seq 1 100); do
+        curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1 && break
+        kill -0 "$ROUTER_PID" 2>/dev/null || die "the router stopped at start; see $DATA_DIR/router.log"
+        sleep 0.1
+    done
+fi
+
+say "opening Switchboard"
+# Demo settings are kept apart from a real install's.
+SWITCHBOARD_CONFIG_DIR="$DATA_DIR/desktop" SWITCHBOARD_ROUTER_URL="$ROUTER_URL" "$BIN/switchboard-desktop"

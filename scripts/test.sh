@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, then runs every test — formatting and
+# lints, Rust unit/integration/interop tests, the UI's unit tests, and the end-to-end test of the
+# real desktop window under Xvfb. Exits non-zero on the first failing stage.
+set -euo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+cd "$SB_ROOT"
+
+check_toolchains
+apt_install "${SB_BUILD_PACKAGES[@]}"
+bash tests/peers/install.sh
+
+build_ui
+say "UI unit tests (Vitest)"
+(cd ui && npm test --silent)
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "building the workspace"
+cargo build --workspace --all-targets --locked
+
+say "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "Rust tests"
+cargo test --workspace --locked --no-fail-fast
+
+say "end-to-end: the real desktop window under Xvfb"
+xvfb-run -a -s "-screen 0 1280x800x24" \
+    cargo test --locked -p switchboard-e2e -- --ignored --test-threads=1
+
+say "all tests passed"

@@ -1,0 +1,165 @@
+//! The Switchboard desktop app (Tauri 2): a thin shell. It creates the window, holds one
+//! [`switchboard_agent::Agent`], exposes typed commands that call it, and forwards router
+//! status changes to the UI as `router-status` events. No protocol logic lives here.
+//!
+//! IPC contract (mirrored by `ui/src/ipc`): commands `get_settings`, `save_settings`,
+//! `get_router_status`, `app_version`, `ui_ready`; event `router-status`. Errors cross as
+//! `{ code, message }` ([`IpcError`]).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use switchboard_agent::{Agent, LinkPolicy, RouterStatus, Settings, SettingsError, SettingsStore};
+use tauri::{Emitter, Manager, State};
+
+/// Name of the event that carries a [`RouterStatus`] to the UI.
+pub const ROUTER_STATUS_EVENT: &str = "router-status";
+
+/// An error as the UI receives it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct IpcError {
+    /// Stable, machine-readable (`invalid_router_url`, `settings_unwritable`, …).
+    pub code: String,
+    /// For a person: what happened and what to do (English; the UI localises by `code`).
+    pub message: String,
+}
+
+impl From<SettingsError> for IpcError {
+    fn from(e: SettingsError) -> Self {
+        Self { code: e.code().to_owned(), message: e.to_string() }
+    }
+}
+
+#[tauri::command]
+fn get_settings(agent: State<'_, Agent>) -> Settings {
+    agent.settings()
+}
+
+// async: re-pointing the router link spawns on the tokio runtime.
+#[tauri::command]
+async fn save_settings(agent: State<'_, Agent>, settings: Settings) -> Result<Settings, IpcError> {
+    agent.save_settings(settings).map_err(IpcError::from)
+}
+
+#[tauri::command]
+fn get_router_status(agent: State<'_, Agent>) -> RouterStatus {
+    agent.router_status()
+}
+
+#[tauri::command]
+fn app_version(app: tauri::AppHandle) -> String {
+    app.package_info().version.to_string()
+}
+
+/// Called by the UI once its first frame is painted; logged for the start-up benchmark
+/// (`scripts/bench-desktop.sh` reads `first_paint_unix_ms`).
+#[tauri::command]
+fn ui_ready() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    tracing::info!(first_paint_unix_ms = now as u64, "ui first paint");
+}
+
+/// Builds and runs the app until its last window closes.
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let result = tauri::Builder::default()
+        .setup(|app| {
+            let store = SettingsStore::for_current_user()?;
+            tracing::info!(settings = %store.path().display(), "starting");
+            // The link lives on Tauri's tokio runtime.
+            let agent = tauri::async_runtime::block_on(async {
+                Agent::start(store, LinkPolicy::default())
+            });
+            let mut changes = agent.subscribe_router();
+            app.manage(agent);
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                loop {
+                    let status = changes.borrow_and_update().clone();
+                    if let Err(e) = handle.emit(ROUTER_STATUS_EVENT, status) {
+                        tracing::warn!(error = %e, "cannot send router status to the window");
+                    }
+                    if changes.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            get_settings,
+            save_settings,
+            get_router_status,
+            app_version,
+            ui_ready
+        ])
+        .run(tauri::generate_context!("../tauri.conf.json"));
+    if let Err(e) = result {
+        eprintln!("Switchboard could not start: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod bindings {
+    //! The UI's TypeScript types are generated from these Rust types, so the two cannot drift:
+    //! `export_bindings_are_current` fails when `ui/src/ipc/bindings/` is stale. Regenerate
+    //! with `SWITCHBOARD_UPDATE_BINDINGS=1 cargo test -p switchboard-desktop bindings`.
+    use std::path::{Path, PathBuf};
+
+    use ts_rs::TS;
+
+    fn export_to(dir: &Path) {
+        switchboard_agent::Settings::export_all_to(dir).unwrap();
+        switchboard_agent::RouterStatus::export_all_to(dir).unwrap();
+        super::IpcError::export_all_to(dir).unwrap();
+    }
+
+    fn committed_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/ipc/bindings")
+    }
+
+    fn read_all(dir: &Path) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "ts"))
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            std::fs::read_to_string(e.path()).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn export_bindings_are_current() {
+        if std::env::var_os("SWITCHBOARD_UPDATE_BINDINGS").is_some() {
+            export_to(&committed_dir());
+        }
+        let tmp = std::env::temp_dir().join(format!("sb-bindings-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        export_to(&tmp);
+        let fresh = read_all(&tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(!fresh.is_empty());
+        assert_eq!(
+            read_all(&committed_dir()),
+            fresh,
+            "ui/src/ipc/bindings is stale: run SWITCHBOARD_UPDATE_BINDINGS=1 cargo test -p switchboard-desktop bindings"
+        );
+    }
+}

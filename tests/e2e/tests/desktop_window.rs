@@ -1,0 +1,147 @@
+//! The real desktop window, driven over WebDriver (tauri-driver → WebKitWebDriver → the
+//! Switchboard app under Xvfb). It starts with the router down and checks, in the window:
+//! "unreachable"; router up → "connected" without restarting the app; 中文 and back; router
+//! killed → "reconnecting"; router back → "connected". Screenshots go to `artifacts/e2e/`.
+//!
+//! Run through `scripts/test.sh` (it builds the binaries, installs tauri-driver and
+//! WebKitWebDriver, and provides the X display). By hand:
+//! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_window -- --ignored --nocapture`.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use fantoccini::{Client, Locator};
+use switchboard_e2e::{
+    eventually, free_port, our_binary, program, workspace_root, Guard, RouterProcess,
+};
+
+const STATE: &str = r#"[data-testid="router-state"]"#;
+const WAIT: Duration = Duration::from_secs(45);
+
+/// (data-state, visible text) of the status bar.
+async fn router_state(c: &Client) -> Result<(String, String)> {
+    let el = c.find(Locator::Css(STATE)).await?;
+    let state = el.attr("data-state").await?.unwrap_or_default();
+    let text = el.text().await?;
+    Ok((state, text))
+}
+
+async fn wait_state(c: &Client, want: &str, text_has: &str) -> Result<()> {
+    eventually(&format!("the status bar to show {want} ({text_has})"), WAIT, || async {
+        let (state, text) = router_state(c).await?;
+        if state == want && text.contains(text_has) {
+            Ok(Some(()))
+        } else {
+            // Kept as the last observation for the timeout message.
+            bail!("status bar shows data-state={state:?} text={text:?}")
+        }
+    })
+    .await
+}
+
+async fn screenshot(c: &Client, name: &str) -> Result<()> {
+    let dir = workspace_root().join("artifacts/e2e");
+    std::fs::create_dir_all(&dir)?;
+    let png = c.screenshot().await?;
+    std::fs::write(dir.join(name), png)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives the real window: needs an X display, tauri-driver and WebKitWebDriver (scripts/test.sh runs it)"]
+async fn window_follows_the_router_and_switches_language() -> Result<()> {
+    if std::env::var_os("DISPLAY").is_none() {
+        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
+    }
+    let app = our_binary("switchboard-desktop")?;
+    let tauri_driver = program("tauri-driver")?;
+    let native_driver = program("WebKitWebDriver")?;
+
+    let work = tempfile::tempdir()?;
+    let logs = workspace_root().join("artifacts/e2e");
+    std::fs::create_dir_all(&logs)?;
+    let router_log = logs.join("router.log");
+    let _ = std::fs::remove_file(&router_log);
+    let router_port = free_port()?;
+    let router_url = format!("http://127.0.0.1:{router_port}");
+    let data_dir = work.path().join("router-data");
+
+    // The app is started by WebKitWebDriver and inherits tauri-driver's environment.
+    let driver_port = free_port()?;
+    let native_port = free_port()?;
+    let driver_log = std::fs::File::create(logs.join("tauri-driver.log"))?;
+    let mut driver = Guard::spawn(
+        "tauri-driver",
+        Command::new(tauri_driver)
+            .arg("--port")
+            .arg(driver_port.to_string())
+            .arg("--native-port")
+            .arg(native_port.to_string())
+            .arg("--native-driver")
+            .arg(native_driver)
+            .env("SWITCHBOARD_CONFIG_DIR", work.path().join("config"))
+            .env("SWITCHBOARD_ROUTER_URL", &router_url)
+            .env("SWITCHBOARD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(driver_log.try_clone()?)
+            .stderr(driver_log),
+    )?;
+    let webdriver = format!("http://127.0.0.1:{driver_port}");
+    eventually("tauri-driver to listen", Duration::from_secs(20), || async {
+        driver.check_alive()?;
+        Ok(std::net::TcpStream::connect(("127.0.0.1", driver_port)).ok().map(|_| ()))
+    })
+    .await?;
+
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), "wry".into());
+    caps.insert(
+        "tauri:options".into(),
+        serde_json::json!({ "application": app.to_string_lossy() }),
+    );
+    let c = Client::with_capabilities_and_connector(
+        &webdriver,
+        &caps,
+        hyper_util::client::legacy::connect::HttpConnector::new(),
+    )
+    .await
+    .context("WebDriver session for the Switchboard window")?;
+
+    let result = async {
+        // 1. No router yet: the window says so.
+        wait_state(&c, "unreachable", "Unreachable").await?;
+        let url_text = c.find(Locator::Css(r#"[data-testid="router-url"]"#)).await?.text().await?;
+        assert!(url_text.contains(&router_url), "status bar shows {url_text:?}, want {router_url}");
+
+        // 2. Router starts: the same window connects, no restart.
+        let mut router = RouterProcess::start(router_port, &data_dir, &router_log).await?;
+        wait_state(&c, "connected", "Connected").await?;
+        let version = c.find(Locator::Css(r#"[data-testid="router-version"]"#)).await?.text().await?;
+        assert!(version.contains(env!("CARGO_PKG_VERSION")), "router version shown: {version:?}");
+        screenshot(&c, "connected-en.png").await?;
+
+        // 3. Language: to 中文 and back, at run time.
+        c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#)).await?.click().await?;
+        wait_state(&c, "connected", "已连接").await?;
+        screenshot(&c, "connected-zh.png").await?;
+        c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#)).await?.click().await?;
+        wait_state(&c, "connected", "Connected").await?;
+
+        // 4. Router dies (SIGKILL): the window shows it is reconnecting.
+        router.guard.kill();
+        wait_state(&c, "reconnecting", "Reconnecting").await?;
+        screenshot(&c, "reconnecting.png").await?;
+
+        // 5. Router back on the same port and data: connected again.
+        let _router = RouterProcess::start(router_port, &data_dir, &router_log).await?;
+        wait_state(&c, "connected", "Connected").await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = screenshot(&c, "failure.png").await;
+    }
+    let _ = c.close().await;
+    result
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the real programs Switchboard's tests run against (ARCHITECTURE.md, "Real peers in
+# tests"). Idempotent: installs only what is missing. Run by scripts/test.sh; safe to run by hand.
+set -euo pipefail
+# shellcheck source=../../scripts/lib.sh
+source "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib.sh"
+
+# Debian 12 packages: Kamailio (registrar/proxy), baresip (SIP phone), SIPp (scenarios and
+# load), PulseAudio (null sink for cpal), sox (tone files), iproute2 (netns + tc netem for
+# impairment tests), WebKitWebDriver and Xvfb (the desktop window tests).
+PEER_PACKAGES=(kamailio kamailio-extra-modules baresip sip-tester pulseaudio sox iproute2
+    "${SB_TEST_PACKAGES[@]}")
+apt_install "${PEER_PACKAGES[@]}"
+
+# Debian starts Kamailio as a service on install; the tests run their own on free ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then
+    as_root systemctl stop kamailio || true
+fi
+
+# tauri-driver: the WebDriver front for the real Tauri window (crates.io; 2.x, not the 3.0 alpha).
+if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+    say "installing tauri-driver (cargo install, a few minutes)"
+    cargo install tauri-driver --locked --version '^2' --quiet
+fi
+
+# oidc-provider (npm): an OpenID-certified identity provider for the sign-in tests.
+if [ -f "$SB_ROOT/tests/peers/oidc-provider/package-lock.json" ]; then
+    npm_ci "$SB_ROOT/tests/peers/oidc-provider"
+fi
+say "test peers ready"
