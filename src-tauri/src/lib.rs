@@ -27,7 +27,10 @@ pub struct IpcError {
 
 impl From<SettingsError> for IpcError {
     fn from(e: SettingsError) -> Self {
-        Self { code: e.code().to_owned(), message: e.to_string() }
+        Self {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -56,7 +59,10 @@ fn app_version(app: tauri::AppHandle) -> String {
 /// (`scripts/bench-desktop.sh` reads `first_paint_unix_ms`).
 #[tauri::command]
 fn ui_ready() {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     tracing::info!(first_paint_unix_ms = now as u64, "ui first paint");
 }
 

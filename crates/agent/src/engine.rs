@@ -30,12 +30,20 @@ impl Agent {
             }
         };
         let link = RouterLink::spawn(settings.router_url.clone(), policy);
-        Self { store, settings: Mutex::new(settings), link, load_problem }
+        Self {
+            store,
+            settings: Mutex::new(settings),
+            link,
+            load_problem,
+        }
     }
 
     /// The current settings.
     pub fn settings(&self) -> Settings {
-        self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Why the settings file could not be used at start, if it could not.

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser, Debug)]
-#[command(name = "switchboard-agent", version, about = "Switchboard agent engine, headless")]
+#[command(
+    name = "switchboard-agent",
+    version,
+    about = "Switchboard agent engine, headless"
+)]
 struct Args {
     /// Print events as JSON lines instead of human text.
     #[arg(long, global = true)]
@@ -28,12 +32,16 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("warn")
-        }))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

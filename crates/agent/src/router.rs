@@ -113,16 +113,28 @@ pub async fn fetch_health(
     timeout: Duration,
 ) -> Result<Health, LinkError> {
     let url = format!("{base}/v1/health");
-    let resp = http.get(&url).timeout(timeout).send().await.map_err(|e| {
-        LinkError::Unreachable { url: base.to_owned(), detail: error_chain(&e) }
-    })?;
+    let resp =
+        http.get(&url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable {
+                url: base.to_owned(),
+                detail: error_chain(&e),
+            })?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(LinkError::BadHealth { url: base.to_owned(), status: status.as_u16() });
+        return Err(LinkError::BadHealth {
+            url: base.to_owned(),
+            status: status.as_u16(),
+        });
     }
     resp.json::<Health>()
         .await
-        .map_err(|e| LinkError::NotARouter { url: base.to_owned(), detail: error_chain(&e) })
+        .map_err(|e| LinkError::NotARouter {
+            url: base.to_owned(),
+            detail: error_chain(&e),
+        })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -154,7 +166,10 @@ fn events_url(base: &str) -> String {
 /// delay up to the maximum, with ±20 % jitter so many desktops do not retry in step.
 pub fn backoff(policy: &LinkPolicy, attempt: u32, jitter: f64) -> Duration {
     let exp = attempt.saturating_sub(1).min(16);
-    let base = policy.initial_backoff.saturating_mul(1u32 << exp).min(policy.max_backoff);
+    let base = policy
+        .initial_backoff
+        .saturating_mul(1u32 << exp)
+        .min(policy.max_backoff);
     let factor = 1.0 + (jitter.clamp(-1.0, 1.0) * 0.2);
     base.mul_f64(factor)
 }
@@ -169,7 +184,10 @@ pub struct RouterLink {
 
 impl Drop for RouterLink {
     fn drop(&mut self) {
-        self.task.get_mut().unwrap_or_else(|p| p.into_inner()).abort();
+        self.task
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .abort();
     }
 }
 
@@ -180,7 +198,12 @@ impl RouterLink {
         let (tx, rx) = watch::channel(RouterStatus::connecting(&base_url));
         let tx = Arc::new(tx);
         let task = tokio::spawn(run_link(base_url, policy.clone(), tx.clone()));
-        Self { tx, status: rx, policy, task: Mutex::new(task) }
+        Self {
+            tx,
+            status: rx,
+            policy,
+            task: Mutex::new(task),
+        }
     }
 
     /// Points the link at another router: the current attempt stops, the status goes back to
@@ -205,7 +228,10 @@ impl RouterLink {
 }
 
 async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<RouterStatus>>) {
-    let http = match reqwest::Client::builder().connect_timeout(policy.connect_timeout).build() {
+    let http = match reqwest::Client::builder()
+        .connect_timeout(policy.connect_timeout)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tx.send_modify(|s| {
@@ -233,8 +259,11 @@ async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<Router
         let delay = backoff(&policy, attempt, rand::random::<f64>() * 2.0 - 1.0);
         tracing::info!(router = %base, attempt, delay_ms = delay.as_millis() as u64, error = %err, "router link down; retrying");
         tx.send_modify(|s| {
-            s.state =
-                if ever_connected { ConnectionState::Reconnecting } else { ConnectionState::Unreachable };
+            s.state = if ever_connected {
+                ConnectionState::Reconnecting
+            } else {
+                ConnectionState::Unreachable
+            };
             s.last_error = Some(err.to_string());
             s.attempt = attempt;
             s.next_retry_ms = Some(delay.as_millis() as u64);
@@ -262,14 +291,27 @@ async fn connect_once(
     policy: &LinkPolicy,
     tx: &watch::Sender<RouterStatus>,
 ) -> Result<(), Attempt> {
-    let health = fetch_health(http, base, policy.connect_timeout).await.map_err(Attempt::Failed)?;
-    let url = events_url(base);
-    let (mut ws, _) = tokio::time::timeout(policy.connect_timeout, tokio_tungstenite::connect_async(&url))
+    let health = fetch_health(http, base, policy.connect_timeout)
         .await
-        .map_err(|_| {
-            Attempt::Failed(LinkError::Events { url: base.to_owned(), detail: "timed out".into() })
-        })?
-        .map_err(|e| Attempt::Failed(LinkError::Events { url: base.to_owned(), detail: e.to_string() }))?;
+        .map_err(Attempt::Failed)?;
+    let url = events_url(base);
+    let (mut ws, _) = tokio::time::timeout(
+        policy.connect_timeout,
+        tokio_tungstenite::connect_async(&url),
+    )
+    .await
+    .map_err(|_| {
+        Attempt::Failed(LinkError::Events {
+            url: base.to_owned(),
+            detail: "timed out".into(),
+        })
+    })?
+    .map_err(|e| {
+        Attempt::Failed(LinkError::Events {
+            url: base.to_owned(),
+            detail: e.to_string(),
+        })
+    })?;
     tracing::info!(router = %base, version = %health.version, "connected to router");
     tx.send_modify(|s| {
         s.state = ConnectionState::Connected;
@@ -288,15 +330,25 @@ async fn connect_once(
                     seconds: policy.idle_timeout.as_secs(),
                 }))
             }
-            Ok(None) => return Err(Attempt::Lost(LinkError::Closed { url: base.to_owned() })),
+            Ok(None) => {
+                return Err(Attempt::Lost(LinkError::Closed {
+                    url: base.to_owned(),
+                }))
+            }
             Ok(Some(Err(e))) => {
-                return Err(Attempt::Lost(LinkError::Events { url: base.to_owned(), detail: e.to_string() }))
+                return Err(Attempt::Lost(LinkError::Events {
+                    url: base.to_owned(),
+                    detail: e.to_string(),
+                }))
             }
             Ok(Some(Ok(m))) => m,
         };
         match msg {
             Message::Text(text) => match serde_json::from_str::<Event>(text.as_str()) {
-                Ok(Event::Hello { version, uptime_seconds }) => tx.send_modify(|s| {
+                Ok(Event::Hello {
+                    version,
+                    uptime_seconds,
+                }) => tx.send_modify(|s| {
                     s.version = Some(version);
                     s.uptime_seconds = Some(uptime_seconds);
                 }),
@@ -308,13 +360,19 @@ async fn connect_once(
                     });
                 }
                 Ok(Event::ShuttingDown) => {
-                    return Err(Attempt::Lost(LinkError::ShuttingDown { url: base.to_owned() }))
+                    return Err(Attempt::Lost(LinkError::ShuttingDown {
+                        url: base.to_owned(),
+                    }))
                 }
                 Ok(other) => tracing::debug!(event = ?other, "router event"),
                 // A newer router may send events this build does not know: not an error.
                 Err(e) => tracing::debug!(error = %e, "unknown router event ignored"),
             },
-            Message::Close(_) => return Err(Attempt::Lost(LinkError::Closed { url: base.to_owned() })),
+            Message::Close(_) => {
+                return Err(Attempt::Lost(LinkError::Closed {
+                    url: base.to_owned(),
+                }))
+            }
             _ => {}
         }
     }
@@ -338,7 +396,13 @@ mod tests {
 
     #[test]
     fn events_url_follows_the_scheme() {
-        assert_eq!(events_url("http://127.0.0.1:7700"), "ws://127.0.0.1:7700/v1/events");
-        assert_eq!(events_url("https://r.example.com"), "wss://r.example.com/v1/events");
+        assert_eq!(
+            events_url("http://127.0.0.1:7700"),
+            "ws://127.0.0.1:7700/v1/events"
+        );
+        assert_eq!(
+            events_url("https://r.example.com"),
+            "wss://r.example.com/v1/events"
+        );
     }
 }

@@ -39,7 +39,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { router_url: DEFAULT_ROUTER_URL.to_owned(), language: Language::default() }
+        Self {
+            router_url: DEFAULT_ROUTER_URL.to_owned(),
+            language: Language::default(),
+        }
     }
 }
 
@@ -51,11 +54,17 @@ pub enum SettingsError {
     )]
     InvalidRouterUrl { url: String, reason: String },
     #[error("cannot read the settings file {path}: {source} — fix or delete the file; defaults are used until then")]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the settings file {path} is not valid: {message} — fix or delete the file; defaults are used until then")]
     Malformed { path: PathBuf, message: String },
     #[error("cannot save the settings to {path}: {source} — check that the folder is writable and the disk is not full")]
-    Unwritable { path: PathBuf, source: std::io::Error },
+    Unwritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no configuration folder could be found for this user — set {CONFIG_DIR_ENV} to a writable folder")]
     NoConfigDir,
 }
@@ -133,7 +142,10 @@ impl SettingsStore {
 
     /// A store at an explicit file path (tests).
     pub fn at(path: impl Into<PathBuf>, default_router_url: impl Into<String>) -> Self {
-        Self { path: path.into(), default_router_url: default_router_url.into() }
+        Self {
+            path: path.into(),
+            default_router_url: default_router_url.into(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -151,7 +163,12 @@ impl SettingsStore {
                     ..Settings::default()
                 })
             }
-            Err(source) => return Err(SettingsError::Unreadable { path: self.path.clone(), source }),
+            Err(source) => {
+                return Err(SettingsError::Unreadable {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
         };
         let settings: Settings = toml::from_str(&text).map_err(|e| SettingsError::Malformed {
             path: self.path.clone(),
@@ -166,7 +183,10 @@ impl SettingsStore {
     /// Validates and saves atomically; returns what was stored.
     pub fn save(&self, settings: Settings) -> Result<Settings, SettingsError> {
         let settings = settings.validated()?;
-        let unwritable = |source| SettingsError::Unwritable { path: self.path.clone(), source };
+        let unwritable = |source| SettingsError::Unwritable {
+            path: self.path.clone(),
+            source,
+        };
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(unwritable)?;
         }
@@ -197,7 +217,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SettingsStore::at(dir.path().join("sub/s.toml"), DEFAULT_ROUTER_URL);
         let saved = store
-            .save(Settings { router_url: " https://router.example.com/ ".into(), language: Language::ZhCn })
+            .save(Settings {
+                router_url: " https://router.example.com/ ".into(),
+                language: Language::ZhCn,
+            })
             .unwrap();
         assert_eq!(saved.router_url, "https://router.example.com");
         let text = std::fs::read_to_string(store.path()).unwrap();

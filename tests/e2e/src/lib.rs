@@ -11,9 +11,10 @@ use anyhow::{bail, Context, Result};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    })
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// Where `cargo build` put our binaries: `$SWITCHBOARD_BIN_DIR`, else
@@ -67,8 +68,13 @@ pub struct Guard {
 
 impl Guard {
     pub fn spawn(name: &'static str, cmd: &mut Command) -> Result<Self> {
-        let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
-        Ok(Self { name, child: Some(child) })
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Self {
+            name,
+            child: Some(child),
+        })
     }
 
     /// SIGKILL now, and wait for the process to be gone.
@@ -127,7 +133,10 @@ impl RouterProcess {
     /// Starts the router and waits until `/v1/health` answers.
     pub async fn start(port: u16, data_dir: &Path, log: &Path) -> Result<Self> {
         let bin = our_binary("switchboard-router")?;
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let mut guard = Guard::spawn(
             "switchboard-router",
             Command::new(bin)
@@ -144,14 +153,19 @@ impl RouterProcess {
         let health = format!("{url}/v1/health");
         let start = Instant::now();
         loop {
-            guard.check_alive().with_context(|| format!("see {}", log.display()))?;
+            guard
+                .check_alive()
+                .with_context(|| format!("see {}", log.display()))?;
             if let Ok(r) = http.get(&health).send().await {
                 if r.status().is_success() {
                     break;
                 }
             }
             if start.elapsed() > Duration::from_secs(30) {
-                bail!("the router did not answer {health} within 30 s; see {}", log.display());
+                bail!(
+                    "the router did not answer {health} within 30 s; see {}",
+                    log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

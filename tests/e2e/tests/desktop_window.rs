@@ -28,15 +28,19 @@ async fn router_state(c: &Client) -> Result<(String, String)> {
 }
 
 async fn wait_state(c: &Client, want: &str, text_has: &str) -> Result<()> {
-    eventually(&format!("the status bar to show {want} ({text_has})"), WAIT, || async {
-        let (state, text) = router_state(c).await?;
-        if state == want && text.contains(text_has) {
-            Ok(Some(()))
-        } else {
-            // Kept as the last observation for the timeout message.
-            bail!("status bar shows data-state={state:?} text={text:?}")
-        }
-    })
+    eventually(
+        &format!("the status bar to show {want} ({text_has})"),
+        WAIT,
+        || async {
+            let (state, text) = router_state(c).await?;
+            if state == want && text.contains(text_has) {
+                Ok(Some(()))
+            } else {
+                // Kept as the last observation for the timeout message.
+                bail!("status bar shows data-state={state:?} text={text:?}")
+            }
+        },
+    )
     .await
 }
 
@@ -88,11 +92,16 @@ async fn window_follows_the_router_and_switches_language() -> Result<()> {
             .stderr(driver_log),
     )?;
     let webdriver = format!("http://127.0.0.1:{driver_port}");
-    eventually("tauri-driver to listen", Duration::from_secs(20), || async {
-        driver.check_alive()?;
-        Ok(std::net::TcpStream::connect(("127.0.0.1", driver_port)).ok().map(|_| ()))
-    })
-    .await?;
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_err() {
+        driver
+            .check_alive()
+            .context("see artifacts/e2e/tauri-driver.log")?;
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("tauri-driver did not listen on {driver_port} within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), "wry".into());
@@ -111,21 +120,41 @@ async fn window_follows_the_router_and_switches_language() -> Result<()> {
     let result = async {
         // 1. No router yet: the window says so.
         wait_state(&c, "unreachable", "Unreachable").await?;
-        let url_text = c.find(Locator::Css(r#"[data-testid="router-url"]"#)).await?.text().await?;
-        assert!(url_text.contains(&router_url), "status bar shows {url_text:?}, want {router_url}");
+        let url_text = c
+            .find(Locator::Css(r#"[data-testid="router-url"]"#))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            url_text.contains(&router_url),
+            "status bar shows {url_text:?}, want {router_url}"
+        );
 
         // 2. Router starts: the same window connects, no restart.
         let mut router = RouterProcess::start(router_port, &data_dir, &router_log).await?;
         wait_state(&c, "connected", "Connected").await?;
-        let version = c.find(Locator::Css(r#"[data-testid="router-version"]"#)).await?.text().await?;
-        assert!(version.contains(env!("CARGO_PKG_VERSION")), "router version shown: {version:?}");
+        let version = c
+            .find(Locator::Css(r#"[data-testid="router-version"]"#))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            version.contains(env!("CARGO_PKG_VERSION")),
+            "router version shown: {version:?}"
+        );
         screenshot(&c, "connected-en.png").await?;
 
         // 3. Language: to 中文 and back, at run time.
-        c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#)).await?.click().await?;
+        c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#))
+            .await?
+            .click()
+            .await?;
         wait_state(&c, "connected", "已连接").await?;
         screenshot(&c, "connected-zh.png").await?;
-        c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#)).await?.click().await?;
+        c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#))
+            .await?
+            .click()
+            .await?;
         wait_state(&c, "connected", "Connected").await?;
 
         // 4. Router dies (SIGKILL): the window shows it is reconnecting.
