@@ -99,7 +99,10 @@ pub struct NewTenant {
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub enum Event {
     /// First message after the upgrade: who answers.
-    Hello { version: String, uptime_seconds: u64 },
+    Hello {
+        version: String,
+        uptime_seconds: u64,
+    },
     /// Sent every `events.heartbeat_seconds` so clients notice a dead link quickly.
     Heartbeat { uptime_seconds: u64 },
     /// A tenant was created.
@@ -132,7 +135,10 @@ mod tests {
 
     #[test]
     fn event_is_tagged_by_type() {
-        let e = Event::Hello { version: "1.2.3".into(), uptime_seconds: 5 };
+        let e = Event::Hello {
+            version: "1.2.3".into(),
+            uptime_seconds: 5,
+        };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "hello");
         assert_eq!(v["version"], "1.2.3");
