@@ -1,0 +1,307 @@
+//! The router's configuration: a TOML file whose every key has a default (see
+//! `router.example.toml`, printed by `--print-default-config`), overridden by flags.
+//!
+//! A bad file is refused with the file, line, column and key named, never half-applied.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The commented default configuration, as shipped.
+pub const EXAMPLE_CONFIG: &str = include_str!("../router.example.toml");
+
+/// Everything the router can be told.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub events: EventsConfig,
+    pub log: LogConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address and port of the API (default `127.0.0.1:7700`).
+    pub listen: SocketAddr,
+    /// Largest request body in bytes (default 65536); larger gets 413.
+    pub max_body_bytes: usize,
+    /// Per-request time limit in seconds (default 30); slower gets 408.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            max_body_bytes: 64 * 1024,
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Folder for the database and lock file (default: the platform data folder).
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (default `sqlite://<data_dir>/router.db`).
+    pub database_url: Option<String>,
+}
+
+/// `[events]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Seconds between heartbeats on `/v1/events` (default 10).
+    pub heartbeat_seconds: u64,
+    /// Events a slow client may lag before it is disconnected (default 256).
+    pub client_buffer: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_seconds: 10,
+            client_buffer: 256,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing EnvFilter (default `info`).
+    pub level: String,
+    /// Output format (default text).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}, line {line}, column {column}{key}: {message} — see `switchboard-router --print-default-config` for every valid key", key = key.as_ref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
+    #[error("configuration: {0}")]
+    Value(String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses configuration text; `path` only names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                key: key_at(text, offset),
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.http.max_body_bytes == 0 {
+            return Err(ConfigError::Value(
+                "http.max_body_bytes must be at least 1".into(),
+            ));
+        }
+        if self.http.request_timeout_seconds == 0 {
+            return Err(ConfigError::Value(
+                "http.request_timeout_seconds must be at least 1".into(),
+            ));
+        }
+        if self.events.heartbeat_seconds == 0 || self.events.heartbeat_seconds > 3600 {
+            return Err(ConfigError::Value(
+                "events.heartbeat_seconds must be between 1 and 3600".into(),
+            ));
+        }
+        if self.events.client_buffer == 0 {
+            return Err(ConfigError::Value(
+                "events.client_buffer must be at least 1".into(),
+            ));
+        }
+        if let Some(url) = &self.storage.database_url {
+            if !url.starts_with("sqlite:") {
+                return Err(ConfigError::Value(format!(
+                    "storage.database_url {url:?}: only sqlite: URLs are supported in this version"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The data folder: configured, else the platform's.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(d) = &self.storage.data_dir {
+            return Ok(d.clone());
+        }
+        directories::ProjectDirs::from("cc", "Switchboard", "switchboard-router")
+            .map(|p| p.data_dir().to_path_buf())
+            .ok_or_else(|| {
+                ConfigError::Value(
+                    "no data folder for this user: set storage.data_dir or --data-dir".into(),
+                )
+            })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
+/// The dotted key whose line holds `offset`: the `[table]` above it and the name before `=`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut table: Option<String> = None;
+    let mut pos = 0;
+    for raw in text.split_inclusive('\n') {
+        let end = pos + raw.len();
+        let line = raw.trim();
+        if line.starts_with('[') && !line.starts_with("[[") {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+                table = Some(name.trim().to_owned());
+            }
+        }
+        if offset >= pos && offset < end.max(pos + 1) {
+            if line.starts_with('[') {
+                return table;
+            }
+            let name = line.split('=').next()?.trim();
+            if name.is_empty() || line.starts_with('#') || !line.contains('=') {
+                return table;
+            }
+            return Some(match table {
+                Some(t) => format!("{t}.{name}"),
+                None => name.to_owned(),
+            });
+        }
+        pos = end;
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/sb/router.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_parses_to_the_defaults() {
+        assert_eq!(parse(EXAMPLE_CONFIG).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn an_empty_file_is_all_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = parse("[http]\nlisten = \"127.0.0.1:9000\"\n[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_key() {
+        let e = parse("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/sb/router.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("`http.lisen`"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_line_and_key() {
+        let e = parse("\n[events]\nheartbeat_seconds = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("`events.heartbeat_seconds`"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_address_names_the_key() {
+        let e = parse("[http]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("`http.listen`"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line() {
+        let e = parse("[http]\nlisten = \"127.0.0.1:1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(parse("[events]\nheartbeat_seconds = 0\n").is_err());
+        assert!(parse("[storage]\ndatabase_url = \"postgres://x\"\n").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! `/v1/events`: a WebSocket of JSON [`Event`]s. One broadcast channel fans events out; each
+//! client gets `hello` first, then events and a heartbeat every `events.heartbeat_seconds`. A
+//! client that falls more than `events.client_buffer` events behind is disconnected (it
+//! reconnects and reloads), so one slow desktop never holds the others up. On shutdown every
+//! client gets `shutting_down` and a close frame.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use switchboard_api::Event;
+use tokio::sync::{broadcast, watch};
+
+use crate::AppState;
+
+/// Publishes events to every connected client.
+#[derive(Debug, Clone)]
+pub struct EventHub {
+    tx: broadcast::Sender<Event>,
+    started: Instant,
+    heartbeat: Duration,
+}
+
+impl EventHub {
+    pub fn new(buffer: usize, heartbeat: Duration, started: Instant) -> Self {
+        let (tx, _) = broadcast::channel(buffer.max(1));
+        Self {
+            tx,
+            started,
+            heartbeat,
+        }
+    }
+
+    /// Sends to every client connected now (no-op when none is).
+    pub fn publish(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
+    pub fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    responses(
+        (status = 101, description = "WebSocket upgrade; then JSON text frames, one `Event` each: `hello` first, `heartbeat` periodically, `shutting_down` before a graceful stop", body = Event),
+        (status = 400, description = "not a WebSocket upgrade request", body = switchboard_api::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn events(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let rx = state.events.tx.subscribe();
+    let hub = state.events.clone();
+    let shutdown = state.shutdown.clone();
+    ws.on_upgrade(move |socket| serve_client(socket, hub, rx, shutdown))
+}
+
+fn text(e: &Event) -> Option<Message> {
+    serde_json::to_string(e)
+        .ok()
+        .map(|s| Message::Text(s.into()))
+}
+
+/// Completes when a graceful shutdown starts (or the router is gone). The `watch::Ref` lives
+/// only inside this function, so the client task stays `Send`.
+async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
+async fn serve_client(
+    socket: WebSocket,
+    hub: EventHub,
+    mut rx: broadcast::Receiver<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    metrics::gauge!("events_clients").increment(1.0);
+    let (mut sink, mut stream) = socket.split();
+    let hello = Event::Hello {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_seconds: hub.uptime_seconds(),
+    };
+    let mut ok = match text(&hello) {
+        Some(m) => sink.send(m).await.is_ok(),
+        None => false,
+    };
+    let mut beat = tokio::time::interval(hub.heartbeat);
+    beat.tick().await; // the first tick is immediate
+    while ok {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => ok = match text(&ev) { Some(m) => sink.send(m).await.is_ok(), None => true },
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "events client too slow; disconnecting it");
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: 1008, reason: "too slow; reconnect".into() }))).await;
+                    ok = false;
+                }
+                Err(broadcast::error::RecvError::Closed) => ok = false,
+            },
+            _ = beat.tick() => {
+                ok = match text(&Event::Heartbeat { uptime_seconds: hub.uptime_seconds() }) {
+                    Some(m) => sink.send(m).await.is_ok(),
+                    None => true,
+                };
+            }
+            msg = stream.next() => match msg {
+                // Clients have nothing to say yet; pings are answered by axum.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => ok = false,
+                Some(Ok(_)) => {}
+            },
+            _ = shutdown_started(&mut shutdown) => {
+                if let Some(m) = text(&Event::ShuttingDown) {
+                    let _ = sink.send(m).await;
+                }
+                let _ = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "router shutting down".into() }))).await;
+                ok = false;
+            }
+        }
+    }
+    metrics::gauge!("events_clients").decrement(1.0);
+}

@@ -1,0 +1,169 @@
+//! `switchboard-router`: Switchboard's routing service. Today it serves the HTTP API under
+//! `/v1` (health, tenants, OpenAPI), the live event WebSocket `/v1/events` and Prometheus
+//! `/metrics`, and keeps its data in SQLite; the registrar, B2BUA, auto attendant and queues
+//! join it as they land.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use switchboard_router::{config::Config, Router};
+//! let mut config = Config::default();
+//! config.storage.data_dir = Some("/tmp/router-data".into());
+//! let router = Router::start(config).await?;           // opens storage, binds the port
+//! println!("listening on http://{}", router.local_addr());
+//! router.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::events::EventHub;
+use crate::store::{Store, StoreError};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub events: EventHub,
+    /// Turns true when a graceful shutdown starts.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Why the router could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source} — is another program using the port? choose another with --listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The axum application with every route and layer.
+pub fn app(state: AppState, config: &Config) -> axum::Router {
+    let api = axum::Router::new()
+        .route("/v1/health", get(http::health))
+        .route(
+            "/v1/tenants",
+            get(http::list_tenants).post(http::create_tenant),
+        )
+        .route(
+            "/v1/tenants/{id}",
+            get(http::get_tenant).delete(http::delete_tenant),
+        )
+        .route("/v1/events", get(events::events))
+        .route("/v1/openapi.json", get(http::openapi_json))
+        .route("/metrics", get(telemetry::metrics_text))
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .with_state(state);
+    api.layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.http.request_timeout_seconds),
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(error::problem_layer))
+        .route_layer(axum::middleware::from_fn(telemetry::track))
+}
+
+/// A started router: storage open, port bound, not yet serving.
+pub struct Router {
+    listener: TcpListener,
+    app: axum::Router,
+    store: Arc<Store>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Router {
+    /// Opens storage and binds `http.listen`.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let addr = config.http.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Opens storage and serves on an already bound listener (tests bind 127.0.0.1:0).
+    pub async fn start_on(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let started = Instant::now();
+        let _ = telemetry::prometheus();
+        let data_dir = config.data_dir()?;
+        let store = Arc::new(Store::open(&data_dir, config.storage.database_url.as_deref()).await?);
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let events = EventHub::new(
+            config.events.client_buffer,
+            Duration::from_secs(config.events.heartbeat_seconds),
+            started,
+        );
+        let state = AppState {
+            store: store.clone(),
+            events,
+            shutdown,
+        };
+        let app = app(state, &config);
+        Ok(Self {
+            listener,
+            app,
+            store,
+            shutdown_tx,
+        })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully: event clients get
+    /// `shutting_down`, requests in flight finish, storage is closed cleanly.
+    pub async fn serve(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Router {
+            listener,
+            app,
+            store,
+            shutdown_tx,
+        } = self;
+        let addr = listener.local_addr().ok();
+        tracing::info!(addr = ?addr, "serving");
+        let graceful = async move {
+            signal.await;
+            tracing::info!("shutting down");
+            let _ = shutdown_tx.send(true);
+        };
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await;
+        store.close().await;
+        tracing::info!("stopped");
+        r.map_err(StartError::Serve)
+    }
+}

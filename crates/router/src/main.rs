@@ -1,0 +1,121 @@
+//! `switchboard-router [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]`: reads the
+//! configuration, sets up logging, runs the service until SIGTERM or SIGINT.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard_router::config::{Config, LogFormat, EXAMPLE_CONFIG};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchboard-router",
+    version,
+    about = "Switchboard's routing service"
+)]
+struct Args {
+    /// TOML configuration file (every key is optional; see --print-default-config).
+    #[arg(long, env = "SWITCHBOARD_ROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address and port to listen on; overrides http.listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data folder; overrides storage.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log filter; overrides log.level.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Print the commented default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{EXAMPLE_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    let mut config = match &args.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(l) = args.listen {
+        config.http.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.storage.data_dir = Some(d);
+    }
+    if let Some(l) = args.log_level {
+        config.log.level = l;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).unwrap_or_else(|e| {
+        eprintln!(
+            "warning: log level {:?} is not valid ({e}); using info",
+            config.log.level
+        );
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => sub.json().init(),
+        LogFormat::Text => sub.init(),
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let router = match switchboard_router::Router::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Tests and scripts parse this line for the real port.
+        println!("listening on http://{}", router.local_addr());
+        match router.serve(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,387 @@
+//! Storage: SQLite through sqlx, with embedded migrations. Written against one small API so a
+//! PostgreSQL backend (scale-out, ARCHITECTURE.md) can follow behind the same methods.
+//!
+//! Durability: WAL with `synchronous = FULL`, so a write that returned is on disk and survives
+//! SIGKILL or power loss. Safety: an exclusive lock file keeps a second router off the same
+//! data folder, and a file that is not an SQLite database is refused and left untouched.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+use switchboard_api::{NewTenant, Tenant};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data folder {path}: {source} — check permissions or choose another with --data-dir")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another switchboard-router{pid} is using {path} — stop it, or give this one another --data-dir", pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { path: PathBuf, pid: Option<u32> },
+    #[error("{path} is not a valid Switchboard database ({detail}); it was NOT modified — restore it from a backup, or move it away to start empty")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("cannot open the database {path}: {detail}")]
+    Open { path: PathBuf, detail: String },
+    #[error("cannot bring the database schema up to date: {0}")]
+    Migrate(String),
+    #[error("a tenant with SIP domain {0:?} exists already")]
+    DuplicateDomain(String),
+    #[error("storage error: {0}")]
+    Query(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e.to_string())
+    }
+}
+
+/// An exclusive claim on a data folder, released when the process ends or this drops.
+#[derive(Debug)]
+struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    fn acquire(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("router.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StoreError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut s = String::new();
+                let _ = file.read_to_string(&mut s);
+                return Err(StoreError::Locked {
+                    path: dir.to_owned(),
+                    pid: s.trim().parse().ok(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::DataDir {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+        let _ = file.set_len(0);
+        let _ = write!(file, "{}", std::process::id());
+        let _ = file.flush();
+        Ok(Self { _file: file })
+    }
+}
+
+/// The router's database.
+#[derive(Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+    _lock: DataDirLock,
+}
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+impl Store {
+    /// Opens (creating when absent) `router.db` in `data_dir`, or `database_url` when given,
+    /// and runs the migrations.
+    pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let lock = DataDirLock::acquire(data_dir)?;
+        let mut opts = match database_url {
+            Some(url) => SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Open {
+                path: PathBuf::from(url),
+                detail: e.to_string(),
+            })?,
+            None => SqliteConnectOptions::new().filename(data_dir.join("router.db")),
+        };
+        let path = opts.get_filename().to_path_buf();
+        check_header(&path)?;
+        opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| classify_open_error(&path, e))?;
+        let check: String = sqlx::query_scalar("PRAGMA quick_check")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| classify_open_error(&path, e))?;
+        if check != "ok" {
+            pool.close().await;
+            return Err(StoreError::Corrupt {
+                path,
+                detail: check,
+            });
+        }
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        tracing::info!(database = %path.display(), "storage ready");
+        Ok(Self {
+            pool,
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A trivial query: is the database answering?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, sip_domain, entra_tenant_id, created_at FROM tenants ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    pub async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, sip_domain, entra_tenant_id, created_at FROM tenants WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// Stores a new tenant; the SIP domain must be unique (case-insensitive).
+    pub async fn create_tenant(&self, new: &NewTenant) -> Result<Tenant, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: new.name.trim().to_owned(),
+            sip_domain: new.sip_domain.trim().to_ascii_lowercase(),
+            entra_tenant_id: new.entra_tenant_id.clone(),
+            created_at: now.replace_nanosecond(0).unwrap_or(now),
+        };
+        let created = tenant
+            .created_at
+            .format(&Rfc3339)
+            .map_err(|e| StoreError::Query(e.to_string()))?;
+        let r = sqlx::query("INSERT INTO tenants (id, name, sip_domain, entra_tenant_id, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(tenant.id.to_string())
+            .bind(&tenant.name)
+            .bind(&tenant.sip_domain)
+            .bind(&tenant.entra_tenant_id)
+            .bind(created)
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(_) => Ok(tenant),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::DuplicateDomain(tenant.sip_domain))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a tenant; false when there was none.
+    pub async fn delete_tenant(&self, id: Uuid) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM tenants WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+fn tenant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Tenant, StoreError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Query(format!("stored tenant has a bad {what}: {e}"))
+    };
+    let id: String = row.try_get("id")?;
+    let created: String = row.try_get("created_at")?;
+    Ok(Tenant {
+        id: Uuid::parse_str(&id).map_err(|e| bad("id", &e))?,
+        name: row.try_get("name")?,
+        sip_domain: row.try_get("sip_domain")?,
+        entra_tenant_id: row.try_get("entra_tenant_id")?,
+        created_at: OffsetDateTime::parse(&created, &Rfc3339).map_err(|e| bad("created_at", &e))?,
+    })
+}
+
+/// Refuses, before SQLite touches it, a non-empty file that does not start with SQLite's
+/// magic header: opening it in WAL mode could otherwise write to it.
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            })
+        }
+    };
+    let mut head = [0u8; 16];
+    let mut read = 0;
+    while read < head.len() {
+        match f.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+    if read == 0 {
+        return Ok(()); // empty: SQLite initialises it
+    }
+    if read < head.len() || &head != SQLITE_MAGIC {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: "no SQLite header".into(),
+        });
+    }
+    Ok(())
+}
+
+fn classify_open_error(path: &Path, e: sqlx::Error) -> StoreError {
+    let detail = e.to_string();
+    if let sqlx::Error::Database(db) = &e {
+        // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), with extended codes in the high bits.
+        if let Some(code) = db.code().and_then(|c| c.parse::<i64>().ok()) {
+            if matches!(code & 0xff, 11 | 26) {
+                return StoreError::Corrupt {
+                    path: path.to_owned(),
+                    detail,
+                };
+            }
+        }
+    }
+    StoreError::Open {
+        path: path.to_owned(),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(domain: &str) -> NewTenant {
+        NewTenant {
+            name: "Contoso".into(),
+            sip_domain: domain.into(),
+            entra_tenant_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_round_trip_and_domains_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let t = store
+            .create_tenant(&tenant("Contoso.Example.com"))
+            .await
+            .unwrap();
+        assert_eq!(t.sip_domain, "contoso.example.com");
+        assert_eq!(store.get_tenant(t.id).await.unwrap(), Some(t.clone()));
+        assert_eq!(store.list_tenants().await.unwrap(), vec![t.clone()]);
+        let dup = store
+            .create_tenant(&tenant("CONTOSO.example.com"))
+            .await
+            .unwrap_err();
+        assert!(matches!(dup, StoreError::DuplicateDomain(_)), "{dup}");
+        assert!(store.delete_tenant(t.id).await.unwrap());
+        assert!(!store.delete_tenant(t.id).await.unwrap());
+        assert!(store.list_tenants().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_folder_is_refused_with_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path(), None).await.unwrap();
+        let e = Store::open(dir.path(), None).await.unwrap_err();
+        assert!(
+            matches!(e, StoreError::Locked { pid: Some(p), .. } if p == std::process::id()),
+            "{e}"
+        );
+        assert!(e.to_string().contains("another switchboard-router"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_garbage_file_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("router.db");
+        let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&db, &garbage).unwrap();
+        let e = Store::open(dir.path(), None).await.unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("NOT modified"), "{e}");
+        assert_eq!(std::fs::read(&db).unwrap(), garbage);
+        assert!(!dir.path().join("router.db-wal").exists());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), None).await.unwrap();
+            for i in 0..50 {
+                store
+                    .create_tenant(&tenant(&format!("t{i}.example.com")))
+                    .await
+                    .unwrap();
+            }
+            store.close().await;
+        }
+        // Keep the header, wreck the pages after it.
+        let db = dir.path().join("router.db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        for b in bytes.iter_mut().skip(100) {
+            *b = 0xA5;
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        let e = Store::open(dir.path(), None).await.unwrap_err();
+        assert!(
+            matches!(e, StoreError::Corrupt { .. } | StoreError::Open { .. }),
+            "{e}"
+        );
+    }
+}

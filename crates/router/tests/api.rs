@@ -1,0 +1,346 @@
+//! The router's HTTP API and event stream, in process on 127.0.0.1:0, over real HTTP.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
+use switchboard_api::{Event, Health, StorageState, Tenant};
+use switchboard_router::config::Config;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Running {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = Some(dir.path().to_owned());
+    config.events.heartbeat_seconds = 1;
+    tweak(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let router = switchboard_router::Router::start_on(config, listener)
+        .await
+        .unwrap();
+    let base = format!("http://{}", router.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        router
+            .serve(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running {
+        base,
+        stop: Some(tx),
+        task,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("graceful stop in 10 s")
+            .unwrap();
+    }
+}
+
+async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(resp.status(), status);
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(ct, "application/problem+json", "content-type for {status}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["title"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+#[tokio::test]
+async fn health_reports_version_and_storage() {
+    let r = start(|_| {}).await;
+    let h: Health = reqwest::get(format!("{}/v1/health", r.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(h.storage.state, StorageState::Ok);
+    assert_eq!(h.storage.backend, "sqlite");
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn tenants_crud() {
+    let r = start(|_| {}).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/tenants", r.base);
+    let resp = c
+        .post(&url)
+        .json(&serde_json::json!({"name": "Contoso", "sip_domain": "contoso.example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let t: Tenant = resp.json().await.unwrap();
+    let list: Vec<Tenant> = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list, vec![t.clone()]);
+    let one: Tenant = c
+        .get(format!("{url}/{}", t.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one, t);
+    let dup = c
+        .post(&url)
+        .json(&serde_json::json!({"name": "Other", "sip_domain": "CONTOSO.example.com"}))
+        .send()
+        .await
+        .unwrap();
+    problem(dup, StatusCode::CONFLICT).await;
+    assert_eq!(
+        c.delete(format!("{url}/{}", t.id))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    problem(
+        c.get(format!("{url}/{}", t.id)).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        c.delete(format!("{url}/{}", t.id)).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_problem_json() {
+    let r = start(|c| c.http.max_body_bytes = 1024).await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/tenants", r.base);
+    // Malformed JSON.
+    let resp = c
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST).await;
+    // Not JSON at all.
+    let resp = c
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    // Wrong shape and unknown fields.
+    let resp = c
+        .post(&url)
+        .json(&serde_json::json!({"name": 5, "sip_domain": "a.b"}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let resp = c
+        .post(&url)
+        .json(&serde_json::json!({"name": "a", "sip_domain": "a.b", "evil": true}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // Invalid values.
+    let resp = c
+        .post(&url)
+        .json(&serde_json::json!({"name": " ", "sip_domain": "a.b"}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let resp = c
+        .post(&url)
+        .json(&serde_json::json!({"name": "a", "sip_domain": "not a domain"}))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("sip_domain"),
+        "{body}"
+    );
+    let resp = c
+        .post(&url)
+        .json(&serde_json::json!({"name": "a", "sip_domain": "a.b", "entra_tenant_id": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // Oversized body.
+    let big = format!(
+        "{{\"name\": \"{}\", \"sip_domain\": \"a.b\"}}",
+        "x".repeat(4096)
+    );
+    let resp = c
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
+    // Unknown route, wrong method, bad path parameter.
+    let body = problem(
+        c.get(format!("{}/v1/nope", r.base)).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(body["instance"], "/v1/nope");
+    let resp = c.put(&url).send().await.unwrap();
+    assert!(resp.headers().get("allow").is_some());
+    problem(resp, StatusCode::METHOD_NOT_ALLOWED).await;
+    problem(
+        c.get(format!("{url}/not-a-uuid")).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    // Still healthy afterwards.
+    assert!(c
+        .get(format!("{}/v1/health", r.base))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn openapi_and_metrics_are_served() {
+    let r = start(|_| {}).await;
+    let doc: Value = reqwest::get(format!("{}/v1/openapi.json", r.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/v1/health",
+        "/v1/tenants",
+        "/v1/tenants/{id}",
+        "/v1/events",
+        "/v1/openapi.json",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
+    }
+    assert!(doc["components"]["schemas"].get("Problem").is_some());
+    let _ = reqwest::get(format!("{}/v1/health", r.base)).await.unwrap();
+    let text = reqwest::get(format!("{}/metrics", r.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/v1/health\""), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("process_uptime_seconds"), "{text}");
+    r.shutdown().await;
+}
+
+async fn next_event(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<Event> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .ok()??
+            .ok()?;
+        match m {
+            Message::Text(t) => return Some(serde_json::from_str(t.as_str()).unwrap()),
+            Message::Close(_) => return None,
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_hello_heartbeat_tenant_and_shutdown() {
+    let r = start(|_| {}).await;
+    let ws_url = r.base.replace("http://", "ws://") + "/v1/events";
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    assert!(
+        matches!(next_event(&mut ws).await, Some(Event::Hello { version, .. }) if version == env!("CARGO_PKG_VERSION"))
+    );
+    assert!(matches!(
+        next_event(&mut ws).await,
+        Some(Event::Heartbeat { .. })
+    ));
+    let t: Tenant = reqwest::Client::new()
+        .post(format!("{}/v1/tenants", r.base))
+        .json(&serde_json::json!({"name": "Fabrikam", "sip_domain": "fabrikam.example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    loop {
+        match next_event(&mut ws).await {
+            Some(Event::TenantCreated { tenant }) => {
+                assert_eq!(tenant, t);
+                break;
+            }
+            Some(Event::Heartbeat { .. }) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let stop = tokio::spawn(r.shutdown());
+    loop {
+        match next_event(&mut ws).await {
+            Some(Event::ShuttingDown) => break,
+            Some(Event::Heartbeat { .. }) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    stop.await.unwrap();
+}
