@@ -1,0 +1,47 @@
+// Typed wrappers around the desktop shell's commands and events. Screens call these, never
+// `invoke` directly; outside the desktop app (a plain browser) they fail with a clear IpcError.
+import { invoke, isTauri } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { IpcError, RouterStatus, Settings } from "./types";
+
+export type * from "./types";
+
+/** True inside the Switchboard desktop app. */
+export function insideDesktopApp(): boolean {
+  return isTauri();
+}
+
+const notInApp: IpcError = {
+  code: "not_in_desktop_app",
+  message: "Not running inside the Switchboard desktop app.",
+};
+
+function toIpcError(e: unknown): IpcError {
+  if (e && typeof e === "object" && "code" in e && "message" in e) {
+    const o = e as { code: unknown; message: unknown };
+    return { code: String(o.code), message: String(o.message) };
+  }
+  return { code: "ipc_failed", message: e instanceof Error ? e.message : String(e) };
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  if (!insideDesktopApp()) throw notInApp;
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw toIpcError(e);
+  }
+}
+
+export const getSettings = (): Promise<Settings> => call("get_settings");
+export const saveSettings = (settings: Settings): Promise<Settings> => call("save_settings", { settings });
+export const getRouterStatus = (): Promise<RouterStatus> => call("get_router_status");
+export const appVersion = (): Promise<string> => call("app_version");
+/** Tells the shell the first frame is painted (start-up benchmark). */
+export const uiReady = (): Promise<void> => call("ui_ready");
+
+/** Calls `handler` with every router status change; returns the unsubscribe function. */
+export async function onRouterStatus(handler: (s: RouterStatus) => void): Promise<UnlistenFn> {
+  if (!insideDesktopApp()) return () => {};
+  return listen<RouterStatus>("router-status", (e) => handler(e.payload));
+}

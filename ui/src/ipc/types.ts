@@ -1,0 +1,7 @@
+// The shapes that cross IPC, generated from the Rust types (ts-rs) into ./bindings.
+// A Rust test fails when the bindings are stale, so the UI never guesses a shape.
+export type { Settings } from "./bindings/Settings";
+export type { Language } from "./bindings/Language";
+export type { RouterStatus } from "./bindings/RouterStatus";
+export type { ConnectionState } from "./bindings/ConnectionState";
+export type { IpcError } from "./bindings/IpcError";
