@@ -163,14 +163,15 @@ fn events_url(base: &str) -> String {
 }
 
 /// The retry delay after `attempt` consecutive failures (1-based): doubling from the initial
-/// delay up to the maximum, with ±20 % jitter so many desktops do not retry in step.
+/// delay up to the maximum, less up to 20 % jitter (`jitter` in -1..=1) so many desktops do
+/// not retry in step and none waits longer than the maximum.
 pub fn backoff(policy: &LinkPolicy, attempt: u32, jitter: f64) -> Duration {
     let exp = attempt.saturating_sub(1).min(16);
     let base = policy
         .initial_backoff
         .saturating_mul(1u32 << exp)
         .min(policy.max_backoff);
-    let factor = 1.0 + (jitter.clamp(-1.0, 1.0) * 0.2);
+    let factor = 1.0 - jitter.clamp(-1.0, 1.0).abs() * 0.2;
     base.mul_f64(factor)
 }
 
@@ -390,8 +391,10 @@ mod tests {
         assert_eq!(backoff(&p, 4, 0.0), Duration::from_millis(4000));
         assert_eq!(backoff(&p, 5, 0.0), Duration::from_secs(5));
         assert_eq!(backoff(&p, 400, 0.0), Duration::from_secs(5));
-        assert_eq!(backoff(&p, 1, 1.0), Duration::from_millis(600));
+        assert_eq!(backoff(&p, 1, 1.0), Duration::from_millis(400));
         assert_eq!(backoff(&p, 1, -1.0), Duration::from_millis(400));
+        assert_eq!(backoff(&p, 1, 0.5), Duration::from_millis(450));
+        assert!(backoff(&p, 9, 0.3) <= p.max_backoff);
     }
 
     #[test]
