@@ -100,7 +100,8 @@ def one_run(app: Path, router_url: str, idle: float, workdir: Path) -> tuple[flo
         first_paint = None
         end = time.time() + 60
         while time.time() < end and first_paint is None:
-            m = re.search(r"first_paint_unix_ms=(\d+)", log.read_text(errors="replace"))
+            text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))
+            m = re.search(r"first_paint_unix_ms=(\d+)", text)
             if m:
                 first_paint = int(m.group(1)) / 1000.0
             elif proc.poll() is not None:

@@ -65,7 +65,8 @@ fn main() -> ExitCode {
     });
     let sub = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log.format {
         LogFormat::Json => sub.json().init(),
         LogFormat::Text => sub.init(),
