@@ -1,0 +1,24 @@
+//! `switchboard-sip`: SIP for Switchboard's desktop agent and routing service, as sans-IO
+//! building blocks — each is a state machine that takes inputs (bytes, commands, the current
+//! `Instant`) and returns outputs (bytes to send, when to wake it next, events); sockets live in
+//! thin adapters outside the core. Modules mirror the RFCs:
+//!
+//! - [`message`]: parsing and serialising SIP messages (RFC 3261 §7, §25), behind our own types
+//!   so the parser underneath (`rsip`) can be replaced in one place;
+//! - [`transaction`]: the four transaction state machines of RFC 3261 §17 with timers A–K;
+//! - [`auth`]: HTTP digest for SIP (RFC 3261 §22, RFC 7616, RFC 8760): MD5 and SHA-256, qop=auth.
+//!
+//! ```
+//! use switchboard_sip::auth::{Algorithm, Challenge, Credentials};
+//! let challenge = Challenge::parse(
+//!     r#"Digest realm="sip.example.com", nonce="abc", qop="auth", algorithm=SHA-256"#,
+//! ).unwrap();
+//! assert_eq!(challenge.algorithm, Algorithm::Sha256);
+//! let creds = Credentials { username: "alice".into(), password: "secret".into() };
+//! let header = challenge.authorize(&creds, "REGISTER", "sip:sip.example.com", 1, "0a4f113b");
+//! assert!(header.starts_with("Digest username=\"alice\""));
+//! ```
+
+pub mod auth;
+pub mod message;
+pub mod transaction;
