@@ -21,4 +21,6 @@
 
 pub mod auth;
 pub mod message;
+pub mod registration;
 pub mod transaction;
+pub mod udp;
