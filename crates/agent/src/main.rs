@@ -26,7 +26,10 @@ enum Command {
     /// Talk to the routing service (health, live events).
     #[command(subcommand)]
     Router(cli::router::RouterCommand),
-    // Other areas add one variant each here (phone, account, audio).
+    /// SIP phone: register with a registrar.
+    #[command(flatten)]
+    Phone(cli::phone::PhoneCommand),
+    // Other areas add one variant each here (account, audio).
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         match args.command {
             Command::Router(c) => cli::router::run(c, args.json).await,
+            Command::Phone(c) => cli::phone::run(c, args.json).await,
         }
     });
     match result {
