@@ -164,8 +164,12 @@ impl Store {
         Ok(())
     }
 
-    /// Closes every connection (checkpointing the WAL).
+    /// Folds the WAL into the database file and closes every connection, so a cleanly
+    /// stopped router leaves one self-contained file behind.
     pub async fn close(&self) {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint at close failed; the WAL is applied at next start");
+        }
         self.pool.close().await;
     }
 
@@ -371,8 +375,10 @@ mod tests {
             }
             store.close().await;
         }
-        // Keep the header, wreck the pages after it.
+        // Keep the header, wreck the pages after it; no WAL may hold good copies of them.
         let db = dir.path().join("router.db");
+        let _ = std::fs::remove_file(dir.path().join("router.db-wal"));
+        let _ = std::fs::remove_file(dir.path().join("router.db-shm"));
         let mut bytes = std::fs::read(&db).unwrap();
         for b in bytes.iter_mut().skip(100) {
             *b = 0xA5;
