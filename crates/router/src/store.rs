@@ -167,7 +167,10 @@ impl Store {
     /// Folds the WAL into the database file and closes every connection, so a cleanly
     /// stopped router leaves one self-contained file behind.
     pub async fn close(&self) {
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
             tracing::warn!(error = %e, "WAL checkpoint at close failed; the WAL is applied at next start");
         }
         self.pool.close().await;
