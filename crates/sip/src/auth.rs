@@ -367,7 +367,9 @@ impl Refusal {
 }
 
 /// The registrar's side: challenges with nonces it can verify without storing them
-/// (`<issued-at>.<hash(secret, issued-at)>`), and answers checked in constant time. Nonce
+/// (`<issued-at>.<random>.<hash(secret, issued-at, random)>`: unique per challenge, so two
+/// clients challenged in the same second never share a nonce count), and answers checked in
+/// constant time. Nonce
 /// counts are tracked per nonce to refuse replays, in a map bounded by `max_tracked`.
 pub struct DigestServer {
     realm: String,
@@ -391,17 +393,19 @@ impl DigestServer {
         }
     }
 
-    fn sign(&self, issued: u64) -> String {
+    fn sign(&self, issued: u64, salt: &str) -> String {
         let mut h = Sha256::new();
         h.update(self.secret);
         h.update(issued.to_be_bytes());
+        h.update(salt.as_bytes());
         h.update(self.realm.as_bytes());
         hex::encode(&h.finalize()[..16])
     }
 
     /// A `WWW-Authenticate` value issued at `now`.
     pub fn challenge(&self, now: u64, stale: bool) -> String {
-        let nonce = format!("{now:x}.{}", self.sign(now));
+        let salt = format!("{:016x}", rand::random::<u64>());
+        let nonce = format!("{now:x}.{salt}.{}", self.sign(now, &salt));
         let mut h = format!(
             "Digest realm={}, nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
             quote(&self.realm),
@@ -426,9 +430,13 @@ impl DigestServer {
         if a.realm != self.realm {
             return Err(Refusal::WrongRealm(a.realm));
         }
-        let (issued_hex, sig) = a.nonce.split_once('.').ok_or(Refusal::ForeignNonce)?;
+        let mut parts = a.nonce.splitn(3, '.');
+        let (Some(issued_hex), Some(salt), Some(sig)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Refusal::ForeignNonce);
+        };
         let issued = u64::from_str_radix(issued_hex, 16).map_err(|_| Refusal::ForeignNonce)?;
-        if !ct_eq(sig.as_bytes(), self.sign(issued).as_bytes()) {
+        if !ct_eq(sig.as_bytes(), self.sign(issued, salt).as_bytes()) {
             return Err(Refusal::ForeignNonce);
         }
         let password =
@@ -640,6 +648,11 @@ mod tests {
         let r = s.verify(&h5, "REGISTER", now + 301, pw);
         assert!(r.as_ref().is_err_and(Refusal::is_stale), "{r:?}");
         assert!(s.challenge(now, true).ends_with("stale=true"));
+        // Two challenges in the same second differ.
+        assert_ne!(
+            Challenge::parse(&s.challenge(now, false)).unwrap().nonce,
+            Challenge::parse(&s.challenge(now, false)).unwrap().nonce
+        );
     }
 
     #[test]
@@ -652,7 +665,7 @@ mod tests {
         };
         let forged = Challenge {
             realm: "sip.example.com".into(),
-            nonce: "65f00000.00112233445566778899aabbccddeeff".into(),
+            nonce: "65f00000.0011223344556677.00112233445566778899aabbccddeeff".into(),
             opaque: None,
             algorithm: Algorithm::Md5,
             qop_auth: true,

@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod message;
+pub mod registrar;
 pub mod registration;
 pub mod transaction;
 pub mod udp;

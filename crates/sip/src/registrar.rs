@@ -1,0 +1,585 @@
+//! The registrar building block for the routing service (RFC 3261 §10.3): it authenticates
+//! REGISTER with digest (§22), keeps bindings per address of record with their expiry, and
+//! answers with the current bindings. Sans-IO: a request and the time in, a response out.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::auth::{Algorithm, DigestServer, Refusal};
+use crate::message::Message;
+
+/// One contact bound to an address of record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact URI (without `<>` and header parameters).
+    pub contact: String,
+    pub expires_at: Instant,
+    call_id: String,
+    cseq: u32,
+}
+
+/// Registrar limits.
+#[derive(Debug, Clone)]
+pub struct RegistrarConfig {
+    pub realm: String,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// Bindings one AOR may hold; more are refused with 403 (a flood stays bounded).
+    pub max_bindings_per_aor: usize,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        Self {
+            realm: "switchboard".into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_bindings_per_aor: 10,
+        }
+    }
+}
+
+/// Bindings and the digest server.
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    digest: DigestServer,
+    bindings: HashMap<String, Vec<Binding>>,
+}
+
+/// `scheme:user@host` lower-cased where case does not matter (§10.3 step 5, §19.1.4).
+pub fn address_of_record(to_value: &str) -> Option<String> {
+    let uri = match (to_value.find('<'), to_value.find('>')) {
+        (Some(a), Some(b)) if b > a => &to_value[a + 1..b],
+        _ => to_value.split(';').next()?.trim(),
+    };
+    let uri = uri.split(';').next()?.split('?').next()?;
+    let (scheme, rest) = uri.split_once(':')?;
+    let (user, host) = rest
+        .rsplit_once('@')
+        .map(|(u, h)| (Some(u), h))
+        .unwrap_or((None, rest));
+    let host = host.trim().to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some(match user {
+        Some(u) => format!("{}:{}@{}", scheme.to_ascii_lowercase(), u, host),
+        None => format!("{}:{}", scheme.to_ascii_lowercase(), host),
+    })
+}
+
+fn uri_user(aor: &str) -> Option<&str> {
+    aor.split_once(':')?.1.rsplit_once('@').map(|(u, _)| u)
+}
+
+impl Registrar {
+    pub fn new(cfg: RegistrarConfig, secret: [u8; 32], algorithm: Algorithm) -> Self {
+        let digest = DigestServer::new(cfg.realm.clone(), secret, algorithm);
+        Self {
+            cfg,
+            digest,
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Current, unexpired bindings of an AOR.
+    pub fn lookup(&self, aor: &str, now: Instant) -> Vec<Binding> {
+        self.bindings
+            .get(aor)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Drops expired bindings (call now and then).
+    pub fn purge(&mut self, now: Instant) {
+        self.bindings.retain(|_, v| {
+            v.retain(|b| b.expires_at > now);
+            !v.is_empty()
+        });
+    }
+
+    /// Answers one REGISTER. `now_unix` dates nonces; `password_of` finds a user's password.
+    pub fn handle_register(
+        &mut self,
+        req: &Message,
+        now: Instant,
+        now_unix: u64,
+        password_of: impl FnOnce(&str) -> Option<String>,
+    ) -> Bytes {
+        if req.method().as_deref() != Some("REGISTER") {
+            return response(req, 405, "Method Not Allowed", &["Allow: REGISTER"]);
+        }
+        let Some(aor) = req.header("To").and_then(address_of_record) else {
+            return response(req, 400, "Bad To Header", &[]);
+        };
+        let Some(auth) = req.header("Authorization") else {
+            return response(
+                req,
+                401,
+                "Unauthorized",
+                &[&format!(
+                    "WWW-Authenticate: {}",
+                    self.digest.challenge(now_unix, false)
+                )],
+            );
+        };
+        match self.digest.verify(auth, "REGISTER", now_unix, password_of) {
+            Ok(user) => {
+                // §10.3 step 3: the authenticated user may only register its own AOR.
+                if uri_user(&aor) != Some(user.as_str()) {
+                    return response(req, 403, "Forbidden", &[]);
+                }
+            }
+            Err(Refusal::Stale) => {
+                return response(
+                    req,
+                    401,
+                    "Unauthorized",
+                    &[&format!(
+                        "WWW-Authenticate: {}",
+                        self.digest.challenge(now_unix, true)
+                    )],
+                );
+            }
+            Err(Refusal::UnknownUser(_) | Refusal::WrongPassword(_) | Refusal::Replay) => {
+                return response(req, 403, "Forbidden", &[]);
+            }
+            Err(_) => {
+                return response(
+                    req,
+                    401,
+                    "Unauthorized",
+                    &[&format!(
+                        "WWW-Authenticate: {}",
+                        self.digest.challenge(now_unix, false)
+                    )],
+                );
+            }
+        }
+        let Some((cseq, _)) = req.cseq() else {
+            return response(req, 400, "Bad CSeq", &[]);
+        };
+        let call_id = req.call_id().unwrap_or("").to_owned();
+        let header_expires = req
+            .header("Expires")
+            .and_then(|e| e.trim().parse::<u32>().ok());
+        let contacts: Vec<String> = req.headers("Contact").flat_map(split_top_level).collect();
+
+        // §10.3 step 6: "*" only alone and with Expires: 0.
+        if contacts.iter().any(|c| c == "*") {
+            if contacts.len() != 1 || header_expires != Some(0) {
+                return response(req, 400, "Invalid Wildcard", &[]);
+            }
+            self.bindings.remove(&aor);
+            return response(req, 200, "OK", &[]);
+        }
+        let mut updates = Vec::new();
+        for c in &contacts {
+            let uri = contact_uri(c);
+            if uri.is_empty() {
+                return response(req, 400, "Bad Contact", &[]);
+            }
+            let e = contact_param(c, "expires")
+                .or(header_expires)
+                .unwrap_or(self.cfg.default_expires);
+            if e != 0 && e < self.cfg.min_expires {
+                return response(
+                    req,
+                    423,
+                    "Interval Too Brief",
+                    &[&format!("Min-Expires: {}", self.cfg.min_expires)],
+                );
+            }
+            updates.push((uri.to_owned(), e.min(self.cfg.max_expires)));
+        }
+        let list = self.bindings.entry(aor.clone()).or_default();
+        list.retain(|b| b.expires_at > now);
+        for (uri, e) in updates {
+            let existing = list
+                .iter()
+                .position(|b| b.contact.eq_ignore_ascii_case(&uri));
+            if let Some(i) = existing {
+                // §10.3 step 7: an older or repeated request from the same Call-ID changes nothing.
+                if list[i].call_id == call_id && cseq <= list[i].cseq {
+                    continue;
+                }
+                if e == 0 {
+                    list.remove(i);
+                } else {
+                    list[i] = Binding {
+                        contact: uri,
+                        expires_at: now + Duration::from_secs(e.into()),
+                        call_id: call_id.clone(),
+                        cseq,
+                    };
+                }
+            } else if e != 0 {
+                if list.len() >= self.cfg.max_bindings_per_aor {
+                    return response(req, 403, "Too Many Bindings", &[]);
+                }
+                list.push(Binding {
+                    contact: uri,
+                    expires_at: now + Duration::from_secs(e.into()),
+                    call_id: call_id.clone(),
+                    cseq,
+                });
+            }
+        }
+        let current: Vec<String> = list
+            .iter()
+            .map(|b| {
+                format!(
+                    "Contact: <{}>;expires={}",
+                    b.contact,
+                    b.expires_at.saturating_duration_since(now).as_secs()
+                )
+            })
+            .collect();
+        if list.is_empty() {
+            self.bindings.remove(&aor);
+        }
+        let refs: Vec<&str> = current.iter().map(String::as_str).collect();
+        response(req, 200, "OK", &refs)
+    }
+}
+
+fn split_top_level(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut cur) = (0i32, false, String::new());
+    for c in v.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(cur.trim().to_owned());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_owned());
+    }
+    out
+}
+
+fn contact_uri(v: &str) -> &str {
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if b > a => v[a + 1..b].trim(),
+        _ => v.split(';').next().unwrap_or("").trim(),
+    }
+}
+
+fn contact_param(v: &str, name: &str) -> Option<u32> {
+    let after = v
+        .rfind('>')
+        .map(|i| &v[i + 1..])
+        .unwrap_or_else(|| v.split_once(';').map(|(_, p)| p).unwrap_or(""));
+    after.split(';').find_map(|p| {
+        let (k, val) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| val.trim().parse().ok())?
+    })
+}
+
+/// A response to `req` copying Via, From, To (with a tag), Call-ID and CSeq (§8.2.6.2).
+pub fn response(req: &Message, status: u16, reason: &str, extra: &[&str]) -> Bytes {
+    let mut r = format!("SIP/2.0 {status} {reason}\r\n");
+    for v in req.headers("Via") {
+        r.push_str(&format!("Via: {v}\r\n"));
+    }
+    if let Some(f) = req.header("From") {
+        r.push_str(&format!("From: {f}\r\n"));
+    }
+    if let Some(t) = req.header("To") {
+        let has_tag = t
+            .split(';')
+            .skip(1)
+            .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="));
+        if has_tag || status == 100 {
+            r.push_str(&format!("To: {t}\r\n"));
+        } else {
+            r.push_str(&format!("To: {t};tag=sb{:08x}\r\n", rand::random::<u32>()));
+        }
+    }
+    for h in ["Call-ID", "CSeq"] {
+        if let Some(v) = req.header(h) {
+            r.push_str(&format!("{h}: {v}\r\n"));
+        }
+    }
+    for e in extra {
+        r.push_str(e);
+        r.push_str("\r\n");
+    }
+    r.push_str("Server: Switchboard\r\nContent-Length: 0\r\n\r\n");
+    Bytes::from(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Credentials;
+    use crate::registration::{Registration, RegistrationConfig, RegistrationEvent};
+    use crate::transaction::{Reliability, Timers};
+
+    fn users(u: &str) -> Option<String> {
+        match u {
+            "alice" => Some("wonderland".into()),
+            "bob" => Some("builder".into()),
+            _ => None,
+        }
+    }
+
+    fn client(user: &str, password: &str, expires: u32, port: u16) -> Registration {
+        Registration::new(RegistrationConfig {
+            registrar: "sip:switchboard.test".into(),
+            aor: format!("sip:{user}@switchboard.test"),
+            contact: format!("sip:{user}@127.0.0.1:{port};transport=udp"),
+            via_sent_by: format!("127.0.0.1:{port}"),
+            via_transport: "UDP",
+            reliability: Reliability::Unreliable,
+            credentials: Credentials {
+                username: user.into(),
+                password: password.into(),
+            },
+            expires,
+            timers: Timers::default(),
+            user_agent: "test".into(),
+        })
+    }
+
+    /// Runs the client against the registrar until the client reports something.
+    fn exchange(
+        c: &mut Registration,
+        r: &mut Registrar,
+        now: Instant,
+        unix: u64,
+    ) -> RegistrationEvent {
+        for _ in 0..10 {
+            if let Some(e) = c.poll_event() {
+                return e;
+            }
+            let req = Message::parse(&c.poll_transmit().expect("client sends")).unwrap();
+            let resp = r.handle_register(&req, now, unix, users);
+            c.handle_message(&Message::parse(&resp).unwrap(), now);
+        }
+        panic!("no outcome");
+    }
+
+    fn registrar() -> Registrar {
+        Registrar::new(
+            RegistrarConfig {
+                realm: "switchboard.test".into(),
+                ..Default::default()
+            },
+            [3; 32],
+            Algorithm::Sha256,
+        )
+    }
+
+    #[test]
+    fn our_client_registers_with_our_registrar_and_leaves() {
+        let t0 = Instant::now();
+        let mut r = registrar();
+        let mut c = client("alice", "wonderland", 600, 5062);
+        c.start(t0);
+        match exchange(&mut c, &mut r, t0, 1000) {
+            RegistrationEvent::Registered { expires, bindings } => {
+                assert_eq!(expires, 600);
+                assert_eq!(
+                    bindings,
+                    vec!["<sip:alice@127.0.0.1:5062;transport=udp>;expires=600".to_string()]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.lookup("sip:alice@switchboard.test", t0).len(), 1);
+        // A second device for the same AOR.
+        let mut c2 = client("alice", "wonderland", 600, 5064);
+        c2.start(t0);
+        assert!(
+            matches!(exchange(&mut c2, &mut r, t0, 1000), RegistrationEvent::Registered { ref bindings, .. } if bindings.len() == 2)
+        );
+        c.unregister(t0);
+        assert_eq!(
+            exchange(&mut c, &mut r, t0, 1001),
+            RegistrationEvent::Unregistered
+        );
+        let left = r.lookup("sip:alice@switchboard.test", t0);
+        assert_eq!(left.len(), 1);
+        assert!(left[0].contact.contains(":5064"));
+        // Expiry.
+        assert!(r
+            .lookup("sip:alice@switchboard.test", t0 + Duration::from_secs(601))
+            .is_empty());
+        r.purge(t0 + Duration::from_secs(601));
+        assert!(r.bindings.is_empty());
+    }
+
+    #[test]
+    fn wrong_password_unknown_user_and_foreign_aor_are_forbidden() {
+        let t0 = Instant::now();
+        let mut r = registrar();
+        let mut c = client("alice", "nope", 600, 5062);
+        c.start(t0);
+        assert_eq!(
+            exchange(&mut c, &mut r, t0, 1000),
+            RegistrationEvent::Refused {
+                status: 403,
+                reason: "Forbidden".into()
+            }
+        );
+        let mut c = client("mallory", "x", 600, 5062);
+        c.start(t0);
+        assert_eq!(
+            exchange(&mut c, &mut r, t0, 1000),
+            RegistrationEvent::Refused {
+                status: 403,
+                reason: "Forbidden".into()
+            }
+        );
+        // bob's credentials for alice's AOR.
+        let mut c = Registration::new(RegistrationConfig {
+            aor: "sip:alice@switchboard.test".into(),
+            credentials: Credentials {
+                username: "bob".into(),
+                password: "builder".into(),
+            },
+            ..cfg_of("bob")
+        });
+        c.start(t0);
+        assert_eq!(
+            exchange(&mut c, &mut r, t0, 1000),
+            RegistrationEvent::Refused {
+                status: 403,
+                reason: "Forbidden".into()
+            }
+        );
+        assert!(r.bindings.is_empty());
+    }
+
+    fn cfg_of(user: &str) -> RegistrationConfig {
+        RegistrationConfig {
+            registrar: "sip:switchboard.test".into(),
+            aor: format!("sip:{user}@switchboard.test"),
+            contact: format!("sip:{user}@127.0.0.1:5066;transport=udp"),
+            via_sent_by: "127.0.0.1:5066".into(),
+            via_transport: "UDP",
+            reliability: Reliability::Unreliable,
+            credentials: Credentials {
+                username: user.into(),
+                password: "builder".into(),
+            },
+            expires: 600,
+            timers: Timers::default(),
+            user_agent: "test".into(),
+        }
+    }
+
+    #[test]
+    fn too_brief_expiry_gets_423_and_the_client_retries_with_min_expires() {
+        let t0 = Instant::now();
+        let mut r = registrar();
+        let mut c = client("bob", "builder", 20, 5070);
+        c.start(t0);
+        assert!(matches!(
+            exchange(&mut c, &mut r, t0, 1000),
+            RegistrationEvent::Registered { expires: 60, .. }
+        ));
+    }
+
+    #[test]
+    fn stale_nonces_are_rechallenged_and_the_client_follows() {
+        let t0 = Instant::now();
+        let mut r = registrar();
+        let mut c = client("bob", "builder", 600, 5070);
+        c.start(t0);
+        assert!(matches!(
+            exchange(&mut c, &mut r, t0, 1000),
+            RegistrationEvent::Registered { .. }
+        ));
+        // The refresh comes after the nonce lifetime (300 s): stale=true, then success.
+        let later = t0 + Duration::from_secs(480);
+        c.handle_timeout(later);
+        assert!(matches!(
+            exchange(&mut c, &mut r, later, 1480),
+            RegistrationEvent::Registered { .. }
+        ));
+    }
+
+    #[test]
+    fn wildcard_removes_all_and_is_checked() {
+        let t0 = Instant::now();
+        let mut r = registrar();
+        let mut c = client("bob", "builder", 600, 5070);
+        c.start(t0);
+        exchange(&mut c, &mut r, t0, 1000);
+        // Build an authenticated "*" REGISTER by hand.
+        let ch = crate::auth::Challenge::parse(&r.digest.challenge(1000, false)).unwrap();
+        let creds = Credentials {
+            username: "bob".into(),
+            password: "builder".into(),
+        };
+        let mk = |expires: &str, nc: u32| {
+            let auth = ch.authorize(&creds, "REGISTER", "sip:switchboard.test", nc, "cn");
+            Message::parse(format!("REGISTER sip:switchboard.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKw{nc}\r\nFrom: <sip:bob@switchboard.test>;tag=w\r\nTo: <sip:bob@switchboard.test>\r\nCall-ID: wild\r\nCSeq: {nc} REGISTER\r\nContact: *\r\nExpires: {expires}\r\nAuthorization: {auth}\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap()
+        };
+        let bad = Message::parse(&r.handle_register(&mk("60", 1), t0, 1000, users)).unwrap();
+        assert_eq!(bad.status(), Some(400));
+        let ok = Message::parse(&r.handle_register(&mk("0", 2), t0, 1000, users)).unwrap();
+        assert_eq!(ok.status(), Some(200));
+        assert!(r.lookup("sip:bob@switchboard.test", t0).is_empty());
+    }
+
+    #[test]
+    fn bindings_per_aor_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(
+            RegistrarConfig {
+                realm: "switchboard.test".into(),
+                max_bindings_per_aor: 2,
+                ..Default::default()
+            },
+            [3; 32],
+            Algorithm::Md5,
+        );
+        for (i, port) in [5080u16, 5081, 5082].into_iter().enumerate() {
+            let mut c = client("alice", "wonderland", 600, port);
+            c.start(t0);
+            let e = exchange(&mut c, &mut r, t0, 1000);
+            if i < 2 {
+                assert!(matches!(e, RegistrationEvent::Registered { .. }), "{e:?}");
+            } else {
+                assert_eq!(
+                    e,
+                    RegistrationEvent::Refused {
+                        status: 403,
+                        reason: "Too Many Bindings".into()
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn aor_normalisation() {
+        assert_eq!(
+            address_of_record("\"Bob\" <SIP:bob@Biloxi.Example.COM;transport=udp>;tag=1")
+                .as_deref(),
+            Some("sip:bob@biloxi.example.com")
+        );
+        assert_eq!(
+            address_of_record("sip:carol@chicago.example.com").as_deref(),
+            Some("sip:carol@chicago.example.com")
+        );
+        assert_eq!(address_of_record("<>"), None);
+    }
+}
