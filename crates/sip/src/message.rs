@@ -203,10 +203,11 @@ impl Message {
                 }
             }
         }
-        let total = skipped + head_end + 4 + len;
-        if total - skipped > MAX_MESSAGE_BYTES {
+        // Checked before adding: a peer may declare any Content-Length (found by fuzzing).
+        if len > MAX_MESSAGE_BYTES || head_end + 4 + len > MAX_MESSAGE_BYTES {
             return Err(ParseError::TooLarge);
         }
+        let total = skipped + head_end + 4 + len;
         Ok((buf_all.len() >= total).then_some(total))
     }
 
@@ -382,6 +383,14 @@ l: 0\r\n\r\n";
         assert_eq!(m.status(), Some(486));
         assert_eq!(m.reason(), Some("Busy Here"));
         assert_eq!(m.header("To"), Some("<tel:+14085551212>;tag=9"));
+    }
+
+    #[test]
+    fn a_huge_content_length_on_a_stream_is_too_large_not_an_overflow() {
+        // Found by fuzz/sip: usize::MAX - 3 used to overflow the frame length.
+        let raw = b"OP\0\x11\0\0w\r\nl: 0018446744073709551612\r\n\r\n";
+        assert!(matches!(Message::frame_len(raw), Err(ParseError::TooLarge)));
+        let _ = Message::parse(raw);
     }
 
     #[test]
