@@ -17,7 +17,15 @@ struct Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, not SIGKILL: Kamailio's main process then stops its worker processes;
+        // killed outright it would leave them running.
+        let term = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        if !matches!(term, Ok(s) if s.success()) {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

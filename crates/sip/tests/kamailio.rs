@@ -1,5 +1,5 @@
 //! Interop: registration against a real Kamailio (Debian `kamailio`, 5.6) with digest
-//! authentication, configured by `tests/peers/kamailio/kamailio.cfg`. The test starts Kamailio
+//! authentication, configured by `tests/peers/kamailio/registrar.cfg`. The test starts Kamailio
 //! in the foreground on 127.0.0.1 on a free UDP port, with its runtime dir and pid file in a
 //! temporary directory, and stops it at the end (also when an assertion fails).
 
@@ -37,7 +37,7 @@ impl Drop for Kamailio {
 
 fn start_kamailio() -> Kamailio {
     let cfg =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/kamailio/kamailio.cfg");
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/kamailio/registrar.cfg");
     // A free port: bind 0, read it, release it for Kamailio.
     let port = StdUdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
