@@ -26,6 +26,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "Rust tests"
 cargo test --workspace --locked --no-fail-fast
 
+say "fuzz targets, briefly"
+bash scripts/fuzz-smoke.sh
+
 say "end-to-end: the real desktop window under Xvfb"
 xvfb-run -a -s "-screen 0 1280x800x24" \
     cargo test --locked -p switchboard-e2e -- --ignored --test-threads=1
