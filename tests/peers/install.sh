@@ -24,7 +24,8 @@ if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-d
 fi
 
 # oidc-provider (npm): an OpenID-certified identity provider for the sign-in tests.
-if [ -f "$SB_ROOT/tests/peers/oidc-provider/package-lock.json" ]; then
-    npm_ci "$SB_ROOT/tests/peers/oidc-provider"
-fi
+# Pinned to 8.x: 9.x requires Node.js 22, and Debian 12 machines here have Node.js 20.
+npm_ci "$SB_ROOT/tests/peers/oidc-provider"
+(cd "$SB_ROOT/tests/peers/oidc-provider" && node -e "import('oidc-provider').catch((e) => { console.error(e); process.exit(1); })") \
+    || die "oidc-provider did not install correctly in tests/peers/oidc-provider"
 say "test peers ready"
