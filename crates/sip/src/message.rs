@@ -294,6 +294,54 @@ impl Message {
     }
 }
 
+/// Splits a header value that lists several entries (`<a>;p=1, "B, b" <b>`) on the commas
+/// outside quotes and angle brackets (RFC 3261 §7.3.1).
+pub fn split_list(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut cur) = (0i32, false, String::new());
+    for c in v.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(cur.trim().to_owned());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_owned());
+    }
+    out
+}
+
+/// The URI of a name-addr (`"Bob" <sip:bob@h>;tag=1` → `sip:bob@h`) or of an addr-spec (up to
+/// the first `;`, whose parameters then belong to the header, §20.10).
+pub fn value_uri(v: &str) -> &str {
+    match (v.find('<'), v.find('>')) {
+        (Some(a), Some(b)) if b > a => v[a + 1..b].trim(),
+        _ => v.split(';').next().unwrap_or("").trim(),
+    }
+}
+
+/// A numeric header parameter (one after the URI), e.g. a Contact's `expires`.
+pub fn header_param_u32(v: &str, name: &str) -> Option<u32> {
+    let after = v
+        .rfind('>')
+        .map(|i| &v[i + 1..])
+        .unwrap_or_else(|| v.split_once(';').map(|(_, p)| p).unwrap_or(""));
+    after.split(';').find_map(|p| {
+        let (k, val) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| val.trim().parse().ok())?
+    })
+}
+
 fn render(start_line: &str, headers: &[(String, String)], body: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(start_line.trim_end().as_bytes());

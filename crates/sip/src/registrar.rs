@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::auth::{Algorithm, DigestServer, Refusal};
-use crate::message::Message;
+use crate::message::{header_param_u32, split_list, value_uri, Message};
 
 /// One contact bound to an address of record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +52,7 @@ pub struct Registrar {
 
 /// `scheme:user@host` lower-cased where case does not matter (§10.3 step 5, §19.1.4).
 pub fn address_of_record(to_value: &str) -> Option<String> {
-    let uri = match (to_value.find('<'), to_value.find('>')) {
-        (Some(a), Some(b)) if b > a => &to_value[a + 1..b],
-        _ => to_value.split(';').next()?.trim(),
-    };
-    let uri = uri.split(';').next()?.split('?').next()?;
+    let uri = value_uri(to_value).split(';').next()?.split('?').next()?;
     let (scheme, rest) = uri.split_once(':')?;
     let (user, host) = rest
         .rsplit_once('@')
@@ -167,7 +163,7 @@ impl Registrar {
         let header_expires = req
             .header("Expires")
             .and_then(|e| e.trim().parse::<u32>().ok());
-        let contacts: Vec<String> = req.headers("Contact").flat_map(split_top_level).collect();
+        let contacts: Vec<String> = req.headers("Contact").flat_map(split_list).collect();
 
         // §10.3 step 6: "*" only alone and with Expires: 0.
         if contacts.iter().any(|c| c == "*") {
@@ -179,11 +175,11 @@ impl Registrar {
         }
         let mut updates = Vec::new();
         for c in &contacts {
-            let uri = contact_uri(c);
+            let uri = value_uri(c);
             if uri.is_empty() {
                 return response(req, 400, "Bad Contact", &[]);
             }
-            let e = contact_param(c, "expires")
+            let e = header_param_u32(c, "expires")
                 .or(header_expires)
                 .unwrap_or(self.cfg.default_expires);
             if e != 0 && e < self.cfg.min_expires {
@@ -245,49 +241,6 @@ impl Registrar {
         let refs: Vec<&str> = current.iter().map(String::as_str).collect();
         response(req, 200, "OK", &refs)
     }
-}
-
-fn split_top_level(v: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let (mut depth, mut quoted, mut cur) = (0i32, false, String::new());
-    for c in v.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
-                out.push(cur.trim().to_owned());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_owned());
-    }
-    out
-}
-
-fn contact_uri(v: &str) -> &str {
-    match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if b > a => v[a + 1..b].trim(),
-        _ => v.split(';').next().unwrap_or("").trim(),
-    }
-}
-
-fn contact_param(v: &str, name: &str) -> Option<u32> {
-    let after = v
-        .rfind('>')
-        .map(|i| &v[i + 1..])
-        .unwrap_or_else(|| v.split_once(';').map(|(_, p)| p).unwrap_or(""));
-    after.split(';').find_map(|p| {
-        let (k, val) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| val.trim().parse().ok())?
-    })
 }
 
 /// A response to `req` copying Via, From, To (with a tag), Call-ID and CSeq (§8.2.6.2).

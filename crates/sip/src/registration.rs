@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use crate::auth::{Challenge, Credentials};
-use crate::message::Message;
+use crate::message::{header_param_u32, split_list, value_uri, Message};
 use crate::transaction::{self, ClientNonInvite, Reliability, Timers};
 
 /// Who registers where.
@@ -209,11 +209,10 @@ impl Registration {
                     self.events.push_back(RegistrationEvent::Unregistered);
                     return;
                 }
-                let bindings: Vec<String> =
-                    msg.headers("Contact").flat_map(split_contacts).collect();
+                let bindings: Vec<String> = msg.headers("Contact").flat_map(split_list).collect();
                 let ours = bindings.iter().find(|b| same_contact(b, &self.cfg.contact));
                 let granted = ours
-                    .and_then(|b| param(b, "expires"))
+                    .and_then(|b| header_param_u32(b, "expires"))
                     .or_else(|| msg.header("Expires").and_then(|e| e.trim().parse().ok()))
                     .unwrap_or(self.expires_asked);
                 self.registered = true;
@@ -319,53 +318,10 @@ User-Agent: {ua}\r\n",
     }
 }
 
-/// Splits `<a>;expires=1, <b>` on commas outside angle brackets and quotes.
-fn split_contacts(v: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let (mut depth, mut quoted, mut cur) = (0i32, false, String::new());
-    for c in v.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
-                out.push(cur.trim().to_owned());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_owned());
-    }
-    out
-}
-
-/// The URI inside `<...>` (or the value up to `;`).
-fn contact_uri(v: &str) -> &str {
-    match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if b > a => &v[a + 1..b],
-        _ => v.split(';').next().unwrap_or(v).trim(),
-    }
-}
-
 fn same_contact(binding: &str, ours: &str) -> bool {
     // Registrars may reorder or drop URI parameters; compare scheme, user and host:port.
     let key = |u: &str| u.split(';').next().unwrap_or(u).to_ascii_lowercase();
-    key(contact_uri(binding)) == key(ours)
-}
-
-/// A header parameter after the `>` of a name-addr, e.g. `expires`.
-fn param(v: &str, name: &str) -> Option<u32> {
-    let after = v.rfind('>').map(|i| &v[i + 1..]).unwrap_or(v);
-    after.split(';').find_map(|p| {
-        let (k, val) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| val.trim().parse().ok())?
-    })
+    key(value_uri(binding)) == key(ours)
 }
 
 #[cfg(test)]
@@ -551,9 +507,9 @@ mod tests {
     #[test]
     fn contact_helpers() {
         let v = r#""Alice, A." <sip:alice@h:5062;transport=udp>;expires=120, <sip:alice@other>;expires=5"#;
-        let parts = split_contacts(v);
+        let parts = split_list(v);
         assert_eq!(parts.len(), 2);
-        assert_eq!(param(&parts[0], "expires"), Some(120));
+        assert_eq!(header_param_u32(&parts[0], "expires"), Some(120));
         assert!(same_contact(&parts[0], "sip:alice@h:5062;transport=udp"));
         assert!(!same_contact(&parts[1], "sip:alice@h:5062"));
     }
