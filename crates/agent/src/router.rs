@@ -245,10 +245,9 @@ async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<Router
     let mut ever_connected = false;
     let mut attempt: u32 = 0;
     loop {
-        let outcome = connect_once(&http, &base, &policy, &tx).await;
         // connect_once returns only when the link failed or ended.
-        let err = match outcome {
-            Ok(()) => unreachable_never(),
+        let err = match connect_once(&http, &base, &policy, &tx).await {
+            Ok(never) => match never {},
             Err(Attempt::Failed(e)) => e,
             Err(Attempt::Lost(e)) => {
                 ever_connected = true;
@@ -274,11 +273,6 @@ async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<Router
     }
 }
 
-fn unreachable_never() -> LinkError {
-    // `connect_once` never returns Ok; kept total without a panic.
-    LinkError::Closed { url: String::new() }
-}
-
 enum Attempt {
     /// Never got to `connected`.
     Failed(LinkError),
@@ -291,7 +285,7 @@ async fn connect_once(
     base: &str,
     policy: &LinkPolicy,
     tx: &watch::Sender<RouterStatus>,
-) -> Result<(), Attempt> {
+) -> Result<std::convert::Infallible, Attempt> {
     let health = fetch_health(http, base, policy.connect_timeout)
         .await
         .map_err(Attempt::Failed)?;
