@@ -512,7 +512,7 @@ async fn presences_by_id(
             .collect()
     };
     let now = s.clock.now();
-    let mut book = lock(&s.presence);
+    let book = lock(&s.presence);
     let value: Vec<Value> = known
         .iter()
         .map(|id| presence_json(id, &book.view(id, now), false))

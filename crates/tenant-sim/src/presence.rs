@@ -407,12 +407,21 @@ impl PresenceBook {
     }
 
     /// The presence `GET` shows.
-    pub fn view(&mut self, id: &str, now: Instant) -> PresenceView {
-        self.publish(id, now);
-        let u = self.user(id);
-        PresenceView {
-            pair: u.aggregate(now),
-            status: u.status.clone(),
+    /// Read-only: a change noticed here (an expiry not yet ticked) is still reported by the
+    /// next [`PresenceBook::tick`], so subscribers never miss it.
+    pub fn view(&self, id: &str, now: Instant) -> PresenceView {
+        match self.users.get(id) {
+            None => PresenceView {
+                pair: Pair::offline(),
+                status: None,
+            },
+            Some(u) => PresenceView {
+                pair: u.aggregate(now),
+                status: u
+                    .status
+                    .clone()
+                    .filter(|s| s.expires_at.is_none_or(|e| e > now)),
+            },
         }
     }
 
@@ -586,6 +595,8 @@ mod tests {
             .unwrap();
         assert_eq!(agg(&mut b, t0).0, "Busy");
         assert!(b.tick(t0 + Duration::from_secs(299)).is_empty());
+        // Reading after the expiry but before the tick shows it and keeps the change for tick.
+        assert_eq!(agg(&mut b, t0 + Duration::from_secs(300)).0, "Away");
         let changes = b.tick(t0 + Duration::from_secs(300));
         assert_eq!(
             changes,

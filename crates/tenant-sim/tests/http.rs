@@ -1029,3 +1029,59 @@ async fn subscription_validation_delivery_and_lifecycle() {
     server.abort();
     sim.shutdown().await;
 }
+
+async fn failing_hook(Query(q): Query<HashMap<String, String>>) -> (StatusCode, String) {
+    match q.get("validationToken") {
+        Some(tok) => (StatusCode::OK, tok.clone()),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "down".into()),
+    }
+}
+
+#[tokio::test]
+async fn failed_delivery_sends_missed_lifecycle_notification() {
+    let sim = sim().await;
+    let c = http();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let h = Hook {
+        tx: Some(tx),
+        ..Hook::default()
+    };
+    let app = axum::Router::new()
+        .route("/life", post(hook))
+        .route("/fail", post(failing_hook))
+        .with_state(h);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let t = sim
+        .mint_access_token(ADELE, &["Presence.Read.All"])
+        .unwrap();
+    let watched = sim.users()[7].id.clone();
+    let exp = (time::OffsetDateTime::now_utc() + time::Duration::minutes(30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = c
+        .post(format!("{}/subscriptions", sim.graph_url()))
+        .bearer_auth(&t)
+        .json(&json!({
+            "changeType": "updated", "notificationUrl": format!("{base}/fail"), "lifecycleNotificationUrl": format!("{base}/life"),
+            "resource": format!("/communications/presences?$filter=id in ('{watched}')"), "expirationDateTime": exp, "clientState": "cs",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    c.post(format!("{}/_sim/users/{watched}/presence", sim.base_url()))
+        .json(&json!({"availability": "Away", "activity": "Away"}))
+        .send()
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n["value"][0]["lifecycleEvent"], "missed");
+    assert_eq!(n["value"][0]["clientState"], "cs");
+    server.abort();
+    sim.shutdown().await;
+}
