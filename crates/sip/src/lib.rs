@@ -23,5 +23,7 @@ pub mod auth;
 pub mod message;
 pub mod registrar;
 pub mod registration;
+pub mod sdp;
 pub mod transaction;
+pub mod ua;
 pub mod udp;

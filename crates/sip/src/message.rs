@@ -63,7 +63,32 @@ pub struct Message {
     /// (name as written, or expanded from compact; value trimmed), in order.
     headers: Vec<(String, String)>,
     body: Bytes,
+    /// The request method as written (requests only).
+    method: Option<String>,
     inner: rsip::SipMessage,
+}
+
+/// Methods `rsip` parses itself.
+const KNOWN_METHODS: &[&str] = &[
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
+/// RFC 3261 §25.1 `token` characters.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
 impl Message {
@@ -160,13 +185,29 @@ impl Message {
             }
         }
 
-        let canonical = render(&start_line, &headers, &body);
+        // Extension methods (RFC 3261 §7.1: any token) are valid SIP that rsip does not know:
+        // rsip sees a stand-in method and we keep the real one, so the UA can answer 501/405.
+        let first = start_line.split(' ').next().unwrap_or("");
+        let method = (!first.starts_with("SIP/")).then(|| first.to_owned());
+        if let Some(m) = &method {
+            if m.is_empty() || !m.bytes().all(is_token_char) {
+                return Err(ParseError::Malformed(format!("bad method {m:?}")));
+            }
+        }
+        let canonical = match &method {
+            Some(m) if !KNOWN_METHODS.iter().any(|k| k.eq_ignore_ascii_case(m)) => {
+                let line = format!("OPTIONS{}", &start_line[m.len()..]);
+                render(&line, &headers, &body)
+            }
+            _ => render(&start_line, &headers, &body),
+        };
         let inner = rsip::SipMessage::try_from(canonical.as_ref())
             .map_err(|e| ParseError::Malformed(e.to_string()))?;
         Ok(Self {
             start_line,
             headers,
             body,
+            method,
             inner,
         })
     }
@@ -218,7 +259,12 @@ impl Message {
     /// The request method (`INVITE`, …), for requests.
     pub fn method(&self) -> Option<String> {
         match &self.inner {
-            rsip::SipMessage::Request(r) => Some(r.method().to_string()),
+            rsip::SipMessage::Request(r) => Some(
+                self.method
+                    .as_ref()
+                    .map(|m| m.to_ascii_uppercase())
+                    .unwrap_or_else(|| r.method().to_string()),
+            ),
             rsip::SipMessage::Response(_) => None,
         }
     }

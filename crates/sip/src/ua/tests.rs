@@ -1,0 +1,620 @@
+//! Deterministic tests: user agents wired through an in-memory network with a fake clock,
+//! loss on demand, and a ladder printed when a test fails.
+use super::*;
+
+struct Net {
+    uas: Vec<(SocketAddr, UserAgent)>,
+    now: Instant,
+    /// (from, to, data) in flight.
+    ladder: Vec<String>,
+    /// Drop the next message whose first line starts with this.
+    drop_next: Vec<String>,
+    events: Vec<(usize, UaEvent)>,
+}
+
+fn cfg(user: &str, port: u16) -> UaConfig {
+    UaConfig {
+        user: user.into(),
+        domain: "127.0.0.1".into(),
+        display_name: None,
+        credentials: None,
+        contact_host: format!("127.0.0.1:{port}"),
+        transport: Transport::Udp,
+        outbound_proxy: None,
+        timers: Timers::default(),
+        user_agent: "test".into(),
+    }
+}
+
+fn media(port: u16) -> LocalMedia {
+    LocalMedia::new("127.0.0.1".parse().unwrap(), port)
+}
+
+impl Net {
+    fn new(users: &[(&str, u16)]) -> Self {
+        Self {
+            uas: users
+                .iter()
+                .map(|(u, p)| {
+                    (
+                        SocketAddr::from(([127, 0, 0, 1], *p)),
+                        UserAgent::new(cfg(u, *p)),
+                    )
+                })
+                .collect(),
+            now: Instant::now(),
+            ladder: Vec::new(),
+            drop_next: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn ua(&mut self, i: usize) -> &mut UserAgent {
+        &mut self.uas[i].1
+    }
+
+    fn uri(&self, i: usize) -> String {
+        format!("sip:u{}@{}", i, self.uas[i].0)
+    }
+
+    /// Delivers messages until the network is quiet.
+    fn run(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.uas.len() {
+                while let Some(t) = self.uas[i].1.poll_transmit() {
+                    moved = true;
+                    let from = self.uas[i].0;
+                    let Destination::Addr(to) = t.to else {
+                        panic!("unresolved destination {:?}", t.to)
+                    };
+                    let first = String::from_utf8_lossy(&t.data)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned();
+                    if let Some(pos) = self.drop_next.iter().position(|d| first.starts_with(d)) {
+                        self.drop_next.remove(pos);
+                        self.ladder.push(format!("{from} -x {to}: {first} (lost)"));
+                        continue;
+                    }
+                    self.ladder.push(format!("{from} -> {to}: {first}"));
+                    let msg = Message::parse(&t.data).unwrap_or_else(|e| {
+                        panic!(
+                            "we sent something unparsable ({e}):\n{}",
+                            String::from_utf8_lossy(&t.data)
+                        )
+                    });
+                    if let Some(j) = self.uas.iter().position(|(a, _)| *a == to) {
+                        let now = self.now;
+                        self.uas[j].1.handle_message(&msg, from, now);
+                    }
+                }
+                while let Some(e) = self.uas[i].1.poll_event() {
+                    self.ladder.push(format!("[{i}] {e:?}"));
+                    self.events.push((i, e));
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network never went quiet:\n{}", self.ladder.join("\n"));
+    }
+
+    /// Advances the clock to the next timer of any UA and runs it.
+    fn tick(&mut self) -> bool {
+        let next = self.uas.iter().filter_map(|(_, u)| u.poll_timeout()).min();
+        match next {
+            Some(t) => {
+                self.now = self.now.max(t);
+                let now = self.now;
+                for (_, u) in &mut self.uas {
+                    u.handle_timeout(now);
+                }
+                self.run();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(t) = self.uas.iter().filter_map(|(_, u)| u.poll_timeout()).min() {
+            if t > until {
+                break;
+            }
+            self.tick();
+        }
+        self.now = until;
+    }
+
+    fn take(&mut self, who: usize) -> Vec<UaEvent> {
+        let (mine, rest): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(i, _)| *i == who);
+        self.events = rest;
+        mine.into_iter().map(|(_, e)| e).collect()
+    }
+
+    fn ladder(&self) -> String {
+        self.ladder.join("\n")
+    }
+
+    fn incoming(&mut self, who: usize) -> CallId {
+        let evs = self.take(who);
+        evs.iter()
+            .find_map(|e| match e {
+                UaEvent::IncomingCall { call, .. } => Some(*call),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no incoming call at {who}: {evs:?}\n{}", self.ladder()))
+    }
+
+    fn call(&mut self, from: usize, to: usize) -> (CallId, CallId) {
+        let target = self.uri(to);
+        let now = self.now;
+        let a = self
+            .ua(from)
+            .invite(&target, media(40000 + from as u16 * 2), vec![], now)
+            .unwrap();
+        self.run();
+        let b = self.incoming(to);
+        self.ua(to).ring(b, now);
+        self.ua(to)
+            .answer(b, media(40000 + to as u16 * 2), now)
+            .unwrap();
+        self.run();
+        (a, b)
+    }
+}
+
+fn established(evs: &[UaEvent]) -> Option<&Negotiated> {
+    evs.iter().find_map(|e| match e {
+        UaEvent::Established { media, .. } => Some(media),
+        _ => None,
+    })
+}
+
+fn ended(evs: &[UaEvent]) -> Option<&EndReason> {
+    evs.iter().find_map(|e| match e {
+        UaEvent::Ended { reason, .. } => Some(reason),
+        _ => None,
+    })
+}
+
+#[test]
+fn call_answer_and_bye() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let (a, b) = net.call(0, 1);
+    let ea = net.take(0);
+    let eb = net.take(1);
+    assert!(
+        ea.iter()
+            .any(|e| matches!(e, UaEvent::Progress { status: 180, .. })),
+        "{ea:?}"
+    );
+    let ma = established(&ea)
+        .unwrap_or_else(|| panic!("{}", net.ladder()))
+        .clone();
+    let mb = established(&eb)
+        .unwrap_or_else(|| panic!("{}", net.ladder()))
+        .clone();
+    assert_eq!(ma.codec.encoding, "opus");
+    assert_eq!(ma.remote, Some("127.0.0.1:40002".parse().unwrap()));
+    assert_eq!(mb.remote, Some("127.0.0.1:40000".parse().unwrap()));
+    assert_eq!(ma.telephone_event, Some(101));
+    let now = net.now;
+    net.ua(1).hangup(b, now);
+    net.run();
+    assert_eq!(ended(&net.take(0)), Some(&EndReason::RemoteBye));
+    assert_eq!(ended(&net.take(1)), Some(&EndReason::Local));
+    assert!(net.ua(0).calls().next().is_none());
+    let _ = a;
+    // Transactions drain with their timers and leave nothing behind.
+    while net.tick() {}
+    assert!(net.ua(0).client.is_empty() && net.ua(0).server.is_empty());
+    assert!(net.ua(1).client.is_empty() && net.ua(1).server.is_empty());
+}
+
+#[test]
+fn cancel_before_answer() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let target = net.uri(1);
+    let now = net.now;
+    let a = net.ua(0).invite(&target, media(4000), vec![], now).unwrap();
+    net.run();
+    let b = net.incoming(1);
+    net.ua(1).ring(b, now);
+    net.run();
+    net.ua(0).hangup(a, now);
+    net.run();
+    assert_eq!(
+        ended(&net.take(1)),
+        Some(&EndReason::Cancelled),
+        "{}",
+        net.ladder()
+    );
+    assert_eq!(
+        ended(&net.take(0)),
+        Some(&EndReason::Local),
+        "{}",
+        net.ladder()
+    );
+    assert!(net.ladder().contains("SIP/2.0 487 Request Terminated"));
+    // The ACK for the 487 reached bob's transaction: nothing retransmits.
+    let before = net.ladder.len();
+    net.advance(Duration::from_secs(40));
+    let late: Vec<_> = net.ladder[before..].to_vec();
+    assert!(late.is_empty(), "{late:?}");
+}
+
+#[test]
+fn rejected_call_reports_the_status() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let target = net.uri(1);
+    let now = net.now;
+    net.ua(0).invite(&target, media(4000), vec![], now).unwrap();
+    net.run();
+    let b = net.incoming(1);
+    net.ua(1).reject(b, 486, now);
+    net.run();
+    assert_eq!(
+        ended(&net.take(0)),
+        Some(&EndReason::Rejected {
+            status: 486,
+            reason: "Busy Here".into()
+        })
+    );
+}
+
+#[test]
+fn hold_resume_and_glare() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let (a, b) = net.call(0, 1);
+    net.take(0);
+    net.take(1);
+    let now = net.now;
+    net.ua(0).hold(a, true, now).unwrap();
+    net.run();
+    let dir = |evs: &[UaEvent]| {
+        evs.iter().find_map(|e| match e {
+            UaEvent::MediaChanged { media, .. } => Some(media.direction),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        dir(&net.take(0)),
+        Some(Direction::SendOnly),
+        "{}",
+        net.ladder()
+    );
+    assert_eq!(dir(&net.take(1)), Some(Direction::RecvOnly));
+    net.ua(0).hold(a, false, now).unwrap();
+    net.run();
+    assert_eq!(dir(&net.take(0)), Some(Direction::SendRecv));
+    assert_eq!(dir(&net.take(1)), Some(Direction::SendRecv));
+
+    // Both re-INVITE at once: each answers the other 491, both retry after random waits and
+    // both changes land (§14.1).
+    net.ua(0).hold(a, true, now).unwrap();
+    net.ua(1).hold(b, true, now).unwrap();
+    net.run();
+    assert_eq!(
+        net.ladder().matches("491 Request Pending").count(),
+        2,
+        "{}",
+        net.ladder()
+    );
+    net.advance(Duration::from_secs(10));
+    let ea = net.take(0);
+    let eb = net.take(1);
+    assert!(
+        ea.iter()
+            .filter(|e| matches!(e, UaEvent::MediaChanged { .. }))
+            .count()
+            >= 1,
+        "{}",
+        net.ladder()
+    );
+    assert!(
+        eb.iter()
+            .filter(|e| matches!(e, UaEvent::MediaChanged { .. }))
+            .count()
+            >= 1
+    );
+    // Both asked for hold: whoever went last, both ends now agree nobody sends to the other
+    // side's hold… and the call is still up.
+    assert_eq!(ended(&ea), None);
+    assert!(net.ua(0).media(a).is_some() && net.ua(1).media(b).is_some());
+}
+
+#[test]
+fn dtmf_over_info() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let (a, _) = net.call(0, 1);
+    net.take(1);
+    let now = net.now;
+    for d in ['1', '#', '*', 'a'] {
+        net.ua(0).send_dtmf_info(a, d, 160, now).unwrap();
+    }
+    net.run();
+    let digits: String = net
+        .take(1)
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Dtmf {
+                digit,
+                duration_ms: 160,
+                ..
+            } => Some(*digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, "1#*A");
+    assert_eq!(
+        net.ua(0).send_dtmf_info(a, 'x', 100, now),
+        Err(UaError::BadDigit('x'))
+    );
+}
+
+#[test]
+fn blind_transfer_with_notify_progress() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062), ("carol", 5063)]);
+    let (a, b) = net.call(0, 1);
+    net.take(0);
+    net.take(1);
+    let carol = net.uri(2);
+    let now = net.now;
+    // Alice transfers Bob to Carol.
+    net.ua(0).transfer(a, &carol, None, now).unwrap();
+    net.run();
+    let eb = net.take(1);
+    let target = eb
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::TransferRequested { target, call, .. } if *call == b => Some(target.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{eb:?}\n{}", net.ladder()));
+    assert_eq!(target, carol);
+    // Bob calls Carol and reports progress to Alice.
+    let bc = net.ua(1).invite(&target, media(5000), vec![], now).unwrap();
+    net.run();
+    let c = net.incoming(2);
+    net.ua(2).answer(c, media(6000), now).unwrap();
+    net.run();
+    assert!(established(&net.take(1)).is_some());
+    net.ua(1).notify_transfer(b, 200, "OK", now);
+    net.run();
+    let ea = net.take(0);
+    let statuses: Vec<(u16, bool)> = ea
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::TransferProgress { status, final_, .. } => Some((*status, *final_)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [(202, false), (100, false), (200, true)],
+        "{}",
+        net.ladder()
+    );
+    let _ = bc;
+}
+
+#[test]
+fn attended_transfer_replaces_the_consultation_call() {
+    // Alice talks to Bob, consults Carol, then connects Bob to Carol: Bob INVITEs Carol with
+    // Replaces, Carol's consultation leg with Alice ends.
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062), ("carol", 5063)]);
+    let (ab, b) = net.call(0, 1);
+    let (ac, c_leg) = net.call(0, 2);
+    net.take(0);
+    net.take(1);
+    net.take(2);
+    let now = net.now;
+    net.ua(0)
+        .transfer(ab, "sip:ignored@127.0.0.1", Some(ac), now)
+        .unwrap();
+    net.run();
+    let (target, replaces) = net
+        .take(1)
+        .into_iter()
+        .find_map(|e| match e {
+            UaEvent::TransferRequested {
+                target, replaces, ..
+            } => Some((target, replaces)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{}", net.ladder()));
+    let replaces = replaces.expect("Replaces in Refer-To");
+    net.ua(1)
+        .invite(
+            &target,
+            media(7000),
+            vec![format!("Replaces: {replaces}")],
+            now,
+        )
+        .unwrap();
+    net.run();
+    let ec = net.take(2);
+    let (newc, rep) = ec
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::IncomingCall { call, replaces, .. } => Some((*call, *replaces)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{ec:?}\n{}", net.ladder()));
+    assert_eq!(rep, Some(c_leg));
+    net.ua(2).answer(newc, media(8000), now).unwrap();
+    net.run();
+    let ec = net.take(2);
+    assert!(
+        ec.iter().any(
+            |e| matches!(e, UaEvent::Ended { call, reason: EndReason::Replaced } if *call == c_leg)
+        ),
+        "{ec:?}"
+    );
+    // Alice's consultation leg got the BYE.
+    assert!(net.take(0).iter().any(
+        |e| matches!(e, UaEvent::Ended { call, reason: EndReason::RemoteBye } if *call == ac)
+    ));
+    let _ = b;
+}
+
+#[test]
+fn lost_invite_and_lost_ack_are_recovered_by_retransmission() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    net.drop_next.push("INVITE".into());
+    net.drop_next.push("ACK".into());
+    let target = net.uri(1);
+    let now = net.now;
+    net.ua(0).invite(&target, media(4000), vec![], now).unwrap();
+    net.run();
+    assert!(net.take(1).is_empty());
+    net.tick(); // timer A: the INVITE again
+    let b = net.incoming(1);
+    let now = net.now;
+    net.ua(1).answer(b, media(5000), now).unwrap();
+    net.run();
+    assert!(established(&net.take(0)).is_some());
+    assert!(established(&net.take(1)).is_none(), "the ACK was lost");
+    net.advance(Duration::from_millis(600)); // bob retransmits the 200, alice ACKs again
+    assert!(established(&net.take(1)).is_some(), "{}", net.ladder());
+}
+
+#[test]
+fn no_ack_ends_the_call_with_bye() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    for _ in 0..20 {
+        net.drop_next.push("ACK".into());
+    }
+    let (_, _) = net.call(0, 1);
+    net.advance(Duration::from_secs(40));
+    assert_eq!(
+        ended(&net.take(1)),
+        Some(&EndReason::Timeout),
+        "{}",
+        net.ladder()
+    );
+    assert_eq!(ended(&net.take(0)), Some(&EndReason::RemoteBye));
+}
+
+#[test]
+fn unanswered_invite_times_out() {
+    let mut net = Net::new(&[("alice", 5061)]);
+    let now = net.now;
+    net.ua(0)
+        .invite("sip:nobody@127.0.0.1:5999", media(4000), vec![], now)
+        .unwrap();
+    net.run();
+    net.advance(Duration::from_secs(40));
+    assert_eq!(ended(&net.take(0)), Some(&EndReason::Timeout));
+}
+
+fn raw(ua: &mut UserAgent, text: &str) -> Vec<String> {
+    let msg = Message::parse(text.as_bytes()).unwrap();
+    ua.handle_message(&msg, "127.0.0.1:5999".parse().unwrap(), Instant::now());
+    std::iter::from_fn(|| ua.poll_transmit())
+        .map(|t| String::from_utf8_lossy(&t.data).into_owned())
+        .collect()
+}
+
+fn request(method: &str, extra: &str) -> String {
+    format!(
+        "{method} sip:bob@127.0.0.1:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5999;branch=z9hG4bK{}{};rport\r\nMax-Forwards: 70\r\nFrom: <sip:x@10.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>{}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContact: <sip:x@10.0.0.1:5999>\r\n{extra}Content-Length: 0\r\n\r\n",
+        method.to_lowercase(),
+        rand::random::<u32>(),
+        if extra.contains("TOTAG") { ";tag=zz" } else { "" },
+    )
+    .replace("TOTAG\r\n", "")
+}
+
+#[test]
+fn answers_options_and_refuses_what_it_cannot_do() {
+    let mut ua = UserAgent::new(cfg("bob", 5062));
+    let r = raw(&mut ua, &request("OPTIONS", ""));
+    assert!(r[0].starts_with("SIP/2.0 200 OK"), "{r:?}");
+    assert!(r[0].contains("Allow: INVITE, ACK, CANCEL, BYE"));
+    // RFC 3581: received and rport filled from the source.
+    assert!(r[0].contains(";rport=5999;received=127.0.0.1"), "{}", r[0]);
+    let r = raw(&mut ua, &request("BYE", "TOTAG\r\n"));
+    assert!(r[0].starts_with("SIP/2.0 481"), "{r:?}");
+    let r = raw(&mut ua, &request("FOO", ""));
+    assert!(r[0].starts_with("SIP/2.0 501"), "{r:?}");
+    let r = raw(&mut ua, &request("REGISTER", ""));
+    assert!(
+        r[0].starts_with("SIP/2.0 405") && r[0].contains("Allow:"),
+        "{r:?}"
+    );
+    let r = raw(&mut ua, &request("INVITE", "Require: 100rel, foo\r\n"));
+    assert!(
+        r[0].starts_with("SIP/2.0 420") && r[0].contains("Unsupported: 100rel, foo"),
+        "{r:?}"
+    );
+    let r = raw(&mut ua, &request("CANCEL", ""));
+    assert!(r[0].starts_with("SIP/2.0 481"), "{r:?}");
+    // An INVITE whose SDP has no codec we carry: 488 with a Warning naming them.
+    let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n";
+    let inv = request("INVITE", "Content-Type: application/sdp\r\n").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()),
+    );
+    let r = raw(&mut ua, &inv);
+    assert!(r[0].starts_with("SIP/2.0 100"), "{r:?}");
+    assert!(
+        r[1].starts_with("SIP/2.0 488") && r[1].contains("G729/8000"),
+        "{r:?}"
+    );
+    // Retransmitted requests are answered from the transaction, not processed twice.
+    let opt = request("OPTIONS", "");
+    let first = raw(&mut ua, &opt);
+    let again = raw(&mut ua, &opt);
+    assert_eq!(first, again);
+}
+
+#[test]
+fn helpers() {
+    assert_eq!(
+        uri_host_port("sip:bob@example.com:5070;transport=udp"),
+        Some(("example.com".into(), Some(5070)))
+    );
+    assert_eq!(
+        uri_host_port("<sips:[::1]:5061>"),
+        Some(("::1".into(), Some(5061)))
+    );
+    assert_eq!(
+        uri_host_port("sip:example.com"),
+        Some(("example.com".into(), None))
+    );
+    assert_eq!(uri_host_port("tel:+123"), None);
+    assert_eq!(uri_host_port("sip:h:notaport"), None);
+    assert_eq!(
+        header_param("\"A\" <sip:a@h;x=1>;tag=abc", "tag"),
+        Some("abc")
+    );
+    assert_eq!(without_tag("<sip:a@h>;tag=1;foo=2"), "<sip:a@h>;foo=2");
+    assert_eq!(unescape("abc%3Bto-tag%3D1%"), "abc;to-tag=1%");
+    assert_eq!(unescape("%zz%é"), "%zz%é");
+    let r = "a@b;to-tag=1;from-tag=2";
+    assert_eq!(unescape(&escape_header_value(r)), r);
+    assert_eq!(
+        parse_replaces(r),
+        Some(("a@b".into(), "1".into(), "2".into()))
+    );
+    assert_eq!(
+        fix_via(
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx",
+            "10.0.0.1:5060".parse().unwrap()
+        ),
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx"
+    );
+    assert_eq!(
+        fix_via(
+            "SIP/2.0/UDP host.example;branch=z9hG4bKx;rport",
+            "192.0.2.1:1234".parse().unwrap()
+        ),
+        "SIP/2.0/UDP host.example;branch=z9hG4bKx;rport=1234;received=192.0.2.1"
+    );
+}
