@@ -29,6 +29,11 @@ enum Command {
     /// SIP phone: register with a registrar.
     #[command(flatten)]
     Phone(cli::phone::PhoneCommand),
+    /// Call a SIP URI (directly, or through --server with an account), optionally send DTMF,
+    /// hold, transfer, and hang up after a while.
+    Call(cli::call::CallArgs),
+    /// Wait for calls (registered at --server, or listening on --bind) and answer them.
+    Answer(cli::call::AnswerArgs),
     // Other areas add one variant each here (account, audio).
 }
 
@@ -56,6 +61,8 @@ fn main() -> std::process::ExitCode {
         match args.command {
             Command::Router(c) => cli::router::run(c, args.json).await,
             Command::Phone(c) => cli::phone::run(c, args.json).await,
+            Command::Call(c) => cli::call::call(c, args.json).await,
+            Command::Answer(c) => cli::call::answer(c, args.json).await,
         }
     });
     match result {

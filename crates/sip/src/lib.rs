@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod message;
 pub mod registrar;
+pub mod phone;
 pub mod registration;
 pub mod sdp;
 pub mod transaction;

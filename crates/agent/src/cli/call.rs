@@ -1,0 +1,620 @@
+//! `switchboard-agent call URI` and `switchboard-agent answer`: the headless agent as a
+//! synthetic caller or callee, directly or through a registrar/proxy, with DTMF, hold and
+//! transfer, for operators testing a call path and for our own interop tests.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use switchboard_sip::auth::Credentials;
+use switchboard_sip::phone::{PhoneEvent, UdpPhone};
+use switchboard_sip::registration::{Registration, RegistrationConfig, RegistrationEvent};
+use switchboard_sip::sdp::{LocalMedia, Negotiated};
+use switchboard_sip::transaction::{Reliability, Timers};
+use switchboard_sip::ua::{
+    CallId, Destination, EndReason, Transport, UaConfig, UaEvent, UserAgent,
+};
+use switchboard_sip::udp::ServerAddress;
+use tokio::time::Instant as TokioInstant;
+
+/// Account and transport flags shared by `call` and `answer`.
+#[derive(Args, Debug, Clone)]
+pub struct AccountArgs {
+    /// Registrar / proxy: sip:HOST[:PORT][;transport=udp]. Without it, calls go directly to
+    /// the URI and `answer` listens on --bind.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// SIP user name (also the digest user name).
+    #[arg(long, default_value = "agent")]
+    pub user: String,
+    /// SIP password (for digest challenges).
+    #[arg(long, env = "SWITCHBOARD_SIP_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Domain of our address (default: the server's host, or our IP).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Local SIP address to listen on (default: an ephemeral port on the interface that
+    /// reaches the server or callee; 127.0.0.1:5060 style).
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// Hang up this many seconds after the call is answered.
+    #[arg(long)]
+    pub hangup_after: Option<f64>,
+    /// Send these DTMF digits (0-9 * # A-D) once the call is up, 250 ms apart.
+    #[arg(long)]
+    pub dtmf: Option<String>,
+    /// Transfer the answered call to this URI (blind transfer with REFER), then end our leg.
+    #[arg(long)]
+    pub transfer: Option<String>,
+    /// Put the call on hold this many seconds after it is answered, and resume 2 s later.
+    #[arg(long)]
+    pub hold_after: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CallArgs {
+    /// Who to call: sip:user@host[:port].
+    pub uri: String,
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// Give up (CANCEL) when nobody answers within this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub ring_timeout: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AnswerArgs {
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// Answer this many calls, then exit.
+    #[arg(long, default_value_t = 1)]
+    pub calls: u32,
+    /// Let it ring this many seconds before answering.
+    #[arg(long, default_value_t = 0.0)]
+    pub answer_after: f64,
+    /// Give up when no call arrives within this many seconds (default: wait forever).
+    #[arg(long)]
+    pub wait: Option<f64>,
+}
+
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn event(&self, what: &str, mut fields: serde_json::Value, human: String) {
+        if self.json {
+            fields["event"] = serde_json::Value::String(what.to_owned());
+            println!("{fields}");
+        } else {
+            println!("{human}");
+        }
+    }
+}
+
+fn media_json(m: &Negotiated) -> serde_json::Value {
+    serde_json::json!({
+        "codec": m.codec.encoding,
+        "payload_type": m.codec.payload_type,
+        "clock_rate": m.codec.clock_rate,
+        "remote": m.remote.map(|a| a.to_string()),
+        "direction": m.direction.as_str(),
+        "telephone_event": m.telephone_event,
+    })
+}
+
+fn host(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+        v4 => v4.to_string(),
+    }
+}
+
+/// The local IP the system would use to reach `to` (no packet is sent).
+fn local_ip_towards(to: SocketAddr) -> IpAddr {
+    let bind = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| {
+            s.connect(to)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(if to.is_ipv4() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        })
+}
+
+async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve {host} — check the name"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))
+}
+
+/// The RTP side of a call until the media engine carries audio: a bound port (so the SDP is
+/// true) that counts what arrives.
+struct RtpPort {
+    socket: tokio::net::UdpSocket,
+    received: u64,
+}
+
+struct Session {
+    phone: UdpPhone,
+    out: Out,
+    rtp: RtpPort,
+    local_ip: IpAddr,
+    account: AccountArgs,
+    /// Calls we placed because a peer asked us to (REFER): new call → the call that asked.
+    transfers: HashMap<CallId, CallId>,
+}
+
+impl Session {
+    fn local_media(&self) -> LocalMedia {
+        let port = self.rtp.socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        LocalMedia::new(self.local_ip, port)
+    }
+}
+
+async fn setup(account: &AccountArgs, towards: Option<SocketAddr>) -> anyhow::Result<Session> {
+    let (server, registrar) = match &account.server {
+        Some(s) => {
+            let addr = ServerAddress::parse(s)?;
+            if addr.transport != "udp" {
+                bail!(
+                    "transport={} is not supported yet by switchboard-agent — use ;transport=udp",
+                    addr.transport
+                );
+            }
+            let target = resolve(&addr.host, addr.port).await?;
+            (Some(addr), Some(target))
+        }
+        None => (None, None),
+    };
+    let peer = registrar.or(towards);
+    let bind = match account.bind {
+        Some(b) => b,
+        None => {
+            let ip = peer
+                .map(local_ip_towards)
+                .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+            SocketAddr::new(ip, 0)
+        }
+    };
+    let socket = tokio::net::UdpSocket::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen for SIP on {bind} — is another phone using it?"))?;
+    let local = socket.local_addr()?;
+    let local_ip = if local.ip().is_unspecified() {
+        peer.map(local_ip_towards)
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        local.ip()
+    };
+    let contact = SocketAddr::new(local_ip, local.port());
+    let rtp = tokio::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
+        .await
+        .context("cannot open an RTP port")?;
+    let domain = account
+        .domain
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.host.clone()))
+        .unwrap_or_else(|| local_ip.to_string());
+    let credentials = account.password.clone().map(|password| Credentials {
+        username: account.user.clone(),
+        password,
+    });
+    let cfg = UaConfig {
+        user: account.user.clone(),
+        domain: domain.clone(),
+        display_name: None,
+        credentials: credentials.clone(),
+        contact_host: host(contact),
+        transport: Transport::Udp,
+        outbound_proxy: registrar.map(Destination::Addr),
+        timers: Timers::default(),
+        user_agent: format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut phone = UdpPhone::new(socket, UserAgent::new(cfg));
+    if let (Some(server), Some(registrar)) = (&server, registrar) {
+        let Some(credentials) = credentials else {
+            bail!("--server needs --password (or SWITCHBOARD_SIP_PASSWORD) to register");
+        };
+        let mut reg = Registration::new(RegistrationConfig {
+            registrar: server.uri(),
+            aor: format!("sip:{}@{domain}", account.user),
+            contact: format!("sip:{}@{};transport=udp", account.user, host(contact)),
+            via_sent_by: host(contact),
+            via_transport: "UDP",
+            reliability: Reliability::Unreliable,
+            credentials,
+            expires: 300,
+            timers: Timers::default(),
+            user_agent: format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION")),
+        });
+        reg.start(Instant::now());
+        phone.set_registration(reg, registrar);
+    }
+    Ok(Session {
+        phone,
+        out: Out { json: false },
+        rtp: RtpPort {
+            socket: rtp,
+            received: 0,
+        },
+        local_ip,
+        account: account.clone(),
+        transfers: HashMap::new(),
+    })
+}
+
+/// Timed actions on an established call.
+#[derive(Debug, Clone, PartialEq)]
+enum Action {
+    Dtmf(char),
+    Hold(bool),
+    Transfer(String),
+    Hangup,
+}
+
+fn plan(account: &AccountArgs) -> Vec<(Duration, Action)> {
+    let mut at = Duration::from_millis(500);
+    let mut plan = Vec::new();
+    if let Some(d) = &account.dtmf {
+        for c in d.chars() {
+            plan.push((at, Action::Dtmf(c)));
+            at += Duration::from_millis(250);
+        }
+    }
+    if let Some(h) = account.hold_after {
+        let h = Duration::from_secs_f64(h.max(0.0));
+        plan.push((h, Action::Hold(true)));
+        plan.push((h + Duration::from_secs(2), Action::Hold(false)));
+        at = at.max(h + Duration::from_secs(3));
+    }
+    if let Some(t) = &account.transfer {
+        plan.push((at, Action::Transfer(t.clone())));
+    }
+    if let Some(s) = account.hangup_after {
+        plan.push((Duration::from_secs_f64(s.max(0.0)), Action::Hangup));
+    }
+    plan.sort_by_key(|(d, _)| *d);
+    plan
+}
+
+fn describe_end(reason: &EndReason) -> (String, bool) {
+    match reason {
+        EndReason::Local => ("we hung up".into(), true),
+        EndReason::RemoteBye => ("the other side hung up".into(), true),
+        EndReason::Cancelled => ("the caller gave up before we answered".into(), true),
+        EndReason::Replaced => ("replaced by a transferred call".into(), true),
+        EndReason::Declined { status } => (format!("we declined with {status}"), true),
+        EndReason::Rejected { status, reason } => (format!("refused: {status} {reason}"), false),
+        EndReason::Timeout => ("no answer from the other side (timeout)".into(), false),
+        EndReason::TransportError => ("the network failed".into(), false),
+        EndReason::MediaFailed(why) => (format!("media negotiation failed: {why}"), false),
+    }
+}
+
+fn reason_json(reason: &EndReason) -> serde_json::Value {
+    match reason {
+        EndReason::Rejected { status, reason } => {
+            serde_json::json!({"reason": "rejected", "status": status, "phrase": reason})
+        }
+        EndReason::Declined { status } => {
+            serde_json::json!({"reason": "declined", "status": status})
+        }
+        EndReason::MediaFailed(w) => serde_json::json!({"reason": "media_failed", "detail": w}),
+        other => serde_json::json!({"reason": format!("{other:?}").to_lowercase()}),
+    }
+}
+
+/// What the loop waits for.
+enum Mode {
+    Call {
+        ring_deadline: TokioInstant,
+    },
+    Answer {
+        remaining: u32,
+        answer_after: Duration,
+        wait_deadline: Option<TokioInstant>,
+    },
+}
+
+pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
+    let target_uri = args.uri.trim().to_owned();
+    let (host_s, port) = switchboard_sip::ua::uri_host_port(&target_uri).with_context(|| {
+        format!("{target_uri:?} is not a SIP URI — write it like sip:bob@192.0.2.10:5060")
+    })?;
+    let towards = resolve(&host_s, port.unwrap_or(5060)).await.ok();
+    let mut s = setup(&args.account, towards).await?;
+    s.out.json = json;
+    if s.phone.registration().is_some() {
+        wait_registered(&mut s).await?;
+    }
+    let media = s.local_media();
+    let now = Instant::now();
+    let call = s.phone.ua().invite(&target_uri, media, Vec::new(), now)?;
+    s.out.event(
+        "calling",
+        serde_json::json!({"call": call, "to": target_uri}),
+        format!("calling {target_uri}"),
+    );
+    let ring_deadline = TokioInstant::now() + Duration::from_secs_f64(args.ring_timeout.max(0.1));
+    run(&mut s, Mode::Call { ring_deadline }).await
+}
+
+pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
+    let mut s = setup(&args.account, None).await?;
+    s.out.json = json;
+    let local = s.phone.local_addr()?;
+    if s.phone.registration().is_some() {
+        wait_registered(&mut s).await?;
+    }
+    let contact = format!(
+        "sip:{}@{}",
+        args.account.user,
+        host(SocketAddr::new(s.local_ip, local.port()))
+    );
+    s.out.event(
+        "listening",
+        serde_json::json!({"contact": contact}),
+        format!("waiting for calls at {contact}"),
+    );
+    let wait_deadline = args
+        .wait
+        .map(|w| TokioInstant::now() + Duration::from_secs_f64(w.max(0.0)));
+    run(
+        &mut s,
+        Mode::Answer {
+            remaining: args.calls.max(1),
+            answer_after: Duration::from_secs_f64(args.answer_after.max(0.0)),
+            wait_deadline,
+        },
+    )
+    .await
+}
+
+async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
+    let server = s.account.server.clone().unwrap_or_default();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(40), s.phone.next_event()).await {
+            Err(_) => bail!("no answer from {server} within 40 s — check the address and that the registrar is running"),
+            Ok(ev) => match ev? {
+                PhoneEvent::Registration(RegistrationEvent::Registered { expires, .. }) => {
+                    s.out.event(
+                        "registered",
+                        serde_json::json!({"registrar": server, "expires": expires}),
+                        format!("registered at {server} for {expires} s"),
+                    );
+                    return Ok(());
+                }
+                PhoneEvent::Registration(RegistrationEvent::Refused { status, reason }) => {
+                    let hint = match status {
+                        401 | 403 | 407 => "check the user name and password",
+                        404 => "the registrar does not know this user or domain — check --user and --domain",
+                        _ => "see the registrar's logs",
+                    };
+                    bail!("SIP registration refused by {server}: {status} {reason} — {hint}");
+                }
+                PhoneEvent::Registration(RegistrationEvent::Unreachable) => {
+                    bail!("no answer from {server} within 32 s — check the address, port and transport, and that the registrar is running")
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
+    // Calls that have not reported their end yet.
+    let mut open: std::collections::HashSet<CallId> = s.phone.ua().calls().collect();
+    // Per established call: when it was answered and its remaining plan.
+    let mut active: HashMap<CallId, (TokioInstant, Vec<(Duration, Action)>)> = HashMap::new();
+    // Incoming calls waiting to be answered: call → answer at.
+    let mut ringing: HashMap<CallId, TokioInstant> = HashMap::new();
+    let mut outcome: Option<anyhow::Error> = None;
+    let mut rtp_buf = vec![0u8; 2048];
+    loop {
+        // The next timed thing to do.
+        let mut next: Option<TokioInstant> = None;
+        let mut consider =
+            |t: TokioInstant| next = Some(next.map_or(t, |n: TokioInstant| n.min(t)));
+        for (start, plan) in active.values() {
+            if let Some((d, _)) = plan.first() {
+                consider(*start + *d);
+            }
+        }
+        for at in ringing.values() {
+            consider(*at);
+        }
+        match &mode {
+            Mode::Call { ring_deadline } if active.is_empty() => consider(*ring_deadline),
+            Mode::Answer {
+                wait_deadline: Some(d),
+                ..
+            } if active.is_empty() && ringing.is_empty() => consider(*d),
+            _ => {}
+        }
+        let sleep = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = s.phone.next_event() => {
+                let ev = ev?;
+                let now = Instant::now();
+                match ev {
+                    PhoneEvent::Registration(RegistrationEvent::Refused { status, reason }) => {
+                        bail!("SIP registration refused: {status} {reason}");
+                    }
+                    PhoneEvent::Registration(_) => {}
+                    PhoneEvent::Call(UaEvent::IncomingCall { call, from, to, replaces }) => {
+                        open.insert(call);
+                        s.out.event("incoming", serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces}), format!("incoming call from {from}"));
+                        match &mode {
+                            Mode::Answer { remaining, answer_after, .. } if *remaining > 0 || replaces.is_some() => {
+                                s.phone.ua().ring(call, now);
+                                let at = if replaces.is_some() { Duration::ZERO } else { *answer_after };
+                                ringing.insert(call, TokioInstant::now() + at);
+                            }
+                            _ => s.phone.ua().reject(call, 486, now),
+                        }
+                    }
+                    PhoneEvent::Call(UaEvent::Progress { call, status, reason, early_media }) => {
+                        s.out.event("progress", serde_json::json!({"call": call, "status": status, "phrase": reason, "early_media": early_media.as_ref().map(media_json)}), format!("{status} {reason}"));
+                        if let Some(orig) = s.transfers.get(&call).copied() {
+                            s.phone.ua().notify_transfer(orig, status, &reason, now);
+                        }
+                    }
+                    PhoneEvent::Call(UaEvent::Established { call, media }) => {
+                        s.out.event("established", serde_json::json!({"call": call, "media": media_json(&media)}),
+                            format!("call {call} is up: {} to {}", media.codec.encoding, media.remote.map(|a| a.to_string()).unwrap_or_else(|| "nobody (on hold)".into())));
+                        if let Some(orig) = s.transfers.remove(&call) {
+                            s.phone.ua().notify_transfer(orig, 200, "OK", now);
+                        }
+                        active.insert(call, (TokioInstant::now(), plan(&s.account)));
+                        if let Mode::Answer { remaining, .. } = &mut mode {
+                            *remaining = remaining.saturating_sub(1);
+                        }
+                    }
+                    PhoneEvent::Call(UaEvent::MediaChanged { call, media }) => {
+                        s.out.event("media", serde_json::json!({"call": call, "media": media_json(&media)}), format!("call {call}: media now {}", media.direction.as_str()));
+                    }
+                    PhoneEvent::Call(UaEvent::MediaChangeFailed { call, status }) => {
+                        s.out.event("media_failed", serde_json::json!({"call": call, "status": status}), format!("call {call}: the peer refused the media change ({status})"));
+                    }
+                    PhoneEvent::Call(UaEvent::Dtmf { call, digit, duration_ms }) => {
+                        s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "duration_ms": duration_ms}), format!("DTMF {digit}"));
+                    }
+                    PhoneEvent::Call(UaEvent::TransferRequested { call, target, replaces, referred_by }) => {
+                        s.out.event("transfer_requested", serde_json::json!({"call": call, "target": target, "replaces": replaces, "referred_by": referred_by}), format!("asked to call {target}"));
+                        let mut headers = Vec::new();
+                        if let Some(r) = replaces { headers.push(format!("Replaces: {r}")); }
+                        if let Some(b) = referred_by { headers.push(format!("Referred-By: {b}")); }
+                        let media = s.local_media();
+                        match s.phone.ua().invite(&target, media, headers, now) {
+                            Ok(new_call) => { open.insert(new_call); s.transfers.insert(new_call, call); }
+                            Err(e) => {
+                                s.phone.ua().notify_transfer(call, 503, "Service Unavailable", now);
+                                s.out.event("transfer_failed", serde_json::json!({"call": call, "error": e.to_string()}), format!("cannot call {target}: {e}"));
+                            }
+                        }
+                    }
+                    PhoneEvent::Call(UaEvent::TransferProgress { call, status, final_ }) => {
+                        s.out.event("transfer_progress", serde_json::json!({"call": call, "status": status, "final": final_}), format!("transfer: {status}"));
+                        if final_ {
+                            // RFC 5589 §6: the transferor ends its leg once the transfer is done.
+                            if (200..300).contains(&status) {
+                                s.phone.ua().hangup(call, now);
+                            } else {
+                                outcome = Some(anyhow::anyhow!("the transfer failed: the target answered {status}"));
+                            }
+                        }
+                    }
+                    PhoneEvent::Call(UaEvent::Ended { call, reason }) => {
+                        let (text, ok) = describe_end(&reason);
+                        let mut fields = reason_json(&reason);
+                        fields["call"] = serde_json::json!(call);
+                        fields["rtp_packets_received"] = serde_json::json!(s.rtp.received);
+                        s.out.event("ended", fields, format!("call {call} ended: {text}"));
+                        if let Some(orig) = s.transfers.remove(&call) {
+                            let (st, ph) = match &reason { EndReason::Rejected { status, reason } => (*status, reason.clone()), _ => (487, "Request Terminated".to_owned()) };
+                            s.phone.ua().notify_transfer(orig, st, &ph, now);
+                        }
+                        active.remove(&call);
+                        ringing.remove(&call);
+                        open.remove(&call);
+                        if !ok && outcome.is_none() {
+                            outcome = Some(anyhow::anyhow!("call {call} {text}"));
+                        }
+                    }
+                }
+            }
+            r = s.rtp.socket.recv_from(&mut rtp_buf) => {
+                if r.is_ok() { s.rtp.received += 1; }
+            }
+            _ = sleep => {
+                let now = Instant::now();
+                let tnow = TokioInstant::now();
+                let due: Vec<CallId> = ringing.iter().filter(|(_, at)| **at <= tnow).map(|(c, _)| *c).collect();
+                for call in due {
+                    ringing.remove(&call);
+                    let media = s.local_media();
+                    if let Err(e) = s.phone.ua().answer(call, media, now) {
+                        s.out.event("answer_failed", serde_json::json!({"call": call, "error": e.to_string()}), format!("cannot answer: {e}"));
+                    }
+                }
+                for (call, (start, plan)) in active.iter_mut() {
+                    while plan.first().is_some_and(|(d, _)| *start + *d <= tnow) {
+                        let (_, action) = plan.remove(0);
+                        let r = match action {
+                            Action::Dtmf(d) => s.phone.ua().send_dtmf_info(*call, d, 160, now).map(|_| {
+                                s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string()}), format!("sent DTMF {d}"));
+                            }),
+                            Action::Hold(h) => s.phone.ua().hold(*call, h, now),
+                            Action::Transfer(t) => s.phone.ua().transfer(*call, &t, None, now).map(|_| {
+                                s.out.event("transferring", serde_json::json!({"call": call, "to": t}), format!("transferring to {t}"));
+                            }),
+                            Action::Hangup => { s.phone.ua().hangup(*call, now); Ok(()) }
+                        };
+                        if let Err(e) = r {
+                            s.out.event("error", serde_json::json!({"call": call, "error": e.to_string()}), format!("call {call}: {e}"));
+                        }
+                    }
+                }
+                match &mode {
+                    Mode::Call { ring_deadline } if active.is_empty() && tnow >= *ring_deadline => {
+                        let calls: Vec<CallId> = s.phone.ua().calls().collect();
+                        for c in calls { s.phone.ua().hangup(c, now); }
+                        outcome.get_or_insert_with(|| anyhow::anyhow!("nobody answered within the ring timeout"));
+                    }
+                    Mode::Answer { wait_deadline: Some(d), .. } if active.is_empty() && ringing.is_empty() && tnow >= *d => {
+                        bail!("no call arrived in time");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Done when nothing is left to do.
+        let idle = open.is_empty() && s.transfers.is_empty();
+        let finished = match &mode {
+            Mode::Call { .. } => idle,
+            Mode::Answer { remaining, .. } => idle && *remaining == 0,
+        };
+        if finished {
+            break;
+        }
+    }
+    // Let the last transactions finish (BYE's 200, retransmissions) briefly, then unregister.
+    let settle = TokioInstant::now() + Duration::from_millis(300);
+    while let Ok(ev) = tokio::time::timeout_at(settle, s.phone.next_event()).await {
+        ev?;
+    }
+    if let Some(reg) = s.phone.registration() {
+        if reg.is_registered() {
+            reg.unregister(Instant::now());
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match s.phone.next_event().await {
+                        Ok(PhoneEvent::Registration(RegistrationEvent::Unregistered)) | Err(_) => {
+                            break
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+        }
+    }
+    match outcome {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
