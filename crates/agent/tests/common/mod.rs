@@ -1,0 +1,296 @@
+//! Real peers for the agent's interop tests: Kamailio and baresip on 127.0.0.1, started on free
+//! ports from the configurations in tests/peers/, stopped when dropped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_switchboard-agent");
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Baresip {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub sip_port: u16,
+    ctrl_port: u16,
+    user: String,
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Baresip {
+    pub fn start(user: &str, answermode: &str, tone_hz: u32) -> Self {
+        Self::start_with_account(
+            user,
+            &format!("<sip:{user}@127.0.0.1>;regint=0;answermode={answermode}"),
+            tone_hz,
+        )
+    }
+
+    /// With a full `accounts` line (e.g. one that registers with a proxy).
+    pub fn start_with_account(user: &str, account: &str, tone_hz: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let template = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/baresip/config"),
+        )
+        .unwrap();
+        let sip_port = free_udp_port();
+        let ctrl_port = free_tcp_port();
+        // A private RTP range per instance, derived from the SIP port to avoid clashes.
+        let rtp_first = 20000 + (sip_port % 200) * 100;
+        let config = template
+            .replace("@SIP_PORT@", &sip_port.to_string())
+            .replace("@CTRL_PORT@", &ctrl_port.to_string())
+            .replace("@DIR@", &dir.path().display().to_string())
+            .replace("@TONE_HZ@", &tone_hz.to_string())
+            .replace("@RTP_FIRST@", &rtp_first.to_string())
+            .replace("@RTP_LAST@", &(rtp_first + 98).to_string());
+        std::fs::write(dir.path().join("config"), config).unwrap();
+        std::fs::write(dir.path().join("accounts"), format!("{account}\n")).unwrap();
+        let log = std::fs::File::create(dir.path().join("baresip.log")).unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .arg("-v")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip is not installed — run tests/peers/install.sh");
+        let b = Self {
+            child,
+            dir,
+            sip_port,
+            ctrl_port,
+            user: user.to_owned(),
+        };
+        b.wait_for("baresip is ready", Duration::from_secs(10));
+        b
+    }
+
+    pub fn uri(&self) -> String {
+        format!("sip:{}@127.0.0.1:{}", self.user, self.sip_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, needle: &str, within: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(
+                start.elapsed() < within,
+                "baresip did not log {needle:?} within {within:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A ctrl_tcp command: a netstring-framed JSON object.
+    pub fn command(&self, command: &str, params: &str) {
+        let body =
+            serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
+        let mut s = TcpStream::connect(("127.0.0.1", self.ctrl_port)).unwrap();
+        s.write_all(format!("{}:{},", body.len(), body).as_bytes())
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+    }
+}
+
+pub struct Kamailio {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: Kamailio's main process then stops its worker processes;
+        // killed outright it would leave them running.
+        let term = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        if !matches!(term, Ok(s) if s.success()) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn kamailio_binary() -> PathBuf {
+    [
+        "/usr/sbin/kamailio",
+        "/usr/local/sbin/kamailio",
+        "/usr/bin/kamailio",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .expect("kamailio is not installed — run tests/peers/install.sh")
+}
+
+pub fn start_kamailio(config: &str) -> Kamailio {
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/peers/kamailio")
+        .join(config);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
+    let child = Command::new(kamailio_binary())
+        .args(["-DD", "-E", "-f"])
+        .arg(&cfg)
+        .arg("-l")
+        .arg(format!("udp:127.0.0.1:{port}"))
+        .arg("-P")
+        .arg(dir.path().join("kamailio.pid"))
+        .arg("-Y")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start kamailio");
+    let mut k = Kamailio {
+        child,
+        port,
+        _dir: dir,
+    };
+    // Ready when it answers OPTIONS.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = k.child.try_wait().unwrap() {
+            panic!("kamailio exited at start with {status}");
+        }
+        let ping = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKping{}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe-{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            start.elapsed().as_millis(),
+            start.elapsed().as_millis()
+        );
+        sock.send_to(ping.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 2048];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200") {
+                return k;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "kamailio did not answer OPTIONS on {port}"
+        );
+    }
+}
+
+pub fn events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn names(ev: &[serde_json::Value]) -> Vec<String> {
+    ev.iter()
+        .map(|e| e["event"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+pub fn agent(args: &[&str]) -> Command {
+    let mut c = Command::new(AGENT);
+    c.arg("--json").args(args);
+    c
+}
+
+pub fn run_agent(
+    args: &[&str],
+    peers: &[&Baresip],
+) -> (std::process::Output, Vec<serde_json::Value>) {
+    let out = agent(args).output().unwrap();
+    let ev = events(&out.stdout);
+    let logs: String = peers
+        .iter()
+        .map(|p| p.log())
+        .collect::<Vec<_>>()
+        .join("\n----\n");
+    eprintln!(
+        "agent {args:?} → {}\nstderr: {}\nevents: {ev:#?}\nbaresip:\n{logs}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, ev)
+}
+
+pub fn wait_output(
+    child: &mut Child,
+    within: Duration,
+    peers: &[&Baresip],
+) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_end(&mut stdout);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_end(&mut stderr);
+    }
+    let status = child.wait().unwrap();
+    let logs: String = peers
+        .iter()
+        .map(|p| p.log())
+        .collect::<Vec<_>>()
+        .join("\n----\n");
+    eprintln!(
+        "agent → {status}\nstdout: {}\nstderr: {}\nbaresip:\n{logs}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
