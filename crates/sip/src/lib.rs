@@ -21,10 +21,11 @@
 
 pub mod auth;
 pub mod message;
-pub mod registrar;
 pub mod phone;
+pub mod registrar;
 pub mod registration;
 pub mod sdp;
 pub mod transaction;
+pub mod transport;
 pub mod ua;
 pub mod udp;

@@ -8,10 +8,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
-
-use crate::message::{Message, MAX_MESSAGE_BYTES};
 use crate::registration::{Registration, RegistrationEvent};
+use crate::transport::{Incoming, Transports};
 use crate::ua::{Destination, Transmit, UaEvent, UserAgent};
 
 /// What the phone reports.
@@ -21,24 +19,35 @@ pub enum PhoneEvent {
     Registration(RegistrationEvent),
 }
 
-/// A user agent and its registration over one UDP socket.
-pub struct UdpPhone {
-    socket: UdpSocket,
+/// A user agent and its registration over one transport (UDP, TCP or TLS).
+pub struct Phone {
+    net: Transports,
     ua: UserAgent,
     registration: Option<(Registration, SocketAddr)>,
     resolved: HashMap<(String, u16), SocketAddr>,
+    /// Host names we resolved, by address: the TLS server name for connections to them.
+    names: HashMap<SocketAddr, String>,
     dropped: u64,
 }
 
-impl UdpPhone {
-    pub fn new(socket: UdpSocket, ua: UserAgent) -> Self {
+/// The earlier name of [`Phone`], when it only spoke UDP.
+pub type UdpPhone = Phone;
+
+impl Phone {
+    pub fn new(net: Transports, ua: UserAgent) -> Self {
         Self {
-            socket,
+            net,
             ua,
             registration: None,
             resolved: HashMap::new(),
+            names: HashMap::new(),
             dropped: 0,
         }
+    }
+
+    /// Remembers that `addr` is `host` (for TLS server names).
+    pub fn name_address(&mut self, addr: SocketAddr, host: &str) {
+        self.names.insert(addr, host.to_owned());
     }
 
     /// Runs `reg` on this socket towards `registrar` (it must have been started).
@@ -55,7 +64,7 @@ impl UdpPhone {
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        Ok(self.net.local_addr())
     }
 
     /// Datagrams dropped because they were not SIP.
@@ -67,7 +76,12 @@ impl UdpPhone {
         match to {
             Destination::Addr(a) => Some(*a),
             Destination::Host { host, port } => {
-                let key = (host.clone(), port.unwrap_or(5060));
+                let default = if self.net.kind() == crate::ua::Transport::Tls {
+                    5061
+                } else {
+                    5060
+                };
+                let key = (host.clone(), port.unwrap_or(default));
                 if let Some(a) = self.resolved.get(&key) {
                     return Some(*a);
                 }
@@ -77,6 +91,7 @@ impl UdpPhone {
                     .and_then(|mut it| it.next());
                 match found {
                     Some(a) => {
+                        self.names.insert(a, key.0.clone());
                         self.resolved.insert(key, a);
                         Some(a)
                     }
@@ -89,26 +104,41 @@ impl UdpPhone {
         }
     }
 
-    async fn flush(&mut self) {
-        while let Some(Transmit { to, data }) = self.ua.poll_transmit() {
-            if let Some(addr) = self.resolve(&to).await {
-                if let Err(e) = self.socket.send_to(&data, addr).await {
-                    tracing::warn!(error = %e, to = %addr, "cannot send a SIP message");
-                }
+    async fn send(&mut self, to: SocketAddr, data: bytes::Bytes) -> bool {
+        let name = self.names.get(&to).cloned();
+        match self.net.send(to, name.as_deref(), data).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send a SIP message");
+                false
             }
         }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(Transmit { to, data }) = self.ua.poll_transmit() {
+            let sent = match self.resolve(&to).await {
+                Some(addr) => self.send(addr, data).await,
+                None => false,
+            };
+            if !sent {
+                // Tell the transactions now rather than at timer B/F (RFC 3261 §17.1.4).
+                self.ua.transport_error(&to, Instant::now());
+            }
+        }
+        let mut reg_out = Vec::new();
         if let Some((reg, to)) = self.registration.as_mut() {
             while let Some(b) = reg.poll_transmit() {
-                if let Err(e) = self.socket.send_to(&b, *to).await {
-                    tracing::warn!(error = %e, to = %to, "cannot send to the registrar");
-                }
+                reg_out.push((*to, b));
             }
+        }
+        for (to, b) in reg_out {
+            let _ = self.send(to, b).await;
         }
     }
 
     /// Runs until the user agent or the registration reports something.
     pub async fn next_event(&mut self) -> std::io::Result<PhoneEvent> {
-        let mut buf = vec![0u8; MAX_MESSAGE_BYTES];
         loop {
             self.flush().await;
             if let Some(e) = self.registration.as_mut().and_then(|(r, _)| r.poll_event()) {
@@ -133,32 +163,24 @@ impl UdpPhone {
                 }
             };
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => {
-                        // A CRLF keep-alive (RFC 5626 §4.4.1) gets no answer over UDP.
-                        if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) {
-                            continue;
+                item = self.net.recv() => match item {
+                    Some(Incoming::Message(m, from)) => {
+                        let now = Instant::now();
+                        if !m.is_request() {
+                            if let Some((reg, _)) = self.registration.as_mut() {
+                                reg.handle_message(&m, now);
+                            }
                         }
-                        match Message::parse(&buf[..n]) {
-                            Ok(m) => {
-                                let now = Instant::now();
-                                if !m.is_request() {
-                                    if let Some((reg, _)) = self.registration.as_mut() {
-                                        reg.handle_message(&m, now);
-                                    }
-                                }
-                                self.ua.handle_message(&m, from, now);
-                            }
-                            Err(e) => {
-                                self.dropped += 1;
-                                if self.dropped.is_power_of_two() {
-                                    tracing::info!(error = %e, from = %from, dropped = self.dropped, "dropped a datagram that is not SIP");
-                                }
-                            }
+                        self.ua.handle_message(&m, from, now);
+                    }
+                    Some(Incoming::Garbage(from, why)) => {
+                        self.dropped += 1;
+                        if self.dropped.is_power_of_two() {
+                            tracing::info!(error = %why, from = %from, dropped = self.dropped, "dropped bytes that are not SIP");
                         }
                     }
-                    // ICMP errors surface here; the transaction timers decide.
-                    Err(e) => tracing::debug!(error = %e, "receive failed"),
+                    Some(Incoming::Closed(_)) => {}
+                    None => return Err(std::io::Error::other("the SIP transport stopped")),
                 },
                 _ = sleep => {
                     let now = Instant::now();

@@ -114,9 +114,10 @@ impl Destination {
     /// The next hop for a URI: its host and port (`maddr` is not supported).
     pub fn from_uri(uri: &str) -> Option<Self> {
         let (host, port) = uri_host_port(uri)?;
-        Some(match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => Self::Addr(SocketAddr::new(ip, port.unwrap_or(5060))),
-            Err(_) => Self::Host { host, port },
+        Some(match (host.parse::<std::net::IpAddr>(), port) {
+            (Ok(ip), Some(port)) => Self::Addr(SocketAddr::new(ip, port)),
+            // Without a port the transport's default applies (5060, or 5061 for TLS).
+            _ => Self::Host { host, port },
         })
     }
 }
@@ -880,6 +881,26 @@ Content-Length: 0\r\n\r\n",
             self.handle_request(msg, source, now);
         } else {
             self.handle_response(msg, now);
+        }
+    }
+
+    /// The transport could not deliver to `to` (connection refused, TLS failure): the client
+    /// transactions sending there fail now instead of at timer B/F (§17.1.4).
+    pub fn transport_error(&mut self, to: &Destination, now: Instant) {
+        let branches: Vec<String> = self
+            .client
+            .iter()
+            .filter(|(_, t)| &t.destination == to)
+            .map(|(b, _)| b.clone())
+            .collect();
+        for b in branches {
+            if let Some(t) = self.client.get_mut(&b) {
+                match &mut t.kind {
+                    ClientTxKind::Invite(i) => i.transport_error(),
+                    ClientTxKind::NonInvite(n) => n.transport_error(),
+                }
+            }
+            self.drain_client(&b, None, now);
         }
     }
 

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use switchboard_sip::auth::Credentials;
-use switchboard_sip::phone::{PhoneEvent, UdpPhone};
+use switchboard_sip::phone::{Phone, PhoneEvent};
 use switchboard_sip::registration::{Registration, RegistrationConfig, RegistrationEvent};
 use switchboard_sip::sdp::{LocalMedia, Negotiated};
-use switchboard_sip::transaction::{Reliability, Timers};
+use switchboard_sip::transaction::Timers;
+use switchboard_sip::transport::{TlsSettings, Transports};
 use switchboard_sip::ua::{
     CallId, Destination, EndReason, Transport, UaConfig, UaEvent, UserAgent,
 };
@@ -51,6 +52,18 @@ pub struct AccountArgs {
     /// Put the call on hold this many seconds after it is answered, and resume 2 s later.
     #[arg(long)]
     pub hold_after: Option<f64>,
+    /// SIP transport (default: the server's or the URI's `;transport=`, else udp; sips: → tls).
+    #[arg(long, value_parser = ["udp", "tcp", "tls"])]
+    pub transport: Option<String>,
+    /// PEM CA certificate(s) to trust for TLS, besides the system's roots.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM certificate chain to accept TLS connections with (`answer` over TLS).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -144,7 +157,7 @@ struct RtpPort {
 }
 
 struct Session {
-    phone: UdpPhone,
+    phone: Phone,
     out: Out,
     rtp: RtpPort,
     local_ip: IpAddr,
@@ -160,21 +173,55 @@ impl Session {
     }
 }
 
-async fn setup(account: &AccountArgs, towards: Option<SocketAddr>) -> anyhow::Result<Session> {
+fn transport_named(name: &str) -> Transport {
+    match name {
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => Transport::Udp,
+    }
+}
+
+/// The transport a URI asks for: `;transport=`, or TLS for `sips:`.
+fn uri_transport(uri: &str) -> Option<Transport> {
+    // A bare URI keeps its parameters (value_uri would read them as header parameters).
+    let uri = match (uri.find('<'), uri.find('>')) {
+        (Some(a), Some(b)) if b > a => &uri[a + 1..b],
+        _ => uri.trim(),
+    };
+    if uri.to_ascii_lowercase().starts_with("sips:") {
+        return Some(Transport::Tls);
+    }
+    uri.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.eq_ignore_ascii_case("transport")
+            .then(|| transport_named(&v.to_ascii_lowercase()))
+    })
+}
+
+async fn setup(
+    account: &AccountArgs,
+    towards: Option<(SocketAddr, String)>,
+    uri_kind: Option<Transport>,
+) -> anyhow::Result<Session> {
     let (server, registrar) = match &account.server {
         Some(s) => {
             let addr = ServerAddress::parse(s)?;
-            if addr.transport != "udp" {
-                bail!(
-                    "transport={} is not supported yet by switchboard-agent — use ;transport=udp",
-                    addr.transport
-                );
-            }
             let target = resolve(&addr.host, addr.port).await?;
             (Some(addr), Some(target))
         }
         None => (None, None),
     };
+    let kind = match (&account.transport, &server) {
+        (Some(t), _) => transport_named(t),
+        (None, Some(s)) => transport_named(&s.transport),
+        (None, None) => uri_kind.unwrap_or(Transport::Udp),
+    };
+    let peer_name = match (&server, &towards) {
+        (Some(s), _) => Some(s.host.clone()),
+        (None, Some((_, h))) => Some(h.clone()),
+        _ => None,
+    };
+    let towards = towards.map(|(a, _)| a);
     let peer = registrar.or(towards);
     let bind = match account.bind {
         Some(b) => b,
@@ -185,10 +232,13 @@ async fn setup(account: &AccountArgs, towards: Option<SocketAddr>) -> anyhow::Re
             SocketAddr::new(ip, 0)
         }
     };
-    let socket = tokio::net::UdpSocket::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen for SIP on {bind} — is another phone using it?"))?;
-    let local = socket.local_addr()?;
+    let tls = TlsSettings {
+        ca_file: account.tls_ca.clone(),
+        cert_file: account.tls_cert.clone(),
+        key_file: account.tls_key.clone(),
+    };
+    let net = Transports::bind(kind, bind, &tls).await?;
+    let local = net.local_addr();
     let local_ip = if local.ip().is_unspecified() {
         peer.map(local_ip_towards)
             .unwrap_or(IpAddr::from([127, 0, 0, 1]))
@@ -214,12 +264,15 @@ async fn setup(account: &AccountArgs, towards: Option<SocketAddr>) -> anyhow::Re
         display_name: None,
         credentials: credentials.clone(),
         contact_host: host(contact),
-        transport: Transport::Udp,
+        transport: kind,
         outbound_proxy: registrar.map(Destination::Addr),
         timers: Timers::default(),
         user_agent: format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION")),
     };
-    let mut phone = UdpPhone::new(socket, UserAgent::new(cfg));
+    let mut phone = Phone::new(net, UserAgent::new(cfg));
+    if let (Some(p), Some(name)) = (peer, &peer_name) {
+        phone.name_address(p, name);
+    }
     if let (Some(server), Some(registrar)) = (&server, registrar) {
         let Some(credentials) = credentials else {
             bail!("--server needs --password (or SWITCHBOARD_SIP_PASSWORD) to register");
@@ -227,10 +280,15 @@ async fn setup(account: &AccountArgs, towards: Option<SocketAddr>) -> anyhow::Re
         let mut reg = Registration::new(RegistrationConfig {
             registrar: server.uri(),
             aor: format!("sip:{}@{domain}", account.user),
-            contact: format!("sip:{}@{};transport=udp", account.user, host(contact)),
+            contact: format!(
+                "sip:{}@{};transport={}",
+                account.user,
+                host(contact),
+                kind.param()
+            ),
             via_sent_by: host(contact),
-            via_transport: "UDP",
-            reliability: Reliability::Unreliable,
+            via_transport: kind.via_name(),
+            reliability: kind.reliability(),
             credentials,
             expires: 300,
             timers: Timers::default(),
@@ -295,7 +353,10 @@ fn describe_end(reason: &EndReason) -> (String, bool) {
         EndReason::Declined { status } => (format!("we declined with {status}"), true),
         EndReason::Rejected { status, reason } => (format!("refused: {status} {reason}"), false),
         EndReason::Timeout => ("no answer from the other side (timeout)".into(), false),
-        EndReason::TransportError => ("the network failed".into(), false),
+        EndReason::TransportError => (
+            "could not reach the other side (connection refused or TLS failure — see the warning above)".into(),
+            false,
+        ),
         EndReason::MediaFailed(why) => (format!("media negotiation failed: {why}"), false),
     }
 }
@@ -330,8 +391,17 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
     let (host_s, port) = switchboard_sip::ua::uri_host_port(&target_uri).with_context(|| {
         format!("{target_uri:?} is not a SIP URI — write it like sip:bob@192.0.2.10:5060")
     })?;
-    let towards = resolve(&host_s, port.unwrap_or(5060)).await.ok();
-    let mut s = setup(&args.account, towards).await?;
+    let kind = uri_transport(&target_uri);
+    let default_port = if kind == Some(Transport::Tls) {
+        5061
+    } else {
+        5060
+    };
+    let towards = resolve(&host_s, port.unwrap_or(default_port))
+        .await
+        .ok()
+        .map(|a| (a, host_s.clone()));
+    let mut s = setup(&args.account, towards, kind).await?;
     s.out.json = json;
     if s.phone.registration().is_some() {
         wait_registered(&mut s).await?;
@@ -349,7 +419,7 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
-    let mut s = setup(&args.account, None).await?;
+    let mut s = setup(&args.account, None, None).await?;
     s.out.json = json;
     let local = s.phone.local_addr()?;
     if s.phone.registration().is_some() {

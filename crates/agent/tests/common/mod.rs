@@ -162,17 +162,24 @@ pub fn start_kamailio(config: &str) -> Kamailio {
         .join("../../tests/peers/kamailio")
         .join(config);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port free for both UDP and TCP.
+    let port = loop {
+        let p = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
     let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
     let child = Command::new(kamailio_binary())
         .args(["-DD", "-E", "-f"])
         .arg(&cfg)
         .arg("-l")
         .arg(format!("udp:127.0.0.1:{port}"))
+        .args(if config == "proxy.cfg" {
+            vec!["-l".to_owned(), format!("tcp:127.0.0.1:{port}")]
+        } else {
+            vec![]
+        })
         .arg("-P")
         .arg(dir.path().join("kamailio.pid"))
         .arg("-Y")

@@ -1,0 +1,456 @@
+//! SIP transports as a thin tokio layer (RFC 3261 §18): UDP datagrams, and TCP and TLS streams
+//! framed by `Content-Length` (§18.3) with connection reuse — a response or a request to an
+//! address we already have a connection with goes over that connection, whoever opened it.
+//! TLS is rustls (TLS 1.2 and 1.3 only), trusting the system's roots plus an optional CA file,
+//! with SNI from the host name we resolved. Incoming bytes reach the owner as parsed messages
+//! through one channel, so the user agent above never sees the difference.
+//!
+//! CRLF keep-alives (RFC 5626 §4.4.1) are answered on streams with a single CRLF ("pong") and
+//! ignored on UDP; [`Transports::keepalive`] sends the double-CRLF ping on every stream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::message::{Message, MAX_MESSAGE_BYTES};
+
+type Streams = Arc<std::sync::Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>>;
+
+fn streams_get(s: &Streams, a: &SocketAddr) -> Option<mpsc::Sender<Bytes>> {
+    s.lock().ok().and_then(|m| m.get(a).cloned())
+}
+fn streams_set(s: &Streams, a: SocketAddr, w: Option<mpsc::Sender<Bytes>>) {
+    if let Ok(mut m) = s.lock() {
+        match w {
+            Some(w) => {
+                m.insert(a, w);
+            }
+            None => {
+                m.remove(&a);
+            }
+        }
+    }
+}
+use crate::ua::Transport;
+
+/// What arrives from the network.
+#[derive(Debug)]
+pub enum Incoming {
+    Message(Box<Message>, SocketAddr),
+    /// Bytes that were not SIP, from this source.
+    Garbage(SocketAddr, String),
+    /// A stream connection closed.
+    Closed(SocketAddr),
+}
+
+/// Why a transport could not be set up or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot listen on {addr}: {source} — is another program using this port?")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS with {addr} failed: {source} — check the server certificate and --tls-ca")]
+    Tls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {why}")]
+    File { path: String, why: String },
+}
+
+/// TLS settings.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// PEM CA certificates trusted in addition to the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate chain and private key, to accept TLS connections.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+fn read_pem_certs(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
+    let data = std::fs::read(path).map_err(|e| TransportError::File {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
+    let certs = certs.map_err(|e| TransportError::File {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    if certs.is_empty() {
+        return Err(TransportError::File {
+            path: path.display().to_string(),
+            why: "no PEM certificate in it".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TransportError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // The system's roots; a machine without them still works with --tls-ca.
+    let native = rustls_native_certs::load_native_certs();
+    for c in native.certs {
+        let _ = roots.add(c);
+    }
+    if let Some(ca) = &settings.ca_file {
+        for c in read_pem_certs(ca)? {
+            roots.add(c).map_err(|e| TransportError::File {
+                path: ca.display().to_string(),
+                why: e.to_string(),
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TransportError::File {
+            path: "TLS settings".into(),
+            why: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(cfg)
+}
+
+fn server_config(settings: &TlsSettings) -> Result<Option<rustls::ServerConfig>, TransportError> {
+    let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) else {
+        return Ok(None);
+    };
+    let certs = read_pem_certs(cert)?;
+    let key_data = std::fs::read(key).map_err(|e| TransportError::File {
+        path: key.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let key_der = rustls_pemfile::private_key(&mut key_data.as_slice())
+        .map_err(|e| TransportError::File {
+            path: key.display().to_string(),
+            why: e.to_string(),
+        })?
+        .ok_or_else(|| TransportError::File {
+            path: key.display().to_string(),
+            why: "no PEM private key in it".into(),
+        })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TransportError::File {
+            path: "TLS settings".into(),
+            why: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TransportError::File {
+            path: cert.display().to_string(),
+            why: e.to_string(),
+        })?;
+    Ok(Some(cfg))
+}
+
+/// The transport layer of one user agent.
+pub struct Transports {
+    kind: Transport,
+    udp: Option<Arc<UdpSocket>>,
+    local: SocketAddr,
+    /// Open stream connections by peer address, ours and accepted ones alike (reuse, §18).
+    streams: Streams,
+    tx: mpsc::Sender<Incoming>,
+    rx: mpsc::Receiver<Incoming>,
+    tls_client: Option<tokio_rustls::TlsConnector>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Transports {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Transports {
+    /// Listens on `bind` with `kind` (UDP socket, or TCP/TLS listener; TLS accepts only when a
+    /// certificate is configured).
+    pub async fn bind(
+        kind: Transport,
+        bind: SocketAddr,
+        tls: &TlsSettings,
+    ) -> Result<Self, TransportError> {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut t = Self {
+            kind,
+            udp: None,
+            local: bind,
+            streams: Arc::default(),
+            tx,
+            rx,
+            tls_client: None,
+            tasks: Vec::new(),
+        };
+        match kind {
+            Transport::Udp => {
+                let s = UdpSocket::bind(bind)
+                    .await
+                    .map_err(|source| TransportError::Bind { addr: bind, source })?;
+                t.local = s.local_addr().unwrap_or(bind);
+                let s = Arc::new(s);
+                t.udp = Some(s.clone());
+                let tx = t.tx.clone();
+                t.tasks.push(tokio::spawn(udp_reader(s, tx)));
+            }
+            Transport::Tcp | Transport::Tls => {
+                let l = TcpListener::bind(bind)
+                    .await
+                    .map_err(|source| TransportError::Bind { addr: bind, source })?;
+                t.local = l.local_addr().unwrap_or(bind);
+                let acceptor = match (kind, server_config(tls)?) {
+                    (Transport::Tls, Some(cfg)) => {
+                        Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+                    }
+                    _ => None,
+                };
+                if kind == Transport::Tls {
+                    t.tls_client = Some(tokio_rustls::TlsConnector::from(Arc::new(client_config(
+                        tls,
+                    )?)));
+                }
+                t.tasks.push(tokio::spawn(accept_loop(
+                    l,
+                    kind,
+                    acceptor,
+                    t.tx.clone(),
+                    t.streams.clone(),
+                )));
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn kind(&self) -> Transport {
+        self.kind
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The next thing from the network.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        let item = self.rx.recv().await?;
+        if let Incoming::Closed(a) = &item {
+            streams_set(&self.streams, *a, None);
+        }
+        Some(item)
+    }
+
+    /// Sends `data` to `to`; on a stream transport, over the existing connection or a new one
+    /// (`server_name` is the TLS SNI and certificate name).
+    pub async fn send(
+        &mut self,
+        to: SocketAddr,
+        server_name: Option<&str>,
+        data: Bytes,
+    ) -> Result<(), TransportError> {
+        if let Some(u) = &self.udp {
+            u.send_to(&data, to)
+                .await
+                .map_err(|source| TransportError::Connect { addr: to, source })?;
+            return Ok(());
+        }
+        if let Some(w) = streams_get(&self.streams, &to) {
+            if w.send(data.clone()).await.is_ok() {
+                return Ok(());
+            }
+            streams_set(&self.streams, to, None);
+        }
+        let tcp = TcpStream::connect(to)
+            .await
+            .map_err(|source| TransportError::Connect { addr: to, source })?;
+        let _ = tcp.set_nodelay(true);
+        let writer = match (&self.kind, &self.tls_client) {
+            (Transport::Tls, Some(connector)) => {
+                let name = server_name
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| to.ip().to_string());
+                let sni = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                    TransportError::Tls {
+                        addr: to,
+                        source: std::io::Error::other(format!("{name:?} is not a valid TLS name")),
+                    }
+                })?;
+                let stream = connector
+                    .connect(sni, tcp)
+                    .await
+                    .map_err(|source| TransportError::Tls { addr: to, source })?;
+                spawn_stream(stream, to, self.tx.clone(), &mut self.tasks)
+            }
+            _ => spawn_stream(tcp, to, self.tx.clone(), &mut self.tasks),
+        };
+        writer
+            .send(data)
+            .await
+            .map_err(|_| TransportError::Connect {
+                addr: to,
+                source: std::io::Error::other("the connection closed"),
+            })?;
+        streams_set(&self.streams, to, Some(writer));
+        Ok(())
+    }
+
+    /// RFC 5626 §4.4.1 keep-alive ping (CRLFCRLF) on every stream connection.
+    pub async fn keepalive(&mut self) {
+        let writers: Vec<mpsc::Sender<Bytes>> = self
+            .streams
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for w in writers {
+            let _ = w.send(Bytes::from_static(b"\r\n\r\n")).await;
+        }
+    }
+}
+
+async fn udp_reader(s: Arc<UdpSocket>, tx: mpsc::Sender<Incoming>) {
+    let mut buf = vec![0u8; MAX_MESSAGE_BYTES];
+    loop {
+        match s.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) {
+                    continue;
+                }
+                let item = match Message::parse(&buf[..n]) {
+                    Ok(m) => Incoming::Message(Box::new(m), from),
+                    Err(e) => Incoming::Garbage(from, e.to_string()),
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP errors surface here on some systems; the transaction timers decide.
+            Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
+        }
+    }
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    kind: Transport,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    tx: mpsc::Sender<Incoming>,
+    streams: Streams,
+) {
+    loop {
+        let Ok((tcp, from)) = l.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tx, streams, acceptor) = (tx.clone(), streams.clone(), acceptor.clone());
+        // Handshakes run apart so a slow or hostile peer cannot stall the listener.
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            let writer = match (kind, &acceptor) {
+                (Transport::Tls, Some(a)) => {
+                    let hs =
+                        tokio::time::timeout(std::time::Duration::from_secs(10), a.accept(tcp));
+                    match hs.await {
+                        Ok(Ok(s)) => spawn_stream(s, from, tx, &mut tasks),
+                        Ok(Err(e)) => {
+                            tracing::info!(error = %e, from = %from, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(from = %from, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                (Transport::Tls, None) => {
+                    tracing::info!(from = %from, "TLS connection refused: no certificate configured to accept with");
+                    return;
+                }
+                _ => spawn_stream(tcp, from, tx, &mut tasks),
+            };
+            streams_set(&streams, from, Some(writer));
+        });
+    }
+}
+
+/// Starts the reader and writer of one stream connection; returns the writer's queue.
+fn spawn_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    tx: mpsc::Sender<Incoming>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> mpsc::Sender<Bytes>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(256);
+    let pong = wtx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    }));
+    tasks.push(tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(8192);
+        loop {
+            // Frame every complete message in the buffer (§18.3).
+            loop {
+                // A keep-alive ping gets a pong (RFC 5626 §4.4.1).
+                if buf.starts_with(b"\r\n\r\n") {
+                    let _ = buf.split_to(4);
+                    let _ = pong.try_send(Bytes::from_static(b"\r\n"));
+                    continue;
+                }
+                match Message::frame_len(&buf) {
+                    Ok(Some(n)) => {
+                        let frame = buf.split_to(n);
+                        let item = match Message::parse(&frame) {
+                            Ok(m) => Incoming::Message(Box::new(m), peer),
+                            Err(e) => Incoming::Garbage(peer, e.to_string()),
+                        };
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Unframeable: the stream cannot be resynchronised; close it.
+                        let _ = tx.send(Incoming::Garbage(peer, e.to_string())).await;
+                        let _ = tx.send(Incoming::Closed(peer)).await;
+                        return;
+                    }
+                }
+            }
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(Incoming::Closed(peer)).await;
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+    }));
+    wtx
+}
