@@ -274,6 +274,72 @@ struct Call {
     refer_sub: Option<u32>,
     auth: Option<(Challenge, u32, bool)>,
     replaces: Option<CallId>,
+    /// RFC 4028: the session timer, once agreed.
+    timer: Option<SessionTimer>,
+    /// Session-Expires we ask for in our INVITE (raised by a 422), 0 for none.
+    se_requested: u32,
+    retried_422: bool,
+    /// The caller's Session-Expires (interval, refresher) and what it supports.
+    remote_se: Option<(u32, Option<String>)>,
+    peer_supports_timer: bool,
+    peer_supports_100rel: bool,
+    /// A session-refresh re-INVITE is in flight: its 2xx is no media change.
+    refreshing: bool,
+    /// RFC 3262, UAC: the highest RSeq we sent PRACK for.
+    last_rseq: u32,
+    /// RFC 3262, UAS: our RSeq counter, and the reliable 1xx retransmitted until its PRACK
+    /// (bytes, destination, next, interval, give-up, rseq).
+    rseq: u32,
+    reliable_1xx: Option<(Bytes, SocketAddr, Instant, Duration, Instant, u32)>,
+    /// The SDP answer already went out in a reliable 1xx: the 2xx carries none.
+    answered_reliably: bool,
+}
+
+/// RFC 4028 session timer of one call.
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    interval: u32,
+    we_refresh: bool,
+    /// When to refresh (refresher) or give up (the other side).
+    at: Instant,
+}
+
+impl SessionTimer {
+    fn new(interval: u32, we_refresh: bool, now: Instant) -> Self {
+        let i = u64::from(interval.max(1));
+        let at = if we_refresh {
+            now + Duration::from_secs(i / 2)
+        } else {
+            // §10: BYE at expiry minus min(32, SE/3) when nobody refreshed.
+            now + Duration::from_secs(i - (i / 3).min(32))
+        };
+        Self {
+            interval,
+            we_refresh,
+            at,
+        }
+    }
+}
+
+/// `Session-Expires: 1800;refresher=uac` (RFC 4028 §4).
+fn parse_session_expires(msg: &Message) -> Option<(u32, Option<String>)> {
+    let v = msg.header("Session-Expires")?;
+    let mut parts = v.split(';');
+    let n = parts.next()?.trim().parse().ok()?;
+    let refresher = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("refresher")
+            .then(|| v.trim().to_ascii_lowercase())
+    });
+    Some((n, refresher))
+}
+
+/// Whether a Supported/Require-style header lists `option`.
+fn lists_option(msg: &Message, header: &str, option: &str) -> bool {
+    msg.headers(header)
+        .flat_map(split_list)
+        .any(|o| o.eq_ignore_ascii_case(option))
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +389,10 @@ pub struct UserAgent {
     events: VecDeque<UaEvent>,
     /// Requests we refused for lack of room, counted for the logs.
     refused_overload: u64,
+    /// RFC 4028: the Session-Expires we ask for (None: no session timer of ours) and the
+    /// smallest we accept.
+    session_expires: Option<u32>,
+    min_se: u32,
 }
 
 fn random_token(n: usize) -> String {
@@ -510,7 +580,15 @@ impl UserAgent {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             refused_overload: 0,
+            session_expires: Some(1800),
+            min_se: 90,
         }
+    }
+
+    /// RFC 4028 session timer: the interval we ask for (at least 90 s), or `None` to ask for
+    /// none (we still honour a peer's).
+    pub fn set_session_timer(&mut self, expires: Option<u32>) {
+        self.session_expires = expires.map(|e| e.max(self.min_se));
     }
 
     pub fn config(&self) -> &UaConfig {
@@ -556,6 +634,11 @@ impl UserAgent {
                     .as_ref()
                     .map(|(_, _, next, _, give_up)| (*next).min(*give_up)),
                 c.reinvite.as_ref().and_then(|r| r.retry_at),
+                c.reliable_1xx.as_ref().map(|x| x.2.min(x.4)),
+                c.timer
+                    .as_ref()
+                    .filter(|_| c.state == CallState::Confirmed)
+                    .map(|t| t.at),
             ]
             .into_iter()
             .flatten()
@@ -632,6 +715,17 @@ impl UserAgent {
             refer_sub: None,
             auth: None,
             replaces: None,
+            timer: None,
+            se_requested: self.session_expires.unwrap_or(0),
+            retried_422: false,
+            remote_se: None,
+            peer_supports_timer: false,
+            peer_supports_100rel: false,
+            refreshing: false,
+            last_rseq: 0,
+            rseq: 0,
+            reliable_1xx: None,
+            answered_reliably: false,
         };
         self.calls.insert(id, call);
         self.send_initial_invite(id, now);
@@ -648,6 +742,15 @@ impl UserAgent {
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall(call))?;
         if c.state != CallState::Ringing {
             return Err(UaError::WrongState(call, "answered"));
+        }
+        if c.negotiated.is_some() && c.last_local_sdp.is_some() {
+            // The answer went out in a 183 already: the 2xx repeats it (unreliable 183) or
+            // carries none (reliable 183, RFC 3262 §5).
+            let body = (!c.answered_reliably)
+                .then(|| c.last_local_sdp.as_ref().map(|s| s.to_bytes()))
+                .flatten();
+            self.respond_incoming(call, 200, "OK", body, now);
+            return Ok(());
         }
         c.local_media = media;
         let offer = c.their_offer.clone();
@@ -931,7 +1034,35 @@ Content-Length: 0\r\n\r\n",
             let mut give_up = false;
             let mut resend = None;
             let mut retry_reinvite = false;
+            let mut refresh = false;
+            let mut expired = false;
+            let mut no_prack = false;
             if let Some(c) = self.calls.get_mut(&id) {
+                // RFC 3262 §3: a reliable provisional goes again (T1 doubling) until PRACKed.
+                if let Some((bytes, to, next, interval, until, _)) = c.reliable_1xx.as_mut() {
+                    if *until <= now {
+                        no_prack = true;
+                    } else if *next <= now {
+                        resend_1xx(&mut self.transmits, bytes, *to);
+                        *interval *= 2;
+                        *next = now + *interval;
+                    }
+                }
+                if no_prack {
+                    c.reliable_1xx = None;
+                }
+                // RFC 4028 §10: refresh at half the interval, or end an unrefreshed session.
+                if let Some(t) = c.timer.as_mut() {
+                    if t.at <= now && c.state == CallState::Confirmed {
+                        if t.we_refresh {
+                            refresh = !c.refreshing && c.reinvite.is_none();
+                            // Until the refresh's answer resets it: try again in 10 s.
+                            t.at = now + Duration::from_secs(10);
+                        } else {
+                            expired = true;
+                        }
+                    }
+                }
                 if let Some((bytes, to, next, interval, until)) = c.retransmit_2xx.as_mut() {
                     if *until <= now {
                         give_up = true;
@@ -971,7 +1102,48 @@ Content-Length: 0\r\n\r\n",
             if retry_reinvite {
                 self.send_reinvite(id, now);
             }
+            if no_prack {
+                tracing::warn!(call = id, "no PRACK for our reliable 183 within 64*T1");
+                self.respond_incoming(id, 504, "Server Time-out", None, now);
+                self.end_call(id, EndReason::Timeout);
+            }
+            if refresh {
+                self.refresh_session(id, now);
+            }
+            if expired {
+                tracing::info!(
+                    call = id,
+                    "the session timer expired without a refresh; ending the call"
+                );
+                self.send_in_dialog(id, "BYE", Vec::new(), None, now);
+                self.end_call(id, EndReason::Timeout);
+            }
         }
+    }
+
+    /// RFC 4028 §7.4/§9: a re-INVITE with the unchanged session description.
+    fn refresh_session(&mut self, id: CallId, now: Instant) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(t) = c.timer else { return };
+        let Some(sdp) = c.last_local_sdp.clone() else {
+            return;
+        };
+        c.refreshing = true;
+        c.our_offer = Some(sdp.clone());
+        let headers = vec![
+            format!("Contact: {}", self.cfg.contact()),
+            "Supported: timer".to_owned(),
+            format!("Session-Expires: {};refresher=uac", t.interval),
+        ];
+        self.send_in_dialog(
+            id,
+            "INVITE",
+            headers,
+            Some(("application/sdp", sdp.to_bytes())),
+            now,
+        );
     }
 
     fn handle_request(&mut self, msg: &Message, source: SocketAddr, now: Instant) {
@@ -1059,7 +1231,11 @@ Content-Length: 0\r\n\r\n",
         let unsupported: Vec<String> = msg
             .headers("Require")
             .flat_map(split_list)
-            .filter(|o| !o.eq_ignore_ascii_case("replaces"))
+            .filter(|o| {
+                !["replaces", "100rel", "timer"]
+                    .iter()
+                    .any(|k| o.eq_ignore_ascii_case(k))
+            })
             .collect();
         if !unsupported.is_empty() {
             let h = format!("Unsupported: {}", unsupported.join(", "));
@@ -1160,6 +1336,23 @@ Content-Length: 0\r\n\r\n",
             self.reply(key, msg, 400, "Missing Contact", None, &[], None, now);
             return;
         };
+        // RFC 4028 §8.1: too short a session interval → 422 with our Min-SE.
+        if let Some((se, _)) = parse_session_expires(msg) {
+            if se < self.min_se {
+                let h = format!("Min-SE: {}", self.min_se);
+                self.reply(
+                    key,
+                    msg,
+                    422,
+                    "Session Interval Too Small",
+                    None,
+                    &[&h],
+                    None,
+                    now,
+                );
+                return;
+            }
+        }
         let replaces = match msg.header("Replaces").and_then(parse_replaces) {
             Some((cid, to_tag, from_tag)) => {
                 let found = self.calls.values().find(|c| {
@@ -1221,6 +1414,19 @@ Content-Length: 0\r\n\r\n",
             refer_sub: None,
             auth: None,
             replaces,
+            timer: None,
+            se_requested: 0,
+            retried_422: false,
+            remote_se: parse_session_expires(msg),
+            peer_supports_timer: lists_option(msg, "Supported", "timer")
+                || lists_option(msg, "Require", "timer"),
+            peer_supports_100rel: lists_option(msg, "Supported", "100rel")
+                || lists_option(msg, "Require", "100rel"),
+            refreshing: false,
+            last_rseq: 0,
+            rseq: rand::rng().random_range(1..=0x7fff_ffff),
+            reliable_1xx: None,
+            answered_reliably: false,
         };
         self.calls.insert(id, call);
         self.events.push_back(UaEvent::IncomingCall {
@@ -1382,6 +1588,37 @@ Content-Length: 0\r\n\r\n",
                 self.end_call(id, EndReason::RemoteBye);
             }
             "INVITE" | "UPDATE" => self.handle_reoffer(msg, method, id, key, now),
+            "PRACK" => {
+                // RFC 3262 §3: RAck names the reliable provisional it acknowledges.
+                let rack = msg
+                    .header("RAck")
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
+                let ok = match (self.calls.get_mut(&id), rack) {
+                    (Some(c), Some(r)) => {
+                        if c.reliable_1xx.as_ref().is_some_and(|x| x.5 == r) {
+                            c.reliable_1xx = None;
+                            true
+                        } else {
+                            r <= c.rseq && c.answered_reliably
+                        }
+                    }
+                    _ => false,
+                };
+                if ok {
+                    self.reply(key, msg, 200, "OK", Some(id), &[], None, now);
+                } else {
+                    self.reply(
+                        key,
+                        msg,
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        Some(id),
+                        &[],
+                        None,
+                        now,
+                    );
+                }
+            }
             "INFO" => match parse_info_dtmf(msg) {
                 Some((digit, duration_ms)) => {
                     self.reply(key, msg, 200, "OK", Some(id), &[], None, now);
@@ -1548,6 +1785,32 @@ Content-Length: 0\r\n\r\n",
         } else {
             None
         };
+        let se = parse_session_expires(msg);
+        let peer_timer = lists_option(msg, "Supported", "timer");
+        let mut timer_headers: Vec<String> = Vec::new();
+        if let Some(c) = self.calls.get_mut(&id) {
+            // RFC 4028 §9: a refresh (or any re-INVITE/UPDATE) restarts the timer; the request
+            // says who refreshes next.
+            let interval = se.as_ref().map(|(n, _)| *n).or(c.timer.map(|t| t.interval));
+            if let Some(n) = interval {
+                let refresher = match se.as_ref().and_then(|(_, r)| r.clone()) {
+                    Some(r) if r == "uas" => "uas",
+                    Some(_) => "uac",
+                    None if peer_timer => "uac",
+                    None => "uas",
+                };
+                timer_headers.push(format!("Session-Expires: {n};refresher={refresher}"));
+                if peer_timer {
+                    timer_headers.push("Require: timer".to_owned());
+                }
+                c.timer = Some(SessionTimer::new(n, refresher == "uas", now));
+            }
+        }
+        if method == "UPDATE" && offer.is_none() {
+            let extra: Vec<&str> = timer_headers.iter().map(String::as_str).collect();
+            self.reply(key, msg, 200, "OK", Some(id), &extra, None, now);
+            return;
+        }
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1577,18 +1840,30 @@ Content-Length: 0\r\n\r\n",
                 (o, None)
             }
         };
+        // An answer that changes nothing keeps the version (RFC 3264 §8).
+        let body = match &c.last_local_sdp {
+            Some(last) if last.media == body.media && neg.is_some() => {
+                c.sdp_version -= 1;
+                last.clone()
+            }
+            _ => body,
+        };
         c.last_local_sdp = Some(body.clone());
+        let unchanged = neg.is_some() && c.negotiated == neg;
         if let Some(n) = &neg {
             c.negotiated = Some(n.clone());
         }
+        let neg = if unchanged { None } else { neg };
         let contact = format!("Contact: {}", self.cfg.contact());
+        let mut headers: Vec<&str> = vec![&contact];
+        headers.extend(timer_headers.iter().map(String::as_str));
         let sent = self.reply_tx(
             key,
             msg,
             200,
             "OK",
             Some(id),
-            &[&contact],
+            &headers,
             Some(("application/sdp", body.to_bytes())),
             now,
         );
@@ -1797,9 +2072,32 @@ Content-Length: 0\r\n\r\n",
             100 => {}
             101..=199 => {
                 let mut early = None;
+                let mut prack = None;
                 if let Some(c) = self.calls.get_mut(&id) {
                     if c.dialog.remote_tag.is_none() {
                         c.dialog.remote_tag = remote_tag;
+                    }
+                    // RFC 3262: a reliable provisional response is PRACKed once per RSeq,
+                    // inside the early dialog it creates.
+                    let rseq = msg
+                        .header("RSeq")
+                        .and_then(|v| v.trim().parse::<u32>().ok());
+                    if let (true, Some(rseq)) = (lists_option(msg, "Require", "100rel"), rseq) {
+                        if rseq > c.last_rseq {
+                            c.last_rseq = rseq;
+                            if let Some(contact) = msg.header("Contact") {
+                                c.dialog.remote_target = value_uri(contact).to_owned();
+                            }
+                            let mut rr: Vec<String> =
+                                msg.headers("Record-Route").flat_map(split_list).collect();
+                            rr.reverse();
+                            c.dialog.route_set = rr;
+                            let cseq = c.invite.as_ref().map(|i| i.cseq).unwrap_or(1);
+                            prack = Some(format!("RAck: {rseq} {cseq} INVITE"));
+                        } else {
+                            // A retransmission we already PRACKed: nothing new in it.
+                            return;
+                        }
                     }
                     if is_sdp(msg) {
                         if let (Some(offer), Ok(ans)) = (&c.our_offer, Sdp::parse(msg.body())) {
@@ -1809,6 +2107,9 @@ Content-Length: 0\r\n\r\n",
                             }
                         }
                     }
+                }
+                if let Some(rack) = prack {
+                    self.send_in_dialog(id, "PRACK", vec![rack], None, now);
                 }
                 self.events.push_back(UaEvent::Progress {
                     call: id,
@@ -1861,6 +2162,11 @@ Content-Length: 0\r\n\r\n",
                         if let Some(c) = self.calls.get_mut(&id) {
                             c.state = CallState::Confirmed;
                             c.negotiated = Some(n.clone());
+                            // RFC 4028 §7.2: the 2xx says who refreshes; we are the UAC.
+                            if let Some((se, refresher)) = parse_session_expires(msg) {
+                                let we = refresher.as_deref() != Some("uas");
+                                c.timer = Some(SessionTimer::new(se, we, now));
+                            }
                         }
                         self.events
                             .push_back(UaEvent::Established { call: id, media: n });
@@ -1870,6 +2176,31 @@ Content-Length: 0\r\n\r\n",
                         self.end_call(id, EndReason::MediaFailed(why));
                     }
                     None => {}
+                }
+            }
+            422 => {
+                // RFC 4028 §7.4: ask again with at least the Min-SE the peer wants.
+                let min = msg
+                    .header("Min-SE")
+                    .and_then(|v| v.split(';').next()?.trim().parse::<u32>().ok());
+                let retry = match (self.calls.get_mut(&id), min) {
+                    (Some(c), Some(m)) if !c.retried_422 && c.state == CallState::Calling => {
+                        c.retried_422 = true;
+                        c.se_requested = c.se_requested.max(m);
+                        true
+                    }
+                    _ => false,
+                };
+                if retry {
+                    self.send_initial_invite(id, now);
+                } else {
+                    self.end_call(
+                        id,
+                        EndReason::Rejected {
+                            status,
+                            reason: msg.reason().unwrap_or("").to_owned(),
+                        },
+                    );
                 }
             }
             401 | 407 => {
@@ -1929,7 +2260,10 @@ Content-Length: 0\r\n\r\n",
                 let cseq = msg.cseq().map(|(n, _)| n).unwrap_or(0);
                 self.send_ack(id, cseq, now);
                 let mut changed = None;
+                let mut was_refresh = false;
+                let mut unchanged = false;
                 if let Some(c) = self.calls.get_mut(&id) {
+                    was_refresh = std::mem::take(&mut c.refreshing) && c.reinvite.is_none();
                     c.reinvite = None;
                     if let (Some(offer), true) = (c.our_offer.take(), is_sdp(msg)) {
                         if let Ok(n) = Sdp::parse(msg.body())
@@ -1937,12 +2271,24 @@ Content-Length: 0\r\n\r\n",
                             .and_then(|a| sdp::accept_answer(&offer, &a).ok())
                             .ok_or(())
                         {
+                            unchanged = c.negotiated.as_ref() == Some(&n);
                             c.negotiated = Some(n.clone());
                             changed = Some(n);
                         }
                     }
+                    // Any 2xx to a re-INVITE restarts the session timer (RFC 4028 §10).
+                    match (parse_session_expires(msg), c.timer) {
+                        (Some((se, r)), _) => {
+                            c.timer = Some(SessionTimer::new(se, r.as_deref() != Some("uas"), now))
+                        }
+                        (None, Some(t)) => {
+                            c.timer = Some(SessionTimer::new(t.interval, t.we_refresh, now))
+                        }
+                        (None, None) => {}
+                    }
                 }
                 match changed {
+                    _ if was_refresh && (unchanged || changed.is_none()) => {}
                     Some(media) => self
                         .events
                         .push_back(UaEvent::MediaChanged { call: id, media }),
@@ -1961,15 +2307,22 @@ Content-Length: 0\r\n\r\n",
                         r.random_range(0..=2000)
                     };
                     c.our_offer = None;
+                    c.refreshing = false;
                     if let Some(p) = c.reinvite.as_mut() {
                         p.retry_at = Some(now + Duration::from_millis(ms));
                     }
                 }
             }
             _ => {
+                let mut was_refresh = false;
                 if let Some(c) = self.calls.get_mut(&id) {
+                    was_refresh = std::mem::take(&mut c.refreshing) && c.reinvite.is_none();
                     c.reinvite = None;
                     c.our_offer = None;
+                }
+                if was_refresh && status != 481 && status != 408 {
+                    // The next attempt comes from the timer (10 s later).
+                    return;
                 }
                 if status == 481 || status == 408 {
                     self.end_call(id, EndReason::RemoteBye);
@@ -1985,6 +2338,7 @@ Content-Length: 0\r\n\r\n",
 
     fn send_initial_invite(&mut self, id: CallId, now: Instant) {
         let cfg = self.cfg.clone();
+        let min_se = self.min_se;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -2004,7 +2358,7 @@ Content-Length: 0\r\n\r\n",
             .map(|s| s.to_bytes())
             .unwrap_or_default();
         let mut req = format!(
-            "INVITE {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from};tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\nSupported: replaces\r\nUser-Agent: {ua}\r\n",
+            "INVITE {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from};tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\nSupported: replaces, 100rel, timer\r\nUser-Agent: {ua}\r\n",
             ruri = inv.request_uri,
             via = inv.via,
             from = c.dialog.local_uri,
@@ -2017,6 +2371,13 @@ Content-Length: 0\r\n\r\n",
         );
         for r in &inv.routes {
             let _ = write!(req, "Route: {r}\r\n");
+        }
+        if c.se_requested > 0 {
+            let _ = write!(
+                req,
+                "Session-Expires: {}\r\nMin-SE: {}\r\n",
+                c.se_requested, min_se
+            );
         }
         for h in &inv.extra_headers {
             req.push_str(h);
@@ -2254,17 +2615,49 @@ Content-Length: 0\r\n\r\n",
         body: Option<Bytes>,
         now: Instant,
     ) {
-        let Some((req, _, branch)) = self.calls.get(&id).and_then(|c| c.incoming.clone()) else {
-            return;
-        };
+        self.respond_incoming_with(id, status, reason, body, Vec::new(), now);
+    }
+
+    fn respond_incoming_with(
+        &mut self,
+        id: CallId,
+        status: u16,
+        reason: &str,
+        body: Option<Bytes>,
+        mut headers: Vec<String>,
+        now: Instant,
+    ) -> Option<(Bytes, SocketAddr)> {
+        let (req, _, branch) = self.calls.get(&id).and_then(|c| c.incoming.clone())?;
         let key = (branch, "INVITE".to_owned());
-        let contact = format!("Contact: {}", self.cfg.contact());
-        let allow = format!("Allow: {ALLOW}");
-        let extra: Vec<&str> = if status < 300 && status > 100 {
-            vec![&contact, &allow, "Supported: replaces"]
-        } else {
-            vec![]
-        };
+        if status < 300 && status > 100 {
+            headers.push(format!("Contact: {}", self.cfg.contact()));
+            headers.push(format!("Allow: {ALLOW}"));
+            headers.push("Supported: replaces, 100rel, timer".to_owned());
+        }
+        // RFC 4028 §9: the 2xx states the interval and who refreshes.
+        let mut timer = None;
+        if (200..300).contains(&status) {
+            if let Some(c) = self.calls.get(&id) {
+                let interval = match (c.remote_se.as_ref(), self.session_expires) {
+                    (Some((n, _)), _) => Some(*n),
+                    (None, Some(ours)) if c.peer_supports_timer => Some(ours),
+                    _ => None,
+                };
+                if let Some(n) = interval {
+                    let refresher = match c.remote_se.as_ref().and_then(|(_, r)| r.clone()) {
+                        Some(r) if r == "uac" || r == "uas" => r,
+                        _ if c.peer_supports_timer => "uac".to_owned(),
+                        _ => "uas".to_owned(),
+                    };
+                    headers.push(format!("Session-Expires: {n};refresher={refresher}"));
+                    if c.peer_supports_timer {
+                        headers.push("Require: timer".to_owned());
+                    }
+                    timer = Some(SessionTimer::new(n, refresher == "uas", now));
+                }
+            }
+        }
+        let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
         let sent = self.reply_tx(
             &key,
             &req,
@@ -2276,8 +2669,10 @@ Content-Length: 0\r\n\r\n",
             now,
         );
         if (200..300).contains(&status) {
-            if let (Some(c), Some((bytes, to))) = (self.calls.get_mut(&id), sent) {
+            if let (Some(c), Some((bytes, to))) = (self.calls.get_mut(&id), sent.clone()) {
                 c.state = CallState::Answered;
+                c.timer = timer;
+                c.reliable_1xx = None;
                 let t1 = self.cfg.timers.t1;
                 let first = if self.cfg.transport == Transport::Udp {
                     t1
@@ -2287,6 +2682,52 @@ Content-Length: 0\r\n\r\n",
                 c.retransmit_2xx = Some((bytes, to, now + first, first, now + t1 * 64));
             }
         }
+        sent
+    }
+
+    /// Early media (RFC 3261 §13.3.1.1, RFC 3960): answers the caller's offer in a 183 Session
+    /// Progress so audio (an announcement, ringback, a queue) flows before the call is answered.
+    /// Reliable (100rel, RFC 3262) when the caller supports it.
+    pub fn early_media(
+        &mut self,
+        call: CallId,
+        media: LocalMedia,
+        now: Instant,
+    ) -> Result<Negotiated, UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall(call))?;
+        if c.state != CallState::Ringing {
+            return Err(UaError::WrongState(call, "given early media"));
+        }
+        let offer = c.their_offer.clone().ok_or(UaError::WrongState(
+            call,
+            "given early media without an offer",
+        ))?;
+        c.local_media = media;
+        let (answer, neg) = sdp::answer(&offer, &c.local_media, &c.session_id, c.sdp_version)?;
+        c.negotiated = Some(neg.clone());
+        c.last_local_sdp = Some(answer.clone());
+        let reliable = c.peer_supports_100rel;
+        let mut headers = Vec::new();
+        if reliable {
+            c.rseq += 1;
+            headers.push("Require: 100rel".to_owned());
+            headers.push(format!("RSeq: {}", c.rseq));
+        }
+        let rseq = c.rseq;
+        let sent = self.respond_incoming_with(
+            call,
+            183,
+            "Session Progress",
+            Some(answer.to_bytes()),
+            headers,
+            now,
+        );
+        if let (true, Some((bytes, to)), Some(c)) = (reliable, sent, self.calls.get_mut(&call)) {
+            let t1 = self.cfg.timers.t1;
+            c.answered_reliably = true;
+            c.reliable_1xx = Some((bytes, to, now + t1, t1, now + t1 * 64, rseq));
+        }
+        Ok(neg)
     }
 
     /// Sends a response through the server transaction `key`. With `call`, the To tag is the
@@ -2410,6 +2851,13 @@ Content-Length: 0\r\n\r\n",
             self.events.push_back(UaEvent::Ended { call: id, reason });
         }
     }
+}
+
+fn resend_1xx(out: &mut VecDeque<Transmit>, bytes: &Bytes, to: SocketAddr) {
+    out.push_back(Transmit {
+        to: Destination::Addr(to),
+        data: bytes.clone(),
+    });
 }
 
 /// Request-URI, Route headers and next hop for a request inside `dialog` (§12.2.1.1, loose
