@@ -105,3 +105,46 @@ fn a_bad_server_address_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn two_accounts_at_once_over_tcp_register_and_unregister() {
+    let k = start_kamailio("proxy.cfg");
+    let out = std::process::Command::new(AGENT)
+        .arg("--json")
+        .arg("register")
+        .arg("--server")
+        .arg(format!("sip:127.0.0.1:{};transport=tcp", k.port))
+        .args(["--user", "alice", "--password", "wonderland"])
+        .args([
+            "--account",
+            "bob:builder",
+            "--duration",
+            "2",
+            "--keepalive",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out);
+    let mut registered: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "registered")
+        .map(|e| e["aor"].as_str().unwrap())
+        .collect();
+    registered.sort();
+    assert_eq!(
+        registered,
+        ["sip:alice@127.0.0.1", "sip:bob@127.0.0.1"],
+        "{ev:?}"
+    );
+    assert!(ev
+        .iter()
+        .all(|e| e["event"] != "registered" || e["transport"] == "tcp"));
+    let unregistered = ev.iter().filter(|e| e["event"] == "unregistered").count();
+    assert_eq!(unregistered, 2, "{ev:?}");
+}

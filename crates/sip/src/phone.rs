@@ -16,14 +16,22 @@ use crate::ua::{Destination, Transmit, UaEvent, UserAgent};
 #[derive(Debug, Clone, PartialEq)]
 pub enum PhoneEvent {
     Call(UaEvent),
-    Registration(RegistrationEvent),
+    /// An event of the registration of account `account` (the order they were added in).
+    Registration {
+        account: usize,
+        event: RegistrationEvent,
+    },
 }
 
 /// A user agent and its registration over one transport (UDP, TCP or TLS).
 pub struct Phone {
     net: Transports,
     ua: UserAgent,
-    registration: Option<(Registration, SocketAddr)>,
+    /// One registration per account, each with its registrar's address.
+    registrations: Vec<(Registration, SocketAddr)>,
+    /// RFC 5626 §4.4.1 keep-alives: how often, and when next.
+    keepalive: Option<std::time::Duration>,
+    next_keepalive: Option<tokio::time::Instant>,
     resolved: HashMap<(String, u16), SocketAddr>,
     /// Host names we resolved, by address: the TLS server name for connections to them.
     names: HashMap<SocketAddr, String>,
@@ -38,7 +46,9 @@ impl Phone {
         Self {
             net,
             ua,
-            registration: None,
+            registrations: Vec::new(),
+            keepalive: None,
+            next_keepalive: None,
             resolved: HashMap::new(),
             names: HashMap::new(),
             dropped: 0,
@@ -50,17 +60,38 @@ impl Phone {
         self.names.insert(addr, host.to_owned());
     }
 
-    /// Runs `reg` on this socket towards `registrar` (it must have been started).
+    /// Runs `reg` on this transport towards `registrar` (it must have been started); returns
+    /// its account index. Several accounts can be registered at once.
+    pub fn add_registration(&mut self, reg: Registration, registrar: SocketAddr) -> usize {
+        self.registrations.push((reg, registrar));
+        self.registrations.len() - 1
+    }
+
+    /// Same as [`Phone::add_registration`], for the single-account case.
     pub fn set_registration(&mut self, reg: Registration, registrar: SocketAddr) {
-        self.registration = Some((reg, registrar));
+        self.add_registration(reg, registrar);
+    }
+
+    /// Sends a keep-alive every `every` (CRLFCRLF on streams and to each registrar over UDP,
+    /// RFC 5626 §4.4.1, with up to 20 % jitter below it), keeping NAT bindings and connections
+    /// open between registration refreshes.
+    pub fn set_keepalive(&mut self, every: Option<std::time::Duration>) {
+        self.keepalive = every;
+        self.next_keepalive = every.map(|e| tokio::time::Instant::now() + jittered(e));
+    }
+
+    /// Every account's registration, in the order they were added.
+    pub fn registrations(&mut self) -> impl Iterator<Item = &mut Registration> {
+        self.registrations.iter_mut().map(|(r, _)| r)
     }
 
     pub fn ua(&mut self) -> &mut UserAgent {
         &mut self.ua
     }
 
+    /// The first account's registration.
     pub fn registration(&mut self) -> Option<&mut Registration> {
-        self.registration.as_mut().map(|(r, _)| r)
+        self.registrations.first_mut().map(|(r, _)| r)
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -127,7 +158,7 @@ impl Phone {
             }
         }
         let mut reg_out = Vec::new();
-        if let Some((reg, to)) = self.registration.as_mut() {
+        for (reg, to) in self.registrations.iter_mut() {
             while let Some(b) = reg.poll_transmit() {
                 reg_out.push((*to, b));
             }
@@ -137,28 +168,34 @@ impl Phone {
         }
     }
 
-    /// Runs until the user agent or the registration reports something.
+    /// Runs until the user agent or a registration reports something.
     pub async fn next_event(&mut self) -> std::io::Result<PhoneEvent> {
         loop {
             self.flush().await;
-            if let Some(e) = self.registration.as_mut().and_then(|(r, _)| r.poll_event()) {
-                return Ok(PhoneEvent::Registration(e));
+            for (i, (r, _)) in self.registrations.iter_mut().enumerate() {
+                if let Some(event) = r.poll_event() {
+                    return Ok(PhoneEvent::Registration { account: i, event });
+                }
             }
             if let Some(e) = self.ua.poll_event() {
                 return Ok(PhoneEvent::Call(e));
             }
-            let wake = [
-                self.ua.poll_timeout(),
-                self.registration
-                    .as_ref()
-                    .and_then(|(r, _)| r.poll_timeout()),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake = self
+                .registrations
+                .iter()
+                .filter_map(|(r, _)| r.poll_timeout())
+                .chain(self.ua.poll_timeout())
+                .min();
             let sleep = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let keepalive_at = self.next_keepalive;
+            let keepalive = async {
+                match keepalive_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -167,7 +204,7 @@ impl Phone {
                     Some(Incoming::Message(m, from)) => {
                         let now = Instant::now();
                         if !m.is_request() {
-                            if let Some((reg, _)) = self.registration.as_mut() {
+                            for (reg, _) in self.registrations.iter_mut() {
                                 reg.handle_message(&m, now);
                             }
                         }
@@ -179,17 +216,47 @@ impl Phone {
                             tracing::info!(error = %why, from = %from, dropped = self.dropped, "dropped bytes that are not SIP");
                         }
                     }
-                    Some(Incoming::Closed(_)) => {}
+                    Some(Incoming::Closed(addr)) => {
+                        // The flow to a registrar broke: register again over a new one
+                        // (RFC 5626 §4.4.1), so calls keep reaching us.
+                        let now = Instant::now();
+                        for (reg, to) in self.registrations.iter_mut() {
+                            if *to == addr {
+                                reg.transport_failed(now);
+                            }
+                        }
+                    }
                     None => return Err(std::io::Error::other("the SIP transport stopped")),
                 },
                 _ = sleep => {
                     let now = Instant::now();
                     self.ua.handle_timeout(now);
-                    if let Some((reg, _)) = self.registration.as_mut() {
+                    for (reg, _) in self.registrations.iter_mut() {
                         reg.handle_timeout(now);
+                    }
+                }
+                _ = keepalive => {
+                    if let Some(every) = self.keepalive {
+                        self.next_keepalive = Some(tokio::time::Instant::now() + jittered(every));
+                    }
+                    if self.net.kind() == crate::ua::Transport::Udp {
+                        let targets: Vec<SocketAddr> =
+                            self.registrations.iter().map(|(_, a)| *a).collect();
+                        for to in targets {
+                            let ping = bytes::Bytes::from_static(b"\r\n\r\n");
+                            let _ = self.net.send(to, None, ping).await;
+                        }
+                    } else {
+                        self.net.keepalive().await;
                     }
                 }
             }
         }
     }
+}
+
+/// `every` minus up to 20 % (RFC 5626 §4.4.1 asks for randomised keep-alive intervals).
+fn jittered(every: std::time::Duration) -> std::time::Duration {
+    let f: f64 = rand::random::<f64>() * 0.2;
+    every.mul_f64(1.0 - f)
 }

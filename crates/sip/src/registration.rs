@@ -117,6 +117,15 @@ impl Registration {
         self.send_register(now);
     }
 
+    /// The connection to the registrar failed (RFC 5626 §4.4.1 flow failure): register again
+    /// now over a new one, unless we were leaving.
+    pub fn transport_failed(&mut self, now: Instant) {
+        if self.goal == Goal::Register && self.tx.is_none() {
+            self.auth_tried = false;
+            self.send_register(now);
+        }
+    }
+
     pub fn is_registered(&self) -> bool {
         self.registered
     }

@@ -455,7 +455,7 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
         match tokio::time::timeout(Duration::from_secs(40), s.phone.next_event()).await {
             Err(_) => bail!("no answer from {server} within 40 s — check the address and that the registrar is running"),
             Ok(ev) => match ev? {
-                PhoneEvent::Registration(RegistrationEvent::Registered { expires, .. }) => {
+                PhoneEvent::Registration { event: RegistrationEvent::Registered { expires, .. }, .. } => {
                     s.out.event(
                         "registered",
                         serde_json::json!({"registrar": server, "expires": expires}),
@@ -463,7 +463,7 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
                     );
                     return Ok(());
                 }
-                PhoneEvent::Registration(RegistrationEvent::Refused { status, reason }) => {
+                PhoneEvent::Registration { event: RegistrationEvent::Refused { status, reason }, .. } => {
                     let hint = match status {
                         401 | 403 | 407 => "check the user name and password",
                         404 => "the registrar does not know this user or domain — check --user and --domain",
@@ -471,7 +471,7 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
                     };
                     bail!("SIP registration refused by {server}: {status} {reason} — {hint}");
                 }
-                PhoneEvent::Registration(RegistrationEvent::Unreachable) => {
+                PhoneEvent::Registration { event: RegistrationEvent::Unreachable, .. } => {
                     bail!("no answer from {server} within 32 s — check the address, port and transport, and that the registrar is running")
                 }
                 _ => {}
@@ -521,10 +521,10 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                 let ev = ev?;
                 let now = Instant::now();
                 match ev {
-                    PhoneEvent::Registration(RegistrationEvent::Refused { status, reason }) => {
+                    PhoneEvent::Registration { event: RegistrationEvent::Refused { status, reason }, .. } => {
                         bail!("SIP registration refused: {status} {reason}");
                     }
-                    PhoneEvent::Registration(_) => {}
+                    PhoneEvent::Registration { .. } => {}
                     PhoneEvent::Call(UaEvent::IncomingCall { call, from, to, replaces }) => {
                         open.insert(call);
                         s.out.event("incoming", serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces}), format!("incoming call from {from}"));
@@ -673,9 +673,11 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(Duration::from_secs(5), async {
                 loop {
                     match s.phone.next_event().await {
-                        Ok(PhoneEvent::Registration(RegistrationEvent::Unregistered)) | Err(_) => {
-                            break
-                        }
+                        Ok(PhoneEvent::Registration {
+                            event: RegistrationEvent::Unregistered,
+                            ..
+                        })
+                        | Err(_) => break,
                         _ => {}
                     }
                 }

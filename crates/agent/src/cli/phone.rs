@@ -1,18 +1,24 @@
-//! `switchboard-agent register …`: the SIP side of the headless agent.
+//! `switchboard-agent register …`: the SIP registration side of the headless agent — one or
+//! several accounts on one registrar, over UDP, TCP or TLS, kept fresh and kept alive, and
+//! unregistered on exit.
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use switchboard_sip::auth::Credentials;
+use switchboard_sip::phone::{Phone, PhoneEvent};
 use switchboard_sip::registration::{Registration, RegistrationConfig, RegistrationEvent};
-use switchboard_sip::transaction::{Reliability, Timers};
-use switchboard_sip::udp::{ServerAddress, UdpRegistration};
+use switchboard_sip::transaction::Timers;
+use switchboard_sip::transport::{TlsSettings, Transports};
+use switchboard_sip::ua::{Transport, UaConfig, UserAgent};
+use switchboard_sip::udp::ServerAddress;
 
 #[derive(Subcommand, Debug)]
 pub enum PhoneCommand {
     /// Register with a SIP registrar, keep the registration fresh, unregister on exit.
     Register {
-        /// The registrar: sip:HOST[:PORT][;transport=udp].
+        /// The registrar: sip:HOST[:PORT][;transport=udp|tcp|tls] (sips: for TLS).
         #[arg(long)]
         server: String,
         /// SIP user name (also the digest user name).
@@ -21,6 +27,9 @@ pub enum PhoneCommand {
         /// SIP password.
         #[arg(long, env = "SWITCHBOARD_SIP_PASSWORD", hide_env_values = true)]
         password: String,
+        /// More accounts on the same registrar, as USER:PASSWORD (repeat for several).
+        #[arg(long = "account", value_name = "USER:PASSWORD")]
+        accounts: Vec<String>,
         /// Domain of the address of record (default: the server's host).
         #[arg(long)]
         domain: Option<String>,
@@ -30,6 +39,13 @@ pub enum PhoneCommand {
         /// Registration expiry to ask for, in seconds.
         #[arg(long, default_value_t = 600)]
         expires: u32,
+        /// Keep-alive interval in seconds (CRLF ping, RFC 5626); 0 turns it off. Default: 25 over
+        /// UDP (NAT bindings), 90 over TCP/TLS.
+        #[arg(long)]
+        keepalive: Option<u64>,
+        /// PEM CA certificate(s) to trust for TLS, besides the system's roots.
+        #[arg(long)]
+        tls_ca: Option<std::path::PathBuf>,
     },
 }
 
@@ -43,65 +59,105 @@ fn print_event(json: bool, what: &str, fields: serde_json::Value, human: String)
     }
 }
 
+fn host(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+        v4 => v4.to_string(),
+    }
+}
+
 pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
     let PhoneCommand::Register {
         server,
         user,
         password,
+        accounts,
         domain,
         duration,
         expires,
+        keepalive,
+        tls_ca,
     } = cmd;
     let addr = ServerAddress::parse(&server)?;
-    if addr.transport != "udp" {
-        bail!(
-            "transport={} is not supported yet by switchboard-agent register — use ;transport=udp",
-            addr.transport
-        );
+    let kind = match addr.transport.as_str() {
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let mut creds = vec![(user, password)];
+    for a in &accounts {
+        let Some((u, p)) = a.split_once(':') else {
+            bail!("--account {a:?} must be USER:PASSWORD");
+        };
+        creds.push((u.to_owned(), p.to_owned()));
     }
     let target = tokio::net::lookup_host((addr.host.as_str(), addr.port))
         .await
         .with_context(|| format!("cannot resolve {} — check the server name", addr.host))?
         .next()
         .with_context(|| format!("{} has no address", addr.host))?;
-    let bind = if target.is_ipv4() {
+    // The local address that reaches the registrar (no packet is sent to find it).
+    let probe = std::net::UdpSocket::bind(if target.is_ipv4() {
         "0.0.0.0:0"
     } else {
         "[::]:0"
+    })
+    .and_then(|s| {
+        s.connect(target)?;
+        s.local_addr()
+    })
+    .with_context(|| format!("no route to {target}"))?;
+    let tls = TlsSettings {
+        ca_file: tls_ca,
+        ..TlsSettings::default()
     };
-    let socket = tokio::net::UdpSocket::bind(bind)
-        .await
-        .context("cannot open a UDP socket")?;
-    socket
-        .connect(target)
-        .await
-        .with_context(|| format!("cannot reach {target}"))?;
-    let local = socket.local_addr()?;
+    let net = Transports::bind(kind, SocketAddr::new(probe.ip(), 0), &tls).await?;
+    let local = net.local_addr();
     let registrar = addr.uri();
     let domain = domain.unwrap_or_else(|| addr.host.clone());
-    let aor = format!("sip:{user}@{domain}");
-    let host = |a: std::net::SocketAddr| match a {
-        std::net::SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
-        v4 => v4.to_string(),
-    };
-    let cfg = RegistrationConfig {
-        registrar: registrar.clone(),
-        aor: aor.clone(),
-        contact: format!("sip:{user}@{};transport=udp", host(local)),
-        via_sent_by: host(local),
-        via_transport: "UDP",
-        reliability: Reliability::Unreliable,
-        credentials: Credentials {
-            username: user,
-            password,
-        },
-        expires,
+    let user_agent = format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION"));
+    let ua = UserAgent::new(UaConfig {
+        user: creds[0].0.clone(),
+        domain: domain.clone(),
+        display_name: None,
+        credentials: None,
+        contact_host: host(local),
+        transport: kind,
+        outbound_proxy: None,
         timers: Timers::default(),
-        user_agent: format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION")),
+        user_agent: user_agent.clone(),
+    });
+    let mut phone = Phone::new(net, ua);
+    phone.name_address(target, &addr.host);
+    let mut aors = Vec::new();
+    for (user, password) in creds {
+        let aor = format!("sip:{user}@{domain}");
+        let mut reg = Registration::new(RegistrationConfig {
+            registrar: registrar.clone(),
+            aor: aor.clone(),
+            contact: format!("sip:{user}@{};transport={}", host(local), kind.param()),
+            via_sent_by: host(local),
+            via_transport: kind.via_name(),
+            reliability: kind.reliability(),
+            credentials: Credentials {
+                username: user,
+                password,
+            },
+            expires,
+            timers: Timers::default(),
+            user_agent: user_agent.clone(),
+        });
+        reg.start(Instant::now());
+        phone.add_registration(reg, target);
+        aors.push(aor);
+    }
+    let every = match keepalive {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+        None if kind == Transport::Udp => Some(Duration::from_secs(25)),
+        None => Some(Duration::from_secs(90)),
     };
-    let mut reg = Registration::new(cfg);
-    reg.start(Instant::now());
-    let mut udp = UdpRegistration::new(socket, reg);
+    phone.set_keepalive(every);
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs(d));
     let stop = async move {
@@ -113,44 +169,71 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(stop);
-    let mut registered_once = false;
+    let mut registered_once = vec![false; aors.len()];
     loop {
         tokio::select! {
-            ev = udp.next_event() => match ev? {
-                RegistrationEvent::Registered { expires, bindings } => {
-                    registered_once = true;
-                    print_event(json, "registered", serde_json::json!({"aor": aor, "registrar": registrar, "expires": expires, "bindings": bindings}),
-                        format!("registered {aor} at {registrar} for {expires} s"));
-                }
-                RegistrationEvent::Refused { status, reason } => {
-                    let hint = match status {
-                        401 | 403 | 407 => "check the user name and password",
-                        404 => "the registrar does not know this user or domain — check --user and --domain",
-                        _ => "see the registrar's logs",
-                    };
-                    bail!("SIP registration refused by {registrar}: {status} {reason} — {hint}");
-                }
-                RegistrationEvent::Unreachable => {
-                    if !registered_once {
-                        bail!("no answer from {registrar} ({target}) within 32 s — check the address, port and transport, and that the registrar is running");
+            ev = phone.next_event() => {
+                let PhoneEvent::Registration { account, event } = ev? else { continue };
+                let aor = aors.get(account).cloned().unwrap_or_default();
+                match event {
+                    RegistrationEvent::Registered { expires, bindings } => {
+                        registered_once[account] = true;
+                        print_event(json, "registered", serde_json::json!({"aor": aor, "registrar": registrar, "expires": expires, "bindings": bindings, "transport": kind.param()}),
+                            format!("registered {aor} at {registrar} for {expires} s"));
                     }
-                    print_event(json, "unreachable", serde_json::json!({"registrar": registrar}), format!("lost {registrar}; retrying"));
+                    RegistrationEvent::Refused { status, reason } => {
+                        let hint = match status {
+                            401 | 403 | 407 => "check the user name and password",
+                            404 => "the registrar does not know this user or domain — check --user and --domain",
+                            _ => "see the registrar's logs",
+                        };
+                        bail!("SIP registration refused by {registrar}: {status} {reason} — {hint}");
+                    }
+                    RegistrationEvent::Unreachable => {
+                        if !registered_once[account] {
+                            bail!("no answer from {registrar} ({target}) within 32 s — check the address, port and transport, and that the registrar is running");
+                        }
+                        print_event(json, "unreachable", serde_json::json!({"aor": aor, "registrar": registrar}), format!("lost {registrar}; retrying"));
+                    }
+                    RegistrationEvent::Unregistered => {}
                 }
-                RegistrationEvent::Unregistered => {}
-            },
+            }
             _ = &mut stop => break,
         }
     }
-    if udp.registration().is_registered() {
-        udp.registration().unregister(Instant::now());
-        match tokio::time::timeout(Duration::from_secs(10), udp.next_event()).await {
-            Ok(Ok(RegistrationEvent::Unregistered)) => print_event(
-                json,
-                "unregistered",
-                serde_json::json!({"aor": aor}),
-                format!("unregistered {aor}"),
-            ),
-            Ok(Ok(other)) => bail!("unregistering {aor} failed: {other:?}"),
+    // Unregister every account that is registered, and wait (briefly) for the answers.
+    let now = Instant::now();
+    let mut pending = 0;
+    for r in phone.registrations() {
+        if r.is_registered() {
+            r.unregister(now);
+            pending += 1;
+        }
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pending > 0 {
+        match tokio::time::timeout_at(until, phone.next_event()).await {
+            Ok(Ok(PhoneEvent::Registration {
+                account,
+                event: RegistrationEvent::Unregistered,
+            })) => {
+                pending -= 1;
+                let aor = aors.get(account).cloned().unwrap_or_default();
+                print_event(
+                    json,
+                    "unregistered",
+                    serde_json::json!({"aor": aor}),
+                    format!("unregistered {aor}"),
+                );
+            }
+            Ok(Ok(PhoneEvent::Registration {
+                account,
+                event: RegistrationEvent::Refused { status, reason },
+            })) => {
+                let aor = aors.get(account).cloned().unwrap_or_default();
+                bail!("unregistering {aor} failed: {status} {reason}");
+            }
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => bail!("no answer from {registrar} to the unregistration within 10 s"),
         }
