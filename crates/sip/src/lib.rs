@@ -20,6 +20,7 @@
 //! ```
 
 pub mod auth;
+pub mod b2bua;
 pub mod message;
 pub mod phone;
 pub mod registrar;

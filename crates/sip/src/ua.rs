@@ -176,8 +176,13 @@ pub enum UaEvent {
     },
     /// The call is up (2xx and ACK exchanged) with this media.
     Established { call: CallId, media: Negotiated },
-    /// A re-INVITE or UPDATE changed the media (hold, resume, new address).
-    MediaChanged { call: CallId, media: Negotiated },
+    /// A re-INVITE or UPDATE changed the media (hold, resume, new address); `by_peer` when
+    /// the peer asked for it, not us.
+    MediaChanged {
+        call: CallId,
+        media: Negotiated,
+        by_peer: bool,
+    },
     /// A hold/resume we asked for was refused; the media stays as it was.
     MediaChangeFailed { call: CallId, status: u16 },
     /// A DTMF digit arrived as SIP INFO.
@@ -781,13 +786,7 @@ impl UserAgent {
 
     /// Refuses an incoming call (486 Busy Here, 603 Decline, …).
     pub fn reject(&mut self, call: CallId, status: u16, now: Instant) {
-        let reason = match status {
-            486 => "Busy Here",
-            480 => "Temporarily Unavailable",
-            488 => "Not Acceptable Here",
-            603 => "Decline",
-            _ => "Refused",
-        };
+        let reason = reason_phrase(status);
         if self.calls.get(&call).map(|c| c.state) == Some(CallState::Ringing) {
             self.respond_incoming(call, status, reason, None, now);
             self.end_call(call, EndReason::Declined { status });
@@ -1514,8 +1513,11 @@ Content-Length: 0\r\n\r\n",
                 .push_back(UaEvent::Established { call: id, media });
             self.finish_replacement(id, now);
         } else if let Some(media) = changed {
-            self.events
-                .push_back(UaEvent::MediaChanged { call: id, media });
+            self.events.push_back(UaEvent::MediaChanged {
+                call: id,
+                media,
+                by_peer: true,
+            });
         }
     }
 
@@ -1883,8 +1885,11 @@ Content-Length: 0\r\n\r\n",
             }
         }
         if let Some(media) = neg {
-            self.events
-                .push_back(UaEvent::MediaChanged { call: id, media });
+            self.events.push_back(UaEvent::MediaChanged {
+                call: id,
+                media,
+                by_peer: true,
+            });
         }
     }
 
@@ -2289,9 +2294,11 @@ Content-Length: 0\r\n\r\n",
                 }
                 match changed {
                     _ if was_refresh && (unchanged || changed.is_none()) => {}
-                    Some(media) => self
-                        .events
-                        .push_back(UaEvent::MediaChanged { call: id, media }),
+                    Some(media) => self.events.push_back(UaEvent::MediaChanged {
+                        call: id,
+                        media,
+                        by_peer: false,
+                    }),
                     None => self
                         .events
                         .push_back(UaEvent::MediaChangeFailed { call: id, status }),
@@ -2858,6 +2865,32 @@ fn resend_1xx(out: &mut VecDeque<Transmit>, bytes: &Bytes, to: SocketAddr) {
         to: Destination::Addr(to),
         data: bytes.clone(),
     });
+}
+
+/// The standard reason phrase of a final status (RFC 3261 §21 and the IANA registry).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        410 => "Gone",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "Refused",
+    }
 }
 
 /// Request-URI, Route headers and next hop for a request inside `dialog` (§12.2.1.1, loose

@@ -554,7 +554,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                             *remaining = remaining.saturating_sub(1);
                         }
                     }
-                    PhoneEvent::Call(UaEvent::MediaChanged { call, media }) => {
+                    PhoneEvent::Call(UaEvent::MediaChanged { call, media, .. }) => {
                         s.out.event("media", serde_json::json!({"call": call, "media": media_json(&media)}), format!("call {call}: media now {}", media.direction.as_str()));
                     }
                     PhoneEvent::Call(UaEvent::MediaChangeFailed { call, status }) => {

@@ -758,3 +758,146 @@ fn update_without_sdp_refreshes_without_a_body() {
         Some(600)
     );
 }
+
+mod b2bua {
+    use super::*;
+    use crate::b2bua::{B2bua, BridgeEvent};
+
+    /// Alice (0) calls the router (1), which bridges her to Carol (2).
+    fn bridged(net: &mut Net, b2b: &mut B2bua) -> (CallId, CallId, CallId, Vec<BridgeEvent>) {
+        let router = net.uri(1);
+        let now = net.now;
+        let a = net.ua(0).invite(&router, media(4000), vec![], now).unwrap();
+        net.run();
+        let a_leg = net.incoming(1);
+        let carol = net.uri(2);
+        let target = crate::b2bua::Target {
+            uri: carol,
+            media: media(6002),
+            headers: vec![],
+        };
+        let b_leg = b2b
+            .bridge(net.ua(1), a_leg, media(6000), target, now)
+            .unwrap();
+        let mut out = Vec::new();
+        pump(net, b2b, &mut out);
+        (a, a_leg, b_leg, out)
+    }
+
+    /// Runs the network, feeding the router's events to the bridge.
+    fn pump(net: &mut Net, b2b: &mut B2bua, out: &mut Vec<BridgeEvent>) {
+        for _ in 0..20 {
+            net.run();
+            let evs = net.take(1);
+            if evs.is_empty() {
+                return;
+            }
+            let now = net.now;
+            for e in evs {
+                if let Some(be) = b2b.on_event(net.ua(1), &e, now) {
+                    out.push(be);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ringing_answer_dtmf_hold_and_hangup_cross_the_bridge() {
+        let mut net = Net::new(&[("alice", 5061), ("router", 5062), ("carol", 5063)]);
+        let mut b2b = B2bua::new();
+        let (a, a_leg, b_leg, _) = bridged(&mut net, &mut b2b);
+        let c = net.incoming(2);
+        let now = net.now;
+        net.ua(2).ring(c, now);
+        let mut out = Vec::new();
+        pump(&mut net, &mut b2b, &mut out);
+        assert!(
+            net.take(0)
+                .iter()
+                .any(|e| matches!(e, UaEvent::Progress { status: 180, .. })),
+            "{}",
+            net.ladder()
+        );
+        net.ua(2).answer(c, media(7000), now).unwrap();
+        pump(&mut net, &mut b2b, &mut out);
+        let ea = net.take(0);
+        let m = established(&ea).unwrap_or_else(|| panic!("{}", net.ladder()));
+        assert_eq!(
+            m.remote,
+            Some("127.0.0.1:6000".parse().unwrap()),
+            "media anchored at the router"
+        );
+        assert!(out.iter().any(|e| matches!(e, BridgeEvent::Connected { a: x, b: y, .. } if *x == a_leg && *y == b_leg)), "{out:?}");
+        // DTMF from Alice reaches Carol.
+        net.ua(0).send_dtmf_info(a, '7', 100, now).unwrap();
+        pump(&mut net, &mut b2b, &mut out);
+        assert!(net
+            .take(2)
+            .iter()
+            .any(|e| matches!(e, UaEvent::Dtmf { digit: '7', .. })));
+        // Alice holds: Carol is held too; Alice resumes: Carol resumes.
+        net.ua(0).hold(a, true, now).unwrap();
+        pump(&mut net, &mut b2b, &mut out);
+        let dir = |evs: &[UaEvent]| {
+            evs.iter().rev().find_map(|e| match e {
+                UaEvent::MediaChanged { media, .. } => Some(media.direction),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            dir(&net.take(2)),
+            Some(Direction::RecvOnly),
+            "{}",
+            net.ladder()
+        );
+        net.ua(0).hold(a, false, now).unwrap();
+        pump(&mut net, &mut b2b, &mut out);
+        assert_eq!(dir(&net.take(2)), Some(Direction::SendRecv));
+        // Carol hangs up: Alice's leg ends too.
+        net.ua(2).hangup(c, now);
+        pump(&mut net, &mut b2b, &mut out);
+        assert_eq!(
+            ended(&net.take(0)),
+            Some(&EndReason::RemoteBye),
+            "{}",
+            net.ladder()
+        );
+        assert!(matches!(out.last(), Some(BridgeEvent::Ended { .. })));
+        assert!(!b2b.is_bridged(a_leg) && net.ua(1).calls().next().is_none());
+    }
+
+    #[test]
+    fn the_callees_refusal_reaches_the_caller_and_a_cancel_reaches_the_callee() {
+        let mut net = Net::new(&[("alice", 5061), ("router", 5062), ("carol", 5063)]);
+        let mut b2b = B2bua::new();
+        let (_, _, _, _) = bridged(&mut net, &mut b2b);
+        let c = net.incoming(2);
+        let now = net.now;
+        net.ua(2).reject(c, 486, now);
+        let mut out = Vec::new();
+        pump(&mut net, &mut b2b, &mut out);
+        assert_eq!(
+            ended(&net.take(0)),
+            Some(&EndReason::Rejected {
+                status: 486,
+                reason: "Busy Here".into()
+            }),
+            "{}",
+            net.ladder()
+        );
+
+        let (a, _, _, _) = bridged(&mut net, &mut b2b);
+        let c = net.incoming(2);
+        net.ua(2).ring(c, now);
+        pump(&mut net, &mut b2b, &mut out);
+        net.ua(0).hangup(a, now); // CANCEL
+        pump(&mut net, &mut b2b, &mut out);
+        assert_eq!(
+            ended(&net.take(2)),
+            Some(&EndReason::Cancelled),
+            "{}",
+            net.ladder()
+        );
+        assert_eq!(ended(&net.take(0)), Some(&EndReason::Local));
+    }
+}
