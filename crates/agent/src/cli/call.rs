@@ -49,6 +49,10 @@ pub struct AccountArgs {
     /// Transfer the answered call to this URI (blind transfer with REFER), then end our leg.
     #[arg(long)]
     pub transfer: Option<String>,
+    /// Attended transfer: call the --transfer target first, then connect the two calls
+    /// (REFER with Replaces, RFC 3891) once the target has answered.
+    #[arg(long, requires = "transfer")]
+    pub attended: bool,
     /// Put the call on hold this many seconds after it is answered, and resume 2 s later.
     #[arg(long)]
     pub hold_after: Option<f64>,
@@ -164,6 +168,8 @@ struct Session {
     account: AccountArgs,
     /// Calls we placed because a peer asked us to (REFER): new call → the call that asked.
     transfers: HashMap<CallId, CallId>,
+    /// Consultation calls of an attended transfer: consultation → (original call, target).
+    consults: HashMap<CallId, (CallId, String)>,
 }
 
 impl Session {
@@ -307,6 +313,7 @@ async fn setup(
         local_ip,
         account: account.clone(),
         transfers: HashMap::new(),
+        consults: HashMap::new(),
     })
 }
 
@@ -549,7 +556,17 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         if let Some(orig) = s.transfers.remove(&call) {
                             s.phone.ua().notify_transfer(orig, 200, "OK", now);
                         }
-                        active.insert(call, (TokioInstant::now(), plan(&s.account)));
+                        if let Some((orig, target)) = s.consults.get(&call).cloned() {
+                            // The target answered the consultation: connect it to the original
+                            // caller (REFER with Replaces), and run no plan on this call.
+                            match s.phone.ua().transfer(orig, &target, Some(call), now) {
+                                Ok(()) => s.out.event("transferring", serde_json::json!({"call": orig, "to": target, "attended": true, "consultation": call}), format!("connecting call {orig} to {target}")),
+                                Err(e) => outcome = Some(anyhow::anyhow!("the attended transfer failed: {e}")),
+                            }
+                            active.insert(call, (TokioInstant::now(), Vec::new()));
+                        } else {
+                            active.insert(call, (TokioInstant::now(), plan(&s.account)));
+                        }
                         if let Mode::Answer { remaining, .. } = &mut mode {
                             *remaining = remaining.saturating_sub(1);
                         }
@@ -580,9 +597,18 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                     PhoneEvent::Call(UaEvent::TransferProgress { call, status, final_ }) => {
                         s.out.event("transfer_progress", serde_json::json!({"call": call, "status": status, "final": final_}), format!("transfer: {status}"));
                         if final_ {
-                            // RFC 5589 §6: the transferor ends its leg once the transfer is done.
+                            // RFC 5589 §6: the transferor ends its leg once the transfer is done,
+                            // and (§7.2) the consultation too, in case the target did not.
                             if (200..300).contains(&status) {
                                 s.phone.ua().hangup(call, now);
+                                let consults: Vec<CallId> = s.consults.iter().filter(|(_, (o, _))| *o == call).map(|(c, _)| *c).collect();
+                                for c in consults {
+                                    // A target that replaces it ends it itself (RFC 3891); give
+                                    // it two seconds before we do.
+                                    if let Some((start, plan)) = active.get_mut(&c) {
+                                        plan.push((start.elapsed() + Duration::from_secs(2), Action::Hangup));
+                                    }
+                                }
                             } else {
                                 outcome = Some(anyhow::anyhow!("the transfer failed: the target answered {status}"));
                             }
@@ -601,6 +627,11 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         active.remove(&call);
                         ringing.remove(&call);
                         open.remove(&call);
+                        if let Some((orig, target)) = s.consults.remove(&call) {
+                            if !matches!(reason, EndReason::RemoteBye | EndReason::Replaced | EndReason::Local) {
+                                outcome.get_or_insert_with(|| anyhow::anyhow!("the attended transfer of call {orig} failed: {target} {text}"));
+                            }
+                        }
                         if !ok && outcome.is_none() {
                             outcome = Some(anyhow::anyhow!("call {call} {text}"));
                         }
@@ -629,6 +660,14 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                                 s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string()}), format!("sent DTMF {d}"));
                             }),
                             Action::Hold(h) => s.phone.ua().hold(*call, h, now),
+                            Action::Transfer(t) if s.account.attended => {
+                                let media = s.local_media();
+                                s.phone.ua().invite(&t, media, Vec::new(), now).map(|consult| {
+                                    open.insert(consult);
+                                    s.consults.insert(consult, (*call, t.clone()));
+                                    s.out.event("consulting", serde_json::json!({"call": consult, "to": t, "for": call}), format!("consulting {t} before transferring call {call}"));
+                                })
+                            }
                             Action::Transfer(t) => s.phone.ua().transfer(*call, &t, None, now).map(|_| {
                                 s.out.event("transferring", serde_json::json!({"call": call, "to": t}), format!("transferring to {t}"));
                             }),

@@ -96,7 +96,10 @@ impl Baresip {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
+        // Lossy: baresip's log can hold bytes that are not UTF-8 (terminal escapes).
+        std::fs::read(self.dir.path().join("baresip.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     pub fn wait_for(&self, needle: &str, within: Duration) {
