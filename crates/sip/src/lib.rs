@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod b2bua;
+pub mod dns;
 pub mod message;
 pub mod phone;
 pub mod registrar;

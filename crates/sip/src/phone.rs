@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::dns::SipResolver;
 use crate::registration::{Registration, RegistrationEvent};
 use crate::transport::{Incoming, Transports};
 use crate::ua::{Destination, Transmit, UaEvent, UserAgent};
@@ -35,6 +36,8 @@ pub struct Phone {
     resolved: HashMap<(String, u16), SocketAddr>,
     /// Host names we resolved, by address: the TLS server name for connections to them.
     names: HashMap<SocketAddr, String>,
+    dns: Option<SipResolver>,
+    dns_tried: bool,
     dropped: u64,
 }
 
@@ -51,8 +54,15 @@ impl Phone {
             next_keepalive: None,
             resolved: HashMap::new(),
             names: HashMap::new(),
+            dns: None,
+            dns_tried: false,
             dropped: 0,
         }
+    }
+
+    /// Resolves host names with `resolver` (RFC 3263) instead of the system's configuration.
+    pub fn set_resolver(&mut self, resolver: SipResolver) {
+        self.dns = Some(resolver);
     }
 
     /// Remembers that `addr` is `host` (for TLS server names).
@@ -116,10 +126,34 @@ impl Phone {
                 if let Some(a) = self.resolved.get(&key) {
                     return Some(*a);
                 }
-                let found = tokio::net::lookup_host((key.0.as_str(), key.1))
-                    .await
-                    .ok()
-                    .and_then(|mut it| it.next());
+                // RFC 3263: NAPTR/SRV/A through our resolver; the system's getaddrinfo when
+                // no resolver could be set up (e.g. no resolv.conf).
+                if self.dns.is_none() && !self.dns_tried {
+                    self.dns_tried = true;
+                    self.dns = SipResolver::system()
+                        .map_err(
+                            |e| tracing::info!(error = %e, "no DNS resolver; using getaddrinfo"),
+                        )
+                        .ok();
+                }
+                let found = match &self.dns {
+                    Some(r) => r
+                        .locate(host, *port, None, false, &[self.net.kind()])
+                        .await
+                        .ok()
+                        .and_then(|t| {
+                            // Only addresses our socket's family can reach.
+                            let v4 = self.net.local_addr().is_ipv4();
+                            t.iter().find(|t| t.addr.is_ipv4() == v4).map(|t| t.addr)
+                        }),
+                    None => {
+                        let v4 = self.net.local_addr().is_ipv4();
+                        tokio::net::lookup_host((key.0.as_str(), key.1))
+                            .await
+                            .ok()
+                            .and_then(|mut it| it.find(|a| a.is_ipv4() == v4))
+                    }
+                };
                 match found {
                     Some(a) => {
                         self.names.insert(a, key.0.clone());

@@ -62,6 +62,10 @@ pub struct AccountArgs {
     /// PEM CA certificate(s) to trust for TLS, besides the system's roots.
     #[arg(long)]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// DNS server (ADDR:PORT) for locating SIP servers (RFC 3263 NAPTR/SRV/A) instead of the
+    /// system's.
+    #[arg(long)]
+    pub dns_server: Option<SocketAddr>,
     /// PEM certificate chain to accept TLS connections with (`answer` over TLS).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -229,14 +233,11 @@ async fn setup(
     };
     let towards = towards.map(|(a, _)| a);
     let peer = registrar.or(towards);
+    // Without a resolved peer (a domain only SRV knows), the interface of the default route.
+    let default_route = || local_ip_towards(SocketAddr::from(([192, 0, 2, 1], 5060)));
     let bind = match account.bind {
         Some(b) => b,
-        None => {
-            let ip = peer
-                .map(local_ip_towards)
-                .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-            SocketAddr::new(ip, 0)
-        }
+        None => SocketAddr::new(peer.map(local_ip_towards).unwrap_or_else(default_route), 0),
     };
     let tls = TlsSettings {
         ca_file: account.tls_ca.clone(),
@@ -276,6 +277,9 @@ async fn setup(
         user_agent: format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION")),
     };
     let mut phone = Phone::new(net, UserAgent::new(cfg));
+    if let Some(dns) = account.dns_server {
+        phone.set_resolver(switchboard_sip::dns::SipResolver::with_name_server(dns)?);
+    }
     if let (Some(p), Some(name)) = (peer, &peer_name) {
         phone.name_address(p, name);
     }
