@@ -33,6 +33,8 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY,
 pub const MAX_CALLS: usize = 32;
 /// Most server transactions kept at once; beyond it new requests get 503 (flood bound).
 pub const MAX_SERVER_TRANSACTIONS: usize = 2048;
+/// Most server transactions kept for one source address.
+pub const MAX_PER_SOURCE: usize = 256;
 
 /// The transport a user agent's messages use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1184,7 +1186,14 @@ Content-Length: 0\r\n\r\n",
             self.drain_server(&key);
             return;
         }
-        if self.server.len() >= MAX_SERVER_TRANSACTIONS {
+        // Bounded memory under a flood: a global cap, and a per-source share of it so one
+        // sender cannot starve the others.
+        let from_source = self
+            .server
+            .values()
+            .filter(|t| t.source.ip() == source.ip())
+            .count();
+        if self.server.len() >= MAX_SERVER_TRANSACTIONS || from_source >= MAX_PER_SOURCE {
             self.refused_overload += 1;
             if self.refused_overload.is_power_of_two() {
                 tracing::warn!(

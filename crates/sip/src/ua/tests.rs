@@ -901,3 +901,22 @@ mod b2bua {
         assert_eq!(ended(&net.take(0)), Some(&EndReason::Local));
     }
 }
+
+#[test]
+fn a_flood_from_one_source_is_bounded_and_others_still_get_through() {
+    let mut ua = UserAgent::new(cfg("bob", 5062));
+    let mut refused = 0;
+    for _ in 0..(MAX_PER_SOURCE + 100) {
+        let r = raw(&mut ua, &request("OPTIONS", ""));
+        if r[0].starts_with("SIP/2.0 503") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 100);
+    assert!(ua.server.len() <= MAX_PER_SOURCE);
+    // Another source is still answered.
+    let msg = Message::parse(request("OPTIONS", "").as_bytes()).unwrap();
+    ua.handle_message(&msg, "10.9.9.9:5060".parse().unwrap(), Instant::now());
+    let r = String::from_utf8_lossy(&ua.poll_transmit().unwrap().data).into_owned();
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+}
