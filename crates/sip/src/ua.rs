@@ -620,6 +620,19 @@ impl UserAgent {
         self.calls.keys().copied()
     }
 
+    /// Whether requests we sent still wait for their final response (a BYE on a lossy path,
+    /// say): a process about to exit lets them finish first.
+    pub fn has_pending_requests(&self) -> bool {
+        use crate::transaction::State;
+        self.client.values().any(|t| {
+            let state = match &t.kind {
+                ClientTxKind::NonInvite(n) => n.state(),
+                ClientTxKind::Invite(i) => i.state(),
+            };
+            matches!(state, State::Calling | State::Trying | State::Proceeding)
+        })
+    }
+
     /// The current media of a call.
     pub fn media(&self, call: CallId) -> Option<&Negotiated> {
         self.calls.get(&call).and_then(|c| c.negotiated.as_ref())
@@ -2594,6 +2607,22 @@ Content-Length: 0\r\n\r\n",
         let _ = write!(req, "Content-Length: {}\r\n\r\n", body.len());
         let mut data = req.into_bytes();
         data.extend_from_slice(&body);
+        // A re-INVITE's non-2xx final response (491 glare, 488) is ACKed by its transaction
+        // (§17.1.1.3), which needs the request's parts to build that ACK.
+        let invite_parts = (method == "INVITE").then(|| {
+            (
+                ruri.clone(),
+                format!(
+                    "SIP/2.0/{} {};branch={branch};rport",
+                    cfg.transport.via_name(),
+                    cfg.contact_host
+                ),
+                format!("{};tag={}", c.dialog.local_uri, c.dialog.local_tag),
+                c.dialog.call_id.clone(),
+                cseq,
+                routes.clone(),
+            )
+        });
         let kind = if method == "INVITE" {
             ClientTxKind::Invite(ClientInvite::start(
                 Bytes::from(data),
@@ -2616,7 +2645,7 @@ Content-Length: 0\r\n\r\n",
                 call: Some(id),
                 method: method.to_owned(),
                 destination,
-                invite_parts: None,
+                invite_parts,
             },
         );
         self.drain_client(&branch, None, now);
