@@ -15,7 +15,7 @@ use switchboard_sip::sdp::{LocalMedia, Negotiated};
 use switchboard_sip::transaction::Timers;
 use switchboard_sip::transport::{TlsSettings, Transports};
 use switchboard_sip::ua::{
-    CallId, Destination, EndReason, Transport, UaConfig, UaEvent, UserAgent,
+    CallId, Destination, EndReason, Transport, UaConfig, UaError, UaEvent, UserAgent,
 };
 use switchboard_sip::udp::ServerAddress;
 use tokio::time::Instant as TokioInstant;
@@ -659,6 +659,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                 for (call, (start, plan)) in active.iter_mut() {
                     while plan.first().is_some_and(|(d, _)| *start + *d <= tnow) {
                         let (_, action) = plan.remove(0);
+                        let retry = action.clone();
                         let r = match action {
                             Action::Dtmf(d) => s.phone.ua().send_dtmf_info(*call, d, 160, now).map(|_| {
                                 s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string()}), format!("sent DTMF {d}"));
@@ -677,8 +678,18 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                             }),
                             Action::Hangup => { s.phone.ua().hangup(*call, now); Ok(()) }
                         };
-                        if let Err(e) = r {
-                            s.out.event("error", serde_json::json!({"call": call, "error": e.to_string()}), format!("call {call}: {e}"));
+                        match r {
+                            // Another offer/answer exchange is under way (e.g. a hold retried
+                            // after glare): do this once it is over, as a person would.
+                            Err(UaError::Busy(_)) => {
+                                let at = tnow.duration_since(*start) + Duration::from_millis(250);
+                                plan.insert(0, (at, retry));
+                                break;
+                            }
+                            Err(e) => {
+                                s.out.event("error", serde_json::json!({"call": call, "error": e.to_string()}), format!("call {call}: {e}"));
+                            }
+                            Ok(()) => {}
                         }
                     }
                 }
@@ -705,10 +716,20 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
             break;
         }
     }
-    // Let the last transactions finish (BYE's 200, retransmissions) briefly, then unregister.
-    let settle = TokioInstant::now() + Duration::from_millis(300);
-    while let Ok(ev) = tokio::time::timeout_at(settle, s.phone.next_event()).await {
-        ev?;
+    // Let the last requests finish (a BYE retransmitted on a lossy path waits for its 200, up
+    // to 8 s), and answer stray retransmissions for a moment, then unregister.
+    let give_up = TokioInstant::now() + Duration::from_secs(8);
+    let mut settle = TokioInstant::now() + Duration::from_millis(300);
+    loop {
+        match tokio::time::timeout_at(settle, s.phone.next_event()).await {
+            Ok(ev) => {
+                ev?;
+            }
+            Err(_) if s.phone.ua().has_pending_requests() && settle < give_up => {
+                settle = (TokioInstant::now() + Duration::from_millis(100)).min(give_up);
+            }
+            Err(_) => break,
+        }
     }
     if let Some(reg) = s.phone.registration() {
         if reg.is_registered() {
