@@ -66,21 +66,7 @@ fn agent_calls_baresip_with_dtmf_hold_and_hangs_up() {
 #[test]
 fn baresip_calls_the_agent_and_hangs_up() {
     let bob = Baresip::start("bob", "auto", 440);
-    let port = free_udp_port();
-    let mut child = agent(&[
-        "answer",
-        "--bind",
-        &format!("127.0.0.1:{port}"),
-        "--user",
-        "agent",
-        "--wait",
-        "20",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let (mut child, port) = answering_agent(&["--user", "agent"]);
     bob.command("dial", &format!("sip:agent@127.0.0.1:{port}"));
     bob.wait_for("Call established", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(1));

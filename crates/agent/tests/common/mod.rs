@@ -244,6 +244,22 @@ pub fn agent(args: &[&str]) -> Command {
     c
 }
 
+/// `switchboard-agent answer` listening on a free port on 127.0.0.1 (waiting up to 20 s for
+/// a call), with `extra` flags; returns the running agent and its port.
+pub fn answering_agent(extra: &[&str]) -> (Child, u16) {
+    let port = free_udp_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut args = vec!["answer", "--bind", &bind, "--wait", "20"];
+    args.extend_from_slice(extra);
+    let child = agent(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    (child, port)
+}
+
 pub fn run_agent(
     args: &[&str],
     peers: &[&Baresip],

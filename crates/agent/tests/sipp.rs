@@ -1,0 +1,271 @@
+//! The agent against SIPp's built-in call scenarios (Debian `sip-tester`): SIPp as the caller
+//! (`-sn uac`: INVITE, 180/200, ACK, BYE) to `switchboard-agent answer`, and SIPp as the callee
+//! (`-sn uas`) answering `switchboard-agent call`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn sipp_calls_the_agent() {
+    let (mut child, port) = answering_agent(&["--calls", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("sipp")
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-sn",
+            "uac",
+            "-s",
+            "agent",
+            "-i",
+            "127.0.0.1",
+            "-m",
+            "3",
+            "-r",
+            "3",
+        ])
+        .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+        .current_dir(dir.path())
+        .output()
+        .expect("sipp is not installed — run tests/peers/install.sh");
+    let agent_out = wait_output(&mut child, Duration::from_secs(15), &[]);
+    assert!(
+        out.status.success(),
+        "sipp: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&agent_out.stdout);
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "established").count(),
+        3,
+        "{ev:?}"
+    );
+    assert!(agent_out.status.success());
+}
+
+#[test]
+fn the_agent_calls_sipp() {
+    let port = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sipp = Command::new("sipp")
+        .args([
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+        ])
+        .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp is not installed — run tests/peers/install.sh");
+    std::thread::sleep(Duration::from_millis(400));
+    let (out, ev) = run_agent(
+        &[
+            "call",
+            &format!("sip:service@127.0.0.1:{port}"),
+            "--hangup-after",
+            "1",
+        ],
+        &[],
+    );
+    let status = sipp.wait().unwrap();
+    assert!(out.status.success());
+    assert!(names(&ev).contains(&"established".into()), "{ev:?}");
+    assert!(status.success(), "sipp's uas scenario saw the whole call");
+}
+
+fn scenario(name: &str) -> String {
+    format!(
+        "{}/../../tests/peers/sipp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Runs a SIPp client scenario against `port` and returns its output (asserting success).
+fn sipp_client(port: u16, scenario_file: &str, dir: &std::path::Path) -> std::process::Output {
+    let out = Command::new("sipp")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-sf", &scenario(scenario_file)])
+        .args(["-s", "agent", "-i", "127.0.0.1", "-m", "1"])
+        .args([
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-trace_err",
+        ])
+        .arg("-trace_counts")
+        .current_dir(dir)
+        .output()
+        .expect("sipp is not installed — run tests/peers/install.sh");
+    let errors: String = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        out.status.success(),
+        "sipp {scenario_file}: {}\n{}\n{errors}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// SIPp's per-message counters (`-trace_counts`), final row: `{step}_{message}_{counter}` →
+/// value, in scenario order.
+fn sipp_counts(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let file = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("_counts.csv"))
+        .expect("sipp wrote no -trace_counts file");
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let head: Vec<&str> = lines.next().unwrap().split(';').collect();
+    let last: Vec<&str> = lines.next_back().unwrap().split(';').collect();
+    head.iter()
+        .zip(last)
+        .skip(2)
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// The `nth` (0-based) counter whose name ends with `suffix`, e.g. `_BYE_Retrans`.
+fn count(counts: &[(String, u64)], suffix: &str, nth: usize) -> u64 {
+    counts
+        .iter()
+        .filter(|(k, _)| k.ends_with(suffix))
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no counter {suffix} #{nth} in {counts:?}"))
+        .1
+}
+
+/// Starts a SIPp server scenario on a free port; returns the child and the port.
+fn sipp_server(scenario_file: &str, dir: &std::path::Path) -> (std::process::Child, u16) {
+    let port = free_udp_port();
+    let child = Command::new("sipp")
+        .args(["-sf", &scenario(scenario_file)])
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
+        .args([
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_err",
+        ])
+        .arg("-trace_counts")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is not installed — run tests/peers/install.sh");
+    std::thread::sleep(Duration::from_millis(400));
+    (child, port)
+}
+
+#[test]
+fn sipp_cancels_before_answer_and_gets_487() {
+    let (mut child, port) = answering_agent(&["--answer-after", "10"]);
+    let dir = tempfile::tempdir().unwrap();
+    sipp_client(port, "uac_cancel.xml", dir.path());
+    // The agent keeps waiting for a call it can answer; stop it once it has reported the end.
+    let out = wait_output(&mut child, Duration::from_secs(2), &[]);
+    let ev = events(&out.stdout);
+    let ended: Vec<_> = ev.iter().filter(|e| e["event"] == "ended").collect();
+    assert_eq!(ended.len(), 1, "{ev:?}");
+    assert_eq!(ended[0]["reason"], "cancelled", "{ev:?}");
+    assert!(!names(&ev).contains(&"established".into()), "{ev:?}");
+}
+
+#[test]
+fn lost_ack_bad_dialogs_and_retransmitted_bye() {
+    let (mut child, port) = answering_agent(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    sipp_client(port, "uac_lost.xml", dir.path());
+    let counts = sipp_counts(dir.path());
+    assert!(
+        count(&counts, "_200_Retrans", 0) >= 1,
+        "the unacknowledged 200 was retransmitted: {counts:?}"
+    );
+    assert!(
+        count(&counts, "_200_Retrans", 1) >= 1,
+        "the retransmitted BYE got its 200 again: {counts:?}"
+    );
+    let out = wait_output(&mut child, Duration::from_secs(10), &[]);
+    let ev = events(&out.stdout);
+    let ended: Vec<_> = ev.iter().filter(|e| e["event"] == "ended").collect();
+    assert_eq!(ended.len(), 1, "one call, one end: {ev:?}");
+    assert_eq!(ended[0]["reason"], "remotebye", "{ev:?}");
+    assert!(out.status.success(), "{ev:?}");
+}
+
+/// The agent calls a SIPp server scenario; returns the agent's output and events and SIPp's
+/// counters, once SIPp has run the scenario to its end.
+fn call_sipp_server(
+    scenario_file: &str,
+    agent_args: &[&str],
+) -> (
+    std::process::Output,
+    Vec<serde_json::Value>,
+    Vec<(String, u64)>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sipp, port) = sipp_server(scenario_file, dir.path());
+    let uri = format!("sip:service@127.0.0.1:{port}");
+    let mut args = vec!["call", &uri];
+    args.extend_from_slice(agent_args);
+    let (out, ev) = run_agent(&args, &[]);
+    let sipp = sipp.wait_with_output().unwrap();
+    assert!(
+        sipp.status.success(),
+        "sipp's {scenario_file} did not run to the end: {}",
+        String::from_utf8_lossy(&sipp.stdout)
+    );
+    (out, ev, sipp_counts(dir.path()))
+}
+
+#[test]
+fn the_agent_retransmits_over_a_lossy_path() {
+    let (out, ev, counts) = call_sipp_server("uas_lost.xml", &["--hangup-after", "1"]);
+    assert!(
+        count(&counts, "_INVITE_Retrans", 0) >= 1,
+        "the INVITE was retransmitted: {counts:?}"
+    );
+    assert!(
+        count(&counts, "_BYE_Retrans", 0) >= 1,
+        "the BYE was retransmitted: {counts:?}"
+    );
+    assert!(out.status.success(), "{ev:?}");
+    assert!(names(&ev).contains(&"established".into()), "{ev:?}");
+}
+
+#[test]
+fn reinvite_glare_is_resolved_with_491_and_a_retry() {
+    let (out, ev, _) = call_sipp_server(
+        "uas_glare.xml",
+        &["--hold-after", "0.5", "--hangup-after", "9"],
+    );
+    assert!(out.status.success(), "{ev:?}");
+    let directions: Vec<_> = ev
+        .iter()
+        .filter(|e| e["event"] == "media")
+        .map(|e| e["media"]["direction"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        directions,
+        ["sendonly", "sendrecv"],
+        "the hold landed after the retry, then the resume: {ev:?}"
+    );
+}
