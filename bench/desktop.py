@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from proctree import descendants
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,30 +43,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def children(pid: int) -> list[int]:
-    """pid and all its descendants, from /proc."""
-    parent_of = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                parent_of[int(d.name)] = ppid
-            except (OSError, ValueError, IndexError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(c for c, pp in parent_of.items() if pp == p)
-    return out
-
-
 def memory_kib(pid: int) -> tuple[int, int, list[str]]:
     """(sum of RSS, sum of PSS, process names) over pid's tree."""
     rss = pss = 0
     names = []
-    for p in children(pid):
+    for p in descendants(pid):
         try:
             names.append(Path(f"/proc/{p}/comm").read_text().strip())
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
