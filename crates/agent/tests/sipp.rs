@@ -269,3 +269,42 @@ fn reinvite_glare_is_resolved_with_491_and_a_retry() {
         "the hold landed after the retry, then the resume: {ev:?}"
     );
 }
+
+#[test]
+fn malformed_requests_get_400_or_505_on_the_wire_and_the_agent_carries_on() {
+    let (mut child, port) = answering_agent(&[]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let torture = format!(
+        "{}/../sip/tests/torture/rfc4475",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut buf = [0u8; 4096];
+    for (file, status) in [
+        ("clerr.dat", "400"),
+        ("badvers.dat", "505"),
+        ("ncl.dat", "400"),
+    ] {
+        let data = std::fs::read(format!("{torture}/{file}")).unwrap();
+        sock.send_to(&data, ("127.0.0.1", port)).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+        let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(
+            reply.starts_with(&format!("SIP/2.0 {status} ")),
+            "{file}: {reply}"
+        );
+    }
+    // Bytes that are not SIP at all get nothing; the agent still answers OPTIONS.
+    sock.send_to(b"\x00\x01\x02 hello", ("127.0.0.1", port))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:agent@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKopt1\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:agent@127.0.0.1>\r\nCall-ID: opt1@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(options.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer to OPTIONS");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

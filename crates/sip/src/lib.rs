@@ -3,8 +3,8 @@
 //! `Instant`) and returns outputs (bytes to send, when to wake it next, events); sockets live in
 //! thin adapters outside the core. Modules mirror the RFCs:
 //!
-//! - [`message`]: parsing and serialising SIP messages (RFC 3261 §7, §25), behind our own types
-//!   so the parser underneath (`rsip`) can be replaced in one place;
+//! - [`message`]: parsing and serialising SIP messages (RFC 3261 §7, §25) with our own parser
+//!   (tested with every message of RFC 4475), and the 400/505 a malformed request gets;
 //! - [`transaction`]: the four transaction state machines of RFC 3261 §17 with timers A–K;
 //! - [`auth`]: HTTP digest for SIP (RFC 3261 §22, RFC 7616, RFC 8760): MD5 and SHA-256, qop=auth.
 //!

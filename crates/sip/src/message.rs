@@ -1,9 +1,17 @@
-//! SIP messages behind our own type. Parsing goes through `rsip` (its last release is from
-//! 2022, so it stays behind [`Message`] to be replaceable in one place) after a normalising pass
-//! of our own for what rsip does not handle: header line folding (RFC 3261 §7.3.1), compact
-//! header names (§7.3.3, plus the compact forms registered later), and the framing rule that
-//! `Content-Length` bounds the body (§18.3). Serialising always writes a correct
-//! `Content-Length`.
+//! SIP messages behind our own type, parsed by our own code (RFC 3261 §7, §25): header line
+//! folding (§7.3.1), compact header names (§7.3.3, plus the compact forms registered later),
+//! `Content-Length` framing (§18.3), a strict start line (one SP between elements, a scheme
+//! on the Request-URI, no headers in a sip: Request-URI, a three-digit status code), single-
+//! valued headers that appear once, balanced quotes in From/To and well-formed Vias. Header
+//! values stay text: the modules that need a header's structure read it themselves.
+//!
+//! We used `rsip` underneath at first. It refused valid messages of RFC 4475 (unusual but
+//! legal Request-URIs, an empty reason phrase) and accepted invalid ones, and its last release
+//! is from 2022, so the start line is now ours and rsip is gone (docs/decisions.md).
+//! [`error_response`] builds the 400/505 a malformed request gets.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
@@ -27,6 +35,159 @@ pub enum ParseError {
     Missing(&'static str),
     #[error("malformed message: {0}")]
     Malformed(String),
+    #[error("SIP version {0:?} is not supported")]
+    Version(String),
+}
+
+/// Why a request line is malformed, kept short: errors end up in logs and reason phrases.
+fn malformed(what: &str, text: &str) -> ParseError {
+    let shown: String = text.chars().take(60).collect();
+    ParseError::Malformed(format!("{what}: {shown:?}"))
+}
+
+/// RFC 3261 §25.1 `scheme`: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c))
+}
+
+/// Checks a Request-URI: `scheme:rest` with no whitespace or angle brackets (RFC 4475
+/// §3.1.2.7, §3.1.2.8), and for sip:/sips: no escaped headers (§19.1.1's table; RFC 4475
+/// §3.1.2.11), which may only follow the host part (a `?` in the user part is legal).
+fn check_request_uri(uri: &str) -> Result<(), ParseError> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Err(malformed("Request-URI without a scheme", uri));
+    };
+    if !is_scheme(scheme) || rest.is_empty() {
+        return Err(malformed("bad Request-URI", uri));
+    }
+    if uri
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'<' || b == b'>')
+    {
+        return Err(malformed("bad characters in the Request-URI", uri));
+    }
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        let host_part = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+        if host_part.contains('?') {
+            return Err(malformed("headers in the Request-URI", uri));
+        }
+        if host_part.is_empty() || host_part.starts_with([';', ':']) {
+            return Err(malformed("Request-URI without a host", uri));
+        }
+    }
+    Ok(())
+}
+
+/// `SIP/2.0` (case-insensitive, §7.1); another `SIP/x.y` is [`ParseError::Version`].
+fn check_version(v: &str) -> Result<(), ParseError> {
+    if v.eq_ignore_ascii_case("SIP/2.0") {
+        return Ok(());
+    }
+    match v.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("SIP/") && v.len() < 16 => {
+            Err(ParseError::Version(v.to_owned()))
+        }
+        _ => Err(malformed("bad SIP version", v)),
+    }
+}
+
+/// Parses the start line (§7.1, §7.2): exactly one SP between the Request-Line's elements
+/// and nothing after the version (RFC 4475 §3.1.2.9, §3.1.2.10); a three-digit status code
+/// (§3.1.2.19) and a reason phrase that may be empty or any UTF-8 (§3.1.1.12, §3.1.1.13).
+fn parse_start_line(line: &str) -> Result<Kind, ParseError> {
+    if line.starts_with("SIP/") || line.starts_with("sip/") {
+        let mut parts = line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        check_version(version)?;
+        let code = parts.next().unwrap_or("");
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(malformed("bad status code", code));
+        }
+        let status: u16 = code
+            .parse()
+            .map_err(|_| malformed("bad status code", code))?;
+        if !(100..=699).contains(&status) {
+            return Err(malformed("status code out of range", code));
+        }
+        if parts
+            .next()
+            .is_some_and(|r| r.chars().any(|c| c.is_control() && c != '\t'))
+        {
+            return Err(malformed("control characters in the reason phrase", line));
+        }
+        return Ok(Kind::Response { status });
+    }
+    let parts: Vec<&str> = line.split(' ').collect();
+    let [method, uri, version] = parts[..] else {
+        return Err(malformed(
+            "the Request-Line needs exactly: method SP Request-URI SP SIP/2.0",
+            line,
+        ));
+    };
+    if method.is_empty() || !method.bytes().all(is_token_char) {
+        return Err(malformed("bad method", method));
+    }
+    check_request_uri(uri)?;
+    check_version(version)?;
+    Ok(Kind::Request {
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+    })
+}
+
+/// Quotes must balance and `<` must close in a From/To/Contact-like value (RFC 4475
+/// §3.1.2.6 quotbal).
+fn check_name_addr(name: &str, value: &str) -> Result<(), ParseError> {
+    let (mut quoted, mut escaped, mut depth) = (false, false, 0i32);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return Err(malformed(&format!("unbalanced <> in {name}"), value));
+        }
+    }
+    if quoted {
+        return Err(malformed(
+            &format!("unterminated quoted string in {name}"),
+            value,
+        ));
+    }
+    if depth != 0 {
+        return Err(malformed(&format!("unclosed < in {name}"), value));
+    }
+    Ok(())
+}
+
+/// Each Via entry: `SIP / 2.0 / transport sent-by *( ; param )` with no empty parameter
+/// (RFC 4475 §3.1.2.1 badinv01), LWS allowed around the slashes (§3.1.1.1 wsinv).
+fn check_via(value: &str) -> Result<(), ParseError> {
+    for entry in split_list(value) {
+        let mut params = entry.split(';');
+        let head = params.next().unwrap_or("");
+        let proto: String = head.chars().filter(|c| !c.is_whitespace()).collect();
+        let ok_proto = proto.len() > 8 && proto[..8].eq_ignore_ascii_case("SIP/2.0/");
+        if !ok_proto {
+            return Err(malformed("bad Via", &entry));
+        }
+        if params.any(|p| p.split('=').next().unwrap_or("").trim().is_empty()) {
+            return Err(malformed("empty Via parameter", &entry));
+        }
+    }
+    if value.trim().is_empty() || value.trim_end().ends_with(',') {
+        return Err(malformed("empty Via entry", value));
+    }
+    Ok(())
 }
 
 /// Compact header names (RFC 3261 §7.3.3 and the IANA SIP parameters registry).
@@ -63,27 +224,26 @@ pub struct Message {
     /// (name as written, or expanded from compact; value trimmed), in order.
     headers: Vec<(String, String)>,
     body: Bytes,
-    /// The request method as written (requests only).
-    method: Option<String>,
-    inner: rsip::SipMessage,
+    kind: Kind,
 }
 
-/// Methods `rsip` parses itself.
-const KNOWN_METHODS: &[&str] = &[
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "INFO",
-    "INVITE",
-    "MESSAGE",
-    "NOTIFY",
-    "OPTIONS",
-    "PRACK",
-    "PUBLISH",
-    "REFER",
-    "REGISTER",
-    "SUBSCRIBE",
-    "UPDATE",
+#[derive(Debug, Clone)]
+enum Kind {
+    Request { method: String, uri: String },
+    Response { status: u16 },
+}
+
+/// Headers a message carries at most once (RFC 3261 §7.3.1: only headers defined as
+/// comma-separated lists may repeat). Two of these is a malformed message (RFC 4475
+/// §3.3.8 multi01, §3.3.9 mcl01).
+const SINGLE_VALUED: &[&str] = &[
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
 ];
 
 /// RFC 3261 §25.1 `token` characters.
@@ -185,30 +345,32 @@ impl Message {
             }
         }
 
-        // Extension methods (RFC 3261 §7.1: any token) are valid SIP that rsip does not know:
-        // rsip sees a stand-in method and we keep the real one, so the UA can answer 501/405.
-        let first = start_line.split(' ').next().unwrap_or("");
-        let method = (!first.starts_with("SIP/")).then(|| first.to_owned());
-        if let Some(m) = &method {
-            if m.is_empty() || !m.bytes().all(is_token_char) {
-                return Err(ParseError::Malformed(format!("bad method {m:?}")));
+        // The start line first: a request of another SIP version is a 505, whatever else.
+        let kind = parse_start_line(&start_line)?;
+        for single in SINGLE_VALUED {
+            if headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(single))
+                .count()
+                > 1
+            {
+                return Err(ParseError::Malformed(format!(
+                    "more than one {single} header"
+                )));
             }
         }
-        let canonical = match &method {
-            Some(m) if !KNOWN_METHODS.iter().any(|k| k.eq_ignore_ascii_case(m)) => {
-                let line = format!("OPTIONS{}", &start_line[m.len()..]);
-                render(&line, &headers, &body)
+        for (n, v) in &headers {
+            if ["From", "To"].iter().any(|h| n.eq_ignore_ascii_case(h)) {
+                check_name_addr(n, v)?;
+            } else if n.eq_ignore_ascii_case("Via") {
+                check_via(v)?;
             }
-            _ => render(&start_line, &headers, &body),
-        };
-        let inner = rsip::SipMessage::try_from(canonical.as_ref())
-            .map_err(|e| ParseError::Malformed(e.to_string()))?;
+        }
         Ok(Self {
             start_line,
             headers,
             body,
-            method,
-            inner,
+            kind,
         })
     }
 
@@ -253,35 +415,30 @@ impl Message {
     }
 
     pub fn is_request(&self) -> bool {
-        self.inner.is_request()
+        matches!(self.kind, Kind::Request { .. })
     }
 
-    /// The request method (`INVITE`, …), for requests.
+    /// The request method as written (`INVITE`, …; method names are case-sensitive, §7.1).
     pub fn method(&self) -> Option<String> {
-        match &self.inner {
-            rsip::SipMessage::Request(r) => Some(
-                self.method
-                    .as_ref()
-                    .map(|m| m.to_ascii_uppercase())
-                    .unwrap_or_else(|| r.method().to_string()),
-            ),
-            rsip::SipMessage::Response(_) => None,
+        match &self.kind {
+            Kind::Request { method, .. } => Some(method.clone()),
+            Kind::Response { .. } => None,
         }
     }
 
     /// The Request-URI as written, for requests.
     pub fn request_uri(&self) -> Option<String> {
-        match &self.inner {
-            rsip::SipMessage::Request(r) => Some(r.uri().to_string()),
-            rsip::SipMessage::Response(_) => None,
+        match &self.kind {
+            Kind::Request { uri, .. } => Some(uri.clone()),
+            Kind::Response { .. } => None,
         }
     }
 
     /// The status code, for responses.
     pub fn status(&self) -> Option<u16> {
-        match &self.inner {
-            rsip::SipMessage::Response(r) => Some(r.status_code().code()),
-            rsip::SipMessage::Request(_) => None,
+        match self.kind {
+            Kind::Response { status } => Some(status),
+            Kind::Request { .. } => None,
         }
     }
 
@@ -290,7 +447,13 @@ impl Message {
         if self.is_request() {
             return None;
         }
-        self.start_line.splitn(3, ' ').nth(2).map(str::trim)
+        Some(
+            self.start_line
+                .splitn(3, ' ')
+                .nth(2)
+                .map(str::trim)
+                .unwrap_or(""),
+        )
     }
 
     /// Every value of a header (case-insensitive name; compact forms were expanded), in order.
@@ -317,7 +480,7 @@ impl Message {
         let v = self.header("CSeq")?;
         let mut parts = v.split_whitespace();
         let n = parts.next()?.parse().ok()?;
-        Some((n, parts.next()?.to_ascii_uppercase()))
+        Some((n, parts.next()?.to_owned()))
     }
 
     /// The `branch` parameter of the topmost Via (the transaction key, §17.1.3).
@@ -386,6 +549,131 @@ pub fn header_param_u32(v: &str, name: &str) -> Option<u32> {
             .eq_ignore_ascii_case(name)
             .then(|| val.trim().parse().ok())?
     })
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581 §4: add `received` when the source differs from sent-by,
+/// and fill an empty `rport` with the source port.
+pub fn via_with_source(via: &str, source: SocketAddr) -> String {
+    let mut parts: Vec<String> = via.split(';').map(|p| p.trim().to_owned()).collect();
+    let sent_by_host = parts
+        .first()
+        .and_then(|p| p.split_whitespace().nth(1))
+        .map(|hp| {
+            let hp = hp.trim();
+            if let Some(v6) = hp.strip_prefix('[') {
+                v6.split(']').next().unwrap_or("").to_owned()
+            } else {
+                hp.rsplit_once(':').map(|(h, _)| h).unwrap_or(hp).to_owned()
+            }
+        })
+        .unwrap_or_default();
+    let mut has_rport = false;
+    for p in parts.iter_mut().skip(1) {
+        if p.eq_ignore_ascii_case("rport") {
+            *p = format!("rport={}", source.port());
+            has_rport = true;
+        } else if p.to_ascii_lowercase().starts_with("rport=") {
+            has_rport = true;
+        }
+    }
+    let ip = source.ip().to_string();
+    if has_rport || sent_by_host != ip {
+        parts.retain(|p| !p.to_ascii_lowercase().starts_with("received="));
+        parts.push(format!("received={ip}"));
+    }
+    parts.join(";")
+}
+
+/// A stateless answer to bytes that look like a request but do not parse (§8.2, §21.4.1;
+/// RFC 4475's invalid messages): 505 for another SIP version, else 400 with the reason in a
+/// Warning. `None` when nothing can be answered — a response, an ACK, or no Via to route the
+/// answer by — and then the bytes are dropped, as §18.1.2/§18.2.1 say.
+pub fn error_response(data: &[u8], err: &ParseError, source: SocketAddr) -> Option<Bytes> {
+    let start = data.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let data = &data[start..data.len().min(start + MAX_MESSAGE_BYTES)];
+    let head_end = find(data, b"\r\n\r\n").unwrap_or(data.len());
+    let head = String::from_utf8_lossy(&data[..head_end]);
+    let mut lines: Vec<String> = Vec::new();
+    for line in head.split("\r\n") {
+        match lines.last_mut() {
+            Some(prev) if line.starts_with([' ', '\t']) => {
+                prev.push(' ');
+                prev.push_str(line.trim());
+            }
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    let first = lines.first()?;
+    let method = first.split(' ').next().unwrap_or("");
+    if method.is_empty()
+        || !method.bytes().all(is_token_char)
+        || method.eq_ignore_ascii_case("ACK")
+        || first
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+    {
+        return None;
+    }
+    let mut vias = Vec::new();
+    let mut copied: Vec<(&'static str, String)> = Vec::new();
+    for line in lines.iter().skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let name = expand_compact(name).unwrap_or(name);
+        let value = value.trim().to_owned();
+        if name.eq_ignore_ascii_case("Via") {
+            vias.extend(split_list(&value));
+            continue;
+        }
+        for wanted in ["From", "To", "Call-ID", "CSeq"] {
+            if name.eq_ignore_ascii_case(wanted) && !copied.iter().any(|(n, _)| *n == wanted) {
+                copied.push((wanted, value.clone()));
+            }
+        }
+    }
+    // Empty parameters (`;;`, RFC 4475 badinv01) are dropped, so the answer itself is valid.
+    let vias: Vec<String> = vias
+        .iter()
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .filter(|v| v.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("SIP")))
+        .collect();
+    let top = vias.first()?;
+    let (status, reason) = match err {
+        ParseError::Version(_) => (505, "Version Not Supported"),
+        _ => (400, "Bad Request"),
+    };
+    let mut r = format!("SIP/2.0 {status} {reason}\r\n");
+    let _ = write!(r, "Via: {}\r\n", via_with_source(top, source));
+    for v in &vias[1..] {
+        let _ = write!(r, "Via: {v}\r\n");
+    }
+    for (name, value) in &copied {
+        if *name == "To" && !value.contains(";tag=") && !value.contains(";TAG=") {
+            let _ = write!(r, "To: {value};tag={:08x}\r\n", rand::random::<u32>());
+        } else {
+            let _ = write!(r, "{name}: {value}\r\n");
+        }
+    }
+    // The reason goes in a Warning (RFC 3261 §20.43) as printable text without quotes.
+    let why: String = err
+        .to_string()
+        .chars()
+        .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+        .take(120)
+        .collect();
+    let _ = write!(
+        r,
+        "Warning: 399 switchboard \"{why}\"\r\nContent-Length: 0\r\n\r\n"
+    );
+    Some(Bytes::from(r))
 }
 
 fn render(start_line: &str, headers: &[(String, String)], body: &[u8]) -> Bytes {

@@ -244,10 +244,14 @@ impl Phone {
                         }
                         self.ua.handle_message(&m, from, now);
                     }
-                    Some(Incoming::Garbage(from, why)) => {
+                    Some(Incoming::Garbage(from, why, reply)) => {
                         self.dropped += 1;
+                        // Logged once per power of two: a flood of garbage cannot flood the log.
                         if self.dropped.is_power_of_two() {
-                            tracing::info!(error = %why, from = %from, dropped = self.dropped, "dropped bytes that are not SIP");
+                            tracing::info!(error = %why, from = %from, dropped = self.dropped, "refused a malformed message");
+                        }
+                        if let Some(r) = reply {
+                            self.net.reply(from, r).await;
                         }
                     }
                     Some(Incoming::Closed(addr)) => {

@@ -249,12 +249,18 @@ pub fn serve_udp(
             }
             Err(e) => return Err(e),
         };
-        let Ok(msg) = Message::parse(&buf[..n]) else {
-            dropped += 1;
-            if dropped.is_power_of_two() {
-                tracing::info!(dropped, from = %from, "dropped datagrams that are not SIP");
+        let msg = match Message::parse(&buf[..n]) {
+            Ok(m) => m,
+            Err(e) => {
+                dropped += 1;
+                if dropped.is_power_of_two() {
+                    tracing::info!(dropped, from = %from, error = %e, "refused malformed messages");
+                }
+                if let Some(reply) = crate::message::error_response(&buf[..n], &e, from) {
+                    let _ = socket.send_to(&reply, from);
+                }
+                continue;
             }
-            continue;
         };
         if !msg.is_request() {
             continue;

@@ -43,8 +43,9 @@ use crate::ua::Transport;
 #[derive(Debug)]
 pub enum Incoming {
     Message(Box<Message>, SocketAddr),
-    /// Bytes that were not SIP, from this source.
-    Garbage(SocketAddr, String),
+    /// Bytes that were not SIP, from this source: why, and the 400/505 to send back when
+    /// they looked like a request ([`crate::message::error_response`]).
+    Garbage(SocketAddr, String, Option<Bytes>),
     /// A stream connection closed.
     Closed(SocketAddr),
 }
@@ -259,6 +260,16 @@ impl Transports {
         Some(item)
     }
 
+    /// Answers a source over the flow it came in on (a UDP datagram, or the stream if it is
+    /// still open); never opens a connection.
+    pub async fn reply(&mut self, to: SocketAddr, data: Bytes) {
+        if let Some(u) = &self.udp {
+            let _ = u.send_to(&data, to).await;
+        } else if let Some(w) = streams_get(&self.streams, &to) {
+            let _ = w.send(data).await;
+        }
+    }
+
     /// Sends `data` to `to`; on a stream transport, over the existing connection or a new one
     /// (`server_name` is the TLS SNI and certificate name).
     pub async fn send(
@@ -336,7 +347,10 @@ async fn udp_reader(s: Arc<UdpSocket>, tx: mpsc::Sender<Incoming>) {
                 }
                 let item = match Message::parse(&buf[..n]) {
                     Ok(m) => Incoming::Message(Box::new(m), from),
-                    Err(e) => Incoming::Garbage(from, e.to_string()),
+                    Err(e) => {
+                        let reply = crate::message::error_response(&buf[..n], &e, from);
+                        Incoming::Garbage(from, e.to_string(), reply)
+                    }
                 };
                 if tx.send(item).await.is_err() {
                     return;
@@ -428,7 +442,10 @@ where
                         let frame = buf.split_to(n);
                         let item = match Message::parse(&frame) {
                             Ok(m) => Incoming::Message(Box::new(m), peer),
-                            Err(e) => Incoming::Garbage(peer, e.to_string()),
+                            Err(e) => {
+                                let reply = crate::message::error_response(&frame, &e, peer);
+                                Incoming::Garbage(peer, e.to_string(), reply)
+                            }
                         };
                         if tx.send(item).await.is_err() {
                             return;
@@ -437,7 +454,7 @@ where
                     Ok(None) => break,
                     Err(e) => {
                         // Unframeable: the stream cannot be resynchronised; close it.
-                        let _ = tx.send(Incoming::Garbage(peer, e.to_string())).await;
+                        let _ = tx.send(Incoming::Garbage(peer, e.to_string(), None)).await;
                         let _ = tx.send(Incoming::Closed(peer)).await;
                         return;
                     }

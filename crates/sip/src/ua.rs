@@ -28,7 +28,25 @@ use crate::transaction::{
 };
 
 /// Methods we answer (the `Allow` header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE, PRACK";
+
+/// Methods we know (answered, or refused with 405/481); others get 501.
+const KNOWN_METHODS: &[&str] = &[
+    "INVITE",
+    "ACK",
+    "CANCEL",
+    "BYE",
+    "OPTIONS",
+    "INFO",
+    "REFER",
+    "NOTIFY",
+    "UPDATE",
+    "PRACK",
+    "REGISTER",
+    "SUBSCRIBE",
+    "MESSAGE",
+    "PUBLISH",
+];
 /// Most calls one agent may have at once; more INVITEs get 486 Busy Here.
 pub const MAX_CALLS: usize = 32;
 /// Most server transactions kept at once; beyond it new requests get 503 (flood bound).
@@ -1162,16 +1180,46 @@ Content-Length: 0\r\n\r\n",
 
     fn handle_request(&mut self, msg: &Message, source: SocketAddr, now: Instant) {
         let Some(method) = msg.method() else { return };
-        let Some(branch) = msg.top_via_branch().map(str::to_owned) else {
-            self.stateless(msg, source, 400, "Missing Via branch", &[], None);
-            return;
-        };
         let Some((cseq, cseq_method)) = msg.cseq() else {
             self.stateless(msg, source, 400, "Bad CSeq", &[], None);
             return;
         };
+        // An RFC 2543 peer sends no magic-cookie branch: its transaction is identified by the
+        // request's own fields (§17.2.3; RFC 4475 §3.4.1), the same for its ACK.
+        let branch = match msg.top_via_branch() {
+            Some(b) if b.starts_with("z9hG4bK") => b.to_owned(),
+            b => format!(
+                "rfc2543|{}|{}|{}|{}|{}",
+                msg.call_id().unwrap_or(""),
+                cseq,
+                msg.header("From")
+                    .and_then(|f| header_param(f, "tag"))
+                    .unwrap_or(""),
+                msg.header("Via")
+                    .and_then(|v| split_list(v).into_iter().next())
+                    .map(|v| v.split(';').next().unwrap_or("").trim().to_owned())
+                    .unwrap_or_default(),
+                b.unwrap_or("")
+            ),
+        };
+        let known = KNOWN_METHODS.contains(&method.as_str());
+        // An unknown method is a 501 whatever its CSeq says (RFC 4475 §3.1.2.18).
+        if !known && method != "ACK" {
+            let allow = format!("Allow: {ALLOW}");
+            self.stateless(msg, source, 501, "Not Implemented", &[&allow], None);
+            return;
+        }
         if cseq_method != method {
             self.stateless(msg, source, 400, "CSeq method does not match", &[], None);
+            return;
+        }
+        // We speak sip:, sips: and tel: (§8.2.2.1; RFC 4475 §3.3.2, §3.3.3).
+        let scheme = msg
+            .request_uri()
+            .and_then(|u| u.split_once(':').map(|(s, _)| s.to_ascii_lowercase()))
+            .unwrap_or_default();
+        if !["sip", "sips", "tel"].contains(&scheme.as_str()) && method != "ACK" {
+            self.stateless(msg, source, 416, "Unsupported URI Scheme", &[], None);
             return;
         }
         // ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx, to the dialog.
@@ -1224,12 +1272,8 @@ Content-Length: 0\r\n\r\n",
             );
             return;
         }
-        if let Some(mf) = msg.header("Max-Forwards") {
-            if mf.trim().parse::<u32>().ok() == Some(0) && method != "OPTIONS" {
-                self.stateless(msg, source, 483, "Too Many Hops", &[], None);
-                return;
-            }
-        }
+        // Max-Forwards 0 is for proxies to refuse (483); an endpoint answers the request as
+        // usual (RFC 4475 §3.3.11).
         // Create the server transaction.
         let kind = if method == "INVITE" {
             ServerTxKind::Invite(ServerInvite::new(
@@ -1306,7 +1350,19 @@ Content-Length: 0\r\n\r\n",
                     now,
                 )
             }
-            _ => self.reply(&key, msg, 501, "Not Implemented", None, &[], None, now),
+            _ => {
+                let allow = format!("Allow: {ALLOW}");
+                self.reply(
+                    &key,
+                    msg,
+                    501,
+                    "Not Implemented",
+                    None,
+                    &[&allow],
+                    None,
+                    now,
+                )
+            }
         }
     }
 
@@ -1322,6 +1378,37 @@ Content-Length: 0\r\n\r\n",
         if self.calls.len() >= MAX_CALLS {
             self.reply(key, msg, 486, "Busy Here", None, &[], None, now);
             return;
+        }
+        // A body we cannot read (RFC 4475 §3.3.6 invut) → 415 saying what we accept.
+        if !msg.body().is_empty() && !is_sdp(msg) {
+            self.reply(
+                key,
+                msg,
+                415,
+                "Unsupported Media Type",
+                None,
+                &["Accept: application/sdp"],
+                None,
+                now,
+            );
+            return;
+        }
+        // Our answer is SDP: an Accept that rules it out (RFC 4475 §3.3.15 sdp01) → 406.
+        if let Some(accept) = msg.header("Accept") {
+            let takes_sdp = split_list(accept).iter().any(|a| {
+                let t = a
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                t == "application/sdp" || t == "application/*" || t == "*/*"
+            });
+            if !takes_sdp && !accept.trim().is_empty() {
+                let w = "Warning: 399 switchboard \"we answer with application/sdp only\"";
+                self.reply(key, msg, 406, "Not Acceptable", None, &[w], None, now);
+                return;
+            }
         }
         let offer = if is_sdp(msg) {
             match Sdp::parse(msg.body()) {
@@ -1349,13 +1436,23 @@ Content-Length: 0\r\n\r\n",
         }
         let from = msg.header("From").unwrap_or("").to_owned();
         let to = msg.header("To").unwrap_or("").to_owned();
-        let Some(remote_tag) = header_param(&from, "tag").map(str::to_owned) else {
+        // RFC 2543 peers send neither a From tag nor, at times, a Contact (RFC 4475 §3.4.1):
+        // the dialog then has no remote tag and its remote target is the From URI.
+        let legacy = !msg
+            .top_via_branch()
+            .is_some_and(|b| b.starts_with("z9hG4bK"));
+        let remote_tag = header_param(&from, "tag").map(str::to_owned);
+        if remote_tag.is_none() && !legacy {
             self.reply(key, msg, 400, "Missing From tag", None, &[], None, now);
             return;
-        };
-        let Some(contact) = msg.header("Contact").map(|c| value_uri(c).to_owned()) else {
-            self.reply(key, msg, 400, "Missing Contact", None, &[], None, now);
-            return;
+        }
+        let contact = match msg.header("Contact") {
+            Some(c) => value_uri(c).to_owned(),
+            None if legacy => value_uri(&from).to_owned(),
+            None => {
+                self.reply(key, msg, 400, "Missing Contact", None, &[], None, now);
+                return;
+            }
         };
         // RFC 4028 §8.1: too short a session interval → 422 with our Min-SE.
         if let Some((se, _)) = parse_session_expires(msg) {
@@ -1406,7 +1503,7 @@ Content-Length: 0\r\n\r\n",
         let dialog = Dialog {
             call_id: msg.call_id().unwrap_or("").to_owned(),
             local_tag: random_token(10),
-            remote_tag: Some(remote_tag),
+            remote_tag,
             local_uri: without_tag(&to),
             remote_uri: without_tag(&from),
             local_cseq: rand::random::<u16>() as u32,
@@ -2996,7 +3093,11 @@ pub fn build_response(
         for (i, via) in split_list(v).into_iter().enumerate() {
             if first && i == 0 {
                 first = false;
-                let _ = write!(r, "Via: {}\r\n", fix_via(&via, source));
+                let _ = write!(
+                    r,
+                    "Via: {}\r\n",
+                    crate::message::via_with_source(&via, source)
+                );
             } else {
                 let _ = write!(r, "Via: {via}\r\n");
             }
@@ -3041,39 +3142,6 @@ pub fn build_response(
     let mut data = r.into_bytes();
     data.extend_from_slice(&body);
     Bytes::from(data)
-}
-
-/// RFC 3261 §18.2.1 and RFC 3581 §4: add `received` when the source differs from sent-by,
-/// and fill an empty `rport` with the source port.
-fn fix_via(via: &str, source: SocketAddr) -> String {
-    let mut parts: Vec<String> = via.split(';').map(|p| p.trim().to_owned()).collect();
-    let sent_by_host = parts
-        .first()
-        .and_then(|p| p.split_whitespace().nth(1))
-        .map(|hp| {
-            let hp = hp.trim();
-            if let Some(v6) = hp.strip_prefix('[') {
-                v6.split(']').next().unwrap_or("").to_owned()
-            } else {
-                hp.rsplit_once(':').map(|(h, _)| h).unwrap_or(hp).to_owned()
-            }
-        })
-        .unwrap_or_default();
-    let mut has_rport = false;
-    for p in parts.iter_mut().skip(1) {
-        if p.eq_ignore_ascii_case("rport") {
-            *p = format!("rport={}", source.port());
-            has_rport = true;
-        } else if p.to_ascii_lowercase().starts_with("rport=") {
-            has_rport = true;
-        }
-    }
-    let ip = source.ip().to_string();
-    if has_rport || sent_by_host != ip {
-        parts.retain(|p| !p.to_ascii_lowercase().starts_with("received="));
-        parts.push(format!("received={ip}"));
-    }
-    parts.join(";")
 }
 
 /// Why a command could not run.

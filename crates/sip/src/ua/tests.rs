@@ -603,14 +603,14 @@ fn helpers() {
         Some(("a@b".into(), "1".into(), "2".into()))
     );
     assert_eq!(
-        fix_via(
+        crate::message::via_with_source(
             "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx",
             "10.0.0.1:5060".parse().unwrap()
         ),
         "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx"
     );
     assert_eq!(
-        fix_via(
+        crate::message::via_with_source(
             "SIP/2.0/UDP host.example;branch=z9hG4bKx;rport",
             "192.0.2.1:1234".parse().unwrap()
         ),
