@@ -39,6 +39,8 @@ pub struct Phone {
     dns: Option<SipResolver>,
     dns_tried: bool,
     dropped: u64,
+    /// Keep-alive OPTIONS in flight over UDP: target → registration index.
+    pings: HashMap<String, usize>,
 }
 
 /// The earlier name of [`Phone`], when it only spoke UDP.
@@ -57,6 +59,7 @@ impl Phone {
             dns: None,
             dns_tried: false,
             dropped: 0,
+            pings: HashMap::new(),
         }
     }
 
@@ -82,9 +85,10 @@ impl Phone {
         self.add_registration(reg, registrar);
     }
 
-    /// Sends a keep-alive every `every` (CRLFCRLF on streams and to each registrar over UDP,
-    /// RFC 5626 §4.4.1, with up to 20 % jitter below it), keeping NAT bindings and connections
-    /// open between registration refreshes.
+    /// Sends a keep-alive every `every` (up to 20 % less, RFC 5626 §4.4.1's jitter), keeping
+    /// NAT bindings and connections open between registration refreshes: CRLFCRLF on TCP/TLS
+    /// flows (RFC 5626 §4.4.1), an OPTIONS to each registrar over UDP — a registrar that stops
+    /// answering it is registered with again.
     pub fn set_keepalive(&mut self, every: Option<std::time::Duration>) {
         self.keepalive = every;
         self.next_keepalive = every.map(|e| tokio::time::Instant::now() + jittered(e));
@@ -212,6 +216,19 @@ impl Phone {
                 }
             }
             if let Some(e) = self.ua.poll_event() {
+                if let UaEvent::OptionsAnswered { target, status } = &e {
+                    if let Some(i) = self.pings.remove(target) {
+                        // Any answer means the registrar and the path to it are alive; none
+                        // means register again (a restarted server, a NAT that forgot us).
+                        if status.is_none() {
+                            tracing::warn!(%target, "the registrar did not answer the keep-alive OPTIONS; registering again");
+                            if let Some((reg, _)) = self.registrations.get_mut(i) {
+                                reg.transport_failed(Instant::now());
+                            }
+                        }
+                        continue;
+                    }
+                }
                 return Ok(PhoneEvent::Call(e));
             }
             let wake = self
@@ -278,11 +295,20 @@ impl Phone {
                         self.next_keepalive = Some(tokio::time::Instant::now() + jittered(every));
                     }
                     if self.net.kind() == crate::ua::Transport::Udp {
-                        let targets: Vec<SocketAddr> =
-                            self.registrations.iter().map(|(_, a)| *a).collect();
-                        for to in targets {
-                            let ping = bytes::Bytes::from_static(b"\r\n\r\n");
-                            let _ = self.net.send(to, None, ping).await;
+                        // Over UDP an OPTIONS to each registrar: it keeps NAT bindings open
+                        // and, unlike a bare CRLF, tells us whether the registrar still answers.
+                        let now = Instant::now();
+                        let targets: Vec<(usize, String)> = self
+                            .registrations
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, (r, _))| r.is_registered())
+                            .map(|(i, (_, a))| (i, format!("sip:{a}")))
+                            .collect();
+                        for (i, target) in targets {
+                            if !self.pings.contains_key(&target) && self.ua.options(&target, now).is_ok() {
+                                self.pings.insert(target, i);
+                            }
                         }
                     } else {
                         self.net.keepalive().await;

@@ -178,6 +178,9 @@ pub enum EndReason {
 /// What the user agent tells its owner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UaEvent {
+    /// Our out-of-dialog OPTIONS to `target` ([`UserAgent::options`]) got this final status,
+    /// or `None` when nothing answered (timeout, transport error): keep-alives and probes.
+    OptionsAnswered { target: String, status: Option<u16> },
     /// Someone calls us; answer with [`UserAgent::answer`] or refuse with [`UserAgent::reject`].
     IncomingCall {
         call: CallId,
@@ -414,6 +417,8 @@ pub struct UserAgent {
     events: VecDeque<UaEvent>,
     /// Requests we refused for lack of room, counted for the logs.
     refused_overload: u64,
+    /// OPTIONS we sent outside dialogs: branch → target, for [`UaEvent::OptionsAnswered`].
+    pings: HashMap<String, String>,
     /// RFC 4028: the Session-Expires we ask for (None: no session timer of ours) and the
     /// smallest we accept.
     session_expires: Option<u32>,
@@ -605,6 +610,7 @@ impl UserAgent {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             refused_overload: 0,
+            pings: HashMap::new(),
             session_expires: Some(1800),
             min_se: 90,
         }
@@ -986,6 +992,7 @@ Content-Length: 0\r\n\r\n",
             self.cfg.timers,
             now,
         );
+        self.pings.insert(branch.clone(), uri.clone());
         self.client.insert(
             branch.clone(),
             ClientTx {
@@ -2089,6 +2096,19 @@ Content-Length: 0\r\n\r\n",
         let method = tx.method.clone();
         if terminated {
             self.client.remove(branch);
+        }
+        if call.is_none() && method == "OPTIONS" {
+            let answered = outputs.iter().find_map(|e| match e {
+                transaction::Event::Response(s) if *s >= 200 => Some(Some(*s)),
+                transaction::Event::Timeout | transaction::Event::TransportError => Some(None),
+                _ => None,
+            });
+            if let Some(status) = answered {
+                if let Some(target) = self.pings.remove(branch) {
+                    self.events
+                        .push_back(UaEvent::OptionsAnswered { target, status });
+                }
+            }
         }
         for e in outputs {
             match e {

@@ -536,6 +536,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         bail!("SIP registration refused: {status} {reason}");
                     }
                     PhoneEvent::Registration { .. } => {}
+                    PhoneEvent::Call(UaEvent::OptionsAnswered { .. }) => {}
                     PhoneEvent::Call(UaEvent::IncomingCall { call, from, to, replaces }) => {
                         open.insert(call);
                         s.out.event("incoming", serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces}), format!("incoming call from {from}"));
