@@ -176,7 +176,8 @@ fn check_via(value: &str) -> Result<(), ParseError> {
         let mut params = entry.split(';');
         let head = params.next().unwrap_or("");
         let proto: String = head.chars().filter(|c| !c.is_whitespace()).collect();
-        let ok_proto = proto.len() > 8 && proto[..8].eq_ignore_ascii_case("SIP/2.0/");
+        let ok_proto = proto.len() > 8
+            && proto.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"));
         if !ok_proto {
             return Err(malformed("bad Via", &entry));
         }
@@ -807,6 +808,13 @@ l: 0\r\n\r\n";
             b"INVITE sip:x SIP/2.0\r\nNoColon\r\n\r\n".to_vec(),
             b"INVITE sip:x SIP/2.0\r\nVia: x\r\n\r\n".to_vec(),
             vec![0xff, 0xfe, b'\r', b'\n', b'\r', b'\n'],
+            // Found by fuzz/sip ua: a multi-byte character where "SIP/2.0/" should end.
+            INVITE
+                .replace(
+                    "SIP/2.0/UDP pc33.atlanta.example.com",
+                    "SIP/2.0\u{46b}DP 127.0.0.1",
+                )
+                .into_bytes(),
             vec![b'A'; MAX_MESSAGE_BYTES + 1],
             INVITE
                 .replace(
