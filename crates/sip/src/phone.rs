@@ -41,6 +41,14 @@ pub struct Phone {
     dropped: u64,
     /// Keep-alive OPTIONS in flight over UDP: target → registration index.
     pings: HashMap<String, usize>,
+    outbox: std::collections::VecDeque<Outgoing>,
+}
+
+/// A message waiting to be sent.
+#[derive(Clone)]
+enum Outgoing {
+    Ua(Transmit),
+    Registration(SocketAddr, bytes::Bytes),
 }
 
 /// The earlier name of [`Phone`], when it only spoke UDP.
@@ -60,6 +68,7 @@ impl Phone {
             dns_tried: false,
             dropped: 0,
             pings: HashMap::new(),
+            outbox: std::collections::VecDeque::new(),
         }
     }
 
@@ -184,25 +193,36 @@ impl Phone {
         }
     }
 
+    /// Sends what the user agent and the registrations have queued. Cancellation-safe: a
+    /// message leaves the outbox only once its send finished, so when the caller drops
+    /// [`Phone::next_event`] mid-send (a `select!` with other branches), it goes out on the
+    /// next call instead of being lost.
     async fn flush(&mut self) {
-        while let Some(Transmit { to, data }) = self.ua.poll_transmit() {
-            let sent = match self.resolve(&to).await {
-                Some(addr) => self.send(addr, data).await,
-                None => false,
-            };
-            if !sent {
-                // Tell the transactions now rather than at timer B/F (RFC 3261 §17.1.4).
-                self.ua.transport_error(&to, Instant::now());
-            }
+        while let Some(t) = self.ua.poll_transmit() {
+            self.outbox.push_back(Outgoing::Ua(t));
         }
-        let mut reg_out = Vec::new();
         for (reg, to) in self.registrations.iter_mut() {
             while let Some(b) = reg.poll_transmit() {
-                reg_out.push((*to, b));
+                self.outbox.push_back(Outgoing::Registration(*to, b));
             }
         }
-        for (to, b) in reg_out {
-            let _ = self.send(to, b).await;
+        while let Some(item) = self.outbox.front().cloned() {
+            match item {
+                Outgoing::Ua(Transmit { to, data }) => {
+                    let sent = match self.resolve(&to).await {
+                        Some(addr) => self.send(addr, data).await,
+                        None => false,
+                    };
+                    if !sent {
+                        // Tell the transactions now rather than at timer B/F (RFC 3261 §17.1.4).
+                        self.ua.transport_error(&to, Instant::now());
+                    }
+                }
+                Outgoing::Registration(to, b) => {
+                    let _ = self.send(to, b).await;
+                }
+            }
+            self.outbox.pop_front();
         }
     }
 
