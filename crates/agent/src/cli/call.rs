@@ -18,6 +18,8 @@ use switchboard_sip::ua::{
     CallId, Destination, EndReason, Transport, UaConfig, UaError, UaEvent, UserAgent,
 };
 use switchboard_sip::udp::ServerAddress;
+
+use super::audio::{parse_codecs, AudioHandle};
 use tokio::time::Instant as TokioInstant;
 
 /// Account and transport flags shared by `call` and `answer`.
@@ -72,6 +74,16 @@ pub struct AccountArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Play this WAV file into the call (any rate or channels; silence after its end).
+    #[arg(long, value_name = "FILE.wav")]
+    pub play: Option<std::path::PathBuf>,
+    /// Record what the call carries from the other side to this WAV file (8 kHz mono;
+    /// further calls get -2, -3 … before the extension).
+    #[arg(long, value_name = "FILE.wav")]
+    pub record: Option<std::path::PathBuf>,
+    /// Codecs to offer and accept, in order of preference (repeatable): pcmu, pcma.
+    #[arg(long = "codec", value_name = "NAME")]
+    pub codecs: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -157,17 +169,10 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{host} has no address"))
 }
 
-/// The RTP side of a call until the media engine carries audio: a bound port (so the SDP is
-/// true) that counts what arrives.
-struct RtpPort {
-    socket: tokio::net::UdpSocket,
-    received: u64,
-}
-
 struct Session {
     phone: Phone,
     out: Out,
-    rtp: RtpPort,
+    audio: AudioHandle,
     local_ip: IpAddr,
     account: AccountArgs,
     /// Calls we placed because a peer asked us to (REFER): new call → the call that asked.
@@ -178,8 +183,20 @@ struct Session {
 
 impl Session {
     fn local_media(&self) -> LocalMedia {
-        let port = self.rtp.socket.local_addr().map(|a| a.port()).unwrap_or(0);
-        LocalMedia::new(self.local_ip, port)
+        let mut m = LocalMedia::new(self.local_ip, self.audio.port());
+        m.codecs = self.audio.codec_specs();
+        m
+    }
+
+    /// Starts or updates a call's audio for newly agreed media; says so when it cannot.
+    async fn media_agreed(&mut self, call: CallId, media: &Negotiated) {
+        if let Err(e) = self.audio.start(call, media).await {
+            self.out.event(
+                "media_error",
+                serde_json::json!({"call": call, "error": e.to_string()}),
+                format!("call {call}: no audio: {e}"),
+            );
+        }
     }
 }
 
@@ -256,6 +273,12 @@ async fn setup(
     let rtp = tokio::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
         .await
         .context("cannot open an RTP port")?;
+    let audio = AudioHandle::spawn(
+        rtp,
+        account.play.as_deref(),
+        account.record.as_deref(),
+        parse_codecs(&account.codecs)?,
+    )?;
     let domain = account
         .domain
         .clone()
@@ -310,10 +333,7 @@ async fn setup(
     Ok(Session {
         phone,
         out: Out { json: false },
-        rtp: RtpPort {
-            socket: rtp,
-            received: 0,
-        },
+        audio,
         local_ip,
         account: account.clone(),
         transfers: HashMap::new(),
@@ -499,7 +519,6 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
     // Incoming calls waiting to be answered: call → answer at.
     let mut ringing: HashMap<CallId, TokioInstant> = HashMap::new();
     let mut outcome: Option<anyhow::Error> = None;
-    let mut rtp_buf = vec![0u8; 2048];
     loop {
         // The next timed thing to do.
         let mut next: Option<TokioInstant> = None;
@@ -551,11 +570,15 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                     }
                     PhoneEvent::Call(UaEvent::Progress { call, status, reason, early_media }) => {
                         s.out.event("progress", serde_json::json!({"call": call, "status": status, "phrase": reason, "early_media": early_media.as_ref().map(media_json)}), format!("{status} {reason}"));
+                        if let Some(m) = &early_media {
+                            s.media_agreed(call, m).await;
+                        }
                         if let Some(orig) = s.transfers.get(&call).copied() {
                             s.phone.ua().notify_transfer(orig, status, &reason, now);
                         }
                     }
                     PhoneEvent::Call(UaEvent::Established { call, media }) => {
+                        s.media_agreed(call, &media).await;
                         s.out.event("established", serde_json::json!({"call": call, "media": media_json(&media)}),
                             format!("call {call} is up: {} to {}", media.codec.encoding, media.remote.map(|a| a.to_string()).unwrap_or_else(|| "nobody (on hold)".into())));
                         if let Some(orig) = s.transfers.remove(&call) {
@@ -577,6 +600,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         }
                     }
                     PhoneEvent::Call(UaEvent::MediaChanged { call, media, .. }) => {
+                        s.audio.update(call, &media);
                         s.out.event("media", serde_json::json!({"call": call, "media": media_json(&media)}), format!("call {call}: media now {}", media.direction.as_str()));
                     }
                     PhoneEvent::Call(UaEvent::MediaChangeFailed { call, status }) => {
@@ -623,7 +647,17 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         let (text, ok) = describe_end(&reason);
                         let mut fields = reason_json(&reason);
                         fields["call"] = serde_json::json!(call);
-                        fields["rtp_packets_received"] = serde_json::json!(s.rtp.received);
+                        let stats = s.audio.stop(call).await.unwrap_or_default();
+                        fields["rtp_packets_received"] = serde_json::json!(stats.packets_received);
+                        fields["audio"] = serde_json::json!({
+                            "packets_sent": stats.packets_sent,
+                            "packets_received": stats.packets_received,
+                            "packets_lost": stats.packets_lost,
+                            "jitter_ms": (stats.jitter_ms * 10.0).round() / 10.0,
+                            "concealed_ms": stats.concealed_ms,
+                            "late": stats.late,
+                            "dropped": stats.malformed + stats.wrong_source + stats.wrong_payload_type,
+                        });
                         s.out.event("ended", fields, format!("call {call} ended: {text}"));
                         if let Some(orig) = s.transfers.remove(&call) {
                             let (st, ph) = match &reason { EndReason::Rejected { status, reason } => (*status, reason.clone()), _ => (487, "Request Terminated".to_owned()) };
@@ -643,9 +677,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                     }
                 }
             }
-            r = s.rtp.socket.recv_from(&mut rtp_buf) => {
-                if r.is_ok() { s.rtp.received += 1; }
-            }
+
             _ = sleep => {
                 let now = Instant::now();
                 let tnow = TokioInstant::now();

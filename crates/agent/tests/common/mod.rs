@@ -95,6 +95,22 @@ impl Baresip {
         format!("sip:{}@127.0.0.1:{}", self.user, self.sip_port)
     }
 
+    /// What baresip heard in its last call: the decoded side that its `sndfile` filter
+    /// writes (`dump-<time>-dec.wav`), once there is one.
+    pub fn heard_wav(&self) -> Option<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with("-dec.wav"))
+            })
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
     pub fn log(&self) -> String {
         // Lossy: baresip's log can hold bytes that are not UTF-8 (terminal escapes).
         std::fs::read(self.dir.path().join("baresip.log"))

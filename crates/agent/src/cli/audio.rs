@@ -1,0 +1,278 @@
+//! The audio of the headless agent's calls: one RTP port shared by its calls, a media session
+//! per call (G.711 today), a WAV file or silence as the microphone and a WAV file as the
+//! speaker. It runs in a task of its own with its own 20 ms clock, driven through an
+//! [`AudioHandle`]: the SIP loop never waits on audio, and audio never interrupts SIP (a TLS
+//! handshake takes longer than a frame). The desktop app will put cpal devices where the files
+//! are.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use switchboard_media::session::{Codec, MediaSession, Stats};
+use switchboard_media::wav::{WavSink, WavSource};
+use switchboard_sip::sdp::{CodecSpec, Direction, Negotiated};
+use switchboard_sip::ua::CallId;
+use tokio::sync::{mpsc, oneshot};
+
+struct CallMedia {
+    session: MediaSession,
+    source: Option<WavSource>,
+    sink: Option<WavSink>,
+    send: bool,
+}
+
+struct CallAudio {
+    calls: HashMap<CallId, CallMedia>,
+    play: Option<WavSource>,
+    record: Option<PathBuf>,
+    recordings: u32,
+}
+
+/// The codecs `--codec` names, in order (default: PCMU then PCMA).
+pub fn parse_codecs(names: &[String]) -> anyhow::Result<Vec<Codec>> {
+    if names.is_empty() {
+        return Ok(vec![Codec::Pcmu, Codec::Pcma]);
+    }
+    names
+        .iter()
+        .map(|n| {
+            Codec::from_name(n, 8000).ok_or_else(|| {
+                anyhow::anyhow!("unknown codec {n:?} — this agent speaks pcmu and pcma")
+            })
+        })
+        .collect()
+}
+
+fn directions(d: switchboard_sip::sdp::Direction) -> (bool, bool) {
+    match d {
+        Direction::SendRecv => (true, true),
+        Direction::SendOnly => (true, false),
+        Direction::RecvOnly => (false, true),
+        Direction::Inactive => (false, false),
+    }
+}
+
+impl CallAudio {
+    /// A call's media is agreed: start carrying it. The error says why it cannot be.
+    fn start(&mut self, call: CallId, m: &Negotiated) -> anyhow::Result<()> {
+        if self.calls.contains_key(&call) {
+            self.update(call, m);
+            return Ok(());
+        }
+        let codec = Codec::from_name(&m.codec.encoding, m.codec.clock_rate).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the peer chose {}/{}, which this agent cannot carry yet",
+                m.codec.encoding,
+                m.codec.clock_rate
+            )
+        })?;
+        let session = MediaSession::new(codec, m.codec.payload_type, m.remote, Instant::now());
+        let sink = match &self.record {
+            Some(path) => {
+                self.recordings += 1;
+                let path = if self.recordings == 1 {
+                    path.clone()
+                } else {
+                    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string());
+                    path.with_file_name(format!(
+                        "{}-{}.wav",
+                        stem.unwrap_or_else(|| "call".into()),
+                        self.recordings
+                    ))
+                };
+                Some(WavSink::create(&path, codec.clock_rate())?)
+            }
+            None => None,
+        };
+        let (send, _) = directions(m.direction);
+        self.calls.insert(
+            call,
+            CallMedia {
+                session,
+                source: self.play.clone(),
+                sink,
+                send,
+            },
+        );
+        Ok(())
+    }
+
+    /// New offer/answer on the call (hold, resume, a new address).
+    fn update(&mut self, call: CallId, m: &Negotiated) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.session.set_remote(m.remote);
+            c.send = directions(m.direction).0;
+        }
+    }
+
+    /// The call ended: close its recording; its figures.
+    fn stop(&mut self, call: CallId) -> Option<Stats> {
+        let c = self.calls.remove(&call)?;
+        if let Some(sink) = c.sink {
+            if let Err(e) = sink.finish() {
+                tracing::warn!(error = %e, "could not finish the recording");
+            }
+        }
+        Some(c.session.stats())
+    }
+
+    /// Every 20 ms: one frame out per sending call (packets to send), one frame played into
+    /// each recording.
+    fn tick(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        for c in self.calls.values_mut() {
+            let n = c.session.frame_samples();
+            if c.send {
+                if let Some(to) = c.session.remote() {
+                    let pcm = match c.source.as_mut() {
+                        Some(s) => s.next_frame(n),
+                        None => vec![0; n],
+                    };
+                    out.push((to, c.session.packetise(&pcm)));
+                }
+            }
+            let heard = c.session.play();
+            if let Some(sink) = c.sink.as_mut() {
+                if let Err(e) = sink.write(&heard) {
+                    tracing::warn!(error = %e, "recording stopped");
+                    c.sink = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// A datagram on the RTP port: to the call whose peer sent it (or the only call, which
+    /// may latch onto a NATed source).
+    fn receive(&mut self, data: &[u8], from: SocketAddr) {
+        let now = Instant::now();
+        let key = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.session.remote() == Some(from))
+            .map(|(k, _)| *k)
+            .or_else(|| {
+                if self.calls.len() == 1 {
+                    self.calls.keys().next().copied()
+                } else {
+                    None
+                }
+            });
+        if let Some(c) = key.and_then(|k| self.calls.get_mut(&k)) {
+            if let Err(e) = c.session.receive(data, from, now) {
+                tracing::debug!(error = %e, %from, "RTP packet dropped");
+            }
+        }
+    }
+}
+
+enum Cmd {
+    Start(CallId, Box<Negotiated>, oneshot::Sender<anyhow::Result<()>>),
+    Update(CallId, Box<Negotiated>),
+    Stop(CallId, oneshot::Sender<Option<Stats>>),
+}
+
+/// The agent's audio engine, running in its own task.
+pub struct AudioHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    port: u16,
+    codecs: Vec<Codec>,
+}
+
+impl AudioHandle {
+    /// Starts the engine on `socket` (the RTP port our SDP names). `play` is read now, so a
+    /// bad file is an error before any call.
+    pub fn spawn(
+        socket: tokio::net::UdpSocket,
+        play: Option<&Path>,
+        record: Option<&Path>,
+        codecs: Vec<Codec>,
+    ) -> anyhow::Result<Self> {
+        let play = match play {
+            Some(p) => Some(WavSource::open(p, 8000)?),
+            None => None,
+        };
+        let port = socket.local_addr()?.port();
+        let mut audio = CallAudio {
+            calls: HashMap::new(),
+            play,
+            record: record.map(Path::to_path_buf),
+            recordings: 0,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        None => break,
+                        Some(Cmd::Start(call, m, reply)) => {
+                            let _ = reply.send(audio.start(call, &m));
+                        }
+                        Some(Cmd::Update(call, m)) => audio.update(call, &m),
+                        Some(Cmd::Stop(call, reply)) => {
+                            let _ = reply.send(audio.stop(call));
+                        }
+                    },
+                    r = socket.recv_from(&mut buf) => {
+                        if let Ok((n, from)) = r {
+                            audio.receive(&buf[..n], from);
+                        }
+                    }
+                    _ = tick.tick() => {
+                        for (to, packet) in audio.tick() {
+                            let _ = socket.send_to(&packet, to).await;
+                        }
+                    }
+                }
+            }
+            for call in audio.calls.keys().copied().collect::<Vec<_>>() {
+                audio.stop(call);
+            }
+        });
+        Ok(Self { tx, port, codecs })
+    }
+
+    /// The RTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What to put in our SDP, in order of preference.
+    pub fn codec_specs(&self) -> Vec<CodecSpec> {
+        self.codecs
+            .iter()
+            .map(|c| match c {
+                Codec::Pcmu => CodecSpec::pcmu(),
+                Codec::Pcma => CodecSpec::pcma(),
+            })
+            .collect()
+    }
+
+    /// A call's media is agreed (or changed): carry it. The error says why it cannot be.
+    pub async fn start(&self, call: CallId, m: &Negotiated) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Cmd::Start(call, Box::new(m.clone()), reply))
+            .map_err(|_| anyhow::anyhow!("the audio engine stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the audio engine stopped"))?
+    }
+
+    /// Hold, resume, a new address.
+    pub fn update(&self, call: CallId, m: &Negotiated) {
+        let _ = self.tx.send(Cmd::Update(call, Box::new(m.clone())));
+    }
+
+    /// The call ended: its recording is closed; its figures.
+    pub async fn stop(&self, call: CallId) -> Option<Stats> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Cmd::Stop(call, reply)).ok()?;
+        answer.await.ok().flatten()
+    }
+}

@@ -1,0 +1,24 @@
+//! `switchboard-media`: the audio of a call, as sans-IO building blocks the agent engine and
+//! the routing service drive with packets, frames and the time:
+//!
+//! - [`rtp`]: RTP packets (RFC 3550 §5): parsing with padding, CSRCs and header extensions,
+//!   and building;
+//! - [`g711`]: G.711 µ-law (PCMU) and A-law (PCMA), per ITU-T G.711;
+//! - [`jitter`]: an adaptive jitter buffer, bounded in memory, that reorders, drops late and
+//!   duplicate packets and asks for concealment where packets are missing;
+//! - [`session`]: one call's media stream — encoding and packetising 20 ms frames, latching
+//!   onto the peer's address, receiving into the jitter buffer, decoding or concealing, and
+//!   the statistics of RFC 3550 (loss, interarrival jitter) behind the quality figures;
+//! - [`wav`]: WAV files as a source (any rate and channel count, converted to the codec's
+//!   rate with rubato) and as a sink, for headless agents and tests;
+//! - [`tone`]: a tone generator and a Goertzel detector, to check which tones a call carried.
+//!
+//! Opus, SRTP, RTCP reports, devices through cpal and the E-model come with the rest of the
+//! media issue; see `crates/media/README.md` for what is in and what is not yet.
+
+pub mod g711;
+pub mod jitter;
+pub mod rtp;
+pub mod session;
+pub mod tone;
+pub mod wav;

@@ -1,0 +1,134 @@
+//! RTP packets (RFC 3550 §5.1): a fixed 12-byte header, CSRCs, an optional header extension
+//! (§5.3.1) and padding (§5.1 P bit). Parsing never panics on what a peer sends: anything
+//! malformed is an [`RtpError`] for the caller to count and drop.
+
+/// The parts of an RTP header a receiver uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpHeader {
+    pub payload_type: u8,
+    pub marker: bool,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtpError {
+    #[error("shorter than an RTP header ({0} bytes)")]
+    TooShort(usize),
+    #[error("RTP version {0}, not 2")]
+    Version(u8),
+    #[error("the CSRC list or header extension runs past the packet")]
+    Truncated,
+    #[error("the padding length is larger than the packet")]
+    BadPadding,
+    #[error("payload type {0} is RTCP's range (RFC 5761 §4)")]
+    RtcpRange(u8),
+}
+
+/// Parses a packet; returns the header and the payload (padding removed).
+pub fn parse(packet: &[u8]) -> Result<(RtpHeader, &[u8]), RtpError> {
+    if packet.len() < 12 {
+        return Err(RtpError::TooShort(packet.len()));
+    }
+    let version = packet[0] >> 6;
+    if version != 2 {
+        return Err(RtpError::Version(version));
+    }
+    let padding = packet[0] & 0x20 != 0;
+    let extension = packet[0] & 0x10 != 0;
+    let csrc_count = usize::from(packet[0] & 0x0f);
+    let marker = packet[1] & 0x80 != 0;
+    let payload_type = packet[1] & 0x7f;
+    // With rtcp-mux, 72–76 (200–204 with the marker bit) are RTCP packet types.
+    if (72..=76).contains(&payload_type) {
+        return Err(RtpError::RtcpRange(payload_type));
+    }
+    let sequence = u16::from_be_bytes([packet[2], packet[3]]);
+    let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    let mut start = 12 + 4 * csrc_count;
+    if extension {
+        let ext = packet.get(start..start + 4).ok_or(RtpError::Truncated)?;
+        let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        start += 4 + 4 * words;
+    }
+    if start > packet.len() {
+        return Err(RtpError::Truncated);
+    }
+    let mut end = packet.len();
+    if padding {
+        let pad = usize::from(packet[end - 1]);
+        if pad == 0 || pad > end - start {
+            return Err(RtpError::BadPadding);
+        }
+        end -= pad;
+    }
+    Ok((
+        RtpHeader {
+            payload_type,
+            marker,
+            sequence,
+            timestamp,
+            ssrc,
+        },
+        &packet[start..end],
+    ))
+}
+
+/// Builds a packet with no CSRCs, extension or padding.
+pub fn build(h: &RtpHeader, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + payload.len());
+    p.push(0x80);
+    p.push((u8::from(h.marker) << 7) | (h.payload_type & 0x7f));
+    p.extend_from_slice(&h.sequence.to_be_bytes());
+    p.extend_from_slice(&h.timestamp.to_be_bytes());
+    p.extend_from_slice(&h.ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let h = RtpHeader {
+            payload_type: 0,
+            marker: true,
+            sequence: 65535,
+            timestamp: 0xdead_beef,
+            ssrc: 0x0102_0304,
+        };
+        let p = build(&h, &[1, 2, 3]);
+        assert_eq!(parse(&p).unwrap(), (h, &[1u8, 2, 3][..]));
+    }
+
+    #[test]
+    fn csrcs_extension_and_padding() {
+        // V=2 P=1 X=1 CC=1, PT 8, one CSRC, a one-word extension, 3 bytes payload, 2 padding.
+        let mut p = vec![0xb1, 8, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
+        p.extend_from_slice(&[9, 9, 9, 9]); // CSRC
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd]); // extension
+        p.extend_from_slice(&[5, 6, 7, 0, 2]);
+        let (h, payload) = parse(&p).unwrap();
+        assert_eq!((h.payload_type, h.sequence, h.ssrc), (8, 1, 7));
+        assert_eq!(payload, &[5, 6, 7]);
+    }
+
+    #[test]
+    fn malformed_packets_are_errors() {
+        assert_eq!(parse(&[0x80; 5]), Err(RtpError::TooShort(5)));
+        assert_eq!(parse(&[0x40; 12]), Err(RtpError::Version(1)));
+        let mut p = vec![0x8f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // 15 CSRCs, none present
+        assert_eq!(parse(&p), Err(RtpError::Truncated));
+        p[0] = 0xa0; // padding bit, pad length 0
+        assert_eq!(parse(&p), Err(RtpError::BadPadding));
+        let rtcp = [0x80, 200, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(parse(&rtcp), Err(RtpError::RtcpRange(72)));
+        for n in 0..40 {
+            let _ = parse(&vec![0xff; n]);
+        }
+    }
+}

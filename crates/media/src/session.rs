@@ -1,0 +1,410 @@
+//! One call's media stream, sans-IO: give it 20 ms frames of PCM to send and packets that
+//! arrived (with their source and the time), take packets to send and frames to play.
+//!
+//! It latches onto the peer's real address (symmetric RTP: a peer behind NAT sends from an
+//! address other than the one its SDP gave; the first packets from the negotiated address win,
+//! otherwise the first valid stream), follows an SSRC change (a new stream resets the jitter
+//! buffer), drops and counts what does not belong, and keeps the receiver statistics of
+//! RFC 3550 (extended highest sequence, cumulative loss, interarrival jitter §6.4.1/A.8).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::g711;
+use crate::jitter::{JitterBuffer, Playout};
+use crate::rtp::{self, RtpHeader};
+
+/// Codecs the engine carries today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    /// By SDP encoding name (case-insensitive) at 8 kHz.
+    pub fn from_name(name: &str, clock_rate: u32) -> Option<Self> {
+        match (name.to_ascii_uppercase().as_str(), clock_rate) {
+            ("PCMU", 8000) => Some(Self::Pcmu),
+            ("PCMA", 8000) => Some(Self::Pcma),
+            _ => None,
+        }
+    }
+
+    pub fn clock_rate(self) -> u32 {
+        8000
+    }
+
+    fn encode(self, pcm: &[i16]) -> Vec<u8> {
+        match self {
+            Self::Pcmu => pcm.iter().map(|&s| g711::ulaw_encode(s)).collect(),
+            Self::Pcma => pcm.iter().map(|&s| g711::alaw_encode(s)).collect(),
+        }
+    }
+
+    fn decode(self, payload: &[u8]) -> Vec<i16> {
+        match self {
+            Self::Pcmu => payload.iter().map(|&b| g711::ulaw_decode(b)).collect(),
+            Self::Pcma => payload.iter().map(|&b| g711::alaw_decode(b)).collect(),
+        }
+    }
+}
+
+/// Why a packet was not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Dropped {
+    #[error("malformed RTP: {0}")]
+    Malformed(#[from] rtp::RtpError),
+    #[error("from {0}, not the peer")]
+    WrongSource(SocketAddr),
+    #[error("payload type {0} was not negotiated")]
+    PayloadType(u8),
+}
+
+/// Receiver and sender counters for the quality figures.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Stats {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// RFC 3550 A.3: expected − received (negative with duplicates; clamped at 0).
+    pub packets_lost: u64,
+    /// Interarrival jitter in milliseconds (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    pub malformed: u64,
+    pub wrong_source: u64,
+    pub wrong_payload_type: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    /// Milliseconds of audio the receiver made up for lost or late frames.
+    pub concealed_ms: u64,
+    pub ssrc_changes: u64,
+}
+
+#[derive(Debug)]
+pub struct MediaSession {
+    codec: Codec,
+    payload_type: u8,
+    /// Samples a frame (160 for 20 ms at 8 kHz).
+    frame: usize,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    /// Where we send: the SDP's address until we latch onto where the peer really sends from.
+    remote: Option<SocketAddr>,
+    latched: bool,
+    peer_ssrc: Option<u32>,
+    jitter: JitterBuffer,
+    base_seq: Option<u64>,
+    highest_seq: u64,
+    cycles: u64,
+    last_seq: u16,
+    transit: Option<f64>,
+    jitter_ts: f64,
+    started: Instant,
+    last_played: Vec<i16>,
+    concealed_run: u32,
+    stats: Stats,
+}
+
+impl MediaSession {
+    /// A stream with `codec` as `payload_type`, sending to `remote` (from the SDP), 20 ms
+    /// frames.
+    pub fn new(codec: Codec, payload_type: u8, remote: Option<SocketAddr>, now: Instant) -> Self {
+        let frame = (codec.clock_rate() / 50) as usize;
+        Self {
+            codec,
+            payload_type,
+            frame,
+            ssrc: rand::random(),
+            seq: rand::random(),
+            ts: rand::random(),
+            marker: true,
+            remote,
+            latched: false,
+            peer_ssrc: None,
+            jitter: JitterBuffer::new(1, 10),
+            base_seq: None,
+            highest_seq: 0,
+            cycles: 0,
+            last_seq: 0,
+            transit: None,
+            jitter_ts: 0.0,
+            started: now,
+            last_played: vec![0; frame],
+            concealed_run: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Samples in one frame.
+    pub fn frame_samples(&self) -> usize {
+        self.frame
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Where packets go now.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// The peer's address changed by a new offer/answer (re-INVITE): send there, latch anew.
+    pub fn set_remote(&mut self, remote: Option<SocketAddr>) {
+        if remote != self.remote {
+            self.remote = remote;
+            self.latched = false;
+        }
+    }
+
+    /// One frame of PCM (padded or cut to a frame) → the RTP packet to send.
+    pub fn packetise(&mut self, pcm: &[i16]) -> Vec<u8> {
+        let mut frame = pcm.to_vec();
+        frame.resize(self.frame, 0);
+        let payload = self.codec.encode(&frame);
+        let packet = rtp::build(
+            &RtpHeader {
+                payload_type: self.payload_type,
+                marker: self.marker,
+                sequence: self.seq,
+                timestamp: self.ts,
+                ssrc: self.ssrc,
+            },
+            &payload,
+        );
+        self.marker = false;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.frame as u32);
+        self.stats.packets_sent += 1;
+        packet
+    }
+
+    /// A packet arrived from `from` at `now`.
+    pub fn receive(
+        &mut self,
+        packet: &[u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Result<(), Dropped> {
+        let (h, payload) = match rtp::parse(packet) {
+            Ok(x) => x,
+            Err(e) => {
+                self.stats.malformed += 1;
+                return Err(e.into());
+            }
+        };
+        if h.payload_type != self.payload_type {
+            self.stats.wrong_payload_type += 1;
+            return Err(Dropped::PayloadType(h.payload_type));
+        }
+        if Some(from) != self.remote {
+            // Latch once: from the SDP's address nothing came yet, this is a valid stream.
+            if self.latched {
+                self.stats.wrong_source += 1;
+                return Err(Dropped::WrongSource(from));
+            }
+            self.remote = Some(from);
+        }
+        self.latched = true;
+        if self.peer_ssrc != Some(h.ssrc) {
+            if self.peer_ssrc.is_some() {
+                // A new stream (the peer restarted it, or a transfer swapped the source).
+                self.stats.ssrc_changes += 1;
+                self.jitter = JitterBuffer::new(1, 10);
+            }
+            self.peer_ssrc = Some(h.ssrc);
+            self.base_seq = None;
+            self.transit = None;
+        }
+        self.count(&h, now);
+        self.jitter.push(h.sequence, payload.to_vec());
+        Ok(())
+    }
+
+    fn count(&mut self, h: &RtpHeader, now: Instant) {
+        self.stats.packets_received += 1;
+        // Extended highest sequence number (RFC 3550 A.1, simplified: no probation).
+        match self.base_seq {
+            None => {
+                self.base_seq = Some(u64::from(h.sequence));
+                self.highest_seq = u64::from(h.sequence);
+                self.last_seq = h.sequence;
+                self.cycles = 0;
+            }
+            Some(_) => {
+                let delta = h.sequence.wrapping_sub(self.last_seq);
+                if delta != 0 && delta < 0x8000 {
+                    if h.sequence < self.last_seq {
+                        self.cycles += 1 << 16;
+                    }
+                    self.last_seq = h.sequence;
+                    self.highest_seq = self.cycles + u64::from(h.sequence);
+                }
+            }
+        }
+        // Interarrival jitter (A.8), in timestamp units.
+        let arrival =
+            now.duration_since(self.started).as_secs_f64() * f64::from(self.codec.clock_rate());
+        let transit = arrival - f64::from(h.timestamp);
+        if let Some(prev) = self.transit {
+            let mut d = transit - prev;
+            // Timestamps wrap at 2^32.
+            if d.abs() > 2f64.powi(31) {
+                d -= 2f64.powi(32) * d.signum();
+            }
+            self.jitter_ts += (d.abs() - self.jitter_ts) / 16.0;
+        }
+        self.transit = Some(transit);
+        self.jitter.adapt(self.jitter_ts / self.frame as f64);
+    }
+
+    /// The next 20 ms to play: decoded, concealed (the last frame again, fading out — G.711
+    /// packet loss concealment in the spirit of G.711 Appendix I), or silence.
+    pub fn play(&mut self) -> Vec<i16> {
+        match self.jitter.pop() {
+            Playout::Frame(p) => {
+                let mut pcm = self.codec.decode(&p);
+                pcm.resize(self.frame, 0);
+                self.last_played.clone_from(&pcm);
+                self.concealed_run = 0;
+                pcm
+            }
+            Playout::Missing => {
+                self.concealed_run += 1;
+                self.stats.concealed_ms += 20;
+                // −6 dB per concealed frame, silent after 5 (100 ms).
+                let gain = if self.concealed_run > 5 {
+                    0.0
+                } else {
+                    0.5f64.powi(self.concealed_run as i32)
+                };
+                let pcm: Vec<i16> = self
+                    .last_played
+                    .iter()
+                    .map(|&s| (f64::from(s) * gain) as i16)
+                    .collect();
+                pcm
+            }
+            Playout::Idle => vec![0; self.frame],
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        if let Some(base) = self.base_seq {
+            let expected = self.highest_seq.saturating_sub(base) + 1;
+            s.packets_lost = expected.saturating_sub(self.stats.packets_received);
+        }
+        s.jitter_ms = self.jitter_ts * 1000.0 / f64::from(self.codec.clock_rate());
+        s.late = self.jitter.stats.late;
+        s.duplicates = self.jitter.stats.duplicates;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tone;
+    use std::time::Duration;
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    /// Two sessions wired back to back with a scripted network: `lose` drops the nth packets.
+    fn carry(codec: Codec, lose: &[usize], jitter_ms: u64) -> (Vec<i16>, Stats) {
+        let t0 = Instant::now();
+        let mut a = MediaSession::new(codec, 0, Some(addr(2)), t0);
+        let mut b = MediaSession::new(codec, 0, Some(addr(1)), t0);
+        let mut heard = Vec::new();
+        for i in 0..200usize {
+            let pcm = tone::sine(1000.0, 8000, 8000.0, (i * 160) as u64, 160);
+            let pkt = a.packetise(&pcm);
+            let late = if i % 2 == 1 { jitter_ms } else { 0 };
+            let at = t0 + Duration::from_millis(20 * i as u64 + late);
+            if !lose.contains(&i) {
+                b.receive(&pkt, addr(1), at).unwrap();
+            }
+            heard.extend(b.play());
+        }
+        (heard, b.stats())
+    }
+
+    #[test]
+    fn a_tone_crosses_intact_with_pcmu_and_pcma() {
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let (heard, stats) = carry(codec, &[], 0);
+            let (wins, loud) = tone::detect(&heard, 8000, &[1000.0, 440.0]);
+            assert!(
+                loud >= 70 && wins[0] == loud,
+                "{codec:?}: {wins:?} of {loud}"
+            );
+            assert_eq!(stats.packets_received, 200);
+            assert_eq!(stats.packets_lost, 0);
+            assert_eq!(stats.concealed_ms, 0);
+            assert!(stats.jitter_ms < 1.0);
+        }
+    }
+
+    #[test]
+    fn loss_is_counted_and_concealed_and_jitter_measured() {
+        let lose: Vec<usize> = (10..200).step_by(20).collect();
+        let (heard, stats) = carry(Codec::Pcmu, &lose, 30);
+        assert_eq!(stats.packets_lost, lose.len() as u64);
+        assert!(
+            stats.concealed_ms >= 20 * lose.len() as u64 - 40,
+            "{stats:?}"
+        );
+        assert!(stats.jitter_ms > 5.0, "{stats:?}");
+        let (wins, loud) = tone::detect(&heard, 8000, &[1000.0, 440.0]);
+        assert!(
+            wins[0] * 10 >= loud * 8,
+            "tone still there: {wins:?} of {loud}"
+        );
+    }
+
+    #[test]
+    fn latches_onto_the_real_source_then_refuses_others() {
+        let t0 = Instant::now();
+        let mut tx = MediaSession::new(Codec::Pcmu, 0, None, t0);
+        let mut rx = MediaSession::new(Codec::Pcmu, 0, Some(addr(5000)), t0);
+        let p = tx.packetise(&[0; 160]);
+        rx.receive(&p, addr(6000), t0).unwrap();
+        assert_eq!(rx.remote(), Some(addr(6000)), "latched (symmetric RTP)");
+        let p = tx.packetise(&[0; 160]);
+        assert_eq!(
+            rx.receive(&p, addr(7000), t0),
+            Err(Dropped::WrongSource(addr(7000)))
+        );
+        let mut other = MediaSession::new(Codec::Pcmu, 8, None, t0);
+        let p = other.packetise(&[0; 160]);
+        assert_eq!(rx.receive(&p, addr(6000), t0), Err(Dropped::PayloadType(8)));
+        assert!(rx.receive(&[1, 2, 3], addr(6000), t0).is_err());
+        let s = rx.stats();
+        assert_eq!(
+            (s.wrong_source, s.wrong_payload_type, s.malformed),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn an_ssrc_change_starts_a_new_stream() {
+        let t0 = Instant::now();
+        let mut rx = MediaSession::new(Codec::Pcmu, 0, Some(addr(1)), t0);
+        for _ in 0..2 {
+            let mut tx = MediaSession::new(Codec::Pcmu, 0, None, t0);
+            for _ in 0..5 {
+                rx.receive(&tx.packetise(&[0; 160]), addr(1), t0).unwrap();
+            }
+        }
+        let s = rx.stats();
+        assert_eq!(
+            (s.ssrc_changes, s.packets_received, s.packets_lost),
+            (1, 10, 0)
+        );
+    }
+}

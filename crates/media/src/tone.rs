@@ -1,0 +1,91 @@
+//! Tones: a sine generator for headless agents and tests, and a Goertzel detector that tells
+//! how much of a block's energy sits at a given frequency.
+
+/// `n` samples of a sine at `freq` Hz, `rate` samples a second, peak `amplitude`, starting at
+/// sample index `start` (so consecutive calls continue the same wave).
+pub fn sine(freq: f64, rate: u32, amplitude: f64, start: u64, n: usize) -> Vec<i16> {
+    (0..n as u64)
+        .map(|i| {
+            let t = (start + i) as f64 / f64::from(rate);
+            (amplitude * (2.0 * std::f64::consts::PI * freq * t).sin()).round() as i16
+        })
+        .collect()
+}
+
+/// The share of the block's energy at `freq` (0 to about 1), by the Goertzel algorithm: a pure
+/// tone at `freq` gives about 1, silence or other frequencies about 0.
+pub fn energy_share(samples: &[i16], rate: u32, freq: f64) -> f64 {
+    let n = samples.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0f64, 0f64);
+    let mut total = 0f64;
+    for &x in samples {
+        let x = f64::from(x);
+        total += x * x;
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    if total < 1.0 {
+        return 0.0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    // Parseval: a sine of amplitude A has total energy A²N/2 and Goertzel power (AN/2)².
+    (power / (total * n as f64 / 2.0)).min(1.0)
+}
+
+/// Which of `candidates` dominates the signal: for each 50 ms block with real energy, the
+/// candidate holding most of it (at least half); returns, per candidate, how many blocks it
+/// won, and the number of blocks that had energy.
+pub fn detect(samples: &[i16], rate: u32, candidates: &[f64]) -> (Vec<usize>, usize) {
+    let block = (rate / 20) as usize;
+    let mut wins = vec![0; candidates.len()];
+    let mut loud = 0;
+    for chunk in samples.chunks_exact(block.max(1)) {
+        let rms =
+            (chunk.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / chunk.len() as f64).sqrt();
+        if rms < 100.0 {
+            continue;
+        }
+        loud += 1;
+        let shares: Vec<f64> = candidates
+            .iter()
+            .map(|&f| energy_share(chunk, rate, f))
+            .collect();
+        if let Some((i, s)) = shares.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
+            if *s >= 0.5 {
+                wins[i] += 1;
+            }
+        }
+    }
+    (wins, loud)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tone_is_found_and_others_are_not() {
+        let x = sine(440.0, 8000, 8000.0, 0, 8000);
+        assert!(energy_share(&x, 8000, 440.0) > 0.9);
+        assert!(energy_share(&x, 8000, 1000.0) < 0.05);
+        let (wins, loud) = detect(&x, 8000, &[440.0, 1000.0]);
+        assert_eq!(loud, 20);
+        assert_eq!(wins, vec![20, 0]);
+        let silence = vec![0i16; 8000];
+        assert_eq!(detect(&silence, 8000, &[440.0]), (vec![0], 0));
+    }
+
+    #[test]
+    fn consecutive_blocks_continue_the_wave() {
+        let a = sine(1000.0, 8000, 1000.0, 0, 160);
+        let b = sine(1000.0, 8000, 1000.0, 160, 160);
+        let whole = sine(1000.0, 8000, 1000.0, 0, 320);
+        assert_eq!([a, b].concat(), whole);
+    }
+}
