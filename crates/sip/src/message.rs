@@ -177,7 +177,9 @@ fn check_via(value: &str) -> Result<(), ParseError> {
         let head = params.next().unwrap_or("");
         let proto: String = head.chars().filter(|c| !c.is_whitespace()).collect();
         let ok_proto = proto.len() > 8
-            && proto.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"));
+            && proto
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"));
         if !ok_proto {
             return Err(malformed("bad Via", &entry));
         }
