@@ -57,9 +57,14 @@ fn agent_calls_baresip_with_dtmf_hold_and_hangs_up() {
         ended["rtp_packets_received"].as_u64().unwrap() > 20,
         "{ended}"
     );
-    bob.wait_for("received DTMF: '1'", Duration::from_secs(2));
-    bob.wait_for("received DTMF: '9'", Duration::from_secs(2));
-    bob.wait_for("received DTMF: '#'", Duration::from_secs(2));
+    // Telephone-event was agreed, so the digits went in the media path (RFC 4733).
+    assert!(ev
+        .iter()
+        .filter(|e| e["event"] == "dtmf_sent")
+        .all(|e| e["via"] == "rfc4733"));
+    bob.wait_for("received event: '1' (end=1)", Duration::from_secs(2));
+    bob.wait_for("received event: '9' (end=1)", Duration::from_secs(2));
+    bob.wait_for("received event: '#' (end=1)", Duration::from_secs(2));
     bob.wait_for("terminated", Duration::from_secs(3));
 }
 

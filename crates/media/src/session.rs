@@ -59,6 +59,30 @@ pub enum Dropped {
     WrongSource(SocketAddr),
     #[error("payload type {0} was not negotiated")]
     PayloadType(u8),
+    #[error("a telephone-event payload of {0} bytes (RFC 4733 needs 4)")]
+    BadEvent(usize),
+}
+
+/// RFC 4733 §3.2 event codes 0–15 as DTMF characters.
+fn dtmf_char(code: u8) -> Option<char> {
+    "0123456789*#ABCD".chars().nth(usize::from(code))
+}
+
+fn dtmf_code(digit: char) -> Option<u8> {
+    "0123456789*#ABCD"
+        .find(digit.to_ascii_uppercase())
+        .map(|i| i as u8)
+}
+
+/// A DTMF event being sent (RFC 4733 §2.5): its packets carry the event's start timestamp
+/// and a growing duration; the last three carry the E bit.
+#[derive(Debug)]
+struct DtmfTx {
+    code: u8,
+    start_ts: u32,
+    total: u32,
+    sent: u32,
+    ends: u8,
 }
 
 /// Receiver and sender counters for the quality figures.
@@ -105,6 +129,13 @@ pub struct MediaSession {
     last_played: Vec<i16>,
     concealed_run: u32,
     stats: Stats,
+    /// RFC 4733 telephone-event payload type, when negotiated.
+    telephone_event: Option<u8>,
+    dtmf_queue: std::collections::VecDeque<(u8, u32)>,
+    dtmf_tx: Option<DtmfTx>,
+    /// Audio frames to send between two digits.
+    dtmf_gap: u32,
+    last_event_ts: Option<u32>,
 }
 
 impl MediaSession {
@@ -134,7 +165,81 @@ impl MediaSession {
             last_played: vec![0; frame],
             concealed_run: 0,
             stats: Stats::default(),
+            telephone_event: None,
+            dtmf_queue: std::collections::VecDeque::new(),
+            dtmf_tx: None,
+            dtmf_gap: 0,
+            last_event_ts: None,
         }
+    }
+
+    /// The RFC 4733 telephone-event payload type agreed in SDP (DTMF in the media path).
+    pub fn set_telephone_event(&mut self, payload_type: Option<u8>) {
+        self.telephone_event = payload_type;
+    }
+
+    /// Queues a DTMF digit (0-9 * # A-D) to send as RFC 4733 events lasting `duration_ms`;
+    /// `false` when no telephone-event was agreed or the digit is not DTMF.
+    pub fn send_dtmf(&mut self, digit: char, duration_ms: u32) -> bool {
+        let (Some(_), Some(code)) = (self.telephone_event, dtmf_code(digit)) else {
+            return false;
+        };
+        let samples = duration_ms.max(40) * self.codec.clock_rate() / 1000;
+        self.dtmf_queue.push_back((code, samples));
+        true
+    }
+
+    /// The next RFC 4733 packet, while a digit is being sent.
+    fn dtmf_packet(&mut self) -> Option<Vec<u8>> {
+        let pt = self.telephone_event?;
+        if self.dtmf_tx.is_none() {
+            if self.dtmf_gap > 0 {
+                return None;
+            }
+            let (code, total) = self.dtmf_queue.pop_front()?;
+            self.dtmf_tx = Some(DtmfTx {
+                code,
+                start_ts: self.ts,
+                total,
+                sent: 0,
+                ends: 0,
+            });
+        }
+        let frame = self.frame as u32;
+        let d = self.dtmf_tx.as_mut()?;
+        let first = d.sent == 0;
+        d.sent = (d.sent + frame).min(d.total);
+        let end = d.sent >= d.total;
+        if end {
+            d.ends += 1;
+        }
+        let duration = d.sent.min(u32::from(u16::MAX)) as u16;
+        // Volume 10 (−10 dBm0), as RFC 4733's examples use.
+        let payload = [
+            d.code,
+            if end { 0x80 | 10 } else { 10 },
+            (duration >> 8) as u8,
+            duration as u8,
+        ];
+        let packet = rtp::build(
+            &RtpHeader {
+                payload_type: pt,
+                marker: first,
+                sequence: self.seq,
+                timestamp: d.start_ts,
+                ssrc: self.ssrc,
+            },
+            &payload,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        self.stats.packets_sent += 1;
+        if d.ends >= 3 {
+            // The event is over: audio resumes with the time the digit took.
+            self.ts = d.start_ts.wrapping_add(d.total);
+            self.dtmf_tx = None;
+            self.dtmf_gap = 3;
+        }
+        Some(packet)
     }
 
     /// Samples in one frame.
@@ -159,8 +264,13 @@ impl MediaSession {
         }
     }
 
-    /// One frame of PCM (padded or cut to a frame) → the RTP packet to send.
+    /// One frame of PCM (padded or cut to a frame) → the RTP packet to send (an RFC 4733
+    /// event packet instead while a DTMF digit is being sent).
     pub fn packetise(&mut self, pcm: &[i16]) -> Vec<u8> {
+        if let Some(p) = self.dtmf_packet() {
+            return p;
+        }
+        self.dtmf_gap = self.dtmf_gap.saturating_sub(1);
         let mut frame = pcm.to_vec();
         frame.resize(self.frame, 0);
         let payload = self.codec.encode(&frame);
@@ -181,13 +291,14 @@ impl MediaSession {
         packet
     }
 
-    /// A packet arrived from `from` at `now`.
+    /// A packet arrived from `from` at `now`. Returns the DTMF digit an RFC 4733 event
+    /// started, once per event.
     pub fn receive(
         &mut self,
         packet: &[u8],
         from: SocketAddr,
         now: Instant,
-    ) -> Result<(), Dropped> {
+    ) -> Result<Option<char>, Dropped> {
         let (h, payload) = match rtp::parse(packet) {
             Ok(x) => x,
             Err(e) => {
@@ -195,7 +306,8 @@ impl MediaSession {
                 return Err(e.into());
             }
         };
-        if h.payload_type != self.payload_type {
+        let event = Some(h.payload_type) == self.telephone_event;
+        if h.payload_type != self.payload_type && !event {
             self.stats.wrong_payload_type += 1;
             return Err(Dropped::PayloadType(h.payload_type));
         }
@@ -218,9 +330,23 @@ impl MediaSession {
             self.base_seq = None;
             self.transit = None;
         }
+        if event {
+            // RFC 4733 §2.3: event, E|R|volume, duration; repeated and retransmitted packets
+            // of one event share its timestamp, so the digit is reported once.
+            if payload.len() < 4 {
+                self.stats.malformed += 1;
+                return Err(Dropped::BadEvent(payload.len()));
+            }
+            self.stats.packets_received += 1;
+            if self.last_event_ts == Some(h.timestamp) {
+                return Ok(None);
+            }
+            self.last_event_ts = Some(h.timestamp);
+            return Ok(dtmf_char(payload[0]));
+        }
         self.count(&h, now);
         self.jitter.push(h.sequence, payload.to_vec());
-        Ok(())
+        Ok(None)
     }
 
     fn count(&mut self, h: &RtpHeader, now: Instant) {
@@ -327,7 +453,7 @@ mod tests {
             let late = if i % 2 == 1 { jitter_ms } else { 0 };
             let at = t0 + Duration::from_millis(20 * i as u64 + late);
             if !lose.contains(&i) {
-                b.receive(&pkt, addr(1), at).unwrap();
+                assert_eq!(b.receive(&pkt, addr(1), at), Ok(None));
             }
             heard.extend(b.play());
         }
@@ -389,6 +515,54 @@ mod tests {
             (s.wrong_source, s.wrong_payload_type, s.malformed),
             (1, 1, 1)
         );
+    }
+
+    #[test]
+    fn dtmf_crosses_as_rfc4733_events_once_per_digit() {
+        let t0 = Instant::now();
+        let mut tx = MediaSession::new(Codec::Pcmu, 0, Some(addr(2)), t0);
+        let mut rx = MediaSession::new(Codec::Pcmu, 0, Some(addr(1)), t0);
+        assert!(!tx.send_dtmf('5', 100), "no telephone-event agreed");
+        tx.set_telephone_event(Some(101));
+        rx.set_telephone_event(Some(101));
+        assert!(!tx.send_dtmf('x', 100));
+        for d in ['1', '#', 'D'] {
+            assert!(tx.send_dtmf(d, 100));
+        }
+        let mut got = Vec::new();
+        let (mut events, mut audio) = (0, 0);
+        for i in 0..60u64 {
+            let p = tx.packetise(&[0; 160]);
+            let (h, payload) = rtp::parse(&p).unwrap();
+            if h.payload_type == 101 {
+                events += 1;
+                assert_eq!(payload.len(), 4);
+            } else {
+                audio += 1;
+            }
+            if let Some(d) = rx
+                .receive(&p, addr(1), t0 + Duration::from_millis(20 * i))
+                .unwrap()
+            {
+                got.push(d);
+            }
+        }
+        assert_eq!(got, vec!['1', '#', 'D']);
+        // 100 ms = 5 packets, the last sent three times (E bit): 7 a digit.
+        assert_eq!(events, 21);
+        assert_eq!(audio, 39);
+        // A short event payload is dropped and counted.
+        let bad = rtp::build(
+            &RtpHeader {
+                payload_type: 101,
+                marker: false,
+                sequence: 9,
+                timestamp: 9,
+                ssrc: 1,
+            },
+            &[1],
+        );
+        assert_eq!(rx.receive(&bad, addr(1), t0), Err(Dropped::BadEvent(1)));
     }
 
     #[test]

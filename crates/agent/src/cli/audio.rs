@@ -68,7 +68,8 @@ impl CallAudio {
                 m.codec.clock_rate
             )
         })?;
-        let session = MediaSession::new(codec, m.codec.payload_type, m.remote, Instant::now());
+        let mut session = MediaSession::new(codec, m.codec.payload_type, m.remote, Instant::now());
+        session.set_telephone_event(m.telephone_event);
         let sink = match &self.record {
             Some(path) => {
                 self.recordings += 1;
@@ -103,6 +104,7 @@ impl CallAudio {
     fn update(&mut self, call: CallId, m: &Negotiated) {
         if let Some(c) = self.calls.get_mut(&call) {
             c.session.set_remote(m.remote);
+            c.session.set_telephone_event(m.telephone_event);
             c.send = directions(m.direction).0;
         }
     }
@@ -146,7 +148,7 @@ impl CallAudio {
 
     /// A datagram on the RTP port: to the call whose peer sent it (or the only call, which
     /// may latch onto a NATed source).
-    fn receive(&mut self, data: &[u8], from: SocketAddr) {
+    fn receive(&mut self, data: &[u8], from: SocketAddr) -> Option<AudioEvent> {
         let now = Instant::now();
         let key = self
             .calls
@@ -160,15 +162,28 @@ impl CallAudio {
                     None
                 }
             });
-        if let Some(c) = key.and_then(|k| self.calls.get_mut(&k)) {
-            if let Err(e) = c.session.receive(data, from, now) {
+        let call = key?;
+        let c = self.calls.get_mut(&call)?;
+        match c.session.receive(data, from, now) {
+            Ok(Some(digit)) => Some(AudioEvent::Dtmf { call, digit }),
+            Ok(None) => None,
+            Err(e) => {
                 tracing::debug!(error = %e, %from, "RTP packet dropped");
+                None
             }
         }
     }
 }
 
+/// What the audio engine reports.
+#[derive(Debug)]
+pub enum AudioEvent {
+    /// A DTMF digit arrived in the media path (RFC 4733).
+    Dtmf { call: CallId, digit: char },
+}
+
 enum Cmd {
+    Dtmf(CallId, char, oneshot::Sender<bool>),
     Start(CallId, Box<Negotiated>, oneshot::Sender<anyhow::Result<()>>),
     Update(CallId, Box<Negotiated>),
     Stop(CallId, oneshot::Sender<Option<Stats>>),
@@ -177,6 +192,7 @@ enum Cmd {
 /// The agent's audio engine, running in its own task.
 pub struct AudioHandle {
     tx: mpsc::UnboundedSender<Cmd>,
+    events: mpsc::UnboundedReceiver<AudioEvent>,
     port: u16,
     codecs: Vec<Codec>,
 }
@@ -202,6 +218,7 @@ impl AudioHandle {
             recordings: 0,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let (ev_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
@@ -214,13 +231,22 @@ impl AudioHandle {
                             let _ = reply.send(audio.start(call, &m));
                         }
                         Some(Cmd::Update(call, m)) => audio.update(call, &m),
+                        Some(Cmd::Dtmf(call, digit, reply)) => {
+                            let sent = audio
+                                .calls
+                                .get_mut(&call)
+                                .is_some_and(|c| c.session.send_dtmf(digit, 160));
+                            let _ = reply.send(sent);
+                        }
                         Some(Cmd::Stop(call, reply)) => {
                             let _ = reply.send(audio.stop(call));
                         }
                     },
                     r = socket.recv_from(&mut buf) => {
                         if let Ok((n, from)) = r {
-                            audio.receive(&buf[..n], from);
+                            if let Some(ev) = audio.receive(&buf[..n], from) {
+                                let _ = ev_tx.send(ev);
+                            }
                         }
                     }
                     _ = tick.tick() => {
@@ -234,7 +260,12 @@ impl AudioHandle {
                 audio.stop(call);
             }
         });
-        Ok(Self { tx, port, codecs })
+        Ok(Self {
+            tx,
+            events,
+            port,
+            codecs,
+        })
     }
 
     /// The RTP port.
@@ -262,6 +293,21 @@ impl AudioHandle {
         answer
             .await
             .map_err(|_| anyhow::anyhow!("the audio engine stopped"))?
+    }
+
+    /// Sends a DTMF digit in the media path (RFC 4733), when the call agreed telephone-event;
+    /// `false` otherwise (then send it as SIP INFO).
+    pub async fn send_dtmf(&self, call: CallId, digit: char) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Cmd::Dtmf(call, digit, reply)).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    /// The next thing the engine reports.
+    pub async fn next_event(&mut self) -> Option<AudioEvent> {
+        self.events.recv().await
     }
 
     /// Hold, resume, a new address.

@@ -19,7 +19,7 @@ use switchboard_sip::ua::{
 };
 use switchboard_sip::udp::ServerAddress;
 
-use super::audio::{parse_codecs, AudioHandle};
+use super::audio::{parse_codecs, AudioEvent, AudioHandle};
 use tokio::time::Instant as TokioInstant;
 
 /// Account and transport flags shared by `call` and `answer`.
@@ -45,9 +45,14 @@ pub struct AccountArgs {
     /// Hang up this many seconds after the call is answered.
     #[arg(long)]
     pub hangup_after: Option<f64>,
-    /// Send these DTMF digits (0-9 * # A-D) once the call is up, 250 ms apart.
+    /// Send these DTMF digits (0-9 * # A-D) once the call is up, 250 ms apart: as RFC 4733
+    /// events when the call agreed telephone-event, else as SIP INFO.
     #[arg(long)]
     pub dtmf: Option<String>,
+    /// Send --dtmf as SIP INFO even when the call agreed RFC 4733 telephone-event (the
+    /// default then sends the digits in the media path).
+    #[arg(long)]
+    pub dtmf_info: bool,
     /// Transfer the answered call to this URI (blind transfer with REFER), then end our leg.
     #[arg(long)]
     pub transfer: Option<String>,
@@ -607,7 +612,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         s.out.event("media_failed", serde_json::json!({"call": call, "status": status}), format!("call {call}: the peer refused the media change ({status})"));
                     }
                     PhoneEvent::Call(UaEvent::Dtmf { call, digit, duration_ms }) => {
-                        s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "duration_ms": duration_ms}), format!("DTMF {digit}"));
+                        s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "duration_ms": duration_ms, "via": "info"}), format!("DTMF {digit}"));
                     }
                     PhoneEvent::Call(UaEvent::TransferRequested { call, target, replaces, referred_by }) => {
                         s.out.event("transfer_requested", serde_json::json!({"call": call, "target": target, "replaces": replaces, "referred_by": referred_by}), format!("asked to call {target}"));
@@ -678,6 +683,9 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                 }
             }
 
+            Some(AudioEvent::Dtmf { call, digit }) = s.audio.next_event() => {
+                s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "via": "rfc4733"}), format!("DTMF {digit}"));
+            }
             _ = sleep => {
                 let now = Instant::now();
                 let tnow = TokioInstant::now();
@@ -694,8 +702,14 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         let (_, action) = plan.remove(0);
                         let retry = action.clone();
                         let r = match action {
+                            // In the media path when the call agreed telephone-event (RFC 4733),
+                            // else as SIP INFO.
+                            Action::Dtmf(d) if !s.account.dtmf_info && s.audio.send_dtmf(*call, d).await => {
+                                s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string(), "via": "rfc4733"}), format!("sent DTMF {d} (RFC 4733)"));
+                                Ok(())
+                            }
                             Action::Dtmf(d) => s.phone.ua().send_dtmf_info(*call, d, 160, now).map(|_| {
-                                s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string()}), format!("sent DTMF {d}"));
+                                s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string(), "via": "info"}), format!("sent DTMF {d} (SIP INFO)"));
                             }),
                             Action::Hold(h) => s.phone.ua().hold(*call, h, now),
                             Action::Transfer(t) if s.account.attended => {
