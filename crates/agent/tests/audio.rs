@@ -42,6 +42,8 @@ fn check_both_directions(agent_heard: &Path, bob: &Baresip, ev: &[serde_json::Va
     assert!(audio["packets_received"].as_u64().unwrap() > 80, "{audio}");
     assert!(audio["packets_sent"].as_u64().unwrap() > 80, "{audio}");
     assert_eq!(audio["packets_lost"], 0, "loopback loses nothing: {audio}");
+    let mos = audio["mos"].as_f64().unwrap();
+    assert!(mos > 4.2, "a clean call rates high: {audio}");
     let (share, loud) = share_of(agent_heard, f64::from(BARESIP_HZ), AGENT_HZ);
     assert!(
         loud >= 30 && share >= 0.9,

@@ -11,13 +11,15 @@
 //!   the statistics of RFC 3550 (loss, interarrival jitter) behind the quality figures;
 //! - [`wav`]: WAV files as a source (any rate and channel count, converted to the codec's
 //!   rate with rubato) and as a sink, for headless agents and tests;
-//! - [`tone`]: a tone generator and a Goertzel detector, to check which tones a call carried.
+//! - [`tone`]: a tone generator and a Goertzel detector, to check which tones a call carried;
+//! - [`quality`]: the E-model (ITU-T G.107) R factor and MOS from delay and loss.
 //!
-//! Opus, SRTP, RTCP reports, devices through cpal and the E-model come with the rest of the
+//! Opus, SRTP, RTCP reports and devices through cpal come with the rest of the
 //! media issue; see `crates/media/README.md` for what is in and what is not yet.
 
 pub mod g711;
 pub mod jitter;
+pub mod quality;
 pub mod rtp;
 pub mod session;
 pub mod tone;

@@ -417,6 +417,33 @@ impl MediaSession {
         }
     }
 
+    /// The one-way delay our side adds and sees, in ms, for the E-model: packetisation (one
+    /// frame), the jitter buffer's target, the sender's frame and half the far end's jitter
+    /// buffer assumed like ours; the network's share needs RTCP round trips (not yet).
+    pub fn estimated_delay_ms(&self) -> f64 {
+        let frame_ms = 20.0;
+        frame_ms * 2.0 + self.jitter.target() as f64 * frame_ms
+    }
+
+    /// Estimated MOS (E-model, G.107) from the loss and delay seen so far; `None` before any
+    /// packet arrived.
+    pub fn mos(&self) -> Option<f64> {
+        let s = self.stats();
+        let expected = s.packets_received + s.packets_lost;
+        if expected == 0 {
+            return None;
+        }
+        // Frames concealed for lateness count like losses to the listener.
+        let lost = s.packets_lost + s.late;
+        let loss = 100.0 * lost as f64 / (expected + s.late) as f64;
+        let r = crate::quality::r_factor(
+            self.estimated_delay_ms(),
+            loss,
+            crate::quality::CodecImpairment::G711_PLC,
+        );
+        Some(crate::quality::mos(r))
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
@@ -442,7 +469,7 @@ mod tests {
     }
 
     /// Two sessions wired back to back with a scripted network: `lose` drops the nth packets.
-    fn carry(codec: Codec, lose: &[usize], jitter_ms: u64) -> (Vec<i16>, Stats) {
+    fn carry(codec: Codec, lose: &[usize], jitter_ms: u64) -> (Vec<i16>, Stats, f64) {
         let t0 = Instant::now();
         let mut a = MediaSession::new(codec, 0, Some(addr(2)), t0);
         let mut b = MediaSession::new(codec, 0, Some(addr(1)), t0);
@@ -457,13 +484,15 @@ mod tests {
             }
             heard.extend(b.play());
         }
-        (heard, b.stats())
+        let mos = b.mos().unwrap();
+        (heard, b.stats(), mos)
     }
 
     #[test]
     fn a_tone_crosses_intact_with_pcmu_and_pcma() {
         for codec in [Codec::Pcmu, Codec::Pcma] {
-            let (heard, stats) = carry(codec, &[], 0);
+            let (heard, stats, mos) = carry(codec, &[], 0);
+            assert!(mos > 4.3, "clean call: MOS {mos}");
             let (wins, loud) = tone::detect(&heard, 8000, &[1000.0, 440.0]);
             assert!(
                 loud >= 70 && wins[0] == loud,
@@ -479,7 +508,8 @@ mod tests {
     #[test]
     fn loss_is_counted_and_concealed_and_jitter_measured() {
         let lose: Vec<usize> = (10..200).step_by(20).collect();
-        let (heard, stats) = carry(Codec::Pcmu, &lose, 30);
+        let (heard, stats, mos) = carry(Codec::Pcmu, &lose, 30);
+        assert!((3.0..4.3).contains(&mos), "5 % loss and jitter: MOS {mos}");
         assert_eq!(stats.packets_lost, lose.len() as u64);
         assert!(
             stats.concealed_ms >= 20 * lose.len() as u64 - 40,

@@ -110,14 +110,14 @@ impl CallAudio {
     }
 
     /// The call ended: close its recording; its figures.
-    fn stop(&mut self, call: CallId) -> Option<Stats> {
+    fn stop(&mut self, call: CallId) -> Option<(Stats, Option<f64>)> {
         let c = self.calls.remove(&call)?;
         if let Some(sink) = c.sink {
             if let Err(e) = sink.finish() {
                 tracing::warn!(error = %e, "could not finish the recording");
             }
         }
-        Some(c.session.stats())
+        Some((c.session.stats(), c.session.mos()))
     }
 
     /// Every 20 ms: one frame out per sending call (packets to send), one frame played into
@@ -186,7 +186,7 @@ enum Cmd {
     Dtmf(CallId, char, oneshot::Sender<bool>),
     Start(CallId, Box<Negotiated>, oneshot::Sender<anyhow::Result<()>>),
     Update(CallId, Box<Negotiated>),
-    Stop(CallId, oneshot::Sender<Option<Stats>>),
+    Stop(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
 }
 
 /// The agent's audio engine, running in its own task.
@@ -315,8 +315,8 @@ impl AudioHandle {
         let _ = self.tx.send(Cmd::Update(call, Box::new(m.clone())));
     }
 
-    /// The call ended: its recording is closed; its figures.
-    pub async fn stop(&self, call: CallId) -> Option<Stats> {
+    /// The call ended: its recording is closed; its figures and estimated MOS.
+    pub async fn stop(&self, call: CallId) -> Option<(Stats, Option<f64>)> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Cmd::Stop(call, reply)).ok()?;
         answer.await.ok().flatten()

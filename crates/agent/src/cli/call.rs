@@ -652,7 +652,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                         let (text, ok) = describe_end(&reason);
                         let mut fields = reason_json(&reason);
                         fields["call"] = serde_json::json!(call);
-                        let stats = s.audio.stop(call).await.unwrap_or_default();
+                        let (stats, mos) = s.audio.stop(call).await.unwrap_or_default();
                         fields["rtp_packets_received"] = serde_json::json!(stats.packets_received);
                         fields["audio"] = serde_json::json!({
                             "packets_sent": stats.packets_sent,
@@ -662,6 +662,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                             "concealed_ms": stats.concealed_ms,
                             "late": stats.late,
                             "dropped": stats.malformed + stats.wrong_source + stats.wrong_payload_type,
+                            "mos": mos.map(|m| (m * 100.0).round() / 100.0),
                         });
                         s.out.event("ended", fields, format!("call {call} ended: {text}"));
                         if let Some(orig) = s.transfers.remove(&call) {
