@@ -120,3 +120,27 @@ fn baresip_calls_the_agent_and_tones_cross_both_ways() {
     bob.wait_for("terminated", Duration::from_secs(5));
     check_both_directions(&record, &bob, &ev, "PCMU");
 }
+
+#[test]
+fn two_agents_exchange_rtcp_over_rtcp_mux_and_measure_the_round_trip() {
+    let (mut callee, port) = answering_agent(&[]);
+    let (out, ev) = run_agent(
+        &[
+            "call",
+            &format!("sip:agent@127.0.0.1:{port}"),
+            "--hangup-after",
+            "7",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{ev:?}");
+    let _ = wait_output(&mut callee, Duration::from_secs(10), &[]);
+    let ended = ev.iter().find(|e| e["event"] == "ended").unwrap();
+    let audio = &ended["audio"];
+    // Reports go every 5 s (the first 2.5 s in): at least one each way in 7 s.
+    assert!(audio["rtcp_received"].as_u64().unwrap() >= 1, "{audio}");
+    let rtt = audio["rtt_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{audio}"));
+    assert!((0.0..100.0).contains(&rtt), "loopback round trip: {audio}");
+}

@@ -3,6 +3,7 @@
 //!
 //! - [`rtp`]: RTP packets (RFC 3550 §5): parsing with padding, CSRCs and header extensions,
 //!   and building;
+//! - [`rtcp`]: sender and receiver reports (RFC 3550 §6.4) and the round-trip time;
 //! - [`g711`]: G.711 µ-law (PCMU) and A-law (PCMA), per ITU-T G.711;
 //! - [`jitter`]: an adaptive jitter buffer, bounded in memory, that reorders, drops late and
 //!   duplicate packets and asks for concealment where packets are missing;
@@ -14,12 +15,13 @@
 //! - [`tone`]: a tone generator and a Goertzel detector, to check which tones a call carried;
 //! - [`quality`]: the E-model (ITU-T G.107) R factor and MOS from delay and loss.
 //!
-//! Opus, SRTP, RTCP reports and devices through cpal come with the rest of the
+//! Opus, SRTP and devices through cpal come with the rest of the
 //! media issue; see `crates/media/README.md` for what is in and what is not yet.
 
 pub mod g711;
 pub mod jitter;
 pub mod quality;
+pub mod rtcp;
 pub mod rtp;
 pub mod session;
 pub mod tone;

@@ -61,6 +61,8 @@ pub enum Dropped {
     PayloadType(u8),
     #[error("a telephone-event payload of {0} bytes (RFC 4733 needs 4)")]
     BadEvent(usize),
+    #[error("malformed RTCP: {0}")]
+    Rtcp(crate::rtcp::RtcpError),
 }
 
 /// RFC 4733 §3.2 event codes 0–15 as DTMF characters.
@@ -102,6 +104,11 @@ pub struct Stats {
     /// Milliseconds of audio the receiver made up for lost or late frames.
     pub concealed_ms: u64,
     pub ssrc_changes: u64,
+    /// Round-trip time from the peer's RTCP reports (RFC 3550 §6.4.1).
+    pub rtt_ms: Option<f64>,
+    /// What the peer says it lost of our stream, cumulative.
+    pub remote_lost: Option<i32>,
+    pub rtcp_received: u64,
 }
 
 #[derive(Debug)]
@@ -136,6 +143,11 @@ pub struct MediaSession {
     /// Audio frames to send between two digits.
     dtmf_gap: u32,
     last_event_ts: Option<u32>,
+    /// The peer's last SR: its NTP middle bits and when it came (for LSR/DLSR).
+    last_sr: Option<(u32, std::time::Duration)>,
+    /// Expected/received at our last report (for the fraction lost).
+    prior: (u64, u64),
+    octets_sent: u64,
 }
 
 impl MediaSession {
@@ -170,7 +182,73 @@ impl MediaSession {
             dtmf_tx: None,
             dtmf_gap: 0,
             last_event_ts: None,
+            last_sr: None,
+            prior: (0, 0),
+            octets_sent: 0,
         }
+    }
+
+    /// An RTCP report to send now (`now` since the Unix epoch): an SR once we have sent, with
+    /// a report block on the stream we receive (RFC 3550 §6.4).
+    pub fn rtcp_report(&mut self, now: std::time::Duration) -> Vec<u8> {
+        let ntp = crate::rtcp::ntp_from_unix(now);
+        let sender = (self.stats.packets_sent > 0).then_some(crate::rtcp::SenderInfo {
+            ntp,
+            rtp_timestamp: self.ts,
+            packets: self.stats.packets_sent as u32,
+            octets: self.octets_sent as u32,
+        });
+        let block = self.peer_ssrc.map(|ssrc| {
+            let st = self.stats();
+            let expected = st.packets_received + st.packets_lost;
+            let (e0, r0) = self.prior;
+            let exp_int = expected.saturating_sub(e0);
+            let rec_int = st.packets_received.saturating_sub(r0);
+            self.prior = (expected, st.packets_received);
+            let fraction = if exp_int == 0 || rec_int >= exp_int {
+                0
+            } else {
+                (((exp_int - rec_int) << 8) / exp_int) as u8
+            };
+            let (lsr, dlsr) = match self.last_sr {
+                Some((lsr, at)) => {
+                    let held = now.saturating_sub(at);
+                    (lsr, (held.as_micros() * 65536 / 1_000_000) as u32)
+                }
+                None => (0, 0),
+            };
+            crate::rtcp::ReportBlock {
+                ssrc,
+                fraction_lost: fraction,
+                cumulative_lost: st.packets_lost.min(0x7f_ffff) as i32,
+                highest_seq: self.highest_seq as u32,
+                jitter: self.jitter_ts as u32,
+                lsr,
+                dlsr,
+            }
+        });
+        crate::rtcp::build(self.ssrc, sender.as_ref(), block.as_ref())
+    }
+
+    fn receive_rtcp(&mut self, packet: &[u8], now: std::time::Duration) -> Result<(), Dropped> {
+        let reports = crate::rtcp::parse(packet).map_err(|e| {
+            self.stats.malformed += 1;
+            Dropped::Rtcp(e)
+        })?;
+        self.stats.rtcp_received += 1;
+        let ntp_now = crate::rtcp::ntp_from_unix(now);
+        for r in reports {
+            if let Some(sr) = r.sender {
+                self.last_sr = Some((crate::rtcp::ntp_middle(sr.ntp), now));
+            }
+            for b in r.blocks.iter().filter(|b| b.ssrc == self.ssrc) {
+                if let Some(rtt) = crate::rtcp::rtt(ntp_now, b) {
+                    self.stats.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
+                }
+                self.stats.remote_lost = Some(b.cumulative_lost);
+            }
+        }
+        Ok(())
     }
 
     /// The RFC 4733 telephone-event payload type agreed in SDP (DTMF in the media path).
@@ -288,6 +366,7 @@ impl MediaSession {
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(self.frame as u32);
         self.stats.packets_sent += 1;
+        self.octets_sent += payload.len() as u64;
         packet
     }
 
@@ -299,6 +378,17 @@ impl MediaSession {
         from: SocketAddr,
         now: Instant,
     ) -> Result<Option<char>, Dropped> {
+        if crate::rtcp::is_rtcp(packet) {
+            // RTCP on the RTP port (rtcp-mux, RFC 5761), from the peer only.
+            if self.latched && Some(from) != self.remote {
+                self.stats.wrong_source += 1;
+                return Err(Dropped::WrongSource(from));
+            }
+            let since_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            return self.receive_rtcp(packet, since_epoch).map(|()| None);
+        }
         let (h, payload) = match rtp::parse(packet) {
             Ok(x) => x,
             Err(e) => {
@@ -418,11 +508,12 @@ impl MediaSession {
     }
 
     /// The one-way delay our side adds and sees, in ms, for the E-model: packetisation (one
-    /// frame), the jitter buffer's target, the sender's frame and half the far end's jitter
-    /// buffer assumed like ours; the network's share needs RTCP round trips (not yet).
+    /// frame), the jitter buffer's target, the sender's frame, and half the round trip RTCP
+    /// measured (when the peer sends reports).
     pub fn estimated_delay_ms(&self) -> f64 {
         let frame_ms = 20.0;
-        frame_ms * 2.0 + self.jitter.target() as f64 * frame_ms
+        let network = self.stats.rtt_ms.map_or(0.0, |r| r / 2.0);
+        frame_ms * 2.0 + self.jitter.target() as f64 * frame_ms + network
     }
 
     /// Estimated MOS (E-model, G.107) from the loss and delay seen so far; `None` before any
@@ -593,6 +684,42 @@ mod tests {
             &[1],
         );
         assert_eq!(rx.receive(&bad, addr(1), t0), Err(Dropped::BadEvent(1)));
+    }
+
+    #[test]
+    fn rtcp_reports_carry_loss_and_give_the_round_trip_time() {
+        let t0 = Instant::now();
+        let epoch = Duration::from_secs(1_700_000_000);
+        let mut a = MediaSession::new(Codec::Pcmu, 0, Some(addr(2)), t0);
+        let mut b = MediaSession::new(Codec::Pcmu, 0, Some(addr(1)), t0);
+        for i in 0..50 {
+            let p = a.packetise(&[0; 160]);
+            if i % 10 != 3 {
+                b.receive(&p, addr(1), t0).unwrap();
+            }
+        }
+        // a → SR at 10 s; b holds it 100 ms, reports; the report reaches a 250 ms after its SR.
+        let sr = a.rtcp_report(epoch);
+        b.receive_rtcp(&sr, epoch + Duration::from_millis(50))
+            .unwrap();
+        let rr = b.rtcp_report(epoch + Duration::from_millis(150));
+        let parsed = crate::rtcp::parse(&rr).unwrap();
+        let block = parsed[0].blocks[0];
+        assert_eq!(block.cumulative_lost, 5);
+        assert_eq!(block.fraction_lost, (5 * 256 / 50) as u8);
+        a.receive_rtcp(&rr, epoch + Duration::from_millis(250))
+            .unwrap();
+        let st = a.stats();
+        assert_eq!(st.remote_lost, Some(5));
+        let rtt = st.rtt_ms.unwrap();
+        assert!((rtt - 150.0).abs() < 1.0, "{rtt}");
+        assert!(a.estimated_delay_ms() > 100.0);
+        // On the RTP port (mux): recognised, counted, never mistaken for audio.
+        assert_eq!(b.receive(&sr, addr(1), t0), Ok(None));
+        assert_eq!(b.stats().rtcp_received, 2);
+        assert!(b
+            .receive(&[0x80, 201, 0, 9, 0, 0, 0, 0], addr(1), t0)
+            .is_err());
     }
 
     #[test]

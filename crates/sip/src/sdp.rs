@@ -584,6 +584,9 @@ pub fn offer(local: &LocalMedia, session_id: &str, version: u64) -> Sdp {
         attributes.push(("crypto".into(), Some(c.clone())));
     }
     attributes.push(("ptime".into(), Some(local.ptime.to_string())));
+    // RTP and RTCP on one port (RFC 5761): when the answer does not take it, RTCP is left out
+    // rather than sent to a port we do not listen on.
+    attributes.push(("rtcp-mux".into(), None));
     attributes.push((local.direction.as_str().into(), None));
     let proto = if local.crypto.is_empty() {
         "RTP/AVP"

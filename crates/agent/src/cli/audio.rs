@@ -21,6 +21,8 @@ struct CallMedia {
     source: Option<WavSource>,
     sink: Option<WavSink>,
     send: bool,
+    /// RTCP goes on the RTP port (RFC 5761) when both sides agreed; otherwise none is sent.
+    rtcp_mux: bool,
 }
 
 struct CallAudio {
@@ -95,6 +97,7 @@ impl CallAudio {
                 source: self.play.clone(),
                 sink,
                 send,
+                rtcp_mux: m.rtcp_mux,
             },
         );
         Ok(())
@@ -105,6 +108,7 @@ impl CallAudio {
         if let Some(c) = self.calls.get_mut(&call) {
             c.session.set_remote(m.remote);
             c.session.set_telephone_event(m.telephone_event);
+            c.rtcp_mux = m.rtcp_mux;
             c.send = directions(m.direction).0;
         }
     }
@@ -144,6 +148,18 @@ impl CallAudio {
             }
         }
         out
+    }
+
+    /// RTCP reports due now (every 5 s): one per call that agreed rtcp-mux.
+    fn reports(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.calls
+            .values_mut()
+            .filter(|c| c.rtcp_mux)
+            .filter_map(|c| Some((c.session.remote()?, c.session.rtcp_report(now))))
+            .collect()
     }
 
     /// A datagram on the RTP port: to the call whose peer sent it (or the only call, which
@@ -221,6 +237,7 @@ impl AudioHandle {
         let (ev_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
+            let mut ticks: u64 = 0;
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             loop {
@@ -252,6 +269,13 @@ impl AudioHandle {
                     _ = tick.tick() => {
                         for (to, packet) in audio.tick() {
                             let _ = socket.send_to(&packet, to).await;
+                        }
+                        ticks += 1;
+                        // RTCP every 5 s (RFC 3550 §6.2's minimum for a two-party call).
+                        if ticks % 250 == 125 {
+                            for (to, packet) in audio.reports() {
+                                let _ = socket.send_to(&packet, to).await;
+                            }
                         }
                     }
                 }

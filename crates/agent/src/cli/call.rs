@@ -663,6 +663,8 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                             "late": stats.late,
                             "dropped": stats.malformed + stats.wrong_source + stats.wrong_payload_type,
                             "mos": mos.map(|m| (m * 100.0).round() / 100.0),
+                            "rtt_ms": stats.rtt_ms.map(|r| (r * 10.0).round() / 10.0),
+                            "rtcp_received": stats.rtcp_received,
                         });
                         s.out.event("ended", fields, format!("call {call} ended: {text}"));
                         if let Some(orig) = s.transfers.remove(&call) {
