@@ -1,7 +1,7 @@
 //! Calls that carry audio, against baresip (Debian's 1.0): each side plays a tone of its own
 //! (baresip its `ausine` at 440 Hz, the agent a WAV file at 1000 Hz) and records what it hears;
-//! a Goertzel detector checks that each direction carried the other side's tone — with PCMU
-//! and with PCMA, with the agent calling and being called.
+//! a Goertzel detector checks that each direction carried the other side's tone — with Opus,
+//! PCMU and PCMA, with the agent calling and being called.
 
 mod common;
 
@@ -69,8 +69,8 @@ fn check_both_directions(agent_heard: &Path, bob: &Baresip, ev: &[serde_json::Va
 }
 
 #[test]
-fn the_agent_calls_baresip_and_tones_cross_both_ways_pcmu_and_pcma() {
-    for codec in ["PCMU", "PCMA"] {
+fn the_agent_calls_baresip_and_tones_cross_both_ways_opus_pcmu_and_pcma() {
+    for codec in ["opus", "PCMU", "PCMA"] {
         let bob = Baresip::start("bob", "auto", BARESIP_HZ);
         let dir = tempfile::tempdir().unwrap();
         let play = tone_file(dir.path());

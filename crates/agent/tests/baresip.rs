@@ -36,8 +36,8 @@ fn agent_calls_baresip_with_dtmf_hold_and_hangs_up() {
     );
     let est = ev.iter().find(|e| e["event"] == "established").unwrap();
     assert_eq!(
-        est["media"]["codec"], "PCMU",
-        "we offer the codecs our media engine carries (G.711 until Opus lands), PCMU first"
+        est["media"]["codec"], "opus",
+        "baresip offers Opus and so do we, first"
     );
     assert!(est["media"]["remote"]
         .as_str()

@@ -4,7 +4,8 @@
 //! - [`rtp`]: RTP packets (RFC 3550 §5): parsing with padding, CSRCs and header extensions,
 //!   and building;
 //! - [`rtcp`]: sender and receiver reports (RFC 3550 §6.4) and the round-trip time;
-//! - [`g711`]: G.711 µ-law (PCMU) and A-law (PCMA), per ITU-T G.711;
+//! - [`g711`]: G.711 µ-law (PCMU) and A-law (PCMA), per ITU-T G.711 (Opus goes through
+//!   libopus inside [`session`]);
 //! - [`jitter`]: an adaptive jitter buffer, bounded in memory, that reorders, drops late and
 //!   duplicate packets and asks for concealment where packets are missing;
 //! - [`session`]: one call's media stream — encoding and packetising 20 ms frames, latching
@@ -15,7 +16,7 @@
 //! - [`tone`]: a tone generator and a Goertzel detector, to check which tones a call carried;
 //! - [`quality`]: the E-model (ITU-T G.107) R factor and MOS from delay and loss.
 //!
-//! Opus, SRTP and devices through cpal come with the rest of the
+//! SRTP and devices through cpal come with the rest of the
 //! media issue; see `crates/media/README.md` for what is in and what is not yet.
 
 pub mod g711;

@@ -19,34 +19,60 @@ use crate::rtp::{self, RtpHeader};
 pub enum Codec {
     Pcmu,
     Pcma,
+    /// Opus (RFC 6716, RTP per RFC 7587) through libopus: 48 kHz, mono, VoIP mode, in-band
+    /// FEC on.
+    Opus,
 }
 
 impl Codec {
-    /// By SDP encoding name (case-insensitive) at 8 kHz.
+    /// By SDP encoding name (case-insensitive) and clock rate.
     pub fn from_name(name: &str, clock_rate: u32) -> Option<Self> {
         match (name.to_ascii_uppercase().as_str(), clock_rate) {
             ("PCMU", 8000) => Some(Self::Pcmu),
             ("PCMA", 8000) => Some(Self::Pcma),
+            ("OPUS", 48000) => Some(Self::Opus),
             _ => None,
         }
     }
 
     pub fn clock_rate(self) -> u32 {
-        8000
-    }
-
-    fn encode(self, pcm: &[i16]) -> Vec<u8> {
         match self {
-            Self::Pcmu => pcm.iter().map(|&s| g711::ulaw_encode(s)).collect(),
-            Self::Pcma => pcm.iter().map(|&s| g711::alaw_encode(s)).collect(),
+            Self::Opus => 48000,
+            _ => 8000,
         }
     }
 
-    fn decode(self, payload: &[u8]) -> Vec<i16> {
+    /// The E-model figures for this codec.
+    pub fn impairment(self) -> crate::quality::CodecImpairment {
         match self {
-            Self::Pcmu => payload.iter().map(|&b| g711::ulaw_decode(b)).collect(),
-            Self::Pcma => payload.iter().map(|&b| g711::alaw_decode(b)).collect(),
+            Self::Opus => crate::quality::CodecImpairment::OPUS,
+            _ => crate::quality::CodecImpairment::G711_PLC,
         }
+    }
+}
+
+/// libopus's encoder and decoder for one stream.
+struct OpusState {
+    enc: opus::Encoder,
+    dec: opus::Decoder,
+}
+
+impl std::fmt::Debug for OpusState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpusState")
+    }
+}
+
+impl OpusState {
+    fn new() -> Option<Self> {
+        let mut enc =
+            opus::Encoder::new(48000, opus::Channels::Mono, opus::Application::Voip).ok()?;
+        // In-band FEC (RFC 7587 §3.3) against loss; a starting loss guess that RTCP refines.
+        enc.set_inband_fec(true).ok()?;
+        enc.set_packet_loss_perc(5).ok()?;
+        enc.set_bitrate(opus::Bitrate::Bits(32_000)).ok()?;
+        let dec = opus::Decoder::new(48000, opus::Channels::Mono).ok()?;
+        Some(Self { enc, dec })
     }
 }
 
@@ -114,6 +140,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct MediaSession {
     codec: Codec,
+    opus: Option<OpusState>,
     payload_type: u8,
     /// Samples a frame (160 for 20 ms at 8 kHz).
     frame: usize,
@@ -157,6 +184,7 @@ impl MediaSession {
         let frame = (codec.clock_rate() / 50) as usize;
         Self {
             codec,
+            opus: (codec == Codec::Opus).then(OpusState::new).flatten(),
             payload_type,
             frame,
             ssrc: rand::random(),
@@ -351,7 +379,7 @@ impl MediaSession {
         self.dtmf_gap = self.dtmf_gap.saturating_sub(1);
         let mut frame = pcm.to_vec();
         frame.resize(self.frame, 0);
-        let payload = self.codec.encode(&frame);
+        let payload = self.encode(&frame);
         let packet = rtp::build(
             &RtpHeader {
                 payload_type: self.payload_type,
@@ -476,15 +504,66 @@ impl MediaSession {
         self.jitter.adapt(self.jitter_ts / self.frame as f64);
     }
 
+    fn encode(&mut self, pcm: &[i16]) -> Vec<u8> {
+        match (self.codec, self.opus.as_mut()) {
+            (Codec::Pcmu, _) => pcm.iter().map(|&s| g711::ulaw_encode(s)).collect(),
+            (Codec::Pcma, _) => pcm.iter().map(|&s| g711::alaw_encode(s)).collect(),
+            (Codec::Opus, Some(o)) => {
+                let mut out = vec![0u8; 1500];
+                match o.enc.encode(pcm, &mut out) {
+                    Ok(n) => {
+                        out.truncate(n);
+                        out
+                    }
+                    Err(_) => Vec::new(),
+                }
+            }
+            (Codec::Opus, None) => Vec::new(),
+        }
+    }
+
+    fn decode(&mut self, payload: &[u8]) -> Vec<i16> {
+        match (self.codec, self.opus.as_mut()) {
+            (Codec::Pcmu, _) => payload.iter().map(|&b| g711::ulaw_decode(b)).collect(),
+            (Codec::Pcma, _) => payload.iter().map(|&b| g711::alaw_decode(b)).collect(),
+            (Codec::Opus, Some(o)) => {
+                // Up to 120 ms per packet (RFC 6716); we play one 20 ms frame of it.
+                let mut out = vec![0i16; 48 * 120];
+                match o.dec.decode(payload, &mut out, false) {
+                    Ok(n) => {
+                        out.truncate(n);
+                        out
+                    }
+                    Err(_) => {
+                        self.stats.malformed += 1;
+                        Vec::new()
+                    }
+                }
+            }
+            (Codec::Opus, None) => Vec::new(),
+        }
+    }
+
     /// The next 20 ms to play: decoded, concealed (the last frame again, fading out — G.711
     /// packet loss concealment in the spirit of G.711 Appendix I), or silence.
     pub fn play(&mut self) -> Vec<i16> {
         match self.jitter.pop() {
             Playout::Frame(p) => {
-                let mut pcm = self.codec.decode(&p);
+                let mut pcm = self.decode(&p);
                 pcm.resize(self.frame, 0);
                 self.last_played.clone_from(&pcm);
                 self.concealed_run = 0;
+                pcm
+            }
+            Playout::Missing if self.opus.is_some() => {
+                self.concealed_run += 1;
+                self.stats.concealed_ms += 20;
+                // libopus's own concealment (a decode without a packet).
+                let n = self.frame;
+                let mut pcm = vec![0i16; n];
+                if let Some(o) = self.opus.as_mut() {
+                    let _ = o.dec.decode(&[], &mut pcm, false);
+                }
                 pcm
             }
             Playout::Missing => {
@@ -527,11 +606,7 @@ impl MediaSession {
         // Frames concealed for lateness count like losses to the listener.
         let lost = s.packets_lost + s.late;
         let loss = 100.0 * lost as f64 / (expected + s.late) as f64;
-        let r = crate::quality::r_factor(
-            self.estimated_delay_ms(),
-            loss,
-            crate::quality::CodecImpairment::G711_PLC,
-        );
+        let r = crate::quality::r_factor(self.estimated_delay_ms(), loss, self.codec.impairment());
         Some(crate::quality::mos(r))
     }
 
@@ -565,8 +640,10 @@ mod tests {
         let mut a = MediaSession::new(codec, 0, Some(addr(2)), t0);
         let mut b = MediaSession::new(codec, 0, Some(addr(1)), t0);
         let mut heard = Vec::new();
+        let rate = codec.clock_rate();
+        let n = (rate / 50) as usize;
         for i in 0..200usize {
-            let pcm = tone::sine(1000.0, 8000, 8000.0, (i * 160) as u64, 160);
+            let pcm = tone::sine(1000.0, rate, 8000.0, (i * n) as u64, n);
             let pkt = a.packetise(&pcm);
             let late = if i % 2 == 1 { jitter_ms } else { 0 };
             let at = t0 + Duration::from_millis(20 * i as u64 + late);
@@ -580,11 +657,11 @@ mod tests {
     }
 
     #[test]
-    fn a_tone_crosses_intact_with_pcmu_and_pcma() {
-        for codec in [Codec::Pcmu, Codec::Pcma] {
+    fn a_tone_crosses_intact_with_pcmu_pcma_and_opus() {
+        for codec in [Codec::Pcmu, Codec::Pcma, Codec::Opus] {
             let (heard, stats, mos) = carry(codec, &[], 0);
             assert!(mos > 4.3, "clean call: MOS {mos}");
-            let (wins, loud) = tone::detect(&heard, 8000, &[1000.0, 440.0]);
+            let (wins, loud) = tone::detect(&heard, codec.clock_rate(), &[1000.0, 440.0]);
             assert!(
                 loud >= 70 && wins[0] == loud,
                 "{codec:?}: {wins:?} of {loud}"
@@ -599,6 +676,12 @@ mod tests {
     #[test]
     fn loss_is_counted_and_concealed_and_jitter_measured() {
         let lose: Vec<usize> = (10..200).step_by(20).collect();
+        let (_, opus_stats, opus_mos) = carry(Codec::Opus, &lose, 30);
+        assert_eq!(opus_stats.packets_lost, lose.len() as u64);
+        assert!(
+            (3.0..4.4).contains(&opus_mos),
+            "Opus under loss: {opus_mos}"
+        );
         let (heard, stats, mos) = carry(Codec::Pcmu, &lose, 30);
         assert!((3.0..4.3).contains(&mos), "5 % loss and jitter: MOS {mos}");
         assert_eq!(stats.packets_lost, lose.len() as u64);

@@ -1,5 +1,5 @@
 //! The audio of the headless agent's calls: one RTP port shared by its calls, a media session
-//! per call (G.711 today), a WAV file or silence as the microphone and a WAV file as the
+//! per call (Opus or G.711), a WAV file or silence as the microphone and a WAV file as the
 //! speaker. It runs in a task of its own with its own 20 ms clock, driven through an
 //! [`AudioHandle`]: the SIP loop never waits on audio, and audio never interrupts SIP (a TLS
 //! handshake takes longer than a frame). The desktop app will put cpal devices where the files
@@ -27,22 +27,26 @@ struct CallMedia {
 
 struct CallAudio {
     calls: HashMap<CallId, CallMedia>,
-    play: Option<WavSource>,
+    /// The file to play, and its audio at each rate a call needed so far.
+    play: Option<PathBuf>,
+    played: HashMap<u32, WavSource>,
     record: Option<PathBuf>,
     recordings: u32,
 }
 
-/// The codecs `--codec` names, in order (default: PCMU then PCMA).
+/// The codecs `--codec` names, in order (default: Opus, then PCMU, then PCMA).
 pub fn parse_codecs(names: &[String]) -> anyhow::Result<Vec<Codec>> {
     if names.is_empty() {
-        return Ok(vec![Codec::Pcmu, Codec::Pcma]);
+        return Ok(vec![Codec::Opus, Codec::Pcmu, Codec::Pcma]);
     }
     names
         .iter()
         .map(|n| {
-            Codec::from_name(n, 8000).ok_or_else(|| {
-                anyhow::anyhow!("unknown codec {n:?} — this agent speaks pcmu and pcma")
-            })
+            Codec::from_name(n, 8000)
+                .or_else(|| Codec::from_name(n, 48000))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("unknown codec {n:?} — this agent speaks opus, pcmu and pcma")
+                })
         })
         .collect()
 }
@@ -90,11 +94,24 @@ impl CallAudio {
             None => None,
         };
         let (send, _) = directions(m.direction);
+        let source = match &self.play {
+            Some(path) => {
+                let rate = codec.clock_rate();
+                let src = match self.played.entry(rate) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(WavSource::open(path, rate)?)
+                    }
+                };
+                Some(src.clone())
+            }
+            None => None,
+        };
         self.calls.insert(
             call,
             CallMedia {
                 session,
-                source: self.play.clone(),
+                source,
                 sink,
                 send,
                 rtcp_mux: m.rtcp_mux,
@@ -222,14 +239,16 @@ impl AudioHandle {
         record: Option<&Path>,
         codecs: Vec<Codec>,
     ) -> anyhow::Result<Self> {
-        let play = match play {
-            Some(p) => Some(WavSource::open(p, 8000)?),
-            None => None,
-        };
+        // Read the file now, so a bad one is an error before any call.
+        let mut played = HashMap::new();
+        if let Some(p) = play {
+            played.insert(8000, WavSource::open(p, 8000)?);
+        }
         let port = socket.local_addr()?.port();
         let mut audio = CallAudio {
             calls: HashMap::new(),
-            play,
+            play: play.map(Path::to_path_buf),
+            played,
             record: record.map(Path::to_path_buf),
             recordings: 0,
         };
@@ -304,6 +323,7 @@ impl AudioHandle {
             .map(|c| match c {
                 Codec::Pcmu => CodecSpec::pcmu(),
                 Codec::Pcma => CodecSpec::pcma(),
+                Codec::Opus => CodecSpec::opus(),
             })
             .collect()
     }

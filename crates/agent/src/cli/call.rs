@@ -82,11 +82,13 @@ pub struct AccountArgs {
     /// Play this WAV file into the call (any rate or channels; silence after its end).
     #[arg(long, value_name = "FILE.wav")]
     pub play: Option<std::path::PathBuf>,
-    /// Record what the call carries from the other side to this WAV file (8 kHz mono;
+    /// Record what the call carries from the other side to this WAV file (mono at the
+    /// codec's rate;
     /// further calls get -2, -3 … before the extension).
     #[arg(long, value_name = "FILE.wav")]
     pub record: Option<std::path::PathBuf>,
-    /// Codecs to offer and accept, in order of preference (repeatable): pcmu, pcma.
+    /// Codecs to offer and accept, in order of preference (repeatable): opus, pcmu, pcma
+    /// (default: all three, in that order).
     #[arg(long = "codec", value_name = "NAME")]
     pub codecs: Vec<String>,
 }
