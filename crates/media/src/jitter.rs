@@ -47,6 +47,16 @@ pub struct JitterBuffer {
     capacity: usize,
     /// Consecutive periods with nothing to play.
     starved: u32,
+    /// The frame the last pop reported missing.
+    lost: Option<u64>,
+    /// Play one made-up frame to deepen the buffer (after the minimum was raised, or a
+    /// packet came too late).
+    stretch: bool,
+    /// A floor under the target raised by packets that came too late (our playout clock
+    /// and the sender's drift, the scheduler delayed us): lowered again by one frame after
+    /// every 10 s without a late packet.
+    late_floor: usize,
+    since_late: u32,
     pub stats: JitterStats,
 }
 
@@ -64,6 +74,10 @@ impl JitterBuffer {
             max_frames,
             capacity: max_frames * 4 + 8,
             starved: 0,
+            lost: None,
+            stretch: false,
+            late_floor: 0,
+            since_late: 0,
             stats: JitterStats::default(),
         }
     }
@@ -85,8 +99,13 @@ impl JitterBuffer {
     /// Sets the target from the interarrival jitter (in frames): about twice the jitter plus
     /// one frame, within the bounds.
     pub fn adapt(&mut self, jitter_frames: f64) {
+        self.since_late += 1;
+        if self.since_late >= 500 && self.late_floor > 0 {
+            self.late_floor -= 1;
+            self.since_late = 0;
+        }
         let t = (2.0 * jitter_frames + 1.0).ceil() as usize;
-        self.target = t.clamp(self.min_frames, self.max_frames);
+        self.target = t.clamp(self.min_frames.max(self.late_floor), self.max_frames);
     }
 
     fn extend(&mut self, seq: u16) -> u64 {
@@ -117,6 +136,11 @@ impl JitterBuffer {
         let ext = self.extend(seq);
         if self.next.is_some_and(|n| ext < n) {
             self.stats.late += 1;
+            // Its frame was concealed already: one frame more of delay from now on.
+            self.late_floor = (self.target + 1).min(self.max_frames);
+            self.target = self.late_floor;
+            self.since_late = 0;
+            self.stretch = true;
             return;
         }
         if self.packets.contains_key(&ext) {
@@ -130,8 +154,30 @@ impl JitterBuffer {
         self.packets.insert(ext, payload);
     }
 
+    /// After a [`Playout::Missing`] for a lost frame, the packet that follows it if it is
+    /// here already (Opus rebuilds the lost frame from that packet's in-band FEC).
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        self.packets.get(&(self.lost? + 1)).map(Vec::as_slice)
+    }
+
+    /// Raises the least delay to `frames` (never lowers it). A playing buffer grows by one
+    /// made-up frame ([`Playout::Missing`]) when it holds less than that.
+    pub fn set_min_frames(&mut self, frames: usize) {
+        if frames > self.min_frames {
+            self.min_frames = frames.min(self.max_frames);
+            self.target = self.target.max(self.min_frames);
+            self.stretch = self.next.is_some();
+        }
+    }
+
     /// The next frame period.
     pub fn pop(&mut self) -> Playout {
+        self.lost = None;
+        if self.stretch && self.next.is_some() && self.packets.len() < self.target {
+            self.stretch = false;
+            self.stats.concealed += 1;
+            return Playout::Missing;
+        }
         let Some(next) = self.next else {
             // Buffering: start once `target` frames are in.
             if self.packets.len() >= self.target {
@@ -174,6 +220,7 @@ impl JitterBuffer {
                     return Playout::Idle;
                 }
                 self.stats.concealed += 1;
+                self.lost = Some(next);
                 Playout::Missing
             }
         }
@@ -186,6 +233,34 @@ mod tests {
 
     fn frames(jb: &mut JitterBuffer, n: usize) -> Vec<Playout> {
         (0..n).map(|_| jb.pop()).collect()
+    }
+
+    #[test]
+    fn a_raised_minimum_deepens_the_buffer_once_and_peek_follows_a_loss() {
+        let mut jb = JitterBuffer::new(1, 10);
+        jb.adapt(0.0);
+        assert_eq!(jb.target(), 1);
+        jb.push(1, vec![1]);
+        assert_eq!(jb.pop(), Playout::Frame(vec![1]));
+        // 2 is lost; 3 arrives after 2's turn: plain concealment, nothing to peek at.
+        assert_eq!(jb.pop(), Playout::Missing);
+        assert_eq!(jb.peek_next(), None);
+        jb.push(3, vec![3]);
+        assert_eq!(jb.pop(), Playout::Frame(vec![3]));
+        // Now one packet ahead is kept: one made-up frame, then the stream a frame later.
+        jb.set_min_frames(2);
+        jb.push(4, vec![4]);
+        assert_eq!(jb.pop(), Playout::Missing);
+        assert_eq!(jb.peek_next(), None, "a stretch is not a loss");
+        jb.push(5, vec![5]);
+        assert_eq!(jb.pop(), Playout::Frame(vec![4]));
+        // 6 lost, 7 here in time: the lost frame's successor is there to rebuild it from.
+        jb.push(7, vec![7]);
+        assert_eq!(jb.pop(), Playout::Frame(vec![5]));
+        jb.push(8, vec![8]);
+        assert_eq!(jb.pop(), Playout::Missing);
+        assert_eq!(jb.peek_next(), Some(&[7u8][..]));
+        assert_eq!(jb.pop(), Playout::Frame(vec![7]));
     }
 
     #[test]
@@ -217,10 +292,23 @@ mod tests {
         assert_eq!(jb.pop(), Playout::Missing);
         jb.push(102, vec![102]); // too late now
         jb.push(103, vec![103]); // duplicate
+                                 // A late packet deepens the buffer by a frame: one made-up frame, then on.
+        let before = jb.target();
+        assert_eq!(jb.pop(), Playout::Missing);
         assert_eq!(jb.pop(), Playout::Frame(vec![103]));
         assert_eq!(jb.stats.late, 1);
         assert_eq!(jb.stats.duplicates, 1);
-        assert_eq!(jb.stats.concealed, 1);
+        assert_eq!(jb.stats.concealed, 2);
+        jb.adapt(0.0);
+        assert_eq!(jb.target(), before, "the floor holds");
+        for _ in 0..500 {
+            jb.adapt(0.0);
+        }
+        assert_eq!(
+            jb.target(),
+            before - 1,
+            "and comes down after 10 s without lateness"
+        );
     }
 
     #[test]

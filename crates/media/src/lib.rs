@@ -16,8 +16,10 @@
 //! - [`tone`]: a tone generator and a Goertzel detector, to check which tones a call carried;
 //! - [`quality`]: the E-model (ITU-T G.107) R factor and MOS from delay and loss.
 //!
-//! SRTP and devices through cpal come with the rest of the
-//! media issue; see `crates/media/README.md` for what is in and what is not yet.
+//! - [`srtp`]: SRTP/SRTCP keyed by SDES `a=crypto` lines (RFC 3711, RFC 4568, RFC 7714).
+//!
+//! Devices through cpal come with the rest of the media issue; see `crates/media/README.md`
+//! for what is in and what is not yet.
 
 pub mod g711;
 pub mod jitter;
@@ -25,5 +27,6 @@ pub mod quality;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod tone;
 pub mod wav;

@@ -51,10 +51,16 @@ impl Codec {
     }
 }
 
-/// libopus's encoder and decoder for one stream.
+/// libopus's encoder and decoder for one stream, and how the encoder is tuned.
 struct OpusState {
     enc: opus::Encoder,
     dec: opus::Decoder,
+    /// The most the peer wants (`maxaveragebitrate`, RFC 7587 §6.1) or our default.
+    max_bitrate: i32,
+    bitrate: i32,
+    /// The peer decodes in-band FEC (`useinbandfec`, default on for us).
+    fec: bool,
+    dtx: bool,
 }
 
 impl std::fmt::Debug for OpusState {
@@ -70,10 +76,56 @@ impl OpusState {
         // In-band FEC (RFC 7587 §3.3) against loss; a starting loss guess that RTCP refines.
         enc.set_inband_fec(true).ok()?;
         enc.set_packet_loss_perc(5).ok()?;
-        enc.set_bitrate(opus::Bitrate::Bits(32_000)).ok()?;
+        enc.set_bitrate(opus::Bitrate::Bits(OPUS_DEFAULT_BITRATE))
+            .ok()?;
         let dec = opus::Decoder::new(48000, opus::Channels::Mono).ok()?;
-        Some(Self { enc, dec })
+        Some(Self {
+            enc,
+            dec,
+            max_bitrate: OPUS_DEFAULT_BITRATE,
+            bitrate: OPUS_DEFAULT_BITRATE,
+            fec: true,
+            dtx: false,
+        })
     }
+
+    /// Follows the loss the peer reports (RTCP fraction lost, in %): tells the encoder, which
+    /// then spends more of each packet on FEC, and lowers the bitrate when loss says the path
+    /// is congested (above 3 %: 80 %, above 10 %: 60 % of the maximum, never below the
+    /// 12 kbit/s where wideband speech with FEC stays intelligible).
+    fn adapt(&mut self, loss_percent: f64) {
+        let loss = loss_percent.clamp(0.0, 100.0);
+        let share = if loss > 10.0 {
+            0.6
+        } else if loss > 3.0 {
+            0.8
+        } else {
+            1.0
+        };
+        let bitrate =
+            ((f64::from(self.max_bitrate) * share) as i32).max(12_000.min(self.max_bitrate));
+        if bitrate != self.bitrate && self.enc.set_bitrate(opus::Bitrate::Bits(bitrate)).is_ok() {
+            self.bitrate = bitrate;
+        }
+        // libopus adds FEC in proportion to the expected loss; at least 1 % while FEC is on.
+        let perc = if self.fec {
+            (loss.ceil() as i32).clamp(1, 30)
+        } else {
+            0
+        };
+        let _ = self.enc.set_packet_loss_perc(perc);
+    }
+}
+
+/// Opus bitrate before the peer tells us otherwise: wideband speech with room for FEC.
+pub const OPUS_DEFAULT_BITRATE: i32 = 32_000;
+
+/// A `key=value` of an `a=fmtp` parameter list.
+fn fmtp_param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
+    })
 }
 
 /// Why a packet was not used.
@@ -89,6 +141,8 @@ pub enum Dropped {
     BadEvent(usize),
     #[error("malformed RTCP: {0}")]
     Rtcp(crate::rtcp::RtcpError),
+    #[error("{0}")]
+    Srtp(crate::srtp::SrtpError),
 }
 
 /// RFC 4733 §3.2 event codes 0–15 as DTMF characters.
@@ -135,6 +189,16 @@ pub struct Stats {
     /// What the peer says it lost of our stream, cumulative.
     pub remote_lost: Option<i32>,
     pub rtcp_received: u64,
+    /// SRTP/SRTCP packets that failed authentication (a wrong key, or altered on the way).
+    pub srtp_auth_failures: u64,
+    /// SRTP packets seen before (replays), dropped.
+    pub srtp_replayed: u64,
+    /// Lost Opus frames rebuilt from the next packet's in-band FEC.
+    pub fec_recovered: u64,
+    /// The Opus encoder's bitrate now (bit/s), as adapted to the loss the peer reports.
+    pub opus_bitrate: Option<i32>,
+    /// Frames not sent because Opus DTX found silence.
+    pub dtx_frames: u64,
 }
 
 #[derive(Debug)]
@@ -175,6 +239,7 @@ pub struct MediaSession {
     /// Expected/received at our last report (for the fraction lost).
     prior: (u64, u64),
     octets_sent: u64,
+    srtp: Option<crate::srtp::Srtp>,
 }
 
 impl MediaSession {
@@ -213,7 +278,39 @@ impl MediaSession {
             last_sr: None,
             prior: (0, 0),
             octets_sent: 0,
+            srtp: None,
         }
+    }
+
+    /// Encrypt what we send and check what arrives (SRTP keyed by SDES), or carry plain RTP.
+    pub fn set_srtp(&mut self, srtp: Option<crate::srtp::Srtp>) {
+        self.srtp = srtp;
+    }
+
+    /// Whether the stream is encrypted.
+    pub fn is_secure(&self) -> bool {
+        self.srtp.is_some()
+    }
+
+    /// Tunes Opus to the peer's `a=fmtp` (RFC 7587 §6.1: `maxaveragebitrate`, `useinbandfec`,
+    /// `usedtx`) and to whether we want DTX ourselves. No effect on G.711.
+    pub fn configure_opus(&mut self, peer_fmtp: Option<&str>, dtx: bool) {
+        let Some(o) = self.opus.as_mut() else {
+            return;
+        };
+        let fmtp = peer_fmtp.unwrap_or("");
+        if let Some(max) = fmtp_param(fmtp, "maxaveragebitrate").and_then(|v| v.parse::<i32>().ok())
+        {
+            o.max_bitrate = max.clamp(6_000, 510_000).min(OPUS_DEFAULT_BITRATE);
+            o.bitrate = 0;
+        }
+        // RFC 7587: useinbandfec=0 says the peer's decoder does not use FEC; sending it then
+        // only costs bits.
+        o.fec = fmtp_param(fmtp, "useinbandfec") != Some("0");
+        let _ = o.enc.set_inband_fec(o.fec);
+        o.dtx = dtx || fmtp_param(fmtp, "usedtx") == Some("1");
+        let _ = o.enc.set_dtx(o.dtx);
+        o.adapt(0.0);
     }
 
     /// An RTCP report to send now (`now` since the Unix epoch): an SR once we have sent, with
@@ -255,7 +352,16 @@ impl MediaSession {
                 dlsr,
             }
         });
-        crate::rtcp::build(self.ssrc, sender.as_ref(), block.as_ref())
+        let report = crate::rtcp::build(self.ssrc, sender.as_ref(), block.as_ref());
+        self.protect(report)
+    }
+
+    /// Through SRTP when the call is encrypted; an empty packet (not sent) when it cannot be.
+    fn protect(&mut self, packet: Vec<u8>) -> Vec<u8> {
+        match self.srtp.as_mut() {
+            None => packet,
+            Some(s) => s.protect(&packet).unwrap_or_default(),
+        }
     }
 
     fn receive_rtcp(&mut self, packet: &[u8], now: std::time::Duration) -> Result<(), Dropped> {
@@ -274,6 +380,9 @@ impl MediaSession {
                     self.stats.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
                 }
                 self.stats.remote_lost = Some(b.cumulative_lost);
+                if let Some(o) = self.opus.as_mut() {
+                    o.adapt(f64::from(b.fraction_lost) * 100.0 / 256.0);
+                }
             }
         }
         Ok(())
@@ -372,14 +481,28 @@ impl MediaSession {
 
     /// One frame of PCM (padded or cut to a frame) → the RTP packet to send (an RFC 4733
     /// event packet instead while a DTMF digit is being sent).
+    ///
+    /// Empty when there is nothing to send this time: Opus DTX found silence (RFC 7587
+    /// §3.1.3: packets of two bytes or less need not go), or SRTP could not protect it.
     pub fn packetise(&mut self, pcm: &[i16]) -> Vec<u8> {
         if let Some(p) = self.dtmf_packet() {
-            return p;
+            return self.protect(p);
         }
         self.dtmf_gap = self.dtmf_gap.saturating_sub(1);
         let mut frame = pcm.to_vec();
         frame.resize(self.frame, 0);
         let payload = self.encode(&frame);
+        if self.codec == Codec::Opus
+            && payload.len() <= 2
+            && self.opus.as_ref().is_some_and(|o| o.dtx)
+        {
+            // Silence under DTX: time goes on, nothing is sent; the next packet starts a
+            // talkspurt (marker bit).
+            self.ts = self.ts.wrapping_add(self.frame as u32);
+            self.marker = true;
+            self.stats.dtx_frames += 1;
+            return Vec::new();
+        }
         let packet = rtp::build(
             &RtpHeader {
                 payload_type: self.payload_type,
@@ -395,7 +518,7 @@ impl MediaSession {
         self.ts = self.ts.wrapping_add(self.frame as u32);
         self.stats.packets_sent += 1;
         self.octets_sent += payload.len() as u64;
-        packet
+        self.protect(packet)
     }
 
     /// A packet arrived from `from` at `now`. Returns the DTMF digit an RFC 4733 event
@@ -406,6 +529,24 @@ impl MediaSession {
         from: SocketAddr,
         now: Instant,
     ) -> Result<Option<char>, Dropped> {
+        let clear;
+        let packet = match self.srtp.as_mut() {
+            None => packet,
+            Some(srtp) => match srtp.unprotect(packet) {
+                Ok(p) => {
+                    clear = p;
+                    &clear[..]
+                }
+                Err(e) => {
+                    match e {
+                        crate::srtp::SrtpError::AuthFailed => self.stats.srtp_auth_failures += 1,
+                        crate::srtp::SrtpError::Replayed => self.stats.srtp_replayed += 1,
+                        _ => self.stats.malformed += 1,
+                    }
+                    return Err(Dropped::Srtp(e));
+                }
+            },
+        };
         if crate::rtcp::is_rtcp(packet) {
             // RTCP on the RTP port (rtcp-mux, RFC 5761), from the peer only.
             if self.latched && Some(from) != self.remote {
@@ -479,6 +620,12 @@ impl MediaSession {
             }
             Some(_) => {
                 let delta = h.sequence.wrapping_sub(self.last_seq);
+                if delta > 1 && delta < 0x8000 && self.opus.is_some() {
+                    // Loss on an Opus stream: keep one packet ahead so that a lost frame
+                    // can be rebuilt from the next packet's FEC (20 ms more delay, only on
+                    // lossy paths).
+                    self.jitter.set_min_frames(2);
+                }
                 if delta != 0 && delta < 0x8000 {
                     if h.sequence < self.last_seq {
                         self.cycles += 1 << 16;
@@ -556,13 +703,27 @@ impl MediaSession {
                 pcm
             }
             Playout::Missing if self.opus.is_some() => {
-                self.concealed_run += 1;
-                self.stats.concealed_ms += 20;
-                // libopus's own concealment (a decode without a packet).
                 let n = self.frame;
                 let mut pcm = vec![0i16; n];
+                // The packet after the lost one may carry it again at a lower rate (in-band
+                // FEC, RFC 7587 §3.3): decode that; otherwise libopus's concealment (a
+                // decode without a packet).
+                let next = self.jitter.peek_next().map(<[u8]>::to_vec);
+                let mut recovered = false;
                 if let Some(o) = self.opus.as_mut() {
-                    let _ = o.dec.decode(&[], &mut pcm, false);
+                    if let Some(next) = next {
+                        recovered = o.dec.decode(&next, &mut pcm, true).is_ok_and(|k| k == n);
+                    }
+                    if !recovered {
+                        let _ = o.dec.decode(&[], &mut pcm, false);
+                    }
+                }
+                if recovered {
+                    self.stats.fec_recovered += 1;
+                    self.concealed_run = 0;
+                } else {
+                    self.concealed_run += 1;
+                    self.stats.concealed_ms += 20;
                 }
                 pcm
             }
@@ -603,8 +764,9 @@ impl MediaSession {
         if expected == 0 {
             return None;
         }
-        // Frames concealed for lateness count like losses to the listener.
-        let lost = s.packets_lost + s.late;
+        // Frames concealed for lateness count like losses to the listener; frames FEC
+        // rebuilt do not.
+        let lost = (s.packets_lost + s.late).saturating_sub(s.fec_recovered);
         let loss = 100.0 * lost as f64 / (expected + s.late) as f64;
         let r = crate::quality::r_factor(self.estimated_delay_ms(), loss, self.codec.impairment());
         Some(crate::quality::mos(r))
@@ -620,6 +782,7 @@ impl MediaSession {
         s.jitter_ms = self.jitter_ts * 1000.0 / f64::from(self.codec.clock_rate());
         s.late = self.jitter.stats.late;
         s.duplicates = self.jitter.stats.duplicates;
+        s.opus_bitrate = self.opus.as_ref().map(|o| o.bitrate);
         s
     }
 }
@@ -803,6 +966,144 @@ mod tests {
         assert!(b
             .receive(&[0x80, 201, 0, 9, 0, 0, 0, 0], addr(1), t0)
             .is_err());
+    }
+
+    #[test]
+    fn opus_rebuilds_lost_frames_from_in_band_fec() {
+        // Speech-like: a tone whose loudness varies, so libopus stays in its SILK/hybrid modes
+        // where FEC lives.
+        let t0 = Instant::now();
+        let mut a = MediaSession::new(Codec::Opus, 111, Some(addr(2)), t0);
+        let mut b = MediaSession::new(Codec::Opus, 111, Some(addr(1)), t0);
+        a.configure_opus(Some("minptime=10;useinbandfec=1"), false);
+        a.opus.as_mut().unwrap().adapt(10.0);
+        let lose: Vec<usize> = (20..250).step_by(10).collect();
+        let mut heard = Vec::new();
+        for i in 0..250usize {
+            let mut pcm = tone::sine(300.0, 48000, 6000.0, (i * 960) as u64, 960);
+            let env = 0.4 + 0.6 * ((i as f64) * 0.3).sin().abs();
+            pcm.iter_mut()
+                .for_each(|s| *s = (f64::from(*s) * env) as i16);
+            let pkt = a.packetise(&pcm);
+            if !lose.contains(&i) {
+                b.receive(&pkt, addr(1), t0 + Duration::from_millis(20 * i as u64))
+                    .unwrap();
+            }
+            heard.extend(b.play());
+        }
+        let st = b.stats();
+        assert_eq!(st.packets_lost, lose.len() as u64);
+        assert!(
+            st.fec_recovered * 2 >= lose.len() as u64,
+            "most lost frames rebuilt: {st:?}"
+        );
+        assert!(st.concealed_ms < 20 * lose.len() as u64, "{st:?}");
+        let (wins, loud) = tone::detect(&heard, 48000, &[300.0, 1000.0]);
+        assert!(wins[0] * 10 >= loud * 9, "{wins:?} of {loud}");
+    }
+
+    #[test]
+    fn opus_bitrate_follows_reported_loss_within_the_peers_maximum() {
+        let t0 = Instant::now();
+        let epoch = Duration::from_secs(1_700_000_000);
+        let mut a = MediaSession::new(Codec::Opus, 111, Some(addr(2)), t0);
+        assert_eq!(a.stats().opus_bitrate, Some(OPUS_DEFAULT_BITRATE));
+        a.configure_opus(Some("maxaveragebitrate=24000; useinbandfec=1"), false);
+        assert_eq!(a.stats().opus_bitrate, Some(24_000));
+        // The peer reports what it got of a's stream: 0 %, then 20 %, then 5 %, then 0 %.
+        let mut b = MediaSession::new(Codec::Opus, 111, Some(addr(1)), t0);
+        let mut seen = Vec::new();
+        for lose_every in [0usize, 5, 20, 0] {
+            for i in 0..100 {
+                let p = a.packetise(&[0; 960]);
+                if lose_every == 0 || i % lose_every != 1 {
+                    b.receive(&p, addr(1), t0).unwrap();
+                }
+            }
+            let rr = b.rtcp_report(epoch);
+            a.receive_rtcp(&rr, epoch).unwrap();
+            seen.push(a.stats().opus_bitrate.unwrap());
+        }
+        assert_eq!(seen, vec![24_000, 14_400, 19_200, 24_000]);
+        // G.711 has no bitrate to adapt.
+        assert_eq!(
+            MediaSession::new(Codec::Pcmu, 0, None, t0)
+                .stats()
+                .opus_bitrate,
+            None
+        );
+    }
+
+    #[test]
+    fn opus_dtx_sends_nothing_in_silence_and_marks_the_next_talkspurt() {
+        let t0 = Instant::now();
+        let mut a = MediaSession::new(Codec::Opus, 111, Some(addr(2)), t0);
+        a.configure_opus(Some("usedtx=1"), false);
+        let mut sent = 0;
+        for _ in 0..100 {
+            if !a.packetise(&[0; 960]).is_empty() {
+                sent += 1;
+            }
+        }
+        let st = a.stats();
+        assert!(st.dtx_frames > 50, "{st:?}");
+        assert_eq!(sent as u64, st.packets_sent);
+        let talk = a.packetise(&tone::sine(440.0, 48000, 8000.0, 0, 960));
+        let (h, _) = rtp::parse(&talk).unwrap();
+        assert!(h.marker, "a talkspurt starts with the marker bit");
+        // Without DTX every frame goes.
+        let mut b = MediaSession::new(Codec::Opus, 111, Some(addr(2)), t0);
+        b.configure_opus(None, false);
+        assert!((0..20).all(|_| !b.packetise(&[0; 960]).is_empty()));
+    }
+
+    #[test]
+    fn srtp_carries_the_tone_and_a_wrong_key_is_dropped_and_counted() {
+        use crate::srtp::{SdesKey, Srtp, Suite};
+        for suite in Suite::ALL {
+            let t0 = Instant::now();
+            let ka = SdesKey::generate(1, suite).to_attribute();
+            let kb = SdesKey::generate(1, suite).to_attribute();
+            let mut a = MediaSession::new(Codec::Pcmu, 0, Some(addr(2)), t0);
+            let mut b = MediaSession::new(Codec::Pcmu, 0, Some(addr(1)), t0);
+            a.set_srtp(Some(Srtp::new(&ka, &kb).unwrap()));
+            b.set_srtp(Some(Srtp::new(&kb, &ka).unwrap()));
+            let mut heard = Vec::new();
+            for i in 0..100usize {
+                let pkt = a.packetise(&tone::sine(1000.0, 8000, 8000.0, (i * 160) as u64, 160));
+                assert_ne!(rtp::parse(&pkt).unwrap().1.len(), 160, "auth tag appended");
+                b.receive(&pkt, addr(1), t0 + Duration::from_millis(20 * i as u64))
+                    .unwrap();
+                heard.extend(b.play());
+            }
+            let (wins, loud) = tone::detect(&heard, 8000, &[1000.0, 440.0]);
+            assert!(
+                loud > 30 && wins[0] == loud,
+                "{suite:?}: {wins:?} of {loud}"
+            );
+            // Reports are SRTCP, and read back.
+            let rr = b.rtcp_report(Duration::from_secs(1_700_000_000));
+            assert_eq!(a.receive(&rr, addr(2), t0), Ok(None));
+            assert_eq!(a.stats().rtcp_received, 1);
+            // A plain RTP packet, or one under another key, is refused and counted.
+            let mut plain = MediaSession::new(Codec::Pcmu, 0, None, t0);
+            let p = plain.packetise(&[0; 160]);
+            assert!(matches!(b.receive(&p, addr(1), t0), Err(Dropped::Srtp(_))));
+            let mut wrong = MediaSession::new(Codec::Pcmu, 0, None, t0);
+            let kw = SdesKey::generate(1, suite).to_attribute();
+            wrong.set_srtp(Some(Srtp::new(&kw, &ka).unwrap()));
+            let p = wrong.packetise(&[0; 160]);
+            assert_eq!(
+                b.receive(&p, addr(9), t0),
+                Err(Dropped::Srtp(crate::srtp::SrtpError::AuthFailed))
+            );
+            assert_eq!(
+                b.remote(),
+                Some(addr(1)),
+                "forged packets never move the latch"
+            );
+            assert!(b.stats().srtp_auth_failures >= 1, "{:?}", b.stats());
+        }
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum SdpError {
     AnswerMismatch(String),
     #[error("the SDP is not UTF-8")]
     NotUtf8,
+    #[error("plain RTP was offered, and this side requires SRTP")]
+    SrtpRequired,
+    #[error("SRTP was offered with crypto suites we do not share ({offered})")]
+    NoCommonCrypto { offered: String },
 }
 
 /// Media direction attributes (RFC 3264 §5.1, RFC 8866 §6.7).
@@ -477,8 +481,14 @@ pub struct LocalMedia {
     pub telephone_event: bool,
     pub ptime: u32,
     pub direction: Direction,
-    /// `a=crypto` values we offer (RFC 4568); empty for plain RTP.
+    /// `a=crypto` values (RFC 4568) we offer, and answer an SRTP offer with; empty for
+    /// plain RTP only.
     pub crypto: Vec<String>,
+    /// Offer plain RTP although `crypto` has keys (they then only answer SRTP offers).
+    pub plain_offer: bool,
+    /// Refuse plain RTP: a plain offer is not acceptable (488), an answer without a key
+    /// to our SRTP offer is an error.
+    pub require_srtp: bool,
 }
 
 impl LocalMedia {
@@ -492,7 +502,21 @@ impl LocalMedia {
             ptime: 20,
             direction: Direction::SendRecv,
             crypto: Vec::new(),
+            plain_offer: false,
+            require_srtp: false,
         }
+    }
+
+    /// After an offer/answer, later offers on the call (hold, resume, refresh) keep what was
+    /// agreed: the same SRTP suite and key (RFC 4568 §7.1.4 lets a re-offer keep them), or
+    /// plain RTP when the call is plain.
+    pub fn keep_agreed_crypto(&mut self, agreed: &Negotiated) {
+        self.crypto = agreed.local_crypto.iter().cloned().collect();
+        self.plain_offer = false;
+    }
+
+    fn offers_srtp(&self) -> bool {
+        !self.crypto.is_empty() && !self.plain_offer
     }
 }
 
@@ -580,18 +604,20 @@ pub fn offer(local: &LocalMedia, session_id: &str, version: u64) -> Sdp {
             attributes.push(("fmtp".into(), Some(format!("{pt} 0-16"))));
         }
     }
-    for c in &local.crypto {
-        attributes.push(("crypto".into(), Some(c.clone())));
+    if local.offers_srtp() {
+        for c in &local.crypto {
+            attributes.push(("crypto".into(), Some(c.clone())));
+        }
     }
     attributes.push(("ptime".into(), Some(local.ptime.to_string())));
     // RTP and RTCP on one port (RFC 5761): when the answer does not take it, RTCP is left out
     // rather than sent to a port we do not listen on.
     attributes.push(("rtcp-mux".into(), None));
     attributes.push((local.direction.as_str().into(), None));
-    let proto = if local.crypto.is_empty() {
-        "RTP/AVP"
-    } else {
+    let proto = if local.offers_srtp() {
         "RTP/SAVP"
+    } else {
+        "RTP/AVP"
     };
     sdp.media.push(MediaSection {
         kind: "audio".into(),
@@ -643,6 +669,9 @@ pub fn answer(
 ) -> Result<(Sdp, Negotiated), SdpError> {
     let (audio_idx, m) = offer.audio().ok_or(SdpError::NoAudio)?;
     let offered_srtp = m.proto.eq_ignore_ascii_case("RTP/SAVP");
+    if local.require_srtp && !offered_srtp {
+        return Err(SdpError::SrtpRequired);
+    }
     let mut chosen: Option<NegotiatedCodec> = None;
     'outer: for ours in &local.codecs {
         for pt in m.payload_types() {
@@ -696,9 +725,18 @@ pub fn answer(
         match pick {
             Some((r, l)) => (Some(r), Some(l)),
             None => {
-                return Err(SdpError::NoCommonCodec {
-                    offered: "SRTP crypto suites we do not support".into(),
-                })
+                let offered: Vec<&str> = m
+                    .crypto()
+                    .iter()
+                    .filter_map(|c| c.split_whitespace().nth(1))
+                    .collect();
+                return Err(SdpError::NoCommonCrypto {
+                    offered: if offered.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        offered.join(", ")
+                    },
+                });
             }
         }
     } else {
@@ -839,6 +877,12 @@ pub fn accept_answer(offer: &Sdp, answer: &Sdp) -> Result<Negotiated, SdpError> 
             .find(|c| c.split_whitespace().next() == Some(tag))
             .map(str::to_owned)
     });
+    if om.proto.eq_ignore_ascii_case("RTP/SAVP") && local_crypto.is_none() {
+        // RFC 4568 §7.1.3: the answer must take one of the offered keys by its tag.
+        return Err(SdpError::AnswerMismatch(
+            "the answer to our SRTP offer accepts none of our a=crypto keys".into(),
+        ));
+    }
     Ok(Negotiated {
         remote: remote_addr(answer, am)?,
         codec,
@@ -991,7 +1035,52 @@ a=rtpmap:32 MPV/90000\r\n";
         assert!(back.remote_crypto.unwrap().contains("PS1u"));
         assert!(back.local_crypto.unwrap().contains("WVNf"));
         // Offering SRTP to a side without keys fails clearly.
-        assert!(answer(&o, &local(), "2", 1).is_err());
+        assert_eq!(
+            answer(&o, &local(), "2", 1).unwrap_err().to_string(),
+            "SRTP was offered with crypto suites we do not share (AES_CM_128_HMAC_SHA1_80)"
+        );
+        // A side that requires SRTP refuses a plain offer; an answer without our key fails.
+        let mut strict = b.clone();
+        strict.require_srtp = true;
+        assert_eq!(
+            answer(&offer(&local(), "1", 1), &strict, "2", 1).unwrap_err(),
+            SdpError::SrtpRequired
+        );
+        let (plain_answer, _) = answer(&offer(&local(), "1", 1), &local(), "2", 1).unwrap();
+        assert!(matches!(
+            accept_answer(&o, &plain_answer),
+            Err(SdpError::AnswerMismatch(_))
+        ));
+        // Keys kept for answers only: the offer is plain, and a plain answer agrees no SRTP.
+        a.plain_offer = true;
+        let plain = offer(&a, "1", 2);
+        assert_eq!(plain.media[0].proto, "RTP/AVP");
+        assert!(plain.media[0].crypto().is_empty());
+        let (ans, neg) = answer(&plain, &b, "2", 2).unwrap();
+        assert_eq!(neg.local_crypto, None);
+        let agreed = accept_answer(&plain, &ans).unwrap();
+        assert_eq!(agreed.remote_crypto, None);
+        // Re-offers keep what was agreed: plain stays plain, SRTP keeps its one key.
+        a.keep_agreed_crypto(&agreed);
+        assert_eq!(offer(&a, "1", 3).media[0].proto, "RTP/AVP");
+        a.keep_agreed_crypto(&back_agreed(&b));
+        let again = offer(&a, "1", 4);
+        assert_eq!(again.media[0].proto, "RTP/SAVP");
+        assert_eq!(again.media[0].crypto().len(), 1);
+    }
+
+    /// An SRTP agreement where we offered two suites and the answer took the second.
+    fn back_agreed(answerer: &LocalMedia) -> Negotiated {
+        let mut a = local();
+        a.crypto = vec![
+            "1 AEAD_AES_128_GCM inline:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==".into(),
+            "2 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz".into(),
+        ];
+        let o = offer(&a, "1", 1);
+        let (ans, _) = answer(&o, answerer, "2", 1).unwrap();
+        let n = accept_answer(&o, &ans).unwrap();
+        assert!(n.local_crypto.as_deref().unwrap().starts_with("2 AES_CM"));
+        n
     }
 
     #[test]

@@ -1433,8 +1433,8 @@ Content-Length: 0\r\n\r\n",
         if let Some(o) = &offer {
             let probe = LocalMedia::new(std::net::Ipv4Addr::LOCALHOST.into(), 9);
             if let Err(e) = sdp::answer(o, &probe, "0", 0) {
-                if !matches!(e, sdp::SdpError::NoCommonCodec { ref offered } if offered.contains("SRTP"))
-                {
+                // Whether we have SRTP keys is the application's to say, when it answers.
+                if !matches!(e, sdp::SdpError::NoCommonCrypto { .. }) {
                     let w = format!("Warning: 304 switchboard \"{e}\"");
                     self.reply(key, msg, 488, "Not Acceptable Here", None, &[&w], None, now);
                     return;
@@ -1963,6 +1963,9 @@ Content-Length: 0\r\n\r\n",
             },
             None => {
                 // An offerless re-INVITE: we offer, the ACK answers.
+                if let Some(n) = &c.negotiated {
+                    c.local_media.keep_agreed_crypto(n);
+                }
                 let o = sdp::offer(&c.local_media, &c.session_id, c.sdp_version);
                 c.our_offer = Some(o.clone());
                 (o, None)
@@ -2665,6 +2668,9 @@ Content-Length: 0\r\n\r\n",
         };
         let Some(p) = c.reinvite.as_ref() else { return };
         c.local_media.direction = p.direction;
+        if let Some(n) = &c.negotiated {
+            c.local_media.keep_agreed_crypto(n);
+        }
         c.sdp_version += 1;
         let offer = sdp::offer(&c.local_media, &c.session_id, c.sdp_version);
         c.our_offer = Some(offer.clone());

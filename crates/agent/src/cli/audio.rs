@@ -3,14 +3,16 @@
 //! speaker. It runs in a task of its own with its own 20 ms clock, driven through an
 //! [`AudioHandle`]: the SIP loop never waits on audio, and audio never interrupts SIP (a TLS
 //! handshake takes longer than a frame). The desktop app will put cpal devices where the files
-//! are.
+//! are. Calls whose SDP agreed SDES keys are carried as SRTP; packets that fail authentication
+//! are dropped, and a run of them is reported as a `media_error` event.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use switchboard_media::session::{Codec, MediaSession, Stats};
+use switchboard_media::session::{Codec, Dropped, MediaSession, Stats};
+use switchboard_media::srtp::{Srtp, SrtpError};
 use switchboard_media::wav::{WavSink, WavSource};
 use switchboard_sip::sdp::{CodecSpec, Direction, Negotiated};
 use switchboard_sip::ua::CallId;
@@ -23,6 +25,26 @@ struct CallMedia {
     send: bool,
     /// RTCP goes on the RTP port (RFC 5761) when both sides agreed; otherwise none is sent.
     rtcp_mux: bool,
+    /// The `a=crypto` lines (ours, the peer's) the SRTP context was keyed with.
+    keys: Option<(String, String)>,
+    /// SRTP packets that failed authentication in a row, and whether we said so.
+    auth_failures_in_row: u32,
+    warned: bool,
+}
+
+/// SRTP packets failing authentication in a row (half a second of audio) before the agent
+/// reports that the keys disagree.
+const AUTH_FAILURES_TO_REPORT: u32 = 25;
+
+/// The SRTP context for agreed keys; `None` for plain RTP.
+fn srtp_for(m: &Negotiated) -> anyhow::Result<Option<(Srtp, (String, String))>> {
+    match (&m.local_crypto, &m.remote_crypto) {
+        (Some(l), Some(r)) => {
+            let srtp = Srtp::new(l, r).map_err(|e| anyhow::anyhow!("cannot start SRTP: {e}"))?;
+            Ok(Some((srtp, (l.clone(), r.clone()))))
+        }
+        _ => Ok(None),
+    }
 }
 
 struct CallAudio {
@@ -32,6 +54,8 @@ struct CallAudio {
     played: HashMap<u32, WavSource>,
     record: Option<PathBuf>,
     recordings: u32,
+    /// Opus DTX on our side.
+    dtx: bool,
 }
 
 /// The codecs `--codec` names, in order (default: Opus, then PCMU, then PCMA).
@@ -64,8 +88,7 @@ impl CallAudio {
     /// A call's media is agreed: start carrying it. The error says why it cannot be.
     fn start(&mut self, call: CallId, m: &Negotiated) -> anyhow::Result<()> {
         if self.calls.contains_key(&call) {
-            self.update(call, m);
-            return Ok(());
+            return self.update(call, m);
         }
         let codec = Codec::from_name(&m.codec.encoding, m.codec.clock_rate).ok_or_else(|| {
             anyhow::anyhow!(
@@ -76,6 +99,14 @@ impl CallAudio {
         })?;
         let mut session = MediaSession::new(codec, m.codec.payload_type, m.remote, Instant::now());
         session.set_telephone_event(m.telephone_event);
+        session.configure_opus(m.codec.fmtp.as_deref(), self.dtx);
+        let keys = match srtp_for(m)? {
+            Some((srtp, keys)) => {
+                session.set_srtp(Some(srtp));
+                Some(keys)
+            }
+            None => None,
+        };
         let sink = match &self.record {
             Some(path) => {
                 self.recordings += 1;
@@ -115,19 +146,32 @@ impl CallAudio {
                 sink,
                 send,
                 rtcp_mux: m.rtcp_mux,
+                keys,
+                auth_failures_in_row: 0,
+                warned: false,
             },
         );
         Ok(())
     }
 
     /// New offer/answer on the call (hold, resume, a new address).
-    fn update(&mut self, call: CallId, m: &Negotiated) {
+    fn update(&mut self, call: CallId, m: &Negotiated) -> anyhow::Result<()> {
         if let Some(c) = self.calls.get_mut(&call) {
+            let keys = m.local_crypto.clone().zip(m.remote_crypto.clone());
+            if keys != c.keys {
+                // New keys (a re-INVITE re-keyed the call), or SRTP started or stopped.
+                let srtp = srtp_for(m)?;
+                c.keys = srtp.as_ref().map(|(_, k)| k.clone());
+                c.session.set_srtp(srtp.map(|(s, _)| s));
+                c.auth_failures_in_row = 0;
+                c.warned = false;
+            }
             c.session.set_remote(m.remote);
             c.session.set_telephone_event(m.telephone_event);
             c.rtcp_mux = m.rtcp_mux;
             c.send = directions(m.direction).0;
         }
+        Ok(())
     }
 
     /// The call ended: close its recording; its figures.
@@ -153,7 +197,11 @@ impl CallAudio {
                         Some(s) => s.next_frame(n),
                         None => vec![0; n],
                     };
-                    out.push((to, c.session.packetise(&pcm)));
+                    let packet = c.session.packetise(&pcm);
+                    // Empty: Opus DTX is quiet this frame.
+                    if !packet.is_empty() {
+                        out.push((to, packet));
+                    }
                 }
             }
             let heard = c.session.play();
@@ -176,6 +224,7 @@ impl CallAudio {
             .values_mut()
             .filter(|c| c.rtcp_mux)
             .filter_map(|c| Some((c.session.remote()?, c.session.rtcp_report(now))))
+            .filter(|(_, p)| !p.is_empty())
             .collect()
     }
 
@@ -197,11 +246,34 @@ impl CallAudio {
             });
         let call = key?;
         let c = self.calls.get_mut(&call)?;
-        match c.session.receive(data, from, now) {
+        let result = c.session.receive(data, from, now);
+        if matches!(
+            result,
+            Err(Dropped::Srtp(
+                SrtpError::AuthFailed | SrtpError::Malformed(_)
+            ))
+        ) {
+            c.auth_failures_in_row += 1;
+        } else if result.is_ok() {
+            c.auth_failures_in_row = 0;
+        }
+        match result {
             Ok(Some(digit)) => Some(AudioEvent::Dtmf { call, digit }),
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!(error = %e, %from, "RTP packet dropped");
+                if c.auth_failures_in_row >= AUTH_FAILURES_TO_REPORT && !c.warned {
+                    c.warned = true;
+                    tracing::warn!(%call, %from, "SRTP authentication keeps failing");
+                    return Some(AudioEvent::Problem {
+                        call,
+                        kind: "srtp_auth",
+                        message: format!(
+                            "no audio from the other side: {} SRTP packets in a row from {from} failed authentication — the keys exchanged in SDP do not match; a device between the two ends may be rewriting the SDP, check the trunk's SRTP settings",
+                            c.auth_failures_in_row
+                        ),
+                    });
+                }
                 None
             }
         }
@@ -213,6 +285,12 @@ impl CallAudio {
 pub enum AudioEvent {
     /// A DTMF digit arrived in the media path (RFC 4733).
     Dtmf { call: CallId, digit: char },
+    /// Something keeps the call's audio from working (the call itself goes on).
+    Problem {
+        call: CallId,
+        kind: &'static str,
+        message: String,
+    },
 }
 
 enum Cmd {
@@ -238,6 +316,7 @@ impl AudioHandle {
         play: Option<&Path>,
         record: Option<&Path>,
         codecs: Vec<Codec>,
+        dtx: bool,
     ) -> anyhow::Result<Self> {
         // Read the file now, so a bad one is an error before any call.
         let mut played = HashMap::new();
@@ -251,6 +330,7 @@ impl AudioHandle {
             played,
             record: record.map(Path::to_path_buf),
             recordings: 0,
+            dtx,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -266,7 +346,11 @@ impl AudioHandle {
                         Some(Cmd::Start(call, m, reply)) => {
                             let _ = reply.send(audio.start(call, &m));
                         }
-                        Some(Cmd::Update(call, m)) => audio.update(call, &m),
+                        Some(Cmd::Update(call, m)) => {
+                            if let Err(e) = audio.update(call, &m) {
+                                let _ = ev_tx.send(AudioEvent::Problem { call, kind: "srtp_setup", message: e.to_string() });
+                            }
+                        }
                         Some(Cmd::Dtmf(call, digit, reply)) => {
                             let sent = audio
                                 .calls
@@ -286,6 +370,17 @@ impl AudioHandle {
                         }
                     }
                     _ = tick.tick() => {
+                        // Take in what has arrived before playing a frame: when this task
+                        // was held up, the socket and the (bursting) ticks are ready at
+                        // once, and a frame played first would find its packet missing.
+                        for _ in 0..256 {
+                            let Ok((n, from)) = socket.try_recv_from(&mut buf) else {
+                                break;
+                            };
+                            if let Some(ev) = audio.receive(&buf[..n], from) {
+                                let _ = ev_tx.send(ev);
+                            }
+                        }
                         for (to, packet) in audio.tick() {
                             let _ = socket.send_to(&packet, to).await;
                         }

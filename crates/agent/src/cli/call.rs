@@ -20,6 +20,7 @@ use switchboard_sip::ua::{
 use switchboard_sip::udp::ServerAddress;
 
 use super::audio::{parse_codecs, AudioEvent, AudioHandle};
+use switchboard_media::srtp::{SdesKey, Suite};
 use tokio::time::Instant as TokioInstant;
 
 /// Account and transport flags shared by `call` and `answer`.
@@ -91,6 +92,18 @@ pub struct AccountArgs {
     /// (default: all three, in that order).
     #[arg(long = "codec", value_name = "NAME")]
     pub codecs: Vec<String>,
+    /// SRTP (RFC 3711) keyed by SDES (RFC 4568). `auto`: required when the SIP leg is TLS
+    /// (as Direct Routing trunks expect), otherwise plain RTP offered and SRTP offers
+    /// accepted; `sdes`: always required; `off`: plain RTP only (SRTP offers refused).
+    #[arg(long, value_parser = ["auto", "sdes", "off"], default_value = "auto")]
+    pub srtp: String,
+    /// SRTP suites in order of preference (repeatable): AES_CM_128_HMAC_SHA1_80,
+    /// AEAD_AES_128_GCM (default: both, in that order).
+    #[arg(long = "srtp-suite", value_name = "SUITE")]
+    pub srtp_suites: Vec<String>,
+    /// Opus discontinuous transmission: send nothing while we are silent.
+    #[arg(long)]
+    pub dtx: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -142,6 +155,7 @@ fn media_json(m: &Negotiated) -> serde_json::Value {
         "remote": m.remote.map(|a| a.to_string()),
         "direction": m.direction.as_str(),
         "telephone_event": m.telephone_event,
+        "srtp": m.local_crypto.as_deref().and_then(|c| c.split_whitespace().nth(1)),
     })
 }
 
@@ -176,12 +190,46 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{host} has no address"))
 }
 
+/// What SRTP a call offers and accepts, from --srtp and the SIP transport.
+#[derive(Debug, Clone)]
+struct SrtpPolicy {
+    suites: Vec<Suite>,
+    required: bool,
+}
+
+impl SrtpPolicy {
+    fn new(account: &AccountArgs, kind: Transport) -> anyhow::Result<Self> {
+        let suites = if account.srtp_suites.is_empty() {
+            Suite::ALL.to_vec()
+        } else {
+            account
+                .srtp_suites
+                .iter()
+                .map(|n| {
+                    Suite::from_name(n).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "unknown SRTP suite {n:?} — this agent speaks AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        let (suites, required) = match account.srtp.as_str() {
+            "off" => (Vec::new(), false),
+            "sdes" => (suites, true),
+            _ => (suites, kind == Transport::Tls),
+        };
+        Ok(Self { suites, required })
+    }
+}
+
 struct Session {
     phone: Phone,
     out: Out,
     audio: AudioHandle,
     local_ip: IpAddr,
     account: AccountArgs,
+    srtp: SrtpPolicy,
     /// Calls we placed because a peer asked us to (REFER): new call → the call that asked.
     transfers: HashMap<CallId, CallId>,
     /// Consultation calls of an attended transfer: consultation → (original call, target).
@@ -192,6 +240,16 @@ impl Session {
     fn local_media(&self) -> LocalMedia {
         let mut m = LocalMedia::new(self.local_ip, self.audio.port());
         m.codecs = self.audio.codec_specs();
+        // Fresh keys for every call (RFC 4568 §6.1: never reuse a master key).
+        m.crypto = self
+            .srtp
+            .suites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SdesKey::generate(i as u32 + 1, *s).to_attribute())
+            .collect();
+        m.plain_offer = !self.srtp.required;
+        m.require_srtp = self.srtp.required;
         m
     }
 
@@ -200,7 +258,7 @@ impl Session {
         if let Err(e) = self.audio.start(call, media).await {
             self.out.event(
                 "media_error",
-                serde_json::json!({"call": call, "error": e.to_string()}),
+                serde_json::json!({"call": call, "kind": "setup", "error": e.to_string()}),
                 format!("call {call}: no audio: {e}"),
             );
         }
@@ -280,11 +338,13 @@ async fn setup(
     let rtp = tokio::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
         .await
         .context("cannot open an RTP port")?;
+    let srtp = SrtpPolicy::new(account, kind)?;
     let audio = AudioHandle::spawn(
         rtp,
         account.play.as_deref(),
         account.record.as_deref(),
         parse_codecs(&account.codecs)?,
+        account.dtx,
     )?;
     let domain = account
         .domain
@@ -343,6 +403,7 @@ async fn setup(
         audio,
         local_ip,
         account: account.clone(),
+        srtp,
         transfers: HashMap::new(),
         consults: HashMap::new(),
     })
@@ -667,6 +728,10 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                             "mos": mos.map(|m| (m * 100.0).round() / 100.0),
                             "rtt_ms": stats.rtt_ms.map(|r| (r * 10.0).round() / 10.0),
                             "rtcp_received": stats.rtcp_received,
+                            "srtp_auth_failures": stats.srtp_auth_failures,
+                            "fec_recovered": stats.fec_recovered,
+                            "opus_bitrate": stats.opus_bitrate,
+                            "dtx_frames": stats.dtx_frames,
                         });
                         s.out.event("ended", fields, format!("call {call} ended: {text}"));
                         if let Some(orig) = s.transfers.remove(&call) {
@@ -688,9 +753,14 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                 }
             }
 
-            Some(AudioEvent::Dtmf { call, digit }) = s.audio.next_event() => {
-                s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "via": "rfc4733"}), format!("DTMF {digit}"));
-            }
+            Some(ev) = s.audio.next_event() => match ev {
+                AudioEvent::Dtmf { call, digit } => {
+                    s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "via": "rfc4733"}), format!("DTMF {digit}"));
+                }
+                AudioEvent::Problem { call, kind, message } => {
+                    s.out.event("media_error", serde_json::json!({"call": call, "kind": kind, "error": message}), format!("call {call}: {message}"));
+                }
+            },
             _ = sleep => {
                 let now = Instant::now();
                 let tnow = TokioInstant::now();

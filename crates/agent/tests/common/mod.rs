@@ -336,3 +336,185 @@ pub fn wait_output(
         stderr,
     }
 }
+
+/// Rewrites a SIP message's body with `edit`, fixing Content-Length.
+fn edit_body(msg: &str, edit: &dyn Fn(&str) -> String) -> String {
+    let Some((head, body)) = msg.split_once("\r\n\r\n") else {
+        return msg.to_owned();
+    };
+    let new_body = edit(body);
+    if new_body == body {
+        return msg.to_owned();
+    }
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|l| {
+            let lower = l.to_ascii_lowercase();
+            if lower.starts_with("content-length:") || lower.starts_with("l:") {
+                format!("Content-Length: {}", new_body.len())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    format!("{}\r\n\r\n{new_body}", head.join("\r\n"))
+}
+
+/// A SIP relay on 127.0.0.1 in front of one UA (`callee`): what anyone else sends goes to the
+/// callee, what the callee sends goes back to whoever spoke last, and every body passes
+/// through `edit` on the way (a stand-in for a device that rewrites SDP). Works with peers
+/// that use rport (RFC 3581), as baresip and the agent do, so responses come back through it.
+pub struct SipRelay {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SipRelay {
+    pub fn start(callee: u16, edit: impl Fn(&str) -> String + Send + 'static) -> Self {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let halt = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let callee: std::net::SocketAddr = ([127, 0, 0, 1], callee).into();
+            let mut caller = None;
+            let mut buf = vec![0u8; 65536];
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let out = edit_body(&text, &edit);
+                let to = if from == callee {
+                    match caller {
+                        Some(c) => c,
+                        None => continue,
+                    }
+                } else {
+                    caller = Some(from);
+                    callee
+                };
+                let _ = sock.send_to(out.as_bytes(), to);
+            }
+        });
+        Self {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SipRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A network impairment for one media stream, in user space (the kernels we run on may lack
+/// `sch_netem`): RTP sent to `port` goes to `target` and what `target` sends back goes to the
+/// last sender, each packet lost with probability `loss` or held for a random 0–`jitter`
+/// (so packets also overtake each other), as `tc netem loss 5% delay 0 30ms` would.
+pub struct MediaImpairment {
+    pub port: u16,
+    pub target: std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    pub forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl MediaImpairment {
+    pub fn start(loss: f64, jitter: Duration) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::{mpsc, Arc, Mutex};
+        let sock = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let target: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::new(Mutex::new(None));
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        // Packets wait in a queue ordered by when they are due.
+        let (tx, rx) = mpsc::channel::<(Instant, std::net::SocketAddr, Vec<u8>)>();
+        let sender = {
+            let sock = sock.clone();
+            let halt = stop.clone();
+            std::thread::spawn(move || {
+                let mut due: Vec<(Instant, std::net::SocketAddr, Vec<u8>)> = Vec::new();
+                while !halt.load(Ordering::Relaxed) {
+                    while let Ok(p) = rx.try_recv() {
+                        due.push(p);
+                    }
+                    due.sort_by_key(|p| p.0);
+                    let now = Instant::now();
+                    while due.first().is_some_and(|p| p.0 <= now) {
+                        let (_, to, data) = due.remove(0);
+                        let _ = sock.send_to(&data, to);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        let receiver = {
+            let (halt, target, forwarded, dropped) = (
+                stop.clone(),
+                target.clone(),
+                forwarded.clone(),
+                dropped.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut client = None;
+                let mut buf = vec![0u8; 2048];
+                while !halt.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let Some(t) = *target.lock().unwrap() else {
+                        continue;
+                    };
+                    let to = if from == t {
+                        match client {
+                            Some(c) => c,
+                            None => continue,
+                        }
+                    } else {
+                        client = Some(from);
+                        t
+                    };
+                    if rand::random::<f64>() < loss {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    forwarded.fetch_add(1, Ordering::Relaxed);
+                    let hold = jitter.mul_f64(rand::random::<f64>());
+                    let _ = tx.send((Instant::now() + hold, to, buf[..n].to_vec()));
+                }
+            })
+        };
+        Self {
+            port,
+            target,
+            forwarded,
+            dropped,
+            stop,
+            threads: vec![sender, receiver],
+        }
+    }
+}
+
+impl Drop for MediaImpairment {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
