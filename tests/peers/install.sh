@@ -8,7 +8,8 @@ source "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib.sh"
 # Debian 12 packages: Kamailio (registrar/proxy), baresip (SIP phone), SIPp (scenarios and
 # load), PulseAudio (null sink for cpal), sox (tone files), iproute2 (netns + tc netem for
 # impairment tests), WebKitWebDriver and Xvfb (the desktop window tests).
-PEER_PACKAGES=(kamailio kamailio-extra-modules baresip sip-tester pulseaudio sox iproute2
+PEER_PACKAGES=(kamailio kamailio-extra-modules baresip sip-tester pulseaudio pulseaudio-utils
+    libasound2-plugins sox iproute2
     "${SB_TEST_PACKAGES[@]}")
 apt_install "${PEER_PACKAGES[@]}"
 

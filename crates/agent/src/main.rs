@@ -34,6 +34,8 @@ enum Command {
     Call(cli::call::CallArgs),
     /// Wait for calls (registered at --server, or listening on --bind) and answer them.
     Answer(cli::call::AnswerArgs),
+    /// List the sound devices (names for --input-device and --output-device).
+    Devices,
     // Other areas add one variant each here (account, audio).
 }
 
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
             Command::Phone(c) => cli::phone::run(c, args.json).await,
             Command::Call(c) => cli::call::call(c, args.json).await,
             Command::Answer(c) => cli::call::answer(c, args.json).await,
+            Command::Devices => cli::audio::devices(args.json),
         }
     });
     match result {

@@ -18,9 +18,11 @@
 //!
 //! - [`srtp`]: SRTP/SRTCP keyed by SDES `a=crypto` lines (RFC 3711, RFC 4568, RFC 7714).
 //!
-//! Devices through cpal come with the rest of the media issue; see `crates/media/README.md`
-//! for what is in and what is not yet.
+//! - [`device`]: sound devices through cpal — listing, live capture and playback on a thread
+//!   of their own, fallback to the default device and reopening when one fails, level
+//!   meters, mute and volume, streaming rate conversion.
 
+pub mod device;
 pub mod g711;
 pub mod jitter;
 pub mod quality;

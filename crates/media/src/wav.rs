@@ -129,10 +129,14 @@ fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
         pos += n;
     }
     let rest = &input[pos..];
-    let block = r
-        .process_partial(Some(&[rest]), None)
-        .map_err(|e| e.to_string())?;
-    out.extend_from_slice(&block[0]);
+    // rubato refuses an empty partial block: a file whose length is a whole number of
+    // chunks has none.
+    if !rest.is_empty() {
+        let block = r
+            .process_partial(Some(&[rest]), None)
+            .map_err(|e| e.to_string())?;
+        out.extend_from_slice(&block[0]);
+    }
     // Flush the filter's delay so the end of the file is not cut off.
     let block = r
         .process_partial::<&[f32]>(None, None)
@@ -240,6 +244,16 @@ mod tests {
         }
         assert_eq!(n, 50);
         assert_eq!(src.next_frame(160), vec![0; 160]);
+    }
+
+    #[test]
+    fn a_file_of_whole_resampler_chunks_converts() {
+        // 375 chunks of 1024 samples exactly: no partial block at the end.
+        let x: Vec<f32> = (0..1024 * 375)
+            .map(|i| (i as f32 * 0.13).sin() * 0.5)
+            .collect();
+        let out = resample(&x, 48000, 8000).unwrap();
+        assert_eq!(out.len(), 1024 * 375 / 6);
     }
 
     #[test]

@@ -59,7 +59,12 @@ fuzz_target!(|data: &[u8]| {
                 "an altered packet authenticated"
             );
         } else if let Err(e) = r {
-            assert!(!matches!(e, Dropped::Srtp(_)), "a genuine packet failed: {e}");
+            assert!(
+                !matches!(e, Dropped::Srtp(_)),
+                "a genuine packet failed: {e}; header {:02x?}, {} bytes",
+                &sealed[..sealed.len().min(12)],
+                sealed.len()
+            );
         }
         let _ = rx.play();
     }

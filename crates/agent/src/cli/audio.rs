@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use switchboard_media::device::{self, DeviceAudio, DeviceChoice, DeviceEvent, Rate, ENGINE_RATE};
 use switchboard_media::session::{Codec, Dropped, MediaSession, Stats};
 use switchboard_media::srtp::{Srtp, SrtpError};
 use switchboard_media::wav::{WavSink, WavSource};
@@ -27,6 +28,9 @@ struct CallMedia {
     rtcp_mux: bool,
     /// The `a=crypto` lines (ours, the peer's) the SRTP context was keyed with.
     keys: Option<(String, String)>,
+    /// Microphone (48 kHz) → the codec's rate, and what we hear → 48 kHz, with devices.
+    mic: Rate,
+    speaker: Rate,
     /// SRTP packets that failed authentication in a row, and whether we said so.
     auth_failures_in_row: u32,
     warned: bool,
@@ -56,6 +60,8 @@ struct CallAudio {
     recordings: u32,
     /// Opus DTX on our side.
     dtx: bool,
+    /// Sound devices, when asked for.
+    devices: Option<DeviceAudio>,
 }
 
 /// The codecs `--codec` names, in order (default: Opus, then PCMU, then PCMA).
@@ -147,6 +153,8 @@ impl CallAudio {
                 send,
                 rtcp_mux: m.rtcp_mux,
                 keys,
+                mic: Rate::new(ENGINE_RATE, codec.clock_rate()),
+                speaker: Rate::new(codec.clock_rate(), ENGINE_RATE),
                 auth_failures_in_row: 0,
                 warned: false,
             },
@@ -189,13 +197,28 @@ impl CallAudio {
     /// each recording.
     fn tick(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
+        // The microphone once for every call; what the calls carry, mixed, to the speaker.
+        let mic = self.devices.as_mut().map(DeviceAudio::capture_frame);
+        let mut mix = self.devices.as_ref().map(|_| vec![0f32; 960]);
         for c in self.calls.values_mut() {
             let n = c.session.frame_samples();
+            if let Some(m) = &mic {
+                c.mic.push(m);
+                // Not sending (held): keep no more than 100 ms.
+                while c.mic.available() > n * 5 {
+                    let _ = c.mic.pull(n);
+                }
+            }
             if c.send {
                 if let Some(to) = c.session.remote() {
-                    let pcm = match c.source.as_mut() {
-                        Some(s) => s.next_frame(n),
-                        None => vec![0; n],
+                    let pcm = match (c.source.as_mut(), &mic) {
+                        (Some(s), _) => s.next_frame(n),
+                        (None, Some(_)) => c
+                            .mic
+                            .pull(n)
+                            .map(|f| f.iter().map(|&x| (x * 32767.0) as i16).collect())
+                            .unwrap_or_else(|| vec![0; n]),
+                        (None, None) => vec![0; n],
                     };
                     let packet = c.session.packetise(&pcm);
                     // Empty: Opus DTX is quiet this frame.
@@ -205,6 +228,13 @@ impl CallAudio {
                 }
             }
             let heard = c.session.play();
+            if let Some(mix) = mix.as_mut() {
+                let f: Vec<f32> = heard.iter().map(|&x| f32::from(x) / 32768.0).collect();
+                c.speaker.push(&f);
+                if let Some(up) = c.speaker.pull(960) {
+                    mix.iter_mut().zip(up).for_each(|(m, x)| *m += x);
+                }
+            }
             if let Some(sink) = c.sink.as_mut() {
                 if let Err(e) = sink.write(&heard) {
                     tracing::warn!(error = %e, "recording stopped");
@@ -212,7 +242,21 @@ impl CallAudio {
                 }
             }
         }
+        if let (Some(d), Some(mix)) = (self.devices.as_mut(), mix) {
+            d.play_frame(&mix);
+        }
         out
+    }
+
+    /// What the devices reported since the last tick.
+    fn device_events(&self) -> Vec<DeviceEvent> {
+        let mut v = Vec::new();
+        if let Some(d) = &self.devices {
+            while let Some(e) = d.try_event() {
+                v.push(e);
+            }
+        }
+        v
     }
 
     /// RTCP reports due now (every 5 s): one per call that agreed rtcp-mux.
@@ -285,6 +329,8 @@ impl CallAudio {
 pub enum AudioEvent {
     /// A DTMF digit arrived in the media path (RFC 4733).
     Dtmf { call: CallId, digit: char },
+    /// A sound device opened, fell back, failed or is missing.
+    Device(DeviceEvent),
     /// Something keeps the call's audio from working (the call itself goes on).
     Problem {
         call: CallId,
@@ -317,6 +363,7 @@ impl AudioHandle {
         record: Option<&Path>,
         codecs: Vec<Codec>,
         dtx: bool,
+        devices: Option<DeviceChoice>,
     ) -> anyhow::Result<Self> {
         // Read the file now, so a bad one is an error before any call.
         let mut played = HashMap::new();
@@ -331,6 +378,7 @@ impl AudioHandle {
             record: record.map(Path::to_path_buf),
             recordings: 0,
             dtx,
+            devices: devices.map(DeviceAudio::open),
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -380,6 +428,9 @@ impl AudioHandle {
                             if let Some(ev) = audio.receive(&buf[..n], from) {
                                 let _ = ev_tx.send(ev);
                             }
+                        }
+                        for e in audio.device_events() {
+                            let _ = ev_tx.send(AudioEvent::Device(e));
                         }
                         for (to, packet) in audio.tick() {
                             let _ = socket.send_to(&packet, to).await;
@@ -460,4 +511,88 @@ impl AudioHandle {
         self.tx.send(Cmd::Stop(call, reply)).ok()?;
         answer.await.ok().flatten()
     }
+}
+
+/// `--input-device` / `--output-device` as a device choice (`default` = the system's,
+/// followed when it changes); `None` when neither was given.
+pub fn device_choice(input: Option<&str>, output: Option<&str>) -> Option<DeviceChoice> {
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let named = |n: Option<&str>| n.filter(|n| *n != "default").map(str::to_owned);
+    Some(DeviceChoice {
+        input: named(input),
+        output: named(output),
+        open_input: input.is_some(),
+        open_output: output.is_some(),
+    })
+}
+
+/// A device event as JSON fields and a line for people.
+pub fn describe_device_event(e: &DeviceEvent) -> (serde_json::Value, String) {
+    match e {
+        DeviceEvent::Opened { kind, name, rate } => (
+            serde_json::json!({"kind": "opened", "direction": kind.as_str(), "name": name, "rate": rate}),
+            format!("{} device: {name} ({rate} Hz)", kind.as_str()),
+        ),
+        DeviceEvent::Fallback {
+            kind,
+            wanted,
+            using,
+            reason,
+        } => (
+            serde_json::json!({"kind": "fallback", "direction": kind.as_str(), "wanted": wanted, "name": using, "reason": reason}),
+            format!(
+                "warning: {} device {wanted:?} cannot be used ({reason}) — using {using} instead",
+                kind.as_str()
+            ),
+        ),
+        DeviceEvent::Lost { kind, name, reason } => (
+            serde_json::json!({"kind": "lost", "direction": kind.as_str(), "name": name, "reason": reason}),
+            format!(
+                "warning: the {} device {name} stopped working ({reason}) — switching to the default",
+                kind.as_str()
+            ),
+        ),
+        DeviceEvent::Unavailable { kind, reason } => (
+            serde_json::json!({"kind": "unavailable", "direction": kind.as_str(), "reason": reason}),
+            format!(
+                "warning: no {} device ({reason}) — the call goes on {}; plug one in or pick another in the settings",
+                kind.as_str(),
+                if *kind == device::Direction::Input { "muted" } else { "without sound" }
+            ),
+        ),
+    }
+}
+
+/// `switchboard-agent devices`: the sound devices, inputs then outputs.
+pub fn devices(json: bool) -> anyhow::Result<()> {
+    let list = device::list().map_err(|e| anyhow::anyhow!("{e} — is a sound server running?"))?;
+    let entry = |d: &device::DeviceInfo| serde_json::json!({"name": d.name, "default": d.default, "channels": d.channels, "sample_rate": d.sample_rate});
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "inputs": list.inputs.iter().map(entry).collect::<Vec<_>>(),
+                "outputs": list.outputs.iter().map(entry).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
+    for (title, devices) in [("inputs", &list.inputs), ("outputs", &list.outputs)] {
+        println!("{title}:");
+        if devices.is_empty() {
+            println!("  (none)");
+        }
+        for d in devices {
+            println!(
+                "  {}{} — {} ch, {} Hz",
+                d.name,
+                if d.default { " (default)" } else { "" },
+                d.channels,
+                d.sample_rate
+            );
+        }
+    }
+    Ok(())
 }

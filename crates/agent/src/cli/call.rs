@@ -104,6 +104,13 @@ pub struct AccountArgs {
     /// Opus discontinuous transmission: send nothing while we are silent.
     #[arg(long)]
     pub dtx: bool,
+    /// Capture the call's audio from this sound device (a name from `devices`, or
+    /// `default`); falls back to the default device when it is missing or fails.
+    #[arg(long, value_name = "NAME", conflicts_with = "play")]
+    pub input_device: Option<String>,
+    /// Play the call's audio on this sound device (a name from `devices`, or `default`).
+    #[arg(long, value_name = "NAME")]
+    pub output_device: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -345,6 +352,10 @@ async fn setup(
         account.record.as_deref(),
         parse_codecs(&account.codecs)?,
         account.dtx,
+        super::audio::device_choice(
+            account.input_device.as_deref(),
+            account.output_device.as_deref(),
+        ),
     )?;
     let domain = account
         .domain
@@ -759,6 +770,10 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                 }
                 AudioEvent::Problem { call, kind, message } => {
                     s.out.event("media_error", serde_json::json!({"call": call, "kind": kind, "error": message}), format!("call {call}: {message}"));
+                }
+                AudioEvent::Device(d) => {
+                    let (fields, text) = super::audio::describe_device_event(&d);
+                    s.out.event("device", fields, text);
                 }
             },
             _ = sleep => {

@@ -263,11 +263,17 @@ pub fn agent(args: &[&str]) -> Command {
 /// `switchboard-agent answer` listening on a free port on 127.0.0.1 (waiting up to 20 s for
 /// a call), with `extra` flags; returns the running agent and its port.
 pub fn answering_agent(extra: &[&str]) -> (Child, u16) {
+    answering_agent_env(extra, &[])
+}
+
+/// [`answering_agent`] with environment variables set (e.g. `PULSE_SERVER`).
+pub fn answering_agent_env(extra: &[&str], env: &[(&str, &str)]) -> (Child, u16) {
     let port = free_udp_port();
     let bind = format!("127.0.0.1:{port}");
     let mut args = vec!["answer", "--bind", &bind, "--wait", "20"];
     args.extend_from_slice(extra);
     let child = agent(&args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -516,5 +522,100 @@ impl Drop for MediaImpairment {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// A PulseAudio server of our own (no system or user instance involved), with two null
+/// sinks: `sb_speaker` (the default sink; its monitor is what was played) and `sb_mic` (its
+/// monitor is the default source, so what is played into `sb_mic` is what a microphone
+/// hears). Clients reach it through `PULSE_SERVER`; ALSA's pulse plugin routes cpal there.
+pub struct PulseServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PulseServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("native");
+        let log = std::fs::File::create(dir.path().join("pulse.log")).unwrap();
+        let child = Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+            ])
+            .arg(format!(
+                "--load=module-native-protocol-unix socket={} auth-anonymous=1",
+                socket.display()
+            ))
+            .arg("--load=module-null-sink sink_name=sb_speaker")
+            .arg("--load=module-null-sink sink_name=sb_mic")
+            .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("pulseaudio is not installed — run tests/peers/install.sh");
+        let p = Self {
+            child: Some(child),
+            dir,
+        };
+        let start = Instant::now();
+        while p.pactl(&["info"]).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "pulseaudio did not start:\n{}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p.pactl(&["set-default-sink", "sb_speaker"]).unwrap();
+        p.pactl(&["set-default-source", "sb_mic.monitor"]).unwrap();
+        p
+    }
+
+    pub fn server(&self) -> String {
+        format!("unix:{}", self.dir.path().join("native").display())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pulse.log")).unwrap_or_default()
+    }
+
+    /// A pulse client command against this server (pactl, paplay, parecord …).
+    pub fn client(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("PULSE_SERVER", self.server());
+        c
+    }
+
+    pub fn pactl(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .client("pactl")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Stops the server now (a sound system going away under a call).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PulseServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
