@@ -346,3 +346,22 @@ fn under_5_percent_loss_and_30_ms_jitter_tones_still_cross_and_quality_drops_san
         bob.log()
     );
 }
+
+#[test]
+fn an_echo_agent_sends_back_what_it_hears() {
+    let _serial = one_at_a_time();
+    let (mut echo, port) = answering_agent(&["--echo", "--codec", "pcmu"]);
+    let (dir, media, record) = tone_and_recording();
+    let uri = format!("sip:echo@127.0.0.1:{port}");
+    let mut args = vec!["call", &uri, "--hangup-after", "3"];
+    args.extend(media.iter().map(String::as_str));
+    let (out, ev) = run_agent(&args, &[]);
+    assert!(out.status.success(), "{ev:?}");
+    let _ = wait_output(&mut echo, Duration::from_secs(10), &[]);
+    let (share, loud) = share_of(&record, AGENT_HZ, f64::from(BARESIP_HZ));
+    assert!(
+        loud >= 30 && share >= 0.9,
+        "our own tone came back in {share:.2} of {loud}"
+    );
+    drop(dir);
+}

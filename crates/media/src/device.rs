@@ -492,11 +492,34 @@ fn open_stream(
     kind: Direction,
     failed: &Arc<Mutex<Option<String>>>,
 ) -> Result<(cpal::Stream, u32), String> {
-    let config = match kind {
+    let default = match kind {
         Direction::Input => device.default_input_config(),
         Direction::Output => device.default_output_config(),
     }
     .map_err(|e| e.to_string())?;
+    // The engine's rate when the device takes it (no conversion on our side), else the
+    // device's own.
+    let ranges: Vec<cpal::SupportedStreamConfigRange> = match kind {
+        Direction::Input => device
+            .supported_input_configs()
+            .map(|r| r.collect())
+            .unwrap_or_default(),
+        Direction::Output => device
+            .supported_output_configs()
+            .map(|r| r.collect())
+            .unwrap_or_default(),
+    };
+    let engine = cpal::SampleRate(ENGINE_RATE);
+    let config = ranges
+        .into_iter()
+        .find(|r| {
+            r.channels() == default.channels()
+                && r.sample_format() == default.sample_format()
+                && r.min_sample_rate() <= engine
+                && engine <= r.max_sample_rate()
+        })
+        .map(|r| r.with_sample_rate(engine))
+        .unwrap_or(default);
     let format = config.sample_format();
     let channels = usize::from(config.channels().max(1));
     let rate = config.sample_rate().0;

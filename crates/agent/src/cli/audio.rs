@@ -62,6 +62,22 @@ struct CallAudio {
     dtx: bool,
     /// Sound devices, when asked for.
     devices: Option<DeviceAudio>,
+    /// Send back what each call hears.
+    echo: bool,
+}
+
+/// How the agent's calls sound.
+pub struct AudioOptions {
+    /// The microphone: this WAV file (otherwise silence, or a device).
+    pub play: Option<PathBuf>,
+    /// Record what each call carries from the other side.
+    pub record: Option<PathBuf>,
+    pub codecs: Vec<Codec>,
+    /// Opus DTX.
+    pub dtx: bool,
+    pub devices: Option<DeviceChoice>,
+    /// Echo test: each call sends back what it hears.
+    pub echo: bool,
 }
 
 /// The codecs `--codec` names, in order (default: Opus, then PCMU, then PCMA).
@@ -197,6 +213,7 @@ impl CallAudio {
     /// each recording.
     fn tick(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
+        let echo = self.echo;
         // The microphone once for every call; what the calls carry, mixed, to the speaker.
         let mic = self.devices.as_mut().map(DeviceAudio::capture_frame);
         let mut mix = self.devices.as_ref().map(|_| vec![0f32; 960]);
@@ -209,9 +226,12 @@ impl CallAudio {
                     let _ = c.mic.pull(n);
                 }
             }
+            // An echo sends what it hears in the same tick (no frame of extra delay).
+            let heard = c.session.play();
             if c.send {
                 if let Some(to) = c.session.remote() {
                     let pcm = match (c.source.as_mut(), &mic) {
+                        _ if echo => heard.clone(),
                         (Some(s), _) => s.next_frame(n),
                         (None, Some(_)) => c
                             .mic
@@ -227,7 +247,6 @@ impl CallAudio {
                     }
                 }
             }
-            let heard = c.session.play();
             if let Some(mix) = mix.as_mut() {
                 let f: Vec<f32> = heard.iter().map(|&x| f32::from(x) / 32768.0).collect();
                 c.speaker.push(&f);
@@ -357,14 +376,16 @@ pub struct AudioHandle {
 impl AudioHandle {
     /// Starts the engine on `socket` (the RTP port our SDP names). `play` is read now, so a
     /// bad file is an error before any call.
-    pub fn spawn(
-        socket: tokio::net::UdpSocket,
-        play: Option<&Path>,
-        record: Option<&Path>,
-        codecs: Vec<Codec>,
-        dtx: bool,
-        devices: Option<DeviceChoice>,
-    ) -> anyhow::Result<Self> {
+    pub fn spawn(socket: tokio::net::UdpSocket, options: AudioOptions) -> anyhow::Result<Self> {
+        let AudioOptions {
+            play,
+            record,
+            codecs,
+            dtx,
+            devices,
+            echo,
+        } = options;
+        let (play, record) = (play.as_deref(), record.as_deref());
         // Read the file now, so a bad one is an error before any call.
         let mut played = HashMap::new();
         if let Some(p) = play {
@@ -379,6 +400,7 @@ impl AudioHandle {
             recordings: 0,
             dtx,
             devices: devices.map(DeviceAudio::open),
+            echo,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();

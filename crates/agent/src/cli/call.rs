@@ -111,6 +111,10 @@ pub struct AccountArgs {
     /// Play the call's audio on this sound device (a name from `devices`, or `default`).
     #[arg(long, value_name = "NAME")]
     pub output_device: Option<String>,
+    /// Echo test: send back what the other side says (an echo service, or a loopback for
+    /// measuring delay).
+    #[arg(long, conflicts_with_all = ["play", "input_device"])]
+    pub echo: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -348,14 +352,17 @@ async fn setup(
     let srtp = SrtpPolicy::new(account, kind)?;
     let audio = AudioHandle::spawn(
         rtp,
-        account.play.as_deref(),
-        account.record.as_deref(),
-        parse_codecs(&account.codecs)?,
-        account.dtx,
-        super::audio::device_choice(
-            account.input_device.as_deref(),
-            account.output_device.as_deref(),
-        ),
+        super::audio::AudioOptions {
+            play: account.play.clone(),
+            record: account.record.clone(),
+            codecs: parse_codecs(&account.codecs)?,
+            dtx: account.dtx,
+            devices: super::audio::device_choice(
+                account.input_device.as_deref(),
+                account.output_device.as_deref(),
+            ),
+            echo: account.echo,
+        },
     )?;
     let domain = account
         .domain
