@@ -31,6 +31,8 @@ pub struct JitterStats {
     pub dropped_for_delay: u64,
     /// Packets refused because the buffer was full.
     pub overflow: u64,
+    /// Times playout stepped back to a stream it had run ahead of.
+    pub resyncs: u64,
     pub concealed: u64,
 }
 
@@ -134,13 +136,32 @@ impl JitterBuffer {
     /// A packet arrived.
     pub fn push(&mut self, seq: u16, payload: Vec<u8>) {
         let ext = self.extend(seq);
-        if self.next.is_some_and(|n| ext < n) {
+        if let Some(n) = self.next.filter(|&n| ext < n) {
+            if self.packets.is_empty() && n - ext <= self.max_frames as u64 {
+                // Nothing queued and the packet only a little behind: playout ran ahead of
+                // the stream (a stall bunched our frame clock, or the sender's). Step back to
+                // the stream instead of concealing every frame from here on: this packet
+                // plays next, a little more delay from now on.
+                self.stats.resyncs += 1;
+                self.next = Some(ext);
+                self.packets.insert(ext, payload);
+                if self.since_late >= 25 || self.late_floor == 0 {
+                    self.late_floor = (self.target + 1).min(self.max_frames);
+                    self.target = self.late_floor;
+                }
+                self.since_late = 0;
+                return;
+            }
             self.stats.late += 1;
-            // Its frame was concealed already: one frame more of delay from now on.
-            self.late_floor = (self.target + 1).min(self.max_frames);
-            self.target = self.late_floor;
+            // Its frame was concealed already: one frame more of delay from now on — once
+            // per episode (a stall that makes several packets late at once is one event; a
+            // frame per packet would pile up delay for a single hiccup).
+            if self.since_late >= 25 || self.late_floor == 0 {
+                self.late_floor = (self.target + 1).min(self.max_frames);
+                self.target = self.late_floor;
+                self.stretch = true;
+            }
             self.since_late = 0;
-            self.stretch = true;
             return;
         }
         if self.packets.contains_key(&ext) {
@@ -233,6 +254,26 @@ mod tests {
 
     fn frames(jb: &mut JitterBuffer, n: usize) -> Vec<Playout> {
         (0..n).map(|_| jb.pop()).collect()
+    }
+
+    #[test]
+    fn playout_that_ran_ahead_steps_back_to_the_stream() {
+        let mut jb = JitterBuffer::new(1, 10);
+        jb.push(1, vec![1]);
+        jb.push(2, vec![2]);
+        assert_eq!(jb.pop(), Playout::Frame(vec![1]));
+        assert_eq!(jb.pop(), Playout::Frame(vec![2]));
+        // A burst of our frame clock: three frames played before their packets came.
+        for _ in 0..3 {
+            assert_eq!(jb.pop(), Playout::Missing);
+        }
+        // The stream goes on at its own pace: 3 plays next, then 4, not three late drops.
+        jb.push(3, vec![3]);
+        assert_eq!(jb.stats.resyncs, 1);
+        assert_eq!(jb.pop(), Playout::Frame(vec![3]));
+        jb.push(4, vec![4]);
+        assert_eq!(jb.pop(), Playout::Frame(vec![4]));
+        assert_eq!(jb.stats.late, 0);
     }
 
     #[test]
