@@ -365,3 +365,17 @@ fn an_echo_agent_sends_back_what_it_hears() {
     );
     drop(dir);
 }
+
+#[test]
+fn rtcp_goes_on_its_own_port_with_a_peer_that_does_not_mux() {
+    let _serial = one_at_a_time();
+    // baresip 1.0 does not offer rtcp-mux: RTCP goes to RTP port + 1 both ways.
+    let bob = Baresip::start("bob", "auto", BARESIP_HZ);
+    let (ev, _record, _dir) = baresip_calls_agent(&bob, "pcmu", 7, |_| None);
+    let audio = &ev.iter().find(|e| e["event"] == "ended").unwrap()["audio"];
+    assert!(audio["rtcp_received"].as_u64().unwrap() >= 1, "{audio}");
+    let rtt = audio["rtt_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{audio}"));
+    assert!((0.0..100.0).contains(&rtt), "loopback round trip: {audio}");
+}

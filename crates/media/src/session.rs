@@ -388,6 +388,41 @@ impl MediaSession {
         Ok(())
     }
 
+    /// SRTP/SRTCP checked and decrypted (a copy), `None` on a plain RTP call; failures
+    /// counted.
+    fn unprotect(&mut self, packet: &[u8]) -> Result<Option<Vec<u8>>, Dropped> {
+        let Some(srtp) = self.srtp.as_mut() else {
+            return Ok(None);
+        };
+        srtp.unprotect(packet).map(Some).map_err(|e| {
+            match e {
+                crate::srtp::SrtpError::AuthFailed => self.stats.srtp_auth_failures += 1,
+                crate::srtp::SrtpError::Replayed => self.stats.srtp_replayed += 1,
+                _ => self.stats.malformed += 1,
+            }
+            Dropped::Srtp(e)
+        })
+    }
+
+    /// A packet on the RTCP port (no rtcp-mux: RFC 3550's RTP port + 1), from the peer's
+    /// host only; SRTCP is checked as on the RTP port.
+    pub fn receive_rtcp_port(&mut self, packet: &[u8], from: SocketAddr) -> Result<(), Dropped> {
+        if self.remote.is_some_and(|r| r.ip() != from.ip()) {
+            self.stats.wrong_source += 1;
+            return Err(Dropped::WrongSource(from));
+        }
+        if !crate::rtcp::is_rtcp(packet) {
+            self.stats.malformed += 1;
+            return Err(Dropped::Rtcp(crate::rtcp::RtcpError::NotAReport));
+        }
+        let clear = self.unprotect(packet)?;
+        let packet = clear.as_deref().unwrap_or(packet);
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.receive_rtcp(packet, since_epoch)
+    }
+
     /// The RFC 4733 telephone-event payload type agreed in SDP (DTMF in the media path).
     pub fn set_telephone_event(&mut self, payload_type: Option<u8>) {
         self.telephone_event = payload_type;
@@ -529,24 +564,8 @@ impl MediaSession {
         from: SocketAddr,
         now: Instant,
     ) -> Result<Option<char>, Dropped> {
-        let clear;
-        let packet = match self.srtp.as_mut() {
-            None => packet,
-            Some(srtp) => match srtp.unprotect(packet) {
-                Ok(p) => {
-                    clear = p;
-                    &clear[..]
-                }
-                Err(e) => {
-                    match e {
-                        crate::srtp::SrtpError::AuthFailed => self.stats.srtp_auth_failures += 1,
-                        crate::srtp::SrtpError::Replayed => self.stats.srtp_replayed += 1,
-                        _ => self.stats.malformed += 1,
-                    }
-                    return Err(Dropped::Srtp(e));
-                }
-            },
-        };
+        let clear = self.unprotect(packet)?;
+        let packet = clear.as_deref().unwrap_or(packet);
         if crate::rtcp::is_rtcp(packet) {
             // RTCP on the RTP port (rtcp-mux, RFC 5761), from the peer only.
             if self.latched && Some(from) != self.remote {

@@ -278,17 +278,47 @@ impl CallAudio {
         v
     }
 
-    /// RTCP reports due now (every 5 s): one per call that agreed rtcp-mux.
-    fn reports(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+    /// RTCP reports due now (every 5 s), and whether each goes on the RTP port (rtcp-mux)
+    /// or to the peer's RTCP port (its RTP port + 1, RFC 3550 §11) from ours.
+    fn reports(&mut self) -> Vec<(SocketAddr, Vec<u8>, bool)> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         self.calls
             .values_mut()
-            .filter(|c| c.rtcp_mux)
-            .filter_map(|c| Some((c.session.remote()?, c.session.rtcp_report(now))))
-            .filter(|(_, p)| !p.is_empty())
+            .filter_map(|c| {
+                let remote = c.session.remote()?;
+                let to = if c.rtcp_mux {
+                    remote
+                } else {
+                    SocketAddr::new(remote.ip(), remote.port().checked_add(1)?)
+                };
+                Some((to, c.session.rtcp_report(now), c.rtcp_mux))
+            })
+            .filter(|(_, p, _)| !p.is_empty())
             .collect()
+    }
+
+    /// A datagram on the RTCP port: to the call whose peer's host sent it.
+    fn receive_rtcp(&mut self, data: &[u8], from: SocketAddr) {
+        let only = (self.calls.len() == 1)
+            .then(|| self.calls.keys().next().copied())
+            .flatten();
+        let key = self
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.session.remote().is_some_and(|r| {
+                    r.ip() == from.ip() && r.port().checked_add(1) == Some(from.port())
+                })
+            })
+            .map(|(k, _)| *k)
+            .or(only);
+        if let Some(c) = key.and_then(|k| self.calls.get_mut(&k)) {
+            if let Err(e) = c.session.receive_rtcp_port(data, from) {
+                tracing::debug!(error = %e, %from, "RTCP packet dropped");
+            }
+        }
     }
 
     /// A datagram on the RTP port: to the call whose peer sent it (or the only call, which
@@ -374,9 +404,13 @@ pub struct AudioHandle {
 }
 
 impl AudioHandle {
-    /// Starts the engine on `socket` (the RTP port our SDP names). `play` is read now, so a
-    /// bad file is an error before any call.
-    pub fn spawn(socket: tokio::net::UdpSocket, options: AudioOptions) -> anyhow::Result<Self> {
+    /// Starts the engine on a pair of sockets: the RTP port our SDP names (even) and the
+    /// RTCP port after it, for peers that do not take rtcp-mux. `play` is read now, so a bad
+    /// file is an error before any call.
+    pub fn spawn(
+        (socket, rtcp): (tokio::net::UdpSocket, tokio::net::UdpSocket),
+        options: AudioOptions,
+    ) -> anyhow::Result<Self> {
         let AudioOptions {
             play,
             record,
@@ -406,6 +440,7 @@ impl AudioHandle {
         let (ev_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
+            let mut rtcp_buf = vec![0u8; 2048];
             let mut ticks: u64 = 0;
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -439,6 +474,11 @@ impl AudioHandle {
                             }
                         }
                     }
+                    r = rtcp.recv_from(&mut rtcp_buf) => {
+                        if let Ok((n, from)) = r {
+                            audio.receive_rtcp(&rtcp_buf[..n], from);
+                        }
+                    }
                     _ = tick.tick() => {
                         // Take in what has arrived before playing a frame: when this task
                         // was held up, the socket and the (bursting) ticks are ready at
@@ -460,8 +500,9 @@ impl AudioHandle {
                         ticks += 1;
                         // RTCP every 5 s (RFC 3550 §6.2's minimum for a two-party call).
                         if ticks % 250 == 125 {
-                            for (to, packet) in audio.reports() {
-                                let _ = socket.send_to(&packet, to).await;
+                            for (to, packet, mux) in audio.reports() {
+                                let from = if mux { &socket } else { &rtcp };
+                                let _ = from.send_to(&packet, to).await;
                             }
                         }
                     }
@@ -617,4 +658,83 @@ pub fn devices(json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The RTP and RTCP sockets of the agent: an even port and the one after it (RFC 3550 §11),
+/// from `range` (inclusive), starting at a random place in it so that agents on one host
+/// rarely collide; an error when the whole range is taken.
+pub async fn bind_media_ports(
+    ip: std::net::IpAddr,
+    range: (u16, u16),
+) -> anyhow::Result<(tokio::net::UdpSocket, tokio::net::UdpSocket)> {
+    let first = range.0 + range.0 % 2;
+    let pairs = u32::from(range.1.saturating_sub(first).div_ceil(2));
+    let start = rand::random::<u32>() % pairs.max(1);
+    for i in 0..pairs {
+        let port = first + (((start + i) % pairs) * 2) as u16;
+        let Some(next) = port.checked_add(1).filter(|p| *p <= range.1) else {
+            continue;
+        };
+        let Ok(rtp) = tokio::net::UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+            continue;
+        };
+        if let Ok(rtcp) = tokio::net::UdpSocket::bind(SocketAddr::new(ip, next)).await {
+            return Ok((rtp, rtcp));
+        }
+    }
+    anyhow::bail!(
+        "no free pair of RTP/RTCP ports in {}-{} on {ip} — widen --rtp-ports",
+        range.0,
+        range.1
+    )
+}
+
+/// `--rtp-ports LOW-HIGH`.
+pub fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| anyhow::anyhow!("--rtp-ports takes LOW-HIGH, e.g. 16384-32767"))?;
+    let port = |x: &str| {
+        x.trim()
+            .parse::<u16>()
+            .map_err(|_| anyhow::anyhow!("{x:?} is not a port"))
+    };
+    let (a, b) = (port(a)?, port(b)?);
+    anyhow::ensure!(
+        a >= 1024 && a < b,
+        "--rtp-ports {s}: need 1024 ≤ LOW < HIGH"
+    );
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_are_read_and_pairs_bound() {
+        assert_eq!(parse_port_range("16384-32767").unwrap(), (16384, 32767));
+        for bad in ["", "1000", "2000-1000", "80-90", "a-b", "5000-5000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+            let (a, b) = bind_media_ports(ip, (40000, 40003)).await.unwrap();
+            let (pa, pb) = (
+                a.local_addr().unwrap().port(),
+                b.local_addr().unwrap().port(),
+            );
+            assert_eq!(pa % 2, 0);
+            assert_eq!(pb, pa + 1);
+            // The other pair is what is left; then the range is full.
+            let (c, _d) = bind_media_ports(ip, (40000, 40003)).await.unwrap();
+            assert_ne!(c.local_addr().unwrap().port(), pa);
+            let err = bind_media_ports(ip, (40000, 40003)).await.unwrap_err();
+            assert!(err.to_string().contains("widen --rtp-ports"), "{err}");
+        });
+    }
 }

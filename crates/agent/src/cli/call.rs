@@ -111,6 +111,15 @@ pub struct AccountArgs {
     /// Play the call's audio on this sound device (a name from `devices`, or `default`).
     #[arg(long, value_name = "NAME")]
     pub output_device: Option<String>,
+    /// UDP ports for RTP and RTCP (an even port for RTP, the next for RTCP), as a firewall
+    /// or SBC expects them.
+    #[arg(
+        long,
+        value_name = "LOW-HIGH",
+        env = "SWITCHBOARD_RTP_PORTS",
+        default_value = "16384-32767"
+    )]
+    pub rtp_ports: String,
     /// Echo test: send back what the other side says (an echo service, or a loopback for
     /// measuring delay).
     #[arg(long, conflicts_with_all = ["play", "input_device"])]
@@ -346,9 +355,11 @@ async fn setup(
         local.ip()
     };
     let contact = SocketAddr::new(local_ip, local.port());
-    let rtp = tokio::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))
-        .await
-        .context("cannot open an RTP port")?;
+    let rtp = super::audio::bind_media_ports(
+        local_ip,
+        super::audio::parse_port_range(&account.rtp_ports)?,
+    )
+    .await?;
     let srtp = SrtpPolicy::new(account, kind)?;
     let audio = AudioHandle::spawn(
         rtp,

@@ -256,6 +256,8 @@ pub fn names(ev: &[serde_json::Value]) -> Vec<String> {
 
 pub fn agent(args: &[&str]) -> Command {
     let mut c = Command::new(AGENT);
+    // Clear of the RTP ranges the baresip instances take (20000–39999).
+    c.env("SWITCHBOARD_RTP_PORTS", "40000-59999");
     c.arg("--json").args(args);
     c
 }
