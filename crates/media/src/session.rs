@@ -783,9 +783,10 @@ impl MediaSession {
         if expected == 0 {
             return None;
         }
-        // Frames concealed for lateness count like losses to the listener; frames FEC
-        // rebuilt do not.
-        let lost = (s.packets_lost + s.late).saturating_sub(s.fec_recovered);
+        // Frames concealed for lateness count like losses to the listener; a frame FEC
+        // rebuilt counts as half a loss (its copy in the next packet is coarser, RFC 6716
+        // §2.1.7's LBRR).
+        let lost = (s.packets_lost + s.late).saturating_sub(s.fec_recovered / 2);
         let loss = 100.0 * lost as f64 / (expected + s.late) as f64;
         let r = crate::quality::r_factor(self.estimated_delay_ms(), loss, self.codec.impairment());
         Some(crate::quality::mos(r))
