@@ -13,6 +13,12 @@
 //!   bound, and its replay window starts from the first index it is shown, forged or not (a
 //!   forged first SRTCP packet with a high index made every genuine report look replayed —
 //!   found by fuzz/media's srtp target).
+//!
+//! SDES does not carry the rollover counter (ROC): a receiver takes it to be 0 at the first
+//! packet it authenticates. If a sender's sequence number wraps before any of its packets got
+//! through, every later packet fails. Our sessions start SRTP streams below 2^15 so that this
+//! would take half an hour of lost packets; a peer that starts near 2^16 and loses its first
+//! packets is not recovered from (webrtc-srtp has no way to try the next ROC).
 
 use std::collections::HashSet;
 
