@@ -26,8 +26,10 @@ pub enum RtpError {
     RtcpRange(u8),
 }
 
-/// Parses a packet; returns the header and the payload (padding removed).
-pub fn parse(packet: &[u8]) -> Result<(RtpHeader, &[u8]), RtpError> {
+/// The length of a packet's header (fixed part, CSRCs, header extension), checked to lie
+/// within the packet; the payload and any padding are not looked at (under SRTP they are
+/// encrypted).
+pub fn header_len(packet: &[u8]) -> Result<usize, RtpError> {
     if packet.len() < 12 {
         return Err(RtpError::TooShort(packet.len()));
     }
@@ -35,9 +37,22 @@ pub fn parse(packet: &[u8]) -> Result<(RtpHeader, &[u8]), RtpError> {
     if version != 2 {
         return Err(RtpError::Version(version));
     }
+    let mut start = 12 + 4 * usize::from(packet[0] & 0x0f);
+    if packet[0] & 0x10 != 0 {
+        let ext = packet.get(start..start + 4).ok_or(RtpError::Truncated)?;
+        let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        start += 4 + 4 * words;
+    }
+    if start > packet.len() {
+        return Err(RtpError::Truncated);
+    }
+    Ok(start)
+}
+
+/// Parses a packet; returns the header and the payload (padding removed).
+pub fn parse(packet: &[u8]) -> Result<(RtpHeader, &[u8]), RtpError> {
+    let start = header_len(packet)?;
     let padding = packet[0] & 0x20 != 0;
-    let extension = packet[0] & 0x10 != 0;
-    let csrc_count = usize::from(packet[0] & 0x0f);
     let marker = packet[1] & 0x80 != 0;
     let payload_type = packet[1] & 0x7f;
     // With rtcp-mux, 72–76 (200–204 with the marker bit) are RTCP packet types.
@@ -47,15 +62,6 @@ pub fn parse(packet: &[u8]) -> Result<(RtpHeader, &[u8]), RtpError> {
     let sequence = u16::from_be_bytes([packet[2], packet[3]]);
     let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
     let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-    let mut start = 12 + 4 * csrc_count;
-    if extension {
-        let ext = packet.get(start..start + 4).ok_or(RtpError::Truncated)?;
-        let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
-        start += 4 + 4 * words;
-    }
-    if start > packet.len() {
-        return Err(RtpError::Truncated);
-    }
     let mut end = packet.len();
     if padding {
         let pad = usize::from(packet[end - 1]);

@@ -248,6 +248,20 @@ fn map_err(e: webrtc_srtp::Error) -> SrtpError {
     }
 }
 
+/// Runs a decryption of the library's; a panic inside it (its parsers on input we did not
+/// foresee) becomes a malformed packet instead of taking the call down. The library parses
+/// before it changes any state, so the context stays usable.
+fn guarded(
+    f: impl FnOnce() -> Result<bytes::Bytes, webrtc_srtp::Error>,
+) -> Result<bytes::Bytes, SrtpError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(map_err),
+        Err(_) => Err(SrtpError::Malformed(
+            "a packet the SRTP library could not parse".into(),
+        )),
+    }
+}
+
 impl Srtp {
     /// From our `a=crypto` value (what we send with) and the peer's (what it sends with).
     pub fn new(local: &str, remote: &str) -> Result<Self, SrtpError> {
@@ -309,15 +323,22 @@ impl Srtp {
                 return Err(SrtpError::AuthFailed);
             }
         }
+        if !rtcp {
+            // The library's RTP header parser (the `rtp` crate) panics on a header extension
+            // that runs past the packet (found by fuzz/media's srtp target): check the header
+            // with ours first.
+            crate::rtp::header_len(packet).map_err(|e| SrtpError::Malformed(e.to_string()))?;
+        }
         if !self.known.contains(&(rtcp, ssrc)) {
             // A new SSRC: authenticate in a context of its own first (see the module docs).
             let mut probe = self.remote.context(false)?;
-            let checked = if rtcp {
-                probe.decrypt_rtcp(packet)
-            } else {
-                probe.decrypt_rtp(packet)
-            };
-            checked.map_err(map_err)?;
+            guarded(|| {
+                if rtcp {
+                    probe.decrypt_rtcp(packet)
+                } else {
+                    probe.decrypt_rtp(packet)
+                }
+            })?;
             if self.known.len() >= KNOWN_SSRCS {
                 // Start over (the old streams are gone; replay state goes with them).
                 self.rx = self.remote.context(true)?;
@@ -325,12 +346,15 @@ impl Srtp {
             }
             self.known.insert((rtcp, ssrc));
         }
-        let out = if rtcp {
-            self.rx.decrypt_rtcp(packet)
-        } else {
-            self.rx.decrypt_rtp(packet)
-        };
-        out.map(|b| b.to_vec()).map_err(map_err)
+        let rx = &mut self.rx;
+        guarded(|| {
+            if rtcp {
+                rx.decrypt_rtcp(packet)
+            } else {
+                rx.decrypt_rtp(packet)
+            }
+        })
+        .map(|b| b.to_vec())
     }
 }
 
@@ -470,6 +494,15 @@ mod tests {
             let sealed = genuine.protect(&report).unwrap();
             assert_eq!(ok.unprotect(&sealed).unwrap(), report);
         }
+        // A header extension that runs past the packet (the library's parser would panic).
+        let mut long_ext = rtp_packet(1, 1);
+        long_ext[0] |= 0x10;
+        long_ext[12..16].copy_from_slice(&[0xbe, 0xde, 0x00, 0x1c]);
+        long_ext.truncate(28);
+        assert!(matches!(
+            receiver.unprotect(&long_ext),
+            Err(SrtpError::Malformed(_))
+        ));
         // Short and mixed-suite input is an error, not a panic.
         assert!(matches!(
             receiver.unprotect(&[0x80, 0, 0]),
