@@ -49,6 +49,54 @@ pub fn header_len(packet: &[u8]) -> Result<usize, RtpError> {
     Ok(start)
 }
 
+/// Checks the elements of an RFC 8285 header extension (one-byte `0xBEDE` or two-byte
+/// `0x100x` profile) lie within the extension block; other profiles are opaque. For parsers
+/// that walk the elements (the `rtp` crate under webrtc-srtp panics on an element that runs
+/// past the packet).
+pub fn check_extension_elements(packet: &[u8]) -> Result<(), RtpError> {
+    let end = header_len(packet)?;
+    if packet[0] & 0x10 == 0 {
+        return Ok(());
+    }
+    let at = 12 + 4 * usize::from(packet[0] & 0x0f);
+    let profile = u16::from_be_bytes([packet[at], packet[at + 1]]);
+    let mut i = at + 4;
+    match profile {
+        0xBEDE => {
+            while i < end {
+                let b = packet[i];
+                i += 1;
+                if b == 0 {
+                    continue;
+                }
+                if b >> 4 == 0x0f {
+                    break;
+                }
+                i += usize::from(b & 0x0f) + 1;
+            }
+        }
+        p if p & 0xfff0 == 0x1000 => {
+            while i < end {
+                let id = packet[i];
+                i += 1;
+                if id == 0 {
+                    continue;
+                }
+                let len = *packet
+                    .get(i)
+                    .filter(|_| i < end)
+                    .ok_or(RtpError::Truncated)?;
+                i += 1 + usize::from(len);
+            }
+        }
+        _ => return Ok(()),
+    }
+    if i > end {
+        return Err(RtpError::Truncated);
+    }
+    Ok(())
+}
+
 /// Parses a packet; returns the header and the payload (padding removed).
 pub fn parse(packet: &[u8]) -> Result<(RtpHeader, &[u8]), RtpError> {
     let start = header_len(packet)?;
@@ -96,6 +144,29 @@ pub fn build(h: &RtpHeader, payload: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn extension_elements_must_stay_in_their_block() {
+        let with = |profile: [u8; 2], words: u8, body: &[u8]| {
+            let mut p = vec![0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1];
+            p.extend_from_slice(&profile);
+            p.extend_from_slice(&[0, words]);
+            p.extend_from_slice(body);
+            p.extend_from_slice(&[0xaa; 20]);
+            p
+        };
+        // One-byte: id 1 with 2 bytes, padding; then an element claiming 16 bytes in a
+        // 4-byte block.
+        assert!(super::check_extension_elements(&with([0xbe, 0xde], 1, &[0x11, 1, 2, 0])).is_ok());
+        assert!(super::check_extension_elements(&with([0xbe, 0xde], 1, &[0x1f, 1, 2, 3])).is_err());
+        // Two-byte: id 1, length 2; then length 239 in a 4-byte block; a length byte
+        // outside the block.
+        assert!(super::check_extension_elements(&with([0x10, 0x00], 1, &[1, 2, 9, 9])).is_ok());
+        assert!(super::check_extension_elements(&with([0x10, 0x00], 1, &[1, 239, 9, 9])).is_err());
+        assert!(super::check_extension_elements(&with([0x10, 0x00], 1, &[0, 0, 0, 5])).is_err());
+        // Other profiles are opaque.
+        assert!(super::check_extension_elements(&with([0x12, 0x34], 1, &[0xff; 4])).is_ok());
+    }
+
     use super::*;
 
     #[test]

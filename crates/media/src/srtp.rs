@@ -324,10 +324,11 @@ impl Srtp {
             }
         }
         if !rtcp {
-            // The library's RTP header parser (the `rtp` crate) panics on a header extension
-            // that runs past the packet (found by fuzz/media's srtp target): check the header
-            // with ours first.
-            crate::rtp::header_len(packet).map_err(|e| SrtpError::Malformed(e.to_string()))?;
+            // The library's RTP header parser (the `rtp` crate) panics on a header extension,
+            // or an RFC 8285 element in one, that runs past the packet (found by fuzz/media's
+            // srtp target): check the header with ours first.
+            crate::rtp::check_extension_elements(packet)
+                .map_err(|e| SrtpError::Malformed(e.to_string()))?;
         }
         if !self.known.contains(&(rtcp, ssrc)) {
             // A new SSRC: authenticate in a context of its own first (see the module docs).
