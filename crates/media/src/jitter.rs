@@ -133,6 +133,18 @@ impl JitterBuffer {
         ext
     }
 
+    /// A packet came after its turn: one frame more of delay from now on, once per episode
+    /// (a stall that makes several packets late at once is one event); `stretch` plays a
+    /// made-up frame to deepen the buffer at once.
+    fn late_episode(&mut self, stretch: bool) {
+        if self.since_late >= 25 || self.late_floor == 0 {
+            self.late_floor = (self.target + 1).min(self.max_frames);
+            self.target = self.late_floor;
+            self.stretch |= stretch;
+        }
+        self.since_late = 0;
+    }
+
     /// A packet arrived.
     pub fn push(&mut self, seq: u16, payload: Vec<u8>) {
         let ext = self.extend(seq);
@@ -145,23 +157,14 @@ impl JitterBuffer {
                 self.stats.resyncs += 1;
                 self.next = Some(ext);
                 self.packets.insert(ext, payload);
-                if self.since_late >= 25 || self.late_floor == 0 {
-                    self.late_floor = (self.target + 1).min(self.max_frames);
-                    self.target = self.late_floor;
-                }
-                self.since_late = 0;
+                self.late_episode(false);
                 return;
             }
             self.stats.late += 1;
             // Its frame was concealed already: one frame more of delay from now on — once
             // per episode (a stall that makes several packets late at once is one event; a
             // frame per packet would pile up delay for a single hiccup).
-            if self.since_late >= 25 || self.late_floor == 0 {
-                self.late_floor = (self.target + 1).min(self.max_frames);
-                self.target = self.late_floor;
-                self.stretch = true;
-            }
-            self.since_late = 0;
+            self.late_episode(true);
             return;
         }
         if self.packets.contains_key(&ext) {
