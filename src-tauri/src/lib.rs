@@ -3,17 +3,24 @@
 //! status changes to the UI as `router-status` events. No protocol logic lives here.
 //!
 //! IPC contract (mirrored by `ui/src/ipc`): commands `get_settings`, `save_settings`,
-//! `get_router_status`, `app_version`, `ui_ready`; event `router-status`. Errors cross as
+//! `get_router_status`, `app_version`, `ui_ready`, `list_audio_devices`, `start_mic_test`,
+//! `stop_mic_test`, `play_test_sound`; events `router-status`, `mic-level`. Errors cross as
 //! `{ code, message }` ([`IpcError`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use switchboard_agent::{Agent, LinkPolicy, RouterStatus, Settings, SettingsError, SettingsStore};
+use switchboard_agent::{
+    Agent, AudioDevices, AudioError, LinkPolicy, RouterStatus, Settings, SettingsError,
+    SettingsStore, SoundTestResult, TestSound,
+};
 use tauri::{Emitter, Manager, State};
 
 /// Name of the event that carries a [`RouterStatus`] to the UI.
 pub const ROUTER_STATUS_EVENT: &str = "router-status";
+/// Name of the event that carries a [`switchboard_agent::MicLevel`] while the microphone test
+/// runs (about 16 a second).
+pub const MIC_LEVEL_EVENT: &str = "mic-level";
 
 /// An error as the UI receives it.
 #[derive(Debug, Clone, Serialize)]
@@ -27,6 +34,15 @@ pub struct IpcError {
 
 impl From<SettingsError> for IpcError {
     fn from(e: SettingsError) -> Self {
+        Self {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<AudioError> for IpcError {
+    fn from(e: AudioError) -> Self {
         Self {
             code: e.code().to_owned(),
             message: e.to_string(),
@@ -53,6 +69,63 @@ fn get_router_status(agent: State<'_, Agent>) -> RouterStatus {
 #[tauri::command]
 fn app_version(app: tauri::AppHandle) -> String {
     app.package_info().version.to_string()
+}
+
+// async: listing asks the sound system, which can take a moment; not on the UI thread.
+#[tauri::command]
+async fn list_audio_devices() -> Result<AudioDevices, IpcError> {
+    tauri::async_runtime::spawn_blocking(switchboard_agent::audio::devices)
+        .await
+        .map_err(|e| IpcError {
+            code: "sound_devices_unlisted".into(),
+            message: e.to_string(),
+        })?
+        .map_err(IpcError::from)
+}
+
+/// Opens the microphone (`device`, else the default) and sends its level as `mic-level`
+/// events until `stop_mic_test` or a new test; returns the test's number.
+#[tauri::command]
+fn start_mic_test(app: tauri::AppHandle, agent: State<'_, Agent>, device: Option<String>) -> u32 {
+    let id = agent.mic_tests().start(device);
+    tauri::async_runtime::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(60));
+        loop {
+            every.tick().await;
+            let Some(level) = app.state::<Agent>().mic_tests().level(id) else {
+                break;
+            };
+            if app.emit(MIC_LEVEL_EVENT, level).is_err() {
+                app.state::<Agent>().mic_tests().stop(Some(id));
+                break;
+            }
+        }
+    });
+    id
+}
+
+#[tauri::command]
+fn stop_mic_test(agent: State<'_, Agent>, test: Option<u32>) {
+    agent.mic_tests().stop(test);
+}
+
+/// Plays the chime or a ring on `device` (else the default) at `volume` %, and returns when
+/// it has played.
+#[tauri::command]
+async fn play_test_sound(
+    sound: TestSound,
+    device: Option<String>,
+    volume: u8,
+) -> Result<SoundTestResult, IpcError> {
+    tauri::async_runtime::spawn_blocking(move || {
+        switchboard_agent::audio::play_test_sound(sound, device, volume)
+    })
+    .await
+    .map_err(|e| IpcError {
+        code: "sound_device_unavailable".into(),
+        message: e.to_string(),
+    })?
+    .map_err(IpcError::from)
 }
 
 /// Called by the UI once its first frame is painted; logged for the start-up benchmark
@@ -106,7 +179,11 @@ pub fn run() {
             save_settings,
             get_router_status,
             app_version,
-            ui_ready
+            ui_ready,
+            list_audio_devices,
+            start_mic_test,
+            stop_mic_test,
+            play_test_sound
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {
@@ -127,6 +204,10 @@ mod bindings {
     fn export_to(dir: &Path) {
         switchboard_agent::Settings::export_all_to(dir).unwrap();
         switchboard_agent::RouterStatus::export_all_to(dir).unwrap();
+        switchboard_agent::AudioDevices::export_all_to(dir).unwrap();
+        switchboard_agent::MicLevel::export_all_to(dir).unwrap();
+        switchboard_agent::TestSound::export_all_to(dir).unwrap();
+        switchboard_agent::SoundTestResult::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
+use crate::audio::MicTests;
 use crate::router::{LinkPolicy, RouterLink, RouterStatus};
 use crate::settings::{Settings, SettingsError, SettingsStore};
 
@@ -15,6 +16,7 @@ pub struct Agent {
     settings: Mutex<Settings>,
     link: RouterLink,
     load_problem: Option<SettingsError>,
+    mic_tests: MicTests,
 }
 
 impl Agent {
@@ -35,6 +37,7 @@ impl Agent {
             settings: Mutex::new(settings),
             link,
             load_problem,
+            mic_tests: MicTests::default(),
         }
     }
 
@@ -67,6 +70,11 @@ impl Agent {
     /// The latest router status.
     pub fn router_status(&self) -> RouterStatus {
         self.link.status()
+    }
+
+    /// The microphone test of Settings → Audio.
+    pub fn mic_tests(&self) -> &MicTests {
+        &self.mic_tests
     }
 
     /// Every change of the router status.

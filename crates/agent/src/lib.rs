@@ -1,6 +1,7 @@
 //! The Switchboard agent engine: what the desktop app and the headless `switchboard-agent`
-//! CLI share. Today it keeps the link to the routing service and the person's settings; sign-in,
-//! presence and the softphone join it as their crates land.
+//! CLI share. Today it keeps the link to the routing service, the person's settings and the
+//! sound-device checks of Settings → Audio ([`audio`]); sign-in, presence and the softphone join
+//! it as their crates land.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,11 +16,15 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audio;
 pub mod engine;
 pub mod router;
 pub mod settings;
 
 pub use engine::Agent;
 
+pub use audio::{
+    AudioDevice, AudioDevices, AudioError, DeviceNotice, MicLevel, SoundTestResult, TestSound,
+};
 pub use router::{ConnectionState, LinkPolicy, RouterLink, RouterStatus};
-pub use settings::{Language, Settings, SettingsError, SettingsStore};
+pub use settings::{AudioSettings, Language, Settings, SettingsError, SettingsStore};

@@ -34,8 +34,9 @@ enum Command {
     Call(cli::call::CallArgs),
     /// Wait for calls (registered at --server, or listening on --bind) and answer them.
     Answer(cli::call::AnswerArgs),
-    /// List the sound devices (names for --input-device and --output-device).
-    Devices,
+    /// List the sound devices (names for --input-device and --output-device), test the
+    /// microphone's level, or play a test sound.
+    Devices(cli::audio::DevicesArgs),
     // Other areas add one variant each here (account, audio).
 }
 
@@ -65,7 +66,7 @@ fn main() -> std::process::ExitCode {
             Command::Phone(c) => cli::phone::run(c, args.json).await,
             Command::Call(c) => cli::call::call(c, args.json).await,
             Command::Answer(c) => cli::call::answer(c, args.json).await,
-            Command::Devices => cli::audio::devices(args.json),
+            Command::Devices(a) => cli::audio::devices(a, args.json),
         }
     });
     match result {

@@ -1,4 +1,4 @@
-//! The desktop's own settings (router URL, language), kept in a TOML file in the user's
+//! The desktop's own settings (router URL, language, sound devices), kept in a TOML file in the user's
 //! configuration directory and written atomically (temporary file + rename), so a crash while
 //! saving never leaves a half-written file behind.
 
@@ -35,6 +35,9 @@ pub struct Settings {
     /// The UI language.
     #[serde(default)]
     pub language: Language,
+    /// Sound devices and volume.
+    #[serde(default)]
+    pub audio: AudioSettings,
 }
 
 impl Default for Settings {
@@ -42,7 +45,87 @@ impl Default for Settings {
         Self {
             router_url: DEFAULT_ROUTER_URL.to_owned(),
             language: Language::default(),
+            audio: AudioSettings::default(),
         }
+    }
+}
+
+/// The longest device name kept (system names are far shorter; this bounds the file).
+pub const MAX_DEVICE_NAME: usize = 256;
+
+/// Which sound devices calls use. A device is named as the system lists it; `None` is the
+/// system's default, followed when it changes. A named device that is missing when a call
+/// starts falls back to the default and the person is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AudioSettings {
+    /// The microphone (headset).
+    #[serde(default)]
+    pub input_device: Option<String>,
+    /// Where the call is heard (headset).
+    #[serde(default)]
+    pub output_device: Option<String>,
+    /// Where incoming calls ring: often the computer's speakers, so a ring is heard with the
+    /// headset off.
+    #[serde(default)]
+    pub ringing_device: Option<String>,
+    /// Call volume, 0–100 %.
+    #[serde(default = "full")]
+    pub output_volume: u8,
+    /// Ring volume, 0–100 %.
+    #[serde(default = "full")]
+    pub ring_volume: u8,
+}
+
+fn full() -> u8 {
+    100
+}
+
+impl Default for AudioSettings {
+    fn default() -> Self {
+        Self {
+            input_device: None,
+            output_device: None,
+            ringing_device: None,
+            output_volume: 100,
+            ring_volume: 100,
+        }
+    }
+}
+
+impl AudioSettings {
+    /// Checks names and volumes; an empty name means the default device.
+    pub fn validated(mut self) -> Result<Self, SettingsError> {
+        for (what, name) in [
+            ("microphone", &mut self.input_device),
+            ("speaker", &mut self.output_device),
+            ("ringing device", &mut self.ringing_device),
+        ] {
+            if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                *name = None;
+            }
+            if let Some(n) = name.as_deref() {
+                if n.chars().count() > MAX_DEVICE_NAME || n.chars().any(char::is_control) {
+                    return Err(SettingsError::InvalidAudio {
+                        reason: format!(
+                            "the {what} name is not one a sound system gives (over {MAX_DEVICE_NAME} characters or control characters)"
+                        ),
+                    });
+                }
+            }
+        }
+        for (what, v) in [
+            ("call volume", self.output_volume),
+            ("ring volume", self.ring_volume),
+        ] {
+            if v > 100 {
+                return Err(SettingsError::InvalidAudio {
+                    reason: format!("the {what} is {v} %, above 100 %"),
+                });
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -65,6 +148,10 @@ pub enum SettingsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the sound settings are not valid: {reason} — choose the devices again in Settings → Audio"
+    )]
+    InvalidAudio { reason: String },
     #[error("no configuration folder could be found for this user — set {CONFIG_DIR_ENV} to a writable folder")]
     NoConfigDir,
 }
@@ -77,6 +164,7 @@ impl SettingsError {
             SettingsError::Unreadable { .. } => "settings_unreadable",
             SettingsError::Malformed { .. } => "settings_malformed",
             SettingsError::Unwritable { .. } => "settings_unwritable",
+            SettingsError::InvalidAudio { .. } => "invalid_audio",
             SettingsError::NoConfigDir => "no_config_dir",
         }
     }
@@ -87,6 +175,7 @@ impl Settings {
     /// (no trailing slash).
     pub fn validated(mut self) -> Result<Self, SettingsError> {
         self.router_url = normalise_router_url(&self.router_url)?;
+        self.audio = self.audio.validated()?;
         Ok(self)
     }
 }
@@ -220,12 +309,70 @@ mod tests {
             .save(Settings {
                 router_url: " https://router.example.com/ ".into(),
                 language: Language::ZhCn,
+                audio: AudioSettings {
+                    input_device: Some("Jabra Evolve2 65".into()),
+                    ringing_device: Some("  ".into()),
+                    ring_volume: 40,
+                    ..AudioSettings::default()
+                },
             })
             .unwrap();
         assert_eq!(saved.router_url, "https://router.example.com");
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(text.contains("language = \"zh-CN\""), "{text}");
+        assert_eq!(
+            saved.audio.ringing_device, None,
+            "a blank name is the default"
+        );
+        assert_eq!(
+            saved.audio.input_device.as_deref(),
+            Some("Jabra Evolve2 65")
+        );
         assert_eq!(store.load().unwrap(), saved);
+    }
+
+    #[test]
+    fn files_from_before_the_audio_settings_load_with_default_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "router_url = \"http://127.0.0.1:7700\"\nlanguage = \"en\"\n",
+        )
+        .unwrap();
+        let s = SettingsStore::at(&path, DEFAULT_ROUTER_URL).load().unwrap();
+        assert_eq!(s.audio, AudioSettings::default());
+        assert_eq!(s.audio.output_volume, 100);
+    }
+
+    #[test]
+    fn bad_audio_settings_are_refused_with_a_code() {
+        let loud = AudioSettings {
+            output_volume: 101,
+            ..AudioSettings::default()
+        };
+        let e = loud.validated().unwrap_err();
+        assert_eq!(e.code(), "invalid_audio");
+        assert!(e.to_string().contains("101 %"), "{e}");
+        for name in ["a\nb".to_owned(), "x".repeat(MAX_DEVICE_NAME + 1)] {
+            let bad = AudioSettings {
+                output_device: Some(name),
+                ..AudioSettings::default()
+            };
+            assert_eq!(bad.validated().unwrap_err().code(), "invalid_audio");
+        }
+        // In a file, the same is reported as a malformed file, left alone.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "router_url = \"http://h\"\n[audio]\nring_volume = 300\n",
+        )
+        .unwrap();
+        let e = SettingsStore::at(&path, DEFAULT_ROUTER_URL)
+            .load()
+            .unwrap_err();
+        assert_eq!(e.code(), "settings_malformed");
     }
 
     #[test]

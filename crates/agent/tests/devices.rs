@@ -199,3 +199,237 @@ fn a_sound_server_that_goes_away_mid_call_leaves_the_call_up_with_a_warning() {
         "the call went on to its end: {ended}"
     );
 }
+
+/// Per note of `candidates`, in how many 50 ms blocks of the recording it dominated.
+fn notes(path: &Path, candidates: &[f64]) -> (Vec<usize>, usize) {
+    let (samples, rate) = read_mono(path).unwrap_or_else(|e| panic!("{e}"));
+    tone::detect(&samples, rate, candidates)
+}
+
+#[test]
+fn the_test_sound_plays_on_the_device_chosen_and_nowhere_else() {
+    let pulse = PulseServer::start();
+    let home = pulse.alsa_home();
+    let dir = tempfile::tempdir().unwrap();
+    let (ring_wav, speaker_wav) = (dir.path().join("ring.wav"), dir.path().join("speaker.wav"));
+    let ring_rec = pulse.record("sb_ring", &ring_wav);
+    let speaker_rec = pulse.record("sb_speaker", &speaker_wav);
+    let out = agent(&[
+        "devices",
+        "--test-sound",
+        "chime",
+        "--output-device",
+        "jack",
+    ])
+    .env("PULSE_SERVER", pulse.server())
+    .env("HOME", &home)
+    .output()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop_recorder(ring_rec);
+    stop_recorder(speaker_rec);
+    let ev = events(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{ev:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ev[0]["event"], "played", "{ev:?}");
+    assert_eq!(ev[0]["device"], "jack", "{ev:?}");
+    // Each of the three notes, in the chosen device's sink.
+    let hz = switchboard_media::check::TEST_SOUND_HZ;
+    let (wins, loud) = notes(&ring_wav, &hz);
+    assert!(
+        wins.iter().all(|&w| w >= 4),
+        "the chime's notes on the chosen device: {wins:?} of {loud} loud blocks"
+    );
+    // Nothing on the default speaker.
+    let (_, loud) = notes(&speaker_wav, &hz);
+    assert_eq!(loud, 0, "the default speaker stayed silent");
+}
+
+#[test]
+fn the_microphone_test_reads_the_level_of_what_the_microphone_hears() {
+    let pulse = PulseServer::start();
+    let level = |ev: &[serde_json::Value]| {
+        ev.iter()
+            .find(|e| e["event"] == "mic_test_done")
+            .and_then(|e| e["loudest_db"].as_f64())
+            .unwrap_or_else(|| panic!("no mic_test_done: {ev:?}"))
+    };
+    // Nothing played into the "microphone": silence.
+    let out = agent(&["devices", "--mic-test", "1.5", "--input-device", "pulse"])
+        .env("PULSE_SERVER", pulse.server())
+        .output()
+        .unwrap();
+    let ev = events(&out.stdout);
+    assert!(out.status.success(), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e["event"] == "mic_level"),
+        "readings while testing: {ev:?}"
+    );
+    assert!(
+        level(&ev) < -55.0,
+        "a silent microphone reads {}",
+        level(&ev)
+    );
+    // A tone of -15 dBFS RMS played into it.
+    let dir = tempfile::tempdir().unwrap();
+    let mic = dir.path().join("mic.wav");
+    tone_wav(&mic, 440.0, 10);
+    let mut player = pulse
+        .client("paplay")
+        .args(["-d", "sb_mic"])
+        .arg(&mic)
+        .spawn()
+        .unwrap();
+    let out = agent(&["devices", "--mic-test", "2", "--input-device", "pulse"])
+        .env("PULSE_SERVER", pulse.server())
+        .output()
+        .unwrap();
+    let _ = player.kill();
+    let _ = player.wait();
+    let ev = events(&out.stdout);
+    assert!(out.status.success(), "{ev:?}");
+    let loudest = level(&ev);
+    assert!(
+        (-25.0..=-8.0).contains(&loudest),
+        "a -15 dBFS tone reads {loudest} dBFS: {ev:?}"
+    );
+}
+
+#[test]
+fn an_incoming_call_rings_on_the_ringing_device_until_it_is_answered() {
+    let pulse = PulseServer::start();
+    let home = pulse.alsa_home();
+    let server = pulse.server();
+    let dir = tempfile::tempdir().unwrap();
+    let ring_wav = dir.path().join("ring.wav");
+    let speaker_wav = dir.path().join("speaker.wav");
+    let ring_rec = pulse.record("sb_ring", &ring_wav);
+    let speaker_rec = pulse.record("sb_speaker", &speaker_wav);
+    let (mut callee, port) = answering_agent_env(
+        &[
+            "--answer-after",
+            "3",
+            "--ring-device",
+            "jack",
+            "--ring-volume",
+            "50",
+            "--output-device",
+            "default",
+        ],
+        &[("PULSE_SERVER", &server), ("HOME", &home)],
+    );
+    let far = dir.path().join("far.wav");
+    tone_wav(&far, 1000.0, 12);
+    let caller = std::thread::spawn(move || {
+        run_agent(
+            &[
+                "call",
+                &format!("sip:agent@127.0.0.1:{port}"),
+                "--play",
+                far.to_str().unwrap(),
+                "--hangup-after",
+                "5",
+            ],
+            &[],
+        )
+    });
+    // While it rings: a stream on the ringing device only.
+    std::thread::sleep(Duration::from_millis(1500));
+    let ringing = pulse.sinks_in_use();
+    // Answered at 3 s: the ring has stopped, the call plays on the speaker.
+    std::thread::sleep(Duration::from_millis(3500));
+    let talking = pulse.sinks_in_use();
+    let (out, ev) = caller.join().unwrap();
+    assert!(out.status.success(), "{ev:?}");
+    let callee_out = wait_output(&mut callee, Duration::from_secs(10), &[]);
+    stop_recorder(ring_rec);
+    stop_recorder(speaker_rec);
+    let cev = events(&callee_out.stdout);
+    assert!(callee_out.status.success(), "{cev:?}");
+    // Each sink also has the recorder's keep-alive stream.
+    let count = |v: &[String], sink: &str| v.iter().filter(|s| *s == sink).count();
+    assert_eq!(
+        (count(&ringing, "sb_ring"), count(&ringing, "sb_speaker")),
+        (2, 2),
+        "while ringing, the ring plays on its device and the call's output is open: {ringing:?}"
+    );
+    assert_eq!(
+        (count(&talking, "sb_ring"), count(&talking, "sb_speaker")),
+        (1, 2),
+        "after the answer the ring is gone and the call plays: {talking:?}"
+    );
+    let order = names(&cev);
+    let (r, e) = (
+        order.iter().position(|n| n == "ringing"),
+        order.iter().position(|n| n == "established"),
+    );
+    assert!(r.is_some() && r < e, "{order:?}");
+    // No call audio on the ringing device. (That the ring's own sound reaches the device it
+    // is played on is shown by the test-sound test: the same player. Here a null sink's
+    // monitor, recorded beside a second stream of the same process, missed parts of it.)
+    let (samples, rate) = read_mono(&ring_wav).unwrap();
+    let call_blocks = samples
+        .chunks_exact(rate as usize / 20)
+        .filter(|b| tone::energy_share(b, rate, 1000.0) > 0.5)
+        .count();
+    assert_eq!(call_blocks, 0, "no call audio on the ringing device");
+    // The call on the speaker, with no ring in it.
+    let (wins, loud) = notes(&speaker_wav, &[1000.0, 440.0, 480.0]);
+    assert!(
+        loud >= 20 && wins[0] * 10 >= loud * 9,
+        "the call on the speaker: {wins:?} of {loud}"
+    );
+}
+
+/// The peak of what the speaker sink played while a caller playing a 1000 Hz tone of peak
+/// 8000 called an agent with `callee_flags`; the caller adds `caller_flags`.
+fn speaker_peak(pulse: &PulseServer, callee_flags: &[&str], caller_flags: &[&str]) -> u16 {
+    let server = pulse.server();
+    let dir = tempfile::tempdir().unwrap();
+    let speaker_wav = dir.path().join("speaker.wav");
+    let speaker_rec = pulse.record("sb_speaker", &speaker_wav);
+    let mut flags = vec!["--output-device", "default", "--codec", "pcmu"];
+    flags.extend_from_slice(callee_flags);
+    let (mut callee, port) = answering_agent_env(&flags, &[("PULSE_SERVER", &server)]);
+    let far = dir.path().join("far.wav");
+    tone_wav(&far, 1000.0, 8);
+    let uri = format!("sip:agent@127.0.0.1:{port}");
+    let mut args = vec![
+        "call",
+        &uri,
+        "--play",
+        far.to_str().unwrap(),
+        "--hangup-after",
+        "3",
+    ];
+    args.extend_from_slice(caller_flags);
+    let (out, ev) = run_agent(&args, &[]);
+    assert!(out.status.success(), "{ev:?}");
+    let callee_out = wait_output(&mut callee, Duration::from_secs(10), &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    stop_recorder(speaker_rec);
+    assert!(callee_out.status.success());
+    let (samples, _) = read_mono(&speaker_wav).unwrap();
+    samples.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0)
+}
+
+#[test]
+fn mute_sends_silence_and_volume_scales_what_the_speaker_plays() {
+    let pulse = PulseServer::start();
+    let full = speaker_peak(&pulse, &[], &[]);
+    assert!(
+        (6500..=9500).contains(&full),
+        "at full volume the tone of peak 8000 plays at {full}"
+    );
+    let quarter = speaker_peak(&pulse, &["--volume", "25"], &[]);
+    assert!(
+        (1500..=2600).contains(&quarter),
+        "at 25 % it plays at {quarter} (full: {full})"
+    );
+    // The caller muted: its file runs on, the call carries silence.
+    let muted = speaker_peak(&pulse, &[], &["--mute"]);
+    assert!(muted < 100, "a muted caller was heard: peak {muted}");
+}

@@ -20,8 +20,11 @@
 //!
 //! - [`device`]: sound devices through cpal — listing, live capture and playback on a thread
 //!   of their own, fallback to the default device and reopening when one fails, level
-//!   meters, mute and volume, streaming rate conversion.
+//!   meters, mute and volume, streaming rate conversion;
+//! - [`check`]: sounds outside a call (the ring on the ringing device, the Settings page's test
+//!   sound) and the microphone test's live level.
 
+pub mod check;
 pub mod device;
 pub mod g711;
 pub mod jitter;

@@ -1,7 +1,9 @@
 //! The real desktop window, driven over WebDriver (tauri-driver → WebKitWebDriver → the
 //! Switchboard app under Xvfb). It starts with the router down and checks, in the window:
-//! "unreachable"; router up → "connected" without restarting the app; 中文 and back; router
-//! killed → "reconnecting"; router back → "connected". Screenshots go to `artifacts/e2e/`.
+//! "unreachable"; router up → "connected" without restarting the app; 中文 and back;
+//! Settings → Audio (device lists, the microphone test's live readings, the test sound, each
+//! through the shell's commands and events); router killed → "reconnecting"; router back →
+//! "connected". Screenshots go to `artifacts/e2e/`.
 //!
 //! Run through `scripts/test.sh` (it builds the binaries, installs tauri-driver and
 //! WebKitWebDriver, and provides the X display). By hand:
@@ -156,6 +158,69 @@ async fn window_follows_the_router_and_switches_language() -> Result<()> {
             .click()
             .await?;
         wait_state(&c, "connected", "Connected").await?;
+
+        // 3b. Settings → Audio. The machine may have no sound server (CI): whatever it has,
+        // the lists come back, the microphone test streams readings into the window and
+        // stops, and the test sound either plays or says why it cannot.
+        c.find(Locator::Css(r#"[data-testid="nav-settings"]"#))
+            .await?
+            .click()
+            .await?;
+        eventually("the microphone list", WAIT, || async {
+            let n = c
+                .find_all(Locator::Css(r#"[data-testid="audio-input"] option"#))
+                .await?
+                .len();
+            Ok((n >= 1).then_some(()))
+        })
+        .await?;
+        c.find(Locator::Css(r#"[data-testid="mic-test"]"#))
+            .await?
+            .click()
+            .await?;
+        eventually("mic-level readings in the window", WAIT, || async {
+            let meter = c.find(Locator::Css(r#"[data-testid="mic-meter"]"#)).await?;
+            let readings: u32 = meter
+                .attr("data-readings")
+                .await?
+                .unwrap_or_default()
+                .parse()
+                .unwrap_or(0);
+            if readings >= 5 {
+                Ok(Some(()))
+            } else {
+                bail!("{readings} readings so far")
+            }
+        })
+        .await?;
+        screenshot(&c, "settings-audio.png").await?;
+        c.find(Locator::Css(r#"[data-testid="mic-test-stop"]"#))
+            .await?
+            .click()
+            .await?;
+        c.find(Locator::Css(r#"[data-testid="play-chime"]"#))
+            .await?
+            .click()
+            .await?;
+        eventually("the test sound's outcome", WAIT, || async {
+            for id in ["audio-played", "audio-play-error"] {
+                if let Ok(el) = c
+                    .find(Locator::Css(&format!(r#"[data-testid="{id}"]"#)))
+                    .await
+                {
+                    let text = el.text().await?;
+                    if !text.is_empty() {
+                        return Ok(Some(()));
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+        c.find(Locator::Css(r#"[data-testid="nav-home"]"#))
+            .await?
+            .click()
+            .await?;
 
         // 4. Router dies (SIGKILL): the window shows it is reconnecting.
         router.guard.kill();

@@ -2,7 +2,7 @@
 // `invoke` directly; outside the desktop app (a plain browser) they fail with a clear IpcError.
 import { invoke, isTauri } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { IpcError, RouterStatus, Settings } from "./types";
+import type { AudioDevices, IpcError, MicLevel, RouterStatus, Settings, SoundTestResult, TestSound } from "./types";
 
 export type * from "./types";
 
@@ -39,6 +39,20 @@ export const getRouterStatus = (): Promise<RouterStatus> => call("get_router_sta
 export const appVersion = (): Promise<string> => call("app_version");
 /** Tells the shell the first frame is painted (start-up benchmark). */
 export const uiReady = (): Promise<void> => call("ui_ready");
+
+export const listAudioDevices = (): Promise<AudioDevices> => call("list_audio_devices");
+/** Opens the microphone and starts `mic-level` events; returns the test's number. */
+export const startMicTest = (device: string | null): Promise<number> => call("start_mic_test", { device });
+export const stopMicTest = (test: number | null): Promise<void> => call("stop_mic_test", { test });
+/** Plays the chime or a ring on `device` (null: the default) and resolves once it has played. */
+export const playTestSound = (sound: TestSound, device: string | null, volume: number): Promise<SoundTestResult> =>
+  call("play_test_sound", { sound, device, volume });
+
+/** Calls `handler` with each reading of the microphone test; returns the unsubscribe function. */
+export async function onMicLevel(handler: (l: MicLevel) => void): Promise<UnlistenFn> {
+  if (!insideDesktopApp()) return () => {};
+  return listen<MicLevel>("mic-level", (e) => handler(e.payload));
+}
 
 /** Calls `handler` with every router status change; returns the unsubscribe function. */
 export async function onRouterStatus(handler: (s: RouterStatus) => void): Promise<UnlistenFn> {

@@ -4,7 +4,8 @@ import SettingsPage from "./SettingsPage.svelte";
 import { setLanguage } from "../i18n/index.svelte";
 import type { Settings } from "../ipc";
 
-const settings: Settings = { router_url: "http://127.0.0.1:7700", language: "en" };
+const audio = { input_device: null, output_device: null, ringing_device: null, output_volume: 100, ring_volume: 100 };
+const settings: Settings = { router_url: "http://127.0.0.1:7700", language: "en", audio };
 
 describe("SettingsPage", () => {
   beforeEach(() => setLanguage("en"));
@@ -34,7 +35,7 @@ describe("SettingsPage", () => {
     await fireEvent.change(screen.getByTestId("settings-language"), { target: { value: "zh-CN" } });
     await fireEvent.click(screen.getByTestId("settings-save"));
     await vi.waitFor(() => expect(screen.getByTestId("settings-saved")).toBeTruthy());
-    expect(save).toHaveBeenCalledWith({ router_url: "https://router.contoso.com", language: "zh-CN" });
+    expect(save).toHaveBeenCalledWith({ router_url: "https://router.contoso.com", language: "zh-CN", audio });
   });
 
   it("shows the shell's refusal in the person's language", async () => {

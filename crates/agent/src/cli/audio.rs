@@ -64,6 +64,8 @@ struct CallAudio {
     devices: Option<DeviceAudio>,
     /// Send back what each call hears.
     echo: bool,
+    /// The microphone is muted: calls carry silence.
+    muted: bool,
 }
 
 /// How the agent's calls sound.
@@ -78,6 +80,10 @@ pub struct AudioOptions {
     pub devices: Option<DeviceChoice>,
     /// Echo test: each call sends back what it hears.
     pub echo: bool,
+    /// Output volume on the device, 0.0–1.0.
+    pub volume: f32,
+    /// Start muted.
+    pub muted: bool,
 }
 
 /// The codecs `--codec` names, in order (default: Opus, then PCMU, then PCMA).
@@ -240,6 +246,8 @@ impl CallAudio {
                             .unwrap_or_else(|| vec![0; n]),
                         (None, None) => vec![0; n],
                     };
+                    // Muted: the file or device keeps running, the call carries silence.
+                    let pcm = if self.muted && !echo { vec![0; n] } else { pcm };
                     let packet = c.session.packetise(&pcm);
                     // Empty: Opus DTX is quiet this frame.
                     if !packet.is_empty() {
@@ -418,6 +426,8 @@ impl AudioHandle {
             dtx,
             devices,
             echo,
+            volume,
+            muted,
         } = options;
         let (play, record) = (play.as_deref(), record.as_deref());
         // Read the file now, so a bad one is an error before any call.
@@ -433,8 +443,13 @@ impl AudioHandle {
             record: record.map(Path::to_path_buf),
             recordings: 0,
             dtx,
-            devices: devices.map(DeviceAudio::open),
+            devices: devices.map(|choice| {
+                let d = DeviceAudio::open(choice);
+                d.set_volume(volume);
+                d
+            }),
             echo,
+            muted,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
@@ -628,10 +643,108 @@ pub fn describe_device_event(e: &DeviceEvent) -> (serde_json::Value, String) {
     }
 }
 
-/// `switchboard-agent devices`: the sound devices, inputs then outputs.
-pub fn devices(json: bool) -> anyhow::Result<()> {
-    let list = device::list().map_err(|e| anyhow::anyhow!("{e} — is a sound server running?"))?;
-    let entry = |d: &device::DeviceInfo| serde_json::json!({"name": d.name, "default": d.default, "channels": d.channels, "sample_rate": d.sample_rate});
+/// `switchboard-agent devices`: list the sound devices, or check one as Settings → Audio does.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevicesArgs {
+    /// Play a test sound (`chime`, or one ring's bursts: `ring`) on --output-device and exit.
+    #[arg(long, value_name = "SOUND", value_parser = ["chime", "ring"])]
+    pub test_sound: Option<String>,
+    /// Measure the microphone (--input-device) for this many seconds, printing its level.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "test_sound")]
+    pub mic_test: Option<f64>,
+    /// The microphone to test (a name from the list; default: the system's).
+    #[arg(long, value_name = "NAME")]
+    pub input_device: Option<String>,
+    /// The speaker to play the test sound on (default: the system's).
+    #[arg(long, value_name = "NAME")]
+    pub output_device: Option<String>,
+    /// Test sound volume, 0–100 %.
+    #[arg(long, value_name = "PCT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub volume: u8,
+}
+
+fn notice_json(n: &switchboard_agent::DeviceNotice) -> serde_json::Value {
+    serde_json::to_value(n).unwrap_or_default()
+}
+
+/// Runs `devices`.
+pub fn devices(args: DevicesArgs, json: bool) -> anyhow::Result<()> {
+    let named = |n: Option<String>| n.filter(|n| n != "default");
+    if let Some(sound) = args.test_sound {
+        let sound = if sound == "ring" {
+            switchboard_agent::TestSound::Ring
+        } else {
+            switchboard_agent::TestSound::Chime
+        };
+        let r = switchboard_agent::audio::play_test_sound(
+            sound,
+            named(args.output_device),
+            args.volume,
+        )?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "played", "device": r.device, "notices": r.notices.iter().map(notice_json).collect::<Vec<_>>()})
+            );
+        } else {
+            for n in &r.notices {
+                if n.kind != "opened" {
+                    eprintln!(
+                        "warning: {} device: {} {}",
+                        n.direction,
+                        n.kind,
+                        n.reason.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            println!(
+                "played on {}",
+                r.device.as_deref().unwrap_or("the default device")
+            );
+        }
+        return Ok(());
+    }
+    if let Some(seconds) = args.mic_test {
+        let tests = switchboard_agent::audio::MicTests::default();
+        let id = tests.start(named(args.input_device));
+        let end = std::time::Instant::now()
+            + std::time::Duration::from_secs_f64(seconds.clamp(0.1, 3600.0));
+        let mut loudest = -120f32;
+        while std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let Some(l) = tests.level(id) else { break };
+            loudest = loudest.max(l.peak_db);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "mic_level", "level_db": l.level_db, "peak_db": l.peak_db, "notices": l.notices.iter().map(notice_json).collect::<Vec<_>>()})
+                );
+            } else {
+                for n in &l.notices {
+                    println!(
+                        "{} device: {} {}",
+                        n.direction,
+                        n.kind,
+                        n.device.as_deref().or(n.reason.as_deref()).unwrap_or("")
+                    );
+                }
+                let bars = ((l.peak_db + 60.0).clamp(0.0, 60.0) / 2.0) as usize;
+                println!("{:>6.1} dBFS |{:<30}|", l.peak_db, "#".repeat(bars));
+            }
+        }
+        tests.stop(Some(id));
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "mic_test_done", "loudest_db": loudest})
+            );
+        } else if loudest < -55.0 {
+            println!("no sound from the microphone — check that it is plugged in and not muted");
+        }
+        return Ok(());
+    }
+    let list = switchboard_agent::audio::devices()?;
+    let entry = |d: &switchboard_agent::AudioDevice| serde_json::json!({"name": d.name, "default": d.is_default, "channels": d.channels, "sample_rate": d.sample_rate});
     if json {
         println!(
             "{}",
@@ -651,7 +764,7 @@ pub fn devices(json: bool) -> anyhow::Result<()> {
             println!(
                 "  {}{} — {} ch, {} Hz",
                 d.name,
-                if d.default { " (default)" } else { "" },
+                if d.is_default { " (default)" } else { "" },
                 d.channels,
                 d.sample_rate
             );

@@ -20,6 +20,7 @@ use switchboard_sip::ua::{
 use switchboard_sip::udp::ServerAddress;
 
 use super::audio::{parse_codecs, AudioEvent, AudioHandle};
+use switchboard_media::check::{ring_cycle, Player};
 use switchboard_media::srtp::{SdesKey, Suite};
 use tokio::time::Instant as TokioInstant;
 
@@ -124,6 +125,13 @@ pub struct AccountArgs {
     /// measuring delay).
     #[arg(long, conflicts_with_all = ["play", "input_device"])]
     pub echo: bool,
+    /// Call volume on the output device, 0–100 %.
+    #[arg(long, value_name = "PCT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub volume: u8,
+    /// Start with the microphone muted: the calls carry silence (from the device or
+    /// --play's file, which goes on running).
+    #[arg(long, conflicts_with = "echo")]
+    pub mute: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -147,6 +155,13 @@ pub struct AnswerArgs {
     /// Let it ring this many seconds before answering.
     #[arg(long, default_value_t = 0.0)]
     pub answer_after: f64,
+    /// Ring on this sound device (a name from `devices`, or `default`) while a call waits to
+    /// be answered — often the computer's speakers rather than the headset.
+    #[arg(long, value_name = "NAME")]
+    pub ring_device: Option<String>,
+    /// Ring volume, 0–100 %.
+    #[arg(long, value_name = "PCT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub ring_volume: u8,
     /// Give up when no call arrives within this many seconds (default: wait forever).
     #[arg(long)]
     pub wait: Option<f64>,
@@ -254,6 +269,8 @@ struct Session {
     transfers: HashMap<CallId, CallId>,
     /// Consultation calls of an attended transfer: consultation → (original call, target).
     consults: HashMap<CallId, (CallId, String)>,
+    /// Where and how loud to ring (`answer --ring-device`): device (None: default), volume.
+    ring: Option<(Option<String>, f32)>,
 }
 
 impl Session {
@@ -373,6 +390,8 @@ async fn setup(
                 account.output_device.as_deref(),
             ),
             echo: account.echo,
+            volume: f32::from(account.volume) / 100.0,
+            muted: account.mute,
         },
     )?;
     let domain = account
@@ -435,6 +454,7 @@ async fn setup(
         srtp,
         transfers: HashMap::new(),
         consults: HashMap::new(),
+        ring: None,
     })
 }
 
@@ -549,6 +569,12 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
 pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
     let mut s = setup(&args.account, None, None).await?;
     s.out.json = json;
+    s.ring = args.ring_device.as_deref().map(|d| {
+        (
+            (d != "default").then(|| d.to_owned()),
+            f32::from(args.ring_volume) / 100.0,
+        )
+    });
     let local = s.phone.local_addr()?;
     if s.phone.registration().is_some() {
         wait_registered(&mut s).await?;
@@ -616,7 +642,38 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
     // Incoming calls waiting to be answered: call → answer at.
     let mut ringing: HashMap<CallId, TokioInstant> = HashMap::new();
     let mut outcome: Option<anyhow::Error> = None;
+    // The ring on the ringing device while a call waits to be answered.
+    let mut ringer: Option<Player> = None;
     loop {
+        match (&s.ring, ringing.is_empty(), ringer.is_some()) {
+            (Some((device, volume)), false, false) => {
+                ringer = Some(Player::start(device.clone(), ring_cycle(), *volume, true));
+                s.out.event(
+                    "ringing",
+                    serde_json::json!({"device": device.as_deref().unwrap_or("default")}),
+                    format!(
+                        "ringing on {}",
+                        device.as_deref().unwrap_or("the default device")
+                    ),
+                );
+            }
+            (_, true, true) => {
+                // Stopping joins the sound's thread: at most one 20 ms step.
+                for e in ringer.take().map(Player::stop).unwrap_or_default() {
+                    let (mut fields, text) = super::audio::describe_device_event(&e);
+                    fields["purpose"] = "ringing".into();
+                    s.out.event("device", fields, format!("ringing: {text}"));
+                }
+            }
+            _ => {}
+        }
+        if let Some(r) = &ringer {
+            while let Some(e) = r.try_event() {
+                let (mut fields, text) = super::audio::describe_device_event(&e);
+                fields["purpose"] = "ringing".into();
+                s.out.event("device", fields, format!("ringing: {text}"));
+            }
+        }
         // The next timed thing to do.
         let mut next: Option<TokioInstant> = None;
         let mut consider =

@@ -527,10 +527,13 @@ impl Drop for MediaImpairment {
     }
 }
 
-/// A PulseAudio server of our own (no system or user instance involved), with two null
-/// sinks: `sb_speaker` (the default sink; its monitor is what was played) and `sb_mic` (its
+/// A PulseAudio server of our own (no system or user instance involved), with three null
+/// sinks: `sb_speaker` (the default sink; its monitor is what was played), `sb_mic` (its
 /// monitor is the default source, so what is played into `sb_mic` is what a microphone
-/// hears). Clients reach it through `PULSE_SERVER`; ALSA's pulse plugin routes cpal there.
+/// hears) and `sb_ring` (a second output, e.g. the ringing device). Clients reach it through
+/// `PULSE_SERVER`; ALSA's pulse plugin routes cpal there. cpal's ALSA backend lists only a
+/// few fixed PCM names (default, pulse, jack, …) besides sound cards, so [`Self::alsa_home`]
+/// gives a `HOME` whose `.asoundrc` turns the `jack` PCM into `sb_ring`.
 pub struct PulseServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -554,6 +557,7 @@ impl PulseServer {
             ))
             .arg("--load=module-null-sink sink_name=sb_speaker")
             .arg("--load=module-null-sink sink_name=sb_mic")
+            .arg("--load=module-null-sink sink_name=sb_ring")
             .env("HOME", dir.path())
             .env("XDG_RUNTIME_DIR", dir.path())
             .stdin(Stdio::null())
@@ -587,6 +591,63 @@ impl PulseServer {
         std::fs::read_to_string(self.dir.path().join("pulse.log")).unwrap_or_default()
     }
 
+    /// A `HOME` for the agent in which the ALSA device `jack` plays into `sb_ring`.
+    pub fn alsa_home(&self) -> String {
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(
+            home.join(".asoundrc"),
+            "pcm.!jack {\n  type pulse\n  device sb_ring\n}\n",
+        )
+        .unwrap();
+        home.display().to_string()
+    }
+
+    /// Names of the sinks something plays into now.
+    pub fn sinks_in_use(&self) -> Vec<String> {
+        let sinks = self.pactl(&["list", "short", "sinks"]).unwrap_or_default();
+        let inputs = self
+            .pactl(&["list", "short", "sink-inputs"])
+            .unwrap_or_default();
+        inputs
+            .lines()
+            .filter_map(|l| l.split('\t').nth(1))
+            .filter_map(|idx| {
+                sinks
+                    .lines()
+                    .find(|s| s.split('\t').next() == Some(idx))
+                    .and_then(|s| s.split('\t').nth(1))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// Keeps `sink` running (a null sink that was idle drops the start of what is played
+    /// next from its monitor) and records its monitor into `wav` until the recorder is
+    /// stopped with [`stop_recorder`]; returns (keep-alive player, recorder).
+    pub fn record(&self, sink: &str, wav: &std::path::Path) -> (Child, Child) {
+        let quiet = wav.with_extension("silence.wav");
+        let mut s = switchboard_media::wav::WavSink::create(&quiet, 48000).unwrap();
+        s.write(&vec![0i16; 48000 * 60]).unwrap();
+        s.finish().unwrap();
+        let keep = self
+            .client("paplay")
+            .args(["-d", sink])
+            .arg(&quiet)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let rec = self
+            .client("parecord")
+            .args(["-d", &format!("{sink}.monitor"), "--file-format=wav"])
+            .arg(wav)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        (keep, rec)
+    }
+
     /// A pulse client command against this server (pactl, paplay, parecord …).
     pub fn client(&self, program: &str) -> Command {
         let mut c = Command::new(program);
@@ -614,6 +675,16 @@ impl PulseServer {
             let _ = c.wait();
         }
     }
+}
+
+/// Stops what [`PulseServer::record`] started; SIGINT lets parecord finish the WAV header.
+pub fn stop_recorder((mut keep, mut rec): (Child, Child)) {
+    let _ = Command::new("kill")
+        .args(["-INT", &rec.id().to_string()])
+        .status();
+    let _ = rec.wait();
+    let _ = keep.kill();
+    let _ = keep.wait();
 }
 
 impl Drop for PulseServer {
