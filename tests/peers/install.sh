@@ -7,9 +7,12 @@ source "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib.sh"
 
 # Debian 12 packages: Kamailio (registrar/proxy), baresip (SIP phone), SIPp (scenarios and
 # load), PulseAudio (null sink for cpal), sox (tone files), iproute2 (netns + tc netem for
-# impairment tests), WebKitWebDriver and Xvfb (the desktop window tests).
+# impairment tests), gnome-keyring on a private D-Bus session bus with libsecret's secret-tool
+# (the token cache's key in a real Secret Service), WebKitWebDriver and Xvfb (the desktop
+# window tests).
 PEER_PACKAGES=(kamailio kamailio-extra-modules baresip sip-tester pulseaudio pulseaudio-utils
-    libasound2-plugins sox iproute2
+    libasound2-plugins sox iproute2 dbus-daemon dbus-session-bus-common gnome-keyring
+    libsecret-tools
     "${SB_TEST_PACKAGES[@]}")
 apt_install "${PEER_PACKAGES[@]}"
 

@@ -1,13 +1,23 @@
 //! The token cache: per account, the latest refresh token (rotated on every use) and access
-//! tokens per scope set, renewed silently a margin before they expire. Kept in a [`Storage`]:
-//! the OS keychain where there is one, else [`EncryptedFile`].
+//! tokens per scope set, renewed silently a margin before they expire. Kept in a [`Storage`],
+//! normally an [`EncryptedFile`].
 //!
-//! `EncryptedFile`'s threat model: the cache is AES-256-GCM encrypted with a random key kept in
-//! a second file, both readable by the user only (0600). That keeps tokens out of backups and
-//! file copies that take one file, out of reach of other local users, and detects tampering; it
-//! does not protect against a program running as the same user, which can read both files
-//! (the keychain raises that bar on desktops with a locked login keyring). The app warns when
-//! it has to use this fallback.
+//! `EncryptedFile` holds the cache AES-256-GCM encrypted (tampering is detected); where its
+//! random 256-bit key lives is its [`KeyPlace`]:
+//!
+//! - **the OS keychain** (Secret Service on Linux, Keychain on macOS, Credential Manager on
+//!   Windows), the default wherever one answers. Only the key goes there: a cache with a few
+//!   accounts outgrows what some keychains hold per entry (Credential Manager: 2,560 bytes).
+//!   A copy of the file alone is useless; a program running as the same user needs the
+//!   keychain unlocked (desktops unlock the login keyring at sign-in) and, on macOS, the
+//!   person's consent.
+//! - **a file beside the cache** (`.key`), the fallback where no keychain answers (a server
+//!   without a desktop session, a container). Both files are readable by the user only (0600).
+//!   That keeps tokens out of backups and copies that take one file, out of reach of other
+//!   local users, and detects tampering; it does not protect against a program running as the
+//!   same user, which can read both. The app says so when it has to use this fallback.
+//!
+//! Sign-out of the last account deletes the file and the key, in the keychain or beside.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -35,18 +45,56 @@ pub trait Storage: Send + Sync {
 
 const MAGIC: &[u8; 5] = b"SBTC1";
 
-/// An AES-256-GCM encrypted file with its key beside it (see the module's threat model).
+/// The keychain service name of Switchboard's entries.
+pub const KEYCHAIN_SERVICE: &str = "switchboard";
+
+/// Where an [`EncryptedFile`]'s key lives (see the module's threat model).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlace {
+    /// A file beside the cache, readable by the user only.
+    File,
+    /// An entry of the OS keychain.
+    Keychain { service: String, user: String },
+}
+
+/// An AES-256-GCM encrypted file, its key in the keychain or beside it.
 #[derive(Debug, Clone)]
 pub struct EncryptedFile {
     path: PathBuf,
+    key_place: KeyPlace,
+    /// Why the key is in a file although a keychain was wanted.
+    fallback: Option<String>,
 }
 
 impl EncryptedFile {
+    /// A cache at `path` with its key in a file beside it.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            key_place: KeyPlace::File,
+            fallback: None,
+        }
     }
 
-    /// `token-cache.bin` in the user's data folder (or `$SWITCHBOARD_DATA_DIR`).
+    /// A cache at `path` with its key in the OS keychain under (`service`, `user`).
+    pub fn with_keychain(
+        path: impl Into<PathBuf>,
+        service: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            key_place: KeyPlace::Keychain {
+                service: service.into(),
+                user: user.into(),
+            },
+            fallback: None,
+        }
+    }
+
+    /// `token-cache.bin` in the user's data folder (or `$SWITCHBOARD_DATA_DIR`), its key in
+    /// the OS keychain when one answers, else in a file beside it ([`Self::fallback`] says
+    /// why). `$SWITCHBOARD_TOKEN_KEY=file` skips the keychain.
     pub fn for_current_user() -> Result<Self, IdentityError> {
         let dir = match std::env::var_os("SWITCHBOARD_DATA_DIR") {
             Some(d) if !d.is_empty() => PathBuf::from(d),
@@ -55,7 +103,47 @@ impl EncryptedFile {
                 .data_dir()
                 .to_path_buf(),
         };
-        Ok(Self::new(dir.join("token-cache.bin")))
+        let path = dir.join("token-cache.bin");
+        if std::env::var("SWITCHBOARD_TOKEN_KEY").as_deref() == Ok("file") {
+            return Ok(Self::new(path));
+        }
+        // One keychain entry per cache file, so that two data folders do not share a key.
+        let user = format!("token-cache-key:{}", path.display());
+        let mut me = Self::with_keychain(path, KEYCHAIN_SERVICE, user);
+        if let Err(why) = me.keychain_usable() {
+            tracing::warn!(reason = %why, "no OS keychain; the token cache key is kept in a file");
+            me.key_place = KeyPlace::File;
+            me.fallback = Some(why);
+        }
+        Ok(me)
+    }
+
+    /// Where the key lives.
+    pub fn key_place(&self) -> &KeyPlace {
+        &self.key_place
+    }
+
+    /// Set when a keychain was wanted but did not answer: why, for the warning the person
+    /// sees ("tokens are kept in an encrypted file readable by your user account").
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// Asks the keychain for the entry: found or absent both mean it works.
+    fn keychain_usable(&self) -> Result<(), String> {
+        let entry = self.keychain_entry()?;
+        match entry.get_password() {
+            Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(format!("the system keychain did not answer: {e}")),
+        }
+    }
+
+    fn keychain_entry(&self) -> Result<keyring::Entry, String> {
+        let KeyPlace::Keychain { service, user } = &self.key_place else {
+            return Err("no keychain entry for a file key".into());
+        };
+        keyring::Entry::new(service, user)
+            .map_err(|e| format!("the system keychain refused the entry: {e}"))
     }
 
     fn key_path(&self) -> PathBuf {
@@ -63,6 +151,9 @@ impl EncryptedFile {
     }
 
     fn key(&self, create: bool) -> Result<Option<[u8; 32]>, String> {
+        if let KeyPlace::Keychain { .. } = self.key_place {
+            return self.keychain_key(create);
+        }
         let kp = self.key_path();
         match std::fs::read(&kp) {
             Ok(k) if k.len() == 32 => {
@@ -79,6 +170,31 @@ impl EncryptedFile {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("cannot read {}: {e}", kp.display())),
+        }
+    }
+
+    fn keychain_key(&self, create: bool) -> Result<Option<[u8; 32]>, String> {
+        use base64::engine::general_purpose::STANDARD as B64;
+        use base64::Engine;
+        let entry = self.keychain_entry()?;
+        match entry.get_password() {
+            Ok(text) => {
+                let bytes = B64.decode(text.trim()).unwrap_or_default();
+                let key: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| "the token cache key in the system keychain is damaged")?;
+                Ok(Some(key))
+            }
+            Err(keyring::Error::NoEntry) if create => {
+                let mut key = [0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                entry.set_password(&B64.encode(key)).map_err(|e| {
+                    format!("cannot keep the token cache key in the system keychain: {e}")
+                })?;
+                Ok(Some(key))
+            }
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(format!("the system keychain did not answer: {e}")),
         }
     }
 }
@@ -150,7 +266,19 @@ impl Storage for EncryptedFile {
     }
 
     fn clear(&self) -> Result<(), String> {
-        for p in [self.path.clone(), self.key_path()] {
+        let mut files = vec![self.path.clone()];
+        match self.key_place {
+            KeyPlace::File => files.push(self.key_path()),
+            KeyPlace::Keychain { .. } => match self.keychain_entry()?.delete_credential() {
+                Ok(()) | Err(keyring::Error::NoEntry) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot delete the token cache key from the system keychain: {e}"
+                    ))
+                }
+            },
+        }
+        for p in files {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -161,7 +289,13 @@ impl Storage for EncryptedFile {
     }
 
     fn describe(&self) -> String {
-        format!("the encrypted file {}", self.path.display())
+        match self.key_place {
+            KeyPlace::File => format!("the encrypted file {}", self.path.display()),
+            KeyPlace::Keychain { .. } => format!(
+                "the encrypted file {} (its key in the system keychain)",
+                self.path.display()
+            ),
+        }
     }
 }
 

@@ -32,6 +32,6 @@ pub mod jwt;
 pub mod loopback;
 pub mod pkce;
 
-pub use cache::{EncryptedFile, Storage, TokenCache};
+pub use cache::{EncryptedFile, KeyPlace, Storage, TokenCache, KEYCHAIN_SERVICE};
 pub use client::{Account, ClientConfig, IdentityClient, Interactive, Secret, SignIn, Tokens};
 pub use error::{Action, IdentityError, ProviderError};
