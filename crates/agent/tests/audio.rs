@@ -369,9 +369,11 @@ fn an_echo_agent_sends_back_what_it_hears() {
 #[test]
 fn rtcp_goes_on_its_own_port_with_a_peer_that_does_not_mux() {
     let _serial = one_at_a_time();
-    // baresip 1.0 does not offer rtcp-mux: RTCP goes to RTP port + 1 both ways.
+    // baresip 1.0 does not offer rtcp-mux: RTCP goes to RTP port + 1 both ways. Our reports
+    // go at 2.5 s and every 5 s after; baresip's first may come before ours arrived (no LSR,
+    // no round trip to read), so the call lasts for two of its 5-s intervals after ours.
     let bob = Baresip::start("bob", "auto", BARESIP_HZ);
-    let (ev, _record, _dir) = baresip_calls_agent(&bob, "pcmu", 7, |_| None);
+    let (ev, _record, _dir) = baresip_calls_agent(&bob, "pcmu", 13, |_| None);
     let audio = &ev.iter().find(|e| e["event"] == "ended").unwrap()["audio"];
     assert!(audio["rtcp_received"].as_u64().unwrap() >= 1, "{audio}");
     let rtt = audio["rtt_ms"]
