@@ -1,7 +1,7 @@
 //! The Switchboard agent engine: what the desktop app and the headless `switchboard-agent`
 //! CLI share. Today it keeps the link to the routing service, the person's settings and the
-//! sound-device checks of Settings → Audio ([`audio`]); sign-in, presence and the softphone join
-//! it as their crates land.
+//! sound-device checks of Settings → Audio ([`audio`]), and the person's Microsoft account with
+//! its Graph client ([`account`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod account;
 pub mod audio;
 pub mod engine;
 pub mod router;

@@ -37,7 +37,15 @@ enum Command {
     /// List the sound devices (names for --input-device and --output-device), test the
     /// microphone's level, or play a test sound.
     Devices(cli::audio::DevicesArgs),
-    // Other areas add one variant each here (account, audio).
+    /// Sign in with Microsoft (browser with a loopback redirect, or --device-code).
+    Login(cli::account::LoginArgs),
+    /// Show the signed-in account (object id, tenant id, username).
+    Whoami(cli::account::WhoamiArgs),
+    /// Sign out: the account's tokens leave the cache and the keychain.
+    Logout(cli::account::LogoutArgs),
+    /// Teams presence: get yours or others', set or clear yours, a status message.
+    #[command(subcommand)]
+    Presence(cli::account::PresenceCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,6 +75,10 @@ fn main() -> std::process::ExitCode {
             Command::Call(c) => cli::call::call(c, args.json).await,
             Command::Answer(c) => cli::call::answer(c, args.json).await,
             Command::Devices(a) => cli::audio::devices(a, args.json),
+            Command::Login(a) => cli::account::login(a, args.json).await,
+            Command::Whoami(a) => cli::account::whoami(a, args.json).await,
+            Command::Logout(a) => cli::account::logout(a, args.json).await,
+            Command::Presence(c) => cli::account::presence(c, args.json).await,
         }
     });
     match result {

@@ -510,8 +510,9 @@ impl TokenCache {
         Ok(removed)
     }
 
-    /// Test hook: makes every cached access token of the account expire now.
-    #[doc(hidden)]
+    /// Drops the account's cached access tokens (a resource refused one: the next
+    /// [`Self::token`] renews through the refresh token). Kept in memory only; the next
+    /// store writes it through.
     pub fn expire_access_tokens(&self, account_id: &str) {
         let mut data = self.lock();
         for e in data

@@ -1,0 +1,522 @@
+//! The agent's Microsoft account: which tenant to sign in to ([`TenantSettings`], kept in
+//! `tenant.toml` beside the settings), the signed-in accounts and their tokens
+//! ([`Accounts`], over `switchboard-identity`'s cache with its key in the OS keychain), and a
+//! Microsoft Graph client acting for an account (`switchboard-graph`).
+//!
+//! A fresh install signs in to the simulated tenant that demo mode starts on
+//! `127.0.0.1:7710`; pointing it at a real tenant is configuration only (README, "Use with
+//! your Microsoft 365 tenant").
+//!
+//! The tenant lives in its own file rather than in [`crate::Settings`]: Settings → General
+//! saves the whole settings object, and an administrator's tenant configuration must not
+//! depend on every front end carrying it through.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use switchboard_graph::{AccessTokenProvider, GraphClient, GraphConfig, TokenError, TokenFuture};
+use switchboard_identity::client::{Browser, DeviceCode, Interactive};
+use switchboard_identity::{
+    Account, ClientConfig, EncryptedFile, IdentityClient, IdentityError, TokenCache,
+};
+
+use crate::settings::CONFIG_DIR_ENV;
+
+/// Where demo mode runs the simulated tenant.
+pub const SIM_BASE_URL: &str = "http://127.0.0.1:7710";
+/// The simulated tenant's id (`switchboard-tenant-sim`'s default).
+pub const SIM_TENANT_ID: &str = "5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0";
+/// The app's client id in the simulated tenant.
+pub const SIM_CLIENT_ID: &str = "8f3b2a61-1c57-4d0e-a7b2-5c3a9e6d1f20";
+
+/// The delegated Graph permissions the agent asks for at sign-in: the person's profile, the
+/// directory's basic profiles (the SME directory), everyone's presence, and writing one's
+/// own presence. None of them needs an administrator's consent.
+pub const GRAPH_SCOPES: [&str; 4] = [
+    "User.Read",
+    "User.ReadBasic.All",
+    "Presence.Read.All",
+    "Presence.ReadWrite",
+];
+
+/// The file name of the tenant configuration in the configuration folder.
+pub const TENANT_FILE: &str = "tenant.toml";
+
+/// Which identity provider and Graph the agent uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// `https://login.microsoftonline.com/{tenant id|organizations|common}/v2.0`, or any
+    /// OpenID Connect issuer.
+    pub authority: String,
+    /// The application (client) id of the app registration.
+    pub client_id: String,
+    /// Microsoft Graph's base URL; by default Graph for Microsoft authorities and
+    /// `{authority's origin}/v1.0` otherwise (the simulated tenant's layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_url: Option<String>,
+    /// The routing service's API scope (e.g. `api://switchboard-router/access_as_user`),
+    /// when the router asks for tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_scope: Option<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            authority: format!("{SIM_BASE_URL}/{SIM_TENANT_ID}/v2.0"),
+            client_id: SIM_CLIENT_ID.into(),
+            graph_url: None,
+            router_scope: Some("api://switchboard-router/access_as_user".into()),
+        }
+    }
+}
+
+/// Microsoft's public-cloud and national-cloud login hosts, and their Graph.
+const MICROSOFT_CLOUDS: [(&str, &str); 3] = [
+    (
+        "login.microsoftonline.com",
+        "https://graph.microsoft.com/v1.0",
+    ),
+    (
+        "login.microsoftonline.us",
+        "https://graph.microsoft.us/v1.0",
+    ),
+    (
+        "login.chinacloudapi.cn",
+        "https://microsoftgraph.chinacloudapi.cn/v1.0",
+    ),
+];
+
+impl TenantSettings {
+    /// Checks what an administrator wrote.
+    pub fn validated(self) -> Result<Self, AccountError> {
+        let bad = |what: &str| AccountError::Tenant(what.to_owned());
+        let authority = url::Url::parse(self.authority.trim()).map_err(|e| {
+            bad(&format!(
+                "the authority {:?} is not a URL: {e}",
+                self.authority
+            ))
+        })?;
+        let loopback = matches!(
+            authority.host_str(),
+            Some("127.0.0.1" | "localhost" | "[::1]")
+        );
+        if authority.scheme() != "https" && !(authority.scheme() == "http" && loopback) {
+            return Err(bad(&format!(
+                "the authority {} must use https (plain http only on 127.0.0.1)",
+                self.authority
+            )));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(bad("the client id is empty"));
+        }
+        if let Some(g) = &self.graph_url {
+            url::Url::parse(g)
+                .map_err(|e| bad(&format!("the Graph URL {g:?} is not a URL: {e}")))?;
+        }
+        Ok(Self {
+            authority: self.authority.trim().trim_end_matches('/').to_owned(),
+            client_id: self.client_id.trim().to_owned(),
+            ..self
+        })
+    }
+
+    /// Graph's base URL for this tenant.
+    pub fn graph_url(&self) -> String {
+        if let Some(g) = &self.graph_url {
+            return g.trim_end_matches('/').to_owned();
+        }
+        let Ok(u) = url::Url::parse(&self.authority) else {
+            return switchboard_graph::DEFAULT_BASE_URL.to_owned();
+        };
+        let host = u.host_str().unwrap_or_default();
+        if let Some((_, graph)) = MICROSOFT_CLOUDS.iter().find(|(h, _)| *h == host) {
+            return (*graph).to_owned();
+        }
+        format!("{}/v1.0", u.origin().ascii_serialization())
+    }
+}
+
+/// Loads and saves `tenant.toml`.
+#[derive(Debug, Clone)]
+pub struct TenantStore {
+    path: PathBuf,
+}
+
+impl TenantStore {
+    /// `tenant.toml` in `$SWITCHBOARD_CONFIG_DIR` or the platform's configuration folder.
+    pub fn for_current_user() -> Result<Self, AccountError> {
+        let dir = match std::env::var_os(CONFIG_DIR_ENV) {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => directories::ProjectDirs::from("cc", "Switchboard", "switchboard")
+                .ok_or_else(|| {
+                    AccountError::Tenant("no configuration folder for this user".into())
+                })?
+                .config_dir()
+                .to_path_buf(),
+        };
+        Ok(Self::at(dir.join(TENANT_FILE)))
+    }
+
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tenant; the simulated one when the file does not exist.
+    pub fn load(&self) -> Result<TenantSettings, AccountError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(TenantSettings::default())
+            }
+            Err(e) => {
+                return Err(AccountError::Tenant(format!(
+                    "cannot read {}: {e}",
+                    self.path.display()
+                )))
+            }
+        };
+        let t: TenantSettings = toml::from_str(&text).map_err(|e| {
+            AccountError::Tenant(format!("{} is not valid: {e}", self.path.display()))
+        })?;
+        t.validated()
+    }
+
+    pub fn save(&self, t: TenantSettings) -> Result<TenantSettings, AccountError> {
+        let t = t.validated()?;
+        let text = toml::to_string(&t).map_err(|e| AccountError::Tenant(e.to_string()))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                AccountError::Tenant(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let tmp = self.path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| {
+                AccountError::Tenant(format!("cannot save {}: {e}", self.path.display()))
+            })?;
+        Ok(t)
+    }
+}
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+    #[error("{0}")]
+    Graph(#[from] switchboard_graph::GraphError),
+    #[error("the tenant configuration is not usable: {0} — fix tenant.toml or sign in with --authority and --client-id")]
+    Tenant(String),
+    #[error("not signed in — sign in with Microsoft first (switchboard-agent login)")]
+    NotSignedIn,
+}
+
+impl AccountError {
+    /// A stable code for the UI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Identity(e) => e.code(),
+            Self::Graph(e) if e.needs_sign_in() => "sign_in_again",
+            Self::Graph(_) => "graph_error",
+            Self::Tenant(_) => "invalid_tenant",
+            Self::NotSignedIn => "not_signed_in",
+        }
+    }
+}
+
+/// The signed-in accounts of this user, for one tenant configuration.
+pub struct Accounts {
+    tenant: TenantSettings,
+    cache: Arc<TokenCache>,
+    key_fallback: Option<String>,
+    key_in_keychain: bool,
+    client: tokio::sync::OnceCell<Arc<IdentityClient>>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accounts {
+    /// Opens the user's token cache (its key in the OS keychain where one answers).
+    pub fn open(tenant: TenantSettings) -> Result<Self, AccountError> {
+        let storage = EncryptedFile::for_current_user()?;
+        let key_fallback = storage.fallback().map(str::to_owned);
+        let key_in_keychain = matches!(
+            storage.key_place(),
+            switchboard_identity::KeyPlace::Keychain { .. }
+        );
+        Ok(Self {
+            tenant: tenant.validated()?,
+            cache: Arc::new(TokenCache::open(Box::new(storage))?),
+            key_fallback,
+            key_in_keychain,
+            client: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    pub fn tenant(&self) -> &TenantSettings {
+        &self.tenant
+    }
+
+    /// Set when tokens are kept under a key file because no keychain answered: why.
+    pub fn key_fallback(&self) -> Option<&str> {
+        self.key_fallback.as_deref()
+    }
+
+    /// Whether the token cache's key is in the OS keychain (else in a file beside it).
+    pub fn key_in_keychain(&self) -> bool {
+        self.key_in_keychain
+    }
+
+    /// The identity client for the tenant (discovered once).
+    pub async fn client(&self) -> Result<Arc<IdentityClient>, AccountError> {
+        let c = self
+            .client
+            .get_or_try_init(|| async {
+                IdentityClient::discover(ClientConfig::new(
+                    &self.tenant.authority,
+                    &self.tenant.client_id,
+                ))
+                .await
+                .map(Arc::new)
+            })
+            .await?;
+        Ok(c.clone())
+    }
+
+    fn scopes(extra: &[String]) -> Vec<String> {
+        let mut v: Vec<String> = GRAPH_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        for s in extra {
+            if !v.iter().any(|x| x.eq_ignore_ascii_case(s)) {
+                v.push(s.clone());
+            }
+        }
+        v
+    }
+
+    /// Interactive sign-in in the browser; the account is kept.
+    pub async fn sign_in(
+        &self,
+        extra_scopes: &[String],
+        login_hint: Option<String>,
+        browser: &dyn Browser,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Account, AccountError> {
+        let client = self.client().await?;
+        let req = Interactive {
+            scopes: Self::scopes(extra_scopes),
+            login_hint,
+            ..Default::default()
+        };
+        let s = client.sign_in_interactive(&req, browser, cancel).await?;
+        self.cache.store(&s)?;
+        Ok(s.account)
+    }
+
+    /// Starts a device-code sign-in: show the code, then [`Self::finish_device_code`].
+    pub async fn start_device_code(
+        &self,
+        extra_scopes: &[String],
+    ) -> Result<DeviceCode, AccountError> {
+        Ok(self
+            .client()
+            .await?
+            .start_device_code(&Self::scopes(extra_scopes))
+            .await?)
+    }
+
+    pub async fn finish_device_code(
+        &self,
+        code: &DeviceCode,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<Account, AccountError> {
+        let s = self
+            .client()
+            .await?
+            .finish_device_code(code, cancel)
+            .await?;
+        self.cache.store(&s)?;
+        Ok(s.account)
+    }
+
+    /// The signed-in accounts of this tenant's authority.
+    pub fn accounts(&self) -> Vec<Account> {
+        self.cache
+            .accounts()
+            .into_iter()
+            .filter(|a| same_authority(&a.authority, &self.tenant.authority))
+            .collect()
+    }
+
+    /// The account commands act for: the one named (username or id), else the first.
+    pub fn current(&self, who: Option<&str>) -> Result<Account, AccountError> {
+        let all = self.accounts();
+        match who {
+            Some(w) => all.into_iter().find(|a| {
+                a.id == w
+                    || a.username
+                        .as_deref()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(w))
+            }),
+            None => all.into_iter().next(),
+        }
+        .ok_or(AccountError::NotSignedIn)
+    }
+
+    /// Signs an account out: its tokens leave the cache (the last one out empties it and
+    /// its keychain entry).
+    pub fn sign_out(&self, account_id: &str) -> Result<bool, AccountError> {
+        Ok(self.cache.remove(account_id)?)
+    }
+
+    /// A token for `scopes`, renewed silently when due.
+    pub async fn token(
+        &self,
+        account: &Account,
+        scopes: &[String],
+    ) -> Result<String, AccountError> {
+        let client = self.client().await?;
+        let t = self.cache.token(&client, &account.id, scopes).await?;
+        Ok(t.expose().to_owned())
+    }
+
+    /// A Graph client acting for `account`.
+    pub async fn graph(&self, account: &Account) -> Result<GraphClient, AccountError> {
+        let tokens = CacheTokens {
+            cache: self.cache.clone(),
+            client: self.client().await?,
+            account_id: account.id.clone(),
+        };
+        Ok(GraphClient::new(
+            GraphConfig {
+                base_url: self.tenant.graph_url(),
+                client_id: self.tenant.client_id.clone(),
+                ..GraphConfig::default()
+            },
+            Arc::new(tokens),
+        )?)
+    }
+}
+
+/// Authorities compared without case and trailing slash.
+fn same_authority(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/')
+        .eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// Graph's tokens, from the cache.
+struct CacheTokens {
+    cache: Arc<TokenCache>,
+    client: Arc<IdentityClient>,
+    account_id: String,
+}
+
+impl AccessTokenProvider for CacheTokens {
+    fn access_token<'a>(&'a self, request: switchboard_graph::TokenRequest<'a>) -> TokenFuture<'a> {
+        Box::pin(async move {
+            if request.force_refresh {
+                self.cache.expire_access_tokens(&self.account_id);
+            }
+            let scopes: Vec<String> = request.scopes.iter().map(|s| (*s).to_owned()).collect();
+            match self
+                .cache
+                .token(&self.client, &self.account_id, &scopes)
+                .await
+            {
+                Ok(t) => Ok(t.expose().to_owned()),
+                Err(e) => {
+                    let interactive = matches!(
+                        e.action(),
+                        switchboard_identity::Action::SignInAgain
+                            | switchboard_identity::Action::Interact
+                            | switchboard_identity::Action::GrantConsent
+                    ) || matches!(e, IdentityError::NotSignedIn);
+                    Err(if interactive {
+                        TokenError::interaction_required(e.to_string())
+                    } else {
+                        TokenError::new(e.to_string())
+                    })
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_follows_the_authority() {
+        let mut t = TenantSettings {
+            authority: "https://login.microsoftonline.com/organizations/v2.0".into(),
+            client_id: "x".into(),
+            graph_url: None,
+            router_scope: None,
+        };
+        assert_eq!(t.graph_url(), "https://graph.microsoft.com/v1.0");
+        t.authority = "https://login.microsoftonline.us/contoso.onmicrosoft.us/v2.0".into();
+        assert_eq!(t.graph_url(), "https://graph.microsoft.us/v1.0");
+        assert_eq!(
+            TenantSettings::default().graph_url(),
+            format!("{SIM_BASE_URL}/v1.0")
+        );
+        t.graph_url = Some("http://127.0.0.1:9/v1.0/".into());
+        assert_eq!(t.graph_url(), "http://127.0.0.1:9/v1.0");
+    }
+
+    #[test]
+    fn bad_tenants_are_refused_with_the_reason() {
+        for (authority, client, why) in [
+            ("not a url", "x", "not a URL"),
+            ("http://login.example.com/t/v2.0", "x", "https"),
+            (
+                "https://login.microsoftonline.com/common/v2.0",
+                " ",
+                "client id",
+            ),
+        ] {
+            let e = TenantSettings {
+                authority: authority.into(),
+                client_id: client.into(),
+                graph_url: None,
+                router_scope: None,
+            }
+            .validated()
+            .unwrap_err();
+            assert_eq!(e.code(), "invalid_tenant");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_file_round_trips_and_defaults_to_the_simulated_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TenantStore::at(dir.path().join(TENANT_FILE));
+        assert_eq!(store.load().unwrap(), TenantSettings::default());
+        let t = TenantSettings {
+            authority: "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/".into(),
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            graph_url: None,
+            router_scope: Some("api://contoso-switchboard/access_as_user".into()),
+        };
+        let saved = store.save(t).unwrap();
+        assert!(!saved.authority.ends_with('/'));
+        assert_eq!(store.load().unwrap(), saved);
+        std::fs::write(store.path(), "authority = 3").unwrap();
+        assert_eq!(store.load().unwrap_err().code(), "invalid_tenant");
+    }
+}

@@ -1,0 +1,309 @@
+//! `switchboard-agent login | whoami | logout | presence` against the simulated tenant
+//! (`switchboard-tenant-sim`, in this process on 127.0.0.1): device code with the test as
+//! the person on the code page, the browser flow through `$BROWSER`, presence set and read
+//! through Graph, sign-out.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use switchboard_tenant_sim::{Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_switchboard-agent");
+const USER: &str = "AlexW@contoso.example";
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(AGENT);
+        c.arg("--json")
+            .args(args)
+            .env("SWITCHBOARD_CONFIG_DIR", self.dir.path().join("config"))
+            .env("SWITCHBOARD_DATA_DIR", self.dir.path().join("data"))
+            // The keychain has its own test (crates/identity/tests/keychain.rs); here the
+            // key file, whatever session bus the machine has.
+            .env("SWITCHBOARD_TOKEN_KEY", "file")
+            .env_remove("BROWSER")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{args:?} printed {text:?}: {e}"))
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+fn sim(rt: &tokio::runtime::Runtime) -> TenantSim {
+    rt.block_on(TenantSim::start(Config {
+        device_code_interval: Duration::from_secs(1),
+        ..Config::default()
+    }))
+    .unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The person on the device-code page: enters the code and signs in.
+fn enter_code(uri: &str, code: &str, login: &str) {
+    let rt = runtime();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(uri)
+            .form(&[("otc", code), ("login", login), ("passwd", DEMO_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    });
+}
+
+fn login_with_device_code(env: &Env, sim: &TenantSim, login: &str) -> serde_json::Value {
+    let authority = sim.authority();
+    let mut child = env
+        .command(&[
+            "login",
+            "--device-code",
+            "--authority",
+            &authority,
+            "--client-id",
+            DEMO_CLIENT_ID,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["event"], "device_code", "{first}");
+    enter_code(
+        first["verification_uri"].as_str().unwrap(),
+        first["user_code"].as_str().unwrap(),
+        login,
+    );
+    let done: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(child.wait().unwrap().success());
+    done
+}
+
+/// What `upn`'s own Teams client shows (the simulator's control).
+async fn set_teams_presence(sim: &TenantSim, upn: &str, availability: &str, activity: &str) {
+    let http = reqwest::Client::new();
+    let info: serde_json::Value = http
+        .get(format!("{}/_sim/info", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = info["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userPrincipalName"] == upn)
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{upn} not in {info}"));
+    let r = http
+        .post(format!("{}/_sim/users/{id}/presence", sim.base_url()))
+        .json(&serde_json::json!({"availability": availability, "activity": activity}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+fn no_secret_in(dir: &Path, secret: &str) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "a token in clear"
+        );
+    }
+}
+
+#[test]
+fn device_code_login_whoami_presence_and_logout() {
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+
+    // Not signed in yet: a clear error.
+    let out = env.run(&["whoami"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not signed in"), "{err}");
+
+    let done = login_with_device_code(&env, &sim, USER);
+    assert_eq!(done["event"], "signed_in", "{done}");
+    assert_eq!(done["username"], USER);
+    assert_eq!(done["tid"], sim.tenant_id());
+    assert_eq!(done["key_storage"], "file");
+    // The authority given was saved: later commands use it without flags.
+    let tenant = std::fs::read_to_string(env.dir.path().join("config/tenant.toml")).unwrap();
+    assert!(tenant.contains(&sim.authority()), "{tenant}");
+
+    let me = env.json(&["whoami"]);
+    assert_eq!(me["username"], USER);
+    assert_eq!(me["tid"], sim.tenant_id());
+    let oid = me["oid"].as_str().unwrap().to_owned();
+    assert_eq!(me["id"], format!("{oid}.{}", sim.tenant_id()));
+
+    // Own presence through Graph: set for this app's session (over what the seeded Teams
+    // client shows), read back, cleared back to the Teams client's.
+    rt.block_on(set_teams_presence(&sim, USER, "Available", "Available"));
+    let before = env.json(&["presence", "get"]);
+    assert_eq!(before["availability"], "Available", "{before}");
+    let p = env.json(&["presence", "set", "Busy", "InACall"]);
+    assert_eq!(
+        (p["availability"].as_str(), p["activity"].as_str()),
+        (Some("Busy"), Some("InACall"))
+    );
+    let p = env.json(&["presence", "get"]);
+    assert_eq!(p["id"], oid.as_str());
+    assert_eq!(p["availability"], "Busy");
+    let p = env.json(&["presence", "clear"]);
+    assert_eq!(p, before);
+    // Someone else's, as their Teams client set it.
+    rt.block_on(set_teams_presence(
+        &sim,
+        "MeganB@contoso.example",
+        "DoNotDisturb",
+        "Presenting",
+    ));
+    let p = env.json(&["presence", "get", "MeganB@contoso.example"]);
+    assert_eq!(
+        (p["availability"].as_str(), p["activity"].as_str()),
+        (Some("DoNotDisturb"), Some("Presenting"))
+    );
+    // Bad input: an availability Graph does not have.
+    let out = env.run(&["presence", "set", "Sleeping"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown availability"));
+
+    // Tokens on disk are encrypted.
+    no_secret_in(&env.data(), "eyJ");
+
+    // Sign-out: the cache and its key are gone.
+    let out = env.json(&["logout"]);
+    assert_eq!(out["event"], "signed_out");
+    assert!(
+        std::fs::read_dir(env.data()).unwrap().next().is_none(),
+        "data emptied"
+    );
+    let out = env.run(&["whoami"]);
+    assert!(!out.status.success());
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn browser_login_through_dollar_browser_with_two_accounts() {
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+    // Point the tenant at the simulator once, by device code; then the browser flow.
+    login_with_device_code(&env, &sim, USER);
+    let page = env.dir.path().join("page.html");
+    let browser = format!(
+        "python3 {}",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sim_browser.py")
+            .display()
+    );
+    let out = env
+        .command(&[
+            "login",
+            "--login-hint",
+            "MeganB@contoso.example",
+            "--timeout",
+            "60",
+        ])
+        .env("BROWSER", &browser)
+        .env("SIM_BROWSER_LOGIN", "MeganB@contoso.example")
+        .env("SIM_BROWSER_PASSWORD", DEMO_PASSWORD)
+        .env("SIM_BROWSER_PAGE", &page)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["username"], "MeganB@contoso.example");
+    let shown = std::fs::read_to_string(&page).unwrap();
+    assert!(shown.contains("You are signed in"), "{shown}");
+
+    // Two accounts: each by name; sign-out of one keeps the other.
+    let a = env.json(&["whoami", "--account", USER]);
+    let b = env.json(&["whoami", "--account", "MeganB@contoso.example"]);
+    assert_ne!(a["oid"], b["oid"]);
+    env.json(&["logout", "--account", USER]);
+    let left = env.json(&["whoami"]);
+    assert_eq!(left["username"], "MeganB@contoso.example");
+    let out = env.json(&["logout", "--all"]);
+    assert_eq!(out["event"], "signed_out");
+    assert!(!env.run(&["whoami"]).status.success());
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn a_wrong_authority_is_refused_before_anything_is_stored() {
+    let env = Env::new();
+    let out = env.run(&[
+        "login",
+        "--device-code",
+        "--authority",
+        "http://login.example.com/common/v2.0",
+        "--client-id",
+        DEMO_CLIENT_ID,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("https"), "{err}");
+    assert!(!env.dir.path().join("config/tenant.toml").exists());
+    // An authority nobody answers at: offline, said so.
+    let out = env.run(&[
+        "login",
+        "--device-code",
+        "--authority",
+        "http://127.0.0.1:9/common/v2.0",
+        "--client-id",
+        DEMO_CLIENT_ID,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+    assert!(!env.dir.path().join("config/tenant.toml").exists());
+}
