@@ -243,6 +243,18 @@ fn presence_json(p: &switchboard_graph::Presence) -> serde_json::Value {
     })
 }
 
+fn print_presence_now(p: &switchboard_graph::Presence, json: bool) {
+    if json {
+        println!("{}", presence_json(p));
+    } else {
+        println!(
+            "Presence is now {} / {}",
+            p.availability.as_str(),
+            p.activity.as_str()
+        );
+    }
+}
+
 pub async fn presence(c: PresenceCommand, json: bool) -> anyhow::Result<()> {
     let accounts = open(None)?;
     let account_of = |c: &PresenceCommand| match c {
@@ -309,29 +321,11 @@ pub async fn presence(c: PresenceCommand, json: bool) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            let p = graph.my_presence().await?;
-            if json {
-                println!("{}", presence_json(&p));
-            } else {
-                println!(
-                    "Presence is now {} / {}",
-                    p.availability.as_str(),
-                    p.activity.as_str()
-                );
-            }
+            print_presence_now(&graph.my_presence().await?, json);
         }
         PresenceCommand::Clear { .. } => {
             graph.clear_presence(&my_id).await?;
-            let p = graph.my_presence().await?;
-            if json {
-                println!("{}", presence_json(&p));
-            } else {
-                println!(
-                    "Presence is now {} / {}",
-                    p.availability.as_str(),
-                    p.activity.as_str()
-                );
-            }
+            print_presence_now(&graph.my_presence().await?, json);
         }
         PresenceCommand::Message { text, .. } => {
             graph.set_status_message(&my_id, &text, None).await?;
