@@ -455,6 +455,246 @@ impl AccessTokenProvider for CacheTokens {
     }
 }
 
+/// The signed-in person as the window shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AccountInfo {
+    pub id: String,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub oid: Option<String>,
+    pub tid: Option<String>,
+    /// `keychain`, or `file` where no keychain answered.
+    pub key_storage: String,
+    /// Why the keychain could not be used, when it could not.
+    pub key_warning: Option<String>,
+}
+
+/// A device code to show the person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct DeviceCodeInfo {
+    pub user_code: String,
+    pub verification_uri: String,
+    /// The provider's own sentence, when it sends one.
+    pub message: Option<String>,
+    pub expires_in_seconds: u32,
+}
+
+/// The desktop's account state: the accounts opened lazily from `tenant.toml`, the sign-in
+/// in progress (one at a time, cancellable), favourites and the directory's skill cache.
+pub struct AccountSession {
+    accounts: tokio::sync::OnceCell<Arc<Accounts>>,
+    favourites: crate::directory::Favourites,
+    skills: crate::directory::SkillCache,
+    cancel: tokio::sync::watch::Sender<u64>,
+    device: tokio::sync::Mutex<Option<DeviceCode>>,
+}
+
+impl std::fmt::Debug for AccountSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountSession").finish_non_exhaustive()
+    }
+}
+
+impl AccountSession {
+    /// Favourites are kept in `config_dir/favourites.json`.
+    pub fn new(config_dir: &Path) -> Self {
+        Self {
+            accounts: tokio::sync::OnceCell::new(),
+            favourites: crate::directory::Favourites::open(config_dir.join("favourites.json")),
+            skills: crate::directory::SkillCache::default(),
+            cancel: tokio::sync::watch::channel(0).0,
+            device: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The accounts of the configured tenant (opened on first use).
+    pub async fn accounts(&self) -> Result<Arc<Accounts>, AccountError> {
+        let a = self
+            .accounts
+            .get_or_try_init(|| async {
+                let tenant = TenantStore::for_current_user()?.load()?;
+                let a = tokio::task::spawn_blocking(move || Accounts::open(tenant))
+                    .await
+                    .map_err(|e| AccountError::Tenant(e.to_string()))??;
+                Ok::<_, AccountError>(Arc::new(a))
+            })
+            .await?;
+        Ok(a.clone())
+    }
+
+    fn info(accounts: &Accounts, a: &Account) -> AccountInfo {
+        AccountInfo {
+            id: a.id.clone(),
+            username: a.username.clone(),
+            name: a.name.clone(),
+            oid: a.oid.clone(),
+            tid: a.tid.clone(),
+            key_storage: if accounts.key_in_keychain() {
+                "keychain"
+            } else {
+                "file"
+            }
+            .into(),
+            key_warning: accounts.key_fallback().map(str::to_owned),
+        }
+    }
+
+    /// The signed-in account, if any.
+    pub async fn current(&self) -> Result<Option<AccountInfo>, AccountError> {
+        let accounts = self.accounts().await?;
+        Ok(accounts
+            .current(None)
+            .ok()
+            .map(|a| Self::info(&accounts, &a)))
+    }
+
+    fn cancelled(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let mut rx = self.cancel.subscribe();
+        async move {
+            let _ = rx.changed().await;
+        }
+    }
+
+    /// Ends the sign-in in progress (browser or device code).
+    pub fn cancel_sign_in(&self) {
+        self.cancel.send_modify(|n| *n += 1);
+    }
+
+    /// Signs in in the system browser.
+    pub async fn sign_in(&self, browser: &dyn Browser) -> Result<AccountInfo, AccountError> {
+        let accounts = self.accounts().await?;
+        let a = accounts
+            .sign_in(&[], None, browser, self.cancelled())
+            .await?;
+        Ok(Self::info(&accounts, &a))
+    }
+
+    /// Starts a device-code sign-in; [`Self::finish_device_code`] waits for the person.
+    pub async fn start_device_code(&self) -> Result<DeviceCodeInfo, AccountError> {
+        let accounts = self.accounts().await?;
+        let code = accounts.start_device_code(&[]).await?;
+        let info = DeviceCodeInfo {
+            user_code: code.user_code.clone(),
+            verification_uri: code.verification_uri.clone(),
+            message: code.message.clone(),
+            expires_in_seconds: u32::try_from(code.expires_in.as_secs()).unwrap_or(u32::MAX),
+        };
+        *self.device.lock().await = Some(code);
+        Ok(info)
+    }
+
+    pub async fn finish_device_code(&self) -> Result<AccountInfo, AccountError> {
+        let accounts = self.accounts().await?;
+        let code = self
+            .device
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| AccountError::Tenant("no device code sign-in was started".into()))?;
+        let a = accounts.finish_device_code(&code, self.cancelled()).await?;
+        Ok(Self::info(&accounts, &a))
+    }
+
+    /// Signs the current account out.
+    pub async fn sign_out(&self) -> Result<(), AccountError> {
+        let accounts = self.accounts().await?;
+        if let Ok(a) = accounts.current(None) {
+            accounts.sign_out(&a.id)?;
+            tracing::info!("signed out");
+        }
+        Ok(())
+    }
+
+    async fn graph(&self) -> Result<(Account, GraphClient), AccountError> {
+        let accounts = self.accounts().await?;
+        let a = accounts.current(None)?;
+        let g = accounts.graph(&a).await?;
+        Ok((a, g))
+    }
+
+    fn my_id(a: &Account) -> Result<String, AccountError> {
+        a.oid.clone().ok_or(AccountError::NotSignedIn)
+    }
+
+    /// Own presence.
+    pub async fn my_presence(&self) -> Result<crate::directory::PresenceInfo, AccountError> {
+        let (_, g) = self.graph().await?;
+        Ok((&g.my_presence().await?).into())
+    }
+
+    /// The person's own choice (Teams' status selector: `setUserPreferredPresence`), or
+    /// `None` to reset it.
+    pub async fn set_preferred_presence(
+        &self,
+        availability: Option<String>,
+    ) -> Result<crate::directory::PresenceInfo, AccountError> {
+        let (a, g) = self.graph().await?;
+        let id = Self::my_id(&a)?;
+        match availability {
+            None => g.clear_user_preferred_presence(&id).await?,
+            Some(av) => {
+                let (availability, activity) = preferred_pair(&av).ok_or_else(|| {
+                    AccountError::Tenant(format!("{av} is not a status one can choose"))
+                })?;
+                g.set_user_preferred_presence(&id, &availability, &activity, None)
+                    .await?;
+            }
+        }
+        Ok((&g.my_presence().await?).into())
+    }
+
+    /// Sets (or with empty text clears) the status message.
+    pub async fn set_status_message(&self, text: &str) -> Result<(), AccountError> {
+        let (a, g) = self.graph().await?;
+        g.set_status_message(&Self::my_id(&a)?, text.trim(), None)
+            .await?;
+        Ok(())
+    }
+
+    /// The SME directory.
+    pub async fn search_directory(
+        &self,
+        q: &crate::directory::DirectoryQuery,
+    ) -> Result<Vec<crate::directory::Person>, AccountError> {
+        let (a, g) = self.graph().await?;
+        let fav = self.favourites.of(&a.id);
+        crate::directory::search(&g, &self.skills, &fav, q).await
+    }
+
+    /// Presence of people shown in the window.
+    pub async fn presences(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::directory::PresenceInfo>, AccountError> {
+        let (_, g) = self.graph().await?;
+        crate::directory::presences(&g, ids).await
+    }
+
+    pub async fn set_favourite(&self, person: &str, on: bool) -> Result<(), AccountError> {
+        let accounts = self.accounts().await?;
+        let a = accounts.current(None)?;
+        self.favourites.set(&a.id, person, on)
+    }
+}
+
+/// The statuses a person picks in Teams, as `setUserPreferredPresence` pairs.
+pub fn preferred_pair(
+    availability: &str,
+) -> Option<(switchboard_graph::Availability, switchboard_graph::Activity)> {
+    use switchboard_graph::{Activity as Ac, Availability as Av};
+    Some(match availability {
+        "Available" => (Av::Available, Ac::Available),
+        "Busy" => (Av::Busy, Ac::Busy),
+        "DoNotDisturb" => (Av::DoNotDisturb, Ac::DoNotDisturb),
+        "BeRightBack" => (Av::BeRightBack, Ac::BeRightBack),
+        "Away" => (Av::Away, Ac::Away),
+        "Offline" => (Av::Offline, Ac::OffWork),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
+use crate::account::AccountSession;
 use crate::audio::MicTests;
 use crate::router::{LinkPolicy, RouterLink, RouterStatus};
 use crate::settings::{Settings, SettingsError, SettingsStore};
@@ -17,6 +18,7 @@ pub struct Agent {
     link: RouterLink,
     load_problem: Option<SettingsError>,
     mic_tests: MicTests,
+    account: AccountSession,
 }
 
 impl Agent {
@@ -32,7 +34,13 @@ impl Agent {
             }
         };
         let link = RouterLink::spawn(settings.router_url.clone(), policy);
+        let config_dir = store
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
         Self {
+            account: AccountSession::new(&config_dir),
             store,
             settings: Mutex::new(settings),
             link,
@@ -75,6 +83,11 @@ impl Agent {
     /// The microphone test of Settings → Audio.
     pub fn mic_tests(&self) -> &MicTests {
         &self.mic_tests
+    }
+
+    /// The Microsoft account, its presence and the SME directory.
+    pub fn account(&self) -> &AccountSession {
+        &self.account
     }
 
     /// Every change of the router status.

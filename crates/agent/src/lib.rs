@@ -18,6 +18,7 @@
 
 pub mod account;
 pub mod audio;
+pub mod directory;
 pub mod engine;
 pub mod router;
 pub mod settings;

@@ -307,3 +307,107 @@ fn a_wrong_authority_is_refused_before_anything_is_stored() {
     assert!(err.contains("127.0.0.1:9"), "{err}");
     assert!(!env.dir.path().join("config/tenant.toml").exists());
 }
+
+#[test]
+fn the_directory_finds_experts_with_live_presence_and_favourites() {
+    use switchboard_agent::account::AccountSession;
+    use switchboard_agent::directory::DirectoryQuery;
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+    login_with_device_code(&env, &sim, USER);
+    // The library reads the same folders as the CLI (only this test sets them in-process).
+    std::env::set_var("SWITCHBOARD_CONFIG_DIR", env.dir.path().join("config"));
+    std::env::set_var("SWITCHBOARD_DATA_DIR", env.data());
+    std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
+    let session = AccountSession::new(&env.dir.path().join("config"));
+    rt.block_on(async {
+        let me = session.current().await.unwrap().expect("signed in");
+        assert_eq!(me.username.as_deref(), Some(USER));
+        assert_eq!(me.key_storage, "file");
+
+        let q = |f: fn(&mut DirectoryQuery)| {
+            let mut q = DirectoryQuery::default();
+            f(&mut q);
+            q
+        };
+        let found = session
+            .search_directory(&q(|q| q.text = Some("Megan".into())))
+            .await
+            .unwrap();
+        let megan = found
+            .iter()
+            .find(|p| p.display_name == "Megan Bowen")
+            .unwrap_or_else(|| panic!("{found:?}"))
+            .clone();
+        assert_eq!(megan.department.as_deref(), Some("Customer Service"));
+        assert!(megan.skills.iter().any(|s| s == "escalations"), "{megan:?}");
+        assert!(megan.presence.is_some());
+
+        let it = session
+            .search_directory(&q(|q| q.department = Some("IT".into())))
+            .await
+            .unwrap();
+        assert!(!it.is_empty());
+        assert!(it.iter().all(|p| p.department.as_deref() == Some("IT")));
+
+        let german = session
+            .search_directory(&q(|q| q.skill = Some("german".into())))
+            .await
+            .unwrap();
+        assert!(german.iter().any(|p| p.display_name == "Lynne Robbins"));
+        assert!(german
+            .iter()
+            .all(|p| p.skills.iter().any(|s| s == "german")));
+
+        // Megan presents: not offered, and her dot says so.
+        set_teams_presence(&sim, "MeganB@contoso.example", "DoNotDisturb", "Presenting").await;
+        let available = session
+            .search_directory(&q(|q| {
+                q.department = Some("Customer Service".into());
+                q.available_only = true;
+            }))
+            .await
+            .unwrap();
+        assert!(!available.is_empty());
+        assert!(available
+            .iter()
+            .all(|p| p.presence.as_ref().unwrap().transferable));
+        assert!(!available.iter().any(|p| p.id == megan.id));
+        let dots = session.presences(&[megan.id.clone()]).await.unwrap();
+        assert_eq!(dots[0].availability, "DoNotDisturb");
+        assert!(!dots[0].transferable);
+
+        // Favourites come first and can be listed alone.
+        session.set_favourite(&megan.id, true).await.unwrap();
+        let cs = session
+            .search_directory(&q(|q| q.department = Some("Customer Service".into())))
+            .await
+            .unwrap();
+        assert_eq!(cs[0].id, megan.id);
+        assert!(cs[0].favourite);
+        let favs = session
+            .search_directory(&q(|q| q.favourites_only = true))
+            .await
+            .unwrap();
+        assert_eq!(favs.len(), 1);
+
+        // Own status, as chosen in the window.
+        let p = session
+            .set_preferred_presence(Some("BeRightBack".into()))
+            .await
+            .unwrap();
+        assert_eq!(p.availability, "BeRightBack");
+        assert!(session
+            .set_preferred_presence(Some("Sleeping".into()))
+            .await
+            .is_err());
+        session.set_preferred_presence(None).await.unwrap();
+
+        session.sign_out().await.unwrap();
+        assert_eq!(session.current().await.unwrap(), None);
+        let e = session.my_presence().await.unwrap_err();
+        assert_eq!(e.code(), "not_signed_in");
+    });
+    rt.block_on(sim.shutdown());
+}

@@ -239,7 +239,7 @@ fn presence_json(p: &switchboard_graph::Presence) -> serde_json::Value {
         "id": p.id,
         "availability": p.availability.as_str(),
         "activity": p.activity.as_str(),
-        "status_message": p.status_message.as_ref().and_then(|m| m.message.as_ref()).map(|m| m.content.clone()),
+        "status_message": p.status_message.as_ref().and_then(|m| m.message.as_ref()).and_then(|m| m.content.clone()),
     })
 }
 
