@@ -7,6 +7,8 @@ source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 cd "$SB_ROOT"
 
 PORT="${SWITCHBOARD_DEMO_PORT:-7700}"
+# The simulated Microsoft 365 tenant the app signs in to (crates/agent: account.rs SIM_BASE_URL).
+SIM_PORT=7710
 DATA_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/switchboard/demo"
 
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
@@ -17,12 +19,19 @@ check_toolchains
 apt_install "${SB_BUILD_PACKAGES[@]}"
 build_ui
 say "building the router and the desktop app"
-cargo build --locked -p switchboard-router -p switchboard-desktop
+cargo build --locked -p switchboard-router -p switchboard-desktop -p switchboard-tenant-sim
 BIN="$(cargo_bin_dir)"
 
 ROUTER_URL="http://127.0.0.1:$PORT"
+SIM_URL="http://127.0.0.1:$SIM_PORT"
 ROUTER_PID=""
+SIM_PID=""
 cleanup() {
+    if [ -n "$SIM_PID" ] && kill -0 "$SIM_PID" 2>/dev/null; then
+        say "stopping the simulated tenant"
+        kill -INT "$SIM_PID" 2>/dev/null || true
+        wait "$SIM_PID" 2>/dev/null || true
+    fi
     if [ -n "$ROUTER_PID" ] && kill -0 "$ROUTER_PID" 2>/dev/null; then
         say "stopping the router"
         kill -TERM "$ROUTER_PID" 2>/dev/null || true
@@ -41,6 +50,19 @@ else
     for _ in $(seq 1 100); do
         curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1 && break
         kill -0 "$ROUTER_PID" 2>/dev/null || die "the router stopped at start; see $DATA_DIR/router.log"
+        sleep 0.1
+    done
+fi
+
+if curl -fsS "$SIM_URL/_sim/info" >/dev/null 2>&1; then
+    say "a simulated tenant already answers on $SIM_URL; using it"
+else
+    say "starting the simulated Microsoft 365 tenant on $SIM_URL (sign in as AdeleV@contoso.example, password: switchboard; log: $DATA_DIR/tenant-sim.log)"
+    "$BIN/switchboard-tenant-sim" --listen "127.0.0.1:$SIM_PORT" >>"$DATA_DIR/tenant-sim.log" 2>&1 &
+    SIM_PID=$!
+    for _ in $(seq 1 100); do
+        curl -fsS "$SIM_URL/_sim/info" >/dev/null 2>&1 && break
+        kill -0 "$SIM_PID" 2>/dev/null || die "the simulated tenant stopped at start; see $DATA_DIR/tenant-sim.log"
         sleep 0.1
     done
 fi

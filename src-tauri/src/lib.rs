@@ -4,12 +4,17 @@
 //!
 //! IPC contract (mirrored by `ui/src/ipc`): commands `get_settings`, `save_settings`,
 //! `get_router_status`, `app_version`, `ui_ready`, `list_audio_devices`, `start_mic_test`,
-//! `stop_mic_test`, `play_test_sound`; events `router-status`, `mic-level`. Errors cross as
-//! `{ code, message }` ([`IpcError`]).
+//! `stop_mic_test`, `play_test_sound`, `get_account`, `sign_in`, `start_device_code`,
+//! `finish_device_code`, `cancel_sign_in`, `sign_out`, `get_my_presence`,
+//! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
+//! `set_favourite`; events `router-status`, `mic-level`. Errors cross as `{ code, message }`
+//! ([`IpcError`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use switchboard_agent::account::{AccountError, AccountInfo, DeviceCodeInfo};
+use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
 use switchboard_agent::{
     Agent, AudioDevices, AudioError, LinkPolicy, RouterStatus, Settings, SettingsError,
     SettingsStore, SoundTestResult, TestSound,
@@ -48,6 +53,90 @@ impl From<AudioError> for IpcError {
             message: e.to_string(),
         }
     }
+}
+
+impl From<AccountError> for IpcError {
+    fn from(e: AccountError) -> Self {
+        Self {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The signed-in account, or none.
+#[tauri::command]
+async fn get_account(agent: State<'_, Agent>) -> Result<Option<AccountInfo>, IpcError> {
+    Ok(agent.account().current().await?)
+}
+
+/// Signs in in the system browser (`$BROWSER` on Linux), with a loopback redirect.
+#[tauri::command]
+async fn sign_in(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
+    Ok(agent
+        .account()
+        .sign_in(&switchboard_agent::account::SystemBrowser)
+        .await?)
+}
+
+#[tauri::command]
+async fn start_device_code(agent: State<'_, Agent>) -> Result<DeviceCodeInfo, IpcError> {
+    Ok(agent.account().start_device_code().await?)
+}
+
+#[tauri::command]
+async fn finish_device_code(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
+    Ok(agent.account().finish_device_code().await?)
+}
+
+#[tauri::command]
+fn cancel_sign_in(agent: State<'_, Agent>) {
+    agent.account().cancel_sign_in();
+}
+
+#[tauri::command]
+async fn sign_out(agent: State<'_, Agent>) -> Result<(), IpcError> {
+    Ok(agent.account().sign_out().await?)
+}
+
+#[tauri::command]
+async fn get_my_presence(agent: State<'_, Agent>) -> Result<PresenceInfo, IpcError> {
+    Ok(agent.account().my_presence().await?)
+}
+
+/// The person's chosen status (`null` resets it).
+#[tauri::command]
+async fn set_my_presence(
+    agent: State<'_, Agent>,
+    availability: Option<String>,
+) -> Result<PresenceInfo, IpcError> {
+    Ok(agent.account().set_preferred_presence(availability).await?)
+}
+
+#[tauri::command]
+async fn set_status_message(agent: State<'_, Agent>, text: String) -> Result<(), IpcError> {
+    Ok(agent.account().set_status_message(&text).await?)
+}
+
+#[tauri::command]
+async fn search_directory(
+    agent: State<'_, Agent>,
+    query: DirectoryQuery,
+) -> Result<Vec<Person>, IpcError> {
+    Ok(agent.account().search_directory(&query).await?)
+}
+
+#[tauri::command]
+async fn get_presences(
+    agent: State<'_, Agent>,
+    ids: Vec<String>,
+) -> Result<Vec<PresenceInfo>, IpcError> {
+    Ok(agent.account().presences(&ids).await?)
+}
+
+#[tauri::command]
+async fn set_favourite(agent: State<'_, Agent>, id: String, on: bool) -> Result<(), IpcError> {
+    Ok(agent.account().set_favourite(&id, on).await?)
 }
 
 #[tauri::command]
@@ -183,7 +272,19 @@ pub fn run() {
             list_audio_devices,
             start_mic_test,
             stop_mic_test,
-            play_test_sound
+            play_test_sound,
+            get_account,
+            sign_in,
+            start_device_code,
+            finish_device_code,
+            cancel_sign_in,
+            sign_out,
+            get_my_presence,
+            set_my_presence,
+            set_status_message,
+            search_directory,
+            get_presences,
+            set_favourite
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {
@@ -208,6 +309,10 @@ mod bindings {
         switchboard_agent::MicLevel::export_all_to(dir).unwrap();
         switchboard_agent::TestSound::export_all_to(dir).unwrap();
         switchboard_agent::SoundTestResult::export_all_to(dir).unwrap();
+        switchboard_agent::account::AccountInfo::export_all_to(dir).unwrap();
+        switchboard_agent::account::DeviceCodeInfo::export_all_to(dir).unwrap();
+        switchboard_agent::directory::Person::export_all_to(dir).unwrap();
+        switchboard_agent::directory::DirectoryQuery::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

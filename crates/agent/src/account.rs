@@ -23,6 +23,9 @@ use switchboard_identity::{
 
 use crate::settings::CONFIG_DIR_ENV;
 
+/// The platform's browser opener (honours `$BROWSER` on Linux), for front ends.
+pub use switchboard_identity::client::SystemBrowser;
+
 /// Where demo mode runs the simulated tenant.
 pub const SIM_BASE_URL: &str = "http://127.0.0.1:7710";
 /// The simulated tenant's id (`switchboard-tenant-sim`'s default).

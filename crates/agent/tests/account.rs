@@ -374,7 +374,10 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
             .iter()
             .all(|p| p.presence.as_ref().unwrap().transferable));
         assert!(!available.iter().any(|p| p.id == megan.id));
-        let dots = session.presences(std::slice::from_ref(&megan.id)).await.unwrap();
+        let dots = session
+            .presences(std::slice::from_ref(&megan.id))
+            .await
+            .unwrap();
         assert_eq!(dots[0].availability, "DoNotDisturb");
         assert!(!dots[0].transferable);
 

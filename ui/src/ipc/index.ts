@@ -2,7 +2,20 @@
 // `invoke` directly; outside the desktop app (a plain browser) they fail with a clear IpcError.
 import { invoke, isTauri } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { AudioDevices, IpcError, MicLevel, RouterStatus, Settings, SoundTestResult, TestSound } from "./types";
+import type {
+  AccountInfo,
+  AudioDevices,
+  DeviceCodeInfo,
+  DirectoryQuery,
+  IpcError,
+  MicLevel,
+  Person,
+  PresenceInfo,
+  RouterStatus,
+  Settings,
+  SoundTestResult,
+  TestSound,
+} from "./types";
 
 export type * from "./types";
 
@@ -47,6 +60,23 @@ export const stopMicTest = (test: number | null): Promise<void> => call("stop_mi
 /** Plays the chime or a ring on `device` (null: the default) and resolves once it has played. */
 export const playTestSound = (sound: TestSound, device: string | null, volume: number): Promise<SoundTestResult> =>
   call("play_test_sound", { sound, device, volume });
+
+/** The signed-in Microsoft account, or null. */
+export const getAccount = (): Promise<AccountInfo | null> => call("get_account");
+/** Signs in in the system browser; resolves once the browser came back. */
+export const signIn = (): Promise<AccountInfo> => call("sign_in");
+export const startDeviceCode = (): Promise<DeviceCodeInfo> => call("start_device_code");
+/** Waits for the person to enter the code shown; resolves signed in. */
+export const finishDeviceCode = (): Promise<AccountInfo> => call("finish_device_code");
+export const cancelSignIn = (): Promise<void> => call("cancel_sign_in");
+export const signOut = (): Promise<void> => call("sign_out");
+export const getMyPresence = (): Promise<PresenceInfo> => call("get_my_presence");
+/** The person's chosen status; null resets it to what Teams works out. */
+export const setMyPresence = (availability: string | null): Promise<PresenceInfo> => call("set_my_presence", { availability });
+export const setStatusMessage = (text: string): Promise<void> => call("set_status_message", { text });
+export const searchDirectory = (query: DirectoryQuery): Promise<Person[]> => call("search_directory", { query });
+export const getPresences = (ids: string[]): Promise<PresenceInfo[]> => call("get_presences", { ids });
+export const setFavourite = (id: string, on: boolean): Promise<void> => call("set_favourite", { id, on });
 
 /** Calls `handler` with each reading of the microphone test; returns the unsubscribe function. */
 export async function onMicLevel(handler: (l: MicLevel) => void): Promise<UnlistenFn> {

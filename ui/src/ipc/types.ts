@@ -12,3 +12,8 @@ export type { DeviceNotice } from "./bindings/DeviceNotice";
 export type { MicLevel } from "./bindings/MicLevel";
 export type { TestSound } from "./bindings/TestSound";
 export type { SoundTestResult } from "./bindings/SoundTestResult";
+export type { AccountInfo } from "./bindings/AccountInfo";
+export type { DeviceCodeInfo } from "./bindings/DeviceCodeInfo";
+export type { Person } from "./bindings/Person";
+export type { PresenceInfo } from "./bindings/PresenceInfo";
+export type { DirectoryQuery } from "./bindings/DirectoryQuery";

@@ -1,0 +1,102 @@
+import { describe, expect, it, beforeEach, vi } from "vitest";
+import { fireEvent, render, screen } from "@testing-library/svelte";
+import Directory from "./Directory.svelte";
+import { setLanguage } from "../i18n/index.svelte";
+import type { DirectoryQuery, Person, PresenceInfo } from "../ipc";
+import type { AccountApi } from "./account";
+
+const presence = (id: string, availability: string, transferable: boolean): PresenceInfo => ({
+  id,
+  availability,
+  activity: availability,
+  status_message: null,
+  transferable,
+});
+
+const person = (id: string, name: string, p: PresenceInfo, favourite = false): Person => ({
+  id,
+  display_name: name,
+  username: `${id}@contoso.example`,
+  department: "Billing",
+  job_title: "Expert",
+  skills: ["billing", "german"],
+  favourite,
+  presence: p,
+});
+
+function fakeApi(people: Person[], over: Partial<AccountApi> = {}): AccountApi {
+  return {
+    getAccount: vi.fn(async () => null),
+    signIn: vi.fn(),
+    startDeviceCode: vi.fn(),
+    finishDeviceCode: vi.fn(),
+    cancelSignIn: vi.fn(),
+    signOut: vi.fn(),
+    getMyPresence: vi.fn(),
+    setMyPresence: vi.fn(),
+    setStatusMessage: vi.fn(),
+    searchDirectory: vi.fn(async (_q: DirectoryQuery) => people),
+    getPresences: vi.fn(async () => []),
+    setFavourite: vi.fn(async () => {}),
+    ...over,
+  } as AccountApi;
+}
+
+describe("the directory", () => {
+  beforeEach(() => setLanguage("en"));
+
+  it("asks to sign in first", () => {
+    render(Directory, { api: fakeApi([]), signedIn: false });
+    expect(screen.getByTestId("directory-signed-out")).toBeTruthy();
+  });
+
+  it("searches by name, department and skill and shows presence dots and skills", async () => {
+    const api = fakeApi([person("lynne", "Lynne Robbins", presence("lynne", "Available", true))]);
+    render(Directory, { api, signedIn: true });
+    const [row] = await screen.findAllByTestId("person");
+    expect(row?.dataset.name).toBe("Lynne Robbins");
+    expect(row?.querySelector('[data-testid="presence-dot"]')?.getAttribute("data-availability")).toBe("Available");
+    expect(row?.textContent).toContain("german");
+    await fireEvent.input(screen.getByTestId("dir-skill"), { target: { value: "german" } });
+    await fireEvent.input(screen.getByTestId("dir-department"), { target: { value: "Billing" } });
+    await vi.waitFor(() =>
+      expect(api.searchDirectory).toHaveBeenLastCalledWith({ text: null, department: "Billing", skill: "german", available_only: false, favourites_only: false }),
+    );
+  });
+
+  it("refreshes dots, filters to who can take a transfer, and marks favourites", async () => {
+    vi.useFakeTimers();
+    try {
+      const alex = person("a", "Alex Wilber", presence("a", "Available", true));
+      const megan = person("m", "Megan Bowen", presence("m", "Available", true));
+      const api = fakeApi([], {
+        // Megan starts presenting after the first search; the shell filters on its side.
+        searchDirectory: vi.fn(async (q: DirectoryQuery) => (q.available_only ? [alex] : [alex, megan])),
+        getPresences: vi.fn(async () => [presence("m", "DoNotDisturb", false)]),
+      });
+      render(Directory, { api, signedIn: true });
+      await vi.waitFor(() => expect(screen.getAllByTestId("person")).toHaveLength(2));
+      await vi.advanceTimersByTimeAsync(6000);
+      await vi.waitFor(() => {
+        const megan = screen.getAllByTestId("person").find((r) => r.dataset.id === "m");
+        expect(megan?.querySelector('[data-testid="presence-dot"]')?.getAttribute("data-availability")).toBe("DoNotDisturb");
+      });
+      await fireEvent.click(screen.getByTestId("dir-available"));
+      await vi.waitFor(() => expect(screen.getAllByTestId("person").map((r) => r.dataset.id)).toEqual(["a"]));
+      await fireEvent.click(screen.getByTestId("favourite"));
+      expect(api.setFavourite).toHaveBeenCalledWith("a", true);
+      await vi.waitFor(() => expect(screen.getByTestId("favourite").getAttribute("aria-pressed")).toBe("true"));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("says when nobody matches and shows errors", async () => {
+    const api = fakeApi([], { searchDirectory: vi.fn(async () => []) });
+    render(Directory, { api, signedIn: true });
+    expect(await screen.findByTestId("directory-empty")).toBeTruthy();
+    const failing = fakeApi([], { searchDirectory: vi.fn(async () => Promise.reject({ code: "sign_in_again", message: "x" })) });
+    render(Directory, { api: failing, signedIn: true });
+    expect((await screen.findByTestId("directory-error")).textContent).toContain("Sign in with Microsoft again");
+  });
+});

@@ -1,0 +1,83 @@
+// What the account chip and the directory need from the shell, as one object so tests can
+// stand in for it; and how presence looks.
+import * as ipc from "../ipc";
+import type { AccountInfo, DeviceCodeInfo, DirectoryQuery, Person, PresenceInfo } from "../ipc";
+import type { MessageKey } from "../i18n/index.svelte";
+
+export type AccountApi = {
+  getAccount: () => Promise<AccountInfo | null>;
+  signIn: () => Promise<AccountInfo>;
+  startDeviceCode: () => Promise<DeviceCodeInfo>;
+  finishDeviceCode: () => Promise<AccountInfo>;
+  cancelSignIn: () => Promise<void>;
+  signOut: () => Promise<void>;
+  getMyPresence: () => Promise<PresenceInfo>;
+  setMyPresence: (availability: string | null) => Promise<PresenceInfo>;
+  setStatusMessage: (text: string) => Promise<void>;
+  searchDirectory: (q: DirectoryQuery) => Promise<Person[]>;
+  getPresences: (ids: string[]) => Promise<PresenceInfo[]>;
+  setFavourite: (id: string, on: boolean) => Promise<void>;
+};
+
+export const shellAccount: AccountApi = {
+  getAccount: ipc.getAccount,
+  signIn: ipc.signIn,
+  startDeviceCode: ipc.startDeviceCode,
+  finishDeviceCode: ipc.finishDeviceCode,
+  cancelSignIn: ipc.cancelSignIn,
+  signOut: ipc.signOut,
+  getMyPresence: ipc.getMyPresence,
+  setMyPresence: ipc.setMyPresence,
+  setStatusMessage: ipc.setStatusMessage,
+  searchDirectory: ipc.searchDirectory,
+  getPresences: ipc.getPresences,
+  setFavourite: ipc.setFavourite,
+};
+
+/** Statuses a person can choose, in Teams' order. */
+export const CHOOSABLE = ["Available", "Busy", "DoNotDisturb", "BeRightBack", "Away", "Offline"] as const;
+
+const KNOWN = new Set([
+  "Available",
+  "AvailableIdle",
+  "Away",
+  "BeRightBack",
+  "Busy",
+  "BusyIdle",
+  "DoNotDisturb",
+  "Offline",
+  "PresenceUnknown",
+]);
+
+/** The availability to show: one we know, else Unknown. */
+export function shownAvailability(p: PresenceInfo | null | undefined): string {
+  if (!p) return "Unknown";
+  return KNOWN.has(p.availability) ? p.availability : "Unknown";
+}
+
+/** The colour class of a presence dot (Teams' colours: green, red, yellow, grey). */
+export function dotClass(availability: string): "available" | "busy" | "away" | "offline" {
+  switch (availability) {
+    case "Available":
+    case "AvailableIdle":
+      return "available";
+    case "Busy":
+    case "BusyIdle":
+    case "DoNotDisturb":
+      return "busy";
+    case "Away":
+    case "BeRightBack":
+      return "away";
+    default:
+      return "offline";
+  }
+}
+
+/** The label key of an availability. */
+export function availabilityKey(availability: string): MessageKey {
+  const a = KNOWN.has(availability) ? availability : "Unknown";
+  return `presence.${a}` as MessageKey;
+}
+
+/** How often the window refreshes presence dots (ms). */
+export const PRESENCE_POLL_MS = 5000;
