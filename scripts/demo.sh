@@ -40,6 +40,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# wait_until_up URL PID WHAT LOG — waits up to 10 s for URL to answer while PID runs.
+wait_until_up() {
+    for _ in $(seq 1 100); do
+        curl -fsS "$1" >/dev/null 2>&1 && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 stopped at start; see $4"
+        sleep 0.1
+    done
+    die "$3 did not answer at $1 within 10 s; see $4"
+}
+
 if curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1; then
     say "a router already answers on $ROUTER_URL; using it"
 else
@@ -47,11 +57,7 @@ else
     say "starting the router on $ROUTER_URL (data: $DATA_DIR, log: $DATA_DIR/router.log)"
     "$BIN/switchboard-router" --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >>"$DATA_DIR/router.log" 2>&1 &
     ROUTER_PID=$!
-    for _ in $(seq 1 100); do
-        curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1 && break
-        kill -0 "$ROUTER_PID" 2>/dev/null || die "the router stopped at start; see $DATA_DIR/router.log"
-        sleep 0.1
-    done
+    wait_until_up "$ROUTER_URL/v1/health" "$ROUTER_PID" "the router" "$DATA_DIR/router.log"
 fi
 
 if curl -fsS "$SIM_URL/_sim/info" >/dev/null 2>&1; then
@@ -60,11 +66,7 @@ else
     say "starting the simulated Microsoft 365 tenant on $SIM_URL (sign in as AdeleV@contoso.example, password: switchboard; log: $DATA_DIR/tenant-sim.log)"
     "$BIN/switchboard-tenant-sim" --listen "127.0.0.1:$SIM_PORT" >>"$DATA_DIR/tenant-sim.log" 2>&1 &
     SIM_PID=$!
-    for _ in $(seq 1 100); do
-        curl -fsS "$SIM_URL/_sim/info" >/dev/null 2>&1 && break
-        kill -0 "$SIM_PID" 2>/dev/null || die "the simulated tenant stopped at start; see $DATA_DIR/tenant-sim.log"
-        sleep 0.1
-    done
+    wait_until_up "$SIM_URL/_sim/info" "$SIM_PID" "the simulated tenant" "$DATA_DIR/tenant-sim.log"
 fi
 
 say "opening Switchboard"
