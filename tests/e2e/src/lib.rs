@@ -172,3 +172,150 @@ impl RouterProcess {
         Ok(Self { guard, url })
     }
 }
+
+/// tauri-driver (over WebKitWebDriver) on 127.0.0.1, started with the environment the app
+/// inherits; [`Desktop::open`] starts the app in a new WebDriver session (a new process).
+pub struct Desktop {
+    pub driver: Guard,
+    webdriver: String,
+    app: PathBuf,
+}
+
+impl Desktop {
+    /// Starts tauri-driver with `env` for the app; its log goes to `artifacts/e2e/{log}`.
+    pub async fn start(env: &[(&str, &std::ffi::OsStr)], log: &str) -> Result<Self> {
+        let app = our_binary("switchboard-desktop")?;
+        let tauri_driver = program("tauri-driver")?;
+        let native_driver = program("WebKitWebDriver")?;
+        let logs = workspace_root().join("artifacts/e2e");
+        std::fs::create_dir_all(&logs)?;
+        let driver_port = free_port()?;
+        let native_port = free_port()?;
+        let driver_log = std::fs::File::create(logs.join(log))?;
+        let mut cmd = Command::new(tauri_driver);
+        cmd.arg("--port")
+            .arg(driver_port.to_string())
+            .arg("--native-port")
+            .arg(native_port.to_string())
+            .arg("--native-driver")
+            .arg(native_driver)
+            .stdin(Stdio::null())
+            .stdout(driver_log.try_clone()?)
+            .stderr(driver_log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut driver = Guard::spawn("tauri-driver", &mut cmd)?;
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_err() {
+            driver
+                .check_alive()
+                .with_context(|| format!("see artifacts/e2e/{log}"))?;
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("tauri-driver did not listen on {driver_port} within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self {
+            driver,
+            webdriver: format!("http://127.0.0.1:{driver_port}"),
+            app,
+        })
+    }
+
+    /// Opens the app's window in a new session.
+    pub async fn open(&self) -> Result<fantoccini::Client> {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "wry".into());
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": self.app.to_string_lossy() }),
+        );
+        fantoccini::Client::with_capabilities_and_connector(
+            &self.webdriver,
+            &caps,
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .await
+        .context("WebDriver session for the Switchboard window")
+    }
+}
+
+/// A private D-Bus session bus with gnome-keyring's Secret Service on it (Debian packages
+/// installed by tests/peers/install.sh): the OS keychain of a desktop session, for this test
+/// only. Stopped when dropped.
+pub struct SecretService {
+    _bus: Guard,
+    _keyring: Guard,
+    /// `DBUS_SESSION_BUS_ADDRESS` for programs that should use it.
+    pub address: String,
+}
+
+impl SecretService {
+    pub async fn start(dir: &Path) -> Result<Self> {
+        use std::io::{BufRead, BufReader, Write};
+        let mut bus = Guard::spawn(
+            "dbus-daemon",
+            Command::new("dbus-daemon")
+                .args(["--session", "--nofork", "--print-address=1"])
+                .arg(format!("--address=unix:path={}", dir.join("bus").display()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .context("run tests/peers/install.sh")?;
+        let out = bus
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .context("dbus-daemon stdout")?;
+        let mut address = String::new();
+        BufReader::new(out).read_line(&mut address)?;
+        let address = address.trim().to_owned();
+        let home = dir.join("keyring-home");
+        std::fs::create_dir_all(&home)?;
+        let mut keyring = Guard::spawn(
+            "gnome-keyring-daemon",
+            Command::new("gnome-keyring-daemon")
+                .args(["--foreground", "--unlock", "--components=secrets"])
+                .env("DBUS_SESSION_BUS_ADDRESS", &address)
+                .env("HOME", &home)
+                .env("XDG_DATA_HOME", home.join("data"))
+                .env("XDG_RUNTIME_DIR", dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .context("run tests/peers/install.sh")?;
+        if let Some(mut stdin) = keyring.child.as_mut().and_then(|c| c.stdin.take()) {
+            stdin.write_all(b"e2e-login-password")?;
+        }
+        let me = Self {
+            _bus: bus,
+            _keyring: keyring,
+            address,
+        };
+        eventually(
+            "gnome-keyring on the bus",
+            Duration::from_secs(10),
+            || async {
+                let out = Command::new("secret-tool")
+                    .args(["search", "service", "switchboard-probe"])
+                    .env("DBUS_SESSION_BUS_ADDRESS", &me.address)
+                    .output()?;
+                Ok((out.status.success() || out.stderr.is_empty()).then_some(()))
+            },
+        )
+        .await?;
+        Ok(me)
+    }
+
+    /// The secret stored for (service, username), read with libsecret's `secret-tool`.
+    pub fn lookup(&self, service: &str, user: &str) -> Result<Option<String>> {
+        let out = Command::new("secret-tool")
+            .args(["lookup", "service", service, "username", user])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((out.status.success() && !text.is_empty()).then_some(text))
+    }
+}

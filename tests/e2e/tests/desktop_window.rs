@@ -9,14 +9,11 @@
 //! WebKitWebDriver, and provides the X display). By hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_window -- --ignored --nocapture`.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use fantoccini::{Client, Locator};
-use switchboard_e2e::{
-    eventually, free_port, our_binary, program, workspace_root, Guard, RouterProcess,
-};
+use switchboard_e2e::{eventually, free_port, workspace_root, Desktop, RouterProcess};
 
 const STATE: &str = r#"[data-testid="router-state"]"#;
 const WAIT: Duration = Duration::from_secs(45);
@@ -60,10 +57,6 @@ async fn window_follows_the_router_and_switches_language() -> Result<()> {
     if std::env::var_os("DISPLAY").is_none() {
         bail!("no X display: run under xvfb-run (scripts/test.sh does)");
     }
-    let app = our_binary("switchboard-desktop")?;
-    let tauri_driver = program("tauri-driver")?;
-    let native_driver = program("WebKitWebDriver")?;
-
     let work = tempfile::tempdir()?;
     let logs = workspace_root().join("artifacts/e2e");
     std::fs::create_dir_all(&logs)?;
@@ -74,50 +67,17 @@ async fn window_follows_the_router_and_switches_language() -> Result<()> {
     let data_dir = work.path().join("router-data");
 
     // The app is started by WebKitWebDriver and inherits tauri-driver's environment.
-    let driver_port = free_port()?;
-    let native_port = free_port()?;
-    let driver_log = std::fs::File::create(logs.join("tauri-driver.log"))?;
-    let mut driver = Guard::spawn(
-        "tauri-driver",
-        Command::new(tauri_driver)
-            .arg("--port")
-            .arg(driver_port.to_string())
-            .arg("--native-port")
-            .arg(native_port.to_string())
-            .arg("--native-driver")
-            .arg(native_driver)
-            .env("SWITCHBOARD_CONFIG_DIR", work.path().join("config"))
-            .env("SWITCHBOARD_ROUTER_URL", &router_url)
-            .env("SWITCHBOARD_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(driver_log.try_clone()?)
-            .stderr(driver_log),
-    )?;
-    let webdriver = format!("http://127.0.0.1:{driver_port}");
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_err() {
-        driver
-            .check_alive()
-            .context("see artifacts/e2e/tauri-driver.log")?;
-        if start.elapsed() > Duration::from_secs(20) {
-            bail!("tauri-driver did not listen on {driver_port} within 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), "wry".into());
-    caps.insert(
-        "tauri:options".into(),
-        serde_json::json!({ "application": app.to_string_lossy() }),
-    );
-    let c = Client::with_capabilities_and_connector(
-        &webdriver,
-        &caps,
-        hyper_util::client::legacy::connect::HttpConnector::new(),
+    let config_dir = work.path().join("config");
+    let desktop = Desktop::start(
+        &[
+            ("SWITCHBOARD_CONFIG_DIR", config_dir.as_os_str()),
+            ("SWITCHBOARD_ROUTER_URL", router_url.as_ref()),
+            ("SWITCHBOARD_LOG", "info".as_ref()),
+        ],
+        "tauri-driver.log",
     )
-    .await
-    .context("WebDriver session for the Switchboard window")?;
+    .await?;
+    let c = desktop.open().await?;
 
     let result = async {
         // 1. No router yet: the window says so.

@@ -1,0 +1,222 @@
+//! The real desktop window signs in with Microsoft — against the simulated tenant, in this
+//! process on 127.0.0.1 — through the system browser (`$BROWSER`: a script that plays the
+//! person on the login page), keeps the sign-in in a real Secret Service (gnome-keyring on a
+//! private D-Bus bus), shows the account chip and live Teams presence, finds an expert in the
+//! Directory and follows their presence, survives a restart signed in, and signs out, which
+//! empties the keychain entry. Screenshots go to `artifacts/e2e/`.
+//!
+//! Run through `scripts/test.sh`; by hand:
+//! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_account -- --ignored --nocapture`.
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use fantoccini::{Client, Locator};
+use switchboard_e2e::{eventually, workspace_root, Desktop, SecretService};
+use switchboard_tenant_sim::{Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
+
+const WAIT: Duration = Duration::from_secs(45);
+const USER: &str = "AdeleV@contoso.example";
+
+fn css(s: &str) -> Locator<'_> {
+    Locator::Css(s)
+}
+
+async fn screenshot(c: &Client, name: &str) -> Result<()> {
+    let dir = workspace_root().join("artifacts/e2e");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), c.screenshot().await?)?;
+    Ok(())
+}
+
+/// Waits for `selector`'s text to contain `want`.
+async fn wait_text(c: &Client, selector: &str, want: &str) -> Result<()> {
+    eventually(&format!("{selector} to show {want:?}"), WAIT, || async {
+        let text = c.find(css(selector)).await?.text().await?;
+        if text.contains(want) {
+            Ok(Some(()))
+        } else {
+            bail!("{selector} shows {text:?}")
+        }
+    })
+    .await
+}
+
+/// Waits for `selector`'s `attr` to equal `want`.
+async fn wait_attr(c: &Client, selector: &str, attr: &str, want: &str) -> Result<()> {
+    eventually(&format!("{selector} [{attr}={want}]"), WAIT, || async {
+        let v = c.find(css(selector)).await?.attr(attr).await?;
+        if v.as_deref() == Some(want) {
+            Ok(Some(()))
+        } else {
+            bail!("{selector} has {attr}={v:?}")
+        }
+    })
+    .await
+}
+
+async fn click(c: &Client, selector: &str) -> Result<()> {
+    eventually(&format!("{selector} to be clickable"), WAIT, || async {
+        c.find(css(selector)).await?.click().await?;
+        Ok(Some(()))
+    })
+    .await
+}
+
+/// What `upn`'s own Teams client shows (the simulator's control); returns their object id.
+async fn set_teams_presence(
+    sim: &TenantSim,
+    upn: &str,
+    availability: &str,
+    activity: &str,
+) -> Result<String> {
+    let http = reqwest::Client::new();
+    let info: serde_json::Value = http
+        .get(format!("{}/_sim/info", sim.base_url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = info["users"]
+        .as_array()
+        .context("users")?
+        .iter()
+        .find(|u| u["userPrincipalName"] == upn)
+        .and_then(|u| u["id"].as_str())
+        .with_context(|| format!("{upn} not in the simulated tenant"))?
+        .to_owned();
+    let r = http
+        .post(format!("{}/_sim/users/{id}/presence", sim.base_url()))
+        .json(&serde_json::json!({"availability": availability, "activity": activity}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("the simulator refused the presence: {}", r.status());
+    }
+    Ok(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives the real window: needs an X display, tauri-driver, WebKitWebDriver and gnome-keyring (scripts/test.sh runs it)"]
+async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> {
+    if std::env::var_os("DISPLAY").is_none() {
+        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
+    }
+    let work = tempfile::tempdir()?;
+    let sim = TenantSim::start(Config::default()).await?;
+    let keychain = SecretService::start(work.path()).await?;
+
+    let config_dir = work.path().join("config");
+    let data_dir = work.path().join("data");
+    std::fs::create_dir_all(&config_dir)?;
+    std::fs::write(
+        config_dir.join("tenant.toml"),
+        format!(
+            "authority = \"{}\"\nclient_id = \"{DEMO_CLIENT_ID}\"\n",
+            sim.authority()
+        ),
+    )?;
+    let browser = format!(
+        "python3 {}",
+        workspace_root()
+            .join("crates/agent/tests/fixtures/sim_browser.py")
+            .display()
+    );
+    let page = work.path().join("browser-page.html");
+    let router_url = "http://127.0.0.1:9"; // no router in this test
+    let desktop = Desktop::start(
+        &[
+            ("SWITCHBOARD_CONFIG_DIR", config_dir.as_os_str()),
+            ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
+            ("SWITCHBOARD_ROUTER_URL", OsStr::new(router_url)),
+            ("SWITCHBOARD_LOG", OsStr::new("info")),
+            ("DBUS_SESSION_BUS_ADDRESS", OsStr::new(&keychain.address)),
+            ("BROWSER", OsStr::new(&browser)),
+            ("SIM_BROWSER_LOGIN", OsStr::new(USER)),
+            ("SIM_BROWSER_PASSWORD", OsStr::new(DEMO_PASSWORD)),
+            ("SIM_BROWSER_PAGE", page.as_os_str()),
+        ],
+        "tauri-driver-account.log",
+    )
+    .await?;
+    let key_entry = format!(
+        "token-cache-key:{}",
+        data_dir.join("token-cache.bin").display()
+    );
+
+    let c = desktop.open().await?;
+    let result = async {
+        // 1. Sign in through the browser: the chip shows the person.
+        click(&c, r#"[data-testid="sign-in"]"#).await?;
+        click(&c, r#"[data-testid="sign-in-browser"]"#).await?;
+        wait_text(&c, r#"[data-testid="account-name"]"#, "Adele Vance").await?;
+        let shown = std::fs::read_to_string(&page).unwrap_or_default();
+        assert!(shown.contains("You are signed in"), "browser page: {shown}");
+        assert!(
+            keychain.lookup("switchboard", &key_entry)?.is_some(),
+            "the token cache key is in the keychain"
+        );
+        screenshot(&c, "signed-in.png").await?;
+
+        // 2. Her own presence follows what Teams shows.
+        set_teams_presence(&sim, USER, "Busy", "InACall").await?;
+        wait_attr(
+            &c,
+            r#"[data-testid="my-presence"]"#,
+            "data-availability",
+            "Busy",
+        )
+        .await?;
+
+        // 3. The Directory finds Megan; her dot follows her Teams client.
+        set_teams_presence(&sim, "MeganB@contoso.example", "Available", "Available").await?;
+        click(&c, r#"[data-testid="nav-directory"]"#).await?;
+        let search = c.find(css(r#"[data-testid="dir-search"]"#)).await?;
+        search.send_keys("Megan").await?;
+        let megan =
+            r#"[data-testid="person"][data-name="Megan Bowen"] [data-testid="presence-dot"]"#;
+        wait_attr(&c, megan, "data-availability", "Available").await?;
+        set_teams_presence(&sim, "MeganB@contoso.example", "DoNotDisturb", "Presenting").await?;
+        wait_attr(&c, megan, "data-availability", "DoNotDisturb").await?;
+        screenshot(&c, "directory.png").await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = screenshot(&c, "account-failure.png").await;
+    }
+    let _ = c.close().await;
+    result?;
+
+    // 4. Restart: still signed in, from the keychain-keyed cache.
+    let c = desktop.open().await?;
+    let result = async {
+        wait_text(&c, r#"[data-testid="account-name"]"#, "Adele Vance").await?;
+        // 5. Sign out: back to the button, and the keychain entry is gone.
+        click(&c, r#"[data-testid="account-chip"]"#).await?;
+        click(&c, r#"[data-testid="sign-out"]"#).await?;
+        eventually("the sign-in button after sign-out", WAIT, || async {
+            c.find(css(r#"[data-testid="sign-in"]"#)).await?;
+            Ok(Some(()))
+        })
+        .await?;
+        eventually("the keychain entry to be deleted", WAIT, || async {
+            Ok(keychain
+                .lookup("switchboard", &key_entry)?
+                .is_none()
+                .then_some(()))
+        })
+        .await?;
+        assert!(!data_dir.join("token-cache.bin").exists());
+        screenshot(&c, "signed-out.png").await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = screenshot(&c, "account-failure-restart.png").await;
+    }
+    let _ = c.close().await;
+    sim.shutdown().await;
+    result
+}
