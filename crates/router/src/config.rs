@@ -19,6 +19,45 @@ pub struct Config {
     pub storage: StorageConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: who may call the API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `none` (anyone who reaches the port; keep `http.listen` on loopback) or `entra`
+    /// (every call but health, metrics and the OpenAPI document needs a bearer token).
+    pub mode: AuthMode,
+    /// The identity provider whose tokens are accepted (its discovery document and keys).
+    pub authority: String,
+    /// Accepted `aud` values: the API's Application ID URI and/or its client id.
+    pub audiences: Vec<String>,
+    /// Entra tenant ids whose `Admin` users manage every tenant of this router (the
+    /// operator's own organisation). Admins of other organisations see only their own.
+    pub operator_tenant_ids: Vec<String>,
+    /// Allowed clock difference when checking `exp`/`nbf`, in seconds.
+    pub clock_skew_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            authority: "https://login.microsoftonline.com/organizations/v2.0".into(),
+            audiences: Vec::new(),
+            operator_tenant_ids: Vec::new(),
+            clock_skew_seconds: 300,
+        }
+    }
+}
+
+/// `auth.mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Entra,
 }
 
 /// `[http]`
@@ -99,6 +138,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// An https URL, or http on loopback.
+fn url_like(u: &str) -> bool {
+    u.starts_with("https://")
+        || u.starts_with("http://127.0.0.1:")
+        || u.starts_with("http://127.0.0.1/")
+        || u.starts_with("http://localhost:")
+}
+
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -166,6 +213,20 @@ impl Config {
             return Err(ConfigError::Value(
                 "events.client_buffer must be at least 1".into(),
             ));
+        }
+        if self.auth.mode == AuthMode::Entra {
+            if self.auth.audiences.iter().all(|a| a.trim().is_empty()) {
+                return Err(ConfigError::Value(
+                    "auth.audiences must name the API's Application ID URI or client id when auth.mode is \"entra\"".into(),
+                ));
+            }
+            let ok = url_like(&self.auth.authority);
+            if !ok {
+                return Err(ConfigError::Value(format!(
+                    "auth.authority {:?} must be an https:// URL (http:// only on 127.0.0.1)",
+                    self.auth.authority
+                )));
+            }
         }
         if let Some(url) = &self.storage.database_url {
             if !url.starts_with("sqlite:") {

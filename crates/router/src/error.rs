@@ -28,7 +28,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("storage is unavailable: {0}")]
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Unavailable(String),
 }
 
@@ -41,6 +45,8 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -74,7 +80,7 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateDomain(_) => ApiError::Conflict(e.to_string()),
             other => {
                 tracing::error!(error = %other, "storage failed");
-                ApiError::Unavailable(other.to_string())
+                ApiError::Unavailable(format!("storage is unavailable: {other}"))
             }
         }
     }
@@ -97,7 +103,29 @@ pub fn problem(status: StatusCode, detail: Option<String>, instance: Option<Stri
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem(self.status(), Some(self.to_string()), None)
+        let mut resp = problem(self.status(), Some(self.to_string()), None);
+        if let ApiError::Unauthorized(why) = &self {
+            // RFC 6750 §3: the scheme, and for a token that failed, why.
+            let value = if why.starts_with("sign in first") {
+                "Bearer realm=\"switchboard-router\"".to_owned()
+            } else {
+                format!(
+                    "Bearer realm=\"switchboard-router\", error=\"invalid_token\", error_description=\"{}\"",
+                    // A header holds visible ASCII only.
+                    why.chars()
+                        .map(|c| match c {
+                            '"' | '\\' => '\'',
+                            c if c.is_ascii_graphic() || c == ' ' => c,
+                            _ => ' ',
+                        })
+                        .collect::<String>()
+                )
+            };
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        resp
     }
 }
 
@@ -124,7 +152,15 @@ pub async fn problem_layer(req: Request, next: Next) -> Response {
             .ok()
             .and_then(|b| serde_json::from_slice::<Problem>(&b).ok())
         {
-            Some(p) => problem(status, p.detail, Some(path.clone())),
+            Some(p) => {
+                let mut fresh = problem(status, p.detail, Some(path.clone()));
+                if let Some(w) = parts.headers.get(header::WWW_AUTHENTICATE) {
+                    fresh
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, w.clone());
+                }
+                fresh
+            }
             None => Response::from_parts(parts, axum::body::Body::empty()),
         }
     } else {

@@ -52,7 +52,14 @@ impl EventHub {
         (status = 400, description = "not a WebSocket upgrade request", body = switchboard_api::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn events(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub async fn events(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(e) = caller.require_any_role() {
+        return axum::response::IntoResponse::into_response(e);
+    }
     let rx = state.events.tx.subscribe();
     let hub = state.events.clone();
     let shutdown = state.shutdown.clone();

@@ -12,6 +12,7 @@ use switchboard_api::{
 use utoipa::OpenApi;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -19,8 +20,8 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard router API", description = "The routing service's HTTP API. Every error is an RFC 9457 problem (application/problem+json)."),
-    paths(health, list_tenants, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text),
-    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem)),
+    paths(health, me, list_tenants, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text),
+    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem, Me)),
     tags((name = "service", description = "health, metrics, this document"), (name = "tenants", description = "organisations served by this router"), (name = "events", description = "live event stream"))
 )]
 pub struct ApiDoc;
@@ -54,8 +55,55 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 }
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, body = [Tenant]), (status = 503, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, ApiError> {
-    Ok(Json(state.store.list_tenants().await?))
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Tenant>>, ApiError> {
+    caller.require_any_role()?;
+    let mut all = state.store.list_tenants().await?;
+    if !caller.operator {
+        // Others see their own organisation's tenant only.
+        all.retain(|t| caller.member_of(t.entra_tenant_id.as_deref()));
+    }
+    Ok(Json(all))
+}
+
+/// Who the caller is to this router: the token's person, roles, and the router tenant their
+/// organisation maps to.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub oid: Option<String>,
+    pub tid: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    /// `Agent`, `Supervisor`, `Admin` (empty: no Switchboard role assigned).
+    pub roles: Vec<String>,
+    /// An Admin of the operator's organisation (manages every tenant).
+    pub operator: bool,
+    /// The router tenant whose `entra_tenant_id` is the caller's `tid`.
+    pub tenant: Option<Tenant>,
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "service", responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
+    let tenant = match caller.tid.as_deref() {
+        Some(_) => state
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .find(|t| caller.member_of(t.entra_tenant_id.as_deref())),
+        None => None,
+    };
+    Ok(Json(Me {
+        roles: caller.roles.iter().map(|r| format!("{r:?}")).collect(),
+        oid: caller.oid,
+        tid: caller.tid,
+        username: caller.username,
+        name: caller.name,
+        operator: caller.operator,
+        tenant,
+    }))
 }
 
 #[utoipa::path(
@@ -71,8 +119,10 @@ pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tena
 )]
 pub async fn create_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    caller.require_operator()?;
     let Json(new) = body?;
     validate_tenant(&new)?;
     let tenant = state.store.create_tenant(&new).await?;
@@ -86,22 +136,27 @@ pub async fn create_tenant(
 #[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = Uuid, Path)), responses((status = 200, body = Tenant), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Tenant>, ApiError> {
+    caller.require_any_role()?;
     let Path(id) = id?;
-    state
-        .store
-        .get_tenant(id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no tenant {id}")))
+    let missing = || ApiError::NotFound(format!("no tenant {id}"));
+    let t = state.store.get_tenant(id).await?.ok_or_else(missing)?;
+    // Another organisation's tenant is not there, as far as the caller can tell.
+    if !caller.operator && !caller.member_of(t.entra_tenant_id.as_deref()) {
+        return Err(missing());
+    }
+    Ok(Json(t))
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_tenant(
     State(state): State<AppState>,
+    caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    caller.require_operator()?;
     let Path(id) = id?;
     if state.store.delete_tenant(id).await? {
         tracing::info!(tenant = %id, "tenant deleted");

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -42,6 +43,8 @@ use crate::store::{Store, StoreError};
 pub struct AppState {
     pub store: Arc<Store>,
     pub events: EventHub,
+    /// Who may call the API.
+    pub auth: Arc<auth::Auth>,
     /// Turns true when a graceful shutdown starts.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -66,6 +69,7 @@ pub enum StartError {
 pub fn app(state: AppState, config: &Config) -> axum::Router {
     let api = axum::Router::new()
         .route("/v1/health", get(http::health))
+        .route("/v1/me", get(http::me))
         .route(
             "/v1/tenants",
             get(http::list_tenants).post(http::create_tenant),
@@ -122,6 +126,7 @@ impl Router {
         let state = AppState {
             store: store.clone(),
             events,
+            auth: Arc::new(auth::Auth::new(config.auth.clone())),
             shutdown,
         };
         let app = app(state, &config);

@@ -1,0 +1,263 @@
+//! Who is calling: bearer access tokens from Entra ID (or any OpenID Connect provider) when
+//! `[auth] mode = "entra"`, checked against the provider's keys (`switchboard-identity`:
+//! signature, asymmetric algorithms only, `iss` with Microsoft's `{tenantid}` template, `aud`,
+//! `exp`/`nbf`), and mapped to the router's own tenants through the token's `tid` and to a
+//! role through its `roles` claim (the app roles `Agent`, `Supervisor`, `Admin`).
+//!
+//! The provider's discovery document is read on the first authenticated request (and again
+//! after a failure), so the router starts while the provider is unreachable and says so per
+//! request (503) rather than not starting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::Serialize;
+use switchboard_identity::discovery::ProviderMetadata;
+use switchboard_identity::jwt::{validate, Expect, Jwks};
+use tokio::sync::OnceCell;
+
+use crate::config::{AuthConfig, AuthMode};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// An app role of the router's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Role {
+    Agent,
+    Supervisor,
+    Admin,
+}
+
+impl Role {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Agent" => Some(Self::Agent),
+            "Supervisor" => Some(Self::Supervisor),
+            "Admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// The user's object id (None without authentication).
+    pub oid: Option<String>,
+    /// The caller's Entra tenant id.
+    pub tid: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub roles: Vec<Role>,
+    /// An Admin of the operator's own organisation: manages every tenant.
+    pub operator: bool,
+    /// True when the router checks no tokens (`auth.mode = "none"`).
+    pub unauthenticated: bool,
+}
+
+impl Caller {
+    fn open() -> Self {
+        Self {
+            oid: None,
+            tid: None,
+            username: None,
+            name: None,
+            roles: vec![Role::Agent, Role::Supervisor, Role::Admin],
+            operator: true,
+            unauthenticated: true,
+        }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Refuses a caller without any role.
+    pub fn require_any_role(&self) -> Result<(), ApiError> {
+        if self.roles.is_empty() {
+            return Err(ApiError::Forbidden(
+                "your account has no Switchboard role: ask your administrator to assign Agent, Supervisor or Admin to you in the app registration".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses anyone but an operator Admin.
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.operator {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(
+            "only an Admin of the organisation that runs this router may do this".into(),
+        ))
+    }
+
+    /// Whether the caller belongs to the Entra tenant `entra_tenant_id`.
+    pub fn member_of(&self, entra_tenant_id: Option<&str>) -> bool {
+        match (self.tid.as_deref(), entra_tenant_id) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
+    }
+}
+
+/// The provider's metadata and keys, once discovered.
+type Provider = Arc<(ProviderMetadata, Jwks)>;
+
+/// Token checking for the API.
+pub struct Auth {
+    config: AuthConfig,
+    http: reqwest::Client,
+    /// Replaced by a fresh cell after a failed discovery, so the next request tries again.
+    provider: tokio::sync::Mutex<Arc<OnceCell<Provider>>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("mode", &self.config.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    pub fn new(config: AuthConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            http,
+            provider: tokio::sync::Mutex::new(Arc::new(OnceCell::new())),
+        }
+    }
+
+    async fn provider(&self) -> Result<Provider, ApiError> {
+        let cell = self.provider.lock().await.clone();
+        let got = cell
+            .get_or_try_init(|| async {
+                let m = ProviderMetadata::discover(&self.http, &self.config.authority).await?;
+                let keys = Jwks::new(self.http.clone(), m.jwks_uri.clone());
+                Ok::<_, switchboard_identity::IdentityError>(Arc::new((m, keys)))
+            })
+            .await;
+        match got {
+            Ok(p) => Ok(p.clone()),
+            Err(e) => {
+                tracing::warn!(authority = %self.config.authority, error = %e, "identity provider unavailable");
+                // Try again on the next request.
+                *self.provider.lock().await = Arc::new(OnceCell::new());
+                Err(ApiError::Unavailable(format!(
+                    "the identity provider {} cannot be reached to check tokens: {e}",
+                    self.config.authority
+                )))
+            }
+        }
+    }
+
+    /// The caller of a request with this `Authorization` header.
+    pub async fn caller(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+        if self.config.mode == AuthMode::None {
+            return Ok(Caller::open());
+        }
+        let token = authorization
+            .and_then(|h| {
+                let (scheme, rest) = h.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "sign in first: send an access token for this router as Authorization: Bearer …"
+                        .into(),
+                )
+            })?;
+        let provider = self.provider().await?;
+        let (metadata, keys) = (&provider.0, &provider.1);
+        let claims = validate(
+            token,
+            metadata,
+            keys,
+            &Expect {
+                audiences: &self.config.audiences,
+                nonce: None,
+                skew: Duration::from_secs(self.config.clock_skew_seconds),
+            },
+        )
+        .await
+        .map_err(|e| {
+            // The reason, never the token.
+            tracing::info!(reason = %e, "access token refused");
+            ApiError::Unauthorized(format!("{e}; sign in again"))
+        })?;
+        let mut roles: Vec<Role> = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
+        roles.sort();
+        roles.dedup();
+        let operator = roles.contains(&Role::Admin)
+            && claims.tid.as_deref().is_some_and(|t| {
+                self.config
+                    .operator_tenant_ids
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(t))
+            });
+        Ok(Caller {
+            oid: claims.oid,
+            tid: claims.tid,
+            username: claims.preferred_username,
+            name: claims.name,
+            roles,
+            operator,
+            unauthenticated: false,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        state.auth.caller(header).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_auth_everyone_may_do_everything() {
+        let a = Auth::new(AuthConfig::default());
+        let c = a.caller(None).await.unwrap();
+        assert!(c.operator && c.unauthenticated && c.has(Role::Admin));
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_malformed_header_is_401() {
+        let a = Auth::new(AuthConfig {
+            mode: AuthMode::Entra,
+            audiences: vec!["api://x".into()],
+            authority: "http://127.0.0.1:9/t/v2.0".into(),
+            ..AuthConfig::default()
+        });
+        for h in [
+            None,
+            Some("Basic dXNlcjpwYXNz"),
+            Some("Bearer "),
+            Some("Bearer"),
+        ] {
+            let e = a.caller(h).await.unwrap_err();
+            assert!(matches!(e, ApiError::Unauthorized(_)), "{h:?}: {e}");
+        }
+        // A token, but the provider is down: 503, said so.
+        let e = a.caller(Some("Bearer abc.def.ghi")).await.unwrap_err();
+        assert!(matches!(e, ApiError::Unavailable(_)), "{e}");
+        assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+    }
+}

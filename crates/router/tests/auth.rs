@@ -1,0 +1,266 @@
+//! `[auth] mode = "entra"` against the simulated tenant (in process, 127.0.0.1): real access
+//! tokens for the router's API, obtained by device code as the person would, checked against
+//! the tenant's keys through the multi-tenant `organizations` authority (issuer template);
+//! roles decide what each may do, and the token's tenant maps to the router's tenant.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use switchboard_identity::client::{ClientConfig, IdentityClient};
+use switchboard_router::config::{AuthMode, Config};
+use switchboard_tenant_sim::{
+    Config as SimConfig, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD, ROUTER_API,
+};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+struct Setup {
+    sim: TenantSim,
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let sim = TenantSim::start(SimConfig {
+        device_code_interval: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = Some(dir.path().to_owned());
+    config.auth.mode = AuthMode::Entra;
+    config.auth.authority = format!("{}/organizations/v2.0", sim.base_url());
+    config.auth.audiences = vec![ROUTER_API.into()];
+    config.auth.operator_tenant_ids = vec![sim.tenant_id().to_uppercase()];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let router = switchboard_router::Router::start_on(config, listener)
+        .await
+        .unwrap();
+    let base = format!("http://{}", router.local_addr());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = router
+            .serve(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Setup {
+        sim,
+        base,
+        stop,
+        _dir: dir,
+    }
+}
+
+/// An access token for `upn` with `scope`, by device code (the test enters the code).
+async fn token(sim: &TenantSim, upn: &str, scope: &str) -> String {
+    let c = IdentityClient::discover(ClientConfig::new(sim.authority(), DEMO_CLIENT_ID))
+        .await
+        .unwrap();
+    let code = c.start_device_code(&[scope.to_owned()]).await.unwrap();
+    let r = reqwest::Client::new()
+        .post(&code.verification_uri)
+        .form(&[
+            ("otc", code.user_code.as_str()),
+            ("login", upn),
+            ("passwd", DEMO_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let s = c
+        .finish_device_code(&code, std::future::pending())
+        .await
+        .unwrap();
+    s.tokens.access_token.expose().to_owned()
+}
+
+fn api_scope() -> String {
+    format!("{ROUTER_API}/access_as_user")
+}
+
+/// A demo user with exactly these roles.
+async fn user_with(sim: &TenantSim, roles: &[&str]) -> String {
+    let info: Value = reqwest::get(format!("{}/_sim/info", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    info["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| {
+            let have: Vec<&str> = u["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            roles.iter().all(|r| have.contains(r)) && have.len() == roles.len()
+        })
+        .and_then(|u| u["userPrincipalName"].as_str())
+        .unwrap_or_else(|| panic!("no demo user with roles {roles:?}"))
+        .to_owned()
+}
+
+async fn get(base: &str, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut r = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn tokens_roles_and_tenants() {
+    let s = setup().await;
+    let admin = token(
+        &s.sim,
+        &user_with(&s.sim, &["Admin", "Supervisor", "Agent"]).await,
+        &api_scope(),
+    )
+    .await;
+    let agent_upn = user_with(&s.sim, &["Agent"]).await;
+    let agent = token(&s.sim, &agent_upn, &api_scope()).await;
+    let nobody = token(&s.sim, &user_with(&s.sim, &[]).await, &api_scope()).await;
+
+    // Open routes stay open; the rest wants a token, and says how to send one.
+    assert_eq!(
+        get(&s.base, "/v1/health", None).await.status(),
+        StatusCode::OK
+    );
+    let r = get(&s.base, "/v1/tenants", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(www.starts_with("Bearer realm="), "{www}");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
+
+    // The operator's Admin creates the tenant for the organisation.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/tenants", s.base))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "Contoso Support", "sip_domain": "contoso.example", "entra_tenant_id": s.sim.tenant_id()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/tenants", s.base))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "Fabrikam", "sip_domain": "fabrikam.example", "entra_tenant_id": "0b0b0b0b-1111-2222-3333-444444444444"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let all: Value = get(&s.base, "/v1/tenants", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+
+    // An agent: who they are, their tenant only, no administration.
+    let me: Value = get(&s.base, "/v1/me", Some(&agent))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], agent_upn.as_str());
+    assert_eq!(me["roles"], json!(["Agent"]));
+    assert_eq!(me["operator"], false);
+    assert_eq!(me["tenant"]["name"], "Contoso Support");
+    let mine: Value = get(&s.base, "/v1/tenants", Some(&agent))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    let fabrikam_id = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Fabrikam")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(&s.base, &format!("/v1/tenants/{fabrikam_id}"), Some(&agent))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "another organisation's tenant is invisible"
+    );
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/tenants/{fabrikam_id}", s.base))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // No role: told to ask for one.
+    let r = get(&s.base, "/v1/tenants", Some(&nobody)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no Switchboard role"),
+        "{body}"
+    );
+
+    // The event stream takes the agent's token in the upgrade request, and nothing without.
+    let ws_url = format!("{}/v1/events", s.base.replace("http://", "ws://"));
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {agent}").parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok());
+    assert!(tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .is_err());
+
+    // Bad tokens: Graph's (wrong audience), altered, garbage — 401 with the reason.
+    let graph = token(&s.sim, &agent_upn, "User.Read").await;
+    let mut altered = agent.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    for (t, why) in [
+        (graph.as_str(), "another application"),
+        (altered.as_str(), "signature"),
+        ("not-a-jwt", "header"),
+    ] {
+        let r = get(&s.base, "/v1/me", Some(t)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(www.contains("invalid_token"), "{www}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains(why),
+            "{why}: {body}"
+        );
+        assert!(!body.to_string().contains(t), "the token is not echoed");
+    }
+    let _ = s.stop.send(());
+    s.sim.shutdown().await;
+}
