@@ -73,10 +73,12 @@ async fn get_account(agent: State<'_, Agent>) -> Result<Option<AccountInfo>, Ipc
 /// Signs in in the system browser (`$BROWSER` on Linux), with a loopback redirect.
 #[tauri::command]
 async fn sign_in(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
-    Ok(agent
+    let a = agent
         .account()
         .sign_in(&switchboard_agent::account::SystemBrowser)
-        .await?)
+        .await?;
+    agent.reconnect_router();
+    Ok(a)
 }
 
 #[tauri::command]
@@ -86,7 +88,9 @@ async fn start_device_code(agent: State<'_, Agent>) -> Result<DeviceCodeInfo, Ip
 
 #[tauri::command]
 async fn finish_device_code(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
-    Ok(agent.account().finish_device_code().await?)
+    let a = agent.account().finish_device_code().await?;
+    agent.reconnect_router();
+    Ok(a)
 }
 
 #[tauri::command]
@@ -96,7 +100,9 @@ fn cancel_sign_in(agent: State<'_, Agent>) {
 
 #[tauri::command]
 async fn sign_out(agent: State<'_, Agent>) -> Result<(), IpcError> {
-    Ok(agent.account().sign_out().await?)
+    agent.account().sign_out().await?;
+    agent.reconnect_router();
+    Ok(())
 }
 
 #[tauri::command]

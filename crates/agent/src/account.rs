@@ -682,6 +682,28 @@ impl AccountSession {
     }
 }
 
+/// The router's API tokens from the signed-in account (`tenant.toml`'s `router_scope`).
+pub struct AccountRouterTokens(pub Arc<AccountSession>);
+
+impl crate::router::RouterTokens for AccountRouterTokens {
+    fn router_token(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>> {
+        Box::pin(async move {
+            let accounts = self.0.accounts().await.ok()?;
+            let scope = accounts.tenant().router_scope.clone()?;
+            let account = accounts.current(None).ok()?;
+            match accounts.token(&account, &[scope]).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::info!(code = e.code(), "no router token: {e}");
+                    None
+                }
+            }
+        })
+    }
+}
+
 /// The statuses a person picks in Teams, as `setUserPreferredPresence` pairs.
 pub fn preferred_pair(
     availability: &str,

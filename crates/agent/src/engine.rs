@@ -18,7 +18,7 @@ pub struct Agent {
     link: RouterLink,
     load_problem: Option<SettingsError>,
     mic_tests: MicTests,
-    account: AccountSession,
+    account: std::sync::Arc<AccountSession>,
 }
 
 impl Agent {
@@ -33,14 +33,22 @@ impl Agent {
                 (Settings::default(), Some(e))
             }
         };
-        let link = RouterLink::spawn(settings.router_url.clone(), policy);
         let config_dir = store
             .path()
             .parent()
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
+        let account = std::sync::Arc::new(AccountSession::new(&config_dir));
+        // The link sends the signed-in person's router token when the router asks for one.
+        let link = RouterLink::spawn_with_tokens(
+            settings.router_url.clone(),
+            policy,
+            Some(std::sync::Arc::new(crate::account::AccountRouterTokens(
+                account.clone(),
+            ))),
+        );
         Self {
-            account: AccountSession::new(&config_dir),
+            account,
             store,
             settings: Mutex::new(settings),
             link,
@@ -88,6 +96,12 @@ impl Agent {
     /// The Microsoft account, its presence and the SME directory.
     pub fn account(&self) -> &AccountSession {
         &self.account
+    }
+
+    /// Connects to the router again now (after a sign-in or sign-out changed the token).
+    pub fn reconnect_router(&self) {
+        let url = self.settings().router_url;
+        self.link.set_url(url);
     }
 
     /// Every change of the router status.

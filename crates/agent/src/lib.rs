@@ -28,5 +28,5 @@ pub use engine::Agent;
 pub use audio::{
     AudioDevice, AudioDevices, AudioError, DeviceNotice, MicLevel, SoundTestResult, TestSound,
 };
-pub use router::{ConnectionState, LinkPolicy, RouterLink, RouterStatus};
+pub use router::{ConnectionState, LinkPolicy, RouterLink, RouterStatus, RouterTokens};
 pub use settings::{AudioSettings, Language, Settings, SettingsError, SettingsStore};

@@ -25,6 +25,8 @@ pub enum ConnectionState {
     Connected,
     Reconnecting,
     Unreachable,
+    /// The router answers but wants a signed-in account with a Switchboard role.
+    SignInRequired,
 }
 
 /// Everything the UI needs to show the link.
@@ -104,6 +106,18 @@ pub enum LinkError {
     ShuttingDown { url: String },
     #[error("the router at {url} closed the event stream")]
     Closed { url: String },
+    #[error("the router at {url} wants you signed in — Sign in with Microsoft")]
+    SignIn { url: String },
+    #[error("the router at {url} refused your account — ask your administrator for a Switchboard role (Agent, Supervisor or Admin)")]
+    NoRole { url: String },
+}
+
+/// Access tokens for the router's API, when it checks them (`[auth] mode = "entra"`).
+pub trait RouterTokens: Send + Sync {
+    /// A token for the router's API scope, or `None` when nobody is signed in.
+    fn router_token(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + '_>>;
 }
 
 /// Asks `GET {base}/v1/health` once.
@@ -180,6 +194,7 @@ pub struct RouterLink {
     tx: Arc<watch::Sender<RouterStatus>>,
     status: watch::Receiver<RouterStatus>,
     policy: LinkPolicy,
+    tokens: Option<Arc<dyn RouterTokens>>,
     task: Mutex<JoinHandle<()>>,
 }
 
@@ -196,13 +211,28 @@ impl RouterLink {
     /// Starts keeping a link to `base_url` (already normalised, no trailing slash). Must be
     /// called inside a tokio runtime.
     pub fn spawn(base_url: String, policy: LinkPolicy) -> Self {
+        Self::spawn_with_tokens(base_url, policy, None)
+    }
+
+    /// Like [`Self::spawn`], sending `tokens`' access token with the event-stream upgrade.
+    pub fn spawn_with_tokens(
+        base_url: String,
+        policy: LinkPolicy,
+        tokens: Option<Arc<dyn RouterTokens>>,
+    ) -> Self {
         let (tx, rx) = watch::channel(RouterStatus::connecting(&base_url));
         let tx = Arc::new(tx);
-        let task = tokio::spawn(run_link(base_url, policy.clone(), tx.clone()));
+        let task = tokio::spawn(run_link(
+            base_url,
+            policy.clone(),
+            tx.clone(),
+            tokens.clone(),
+        ));
         Self {
             tx,
             status: rx,
             policy,
+            tokens,
             task: Mutex::new(task),
         }
     }
@@ -214,7 +244,12 @@ impl RouterLink {
         let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
         task.abort();
         self.tx.send_replace(RouterStatus::connecting(&base_url));
-        *task = tokio::spawn(run_link(base_url, self.policy.clone(), self.tx.clone()));
+        *task = tokio::spawn(run_link(
+            base_url,
+            self.policy.clone(),
+            self.tx.clone(),
+            self.tokens.clone(),
+        ));
     }
 
     /// The latest status.
@@ -228,7 +263,12 @@ impl RouterLink {
     }
 }
 
-async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<RouterStatus>>) {
+async fn run_link(
+    base: String,
+    policy: LinkPolicy,
+    tx: Arc<watch::Sender<RouterStatus>>,
+    tokens: Option<Arc<dyn RouterTokens>>,
+) {
     let http = match reqwest::Client::builder()
         .connect_timeout(policy.connect_timeout)
         .build()
@@ -246,7 +286,7 @@ async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<Router
     let mut attempt: u32 = 0;
     loop {
         // connect_once returns only when the link failed or ended.
-        let err = match connect_once(&http, &base, &policy, &tx).await {
+        let err = match connect_once(&http, &base, &policy, &tx, tokens.as_deref()).await {
             Ok(never) => match never {},
             Err(Attempt::Failed(e)) => e,
             Err(Attempt::Lost(e)) => {
@@ -258,8 +298,11 @@ async fn run_link(base: String, policy: LinkPolicy, tx: Arc<watch::Sender<Router
         attempt = attempt.saturating_add(1);
         let delay = backoff(&policy, attempt, rand::random::<f64>() * 2.0 - 1.0);
         tracing::info!(router = %base, attempt, delay_ms = delay.as_millis() as u64, error = %err, "router link down; retrying");
+        let sign_in = matches!(err, LinkError::SignIn { .. } | LinkError::NoRole { .. });
         tx.send_modify(|s| {
-            s.state = if ever_connected {
+            s.state = if sign_in {
+                ConnectionState::SignInRequired
+            } else if ever_connected {
                 ConnectionState::Reconnecting
             } else {
                 ConnectionState::Unreachable
@@ -285,14 +328,29 @@ async fn connect_once(
     base: &str,
     policy: &LinkPolicy,
     tx: &watch::Sender<RouterStatus>,
+    tokens: Option<&dyn RouterTokens>,
 ) -> Result<std::convert::Infallible, Attempt> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let health = fetch_health(http, base, policy.connect_timeout)
         .await
         .map_err(Attempt::Failed)?;
     let url = events_url(base);
+    let mut request = url.as_str().into_client_request().map_err(|e| {
+        Attempt::Failed(LinkError::Events {
+            url: base.to_owned(),
+            detail: e.to_string(),
+        })
+    })?;
+    if let Some(t) = tokens {
+        if let Some(token) = t.router_token().await {
+            if let Ok(v) = format!("Bearer {token}").parse() {
+                request.headers_mut().insert("authorization", v);
+            }
+        }
+    }
     let (mut ws, _) = tokio::time::timeout(
         policy.connect_timeout,
-        tokio_tungstenite::connect_async(&url),
+        tokio_tungstenite::connect_async(request),
     )
     .await
     .map_err(|_| {
@@ -302,9 +360,18 @@ async fn connect_once(
         })
     })?
     .map_err(|e| {
-        Attempt::Failed(LinkError::Events {
-            url: base.to_owned(),
-            detail: e.to_string(),
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        Attempt::Failed(match &e {
+            WsError::Http(r) if r.status().as_u16() == 401 => LinkError::SignIn {
+                url: base.to_owned(),
+            },
+            WsError::Http(r) if r.status().as_u16() == 403 => LinkError::NoRole {
+                url: base.to_owned(),
+            },
+            _ => LinkError::Events {
+                url: base.to_owned(),
+                detail: e.to_string(),
+            },
         })
     })?;
     tracing::info!(router = %base, version = %health.version, "connected to router");

@@ -11,6 +11,9 @@ use std::time::Duration;
 use switchboard_tenant_sim::{Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_switchboard-agent");
+
+/// Tests that point this process's environment at their folders take turns.
+static PROCESS_ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const USER: &str = "AlexW@contoso.example";
 
 struct Env {
@@ -316,7 +319,8 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
     let sim = sim(&rt);
     let env = Env::new();
     login_with_device_code(&env, &sim, USER);
-    // The library reads the same folders as the CLI (only this test sets them in-process).
+    // The library reads the same folders as the CLI.
+    let _env = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
     std::env::set_var("SWITCHBOARD_CONFIG_DIR", env.dir.path().join("config"));
     std::env::set_var("SWITCHBOARD_DATA_DIR", env.data());
     std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
@@ -412,5 +416,79 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
         let e = session.my_presence().await.unwrap_err();
         assert_eq!(e.code(), "not_signed_in");
     });
+    rt.block_on(sim.shutdown());
+}
+
+/// The link sends the signed-in person's router token; without one a router that checks
+/// tokens is reported as wanting a sign-in, not as down.
+#[test]
+fn the_router_link_carries_the_router_token() {
+    use switchboard_agent::account::{AccountRouterTokens, AccountSession};
+    use switchboard_agent::{ConnectionState, LinkPolicy, RouterLink};
+    use switchboard_router::config::{AuthMode, Config as RouterConfig};
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+    login_with_device_code(&env, &sim, USER);
+    let router_dir = tempfile::tempdir().unwrap();
+    let base = rt.block_on(async {
+        let mut config = RouterConfig::default();
+        config.storage.data_dir = Some(router_dir.path().to_owned());
+        config.auth.mode = AuthMode::Entra;
+        config.auth.authority = sim.authority();
+        config.auth.audiences = vec![switchboard_tenant_sim::ROUTER_API.into()];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let router = switchboard_router::Router::start_on(config, listener)
+            .await
+            .unwrap();
+        let base = format!("http://{}", router.local_addr());
+        tokio::spawn(router.serve(std::future::pending()));
+        base
+    });
+    let policy = LinkPolicy {
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(300),
+        ..LinkPolicy::default()
+    };
+    let wait_for = |link: &RouterLink, want: ConnectionState| {
+        rt.block_on(async {
+            let mut rx = link.subscribe();
+            let seen =
+                tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| s.state == want))
+                    .await
+                    .unwrap_or_else(|_| panic!("never {want:?}: {:?}", link.status()))
+                    .unwrap()
+                    .clone();
+            seen
+        })
+    };
+    // Nobody signed in: the router wants a sign-in.
+    let anonymous = rt.block_on(async { RouterLink::spawn(base.clone(), policy.clone()) });
+    let s = wait_for(&anonymous, ConnectionState::SignInRequired);
+    assert!(s.last_error.unwrap().contains("Sign in with Microsoft"));
+    drop(anonymous);
+
+    // Alex's token for the router's API, from the account (tenant.toml's router_scope).
+    let _env = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
+    std::env::set_var("SWITCHBOARD_CONFIG_DIR", env.dir.path().join("config"));
+    std::env::set_var("SWITCHBOARD_DATA_DIR", env.data());
+    std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
+    let tenant = env.dir.path().join("config/tenant.toml");
+    let text = std::fs::read_to_string(&tenant).unwrap();
+    std::fs::write(
+        &tenant,
+        format!("{text}router_scope = \"api://switchboard-router/access_as_user\"\n"),
+    )
+    .unwrap();
+    let session = std::sync::Arc::new(AccountSession::new(&env.dir.path().join("config")));
+    let link = rt.block_on(async {
+        RouterLink::spawn_with_tokens(
+            base.clone(),
+            policy.clone(),
+            Some(std::sync::Arc::new(AccountRouterTokens(session.clone()))),
+        )
+    });
+    wait_for(&link, ConnectionState::Connected);
+    drop(link);
     rt.block_on(sim.shutdown());
 }

@@ -12,6 +12,7 @@ const en = {
   "status.connected": "Connected",
   "status.reconnecting": "Reconnecting…",
   "status.unreachable": "Unreachable",
+  "status.sign_in_required": "Sign-in required",
   "status.version": "v{version}",
   "status.retry": "attempt {attempt}, next try in {seconds} s",
   "home.heading": "Welcome to Switchboard",

@@ -14,6 +14,7 @@ const zhCN: Record<MessageKey, string> = {
   "status.connected": "已连接",
   "status.reconnecting": "正在重新连接…",
   "status.unreachable": "无法连接",
+  "status.sign_in_required": "需要登录",
   "status.version": "v{version}",
   "status.retry": "第 {attempt} 次尝试，{seconds} 秒后重试",
   "home.heading": "欢迎使用 Switchboard",

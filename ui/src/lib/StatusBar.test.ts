@@ -22,6 +22,7 @@ describe("StatusBar", () => {
     ["connected", "Connected", "已连接"],
     ["reconnecting", "Reconnecting…", "正在重新连接…"],
     ["unreachable", "Unreachable", "无法连接"],
+    ["sign_in_required", "Sign-in required", "需要登录"],
   ];
   for (const [state, en, zh] of cases) {
     it(`shows ${state} in both languages`, () => {

@@ -127,6 +127,10 @@ pub async fn login(a: LoginArgs, json: bool) -> anyhow::Result<()> {
     let mut tenant = store.load()?;
     let explicit = a.authority.is_some() || a.client_id.is_some() || a.graph_url.is_some();
     if let Some(x) = a.authority {
+        if x.trim_end_matches('/') != tenant.authority {
+            // Another tenant: the router's API scope of the old one does not apply.
+            tenant.router_scope = None;
+        }
         tenant.authority = x;
         tenant.graph_url = None;
     }

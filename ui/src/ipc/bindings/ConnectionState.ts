@@ -3,4 +3,4 @@
 /**
  * State of the link to the router, as the status bar shows it.
  */
-export type ConnectionState = "connecting" | "connected" | "reconnecting" | "unreachable";
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "unreachable" | "sign_in_required";
