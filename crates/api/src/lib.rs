@@ -111,6 +111,24 @@ pub enum Event {
     TenantDeleted { id: uuid::Uuid },
     /// The service is shutting down (graceful stop); clients should reconnect with backoff.
     ShuttingDown,
+    /// A watched user's Teams presence (sent once when watching starts, then on each change).
+    /// Values are Graph's; ones a client does not know it shows as unknown.
+    Presence {
+        /// The user's Entra object id.
+        id: String,
+        availability: String,
+        activity: String,
+    },
+}
+
+/// What a client may send on `/v1/events`, as JSON text frames tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum ClientMessage {
+    /// The users whose presence this client wants (replaces its earlier list; empty stops).
+    Watch { ids: Vec<String> },
 }
 
 /// RFC 9457 `application/problem+json` body for every 4xx/5xx answer.

@@ -191,7 +191,12 @@ impl Auth {
         .map_err(|e| {
             // The reason, never the token.
             tracing::info!(reason = %e, "access token refused");
-            ApiError::Unauthorized(format!("{e}; sign in again"))
+            match e {
+                switchboard_identity::IdentityError::InvalidToken(why) => ApiError::Unauthorized(
+                    format!("the access token was refused: {why}; sign in again"),
+                ),
+                other => ApiError::Unauthorized(format!("{other}; sign in again")),
+            }
         })?;
         let mut roles: Vec<Role> = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
         roles.sort();

@@ -20,6 +20,43 @@ pub struct Config {
     pub events: EventsConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub presence: PresenceConfig,
+}
+
+/// `[presence]`: following Teams presence for connected desktops.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Follow presence (needs `switchboard-router graph-login` once).
+    pub enabled: bool,
+    /// The identity provider of the Graph service account.
+    pub authority: String,
+    /// The app registration the service account signs in with (a public client with device
+    /// code allowed; delegated Presence.Read.All and User.ReadBasic.All).
+    pub client_id: String,
+    /// Microsoft Graph's base URL.
+    pub graph_url: String,
+    /// Public https URL of this router's `/v1/graph/notifications`, where Graph posts
+    /// changes; empty: poll instead.
+    pub notification_url: String,
+    /// Seconds between reads of every watched user while polling.
+    pub poll_seconds: u64,
+    /// Most users one client may watch.
+    pub max_watched: usize,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            authority: "https://login.microsoftonline.com/organizations/v2.0".into(),
+            client_id: String::new(),
+            graph_url: "https://graph.microsoft.com/v1.0".into(),
+            notification_url: String::new(),
+            poll_seconds: 30,
+            max_watched: 5000,
+        }
+    }
 }
 
 /// `[auth]`: who may call the API.
@@ -226,6 +263,31 @@ impl Config {
                     "auth.authority {:?} must be an https:// URL (http:// only on 127.0.0.1)",
                     self.auth.authority
                 )));
+            }
+        }
+        if self.presence.enabled {
+            if self.presence.client_id.trim().is_empty() {
+                return Err(ConfigError::Value(
+                    "presence.client_id must name the app registration when presence.enabled is true".into(),
+                ));
+            }
+            if !url_like(&self.presence.authority) || !url_like(&self.presence.graph_url) {
+                return Err(ConfigError::Value(
+                    "presence.authority and presence.graph_url must be https:// URLs (http:// only on 127.0.0.1)".into(),
+                ));
+            }
+            if !self.presence.notification_url.is_empty()
+                && !url_like(&self.presence.notification_url)
+            {
+                return Err(ConfigError::Value(format!(
+                    "presence.notification_url {:?} must be an https:// URL Graph can reach",
+                    self.presence.notification_url
+                )));
+            }
+            if self.presence.poll_seconds == 0 || self.presence.max_watched == 0 {
+                return Err(ConfigError::Value(
+                    "presence.poll_seconds and presence.max_watched must be at least 1".into(),
+                ));
             }
         }
         if let Some(url) = &self.storage.database_url {

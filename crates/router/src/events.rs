@@ -63,7 +63,8 @@ pub async fn events(
     let rx = state.events.tx.subscribe();
     let hub = state.events.clone();
     let shutdown = state.shutdown.clone();
-    ws.on_upgrade(move |socket| serve_client(socket, hub, rx, shutdown))
+    let presence = state.presence.clone();
+    ws.on_upgrade(move |socket| serve_client(socket, hub, rx, shutdown, presence))
 }
 
 fn text(e: &Event) -> Option<Message> {
@@ -78,12 +79,17 @@ async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }
 
+/// Numbers events clients for the presence hub's watch lists.
+static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 async fn serve_client(
     socket: WebSocket,
     hub: EventHub,
     mut rx: broadcast::Receiver<Event>,
     mut shutdown: watch::Receiver<bool>,
+    presence: std::sync::Arc<crate::presence::PresenceHub>,
 ) {
+    let client = NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     metrics::gauge!("events_clients").increment(1.0);
     let (mut sink, mut stream) = socket.split();
     let hello = Event::Hello {
@@ -99,6 +105,8 @@ async fn serve_client(
     while ok {
         tokio::select! {
             ev = rx.recv() => match ev {
+                // Presence goes only to the clients that watch the user.
+                Ok(Event::Presence { ref id, .. }) if !presence.watches(client, id) => {}
                 Ok(ev) => ok = match text(&ev) { Some(m) => sink.send(m).await.is_ok(), None => true },
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "events client too slow; disconnecting it");
@@ -114,8 +122,21 @@ async fn serve_client(
                 };
             }
             msg = stream.next() => match msg {
-                // Clients have nothing to say yet; pings are answered by axum.
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => ok = false,
+                Some(Ok(Message::Text(t))) => {
+                    match serde_json::from_str::<switchboard_api::ClientMessage>(t.as_str()) {
+                        Ok(switchboard_api::ClientMessage::Watch { ids }) => {
+                            for e in presence.watch(client, ids) {
+                                if let Some(m) = text(&e) {
+                                    ok = ok && sink.send(m).await.is_ok();
+                                }
+                            }
+                        }
+                        // Not ours to act on; a newer client may say more.
+                        Err(e) => tracing::debug!(error = %e, "unknown client message ignored"),
+                    }
+                }
+                // Pings are answered by axum.
                 Some(Ok(_)) => {}
             },
             _ = shutdown_started(&mut shutdown) => {
@@ -128,4 +149,5 @@ async fn serve_client(
         }
     }
     metrics::gauge!("events_clients").decrement(1.0);
+    presence.forget(client);
 }

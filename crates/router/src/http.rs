@@ -203,6 +203,40 @@ fn is_host_name(s: &str) -> bool {
         })
 }
 
+/// Graph's change and lifecycle notifications for presence (and its validation handshake).
+/// Not behind a token: Graph sends none; every notification must carry our `clientState`.
+pub async fn graph_notifications(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use crate::presence::WebhookAnswer as W;
+    use axum::response::IntoResponse;
+    match state.presence.webhook(uri.query(), &body) {
+        W::Validation(token) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/plain")],
+            token,
+        )
+            .into_response(),
+        W::Accepted => StatusCode::ACCEPTED.into_response(),
+        W::Malformed(why) => {
+            ApiError::BadRequest(format!("not a change notification: {why}")).into_response()
+        }
+        W::WrongClientState => {
+            ApiError::Forbidden("the notification's clientState is not this router's".into())
+                .into_response()
+        }
+        W::UnknownSubscription(id) => {
+            ApiError::NotFound(format!("this router holds no subscription {id}")).into_response()
+        }
+        W::Disabled => ApiError::Unavailable(
+            "presence is not enabled on this router ([presence] enabled = false)".into(),
+        )
+        .into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod presence;
 pub mod store;
 pub mod telemetry;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub events: EventHub,
     /// Who may call the API.
     pub auth: Arc<auth::Auth>,
+    /// Teams presence for connected clients.
+    pub presence: Arc<presence::PresenceHub>,
     /// Turns true when a graceful shutdown starts.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -79,6 +82,10 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             get(http::get_tenant).delete(http::delete_tenant),
         )
         .route("/v1/events", get(events::events))
+        .route(
+            "/v1/graph/notifications",
+            axum::routing::post(http::graph_notifications),
+        )
         .route("/v1/openapi.json", get(http::openapi_json))
         .route("/metrics", get(telemetry::metrics_text))
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
@@ -123,9 +130,16 @@ impl Router {
             Duration::from_secs(config.events.heartbeat_seconds),
             started,
         );
+        let presence = Arc::new(presence::PresenceHub::new(
+            config.presence.clone(),
+            &data_dir,
+            events.clone(),
+        ));
+        tokio::spawn(presence.clone().run(shutdown.clone()));
         let state = AppState {
             store: store.clone(),
             events,
+            presence,
             auth: Arc::new(auth::Auth::new(config.auth.clone())),
             shutdown,
         };

@@ -29,6 +29,15 @@ struct Args {
     /// Print the commented default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Sign in the Graph service account that follows presence ([presence] in the
+    /// configuration), by device code; its tokens are kept encrypted in the data folder.
+    GraphLogin,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +87,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::GraphLogin) = args.command {
+        return rt.block_on(graph_login(&config));
+    }
     rt.block_on(async move {
         let router = match switchboard_router::Router::start(config).await {
             Ok(r) => r,
@@ -134,6 +146,48 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     {
         async {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn graph_login(config: &Config) -> ExitCode {
+    if config.presence.client_id.trim().is_empty() {
+        eprintln!("error: set [presence] client_id (and authority) in the configuration first");
+        return ExitCode::from(2);
+    }
+    let data_dir = match config.data_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&data_dir) {
+        eprintln!("error: cannot create {}: {e}", data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let r = switchboard_router::presence::sign_in_service_account(
+        &data_dir,
+        &config.presence,
+        |code| {
+            eprintln!(
+                "{}",
+                code.message.clone().unwrap_or_else(|| format!(
+                    "To sign in the service account, open {} and enter the code {}",
+                    code.verification_uri, code.user_code
+                ))
+            );
+        },
+    )
+    .await;
+    match r {
+        Ok(user) => {
+            println!("Graph service account signed in: {user}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

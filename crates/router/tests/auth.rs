@@ -242,9 +242,11 @@ async fn tokens_roles_and_tenants() {
 
     // Bad tokens: Graph's (wrong audience), altered, garbage — 401 with the reason.
     let graph = token(&s.sim, &agent_upn, "User.Read").await;
-    let mut altered = agent.clone();
-    let last = altered.pop().unwrap();
-    altered.push(if last == 'A' { 'B' } else { 'A' });
+    // One character inside the signature (not the last, whose spare bits may not decode).
+    let mut altered: Vec<char> = agent.chars().collect();
+    let at = altered.len() - 10;
+    altered[at] = if altered[at] == 'A' { 'B' } else { 'A' };
+    let altered: String = altered.into_iter().collect();
     for (t, why) in [
         (graph.as_str(), "another application"),
         (altered.as_str(), "signature"),

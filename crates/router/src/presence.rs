@@ -1,0 +1,551 @@
+//! Teams presence for connected desktops: the router follows the users its clients watch
+//! (`{"type":"watch","ids":[…]}` on `/v1/events`) and sends each client `presence` events for
+//! its users — the current state when watching starts, then every change.
+//!
+//! How changes arrive, per `[presence]`:
+//! - **change notifications** when `notification_url` is set (a public https URL of this
+//!   router's `POST /v1/graph/notifications`): subscriptions on `/communications/presences`
+//!   for the watched users, up to 650 per subscription, renewed before the one-hour expiry;
+//!   Graph's validation handshake answered; `clientState` checked on every notification
+//!   (a wrong one is 403 and changes nothing; a notification for a subscription this router
+//!   does not hold is 404); lifecycle notifications handled (`reauthorizationRequired` →
+//!   renew, `missed` → read everyone again, `subscriptionRemoved` → subscribe again). Basic
+//!   notifications carry no availability, so each batch is followed by one batched read.
+//! - **polling** otherwise, and as the fall-back while subscriptions cannot be created:
+//!   `getPresencesByUserId` for every watched user each `poll_seconds`, changes only sent.
+//!
+//! Graph is called as a service account signed in once with `switchboard-router graph-login`
+//! (device code); its refresh token is kept in the router's data folder, encrypted
+//! (`switchboard-identity`'s cache), and renewed silently.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use switchboard_api::Event;
+use switchboard_graph::webhook::{
+    classify, client_state_matches, ChangeNotification, LifecycleEvent, WebhookRequest,
+};
+use switchboard_graph::{
+    presence_subscription_resource, AccessTokenProvider, GraphClient, GraphConfig, TokenError,
+    TokenFuture, TokenRequest, MAX_IDS_PER_CALL,
+};
+use switchboard_identity::{ClientConfig, EncryptedFile, IdentityClient, TokenCache};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::config::PresenceConfig;
+use crate::events::EventHub;
+
+/// Delegated scopes of the service account.
+pub const SERVICE_SCOPES: [&str; 2] = ["Presence.Read.All", "User.ReadBasic.All"];
+/// Subscriptions are renewed when less than this is left (Graph's presence maximum is 1 h).
+const RENEW_BEFORE: Duration = Duration::from_secs(15 * 60);
+/// Subscriptions are asked for this long.
+const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(55 * 60);
+/// After a failed subscription attempt, poll and try again after this long.
+const RETRY_SUBSCRIBE: Duration = Duration::from_secs(60);
+
+/// The service account's token cache in the data folder.
+pub fn token_cache(data_dir: &Path) -> Result<TokenCache, switchboard_identity::IdentityError> {
+    TokenCache::open(Box::new(EncryptedFile::new(
+        data_dir.join("graph-token-cache.bin"),
+    )))
+}
+
+/// Signs the service account in by device code (`switchboard-router graph-login`):
+/// `show` gets the code to show the operator. Returns the account's username.
+pub async fn sign_in_service_account(
+    data_dir: &Path,
+    config: &PresenceConfig,
+    show: impl FnOnce(&switchboard_identity::client::DeviceCode),
+) -> Result<String, switchboard_identity::IdentityError> {
+    let client =
+        IdentityClient::discover(ClientConfig::new(&config.authority, &config.client_id)).await?;
+    let scopes: Vec<String> = SERVICE_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let code = client.start_device_code(&scopes).await?;
+    show(&code);
+    let signed_in = client
+        .finish_device_code(&code, std::future::pending())
+        .await?;
+    let cache = token_cache(data_dir)?;
+    // One service account: a new sign-in replaces the old one.
+    for a in cache.accounts() {
+        cache.remove(&a.id)?;
+    }
+    cache.store(&signed_in)?;
+    Ok(signed_in.account.username.unwrap_or(signed_in.account.sub))
+}
+
+/// Graph tokens of the service account.
+struct ServiceTokens {
+    cache: TokenCache,
+    client: tokio::sync::OnceCell<IdentityClient>,
+    authority: String,
+    client_id: String,
+}
+
+impl AccessTokenProvider for ServiceTokens {
+    fn access_token<'a>(&'a self, request: TokenRequest<'a>) -> TokenFuture<'a> {
+        Box::pin(async move {
+            let client = self
+                .client
+                .get_or_try_init(|| {
+                    IdentityClient::discover(ClientConfig::new(&self.authority, &self.client_id))
+                })
+                .await
+                .map_err(|e| TokenError::new(e.to_string()))?;
+            let account = self.cache.accounts().into_iter().next().ok_or_else(|| {
+                TokenError::interaction_required(
+                    "the router's Graph service account is not signed in: run switchboard-router graph-login",
+                )
+            })?;
+            if request.force_refresh {
+                self.cache.expire_access_tokens(&account.id);
+            }
+            let scopes: Vec<String> = request.scopes.iter().map(|s| (*s).to_owned()).collect();
+            self.cache
+                .token(client, &account.id, &scopes)
+                .await
+                .map(|t| t.expose().to_owned())
+                .map_err(|e| TokenError::new(e.to_string()))
+        })
+    }
+}
+
+struct Sub {
+    id: String,
+    ids: Vec<String>,
+    expires: OffsetDateTime,
+}
+
+#[derive(Default)]
+struct State {
+    /// Per events client, the users it watches.
+    clients: HashMap<u64, HashSet<String>>,
+    /// Last presence seen per user: (availability, activity).
+    last: HashMap<String, (String, String)>,
+    subs: Vec<Sub>,
+    /// The watch set the subscriptions were made for.
+    subscribed: BTreeSet<String>,
+    /// Subscriptions failed: poll until this instant, then try again.
+    fallback_until: Option<Instant>,
+    last_poll: Option<Instant>,
+}
+
+/// What the hub counts (for `/metrics` and the benchmark).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresenceStats {
+    pub watched_users: usize,
+    pub subscriptions: usize,
+    pub polling: bool,
+}
+
+/// Follows presence and fans it out.
+pub struct PresenceHub {
+    config: PresenceConfig,
+    graph: Option<GraphClient>,
+    events: EventHub,
+    client_state: String,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for PresenceHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresenceHub")
+            .field("enabled", &self.config.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a webhook post was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WebhookAnswer {
+    /// Graph's validation: answer 200 with this text.
+    Validation(String),
+    /// Taken (202).
+    Accepted,
+    /// 400: not a notification collection.
+    Malformed(String),
+    /// 403: a clientState that is not ours.
+    WrongClientState,
+    /// 404: a subscription this router does not hold.
+    UnknownSubscription(String),
+    /// 503: presence is not enabled here.
+    Disabled,
+}
+
+impl PresenceHub {
+    /// A hub; disabled (no Graph) when `[presence] enabled = false`.
+    pub fn new(config: PresenceConfig, data_dir: &Path, events: EventHub) -> Self {
+        let graph = if config.enabled {
+            match token_cache(data_dir) {
+                Ok(cache) => {
+                    if cache.accounts().is_empty() {
+                        tracing::warn!("presence is enabled but no Graph service account is signed in: run switchboard-router graph-login");
+                    }
+                    let tokens = ServiceTokens {
+                        cache,
+                        client: tokio::sync::OnceCell::new(),
+                        authority: config.authority.clone(),
+                        client_id: config.client_id.clone(),
+                    };
+                    GraphClient::new(
+                        GraphConfig {
+                            base_url: config.graph_url.clone(),
+                            client_id: config.client_id.clone(),
+                            ..GraphConfig::default()
+                        },
+                        Arc::new(tokens),
+                    )
+                    .map_err(
+                        |e| tracing::error!(error = %e, "presence: cannot build the Graph client"),
+                    )
+                    .ok()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "presence: the Graph token cache cannot be read; run switchboard-router graph-login again");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let client_state: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(48)
+            .map(char::from)
+            .collect();
+        Self {
+            config,
+            graph,
+            events,
+            client_state,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    pub fn stats(&self) -> PresenceStats {
+        let st = self.lock();
+        PresenceStats {
+            watched_users: watched(&st).len(),
+            subscriptions: st.subs.len(),
+            polling: self.config.notification_url.is_empty() || st.fallback_until.is_some(),
+        }
+    }
+
+    /// `client` now watches `ids` (at most `max_watched`); returns what is known of them
+    /// already, to send at once. Unknown ones follow when read.
+    pub fn watch(&self, client: u64, ids: Vec<String>) -> Vec<Event> {
+        let mut st = self.lock();
+        let set: HashSet<String> = ids
+            .into_iter()
+            .filter(|i| !i.trim().is_empty() && i.len() <= 64)
+            .take(self.config.max_watched)
+            .collect();
+        let known: Vec<Event> = set
+            .iter()
+            .filter_map(|id| {
+                st.last.get(id).map(|(a, b)| Event::Presence {
+                    id: id.clone(),
+                    availability: a.clone(),
+                    activity: b.clone(),
+                })
+            })
+            .collect();
+        st.clients.insert(client, set);
+        drop(st);
+        self.wake.notify_one();
+        known
+    }
+
+    /// A client left.
+    pub fn forget(&self, client: u64) {
+        self.lock().clients.remove(&client);
+        self.wake.notify_one();
+    }
+
+    /// Whether `client` watches `id` (the events task filters with it).
+    pub fn watches(&self, client: u64, id: &str) -> bool {
+        self.lock()
+            .clients
+            .get(&client)
+            .is_some_and(|s| s.contains(id))
+    }
+
+    /// Reads `ids` and sends the changes.
+    async fn read(&self, ids: &[String]) {
+        let Some(graph) = &self.graph else { return };
+        if ids.is_empty() {
+            return;
+        }
+        match graph.presences(ids).await {
+            Ok(list) => {
+                let mut changed = Vec::new();
+                {
+                    let mut st = self.lock();
+                    for p in list {
+                        let now = (p.availability.to_string(), p.activity.to_string());
+                        if st.last.get(&p.id) != Some(&now) {
+                            st.last.insert(p.id.clone(), now.clone());
+                            changed.push(Event::Presence {
+                                id: p.id,
+                                availability: now.0,
+                                activity: now.1,
+                            });
+                        }
+                    }
+                }
+                for e in changed {
+                    self.events.publish(e);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, users = ids.len(), "presence: reading failed"),
+        }
+    }
+
+    /// Runs until `stop` completes.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.graph.is_none() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            self.tick().await;
+        }
+        // Leave nothing behind at Graph.
+        let subs: Vec<String> = self.lock().subs.drain(..).map(|s| s.id).collect();
+        if let Some(g) = &self.graph {
+            for id in subs {
+                let _ = g.delete_subscription(&id).await;
+            }
+        }
+    }
+
+    async fn tick(&self) {
+        let (want, new, subscribe_due, poll_due) = {
+            let st = self.lock();
+            let want = watched(&st);
+            let new: Vec<String> = want
+                .iter()
+                .filter(|id| !st.last.contains_key(*id))
+                .cloned()
+                .collect();
+            let webhooks = !self.config.notification_url.is_empty();
+            let in_fallback = st.fallback_until.is_some_and(|t| Instant::now() < t);
+            let subscribe_due = webhooks && !in_fallback && st.subscribed != want;
+            let polling = !webhooks || st.fallback_until.is_some();
+            let poll_due = polling
+                && st
+                    .last_poll
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.config.poll_seconds));
+            (want, new, subscribe_due, poll_due)
+        };
+        // Newly watched users: their state now, not at the next change.
+        self.read(&new).await;
+        if subscribe_due {
+            self.resubscribe(&want).await;
+        }
+        self.renew_due().await;
+        if poll_due {
+            self.lock().last_poll = Some(Instant::now());
+            let all: Vec<String> = want.into_iter().collect();
+            self.read(&all).await;
+        }
+        let stats = self.stats();
+        metrics::gauge!("presence_watched_users").set(stats.watched_users as f64);
+        metrics::gauge!("presence_subscriptions").set(stats.subscriptions as f64);
+        metrics::gauge!("presence_polling").set(if stats.polling { 1.0 } else { 0.0 });
+    }
+
+    /// Replaces the subscriptions with ones for `want` (650 users each).
+    async fn resubscribe(&self, want: &BTreeSet<String>) {
+        let Some(graph) = &self.graph else { return };
+        let old: Vec<String> = self.lock().subs.drain(..).map(|s| s.id).collect();
+        for id in old {
+            if let Err(e) = graph.delete_subscription(&id).await {
+                tracing::debug!(error = %e, "presence: old subscription not deleted");
+            }
+        }
+        let ids: Vec<String> = want.iter().cloned().collect();
+        let mut made = Vec::new();
+        let mut failed = None;
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+            match self.subscribe(graph, chunk).await {
+                Ok(sub) => made.push(sub),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut st = self.lock();
+        st.subs = made;
+        match failed {
+            None => {
+                st.subscribed = want.clone();
+                st.fallback_until = None;
+                tracing::info!(
+                    users = want.len(),
+                    subscriptions = st.subs.len(),
+                    "presence: subscribed"
+                );
+            }
+            Some(e) => {
+                tracing::warn!(error = %e, "presence: cannot subscribe; polling meanwhile");
+                st.fallback_until = Some(Instant::now() + RETRY_SUBSCRIBE);
+                st.subscribed.clear();
+            }
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        graph: &GraphClient,
+        ids: &[String],
+    ) -> Result<Sub, switchboard_graph::GraphError> {
+        let expires = OffsetDateTime::now_utc() + SUBSCRIPTION_LIFETIME;
+        let req = switchboard_graph::SubscriptionRequest {
+            change_type: "updated".into(),
+            notification_url: self.config.notification_url.clone(),
+            lifecycle_notification_url: Some(self.config.notification_url.clone()),
+            resource: presence_subscription_resource(ids)?,
+            expiration_date_time: expires
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            client_state: Some(self.client_state.clone()),
+        };
+        let s = graph.create_subscription(&req).await?;
+        Ok(Sub {
+            expires: parse_time(&s.expiration_date_time).unwrap_or(expires),
+            id: s.id,
+            ids: ids.to_vec(),
+        })
+    }
+
+    async fn renew_due(&self) {
+        let due: Vec<String> = {
+            let st = self.lock();
+            let limit = OffsetDateTime::now_utc() + RENEW_BEFORE;
+            st.subs
+                .iter()
+                .filter(|s| s.expires < limit)
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        for id in due {
+            self.renew(&id).await;
+        }
+    }
+
+    async fn renew(&self, id: &str) {
+        let Some(graph) = &self.graph else { return };
+        let until = OffsetDateTime::now_utc() + SUBSCRIPTION_LIFETIME;
+        match graph.renew_subscription(id, until).await {
+            Ok(s) => {
+                let mut st = self.lock();
+                if let Some(sub) = st.subs.iter_mut().find(|x| x.id == id) {
+                    sub.expires = parse_time(&s.expiration_date_time).unwrap_or(until);
+                }
+                tracing::debug!(subscription = id, "presence: subscription renewed");
+            }
+            Err(e) => {
+                tracing::warn!(subscription = id, error = %e, "presence: renewal failed; subscribing again");
+                self.lock().subscribed.clear();
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// A POST to `/v1/graph/notifications`: answers at once; the reading happens after.
+    pub fn webhook(self: &Arc<Self>, query: Option<&str>, body: &[u8]) -> WebhookAnswer {
+        let request = match classify(query, body) {
+            Ok(r) => r,
+            Err(e) => return WebhookAnswer::Malformed(e.to_string()),
+        };
+        let notes = match request {
+            WebhookRequest::Validation(token) => return WebhookAnswer::Validation(token),
+            WebhookRequest::Notifications(c) => c.value,
+        };
+        if self.graph.is_none() {
+            return WebhookAnswer::Disabled;
+        }
+        if notes
+            .iter()
+            .any(|n| !client_state_matches(n, &self.client_state))
+        {
+            tracing::warn!("presence: a notification with a wrong clientState was refused");
+            return WebhookAnswer::WrongClientState;
+        }
+        {
+            let st = self.lock();
+            if let Some(n) = notes
+                .iter()
+                .find(|n| !st.subs.iter().any(|s| s.id == n.subscription_id))
+            {
+                return WebhookAnswer::UnknownSubscription(n.subscription_id.clone());
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.handle(notes).await });
+        WebhookAnswer::Accepted
+    }
+
+    async fn handle(&self, notes: Vec<ChangeNotification>) {
+        let mut read = BTreeSet::new();
+        for n in &notes {
+            match &n.lifecycle_event {
+                None => {
+                    if let Some(id) = n.user_id() {
+                        read.insert(id.to_owned());
+                    }
+                }
+                Some(LifecycleEvent::ReauthorizationRequired) => {
+                    self.renew(&n.subscription_id).await
+                }
+                Some(LifecycleEvent::Missed) => {
+                    let st = self.lock();
+                    if let Some(s) = st.subs.iter().find(|s| s.id == n.subscription_id) {
+                        read.extend(s.ids.iter().cloned());
+                    }
+                }
+                Some(LifecycleEvent::SubscriptionRemoved) => {
+                    let mut st = self.lock();
+                    st.subs.retain(|s| s.id != n.subscription_id);
+                    st.subscribed.clear();
+                    drop(st);
+                    self.wake.notify_one();
+                }
+                Some(LifecycleEvent::Unknown(e)) => {
+                    tracing::debug!(event = %e, "presence: unknown lifecycle event")
+                }
+            }
+        }
+        let ids: Vec<String> = read.into_iter().collect();
+        self.read(&ids).await;
+    }
+}
+
+fn watched(st: &State) -> BTreeSet<String> {
+    st.clients.values().flatten().cloned().collect()
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}

@@ -1,0 +1,323 @@
+//! The router follows Teams presence for its clients against the simulated tenant (in process,
+//! 127.0.0.1): the Graph service account signed in by device code, subscriptions with the
+//! validation handshake and real webhook deliveries, lifecycle notifications, the fall-back to
+//! polling, and presence fanned out over `/v1/events` only to the clients that watch the user.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchboard_router::config::Config;
+use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const SERVICE: &str = "NestorW@contoso.example";
+
+struct Setup {
+    sim: TenantSim,
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(webhooks: bool) -> Setup {
+    let sim = TenantSim::start(SimConfig {
+        device_code_interval: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = Config::default();
+    config.storage.data_dir = Some(dir.path().to_owned());
+    config.presence.enabled = true;
+    config.presence.authority = sim.authority();
+    config.presence.client_id = DEMO_CLIENT_ID.into();
+    config.presence.graph_url = sim.graph_url();
+    config.presence.poll_seconds = if webhooks { 3600 } else { 1 };
+    if webhooks {
+        config.presence.notification_url = format!("{base}/v1/graph/notifications");
+    }
+    // The operator signs the service account in once (graph-login); the test enters the code.
+    let user = switchboard_router::presence::sign_in_service_account(
+        dir.path(),
+        &config.presence,
+        |code| {
+            let (uri, otc) = (code.verification_uri.clone(), code.user_code.clone());
+            tokio::spawn(async move {
+                let r = reqwest::Client::new()
+                    .post(uri)
+                    .form(&[
+                        ("otc", otc.as_str()),
+                        ("login", SERVICE),
+                        ("passwd", DEMO_PASSWORD),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            });
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(user, SERVICE);
+    let router = switchboard_router::Router::start_on(config, listener)
+        .await
+        .unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = router
+            .serve(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Setup {
+        sim,
+        base,
+        stop,
+        _dir: dir,
+    }
+}
+
+async fn user_id(sim: &TenantSim, upn: &str) -> String {
+    let info: Value = reqwest::get(format!("{}/_sim/info", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    info["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userPrincipalName"] == upn)
+        .and_then(|u| u["id"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+async fn set_presence(sim: &TenantSim, id: &str, availability: &str, activity: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sim/users/{id}/presence", sim.base_url()))
+        .json(&json!({"availability": availability, "activity": activity}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn client(base: &str, watch: &[&str]) -> Ws {
+    let url = format!("{}/v1/events", base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let msg = json!({"type": "watch", "ids": watch}).to_string();
+    ws.send(Message::Text(msg.into())).await.unwrap();
+    ws
+}
+
+/// The next presence event for `id` with `availability`, within `secs`.
+async fn presence_of(ws: &mut Ws, id: &str, availability: &str, secs: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no presence {availability} for {id} within {secs} s"))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "presence" && v["id"] == id && v["availability"] == availability {
+                return v;
+            }
+        }
+    }
+}
+
+/// Every presence event `ws` gets within `secs`.
+async fn presence_events(ws: &mut Ws, secs: u64) -> Vec<Value> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(
+        deadline.saturating_duration_since(tokio::time::Instant::now()),
+        ws.next(),
+    )
+    .await
+    {
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "presence" {
+                got.push(v);
+            }
+        }
+    }
+    got
+}
+
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The router's subscriptions at the simulated Graph.
+async fn subscriptions(sim: &TenantSim) -> Vec<Value> {
+    let token = sim
+        .mint_access_token(SERVICE, &["Presence.Read.All"])
+        .unwrap();
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/subscriptions", sim.graph_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["value"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_carry_changes_to_the_clients_that_watch() {
+    let s = setup(true).await;
+    let megan = user_id(&s.sim, "MeganB@contoso.example").await;
+    let alex = user_id(&s.sim, "AlexW@contoso.example").await;
+    set_presence(&s.sim, &megan, "Available", "Available").await;
+    set_presence(&s.sim, &alex, "Available", "Available").await;
+
+    let mut both = client(&s.base, &[&megan, &alex]).await;
+    let mut only_alex = client(&s.base, &[&alex]).await;
+    // The state now, first.
+    presence_of(&mut both, &megan, "Available", 10).await;
+    presence_of(&mut both, &alex, "Available", 10).await;
+    presence_of(&mut only_alex, &alex, "Available", 10).await;
+    until("one subscription for the two users", 15, async || {
+        metric(&s.base, "presence_subscriptions").await == 1.0
+    })
+    .await;
+    let subs = subscriptions(&s.sim).await;
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    let resource = subs[0]["resource"].as_str().unwrap();
+    assert!(
+        resource.contains(&megan) && resource.contains(&alex),
+        "{resource}"
+    );
+
+    // Megan presents: the webhook brings it to the client that watches her, not the other.
+    set_presence(&s.sim, &megan, "DoNotDisturb", "Presenting").await;
+    let e = presence_of(&mut both, &megan, "DoNotDisturb", 10).await;
+    assert_eq!(e["activity"], "Presenting");
+    let leaked = presence_events(&mut only_alex, 2).await;
+    assert!(
+        leaked.iter().all(|v| v["id"] == alex.as_str()),
+        "{leaked:?}"
+    );
+
+    // Bad posts to the webhook change nothing.
+    let hook = format!("{}/v1/graph/notifications", s.base);
+    let http = reqwest::Client::new();
+    let forged = json!({"value": [{
+        "subscriptionId": subs[0]["id"], "clientState": "not-the-secret", "changeType": "updated",
+        "resource": format!("communications/presences('{alex}')"),
+        "resourceData": {"id": alex}
+    }]});
+    let r = http.post(&hook).json(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http.post(&hook).body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(format!(
+            "{hook}?validationToken=Validation%3A%20Testing%20client%20application"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "Validation: Testing client application"
+    );
+
+    // Lifecycle: missed → everyone read again; subscriptionRemoved → subscribed again.
+    let sub_id = subs[0]["id"].as_str().unwrap().to_owned();
+    set_presence(&s.sim, &alex, "Away", "Away").await;
+    let r = http
+        .post(format!(
+            "{}/_sim/subscriptions/{sub_id}/lifecycle",
+            s.sim.base_url()
+        ))
+        .json(&json!({"lifecycleEvent": "missed"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    presence_of(&mut only_alex, &alex, "Away", 10).await;
+    let r = http
+        .post(format!(
+            "{}/_sim/subscriptions/{sub_id}/lifecycle",
+            s.sim.base_url()
+        ))
+        .json(&json!({"lifecycleEvent": "subscriptionRemoved"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    until("a new subscription", 15, async || {
+        let subs = subscriptions(&s.sim).await;
+        subs.len() == 1 && subs[0]["id"] != sub_id.as_str()
+    })
+    .await;
+    set_presence(&s.sim, &megan, "Available", "Available").await;
+    presence_of(&mut both, &megan, "Available", 10).await;
+
+    // Clients leave: nobody watched, no subscription left.
+    drop(both);
+    drop(only_alex);
+    until("the subscription to go", 15, async || {
+        subscriptions(&s.sim).await.is_empty()
+    })
+    .await;
+    let _ = s.stop.send(());
+    s.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_public_url_the_router_polls() {
+    let s = setup(false).await;
+    let lynne = user_id(&s.sim, "LynneR@contoso.example").await;
+    set_presence(&s.sim, &lynne, "Available", "Available").await;
+    let mut ws = client(&s.base, &[&lynne]).await;
+    presence_of(&mut ws, &lynne, "Available", 10).await;
+    assert_eq!(metric(&s.base, "presence_polling").await, 1.0);
+    set_presence(&s.sim, &lynne, "Busy", "InACall").await;
+    presence_of(&mut ws, &lynne, "Busy", 10).await;
+    assert!(subscriptions(&s.sim).await.is_empty());
+    let _ = s.stop.send(());
+    s.sim.shutdown().await;
+}
