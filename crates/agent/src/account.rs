@@ -704,6 +704,74 @@ impl crate::router::RouterTokens for AccountRouterTokens {
     }
 }
 
+/// Keeps the signed-in person's Teams presence at Busy / InACall (a presence session of this
+/// app, `setPresence`) while they are on a call, and clears the session when the last call
+/// ends — what Teams does for its own calls. Updates run in order on a task of their own, so
+/// the call never waits for Graph; only the latest wish counts when several queue up.
+pub struct CallPresence {
+    tx: tokio::sync::mpsc::UnboundedSender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CallPresence {
+    /// For the signed-in account of the configured tenant; `report` hears each outcome
+    /// (`Ok(on_call)` or what failed).
+    pub async fn start(
+        report: impl Fn(bool, Result<(), String>) + Send + Sync + 'static,
+    ) -> Result<Self, AccountError> {
+        let tenant = TenantStore::for_current_user()?.load()?;
+        let accounts = Accounts::open(tenant)?;
+        let me = accounts.current(None)?;
+        let id = me.oid.clone().ok_or(AccountError::NotSignedIn)?;
+        let graph = accounts.graph(&me).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+        let task = tokio::spawn(async move {
+            let mut current = false;
+            while let Some(mut want) = rx.recv().await {
+                while let Ok(next) = rx.try_recv() {
+                    want = next;
+                }
+                if want == current {
+                    continue;
+                }
+                let r = if want {
+                    match switchboard_graph::presence_update(
+                        &switchboard_graph::AgentState::OnCall,
+                        std::time::Duration::from_secs(60 * 60),
+                    ) {
+                        Some(u) => graph.set_presence(&id, &u).await,
+                        None => Ok(()),
+                    }
+                } else {
+                    graph.clear_presence(&id).await
+                };
+                if r.is_ok() {
+                    current = want;
+                }
+                report(want, r.map_err(|e| e.to_string()));
+            }
+            if current {
+                report(
+                    false,
+                    graph.clear_presence(&id).await.map_err(|e| e.to_string()),
+                );
+            }
+        });
+        Ok(Self { tx, task })
+    }
+
+    /// On a call (true) or not.
+    pub fn set(&self, on_call: bool) {
+        let _ = self.tx.send(on_call);
+    }
+
+    /// Clears the session presence if it is set, and waits (at most 10 s) for it.
+    pub async fn finish(self) {
+        drop(self.tx);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
+    }
+}
+
 /// The statuses a person picks in Teams, as `setUserPreferredPresence` pairs.
 pub fn preferred_pair(
     availability: &str,

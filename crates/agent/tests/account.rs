@@ -492,3 +492,82 @@ fn the_router_link_carries_the_router_token() {
     drop(link);
     rt.block_on(sim.shutdown());
 }
+
+/// `answer --teams-presence`: Busy / In a call in Teams while the call is up, cleared after.
+#[test]
+fn a_call_shows_in_teams_presence() {
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+    login_with_device_code(&env, &sim, USER);
+    rt.block_on(set_teams_presence(&sim, USER, "Available", "Available"));
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let answering = env
+        .command(&[
+            "answer",
+            "--bind",
+            &bind,
+            "--wait",
+            "30",
+            "--teams-presence",
+            "--codec",
+            "pcmu",
+            "--rtp-ports",
+            "40000-40999",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let uri = format!("sip:agent@{bind}");
+    let caller = env
+        .command(&[
+            "call",
+            &uri,
+            "--hangup-after",
+            "5",
+            "--codec",
+            "pcmu",
+            "--rtp-ports",
+            "41000-41999",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // During the call: Busy / InACall.
+    let mut seen = None;
+    for _ in 0..40 {
+        let p = env.json(&["presence", "get"]);
+        if p["activity"] == "InACall" {
+            seen = Some(p);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let p = seen.expect("Teams showed the call");
+    assert_eq!(p["availability"], "Busy");
+    let out = answering.wait_with_output().unwrap();
+    let _ = caller.wait_with_output();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let teams: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "teams_presence")
+        .collect();
+    assert_eq!(teams.len(), 2, "{events:#?}");
+    assert_eq!(teams[0]["on_call"], true);
+    assert_eq!(teams[1]["on_call"], false);
+    // After the call: back to what the Teams client shows.
+    let p = env.json(&["presence", "get"]);
+    assert_eq!(p["availability"], "Available", "{p}");
+    rt.block_on(sim.shutdown());
+}

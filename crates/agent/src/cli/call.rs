@@ -132,6 +132,10 @@ pub struct AccountArgs {
     /// --play's file, which goes on running).
     #[arg(long, conflicts_with = "echo")]
     pub mute: bool,
+    /// Show Busy / In a call in Teams while a call is up (the account signed in with
+    /// `login`), and clear it afterwards.
+    #[arg(long)]
+    pub teams_presence: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -271,6 +275,8 @@ struct Session {
     consults: HashMap<CallId, (CallId, String)>,
     /// Where and how loud to ring (`answer --ring-device`): device (None: default), volume.
     ring: Option<(Option<String>, f32)>,
+    /// Teams presence while on a call (`--teams-presence`).
+    teams: Option<switchboard_agent::account::CallPresence>,
 }
 
 impl Session {
@@ -455,6 +461,7 @@ async fn setup(
         transfers: HashMap::new(),
         consults: HashMap::new(),
         ring: None,
+        teams: None,
     })
 }
 
@@ -551,6 +558,7 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
         .map(|a| (a, host_s.clone()));
     let mut s = setup(&args.account, towards, kind).await?;
     s.out.json = json;
+    start_teams(&mut s, json).await?;
     if s.phone.registration().is_some() {
         wait_registered(&mut s).await?;
     }
@@ -563,12 +571,54 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
         format!("calling {target_uri}"),
     );
     let ring_deadline = TokioInstant::now() + Duration::from_secs_f64(args.ring_timeout.max(0.1));
-    run(&mut s, Mode::Call { ring_deadline }).await
+    let r = run(&mut s, Mode::Call { ring_deadline }).await;
+    finish_teams(&mut s).await;
+    r
+}
+
+/// `--teams-presence`: follows the signed-in account's presence from here on.
+async fn start_teams(s: &mut Session, json: bool) -> anyhow::Result<()> {
+    if !s.account.teams_presence {
+        return Ok(());
+    }
+    let t = switchboard_agent::account::CallPresence::start(move |on_call, r| {
+        let out = Out { json };
+        match r {
+            Ok(()) => out.event(
+                "teams_presence",
+                serde_json::json!({"on_call": on_call}),
+                format!(
+                    "Teams presence: {}",
+                    if on_call {
+                        "Busy / In a call"
+                    } else {
+                        "cleared"
+                    }
+                ),
+            ),
+            Err(e) => out.event(
+                "teams_presence_failed",
+                serde_json::json!({"on_call": on_call, "error": e}),
+                format!("Teams presence not set: {e}"),
+            ),
+        }
+    })
+    .await
+    .context("--teams-presence needs a signed-in account (switchboard-agent login)")?;
+    s.teams = Some(t);
+    Ok(())
+}
+
+async fn finish_teams(s: &mut Session) {
+    if let Some(t) = s.teams.take() {
+        t.finish().await;
+    }
 }
 
 pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
     let mut s = setup(&args.account, None, None).await?;
     s.out.json = json;
+    start_teams(&mut s, json).await?;
     s.ring = args.ring_device.as_deref().map(|d| {
         (
             (d != "default").then(|| d.to_owned()),
@@ -592,7 +642,7 @@ pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
     let wait_deadline = args
         .wait
         .map(|w| TokioInstant::now() + Duration::from_secs_f64(w.max(0.0)));
-    run(
+    let r = run(
         &mut s,
         Mode::Answer {
             remaining: args.calls.max(1),
@@ -600,7 +650,9 @@ pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
             wait_deadline,
         },
     )
-    .await
+    .await;
+    finish_teams(&mut s).await;
+    r
 }
 
 async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
@@ -644,7 +696,14 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
     let mut outcome: Option<anyhow::Error> = None;
     // The ring on the ringing device while a call waits to be answered.
     let mut ringer: Option<Player> = None;
+    let mut teams_on = false;
     loop {
+        if active.is_empty() == teams_on {
+            teams_on = !active.is_empty();
+            if let Some(t) = &s.teams {
+                t.set(teams_on);
+            }
+        }
         match (&s.ring, ringing.is_empty(), ringer.is_some()) {
             (Some((device, volume)), false, false) => {
                 ringer = Some(Player::start(device.clone(), ring_cycle(), *volume, true));
