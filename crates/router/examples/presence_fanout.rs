@@ -212,9 +212,25 @@ async fn main() -> anyhow::Result<()> {
     let mut delays = Vec::new();
     let mut lost = 0usize;
     let states = ["Busy", "Away", "DoNotDisturb", "Available"];
+    let reader = sim.mint_access_token("NestorW@contoso.example", &["Presence.Read.All"])?;
     for k in 0..changes {
         let id = &ids[(k * 7919) % ids.len()];
-        let av = states[k % states.len()];
+        // A state the user is not in now, so that every change is one.
+        let now: Value = http
+            .get(format!("{}/users/{id}/presence", sim.graph_url()))
+            .bearer_auth(&reader)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let av = states
+            .iter()
+            .cycle()
+            .skip(k % states.len())
+            .take(states.len())
+            .find(|s| now["availability"] != **s)
+            .copied()
+            .unwrap_or("Busy");
         let act = match av {
             "Busy" => "InACall",
             "DoNotDisturb" => "Presenting",

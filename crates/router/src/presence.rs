@@ -123,8 +123,12 @@ struct Sub {
 
 #[derive(Default)]
 struct State {
-    /// Per events client, the users it watches.
-    clients: HashMap<u64, HashSet<String>>,
+    /// Per events client, the users it watches, as numbers into `names` (200 clients ×
+    /// 1,000 users are 200,000 entries: a number each, not a copy of the id).
+    clients: HashMap<u64, HashSet<u32>>,
+    /// Every user id ever watched, numbered (bounded by the directory's size).
+    numbers: HashMap<String, u32>,
+    names: Vec<String>,
     /// Last presence seen per user: (availability, activity).
     last: HashMap<String, (String, String)>,
     subs: Vec<Sub>,
@@ -250,21 +254,31 @@ impl PresenceHub {
     /// already, to send at once. Unknown ones follow when read.
     pub fn watch(&self, client: u64, ids: Vec<String>) -> Vec<Event> {
         let mut st = self.lock();
-        let set: HashSet<String> = ids
+        let mut set: HashSet<u32> = HashSet::new();
+        let mut known = Vec::new();
+        for id in ids
             .into_iter()
             .filter(|i| !i.trim().is_empty() && i.len() <= 64)
             .take(self.config.max_watched)
-            .collect();
-        let known: Vec<Event> = set
-            .iter()
-            .filter_map(|id| {
-                st.last.get(id).map(|(a, b)| Event::Presence {
+        {
+            if let Some((a, b)) = st.last.get(&id) {
+                known.push(Event::Presence {
                     id: id.clone(),
                     availability: a.clone(),
                     activity: b.clone(),
-                })
-            })
-            .collect();
+                });
+            }
+            let n = match st.numbers.get(&id) {
+                Some(n) => *n,
+                None => {
+                    let n = u32::try_from(st.names.len()).unwrap_or(u32::MAX);
+                    st.names.push(id.clone());
+                    st.numbers.insert(id, n);
+                    n
+                }
+            };
+            set.insert(n);
+        }
         st.clients.insert(client, set);
         drop(st);
         self.wake.notify_one();
@@ -279,10 +293,11 @@ impl PresenceHub {
 
     /// Whether `client` watches `id` (the events task filters with it).
     pub fn watches(&self, client: u64, id: &str) -> bool {
-        self.lock()
-            .clients
-            .get(&client)
-            .is_some_and(|s| s.contains(id))
+        let st = self.lock();
+        match (st.numbers.get(id), st.clients.get(&client)) {
+            (Some(n), Some(set)) => set.contains(n),
+            _ => false,
+        }
     }
 
     /// Reads `ids` and sends the changes.
@@ -543,7 +558,11 @@ impl PresenceHub {
 }
 
 fn watched(st: &State) -> BTreeSet<String> {
-    st.clients.values().flatten().cloned().collect()
+    st.clients
+        .values()
+        .flatten()
+        .filter_map(|n| st.names.get(*n as usize).cloned())
+        .collect()
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
