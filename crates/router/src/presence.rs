@@ -131,6 +131,8 @@ struct State {
     names: Vec<String>,
     /// Last presence seen per user: (availability, activity).
     last: HashMap<String, (String, String)>,
+    /// Users read at least once (an id Graph does not know is not asked again every tick).
+    asked: HashSet<String>,
     subs: Vec<Sub>,
     /// The watch set the subscriptions were made for.
     subscribed: BTreeSet<String>,
@@ -300,11 +302,13 @@ impl PresenceHub {
         }
     }
 
-    /// Reads `ids` and sends the changes.
-    async fn read(&self, ids: &[String]) {
-        let Some(graph) = &self.graph else { return };
+    /// Reads `ids` and sends the changes; false when Graph could not be read.
+    async fn read(&self, ids: &[String]) -> bool {
+        let Some(graph) = &self.graph else {
+            return false;
+        };
         if ids.is_empty() {
-            return;
+            return true;
         }
         match graph.presences(ids).await {
             Ok(list) => {
@@ -326,8 +330,12 @@ impl PresenceHub {
                 for e in changed {
                     self.events.publish(e);
                 }
+                true
             }
-            Err(e) => tracing::warn!(error = %e, users = ids.len(), "presence: reading failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, users = ids.len(), "presence: reading failed");
+                false
+            }
         }
     }
 
@@ -359,7 +367,7 @@ impl PresenceHub {
             let want = watched(&st);
             let new: Vec<String> = want
                 .iter()
-                .filter(|id| !st.last.contains_key(*id))
+                .filter(|id| !st.asked.contains(*id))
                 .cloned()
                 .collect();
             let webhooks = !self.config.notification_url.is_empty();
@@ -373,7 +381,14 @@ impl PresenceHub {
             (want, new, subscribe_due, poll_due)
         };
         // Newly watched users: their state now, not at the next change.
-        self.read(&new).await;
+        self.lock().asked.extend(new.iter().cloned());
+        if !self.read(&new).await {
+            // Asked again on the next tick.
+            let mut st = self.lock();
+            for id in &new {
+                st.asked.remove(id);
+            }
+        }
         if subscribe_due {
             self.resubscribe(&want).await;
         }
