@@ -133,6 +133,9 @@ struct State {
     last: HashMap<String, (String, String)>,
     /// Users read at least once (an id Graph does not know is not asked again every tick).
     asked: HashSet<String>,
+    /// Users a client started watching before their state was known: sent when read, even
+    /// if unchanged.
+    owed: HashSet<String>,
     subs: Vec<Sub>,
     /// The watch set the subscriptions were made for.
     subscribed: BTreeSet<String>,
@@ -269,6 +272,10 @@ impl PresenceHub {
                     availability: a.clone(),
                     activity: b.clone(),
                 });
+            } else {
+                // Read it (again, if a read is under way that this client may miss).
+                st.asked.remove(&id);
+                st.owed.insert(id.clone());
             }
             let n = match st.numbers.get(&id) {
                 Some(n) => *n,
@@ -317,7 +324,8 @@ impl PresenceHub {
                     let mut st = self.lock();
                     for p in list {
                         let now = (p.availability.to_string(), p.activity.to_string());
-                        if st.last.get(&p.id) != Some(&now) {
+                        let owed = st.owed.remove(&p.id);
+                        if owed || st.last.get(&p.id) != Some(&now) {
                             st.last.insert(p.id.clone(), now.clone());
                             changed.push(Event::Presence {
                                 id: p.id,
