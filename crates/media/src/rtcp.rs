@@ -176,17 +176,57 @@ pub fn rtt(now_ntp: u64, block: &ReportBlock) -> Option<std::time::Duration> {
     if block.lsr == 0 {
         return None;
     }
+    // In 1/65536 s, modulo 2^32 (the middle 32 bits of NTP time wrap every 18 hours).
     let a = ntp_middle(now_ntp);
-    let rtt = a.checked_sub(block.lsr)?.checked_sub(block.dlsr)?;
-    Some(std::time::Duration::from_micros(
-        u64::from(rtt) * 1_000_000 / 65536,
-    ))
+    let rtt = a.wrapping_sub(block.lsr).wrapping_sub(block.dlsr) as i32;
+    // A peer that keeps time in milliseconds reports a DLSR up to a millisecond too long, so
+    // a round trip shorter than that (loopback, a LAN) can come out slightly negative: zero.
+    // Anything more negative than 100 ms is not a reply to our report.
+    match rtt {
+        r if r >= 0 => Some(std::time::Duration::from_micros(
+            r as u64 * 1_000_000 / 65536,
+        )),
+        r if r > -(65536 / 10) => Some(std::time::Duration::ZERO),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_round_trip_shorter_than_the_peers_clock_tick_is_zero_not_lost() {
+        let now = ntp_from_unix(Duration::from_secs(1_800_000_000));
+        let a = ntp_middle(now);
+        let block = |lsr: u32, dlsr: u32| ReportBlock {
+            ssrc: 1,
+            fraction_lost: 0,
+            cumulative_lost: 0,
+            highest_seq: 0,
+            jitter: 0,
+            lsr,
+            dlsr,
+        };
+        // Our SR 0.5 s ago; the peer says it held it 0.5 s + 0.9 ms (its ms clock).
+        let half = 32768;
+        assert_eq!(
+            rtt(now, &block(a.wrapping_sub(half), half + 59)),
+            Some(Duration::ZERO)
+        );
+        // 20 ms real round trip.
+        let r = rtt(now, &block(a.wrapping_sub(half), half - 1311)).unwrap();
+        assert!((r.as_secs_f64() - 0.020).abs() < 0.001, "{r:?}");
+        // Across the 18-hour wrap of the middle 32 bits: now just after it, our SR before.
+        let after_wrap = 100u64 << 16;
+        assert_eq!(ntp_middle(after_wrap), 100);
+        let r = rtt(after_wrap, &block(100u32.wrapping_sub(half), half - 1311)).unwrap();
+        assert!((r.as_secs_f64() - 0.020).abs() < 0.001, "{r:?}");
+        // A reply to something else entirely.
+        assert_eq!(rtt(now, &block(a.wrapping_add(65536), 0)), None);
+        assert_eq!(rtt(now, &block(0, 5)), None);
+    }
 
     #[test]
     fn sr_and_rr_round_trip() {
