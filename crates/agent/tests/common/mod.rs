@@ -52,43 +52,64 @@ impl Baresip {
 
     /// With a full `accounts` line (e.g. one that registers with a proxy).
     pub fn start_with_account(user: &str, account: &str, tone_hz: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
         let template = std::fs::read_to_string(
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/baresip/config"),
         )
         .unwrap();
-        let sip_port = free_udp_port();
-        let ctrl_port = free_tcp_port();
-        // A private RTP range per instance, derived from the SIP port to avoid clashes.
-        let rtp_first = 20000 + (sip_port % 200) * 100;
-        let config = template
-            .replace("@SIP_PORT@", &sip_port.to_string())
-            .replace("@CTRL_PORT@", &ctrl_port.to_string())
-            .replace("@DIR@", &dir.path().display().to_string())
-            .replace("@TONE_HZ@", &tone_hz.to_string())
-            .replace("@RTP_FIRST@", &rtp_first.to_string())
-            .replace("@RTP_LAST@", &(rtp_first + 98).to_string());
-        std::fs::write(dir.path().join("config"), config).unwrap();
-        std::fs::write(dir.path().join("accounts"), format!("{account}\n")).unwrap();
-        let log = std::fs::File::create(dir.path().join("baresip.log")).unwrap();
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(dir.path())
-            .arg("-v")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("baresip is not installed — run tests/peers/install.sh");
-        let b = Self {
-            child,
-            dir,
-            sip_port,
-            ctrl_port,
-            user: user.to_owned(),
-        };
-        b.wait_for("baresip is ready", Duration::from_secs(10));
-        b
+        // Ports are picked free, then bound by baresip a moment later: another test may take
+        // one in between (CI saw it), so a start that finds its port taken is tried again.
+        for attempt in 1..=3 {
+            let sip_port = free_udp_tcp_port();
+            let ctrl_port = free_tcp_port();
+            // A private RTP range per instance, derived from the SIP port to avoid clashes.
+            let rtp_first = 20000 + (sip_port % 200) * 100;
+            let config = template
+                .replace("@SIP_PORT@", &sip_port.to_string())
+                .replace("@CTRL_PORT@", &ctrl_port.to_string())
+                .replace("@DIR@", &dir.path().display().to_string())
+                .replace("@TONE_HZ@", &tone_hz.to_string())
+                .replace("@RTP_FIRST@", &rtp_first.to_string())
+                .replace("@RTP_LAST@", &(rtp_first + 98).to_string());
+            std::fs::write(dir.path().join("config"), config).unwrap();
+            std::fs::write(dir.path().join("accounts"), format!("{account}\n")).unwrap();
+            let log = std::fs::File::create(dir.path().join("baresip.log")).unwrap();
+            let child = Command::new("baresip")
+                .arg("-f")
+                .arg(dir.path())
+                .arg("-v")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("baresip is not installed — run tests/peers/install.sh");
+            let mut b = Self {
+                child,
+                dir,
+                sip_port,
+                ctrl_port,
+                user: user.to_owned(),
+            };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                let log = b.log();
+                if log.contains("baresip is ready") {
+                    return b;
+                }
+                if log.contains("Address already in use") && attempt < 3 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if attempt == 3 || b.log().contains("baresip is ready") {
+                b.wait_for("baresip is ready", Duration::from_secs(1));
+                return b;
+            }
+            let _ = b.child.kill();
+            let _ = b.child.wait();
+            dir = std::mem::replace(&mut b.dir, tempfile::tempdir().unwrap());
+        }
+        unreachable!("the last attempt returns")
     }
 
     pub fn uri(&self) -> String {
@@ -181,13 +202,7 @@ pub fn start_kamailio(config: &str) -> Kamailio {
         .join("../../tests/peers/kamailio")
         .join(config);
     let dir = tempfile::tempdir().unwrap();
-    // A port free for both UDP and TCP.
-    let port = loop {
-        let p = free_udp_port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            break p;
-        }
-    };
+    let port = free_udp_tcp_port();
     let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
     let child = Command::new(kamailio_binary())
         .args(["-DD", "-E", "-f"])
@@ -690,5 +705,15 @@ pub fn stop_recorder((mut keep, mut rec): (Child, Child)) {
 impl Drop for PulseServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both).
+pub fn free_udp_tcp_port() -> u16 {
+    loop {
+        let p = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
     }
 }
