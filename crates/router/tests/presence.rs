@@ -86,33 +86,6 @@ async fn setup(webhooks: bool) -> Setup {
     }
 }
 
-async fn user_id(sim: &TenantSim, upn: &str) -> String {
-    let info: Value = reqwest::get(format!("{}/_sim/info", sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    info["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["userPrincipalName"] == upn)
-        .and_then(|u| u["id"].as_str())
-        .unwrap()
-        .to_owned()
-}
-
-async fn set_presence(sim: &TenantSim, id: &str, availability: &str, activity: &str) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/_sim/users/{id}/presence", sim.base_url()))
-        .json(&json!({"availability": availability, "activity": activity}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
 async fn client(base: &str, watch: &[&str]) -> Ws {
     let url = format!("{}/v1/events", base.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
@@ -229,10 +202,14 @@ async fn subscriptions(sim: &TenantSim) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_carry_changes_to_the_clients_that_watch() {
     let s = setup(true).await;
-    let megan = user_id(&s.sim, "MeganB@contoso.example").await;
-    let alex = user_id(&s.sim, "AlexW@contoso.example").await;
-    set_presence(&s.sim, &megan, "Available", "Available").await;
-    set_presence(&s.sim, &alex, "Available", "Available").await;
+    let megan = s.sim.user_id("MeganB@contoso.example").unwrap();
+    let alex = s.sim.user_id("AlexW@contoso.example").unwrap();
+    s.sim
+        .set_teams_presence(&megan, Some(("Available", "Available")))
+        .unwrap();
+    s.sim
+        .set_teams_presence(&alex, Some(("Available", "Available")))
+        .unwrap();
 
     let mut both = client(&s.base, &[&megan, &alex]).await;
     let mut only_alex = client(&s.base, &[&alex]).await;
@@ -257,7 +234,9 @@ async fn webhooks_carry_changes_to_the_clients_that_watch() {
     );
 
     // Megan presents: the webhook brings it to the client that watches her, not the other.
-    set_presence(&s.sim, &megan, "DoNotDisturb", "Presenting").await;
+    s.sim
+        .set_teams_presence(&megan, Some(("DoNotDisturb", "Presenting")))
+        .unwrap();
     let e = presence_of(&mut both, &megan, "DoNotDisturb", 10).await;
     assert_eq!(e["activity"], "Presenting");
     let leaked = presence_events(&mut only_alex, 2).await;
@@ -293,7 +272,9 @@ async fn webhooks_carry_changes_to_the_clients_that_watch() {
 
     // Lifecycle: missed → everyone read again; subscriptionRemoved → subscribed again.
     let sub_id = subs[0]["id"].as_str().unwrap().to_owned();
-    set_presence(&s.sim, &alex, "Away", "Away").await;
+    s.sim
+        .set_teams_presence(&alex, Some(("Away", "Away")))
+        .unwrap();
     let r = http
         .post(format!(
             "{}/_sim/subscriptions/{sub_id}/lifecycle",
@@ -320,7 +301,9 @@ async fn webhooks_carry_changes_to_the_clients_that_watch() {
         subs.len() == 1 && subs[0]["id"] != sub_id.as_str()
     })
     .await;
-    set_presence(&s.sim, &megan, "Available", "Available").await;
+    s.sim
+        .set_teams_presence(&megan, Some(("Available", "Available")))
+        .unwrap();
     presence_of(&mut both, &megan, "Available", 10).await;
 
     // Clients leave: nobody watched, no subscription left.
@@ -337,8 +320,10 @@ async fn webhooks_carry_changes_to_the_clients_that_watch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_public_url_the_router_polls() {
     let s = setup(false).await;
-    let lynne = user_id(&s.sim, "LynneR@contoso.example").await;
-    set_presence(&s.sim, &lynne, "Available", "Available").await;
+    let lynne = s.sim.user_id("LynneR@contoso.example").unwrap();
+    s.sim
+        .set_teams_presence(&lynne, Some(("Available", "Available")))
+        .unwrap();
     let mut ws = client(&s.base, &[&lynne]).await;
     presence_of(&mut ws, &lynne, "Available", 10).await;
     // (Both tests' routers share this process's metrics registry: the webhook one reports 0.)
@@ -346,7 +331,9 @@ async fn without_a_public_url_the_router_polls() {
         metric(&s.base, "presence_polling").await == 1.0
     })
     .await;
-    set_presence(&s.sim, &lynne, "Busy", "InACall").await;
+    s.sim
+        .set_teams_presence(&lynne, Some(("Busy", "InACall")))
+        .unwrap();
     presence_of(&mut ws, &lynne, "Busy", 10).await;
     assert!(subscriptions(&s.sim).await.is_empty());
     let _ = s.stop.send(());

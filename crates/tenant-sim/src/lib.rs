@@ -321,6 +321,40 @@ impl TenantSim {
         new
     }
 
+    /// A user's object id, found by id or user principal name.
+    pub fn user_id(&self, id_or_upn: &str) -> Option<String> {
+        read(&self.shared.directory)
+            .find(id_or_upn)
+            .map(|u| u.id.clone())
+    }
+
+    /// Sets a user's simulated Teams-client presence (`None`: signed out of Teams), as
+    /// `POST /_sim/users/{id}/presence` does, and delivers the change to subscriptions.
+    pub fn set_teams_presence(
+        &self,
+        id_or_upn: &str,
+        pair: Option<(&str, &str)>,
+    ) -> Result<(), SimError> {
+        let uid = self
+            .user_id(id_or_upn)
+            .ok_or_else(|| SimError::UnknownUser(id_or_upn.to_string()))?;
+        let now = self.shared.clock.now();
+        let change =
+            lock(&self.shared.presence).set_teams(&uid, pair.map(|(a, b)| Pair::new(a, b)), now);
+        if let Some(c) = change {
+            subscriptions::dispatch(&self.shared, vec![c]);
+        }
+        Ok(())
+    }
+
+    /// A user's presence as Graph shows it now (every session aggregated):
+    /// `(availability, activity)`.
+    pub fn presence(&self, id_or_upn: &str) -> Option<(String, String)> {
+        let uid = self.user_id(id_or_upn)?;
+        let view = lock(&self.shared.presence).view(&uid, self.shared.clock.now());
+        Some((view.pair.availability, view.pair.activity))
+    }
+
     /// Mints a Graph (or router API) access token for a demo user, exactly as the token
     /// endpoint would after a sign-in with [`DEMO_CLIENT_ID`]. For tests of Graph clients
     /// that do not exercise the sign-in itself.

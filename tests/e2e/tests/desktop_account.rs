@@ -11,7 +11,7 @@
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use fantoccini::{Client, Locator};
 use switchboard_e2e::{eventually, workspace_root, Desktop, SecretService};
 use switchboard_tenant_sim::{Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
@@ -62,39 +62,6 @@ async fn click(c: &Client, selector: &str) -> Result<()> {
         Ok(Some(()))
     })
     .await
-}
-
-/// What `upn`'s own Teams client shows (the simulator's control); returns their object id.
-async fn set_teams_presence(
-    sim: &TenantSim,
-    upn: &str,
-    availability: &str,
-    activity: &str,
-) -> Result<String> {
-    let http = reqwest::Client::new();
-    let info: serde_json::Value = http
-        .get(format!("{}/_sim/info", sim.base_url()))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = info["users"]
-        .as_array()
-        .context("users")?
-        .iter()
-        .find(|u| u["userPrincipalName"] == upn)
-        .and_then(|u| u["id"].as_str())
-        .with_context(|| format!("{upn} not in the simulated tenant"))?
-        .to_owned();
-    let r = http
-        .post(format!("{}/_sim/users/{id}/presence", sim.base_url()))
-        .json(&serde_json::json!({"availability": availability, "activity": activity}))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("the simulator refused the presence: {}", r.status());
-    }
-    Ok(id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +127,7 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
         screenshot(&c, "signed-in.png").await?;
 
         // 2. Her own presence follows what Teams shows.
-        set_teams_presence(&sim, USER, "Busy", "InACall").await?;
+        sim.set_teams_presence(USER, Some(("Busy", "InACall")))?;
         wait_attr(
             &c,
             r#"[data-testid="my-presence"]"#,
@@ -170,14 +137,17 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
         .await?;
 
         // 3. The Directory finds Megan; her dot follows her Teams client.
-        set_teams_presence(&sim, "MeganB@contoso.example", "Available", "Available").await?;
+        sim.set_teams_presence("MeganB@contoso.example", Some(("Available", "Available")))?;
         click(&c, r#"[data-testid="nav-directory"]"#).await?;
         let search = c.find(css(r#"[data-testid="dir-search"]"#)).await?;
         search.send_keys("Megan").await?;
         let megan =
             r#"[data-testid="person"][data-name="Megan Bowen"] [data-testid="presence-dot"]"#;
         wait_attr(&c, megan, "data-availability", "Available").await?;
-        set_teams_presence(&sim, "MeganB@contoso.example", "DoNotDisturb", "Presenting").await?;
+        sim.set_teams_presence(
+            "MeganB@contoso.example",
+            Some(("DoNotDisturb", "Presenting")),
+        )?;
         wait_attr(&c, megan, "data-availability", "DoNotDisturb").await?;
         screenshot(&c, "directory.png").await?;
         anyhow::Ok(())
