@@ -7,7 +7,7 @@
 //! `stop_mic_test`, `play_test_sound`, `get_account`, `sign_in`, `start_device_code`,
 //! `finish_device_code`, `cancel_sign_in`, `sign_out`, `get_my_presence`,
 //! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
-//! `set_favourite`; events `router-status`, `mic-level`. Errors cross as `{ code, message }`
+//! `set_favourite`; events `router-status`, `mic-level`, `presence`. Errors cross as `{ code, message }`
 //! ([`IpcError`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +23,8 @@ use tauri::{Emitter, Manager, State};
 
 /// Name of the event that carries a [`RouterStatus`] to the UI.
 pub const ROUTER_STATUS_EVENT: &str = "router-status";
+/// Event name of a Teams presence change sent by the router (payload: `PresenceInfo`).
+pub const PRESENCE_EVENT: &str = "presence";
 /// Name of the event that carries a [`switchboard_agent::MicLevel`] while the microphone test
 /// runs (about 16 a second).
 pub const MIC_LEVEL_EVENT: &str = "mic-level";
@@ -107,7 +109,7 @@ async fn sign_out(agent: State<'_, Agent>) -> Result<(), IpcError> {
 
 #[tauri::command]
 async fn get_my_presence(agent: State<'_, Agent>) -> Result<PresenceInfo, IpcError> {
-    Ok(agent.account().my_presence().await?)
+    Ok(agent.my_presence().await?)
 }
 
 /// The person's chosen status (`null` resets it).
@@ -137,7 +139,7 @@ async fn get_presences(
     agent: State<'_, Agent>,
     ids: Vec<String>,
 ) -> Result<Vec<PresenceInfo>, IpcError> {
-    Ok(agent.account().presences(&ids).await?)
+    Ok(agent.presences(&ids).await?)
 }
 
 #[tauri::command]
@@ -254,7 +256,26 @@ pub fn run() {
                 Agent::start(store, LinkPolicy::default())
             });
             let mut changes = agent.subscribe_router();
+            let mut presence = agent.subscribe_presence();
             app.manage(agent);
+            let to_window = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    match presence.recv().await {
+                        Ok(p) => {
+                            if let Err(e) = to_window.emit(PRESENCE_EVENT, p) {
+                                tracing::warn!(error = %e, "cannot send presence to the window");
+                            }
+                        }
+                        // The window's next refresh catches up.
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::debug!(missed = n, "presence events skipped")
+                        }
+                        Err(RecvError::Closed) => break,
+                    }
+                }
+            });
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 loop {

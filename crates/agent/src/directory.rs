@@ -63,12 +63,7 @@ impl From<&Presence> for PresenceInfo {
             id: p.id.clone(),
             availability,
             activity,
-            status_message: p
-                .status_message
-                .as_ref()
-                .and_then(|m| m.message.as_ref())
-                .and_then(|m| m.content.clone())
-                .filter(|m| !m.trim().is_empty()),
+            status_message: p.status_text(),
             transferable: is_transferable(p),
         }
     }

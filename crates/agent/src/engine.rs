@@ -19,6 +19,8 @@ pub struct Agent {
     load_problem: Option<SettingsError>,
     mic_tests: MicTests,
     account: std::sync::Arc<AccountSession>,
+    /// The people whose presence the window shows now (the directory's page).
+    shown: Mutex<Vec<String>>,
 }
 
 impl Agent {
@@ -54,6 +56,7 @@ impl Agent {
             link,
             load_problem,
             mic_tests: MicTests::default(),
+            shown: Mutex::new(Vec::new()),
         }
     }
 
@@ -99,9 +102,78 @@ impl Agent {
     }
 
     /// Connects to the router again now (after a sign-in or sign-out changed the token).
+    /// Whom to watch is worked out again for the new account.
     pub fn reconnect_router(&self) {
+        self.shown.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.link.watch_presence(Vec::new());
         let url = self.settings().router_url;
         self.link.set_url(url);
+    }
+
+    /// Whether Teams presence comes from the router now (connected, and it serves presence).
+    pub fn presence_from_router(&self) -> bool {
+        let s = self.link.status();
+        s.state == crate::router::ConnectionState::Connected && s.presence
+    }
+
+    /// Asks the router for the people shown and the signed-in person.
+    async fn watch(&self) {
+        let mut ids = self.shown.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Ok(Some(me)) = self.account.current().await {
+            ids.extend(me.oid);
+        }
+        self.link.watch_presence(ids);
+    }
+
+    /// Presence of the people shown in the window. While the router serves presence it
+    /// comes from its events (one Graph subscription for every desktop, instead of each
+    /// desktop polling Graph and sharing the tenant's rate limit); people it has not sent yet,
+    /// and every one when there is no such router, are read from Graph.
+    pub async fn presences(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::directory::PresenceInfo>, crate::account::AccountError> {
+        if !self.presence_from_router() {
+            return self.account.presences(ids).await;
+        }
+        *self.shown.lock().unwrap_or_else(|p| p.into_inner()) = ids.to_vec();
+        self.watch().await;
+        let mut out = self.link.known_presence(ids);
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !out.iter().any(|p| &p.id == *id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            out.extend(self.account.presences(&missing).await?);
+        }
+        Ok(out)
+    }
+
+    /// The signed-in person's presence: from the router while it serves presence, else
+    /// from Graph.
+    pub async fn my_presence(
+        &self,
+    ) -> Result<crate::directory::PresenceInfo, crate::account::AccountError> {
+        if self.presence_from_router() {
+            if let Ok(Some(me)) = self.account.current().await {
+                if let Some(oid) = me.oid {
+                    self.watch().await;
+                    if let Some(p) = self.link.known_presence(&[oid]).pop() {
+                        return Ok(p);
+                    }
+                }
+            }
+        }
+        self.account.my_presence().await
+    }
+
+    /// Every presence event of the router, as it arrives (the window updates its dots at
+    /// once instead of at its next refresh).
+    pub fn subscribe_presence(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::directory::PresenceInfo> {
+        self.link.subscribe_presence()
     }
 
     /// Every change of the router status.

@@ -16,6 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::directory::PresenceInfo;
+
 /// State of the link to the router, as the status bar shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,6 +50,9 @@ pub struct RouterStatus {
     /// Milliseconds until the next attempt, while waiting to retry.
     #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
     pub next_retry_ms: Option<u64>,
+    /// Whether the router sends Teams presence (its `[presence]` is on): while connected,
+    /// presence dots come from it instead of each desktop asking Graph.
+    pub presence: bool,
 }
 
 impl RouterStatus {
@@ -60,6 +65,7 @@ impl RouterStatus {
             last_error: None,
             attempt: 0,
             next_retry_ms: None,
+            presence: false,
         }
     }
 }
@@ -189,12 +195,63 @@ pub fn backoff(policy: &LinkPolicy, attempt: u32, jitter: f64) -> Duration {
     base.mul_f64(factor)
 }
 
+/// Teams presence as the router sends it, for the users this link watches.
+struct LinkPresence {
+    /// The users to watch (sorted, without repeats); sent again after each reconnect.
+    watching: watch::Sender<Vec<String>>,
+    /// The latest state of each watched user the router has sent, while connected.
+    known: Mutex<std::collections::HashMap<String, PresenceInfo>>,
+    /// Each presence event as it arrives.
+    events: tokio::sync::broadcast::Sender<PresenceInfo>,
+}
+
+impl LinkPresence {
+    fn new() -> Self {
+        Self {
+            watching: watch::channel(Vec::new()).0,
+            known: Mutex::new(std::collections::HashMap::new()),
+            events: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PresenceInfo>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn arrived(&self, p: PresenceInfo) {
+        self.known().insert(p.id.clone(), p.clone());
+        let _ = self.events.send(p);
+    }
+}
+
+/// A presence event of the router as the window shows it: Graph's values (unknown ones as
+/// `Unknown`) and whether a transfer may be offered.
+fn presence_info(
+    id: String,
+    availability: &str,
+    activity: &str,
+    status_message: Option<String>,
+) -> PresenceInfo {
+    let p = switchboard_graph::Presence {
+        id,
+        availability: switchboard_graph::Availability::parse(availability),
+        activity: switchboard_graph::Activity::parse(activity),
+        status_message: None,
+        out_of_office_settings: None,
+    };
+    PresenceInfo {
+        status_message: status_message.filter(|m| !m.trim().is_empty()),
+        ..PresenceInfo::from(&p)
+    }
+}
+
 /// A running link to one router. Dropping it stops the link.
 pub struct RouterLink {
     tx: Arc<watch::Sender<RouterStatus>>,
     status: watch::Receiver<RouterStatus>,
     policy: LinkPolicy,
     tokens: Option<Arc<dyn RouterTokens>>,
+    presence: Arc<LinkPresence>,
     task: Mutex<JoinHandle<()>>,
 }
 
@@ -222,17 +279,20 @@ impl RouterLink {
     ) -> Self {
         let (tx, rx) = watch::channel(RouterStatus::connecting(&base_url));
         let tx = Arc::new(tx);
+        let presence = Arc::new(LinkPresence::new());
         let task = tokio::spawn(run_link(
             base_url,
             policy.clone(),
             tx.clone(),
             tokens.clone(),
+            presence.clone(),
         ));
         Self {
             tx,
             status: rx,
             policy,
             tokens,
+            presence,
             task: Mutex::new(task),
         }
     }
@@ -244,12 +304,40 @@ impl RouterLink {
         let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
         task.abort();
         self.tx.send_replace(RouterStatus::connecting(&base_url));
+        self.presence.known().clear();
         *task = tokio::spawn(run_link(
             base_url,
             self.policy.clone(),
             self.tx.clone(),
             self.tokens.clone(),
+            self.presence.clone(),
         ));
+    }
+
+    /// The users whose Teams presence the router should send (replaces the earlier list).
+    /// Sent when the router serves presence, again after each reconnect.
+    pub fn watch_presence(&self, ids: impl IntoIterator<Item = String>) {
+        let mut ids: Vec<String> = ids.into_iter().filter(|i| !i.is_empty()).collect();
+        ids.sort();
+        ids.dedup();
+        self.presence.watching.send_if_modified(|w| {
+            let changed = *w != ids;
+            if changed {
+                *w = ids;
+            }
+            changed
+        });
+    }
+
+    /// What the router has sent of these users (those it has not sent are left out).
+    pub fn known_presence(&self, ids: &[String]) -> Vec<PresenceInfo> {
+        let known = self.presence.known();
+        ids.iter().filter_map(|id| known.get(id).cloned()).collect()
+    }
+
+    /// Each presence event of the router, as it arrives.
+    pub fn subscribe_presence(&self) -> tokio::sync::broadcast::Receiver<PresenceInfo> {
+        self.presence.events.subscribe()
     }
 
     /// The latest status.
@@ -268,6 +356,7 @@ async fn run_link(
     policy: LinkPolicy,
     tx: Arc<watch::Sender<RouterStatus>>,
     tokens: Option<Arc<dyn RouterTokens>>,
+    presence: Arc<LinkPresence>,
 ) {
     let http = match reqwest::Client::builder()
         .connect_timeout(policy.connect_timeout)
@@ -286,7 +375,10 @@ async fn run_link(
     let mut attempt: u32 = 0;
     loop {
         // connect_once returns only when the link failed or ended.
-        let err = match connect_once(&http, &base, &policy, &tx, tokens.as_deref()).await {
+        let result = connect_once(&http, &base, &policy, &tx, tokens.as_deref(), &presence).await;
+        // What the router sent is stale once the link is down.
+        presence.known().clear();
+        let err = match result {
             Ok(never) => match never {},
             Err(Attempt::Failed(e)) => e,
             Err(Attempt::Lost(e)) => {
@@ -310,6 +402,7 @@ async fn run_link(
             s.last_error = Some(err.to_string());
             s.attempt = attempt;
             s.next_retry_ms = Some(delay.as_millis() as u64);
+            s.presence = false;
         });
         tokio::time::sleep(delay).await;
         tx.send_modify(|s| s.next_retry_ms = None);
@@ -329,6 +422,7 @@ async fn connect_once(
     policy: &LinkPolicy,
     tx: &watch::Sender<RouterStatus>,
     tokens: Option<&dyn RouterTokens>,
+    presence: &LinkPresence,
 ) -> Result<std::convert::Infallible, Attempt> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let health = fetch_health(http, base, policy.connect_timeout)
@@ -383,8 +477,19 @@ async fn connect_once(
         s.attempt = 0;
         s.next_retry_ms = None;
     });
+    let mut watching = presence.watching.subscribe();
+    let mut serves_presence = false;
     loop {
-        let next = tokio::time::timeout(policy.idle_timeout, ws.next()).await;
+        let next = tokio::select! {
+            next = tokio::time::timeout(policy.idle_timeout, ws.next()) => next,
+            changed = watching.changed(), if serves_presence => {
+                if changed.is_ok() {
+                    let ids = watching.borrow_and_update().clone();
+                    send_watch(&mut ws, &ids, base).await?;
+                }
+                continue;
+            }
+        };
         let msg = match next {
             Err(_) => {
                 return Err(Attempt::Lost(LinkError::Silent {
@@ -410,10 +515,27 @@ async fn connect_once(
                 Ok(Event::Hello {
                     version,
                     uptime_seconds,
-                }) => tx.send_modify(|s| {
-                    s.version = Some(version);
-                    s.uptime_seconds = Some(uptime_seconds);
-                }),
+                    presence: serves,
+                }) => {
+                    tx.send_modify(|s| {
+                        s.version = Some(version);
+                        s.uptime_seconds = Some(uptime_seconds);
+                        s.presence = serves;
+                    });
+                    serves_presence = serves;
+                    if serves {
+                        let ids = watching.borrow_and_update().clone();
+                        if !ids.is_empty() {
+                            send_watch(&mut ws, &ids, base).await?;
+                        }
+                    }
+                }
+                Ok(Event::Presence {
+                    id,
+                    availability,
+                    activity,
+                    status_message,
+                }) => presence.arrived(presence_info(id, &availability, &activity, status_message)),
                 Ok(Event::Heartbeat { uptime_seconds }) => {
                     tx.send_if_modified(|s| {
                         let changed = s.uptime_seconds != Some(uptime_seconds);
@@ -438,6 +560,27 @@ async fn connect_once(
             _ => {}
         }
     }
+}
+
+/// Tells the router which users' presence to send.
+async fn send_watch<S>(ws: &mut S, ids: &[String], base: &str) -> Result<(), Attempt>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    use futures_util::SinkExt;
+    let msg = switchboard_api::ClientMessage::Watch { ids: ids.to_vec() };
+    let text = serde_json::to_string(&msg).map_err(|e| {
+        Attempt::Lost(LinkError::Events {
+            url: base.to_owned(),
+            detail: e.to_string(),
+        })
+    })?;
+    ws.send(Message::Text(text.into())).await.map_err(|e| {
+        Attempt::Lost(LinkError::Events {
+            url: base.to_owned(),
+            detail: e.to_string(),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -119,33 +119,6 @@ fn login_with_device_code(env: &Env, sim: &TenantSim, login: &str) -> serde_json
     done
 }
 
-/// What `upn`'s own Teams client shows (the simulator's control).
-async fn set_teams_presence(sim: &TenantSim, upn: &str, availability: &str, activity: &str) {
-    let http = reqwest::Client::new();
-    let info: serde_json::Value = http
-        .get(format!("{}/_sim/info", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = info["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["userPrincipalName"] == upn)
-        .map(|u| u["id"].as_str().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("{upn} not in {info}"));
-    let r = http
-        .post(format!("{}/_sim/users/{id}/presence", sim.base_url()))
-        .json(&serde_json::json!({"availability": availability, "activity": activity}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
 fn no_secret_in(dir: &Path, secret: &str) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -185,7 +158,8 @@ fn device_code_login_whoami_presence_and_logout() {
 
     // Own presence through Graph: set for this app's session (over what the seeded Teams
     // client shows), read back, cleared back to the Teams client's.
-    rt.block_on(set_teams_presence(&sim, USER, "Available", "Available"));
+    sim.set_teams_presence(USER, Some(("Available", "Available")))
+        .unwrap();
     let before = env.json(&["presence", "get"]);
     assert_eq!(before["availability"], "Available", "{before}");
     let p = env.json(&["presence", "set", "Busy", "InACall"]);
@@ -199,12 +173,11 @@ fn device_code_login_whoami_presence_and_logout() {
     let p = env.json(&["presence", "clear"]);
     assert_eq!(p, before);
     // Someone else's, as their Teams client set it.
-    rt.block_on(set_teams_presence(
-        &sim,
+    sim.set_teams_presence(
         "MeganB@contoso.example",
-        "DoNotDisturb",
-        "Presenting",
-    ));
+        Some(("DoNotDisturb", "Presenting")),
+    )
+    .unwrap();
     let p = env.json(&["presence", "get", "MeganB@contoso.example"]);
     assert_eq!(
         (p["availability"].as_str(), p["activity"].as_str()),
@@ -365,7 +338,11 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
             .all(|p| p.skills.iter().any(|s| s == "german")));
 
         // Megan presents: not offered, and her dot says so.
-        set_teams_presence(&sim, "MeganB@contoso.example", "DoNotDisturb", "Presenting").await;
+        sim.set_teams_presence(
+            "MeganB@contoso.example",
+            Some(("DoNotDisturb", "Presenting")),
+        )
+        .unwrap();
         let available = session
             .search_directory(&q(|q| {
                 q.department = Some("Customer Service".into());
@@ -500,7 +477,8 @@ fn a_call_shows_in_teams_presence() {
     let sim = sim(&rt);
     let env = Env::new();
     login_with_device_code(&env, &sim, USER);
-    rt.block_on(set_teams_presence(&sim, USER, "Available", "Available"));
+    sim.set_teams_presence(USER, Some(("Available", "Available")))
+        .unwrap();
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -569,5 +547,152 @@ fn a_call_shows_in_teams_presence() {
     // After the call: back to what the Teams client shows.
     let p = env.json(&["presence", "get"]);
     assert_eq!(p["availability"], "Available", "{p}");
+    rt.block_on(sim.shutdown());
+}
+
+/// With a router that follows Teams presence (`[presence]`, webhooks from the simulated
+/// tenant), the engine watches the people shown and the signed-in person through it: changes
+/// arrive as events, dots are read from them, and without the router it reads Graph again.
+#[test]
+fn presence_comes_from_the_router_while_it_serves_it() {
+    use switchboard_agent::settings::SettingsStore;
+    use switchboard_agent::{Agent, LinkPolicy};
+    use switchboard_router::config::Config as RouterConfig;
+    const SERVICE: &str = "NestorW@contoso.example";
+    const MEGAN: &str = "MeganB@contoso.example";
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+    login_with_device_code(&env, &sim, USER);
+    sim.set_teams_presence(MEGAN, Some(("Available", "Available")))
+        .unwrap();
+    sim.set_teams_presence(USER, Some(("Available", "Available")))
+        .unwrap();
+    let megan = sim.user_id(MEGAN).unwrap();
+    let me = sim.user_id(USER).unwrap();
+
+    // The router: its Graph service account signed in once by device code (graph-login).
+    let router_dir = tempfile::tempdir().unwrap();
+    let (base, stop) = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = RouterConfig::default();
+        config.storage.data_dir = Some(router_dir.path().to_owned());
+        config.presence.enabled = true;
+        config.presence.authority = sim.authority();
+        config.presence.client_id = DEMO_CLIENT_ID.into();
+        config.presence.graph_url = sim.graph_url();
+        config.presence.notification_url = format!("{base}/v1/graph/notifications");
+        switchboard_router::presence::sign_in_service_account(
+            router_dir.path(),
+            &config.presence,
+            |code| {
+                let (uri, otc) = (code.verification_uri.clone(), code.user_code.clone());
+                std::thread::spawn(move || enter_code(&uri, &otc, SERVICE));
+            },
+        )
+        .await
+        .unwrap();
+        let router = switchboard_router::Router::start_on(config, listener)
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(router.serve(async move {
+            let _ = stopped.await;
+        }));
+        (base, stop)
+    });
+
+    let _env = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
+    std::env::set_var("SWITCHBOARD_CONFIG_DIR", env.dir.path().join("config"));
+    std::env::set_var("SWITCHBOARD_DATA_DIR", env.data());
+    std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
+    let store = SettingsStore::at(env.dir.path().join("config/settings.toml"), base.clone());
+    let policy = LinkPolicy {
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(300),
+        ..LinkPolicy::default()
+    };
+    rt.block_on(async {
+        let agent = Agent::start(store, policy);
+        let mut status = agent.subscribe_router();
+        tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| s.presence))
+            .await
+            .unwrap_or_else(|_| panic!("router never served presence: {:?}", agent.router_status()))
+            .unwrap();
+        assert!(agent.presence_from_router());
+        let mut events = agent.subscribe_presence();
+        let next = |events: &mut tokio::sync::broadcast::Receiver<
+            switchboard_agent::directory::PresenceInfo,
+        >,
+                    id: String,
+                    availability: &'static str| {
+            let events = events.resubscribe();
+            async move {
+                let mut events = events;
+                tokio::time::timeout(Duration::from_secs(15), async {
+                    loop {
+                        let p = events.recv().await.unwrap();
+                        if p.id == id && p.availability == availability {
+                            return p;
+                        }
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("no {availability} event for {id}"))
+            }
+        };
+
+        // Own status message, then the first reads: answered at once (from Graph while the
+        // router has not sent them), then sent by the router.
+        agent
+            .account()
+            .set_status_message("Back at 3")
+            .await
+            .unwrap();
+        let megan_first = next(&mut events, megan.clone(), "Available");
+        let me_first = next(&mut events, me.clone(), "Available");
+        let shown = agent.presences(std::slice::from_ref(&megan)).await.unwrap();
+        assert_eq!(shown[0].availability, "Available");
+        let mine = agent.my_presence().await.unwrap();
+        assert_eq!(mine.id, me);
+        megan_first.await;
+        let mine = me_first.await;
+        assert_eq!(
+            mine.status_message.as_deref(),
+            Some("Back at 3"),
+            "{mine:?}"
+        );
+
+        // Megan starts presenting in Teams: an event, and the dot read from it.
+        let presenting = next(&mut events, megan.clone(), "DoNotDisturb");
+        sim.set_teams_presence(MEGAN, Some(("DoNotDisturb", "Presenting")))
+            .unwrap();
+        let e = presenting.await;
+        assert_eq!(e.activity, "Presenting");
+        assert!(!e.transferable);
+        let shown = agent.presences(std::slice::from_ref(&megan)).await.unwrap();
+        assert_eq!(shown[0].availability, "DoNotDisturb");
+        assert!(!shown[0].transferable);
+        // And the signed-in person's own change.
+        let busy = next(&mut events, me.clone(), "Busy");
+        sim.set_teams_presence(USER, Some(("Busy", "InACall")))
+            .unwrap();
+        busy.await;
+        assert_eq!(agent.my_presence().await.unwrap().availability, "Busy");
+
+        // The router goes away: presence is read from Graph again.
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| !s.presence))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!agent.presence_from_router());
+        sim.set_teams_presence(MEGAN, Some(("Away", "Away")))
+            .unwrap();
+        let shown = agent.presences(std::slice::from_ref(&megan)).await.unwrap();
+        assert_eq!(shown[0].availability, "Away");
+    });
+    drop(_env);
     rt.block_on(sim.shutdown());
 }

@@ -46,6 +46,7 @@ async fn serve_events(mut socket: WebSocket, peer: Peer) {
     let hello = Event::Hello {
         version: "9.8.7".into(),
         uptime_seconds: 42,
+        presence: false,
     };
     let text = serde_json::to_string(&hello).unwrap();
     if socket.send(Message::Text(text.into())).await.is_err() {

@@ -102,6 +102,11 @@ pub enum Event {
     Hello {
         version: String,
         uptime_seconds: u64,
+        /// Whether this router follows Teams presence for its clients (`[presence]`): a
+        /// client that sends `watch` gets `presence` events; without it, clients read Graph
+        /// themselves. Absent from older routers (false).
+        #[serde(default)]
+        presence: bool,
     },
     /// Sent every `events.heartbeat_seconds` so clients notice a dead link quickly.
     Heartbeat { uptime_seconds: u64 },
@@ -118,6 +123,9 @@ pub enum Event {
         id: String,
         availability: String,
         activity: String,
+        /// The user's status message, when they set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status_message: Option<String>,
     },
 }
 
@@ -156,12 +164,24 @@ mod tests {
         let e = Event::Hello {
             version: "1.2.3".into(),
             uptime_seconds: 5,
+            presence: true,
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "hello");
         assert_eq!(v["version"], "1.2.3");
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+        // An older router's hello (no presence field) still reads.
+        let old: Event =
+            serde_json::from_str(r#"{"type":"hello","version":"0.1.0","uptime_seconds":1}"#)
+                .unwrap();
+        assert!(matches!(
+            old,
+            Event::Hello {
+                presence: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -177,6 +177,17 @@ pub struct Presence {
     pub out_of_office_settings: Option<OutOfOfficeSettings>,
 }
 
+impl Presence {
+    /// The status message's text, when there is one that is not blank.
+    pub fn status_text(&self) -> Option<String> {
+        self.status_message
+            .as_ref()
+            .and_then(|m| m.message.as_ref())
+            .and_then(|m| m.content.clone())
+            .filter(|m| !m.trim().is_empty())
+    }
+}
+
 /// A directory user (the properties Switchboard asks for; all optional except the id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]

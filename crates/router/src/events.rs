@@ -95,6 +95,7 @@ async fn serve_client(
     let hello = Event::Hello {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_seconds: hub.uptime_seconds(),
+        presence: presence.enabled(),
     };
     let mut ok = match text(&hello) {
         Some(m) => sink.send(m).await.is_ok(),

@@ -126,11 +126,16 @@ struct State {
     /// Per events client, the users it watches, as numbers into `names` (200 clients ×
     /// 1,000 users are 200,000 entries: a number each, not a copy of the id).
     clients: HashMap<u64, HashSet<u32>>,
+    /// How many clients watch each user; a user is in here while somebody watches them
+    /// (kept by `watch`/`forget`, so the watched set needs no walk over every client).
+    watchers: HashMap<u32, u32>,
+    /// The ids of `watchers`' keys, kept beside it (what subscriptions and polls cover).
+    want: BTreeSet<String>,
     /// Every user id ever watched, numbered (bounded by the directory's size).
     numbers: HashMap<String, u32>,
     names: Vec<String>,
-    /// Last presence seen per user: (availability, activity).
-    last: HashMap<String, (String, String)>,
+    /// Last presence seen per user.
+    last: HashMap<String, Seen>,
     /// Users read at least once (an id Graph does not know is not asked again every tick).
     asked: HashSet<String>,
     /// Users a client started watching before their state was known: sent when read, even
@@ -142,6 +147,25 @@ struct State {
     /// Subscriptions failed: poll until this instant, then try again.
     fallback_until: Option<Instant>,
     last_poll: Option<Instant>,
+}
+
+/// A user's presence as last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    availability: String,
+    activity: String,
+    status_message: Option<String>,
+}
+
+impl Seen {
+    fn event(&self, id: String) -> Event {
+        Event::Presence {
+            id,
+            availability: self.availability.clone(),
+            activity: self.activity.clone(),
+            status_message: self.status_message.clone(),
+        }
+    }
 }
 
 /// What the hub counts (for `/metrics` and the benchmark).
@@ -249,7 +273,7 @@ impl PresenceHub {
     pub fn stats(&self) -> PresenceStats {
         let st = self.lock();
         PresenceStats {
-            watched_users: watched(&st).len(),
+            watched_users: st.watchers.len(),
             subscriptions: st.subs.len(),
             polling: self.config.notification_url.is_empty() || st.fallback_until.is_some(),
         }
@@ -266,12 +290,8 @@ impl PresenceHub {
             .filter(|i| !i.trim().is_empty() && i.len() <= 64)
             .take(self.config.max_watched)
         {
-            if let Some((a, b)) = st.last.get(&id) {
-                known.push(Event::Presence {
-                    id: id.clone(),
-                    availability: a.clone(),
-                    activity: b.clone(),
-                });
+            if let Some(seen) = st.last.get(&id) {
+                known.push(seen.event(id.clone()));
             } else {
                 // Read it (again, if a read is under way that this client may miss).
                 st.asked.remove(&id);
@@ -288,7 +308,13 @@ impl PresenceHub {
             };
             set.insert(n);
         }
-        st.clients.insert(client, set);
+        let old = st.clients.insert(client, set.clone()).unwrap_or_default();
+        for n in set.difference(&old) {
+            watch_one(&mut st, *n);
+        }
+        for n in old.difference(&set) {
+            unwatch(&mut st, *n);
+        }
         drop(st);
         self.wake.notify_one();
         known
@@ -296,7 +322,13 @@ impl PresenceHub {
 
     /// A client left.
     pub fn forget(&self, client: u64) {
-        self.lock().clients.remove(&client);
+        let mut st = self.lock();
+        if let Some(old) = st.clients.remove(&client) {
+            for n in old {
+                unwatch(&mut st, n);
+            }
+        }
+        drop(st);
         self.wake.notify_one();
     }
 
@@ -323,15 +355,15 @@ impl PresenceHub {
                 {
                     let mut st = self.lock();
                     for p in list {
-                        let now = (p.availability.to_string(), p.activity.to_string());
+                        let now = Seen {
+                            availability: p.availability.to_string(),
+                            activity: p.activity.to_string(),
+                            status_message: p.status_text(),
+                        };
                         let owed = st.owed.remove(&p.id);
                         if owed || st.last.get(&p.id) != Some(&now) {
-                            st.last.insert(p.id.clone(), now.clone());
-                            changed.push(Event::Presence {
-                                id: p.id,
-                                availability: now.0,
-                                activity: now.1,
-                            });
+                            changed.push(now.event(p.id.clone()));
+                            st.last.insert(p.id, now);
                         }
                     }
                 }
@@ -372,21 +404,23 @@ impl PresenceHub {
     async fn tick(&self) {
         let (want, new, subscribe_due, poll_due) = {
             let st = self.lock();
-            let want = watched(&st);
-            let new: Vec<String> = want
+            let new: Vec<String> = st
+                .want
                 .iter()
                 .filter(|id| !st.asked.contains(*id))
                 .cloned()
                 .collect();
             let webhooks = !self.config.notification_url.is_empty();
             let in_fallback = st.fallback_until.is_some_and(|t| Instant::now() < t);
-            let subscribe_due = webhooks && !in_fallback && st.subscribed != want;
+            let subscribe_due = webhooks && !in_fallback && st.subscribed != st.want;
             let polling = !webhooks || st.fallback_until.is_some();
             let poll_due = polling
                 && st
                     .last_poll
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.config.poll_seconds));
-            (want, new, subscribe_due, poll_due)
+            // A copy of the set only when it is used.
+            let want = (subscribe_due || poll_due).then(|| st.want.clone());
+            (want.unwrap_or_default(), new, subscribe_due, poll_due)
         };
         // Newly watched users: their state now, not at the next change.
         self.lock().asked.extend(new.iter().cloned());
@@ -580,12 +614,28 @@ impl PresenceHub {
     }
 }
 
-fn watched(st: &State) -> BTreeSet<String> {
-    st.clients
-        .values()
-        .flatten()
-        .filter_map(|n| st.names.get(*n as usize).cloned())
-        .collect()
+/// One more client watches user `n`.
+fn watch_one(st: &mut State, n: u32) {
+    let c = st.watchers.entry(n).or_insert(0);
+    *c += 1;
+    if *c == 1 {
+        if let Some(name) = st.names.get(n as usize) {
+            st.want.insert(name.clone());
+        }
+    }
+}
+
+/// One client fewer watches user `n`.
+fn unwatch(st: &mut State, n: u32) {
+    if let Some(c) = st.watchers.get_mut(&n) {
+        *c = c.saturating_sub(1);
+        if *c == 0 {
+            st.watchers.remove(&n);
+            if let Some(name) = st.names.get(n as usize) {
+                st.want.remove(name);
+            }
+        }
+    }
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {

@@ -84,6 +84,12 @@ export async function onMicLevel(handler: (l: MicLevel) => void): Promise<Unlist
   return listen<MicLevel>("mic-level", (e) => handler(e.payload));
 }
 
+/** Calls `handler` with each Teams presence change the router sends; returns the unsubscribe function. */
+export async function onPresence(handler: (p: PresenceInfo) => void): Promise<UnlistenFn> {
+  if (!insideDesktopApp()) return () => {};
+  return listen<PresenceInfo>("presence", (e) => handler(e.payload));
+}
+
 /** Calls `handler` with every router status change; returns the unsubscribe function. */
 export async function onRouterStatus(handler: (s: RouterStatus) => void): Promise<UnlistenFn> {
   if (!insideDesktopApp()) return () => {};

@@ -37,6 +37,7 @@ function fakeApi(over: Partial<AccountApi> = {}): AccountApi {
     searchDirectory: vi.fn(async () => []),
     getPresences: vi.fn(async () => []),
     setFavourite: vi.fn(async () => {}),
+    onPresence: vi.fn(async () => () => {}),
     ...over,
   };
 }

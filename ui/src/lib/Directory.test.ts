@@ -38,6 +38,7 @@ function fakeApi(people: Person[], over: Partial<AccountApi> = {}): AccountApi {
     searchDirectory: vi.fn(async (_q: DirectoryQuery) => people),
     getPresences: vi.fn(async () => []),
     setFavourite: vi.fn(async () => {}),
+    onPresence: vi.fn(async () => () => {}),
     ...over,
   } as AccountApi;
 }
@@ -89,6 +90,28 @@ describe("the directory", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it("changes a dot the moment the router pushes a change", async () => {
+    let push: (p: PresenceInfo) => void = () => {};
+    const off = vi.fn();
+    const api = fakeApi([person("m", "Megan Bowen", presence("m", "Available", true))], {
+      onPresence: vi.fn(async (h: (p: PresenceInfo) => void) => {
+        push = h;
+        return off;
+      }),
+    });
+    const view = render(Directory, { api, signedIn: true });
+    const dot = async () =>
+      (await screen.findAllByTestId("person"))[0]?.querySelector('[data-testid="presence-dot"]')?.getAttribute("data-availability");
+    expect(await dot()).toBe("Available");
+    push(presence("someone-else", "Away", true));
+    push({ ...presence("m", "Busy", true), activity: "InACall", status_message: "back at 3" });
+    await vi.waitFor(async () => expect(await dot()).toBe("Busy"));
+    expect(screen.getByTestId("person-state").textContent).toContain("back at 3");
+    expect(api.getPresences).not.toHaveBeenCalled();
+    view.unmount();
+    expect(off).toHaveBeenCalled();
   });
 
   it("says when nobody matches and shows errors", async () => {

@@ -12,6 +12,7 @@ const base: RouterStatus = {
   last_error: null,
   attempt: 0,
   next_retry_ms: null,
+  presence: false,
 };
 
 describe("StatusBar", () => {

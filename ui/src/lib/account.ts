@@ -17,6 +17,8 @@ export type AccountApi = {
   searchDirectory: (q: DirectoryQuery) => Promise<Person[]>;
   getPresences: (ids: string[]) => Promise<PresenceInfo[]>;
   setFavourite: (id: string, on: boolean) => Promise<void>;
+  /** Presence changes pushed by the router; returns the unsubscribe function. */
+  onPresence: (handler: (p: PresenceInfo) => void) => Promise<() => void>;
 };
 
 export const shellAccount: AccountApi = {
@@ -32,6 +34,7 @@ export const shellAccount: AccountApi = {
   searchDirectory: ipc.searchDirectory,
   getPresences: ipc.getPresences,
   setFavourite: ipc.setFavourite,
+  onPresence: ipc.onPresence,
 };
 
 /** Statuses a person can choose, in Teams' order. */

@@ -28,4 +28,9 @@ attempt: number,
 /**
  * Milliseconds until the next attempt, while waiting to retry.
  */
-next_retry_ms: number | null, };
+next_retry_ms: number | null, 
+/**
+ * Whether the router sends Teams presence (its `[presence]` is on): while connected,
+ * presence dots come from it instead of each desktop asking Graph.
+ */
+presence: boolean, };
