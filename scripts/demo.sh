@@ -9,6 +9,9 @@ cd "$SB_ROOT"
 PORT="${SWITCHBOARD_DEMO_PORT:-7700}"
 # The simulated Microsoft 365 tenant the app signs in to (crates/agent: account.rs SIM_BASE_URL).
 SIM_PORT=7710
+# Its tenant and the app's client id (crates/tenant-sim: DEMO_TENANT_ID, DEMO_CLIENT_ID).
+SIM_TENANT=5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0
+SIM_CLIENT=8f3b2a61-1c57-4d0e-a7b2-5c3a9e6d1f20
 DATA_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/switchboard/demo"
 
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
@@ -27,15 +30,16 @@ SIM_URL="http://127.0.0.1:$SIM_PORT"
 ROUTER_PID=""
 SIM_PID=""
 cleanup() {
-    if [ -n "$SIM_PID" ] && kill -0 "$SIM_PID" 2>/dev/null; then
-        say "stopping the simulated tenant"
-        kill -INT "$SIM_PID" 2>/dev/null || true
-        wait "$SIM_PID" 2>/dev/null || true
-    fi
+    # The router first: it removes its Graph subscriptions from the tenant as it stops.
     if [ -n "$ROUTER_PID" ] && kill -0 "$ROUTER_PID" 2>/dev/null; then
         say "stopping the router"
         kill -TERM "$ROUTER_PID" 2>/dev/null || true
         wait "$ROUTER_PID" 2>/dev/null || true
+    fi
+    if [ -n "$SIM_PID" ] && kill -0 "$SIM_PID" 2>/dev/null; then
+        say "stopping the simulated tenant"
+        kill -INT "$SIM_PID" 2>/dev/null || true
+        wait "$SIM_PID" 2>/dev/null || true
     fi
 }
 trap cleanup EXIT INT TERM
@@ -50,23 +54,57 @@ wait_until_up() {
     die "$3 did not answer at $1 within 10 s; see $4"
 }
 
-if curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1; then
-    say "a router already answers on $ROUTER_URL; using it"
-else
-    mkdir -p "$DATA_DIR"
-    say "starting the router on $ROUTER_URL (data: $DATA_DIR, log: $DATA_DIR/router.log)"
-    "$BIN/switchboard-router" --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >>"$DATA_DIR/router.log" 2>&1 &
-    ROUTER_PID=$!
-    wait_until_up "$ROUTER_URL/v1/health" "$ROUTER_PID" "the router" "$DATA_DIR/router.log"
-fi
-
 if curl -fsS "$SIM_URL/_sim/info" >/dev/null 2>&1; then
     say "a simulated tenant already answers on $SIM_URL; using it"
 else
+    mkdir -p "$DATA_DIR"
     say "starting the simulated Microsoft 365 tenant on $SIM_URL (sign in as AdeleV@contoso.example, password: switchboard; log: $DATA_DIR/tenant-sim.log)"
     "$BIN/switchboard-tenant-sim" --listen "127.0.0.1:$SIM_PORT" >>"$DATA_DIR/tenant-sim.log" 2>&1 &
     SIM_PID=$!
     wait_until_up "$SIM_URL/_sim/info" "$SIM_PID" "the simulated tenant" "$DATA_DIR/tenant-sim.log"
+fi
+
+# The router follows Teams presence in the simulated tenant for the app (webhooks from the
+# tenant to the router), as it would with Microsoft Graph: its Graph service account (a demo
+# user) is signed in by device code, the code entered here on the tenant's page.
+SERVICE_ACCOUNT="NestorW@contoso.example"
+mkdir -p "$DATA_DIR"
+cat >"$DATA_DIR/router.toml" <<TOML
+[presence]
+enabled = true
+authority = "$SIM_URL/$SIM_TENANT/v2.0"
+client_id = "$SIM_CLIENT"
+graph_url = "$SIM_URL/v1.0"
+notification_url = "$ROUTER_URL/v1/graph/notifications"
+TOML
+ROUTER=("$BIN/switchboard-router" --config "$DATA_DIR/router.toml" --data-dir "$DATA_DIR")
+
+if curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1; then
+    say "a router already answers on $ROUTER_URL; using it"
+else
+    if [ -n "$SIM_PID" ] || [ ! -f "$DATA_DIR/graph-token-cache.bin" ]; then
+        # A new simulated tenant knows no earlier sign-in.
+        rm -f "$DATA_DIR/graph-token-cache.bin"
+        say "signing in the router's Graph service account ($SERVICE_ACCOUNT) to the simulated tenant"
+        "${ROUTER[@]}" graph-login >"$DATA_DIR/graph-login.log" 2>&1 &
+        LOGIN_PID=$!
+        CODE=""
+        for _ in $(seq 1 100); do
+            CODE="$(grep -o 'enter the code [A-Z0-9-]*' "$DATA_DIR/graph-login.log" 2>/dev/null | awk '{print $4}' || true)"
+            [ -n "$CODE" ] && break
+            kill -0 "$LOGIN_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        [ -n "$CODE" ] || die "the router's graph-login showed no code; see $DATA_DIR/graph-login.log"
+        curl -fsS -o /dev/null --data-urlencode "otc=$CODE" --data-urlencode "login=$SERVICE_ACCOUNT" \
+            --data-urlencode "passwd=switchboard" "$SIM_URL/devicelogin" \
+            || die "the simulated tenant refused the device code; see $DATA_DIR/tenant-sim.log"
+        wait "$LOGIN_PID" || die "the router's graph-login failed; see $DATA_DIR/graph-login.log"
+    fi
+    say "starting the router on $ROUTER_URL (data: $DATA_DIR, log: $DATA_DIR/router.log)"
+    "${ROUTER[@]}" --listen "127.0.0.1:$PORT" >>"$DATA_DIR/router.log" 2>&1 &
+    ROUTER_PID=$!
+    wait_until_up "$ROUTER_URL/v1/health" "$ROUTER_PID" "the router" "$DATA_DIR/router.log"
 fi
 
 say "opening Switchboard"

@@ -7,7 +7,8 @@
 //! `stop_mic_test`, `play_test_sound`, `get_account`, `sign_in`, `start_device_code`,
 //! `finish_device_code`, `cancel_sign_in`, `sign_out`, `get_my_presence`,
 //! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
-//! `set_favourite`; events `router-status`, `mic-level`, `presence`. Errors cross as `{ code, message }`
+//! `set_favourite`, `get_work_state`, `set_work_state`; events `router-status`, `mic-level`,
+//! `presence`, `work-state`. Errors cross as `{ code, message }`
 //! ([`IpcError`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use switchboard_agent::account::{AccountError, AccountInfo, DeviceCodeInfo};
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
+use switchboard_agent::state::{WorkStateKind, WorkStateView};
 use switchboard_agent::{
     Agent, AudioDevices, AudioError, LinkPolicy, RouterStatus, Settings, SettingsError,
     SettingsStore, SoundTestResult, TestSound,
@@ -23,6 +25,8 @@ use tauri::{Emitter, Manager, State};
 
 /// Name of the event that carries a [`RouterStatus`] to the UI.
 pub const ROUTER_STATUS_EVENT: &str = "router-status";
+/// Event name of a change of the contact-center state (payload: `WorkStateView`).
+pub const WORK_STATE_EVENT: &str = "work-state";
 /// Event name of a Teams presence change sent by the router (payload: `PresenceInfo`).
 pub const PRESENCE_EVENT: &str = "presence";
 /// Name of the event that carries a [`switchboard_agent::MicLevel`] while the microphone test
@@ -57,6 +61,15 @@ impl From<AudioError> for IpcError {
     }
 }
 
+impl From<switchboard_agent::state::StateError> for IpcError {
+    fn from(e: switchboard_agent::state::StateError) -> Self {
+        Self {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<AccountError> for IpcError {
     fn from(e: AccountError) -> Self {
         Self {
@@ -64,6 +77,39 @@ impl From<AccountError> for IpcError {
             message: e.to_string(),
         }
     }
+}
+
+/// The contact-center state and how it shows in Teams.
+#[tauri::command]
+fn get_work_state(agent: State<'_, Agent>) -> WorkStateView {
+    agent.work().view()
+}
+
+/// `ready`, `not_ready` (with a reason code or text) or `off_duty`. During a call or
+/// wrap-up it is the state that follows; in wrap-up it ends the wrap-up.
+#[tauri::command]
+fn set_work_state(
+    agent: State<'_, Agent>,
+    state: WorkStateKind,
+    reason: Option<String>,
+) -> Result<WorkStateView, IpcError> {
+    Ok(match state {
+        WorkStateKind::Ready => agent.work().set_ready(),
+        WorkStateKind::NotReady => {
+            agent
+                .work()
+                .set_not_ready(switchboard_agent::state::parse_reason(
+                    reason.as_deref().unwrap_or_default(),
+                )?)
+        }
+        WorkStateKind::OffDuty => agent.work().set_off_duty(),
+        other => {
+            return Err(IpcError {
+                code: "invalid_state".into(),
+                message: format!("{other:?} follows calls; it cannot be chosen"),
+            })
+        }
+    })
 }
 
 /// The signed-in account, or none.
@@ -79,7 +125,7 @@ async fn sign_in(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
         .account()
         .sign_in(&switchboard_agent::account::SystemBrowser)
         .await?;
-    agent.reconnect_router();
+    agent.signed_in();
     Ok(a)
 }
 
@@ -91,7 +137,7 @@ async fn start_device_code(agent: State<'_, Agent>) -> Result<DeviceCodeInfo, Ip
 #[tauri::command]
 async fn finish_device_code(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
     let a = agent.account().finish_device_code().await?;
-    agent.reconnect_router();
+    agent.signed_in();
     Ok(a)
 }
 
@@ -102,9 +148,7 @@ fn cancel_sign_in(agent: State<'_, Agent>) {
 
 #[tauri::command]
 async fn sign_out(agent: State<'_, Agent>) -> Result<(), IpcError> {
-    agent.account().sign_out().await?;
-    agent.reconnect_router();
-    Ok(())
+    Ok(agent.sign_out().await?)
 }
 
 #[tauri::command]
@@ -257,6 +301,7 @@ pub fn run() {
             });
             let mut changes = agent.subscribe_router();
             let mut presence = agent.subscribe_presence();
+            let mut work = agent.work().subscribe();
             app.manage(agent);
             let to_window = app.handle().clone();
             tauri::async_runtime::spawn(async move {
@@ -273,6 +318,18 @@ pub fn run() {
                             tracing::debug!(missed = n, "presence events skipped")
                         }
                         Err(RecvError::Closed) => break,
+                    }
+                }
+            });
+            let to_window = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                loop {
+                    let v = work.borrow_and_update().clone();
+                    if let Err(e) = to_window.emit(WORK_STATE_EVENT, v) {
+                        tracing::warn!(error = %e, "cannot send the agent state to the window");
+                    }
+                    if work.changed().await.is_err() {
+                        break;
                     }
                 }
             });
@@ -311,12 +368,25 @@ pub fn run() {
             set_status_message,
             search_directory,
             get_presences,
-            set_favourite
+            set_favourite,
+            get_work_state,
+            set_work_state
         ])
-        .run(tauri::generate_context!("../tauri.conf.json"));
-    if let Err(e) = result {
-        eprintln!("Switchboard could not start: {e}");
-        std::process::exit(1);
+        .build(tauri::generate_context!("../tauri.conf.json"));
+    match result {
+        Ok(app) => app.run(|app, event| {
+            if let tauri::RunEvent::Exit = event {
+                // This app's Teams presence session goes with it (else it lingers until
+                // it expires).
+                if let Some(agent) = app.try_state::<Agent>() {
+                    tauri::async_runtime::block_on(agent.work().finish());
+                }
+            }
+        }),
+        Err(e) => {
+            eprintln!("Switchboard could not start: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -340,6 +410,7 @@ mod bindings {
         switchboard_agent::account::DeviceCodeInfo::export_all_to(dir).unwrap();
         switchboard_agent::directory::Person::export_all_to(dir).unwrap();
         switchboard_agent::directory::DirectoryQuery::export_all_to(dir).unwrap();
+        switchboard_agent::state::WorkStateView::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

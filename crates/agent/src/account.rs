@@ -242,6 +242,9 @@ pub struct Accounts {
     key_fallback: Option<String>,
     key_in_keychain: bool,
     client: tokio::sync::OnceCell<Arc<IdentityClient>>,
+    /// A claims challenge no silent renewal could meet: the next interactive sign-in
+    /// carries it.
+    pending_claims: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -267,7 +270,16 @@ impl Accounts {
             key_fallback,
             key_in_keychain,
             client: tokio::sync::OnceCell::new(),
+            pending_claims: Arc::default(),
         })
+    }
+
+    /// The claims a resource asked for that need a fresh sign-in, if any.
+    pub fn pending_claims(&self) -> Option<String> {
+        self.pending_claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn tenant(&self) -> &TenantSettings {
@@ -319,12 +331,23 @@ impl Accounts {
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<Account, AccountError> {
         let client = self.client().await?;
+        let claims = self.pending_claims();
         let req = Interactive {
             scopes: Self::scopes(extra_scopes),
             login_hint,
+            claims: claims.clone(),
             ..Default::default()
         };
         let s = client.sign_in_interactive(&req, browser, cancel).await?;
+        if claims.is_some() {
+            tracing::info!("signed in again for a claims challenge");
+            // Tokens cached for other resources predate the challenge: renewed on use.
+            self.cache.expire_access_tokens(&s.account.id);
+            *self
+                .pending_claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
         self.cache.store(&s)?;
         Ok(s.account)
     }
@@ -402,6 +425,7 @@ impl Accounts {
             cache: self.cache.clone(),
             client: self.client().await?,
             account_id: account.id.clone(),
+            pending_claims: self.pending_claims.clone(),
         };
         Ok(GraphClient::new(
             GraphConfig {
@@ -425,6 +449,7 @@ struct CacheTokens {
     cache: Arc<TokenCache>,
     client: Arc<IdentityClient>,
     account_id: String,
+    pending_claims: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl AccessTokenProvider for CacheTokens {
@@ -436,7 +461,7 @@ impl AccessTokenProvider for CacheTokens {
             let scopes: Vec<String> = request.scopes.iter().map(|s| (*s).to_owned()).collect();
             match self
                 .cache
-                .token(&self.client, &self.account_id, &scopes)
+                .token_with_claims(&self.client, &self.account_id, &scopes, request.claims)
                 .await
             {
                 Ok(t) => Ok(t.expose().to_owned()),
@@ -447,6 +472,14 @@ impl AccessTokenProvider for CacheTokens {
                             | switchboard_identity::Action::Interact
                             | switchboard_identity::Action::GrantConsent
                     ) || matches!(e, IdentityError::NotSignedIn);
+                    if interactive {
+                        if let Some(c) = request.claims {
+                            *self
+                                .pending_claims
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner()) = Some(c.to_owned());
+                        }
+                    }
                     Err(if interactive {
                         TokenError::interaction_required(e.to_string())
                     } else {
@@ -648,6 +681,32 @@ impl AccountSession {
         Ok((&g.my_presence().await?).into())
     }
 
+    /// Sets this app's presence session (the contact-center state, [`crate::state`]) for
+    /// `expiration`, or clears it with `None`.
+    pub async fn set_session_presence(
+        &self,
+        state: Option<(switchboard_graph::Availability, switchboard_graph::Activity)>,
+        expiration: std::time::Duration,
+    ) -> Result<(), AccountError> {
+        let (a, g) = self.graph().await?;
+        let id = Self::my_id(&a)?;
+        match state {
+            Some((availability, activity)) => {
+                g.set_presence(
+                    &id,
+                    &switchboard_graph::PresenceUpdate {
+                        availability,
+                        activity,
+                        expiration: Some(expiration),
+                    },
+                )
+                .await?
+            }
+            None => g.clear_presence(&id).await?,
+        }
+        Ok(())
+    }
+
     /// Sets (or with empty text clears) the status message.
     pub async fn set_status_message(&self, text: &str) -> Result<(), AccountError> {
         let (a, g) = self.graph().await?;
@@ -701,74 +760,6 @@ impl crate::router::RouterTokens for AccountRouterTokens {
                 }
             }
         })
-    }
-}
-
-/// Keeps the signed-in person's Teams presence at Busy / InACall (a presence session of this
-/// app, `setPresence`) while they are on a call, and clears the session when the last call
-/// ends — what Teams does for its own calls. Updates run in order on a task of their own, so
-/// the call never waits for Graph; only the latest wish counts when several queue up.
-pub struct CallPresence {
-    tx: tokio::sync::mpsc::UnboundedSender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CallPresence {
-    /// For the signed-in account of the configured tenant; `report` hears each outcome
-    /// (`Ok(on_call)` or what failed).
-    pub async fn start(
-        report: impl Fn(bool, Result<(), String>) + Send + Sync + 'static,
-    ) -> Result<Self, AccountError> {
-        let tenant = TenantStore::for_current_user()?.load()?;
-        let accounts = Accounts::open(tenant)?;
-        let me = accounts.current(None)?;
-        let id = me.oid.clone().ok_or(AccountError::NotSignedIn)?;
-        let graph = accounts.graph(&me).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
-        let task = tokio::spawn(async move {
-            let mut current = false;
-            while let Some(mut want) = rx.recv().await {
-                while let Ok(next) = rx.try_recv() {
-                    want = next;
-                }
-                if want == current {
-                    continue;
-                }
-                let r = if want {
-                    match switchboard_graph::presence_update(
-                        &switchboard_graph::AgentState::OnCall,
-                        std::time::Duration::from_secs(60 * 60),
-                    ) {
-                        Some(u) => graph.set_presence(&id, &u).await,
-                        None => Ok(()),
-                    }
-                } else {
-                    graph.clear_presence(&id).await
-                };
-                if r.is_ok() {
-                    current = want;
-                }
-                report(want, r.map_err(|e| e.to_string()));
-            }
-            if current {
-                report(
-                    false,
-                    graph.clear_presence(&id).await.map_err(|e| e.to_string()),
-                );
-            }
-        });
-        Ok(Self { tx, task })
-    }
-
-    /// On a call (true) or not.
-    pub fn set(&self, on_call: bool) {
-        let _ = self.tx.send(on_call);
-    }
-
-    /// Clears the session presence if it is set, and waits (at most 10 s) for it.
-    pub async fn finish(self) {
-        drop(self.tx);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
     }
 }
 

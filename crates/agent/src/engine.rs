@@ -21,7 +21,12 @@ pub struct Agent {
     account: std::sync::Arc<AccountSession>,
     /// The people whose presence the window shows now (the directory's page).
     shown: Mutex<Vec<String>>,
+    /// The contact-center state, kept in Teams.
+    work: crate::state::WorkState,
 }
+
+/// Wrap-up after a call until queues set their own (the router's queue configuration).
+pub const DEFAULT_WRAP_UP: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Agent {
     /// Loads settings (falling back to defaults when the file is unreadable, keeping the
@@ -49,7 +54,13 @@ impl Agent {
                 account.clone(),
             ))),
         );
+        let work = crate::state::WorkState::start(
+            account.clone(),
+            DEFAULT_WRAP_UP,
+            crate::state::SessionTiming::default(),
+        );
         Self {
+            work,
             account,
             store,
             settings: Mutex::new(settings),
@@ -108,6 +119,38 @@ impl Agent {
         self.link.watch_presence(Vec::new());
         let url = self.settings().router_url;
         self.link.set_url(url);
+    }
+
+    /// The contact-center state (Ready, Not ready, on a call, wrap-up, off duty), kept in
+    /// Teams.
+    pub fn work(&self) -> &crate::state::WorkState {
+        &self.work
+    }
+
+    /// Signs the current account out: off duty first, so this app's presence session is
+    /// cleared while there is still a token for it (waits at most 5 s), then the account
+    /// and the router link.
+    pub async fn sign_out(&self) -> Result<(), crate::account::AccountError> {
+        let mut changes = self.work.subscribe();
+        if self.work.view().teams.availability.is_some() {
+            self.work.set_off_duty();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                changes.wait_for(|v| v.teams.availability.is_none() && v.teams.synced),
+            )
+            .await;
+        } else {
+            self.work.set_off_duty();
+        }
+        self.account.sign_out().await?;
+        self.reconnect_router();
+        Ok(())
+    }
+
+    /// After a sign-in: the router link with the new token, and the state set in Teams.
+    pub fn signed_in(&self) {
+        self.reconnect_router();
+        self.work.resync();
     }
 
     /// Whether Teams presence comes from the router now (connected, and it serves presence).

@@ -22,6 +22,7 @@ pub mod directory;
 pub mod engine;
 pub mod router;
 pub mod settings;
+pub mod state;
 
 pub use engine::Agent;
 

@@ -60,6 +60,16 @@ impl Env {
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
+
+    /// Points this process at the folders, for tests that use the library in process; the
+    /// guard keeps other such tests waiting.
+    fn in_process(&self) -> std::sync::MutexGuard<'static, ()> {
+        let guard = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
+        std::env::set_var("SWITCHBOARD_CONFIG_DIR", self.dir.path().join("config"));
+        std::env::set_var("SWITCHBOARD_DATA_DIR", self.data());
+        std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
+        guard
+    }
 }
 
 fn sim(rt: &tokio::runtime::Runtime) -> TenantSim {
@@ -293,10 +303,7 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
     let env = Env::new();
     login_with_device_code(&env, &sim, USER);
     // The library reads the same folders as the CLI.
-    let _env = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
-    std::env::set_var("SWITCHBOARD_CONFIG_DIR", env.dir.path().join("config"));
-    std::env::set_var("SWITCHBOARD_DATA_DIR", env.data());
-    std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
+    let _env = env.in_process();
     let session = AccountSession::new(&env.dir.path().join("config"));
     rt.block_on(async {
         let me = session.current().await.unwrap().expect("signed in");
@@ -446,10 +453,7 @@ fn the_router_link_carries_the_router_token() {
     drop(anonymous);
 
     // Alex's token for the router's API, from the account (tenant.toml's router_scope).
-    let _env = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
-    std::env::set_var("SWITCHBOARD_CONFIG_DIR", env.dir.path().join("config"));
-    std::env::set_var("SWITCHBOARD_DATA_DIR", env.data());
-    std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
+    let _env = env.in_process();
     let tenant = env.dir.path().join("config/tenant.toml");
     let text = std::fs::read_to_string(&tenant).unwrap();
     std::fs::write(
@@ -471,14 +475,16 @@ fn the_router_link_carries_the_router_token() {
 }
 
 /// `answer --teams-presence`: Busy / In a call in Teams while the call is up, cleared after.
+/// `answer --teams-presence --ready --wrap-up 2`: Ready shows Available, the call Busy /
+/// InACall, wrap-up keeps Busy for its 2 s, then Ready again, and the end clears the session.
 #[test]
-fn a_call_shows_in_teams_presence() {
+fn a_call_and_wrap_up_show_in_teams_presence() {
     let rt = runtime();
     let sim = sim(&rt);
     let env = Env::new();
     login_with_device_code(&env, &sim, USER);
-    sim.set_teams_presence(USER, Some(("Available", "Available")))
-        .unwrap();
+    // Signed out of the Teams client: what Teams shows is this app's session alone.
+    sim.set_teams_presence(USER, None).unwrap();
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -493,6 +499,9 @@ fn a_call_shows_in_teams_presence() {
             "--wait",
             "30",
             "--teams-presence",
+            "--ready",
+            "--wrap-up",
+            "2",
             "--codec",
             "pcmu",
             "--rtp-ports",
@@ -502,14 +511,24 @@ fn a_call_shows_in_teams_presence() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let until = |activity: &str| {
+        for _ in 0..50 {
+            let p = env.json(&["presence", "get"]);
+            if p["activity"] == activity {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("Teams never showed {activity}");
+    };
+    assert_eq!(until("Available")["availability"], "Available");
     let uri = format!("sip:agent@{bind}");
     let caller = env
         .command(&[
             "call",
             &uri,
             "--hangup-after",
-            "5",
+            "3",
             "--codec",
             "pcmu",
             "--rtp-ports",
@@ -519,34 +538,45 @@ fn a_call_shows_in_teams_presence() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // During the call: Busy / InACall.
-    let mut seen = None;
-    for _ in 0..40 {
-        let p = env.json(&["presence", "get"]);
-        if p["activity"] == "InACall" {
-            seen = Some(p);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let p = seen.expect("Teams showed the call");
-    assert_eq!(p["availability"], "Busy");
+    assert_eq!(until("InACall")["availability"], "Busy");
     let out = answering.wait_with_output().unwrap();
     let _ = caller.wait_with_output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["event"] == "work_state" && e["teams"]["synced"] == true)
         .collect();
-    let teams: Vec<&serde_json::Value> = events
+    let states: Vec<(&str, Option<&str>)> = events
         .iter()
-        .filter(|e| e["event"] == "teams_presence")
+        .map(|e| {
+            (
+                e["state"].as_str().unwrap(),
+                e["teams"]["activity"].as_str(),
+            )
+        })
         .collect();
-    assert_eq!(teams.len(), 2, "{events:#?}");
-    assert_eq!(teams[0]["on_call"], true);
-    assert_eq!(teams[1]["on_call"], false);
-    // After the call: back to what the Teams client shows.
+    assert_eq!(
+        states,
+        vec![
+            ("ready", Some("Available")),
+            ("on_call", Some("InACall")),
+            ("wrap_up", Some("InACall")),
+            ("ready", Some("Available")),
+            ("off_duty", None),
+        ],
+        "{events:#?}"
+    );
+    let wrap = events[2]["since_unix_ms"].as_u64().unwrap();
+    let back = events[3]["since_unix_ms"].as_u64().unwrap();
+    assert!(back - wrap >= 1_900, "wrap-up lasted {} ms", back - wrap);
+    // After: the session is gone; signed out of Teams, the person shows offline.
     let p = env.json(&["presence", "get"]);
-    assert_eq!(p["availability"], "Available", "{p}");
+    assert_eq!(p["availability"], "Offline", "{p}");
     rt.block_on(sim.shutdown());
 }
 
@@ -603,10 +633,7 @@ fn presence_comes_from_the_router_while_it_serves_it() {
         (base, stop)
     });
 
-    let _env = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
-    std::env::set_var("SWITCHBOARD_CONFIG_DIR", env.dir.path().join("config"));
-    std::env::set_var("SWITCHBOARD_DATA_DIR", env.data());
-    std::env::set_var("SWITCHBOARD_TOKEN_KEY", "file");
+    let _env = env.in_process();
     let store = SettingsStore::at(env.dir.path().join("config/settings.toml"), base.clone());
     let policy = LinkPolicy {
         initial_backoff: Duration::from_millis(100),
@@ -693,6 +720,163 @@ fn presence_comes_from_the_router_while_it_serves_it() {
         let shown = agent.presences(std::slice::from_ref(&megan)).await.unwrap();
         assert_eq!(shown[0].availability, "Away");
     });
+    drop(_env);
+    rt.block_on(sim.shutdown());
+}
+
+/// The contact-center state in Teams through the engine's `WorkState`: each state's pair,
+/// the session kept alive past Microsoft's 5-minute timeout, wrap-up and back, clearing at
+/// the end, and a clear error (retried) when nobody is signed in.
+#[test]
+fn agent_states_set_teams_presence_and_keep_it_alive() {
+    use switchboard_agent::account::AccountSession;
+    use switchboard_agent::state::{SessionTiming, WorkState, WorkStateKind};
+    use switchboard_graph::NotReadyReason;
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+    login_with_device_code(&env, &sim, USER);
+    sim.set_teams_presence(USER, None).unwrap();
+    let _env = env.in_process();
+    let shows = |a: &str, b: &str| Some((a.to_owned(), b.to_owned()));
+    rt.block_on(async {
+        let session = std::sync::Arc::new(AccountSession::new(&env.dir.path().join("config")));
+        let work = WorkState::start(
+            session.clone(),
+            Duration::from_secs(1),
+            SessionTiming {
+                expiration: Duration::from_secs(5 * 60),
+                renew_after: Duration::from_millis(500),
+                retry_after: Duration::from_millis(500),
+            },
+        );
+        let settled = |state: WorkStateKind, activity: Option<&'static str>| {
+            let mut rx = work.subscribe();
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    rx.wait_for(|v| {
+                        v.state == state
+                            && v.teams.synced
+                            && v.teams.activity.as_deref() == activity
+                    }),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("never {state:?} with {activity:?} in Teams"))
+                .unwrap()
+                .clone()
+            }
+        };
+        work.set_ready();
+        settled(WorkStateKind::Ready, Some("Available")).await;
+        assert_eq!(sim.presence(USER), shows("Available", "Available"));
+        // Eight minutes pass in the tenant in two steps, with renewals in between: still
+        // Available (without them: AvailableIdle after 5 minutes, the session gone after
+        // its 5-minute expiry).
+        for _ in 0..2 {
+            sim.clock().advance(Duration::from_secs(4 * 60));
+            sim.tick();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        assert_eq!(sim.presence(USER), shows("Available", "Available"));
+
+        work.set_not_ready(NotReadyReason::Meeting);
+        settled(WorkStateKind::NotReady, Some("Presenting")).await;
+        assert_eq!(sim.presence(USER), shows("DoNotDisturb", "Presenting"));
+        work.set_not_ready(NotReadyReason::Lunch);
+        settled(WorkStateKind::NotReady, Some("Away")).await;
+        assert_eq!(sim.presence(USER), shows("Away", "Away"));
+
+        work.call_started(false);
+        settled(WorkStateKind::OnCall, Some("InACall")).await;
+        assert_eq!(sim.presence(USER), shows("Busy", "InACall"));
+        let ended = work.call_ended(false);
+        assert_eq!(ended.state, WorkStateKind::WrapUp);
+        assert_eq!(sim.presence(USER), shows("Busy", "InACall"));
+        // One second of wrap-up, then lunch again.
+        let back = settled(WorkStateKind::NotReady, Some("Away")).await;
+        assert_eq!(back.reason.as_deref(), Some("lunch"));
+        assert_eq!(sim.presence(USER), shows("Away", "Away"));
+
+        // Off duty clears the session: signed out of Teams, the person shows offline.
+        work.set_off_duty();
+        settled(WorkStateKind::OffDuty, None).await;
+        assert_eq!(sim.presence(USER).unwrap().0, "Offline");
+
+        // Nobody signed in: the state changes, Teams cannot follow, the reason is given.
+        session.sign_out().await.unwrap();
+        let mut changes = work.subscribe();
+        work.set_ready();
+        let failed = tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|v| v.teams.error.is_some()),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+        assert_eq!(failed.state, WorkStateKind::Ready);
+        assert_eq!(failed.teams.error_code.as_deref(), Some("not_signed_in"));
+        work.finish().await;
+    });
+    drop(_env);
+    rt.block_on(sim.shutdown());
+}
+
+/// Graph's continuous access evaluation: the person's sessions are revoked in the tenant;
+/// the next Graph call gets a claims challenge, no silent renewal can meet it, so the engine
+/// says "sign in again" and keeps the claims; the next sign-in in the browser carries them,
+/// and Graph answers again.
+#[test]
+fn a_revoked_session_asks_for_a_fresh_sign_in_with_the_claims() {
+    use switchboard_agent::account::{AccountSession, SystemBrowser};
+    let rt = runtime();
+    let sim = sim(&rt);
+    let env = Env::new();
+    login_with_device_code(&env, &sim, USER);
+    let page = env.dir.path().join("page.html");
+    let _env = env.in_process();
+    std::env::set_var(
+        "BROWSER",
+        format!(
+            "python3 {}",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/sim_browser.py")
+                .display()
+        ),
+    );
+    std::env::set_var("SIM_BROWSER_LOGIN", USER);
+    std::env::set_var("SIM_BROWSER_PASSWORD", DEMO_PASSWORD);
+    std::env::set_var("SIM_BROWSER_PAGE", &page);
+    rt.block_on(async {
+        let session = AccountSession::new(&env.dir.path().join("config"));
+        session.my_presence().await.unwrap();
+        // Revoked a moment after the token was issued (tokens count whole seconds).
+        sim.clock().advance(Duration::from_secs(2));
+        assert!(sim.revoke_sessions(USER).unwrap() >= 1);
+
+        let e = session.my_presence().await.unwrap_err();
+        assert_eq!(e.code(), "sign_in_again", "{e}");
+        let accounts = session.accounts().await.unwrap();
+        let claims = accounts
+            .pending_claims()
+            .expect("the challenge's claims are kept");
+        assert!(claims.contains(r#""nbf""#), "{claims}");
+
+        session.sign_in(&SystemBrowser).await.unwrap();
+        assert_eq!(sim.last_sign_in_claims().as_deref(), Some(claims.as_str()));
+        assert!(accounts.pending_claims().is_none());
+        let p = session.my_presence().await.unwrap();
+        assert!(!p.id.is_empty());
+    });
+    for v in [
+        "BROWSER",
+        "SIM_BROWSER_LOGIN",
+        "SIM_BROWSER_PASSWORD",
+        "SIM_BROWSER_PAGE",
+    ] {
+        std::env::remove_var(v);
+    }
     drop(_env);
     rt.block_on(sim.shutdown());
 }

@@ -216,12 +216,64 @@ struct InnerError {
     request_id: Option<String>,
 }
 
-/// The `claims` parameter of a `WWW-Authenticate: Bearer ... claims="..."` challenge.
-pub fn parse_claims_challenge(header: &str) -> Option<String> {
-    let i = header.find("claims=\"")?;
-    let rest = &header[i + "claims=\"".len()..];
-    let end = rest.find('"')?;
-    Some(rest[..end].to_string()).filter(|c| !c.is_empty())
+/// The claims challenge in a resource's `WWW-Authenticate` header (Microsoft's CAE and
+/// conditional access: `Bearer ..., error="insufficient_claims", claims="<base64 JSON>"`),
+/// decoded; send it with the next interactive sign-in.
+pub fn parse_claims_challenge(www_authenticate: &str) -> Option<String> {
+    use base64::Engine;
+    let params = auth_params(www_authenticate);
+    let raw = params.get("claims")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw))
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?;
+    Some(text)
+}
+
+/// `key="value"` pairs of a `WWW-Authenticate` challenge (quoted values may hold commas).
+fn auth_params(h: &str) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let rest = h.trim();
+    let rest = rest
+        .split_once(' ')
+        .filter(|(scheme, _)| !scheme.contains('='))
+        .map_or(rest, |(_, r)| r);
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next() != Some('=') {
+            continue;
+        }
+        let value = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut v = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            v.push(n)
+                        }
+                    }
+                    '"' => break,
+                    c => v.push(c),
+                }
+            }
+            v
+        } else {
+            std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect::<String>()
+        };
+        out.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    out
 }
 
 /// A Microsoft Graph client.
@@ -325,6 +377,8 @@ impl GraphClient {
     ) -> Result<Reply, GraphError> {
         let mut retries = 0u32;
         let mut force_refresh = false;
+        // The claims of a challenge already answered with a new token (asked once).
+        let mut answered: Option<String> = None;
         let log_url = format!("{}{}", url.origin().ascii_serialization(), url.path());
         loop {
             let token = self
@@ -332,8 +386,21 @@ impl GraphClient {
                 .access_token(TokenRequest {
                     scopes,
                     force_refresh,
+                    claims: answered.as_deref(),
                 })
-                .await?;
+                .await
+                .map_err(|e| match &answered {
+                    // The identity platform wants the person: say which claims to sign in
+                    // with.
+                    Some(c) if e.interaction_required => GraphError::Api {
+                        status: 401,
+                        code: "InvalidAuthenticationToken".into(),
+                        message: format!("a fresh sign-in is needed: {e}"),
+                        request_id: None,
+                        claims_challenge: Some(c.clone()),
+                    },
+                    _ => GraphError::from(e),
+                })?;
             let mut req = self
                 .http
                 .request(method.clone(), url.clone())
@@ -387,6 +454,16 @@ impl GraphClient {
                 .get(WWW_AUTHENTICATE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_claims_challenge);
+            if status == 401 && answered.is_none() {
+                if let Some(c) = &claims {
+                    // A claims challenge (continuous access evaluation, step-up): one new
+                    // token that satisfies it, then the call again.
+                    tracing::info!(url = %log_url, "Graph sent a claims challenge; asking for a token that meets it");
+                    answered = Some(c.clone());
+                    force_refresh = true;
+                    continue;
+                }
+            }
             if status == 401 && claims.is_none() && !force_refresh {
                 // The token may have expired between the cache's check and Graph's: one retry
                 // with a fresh token.
@@ -799,13 +876,23 @@ mod tests {
     }
 
     #[test]
-    fn claims_challenge() {
-        let h = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZX19fQ==""#;
+    fn claims_challenges_are_read_from_www_authenticate() {
+        // The example of Microsoft's "Claims challenges, claims requests and client
+        // capabilities" article.
+        let h = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiY3AxIn19fQ==""#;
         assert_eq!(
             parse_claims_challenge(h).as_deref(),
-            Some("eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZX19fQ==")
+            Some(r#"{"access_token":{"acrs":{"essential":true,"value":"cp1"}}}"#)
         );
-        assert_eq!(parse_claims_challenge("Bearer realm=\"\""), None);
+        assert_eq!(
+            parse_claims_challenge(r#"Bearer error="invalid_token""#),
+            None
+        );
+        assert_eq!(
+            parse_claims_challenge(r#"Bearer claims="not base64!""#),
+            None
+        );
+        assert_eq!(parse_claims_challenge(""), None);
     }
 
     #[test]

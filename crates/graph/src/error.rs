@@ -95,6 +95,16 @@ impl GraphError {
             _ => None,
         }
     }
+    /// The claims to sign in again with, when Graph sent a challenge no silent renewal met.
+    pub fn claims_challenge(&self) -> Option<&str> {
+        match self {
+            GraphError::Api {
+                claims_challenge: Some(c),
+                ..
+            } => Some(c),
+            _ => None,
+        }
+    }
     /// Whether the person must sign in again (401 with a claims challenge, or the token
     /// provider said so).
     pub fn needs_sign_in(&self) -> bool {

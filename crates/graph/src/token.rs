@@ -15,6 +15,11 @@ pub struct TokenRequest<'a> {
     pub scopes: &'a [&'a str],
     /// Graph refused the last token (401): do not return a cached one.
     pub force_refresh: bool,
+    /// A claims challenge Graph sent with its 401 (`WWW-Authenticate: ... claims="..."`,
+    /// decoded JSON): ask the identity platform for a token that satisfies it. When that
+    /// needs the person (MFA, a revoked session), the provider fails with
+    /// `interaction_required` and the caller signs in again with these claims.
+    pub claims: Option<&'a str>,
 }
 
 /// Gives bearer tokens for Microsoft Graph. `switchboard-identity` implements it over its

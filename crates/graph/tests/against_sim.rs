@@ -44,6 +44,14 @@ async fn sim_with(extra_users: usize) -> TenantSim {
 }
 
 fn graph_for(sim: &TenantSim, token: String, retry: RetryPolicy) -> GraphClient {
+    graph_with(sim, Arc::new(StaticToken::new(token)), retry)
+}
+
+fn graph_with(
+    sim: &TenantSim,
+    tokens: Arc<dyn AccessTokenProvider>,
+    retry: RetryPolicy,
+) -> GraphClient {
     GraphClient::new(
         GraphConfig {
             base_url: sim.graph_url(),
@@ -51,7 +59,7 @@ fn graph_for(sim: &TenantSim, token: String, retry: RetryPolicy) -> GraphClient 
             retry,
             ..GraphConfig::default()
         },
-        Arc::new(StaticToken::new(token)),
+        tokens,
     )
     .unwrap()
 }
@@ -372,15 +380,7 @@ async fn an_expired_token_is_refreshed_once() {
         stale,
         fresh_calls: AtomicU32::new(0),
     });
-    let g = GraphClient::new(
-        GraphConfig {
-            base_url: sim.graph_url(),
-            client_id: DEMO_CLIENT_ID.into(),
-            ..GraphConfig::default()
-        },
-        provider.clone(),
-    )
-    .unwrap();
+    let g = graph_with(&sim, provider.clone(), RetryPolicy::default());
     assert!(g.me().await.is_ok());
     assert_eq!(provider.fresh_calls.load(Ordering::SeqCst), 1);
     // A token without the scope: 403, not retried, not a sign-in problem.
@@ -392,6 +392,67 @@ async fn an_expired_token_is_refreshed_once() {
     let e = narrow.presence(&sim.users()[3].id).await.unwrap_err();
     assert_eq!(e.status(), Some(403));
     assert!(!e.needs_sign_in());
+}
+
+/// A provider that answers a claims challenge: a fresh token when it is asked with the
+/// challenge's claims (a refresh that meets them), or, when `person_needed`, the
+/// identity platform's "sign in interactively".
+struct Challenged {
+    sim: Arc<TenantSim>,
+    first: String,
+    person_needed: bool,
+    claims_seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl AccessTokenProvider for Challenged {
+    fn access_token<'a>(&'a self, request: TokenRequest<'a>) -> TokenFuture<'a> {
+        Box::pin(async move {
+            let Some(c) = request.claims else {
+                return Ok(self.first.clone());
+            };
+            self.claims_seen.lock().unwrap().push(c.to_owned());
+            if self.person_needed {
+                return Err(TokenError::interaction_required(
+                    "AADSTS50173: the grant was revoked",
+                ));
+            }
+            self.sim
+                .mint_access_token(ADELE, ALL_SCOPES)
+                .map_err(|e| TokenError::new(e.to_string()))
+        })
+    }
+}
+
+/// Continuous access evaluation: after the user's sessions are revoked, Graph answers the
+/// older token with a claims challenge; the client asks once for a token with the decoded
+/// claims and calls again — or, when only the person can meet them, reports the claims.
+#[tokio::test]
+async fn a_claims_challenge_is_answered_with_a_token_that_meets_it() {
+    let sim = Arc::new(sim_with(0).await);
+    for person_needed in [false, true] {
+        let first = sim.mint_access_token(ADELE, ALL_SCOPES).unwrap();
+        sim.clock().advance(Duration::from_secs(2));
+        sim.revoke_sessions(ADELE).unwrap();
+        let provider = Arc::new(Challenged {
+            sim: sim.clone(),
+            first,
+            person_needed,
+            claims_seen: std::sync::Mutex::new(Vec::new()),
+        });
+        let g = graph_with(&sim, provider.clone(), RetryPolicy::default());
+        let r = g.me().await;
+        let seen = provider.claims_seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "asked once: {seen:?}");
+        let claims: Value = serde_json::from_str(&seen[0]).expect("decoded JSON claims");
+        assert_eq!(claims["access_token"]["nbf"]["essential"], true);
+        if person_needed {
+            let e = r.unwrap_err();
+            assert!(e.needs_sign_in());
+            assert_eq!(e.claims_challenge(), Some(seen[0].as_str()));
+        } else {
+            assert_eq!(r.unwrap().user_principal_name.as_deref(), Some(ADELE));
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -477,8 +477,24 @@ impl TokenCache {
         account_id: &str,
         scopes: &[String],
     ) -> Result<Secret, IdentityError> {
-        if let Some(t) = self.cached(account_id, scopes, RENEW_MARGIN) {
-            return Ok(t);
+        self.token_with_claims(client, account_id, scopes, None)
+            .await
+    }
+
+    /// [`Self::token`] for a resource that sent a claims challenge: never the cached
+    /// token; a refresh that carries the claims. When the provider wants the person for them
+    /// (a revoked session, MFA), the error's action is to sign in, with the same claims.
+    pub async fn token_with_claims(
+        &self,
+        client: &IdentityClient,
+        account_id: &str,
+        scopes: &[String],
+        claims: Option<&str>,
+    ) -> Result<Secret, IdentityError> {
+        if claims.is_none() {
+            if let Some(t) = self.cached(account_id, scopes, RENEW_MARGIN) {
+                return Ok(t);
+            }
         }
         let (account, refresh) = {
             let data = self.lock();
@@ -492,7 +508,9 @@ impl TokenCache {
                 e.refresh_token.clone().ok_or(IdentityError::NotSignedIn)?,
             )
         };
-        let fresh = client.refresh(&account, &refresh, scopes).await?;
+        let fresh = client
+            .refresh_with_claims(&account, &refresh, scopes, claims)
+            .await?;
         self.store(&fresh)?;
         tracing::debug!(account = %account.id, "access token renewed silently");
         Ok(fresh.tokens.access_token)

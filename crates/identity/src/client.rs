@@ -2,7 +2,6 @@
 //! a loopback redirect (RFC 6749 §4.1, RFC 7636, RFC 8252), the device authorization grant
 //! (RFC 8628), and refresh (RFC 6749 §6) with rotation.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -600,19 +599,29 @@ impl IdentityClient {
         refresh_token: &Secret,
         scopes: &[String],
     ) -> Result<SignIn, IdentityError> {
+        self.refresh_with_claims(account, refresh_token, scopes, None)
+            .await
+    }
+
+    /// [`Self::refresh`] answering a resource's claims challenge (the `claims` parameter).
+    pub async fn refresh_with_claims(
+        &self,
+        account: &Account,
+        refresh_token: &Secret,
+        scopes: &[String],
+        claims: Option<&str>,
+    ) -> Result<SignIn, IdentityError> {
         let scope = scope_string(scopes);
-        match self
-            .post(
-                &self.metadata.token_endpoint,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", &self.config.client_id),
-                    ("refresh_token", refresh_token.expose()),
-                    ("scope", &scope),
-                ],
-            )
-            .await?
-        {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", self.config.client_id.as_str()),
+            ("refresh_token", refresh_token.expose()),
+            ("scope", scope.as_str()),
+        ];
+        if let Some(c) = claims {
+            form.push(("claims", c));
+        }
+        match self.post(&self.metadata.token_endpoint, &form).await? {
             Grant::Tokens(t) => {
                 let mut s = self.accept(t, None, Some(account), scopes).await?;
                 // A provider that does not rotate keeps the old one valid.
@@ -635,83 +644,9 @@ impl IdentityClient {
     }
 }
 
-/// The claims challenge in a resource's `WWW-Authenticate` header (Microsoft's CAE and
-/// conditional access: `Bearer ..., error="insufficient_claims", claims="<base64 JSON>"`),
-/// decoded; send it with the next interactive sign-in.
-pub fn claims_challenge(www_authenticate: &str) -> Option<String> {
-    use base64::Engine;
-    let params = auth_params(www_authenticate);
-    let raw = params.get("claims")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(raw)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw))
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text).ok()?;
-    Some(text)
-}
-
-/// `key="value"` pairs of a `WWW-Authenticate` challenge (quoted values may hold commas).
-fn auth_params(h: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let rest = h.trim();
-    let rest = rest
-        .split_once(' ')
-        .filter(|(scheme, _)| !scheme.contains('='))
-        .map_or(rest, |(_, r)| r);
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String =
-            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
-        if key.is_empty() {
-            break;
-        }
-        if chars.next() != Some('=') {
-            continue;
-        }
-        let value = if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut v = String::new();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some(n) = chars.next() {
-                            v.push(n)
-                        }
-                    }
-                    '"' => break,
-                    c => v.push(c),
-                }
-            }
-            v
-        } else {
-            std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect::<String>()
-        };
-        out.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn claims_challenges_are_read_from_www_authenticate() {
-        // The example of Microsoft's "Claims challenges, claims requests and client
-        // capabilities" article.
-        let h = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiY3AxIn19fQ==""#;
-        assert_eq!(
-            claims_challenge(h).as_deref(),
-            Some(r#"{"access_token":{"acrs":{"essential":true,"value":"cp1"}}}"#)
-        );
-        assert_eq!(claims_challenge(r#"Bearer error="invalid_token""#), None);
-        assert_eq!(claims_challenge(r#"Bearer claims="not base64!""#), None);
-        assert_eq!(claims_challenge(""), None);
-    }
 
     #[test]
     fn sign_in_scopes_come_first_once() {

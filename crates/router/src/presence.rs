@@ -107,7 +107,7 @@ impl AccessTokenProvider for ServiceTokens {
             }
             let scopes: Vec<String> = request.scopes.iter().map(|s| (*s).to_owned()).collect();
             self.cache
-                .token(client, &account.id, &scopes)
+                .token_with_claims(client, &account.id, &scopes, request.claims)
                 .await
                 .map(|t| t.expose().to_owned())
                 .map_err(|e| TokenError::new(e.to_string()))

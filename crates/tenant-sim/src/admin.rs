@@ -7,7 +7,7 @@
 //! | `POST /_sim/throttle` | `{"enabled":true,"retry_after":1,"count":3,"status":429}` | Graph answers 429/503 with `Retry-After` (for `count` calls, or until disabled) |
 //! | `POST /_sim/users/{id}/presence` | `{"availability":"Busy","activity":"InAMeeting"}` or `{"signedOut":true}` | sets the user's simulated Teams client presence |
 //! | `POST /_sim/users` | `{"count":700}` | adds generated users; answers their ids |
-//! | `POST /_sim/users/{id}/revoke` | | revokes the user's refresh tokens |
+//! | `POST /_sim/users/{id}/revoke` | | revokes the user's sessions: refresh tokens stop working, and Graph answers older access tokens with a continuous-access-evaluation claims challenge |
 //! | `POST /_sim/clock/advance` | `{"seconds":900}` | moves the simulator's clock and runs expiry now |
 //! | `POST /_sim/keys/rotate` | | new signing key (the old one stays in the JWKS) |
 //! | `POST /_sim/subscriptions/{id}/lifecycle` | `{"lifecycleEvent":"missed"}` | sends a lifecycle notification |
@@ -163,7 +163,7 @@ async fn revoke(
         .find(&id)
         .map(|u| u.id.clone())
         .ok_or_else(|| GraphError::user_not_found(&id))?;
-    let n = lock(&s.grants).revoke_user(&uid);
+    let n = lock(&s.grants).revoke_user(&uid, s.clock.unix());
     Ok(Json(json!({ "revoked": n })))
 }
 

@@ -98,6 +98,9 @@ pub struct GrantStore {
     codes: HashMap<String, CodeRecord>,
     refresh: HashMap<String, RefreshRecord>,
     devices: HashMap<String, DeviceRecord>,
+    /// Per user: when their sessions were revoked (Unix seconds); access tokens issued
+    /// before are answered with a claims challenge.
+    revoked_at: HashMap<String, i64>,
 }
 
 /// PKCE check (RFC 7636 §4.6).
@@ -224,8 +227,14 @@ impl GrantStore {
         Ok((rec.grant, new))
     }
 
+    /// When the user's sessions were last revoked (Unix seconds).
+    pub fn revoked_at(&self, oid: &str) -> Option<i64> {
+        self.revoked_at.get(oid).copied()
+    }
+
     /// Revokes every refresh token of a user (`POST /_sim/users/{id}/revoke`).
-    pub fn revoke_user(&mut self, oid: &str) -> usize {
+    pub fn revoke_user(&mut self, oid: &str, now_unix: i64) -> usize {
+        self.revoked_at.insert(oid.to_owned(), now_unix);
         let before = self.refresh.len();
         self.refresh.retain(|_, r| r.grant.oid != oid);
         before - self.refresh.len()

@@ -128,6 +128,27 @@ impl FromRequestParts<AppState> for Caller {
                 tracing::info!(reason = %e, "Graph call with a bad token refused");
                 unauthorized(format!("Access token validation failure. {e}"))
             })?;
+        // Continuous access evaluation: a token older than the user's session revocation
+        // gets Microsoft's claims challenge (the example of "Continuous access evaluation"
+        // in Microsoft's docs: an `nbf` the new token must meet).
+        if let Some(revoked) = lock(&s.grants).revoked_at(&claims.oid) {
+            if claims.iat < revoked {
+                tracing::info!(user = %claims.oid, "Graph call with a token issued before the session was revoked: claims challenge");
+                let challenge = base64::engine::general_purpose::STANDARD.encode(format!(
+                    r#"{{"access_token":{{"nbf":{{"essential":true,"value":"{revoked}"}}}}}}"#
+                ));
+                let mut r = GraphError::unauthorized(
+                    "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
+                )
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="insufficient_claims", claims="{challenge}""#
+                )) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                return Err(r);
+            }
+        }
         if let Some((status, retry)) = lock(&s.throttle).check_switch() {
             return Err(throttled(status, retry).into_response());
         }

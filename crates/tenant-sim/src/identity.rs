@@ -607,6 +607,7 @@ const AUTHORIZE_PARAMS: &[&str] = &[
     "prompt",
     "login_hint",
     "domain_hint",
+    "claims",
 ];
 
 fn hidden_fields(p: &HashMap<String, String>) -> Vec<(String, String)> {
@@ -694,6 +695,10 @@ async fn authorize_submit(
             );
         }
     };
+    if let Some(c) = p.get("claims") {
+        tracing::info!(user = %user.user_principal_name, "interactive sign-in with a claims request");
+        *lock(&s.last_claims) = Some(c.clone());
+    }
     let client_id = p.get("client_id").cloned().unwrap_or_default();
     let redirect = p.get("redirect_uri").cloned().unwrap_or_default();
     let challenge = p.get("code_challenge").filter(|c| !c.is_empty()).map(|c| {

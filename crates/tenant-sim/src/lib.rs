@@ -158,6 +158,8 @@ pub(crate) struct Shared {
     pub(crate) subs: Mutex<SubscriptionStore>,
     pub(crate) throttle: Mutex<Throttle>,
     pub(crate) http: reqwest::Client,
+    /// The `claims` of the last interactive sign-in that carried one (for tests).
+    pub(crate) last_claims: Mutex<Option<String>>,
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked handler must not take the
@@ -242,6 +244,7 @@ impl TenantSim {
             grants: Mutex::new(GrantStore::new()),
             subs: Mutex::new(SubscriptionStore::new()),
             http,
+            last_claims: Mutex::new(None),
         });
         let app = axum::Router::new()
             .merge(identity::routes())
@@ -353,6 +356,22 @@ impl TenantSim {
         let uid = self.user_id(id_or_upn)?;
         let view = lock(&self.shared.presence).view(&uid, self.shared.clock.now());
         Some((view.pair.availability, view.pair.activity))
+    }
+
+    /// Revokes a user's sign-in sessions (Graph's `revokeSignInSessions`, or an admin
+    /// resetting a password): refresh tokens stop working, and Graph answers access tokens
+    /// issued before now with a continuous-access-evaluation claims challenge (401,
+    /// `insufficient_claims`). The same as `POST /_sim/users/{id}/revoke`.
+    pub fn revoke_sessions(&self, id_or_upn: &str) -> Result<usize, SimError> {
+        let uid = self
+            .user_id(id_or_upn)
+            .ok_or_else(|| SimError::UnknownUser(id_or_upn.to_string()))?;
+        Ok(lock(&self.shared.grants).revoke_user(&uid, self.shared.clock.unix()))
+    }
+
+    /// The `claims` request of the last interactive sign-in that carried one.
+    pub fn last_sign_in_claims(&self) -> Option<String> {
+        lock(&self.shared.last_claims).clone()
     }
 
     /// Mints a Graph (or router API) access token for a demo user, exactly as the token

@@ -56,6 +56,12 @@ async fn wait_attr(c: &Client, selector: &str, attr: &str, want: &str) -> Result
     .await
 }
 
+/// Picks `value` in the `<select>` at `selector`.
+async fn choose(c: &Client, selector: &str, value: &str) -> Result<()> {
+    let option = format!(r#"{selector} option[value="{value}"]"#);
+    click(c, &option).await
+}
+
 async fn click(c: &Client, selector: &str) -> Result<()> {
     eventually(&format!("{selector} to be clickable"), WAIT, || async {
         c.find(css(selector)).await?.click().await?;
@@ -150,6 +156,56 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
         )?;
         wait_attr(&c, megan, "data-availability", "DoNotDisturb").await?;
         screenshot(&c, "directory.png").await?;
+
+        // 4. Her contact-center state is what Teams shows (her Teams client signed out, so
+        //    this app's presence session is all there is).
+        sim.set_teams_presence(USER, None)?;
+        let teams_shows = |want: (&'static str, &'static str)| {
+            let sim = &sim;
+            eventually(
+                "the tenant to show the agent state",
+                WAIT,
+                move || async move {
+                    Ok((sim.presence(USER) == Some((want.0.into(), want.1.into()))).then_some(()))
+                },
+            )
+        };
+        choose(&c, r#"[data-testid="work-state"]"#, "ready").await?;
+        teams_shows(("Available", "Available")).await?;
+        wait_attr(
+            &c,
+            r#"[data-testid="work-teams"]"#,
+            "data-availability",
+            "Available",
+        )
+        .await?;
+        choose(&c, r#"[data-testid="work-state"]"#, "not_ready:lunch").await?;
+        teams_shows(("Away", "Away")).await?;
+        wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
+        screenshot(&c, "work-state.png").await?;
+
+        // 5. Her sessions are revoked in the tenant (continuous access evaluation): Graph
+        //    answers with a claims challenge, the window offers to sign in again, and that
+        //    sign-in carries the claims.
+        sim.clock().advance(Duration::from_secs(2));
+        sim.revoke_sessions(USER)?;
+        click(&c, r#"[data-testid="sign-in-again"]"#).await?;
+        click(&c, r#"[data-testid="sign-in-browser"]"#).await?;
+        eventually("the sign-in with the claims", WAIT, || async {
+            Ok(sim
+                .last_sign_in_claims()
+                .filter(|c| c.contains("nbf"))
+                .map(|_| ()))
+        })
+        .await?;
+        eventually("the error to go", WAIT, || async {
+            Ok(c.find_all(css(r#"[data-testid="account-error"]"#))
+                .await?
+                .is_empty()
+                .then_some(()))
+        })
+        .await?;
+        wait_text(&c, r#"[data-testid="account-name"]"#, "Adele Vance").await?;
         anyhow::Ok(())
     }
     .await;
@@ -159,11 +215,22 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
     let _ = c.close().await;
     result?;
 
-    // 4. Restart: still signed in, from the keychain-keyed cache.
+    // 6. Restart: still signed in, from the keychain-keyed cache; the new run starts off
+    //    duty, and the presence session of the last one is gone (cleared at exit, or at
+    //    this start if the last run was killed).
     let c = desktop.open().await?;
     let result = async {
         wait_text(&c, r#"[data-testid="account-name"]"#, "Adele Vance").await?;
-        // 5. Sign out: back to the button, and the keychain entry is gone.
+        wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "off_duty").await?;
+        eventually(
+            "the last run's presence session to be cleared",
+            WAIT,
+            || async {
+                Ok((sim.presence(USER).map(|p| p.0).as_deref() == Some("Offline")).then_some(()))
+            },
+        )
+        .await?;
+        // 7. Sign out: back to the button, and the keychain entry is gone.
         click(&c, r#"[data-testid="account-chip"]"#).await?;
         click(&c, r#"[data-testid="sign-out"]"#).await?;
         eventually("the sign-in button after sign-out", WAIT, || async {

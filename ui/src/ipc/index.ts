@@ -15,6 +15,8 @@ import type {
   Settings,
   SoundTestResult,
   TestSound,
+  WorkStateKind,
+  WorkStateView,
 } from "./types";
 
 export type * from "./types";
@@ -77,6 +79,18 @@ export const setStatusMessage = (text: string): Promise<void> => call("set_statu
 export const searchDirectory = (query: DirectoryQuery): Promise<Person[]> => call("search_directory", { query });
 export const getPresences = (ids: string[]): Promise<PresenceInfo[]> => call("get_presences", { ids });
 export const setFavourite = (id: string, on: boolean): Promise<void> => call("set_favourite", { id, on });
+
+/** The contact-center state and how it shows in Teams. */
+export const getWorkState = (): Promise<WorkStateView> => call("get_work_state");
+/** Ready, not ready (with a reason) or off duty; during a call or wrap-up, what follows it. */
+export const setWorkState = (state: WorkStateKind, reason: string | null): Promise<WorkStateView> =>
+  call("set_work_state", { state, reason });
+
+/** Calls `handler` with each change of the contact-center state; returns the unsubscribe function. */
+export async function onWorkState(handler: (v: WorkStateView) => void): Promise<UnlistenFn> {
+  if (!insideDesktopApp()) return () => {};
+  return listen<WorkStateView>("work-state", (e) => handler(e.payload));
+}
 
 /** Calls `handler` with each reading of the microphone test; returns the unsubscribe function. */
 export async function onMicLevel(handler: (l: MicLevel) => void): Promise<UnlistenFn> {

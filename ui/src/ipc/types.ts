@@ -17,3 +17,6 @@ export type { DeviceCodeInfo } from "./bindings/DeviceCodeInfo";
 export type { Person } from "./bindings/Person";
 export type { PresenceInfo } from "./bindings/PresenceInfo";
 export type { DirectoryQuery } from "./bindings/DirectoryQuery";
+export type { WorkStateView } from "./bindings/WorkStateView";
+export type { WorkStateKind } from "./bindings/WorkStateKind";
+export type { TeamsSync } from "./bindings/TeamsSync";

@@ -94,6 +94,20 @@ describe("the account chip", () => {
     expect(onchange).toHaveBeenLastCalledWith(null);
   });
 
+  it("offers to sign in again when Microsoft wants the person back", async () => {
+    // Graph's claims challenge after the session was revoked: the shell reports sign_in_again.
+    const api = fakeApi({
+      getAccount: vi.fn(async () => adele),
+      getMyPresence: vi.fn(async () => Promise.reject({ code: "sign_in_again", message: "claims challenge" })),
+    });
+    render(AccountChip, { api });
+    expect((await screen.findByTestId("account-error")).textContent).toContain(t("error.sign_in_again"));
+    await fireEvent.click(screen.getByTestId("sign-in-again"));
+    await fireEvent.click(screen.getByTestId("sign-in-browser"));
+    expect(api.signIn).toHaveBeenCalled();
+    expect(await screen.findByTestId("account-name")).toBeTruthy();
+  });
+
   it("shows an availability it does not know as unknown", async () => {
     const api = fakeApi({ getAccount: vi.fn(async () => adele), getMyPresence: vi.fn(async () => presence("Sleepy")) });
     render(AccountChip, { api });

@@ -132,10 +132,29 @@ pub struct AccountArgs {
     /// --play's file, which goes on running).
     #[arg(long, conflicts_with = "echo")]
     pub mute: bool,
-    /// Show Busy / In a call in Teams while a call is up (the account signed in with
-    /// `login`), and clear it afterwards.
+    /// Keep the contact-center state in Teams (the account signed in with `login`): Busy /
+    /// In a call while a call is up, wrap-up after it, then the state chosen with --ready or
+    /// --not-ready; cleared at the end. Without either, the person is off duty between calls
+    /// (an SME) and Teams shows what Teams works out.
     #[arg(long)]
     pub teams_presence: bool,
+    /// Ready for calls (Teams: Available) between calls.
+    #[arg(long, requires = "teams_presence", conflicts_with = "not_ready")]
+    pub ready: bool,
+    /// Not ready between calls, for a reason: break, lunch, personal, admin_work, meeting,
+    /// training, coaching or any short text (Teams: Away; DoNotDisturb / Presenting for
+    /// meetings, training and coaching).
+    #[arg(long, value_name = "REASON", requires = "teams_presence")]
+    pub not_ready: Option<String>,
+    /// After-call work: seconds in wrap-up (Busy in Teams) once a call ends, before the
+    /// state chosen returns.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0,
+        requires = "teams_presence"
+    )]
+    pub wrap_up: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -275,8 +294,14 @@ struct Session {
     consults: HashMap<CallId, (CallId, String)>,
     /// Where and how loud to ring (`answer --ring-device`): device (None: default), volume.
     ring: Option<(Option<String>, f32)>,
-    /// Teams presence while on a call (`--teams-presence`).
-    teams: Option<switchboard_agent::account::CallPresence>,
+    /// The contact-center state kept in Teams (`--teams-presence`), and the task that
+    /// prints its changes.
+    teams: Option<(
+        switchboard_agent::state::WorkState,
+        tokio::task::JoinHandle<()>,
+    )>,
+    /// Calls the agent state has been told of.
+    calls_up: usize,
 }
 
 impl Session {
@@ -462,6 +487,7 @@ async fn setup(
         consults: HashMap::new(),
         ring: None,
         teams: None,
+        calls_up: 0,
     })
 }
 
@@ -576,42 +602,91 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
     r
 }
 
-/// `--teams-presence`: follows the signed-in account's presence from here on.
+/// `--teams-presence`: keeps the contact-center state in Teams from here on.
 async fn start_teams(s: &mut Session, json: bool) -> anyhow::Result<()> {
+    use switchboard_agent::state::{parse_reason, SessionTiming, WorkState};
     if !s.account.teams_presence {
         return Ok(());
     }
-    let t = switchboard_agent::account::CallPresence::start(move |on_call, r| {
+    let reason = s
+        .account
+        .not_ready
+        .as_deref()
+        .map(parse_reason)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--not-ready: {e}"))?;
+    let config_dir = switchboard_agent::settings::SettingsStore::for_current_user()?
+        .path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let session = std::sync::Arc::new(switchboard_agent::account::AccountSession::new(&config_dir));
+    let me = session
+        .current()
+        .await?
+        .context("--teams-presence needs a signed-in account (switchboard-agent login)")?;
+    tracing::debug!(account = %me.id, "keeping the agent state in Teams");
+    let state = WorkState::start(
+        session,
+        Duration::from_secs(u64::from(s.account.wrap_up)),
+        SessionTiming::default(),
+    );
+    if s.account.ready {
+        state.set_ready();
+    } else if let Some(r) = reason {
+        state.set_not_ready(r);
+    }
+    let mut changes = state.subscribe();
+    let reporter = tokio::spawn(async move {
         let out = Out { json };
-        match r {
-            Ok(()) => out.event(
-                "teams_presence",
-                serde_json::json!({"on_call": on_call}),
-                format!(
-                    "Teams presence: {}",
-                    if on_call {
-                        "Busy / In a call"
-                    } else {
-                        "cleared"
-                    }
-                ),
-            ),
-            Err(e) => out.event(
-                "teams_presence_failed",
-                serde_json::json!({"on_call": on_call, "error": e}),
-                format!("Teams presence not set: {e}"),
-            ),
+        let mut last = None;
+        loop {
+            let v = changes.borrow_and_update().clone();
+            let key = (
+                v.state,
+                v.teams.synced,
+                v.teams.availability.clone(),
+                v.teams.error.clone(),
+            );
+            if last.as_ref() != Some(&key) {
+                let shown = match (&v.teams.availability, &v.teams.activity) {
+                    (Some(a), Some(b)) => format!("{a} / {b}"),
+                    _ => "cleared".into(),
+                };
+                let human = match &v.teams.error {
+                    Some(e) => format!("{:?}: Teams presence not set: {e}", v.state),
+                    None if v.teams.synced => format!("{:?}: Teams presence {shown}", v.state),
+                    None => format!("{:?}", v.state),
+                };
+                out.event(
+                    "work_state",
+                    serde_json::to_value(&v).unwrap_or_default(),
+                    human,
+                );
+                last = Some(key);
+            }
+            if changes.changed().await.is_err() {
+                break;
+            }
         }
-    })
-    .await
-    .context("--teams-presence needs a signed-in account (switchboard-agent login)")?;
-    s.teams = Some(t);
+    });
+    s.teams = Some((state, reporter));
     Ok(())
 }
 
 async fn finish_teams(s: &mut Session) {
-    if let Some(t) = s.teams.take() {
-        t.finish().await;
+    if let Some((state, reporter)) = s.teams.take() {
+        // Calls still counted have ended with the run.
+        for _ in 0..std::mem::take(&mut s.calls_up) {
+            state.call_ended(false);
+        }
+        // Wrap-up runs to its end before the session goes.
+        while let Some(left) = state.view().wrap_up_seconds_left {
+            tokio::time::sleep(Duration::from_millis(u64::from(left.min(1)) * 1000 + 100)).await;
+        }
+        state.finish().await;
+        drop(state);
+        let _ = tokio::time::timeout(Duration::from_secs(2), reporter).await;
     }
 }
 
@@ -696,12 +771,15 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
     let mut outcome: Option<anyhow::Error> = None;
     // The ring on the ringing device while a call waits to be answered.
     let mut ringer: Option<Player> = None;
-    let mut teams_on = false;
     loop {
-        if active.is_empty() == teams_on {
-            teams_on = !active.is_empty();
-            if let Some(t) = &s.teams {
-                t.set(teams_on);
+        if let Some((state, _)) = &s.teams {
+            while s.calls_up < active.len() {
+                s.calls_up += 1;
+                state.call_started(false);
+            }
+            while s.calls_up > active.len() {
+                s.calls_up -= 1;
+                state.call_ended(false);
             }
         }
         match (&s.ring, ringing.is_empty(), ringer.is_some()) {
