@@ -7,7 +7,7 @@
 //! `stop_mic_test`, `play_test_sound`, `get_account`, `sign_in`, `start_device_code`,
 //! `finish_device_code`, `cancel_sign_in`, `sign_out`, `get_my_presence`,
 //! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
-//! `set_favourite`, `get_work_state`, `set_work_state`; events `router-status`, `mic-level`,
+//! `get_photos`, `set_favourite`, `get_work_state`, `set_work_state`; events `router-status`, `mic-level`,
 //! `presence`, `work-state`. Errors cross as `{ code, message }`
 //! ([`IpcError`]).
 
@@ -184,6 +184,15 @@ async fn get_presences(
     ids: Vec<String>,
 ) -> Result<Vec<PresenceInfo>, IpcError> {
     Ok(agent.presences(&ids).await?)
+}
+
+/// Photos of the people shown, as `data:` URLs (none: draw initials).
+#[tauri::command]
+async fn get_photos(
+    agent: State<'_, Agent>,
+    ids: Vec<String>,
+) -> Result<Vec<switchboard_agent::directory::PersonPhoto>, IpcError> {
+    Ok(agent.account().photos(&ids).await?)
 }
 
 #[tauri::command]
@@ -368,6 +377,7 @@ pub fn run() {
             set_status_message,
             search_directory,
             get_presences,
+            get_photos,
             set_favourite,
             get_work_state,
             set_work_state
@@ -411,6 +421,7 @@ mod bindings {
         switchboard_agent::directory::Person::export_all_to(dir).unwrap();
         switchboard_agent::directory::DirectoryQuery::export_all_to(dir).unwrap();
         switchboard_agent::state::WorkStateView::export_all_to(dir).unwrap();
+        switchboard_agent::directory::PersonPhoto::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

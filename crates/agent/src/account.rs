@@ -523,6 +523,7 @@ pub struct AccountSession {
     accounts: tokio::sync::OnceCell<Arc<Accounts>>,
     favourites: crate::directory::Favourites,
     skills: crate::directory::SkillCache,
+    photos: crate::directory::PhotoCache,
     cancel: tokio::sync::watch::Sender<u64>,
     device: tokio::sync::Mutex<Option<DeviceCode>>,
 }
@@ -540,6 +541,7 @@ impl AccountSession {
             accounts: tokio::sync::OnceCell::new(),
             favourites: crate::directory::Favourites::open(config_dir.join("favourites.json")),
             skills: crate::directory::SkillCache::default(),
+            photos: crate::directory::PhotoCache::default(),
             cancel: tokio::sync::watch::channel(0).0,
             device: tokio::sync::Mutex::new(None),
         }
@@ -732,6 +734,18 @@ impl AccountSession {
     ) -> Result<Vec<crate::directory::PresenceInfo>, AccountError> {
         let (_, g) = self.graph().await?;
         crate::directory::presences(&g, ids).await
+    }
+
+    /// Photos of people shown (cached; fetched in JSON batches).
+    pub async fn photos(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::directory::PersonPhoto>, AccountError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (_, g) = self.graph().await?;
+        self.photos.photos(&g, ids).await
     }
 
     pub async fn set_favourite(&self, person: &str, on: bool) -> Result<(), AccountError> {

@@ -152,6 +152,90 @@ impl Favourites {
     }
 }
 
+/// A person's photo as the window shows it: a `data:` URL (the window's content security
+/// policy allows `data:` images and nothing remote), or none (the window draws initials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct PersonPhoto {
+    pub id: String,
+    pub data_url: Option<String>,
+}
+
+/// Photos larger than this are not shown (Graph's 64×64 JPEGs are a few KB).
+pub const MAX_PHOTO_BYTES: usize = 256 * 1024;
+/// Photos kept in memory at most (a directory of thousands is paged through).
+pub const MAX_CACHED_PHOTOS: usize = 2_000;
+
+/// Image types shown; anything else is dropped.
+const PHOTO_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/svg+xml",
+];
+
+/// A `data:` URL for a photo, when it is an image type we show and not too large.
+pub fn photo_data_url(p: &switchboard_graph::Photo) -> Option<String> {
+    use base64::Engine;
+    let kind = p
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if !PHOTO_TYPES.contains(&kind.as_str())
+        || p.bytes.is_empty()
+        || p.bytes.len() > MAX_PHOTO_BYTES
+    {
+        return None;
+    }
+    Some(format!(
+        "data:{kind};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&p.bytes)
+    ))
+}
+
+/// Photos already fetched (also who has none), per user id.
+#[derive(Debug, Default)]
+pub struct PhotoCache(Mutex<HashMap<String, Option<String>>>);
+
+impl PhotoCache {
+    /// The photos of `ids`: cached ones at once, the others in JSON batches (64×64).
+    pub async fn photos(
+        &self,
+        graph: &GraphClient,
+        ids: &[String],
+    ) -> Result<Vec<PersonPhoto>, AccountError> {
+        let missing: Vec<String> = {
+            let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .filter(|id| !c.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        if !missing.is_empty() {
+            let got = graph.photos(&missing, Some("64x64")).await?;
+            let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if c.len() + got.len() > MAX_CACHED_PHOTOS {
+                c.clear();
+            }
+            for (id, p) in got {
+                c.insert(id, p.as_ref().and_then(photo_data_url));
+            }
+        }
+        let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(ids
+            .iter()
+            .map(|id| PersonPhoto {
+                id: id.clone(),
+                data_url: c.get(id).cloned().flatten(),
+            })
+            .collect())
+    }
+}
+
 /// Skills already fetched, per user id.
 #[derive(Debug, Default)]
 pub struct SkillCache(Mutex<HashMap<String, Vec<String>>>);
@@ -321,6 +405,26 @@ mod tests {
         );
         assert!(y.transferable);
         assert!(!PresenceInfo::from(&p("DoNotDisturb", "Presenting")).transferable);
+    }
+
+    #[test]
+    fn only_images_of_a_sane_size_become_data_urls() {
+        let photo = |t: &str, n: usize| switchboard_graph::Photo {
+            content_type: t.into(),
+            bytes: vec![0x89; n],
+        };
+        assert!(photo_data_url(&photo("image/jpeg", 10))
+            .unwrap()
+            .starts_with("data:image/jpeg;base64,iYmJ"));
+        assert!(photo_data_url(&photo("IMAGE/PNG; charset=binary", 10))
+            .unwrap()
+            .starts_with("data:image/png;base64,"));
+        assert_eq!(photo_data_url(&photo("text/html", 10)), None);
+        assert_eq!(photo_data_url(&photo("image/jpeg", 0)), None);
+        assert_eq!(
+            photo_data_url(&photo("image/jpeg", MAX_PHOTO_BYTES + 1)),
+            None
+        );
     }
 
     #[test]

@@ -542,7 +542,9 @@ async fn keep(
             };
             match result {
                 Ok(()) => {
-                    tracing::info!(availability = ?a, activity = ?b, "Teams presence set for the agent state");
+                    if want != applied {
+                        tracing::info!(availability = ?a, activity = ?b, "Teams presence set for the agent state");
+                    }
                     applied = want.clone();
                     applied_at = Some(Instant::now());
                     retry_at = None;

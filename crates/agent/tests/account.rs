@@ -395,6 +395,27 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
             .is_err());
         session.set_preferred_presence(None).await.unwrap();
 
+        // Avatars for a page of the directory: photos as data: URLs (one JSON batch),
+        // none for people without one.
+        let page = session
+            .search_directory(&DirectoryQuery::default())
+            .await
+            .unwrap();
+        let ids: Vec<String> = page.iter().take(12).map(|p| p.id.clone()).collect();
+        let photos = session.photos(&ids).await.unwrap();
+        assert_eq!(photos.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), ids);
+        for p in &photos {
+            let has = sim.users().iter().any(|u| u.id == p.id && u.has_photo);
+            match &p.data_url {
+                Some(url) => {
+                    assert!(has);
+                    assert!(url.starts_with("data:image/svg+xml;base64,"), "{url}");
+                }
+                None => assert!(!has, "{} has a photo", p.id),
+            }
+        }
+        assert!(photos.iter().any(|p| p.data_url.is_some()));
+
         session.sign_out().await.unwrap();
         assert_eq!(session.current().await.unwrap(), None);
         let e = session.my_presence().await.unwrap_err();

@@ -276,6 +276,25 @@ fn auth_params(h: &str) -> std::collections::HashMap<String, String> {
     out
 }
 
+/// Graph's limit of requests in one JSON batch.
+pub const MAX_BATCH: usize = 20;
+
+/// A `$batch` answer: one response per request, by id.
+#[derive(serde::Deserialize)]
+struct BatchReply {
+    responses: Vec<BatchStep>,
+}
+
+#[derive(serde::Deserialize)]
+struct BatchStep {
+    id: String,
+    status: u16,
+    #[serde(default)]
+    headers: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    body: Option<serde_json::Value>,
+}
+
 /// A Microsoft Graph client.
 #[derive(Clone)]
 pub struct GraphClient {
@@ -604,6 +623,128 @@ impl GraphClient {
             SCOPE_USERS,
         )
         .await
+    }
+
+    /// Several users' photos in as few round trips as JSON batching allows (20 requests a
+    /// batch): a directory page's avatars in one call instead of one call each. `size` is
+    /// one of Graph's photo sizes (`48x48` … `648x648`; `None`: the largest). Users without
+    /// a photo (or whose photo could not be read) get `None`; a step Graph throttled is
+    /// asked again once after its `Retry-After` (at most 5 s).
+    pub async fn photos<S: AsRef<str>>(
+        &self,
+        user_ids: &[S],
+        size: Option<&str>,
+    ) -> Result<Vec<(String, Option<Photo>)>, GraphError> {
+        let mut out: Vec<(String, Option<Photo>)> = Vec::with_capacity(user_ids.len());
+        for chunk in user_ids.chunks(MAX_BATCH) {
+            let mut pending: Vec<(usize, String)> = chunk
+                .iter()
+                .map(|id| id.as_ref().to_owned())
+                .enumerate()
+                .collect();
+            let mut found: std::collections::HashMap<String, Option<Photo>> =
+                std::collections::HashMap::new();
+            for round in 0..2 {
+                if pending.is_empty() {
+                    break;
+                }
+                let requests: Vec<serde_json::Value> = pending
+                    .iter()
+                    .map(|(i, id)| {
+                        let full = match size {
+                            Some(sz) => self.url(&["users", id, "photos", sz, "$value"]),
+                            None => self.url(&["users", id, "photo", "$value"]),
+                        };
+                        // Batch steps name paths relative to the version (`/users/…`).
+                        let base = self.base.path().trim_end_matches('/');
+                        let rel = full.path().strip_prefix(base).unwrap_or(full.path());
+                        json!({ "id": i.to_string(), "method": "GET", "url": rel })
+                    })
+                    .collect();
+                let reply = self
+                    .post_json(
+                        self.url(&["$batch"]),
+                        &json!({ "requests": requests }),
+                        SCOPE_USERS,
+                    )
+                    .await?;
+                let batch: BatchReply = serde_json::from_slice(&reply.body).map_err(|source| {
+                    GraphError::Malformed {
+                        what: "batch response",
+                        source,
+                    }
+                })?;
+                let mut throttled = Vec::new();
+                let mut wait = Duration::ZERO;
+                for r in batch.responses {
+                    let Some(id) = r.id.parse::<usize>().ok().and_then(|n| {
+                        pending
+                            .iter()
+                            .find(|(i, _)| *i == n)
+                            .map(|(_, id)| id.clone())
+                    }) else {
+                        continue;
+                    };
+                    match r.status {
+                        200 => {
+                            let content_type = r
+                                .headers
+                                .iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                                .and_then(|(_, v)| v.as_str())
+                                .unwrap_or("application/octet-stream")
+                                .to_owned();
+                            let bytes = r.body.as_ref().and_then(|b| b.as_str()).and_then(|b| {
+                                base64::Engine::decode(
+                                    &base64::engine::general_purpose::STANDARD,
+                                    b,
+                                )
+                                .ok()
+                            });
+                            found.insert(
+                                id,
+                                bytes.map(|bytes| Photo {
+                                    content_type,
+                                    bytes,
+                                }),
+                            );
+                        }
+                        429 | 503 if round == 0 => {
+                            let after = r
+                                .headers
+                                .iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                                .and_then(|(_, v)| v.as_str())
+                                .and_then(|v| v.trim().parse::<u64>().ok())
+                                .unwrap_or(1);
+                            wait = wait.max(Duration::from_secs(after.min(5)));
+                            throttled.push(id);
+                        }
+                        status => {
+                            if status != 404 {
+                                tracing::debug!(status, "a photo in a batch was not read");
+                            }
+                            found.insert(id, None);
+                        }
+                    }
+                }
+                pending.retain(|(_, id)| throttled.contains(id));
+                if !pending.is_empty() {
+                    tracing::info!(
+                        users = pending.len(),
+                        ?wait,
+                        "photos throttled in a batch; asking again"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            for id in chunk {
+                let id = id.as_ref().to_owned();
+                let p = found.remove(&id).flatten();
+                out.push((id, p));
+            }
+        }
+        Ok(out)
     }
 
     /// The signed-in user's photo.

@@ -161,6 +161,64 @@ async fn me_directory_search_paging_and_photos() {
     sim.shutdown().await;
 }
 
+/// A page of avatars through JSON batching: 25 users take two batches (20 + 5), users
+/// without a photo get none, unknown ids none, a sized photo path works, and steps Graph
+/// throttled inside a batch are asked again after their Retry-After.
+#[tokio::test]
+async fn photos_come_in_batches_of_twenty() {
+    let sim = sim_with(0).await;
+    let g = graph(&sim);
+    let users = sim.users();
+    let mut ids: Vec<String> = users.iter().take(24).map(|u| u.id.clone()).collect();
+    ids.push("00000000-0000-0000-0000-000000000000".into());
+    let got = g.photos(&ids, Some("64x64")).await.unwrap();
+    assert_eq!(got.len(), 25);
+    for ((id, photo), want) in got.iter().zip(&ids) {
+        assert_eq!(id, want, "answers keep the order asked");
+        let user = users.iter().find(|u| &u.id == id);
+        match (user, photo) {
+            (Some(u), Some(p)) if u.has_photo => {
+                assert_eq!(p.content_type, "image/svg+xml");
+                assert!(String::from_utf8_lossy(&p.bytes).contains(&u.display_name));
+            }
+            (Some(u), None) => assert!(!u.has_photo, "{} has a photo", u.display_name),
+            (None, None) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(got.iter().filter(|(_, p)| p.is_some()).count() >= 15);
+    // A size Graph does not keep: no photo, not an error.
+    let odd = g.photos(&ids[..1], Some("50x50")).await.unwrap();
+    assert!(odd[0].1.is_none());
+
+    // Three steps throttled: asked again, all answered.
+    admin(
+        &sim,
+        "/_sim/throttle",
+        json!({"enabled": true, "retry_after": 1, "count": 3, "status": 429}),
+    )
+    .await;
+    let again = g.photos(&ids[..5], None).await.unwrap();
+    let want: Vec<bool> = ids[..5]
+        .iter()
+        .map(|id| users.iter().any(|u| &u.id == id && u.has_photo))
+        .collect();
+    assert_eq!(
+        again.iter().map(|(_, p)| p.is_some()).collect::<Vec<_>>(),
+        want
+    );
+    // More than 20 requests in one batch are refused by Graph (and the simulator).
+    let r = reqwest::Client::new()
+        .post(format!("{}/$batch", sim.graph_url()))
+        .bearer_auth(sim.mint_access_token(ADELE, ALL_SCOPES).unwrap())
+        .json(&json!({"requests": (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/me"})).collect::<Vec<_>>()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn presences_of_more_users_than_one_call_takes() {
     let sim = sim_with(700).await;

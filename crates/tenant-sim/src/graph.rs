@@ -5,7 +5,8 @@
 //! | `GET /v1.0/me` | User.Read, ... |
 //! | `GET /v1.0/users` (`$search` needs `ConsistencyLevel: eventual`; `$filter`, `$select`, `$top`, `$orderby`, `$count`, `$skiptoken`) | User.ReadBasic.All, User.Read.All, Directory.Read.All |
 //! | `GET /v1.0/users/{id or upn}` | same |
-//! | `GET /v1.0/me/photo/$value`, `/users/{id}/photo/$value` | User.Read (self), User.ReadBasic.All |
+//! | `GET /v1.0/me/photo/$value`, `/users/{id}/photo/$value`, `/users/{id}/photos/{48x48…648x648}/$value` | User.Read (self), User.ReadBasic.All |
+//! | `POST /v1.0/$batch` (≤ 20 requests; see [`crate::batch`]) | each request's own |
 //! | `GET /v1.0/me/presence` | Presence.Read, Presence.Read.All |
 //! | `GET /v1.0/users/{id}/presence`, `/communications/presences/{id}` | Presence.Read.All |
 //! | `POST /v1.0/communications/getPresencesByUserId` (≤ 650 ids) | Presence.Read.All |
@@ -50,6 +51,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1.0/users/{id}", get(get_user))
         .route("/v1.0/me/photo/$value", get(my_photo))
         .route("/v1.0/users/{id}/photo/$value", get(user_photo))
+        .route(
+            "/v1.0/users/{id}/photos/{size}/$value",
+            get(user_photo_sized),
+        )
         .route("/v1.0/me/presence", get(my_presence))
         .route("/v1.0/users/{id}/presence", get(user_presence))
         .route("/v1.0/communications/presences/{id}", get(user_presence))
@@ -425,6 +430,26 @@ async fn user_photo(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, GraphError> {
+    photo(&s, &caller, &id)
+}
+
+/// The sizes Graph keeps of a profile photo.
+const PHOTO_SIZES: &[&str] = &[
+    "48x48", "64x64", "96x96", "120x120", "240x240", "360x360", "432x432", "504x504", "648x648",
+];
+
+async fn user_photo_sized(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, size)): Path<(String, String)>,
+) -> Result<Response, GraphError> {
+    if !PHOTO_SIZES.contains(&size.as_str()) {
+        return Err(GraphError::new(
+            StatusCode::NOT_FOUND,
+            "ImageNotFound",
+            "The photo size requested is not one of the sizes kept.",
+        ));
+    }
     photo(&s, &caller, &id)
 }
 

@@ -30,8 +30,9 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admin;
+mod admin;
 pub mod avatar;
+pub mod batch;
 pub mod clock;
 pub mod directory;
 pub mod errors;
@@ -249,6 +250,7 @@ impl TenantSim {
         let app = axum::Router::new()
             .merge(identity::routes())
             .merge(graph::routes())
+            .merge(batch::routes())
             .merge(admin::routes())
             .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();

@@ -155,6 +155,21 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
             Some(("DoNotDisturb", "Presenting")),
         )?;
         wait_attr(&c, megan, "data-availability", "DoNotDisturb").await?;
+        // Her avatar: the photo from Graph (fetched in a JSON batch), else her initials.
+        let has_photo = sim
+            .users()
+            .iter()
+            .any(|u| u.user_principal_name == "MeganB@contoso.example" && u.has_photo);
+        let avatar = if has_photo {
+            r#"[data-testid="person"][data-name="Megan Bowen"] [data-testid="person-photo"]"#
+        } else {
+            r#"[data-testid="person"][data-name="Megan Bowen"] [data-testid="person-initials"]"#
+        };
+        eventually("Megan's avatar", WAIT, || async {
+            c.find(css(avatar)).await?;
+            Ok(Some(()))
+        })
+        .await?;
         screenshot(&c, "directory.png").await?;
 
         // 4. Her contact-center state is what Teams shows (her Teams client signed out, so

@@ -10,6 +10,7 @@ import type {
   IpcError,
   MicLevel,
   Person,
+  PersonPhoto,
   PresenceInfo,
   RouterStatus,
   Settings,
@@ -78,6 +79,8 @@ export const setMyPresence = (availability: string | null): Promise<PresenceInfo
 export const setStatusMessage = (text: string): Promise<void> => call("set_status_message", { text });
 export const searchDirectory = (query: DirectoryQuery): Promise<Person[]> => call("search_directory", { query });
 export const getPresences = (ids: string[]): Promise<PresenceInfo[]> => call("get_presences", { ids });
+/** Photos of the people shown (`data:` URLs; null: draw initials), fetched in batches. */
+export const getPhotos = (ids: string[]): Promise<PersonPhoto[]> => call("get_photos", { ids });
 export const setFavourite = (id: string, on: boolean): Promise<void> => call("set_favourite", { id, on });
 
 /** The contact-center state and how it shows in Teams. */

@@ -20,3 +20,4 @@ export type { DirectoryQuery } from "./bindings/DirectoryQuery";
 export type { WorkStateView } from "./bindings/WorkStateView";
 export type { WorkStateKind } from "./bindings/WorkStateKind";
 export type { TeamsSync } from "./bindings/TeamsSync";
+export type { PersonPhoto } from "./bindings/PersonPhoto";

@@ -38,6 +38,7 @@ function fakeApi(over: Partial<AccountApi> = {}): AccountApi {
     getPresences: vi.fn(async () => []),
     setFavourite: vi.fn(async () => {}),
     onPresence: vi.fn(async () => () => {}),
+    getPhotos: vi.fn(async () => []),
     ...over,
   };
 }

@@ -39,6 +39,7 @@ function fakeApi(people: Person[], over: Partial<AccountApi> = {}): AccountApi {
     getPresences: vi.fn(async () => []),
     setFavourite: vi.fn(async () => {}),
     onPresence: vi.fn(async () => () => {}),
+    getPhotos: vi.fn(async (ids: string[]) => ids.map((id) => ({ id, data_url: null }))),
     ...over,
   } as AccountApi;
 }
@@ -112,6 +113,28 @@ describe("the directory", () => {
     expect(api.getPresences).not.toHaveBeenCalled();
     view.unmount();
     expect(off).toHaveBeenCalled();
+  });
+
+  it("shows photos where there are, initials where not, and asks once per person", async () => {
+    const api = fakeApi(
+      [
+        person("lynne", "Lynne Robbins", presence("lynne", "Available", true)),
+        person("oscar", "Oscar Ward", presence("oscar", "Away", true)),
+      ],
+      {
+        getPhotos: vi.fn(async (ids: string[]) =>
+          ids.map((id) => ({ id, data_url: id === "lynne" ? "data:image/png;base64,iVBORw0KGgo=" : null })),
+        ),
+      },
+    );
+    render(Directory, { api, signedIn: true });
+    await vi.waitFor(() => expect(screen.getAllByTestId("person-photo")).toHaveLength(1));
+    expect(screen.getByTestId("person-photo").getAttribute("src")).toContain("data:image/png");
+    expect(screen.getByTestId("person-initials").textContent).toBe("OW");
+    expect(api.getPhotos).toHaveBeenCalledWith(["lynne", "oscar"]);
+    await fireEvent.input(screen.getByTestId("dir-search"), { target: { value: "o" } });
+    await vi.waitFor(() => expect(api.searchDirectory).toHaveBeenCalledTimes(2));
+    expect(api.getPhotos).toHaveBeenCalledTimes(1);
   });
 
   it("says when nobody matches and shows errors", async () => {

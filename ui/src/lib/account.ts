@@ -1,7 +1,7 @@
 // What the account chip and the directory need from the shell, as one object so tests can
 // stand in for it; and how presence looks.
 import * as ipc from "../ipc";
-import type { AccountInfo, DeviceCodeInfo, DirectoryQuery, Person, PresenceInfo } from "../ipc";
+import type { AccountInfo, DeviceCodeInfo, DirectoryQuery, Person, PersonPhoto, PresenceInfo } from "../ipc";
 import type { MessageKey } from "../i18n/index.svelte";
 
 export type AccountApi = {
@@ -17,6 +17,7 @@ export type AccountApi = {
   searchDirectory: (q: DirectoryQuery) => Promise<Person[]>;
   getPresences: (ids: string[]) => Promise<PresenceInfo[]>;
   setFavourite: (id: string, on: boolean) => Promise<void>;
+  getPhotos: (ids: string[]) => Promise<PersonPhoto[]>;
   /** Presence changes pushed by the router; returns the unsubscribe function. */
   onPresence: (handler: (p: PresenceInfo) => void) => Promise<() => void>;
 };
@@ -34,6 +35,7 @@ export const shellAccount: AccountApi = {
   searchDirectory: ipc.searchDirectory,
   getPresences: ipc.getPresences,
   setFavourite: ipc.setFavourite,
+  getPhotos: ipc.getPhotos,
   onPresence: ipc.onPresence,
 };
 
@@ -84,3 +86,11 @@ export function availabilityKey(availability: string): MessageKey {
 
 /** How often the window refreshes presence dots (ms). */
 export const PRESENCE_POLL_MS = 5000;
+
+/** Up to two initials of a name, for a person without a photo. */
+export function initials(name: string): string {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  const first = parts[0]?.[0] ?? "";
+  const last = parts.length > 1 ? (parts[parts.length - 1]?.[0] ?? "") : "";
+  return (first + last).toUpperCase() || "?";
+}
