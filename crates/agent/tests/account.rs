@@ -436,20 +436,19 @@ fn the_router_link_carries_the_router_token() {
     let env = Env::new();
     login_with_device_code(&env, &sim, USER);
     let router_dir = tempfile::tempdir().unwrap();
-    let base = rt.block_on(async {
+    let router = rt.block_on(async {
         let mut config = RouterConfig::default();
         config.storage.data_dir = Some(router_dir.path().to_owned());
         config.auth.mode = AuthMode::Entra;
         config.auth.authority = sim.authority();
         config.auth.audiences = vec![switchboard_tenant_sim::ROUTER_API.into()];
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let router = switchboard_router::Router::start_on(config, listener)
+        switchboard_router::Router::start_on(config, listener)
             .await
-            .unwrap();
-        let base = format!("http://{}", router.local_addr());
-        tokio::spawn(router.serve(std::future::pending()));
-        base
+            .unwrap()
+            .spawn()
     });
+    let base = router.url().to_owned();
     let policy = LinkPolicy {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(300),
@@ -624,7 +623,7 @@ fn presence_comes_from_the_router_while_it_serves_it() {
 
     // The router: its Graph service account signed in once by device code (graph-login).
     let router_dir = tempfile::tempdir().unwrap();
-    let (base, stop) = rt.block_on(async {
+    let (base, router) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut config = RouterConfig::default();
@@ -646,12 +645,9 @@ fn presence_comes_from_the_router_while_it_serves_it() {
         .unwrap();
         let router = switchboard_router::Router::start_on(config, listener)
             .await
-            .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(router.serve(async move {
-            let _ = stopped.await;
-        }));
-        (base, stop)
+            .unwrap()
+            .spawn();
+        (base, router)
     });
 
     let _env = env.in_process();
@@ -730,7 +726,7 @@ fn presence_comes_from_the_router_while_it_serves_it() {
         assert_eq!(agent.my_presence().await.unwrap().availability, "Busy");
 
         // The router goes away: presence is read from Graph again.
-        let _ = stop.send(());
+        router.stop().await.unwrap();
         tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| !s.presence))
             .await
             .unwrap()

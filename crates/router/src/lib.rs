@@ -185,4 +185,58 @@ impl Router {
         tracing::info!("stopped");
         r.map_err(StartError::Serve)
     }
+
+    /// Serves on a task of its own until [`Background::stop`] (or drop): for tests,
+    /// benchmarks and programs that embed a router. Must be called inside a tokio runtime.
+    pub fn spawn(self) -> Background {
+        let url = format!("http://{}", self.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(async move {
+            let _ = stopped.await;
+        }));
+        Background {
+            url,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+/// A router serving in the background ([`Router::spawn`]); dropping it stops it too.
+pub struct Background {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), StartError>>>,
+}
+
+impl Background {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops gracefully and waits (at most 10 s) for the shutdown to finish.
+    pub async fn stop(mut self) -> Result<(), StartError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.task.take() {
+            Some(t) => match tokio::time::timeout(Duration::from_secs(10), t).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(StartError::Serve(std::io::Error::other(e))),
+                Err(_) => Err(StartError::Serve(std::io::Error::other(
+                    "the router did not stop within 10 s",
+                ))),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
 }

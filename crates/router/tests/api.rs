@@ -11,8 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 struct Running {
     base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    router: switchboard_router::Background,
     _dir: tempfile::TempDir,
 }
 
@@ -25,34 +24,18 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = switchboard_router::Router::start_on(config, listener)
         .await
-        .unwrap();
-    let base = format!("http://{}", router.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        router
-            .serve(async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
+        .unwrap()
+        .spawn();
     Running {
-        base,
-        stop: Some(tx),
-        task,
+        base: router.url().to_owned(),
+        router,
         _dir: dir,
     }
 }
 
 impl Running {
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
-            .await
-            .expect("graceful stop in 10 s")
-            .unwrap();
+    async fn shutdown(self) {
+        self.router.stop().await.expect("graceful stop in 10 s");
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 struct Setup {
     sim: TenantSim,
     base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
+    router: switchboard_router::Background,
     _dir: tempfile::TempDir,
 }
 
@@ -38,20 +38,13 @@ async fn setup() -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = switchboard_router::Router::start_on(config, listener)
         .await
-        .unwrap();
-    let base = format!("http://{}", router.local_addr());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = router
-            .serve(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
+        .unwrap()
+        .spawn();
+    let base = router.url().to_owned();
     Setup {
         sim,
         base,
-        stop,
+        router,
         _dir: dir,
     }
 }
@@ -263,6 +256,6 @@ async fn tokens_roles_and_tenants() {
         );
         assert!(!body.to_string().contains(t), "the token is not echoed");
     }
-    let _ = s.stop.send(());
+    s.router.stop().await.unwrap();
     s.sim.shutdown().await;
 }

@@ -19,7 +19,7 @@ const SERVICE: &str = "NestorW@contoso.example";
 struct Setup {
     sim: TenantSim,
     base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
+    router: switchboard_router::Background,
     _dir: tempfile::TempDir,
 }
 
@@ -69,19 +69,12 @@ async fn setup(webhooks: bool) -> Setup {
     assert_eq!(user, SERVICE);
     let router = switchboard_router::Router::start_on(config, listener)
         .await
-        .unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = router
-            .serve(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
+        .unwrap()
+        .spawn();
     Setup {
         sim,
         base,
-        stop,
+        router,
         _dir: dir,
     }
 }
@@ -313,7 +306,7 @@ async fn webhooks_carry_changes_to_the_clients_that_watch() {
         subscriptions(&s.sim).await.is_empty()
     })
     .await;
-    let _ = s.stop.send(());
+    s.router.stop().await.unwrap();
     s.sim.shutdown().await;
 }
 
@@ -336,6 +329,6 @@ async fn without_a_public_url_the_router_polls() {
         .unwrap();
     presence_of(&mut ws, &lynne, "Busy", 10).await;
     assert!(subscriptions(&s.sim).await.is_empty());
-    let _ = s.stop.send(());
+    s.router.stop().await.unwrap();
     s.sim.shutdown().await;
 }
