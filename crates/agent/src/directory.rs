@@ -20,19 +20,6 @@ pub const MAX_RESULTS: usize = 200;
 /// Skills are fetched this many people at a time.
 const SKILL_FETCHES: usize = 8;
 
-/// Availability values the UI knows; anything else is shown as `Unknown`.
-const KNOWN_AVAILABILITY: [&str; 9] = [
-    "Available",
-    "AvailableIdle",
-    "Away",
-    "BeRightBack",
-    "Busy",
-    "BusyIdle",
-    "DoNotDisturb",
-    "Offline",
-    "PresenceUnknown",
-];
-
 /// Presence as the window shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -50,10 +37,11 @@ pub struct PresenceInfo {
 
 impl From<&Presence> for PresenceInfo {
     fn from(p: &Presence) -> Self {
+        // The graph crate's enum is the list of values we know; the window has a label
+        // for each, and for `Unknown`.
         let availability = match &p.availability {
             Availability::Unknown(_) => "Unknown".to_owned(),
-            a if KNOWN_AVAILABILITY.contains(&a.as_str()) => a.as_str().to_owned(),
-            _ => "Unknown".to_owned(),
+            a => a.as_str().to_owned(),
         };
         let activity = match &p.activity {
             switchboard_graph::Activity::Unknown(_) => "Unknown".to_owned(),

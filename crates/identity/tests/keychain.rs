@@ -5,92 +5,9 @@
 //!
 //! One test function: it points this process's `DBUS_SESSION_BUS_ADDRESS` at its own bus.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
+use switchboard_e2e::SecretService;
 use switchboard_identity::client::{Account, Secret, SignIn, Tokens};
 use switchboard_identity::{EncryptedFile, KeyPlace, TokenCache, KEYCHAIN_SERVICE};
-
-/// A session bus and gnome-keyring on it, stopped when dropped.
-struct SecretService {
-    bus: Child,
-    keyring: Child,
-    address: String,
-}
-
-impl SecretService {
-    fn start(dir: &Path) -> Self {
-        let mut bus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .arg(format!("--address=unix:path={}", dir.join("bus").display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon is not installed — run tests/peers/install.sh");
-        let mut address = String::new();
-        BufReader::new(bus.stdout.take().unwrap())
-            .read_line(&mut address)
-            .unwrap();
-        let address = address.trim().to_owned();
-        assert!(address.starts_with("unix:"), "{address:?}");
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let mut keyring = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .env("HOME", &home)
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env("XDG_RUNTIME_DIR", dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gnome-keyring-daemon is not installed — run tests/peers/install.sh");
-        // The login keyring's password, then end of input: it unlocks.
-        let mut stdin = keyring.stdin.take().unwrap();
-        stdin.write_all(b"test-login-password").unwrap();
-        drop(stdin);
-        let me = Self {
-            bus,
-            keyring,
-            address,
-        };
-        // Wait until the Secret Service answers on the bus.
-        for _ in 0..100 {
-            let probe = Command::new("secret-tool")
-                .args(["search", "service", "switchboard-probe"])
-                .env("DBUS_SESSION_BUS_ADDRESS", &me.address)
-                .output()
-                .expect("secret-tool is not installed — run tests/peers/install.sh");
-            if probe.status.success() || probe.stderr.is_empty() {
-                return me;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("gnome-keyring did not come up on {}", me.address);
-    }
-
-    /// What the keychain holds for (service, user), read by libsecret's own tool.
-    fn lookup(&self, service: &str, user: &str) -> Option<String> {
-        let out = Command::new("secret-tool")
-            .args(["lookup", "service", service, "username", user])
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (out.status.success() && !text.is_empty()).then_some(text)
-    }
-}
-
-impl Drop for SecretService {
-    fn drop(&mut self) {
-        for c in [&mut self.keyring, &mut self.bus] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn sign_in(oid: &str) -> SignIn {
     SignIn {
@@ -116,7 +33,13 @@ fn sign_in(oid: &str) -> SignIn {
 #[test]
 fn the_cache_key_lives_in_the_keychain_and_sign_out_removes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let ss = SecretService::start(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ss = rt
+        .block_on(SecretService::start(dir.path()))
+        .expect("gnome-keyring on a private bus (tests/peers/install.sh installs it)");
     // The process's keychain client connects to our bus (set before any use of it).
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &ss.address);
     std::env::set_var("SWITCHBOARD_DATA_DIR", dir.path().join("data"));
@@ -139,6 +62,7 @@ fn the_cache_key_lives_in_the_keychain_and_sign_out_removes_it() {
     cache.store(&sign_in("megan")).unwrap();
     let key = ss
         .lookup(KEYCHAIN_SERVICE, &user)
+        .unwrap()
         .expect("the key is in the keychain");
     assert_eq!(key.len(), 44, "a base64 256-bit key: {key}");
     assert!(path.exists());
@@ -158,9 +82,13 @@ fn the_cache_key_lives_in_the_keychain_and_sign_out_removes_it() {
 
     // Sign-out: the first leaves the key, the last removes it and the file.
     assert!(reopened.remove("adele.tenant").unwrap());
-    assert!(ss.lookup(KEYCHAIN_SERVICE, &user).is_some());
+    assert!(ss.lookup(KEYCHAIN_SERVICE, &user).unwrap().is_some());
     assert!(reopened.remove("megan.tenant").unwrap());
-    assert_eq!(ss.lookup(KEYCHAIN_SERVICE, &user), None, "keychain emptied");
+    assert_eq!(
+        ss.lookup(KEYCHAIN_SERVICE, &user).unwrap(),
+        None,
+        "keychain emptied"
+    );
     assert!(!path.exists());
 
     // No keychain on the bus any more: the fallback to a key file, with the reason.

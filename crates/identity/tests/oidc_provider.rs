@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_identity::client::{Browser, ClientConfig, IdentityClient, Interactive};
+use switchboard_identity::client::{Browser, ClientConfig, IdentityClient, Interactive, SignIn};
 use switchboard_identity::{EncryptedFile, IdentityError, TokenCache};
 
 const USER: &str = "alex@example.test";
@@ -296,6 +296,13 @@ fn consent() -> Interactive {
     }
 }
 
+/// An interactive sign-in through the test's browser, with consent; must succeed.
+async fn signed_in(c: &IdentityClient) -> SignIn {
+    c.sign_in_interactive(&consent(), &WebBrowser::new(), std::future::pending())
+        .await
+        .expect("sign-in at oidc-provider")
+}
+
 #[tokio::test]
 async fn auth_code_with_pkce_end_to_end() {
     let op = Provider::start(3600);
@@ -360,10 +367,7 @@ async fn device_code_end_to_end() {
 async fn refresh_rotates_and_the_old_token_is_refused() {
     let op = Provider::start(3600);
     let c = op.client().await;
-    let s = c
-        .sign_in_interactive(&consent(), &WebBrowser::new(), std::future::pending())
-        .await
-        .unwrap();
+    let s = signed_in(&c).await;
     let rt1 = s.tokens.refresh_token.clone().unwrap();
     let r = c.refresh(&s.account, &rt1, &[]).await.unwrap();
     let rt2 = r.tokens.refresh_token.clone().unwrap();
@@ -382,10 +386,7 @@ async fn refresh_rotates_and_the_old_token_is_refused() {
 async fn a_rotated_signing_key_is_fetched_and_accepted() {
     let op = Provider::start(3600);
     let c = op.client().await;
-    let s = c
-        .sign_in_interactive(&consent(), &WebBrowser::new(), std::future::pending())
-        .await
-        .unwrap();
+    let s = signed_in(&c).await;
     let kid = op.rotate_keys().await;
     let r = c
         .refresh(&s.account, s.tokens.refresh_token.as_ref().unwrap(), &[])
@@ -399,10 +400,7 @@ async fn a_rotated_signing_key_is_fetched_and_accepted() {
         "signed with the new key"
     );
     // A fresh interactive sign-in also passes with the new key.
-    let again = c
-        .sign_in_interactive(&consent(), &WebBrowser::new(), std::future::pending())
-        .await
-        .unwrap();
+    let again = signed_in(&c).await;
     assert_eq!(again.account, s.account);
 }
 
@@ -468,10 +466,7 @@ async fn an_expired_access_token_is_renewed_silently() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.bin");
     let cache = TokenCache::open(Box::new(EncryptedFile::new(&path))).unwrap();
-    let s = c
-        .sign_in_interactive(&consent(), &WebBrowser::new(), std::future::pending())
-        .await
-        .unwrap();
+    let s = signed_in(&c).await;
     cache.store(&s).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(

@@ -3,6 +3,7 @@
 import * as ipc from "../ipc";
 import type { AccountInfo, DeviceCodeInfo, DirectoryQuery, Person, PersonPhoto, PresenceInfo } from "../ipc";
 import type { MessageKey } from "../i18n/index.svelte";
+import en from "../i18n/en";
 
 export type AccountApi = {
   getAccount: () => Promise<AccountInfo | null>;
@@ -42,22 +43,16 @@ export const shellAccount: AccountApi = {
 /** Statuses a person can choose, in Teams' order. */
 export const CHOOSABLE = ["Available", "Busy", "DoNotDisturb", "BeRightBack", "Away", "Offline"] as const;
 
-const KNOWN = new Set([
-  "Available",
-  "AvailableIdle",
-  "Away",
-  "BeRightBack",
-  "Busy",
-  "BusyIdle",
-  "DoNotDisturb",
-  "Offline",
-  "PresenceUnknown",
-]);
+/** Whether the window has a label for an availability (the shell sends Graph's values, and
+ * `Unknown` for any it does not know; this guards against anything else). */
+function known(availability: string): boolean {
+  return availability !== "Unknown" && `presence.${availability}` in en;
+}
 
 /** The availability to show: one we know, else Unknown. */
 export function shownAvailability(p: PresenceInfo | null | undefined): string {
   if (!p) return "Unknown";
-  return KNOWN.has(p.availability) ? p.availability : "Unknown";
+  return known(p.availability) ? p.availability : "Unknown";
 }
 
 /** The colour class of a presence dot (Teams' colours: green, red, yellow, grey). */
@@ -80,7 +75,7 @@ export function dotClass(availability: string): "available" | "busy" | "away" | 
 
 /** The label key of an availability. */
 export function availabilityKey(availability: string): MessageKey {
-  const a = KNOWN.has(availability) ? availability : "Unknown";
+  const a = known(availability) ? availability : "Unknown";
   return `presence.${a}` as MessageKey;
 }
 
