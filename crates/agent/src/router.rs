@@ -320,6 +320,11 @@ impl RouterLink {
         let mut ids: Vec<String> = ids.into_iter().filter(|i| !i.is_empty()).collect();
         ids.sort();
         ids.dedup();
+        // What the router sent of people no longer watched goes stale: forget it (watching
+        // them again brings their state anew).
+        self.presence
+            .known()
+            .retain(|id, _| ids.binary_search(id).is_ok());
         self.presence.watching.send_if_modified(|w| {
             let changed = *w != ids;
             if changed {

@@ -341,6 +341,8 @@ pub struct WorkState {
     machine: std::sync::Arc<std::sync::Mutex<WorkMachine>>,
     view: tokio::sync::watch::Sender<WorkStateView>,
     wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Set by [`WorkState::resync`]: try now, not at the next retry time.
+    now: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: tokio::sync::watch::Sender<bool>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -356,12 +358,16 @@ impl WorkState {
             .view(Instant::now());
         let (view, _) = tokio::sync::watch::channel(first);
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(keep(
             sink,
             machine.clone(),
             view.clone(),
-            wake.clone(),
+            Wake {
+                notify: wake.clone(),
+                now: now.clone(),
+            },
             stop_rx,
             timing,
         ));
@@ -369,6 +375,7 @@ impl WorkState {
             machine,
             view,
             wake,
+            now,
             stop,
             task: std::sync::Mutex::new(Some(task)),
         }
@@ -414,9 +421,11 @@ impl WorkState {
         self.view.subscribe()
     }
 
-    /// Sets the Teams session again now (after a sign-in).
+    /// Sets the Teams session again now (after a sign-in), even if a failed attempt would
+    /// otherwise wait for its retry time.
     pub fn resync(&self) {
         self.view.send_modify(|v| v.teams.synced = false);
+        self.now.store(true, std::sync::atomic::Ordering::SeqCst);
         self.wake.notify_one();
     }
 
@@ -476,12 +485,18 @@ fn presence_of_view(v: &WorkStateView) -> (Option<String>, Option<String>) {
     }
 }
 
+/// How the task is woken: a change, or a change that must not wait for a retry time.
+struct Wake {
+    notify: std::sync::Arc<tokio::sync::Notify>,
+    now: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// The task: keeps Teams at the machine's state, ends wrap-ups, renews the session.
 async fn keep(
     sink: impl PresenceSink,
     machine: std::sync::Arc<std::sync::Mutex<WorkMachine>>,
     view: tokio::sync::watch::Sender<WorkStateView>,
-    wake: std::sync::Arc<tokio::sync::Notify>,
+    wake: Wake,
     mut stop: tokio::sync::watch::Receiver<bool>,
     timing: SessionTiming,
 ) {
@@ -524,6 +539,9 @@ async fn keep(
                     ),
                 }
             }
+        }
+        if wake.now.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            retry_at = None;
         }
         let resync = !view.borrow().teams.synced;
         let renew_due = applied.is_some()
@@ -592,7 +610,7 @@ async fn keep(
             }
         };
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = wake.notify.notified() => {}
             _ = sleep => {}
             _ = stop.wait_for(|s| *s) => break,
         }

@@ -129,12 +129,23 @@ impl EncryptedFile {
         self.fallback.as_deref()
     }
 
-    /// Asks the keychain for the entry: found or absent both mean it works.
+    /// Asks the keychain for the entry: found or absent both mean it works. A keychain that
+    /// is there but does not answer yet (gnome-keyring still starting after D-Bus activated
+    /// it: "result not returned") is asked again for about a second before the file key is
+    /// used; no keychain at all is known at once.
     fn keychain_usable(&self) -> Result<(), String> {
         let entry = self.keychain_entry()?;
-        match entry.get_password() {
-            Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(format!("the system keychain did not answer: {e}")),
+        let mut attempt = 0;
+        loop {
+            match entry.get_password() {
+                Ok(_) | Err(keyring::Error::NoEntry) => return Ok(()),
+                Err(keyring::Error::NoStorageAccess(e)) if attempt < 4 => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "the keychain did not answer yet; asking again");
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Err(e) => return Err(format!("the system keychain did not answer: {e}")),
+            }
         }
     }
 

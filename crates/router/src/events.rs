@@ -64,7 +64,8 @@ pub async fn events(
     let hub = state.events.clone();
     let shutdown = state.shutdown.clone();
     let presence = state.presence.clone();
-    ws.on_upgrade(move |socket| serve_client(socket, hub, rx, shutdown, presence))
+    let may_watch = presence.serves(&caller);
+    ws.on_upgrade(move |socket| serve_client(socket, hub, rx, shutdown, presence, may_watch))
 }
 
 fn text(e: &Event) -> Option<Message> {
@@ -88,6 +89,7 @@ async fn serve_client(
     mut rx: broadcast::Receiver<Event>,
     mut shutdown: watch::Receiver<bool>,
     presence: std::sync::Arc<crate::presence::PresenceHub>,
+    may_watch: bool,
 ) {
     let client = NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     metrics::gauge!("events_clients").increment(1.0);
@@ -95,7 +97,7 @@ async fn serve_client(
     let hello = Event::Hello {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_seconds: hub.uptime_seconds(),
-        presence: presence.enabled(),
+        presence: may_watch,
     };
     let mut ok = match text(&hello) {
         Some(m) => sink.send(m).await.is_ok(),
@@ -126,6 +128,9 @@ async fn serve_client(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => ok = false,
                 Some(Ok(Message::Text(t))) => {
                     match serde_json::from_str::<switchboard_api::ClientMessage>(t.as_str()) {
+                        Ok(switchboard_api::ClientMessage::Watch { .. }) if !may_watch => {
+                            tracing::debug!("watch from a client of another organisation (or with presence off) ignored");
+                        }
                         Ok(switchboard_api::ClientMessage::Watch { ids }) => {
                             for e in presence.watch(client, ids) {
                                 if let Some(m) = text(&e) {

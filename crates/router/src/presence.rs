@@ -180,6 +180,8 @@ pub struct PresenceStats {
 pub struct PresenceHub {
     config: PresenceConfig,
     graph: Option<GraphClient>,
+    /// The Entra tenant of the Graph service account: whose presence this router reads.
+    service_tenant: Option<String>,
     events: EventHub,
     client_state: String,
     state: Mutex<State>,
@@ -214,12 +216,18 @@ pub enum WebhookAnswer {
 impl PresenceHub {
     /// A hub; disabled (no Graph) when `[presence] enabled = false`.
     pub fn new(config: PresenceConfig, data_dir: &Path, events: EventHub) -> Self {
+        let mut service_tenant = None;
         let graph = if config.enabled {
             match token_cache(data_dir) {
                 Ok(cache) => {
                     if cache.accounts().is_empty() {
                         tracing::warn!("presence is enabled but no Graph service account is signed in: run switchboard-router graph-login");
                     }
+                    service_tenant = cache
+                        .accounts()
+                        .into_iter()
+                        .find_map(|a| a.tid)
+                        .map(|t| t.to_ascii_lowercase());
                     let tokens = ServiceTokens {
                         cache,
                         client: tokio::sync::OnceCell::new(),
@@ -255,6 +263,7 @@ impl PresenceHub {
         Self {
             config,
             graph,
+            service_tenant,
             events,
             client_state,
             state: Mutex::new(State::default()),
@@ -268,6 +277,19 @@ impl PresenceHub {
 
     pub fn enabled(&self) -> bool {
         self.graph.is_some()
+    }
+
+    /// Whether a caller may watch presence here: the service account reads one
+    /// organisation's presence, and only that organisation's people (and the operator's
+    /// admins, and anyone when the router checks no tokens) may see it — a router that serves
+    /// several tenants must not show one organisation's presence to another.
+    pub fn serves(&self, caller: &crate::auth::Caller) -> bool {
+        self.enabled()
+            && may_watch(
+                self.service_tenant.as_deref(),
+                caller.tid.as_deref(),
+                caller.unauthenticated || caller.operator,
+            )
     }
 
     pub fn stats(&self) -> PresenceStats {
@@ -614,6 +636,13 @@ impl PresenceHub {
     }
 }
 
+/// [`PresenceHub::serves`] without the hub: the caller's tenant must be the service
+/// account's, unless the caller is trusted with every tenant.
+fn may_watch(service_tenant: Option<&str>, caller_tenant: Option<&str>, trusted: bool) -> bool {
+    trusted
+        || matches!((service_tenant, caller_tenant), (Some(s), Some(c)) if s.eq_ignore_ascii_case(c))
+}
+
 /// One more client watches user `n`.
 fn watch_one(st: &mut State, n: u32) {
     let c = st.watchers.entry(n).or_insert(0);
@@ -640,4 +669,28 @@ fn unwatch(st: &mut State, n: u32) {
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_service_accounts_organisation_watches() {
+        let contoso = "5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0";
+        assert!(may_watch(
+            Some(contoso),
+            Some(&contoso.to_uppercase()),
+            false
+        ));
+        assert!(!may_watch(
+            Some(contoso),
+            Some("11111111-2222-3333-4444-555555555555"),
+            false
+        ));
+        assert!(!may_watch(Some(contoso), None, false));
+        assert!(!may_watch(None, Some(contoso), false));
+        assert!(may_watch(Some(contoso), Some("other"), true));
+        assert!(may_watch(None, None, true));
+    }
 }

@@ -64,6 +64,8 @@ pub fn free_port() -> Result<u16> {
 pub struct Guard {
     pub name: &'static str,
     pub child: Option<Child>,
+    /// The child leads a process group (`process_group(0)`): the whole group is killed.
+    pub group: bool,
 }
 
 impl Guard {
@@ -74,12 +76,20 @@ impl Guard {
         Ok(Self {
             name,
             child: Some(child),
+            group: false,
         })
     }
 
-    /// SIGKILL now, and wait for the process to be gone.
+    /// SIGKILL now (to its process group when it leads one), and wait for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if self.group {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", c.id())])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -205,7 +215,11 @@ impl Desktop {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // A process group of its own: stopping it stops the WebKitWebDriver it started too
+        // (killed alone, tauri-driver leaves that running).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut driver = Guard::spawn("tauri-driver", &mut cmd)?;
+        driver.group = true;
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_err() {
             driver
@@ -294,15 +308,55 @@ impl SecretService {
             _keyring: keyring,
             address,
         };
+        // Ready when the login keyring exists (gnome-keyring made it from the password on
+        // stdin) and a secret can be stored and removed. Before that a write would make
+        // gnome-keyring prompt to create a default keyring, and with no prompter the writer
+        // waits for ever — so the probe gets 3 s and is killed after.
+        let login_keyring = home.join("data/keyrings/login.keyring");
         eventually(
-            "gnome-keyring on the bus",
+            "gnome-keyring on the bus, taking secrets",
             Duration::from_secs(10),
             || async {
-                let out = Command::new("secret-tool")
-                    .args(["search", "service", "switchboard-probe"])
+                if !login_keyring.exists() {
+                    return Ok(None);
+                }
+                let mut store = Command::new("secret-tool")
+                    .args([
+                        "store",
+                        "--label=switchboard probe",
+                        "service",
+                        "switchboard-probe",
+                        "username",
+                        "probe",
+                    ])
+                    .env("DBUS_SESSION_BUS_ADDRESS", &me.address)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?;
+                if let Some(mut stdin) = store.stdin.take() {
+                    stdin.write_all(b"probe")?;
+                }
+                let started = std::time::Instant::now();
+                let stored = loop {
+                    if let Some(status) = store.try_wait()? {
+                        break status.success();
+                    }
+                    if started.elapsed() > Duration::from_secs(3) {
+                        let _ = store.kill();
+                        let _ = store.wait();
+                        break false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                if !stored {
+                    return Ok(None);
+                }
+                let cleared = Command::new("secret-tool")
+                    .args(["clear", "service", "switchboard-probe", "username", "probe"])
                     .env("DBUS_SESSION_BUS_ADDRESS", &me.address)
                     .output()?;
-                Ok((out.status.success() || out.stderr.is_empty()).then_some(()))
+                Ok(cleared.status.success().then_some(()))
             },
         )
         .await?;

@@ -60,6 +60,20 @@ describe("the contact-center state", () => {
     await vi.waitFor(() => expect(screen.getByTestId("work-teams-error").textContent).toContain("未在 Teams 中显示"));
   });
 
+  it("keeps an event that overtook the answer of the change", async () => {
+    const { api, push } = fakeApi(view());
+    let answer: (v: WorkStateView) => void = () => {};
+    api.setWorkState = vi.fn(() => new Promise<WorkStateView>((r) => (answer = r)));
+    render(WorkState, { api });
+    await fireEvent.change(await screen.findByTestId("work-state"), { target: { value: "ready" } });
+    // Teams was set before the command's answer came back.
+    push(view({ state: "ready", after: "ready", teams: { availability: "Available", activity: "Available", synced: true, error: null, error_code: null } }));
+    answer(view({ state: "ready", after: "ready", teams: { availability: null, activity: null, synced: false, error: null, error_code: null } }));
+    await vi.waitFor(() => expect(screen.getByTestId("work-teams").dataset.availability).toBe("Available"));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(screen.getByTestId("work-teams").dataset.availability).toBe("Available");
+  });
+
   it("shows a refused change", async () => {
     const { api } = fakeApi(view());
     api.setWorkState = vi.fn(async () => Promise.reject({ code: "invalid_reason", message: "x" }));
