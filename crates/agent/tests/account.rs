@@ -89,16 +89,9 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The person on the device-code page: enters the code and signs in.
 fn enter_code(uri: &str, code: &str, login: &str) {
-    let rt = runtime();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(uri)
-            .form(&[("otc", code), ("login", login), ("passwd", DEMO_PASSWORD)])
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
-    });
+    runtime()
+        .block_on(switchboard_tenant_sim::enter_device_code(uri, code, login))
+        .unwrap();
 }
 
 fn login_with_device_code(env: &Env, sim: &TenantSim, login: &str) -> serde_json::Value {

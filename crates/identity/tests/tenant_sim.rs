@@ -205,17 +205,9 @@ async fn device_code_end_to_end() {
     let (uri, user_code) = (code.verification_uri.clone(), code.user_code.clone());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        let r = http()
-            .post(&uri)
-            .form(&[
-                ("otc", user_code.as_str()),
-                ("login", USER),
-                ("passwd", DEMO_PASSWORD),
-            ])
-            .send()
+        switchboard_tenant_sim::enter_device_code(&uri, &user_code, USER)
             .await
             .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
     });
     let s = c
         .finish_device_code(&code, std::future::pending())

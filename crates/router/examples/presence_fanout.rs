@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
+use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID};
 use tokio_tungstenite::tungstenite::Message;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -123,13 +123,7 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no code in {line:?}"))?
         .to_owned();
     let devicelogin = format!("{}/devicelogin", sim.base_url());
-    http.post(&devicelogin)
-        .form(&[
-            ("otc", code.as_str()),
-            ("login", "NestorW@contoso.example"),
-            ("passwd", DEMO_PASSWORD),
-        ])
-        .send()
+    switchboard_tenant_sim::enter_device_code(&devicelogin, &code, "NestorW@contoso.example")
         .await?;
     anyhow::ensure!(login.wait()?.success(), "graph-login failed");
     let mut router = Command::new(&bin)

@@ -9,9 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchboard_identity::client::{ClientConfig, IdentityClient};
 use switchboard_router::config::{AuthMode, Config};
-use switchboard_tenant_sim::{
-    Config as SimConfig, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD, ROUTER_API,
-};
+use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID, ROUTER_API};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 struct Setup {
@@ -55,17 +53,9 @@ async fn token(sim: &TenantSim, upn: &str, scope: &str) -> String {
         .await
         .unwrap();
     let code = c.start_device_code(&[scope.to_owned()]).await.unwrap();
-    let r = reqwest::Client::new()
-        .post(&code.verification_uri)
-        .form(&[
-            ("otc", code.user_code.as_str()),
-            ("login", upn),
-            ("passwd", DEMO_PASSWORD),
-        ])
-        .send()
+    switchboard_tenant_sim::enter_device_code(&code.verification_uri, &code.user_code, upn)
         .await
         .unwrap();
-    assert!(r.status().is_success());
     let s = c
         .finish_device_code(&code, std::future::pending())
         .await

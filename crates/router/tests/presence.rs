@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use switchboard_router::config::Config;
-use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
+use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -50,17 +50,9 @@ async fn setup(webhooks: bool) -> Setup {
         |code| {
             let (uri, otc) = (code.verification_uri.clone(), code.user_code.clone());
             tokio::spawn(async move {
-                let r = reqwest::Client::new()
-                    .post(uri)
-                    .form(&[
-                        ("otc", otc.as_str()),
-                        ("login", SERVICE),
-                        ("passwd", DEMO_PASSWORD),
-                    ])
-                    .send()
+                switchboard_tenant_sim::enter_device_code(&uri, &otc, SERVICE)
                     .await
                     .unwrap();
-                assert!(r.status().is_success());
             });
         },
     )

@@ -122,12 +122,8 @@ async fn set_presence(
         }
         Some(Pair::new(&a, &c))
     };
-    let now = s.clock.now();
-    let change = lock(&s.presence).set_teams(&uid, pair, now);
-    if let Some(c) = change {
-        subscriptions::dispatch(&s, vec![c]);
-    }
-    let view = lock(&s.presence).view(&uid, now);
+    crate::set_teams_presence(&s, &uid, pair);
+    let view = lock(&s.presence).view(&uid, s.clock.now());
     Ok(Json(crate::graph::presence_json(&uid, &view, false)))
 }
 

@@ -145,6 +145,31 @@ pub enum SimError {
     /// A scope the simulator does not know.
     #[error("{0}")]
     Scope(String),
+    /// One of the simulator's pages did not answer as a browser expects.
+    #[error("the simulated tenant's page did not answer: {0}")]
+    Page(reqwest::Error),
+}
+
+/// The person on the device-code page: enters `user_code` at `verification_uri` and signs
+/// in as `login` with [`DEMO_PASSWORD`], posting the form as a browser would. For tests,
+/// benchmarks and scripts that play the person's part.
+pub async fn enter_device_code(
+    verification_uri: &str,
+    user_code: &str,
+    login: &str,
+) -> Result<(), SimError> {
+    reqwest::Client::new()
+        .post(verification_uri)
+        .form(&[
+            ("otc", user_code),
+            ("login", login),
+            ("passwd", DEMO_PASSWORD),
+        ])
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(SimError::Page)?;
+    Ok(())
 }
 
 /// State every handler reaches.
@@ -161,6 +186,15 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     /// The `claims` of the last interactive sign-in that carried one (for tests).
     pub(crate) last_claims: Mutex<Option<String>>,
+}
+
+/// Sets user `uid`'s Teams-client presence (`None`: signed out of Teams) and delivers the
+/// change to subscriptions.
+pub(crate) fn set_teams_presence(s: &AppState, uid: &str, pair: Option<Pair>) {
+    let change = lock(&s.presence).set_teams(uid, pair, s.clock.now());
+    if let Some(c) = change {
+        subscriptions::dispatch(s, vec![c]);
+    }
 }
 
 /// Locks a mutex, recovering from poisoning (a panicked handler must not take the
@@ -343,12 +377,7 @@ impl TenantSim {
         let uid = self
             .user_id(id_or_upn)
             .ok_or_else(|| SimError::UnknownUser(id_or_upn.to_string()))?;
-        let now = self.shared.clock.now();
-        let change =
-            lock(&self.shared.presence).set_teams(&uid, pair.map(|(a, b)| Pair::new(a, b)), now);
-        if let Some(c) = change {
-            subscriptions::dispatch(&self.shared, vec![c]);
-        }
+        set_teams_presence(&self.shared, &uid, pair.map(|(a, b)| Pair::new(a, b)));
         Ok(())
     }
 
