@@ -7,8 +7,9 @@
 //!   router's `POST /v1/graph/notifications`): subscriptions on `/communications/presences`
 //!   for the watched users, up to 650 per subscription, renewed before the one-hour expiry;
 //!   Graph's validation handshake answered; `clientState` checked on every notification
-//!   (a wrong one is 403 and changes nothing; a notification for a subscription this router
-//!   does not hold is 404); lifecycle notifications handled (`reauthorizationRequired` →
+//!   (a POST is answered 202 whatever it holds, as Graph retries a non-2xx for hours and may
+//!   mix several subscriptions' notifications in one POST: items with a wrong `clientState`
+//!   or for a subscription this router does not hold are dropped, the rest processed); lifecycle notifications handled (`reauthorizationRequired` →
 //!   renew, `missed` → read everyone again, `subscriptionRemoved` → subscribe again). Basic
 //!   notifications carry no availability, so each batch is followed by one batched read.
 //! - **polling** otherwise, and as the fall-back while subscriptions cannot be created:
@@ -205,9 +206,10 @@ pub enum WebhookAnswer {
     Accepted,
     /// 400: not a notification collection.
     Malformed(String),
-    /// 403: a clientState that is not ours.
+    /// 403: a clientState that is not ours (no longer returned: such items are dropped).
     WrongClientState,
-    /// 404: a subscription this router does not hold.
+    /// 404: a subscription this router does not hold (no longer returned: such items are
+    /// dropped).
     UnknownSubscription(String),
     /// 503: presence is not enabled here.
     Disabled,
@@ -478,11 +480,11 @@ impl PresenceHub {
             }
         }
         let ids: Vec<String> = want.iter().cloned().collect();
-        let mut made = Vec::new();
         let mut failed = None;
         for chunk in ids.chunks(MAX_IDS_PER_CALL) {
             match self.subscribe(graph, chunk).await {
-                Ok(sub) => made.push(sub),
+                // Known at once: its first delivery may come before the next chunk is made.
+                Ok(sub) => self.lock().subs.push(sub),
                 Err(e) => {
                     failed = Some(e);
                     break;
@@ -490,7 +492,6 @@ impl PresenceHub {
             }
         }
         let mut st = self.lock();
-        st.subs = made;
         match failed {
             None => {
                 st.subscribed = want.clone();
@@ -580,25 +581,49 @@ impl PresenceHub {
         if self.graph.is_none() {
             return WebhookAnswer::Disabled;
         }
-        if notes
-            .iter()
-            .any(|n| !client_state_matches(n, &self.client_state))
-        {
-            tracing::warn!("presence: a notification with a wrong clientState was refused");
-            return WebhookAnswer::WrongClientState;
-        }
-        {
-            let st = self.lock();
-            if let Some(n) = notes
-                .iter()
-                .find(|n| !st.subs.iter().any(|s| s.id == n.subscription_id))
-            {
-                return WebhookAnswer::UnknownSubscription(n.subscription_id.clone());
-            }
+        // Graph may put several subscriptions' notifications in one POST and retries a
+        // non-2xx for hours: the bad items are dropped (and logged), the rest is processed,
+        // and the answer is 202 either way.
+        let notes = self.accepted(notes);
+        if notes.is_empty() {
+            return WebhookAnswer::Accepted;
         }
         let me = self.clone();
         tokio::spawn(async move { me.handle(notes).await });
         WebhookAnswer::Accepted
+    }
+
+    /// The notifications of `notes` that carry our `clientState` and belong to a subscription
+    /// this router holds; the others are logged and dropped.
+    fn accepted(&self, notes: Vec<ChangeNotification>) -> Vec<ChangeNotification> {
+        let st = self.lock();
+        let (mut wrong_state, mut unknown) = (0usize, 0usize);
+        let kept: Vec<ChangeNotification> = notes
+            .into_iter()
+            .filter(|n| {
+                if !client_state_matches(n, &self.client_state) {
+                    wrong_state += 1;
+                    false
+                } else if !st.subs.iter().any(|s| s.id == n.subscription_id) {
+                    unknown += 1;
+                    tracing::debug!(subscription = %n.subscription_id, "presence: a notification for a subscription this router does not hold was dropped");
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        if wrong_state > 0 {
+            tracing::warn!(
+                dropped = wrong_state,
+                "presence: notifications with a wrong clientState were dropped"
+            );
+        }
+        if wrong_state + unknown > 0 {
+            metrics::counter!("presence_notifications_dropped")
+                .increment((wrong_state + unknown) as u64);
+        }
+        kept
     }
 
     async fn handle(&self, notes: Vec<ChangeNotification>) {
