@@ -41,6 +41,9 @@ pub struct PresenceConfig {
     pub notification_url: String,
     /// Seconds between reads of every watched user while polling.
     pub poll_seconds: u64,
+    /// Seconds between reads of every watched user while webhooks are in use: Graph
+    /// announces no lost presence notification, so this sweep is what heals one.
+    pub sweep_seconds: u64,
     /// Most users one client may watch.
     pub max_watched: usize,
 }
@@ -54,6 +57,7 @@ impl Default for PresenceConfig {
             graph_url: "https://graph.microsoft.com/v1.0".into(),
             notification_url: String::new(),
             poll_seconds: 30,
+            sweep_seconds: 300,
             max_watched: 5000,
         }
     }
@@ -284,9 +288,12 @@ impl Config {
                     self.presence.notification_url
                 )));
             }
-            if self.presence.poll_seconds == 0 || self.presence.max_watched == 0 {
+            if self.presence.poll_seconds == 0
+                || self.presence.sweep_seconds == 0
+                || self.presence.max_watched == 0
+            {
                 return Err(ConfigError::Value(
-                    "presence.poll_seconds and presence.max_watched must be at least 1".into(),
+                    "presence.poll_seconds, presence.sweep_seconds and presence.max_watched must be at least 1".into(),
                 ));
             }
         }

@@ -10,8 +10,11 @@
 //!   (a POST is answered 202 whatever it holds, as Graph retries a non-2xx for hours and may
 //!   mix several subscriptions' notifications in one POST: items with a wrong `clientState`
 //!   or for a subscription this router does not hold are dropped, the rest processed); lifecycle notifications handled (`reauthorizationRequired` →
-//!   renew, `missed` → read everyone again, `subscriptionRemoved` → subscribe again). Basic
-//!   notifications carry no availability, so each batch is followed by one batched read.
+//!   renew; `missed` → read everyone again and `subscriptionRemoved` → subscribe again, should
+//!   Graph ever send them for presence, which today it does not). Basic notifications carry
+//!   no availability, so each batch is followed by one batched read. Graph announces no lost
+//!   presence notification, so everyone watched is read again after each (re)subscription
+//!   and every `sweep_seconds` (5 minutes by default): a lost change heals within that.
 //! - **polling** otherwise, and as the fall-back while subscriptions cannot be created:
 //!   `getPresencesByUserId` for every watched user each `poll_seconds`, changes only sent.
 //!
@@ -438,10 +441,17 @@ impl PresenceHub {
             let in_fallback = st.fallback_until.is_some_and(|t| Instant::now() < t);
             let subscribe_due = webhooks && !in_fallback && st.subscribed != st.want;
             let polling = !webhooks || st.fallback_until.is_some();
-            let poll_due = polling
+            // While webhooks carry changes, a slow sweep re-reads everyone: Graph announces
+            // no lost presence notification.
+            let every = if polling {
+                self.config.poll_seconds
+            } else {
+                self.config.sweep_seconds
+            };
+            let poll_due = (polling || !st.subscribed.is_empty())
                 && st
                     .last_poll
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.config.poll_seconds));
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(every));
             // A copy of the set only when it is used.
             let want = (subscribe_due || poll_due).then(|| st.want.clone());
             (want.unwrap_or_default(), new, subscribe_due, poll_due)
@@ -455,11 +465,11 @@ impl PresenceHub {
                 st.asked.remove(id);
             }
         }
-        if subscribe_due {
-            self.resubscribe(&want).await;
-        }
+        // After a (re)subscription everyone is read again: changes made before it took
+        // effect were never notified.
+        let subscribed = subscribe_due && self.resubscribe(&want).await;
         self.renew_due().await;
-        if poll_due {
+        if poll_due || subscribed {
             self.lock().last_poll = Some(Instant::now());
             let all: Vec<String> = want.into_iter().collect();
             self.read(&all).await;
@@ -470,9 +480,12 @@ impl PresenceHub {
         metrics::gauge!("presence_polling").set(if stats.polling { 1.0 } else { 0.0 });
     }
 
-    /// Replaces the subscriptions with ones for `want` (650 users each).
-    async fn resubscribe(&self, want: &BTreeSet<String>) {
-        let Some(graph) = &self.graph else { return };
+    /// Replaces the subscriptions with ones for `want` (650 users each); `true` when they
+    /// were all made.
+    async fn resubscribe(&self, want: &BTreeSet<String>) -> bool {
+        let Some(graph) = &self.graph else {
+            return false;
+        };
         let old: Vec<String> = self.lock().subs.drain(..).map(|s| s.id).collect();
         for id in old {
             if let Err(e) = graph.delete_subscription(&id).await {
@@ -501,11 +514,13 @@ impl PresenceHub {
                     subscriptions = st.subs.len(),
                     "presence: subscribed"
                 );
+                true
             }
             Some(e) => {
                 tracing::warn!(error = %e, "presence: cannot subscribe; polling meanwhile");
                 st.fallback_until = Some(Instant::now() + RETRY_SUBSCRIBE);
                 st.subscribed.clear();
+                false
             }
         }
     }

@@ -10,7 +10,8 @@
 //! | `POST /_sim/users/{id}/revoke` | | revokes the user's sessions: refresh tokens stop working, and Graph answers older access tokens with a continuous-access-evaluation claims challenge |
 //! | `POST /_sim/clock/advance` | `{"seconds":900}` | moves the simulator's clock and runs expiry now |
 //! | `POST /_sim/keys/rotate` | | new signing key (the old one stays in the JWKS) |
-//! | `POST /_sim/subscriptions/{id}/lifecycle` | `{"lifecycleEvent":"missed"}` | sends a lifecycle notification |
+//! | `POST /_sim/subscriptions/{id}/lifecycle` | `{"lifecycleEvent":"reauthorizationRequired"}` | sends that lifecycle notification (the only one Graph sends for presence) |
+//! | `POST /_sim/notifications/lose` | `{"count":1}` | the next `count` presence changes are not notified (Graph may lose a notification without saying so) |
 
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/_sim/clock/advance", post(advance))
         .route("/_sim/keys/rotate", post(rotate))
         .route("/_sim/subscriptions/{id}/lifecycle", post(lifecycle))
+        .route("/_sim/notifications/lose", post(lose_notifications))
 }
 
 async fn info(State(s): State<AppState>) -> Json<Value> {
@@ -209,11 +211,9 @@ async fn lifecycle(
     body: Bytes,
 ) -> Result<Json<Value>, GraphError> {
     let b: LifecycleBody = json_body(&body)?;
-    if !["reauthorizationRequired", "missed", "subscriptionRemoved"]
-        .contains(&b.lifecycle_event.as_str())
-    {
+    if b.lifecycle_event != "reauthorizationRequired" {
         return Err(GraphError::bad_request(
-            "lifecycleEvent must be reauthorizationRequired, missed or subscriptionRemoved.",
+            "lifecycleEvent must be reauthorizationRequired: Graph sends no missed or subscriptionRemoved for presence subscriptions.",
         ));
     }
     if !subscriptions::fire_lifecycle(&s, &id, &b.lifecycle_event) {
@@ -224,4 +224,20 @@ async fn lifecycle(
         ));
     }
     Ok(Json(json!({ "sent": b.lifecycle_event })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoseBody {
+    count: usize,
+}
+
+async fn lose_notifications(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Value>, GraphError> {
+    let b: LoseBody = json_body(&body)?;
+    s.lose_changes
+        .store(b.count, std::sync::atomic::Ordering::SeqCst);
+    Ok(Json(json!({ "lose": b.count })))
 }

@@ -186,6 +186,8 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     /// The `claims` of the last interactive sign-in that carried one (for tests).
     pub(crate) last_claims: Mutex<Option<String>>,
+    /// Change notifications still to be lost (see `POST /_sim/notifications/lose`).
+    pub(crate) lose_changes: std::sync::atomic::AtomicUsize,
 }
 
 /// Sets user `uid`'s Teams-client presence (`None`: signed out of Teams) and delivers the
@@ -280,6 +282,7 @@ impl TenantSim {
             subs: Mutex::new(SubscriptionStore::new()),
             http,
             last_claims: Mutex::new(None),
+            lose_changes: std::sync::atomic::AtomicUsize::new(0),
         });
         let app = axum::Router::new()
             .merge(identity::routes())
@@ -398,6 +401,15 @@ impl TenantSim {
             .user_id(id_or_upn)
             .ok_or_else(|| SimError::UnknownUser(id_or_upn.to_string()))?;
         Ok(lock(&self.shared.grants).revoke_user(&uid, self.shared.clock.unix()))
+    }
+
+    /// Loses the next `count` presence changes' notifications, as Graph may without saying
+    /// so (no lifecycle notification announces it for presence). The same as
+    /// `POST /_sim/notifications/lose`.
+    pub fn lose_notifications(&self, count: usize) {
+        self.shared
+            .lose_changes
+            .store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The `claims` request of the last interactive sign-in that carried one.

@@ -9,10 +9,15 @@
 //! - `PATCH /v1.0/subscriptions/{id}` renews (≤ 1 hour), `DELETE` removes,
 //!   `GET /v1.0/subscriptions[/{id}]` lists, `POST /v1.0/subscriptions/{id}/reauthorize`.
 //! - Presence changes of subscribed users are POSTed as `{"value": [...]}` batches with
-//!   `clientState`; each POST must get a 2xx within 3 seconds. A failed delivery sends a
-//!   `missed` lifecycle notification. Ten minutes before expiry a `reauthorizationRequired`
-//!   one is sent; `POST /_sim/subscriptions/{id}/lifecycle` sends any of them
-//!   (`subscriptionRemoved` also removes the subscription). Expired subscriptions vanish.
+//!   `clientState`; each POST must get a 2xx within 3 seconds. A failed delivery is tried
+//!   again (three tries in all, 1 s then 2 s apart) and then dropped without a word: for
+//!   presence Graph sends no `missed` or `subscriptionRemoved` lifecycle notification (those
+//!   exist for Outlook resources and Teams chat messages only), so a receiver must re-read
+//!   what it watches now and then. Ten minutes before expiry a `reauthorizationRequired`
+//!   lifecycle notification is sent — the only one Graph sends for presence;
+//!   `POST /_sim/subscriptions/{id}/lifecycle` sends it at once, and
+//!   `POST /_sim/notifications/lose` loses the next changes' notifications, as Graph may.
+//!   Expired subscriptions vanish.
 //! - Notifications are *basic* ones (the resource id, no availability): notifications with
 //!   resource data need an encryption certificate in Graph, and the simulator does not
 //!   encrypt; `includeResourceData: true` is refused with a 400 that says so. A receiver
@@ -417,11 +422,10 @@ fn lifecycle_item(s: &Shared, sub: &Subscription, event: &str) -> Value {
     })
 }
 
-/// Sends a lifecycle notification (`reauthorizationRequired`, `missed`,
-/// `subscriptionRemoved`; the last also removes the subscription). `false` if there is no
-/// such subscription or it has no lifecycle URL.
+/// Sends a lifecycle notification (for presence Graph has only `reauthorizationRequired`).
+/// `false` if there is no such subscription or it has no lifecycle URL.
 pub(crate) fn fire_lifecycle(s: &Shared, id: &str, event: &str) -> bool {
-    let mut subs = lock(&s.subs);
+    let subs = lock(&s.subs);
     let Some(sub) = subs.subs.get(id) else {
         return false;
     };
@@ -429,11 +433,7 @@ pub(crate) fn fire_lifecycle(s: &Shared, id: &str, event: &str) -> bool {
         return false;
     }
     let item = lifecycle_item(s, sub, event);
-    let sent = sub.tx.send(Outgoing::Lifecycle(item)).is_ok();
-    if event == "subscriptionRemoved" {
-        subs.subs.remove(id);
-    }
-    sent
+    sub.tx.send(Outgoing::Lifecycle(item)).is_ok()
 }
 
 /// Queues change notifications for the subscriptions that watch these users.
@@ -444,6 +444,18 @@ pub(crate) fn dispatch(s: &Shared, changes: Vec<PresenceChange>) {
     let now = s.clock.wall();
     let subs = lock(&s.subs);
     for c in changes {
+        let lost = s
+            .lose_changes
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if lost {
+            tracing::info!(user = %c.user_id, "change notification lost on purpose (/_sim/notifications/lose)");
+            continue;
+        }
         let uid = c.user_id.to_ascii_lowercase();
         for sub in subs
             .subs
@@ -517,8 +529,12 @@ async fn post_batch(
     }
 }
 
-/// One delivery task per subscription: batches what is queued, POSTs it, and reports a
-/// failed delivery as a `missed` lifecycle notification. Ends when the subscription is gone.
+/// Tries of one POST of change notifications, and the waits between them.
+const DELIVERY_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+
+/// One delivery task per subscription: batches what is queued and POSTs it; a failed POST is
+/// tried again after `DELIVERY_RETRIES` and then dropped, unannounced (Graph sends no
+/// `missed` lifecycle notification for presence). Ends when the subscription is gone.
 async fn deliver(
     http: reqwest::Client,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
@@ -540,17 +556,20 @@ async fn deliver(
             }
         }
         if !changes.is_empty() {
-            let template = changes[0].clone();
-            if let Err(e) = post_batch(&http, &url, changes, timeout).await {
-                tracing::info!(url = %url, error = %e, "change notification not delivered");
-                if lifecycle.is_some() {
-                    events.push(json!({
-                        "subscriptionId": template["subscriptionId"],
-                        "subscriptionExpirationDateTime": template["subscriptionExpirationDateTime"],
-                        "tenantId": template["tenantId"],
-                        "clientState": template["clientState"],
-                        "lifecycleEvent": "missed",
-                    }));
+            let mut waits = DELIVERY_RETRIES.iter();
+            loop {
+                match post_batch(&http, &url, changes.clone(), timeout).await {
+                    Ok(()) => break,
+                    Err(e) => match waits.next() {
+                        Some(wait) => {
+                            tracing::info!(url = %url, error = %e, "change notification not delivered; trying again");
+                            tokio::time::sleep(*wait).await;
+                        }
+                        None => {
+                            tracing::info!(url = %url, error = %e, "change notification not delivered; dropped");
+                            break;
+                        }
+                    },
                 }
             }
         }

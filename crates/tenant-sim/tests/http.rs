@@ -1037,8 +1037,10 @@ async fn failing_hook(Query(q): Query<HashMap<String, String>>) -> (StatusCode, 
     }
 }
 
+/// Graph tries a failed delivery again and then drops it; for presence it sends no `missed`
+/// lifecycle notification, and it refuses to pretend otherwise.
 #[tokio::test]
-async fn failed_delivery_sends_missed_lifecycle_notification() {
+async fn failed_delivery_is_retried_then_dropped_without_a_missed_notification() {
     let sim = sim().await;
     let c = http();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -1046,10 +1048,23 @@ async fn failed_delivery_sends_missed_lifecycle_notification() {
         tx: Some(tx),
         ..Hook::default()
     };
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tries.clone();
     let app = axum::Router::new()
         .route("/life", post(hook))
-        .route("/fail", post(failing_hook))
-        .with_state(h);
+        .with_state(h)
+        .route(
+            "/fail",
+            post(move |q: Query<HashMap<String, String>>| {
+                let counted = counted.clone();
+                async move {
+                    if q.get("validationToken").is_none() {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    failing_hook(q).await
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -1071,17 +1086,39 @@ async fn failed_delivery_sends_missed_lifecycle_notification() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    let sub: Value = r.json().await.unwrap();
     c.post(format!("{}/_sim/users/{watched}/presence", sim.base_url()))
         .json(&json!({"availability": "Away", "activity": "Away"}))
         .send()
         .await
         .unwrap();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n["value"][0]["lifecycleEvent"], "missed");
-    assert_eq!(n["value"][0]["clientState"], "cs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tries.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery was tried {} times, not 3",
+            tries.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // No lifecycle notification announces the loss, and no fourth try comes.
+    let life = tokio::time::timeout(std::time::Duration::from_secs(3), rx.recv()).await;
+    assert!(life.is_err(), "unexpected lifecycle notification: {life:?}");
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // `missed` and `subscriptionRemoved` do not exist for presence subscriptions.
+    for event in ["missed", "subscriptionRemoved"] {
+        let r = c
+            .post(format!(
+                "{}/_sim/subscriptions/{}/lifecycle",
+                sim.base_url(),
+                sub["id"].as_str().unwrap()
+            ))
+            .json(&json!({ "lifecycleEvent": event }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{event}");
+    }
     server.abort();
     sim.shutdown().await;
 }
