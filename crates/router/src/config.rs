@@ -79,6 +79,10 @@ pub struct AuthConfig {
     pub operator_tenant_ids: Vec<String>,
     /// Allowed clock difference when checking `exp`/`nbf`, in seconds.
     pub clock_skew_seconds: u64,
+    /// With `mode = "none"` the router refuses to listen on anything but a loopback address,
+    /// since everyone who reaches the port is then an operator Admin. `true` lets it listen
+    /// there anyway (and logs a warning): only behind something else that checks callers.
+    pub unsafe_allow_anyone_on_network: bool,
 }
 
 impl Default for AuthConfig {
@@ -89,6 +93,7 @@ impl Default for AuthConfig {
             audiences: Vec::new(),
             operator_tenant_ids: Vec::new(),
             clock_skew_seconds: 300,
+            unsafe_allow_anyone_on_network: false,
         }
     }
 }
@@ -179,12 +184,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// An https URL, or http on loopback.
+/// An https URL, or http on loopback — parsed, not compared as text: no user or password
+/// part (`http://127.0.0.1:1@evil.example/` names the host evil.example), a host present.
 fn url_like(u: &str) -> bool {
-    u.starts_with("https://")
-        || u.starts_with("http://127.0.0.1:")
-        || u.starts_with("http://127.0.0.1/")
-        || u.starts_with("http://localhost:")
+    let Ok(url) = url::Url::parse(u) else {
+        return false;
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(d))) => d.eq_ignore_ascii_case("localhost"),
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
+    }
 }
 
 /// Why the configuration was refused.
@@ -232,6 +247,22 @@ impl Config {
         })?;
         cfg.check()?;
         Ok(cfg)
+    }
+
+    /// Whether serving on `addr` is allowed: with `auth.mode = "none"` anyone who reaches
+    /// the port is an operator Admin, so only a loopback address — unless the operator set
+    /// `auth.unsafe_allow_anyone_on_network`, which is logged as a warning.
+    pub fn check_exposure(&self, addr: SocketAddr) -> Result<(), ConfigError> {
+        if self.auth.mode != AuthMode::None || addr.ip().is_loopback() {
+            return Ok(());
+        }
+        if self.auth.unsafe_allow_anyone_on_network {
+            tracing::warn!(%addr, "auth.mode is \"none\" on a non-loopback address (auth.unsafe_allow_anyone_on_network): anyone who reaches this port manages every tenant");
+            return Ok(());
+        }
+        Err(ConfigError::Value(format!(
+            "refusing to listen on {addr} with auth.mode = \"none\": anyone who reaches it would manage every tenant — listen on 127.0.0.1, set [auth] mode = \"entra\", or, only behind something else that checks callers, set [auth] unsafe_allow_anyone_on_network = true"
+        )))
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -374,6 +405,48 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("/etc/sb/router.toml"))
+    }
+
+    #[test]
+    fn urls_are_parsed_not_prefix_matched() {
+        for ok in [
+            "https://login.microsoftonline.com/organizations/v2.0",
+            "http://127.0.0.1:7710/contoso/v2.0",
+            "http://127.0.0.1/x",
+            "http://localhost:8080/",
+            "http://[::1]:7710/",
+        ] {
+            assert!(url_like(ok), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:1@evil.example/",
+            "http://127.0.0.1.evil.example/",
+            "http://localhost:80@evil.example/",
+            "https://user:pw@login.example/",
+            "http://10.0.0.1:7710/",
+            "http://example.com/",
+            "ftp://127.0.0.1/",
+            "https://",
+            "not a url",
+        ] {
+            assert!(!url_like(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_auth_is_refused_off_loopback_unless_the_unsafe_key_says_so() {
+        let open: SocketAddr = "0.0.0.0:7700".parse().unwrap();
+        let lan: SocketAddr = "[::]:7700".parse().unwrap();
+        let c = Config::default();
+        assert!(c.check_exposure("127.0.0.1:7700".parse().unwrap()).is_ok());
+        assert!(c.check_exposure("[::1]:7700".parse().unwrap()).is_ok());
+        let e = c.check_exposure(open).unwrap_err().to_string();
+        assert!(e.contains("unsafe_allow_anyone_on_network"), "{e}");
+        assert!(c.check_exposure(lan).is_err());
+        let c = parse("[auth]\nunsafe_allow_anyone_on_network = true\n").unwrap();
+        assert!(c.check_exposure(open).is_ok());
+        let c = parse("[auth]\nmode = \"entra\"\naudiences = [\"x\"]\nauthority = \"https://login.example/t/v2.0\"\n").unwrap();
+        assert!(c.check_exposure(open).is_ok());
     }
 
     #[test]

@@ -112,6 +112,7 @@ impl Router {
     /// Opens storage and binds `http.listen`.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let addr = config.http.listen;
+        config.check_exposure(addr)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -121,6 +122,9 @@ impl Router {
     /// Opens storage and serves on an already bound listener (tests bind 127.0.0.1:0).
     pub async fn start_on(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         let started = Instant::now();
+        if let Ok(addr) = listener.local_addr() {
+            config.check_exposure(addr)?;
+        }
         let _ = telemetry::prometheus();
         let data_dir = config.data_dir()?;
         let store = Arc::new(Store::open(&data_dir, config.storage.database_url.as_deref()).await?);

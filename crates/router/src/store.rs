@@ -101,11 +101,53 @@ pub struct Store {
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// Creates `dir` (and missing parents) readable by this user only (0700 on Unix); an
+/// existing folder is left as it is, with a warning when others may read it.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let existed = dir.is_dir();
+        b.mode(0o700);
+        b.create(dir)?;
+        if existed {
+            let mode = std::fs::metadata(dir)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data folder can be read by other users; chmod 700 it");
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    b.create(dir)
+}
+
+/// Creates `path` if absent, and makes it readable and writable by this user only (0600 on
+/// Unix). A `sqlite:` URL that names no file (`:memory:`) is left alone.
+fn make_private_file(path: &Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating when absent) `router.db` in `data_dir`, or `database_url` when given,
     /// and runs the migrations.
     pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
@@ -119,6 +161,12 @@ impl Store {
         };
         let path = opts.get_filename().to_path_buf();
         check_header(&path)?;
+        // SQLite gives the -wal and -shm files the database file's mode: create it 0600
+        // before SQLite does (which would follow the umask), and narrow an older one.
+        make_private_file(&path).map_err(|source| StoreError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
         opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -310,6 +358,35 @@ fn classify_open_error(path: &Path, e: sqlx::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_data_folder_and_database_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("new").join("data");
+        let store = Store::open(&data, None).await.unwrap();
+        store
+            .create_tenant(&tenant("contoso.example"))
+            .await
+            .unwrap();
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("router.db")), 0o600);
+        assert_eq!(mode(&data.join("router.db-wal")), 0o600);
+        drop(store);
+        // An older database that others could read is narrowed when opened.
+        let other = dir.path().join("old");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("router.db"), b"").unwrap();
+        std::fs::set_permissions(
+            other.join("router.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let _store = Store::open(&other, None).await.unwrap();
+        assert_eq!(mode(&other.join("router.db")), 0o600);
+    }
 
     fn tenant(domain: &str) -> NewTenant {
         NewTenant {
