@@ -173,6 +173,13 @@ pub fn photo_data_url(p: &switchboard_graph::Photo) -> Option<String> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
+    // Graph serves some JPEGs as image/pjpeg (progressive JPEG, Internet Explorer's name),
+    // which browsers and webviews know only as image/jpeg.
+    let kind = if kind == "image/pjpeg" {
+        "image/jpeg".to_string()
+    } else {
+        kind
+    };
     if !PHOTO_TYPES.contains(&kind.as_str())
         || p.bytes.is_empty()
         || p.bytes.len() > MAX_PHOTO_BYTES
@@ -407,6 +414,9 @@ mod tests {
         assert!(photo_data_url(&photo("IMAGE/PNG; charset=binary", 10))
             .unwrap()
             .starts_with("data:image/png;base64,"));
+        assert!(photo_data_url(&photo("image/pjpeg", 10))
+            .unwrap()
+            .starts_with("data:image/jpeg;base64,"));
         assert_eq!(photo_data_url(&photo("text/html", 10)), None);
         assert_eq!(photo_data_url(&photo("image/jpeg", 0)), None);
         assert_eq!(

@@ -842,16 +842,26 @@ impl GraphClient {
         .map(|_| ())
     }
 
-    /// `clearPresence`: ends our application's presence session.
+    /// `clearPresence`: ends our application's presence session. A session that no longer
+    /// exists (cleared elsewhere, or timed out) is 404 at Graph: that is what we wanted, so
+    /// it is `Ok`.
     pub async fn clear_presence(&self, user_id: &str) -> Result<(), GraphError> {
         self.check_session()?;
-        self.post_json(
-            self.url(&["users", user_id, "presence", "clearPresence"]),
-            &json!({ "sessionId": self.config.client_id }),
-            SCOPE_PRESENCE_WRITE,
-        )
-        .await
-        .map(|_| ())
+        match self
+            .post_json(
+                self.url(&["users", user_id, "presence", "clearPresence"]),
+                &json!({ "sessionId": self.config.client_id }),
+                SCOPE_PRESENCE_WRITE,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(GraphError::Api { status: 404, .. }) => {
+                tracing::debug!("presence session already gone; nothing to clear");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `setUserPreferredPresence` (what the user picked; beats every session).

@@ -285,6 +285,8 @@ async fn agent_presence_follows_contact_center_state() {
         g.my_presence().await.unwrap().availability,
         Availability::Available
     );
+    // Clearing again: the session is gone, Graph answers 404, and that counts as cleared.
+    g.clear_presence(&me.id).await.unwrap();
 
     // The user's own choice beats every session.
     g.set_user_preferred_presence(

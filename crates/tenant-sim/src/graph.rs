@@ -624,7 +624,12 @@ async fn user_presence_action(
 }
 
 fn presence_error(e: PresenceError) -> GraphError {
-    GraphError::bad_request(e.to_string())
+    match e {
+        PresenceError::SessionNotFound(_) => {
+            GraphError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string())
+        }
+        _ => GraphError::bad_request(e.to_string()),
+    }
 }
 
 fn parse_expiry(s: &Shared, v: &Value) -> Result<std::time::Instant, GraphError> {

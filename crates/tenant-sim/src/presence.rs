@@ -111,6 +111,10 @@ pub enum PresenceError {
     /// `sessionId` missing or empty.
     #[error("sessionId is required and must be the application's client id.")]
     MissingSession,
+    /// `clearPresence` of a session that does not exist (never set, cleared, or timed out):
+    /// Graph answers 404.
+    #[error("The presence session '{0}' was not found.")]
+    SessionNotFound(String),
 }
 
 /// A status message (`setStatusMessage`).
@@ -351,7 +355,8 @@ impl PresenceBook {
         Ok(self.publish(id, now))
     }
 
-    /// `clearPresence`: ends the app's session.
+    /// `clearPresence`: ends the app's session; one that does not exist (any more) is
+    /// [`PresenceError::SessionNotFound`], as at Graph.
     pub fn clear_presence(
         &mut self,
         id: &str,
@@ -362,7 +367,9 @@ impl PresenceBook {
             return Err(PresenceError::MissingSession);
         }
         self.publish(id, now);
-        self.user(id).apps.remove(session_id);
+        if self.user(id).apps.remove(session_id).is_none() {
+            return Err(PresenceError::SessionNotFound(session_id.to_string()));
+        }
         Ok(self.publish(id, now))
     }
 
@@ -551,6 +558,11 @@ mod tests {
         // Clearing the DND session leaves the Busy one.
         let ch = b.clear_presence(U, APP2, t).unwrap().unwrap();
         assert_eq!(ch.presence, Pair::new("Busy", "InACall"));
+        // A session that no longer exists is 404 at Graph, not a silent success.
+        assert!(matches!(
+            b.clear_presence(U, APP2, t),
+            Err(PresenceError::SessionNotFound(_))
+        ));
     }
 
     #[test]
