@@ -110,9 +110,17 @@ type Provider = Arc<(ProviderMetadata, Jwks)>;
 pub struct Auth {
     config: AuthConfig,
     http: reqwest::Client,
-    /// Replaced by a fresh cell after a failed discovery, so the next request tries again.
+    /// Replaced by a fresh cell after a failed discovery, so a later request tries again.
     provider: tokio::sync::Mutex<Arc<OnceCell<Provider>>>,
+    /// After a failed discovery: when it may be tried again, the last error, and the wait
+    /// that led there (doubling up to `MAX_DISCOVERY_BACKOFF`). Requests before then get the
+    /// 503 at once instead of each asking the unreachable provider.
+    backoff: std::sync::Mutex<Option<(std::time::Instant, String, Duration)>>,
 }
+
+/// First wait after a failed discovery, and the longest.
+const MIN_DISCOVERY_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_DISCOVERY_BACKOFF: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,10 +140,28 @@ impl Auth {
             config,
             http,
             provider: tokio::sync::Mutex::new(Arc::new(OnceCell::new())),
+            backoff: std::sync::Mutex::new(None),
         }
     }
 
+    fn unavailable(&self, e: &str) -> ApiError {
+        ApiError::Unavailable(format!(
+            "the identity provider {} cannot be reached to check tokens: {e}",
+            self.config.authority
+        ))
+    }
+
     async fn provider(&self) -> Result<Provider, ApiError> {
+        if let Some((until, e, _)) = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            if std::time::Instant::now() < *until {
+                return Err(self.unavailable(e));
+            }
+        }
         let cell = self.provider.lock().await.clone();
         let got = cell
             .get_or_try_init(|| async {
@@ -145,15 +171,25 @@ impl Auth {
             })
             .await;
         match got {
-            Ok(p) => Ok(p.clone()),
+            Ok(p) => {
+                *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(p.clone())
+            }
             Err(e) => {
-                tracing::warn!(authority = %self.config.authority, error = %e, "identity provider unavailable");
-                // Try again on the next request.
+                let e = e.to_string();
+                let wait = {
+                    let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                    let wait = b
+                        .as_ref()
+                        .map(|(_, _, w)| (*w * 2).min(MAX_DISCOVERY_BACKOFF))
+                        .unwrap_or(MIN_DISCOVERY_BACKOFF);
+                    *b = Some((std::time::Instant::now() + wait, e.clone(), wait));
+                    wait
+                };
+                tracing::warn!(authority = %self.config.authority, error = %e, retry_in_seconds = wait.as_secs(), "identity provider unavailable");
+                // A fresh cell: tried again once the wait is over.
                 *self.provider.lock().await = Arc::new(OnceCell::new());
-                Err(ApiError::Unavailable(format!(
-                    "the identity provider {} cannot be reached to check tokens: {e}",
-                    self.config.authority
-                )))
+                Err(self.unavailable(&e))
             }
         }
     }
@@ -220,6 +256,59 @@ impl Auth {
     }
 }
 
+/// The `Authorization` header of a request, when it is text.
+pub fn authorization(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Auth {
+    /// Whether this caller may see operational details (storage errors): anyone when the
+    /// router checks no tokens, else a valid token with a Switchboard role.
+    pub async fn may_see_details(&self, authorization: Option<&str>) -> bool {
+        match self.caller(authorization).await {
+            Ok(c) => !c.roles.is_empty(),
+            Err(_) => false,
+        }
+    }
+
+    /// Lets `/metrics` through for `metrics_token` sent as a bearer token (when set), an
+    /// access token with the Supervisor or Admin role, or anyone when no tokens are checked.
+    pub async fn metrics_reader(
+        &self,
+        authorization: Option<&str>,
+        metrics_token: &str,
+    ) -> Result<(), ApiError> {
+        if self.config.mode == AuthMode::None {
+            return Ok(());
+        }
+        let bearer = authorization.and_then(|h| {
+            let (scheme, rest) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+        if let Some(t) = bearer {
+            if !metrics_token.is_empty() && same_secret(t, metrics_token) {
+                return Ok(());
+            }
+        }
+        let caller = self.caller(authorization).await?;
+        if caller.has(Role::Supervisor) || caller.has(Role::Admin) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "metrics are for the Supervisor and Admin roles, or the router's metrics token (http.metrics_token)".into(),
+            ))
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -235,6 +324,63 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn storage_details_and_metrics_need_a_caller_when_tokens_are_checked() {
+        let open = Auth::new(AuthConfig::default());
+        assert!(open.may_see_details(None).await);
+        assert!(open.metrics_reader(None, "").await.is_ok());
+        let entra = Auth::new(AuthConfig {
+            mode: AuthMode::Entra,
+            authority: "http://127.0.0.1:9/t/v2.0".into(),
+            audiences: vec!["api".into()],
+            ..AuthConfig::default()
+        });
+        assert!(!entra.may_see_details(None).await);
+        assert!(entra.metrics_reader(None, "s3cret").await.is_err());
+        assert!(entra
+            .metrics_reader(Some("Bearer s3cret"), "s3cret")
+            .await
+            .is_ok());
+        assert!(entra
+            .metrics_reader(Some("Bearer s3cre"), "s3cret")
+            .await
+            .is_err());
+    }
+
+    /// A provider that is down is asked once per back-off period, not once per request.
+    #[tokio::test]
+    async fn a_down_provider_is_not_asked_on_every_request() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/tenant/v2.0", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let auth = Auth::new(AuthConfig {
+            mode: AuthMode::Entra,
+            authority: base,
+            audiences: vec!["api".into()],
+            ..AuthConfig::default()
+        });
+        for _ in 0..20 {
+            let e = auth.caller(Some("Bearer abc.def.ghi")).await.unwrap_err();
+            assert!(matches!(e, ApiError::Unavailable(_)), "{e:?}");
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "discovery asked once, then backed off"
+        );
+        server.abort();
+    }
 
     #[tokio::test]
     async fn without_auth_everyone_may_do_everything() {

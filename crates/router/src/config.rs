@@ -116,6 +116,10 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Per-request time limit in seconds (default 30); slower gets 408.
     pub request_timeout_seconds: u64,
+    /// With `auth.mode = "entra"`, `/metrics` answers only a caller that sends this value
+    /// as `Authorization: Bearer …` (a Prometheus `bearer_token`), or an access token with
+    /// the Supervisor or Admin role. Empty: access tokens only.
+    pub metrics_token: String,
 }
 
 impl Default for HttpConfig {
@@ -124,6 +128,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             max_body_bytes: 64 * 1024,
             request_timeout_seconds: 30,
+            metrics_token: String::new(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use switchboard_api::{
     Event, Health, HealthStatus, NewTenant, Problem, StorageHealth, StorageState, Tenant,
@@ -12,7 +12,7 @@ use switchboard_api::{
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{authorization, Caller};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -31,12 +31,18 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// Is the service up and its storage answering.
+/// Is the service up and its storage answering. Open to anyone; what went wrong with the
+/// storage (`storage.detail`) only to callers with a Switchboard role.
 #[utoipa::path(get, path = "/v1/health", tag = "service", responses((status = 200, body = Health)))]
-pub async fn health(State(state): State<AppState>) -> Json<Health> {
+pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Json<Health> {
     let (storage_state, detail) = match state.store.ping().await {
         Ok(()) => (StorageState::Ok, None),
         Err(e) => (StorageState::Unavailable, Some(e.to_string())),
+    };
+    let detail = match detail {
+        Some(d) if state.auth.may_see_details(authorization(&headers)).await => Some(d),
+        Some(_) => Some("see the router's log".to_string()),
+        None => None,
     };
     Json(Health {
         status: if storage_state == StorageState::Ok {

@@ -50,6 +50,8 @@ pub struct AppState {
     pub presence: Arc<presence::PresenceHub>,
     /// Turns true when a graceful shutdown starts.
     pub shutdown: watch::Receiver<bool>,
+    /// `http.metrics_token`: the bearer value that may read `/metrics`.
+    pub metrics_token: Arc<str>,
 }
 
 /// Why the router could not start or stopped with an error.
@@ -146,6 +148,7 @@ impl Router {
             presence,
             auth: Arc::new(auth::Auth::new(config.auth.clone())),
             shutdown,
+            metrics_token: config.http.metrics_token.as_str().into(),
         };
         let app = app(state, &config);
         Ok(Self {

@@ -55,9 +55,24 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics_text(State(state): State<AppState>) -> Response {
+/// Prometheus text exposition: with `auth.mode = "entra"`, for the `http.metrics_token`
+/// bearer or an access token with the Supervisor or Admin role.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    (status = 401, description = "no metrics token or access token", body = switchboard_api::Problem, content_type = "application/problem+json"),
+    (status = 403, description = "an access token without the Supervisor or Admin role", body = switchboard_api::Problem, content_type = "application/problem+json"),
+))]
+pub async fn metrics_text(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(e) = state
+        .auth
+        .metrics_reader(crate::auth::authorization(&headers), &state.metrics_token)
+        .await
+    {
+        return e.into_response();
+    }
     metrics::gauge!("process_uptime_seconds").set(state.events.uptime_seconds() as f64);
     if let Ok(t) = state.store.list_tenants().await {
         metrics::gauge!("tenants").set(t.len() as f64);

@@ -33,6 +33,7 @@ async fn setup() -> Setup {
     config.auth.authority = format!("{}/organizations/v2.0", sim.base_url());
     config.auth.audiences = vec![ROUTER_API.into()];
     config.auth.operator_tenant_ids = vec![sim.tenant_id().to_uppercase()];
+    config.http.metrics_token = "scrape-secret".into();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = switchboard_router::Router::start_on(config, listener)
         .await
@@ -119,6 +120,28 @@ async fn tokens_roles_and_tenants() {
         get(&s.base, "/v1/health", None).await.status(),
         StatusCode::OK
     );
+    // Metrics: the scrape token, or a Supervisor/Admin access token; nobody else.
+    assert_eq!(
+        get(&s.base, "/metrics", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&s.base, "/metrics", Some("not-the-secret"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&s.base, "/metrics", Some(&agent)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&s.base, "/metrics", Some(&admin)).await.status(),
+        StatusCode::OK
+    );
+    let r = get(&s.base, "/metrics", Some("scrape-secret")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("process_uptime_seconds"));
     let r = get(&s.base, "/v1/tenants", None).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
