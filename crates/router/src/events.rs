@@ -3,6 +3,11 @@
 //! client that falls more than `events.client_buffer` events behind is disconnected (it
 //! reconnects and reloads), so one slow desktop never holds the others up. On shutdown every
 //! client gets `shutting_down` and a close frame.
+//!
+//! Every event goes only to the clients allowed to read what it is about, by the rule REST
+//! applies: a tenant's events to the operator's Admins and to members of the tenant's
+//! organisation (`entra_tenant_id`); presence to the clients that watch the user. A client
+//! message larger than [`MAX_CLIENT_MESSAGE`] closes the socket.
 
 use std::time::{Duration, Instant};
 
@@ -15,10 +20,48 @@ use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
 
-/// Publishes events to every connected client.
+/// The largest message a client may send (a `watch` of 1,000 object ids is about 40 KB).
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+/// Who may read an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every client (heartbeats; presence, which is filtered by watch lists).
+    Everyone,
+    /// The operator's Admins and the members of this Entra organisation (`None`: the
+    /// operator's only).
+    Organisation(Option<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Published {
+    event: Event,
+    audience: Audience,
+}
+
+/// Who a client is, for [`Audience`].
+#[derive(Debug, Clone)]
+struct Viewer {
+    operator: bool,
+    tid: Option<String>,
+}
+
+impl Viewer {
+    fn may_read(&self, a: &Audience) -> bool {
+        match a {
+            Audience::Everyone => true,
+            Audience::Organisation(org) => {
+                self.operator
+                    || matches!((org, &self.tid), (Some(o), Some(t)) if o.eq_ignore_ascii_case(t))
+            }
+        }
+    }
+}
+
+/// Publishes events to the connected clients allowed to read them.
 #[derive(Debug, Clone)]
 pub struct EventHub {
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Published>,
     started: Instant,
     heartbeat: Duration,
 }
@@ -33,9 +76,23 @@ impl EventHub {
         }
     }
 
-    /// Sends to every client connected now (no-op when none is).
+    /// Sends to the clients connected now that may read it: a created tenant to its
+    /// organisation and the operator, a deleted one (whose organisation the event does not
+    /// name) to the operator only — use [`EventHub::publish_to`] to say more.
     pub fn publish(&self, event: Event) {
-        let _ = self.tx.send(event);
+        let audience = match &event {
+            Event::TenantCreated { tenant } => {
+                Audience::Organisation(tenant.entra_tenant_id.clone())
+            }
+            Event::TenantDeleted { .. } => Audience::Organisation(None),
+            _ => Audience::Everyone,
+        };
+        self.publish_to(event, audience);
+    }
+
+    /// Sends to the clients connected now that are in `audience` (no-op when none is).
+    pub fn publish_to(&self, event: Event, audience: Audience) {
+        let _ = self.tx.send(Published { event, audience });
     }
 
     pub fn uptime_seconds(&self) -> u64 {
@@ -65,7 +122,15 @@ pub async fn events(
     let shutdown = state.shutdown.clone();
     let presence = state.presence.clone();
     let may_watch = presence.serves(&caller);
-    ws.on_upgrade(move |socket| serve_client(socket, hub, rx, shutdown, presence, may_watch))
+    let viewer = Viewer {
+        operator: caller.operator,
+        tid: caller.tid.clone(),
+    };
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| {
+            serve_client(socket, hub, rx, shutdown, presence, may_watch, viewer)
+        })
 }
 
 fn text(e: &Event) -> Option<Message> {
@@ -86,10 +151,11 @@ static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 async fn serve_client(
     socket: WebSocket,
     hub: EventHub,
-    mut rx: broadcast::Receiver<Event>,
+    mut rx: broadcast::Receiver<Published>,
     mut shutdown: watch::Receiver<bool>,
     presence: std::sync::Arc<crate::presence::PresenceHub>,
     may_watch: bool,
+    viewer: Viewer,
 ) {
     let client = NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     metrics::gauge!("events_clients").increment(1.0);
@@ -108,9 +174,10 @@ async fn serve_client(
     while ok {
         tokio::select! {
             ev = rx.recv() => match ev {
+                Ok(p) if !viewer.may_read(&p.audience) => {}
                 // Presence goes only to the clients that watch the user.
-                Ok(Event::Presence { ref id, .. }) if !presence.watches(client, id) => {}
-                Ok(ev) => ok = match text(&ev) { Some(m) => sink.send(m).await.is_ok(), None => true },
+                Ok(Published { event: Event::Presence { ref id, .. }, .. }) if !presence.watches(client, id) => {}
+                Ok(p) => ok = match text(&p.event) { Some(m) => sink.send(m).await.is_ok(), None => true },
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "events client too slow; disconnecting it");
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: 1008, reason: "too slow; reconnect".into() }))).await;

@@ -164,9 +164,17 @@ pub async fn delete_tenant(
 ) -> Result<StatusCode, ApiError> {
     caller.require_operator()?;
     let Path(id) = id?;
+    let org = state
+        .store
+        .get_tenant(id)
+        .await?
+        .and_then(|t| t.entra_tenant_id);
     if state.store.delete_tenant(id).await? {
         tracing::info!(tenant = %id, "tenant deleted");
-        state.events.publish(Event::TenantDeleted { id });
+        state.events.publish_to(
+            Event::TenantDeleted { id },
+            crate::events::Audience::Organisation(org),
+        );
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no tenant {id}")))

@@ -135,9 +135,11 @@ struct State {
     watchers: HashMap<u32, u32>,
     /// The ids of `watchers`' keys, kept beside it (what subscriptions and polls cover).
     want: BTreeSet<String>,
-    /// Every user id ever watched, numbered (bounded by the directory's size).
+    /// The ids of users somebody watches, numbered; a number whose user nobody watches any
+    /// more goes to `free` and is used again, so the tables shrink with the watch lists.
     numbers: HashMap<String, u32>,
     names: Vec<String>,
+    free: Vec<u32>,
     /// Last presence seen per user.
     last: HashMap<String, Seen>,
     /// Users read at least once (an id Graph does not know is not asked again every tick).
@@ -312,11 +314,15 @@ impl PresenceHub {
         let mut st = self.lock();
         let mut set: HashSet<u32> = HashSet::new();
         let mut known = Vec::new();
-        for id in ids
-            .into_iter()
-            .filter(|i| !i.trim().is_empty() && i.len() <= 64)
-            .take(self.config.max_watched)
-        {
+        let (ids, refused) = watchable(ids);
+        if refused > 0 {
+            tracing::debug!(
+                refused,
+                "watch: ids that are not Entra object ids (GUIDs) ignored"
+            );
+            metrics::counter!("presence_watch_ids_refused").increment(refused as u64);
+        }
+        for id in ids.into_iter().take(self.config.max_watched) {
             if let Some(seen) = st.last.get(&id) {
                 known.push(seen.event(id.clone()));
             } else {
@@ -327,8 +333,16 @@ impl PresenceHub {
             let n = match st.numbers.get(&id) {
                 Some(n) => *n,
                 None => {
-                    let n = u32::try_from(st.names.len()).unwrap_or(u32::MAX);
-                    st.names.push(id.clone());
+                    let n = match st.free.pop() {
+                        Some(n) => {
+                            st.names[n as usize] = id.clone();
+                            n
+                        }
+                        None => {
+                            st.names.push(id.clone());
+                            u32::try_from(st.names.len() - 1).unwrap_or(u32::MAX)
+                        }
+                    };
                     st.numbers.insert(id, n);
                     n
                 }
@@ -694,17 +708,53 @@ fn watch_one(st: &mut State, n: u32) {
     }
 }
 
-/// One client fewer watches user `n`.
+/// One client fewer watches user `n`; nobody left: the user is forgotten.
 fn unwatch(st: &mut State, n: u32) {
     if let Some(c) = st.watchers.get_mut(&n) {
         *c = c.saturating_sub(1);
         if *c == 0 {
-            st.watchers.remove(&n);
-            if let Some(name) = st.names.get(n as usize) {
-                st.want.remove(name);
-            }
+            release(st, n);
         }
     }
+}
+
+/// Forgets user `n`, whom nobody watches: out of every table, the number free again.
+fn release(st: &mut State, n: u32) {
+    st.watchers.remove(&n);
+    let Some(name) = st.names.get_mut(n as usize).map(std::mem::take) else {
+        return;
+    };
+    if name.is_empty() {
+        return; // already free
+    }
+    st.want.remove(&name);
+    st.numbers.remove(&name);
+    st.last.remove(&name);
+    st.asked.remove(&name);
+    st.owed.remove(&name);
+    st.free.push(n);
+}
+
+/// The ids of `ids` that are Entra object ids (GUIDs, lower-cased and de-duplicated), and
+/// how many were not. Anything else would make the Graph subscription, and every
+/// 650-id read that holds it, fail for every client.
+fn watchable(ids: Vec<String>) -> (Vec<String>, usize) {
+    let mut refused = 0;
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for id in ids {
+        let id = id.trim();
+        match uuid::Uuid::try_parse(id) {
+            Ok(u) if id.len() == 36 => {
+                let s = u.hyphenated().to_string();
+                if seen.insert(s.clone()) {
+                    out.push(s);
+                }
+            }
+            _ => refused += 1,
+        }
+    }
+    (out, refused)
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -714,6 +764,50 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_guids_are_watched() {
+        let (ok, refused) = watchable(vec![
+            "5B1DC0DE-7E4A-4C1E-9D1A-5317C4B0A4D0".into(),
+            "5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0".into(),
+            "AdeleV@contoso.example".into(),
+            "') or id ne ('".into(),
+            "5b1dc0de7e4a4c1e9d1a5317c4b0a4d0".into(),
+            "{5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0}".into(),
+            String::new(),
+        ]);
+        assert_eq!(ok, vec!["5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0".to_string()]);
+        assert_eq!(refused, 5);
+    }
+
+    #[test]
+    fn users_nobody_watches_leave_every_table() {
+        let hub = PresenceHub::new(
+            PresenceConfig::default(),
+            std::path::Path::new("/nonexistent"),
+            crate::events::EventHub::new(8, Duration::from_secs(30), Instant::now()),
+        );
+        let ids = |k: u128| -> Vec<String> {
+            (0..100u128)
+                .map(|i| uuid::Uuid::from_u128(k * 1000 + i).to_string())
+                .collect()
+        };
+        for round in 0..50 {
+            hub.watch(1, ids(round));
+            hub.watch(2, ids(round + 1));
+        }
+        {
+            let st = hub.lock();
+            assert_eq!(st.want.len(), 200);
+            assert_eq!(st.numbers.len(), 200);
+            assert!(st.names.len() <= 300, "numbers reused: {}", st.names.len());
+        }
+        hub.forget(1);
+        hub.forget(2);
+        let st = hub.lock();
+        assert!(st.want.is_empty() && st.numbers.is_empty() && st.watchers.is_empty());
+        assert!(st.last.is_empty() && st.owed.is_empty());
+    }
 
     #[test]
     fn only_the_service_accounts_organisation_watches() {

@@ -272,3 +272,126 @@ async fn tokens_roles_and_tenants() {
     s.router.stop().await.unwrap();
     s.sim.shutdown().await;
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn events_as(base: &str, token: &str) -> Ws {
+    let ws_url = format!("{}/v1/events", base.replace("http://", "ws://"));
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// The tenant events a socket gets until (and with) the deletion of `last`.
+async fn tenant_events_until_deleted(ws: &mut Ws, last: &str) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let mut got = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the socket stays open")
+            .unwrap();
+        let tokio_tungstenite::tungstenite::Message::Text(t) = msg else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        match v["type"].as_str().unwrap() {
+            "tenant_created" => got.push((
+                "created".to_owned(),
+                v["tenant"]["id"].as_str().unwrap().to_owned(),
+            )),
+            "tenant_deleted" => {
+                let id = v["id"].as_str().unwrap().to_owned();
+                got.push(("deleted".to_owned(), id.clone()));
+                if id == last {
+                    return got;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenant_events_reach_only_their_organisation_and_the_operator() {
+    use futures_util::{SinkExt, StreamExt};
+    let s = setup().await;
+    let admin = token(
+        &s.sim,
+        &user_with(&s.sim, &["Admin", "Supervisor", "Agent"]).await,
+        &api_scope(),
+    )
+    .await;
+    let agent = token(&s.sim, &user_with(&s.sim, &["Agent"]).await, &api_scope()).await;
+    let mut agent_ws = events_as(&s.base, &agent).await;
+    let mut admin_ws = events_as(&s.base, &admin).await;
+    let create = |body: Value| {
+        let (base, admin) = (s.base.clone(), admin.clone());
+        async move {
+            let t: Value = reqwest::Client::new()
+                .post(format!("{base}/v1/tenants"))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            t["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let fabrikam = create(json!({"name": "Fabrikam", "sip_domain": "fabrikam.example", "entra_tenant_id": "0b0b0b0b-1111-2222-3333-444444444444"})).await;
+    let unmapped = create(json!({"name": "Nobody's", "sip_domain": "nobody.example"})).await;
+    let contoso = create(json!({"name": "Contoso", "sip_domain": "contoso.example", "entra_tenant_id": s.sim.tenant_id()})).await;
+    for id in [&fabrikam, &unmapped, &contoso] {
+        let r = reqwest::Client::new()
+            .delete(format!("{}/v1/tenants/{id}", s.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    // The agent's organisation is Contoso's: its two events, nothing of the others.
+    let seen = tenant_events_until_deleted(&mut agent_ws, &contoso).await;
+    assert_eq!(
+        seen,
+        vec![
+            ("created".to_owned(), contoso.clone()),
+            ("deleted".to_owned(), contoso.clone())
+        ]
+    );
+    // The operator's Admin sees every tenant's.
+    let seen = tenant_events_until_deleted(&mut admin_ws, &contoso).await;
+    assert_eq!(seen.len(), 6, "{seen:?}");
+
+    // A client message over 64 KiB closes the socket.
+    let big = format!(
+        "{{\"type\":\"watch\",\"ids\":[\"{}\"]}}",
+        "a".repeat(1024 * 1024)
+    );
+    let _ = agent_ws
+        .send(tokio_tungstenite::tungstenite::Message::Text(big.into()))
+        .await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match agent_ws.next().await {
+                None | Some(Err(_)) => return true,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        closed,
+        Ok(true),
+        "the socket is closed after an oversized message"
+    );
+    s.router.stop().await.unwrap();
+    s.sim.shutdown().await;
+}
