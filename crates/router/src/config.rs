@@ -120,6 +120,13 @@ pub struct HttpConfig {
     /// as `Authorization: Bearer …` (a Prometheus `bearer_token`), or an access token with
     /// the Supervisor or Admin role. Empty: access tokens only.
     pub metrics_token: String,
+    /// Host names this router answers to besides its own address (and, on loopback,
+    /// `localhost`, `127.0.0.1`, `[::1]`); other `Host` headers get 421, which stops DNS
+    /// rebinding. Empty on a non-loopback address: any host.
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`https://host[:port]`) whose pages may call the API or open the event
+    /// stream; a request with any other `Origin` gets 403. Native clients send none.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -129,6 +136,8 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024,
             request_timeout_seconds: 30,
             metrics_token: String::new(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }

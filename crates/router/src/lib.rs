@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod http;
 pub mod presence;
 pub mod store;
@@ -150,7 +151,13 @@ impl Router {
             shutdown,
             metrics_token: config.http.metrics_token.as_str().into(),
         };
-        let app = app(state, &config);
+        let bound = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let app = app(state, &config).layer(axum::middleware::from_fn_with_state(
+            gate::Gate::new(&config.http, bound),
+            gate::check,
+        ));
         Ok(Self {
             listener,
             app,

@@ -395,3 +395,49 @@ async fn tenant_events_reach_only_their_organisation_and_the_operator() {
     s.router.stop().await.unwrap();
     s.sim.shutdown().await;
 }
+
+/// A web page cannot reach the router: a foreign Host (DNS rebinding) gets 421, a request
+/// carrying a page's Origin 403 — the event stream included; native clients are served.
+#[tokio::test]
+async fn web_pages_and_rebound_hosts_are_refused() {
+    let s = setup().await;
+    let port = s.base.rsplit(':').next().unwrap().to_owned();
+    let c = reqwest::Client::new();
+    let r = c
+        .get(format!("{}/v1/health", s.base))
+        .header("host", format!("rebind.evil.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    let r = c
+        .get(format!("{}/v1/health", s.base))
+        .header("host", format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(format!("{}/v1/health", s.base))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("allowed_origins"));
+    // The event stream from a page: refused before the upgrade, token or not.
+    let agent = token(&s.sim, &user_with(&s.sim, &["Agent"]).await, &api_scope()).await;
+    let ws_url = format!("{}/v1/events", s.base.replace("http://", "ws://"));
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {agent}").parse().unwrap());
+    req.headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    // Without Origin, as the desktop's link connects, it works.
+    let mut ws = events_as(&s.base, &agent).await;
+    let _ = ws.close(None).await;
+    s.router.stop().await.unwrap();
+    s.sim.shutdown().await;
+}
