@@ -29,7 +29,8 @@ pub struct Config {
 pub struct PresenceConfig {
     /// Follow presence (needs `switchboard-router graph-login` once).
     pub enabled: bool,
-    /// The identity provider of the Graph service account.
+    /// The identity provider of the Graph service account, naming the organisation
+    /// (`https://login.microsoftonline.com/<tenant id>/v2.0`); required with `enabled`.
     pub authority: String,
     /// The app registration the service account signs in with (a public client with device
     /// code allowed; delegated Presence.Read.All and User.ReadBasic.All).
@@ -52,7 +53,8 @@ impl Default for PresenceConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            authority: "https://login.microsoftonline.com/organizations/v2.0".into(),
+            // No default: `organizations` fails for a single-tenant registration (AADSTS50194).
+            authority: String::new(),
             client_id: String::new(),
             graph_url: "https://graph.microsoft.com/v1.0".into(),
             notification_url: String::new(),
@@ -320,6 +322,11 @@ impl Config {
                     "presence.client_id must name the app registration when presence.enabled is true".into(),
                 ));
             }
+            if self.presence.authority.trim().is_empty() {
+                return Err(ConfigError::Value(
+                    "presence.authority must name your organisation when presence.enabled is true: https://login.microsoftonline.com/<tenant id>/v2.0 (a single-tenant app registration cannot sign in through \"organizations\" or \"common\": AADSTS50194)".into(),
+                ));
+            }
             if !url_like(&self.presence.authority) || !url_like(&self.presence.graph_url) {
                 return Err(ConfigError::Value(
                     "presence.authority and presence.graph_url must be https:// URLs (http:// only on 127.0.0.1)".into(),
@@ -419,6 +426,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("/etc/sb/router.toml"))
+    }
+
+    #[test]
+    fn presence_needs_the_organisations_authority() {
+        let e = parse("[presence]\nenabled = true\nclient_id = \"c\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("presence.authority") && e.contains("AADSTS50194"),
+            "{e}"
+        );
+        assert!(parse("[presence]\nenabled = true\nclient_id = \"c\"\nauthority = \"https://login.microsoftonline.com/5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0/v2.0\"\n").is_ok());
     }
 
     #[test]
