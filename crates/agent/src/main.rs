@@ -50,6 +50,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    cli::secrets::warn_about_argv();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log)

@@ -34,9 +34,18 @@ pub struct AccountArgs {
     /// SIP user name (also the digest user name).
     #[arg(long, default_value = "agent")]
     pub user: String,
-    /// SIP password (for digest challenges).
-    #[arg(long, env = "SWITCHBOARD_SIP_PASSWORD", hide_env_values = true)]
+    /// SIP password (for digest challenges; better: SWITCHBOARD_SIP_PASSWORD or
+    /// --password-file, as the command line is readable by every user of the machine).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SIP_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "password_file"
+    )]
     pub password: Option<String>,
+    /// A file whose first line is the SIP password.
+    #[arg(long, env = "SWITCHBOARD_SIP_PASSWORD_FILE")]
+    pub password_file: Option<std::path::PathBuf>,
     /// Domain of our address (default: the server's host, or our IP).
     #[arg(long)]
     pub domain: Option<String>,
@@ -430,7 +439,12 @@ async fn setup(
         .clone()
         .or_else(|| server.as_ref().map(|s| s.host.clone()))
         .unwrap_or_else(|| local_ip.to_string());
-    let credentials = account.password.clone().map(|password| Credentials {
+    let password = match (&account.password, &account.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(f)) => Some(super::secrets::read_password_file(f)?),
+        (None, None) => None,
+    };
+    let credentials = password.map(|password| Credentials {
         username: account.user.clone(),
         password,
     });
@@ -454,7 +468,7 @@ async fn setup(
     }
     if let (Some(server), Some(registrar)) = (&server, registrar) {
         let Some(credentials) = credentials else {
-            bail!("--server needs --password (or SWITCHBOARD_SIP_PASSWORD) to register");
+            bail!("--server needs a password to register: SWITCHBOARD_SIP_PASSWORD, --password-file FILE or --password");
         };
         let mut reg = Registration::new(RegistrationConfig {
             registrar: server.uri(),

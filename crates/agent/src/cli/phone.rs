@@ -24,12 +24,27 @@ pub enum PhoneCommand {
         /// SIP user name (also the digest user name).
         #[arg(long)]
         user: String,
-        /// SIP password.
-        #[arg(long, env = "SWITCHBOARD_SIP_PASSWORD", hide_env_values = true)]
-        password: String,
-        /// More accounts on the same registrar, as USER:PASSWORD (repeat for several).
+        /// SIP password (better: SWITCHBOARD_SIP_PASSWORD or --password-file; the command line
+        /// is readable by every user of the machine).
+        #[arg(
+            long,
+            env = "SWITCHBOARD_SIP_PASSWORD",
+            hide_env_values = true,
+            required_unless_present = "password_file",
+            conflicts_with = "password_file"
+        )]
+        password: Option<String>,
+        /// A file whose first line is the SIP password.
+        #[arg(long, env = "SWITCHBOARD_SIP_PASSWORD_FILE")]
+        password_file: Option<std::path::PathBuf>,
+        /// More accounts on the same registrar, as USER:PASSWORD (repeat for several; better:
+        /// --accounts-file).
         #[arg(long = "account", value_name = "USER:PASSWORD")]
         accounts: Vec<String>,
+        /// More accounts on the same registrar from a file: one USER:PASSWORD a line, `#`
+        /// comments.
+        #[arg(long, env = "SWITCHBOARD_SIP_ACCOUNTS_FILE")]
+        accounts_file: Option<std::path::PathBuf>,
         /// Domain of the address of record (default: the server's host).
         #[arg(long)]
         domain: Option<String>,
@@ -71,7 +86,9 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
         server,
         user,
         password,
+        password_file,
         accounts,
+        accounts_file,
         domain,
         duration,
         expires,
@@ -84,7 +101,17 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
         "tls" => Transport::Tls,
         _ => Transport::Udp,
     };
+    let password = match (password, password_file) {
+        (Some(p), _) => p,
+        (None, Some(f)) => super::secrets::read_password_file(&f)?,
+        (None, None) => {
+            bail!("a password is needed: SWITCHBOARD_SIP_PASSWORD, --password-file or --password")
+        }
+    };
     let mut creds = vec![(user, password)];
+    if let Some(f) = &accounts_file {
+        creds.extend(super::secrets::read_accounts_file(f)?);
+    }
     for a in &accounts {
         let Some((u, p)) = a.split_once(':') else {
             bail!("--account {a:?} must be USER:PASSWORD");
