@@ -26,8 +26,8 @@ pub struct ClientConfig {
     pub authority: String,
     pub client_id: String,
     /// Host named in the loopback redirect URI: `localhost` (what Microsoft app
-    /// registrations list as `http://localhost`) or `127.0.0.1`. We always listen on
-    /// 127.0.0.1.
+    /// registrations list as `http://localhost`) or `127.0.0.1`. We listen on 127.0.0.1 and
+    /// on `[::1]` at the same port, so whichever `localhost` resolves to is ours.
     pub redirect_host: String,
     /// Path of the loopback redirect URI (`/` unless the provider registered another).
     pub redirect_path: String,
@@ -442,10 +442,8 @@ impl IdentityClient {
             "waiting for the sign-in in the browser"
         );
         let timeout = req.timeout.unwrap_or(Duration::from_secs(300));
-        let expected_state = state.clone();
-        let wait = loopback.wait(move |q| {
-            let state_ok = q.get("state").is_some_and(|s| same(s, &expected_state));
-            let ok = state_ok && q.contains_key("code");
+        let wait = loopback.wait(&state, move |q| {
+            let ok = q.contains_key("code");
             let detail = q
                 .get("error_description")
                 .or_else(|| q.get("error"))

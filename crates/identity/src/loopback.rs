@@ -1,6 +1,12 @@
 //! The loopback redirect of a native app's sign-in (RFC 8252 §7.3): a one-shot HTTP listener
-//! on 127.0.0.1 at an ephemeral port that takes the provider's redirect, shows the person a
-//! page saying they can go back to the app, and hands the query to the flow.
+//! at an ephemeral port that takes the provider's redirect, shows the person a page saying
+//! they can go back to the app, and hands the query to the flow.
+//!
+//! The redirect names `localhost` (what Microsoft's app registrations list), which a browser
+//! may resolve to 127.0.0.1 or to `[::1]`: we listen on both at the same port, so no other
+//! process can take the other one and receive the code. Only the request that carries our
+//! `state` ends the wait; any other (a web page aiming at the port to abort the sign-in) gets
+//! 400 and the wait goes on.
 //!
 //! A hand-written reader rather than an HTTP server crate: it serves one GET of a query
 //! string from the local browser, and must never keep a socket open longer than the sign-in.
@@ -16,30 +22,73 @@ const MAX_REQUEST: usize = 16 * 1024;
 
 /// A listener waiting for the redirect.
 pub struct Loopback {
-    listener: TcpListener,
+    v4: TcpListener,
+    /// `[::1]` at the same port; `None` where the machine has no IPv6 loopback (then no
+    /// other process can listen there either).
+    v6: Option<TcpListener>,
     port: u16,
 }
 
+/// Ports tried before giving up when another process holds `[::1]` at the one picked.
+const BIND_ATTEMPTS: usize = 16;
+
 impl Loopback {
-    /// Binds 127.0.0.1 on a port the system picks.
+    /// Binds 127.0.0.1 on a port the system picks, and `[::1]` on the same port.
     pub async fn bind() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let port = listener.local_addr()?.port();
-        Ok(Self { listener, port })
+        let mut last = None;
+        for _ in 0..BIND_ATTEMPTS {
+            let v4 = TcpListener::bind(("127.0.0.1", 0)).await?;
+            let port = v4.local_addr()?.port();
+            match TcpListener::bind(("::1", port)).await {
+                Ok(v6) => {
+                    return Ok(Self {
+                        v4,
+                        v6: Some(v6),
+                        port,
+                    })
+                }
+                // Taken by someone else: another port.
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+                // No IPv6 loopback here.
+                Err(e) => {
+                    tracing::debug!(error = %e, "no [::1] listener for the sign-in redirect");
+                    return Ok(Self { v4, v6: None, port });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback port")))
+    }
+
+    /// Whether `[::1]` is held too.
+    pub fn on_ipv6(&self) -> bool {
+        self.v6.is_some()
+    }
+
+    async fn accept(&self) -> std::io::Result<TcpStream> {
+        match &self.v6 {
+            Some(v6) => tokio::select! {
+                r = self.v4.accept() => r.map(|(s, _)| s),
+                r = v6.accept() => r.map(|(s, _)| s),
+            },
+            None => self.v4.accept().await.map(|(s, _)| s),
+        }
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Waits for the browser's request that carries `code` or `error` and answers it with
-    /// `page(&params)`; other requests (a favicon) get 404. Returns the query parameters.
+    /// Waits for the browser's request that carries `code` or `error` with `state` equal to
+    /// `expected_state`, and answers it with `page(&params)`; returns its query parameters.
+    /// Requests without `code`/`error` (a favicon) get 404; with another `state` 400, and the
+    /// wait goes on.
     pub async fn wait(
         self,
+        expected_state: &str,
         page: impl Fn(&HashMap<String, String>) -> String,
     ) -> HashMap<String, String> {
         loop {
-            let Ok((mut sock, _)) = self.listener.accept().await else {
+            let Ok(mut sock) = self.accept().await else {
                 continue;
             };
             let Ok(Ok(Some(query))) =
@@ -50,6 +99,16 @@ impl Loopback {
             };
             if !query.contains_key("code") && !query.contains_key("error") {
                 let _ = respond(&mut sock, "404 Not Found", "").await;
+                continue;
+            }
+            if !query
+                .get("state")
+                .is_some_and(|s| crate::pkce::same(s, expected_state))
+            {
+                tracing::warn!(
+                    "a request to the sign-in redirect without this sign-in's state was ignored"
+                );
+                let _ = respond(&mut sock, "400 Bad Request", "").await;
                 continue;
             }
             let _ = respond(&mut sock, "200 OK", &page(&query)).await;
@@ -133,7 +192,11 @@ mod tests {
     use super::*;
 
     async fn get(port: u16, target: &str) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        get_from("127.0.0.1", port, target).await
+    }
+
+    async fn get_from(host: &str, port: u16, target: &str) -> String {
+        let mut s = TcpStream::connect((host, port)).await.unwrap();
         s.write_all(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
             .await
             .unwrap();
@@ -146,9 +209,23 @@ mod tests {
     async fn takes_the_redirect_and_ignores_the_rest() {
         let lb = Loopback::bind().await.unwrap();
         let port = lb.port();
-        let waiting =
-            tokio::spawn(lb.wait(|q| finished_page(true, q.get("state").map_or("", |s| s))));
+        let waiting = tokio::spawn(async move {
+            lb.wait("x<y", |q| {
+                finished_page(true, q.get("state").map_or("", |s| s))
+            })
+            .await
+        });
         assert!(get(port, "/favicon.ico").await.starts_with("HTTP/1.1 404"));
+        // A page aiming at the port cannot end the sign-in: without our state it is refused.
+        assert!(get(port, "/?error=access_denied&state=guess")
+            .await
+            .starts_with("HTTP/1.1 400"));
+        assert!(get(port, "/?error=access_denied")
+            .await
+            .starts_with("HTTP/1.1 400"));
+        assert!(get(port, "/?code=stolen&state=other")
+            .await
+            .starts_with("HTTP/1.1 400"));
         let page = get(port, "/?code=abc&state=x%3Cy").await;
         assert!(page.starts_with("HTTP/1.1 200"), "{page}");
         assert!(page.contains("x&lt;y"), "escaped: {page}");
@@ -156,5 +233,28 @@ mod tests {
         let q = waiting.await.unwrap();
         assert_eq!(q.get("code").map(String::as_str), Some("abc"));
         assert_eq!(q.get("state").map(String::as_str), Some("x<y"));
+    }
+
+    /// `localhost` may resolve to `[::1]`: that address is ours too, at the same port, so no
+    /// other process can listen there and take the code.
+    #[tokio::test]
+    async fn holds_both_loopback_addresses_at_one_port() {
+        let lb = Loopback::bind().await.unwrap();
+        let port = lb.port();
+        if !lb.on_ipv6() {
+            eprintln!("no IPv6 loopback on this machine: nothing else can listen there");
+            return;
+        }
+        assert!(
+            TcpListener::bind(("::1", port)).await.is_err(),
+            "[::1]:{port} is ours"
+        );
+        let waiting = tokio::spawn(async move { lb.wait("s1", |_| finished_page(true, "")).await });
+        let page = get_from("::1", port, "/?code=abc&state=s1").await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert_eq!(
+            waiting.await.unwrap().get("code").map(String::as_str),
+            Some("abc")
+        );
     }
 }
