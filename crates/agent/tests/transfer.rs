@@ -23,7 +23,7 @@ fn answerer(user: &str, port: u16, extra: &[&str]) -> std::process::Child {
 fn attended_transfer_between_three_agents() {
     let (bp, cp) = (free_udp_port(), free_udp_port());
     let mut carol = answerer("carol", cp, &["--calls", "2", "--hangup-after", "3"]);
-    let mut bob = answerer("bob", bp, &["--hangup-after", "8"]);
+    let mut bob = answerer("bob", bp, &["--hangup-after", "8", "--accept-refer"]);
     std::thread::sleep(Duration::from_millis(400));
     let (out, ev) = run_agent(
         &[
@@ -86,7 +86,7 @@ fn attended_transfer_to_a_baresip_target() {
     // new call, and we (the transferor) end the consultation ourselves, as RFC 5589 §7.2 says.
     let carol = Baresip::start("carol", "auto", 880);
     let bp = free_udp_port();
-    let mut bob = answerer("bob", bp, &["--hangup-after", "6"]);
+    let mut bob = answerer("bob", bp, &["--hangup-after", "6", "--accept-refer"]);
     std::thread::sleep(Duration::from_millis(400));
     let (out, ev) = run_agent(
         &[
@@ -117,5 +117,52 @@ fn attended_transfer_to_a_baresip_target() {
     assert!(
         bev.iter().filter(|e| e["event"] == "established").count() == 2,
         "{bev:?}"
+    );
+}
+
+#[test]
+fn a_transfer_from_a_stranger_is_declined_without_consent() {
+    // Bob takes calls directly (no registrar) and was not told to follow transfers: the
+    // caller's REFER is declined, Carol is never called.
+    let (bp, cp) = (free_udp_port(), free_udp_port());
+    let mut carol = answerer("carol", cp, &["--calls", "1"]);
+    let mut bob = answerer("bob", bp, &["--hangup-after", "6"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let (_out, ev) = run_agent(
+        &[
+            "call",
+            &format!("sip:bob@127.0.0.1:{bp}"),
+            "--transfer",
+            &format!("sip:carol@127.0.0.1:{cp}"),
+            "--hangup-after",
+            "5",
+        ],
+        &[],
+    );
+    let progress: Vec<(u64, bool)> = ev
+        .iter()
+        .filter(|e| e["event"] == "transfer_progress")
+        .map(|e| (e["status"].as_u64().unwrap(), e["final"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(progress.last(), Some(&(603, true)), "{progress:?} {ev:?}");
+    let bob_out = wait_output(&mut bob, Duration::from_secs(15), &[]);
+    let bev = events(&bob_out.stdout);
+    let refused = bev
+        .iter()
+        .find(|e| e["event"] == "transfer_refused")
+        .unwrap_or_else(|| panic!("{bev:?}"));
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--accept-refer"),
+        "{refused}"
+    );
+    // Carol would have been called by now; she is stopped and tells what she saw.
+    let carol_out = wait_output(&mut carol, Duration::from_secs(1), &[]);
+    let cev = events(&carol_out.stdout);
+    assert!(
+        !cev.iter().any(|e| e["event"] == "incoming"),
+        "Carol was called: {cev:?}"
     );
 }

@@ -31,3 +31,4 @@ pub mod transaction;
 pub mod transport;
 pub mod ua;
 pub mod udp;
+pub mod wire;

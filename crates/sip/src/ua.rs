@@ -547,6 +547,24 @@ fn sipfrag_status(body: &[u8]) -> Option<u16> {
     text.lines().next()?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whether a peer's Contact URI can be our Request-URI: a SIP URI with a host, and nothing
+/// that would break the start line.
+fn usable_target(uri: &str) -> bool {
+    crate::wire::check_uri(uri).is_ok() && uri_host_port(uri).is_some()
+}
+
+/// The Contact of `msg` as a remote target, when it is usable; a bad one is ignored (the
+/// target stays what it was).
+fn contact_target(msg: &Message) -> Option<String> {
+    let t = value_uri(msg.header("Contact")?);
+    if usable_target(t) {
+        Some(t.to_owned())
+    } else {
+        tracing::debug!("a Contact that cannot be a Request-URI was ignored");
+        None
+    }
+}
+
 /// RFC 3891 Replaces: `call-id;to-tag=…;from-tag=…`.
 fn parse_replaces(v: &str) -> Option<(String, String, String)> {
     let mut parts = v.split(';');
@@ -702,6 +720,10 @@ impl UserAgent {
         now: Instant,
     ) -> Result<CallId, UaError> {
         let target_uri = value_uri(target).to_owned();
+        crate::wire::check_uri(&target_uri).map_err(|_| UaError::BadUri(target.into()))?;
+        for h in &extra_headers {
+            crate::wire::check_header_line(h)?;
+        }
         let destination = match &self.cfg.outbound_proxy {
             Some(p) => p.clone(),
             None => {
@@ -1461,6 +1483,11 @@ Content-Length: 0\r\n\r\n",
                 return;
             }
         };
+        // The Contact becomes the Request-URI of everything we send in this dialog.
+        if !usable_target(&contact) {
+            self.reply(key, msg, 400, "Bad Contact", None, &[], None, now);
+            return;
+        }
         // RFC 4028 §8.1: too short a session interval → 422 with our Min-SE.
         if let Some((se, _)) = parse_session_expires(msg) {
             if se < self.min_se {
@@ -1701,8 +1728,8 @@ Content-Length: 0\r\n\r\n",
             c.dialog.remote_cseq = Some(cseq);
             // A target refresh updates the remote target (§12.2.2).
             if matches!(method, "INVITE" | "UPDATE") {
-                if let Some(contact) = msg.header("Contact") {
-                    c.dialog.remote_target = value_uri(contact).to_owned();
+                if let Some(t) = contact_target(msg) {
+                    c.dialog.remote_target = t;
                 }
             }
         }
@@ -1783,11 +1810,30 @@ Content-Length: 0\r\n\r\n",
                             let (k, v) = h.split_once('=')?;
                             k.eq_ignore_ascii_case("Replaces").then(|| unescape(v))
                         });
+                        // Decoded, the value is the peer's text: only its checked parts
+                        // (RFC 3891) may reach the INVITE we send for it.
+                        let rep = match rep.map(|r| crate::wire::Replaces::parse(&r)) {
+                            Some(Ok(r)) => Some(r.to_string()),
+                            Some(Err(_)) => {
+                                self.reply(
+                                    key,
+                                    msg,
+                                    400,
+                                    "Bad Replaces in Refer-To",
+                                    Some(id),
+                                    &[],
+                                    None,
+                                    now,
+                                );
+                                return;
+                            }
+                            None => None,
+                        };
                         (t.to_owned(), rep)
                     }
                     None => (uri.to_owned(), None),
                 };
-                if uri_host_port(&target).is_none() {
+                if uri_host_port(&target).is_none() || crate::wire::check_uri(&target).is_err() {
                     self.reply(key, msg, 400, "Bad Refer-To", Some(id), &[], None, now);
                     return;
                 }
@@ -2232,8 +2278,8 @@ Content-Length: 0\r\n\r\n",
                     if let (true, Some(rseq)) = (lists_option(msg, "Require", "100rel"), rseq) {
                         if rseq > c.last_rseq {
                             c.last_rseq = rseq;
-                            if let Some(contact) = msg.header("Contact") {
-                                c.dialog.remote_target = value_uri(contact).to_owned();
+                            if let Some(t) = contact_target(msg) {
+                                c.dialog.remote_target = t;
                             }
                             let mut rr: Vec<String> =
                                 msg.headers("Record-Route").flat_map(split_list).collect();
@@ -2271,8 +2317,8 @@ Content-Length: 0\r\n\r\n",
                 let mut media_result = None;
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.dialog.remote_tag = remote_tag;
-                    if let Some(contact) = msg.header("Contact") {
-                        c.dialog.remote_target = value_uri(contact).to_owned();
+                    if let Some(t) = contact_target(msg) {
+                        c.dialog.remote_target = t;
                     }
                     // UAC: the route set is the Record-Route list reversed (§12.1.2).
                     let mut rr: Vec<String> =
@@ -3187,6 +3233,8 @@ pub enum UaError {
     BadDigit(char),
     #[error("media negotiation failed: {0}")]
     Media(#[from] sdp::SdpError),
+    #[error("not sent: {0}")]
+    Wire(#[from] crate::wire::WireError),
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Fuzzes the user agent's call state machine (dialogs, transactions, offer/answer, REFER,
 //! session timers): the input is a script of peer messages from two sources, local commands
-//! and clock jumps. Nothing a peer sends, in any order, may panic.
+//! and clock jumps. Nothing a peer sends, in any order, may panic, and every message the
+//! user agent sends must parse again (a message we send that we cannot parse is a failure:
+//! something unchecked reached the wire).
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -52,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 ua.handle_timeout(now);
             }
         }
-        while ua.poll_transmit().is_some() {}
+        drain(&mut ua);
         while let Some(e) = ua.poll_event() {
             if let UaEvent::IncomingCall { call, .. } = e {
                 calls.push(call);
@@ -63,7 +65,19 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..64 {
         now += Duration::from_secs(1);
         ua.handle_timeout(now);
-        while ua.poll_transmit().is_some() {}
+        drain(&mut ua);
         while ua.poll_event().is_some() {}
     }
 });
+
+/// Takes what the user agent sends; each message must parse.
+fn drain(ua: &mut UserAgent) {
+    while let Some(t) = ua.poll_transmit() {
+        if let Err(e) = Message::parse(&t.data) {
+            panic!(
+                "the user agent sent a message it cannot parse ({e:?}):\n{}",
+                String::from_utf8_lossy(&t.data)
+            );
+        }
+    }
+}

@@ -49,6 +49,12 @@ pub struct AccountArgs {
     /// Domain of our address (default: the server's host, or our IP).
     #[arg(long)]
     pub domain: Option<String>,
+    /// Follow a transfer (REFER) from anyone. Without it, a REFER is followed only when it
+    /// comes from a party of the account's own domain through the account's registrar
+    /// (--server); others are declined, since a stranger could send us calling any number
+    /// through the account (toll fraud) or to a host of theirs that collects our digest.
+    #[arg(long)]
+    pub accept_refer: bool,
     /// Local SIP address to listen on (default: an ephemeral port on the interface that
     /// reaches the server or callee; 127.0.0.1:5060 style).
     #[arg(long)]
@@ -311,6 +317,10 @@ struct Session {
     )>,
     /// Calls the agent state has been told of.
     calls_up: usize,
+    /// The domain of our address of record, and whether calls go through its registrar.
+    domain: String,
+    /// The other party of each call (the caller, or whom we called), for the REFER rule.
+    peers: HashMap<CallId, String>,
 }
 
 impl Session {
@@ -502,7 +512,47 @@ async fn setup(
         ring: None,
         teams: None,
         calls_up: 0,
+        domain,
+        peers: HashMap::new(),
     })
+}
+
+/// The host of a SIP URI or name-addr (`"Bob" <sip:bob@pbx.example.com;x=y>` → `pbx.example.com`).
+fn uri_domain(v: &str) -> Option<String> {
+    switchboard_sip::ua::uri_host_port(v).map(|(h, _)| h.to_ascii_lowercase())
+}
+
+/// Whether to follow a REFER on `call`: always with `--accept-refer`; else only when the
+/// account has a registrar and both the other party and the Referred-By (when given) are of
+/// the account's domain.
+fn refer_allowed(
+    accept_refer: bool,
+    registrar: bool,
+    domain: &str,
+    peer: Option<&str>,
+    referred_by: Option<&str>,
+) -> Result<(), String> {
+    if accept_refer {
+        return Ok(());
+    }
+    if !registrar {
+        return Err("transfers are followed only with --accept-refer when calls do not go through a registrar".into());
+    }
+    let ours = domain.to_ascii_lowercase();
+    let from_us = |v: Option<&str>| v.and_then(uri_domain).is_some_and(|d| d == ours);
+    if !from_us(peer) {
+        return Err(format!(
+            "the other party ({}) is not of the account's domain {domain}; --accept-refer follows such transfers",
+            peer.unwrap_or("unknown")
+        ));
+    }
+    if referred_by.is_some() && !from_us(referred_by) {
+        return Err(format!(
+            "Referred-By ({}) is not of the account's domain {domain}; --accept-refer follows such transfers",
+            referred_by.unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 /// Timed actions on an established call.
@@ -605,6 +655,7 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
     let media = s.local_media();
     let now = Instant::now();
     let call = s.phone.ua().invite(&target_uri, media, Vec::new(), now)?;
+    s.peers.insert(call, target_uri.clone());
     s.out.event(
         "calling",
         serde_json::json!({"call": call, "to": target_uri}),
@@ -863,6 +914,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                     PhoneEvent::Call(UaEvent::OptionsAnswered { .. }) => {}
                     PhoneEvent::Call(UaEvent::IncomingCall { call, from, to, replaces }) => {
                         open.insert(call);
+                        s.peers.insert(call, from.clone());
                         s.out.event("incoming", serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces}), format!("incoming call from {from}"));
                         match &mode {
                             Mode::Answer { remaining, answer_after, .. } if *remaining > 0 || replaces.is_some() => {
@@ -916,15 +968,28 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                     }
                     PhoneEvent::Call(UaEvent::TransferRequested { call, target, replaces, referred_by }) => {
                         s.out.event("transfer_requested", serde_json::json!({"call": call, "target": target, "replaces": replaces, "referred_by": referred_by}), format!("asked to call {target}"));
-                        let mut headers = Vec::new();
-                        if let Some(r) = replaces { headers.push(format!("Replaces: {r}")); }
-                        if let Some(b) = referred_by { headers.push(format!("Referred-By: {b}")); }
-                        let media = s.local_media();
-                        match s.phone.ua().invite(&target, media, headers, now) {
-                            Ok(new_call) => { open.insert(new_call); s.transfers.insert(new_call, call); }
-                            Err(e) => {
-                                s.phone.ua().notify_transfer(call, 503, "Service Unavailable", now);
-                                s.out.event("transfer_failed", serde_json::json!({"call": call, "error": e.to_string()}), format!("cannot call {target}: {e}"));
+                        if let Err(why) = refer_allowed(s.account.accept_refer, s.account.server.is_some(), &s.domain, s.peers.get(&call).map(String::as_str), referred_by.as_deref()) {
+                            s.phone.ua().notify_transfer(call, 603, "Declined", now);
+                            s.out.event("transfer_refused", serde_json::json!({"call": call, "target": target, "reason": why}), format!("not calling {target}: {why}"));
+                        } else {
+                            // Through the wire checks: a value that would break a header line
+                            // is refused (the Replaces is already re-built from its parts).
+                            let built: Result<Vec<String>, switchboard_sip::wire::WireError> = replaces
+                                .iter()
+                                .map(|r| switchboard_sip::wire::header_line("Replaces", r))
+                                .chain(referred_by.iter().map(|b| switchboard_sip::wire::header_line("Referred-By", b)))
+                                .collect();
+                            let media = s.local_media();
+                            let placed = match built {
+                                Ok(headers) => s.phone.ua().invite(&target, media, headers, now),
+                                Err(e) => Err(e.into()),
+                            };
+                            match placed {
+                                Ok(new_call) => { open.insert(new_call); s.transfers.insert(new_call, call); s.peers.insert(new_call, target.clone()); }
+                                Err(e) => {
+                                    s.phone.ua().notify_transfer(call, 503, "Service Unavailable", now);
+                                    s.out.event("transfer_failed", serde_json::json!({"call": call, "error": e.to_string()}), format!("cannot call {target}: {e}"));
+                                }
                             }
                         }
                     }
@@ -1115,5 +1180,33 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
     match outcome {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refer_allowed;
+
+    #[test]
+    fn refers_are_followed_only_from_our_domain_or_with_consent() {
+        let d = "pbx.example.com";
+        let colleague = Some("<sip:alice@pbx.example.com>;tag=1");
+        let stranger = Some("<sip:mallory@evil.example>;tag=2");
+        assert!(refer_allowed(false, true, d, colleague, None).is_ok());
+        assert!(refer_allowed(
+            false,
+            true,
+            d,
+            colleague,
+            Some("<sip:alice@PBX.example.com>")
+        )
+        .is_ok());
+        // A stranger through our registrar, or a colleague's dialog naming a stranger.
+        assert!(refer_allowed(false, true, d, stranger, None).is_err());
+        assert!(refer_allowed(false, true, d, colleague, Some("<sip:m@evil.example>")).is_err());
+        // Direct calls (no registrar): only with consent.
+        assert!(refer_allowed(false, false, "10.0.0.1", colleague, None).is_err());
+        assert!(refer_allowed(true, false, "10.0.0.1", stranger, None).is_ok());
+        assert!(refer_allowed(false, true, d, None, None).is_err());
     }
 }

@@ -403,6 +403,60 @@ fn blind_transfer_with_notify_progress() {
 }
 
 #[test]
+fn a_refer_to_smuggling_header_lines_is_refused_and_nothing_reaches_the_wire() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062), ("carol", 5063)]);
+    let (a, b) = net.call(0, 1);
+    net.take(0);
+    net.take(1);
+    let now = net.now;
+    // Alice (the peer here) asks Bob to call Carol with a Replaces that decodes to a line
+    // break and a header of her choosing.
+    let evil = format!(
+        "{}?Replaces=x%40y%3Bto-tag%3D1%3Bfrom-tag%3D2%0D%0AX-Evil%3A%201",
+        net.uri(2)
+    );
+    net.ua(0).transfer(a, &evil, None, now).unwrap();
+    net.run();
+    let eb = net.take(1);
+    assert!(
+        !eb.iter()
+            .any(|e| matches!(e, UaEvent::TransferRequested { call, .. } if *call == b)),
+        "{eb:?}"
+    );
+    let ea = net.take(0);
+    assert!(
+        ea.iter().any(|e| matches!(
+            e,
+            UaEvent::TransferProgress {
+                status: 400,
+                final_: true,
+                ..
+            }
+        )),
+        "{ea:?}\n{}",
+        net.ladder()
+    );
+    assert!(!net.ladder().contains("\nX-Evil"), "{}", net.ladder());
+    // Extra headers handed to invite() are checked too.
+    let target = net.uri(2);
+    let e = net
+        .ua(1)
+        .invite(
+            &target,
+            media(5000),
+            vec!["Referred-By: <sip:a@b>\r\nX-Evil: 1".into()],
+            now,
+        )
+        .unwrap_err();
+    assert!(matches!(e, UaError::Wire(_)), "{e}");
+    assert!(matches!(
+        net.ua(1)
+            .invite("sip:carol@127.0.0.1:5063\r\nX: 1", media(5000), vec![], now),
+        Err(UaError::BadUri(_))
+    ));
+}
+
+#[test]
 fn attended_transfer_replaces_the_consultation_call() {
     // Alice talks to Bob, consults Carol, then connects Bob to Carol: Bob INVITEs Carol with
     // Replaces, Carol's consultation leg with Alice ends.
@@ -528,6 +582,20 @@ fn request(method: &str, extra: &str) -> String {
         if extra.contains("TOTAG") { ";tag=zz" } else { "" },
     )
     .replace("TOTAG\r\n", "")
+}
+
+/// A Contact that cannot be a Request-URI (found by the fuzzer's re-parse check: it became
+/// the start line of our BYE) is refused up front.
+#[test]
+fn an_invite_whose_contact_cannot_be_a_request_uri_gets_400() {
+    let mut ua = UserAgent::new(cfg("bob", 5062));
+    let inv = request("INVITE", "").replace("Contact: <sip:x@10.0.0.1:5999>", "Contact: <sip:peer");
+    let out = raw(&mut ua, &inv);
+    assert!(
+        out.iter().any(|m| m.starts_with("SIP/2.0 400 Bad Contact")),
+        "{out:?}"
+    );
+    assert!(ua.poll_event().is_none());
 }
 
 #[test]
