@@ -10,6 +10,7 @@
 //! `get_photos`, `set_favourite`, `get_work_state`, `set_work_state`; events `router-status`, `mic-level`,
 //! `presence`, `work-state`. Errors cross as `{ code, message }`
 //! ([`IpcError`]).
+#![forbid(unsafe_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

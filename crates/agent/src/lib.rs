@@ -15,6 +15,7 @@
 //! println!("router is {:?}", changes.borrow().state);
 //! # Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod account;
 pub mod audio;

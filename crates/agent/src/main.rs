@@ -1,5 +1,6 @@
 //! `switchboard-agent`: the agent engine without a window. Operators use it as a synthetic
 //! agent to test a call path; scripts use `--json` for machine-readable events.
+#![forbid(unsafe_code)]
 use clap::{Parser, Subcommand};
 
 mod cli;

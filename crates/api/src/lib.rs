@@ -12,6 +12,7 @@
 //! let health: Health = serde_json::from_str(json).unwrap();
 //! assert_eq!(health.storage.state, StorageState::Ok);
 //! ```
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -26,6 +26,7 @@
 //! }
 //! # Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod error;

@@ -23,6 +23,7 @@
 //! println!("hello {:?}", signed_in.account.username);
 //! # Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod client;

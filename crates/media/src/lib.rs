@@ -23,6 +23,7 @@
 //!   meters, mute and volume, streaming rate conversion;
 //! - [`check`]: sounds outside a call (the ring on the ringing device, the Settings page's test
 //!   sound) and the microphone test's live level.
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod device;

@@ -13,6 +13,7 @@
 //! router.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod config;

@@ -1,5 +1,6 @@
 //! `switchboard-router [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]`: reads the
 //! configuration, sets up logging, runs the service until SIGTERM or SIGINT.
+#![forbid(unsafe_code)]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -18,6 +18,7 @@
 //! let header = challenge.authorize(&creds, "REGISTER", "sip:sip.example.com", 1, "0a4f113b");
 //! assert!(header.starts_with("Digest username=\"alice\""));
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod b2bua;

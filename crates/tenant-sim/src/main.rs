@@ -6,6 +6,7 @@
 //!                        [--device-code-interval SECS]
 //! ```
 //! Prints one line `listening on http://127.0.0.1:NNNN` on stdout when ready.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: find the built binaries, pick free loopback ports,
 //! start and stop the router and tauri-driver, and wait for conditions in the real window.
 //! Every process started here is stopped when its guard drops, also when a test fails.
+#![forbid(unsafe_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
