@@ -62,9 +62,13 @@ fn digest(c: &mut Criterion) {
             nc += 1;
             let h =
                 challenge.authorize(&creds, "REGISTER", "sip:biloxi.example.com", nc, "0a4f113b");
-            server.verify(black_box(&h), "REGISTER", 1_000, |_| {
-                Some("zanzibar".to_owned())
-            })
+            server.verify(
+                black_box(&h),
+                "REGISTER",
+                "sip:biloxi.example.com",
+                1_000,
+                |_| Some("zanzibar".to_owned()),
+            )
         })
     });
 }

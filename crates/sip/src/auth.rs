@@ -356,6 +356,12 @@ pub enum Refusal {
     UnknownUser(String),
     #[error("wrong password for {0:?}")]
     WrongPassword(String),
+    #[error("the answer uses algorithm {0}, not the one we asked for")]
+    WrongAlgorithm(&'static str),
+    #[error("the answer has no qop=auth (we ask for it; without it nothing stops a replay)")]
+    QopMissing,
+    #[error("the answer's uri {0:?} is not the request's Request-URI")]
+    WrongUri(String),
 }
 
 impl Refusal {
@@ -369,16 +375,39 @@ impl Refusal {
 /// The registrar's side: challenges with nonces it can verify without storing them
 /// (`<issued-at>.<random>.<hash(secret, issued-at, random)>`: unique per challenge, so two
 /// clients challenged in the same second never share a nonce count), and answers checked in
-/// constant time. Nonce
-/// counts are tracked per nonce to refuse replays, in a map bounded by `max_tracked`.
+/// constant time. The server chooses: the algorithm it named and `qop=auth` are required (no
+/// downgrade to MD5, no answer without a nonce count), and the answer's `uri` must be the
+/// request's Request-URI (RFC 2617 §3.2.2.5).
+///
+/// Nonce counts are tracked per user, for the [`PER_USER_NONCES`] nonces each used last: one
+/// account can only ever push out its own record, and a nonce pushed out is refused from then
+/// on (with a fresh challenge), never taken as new.
 pub struct DigestServer {
     realm: String,
     secret: [u8; 32],
     /// Seconds a nonce stays valid.
     pub nonce_lifetime: u64,
     algorithm: Algorithm,
-    seen: HashMap<String, u32>,
-    max_tracked: usize,
+    seen: HashMap<String, UsedNonces>,
+    /// When `seen` was last swept of users whose nonces have all expired.
+    swept_at: u64,
+    /// Counts the nonces issued: with the issue time it orders them, so a nonce pushed out of
+    /// a user's record refuses only nonces issued before it.
+    issued: std::sync::atomic::AtomicU64,
+}
+
+/// How many nonces of one user we track nonce counts for.
+pub const PER_USER_NONCES: usize = 16;
+
+/// When a nonce was issued: its time and its number.
+type Issued = (u64, u64);
+
+/// One user's nonces in use (nonce, when issued, last nonce count), oldest first, and the
+/// issue up to which nonces not in the list are refused (they were pushed out).
+#[derive(Default)]
+struct UsedNonces {
+    live: std::collections::VecDeque<(String, Issued, u32)>,
+    floor: Option<Issued>,
 }
 
 impl DigestServer {
@@ -389,7 +418,8 @@ impl DigestServer {
             nonce_lifetime: 300,
             algorithm,
             seen: HashMap::new(),
-            max_tracked: 100_000,
+            swept_at: 0,
+            issued: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -404,7 +434,10 @@ impl DigestServer {
 
     /// A `WWW-Authenticate` value issued at `now`.
     pub fn challenge(&self, now: u64, stale: bool) -> String {
-        let salt = format!("{:016x}", rand::random::<u64>());
+        let n = self
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let salt = format!("{n:x}-{:016x}", rand::random::<u64>());
         let nonce = format!("{now:x}.{salt}.{}", self.sign(now, &salt));
         let mut h = format!(
             "Digest realm={}, nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
@@ -417,18 +450,28 @@ impl DigestServer {
         h
     }
 
-    /// Checks an `Authorization` value for `method` at `now`; `password_of` looks the user up.
-    /// Returns the authenticated username.
+    /// Checks an `Authorization` value for a request of `method` to `request_uri` at `now`;
+    /// `password_of` looks the user up. Returns the authenticated username.
     pub fn verify(
         &mut self,
         header: &str,
         method: &str,
+        request_uri: &str,
         now: u64,
         password_of: impl FnOnce(&str) -> Option<String>,
     ) -> Result<String, Refusal> {
         let a = Authorization::parse(header)?;
         if a.realm != self.realm {
             return Err(Refusal::WrongRealm(a.realm));
+        }
+        if a.algorithm != self.algorithm {
+            return Err(Refusal::WrongAlgorithm(a.algorithm.as_str()));
+        }
+        let Some(nc) = a.nc.filter(|_| a.qop_auth) else {
+            return Err(Refusal::QopMissing);
+        };
+        if !same_uri(&a.uri, request_uri) {
+            return Err(Refusal::WrongUri(a.uri));
         }
         let mut parts = a.nonce.splitn(3, '.');
         let (Some(issued_hex), Some(salt), Some(sig)) = (parts.next(), parts.next(), parts.next())
@@ -439,6 +482,12 @@ impl DigestServer {
         if !ct_eq(sig.as_bytes(), self.sign(issued, salt).as_bytes()) {
             return Err(Refusal::ForeignNonce);
         }
+        // Signed, so ours: its number is in the salt.
+        let number = salt
+            .split_once('-')
+            .and_then(|(n, _)| u64::from_str_radix(n, 16).ok())
+            .unwrap_or(0);
+        let order: Issued = (issued, number);
         let password =
             password_of(&a.username).ok_or_else(|| Refusal::UnknownUser(a.username.clone()))?;
         let challenge = Challenge {
@@ -446,7 +495,7 @@ impl DigestServer {
             nonce: a.nonce.clone(),
             opaque: None,
             algorithm: a.algorithm,
-            qop_auth: a.qop_auth,
+            qop_auth: true,
             stale: false,
         };
         let creds = Credentials {
@@ -457,7 +506,7 @@ impl DigestServer {
             &creds,
             method,
             &a.uri,
-            a.nc.unwrap_or(0),
+            nc,
             a.cnonce.as_deref().unwrap_or(""),
         );
         if !ct_eq(
@@ -470,26 +519,78 @@ impl DigestServer {
         if now.saturating_sub(issued) > self.nonce_lifetime || issued > now.saturating_add(60) {
             return Err(Refusal::Stale);
         }
-        if let Some(nc) = a.nc {
-            if self.seen.len() >= self.max_tracked {
-                let lifetime = self.nonce_lifetime;
-                self.seen.retain(|n, _| {
-                    n.split_once('.')
-                        .and_then(|(i, _)| u64::from_str_radix(i, 16).ok())
-                        .is_some_and(|i| now.saturating_sub(i) <= lifetime)
-                });
-                if self.seen.len() >= self.max_tracked {
-                    self.seen.clear();
-                }
-            }
-            let last = self.seen.entry(a.nonce.clone()).or_insert(0);
-            if nc <= *last {
+        self.sweep(now);
+        let lifetime = self.nonce_lifetime;
+        let used = self.seen.entry(a.username.clone()).or_default();
+        used.live
+            .retain(|(_, (i, _), _)| now.saturating_sub(*i) <= lifetime);
+        if let Some(entry) = used.live.iter_mut().find(|(n, _, _)| *n == a.nonce) {
+            if nc <= entry.2 {
                 return Err(Refusal::Replay);
             }
-            *last = nc;
+            entry.2 = nc;
+        } else if used.floor.is_some_and(|f| order <= f) {
+            // Pushed out of the record (or issued before one that was): its count is unknown.
+            return Err(Refusal::Replay);
+        } else {
+            used.live.push_back((a.nonce.clone(), order, nc));
+            if used.live.len() > PER_USER_NONCES {
+                if let Some((_, old, _)) = used.live.pop_front() {
+                    used.floor = Some(used.floor.map_or(old, |f| f.max(old)));
+                }
+            }
         }
         Ok(a.username)
     }
+
+    /// Forgets users whose nonces have all expired, at most once a nonce lifetime.
+    fn sweep(&mut self, now: u64) {
+        if now.saturating_sub(self.swept_at) < self.nonce_lifetime {
+            return;
+        }
+        self.swept_at = now;
+        let lifetime = self.nonce_lifetime;
+        self.seen.retain(|_, u| {
+            u.live
+                .retain(|(_, (i, _), _)| now.saturating_sub(*i) <= lifetime);
+            // A floor still inside the lifetime must be kept: it refuses pushed-out nonces.
+            !u.live.is_empty()
+                || u.floor
+                    .is_some_and(|(f, _)| now.saturating_sub(f) <= lifetime)
+        });
+    }
+
+    /// How many users' nonce counts are tracked (for tests and metrics).
+    pub fn tracked_users(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+/// Whether the `uri` of a digest answer names the Request-URI: the same text, or the same URI
+/// with scheme and host in other case.
+fn same_uri(answer: &str, request_uri: &str) -> bool {
+    if answer == request_uri {
+        return true;
+    }
+    // sip:user@Host;params — user part and parameters compare exactly, scheme and host not.
+    let split = |u: &str| {
+        let (scheme, rest) = u.split_once(':')?;
+        let (user, hostpart) = match rest.rsplit_once('@') {
+            Some((user, h)) => (Some(user.to_owned()), h.to_owned()),
+            None => (None, rest.to_owned()),
+        };
+        let (host, params) = match hostpart.find([';', '?']) {
+            Some(i) => (hostpart[..i].to_owned(), hostpart[i..].to_owned()),
+            None => (hostpart, String::new()),
+        };
+        Some((
+            scheme.to_ascii_lowercase(),
+            user,
+            host.to_ascii_lowercase(),
+            params,
+        ))
+    };
+    matches!((split(answer), split(request_uri)), (Some(a), Some(b)) if a == b)
 }
 
 /// Constant-time equality (length is not secret here).
@@ -601,12 +702,21 @@ mod tests {
             password: "wonderland".into(),
         };
         let h1 = c.authorize(&alice, "REGISTER", "sip:sip.example.com", 1, "c1");
-        assert_eq!(s.verify(&h1, "REGISTER", now + 1, pw), Ok("alice".into()));
+        assert_eq!(
+            s.verify(&h1, "REGISTER", "sip:sip.example.com", now + 1, pw),
+            Ok("alice".into())
+        );
         // Same nc again: replay.
-        assert_eq!(s.verify(&h1, "REGISTER", now + 2, pw), Err(Refusal::Replay));
+        assert_eq!(
+            s.verify(&h1, "REGISTER", "sip:sip.example.com", now + 2, pw),
+            Err(Refusal::Replay)
+        );
         // Next nc: fine.
         let h2 = c.authorize(&alice, "REGISTER", "sip:sip.example.com", 2, "c1");
-        assert_eq!(s.verify(&h2, "REGISTER", now + 3, pw), Ok("alice".into()));
+        assert_eq!(
+            s.verify(&h2, "REGISTER", "sip:sip.example.com", now + 3, pw),
+            Ok("alice".into())
+        );
         // Wrong password.
         let bad = c.authorize(
             &Credentials {
@@ -619,13 +729,13 @@ mod tests {
             "c1",
         );
         assert_eq!(
-            s.verify(&bad, "REGISTER", now + 4, pw),
+            s.verify(&bad, "REGISTER", "sip:sip.example.com", now + 4, pw),
             Err(Refusal::WrongPassword("alice".into()))
         );
         // Answer made for another method.
         let h4 = c.authorize(&alice, "INVITE", "sip:sip.example.com", 4, "c1");
         assert!(matches!(
-            s.verify(&h4, "REGISTER", now + 5, pw),
+            s.verify(&h4, "REGISTER", "sip:sip.example.com", now + 5, pw),
             Err(Refusal::WrongPassword(_))
         ));
         // Unknown user.
@@ -640,12 +750,12 @@ mod tests {
             "c1",
         );
         assert_eq!(
-            s.verify(&bob, "REGISTER", now + 6, pw),
+            s.verify(&bob, "REGISTER", "sip:sip.example.com", now + 6, pw),
             Err(Refusal::UnknownUser("bob".into()))
         );
         // Expired nonce: stale, with a correct answer.
         let h5 = c.authorize(&alice, "REGISTER", "sip:sip.example.com", 5, "c1");
-        let r = s.verify(&h5, "REGISTER", now + 301, pw);
+        let r = s.verify(&h5, "REGISTER", "sip:sip.example.com", now + 301, pw);
         assert!(r.as_ref().is_err_and(Refusal::is_stale), "{r:?}");
         assert!(s.challenge(now, true).ends_with("stale=true"));
         // Two challenges in the same second differ.
@@ -653,6 +763,105 @@ mod tests {
             Challenge::parse(&s.challenge(now, false)).unwrap().nonce,
             Challenge::parse(&s.challenge(now, false)).unwrap().nonce
         );
+    }
+
+    /// #13 item 21: the server chooses — its algorithm, qop=auth with a nonce count, and the
+    /// Request-URI the answer was made for.
+    #[test]
+    fn the_server_chooses_the_algorithm_and_qop_and_checks_the_uri() {
+        let mut s = DigestServer::new("sip.example.com", [7; 32], Algorithm::Sha256);
+        let pw = |_: &str| Some("wonderland".to_string());
+        let now = 1_700_000_000;
+        let ours = Challenge::parse(&s.challenge(now, false)).unwrap();
+        assert_eq!(ours.algorithm, Algorithm::Sha256);
+        assert!(ours.qop_auth);
+        let alice = Credentials {
+            username: "alice".into(),
+            password: "wonderland".into(),
+        };
+        let uri = "sip:sip.example.com";
+        // Downgraded to MD5 by the client (same nonce): refused.
+        let md5 = Challenge {
+            algorithm: Algorithm::Md5,
+            ..ours.clone()
+        };
+        let h = md5.authorize(&alice, "REGISTER", uri, 1, "c");
+        assert_eq!(
+            s.verify(&h, "REGISTER", uri, now, pw),
+            Err(Refusal::WrongAlgorithm("MD5"))
+        );
+        // Without qop (RFC 2069 style, no nonce count to stop a replay): refused.
+        let bare = Challenge {
+            qop_auth: false,
+            ..ours.clone()
+        };
+        let h = bare.authorize(&alice, "REGISTER", uri, 1, "c");
+        assert!(!h.contains("qop"), "{h}");
+        assert_eq!(
+            s.verify(&h, "REGISTER", uri, now, pw),
+            Err(Refusal::QopMissing)
+        );
+        // An answer made for another URI (captured elsewhere): refused.
+        let h = ours.authorize(&alice, "REGISTER", "sip:other.example.com", 1, "c");
+        assert_eq!(
+            s.verify(&h, "REGISTER", uri, now, pw),
+            Err(Refusal::WrongUri("sip:other.example.com".into()))
+        );
+        // The same URI with the host in other case is the same URI.
+        let h = ours.authorize(&alice, "REGISTER", "sip:SIP.example.com", 1, "c");
+        assert_eq!(s.verify(&h, "REGISTER", uri, now, pw), Ok("alice".into()));
+        assert!(!same_uri("sip:alice@x.example", "sip:bob@x.example"));
+        assert!(!same_uri("sip:x.example;transport=tcp", "sip:x.example"));
+    }
+
+    /// #13 item 21: one account answering many challenges pushes out only its own nonce record,
+    /// and a nonce pushed out is refused afterwards (never taken as new and replayable).
+    #[test]
+    fn one_account_cannot_clear_the_replay_record() {
+        let mut s = DigestServer::new("sip.example.com", [7; 32], Algorithm::Sha256);
+        let pw = |_: &str| Some("pw".to_string());
+        let uri = "sip:sip.example.com";
+        let who = |u: &str| Credentials {
+            username: u.into(),
+            password: "pw".into(),
+        };
+        let now = 1_700_000_000;
+        // Bob registers once; his answer is recorded.
+        let bob_ch = Challenge::parse(&s.challenge(now, false)).unwrap();
+        let bob = bob_ch.authorize(&who("bob"), "REGISTER", uri, 1, "b");
+        assert_eq!(s.verify(&bob, "REGISTER", uri, now, pw), Ok("bob".into()));
+        // Mallory answers a thousand fresh challenges within a nonce lifetime (the old record
+        // was cleared whole at 100,000 entries; it now holds PER_USER_NONCES per user).
+        let mut first = None;
+        for i in 0..1_000u64 {
+            let t = now + i / 20;
+            let ch = Challenge::parse(&s.challenge(t, false)).unwrap();
+            let h = ch.authorize(&who("mallory"), "REGISTER", uri, 1, "m");
+            assert_eq!(s.verify(&h, "REGISTER", uri, t, pw), Ok("mallory".into()));
+            first.get_or_insert(h);
+        }
+        assert_eq!(s.tracked_users(), 2);
+        // Bob's replay is still refused; so is Mallory's first, long pushed out.
+        assert_eq!(
+            s.verify(&bob, "REGISTER", uri, now + 100, pw),
+            Err(Refusal::Replay)
+        );
+        assert_eq!(
+            s.verify(&first.unwrap(), "REGISTER", uri, now + 100, pw),
+            Err(Refusal::Replay)
+        );
+        // Bob goes on with his nonce.
+        let bob2 = bob_ch.authorize(&who("bob"), "REGISTER", uri, 2, "b");
+        assert_eq!(
+            s.verify(&bob2, "REGISTER", uri, now + 100, pw),
+            Ok("bob".into())
+        );
+        // Users whose nonces all expired are forgotten.
+        let later = now + 10_000;
+        let ch = Challenge::parse(&s.challenge(later, false)).unwrap();
+        let h = ch.authorize(&who("carol"), "REGISTER", uri, 1, "c");
+        assert_eq!(s.verify(&h, "REGISTER", uri, later, pw), Ok("carol".into()));
+        assert_eq!(s.tracked_users(), 1);
     }
 
     #[test]
@@ -673,7 +882,7 @@ mod tests {
         };
         let h = forged.authorize(&alice, "REGISTER", "sip:x", 1, "c");
         assert_eq!(
-            s.verify(&h, "REGISTER", 0x65f0_0000, pw),
+            s.verify(&h, "REGISTER", "sip:x", 0x65f0_0000, pw),
             Err(Refusal::ForeignNonce)
         );
         let other = Challenge {
@@ -682,11 +891,11 @@ mod tests {
         };
         let h = other.authorize(&alice, "REGISTER", "sip:x", 1, "c");
         assert_eq!(
-            s.verify(&h, "REGISTER", 0, pw),
+            s.verify(&h, "REGISTER", "sip:x", 0, pw),
             Err(Refusal::WrongRealm("evil".into()))
         );
         assert!(matches!(
-            s.verify("Digest username=\"a\"", "REGISTER", 0, pw),
+            s.verify("Digest username=\"a\"", "REGISTER", "sip:x", 0, pw),
             Err(Refusal::Unusable(_))
         ));
     }

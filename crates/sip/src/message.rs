@@ -378,43 +378,11 @@ impl Message {
     }
 
     /// On a stream transport: the length of the first complete message in `buf`, leading
-    /// CRLF keep-alives included, or `None` when more bytes are needed (§18.3).
+    /// CRLF keep-alives included, or `None` when more bytes are needed (§18.3). Stateless: a
+    /// reader that calls it after every read should keep a [`Framer`] instead, which does not
+    /// scan the same bytes again.
     pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
-        let skipped = buf
-            .iter()
-            .position(|&b| b != b'\r' && b != b'\n')
-            .unwrap_or(buf.len());
-        if skipped == buf.len() {
-            return Ok(None);
-        }
-        let buf_all = buf;
-        let buf = &buf[skipped..];
-        let Some(head_end) = find(buf, b"\r\n\r\n") else {
-            return if buf.len() > MAX_MESSAGE_BYTES {
-                Err(ParseError::TooLarge)
-            } else {
-                Ok(None)
-            };
-        };
-        let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseError::NotUtf8)?;
-        let mut len = 0usize;
-        for line in head.split("\r\n") {
-            if let Some((name, value)) = line.split_once(':') {
-                let name = name.trim();
-                if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
-                    len = value
-                        .trim()
-                        .parse()
-                        .map_err(|_| ParseError::BadContentLength(value.trim().into()))?;
-                }
-            }
-        }
-        // Checked before adding: a peer may declare any Content-Length (found by fuzzing).
-        if len > MAX_MESSAGE_BYTES || head_end + 4 + len > MAX_MESSAGE_BYTES {
-            return Err(ParseError::TooLarge);
-        }
-        let total = skipped + head_end + 4 + len;
-        Ok((buf_all.len() >= total).then_some(total))
+        Framer::default().next_len(buf)
     }
 
     pub fn is_request(&self) -> bool {
@@ -697,6 +665,96 @@ fn render(start_line: &str, headers: &[(String, String)], body: &[u8]) -> Bytes 
     Bytes::from(out)
 }
 
+/// Splits a stream into messages (RFC 3261 §18.3) without scanning any byte twice: it
+/// remembers how far it looked for the end of the header, and the message's length once the
+/// header is read, so a peer that sends a 64 KiB header a byte at a time costs 64 KiB of
+/// scanning, not 2 GiB. Call [`Framer::next_len`] after each read with the whole unconsumed
+/// buffer, and [`Framer::consumed`] when a frame is taken off its front.
+#[derive(Debug, Default, Clone)]
+pub struct Framer {
+    /// Leading CR/LF keep-alive bytes before the message, once a byte of the message came.
+    skipped: Option<usize>,
+    /// How many leading CR/LF bytes have been looked at so far.
+    lead: usize,
+    /// How many bytes after `skipped` have been searched for CRLFCRLF.
+    searched: usize,
+    /// The message's whole length (`skipped` included), once its header has been read.
+    total: Option<usize>,
+    /// Bytes looked at since the last [`Framer::consumed`] (for tests of the bound above).
+    pub examined: usize,
+}
+
+impl Framer {
+    /// The length of the first complete message in `buf`, or `None` until it has arrived.
+    pub fn next_len(&mut self, buf: &[u8]) -> Result<Option<usize>, ParseError> {
+        if let Some(total) = self.total {
+            return Ok((buf.len() >= total).then_some(total));
+        }
+        let skipped = match self.skipped {
+            Some(s) => s,
+            None => {
+                let rest = &buf[self.lead..];
+                let Some(s) = rest.iter().position(|&b| b != b'\r' && b != b'\n') else {
+                    self.examined += rest.len();
+                    self.lead = buf.len();
+                    return if buf.len() > MAX_MESSAGE_BYTES {
+                        Err(ParseError::TooLarge)
+                    } else {
+                        Ok(None)
+                    };
+                };
+                self.examined += s + 1;
+                let s = self.lead + s;
+                self.skipped = Some(s);
+                s
+            }
+        };
+        let body = &buf[skipped..];
+        // Resume three bytes back: the terminator may straddle the previous read.
+        let from = self.searched.saturating_sub(3);
+        let found = find(&body[from..], b"\r\n\r\n").map(|i| from + i);
+        self.examined += body.len() - from;
+        let Some(head_end) = found else {
+            self.searched = body.len();
+            return if body.len() > MAX_MESSAGE_BYTES {
+                Err(ParseError::TooLarge)
+            } else {
+                Ok(None)
+            };
+        };
+        let head = std::str::from_utf8(&body[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        let mut len = 0usize;
+        for line in head.split("\r\n") {
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim();
+                if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
+                    len = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| ParseError::BadContentLength(value.trim().into()))?;
+                }
+            }
+        }
+        // Checked before adding: a peer may declare any Content-Length (found by fuzzing).
+        if len > MAX_MESSAGE_BYTES || head_end + 4 + len > MAX_MESSAGE_BYTES {
+            return Err(ParseError::TooLarge);
+        }
+        let total = skipped + head_end + 4 + len;
+        self.total = Some(total);
+        Ok((buf.len() >= total).then_some(total))
+    }
+
+    /// Whether part of a message is waiting for the rest (not just keep-alive CRLFs).
+    pub fn in_message(&self) -> bool {
+        self.skipped.is_some()
+    }
+
+    /// The frame [`Framer::next_len`] reported was taken off the buffer: start afresh.
+    pub fn consumed(&mut self) {
+        *self = Self::default();
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -704,6 +762,41 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// #13 item 20: a header trickled in a byte at a time is scanned once, not once per read,
+    /// and the framer finds the same frames as the stateless function.
+    #[test]
+    fn a_trickled_header_is_scanned_once() {
+        let mut head = String::from("OPTIONS sip:x@example.com SIP/2.0\r\n");
+        while head.len() < 60_000 {
+            head.push_str(
+                "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
+        }
+        let msg = format!("\r\n{head}Content-Length: 5\r\n\r\nhello");
+        let bytes = msg.as_bytes();
+        let mut f = Framer::default();
+        let mut got = None;
+        for end in 1..=bytes.len() {
+            if let Some(n) = f.next_len(&bytes[..end]).unwrap() {
+                got = Some((end, n));
+                break;
+            }
+        }
+        assert_eq!(got, Some((bytes.len(), bytes.len())));
+        assert_eq!(Message::frame_len(bytes).unwrap(), Some(bytes.len()));
+        // Linear: every byte looked at a bounded number of times (the old scan: ~n²/2).
+        assert!(
+            f.examined < 5 * bytes.len(),
+            "{} for {}",
+            f.examined,
+            bytes.len()
+        );
+        f.consumed();
+        assert!(!f.in_message());
+        assert_eq!(f.next_len(b"\r\n").unwrap(), None);
+        assert!(!f.in_message());
+    }
 
     const INVITE: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\

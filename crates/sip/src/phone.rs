@@ -232,6 +232,12 @@ impl Phone {
             self.flush().await;
             for (i, (r, _)) in self.registrations.iter_mut().enumerate() {
                 if let Some(event) = r.poll_event() {
+                    if let (RegistrationEvent::Registered { .. }, Some(realm)) = (&event, r.realm())
+                    {
+                        // The registrar we chose accepted our answer in this realm: calls
+                        // may answer its challenges too.
+                        self.ua.trust_realm(realm);
+                    }
                     return Ok(PhoneEvent::Registration { account: i, event });
                 }
             }

@@ -119,7 +119,11 @@ impl Registrar {
         let Some(auth) = req.header("Authorization") else {
             return challenge(&self.digest, false);
         };
-        match self.digest.verify(auth, "REGISTER", now_unix, password_of) {
+        let request_uri = req.request_uri().unwrap_or_default();
+        match self
+            .digest
+            .verify(auth, "REGISTER", &request_uri, now_unix, password_of)
+        {
             Ok(user) => {
                 // §10.3 step 3: the authenticated user may only register its own AOR.
                 if uri_user(&aor) != Some(user.as_str()) {
@@ -134,6 +138,8 @@ impl Registrar {
             Err(Refusal::UnknownUser(_) | Refusal::WrongPassword(_)) => {
                 return response(req, 403, "Forbidden", &[]);
             }
+            // RFC 2617 §3.2.2.5: an answer made for another URI is a bad request.
+            Err(Refusal::WrongUri(_)) => return response(req, 400, "Digest URI Mismatch", &[]),
             Err(_) => return challenge(&self.digest, false),
         }
         let Some((cseq, _)) = req.cseq() else {
@@ -580,16 +586,58 @@ mod tests {
         assert!(r.bindings.is_empty());
     }
 
-    #[test]
-    fn a_replayed_register_is_challenged_afresh_not_forbidden() {
-        let t0 = Instant::now();
-        let mut r = registrar();
+    /// Alice's REGISTER with her answer to the registrar's challenge (issued at 1000).
+    fn answered_challenge(r: &mut Registrar, t0: Instant) -> String {
         let mut c = client("alice", "wonderland", 600, 5063);
         c.start(t0);
         let first = Message::parse(&c.poll_transmit().unwrap()).unwrap();
         let challenge = r.handle_register(&first, t0, 1000, users);
         c.handle_message(&Message::parse(&challenge).unwrap(), t0);
-        let authorised = Message::parse(&c.poll_transmit().unwrap()).unwrap();
+        String::from_utf8(c.poll_transmit().unwrap().to_vec()).unwrap()
+    }
+
+    /// #13 item 21: an answer made for another Request-URI (a REGISTER captured on its way to
+    /// another registrar) is a bad request, not a registration.
+    #[test]
+    fn an_answer_for_another_request_uri_is_refused() {
+        let t0 = Instant::now();
+        let mut r = registrar();
+        let authorised = answered_challenge(&mut r, t0);
+        let uri = Message::parse(authorised.as_bytes())
+            .unwrap()
+            .request_uri()
+            .unwrap();
+        let moved = authorised.replacen(
+            &format!("REGISTER {uri} "),
+            "REGISTER sip:elsewhere.example ",
+            1,
+        );
+        let answer = Message::parse(&r.handle_register(
+            &Message::parse(moved.as_bytes()).unwrap(),
+            t0,
+            1001,
+            users,
+        ))
+        .unwrap();
+        assert_eq!(answer.status(), Some(400));
+        assert!(r.bindings.is_empty());
+        // The untouched request registers.
+        let ok = Message::parse(&r.handle_register(
+            &Message::parse(authorised.as_bytes()).unwrap(),
+            t0,
+            1002,
+            users,
+        ))
+        .unwrap();
+        assert_eq!(ok.status(), Some(200));
+    }
+
+    #[test]
+    fn a_replayed_register_is_challenged_afresh_not_forbidden() {
+        let t0 = Instant::now();
+        let mut r = registrar();
+        let authorised = answered_challenge(&mut r, t0);
+        let authorised = Message::parse(authorised.as_bytes()).unwrap();
         let ok = Message::parse(&r.handle_register(&authorised, t0, 1001, users)).unwrap();
         assert_eq!(ok.status(), Some(200));
         let again = Message::parse(&r.handle_register(&authorised, t0, 1002, users)).unwrap();

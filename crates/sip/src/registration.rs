@@ -126,6 +126,12 @@ impl Registration {
         }
     }
 
+    /// The realm our registrar challenged with, once it has: the realm the account's
+    /// credentials belong to.
+    pub fn realm(&self) -> Option<&str> {
+        self.challenge.as_ref().map(|(c, _, _)| c.realm.as_str())
+    }
+
     pub fn is_registered(&self) -> bool {
         self.registered
     }
@@ -374,7 +380,7 @@ mod tests {
                 head("401 Unauthorized"),
                 server.challenge(now_s, false)
             ),
-            Some(a) => match server.verify(a, "REGISTER", now_s, |u| {
+            Some(a) => match server.verify(a, "REGISTER", &req.request_uri().unwrap(), now_s, |u| {
                 (u == "alice").then(|| "wonderland".to_string())
             }) {
                 Ok(_) => {

@@ -82,6 +82,35 @@ pub struct TlsSettings {
     pub key_file: Option<std::path::PathBuf>,
 }
 
+/// Bounds on stream connections (TCP, TLS), so that no peer can hold the listener's
+/// resources: how many accepted connections at once, how long an accepted connection may stay
+/// silent, and how long one message may take to arrive once it has begun (slowloris).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Accepted connections open at once; more are closed as they arrive.
+    pub max_accepted: usize,
+    /// An accepted connection with nothing from the peer (no message, no keep-alive) this
+    /// long is closed. Connections we opened are kept: incoming calls may come over them.
+    pub idle: std::time::Duration,
+    /// A message must be whole this long after its first byte, on any connection.
+    pub message: std::time::Duration,
+    /// TLS handshake of an accepted connection.
+    pub handshake: std::time::Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            max_accepted: 1024,
+            // Longer than a registration refresh with RFC 5626 keep-alives (about 2 minutes).
+            idle: std::time::Duration::from_secs(300),
+            // 64 × T1, the longest a transaction waits.
+            message: std::time::Duration::from_secs(32),
+            handshake: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 fn read_pem_certs(
     path: &Path,
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
@@ -175,6 +204,9 @@ pub struct Transports {
     rx: mpsc::Receiver<Incoming>,
     tls_client: Option<tokio_rustls::TlsConnector>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    limits: StreamLimits,
+    /// Accepts that failed (out of file descriptors, say), for logs and tests.
+    accept_failures: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for Transports {
@@ -193,6 +225,16 @@ impl Transports {
         bind: SocketAddr,
         tls: &TlsSettings,
     ) -> Result<Self, TransportError> {
+        Self::bind_with(kind, bind, tls, StreamLimits::default()).await
+    }
+
+    /// [`Transports::bind`] with other bounds on stream connections.
+    pub async fn bind_with(
+        kind: Transport,
+        bind: SocketAddr,
+        tls: &TlsSettings,
+        limits: StreamLimits,
+    ) -> Result<Self, TransportError> {
         let (tx, rx) = mpsc::channel(1024);
         let mut t = Self {
             kind,
@@ -203,6 +245,8 @@ impl Transports {
             rx,
             tls_client: None,
             tasks: Vec::new(),
+            limits,
+            accept_failures: Arc::default(),
         };
         match kind {
             Transport::Udp => {
@@ -237,6 +281,8 @@ impl Transports {
                     acceptor,
                     t.tx.clone(),
                     t.streams.clone(),
+                    limits,
+                    t.accept_failures.clone(),
                 )));
             }
         }
@@ -249,6 +295,12 @@ impl Transports {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// How many accepts have failed so far (each is followed by a pause that grows to 1 s).
+    pub fn accept_failures(&self) -> u64 {
+        self.accept_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The next thing from the network.
@@ -309,9 +361,16 @@ impl Transports {
                     .connect(sni, tcp)
                     .await
                     .map_err(|source| TransportError::Tls { addr: to, source })?;
-                spawn_stream(stream, to, self.tx.clone(), &mut self.tasks)
+                spawn_stream(
+                    stream,
+                    to,
+                    self.tx.clone(),
+                    &mut self.tasks,
+                    self.limits,
+                    None,
+                )
             }
-            _ => spawn_stream(tcp, to, self.tx.clone(), &mut self.tasks),
+            _ => spawn_stream(tcp, to, self.tx.clone(), &mut self.tasks, self.limits, None),
         };
         writer
             .send(data)
@@ -368,9 +427,36 @@ async fn accept_loop(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     tx: mpsc::Sender<Incoming>,
     streams: Streams,
+    limits: StreamLimits,
+    failures: Arc<std::sync::atomic::AtomicU64>,
 ) {
+    let room = Arc::new(tokio::sync::Semaphore::new(limits.max_accepted));
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut turned_away = 0u64;
     loop {
-        let Ok((tcp, from)) = l.accept().await else {
+        let (tcp, from) = match l.accept().await {
+            Ok(c) => {
+                pause = std::time::Duration::from_millis(50);
+                c
+            }
+            Err(e) => {
+                // Out of file descriptors (EMFILE/ENFILE) or memory: the connection stays in
+                // the backlog and accept fails again at once, so wait instead of spinning.
+                let n = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n.is_power_of_two() || n == 0 {
+                    tracing::warn!(error = %e, failures = n + 1, "cannot accept SIP connections; pausing");
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = room.clone().try_acquire_owned() else {
+            turned_away += 1;
+            if turned_away.is_power_of_two() {
+                tracing::warn!(from = %from, limit = limits.max_accepted, turned_away, "too many SIP connections; closing new ones");
+            }
+            drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -380,10 +466,9 @@ async fn accept_loop(
             let mut tasks = Vec::new();
             let writer = match (kind, &acceptor) {
                 (Transport::Tls, Some(a)) => {
-                    let hs =
-                        tokio::time::timeout(std::time::Duration::from_secs(10), a.accept(tcp));
+                    let hs = tokio::time::timeout(limits.handshake, a.accept(tcp));
                     match hs.await {
-                        Ok(Ok(s)) => spawn_stream(s, from, tx, &mut tasks),
+                        Ok(Ok(s)) => spawn_stream(s, from, tx, &mut tasks, limits, Some(permit)),
                         Ok(Err(e)) => {
                             tracing::info!(error = %e, from = %from, "TLS handshake failed");
                             return;
@@ -398,7 +483,7 @@ async fn accept_loop(
                     tracing::info!(from = %from, "TLS connection refused: no certificate configured to accept with");
                     return;
                 }
-                _ => spawn_stream(tcp, from, tx, &mut tasks),
+                _ => spawn_stream(tcp, from, tx, &mut tasks, limits, Some(permit)),
             };
             streams_set(&streams, from, Some(writer));
         });
@@ -406,11 +491,16 @@ async fn accept_loop(
 }
 
 /// Starts the reader and writer of one stream connection; returns the writer's queue.
+/// `accepted` holds the place of an accepted connection (released when it closes); those are
+/// closed when idle for `limits.idle`. Any connection is closed when a message takes longer
+/// than `limits.message` from its first byte to its last.
 fn spawn_stream<S>(
     stream: S,
     peer: SocketAddr,
     tx: mpsc::Sender<Incoming>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    limits: StreamLimits,
+    accepted: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> mpsc::Sender<Bytes>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -427,19 +517,29 @@ where
         let _ = wr.shutdown().await;
     }));
     tasks.push(tokio::spawn(async move {
+        // Given back before the close is reported, so the owner may count on the place.
+        let mut place = accepted;
+        let idle_applies = place.is_some();
         let mut buf = BytesMut::with_capacity(8192);
+        let mut framer = crate::message::Framer::default();
+        let mut heard = tokio::time::Instant::now();
+        let mut began: Option<tokio::time::Instant> = None;
         loop {
             // Frame every complete message in the buffer (§18.3).
             loop {
                 // A keep-alive ping gets a pong (RFC 5626 §4.4.1).
                 if buf.starts_with(b"\r\n\r\n") {
                     let _ = buf.split_to(4);
+                    framer.consumed();
+                    heard = tokio::time::Instant::now();
                     let _ = pong.try_send(Bytes::from_static(b"\r\n"));
                     continue;
                 }
-                match Message::frame_len(&buf) {
+                match framer.next_len(&buf) {
                     Ok(Some(n)) => {
                         let frame = buf.split_to(n);
+                        framer.consumed();
+                        heard = tokio::time::Instant::now();
                         let item = match Message::parse(&frame) {
                             Ok(m) => Incoming::Message(Box::new(m), peer),
                             Err(e) => {
@@ -455,13 +555,38 @@ where
                     Err(e) => {
                         // Unframeable: the stream cannot be resynchronised; close it.
                         let _ = tx.send(Incoming::Garbage(peer, e.to_string(), None)).await;
+                        place.take();
                         let _ = tx.send(Incoming::Closed(peer)).await;
                         return;
                     }
                 }
             }
-            match rd.read_buf(&mut buf).await {
+            began = match (framer.in_message(), began) {
+                (true, None) => Some(tokio::time::Instant::now()),
+                (true, b) => b,
+                (false, _) => None,
+            };
+            let deadline = match began {
+                Some(b) => Some((b + limits.message, "a message did not arrive whole in time")),
+                None if idle_applies => Some((heard + limits.idle, "the connection was idle")),
+                None => None,
+            };
+            let read = rd.read_buf(&mut buf);
+            let got = match deadline {
+                Some((at, why)) => match tokio::time::timeout_at(at, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::info!(peer = %peer, "closing a SIP connection: {why}");
+                        place.take();
+                        let _ = tx.send(Incoming::Closed(peer)).await;
+                        return;
+                    }
+                },
+                None => read.await,
+            };
+            match got {
                 Ok(0) | Err(_) => {
+                    place.take();
                     let _ = tx.send(Incoming::Closed(peer)).await;
                     return;
                 }

@@ -423,6 +423,10 @@ pub struct UserAgent {
     /// smallest we accept.
     session_expires: Option<u32>,
     min_se: u32,
+    /// Digest realms our credentials may answer: the account's domain and the realm its
+    /// registrar challenged with. A challenge for any other realm (a callee's own host, a
+    /// transfer target) is not answered, so nobody else collects a digest response of ours.
+    trusted_realms: Vec<String>,
 }
 
 fn random_token(n: usize) -> String {
@@ -620,6 +624,7 @@ fn escape_header_value(s: &str) -> String {
 impl UserAgent {
     pub fn new(cfg: UaConfig) -> Self {
         Self {
+            trusted_realms: vec![cfg.domain.clone()],
             cfg,
             next_call: 1,
             calls: HashMap::new(),
@@ -642,6 +647,20 @@ impl UserAgent {
 
     pub fn config(&self) -> &UaConfig {
         &self.cfg
+    }
+
+    /// Lets our credentials answer digest challenges for `realm` too: the realm our registrar
+    /// challenged with (the account's domain is trusted from the start).
+    pub fn trust_realm(&mut self, realm: &str) {
+        if !self.realm_is_trusted(realm) {
+            self.trusted_realms.push(realm.to_owned());
+        }
+    }
+
+    fn realm_is_trusted(&self, realm: &str) -> bool {
+        self.trusted_realms
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(realm))
     }
 
     /// Updates where we say we are (after a transport learns its public address).
@@ -2403,7 +2422,17 @@ Content-Length: 0\r\n\r\n",
                     "Proxy-Authenticate"
                 };
                 let challenge = msg.headers(header).find_map(|h| Challenge::parse(h).ok());
+                let foreign = challenge
+                    .as_ref()
+                    .filter(|ch| !self.realm_is_trusted(&ch.realm));
+                if let Some(ch) = foreign {
+                    tracing::warn!(
+                        realm = %ch.realm,
+                        "a challenge for a realm that is not our account's was not answered"
+                    );
+                }
                 let can_retry = self.cfg.credentials.is_some()
+                    && foreign.is_none()
                     && self
                         .calls
                         .get(&id)

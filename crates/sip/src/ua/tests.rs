@@ -987,3 +987,62 @@ fn a_flood_from_one_source_is_bounded_and_others_still_get_through() {
     let r = String::from_utf8_lossy(&ua.poll_transmit().unwrap().data).into_owned();
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
 }
+
+/// #13 item 18: our credentials answer a digest challenge only for the account's realm (its
+/// domain, or the realm its registrar challenged with) — a callee or transfer target that
+/// challenges us for its own realm collects no MD5 response of ours.
+#[test]
+fn a_challenge_is_answered_only_for_the_accounts_realm() {
+    fn challenged_with(realm: &str, trust: Option<&str>) -> (Vec<String>, Vec<UaEvent>) {
+        let mut c = cfg("alice", 5061);
+        c.credentials = Some(Credentials {
+            username: "alice".into(),
+            password: "secret".into(),
+        });
+        let mut ua = UserAgent::new(c);
+        if let Some(r) = trust {
+            ua.trust_realm(r);
+        }
+        ua.invite(
+            "sip:bob@127.0.0.1:5062",
+            media(4000),
+            vec![],
+            Instant::now(),
+        )
+        .unwrap();
+        let invite = ua.poll_transmit().unwrap();
+        let invite = Message::parse(&invite.data).unwrap();
+        let h = |n: &str| invite.header(n).unwrap().to_owned();
+        let reply = format!(
+            "SIP/2.0 401 Unauthorized\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=x1\r\nCall-ID: {}\r\nCSeq: {}\r\nWWW-Authenticate: Digest realm=\"{realm}\", nonce=\"abc\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n",
+            h("Via"),
+            h("From"),
+            h("To"),
+            h("Call-ID"),
+            h("CSeq"),
+        );
+        let out = raw(&mut ua, &reply);
+        (out, std::iter::from_fn(|| ua.poll_event()).collect())
+    }
+    let answered = |out: &[String]| {
+        out.iter()
+            .any(|m| m.starts_with("INVITE ") && m.contains("\r\nAuthorization: Digest "))
+    };
+    // The account's domain: answered.
+    let (out, _) = challenged_with("127.0.0.1", None);
+    assert!(answered(&out), "{out:?}");
+    // The registrar's realm, once trusted: answered.
+    let (out, _) = challenged_with("pbx.example", Some("PBX.example"));
+    assert!(answered(&out), "{out:?}");
+    // Anyone else's: the call ends with the 401, and no response of ours leaves.
+    let (out, events) = challenged_with("evil.example", None);
+    assert!(!answered(&out), "{out:?}");
+    assert!(!out.iter().any(|m| m.contains("Authorization")), "{out:?}");
+    assert_eq!(
+        ended(&events),
+        Some(&EndReason::Rejected {
+            status: 401,
+            reason: "Unauthorized".into()
+        })
+    );
+}
