@@ -2,8 +2,11 @@
 //! arrived (with their source and the time), take packets to send and frames to play.
 //!
 //! It latches onto the peer's real address (symmetric RTP: a peer behind NAT sends from an
-//! address other than the one its SDP gave; the first packets from the negotiated address win,
-//! otherwise the first valid stream), follows an SSRC change (a new stream resets the jitter
+//! address other than the one its SDP gave). Packets from the negotiated address are taken at
+//! once; another source is followed only after it has sent [`LATCH_PACKETS`] packets in
+//! sequence with one SSRC, and an established flow moves only after it has been silent for
+//! [`FLOW_SILENT`] — no single packet, forged or stray, redirects our audio. It follows an SSRC
+//! change (a new stream resets the jitter
 //! buffer), drops and counts what does not belong, and keeps the receiver statistics of
 //! RFC 3550 (extended highest sequence, cumulative loss, interarrival jitter §6.4.1/A.8).
 
@@ -13,6 +16,23 @@ use std::time::Instant;
 use crate::g711;
 use crate::jitter::{JitterBuffer, Playout};
 use crate::rtp::{self, RtpHeader};
+
+/// Packets in sequence (one SSRC, each sequence number one to three past the last) that a
+/// source other than the one we send to must send before we follow it.
+pub const LATCH_PACKETS: usize = 5;
+
+/// How long the flow we follow must have been silent before another source may take it over
+/// (a NAT that rebinds the peer's port mid-call).
+pub const FLOW_SILENT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// A source we may latch onto: its packets so far (decrypted), held until it qualifies.
+#[derive(Debug)]
+struct Candidate {
+    from: SocketAddr,
+    ssrc: u32,
+    last_seq: u16,
+    held: Vec<Vec<u8>>,
+}
 
 /// Codecs the engine carries today.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +234,11 @@ pub struct MediaSession {
     marker: bool,
     /// Where we send: the SDP's address until we latch onto where the peer really sends from.
     remote: Option<SocketAddr>,
-    latched: bool,
+    /// The address the SDP gave (packets from it are the peer's).
+    negotiated: Option<SocketAddr>,
+    /// When a packet last came from `remote`: the flow is established while this is recent.
+    heard_at: Option<Instant>,
+    candidate: Option<Candidate>,
     peer_ssrc: Option<u32>,
     jitter: JitterBuffer,
     base_seq: Option<u64>,
@@ -257,7 +281,9 @@ impl MediaSession {
             ts: rand::random(),
             marker: true,
             remote,
-            latched: false,
+            negotiated: remote,
+            heard_at: None,
+            candidate: None,
             peer_ssrc: None,
             jitter: JitterBuffer::new(1, 10),
             base_seq: None,
@@ -515,9 +541,11 @@ impl MediaSession {
 
     /// The peer's address changed by a new offer/answer (re-INVITE): send there, latch anew.
     pub fn set_remote(&mut self, remote: Option<SocketAddr>) {
-        if remote != self.remote {
+        if remote != self.negotiated {
             self.remote = remote;
-            self.latched = false;
+            self.negotiated = remote;
+            self.heard_at = None;
+            self.candidate = None;
         }
     }
 
@@ -574,8 +602,9 @@ impl MediaSession {
         let clear = self.unprotect(packet)?;
         let packet = clear.as_deref().unwrap_or(packet);
         if crate::rtcp::is_rtcp(packet) {
-            // RTCP on the RTP port (rtcp-mux, RFC 5761), from the peer only.
-            if self.latched && Some(from) != self.remote {
+            // RTCP on the RTP port (rtcp-mux, RFC 5761), from the peer we follow (or the
+            // negotiated address) only.
+            if Some(from) != self.remote && Some(from) != self.negotiated {
                 self.stats.wrong_source += 1;
                 return Err(Dropped::WrongSource(from));
             }
@@ -596,15 +625,81 @@ impl MediaSession {
             self.stats.wrong_payload_type += 1;
             return Err(Dropped::PayloadType(h.payload_type));
         }
-        if Some(from) != self.remote {
-            // Latch once: from the SDP's address nothing came yet, this is a valid stream.
-            if self.latched {
-                self.stats.wrong_source += 1;
-                return Err(Dropped::WrongSource(from));
-            }
+        let alive = self
+            .heard_at
+            .is_some_and(|t| now.saturating_duration_since(t) < FLOW_SILENT);
+        if Some(from) == self.remote || (Some(from) == self.negotiated && !alive) {
+            // The flow we follow, or the negotiated address while nothing else is live.
             self.remote = Some(from);
+            self.heard_at = Some(now);
+            if let Some(c) = self.candidate.take() {
+                self.stats.wrong_source += c.held.len() as u64;
+            }
+            return self.accept(&h, payload, now);
         }
-        self.latched = true;
+        // Another source: hold its packets until it proves to be a stream of its own.
+        let in_sequence = |c: &Candidate| {
+            c.from == from
+                && c.ssrc == h.ssrc
+                && (1..=3).contains(&h.sequence.wrapping_sub(c.last_seq))
+        };
+        match self.candidate.as_mut() {
+            Some(c) if in_sequence(c) => {
+                c.last_seq = h.sequence;
+                c.held.push(packet.to_vec());
+            }
+            _ => {
+                if let Some(old) = self.candidate.take() {
+                    self.stats.wrong_source += old.held.len() as u64;
+                }
+                self.candidate = Some(Candidate {
+                    from,
+                    ssrc: h.ssrc,
+                    last_seq: h.sequence,
+                    held: vec![packet.to_vec()],
+                });
+            }
+        }
+        let ready = self
+            .candidate
+            .as_ref()
+            .is_some_and(|c| c.held.len() >= LATCH_PACKETS);
+        if !ready || alive {
+            if alive {
+                // An established flow never moves while it is live: these are strays.
+                if let Some(c) = self.candidate.as_mut() {
+                    if c.held.len() >= LATCH_PACKETS {
+                        let gone = c.held.len() - LATCH_PACKETS + 1;
+                        c.held.drain(..gone);
+                        self.stats.wrong_source += gone as u64;
+                    }
+                }
+            }
+            return Err(Dropped::WrongSource(from));
+        }
+        // Latch: follow the new source and play what it sent so far.
+        let Some(c) = self.candidate.take() else {
+            return Err(Dropped::WrongSource(from));
+        };
+        self.remote = Some(c.from);
+        self.heard_at = Some(now);
+        let mut digit = None;
+        for p in &c.held {
+            if let Ok((h, payload)) = rtp::parse(p) {
+                digit = self.accept(&h, payload, now).ok().flatten().or(digit);
+            }
+        }
+        Ok(digit)
+    }
+
+    /// A packet from the flow we follow: SSRC bookkeeping, DTMF events, statistics, playout.
+    fn accept(
+        &mut self,
+        h: &RtpHeader,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<Option<char>, Dropped> {
+        let event = Some(h.payload_type) == self.telephone_event;
         if self.peer_ssrc != Some(h.ssrc) {
             if self.peer_ssrc.is_some() {
                 // A new stream (the peer restarted it, or a transfer swapped the source).
@@ -629,7 +724,7 @@ impl MediaSession {
             self.last_event_ts = Some(h.timestamp);
             return Ok(dtmf_char(payload[0]));
         }
-        self.count(&h, now);
+        self.count(h, now);
         self.jitter.push(h.sequence, payload.to_vec());
         Ok(None)
     }
@@ -892,9 +987,20 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = MediaSession::new(Codec::Pcmu, 0, None, t0);
         let mut rx = MediaSession::new(Codec::Pcmu, 0, Some(addr(5000)), t0);
-        let p = tx.packetise(&[0; 160]);
-        rx.receive(&p, addr(6000), t0).unwrap();
+        // Nothing from the negotiated address: a stream from elsewhere (NAT) is followed once
+        // it has sent LATCH_PACKETS in sequence, and what it sent meanwhile is played.
+        for i in 0..LATCH_PACKETS {
+            let p = tx.packetise(&[0; 160]);
+            let r = rx.receive(&p, addr(6000), t0 + Duration::from_millis(20 * i as u64));
+            if i + 1 < LATCH_PACKETS {
+                assert_eq!(r, Err(Dropped::WrongSource(addr(6000))), "packet {i}");
+                assert_eq!(rx.remote(), Some(addr(5000)), "one packet moves nothing");
+            } else {
+                assert_eq!(r, Ok(None));
+            }
+        }
         assert_eq!(rx.remote(), Some(addr(6000)), "latched (symmetric RTP)");
+        assert_eq!(rx.stats().packets_received, LATCH_PACKETS as u64);
         let p = tx.packetise(&[0; 160]);
         assert_eq!(
             rx.receive(&p, addr(7000), t0),
@@ -905,10 +1011,59 @@ mod tests {
         assert_eq!(rx.receive(&p, addr(6000), t0), Err(Dropped::PayloadType(8)));
         assert!(rx.receive(&[1, 2, 3], addr(6000), t0).is_err());
         let s = rx.stats();
-        assert_eq!(
-            (s.wrong_source, s.wrong_payload_type, s.malformed),
-            (1, 1, 1)
-        );
+        assert_eq!((s.wrong_payload_type, s.malformed), (1, 1));
+    }
+
+    /// #13 item 19: an established flow is not moved by another source, however well it
+    /// imitates the stream, while the flow is live; when the flow falls silent (a NAT
+    /// rebinding), a source that keeps sending in sequence takes over.
+    #[test]
+    fn a_live_flow_is_never_moved_and_a_silent_one_moves_only_to_a_steady_stream() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut peer = MediaSession::new(Codec::Pcmu, 0, None, t0);
+        let mut rx = MediaSession::new(Codec::Pcmu, 0, Some(addr(5000)), t0);
+        // The negotiated address is taken at once.
+        let p = peer.packetise(&[0; 160]);
+        assert_eq!(rx.receive(&p, addr(5000), ms(0)), Ok(None));
+        // An attacker copies the stream (same SSRC, next sequence numbers) from elsewhere,
+        // while the peer goes on: the flow stays, all forged packets are dropped.
+        let mut t = 20;
+        for _ in 0..20 {
+            let real = peer.packetise(&[0; 160]);
+            let forged = real.clone();
+            assert_eq!(
+                rx.receive(&forged, addr(6666), ms(t)),
+                Err(Dropped::WrongSource(addr(6666)))
+            );
+            assert_eq!(rx.receive(&real, addr(5000), ms(t)), Ok(None));
+            t += 20;
+        }
+        assert_eq!(rx.remote(), Some(addr(5000)));
+        // Packets with random sequence numbers never qualify, even once the flow is silent.
+        t += FLOW_SILENT.as_millis() as u64;
+        for i in 0..20u16 {
+            let mut stray = MediaSession::new(Codec::Pcmu, 0, None, t0);
+            stray.seq = i.wrapping_mul(7919);
+            let p = stray.packetise(&[0; 160]);
+            assert!(rx.receive(&p, addr(7777), ms(t)).is_err());
+            t += 20;
+        }
+        assert_eq!(rx.remote(), Some(addr(5000)));
+        // The peer's NAT rebinds: its stream goes on from a new port and is followed after
+        // LATCH_PACKETS packets.
+        for i in 0..LATCH_PACKETS {
+            let p = peer.packetise(&[0; 160]);
+            let r = rx.receive(&p, addr(5001), ms(t));
+            assert_eq!(r.is_ok(), i + 1 == LATCH_PACKETS, "packet {i}: {r:?}");
+            t += 20;
+        }
+        assert_eq!(rx.remote(), Some(addr(5001)));
+        // A re-INVITE names a new address: it is taken at once.
+        rx.set_remote(Some(addr(8000)));
+        let p = peer.packetise(&[0; 160]);
+        assert_eq!(rx.receive(&p, addr(8000), ms(t)), Ok(None));
+        assert_eq!(rx.remote(), Some(addr(8000)));
     }
 
     #[test]
