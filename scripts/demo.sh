@@ -108,5 +108,12 @@ else
 fi
 
 say "opening Switchboard"
-# Demo settings are kept apart from a real install's.
+# Demo settings are kept apart from a real install's; the demo's tenant.toml names the
+# simulated tenant (without one the app signs in nowhere).
+mkdir -p "$DATA_DIR/desktop"
+cat >"$DATA_DIR/desktop/tenant.toml" <<TOML
+authority = "$SIM_URL/$SIM_TENANT/v2.0"
+client_id = "$SIM_CLIENT"
+router_scope = "api://switchboard-router/access_as_user"
+TOML
 SWITCHBOARD_CONFIG_DIR="$DATA_DIR/desktop" SWITCHBOARD_ROUTER_URL="$ROUTER_URL" "$BIN/switchboard-desktop"

@@ -3,9 +3,10 @@
 //! ([`Accounts`], over `switchboard-identity`'s cache with its key in the OS keychain), and a
 //! Microsoft Graph client acting for an account (`switchboard-graph`).
 //!
-//! A fresh install signs in to the simulated tenant that demo mode starts on
-//! `127.0.0.1:7710`; pointing it at a real tenant is configuration only (README, "Use with
-//! your Microsoft 365 tenant").
+//! A fresh install signs in nowhere until `tenant.toml` names the organisation's tenant
+//! (README, "Use with your Microsoft 365 tenant"): without it, whatever answered on a local
+//! port would be trusted as the identity provider and Graph. Demo mode writes a `tenant.toml`
+//! for the simulated tenant it starts on `127.0.0.1:7710` ([`TenantSettings::simulated`]).
 //!
 //! The tenant lives in its own file rather than in [`crate::Settings`]: Settings → General
 //! saves the whole settings object, and an administrator's tenant configuration must not
@@ -65,8 +66,10 @@ pub struct TenantSettings {
     pub router_scope: Option<String>,
 }
 
-impl Default for TenantSettings {
-    fn default() -> Self {
+impl TenantSettings {
+    /// The simulated tenant demo mode runs on `127.0.0.1:7710` (what `scripts/demo.sh`
+    /// writes into the demo's `tenant.toml`).
+    pub fn simulated() -> Self {
         Self {
             authority: format!("{SIM_BASE_URL}/{SIM_TENANT_ID}/v2.0"),
             client_id: SIM_CLIENT_ID.into(),
@@ -171,13 +174,17 @@ impl TenantStore {
         &self.path
     }
 
-    /// The tenant; the simulated one when the file does not exist.
+    /// The tenant; [`AccountError::NoTenant`] when none is configured.
     pub fn load(&self) -> Result<TenantSettings, AccountError> {
+        self.load_if_any()?
+            .ok_or_else(|| AccountError::NoTenant(self.path.display().to_string()))
+    }
+
+    /// The tenant, or `None` when the file does not exist.
+    pub fn load_if_any(&self) -> Result<Option<TenantSettings>, AccountError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(TenantSettings::default())
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(AccountError::Tenant(format!(
                     "cannot read {}: {e}",
@@ -188,7 +195,7 @@ impl TenantStore {
         let t: TenantSettings = toml::from_str(&text).map_err(|e| {
             AccountError::Tenant(format!("{} is not valid: {e}", self.path.display()))
         })?;
-        t.validated()
+        t.validated().map(Some)
     }
 
     pub fn save(&self, t: TenantSettings) -> Result<TenantSettings, AccountError> {
@@ -220,6 +227,8 @@ pub enum AccountError {
     Tenant(String),
     #[error("not signed in — sign in with Microsoft first (switchboard-agent login)")]
     NotSignedIn,
+    #[error("no Microsoft 365 tenant is configured — write your organisation's authority and client_id into {0} (README: \"Use with your Microsoft 365 tenant\"), or sign in with switchboard-agent login --authority … --client-id …")]
+    NoTenant(String),
 }
 
 impl AccountError {
@@ -231,6 +240,7 @@ impl AccountError {
             Self::Graph(_) => "graph_error",
             Self::Tenant(_) => "invalid_tenant",
             Self::NotSignedIn => "not_signed_in",
+            Self::NoTenant(_) => "no_tenant",
         }
     }
 }
@@ -473,11 +483,17 @@ impl AccessTokenProvider for CacheTokens {
                             | switchboard_identity::Action::GrantConsent
                     ) || matches!(e, IdentityError::NotSignedIn);
                     if interactive {
-                        if let Some(c) = request.claims {
+                        // The token endpoint's own claims (an MFA step-up, AADSTS50076) come
+                        // first; else the resource's challenge.
+                        let endpoint_claims = match &e {
+                            IdentityError::Provider(p) => p.claims.clone(),
+                            _ => None,
+                        };
+                        if let Some(c) = endpoint_claims.or(request.claims.map(str::to_owned)) {
                             *self
                                 .pending_claims
                                 .lock()
-                                .unwrap_or_else(|p| p.into_inner()) = Some(c.to_owned());
+                                .unwrap_or_else(|p| p.into_inner()) = Some(c);
                         }
                     }
                     Err(if interactive {
@@ -809,7 +825,7 @@ mod tests {
         t.authority = "https://login.microsoftonline.us/contoso.onmicrosoft.us/v2.0".into();
         assert_eq!(t.graph_url(), "https://graph.microsoft.us/v1.0");
         assert_eq!(
-            TenantSettings::default().graph_url(),
+            TenantSettings::simulated().graph_url(),
             format!("{SIM_BASE_URL}/v1.0")
         );
         t.graph_url = Some("http://127.0.0.1:9/v1.0/".into());
@@ -840,11 +856,15 @@ mod tests {
         }
     }
 
+    /// #13 item 24: no file, no tenant — nothing local is trusted as the identity provider.
     #[test]
-    fn the_file_round_trips_and_defaults_to_the_simulated_tenant() {
+    fn the_file_round_trips_and_without_it_there_is_no_tenant() {
         let dir = tempfile::tempdir().unwrap();
         let store = TenantStore::at(dir.path().join(TENANT_FILE));
-        assert_eq!(store.load().unwrap(), TenantSettings::default());
+        let e = store.load().unwrap_err();
+        assert_eq!(e.code(), "no_tenant");
+        assert!(e.to_string().contains(TENANT_FILE), "{e}");
+        assert!(store.load_if_any().unwrap().is_none());
         let t = TenantSettings {
             authority: "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/".into(),
             client_id: "11111111-2222-3333-4444-555555555555".into(),

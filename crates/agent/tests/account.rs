@@ -138,11 +138,18 @@ fn device_code_login_whoami_presence_and_logout() {
     let sim = sim(&rt);
     let env = Env::new();
 
-    // Not signed in yet: a clear error.
-    let out = env.run(&["whoami"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not signed in"), "{err}");
+    // No tenant configured (#13 item 24): nothing is asked of whatever answers locally, and
+    // the error says how to configure one.
+    for args in [&["whoami"][..], &["login", "--device-code"][..]] {
+        let out = env.run(args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no Microsoft 365 tenant is configured"),
+            "{err}"
+        );
+        assert!(err.contains("tenant.toml"), "{err}");
+    }
 
     let done = login_with_device_code(&env, &sim, USER);
     assert_eq!(done["event"], "signed_in", "{done}");
@@ -203,6 +210,8 @@ fn device_code_login_whoami_presence_and_logout() {
     );
     let out = env.run(&["whoami"]);
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not signed in"), "{err}");
     rt.block_on(sim.shutdown());
 }
 
@@ -434,7 +443,7 @@ fn the_router_link_carries_the_router_token() {
         config.storage.data_dir = Some(router_dir.path().to_owned());
         config.auth.mode = AuthMode::Entra;
         config.auth.authority = sim.authority();
-        config.auth.audiences = vec![switchboard_tenant_sim::ROUTER_API.into()];
+        config.auth.audiences = vec![switchboard_tenant_sim::ROUTER_API_CLIENT_ID.into()];
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         switchboard_router::Router::start_on(config, listener)
             .await
@@ -874,7 +883,16 @@ fn a_revoked_session_asks_for_a_fresh_sign_in_with_the_claims() {
         assert!(claims.contains(r#""nbf""#), "{claims}");
 
         session.sign_in(&SystemBrowser).await.unwrap();
-        assert_eq!(sim.last_sign_in_claims().as_deref(), Some(claims.as_str()));
+        // The sign-in carries the challenge, with the app's cp1 capability merged in (#13
+        // item 12: Graph challenges only apps that declare it).
+        let sent: serde_json::Value =
+            serde_json::from_str(&sim.last_sign_in_claims().unwrap()).unwrap();
+        let asked: serde_json::Value = serde_json::from_str(&claims).unwrap();
+        assert_eq!(sent["access_token"]["nbf"], asked["access_token"]["nbf"]);
+        assert_eq!(
+            sent["access_token"]["xms_cc"]["values"],
+            serde_json::json!(["cp1"])
+        );
         assert!(accounts.pending_claims().is_none());
         let p = session.my_presence().await.unwrap();
         assert!(!p.id.is_empty());

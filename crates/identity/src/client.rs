@@ -33,6 +33,11 @@ pub struct ClientConfig {
     pub redirect_path: String,
     /// Allowed clock difference when checking tokens.
     pub skew: Duration,
+    /// Client capabilities declared to Entra ID with every token request (`xms_cc` in the
+    /// `claims` parameter). `cp1`: we handle claims challenges, so Graph may use continuous
+    /// access evaluation (revocation within minutes, and longer-lived tokens) — Graph sends
+    /// claims challenges only to clients that declare it. Not sent to other providers.
+    pub client_capabilities: Vec<String>,
 }
 
 impl ClientConfig {
@@ -43,8 +48,38 @@ impl ClientConfig {
             redirect_host: "localhost".into(),
             redirect_path: "/".into(),
             skew: DEFAULT_SKEW,
+            client_capabilities: vec!["cp1".into()],
         }
     }
+}
+
+/// The `claims` parameter: a resource's claims challenge (`challenge`, JSON) with the client
+/// capabilities merged in under `access_token.xms_cc` (as MSAL does). `None` when there is
+/// neither; a challenge that is not a JSON object is passed on as it came.
+pub fn claims_with_capabilities(
+    challenge: Option<&str>,
+    capabilities: &[String],
+) -> Option<String> {
+    if capabilities.is_empty() {
+        return challenge.map(str::to_owned);
+    }
+    let mut root = match challenge {
+        None => serde_json::Map::new(),
+        Some(c) => match serde_json::from_str::<serde_json::Value>(c) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => return Some(c.to_owned()),
+        },
+    };
+    let access = root
+        .entry("access_token")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if let serde_json::Value::Object(a) = access {
+        a.insert(
+            "xms_cc".into(),
+            serde_json::json!({ "values": capabilities }),
+        );
+    }
+    Some(serde_json::Value::Object(root).to_string())
 }
 
 /// A secret string that never prints.
@@ -293,12 +328,34 @@ impl IdentityClient {
         &self.config
     }
 
+    /// The `claims` to send with a request to this provider: the challenge, and for Entra ID
+    /// the client capabilities.
+    fn claims_param(&self, challenge: Option<&str>) -> Option<String> {
+        if self.metadata.is_entra() {
+            claims_with_capabilities(challenge, &self.config.client_capabilities)
+        } else {
+            challenge.map(str::to_owned)
+        }
+    }
+
     async fn post(&self, url: &str, form: &[(&str, &str)]) -> Result<Grant, IdentityError> {
+        let mut form: Vec<(&str, &str)> = form.to_vec();
+        let claims;
+        if url == self.metadata.token_endpoint {
+            let challenge = form.iter().position(|(k, _)| *k == "claims");
+            claims = self.claims_param(challenge.map(|i| form[i].1));
+            if let Some(i) = challenge {
+                form.remove(i);
+            }
+            if let Some(c) = &claims {
+                form.push(("claims", c.as_str()));
+            }
+        }
         let resp = self
             .http
             .post(url)
             .header("Accept", "application/json")
-            .form(form)
+            .form(&form)
             .send()
             .await
             .map_err(|e| IdentityError::offline(url, &e))?;
@@ -432,8 +489,8 @@ impl IdentityClient {
             if let Some(p) = &req.prompt {
                 q.append_pair("prompt", p);
             }
-            if let Some(c) = &req.claims {
-                q.append_pair("claims", c);
+            if let Some(c) = self.claims_param(req.claims.as_deref()) {
+                q.append_pair("claims", &c);
             }
         }
         browser.open(url.as_str()).map_err(IdentityError::Browser)?;
@@ -666,5 +723,34 @@ mod tests {
         let s = format!("{t:?}");
         assert!(!s.contains("secret"), "{s}");
         assert!(t.expiring(Duration::ZERO));
+    }
+
+    /// #13 item 12: the capabilities go under access_token.xms_cc, merged with a resource's
+    /// challenge (Microsoft's CAE example), the way MSAL sends them.
+    #[test]
+    fn capabilities_are_merged_into_the_claims_challenge() {
+        let cp1 = vec!["cp1".to_string()];
+        let v = |s: Option<String>| serde_json::from_str::<serde_json::Value>(&s.unwrap()).unwrap();
+        assert_eq!(
+            v(claims_with_capabilities(None, &cp1)),
+            serde_json::json!({"access_token": {"xms_cc": {"values": ["cp1"]}}})
+        );
+        let challenge = r#"{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}"#;
+        assert_eq!(
+            v(claims_with_capabilities(Some(challenge), &cp1)),
+            serde_json::json!({"access_token": {
+                "nbf": {"essential": true, "value": "1604106651"},
+                "xms_cc": {"values": ["cp1"]}
+            }})
+        );
+        assert_eq!(claims_with_capabilities(None, &[]), None);
+        assert_eq!(
+            claims_with_capabilities(Some(challenge), &[]).as_deref(),
+            Some(challenge)
+        );
+        assert_eq!(
+            claims_with_capabilities(Some("not json"), &cp1).as_deref(),
+            Some("not json")
+        );
     }
 }

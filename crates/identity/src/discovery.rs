@@ -30,12 +30,21 @@ pub struct ProviderMetadata {
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// Microsoft's cloud (`microsoftonline.com`, …): present only in Entra ID's documents.
+    #[serde(default)]
+    pub cloud_instance_name: Option<String>,
 }
 
 /// The template Microsoft puts in the issuer of multi-tenant authorities.
 pub const TENANT_TEMPLATE: &str = "{tenantid}";
 
 impl ProviderMetadata {
+    /// Whether this is Entra ID (its discovery names a Microsoft cloud), whose token
+    /// endpoints take `xms_cc` client capabilities in the `claims` parameter.
+    pub fn is_entra(&self) -> bool {
+        self.cloud_instance_name.is_some()
+    }
+
     /// The issuer a token of tenant `tid` must carry.
     pub fn issuer_for(&self, tid: Option<&str>) -> Option<String> {
         if self.issuer.contains(TENANT_TEMPLATE) {

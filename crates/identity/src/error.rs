@@ -36,6 +36,8 @@ pub struct ProviderError {
     pub aadsts: Option<u32>,
     /// A claims challenge to send with the next interactive request (`claims`).
     pub claims: Option<String>,
+    /// Microsoft's `suberror` with `interaction_required` (`message_only`, `basic_action`, …).
+    pub suberror: Option<String>,
 }
 
 impl ProviderError {
@@ -56,36 +58,58 @@ impl ProviderError {
             .and_then(|c| u32::try_from(c).ok())
             .or_else(|| aadsts_in(&description));
         let claims = v.get("claims").and_then(|c| c.as_str()).map(str::to_owned);
+        let suberror = v
+            .get("suberror")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned);
         Some(Self {
             error,
             description,
             aadsts,
             claims,
+            suberror,
         })
     }
 
-    /// What to do about it.
+    /// What to do about it. The OAuth `error` decides first (RFC 6749 §5.2, and Microsoft's
+    /// `suberror`); AADSTS numbers only refine an `invalid_grant`, an `interaction_required` or
+    /// an error we do not know — Microsoft says the numbers change, and a number must never turn
+    /// "the service is busy" into "sign in again".
     pub fn action(&self) -> Action {
-        match self.aadsts {
-            Some(50076 | 50079 | 50074 | 50158 | 53003 | 530003 | 50058 | 50072) => {
-                return Action::Interact
+        let base = match self.error.as_str() {
+            "temporarily_unavailable" | "server_error" => return Action::TryLater,
+            "unauthorized_client" | "invalid_client" | "access_denied" => return Action::AskAdmin,
+            "consent_required" => return Action::GrantConsent,
+            "invalid_request" | "invalid_scope" | "unsupported_grant_type" => {
+                return Action::Report
             }
-            Some(65001 | 65004 | 90094 | 90008) => return Action::GrantConsent,
-            Some(700016 | 50105 | 500011 | 7000112 | 50020) => return Action::AskAdmin,
-            Some(50034 | 50126 | 50053 | 50057 | 90072 | 50055) => return Action::CheckAccount,
-            Some(50173 | 700082 | 700084 | 70008 | 70043 | 50132 | 54005) => {
-                return Action::SignInAgain
-            }
-            Some(50196 | 90033 | 50097) => return Action::TryLater,
-            _ => {}
-        }
-        match self.error.as_str() {
             "invalid_grant" | "login_required" | "expired_token" => Action::SignInAgain,
-            "interaction_required" => Action::Interact,
-            "consent_required" => Action::GrantConsent,
-            "unauthorized_client" | "invalid_client" | "access_denied" => Action::AskAdmin,
-            "temporarily_unavailable" | "server_error" => Action::TryLater,
+            "interaction_required" => {
+                // MSAL's suberrors (learn.microsoft.com, "Handle errors and exceptions in
+                // MSAL"): message_only is a block no interaction lifts (Conditional Access).
+                match self.suberror.as_deref() {
+                    Some("message_only" | "protection_policy_required") => return Action::AskAdmin,
+                    Some("consent_required") => return Action::GrantConsent,
+                    Some("bad_token" | "token_expired") => return Action::SignInAgain,
+                    _ => Action::Interact,
+                }
+            }
             _ => Action::Report,
+        };
+        match self.aadsts {
+            // MFA or another step in the browser.
+            Some(50076 | 50079 | 50074 | 50158 | 50072 | 50058) => Action::Interact,
+            // Blocked by Conditional Access (53003), or the device must be registered or
+            // compliant (50097 DeviceAuthenticationRequired, 530003): not something the person
+            // can finish here.
+            Some(53003 | 530003 | 50097) => Action::AskAdmin,
+            Some(65001 | 65004 | 90094 | 90008) => Action::GrantConsent,
+            Some(700016 | 50105 | 500011 | 7000112 | 50020) => Action::AskAdmin,
+            Some(50034 | 50126 | 50053 | 50057 | 90072 | 50055) => Action::CheckAccount,
+            Some(50173 | 700082 | 700084 | 70008 | 70043 | 50132 | 54005) => Action::SignInAgain,
+            // 50196: the client asked in a loop (the block lifts); 90033: a passing fault.
+            Some(50196 | 90033) => Action::TryLater,
+            _ => base,
         }
     }
 }
@@ -273,6 +297,52 @@ mod tests {
         let e = ProviderError::from_body(br#"{"error":"invalid_grant"}"#).unwrap();
         assert_eq!(e.action(), Action::SignInAgain);
         assert!(ProviderError::from_body(b"<html>502</html>").is_none());
+
+        // #13 item 15: the `error` first; numbers only refine.
+        let action = |body: serde_json::Value| {
+            ProviderError::from_body(body.to_string().as_bytes())
+                .unwrap()
+                .action()
+        };
+        use serde_json::json;
+        // A busy service stays "try later" whatever number it carries.
+        assert_eq!(
+            action(json!({"error": "temporarily_unavailable", "error_codes": [50076]})),
+            Action::TryLater
+        );
+        assert_eq!(
+            action(json!({"error": "invalid_client", "error_codes": [50126]})),
+            Action::AskAdmin
+        );
+        // Conditional Access block: interaction_required with suberror message_only — no
+        // sign-in in a browser lifts it.
+        assert_eq!(
+            action(
+                json!({"error": "interaction_required", "suberror": "message_only",
+                "error_description": "AADSTS53003: Access has been blocked by Conditional Access policies.",
+                "error_codes": [53003]})
+            ),
+            Action::AskAdmin
+        );
+        assert_eq!(
+            action(json!({"error": "interaction_required", "suberror": "basic_action"})),
+            Action::Interact
+        );
+        // 50097 DeviceAuthenticationRequired: the device must be registered, not "try later".
+        assert_eq!(
+            action(json!({"error": "interaction_required", "error_codes": [50097]})),
+            Action::AskAdmin
+        );
+        assert_eq!(
+            action(json!({"error": "invalid_grant", "error_codes": [50196]})),
+            Action::TryLater
+        );
+        // An error we do not know: its number says what it is.
+        assert_eq!(
+            action(json!({"error": "new_error", "error_codes": [50126]})),
+            Action::CheckAccount
+        );
+        assert_eq!(action(json!({"error": "new_error"})), Action::Report);
         assert!(ProviderError::from_body(br#"{"error": 5}"#).is_none());
     }
 }

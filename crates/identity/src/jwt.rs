@@ -57,6 +57,9 @@ pub struct Claims {
     /// App roles of an access token.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Microsoft: the token format's version (`1.0` or `2.0`).
+    #[serde(default)]
+    pub ver: Option<String>,
 }
 
 /// The provider's signing keys, fetched from `jwks_uri` and kept.

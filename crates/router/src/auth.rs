@@ -234,6 +234,12 @@ impl Auth {
                 other => ApiError::Unauthorized(format!("{other}; sign in again")),
             }
         })?;
+        if let Err(why) = audience_fits_the_version(claims.ver.as_deref(), &claims.aud) {
+            tracing::info!(reason = %why, "access token refused");
+            return Err(ApiError::Unauthorized(format!(
+                "the access token was refused: {why}; sign in again"
+            )));
+        }
         let mut roles: Vec<Role> = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
         roles.sort();
         roles.dedup();
@@ -253,6 +259,28 @@ impl Auth {
             operator,
             unauthenticated: false,
         })
+    }
+}
+
+/// Entra names the API in a v2.0 access token's `aud` by its client id, never by its
+/// Application ID URI (which only v1.0 tokens carry): a v2.0 token naming a URI was not made
+/// by Entra for this API, whatever `auth.audiences` lists. Tokens without `ver` (other
+/// OpenID Connect providers) are checked against `auth.audiences` alone.
+pub fn audience_fits_the_version(ver: Option<&str>, aud: &serde_json::Value) -> Result<(), String> {
+    if ver != Some("2.0") {
+        return Ok(());
+    }
+    let auds: Vec<&str> = match aud {
+        serde_json::Value::String(a) => vec![a.as_str()],
+        serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let is_client_id = |a: &str| a.len() == 36 && uuid::Uuid::try_parse(a).is_ok();
+    match auds.iter().find(|a| !is_client_id(a)) {
+        Some(a) => Err(format!(
+            "a v2.0 token names the API by its client id in aud, and this one says {a:?} — list the API's client id in auth.audiences"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -380,6 +408,21 @@ mod tests {
             "discovery asked once, then backed off"
         );
         server.abort();
+    }
+
+    /// #13 item 14: a v2.0 token carries the API's client id in aud; the App ID URI only
+    /// appears in v1.0 tokens.
+    #[test]
+    fn the_audience_must_fit_the_token_version() {
+        use serde_json::json;
+        let id = json!("3c0ffee5-2b1a-4c9d-8e7f-6a5b4c3d2e1f");
+        let uri = json!("api://switchboard-router");
+        assert!(audience_fits_the_version(Some("2.0"), &id).is_ok());
+        let e = audience_fits_the_version(Some("2.0"), &uri).unwrap_err();
+        assert!(e.contains("client id"), "{e}");
+        assert!(audience_fits_the_version(Some("2.0"), &json!([id, uri])).is_err());
+        assert!(audience_fits_the_version(Some("1.0"), &uri).is_ok());
+        assert!(audience_fits_the_version(None, &uri).is_ok());
     }
 
     #[tokio::test]

@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchboard_identity::client::{ClientConfig, IdentityClient};
 use switchboard_router::config::{AuthMode, Config};
-use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID, ROUTER_API};
+use switchboard_tenant_sim::{
+    Config as SimConfig, TenantSim, DEMO_CLIENT_ID, ROUTER_API, ROUTER_API_CLIENT_ID,
+};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 struct Setup {
@@ -20,6 +22,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(&[ROUTER_API_CLIENT_ID]).await
+}
+
+async fn setup_with(audiences: &[&str]) -> Setup {
     let sim = TenantSim::start(SimConfig {
         device_code_interval: Duration::from_secs(1),
         ..SimConfig::default()
@@ -31,7 +37,7 @@ async fn setup() -> Setup {
     config.storage.data_dir = Some(dir.path().to_owned());
     config.auth.mode = AuthMode::Entra;
     config.auth.authority = format!("{}/organizations/v2.0", sim.base_url());
-    config.auth.audiences = vec![ROUTER_API.into()];
+    config.auth.audiences = audiences.iter().map(|a| a.to_string()).collect();
     config.auth.operator_tenant_ids = vec![sim.tenant_id().to_uppercase()];
     config.http.metrics_token = "scrape-secret".into();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -438,6 +444,31 @@ async fn web_pages_and_rebound_hosts_are_refused() {
     // Without Origin, as the desktop's link connects, it works.
     let mut ws = events_as(&s.base, &agent).await;
     let _ = ws.close(None).await;
+    s.router.stop().await.unwrap();
+    s.sim.shutdown().await;
+}
+
+/// #13 item 14: the simulated tenant issues what Entra issues — a v2.0 token naming the API
+/// by its client id — so a router that lists only the Application ID URI refuses it, and one
+/// that lists the client id accepts it.
+#[tokio::test]
+async fn v2_tokens_name_the_api_by_its_client_id() {
+    let s = setup_with(&[ROUTER_API]).await;
+    let upn = user_with(&s.sim, &["Admin", "Supervisor", "Agent"]).await;
+    let t = token(&s.sim, &upn, &api_scope()).await;
+    let r = get(&s.base, "/v1/tenants", Some(&t)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("aud"), "{body}");
+    s.router.stop().await.unwrap();
+    s.sim.shutdown().await;
+
+    let s = setup().await;
+    let t = token(&s.sim, &upn, &api_scope()).await;
+    assert_eq!(
+        get(&s.base, "/v1/tenants", Some(&t)).await.status(),
+        StatusCode::OK
+    );
     s.router.stop().await.unwrap();
     s.sim.shutdown().await;
 }

@@ -58,6 +58,7 @@ async fn info(State(s): State<AppState>) -> Json<Value> {
         "graph": s.graph_base(),
         "clientId": DEMO_CLIENT_ID,
         "routerApi": ROUTER_API,
+        "routerApiClientId": crate::ROUTER_API_CLIENT_ID,
         "routerScope": format!("{ROUTER_API}/access_as_user"),
         "demoPassword": DEMO_PASSWORD,
         "users": users,

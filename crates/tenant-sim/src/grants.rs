@@ -1,8 +1,9 @@
 //! The grants behind the token endpoint as a sans-IO store (time is a parameter):
-//! authorization codes (single use, 10 minutes, PKCE), refresh tokens (rotated on every use;
-//! presenting a rotated one again is refused and revokes the whole family, the reuse
-//! detection RFC 9700 §4.14 recommends) and device codes (RFC 8628 with
-//! `authorization_pending`, `slow_down` and `expired_token`).
+//! authorization codes (single use, 10 minutes, PKCE), refresh tokens (a new one with every
+//! use; as at Entra ID, the one presented stays valid until it expires or the user's sessions
+//! are revoked — Entra does not revoke a token family on reuse, so neither do we: the
+//! simulator must never be stricter or kinder than the service) and device codes (RFC 8628
+//! with `authorization_pending`, `slow_down` and `expired_token`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -52,8 +53,6 @@ struct CodeRecord {
 #[derive(Debug, Clone)]
 struct RefreshRecord {
     grant: Grant,
-    family: String,
-    used: bool,
     expires: Instant,
 }
 
@@ -173,28 +172,22 @@ impl GrantStore {
         Ok(rec.grant)
     }
 
-    /// Issues a refresh token in a new family.
+    /// Issues a refresh token.
     pub fn issue_refresh(&mut self, grant: Grant, now: Instant) -> String {
-        let family = random_token(12);
-        self.issue_refresh_in(grant, family, now)
-    }
-
-    fn issue_refresh_in(&mut self, grant: Grant, family: String, now: Instant) -> String {
+        self.refresh.retain(|_, r| r.expires > now);
         let token = format!("0.{}", random_token(96));
         self.refresh.insert(
             token.clone(),
             RefreshRecord {
                 grant,
-                family,
-                used: false,
                 expires: now + REFRESH_LIFETIME,
             },
         );
         token
     }
 
-    /// Redeems a refresh token: returns the grant and its replacement. Reusing a rotated
-    /// token revokes every token of its family.
+    /// Redeems a refresh token: returns the grant and a new refresh token. The one presented
+    /// stays valid (Entra ID's behaviour; clients store the new one every time).
     pub fn rotate_refresh(
         &mut self,
         token: &str,
@@ -211,19 +204,11 @@ impl GrantStore {
         if rec.grant.client_id != client_id {
             return Err(AadError::new("invalid_grant", 700005, "Provided Authorization Code is intended to use against other tenant or client, thus rejected."));
         }
-        if rec.used {
-            let family = rec.family.clone();
-            self.refresh.retain(|_, r| r.family != family);
-            return Err(AadError::new("invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. (A rotated refresh token was presented again; the whole token family is revoked.)"));
-        }
         if rec.expires <= now {
             self.refresh.remove(token);
             return Err(AadError::new("invalid_grant", 700082, "The refresh token has expired due to inactivity. The token was issued on an earlier date and was inactive for 90 days."));
         }
-        if let Some(r) = self.refresh.get_mut(token) {
-            r.used = true;
-        }
-        let new = self.issue_refresh_in(rec.grant.clone(), rec.family, now);
+        let new = self.issue_refresh(rec.grant.clone(), now);
         Ok((rec.grant, new))
     }
 
@@ -448,17 +433,27 @@ mod tests {
         );
     }
 
+    /// #13 item 16: as at Entra ID, a redeemed refresh token stays valid (no family
+    /// revocation on reuse); only expiry and revoking the user's sessions end it.
     #[test]
-    fn refresh_rotation_refuses_the_old_token_and_revokes_the_family() {
+    fn refresh_tokens_are_renewed_and_the_old_one_stays_valid() {
         let mut s = GrantStore::new();
         let t = Instant::now();
         let r1 = s.issue_refresh(grant(), t);
         let (_, r2) = s.rotate_refresh(&r1, "app", t).unwrap();
         assert_ne!(r1, r2);
         let (_, r3) = s.rotate_refresh(&r2, "app", t).unwrap();
-        assert_eq!(s.rotate_refresh(&r1, "app", t).unwrap_err().code, 50173);
-        // r3 belonged to the same family: gone too.
-        assert!(s.rotate_refresh(&r3, "app", t).is_err());
+        // r1 presented again: still valid, and nothing else is revoked.
+        assert!(s.rotate_refresh(&r1, "app", t).is_ok());
+        assert!(s.rotate_refresh(&r3, "app", t).is_ok());
+        assert!(s.rotate_refresh(&r2, "app", t).is_ok());
+        // Expiry ends it.
+        let late = t + REFRESH_LIFETIME + Duration::from_secs(1);
+        assert_eq!(s.rotate_refresh(&r1, "app", late).unwrap_err().code, 700082);
+        // So does revoking the user's sessions.
+        let r4 = s.issue_refresh(grant(), t);
+        s.revoke_user(&grant().oid, 0);
+        assert!(s.rotate_refresh(&r4, "app", t).is_err());
         let other = s.issue_refresh(grant(), t);
         assert_eq!(
             s.rotate_refresh(&other, "someone-else", t)

@@ -135,8 +135,10 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         // Continuous access evaluation: a token older than the user's session revocation
         // gets Microsoft's claims challenge (the example of "Continuous access evaluation"
-        // in Microsoft's docs: an `nbf` the new token must meet).
-        if let Some(revoked) = lock(&s.grants).revoked_at(&claims.oid) {
+        // in Microsoft's docs: an `nbf` the new token must meet) — only when the app declared
+        // the `cp1` capability; other apps' tokens are honoured until they expire.
+        let cae = claims.xms_cc.iter().any(|c| c == "cp1");
+        if let Some(revoked) = lock(&s.grants).revoked_at(&claims.oid).filter(|_| cae) {
             if claims.iat < revoked {
                 tracing::info!(user = %claims.oid, "Graph call with a token issued before the session was revoked: claims challenge");
                 let challenge = base64::engine::general_purpose::STANDARD.encode(format!(

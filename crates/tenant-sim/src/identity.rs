@@ -32,7 +32,10 @@ use crate::directory::{DemoUser, DEMO_DOMAIN, DEMO_PASSWORD};
 use crate::errors::AadError;
 use crate::grants::{random_token, DeviceState, Grant};
 use crate::keys::{pairwise_sub, AccessClaims, IdClaims};
-use crate::{lock, pages, read, AppState, Shared, GRAPH_APP_ID, GRAPH_RESOURCE, ROUTER_API};
+use crate::{
+    lock, pages, read, AppState, Shared, GRAPH_APP_ID, GRAPH_RESOURCE, ROUTER_API,
+    ROUTER_API_CLIENT_ID,
+};
 
 /// Routes of the identity platform.
 pub(crate) fn routes() -> Router<AppState> {
@@ -131,6 +134,26 @@ impl ScopeRequest {
     }
 }
 
+/// Checks the `scope` of an authorization request. Entra ID lets one sign-in ask consent for
+/// the scopes of several resources (Graph and the router's API); the token endpoint then
+/// issues a token for one resource at a time, and answers AADSTS28000 to a `scope` that names
+/// more than one ([`parse_scopes`]). Returns the request of the first resource named.
+pub fn parse_consent_scopes(scope: &str) -> Result<ScopeRequest, AadError> {
+    match parse_scopes(scope) {
+        Err(e) if e.code == 28000 => {
+            for s in scope.split_whitespace() {
+                parse_scopes(s)?;
+            }
+            let first = scope
+                .split_whitespace()
+                .find(|s| !matches!(*s, "openid" | "profile" | "email" | "offline_access"))
+                .unwrap_or("");
+            parse_scopes(first)
+        }
+        r => r,
+    }
+}
+
 /// Parses and checks a `scope` parameter.
 pub fn parse_scopes(scope: &str) -> Result<ScopeRequest, AadError> {
     let mut req = ScopeRequest {
@@ -225,6 +248,7 @@ pub(crate) fn access_claims(
     u: &DemoUser,
     client_id: &str,
     req: &ScopeRequest,
+    capabilities: &[String],
 ) -> AccessClaims {
     let now = shared.clock.unix();
     let tid = shared.config.tenant_id.clone();
@@ -243,7 +267,7 @@ pub(crate) fn access_claims(
             (GRAPH_RESOURCE.to_string(), scp.join(" "), Vec::new())
         }
         Resource::Router => (
-            ROUTER_API.to_string(),
+            ROUTER_API_CLIENT_ID.to_string(),
             req.scopes.join(" "),
             u.roles.clone(),
         ),
@@ -265,7 +289,25 @@ pub(crate) fn access_claims(
         tid,
         uti: random_token(16),
         ver: "2.0".into(),
+        xms_cc: capabilities.to_vec(),
     }
+}
+
+/// The client capabilities a token request declares: `access_token.xms_cc.values` of its
+/// `claims` parameter (`cp1`, …). Anything unreadable declares none.
+pub(crate) fn capabilities_of(claims: Option<&String>) -> Vec<String> {
+    claims
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|v| {
+            v.pointer("/access_token/xms_cc/values")
+                .and_then(|x| x.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+        })
+        .unwrap_or_default()
 }
 
 fn id_claims(
@@ -579,7 +621,7 @@ fn check_authorize(
             )));
         }
     }
-    let req = match parse_scopes(p.get("scope").map(String::as_str).unwrap_or("")) {
+    let req = match parse_consent_scopes(p.get("scope").map(String::as_str).unwrap_or("")) {
         Ok(r) => r,
         Err(e) => return Err(Box::new(redirect_error(p, e.error, e.code, &e.description))),
     };
@@ -757,6 +799,7 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn issue(
     s: &Shared,
     user: &DemoUser,
@@ -764,6 +807,7 @@ fn issue(
     req: &ScopeRequest,
     nonce: Option<String>,
     refresh: Option<String>,
+    capabilities: &[String],
 ) -> Result<TokenResponse, AadError> {
     let keys = read(&s.keys);
     let sign_err = |e: crate::keys::KeyError| AadError {
@@ -773,7 +817,7 @@ fn issue(
         description: e.to_string(),
     };
     let access_token = keys
-        .sign(&access_claims(s, user, client_id, req))
+        .sign(&access_claims(s, user, client_id, req, capabilities))
         .map_err(sign_err)?;
     let id_token = if req.openid {
         Some(
@@ -839,6 +883,8 @@ fn token_inner(
         return Err(unknown_client(s, client_id));
     }
     let now = s.clock.now();
+    // Entra issues `xms_cc` into the access token when the request declares capabilities.
+    let caps = capabilities_of(p.get("claims"));
     let find_user = |oid: &str| -> Result<DemoUser, AadError> {
         read(&s.directory).find(oid).cloned().ok_or_else(|| {
             AadError::new(
@@ -867,7 +913,15 @@ fn token_inner(
             let wants_refresh =
                 req.offline_access || grant.scopes.iter().any(|x| x == "offline_access");
             let refresh = wants_refresh.then(|| lock(&s.grants).issue_refresh(grant.clone(), now));
-            issue(s, &user, client_id, &req, grant.nonce.clone(), refresh)
+            issue(
+                s,
+                &user,
+                client_id,
+                &req,
+                grant.nonce.clone(),
+                refresh,
+                &caps,
+            )
         }
         "refresh_token" => {
             let rt = required(p, "refresh_token")?;
@@ -878,7 +932,7 @@ fn token_inner(
                 .unwrap_or_else(|| grant.scopes.join(" "));
             let req = parse_scopes(&scope_line)?;
             let user = find_user(&grant.oid)?;
-            issue(s, &user, client_id, &req, None, Some(new_rt))
+            issue(s, &user, client_id, &req, None, Some(new_rt), &caps)
         }
         "urn:ietf:params:oauth:grant-type:device_code" | "device_code" => {
             let dc = p
@@ -899,7 +953,7 @@ fn token_inner(
             let refresh = req
                 .offline_access
                 .then(|| lock(&s.grants).issue_refresh(grant.clone(), now));
-            issue(s, &user, client_id, &req, None, refresh)
+            issue(s, &user, client_id, &req, None, refresh, &caps)
         }
         other => Err(AadError::new(
             "unsupported_grant_type",
@@ -1063,6 +1117,20 @@ mod tests {
             28000
         );
         assert_eq!(parse_scopes("Mail.Send").unwrap_err().code, 70011);
+        // #13 item 16: /authorize may ask consent for two resources at once; the token
+        // endpoint takes one at a time (AADSTS28000).
+        let both = "openid offline_access User.Read api://switchboard-router/access_as_user";
+        assert_eq!(parse_scopes(both).unwrap_err().code, 28000);
+        assert_eq!(
+            parse_consent_scopes(both).unwrap().resource,
+            Resource::Graph
+        );
+        assert_eq!(
+            parse_consent_scopes("User.Read api://other/x")
+                .unwrap_err()
+                .code,
+            500011
+        );
         assert_eq!(parse_scopes("api://other/x").unwrap_err().code, 500011);
         assert_eq!(parse_scopes("").unwrap_err().code, 900144);
     }

@@ -212,6 +212,9 @@ pub struct AccessClaims {
     pub uti: String,
     /// `2.0`.
     pub ver: String,
+    /// Client capabilities the app declared (`cp1`: it handles claims challenges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xms_cc: Vec<String>,
 }
 
 /// Claims of an id_token.
@@ -285,6 +288,7 @@ pub(crate) mod tests {
             tid: "t".into(),
             uti: "u".into(),
             ver: "2.0".into(),
+            xms_cc: vec![],
         }
     }
 

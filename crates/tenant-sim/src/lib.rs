@@ -29,6 +29,7 @@
 //! sim.shutdown().await;
 //! # Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 
 mod admin;
 pub mod avatar;
@@ -71,6 +72,9 @@ pub const DEMO_TENANT_ID: &str = "5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0";
 pub const DEMO_CLIENT_ID: &str = "8f3b2a61-1c57-4d0e-a7b2-5c3a9e6d1f20";
 /// The application id URI of the router's API (scope `api://switchboard-router/access_as_user`).
 pub const ROUTER_API: &str = "api://switchboard-router";
+/// The client id of the router's API registration: the `aud` of the v2.0 access tokens for it
+/// (Entra names the API by its client id in v2.0 tokens, whatever scope form was asked).
+pub const ROUTER_API_CLIENT_ID: &str = "3c0ffee5-2b1a-4c9d-8e7f-6a5b4c3d2e1f";
 /// Microsoft Graph's resource (the `aud` of Graph tokens).
 pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 /// Graph's well-known application id, also accepted as `aud`.
@@ -418,8 +422,9 @@ impl TenantSim {
     }
 
     /// Mints a Graph (or router API) access token for a demo user, exactly as the token
-    /// endpoint would after a sign-in with [`DEMO_CLIENT_ID`]. For tests of Graph clients
-    /// that do not exercise the sign-in itself.
+    /// endpoint would after a sign-in with [`DEMO_CLIENT_ID`] declaring the `cp1` capability
+    /// (as Switchboard's clients do). For tests of Graph clients that do not exercise the
+    /// sign-in itself.
     pub fn mint_access_token(&self, user: &str, scopes: &[&str]) -> Result<String, SimError> {
         let u = read(&self.shared.directory)
             .find(user)
@@ -428,7 +433,8 @@ impl TenantSim {
         let scope_line = scopes.join(" ");
         let req =
             identity::parse_scopes(&scope_line).map_err(|e| SimError::Scope(e.description))?;
-        let claims: AccessClaims = identity::access_claims(&self.shared, &u, DEMO_CLIENT_ID, &req);
+        let claims: AccessClaims =
+            identity::access_claims(&self.shared, &u, DEMO_CLIENT_ID, &req, &["cp1".into()]);
         Ok(read(&self.shared.keys).sign(&claims)?)
     }
 

@@ -38,6 +38,61 @@ fn http() -> reqwest::Client {
 
 const ADELE: &str = "AdeleV@contoso.example";
 
+/// Starts a device-code sign-in for the demo app (openid, offline_access, User.Read).
+async fn start_device_code(c: &reqwest::Client, sim: &TenantSim) -> Value {
+    c.post(format!(
+        "{}/{}/oauth2/v2.0/devicecode",
+        sim.base_url(),
+        sim.tenant_id()
+    ))
+    .form(&[
+        ("client_id", DEMO_CLIENT_ID),
+        ("scope", "openid offline_access User.Read"),
+    ])
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
+}
+
+/// One poll of the token endpoint for the device code `dc`: its status and body.
+async fn poll_device_code(c: &reqwest::Client, sim: &TenantSim, dc: &Value) -> (StatusCode, Value) {
+    let r = c
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            sim.base_url(),
+            sim.tenant_id()
+        ))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", DEMO_CLIENT_ID),
+            ("device_code", dc["device_code"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json::<Value>().await.unwrap())
+}
+
+/// Adele enters the code of `dc` on /devicelogin and approves; the page's text.
+async fn approve_device_code(c: &reqwest::Client, sim: &TenantSim, dc: &Value) -> String {
+    c.post(format!("{}/devicelogin", sim.base_url()))
+        .form(&[
+            ("otc", dc["user_code"].as_str().unwrap()),
+            ("login", ADELE),
+            ("passwd", DEMO_PASSWORD),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn discovery_has_microsoft_issuers_and_errors_have_aadsts_shape() {
     let sim = sim().await;
@@ -273,7 +328,7 @@ async fn auth_code_with_pkce_refresh_rotation_and_id_token() {
         .unwrap();
     assert_eq!(me["id"], id.oid);
 
-    // Refresh rotates; the old refresh token is refused afterwards.
+    // Refresh gives a new refresh token; as at Entra, the old one stays valid (#13 item 16).
     let rt1 = t["refresh_token"].as_str().unwrap().to_string();
     let t2: Value = c
         .post(&token_url)
@@ -312,7 +367,9 @@ async fn auth_code_with_pkce_refresh_rotation_and_id_token() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(payload["aud"], "api://switchboard-router");
+    // v2.0 tokens name the API by its client id (#13 item 14).
+    assert_eq!(payload["aud"], switchboard_tenant_sim::ROUTER_API_CLIENT_ID);
+    assert_eq!(payload["ver"], "2.0");
     assert_eq!(payload["roles"], json!(["Agent"]));
     let r = c
         .post(&token_url)
@@ -324,13 +381,11 @@ async fn auth_code_with_pkce_refresh_rotation_and_id_token() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let e: Value = r.json().await.unwrap();
-    assert_eq!(e["error"], "invalid_grant");
-    assert!(e["error_description"]
-        .as_str()
-        .unwrap()
-        .starts_with("AADSTS50173"));
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the redeemed refresh token still works"
+    );
     sim.shutdown().await;
 }
 
@@ -396,22 +451,7 @@ async fn authorize_refuses_unknown_apps_and_foreign_redirects() {
 async fn device_code_pending_slow_down_approved_and_expired() {
     let sim = sim().await;
     let c = http();
-    let dc: Value = c
-        .post(format!(
-            "{}/{}/oauth2/v2.0/devicecode",
-            sim.base_url(),
-            sim.tenant_id()
-        ))
-        .form(&[
-            ("client_id", DEMO_CLIENT_ID),
-            ("scope", "openid offline_access User.Read"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dc = start_device_code(&c, &sim).await;
     assert_eq!(
         dc["verification_uri"],
         format!("{}/devicelogin", sim.base_url())
@@ -421,20 +461,7 @@ async fn device_code_pending_slow_down_approved_and_expired() {
         .as_str()
         .unwrap()
         .contains(dc["user_code"].as_str().unwrap()));
-    let token_url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), sim.tenant_id());
-    let poll = || async {
-        let r = c
-            .post(&token_url)
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("client_id", DEMO_CLIENT_ID),
-                ("device_code", dc["device_code"].as_str().unwrap()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json::<Value>().await.unwrap())
-    };
+    let poll = || poll_device_code(&c, &sim, &dc);
     let (s1, b1) = poll().await;
     assert_eq!(
         (s1, b1["error"].as_str()),
@@ -443,18 +470,9 @@ async fn device_code_pending_slow_down_approved_and_expired() {
     let (_, b2) = poll().await;
     assert_eq!(b2["error"], "slow_down");
     // The person enters the code on /devicelogin.
-    let page = c
-        .post(format!("{}/devicelogin", sim.base_url()))
-        .form(&[
-            ("otc", dc["user_code"].as_str().unwrap()),
-            ("login", ADELE),
-            ("passwd", DEMO_PASSWORD),
-            ("decision", "approve"),
-        ])
-        .send()
+    assert!(approve_device_code(&c, &sim, &dc)
         .await
-        .unwrap();
-    assert!(page.text().await.unwrap().contains("signed in"));
+        .contains("signed in"));
     let (s3, b3) = poll().await;
     assert_eq!(s3, StatusCode::OK, "{b3}");
     assert!(b3["refresh_token"].is_string() && b3["id_token"].is_string());
@@ -478,17 +496,7 @@ async fn device_code_pending_slow_down_approved_and_expired() {
         .send()
         .await
         .unwrap();
-    let r = c
-        .post(&token_url)
-        .form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("client_id", DEMO_CLIENT_ID),
-            ("device_code", dc2["device_code"].as_str().unwrap()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let e: Value = r.json().await.unwrap();
+    let (_, e) = poll_device_code(&c, &sim, &dc2).await;
     assert_eq!(e["error"], "expired_token");
     assert_eq!(e["error_codes"], json!([70020]));
     sim.shutdown().await;
@@ -1120,5 +1128,69 @@ async fn failed_delivery_is_retried_then_dropped_without_a_missed_notification()
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{event}");
     }
     server.abort();
+    sim.shutdown().await;
+}
+
+/// #13 item 12: Graph's continuous access evaluation reaches only apps that declare the `cp1`
+/// capability (`xms_cc` in the token request's `claims`): their older tokens get a claims
+/// challenge once the user's sessions are revoked; other apps' tokens are honoured until they
+/// expire, as at Microsoft.
+#[tokio::test]
+async fn claims_challenges_reach_only_apps_that_declare_cp1() {
+    let sim = sim().await;
+    let c = http();
+    let dc = start_device_code(&c, &sim).await;
+    approve_device_code(&c, &sim, &dc).await;
+    let token_url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), sim.tenant_id());
+    let (_, first) = poll_device_code(&c, &sim, &dc).await;
+    let rt = first["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |claims: Option<&'static str>| {
+        let (c, url, rt) = (c.clone(), token_url.clone(), rt.clone());
+        async move {
+            let mut form = vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("client_id", DEMO_CLIENT_ID.to_owned()),
+                ("refresh_token", rt),
+                ("scope", "User.Read".to_owned()),
+            ];
+            if let Some(cl) = claims {
+                form.push(("claims", cl.to_owned()));
+            }
+            let t: Value = c
+                .post(url)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            t["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let plain = refresh(None).await;
+    let cae = refresh(Some(r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#)).await;
+    let payload = |t: &str| -> Value {
+        serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(t.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(payload(&cae)["xms_cc"], json!(["cp1"]));
+    assert!(payload(&plain).get("xms_cc").is_none());
+    sim.clock().advance(std::time::Duration::from_secs(2));
+    sim.revoke_sessions(ADELE).unwrap();
+    let me = |t: String| {
+        let c = c.clone();
+        let url = format!("{}/me", sim.graph_url());
+        async move { c.get(url).bearer_auth(t).send().await.unwrap() }
+    };
+    let r = me(cae).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(www.contains("insufficient_claims"), "{www}");
+    assert_eq!(me(plain).await.status(), StatusCode::OK);
     sim.shutdown().await;
 }

@@ -127,6 +127,7 @@ const en = {
   "error.not_signed_in": "You are not signed in. Sign in with Microsoft first.",
   "error.identity_protocol": "The sign-in service answered something unexpected. Check the tenant settings, or tell your administrator.",
   "error.identity_discovery": "The sign-in service's address in tenant.toml does not answer as an identity provider. Check it.",
+  "error.no_tenant": "No Microsoft 365 tenant is set up for this computer, so signing in is off. Ask your administrator for the tenant settings (tenant.toml: authority and client_id), or run the demo.",
   "error.invalid_tenant": "The tenant settings (tenant.toml) are not valid. Ask your administrator to fix them.",
   "error.graph_error": "Microsoft Graph did not answer as expected. Try again in a moment.",
   "work.label": "Your contact-center state",

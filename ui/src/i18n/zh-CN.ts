@@ -129,6 +129,7 @@ const zhCN: Record<MessageKey, string> = {
   "error.not_signed_in": "您尚未登录。请先使用 Microsoft 登录。",
   "error.identity_protocol": "登录服务返回了意外的内容。请检查租户设置，或告知管理员。",
   "error.identity_discovery": "tenant.toml 中的登录服务地址未按身份提供方的方式响应。请检查该地址。",
+  "error.no_tenant": "此计算机尚未配置 Microsoft 365 租户，因此无法登录。请向管理员索取租户设置（tenant.toml：authority 和 client_id），或运行演示模式。",
   "error.invalid_tenant": "租户设置（tenant.toml）无效。请联系管理员修正。",
   "error.graph_error": "Microsoft Graph 未按预期响应。请稍后再试。",
   "work.label": "您的联络中心状态",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use switchboard_agent::account::{Accounts, TenantSettings, TenantStore};
+use switchboard_agent::account::{AccountError, Accounts, TenantSettings, TenantStore};
 use switchboard_graph::{Activity, Availability, PresenceUpdate};
 use switchboard_identity::client::{Browser, SystemBrowser};
 use switchboard_identity::Account;
@@ -124,7 +124,19 @@ async fn ctrl_c() {
 
 pub async fn login(a: LoginArgs, json: bool) -> anyhow::Result<()> {
     let store = TenantStore::for_current_user()?;
-    let mut tenant = store.load()?;
+    let mut tenant = match store.load_if_any()? {
+        Some(t) => t,
+        // No tenant yet: the command line must name one (and it is saved below).
+        None => match (&a.authority, &a.client_id) {
+            (Some(authority), Some(client_id)) => TenantSettings {
+                authority: authority.clone(),
+                client_id: client_id.clone(),
+                graph_url: None,
+                router_scope: None,
+            },
+            _ => return Err(AccountError::NoTenant(store.path().display().to_string()).into()),
+        },
+    };
     let explicit = a.authority.is_some() || a.client_id.is_some() || a.graph_url.is_some();
     if let Some(x) = a.authority {
         if x.trim_end_matches('/') != tenant.authority {
