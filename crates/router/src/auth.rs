@@ -55,6 +55,10 @@ pub struct Caller {
     pub operator: bool,
     /// True when the router checks no tokens (`auth.mode = "none"`).
     pub unauthenticated: bool,
+    /// When the caller's access token expires (Unix seconds): a session that outlives the
+    /// request, the event stream, ends then, so a removed role or account takes effect by
+    /// the next token at the latest.
+    pub expires_at: Option<i64>,
 }
 
 impl Caller {
@@ -67,6 +71,7 @@ impl Caller {
             roles: vec![Role::Agent, Role::Supervisor, Role::Admin],
             operator: true,
             unauthenticated: true,
+            expires_at: None,
         }
     }
 
@@ -258,6 +263,7 @@ impl Auth {
             roles,
             operator,
             unauthenticated: false,
+            expires_at: Some(claims.exp),
         })
     }
 }

@@ -129,6 +129,10 @@ pub struct HttpConfig {
     /// Web origins (`https://host[:port]`) whose pages may call the API or open the event
     /// stream; a request with any other `Origin` gets 403. Native clients send none.
     pub allowed_origins: Vec<String>,
+    /// Connections open at once (event streams included); more wait in the listen queue.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers (slowloris); slower is closed.
+    pub header_read_timeout_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -140,6 +144,8 @@ impl Default for HttpConfig {
             metrics_token: String::new(),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            max_connections: 1024,
+            header_read_timeout_seconds: 10,
         }
     }
 }
@@ -162,6 +168,8 @@ pub struct EventsConfig {
     pub heartbeat_seconds: u64,
     /// Events a slow client may lag before it is disconnected (default 256).
     pub client_buffer: usize,
+    /// Event clients connected at once (default 1000); more are answered 503.
+    pub max_clients: usize,
 }
 
 impl Default for EventsConfig {
@@ -169,6 +177,7 @@ impl Default for EventsConfig {
         Self {
             heartbeat_seconds: 10,
             client_buffer: 256,
+            max_clients: crate::events::DEFAULT_MAX_CLIENTS,
         }
     }
 }
@@ -290,6 +299,12 @@ impl Config {
         if self.http.request_timeout_seconds == 0 {
             return Err(ConfigError::Value(
                 "http.request_timeout_seconds must be at least 1".into(),
+            ));
+        }
+        if self.http.max_connections == 0 || self.http.header_read_timeout_seconds == 0 {
+            return Err(ConfigError::Value(
+                "http.max_connections and http.header_read_timeout_seconds must be at least 1"
+                    .into(),
             ));
         }
         if self.events.heartbeat_seconds == 0 || self.events.heartbeat_seconds > 3600 {

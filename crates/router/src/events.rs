@@ -64,6 +64,9 @@ pub struct EventHub {
     tx: broadcast::Sender<Published>,
     started: Instant,
     heartbeat: Duration,
+    /// Places for event clients (`events.max_clients`); a client holds one while connected.
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    max_clients: usize,
 }
 
 impl EventHub {
@@ -73,7 +76,16 @@ impl EventHub {
             tx,
             started,
             heartbeat,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CLIENTS)),
+            max_clients: DEFAULT_MAX_CLIENTS,
         }
+    }
+
+    /// At most `n` event clients at once; more are answered 503.
+    pub fn limit_clients(mut self, n: usize) -> Self {
+        self.slots = std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self.max_clients = n.max(1);
+        self
     }
 
     /// Sends to the clients connected now that may read it: a created tenant to its
@@ -100,6 +112,13 @@ impl EventHub {
     }
 }
 
+/// Event clients at once unless `events.max_clients` says otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 1000;
+
+/// The close code of a session whose access token expired (RFC 6455 §7.4.2: 4000–4999 are
+/// the application's): reconnect with a fresh token.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
+
 #[utoipa::path(
     get,
     path = "/v1/events",
@@ -107,6 +126,7 @@ impl EventHub {
     responses(
         (status = 101, description = "WebSocket upgrade; then JSON text frames, one `Event` each: `hello` first, `heartbeat` periodically, `shutting_down` before a graceful stop", body = Event),
         (status = 400, description = "not a WebSocket upgrade request", body = switchboard_api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "as many event clients as `events.max_clients` are connected; try again later", body = switchboard_api::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn events(
@@ -117,6 +137,21 @@ pub async fn events(
     if let Err(e) = caller.require_any_role() {
         return axum::response::IntoResponse::into_response(e);
     }
+    let Ok(slot) = state.events.slots.clone().try_acquire_owned() else {
+        return axum::response::IntoResponse::into_response(crate::error::ApiError::Unavailable(
+            format!(
+                "{} event clients are connected, as many as events.max_clients allows; try again later",
+                state.events.max_clients
+            ),
+        ));
+    };
+    // The session ends when the token does: a removed role or account takes effect with the
+    // next token, which the client brings when it reconnects.
+    let token_ends = caller.expires_at.map(|exp| {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let left = u64::try_from(exp.saturating_sub(now)).unwrap_or(0);
+        tokio::time::Instant::now() + Duration::from_secs(left)
+    });
     let rx = state.events.tx.subscribe();
     let hub = state.events.clone();
     let shutdown = state.shutdown.clone();
@@ -128,8 +163,12 @@ pub async fn events(
     };
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| {
-            serve_client(socket, hub, rx, shutdown, presence, may_watch, viewer)
+        .on_upgrade(move |socket| async move {
+            serve_client(
+                socket, hub, rx, shutdown, presence, may_watch, viewer, token_ends,
+            )
+            .await;
+            drop(slot);
         })
 }
 
@@ -148,6 +187,7 @@ async fn shutdown_started(rx: &mut watch::Receiver<bool>) {
 /// Numbers events clients for the presence hub's watch lists.
 static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_client(
     socket: WebSocket,
     hub: EventHub,
@@ -156,6 +196,7 @@ async fn serve_client(
     presence: std::sync::Arc<crate::presence::PresenceHub>,
     may_watch: bool,
     viewer: Viewer,
+    token_ends: Option<tokio::time::Instant>,
 ) {
     let client = NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     metrics::gauge!("events_clients").increment(1.0);
@@ -212,6 +253,11 @@ async fn serve_client(
                 // Pings are answered by axum.
                 Some(Ok(_)) => {}
             },
+            () = tokio::time::sleep_until(token_ends.unwrap_or_else(tokio::time::Instant::now)), if token_ends.is_some() => {
+                tracing::info!("events client's access token expired; closing its session");
+                let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_TOKEN_EXPIRED, reason: "the access token expired; reconnect with a fresh one".into() }))).await;
+                ok = false;
+            }
             _ = shutdown_started(&mut shutdown) => {
                 if let Some(m) = text(&Event::ShuttingDown) {
                     let _ = sink.send(m).await;

@@ -22,6 +22,7 @@ pub mod events;
 pub mod gate;
 pub mod http;
 pub mod presence;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 
@@ -110,6 +111,7 @@ pub struct Router {
     app: axum::Router,
     store: Arc<Store>,
     shutdown_tx: watch::Sender<bool>,
+    limits: serve::Limits,
 }
 
 impl Router {
@@ -137,7 +139,8 @@ impl Router {
             config.events.client_buffer,
             Duration::from_secs(config.events.heartbeat_seconds),
             started,
-        );
+        )
+        .limit_clients(config.events.max_clients);
         let presence = Arc::new(presence::PresenceHub::new(
             config.presence.clone(),
             &data_dir,
@@ -164,6 +167,10 @@ impl Router {
             app,
             store,
             shutdown_tx,
+            limits: serve::Limits {
+                max_connections: config.http.max_connections,
+                header_read_timeout: Duration::from_secs(config.http.header_read_timeout_seconds),
+            },
         })
     }
 
@@ -185,6 +192,7 @@ impl Router {
             app,
             store,
             shutdown_tx,
+            limits,
         } = self;
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "serving");
@@ -193,12 +201,10 @@ impl Router {
             tracing::info!("shutting down");
             let _ = shutdown_tx.send(true);
         };
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await;
+        serve::serve(listener, app, limits, graceful).await;
         store.close().await;
         tracing::info!("stopped");
-        r.map_err(StartError::Serve)
+        Ok(())
     }
 
     /// Serves on a task of its own until [`Background::stop`] (or drop): for tests,

@@ -26,9 +26,17 @@ async fn setup() -> Setup {
 }
 
 async fn setup_with(audiences: &[&str]) -> Setup {
+    setup_full(audiences, SimConfig::default(), |_| {}).await
+}
+
+async fn setup_full(
+    audiences: &[&str],
+    sim_config: SimConfig,
+    tweak: impl FnOnce(&mut Config),
+) -> Setup {
     let sim = TenantSim::start(SimConfig {
         device_code_interval: Duration::from_secs(1),
-        ..SimConfig::default()
+        ..sim_config
     })
     .await
     .unwrap();
@@ -40,6 +48,7 @@ async fn setup_with(audiences: &[&str]) -> Setup {
     config.auth.audiences = audiences.iter().map(|a| a.to_string()).collect();
     config.auth.operator_tenant_ids = vec![sim.tenant_id().to_uppercase()];
     config.http.metrics_token = "scrape-secret".into();
+    tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = switchboard_router::Router::start_on(config, listener)
         .await
@@ -468,6 +477,52 @@ async fn v2_tokens_name_the_api_by_its_client_id() {
     assert_eq!(
         get(&s.base, "/v1/tenants", Some(&t)).await.status(),
         StatusCode::OK
+    );
+    s.router.stop().await.unwrap();
+    s.sim.shutdown().await;
+}
+
+/// #13 item 5: an event stream ends when its access token does (close code 4401), so a role
+/// or account removed in Entra takes effect with the next token; and the number of event
+/// clients is bounded (503 past `events.max_clients`).
+#[tokio::test]
+async fn an_event_session_ends_with_its_token_and_clients_are_bounded() {
+    use futures_util::StreamExt;
+    let s = setup_full(
+        &[ROUTER_API_CLIENT_ID],
+        SimConfig {
+            token_lifetime: Duration::from_secs(3),
+            ..SimConfig::default()
+        },
+        |c| c.events.max_clients = 1,
+    )
+    .await;
+    let upn = user_with(&s.sim, &["Agent"]).await;
+    let agent = token(&s.sim, &upn, &api_scope()).await;
+    let mut ws = events_as(&s.base, &agent).await;
+    // A second client: no place.
+    let ws_url = format!("{}/v1/events", s.base.replace("http://", "ws://"));
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {agent}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("a second client was let in: {other:?}"),
+    }
+    // The first is closed when its token expires (3 s), with the code that says why.
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(m) = ws.next().await {
+            if let Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f))) = m {
+                return Some(u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed within 20 s");
+    assert_eq!(
+        closed,
+        Some(switchboard_router::events::CLOSE_TOKEN_EXPIRED)
     );
     s.router.stop().await.unwrap();
     s.sim.shutdown().await;
