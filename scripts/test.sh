@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then runs every test — formatting and
-# lints, Rust unit/integration/interop tests, the UI's unit tests, and the end-to-end test of the
-# real desktop window under Xvfb. Exits non-zero on the first failing stage.
+# lints, Rust unit/integration/interop tests, the UI's unit tests, Schemathesis against the
+# router's OpenAPI document, and the end-to-end test of the real desktop window under Xvfb.
+# Exits non-zero on the first failing stage.
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 cd "$SB_ROOT"
@@ -25,6 +26,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "Rust tests"
 cargo test --workspace --locked --no-fail-fast
+
+say "the router's API against its OpenAPI document (Schemathesis)"
+bash scripts/schemathesis.sh
 
 say "fuzz targets, briefly"
 bash scripts/fuzz-smoke.sh

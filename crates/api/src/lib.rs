@@ -87,9 +87,24 @@ pub struct Tenant {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct NewTenant {
+    /// 1 to 200 characters, not only spaces, tabs or line breaks.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = "[^ \t\r\n]")
+    )]
     pub name: String,
+    /// The tenant's SIP domain: an RFC 1123 host name (letters, digits, inner hyphens).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 253,
+            pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+        )
+    )]
     pub sip_domain: String,
+    /// The organisation's Entra tenant id (a GUID in its 36-character form).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = Uuid))]
     pub entra_tenant_id: Option<String>,
 }
 

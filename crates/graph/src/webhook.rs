@@ -22,12 +22,32 @@ pub enum WebhookRequest {
 
 /// Classifies a webhook POST from its raw query string and body.
 pub fn classify(query: Option<&str>, body: &[u8]) -> Result<WebhookRequest, GraphError> {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
     if let Some(q) = query {
         if let Some((_, token)) =
             url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "validationToken")
         {
+            // Graph's handshake has no body; one that comes with a body must still be a
+            // collection (answered as the handshake).
+            if !empty {
+                serde_json::from_slice::<ChangeNotificationCollection>(body).map_err(|source| {
+                    GraphError::Malformed {
+                        what: "change notification",
+                        source,
+                    }
+                })?;
+            }
             return Ok(WebhookRequest::Validation(token.into_owned()));
         }
+    }
+    if empty {
+        // Nothing to process (Graph always sends a collection; an empty POST changes nothing).
+        return Ok(WebhookRequest::Notifications(
+            ChangeNotificationCollection {
+                value: Vec::new(),
+                validation_tokens: None,
+            },
+        ));
     }
     serde_json::from_slice(body)
         .map(WebhookRequest::Notifications)
@@ -41,11 +61,31 @@ pub fn classify(query: Option<&str>, body: &[u8]) -> Result<WebhookRequest, Grap
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeNotificationCollection {
-    /// The notifications.
+    /// The notifications. An item that cannot be read as a notification is dropped (and
+    /// logged): one bad item must not cost the others, which Graph would not send again.
+    #[serde(deserialize_with = "readable_items")]
     pub value: Vec<ChangeNotification>,
     /// Tokens for rich notifications (not used by basic ones).
     #[serde(default)]
     pub validation_tokens: Option<Vec<String>>,
+}
+
+fn readable_items<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<ChangeNotification>, D::Error> {
+    let raw = Vec::<serde_json::Value>::deserialize(d)?;
+    let total = raw.len();
+    let items: Vec<ChangeNotification> = raw
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    if items.len() < total {
+        tracing::warn!(
+            dropped = total - items.len(),
+            "change notifications that are not readable were dropped"
+        );
+    }
+    Ok(items)
 }
 
 /// A lifecycle event.
@@ -163,6 +203,29 @@ pub fn client_state_matches(n: &ChangeNotification, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One unreadable item costs only itself; an empty POST changes nothing; a validation
+    /// request that carries a body must carry a collection.
+    #[test]
+    fn unreadable_items_are_dropped_and_the_rest_kept() {
+        let body =
+            br#"{"value":[null,{"subscriptionId":5},{"subscriptionId":"s1","clientState":"c"}]}"#;
+        let Ok(WebhookRequest::Notifications(c)) = classify(None, body) else {
+            panic!("not a collection");
+        };
+        assert_eq!(c.value.len(), 1);
+        assert_eq!(c.value[0].subscription_id, "s1");
+        assert!(matches!(
+            classify(None, b" "),
+            Ok(WebhookRequest::Notifications(c)) if c.value.is_empty()
+        ));
+        assert!(classify(None, b"null").is_err());
+        assert!(classify(Some("validationToken=abc"), br#"{"value":{}}"#).is_err());
+        assert!(matches!(
+            classify(Some("validationToken=abc"), b""),
+            Ok(WebhookRequest::Validation(t)) if t == "abc"
+        ));
+    }
 
     #[test]
     fn validation_token_is_url_decoded() {

@@ -123,6 +123,13 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4401;
     get,
     path = "/v1/events",
     tag = "events",
+    description = "A WebSocket (RFC 6455): the upgrade request carries the headers below; then the router sends JSON text frames and the client may send `{\"type\":\"watch\",\"ids\":[...]}`.",
+    params(
+        ("Connection" = String, Header, description = "`Upgrade`", pattern = "^[Uu]pgrade$"),
+        ("Upgrade" = String, Header, description = "`websocket`", pattern = "^websocket$"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`", pattern = "^13$"),
+        ("Sec-WebSocket-Key" = String, Header, description = "16 random bytes in base64", pattern = "^[A-Za-z0-9+/]{22}==$"),
+    ),
     responses(
         (status = 101, description = "WebSocket upgrade; then JSON text frames, one `Event` each: `hello` first, `heartbeat` periodically, `shutting_down` before a graceful stop", body = Event),
         (status = 400, description = "not a WebSocket upgrade request", body = switchboard_api::Problem, content_type = "application/problem+json"),

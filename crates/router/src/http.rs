@@ -20,15 +20,85 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard router API", description = "The routing service's HTTP API. Every error is an RFC 9457 problem (application/problem+json)."),
-    paths(health, me, list_tenants, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text),
-    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem, Me)),
-    tags((name = "service", description = "health, metrics, this document"), (name = "tenants", description = "organisations served by this router"), (name = "events", description = "live event stream"))
+    paths(health, me, list_tenants, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text, graph_notifications),
+    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem, Me, NotificationCollection)),
+    tags((name = "service", description = "health, metrics, this document"), (name = "tenants", description = "organisations served by this router"), (name = "events", description = "live event stream"), (name = "graph", description = "Microsoft Graph's change notifications (called by Graph, not by clients)"))
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document: the handlers' own declarations, plus the answers every route may
+/// give before its handler runs — 421 (a Host this router does not answer to), 403 (a web
+/// page's Origin), 408 (too slow), and on routes that need a caller 401, 403 and 503 (the
+/// identity provider or storage unreachable) — so that it lists every status the router can
+/// send.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let needs_caller = !matches!(
+            path.as_str(),
+            "/v1/health" | "/v1/openapi.json" | "/v1/graph/notifications"
+        );
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in operations.into_iter().flatten() {
+            if path == "/v1/graph/notifications" {
+                // Graph's validation handshake comes without a body.
+                if let Some(body) = op.request_body.as_mut() {
+                    body.required = Some(utoipa::openapi::Required::False);
+                }
+            }
+            let responses = &mut op.responses.responses;
+            let mut add = |code: &str, why: &str| {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| problem_response(why));
+            };
+            add(
+                "421",
+                "the Host header names a host this router does not answer to (http.allowed_hosts)",
+            );
+            add("403", "a web page's Origin that http.allowed_origins does not list, or (with auth) a caller without the role");
+            add(
+                "408",
+                "the request took longer than http.request_timeout_seconds",
+            );
+            if needs_caller {
+                add(
+                    "401",
+                    "no access token, or one that fails its checks (auth.mode = \"entra\")",
+                );
+                add(
+                    "503",
+                    "the identity provider or the storage cannot be reached; try again",
+                );
+            }
+        }
+    }
+    doc
+}
+
+fn problem_response(why: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(why)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "service", responses((status = 200, description = "this document")))]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
 }
 
 /// Is the service up and its storage answering. Open to anyone; what went wrong with the
@@ -139,7 +209,7 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = Uuid, Path)), responses((status = 200, body = Tenant), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = Uuid, Path)), responses((status = 200, body = Tenant), (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -156,7 +226,7 @@ pub async fn get_tenant(
     Ok(Json(t))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = Uuid, Path)), responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = Uuid, Path)), responses((status = 204), (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,21 +251,24 @@ pub async fn delete_tenant(
     }
 }
 
+/// The rules the OpenAPI document states for `NewTenant` (a schema-valid body is accepted, any
+/// other refused): exactly these, no more and no less.
 fn validate_tenant(t: &NewTenant) -> Result<(), ApiError> {
-    let name = t.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    if t.name.chars().count() > 200 || t.name.chars().all(blank) {
         return Err(ApiError::Unprocessable(
-            "name must be 1 to 200 characters".into(),
+            "name must be 1 to 200 characters, not only spaces".into(),
         ));
     }
-    if !is_host_name(t.sip_domain.trim()) {
+    if !is_host_name(&t.sip_domain) {
         return Err(ApiError::Unprocessable(format!(
             "sip_domain {:?} is not a host name such as contoso.example.com",
             t.sip_domain
         )));
     }
     if let Some(tid) = &t.entra_tenant_id {
-        if Uuid::parse_str(tid).is_err() {
+        // The 36-character form only (JSON Schema's uuid format), not braces or bare hex.
+        if tid.len() != 36 || Uuid::try_parse(tid).is_err() {
             return Err(ApiError::Unprocessable(format!(
                 "entra_tenant_id {tid:?} is not a GUID (find it in Entra admin center → Overview → Tenant ID)"
             )));
@@ -217,8 +290,34 @@ fn is_host_name(s: &str) -> bool {
         })
 }
 
+/// Graph's `changeNotificationCollection` as the router reads it (for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct NotificationCollection {
+    /// `changeNotification` items; those with another clientState, of a subscription this
+    /// router does not hold, or not readable at all are dropped.
+    value: Vec<serde_json::Value>,
+    /// Tokens of rich notifications (not used).
+    validation_tokens: Option<Vec<String>>,
+}
+
 /// Graph's change and lifecycle notifications for presence (and its validation handshake).
 /// Not behind a token: Graph sends none; every notification must carry our `clientState`.
+#[utoipa::path(
+    post,
+    path = "/v1/graph/notifications",
+    tag = "graph",
+    params(("validationToken" = Option<String>, Query, description = "Graph's validation handshake: answered with this text")),
+    request_body(content = NotificationCollection, description = "Graph's change-notification collection; none with validationToken", content_type = "application/json"),
+    responses(
+        (status = 200, description = "the validation token, as Graph asks", body = String, content_type = "text/plain"),
+        (status = 202, description = "taken; the items that are not ours were dropped"),
+        (status = 400, description = "neither a validation nor a notification collection", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "presence is not enabled on this router: no notifications are expected here", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn graph_notifications(
     State(state): State<AppState>,
     uri: axum::http::Uri,
@@ -244,7 +343,7 @@ pub async fn graph_notifications(
         W::UnknownSubscription(id) => {
             ApiError::NotFound(format!("this router holds no subscription {id}")).into_response()
         }
-        W::Disabled => ApiError::Unavailable(
+        W::Disabled => ApiError::NotFound(
             "presence is not enabled on this router ([presence] enabled = false)".into(),
         )
         .into_response(),
@@ -254,6 +353,69 @@ pub async fn graph_notifications(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// #13 item 29: the body rules are exactly the document's — what the schema allows is
+    /// taken, what it refuses is refused (Schemathesis checks both ways).
+    #[test]
+    fn tenant_rules_are_the_schemas() {
+        let t = |name: &str, domain: &str, tid: Option<&str>| NewTenant {
+            name: name.into(),
+            sip_domain: domain.into(),
+            entra_tenant_id: tid.map(str::to_owned),
+        };
+        let ok = |x: NewTenant| validate_tenant(&x).is_ok();
+        assert!(ok(t(" Contoso ", "contoso.example.com", None)));
+        assert!(ok(t(
+            "联络中心",
+            "a",
+            Some("5B1DC0DE-7E4A-4C1E-9D1A-5317C4B0A4D0")
+        )));
+        assert!(
+            ok(t("\u{a0}", "a-b.c", None)),
+            "only ASCII blanks make a blank name"
+        );
+        assert!(!ok(t(" \t\r\n", "a.b", None)));
+        assert!(!ok(t("", "a.b", None)));
+        assert!(!ok(t(&"x".repeat(201), "a.b", None)));
+        assert!(
+            !ok(t(&format!(" {}", "x".repeat(200)), "a.b", None)),
+            "length before trimming"
+        );
+        assert!(
+            !ok(t("x", " contoso.example.com", None)),
+            "no trimming of the domain"
+        );
+        assert!(
+            !ok(t("x", "a.b", Some("5b1dc0de7e4a4c1e9d1a5317c4b0a4d0"))),
+            "36-character form only"
+        );
+        assert!(!ok(t(
+            "x",
+            "a.b",
+            Some("{5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0}")
+        )));
+    }
+
+    /// Every operation lists the answers given before its handler runs.
+    #[test]
+    fn the_document_lists_every_status() {
+        let doc = document();
+        let tenants = doc.paths.paths.get("/v1/tenants/{id}").unwrap();
+        let get = tenants.get.as_ref().unwrap();
+        for code in ["200", "400", "401", "403", "404", "408", "421", "503"] {
+            assert!(get.responses.responses.contains_key(code), "{code}");
+        }
+        let health = doc
+            .paths
+            .paths
+            .get("/v1/health")
+            .unwrap()
+            .get
+            .as_ref()
+            .unwrap();
+        assert!(!health.responses.responses.contains_key("401"));
+        assert!(doc.paths.paths.contains_key("/v1/graph/notifications"));
+    }
 
     #[test]
     fn host_names() {

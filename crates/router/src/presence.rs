@@ -216,7 +216,7 @@ pub enum WebhookAnswer {
     /// 404: a subscription this router does not hold (no longer returned: such items are
     /// dropped).
     UnknownSubscription(String),
-    /// 503: presence is not enabled here.
+    /// 404: presence is not enabled here (no notifications are expected).
     Disabled,
 }
 

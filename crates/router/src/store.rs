@@ -246,7 +246,7 @@ impl Store {
         let now = OffsetDateTime::now_utc();
         let tenant = Tenant {
             id: Uuid::new_v4(),
-            name: new.name.trim().to_owned(),
+            name: new.name.trim_matches([' ', '\t', '\r', '\n']).to_owned(),
             sip_domain: new.sip_domain.trim().to_ascii_lowercase(),
             entra_tenant_id: new.entra_tenant_id.clone(),
             created_at: now.replace_nanosecond(0).unwrap_or(now),
