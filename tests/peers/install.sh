@@ -27,6 +27,12 @@ if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-d
     cargo install tauri-driver --locked --version '^2' --quiet
 fi
 
+# cargo-deny (crates.io): licences, bans and sources of every dependency (deny.toml).
+if ! command -v cargo-deny >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-deny" ]; then
+    say "installing cargo-deny (cargo install, a few minutes)"
+    cargo install cargo-deny --locked --version 0.20.2 --quiet
+fi
+
 # oidc-provider (npm): an OpenID-certified identity provider for the sign-in tests.
 # Pinned to 8.x: 9.x requires Node.js 22, and Debian 12 machines here have Node.js 20.
 npm_ci "$SB_ROOT/tests/peers/oidc-provider"

@@ -169,7 +169,7 @@ fn two_agents_exchange_rtcp_over_rtcp_mux_and_measure_the_round_trip() {
             "call",
             &format!("sip:agent@127.0.0.1:{port}"),
             "--hangup-after",
-            "7",
+            "10",
         ],
         &[],
     );
@@ -177,7 +177,9 @@ fn two_agents_exchange_rtcp_over_rtcp_mux_and_measure_the_round_trip() {
     let _ = wait_output(&mut callee, Duration::from_secs(10), &[]);
     let ended = ev.iter().find(|e| e["event"] == "ended").unwrap();
     let audio = &ended["audio"];
-    // Reports go every 5 s (the first 2.5 s in): at least one each way in 7 s.
+    // Reports go every 5 s (the first 2.5 s in). Both sides' first reports cross at about
+    // 2.5 s, so the first one back may predate our report and carry no LSR; the second (at
+    // 7.5 s) answers it: 10 s gives the round trip whatever the order.
     assert!(audio["rtcp_received"].as_u64().unwrap() >= 1, "{audio}");
     let rtt = audio["rtt_ms"]
         .as_f64()

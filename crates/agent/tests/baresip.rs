@@ -80,7 +80,6 @@ fn baresip_calls_the_agent_and_hangs_up() {
     let ev = events(&out.stdout);
     assert!(out.status.success(), "{ev:?}");
     let n = names(&ev);
-    assert_eq!(n.first().map(String::as_str), Some("listening"));
     assert!(
         n.contains(&"incoming".into()) && n.contains(&"established".into()),
         "{n:?}"
@@ -92,11 +91,10 @@ fn baresip_calls_the_agent_and_hangs_up() {
 #[test]
 fn baresip_calls_the_agent_which_hangs_up() {
     let bob = Baresip::start("bob", "auto", 440);
-    let port = free_udp_port();
     let mut child = agent(&[
         "answer",
         "--bind",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--answer-after",
         "0.5",
         "--hangup-after",
@@ -108,7 +106,7 @@ fn baresip_calls_the_agent_which_hangs_up() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let port = listening_port(&mut child);
     bob.command("dial", &format!("sip:agent@127.0.0.1:{port}"));
     let out = wait_output(&mut child, Duration::from_secs(15), &[&bob]);
     assert!(out.status.success());

@@ -91,14 +91,15 @@ fn registered_baresip_calls_the_registered_agent_through_kamailio() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Registered and listening: then the call can reach it.
+    let first = events_until(&mut child, "listening");
     bob.command("dial", &format!("sip:alice@127.0.0.1:{}", k.port));
     bob.wait_for("Call established", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(1));
     bob.command("hangup", "");
     let out = wait_output(&mut child, Duration::from_secs(15), &[&bob]);
     assert!(out.status.success());
-    let ev = events(&out.stdout);
+    let ev = [first, events(&out.stdout)].concat();
     let n = names(&ev);
     assert!(
         n.starts_with(&["registered".into(), "listening".into()]),

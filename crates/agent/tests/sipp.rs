@@ -68,7 +68,7 @@ fn the_agent_calls_sipp() {
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp is not installed — run tests/peers/install.sh");
-    std::thread::sleep(Duration::from_millis(400));
+    wait_udp_bound(port, Duration::from_secs(10));
     let (out, ev) = run_agent(
         &[
             "call",
@@ -171,7 +171,7 @@ fn sipp_server(scenario_file: &str, dir: &std::path::Path) -> (std::process::Chi
         .stderr(Stdio::piped())
         .spawn()
         .expect("sipp is not installed — run tests/peers/install.sh");
-    std::thread::sleep(Duration::from_millis(400));
+    wait_udp_bound(port, Duration::from_secs(10));
     (child, port)
 }
 

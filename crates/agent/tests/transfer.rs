@@ -8,23 +8,31 @@ use std::time::Duration;
 
 use common::*;
 
-fn answerer(user: &str, port: u16, extra: &[&str]) -> std::process::Child {
-    let bind = format!("127.0.0.1:{port}");
-    let mut args = vec!["answer", "--bind", &bind, "--user", user, "--wait", "20"];
+/// An answering agent on a port it chose, once it listens: (the agent, its port).
+fn answerer(user: &str, extra: &[&str]) -> (std::process::Child, u16) {
+    let mut args = vec![
+        "answer",
+        "--bind",
+        "127.0.0.1:0",
+        "--user",
+        user,
+        "--wait",
+        "20",
+    ];
     args.extend_from_slice(extra);
-    agent(&args)
+    let mut child = agent(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let port = listening_port(&mut child);
+    (child, port)
 }
 
 #[test]
 fn attended_transfer_between_three_agents() {
-    let (bp, cp) = (free_udp_port(), free_udp_port());
-    let mut carol = answerer("carol", cp, &["--calls", "2", "--hangup-after", "3"]);
-    let mut bob = answerer("bob", bp, &["--hangup-after", "8", "--accept-refer"]);
-    std::thread::sleep(Duration::from_millis(400));
+    let (mut carol, cp) = answerer("carol", &["--calls", "2", "--hangup-after", "3"]);
+    let (mut bob, bp) = answerer("bob", &["--hangup-after", "8", "--accept-refer"]);
     let (out, ev) = run_agent(
         &[
             "call",
@@ -85,9 +93,7 @@ fn attended_transfer_to_a_baresip_target() {
     // role is covered by the agent-only test above. As the target it takes Bob's INVITE as a
     // new call, and we (the transferor) end the consultation ourselves, as RFC 5589 §7.2 says.
     let carol = Baresip::start("carol", "auto", 880);
-    let bp = free_udp_port();
-    let mut bob = answerer("bob", bp, &["--hangup-after", "6", "--accept-refer"]);
-    std::thread::sleep(Duration::from_millis(400));
+    let (mut bob, bp) = answerer("bob", &["--hangup-after", "6", "--accept-refer"]);
     let (out, ev) = run_agent(
         &[
             "call",
@@ -124,10 +130,8 @@ fn attended_transfer_to_a_baresip_target() {
 fn a_transfer_from_a_stranger_is_declined_without_consent() {
     // Bob takes calls directly (no registrar) and was not told to follow transfers: the
     // caller's REFER is declined, Carol is never called.
-    let (bp, cp) = (free_udp_port(), free_udp_port());
-    let mut carol = answerer("carol", cp, &["--calls", "1"]);
-    let mut bob = answerer("bob", bp, &["--hangup-after", "6"]);
-    std::thread::sleep(Duration::from_millis(400));
+    let (mut carol, cp) = answerer("carol", &["--calls", "1"]);
+    let (mut bob, bp) = answerer("bob", &["--hangup-after", "6"]);
     let (_out, ev) = run_agent(
         &[
             "call",

@@ -45,27 +45,28 @@ impl Pki {
     }
 }
 
-fn answerer(args: &[&str]) -> std::process::Child {
-    agent(args)
+/// An answering agent (bound to port 0 in `args`), once it listens: (the agent, its port).
+fn answerer(args: &[&str]) -> (std::process::Child, u16) {
+    let mut child = agent(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let port = listening_port(&mut child);
+    (child, port)
 }
 
 #[test]
 fn agent_to_agent_over_tcp() {
-    let port = free_tcp_port();
-    let mut bob = answerer(&[
+    let (mut bob, port) = answerer(&[
         "answer",
         "--bind",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--transport",
         "tcp",
         "--wait",
         "15",
     ]);
-    std::thread::sleep(Duration::from_millis(400));
     let (out, ev) = run_agent(
         &[
             "call",
@@ -99,11 +100,10 @@ fn agent_to_agent_over_tcp() {
 #[test]
 fn agent_to_agent_over_tls_with_a_trusted_ca() {
     let pki = Pki::new();
-    let port = free_tcp_port();
-    let mut bob = answerer(&[
+    let (mut bob, port) = answerer(&[
         "answer",
         "--bind",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--transport",
         "tls",
         "--tls-cert",
@@ -113,7 +113,6 @@ fn agent_to_agent_over_tls_with_a_trusted_ca() {
         "--wait",
         "15",
     ]);
-    std::thread::sleep(Duration::from_millis(400));
     let (out, ev) = run_agent(
         &[
             "call",
@@ -134,11 +133,10 @@ fn agent_to_agent_over_tls_with_a_trusted_ca() {
 #[test]
 fn a_tls_peer_signed_by_another_ca_is_refused_at_once() {
     let pki = Pki::new();
-    let port = free_tcp_port();
-    let mut bob = answerer(&[
+    let (mut bob, port) = answerer(&[
         "answer",
         "--bind",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--transport",
         "tls",
         "--tls-cert",
@@ -148,7 +146,6 @@ fn a_tls_peer_signed_by_another_ca_is_refused_at_once() {
         "--wait",
         "4",
     ]);
-    std::thread::sleep(Duration::from_millis(400));
     let start = std::time::Instant::now();
     let (out, _) = run_agent(
         &[

@@ -18,6 +18,19 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Waits until something holds UDP `port` on 127.0.0.1 (a peer that was given the port has
+/// bound it), instead of sleeping a fixed time; panics after `within`.
+pub fn wait_udp_bound(port: u16, within: Duration) {
+    let start = Instant::now();
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            start.elapsed() < within,
+            "nothing bound UDP port {port} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -285,18 +298,73 @@ pub fn answering_agent(extra: &[&str]) -> (Child, u16) {
 
 /// [`answering_agent`] with environment variables set (e.g. `PULSE_SERVER`).
 pub fn answering_agent_env(extra: &[&str], env: &[(&str, &str)]) -> (Child, u16) {
-    let port = free_udp_port();
-    let bind = format!("127.0.0.1:{port}");
-    let mut args = vec!["answer", "--bind", &bind, "--wait", "20"];
+    let mut args = vec!["answer", "--bind", "127.0.0.1:0", "--wait", "20"];
     args.extend_from_slice(extra);
-    let child = agent(&args)
+    let mut child = agent(&args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let port = listening_port(&mut child);
     (child, port)
+}
+
+/// The agent's JSON events on its stdout up to and including the first `name` event: read a
+/// byte at a time, so nothing after it is taken from the pipe (the test reads the rest).
+/// Panics with the agent's stderr when it ends first.
+pub fn events_until(child: &mut Child, name: &str) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    let out = child.stdout.as_mut().expect("the agent's stdout is piped");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match out.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
+                    let done = v["event"] == name;
+                    seen.push(v);
+                    if done {
+                        return seen;
+                    }
+                }
+                line.clear();
+            }
+            Ok(1) => line.push(byte[0]),
+            _ => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("the agent ended before its {name:?} event: {seen:?}\n{err}");
+            }
+        }
+    }
+}
+
+/// Waits until the agent, started with `--bind 127.0.0.1:0`, says where it listens (its
+/// `listening` event, its first) and returns that port: no port handed out by binding and
+/// dropping, no fixed sleep.
+pub fn listening_port(child: &mut Child) -> u16 {
+    let seen = events_until(child, "listening");
+    assert_eq!(
+        seen.len(),
+        1,
+        "listening is the agent's first event: {seen:?}"
+    );
+    port_of(&seen[0])
+}
+
+/// The port of a `listening` event's contact (`sip:user@127.0.0.1:PORT[;params]`).
+pub fn port_of(listening: &serde_json::Value) -> u16 {
+    let contact = listening["contact"].as_str().expect("a contact");
+    let hostport = contact.split(';').next().unwrap_or(contact);
+    hostport
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {contact}"))
 }
 
 pub fn run_agent(
