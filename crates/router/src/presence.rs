@@ -51,6 +51,14 @@ const RENEW_BEFORE: Duration = Duration::from_secs(15 * 60);
 const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(55 * 60);
 /// After a failed subscription attempt, poll and try again after this long.
 const RETRY_SUBSCRIBE: Duration = Duration::from_secs(60);
+/// A user Graph refuses on their own is left out of reads and subscriptions for this long,
+/// doubling each time up to [`REFUSED_MAX`].
+const REFUSED_FIRST: Duration = Duration::from_secs(60);
+const REFUSED_MAX: Duration = Duration::from_secs(3600);
+/// Reading newly watched users failed for another reason (Graph down, throttled): the next
+/// try waits this long, doubling up to [`RETRY_NEW_MAX`].
+const RETRY_NEW_FIRST: Duration = Duration::from_secs(2);
+const RETRY_NEW_MAX: Duration = Duration::from_secs(60);
 
 /// The service account's token cache in the data folder.
 pub fn token_cache(data_dir: &Path) -> Result<TokenCache, switchboard_identity::IdentityError> {
@@ -153,6 +161,71 @@ struct State {
     /// Subscriptions failed: poll until this instant, then try again.
     fallback_until: Option<Instant>,
     last_poll: Option<Instant>,
+    /// Users Graph refused on their own (400/404 for a batch of one): left out of reads and
+    /// subscriptions until the instant, so one id cannot stop presence for everyone.
+    refused: HashMap<String, (Instant, Duration)>,
+    /// Newly watched users are read again from this instant (after a failure of Graph's).
+    retry_new: Option<(Instant, Duration)>,
+}
+
+impl State {
+    /// Whether `id` is being left out now.
+    fn is_refused(&self, id: &str, now: Instant) -> bool {
+        self.refused.get(id).is_some_and(|(until, _)| now < *until)
+    }
+
+    fn refuse(&mut self, id: &str, now: Instant) {
+        let step = self
+            .refused
+            .get(id)
+            .map_or(REFUSED_FIRST, |(_, s)| (*s * 2).min(REFUSED_MAX));
+        self.refused.insert(id.to_owned(), (now + step, step));
+    }
+}
+
+/// Why a batch read failed: Graph refused the ids in it (400/404), or something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    Ids,
+    Other,
+}
+
+impl Blame {
+    fn of(e: &switchboard_graph::GraphError) -> Self {
+        match e.status() {
+            Some(400 | 404) => Blame::Ids,
+            _ => Blame::Other,
+        }
+    }
+}
+
+/// Reads `ids` in one batch with `read`; when Graph refuses the batch for its ids, halves it
+/// until the ids refused on their own are found (about 2·log2(n) reads per bad id). Returns
+/// what was read, the ids refused on their own, and whether Graph failed otherwise (then the
+/// rest was not read).
+async fn read_isolating<T, F, Fut>(ids: &[String], mut read: F) -> (Vec<T>, Vec<String>, bool)
+where
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, Blame>>,
+{
+    let (mut got, mut bad) = (Vec::new(), Vec::new());
+    let mut todo = vec![ids.to_vec()];
+    while let Some(batch) = todo.pop() {
+        if batch.is_empty() {
+            continue;
+        }
+        match read(batch.clone()).await {
+            Ok(v) => got.extend(v),
+            Err(Blame::Ids) if batch.len() == 1 => bad.extend(batch),
+            Err(Blame::Ids) => {
+                let (a, b) = batch.split_at(batch.len() / 2);
+                todo.push(b.to_vec());
+                todo.push(a.to_vec());
+            }
+            Err(Blame::Other) => return (got, bad, false),
+        }
+    }
+    (got, bad, true)
 }
 
 /// A user's presence as last read.
@@ -382,7 +455,9 @@ impl PresenceHub {
         }
     }
 
-    /// Reads `ids` and sends the changes; false when Graph could not be read.
+    /// Reads `ids` and sends the changes; false when Graph could not be read. Users Graph
+    /// refuses on their own are found, left out for a while (doubling to an hour) and the
+    /// others read.
     async fn read(&self, ids: &[String]) -> bool {
         let Some(graph) = &self.graph else {
             return false;
@@ -390,34 +465,40 @@ impl PresenceHub {
         if ids.is_empty() {
             return true;
         }
-        match graph.presences(ids).await {
-            Ok(list) => {
-                let mut changed = Vec::new();
-                {
-                    let mut st = self.lock();
-                    for p in list {
-                        let now = Seen {
-                            availability: p.availability.to_string(),
-                            activity: p.activity.to_string(),
-                            status_message: p.status_text(),
-                        };
-                        let owed = st.owed.remove(&p.id);
-                        if owed || st.last.get(&p.id) != Some(&now) {
-                            changed.push(now.event(p.id.clone()));
-                            st.last.insert(p.id, now);
-                        }
-                    }
-                }
-                for e in changed {
-                    self.events.publish(e);
-                }
-                true
+        let (list, refused, ok) = read_isolating(ids, |batch| async move {
+            graph.presences(&batch).await.map_err(|e| {
+                let blame = Blame::of(&e);
+                tracing::warn!(error = %e, users = batch.len(), "presence: reading failed");
+                blame
+            })
+        })
+        .await;
+        let mut changed = Vec::new();
+        {
+            let mut st = self.lock();
+            let now = Instant::now();
+            for id in &refused {
+                tracing::warn!(user = %id, "presence: Graph refuses this user; left out for a while");
+                st.refuse(id, now);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, users = ids.len(), "presence: reading failed");
-                false
+            for p in list {
+                st.refused.remove(&p.id);
+                let now = Seen {
+                    availability: p.availability.to_string(),
+                    activity: p.activity.to_string(),
+                    status_message: p.status_text(),
+                };
+                let owed = st.owed.remove(&p.id);
+                if owed || st.last.get(&p.id) != Some(&now) {
+                    changed.push(now.event(p.id.clone()));
+                    st.last.insert(p.id, now);
+                }
             }
         }
+        for e in changed {
+            self.events.publish(e);
+        }
+        ok
     }
 
     /// Runs until `stop` completes.
@@ -445,15 +526,31 @@ impl PresenceHub {
     async fn tick(&self) {
         let (want, new, subscribe_due, poll_due) = {
             let st = self.lock();
-            let new: Vec<String> = st
-                .want
-                .iter()
-                .filter(|id| !st.asked.contains(*id))
-                .cloned()
-                .collect();
+            let now = Instant::now();
+            // Users Graph refused on their own sit out their time: out of every read and
+            // subscription, so they cannot fail them for everyone else.
+            let eligible: BTreeSet<String> = if st.refused.is_empty() {
+                st.want.clone()
+            } else {
+                st.want
+                    .iter()
+                    .filter(|id| !st.is_refused(id, now))
+                    .cloned()
+                    .collect()
+            };
+            let new_due = st.retry_new.is_none_or(|(at, _)| now >= at);
+            let new: Vec<String> = if new_due {
+                eligible
+                    .iter()
+                    .filter(|id| !st.asked.contains(*id))
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let webhooks = !self.config.notification_url.is_empty();
-            let in_fallback = st.fallback_until.is_some_and(|t| Instant::now() < t);
-            let subscribe_due = webhooks && !in_fallback && st.subscribed != st.want;
+            let in_fallback = st.fallback_until.is_some_and(|t| now < t);
+            let subscribe_due = webhooks && !in_fallback && st.subscribed != eligible;
             let polling = !webhooks || st.fallback_until.is_some();
             // While webhooks carry changes, a slow sweep re-reads everyone: Graph announces
             // no lost presence notification.
@@ -466,18 +563,29 @@ impl PresenceHub {
                 && st
                     .last_poll
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(every));
-            // A copy of the set only when it is used.
-            let want = (subscribe_due || poll_due).then(|| st.want.clone());
-            (want.unwrap_or_default(), new, subscribe_due, poll_due)
+            let want = if subscribe_due || poll_due {
+                eligible
+            } else {
+                BTreeSet::new()
+            };
+            (want, new, subscribe_due, poll_due)
         };
         // Newly watched users: their state now, not at the next change.
         self.lock().asked.extend(new.iter().cloned());
-        if !self.read(&new).await {
-            // Asked again on the next tick.
+        if self.read(&new).await {
+            if !new.is_empty() {
+                self.lock().retry_new = None;
+            }
+        } else {
+            // Asked again after a pause that grows while Graph keeps failing.
             let mut st = self.lock();
             for id in &new {
                 st.asked.remove(id);
             }
+            let step = st
+                .retry_new
+                .map_or(RETRY_NEW_FIRST, |(_, s)| (s * 2).min(RETRY_NEW_MAX));
+            st.retry_new = Some((Instant::now() + step, step));
         }
         // After a (re)subscription everyone is read again: changes made before it took
         // effect were never notified.
@@ -732,6 +840,7 @@ fn release(st: &mut State, n: u32) {
     st.last.remove(&name);
     st.asked.remove(&name);
     st.owed.remove(&name);
+    st.refused.remove(&name);
     st.free.push(n);
 }
 
@@ -764,6 +873,46 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// #13 item 4: one user Graph refuses no longer fails the read of everyone else: the
+    /// batch is halved until that user is found, the rest is read, and the user sits out a
+    /// pause that doubles (60 s, 120 s, … up to an hour).
+    #[tokio::test]
+    async fn a_refused_user_is_isolated_and_sits_out() {
+        let ids: Vec<String> = (0..650).map(|i| format!("u{i:03}")).collect();
+        let calls = std::cell::Cell::new(0);
+        let (got, bad, ok) = read_isolating(&ids, |batch| {
+            calls.set(calls.get() + 1);
+            async move {
+                if batch.iter().any(|i| i == "u321") {
+                    Err(Blame::Ids)
+                } else {
+                    Ok(batch)
+                }
+            }
+        })
+        .await;
+        assert!(ok);
+        assert_eq!(bad, ["u321"]);
+        assert_eq!(got.len(), 649);
+        assert!(calls.get() <= 2 * 10 + 1, "{} reads", calls.get());
+        // Graph down: stop at once, say so.
+        let (_, bad, ok) =
+            read_isolating(&ids, |_b| async { Err::<Vec<String>, _>(Blame::Other) }).await;
+        assert!(!ok && bad.is_empty());
+
+        let mut st = State::default();
+        let t0 = Instant::now();
+        st.refuse("u321", t0);
+        assert!(st.is_refused("u321", t0 + Duration::from_secs(59)));
+        assert!(!st.is_refused("u321", t0 + Duration::from_secs(61)));
+        st.refuse("u321", t0);
+        assert!(st.is_refused("u321", t0 + Duration::from_secs(119)));
+        for _ in 0..10 {
+            st.refuse("u321", t0);
+        }
+        assert_eq!(st.refused["u321"].1, REFUSED_MAX);
+    }
 
     #[test]
     fn only_guids_are_watched() {
