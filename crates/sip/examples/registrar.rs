@@ -11,7 +11,8 @@ use std::net::UdpSocket;
 use std::sync::atomic::AtomicBool;
 
 use switchboard_sip::auth::Algorithm;
-use switchboard_sip::registrar::{serve_udp, Registrar, RegistrarConfig};
+use switchboard_sip::registrar::{Registrar, RegistrarConfig};
+use switchboard_sip::registrar_udp::serve_udp;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -8,6 +8,10 @@
 //! - [`transaction`]: the four transaction state machines of RFC 3261 §17 with timers A–K;
 //! - [`auth`]: HTTP digest for SIP (RFC 3261 §22, RFC 7616, RFC 8760): MD5 and SHA-256, qop=auth.
 //!
+//! The tokio transports, DNS, the phone loop and the standalone registrar's UDP loop are
+//! adapters behind the `io` feature (on by default): `default-features = false` builds the core
+//! alone, as the fuzz targets do.
+//!
 //! ```
 //! use switchboard_sip::auth::{Algorithm, Challenge, Credentials};
 //! let challenge = Challenge::parse(
@@ -20,16 +24,25 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// The sans-IO core: no sockets, no runtime, no clock but the `Instant` it is given.
 pub mod auth;
 pub mod b2bua;
-pub mod dns;
 pub mod message;
-pub mod phone;
 pub mod registrar;
 pub mod registration;
 pub mod sdp;
 pub mod transaction;
-pub mod transport;
 pub mod ua;
-pub mod udp;
 pub mod wire;
+
+// The I/O adapters around it (feature "io", on by default).
+#[cfg(feature = "io")]
+pub mod dns;
+#[cfg(feature = "io")]
+pub mod phone;
+#[cfg(feature = "io")]
+pub mod registrar_udp;
+#[cfg(feature = "io")]
+pub mod transport;
+#[cfg(feature = "io")]
+pub mod udp;

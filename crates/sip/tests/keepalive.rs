@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use switchboard_sip::auth::{Algorithm, Credentials};
 use switchboard_sip::phone::{Phone, PhoneEvent};
-use switchboard_sip::registrar::{serve_udp, Registrar, RegistrarConfig};
+use switchboard_sip::registrar::{Registrar, RegistrarConfig};
+use switchboard_sip::registrar_udp::serve_udp;
 use switchboard_sip::registration::{Registration, RegistrationConfig, RegistrationEvent};
 use switchboard_sip::transaction::{Reliability, Timers};
 use switchboard_sip::transport::{TlsSettings, Transports};

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_sip::auth::Algorithm;
-use switchboard_sip::registrar::{serve_udp, Registrar, RegistrarConfig};
+use switchboard_sip::registrar::{Registrar, RegistrarConfig};
+use switchboard_sip::registrar_udp::serve_udp;
 
 fn start_registrar() -> (u16, Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
