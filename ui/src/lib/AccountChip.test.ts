@@ -79,6 +79,20 @@ describe("the account chip", () => {
     expect(screen.getByTestId("sign-in-browser")).toBeTruthy();
   });
 
+  it("says that no tenant is configured, in both languages (#13 item 24)", async () => {
+    for (const lang of ["en", "zh-CN"] as const) {
+      setLanguage(lang);
+      const api = fakeApi({
+        getAccount: vi.fn(async () => Promise.reject({ code: "no_tenant", message: "no Microsoft 365 tenant is configured" })),
+      });
+      const { unmount } = render(AccountChip, { api });
+      const error = await screen.findByTestId("account-error");
+      expect(error.textContent).toContain(t("error.no_tenant"));
+      expect(t("error.no_tenant")).toContain("tenant.toml");
+      unmount();
+    }
+  });
+
   it("changes the status, warns about a file key, and signs out", async () => {
     const api = fakeApi({ getAccount: vi.fn(async () => ({ ...adele, key_storage: "file" })) });
     const onchange = vi.fn();
