@@ -55,7 +55,7 @@ fn is_scheme(s: &str) -> bool {
 /// Checks a Request-URI: `scheme:rest` with no whitespace or angle brackets (RFC 4475
 /// §3.1.2.7, §3.1.2.8), and for sip:/sips: no escaped headers (§19.1.1's table; RFC 4475
 /// §3.1.2.11), which may only follow the host part (a `?` in the user part is legal).
-fn check_request_uri(uri: &str) -> Result<(), ParseError> {
+pub(crate) fn check_request_uri(uri: &str) -> Result<(), ParseError> {
     let Some((scheme, rest)) = uri.split_once(':') else {
         return Err(malformed("Request-URI without a scheme", uri));
     };

@@ -551,10 +551,13 @@ fn sipfrag_status(body: &[u8]) -> Option<u16> {
     text.lines().next()?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Whether a peer's Contact URI can be our Request-URI: a SIP URI with a host, and nothing
-/// that would break the start line.
+/// Whether a peer's Contact URI can be our Request-URI: exactly what our own parser takes as
+/// one (no escaped headers after the host, among others — the `ua` fuzz target found a
+/// `sip:peer@host?.x` Contact that became the start line of our REFER), with a host.
 fn usable_target(uri: &str) -> bool {
-    crate::wire::check_uri(uri).is_ok() && uri_host_port(uri).is_some()
+    crate::wire::check_uri(uri).is_ok()
+        && crate::message::check_request_uri(uri).is_ok()
+        && uri_host_port(uri).is_some()
 }
 
 /// The Contact of `msg` as a remote target, when it is usable; a bad one is ignored (the

@@ -588,14 +588,22 @@ fn request(method: &str, extra: &str) -> String {
 /// the start line of our BYE) is refused up front.
 #[test]
 fn an_invite_whose_contact_cannot_be_a_request_uri_gets_400() {
-    let mut ua = UserAgent::new(cfg("bob", 5062));
-    let inv = request("INVITE", "").replace("Contact: <sip:x@10.0.0.1:5999>", "Contact: <sip:peer");
-    let out = raw(&mut ua, &inv);
-    assert!(
-        out.iter().any(|m| m.starts_with("SIP/2.0 400 Bad Contact")),
-        "{out:?}"
-    );
-    assert!(ua.poll_event().is_none());
+    for contact in ["<sip:peer", "<sip:peer@11?.0.0.1:5070>"] {
+        let mut ua = UserAgent::new(cfg("bob", 5062));
+        let inv = request("INVITE", "").replace(
+            "Contact: <sip:x@10.0.0.1:5999>",
+            &format!("Contact: {contact}"),
+        );
+        let out = raw(&mut ua, &inv);
+        assert!(
+            out.iter().any(|m| m.starts_with("SIP/2.0 400 Bad Contact")),
+            "{contact}: {out:?}"
+        );
+        assert!(ua.poll_event().is_none());
+    }
+    // A `?` in the user part is legal (RFC 3261 §19.1.1): that Contact is taken.
+    assert!(usable_target("sip:a?b@127.0.0.1:5070"));
+    assert!(!usable_target("sip:peer@11?.0.0.1:5070"));
 }
 
 #[test]
