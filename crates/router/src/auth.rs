@@ -281,8 +281,7 @@ pub fn audience_fits_the_version(ver: Option<&str>, aud: &serde_json::Value) -> 
         serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
         _ => Vec::new(),
     };
-    let is_client_id = |a: &str| a.len() == 36 && uuid::Uuid::try_parse(a).is_ok();
-    match auds.iter().find(|a| !is_client_id(a)) {
+    match auds.iter().find(|a| !crate::is_guid(a)) {
         Some(a) => Err(format!(
             "a v2.0 token names the API by its client id in aud, and this one says {a:?} — list the API's client id in auth.audiences"
         )),

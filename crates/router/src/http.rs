@@ -268,7 +268,7 @@ fn validate_tenant(t: &NewTenant) -> Result<(), ApiError> {
     }
     if let Some(tid) = &t.entra_tenant_id {
         // The 36-character form only (JSON Schema's uuid format), not braces or bare hex.
-        if tid.len() != 36 || Uuid::try_parse(tid).is_err() {
+        if !crate::is_guid(tid) {
             return Err(ApiError::Unprocessable(format!(
                 "entra_tenant_id {tid:?} is not a GUID (find it in Entra admin center → Overview → Tenant ID)"
             )));

@@ -105,6 +105,13 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         .route_layer(axum::middleware::from_fn(telemetry::track))
 }
 
+/// Whether `s` is a GUID in its 36-character form (`8-4-4-4-12` hex digits, either case):
+/// what Entra's object, tenant and client ids look like, and JSON Schema's `uuid` format.
+/// `Uuid::try_parse` alone also takes braces, `urn:uuid:` and bare hex.
+pub(crate) fn is_guid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
+}
+
 /// A started router: storage open, port bound, not yet serving.
 pub struct Router {
     listener: TcpListener,

@@ -853,14 +853,14 @@ fn watchable(ids: Vec<String>) -> (Vec<String>, usize) {
     let mut out = Vec::new();
     for id in ids {
         let id = id.trim();
-        match uuid::Uuid::try_parse(id) {
-            Ok(u) if id.len() == 36 => {
-                let s = u.hyphenated().to_string();
-                if seen.insert(s.clone()) {
-                    out.push(s);
-                }
-            }
-            _ => refused += 1,
+        if !crate::is_guid(id) {
+            refused += 1;
+            continue;
+        }
+        // The 36-character form is already hyphenated: lower case is the canonical form.
+        let s = id.to_ascii_lowercase();
+        if seen.insert(s.clone()) {
+            out.push(s);
         }
     }
     (out, refused)
