@@ -6,6 +6,8 @@
 //! - [`message`]: parsing and serialising SIP messages (RFC 3261 §7, §25) with our own parser
 //!   (tested with every message of RFC 4475), and the 400/505 a malformed request gets;
 //! - [`transaction`]: the four transaction state machines of RFC 3261 §17 with timers A–K;
+//! - [`builder`] and [`wire`]: every message we send is built through a typed builder that
+//!   refuses CR, LF and other control characters in any value;
 //! - [`auth`]: HTTP digest for SIP (RFC 3261 §22, RFC 7616, RFC 8760): MD5 and SHA-256, qop=auth.
 //!
 //! The tokio transports, DNS, the phone loop and the standalone registrar's UDP loop are
@@ -27,6 +29,7 @@
 // The sans-IO core: no sockets, no runtime, no clock but the `Instant` it is given.
 pub mod auth;
 pub mod b2bua;
+pub mod builder;
 pub mod message;
 pub mod registrar;
 pub mod registration;

@@ -10,10 +10,11 @@
 //! is from 2022, so the start line is now ours and rsip is gone (docs/decisions.md).
 //! [`error_response`] builds the 400/505 a malformed request gets.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+
+use crate::builder::MessageBuilder;
 
 /// Largest message we accept (a UDP datagram cannot be larger; TCP framing uses the same cap).
 pub const MAX_MESSAGE_BYTES: usize = 65_535;
@@ -296,6 +297,11 @@ impl Message {
             .next()
             .filter(|l| !l.trim().is_empty())
             .ok_or_else(|| ParseError::Malformed("empty start line".into()))?;
+        if !crate::wire::is_clean_value(&start_line) {
+            return Err(ParseError::Malformed(
+                "a control character in the start line".into(),
+            ));
+        }
         let mut headers = Vec::new();
         for line in it {
             let (name, value) = line.split_once(':').ok_or_else(|| {
@@ -304,6 +310,14 @@ impl Message {
             let name = name.trim_end();
             if name.is_empty() || name.contains(char::is_whitespace) {
                 return Err(ParseError::Malformed(format!("bad header name {name:?}")));
+            }
+            // RFC 3261 §25.1 has no control character in a header value but HTAB (a
+            // quoted-pair may escape one; nobody does). Lines are split on CRLF only, so a lone
+            // CR or LF, or a NUL, would otherwise stay in a value we copy into our responses.
+            if !crate::wire::is_clean_value(value) {
+                return Err(ParseError::Malformed(format!(
+                    "a control character in the value of {name}"
+                )));
             }
             let name = expand_compact(name)
                 .map(str::to_owned)
@@ -621,16 +635,17 @@ pub fn error_response(data: &[u8], err: &ParseError, source: SocketAddr) -> Opti
         ParseError::Version(_) => (505, "Version Not Supported"),
         _ => (400, "Bad Request"),
     };
-    let mut r = format!("SIP/2.0 {status} {reason}\r\n");
-    let _ = write!(r, "Via: {}\r\n", via_with_source(top, source));
-    for v in &vias[1..] {
-        let _ = write!(r, "Via: {v}\r\n");
-    }
+    let mut r = MessageBuilder::response(status, reason);
+    r.header("Via", via_with_source(top, source));
+    r.headers("Via", &vias[1..]);
     for (name, value) in &copied {
         if *name == "To" && !value.contains(";tag=") && !value.contains(";TAG=") {
-            let _ = write!(r, "To: {value};tag={:08x}\r\n", rand::random::<u32>());
+            r.header(
+                "To",
+                format_args!("{value};tag={:08x}", rand::random::<u32>()),
+            );
         } else {
-            let _ = write!(r, "{name}: {value}\r\n");
+            r.header(name, value);
         }
     }
     // The reason goes in a Warning (RFC 3261 §20.43) as printable text without quotes.
@@ -640,11 +655,10 @@ pub fn error_response(data: &[u8], err: &ParseError, source: SocketAddr) -> Opti
         .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
         .take(120)
         .collect();
-    let _ = write!(
-        r,
-        "Warning: 399 switchboard \"{why}\"\r\nContent-Length: 0\r\n\r\n"
-    );
-    Some(Bytes::from(r))
+    r.header("Warning", format_args!("399 switchboard \"{why}\""));
+    // A copied value with a control character (the very reason of some refusals) leaves
+    // nothing we could answer safely: drop, as for a message without a Via.
+    r.build().ok()
 }
 
 fn render(start_line: &str, headers: &[(String, String)], body: &[u8]) -> Bytes {
@@ -762,6 +776,29 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// #13 item 17: lines are split on CRLF, so a lone LF, a lone CR or an unescaped NUL
+    /// inside a value would otherwise survive the parser and be copied into our responses.
+    #[test]
+    fn control_characters_in_values_are_refused_escaped_ones_kept() {
+        for bad in [
+            "Call-ID: a\nX-Evil: 1",
+            "Call-ID: a\rX-Evil: 1",
+            "Call-ID: a\0b",
+            "Subject: a\x1b[31m",
+        ] {
+            let raw = format!(
+                "OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@example.com>\r\nCSeq: 1 OPTIONS\r\n{}\r\n{bad}\r\nContent-Length: 0\r\n\r\n",
+                if bad.starts_with("Call-ID") { "Max-Forwards: 70" } else { "Call-ID: ok" }
+            );
+            assert!(Message::parse(raw.as_bytes()).is_err(), "{bad:?}");
+        }
+        let raw = "OPTIONS sip:x@example.com\n SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        assert!(Message::parse(raw.as_bytes()).is_err());
+        // A quoted-pair may escape one (RFC 4475 intmeth).
+        let raw = "OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: \"NUL:\\\0\" <sip:x@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        assert!(Message::parse(raw.as_bytes()).is_ok());
+    }
 
     /// #13 item 20: a header trickled in a byte at a time is scanned once, not once per read,
     /// and the framer finds the same frames as the stateless function.

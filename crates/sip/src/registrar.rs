@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::auth::{Algorithm, DigestServer, Refusal};
+use crate::builder::MessageBuilder;
 use crate::message::{header_param_u32, split_list, value_uri, Message};
 
 /// One contact bound to an address of record.
@@ -105,7 +106,7 @@ impl Registrar {
         now: Instant,
         now_unix: u64,
         password_of: impl FnOnce(&str) -> Option<String>,
-    ) -> Bytes {
+    ) -> Option<Bytes> {
         if req.method().as_deref() != Some("REGISTER") {
             return response(req, 405, "Method Not Allowed", &["Allow: REGISTER"]);
         }
@@ -230,36 +231,35 @@ impl Registrar {
 }
 
 /// A response to `req` copying Via, From, To (with a tag), Call-ID and CSeq (§8.2.6.2).
-pub fn response(req: &Message, status: u16, reason: &str, extra: &[&str]) -> Bytes {
-    let mut r = format!("SIP/2.0 {status} {reason}\r\n");
-    for v in req.headers("Via") {
-        r.push_str(&format!("Via: {v}\r\n"));
-    }
-    if let Some(f) = req.header("From") {
-        r.push_str(&format!("From: {f}\r\n"));
-    }
+/// `None` when a value cannot go on the wire (see [`crate::builder`]); then nothing is sent.
+pub fn response(req: &Message, status: u16, reason: &str, extra: &[&str]) -> Option<Bytes> {
+    let mut r = MessageBuilder::response(status, reason);
+    r.headers("Via", req.headers("Via"))
+        .header_opt("From", req.header("From"));
     if let Some(t) = req.header("To") {
         let has_tag = t
             .split(';')
             .skip(1)
             .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="));
         if has_tag || status == 100 {
-            r.push_str(&format!("To: {t}\r\n"));
+            r.header("To", t);
         } else {
-            r.push_str(&format!("To: {t};tag=sb{:08x}\r\n", rand::random::<u32>()));
+            r.header(
+                "To",
+                format_args!("{t};tag=sb{:08x}", rand::random::<u32>()),
+            );
         }
     }
-    for h in ["Call-ID", "CSeq"] {
-        if let Some(v) = req.header(h) {
-            r.push_str(&format!("{h}: {v}\r\n"));
-        }
-    }
+    r.header_opt("Call-ID", req.header("Call-ID"))
+        .header_opt("CSeq", req.header("CSeq"));
     for e in extra {
-        r.push_str(e);
-        r.push_str("\r\n");
+        r.header_line(e);
     }
-    r.push_str("Server: Switchboard\r\nContent-Length: 0\r\n\r\n");
-    Bytes::from(r)
+    r.header("Server", "Switchboard");
+    // Every value here passed the parser's control-character check or is ours.
+    r.build()
+        .map_err(|e| tracing::warn!(error = %e, "registrar response not sent"))
+        .ok()
 }
 
 #[cfg(test)]
@@ -307,7 +307,7 @@ pub(crate) mod tests {
                 return e;
             }
             let req = Message::parse(&c.poll_transmit().expect("client sends")).unwrap();
-            let resp = r.handle_register(&req, now, unix, users);
+            let resp = r.handle_register(&req, now, unix, users).unwrap();
             c.handle_message(&Message::parse(&resp).unwrap(), now);
         }
         panic!("no outcome");
@@ -410,7 +410,7 @@ pub(crate) mod tests {
         let mut c = client("alice", "wonderland", 600, 5063);
         c.start(t0);
         let first = Message::parse(&c.poll_transmit().unwrap()).unwrap();
-        let challenge = r.handle_register(&first, t0, 1000, users);
+        let challenge = r.handle_register(&first, t0, 1000, users).unwrap();
         c.handle_message(&Message::parse(&challenge).unwrap(), t0);
         String::from_utf8(c.poll_transmit().unwrap().to_vec()).unwrap()
     }
@@ -431,22 +431,23 @@ pub(crate) mod tests {
             "REGISTER sip:elsewhere.example ",
             1,
         );
-        let answer = Message::parse(&r.handle_register(
-            &Message::parse(moved.as_bytes()).unwrap(),
-            t0,
-            1001,
-            users,
-        ))
+        let answer = Message::parse(
+            &r.handle_register(&Message::parse(moved.as_bytes()).unwrap(), t0, 1001, users)
+                .unwrap(),
+        )
         .unwrap();
         assert_eq!(answer.status(), Some(400));
         assert!(r.bindings.is_empty());
         // The untouched request registers.
-        let ok = Message::parse(&r.handle_register(
-            &Message::parse(authorised.as_bytes()).unwrap(),
-            t0,
-            1002,
-            users,
-        ))
+        let ok = Message::parse(
+            &r.handle_register(
+                &Message::parse(authorised.as_bytes()).unwrap(),
+                t0,
+                1002,
+                users,
+            )
+            .unwrap(),
+        )
         .unwrap();
         assert_eq!(ok.status(), Some(200));
     }
@@ -457,9 +458,10 @@ pub(crate) mod tests {
         let mut r = registrar();
         let authorised = answered_challenge(&mut r, t0);
         let authorised = Message::parse(authorised.as_bytes()).unwrap();
-        let ok = Message::parse(&r.handle_register(&authorised, t0, 1001, users)).unwrap();
+        let ok = Message::parse(&r.handle_register(&authorised, t0, 1001, users).unwrap()).unwrap();
         assert_eq!(ok.status(), Some(200));
-        let again = Message::parse(&r.handle_register(&authorised, t0, 1002, users)).unwrap();
+        let again =
+            Message::parse(&r.handle_register(&authorised, t0, 1002, users).unwrap()).unwrap();
         assert_eq!(again.status(), Some(401));
         let www = again.header("WWW-Authenticate").unwrap();
         assert!(www.contains("stale=true"), "{www}");
@@ -531,9 +533,10 @@ pub(crate) mod tests {
             let auth = ch.authorize(&creds, "REGISTER", "sip:switchboard.test", nc, "cn");
             Message::parse(format!("REGISTER sip:switchboard.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKw{nc}\r\nFrom: <sip:bob@switchboard.test>;tag=w\r\nTo: <sip:bob@switchboard.test>\r\nCall-ID: wild\r\nCSeq: {nc} REGISTER\r\nContact: *\r\nExpires: {expires}\r\nAuthorization: {auth}\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap()
         };
-        let bad = Message::parse(&r.handle_register(&mk("60", 1), t0, 1000, users)).unwrap();
+        let bad =
+            Message::parse(&r.handle_register(&mk("60", 1), t0, 1000, users).unwrap()).unwrap();
         assert_eq!(bad.status(), Some(400));
-        let ok = Message::parse(&r.handle_register(&mk("0", 2), t0, 1000, users)).unwrap();
+        let ok = Message::parse(&r.handle_register(&mk("0", 2), t0, 1000, users).unwrap()).unwrap();
         assert_eq!(ok.status(), Some(200));
         assert!(r.lookup("sip:bob@switchboard.test", t0).is_empty());
     }

@@ -79,6 +79,7 @@ pub fn serve_udp(
                 &["Allow: REGISTER, OPTIONS"],
             ),
         };
+        let Some(reply) = reply else { continue };
         let _ = socket.send_to(&reply, from);
         if let Some(k) = key {
             answered.insert(k, reply, now);

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use crate::auth::{Challenge, Credentials};
+use crate::builder::MessageBuilder;
 use crate::message::{header_param_u32, split_list, value_uri, Message};
 use crate::transaction::{self, ClientNonInvite, Reliability, Timers};
 
@@ -47,6 +48,9 @@ pub enum RegistrationEvent {
     Unreachable,
     /// `Expires: 0` was accepted.
     Unregistered,
+    /// The REGISTER could not be written: a setting (registrar, address of record, contact)
+    /// holds a space or a control character. Nothing was sent.
+    NotSent(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,27 +292,22 @@ impl Registration {
         } else {
             self.expires_asked
         };
-        let mut req = format!(
-            "REGISTER {registrar} SIP/2.0\r\n\
-Via: SIP/2.0/{transport} {sent_by};branch={branch};rport\r\n\
-Max-Forwards: 70\r\n\
-From: <{aor}>;tag={tag}\r\n\
-To: <{aor}>\r\n\
-Call-ID: {call_id}\r\n\
-CSeq: {cseq} REGISTER\r\n\
-Contact: <{contact}>;expires={expires}\r\n\
-Expires: {expires}\r\n\
-User-Agent: {ua}\r\n",
-            registrar = self.cfg.registrar,
-            transport = self.cfg.via_transport,
-            sent_by = self.cfg.via_sent_by,
-            aor = self.cfg.aor,
-            tag = self.from_tag,
-            call_id = self.call_id,
-            cseq = self.cseq,
-            contact = self.cfg.contact,
-            ua = self.cfg.user_agent,
-        );
+        let mut m = MessageBuilder::request("REGISTER", &self.cfg.registrar);
+        m.via(self.cfg.via_transport, &self.cfg.via_sent_by, &branch)
+            .header("Max-Forwards", 70)
+            .header(
+                "From",
+                format_args!("<{}>;tag={}", self.cfg.aor, self.from_tag),
+            )
+            .header("To", format_args!("<{}>", self.cfg.aor))
+            .header("Call-ID", &self.call_id)
+            .cseq(self.cseq, "REGISTER")
+            .header(
+                "Contact",
+                format_args!("<{}>;expires={expires}", self.cfg.contact),
+            )
+            .header("Expires", expires)
+            .header("User-Agent", &self.cfg.user_agent);
         if let Some((ch, nc, proxy)) = self.challenge.as_mut() {
             *nc += 1;
             let value = ch.authorize(
@@ -323,11 +322,20 @@ User-Agent: {ua}\r\n",
             } else {
                 "Authorization"
             };
-            req.push_str(&format!("{name}: {value}\r\n"));
+            m.header(name, value);
         }
-        req.push_str("Content-Length: 0\r\n\r\n");
-        let t =
-            ClientNonInvite::start(Bytes::from(req), self.cfg.reliability, self.cfg.timers, now);
+        let req = match m.build() {
+            Ok(r) => r,
+            Err(e) => {
+                // The registrar, AOR and contact come from the account's settings.
+                self.registered = false;
+                self.refresh_at = None;
+                self.events
+                    .push_back(RegistrationEvent::NotSent(e.to_string()));
+                return;
+            }
+        };
+        let t = ClientNonInvite::start(req, self.cfg.reliability, self.cfg.timers, now);
         self.tx = Some((branch, t));
         self.drain_tx(None, now);
     }
@@ -391,6 +399,35 @@ mod tests {
             },
         };
         Message::parse(text.as_bytes()).unwrap()
+    }
+
+    /// #13 item 17: settings that would add a line to the REGISTER send nothing and say why.
+    #[test]
+    fn a_setting_with_a_line_break_sends_nothing() {
+        let t0 = Instant::now();
+        for bad in [
+            RegistrationConfig {
+                aor: "sip:alice@127.0.0.1>\r\nX-Evil: 1".into(),
+                ..cfg()
+            },
+            RegistrationConfig {
+                user_agent: "Switchboard\nX-Evil: 1".into(),
+                ..cfg()
+            },
+            RegistrationConfig {
+                registrar: "sip:127.0.0.1 SIP/2.0\r\nX: 1".into(),
+                ..cfg()
+            },
+        ] {
+            let mut r = Registration::new(bad);
+            r.start(t0);
+            assert!(r.poll_transmit().is_none());
+            assert!(matches!(
+                r.poll_event(),
+                Some(RegistrationEvent::NotSent(_))
+            ));
+            assert!(!r.is_registered());
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@
 //! the top Via (RFC 3581), so a UA behind NAT is reached on the mapping it opened.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -21,11 +20,13 @@ use bytes::Bytes;
 use rand::Rng;
 
 use crate::auth::{Challenge, Credentials};
+use crate::builder::MessageBuilder;
 use crate::message::{split_list, value_uri, Message};
 use crate::sdp::{self, Direction, LocalMedia, Negotiated, Sdp};
 use crate::transaction::{
     self, ClientInvite, ClientNonInvite, Reliability, ServerInvite, ServerNonInvite, Timers,
 };
+use crate::wire::WireError;
 
 /// Methods we answer (the `Allow` header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE, PRACK";
@@ -173,6 +174,9 @@ pub enum EndReason {
     MediaFailed(String),
     /// This call was replaced by another (RFC 3891).
     Replaced,
+    /// A request of the call could not be written: a value in it (a URI, a header a caller
+    /// or a peer gave) holds a control character or is otherwise not fit for the wire.
+    NotSent(String),
 }
 
 /// What the user agent tells its owner.
@@ -617,7 +621,7 @@ fn escape_header_value(s: &str) -> String {
         } else {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
-                let _ = write!(out, "%{b:02X}");
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("%{b:02X}"));
             }
         }
     }
@@ -885,7 +889,7 @@ impl UserAgent {
             CallState::Calling => self.cancel(call, now),
             CallState::Ringing => self.reject(call, 603, now),
             CallState::Answered | CallState::Confirmed => {
-                self.send_in_dialog(call, "BYE", Vec::new(), None, now);
+                self.send_bye(call, now);
                 self.end_call(call, EndReason::Local);
             }
             CallState::Cancelling | CallState::Terminated => {}
@@ -934,7 +938,7 @@ impl UserAgent {
             Vec::new(),
             Some(("application/dtmf-relay", Bytes::from(body))),
             now,
-        );
+        )?;
         Ok(())
     }
 
@@ -965,10 +969,10 @@ impl UserAgent {
             );
         }
         let headers = vec![
-            format!("Refer-To: <{refer_to}>"),
-            format!("Referred-By: <{}>", self.cfg.aor()),
+            ("Refer-To", format!("<{refer_to}>")),
+            ("Referred-By", format!("<{}>", self.cfg.aor())),
         ];
-        self.send_in_dialog(call, "REFER", headers, None, now);
+        self.send_in_dialog(call, "REFER", headers, None, now)?;
         Ok(())
     }
 
@@ -986,11 +990,20 @@ impl UserAgent {
             "active;expires=60".to_owned()
         };
         let headers = vec![
-            format!("Event: refer;id={id}"),
-            format!("Subscription-State: {state}"),
+            ("Event", format!("refer;id={id}")),
+            ("Subscription-State", state),
         ];
+        // The sipfrag is a status line (RFC 3420): the same checks as our own responses'.
+        if !(100..=699).contains(&status) || !crate::wire::is_clean_value(reason) {
+            tracing::warn!(
+                call,
+                status,
+                "NOTIFY of a transfer's progress not sent: bad status line"
+            );
+            return;
+        }
         let body = Bytes::from(format!("SIP/2.0 {status} {reason}\r\n"));
-        self.send_in_dialog(
+        let _ = self.send_in_dialog(
             call,
             "NOTIFY",
             headers,
@@ -1012,30 +1025,25 @@ impl UserAgent {
             None => Destination::from_uri(&uri).ok_or_else(|| UaError::BadUri(target.into()))?,
         };
         let branch = new_branch();
-        let req = format!(
-            "OPTIONS {uri} SIP/2.0\r\n\
-Via: SIP/2.0/{} {};branch={branch};rport\r\n\
-Max-Forwards: 70\r\n\
-From: <{}>;tag={}\r\n\
-To: <{uri}>\r\n\
-Call-ID: {}@switchboard\r\n\
-CSeq: 1 OPTIONS\r\n\
-Accept: application/sdp\r\n\
-User-Agent: {}\r\n\
-Content-Length: 0\r\n\r\n",
+        let mut m = MessageBuilder::request("OPTIONS", &uri);
+        m.via(
             self.cfg.transport.via_name(),
-            self.cfg.contact_host,
-            self.cfg.aor(),
-            random_token(8),
-            random_token(16),
-            self.cfg.user_agent
-        );
-        let tx = ClientNonInvite::start(
-            Bytes::from(req),
-            self.cfg.transport.reliability(),
-            self.cfg.timers,
-            now,
-        );
+            &self.cfg.contact_host,
+            &branch,
+        )
+        .header("Max-Forwards", 70)
+        .header(
+            "From",
+            format_args!("<{}>;tag={}", self.cfg.aor(), random_token(8)),
+        )
+        .header("To", format_args!("<{uri}>"))
+        .header("Call-ID", format_args!("{}@switchboard", random_token(16)))
+        .cseq(1, "OPTIONS")
+        .header("Accept", "application/sdp")
+        .header("User-Agent", &self.cfg.user_agent);
+        let req = m.build()?;
+        let tx =
+            ClientNonInvite::start(req, self.cfg.transport.reliability(), self.cfg.timers, now);
         self.pings.insert(branch.clone(), uri.clone());
         self.client.insert(
             branch.clone(),
@@ -1179,7 +1187,7 @@ Content-Length: 0\r\n\r\n",
                     call = id,
                     "no ACK for our 2xx within 64*T1; ending the call"
                 );
-                self.send_in_dialog(id, "BYE", Vec::new(), None, now);
+                self.send_bye(id, now);
                 self.end_call(id, EndReason::Timeout);
             }
             if retry_reinvite {
@@ -1198,7 +1206,7 @@ Content-Length: 0\r\n\r\n",
                     call = id,
                     "the session timer expired without a refresh; ending the call"
                 );
-                self.send_in_dialog(id, "BYE", Vec::new(), None, now);
+                self.send_bye(id, now);
                 self.end_call(id, EndReason::Timeout);
             }
         }
@@ -1216,11 +1224,11 @@ Content-Length: 0\r\n\r\n",
         c.refreshing = true;
         c.our_offer = Some(sdp.clone());
         let headers = vec![
-            format!("Contact: {}", self.cfg.contact()),
-            "Supported: timer".to_owned(),
-            format!("Session-Expires: {};refresher=uac", t.interval),
+            ("Contact", self.cfg.contact()),
+            ("Supported", "timer".to_owned()),
+            ("Session-Expires", format!("{};refresher=uac", t.interval)),
         ];
-        self.send_in_dialog(
+        let _ = self.send_in_dialog(
             id,
             "INVITE",
             headers,
@@ -1701,7 +1709,7 @@ Content-Length: 0\r\n\r\n",
         let old = self.calls.get(&id).and_then(|c| c.replaces);
         if let Some(old) = old {
             if self.calls.contains_key(&old) {
-                self.send_in_dialog(old, "BYE", Vec::new(), None, now);
+                self.send_bye(old, now);
                 self.end_call(old, EndReason::Replaced);
             }
         }
@@ -2118,7 +2126,13 @@ Content-Length: 0\r\n\r\n",
             ClientTxKind::NonInvite(n) => n.on_response(status, now),
             ClientTxKind::Invite(i) => {
                 let ack = if status >= 300 {
-                    tx.invite_parts.as_ref().map(|p| non_2xx_ack(p, msg))
+                    // The To comes from the peer's response; a To we could not write back
+                    // leaves the response unacknowledged (its retransmissions stop at timer D).
+                    tx.invite_parts.as_ref().and_then(|p| {
+                        non_2xx_ack(p, msg)
+                            .map_err(|e| tracing::warn!(error = %e, "ACK of a refusal not sent"))
+                            .ok()
+                    })
                 } else {
                     None
                 };
@@ -2219,7 +2233,7 @@ Content-Length: 0\r\n\r\n",
                             }),
                             _ => {
                                 if self.calls.contains_key(&id) {
-                                    self.send_in_dialog(id, "BYE", Vec::new(), None, now);
+                                    self.send_bye(id, now);
                                     self.end_call(id, reason);
                                 }
                             }
@@ -2308,7 +2322,7 @@ Content-Length: 0\r\n\r\n",
                             rr.reverse();
                             c.dialog.route_set = rr;
                             let cseq = c.invite.as_ref().map(|i| i.cseq).unwrap_or(1);
-                            prack = Some(format!("RAck: {rseq} {cseq} INVITE"));
+                            prack = Some(format!("{rseq} {cseq} INVITE"));
                         } else {
                             // A retransmission we already PRACKed: nothing new in it.
                             return;
@@ -2324,7 +2338,7 @@ Content-Length: 0\r\n\r\n",
                     }
                 }
                 if let Some(rack) = prack {
-                    self.send_in_dialog(id, "PRACK", vec![rack], None, now);
+                    let _ = self.send_in_dialog(id, "PRACK", vec![("RAck", rack)], None, now);
                 }
                 self.events.push_back(UaEvent::Progress {
                     call: id,
@@ -2370,7 +2384,7 @@ Content-Length: 0\r\n\r\n",
                 match media_result {
                     _ if cancelling => {
                         // The answer crossed our CANCEL: take the call and end it (§9.1).
-                        self.send_in_dialog(id, "BYE", Vec::new(), None, now);
+                        self.send_bye(id, now);
                         self.end_call(id, EndReason::Local);
                     }
                     Some(Ok(n)) => {
@@ -2387,7 +2401,7 @@ Content-Length: 0\r\n\r\n",
                             .push_back(UaEvent::Established { call: id, media: n });
                     }
                     Some(Err(why)) => {
-                        self.send_in_dialog(id, "BYE", Vec::new(), None, now);
+                        self.send_bye(id, now);
                         self.end_call(id, EndReason::MediaFailed(why));
                     }
                     None => {}
@@ -2584,31 +2598,18 @@ Content-Length: 0\r\n\r\n",
             .as_ref()
             .map(|s| s.to_bytes())
             .unwrap_or_default();
-        let mut req = format!(
-            "INVITE {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from};tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\nSupported: replaces, 100rel, timer\r\nUser-Agent: {ua}\r\n",
-            ruri = inv.request_uri,
-            via = inv.via,
-            from = c.dialog.local_uri,
-            tag = c.dialog.local_tag,
-            to = c.dialog.remote_uri,
-            cid = c.dialog.call_id,
-            cseq = inv.cseq,
-            contact = cfg.contact(),
-            ua = cfg.user_agent,
-        );
-        for r in &inv.routes {
-            let _ = write!(req, "Route: {r}\r\n");
-        }
+        let mut m = initial_request("INVITE", inv, &c.dialog);
+        m.header("Contact", cfg.contact())
+            .header("Allow", ALLOW)
+            .header("Supported", "replaces, 100rel, timer")
+            .header("User-Agent", &cfg.user_agent)
+            .headers("Route", &inv.routes);
         if c.se_requested > 0 {
-            let _ = write!(
-                req,
-                "Session-Expires: {}\r\nMin-SE: {}\r\n",
-                c.se_requested, min_se
-            );
+            m.header("Session-Expires", c.se_requested)
+                .header("Min-SE", min_se);
         }
         for h in &inv.extra_headers {
-            req.push_str(h);
-            req.push_str("\r\n");
+            m.header_line(h);
         }
         if let (Some((ch, nc, proxy)), Some(creds)) = (c.auth.as_mut(), cfg.credentials.as_ref()) {
             *nc += 1;
@@ -2618,15 +2619,21 @@ Content-Length: 0\r\n\r\n",
             } else {
                 "Authorization"
             };
-            let _ = write!(req, "{name}: {value}\r\n");
+            m.header(name, value);
         }
-        let _ = write!(
-            req,
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let mut data = req.into_bytes();
-        data.extend_from_slice(&body);
+        m.body("application/sdp", body);
+        let data = match m.build() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "INVITE not sent");
+                self.end_call(id, EndReason::NotSent(format!("INVITE: {e}")));
+                return;
+            }
+        };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(inv) = c.invite.as_mut() else { return };
         let parts = (
             inv.request_uri.clone(),
             inv.via.clone(),
@@ -2637,12 +2644,7 @@ Content-Length: 0\r\n\r\n",
         );
         let destination = inv.destination.clone();
         let branch = inv.branch.clone();
-        let tx = ClientInvite::start(
-            Bytes::from(data),
-            cfg.transport.reliability(),
-            cfg.timers,
-            now,
-        );
+        let tx = ClientInvite::start(data, cfg.transport.reliability(), cfg.timers, now);
         self.client.insert(
             branch.clone(),
             ClientTx {
@@ -2674,27 +2676,19 @@ Content-Length: 0\r\n\r\n",
             // Still send it: most UAS accept CANCEL before a 1xx over UDP; the 487 ends the call.
             tracing::debug!(call = id, "CANCEL before any provisional response");
         }
-        let mut req = format!(
-            "CANCEL {} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {};tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} CANCEL\r\nUser-Agent: {}\r\n",
-            inv.request_uri,
-            inv.via,
-            c.dialog.local_uri,
-            c.dialog.local_tag,
-            c.dialog.remote_uri,
-            c.dialog.call_id,
-            inv.cseq,
-            cfg.user_agent
-        );
-        for r in &inv.routes {
-            let _ = write!(req, "Route: {r}\r\n");
-        }
-        req.push_str("Content-Length: 0\r\n\r\n");
-        let tx = ClientNonInvite::start(
-            Bytes::from(req),
-            cfg.transport.reliability(),
-            cfg.timers,
-            now,
-        );
+        let mut m = initial_request("CANCEL", &inv, &c.dialog);
+        m.header("User-Agent", &cfg.user_agent)
+            .headers("Route", &inv.routes);
+        // The INVITE went out with these same values, so this cannot fail; if it did, the
+        // INVITE transaction still ends the call (timer B or the final response).
+        let req = match m.build() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "CANCEL not sent");
+                return;
+            }
+        };
+        let tx = ClientNonInvite::start(req, cfg.transport.reliability(), cfg.timers, now);
         // CANCEL shares the INVITE's branch; key it apart.
         let key = format!("{}#CANCEL", inv.branch);
         self.client.insert(
@@ -2716,23 +2710,16 @@ Content-Length: 0\r\n\r\n",
             return;
         };
         let (ruri, routes, destination) = in_dialog_target(&c.dialog, &cfg, c.invite.as_ref());
-        let mut req = format!(
-            "ACK {ruri} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\nFrom: {};tag={}\r\nTo: {}{}\r\nCall-ID: {}\r\nCSeq: {cseq} ACK\r\nUser-Agent: {}\r\n",
-            cfg.transport.via_name(),
-            cfg.contact_host,
-            new_branch(),
-            c.dialog.local_uri,
-            c.dialog.local_tag,
-            c.dialog.remote_uri,
-            c.dialog.remote_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default(),
-            c.dialog.call_id,
-            cfg.user_agent
-        );
-        for r in &routes {
-            let _ = write!(req, "Route: {r}\r\n");
-        }
-        req.push_str("Content-Length: 0\r\n\r\n");
-        let data = Bytes::from(req);
+        let mut m = MessageBuilder::request("ACK", &ruri);
+        dialog_headers(&mut m, &c.dialog, &cfg, &new_branch(), cseq, "ACK");
+        m.headers("Route", &routes);
+        let data = match m.build() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "ACK not sent");
+                return;
+            }
+        };
         c.last_ack = Some((cseq, data.clone(), destination.clone()));
         self.transmits.push_back(Transmit {
             to: destination,
@@ -2753,8 +2740,8 @@ Content-Length: 0\r\n\r\n",
         let offer = sdp::offer(&c.local_media, &c.session_id, c.sdp_version);
         c.our_offer = Some(offer.clone());
         c.last_local_sdp = Some(offer.clone());
-        let contact = format!("Contact: {}", self.cfg.contact());
-        self.send_in_dialog(
+        let contact = ("Contact", self.cfg.contact());
+        let _ = self.send_in_dialog(
             id,
             "INVITE",
             vec![contact],
@@ -2763,51 +2750,46 @@ Content-Length: 0\r\n\r\n",
         );
     }
 
+    /// BYE in the call's dialog; built from our own dialog state, so it cannot fail on a value,
+    /// and a failure would be logged by [`Self::send_in_dialog`].
+    fn send_bye(&mut self, id: CallId, now: Instant) {
+        let _ = self.send_in_dialog(id, "BYE", Vec::new(), None, now);
+    }
+
     /// A request inside the call's dialog (§12.2.1.1).
     fn send_in_dialog(
         &mut self,
         id: CallId,
         method: &str,
-        headers: Vec<String>,
+        headers: Vec<(&str, String)>,
         body: Option<(&str, Bytes)>,
         now: Instant,
-    ) {
+    ) -> Result<(), WireError> {
         let cfg = self.cfg.clone();
         let Some(c) = self.calls.get_mut(&id) else {
-            return;
+            return Ok(());
         };
         c.dialog.local_cseq += 1;
         let cseq = c.dialog.local_cseq;
         let branch = new_branch();
         let (ruri, routes, destination) = in_dialog_target(&c.dialog, &cfg, c.invite.as_ref());
-        let mut req = format!(
-            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {};tag={}\r\nTo: {}{}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nUser-Agent: {}\r\n",
-            cfg.transport.via_name(),
-            cfg.contact_host,
-            c.dialog.local_uri,
-            c.dialog.local_tag,
-            c.dialog.remote_uri,
-            c.dialog.remote_tag.as_ref().map(|t| format!(";tag={t}")).unwrap_or_default(),
-            c.dialog.call_id,
-            cfg.user_agent
-        );
-        for r in &routes {
-            let _ = write!(req, "Route: {r}\r\n");
+        let mut m = MessageBuilder::request(method, &ruri);
+        dialog_headers(&mut m, &c.dialog, &cfg, &branch, cseq, method);
+        m.headers("Route", &routes);
+        for (name, value) in &headers {
+            m.header(name, value);
         }
-        for h in headers {
-            req.push_str(&h);
-            req.push_str("\r\n");
+        if let Some((ct, b)) = body {
+            m.body(ct, b);
         }
-        let body = match body {
-            Some((ct, b)) => {
-                let _ = write!(req, "Content-Type: {ct}\r\n");
-                b
+        let data = match m.build() {
+            Ok(d) => d,
+            Err(e) => {
+                // The CSeq number stays used: RFC 3261 only asks that it grows.
+                tracing::warn!(call = id, method, error = %e, "request not sent");
+                return Err(e);
             }
-            None => Bytes::new(),
         };
-        let _ = write!(req, "Content-Length: {}\r\n\r\n", body.len());
-        let mut data = req.into_bytes();
-        data.extend_from_slice(&body);
         // A re-INVITE's non-2xx final response (491 glare, 488) is ACKed by its transaction
         // (§17.1.1.3), which needs the request's parts to build that ACK.
         let invite_parts = (method == "INVITE").then(|| {
@@ -2826,14 +2808,14 @@ Content-Length: 0\r\n\r\n",
         });
         let kind = if method == "INVITE" {
             ClientTxKind::Invite(ClientInvite::start(
-                Bytes::from(data),
+                data,
                 cfg.transport.reliability(),
                 cfg.timers,
                 now,
             ))
         } else {
             ClientTxKind::NonInvite(ClientNonInvite::start(
-                Bytes::from(data),
+                data,
                 cfg.transport.reliability(),
                 cfg.timers,
                 now,
@@ -2850,6 +2832,7 @@ Content-Length: 0\r\n\r\n",
             },
         );
         self.drain_client(&branch, None, now);
+        Ok(())
     }
 
     /// Responds to the incoming initial INVITE of `id`.
@@ -3010,7 +2993,7 @@ Content-Length: 0\r\n\r\n",
         let tag = call
             .and_then(|id| self.calls.get(&id))
             .map(|c| c.dialog.local_tag.clone());
-        let data = build_response(
+        let data = match build_response(
             req,
             source,
             status,
@@ -3019,7 +3002,16 @@ Content-Length: 0\r\n\r\n",
             extra,
             body,
             &self.cfg.user_agent,
-        );
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                // The parser refuses control characters, so only a value of ours can get
+                // here; the transaction goes, so that nothing waits for a response forever.
+                tracing::warn!(status, error = %e, "response not sent");
+                self.server.remove(key);
+                return None;
+            }
+        };
         let tx = self.server.get_mut(key)?;
         match &mut tx.kind {
             ServerTxKind::Invite(i) => i.send_response(status, data.clone(), now),
@@ -3039,7 +3031,7 @@ Content-Length: 0\r\n\r\n",
         extra: &[&str],
         body: Option<(&str, Bytes)>,
     ) {
-        let data = build_response(
+        let data = match build_response(
             req,
             source,
             status,
@@ -3048,7 +3040,13 @@ Content-Length: 0\r\n\r\n",
             extra,
             body,
             &self.cfg.user_agent,
-        );
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(status, error = %e, "response not sent");
+                return;
+            }
+        };
         self.transmits.push_back(Transmit {
             to: Destination::Addr(source),
             data,
@@ -3161,20 +3159,63 @@ fn in_dialog_target(
     (ruri, routes, destination)
 }
 
+/// The start line, Via, Max-Forwards, From, To, Call-ID and CSeq of our initial INVITE, which
+/// its CANCEL repeats (§9.1).
+fn initial_request(method: &str, inv: &OutgoingInvite, d: &Dialog) -> MessageBuilder {
+    let mut m = MessageBuilder::request(method, &inv.request_uri);
+    m.header("Via", &inv.via)
+        .header("Max-Forwards", 70)
+        .header("From", format_args!("{};tag={}", d.local_uri, d.local_tag))
+        .header("To", &d.remote_uri)
+        .header("Call-ID", &d.call_id)
+        .cseq(inv.cseq, method);
+    m
+}
+
+/// Via, Max-Forwards, From, To, Call-ID, CSeq and User-Agent of a request inside `d`
+/// (§12.2.1.1).
+fn dialog_headers(
+    m: &mut MessageBuilder,
+    d: &Dialog,
+    cfg: &UaConfig,
+    branch: &str,
+    cseq: u32,
+    method: &str,
+) {
+    m.via(cfg.transport.via_name(), &cfg.contact_host, branch)
+        .header("Max-Forwards", 70)
+        .header("From", format_args!("{};tag={}", d.local_uri, d.local_tag))
+        .header(
+            "To",
+            format_args!(
+                "{}{}",
+                d.remote_uri,
+                d.remote_tag
+                    .as_deref()
+                    .map(|t| format!(";tag={t}"))
+                    .unwrap_or_default()
+            ),
+        )
+        .header("Call-ID", &d.call_id)
+        .cseq(cseq, method)
+        .header("User-Agent", &cfg.user_agent);
+}
+
 fn non_2xx_ack(
     parts: &(String, String, String, String, u32, Vec<String>),
     resp: &Message,
-) -> Bytes {
+) -> Result<Bytes, WireError> {
     let (ruri, via, from, call_id, cseq, routes) = parts;
     let to = resp.header("To").unwrap_or("");
-    let mut req = format!(
-        "ACK {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} ACK\r\n"
-    );
-    for r in routes {
-        let _ = write!(req, "Route: {r}\r\n");
-    }
-    req.push_str("Content-Length: 0\r\n\r\n");
-    Bytes::from(req)
+    let mut m = MessageBuilder::request("ACK", ruri);
+    m.header("Via", via)
+        .header("Max-Forwards", 70)
+        .header("From", from)
+        .header("To", to)
+        .header("Call-ID", call_id)
+        .cseq(*cseq, "ACK")
+        .headers("Route", routes);
+    m.build()
 }
 
 /// A response to `req` (§8.2.6): Via (the top one with `received`/`rport`, RFC 3581), From,
@@ -3190,62 +3231,39 @@ pub fn build_response(
     extra: &[&str],
     body: Option<(&str, Bytes)>,
     server: &str,
-) -> Bytes {
-    let mut r = format!("SIP/2.0 {status} {reason}\r\n");
+) -> Result<Bytes, WireError> {
+    let mut m = MessageBuilder::response(status, reason);
     let mut first = true;
     for v in req.headers("Via") {
         for (i, via) in split_list(v).into_iter().enumerate() {
             if first && i == 0 {
                 first = false;
-                let _ = write!(
-                    r,
-                    "Via: {}\r\n",
-                    crate::message::via_with_source(&via, source)
-                );
+                m.header("Via", crate::message::via_with_source(&via, source));
             } else {
-                let _ = write!(r, "Via: {via}\r\n");
+                m.header("Via", via);
             }
         }
     }
-    if let Some(f) = req.header("From") {
-        let _ = write!(r, "From: {f}\r\n");
-    }
+    m.header_opt("From", req.header("From"));
     if let Some(t) = req.header("To") {
         match (header_param(t, "tag"), to_tag) {
-            (None, Some(tag)) if status != 100 => {
-                let _ = write!(r, "To: {t};tag={tag}\r\n");
-            }
-            _ => {
-                let _ = write!(r, "To: {t}\r\n");
-            }
-        }
+            (None, Some(tag)) if status != 100 => m.header("To", format_args!("{t};tag={tag}")),
+            _ => m.header("To", t),
+        };
     }
-    for h in ["Call-ID", "CSeq"] {
-        if let Some(v) = req.header(h) {
-            let _ = write!(r, "{h}: {v}\r\n");
-        }
-    }
+    m.header_opt("Call-ID", req.header("Call-ID"))
+        .header_opt("CSeq", req.header("CSeq"));
     if (101..300).contains(&status) {
-        for rr in req.headers("Record-Route") {
-            let _ = write!(r, "Record-Route: {rr}\r\n");
-        }
+        m.headers("Record-Route", req.headers("Record-Route"));
     }
     for e in extra {
-        r.push_str(e);
-        r.push_str("\r\n");
+        m.header_line(e);
     }
-    let _ = write!(r, "Server: {server}\r\n");
-    let body = match body {
-        Some((ct, b)) => {
-            let _ = write!(r, "Content-Type: {ct}\r\n");
-            b
-        }
-        None => Bytes::new(),
-    };
-    let _ = write!(r, "Content-Length: {}\r\n\r\n", body.len());
-    let mut data = r.into_bytes();
-    data.extend_from_slice(&body);
-    Bytes::from(data)
+    m.header("Server", server);
+    if let Some((ct, b)) = body {
+        m.body(ct, b);
+    }
+    m.build()
 }
 
 /// Why a command could not run.

@@ -26,6 +26,12 @@ pub enum WireError {
     Uri(String),
     #[error("{0:?} is not a valid Replaces value (call-id;to-tag=…;from-tag=…, RFC 3891)")]
     Replaces(String),
+    #[error("{0:?} is not a SIP method (a token, RFC 3261 §25.1)")]
+    Method(String),
+    #[error("{0} is not a SIP status code (100–699)")]
+    Status(u16),
+    #[error("{0} is written by the message builder from the body, not given as a header")]
+    Computed(String),
 }
 
 /// RFC 3261 §25.1 `token` characters.
@@ -38,14 +44,36 @@ fn is_word_char(c: char) -> bool {
     is_token_char(c) || "()<>:\\\"/[]?{}".contains(c)
 }
 
-/// Whether `v` may stand in a header value: no control character but HTAB.
+/// Whether `s` is a non-empty RFC 3261 `token` (a header name, a method).
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_token_char)
+}
+
+/// Whether `v` may stand in a header value: no control character but HTAB, except one escaped
+/// by a backslash as a `quoted-pair` allows (RFC 3261 §25.1: `"\" (%x00-09 / %x0B-0C /
+/// %x0E-7F)`, so RFC 4475's `intmeth` keeps its `\NUL`), and never CR or LF, escaped or not.
 pub fn is_clean_value(v: &str) -> bool {
-    !v.chars().any(|c| c.is_control() && c != '\t')
+    let mut escaped = false;
+    for c in v.chars() {
+        if escaped {
+            escaped = false;
+            if c == '\r' || c == '\n' {
+                return false;
+            }
+            continue;
+        }
+        if c == '\\' {
+            escaped = true;
+        } else if c.is_control() && c != '\t' {
+            return false;
+        }
+    }
+    true
 }
 
 /// `Name: value` after checking both.
 pub fn header_line(name: &str, value: &str) -> Result<String, WireError> {
-    if name.is_empty() || !name.chars().all(is_token_char) {
+    if !is_token(name) {
         return Err(WireError::HeaderName(name.to_owned()));
     }
     if !is_clean_value(value) {
@@ -152,6 +180,11 @@ mod tests {
             assert!(header_line("Referred-By", v).is_err(), "{v:?}");
         }
         assert!(header_line("Referred-By", "\"Bob\"\t<sip:bob@x>").is_ok());
+        // A quoted-pair may escape a control character, but never CR or LF.
+        assert!(is_clean_value("\"NUL:\\\0 DEL:\\\x7f\" <sip:x@y>"));
+        for v in ["\"a\\\r\nX: 1\"", "\"a\\\nb\"", "a\\\\\0"] {
+            assert!(!is_clean_value(v), "{v:?}");
+        }
         for n in ["", "Bad Name", "X:Y", "X\r\n"] {
             assert!(header_line(n, "v").is_err(), "{n:?}");
         }

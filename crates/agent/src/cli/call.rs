@@ -603,6 +603,7 @@ fn describe_end(reason: &EndReason) -> (String, bool) {
             false,
         ),
         EndReason::MediaFailed(why) => (format!("media negotiation failed: {why}"), false),
+        EndReason::NotSent(why) => (format!("not sent: {why}"), false),
     }
 }
 
@@ -615,6 +616,7 @@ fn reason_json(reason: &EndReason) -> serde_json::Value {
             serde_json::json!({"reason": "declined", "status": status})
         }
         EndReason::MediaFailed(w) => serde_json::json!({"reason": "media_failed", "detail": w}),
+        EndReason::NotSent(w) => serde_json::json!({"reason": "not_sent", "detail": w}),
         other => serde_json::json!({"reason": format!("{other:?}").to_lowercase()}),
     }
 }
@@ -819,6 +821,9 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
                 }
                 PhoneEvent::Registration { event: RegistrationEvent::Unreachable, .. } => {
                     bail!("no answer from {server} within 32 s — check the address, port and transport, and that the registrar is running")
+                }
+                PhoneEvent::Registration { event: RegistrationEvent::NotSent(why), .. } => {
+                    bail!("SIP registration not sent: {why} — check --server, --user and --domain")
                 }
                 _ => {}
             },

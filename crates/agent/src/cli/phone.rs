@@ -223,6 +223,9 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
                         print_event(json, "unreachable", serde_json::json!({"aor": aor, "registrar": registrar}), format!("lost {registrar}; retrying"));
                     }
                     RegistrationEvent::Unregistered => {}
+                    RegistrationEvent::NotSent(why) => {
+                        bail!("SIP registration not sent: {why} — check --server, --user and --domain");
+                    }
                 }
             }
             _ = &mut stop => break,

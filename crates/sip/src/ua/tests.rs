@@ -456,6 +456,38 @@ fn a_refer_to_smuggling_header_lines_is_refused_and_nothing_reaches_the_wire() {
     ));
 }
 
+/// #13 item 17: what our own API is handed goes through the message builder too — a transfer
+/// target, a NOTIFY reason, an OPTIONS target — and a value that would add a line is refused
+/// with nothing sent.
+#[test]
+fn values_handed_to_the_api_cannot_add_lines() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let (a, _) = net.call(0, 1);
+    net.take(0);
+    net.take(1);
+    net.run();
+    let now = net.now;
+    let before = net.ladder.len();
+    let e = net
+        .ua(0)
+        .transfer(a, "sip:carol@127.0.0.1\r\nX-Evil: 1", None, now)
+        .unwrap_err();
+    assert!(matches!(e, UaError::Wire(_)), "{e}");
+    let e = net
+        .ua(0)
+        .options("sip:carol@127.0.0.1:5063\nX-Evil: 1", now)
+        .unwrap_err();
+    assert!(matches!(e, UaError::Wire(_) | UaError::BadUri(_)), "{e}");
+    net.ua(0).notify_transfer(a, 200, "OK\r\nX-Evil: 1", now);
+    net.run();
+    assert_eq!(net.ladder.len(), before, "{}", net.ladder());
+    assert!(!net.ladder().contains("X-Evil"), "{}", net.ladder());
+    // The call is unharmed: a clean request still goes.
+    net.ua(0).send_dtmf_info(a, '5', 160, now).unwrap();
+    net.run();
+    assert!(net.ladder().contains("INFO sip:"), "{}", net.ladder());
+}
+
 #[test]
 fn attended_transfer_replaces_the_consultation_call() {
     // Alice talks to Bob, consults Carol, then connects Bob to Carol: Bob INVITEs Carol with
@@ -805,13 +837,15 @@ fn update_without_sdp_refreshes_without_a_body() {
     net.take(0);
     net.take(1);
     let now = net.now;
-    net.ua(0).send_in_dialog(
-        a,
-        "UPDATE",
-        vec!["Session-Expires: 600;refresher=uac".into()],
-        None,
-        now,
-    );
+    net.ua(0)
+        .send_in_dialog(
+            a,
+            "UPDATE",
+            vec![("Session-Expires", "600;refresher=uac".into())],
+            None,
+            now,
+        )
+        .unwrap();
     net.run();
     let ok = net
         .ladder
