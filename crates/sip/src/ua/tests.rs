@@ -1,5 +1,7 @@
 //! Deterministic tests: user agents wired through an in-memory network with a fake clock,
 //! loss on demand, and a ladder printed when a test fails.
+use super::refer::{escape_header_value, unescape};
+use super::session::without_tag;
 use super::*;
 
 struct Net {
