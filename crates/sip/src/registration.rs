@@ -1,7 +1,7 @@
 //! A registration client (RFC 3261 §10), sans-IO: it builds REGISTER requests, answers digest
 //! challenges (§22.2), learns the granted expiry from the 200 OK, refreshes before it runs out,
 //! retries once with `Min-Expires` on 423, and unregisters (`Expires: 0`). Each REGISTER runs
-//! in a [`ClientNonInvite`](crate::transaction::ClientNonInvite) transaction, so retransmission
+//! in a [`ClientNonInvite`] transaction, so retransmission
 //! over UDP and timeouts come from §17.
 
 use std::collections::VecDeque;

@@ -11,6 +11,19 @@
 //!
 //! Responses go back to the address the request came from, with `received`/`rport` filled in
 //! the top Via (RFC 3581), so a UA behind NAT is reached on the mapping it opened.
+//!
+//! The code follows the RFCs, one file each, all of them `impl UserAgent` over the types here:
+//!
+//! | file | what |
+//! |---|---|
+//! | `ua/requests.rs` | incoming requests before a dialog: transaction keys, 400/416/420/501, flood bounds, OPTIONS |
+//! | `ua/session.rs` | INVITE sessions and dialogs (RFC 3261 §12–§15, RFC 3891 Replaces), digest retries |
+//! | `ua/dialog.rs` | requests inside a dialog: CSeq order, target refresh, BYE, INFO (DTMF) |
+//! | `ua/reinvite.rs` | re-INVITE/UPDATE (§14, RFC 3311), hold, glare (491 and retry) |
+//! | `ua/timer.rs` | session timers (RFC 4028) |
+//! | `ua/prack.rs` | reliable provisional responses (RFC 3262) and early media (RFC 3960) |
+//! | `ua/refer.rs` | transfers: REFER (RFC 3515), Replaces (RFC 3891), NOTIFY sipfrag (RFC 3420) |
+//! | `ua/output.rs` | what we send, through [`crate::builder::MessageBuilder`], and client transactions |
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -327,28 +340,40 @@ struct Call {
     answered_reliably: bool,
 }
 
-/// RFC 4028 session timer of one call.
-#[derive(Debug, Clone, Copy)]
-struct SessionTimer {
-    interval: u32,
-    we_refresh: bool,
-    /// When to refresh (refresher) or give up (the other side).
-    at: Instant,
-}
-
-impl SessionTimer {
-    fn new(interval: u32, we_refresh: bool, now: Instant) -> Self {
-        let i = u64::from(interval.max(1));
-        let at = if we_refresh {
-            now + Duration::from_secs(i / 2)
-        } else {
-            // §10: BYE at expiry minus min(32, SE/3) when nobody refreshed.
-            now + Duration::from_secs(i - (i / 3).min(32))
-        };
+impl Call {
+    /// A call in `state` with nothing negotiated yet; the rest is filled by whoever creates it.
+    fn new(id: CallId, state: CallState, dialog: Dialog, local_media: LocalMedia) -> Self {
         Self {
-            interval,
-            we_refresh,
-            at,
+            id,
+            state,
+            dialog,
+            local_media,
+            session_id: rand::random::<u32>().to_string(),
+            sdp_version: 1,
+            last_local_sdp: None,
+            our_offer: None,
+            their_offer: None,
+            negotiated: None,
+            invite: None,
+            incoming: None,
+            retransmit_2xx: None,
+            last_ack: None,
+            reinvite: None,
+            answering_reinvite: false,
+            refer_sub: None,
+            auth: None,
+            replaces: None,
+            timer: None,
+            se_requested: 0,
+            retried_422: false,
+            remote_se: None,
+            peer_supports_timer: false,
+            peer_supports_100rel: false,
+            refreshing: false,
+            last_rseq: 0,
+            rseq: 0,
+            reliable_1xx: None,
+            answered_reliably: false,
         }
     }
 }
@@ -653,93 +678,10 @@ impl UserAgent {
         }
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
-            let mut give_up = false;
-            let mut resend = None;
-            let mut retry_reinvite = false;
-            let mut refresh = false;
-            let mut expired = false;
-            let mut no_prack = false;
-            if let Some(c) = self.calls.get_mut(&id) {
-                // RFC 3262 §3: a reliable provisional goes again (T1 doubling) until PRACKed.
-                if let Some((bytes, to, next, interval, until, _)) = c.reliable_1xx.as_mut() {
-                    if *until <= now {
-                        no_prack = true;
-                    } else if *next <= now {
-                        resend_1xx(&mut self.transmits, bytes, *to);
-                        *interval *= 2;
-                        *next = now + *interval;
-                    }
-                }
-                if no_prack {
-                    c.reliable_1xx = None;
-                }
-                // RFC 4028 §10: refresh at half the interval, or end an unrefreshed session.
-                if let Some(t) = c.timer.as_mut() {
-                    if t.at <= now && c.state == CallState::Confirmed {
-                        if t.we_refresh {
-                            refresh = !c.refreshing && c.reinvite.is_none();
-                            // Until the refresh's answer resets it: try again in 10 s.
-                            t.at = now + Duration::from_secs(10);
-                        } else {
-                            expired = true;
-                        }
-                    }
-                }
-                if let Some((bytes, to, next, interval, until)) = c.retransmit_2xx.as_mut() {
-                    if *until <= now {
-                        give_up = true;
-                    } else if *next <= now {
-                        resend = Some((bytes.clone(), *to));
-                        *interval = (*interval * 2).min(self.cfg.timers.t2);
-                        *next = now + *interval;
-                    }
-                }
-                if let Some(r) = c.reinvite.as_mut() {
-                    if r.retry_at.is_some_and(|t| t <= now) {
-                        r.retry_at = None;
-                        retry_reinvite = true;
-                    }
-                }
-            }
-            if let Some((data, to)) = resend {
-                self.transmits.push_back(Transmit {
-                    to: Destination::Addr(to),
-                    data,
-                });
-            }
-            if give_up {
-                // §13.3.1.4: no ACK in 64*T1 — the UAS ends the dialog with BYE.
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.retransmit_2xx = None;
-                    c.answering_reinvite = false;
-                    c.state = CallState::Confirmed;
-                }
-                tracing::warn!(
-                    call = id,
-                    "no ACK for our 2xx within 64*T1; ending the call"
-                );
-                self.send_bye(id, now);
-                self.end_call(id, EndReason::Timeout);
-            }
-            if retry_reinvite {
-                self.send_reinvite(id, now);
-            }
-            if no_prack {
-                tracing::warn!(call = id, "no PRACK for our reliable 183 within 64*T1");
-                self.respond_incoming(id, 504, "Server Time-out", None, now);
-                self.end_call(id, EndReason::Timeout);
-            }
-            if refresh {
-                self.refresh_session(id, now);
-            }
-            if expired {
-                tracing::info!(
-                    call = id,
-                    "the session timer expired without a refresh; ending the call"
-                );
-                self.send_bye(id, now);
-                self.end_call(id, EndReason::Timeout);
-            }
+            self.reliable_1xx_timeout(id, now);
+            self.retransmit_2xx_timeout(id, now);
+            self.reinvite_retry_timeout(id, now);
+            self.session_timer_timeout(id, now);
         }
     }
 }
@@ -810,9 +752,13 @@ mod session;
 
 pub use output::build_response;
 use output::{dialog_headers, in_dialog_target, Refusal, Req};
-use prack::resend_1xx;
+use prack::{reliable_provisional, Reliable1xx};
 use refer::parse_replaces;
-use timer::parse_session_expires;
+use session::uac_route_set;
+use timer::{
+    parse_session_expires, restart_session_timer, uac_session_timer, uas_session_timer,
+    SessionTimer,
+};
 mod dialog;
 mod output;
 mod prack;

@@ -70,6 +70,23 @@ impl UserAgent {
         self.reply(req.key, req.msg, status, reason, req.call, extra, None, now);
     }
 
+    /// When our 2xx to an INVITE is sent again until its ACK (§13.3.1.4): from T1 doubling
+    /// over UDP, once at 64*T1 on a reliable transport; given up at 64*T1.
+    pub(super) fn retransmit_2xx_plan(
+        &self,
+        bytes: Bytes,
+        to: SocketAddr,
+        now: Instant,
+    ) -> (Bytes, SocketAddr, Instant, Duration, Instant) {
+        let t1 = self.cfg.timers.t1;
+        let first = if self.cfg.transport == Transport::Udp {
+            t1
+        } else {
+            t1 * 64
+        };
+        (bytes, to, now + first, first, now + t1 * 64)
+    }
+
     /// Answers `req` with a refusal.
     pub(super) fn refuse(&mut self, req: Req<'_>, r: Refusal, now: Instant) {
         let reason = r.reason.unwrap_or_else(|| reason_phrase(r.status));

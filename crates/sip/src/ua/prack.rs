@@ -69,6 +69,29 @@ impl UserAgent {
         };
         self.respond(req, if ok { 200 } else { 481 }, &[], now);
     }
+
+    /// RFC 3262 §3: a reliable provisional goes again (T1 doubling) until PRACKed; without a
+    /// PRACK in 64*T1 the INVITE is answered 504 and the call ends.
+    pub(super) fn reliable_1xx_timeout(&mut self, id: CallId, now: Instant) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((bytes, to, next, interval, until, _)) = c.reliable_1xx.as_mut() else {
+            return;
+        };
+        if *until > now {
+            if *next <= now {
+                resend_1xx(&mut self.transmits, bytes, *to);
+                *interval *= 2;
+                *next = now + *interval;
+            }
+            return;
+        }
+        c.reliable_1xx = None;
+        tracing::warn!(call = id, "no PRACK for our reliable 183 within 64*T1");
+        self.respond_incoming(id, 504, "Server Time-out", None, now);
+        self.end_call(id, EndReason::Timeout);
+    }
 }
 
 pub(super) fn resend_1xx(out: &mut VecDeque<Transmit>, bytes: &Bytes, to: SocketAddr) {
@@ -76,4 +99,35 @@ pub(super) fn resend_1xx(out: &mut VecDeque<Transmit>, bytes: &Bytes, to: Socket
         to: Destination::Addr(to),
         data: bytes.clone(),
     });
+}
+
+/// What a 1xx to our INVITE asks of us under RFC 3262.
+pub(super) enum Reliable1xx {
+    /// Not reliable: nothing to acknowledge.
+    No,
+    /// A new reliable provisional: PRACK it with this RAck value.
+    New(String),
+    /// A retransmission we already PRACKed: nothing new in it.
+    Repeat,
+}
+
+/// RFC 3262 §4: a reliable provisional response is PRACKed once per RSeq, inside the early
+/// dialog it creates (its Contact and Record-Route set the dialog's target and route).
+pub(super) fn reliable_provisional(c: &mut Call, msg: &Message) -> Reliable1xx {
+    let rseq = msg
+        .header("RSeq")
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let (true, Some(rseq)) = (lists_option(msg, "Require", "100rel"), rseq) else {
+        return Reliable1xx::No;
+    };
+    if rseq <= c.last_rseq {
+        return Reliable1xx::Repeat;
+    }
+    c.last_rseq = rseq;
+    if let Some(t) = contact_target(msg) {
+        c.dialog.remote_target = t;
+    }
+    c.dialog.route_set = uac_route_set(msg);
+    let cseq = c.invite.as_ref().map(|i| i.cseq).unwrap_or(1);
+    Reliable1xx::New(format!("{rseq} {cseq} INVITE"))
 }

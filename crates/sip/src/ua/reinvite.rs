@@ -35,163 +35,43 @@ impl UserAgent {
         key: &(String, String),
         now: Instant,
     ) {
-        let (pending_ours, answering, state) = {
-            let c = &self.calls[&id];
-            (
-                c.reinvite.is_some() && c.reinvite.as_ref().is_some_and(|r| r.retry_at.is_none()),
-                c.answering_reinvite,
-                c.state,
-            )
-        };
-        if state != CallState::Confirmed && method == "INVITE" {
-            self.reply(
-                key,
-                msg,
-                500,
-                "Server Internal Error",
-                Some(id),
-                &["Retry-After: 1"],
-                None,
-                now,
-            );
-            return;
-        }
-        // §14.2: glare with our own pending re-INVITE → 491; an unfinished incoming one → 500.
-        if pending_ours {
-            self.reply(key, msg, 491, "Request Pending", Some(id), &[], None, now);
-            return;
-        }
-        if answering {
-            self.reply(
-                key,
-                msg,
-                500,
-                "Server Internal Error",
-                Some(id),
-                &["Retry-After: 2"],
-                None,
-                now,
-            );
-            return;
-        }
-        let offer = if is_sdp(msg) {
-            match Sdp::parse(msg.body()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    let w = format!("Warning: 399 switchboard \"{e}\"");
-                    self.reply(
-                        key,
-                        msg,
-                        488,
-                        "Not Acceptable Here",
-                        Some(id),
-                        &[&w],
-                        None,
-                        now,
-                    );
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        let se = parse_session_expires(msg);
-        let peer_timer = lists_option(msg, "Supported", "timer");
-        let mut timer_headers: Vec<String> = Vec::new();
-        if let Some(c) = self.calls.get_mut(&id) {
-            // RFC 4028 §9: a refresh (or any re-INVITE/UPDATE) restarts the timer; the request
-            // says who refreshes next.
-            let interval = se.as_ref().map(|(n, _)| *n).or(c.timer.map(|t| t.interval));
-            if let Some(n) = interval {
-                let refresher = match se.as_ref().and_then(|(_, r)| r.clone()) {
-                    Some(r) if r == "uas" => "uas",
-                    Some(_) => "uac",
-                    None if peer_timer => "uac",
-                    None => "uas",
-                };
-                timer_headers.push(format!("Session-Expires: {n};refresher={refresher}"));
-                if peer_timer {
-                    timer_headers.push("Require: timer".to_owned());
-                }
-                c.timer = Some(SessionTimer::new(n, refresher == "uas", now));
-            }
-        }
-        if method == "UPDATE" && offer.is_none() {
-            let extra: Vec<&str> = timer_headers.iter().map(String::as_str).collect();
-            self.reply(key, msg, 200, "OK", Some(id), &extra, None, now);
-            return;
-        }
+        let req = Req::new(msg, key).in_call(id);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        c.sdp_version += 1;
-        let (body, neg) = match &offer {
-            Some(o) => match sdp::answer(o, &c.local_media, &c.session_id, c.sdp_version) {
-                Ok((a, n)) => (a, Some(n)),
-                Err(e) => {
-                    let w = format!("Warning: 304 switchboard \"{e}\"");
-                    self.reply(
-                        key,
-                        msg,
-                        488,
-                        "Not Acceptable Here",
-                        Some(id),
-                        &[&w],
-                        None,
-                        now,
-                    );
-                    return;
-                }
-            },
-            None => {
-                // An offerless re-INVITE: we offer, the ACK answers.
-                if let Some(n) = &c.negotiated {
-                    c.local_media.keep_agreed_crypto(n);
-                }
-                let o = sdp::offer(&c.local_media, &c.session_id, c.sdp_version);
-                c.our_offer = Some(o.clone());
-                (o, None)
+        let offer = match reoffer_allowed(c, method).and_then(|()| read_reoffer(msg)) {
+            Ok(o) => o,
+            Err(r) => {
+                self.refuse(req, r, now);
+                return;
             }
         };
-        // An answer that changes nothing keeps the version (RFC 3264 §8).
-        let body = match &c.last_local_sdp {
-            Some(last) if last.media == body.media && neg.is_some() => {
-                c.sdp_version -= 1;
-                last.clone()
-            }
-            _ => body,
-        };
-        c.last_local_sdp = Some(body.clone());
-        let unchanged = neg.is_some() && c.negotiated == neg;
-        if let Some(n) = &neg {
-            c.negotiated = Some(n.clone());
+        let timer_headers = restart_session_timer(c, msg, now);
+        if method == "UPDATE" && offer.is_none() {
+            let extra: Vec<&str> = timer_headers.iter().map(String::as_str).collect();
+            self.respond(req, 200, &extra, now);
+            return;
         }
-        let neg = if unchanged { None } else { neg };
+        let (body, neg) = match answer_reoffer(c, offer.as_ref()) {
+            Ok(a) => a,
+            Err(r) => {
+                self.refuse(req, r, now);
+                return;
+            }
+        };
         let contact = format!("Contact: {}", self.cfg.contact());
         let mut headers: Vec<&str> = vec![&contact];
         headers.extend(timer_headers.iter().map(String::as_str));
-        let sent = self.reply_tx(
-            key,
-            msg,
-            200,
-            "OK",
-            Some(id),
-            &headers,
-            Some(("application/sdp", body.to_bytes())),
-            now,
-        );
+        let body = Some(("application/sdp", body.to_bytes()));
+        let sent = self.reply_tx(key, msg, 200, "OK", Some(id), &headers, body, now);
         if method == "INVITE" {
-            if let (Some(c), Some((bytes, to))) = (self.calls.get_mut(&id), sent) {
-                c.answering_reinvite = neg.is_some() || c.our_offer.is_some();
-                let t1 = self.cfg.timers.t1;
-                if self.cfg.transport == Transport::Udp {
-                    c.retransmit_2xx = Some((bytes, to, now + t1, t1, now + t1 * 64));
-                } else {
-                    c.retransmit_2xx = Some((bytes, to, now + t1 * 64, t1 * 64, now + t1 * 64));
-                }
-                if neg.is_some() {
-                    // The media applies now; the ACK confirms it.
-                    c.answering_reinvite = false;
+            if let Some((bytes, to)) = sent {
+                let plan = self.retransmit_2xx_plan(bytes, to, now);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    // With a new answer the media applies now and the ACK confirms it; with
+                    // our offer in the 2xx we wait for the ACK's answer.
+                    c.answering_reinvite = neg.is_none() && c.our_offer.is_some();
+                    c.retransmit_2xx = Some(plan);
                 }
             }
         }
@@ -317,4 +197,78 @@ impl UserAgent {
             now,
         );
     }
+
+    /// §14.1: after a 491 our re-INVITE goes again at its randomised time.
+    pub(super) fn reinvite_retry_timeout(&mut self, id: CallId, now: Instant) {
+        let due = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.reinvite.as_mut())
+            .filter(|r| r.retry_at.is_some_and(|t| t <= now));
+        if let Some(r) = due {
+            r.retry_at = None;
+            self.send_reinvite(id, now);
+        }
+    }
+}
+
+/// §14.2: a re-INVITE before the call is confirmed is 500 with Retry-After; glare with our own
+/// pending re-INVITE is 491; one arriving while we answer the previous is 500.
+fn reoffer_allowed(c: &Call, method: &str) -> Result<(), Refusal> {
+    if c.state != CallState::Confirmed && method == "INVITE" {
+        return Err(Refusal::new(500).with("Retry-After: 1"));
+    }
+    if c.reinvite.as_ref().is_some_and(|r| r.retry_at.is_none()) {
+        return Err(Refusal::new(491));
+    }
+    if c.answering_reinvite {
+        return Err(Refusal::new(500).with("Retry-After: 2"));
+    }
+    Ok(())
+}
+
+/// The new offer of a re-INVITE or UPDATE, if it carries one (488 when it cannot be read).
+fn read_reoffer(msg: &Message) -> Result<Option<Sdp>, Refusal> {
+    if !is_sdp(msg) {
+        return Ok(None);
+    }
+    Sdp::parse(msg.body())
+        .map(Some)
+        .map_err(|e| Refusal::new(488).with(format!("Warning: 399 switchboard \"{e}\"")))
+}
+
+/// Our SDP for a re-offer: the answer to `offer` with what it negotiates (`None` when nothing
+/// changed), or — for an offerless re-INVITE — our own offer, which the ACK answers. An answer
+/// that changes nothing keeps its version (RFC 3264 §8).
+fn answer_reoffer(c: &mut Call, offer: Option<&Sdp>) -> Result<(Sdp, Option<Negotiated>), Refusal> {
+    c.sdp_version += 1;
+    let (body, neg) = match offer {
+        Some(o) => sdp::answer(o, &c.local_media, &c.session_id, c.sdp_version)
+            .map(|(a, n)| (a, Some(n)))
+            .map_err(|e| {
+                c.sdp_version -= 1;
+                Refusal::new(488).with(format!("Warning: 304 switchboard \"{e}\""))
+            })?,
+        None => {
+            if let Some(n) = &c.negotiated {
+                c.local_media.keep_agreed_crypto(n);
+            }
+            let o = sdp::offer(&c.local_media, &c.session_id, c.sdp_version);
+            c.our_offer = Some(o.clone());
+            (o, None)
+        }
+    };
+    let body = match &c.last_local_sdp {
+        Some(last) if last.media == body.media && neg.is_some() => {
+            c.sdp_version -= 1;
+            last.clone()
+        }
+        _ => body,
+    };
+    c.last_local_sdp = Some(body.clone());
+    let unchanged = neg.is_some() && c.negotiated == neg;
+    if let Some(n) = &neg {
+        c.negotiated = Some(n.clone());
+    }
+    Ok((body, if unchanged { None } else { neg }))
 }

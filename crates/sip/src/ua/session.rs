@@ -46,48 +46,20 @@ impl UserAgent {
             route_set: Vec::new(),
             we_called: true,
         };
-        let session_id = rand::random::<u32>().to_string();
-        let offer = sdp::offer(&media, &session_id, 1);
-        let call = Call {
-            id,
-            state: CallState::Calling,
-            dialog,
-            local_media: media,
-            session_id,
-            sdp_version: 1,
-            last_local_sdp: Some(offer.clone()),
-            our_offer: Some(offer),
-            their_offer: None,
-            negotiated: None,
-            invite: Some(OutgoingInvite {
-                request_uri: target_uri,
-                branch: String::new(),
-                via: String::new(),
-                cseq: 0,
-                routes: Vec::new(),
-                destination,
-                extra_headers,
-            }),
-            incoming: None,
-            retransmit_2xx: None,
-            last_ack: None,
-            reinvite: None,
-            answering_reinvite: false,
-            refer_sub: None,
-            auth: None,
-            replaces: None,
-            timer: None,
-            se_requested: self.session_expires.unwrap_or(0),
-            retried_422: false,
-            remote_se: None,
-            peer_supports_timer: false,
-            peer_supports_100rel: false,
-            refreshing: false,
-            last_rseq: 0,
-            rseq: 0,
-            reliable_1xx: None,
-            answered_reliably: false,
-        };
+        let mut call = Call::new(id, CallState::Calling, dialog, media);
+        let offer = sdp::offer(&call.local_media, &call.session_id, 1);
+        call.last_local_sdp = Some(offer.clone());
+        call.our_offer = Some(offer);
+        call.invite = Some(OutgoingInvite {
+            request_uri: target_uri,
+            branch: String::new(),
+            via: String::new(),
+            cseq: 0,
+            routes: Vec::new(),
+            destination,
+            extra_headers,
+        });
+        call.se_requested = self.session_expires.unwrap_or(0);
         self.calls.insert(id, call);
         self.send_initial_invite(id, now);
         Ok(id)
@@ -182,108 +154,88 @@ impl UserAgent {
         key: &(String, String),
         now: Instant,
     ) {
+        let req = Req::new(msg, key);
         // 100 Trying at once, so the caller's timer A stops (§17.2.1).
-        self.reply(key, msg, 100, "Trying", None, &[], None, now);
-        if self.calls.len() >= MAX_CALLS {
-            self.reply(key, msg, 486, "Busy Here", None, &[], None, now);
-            return;
-        }
-        // A body we cannot read (RFC 4475 §3.3.6 invut) → 415 saying what we accept.
-        if !msg.body().is_empty() && !is_sdp(msg) {
-            self.reply(
-                key,
-                msg,
-                415,
-                "Unsupported Media Type",
-                None,
-                &["Accept: application/sdp"],
-                None,
-                now,
-            );
-            return;
-        }
-        // Our answer is SDP: an Accept that rules it out (RFC 4475 §3.3.15 sdp01) → 406.
-        if let Some(accept) = msg.header("Accept") {
-            let takes_sdp = split_list(accept).iter().any(|a| {
-                let t = a
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                t == "application/sdp" || t == "application/*" || t == "*/*"
-            });
-            if !takes_sdp && !accept.trim().is_empty() {
-                let w = "Warning: 399 switchboard \"we answer with application/sdp only\"";
-                self.reply(key, msg, 406, "Not Acceptable", None, &[w], None, now);
+        self.respond(req, 100, &[], now);
+        let checked = if self.calls.len() >= MAX_CALLS {
+            Err(Refusal::new(486))
+        } else {
+            self.screen_invite(msg)
+        };
+        let (offer, contact, replaces) = match checked {
+            Ok(c) => c,
+            Err(r) => {
+                self.refuse(req, r, now);
                 return;
             }
-        }
-        let offer = if is_sdp(msg) {
-            match Sdp::parse(msg.body()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    let w = format!("Warning: 399 switchboard \"{e}\"");
-                    self.reply(key, msg, 400, "Bad SDP", None, &[&w], None, now);
-                    return;
-                }
-            }
-        } else {
-            None
         };
-        // Reject at once what we could never answer.
-        if let Some(o) = &offer {
-            let probe = LocalMedia::new(std::net::Ipv4Addr::LOCALHOST.into(), 9);
-            if let Err(e) = sdp::answer(o, &probe, "0", 0) {
-                // Whether we have SRTP keys is the application's to say, when it answers.
-                if !matches!(e, sdp::SdpError::NoCommonCrypto { .. }) {
-                    let w = format!("Warning: 304 switchboard \"{e}\"");
-                    self.reply(key, msg, 488, "Not Acceptable Here", None, &[&w], None, now);
-                    return;
-                }
-            }
-        }
         let from = msg.header("From").unwrap_or("").to_owned();
         let to = msg.header("To").unwrap_or("").to_owned();
+        let id = self.next_call;
+        self.next_call += 1;
+        let (cseq, _) = msg.cseq().unwrap_or((1, String::new()));
+        let dialog = Dialog {
+            call_id: msg.call_id().unwrap_or("").to_owned(),
+            local_tag: random_token(10),
+            remote_tag: header_param(&from, "tag").map(str::to_owned),
+            local_uri: without_tag(&to),
+            remote_uri: without_tag(&from),
+            local_cseq: rand::random::<u16>() as u32,
+            remote_cseq: Some(cseq),
+            remote_target: contact,
+            route_set: msg.headers("Record-Route").flat_map(split_list).collect(),
+            we_called: false,
+        };
+        let placeholder = LocalMedia::new(std::net::Ipv4Addr::LOCALHOST.into(), 0);
+        let mut call = Call::new(id, CallState::Ringing, dialog, placeholder);
+        call.their_offer = offer;
+        call.incoming = Some((msg.clone(), source, key.0.clone()));
+        call.replaces = replaces;
+        call.remote_se = parse_session_expires(msg);
+        call.peer_supports_timer =
+            lists_option(msg, "Supported", "timer") || lists_option(msg, "Require", "timer");
+        call.peer_supports_100rel =
+            lists_option(msg, "Supported", "100rel") || lists_option(msg, "Require", "100rel");
+        call.rseq = rand::rng().random_range(1..=0x7fff_ffff);
+        self.calls.insert(id, call);
+        self.events.push_back(UaEvent::IncomingCall {
+            call: id,
+            from,
+            to,
+            replaces,
+        });
+    }
+
+    /// What a new INVITE must pass before it rings (§8.2, RFC 4475's cases, RFC 4028 §8.1,
+    /// RFC 3891 §3): its offer, the Contact that becomes our Request-URI, and the call it
+    /// replaces.
+    #[allow(clippy::type_complexity)]
+    fn screen_invite(
+        &self,
+        msg: &Message,
+    ) -> Result<(Option<Sdp>, String, Option<CallId>), Refusal> {
+        let offer = read_offer(msg)?;
+        let from = msg.header("From").unwrap_or("");
         // RFC 2543 peers send neither a From tag nor, at times, a Contact (RFC 4475 §3.4.1):
         // the dialog then has no remote tag and its remote target is the From URI.
         let legacy = !msg
             .top_via_branch()
             .is_some_and(|b| b.starts_with("z9hG4bK"));
-        let remote_tag = header_param(&from, "tag").map(str::to_owned);
-        if remote_tag.is_none() && !legacy {
-            self.reply(key, msg, 400, "Missing From tag", None, &[], None, now);
-            return;
+        if header_param(from, "tag").is_none() && !legacy {
+            return Err(Refusal::because(400, "Missing From tag"));
         }
         let contact = match msg.header("Contact") {
             Some(c) => value_uri(c).to_owned(),
-            None if legacy => value_uri(&from).to_owned(),
-            None => {
-                self.reply(key, msg, 400, "Missing Contact", None, &[], None, now);
-                return;
-            }
+            None if legacy => value_uri(from).to_owned(),
+            None => return Err(Refusal::because(400, "Missing Contact")),
         };
         // The Contact becomes the Request-URI of everything we send in this dialog.
         if !usable_target(&contact) {
-            self.reply(key, msg, 400, "Bad Contact", None, &[], None, now);
-            return;
+            return Err(Refusal::because(400, "Bad Contact"));
         }
         // RFC 4028 §8.1: too short a session interval → 422 with our Min-SE.
-        if let Some((se, _)) = parse_session_expires(msg) {
-            if se < self.min_se {
-                let h = format!("Min-SE: {}", self.min_se);
-                self.reply(
-                    key,
-                    msg,
-                    422,
-                    "Session Interval Too Small",
-                    None,
-                    &[&h],
-                    None,
-                    now,
-                );
-                return;
-            }
+        if parse_session_expires(msg).is_some_and(|(se, _)| se < self.min_se) {
+            return Err(Refusal::new(422).with(format!("Min-SE: {}", self.min_se)));
         }
         let replaces = match msg.header("Replaces").and_then(parse_replaces) {
             Some((cid, to_tag, from_tag)) => {
@@ -294,79 +246,12 @@ impl UserAgent {
                 });
                 match found {
                     Some(c) if c.state != CallState::Terminated => Some(c.id),
-                    _ => {
-                        self.reply(
-                            key,
-                            msg,
-                            481,
-                            "Call/Transaction Does Not Exist",
-                            None,
-                            &[],
-                            None,
-                            now,
-                        );
-                        return;
-                    }
+                    _ => return Err(Refusal::new(481)),
                 }
             }
             None => None,
         };
-        let id = self.next_call;
-        self.next_call += 1;
-        let (cseq, _) = msg.cseq().unwrap_or((1, String::new()));
-        let dialog = Dialog {
-            call_id: msg.call_id().unwrap_or("").to_owned(),
-            local_tag: random_token(10),
-            remote_tag,
-            local_uri: without_tag(&to),
-            remote_uri: without_tag(&from),
-            local_cseq: rand::random::<u16>() as u32,
-            remote_cseq: Some(cseq),
-            remote_target: contact,
-            route_set: msg.headers("Record-Route").flat_map(split_list).collect(),
-            we_called: false,
-        };
-        let call = Call {
-            id,
-            state: CallState::Ringing,
-            dialog,
-            local_media: LocalMedia::new(std::net::Ipv4Addr::LOCALHOST.into(), 0),
-            session_id: rand::random::<u32>().to_string(),
-            sdp_version: 1,
-            last_local_sdp: None,
-            our_offer: None,
-            their_offer: offer,
-            negotiated: None,
-            invite: None,
-            incoming: Some((msg.clone(), source, key.0.clone())),
-            retransmit_2xx: None,
-            last_ack: None,
-            reinvite: None,
-            answering_reinvite: false,
-            refer_sub: None,
-            auth: None,
-            replaces,
-            timer: None,
-            se_requested: 0,
-            retried_422: false,
-            remote_se: parse_session_expires(msg),
-            peer_supports_timer: lists_option(msg, "Supported", "timer")
-                || lists_option(msg, "Require", "timer"),
-            peer_supports_100rel: lists_option(msg, "Supported", "100rel")
-                || lists_option(msg, "Require", "100rel"),
-            refreshing: false,
-            last_rseq: 0,
-            rseq: rand::rng().random_range(1..=0x7fff_ffff),
-            reliable_1xx: None,
-            answered_reliably: false,
-        };
-        self.calls.insert(id, call);
-        self.events.push_back(UaEvent::IncomingCall {
-            call: id,
-            from,
-            to,
-            replaces,
-        });
+        Ok((offer, contact, replaces))
     }
 
     pub(super) fn handle_cancel(&mut self, msg: &Message, key: &(String, String), now: Instant) {
@@ -472,201 +357,150 @@ impl UserAgent {
         msg: &Message,
         now: Instant,
     ) {
-        let to = msg.header("To").unwrap_or("").to_owned();
-        let remote_tag = header_param(&to, "tag").map(str::to_owned);
-        match status {
-            100 => {}
-            101..=199 => {
-                let mut early = None;
-                let mut prack = None;
-                if let Some(c) = self.calls.get_mut(&id) {
-                    if c.dialog.remote_tag.is_none() {
-                        c.dialog.remote_tag = remote_tag;
-                    }
-                    // RFC 3262: a reliable provisional response is PRACKed once per RSeq,
-                    // inside the early dialog it creates.
-                    let rseq = msg
-                        .header("RSeq")
-                        .and_then(|v| v.trim().parse::<u32>().ok());
-                    if let (true, Some(rseq)) = (lists_option(msg, "Require", "100rel"), rseq) {
-                        if rseq > c.last_rseq {
-                            c.last_rseq = rseq;
-                            if let Some(t) = contact_target(msg) {
-                                c.dialog.remote_target = t;
-                            }
-                            let mut rr: Vec<String> =
-                                msg.headers("Record-Route").flat_map(split_list).collect();
-                            rr.reverse();
-                            c.dialog.route_set = rr;
-                            let cseq = c.invite.as_ref().map(|i| i.cseq).unwrap_or(1);
-                            prack = Some(format!("{rseq} {cseq} INVITE"));
-                        } else {
-                            // A retransmission we already PRACKed: nothing new in it.
-                            return;
-                        }
-                    }
-                    if is_sdp(msg) {
-                        if let (Some(offer), Ok(ans)) = (&c.our_offer, Sdp::parse(msg.body())) {
-                            if let Ok(n) = sdp::accept_answer(offer, &ans) {
-                                c.negotiated = Some(n.clone());
-                                early = Some(n);
-                            }
-                        }
-                    }
-                }
-                if let Some(rack) = prack {
-                    let _ = self.send_in_dialog(id, "PRACK", vec![("RAck", rack)], None, now);
-                }
-                self.events.push_back(UaEvent::Progress {
-                    call: id,
-                    status,
-                    reason: msg.reason().unwrap_or("").to_owned(),
-                    early_media: early,
-                });
+        let retried = match status {
+            100 => return,
+            101..=199 => return self.on_invite_provisional(id, status, msg, now),
+            200..=299 => return self.on_invite_2xx(id, msg, now),
+            422 => self.retry_with_longer_interval(id, msg),
+            401 | 407 => self.retry_with_credentials(id, status, msg),
+            _ => false,
+        };
+        if retried {
+            self.send_initial_invite(id, now);
+            return;
+        }
+        let state = self.calls.get(&id).map(|c| c.state);
+        let reason = if status == 487 && state == Some(CallState::Cancelling) {
+            EndReason::Local
+        } else {
+            EndReason::Rejected {
+                status,
+                reason: msg.reason().unwrap_or("").to_owned(),
             }
-            200..=299 => {
-                let cancelling =
-                    self.calls.get(&id).map(|c| c.state) == Some(CallState::Cancelling);
-                let mut media_result = None;
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.dialog.remote_tag = remote_tag;
-                    if let Some(t) = contact_target(msg) {
-                        c.dialog.remote_target = t;
-                    }
-                    // UAC: the route set is the Record-Route list reversed (§12.1.2).
-                    let mut rr: Vec<String> =
-                        msg.headers("Record-Route").flat_map(split_list).collect();
-                    rr.reverse();
-                    c.dialog.route_set = rr;
-                    c.dialog.remote_cseq = None;
-                    media_result = Some(match (&c.our_offer, is_sdp(msg)) {
-                        (Some(offer), true) => Sdp::parse(msg.body())
-                            .map_err(|e| e.to_string())
-                            .and_then(|a| sdp::accept_answer(offer, &a).map_err(|e| e.to_string())),
-                        (Some(_), false) => match &c.negotiated {
-                            // The answer came in a reliable 18x earlier.
-                            Some(n) => Ok(n.clone()),
-                            None => Err("the 2xx carries no SDP answer".to_owned()),
-                        },
-                        (None, _) => Err("no offer".to_owned()),
-                    });
-                    c.our_offer = None;
+        };
+        self.end_call(id, reason);
+    }
+
+    /// A 1xx to our INVITE: the early dialog's tag, a reliable one PRACKed (RFC 3262), early
+    /// media from an answer in it.
+    fn on_invite_provisional(&mut self, id: CallId, status: u16, msg: &Message, now: Instant) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.dialog.remote_tag.is_none() {
+            c.dialog.remote_tag = msg
+                .header("To")
+                .and_then(|t| header_param(t, "tag"))
+                .map(str::to_owned);
+        }
+        let prack = match reliable_provisional(c, msg) {
+            Reliable1xx::Repeat => return,
+            Reliable1xx::New(rack) => Some(rack),
+            Reliable1xx::No => None,
+        };
+        let mut early = None;
+        if is_sdp(msg) {
+            if let (Some(offer), Ok(ans)) = (&c.our_offer, Sdp::parse(msg.body())) {
+                if let Ok(n) = sdp::accept_answer(offer, &ans) {
+                    c.negotiated = Some(n.clone());
+                    early = Some(n);
                 }
-                let cseq = self
-                    .calls
-                    .get(&id)
-                    .and_then(|c| c.invite.as_ref().map(|i| i.cseq))
-                    .unwrap_or(1);
-                self.send_ack(id, cseq, now);
-                match media_result {
-                    _ if cancelling => {
-                        // The answer crossed our CANCEL: take the call and end it (§9.1).
-                        self.send_bye(id, now);
-                        self.end_call(id, EndReason::Local);
-                    }
-                    Some(Ok(n)) => {
-                        if let Some(c) = self.calls.get_mut(&id) {
-                            c.state = CallState::Confirmed;
-                            c.negotiated = Some(n.clone());
-                            // RFC 4028 §7.2: the 2xx says who refreshes; we are the UAC.
-                            if let Some((se, refresher)) = parse_session_expires(msg) {
-                                let we = refresher.as_deref() != Some("uas");
-                                c.timer = Some(SessionTimer::new(se, we, now));
-                            }
-                        }
-                        self.events
-                            .push_back(UaEvent::Established { call: id, media: n });
-                    }
-                    Some(Err(why)) => {
-                        self.send_bye(id, now);
-                        self.end_call(id, EndReason::MediaFailed(why));
-                    }
-                    None => {}
-                }
-            }
-            422 => {
-                // RFC 4028 §7.4: ask again with at least the Min-SE the peer wants.
-                let min = msg
-                    .header("Min-SE")
-                    .and_then(|v| v.split(';').next()?.trim().parse::<u32>().ok());
-                let retry = match (self.calls.get_mut(&id), min) {
-                    (Some(c), Some(m)) if !c.retried_422 && c.state == CallState::Calling => {
-                        c.retried_422 = true;
-                        c.se_requested = c.se_requested.max(m);
-                        true
-                    }
-                    _ => false,
-                };
-                if retry {
-                    self.send_initial_invite(id, now);
-                } else {
-                    self.end_call(
-                        id,
-                        EndReason::Rejected {
-                            status,
-                            reason: msg.reason().unwrap_or("").to_owned(),
-                        },
-                    );
-                }
-            }
-            401 | 407 => {
-                let header = if status == 401 {
-                    "WWW-Authenticate"
-                } else {
-                    "Proxy-Authenticate"
-                };
-                let challenge = msg.headers(header).find_map(|h| Challenge::parse(h).ok());
-                let foreign = challenge
-                    .as_ref()
-                    .filter(|ch| !self.realm_is_trusted(&ch.realm));
-                if let Some(ch) = foreign {
-                    tracing::warn!(
-                        realm = %ch.realm,
-                        "a challenge for a realm that is not our account's was not answered"
-                    );
-                }
-                let can_retry = self.cfg.credentials.is_some()
-                    && foreign.is_none()
-                    && self
-                        .calls
-                        .get(&id)
-                        .is_some_and(|c| c.state == CallState::Calling)
-                    && match (
-                        &challenge,
-                        self.calls.get(&id).and_then(|c| c.auth.as_ref()),
-                    ) {
-                        (Some(_), None) => true,
-                        (Some(ch), Some(_)) => ch.stale,
-                        _ => false,
-                    };
-                if can_retry {
-                    if let (Some(c), Some(ch)) = (self.calls.get_mut(&id), challenge) {
-                        c.auth = Some((ch, 0, status == 407));
-                    }
-                    self.send_initial_invite(id, now);
-                } else {
-                    self.end_call(
-                        id,
-                        EndReason::Rejected {
-                            status,
-                            reason: msg.reason().unwrap_or("").to_owned(),
-                        },
-                    );
-                }
-            }
-            _ => {
-                let state = self.calls.get(&id).map(|c| c.state);
-                let reason = if status == 487 && state == Some(CallState::Cancelling) {
-                    EndReason::Local
-                } else {
-                    EndReason::Rejected {
-                        status,
-                        reason: msg.reason().unwrap_or("").to_owned(),
-                    }
-                };
-                self.end_call(id, reason);
             }
         }
+        if let Some(rack) = prack {
+            let _ = self.send_in_dialog(id, "PRACK", vec![("RAck", rack)], None, now);
+        }
+        self.events.push_back(UaEvent::Progress {
+            call: id,
+            status,
+            reason: msg.reason().unwrap_or("").to_owned(),
+            early_media: early,
+        });
+    }
+
+    /// A 2xx to our INVITE: the dialog is set up (§12.1.2), ACKed, and established — or,
+    /// when it crossed our CANCEL or its answer does not fit our offer, ended with BYE.
+    fn on_invite_2xx(&mut self, id: CallId, msg: &Message, now: Instant) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let cancelling = c.state == CallState::Cancelling;
+        c.dialog.remote_tag = msg
+            .header("To")
+            .and_then(|t| header_param(t, "tag"))
+            .map(str::to_owned);
+        if let Some(t) = contact_target(msg) {
+            c.dialog.remote_target = t;
+        }
+        c.dialog.route_set = uac_route_set(msg);
+        c.dialog.remote_cseq = None;
+        let media = match (&c.our_offer, is_sdp(msg)) {
+            (Some(offer), true) => Sdp::parse(msg.body())
+                .map_err(|e| e.to_string())
+                .and_then(|a| sdp::accept_answer(offer, &a).map_err(|e| e.to_string())),
+            // The answer came in a reliable 18x earlier.
+            (Some(_), false) => c
+                .negotiated
+                .clone()
+                .ok_or_else(|| "the 2xx carries no SDP answer".to_owned()),
+            (None, _) => Err("no offer".to_owned()),
+        };
+        c.our_offer = None;
+        let cseq = c.invite.as_ref().map(|i| i.cseq).unwrap_or(1);
+        self.send_ack(id, cseq, now);
+        match media {
+            _ if cancelling => {
+                // The answer crossed our CANCEL: take the call and end it (§9.1).
+                self.send_bye(id, now);
+                self.end_call(id, EndReason::Local);
+            }
+            Ok(n) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Confirmed;
+                    c.negotiated = Some(n.clone());
+                    c.timer = uac_session_timer(msg, now);
+                }
+                self.events
+                    .push_back(UaEvent::Established { call: id, media: n });
+            }
+            Err(why) => {
+                self.send_bye(id, now);
+                self.end_call(id, EndReason::MediaFailed(why));
+            }
+        }
+    }
+
+    /// 401/407 to our INVITE: answer the challenge once (again only when the nonce went
+    /// stale), and only for a realm of our account — never a callee's own.
+    fn retry_with_credentials(&mut self, id: CallId, status: u16, msg: &Message) -> bool {
+        let header = if status == 401 {
+            "WWW-Authenticate"
+        } else {
+            "Proxy-Authenticate"
+        };
+        let Some(challenge) = msg.headers(header).find_map(|h| Challenge::parse(h).ok()) else {
+            return false;
+        };
+        if !self.realm_is_trusted(&challenge.realm) {
+            tracing::warn!(
+                realm = %challenge.realm,
+                "a challenge for a realm that is not our account's was not answered"
+            );
+            return false;
+        }
+        let has_credentials = self.cfg.credentials.is_some();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let again = match &c.auth {
+            None => true,
+            Some(_) => challenge.stale,
+        };
+        if !(has_credentials && again && c.state == CallState::Calling) {
+            return false;
+        }
+        c.auth = Some((challenge, 0, status == 407));
+        true
     }
 
     pub(super) fn send_initial_invite(&mut self, id: CallId, now: Instant) {
@@ -849,25 +683,10 @@ impl UserAgent {
         }
         // RFC 4028 §9: the 2xx states the interval and who refreshes.
         let mut timer = None;
-        if (200..300).contains(&status) {
-            if let Some(c) = self.calls.get(&id) {
-                let interval = match (c.remote_se.as_ref(), self.session_expires) {
-                    (Some((n, _)), _) => Some(*n),
-                    (None, Some(ours)) if c.peer_supports_timer => Some(ours),
-                    _ => None,
-                };
-                if let Some(n) = interval {
-                    let refresher = match c.remote_se.as_ref().and_then(|(_, r)| r.clone()) {
-                        Some(r) if r == "uac" || r == "uas" => r,
-                        _ if c.peer_supports_timer => "uac".to_owned(),
-                        _ => "uas".to_owned(),
-                    };
-                    headers.push(format!("Session-Expires: {n};refresher={refresher}"));
-                    if c.peer_supports_timer {
-                        headers.push("Require: timer".to_owned());
-                    }
-                    timer = Some(SessionTimer::new(n, refresher == "uas", now));
-                }
+        if let (200..=299, Some(c)) = (status, self.calls.get(&id)) {
+            if let Some((t, lines)) = uas_session_timer(c, self.session_expires, now) {
+                timer = Some(t);
+                headers.extend(lines);
             }
         }
         let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -881,18 +700,13 @@ impl UserAgent {
             body.map(|b| ("application/sdp", b)),
             now,
         );
-        if (200..300).contains(&status) {
-            if let (Some(c), Some((bytes, to))) = (self.calls.get_mut(&id), sent.clone()) {
+        if let (200..=299, Some((bytes, to))) = (status, sent.clone()) {
+            let plan = self.retransmit_2xx_plan(bytes, to, now);
+            if let Some(c) = self.calls.get_mut(&id) {
                 c.state = CallState::Answered;
                 c.timer = timer;
                 c.reliable_1xx = None;
-                let t1 = self.cfg.timers.t1;
-                let first = if self.cfg.transport == Transport::Udp {
-                    t1
-                } else {
-                    t1 * 64
-                };
-                c.retransmit_2xx = Some((bytes, to, now + first, first, now + t1 * 64));
+                c.retransmit_2xx = Some(plan);
             }
         }
         sent
@@ -909,6 +723,38 @@ impl UserAgent {
             }
             self.events.push_back(UaEvent::Ended { call: id, reason });
         }
+    }
+
+    /// §13.3.1.4: our 2xx goes again (T1 doubling up to T2) until its ACK; without one in
+    /// 64*T1 the dialog ends with BYE.
+    pub(super) fn retransmit_2xx_timeout(&mut self, id: CallId, now: Instant) {
+        let t2 = self.cfg.timers.t2;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((bytes, to, next, interval, until)) = c.retransmit_2xx.as_mut() else {
+            return;
+        };
+        if *until > now {
+            if *next <= now {
+                self.transmits.push_back(Transmit {
+                    to: Destination::Addr(*to),
+                    data: bytes.clone(),
+                });
+                *interval = (*interval * 2).min(t2);
+                *next = now + *interval;
+            }
+            return;
+        }
+        c.retransmit_2xx = None;
+        c.answering_reinvite = false;
+        c.state = CallState::Confirmed;
+        tracing::warn!(
+            call = id,
+            "no ACK for our 2xx within 64*T1; ending the call"
+        );
+        self.send_bye(id, now);
+        self.end_call(id, EndReason::Timeout);
     }
 }
 
@@ -942,4 +788,49 @@ pub(super) fn without_tag(v: &str) -> String {
         }
     }
     out
+}
+
+/// The offer of a new INVITE, if any: a body we cannot read is 415 (RFC 4475 §3.3.6 invut),
+/// an Accept that rules SDP out 406 (§3.3.15 sdp01), SDP we cannot parse 400, an offer we
+/// could never answer 488 (whether we have SRTP keys is the application's to say, when it
+/// answers).
+fn read_offer(msg: &Message) -> Result<Option<Sdp>, Refusal> {
+    if !msg.body().is_empty() && !is_sdp(msg) {
+        return Err(Refusal::new(415).with("Accept: application/sdp"));
+    }
+    if let Some(accept) = msg.header("Accept") {
+        let takes_sdp = split_list(accept).iter().any(|a| {
+            let t = a
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            t == "application/sdp" || t == "application/*" || t == "*/*"
+        });
+        if !takes_sdp && !accept.trim().is_empty() {
+            return Err(Refusal::new(406)
+                .with("Warning: 399 switchboard \"we answer with application/sdp only\""));
+        }
+    }
+    if !is_sdp(msg) {
+        return Ok(None);
+    }
+    let offer = Sdp::parse(msg.body()).map_err(|e| {
+        Refusal::because(400, "Bad SDP").with(format!("Warning: 399 switchboard \"{e}\""))
+    })?;
+    let probe = LocalMedia::new(std::net::Ipv4Addr::LOCALHOST.into(), 9);
+    match sdp::answer(&offer, &probe, "0", 0) {
+        Err(e) if !matches!(e, sdp::SdpError::NoCommonCrypto { .. }) => {
+            Err(Refusal::new(488).with(format!("Warning: 304 switchboard \"{e}\"")))
+        }
+        _ => Ok(Some(offer)),
+    }
+}
+
+/// UAC: the route set is the Record-Route list reversed (§12.1.2).
+pub(super) fn uac_route_set(msg: &Message) -> Vec<String> {
+    let mut rr: Vec<String> = msg.headers("Record-Route").flat_map(split_list).collect();
+    rr.reverse();
+    rr
 }
