@@ -264,6 +264,9 @@ pub struct MediaSession {
     prior: (u64, u64),
     octets_sent: u64,
     srtp: Option<crate::srtp::Srtp>,
+    /// The wall clock RTCP's NTP timestamps need, as the owner told it: the time since the
+    /// Unix epoch at an `Instant`. The session never reads the system clock itself.
+    wall_anchor: Option<(Instant, std::time::Duration)>,
 }
 
 impl MediaSession {
@@ -304,6 +307,7 @@ impl MediaSession {
             last_sr: None,
             prior: (0, 0),
             octets_sent: 0,
+            wall_anchor: None,
             srtp: None,
         }
     }
@@ -397,6 +401,41 @@ impl MediaSession {
         }
     }
 
+    /// Tells the session the wall-clock time (since the Unix epoch) at `at`, from which it
+    /// places the arrival of RTCP reports for LSR/DLSR and the round-trip time (RFC 3550
+    /// §6.4). The owner reads the system clock once, at the edge; later instants are placed
+    /// from this anchor with the monotonic clock, so a wall-clock step does not skew the RTT.
+    /// Without it, reports received are counted and read but give no round-trip time.
+    pub fn set_wall_clock(&mut self, at: Instant, since_epoch: std::time::Duration) {
+        self.wall_anchor = Some((at, since_epoch));
+    }
+
+    /// The wall-clock time at `now`, placed from the anchor of [`Self::set_wall_clock`]; the
+    /// time to give [`Self::rtcp_report`], so that our SRs and the arrivals share one clock.
+    pub fn wall_clock_at(&self, now: Instant) -> Option<std::time::Duration> {
+        let (at, wall) = self.wall_anchor?;
+        Some(match now.checked_duration_since(at) {
+            Some(after) => wall + after,
+            None => wall.saturating_sub(at.saturating_duration_since(now)),
+        })
+    }
+
+    /// An RTCP compound packet that arrived at `now`.
+    fn receive_rtcp_at(&mut self, packet: &[u8], now: Instant) -> Result<(), Dropped> {
+        match self.wall_clock_at(now) {
+            Some(wall) => self.receive_rtcp(packet, wall),
+            None => {
+                // No wall clock: read the reports (loss, jitter) but keep no SR time and
+                // compute no RTT, which would mix two clocks.
+                let rtt = self.stats.rtt_ms;
+                let r = self.receive_rtcp(packet, std::time::Duration::ZERO);
+                self.last_sr = None;
+                self.stats.rtt_ms = rtt;
+                r
+            }
+        }
+    }
+
     fn receive_rtcp(&mut self, packet: &[u8], now: std::time::Duration) -> Result<(), Dropped> {
         let reports = crate::rtcp::parse(packet).map_err(|e| {
             self.stats.malformed += 1;
@@ -439,7 +478,12 @@ impl MediaSession {
 
     /// A packet on the RTCP port (no rtcp-mux: RFC 3550's RTP port + 1), from the peer's
     /// host only; SRTCP is checked as on the RTP port.
-    pub fn receive_rtcp_port(&mut self, packet: &[u8], from: SocketAddr) -> Result<(), Dropped> {
+    pub fn receive_rtcp_port(
+        &mut self,
+        packet: &[u8],
+        from: SocketAddr,
+        now: Instant,
+    ) -> Result<(), Dropped> {
         if self.remote.is_some_and(|r| r.ip() != from.ip()) {
             self.stats.wrong_source += 1;
             return Err(Dropped::WrongSource(from));
@@ -450,10 +494,7 @@ impl MediaSession {
         }
         let clear = self.unprotect(packet)?;
         let packet = clear.as_deref().unwrap_or(packet);
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.receive_rtcp(packet, since_epoch)
+        self.receive_rtcp_at(packet, now)
     }
 
     /// The RFC 4733 telephone-event payload type agreed in SDP (DTMF in the media path).
@@ -608,10 +649,7 @@ impl MediaSession {
                 self.stats.wrong_source += 1;
                 return Err(Dropped::WrongSource(from));
             }
-            let since_epoch = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            return self.receive_rtcp(packet, since_epoch).map(|()| None);
+            return self.receive_rtcp_at(packet, now).map(|()| None);
         }
         let (h, payload) = match rtp::parse(packet) {
             Ok(x) => x,
@@ -1145,6 +1183,25 @@ mod tests {
         // On the RTP port (mux): recognised, counted, never mistaken for audio.
         assert_eq!(b.receive(&sr, addr(1), t0), Ok(None));
         assert_eq!(b.stats().rtcp_received, 2);
+        // The public path places arrivals with the monotonic clock from the owner's anchor
+        // (#13 item 25: no system clock inside the session): the same exchange, a 20 ms round trip.
+        a.set_wall_clock(t0, epoch);
+        b.set_wall_clock(t0, epoch);
+        let sr = a.rtcp_report(epoch + Duration::from_secs(5));
+        let arrives = t0 + Duration::from_millis(5_010);
+        assert_eq!(b.receive(&sr, addr(1), arrives), Ok(None));
+        let rr = b.rtcp_report(epoch + Duration::from_millis(5_030));
+        a.receive_rtcp_port(&rr, addr(1), t0 + Duration::from_millis(5_040))
+            .unwrap();
+        let rtt = a.stats().rtt_ms.unwrap();
+        assert!((rtt - 20.0).abs() < 1.0, "{rtt}");
+        // Without an anchor, a report is read but gives no round-trip time.
+        let mut c = MediaSession::new(Codec::Pcmu, 0, Some(addr(2)), t0);
+        let _ = c.packetise(&[0; 160]);
+        let rr = b.rtcp_report(epoch + Duration::from_secs(6));
+        assert_eq!(c.receive(&rr, addr(2), t0), Ok(None));
+        assert_eq!(c.stats().rtcp_received, 1);
+        assert_eq!(c.stats().rtt_ms, None);
         assert!(b
             .receive(&[0x80, 201, 0, 9, 0, 0, 0, 0], addr(1), t0)
             .is_err());

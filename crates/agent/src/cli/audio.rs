@@ -125,7 +125,10 @@ impl CallAudio {
                 m.codec.clock_rate
             )
         })?;
-        let mut session = MediaSession::new(codec, m.codec.payload_type, m.remote, Instant::now());
+        let created = Instant::now();
+        let mut session = MediaSession::new(codec, m.codec.payload_type, m.remote, created);
+        // The one read of the system clock for this stream's RTCP (the edge, #13 item 25).
+        session.set_wall_clock(created, unix_time());
         session.set_telephone_event(m.telephone_event);
         session.configure_opus(m.codec.fmtp.as_deref(), self.dtx);
         let keys = match srtp_for(m)? {
@@ -289,9 +292,7 @@ impl CallAudio {
     /// RTCP reports due now (every 5 s), and whether each goes on the RTP port (rtcp-mux)
     /// or to the peer's RTCP port (its RTP port + 1, RFC 3550 §11) from ours.
     fn reports(&mut self) -> Vec<(SocketAddr, Vec<u8>, bool)> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let at = Instant::now();
         self.calls
             .values_mut()
             .filter_map(|c| {
@@ -301,6 +302,9 @@ impl CallAudio {
                 } else {
                     SocketAddr::new(remote.ip(), remote.port().checked_add(1)?)
                 };
+                // Our SR's time from the same anchor as the arrivals, so the RTT never mixes
+                // the monotonic clock with a stepped wall clock.
+                let now = c.session.wall_clock_at(at).unwrap_or_else(unix_time);
                 Some((to, c.session.rtcp_report(now), c.rtcp_mux))
             })
             .filter(|(_, p, _)| !p.is_empty())
@@ -323,7 +327,7 @@ impl CallAudio {
             .map(|(k, _)| *k)
             .or(only);
         if let Some(c) = key.and_then(|k| self.calls.get_mut(&k)) {
-            if let Err(e) = c.session.receive_rtcp_port(data, from) {
+            if let Err(e) = c.session.receive_rtcp_port(data, from, Instant::now()) {
                 tracing::debug!(error = %e, %from, "RTCP packet dropped");
             }
         }
@@ -818,6 +822,13 @@ pub fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
         "--rtp-ports {s}: need 1024 ≤ LOW < HIGH"
     );
     Ok((a, b))
+}
+
+/// The system clock as time since the Unix epoch: read here, at the edge, for RTCP.
+fn unix_time() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
