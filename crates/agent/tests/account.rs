@@ -794,8 +794,20 @@ fn agent_states_set_teams_presence_and_keep_it_alive() {
         // its 5-minute expiry).
         for _ in 0..2 {
             sim.clock().advance(Duration::from_secs(4 * 60));
+            let advanced = sim.clock().now();
             sim.tick();
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            // The engine renews on its own (every 500 ms here): wait for a renewal made after
+            // the jump, on the tenant's clock (#13 item 28: no "should have renewed by now").
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while sim
+                    .app_session_refreshed_at(USER)
+                    .is_none_or(|at| at < advanced)
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the presence session was never renewed after the clock moved");
         }
         assert_eq!(sim.presence(USER), shows("Available", "Available"));
 

@@ -49,26 +49,26 @@ fn sipp_calls_the_agent() {
 
 #[test]
 fn the_agent_calls_sipp() {
-    let port = free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut sipp = Command::new("sipp")
-        .args([
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-        ])
-        .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp is not installed — run tests/peers/install.sh");
-    wait_udp_bound(port, Duration::from_secs(10));
+    let (mut sipp, port) = spawn_on_udp_port(free_udp_port, |port| {
+        Command::new("sipp")
+            .args([
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+            ])
+            .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is not installed — run tests/peers/install.sh")
+    });
     let (out, ev) = run_agent(
         &[
             "call",
@@ -154,25 +154,24 @@ fn count(counts: &[(String, u64)], suffix: &str, nth: usize) -> u64 {
 
 /// Starts a SIPp server scenario on a free port; returns the child and the port.
 fn sipp_server(scenario_file: &str, dir: &std::path::Path) -> (std::process::Child, u16) {
-    let port = free_udp_port();
-    let child = Command::new("sipp")
-        .args(["-sf", &scenario(scenario_file)])
-        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
-        .args([
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-trace_err",
-        ])
-        .arg("-trace_counts")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipp is not installed — run tests/peers/install.sh");
-    wait_udp_bound(port, Duration::from_secs(10));
-    (child, port)
+    spawn_on_udp_port(free_udp_port, |port| {
+        Command::new("sipp")
+            .args(["-sf", &scenario(scenario_file)])
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
+            .args([
+                "-nostdin",
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-trace_err",
+            ])
+            .arg("-trace_counts")
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sipp is not installed — run tests/peers/install.sh")
+    })
 }
 
 #[test]

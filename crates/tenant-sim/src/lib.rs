@@ -49,7 +49,7 @@ pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -394,6 +394,15 @@ impl TenantSim {
         let uid = self.user_id(id_or_upn)?;
         let view = lock(&self.shared.presence).view(&uid, self.shared.clock.now());
         Some((view.pair.availability, view.pair.activity))
+    }
+
+    /// When an application last set or refreshed a presence session of the user (its
+    /// `setPresence`), on the tenant's clock: tests wait for a renewal with it instead of
+    /// sleeping.
+    pub fn app_session_refreshed_at(&self, id_or_upn: &str) -> Option<Instant> {
+        let uid = self.user_id(id_or_upn)?;
+        let now = self.shared.clock.now();
+        lock(&self.shared.presence).app_session_refreshed_at(&uid, now)
     }
 
     /// Revokes a user's sign-in sessions (Graph's `revokeSignInSessions`, or an admin

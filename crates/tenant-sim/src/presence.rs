@@ -432,6 +432,18 @@ impl PresenceBook {
         }
     }
 
+    /// When an application last set or refreshed one of `id`'s presence sessions
+    /// (`setPresence`), on the tenant's clock; `None` without a live one.
+    pub fn app_session_refreshed_at(&self, id: &str, now: Instant) -> Option<Instant> {
+        self.users
+            .get(id)?
+            .apps
+            .values()
+            .filter(|s| s.expires_at > now)
+            .map(|s| s.set_at)
+            .max()
+    }
+
     /// Re-evaluates time-dependent state (expiry, fading) for every user.
     pub fn tick(&mut self, now: Instant) -> Vec<PresenceChange> {
         let ids: Vec<String> = self

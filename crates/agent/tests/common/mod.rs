@@ -18,17 +18,59 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Waits until something holds UDP `port` on 127.0.0.1 (a peer that was given the port has
-/// bound it), instead of sleeping a fixed time; panics after `within`.
-pub fn wait_udp_bound(port: u16, within: Duration) {
-    let start = Instant::now();
-    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-        assert!(
-            start.elapsed() < within,
-            "nothing bound UDP port {port} within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+/// Whether process `pid` itself holds UDP `port` on 127.0.0.1: the socket's inode in
+/// /proc/net/udp is one of the process's open files. Tells our peer's socket from another
+/// process's that took the port first.
+pub fn holds_udp_port(pid: u32, port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let wanted = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&wanted.as_str())).then(|| f.get(9).map(|s| s.to_string()))?
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|t| {
+            let t = t.to_string_lossy();
+            inodes.iter().any(|i| t == format!("socket:[{i}]"))
+        })
+    })
+}
+
+/// Starts a peer that binds the UDP port it is given (SIPp, Kamailio): picks a free port,
+/// waits until the peer itself holds it (#13 item 28: not until "something" does, not a
+/// fixed sleep), and when another process took the port first — the peer then exits —
+/// tries again on another one. `port` picks the port (`free_udp_port` or
+/// `free_udp_tcp_port`); `spawn` starts the peer on it.
+pub fn spawn_on_udp_port(
+    port: impl Fn() -> u16,
+    mut spawn: impl FnMut(u16) -> Child,
+) -> (Child, u16) {
+    for _ in 0..5 {
+        let p = port();
+        let mut child = spawn(p);
+        let start = Instant::now();
+        loop {
+            if holds_udp_port(child.id(), p) {
+                return (child, p);
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break; // It could not bind: taken in between. Another port.
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "the peer never bound UDP port {p}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+    panic!("five ports in a row were taken before the peer could bind them");
 }
 
 pub fn free_tcp_port() -> u16 {
@@ -215,26 +257,27 @@ pub fn start_kamailio(config: &str) -> Kamailio {
         .join("../../tests/peers/kamailio")
         .join(config);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_udp_tcp_port();
-    let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
-    let child = Command::new(kamailio_binary())
-        .args(["-DD", "-E", "-f"])
-        .arg(&cfg)
-        .arg("-l")
-        .arg(format!("udp:127.0.0.1:{port}"))
-        .args(if config == "proxy.cfg" {
-            vec!["-l".to_owned(), format!("tcp:127.0.0.1:{port}")]
-        } else {
-            vec![]
-        })
-        .arg("-P")
-        .arg(dir.path().join("kamailio.pid"))
-        .arg("-Y")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start kamailio");
+    let (child, port) = spawn_on_udp_port(free_udp_tcp_port, |port| {
+        let log = std::fs::File::create(dir.path().join("kamailio.log")).unwrap();
+        Command::new(kamailio_binary())
+            .args(["-DD", "-E", "-f"])
+            .arg(&cfg)
+            .arg("-l")
+            .arg(format!("udp:127.0.0.1:{port}"))
+            .args(if config == "proxy.cfg" {
+                vec!["-l".to_owned(), format!("tcp:127.0.0.1:{port}")]
+            } else {
+                vec![]
+            })
+            .arg("-P")
+            .arg(dir.path().join("kamailio.pid"))
+            .arg("-Y")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kamailio")
+    });
     let mut k = Kamailio {
         child,
         port,
