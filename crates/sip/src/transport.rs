@@ -111,6 +111,8 @@ impl Default for StreamLimits {
     }
 }
 
+use rustls::pki_types::pem::PemObject as _;
+
 fn read_pem_certs(
     path: &Path,
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
@@ -118,7 +120,8 @@ fn read_pem_certs(
         path: path.display().to_string(),
         why: e.to_string(),
     })?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
+    let certs: Result<Vec<_>, _> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(&data).collect();
     let certs = certs.map_err(|e| TransportError::File {
         path: path.display().to_string(),
         why: e.to_string(),
@@ -168,15 +171,15 @@ fn server_config(settings: &TlsSettings) -> Result<Option<rustls::ServerConfig>,
         path: key.display().to_string(),
         why: e.to_string(),
     })?;
-    let key_der = rustls_pemfile::private_key(&mut key_data.as_slice())
-        .map_err(|e| TransportError::File {
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_data).map_err(|e| {
+        TransportError::File {
             path: key.display().to_string(),
-            why: e.to_string(),
-        })?
-        .ok_or_else(|| TransportError::File {
-            path: key.display().to_string(),
-            why: "no PEM private key in it".into(),
-        })?;
+            why: match e {
+                rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key in it".into(),
+                e => e.to_string(),
+            },
+        }
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -595,4 +598,42 @@ where
         }
     }));
     wtx
+}
+
+#[cfg(test)]
+mod pem_tests {
+    use super::*;
+
+    /// The PEM files of `--tls-cert`/`--tls-key`/`--tls-ca`, read through rustls-pki-types
+    /// (rustls-pemfile is unmaintained, RUSTSEC-2025-0134): a file without what it should
+    /// hold is named with what is missing.
+    #[test]
+    fn pem_files_without_what_they_should_hold_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a PEM file\n").unwrap();
+        let e = read_pem_certs(&empty).unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        // A certificate where the key should be: no private key in it.
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert_eq!(read_pem_certs(&cert).unwrap().len(), 1);
+        let settings = TlsSettings {
+            ca_file: None,
+            cert_file: Some(cert.clone()),
+            key_file: Some(cert),
+        };
+        let e = server_config(&settings).err().unwrap().to_string();
+        assert!(e.contains("no PEM private key"), "{e}");
+        let missing = TlsSettings {
+            ca_file: Some(dir.path().join("nope.pem")),
+            cert_file: None,
+            key_file: None,
+        };
+        assert!(client_config(&missing).is_err());
+    }
 }
