@@ -22,6 +22,7 @@ pub mod events;
 pub mod gate;
 pub mod http;
 pub mod presence;
+pub mod routing;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
