@@ -49,6 +49,24 @@ pub enum RtcpError {
     NotAReport,
 }
 
+/// Whether a packet reads as clear RTCP from end to end: one or more packets of the RTCP
+/// types (SR, RR, SDES, BYE, APP, RTPFB, PSFB, XR: 200–207), each version 2, whose lengths
+/// add up to exactly the packet. An SRTCP packet does not, in practice: all but its first
+/// header is encrypted, and its E flag, index and tag follow.
+pub fn is_clear_compound(packet: &[u8]) -> bool {
+    let mut at = 0;
+    while at < packet.len() {
+        let Some(header) = packet.get(at..at + 4) else {
+            return false;
+        };
+        if header[0] >> 6 != 2 || !(200..=207).contains(&header[1]) {
+            return false;
+        }
+        at += 4 * (usize::from(u16::from_be_bytes([header[2], header[3]])) + 1);
+    }
+    at == packet.len() && !packet.is_empty()
+}
+
 /// Whether bytes on a muxed port are RTCP (RFC 5761 §4: packet types 200–204 after the
 /// version byte fall in the range RTP payload types 72–76 would give).
 pub fn is_rtcp(packet: &[u8]) -> bool {

@@ -211,6 +211,10 @@ pub struct Stats {
     pub rtcp_received: u64,
     /// SRTP/SRTCP packets that failed authentication (a wrong key, or altered on the way).
     pub srtp_auth_failures: u64,
+    /// Clear RTCP packets on an SRTP call (refused: RFC 3711 §3.4 makes SRTCP
+    /// authentication mandatory), such as the BYE some peers send once they have dropped
+    /// the call's keys.
+    pub srtp_unencrypted: u64,
     /// SRTP packets seen before (replays), dropped.
     pub srtp_replayed: u64,
     /// Lost Opus frames rebuilt from the next packet's in-band FEC.
@@ -470,6 +474,7 @@ impl MediaSession {
             match e {
                 crate::srtp::SrtpError::AuthFailed => self.stats.srtp_auth_failures += 1,
                 crate::srtp::SrtpError::Replayed => self.stats.srtp_replayed += 1,
+                crate::srtp::SrtpError::Unencrypted => self.stats.srtp_unencrypted += 1,
                 _ => self.stats.malformed += 1,
             }
             Dropped::Srtp(e)

@@ -81,6 +81,8 @@ pub enum SrtpError {
     SuiteMismatch(&'static str, &'static str),
     #[error("SRTP authentication failed (the keys exchanged in SDP do not match, or the packet was altered)")]
     AuthFailed,
+    #[error("an unencrypted RTCP packet on an SRTP call, dropped (some peers send their RTCP BYE in the clear as the call ends)")]
+    Unencrypted,
     #[error("a replayed SRTP packet")]
     Replayed,
     #[error("malformed SRTP packet: {0}")]
@@ -320,7 +322,7 @@ impl Srtp {
                 .checked_sub(tag + 4)
                 .and_then(|i| packet.get(i));
             if e_flag.is_none_or(|b| b & 0x80 == 0) {
-                return Err(SrtpError::AuthFailed);
+                return Err(clear_or_forged(packet));
             }
         }
         if !rtcp {
@@ -339,6 +341,10 @@ impl Srtp {
                 } else {
                     probe.decrypt_rtp(packet)
                 }
+            })
+            .map_err(|e| match e {
+                SrtpError::AuthFailed if rtcp => clear_or_forged(packet),
+                e => e,
             })?;
             if self.known.len() >= KNOWN_SSRCS {
                 // Start over (the old streams are gone; replay state goes with them).
@@ -356,6 +362,22 @@ impl Srtp {
             }
         })
         .map(|b| b.to_vec())
+        .map_err(|e| match e {
+            SrtpError::AuthFailed if rtcp => clear_or_forged(packet),
+            e => e,
+        })
+    }
+}
+
+/// Why an RTCP packet that did not authenticate is refused: sent in the clear (baresip
+/// sends its closing BYE and SDES so once it has dropped the call's keys), or forged or
+/// keyed wrongly. Either way it is dropped; the two are counted apart so that a peer's
+/// clear goodbye does not read as a key mismatch.
+fn clear_or_forged(packet: &[u8]) -> SrtpError {
+    if crate::rtcp::is_clear_compound(packet) {
+        SrtpError::Unencrypted
+    } else {
+        SrtpError::AuthFailed
     }
 }
 
@@ -466,6 +488,39 @@ mod tests {
             let sealed = bob.protect(&report).unwrap();
             assert!(crate::rtcp::is_rtcp(&sealed));
             assert_eq!(alice.unprotect(&sealed).unwrap(), report, "{suite:?}");
+        }
+    }
+
+    /// What baresip 1.0 sends on the RTCP port of an SRTP call once it has dropped the
+    /// call's keys: a clear BYE ("Adjo") and SDES CNAME, captured from our interop test.
+    const BARESIP_CLEAR_BYE: [u8; 52] = [
+        0x81, 0xcb, 0x00, 0x03, 0x64, 0x93, 0xd4, 0xd2, 0x04, 0x41, 0x64, 0x6a, 0x6f, 0x00, 0x00,
+        0x00, 0x81, 0xca, 0x00, 0x08, 0x64, 0x93, 0xd4, 0xd2, 0x01, 0x17, 0x73, 0x69, 0x70, 0x3a,
+        0x62, 0x6f, 0x62, 0x40, 0x31, 0x32, 0x37, 0x2e, 0x30, 0x2e, 0x30, 0x2e, 0x31, 0x3a, 0x34,
+        0x36, 0x35, 0x34, 0x30, 0x00, 0x00, 0x00,
+    ];
+
+    #[test]
+    fn clear_rtcp_on_an_srtp_call_is_refused_and_told_apart_from_a_key_mismatch() {
+        assert!(crate::rtcp::is_clear_compound(&BARESIP_CLEAR_BYE));
+        for suite in Suite::ALL {
+            let (mut alice, mut bob) = pair(suite);
+            assert_eq!(
+                bob.unprotect(&BARESIP_CLEAR_BYE),
+                Err(SrtpError::Unencrypted),
+                "{suite:?}"
+            );
+            // So is a clear receiver report.
+            let report = crate::rtcp::build(7, None, None);
+            assert_eq!(bob.unprotect(&report), Err(SrtpError::Unencrypted));
+            // Genuine SRTCP does not read as clear RTCP, and still decrypts afterwards.
+            let sealed = alice.protect(&report).unwrap();
+            assert!(!crate::rtcp::is_clear_compound(&sealed), "{suite:?}");
+            assert_eq!(bob.unprotect(&sealed).unwrap(), report, "{suite:?}");
+            // Sealed with another key: a key mismatch, not a clear packet.
+            let (mut mallory, _) = pair(suite);
+            let forged = mallory.protect(&crate::rtcp::build(9, None, None)).unwrap();
+            assert_eq!(bob.unprotect(&forged), Err(SrtpError::AuthFailed));
         }
     }
 

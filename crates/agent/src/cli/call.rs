@@ -1036,6 +1036,7 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                             "rtt_ms": stats.rtt_ms.map(|r| (r * 10.0).round() / 10.0),
                             "rtcp_received": stats.rtcp_received,
                             "srtp_auth_failures": stats.srtp_auth_failures,
+                            "srtp_unencrypted": stats.srtp_unencrypted,
                             "fec_recovered": stats.fec_recovered,
                             "opus_bitrate": stats.opus_bitrate,
                             "dtx_frames": stats.dtx_frames,

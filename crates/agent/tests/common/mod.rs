@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -172,15 +172,33 @@ impl Baresip {
     }
 
     /// What baresip heard in its last call: the decoded side that its `sndfile` filter
-    /// writes (`dump-<time>-dec.wav`), once there is one.
-    pub fn heard_wav(&self) -> Option<PathBuf> {
+    /// writes (`dump-<time>-dec.wav`), once baresip has closed it. libsndfile writes the
+    /// sizes in the header only on close, so a file still open reads as empty: wait until
+    /// the RIFF size matches the file (on a loaded machine the close comes well after the
+    /// "terminated" line). Panics with baresip's log after `within`.
+    pub fn heard_wav(&self, within: Duration) -> PathBuf {
+        let start = Instant::now();
+        loop {
+            if let Some(p) = self.last_dump("-dec.wav").filter(|p| wav_closed(p)) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < within,
+                "baresip recorded nothing (or never closed its recording) in {within:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn last_dump(&self, suffix: &str) -> Option<PathBuf> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .ok()?
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
                 p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().ends_with("-dec.wav"))
+                    .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
             })
             .collect();
         found.sort();
@@ -827,4 +845,15 @@ pub fn free_udp_tcp_port() -> u16 {
             return p;
         }
     }
+}
+
+/// A WAV file whose writer has finished: more than a header, and a RIFF size that covers
+/// the whole file.
+fn wav_closed(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    bytes.len() > 44
+        && bytes.starts_with(b"RIFF")
+        && u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize + 8 == bytes.len()
 }
