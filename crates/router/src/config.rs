@@ -21,6 +21,10 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub presence: PresenceConfig,
+    /// The SIP edge (no `listen`: the router takes no calls).
+    pub sip: crate::center::SipConfig,
+    /// The organisations whose calls the router routes.
+    pub tenants: Vec<crate::center::TenantSpec>,
 }
 
 /// `[presence]`: following Teams presence for connected desktops.
@@ -243,6 +247,12 @@ pub enum ConfigError {
         key: Option<String>,
         message: String,
     },
+    #[error("configuration file {path}, key `{key}`: {message}")]
+    Reference {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("configuration: {0}")]
     Value(String),
 }
@@ -269,6 +279,23 @@ impl Config {
                 key: key_at(text, offset),
                 message: e.message().trim().to_owned(),
             }
+        })?;
+        crate::center::check(&cfg.tenants).map_err(|e| match e.offset {
+            Some(o) => {
+                let (line, column) = line_col(text, o.min(text.len()));
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line,
+                    column,
+                    key: Some(e.key),
+                    message: e.message,
+                }
+            }
+            None => ConfigError::Reference {
+                path: path.to_owned(),
+                key: e.key,
+                message: e.message,
+            },
         })?;
         cfg.check()?;
         Ok(cfg)

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod center;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -136,6 +137,12 @@ impl Router {
     /// Opens storage and serves on an already bound listener (tests bind 127.0.0.1:0).
     pub async fn start_on(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         let started = Instant::now();
+        if config.sip.listen.is_some() || !config.tenants.is_empty() {
+            tracing::warn!(
+                tenants = config.tenants.len(),
+                "[sip] and [[tenants]] are checked but not served yet: this router takes no calls (the SIP edge is still being built)"
+            );
+        }
         if let Ok(addr) = listener.local_addr() {
             config.check_exposure(addr)?;
         }

@@ -1,0 +1,429 @@
+//! The contact center's configuration: the SIP edge (`[sip]`) and, per tenant, its trunks,
+//! numbers, queues and agents (`[[tenants]]`), as the router's TOML declares them. Values are
+//! checked while the file is read (a skill level of 7, a number that is not E.164, an unknown
+//! strategy are refused at their own line), and references between tables (a number's queue)
+//! are checked after, naming the line of the reference.
+//!
+//! ```toml
+//! [sip]
+//! listen = "127.0.0.1:5080"
+//!
+//! [[tenants]]
+//! id = "contoso"
+//! domain = "contoso.example"
+//!
+//! [[tenants.trunks]]
+//! name = "carrier"
+//! allow = ["127.0.0.1"]
+//!
+//! [[tenants.numbers]]
+//! number = "+18005550100"
+//! queue = "general"
+//!
+//! [[tenants.queues]]
+//! name = "general"
+//!
+//! [[tenants.agents]]
+//! upn = "AdeleV@contoso.example"
+//! skills = { billing = 5 }
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::routing::Strategy;
+
+/// `[sip]`: the SIP edge.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP address and port of the SIP edge; none: the router takes no calls.
+    pub listen: Option<SocketAddr>,
+    /// Address written into SDP and bound by media sockets; default: the listen address.
+    pub media_address: Option<IpAddr>,
+    /// Digest realm of the agents' registrations.
+    pub realm: String,
+    /// Registration lifetime the router grants at most, in seconds.
+    pub max_expires: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            media_address: None,
+            realm: "switchboard".into(),
+            max_expires: 3600,
+        }
+    }
+}
+
+/// One organisation served by the router.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    /// Short name, unique among tenants (letters, digits, `-`).
+    #[serde(deserialize_with = "short_name")]
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// The SIP domain of the tenant's agents (`contoso.example`).
+    pub domain: String,
+    /// The Entra tenant (directory) id whose signed-in people are this tenant's agents.
+    #[serde(default)]
+    pub entra_tenant_id: Option<String>,
+    #[serde(default)]
+    pub trunks: Vec<TrunkSpec>,
+    #[serde(default)]
+    pub numbers: Vec<NumberSpec>,
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+}
+
+/// A carrier or SBC that brings calls in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSpec {
+    #[serde(deserialize_with = "short_name")]
+    pub name: String,
+    /// Source addresses whose INVITEs arrive on this trunk (IP addresses).
+    pub allow: Vec<IpAddr>,
+    /// Calls on the trunk at once; more get 503.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+}
+
+fn default_max_calls() -> usize {
+    100
+}
+
+/// A number (DID) and where its calls go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberSpec {
+    /// E.164 with the `+`.
+    #[serde(deserialize_with = "e164")]
+    pub number: String,
+    /// The queue its callers wait in.
+    pub queue: Spanned<String>,
+}
+
+/// A queue.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(deserialize_with = "short_name")]
+    pub name: String,
+    #[serde(default = "default_strategy")]
+    pub strategy: Strategy,
+    /// Skills an agent needs, each with its lowest level (1–5); none: every agent.
+    #[serde(default, deserialize_with = "skill_levels")]
+    pub skills: BTreeMap<String, u8>,
+    /// Seconds an agent's phone rings before the next agent is tried.
+    #[serde(default = "default_alert")]
+    pub alert_seconds: u64,
+    /// Seconds of wrap-up after each call before the agent is offered the next.
+    #[serde(default)]
+    pub wrap_up_seconds: u64,
+    /// Callers waiting at most; more are refused.
+    #[serde(default)]
+    pub max_size: Option<usize>,
+    /// After ringing out unanswered the agent is set Not ready ("missed call"); false: Ready.
+    #[serde(default = "yes")]
+    pub not_ready_after_missed: bool,
+}
+
+fn default_strategy() -> Strategy {
+    Strategy::LongestIdle
+}
+fn default_alert() -> u64 {
+    15
+}
+fn yes() -> bool {
+    true
+}
+
+/// An agent: a person of the tenant's directory, by sign-in name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// User principal name (`AdeleV@contoso.example`), compared without case.
+    pub upn: String,
+    #[serde(default)]
+    pub name: String,
+    /// Skills with proficiency 1–5.
+    #[serde(default, deserialize_with = "skill_levels")]
+    pub skills: BTreeMap<String, u8>,
+}
+
+fn short_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{s:?} is not a name: use 1–64 letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+fn e164<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if is_e164(&s) {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{s:?} is not an E.164 number: write it as + and 2 to 15 digits, e.g. \"+18005550100\""
+        )))
+    }
+}
+
+/// `+` and 2–15 digits, not starting with 0.
+pub fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|d| {
+        (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+fn skill_levels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u8>, D::Error> {
+    let m = BTreeMap::<String, i64>::deserialize(d)?;
+    m.into_iter()
+        .map(|(k, v)| {
+            if !(1..=5).contains(&v) {
+                return Err(serde::de::Error::custom(format!(
+                    "skill {k:?} has level {v}: levels go from 1 to 5"
+                )));
+            }
+            if k.trim().is_empty() {
+                return Err(serde::de::Error::custom("a skill needs a name"));
+            }
+            Ok((k.to_lowercase(), v as u8))
+        })
+        .collect()
+}
+
+/// A DNS name: dot-separated labels of letters, digits and `-`.
+fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// A cross-reference the file got wrong: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefError {
+    /// Byte offset of the offending value in the file, when known.
+    pub offset: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+/// Checks what spans tables: unique names, numbers that name an existing queue, trunks that
+/// do not share a source address across tenants (a call's tenant is its trunk's).
+pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
+    let mut ids = HashSet::new();
+    let mut numbers = HashSet::new();
+    let mut sources: HashSet<IpAddr> = HashSet::new();
+    for (ti, t) in tenants.iter().enumerate() {
+        let at = |k: &str| format!("tenants[{ti}].{k}");
+        if !ids.insert(t.id.as_str()) {
+            return Err(RefError {
+                offset: None,
+                key: at("id"),
+                message: format!("tenant id {:?} is used twice", t.id),
+            });
+        }
+        if !is_domain(&t.domain) {
+            return Err(RefError {
+                offset: None,
+                key: at("domain"),
+                message: format!("{:?} is not a domain name", t.domain),
+            });
+        }
+        let mut trunk_sources = HashSet::new();
+        for (i, tr) in t.trunks.iter().enumerate() {
+            for ip in &tr.allow {
+                if !trunk_sources.insert(*ip) || !sources.insert(*ip) {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].allow")),
+                        message: format!("source {ip} already belongs to another trunk: a call's tenant and trunk are found by its source"),
+                    });
+                }
+            }
+            if tr.max_calls == 0 {
+                return Err(RefError {
+                    offset: None,
+                    key: at(&format!("trunks[{i}].max_calls")),
+                    message: "max_calls must be at least 1".into(),
+                });
+            }
+        }
+        let mut queues = HashSet::new();
+        for (i, q) in t.queues.iter().enumerate() {
+            if !queues.insert(q.name.as_str()) {
+                return Err(RefError {
+                    offset: None,
+                    key: at(&format!("queues[{i}].name")),
+                    message: format!("queue {:?} is declared twice", q.name),
+                });
+            }
+            if q.alert_seconds == 0 || q.alert_seconds > 600 {
+                return Err(RefError {
+                    offset: None,
+                    key: at(&format!("queues[{i}].alert_seconds")),
+                    message: "alert_seconds must be between 1 and 600".into(),
+                });
+            }
+        }
+        for n in &t.numbers {
+            if !numbers.insert(n.number.as_str()) {
+                return Err(RefError {
+                    offset: None,
+                    key: at("numbers"),
+                    message: format!("number {} is mapped twice", n.number),
+                });
+            }
+            if !queues.contains(n.queue.get_ref().as_str()) {
+                return Err(RefError {
+                    offset: Some(n.queue.span().start),
+                    key: at("numbers.queue"),
+                    message: format!(
+                        "no queue {:?} in tenant {:?}: declare it under [[tenants.queues]]",
+                        n.queue.get_ref(),
+                        t.id
+                    ),
+                });
+            }
+        }
+        let mut upns = HashSet::new();
+        for (i, a) in t.agents.iter().enumerate() {
+            if !a.upn.contains('@') || !upns.insert(a.upn.to_lowercase()) {
+                return Err(RefError {
+                    offset: None,
+                    key: at(&format!("agents[{i}].upn")),
+                    message: format!(
+                        "{:?} must be a sign-in name (user@domain), once per tenant",
+                        a.upn
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigError};
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("router.toml"))
+    }
+
+    const GOOD: &str = r#"
+[sip]
+listen = "127.0.0.1:5080"
+
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+
+[[tenants.trunks]]
+name = "carrier"
+allow = ["127.0.0.1"]
+
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+skills = { Billing = 3 }
+
+[[tenants.agents]]
+upn = "AdeleV@contoso.example"
+skills = { billing = 5 }
+"#;
+
+    #[test]
+    fn a_contact_center_is_read_with_its_defaults() {
+        let c = parse(GOOD).expect("valid");
+        assert_eq!(c.sip.listen, Some("127.0.0.1:5080".parse().expect("addr")));
+        let t = &c.tenants[0];
+        assert_eq!(t.trunks[0].max_calls, 100);
+        assert_eq!(t.queues[0].strategy, Strategy::LongestIdle);
+        assert_eq!(t.queues[0].alert_seconds, 15);
+        assert_eq!(
+            t.queues[0].skills.get("billing"),
+            Some(&3),
+            "names without case"
+        );
+        assert!(t.queues[0].not_ready_after_missed);
+    }
+
+    fn invalid(text: &str) -> (usize, Option<String>, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected a refusal with a line, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_their_line() {
+        let (line, _, msg) = invalid(&GOOD.replace("billing = 5", "billing = 7"));
+        assert_eq!(line, 23, "{msg}");
+        assert!(msg.contains("levels go from 1 to 5"), "{msg}");
+        let (line, _, msg) = invalid(&GOOD.replace("\"+18005550100\"", "\"18005550100\""));
+        assert_eq!(line, 14, "{msg}");
+        assert!(msg.contains("E.164"), "{msg}");
+        let (_, _, msg) = invalid(&GOOD.replace(
+            "name = \"general\"",
+            "name = \"general\"\nstrategy = \"fastest\"",
+        ));
+        assert!(msg.contains("fastest"), "{msg}");
+        let (_, _, msg) =
+            invalid(&GOOD.replace("name = \"carrier\"", "name = \"carrier\"\nallow_all = true"));
+        assert!(msg.contains("allow_all"), "{msg}");
+    }
+
+    #[test]
+    fn a_number_for_a_missing_queue_names_the_reference() {
+        let (line, key, msg) = invalid(&GOOD.replace("queue = \"general\"", "queue = \"sales\""));
+        assert_eq!(line, 15, "{msg}");
+        assert_eq!(key.as_deref(), Some("tenants[0].numbers.queue"));
+        assert!(msg.contains("no queue \"sales\""), "{msg}");
+    }
+
+    #[test]
+    fn cross_table_mistakes_are_refused() {
+        let twice = format!("{GOOD}\n[[tenants]]\nid = \"contoso\"\ndomain = \"b.example\"\n");
+        let e = parse(&twice).expect_err("one id, two tenants");
+        assert!(
+            matches!(&e, ConfigError::Reference { key, .. } if key == "tenants[1].id"),
+            "{e}"
+        );
+        let shared = format!("{GOOD}\n[[tenants]]\nid = \"fabrikam\"\ndomain = \"fabrikam.example\"\n[[tenants.trunks]]\nname = \"x\"\nallow = [\"127.0.0.1\"]\n");
+        let e = parse(&shared).expect_err("one source, two tenants");
+        assert!(e.to_string().contains("another trunk"), "{e}");
+    }
+}
