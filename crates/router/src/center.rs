@@ -212,18 +212,6 @@ fn skill_levels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u8>,
         .collect()
 }
 
-/// A DNS name: dot-separated labels of letters, digits and `-`.
-fn is_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 /// A cross-reference the file got wrong: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefError {
@@ -248,7 +236,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 message: format!("tenant id {:?} is used twice", t.id),
             });
         }
-        if !is_domain(&t.domain) {
+        if !crate::http::is_host_name(&t.domain) {
             return Err(RefError {
                 offset: None,
                 key: at("domain"),

@@ -278,7 +278,7 @@ fn validate_tenant(t: &NewTenant) -> Result<(), ApiError> {
 }
 
 /// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
-fn is_host_name(s: &str) -> bool {
+pub(crate) fn is_host_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
