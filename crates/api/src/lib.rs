@@ -145,6 +145,97 @@ pub enum Event {
     },
 }
 
+/// `POST /v1/agents/me/sip-credentials`: whose credentials. With `[auth] mode = "none"` the
+/// router checks no tokens, so the body names the agent; with tokens the agent is the caller
+/// and `agent`, when given, must be the caller's own UPN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AgentRef {
+    /// The agent's user principal name (`adele@contoso.example`).
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// SIP credentials the router issues to an agent: a random user name and password, shown
+/// once and replaced on each request (the previous pair stops working). Register with them
+/// at `registrar`; the router ties the registration to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct SipCredentials {
+    /// The agent these are for (UPN).
+    pub agent: String,
+    /// The agent's tenant (its id in the router's configuration).
+    pub tenant: String,
+    pub username: String,
+    pub password: String,
+    /// The SIP domain (and digest realm) to register in.
+    pub domain: String,
+    /// Where to send REGISTER: `sip:host:port`.
+    pub registrar: String,
+}
+
+/// An agent's state in the contact center.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum AgentState {
+    /// No phone registered.
+    Offline,
+    /// Takes calls.
+    Ready,
+    /// Takes no queue calls (with a reason).
+    NotReady,
+    /// A queue call is being offered to the agent's phone.
+    Ringing,
+    OnCall,
+    /// After a queue call, for the queue's wrap-up time or until the agent is done.
+    WrapUp,
+}
+
+/// `PUT /v1/agents/me/state`: the state an agent asks for (Ready or Not ready); the others
+/// follow from calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AgentStateChange {
+    /// Only where the router checks no tokens: the agent (UPN).
+    #[serde(default)]
+    pub agent: Option<String>,
+    pub state: RequestedState,
+    /// Why Not ready (`lunch`, `training`, …).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The states an agent can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum RequestedState {
+    Ready,
+    NotReady,
+}
+
+/// An agent as the router sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AgentStatus {
+    pub agent: String,
+    pub tenant: String,
+    pub state: AgentState,
+    /// The Not-ready reason (`missed call` after a ring-no-answer).
+    pub reason: Option<String>,
+    /// Whether a phone is registered for the agent.
+    pub registered: bool,
+}
+
 /// What a client may send on `/v1/events`, as JSON text frames tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

@@ -25,11 +25,14 @@
 //!   sound) and the microphone test's live level.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "devices")]
 pub mod check;
+#[cfg(feature = "devices")]
 pub mod device;
 pub mod g711;
 pub mod jitter;
 pub mod quality;
+pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;

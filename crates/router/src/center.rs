@@ -48,6 +48,9 @@ pub struct SipConfig {
     pub realm: String,
     /// Registration lifetime the router grants at most, in seconds.
     pub max_expires: u32,
+    /// Where the prompts and music on hold are (`<dir>/<language>/<id>.wav`,
+    /// `<dir>/music/hold.wav`); default: the ones shipped with the router's sources.
+    pub prompts_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SipConfig {
@@ -57,6 +60,7 @@ impl Default for SipConfig {
             media_address: None,
             realm: "switchboard".into(),
             max_expires: 3600,
+            prompts_dir: None,
         }
     }
 }
@@ -76,6 +80,9 @@ pub struct TenantSpec {
     /// The Entra tenant (directory) id whose signed-in people are this tenant's agents.
     #[serde(default)]
     pub entra_tenant_id: Option<String>,
+    /// The language of the tenant's prompts: `en` or `zh-CN`.
+    #[serde(default = "default_language", deserialize_with = "language")]
+    pub language: String,
     #[serde(default)]
     pub trunks: Vec<TrunkSpec>,
     #[serde(default)]
@@ -97,6 +104,24 @@ pub struct TrunkSpec {
     /// Calls on the trunk at once; more get 503.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+/// The languages prompts exist in.
+pub const LANGUAGES: &[&str] = &["en", "zh-CN"];
+
+fn language<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    match LANGUAGES.iter().find(|l| l.eq_ignore_ascii_case(&s)) {
+        Some(l) => Ok((*l).to_owned()),
+        None => Err(serde::de::Error::custom(format!(
+            "no prompts in {s:?}: the router speaks {}",
+            LANGUAGES.join(", ")
+        ))),
+    }
 }
 
 fn default_max_calls() -> usize {

@@ -15,14 +15,19 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod agents_http;
 pub mod auth;
 pub mod center;
 pub mod config;
+pub mod desk;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod gate;
 pub mod http;
 pub mod presence;
+pub mod prompts;
+pub mod relay;
 pub mod routing;
 pub mod serve;
 pub mod store;
@@ -57,6 +62,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// `http.metrics_token`: the bearer value that may read `/metrics`.
     pub metrics_token: Arc<str>,
+    /// The contact center: agents, queues, their state.
+    pub center: Arc<desk::CallCenter>,
 }
 
 /// Why the router could not start or stopped with an error.
@@ -71,6 +78,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Sip(#[from] edge::EdgeError),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -87,6 +96,19 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         .route(
             "/v1/tenants/{id}",
             get(http::get_tenant).delete(http::delete_tenant),
+        )
+        .route("/v1/agents/me", get(agents_http::me))
+        .route(
+            "/v1/agents/me/sip-credentials",
+            axum::routing::post(agents_http::sip_credentials),
+        )
+        .route(
+            "/v1/agents/me/state",
+            axum::routing::put(agents_http::set_state),
+        )
+        .route(
+            "/v1/agents/me/wrap-up",
+            axum::routing::post(agents_http::wrap_up),
         )
         .route("/v1/events", get(events::events))
         .route(
@@ -119,6 +141,8 @@ pub struct Router {
     listener: TcpListener,
     app: axum::Router,
     store: Arc<Store>,
+    /// The SIP edge, when `[sip] listen` is set.
+    sip: Option<edge::EdgeHandle>,
     shutdown_tx: watch::Sender<bool>,
     limits: serve::Limits,
 }
@@ -137,10 +161,10 @@ impl Router {
     /// Opens storage and serves on an already bound listener (tests bind 127.0.0.1:0).
     pub async fn start_on(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         let started = Instant::now();
-        if config.sip.listen.is_some() || !config.tenants.is_empty() {
+        if config.sip.listen.is_none() && !config.tenants.is_empty() {
             tracing::warn!(
                 tenants = config.tenants.len(),
-                "[sip] and [[tenants]] are checked but not served yet: this router takes no calls (the SIP edge is still being built)"
+                "[[tenants]] are configured but [sip] listen is not: this router takes no calls"
             );
         }
         if let Ok(addr) = listener.local_addr() {
@@ -162,6 +186,13 @@ impl Router {
             events.clone(),
         ));
         tokio::spawn(presence.clone().run(shutdown.clone()));
+        let center = Arc::new(desk::CallCenter::new(&config.tenants, Instant::now()));
+        let sip = match config.sip.listen {
+            Some(listen) => {
+                Some(edge::start(&config.sip, listen, center.clone(), shutdown.clone()).await?)
+            }
+            None => None,
+        };
         let state = AppState {
             store: store.clone(),
             events,
@@ -169,6 +200,7 @@ impl Router {
             auth: Arc::new(auth::Auth::new(config.auth.clone())),
             shutdown,
             metrics_token: config.http.metrics_token.as_str().into(),
+            center,
         };
         let bound = listener
             .local_addr()
@@ -181,6 +213,7 @@ impl Router {
             listener,
             app,
             store,
+            sip,
             shutdown_tx,
             limits: serve::Limits {
                 max_connections: config.http.max_connections,
@@ -196,6 +229,11 @@ impl Router {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
+    /// The SIP edge's address, when it listens.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().map(|s| s.local)
+    }
+
     /// Serves until `signal` completes, then shuts down gracefully: event clients get
     /// `shutting_down`, requests in flight finish, storage is closed cleanly.
     pub async fn serve(
@@ -206,6 +244,7 @@ impl Router {
             listener,
             app,
             store,
+            sip,
             shutdown_tx,
             limits,
         } = self;
@@ -217,6 +256,10 @@ impl Router {
             let _ = shutdown_tx.send(true);
         };
         serve::serve(listener, app, limits, graceful).await;
+        if let Some(sip) = sip {
+            // The edge saw the shutdown too: it hangs up its calls and stops.
+            let _ = tokio::time::timeout(Duration::from_secs(5), sip.task).await;
+        }
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -1,4 +1,4 @@
-//! `switchboard-router [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]`: reads the
+//! `switchboard-router [--config FILE] [--listen ADDR:PORT] [--sip-listen ADDR:PORT] [--data-dir DIR]`: reads the
 //! configuration, sets up logging, runs the service until SIGTERM or SIGINT.
 #![forbid(unsafe_code)]
 use std::net::SocketAddr;
@@ -21,6 +21,9 @@ struct Args {
     /// Address and port to listen on; overrides http.listen.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// UDP address and port of the SIP edge; overrides sip.listen.
+    #[arg(long)]
+    sip_listen: Option<SocketAddr>,
     /// Data folder; overrides storage.data_dir.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -59,6 +62,9 @@ fn main() -> ExitCode {
     };
     if let Some(l) = args.listen {
         config.http.listen = l;
+    }
+    if let Some(l) = args.sip_listen {
+        config.sip.listen = Some(l);
     }
     if let Some(d) = args.data_dir {
         config.storage.data_dir = Some(d);

@@ -96,7 +96,7 @@ pub fn serve_udp(
 /// What the completed non-INVITE server transactions of [`serve_udp`] answered, kept for
 /// timer J (64·T1 = 32 s) so retransmitted requests are absorbed; bounded in size.
 #[derive(Default)]
-struct Answered {
+pub struct Answered {
     by_key: HashMap<(String, std::net::SocketAddr), (Bytes, Instant)>,
     order: std::collections::VecDeque<((String, std::net::SocketAddr), Instant)>,
 }
@@ -107,14 +107,16 @@ impl Answered {
     /// oldest go first, and a very late retransmission is re-challenged (see Replay above).
     const MAX: usize = 1 << 17;
 
-    fn get(&self, key: &(String, std::net::SocketAddr), now: Instant) -> Option<Bytes> {
+    /// The answer given to this request (top Via branch, source), while it is kept.
+    pub fn get(&self, key: &(String, std::net::SocketAddr), now: Instant) -> Option<Bytes> {
         self.by_key
             .get(key)
             .filter(|(_, until)| *until > now)
             .map(|(reply, _)| reply.clone())
     }
 
-    fn insert(&mut self, key: (String, std::net::SocketAddr), reply: Bytes, now: Instant) {
+    /// Keeps the answer to a request for 32 s (the oldest go first past the bound).
+    pub fn insert(&mut self, key: (String, std::net::SocketAddr), reply: Bytes, now: Instant) {
         while let Some((k, until)) = self.order.front() {
             if *until > now && self.order.len() < Self::MAX {
                 break;

@@ -1,0 +1,358 @@
+//! The contact center at run time: each tenant's agents (their SIP credentials, registration
+//! and state) and its queues in a routing [`Engine`], shared by the HTTP API (an agent asks
+//! for credentials, says Ready or Not ready, ends wrap-up) and the SIP edge (registrations,
+//! offers, calls). One lock, held for short, synchronous steps only; the edge is woken when
+//! the API changes something that may let a waiting caller through.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rand::Rng;
+use switchboard_api::{AgentState, AgentStatus, RequestedState, SipCredentials};
+
+use crate::center::{QueueConfig, TenantSpec};
+use crate::routing::{AgentId, AgentSpec, Engine, QueueId, QueueSpec, SkillId};
+
+/// An agent of a tenant, as the router follows them.
+#[derive(Debug, Clone)]
+pub struct AgentRt {
+    pub upn: String,
+    pub name: String,
+    /// The SIP user name and password issued last (the password is never shown again).
+    pub username: Option<String>,
+    password: Option<String>,
+    /// The address of record the phone registered, and its contact, while registered.
+    pub aor: Option<String>,
+    pub contact: Option<String>,
+    pub ready: bool,
+    pub reason: Option<String>,
+    /// Queue calls ringing the agent's phone.
+    pub ringing: u32,
+    /// In a call the router placed.
+    pub on_call: bool,
+    /// In wrap-up until then.
+    pub wrap_up_until: Option<Instant>,
+}
+
+impl AgentRt {
+    pub fn state(&self) -> AgentState {
+        if self.contact.is_none() {
+            AgentState::Offline
+        } else if self.on_call {
+            AgentState::OnCall
+        } else if self.ringing > 0 {
+            AgentState::Ringing
+        } else if self.wrap_up_until.is_some() {
+            AgentState::WrapUp
+        } else if self.ready {
+            AgentState::Ready
+        } else {
+            AgentState::NotReady
+        }
+    }
+}
+
+/// A tenant's queues and agents.
+pub struct TenantRt {
+    pub spec: TenantSpec,
+    pub engine: Engine,
+    pub queue_ids: HashMap<String, QueueId>,
+    /// By [`QueueId`].
+    pub queues: Vec<QueueConfig>,
+    /// By [`AgentId`].
+    pub agents: Vec<AgentRt>,
+    by_upn: HashMap<String, AgentId>,
+}
+
+impl TenantRt {
+    pub fn agent(&self, a: AgentId) -> Option<&AgentRt> {
+        self.agents.get(a.0 as usize)
+    }
+    pub fn agent_mut(&mut self, a: AgentId) -> Option<&mut AgentRt> {
+        self.agents.get_mut(a.0 as usize)
+    }
+    pub fn queue(&self, q: QueueId) -> Option<&QueueConfig> {
+        self.queues.get(q.0 as usize)
+    }
+    fn status(&self, a: AgentId) -> Option<AgentStatus> {
+        let r = self.agent(a)?;
+        Some(AgentStatus {
+            agent: r.upn.clone(),
+            tenant: self.spec.id.clone(),
+            state: r.state(),
+            reason: (r.state() == AgentState::NotReady)
+                .then(|| r.reason.clone())
+                .flatten(),
+            registered: r.contact.is_some(),
+        })
+    }
+}
+
+/// Why an agent request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeskError {
+    #[error("{0} is not an agent of any tenant this router serves — check the UPN, or add the agent to the tenant's [[tenants.agents]]")]
+    NoSuchAgent(String),
+    #[error("the router takes no calls: set [sip] listen in its configuration (or --sip-listen)")]
+    NoSipEdge,
+}
+
+/// Every tenant's agents and queues.
+pub struct Desk {
+    pub tenants: Vec<TenantRt>,
+    /// SIP user name → (tenant index, agent).
+    by_username: HashMap<String, (usize, AgentId)>,
+    /// `sip:host:port` of the SIP edge, once it listens.
+    pub registrar: Option<String>,
+}
+
+/// The shared desk and the edge's wake-up.
+pub struct CallCenter {
+    pub desk: Mutex<Desk>,
+    pub wake: tokio::sync::Notify,
+}
+
+fn queue_spec(q: &QueueConfig, skill: &mut impl FnMut(&str) -> SkillId) -> QueueSpec {
+    QueueSpec {
+        strategy: q.strategy,
+        skills: q.skills.iter().map(|(k, v)| (skill(k), *v)).collect(),
+        max_size: q.max_size,
+        max_wait: None,
+    }
+}
+
+impl CallCenter {
+    /// The desk of the configured tenants, nobody registered yet.
+    pub fn new(tenants: &[TenantSpec], now: Instant) -> Self {
+        let tenants = tenants
+            .iter()
+            .map(|spec| {
+                let mut skills: HashMap<String, SkillId> = HashMap::new();
+                let mut skill = |name: &str| {
+                    let n = skills.len() as SkillId;
+                    *skills.entry(name.to_ascii_lowercase()).or_insert(n)
+                };
+                let mut engine = Engine::new(now);
+                let mut queue_ids = HashMap::new();
+                for (i, q) in spec.queues.iter().enumerate() {
+                    let id = QueueId(i as u32);
+                    engine.set_queue(id, queue_spec(q, &mut skill));
+                    queue_ids.insert(q.name.clone(), id);
+                }
+                let mut agents = Vec::new();
+                let mut by_upn = HashMap::new();
+                for (i, a) in spec.agents.iter().enumerate() {
+                    let id = AgentId(i as u32);
+                    engine.set_agent(
+                        id,
+                        AgentSpec {
+                            skills: a.skills.iter().map(|(k, v)| (skill(k), *v)).collect(),
+                            rank: i as u32,
+                        },
+                        now,
+                    );
+                    by_upn.insert(a.upn.to_ascii_lowercase(), id);
+                    agents.push(AgentRt {
+                        upn: a.upn.clone(),
+                        name: a.name.clone(),
+                        username: None,
+                        password: None,
+                        aor: None,
+                        contact: None,
+                        ready: false,
+                        reason: None,
+                        ringing: 0,
+                        on_call: false,
+                        wrap_up_until: None,
+                    });
+                }
+                TenantRt {
+                    spec: spec.clone(),
+                    engine,
+                    queue_ids,
+                    queues: spec.queues.clone(),
+                    agents,
+                    by_upn,
+                }
+            })
+            .collect();
+        Self {
+            desk: Mutex::new(Desk {
+                tenants,
+                by_username: HashMap::new(),
+                registrar: None,
+            }),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Desk> {
+        // A panic while holding the lock leaves consistent data (each step is whole).
+        self.desk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the desk.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Desk) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// New SIP credentials for agent `upn` (of an Entra tenant `tid`, when the caller was
+    /// authenticated): a random user name and password; the previous pair stops working and
+    /// a phone registered with it is dropped.
+    pub fn issue_credentials(
+        &self,
+        upn: &str,
+        tid: Option<&str>,
+    ) -> Result<SipCredentials, DeskError> {
+        let mut desk = self.lock();
+        let registrar = desk.registrar.clone().ok_or(DeskError::NoSipEdge)?;
+        let (t, a) = desk
+            .find(upn, tid)
+            .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+        let mut rng = rand::rng();
+        let token = |rng: &mut rand::rngs::ThreadRng, n: usize| -> String {
+            const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
+            (0..n)
+                .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+                .collect()
+        };
+        let username = format!("agent-{}", token(&mut rng, 12));
+        let password = token(&mut rng, 24);
+        let now = Instant::now();
+        let tenant = &mut desk.tenants[t];
+        let tenant_id = tenant.spec.id.clone();
+        let domain = tenant.spec.domain.clone();
+        let old = {
+            let r = tenant
+                .agent_mut(a)
+                .ok_or(DeskError::NoSuchAgent(upn.into()))?;
+            r.password = Some(password.clone());
+            r.contact = None;
+            r.aor = None;
+            r.username.replace(username.clone())
+        };
+        tenant.engine.set_online(a, false, now);
+        let agent = tenant.agent(a).map(|r| r.upn.clone()).unwrap_or_default();
+        if let Some(old) = old {
+            desk.by_username.remove(&old);
+        }
+        desk.by_username.insert(username.clone(), (t, a));
+        tracing::info!(agent = %agent, tenant = %tenant_id, username = %username, "issued SIP credentials");
+        Ok(SipCredentials {
+            agent,
+            tenant: tenant_id,
+            username,
+            password,
+            domain,
+            registrar,
+        })
+    }
+
+    /// Ready or Not ready, as the agent asks.
+    pub fn set_state(
+        &self,
+        upn: &str,
+        tid: Option<&str>,
+        state: RequestedState,
+        reason: Option<String>,
+    ) -> Result<AgentStatus, DeskError> {
+        let ready = state == RequestedState::Ready;
+        let status = {
+            let mut desk = self.lock();
+            let (t, a) = desk
+                .find(upn, tid)
+                .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+            let tenant = &mut desk.tenants[t];
+            tenant.engine.set_ready(a, ready, Instant::now());
+            if let Some(r) = tenant.agent_mut(a) {
+                r.ready = ready;
+                r.reason = if ready { None } else { reason };
+            }
+            tenant.status(a)
+        };
+        self.wake.notify_one();
+        status.ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))
+    }
+
+    /// Wrap-up is over (the agent is done before the queue's wrap-up time).
+    pub fn end_wrap_up(&self, upn: &str, tid: Option<&str>) -> Result<AgentStatus, DeskError> {
+        let status = {
+            let mut desk = self.lock();
+            let (t, a) = desk
+                .find(upn, tid)
+                .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+            desk.finish_wrap_up(t, a, Instant::now());
+            desk.tenants[t].status(a)
+        };
+        self.wake.notify_one();
+        status.ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))
+    }
+
+    /// The agent's state.
+    pub fn status(&self, upn: &str, tid: Option<&str>) -> Result<AgentStatus, DeskError> {
+        let desk = self.lock();
+        let (t, a) = desk
+            .find(upn, tid)
+            .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+        desk.tenants[t]
+            .status(a)
+            .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))
+    }
+}
+
+impl Desk {
+    /// The agent `upn` (case-insensitive), in a tenant of Entra tenant `tid` when given.
+    pub fn find(&self, upn: &str, tid: Option<&str>) -> Option<(usize, AgentId)> {
+        let key = upn.to_ascii_lowercase();
+        self.tenants.iter().enumerate().find_map(|(i, t)| {
+            let fits = tid.is_none_or(|tid| {
+                t.spec
+                    .entra_tenant_id
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(tid))
+            });
+            fits.then(|| t.by_upn.get(&key).map(|a| (i, *a))).flatten()
+        })
+    }
+
+    /// The password of SIP user `username`, while it is the agent's current one.
+    pub fn password_of(&self, username: &str) -> Option<String> {
+        let (t, a) = self.by_username.get(username)?;
+        self.tenants.get(*t)?.agent(*a)?.password.clone()
+    }
+
+    /// The agent SIP user `username` belongs to.
+    pub fn agent_of(&self, username: &str) -> Option<(usize, AgentId)> {
+        self.by_username.get(username).copied()
+    }
+
+    /// The phone of `username` registered (`contact`) or went away (`None`).
+    pub fn registered(&mut self, username: &str, aor: &str, contact: Option<String>, now: Instant) {
+        let Some((t, a)) = self.agent_of(username) else {
+            return;
+        };
+        let tenant = &mut self.tenants[t];
+        let online = contact.is_some();
+        if let Some(r) = tenant.agent_mut(a) {
+            if r.contact.is_some() != online {
+                tracing::info!(agent = %r.upn, registered = online, "agent's phone registration changed");
+            }
+            r.aor = online.then(|| aor.to_owned());
+            r.contact = contact;
+        }
+        tenant.engine.set_online(a, online, now);
+    }
+
+    /// Ends the agent's wrap-up now.
+    pub fn finish_wrap_up(&mut self, t: usize, a: AgentId, now: Instant) {
+        let Some(tenant) = self.tenants.get_mut(t) else {
+            return;
+        };
+        if let Some(r) = tenant.agent_mut(a) {
+            if r.wrap_up_until.take().is_some() {
+                tenant.engine.wrap_up_done(a, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,907 @@
+//! The SIP edge of the contact center: one task that owns the SIP transport, a user agent (the
+//! B2BUA's two sides: it answers callers and calls agents), the registrar of the agents'
+//! phones, and drives the tenants' routing engines; media goes to the [`Relay`] thread.
+//!
+//! A call's life: an INVITE from a trunk's source address to one of the tenant's numbers is
+//! admitted (others get 403, unknown numbers 404, a full trunk 503), answered, and the caller
+//! joins the number's queue hearing the welcome prompt and then music. The engine offers the
+//! caller to agents; each offer is an INVITE to the agent's registered phone, carrying the
+//! queue and the caller in `X-Switchboard-*` headers. The first agent to answer is bridged to
+//! the caller; an offer that rings past the queue's alert time is cancelled, the agent set as
+//! the queue says (Not ready, "missed call", by default) and the next agent tried. When either
+//! side hangs up, the other is hung up and the agent goes to wrap-up. A caller refused by the
+//! queue (full, nobody logged in) hears why, then the router hangs up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard_sip::message::{value_uri, Message};
+use switchboard_sip::registrar::{address_of_record, response, Registrar, RegistrarConfig};
+use switchboard_sip::registrar_udp::Answered;
+use switchboard_sip::sdp::{LocalMedia, Negotiated};
+use switchboard_sip::transport::{Incoming, TlsSettings, Transports};
+use switchboard_sip::ua::{
+    CallId as UaCall, Destination, Transmit, Transport, UaConfig, UaEvent, UserAgent,
+};
+use tokio::sync::watch;
+
+use crate::center::SipConfig;
+use crate::desk::CallCenter;
+use crate::prompts::Prompts;
+use crate::relay::{Playlist, Relay, RelayEvent};
+use crate::routing::{self, AfterMissed, AgentId, OfferEnd, QueueId, Refused};
+
+/// Why the SIP edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot listen for SIP on {addr}: {why} — is another program using the port? choose another with --sip-listen")]
+    Bind { addr: SocketAddr, why: String },
+    #[error("cannot start the media thread: {0}")]
+    Media(std::io::Error),
+}
+
+/// What a leg of the user agent is to the contact center.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    /// The caller's side of call `n`.
+    Caller(u64),
+    /// An offer of call `n` to agent `agent` of tenant `tenant` (the agent's side once
+    /// answered).
+    Offer {
+        call: u64,
+        tenant: usize,
+        agent: AgentId,
+    },
+}
+
+/// A caller's call.
+#[derive(Debug)]
+struct CallRt {
+    id: String,
+    tenant: usize,
+    trunk: String,
+    queue: QueueId,
+    caller_leg: UaCall,
+    caller: String,
+    dialled: String,
+    /// Why the queue refused the caller: the prompt to play before hanging up.
+    refused: Option<&'static str>,
+    /// Offers ringing: (leg, agent).
+    offers: Vec<(UaCall, AgentId)>,
+    /// The agent who answered, and their leg.
+    agent: Option<(AgentId, UaCall)>,
+    started: Instant,
+    answered_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    RingOut(UaCall),
+    WrapUp(usize, AgentId),
+}
+
+/// An INVITE let in, waiting for the user agent's `IncomingCall`.
+struct Admission {
+    tenant: usize,
+    trunk: String,
+    queue: QueueId,
+    dialled: String,
+}
+
+/// The running edge's handle.
+pub struct EdgeHandle {
+    pub local: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+struct Edge {
+    cc: Arc<CallCenter>,
+    net: Transports,
+    ua: UserAgent,
+    registrar: Registrar,
+    answered: Answered,
+    relay: Relay,
+    relay_rx: tokio::sync::mpsc::UnboundedReceiver<RelayEvent>,
+    media_ip: IpAddr,
+    prompts: Prompts,
+    /// Media ports bound for legs whose media is not agreed yet.
+    sockets: HashMap<UaCall, std::net::UdpSocket>,
+    legs: HashMap<UaCall, Leg>,
+    calls: HashMap<u64, CallRt>,
+    next_call: u64,
+    timers: BTreeMap<(Instant, Timer), ()>,
+    /// Calls per (tenant, trunk).
+    trunk_calls: HashMap<(usize, String), usize>,
+    admitted: Option<Admission>,
+    last_purge: Instant,
+}
+
+/// A SIP user part fit to show and to pass on in a header: at most 64 characters of
+/// `+`, digits, letters and `-_.*#`.
+fn safe_user(v: &str) -> Option<String> {
+    let uri = value_uri(v);
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    let user = rest.split('@').next()?.split(';').next()?;
+    let ok = !user.is_empty()
+        && user.len() <= 64
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(c));
+    ok.then(|| user.to_owned())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Binds the SIP edge on `cfg.listen` and runs it until `shutdown`.
+pub async fn start(
+    cfg: &SipConfig,
+    listen: SocketAddr,
+    cc: Arc<CallCenter>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<EdgeHandle, EdgeError> {
+    let net = Transports::bind(Transport::Udp, listen, &TlsSettings::default())
+        .await
+        .map_err(|e| EdgeError::Bind {
+            addr: listen,
+            why: e.to_string(),
+        })?;
+    let local = net.local_addr();
+    let media_ip = cfg.media_address.unwrap_or(local.ip());
+    let ua = UserAgent::new(UaConfig {
+        user: "switchboard".into(),
+        domain: cfg.realm.clone(),
+        display_name: None,
+        credentials: None,
+        contact_host: local.to_string(),
+        transport: Transport::Udp,
+        outbound_proxy: None,
+        timers: Default::default(),
+        user_agent: format!("Switchboard-Router/{}", env!("CARGO_PKG_VERSION")),
+    });
+    let secret: [u8; 32] = rand::random();
+    let registrar = Registrar::new(
+        RegistrarConfig {
+            realm: cfg.realm.clone(),
+            max_expires: cfg.max_expires,
+            default_expires: cfg.max_expires.min(3600),
+            ..RegistrarConfig::default()
+        },
+        secret,
+        switchboard_sip::auth::Algorithm::Sha256,
+    );
+    let (tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
+    let relay = Relay::start(tx).map_err(EdgeError::Media)?;
+    let languages: Vec<&str> = crate::center::LANGUAGES.to_vec();
+    let dir = cfg
+        .prompts_dir
+        .clone()
+        .unwrap_or_else(crate::prompts::default_dir);
+    let prompts = tokio::task::spawn_blocking(move || Prompts::load(&dir, &languages))
+        .await
+        .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
+    cc.with(|d| d.registrar = Some(format!("sip:{local}")));
+    let edge = Edge {
+        cc,
+        net,
+        ua,
+        registrar,
+        answered: Answered::default(),
+        relay,
+        relay_rx,
+        media_ip,
+        prompts,
+        sockets: HashMap::new(),
+        legs: HashMap::new(),
+        calls: HashMap::new(),
+        next_call: 1,
+        timers: BTreeMap::new(),
+        trunk_calls: HashMap::new(),
+        admitted: None,
+        last_purge: Instant::now(),
+    };
+    tracing::info!(%local, media = %media_ip, "SIP edge listening (UDP)");
+    let task = tokio::spawn(edge.run(shutdown));
+    Ok(EdgeHandle { local, task })
+}
+
+impl Edge {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            self.settle().await;
+            let wake = self
+                .ua
+                .poll_timeout()
+                .into_iter()
+                .chain(self.timers.keys().next().map(|(t, _)| *t))
+                .chain(Some(self.last_purge + Duration::from_secs(5)))
+                .min();
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let cc = self.cc.clone();
+            tokio::select! {
+                item = self.net.recv() => match item {
+                    Some(Incoming::Message(m, from)) => self.on_message(&m, from).await,
+                    Some(Incoming::Garbage(from, _why, reply)) => {
+                        if let Some(r) = reply {
+                            self.net.reply(from, r).await;
+                        }
+                    }
+                    Some(Incoming::Closed(_)) => {}
+                    None => {
+                        tracing::error!("the SIP transport stopped; the edge stops");
+                        return;
+                    }
+                },
+                Some(ev) = self.relay_rx.recv() => self.on_relay(ev),
+                _ = cc.wake.notified() => self.dispatch(),
+                _ = sleep => self.on_timeout(),
+                r = shutdown.changed() => {
+                    let stopping = r.is_err() || *shutdown.borrow();
+                    if stopping {
+                        self.stop().await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what the user agent queued and handles what it reported, until both are empty
+    /// (handling an event may queue more).
+    async fn settle(&mut self) {
+        loop {
+            let mut any = false;
+            while let Some(Transmit { to, data }) = self.ua.poll_transmit() {
+                any = true;
+                let addr = match &to {
+                    Destination::Addr(a) => Some(*a),
+                    Destination::Host { host, port } => {
+                        tokio::net::lookup_host((host.as_str(), port.unwrap_or(5060)))
+                            .await
+                            .ok()
+                            .and_then(|mut it| it.find(|a| a.is_ipv4()))
+                    }
+                };
+                let sent = match addr {
+                    Some(a) => self.net.send(a, None, data).await.is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    self.ua.transport_error(&to, Instant::now());
+                }
+            }
+            while let Some(ev) = self.ua.poll_event() {
+                any = true;
+                self.on_ua_event(ev);
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    async fn on_message(&mut self, m: &Message, from: SocketAddr) {
+        let now = Instant::now();
+        if !m.is_request() {
+            self.ua.handle_message(m, from, now);
+            return;
+        }
+        match m.method().as_deref() {
+            Some("REGISTER") => self.on_register(m, from, now).await,
+            Some("INVITE") if !has_to_tag(m) => {
+                match self.admit(m, from) {
+                    Ok(a) => {
+                        self.admitted = Some(a);
+                        self.ua.handle_message(m, from, now);
+                        // The IncomingCall it raised takes the admission.
+                        self.settle().await;
+                        self.admitted = None;
+                    }
+                    Err((status, reason)) => {
+                        tracing::info!(%from, status, reason, "INVITE refused");
+                        if let Some(r) = response(m, status, reason, &[]) {
+                            let _ = self.net.send(from, None, r).await;
+                        }
+                    }
+                }
+            }
+            _ => self.ua.handle_message(m, from, now),
+        }
+    }
+
+    async fn on_register(&mut self, m: &Message, from: SocketAddr, now: Instant) {
+        let key = m
+            .top_via_branch()
+            .filter(|b| b.starts_with("z9hG4bK"))
+            .map(|b| (b.to_owned(), from));
+        if let Some(reply) = key.as_ref().and_then(|k| self.answered.get(k, now)) {
+            let _ = self.net.send(from, None, reply).await;
+            return;
+        }
+        let cc = self.cc.clone();
+        let reply = self
+            .registrar
+            .handle_register(m, now, unix_now(), |user| cc.with(|d| d.password_of(user)));
+        if let Some(aor) = m.header("To").and_then(address_of_record) {
+            let user = aor
+                .split_once(':')
+                .and_then(|(_, r)| r.rsplit_once('@'))
+                .map(|(u, _)| u.to_owned());
+            if let Some(user) = user {
+                let contact = self
+                    .registrar
+                    .lookup(&aor, now)
+                    .into_iter()
+                    .next()
+                    .map(|b| b.contact);
+                self.cc.with(|d| d.registered(&user, &aor, contact, now));
+                self.cc.wake.notify_one();
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = self.net.send(from, None, reply.clone()).await;
+            if let Some(k) = key {
+                self.answered.insert(k, reply, now);
+            }
+        }
+    }
+
+    /// Lets an INVITE in (a trunk's source, one of its tenant's numbers, room on the trunk)
+    /// or says why not.
+    fn admit(&self, m: &Message, from: SocketAddr) -> Result<Admission, (u16, &'static str)> {
+        let dialled = m
+            .request_uri()
+            .and_then(|u| safe_user(&u))
+            .ok_or((404, "Not Found"))?;
+        self.cc.with(|d| {
+            let found = d.tenants.iter().enumerate().find_map(|(i, t)| {
+                t.spec
+                    .trunks
+                    .iter()
+                    .find(|tr| tr.allow.contains(&from.ip()))
+                    .map(|tr| (i, tr.name.clone(), tr.max_calls))
+            });
+            let Some((tenant, trunk, max_calls)) = found else {
+                return Err((403, "Forbidden"));
+            };
+            let t = &d.tenants[tenant];
+            let number = t.spec.numbers.iter().find(|n| {
+                n.number == dialled || n.number.strip_prefix('+') == Some(dialled.as_str())
+            });
+            let Some(number) = number else {
+                return Err((404, "Not Found"));
+            };
+            let queue = *t
+                .queue_ids
+                .get(number.queue.get_ref())
+                .ok_or((404, "Not Found"))?;
+            let busy = self
+                .trunk_calls
+                .get(&(tenant, trunk.clone()))
+                .copied()
+                .unwrap_or(0);
+            if busy >= max_calls {
+                return Err((503, "Service Unavailable"));
+            }
+            Ok(Admission {
+                tenant,
+                trunk,
+                queue,
+                dialled: number.number.clone(),
+            })
+        })
+    }
+
+    fn bind_media(&self) -> Option<(std::net::UdpSocket, u16)> {
+        let s = std::net::UdpSocket::bind((self.media_ip, 0))
+            .map_err(|e| tracing::warn!(error = %e, "cannot open a media port"))
+            .ok()?;
+        let port = s.local_addr().ok()?.port();
+        Some((s, port))
+    }
+
+    fn on_ua_event(&mut self, ev: UaEvent) {
+        let now = Instant::now();
+        match ev {
+            UaEvent::IncomingCall { call, from, .. } => self.on_incoming(call, &from, now),
+            UaEvent::Established { call, media } => self.on_established(call, &media, now),
+            UaEvent::MediaChanged { call, media, .. } => self.relay.update(call, &media),
+            UaEvent::Ended { call, reason } => {
+                tracing::debug!(leg = call, ?reason, "leg ended");
+                self.on_ended(call, now);
+            }
+            UaEvent::TransferRequested { call, .. } => {
+                // Transfers are the router's to carry out (API or REFER from agents); until
+                // they land a REFER changes nothing.
+                tracing::info!(
+                    leg = call,
+                    "a REFER was received; transfers are not carried out yet"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_incoming(&mut self, leg: UaCall, from: &str, now: Instant) {
+        let Some(a) = self.admitted.take() else {
+            // Not an INVITE we let in (cannot happen: every out-of-dialog INVITE is checked).
+            self.ua.reject(leg, 403, now);
+            return;
+        };
+        let Some((socket, port)) = self.bind_media() else {
+            self.ua.reject(leg, 503, now);
+            return;
+        };
+        let n = self.next_call;
+        self.next_call += 1;
+        let caller = safe_user(from).unwrap_or_else(|| "anonymous".into());
+        let id = uuid::Uuid::new_v4().to_string();
+        let refused = self.cc.with(|d| {
+            let t = &mut d.tenants[a.tenant];
+            let r = t.engine.enqueue(
+                a.queue,
+                routing::Caller {
+                    call: routing::CallId(n),
+                    priority: 3,
+                    since: now,
+                },
+                now,
+            );
+            match r {
+                Ok(()) => None,
+                Err(Refused::Full) => Some("queue-full"),
+                Err(_) => Some("no-agents"),
+            }
+        });
+        tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %a.trunk, refused = ?refused, "call arrived");
+        *self
+            .trunk_calls
+            .entry((a.tenant, a.trunk.clone()))
+            .or_default() += 1;
+        self.calls.insert(
+            n,
+            CallRt {
+                id,
+                tenant: a.tenant,
+                trunk: a.trunk,
+                queue: a.queue,
+                caller_leg: leg,
+                caller,
+                dialled: a.dialled,
+                refused,
+                offers: Vec::new(),
+                agent: None,
+                started: now,
+                answered_at: None,
+            },
+        );
+        self.legs.insert(leg, Leg::Caller(n));
+        self.sockets.insert(leg, socket);
+        if let Err(e) = self
+            .ua
+            .answer(leg, LocalMedia::new(self.media_ip, port), now)
+        {
+            tracing::info!(error = %e, "cannot answer the caller");
+        }
+        self.dispatch();
+    }
+
+    /// Offers waiting callers to agents, in every tenant.
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        let offers: Vec<(usize, routing::Offer)> = self.cc.with(|d| {
+            d.tenants
+                .iter_mut()
+                .enumerate()
+                .flat_map(|(i, t)| t.engine.dispatch().into_iter().map(move |o| (i, o)))
+                .collect()
+        });
+        for (tenant, offer) in offers {
+            for agent in offer.agents {
+                self.offer(tenant, offer.call.0, offer.queue, agent, now);
+            }
+        }
+    }
+
+    fn offer(&mut self, tenant: usize, n: u64, queue: QueueId, agent: AgentId, now: Instant) {
+        let (contact, queue_name, alert) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let q = t.queue(queue);
+            (
+                t.agent(agent).and_then(|a| a.contact.clone()),
+                q.map(|q| q.name.clone()).unwrap_or_default(),
+                q.map_or(15, |q| q.alert_seconds),
+            )
+        });
+        let call = self.calls.get(&n);
+        let placed = match (contact, call, self.bind_media()) {
+            (Some(contact), Some(c), Some((socket, port))) => {
+                let headers = vec![
+                    format!("X-Switchboard-Queue: {queue_name}"),
+                    format!("X-Switchboard-Call: {}", c.id),
+                    format!("X-Switchboard-Caller: {}", c.caller),
+                    format!("X-Switchboard-Dialled: {}", c.dialled),
+                ];
+                match self
+                    .ua
+                    .invite(&contact, LocalMedia::new(self.media_ip, port), headers, now)
+                {
+                    Ok(leg) => Some((leg, socket)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %contact, "cannot call the agent's phone");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        match placed {
+            Some((leg, socket)) => {
+                self.sockets.insert(leg, socket);
+                self.legs.insert(
+                    leg,
+                    Leg::Offer {
+                        call: n,
+                        tenant,
+                        agent,
+                    },
+                );
+                if let Some(c) = self.calls.get_mut(&n) {
+                    c.offers.push((leg, agent));
+                }
+                self.cc.with(|d| {
+                    if let Some(a) = d.tenants[tenant].agent_mut(agent) {
+                        a.ringing += 1;
+                        tracing::info!(agent = %a.upn, queue = %queue_name, "offering a call");
+                    }
+                });
+                self.timers
+                    .insert((now + Duration::from_secs(alert), Timer::RingOut(leg)), ());
+            }
+            None => self.cc.with(|d| {
+                d.tenants[tenant].engine.offer_ended(
+                    routing::CallId(n),
+                    agent,
+                    OfferEnd::Refused,
+                    now,
+                )
+            }),
+        }
+    }
+
+    fn on_established(&mut self, leg: UaCall, media: &Negotiated, now: Instant) {
+        let Some(role) = self.legs.get(&leg).copied() else {
+            return;
+        };
+        match role {
+            Leg::Caller(n) => {
+                if let Some(socket) = self.sockets.remove(&leg) {
+                    self.relay.open(leg, socket, media);
+                }
+                let Some(c) = self.calls.get(&n) else {
+                    return;
+                };
+                let lang = self.cc.with(|d| d.tenants[c.tenant].spec.language.clone());
+                if c.agent.is_some() {
+                    return;
+                }
+                let list = match c.refused {
+                    Some(p) => Playlist {
+                        clips: vec![self.prompts.get(&lang, p)],
+                        then_loop: None,
+                    },
+                    None => Playlist {
+                        clips: vec![self.prompts.get(&lang, "welcome-queue")],
+                        then_loop: Some(self.prompts.music.clone()),
+                    },
+                };
+                self.relay.play(leg, list);
+            }
+            Leg::Offer {
+                call: n,
+                tenant,
+                agent,
+            } => {
+                let taken = self.cc.with(|d| {
+                    let t = &mut d.tenants[tenant];
+                    let ok = t.engine.answered(routing::CallId(n), agent);
+                    if let Some(a) = t.agent_mut(agent) {
+                        a.ringing = a.ringing.saturating_sub(1);
+                        a.on_call = ok;
+                    }
+                    ok
+                });
+                let Some(c) = self.calls.get_mut(&n).filter(|_| taken) else {
+                    // Another agent was first, or the caller left: this leg is not needed.
+                    self.legs.remove(&leg);
+                    self.sockets.remove(&leg);
+                    self.ua.hangup(leg, now);
+                    return;
+                };
+                c.offers.retain(|(l, _)| *l != leg);
+                c.agent = Some((agent, leg));
+                c.answered_at = Some(now);
+                let caller_leg = c.caller_leg;
+                let others: Vec<(UaCall, AgentId)> = std::mem::take(&mut c.offers);
+                tracing::info!(call = %c.id, waited_ms = now.duration_since(c.started).as_millis() as u64, "an agent answered");
+                if let Some(socket) = self.sockets.remove(&leg) {
+                    self.relay.open(leg, socket, media);
+                }
+                self.relay.play(caller_leg, Playlist::default());
+                self.relay.bridge(caller_leg, leg);
+                for (other, a) in others {
+                    self.legs.remove(&other);
+                    self.sockets.remove(&other);
+                    self.cc.with(|d| {
+                        if let Some(r) = d.tenants[tenant].agent_mut(a) {
+                            r.ringing = r.ringing.saturating_sub(1);
+                        }
+                    });
+                    self.ua.hangup(other, now);
+                }
+            }
+        }
+    }
+
+    fn on_ended(&mut self, leg: UaCall, now: Instant) {
+        self.relay.close(leg);
+        self.sockets.remove(&leg);
+        let Some(role) = self.legs.remove(&leg) else {
+            return;
+        };
+        match role {
+            Leg::Caller(n) => self.finish(n, now),
+            Leg::Offer {
+                call: n,
+                tenant,
+                agent,
+            } => {
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return;
+                };
+                if c.agent == Some((agent, leg)) {
+                    self.finish(n, now);
+                    return;
+                }
+                // An offer that ended unanswered: refused (busy, declined, unreachable).
+                let before = c.offers.len();
+                c.offers.retain(|(l, _)| *l != leg);
+                if c.offers.len() != before {
+                    self.cc.with(|d| {
+                        let t = &mut d.tenants[tenant];
+                        if let Some(a) = t.agent_mut(agent) {
+                            a.ringing = a.ringing.saturating_sub(1);
+                        }
+                        t.engine
+                            .offer_ended(routing::CallId(n), agent, OfferEnd::Refused, now);
+                    });
+                    self.dispatch();
+                }
+            }
+        }
+    }
+
+    /// Call `n` is over: both sides are hung up, the agent goes to wrap-up.
+    fn finish(&mut self, n: u64, now: Instant) {
+        let Some(c) = self.calls.remove(&n) else {
+            return;
+        };
+        if let Some(count) = self.trunk_calls.get_mut(&(c.tenant, c.trunk.clone())) {
+            *count = count.saturating_sub(1);
+        }
+        let mut hang = Vec::new();
+        if self.legs.remove(&c.caller_leg).is_some() {
+            hang.push(c.caller_leg);
+        }
+        for (leg, _) in &c.offers {
+            if self.legs.remove(leg).is_some() {
+                hang.push(*leg);
+            }
+        }
+        let wrap_up = self.cc.with(|d| {
+            let t = &mut d.tenants[c.tenant];
+            t.engine.remove(routing::CallId(n));
+            for (_, a) in &c.offers {
+                if let Some(r) = t.agent_mut(*a) {
+                    r.ringing = r.ringing.saturating_sub(1);
+                }
+            }
+            let (agent, _) = c.agent?;
+            let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);
+            t.engine.call_ended(agent, talk);
+            let secs = t.queue(c.queue).map_or(0, |q| q.wrap_up_seconds);
+            if let Some(r) = t.agent_mut(agent) {
+                r.on_call = false;
+                r.wrap_up_until = Some(now + Duration::from_secs(secs));
+            }
+            Some((agent, secs))
+        });
+        if let Some((_, leg)) = c.agent {
+            if self.legs.remove(&leg).is_some() {
+                hang.push(leg);
+            }
+        }
+        for leg in hang {
+            self.relay.close(leg);
+            self.sockets.remove(&leg);
+            self.ua.hangup(leg, now);
+        }
+        let outcome = match (c.agent.is_some(), c.refused) {
+            (true, _) => "answered",
+            (false, Some(_)) => "refused",
+            (false, None) => "abandoned",
+        };
+        tracing::info!(call = %c.id, outcome, seconds = now.duration_since(c.started).as_secs(), "call ended");
+        if let Some((agent, secs)) = wrap_up {
+            self.timers.insert(
+                (
+                    now + Duration::from_secs(secs),
+                    Timer::WrapUp(c.tenant, agent),
+                ),
+                (),
+            );
+        }
+        self.dispatch();
+    }
+
+    fn on_relay(&mut self, ev: RelayEvent) {
+        let now = Instant::now();
+        match ev {
+            RelayEvent::Played { leg } => {
+                // Only a refusal's prompt ends (the queue's music loops).
+                if let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() {
+                    if self.calls.get(&n).is_some_and(|c| c.refused.is_some()) {
+                        self.ua.hangup(leg, now);
+                        self.finish(n, now);
+                    }
+                }
+            }
+            RelayEvent::Failed { leg, why } => {
+                tracing::warn!(leg, %why, "a leg's media could not start; ending it");
+                self.ua.hangup(leg, now);
+                self.on_ended(leg, now);
+            }
+            RelayEvent::Dtmf { leg, digit } => {
+                tracing::debug!(leg, %digit, "DTMF");
+            }
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let now = Instant::now();
+        self.ua.handle_timeout(now);
+        while let Some((&(at, timer), _)) = self.timers.iter().next() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, timer));
+            match timer {
+                Timer::RingOut(leg) => self.ring_out(leg, now),
+                Timer::WrapUp(t, a) => {
+                    let due = self.cc.with(|d| {
+                        d.tenants[t]
+                            .agent(a)
+                            .and_then(|r| r.wrap_up_until)
+                            .is_some_and(|u| u <= now)
+                    });
+                    if due {
+                        self.cc.with(|d| d.finish_wrap_up(t, a, now));
+                        self.dispatch();
+                    }
+                }
+            }
+        }
+        if now >= self.last_purge + Duration::from_secs(5) {
+            self.last_purge = now;
+            self.purge_registrations(now);
+        }
+    }
+
+    /// An offer rang out: cancel it, set the agent as the queue says, try the next.
+    fn ring_out(&mut self, leg: UaCall, now: Instant) {
+        let Some(Leg::Offer {
+            call: n,
+            tenant,
+            agent,
+        }) = self.legs.get(&leg).copied()
+        else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let before = c.offers.len();
+        c.offers.retain(|(l, _)| *l != leg);
+        if c.offers.len() == before {
+            return;
+        }
+        let queue = c.queue;
+        self.legs.remove(&leg);
+        self.sockets.remove(&leg);
+        self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            let not_ready = t.queue(queue).is_none_or(|q| q.not_ready_after_missed);
+            let after = if not_ready {
+                AfterMissed::NotReady
+            } else {
+                AfterMissed::Ready
+            };
+            t.engine
+                .offer_ended(routing::CallId(n), agent, OfferEnd::NoAnswer(after), now);
+            if let Some(a) = t.agent_mut(agent) {
+                a.ringing = a.ringing.saturating_sub(1);
+                if not_ready {
+                    a.ready = false;
+                    a.reason = Some("missed call".into());
+                }
+                tracing::info!(agent = %a.upn, "the offer rang out unanswered");
+            }
+        });
+        self.ua.hangup(leg, now);
+        self.dispatch();
+    }
+
+    /// Phones whose registration expired are offline.
+    fn purge_registrations(&mut self, now: Instant) {
+        self.registrar.purge(now);
+        let registrar = &self.registrar;
+        self.cc.with(|d| {
+            let gone: Vec<(String, String)> = d
+                .tenants
+                .iter()
+                .flat_map(|t| t.agents.iter())
+                .filter_map(|a| Some((a.username.clone()?, a.aor.clone()?)))
+                .filter(|(_, aor)| registrar.lookup(aor, now).is_empty())
+                .collect();
+            for (user, aor) in gone {
+                d.registered(&user, &aor, None, now);
+            }
+        });
+    }
+
+    /// Shutting down: every call is hung up.
+    async fn stop(&mut self) {
+        let now = Instant::now();
+        let legs: Vec<UaCall> = self.legs.keys().copied().collect();
+        for leg in legs {
+            self.ua.hangup(leg, now);
+        }
+        self.settle().await;
+    }
+}
+
+fn has_to_tag(m: &Message) -> bool {
+    m.header("To")
+        .is_some_and(|t| switchboard_sip::ua::header_param(t, "tag").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_user_parts_pass() {
+        assert_eq!(
+            safe_user("\"Bob\" <sip:+15551234567@carrier.example;user=phone>;tag=1").as_deref(),
+            Some("+15551234567")
+        );
+        assert_eq!(
+            safe_user("<tel:+18005550100>").as_deref(),
+            Some("+18005550100")
+        );
+        assert_eq!(safe_user("<sip:a%0d%0aX-Evil:1@h>"), None);
+        assert_eq!(safe_user("<sip:@h>"), None);
+        assert_eq!(safe_user(&format!("<sip:{}@h>", "1".repeat(65))), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! Prompts and music on hold, read once at start from `<dir>/<language>/<id>.wav` and
+//! `<dir>/music/hold.wav` (made by `scripts/make-prompts.sh`; see `crates/router/prompts/`).
+//! A file that is missing or unreadable is logged once and replaced by a short soft tone, so
+//! a caller never waits in silence because a file is absent.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use switchboard_media::wav::WavSource;
+
+use crate::relay::{Clip, CLIP_RATE};
+
+/// The prompts the router plays.
+pub const IDS: &[&str] = &[
+    "welcome-queue",
+    "unknown-number",
+    "closed",
+    "queue-full",
+    "no-agents",
+    "invalid-choice",
+    "no-input",
+    "transferring",
+    "transfer-failed",
+    "goodbye",
+];
+
+/// Every prompt in every language, and the music.
+pub struct Prompts {
+    clips: HashMap<(String, String), Arc<Clip>>,
+    pub music: Arc<Clip>,
+}
+
+/// The prompts shipped with the router's sources.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))
+}
+
+fn stand_in(name: &str) -> Arc<Clip> {
+    // Two soft notes and a pause: clearly "something is playing", never silence.
+    let mut samples = switchboard_media::tone::sine(440.0, CLIP_RATE, 3000.0, 0, 4000);
+    samples.extend(switchboard_media::tone::sine(
+        554.37, CLIP_RATE, 3000.0, 0, 4000,
+    ));
+    samples.extend(std::iter::repeat_n(0, 8000));
+    Arc::new(Clip {
+        name: format!("{name} (stand-in tone)"),
+        samples,
+    })
+}
+
+fn read(path: &Path, name: &str, missing: &mut Vec<String>) -> Arc<Clip> {
+    match WavSource::open(path, CLIP_RATE) {
+        Ok(mut w) => {
+            let mut samples = Vec::new();
+            while !w.finished() {
+                samples.extend(w.next_frame(CLIP_RATE as usize / 10));
+            }
+            Arc::new(Clip {
+                name: name.to_owned(),
+                samples,
+            })
+        }
+        Err(e) => {
+            missing.push(format!("{name}: {e}"));
+            stand_in(name)
+        }
+    }
+}
+
+impl Prompts {
+    /// Reads every prompt of `languages` from `dir`.
+    pub fn load(dir: &Path, languages: &[&str]) -> Self {
+        let mut missing = Vec::new();
+        let mut clips = HashMap::new();
+        for lang in languages {
+            for id in IDS {
+                let path = dir.join(lang).join(format!("{id}.wav"));
+                let clip = read(&path, &format!("{lang}/{id}"), &mut missing);
+                clips.insert(((*lang).to_owned(), (*id).to_owned()), clip);
+            }
+        }
+        let music = read(&dir.join("music/hold.wav"), "music/hold", &mut missing);
+        if !missing.is_empty() {
+            tracing::warn!(
+                dir = %dir.display(),
+                missing = missing.len(),
+                first = %missing[0],
+                "some prompts could not be read; a tone plays in their place — run scripts/make-prompts.sh or set [sip] prompts_dir"
+            );
+        }
+        Self { clips, music }
+    }
+
+    /// Prompt `id` in `language` (English when that language lacks it).
+    pub fn get(&self, language: &str, id: &str) -> Arc<Clip> {
+        self.clips
+            .get(&(language.to_owned(), id.to_owned()))
+            .or_else(|| self.clips.get(&("en".to_owned(), id.to_owned())))
+            .cloned()
+            .unwrap_or_else(|| stand_in(id))
+    }
+}

@@ -1,0 +1,690 @@
+//! The router's media: every call leg the router anchors has a UDP port of its own and a
+//! [`MediaSession`] (jitter buffer, decoder, encoder, RFC 4733 DTMF, RTCP) on one thread that
+//! is not the async runtime's. Every 20 ms the thread takes in what arrived on every port,
+//! plays one frame out of each leg's jitter buffer, and sends each leg one frame: a prompt or
+//! music when one plays to it, else what its bridged peer said (converted to its codec's rate),
+//! else silence.
+//!
+//! Legs are always decoded and re-encoded, so two legs that share no codec (Opus ↔ PCMU)
+//! bridge like any others, and each side keeps its own sequence numbers, timestamps, SSRC and
+//! jitter buffer. A same-codec pass-through (no decode) is a later optimisation; the relay
+//! benchmark prints what each costs. The thread's memory per leg is bounded: a jitter buffer,
+//! one resampler and one frame.
+
+use std::collections::HashMap;
+#[cfg(test)]
+use std::net::SocketAddr;
+use std::net::UdpSocket;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard_media::resample::Rate;
+use switchboard_media::session::{Codec, MediaSession};
+use switchboard_media::srtp::Srtp;
+use switchboard_sip::sdp::{Direction, Negotiated};
+
+/// A leg of a call, as the SIP side numbers them.
+pub type LegId = u64;
+
+/// The rate prompts and music are stored at.
+pub const CLIP_RATE: u32 = 16_000;
+
+/// Audio to play to a leg (mono, [`CLIP_RATE`]).
+#[derive(Debug)]
+pub struct Clip {
+    pub name: String,
+    pub samples: Vec<i16>,
+}
+
+/// What to play: clips one after another, then (optionally) one clip looped until stopped.
+#[derive(Debug, Clone, Default)]
+pub struct Playlist {
+    pub clips: Vec<Arc<Clip>>,
+    pub then_loop: Option<Arc<Clip>>,
+}
+
+enum Cmd {
+    Open {
+        leg: LegId,
+        socket: UdpSocket,
+        media: Box<Negotiated>,
+    },
+    Update {
+        leg: LegId,
+        media: Box<Negotiated>,
+    },
+    Bridge(LegId, LegId),
+    Unbridge(LegId),
+    Play(LegId, Playlist),
+    Close(LegId),
+}
+
+/// What the media thread reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// A digit arrived on a leg in the media path (RFC 4733).
+    Dtmf { leg: LegId, digit: char },
+    /// A leg's playlist played to its end (its looped clip never ends).
+    Played { leg: LegId },
+    /// A leg could not be opened (its codec, its keys); the SIP side should end it.
+    Failed { leg: LegId, why: String },
+}
+
+/// Counters of the media thread, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    pub legs: std::sync::atomic::AtomicU64,
+    pub packets_in: std::sync::atomic::AtomicU64,
+    pub packets_out: std::sync::atomic::AtomicU64,
+    /// Ticks that started more than a frame late (the machine was too busy).
+    pub late_ticks: std::sync::atomic::AtomicU64,
+}
+
+/// The handle to the media thread; dropping it stops the thread.
+pub struct Relay {
+    tx: mpsc::Sender<Cmd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub stats: Arc<RelayStats>,
+}
+
+impl Relay {
+    /// Starts the media thread; its events go to `events`.
+    pub fn start(events: tokio::sync::mpsc::UnboundedSender<RelayEvent>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(RelayStats::default());
+        let s = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("router-media".into())
+            .spawn(move || run(rx, events, s))?;
+        Ok(Self {
+            tx,
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Carries a leg's media on `socket` (already bound; its port is in our SDP).
+    pub fn open(&self, leg: LegId, socket: UdpSocket, media: &Negotiated) {
+        let _ = self.tx.send(Cmd::Open {
+            leg,
+            socket,
+            media: Box::new(media.clone()),
+        });
+    }
+
+    /// The leg's media changed (hold, resume, a new address).
+    pub fn update(&self, leg: LegId, media: &Negotiated) {
+        let _ = self.tx.send(Cmd::Update {
+            leg,
+            media: Box::new(media.clone()),
+        });
+    }
+
+    /// Each of the two legs hears the other.
+    pub fn bridge(&self, a: LegId, b: LegId) {
+        let _ = self.tx.send(Cmd::Bridge(a, b));
+    }
+
+    /// The leg hears its peer no more (and the peer no longer hears it).
+    pub fn unbridge(&self, leg: LegId) {
+        let _ = self.tx.send(Cmd::Unbridge(leg));
+    }
+
+    /// Plays to the leg, replacing what played before (an empty playlist stops playing).
+    pub fn play(&self, leg: LegId, playlist: Playlist) {
+        let _ = self.tx.send(Cmd::Play(leg, playlist));
+    }
+
+    /// Stops carrying the leg and closes its port.
+    pub fn close(&self, leg: LegId) {
+        let _ = self.tx.send(Cmd::Close(leg));
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop.
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Player {
+    list: Playlist,
+    /// Index of the clip playing (== clips.len(): the loop).
+    at: usize,
+    pos: usize,
+    /// The clip converted to the leg's rate.
+    current: Arc<Vec<i16>>,
+}
+
+struct Leg {
+    socket: UdpSocket,
+    session: MediaSession,
+    send: bool,
+    rtcp_mux: bool,
+    rate: u32,
+    peer: Option<LegId>,
+    /// The peer's audio converted to this leg's rate.
+    from_peer: Option<Rate>,
+    player: Option<Player>,
+}
+
+struct Engine {
+    legs: HashMap<LegId, Leg>,
+    /// Clips converted to a codec's rate, by (clip address, rate).
+    converted: HashMap<(usize, u32), Arc<Vec<i16>>>,
+    events: tokio::sync::mpsc::UnboundedSender<RelayEvent>,
+    stats: Arc<RelayStats>,
+    anchor: (Instant, Duration),
+}
+
+fn unix_time() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn sends(d: Direction) -> bool {
+    matches!(d, Direction::SendRecv | Direction::SendOnly)
+}
+
+fn srtp_for(m: &Negotiated) -> Result<Option<Srtp>, String> {
+    match (&m.local_crypto, &m.remote_crypto) {
+        (Some(l), Some(r)) => Srtp::new(l, r)
+            .map(Some)
+            .map_err(|e| format!("cannot start SRTP: {e}")),
+        _ => Ok(None),
+    }
+}
+
+impl Engine {
+    fn open(&mut self, leg: LegId, socket: UdpSocket, m: &Negotiated) -> Result<(), String> {
+        let codec = Codec::from_name(&m.codec.encoding, m.codec.clock_rate).ok_or_else(|| {
+            format!(
+                "the peer chose {}/{}, which the router cannot carry",
+                m.codec.encoding, m.codec.clock_rate
+            )
+        })?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot use the media port: {e}"))?;
+        let now = Instant::now();
+        let mut session = MediaSession::new(codec, m.codec.payload_type, m.remote, now);
+        session.set_wall_clock(self.anchor.0, self.anchor.1);
+        session.set_telephone_event(m.telephone_event);
+        session.configure_opus(m.codec.fmtp.as_deref(), false);
+        session.set_srtp(srtp_for(m)?);
+        self.legs.insert(
+            leg,
+            Leg {
+                socket,
+                session,
+                send: sends(m.direction),
+                rtcp_mux: m.rtcp_mux,
+                rate: codec.clock_rate(),
+                peer: None,
+                from_peer: None,
+                player: None,
+            },
+        );
+        self.stats
+            .legs
+            .store(self.legs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn update(&mut self, leg: LegId, m: &Negotiated) -> Result<(), String> {
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return Ok(());
+        };
+        l.session.set_remote(m.remote);
+        l.session.set_telephone_event(m.telephone_event);
+        l.rtcp_mux = m.rtcp_mux;
+        l.send = sends(m.direction);
+        if l.session.is_secure() != m.local_crypto.is_some() {
+            l.session.set_srtp(srtp_for(m)?);
+        }
+        Ok(())
+    }
+
+    fn bridge(&mut self, a: LegId, b: LegId) {
+        let (Some(ra), Some(rb)) = (
+            self.legs.get(&a).map(|l| l.rate),
+            self.legs.get(&b).map(|l| l.rate),
+        ) else {
+            return;
+        };
+        self.unbridge(a);
+        self.unbridge(b);
+        if let Some(l) = self.legs.get_mut(&a) {
+            l.peer = Some(b);
+            l.from_peer = Some(Rate::new(rb, ra));
+        }
+        if let Some(l) = self.legs.get_mut(&b) {
+            l.peer = Some(a);
+            l.from_peer = Some(Rate::new(ra, rb));
+        }
+    }
+
+    fn unbridge(&mut self, leg: LegId) {
+        let peer = self.legs.get_mut(&leg).and_then(|l| {
+            l.from_peer = None;
+            l.peer.take()
+        });
+        if let Some(p) = peer.and_then(|p| self.legs.get_mut(&p)) {
+            if p.peer == Some(leg) {
+                p.peer = None;
+                p.from_peer = None;
+            }
+        }
+    }
+
+    fn clip_at(&mut self, clip: &Arc<Clip>, rate: u32) -> Arc<Vec<i16>> {
+        let key = (Arc::as_ptr(clip) as usize, rate);
+        if let Some(c) = self.converted.get(&key) {
+            return c.clone();
+        }
+        let converted = if rate == CLIP_RATE {
+            clip.samples.clone()
+        } else {
+            let mut r = Rate::new(CLIP_RATE, rate);
+            let f: Vec<f32> = clip
+                .samples
+                .iter()
+                .map(|&x| f32::from(x) / 32768.0)
+                .collect();
+            r.push(&f);
+            // Flush the converter's last chunk with silence.
+            r.push(&vec![0.0; CLIP_RATE as usize / 50]);
+            let n = r.available();
+            r.pull(n)
+                .unwrap_or_default()
+                .iter()
+                .map(|&x| (x.clamp(-1.0, 1.0) * 32767.0) as i16)
+                .collect()
+        };
+        let converted = Arc::new(converted);
+        // Bounded: prompts and music are few; a runaway set is simply not cached.
+        if self.converted.len() < 512 {
+            self.converted.insert(key, converted.clone());
+        }
+        converted
+    }
+
+    fn play(&mut self, leg: LegId, list: Playlist) {
+        let Some(rate) = self.legs.get(&leg).map(|l| l.rate) else {
+            return;
+        };
+        let first = list.clips.first().or(list.then_loop.as_ref()).cloned();
+        let player = match first {
+            Some(c) => {
+                let current = self.clip_at(&c, rate);
+                Some(Player {
+                    list,
+                    at: 0,
+                    pos: 0,
+                    current,
+                })
+            }
+            None => None,
+        };
+        if let Some(l) = self.legs.get_mut(&leg) {
+            l.player = player;
+        }
+    }
+
+    /// The next frame of the leg's playlist; `None` when it has ended (reported once).
+    fn next_played(&mut self, leg: LegId, n: usize) -> Option<Vec<i16>> {
+        let rate = self.legs.get(&leg)?.rate;
+        let mut out = Vec::with_capacity(n);
+        loop {
+            let l = self.legs.get_mut(&leg)?;
+            let p = l.player.as_mut()?;
+            let take = (n - out.len()).min(p.current.len().saturating_sub(p.pos));
+            out.extend_from_slice(&p.current[p.pos..p.pos + take]);
+            p.pos += take;
+            if out.len() == n {
+                return Some(out);
+            }
+            // The clip ended: the next one, the loop again, or the end.
+            let looping = p.at >= p.list.clips.len();
+            let next = if looping {
+                p.list.then_loop.clone()
+            } else {
+                p.at += 1;
+                p.list
+                    .clips
+                    .get(p.at)
+                    .or(p.list.then_loop.as_ref())
+                    .cloned()
+            };
+            match next {
+                Some(c) if !c.samples.is_empty() => {
+                    let current = self.clip_at(&c, rate);
+                    if let Some(p) = self.legs.get_mut(&leg).and_then(|l| l.player.as_mut()) {
+                        p.current = current;
+                        p.pos = 0;
+                    }
+                }
+                _ => {
+                    if let Some(l) = self.legs.get_mut(&leg) {
+                        l.player = None;
+                    }
+                    let _ = self.events.send(RelayEvent::Played { leg });
+                    out.resize(n, 0);
+                    return Some(out);
+                }
+            }
+        }
+    }
+
+    fn receive_all(&mut self, buf: &mut [u8]) {
+        let now = Instant::now();
+        for (&id, l) in self.legs.iter_mut() {
+            // Bounded per tick, so one flooded port cannot starve the others.
+            for _ in 0..64 {
+                let (n, from) = match l.socket.recv_from(buf) {
+                    Ok(x) => x,
+                    Err(_) => break,
+                };
+                self.stats
+                    .packets_in
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match l.session.receive(&buf[..n], from, now) {
+                    Ok(Some(digit)) => {
+                        let _ = self.events.send(RelayEvent::Dtmf { leg: id, digit });
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::trace!(leg = id, error = %e, %from, "RTP packet dropped"),
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, ticks: u64) {
+        // What each leg heard this frame, at its own rate.
+        let heard: HashMap<LegId, Vec<i16>> = self
+            .legs
+            .iter_mut()
+            .map(|(&id, l)| (id, l.session.play()))
+            .collect();
+        let ids: Vec<LegId> = self.legs.keys().copied().collect();
+        for id in ids {
+            let playing = self.legs.get(&id).is_some_and(|l| l.player.is_some());
+            let n = match self.legs.get(&id) {
+                Some(l) => l.session.frame_samples(),
+                None => continue,
+            };
+            let played = if playing {
+                self.next_played(id, n)
+            } else {
+                None
+            };
+            let Some(l) = self.legs.get_mut(&id) else {
+                continue;
+            };
+            // The peer's frame, converted, goes through the resampler even while a prompt
+            // plays, so the two stay in step when it ends.
+            let from_peer = match (l.peer.and_then(|p| heard.get(&p)), l.from_peer.as_mut()) {
+                (Some(h), Some(r)) => {
+                    let f: Vec<f32> = h.iter().map(|&x| f32::from(x) / 32768.0).collect();
+                    r.push(&f);
+                    // Keep at most 60 ms queued (the converters' chunks differ from frames).
+                    while r.available() > n * 3 {
+                        let _ = r.pull(n);
+                    }
+                    r.pull(n).map(|v| {
+                        v.iter()
+                            .map(|&x| (x.clamp(-1.0, 1.0) * 32767.0) as i16)
+                            .collect::<Vec<i16>>()
+                    })
+                }
+                _ => None,
+            };
+            let pcm = played.or(from_peer).unwrap_or_else(|| vec![0; n]);
+            if !l.send {
+                continue;
+            }
+            let Some(to) = l.session.remote() else {
+                continue;
+            };
+            let packet = l.session.packetise(&pcm);
+            if !packet.is_empty() && l.socket.send_to(&packet, to).is_ok() {
+                self.stats
+                    .packets_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // RTCP every 5 s, on the RTP port where rtcp-mux was agreed.
+            if ticks % 250 == 125 && l.rtcp_mux {
+                let now = l
+                    .session
+                    .wall_clock_at(Instant::now())
+                    .unwrap_or_else(unix_time);
+                let report = l.session.rtcp_report(now);
+                if !report.is_empty() {
+                    let _ = l.socket.send_to(&report, to);
+                }
+            }
+        }
+    }
+}
+
+fn run(
+    rx: mpsc::Receiver<Cmd>,
+    events: tokio::sync::mpsc::UnboundedSender<RelayEvent>,
+    stats: Arc<RelayStats>,
+) {
+    let mut engine = Engine {
+        legs: HashMap::new(),
+        converted: HashMap::new(),
+        events,
+        stats,
+        anchor: (Instant::now(), unix_time()),
+    };
+    let frame = Duration::from_millis(20);
+    let mut next = Instant::now() + frame;
+    let mut buf = vec![0u8; 2048];
+    let mut ticks: u64 = 0;
+    loop {
+        loop {
+            let cmd = match rx.try_recv() {
+                Ok(c) => c,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            };
+            match cmd {
+                Cmd::Open { leg, socket, media } => {
+                    if let Err(why) = engine.open(leg, socket, &media) {
+                        let _ = engine.events.send(RelayEvent::Failed { leg, why });
+                    }
+                }
+                Cmd::Update { leg, media } => {
+                    if let Err(why) = engine.update(leg, &media) {
+                        let _ = engine.events.send(RelayEvent::Failed { leg, why });
+                    }
+                }
+                Cmd::Bridge(a, b) => engine.bridge(a, b),
+                Cmd::Unbridge(l) => engine.unbridge(l),
+                Cmd::Play(l, list) => engine.play(l, list),
+                Cmd::Close(l) => {
+                    engine.unbridge(l);
+                    engine.legs.remove(&l);
+                    engine.stats.legs.store(
+                        engine.legs.len() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+            }
+        }
+        engine.receive_all(&mut buf);
+        engine.tick(ticks);
+        ticks += 1;
+        let now = Instant::now();
+        if now > next + frame {
+            // Too late for more than a frame: count it and start the clock again rather than
+            // sending a burst.
+            engine
+                .stats
+                .late_ticks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            next = now + frame;
+        } else {
+            std::thread::sleep(next.saturating_duration_since(now));
+            next += frame;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_media::tone::{energy_share, sine};
+    use switchboard_sip::sdp::NegotiatedCodec;
+
+    fn negotiated(codec: Codec, remote: SocketAddr) -> Negotiated {
+        let (encoding, rate, pt, channels) = match codec {
+            Codec::Opus => ("opus", 48_000, 111, 2),
+            Codec::Pcmu => ("PCMU", 8_000, 0, 1),
+            Codec::Pcma => ("PCMA", 8_000, 8, 1),
+        };
+        Negotiated {
+            remote: Some(remote),
+            codec: NegotiatedCodec {
+                payload_type: pt,
+                encoding: encoding.into(),
+                clock_rate: rate,
+                channels,
+                fmtp: None,
+            },
+            telephone_event: Some(101),
+            direction: Direction::SendRecv,
+            ptime: 20,
+            remote_crypto: None,
+            local_crypto: None,
+            rtcp_mux: true,
+        }
+    }
+
+    /// A phone at the other end of a leg: sends a tone at `freq` for `frames` frames and
+    /// keeps what it hears.
+    fn phone(
+        socket: UdpSocket,
+        codec: Codec,
+        pt: u8,
+        to: SocketAddr,
+        freq: f64,
+        frames: usize,
+    ) -> std::thread::JoinHandle<Vec<i16>> {
+        std::thread::spawn(move || {
+            socket.set_nonblocking(true).unwrap();
+            let mut s = MediaSession::new(codec, pt, Some(to), Instant::now());
+            s.set_telephone_event(Some(101));
+            let rate = codec.clock_rate();
+            let n = s.frame_samples();
+            let mut heard = Vec::new();
+            let mut buf = [0u8; 2048];
+            let mut next = Instant::now();
+            for i in 0..frames {
+                while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                    let _ = s.receive(&buf[..len], from, Instant::now());
+                }
+                heard.extend(s.play());
+                let pcm = sine(freq, rate, 8000.0, (i * n) as u64, n);
+                let p = s.packetise(&pcm);
+                socket.send_to(&p, to).unwrap();
+                if i == frames / 2 {
+                    s.send_dtmf('5', 160);
+                }
+                next += Duration::from_millis(20);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            heard
+        })
+    }
+
+    #[test]
+    fn opus_and_pcmu_legs_hear_each_other_through_the_bridge() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let relay = Relay::start(tx).unwrap();
+        let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (leg_a, leg_b, phone_a, phone_b) = (bind(), bind(), bind(), bind());
+        let (ra, rb) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
+        let (pa, pb) = (phone_a.local_addr().unwrap(), phone_b.local_addr().unwrap());
+        relay.open(1, leg_a, &negotiated(Codec::Opus, pa));
+        relay.open(2, leg_b, &negotiated(Codec::Pcmu, pb));
+        relay.bridge(1, 2);
+        let frames = 100;
+        let a = phone(phone_a, Codec::Opus, 111, ra, 440.0, frames);
+        let b = phone(phone_b, Codec::Pcmu, 0, rb, 1000.0, frames);
+        let (heard_a, heard_b) = (a.join().unwrap(), b.join().unwrap());
+        // The second half: past the jitter buffers' start.
+        let tail_a = &heard_a[heard_a.len() / 2..];
+        let tail_b = &heard_b[heard_b.len() / 2..];
+        let (a_hears_b, b_hears_a) = (
+            energy_share(tail_a, 48_000, 1000.0),
+            energy_share(tail_b, 8_000, 440.0),
+        );
+        assert!(
+            a_hears_b > 0.5,
+            "the Opus phone hears the PCMU phone's 1 kHz: {a_hears_b:.2}"
+        );
+        assert!(
+            b_hears_a > 0.5,
+            "the PCMU phone hears the Opus phone's 440 Hz: {b_hears_a:.2}"
+        );
+        assert!(
+            energy_share(tail_a, 48_000, 440.0) < 0.1,
+            "no echo of its own tone"
+        );
+        let mut digits = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let RelayEvent::Dtmf { leg, digit } = e {
+                digits.push((leg, digit));
+            }
+        }
+        digits.sort();
+        assert_eq!(
+            digits,
+            vec![(1, '5'), (2, '5')],
+            "each leg's RFC 4733 digit is reported once"
+        );
+    }
+
+    #[test]
+    fn a_playlist_plays_its_clips_in_turn_and_reports_its_end_once() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let relay = Relay::start(tx).unwrap();
+        let leg = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pa = peer.local_addr().unwrap();
+        let ra = leg.local_addr().unwrap();
+        relay.open(7, leg, &negotiated(Codec::Pcmu, pa));
+        let tone = Arc::new(Clip {
+            name: "tone".into(),
+            samples: sine(600.0, CLIP_RATE, 8000.0, 0, CLIP_RATE as usize / 5),
+        });
+        relay.play(
+            7,
+            Playlist {
+                clips: vec![tone.clone(), tone],
+                then_loop: None,
+            },
+        );
+        let h = phone(peer, Codec::Pcmu, 0, ra, 2000.0, 40);
+        let heard = h.join().unwrap();
+        assert!(
+            energy_share(&heard, 8_000, 600.0) > 0.3,
+            "the clips were heard"
+        );
+        let played: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|e| matches!(e, RelayEvent::Played { .. }))
+            .collect();
+        assert_eq!(played, vec![RelayEvent::Played { leg: 7 }]);
+        drop(relay);
+    }
+}

@@ -1,0 +1,477 @@
+//! Calls through the contact center, end to end on 127.0.0.1: the router in process (HTTP API
+//! and SIP edge), headless agents (`switchboard-agent`, real processes) registered with the
+//! credentials the API issued, and a caller (`switchboard-agent call`) on the trunk. Tones
+//! cross the router's media relay both ways and are checked with Goertzel at each end.
+//!
+//! The agent binary comes from the same target directory (`cargo test --workspace` builds
+//! it; alone: `cargo build -p switchboard-agent --bin switchboard-agent`).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchboard_media::tone;
+use switchboard_media::wav::{read_mono, WavSink};
+use switchboard_router::config::Config;
+
+const CALLER_HZ: f64 = 440.0;
+const AGENT_HZ: f64 = 1000.0;
+
+/// Calls judge audio, which a busy 2-core machine spoils: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = dir.join(format!("switchboard-agent{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p switchboard-agent --bin switchboard-agent` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+fn tone_wav(path: &Path, hz: f64, seconds: usize) {
+    let mut sink = WavSink::create(path, 8000).unwrap();
+    sink.write(&tone::sine(hz, 8000, 8000.0, 0, 8000 * seconds))
+        .unwrap();
+    sink.finish().unwrap();
+}
+
+/// Of the loud 50 ms blocks of `path`, the share where `hz` beats `other` (and how many).
+fn share_of(path: &Path, hz: f64, other: f64) -> (f64, usize) {
+    let (samples, rate) = read_mono(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (wins, loud) = tone::detect(&samples, rate, &[hz, other]);
+    (wins[0] as f64 / loud.max(1) as f64, loud)
+}
+
+struct Center {
+    base: String,
+    sip: u16,
+    http: reqwest::Client,
+    router: switchboard_router::Background,
+    dir: tempfile::TempDir,
+}
+
+const TENANT: &str = r#"
+[sip]
+listen = "127.0.0.1:0"
+
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+
+[[tenants.trunks]]
+name = "carrier"
+allow = ["127.0.0.1"]
+
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+strategy = "linear"
+alert_seconds = 3
+wrap_up_seconds = 1
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+name = "Adele Vance"
+
+[[tenants.agents]]
+upn = "alex@contoso.example"
+name = "Alex Wilber"
+"#;
+
+async fn start(toml: &str) -> Center {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(toml, Path::new("calls.toml")).unwrap();
+    config.storage.data_dir = Some(dir.path().to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let router = switchboard_router::Router::start_on(config, listener)
+        .await
+        .unwrap();
+    let sip = router.sip_addr().expect("the SIP edge listens").port();
+    let router = router.spawn();
+    Center {
+        base: router.url().to_owned(),
+        sip,
+        http: reqwest::Client::new(),
+        router,
+        dir,
+    }
+}
+
+impl Center {
+    fn tone(&self, name: &str, hz: f64, seconds: usize) {
+        tone_wav(&self.dir.path().join(name), hz, seconds);
+    }
+
+    fn share(&self, name: &str, hz: f64, other: f64) -> (f64, usize) {
+        share_of(&self.dir.path().join(name), hz, other)
+    }
+
+    async fn credentials(&self, upn: &str) -> Value {
+        self.json(
+            reqwest::Method::POST,
+            "/v1/agents/me/sip-credentials",
+            serde_json::json!({ "agent": upn }),
+            201,
+        )
+        .await
+    }
+
+    async fn set_state(&self, upn: &str, state: &str) -> Value {
+        self.json(
+            reqwest::Method::PUT,
+            "/v1/agents/me/state",
+            serde_json::json!({ "agent": upn, "state": state }),
+            200,
+        )
+        .await
+    }
+
+    /// The JSON answer to a request with a JSON body, which must come with `status`.
+    async fn json(&self, method: reqwest::Method, path: &str, body: Value, status: u16) -> Value {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .http
+            .request(method, url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        r.json().await.unwrap()
+    }
+
+    /// The status of a request with a JSON body.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> u16 {
+        let url = format!("{}{path}", self.base);
+        let r = self.http.request(method, url).json(&body).send().await;
+        r.unwrap().status().as_u16()
+    }
+
+    async fn status(&self, upn: &str) -> Value {
+        self.http
+            .get(format!("{}/v1/agents/me?agent={upn}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a headless agent for `upn` with fresh credentials and sets it Ready; it
+    /// answers one call after `answer_after` seconds, playing `play`, recording to `record`.
+    async fn agent(&self, upn: &str, answer_after: f64, play: &str, record: &str) -> Child {
+        let (play, record) = (self.dir.path().join(play), self.dir.path().join(record));
+        let creds = self.credentials(upn).await;
+        let pw = self.dir.path().join(format!("{upn}.pw"));
+        std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
+        let mut child = Command::new(agent_bin())
+            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+            .args(["--server", creds["registrar"].as_str().unwrap()])
+            .args(["--user", creds["username"].as_str().unwrap()])
+            .args(["--domain", creds["domain"].as_str().unwrap()])
+            .arg("--password-file")
+            .arg(&pw)
+            .args([
+                "--answer-after",
+                &answer_after.to_string(),
+                "--codec",
+                "pcmu",
+            ])
+            .arg("--play")
+            .arg(play)
+            .arg("--record")
+            .arg(record)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let child_events = tokio::task::spawn_blocking(move || {
+            let seen = events_until(&mut child, "registered");
+            (child, seen)
+        })
+        .await
+        .unwrap();
+        let (child, _) = child_events;
+        let st = self.set_state(upn, "ready").await;
+        assert_eq!(st["state"], "ready", "{st}");
+        assert_eq!(st["registered"], true, "{st}");
+        child
+    }
+
+    /// Calls `number` on the trunk from a headless caller speaking Opus for `seconds`.
+    async fn call(
+        &self,
+        number: &str,
+        seconds: u32,
+        play: &str,
+        record: &str,
+    ) -> (bool, Vec<Value>) {
+        let (play, record) = (self.dir.path().join(play), self.dir.path().join(record));
+        let out = Command::new(agent_bin())
+            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args([
+                "--json",
+                "call",
+                &format!("sip:{number}@127.0.0.1:{}", self.sip),
+            ])
+            .args(["--codec", "opus", "--hangup-after", &seconds.to_string()])
+            .args(["--ring-timeout", "20"])
+            .arg("--play")
+            .arg(play)
+            .arg("--record")
+            .arg(record)
+            .output()
+            .unwrap();
+        let ev = events(&out.stdout);
+        eprintln!(
+            "caller → {}\nstderr: {}\nevents: {ev:#?}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), ev)
+    }
+}
+
+fn events(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The agent's JSON events up to and including the first `name` event.
+fn events_until(child: &mut Child, name: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let out = child.stdout.as_mut().expect("piped");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match out.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => {
+                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                    let done = v["event"] == name;
+                    seen.push(v);
+                    if done {
+                        return seen;
+                    }
+                }
+                line.clear();
+            }
+            Ok(1) => line.push(byte[0]),
+            _ => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("the agent ended before its {name:?} event: {seen:?}\n{err}");
+            }
+        }
+    }
+}
+
+/// The agent's remaining events once it exits (killed after `within`).
+async fn finish(mut child: Child, within: Duration) -> Vec<Value> {
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > within {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        eprintln!("agent stderr: {}", String::from_utf8_lossy(&out.stderr));
+        events(&out.stdout)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() {
+    let _one = SERIAL.lock().await;
+    let c = start(TENANT).await;
+    c.tone("caller.wav", CALLER_HZ, 10);
+    c.tone("agent.wav", AGENT_HZ, 10);
+    let agent = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "agent-heard.wav")
+        .await;
+    let (ok, ev) = c
+        .call("+18005550100", 4, "caller.wav", "caller-heard.wav")
+        .await;
+    assert!(ok, "the caller's call went through: {ev:?}");
+    let established = ev
+        .iter()
+        .find(|e| e["event"] == "established")
+        .expect("answered");
+    assert_eq!(established["media"]["codec"], "opus", "{established}");
+    let agent_ev = finish(agent, Duration::from_secs(10)).await;
+    let offered = agent_ev
+        .iter()
+        .find(|e| e["event"] == "established")
+        .unwrap_or_else(|| panic!("the agent took the call: {agent_ev:?}"));
+    assert_eq!(
+        offered["media"]["codec"], "PCMU",
+        "Opus caller ↔ PCMU agent: {offered}"
+    );
+    // Each side heard the other's tone (Opus ↔ PCMU through the router's transcoding).
+    let (share, loud) = c.share("agent-heard.wav", CALLER_HZ, AGENT_HZ);
+    eprintln!("agent heard the caller's tone in {share:.3} of {loud} loud blocks");
+    assert!(
+        loud > 40 && share > 0.9,
+        "the agent heard the caller: {share:.2} of {loud} blocks"
+    );
+    let (share, loud) = c.share("caller-heard.wav", AGENT_HZ, CALLER_HZ);
+    eprintln!("caller heard the agent's tone in {share:.3} of {loud} loud blocks");
+    assert!(
+        loud > 40 && share > 0.7,
+        "the caller heard the agent: {share:.2} of {loud} blocks"
+    );
+    // The agent is in wrap-up (1 s), then Ready again — their phone has gone (one call).
+    let st = c.status("adele@contoso.example").await;
+    assert!(
+        ["wrap_up", "ready", "offline"].contains(&st["state"].as_str().unwrap_or("")),
+        "{st}"
+    );
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_answers() {
+    let _one = SERIAL.lock().await;
+    let c = start(TENANT).await;
+    let d = c.dir.path();
+    c.tone("caller.wav", CALLER_HZ, 15);
+    c.tone("agent.wav", AGENT_HZ, 15);
+    // Linear: Adele (first in the configuration) is offered first and lets it ring past
+    // the queue's 3 s alert time; Alex answers.
+    let adele = c
+        .agent(
+            "adele@contoso.example",
+            30.0,
+            "agent.wav",
+            "adele-heard.wav",
+        )
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 0.5, "agent.wav", "alex-heard.wav")
+        .await;
+    let (ok, ev) = c
+        .call("+18005550100", 7, "caller.wav", "caller-heard.wav")
+        .await;
+    assert!(ok, "{ev:?}");
+    let st = c.status("adele@contoso.example").await;
+    assert_eq!(st["state"], "not_ready", "{st}");
+    assert_eq!(st["reason"], "missed call", "{st}");
+    let alex_ev = finish(alex, Duration::from_secs(10)).await;
+    assert!(
+        alex_ev.iter().any(|e| e["event"] == "established"),
+        "{alex_ev:?}"
+    );
+    let (share, loud) = c.share("alex-heard.wav", CALLER_HZ, AGENT_HZ);
+    assert!(
+        loud > 40 && share > 0.9,
+        "Alex heard the caller: {share:.2} of {loud}"
+    );
+    let adele_ev = finish(adele, Duration::from_secs(1)).await;
+    assert!(
+        !adele_ev.iter().any(|e| e["event"] == "established"),
+        "Adele never took it: {adele_ev:?}"
+    );
+    // The caller waited in the queue: they heard the welcome prompt and music before Alex.
+    let (samples, rate) = read_mono(&d.join("caller-heard.wav")).unwrap();
+    let first = &samples[..(rate as usize * 3).min(samples.len())];
+    let loud = first.iter().filter(|s| s.unsigned_abs() > 1000).count();
+    assert!(
+        loud > rate as usize / 4,
+        "the waiting caller heard something, not silence: {loud}"
+    );
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
+    let _one = SERIAL.lock().await;
+    let c = start(TENANT).await;
+    let d = c.dir.path();
+    c.tone("caller.wav", CALLER_HZ, 5);
+    // A number the tenant does not have: 404.
+    let (ok, ev) = c.call("+18005550199", 2, "caller.wav", "x.wav").await;
+    assert!(!ok);
+    let ended = ev
+        .iter()
+        .find(|e| e["event"] == "ended")
+        .expect("an ended event");
+    assert!(ended.to_string().contains("404"), "{ended}");
+    // Nobody logged in: the caller hears why, then the router hangs up (no silence, no
+    // endless music).
+    let (_, ev) = c
+        .call("+18005550100", 15, "caller.wav", "noagents.wav")
+        .await;
+    let ended = ev.iter().find(|e| e["event"] == "ended").expect("ended");
+    assert!(
+        ended.to_string().contains("remote"),
+        "the router hung up: {ended}"
+    );
+    let (samples, _) = read_mono(&d.join("noagents.wav")).unwrap();
+    assert!(
+        samples.iter().filter(|s| s.unsigned_abs() > 1000).count() > 4000,
+        "a prompt played"
+    );
+    c.router.stop().await.unwrap();
+    // A source that is no trunk of any tenant: 403.
+    let c = start(&TENANT.replace("allow = [\"127.0.0.1\"]", "allow = [\"192.0.2.10\"]")).await;
+    c.tone("caller.wav", CALLER_HZ, 5);
+    let (ok, ev) = c.call("+18005550100", 2, "caller.wav", "y.wav").await;
+    assert!(!ok);
+    let ended = ev.iter().find(|e| e["event"] == "ended").expect("ended");
+    assert!(ended.to_string().contains("403"), "{ended}");
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_rotated_and_the_api_refuses_what_it_should() {
+    let c = start(TENANT).await;
+    let first = c.credentials("Adele@Contoso.example").await;
+    assert_eq!(first["agent"], "adele@contoso.example");
+    assert_eq!(first["tenant"], "contoso");
+    assert_eq!(first["domain"], "contoso.example");
+    assert!(first["password"].as_str().unwrap().len() >= 20);
+    let second = c.credentials("adele@contoso.example").await;
+    assert_ne!(first["username"], second["username"]);
+    assert_ne!(first["password"], second["password"]);
+    use reqwest::Method;
+    let creds = "/v1/agents/me/sip-credentials";
+    let mallory = serde_json::json!({ "agent": "mallory@contoso.example" });
+    assert_eq!(c.send(Method::POST, creds, mallory).await, 404);
+    let nobody = serde_json::json!({});
+    assert_eq!(
+        c.send(Method::POST, creds, nobody).await,
+        404,
+        "no agent named, none found"
+    );
+    let on_call = serde_json::json!({ "agent": "adele@contoso.example", "state": "on_call" });
+    assert_eq!(
+        c.send(Method::PUT, "/v1/agents/me/state", on_call).await,
+        422
+    );
+    let st = c.status("adele@contoso.example").await;
+    assert_eq!(st["state"], "offline", "{st}");
+    c.router.stop().await.unwrap();
+}
