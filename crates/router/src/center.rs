@@ -90,7 +90,48 @@ pub struct TenantSpec {
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
     #[serde(default)]
+    pub attendants: Vec<AttendantSpec>,
+    #[serde(default)]
     pub agents: Vec<AgentConfig>,
+}
+
+/// Where a call goes: a queue or an auto attendant (exactly one).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    #[serde(default)]
+    pub queue: Option<Spanned<String>>,
+    #[serde(default)]
+    pub attendant: Option<Spanned<String>>,
+}
+
+/// An auto attendant: a greeting that offers choices by key, with retries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttendantSpec {
+    #[serde(deserialize_with = "short_name")]
+    pub name: String,
+    /// The prompt played as the menu (`<prompts_dir>/<language>/<greeting>.wav`).
+    #[serde(deserialize_with = "short_name")]
+    pub greeting: String,
+    /// Seconds to wait for a key after the greeting.
+    #[serde(default = "default_menu_timeout")]
+    pub timeout_seconds: u64,
+    /// Greetings again after no key or a wrong one, before `default`.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Keys `0`–`9` and where each goes (`*` repeats the greeting, `#` goes back).
+    #[serde(default)]
+    pub options: BTreeMap<String, TargetSpec>,
+    /// Where the caller goes after no choice (or too many wrong ones): the operator.
+    pub default: TargetSpec,
+}
+
+fn default_menu_timeout() -> u64 {
+    5
+}
+fn default_retries() -> u32 {
+    2
 }
 
 /// A carrier or SBC that brings calls in.
@@ -135,8 +176,12 @@ pub struct NumberSpec {
     /// E.164 with the `+`.
     #[serde(deserialize_with = "e164")]
     pub number: String,
-    /// The queue its callers wait in.
-    pub queue: Spanned<String>,
+    /// The queue its callers wait in (or `attendant`).
+    #[serde(default)]
+    pub queue: Option<Spanned<String>>,
+    /// The auto attendant that answers its callers (or `queue`).
+    #[serde(default)]
+    pub attendant: Option<Spanned<String>>,
 }
 
 /// A queue.
@@ -304,7 +349,46 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 });
             }
         }
-        for n in &t.numbers {
+        let attendants: HashSet<&str> = t.attendants.iter().map(|a| a.name.as_str()).collect();
+        if attendants.len() != t.attendants.len() {
+            return Err(RefError {
+                offset: None,
+                key: at("attendants"),
+                message: "an attendant name is used twice".into(),
+            });
+        }
+        let target = |queue: &Option<Spanned<String>>,
+                      attendant: &Option<Spanned<String>>,
+                      key: String|
+         -> Result<(), RefError> {
+            match (queue, attendant) {
+                (Some(q), None) if !queues.contains(q.get_ref().as_str()) => Err(RefError {
+                    offset: Some(q.span().start),
+                    key: format!("{key}.queue"),
+                    message: format!(
+                        "no queue {:?} in tenant {:?}: declare it under [[tenants.queues]]",
+                        q.get_ref(),
+                        t.id
+                    ),
+                }),
+                (None, Some(a)) if !attendants.contains(a.get_ref().as_str()) => Err(RefError {
+                    offset: Some(a.span().start),
+                    key: format!("{key}.attendant"),
+                    message: format!(
+                        "no attendant {:?} in tenant {:?}: declare it under [[tenants.attendants]]",
+                        a.get_ref(),
+                        t.id
+                    ),
+                }),
+                (Some(_), None) | (None, Some(_)) => Ok(()),
+                _ => Err(RefError {
+                    offset: None,
+                    key,
+                    message: "name exactly one of queue or attendant".into(),
+                }),
+            }
+        };
+        for (i, n) in t.numbers.iter().enumerate() {
             if !numbers.insert(n.number.as_str()) {
                 return Err(RefError {
                     offset: None,
@@ -312,15 +396,26 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     message: format!("number {} is mapped twice", n.number),
                 });
             }
-            if !queues.contains(n.queue.get_ref().as_str()) {
+            target(&n.queue, &n.attendant, at(&format!("numbers[{i}]")))?;
+        }
+        for (i, a) in t.attendants.iter().enumerate() {
+            let key = |k: &str| at(&format!("attendants[{i}].{k}"));
+            target(&a.default.queue, &a.default.attendant, key("default"))?;
+            for (digit, to) in &a.options {
+                if digit.len() != 1 || !digit.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(RefError {
+                        offset: None,
+                        key: key("options"),
+                        message: format!("option {digit:?} is not a key 0–9 (* repeats the greeting, # goes back)"),
+                    });
+                }
+                target(&to.queue, &to.attendant, key(&format!("options.{digit}")))?;
+            }
+            if !(1..=60).contains(&a.timeout_seconds) || a.retries > 9 {
                 return Err(RefError {
-                    offset: Some(n.queue.span().start),
-                    key: at("numbers.queue"),
-                    message: format!(
-                        "no queue {:?} in tenant {:?}: declare it under [[tenants.queues]]",
-                        n.queue.get_ref(),
-                        t.id
-                    ),
+                    offset: None,
+                    key: key("timeout_seconds"),
+                    message: "timeout_seconds must be 1–60 and retries 0–9".into(),
                 });
             }
         }
@@ -401,6 +496,14 @@ skills = { billing = 5 }
         }
     }
 
+    /// A refused cross-reference that has no line of its own: its key and message.
+    fn reference(text: &str) -> (String, String) {
+        match parse(text) {
+            Err(ConfigError::Reference { key, message, .. }) => (key, message),
+            other => panic!("expected a refused reference, got {other:?}"),
+        }
+    }
+
     #[test]
     fn bad_values_are_refused_at_their_line() {
         let (line, _, msg) = invalid(&GOOD.replace("billing = 5", "billing = 7"));
@@ -423,8 +526,29 @@ skills = { billing = 5 }
     fn a_number_for_a_missing_queue_names_the_reference() {
         let (line, key, msg) = invalid(&GOOD.replace("queue = \"general\"", "queue = \"sales\""));
         assert_eq!(line, 15, "{msg}");
-        assert_eq!(key.as_deref(), Some("tenants[0].numbers.queue"));
+        assert_eq!(key.as_deref(), Some("tenants[0].numbers[0].queue"));
         assert!(msg.contains("no queue \"sales\""), "{msg}");
+    }
+
+    #[test]
+    fn attendants_are_checked_like_numbers() {
+        let menu = "\n[[tenants.attendants]]\nname = \"main\"\ngreeting = \"demo-main-menu\"\ndefault = { queue = \"general\" }\noptions = { 1 = { queue = \"general\" } }\n";
+        let good =
+            format!("{GOOD}{menu}").replace("queue = \"general\"\n", "attendant = \"main\"\n");
+        parse(&good).expect("a number to an attendant");
+        let (_, key, msg) =
+            invalid(&good.replace("attendant = \"main\"\n", "attendant = \"side\"\n"));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].numbers[0].attendant"),
+            "{msg}"
+        );
+        let (key, msg) = reference(&good.replace("options = { 1 =", "options = { 12 ="));
+        assert_eq!(key, "tenants[0].attendants[0].options", "{msg}");
+        let (key, msg) =
+            reference(&good.replace("default = { queue = \"general\" }", "default = {}"));
+        assert_eq!(key, "tenants[0].attendants[0].default", "{msg}");
+        assert!(msg.contains("exactly one"), "{msg}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use rand::Rng;
 use switchboard_api::{AgentState, AgentStatus, RequestedState, SipCredentials};
 
-use crate::center::{QueueConfig, TenantSpec};
+use crate::center::{AttendantSpec, QueueConfig, TargetSpec, TenantSpec};
 use crate::routing::{AgentId, AgentSpec, Engine, QueueId, QueueSpec, SkillId};
 
 /// An agent of a tenant, as the router follows them.
@@ -63,6 +63,15 @@ pub struct TenantRt {
     /// By [`AgentId`].
     pub agents: Vec<AgentRt>,
     by_upn: HashMap<String, AgentId>,
+    pub attendants: Vec<AttendantSpec>,
+}
+
+/// Where a call goes, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Queue(QueueId),
+    /// An attendant, by its index in the tenant's list.
+    Attendant(usize),
 }
 
 impl TenantRt {
@@ -74,6 +83,18 @@ impl TenantRt {
     }
     pub fn queue(&self, q: QueueId) -> Option<&QueueConfig> {
         self.queues.get(q.0 as usize)
+    }
+    /// The route a configured target names (checked at start, so always found).
+    pub fn route(&self, t: &TargetSpec) -> Option<Route> {
+        match (&t.queue, &t.attendant) {
+            (Some(q), _) => self.queue_ids.get(q.get_ref()).map(|q| Route::Queue(*q)),
+            (None, Some(a)) => self
+                .attendants
+                .iter()
+                .position(|x| x.name == *a.get_ref())
+                .map(Route::Attendant),
+            (None, None) => None,
+        }
     }
     fn status(&self, a: AgentId) -> Option<AgentStatus> {
         let r = self.agent(a)?;
@@ -174,6 +195,7 @@ impl CallCenter {
                     queues: spec.queues.clone(),
                     agents,
                     by_upn,
+                    attendants: spec.attendants.clone(),
                 }
             })
             .collect();

@@ -28,7 +28,7 @@ use switchboard_sip::ua::{
 use tokio::sync::watch;
 
 use crate::center::SipConfig;
-use crate::desk::CallCenter;
+use crate::desk::{CallCenter, Route};
 use crate::prompts::Prompts;
 use crate::relay::{Playlist, Relay, RelayEvent};
 use crate::routing::{self, AfterMissed, AgentId, OfferEnd, QueueId, Refused};
@@ -56,18 +56,46 @@ enum Leg {
     },
 }
 
+/// Where a caller is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Answered, media not agreed yet; then `first` routes the call.
+    Answering { first: Route },
+    /// In an attendant's menu: after how many failed tries.
+    Menu { attendant: usize, tries: u32 },
+    /// Waiting in a queue (or ringing agents).
+    Queued,
+    /// Hearing why the call cannot go on (this prompt), then hung up.
+    Closing(&'static str),
+    /// With an agent.
+    Talking,
+}
+
+/// Routing steps a call may take (attendant to attendant, to a queue) before it is ended:
+/// a loop in the configuration cannot keep a caller forever.
+const MAX_HOPS: u32 = 16;
+
 /// A caller's call.
 #[derive(Debug)]
 struct CallRt {
     id: String,
     tenant: usize,
     trunk: String,
-    queue: QueueId,
+    /// The queue the caller waits (or waited) in.
+    queue: Option<QueueId>,
     caller_leg: UaCall,
     caller: String,
     dialled: String,
-    /// Why the queue refused the caller: the prompt to play before hanging up.
-    refused: Option<&'static str>,
+    stage: Stage,
+    /// When the caller first joined a queue: kept across moves so they keep their place.
+    since: Option<Instant>,
+    /// The attendants the caller went through (for `#`, back).
+    menus: Vec<usize>,
+    /// What the caller chose (`main:1`), for the agent and the record.
+    choices: Vec<String>,
+    /// Bumped at every new menu prompt, so that an older no-input timer is ignored.
+    menu_generation: u64,
+    hops: u32,
     /// Offers ringing: (leg, agent).
     offers: Vec<(UaCall, AgentId)>,
     /// The agent who answered, and their leg.
@@ -80,13 +108,15 @@ struct CallRt {
 enum Timer {
     RingOut(UaCall),
     WrapUp(usize, AgentId),
+    /// No key after call `n`'s menu prompt (of this generation).
+    NoInput(u64, u64),
 }
 
 /// An INVITE let in, waiting for the user agent's `IncomingCall`.
 struct Admission {
     tenant: usize,
     trunk: String,
-    queue: QueueId,
+    route: Route,
     dialled: String,
 }
 
@@ -179,11 +209,17 @@ pub async fn start(
     let (tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Relay::start(tx).map_err(EdgeError::Media)?;
     let languages: Vec<&str> = crate::center::LANGUAGES.to_vec();
+    let greetings: Vec<String> = cc.with(|d| {
+        d.tenants
+            .iter()
+            .flat_map(|t| t.attendants.iter().map(|a| a.greeting.clone()))
+            .collect()
+    });
     let dir = cfg
         .prompts_dir
         .clone()
         .unwrap_or_else(crate::prompts::default_dir);
-    let prompts = tokio::task::spawn_blocking(move || Prompts::load(&dir, &languages))
+    let prompts = tokio::task::spawn_blocking(move || Prompts::load(&dir, &languages, &greetings))
         .await
         .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
     cc.with(|d| d.registrar = Some(format!("sip:{local}")));
@@ -382,10 +418,11 @@ impl Edge {
             let Some(number) = number else {
                 return Err((404, "Not Found"));
             };
-            let queue = *t
-                .queue_ids
-                .get(number.queue.get_ref())
-                .ok_or((404, "Not Found"))?;
+            let target = crate::center::TargetSpec {
+                queue: number.queue.clone(),
+                attendant: number.attendant.clone(),
+            };
+            let route = t.route(&target).ok_or((404, "Not Found"))?;
             let busy = self
                 .trunk_calls
                 .get(&(tenant, trunk.clone()))
@@ -397,7 +434,7 @@ impl Edge {
             Ok(Admission {
                 tenant,
                 trunk,
-                queue,
+                route,
                 dialled: number.number.clone(),
             })
         })
@@ -421,6 +458,7 @@ impl Edge {
                 tracing::debug!(leg = call, ?reason, "leg ended");
                 self.on_ended(call, now);
             }
+            UaEvent::Dtmf { call, digit, .. } => self.on_digit(call, digit, now),
             UaEvent::TransferRequested { call, .. } => {
                 // Transfers are the router's to carry out (API or REFER from agents); until
                 // they land a REFER changes nothing.
@@ -447,24 +485,7 @@ impl Edge {
         self.next_call += 1;
         let caller = safe_user(from).unwrap_or_else(|| "anonymous".into());
         let id = uuid::Uuid::new_v4().to_string();
-        let refused = self.cc.with(|d| {
-            let t = &mut d.tenants[a.tenant];
-            let r = t.engine.enqueue(
-                a.queue,
-                routing::Caller {
-                    call: routing::CallId(n),
-                    priority: 3,
-                    since: now,
-                },
-                now,
-            );
-            match r {
-                Ok(()) => None,
-                Err(Refused::Full) => Some("queue-full"),
-                Err(_) => Some("no-agents"),
-            }
-        });
-        tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %a.trunk, refused = ?refused, "call arrived");
+        tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %a.trunk, "call arrived");
         *self
             .trunk_calls
             .entry((a.tenant, a.trunk.clone()))
@@ -475,11 +496,16 @@ impl Edge {
                 id,
                 tenant: a.tenant,
                 trunk: a.trunk,
-                queue: a.queue,
+                queue: None,
                 caller_leg: leg,
                 caller,
                 dialled: a.dialled,
-                refused,
+                stage: Stage::Answering { first: a.route },
+                since: None,
+                menus: Vec::new(),
+                choices: Vec::new(),
+                menu_generation: 0,
+                hops: 0,
                 offers: Vec::new(),
                 agent: None,
                 started: now,
@@ -494,8 +520,195 @@ impl Edge {
         {
             tracing::info!(error = %e, "cannot answer the caller");
         }
-        self.dispatch();
     }
+
+    /// Sends call `n` on: to an attendant's menu or into a queue.
+    fn route(&mut self, n: u64, to: Route, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        c.hops += 1;
+        if c.hops > MAX_HOPS {
+            tracing::warn!(call = %c.id, "the call went round the attendants too often (a loop in the configuration?); ending it");
+            self.close(n, "goodbye");
+            return;
+        }
+        match to {
+            Route::Attendant(a) => {
+                c.menus.push(a);
+                c.stage = Stage::Menu {
+                    attendant: a,
+                    tries: 0,
+                };
+                self.menu(n, None);
+            }
+            Route::Queue(q) => {
+                c.queue = Some(q);
+                let since = *c.since.get_or_insert(now);
+                let (tenant, leg) = (c.tenant, c.caller_leg);
+                let refused = self.cc.with(|d| {
+                    let r = d.tenants[tenant].engine.enqueue(
+                        q,
+                        routing::Caller {
+                            call: routing::CallId(n),
+                            priority: 3,
+                            since,
+                        },
+                        now,
+                    );
+                    match r {
+                        Ok(()) => None,
+                        Err(Refused::Full) => Some("queue-full"),
+                        Err(_) => Some("no-agents"),
+                    }
+                });
+                match refused {
+                    Some(prompt) => self.close(n, prompt),
+                    None => {
+                        if let Some(c) = self.calls.get_mut(&n) {
+                            c.stage = Stage::Queued;
+                        }
+                        let list = Playlist {
+                            clips: vec![self.prompt(tenant, "welcome-queue")],
+                            then_loop: Some(self.prompts.music.clone()),
+                        };
+                        self.relay.play(leg, list);
+                        self.dispatch();
+                    }
+                }
+            }
+        }
+    }
+
+    fn prompt(&self, tenant: usize, id: &str) -> Arc<crate::relay::Clip> {
+        let lang = self.cc.with(|d| d.tenants[tenant].spec.language.clone());
+        self.prompts.get(&lang, id)
+    }
+
+    /// Plays call `n`'s menu, after `before` (why it plays again); the no-input timer starts
+    /// when it has played.
+    fn menu(&mut self, n: u64, before: Option<&str>) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Stage::Menu { attendant, .. } = c.stage else {
+            return;
+        };
+        c.menu_generation += 1;
+        let (tenant, leg) = (c.tenant, c.caller_leg);
+        let greeting = self.cc.with(|d| {
+            d.tenants[tenant]
+                .attendants
+                .get(attendant)
+                .map(|a| a.greeting.clone())
+        });
+        let mut clips = Vec::new();
+        if let Some(b) = before {
+            clips.push(self.prompt(tenant, b));
+        }
+        if let Some(g) = greeting {
+            clips.push(self.prompt(tenant, &g));
+        }
+        self.relay.play(
+            leg,
+            Playlist {
+                clips,
+                then_loop: None,
+            },
+        );
+    }
+
+    /// A failed try at call `n`'s menu (no key, a wrong key): again, or the default route.
+    fn menu_failed(&mut self, n: u64, why: &'static str, now: Instant) {
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        let Stage::Menu { attendant, tries } = c.stage else {
+            return;
+        };
+        let tenant = c.tenant;
+        let Some((retries, default, name)) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let a = t.attendants.get(attendant)?;
+            Some((a.retries, t.route(&a.default), a.name.clone()))
+        }) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        if tries >= retries {
+            c.choices.push(format!("{name}:none"));
+            match default {
+                Some(r) => self.route(n, r, now),
+                None => self.close(n, "goodbye"),
+            }
+        } else {
+            c.stage = Stage::Menu {
+                attendant,
+                tries: tries + 1,
+            };
+            self.menu(n, Some(why));
+        }
+    }
+
+    /// A key from the caller of call `n`.
+    fn key(&mut self, n: u64, digit: char, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Stage::Menu { attendant, .. } = c.stage else {
+            return;
+        };
+        let tenant = c.tenant;
+        match digit {
+            '*' => self.menu(n, None),
+            '#' => {
+                if c.menus.len() > 1 {
+                    c.menus.pop();
+                    let back = c.menus.pop().unwrap_or(attendant);
+                    self.route(n, Route::Attendant(back), now);
+                } else {
+                    self.menu(n, None);
+                }
+            }
+            d => {
+                let found = self.cc.with(|desk| {
+                    let t = &desk.tenants[tenant];
+                    let a = t.attendants.get(attendant)?;
+                    let to = a.options.get(&d.to_string())?;
+                    Some((a.name.clone(), t.route(to)?))
+                });
+                match found {
+                    Some((name, to)) => {
+                        if let Some(c) = self.calls.get_mut(&n) {
+                            c.choices.push(format!("{name}:{d}"));
+                        }
+                        self.route(n, to, now);
+                    }
+                    None => self.menu_failed(n, "invalid-choice", now),
+                }
+            }
+        }
+    }
+
+    /// Call `n` cannot go on: the caller hears `prompt`, then the router hangs up.
+    fn close(&mut self, n: u64, prompt: &'static str) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        c.stage = Stage::Closing(prompt);
+        let (tenant, leg) = (c.tenant, c.caller_leg);
+        let clip = self.prompt(tenant, prompt);
+        self.relay.play(
+            leg,
+            Playlist {
+                clips: vec![clip],
+                then_loop: None,
+            },
+        );
+    }
+
 
     /// Offers waiting callers to agents, in every tenant.
     fn dispatch(&mut self) {
@@ -533,6 +746,10 @@ impl Edge {
                     format!("X-Switchboard-Caller: {}", c.caller),
                     format!("X-Switchboard-Dialled: {}", c.dialled),
                 ];
+                let mut headers = headers;
+                if !c.choices.is_empty() {
+                    headers.push(format!("X-Switchboard-Choices: {}", c.choices.join(",")));
+                }
                 match self
                     .ua
                     .invite(&contact, LocalMedia::new(self.media_ip, port), headers, now)
@@ -589,24 +806,9 @@ impl Edge {
                 if let Some(socket) = self.sockets.remove(&leg) {
                     self.relay.open(leg, socket, media);
                 }
-                let Some(c) = self.calls.get(&n) else {
-                    return;
-                };
-                let lang = self.cc.with(|d| d.tenants[c.tenant].spec.language.clone());
-                if c.agent.is_some() {
-                    return;
+                if let Some(Stage::Answering { first }) = self.calls.get(&n).map(|c| c.stage) {
+                    self.route(n, first, now);
                 }
-                let list = match c.refused {
-                    Some(p) => Playlist {
-                        clips: vec![self.prompts.get(&lang, p)],
-                        then_loop: None,
-                    },
-                    None => Playlist {
-                        clips: vec![self.prompts.get(&lang, "welcome-queue")],
-                        then_loop: Some(self.prompts.music.clone()),
-                    },
-                };
-                self.relay.play(leg, list);
             }
             Leg::Offer {
                 call: n,
@@ -632,6 +834,7 @@ impl Edge {
                 c.offers.retain(|(l, _)| *l != leg);
                 c.agent = Some((agent, leg));
                 c.answered_at = Some(now);
+                c.stage = Stage::Talking;
                 let caller_leg = c.caller_leg;
                 let others: Vec<(UaCall, AgentId)> = std::mem::take(&mut c.offers);
                 tracing::info!(call = %c.id, waited_ms = now.duration_since(c.started).as_millis() as u64, "an agent answered");
@@ -720,7 +923,10 @@ impl Edge {
             let (agent, _) = c.agent?;
             let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);
             t.engine.call_ended(agent, talk);
-            let secs = t.queue(c.queue).map_or(0, |q| q.wrap_up_seconds);
+            let secs = c
+                .queue
+                .and_then(|q| t.queue(q))
+                .map_or(0, |q| q.wrap_up_seconds);
             if let Some(r) = t.agent_mut(agent) {
                 r.on_call = false;
                 r.wrap_up_until = Some(now + Duration::from_secs(secs));
@@ -737,10 +943,10 @@ impl Edge {
             self.sockets.remove(&leg);
             self.ua.hangup(leg, now);
         }
-        let outcome = match (c.agent.is_some(), c.refused) {
+        let outcome = match (c.agent.is_some(), c.stage) {
             (true, _) => "answered",
-            (false, Some(_)) => "refused",
-            (false, None) => "abandoned",
+            (false, Stage::Closing(_)) => "refused",
+            (false, _) => "abandoned",
         };
         tracing::info!(call = %c.id, outcome, seconds = now.duration_since(c.started).as_secs(), "call ended");
         if let Some((agent, secs)) = wrap_up {
@@ -759,12 +965,36 @@ impl Edge {
         let now = Instant::now();
         match ev {
             RelayEvent::Played { leg } => {
-                // Only a refusal's prompt ends (the queue's music loops).
-                if let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() {
-                    if self.calls.get(&n).is_some_and(|c| c.refused.is_some()) {
+                // The queue's music loops: only a menu or a closing prompt ends.
+                let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() else {
+                    return;
+                };
+                let Some(c) = self.calls.get(&n) else {
+                    return;
+                };
+                match c.stage {
+                    Stage::Closing(_) => {
                         self.ua.hangup(leg, now);
                         self.finish(n, now);
                     }
+                    Stage::Menu { attendant, .. } => {
+                        let tenant = c.tenant;
+                        let generation = c.menu_generation;
+                        let wait = self.cc.with(|d| {
+                            d.tenants[tenant]
+                                .attendants
+                                .get(attendant)
+                                .map_or(5, |a| a.timeout_seconds)
+                        });
+                        self.timers.insert(
+                            (
+                                now + Duration::from_secs(wait),
+                                Timer::NoInput(n, generation),
+                            ),
+                            (),
+                        );
+                    }
+                    _ => {}
                 }
             }
             RelayEvent::Failed { leg, why } => {
@@ -772,9 +1002,15 @@ impl Edge {
                 self.ua.hangup(leg, now);
                 self.on_ended(leg, now);
             }
-            RelayEvent::Dtmf { leg, digit } => {
-                tracing::debug!(leg, %digit, "DTMF");
-            }
+            RelayEvent::Dtmf { leg, digit } => self.on_digit(leg, digit, now),
+        }
+    }
+
+    /// A key pressed on a leg (RFC 4733 in the media, or SIP INFO).
+    fn on_digit(&mut self, leg: UaCall, digit: char, now: Instant) {
+        tracing::debug!(leg, %digit, "DTMF");
+        if let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() {
+            self.key(n, digit, now);
         }
     }
 
@@ -788,6 +1024,12 @@ impl Edge {
             self.timers.remove(&(at, timer));
             match timer {
                 Timer::RingOut(leg) => self.ring_out(leg, now),
+                Timer::NoInput(n, generation) => {
+                    let current = self.calls.get(&n).map(|c| c.menu_generation);
+                    if current == Some(generation) {
+                        self.menu_failed(n, "no-input", now);
+                    }
+                }
                 Timer::WrapUp(t, a) => {
                     let due = self.cc.with(|d| {
                         d.tenants[t]
@@ -831,7 +1073,9 @@ impl Edge {
         self.sockets.remove(&leg);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
-            let not_ready = t.queue(queue).is_none_or(|q| q.not_ready_after_missed);
+            let not_ready = queue
+                .and_then(|q| t.queue(q))
+                .is_none_or(|q| q.not_ready_after_missed);
             let after = if not_ready {
                 AfterMissed::NotReady
             } else {

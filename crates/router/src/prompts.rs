@@ -69,12 +69,15 @@ fn read(path: &Path, name: &str, missing: &mut Vec<String>) -> Arc<Clip> {
 }
 
 impl Prompts {
-    /// Reads every prompt of `languages` from `dir`.
-    pub fn load(dir: &Path, languages: &[&str]) -> Self {
+    /// Reads every prompt of `languages` from `dir`, and the `extra` ones the configuration
+    /// names (attendants' greetings).
+    pub fn load(dir: &Path, languages: &[&str], extra: &[String]) -> Self {
         let mut missing = Vec::new();
         let mut clips = HashMap::new();
+        let ids = IDS.iter().copied().chain(extra.iter().map(String::as_str));
+        let ids: std::collections::BTreeSet<&str> = ids.collect();
         for lang in languages {
-            for id in IDS {
+            for id in &ids {
                 let path = dir.join(lang).join(format!("{id}.wav"));
                 let clip = read(&path, &format!("{lang}/{id}"), &mut missing);
                 clips.insert(((*lang).to_owned(), (*id).to_owned()), clip);

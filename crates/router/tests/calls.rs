@@ -59,7 +59,7 @@ struct Center {
     dir: tempfile::TempDir,
 }
 
-const TENANT: &str = r#"
+const EDGE: &str = r#"
 [sip]
 listen = "127.0.0.1:0"
 
@@ -71,6 +71,9 @@ domain = "contoso.example"
 name = "carrier"
 allow = ["127.0.0.1"]
 
+"#;
+
+const TENANT: &str = r#"
 [[tenants.numbers]]
 number = "+18005550100"
 queue = "general"
@@ -220,16 +223,25 @@ impl Center {
         play: &str,
         record: &str,
     ) -> (bool, Vec<Value>) {
+        let secs = seconds.to_string();
+        let args = ["--codec", "opus", "--hangup-after", &secs];
+        self.call_with(number, &args, play, record)
+    }
+
+    /// Calls `number` on the trunk from a headless caller with `args`.
+    fn call_with(
+        &self,
+        number: &str,
+        args: &[&str],
+        play: &str,
+        record: &str,
+    ) -> (bool, Vec<Value>) {
         let (play, record) = (self.dir.path().join(play), self.dir.path().join(record));
+        let uri = format!("sip:{number}@127.0.0.1:{}", self.sip);
         let out = Command::new(agent_bin())
             .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args([
-                "--json",
-                "call",
-                &format!("sip:{number}@127.0.0.1:{}", self.sip),
-            ])
-            .args(["--codec", "opus", "--hangup-after", &seconds.to_string()])
-            .args(["--ring-timeout", "20"])
+            .args(["--json", "call", &uri, "--ring-timeout", "20"])
+            .args(args)
             .arg("--play")
             .arg(play)
             .arg("--record")
@@ -306,7 +318,7 @@ async fn finish(mut child: Child, within: Duration) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() {
     let _one = SERIAL.lock().await;
-    let c = start(TENANT).await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tone("caller.wav", CALLER_HZ, 10);
     c.tone("agent.wav", AGENT_HZ, 10);
     let agent = c
@@ -355,7 +367,7 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_answers() {
     let _one = SERIAL.lock().await;
-    let c = start(TENANT).await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
     let d = c.dir.path();
     c.tone("caller.wav", CALLER_HZ, 15);
     c.tone("agent.wav", AGENT_HZ, 15);
@@ -408,7 +420,7 @@ async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_ans
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
     let _one = SERIAL.lock().await;
-    let c = start(TENANT).await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
     let d = c.dir.path();
     c.tone("caller.wav", CALLER_HZ, 5);
     // A number the tenant does not have: 404.
@@ -436,7 +448,10 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
     );
     c.router.stop().await.unwrap();
     // A source that is no trunk of any tenant: 403.
-    let c = start(&TENANT.replace("allow = [\"127.0.0.1\"]", "allow = [\"192.0.2.10\"]")).await;
+    let c = start(
+        &format!("{EDGE}{TENANT}").replace("allow = [\"127.0.0.1\"]", "allow = [\"192.0.2.10\"]"),
+    )
+    .await;
     c.tone("caller.wav", CALLER_HZ, 5);
     let (ok, ev) = c.call("+18005550100", 2, "caller.wav", "y.wav").await;
     assert!(!ok);
@@ -447,7 +462,7 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_rotated_and_the_api_refuses_what_it_should() {
-    let c = start(TENANT).await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
     let first = c.credentials("Adele@Contoso.example").await;
     assert_eq!(first["agent"], "adele@contoso.example");
     assert_eq!(first["tenant"], "contoso");
@@ -473,5 +488,80 @@ async fn credentials_are_rotated_and_the_api_refuses_what_it_should() {
     );
     let st = c.status("adele@contoso.example").await;
     assert_eq!(st["state"], "offline", "{st}");
+    c.router.stop().await.unwrap();
+}
+
+const ATTENDANT: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+attendant = "main"
+
+[[tenants.attendants]]
+name = "main"
+greeting = "demo-main-menu"
+timeout_seconds = 1
+retries = 0
+default = { queue = "general" }
+options = { 1 = { queue = "billing" }, 2 = { queue = "orders" } }
+
+[[tenants.queues]]
+name = "billing"
+skills = { billing = 3 }
+
+[[tenants.queues]]
+name = "orders"
+skills = { orders = 3 }
+
+[[tenants.queues]]
+name = "general"
+strategy = "linear"
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+skills = { billing = 5 }
+
+[[tenants.agents]]
+upn = "alex@contoso.example"
+skills = { orders = 4 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{ATTENDANT}")).await;
+    c.tone("caller.wav", CALLER_HZ, 15);
+    c.tone("agent.wav", AGENT_HZ, 15);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    // "2": orders, which only Alex can take.
+    let (ok, ev) = c.call_with(
+        "+18005550100",
+        &["--dtmf", "2", "--hangup-after", "4"],
+        "caller.wav",
+        "two.wav",
+    );
+    assert!(ok, "{ev:?}");
+    let alex_ev = finish(alex, Duration::from_secs(10)).await;
+    assert!(
+        alex_ev.iter().any(|e| e["event"] == "established"),
+        "Alex (orders) took the call: {alex_ev:?}"
+    );
+    let (share, loud) = c.share("alex.wav", CALLER_HZ, AGENT_HZ);
+    assert!(
+        loud > 20 && share > 0.9,
+        "Alex heard the caller: {share:.2} of {loud}"
+    );
+    // No key: after the 1 s wait the operator target, general, where Adele is first.
+    let (ok, ev) = c.call("+18005550100", 5, "caller.wav", "none.wav").await;
+    assert!(ok, "{ev:?}");
+    let adele_ev = finish(adele, Duration::from_secs(10)).await;
+    assert!(
+        adele_ev.iter().any(|e| e["event"] == "established"),
+        "Adele (general) took the call: {adele_ev:?}"
+    );
     c.router.stop().await.unwrap();
 }
