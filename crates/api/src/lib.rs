@@ -236,6 +236,84 @@ pub struct AgentStatus {
     pub registered: bool,
 }
 
+/// How a call ended (or that it goes on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum CallOutcome {
+    InProgress,
+    /// An agent took it.
+    Answered,
+    /// The caller hung up before an agent answered.
+    Abandoned,
+    /// The router could not take it on (nobody logged in, queue full, a loop): the caller
+    /// heard why (`reason`) and the router hung up.
+    Refused,
+    /// It failed (media could not start, a SIP error).
+    Failed,
+    /// The router stopped (or was killed) during the call.
+    Interrupted,
+}
+
+/// One offer of a call to an agent, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct OfferRecord {
+    /// The agent (UPN).
+    pub agent: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string"))]
+    pub at: time::OffsetDateTime,
+    /// `answered`, `no_answer` (rang out), `refused` (busy, declined, unreachable) or
+    /// `cancelled` (another agent answered, or the caller left).
+    pub outcome: String,
+}
+
+/// A call detail record: one per call that reached the router, from arrival to its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct CallRecord {
+    pub id: String,
+    /// The tenant's id in the router's configuration.
+    pub tenant: String,
+    /// The trunk it came in on.
+    pub trunk: String,
+    /// The caller's number (or user), as the trunk gave it.
+    pub caller: String,
+    /// The number dialled (E.164).
+    pub dialled: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string"))]
+    pub started_at: time::OffsetDateTime,
+    /// When an agent answered.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string | null"))]
+    pub answered_at: Option<time::OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string | null"))]
+    pub ended_at: Option<time::OffsetDateTime>,
+    /// What the caller chose in attendants (`main:1`, `main:none`).
+    pub choices: Vec<String>,
+    /// The queue the caller waited in.
+    pub queue: Option<String>,
+    /// Every offer to an agent, in order.
+    pub offers: Vec<OfferRecord>,
+    /// The agent who took the call (UPN).
+    pub agent: Option<String>,
+    pub outcome: CallOutcome,
+    /// Why it was refused or failed.
+    pub reason: Option<String>,
+    /// The disposition code the agent gave in wrap-up.
+    pub disposition: Option<String>,
+}
+
 /// What a client may send on `/v1/events`, as JSON text frames tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

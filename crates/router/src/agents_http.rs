@@ -1,4 +1,5 @@
-//! `/v1/agents/me/…`: an agent's SIP credentials, state and wrap-up. The agent is the caller
+//! `/v1/agents/me/…`: an agent's SIP credentials, state and wrap-up; `/v1/calls`: the call
+//! detail records, for Supervisors and Admins. The agent is the caller
 //! of the request (their UPN, in a tenant of their Entra tenant); where the router checks no
 //! tokens (`[auth] mode = "none"`, development and the demo) the body names the agent.
 
@@ -6,7 +7,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use switchboard_api::{AgentRef, AgentStateChange, AgentStatus, Problem, SipCredentials};
+use switchboard_api::{
+    AgentRef, AgentStateChange, AgentStatus, CallRecord, Problem, SipCredentials,
+};
 
 use crate::auth::{Caller, Role};
 use crate::desk::DeskError;
@@ -135,17 +138,33 @@ pub async fn wrap_up(
 ) -> Result<Json<AgentStatus>, ApiError> {
     let Json(body) = body?;
     let (upn, tid) = agent_of(&caller, body.agent.as_deref())?;
-    if let Some(d) = &body.disposition {
-        // Recorded with the call once call records land; logged meanwhile.
-        let d: String = d.chars().filter(|c| !c.is_control()).take(64).collect();
-        tracing::info!(agent = %upn, disposition = %d, "wrap-up done");
+    let disposition = body
+        .disposition
+        .map(|d| {
+            d.chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|d| !d.is_empty());
+    tracing::info!(agent = %upn, disposition = ?disposition, "wrap-up done");
+    let status = state
+        .center
+        .end_wrap_up(&upn, tid.as_deref(), disposition)?;
+    // The disposition is in the record when this answers.
+    if let Some(w) = state.center.records.get() {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if w.send(crate::desk::RecordWrite::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), written).await;
+        }
     }
-    Ok(Json(state.center.end_wrap_up(&upn, tid.as_deref())?))
+    Ok(Json(status))
 }
 
 /// `GET /v1/agents/me`: the agent's state (for the agent named in the query where no tokens
 /// are checked).
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MeQuery {
     /// Only where the router checks no tokens: the agent (UPN).
     pub agent: Option<String>,
@@ -166,4 +185,82 @@ pub async fn me(
 ) -> Result<Json<AgentStatus>, ApiError> {
     let (upn, tid) = agent_of(&caller, query.agent.as_deref())?;
     Ok(Json(state.center.status(&upn, tid.as_deref())?))
+}
+
+/// `GET /v1/calls` query.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallsQuery {
+    /// At most this many, newest first (1–500; default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// The configured tenants (their ids) whose records the caller may read: every tenant for
+/// the operator's Admins and where no tokens are checked, else those of the caller's Entra
+/// tenant; Supervisors and Admins only.
+fn readable_tenants(state: &AppState, caller: &Caller) -> Result<Option<Vec<String>>, ApiError> {
+    if caller.unauthenticated || caller.operator {
+        return Ok(None);
+    }
+    if !caller.has(Role::Supervisor) && !caller.has(Role::Admin) {
+        return Err(ApiError::Forbidden(
+            "call records are for Supervisors and Admins: ask your administrator for the Supervisor role".into(),
+        ));
+    }
+    Ok(Some(state.center.with(|d| {
+        d.tenants
+            .iter()
+            .filter(|t| caller.member_of(t.spec.entra_tenant_id.as_deref()))
+            .map(|t| t.spec.id.clone())
+            .collect()
+    })))
+}
+
+#[utoipa::path(
+    get, path = "/v1/calls", tag = "calls", params(CallsQuery),
+    responses(
+        (status = 200, description = "call detail records, newest first", body = Vec<CallRecord>),
+        (status = 400, description = "a malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "limit out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<CallsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CallRecord>>, ApiError> {
+    let query = query.map_err(|e| ApiError::BadRequest(format!("{e}")))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::Unprocessable(format!(
+            "limit {limit} is out of range: ask for 1 to 500 records"
+        )));
+    }
+    let tenants = readable_tenants(&state, &caller)?;
+    Ok(Json(
+        state.store.list_calls(tenants.as_deref(), limit).await?,
+    ))
+}
+
+#[utoipa::path(
+    get, path = "/v1/calls/{id}", tag = "calls", params(("id" = String, Path, description = "the call's record id")),
+    responses(
+        (status = 200, body = CallRecord),
+        (status = 404, description = "no such call (or not one of the caller's tenants)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<CallRecord>, ApiError> {
+    let tenants = readable_tenants(&state, &caller)?;
+    let missing = || ApiError::NotFound(format!("no call {id}"));
+    let rec = state.store.get_call(&id).await?.ok_or_else(missing)?;
+    // Another organisation's call is not there, as far as the caller can tell.
+    if tenants.is_some_and(|t| !t.contains(&rec.tenant)) {
+        return Err(missing());
+    }
+    Ok(Json(rec))
 }

@@ -33,6 +33,8 @@ pub struct AgentRt {
     pub on_call: bool,
     /// In wrap-up until then.
     pub wrap_up_until: Option<Instant>,
+    /// The record id of the last queue call the agent took.
+    pub last_call: Option<String>,
 }
 
 impl AgentRt {
@@ -132,6 +134,46 @@ pub struct Desk {
 pub struct CallCenter {
     pub desk: Mutex<Desk>,
     pub wake: tokio::sync::Notify,
+    /// Writes to call records, in order (the SIP edge's snapshots, the agents' dispositions).
+    pub records: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<RecordWrite>>,
+}
+
+/// A write to the call records.
+#[derive(Debug)]
+pub enum RecordWrite {
+    /// The record as it is now.
+    Put(Box<switchboard_api::CallRecord>),
+    /// The agent's disposition code for call `id`.
+    Disposition { id: String, code: String },
+    /// Answers once every write before it is done.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes call records in the order they come, until every sender has gone.
+pub async fn write_records(
+    store: std::sync::Arc<crate::store::Store>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<RecordWrite>,
+) {
+    while let Some(w) = rx.recv().await {
+        let r = match w {
+            RecordWrite::Put(rec) => store.put_call(&rec).await,
+            RecordWrite::Disposition { id, code } => match store.get_call(&id).await {
+                Ok(Some(mut rec)) => {
+                    rec.disposition = Some(code);
+                    store.put_call(&rec).await
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            RecordWrite::Flush(done) => {
+                let _ = done.send(());
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a call record could not be written");
+        }
+    }
 }
 
 fn queue_spec(q: &QueueConfig, skill: &mut impl FnMut(&str) -> SkillId) -> QueueSpec {
@@ -186,6 +228,7 @@ impl CallCenter {
                         ringing: 0,
                         on_call: false,
                         wrap_up_until: None,
+                        last_call: None,
                     });
                 }
                 TenantRt {
@@ -206,6 +249,7 @@ impl CallCenter {
                 registrar: None,
             }),
             wake: tokio::sync::Notify::new(),
+            records: std::sync::OnceLock::new(),
         }
     }
 
@@ -297,13 +341,23 @@ impl CallCenter {
         status.ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))
     }
 
-    /// Wrap-up is over (the agent is done before the queue's wrap-up time).
-    pub fn end_wrap_up(&self, upn: &str, tid: Option<&str>) -> Result<AgentStatus, DeskError> {
+    /// Wrap-up is over (the agent is done before the queue's wrap-up time), with the
+    /// disposition code for the agent's last call.
+    pub fn end_wrap_up(
+        &self,
+        upn: &str,
+        tid: Option<&str>,
+        disposition: Option<String>,
+    ) -> Result<AgentStatus, DeskError> {
         let status = {
             let mut desk = self.lock();
             let (t, a) = desk
                 .find(upn, tid)
                 .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+            let last = desk.tenants[t].agent(a).and_then(|r| r.last_call.clone());
+            if let (Some(id), Some(code), Some(w)) = (last, disposition, self.records.get()) {
+                let _ = w.send(RecordWrite::Disposition { id, code });
+            }
             desk.finish_wrap_up(t, a, Instant::now());
             desk.tenants[t].status(a)
         };

@@ -28,10 +28,11 @@ use switchboard_sip::ua::{
 use tokio::sync::watch;
 
 use crate::center::SipConfig;
-use crate::desk::{CallCenter, Route};
+use crate::desk::{CallCenter, RecordWrite, Route};
 use crate::prompts::Prompts;
 use crate::relay::{Playlist, Relay, RelayEvent};
 use crate::routing::{self, AfterMissed, AgentId, OfferEnd, QueueId, Refused};
+use switchboard_api::{CallOutcome, CallRecord, OfferRecord};
 
 /// Why the SIP edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,12 @@ struct CallRt {
     agent: Option<(AgentId, UaCall)>,
     started: Instant,
     answered_at: Option<Instant>,
+    /// The call's record, as far as it goes.
+    rec: CallRecord,
+    /// Offer legs → their place in `rec.offers`.
+    offer_rec: HashMap<UaCall, usize>,
+    /// Why the call failed, when it did.
+    failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -485,6 +492,24 @@ impl Edge {
         self.next_call += 1;
         let caller = safe_user(from).unwrap_or_else(|| "anonymous".into());
         let id = uuid::Uuid::new_v4().to_string();
+        let tenant_id = self.cc.with(|d| d.tenants[a.tenant].spec.id.clone());
+        let rec = CallRecord {
+            id: id.clone(),
+            tenant: tenant_id,
+            trunk: a.trunk.clone(),
+            caller: caller.clone(),
+            dialled: a.dialled.clone(),
+            started_at: time::OffsetDateTime::now_utc(),
+            answered_at: None,
+            ended_at: None,
+            choices: Vec::new(),
+            queue: None,
+            offers: Vec::new(),
+            agent: None,
+            outcome: CallOutcome::InProgress,
+            reason: None,
+            disposition: None,
+        };
         tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %a.trunk, "call arrived");
         *self
             .trunk_calls
@@ -510,8 +535,12 @@ impl Edge {
                 agent: None,
                 started: now,
                 answered_at: None,
+                rec,
+                offer_rec: HashMap::new(),
+                failure: None,
             },
         );
+        self.save(n);
         self.legs.insert(leg, Leg::Caller(n));
         self.sockets.insert(leg, socket);
         if let Err(e) = self
@@ -544,6 +573,10 @@ impl Edge {
             }
             Route::Queue(q) => {
                 c.queue = Some(q);
+                let tenant = c.tenant;
+                c.rec.queue = self
+                    .cc
+                    .with(|d| d.tenants[tenant].queue(q).map(|x| x.name.clone()));
                 let since = *c.since.get_or_insert(now);
                 let (tenant, leg) = (c.tenant, c.caller_leg);
                 let refused = self.cc.with(|d| {
@@ -568,6 +601,7 @@ impl Edge {
                         if let Some(c) = self.calls.get_mut(&n) {
                             c.stage = Stage::Queued;
                         }
+                        self.save(n);
                         let list = Playlist {
                             clips: vec![self.prompt(tenant, "welcome-queue")],
                             then_loop: Some(self.prompts.music.clone()),
@@ -709,7 +743,6 @@ impl Edge {
         );
     }
 
-
     /// Offers waiting callers to agents, in every tenant.
     fn dispatch(&mut self) {
         let now = Instant::now();
@@ -774,15 +807,21 @@ impl Edge {
                         agent,
                     },
                 );
+                let upn = self.cc.with(|d| {
+                    let a = d.tenants[tenant].agent_mut(agent)?;
+                    a.ringing += 1;
+                    tracing::info!(agent = %a.upn, queue = %queue_name, "offering a call");
+                    Some(a.upn.clone())
+                });
                 if let Some(c) = self.calls.get_mut(&n) {
                     c.offers.push((leg, agent));
+                    c.offer_rec.insert(leg, c.rec.offers.len());
+                    c.rec.offers.push(OfferRecord {
+                        agent: upn.unwrap_or_default(),
+                        at: time::OffsetDateTime::now_utc(),
+                        outcome: "ringing".into(),
+                    });
                 }
-                self.cc.with(|d| {
-                    if let Some(a) = d.tenants[tenant].agent_mut(agent) {
-                        a.ringing += 1;
-                        tracing::info!(agent = %a.upn, queue = %queue_name, "offering a call");
-                    }
-                });
                 self.timers
                     .insert((now + Duration::from_secs(alert), Timer::RingOut(leg)), ());
             }
@@ -835,6 +874,17 @@ impl Edge {
                 c.agent = Some((agent, leg));
                 c.answered_at = Some(now);
                 c.stage = Stage::Talking;
+                c.rec.answered_at = Some(time::OffsetDateTime::now_utc());
+                let id = c.id.clone();
+                c.rec.agent = self.cc.with(|d| {
+                    let a = d.tenants[tenant].agent_mut(agent)?;
+                    a.last_call = Some(id);
+                    Some(a.upn.clone())
+                });
+                Self::offer_outcome(c, leg, "answered");
+                for (other, _) in c.offers.clone() {
+                    Self::offer_outcome(c, other, "cancelled");
+                }
                 let caller_leg = c.caller_leg;
                 let others: Vec<(UaCall, AgentId)> = std::mem::take(&mut c.offers);
                 tracing::info!(call = %c.id, waited_ms = now.duration_since(c.started).as_millis() as u64, "an agent answered");
@@ -843,6 +893,7 @@ impl Edge {
                 }
                 self.relay.play(caller_leg, Playlist::default());
                 self.relay.bridge(caller_leg, leg);
+                self.save(n);
                 for (other, a) in others {
                     self.legs.remove(&other);
                     self.sockets.remove(&other);
@@ -881,6 +932,7 @@ impl Edge {
                 let before = c.offers.len();
                 c.offers.retain(|(l, _)| *l != leg);
                 if c.offers.len() != before {
+                    Self::offer_outcome(c, leg, "refused");
                     self.cc.with(|d| {
                         let t = &mut d.tenants[tenant];
                         if let Some(a) = t.agent_mut(agent) {
@@ -897,9 +949,12 @@ impl Edge {
 
     /// Call `n` is over: both sides are hung up, the agent goes to wrap-up.
     fn finish(&mut self, n: u64, now: Instant) {
-        let Some(c) = self.calls.remove(&n) else {
+        let Some(mut c) = self.calls.remove(&n) else {
             return;
         };
+        for (leg, _) in c.offers.clone() {
+            Self::offer_outcome(&mut c, leg, "cancelled");
+        }
         if let Some(count) = self.trunk_calls.get_mut(&(c.tenant, c.trunk.clone())) {
             *count = count.saturating_sub(1);
         }
@@ -943,12 +998,23 @@ impl Edge {
             self.sockets.remove(&leg);
             self.ua.hangup(leg, now);
         }
-        let outcome = match (c.agent.is_some(), c.stage) {
-            (true, _) => "answered",
-            (false, Stage::Closing(_)) => "refused",
-            (false, _) => "abandoned",
+        c.rec.outcome = match (c.agent.is_some(), c.stage, &c.failure) {
+            (_, _, Some(why)) => {
+                c.rec.reason = Some(why.clone());
+                CallOutcome::Failed
+            }
+            (true, _, None) => CallOutcome::Answered,
+            (false, Stage::Closing(prompt), None) => {
+                c.rec.reason = Some(prompt.to_owned());
+                CallOutcome::Refused
+            }
+            (false, _, None) => CallOutcome::Abandoned,
         };
-        tracing::info!(call = %c.id, outcome, seconds = now.duration_since(c.started).as_secs(), "call ended");
+        c.rec.ended_at = Some(time::OffsetDateTime::now_utc());
+        c.rec.choices = c.choices.clone();
+        self.write(&c.rec);
+        let outcome = c.rec.outcome;
+        tracing::info!(call = %c.id, ?outcome, seconds = now.duration_since(c.started).as_secs(), "call ended");
         if let Some((agent, secs)) = wrap_up {
             self.timers.insert(
                 (
@@ -999,6 +1065,13 @@ impl Edge {
             }
             RelayEvent::Failed { leg, why } => {
                 tracing::warn!(leg, %why, "a leg's media could not start; ending it");
+                let n = match self.legs.get(&leg) {
+                    Some(Leg::Caller(n)) | Some(Leg::Offer { call: n, .. }) => Some(*n),
+                    None => None,
+                };
+                if let Some(c) = n.and_then(|n| self.calls.get_mut(&n)) {
+                    c.failure.get_or_insert(format!("media: {why}"));
+                }
                 self.ua.hangup(leg, now);
                 self.on_ended(leg, now);
             }
@@ -1069,6 +1142,7 @@ impl Edge {
             return;
         }
         let queue = c.queue;
+        Self::offer_outcome(c, leg, "no_answer");
         self.legs.remove(&leg);
         self.sockets.remove(&leg);
         self.cc.with(|d| {
@@ -1114,9 +1188,52 @@ impl Edge {
         });
     }
 
-    /// Shutting down: every call is hung up.
+    /// Sets the outcome of the offer on `leg` in the call's record.
+    fn offer_outcome(c: &mut CallRt, leg: UaCall, outcome: &str) {
+        if let Some(o) = c
+            .offer_rec
+            .remove(&leg)
+            .and_then(|i| c.rec.offers.get_mut(i))
+        {
+            o.outcome = outcome.to_owned();
+        }
+    }
+
+    /// Queues call `n`'s record as it is now for writing.
+    fn save(&self, n: u64) {
+        if let Some(c) = self.calls.get(&n) {
+            let mut rec = c.rec.clone();
+            rec.choices = c.choices.clone();
+            self.write(&rec);
+        }
+    }
+
+    fn write(&self, rec: &CallRecord) {
+        if let Some(w) = self.cc.records.get() {
+            let _ = w.send(RecordWrite::Put(Box::new(rec.clone())));
+        }
+    }
+
+    /// Shutting down: every call is hung up, and recorded as interrupted.
     async fn stop(&mut self) {
         let now = Instant::now();
+        for c in self.calls.values_mut() {
+            c.failure = None;
+            c.rec.outcome = CallOutcome::Interrupted;
+            c.rec.reason = Some("the router was stopped".into());
+            c.rec.ended_at = Some(time::OffsetDateTime::now_utc());
+            c.rec.choices = c.choices.clone();
+        }
+        for c in self.calls.values() {
+            self.write(&c.rec);
+        }
+        self.calls.clear();
+        if let Some(w) = self.cc.records.get() {
+            let (done, written) = tokio::sync::oneshot::channel();
+            if w.send(RecordWrite::Flush(done)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(3), written).await;
+            }
+        }
         let legs: Vec<UaCall> = self.legs.keys().copied().collect();
         for leg in legs {
             self.ua.hangup(leg, now);

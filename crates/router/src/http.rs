@@ -20,9 +20,9 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard router API", description = "The routing service's HTTP API. Every error is an RFC 9457 problem (application/problem+json)."),
-    paths(health, me, list_tenants, crate::agents_http::me, crate::agents_http::sip_credentials, crate::agents_http::set_state, crate::agents_http::wrap_up, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text, graph_notifications),
-    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem, Me, NotificationCollection, switchboard_api::AgentRef, switchboard_api::SipCredentials, switchboard_api::AgentState, switchboard_api::AgentStateChange, switchboard_api::RequestedState, switchboard_api::AgentStatus, crate::agents_http::WrapUp)),
-    tags((name = "service", description = "health, metrics, this document"), (name = "tenants", description = "organisations served by this router"), (name = "events", description = "live event stream"), (name = "agents", description = "an agent's phone credentials and state"), (name = "graph", description = "Microsoft Graph's change notifications (called by Graph, not by clients)"))
+    paths(health, me, list_tenants, crate::agents_http::me, crate::agents_http::sip_credentials, crate::agents_http::set_state, crate::agents_http::wrap_up, crate::agents_http::list_calls, crate::agents_http::get_call, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text, graph_notifications),
+    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem, Me, NotificationCollection, switchboard_api::AgentRef, switchboard_api::SipCredentials, switchboard_api::AgentState, switchboard_api::AgentStateChange, switchboard_api::RequestedState, switchboard_api::AgentStatus, crate::agents_http::WrapUp, switchboard_api::CallRecord, switchboard_api::CallOutcome, switchboard_api::OfferRecord)),
+    tags((name = "service", description = "health, metrics, this document"), (name = "tenants", description = "organisations served by this router"), (name = "events", description = "live event stream"), (name = "agents", description = "an agent's phone credentials and state"), (name = "calls", description = "call detail records"), (name = "graph", description = "Microsoft Graph's change notifications (called by Graph, not by clients)"))
 )]
 pub struct ApiDoc;
 

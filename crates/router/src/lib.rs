@@ -110,6 +110,8 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             "/v1/agents/me/wrap-up",
             axum::routing::post(agents_http::wrap_up),
         )
+        .route("/v1/calls", get(agents_http::list_calls))
+        .route("/v1/calls/{id}", get(agents_http::get_call))
         .route("/v1/events", get(events::events))
         .route(
             "/v1/graph/notifications",
@@ -187,6 +189,18 @@ impl Router {
         ));
         tokio::spawn(presence.clone().run(shutdown.clone()));
         let center = Arc::new(desk::CallCenter::new(&config.tenants, Instant::now()));
+        let interrupted = store
+            .close_interrupted_calls(time::OffsetDateTime::now_utc())
+            .await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                calls = interrupted,
+                "calls cut short when the router last stopped are recorded as interrupted"
+            );
+        }
+        let (records, to_write) = tokio::sync::mpsc::unbounded_channel();
+        let _ = center.records.set(records);
+        tokio::spawn(desk::write_records(store.clone(), to_write));
         let sip = match config.sip.listen {
             Some(listen) => {
                 Some(edge::start(&config.sip, listen, center.clone(), shutdown.clone()).await?)

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
-use switchboard_api::{NewTenant, Tenant};
+use switchboard_api::{CallOutcome, CallRecord, NewTenant, Tenant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -280,6 +280,107 @@ impl Store {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+impl Store {
+    /// Writes a call's record (the first time, or again as it changes).
+    pub async fn put_call(&self, rec: &CallRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec).map_err(|e| StoreError::Query(e.to_string()))?;
+        let started = rec
+            .started_at
+            .format(&Rfc3339)
+            .map_err(|e| StoreError::Query(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO calls (id, tenant, started_at, outcome, record) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, record = excluded.record",
+        )
+        .bind(&rec.id)
+        .bind(&rec.tenant)
+        .bind(started)
+        .bind(outcome_name(rec.outcome))
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest calls of `tenants` (all when `None`), at most `limit`, newest first.
+    pub async fn list_calls(
+        &self,
+        tenants: Option<&[String]>,
+        limit: u32,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT record FROM calls");
+        if let Some(ts) = tenants {
+            if ts.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" WHERE tenant IN (");
+            let mut list = q.separated(", ");
+            for t in ts {
+                list.push_bind(t);
+            }
+            q.push(")");
+        }
+        q.push(" ORDER BY started_at DESC, id LIMIT ");
+        q.push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let json: String = row.try_get("record")?;
+            match serde_json::from_str(&json) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(error = %e, "a stored call record does not read; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One call's record.
+    pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        let row = sqlx::query("SELECT record FROM calls WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => {
+                let json: String = r.try_get("record")?;
+                serde_json::from_str(&json)
+                    .map(Some)
+                    .map_err(|e| StoreError::Query(format!("stored call {id} does not read: {e}")))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Closes the calls a run cut short (still in progress when it stopped) as interrupted,
+    /// ending at `now`; returns how many.
+    pub async fn close_interrupted_calls(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let rows = sqlx::query("SELECT record FROM calls WHERE outcome = 'in_progress'")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut closed = 0;
+        for row in rows {
+            let json: String = row.try_get("record")?;
+            let Ok(mut rec) = serde_json::from_str::<CallRecord>(&json) else {
+                continue;
+            };
+            rec.outcome = CallOutcome::Interrupted;
+            rec.ended_at.get_or_insert(now);
+            rec.reason
+                .get_or_insert_with(|| "the router stopped during the call".into());
+            self.put_call(&rec).await?;
+            closed += 1;
+        }
+        Ok(closed)
+    }
+}
+
+fn outcome_name(o: CallOutcome) -> String {
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn tenant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Tenant, StoreError> {

@@ -162,6 +162,14 @@ impl Center {
         r.unwrap().status().as_u16()
     }
 
+    /// The call records, newest first.
+    async fn calls(&self) -> Vec<Value> {
+        let url = format!("{}/v1/calls", self.base);
+        let r = self.http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     async fn status(&self, upn: &str) -> Value {
         self.http
             .get(format!("{}/v1/agents/me?agent={upn}", self.base))
@@ -361,6 +369,32 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
         ["wrap_up", "ready", "offline"].contains(&st["state"].as_str().unwrap_or("")),
         "{st}"
     );
+    // The call's record: answered by Adele in general, the offer answered; then her
+    // disposition from wrap-up.
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(r["agent"], "adele@contoso.example", "{r}");
+    assert_eq!(r["queue"], "general", "{r}");
+    assert_eq!(r["dialled"], "+18005550100", "{r}");
+    assert_eq!(r["offers"][0]["outcome"], "answered", "{r}");
+    assert!(
+        r["ended_at"].is_string() && r["answered_at"].is_string(),
+        "{r}"
+    );
+    let done = serde_json::json!({ "agent": "adele@contoso.example", "disposition": "resolved" });
+    c.json(reqwest::Method::POST, "/v1/agents/me/wrap-up", done, 200)
+        .await;
+    let id = r["id"].as_str().unwrap();
+    let one = c
+        .http
+        .get(format!("{}/v1/calls/{id}", c.base))
+        .send()
+        .await
+        .unwrap();
+    let one: Value = one.json().await.unwrap();
+    assert_eq!(one["disposition"], "resolved", "{one}");
     c.router.stop().await.unwrap();
 }
 
@@ -414,6 +448,21 @@ async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_ans
         loud > rate as usize / 4,
         "the waiting caller heard something, not silence: {loud}"
     );
+    let recs = c.calls().await;
+    let offers: Vec<(&str, &str)> = recs[0]["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["agent"].as_str().unwrap(), o["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        offers,
+        [
+            ("adele@contoso.example", "no_answer"),
+            ("alex@contoso.example", "answered")
+        ],
+        "{recs:?}"
+    );
     c.router.stop().await.unwrap();
 }
 
@@ -446,6 +495,11 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
         samples.iter().filter(|s| s.unsigned_abs() > 1000).count() > 4000,
         "a prompt played"
     );
+    // Only the call that reached a queue has a record: refused, and why.
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["outcome"], "refused", "{recs:?}");
+    assert_eq!(recs[0]["reason"], "no-agents", "{recs:?}");
     c.router.stop().await.unwrap();
     // A source that is no trunk of any tenant: 403.
     let c = start(
@@ -563,5 +617,169 @@ async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue
         adele_ev.iter().any(|e| e["event"] == "established"),
         "Adele (general) took the call: {adele_ev:?}"
     );
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(
+        recs[0]["choices"],
+        serde_json::json!(["main:none"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[0]["queue"], "general", "{recs:?}");
+    assert_eq!(
+        recs[1]["choices"],
+        serde_json::json!(["main:2"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[1]["queue"], "orders", "{recs:?}");
     c.router.stop().await.unwrap();
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> T {
+    let r = http.get(url).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let r = http.post(url).json(body).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+/// A router process on `dir` (config `dir/router.toml`, data `dir/data`): its HTTP base URL
+/// (from its stdout) and SIP port (from its log), within 30 s.
+fn router_process(dir: &Path) -> (Child, String, u16) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-router"))
+        .arg("--config")
+        .arg(dir.join("router.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    for pipe in [Box::new(out) as Box<dyn Read + Send>, Box::new(err)] {
+        let tx = tx.clone();
+        // Read every line (the router never blocks on a full pipe) and pass them on.
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    let (mut url, mut sip) = (None, None);
+    let mut seen = String::new();
+    while url.is_none() || sip.is_none() {
+        let l = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the router did not start:\n{seen}"));
+        seen.push_str(&l);
+        seen.push('\n');
+        if let Some(u) = l.strip_prefix("listening on ") {
+            url = Some(u.trim().to_owned());
+        }
+        let port = l.split("SIP edge listening").nth(1).and_then(|r| {
+            let at = r.split("local=").nth(1)?;
+            at.split_whitespace()
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        });
+        sip = sip.or(port);
+    }
+    (child, url.unwrap_or_default(), sip.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restart() {
+    let _one = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("router.toml"), format!("{EDGE}{TENANT}")).unwrap();
+    tone_wav(&d.join("tone.wav"), CALLER_HZ, 30);
+    let (mut router, base, sip) = router_process(d);
+    let http = reqwest::Client::new();
+    let creds: Value = post_json(
+        &http,
+        &format!("{base}/v1/agents/me/sip-credentials"),
+        &serde_json::json!({ "agent": "adele@contoso.example" }),
+    )
+    .await;
+    std::fs::write(d.join("pw"), creds["password"].as_str().unwrap()).unwrap();
+    let mut agent = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+        .args(["--server", creds["registrar"].as_str().unwrap()])
+        .args(["--user", creds["username"].as_str().unwrap()])
+        .args(["--domain", "contoso.example", "--password-file"])
+        .arg(d.join("pw"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut agent = tokio::task::spawn_blocking(move || {
+        events_until(&mut agent, "registered");
+        agent
+    })
+    .await
+    .unwrap();
+    let ready = serde_json::json!({ "agent": "adele@contoso.example", "state": "ready" });
+    let r = http
+        .put(format!("{base}/v1/agents/me/state"))
+        .json(&ready)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut caller = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args([
+            "--json",
+            "call",
+            &format!("sip:+18005550100@127.0.0.1:{sip}"),
+        ])
+        .args(["--hangup-after", "30", "--play"])
+        .arg(d.join("tone.wav"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the agent has the call, as the router records it.
+    let start = Instant::now();
+    loop {
+        let recs: Vec<Value> = get_json(&http, &format!("{base}/v1/calls")).await;
+        if recs.first().is_some_and(|r| r["answered_at"].is_string()) {
+            assert_eq!(recs[0]["outcome"], "in_progress");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the call was not answered: {recs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    router.kill().unwrap(); // SIGKILL: no clean stop, nothing flushed by the router itself
+    router.wait().unwrap();
+    let (mut router, base, _) = router_process(d);
+    let recs: Vec<Value> = get_json(&http, &format!("{base}/v1/calls")).await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["outcome"], "interrupted", "{recs:?}");
+    assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
+    assert!(recs[0]["ended_at"].is_string(), "{recs:?}");
+    // The configuration is the file's: the tenant and its agents are there again.
+    let st: Value = get_json(
+        &http,
+        &format!("{base}/v1/agents/me?agent=adele@contoso.example"),
+    )
+    .await;
+    assert_eq!(st["tenant"], "contoso", "{st}");
+    for p in [&mut caller, &mut agent, &mut router] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
 }
