@@ -153,6 +153,7 @@ struct Edge {
     trunk_calls: HashMap<(usize, String), usize>,
     admitted: Option<Admission>,
     last_purge: Instant,
+    guard: crate::guard::Guard,
 }
 
 /// A SIP user part fit to show and to pass on in a header: at most 64 characters of
@@ -248,6 +249,7 @@ pub async fn start(
         trunk_calls: HashMap::new(),
         admitted: None,
         last_purge: Instant::now(),
+        guard: crate::guard::Guard::new(crate::guard::Limits::default()),
     };
     tracing::info!(%local, media = %media_ip, "SIP edge listening (UDP)");
     let task = tokio::spawn(edge.run(shutdown));
@@ -340,6 +342,19 @@ impl Edge {
             self.ua.handle_message(m, from, now);
             return;
         }
+        let trunk = self.cc.with(|d| {
+            d.tenants
+                .iter()
+                .any(|t| t.spec.trunks.iter().any(|tr| tr.allow.contains(&from.ip())))
+        });
+        if let Err(ban) = self.guard.admit(from.ip(), trunk, now) {
+            metrics::counter!("sip_requests_refused_total", "why" => "banned").increment(1);
+            if let Some(why) = ban {
+                metrics::counter!("sip_sources_banned_total", "why" => "flooding").increment(1);
+                tracing::warn!(source = %from.ip(), ?why, "a source sends too many requests; refusing it for a while");
+            }
+            return;
+        }
         match m.method().as_deref() {
             Some("REGISTER") => self.on_register(m, from, now).await,
             Some("INVITE") if !has_to_tag(m) => {
@@ -390,6 +405,22 @@ impl Edge {
                     .map(|b| b.contact);
                 self.cc.with(|d| d.registered(&user, &aor, contact, now));
                 self.cc.wake.notify_one();
+            }
+        }
+        if let Some(reply) = &reply {
+            // A wrong digest (not a first challenge, not a stale nonce) counts against the
+            // source: guessing passwords gets it banned.
+            let status = reply.get(8..11).and_then(|s| std::str::from_utf8(s).ok());
+            let stale = reply
+                .windows(10)
+                .any(|w| w.eq_ignore_ascii_case(b"stale=true"));
+            let answered = m.header("Authorization").is_some();
+            if answered && (status == Some("403") || (status == Some("401") && !stale)) {
+                metrics::counter!("sip_auth_failures_total").increment(1);
+                if let Some(why) = self.guard.auth_failed(from.ip(), now) {
+                    metrics::counter!("sip_sources_banned_total", "why" => "guessing").increment(1);
+                    tracing::warn!(source = %from.ip(), ?why, "a source keeps failing digest authentication; refusing it for a while");
+                }
             }
         }
         if let Some(reply) = reply {
@@ -1120,6 +1151,8 @@ impl Edge {
         if now >= self.last_purge + Duration::from_secs(5) {
             self.last_purge = now;
             self.purge_registrations(now);
+            self.guard.purge(now);
+            metrics::gauge!("sip_sources_banned").set(self.guard.banned(now) as f64);
         }
     }
 

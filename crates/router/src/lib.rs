@@ -24,6 +24,7 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod gate;
+pub mod guard;
 pub mod http;
 pub mod presence;
 pub mod prompts;

@@ -783,3 +783,69 @@ async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restar
         let _ = p.wait();
     }
 }
+
+/// One REGISTER from `sock` to the edge; the answer's first line and its WWW-Authenticate
+/// nonce, or `None` when nothing answers within a second.
+fn register(
+    sock: &std::net::UdpSocket,
+    to: u16,
+    user: &str,
+    n: u32,
+    auth: Option<&str>,
+) -> Option<(String, String)> {
+    let local = sock.local_addr().unwrap();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let msg = format!(
+        "REGISTER sip:127.0.0.1:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKguess{n}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@contoso.example>;tag=g{n}\r\nTo: <sip:{user}@contoso.example>\r\nCall-ID: guess@{local}\r\nCSeq: {n} REGISTER\r\nContact: <sip:{user}@{local}>\r\n{auth}Content-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), ("127.0.0.1", to)).unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = sock.recv_from(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..len]).to_string();
+    let nonce = text
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    Some((text.lines().next().unwrap_or_default().to_owned(), nonce))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_guessing_digest_passwords_is_banned() {
+    let c = start(&format!("{EDGE}{TENANT}")).await;
+    let creds = c.credentials("adele@contoso.example").await;
+    let user = creds["username"].as_str().unwrap().to_owned();
+    let sip = c.sip;
+    let answers = tokio::task::spawn_blocking(move || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let (first, nonce) = register(&sock, sip, &user, 1, None).expect("a challenge");
+        assert!(first.contains("401"), "{first}");
+        let mut answers = Vec::new();
+        for n in 2..9 {
+            let guess = format!(
+                "Digest username=\"{user}\", realm=\"switchboard\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1:{sip}\", response=\"{}\", algorithm=SHA-256, qop=auth, nc={n:08x}, cnonce=\"c{n}\"",
+                "0".repeat(64)
+            );
+            answers.push(register(&sock, sip, &user, n, Some(&guess)).map(|a| a.0));
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    // Five wrong answers are refused out loud; from then on the source hears nothing.
+    assert!(
+        answers[..5].iter().all(|a| a
+            .as_deref()
+            .is_some_and(|l| l.contains("401") || l.contains("403"))),
+        "{answers:?}"
+    );
+    assert!(
+        answers[5..].iter().all(Option::is_none),
+        "banned: {answers:?}"
+    );
+    c.router.stop().await.unwrap();
+}
