@@ -254,6 +254,9 @@ pub enum CallOutcome {
     Failed,
     /// The router stopped (or was killed) during the call.
     Interrupted,
+    /// The queue was full or the caller waited its longest, and there was nowhere else to
+    /// go: the caller heard that all lines are busy and the router hung up.
+    Overflowed,
 }
 
 /// One offer of a call to an agent, and how it ended.
@@ -301,8 +304,12 @@ pub struct CallRecord {
     pub ended_at: Option<time::OffsetDateTime>,
     /// What the caller chose in attendants (`main:1`, `main:none`).
     pub choices: Vec<String>,
-    /// The queue the caller waited in.
+    /// The queue the caller waited in (the last one).
     pub queue: Option<String>,
+    /// Every routing step, in order: `attendant main`, `queue billing`, `overflow billing →
+    /// queue general (max wait)`, `no agents in orders`.
+    #[serde(default)]
+    pub steps: Vec<String>,
     /// Every offer to an agent, in order.
     pub offers: Vec<OfferRecord>,
     /// The agent who took the call (UPN).

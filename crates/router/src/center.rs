@@ -182,6 +182,24 @@ pub struct NumberSpec {
     /// The auto attendant that answers its callers (or `queue`).
     #[serde(default)]
     pub attendant: Option<Spanned<String>>,
+    /// Its callers' priority in queues, 1 (lowest) to 5 (highest): served first, then by
+    /// how long they have waited.
+    #[serde(default = "default_priority", deserialize_with = "priority")]
+    pub priority: u8,
+}
+
+fn default_priority() -> u8 {
+    3
+}
+
+fn priority<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let p = i64::deserialize(d)?;
+    if !(1..=5).contains(&p) {
+        return Err(serde::de::Error::custom(format!(
+            "priority {p}: priorities go from 1 (lowest) to 5 (highest)"
+        )));
+    }
+    Ok(p as u8)
 }
 
 /// A queue.
@@ -207,6 +225,17 @@ pub struct QueueConfig {
     /// After ringing out unanswered the agent is set Not ready ("missed call"); false: Ready.
     #[serde(default = "yes")]
     pub not_ready_after_missed: bool,
+    /// Seconds a caller waits at most before the overflow action.
+    #[serde(default)]
+    pub max_wait_seconds: Option<u64>,
+    /// Where callers go when the queue is full or they waited `max_wait_seconds`; none:
+    /// they hear that all lines are busy and the call ends.
+    #[serde(default)]
+    pub overflow: Option<TargetSpec>,
+    /// Where callers go when no agent of the queue is logged in; none: they hear that no
+    /// one can take the call and it ends.
+    #[serde(default)]
+    pub no_agents: Option<TargetSpec>,
 }
 
 fn default_strategy() -> Strategy {
@@ -398,6 +427,23 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
             }
             target(&n.queue, &n.attendant, at(&format!("numbers[{i}]")))?;
         }
+        for (i, q) in t.queues.iter().enumerate() {
+            let key = |k: &str| at(&format!("queues[{i}].{k}"));
+            if let Some(o) = &q.overflow {
+                target(&o.queue, &o.attendant, key("overflow"))?;
+            }
+            if let Some(o) = &q.no_agents {
+                target(&o.queue, &o.attendant, key("no_agents"))?;
+            }
+            if q.max_wait_seconds == Some(0) {
+                return Err(RefError {
+                    offset: None,
+                    key: key("max_wait_seconds"),
+                    message: "max_wait_seconds must be at least 1 (leave it out for no limit)"
+                        .into(),
+                });
+            }
+        }
         for (i, a) in t.attendants.iter().enumerate() {
             let key = |k: &str| at(&format!("attendants[{i}].{k}"));
             target(&a.default.queue, &a.default.attendant, key("default"))?;
@@ -549,6 +595,29 @@ skills = { billing = 5 }
             reference(&good.replace("default = { queue = \"general\" }", "default = {}"));
         assert_eq!(key, "tenants[0].attendants[0].default", "{msg}");
         assert!(msg.contains("exactly one"), "{msg}");
+    }
+
+    #[test]
+    fn overflow_targets_priorities_and_waits_are_checked() {
+        let (_, key, msg) = invalid(&GOOD.replace(
+            "name = \"general\"",
+            "name = \"general\"\noverflow = { queue = \"nowhere\" }",
+        ));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].queues[0].overflow.queue"),
+            "{msg}"
+        );
+        let (_, _, msg) = invalid(&GOOD.replace(
+            "queue = \"general\"\n",
+            "queue = \"general\"\npriority = 9\n",
+        ));
+        assert!(msg.contains("priority 9"), "{msg}");
+        let (key, msg) = reference(&GOOD.replace(
+            "name = \"general\"",
+            "name = \"general\"\nmax_wait_seconds = 0",
+        ));
+        assert_eq!(key, "tenants[0].queues[0].max_wait_seconds", "{msg}");
     }
 
     #[test]

@@ -181,7 +181,7 @@ fn queue_spec(q: &QueueConfig, skill: &mut impl FnMut(&str) -> SkillId) -> Queue
         strategy: q.strategy,
         skills: q.skills.iter().map(|(k, v)| (skill(k), *v)).collect(),
         max_size: q.max_size,
-        max_wait: None,
+        max_wait: q.max_wait_seconds.map(std::time::Duration::from_secs),
     }
 }
 

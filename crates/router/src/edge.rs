@@ -72,6 +72,14 @@ enum Stage {
     Talking,
 }
 
+/// Why a queue let a caller go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NoAgents,
+    Full,
+    MaxWait,
+}
+
 /// Routing steps a call may take (attendant to attendant, to a queue) before it is ended:
 /// a loop in the configuration cannot keep a caller forever.
 const MAX_HOPS: u32 = 16;
@@ -97,6 +105,10 @@ struct CallRt {
     /// Bumped at every new menu prompt, so that an older no-input timer is ignored.
     menu_generation: u64,
     hops: u32,
+    /// 1–5, from the number dialled.
+    priority: u8,
+    /// The caller left a queue with nowhere to go (full, waited too long).
+    overflowed: bool,
     /// Offers ringing: (leg, agent).
     offers: Vec<(UaCall, AgentId)>,
     /// The agent who answered, and their leg.
@@ -125,6 +137,7 @@ struct Admission {
     trunk: String,
     route: Route,
     dialled: String,
+    priority: u8,
 }
 
 /// The running edge's handle.
@@ -265,6 +278,12 @@ impl Edge {
                 .poll_timeout()
                 .into_iter()
                 .chain(self.timers.keys().next().map(|(t, _)| *t))
+                .chain(self.cc.with(|d| {
+                    d.tenants
+                        .iter()
+                        .filter_map(|t| t.engine.poll_timeout())
+                        .min()
+                }))
                 .chain(Some(self.last_purge + Duration::from_secs(5)))
                 .min();
             let sleep = async {
@@ -474,6 +493,7 @@ impl Edge {
                 trunk,
                 route,
                 dialled: number.number.clone(),
+                priority: number.priority,
             })
         })
     }
@@ -535,6 +555,7 @@ impl Edge {
             ended_at: None,
             choices: Vec::new(),
             queue: None,
+            steps: Vec::new(),
             offers: Vec::new(),
             agent: None,
             outcome: CallOutcome::InProgress,
@@ -562,6 +583,8 @@ impl Edge {
                 choices: Vec::new(),
                 menu_generation: 0,
                 hops: 0,
+                priority: a.priority,
+                overflowed: false,
                 offers: Vec::new(),
                 agent: None,
                 started: now,
@@ -595,6 +618,15 @@ impl Edge {
         }
         match to {
             Route::Attendant(a) => {
+                let tenant = c.tenant;
+                let name = self.cc.with(|d| {
+                    d.tenants[tenant]
+                        .attendants
+                        .get(a)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default()
+                });
+                c.rec.steps.push(format!("attendant {name}"));
                 c.menus.push(a);
                 c.stage = Stage::Menu {
                     attendant: a,
@@ -608,6 +640,9 @@ impl Edge {
                 c.rec.queue = self
                     .cc
                     .with(|d| d.tenants[tenant].queue(q).map(|x| x.name.clone()));
+                let qname = c.rec.queue.clone().unwrap_or_default();
+                c.rec.steps.push(format!("queue {qname}"));
+                let priority = c.priority;
                 let since = *c.since.get_or_insert(now);
                 let (tenant, leg) = (c.tenant, c.caller_leg);
                 let refused = self.cc.with(|d| {
@@ -615,19 +650,19 @@ impl Edge {
                         q,
                         routing::Caller {
                             call: routing::CallId(n),
-                            priority: 3,
+                            priority,
                             since,
                         },
                         now,
                     );
                     match r {
                         Ok(()) => None,
-                        Err(Refused::Full) => Some("queue-full"),
-                        Err(_) => Some("no-agents"),
+                        Err(Refused::Full) => Some(Refusal::Full),
+                        Err(_) => Some(Refusal::NoAgents),
                     }
                 });
                 match refused {
-                    Some(prompt) => self.close(n, prompt),
+                    Some(why) => self.queue_refused(n, q, why, now),
                     None => {
                         if let Some(c) = self.calls.get_mut(&n) {
                             c.stage = Stage::Queued;
@@ -641,6 +676,41 @@ impl Edge {
                         self.dispatch();
                     }
                 }
+            }
+        }
+    }
+
+    /// Queue `q` could not take call `n` (or the caller waited its longest): its overflow or
+    /// no-agents route, else a prompt saying why and the end of the call.
+    fn queue_refused(&mut self, n: u64, q: QueueId, why: Refusal, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let tenant = c.tenant;
+        let (name, next) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let queue = t.queue(q);
+            let target = match why {
+                Refusal::NoAgents => queue.and_then(|x| x.no_agents.as_ref()),
+                Refusal::Full | Refusal::MaxWait => queue.and_then(|x| x.overflow.as_ref()),
+            };
+            (
+                queue.map(|x| x.name.clone()).unwrap_or_default(),
+                target.and_then(|t2| t.route(t2)),
+            )
+        });
+        let (what, prompt) = match why {
+            Refusal::NoAgents => (format!("no agents in {name}"), "no-agents"),
+            Refusal::Full => (format!("overflow {name} (full)"), "queue-full"),
+            Refusal::MaxWait => (format!("overflow {name} (max wait)"), "queue-full"),
+        };
+        c.rec.steps.push(what);
+        tracing::info!(call = %c.id, queue = %name, ?why, rerouted = next.is_some(), "the queue could not keep the caller");
+        match next {
+            Some(r) => self.route(n, r, now),
+            None => {
+                c.overflowed = why != Refusal::NoAgents;
+                self.close(n, prompt);
             }
         }
     }
@@ -1037,7 +1107,11 @@ impl Edge {
             (true, _, None) => CallOutcome::Answered,
             (false, Stage::Closing(prompt), None) => {
                 c.rec.reason = Some(prompt.to_owned());
-                CallOutcome::Refused
+                if c.overflowed {
+                    CallOutcome::Overflowed
+                } else {
+                    CallOutcome::Refused
+                }
             }
             (false, _, None) => CallOutcome::Abandoned,
         };
@@ -1147,6 +1221,16 @@ impl Edge {
                     }
                 }
             }
+        }
+        // Callers who waited their queue's longest.
+        let waited: Vec<(QueueId, routing::Caller)> = self.cc.with(|d| {
+            d.tenants
+                .iter_mut()
+                .flat_map(|t| t.engine.handle_timeout(now))
+                .collect()
+        });
+        for (q, caller) in waited {
+            self.queue_refused(caller.call.0, q, Refusal::MaxWait, now);
         }
         if now >= self.last_purge + Duration::from_secs(5) {
             self.last_purge = now;

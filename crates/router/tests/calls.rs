@@ -849,3 +849,84 @@ async fn a_source_guessing_digest_passwords_is_banned() {
     );
     c.router.stop().await.unwrap();
 }
+
+const OVERFLOW: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+priority = 5
+
+[[tenants.numbers]]
+number = "+18005550101"
+queue = "lonely"
+
+[[tenants.queues]]
+name = "general"
+skills = { general = 1 }
+max_wait_seconds = 2
+overflow = { queue = "backup" }
+
+[[tenants.queues]]
+name = "backup"
+skills = { backup = 1 }
+
+[[tenants.queues]]
+name = "lonely"
+skills = { general = 1 }
+max_wait_seconds = 2
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+skills = { general = 3 }
+
+[[tenants.agents]]
+upn = "alex@contoso.example"
+skills = { backup = 3 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_waits_the_longest_overflows_to_the_next_queue_or_hears_why() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{OVERFLOW}")).await;
+    c.tone("caller.wav", CALLER_HZ, 15);
+    c.tone("agent.wav", AGENT_HZ, 15);
+    // Adele (general) is logged in but Not ready: callers wait; Alex (backup) is Ready.
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    let (ok, ev) = c.call("+18005550100", 5, "caller.wav", "one.wav").await;
+    assert!(ok, "{ev:?}");
+    let alex_ev = finish(alex, Duration::from_secs(10)).await;
+    assert!(
+        alex_ev.iter().any(|e| e["event"] == "established"),
+        "{alex_ev:?}"
+    );
+    // No overflow target: after the longest wait the caller hears why and the call ends.
+    let (_, ev) = c.call("+18005550101", 15, "caller.wav", "two.wav").await;
+    let ended = ev.iter().find(|e| e["event"] == "ended").expect("ended");
+    assert!(ended.to_string().contains("remote"), "{ended}");
+    let recs = c.calls().await;
+    assert_eq!(recs[0]["outcome"], "overflowed", "{recs:?}");
+    assert_eq!(
+        recs[0]["steps"],
+        serde_json::json!(["queue lonely", "overflow lonely (max wait)"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[1]["outcome"], "answered", "{recs:?}");
+    assert_eq!(
+        recs[1]["steps"],
+        serde_json::json!([
+            "queue general",
+            "overflow general (max wait)",
+            "queue backup"
+        ]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[1]["agent"], "alex@contoso.example", "{recs:?}");
+    drop(finish(adele, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
