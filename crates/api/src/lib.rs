@@ -109,7 +109,7 @@ pub struct NewTenant {
 }
 
 /// One message on the `/v1/events` WebSocket, as JSON text frames tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -132,6 +132,10 @@ pub enum Event {
     TenantDeleted { id: uuid::Uuid },
     /// The service is shutting down (graceful stop); clients should reconnect with backoff.
     ShuttingDown,
+    /// An agent's state changed (to the agent's organisation).
+    AgentState { status: AgentStatus },
+    /// Every queue's figures of a tenant, every few seconds (to its organisation).
+    QueueFigures { queues: Vec<QueueFigures> },
     /// A watched user's Teams presence (sent once when watching starts, then on each change).
     /// Values are Graph's; ones a client does not know it shows as unknown.
     Presence {
@@ -234,6 +238,56 @@ pub struct AgentStatus {
     pub reason: Option<String>,
     /// Whether a phone is registered for the agent.
     pub registered: bool,
+}
+
+/// Agents of a queue by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AgentsByState {
+    pub ready: u32,
+    pub not_ready: u32,
+    pub ringing: u32,
+    pub on_call: u32,
+    pub wrap_up: u32,
+    pub offline: u32,
+}
+
+/// A queue's live figures: now, and since the start of the day (UTC). Definitions are in
+/// the router's docs (docs/contact-center.md): a short abandon (within 5 s) counts nowhere
+/// but `abandoned_short`; service level = answered within the threshold ÷ (answered +
+/// abandoned after 5 s + overflowed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct QueueFigures {
+    pub tenant: String,
+    pub queue: String,
+    /// Callers waiting now (ringing agents included).
+    pub waiting: u32,
+    /// The longest a caller waiting now has waited, in seconds.
+    pub longest_wait_seconds: u64,
+    pub agents: AgentsByState,
+    /// Callers who entered the queue today.
+    pub offered: u64,
+    pub answered: u64,
+    /// Answered within `service_level_seconds`.
+    pub answered_in_time: u64,
+    /// Hung up while waiting, after 5 s.
+    pub abandoned: u64,
+    /// Hung up within 5 s of entering.
+    pub abandoned_short: u64,
+    /// Left for the overflow route (full, waited the longest).
+    pub overflowed: u64,
+    pub service_level_seconds: u64,
+    /// Percent; none before any call counts.
+    pub service_level: Option<f64>,
+    /// Average speed of answer, seconds.
+    pub asa_seconds: Option<f64>,
+    /// Average handle time (talk + wrap-up), seconds.
+    pub aht_seconds: Option<f64>,
+    /// Percent of offered callers who abandoned after 5 s.
+    pub abandonment_rate: Option<f64>,
 }
 
 /// How a call ended (or that it goes on).

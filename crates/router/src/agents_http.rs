@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use switchboard_api::{
-    AgentRef, AgentStateChange, AgentStatus, CallRecord, Problem, SipCredentials,
+    AgentRef, AgentStateChange, AgentStatus, CallRecord, Problem, QueueFigures, SipCredentials,
 };
 
 use crate::auth::{Caller, Role};
@@ -263,4 +263,23 @@ pub async fn get_call(
         return Err(missing());
     }
     Ok(Json(rec))
+}
+
+#[utoipa::path(
+    get, path = "/v1/queues", tag = "calls",
+    responses((status = 200, description = "every queue's live figures (of the caller's tenants)", body = Vec<QueueFigures>))
+)]
+pub async fn queues(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<QueueFigures>>, ApiError> {
+    let tenants = readable_tenants(&state, &caller)?;
+    let now = std::time::Instant::now();
+    Ok(Json(state.center.with(|d| {
+        d.tenants
+            .iter()
+            .filter(|t| tenants.as_ref().is_none_or(|ids| ids.contains(&t.spec.id)))
+            .flat_map(|t| t.figures(now))
+            .collect()
+    })))
 }

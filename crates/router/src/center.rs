@@ -225,6 +225,9 @@ pub struct QueueConfig {
     /// After ringing out unanswered the agent is set Not ready ("missed call"); false: Ready.
     #[serde(default = "yes")]
     pub not_ready_after_missed: bool,
+    /// The service-level threshold: answered within this many seconds counts as in time.
+    #[serde(default = "default_service_level")]
+    pub service_level_seconds: u64,
     /// Seconds a caller waits at most before the overflow action.
     #[serde(default)]
     pub max_wait_seconds: Option<u64>,
@@ -240,6 +243,9 @@ pub struct QueueConfig {
 
 fn default_strategy() -> Strategy {
     Strategy::LongestIdle
+}
+fn default_service_level() -> u64 {
+    20
 }
 fn default_alert() -> u64 {
     15

@@ -9,7 +9,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rand::Rng;
-use switchboard_api::{AgentState, AgentStatus, RequestedState, SipCredentials};
+use switchboard_api::{
+    AgentState, AgentStatus, AgentsByState, QueueFigures, RequestedState, SipCredentials,
+};
+
+use crate::figures::QueueStats;
 
 use crate::center::{AttendantSpec, QueueConfig, TargetSpec, TenantSpec};
 use crate::routing::{AgentId, AgentSpec, Engine, QueueId, QueueSpec, SkillId};
@@ -35,6 +39,10 @@ pub struct AgentRt {
     pub wrap_up_until: Option<Instant>,
     /// The record id of the last queue call the agent took.
     pub last_call: Option<String>,
+    /// The queue call in wrap-up: its queue, talk time, and when it ended (for handle time).
+    pub handling: Option<(QueueId, std::time::Duration, Instant)>,
+    /// The state last announced on the event stream.
+    pub published: Option<(AgentState, Option<String>)>,
 }
 
 impl AgentRt {
@@ -66,6 +74,8 @@ pub struct TenantRt {
     pub agents: Vec<AgentRt>,
     by_upn: HashMap<String, AgentId>,
     pub attendants: Vec<AttendantSpec>,
+    /// By [`QueueId`]: the day's figures.
+    pub stats: Vec<QueueStats>,
 }
 
 /// Where a call goes, resolved.
@@ -98,6 +108,68 @@ impl TenantRt {
             (None, None) => None,
         }
     }
+    /// Every queue's figures now.
+    pub fn figures(&self, now: Instant) -> Vec<QueueFigures> {
+        self.queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let id = QueueId(i as u32);
+                let mut agents = AgentsByState::default();
+                for a in self.engine.members(id) {
+                    let Some(r) = self.agent(a) else { continue };
+                    let n = match r.state() {
+                        AgentState::Ready => &mut agents.ready,
+                        AgentState::NotReady => &mut agents.not_ready,
+                        AgentState::Ringing => &mut agents.ringing,
+                        AgentState::OnCall => &mut agents.on_call,
+                        AgentState::WrapUp => &mut agents.wrap_up,
+                        AgentState::Offline => &mut agents.offline,
+                    };
+                    *n += 1;
+                }
+                let st = &self.stats[i];
+                QueueFigures {
+                    tenant: self.spec.id.clone(),
+                    queue: q.name.clone(),
+                    waiting: st.waiting() as u32,
+                    longest_wait_seconds: st.longest_wait(now).as_secs(),
+                    agents,
+                    offered: st.offered,
+                    answered: st.answered,
+                    answered_in_time: st.answered_in_time,
+                    abandoned: st.abandoned,
+                    abandoned_short: st.abandoned_short,
+                    overflowed: st.overflowed,
+                    service_level_seconds: q.service_level_seconds,
+                    service_level: st.service_level(),
+                    asa_seconds: st.asa(),
+                    aht_seconds: st.aht(),
+                    abandonment_rate: st.abandonment_rate(),
+                }
+            })
+            .collect()
+    }
+
+    /// Agents whose state changed since it was last announced, marked as announced now.
+    pub fn changed_agents(&mut self) -> Vec<AgentStatus> {
+        let mut out = Vec::new();
+        for i in 0..self.agents.len() {
+            let a = AgentId(i as u32);
+            let Some(status) = self.status(a) else {
+                continue;
+            };
+            let now = (status.state, status.reason.clone());
+            if let Some(r) = self.agent_mut(a) {
+                if r.published.as_ref() != Some(&now) {
+                    r.published = Some(now);
+                    out.push(status);
+                }
+            }
+        }
+        out
+    }
+
     fn status(&self, a: AgentId) -> Option<AgentStatus> {
         let r = self.agent(a)?;
         Some(AgentStatus {
@@ -136,6 +208,8 @@ pub struct CallCenter {
     pub wake: tokio::sync::Notify,
     /// Writes to call records, in order (the SIP edge's snapshots, the agents' dispositions).
     pub records: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<RecordWrite>>,
+    /// The event stream, for agents' states and queue figures.
+    pub events: std::sync::OnceLock<crate::events::EventHub>,
 }
 
 /// A write to the call records.
@@ -229,6 +303,8 @@ impl CallCenter {
                         on_call: false,
                         wrap_up_until: None,
                         last_call: None,
+                        handling: None,
+                        published: None,
                     });
                 }
                 TenantRt {
@@ -239,6 +315,7 @@ impl CallCenter {
                     agents,
                     by_upn,
                     attendants: spec.attendants.clone(),
+                    stats: vec![QueueStats::default(); spec.queues.len()],
                 }
             })
             .collect();
@@ -250,6 +327,49 @@ impl CallCenter {
             }),
             wake: tokio::sync::Notify::new(),
             records: std::sync::OnceLock::new(),
+            events: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Announces agents whose state changed, each to its tenant's organisation.
+    pub fn publish_agent_changes(&self) {
+        let Some(hub) = self.events.get() else {
+            return;
+        };
+        let changed: Vec<(Option<String>, AgentStatus)> = self.with(|d| {
+            d.tenants
+                .iter_mut()
+                .flat_map(|t| {
+                    let org = t.spec.entra_tenant_id.clone();
+                    t.changed_agents().into_iter().map(move |s| (org.clone(), s))
+                })
+                .collect()
+        });
+        for (org, status) in changed {
+            hub.publish_to(
+                switchboard_api::Event::AgentState { status },
+                crate::events::Audience::Organisation(org),
+            );
+        }
+    }
+
+    /// Announces every tenant's queue figures to its organisation.
+    pub fn publish_figures(&self, now: Instant) {
+        let Some(hub) = self.events.get() else {
+            return;
+        };
+        let all: Vec<(Option<String>, Vec<QueueFigures>)> = self.with(|d| {
+            d.tenants
+                .iter()
+                .filter(|t| !t.queues.is_empty())
+                .map(|t| (t.spec.entra_tenant_id.clone(), t.figures(now)))
+                .collect()
+        });
+        for (org, queues) in all {
+            hub.publish_to(
+                switchboard_api::Event::QueueFigures { queues },
+                crate::events::Audience::Organisation(org),
+            );
         }
     }
 
@@ -305,6 +425,7 @@ impl CallCenter {
         }
         desk.by_username.insert(username.clone(), (t, a));
         tracing::info!(agent = %agent, tenant = %tenant_id, username = %username, "issued SIP credentials");
+        self.wake.notify_one();
         Ok(SipCredentials {
             agent,
             tenant: tenant_id,
@@ -427,7 +548,13 @@ impl Desk {
         };
         if let Some(r) = tenant.agent_mut(a) {
             if r.wrap_up_until.take().is_some() {
+                let handled = r.handling.take();
                 tenant.engine.wrap_up_done(a, now);
+                if let Some((q, talk, ended)) = handled {
+                    if let Some(st) = tenant.stats.get_mut(q.0 as usize) {
+                        st.handled(talk + now.saturating_duration_since(ended));
+                    }
+                }
             }
         }
     }

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::center::SipConfig;
 use crate::desk::{CallCenter, RecordWrite, Route};
+use crate::figures::Left;
 use crate::prompts::Prompts;
 use crate::relay::{Playlist, Relay, RelayEvent};
 use crate::routing::{self, AfterMissed, AgentId, OfferEnd, QueueId, Refused};
@@ -167,7 +168,14 @@ struct Edge {
     admitted: Option<Admission>,
     last_purge: Instant,
     guard: crate::guard::Guard,
+    /// Agents' states are announced at most every [`ANNOUNCE_EVERY`]: when, and whether a
+    /// change may be waiting.
+    announced: Instant,
+    unannounced: bool,
 }
+
+/// How often agents' state changes are announced at most.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
 
 /// A SIP user part fit to show and to pass on in a header: at most 64 characters of
 /// `+`, digits, letters and `-_.*#`.
@@ -263,6 +271,8 @@ pub async fn start(
         admitted: None,
         last_purge: Instant::now(),
         guard: crate::guard::Guard::new(crate::guard::Limits::default()),
+        announced: Instant::now(),
+        unannounced: true,
     };
     tracing::info!(%local, media = %media_ip, "SIP edge listening (UDP)");
     let task = tokio::spawn(edge.run(shutdown));
@@ -273,6 +283,15 @@ impl Edge {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
             self.settle().await;
+            let now = Instant::now();
+            if now >= self.announced + ANNOUNCE_EVERY {
+                self.cc.publish_agent_changes();
+                self.announced = now;
+                self.unannounced = false;
+            } else {
+                self.unannounced = true;
+            }
+            let announce = self.unannounced.then_some(self.announced + ANNOUNCE_EVERY);
             let wake = self
                 .ua
                 .poll_timeout()
@@ -285,6 +304,7 @@ impl Edge {
                         .min()
                 }))
                 .chain(Some(self.last_purge + Duration::from_secs(5)))
+                .chain(announce)
                 .min();
             let sleep = async {
                 match wake {
@@ -664,6 +684,7 @@ impl Edge {
                 match refused {
                     Some(why) => self.queue_refused(n, q, why, now),
                     None => {
+                        self.cc.with(|d| d.tenants[tenant].stats[q.0 as usize].entered(n, now));
                         if let Some(c) = self.calls.get_mut(&n) {
                             c.stage = Stage::Queued;
                         }
@@ -706,6 +727,17 @@ impl Edge {
         };
         c.rec.steps.push(what);
         tracing::info!(call = %c.id, queue = %name, ?why, rerouted = next.is_some(), "the queue could not keep the caller");
+        if why != Refusal::NoAgents {
+            self.cc.with(|d| {
+                let t = &mut d.tenants[tenant];
+                let sl = t.queue(q).map_or(20, |x| x.service_level_seconds);
+                let st = &mut t.stats[q.0 as usize];
+                if why == Refusal::Full {
+                    st.entered(n, now);
+                }
+                st.left(n, Left::Overflowed, Duration::from_secs(sl), now);
+            });
+        }
         match next {
             Some(r) => self.route(n, r, now),
             None => {
@@ -955,9 +987,16 @@ impl Edge {
                 tenant,
                 agent,
             } => {
+                let queue = self.calls.get(&n).and_then(|c| c.queue);
                 let taken = self.cc.with(|d| {
                     let t = &mut d.tenants[tenant];
                     let ok = t.engine.answered(routing::CallId(n), agent);
+                if ok {
+                    if let Some(q) = queue {
+                        let sl = t.queue(q).map_or(20, |x| x.service_level_seconds);
+                        t.stats[q.0 as usize].left(n, Left::Answered, Duration::from_secs(sl), now);
+                    }
+                }
                     if let Some(a) = t.agent_mut(agent) {
                         a.ringing = a.ringing.saturating_sub(1);
                         a.on_call = ok;
@@ -1068,9 +1107,13 @@ impl Edge {
                 hang.push(*leg);
             }
         }
+        let waiting = c.agent.is_none() && c.stage == Stage::Queued;
         let wrap_up = self.cc.with(|d| {
             let t = &mut d.tenants[c.tenant];
             t.engine.remove(routing::CallId(n));
+            if let (true, Some(q)) = (waiting, c.queue) {
+                t.stats[q.0 as usize].left(n, Left::Abandoned, Duration::ZERO, now);
+            }
             for (_, a) in &c.offers {
                 if let Some(r) = t.agent_mut(*a) {
                     r.ringing = r.ringing.saturating_sub(1);
@@ -1086,6 +1129,7 @@ impl Edge {
             if let Some(r) = t.agent_mut(agent) {
                 r.on_call = false;
                 r.wrap_up_until = Some(now + Duration::from_secs(secs));
+                r.handling = c.queue.map(|q| (q, talk, now));
             }
             Some((agent, secs))
         });
@@ -1237,6 +1281,7 @@ impl Edge {
             self.purge_registrations(now);
             self.guard.purge(now);
             metrics::gauge!("sip_sources_banned").set(self.guard.banned(now) as f64);
+            self.cc.publish_figures(now);
         }
     }
 

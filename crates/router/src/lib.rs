@@ -23,6 +23,7 @@ pub mod desk;
 pub mod edge;
 pub mod error;
 pub mod events;
+pub mod figures;
 pub mod gate;
 pub mod guard;
 pub mod http;
@@ -112,6 +113,7 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             axum::routing::post(agents_http::wrap_up),
         )
         .route("/v1/calls", get(agents_http::list_calls))
+        .route("/v1/queues", get(agents_http::queues))
         .route("/v1/calls/{id}", get(agents_http::get_call))
         .route("/v1/events", get(events::events))
         .route(
@@ -199,6 +201,7 @@ impl Router {
                 "calls cut short when the router last stopped are recorded as interrupted"
             );
         }
+        let _ = center.events.set(events.clone());
         let (records, to_write) = tokio::sync::mpsc::unbounded_channel();
         let _ = center.records.set(records);
         tokio::spawn(desk::write_records(store.clone(), to_write));

@@ -51,6 +51,31 @@ fn share_of(path: &Path, hz: f64, other: f64) -> (f64, usize) {
     (wins[0] as f64 / loud.max(1) as f64, loud)
 }
 
+/// An event-stream client collecting what it hears.
+struct Watching {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watching {
+    /// Waits (up to 10 s) until an event satisfies `f`.
+    async fn wait_for(&self, what: &str, f: impl Fn(&Value) -> bool) {
+        let start = Instant::now();
+        while !self.seen.lock().unwrap().iter().any(&f) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no event: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(self) -> Vec<Value> {
+        self.task.abort();
+        self.seen.lock().unwrap().clone()
+    }
+}
+
 struct Center {
     base: String,
     sip: u16,
@@ -160,6 +185,28 @@ impl Center {
         let url = format!("{}{path}", self.base);
         let r = self.http.request(method, url).json(&body).send().await;
         r.unwrap().status().as_u16()
+    }
+
+    /// Collects what `/v1/events` sends from now until [`Watching::stop`].
+    async fn watch_events(&self) -> Watching {
+        use futures_util::StreamExt;
+        let url = format!("{}/v1/events", self.base.replacen("http", "ws", 1));
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        // Connected once the router's hello has come.
+        let hello = ws.next().await;
+        assert!(format!("{hello:?}").contains("hello"), "{hello:?}");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(m)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                    if let Ok(v) = serde_json::from_str::<Value>(&t) {
+                        keep.lock().unwrap().push(v);
+                    }
+                }
+            }
+        });
+        Watching { seen, task }
     }
 
     /// The call records, newest first.
@@ -329,9 +376,14 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
     let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tone("caller.wav", CALLER_HZ, 10);
     c.tone("agent.wav", AGENT_HZ, 10);
+    let watching = c.watch_events().await;
     let agent = c
         .agent("adele@contoso.example", 0.0, "agent.wav", "agent-heard.wav")
         .await;
+    let adele_is = |state: &'static str| {
+        move |e: &Value| e["type"] == "agent_state" && e["status"]["state"] == state
+    };
+    watching.wait_for("Adele ready", adele_is("ready")).await;
     let (ok, ev) = c
         .call("+18005550100", 4, "caller.wav", "caller-heard.wav")
         .await;
@@ -369,6 +421,40 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
         ["wrap_up", "ready", "offline"].contains(&st["state"].as_str().unwrap_or("")),
         "{st}"
     );
+    // The queue's figures, and Adele's states as the event stream told them.
+    let figures: Vec<Value> = get_json(&c.http, &format!("{}/v1/queues", c.base)).await;
+    let general = &figures[0];
+    assert_eq!(general["queue"], "general", "{figures:?}");
+    assert_eq!(
+        (
+            &general["offered"],
+            &general["answered"],
+            &general["answered_in_time"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{general}"
+    );
+    assert_eq!(general["service_level"], 100.0, "{general}");
+    assert_eq!(general["waiting"], 0, "{general}");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // wrap-up (1 s) ends
+    let states: Vec<String> = watching
+        .stop()
+        .iter()
+        .filter(|e| e["type"] == "agent_state" && e["status"]["agent"] == "adele@contoso.example")
+        .map(|e| e["status"]["state"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let wanted = ["ready", "on_call", "wrap_up"];
+    let mut at = 0;
+    for s in &states {
+        if at < wanted.len() && s == wanted[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(at, wanted.len(), "Adele's states in order: {states:?}");
     // The call's record: answered by Adele in general, the offer answered; then her
     // disposition from wrap-up.
     let recs = c.calls().await;
