@@ -22,7 +22,7 @@ check_toolchains
 apt_install "${SB_BUILD_PACKAGES[@]}"
 build_ui
 say "building the router and the desktop app"
-cargo build --locked -p switchboard-router -p switchboard-desktop -p switchboard-tenant-sim
+cargo build --locked -p switchboard-router -p switchboard-desktop -p switchboard-tenant-sim -p switchboard-agent
 BIN="$(cargo_bin_dir)"
 
 ROUTER_URL="http://127.0.0.1:$PORT"
@@ -76,7 +76,11 @@ authority = "$SIM_URL/$SIM_TENANT/v2.0"
 client_id = "$SIM_CLIENT"
 graph_url = "$SIM_URL/v1.0"
 notification_url = "$ROUTER_URL/v1/graph/notifications"
+
 TOML
+# The demo contact center (SIP on 127.0.0.1:7760, Contoso's number +18005550100, its attendant,
+# queues and agents): crates/router/demo.toml.
+cat "$SB_ROOT/crates/router/demo.toml" >>"$DATA_DIR/router.toml"
 ROUTER=("$BIN/switchboard-router" --config "$DATA_DIR/router.toml" --data-dir "$DATA_DIR")
 
 if curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1; then
@@ -107,6 +111,9 @@ else
     wait_until_up "$ROUTER_URL/v1/health" "$ROUTER_PID" "the router" "$DATA_DIR/router.log"
 fi
 
+say "the demo contact center takes calls at sip:+18005550100@127.0.0.1:7760 (attendant: 1 billing, 2 orders, 0 general)"
+say "  an agent's phone:  $BIN/switchboard-agent work --router $ROUTER_URL --as AdeleV@contoso.example --ready"
+say "  a test call:       $BIN/switchboard-agent call sip:+18005550100@127.0.0.1:7760 --dtmf 1 --hangup-after 20"
 say "opening Switchboard"
 # Demo settings are kept apart from a real install's; the demo's tenant.toml names the
 # simulated tenant (without one the app signs in nowhere).

@@ -530,6 +530,16 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_contact_center_reads() {
+        let demo = parse(include_str!("../demo.toml")).expect("demo.toml is valid");
+        let t = &demo.tenants[0];
+        assert_eq!(t.id, "contoso");
+        assert_eq!(t.attendants[0].options.len(), 3);
+        assert_eq!(t.queues.len(), 3);
+        assert!(t.agents.iter().any(|a| a.upn == "AdeleV@contoso.example"));
+    }
+
+    #[test]
     fn an_empty_file_is_all_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());
     }

@@ -1016,3 +1016,45 @@ async fn a_caller_who_waits_the_longest_overflows_to_the_next_queue_or_hears_why
     drop(finish(adele, Duration::from_millis(10)).await);
     c.router.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_contact_center_routes_key_1_to_its_best_billing_agent() {
+    let _one = SERIAL.lock().await;
+    let demo = include_str!("../demo.toml").replace("127.0.0.1:7760", "127.0.0.1:0");
+    let c = start(&demo).await;
+    c.tone("caller.wav", CALLER_HZ, 15);
+    c.tone("agent.wav", AGENT_HZ, 15);
+    // Both billing agents are Ready; best skill match picks Adele (billing 5, Lynne has 3).
+    let lynne = c
+        .agent("LynneR@contoso.example", 0.0, "agent.wav", "lynne.wav")
+        .await;
+    let adele = c
+        .agent("AdeleV@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let (ok, ev) = c.call_with(
+        "+18005550100",
+        &["--dtmf", "1", "--hangup-after", "4"],
+        "caller.wav",
+        "heard.wav",
+    );
+    assert!(ok, "{ev:?}");
+    let adele_ev = finish(adele, Duration::from_secs(10)).await;
+    assert!(
+        adele_ev.iter().any(|e| e["event"] == "established"),
+        "{adele_ev:?}"
+    );
+    let (share, loud) = c.share("heard.wav", AGENT_HZ, CALLER_HZ);
+    assert!(
+        loud > 20 && share > 0.5,
+        "the caller heard Adele: {share:.2} of {loud}"
+    );
+    let recs = c.calls().await;
+    assert_eq!(
+        recs[0]["choices"],
+        serde_json::json!(["main:1"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[0]["agent"], "AdeleV@contoso.example", "{recs:?}");
+    drop(finish(lynne, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
