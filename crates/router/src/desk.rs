@@ -84,6 +84,8 @@ pub enum Route {
     Queue(QueueId),
     /// An attendant, by its index in the tenant's list.
     Attendant(usize),
+    /// One agent's phone, outside any queue (a transfer to a person).
+    Agent(AgentId),
 }
 
 impl TenantRt {
@@ -96,6 +98,48 @@ impl TenantRt {
     pub fn queue(&self, q: QueueId) -> Option<&QueueConfig> {
         self.queues.get(q.0 as usize)
     }
+    /// What a transfer target's `user@host` names in this tenant: a queue or attendant by
+    /// its name (any host: it stays inside the tenant), or an agent by UPN.
+    pub fn transfer_target(&self, user: &str, host: &str) -> Option<Route> {
+        if let Some(q) = self
+            .queues
+            .iter()
+            .position(|q| q.name.eq_ignore_ascii_case(user))
+        {
+            return Some(Route::Queue(QueueId(q as u32)));
+        }
+        if let Some(a) = self
+            .attendants
+            .iter()
+            .position(|a| a.name.eq_ignore_ascii_case(user))
+        {
+            return Some(Route::Attendant(a));
+        }
+        let upn = format!("{user}@{host}").to_ascii_lowercase();
+        self.by_upn.get(&upn).map(|a| Route::Agent(*a))
+    }
+
+    /// The agent finished call `call` after `talk`: off the call, into wrap-up for the
+    /// queue's time; returns the wrap-up seconds.
+    pub fn agent_done(
+        &mut self,
+        agent: AgentId,
+        queue: Option<QueueId>,
+        talk: std::time::Duration,
+        now: Instant,
+    ) -> u64 {
+        self.engine.call_ended(agent, talk);
+        let secs = queue
+            .and_then(|q| self.queue(q))
+            .map_or(0, |q| q.wrap_up_seconds);
+        if let Some(r) = self.agent_mut(agent) {
+            r.on_call = false;
+            r.wrap_up_until = Some(now + std::time::Duration::from_secs(secs));
+            r.handling = queue.map(|q| (q, talk, now));
+        }
+        secs
+    }
+
     /// The route a configured target names (checked at start, so always found).
     pub fn route(&self, t: &TargetSpec) -> Option<Route> {
         match (&t.queue, &t.attendant) {

@@ -81,6 +81,9 @@ enum Refusal {
     MaxWait,
 }
 
+/// Seconds a transfer to an agent rings before it fails back.
+const DIRECT_ALERT_SECONDS: u64 = 20;
+
 /// Routing steps a call may take (attendant to attendant, to a queue) before it is ended:
 /// a loop in the configuration cannot keep a caller forever.
 const MAX_HOPS: u32 = 16;
@@ -110,6 +113,8 @@ struct CallRt {
     priority: u8,
     /// The caller left a queue with nowhere to go (full, waited too long).
     overflowed: bool,
+    /// A direct offer (a transfer to an agent) rings this agent.
+    direct: Option<AgentId>,
     /// Offers ringing: (leg, agent).
     offers: Vec<(UaCall, AgentId)>,
     /// The agent who answered, and their leg.
@@ -127,6 +132,8 @@ struct CallRt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     RingOut(UaCall),
+    /// A transferor's leg that should have ended by now.
+    HangUp(UaCall),
     WrapUp(usize, AgentId),
     /// No key after call `n`'s menu prompt (of this generation).
     NoInput(u64, u64),
@@ -537,14 +544,7 @@ impl Edge {
                 self.on_ended(call, now);
             }
             UaEvent::Dtmf { call, digit, .. } => self.on_digit(call, digit, now),
-            UaEvent::TransferRequested { call, .. } => {
-                // Transfers are the router's to carry out (API or REFER from agents); until
-                // they land a REFER changes nothing.
-                tracing::info!(
-                    leg = call,
-                    "a REFER was received; transfers are not carried out yet"
-                );
-            }
+            UaEvent::TransferRequested { call, target, .. } => self.on_refer(call, &target, now),
             _ => {}
         }
     }
@@ -605,6 +605,7 @@ impl Edge {
                 hops: 0,
                 priority: a.priority,
                 overflowed: false,
+                direct: None,
                 offers: Vec::new(),
                 agent: None,
                 started: now,
@@ -637,6 +638,33 @@ impl Edge {
             return;
         }
         match to {
+            Route::Agent(a) => {
+                let tenant = c.tenant;
+                let free = self.cc.with(|d| {
+                    let t = &mut d.tenants[tenant];
+                    let upn = t.agent(a).map(|r| r.upn.clone()).unwrap_or_default();
+                    let reachable = t.agent(a).is_some_and(|r| r.contact.is_some());
+                    let free = reachable && t.engine.is_available(a);
+                    if free {
+                        t.engine.set_busy_elsewhere(a, Some(routing::CallId(n)), now);
+                    }
+                    (free, upn)
+                });
+                c.rec.steps.push(format!("agent {}", free.1));
+                if !free.0 {
+                    self.fail_back(n, &format!("agent {} is not available", free.1), now);
+                    return;
+                }
+                c.direct = Some(a);
+                c.stage = Stage::Queued;
+                let leg = c.caller_leg;
+                let list = Playlist {
+                    clips: vec![self.prompt(tenant, "transferring")],
+                    then_loop: Some(self.prompts.music.clone()),
+                };
+                self.relay.play(leg, list);
+                self.offer(tenant, n, None, a, now);
+            }
             Route::Attendant(a) => {
                 let tenant = c.tenant;
                 let name = self.cc.with(|d| {
@@ -888,19 +916,27 @@ impl Edge {
         });
         for (tenant, offer) in offers {
             for agent in offer.agents {
-                self.offer(tenant, offer.call.0, offer.queue, agent, now);
+                self.offer(tenant, offer.call.0, Some(offer.queue), agent, now);
             }
         }
     }
 
-    fn offer(&mut self, tenant: usize, n: u64, queue: QueueId, agent: AgentId, now: Instant) {
+    /// Rings `agent`'s phone with call `n`, for `queue` (or directly: a transfer).
+    fn offer(
+        &mut self,
+        tenant: usize,
+        n: u64,
+        queue: Option<QueueId>,
+        agent: AgentId,
+        now: Instant,
+    ) {
         let (contact, queue_name, alert) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
-            let q = t.queue(queue);
+            let q = queue.and_then(|q| t.queue(q));
             (
                 t.agent(agent).and_then(|a| a.contact.clone()),
-                q.map(|q| q.name.clone()).unwrap_or_default(),
-                q.map_or(15, |q| q.alert_seconds),
+                q.map_or_else(|| "direct".to_owned(), |q| q.name.clone()),
+                q.map_or(DIRECT_ALERT_SECONDS, |q| q.alert_seconds),
             )
         });
         let call = self.calls.get(&n);
@@ -958,6 +994,7 @@ impl Edge {
                 self.timers
                     .insert((now + Duration::from_secs(alert), Timer::RingOut(leg)), ());
             }
+            None if queue.is_none() => self.direct_failed(n, "could not be called", now),
             None => self.cc.with(|d| {
                 d.tenants[tenant].engine.offer_ended(
                     routing::CallId(n),
@@ -966,6 +1003,51 @@ impl Edge {
                     now,
                 )
             }),
+        }
+    }
+
+    /// A transfer to an agent did not reach them: the caller hears so and goes back to the
+    /// queue they came from (keeping their place), or the call ends.
+    fn direct_failed(&mut self, n: u64, why: &str, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Some(agent) = c.direct.take() else {
+            return;
+        };
+        let tenant = c.tenant;
+        let upn = self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            t.engine.set_busy_elsewhere(agent, None, now);
+            t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default()
+        });
+        self.fail_back(n, &format!("agent {upn} {why}"), now);
+    }
+
+    /// A transfer failed (`what`): the caller hears so and goes back to the queue they came
+    /// from, keeping their place, or the call ends.
+    fn fail_back(&mut self, n: u64, what: &str, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let tenant = c.tenant;
+        c.rec.steps.push(what.to_owned());
+        let back = c.queue;
+        tracing::info!(call = %c.id, what, "a transfer failed");
+        match back {
+            Some(q) => {
+                let leg = c.caller_leg;
+                let clip = self.prompt(tenant, "transfer-failed");
+                self.relay.play(
+                    leg,
+                    Playlist {
+                        clips: vec![clip],
+                        then_loop: None,
+                    },
+                );
+                self.route(n, Route::Queue(q), now);
+            }
+            None => self.close(n, "transfer-failed"),
         }
     }
 
@@ -988,10 +1070,16 @@ impl Edge {
                 agent,
             } => {
                 let queue = self.calls.get(&n).and_then(|c| c.queue);
+                let direct = self
+                    .calls
+                    .get_mut(&n)
+                    .and_then(|c| c.direct.take_if(|a| *a == agent))
+                    .is_some();
                 let taken = self.cc.with(|d| {
                     let t = &mut d.tenants[tenant];
-                    let ok = t.engine.answered(routing::CallId(n), agent);
-                if ok {
+                    // A direct offer's agent was marked busy with the call when it was placed.
+                    let ok = direct || t.engine.answered(routing::CallId(n), agent);
+                if ok && !direct {
                     if let Some(q) = queue {
                         let sl = t.queue(q).map_or(20, |x| x.service_level_seconds);
                         t.stats[q.0 as usize].left(n, Left::Answered, Duration::from_secs(sl), now);
@@ -1071,7 +1159,15 @@ impl Edge {
                 // An offer that ended unanswered: refused (busy, declined, unreachable).
                 let before = c.offers.len();
                 c.offers.retain(|(l, _)| *l != leg);
-                if c.offers.len() != before {
+                if c.offers.len() != before && c.direct == Some(agent) {
+                    Self::offer_outcome(c, leg, "refused");
+                    self.cc.with(|d| {
+                        if let Some(a) = d.tenants[tenant].agent_mut(agent) {
+                            a.ringing = a.ringing.saturating_sub(1);
+                        }
+                    });
+                    self.direct_failed(n, "refused the call", now);
+                } else if c.offers.len() != before {
                     Self::offer_outcome(c, leg, "refused");
                     self.cc.with(|d| {
                         let t = &mut d.tenants[tenant];
@@ -1119,19 +1215,12 @@ impl Edge {
                     r.ringing = r.ringing.saturating_sub(1);
                 }
             }
+            if let Some(a) = c.direct {
+                t.engine.set_busy_elsewhere(a, None, now);
+            }
             let (agent, _) = c.agent?;
             let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);
-            t.engine.call_ended(agent, talk);
-            let secs = c
-                .queue
-                .and_then(|q| t.queue(q))
-                .map_or(0, |q| q.wrap_up_seconds);
-            if let Some(r) = t.agent_mut(agent) {
-                r.on_call = false;
-                r.wrap_up_until = Some(now + Duration::from_secs(secs));
-                r.handling = c.queue.map(|q| (q, talk, now));
-            }
-            Some((agent, secs))
+            Some((agent, t.agent_done(agent, c.queue, talk, now)))
         });
         if let Some((_, leg)) = c.agent {
             if self.legs.remove(&leg).is_some() {
@@ -1228,6 +1317,73 @@ impl Edge {
         }
     }
 
+    /// An agent asks (REFER) to transfer their caller to `target`: a queue or attendant of
+    /// the tenant by name, or an agent by UPN. The router carries it out itself — it never
+    /// forwards a REFER — and refuses anything else (an outside number: no call leaves on a
+    /// trunk this way), leaving the caller with the agent.
+    fn on_refer(&mut self, leg: UaCall, target: &str, now: Instant) {
+        let Some(Leg::Offer {
+            call: n,
+            tenant,
+            agent,
+        }) = self.legs.get(&leg).copied()
+        else {
+            // Only an agent's answered leg may transfer; a caller's REFER is declined.
+            self.ua.notify_transfer(leg, 603, "Decline", now);
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&n).filter(|c| c.agent == Some((agent, leg))) else {
+            self.ua.notify_transfer(leg, 603, "Decline", now);
+            return;
+        };
+        let uri = value_uri(target);
+        let user = safe_user(target).unwrap_or_default();
+        let host = uri
+            .split_once('@')
+            .map(|(_, h)| h.split([';', ':', '>', '?']).next().unwrap_or_default())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (route, by) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            let host_ok = host.chars().all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
+            let route = (host_ok && !user.is_empty())
+                .then(|| t.transfer_target(&user, &host))
+                .flatten();
+            (route, by)
+        });
+        // The target as it may be recorded: the checked user part and host only.
+        let shown = format!("{user}@{host}");
+        let Some(route) = route.filter(|r| *r != Route::Agent(agent)) else {
+            c.rec.steps.push(format!("transfer by {by} to {shown} refused"));
+            tracing::info!(call = %c.id, agent = %by, target = %shown, "a transfer to a target outside the tenant was refused");
+            self.ua.notify_transfer(leg, 403, "Forbidden", now);
+            self.save(n);
+            return;
+        };
+        c.rec.steps.push(format!("transfer by {by} to {shown}"));
+        tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring");
+        // The agent's part ends: the phone hangs up on our NOTIFY (RFC 5589 §6), or we do.
+        c.agent = None;
+        let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);
+        let queue = c.queue;
+        let caller_leg = c.caller_leg;
+        self.ua.notify_transfer(leg, 200, "OK", now);
+        self.timers
+            .insert((now + Duration::from_secs(5), Timer::HangUp(leg)), ());
+        self.legs.remove(&leg);
+        self.relay.unbridge(caller_leg);
+        self.relay.close(leg);
+        let secs = self
+            .cc
+            .with(|d| d.tenants[tenant].agent_done(agent, queue, talk, now));
+        self.timers.insert(
+            (now + Duration::from_secs(secs), Timer::WrapUp(tenant, agent)),
+            (),
+        );
+        self.route(n, route, now);
+    }
+
     /// A key pressed on a leg (RFC 4733 in the media, or SIP INFO).
     fn on_digit(&mut self, leg: UaCall, digit: char, now: Instant) {
         tracing::debug!(leg, %digit, "DTMF");
@@ -1246,6 +1402,11 @@ impl Edge {
             self.timers.remove(&(at, timer));
             match timer {
                 Timer::RingOut(leg) => self.ring_out(leg, now),
+                Timer::HangUp(leg) => {
+                    if self.ua.calls().any(|c| c == leg) {
+                        self.ua.hangup(leg, now);
+                    }
+                }
                 Timer::NoInput(n, generation) => {
                     let current = self.calls.get(&n).map(|c| c.menu_generation);
                     if current == Some(generation) {
@@ -1306,6 +1467,17 @@ impl Edge {
         let queue = c.queue;
         Self::offer_outcome(c, leg, "no_answer");
         self.legs.remove(&leg);
+        if c.direct == Some(agent) {
+            self.sockets.remove(&leg);
+            self.cc.with(|d| {
+                if let Some(a) = d.tenants[tenant].agent_mut(agent) {
+                    a.ringing = a.ringing.saturating_sub(1);
+                }
+            });
+            self.ua.hangup(leg, now);
+            self.direct_failed(n, "did not answer", now);
+            return;
+        }
         self.sockets.remove(&leg);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];

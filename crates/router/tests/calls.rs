@@ -231,6 +231,18 @@ impl Center {
     /// Registers a headless agent for `upn` with fresh credentials and sets it Ready; it
     /// answers one call after `answer_after` seconds, playing `play`, recording to `record`.
     async fn agent(&self, upn: &str, answer_after: f64, play: &str, record: &str) -> Child {
+        self.agent_with(upn, answer_after, &[], play, record).await
+    }
+
+    /// [`Center::agent`] with more flags for the agent.
+    async fn agent_with(
+        &self,
+        upn: &str,
+        answer_after: f64,
+        extra: &[&str],
+        play: &str,
+        record: &str,
+    ) -> Child {
         let (play, record) = (self.dir.path().join(play), self.dir.path().join(record));
         let creds = self.credentials(upn).await;
         let pw = self.dir.path().join(format!("{upn}.pw"));
@@ -249,6 +261,7 @@ impl Center {
                 "--codec",
                 "pcmu",
             ])
+            .args(extra)
             .arg("--play")
             .arg(play)
             .arg("--record")
@@ -1056,5 +1069,130 @@ async fn the_demo_contact_center_routes_key_1_to_its_best_billing_agent() {
     );
     assert_eq!(recs[0]["agent"], "AdeleV@contoso.example", "{recs:?}");
     drop(finish(lynne, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
+
+const TRANSFER: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+skills = { general = 1 }
+
+[[tenants.queues]]
+name = "orders"
+skills = { orders = 1 }
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+skills = { general = 3 }
+
+[[tenants.agents]]
+upn = "alex@contoso.example"
+skills = { orders = 3 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_transfers_the_caller_to_another_queue_by_refer() {
+    transfer_to("sip:orders@contoso.example", "queue orders").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_transfers_the_caller_to_a_colleague_by_refer() {
+    transfer_to("sip:alex@contoso.example", "agent alex@contoso.example").await;
+}
+
+/// Adele answers a general call and transfers it to `target`, where Alex answers.
+async fn transfer_to(target: &str, step: &str) {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TRANSFER}")).await;
+    c.tone("caller.wav", CALLER_HZ, 15);
+    c.tone("agent.wav", AGENT_HZ, 15);
+    let to_orders = ["--transfer", target];
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &to_orders,
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    let (ok, ev) = c.call("+18005550100", 6, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let alex_ev = finish(alex, Duration::from_secs(10)).await;
+    assert!(
+        alex_ev.iter().any(|e| e["event"] == "established"),
+        "{alex_ev:?}"
+    );
+    let (share, loud) = c.share("alex.wav", CALLER_HZ, AGENT_HZ);
+    assert!(
+        loud > 20 && share > 0.9,
+        "Alex heard the caller: {share:.2} of {loud}"
+    );
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            format!(
+                "transfer by adele@contoso.example to {}",
+                target.trim_start_matches("sip:")
+            ),
+            step
+        ]),
+        "{r}"
+    );
+    drop(finish(adele, Duration::from_secs(5)).await);
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_an_outside_number_is_refused_and_the_caller_stays() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TRANSFER}")).await;
+    c.tone("caller.wav", CALLER_HZ, 15);
+    c.tone("agent.wav", AGENT_HZ, 15);
+    let outside = ["--transfer", "sip:+15551234567@carrier.example"];
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &outside,
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    let (ok, ev) = c.call("+18005550100", 5, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let adele_ev = finish(adele, Duration::from_secs(10)).await;
+    assert!(
+        adele_ev
+            .iter()
+            .any(|e| e["event"] == "transfer_progress" && e["status"] == 403),
+        "the router refused the REFER: {adele_ev:?}"
+    );
+    // The caller stayed with Adele to the end.
+    let (samples, rate) = read_mono(&c.dir.path().join("heard.wav")).unwrap();
+    let tail = &samples[samples.len() - rate as usize..];
+    assert!(
+        tone::energy_share(tail, rate, AGENT_HZ) > 0.5,
+        "the caller still heard Adele in the last second"
+    );
+    let recs = c.calls().await;
+    assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
+    assert_eq!(
+        recs[0]["steps"][1],
+        "transfer by adele@contoso.example to +15551234567@carrier.example refused",
+        "{recs:?}"
+    );
     c.router.stop().await.unwrap();
 }
