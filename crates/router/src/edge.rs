@@ -1125,11 +1125,7 @@ impl Edge {
                 for (other, a) in others {
                     self.legs.remove(&other);
                     self.sockets.remove(&other);
-                    self.cc.with(|d| {
-                        if let Some(r) = d.tenants[tenant].agent_mut(a) {
-                            r.ringing = r.ringing.saturating_sub(1);
-                        }
-                    });
+                    self.unring(tenant, a);
                     self.ua.hangup(other, now);
                 }
             }
@@ -1161,11 +1157,7 @@ impl Edge {
                 c.offers.retain(|(l, _)| *l != leg);
                 if c.offers.len() != before && c.direct == Some(agent) {
                     Self::offer_outcome(c, leg, "refused");
-                    self.cc.with(|d| {
-                        if let Some(a) = d.tenants[tenant].agent_mut(agent) {
-                            a.ringing = a.ringing.saturating_sub(1);
-                        }
-                    });
+                    self.unring(tenant, agent);
                     self.direct_failed(n, "refused the call", now);
                 } else if c.offers.len() != before {
                     Self::offer_outcome(c, leg, "refused");
@@ -1469,11 +1461,7 @@ impl Edge {
         self.legs.remove(&leg);
         if c.direct == Some(agent) {
             self.sockets.remove(&leg);
-            self.cc.with(|d| {
-                if let Some(a) = d.tenants[tenant].agent_mut(agent) {
-                    a.ringing = a.ringing.saturating_sub(1);
-                }
-            });
+            self.unring(tenant, agent);
             self.ua.hangup(leg, now);
             self.direct_failed(n, "did not answer", now);
             return;
@@ -1518,6 +1506,15 @@ impl Edge {
                 .collect();
             for (user, aor) in gone {
                 d.registered(&user, &aor, None, now);
+            }
+        });
+    }
+
+    /// An offer to `agent` stopped ringing.
+    fn unring(&self, tenant: usize, agent: AgentId) {
+        self.cc.with(|d| {
+            if let Some(a) = d.tenants[tenant].agent_mut(agent) {
+                a.ringing = a.ringing.saturating_sub(1);
             }
         });
     }
