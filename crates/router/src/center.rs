@@ -225,6 +225,10 @@ pub struct QueueConfig {
     /// After ringing out unanswered the agent is set Not ready ("missed call"); false: Ready.
     #[serde(default = "yes")]
     pub not_ready_after_missed: bool,
+    /// Every this many seconds a waiting caller hears their place in the queue and the
+    /// expected wait (from the queue's handle time and staffed agents); none: never.
+    #[serde(default)]
+    pub announce_seconds: Option<u64>,
     /// The service-level threshold: answered within this many seconds counts as in time.
     #[serde(default = "default_service_level")]
     pub service_level_seconds: u64,
@@ -440,6 +444,13 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
             }
             if let Some(o) = &q.no_agents {
                 target(&o.queue, &o.attendant, key("no_agents"))?;
+            }
+            if q.announce_seconds.is_some_and(|a| !(5..=3600).contains(&a)) {
+                return Err(RefError {
+                    offset: None,
+                    key: key("announce_seconds"),
+                    message: "announce_seconds must be between 5 and 3600".into(),
+                });
             }
             if q.max_wait_seconds == Some(0) {
                 return Err(RefError {

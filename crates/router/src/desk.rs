@@ -76,6 +76,8 @@ pub struct TenantRt {
     pub attendants: Vec<AttendantSpec>,
     /// By [`QueueId`]: the day's figures.
     pub stats: Vec<QueueStats>,
+    /// By [`QueueId`]: the last calls' handle times, for wait estimates.
+    pub handle_times: Vec<crate::routing::estimate::HandleTimes>,
 }
 
 /// Where a call goes, resolved.
@@ -152,6 +154,29 @@ impl TenantRt {
             (None, None) => None,
         }
     }
+    /// Caller `call`'s place in queue `q` and the expected wait: `position` calls must end
+    /// first, served by the queue's staffed agents (logged in, not Not ready) at its average
+    /// handle time. `None` when the caller is not waiting there (an agent rings).
+    pub fn place(
+        &self,
+        q: QueueId,
+        call: crate::routing::CallId,
+    ) -> Option<(usize, Option<std::time::Duration>)> {
+        let position = self.engine.position(call)?;
+        let staffed = self
+            .engine
+            .members(q)
+            .into_iter()
+            .filter_map(|a| self.agent(a))
+            .filter(|r| !matches!(r.state(), AgentState::Offline | AgentState::NotReady))
+            .count() as u32;
+        let aht = self.handle_times.get(q.0 as usize)?.aht();
+        Some((
+            position,
+            crate::routing::estimate::position_wait(position, staffed, aht),
+        ))
+    }
+
     /// Every queue's figures now.
     pub fn figures(&self, now: Instant) -> Vec<QueueFigures> {
         self.queues
@@ -360,6 +385,13 @@ impl CallCenter {
                     by_upn,
                     attendants: spec.attendants.clone(),
                     stats: vec![QueueStats::default(); spec.queues.len()],
+                    handle_times: vec![
+                        crate::routing::estimate::HandleTimes::new(
+                            100,
+                            std::time::Duration::from_secs(180)
+                        );
+                        spec.queues.len()
+                    ],
                 }
             })
             .collect();
@@ -595,8 +627,12 @@ impl Desk {
                 let handled = r.handling.take();
                 tenant.engine.wrap_up_done(a, now);
                 if let Some((q, talk, ended)) = handled {
+                    let took = talk + now.saturating_duration_since(ended);
                     if let Some(st) = tenant.stats.get_mut(q.0 as usize) {
-                        st.handled(talk + now.saturating_duration_since(ended));
+                        st.handled(took);
+                    }
+                    if let Some(h) = tenant.handle_times.get_mut(q.0 as usize) {
+                        h.record(took);
                     }
                 }
             }

@@ -137,6 +137,8 @@ enum Timer {
     WrapUp(usize, AgentId),
     /// No key after call `n`'s menu prompt (of this generation).
     NoInput(u64, u64),
+    /// Time to tell waiting call `n` its place (while in the queue it entered as `hops`).
+    Announce(u64, u32),
 }
 
 /// An INVITE let in, waiting for the user agent's `IncomingCall`.
@@ -722,6 +724,16 @@ impl Edge {
                             then_loop: Some(self.prompts.music.clone()),
                         };
                         self.relay.play(leg, list);
+                        let every = self.cc.with(|d| {
+                            d.tenants[tenant].queue(q).and_then(|x| x.announce_seconds)
+                        });
+                        if let Some(every) = every {
+                            let hops = self.calls.get(&n).map_or(0, |c| c.hops);
+                            self.timers.insert(
+                                (now + Duration::from_secs(every), Timer::Announce(n, hops)),
+                                (),
+                            );
+                        }
                         self.dispatch();
                     }
                 }
@@ -1376,6 +1388,52 @@ impl Edge {
         self.route(n, route, now);
     }
 
+    /// Tells a waiting caller their place and the expected wait, then music again; again
+    /// after the queue's `announce_seconds` while they wait in the same queue.
+    fn announce(&mut self, n: u64, hops: u32, now: Instant) {
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        let (Stage::Queued, Some(q), true) = (c.stage, c.queue, c.hops == hops) else {
+            return;
+        };
+        let (tenant, leg) = (c.tenant, c.caller_leg);
+        let (place, every) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            (
+                t.place(q, routing::CallId(n)),
+                t.queue(q).and_then(|x| x.announce_seconds),
+            )
+        });
+        if let Some((position, wait)) = place {
+            let mut ids: Vec<String> = vec!["position-prefix".into()];
+            ids.extend(crate::prompts::number(position as u64));
+            ids.push("position-suffix".into());
+            if let Some(w) = wait {
+                let minutes = w.as_secs().div_ceil(60).max(1);
+                ids.push("wait-prefix".into());
+                ids.extend(crate::prompts::number(minutes));
+                ids.push(if minutes == 1 { "minute" } else { "minutes" }.into());
+            }
+            let clips = ids.iter().map(|id| self.prompt(tenant, id)).collect();
+            self.relay.play(
+                leg,
+                Playlist {
+                    clips,
+                    then_loop: Some(self.prompts.music.clone()),
+                },
+            );
+            metrics::counter!("queue_announcements_total").increment(1);
+            tracing::debug!(call = n, position, wait_s = wait.map(|w| w.as_secs()), "position announced");
+        }
+        if let Some(every) = every {
+            self.timers.insert(
+                (now + Duration::from_secs(every), Timer::Announce(n, hops)),
+                (),
+            );
+        }
+    }
+
     /// A key pressed on a leg (RFC 4733 in the media, or SIP INFO).
     fn on_digit(&mut self, leg: UaCall, digit: char, now: Instant) {
         tracing::debug!(leg, %digit, "DTMF");
@@ -1399,6 +1457,7 @@ impl Edge {
                         self.ua.hangup(leg, now);
                     }
                 }
+                Timer::Announce(n, hops) => self.announce(n, hops, now),
                 Timer::NoInput(n, generation) => {
                     let current = self.calls.get(&n).map(|c| c.menu_generation);
                     if current == Some(generation) {

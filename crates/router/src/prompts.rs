@@ -23,7 +23,42 @@ pub const IDS: &[&str] = &[
     "transferring",
     "transfer-failed",
     "goodbye",
+    "position-prefix",
+    "position-suffix",
+    "wait-prefix",
+    "minute",
+    "minutes",
+    "digit-0",
+    "digit-1",
+    "digit-2",
+    "digit-3",
+    "digit-4",
+    "digit-5",
+    "digit-6",
+    "digit-7",
+    "digit-8",
+    "digit-9",
+    "number-10",
+    "number-11",
+    "number-12",
+    "number-13",
+    "number-14",
+    "number-15",
+    "number-16",
+    "number-17",
+    "number-18",
+    "number-19",
+    "number-20",
 ];
+
+/// The prompts that say `n`: one for 0–20, its digits one by one above.
+pub fn number(n: u64) -> Vec<String> {
+    match n {
+        0..=9 => vec![format!("digit-{n}")],
+        10..=20 => vec![format!("number-{n}")],
+        _ => n.to_string().chars().map(|d| format!("digit-{d}")).collect(),
+    }
+}
 
 /// Every prompt in every language, and the music.
 pub struct Prompts {
@@ -102,5 +137,20 @@ impl Prompts {
             .or_else(|| self.clips.get(&("en".to_owned(), id.to_owned())))
             .cloned()
             .unwrap_or_else(|| stand_in(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_said_whole_to_twenty_then_digit_by_digit() {
+        assert_eq!(number(7), ["digit-7"]);
+        assert_eq!(number(13), ["number-13"]);
+        assert_eq!(number(42), ["digit-4", "digit-2"]);
+        for n in 0..=120 {
+            assert!(number(n).iter().all(|id| IDS.contains(&id.as_str())), "{n}");
+        }
     }
 }

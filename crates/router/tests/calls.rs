@@ -1196,3 +1196,66 @@ async fn a_transfer_to_an_outside_number_is_refused_and_the_caller_stays() {
     );
     c.router.stop().await.unwrap();
 }
+
+const ANNOUNCING: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+announce_seconds = 5
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_caller_hears_their_place_every_announce_seconds() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{ANNOUNCING}")).await;
+    c.tone("caller.wav", CALLER_HZ, 15);
+    c.tone("agent.wav", AGENT_HZ, 15);
+    // Adele is logged in but Not ready: the caller waits, first in line.
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    let count = |text: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with("queue_announcements_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let metrics = format!("{}/metrics", c.base);
+    let before = count(
+        &c.http
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let (ok, ev) = c.call("+18005550100", 7, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let after = count(
+        &c.http
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        after > before,
+        "the caller's place was announced ({before} → {after})"
+    );
+    let recs = c.calls().await;
+    assert_eq!(recs[0]["outcome"], "abandoned", "{recs:?}");
+    drop(finish(adele, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
