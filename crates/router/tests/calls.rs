@@ -138,6 +138,12 @@ async fn start(toml: &str) -> Center {
 }
 
 impl Center {
+    /// `caller.wav` (the caller's tone) and `agent.wav` (the agents'), `seconds` long.
+    fn tones(&self, seconds: usize) {
+        self.tone("caller.wav", CALLER_HZ, seconds);
+        self.tone("agent.wav", AGENT_HZ, seconds);
+    }
+
     fn tone(&self, name: &str, hz: f64, seconds: usize) {
         tone_wav(&self.dir.path().join(name), hz, seconds);
     }
@@ -387,8 +393,7 @@ async fn finish(mut child: Child, within: Duration) -> Vec<Value> {
 async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
-    c.tone("caller.wav", CALLER_HZ, 10);
-    c.tone("agent.wav", AGENT_HZ, 10);
+    c.tones(10);
     let watching = c.watch_events().await;
     let agent = c
         .agent("adele@contoso.example", 0.0, "agent.wav", "agent-heard.wav")
@@ -502,8 +507,7 @@ async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_ans
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
     let d = c.dir.path();
-    c.tone("caller.wav", CALLER_HZ, 15);
-    c.tone("agent.wav", AGENT_HZ, 15);
+    c.tones(15);
     // Linear: Adele (first in the configuration) is offered first and lets it ring past
     // the queue's 3 s alert time; Alex answers.
     let adele = c
@@ -682,8 +686,7 @@ skills = { orders = 4 }
 async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue() {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{ATTENDANT}")).await;
-    c.tone("caller.wav", CALLER_HZ, 15);
-    c.tone("agent.wav", AGENT_HZ, 15);
+    c.tones(15);
     let adele = c
         .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
         .await;
@@ -987,8 +990,7 @@ skills = { backup = 3 }
 async fn a_caller_who_waits_the_longest_overflows_to_the_next_queue_or_hears_why() {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{OVERFLOW}")).await;
-    c.tone("caller.wav", CALLER_HZ, 15);
-    c.tone("agent.wav", AGENT_HZ, 15);
+    c.tones(15);
     // Adele (general) is logged in but Not ready: callers wait; Alex (backup) is Ready.
     let adele = c
         .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
@@ -1035,8 +1037,7 @@ async fn the_demo_contact_center_routes_key_1_to_its_best_billing_agent() {
     let _one = SERIAL.lock().await;
     let demo = include_str!("../demo.toml").replace("127.0.0.1:7760", "127.0.0.1:0");
     let c = start(&demo).await;
-    c.tone("caller.wav", CALLER_HZ, 15);
-    c.tone("agent.wav", AGENT_HZ, 15);
+    c.tones(15);
     // Both billing agents are Ready; best skill match picks Adele (billing 5, Lynne has 3).
     let lynne = c
         .agent("LynneR@contoso.example", 0.0, "agent.wav", "lynne.wav")
@@ -1108,8 +1109,7 @@ async fn an_agent_transfers_the_caller_to_a_colleague_by_refer() {
 async fn transfer_to(target: &str, step: &str) {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
-    c.tone("caller.wav", CALLER_HZ, 15);
-    c.tone("agent.wav", AGENT_HZ, 15);
+    c.tones(15);
     let to_orders = ["--transfer", target];
     let adele = c
         .agent_with(
@@ -1159,8 +1159,7 @@ async fn transfer_to(target: &str, step: &str) {
 async fn a_transfer_to_an_outside_number_is_refused_and_the_caller_stays() {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
-    c.tone("caller.wav", CALLER_HZ, 15);
-    c.tone("agent.wav", AGENT_HZ, 15);
+    c.tones(15);
     let outside = ["--transfer", "sip:+15551234567@carrier.example"];
     let adele = c
         .agent_with(
@@ -1214,8 +1213,7 @@ upn = "adele@contoso.example"
 async fn a_waiting_caller_hears_their_place_every_announce_seconds() {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{ANNOUNCING}")).await;
-    c.tone("caller.wav", CALLER_HZ, 15);
-    c.tone("agent.wav", AGENT_HZ, 15);
+    c.tones(15);
     // Adele is logged in but Not ready: the caller waits, first in line.
     let adele = c
         .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
