@@ -21,6 +21,7 @@ fi
 check_toolchains
 apt_install "${SB_BUILD_PACKAGES[@]}"
 build_ui
+bash scripts/make-prompts.sh
 say "building the router and the desktop app"
 cargo build --locked -p switchboard-router -p switchboard-desktop -p switchboard-tenant-sim -p switchboard-agent
 BIN="$(cargo_bin_dir)"

@@ -10,6 +10,7 @@ cd "$SB_ROOT"
 check_toolchains
 apt_install "${SB_BUILD_PACKAGES[@]}"
 bash tests/peers/install.sh
+bash scripts/make-prompts.sh
 
 build_ui
 say "UI unit tests (Vitest)"

@@ -145,6 +145,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_table_speaks_every_prompt_the_router_plays_in_every_language() {
+        let table = std::fs::read_to_string(default_dir().join("prompts.tsv")).unwrap();
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.split('\t').collect())
+            .collect();
+        for id in IDS.iter().chain(&["demo-main-menu"]) {
+            let row = rows.iter().find(|r| r[0] == *id);
+            let row = row.unwrap_or_else(|| panic!("{id} is missing from prompts.tsv"));
+            assert_eq!(row.len(), 1 + crate::center::LANGUAGES.len(), "{id}");
+            assert!(row.iter().all(|c| !c.trim().is_empty()), "{id}");
+        }
+    }
+
+    #[test]
     fn numbers_are_said_whole_to_twenty_then_digit_by_digit() {
         assert_eq!(number(7), ["digit-7"]);
         assert_eq!(number(13), ["number-13"]);
