@@ -35,6 +35,9 @@ enum Command {
     Call(cli::call::CallArgs),
     /// Wait for calls (registered at --server, or listening on --bind) and answer them.
     Answer(cli::call::AnswerArgs),
+    /// Work as a contact-center agent: SIP credentials from the router, registered, Ready,
+    /// answering what the router offers (Ctrl-C signs off).
+    Work(cli::work::WorkArgs),
     /// List the sound devices (names for --input-device and --output-device), test the
     /// microphone's level, or play a test sound.
     Devices(cli::audio::DevicesArgs),
@@ -76,6 +79,7 @@ fn main() -> std::process::ExitCode {
             Command::Phone(c) => cli::phone::run(c, args.json).await,
             Command::Call(c) => cli::call::call(c, args.json).await,
             Command::Answer(c) => cli::call::answer(c, args.json).await,
+            Command::Work(c) => cli::work::run(c, args.json).await,
             Command::Devices(a) => cli::audio::devices(a, args.json),
             Command::Login(a) => cli::account::login(a, args.json).await,
             Command::Whoami(a) => cli::account::whoami(a, args.json).await,

@@ -82,6 +82,27 @@ pub async fn sip_credentials(
 }
 
 #[utoipa::path(
+    delete, path = "/v1/agents/me/sip-credentials", tag = "agents", request_body = AgentRef,
+    responses(
+        (status = 204, description = "the credentials no longer work and the agent's phone is forgotten: the agent is offline"),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent of any tenant (or, where the router checks no tokens, no agent named)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_sip_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<AgentRef>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(body) = body?;
+    let (upn, tid) = agent_of(&caller, body.agent.as_deref())?;
+    state.center.revoke_credentials(&upn, tid.as_deref())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
     put, path = "/v1/agents/me/state", tag = "agents", request_body = AgentStateChange,
     responses(
         (status = 200, body = AgentStatus),

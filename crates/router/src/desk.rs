@@ -512,6 +512,33 @@ impl CallCenter {
         })
     }
 
+    /// Revokes the agent's SIP credentials and forgets their phone: they are Offline until
+    /// they ask for new ones (signing off).
+    pub fn revoke_credentials(&self, upn: &str, tid: Option<&str>) -> Result<(), DeskError> {
+        let mut desk = self.lock();
+        let (t, a) = desk
+            .find(upn, tid)
+            .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+        let now = Instant::now();
+        let tenant = &mut desk.tenants[t];
+        let old = tenant.agent_mut(a).and_then(|r| {
+            r.password = None;
+            r.contact = None;
+            r.aor = None;
+            r.ready = false;
+            r.username.take()
+        });
+        tenant.engine.set_online(a, false, now);
+        tenant.engine.set_ready(a, false, now);
+        if let Some(old) = old {
+            desk.by_username.remove(&old);
+        }
+        drop(desk);
+        tracing::info!(agent = %upn, "SIP credentials revoked; the agent is offline");
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// Ready or Not ready, as the agent asks.
     pub fn set_state(
         &self,

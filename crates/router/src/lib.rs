@@ -102,7 +102,8 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         .route("/v1/agents/me", get(agents_http::me))
         .route(
             "/v1/agents/me/sip-credentials",
-            axum::routing::post(agents_http::sip_credentials),
+            axum::routing::post(agents_http::sip_credentials)
+                .delete(agents_http::revoke_sip_credentials),
         )
         .route(
             "/v1/agents/me/state",

@@ -669,6 +669,19 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
     r
 }
 
+/// The signed-in account's session (the desktop's settings folder holds its cache).
+pub(super) fn account_session(
+) -> anyhow::Result<std::sync::Arc<switchboard_agent::account::AccountSession>> {
+    let config_dir = switchboard_agent::settings::SettingsStore::for_current_user()?
+        .path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    Ok(std::sync::Arc::new(
+        switchboard_agent::account::AccountSession::new(&config_dir),
+    ))
+}
+
 /// `--teams-presence`: keeps the contact-center state in Teams from here on.
 async fn start_teams(s: &mut Session, json: bool) -> anyhow::Result<()> {
     use switchboard_agent::state::{parse_reason, SessionTiming, WorkState};
@@ -682,12 +695,7 @@ async fn start_teams(s: &mut Session, json: bool) -> anyhow::Result<()> {
         .map(parse_reason)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--not-ready: {e}"))?;
-    let config_dir = switchboard_agent::settings::SettingsStore::for_current_user()?
-        .path()
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let session = std::sync::Arc::new(switchboard_agent::account::AccountSession::new(&config_dir));
+    let session = account_session()?;
     let me = session
         .current()
         .await?

@@ -6,6 +6,7 @@ pub mod audio;
 pub mod call;
 pub mod phone;
 pub mod router;
+pub mod work;
 
 pub mod secrets {
     //! SIP passwords given to the CLI: from the environment or a file rather than the
