@@ -417,7 +417,9 @@ impl CallCenter {
                 .iter_mut()
                 .flat_map(|t| {
                     let org = t.spec.entra_tenant_id.clone();
-                    t.changed_agents().into_iter().map(move |s| (org.clone(), s))
+                    t.changed_agents()
+                        .into_iter()
+                        .map(move |s| (org.clone(), s))
                 })
                 .collect()
         });

@@ -648,7 +648,8 @@ impl Edge {
                     let reachable = t.agent(a).is_some_and(|r| r.contact.is_some());
                     let free = reachable && t.engine.is_available(a);
                     if free {
-                        t.engine.set_busy_elsewhere(a, Some(routing::CallId(n)), now);
+                        t.engine
+                            .set_busy_elsewhere(a, Some(routing::CallId(n)), now);
                     }
                     (free, upn)
                 });
@@ -714,7 +715,8 @@ impl Edge {
                 match refused {
                     Some(why) => self.queue_refused(n, q, why, now),
                     None => {
-                        self.cc.with(|d| d.tenants[tenant].stats[q.0 as usize].entered(n, now));
+                        self.cc
+                            .with(|d| d.tenants[tenant].stats[q.0 as usize].entered(n, now));
                         if let Some(c) = self.calls.get_mut(&n) {
                             c.stage = Stage::Queued;
                         }
@@ -724,9 +726,9 @@ impl Edge {
                             then_loop: Some(self.prompts.music.clone()),
                         };
                         self.relay.play(leg, list);
-                        let every = self.cc.with(|d| {
-                            d.tenants[tenant].queue(q).and_then(|x| x.announce_seconds)
-                        });
+                        let every = self
+                            .cc
+                            .with(|d| d.tenants[tenant].queue(q).and_then(|x| x.announce_seconds));
                         if let Some(every) = every {
                             let hops = self.calls.get(&n).map_or(0, |c| c.hops);
                             self.timers.insert(
@@ -1091,12 +1093,17 @@ impl Edge {
                     let t = &mut d.tenants[tenant];
                     // A direct offer's agent was marked busy with the call when it was placed.
                     let ok = direct || t.engine.answered(routing::CallId(n), agent);
-                if ok && !direct {
-                    if let Some(q) = queue {
-                        let sl = t.queue(q).map_or(20, |x| x.service_level_seconds);
-                        t.stats[q.0 as usize].left(n, Left::Answered, Duration::from_secs(sl), now);
+                    if ok && !direct {
+                        if let Some(q) = queue {
+                            let sl = t.queue(q).map_or(20, |x| x.service_level_seconds);
+                            t.stats[q.0 as usize].left(
+                                n,
+                                Left::Answered,
+                                Duration::from_secs(sl),
+                                now,
+                            );
+                        }
                     }
-                }
                     if let Some(a) = t.agent_mut(agent) {
                         a.ringing = a.ringing.saturating_sub(1);
                         a.on_call = ok;
@@ -1336,7 +1343,11 @@ impl Edge {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
         };
-        let Some(c) = self.calls.get_mut(&n).filter(|c| c.agent == Some((agent, leg))) else {
+        let Some(c) = self
+            .calls
+            .get_mut(&n)
+            .filter(|c| c.agent == Some((agent, leg)))
+        else {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
         };
@@ -1350,7 +1361,9 @@ impl Edge {
         let (route, by) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
-            let host_ok = host.chars().all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
+            let host_ok = host
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
             let route = (host_ok && !user.is_empty())
                 .then(|| t.transfer_target(&user, &host))
                 .flatten();
@@ -1359,7 +1372,9 @@ impl Edge {
         // The target as it may be recorded: the checked user part and host only.
         let shown = format!("{user}@{host}");
         let Some(route) = route.filter(|r| *r != Route::Agent(agent)) else {
-            c.rec.steps.push(format!("transfer by {by} to {shown} refused"));
+            c.rec
+                .steps
+                .push(format!("transfer by {by} to {shown} refused"));
             tracing::info!(call = %c.id, agent = %by, target = %shown, "a transfer to a target outside the tenant was refused");
             self.ua.notify_transfer(leg, 403, "Forbidden", now);
             self.save(n);
@@ -1382,7 +1397,10 @@ impl Edge {
             .cc
             .with(|d| d.tenants[tenant].agent_done(agent, queue, talk, now));
         self.timers.insert(
-            (now + Duration::from_secs(secs), Timer::WrapUp(tenant, agent)),
+            (
+                now + Duration::from_secs(secs),
+                Timer::WrapUp(tenant, agent),
+            ),
             (),
         );
         self.route(n, route, now);
@@ -1424,7 +1442,12 @@ impl Edge {
                 },
             );
             metrics::counter!("queue_announcements_total").increment(1);
-            tracing::debug!(call = n, position, wait_s = wait.map(|w| w.as_secs()), "position announced");
+            tracing::debug!(
+                call = n,
+                position,
+                wait_s = wait.map(|w| w.as_secs()),
+                "position announced"
+            );
         }
         if let Some(every) = every {
             self.timers.insert(

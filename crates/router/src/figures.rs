@@ -39,7 +39,9 @@ pub struct QueueStats {
 }
 
 fn today() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp().div_euclid(86_400)
+    time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .div_euclid(86_400)
 }
 
 impl QueueStats {
@@ -154,7 +156,10 @@ mod tests {
         assert_eq!((q.offered, q.answered, q.answered_in_time), (6, 2, 1));
         assert_eq!((q.abandoned, q.abandoned_short, q.overflowed), (1, 1, 1));
         assert_eq!(q.waiting(), 1);
-        assert_eq!(q.longest_wait(t + Duration::from_secs(7)), Duration::from_secs(7));
+        assert_eq!(
+            q.longest_wait(t + Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
         // 1 in time of (2 answered + 1 abandoned + 1 overflowed); the short abandon is out.
         assert_eq!(q.service_level(), Some(25.0));
         assert_eq!(q.asa(), Some(20.0));

@@ -230,6 +230,10 @@ mod tests {
             let _ = g.admit(ip(n), false, t + Duration::from_secs(2));
         }
         assert!(g.tracked() <= 100);
-        assert_eq!(g.banned(t + Duration::from_secs(2)), 1, "the ban survived the flood");
+        assert_eq!(
+            g.banned(t + Duration::from_secs(2)),
+            1,
+            "the ban survived the flood"
+        );
     }
 }

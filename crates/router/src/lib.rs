@@ -288,12 +288,14 @@ impl Router {
     /// benchmarks and programs that embed a router. Must be called inside a tokio runtime.
     pub fn spawn(self) -> Background {
         let url = format!("http://{}", self.local_addr());
+        let sip = self.sip_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(self.serve(async move {
             let _ = stopped.await;
         }));
         Background {
             url,
+            sip,
             stop: Some(stop),
             task: Some(task),
         }
@@ -303,6 +305,7 @@ impl Router {
 /// A router serving in the background ([`Router::spawn`]); dropping it stops it too.
 pub struct Background {
     url: String,
+    sip: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), StartError>>>,
 }
@@ -311,6 +314,11 @@ impl Background {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The SIP edge's address, when it listens.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip
     }
 
     /// Stops gracefully and waits (at most 10 s) for the shutdown to finish.

@@ -56,7 +56,11 @@ pub fn number(n: u64) -> Vec<String> {
     match n {
         0..=9 => vec![format!("digit-{n}")],
         10..=20 => vec![format!("number-{n}")],
-        _ => n.to_string().chars().map(|d| format!("digit-{d}")).collect(),
+        _ => n
+            .to_string()
+            .chars()
+            .map(|d| format!("digit-{d}"))
+            .collect(),
     }
 }
 

@@ -527,3 +527,114 @@ async fn an_event_session_ends_with_its_token_and_clients_are_bounded() {
     s.router.stop().await.unwrap();
     s.sim.shutdown().await;
 }
+
+/// Two tenants: Contoso (the simulated tenant's organisation; its trunk is elsewhere) and
+/// Fabrikam (another organisation; its trunk is 127.0.0.1).
+const TWO_TENANTS: &str = r#"
+[sip]
+listen = "127.0.0.1:0"
+
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+entra_tenant_id = "5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0"
+trunks = [{ name = "carrier", allow = ["192.0.2.1"] }]
+numbers = [{ number = "+18005550100", queue = "general" }]
+queues = [{ name = "general" }]
+
+[[tenants]]
+id = "fabrikam"
+domain = "fabrikam.example"
+entra_tenant_id = "11111111-2222-3333-4444-555555555555"
+trunks = [{ name = "carrier", allow = ["127.0.0.1"] }]
+numbers = [{ number = "+18005550200", queue = "support" }]
+queues = [{ name = "support" }]
+"#;
+
+/// Sends an INVITE for `number` to the SIP edge from 127.0.0.1; the first final answer's
+/// status line (a 2xx is not acknowledged: the call is left to time out).
+fn invite(sip: std::net::SocketAddr, number: &str) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n", me.port() + 2);
+    let msg = format!(
+        "INVITE sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{number}\r\nMax-Forwards: 70\r\nFrom: <sip:+15550001111@{me}>;tag=t1\r\nTo: <sip:{number}@{sip}>\r\nCall-ID: {number}@{me}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sock.send_to(msg.as_bytes(), sip).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer from the router");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let first = text.lines().next().unwrap_or_default().to_owned();
+        if !first.contains(" 100 ") && !first.contains(" 180 ") {
+            return first;
+        }
+    }
+}
+
+#[tokio::test]
+async fn call_records_and_queues_stay_within_their_organisation() {
+    let s = setup_full(&[ROUTER_API_CLIENT_ID], SimConfig::default(), |c| {
+        let two = Config::from_toml(TWO_TENANTS, std::path::Path::new("two.toml")).unwrap();
+        c.sip = two.sip;
+        c.tenants = two.tenants;
+    })
+    .await;
+    let sip = s.router.sip_addr().expect("the SIP edge listens");
+    // Fabrikam's trunk reaches Fabrikam's number, never Contoso's.
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (invite(sip, "+18005550200"), invite(sip, "+18005550100"))
+    })
+    .await
+    .unwrap();
+    assert!(a.contains(" 200 "), "{a}");
+    assert!(
+        b.contains(" 404 "),
+        "another tenant's number is not there: {b}"
+    );
+    let operator = token(
+        &s.sim,
+        &user_with(&s.sim, &["Admin", "Supervisor", "Agent"]).await,
+        &api_scope(),
+    )
+    .await;
+    let supervisor = token(
+        &s.sim,
+        &user_with(&s.sim, &["Supervisor", "Agent"]).await,
+        &api_scope(),
+    )
+    .await;
+    let agent = token(&s.sim, &user_with(&s.sim, &["Agent"]).await, &api_scope()).await;
+    let all: Vec<Value> = get(&s.base, "/v1/calls", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["tenant"], "fabrikam", "{all:?}");
+    let id = all[0]["id"].as_str().unwrap();
+    // Contoso's supervisor sees none of Fabrikam's calls or queues.
+    let mine: Vec<Value> = get(&s.base, "/v1/calls", Some(&supervisor))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(mine.is_empty(), "{mine:?}");
+    let one = get(&s.base, &format!("/v1/calls/{id}"), Some(&supervisor)).await;
+    assert_eq!(one.status(), StatusCode::NOT_FOUND);
+    let queues: Vec<Value> = get(&s.base, "/v1/queues", Some(&supervisor))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = queues.iter().filter_map(|q| q["queue"].as_str()).collect();
+    assert_eq!(names, ["general"], "{queues:?}");
+    // An agent reads no records.
+    assert_eq!(
+        get(&s.base, "/v1/calls", Some(&agent)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    s.router.stop().await.unwrap();
+}
