@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_media::session::{Codec, MediaSession};
 use switchboard_media::tone::sine;
-use switchboard_router::relay::Relay;
-use switchboard_sip::sdp::{Direction, Negotiated, NegotiatedCodec};
+use switchboard_router::relay::{plain, Relay};
 
 fn ticks_per_second() -> f64 {
     100.0 // Linux USER_HZ
@@ -112,30 +111,6 @@ fn bind() -> UdpSocket {
     s
 }
 
-fn negotiated(codec: Codec, remote: SocketAddr) -> Negotiated {
-    let (encoding, rate, pt, channels) = match codec {
-        Codec::Opus => ("opus", 48_000, 111, 2),
-        Codec::Pcmu => ("PCMU", 8_000, 0, 1),
-        Codec::Pcma => ("PCMA", 8_000, 8, 1),
-    };
-    Negotiated {
-        remote: Some(remote),
-        codec: NegotiatedCodec {
-            payload_type: pt,
-            encoding: encoding.into(),
-            clock_rate: rate,
-            channels,
-            fmtp: None,
-        },
-        telephone_event: None,
-        direction: Direction::SendRecv,
-        ptime: 20,
-        remote_crypto: None,
-        local_crypto: None,
-        rtcp_mux: true,
-    }
-}
-
 fn pt(c: Codec) -> u8 {
     match c {
         Codec::Opus => 111,
@@ -155,8 +130,8 @@ fn ours(calls: usize, seconds: u64, a: Codec, b: Codec) -> (f64, u64) {
         let (ea, eb) = (bind(), bind());
         let (ra, rb) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
         let id = (i as u64) * 2;
-        relay.open(id, la, &negotiated(a, ea.local_addr().unwrap()));
-        relay.open(id + 1, lb, &negotiated(b, eb.local_addr().unwrap()));
+        relay.open(id, la, &plain(a, ea.local_addr().unwrap()));
+        relay.open(id + 1, lb, &plain(b, eb.local_addr().unwrap()));
         relay.bridge(id, id + 1);
         for (sock, to, codec, hz) in [(ea, ra, a, 440.0), (eb, rb, b, 1000.0)] {
             ends.push(End {

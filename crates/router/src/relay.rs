@@ -12,9 +12,7 @@
 //! one resampler and one frame.
 
 use std::collections::HashMap;
-#[cfg(test)]
-use std::net::SocketAddr;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +20,7 @@ use std::time::{Duration, Instant};
 use switchboard_media::resample::Rate;
 use switchboard_media::session::{Codec, MediaSession};
 use switchboard_media::srtp::Srtp;
-use switchboard_sip::sdp::{Direction, Negotiated};
+use switchboard_sip::sdp::{Direction, Negotiated, NegotiatedCodec};
 
 /// A leg of a call, as the SIP side numbers them.
 pub type LegId = u64;
@@ -540,35 +538,36 @@ fn run(
     }
 }
 
+/// What an offer/answer agrees for a plain RTP stream of `codec` to `remote` (20 ms, rtcp-mux,
+/// RFC 4733 at 101): for tests and benchmarks that drive legs without SIP.
+pub fn plain(codec: Codec, remote: SocketAddr) -> Negotiated {
+    let (encoding, rate, pt, channels) = match codec {
+        Codec::Opus => ("opus", 48_000, 111, 2),
+        Codec::Pcmu => ("PCMU", 8_000, 0, 1),
+        Codec::Pcma => ("PCMA", 8_000, 8, 1),
+    };
+    Negotiated {
+        remote: Some(remote),
+        codec: NegotiatedCodec {
+            payload_type: pt,
+            encoding: encoding.into(),
+            clock_rate: rate,
+            channels,
+            fmtp: None,
+        },
+        telephone_event: Some(101),
+        direction: Direction::SendRecv,
+        ptime: 20,
+        remote_crypto: None,
+        local_crypto: None,
+        rtcp_mux: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use switchboard_media::tone::{energy_share, sine};
-    use switchboard_sip::sdp::NegotiatedCodec;
-
-    fn negotiated(codec: Codec, remote: SocketAddr) -> Negotiated {
-        let (encoding, rate, pt, channels) = match codec {
-            Codec::Opus => ("opus", 48_000, 111, 2),
-            Codec::Pcmu => ("PCMU", 8_000, 0, 1),
-            Codec::Pcma => ("PCMA", 8_000, 8, 1),
-        };
-        Negotiated {
-            remote: Some(remote),
-            codec: NegotiatedCodec {
-                payload_type: pt,
-                encoding: encoding.into(),
-                clock_rate: rate,
-                channels,
-                fmtp: None,
-            },
-            telephone_event: Some(101),
-            direction: Direction::SendRecv,
-            ptime: 20,
-            remote_crypto: None,
-            local_crypto: None,
-            rtcp_mux: true,
-        }
-    }
 
     /// A phone at the other end of a leg: sends a tone at `freq` for `frames` frames and
     /// keeps what it hears.
@@ -615,8 +614,8 @@ mod tests {
         let (leg_a, leg_b, phone_a, phone_b) = (bind(), bind(), bind(), bind());
         let (ra, rb) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
         let (pa, pb) = (phone_a.local_addr().unwrap(), phone_b.local_addr().unwrap());
-        relay.open(1, leg_a, &negotiated(Codec::Opus, pa));
-        relay.open(2, leg_b, &negotiated(Codec::Pcmu, pb));
+        relay.open(1, leg_a, &plain(Codec::Opus, pa));
+        relay.open(2, leg_b, &plain(Codec::Pcmu, pb));
         relay.bridge(1, 2);
         let frames = 100;
         let a = phone(phone_a, Codec::Opus, 111, ra, 440.0, frames);
@@ -663,7 +662,7 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         let pa = peer.local_addr().unwrap();
         let ra = leg.local_addr().unwrap();
-        relay.open(7, leg, &negotiated(Codec::Pcmu, pa));
+        relay.open(7, leg, &plain(Codec::Pcmu, pa));
         let tone = Arc::new(Clip {
             name: "tone".into(),
             samples: sine(600.0, CLIP_RATE, 8000.0, 0, CLIP_RATE as usize / 5),
