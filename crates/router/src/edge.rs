@@ -115,6 +115,8 @@ struct CallRt {
     overflowed: bool,
     /// A direct offer (a transfer to an agent) rings this agent.
     direct: Option<AgentId>,
+    /// Never answered: a prompt plays as early media, then the call is refused (404).
+    early: bool,
     /// Offers ringing: (leg, agent).
     offers: Vec<(UaCall, AgentId)>,
     /// The agent who answered, and their leg.
@@ -145,7 +147,8 @@ enum Timer {
 struct Admission {
     tenant: usize,
     trunk: String,
-    route: Route,
+    /// `None`: a number the tenant does not have.
+    route: Option<Route>,
     dialled: String,
     priority: u8,
 }
@@ -498,17 +501,6 @@ impl Edge {
                 return Err((403, "Forbidden"));
             };
             let t = &d.tenants[tenant];
-            let number = t.spec.numbers.iter().find(|n| {
-                n.number == dialled || n.number.strip_prefix('+') == Some(dialled.as_str())
-            });
-            let Some(number) = number else {
-                return Err((404, "Not Found"));
-            };
-            let target = crate::center::TargetSpec {
-                queue: number.queue.clone(),
-                attendant: number.attendant.clone(),
-            };
-            let route = t.route(&target).ok_or((404, "Not Found"))?;
             let busy = self
                 .trunk_calls
                 .get(&(tenant, trunk.clone()))
@@ -517,10 +509,28 @@ impl Edge {
             if busy >= max_calls {
                 return Err((503, "Service Unavailable"));
             }
+            let number = t.spec.numbers.iter().find(|n| {
+                n.number == dialled || n.number.strip_prefix('+') == Some(dialled.as_str())
+            });
+            // A number the tenant does not have: the caller hears so (early media), then 404.
+            let Some(number) = number else {
+                return Ok(Admission {
+                    tenant,
+                    trunk,
+                    route: None,
+                    dialled,
+                    priority: 3,
+                });
+            };
+            let target = crate::center::TargetSpec {
+                queue: number.queue.clone(),
+                attendant: number.attendant.clone(),
+            };
+            let route = t.route(&target).ok_or((404, "Not Found"))?;
             Ok(Admission {
                 tenant,
                 trunk,
-                route,
+                route: Some(route),
                 dialled: number.number.clone(),
                 priority: number.priority,
             })
@@ -599,7 +609,10 @@ impl Edge {
                 caller_leg: leg,
                 caller,
                 dialled: a.dialled,
-                stage: Stage::Answering { first: a.route },
+                stage: match a.route {
+                    Some(first) => Stage::Answering { first },
+                    None => Stage::Closing("unknown-number"),
+                },
                 since: None,
                 menus: Vec::new(),
                 choices: Vec::new(),
@@ -608,6 +621,7 @@ impl Edge {
                 priority: a.priority,
                 overflowed: false,
                 direct: None,
+                early: a.route.is_none(),
                 offers: Vec::new(),
                 agent: None,
                 started: now,
@@ -619,6 +633,30 @@ impl Edge {
         );
         self.save(n);
         self.legs.insert(leg, Leg::Caller(n));
+        if a.route.is_none() {
+            // Unknown number: never answered; the prompt plays in a 183, then 404.
+            match self
+                .ua
+                .early_media(leg, LocalMedia::new(self.media_ip, port), now)
+            {
+                Ok(neg) => {
+                    self.relay.open(leg, socket, &neg);
+                    let clip = self.prompt(a.tenant, "unknown-number");
+                    self.relay.play(
+                        leg,
+                        Playlist {
+                            clips: vec![clip],
+                            then_loop: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "no early media for an unknown number; refusing at once");
+                    self.ua.reject(leg, 404, now);
+                }
+            }
+            return;
+        }
         self.sockets.insert(leg, socket);
         if let Err(e) = self
             .ua
@@ -1288,6 +1326,11 @@ impl Edge {
                     return;
                 };
                 match c.stage {
+                    Stage::Closing(_) if c.early => {
+                        // Its end (Ended) finishes the call.
+                        self.relay.close(leg);
+                        self.ua.reject(leg, 404, now);
+                    }
                     Stage::Closing(_) => {
                         self.ua.hangup(leg, now);
                         self.finish(n, now);

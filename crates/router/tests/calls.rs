@@ -575,7 +575,7 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
     let c = start(&format!("{EDGE}{TENANT}")).await;
     let d = c.dir.path();
     c.tone("caller.wav", CALLER_HZ, 5);
-    // A number the tenant does not have: 404.
+    // A number the tenant does not have: the caller hears so (early media), then 404.
     let (ok, ev) = c.call("+18005550199", 2, "caller.wav", "x.wav").await;
     assert!(!ok);
     let ended = ev
@@ -583,6 +583,16 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
         .find(|e| e["event"] == "ended")
         .expect("an ended event");
     assert!(ended.to_string().contains("404"), "{ended}");
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "progress" && e["status"] == 183),
+        "{ev:?}"
+    );
+    let (samples, _) = read_mono(&d.join("x.wav")).unwrap();
+    assert!(
+        samples.iter().filter(|s| s.unsigned_abs() > 1000).count() > 4000,
+        "the unknown-number prompt played"
+    );
     // Nobody logged in: the caller hears why, then the router hangs up (no silence, no
     // endless music).
     let (_, ev) = c
@@ -598,11 +608,14 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
         samples.iter().filter(|s| s.unsigned_abs() > 1000).count() > 4000,
         "a prompt played"
     );
-    // Only the call that reached a queue has a record: refused, and why.
+    // Both have records: refused, and why.
     let recs = c.calls().await;
-    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[0]["outcome"], "refused", "{recs:?}");
     assert_eq!(recs[0]["reason"], "no-agents", "{recs:?}");
+    assert_eq!(recs[1]["outcome"], "refused", "{recs:?}");
+    assert_eq!(recs[1]["reason"], "unknown-number", "{recs:?}");
+    assert_eq!(recs[1]["dialled"], "+18005550199", "{recs:?}");
     c.router.stop().await.unwrap();
     // A source that is no trunk of any tenant: 403.
     let c = start(
