@@ -238,6 +238,11 @@ pub struct AgentStatus {
     pub reason: Option<String>,
     /// Whether a phone is registered for the agent.
     pub registered: bool,
+    /// Teams presence as the router last heard it (`Available/Available`,
+    /// `DoNotDisturb/Presenting`, …), when it follows the agent's presence; DoNotDisturb,
+    /// Presenting, InAMeeting and a Teams call keep queue calls away.
+    #[serde(default)]
+    pub teams: Option<String>,
 }
 
 /// Agents of a queue by state.

@@ -77,7 +77,15 @@ pub async fn sip_credentials(
 ) -> Result<(StatusCode, Json<SipCredentials>), ApiError> {
     let Json(body) = body?;
     let (upn, tid) = agent_of(&caller, body.agent.as_deref())?;
-    let creds = state.center.issue_credentials(&upn, tid.as_deref())?;
+    let creds = state
+        .center
+        .issue_credentials(&upn, tid.as_deref(), caller.oid.as_deref())?;
+    // Follow the agent's Teams presence from now on.
+    if state.presence.enabled() {
+        state
+            .presence
+            .watch(crate::DESK_WATCHER, state.center.object_ids());
+    }
     Ok((StatusCode::CREATED, Json(creds)))
 }
 

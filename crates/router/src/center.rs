@@ -269,6 +269,10 @@ pub struct AgentConfig {
     /// Skills with proficiency 1–5.
     #[serde(default, deserialize_with = "skill_levels")]
     pub skills: BTreeMap<String, u8>,
+    /// The agent's Entra object id, to follow their Teams presence from the start (with
+    /// `[presence]`); otherwise learnt when they sign in to the router.
+    #[serde(default)]
+    pub object_id: Option<String>,
 }
 
 fn short_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -484,6 +488,13 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
         }
         let mut upns = HashSet::new();
         for (i, a) in t.agents.iter().enumerate() {
+            if a.object_id.as_deref().is_some_and(|o| !crate::is_guid(o)) {
+                return Err(RefError {
+                    offset: None,
+                    key: at(&format!("agents[{i}].object_id")),
+                    message: "object_id must be an Entra object id (a GUID)".into(),
+                });
+            }
             if !a.upn.contains('@') || !upns.insert(a.upn.to_lowercase()) {
                 return Err(RefError {
                     offset: None,

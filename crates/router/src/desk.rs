@@ -43,6 +43,10 @@ pub struct AgentRt {
     pub handling: Option<(QueueId, std::time::Duration, Instant)>,
     /// The state last announced on the event stream.
     pub published: Option<(AgentState, Option<String>)>,
+    /// The agent's Entra object id (configured, or from their token), for Teams presence.
+    pub object_id: Option<String>,
+    /// Teams presence as last heard (`availability/activity`).
+    pub teams: Option<String>,
 }
 
 impl AgentRt {
@@ -249,6 +253,7 @@ impl TenantRt {
                 .then(|| r.reason.clone())
                 .flatten(),
             registered: r.contact.is_some(),
+            teams: r.teams.clone(),
         })
     }
 }
@@ -374,6 +379,8 @@ impl CallCenter {
                         last_call: None,
                         handling: None,
                         published: None,
+                        object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
+                        teams: None,
                     });
                 }
                 TenantRt {
@@ -468,6 +475,7 @@ impl CallCenter {
         &self,
         upn: &str,
         tid: Option<&str>,
+        object_id: Option<&str>,
     ) -> Result<SipCredentials, DeskError> {
         let mut desk = self.lock();
         let registrar = desk.registrar.clone().ok_or(DeskError::NoSipEdge)?;
@@ -492,6 +500,9 @@ impl CallCenter {
                 .agent_mut(a)
                 .ok_or(DeskError::NoSuchAgent(upn.into()))?;
             r.password = Some(password.clone());
+            if let Some(o) = object_id {
+                r.object_id = Some(o.to_ascii_lowercase());
+            }
             r.contact = None;
             r.aor = None;
             r.username.replace(username.clone())
@@ -511,6 +522,48 @@ impl CallCenter {
             password,
             domain,
             registrar,
+        })
+    }
+
+    /// Teams presence of user `object_id` changed: agents with that id are skipped by the
+    /// queues while it is DoNotDisturb, Presenting or InAMeeting, or while they are in a
+    /// Teams call (InACall, InAConferenceCall: an agent on any call is offered no other).
+    /// Returns whether it was an agent's.
+    pub fn presence(&self, object_id: &str, availability: &str, activity: &str) -> bool {
+        let busy = availability == "DoNotDisturb"
+            || matches!(
+                activity,
+                "Presenting" | "InAMeeting" | "DoNotDisturb" | "InACall" | "InAConferenceCall"
+            );
+        let id = object_id.to_ascii_lowercase();
+        let mut found = false;
+        {
+            let mut desk = self.lock();
+            for t in desk.tenants.iter_mut() {
+                for i in 0..t.agents.len() {
+                    let a = AgentId(i as u32);
+                    if t.agents[i].object_id.as_deref() == Some(id.as_str()) {
+                        t.agents[i].teams = Some(format!("{availability}/{activity}"));
+                        t.engine.set_presence_allows(a, !busy);
+                        found = true;
+                    }
+                }
+            }
+        }
+        if found {
+            tracing::debug!(%object_id, availability, activity, skipped = busy, "an agent's Teams presence");
+            self.wake.notify_one();
+        }
+        found
+    }
+
+    /// The object ids of every agent whose presence the queues follow.
+    pub fn object_ids(&self) -> Vec<String> {
+        self.with(|d| {
+            d.tenants
+                .iter()
+                .flat_map(|t| t.agents.iter().filter_map(|a| a.object_id.clone()))
+                .collect()
         })
     }
 
@@ -666,5 +719,58 @@ impl Desk {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_in_do_not_disturb_a_presentation_or_a_meeting_is_offered_nothing() {
+        let toml = r#"
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+queues = [{ name = "general" }]
+agents = [{ upn = "adele@contoso.example", object_id = "0A1B2C3D-0000-4000-8000-000000000001" }]
+"#;
+        let cfg = crate::config::Config::from_toml(toml, std::path::Path::new("t.toml")).unwrap();
+        let cc = CallCenter::new(&cfg.tenants, Instant::now());
+        cc.with(|d| d.registrar = Some("sip:127.0.0.1:5060".into()));
+        let creds = cc
+            .issue_credentials("adele@contoso.example", None, None)
+            .unwrap();
+        let now = Instant::now();
+        cc.with(|d| {
+            d.registered(
+                &creds.username,
+                "sip:x@contoso.example",
+                Some("sip:x@127.0.0.1:5070".into()),
+                now,
+            )
+        });
+        cc.set_state("adele@contoso.example", None, RequestedState::Ready, None)
+            .unwrap();
+        let available = || cc.with(|d| d.tenants[0].engine.is_available(AgentId(0)));
+        assert!(available());
+        let id = "0a1b2c3d-0000-4000-8000-000000000001";
+        for (av, ac, allows) in [
+            ("DoNotDisturb", "Presenting", false),
+            ("Available", "Available", true),
+            ("Busy", "InAMeeting", false),
+            ("Busy", "InACall", false),
+            ("Away", "Away", true),
+        ] {
+            assert!(cc.presence(id, av, ac), "the agent's id is known");
+            assert_eq!(available(), allows, "{av}/{ac}");
+        }
+        let st = cc.status("adele@contoso.example", None).unwrap();
+        assert_eq!(st.teams.as_deref(), Some("Away/Away"));
+        assert!(!cc.presence(
+            "0a1b2c3d-0000-4000-8000-000000000009",
+            "DoNotDisturb",
+            "Presenting"
+        ));
     }
 }

@@ -33,10 +33,11 @@ pub enum Audience {
     Organisation(Option<String>),
 }
 
+/// An event and who may read it.
 #[derive(Debug, Clone)]
-struct Published {
-    event: Event,
-    audience: Audience,
+pub struct Published {
+    pub event: Event,
+    pub audience: Audience,
 }
 
 /// Who a client is, for [`Audience`].
@@ -103,6 +104,11 @@ impl EventHub {
     }
 
     /// Sends to the clients connected now that are in `audience` (no-op when none is).
+    /// Every event published from now on (for the router's own listeners, not clients).
+    pub fn listen(&self) -> tokio::sync::broadcast::Receiver<Published> {
+        self.tx.subscribe()
+    }
+
     pub fn publish_to(&self, event: Event, audience: Audience) {
         let _ = self.tx.send(Published { event, audience });
     }

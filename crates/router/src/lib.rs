@@ -51,6 +51,9 @@ use crate::config::Config;
 use crate::events::EventHub;
 use crate::store::{Store, StoreError};
 
+/// The presence hub's client id for the queues' own watch list (agents' Teams presence).
+pub const DESK_WATCHER: u64 = u64::MAX;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -203,6 +206,29 @@ impl Router {
             );
         }
         let _ = center.events.set(events.clone());
+        if presence.enabled() {
+            // The queues follow the agents' Teams presence: an agent in DoNotDisturb, a
+            // presentation or a meeting is offered no queue call.
+            presence.watch(DESK_WATCHER, center.object_ids());
+            let (desk, mut heard) = (center.clone(), events.listen());
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        m = heard.recv() => match m {
+                            Ok(p) => {
+                                if let switchboard_api::Event::Presence { id, availability, activity, .. } = &p.event {
+                                    desk.presence(id, availability, activity);
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(_) => break,
+                        },
+                        _ = stop.changed() => break,
+                    }
+                }
+            });
+        }
         let (records, to_write) = tokio::sync::mpsc::unbounded_channel();
         let _ = center.records.set(records);
         tokio::spawn(desk::write_records(store.clone(), to_write));

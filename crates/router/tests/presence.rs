@@ -24,6 +24,11 @@ struct Setup {
 }
 
 async fn setup(webhooks: bool) -> Setup {
+    setup_with(webhooks, |_, _| {}).await
+}
+
+/// [`setup`] with a change to the router's configuration (it gets the simulated tenant).
+async fn setup_with(webhooks: bool, tweak: impl FnOnce(&mut Config, &TenantSim)) -> Setup {
     let sim = TenantSim::start(SimConfig {
         device_code_interval: Duration::from_secs(1),
         ..SimConfig::default()
@@ -60,6 +65,7 @@ async fn setup(webhooks: bool) -> Setup {
     .await
     .unwrap();
     assert_eq!(user, SERVICE);
+    tweak(&mut config, &sim);
     let router = switchboard_router::Router::start_on(config, listener)
         .await
         .unwrap()
@@ -323,4 +329,40 @@ async fn without_a_public_url_the_router_polls() {
     assert!(subscriptions(&s.sim).await.is_empty());
     s.router.stop().await.unwrap();
     s.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queues_follow_their_agents_teams_presence() {
+    // Adele is an agent of the router's tenant, with her Entra object id: the queues watch
+    // her presence from the start, through the same webhooks as the clients'.
+    let s = setup_with(true, |config, sim| {
+        let adele = sim.user_id("AdeleV@contoso.example").unwrap();
+        let toml = format!(
+            "[[tenants]]\nid = \"contoso\"\ndomain = \"contoso.example\"\nqueues = [{{ name = \"general\" }}]\nagents = [{{ upn = \"AdeleV@contoso.example\", object_id = \"{adele}\" }}]\n"
+        );
+        let t = Config::from_toml(&toml, std::path::Path::new("t.toml")).unwrap();
+        config.tenants = t.tenants;
+    })
+    .await;
+    let adele = s.sim.user_id("AdeleV@contoso.example").unwrap();
+    let teams = async |base: &str| -> Value {
+        let v: Value = reqwest::get(format!("{base}/v1/agents/me?agent=AdeleV@contoso.example"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["teams"].clone()
+    };
+    for (av, ac) in [("DoNotDisturb", "Presenting"), ("Available", "Available")] {
+        s.sim.set_teams_presence(&adele, Some((av, ac))).unwrap();
+        let want = format!("{av}/{ac}");
+        until(
+            &format!("the router's agent status says {want}"),
+            20,
+            async || teams(&s.base).await == want.as_str(),
+        )
+        .await;
+    }
+    s.router.stop().await.unwrap();
 }
