@@ -536,7 +536,12 @@ mod tests {
         assert_eq!(t.id, "contoso");
         assert_eq!(t.attendants[0].options.len(), 3);
         assert_eq!(t.queues.len(), 3);
-        assert!(t.agents.iter().any(|a| a.upn == "AdeleV@contoso.example"));
+        let adele = t.agents.iter().find(|a| a.upn == "AdeleV@contoso.example");
+        // The simulated tenant's object id for her, so the demo's queues follow her presence.
+        assert_eq!(
+            adele.and_then(|a| a.object_id.clone()),
+            Some(switchboard_tenant_sim::directory::user_id_for("AdeleV@contoso.example"))
+        );
     }
 
     #[test]
