@@ -540,7 +540,9 @@ mod tests {
         // The simulated tenant's object id for her, so the demo's queues follow her presence.
         assert_eq!(
             adele.and_then(|a| a.object_id.clone()),
-            Some(switchboard_tenant_sim::directory::user_id_for("AdeleV@contoso.example"))
+            Some(switchboard_tenant_sim::directory::user_id_for(
+                "AdeleV@contoso.example"
+            ))
         );
     }
 
