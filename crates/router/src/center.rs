@@ -48,6 +48,9 @@ pub struct SipConfig {
     pub realm: String,
     /// Registration lifetime the router grants at most, in seconds.
     pub max_expires: u32,
+    /// The digest algorithm the registrar asks phones for: `SHA-256` (RFC 7616), or `MD5`
+    /// for phones that know no other. One per router: a phone cannot talk it down.
+    pub digest: Digest,
     /// Where the prompts and music on hold are (`<dir>/<language>/<id>.wav`,
     /// `<dir>/music/hold.wav`); default: the ones shipped with the router's sources.
     pub prompts_dir: Option<std::path::PathBuf>,
@@ -60,9 +63,19 @@ impl Default for SipConfig {
             media_address: None,
             realm: "switchboard".into(),
             max_expires: 3600,
+            digest: Digest::Sha256,
             prompts_dir: None,
         }
     }
+}
+
+/// `[sip] digest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Digest {
+    #[serde(rename = "SHA-256")]
+    Sha256,
+    #[serde(rename = "MD5")]
+    Md5,
 }
 
 /// One organisation served by the router.

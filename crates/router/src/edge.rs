@@ -245,7 +245,10 @@ pub async fn start(
             ..RegistrarConfig::default()
         },
         secret,
-        switchboard_sip::auth::Algorithm::Sha256,
+        match cfg.digest {
+            crate::center::Digest::Sha256 => switchboard_sip::auth::Algorithm::Sha256,
+            crate::center::Digest::Md5 => switchboard_sip::auth::Algorithm::Md5,
+        },
     );
     let (tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Relay::start(tx).map_err(EdgeError::Media)?;

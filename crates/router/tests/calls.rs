@@ -900,15 +900,15 @@ async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restar
     }
 }
 
-/// One REGISTER from `sock` to the edge; the answer's first line and its WWW-Authenticate
-/// nonce, or `None` when nothing answers within a second.
+/// One REGISTER from `sock` to the edge; the answer's first line, its WWW-Authenticate nonce
+/// and the whole answer, or `None` when nothing answers within a second.
 fn register(
     sock: &std::net::UdpSocket,
     to: u16,
     user: &str,
     n: u32,
     auth: Option<&str>,
-) -> Option<(String, String)> {
+) -> Option<(String, String, String)> {
     let local = sock.local_addr().unwrap();
     let auth = auth
         .map(|a| format!("Authorization: {a}\r\n"))
@@ -926,7 +926,8 @@ fn register(
         .and_then(|r| r.split('"').next())
         .unwrap_or_default()
         .to_owned();
-    Some((text.lines().next().unwrap_or_default().to_owned(), nonce))
+    let first = text.lines().next().unwrap_or_default().to_owned();
+    Some((first, nonce, text))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -938,7 +939,7 @@ async fn a_source_guessing_digest_passwords_is_banned() {
     let answers = tokio::task::spawn_blocking(move || {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-        let (first, nonce) = register(&sock, sip, &user, 1, None).expect("a challenge");
+        let (first, nonce, _) = register(&sock, sip, &user, 1, None).expect("a challenge");
         assert!(first.contains("401"), "{first}");
         let mut answers = Vec::new();
         for n in 2..9 {
@@ -1334,5 +1335,30 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     assert_eq!(recs[0]["disposition"], "resolved", "{recs:?}");
     let st = c.status("adele@contoso.example").await;
     assert_eq!(st["state"], "offline", "{st}");
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_that_only_know_md5_register_where_the_router_asks_for_it() {
+    let md5 = EDGE.replace("[sip]\n", "[sip]\ndigest = \"MD5\"\n");
+    let c = start(&format!("{md5}{TENANT}")).await;
+    c.tones(2);
+    // The challenge asks for MD5 …
+    let sip = c.sip;
+    let challenge = tokio::task::spawn_blocking(move || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        register(&sock, sip, "nobody", 1, None).map(|(_, _, text)| text)
+    })
+    .await
+    .unwrap()
+    .expect("a challenge");
+    assert!(challenge.contains("algorithm=MD5"), "{challenge}");
+    // … and a phone registers with it.
+    // The agent answers the challenge it gets; the helper checks the router sees it registered.
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    drop(finish(adele, Duration::from_millis(10)).await);
     c.router.stop().await.unwrap();
 }
