@@ -180,6 +180,8 @@ struct Edge {
     admitted: Option<Admission>,
     last_purge: Instant,
     guard: crate::guard::Guard,
+    /// Trunk sources (unique across tenants, checked at start) → (tenant, trunk, call cap).
+    trunk_of: HashMap<IpAddr, (usize, String, usize)>,
     /// Agents' states are announced at most every [`ANNOUNCE_EVERY`]: when, and whether a
     /// change may be waiting.
     announced: Instant,
@@ -267,6 +269,17 @@ pub async fn start(
         .await
         .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
     cc.with(|d| d.registrar = Some(format!("sip:{local}")));
+    let trunk_of = cc.with(|d| {
+        let mut m = HashMap::new();
+        for (i, t) in d.tenants.iter().enumerate() {
+            for tr in &t.spec.trunks {
+                for ip in &tr.allow {
+                    m.insert(*ip, (i, tr.name.clone(), tr.max_calls));
+                }
+            }
+        }
+        m
+    });
     let edge = Edge {
         cc,
         net,
@@ -286,6 +299,7 @@ pub async fn start(
         admitted: None,
         last_purge: Instant::now(),
         guard: crate::guard::Guard::new(crate::guard::Limits::default()),
+        trunk_of,
         announced: Instant::now(),
         unannounced: true,
     };
@@ -396,11 +410,7 @@ impl Edge {
             self.ua.handle_message(m, from, now);
             return;
         }
-        let trunk = self.cc.with(|d| {
-            d.tenants
-                .iter()
-                .any(|t| t.spec.trunks.iter().any(|tr| tr.allow.contains(&from.ip())))
-        });
+        let trunk = self.trunk_of.contains_key(&from.ip());
         if let Err(ban) = self.guard.admit(from.ip(), trunk, now) {
             metrics::counter!("sip_requests_refused_total", "why" => "banned").increment(1);
             if let Some(why) = ban {
@@ -493,14 +503,7 @@ impl Edge {
             .and_then(|u| safe_user(&u))
             .ok_or((404, "Not Found"))?;
         self.cc.with(|d| {
-            let found = d.tenants.iter().enumerate().find_map(|(i, t)| {
-                t.spec
-                    .trunks
-                    .iter()
-                    .find(|tr| tr.allow.contains(&from.ip()))
-                    .map(|tr| (i, tr.name.clone(), tr.max_calls))
-            });
-            let Some((tenant, trunk, max_calls)) = found else {
+            let Some((tenant, trunk, max_calls)) = self.trunk_of.get(&from.ip()).cloned() else {
                 return Err((403, "Forbidden"));
             };
             let t = &d.tenants[tenant];

@@ -152,6 +152,17 @@ impl Center {
         share_of(&self.dir.path().join(name), hz, other)
     }
 
+    /// Asserts that recording `name` has more than `min.0` loud 50 ms blocks and that `hz`
+    /// beats `other` in more than the share `min.1` of them (`what` says who heard whom).
+    fn heard(&self, name: &str, hz: f64, other: f64, min: (usize, f64), what: &str) {
+        let (share, loud) = self.share(name, hz, other);
+        eprintln!("{what}: {share:.3} of {loud} loud blocks");
+        assert!(
+            loud > min.0 && share > min.1,
+            "{what}: {share:.2} of {loud} blocks"
+        );
+    }
+
     async fn credentials(&self, upn: &str) -> Value {
         self.json(
             reqwest::Method::POST,
@@ -370,6 +381,16 @@ fn events_until(child: &mut Child, name: &str) -> Vec<Value> {
     }
 }
 
+/// The agent's events once it exits (within 10 s); it must have taken a call.
+async fn took_the_call(agent: Child, who: &str) -> Vec<Value> {
+    let ev = finish(agent, Duration::from_secs(10)).await;
+    assert!(
+        ev.iter().any(|e| e["event"] == "established"),
+        "{who}: {ev:?}"
+    );
+    ev
+}
+
 /// The agent's remaining events once it exits (killed after `within`).
 async fn finish(mut child: Child, within: Duration) -> Vec<Value> {
     tokio::task::spawn_blocking(move || {
@@ -421,17 +442,19 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
         "Opus caller ↔ PCMU agent: {offered}"
     );
     // Each side heard the other's tone (Opus ↔ PCMU through the router's transcoding).
-    let (share, loud) = c.share("agent-heard.wav", CALLER_HZ, AGENT_HZ);
-    eprintln!("agent heard the caller's tone in {share:.3} of {loud} loud blocks");
-    assert!(
-        loud > 40 && share > 0.9,
-        "the agent heard the caller: {share:.2} of {loud} blocks"
+    c.heard(
+        "agent-heard.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (40, 0.9),
+        "the agent heard the caller",
     );
-    let (share, loud) = c.share("caller-heard.wav", AGENT_HZ, CALLER_HZ);
-    eprintln!("caller heard the agent's tone in {share:.3} of {loud} loud blocks");
-    assert!(
-        loud > 40 && share > 0.7,
-        "the caller heard the agent: {share:.2} of {loud} blocks"
+    c.heard(
+        "caller-heard.wav",
+        AGENT_HZ,
+        CALLER_HZ,
+        (40, 0.7),
+        "the caller heard the agent",
     );
     // The agent is in wrap-up (1 s), then Ready again — their phone has gone (one call).
     let st = c.status("adele@contoso.example").await;
@@ -528,15 +551,13 @@ async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_ans
     let st = c.status("adele@contoso.example").await;
     assert_eq!(st["state"], "not_ready", "{st}");
     assert_eq!(st["reason"], "missed call", "{st}");
-    let alex_ev = finish(alex, Duration::from_secs(10)).await;
-    assert!(
-        alex_ev.iter().any(|e| e["event"] == "established"),
-        "{alex_ev:?}"
-    );
-    let (share, loud) = c.share("alex-heard.wav", CALLER_HZ, AGENT_HZ);
-    assert!(
-        loud > 40 && share > 0.9,
-        "Alex heard the caller: {share:.2} of {loud}"
+    took_the_call(alex, "alex took the call").await;
+    c.heard(
+        "alex-heard.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (40, 0.9),
+        "Alex heard the caller",
     );
     let adele_ev = finish(adele, Duration::from_secs(1)).await;
     assert!(
@@ -714,25 +735,19 @@ async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue
         "two.wav",
     );
     assert!(ok, "{ev:?}");
-    let alex_ev = finish(alex, Duration::from_secs(10)).await;
-    assert!(
-        alex_ev.iter().any(|e| e["event"] == "established"),
-        "Alex (orders) took the call: {alex_ev:?}"
-    );
-    let (share, loud) = c.share("alex.wav", CALLER_HZ, AGENT_HZ);
-    assert!(
-        loud > 20 && share > 0.9,
-        "Alex heard the caller: {share:.2} of {loud}"
+    took_the_call(alex, "Alex (orders) took the call").await;
+    c.heard(
+        "alex.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.9),
+        "Alex heard the caller",
     );
     // No key: after the greeting (about 9 s when the prompts are made; a 1 s tone when not)
     // and the 1 s wait, the operator target, general, where Adele is first.
     let (ok, ev) = c.call("+18005550100", 14, "caller.wav", "none.wav").await;
     assert!(ok, "{ev:?}");
-    let adele_ev = finish(adele, Duration::from_secs(10)).await;
-    assert!(
-        adele_ev.iter().any(|e| e["event"] == "established"),
-        "Adele (general) took the call: {adele_ev:?}"
-    );
+    took_the_call(adele, "Adele (general) took the call").await;
     let recs = c.calls().await;
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(
@@ -1016,11 +1031,7 @@ async fn a_caller_who_waits_the_longest_overflows_to_the_next_queue_or_hears_why
         .await;
     let (ok, ev) = c.call("+18005550100", 5, "caller.wav", "one.wav").await;
     assert!(ok, "{ev:?}");
-    let alex_ev = finish(alex, Duration::from_secs(10)).await;
-    assert!(
-        alex_ev.iter().any(|e| e["event"] == "established"),
-        "{alex_ev:?}"
-    );
+    took_the_call(alex, "alex took the call").await;
     // No overflow target: after the longest wait the caller hears why and the call ends.
     let (_, ev) = c.call("+18005550101", 15, "caller.wav", "two.wav").await;
     let ended = ev.iter().find(|e| e["event"] == "ended").expect("ended");
@@ -1067,15 +1078,13 @@ async fn the_demo_contact_center_routes_key_1_to_its_best_billing_agent() {
         "heard.wav",
     );
     assert!(ok, "{ev:?}");
-    let adele_ev = finish(adele, Duration::from_secs(10)).await;
-    assert!(
-        adele_ev.iter().any(|e| e["event"] == "established"),
-        "{adele_ev:?}"
-    );
-    let (share, loud) = c.share("heard.wav", AGENT_HZ, CALLER_HZ);
-    assert!(
-        loud > 20 && share > 0.5,
-        "the caller heard Adele: {share:.2} of {loud}"
+    took_the_call(adele, "adele took the call").await;
+    c.heard(
+        "heard.wav",
+        AGENT_HZ,
+        CALLER_HZ,
+        (20, 0.5),
+        "the caller heard Adele",
     );
     let recs = c.calls().await;
     assert_eq!(
@@ -1140,15 +1149,13 @@ async fn transfer_to(target: &str, step: &str) {
         .await;
     let (ok, ev) = c.call("+18005550100", 6, "caller.wav", "heard.wav").await;
     assert!(ok, "{ev:?}");
-    let alex_ev = finish(alex, Duration::from_secs(10)).await;
-    assert!(
-        alex_ev.iter().any(|e| e["event"] == "established"),
-        "{alex_ev:?}"
-    );
-    let (share, loud) = c.share("alex.wav", CALLER_HZ, AGENT_HZ);
-    assert!(
-        loud > 20 && share > 0.9,
-        "Alex heard the caller: {share:.2} of {loud}"
+    took_the_call(alex, "alex took the call").await;
+    c.heard(
+        "alex.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.9),
+        "Alex heard the caller",
     );
     let recs = c.calls().await;
     let r = &recs[0];
@@ -1325,10 +1332,12 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     .await
     .unwrap();
     assert!(ev.iter().any(|e| e["event"] == "established"), "{ev:?}");
-    let (share, loud) = c.share("adele.wav", CALLER_HZ, AGENT_HZ);
-    assert!(
-        loud > 20 && share > 0.9,
-        "the agent heard the caller: {share:.2} of {loud}"
+    c.heard(
+        "adele.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.9),
+        "the agent heard the caller",
     );
     // Its wrap-up's disposition is on the record, and it signed off.
     let recs = c.calls().await;
