@@ -313,6 +313,20 @@ impl Center {
         self.call_with(number, &args, play, record)
     }
 
+    /// `switchboard-agent work` as `upn` (the router checks no tokens) with `args` then
+    /// `more`, its JSON events on a pipe.
+    fn work(&self, upn: &str, args: &[&str], more: &[&str]) -> Child {
+        Command::new(agent_bin())
+            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "work", "--router", &self.base, "--as", upn])
+            .args(args)
+            .args(more)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Calls `number` on the trunk from a headless caller with `args`.
     fn call_with(
         &self,
@@ -1286,25 +1300,13 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tones(15);
     let d = c.dir.path();
-    let mut agent = Command::new(agent_bin())
-        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-        .args([
-            "--json",
-            "work",
-            "--router",
-            &c.base,
-            "--as",
-            "adele@contoso.example",
-        ])
-        .args(["--calls", "1", "--disposition", "resolved", "--play"])
-        .arg(d.join("agent.wav"))
-        .arg("--record")
-        .arg(d.join("adele.wav"))
-        .args(["--", "--codec", "pcmu"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (play, record) = (d.join("agent.wav"), d.join("adele.wav"));
+    let (play, record) = (play.to_str().unwrap(), record.to_str().unwrap());
+    let mut agent = c.work(
+        "adele@contoso.example",
+        &["--calls", "1", "--disposition", "resolved", "--play", play],
+        &["--record", record, "--", "--codec", "pcmu"],
+    );
     // It says which agent it is, registers, and tells the router it is Ready.
     let agent = tokio::task::spawn_blocking(move || {
         let seen = events_until(&mut agent, "state");
@@ -1332,6 +1334,13 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     .await
     .unwrap();
     assert!(ev.iter().any(|e| e["event"] == "established"), "{ev:?}");
+    // The offer said which queue and which call record it was.
+    let offer = ev
+        .iter()
+        .find(|e| e["event"] == "incoming")
+        .expect("an offer");
+    assert_eq!(offer["queue"], "general", "{offer}");
+    assert!(offer["call_record"].as_str().is_some(), "{offer}");
     c.heard(
         "adele.wav",
         CALLER_HZ,
@@ -1342,6 +1351,57 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     // Its wrap-up's disposition is on the record, and it signed off.
     let recs = c.calls().await;
     assert_eq!(recs[0]["disposition"], "resolved", "{recs:?}");
+    let st = c.status("adele@contoso.example").await;
+    assert_eq!(st["state"], "offline", "{st}");
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_agent_stopped_mid_call_hangs_up_ends_wrap_up_and_signs_off() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
+    c.tones(15);
+    let mut agent = c.work(
+        "adele@contoso.example",
+        &["--disposition", "cut short"],
+        &["--", "--codec", "pcmu"],
+    );
+    let agent = tokio::task::spawn_blocking(move || {
+        let seen = events_until(&mut agent, "state");
+        assert_eq!(seen.last().unwrap()["state"], "ready", "{seen:?}");
+        // Once the call is up, the agent is told to stop (SIGTERM, as a service manager does).
+        let seen = events_until(&mut agent, "established");
+        std::thread::sleep(Duration::from_millis(500));
+        let pid = agent.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let out = agent.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut ev = seen;
+        ev.extend(events(&out.stdout));
+        ev
+    });
+    // The caller would stay 12 s; the agent's hang-up ends the call first.
+    let started = std::time::Instant::now();
+    let (_, caller) = c.call("+18005550100", 12, "caller.wav", "heard.wav").await;
+    let ev = agent.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(11),
+        "the agent hung up: {caller:?}"
+    );
+    assert!(
+        caller.iter().any(|e| e["event"] == "ended"),
+        "the caller's call ended: {caller:?}"
+    );
+    assert!(ev.iter().any(|e| e["event"] == "signed_off"), "{ev:?}");
+    // The call is on the record with the disposition given, and the agent is off.
+    let recs = c.calls().await;
+    assert_eq!(recs[0]["outcome"], "answered", "{recs:?}");
+    assert_eq!(recs[0]["disposition"], "cut short", "{recs:?}");
     let st = c.status("adele@contoso.example").await;
     assert_eq!(st["state"], "offline", "{st}");
     c.router.stop().await.unwrap();

@@ -451,6 +451,16 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every header whose name starts with `prefix` (case-insensitive), as (name as sent,
+    /// value), in order: the application's own headers (`X-`), which RFC 3261 leaves to it.
+    pub fn headers_starting(&self, prefix: &str) -> impl Iterator<Item = (&str, &str)> {
+        let prefix = prefix.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.to_ascii_lowercase().starts_with(&prefix))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers(name).next()

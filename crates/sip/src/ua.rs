@@ -192,6 +192,11 @@ pub enum EndReason {
     NotSent(String),
 }
 
+/// The most `X-` headers of an INVITE an [`UaEvent::IncomingCall`] carries.
+pub const MAX_X_HEADERS: usize = 16;
+/// The longest `X-` header value an [`UaEvent::IncomingCall`] carries, in bytes.
+pub const MAX_X_HEADER_VALUE: usize = 256;
+
 /// What the user agent tells its owner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UaEvent {
@@ -205,6 +210,11 @@ pub enum UaEvent {
         to: String,
         /// The call replaces this one of ours (attended transfer, RFC 3891).
         replaces: Option<CallId>,
+        /// The INVITE's `X-` headers (name as sent, value), at most [`MAX_X_HEADERS`] of them,
+        /// each value at most [`MAX_X_HEADER_VALUE`] bytes (longer ones are left out, not
+        /// cut): what a router says about the call it offers (`X-Switchboard-Queue`, …).
+        /// Whoever sent the INVITE wrote them: check before showing or acting on them.
+        x_headers: Vec<(String, String)>,
     },
     /// A provisional response to our INVITE (180 Ringing, 183 Session Progress, …), with the
     /// early-media negotiation when it carried SDP.

@@ -664,7 +664,12 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
         format!("calling {target_uri}"),
     );
     let ring_deadline = TokioInstant::now() + Duration::from_secs_f64(args.ring_timeout.max(0.1));
-    let r = run(&mut s, Mode::Call { ring_deadline }).await;
+    let r = run(
+        &mut s,
+        Mode::Call { ring_deadline },
+        std::pin::pin!(std::future::pending::<()>()),
+    )
+    .await;
     finish_teams(&mut s).await;
     r
 }
@@ -766,6 +771,18 @@ async fn finish_teams(s: &mut Session) {
 }
 
 pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
+    answer_until(args, json, std::future::pending::<()>()).await
+}
+
+/// `answer`, until `stop` completes: then calls up are hung up, calls ringing refused, new
+/// ones turned away (486), and the phone unregisters; `Ok` unless a call failed before.
+/// `work` stops it on Ctrl-C/SIGTERM.
+pub(super) async fn answer_until(
+    args: AnswerArgs,
+    json: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut stop = std::pin::pin!(stop);
     let mut s = setup(&args.account, None, None).await?;
     s.out.json = json;
     start_teams(&mut s, json).await?;
@@ -777,7 +794,13 @@ pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
     });
     let local = s.phone.local_addr()?;
     if s.phone.registration().is_some() {
-        wait_registered(&mut s).await?;
+        tokio::select! {
+            r = wait_registered(&mut s) => r?,
+            () = stop.as_mut() => {
+                finish_teams(&mut s).await;
+                return Ok(());
+            }
+        }
     }
     let contact = format!(
         "sip:{}@{}",
@@ -799,6 +822,7 @@ pub async fn answer(args: AnswerArgs, json: bool) -> anyhow::Result<()> {
             answer_after: Duration::from_secs_f64(args.answer_after.max(0.0)),
             wait_deadline,
         },
+        stop,
     )
     .await;
     finish_teams(&mut s).await;
@@ -839,7 +863,13 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
     }
 }
 
-async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
+async fn run<F: std::future::Future<Output = ()>>(
+    s: &mut Session,
+    mut mode: Mode,
+    mut stop: std::pin::Pin<&mut F>,
+) -> anyhow::Result<()> {
+    // Told to stop: nothing more is answered.
+    let mut stopping = false;
     // Calls that have not reported their end yet.
     let mut open: std::collections::HashSet<CallId> = s.phone.ua().calls().collect();
     // Per established call: when it was answered and its remaining plan.
@@ -925,12 +955,22 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                     }
                     PhoneEvent::Registration { .. } => {}
                     PhoneEvent::Call(UaEvent::OptionsAnswered { .. }) => {}
-                    PhoneEvent::Call(UaEvent::IncomingCall { call, from, to, replaces }) => {
+                    PhoneEvent::Call(UaEvent::IncomingCall { call, from, to, replaces, x_headers }) => {
                         open.insert(call);
                         s.peers.insert(call, from.clone());
-                        s.out.event("incoming", serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces}), format!("incoming call from {from}"));
+                        // What a router says about the call it offers (queue, caller, …).
+                        let mut fields = serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces});
+                        let offer = super::work::offer_fields(&x_headers);
+                        let text = match offer.get("queue").and_then(|q| q.as_str()) {
+                            Some(q) => format!("incoming call from {from} (queue {q})"),
+                            None => format!("incoming call from {from}"),
+                        };
+                        if let (Some(f), Some(o)) = (fields.as_object_mut(), offer.as_object()) {
+                            f.extend(o.clone());
+                        }
+                        s.out.event("incoming", fields, text);
                         match &mode {
-                            Mode::Answer { remaining, answer_after, .. } if *remaining > 0 || replaces.is_some() => {
+                            Mode::Answer { remaining, answer_after, .. } if !stopping && (*remaining > 0 || replaces.is_some()) => {
                                 s.phone.ua().ring(call, now);
                                 let at = if replaces.is_some() { Duration::ZERO } else { *answer_after };
                                 ringing.insert(call, TokioInstant::now() + at);
@@ -1081,6 +1121,19 @@ async fn run(s: &mut Session, mut mode: Mode) -> anyhow::Result<()> {
                     s.out.event("device", fields, text);
                 }
             },
+            () = stop.as_mut(), if !stopping => {
+                // Hang up what is up, refuse what rings; the loop ends once every call has.
+                stopping = true;
+                ringing.clear();
+                let now = Instant::now();
+                let calls: Vec<CallId> = s.phone.ua().calls().collect();
+                for c in calls {
+                    s.phone.ua().hangup(c, now);
+                }
+                if let Mode::Answer { remaining, .. } = &mut mode {
+                    *remaining = 0;
+                }
+            }
             _ = sleep => {
                 let now = Instant::now();
                 let tnow = TokioInstant::now();

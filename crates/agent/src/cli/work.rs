@@ -3,7 +3,10 @@
 //! checks no tokens), registers its phone with them, says Ready (or Not ready) and answers
 //! what the router offers — the `answer` command's phone, with every flag it has after `--`.
 //! After each queue call it ends wrap-up with `--disposition`; on Ctrl-C or SIGTERM it signs
-//! off (the router forgets its phone and the credentials stop working).
+//! off: Not ready (so nothing more is offered), a call up hung up and one ringing refused,
+//! the phone unregistered, then the router forgets it and the credentials stop working.
+//! The router's password reaches the phone in its arguments' struct, never in an argument
+//! list, a log or the output.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,6 +63,85 @@ struct AnswerFlags {
     args: super::call::AnswerArgs,
 }
 
+/// `POST /v1/agents/me/wrap-up`: the agent is done with the last call.
+#[derive(Debug, serde::Serialize)]
+struct WrapUpRequest<'a> {
+    /// Only where the router checks no tokens (`--as`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<&'a str>,
+    disposition: &'a str,
+}
+
+/// The longest text kept from what a stranger wrote: an `X-Switchboard-*` header value.
+const HEADER_VALUE_MAX: usize = 128;
+/// The longest text kept from a router's problem detail.
+const DETAIL_MAX: usize = 500;
+
+/// Text someone else wrote, fit to print: no control characters (so no line breaks or
+/// terminal escapes) and no invisible bidirectional or zero-width marks, trimmed, at most
+/// `max` characters; `None` when nothing is left.
+fn printable(v: &str, max: usize) -> Option<String> {
+    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
+    let kept: String = v
+        .chars()
+        .filter(|c| !c.is_control() && !invisible(*c))
+        .take(max)
+        .collect();
+    let kept = kept.trim();
+    (!kept.is_empty()).then(|| kept.to_owned())
+}
+
+/// What a call the router offers says about itself in its `X-Switchboard-*` headers, for the
+/// `incoming` event: `queue`, `call_record` (the router's call record id), `caller`,
+/// `dialled` and `choices` (the attendant keys pressed), each when present and printable.
+/// Anyone who can reach the phone can send these headers: they are shown, never acted on.
+pub(super) fn offer_fields(x_headers: &[(String, String)]) -> serde_json::Value {
+    const FIELDS: [(&str, &str); 5] = [
+        ("X-Switchboard-Queue", "queue"),
+        ("X-Switchboard-Call", "call_record"),
+        ("X-Switchboard-Caller", "caller"),
+        ("X-Switchboard-Dialled", "dialled"),
+        ("X-Switchboard-Choices", "choices"),
+    ];
+    let mut v = serde_json::json!({});
+    for (header, field) in FIELDS {
+        let value = x_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(header))
+            .and_then(|(_, value)| printable(value, HEADER_VALUE_MAX));
+        if let Some(value) = value {
+            v[field] = value.into();
+        }
+    }
+    v
+}
+
+/// Why the router said no, for a person: the problem's detail (the router's own words say
+/// what to do), else the status and a next step.
+fn refusal(status: reqwest::StatusCode, body: &str, named: bool) -> String {
+    let problem = serde_json::from_str::<Problem>(body).ok();
+    if let Some(detail) = problem
+        .as_ref()
+        .and_then(|p| p.detail.as_deref())
+        .and_then(|d| printable(d, DETAIL_MAX))
+    {
+        return format!("{} {detail}", status.as_u16());
+    }
+    let hint = match status.as_u16() {
+        401 => "sign in again with `switchboard-agent login`",
+        403 => "ask your administrator for the Agent role in the router's app registration",
+        404 if named => "check the UPN given with --as and the router's [[tenants]] configuration (an older router has no such route: update it)",
+        404 => "check that the signed-in account is an agent in the router's [[tenants]] configuration (an older router has no such route: update it)",
+        409 => "the router takes no calls: set [sip] listen in its configuration",
+        s if s >= 500 => "see the router's logs",
+        _ => "check that --router names a Switchboard router of this version",
+    };
+    let said = problem
+        .and_then(|p| printable(&p.title, DETAIL_MAX))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+    format!("{} {said} — {hint}", status.as_u16())
+}
+
 /// The router's API, for one agent.
 struct Api {
     http: reqwest::Client,
@@ -68,44 +150,45 @@ struct Api {
     agent: Option<String>,
 }
 
-/// What a refusal says: the problem's detail, else the status.
-fn refusal(status: reqwest::StatusCode, body: &str) -> String {
-    match serde_json::from_str::<Problem>(body) {
-        Ok(p) => p.detail.unwrap_or(p.title),
-        Err(_) => status.to_string(),
-    }
-}
-
 impl Api {
+    /// Sends `body` and reads the answer (`None` for 204); a refusal names `what` was asked,
+    /// for whom, and why.
     async fn send<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: &impl serde::Serialize,
+        what: &str,
+        body: Option<&(impl serde::Serialize + ?Sized)>,
     ) -> anyhow::Result<Option<T>> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method.clone(), &url).json(body);
+        let mut req = self.http.request(method, &url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
         if let Some(t) = &self.bearer {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.with_context(|| {
-            format!("cannot reach the router at {} — is it running?", self.base)
+            format!(
+                "cannot reach the router at {} for {what} — is it running, and is --router right?",
+                self.base
+            )
         })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
             anyhow::bail!(
-                "the router refused {method} {path} for {}: {status}: {}",
+                "the router refused {what} for {}: {}",
                 self.agent.as_deref().unwrap_or("the signed-in agent"),
-                refusal(status, &text)
+                refusal(status, &text, self.agent.is_some())
             );
         }
         if status == reqwest::StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        serde_json::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("the router's answer to {path} does not read"))
+        serde_json::from_str(&text).map(Some).with_context(|| {
+            format!("the router's answer to {what} does not read — is --router a Switchboard router of this version?")
+        })
     }
 
     async fn credentials(&self) -> anyhow::Result<SipCredentials> {
@@ -115,25 +198,23 @@ impl Api {
         self.send(
             reqwest::Method::POST,
             "/v1/agents/me/sip-credentials",
-            &body,
+            "SIP credentials",
+            Some(&body),
         )
         .await?
-        .context("the router sent no credentials")
+        .context("the router sent no SIP credentials")
     }
 
     async fn set_state(&self, ready: bool, reason: Option<String>) -> anyhow::Result<AgentStatus> {
-        let body = AgentStateChange {
-            agent: self.agent.clone(),
-            state: if ready {
-                RequestedState::Ready
-            } else {
-                RequestedState::NotReady
-            },
-            reason,
-        };
-        self.send(reqwest::Method::PUT, "/v1/agents/me/state", &body)
-            .await?
-            .context("the router sent no state")
+        let body = state_change(self.agent.clone(), ready, reason);
+        self.send(
+            reqwest::Method::PUT,
+            "/v1/agents/me/state",
+            "the state change",
+            Some(&body),
+        )
+        .await?
+        .context("the router sent no state")
     }
 
     async fn status(&self) -> anyhow::Result<AgentStatus> {
@@ -144,25 +225,29 @@ impl Api {
             ),
             None => "/v1/agents/me".to_owned(),
         };
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.get(&url);
-        if let Some(t) = &self.bearer {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            anyhow::bail!("{}", refusal(status, &text));
-        }
-        Ok(serde_json::from_str(&text)?)
+        self.send(
+            reqwest::Method::GET,
+            &path,
+            "the agent's state",
+            None::<&()>,
+        )
+        .await?
+        .context("the router sent no state")
     }
 
     async fn wrap_up(&self, disposition: &str) -> anyhow::Result<()> {
-        let body = serde_json::json!({ "agent": self.agent, "disposition": disposition });
-        self.send::<AgentStatus>(reqwest::Method::POST, "/v1/agents/me/wrap-up", &body)
-            .await
-            .map(|_| ())
+        let body = WrapUpRequest {
+            agent: self.agent.as_deref(),
+            disposition,
+        };
+        self.send::<AgentStatus>(
+            reqwest::Method::POST,
+            "/v1/agents/me/wrap-up",
+            "the end of wrap-up",
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn sign_off(&self) -> anyhow::Result<()> {
@@ -172,10 +257,24 @@ impl Api {
         self.send::<serde_json::Value>(
             reqwest::Method::DELETE,
             "/v1/agents/me/sip-credentials",
-            &body,
+            "signing off",
+            Some(&body),
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// The body of `PUT /v1/agents/me/state`.
+fn state_change(agent: Option<String>, ready: bool, reason: Option<String>) -> AgentStateChange {
+    AgentStateChange {
+        agent,
+        state: if ready {
+            RequestedState::Ready
+        } else {
+            RequestedState::NotReady
+        },
+        reason: if ready { None } else { reason },
     }
 }
 
@@ -189,7 +288,8 @@ async fn signed_in_token() -> anyhow::Result<String> {
         .context("no token for the router: sign in with `switchboard-agent login` (and name the router's API scope in tenant.toml), or use --as UPN with a router that checks no tokens")
 }
 
-/// The `answer` flags for the phone: the router's account, then ours.
+/// The `answer` flags for the phone: the router's account (all but its password, which
+/// never passes through an argument list), then ours.
 fn phone_flags(args: &WorkArgs, creds: &SipCredentials) -> Vec<String> {
     let mut v: Vec<String> = [
         "--server",
@@ -198,8 +298,6 @@ fn phone_flags(args: &WorkArgs, creds: &SipCredentials) -> Vec<String> {
         &creds.username,
         "--domain",
         &creds.domain,
-        "--password",
-        &creds.password,
         "--calls",
         &args.calls.unwrap_or(u32::MAX).to_string(),
         "--answer-after",
@@ -218,6 +316,19 @@ fn phone_flags(args: &WorkArgs, creds: &SipCredentials) -> Vec<String> {
     }
     v.extend(args.phone.iter().cloned());
     v
+}
+
+/// The phone `answer` would be with these flags, registering with the router's credentials.
+fn phone_args(args: &WorkArgs, creds: &SipCredentials) -> anyhow::Result<super::call::AnswerArgs> {
+    let mut flags = AnswerFlags::try_parse_from(phone_flags(args, creds)).map_err(|e| {
+        anyhow::anyhow!(
+            "the phone's flags after -- do not read (they are `switchboard-agent answer`'s): {e}"
+        )
+    })?;
+    // The router's password, whatever the environment or the flags after -- say.
+    flags.args.account.password = Some(creds.password.clone());
+    flags.args.account.password_file = None;
+    Ok(flags.args)
 }
 
 /// Says Ready (or Not ready) once the phone is registered, then ends each wrap-up with the
@@ -239,6 +350,9 @@ async fn keep_state(
                         Ok(now) => {
                             said = true;
                             print_state(json, &now);
+                            // `st` is from before the change: start from what it made.
+                            last = Some(now.state);
+                            continue;
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot set the agent's state"),
                     }
@@ -251,7 +365,9 @@ async fn keep_state(
                         if let Some(d) = &disposition {
                             match api.wrap_up(d).await {
                                 Ok(()) => tracing::info!(disposition = %d, "wrap-up ended"),
-                                Err(e) => tracing::warn!(error = %e, "cannot end wrap-up"),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot end wrap-up; the router ends it after the queue's wrap-up time")
+                                }
                             }
                         }
                     }
@@ -283,6 +399,23 @@ fn print_state(json: bool, st: &AgentStatus) {
     }
 }
 
+/// Ctrl-C, or SIGTERM where there is one.
+async fn interrupted() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await
+}
+
+/// The Not-ready reason given while signing off.
+const SIGN_OFF_REASON: &str = "signed off";
+
 pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
     let base = switchboard_agent::settings::normalise_router_url(&args.router)?;
     let bearer = match &args.as_agent {
@@ -309,8 +442,7 @@ pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
             creds.agent, creds.tenant, creds.registrar
         );
     }
-    let flags = AnswerFlags::try_parse_from(phone_flags(&args, &creds))
-        .map_err(|e| anyhow::anyhow!("the phone's flags after -- do not read: {e}"))?;
+    let phone_args = phone_args(&args, &creds)?;
     let ready = args.not_ready.is_none();
     let watcher = keep_state(
         &api,
@@ -319,27 +451,50 @@ pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
         args.disposition.clone(),
         json,
     );
-    let phone = super::call::answer(flags.args, json);
-    let stop = async {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r,
-                _ = term.recv() => Ok(()),
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let phone = super::call::answer_until(phone_args, json, async {
+        let _ = stopped.await;
+    });
+    tokio::pin!(phone);
+    let signal = tokio::select! {
+        r = &mut phone => Err(r),
+        () = watcher => Err(Ok(())),
+        r = interrupted() => Ok(r),
+    };
+    // Whether signing off hung up a queue call (its wrap-up is ours to end).
+    let mut hung_up_a_call = false;
+    let result = match signal {
+        Err(phone_ended) => phone_ended,
+        Ok(r) => {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot listen for signals; signing off");
             }
+            // Not ready first, so the router offers nothing more; then the phone hangs up,
+            // refuses what rings and unregisters.
+            match api.set_state(false, Some(SIGN_OFF_REASON.to_owned())).await {
+                Ok(st) => {
+                    hung_up_a_call = matches!(st.state, AgentState::OnCall | AgentState::WrapUp);
+                    print_state(json, &st)
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot say Not ready while signing off"),
+            }
+            let _ = stop.send(());
+            match tokio::time::timeout(Duration::from_secs(20), &mut phone).await {
+                // Asked to stop, it stopped: an earlier call's failure was reported already.
+                Ok(Err(e)) => tracing::warn!(error = %e, "the phone stopped after an error"),
+                Ok(Ok(())) => {}
+                Err(_) => tracing::warn!("the phone did not unregister within 20 s"),
+            }
+            Ok(())
         }
-        #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await
     };
-    let result = tokio::select! {
-        r = phone => r,
-        _ = watcher => Ok(()),
-        _ = stop => Ok(()),
-    };
-    // The last call's wrap-up, when the phone stopped right after it (--calls).
-    if let (Ok(()), Some(d)) = (&result, &args.disposition) {
+    // The last call's wrap-up, when the phone stopped right after it (--calls), or signing
+    // off hung it up (the phone is gone then, but the router still takes the disposition).
+    if let (Ok(()), Some(d), true) = (&result, &args.disposition, hung_up_a_call) {
+        if let Err(e) = api.wrap_up(d).await {
+            tracing::warn!(error = %e, "cannot end wrap-up");
+        }
+    } else if let (Ok(()), Some(d)) = (&result, &args.disposition) {
         for _ in 0..12 {
             match api.status().await {
                 Ok(st) if st.state == AgentState::WrapUp => {
@@ -354,8 +509,18 @@ pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     // Signing off: the router forgets the phone and offers it nothing more.
-    if let Err(e) = api.sign_off().await {
-        tracing::warn!(error = %e, "cannot sign off at the router");
+    match api.sign_off().await {
+        Ok(()) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "signed_off", "agent": creds.agent})
+                );
+            } else {
+                println!("signed off: the router forgot this phone");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot sign off at the router"),
     }
     result
 }
@@ -400,34 +565,158 @@ mod tests {
             "--codec",
             "pcmu",
         ]);
-        let flags = AnswerFlags::try_parse_from(phone_flags(&args, &creds())).unwrap();
+        let phone = phone_args(&args, &creds()).unwrap();
+        assert_eq!(phone.account.server.as_deref(), Some("sip:127.0.0.1:7760"));
+        assert_eq!(phone.account.user, "agent-x");
+        assert_eq!(phone.account.domain.as_deref(), Some("contoso.example"));
+        assert_eq!(phone.account.password.as_deref(), Some("secret"));
+        assert_eq!(phone.calls, 2);
+        assert_eq!(phone.account.codecs, ["pcmu"]);
         assert_eq!(
-            flags.args.account.server.as_deref(),
-            Some("sip:127.0.0.1:7760")
-        );
-        assert_eq!(flags.args.account.user, "agent-x");
-        assert_eq!(
-            flags.args.account.domain.as_deref(),
-            Some("contoso.example")
-        );
-        assert_eq!(flags.args.calls, 2);
-        assert_eq!(flags.args.account.codecs, ["pcmu"]);
-        assert_eq!(
-            flags.args.account.play.as_deref(),
+            phone.account.play.as_deref(),
             Some(std::path::Path::new("a.wav"))
         );
+    }
+
+    #[test]
+    fn the_password_never_passes_through_an_argument_list() {
+        // An argument list ends up in clap's error messages; the password must not.
+        let args = work(&["--router", "http://x", "--", "--password", "mine"]);
+        assert!(!phone_flags(&args, &creds()).iter().any(|f| f == "secret"));
+        // Flags after -- cannot swap the router's password for another.
+        let phone = phone_args(&args, &creds()).unwrap();
+        assert_eq!(phone.account.password.as_deref(), Some("secret"));
+        let err = phone_args(
+            &work(&["--router", "http://x", "--", "--no-such-flag"]),
+            &creds(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("after --"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn ready_is_the_default_and_not_ready_carries_its_reason() {
+        let a = work(&["--router", "http://x"]);
+        assert!(a.not_ready.is_none());
+        let a = work(&["--router", "http://x", "--not-ready", "lunch"]);
+        assert_eq!(a.not_ready.as_deref(), Some("lunch"));
+        assert_eq!(a.phone, Vec::<String>::new());
     }
 
     #[test]
     fn a_refusal_says_the_problems_detail() {
         let body = r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"mallory@contoso.example is not an agent of any tenant","instance":"/v1/agents/me/sip-credentials"}"#;
         assert_eq!(
-            refusal(reqwest::StatusCode::NOT_FOUND, body),
-            "mallory@contoso.example is not an agent of any tenant"
+            refusal(reqwest::StatusCode::NOT_FOUND, body, true),
+            "404 mallory@contoso.example is not an agent of any tenant"
+        );
+        // A detail with terminal escapes or line breaks is printed without them.
+        let body = r#"{"type":"about:blank","title":"Forbidden","status":403,"detail":"no\u001b[2J\r\nrole"}"#;
+        assert_eq!(
+            refusal(reqwest::StatusCode::FORBIDDEN, body, false),
+            "403 no[2Jrole"
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_a_detail_says_what_to_do() {
+        let r = refusal(reqwest::StatusCode::BAD_GATEWAY, "<html>", false);
+        assert_eq!(r, "502 Bad Gateway — see the router's logs");
+        // An older router's bare 404, with --as and without.
+        let r = refusal(reqwest::StatusCode::NOT_FOUND, "", true);
+        assert!(
+            r.starts_with("404 Not Found — check the UPN given with --as"),
+            "{r}"
+        );
+        let r = refusal(reqwest::StatusCode::NOT_FOUND, "", false);
+        assert!(r.contains("signed-in account is an agent"), "{r}");
+        let r = refusal(
+            reqwest::StatusCode::UNAUTHORIZED,
+            r#"{"type":"about:blank","title":"Unauthorized","status":401,"detail":null}"#,
+            false,
         );
         assert_eq!(
-            refusal(reqwest::StatusCode::BAD_GATEWAY, "<html>"),
-            "502 Bad Gateway"
+            r,
+            "401 Unauthorized — sign in again with `switchboard-agent login`"
+        );
+    }
+
+    #[test]
+    fn request_bodies() {
+        fn v(body: &impl serde::Serialize) -> serde_json::Value {
+            serde_json::to_value(body).unwrap()
+        }
+        assert_eq!(
+            v(&WrapUpRequest {
+                agent: None,
+                disposition: "resolved"
+            }),
+            serde_json::json!({"disposition": "resolved"})
+        );
+        assert_eq!(
+            v(&WrapUpRequest {
+                agent: Some("adele@contoso.example"),
+                disposition: "resolved"
+            }),
+            serde_json::json!({"agent": "adele@contoso.example", "disposition": "resolved"})
+        );
+        assert_eq!(
+            v(&state_change(None, true, Some("ignored".into()))),
+            serde_json::json!({"agent": null, "state": "ready", "reason": null})
+        );
+        assert_eq!(
+            v(&state_change(
+                Some("adele@contoso.example".into()),
+                false,
+                Some("lunch".into())
+            )),
+            serde_json::json!({"agent": "adele@contoso.example", "state": "not_ready", "reason": "lunch"})
+        );
+        assert_eq!(
+            v(&AgentRef { agent: None }),
+            serde_json::json!({"agent": null})
+        );
+    }
+
+    #[test]
+    fn header_values_are_printable_and_short() {
+        assert_eq!(printable("  billing ", 128).as_deref(), Some("billing"));
+        assert_eq!(
+            printable("bill\r\nVia: evil\u{1b}[31m", 128).as_deref(),
+            Some("billVia: evil[31m")
+        );
+        assert_eq!(
+            printable("\u{202E}gnillib\u{200B}", 128).as_deref(),
+            Some("gnillib")
+        );
+        assert_eq!(printable("\u{7}\t ", 128), None);
+        let long = "q".repeat(10_000);
+        assert_eq!(printable(&long, HEADER_VALUE_MAX).unwrap().len(), 128);
+        // Several bytes a character: cut at characters, never inside one.
+        assert_eq!(
+            printable(&"é".repeat(200), 128).unwrap().chars().count(),
+            128
+        );
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            offer_fields(&h(&[
+                ("X-Switchboard-Queue", "billing"),
+                ("x-switchboard-call", "c-42"),
+                ("X-Other", "ignored"),
+                ("X-Switchboard-Choices", "1,2"),
+            ])),
+            serde_json::json!({"queue": "billing", "call_record": "c-42", "choices": "1,2"})
+        );
+        assert_eq!(
+            offer_fields(&h(&[("X-Switchboard-Queue", "\r\n")])),
+            serde_json::json!({})
         );
     }
 

@@ -198,11 +198,18 @@ impl UserAgent {
             lists_option(msg, "Supported", "100rel") || lists_option(msg, "Require", "100rel");
         call.rseq = rand::rng().random_range(1..=0x7fff_ffff);
         self.calls.insert(id, call);
+        let x_headers = msg
+            .headers_starting("X-")
+            .filter(|(_, v)| v.len() <= super::MAX_X_HEADER_VALUE)
+            .take(super::MAX_X_HEADERS)
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
         self.events.push_back(UaEvent::IncomingCall {
             call: id,
             from,
             to,
             replaces,
+            x_headers,
         });
     }
 

@@ -219,6 +219,41 @@ fn call_answer_and_bye() {
 }
 
 #[test]
+fn an_invites_x_headers_reach_the_application_within_bounds() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let target = net.uri(1);
+    let now = net.now;
+    let mut extra = vec![
+        "X-Switchboard-Queue: Billing".to_owned(),
+        "Subject: not an X- header".to_owned(),
+        format!("X-Too-Long: {}", "a".repeat(MAX_X_HEADER_VALUE + 1)),
+        "x-switchboard-call: 42".to_owned(),
+    ];
+    extra.extend((0..MAX_X_HEADERS).map(|i| format!("X-Filler-{i}: {i}")));
+    net.ua(0).invite(&target, media(40000), extra, now).unwrap();
+    net.run();
+    let evs = net.take(1);
+    let x = evs
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::IncomingCall { x_headers, .. } => Some(x_headers.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{evs:?}\n{}", net.ladder()));
+    assert_eq!(x.len(), MAX_X_HEADERS, "{x:?}");
+    assert_eq!(
+        x[0],
+        ("X-Switchboard-Queue".to_owned(), "Billing".to_owned())
+    );
+    // Names as sent (any case); the over-long value left out, not cut; no other headers.
+    assert_eq!(x[1], ("x-switchboard-call".to_owned(), "42".to_owned()));
+    assert!(x
+        .iter()
+        .all(|(n, _)| n.to_ascii_lowercase().starts_with("x-")));
+    assert!(!x.iter().any(|(n, _)| n == "X-Too-Long"), "{x:?}");
+}
+
+#[test]
 fn cancel_before_answer() {
     let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
     let target = net.uri(1);
