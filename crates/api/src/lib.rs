@@ -181,6 +181,52 @@ pub struct SipCredentials {
     pub registrar: String,
 }
 
+/// A trunk's health as the router's OPTIONS keep-alives see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum TrunkHealth {
+    /// Not heard from and not probed yet (or no `probe` and it sent nothing yet).
+    Unknown,
+    /// It answered the last probe, or sent us a request.
+    Up,
+    /// Three probes in a row went unanswered or got 503.
+    Down,
+}
+
+/// A trunk of a tenant, now (`GET /v1/trunks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct TrunkStatus {
+    pub tenant: String,
+    pub name: String,
+    pub health: TrunkHealth,
+    /// When `health` last changed (the router's start, at first).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string"))]
+    pub since: time::OffsetDateTime,
+    /// Calls on the trunk now, and at most.
+    pub calls: usize,
+    pub max_calls: usize,
+    /// Where the router's OPTIONS probes go; none: the trunk is not probed.
+    pub probe: Option<String>,
+    /// When the last probe was answered or given up on.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string | null"))]
+    pub last_probe_at: Option<time::OffsetDateTime>,
+    /// The last probe's status; none: not answered.
+    pub last_probe_status: Option<u16>,
+    /// When the trunk last sent the router a request.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string | null"))]
+    pub last_heard_at: Option<time::OffsetDateTime>,
+}
+
 /// An agent's state in the contact center.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -316,6 +362,9 @@ pub enum CallOutcome {
     /// The queue was full or the caller waited its longest, and there was nowhere else to
     /// go: the caller heard that all lines are busy and the router hung up.
     Overflowed,
+    /// It came outside its number's opening hours (or on a holiday), and the number has no
+    /// `closed` route: the caller heard that the tenant is closed and the router hung up.
+    Closed,
 }
 
 /// One offer of a call to an agent, and how it ended.

@@ -312,3 +312,34 @@ pub async fn queues(
             .collect()
     })))
 }
+
+#[utoipa::path(
+    get, path = "/v1/trunks", tag = "calls",
+    responses((status = 200, description = "every trunk of the caller's tenants: calls now and health from the OPTIONS keep-alives", body = Vec<switchboard_api::TrunkStatus>))
+)]
+pub async fn trunks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<switchboard_api::TrunkStatus>>, ApiError> {
+    let tenants = readable_tenants(&state, &caller)?;
+    Ok(Json(state.center.with(|d| {
+        d.tenants
+            .iter()
+            .filter(|t| tenants.as_ref().is_none_or(|ids| ids.contains(&t.spec.id)))
+            .flat_map(|t| {
+                t.trunks.iter().map(|tr| switchboard_api::TrunkStatus {
+                    tenant: t.spec.id.clone(),
+                    name: tr.name.clone(),
+                    health: tr.health,
+                    since: tr.since,
+                    calls: tr.calls,
+                    max_calls: tr.max_calls,
+                    probe: tr.probe.clone(),
+                    last_probe_at: tr.last_probe.map(|(at, _)| at),
+                    last_probe_status: tr.last_probe.and_then(|(_, s)| s),
+                    last_heard_at: tr.last_heard,
+                })
+            })
+            .collect()
+    })))
+}

@@ -104,6 +104,9 @@ pub struct TenantSpec {
     pub queues: Vec<QueueConfig>,
     #[serde(default)]
     pub attendants: Vec<AttendantSpec>,
+    /// Opening hours numbers can follow.
+    #[serde(default)]
+    pub schedules: Vec<crate::hours::ScheduleSpec>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
 }
@@ -158,6 +161,30 @@ pub struct TrunkSpec {
     /// Calls on the trunk at once; more get 503.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
+    /// Where the router sends OPTIONS keep-alives (`sip:192.0.2.10:5060`; an IP address,
+    /// port 5060 when left out); none: the trunk is not probed, and is up once it sends
+    /// anything.
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// Seconds between probes (1–3600); three unanswered (or 503) in a row: down.
+    #[serde(default = "default_probe_seconds")]
+    pub probe_seconds: u64,
+}
+
+fn default_probe_seconds() -> u64 {
+    30
+}
+
+/// A probe target's address: `sip:` and an IP address, with an optional port (5060).
+pub fn probe_address(uri: &str) -> Option<std::net::SocketAddr> {
+    let rest = uri.strip_prefix("sip:")?;
+    if let Ok(a) = rest.parse::<std::net::SocketAddr>() {
+        return Some(a);
+    }
+    let host = rest.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, 5060))
 }
 
 fn default_language() -> String {
@@ -199,6 +226,13 @@ pub struct NumberSpec {
     /// how long they have waited.
     #[serde(default = "default_priority", deserialize_with = "priority")]
     pub priority: u8,
+    /// The opening hours its calls follow (a `[[tenants.schedules]]` name); none: always open.
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// Where its calls go while the schedule is closed; none: the caller hears that the
+    /// tenant is closed and the call ends.
+    #[serde(default)]
+    pub closed: Option<TargetSpec>,
 }
 
 fn default_priority() -> u8 {
@@ -288,13 +322,17 @@ pub struct AgentConfig {
     pub object_id: Option<String>,
 }
 
-fn short_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    let ok = !s.is_empty()
+/// 1–64 letters, digits, `-` or `_`.
+fn is_short_name(s: &str) -> bool {
+    !s.is_empty()
         && s.len() <= 64
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn short_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if is_short_name(&s) {
         Ok(s)
     } else {
         Err(serde::de::Error::custom(format!(
@@ -380,6 +418,22 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     });
                 }
             }
+            if let Some(p) = &tr.probe {
+                if probe_address(p).is_none() {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].probe")),
+                        message: format!("{p:?} is not a probe target: write sip: and the trunk's IP address, with a port when not 5060 (\"sip:192.0.2.10:5060\")"),
+                    });
+                }
+            }
+            if !(1..=3600).contains(&tr.probe_seconds) {
+                return Err(RefError {
+                    offset: None,
+                    key: at(&format!("trunks[{i}].probe_seconds")),
+                    message: "probe_seconds must be between 1 and 3600".into(),
+                });
+            }
             if tr.max_calls == 0 {
                 return Err(RefError {
                     offset: None,
@@ -453,6 +507,60 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 });
             }
             target(&n.queue, &n.attendant, at(&format!("numbers[{i}]")))?;
+            match (&n.schedule, &n.closed) {
+                (Some(s), _) if !t.schedules.iter().any(|x| x.name == *s.get_ref()) => {
+                    return Err(RefError {
+                        offset: Some(s.span().start),
+                        key: at(&format!("numbers[{i}].schedule")),
+                        message: format!(
+                            "no schedule {:?} in tenant {:?}: declare it under [[tenants.schedules]]",
+                            s.get_ref(),
+                            t.id
+                        ),
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("numbers[{i}].closed")),
+                        message: "closed needs a schedule: name the opening hours in schedule"
+                            .into(),
+                    });
+                }
+                (_, Some(c)) => {
+                    target(&c.queue, &c.attendant, at(&format!("numbers[{i}].closed")))?
+                }
+                _ => {}
+            }
+        }
+        let mut schedules = HashSet::new();
+        for (i, s) in t.schedules.iter().enumerate() {
+            let key = |k: &str| at(&format!("schedules[{i}].{k}"));
+            if !is_short_name(&s.name) || !schedules.insert(s.name.as_str()) {
+                return Err(RefError {
+                    offset: None,
+                    key: key("name"),
+                    message: format!(
+                        "{:?}: a schedule needs a name of its own (1–64 letters, digits, '-' or '_')",
+                        s.name
+                    ),
+                });
+            }
+            if s.weekdays.is_some()
+                && [&s.mon, &s.tue, &s.wed, &s.thu, &s.fri]
+                    .iter()
+                    .all(|d| d.is_some())
+            {
+                return Err(RefError {
+                    offset: None,
+                    key: key("weekdays"),
+                    message: "every weekday has hours of its own: weekdays would never apply"
+                        .into(),
+                });
+            }
+            if !s.ever_open() {
+                tracing::warn!(schedule = %s.name, tenant = %t.id, "this schedule has no opening hours: its numbers are always closed");
+            }
         }
         for (i, q) in t.queues.iter().enumerate() {
             let key = |k: &str| at(&format!("queues[{i}].{k}"));
@@ -636,6 +744,62 @@ skills = { billing = 5 }
             reference(&good.replace("default = { queue = \"general\" }", "default = {}"));
         assert_eq!(key, "tenants[0].attendants[0].default", "{msg}");
         assert!(msg.contains("exactly one"), "{msg}");
+    }
+
+    #[test]
+    fn schedules_and_trunk_probes_are_checked() {
+        let hours = "\n[[tenants.schedules]]\nname = \"office\"\ntimezone = \"Europe/London\"\nweekdays = [\"09:00-17:00\"]\n";
+        let with = |number: &str| {
+            format!("{GOOD}{hours}").replace(
+                "queue = \"general\"\n\n",
+                &format!("queue = \"general\"\n{number}\n\n"),
+            )
+        };
+        let c = parse(&with(
+            "schedule = \"office\"\nclosed = { queue = \"general\" }",
+        ))
+        .expect("a number with opening hours");
+        assert_eq!(c.tenants[0].schedules[0].timezone.name, "Europe/London");
+        let (_, key, msg) = invalid(&with("schedule = \"shop\""));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].numbers[0].schedule"),
+            "{msg}"
+        );
+        let (key, msg) = reference(&with("closed = { queue = \"general\" }"));
+        assert_eq!(key, "tenants[0].numbers[0].closed", "{msg}");
+        assert!(msg.contains("needs a schedule"), "{msg}");
+        let (_, key, msg) = invalid(&with(
+            "schedule = \"office\"\nclosed = { queue = \"night\" }",
+        ));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].numbers[0].closed.queue"),
+            "{msg}"
+        );
+        let (_, _, msg) = invalid(&with("").replace("Europe/London", "Europe/Londn"));
+        assert!(msg.contains("not a time zone"), "{msg}");
+        // Trunk probes: sip: and an IP address, a sane interval.
+        let probe = |p: &str| {
+            GOOD.replace(
+                "allow = [\"127.0.0.1\"]",
+                &format!("allow = [\"127.0.0.1\"]\n{p}"),
+            )
+        };
+        let c = parse(&probe("probe = \"sip:127.0.0.1\"")).expect("a probe");
+        assert_eq!(c.tenants[0].trunks[0].probe_seconds, 30);
+        assert_eq!(
+            probe_address("sip:127.0.0.1"),
+            Some("127.0.0.1:5060".parse().expect("addr"))
+        );
+        assert_eq!(
+            probe_address("sip:[::1]:5070"),
+            Some("[::1]:5070".parse().expect("addr"))
+        );
+        let (key, msg) = reference(&probe("probe = \"sip:sbc.carrier.example\""));
+        assert_eq!(key, "tenants[0].trunks[0].probe", "{msg}");
+        let (key, msg) = reference(&probe("probe = \"sip:127.0.0.1\"\nprobe_seconds = 0"));
+        assert_eq!(key, "tenants[0].trunks[0].probe_seconds", "{msg}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct TenantRt {
     pub stats: Vec<QueueStats>,
     /// By [`QueueId`]: the last calls' handle times, for wait estimates.
     pub handle_times: Vec<crate::routing::estimate::HandleTimes>,
+    /// The tenant's trunks, in the configuration's order: calls now and health.
+    pub trunks: Vec<crate::trunks::TrunkRt>,
 }
 
 /// Where a call goes, resolved.
@@ -92,6 +94,9 @@ pub enum Route {
     Attendant(usize),
     /// One agent's phone, outside any queue (a transfer to a person).
     Agent(AgentId),
+    /// Nowhere: the number's opening hours are over and it names no `closed` route; the
+    /// caller hears that the tenant is closed and the call ends.
+    Closed,
 }
 
 impl TenantRt {
@@ -399,6 +404,11 @@ impl CallCenter {
                         );
                         spec.queues.len()
                     ],
+                    trunks: spec
+                        .trunks
+                        .iter()
+                        .map(|t| crate::trunks::TrunkRt::new(&t.name, t.max_calls, t.probe.clone()))
+                        .collect(),
                 }
             })
             .collect();

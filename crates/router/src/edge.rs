@@ -93,7 +93,8 @@ const MAX_HOPS: u32 = 16;
 struct CallRt {
     id: String,
     tenant: usize,
-    trunk: String,
+    /// Its trunk, by index in the tenant's list.
+    trunk: usize,
     /// The queue the caller waits (or waited) in.
     queue: Option<QueueId>,
     caller_leg: UaCall,
@@ -141,16 +142,29 @@ enum Timer {
     NoInput(u64, u64),
     /// Time to tell waiting call `n` its place (while in the queue it entered as `hops`).
     Announce(u64, u32),
+    /// Time to send trunk (tenant, index) an OPTIONS.
+    Probe(usize, usize),
+}
+
+/// The trunk's metrics: `sip_trunk_up` (1 up, 0 down or unknown) and `sip_trunk_calls`.
+fn trunk_gauges(tenant: &str, t: &crate::trunks::TrunkRt) {
+    let labels = [("tenant", tenant.to_owned()), ("trunk", t.name.clone())];
+    let up = matches!(t.health, switchboard_api::TrunkHealth::Up);
+    metrics::gauge!("sip_trunk_up", &labels).set(if up { 1.0 } else { 0.0 });
+    metrics::gauge!("sip_trunk_calls", &labels).set(t.calls as f64);
 }
 
 /// An INVITE let in, waiting for the user agent's `IncomingCall`.
 struct Admission {
     tenant: usize,
-    trunk: String,
+    /// By index in the tenant's list.
+    trunk: usize,
     /// `None`: a number the tenant does not have.
     route: Option<Route>,
     dialled: String,
     priority: u8,
+    /// The number's schedule it arrived outside of, by name.
+    closed: Option<String>,
 }
 
 /// The running edge's handle.
@@ -175,13 +189,13 @@ struct Edge {
     calls: HashMap<u64, CallRt>,
     next_call: u64,
     timers: BTreeMap<(Instant, Timer), ()>,
-    /// Calls per (tenant, trunk).
-    trunk_calls: HashMap<(usize, String), usize>,
+    /// Probe targets (`sip:…`) → (tenant, trunk index).
+    probes: HashMap<String, (usize, usize)>,
     admitted: Option<Admission>,
     last_purge: Instant,
     guard: crate::guard::Guard,
-    /// Trunk sources (unique across tenants, checked at start) → (tenant, trunk, call cap).
-    trunk_of: HashMap<IpAddr, (usize, String, usize)>,
+    /// Trunk sources (unique across tenants, checked at start) → (tenant, trunk index).
+    trunk_of: HashMap<IpAddr, (usize, usize)>,
     /// Agents' states are announced at most every [`ANNOUNCE_EVERY`]: when, and whether a
     /// change may be waiting.
     announced: Instant,
@@ -269,17 +283,27 @@ pub async fn start(
         .await
         .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
     cc.with(|d| d.registrar = Some(format!("sip:{local}")));
-    let trunk_of = cc.with(|d| {
-        let mut m = HashMap::new();
+    let (trunk_of, probes, first_probes) = cc.with(|d| {
+        let (mut m, mut probes, mut timers) = (HashMap::new(), HashMap::new(), Vec::new());
         for (i, t) in d.tenants.iter().enumerate() {
-            for tr in &t.spec.trunks {
+            for (j, tr) in t.spec.trunks.iter().enumerate() {
                 for ip in &tr.allow {
-                    m.insert(*ip, (i, tr.name.clone(), tr.max_calls));
+                    m.insert(*ip, (i, j));
                 }
+                if let Some(p) = &tr.probe {
+                    probes.insert(p.clone(), (i, j));
+                    timers.push(Timer::Probe(i, j));
+                }
+                trunk_gauges(&t.spec.id, &t.trunks[j]);
             }
         }
-        m
+        (m, probes, timers)
     });
+    // The first probes a second after start, then every trunk's `probe_seconds`.
+    let mut timers = BTreeMap::new();
+    for t in first_probes {
+        timers.insert((Instant::now() + Duration::from_secs(1), t), ());
+    }
     let edge = Edge {
         cc,
         net,
@@ -294,8 +318,8 @@ pub async fn start(
         legs: HashMap::new(),
         calls: HashMap::new(),
         next_call: 1,
-        timers: BTreeMap::new(),
-        trunk_calls: HashMap::new(),
+        timers,
+        probes,
         admitted: None,
         last_purge: Instant::now(),
         guard: crate::guard::Guard::new(crate::guard::Limits::default()),
@@ -410,14 +434,24 @@ impl Edge {
             self.ua.handle_message(m, from, now);
             return;
         }
-        let trunk = self.trunk_of.contains_key(&from.ip());
-        if let Err(ban) = self.guard.admit(from.ip(), trunk, now) {
+        let trunk = self.trunk_of.get(&from.ip()).copied();
+        if let Err(ban) = self.guard.admit(from.ip(), trunk.is_some(), now) {
             metrics::counter!("sip_requests_refused_total", "why" => "banned").increment(1);
             if let Some(why) = ban {
                 metrics::counter!("sip_sources_banned_total", "why" => "flooding").increment(1);
                 tracing::warn!(source = %from.ip(), ?why, "a source sends too many requests; refusing it for a while");
             }
             return;
+        }
+        if let Some((tenant, j)) = trunk {
+            // A request from a trunk (its keep-alive OPTIONS, a call): it is alive.
+            self.cc.with(|d| {
+                let t = &mut d.tenants[tenant];
+                if t.trunks[j].heard() {
+                    tracing::info!(tenant = %t.spec.id, trunk = %t.trunks[j].name, "trunk up: it sent a request");
+                    trunk_gauges(&t.spec.id, &t.trunks[j]);
+                }
+            });
         }
         match m.method().as_deref() {
             Some("REGISTER") => self.on_register(m, from, now).await,
@@ -503,16 +537,11 @@ impl Edge {
             .and_then(|u| safe_user(&u))
             .ok_or((404, "Not Found"))?;
         self.cc.with(|d| {
-            let Some((tenant, trunk, max_calls)) = self.trunk_of.get(&from.ip()).cloned() else {
+            let Some((tenant, trunk)) = self.trunk_of.get(&from.ip()).copied() else {
                 return Err((403, "Forbidden"));
             };
             let t = &d.tenants[tenant];
-            let busy = self
-                .trunk_calls
-                .get(&(tenant, trunk.clone()))
-                .copied()
-                .unwrap_or(0);
-            if busy >= max_calls {
+            if t.trunks[trunk].calls >= t.trunks[trunk].max_calls {
                 return Err((503, "Service Unavailable"));
             }
             let number = t.spec.numbers.iter().find(|n| {
@@ -526,21 +555,83 @@ impl Edge {
                     route: None,
                     dialled,
                     priority: 3,
+                    closed: None,
                 });
             };
-            let target = crate::center::TargetSpec {
-                queue: number.queue.clone(),
-                attendant: number.attendant.clone(),
+            // Outside the number's opening hours: its `closed` route, or nowhere.
+            let closed = number.schedule.as_ref().and_then(|name| {
+                let open = t
+                    .spec
+                    .schedules
+                    .iter()
+                    .find(|s| s.name == *name.get_ref())
+                    .is_none_or(|s| s.is_open(jiff::Timestamp::now()));
+                (!open).then(|| name.get_ref().clone())
+            });
+            let route = match (&closed, &number.closed) {
+                (None, _) => t.route(&crate::center::TargetSpec {
+                    queue: number.queue.clone(),
+                    attendant: number.attendant.clone(),
+                }),
+                (Some(_), Some(to)) => t.route(to),
+                (Some(_), None) => Some(Route::Closed),
             };
-            let route = t.route(&target).ok_or((404, "Not Found"))?;
+            let route = route.ok_or((404, "Not Found"))?;
             Ok(Admission {
                 tenant,
                 trunk,
                 route: Some(route),
                 dialled: number.number.clone(),
                 priority: number.priority,
+                closed,
             })
         })
+    }
+
+    /// Sends trunk `j` of `tenant` its OPTIONS (unless the last is still unanswered: that
+    /// counts as a miss) and sets the next probe.
+    fn probe(&mut self, tenant: usize, j: usize, now: Instant) {
+        let next = self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            let every = t.spec.trunks[j].probe_seconds;
+            let tr = &mut t.trunks[j];
+            let (send, changed) = tr.probe_due(now);
+            if changed {
+                tracing::warn!(tenant = %t.spec.id, trunk = %tr.name, "trunk down: its OPTIONS probes went unanswered");
+                trunk_gauges(&t.spec.id, tr);
+            }
+            (send.then(|| tr.probe.clone()).flatten(), every)
+        });
+        let (target, every) = next;
+        if let Some(target) = target {
+            if let Err(e) = self.ua.options(&target, now) {
+                tracing::warn!(error = %e, %target, "cannot probe the trunk");
+                self.on_probed(&target, None);
+            }
+        }
+        self.timers.insert(
+            (now + Duration::from_secs(every), Timer::Probe(tenant, j)),
+            (),
+        );
+    }
+
+    /// A probe's answer (`None`: none came).
+    fn on_probed(&mut self, target: &str, status: Option<u16>) {
+        let Some(&(tenant, j)) = self.probes.get(target) else {
+            return;
+        };
+        metrics::counter!("sip_trunk_probes_total", "answered" => if status.is_some() { "yes" } else { "no" }).increment(1);
+        self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            let tr = &mut t.trunks[j];
+            if tr.probed(status) {
+                match tr.health {
+                    switchboard_api::TrunkHealth::Down => tracing::warn!(tenant = %t.spec.id, trunk = %tr.name, ?status, "trunk down: three OPTIONS probes in a row failed"),
+                    _ => tracing::info!(tenant = %t.spec.id, trunk = %tr.name, ?status, "trunk up: it answered an OPTIONS probe"),
+                }
+                trunk_gauges(&t.spec.id, tr);
+            }
+        });
     }
 
     fn bind_media(&self) -> Option<(std::net::UdpSocket, u16)> {
@@ -563,6 +654,7 @@ impl Edge {
             }
             UaEvent::Dtmf { call, digit, .. } => self.on_digit(call, digit, now),
             UaEvent::TransferRequested { call, target, .. } => self.on_refer(call, &target, now),
+            UaEvent::OptionsAnswered { target, status } => self.on_probed(&target, status),
             _ => {}
         }
     }
@@ -581,11 +673,17 @@ impl Edge {
         self.next_call += 1;
         let caller = safe_user(from).unwrap_or_else(|| "anonymous".into());
         let id = uuid::Uuid::new_v4().to_string();
-        let tenant_id = self.cc.with(|d| d.tenants[a.tenant].spec.id.clone());
+        let (tenant_id, trunk_name) = self.cc.with(|d| {
+            let t = &mut d.tenants[a.tenant];
+            let tr = &mut t.trunks[a.trunk];
+            tr.calls += 1;
+            trunk_gauges(&t.spec.id, tr);
+            (t.spec.id.clone(), tr.name.clone())
+        });
         let rec = CallRecord {
             id: id.clone(),
             tenant: tenant_id,
-            trunk: a.trunk.clone(),
+            trunk: trunk_name.clone(),
             caller: caller.clone(),
             dialled: a.dialled.clone(),
             started_at: time::OffsetDateTime::now_utc(),
@@ -600,11 +698,11 @@ impl Edge {
             reason: None,
             disposition: None,
         };
-        tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %a.trunk, "call arrived");
-        *self
-            .trunk_calls
-            .entry((a.tenant, a.trunk.clone()))
-            .or_default() += 1;
+        tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %trunk_name, closed = ?a.closed, "call arrived");
+        let mut rec = rec;
+        if let Some(schedule) = &a.closed {
+            rec.steps.push(format!("closed ({schedule})"));
+        }
         self.calls.insert(
             n,
             CallRt {
@@ -684,6 +782,7 @@ impl Edge {
             return;
         }
         match to {
+            Route::Closed => self.close(n, "closed"),
             Route::Agent(a) => {
                 let tenant = c.tenant;
                 let free = self.cc.with(|d| {
@@ -1246,9 +1345,13 @@ impl Edge {
         for (leg, _) in c.offers.clone() {
             Self::offer_outcome(&mut c, leg, "cancelled");
         }
-        if let Some(count) = self.trunk_calls.get_mut(&(c.tenant, c.trunk.clone())) {
-            *count = count.saturating_sub(1);
-        }
+        self.cc.with(|d| {
+            let t = &mut d.tenants[c.tenant];
+            if let Some(tr) = t.trunks.get_mut(c.trunk) {
+                tr.calls = tr.calls.saturating_sub(1);
+                trunk_gauges(&t.spec.id, tr);
+            }
+        });
         let mut hang = Vec::new();
         if self.legs.remove(&c.caller_leg).is_some() {
             hang.push(c.caller_leg);
@@ -1293,6 +1396,7 @@ impl Edge {
                 CallOutcome::Failed
             }
             (true, _, None) => CallOutcome::Answered,
+            (false, Stage::Closing("closed"), None) => CallOutcome::Closed,
             (false, Stage::Closing(prompt), None) => {
                 c.rec.reason = Some(prompt.to_owned());
                 if c.overflowed {
@@ -1530,6 +1634,7 @@ impl Edge {
                     }
                 }
                 Timer::Announce(n, hops) => self.announce(n, hops, now),
+                Timer::Probe(tenant, j) => self.probe(tenant, j, now),
                 Timer::NoInput(n, generation) => {
                     let current = self.calls.get(&n).map(|c| c.menu_generation);
                     if current == Some(generation) {

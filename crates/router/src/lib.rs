@@ -26,6 +26,7 @@ pub mod events;
 pub mod figures;
 pub mod gate;
 pub mod guard;
+pub mod hours;
 pub mod http;
 pub mod presence;
 pub mod prompts;
@@ -34,6 +35,7 @@ pub mod routing;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod trunks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -118,6 +120,7 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         )
         .route("/v1/calls", get(agents_http::list_calls))
         .route("/v1/queues", get(agents_http::queues))
+        .route("/v1/trunks", get(agents_http::trunks))
         .route("/v1/calls/{id}", get(agents_http::get_call))
         .route("/v1/events", get(events::events))
         .route(

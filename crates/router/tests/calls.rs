@@ -665,6 +665,87 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
     c.router.stop().await.unwrap();
 }
 
+/// Numbers with opening hours: one that is never open, one that is never open but sends its
+/// callers to an after-hours queue, one that is always open (in Shanghai's time).
+const HOURS: &str = r#"
+[[tenants.numbers]]
+number = "+18005550101"
+queue = "general"
+schedule = "never"
+
+[[tenants.numbers]]
+number = "+18005550102"
+queue = "general"
+schedule = "never"
+closed = { queue = "after-hours" }
+
+[[tenants.numbers]]
+number = "+18005550103"
+queue = "general"
+schedule = "always"
+
+[[tenants.queues]]
+name = "after-hours"
+alert_seconds = 5
+
+[[tenants.schedules]]
+name = "never"
+timezone = "UTC"
+holidays = ["2026-12-25"]
+
+[[tenants.schedules]]
+name = "always"
+timezone = "Asia/Shanghai"
+weekdays = ["00:00-24:00"]
+sat = ["00:00-24:00"]
+sun = ["00:00-24:00"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_its_opening_hours_a_number_says_it_is_closed_or_sends_callers_on() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TENANT}{HOURS}")).await;
+    c.tones(6);
+    // Closed, nowhere to go: the caller hears so and the router hangs up.
+    let (_, ev) = c.call("+18005550101", 15, "caller.wav", "closed.wav").await;
+    let ended = ev.iter().find(|e| e["event"] == "ended").expect("ended");
+    assert!(
+        ended.to_string().contains("remote"),
+        "the router hung up: {ended}"
+    );
+    let (samples, _) = read_mono(&c.dir.path().join("closed.wav")).unwrap();
+    assert!(
+        samples.iter().filter(|s| s.unsigned_abs() > 1000).count() > 4000,
+        "the closed prompt played"
+    );
+    // Closed, with an after-hours queue: an agent there takes the call.
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let (ok, ev) = c.call("+18005550102", 3, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(adele, "adele, after hours").await;
+    // Open: the number's own queue.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let (ok, ev) = c.call("+18005550103", 3, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(adele, "adele, open hours").await;
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    // Newest first.
+    assert_eq!(recs[2]["outcome"], "closed", "{recs:?}");
+    assert_eq!(recs[2]["steps"][0], "closed (never)", "{recs:?}");
+    assert_eq!(recs[1]["outcome"], "answered", "{recs:?}");
+    assert_eq!(recs[1]["queue"], "after-hours", "{recs:?}");
+    assert_eq!(recs[1]["steps"][0], "closed (never)", "{recs:?}");
+    assert_eq!(recs[0]["outcome"], "answered", "{recs:?}");
+    assert_eq!(recs[0]["queue"], "general", "{recs:?}");
+    c.router.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_rotated_and_the_api_refuses_what_it_should() {
     let c = start(&format!("{EDGE}{TENANT}")).await;
@@ -957,6 +1038,131 @@ fn register(
         .to_owned();
     let first = text.lines().next().unwrap_or_default().to_owned();
     Some((first, nonce, text))
+}
+
+/// A carrier's SBC as far as OPTIONS go: answers each probe with the next status of
+/// `answers` (`None`: silence), then stops; returns what it was sent.
+fn fake_sbc(sock: std::net::UdpSocket, answers: Vec<Option<u16>>) -> Vec<String> {
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    for answer in answers {
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]).to_string();
+        let header = |name: &str| {
+            text.lines()
+                .find(|l| {
+                    l.to_ascii_lowercase()
+                        .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+                })
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if let Some(status) = answer {
+            let reply = format!(
+                "SIP/2.0 {status} {}\r\n{}\r\n{}\r\n{};tag=sbc\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                if status == 200 { "OK" } else { "Service Unavailable" },
+                header("Via"),
+                header("From"),
+                header("To"),
+                header("Call-ID"),
+                header("CSeq"),
+            );
+            sock.send_to(reply.as_bytes(), from).unwrap();
+        }
+        seen.push(text);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunks_are_probed_with_options_and_shown_up_or_down() {
+    let sbc = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sbc.local_addr().unwrap().port();
+    let edge = EDGE.replace(
+        "allow = [\"127.0.0.1\"]",
+        &format!("allow = [\"127.0.0.1\"]\nprobe = \"sip:127.0.0.1:{port}\"\nprobe_seconds = 1"),
+    );
+    let c = start(&format!("{edge}{TENANT}")).await;
+    let trunk = || async {
+        let r = c
+            .http
+            .get(format!("{}/v1/trunks", c.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Vec<Value> = r.json().await.unwrap();
+        assert_eq!(v.len(), 1, "{v:?}");
+        v[0].clone()
+    };
+    let first = trunk().await;
+    assert_eq!(first["health"], "unknown", "{first}");
+    assert_eq!(first["probe"], format!("sip:127.0.0.1:{port}"));
+    // Two good answers, then 503 twice and silence: down on the third miss.
+    let sbc = std::thread::spawn(move || {
+        fake_sbc(sbc, vec![Some(200), Some(200), Some(503), Some(503), None])
+    });
+    let wait_for = |health: &'static str| {
+        let trunk = &trunk;
+        async move {
+            for _ in 0..100 {
+                let t = trunk().await;
+                if t["health"] == health {
+                    return t;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the trunk never became {health}: {}", trunk().await);
+        }
+    };
+    let up = wait_for("up").await;
+    assert_eq!(up["last_probe_status"], 200, "{up}");
+    let down = wait_for("down").await;
+    assert_eq!(down["last_probe_status"], 503, "{down}");
+    let sent = tokio::task::spawn_blocking(move || sbc.join().unwrap())
+        .await
+        .unwrap();
+    assert!(sent.len() >= 4, "{sent:?}");
+    assert!(
+        sent[0].starts_with(&format!("OPTIONS sip:127.0.0.1:{port} SIP/2.0")),
+        "{sent:?}"
+    );
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sip_trunk_up{tenant=\"contoso\",trunk=\"carrier\"} 0"),
+        "{metrics}"
+    );
+    // The trunk's own keep-alive: answered 200, and it shows the trunk alive again.
+    let sip = c.sip;
+    let answer = tokio::task::spawn_blocking(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let local = s.local_addr().unwrap();
+        let msg = format!("OPTIONS sip:127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKka1\r\nMax-Forwards: 70\r\nFrom: <sip:sbc@127.0.0.1>;tag=k1\r\nTo: <sip:127.0.0.1:{sip}>\r\nCall-ID: ka@{local}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        s.send_to(msg.as_bytes(), ("127.0.0.1", sip)).unwrap();
+        let mut buf = [0u8; 4096];
+        let (len, _) = s.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..len]).to_string()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let alive = trunk().await;
+    assert_eq!(alive["health"], "up", "{alive}");
+    assert!(alive["last_heard_at"].is_string(), "{alive}");
+    c.router.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
