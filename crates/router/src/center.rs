@@ -141,6 +141,16 @@ pub struct AttendantSpec {
     pub options: BTreeMap<String, TargetSpec>,
     /// Where the caller goes after no choice (or too many wrong ones): the operator.
     pub default: TargetSpec,
+    /// The opening hours it follows (a `[[tenants.schedules]]` name); none: always open.
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// Where its callers go while the schedule is closed; none: the `closed` prompt, then the
+    /// call ends.
+    #[serde(default)]
+    pub closed: Option<TargetSpec>,
+    /// Where its callers go on the schedule's holidays; none: as when closed.
+    #[serde(default)]
+    pub holiday: Option<TargetSpec>,
 }
 
 fn default_menu_timeout() -> u64 {
@@ -233,6 +243,9 @@ pub struct NumberSpec {
     /// tenant is closed and the call ends.
     #[serde(default)]
     pub closed: Option<TargetSpec>,
+    /// Where its calls go on the schedule's holidays; none: as when closed.
+    #[serde(default)]
+    pub holiday: Option<TargetSpec>,
 }
 
 fn default_priority() -> u8 {
@@ -498,6 +511,40 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 }),
             }
         };
+        // A schedule that exists, and after-hours routes that need one.
+        let hours = |schedule: &Option<Spanned<String>>,
+                     closed: &Option<TargetSpec>,
+                     holiday: &Option<TargetSpec>,
+                     key: String|
+         -> Result<(), RefError> {
+            if let Some(s) = schedule {
+                if !t.schedules.iter().any(|x| x.name == *s.get_ref()) {
+                    return Err(RefError {
+                        offset: Some(s.span().start),
+                        key: format!("{key}.schedule"),
+                        message: format!(
+                            "no schedule {:?} in tenant {:?}: declare it under [[tenants.schedules]]",
+                            s.get_ref(),
+                            t.id
+                        ),
+                    });
+                }
+            }
+            for (name, to) in [("closed", closed), ("holiday", holiday)] {
+                let Some(to) = to else { continue };
+                if schedule.is_none() {
+                    return Err(RefError {
+                        offset: None,
+                        key: format!("{key}.{name}"),
+                        message: format!(
+                            "{name} needs a schedule: name the opening hours in schedule"
+                        ),
+                    });
+                }
+                target(&to.queue, &to.attendant, format!("{key}.{name}"))?;
+            }
+            Ok(())
+        };
         for (i, n) in t.numbers.iter().enumerate() {
             if !numbers.insert(n.number.as_str()) {
                 return Err(RefError {
@@ -507,31 +554,12 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 });
             }
             target(&n.queue, &n.attendant, at(&format!("numbers[{i}]")))?;
-            match (&n.schedule, &n.closed) {
-                (Some(s), _) if !t.schedules.iter().any(|x| x.name == *s.get_ref()) => {
-                    return Err(RefError {
-                        offset: Some(s.span().start),
-                        key: at(&format!("numbers[{i}].schedule")),
-                        message: format!(
-                            "no schedule {:?} in tenant {:?}: declare it under [[tenants.schedules]]",
-                            s.get_ref(),
-                            t.id
-                        ),
-                    });
-                }
-                (None, Some(_)) => {
-                    return Err(RefError {
-                        offset: None,
-                        key: at(&format!("numbers[{i}].closed")),
-                        message: "closed needs a schedule: name the opening hours in schedule"
-                            .into(),
-                    });
-                }
-                (_, Some(c)) => {
-                    target(&c.queue, &c.attendant, at(&format!("numbers[{i}].closed")))?
-                }
-                _ => {}
-            }
+            hours(
+                &n.schedule,
+                &n.closed,
+                &n.holiday,
+                at(&format!("numbers[{i}]")),
+            )?;
         }
         let mut schedules = HashSet::new();
         for (i, s) in t.schedules.iter().enumerate() {
@@ -589,6 +617,12 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
         for (i, a) in t.attendants.iter().enumerate() {
             let key = |k: &str| at(&format!("attendants[{i}].{k}"));
             target(&a.default.queue, &a.default.attendant, key("default"))?;
+            hours(
+                &a.schedule,
+                &a.closed,
+                &a.holiday,
+                at(&format!("attendants[{i}]")),
+            )?;
             for (digit, to) in &a.options {
                 if digit.len() != 1 || !digit.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(RefError {

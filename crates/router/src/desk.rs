@@ -152,6 +152,29 @@ impl TenantRt {
     }
 
     /// The route a configured target names (checked at start, so always found).
+    /// Where a call for a number or attendant with these hours goes at `at`: `None` while
+    /// open; otherwise what the record says (`closed (office)`) and the route — the holiday
+    /// route on a holiday, else the closed route, else [`Route::Closed`].
+    pub fn after_hours(
+        &self,
+        schedule: Option<&str>,
+        closed: Option<&TargetSpec>,
+        holiday: Option<&TargetSpec>,
+        at: jiff::Timestamp,
+    ) -> Option<(String, Route)> {
+        use crate::hours::Hours;
+        let name = schedule?;
+        let s = self.spec.schedules.iter().find(|s| s.name == name)?;
+        let state = s.state(at);
+        let to = match state {
+            Hours::Open => return None,
+            Hours::Holiday => holiday.or(closed),
+            Hours::Closed => closed,
+        };
+        let route = to.and_then(|t| self.route(t)).unwrap_or(Route::Closed);
+        Some((format!("{} ({name})", state.word()), route))
+    }
+
     pub fn route(&self, t: &TargetSpec) -> Option<Route> {
         match (&t.queue, &t.attendant) {
             (Some(q), _) => self.queue_ids.get(q.get_ref()).map(|q| Route::Queue(*q)),

@@ -163,7 +163,7 @@ struct Admission {
     route: Option<Route>,
     dialled: String,
     priority: u8,
-    /// The number's schedule it arrived outside of, by name.
+    /// It arrived outside its number's opening hours: the record's step (`closed (office)`).
     closed: Option<String>,
 }
 
@@ -558,23 +558,22 @@ impl Edge {
                     closed: None,
                 });
             };
-            // Outside the number's opening hours: its `closed` route, or nowhere.
-            let closed = number.schedule.as_ref().and_then(|name| {
-                let open = t
-                    .spec
-                    .schedules
-                    .iter()
-                    .find(|s| s.name == *name.get_ref())
-                    .is_none_or(|s| s.is_open(jiff::Timestamp::now()));
-                (!open).then(|| name.get_ref().clone())
-            });
-            let route = match (&closed, &number.closed) {
-                (None, _) => t.route(&crate::center::TargetSpec {
-                    queue: number.queue.clone(),
-                    attendant: number.attendant.clone(),
-                }),
-                (Some(_), Some(to)) => t.route(to),
-                (Some(_), None) => Some(Route::Closed),
+            // Outside the number's opening hours: its holiday or closed route, or nowhere.
+            let after = t.after_hours(
+                number.schedule.as_ref().map(|s| s.get_ref().as_str()),
+                number.closed.as_ref(),
+                number.holiday.as_ref(),
+                jiff::Timestamp::now(),
+            );
+            let (closed, route) = match after {
+                Some((step, route)) => (Some(step), Some(route)),
+                None => (
+                    None,
+                    t.route(&crate::center::TargetSpec {
+                        queue: number.queue.clone(),
+                        attendant: number.attendant.clone(),
+                    }),
+                ),
             };
             let route = route.ok_or((404, "Not Found"))?;
             Ok(Admission {
@@ -700,8 +699,8 @@ impl Edge {
         };
         tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %trunk_name, closed = ?a.closed, "call arrived");
         let mut rec = rec;
-        if let Some(schedule) = &a.closed {
-            rec.steps.push(format!("closed ({schedule})"));
+        if let Some(step) = &a.closed {
+            rec.steps.push(step.clone());
         }
         self.calls.insert(
             n,
@@ -813,13 +812,25 @@ impl Edge {
             }
             Route::Attendant(a) => {
                 let tenant = c.tenant;
-                let name = self.cc.with(|d| {
-                    d.tenants[tenant]
-                        .attendants
-                        .get(a)
-                        .map(|x| x.name.clone())
-                        .unwrap_or_default()
+                let (name, after) = self.cc.with(|d| {
+                    let t = &d.tenants[tenant];
+                    let Some(x) = t.attendants.get(a) else {
+                        return (String::new(), None);
+                    };
+                    let after = t.after_hours(
+                        x.schedule.as_ref().map(|s| s.get_ref().as_str()),
+                        x.closed.as_ref(),
+                        x.holiday.as_ref(),
+                        jiff::Timestamp::now(),
+                    );
+                    (x.name.clone(), after)
                 });
+                if let Some((step, to)) = after {
+                    // Outside the attendant's hours: its holiday or closed route.
+                    c.rec.steps.push(format!("attendant {name} {step}"));
+                    self.route(n, to, now);
+                    return;
+                }
                 c.rec.steps.push(format!("attendant {name}"));
                 c.menus.push(a);
                 c.stage = Stage::Menu {

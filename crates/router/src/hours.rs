@@ -175,6 +175,27 @@ fn holidays<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Holiday>, D::Error> {
     Ok(v)
 }
 
+/// What a schedule says at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hours {
+    Open,
+    /// Outside the day's hours.
+    Closed,
+    /// On one of its holidays.
+    Holiday,
+}
+
+impl Hours {
+    /// The word a call record's step uses: `closed`, `holiday` (`open` never is one).
+    pub fn word(self) -> &'static str {
+        match self {
+            Hours::Open => "open",
+            Hours::Closed => "closed",
+            Hours::Holiday => "holiday",
+        }
+    }
+}
+
 /// Opening hours (`[[tenants.schedules]]`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,8 +246,8 @@ impl ScheduleSpec {
         }
     }
 
-    /// Whether the schedule is open at `at`.
-    pub fn is_open(&self, at: Timestamp) -> bool {
+    /// Whether the schedule is open at `at`, closed, or on a holiday.
+    pub fn state(&self, at: Timestamp) -> Hours {
         let local = self.timezone.tz.to_datetime(at);
         let date = local.date();
         if self
@@ -234,13 +255,24 @@ impl ScheduleSpec {
             .iter()
             .any(|h| h.first <= date && date <= h.last)
         {
-            return false;
+            return Hours::Holiday;
         }
         let t = local.time();
         let m = t.hour() as u16 * 60 + t.minute() as u16;
-        self.day(local.weekday())
+        let open = self
+            .day(local.weekday())
             .iter()
-            .any(|s| s.from <= m && m < s.to)
+            .any(|s| s.from <= m && m < s.to);
+        if open {
+            Hours::Open
+        } else {
+            Hours::Closed
+        }
+    }
+
+    /// Whether the schedule is open at `at`.
+    pub fn is_open(&self, at: Timestamp) -> bool {
+        self.state(at) == Hours::Open
     }
 
     /// Whether the schedule is ever open (some day has hours).

@@ -684,6 +684,20 @@ number = "+18005550103"
 queue = "general"
 schedule = "always"
 
+[[tenants.numbers]]
+number = "+18005550104"
+queue = "general"
+schedule = "holidays"
+closed = { queue = "general" }
+holiday = { attendant = "desk" }
+
+[[tenants.attendants]]
+name = "desk"
+greeting = "demo-main-menu"
+default = { queue = "general" }
+schedule = "never"
+closed = { queue = "after-hours" }
+
 [[tenants.queues]]
 name = "after-hours"
 alert_seconds = 5
@@ -692,6 +706,12 @@ alert_seconds = 5
 name = "never"
 timezone = "UTC"
 holidays = ["2026-12-25"]
+
+[[tenants.schedules]]
+name = "holidays"
+timezone = "America/New_York"
+weekdays = ["00:00-24:00"]
+holidays = ["2000-01-01..2099-12-31"]
 
 [[tenants.schedules]]
 name = "always"
@@ -733,8 +753,27 @@ async fn outside_its_opening_hours_a_number_says_it_is_closed_or_sends_callers_o
     let (ok, ev) = c.call("+18005550103", 3, "caller.wav", "heard.wav").await;
     assert!(ok, "{ev:?}");
     took_the_call(adele, "adele, open hours").await;
+    // A holiday: the number's holiday route, an attendant that is closed itself and sends
+    // its callers to the after-hours queue.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let (ok, ev) = c.call("+18005550104", 3, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(adele, "adele, on a holiday").await;
     let recs = c.calls().await;
-    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    assert_eq!(
+        recs[0]["steps"],
+        serde_json::json!([
+            "holiday (holidays)",
+            "attendant desk closed (never)",
+            "queue after-hours"
+        ]),
+        "{recs:?}"
+    );
+    let recs = &recs[1..];
     // Newest first.
     assert_eq!(recs[2]["outcome"], "closed", "{recs:?}");
     assert_eq!(recs[2]["steps"][0], "closed (never)", "{recs:?}");
