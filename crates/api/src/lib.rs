@@ -289,6 +289,10 @@ pub struct AgentStatus {
     /// Presenting, InAMeeting and a Teams call keep queue calls away.
     #[serde(default)]
     pub teams: Option<String>,
+    /// The disposition codes the wrap-up of the agent's last queue call accepts (its queue's
+    /// `dispositions`); empty: any code.
+    #[serde(default)]
+    pub dispositions: Vec<String>,
 }
 
 /// Agents of a queue by state.

@@ -21,6 +21,7 @@ impl From<DeskError> for ApiError {
         match e {
             DeskError::NoSuchAgent(_) => ApiError::NotFound(e.to_string()),
             DeskError::NoSipEdge => ApiError::Conflict(e.to_string()),
+            DeskError::UnknownDisposition { .. } => ApiError::Unprocessable(e.to_string()),
         }
     }
 }
@@ -157,7 +158,7 @@ pub struct WrapUp {
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not an agent of any tenant (or, where the router checks no tokens, no agent named)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have, or a disposition code the last call's queue does not have (it stays in wrap-up)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn wrap_up(

@@ -303,6 +303,9 @@ pub struct QueueConfig {
     /// one can take the call and it ends.
     #[serde(default)]
     pub no_agents: Option<TargetSpec>,
+    /// The disposition codes agents end this queue's calls with; none: any code.
+    #[serde(default)]
+    pub dispositions: Vec<String>,
 }
 
 fn default_strategy() -> Strategy {
@@ -604,6 +607,19 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     key: key("announce_seconds"),
                     message: "announce_seconds must be between 5 and 3600".into(),
                 });
+            }
+            let mut codes = HashSet::new();
+            for d in &q.dispositions {
+                let fine = !d.trim().is_empty()
+                    && d.chars().count() <= 64
+                    && !d.chars().any(char::is_control);
+                if !fine || !codes.insert(d.to_lowercase()) || q.dispositions.len() > 100 {
+                    return Err(RefError {
+                        offset: None,
+                        key: key("dispositions"),
+                        message: format!("{d:?}: a disposition code is 1–64 printable characters, each once, at most 100 codes"),
+                    });
+                }
             }
             if q.max_wait_seconds == Some(0) {
                 return Err(RefError {

@@ -39,6 +39,8 @@ pub struct AgentRt {
     pub wrap_up_until: Option<Instant>,
     /// The record id of the last queue call the agent took.
     pub last_call: Option<String>,
+    /// The queue of that call (none: it came directly, a transfer to the agent).
+    pub last_queue: Option<QueueId>,
     /// The queue call in wrap-up: its queue, talk time, and when it ended (for handle time).
     pub handling: Option<(QueueId, std::time::Duration, Instant)>,
     /// The state last announced on the event stream.
@@ -282,6 +284,11 @@ impl TenantRt {
                 .flatten(),
             registered: r.contact.is_some(),
             teams: r.teams.clone(),
+            dispositions: r
+                .last_queue
+                .and_then(|q| self.queue(q))
+                .map(|q| q.dispositions.clone())
+                .unwrap_or_default(),
         })
     }
 }
@@ -293,6 +300,12 @@ pub enum DeskError {
     NoSuchAgent(String),
     #[error("the router takes no calls: set [sip] listen in its configuration (or --sip-listen)")]
     NoSipEdge,
+    #[error("{code:?} is not a disposition of queue {queue}: use one of {allowed}")]
+    UnknownDisposition {
+        code: String,
+        queue: String,
+        allowed: String,
+    },
 }
 
 /// Every tenant's agents and queues.
@@ -405,6 +418,7 @@ impl CallCenter {
                         on_call: false,
                         wrap_up_until: None,
                         last_call: None,
+                        last_queue: None,
                         handling: None,
                         published: None,
                         object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
@@ -666,7 +680,31 @@ impl CallCenter {
             let (t, a) = desk
                 .find(upn, tid)
                 .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
-            let last = desk.tenants[t].agent(a).and_then(|r| r.last_call.clone());
+            let tenant = &desk.tenants[t];
+            let last = tenant.agent(a).and_then(|r| r.last_call.clone());
+            // The queue's own codes, when it has any; said as the queue writes them.
+            let queue = tenant
+                .agent(a)
+                .and_then(|r| r.last_queue)
+                .and_then(|q| tenant.queue(q))
+                .filter(|q| !q.dispositions.is_empty());
+            let disposition = match (disposition, queue) {
+                (Some(code), Some(q)) => match q
+                    .dispositions
+                    .iter()
+                    .find(|d| d.eq_ignore_ascii_case(&code))
+                {
+                    Some(d) => Some(d.clone()),
+                    None => {
+                        return Err(DeskError::UnknownDisposition {
+                            code,
+                            queue: q.name.clone(),
+                            allowed: q.dispositions.join(", "),
+                        })
+                    }
+                },
+                (code, _) => code,
+            };
             if let (Some(id), Some(code), Some(w)) = (last, disposition, self.records.get()) {
                 let _ = w.send(RecordWrite::Disposition { id, code });
             }

@@ -1276,10 +1276,11 @@ impl Edge {
                 c.answered_at = Some(now);
                 c.stage = Stage::Talking;
                 c.rec.answered_at = Some(time::OffsetDateTime::now_utc());
-                let id = c.id.clone();
+                let (id, queue) = (c.id.clone(), if direct { None } else { c.queue });
                 c.rec.agent = self.cc.with(|d| {
                     let a = d.tenants[tenant].agent_mut(agent)?;
                     a.last_call = Some(id);
+                    a.last_queue = queue;
                     Some(a.upn.clone())
                 });
                 Self::offer_outcome(c, leg, "answered");

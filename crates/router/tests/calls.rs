@@ -108,6 +108,7 @@ name = "general"
 strategy = "linear"
 alert_seconds = 3
 wrap_up_seconds = 1
+dispositions = ["resolved", "cut short", "callback"]
 
 [[tenants.agents]]
 upn = "adele@contoso.example"
@@ -524,7 +525,25 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
         r["ended_at"].is_string() && r["answered_at"].is_string(),
         "{r}"
     );
-    let done = serde_json::json!({ "agent": "adele@contoso.example", "disposition": "resolved" });
+    // The queue's codes: the agent is told them, another is refused (422), and a code is
+    // taken in any case and recorded as the queue writes it.
+    let st = c.status("adele@contoso.example").await;
+    assert_eq!(
+        st["dispositions"],
+        serde_json::json!(["resolved", "cut short", "callback"]),
+        "{st}"
+    );
+    let wrong = serde_json::json!({ "agent": "adele@contoso.example", "disposition": "sold" });
+    let refused = c
+        .json(reqwest::Method::POST, "/v1/agents/me/wrap-up", wrong, 422)
+        .await;
+    assert!(
+        refused
+            .to_string()
+            .contains("resolved, cut short, callback"),
+        "{refused}"
+    );
+    let done = serde_json::json!({ "agent": "adele@contoso.example", "disposition": "Resolved" });
     c.json(reqwest::Method::POST, "/v1/agents/me/wrap-up", done, 200)
         .await;
     let id = r["id"].as_str().unwrap();
