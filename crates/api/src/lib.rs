@@ -181,6 +181,44 @@ pub struct SipCredentials {
     pub registrar: String,
 }
 
+/// One queue's calls in one interval (`GET /v1/reports/queues`). Each call counts once, in
+/// the last queue it waited in (`queue` is `null` for calls that reached none: closed hours,
+/// unknown numbers, callers who left in an attendant). Waits run from the call's arrival to
+/// the agent's answer (attendant time included); definitions in docs/contact-center.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct QueueReport {
+    /// The interval's start, RFC 3339 with the report's time zone offset.
+    pub interval_start: String,
+    pub tenant: String,
+    pub queue: Option<String>,
+    /// Calls that ended in this queue (or in none).
+    pub calls: u64,
+    pub answered: u64,
+    /// Answered within the queue's `service_level_seconds` of arriving.
+    pub answered_in_time: u64,
+    /// Hung up waiting, after more than 5 s.
+    pub abandoned: u64,
+    /// Hung up within 5 s (misdials; counted against nothing).
+    pub abandoned_short: u64,
+    pub overflowed: u64,
+    /// Outside opening hours, with no closed route.
+    pub closed: u64,
+    /// Refused (nobody logged in, unknown number, a loop).
+    pub refused: u64,
+    /// Failed or interrupted.
+    pub failed: u64,
+    /// answered_in_time ÷ (answered + abandoned + overflowed), percent; none without calls.
+    pub service_level: Option<f64>,
+    /// Mean wait of answered calls, seconds.
+    pub asa_seconds: Option<f64>,
+    /// Mean talk time of answered calls (answer to hang-up), seconds.
+    pub average_talk_seconds: Option<f64>,
+    /// The longest wait of an answered or abandoned call, seconds.
+    pub longest_wait_seconds: Option<f64>,
+}
+
 /// A trunk's health as the router's OPTIONS keep-alives see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

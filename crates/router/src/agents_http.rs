@@ -229,7 +229,10 @@ pub struct CallsQuery {
 /// The configured tenants (their ids) whose records the caller may read: every tenant for
 /// the operator's Admins and where no tokens are checked, else those of the caller's Entra
 /// tenant; Supervisors and Admins only.
-fn readable_tenants(state: &AppState, caller: &Caller) -> Result<Option<Vec<String>>, ApiError> {
+pub(crate) fn readable_tenants(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Option<Vec<String>>, ApiError> {
     if caller.unauthenticated || caller.operator {
         return Ok(None);
     }

@@ -20,8 +20,8 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard router API", description = "The routing service's HTTP API. Every error is an RFC 9457 problem (application/problem+json)."),
-    paths(health, me, list_tenants, crate::agents_http::me, crate::agents_http::sip_credentials, crate::agents_http::revoke_sip_credentials, crate::agents_http::set_state, crate::agents_http::wrap_up, crate::agents_http::list_calls, crate::agents_http::get_call, crate::agents_http::queues, crate::agents_http::trunks, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text, graph_notifications),
-    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem, Me, NotificationCollection, switchboard_api::AgentRef, switchboard_api::SipCredentials, switchboard_api::AgentState, switchboard_api::AgentStateChange, switchboard_api::RequestedState, switchboard_api::AgentStatus, crate::agents_http::WrapUp, switchboard_api::CallRecord, switchboard_api::CallOutcome, switchboard_api::OfferRecord, switchboard_api::QueueFigures, switchboard_api::AgentsByState, switchboard_api::TrunkStatus, switchboard_api::TrunkHealth)),
+    paths(health, me, list_tenants, crate::agents_http::me, crate::agents_http::sip_credentials, crate::agents_http::revoke_sip_credentials, crate::agents_http::set_state, crate::agents_http::wrap_up, crate::agents_http::list_calls, crate::agents_http::get_call, crate::agents_http::queues, crate::agents_http::trunks, crate::reports::queues, create_tenant, get_tenant, delete_tenant, crate::events::events, openapi_json, crate::telemetry::metrics_text, graph_notifications),
+    components(schemas(Health, HealthStatus, StorageHealth, StorageState, Tenant, NewTenant, Event, Problem, Me, NotificationCollection, switchboard_api::AgentRef, switchboard_api::SipCredentials, switchboard_api::AgentState, switchboard_api::AgentStateChange, switchboard_api::RequestedState, switchboard_api::AgentStatus, crate::agents_http::WrapUp, switchboard_api::CallRecord, switchboard_api::CallOutcome, switchboard_api::OfferRecord, switchboard_api::QueueFigures, switchboard_api::AgentsByState, switchboard_api::TrunkStatus, switchboard_api::TrunkHealth, switchboard_api::QueueReport, crate::reports::Interval, crate::reports::Format)),
     tags((name = "service", description = "health, metrics, this document"), (name = "tenants", description = "organisations served by this router"), (name = "events", description = "live event stream"), (name = "agents", description = "an agent's phone credentials and state"), (name = "calls", description = "call detail records"), (name = "graph", description = "Microsoft Graph's change notifications (called by Graph, not by clients)"))
 )]
 pub struct ApiDoc;
@@ -33,6 +33,29 @@ pub struct ApiDoc;
 /// send.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    // A report's time zone: one of the names the router's time zone database knows.
+    if let Some(op) = doc
+        .paths
+        .paths
+        .get_mut("/v1/reports/queues")
+        .and_then(|i| i.get.as_mut())
+    {
+        let mut zones: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        zones.sort();
+        for p in op.parameters.iter_mut().flatten() {
+            if p.name == "timezone" {
+                p.schema = Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .enum_values(Some(zones.clone()))
+                        .into(),
+                );
+            }
+        }
+    }
     for (path, item) in doc.paths.paths.iter_mut() {
         let needs_caller = !matches!(
             path.as_str(),

@@ -31,6 +31,7 @@ pub mod http;
 pub mod presence;
 pub mod prompts;
 pub mod relay;
+pub mod reports;
 pub mod routing;
 pub mod serve;
 pub mod store;
@@ -121,6 +122,7 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         .route("/v1/calls", get(agents_http::list_calls))
         .route("/v1/queues", get(agents_http::queues))
         .route("/v1/trunks", get(agents_http::trunks))
+        .route("/v1/reports/queues", get(reports::queues))
         .route("/v1/calls/{id}", get(agents_http::get_call))
         .route("/v1/events", get(events::events))
         .route(

@@ -337,6 +337,63 @@ impl Store {
     }
 
     /// One call's record.
+    /// Hands `each` every call record of `tenants` (all with `None`) that started in
+    /// `[from, to)`, oldest first, one at a time (a long period is never held in memory);
+    /// records that do not read are skipped with a warning. Returns how many were handed.
+    pub async fn for_each_call(
+        &self,
+        tenants: Option<&[String]>,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        mut each: impl FnMut(CallRecord),
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt;
+        if tenants.is_some_and(|t| t.is_empty()) {
+            return Ok(0);
+        }
+        // The column is RFC 3339 text whose fraction varies in length, so text order is off
+        // by under a second at the edges: a second more either side, then the exact test.
+        let text = |t: OffsetDateTime| {
+            t.to_offset(time::UtcOffset::UTC)
+                .format(&Rfc3339)
+                .map_err(|e| StoreError::Query(e.to_string()))
+        };
+        let (lo, hi) = (
+            text(from - Duration::from_secs(1))?,
+            text(to + Duration::from_secs(1))?,
+        );
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT record FROM calls WHERE started_at >= ",
+        );
+        q.push_bind(lo);
+        q.push(" AND started_at < ");
+        q.push_bind(hi);
+        if let Some(ts) = tenants {
+            q.push(" AND tenant IN (");
+            let mut list = q.separated(", ");
+            for t in ts {
+                list.push_bind(t);
+            }
+            q.push(")");
+        }
+        q.push(" ORDER BY started_at, id");
+        let query = q.build();
+        let mut rows = query.fetch(&self.pool);
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await? {
+            let json: String = row.try_get("record")?;
+            match serde_json::from_str::<CallRecord>(&json) {
+                Ok(r) if r.started_at >= from && r.started_at < to => {
+                    n += 1;
+                    each(r);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "a stored call record does not read; skipped"),
+            }
+        }
+        Ok(n)
+    }
+
     pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
         let row = sqlx::query("SELECT record FROM calls WHERE id = ?")
             .bind(id)

@@ -634,10 +634,45 @@ async fn call_records_and_queues_stay_within_their_organisation() {
         .unwrap();
     let names: Vec<&str> = queues.iter().filter_map(|q| q["queue"].as_str()).collect();
     assert_eq!(names, ["general"], "{queues:?}");
-    // An agent reads no records.
-    assert_eq!(
-        get(&s.base, "/v1/calls", Some(&agent)).await.status(),
-        StatusCode::FORBIDDEN
+    // Reports and trunks alike: Fabrikam's calls are in the operator's report only.
+    let yesterday = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
+    let period = format!("/v1/reports/queues?from={yesterday}&days=3");
+    let report: Vec<Value> = get(&s.base, &period, Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let calls: u64 = report
+        .iter()
+        .map(|r| r["calls"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(calls, 2, "{report:?}");
+    assert!(
+        report.iter().all(|r| r["tenant"] == "fabrikam"),
+        "{report:?}"
     );
+    let theirs: Vec<Value> = get(&s.base, &period, Some(&supervisor))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(theirs.is_empty(), "{theirs:?}");
+    let trunks: Vec<Value> = get(&s.base, "/v1/trunks", Some(&supervisor))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        trunks.iter().all(|t| t["tenant"] == "contoso"),
+        "{trunks:?}"
+    );
+    // An agent reads no records, reports or trunks.
+    for path in ["/v1/calls", period.as_str(), "/v1/trunks"] {
+        assert_eq!(
+            get(&s.base, path, Some(&agent)).await.status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
     s.router.stop().await.unwrap();
 }

@@ -555,6 +555,62 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
         .unwrap();
     let one: Value = one.json().await.unwrap();
     assert_eq!(one["disposition"], "resolved", "{one}");
+    // The day's report counts it, as JSON and as CSV.
+    let yesterday = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
+    let period = format!("from={yesterday}&days=3");
+    let report: Value = c
+        .http
+        .get(format!(
+            "{}/v1/reports/queues?{period}&interval=total",
+            c.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let general = report
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == "general"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(general["calls"], 1, "{report}");
+    assert_eq!(general["answered"], 1, "{report}");
+    assert_eq!(general["answered_in_time"], 1, "{report}");
+    let csv = c
+        .http
+        .get(format!(
+            "{}/v1/reports/queues?{period}&interval=hour&timezone=Asia/Shanghai&format=csv",
+            c.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = csv.text().await.unwrap();
+    assert!(
+        csv.starts_with("interval_start,tenant,queue,calls,"),
+        "{csv}"
+    );
+    assert!(csv.contains("+08:00,contoso,general,1,1,1,"), "{csv}");
+    // A day that is no date, too many days or an unknown time zone: refused with what to do.
+    for bad in [
+        "from=2026-02-30",
+        "from=2026-12-01&days=94",
+        "from=2026-12-01&timezone=Mars/Olympus",
+    ] {
+        let r = c
+            .http
+            .get(format!("{}/v1/reports/queues?{bad}", c.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+    }
     c.router.stop().await.unwrap();
 }
 
