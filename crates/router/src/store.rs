@@ -315,12 +315,8 @@ impl Store {
             if ts.is_empty() {
                 return Ok(Vec::new());
             }
-            q.push(" WHERE tenant IN (");
-            let mut list = q.separated(", ");
-            for t in ts {
-                list.push_bind(t);
-            }
-            q.push(")");
+            q.push(" WHERE ");
+            tenant_in(&mut q, ts);
         }
         q.push(" ORDER BY started_at DESC, id LIMIT ");
         q.push_bind(i64::from(limit));
@@ -369,12 +365,8 @@ impl Store {
         q.push(" AND started_at < ");
         q.push_bind(hi);
         if let Some(ts) = tenants {
-            q.push(" AND tenant IN (");
-            let mut list = q.separated(", ");
-            for t in ts {
-                list.push_bind(t);
-            }
-            q.push(")");
+            q.push(" AND ");
+            tenant_in(&mut q, ts);
         }
         q.push(" ORDER BY started_at, id");
         let query = q.build();
@@ -431,6 +423,16 @@ impl Store {
         }
         Ok(closed)
     }
+}
+
+/// `tenant IN (?, ?, …)` with `ts` bound.
+fn tenant_in(q: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>, ts: &[String]) {
+    q.push("tenant IN (");
+    let mut list = q.separated(", ");
+    for t in ts {
+        list.push_bind(t.clone());
+    }
+    q.push(")");
 }
 
 fn outcome_name(o: CallOutcome) -> String {

@@ -199,6 +199,15 @@ impl Center {
     }
 
     /// The status of a request with a JSON body.
+    /// `GET path` on the router's API.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> u16 {
         let url = format!("{}{path}", self.base);
         let r = self.http.request(method, url).json(&body).send().await;
@@ -559,14 +568,8 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
     let yesterday = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
     let period = format!("from={yesterday}&days=3");
     let report: Value = c
-        .http
-        .get(format!(
-            "{}/v1/reports/queues?{period}&interval=total",
-            c.base
-        ))
-        .send()
+        .get(&format!("/v1/reports/queues?{period}&interval=total"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -578,14 +581,10 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
     assert_eq!(general["answered"], 1, "{report}");
     assert_eq!(general["answered_in_time"], 1, "{report}");
     let csv = c
-        .http
-        .get(format!(
-            "{}/v1/reports/queues?{period}&interval=hour&timezone=Asia/Shanghai&format=csv",
-            c.base
+        .get(&format!(
+            "/v1/reports/queues?{period}&interval=hour&timezone=Asia/Shanghai&format=csv"
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(csv.status(), 200);
     assert!(csv.headers()["content-type"]
         .to_str()
@@ -603,12 +602,7 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
         "from=2026-12-01&days=94",
         "from=2026-12-01&timezone=Mars/Olympus",
     ] {
-        let r = c
-            .http
-            .get(format!("{}/v1/reports/queues?{bad}", c.base))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(&format!("/v1/reports/queues?{bad}")).await;
         assert_eq!(r.status(), 422, "{bad}");
     }
     c.router.stop().await.unwrap();
