@@ -107,6 +107,9 @@ pub struct TenantSpec {
     /// Opening hours numbers can follow.
     #[serde(default)]
     pub schedules: Vec<crate::hours::ScheduleSpec>,
+    /// Groups of experts (subject-matter experts) agents transfer callers to.
+    #[serde(default)]
+    pub experts: Vec<ExpertGroupSpec>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
 }
@@ -119,6 +122,25 @@ pub struct TargetSpec {
     pub queue: Option<Spanned<String>>,
     #[serde(default)]
     pub attendant: Option<Spanned<String>>,
+}
+
+/// Experts by skill: an agent's REFER to `sip:<name>@…` rings the best of them free now —
+/// a registered phone, no call, and (where the router follows Teams presence) Available.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpertGroupSpec {
+    /// The transfer target's name (not a queue's or an attendant's).
+    #[serde(deserialize_with = "short_name")]
+    pub name: String,
+    /// The skill its experts have (agents' `skills`).
+    pub skill: String,
+    /// The lowest level of that skill (1–5, default 1).
+    #[serde(default = "one")]
+    pub min_level: u8,
+}
+
+fn one() -> u8 {
+    1
 }
 
 /// An auto attendant: a greeting that offers choices by key, with retries.
@@ -655,6 +677,35 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     key: key("timeout_seconds"),
                     message: "timeout_seconds must be 1–60 and retries 0–9".into(),
                 });
+            }
+        }
+        let mut experts = HashSet::new();
+        for (i, g) in t.experts.iter().enumerate() {
+            let key = |k: &str| at(&format!("experts[{i}].{k}"));
+            let lower = g.name.to_ascii_lowercase();
+            let clash = queues.iter().any(|q| q.eq_ignore_ascii_case(&g.name))
+                || attendants.iter().any(|a| a.eq_ignore_ascii_case(&g.name));
+            if clash || !experts.insert(lower) {
+                return Err(RefError {
+                    offset: None,
+                    key: key("name"),
+                    message: format!("{:?} is already a queue's, an attendant's or another expert group's name: transfer targets are found by name", g.name),
+                });
+            }
+            if !(1..=5).contains(&g.min_level) || g.skill.trim().is_empty() {
+                return Err(RefError {
+                    offset: None,
+                    key: key("min_level"),
+                    message: "an expert group names a skill and a min_level from 1 to 5".into(),
+                });
+            }
+            let skill = g.skill.to_lowercase();
+            if !t
+                .agents
+                .iter()
+                .any(|a| a.skills.get(&skill).is_some_and(|l| *l >= g.min_level))
+            {
+                tracing::warn!(tenant = %t.id, group = %g.name, skill = %skill, "no agent has this skill at this level: transfers to the group will find nobody");
             }
         }
         let mut upns = HashSet::new();

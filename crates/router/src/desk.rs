@@ -99,6 +99,10 @@ pub enum Route {
     /// Nowhere: the number's opening hours are over and it names no `closed` route; the
     /// caller hears that the tenant is closed and the call ends.
     Closed,
+    /// An expert, chosen from their group, rung outside the queues.
+    Expert(AgentId),
+    /// An expert group with nobody free now.
+    NoExpert,
 }
 
 impl TenantRt {
@@ -111,8 +115,44 @@ impl TenantRt {
     pub fn queue(&self, q: QueueId) -> Option<&QueueConfig> {
         self.queues.get(q.0 as usize)
     }
-    /// What a transfer target's `user@host` names in this tenant: a queue or attendant by
-    /// its name (any host: it stays inside the tenant), or an agent by UPN.
+    /// Whether agent `a` can take an expert's call now: a registered phone, no call, not
+    /// ringing or in wrap-up, and Available in Teams where the router follows presence (an
+    /// expert needs not be Ready for queue calls).
+    pub fn expert_free(&self, a: AgentId) -> bool {
+        let Some(r) = self.agent(a) else {
+            return false;
+        };
+        let teams_ok = r
+            .teams
+            .as_deref()
+            .is_none_or(|p| p.starts_with("Available/") || p.starts_with("AvailableIdle/"));
+        r.contact.is_some()
+            && !r.on_call
+            && r.ringing == 0
+            && r.wrap_up_until.is_none()
+            && !self.engine.is_busy(a)
+            && teams_ok
+    }
+
+    /// The best expert of group `g` free now: the highest level of its skill, then the one
+    /// listed first; `None` when nobody is.
+    pub fn expert(&self, g: &crate::center::ExpertGroupSpec) -> Option<AgentId> {
+        let skill = g.skill.to_lowercase();
+        self.spec
+            .agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let level = *a.skills.get(&skill)?;
+                let id = AgentId(i as u32);
+                (level >= g.min_level && self.expert_free(id)).then_some((level, id))
+            })
+            .max_by(|x, y| x.0.cmp(&y.0).then(y.1 .0.cmp(&x.1 .0)))
+            .map(|(_, id)| id)
+    }
+
+    /// What a transfer target's `user@host` names in this tenant: a queue, attendant or
+    /// expert group by its name (any host: it stays inside the tenant), or an agent by UPN.
     pub fn transfer_target(&self, user: &str, host: &str) -> Option<Route> {
         if let Some(q) = self
             .queues
@@ -127,6 +167,14 @@ impl TenantRt {
             .position(|a| a.name.eq_ignore_ascii_case(user))
         {
             return Some(Route::Attendant(a));
+        }
+        if let Some(g) = self
+            .spec
+            .experts
+            .iter()
+            .find(|g| g.name.eq_ignore_ascii_case(user))
+        {
+            return Some(self.expert(g).map_or(Route::NoExpert, Route::Expert));
         }
         let upn = format!("{user}@{host}").to_ascii_lowercase();
         self.by_upn.get(&upn).map(|a| Route::Agent(*a))
@@ -796,6 +844,66 @@ impl Desk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_best_free_expert_is_chosen_by_skill_level_and_teams_presence() {
+        let toml = r#"
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+experts = [{ name = "escalations", skill = "Escalations", min_level = 3 }]
+agents = [
+  { upn = "lynne@contoso.example", skills = { escalations = 3 }, object_id = "0A1B2C3D-0000-4000-8000-000000000001" },
+  { upn = "megan@contoso.example", skills = { escalations = 5 }, object_id = "0A1B2C3D-0000-4000-8000-000000000002" },
+  { upn = "alex@contoso.example", skills = { escalations = 2 } },
+]
+"#;
+        let cfg = crate::config::Config::from_toml(toml, std::path::Path::new("t.toml")).unwrap();
+        let cc = CallCenter::new(&cfg.tenants, Instant::now());
+        cc.with(|d| d.registrar = Some("sip:127.0.0.1:5060".into()));
+        let now = Instant::now();
+        let expert = || {
+            cc.with(|d| {
+                let t = &d.tenants[0];
+                t.expert(&t.spec.experts[0])
+                    .and_then(|a| t.agent(a))
+                    .map(|r| r.upn.clone())
+            })
+        };
+        // Nobody registered: nobody free.
+        assert_eq!(expert(), None);
+        for upn in [
+            "lynne@contoso.example",
+            "megan@contoso.example",
+            "alex@contoso.example",
+        ] {
+            let c = cc.issue_credentials(upn, None, None).unwrap();
+            cc.with(|d| {
+                d.registered(
+                    &c.username,
+                    "sip:x@contoso.example",
+                    Some("sip:x@127.0.0.1:5070".into()),
+                    now,
+                )
+            });
+        }
+        // Not Ready for queue calls, yet free as experts: the higher level first.
+        assert_eq!(expert().as_deref(), Some("megan@contoso.example"));
+        // Megan in a Teams meeting: Lynne; both busy in Teams: nobody (Alex's level is 2).
+        cc.presence("0a1b2c3d-0000-4000-8000-000000000002", "Busy", "InAMeeting");
+        assert_eq!(expert().as_deref(), Some("lynne@contoso.example"));
+        cc.presence("0a1b2c3d-0000-4000-8000-000000000001", "Away", "Away");
+        assert_eq!(expert(), None);
+        cc.presence(
+            "0a1b2c3d-0000-4000-8000-000000000002",
+            "AvailableIdle",
+            "Available",
+        );
+        assert_eq!(expert().as_deref(), Some("megan@contoso.example"));
+        // On a call: not free.
+        cc.with(|d| d.tenants[0].agents[1].on_call = true);
+        assert_eq!(expert(), None);
+    }
 
     #[test]
     fn an_agent_in_do_not_disturb_a_presentation_or_a_meeting_is_offered_nothing() {

@@ -782,22 +782,29 @@ impl Edge {
         }
         match to {
             Route::Closed => self.close(n, "closed"),
-            Route::Agent(a) => {
+            Route::NoExpert => self.fail_back(n, "no expert free", now),
+            Route::Agent(a) | Route::Expert(a) => {
                 let tenant = c.tenant;
+                let expert = matches!(to, Route::Expert(_));
                 let free = self.cc.with(|d| {
                     let t = &mut d.tenants[tenant];
                     let upn = t.agent(a).map(|r| r.upn.clone()).unwrap_or_default();
                     let reachable = t.agent(a).is_some_and(|r| r.contact.is_some());
-                    let free = reachable && t.engine.is_available(a);
+                    let free = if expert {
+                        t.expert_free(a)
+                    } else {
+                        reachable && t.engine.is_available(a)
+                    };
                     if free {
                         t.engine
                             .set_busy_elsewhere(a, Some(routing::CallId(n)), now);
                     }
                     (free, upn)
                 });
-                c.rec.steps.push(format!("agent {}", free.1));
+                let who = if expert { "expert" } else { "agent" };
+                c.rec.steps.push(format!("{who} {}", free.1));
                 if !free.0 {
-                    self.fail_back(n, &format!("agent {} is not available", free.1), now);
+                    self.fail_back(n, &format!("{who} {} is not available", free.1), now);
                     return;
                 }
                 c.direct = Some(a);
@@ -1545,6 +1552,17 @@ impl Edge {
             self.save(n);
             return;
         };
+        if route == Route::NoExpert {
+            // Nobody of the group is free: the caller stays with the agent, who may try again.
+            c.rec
+                .steps
+                .push(format!("transfer by {by} to {shown}: no expert free"));
+            tracing::info!(call = %c.id, agent = %by, target = %shown, "no expert of the group is free");
+            self.ua
+                .notify_transfer(leg, 480, "Temporarily Unavailable", now);
+            self.save(n);
+            return;
+        }
         c.rec.steps.push(format!("transfer by {by} to {shown}"));
         tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring");
         // The agent's part ends: the phone hangs up on our NOTIFY (RFC 5589 §6), or we do.

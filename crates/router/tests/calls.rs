@@ -1445,6 +1445,16 @@ skills = { general = 3 }
 [[tenants.agents]]
 upn = "alex@contoso.example"
 skills = { orders = 3 }
+
+[[tenants.experts]]
+name = "order-experts"
+skill = "orders"
+min_level = 3
+
+[[tenants.experts]]
+name = "architects"
+skill = "orders"
+min_level = 5
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1506,11 +1516,32 @@ async fn transfer_to(target: &str, step: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_transfers_the_caller_to_a_free_expert_by_refer() {
+    // Alex is no queue agent of general, but the best (the only) free expert in orders.
+    transfer_to(
+        "sip:order-experts@contoso.example",
+        "expert alex@contoso.example",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_an_expert_group_with_nobody_free_keeps_the_caller() {
+    stays_after_refusal("sip:architects@contoso.example", 480, ": no expert free").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_to_an_outside_number_is_refused_and_the_caller_stays() {
+    stays_after_refusal("sip:+15551234567@carrier.example", 403, " refused").await;
+}
+
+/// Adele answers a general call and transfers it to `target`; the router answers the REFER
+/// with `status` and the caller stays with her; the record's step ends with `why`.
+async fn stays_after_refusal(target: &str, status: u16, why: &str) {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
     c.tones(15);
-    let outside = ["--transfer", "sip:+15551234567@carrier.example"];
+    let outside = ["--transfer", target];
     let adele = c
         .agent_with(
             "adele@contoso.example",
@@ -1526,7 +1557,7 @@ async fn a_transfer_to_an_outside_number_is_refused_and_the_caller_stays() {
     assert!(
         adele_ev
             .iter()
-            .any(|e| e["event"] == "transfer_progress" && e["status"] == 403),
+            .any(|e| e["event"] == "transfer_progress" && e["status"] == status),
         "the router refused the REFER: {adele_ev:?}"
     );
     // The caller stayed with Adele to the end.
@@ -1540,7 +1571,10 @@ async fn a_transfer_to_an_outside_number_is_refused_and_the_caller_stays() {
     assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
     assert_eq!(
         recs[0]["steps"][1],
-        "transfer by adele@contoso.example to +15551234567@carrier.example refused",
+        format!(
+            "transfer by adele@contoso.example to {}{why}",
+            target.trim_start_matches("sip:")
+        ),
         "{recs:?}"
     );
     c.router.stop().await.unwrap();

@@ -434,6 +434,11 @@ impl Engine {
     }
 
     /// Whether the agent may be offered a call now.
+    /// Whether the agent is busy with a call outside the queues (a direct offer).
+    pub fn is_busy(&self, a: AgentId) -> bool {
+        self.agent(a).is_some_and(|s| s.busy.is_some())
+    }
+
     pub fn is_available(&self, a: AgentId) -> bool {
         self.agent(a).is_some_and(AgentSlot::available)
     }
