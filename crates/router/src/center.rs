@@ -188,8 +188,17 @@ fn default_retries() -> u32 {
 pub struct TrunkSpec {
     #[serde(deserialize_with = "short_name")]
     pub name: String,
-    /// Source addresses whose INVITEs arrive on this trunk (IP addresses).
+    /// Source addresses whose INVITEs arrive on this trunk (IP addresses); none: the trunk
+    /// is known by its digest `username` alone.
+    #[serde(default)]
     pub allow: Vec<IpAddr>,
+    /// Digest authentication of its INVITEs (407 challenge, the `[sip] digest` algorithm):
+    /// with `allow` both must hold; alone, any source that answers the challenge is the trunk.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The digest password (with `username`); never logged.
+    #[serde(default)]
+    pub password: Option<Secret>,
     /// Calls on the trunk at once; more get 503.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
@@ -201,6 +210,17 @@ pub struct TrunkSpec {
     /// Seconds between probes (1–3600); three unanswered (or 503) in a row: down.
     #[serde(default = "default_probe_seconds")]
     pub probe_seconds: u64,
+}
+
+/// A password from the configuration: its `Debug` says nothing.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
 }
 
 fn default_probe_seconds() -> u64 {
@@ -429,6 +449,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
     let mut ids = HashSet::new();
     let mut numbers = HashSet::new();
     let mut sources: HashSet<IpAddr> = HashSet::new();
+    let mut trunk_users: HashSet<String> = HashSet::new();
     for (ti, t) in tenants.iter().enumerate() {
         let at = |k: &str| format!("tenants[{ti}].{k}");
         if !ids.insert(t.id.as_str()) {
@@ -453,6 +474,43 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         offset: None,
                         key: at(&format!("trunks[{i}].allow")),
                         message: format!("source {ip} already belongs to another trunk: a call's tenant and trunk are found by its source"),
+                    });
+                }
+            }
+            match (&tr.username, &tr.password) {
+                (Some(u), Some(p)) => {
+                    let ok_user = !u.is_empty()
+                        && u.len() <= 64
+                        && u.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    if !ok_user || !trunk_users.insert(u.to_ascii_lowercase()) {
+                        return Err(RefError {
+                            offset: None,
+                            key: at(&format!("trunks[{i}].username")),
+                            message: format!("{u:?}: a trunk's username is 1–64 letters, digits, '-', '_' or '.', and no other trunk's"),
+                        });
+                    }
+                    if p.0.chars().count() < 12 {
+                        return Err(RefError {
+                            offset: None,
+                            key: at(&format!("trunks[{i}].password")),
+                            message: "a trunk's password needs at least 12 characters".into(),
+                        });
+                    }
+                }
+                (None, None) if tr.allow.is_empty() => {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].allow")),
+                        message: "a trunk needs source addresses (allow), a digest username and password, or both".into(),
+                    });
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].username")),
+                        message: "give a trunk both username and password, or neither".into(),
                     });
                 }
             }
@@ -901,6 +959,20 @@ skills = { billing = 5 }
         assert_eq!(key, "tenants[0].trunks[0].probe", "{msg}");
         let (key, msg) = reference(&probe("probe = \"sip:127.0.0.1\"\nprobe_seconds = 0"));
         assert_eq!(key, "tenants[0].trunks[0].probe_seconds", "{msg}");
+        // Digest trunks: both username and password, a password of some length, and a
+        // password that Debug never shows; a trunk with neither addresses nor digest is refused.
+        let digest = |d: &str| GOOD.replace("allow = [\"127.0.0.1\"]", d);
+        let c = parse(&digest(
+            "username = \"carrier-1\"\npassword = \"correct horse battery\"",
+        ))
+        .expect("a digest trunk");
+        assert!(!format!("{:?}", c.tenants[0].trunks[0]).contains("horse"));
+        let (key, msg) = reference(&digest("username = \"carrier-1\""));
+        assert_eq!(key, "tenants[0].trunks[0].username", "{msg}");
+        let (key, msg) = reference(&digest("username = \"carrier-1\"\npassword = \"short\""));
+        assert_eq!(key, "tenants[0].trunks[0].password", "{msg}");
+        let (key, msg) = reference(&digest("allow = []"));
+        assert_eq!(key, "tenants[0].trunks[0].allow", "{msg}");
     }
 
     #[test]

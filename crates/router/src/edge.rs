@@ -196,6 +196,10 @@ struct Edge {
     guard: crate::guard::Guard,
     /// Trunk sources (unique across tenants, checked at start) → (tenant, trunk index).
     trunk_of: HashMap<IpAddr, (usize, usize)>,
+    /// Digest-authenticated trunks: lower-case username → (tenant, trunk index, password).
+    trunk_users: HashMap<String, (usize, usize, String)>,
+    /// Challenges and checks trunks' INVITEs (407), with nonces of its own.
+    trunk_digest: switchboard_sip::auth::DigestServer,
     /// Agents' states are announced at most every [`ANNOUNCE_EVERY`]: when, and whether a
     /// change may be waiting.
     announced: Instant,
@@ -283,12 +287,16 @@ pub async fn start(
         .await
         .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
     cc.with(|d| d.registrar = Some(format!("sip:{local}")));
-    let (trunk_of, probes, first_probes) = cc.with(|d| {
+    let (trunk_of, probes, first_probes, trunk_users) = cc.with(|d| {
         let (mut m, mut probes, mut timers) = (HashMap::new(), HashMap::new(), Vec::new());
+        let mut users = HashMap::new();
         for (i, t) in d.tenants.iter().enumerate() {
             for (j, tr) in t.spec.trunks.iter().enumerate() {
                 for ip in &tr.allow {
                     m.insert(*ip, (i, j));
+                }
+                if let (Some(u), Some(p)) = (&tr.username, &tr.password) {
+                    users.insert(u.to_ascii_lowercase(), (i, j, p.0.clone()));
                 }
                 if let Some(p) = &tr.probe {
                     probes.insert(p.clone(), (i, j));
@@ -297,8 +305,16 @@ pub async fn start(
                 trunk_gauges(&t.spec.id, &t.trunks[j]);
             }
         }
-        (m, probes, timers)
+        (m, probes, timers, users)
     });
+    let trunk_digest = switchboard_sip::auth::DigestServer::new(
+        cfg.realm.clone(),
+        rand::random(),
+        match cfg.digest {
+            crate::center::Digest::Sha256 => switchboard_sip::auth::Algorithm::Sha256,
+            crate::center::Digest::Md5 => switchboard_sip::auth::Algorithm::Md5,
+        },
+    );
     // The first probes a second after start, then every trunk's `probe_seconds`.
     let mut timers = BTreeMap::new();
     for t in first_probes {
@@ -324,6 +340,8 @@ pub async fn start(
         last_purge: Instant::now(),
         guard: crate::guard::Guard::new(crate::guard::Limits::default()),
         trunk_of,
+        trunk_users,
+        trunk_digest,
         announced: Instant::now(),
         unannounced: true,
     };
@@ -456,7 +474,16 @@ impl Edge {
         match m.method().as_deref() {
             Some("REGISTER") => self.on_register(m, from, now).await,
             Some("INVITE") if !has_to_tag(m) => {
-                match self.admit(m, from) {
+                let trunk = match self.trunk_of_invite(m, from, trunk, now) {
+                    Ok(t) => t,
+                    Err(reply) => {
+                        if let Some(r) = reply {
+                            let _ = self.net.send(from, None, r).await;
+                        }
+                        return;
+                    }
+                };
+                match self.admit(m, trunk) {
                     Ok(a) => {
                         self.admitted = Some(a);
                         self.ua.handle_message(m, from, now);
@@ -529,17 +556,92 @@ impl Edge {
         }
     }
 
-    /// Lets an INVITE in (a trunk's source, one of its tenant's numbers, room on the trunk)
-    /// or says why not.
-    fn admit(&self, m: &Message, from: SocketAddr) -> Result<Admission, (u16, &'static str)> {
+    /// The trunk a new INVITE comes on: by its source, and by digest where the trunk asks for
+    /// it (or where the source is no trunk's and some trunk is known by digest alone). `Err`
+    /// holds the answer to send instead: 403 for a stranger, 407 with a challenge, 403 for a
+    /// wrong answer (which counts against the source, as the registrar's do).
+    fn trunk_of_invite(
+        &mut self,
+        m: &Message,
+        from: SocketAddr,
+        by_source: Option<(usize, usize)>,
+        now: Instant,
+    ) -> Result<(usize, usize), Option<bytes::Bytes>> {
+        let needs_digest = |(t, j): (usize, usize)| {
+            self.trunk_users
+                .values()
+                .any(|(ut, uj, _)| (*ut, *uj) == (t, j))
+        };
+        match by_source {
+            Some(t) if !needs_digest(t) => return Ok(t),
+            None if self.trunk_users.is_empty() => {
+                return Err(response(m, 403, "Forbidden", &[]));
+            }
+            _ => {}
+        }
+        let challenge = |digest: &switchboard_sip::auth::DigestServer, stale: bool| {
+            let h = format!(
+                "Proxy-Authenticate: {}",
+                digest.challenge(unix_now(), stale)
+            );
+            response(m, 407, "Proxy Authentication Required", &[&h])
+        };
+        let Some(auth) = m.header("Proxy-Authorization") else {
+            return Err(challenge(&self.trunk_digest, false));
+        };
+        let uri = m.request_uri().unwrap_or_default();
+        let users = &self.trunk_users;
+        // With a source, only that trunk's own username will do.
+        let password_of = |user: &str| {
+            users
+                .get(&user.to_ascii_lowercase())
+                .filter(|(t, j, _)| by_source.is_none_or(|s| s == (*t, *j)))
+                .map(|(_, _, p)| p.clone())
+        };
+        use switchboard_sip::auth::Refusal;
+        match self
+            .trunk_digest
+            .verify(auth, "INVITE", &uri, unix_now(), password_of)
+        {
+            Ok(user) => {
+                let Some(&(t, j, _)) = self.trunk_users.get(&user.to_ascii_lowercase()) else {
+                    return Err(response(m, 403, "Forbidden", &[]));
+                };
+                self.cc.with(|d| {
+                    let tn = &mut d.tenants[t];
+                    if tn.trunks[j].heard() {
+                        trunk_gauges(&tn.spec.id, &tn.trunks[j]);
+                    }
+                });
+                Ok((t, j))
+            }
+            Err(Refusal::Stale | Refusal::Replay) => Err(challenge(&self.trunk_digest, true)),
+            Err(Refusal::WrongUri(_)) => Err(response(m, 400, "Digest URI Mismatch", &[])),
+            Err(why @ (Refusal::UnknownUser(_) | Refusal::WrongPassword(_))) => {
+                tracing::info!(%from, why = %why, "a trunk's digest answer was refused");
+                metrics::counter!("sip_auth_failures_total").increment(1);
+                if let Some(ban) = self.guard.auth_failed(from.ip(), now) {
+                    metrics::counter!("sip_sources_banned_total", "why" => "guessing").increment(1);
+                    tracing::warn!(source = %from.ip(), ?ban, "a source keeps failing digest authentication; refusing it for a while");
+                }
+                Err(response(m, 403, "Forbidden", &[]))
+            }
+            Err(_) => Err(challenge(&self.trunk_digest, false)),
+        }
+    }
+
+    /// Lets an INVITE on `trunk` (tenant, index) in (one of its tenant's numbers, room on the
+    /// trunk) or says why not.
+    fn admit(
+        &self,
+        m: &Message,
+        (tenant, trunk): (usize, usize),
+    ) -> Result<Admission, (u16, &'static str)> {
         let dialled = m
             .request_uri()
             .and_then(|u| safe_user(&u))
             .ok_or((404, "Not Found"))?;
         self.cc.with(|d| {
-            let Some((tenant, trunk)) = self.trunk_of.get(&from.ip()).copied() else {
-                return Err((403, "Forbidden"));
-            };
             let t = &d.tenants[tenant];
             if t.trunks[trunk].calls >= t.trunks[trunk].max_calls {
                 return Err((503, "Service Unavailable"));

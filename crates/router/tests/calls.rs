@@ -1148,6 +1148,55 @@ fn register(
     Some((first, nonce, text))
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_known_by_digest_answers_the_challenge_and_strangers_do_not() {
+    let _one = SERIAL.lock().await;
+    let edge = EDGE.replace(
+        "allow = [\"127.0.0.1\"]",
+        "username = \"carrier-1\"\npassword = \"correct horse battery\"",
+    );
+    let c = start(&format!("{edge}{TENANT}")).await;
+    c.tones(6);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    // No credentials: 407, and the caller has nothing to answer it with.
+    let plain = ["--codec", "pcmu", "--hangup-after", "3"];
+    let (ok, ev) = c.call_with("+18005550100", &plain, "caller.wav", "x.wav");
+    assert!(!ok, "{ev:?}");
+    assert!(format!("{ev:?}").contains("407"), "{ev:?}");
+    // A wrong password: 403. (The carrier's account is in the router's realm, `switchboard`
+    // by default.)
+    let wrong = [
+        &plain[..],
+        &["--domain", "switchboard", "--user", "carrier-1"],
+        &["--password", "not the password"],
+    ]
+    .concat();
+    let (ok, ev) = c.call_with("+18005550100", &wrong, "caller.wav", "x.wav");
+    assert!(!ok, "{ev:?}");
+    assert!(format!("{ev:?}").contains("403"), "{ev:?}");
+    // The trunk's own: the call is admitted on it and an agent takes it.
+    let right = [
+        &plain[..],
+        &["--domain", "switchboard", "--user", "carrier-1"],
+        &["--password", "correct horse battery"],
+    ]
+    .concat();
+    let (ok, ev) = c.call_with("+18005550100", &right, "caller.wav", "heard.wav");
+    assert!(ok, "{ev:?}");
+    took_the_call(adele, "adele").await;
+    let recs = c.calls().await;
+    assert_eq!(
+        recs.len(),
+        1,
+        "only the admitted call has a record: {recs:?}"
+    );
+    assert_eq!(recs[0]["trunk"], "carrier", "{recs:?}");
+    assert_eq!(recs[0]["outcome"], "answered", "{recs:?}");
+    c.router.stop().await.unwrap();
+}
+
 /// A carrier's SBC as far as OPTIONS go: answers each probe with the next status of
 /// `answers` (`None`: silence), then stops; returns what it was sent.
 fn fake_sbc(sock: std::net::UdpSocket, answers: Vec<Option<u16>>) -> Vec<String> {
