@@ -14,6 +14,8 @@
 //! - [`wav`]: WAV files as a source (any rate and channel count, converted to the codec's
 //!   rate with rubato) and as a sink, for headless agents and tests;
 //! - [`tone`]: a tone generator and a Goertzel detector, to check which tones a call carried;
+//! - [`dtmf`]: in-band DTMF detection (Goertzel, ITU-T Q.24 / GR-506 criteria), for trunks
+//!   that send keypad digits as audio rather than RFC 4733 telephone-events;
 //! - [`quality`]: the E-model (ITU-T G.107) R factor and MOS from delay and loss.
 //!
 //! - [`srtp`]: SRTP/SRTCP keyed by SDES `a=crypto` lines (RFC 3711, RFC 4568, RFC 7714).
@@ -29,6 +31,7 @@
 pub mod check;
 #[cfg(feature = "devices")]
 pub mod device;
+pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod quality;
