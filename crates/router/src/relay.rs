@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchboard_media::dtmf::DtmfDetector;
 use switchboard_media::resample::Rate;
 use switchboard_media::session::{Codec, MediaSession};
 use switchboard_media::srtp::Srtp;
@@ -170,6 +171,14 @@ struct Leg {
     /// The peer's audio converted to this leg's rate.
     from_peer: Option<Rate>,
     player: Option<Player>,
+    /// Keys pressed as tones in what the leg sends: where the call agreed no RFC 4733
+    /// telephone-event (a trunk without it), the only way its digits arrive.
+    inband: Option<DtmfDetector>,
+}
+
+/// An in-band detector for a leg that agreed no telephone-event.
+fn inband_for(m: &Negotiated, rate: u32) -> Option<DtmfDetector> {
+    (m.telephone_event.is_none() && rate >= 8000).then(|| DtmfDetector::new(rate))
 }
 
 struct Engine {
@@ -228,6 +237,7 @@ impl Engine {
                 peer: None,
                 from_peer: None,
                 player: None,
+                inband: inband_for(m, codec.clock_rate()),
             },
         );
         self.stats
@@ -242,6 +252,9 @@ impl Engine {
         };
         l.session.set_remote(m.remote);
         l.session.set_telephone_event(m.telephone_event);
+        if m.telephone_event.is_some() != l.inband.is_none() {
+            l.inband = inband_for(m, l.rate);
+        }
         l.rtcp_mux = m.rtcp_mux;
         l.send = sends(m.direction);
         if l.session.is_secure() != m.local_crypto.is_some() {
@@ -411,6 +424,16 @@ impl Engine {
             .iter_mut()
             .map(|(&id, l)| (id, l.session.play()))
             .collect();
+        // Keys pressed as tones, where a leg has no telephone-event.
+        let mut digits = Vec::new();
+        for (id, l) in self.legs.iter_mut() {
+            if let (Some(d), Some(pcm)) = (l.inband.as_mut(), heard.get(id)) {
+                d.push_into(pcm, &mut digits);
+                for digit in digits.drain(..) {
+                    let _ = self.events.send(RelayEvent::Dtmf { leg: *id, digit });
+                }
+            }
+        }
         let ids: Vec<LegId> = self.legs.keys().copied().collect();
         for id in ids {
             let playing = self.legs.get(&id).is_some_and(|l| l.player.is_some());
@@ -659,6 +682,59 @@ mod tests {
             vec![(1, '5'), (2, '5')],
             "each leg's RFC 4733 digit is reported once"
         );
+    }
+
+    #[test]
+    fn keys_pressed_as_tones_on_a_leg_without_telephone_event_are_heard() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let relay = Relay::start(tx).unwrap();
+        let (leg, phone) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        let (to, pa) = (leg.local_addr().unwrap(), phone.local_addr().unwrap());
+        // A trunk that agreed no telephone-event: PCMU only.
+        let mut m = plain(Codec::Pcmu, pa);
+        m.telephone_event = None;
+        relay.open(9, leg, &m);
+        // "1", "5", "#": 80 ms of the key's two tones, 80 ms of silence, sent in real time.
+        let keys = [
+            ('1', 697.0, 1209.0),
+            ('5', 770.0, 1336.0),
+            ('#', 941.0, 1477.0),
+        ];
+        let mut s = MediaSession::new(Codec::Pcmu, 0, Some(to), Instant::now());
+        let mut next = Instant::now();
+        let mut t = 0u64;
+        for (_, row, column) in keys {
+            for frame in 0..8 {
+                let pcm: Vec<i16> = if frame < 4 {
+                    let (a, b) = (
+                        sine(row, 8000, 6000.0, t, 160),
+                        sine(column, 8000, 6000.0, t, 160),
+                    );
+                    a.iter()
+                        .zip(&b)
+                        .map(|(x, y)| x.saturating_add(*y))
+                        .collect()
+                } else {
+                    vec![0; 160]
+                };
+                t += 160;
+                phone.send_to(&s.packetise(&pcm), to).unwrap();
+                next += Duration::from_millis(20);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut digits = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let RelayEvent::Dtmf { leg, digit } = e {
+                assert_eq!(leg, 9);
+                digits.push(digit);
+            }
+        }
+        assert_eq!(digits, ['1', '5', '#'], "each key once, in order");
     }
 
     #[test]
