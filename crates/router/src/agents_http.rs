@@ -191,6 +191,79 @@ pub async fn wrap_up(
     Ok(Json(status))
 }
 
+/// `POST /v1/agents/me/transfer`: send the caller the agent is talking to elsewhere.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// Only where the router checks no tokens: the agent (UPN).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// A queue, attendant or expert group of the tenant by name (`orders`, `escalations`),
+    /// or a colleague by UPN (`AlexW@contoso.example`).
+    pub target: String,
+}
+
+/// Where a transfer sent the caller.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TransferDone {
+    /// The call record's step (`transfer by adele@… to orders@contoso.example`).
+    pub step: String,
+}
+
+#[utoipa::path(
+    post, path = "/v1/agents/me/transfer", tag = "agents", request_body = TransferRequest,
+    responses(
+        (status = 200, description = "the router took the caller there (the agent's leg is hung up; wrap-up follows)", body = TransferDone),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent, or a target that is no queue, attendant, expert group or agent of the tenant (the caller stays)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the agent has no call up, nobody of the expert group is free (the caller stays), or the router takes no calls", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<TransferRequest>, JsonRejection>,
+) -> Result<Json<TransferDone>, ApiError> {
+    use crate::desk::{EdgeCommand, TransferRefusal};
+    let Json(body) = body?;
+    let (upn, tid) = agent_of(&caller, body.agent.as_deref())?;
+    let (tenant, agent) = state
+        .center
+        .with(|d| d.find(&upn, tid.as_deref()))
+        .ok_or_else(|| DeskError::NoSuchAgent(upn.clone()))?;
+    let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
+    let target: String = body
+        .target
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    edge.send(EdgeCommand::Transfer {
+        tenant,
+        agent,
+        target,
+        reply,
+    })
+    .map_err(|_| DeskError::NoSipEdge)?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(DeskError::NoSipEdge)?;
+    match answer {
+        Ok(step) => {
+            tracing::info!(agent = %upn, %step, "transferred through the API");
+            Ok(Json(TransferDone { step }))
+        }
+        Err(e @ TransferRefusal::NoSuchTarget(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e) => Err(ApiError::Conflict(e.to_string())),
+    }
+}
+
 /// `GET /v1/agents/me`: the agent's state (for the agent named in the query where no tokens
 /// are checked).
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]

@@ -341,6 +341,31 @@ impl TenantRt {
     }
 }
 
+/// What the API asks of the SIP edge.
+#[derive(Debug)]
+pub enum EdgeCommand {
+    /// Transfer the call agent (tenant, agent) is talking on to `target` (a queue,
+    /// attendant or expert group by name, or a colleague by UPN); the answer says where it
+    /// went (the record's step) or why not.
+    Transfer {
+        tenant: usize,
+        agent: AgentId,
+        target: String,
+        reply: tokio::sync::oneshot::Sender<Result<String, TransferRefusal>>,
+    },
+}
+
+/// Why a transfer was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefusal {
+    #[error("the agent has no call up to transfer")]
+    NoCall,
+    #[error("{0} is not a queue, attendant, expert group or agent of this tenant: transfers stay inside it")]
+    NoSuchTarget(String),
+    #[error("nobody of expert group {0} is free now: the caller stays with the agent; try again or another target")]
+    NoExpert(String),
+}
+
 /// Why an agent request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeskError {
@@ -371,6 +396,8 @@ pub struct CallCenter {
     pub wake: tokio::sync::Notify,
     /// Writes to call records, in order (the SIP edge's snapshots, the agents' dispositions).
     pub records: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<RecordWrite>>,
+    /// Requests for the SIP edge from the API (transfers), once it runs.
+    pub commands: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<EdgeCommand>>,
     /// The event stream, for agents' states and queue figures.
     pub events: std::sync::OnceLock<crate::events::EventHub>,
 }
@@ -505,6 +532,7 @@ impl CallCenter {
             }),
             wake: tokio::sync::Notify::new(),
             records: std::sync::OnceLock::new(),
+            commands: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
         }
     }

@@ -196,6 +196,8 @@ struct Edge {
     guard: crate::guard::Guard,
     /// Trunk sources (unique across tenants, checked at start) → (tenant, trunk index).
     trunk_of: HashMap<IpAddr, (usize, usize)>,
+    /// Requests from the API (transfers).
+    commands: tokio::sync::mpsc::UnboundedReceiver<crate::desk::EdgeCommand>,
     /// Digest-authenticated trunks: lower-case username → (tenant, trunk index, password).
     trunk_users: HashMap<String, (usize, usize, String)>,
     /// Challenges and checks trunks' INVITEs (407), with nonces of its own.
@@ -287,6 +289,8 @@ pub async fn start(
         .await
         .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
     cc.with(|d| d.registrar = Some(format!("sip:{local}")));
+    let (command_tx, commands) = tokio::sync::mpsc::unbounded_channel();
+    let _ = cc.commands.set(command_tx);
     let (trunk_of, probes, first_probes, trunk_users) = cc.with(|d| {
         let (mut m, mut probes, mut timers) = (HashMap::new(), HashMap::new(), Vec::new());
         let mut users = HashMap::new();
@@ -342,6 +346,7 @@ pub async fn start(
         trunk_of,
         trunk_users,
         trunk_digest,
+        commands,
         announced: Instant::now(),
         unannounced: true,
     };
@@ -399,6 +404,7 @@ impl Edge {
                     }
                 },
                 Some(ev) = self.relay_rx.recv() => self.on_relay(ev),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 _ = cc.wake.notified() => self.dispatch(),
                 _ = sleep => self.on_timeout(),
                 r = shutdown.changed() => {
@@ -1617,14 +1623,14 @@ impl Edge {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
         };
-        let Some(c) = self
+        if !self
             .calls
-            .get_mut(&n)
-            .filter(|c| c.agent == Some((agent, leg)))
-        else {
+            .get(&n)
+            .is_some_and(|c| c.agent == Some((agent, leg)))
+        {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
-        };
+        }
         let uri = value_uri(target);
         let user = safe_user(target).unwrap_or_default();
         let host = uri
@@ -1632,6 +1638,67 @@ impl Edge {
             .map(|(_, h)| h.split([';', ':', '>', '?']).next().unwrap_or_default())
             .unwrap_or_default()
             .to_ascii_lowercase();
+        let _ = self.transfer(n, tenant, agent, leg, &user, &host, true, now);
+    }
+
+    /// The API asks for something.
+    fn on_command(&mut self, cmd: crate::desk::EdgeCommand) {
+        let now = Instant::now();
+        match cmd {
+            crate::desk::EdgeCommand::Transfer {
+                tenant,
+                agent,
+                target,
+                reply,
+            } => {
+                use crate::desk::TransferRefusal;
+                // The call the agent is talking on.
+                let up = self.calls.iter().find_map(|(n, c)| {
+                    c.agent
+                        .filter(|(a, _)| *a == agent && c.tenant == tenant)
+                        .map(|(_, leg)| (*n, leg))
+                });
+                let r = match up {
+                    None => Err(TransferRefusal::NoCall),
+                    Some((n, leg)) => {
+                        // A colleague by UPN, or a name in the tenant's own domain.
+                        let (user, host) = match target.split_once('@') {
+                            Some((u, h)) => (u.to_owned(), h.to_ascii_lowercase()),
+                            None => (
+                                target.clone(),
+                                self.cc.with(|d| d.tenants[tenant].spec.domain.clone()),
+                            ),
+                        };
+                        let user = safe_user(&format!("sip:{user}@x")).unwrap_or_default();
+                        self.transfer(n, tenant, agent, leg, &user, &host, false, now)
+                    }
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Transfers call `n`, which `agent` talks on over `leg`, to `user@host` inside the
+    /// tenant: the router carries it out (a REFER's NOTIFY says so, `by_refer`; otherwise the
+    /// agent's leg is hung up) and never forwards a REFER. Anything outside the tenant is
+    /// refused and the caller stays with the agent, as when no expert of a group is free.
+    /// Returns the record's step for where the call went.
+    #[allow(clippy::too_many_arguments)]
+    fn transfer(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        agent: AgentId,
+        leg: UaCall,
+        user: &str,
+        host: &str,
+        by_refer: bool,
+        now: Instant,
+    ) -> Result<String, crate::desk::TransferRefusal> {
+        use crate::desk::TransferRefusal;
+        let Some(c) = self.calls.get_mut(&n) else {
+            return Err(TransferRefusal::NoCall);
+        };
         let (route, by) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
@@ -1639,7 +1706,7 @@ impl Edge {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
             let route = (host_ok && !user.is_empty())
-                .then(|| t.transfer_target(&user, &host))
+                .then(|| t.transfer_target(user, host))
                 .flatten();
             (route, by)
         });
@@ -1650,9 +1717,11 @@ impl Edge {
                 .steps
                 .push(format!("transfer by {by} to {shown} refused"));
             tracing::info!(call = %c.id, agent = %by, target = %shown, "a transfer to a target outside the tenant was refused");
-            self.ua.notify_transfer(leg, 403, "Forbidden", now);
+            if by_refer {
+                self.ua.notify_transfer(leg, 403, "Forbidden", now);
+            }
             self.save(n);
-            return;
+            return Err(TransferRefusal::NoSuchTarget(shown));
         };
         if route == Route::NoExpert {
             // Nobody of the group is free: the caller stays with the agent, who may try again.
@@ -1660,21 +1729,28 @@ impl Edge {
                 .steps
                 .push(format!("transfer by {by} to {shown}: no expert free"));
             tracing::info!(call = %c.id, agent = %by, target = %shown, "no expert of the group is free");
-            self.ua
-                .notify_transfer(leg, 480, "Temporarily Unavailable", now);
+            if by_refer {
+                self.ua
+                    .notify_transfer(leg, 480, "Temporarily Unavailable", now);
+            }
             self.save(n);
-            return;
+            return Err(TransferRefusal::NoExpert(user.to_owned()));
         }
-        c.rec.steps.push(format!("transfer by {by} to {shown}"));
+        let step = format!("transfer by {by} to {shown}");
+        c.rec.steps.push(step.clone());
         tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring");
         // The agent's part ends: the phone hangs up on our NOTIFY (RFC 5589 §6), or we do.
         c.agent = None;
         let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);
         let queue = c.queue;
         let caller_leg = c.caller_leg;
-        self.ua.notify_transfer(leg, 200, "OK", now);
-        self.timers
-            .insert((now + Duration::from_secs(5), Timer::HangUp(leg)), ());
+        if by_refer {
+            self.ua.notify_transfer(leg, 200, "OK", now);
+            self.timers
+                .insert((now + Duration::from_secs(5), Timer::HangUp(leg)), ());
+        } else {
+            self.ua.hangup(leg, now);
+        }
         self.legs.remove(&leg);
         self.relay.unbridge(caller_leg);
         self.relay.close(leg);
@@ -1689,6 +1765,7 @@ impl Edge {
             (),
         );
         self.route(n, route, now);
+        Ok(step)
     }
 
     /// Tells a waiting caller their place and the expected wait, then music again; again

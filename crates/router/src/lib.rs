@@ -122,6 +122,10 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         .route("/v1/calls", get(agents_http::list_calls))
         .route("/v1/queues", get(agents_http::queues))
         .route("/v1/trunks", get(agents_http::trunks))
+        .route(
+            "/v1/agents/me/transfer",
+            axum::routing::post(agents_http::transfer),
+        )
         .route("/v1/reports/queues", get(reports::queues))
         .route("/v1/calls/{id}", get(agents_http::get_call))
         .route("/v1/events", get(events::events))

@@ -1575,6 +1575,88 @@ async fn an_agent_transfers_the_caller_to_a_free_expert_by_refer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_transfers_the_caller_through_the_api() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TRANSFER}")).await;
+    c.tones(15);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    // While the caller talks to Adele, her desk asks the router to transfer the call.
+    let (http, base) = (c.http.clone(), c.base.clone());
+    let desk = tokio::spawn(async move {
+        let post = |target: &str| {
+            let body = serde_json::json!({ "agent": "adele@contoso.example", "target": target });
+            http.post(format!("{base}/v1/agents/me/transfer"))
+                .json(&body)
+                .send()
+        };
+        // Nothing to transfer before the call is up.
+        let early = post("orders").await.unwrap().status().as_u16();
+        for _ in 0..100 {
+            let st: Value = http
+                .get(format!("{base}/v1/agents/me?agent=adele@contoso.example"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if st["state"] == "on_call" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A target outside the tenant: 404, and the caller stays; then the orders queue.
+        let outside = post("+15551234567@carrier.example")
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let done = post("orders").await.unwrap();
+        let status = done.status().as_u16();
+        let body: Value = done.json().await.unwrap();
+        (early, outside, status, body)
+    });
+    let (ok, ev) = c.call("+18005550100", 6, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (early, outside, status, body) = desk.await.unwrap();
+    assert_eq!(early, 409, "no call up yet");
+    assert_eq!(outside, 404);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["step"],
+        "transfer by adele@contoso.example to orders@contoso.example"
+    );
+    took_the_call(alex, "alex took the call").await;
+    c.heard(
+        "alex.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.9),
+        "Alex heard the caller",
+    );
+    let recs = c.calls().await;
+    assert_eq!(recs[0]["agent"], "alex@contoso.example", "{recs:?}");
+    assert_eq!(
+        recs[0]["steps"],
+        serde_json::json!([
+            "queue general",
+            "transfer by adele@contoso.example to +15551234567@carrier.example refused",
+            "transfer by adele@contoso.example to orders@contoso.example",
+            "queue orders"
+        ]),
+        "{recs:?}"
+    );
+    drop(finish(adele, Duration::from_secs(5)).await);
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_to_an_expert_group_with_nobody_free_keeps_the_caller() {
     stays_after_refusal("sip:architects@contoso.example", 480, ": no expert free").await;
 }
