@@ -114,7 +114,7 @@ pub struct TenantSpec {
     pub agents: Vec<AgentConfig>,
 }
 
-/// Where a call goes: a queue or an auto attendant (exactly one).
+/// Where a call goes: a queue, an auto attendant or an expert group (exactly one).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
@@ -122,6 +122,10 @@ pub struct TargetSpec {
     pub queue: Option<Spanned<String>>,
     #[serde(default)]
     pub attendant: Option<Spanned<String>>,
+    /// The best expert of this `[[tenants.experts]]` group free now, rung directly; with
+    /// nobody free the caller hears so and goes back (to their queue or attendant).
+    #[serde(default)]
+    pub expert: Option<Spanned<String>>,
 }
 
 /// Experts by skill: an agent's REFER to `sip:<name>@…` rings the best of them free now —
@@ -594,6 +598,27 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 }),
             }
         };
+        // A route: an expert group that exists, alone; else a queue or an attendant.
+        let spec_target = |to: &TargetSpec, key: String| -> Result<(), RefError> {
+            match &to.expert {
+                None => target(&to.queue, &to.attendant, key),
+                Some(_) if to.queue.is_some() || to.attendant.is_some() => Err(RefError {
+                    offset: None,
+                    key,
+                    message: "name exactly one of queue, attendant or expert".into(),
+                }),
+                Some(e) if !t.experts.iter().any(|g| g.name == *e.get_ref()) => Err(RefError {
+                    offset: Some(e.span().start),
+                    key: format!("{key}.expert"),
+                    message: format!(
+                        "no expert group {:?} in tenant {:?}: declare it under [[tenants.experts]]",
+                        e.get_ref(),
+                        t.id
+                    ),
+                }),
+                Some(_) => Ok(()),
+            }
+        };
         // A schedule that exists, and after-hours routes that need one.
         let hours = |schedule: &Option<Spanned<String>>,
                      closed: &Option<TargetSpec>,
@@ -624,7 +649,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         ),
                     });
                 }
-                target(&to.queue, &to.attendant, format!("{key}.{name}"))?;
+                spec_target(to, format!("{key}.{name}"))?;
             }
             Ok(())
         };
@@ -676,10 +701,10 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
         for (i, q) in t.queues.iter().enumerate() {
             let key = |k: &str| at(&format!("queues[{i}].{k}"));
             if let Some(o) = &q.overflow {
-                target(&o.queue, &o.attendant, key("overflow"))?;
+                spec_target(o, key("overflow"))?;
             }
             if let Some(o) = &q.no_agents {
-                target(&o.queue, &o.attendant, key("no_agents"))?;
+                spec_target(o, key("no_agents"))?;
             }
             if q.announce_seconds.is_some_and(|a| !(5..=3600).contains(&a)) {
                 return Err(RefError {
@@ -712,7 +737,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
         }
         for (i, a) in t.attendants.iter().enumerate() {
             let key = |k: &str| at(&format!("attendants[{i}].{k}"));
-            target(&a.default.queue, &a.default.attendant, key("default"))?;
+            spec_target(&a.default, key("default"))?;
             hours(
                 &a.schedule,
                 &a.closed,
@@ -727,7 +752,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         message: format!("option {digit:?} is not a key 0–9 (* repeats the greeting, # goes back)"),
                     });
                 }
-                target(&to.queue, &to.attendant, key(&format!("options.{digit}")))?;
+                spec_target(to, key(&format!("options.{digit}")))?;
             }
             if !(1..=60).contains(&a.timeout_seconds) || a.retries > 9 {
                 return Err(RefError {
@@ -903,6 +928,25 @@ skills = { billing = 5 }
             reference(&good.replace("default = { queue = \"general\" }", "default = {}"));
         assert_eq!(key, "tenants[0].attendants[0].default", "{msg}");
         assert!(msg.contains("exactly one"), "{msg}");
+        // An expert group as a route: it must exist, and stand alone.
+        let experts = "\n[[tenants.experts]]\nname = \"billing-experts\"\nskill = \"billing\"\n";
+        let with = |route: &str| {
+            format!("{good}{experts}").replace(
+                "options = { 1 = { queue = \"general\" } }",
+                &format!("options = {{ 1 = {route} }}"),
+            )
+        };
+        parse(&with("{ expert = \"billing-experts\" }")).expect("an expert route");
+        let (_, key, msg) = invalid(&with("{ expert = \"nobody\" }"));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].attendants[0].options.1.expert"),
+            "{msg}"
+        );
+        let (key, msg) = reference(&with(
+            "{ expert = \"billing-experts\", queue = \"general\" }",
+        ));
+        assert_eq!(key, "tenants[0].attendants[0].options.1", "{msg}");
     }
 
     #[test]

@@ -226,6 +226,10 @@ impl TenantRt {
     }
 
     pub fn route(&self, t: &TargetSpec) -> Option<Route> {
+        if let Some(e) = &t.expert {
+            let g = self.spec.experts.iter().find(|g| g.name == *e.get_ref())?;
+            return Some(self.expert(g).map_or(Route::NoExpert, Route::Expert));
+        }
         match (&t.queue, &t.attendant) {
             (Some(q), _) => self.queue_ids.get(q.get_ref()).map(|q| Route::Queue(*q)),
             (None, Some(a)) => self

@@ -680,6 +680,7 @@ impl Edge {
                     t.route(&crate::center::TargetSpec {
                         queue: number.queue.clone(),
                         attendant: number.attendant.clone(),
+                        expert: None,
                     }),
                 ),
             };
@@ -1315,10 +1316,11 @@ impl Edge {
         };
         let tenant = c.tenant;
         c.rec.steps.push(what.to_owned());
-        let back = c.queue;
+        // Back to the caller's queue, else the attendant they came from, else the end.
+        let (queue, attendant) = (c.queue, c.menus.last().copied());
         tracing::info!(call = %c.id, what, "a transfer failed");
-        match back {
-            Some(q) => {
+        match (queue, attendant) {
+            (Some(q), _) => {
                 let leg = c.caller_leg;
                 let clip = self.prompt(tenant, "transfer-failed");
                 self.relay.play(
@@ -1330,7 +1332,14 @@ impl Edge {
                 );
                 self.route(n, Route::Queue(q), now);
             }
-            None => self.close(n, "transfer-failed"),
+            (None, Some(a)) => {
+                c.stage = Stage::Menu {
+                    attendant: a,
+                    tries: 0,
+                };
+                self.menu(n, Some("transfer-failed"));
+            }
+            (None, None) => self.close(n, "transfer-failed"),
         }
     }
 
@@ -1623,10 +1632,10 @@ impl Edge {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
         };
-        if !self
+        if self
             .calls
             .get(&n)
-            .is_some_and(|c| c.agent == Some((agent, leg)))
+            .is_none_or(|c| c.agent != Some((agent, leg)))
         {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;

@@ -920,6 +920,59 @@ skills = { orders = 4 }
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_back_in_the_menu() {
+    let _one = SERIAL.lock().await;
+    let config = ATTENDANT.replace(
+        "2 = { queue = \"orders\" } }",
+        "2 = { queue = \"orders\" }, 3 = { expert = \"order-experts\" } }",
+    )
+        + "\n[[tenants.experts]]\nname = \"order-experts\"\nskill = \"orders\"\nmin_level = 3\n";
+    let c = start(&format!("{EDGE}{config}")).await;
+    c.tones(20);
+    // "3": Alex, the only expert in orders, is free.
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    let (ok, ev) = c.call_with(
+        "+18005550100",
+        &["--dtmf", "3", "--hangup-after", "4"],
+        "caller.wav",
+        "three.wav",
+    );
+    assert!(ok, "{ev:?}");
+    took_the_call(alex, "Alex (expert) took the call").await;
+    // Alex is gone: "3" finds nobody, the caller hears so and the menu again, then (no key)
+    // the operator queue, where Adele answers.
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    // (transfer-failed and the greeting again, about 12 s, the 1 s wait, then Adele rings.)
+    let (ok, ev) = c.call_with(
+        "+18005550100",
+        &["--dtmf", "3", "--hangup-after", "20"],
+        "caller.wav",
+        "none.wav",
+    );
+    assert!(ok, "{ev:?}");
+    took_the_call(adele, "Adele (general) took the call").await;
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(
+        recs[1]["steps"],
+        serde_json::json!(["attendant main", "expert alex@contoso.example"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[1]["agent"], "alex@contoso.example", "{recs:?}");
+    assert_eq!(
+        recs[0]["steps"],
+        serde_json::json!(["attendant main", "no expert free", "queue general"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue() {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{ATTENDANT}")).await;
