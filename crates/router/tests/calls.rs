@@ -16,6 +16,10 @@ use switchboard_media::tone;
 use switchboard_media::wav::{read_mono, WavSink};
 use switchboard_router::config::Config;
 
+// baresip, a real SIP phone, as a caller on the trunk (shared with the agent's interop tests).
+#[path = "../../agent/tests/common/peers.rs"]
+mod peers;
+
 const CALLER_HZ: f64 = 440.0;
 const AGENT_HZ: f64 = 1000.0;
 
@@ -969,6 +973,56 @@ async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_b
         "{recs:?}"
     );
     assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
+    c.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_on_the_trunk_presses_2_in_the_attendant_and_talks_to_the_orders_agent() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{ATTENDANT}")).await;
+    c.tones(20);
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    // baresip sends its 440 Hz tone; it calls from 127.0.0.1, the trunk's address.
+    let sip = c.sip;
+    let bob = tokio::task::spawn_blocking(move || {
+        let bob = peers::Baresip::start("caller", "manual", CALLER_HZ as u32);
+        bob.command("dial", &format!("sip:+18005550100@127.0.0.1:{sip}"));
+        bob.wait_for("Call established", Duration::from_secs(10));
+        // A key while the greeting plays, as RFC 4733 events.
+        std::thread::sleep(Duration::from_millis(800));
+        bob.command("sndcode", "2");
+        // Talk to the agent a while, then hang up.
+        std::thread::sleep(Duration::from_secs(6));
+        bob.command("hangup", "");
+        let heard = bob.heard_wav(Duration::from_secs(10));
+        (bob, heard)
+    })
+    .await
+    .unwrap();
+    took_the_call(alex, "Alex (orders) took baresip's call").await;
+    c.heard(
+        "alex.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.9),
+        "Alex heard baresip",
+    );
+    let (bob_share, loud) = share_of(&bob.1, AGENT_HZ, CALLER_HZ);
+    assert!(
+        loud > 20 && bob_share > 0.5,
+        "baresip heard Alex: {bob_share:.2} of {loud} blocks\n{}",
+        bob.0.log()
+    );
+    let recs = c.calls().await;
+    assert_eq!(
+        recs[0]["choices"],
+        serde_json::json!(["main:2"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[0]["queue"], "orders", "{recs:?}");
+    assert_eq!(recs[0]["agent"], "alex@contoso.example", "{recs:?}");
     c.router.stop().await.unwrap();
 }
 
