@@ -1920,13 +1920,19 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     .await
     .unwrap();
     assert!(ev.iter().any(|e| e["event"] == "established"), "{ev:?}");
-    // The offer said which queue and which call record it was.
+    // The offer said which queue and which call record it was, and the call's answer and
+    // end say so again.
     let offer = ev
         .iter()
         .find(|e| e["event"] == "incoming")
         .expect("an offer");
     assert_eq!(offer["queue"], "general", "{offer}");
-    assert!(offer["call_record"].as_str().is_some(), "{offer}");
+    let record = offer["call_record"].as_str().expect("a call record id");
+    for name in ["established", "ended"] {
+        let e = ev.iter().find(|e| e["event"] == name).expect(name);
+        assert_eq!(e["queue"], "general", "{e}");
+        assert_eq!(e["call_record"], record, "{e}");
+    }
     c.heard(
         "adele.wav",
         CALLER_HZ,

@@ -321,6 +321,9 @@ struct Session {
     domain: String,
     /// The other party of each call (the caller, or whom we called), for the REFER rule.
     peers: HashMap<CallId, String>,
+    /// What a router said about each call it offered (queue, call record, caller, choices),
+    /// repeated in the call's `established` and `ended` events.
+    offers: HashMap<CallId, serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Session {
@@ -514,6 +517,7 @@ async fn setup(
         calls_up: 0,
         domain,
         peers: HashMap::new(),
+        offers: HashMap::new(),
     })
 }
 
@@ -967,6 +971,9 @@ async fn run<F: std::future::Future<Output = ()>>(
                         };
                         if let (Some(f), Some(o)) = (fields.as_object_mut(), offer.as_object()) {
                             f.extend(o.clone());
+                            if !o.is_empty() {
+                                s.offers.insert(call, o.clone());
+                            }
                         }
                         s.out.event("incoming", fields, text);
                         match &mode {
@@ -989,7 +996,11 @@ async fn run<F: std::future::Future<Output = ()>>(
                     }
                     PhoneEvent::Call(UaEvent::Established { call, media }) => {
                         s.media_agreed(call, &media).await;
-                        s.out.event("established", serde_json::json!({"call": call, "media": media_json(&media)}),
+                        let mut fields = serde_json::json!({"call": call, "media": media_json(&media)});
+                        if let (Some(f), Some(o)) = (fields.as_object_mut(), s.offers.get(&call)) {
+                            f.extend(o.clone());
+                        }
+                        s.out.event("established", fields,
                             format!("call {call} is up: {} to {}", media.codec.encoding, media.remote.map(|a| a.to_string()).unwrap_or_else(|| "nobody (on hold)".into())));
                         if let Some(orig) = s.transfers.remove(&call) {
                             s.phone.ua().notify_transfer(orig, 200, "OK", now);
@@ -1089,6 +1100,9 @@ async fn run<F: std::future::Future<Output = ()>>(
                             "opus_bitrate": stats.opus_bitrate,
                             "dtx_frames": stats.dtx_frames,
                         });
+                        if let (Some(f), Some(o)) = (fields.as_object_mut(), s.offers.remove(&call)) {
+                            f.extend(o);
+                        }
                         s.out.event("ended", fields, format!("call {call} ended: {text}"));
                         if let Some(orig) = s.transfers.remove(&call) {
                             let (st, ph) = match &reason { EndReason::Rejected { status, reason } => (*status, reason.clone()), _ => (487, "Request Terminated".to_owned()) };
