@@ -78,6 +78,16 @@ pub enum Digest {
     Md5,
 }
 
+impl Digest {
+    /// The SIP core's algorithm of that name.
+    pub fn algorithm(self) -> switchboard_sip::auth::Algorithm {
+        match self {
+            Digest::Sha256 => switchboard_sip::auth::Algorithm::Sha256,
+            Digest::Md5 => switchboard_sip::auth::Algorithm::Md5,
+        }
+    }
+}
+
 /// One organisation served by the router.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

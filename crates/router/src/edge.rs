@@ -267,10 +267,7 @@ pub async fn start(
             ..RegistrarConfig::default()
         },
         secret,
-        match cfg.digest {
-            crate::center::Digest::Sha256 => switchboard_sip::auth::Algorithm::Sha256,
-            crate::center::Digest::Md5 => switchboard_sip::auth::Algorithm::Md5,
-        },
+        cfg.digest.algorithm(),
     );
     let (tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Relay::start(tx).map_err(EdgeError::Media)?;
@@ -314,10 +311,7 @@ pub async fn start(
     let trunk_digest = switchboard_sip::auth::DigestServer::new(
         cfg.realm.clone(),
         rand::random(),
-        match cfg.digest {
-            crate::center::Digest::Sha256 => switchboard_sip::auth::Algorithm::Sha256,
-            crate::center::Digest::Md5 => switchboard_sip::auth::Algorithm::Md5,
-        },
+        cfg.digest.algorithm(),
     );
     // The first probes a second after start, then every trunk's `probe_seconds`.
     let mut timers = BTreeMap::new();

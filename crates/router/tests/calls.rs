@@ -811,30 +811,26 @@ async fn outside_its_opening_hours_a_number_says_it_is_closed_or_sends_callers_o
         samples.iter().filter(|s| s.unsigned_abs() > 1000).count() > 4000,
         "the closed prompt played"
     );
+    // Adele (after her 1 s wrap-up) takes a call to `number`.
+    let adele_takes = |number: &'static str, what: &'static str| {
+        let c = &c;
+        async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let adele = c
+                .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+                .await;
+            let (ok, ev) = c.call(number, 3, "caller.wav", "heard.wav").await;
+            assert!(ok, "{what}: {ev:?}");
+            took_the_call(adele, what).await;
+        }
+    };
     // Closed, with an after-hours queue: an agent there takes the call.
-    let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
-        .await;
-    let (ok, ev) = c.call("+18005550102", 3, "caller.wav", "heard.wav").await;
-    assert!(ok, "{ev:?}");
-    took_the_call(adele, "adele, after hours").await;
+    adele_takes("+18005550102", "adele, after hours").await;
     // Open: the number's own queue.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
-        .await;
-    let (ok, ev) = c.call("+18005550103", 3, "caller.wav", "heard.wav").await;
-    assert!(ok, "{ev:?}");
-    took_the_call(adele, "adele, open hours").await;
+    adele_takes("+18005550103", "adele, open hours").await;
     // A holiday: the number's holiday route, an attendant that is closed itself and sends
     // its callers to the after-hours queue.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
-        .await;
-    let (ok, ev) = c.call("+18005550104", 3, "caller.wav", "heard.wav").await;
-    assert!(ok, "{ev:?}");
-    took_the_call(adele, "adele, on a holiday").await;
+    adele_takes("+18005550104", "adele, on a holiday").await;
     let recs = c.calls().await;
     assert_eq!(recs.len(), 4, "{recs:?}");
     assert_eq!(
@@ -1352,12 +1348,7 @@ async fn trunks_are_probed_with_options_and_shown_up_or_down() {
     );
     let c = start(&format!("{edge}{TENANT}")).await;
     let trunk = || async {
-        let r = c
-            .http
-            .get(format!("{}/v1/trunks", c.base))
-            .send()
-            .await
-            .unwrap();
+        let r = c.get("/v1/trunks").await;
         assert_eq!(r.status(), 200);
         let v: Vec<Value> = r.json().await.unwrap();
         assert_eq!(v.len(), 1, "{v:?}");
@@ -1395,15 +1386,7 @@ async fn trunks_are_probed_with_options_and_shown_up_or_down() {
         sent[0].starts_with(&format!("OPTIONS sip:127.0.0.1:{port} SIP/2.0")),
         "{sent:?}"
     );
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("sip_trunk_up{tenant=\"contoso\",trunk=\"carrier\"} 0"),
         "{metrics}"
