@@ -381,6 +381,35 @@ pub struct QueueFigures {
     pub aht_seconds: Option<f64>,
     /// Percent of offered callers who abandoned after 5 s.
     pub abandonment_rate: Option<f64>,
+    /// What Erlang C expects of the next half hour at the recent arrival rate and handle time.
+    pub forecast: QueueForecast,
+}
+
+/// A queue's Erlang C forecast: the traffic of the last 30 minutes (arrivals × average handle
+/// time) offered to the agents staffing the queue now (logged in and not Not ready). Figures
+/// that need spare capacity are none when the staffed agents cannot keep up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct QueueForecast {
+    /// Callers entering the queue per hour, over the last 30 minutes.
+    pub arrivals_per_hour: f64,
+    /// The handle time assumed: the mean of the queue's last 100 calls (180 s before any).
+    pub aht_seconds: f64,
+    /// Offered traffic, in Erlangs (arrival rate × handle time).
+    pub traffic_erlangs: f64,
+    /// Agents staffing the queue now.
+    pub staffed: u32,
+    /// Percent of callers expected to wait at all.
+    pub wait_probability: f64,
+    /// Expected average speed of answer, seconds.
+    pub expected_asa_seconds: Option<f64>,
+    /// Percent expected to be answered within the queue's service-level threshold.
+    pub expected_service_level: Option<f64>,
+    /// The queue's service-level goal, percent (`service_level_target`).
+    pub service_level_target: f64,
+    /// The fewest agents that would meet the goal at this traffic (at most 10,000).
+    pub agents_needed: Option<u32>,
 }
 
 /// How a call ended (or that it goes on).

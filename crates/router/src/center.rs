@@ -348,6 +348,9 @@ pub struct QueueConfig {
     /// The service-level threshold: answered within this many seconds counts as in time.
     #[serde(default = "default_service_level")]
     pub service_level_seconds: u64,
+    /// The share answered in time the queue aims at, percent (the forecast's staffing goal).
+    #[serde(default = "default_service_level_target")]
+    pub service_level_target: f64,
     /// Seconds a caller waits at most before the overflow action.
     #[serde(default)]
     pub max_wait_seconds: Option<u64>,
@@ -369,6 +372,9 @@ fn default_strategy() -> Strategy {
 }
 fn default_service_level() -> u64 {
     20
+}
+fn default_service_level_target() -> f64 {
+    80.0
 }
 fn default_alert() -> u64 {
     15
@@ -721,6 +727,13 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     offset: None,
                     key: key("announce_seconds"),
                     message: "announce_seconds must be between 5 and 3600".into(),
+                });
+            }
+            if !(q.service_level_target > 0.0 && q.service_level_target <= 100.0) {
+                return Err(RefError {
+                    offset: None,
+                    key: key("service_level_target"),
+                    message: "service_level_target is a percent: more than 0, at most 100".into(),
                 });
             }
             let mut codes = HashSet::new();

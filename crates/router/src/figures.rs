@@ -36,6 +36,24 @@ pub struct QueueStats {
     handle_time: Duration,
     /// Callers waiting now: call → when they entered.
     waiting: BTreeMap<u64, Instant>,
+    /// Entries over the last half hour, for the forecast's arrival rate (kept across days).
+    pub arrivals: Arrivals,
+}
+
+/// [`crate::routing::estimate::Arrivals`] over [`FORECAST_WINDOW`], at most 20,000 kept.
+#[derive(Debug, Clone)]
+pub struct Arrivals(pub crate::routing::estimate::Arrivals);
+
+/// How far back the forecast's arrival rate looks.
+pub const FORECAST_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Self(crate::routing::estimate::Arrivals::new(
+            FORECAST_WINDOW,
+            20_000,
+        ))
+    }
 }
 
 fn today() -> i64 {
@@ -50,9 +68,11 @@ impl QueueStats {
         let d = today();
         if d != self.day {
             let waiting = std::mem::take(&mut self.waiting);
+            let arrivals = std::mem::take(&mut self.arrivals);
             *self = Self {
                 day: d,
                 waiting,
+                arrivals,
                 ..Self::default()
             };
         }
@@ -62,6 +82,7 @@ impl QueueStats {
         self.roll();
         self.offered += 1;
         self.waiting.insert(call, now);
+        self.arrivals.0.record(now);
     }
 
     /// The caller left the queue: answered after `threshold`-checked wait, abandoned, or

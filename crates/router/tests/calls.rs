@@ -509,6 +509,16 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
     );
     assert_eq!(general["service_level"], 100.0, "{general}");
     assert_eq!(general["waiting"], 0, "{general}");
+    // The forecast counts this half hour's one arrival: 2 an hour at the handle time of the
+    // one call handled (or the 180 s assumed before its wrap-up is over).
+    let fc = &general["forecast"];
+    assert_eq!(fc["arrivals_per_hour"], 2.0, "{general}");
+    assert_eq!(fc["service_level_target"], 80.0, "{general}");
+    assert!(
+        fc["aht_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{general}"
+    );
+    assert!(fc["wait_probability"].as_f64().is_some(), "{general}");
     tokio::time::sleep(Duration::from_millis(1500)).await; // wrap-up (1 s) ends
     let states: Vec<String> = watching
         .stop()
