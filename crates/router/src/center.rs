@@ -224,6 +224,21 @@ pub struct TrunkSpec {
     /// Seconds between probes (1–3600); three unanswered (or 503) in a row: down.
     #[serde(default = "default_probe_seconds")]
     pub probe_seconds: u64,
+    /// Where calls the router places on this trunk go (`sip:192.0.2.10:5060`; an IP address,
+    /// port 5060 when left out): callbacks to its callers. None: the `probe` target; neither:
+    /// the router places no call on the trunk (no callback is offered to its callers).
+    #[serde(default)]
+    pub outbound: Option<String>,
+}
+
+impl TrunkSpec {
+    /// Where the router's own calls on this trunk go.
+    pub fn outbound_address(&self) -> Option<std::net::SocketAddr> {
+        self.outbound
+            .as_deref()
+            .or(self.probe.as_deref())
+            .and_then(probe_address)
+    }
 }
 
 /// A password from the configuration: its `Debug` says nothing.
@@ -365,6 +380,48 @@ pub struct QueueConfig {
     /// The disposition codes agents end this queue's calls with; none: any code.
     #[serde(default)]
     pub dispositions: Vec<String>,
+    /// Offer waiting callers a callback (none: never).
+    #[serde(default)]
+    pub callback: Option<CallbackSpec>,
+}
+
+/// When a queue offers a callback and how it calls back. A caller who accepts (key 1) hangs
+/// up and keeps their place; when an agent is chosen and answers, the router calls the caller
+/// on the trunk they came from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSpec {
+    /// Offered once the caller has waited this long (seconds).
+    #[serde(default)]
+    pub after_seconds: Option<u64>,
+    /// Offered when the caller's place is this or further back (1: next).
+    #[serde(default)]
+    pub position: Option<usize>,
+    /// Calls placed to the caller at most (1–10).
+    #[serde(default = "default_callback_attempts")]
+    pub attempts: u32,
+    /// Seconds before a failed callback is tried again (10–86400).
+    #[serde(default = "default_callback_retry")]
+    pub retry_seconds: u64,
+    /// Seconds the caller's phone rings before a callback counts as unanswered (5–120).
+    #[serde(default = "default_callback_ring")]
+    pub ring_seconds: u64,
+    /// Minutes a callback may wait in all before it is given up (1–1440).
+    #[serde(default = "default_callback_expire")]
+    pub expire_minutes: u64,
+}
+
+fn default_callback_attempts() -> u32 {
+    3
+}
+fn default_callback_retry() -> u64 {
+    120
+}
+fn default_callback_ring() -> u64 {
+    30
+}
+fn default_callback_expire() -> u64 {
+    240
 }
 
 fn default_strategy() -> Strategy {
@@ -540,6 +597,15 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         offset: None,
                         key: at(&format!("trunks[{i}].probe")),
                         message: format!("{p:?} is not a probe target: write sip: and the trunk's IP address, with a port when not 5060 (\"sip:192.0.2.10:5060\")"),
+                    });
+                }
+            }
+            if let Some(p) = &tr.outbound {
+                if probe_address(p).is_none() {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].outbound")),
+                        message: format!("{p:?} is not an outbound target: write sip: and the trunk's IP address, with a port when not 5060 (\"sip:192.0.2.10:5060\")"),
                     });
                 }
             }
@@ -728,6 +794,48 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     key: key("announce_seconds"),
                     message: "announce_seconds must be between 5 and 3600".into(),
                 });
+            }
+            if let Some(cb) = &q.callback {
+                let bad = |what: &str| {
+                    RefError {
+                    offset: None,
+                    key: if what == "when" {
+                        key("callback")
+                    } else {
+                        key(&format!("callback.{what}"))
+                    },
+                    message: match what {
+                        "after_seconds" => "after_seconds must be between 1 and 86400, or left out; with position, the callback is offered when either is reached".into(),
+                        "position" => "position must be between 1 and 10000, or left out".into(),
+                        "attempts" => "attempts must be between 1 and 10".into(),
+                        "retry_seconds" => "retry_seconds must be between 10 and 86400".into(),
+                        "ring_seconds" => "ring_seconds must be between 5 and 120".into(),
+                        "expire_minutes" => "expire_minutes must be between 1 and 1440".into(),
+                        _ => "callback: name after_seconds or position (or both)".into(),
+                    },
+                }
+                };
+                if cb.after_seconds.is_none() && cb.position.is_none() {
+                    return Err(bad("when"));
+                }
+                if cb.after_seconds.is_some_and(|s| !(1..=86_400).contains(&s)) {
+                    return Err(bad("after_seconds"));
+                }
+                if cb.position.is_some_and(|p| !(1..=10_000).contains(&p)) {
+                    return Err(bad("position"));
+                }
+                if !(1..=10).contains(&cb.attempts) {
+                    return Err(bad("attempts"));
+                }
+                if !(10..=86_400).contains(&cb.retry_seconds) {
+                    return Err(bad("retry_seconds"));
+                }
+                if !(5..=120).contains(&cb.ring_seconds) {
+                    return Err(bad("ring_seconds"));
+                }
+                if !(1..=1440).contains(&cb.expire_minutes) {
+                    return Err(bad("expire_minutes"));
+                }
             }
             if !(q.service_level_target > 0.0 && q.service_level_target <= 100.0) {
                 return Err(RefError {
@@ -1026,6 +1134,74 @@ skills = { billing = 5 }
         assert_eq!(key, "tenants[0].trunks[0].probe", "{msg}");
         let (key, msg) = reference(&probe("probe = \"sip:127.0.0.1\"\nprobe_seconds = 0"));
         assert_eq!(key, "tenants[0].trunks[0].probe_seconds", "{msg}");
+        // The outbound target: its own, else the probe's; an IP address too.
+        let c = parse(&probe(
+            "outbound = \"sip:127.0.0.1:5080\"\nprobe = \"sip:127.0.0.1\"",
+        ))
+        .expect("an outbound target");
+        assert_eq!(
+            c.tenants[0].trunks[0].outbound_address(),
+            Some("127.0.0.1:5080".parse().expect("addr"))
+        );
+        let c = parse(&probe("probe = \"sip:127.0.0.1\"")).expect("a probe");
+        assert_eq!(
+            c.tenants[0].trunks[0].outbound_address(),
+            Some("127.0.0.1:5060".parse().expect("addr"))
+        );
+        let (key, msg) = reference(&probe("outbound = \"sip:carrier.example\""));
+        assert_eq!(key, "tenants[0].trunks[0].outbound", "{msg}");
+        // Callbacks: when (a wait or a place, or both), and sane attempts and times.
+        let callback = |cb: &str| {
+            GOOD.replace(
+                "[[tenants.queues]]\nname = \"general\"\n",
+                &format!("[[tenants.queues]]\nname = \"general\"\ncallback = {{ {cb} }}\n"),
+            )
+        };
+        let c = parse(&callback("after_seconds = 60")).expect("a callback");
+        let cb = c.tenants[0].queues[0].callback.clone().expect("callback");
+        assert_eq!(
+            (
+                cb.attempts,
+                cb.retry_seconds,
+                cb.ring_seconds,
+                cb.expire_minutes
+            ),
+            (3, 120, 30, 240)
+        );
+        for (cb, key) in [
+            ("attempts = 2", "tenants[0].queues[0].callback"),
+            ("position = 0", "tenants[0].queues[0].callback.position"),
+            (
+                "position = 3, attempts = 0",
+                "tenants[0].queues[0].callback.attempts",
+            ),
+            (
+                "position = 3, retry_seconds = 5",
+                "tenants[0].queues[0].callback.retry_seconds",
+            ),
+            (
+                "position = 3, ring_seconds = 600",
+                "tenants[0].queues[0].callback.ring_seconds",
+            ),
+            (
+                "position = 3, expire_minutes = 0",
+                "tenants[0].queues[0].callback.expire_minutes",
+            ),
+            (
+                "after_seconds = 0",
+                "tenants[0].queues[0].callback.after_seconds",
+            ),
+        ] {
+            let (k, msg) = reference(&callback(cb));
+            assert_eq!(k, key, "{cb}: {msg}");
+        }
+        let (_, key, msg) = invalid(&callback("position = 3, key = \"9\""));
+        assert!(msg.contains("unknown field"), "{key:?} {msg}");
+        let (k, msg) = reference(&GOOD.replace(
+            "[[tenants.queues]]\nname = \"general\"\n",
+            "[[tenants.queues]]\nname = \"general\"\nservice_level_target = 0.0\n",
+        ));
+        assert_eq!(k, "tenants[0].queues[0].service_level_target", "{msg}");
         // Digest trunks: both username and password, a password of some length, and a
         // password that Debug never shows; a trunk with neither addresses nor digest is refused.
         let digest = |d: &str| GOOD.replace("allow = [\"127.0.0.1\"]", d);

@@ -71,6 +71,26 @@ enum Stage {
     Closing(&'static str),
     /// With an agent.
     Talking,
+    /// Accepted a callback: hearing that it will come, then hung up.
+    CallbackConfirming,
+    /// Waiting for a callback, in the queue, with no leg.
+    CallbackWaiting,
+    /// An agent answered; the router is calling the caller back.
+    CallingBack,
+}
+
+/// A queue's callback, as far as this caller got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callback {
+    NotOffered,
+    Offered,
+    /// The caller chose to keep waiting (key 2).
+    Declined,
+    /// Asked for at `at`; `attempts` calls placed so far.
+    Requested {
+        at: Instant,
+        attempts: u32,
+    },
 }
 
 /// Why a queue let a caller go.
@@ -130,6 +150,10 @@ struct CallRt {
     offer_rec: HashMap<UaCall, usize>,
     /// Why the call failed, when it did.
     failure: Option<String>,
+    /// The queue's callback, offered or asked for.
+    callback: Callback,
+    /// The call holds one of its trunk's channels (not while a callback waits with no leg).
+    on_trunk: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,6 +168,15 @@ enum Timer {
     Announce(u64, u32),
     /// Time to send trunk (tenant, index) an OPTIONS.
     Probe(usize, usize),
+    /// Time to see whether waiting call `n` (in the queue it entered as `hops`) is offered a
+    /// callback.
+    CallbackOffer(u64, u32),
+    /// A callback's call to the caller rang this long unanswered.
+    CallbackRing(UaCall),
+    /// Call `n`'s callback goes back into its queue after a failed attempt.
+    CallbackRetry(u64),
+    /// Call `n`'s callback waited its longest.
+    CallbackExpire(u64),
 }
 
 /// The trunk's metrics: `sip_trunk_up` (1 up, 0 down or unknown) and `sip_trunk_calls`.
@@ -206,10 +239,39 @@ struct Edge {
     /// change may be waiting.
     announced: Instant,
     unannounced: bool,
+    /// Why the leg being ended ended, while its `Ended` is handled (for callbacks' records).
+    end_reason: Option<String>,
+}
+
+/// Why a leg ended, for a record: `486 Busy Here`, `no answer`, `unreachable`.
+fn describe_end(reason: &switchboard_sip::ua::EndReason) -> String {
+    use switchboard_sip::ua::EndReason as E;
+    match reason {
+        E::Rejected { status, reason } => {
+            let text: String = reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect();
+            format!("{status} {text}")
+        }
+        E::Timeout => "no answer".into(),
+        E::TransportError => "unreachable".into(),
+        E::MediaFailed(why) => format!("media: {why}"),
+        E::NotSent(_) => "could not be sent".into(),
+        _ => "hung up".into(),
+    }
 }
 
 /// How often agents' state changes are announced at most.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+
+/// Whether a caller's number can be called back: an E.164 or national number (`+` then 3–20
+/// digits), not `anonymous` or a name.
+fn callable(user: &str) -> bool {
+    let digits = user.strip_prefix('+').unwrap_or(user);
+    (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
 
 /// A SIP user part fit to show and to pass on in a header: at most 64 characters of
 /// `+`, digits, letters and `-_.*#`.
@@ -343,6 +405,7 @@ pub async fn start(
         commands,
         announced: Instant::now(),
         unannounced: true,
+        end_reason: None,
     };
     tracing::info!(%local, media = %media_ip, "SIP edge listening (UDP)");
     let task = tokio::spawn(edge.run(shutdown));
@@ -752,7 +815,9 @@ impl Edge {
             UaEvent::MediaChanged { call, media, .. } => self.relay.update(call, &media),
             UaEvent::Ended { call, reason } => {
                 tracing::debug!(leg = call, ?reason, "leg ended");
+                self.end_reason = Some(describe_end(&reason));
                 self.on_ended(call, now);
+                self.end_reason = None;
             }
             UaEvent::Dtmf { call, digit, .. } => self.on_digit(call, digit, now),
             UaEvent::TransferRequested { call, target, .. } => self.on_refer(call, &target, now),
@@ -835,6 +900,8 @@ impl Edge {
                 rec,
                 offer_rec: HashMap::new(),
                 failure: None,
+                callback: Callback::NotOffered,
+                on_trunk: true,
             },
         );
         self.save(n);
@@ -984,12 +1051,31 @@ impl Edge {
                         if let Some(c) = self.calls.get_mut(&n) {
                             c.stage = Stage::Queued;
                         }
+                        let mut clips = vec![self.prompt(tenant, "welcome-queue")];
+                        if self.callback_due(n, now) {
+                            clips.push(self.prompt(tenant, "callback-offer"));
+                        }
                         self.save(n);
                         let list = Playlist {
-                            clips: vec![self.prompt(tenant, "welcome-queue")],
+                            clips,
                             then_loop: Some(self.prompts.music.clone()),
                         };
                         self.relay.play(leg, list);
+                        // A callback offered after a wait: when the caller will have waited
+                        // that long (from their first queue).
+                        let after = self.cc.with(|d| {
+                            d.tenants[tenant]
+                                .queue(q)
+                                .and_then(|x| x.callback.as_ref())
+                                .and_then(|cb| cb.after_seconds)
+                        });
+                        if let (Some(after), Some(c)) = (after, self.calls.get(&n)) {
+                            if c.callback == Callback::NotOffered {
+                                let at = (since + Duration::from_secs(after)).max(now);
+                                self.timers
+                                    .insert((at, Timer::CallbackOffer(n, c.hops)), ());
+                            }
+                        }
                         let every = self
                             .cc
                             .with(|d| d.tenants[tenant].queue(q).and_then(|x| x.announce_seconds));
@@ -1130,6 +1216,17 @@ impl Edge {
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
+        if c.stage == Stage::Queued && c.callback == Callback::Offered {
+            match digit {
+                '1' => self.callback_accepted(n, now),
+                '2' => {
+                    c.callback = Callback::Declined;
+                    c.rec.steps.push("callback declined".into());
+                }
+                _ => {}
+            }
+            return;
+        }
         let Stage::Menu { attendant, .. } = c.stage else {
             return;
         };
@@ -1337,6 +1434,301 @@ impl Edge {
         }
     }
 
+    /// Frees one of trunk (`tenant`, `trunk`)'s channels.
+    fn release_trunk(cc: &CallCenter, tenant: usize, trunk: usize) {
+        cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            if let Some(tr) = t.trunks.get_mut(trunk) {
+                tr.calls = tr.calls.saturating_sub(1);
+                trunk_gauges(&t.spec.id, tr);
+            }
+        });
+    }
+
+    /// The callback settings of call `n`'s queue.
+    fn callback_spec(&self, n: u64) -> Option<crate::center::CallbackSpec> {
+        let c = self.calls.get(&n)?;
+        let q = c.queue?;
+        self.cc
+            .with(|d| d.tenants[c.tenant].queue(q)?.callback.clone())
+    }
+
+    /// Whether waiting call `n` is to be offered a callback now (its queue offers them, the
+    /// caller waited long enough or is far enough back, has a number to call and came on a
+    /// trunk the router can call out on). Marks it offered, once.
+    fn callback_due(&mut self, n: u64, now: Instant) -> bool {
+        let Some(c) = self.calls.get(&n) else {
+            return false;
+        };
+        let (Stage::Queued, Some(q), Callback::NotOffered, None) =
+            (c.stage, c.queue, c.callback, c.direct)
+        else {
+            return false;
+        };
+        if !callable(&c.caller) {
+            return false;
+        }
+        let waited = c
+            .since
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        let (tenant, trunk) = (c.tenant, c.trunk);
+        let due = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let cb = t.queue(q)?.callback.clone()?;
+            t.spec.trunks.get(trunk)?.outbound_address()?;
+            let by_wait = cb.after_seconds.is_some_and(|a| waited.as_secs() >= a);
+            let by_place = cb.position.is_some_and(|p| {
+                t.engine
+                    .position(routing::CallId(n))
+                    .is_some_and(|x| x >= p)
+            });
+            Some(by_wait || by_place)
+        });
+        if due != Some(true) {
+            return false;
+        }
+        let Some(c) = self.calls.get_mut(&n) else {
+            return false;
+        };
+        c.callback = Callback::Offered;
+        c.rec.steps.push("callback offered".into());
+        tracing::info!(call = %c.id, waited_s = waited.as_secs(), "callback offered");
+        true
+    }
+
+    /// The caller of call `n` pressed 1 for a callback: they hear it confirmed, then the
+    /// router hangs up; their place in the queue stays.
+    fn callback_accepted(&mut self, n: u64, now: Instant) {
+        let expire = self.callback_spec(n).map_or(240, |cb| cb.expire_minutes);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        c.callback = Callback::Requested {
+            at: now,
+            attempts: 0,
+        };
+        c.stage = Stage::CallbackConfirming;
+        c.rec.steps.push("callback requested".into());
+        tracing::info!(call = %c.id, caller = %c.caller, "callback requested");
+        let (tenant, leg) = (c.tenant, c.caller_leg);
+        let clip = self.prompt(tenant, "callback-confirmed");
+        self.relay.play(
+            leg,
+            Playlist {
+                clips: vec![clip],
+                then_loop: None,
+            },
+        );
+        self.timers.insert(
+            (
+                now + Duration::from_secs(expire * 60),
+                Timer::CallbackExpire(n),
+            ),
+            (),
+        );
+        self.save(n);
+    }
+
+    /// Call `n`'s caller has heard that they will be called back (or hung up): their leg
+    /// ends, the call waits in the queue with none.
+    fn callback_parked(&mut self, n: u64, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        if c.stage != Stage::CallbackConfirming {
+            return;
+        }
+        c.stage = Stage::CallbackWaiting;
+        let leg = c.caller_leg;
+        let (tenant, trunk, on_trunk) = (c.tenant, c.trunk, c.on_trunk);
+        c.on_trunk = false;
+        if self.legs.remove(&leg).is_some() {
+            self.relay.close(leg);
+            self.sockets.remove(&leg);
+            self.ua.hangup(leg, now);
+        }
+        if on_trunk {
+            Self::release_trunk(&self.cc, tenant, trunk);
+        }
+        self.save(n);
+    }
+
+    /// An agent answered call `n`, whose caller waits for a callback: the agent hears that
+    /// the caller is being called, and the router calls them on the trunk they came from
+    /// (from the number they dialled).
+    fn call_back(&mut self, n: u64, now: Instant) {
+        let ring = self.callback_spec(n).map_or(30, |cb| cb.ring_seconds);
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        let Callback::Requested { at, attempts } = c.callback else {
+            return;
+        };
+        let (tenant, trunk, agent) = (c.tenant, c.trunk, c.agent);
+        let (id, caller, dialled) = (c.id.clone(), c.caller.clone(), c.dialled.clone());
+        let (target, domain, full) = self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            let domain = t.spec.domain.clone();
+            let target = t.spec.trunks.get(trunk).and_then(|x| x.outbound_address());
+            let full = t.trunks.get(trunk).is_some_and(|x| x.calls >= x.max_calls);
+            (target, domain, full)
+        });
+        if let Some((_, agent_leg)) = agent {
+            let list = Playlist {
+                clips: vec![self.prompt(tenant, "callback-calling")],
+                then_loop: Some(self.prompts.music.clone()),
+            };
+            self.relay.play(agent_leg, list);
+        }
+        let placed = match (target, full, self.bind_media()) {
+            (None, _, _) => Err("the trunk has no outbound target".to_owned()),
+            (_, true, _) => Err("the trunk is full".to_owned()),
+            (_, _, None) => Err("no media port free".to_owned()),
+            (Some(to), false, Some((socket, port))) => {
+                // The caller sees the number they dialled.
+                let mut headers = Vec::new();
+                if let Some(d) = safe_user(&dialled) {
+                    headers.push(format!("P-Asserted-Identity: <sip:{d}@{domain}>"));
+                }
+                headers.push(format!("X-Switchboard-Call: {id}"));
+                let uri = format!("sip:{caller}@{to}");
+                self.ua
+                    .invite(&uri, LocalMedia::new(self.media_ip, port), headers, now)
+                    .map(|leg| (leg, socket))
+                    .map_err(|e| format!("cannot call {uri}: {e}"))
+            }
+        };
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        c.callback = Callback::Requested {
+            at,
+            attempts: attempts + 1,
+        };
+        c.stage = Stage::CallingBack;
+        c.rec
+            .steps
+            .push(format!("callback attempt {}", attempts + 1));
+        match placed {
+            Ok((leg, socket)) => {
+                tracing::info!(call = %id, attempt = attempts + 1, "calling the caller back");
+                c.caller_leg = leg;
+                c.on_trunk = true;
+                self.sockets.insert(leg, socket);
+                self.legs.insert(leg, Leg::Caller(n));
+                self.cc.with(|d| {
+                    let t = &mut d.tenants[tenant];
+                    if let Some(tr) = t.trunks.get_mut(trunk) {
+                        tr.calls += 1;
+                        trunk_gauges(&t.spec.id, tr);
+                    }
+                });
+                self.timers.insert(
+                    (now + Duration::from_secs(ring), Timer::CallbackRing(leg)),
+                    (),
+                );
+            }
+            Err(why) => {
+                tracing::warn!(call = %id, %why, "cannot place the callback");
+                self.callback_failed(n, &why, now);
+            }
+        }
+    }
+
+    /// Call `n`'s callback attempt failed (`why`): the agent is let go at once (no wrap-up)
+    /// and the callback waits in the queue again after the retry time, keeping its place —
+    /// or, after the last attempt, the call ends as failed.
+    fn callback_failed(&mut self, n: u64, why: &str, now: Instant) {
+        let spec = self.callback_spec(n);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Callback::Requested { attempts, .. } = c.callback else {
+            return;
+        };
+        c.rec
+            .steps
+            .push(format!("callback attempt {attempts} failed: {why}"));
+        tracing::info!(call = %c.id, attempt = attempts, %why, "the callback failed");
+        let (tenant, trunk) = (c.tenant, c.trunk);
+        if std::mem::take(&mut c.on_trunk) {
+            Self::release_trunk(&self.cc, tenant, trunk);
+        }
+        let caller_leg = c.caller_leg;
+        if self.legs.remove(&caller_leg).is_some() {
+            self.relay.close(caller_leg);
+            self.sockets.remove(&caller_leg);
+            self.ua.hangup(caller_leg, now);
+        }
+        if let Some((agent, leg)) = c.agent.take() {
+            c.answered_at = None;
+            c.rec.answered_at = None;
+            c.rec.agent = None;
+            if self.legs.remove(&leg).is_some() {
+                self.relay.close(leg);
+                self.sockets.remove(&leg);
+                self.ua.hangup(leg, now);
+            }
+            // No queue: no wrap-up and no handle time for a call that never happened.
+            self.cc.with(|d| {
+                d.tenants[tenant].agent_done(agent, None, Duration::ZERO, now);
+                d.finish_wrap_up(tenant, agent, now);
+            });
+        }
+        let max = spec.as_ref().map_or(1, |cb| cb.attempts);
+        if attempts >= max {
+            c.failure = Some(format!(
+                "callback failed after {attempts} attempt{}: {why}",
+                if attempts == 1 { "" } else { "s" }
+            ));
+            self.finish(n, now);
+            return;
+        }
+        c.stage = Stage::CallbackWaiting;
+        let retry = spec.map_or(120, |cb| cb.retry_seconds);
+        self.timers.insert(
+            (now + Duration::from_secs(retry), Timer::CallbackRetry(n)),
+            (),
+        );
+        self.save(n);
+        self.dispatch();
+    }
+
+    /// Call `n`'s callback goes back to its place in the queue (after a failed attempt, or
+    /// when the queue's longest wait passed); tried again later when the queue cannot take it.
+    fn callback_requeue(&mut self, n: u64, now: Instant) {
+        let retry = self.callback_spec(n).map_or(120, |cb| cb.retry_seconds);
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        let (Stage::CallbackWaiting, Some(q)) = (c.stage, c.queue) else {
+            return;
+        };
+        let caller = routing::Caller {
+            call: routing::CallId(n),
+            priority: c.priority,
+            since: c.since.unwrap_or(now),
+        };
+        let tenant = c.tenant;
+        let r = self.cc.with(|d| {
+            let e = &mut d.tenants[tenant].engine;
+            if e.position(routing::CallId(n)).is_some() {
+                return Ok(());
+            }
+            e.enqueue(q, caller, now)
+        });
+        match r {
+            Ok(()) | Err(Refused::AlreadyQueued) => self.dispatch(),
+            Err(why) => {
+                tracing::debug!(call = n, %why, "the callback cannot go back to its queue yet");
+                self.timers.insert(
+                    (now + Duration::from_secs(retry), Timer::CallbackRetry(n)),
+                    (),
+                );
+            }
+        }
+    }
+
     fn on_established(&mut self, leg: UaCall, media: &Negotiated, now: Instant) {
         let Some(role) = self.legs.get(&leg).copied() else {
             return;
@@ -1346,8 +1738,24 @@ impl Edge {
                 if let Some(socket) = self.sockets.remove(&leg) {
                     self.relay.open(leg, socket, media);
                 }
-                if let Some(Stage::Answering { first }) = self.calls.get(&n).map(|c| c.stage) {
-                    self.route(n, first, now);
+                match self.calls.get_mut(&n) {
+                    Some(c) if matches!(c.stage, Stage::Answering { .. }) => {
+                        if let Stage::Answering { first } = c.stage {
+                            self.route(n, first, now);
+                        }
+                    }
+                    Some(c) if c.stage == Stage::CallingBack => {
+                        // The caller took the callback: put them through to the agent.
+                        c.stage = Stage::Talking;
+                        c.rec.steps.push("called back".into());
+                        tracing::info!(call = %c.id, "the caller took the callback");
+                        if let Some((_, agent_leg)) = c.agent {
+                            self.relay.play(agent_leg, Playlist::default());
+                            self.relay.bridge(leg, agent_leg);
+                        }
+                        self.save(n);
+                    }
+                    _ => {}
                 }
             }
             Leg::Offer {
@@ -1408,11 +1816,18 @@ impl Edge {
                 let caller_leg = c.caller_leg;
                 let others: Vec<(UaCall, AgentId)> = std::mem::take(&mut c.offers);
                 tracing::info!(call = %c.id, waited_ms = now.duration_since(c.started).as_millis() as u64, "an agent answered");
+                let calling_back = c.stage == Stage::Talking
+                    && matches!(c.callback, Callback::Requested { .. })
+                    && !self.legs.contains_key(&caller_leg);
                 if let Some(socket) = self.sockets.remove(&leg) {
                     self.relay.open(leg, socket, media);
                 }
-                self.relay.play(caller_leg, Playlist::default());
-                self.relay.bridge(caller_leg, leg);
+                if calling_back {
+                    self.call_back(n, now);
+                } else {
+                    self.relay.play(caller_leg, Playlist::default());
+                    self.relay.bridge(caller_leg, leg);
+                }
                 self.save(n);
                 for (other, a) in others {
                     self.legs.remove(&other);
@@ -1431,7 +1846,15 @@ impl Edge {
             return;
         };
         match role {
-            Leg::Caller(n) => self.finish(n, now),
+            Leg::Caller(n) => match self.calls.get(&n).map(|c| c.stage) {
+                // Hung up before the confirmation ended: the callback stands.
+                Some(Stage::CallbackConfirming) => self.callback_parked(n, now),
+                Some(Stage::CallingBack) => {
+                    let why = self.end_reason.clone().unwrap_or_else(|| "ended".into());
+                    self.callback_failed(n, &why, now);
+                }
+                _ => self.finish(n, now),
+            },
             Leg::Offer {
                 call: n,
                 tenant,
@@ -1441,7 +1864,12 @@ impl Edge {
                     return;
                 };
                 if c.agent == Some((agent, leg)) {
-                    self.finish(n, now);
+                    if c.stage == Stage::CallingBack {
+                        // The agent gave up before the caller answered.
+                        self.callback_failed(n, "the agent hung up first", now);
+                    } else {
+                        self.finish(n, now);
+                    }
                     return;
                 }
                 // An offer that ended unanswered: refused (busy, declined, unreachable).
@@ -1475,13 +1903,9 @@ impl Edge {
         for (leg, _) in c.offers.clone() {
             Self::offer_outcome(&mut c, leg, "cancelled");
         }
-        self.cc.with(|d| {
-            let t = &mut d.tenants[c.tenant];
-            if let Some(tr) = t.trunks.get_mut(c.trunk) {
-                tr.calls = tr.calls.saturating_sub(1);
-                trunk_gauges(&t.spec.id, tr);
-            }
-        });
+        if c.on_trunk {
+            Self::release_trunk(&self.cc, c.tenant, c.trunk);
+        }
         let mut hang = Vec::new();
         if self.legs.remove(&c.caller_leg).is_some() {
             hang.push(c.caller_leg);
@@ -1492,11 +1916,16 @@ impl Edge {
             }
         }
         let waiting = c.agent.is_none() && c.stage == Stage::Queued;
+        let parked = matches!(c.stage, Stage::CallbackConfirming | Stage::CallbackWaiting);
         let wrap_up = self.cc.with(|d| {
             let t = &mut d.tenants[c.tenant];
             t.engine.remove(routing::CallId(n));
             if let (true, Some(q)) = (waiting, c.queue) {
                 t.stats[q.0 as usize].left(n, Left::Abandoned, Duration::ZERO, now);
+            }
+            if let (true, Some(q)) = (parked, c.queue) {
+                // A callback never reached an agent: it leaves the queue's waiting callers.
+                t.stats[q.0 as usize].left(n, Left::Moved, Duration::ZERO, now);
             }
             for (_, a) in &c.offers {
                 if let Some(r) = t.agent_mut(*a) {
@@ -1575,6 +2004,7 @@ impl Edge {
                         self.ua.hangup(leg, now);
                         self.finish(n, now);
                     }
+                    Stage::CallbackConfirming => self.callback_parked(n, now),
                     Stage::Menu { attendant, .. } => {
                         let tenant = c.tenant;
                         let generation = c.menu_generation;
@@ -1699,7 +2129,11 @@ impl Edge {
         now: Instant,
     ) -> Result<String, crate::desk::TransferRefusal> {
         use crate::desk::TransferRefusal;
-        let Some(c) = self.calls.get_mut(&n) else {
+        let Some(c) = self.calls.get_mut(&n).filter(|c| c.stage == Stage::Talking) else {
+            // No call, or a callback whose caller has not answered yet: nothing to pass on.
+            if by_refer {
+                self.ua.notify_transfer(leg, 603, "Decline", now);
+            }
             return Err(TransferRefusal::NoCall);
         };
         let (route, by) = self.cc.with(|d| {
@@ -1798,6 +2232,9 @@ impl Edge {
                 ids.extend(crate::prompts::number(minutes));
                 ids.push(if minutes == 1 { "minute" } else { "minutes" }.into());
             }
+            if self.callback_due(n, now) {
+                ids.push("callback-offer".into());
+            }
             let clips = ids.iter().map(|id| self.prompt(tenant, id)).collect();
             self.relay.play(
                 leg,
@@ -1846,6 +2283,47 @@ impl Edge {
                     }
                 }
                 Timer::Announce(n, hops) => self.announce(n, hops, now),
+                Timer::CallbackOffer(n, hops) => {
+                    let here = self.calls.get(&n).is_some_and(|c| c.hops == hops);
+                    if here && self.callback_due(n, now) {
+                        if let Some(c) = self.calls.get(&n) {
+                            let list = Playlist {
+                                clips: vec![self.prompt(c.tenant, "callback-offer")],
+                                then_loop: Some(self.prompts.music.clone()),
+                            };
+                            self.relay.play(c.caller_leg, list);
+                        }
+                    }
+                }
+                Timer::CallbackRing(leg) => {
+                    if let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() {
+                        if self
+                            .calls
+                            .get(&n)
+                            .is_some_and(|c| c.stage == Stage::CallingBack && c.caller_leg == leg)
+                        {
+                            self.legs.remove(&leg);
+                            self.relay.close(leg);
+                            self.sockets.remove(&leg);
+                            self.ua.hangup(leg, now);
+                            self.callback_failed(n, "no answer", now);
+                        }
+                    }
+                }
+                Timer::CallbackRetry(n) => self.callback_requeue(n, now),
+                Timer::CallbackExpire(n) => {
+                    if self
+                        .calls
+                        .get(&n)
+                        .is_some_and(|c| c.stage == Stage::CallbackWaiting)
+                    {
+                        let minutes = self.callback_spec(n).map_or(0, |cb| cb.expire_minutes);
+                        if let Some(c) = self.calls.get_mut(&n) {
+                            c.failure = Some(format!("callback not made within {minutes} minutes"));
+                        }
+                        self.finish(n, now);
+                    }
+                }
                 Timer::Probe(tenant, j) => self.probe(tenant, j, now),
                 Timer::NoInput(n, generation) => {
                     let current = self.calls.get(&n).map(|c| c.menu_generation);
@@ -1875,7 +2353,18 @@ impl Edge {
                 .collect()
         });
         for (q, caller) in waited {
-            self.queue_refused(caller.call.0, q, Refusal::MaxWait, now);
+            let n = caller.call.0;
+            if self
+                .calls
+                .get(&n)
+                .is_some_and(|c| c.stage == Stage::CallbackWaiting)
+            {
+                // A callback was promised: it keeps its place, whatever the queue's longest
+                // wait (its own expiry ends it).
+                self.callback_requeue(n, now);
+                continue;
+            }
+            self.queue_refused(n, q, Refusal::MaxWait, now);
         }
         if now >= self.last_purge + Duration::from_secs(5) {
             self.last_purge = now;

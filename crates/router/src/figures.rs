@@ -152,7 +152,8 @@ pub enum Left {
     Answered,
     Abandoned,
     Overflowed,
-    /// Went elsewhere by a choice of the router that is not an overflow (none yet).
+    /// Left without an answer or an overflow: a callback given up (it is the call's record
+    /// that says so).
     Moved,
 }
 

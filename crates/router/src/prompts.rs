@@ -49,6 +49,9 @@ pub const IDS: &[&str] = &[
     "number-18",
     "number-19",
     "number-20",
+    "callback-offer",
+    "callback-confirmed",
+    "callback-calling",
 ];
 
 /// The prompts that say `n`: one for 0–20, its digits one by one above.

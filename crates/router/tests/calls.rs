@@ -124,6 +124,15 @@ name = "Alex Wilber"
 "#;
 
 async fn start(toml: &str) -> Center {
+    // SB_TEST_LOG=1: the router's and the SIP core's debug logs in the test's output.
+    if std::env::var_os("SB_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "switchboard_router=debug,switchboard_sip=debug",
+            ))
+            .with_test_writer()
+            .try_init();
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::from_toml(toml, Path::new("calls.toml")).unwrap();
     config.storage.data_dir = Some(dir.path().to_owned());
@@ -278,9 +287,16 @@ impl Center {
         let creds = self.credentials(upn).await;
         let pw = self.dir.path().join(format!("{upn}.pw"));
         std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
+        // One call, unless `extra` says how many.
+        let calls = if extra.contains(&"--calls") {
+            &[][..]
+        } else {
+            &["--calls", "1"][..]
+        };
         let mut child = Command::new(agent_bin())
             .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+            .args(["--json", "answer", "--wait", "60"])
+            .args(calls)
             .args(["--server", creds["registrar"].as_str().unwrap()])
             .args(["--user", creds["username"].as_str().unwrap()])
             .args(["--domain", creds["domain"].as_str().unwrap()])
@@ -1334,7 +1350,11 @@ fn fake_sbc(sock: std::net::UdpSocket, answers: Vec<Option<u16>>) -> Vec<String>
         if let Some(status) = answer {
             let reply = format!(
                 "SIP/2.0 {status} {}\r\n{}\r\n{}\r\n{};tag=sbc\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
-                if status == 200 { "OK" } else { "Service Unavailable" },
+                match status {
+                    200 => "OK",
+                    486 => "Busy Here",
+                    _ => "Service Unavailable",
+                },
                 header("Via"),
                 header("From"),
                 header("To"),
@@ -2014,5 +2034,172 @@ async fn phones_that_only_know_md5_register_where_the_router_asks_for_it() {
         .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
         .await;
     drop(finish(adele, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
+
+const CALLBACK: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+alert_seconds = 10
+callback = { position = 1, attempts = 2, ring_seconds = 5, retry_seconds = 10 }
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+"#;
+
+/// A caller waiting in a queue that offers callbacks presses 1 and is hung up on, keeping
+/// their place; when Adele is free the router rings her first, then calls the caller on the
+/// trunk's outbound target. The first callback finds the line busy (486; recorded, Adele let
+/// go); the retry reaches the caller's phone and the two hear each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free() {
+    let _one = SERIAL.lock().await;
+    // The trunk's side for the callback: first a busy line, then the caller's phone.
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let phone_port = busy.local_addr().unwrap().port();
+    let edge = EDGE.replace(
+        "allow = [\"127.0.0.1\"]",
+        &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{phone_port}\""),
+    );
+    let c = start(&format!("{edge}{CALLBACK}")).await;
+    c.tones(30);
+    // Adele is logged in but Not ready: the caller waits, first in line, and is offered a
+    // callback at once (position 1); they press 1 and the router hangs up after saying so.
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &["--calls", "2", "--hangup-after", "6"],
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    let args = [
+        "--codec",
+        "opus",
+        "--user",
+        "+15550104477",
+        "--dtmf",
+        "1",
+        "--hangup-after",
+        "40",
+    ];
+    let started = Instant::now();
+    let (ok, ev) = c.call_with("+18005550100", &args, "caller.wav", "heard.wav");
+    assert!(ok, "{ev:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the router hung up after confirming the callback: {ev:?}"
+    );
+    let recs = c.calls().await;
+    assert_eq!(recs[0]["outcome"], "in_progress", "{recs:?}");
+    let steps = recs[0]["steps"].to_string();
+    assert!(
+        steps.contains("callback offered") && steps.contains("callback requested"),
+        "{steps}"
+    );
+    // The callback waits in the queue: Adele is made Ready and rung; she answers, and the
+    // router calls the caller's number on the trunk — busy this time.
+    let busy = tokio::task::spawn_blocking(move || fake_sbc(busy, vec![Some(486)]));
+    c.set_state("adele@contoso.example", "ready").await;
+    let failed = async {
+        loop {
+            let recs = c.calls().await;
+            let steps = recs[0]["steps"].to_string();
+            if steps.contains("callback attempt 1 failed: 486 Busy Here") {
+                return recs;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let recs = tokio::time::timeout(Duration::from_secs(30), failed)
+        .await
+        .expect("the first callback attempt fails within 30 s");
+    assert_eq!(recs[0]["outcome"], "in_progress", "{recs:?}");
+    assert_eq!(recs[0]["agent"], Value::Null, "{recs:?}");
+    let seen = busy.await.unwrap();
+    assert!(
+        seen[0].starts_with("INVITE sip:+15550104477@127.0.0.1:")
+            && seen[0].contains("P-Asserted-Identity: <sip:+18005550100@contoso.example>"),
+        "the callback calls the caller's number from the number they dialled: {seen:?}"
+    );
+    // Now the caller's phone is there for the retry (10 s later): it answers after 1 s.
+    let customer = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+        .args(["--bind", &format!("127.0.0.1:{phone_port}")])
+        .args([
+            "--user",
+            "+15550104477",
+            "--answer-after",
+            "1",
+            "--codec",
+            "pcmu",
+        ])
+        .arg("--play")
+        .arg(c.dir.path().join("caller.wav"))
+        .arg("--record")
+        .arg(c.dir.path().join("called-back.wav"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let customer = finish(customer, Duration::from_secs(45)).await;
+    assert!(
+        customer.iter().any(|e| e["event"] == "established"),
+        "the caller's phone took the callback: {customer:?}"
+    );
+    let adele = finish(adele, Duration::from_secs(10)).await;
+    assert_eq!(
+        adele.iter().filter(|e| e["event"] == "established").count(),
+        2,
+        "Adele took both attempts: {adele:?}"
+    );
+    c.heard(
+        "called-back.wav",
+        AGENT_HZ,
+        CALLER_HZ,
+        (20, 0.8),
+        "the caller heard Adele",
+    );
+    c.heard(
+        "adele-2.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.5),
+        "Adele heard the caller",
+    );
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(r["agent"], "adele@contoso.example", "{r}");
+    let steps: Vec<String> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    let want = [
+        "queue general",
+        "callback offered",
+        "callback requested",
+        "callback attempt 1",
+        "callback attempt 1 failed: 486 Busy Here",
+        "callback attempt 2",
+        "called back",
+    ];
+    let mut at = 0;
+    for s in &steps {
+        if at < want.len() && s.starts_with(want[at]) {
+            at += 1;
+        }
+    }
+    assert_eq!(at, want.len(), "the record's steps in order: {steps:?}");
     c.router.stop().await.unwrap();
 }
