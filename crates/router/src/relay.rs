@@ -2,7 +2,8 @@
 //! [`MediaSession`] (jitter buffer, decoder, encoder, RFC 4733 DTMF, RTCP) on one thread that
 //! is not the async runtime's. Every 20 ms the thread takes in what arrived on every port,
 //! plays one frame out of each leg's jitter buffer, and sends each leg one frame: a prompt or
-//! music when one plays to it, else what its bridged peer said (converted to its codec's rate),
+//! music when one plays to it, else what its peers said (each converted to its codec's rate
+//! and, in a conference of three or more, summed: every leg hears all the others but itself),
 //! else silence.
 //!
 //! Legs are always decoded and re-encoded, so two legs that share no codec (Opus ↔ PCMU)
@@ -25,6 +26,9 @@ use switchboard_sip::sdp::{Direction, Negotiated, NegotiatedCodec};
 
 /// A leg of a call, as the SIP side numbers them.
 pub type LegId = u64;
+
+/// The most legs in one conference: the mix costs a resampler per pair.
+pub const MAX_CONFERENCE: usize = 8;
 
 /// The rate prompts and music are stored at.
 pub const CLIP_RATE: u32 = 16_000;
@@ -54,6 +58,7 @@ enum Cmd {
         media: Box<Negotiated>,
     },
     Bridge(LegId, LegId),
+    Conference(Vec<LegId>),
     Unbridge(LegId),
     Play(LegId, Playlist),
     Close(LegId),
@@ -125,7 +130,15 @@ impl Relay {
         let _ = self.tx.send(Cmd::Bridge(a, b));
     }
 
-    /// The leg hears its peer no more (and the peer no longer hears it).
+    /// Every leg hears all the others (mixed), and none hears itself: a conference. Each
+    /// leaves any bridge or conference it was in. At most [`MAX_CONFERENCE`] legs; more are
+    /// left out.
+    pub fn conference(&self, legs: Vec<LegId>) {
+        let _ = self.tx.send(Cmd::Conference(legs));
+    }
+
+    /// The leg hears its peers no more (and they no longer hear it; the others of a
+    /// conference still hear each other).
     pub fn unbridge(&self, leg: LegId) {
         let _ = self.tx.send(Cmd::Unbridge(leg));
     }
@@ -167,9 +180,8 @@ struct Leg {
     send: bool,
     rtcp_mux: bool,
     rate: u32,
-    peer: Option<LegId>,
-    /// The peer's audio converted to this leg's rate.
-    from_peer: Option<Rate>,
+    /// The legs this one hears, each with its audio converted to this leg's rate.
+    peers: Vec<(LegId, Rate)>,
     player: Option<Player>,
     /// Keys pressed as tones in what the leg sends: where the call agreed no RFC 4733
     /// telephone-event (a trunk without it), the only way its digits arrive.
@@ -234,8 +246,7 @@ impl Engine {
                 send: sends(m.direction),
                 rtcp_mux: m.rtcp_mux,
                 rate: codec.clock_rate(),
-                peer: None,
-                from_peer: None,
+                peers: Vec::new(),
                 player: None,
                 inband: inband_for(m, codec.clock_rate()),
             },
@@ -264,33 +275,46 @@ impl Engine {
     }
 
     fn bridge(&mut self, a: LegId, b: LegId) {
-        let (Some(ra), Some(rb)) = (
-            self.legs.get(&a).map(|l| l.rate),
-            self.legs.get(&b).map(|l| l.rate),
-        ) else {
-            return;
-        };
-        self.unbridge(a);
-        self.unbridge(b);
-        if let Some(l) = self.legs.get_mut(&a) {
-            l.peer = Some(b);
-            l.from_peer = Some(Rate::new(rb, ra));
+        if a != b {
+            self.conference(&[a, b]);
         }
-        if let Some(l) = self.legs.get_mut(&b) {
-            l.peer = Some(a);
-            l.from_peer = Some(Rate::new(ra, rb));
+    }
+
+    /// Each of `legs` (the open ones, at most [`MAX_CONFERENCE`]) hears all the others.
+    fn conference(&mut self, legs: &[LegId]) {
+        let mut members: Vec<(LegId, u32)> = Vec::new();
+        for id in legs {
+            if members.len() == MAX_CONFERENCE || members.iter().any(|(m, _)| m == id) {
+                continue;
+            }
+            if let Some(l) = self.legs.get(id) {
+                members.push((*id, l.rate));
+            }
+        }
+        for (id, _) in &members {
+            self.unbridge(*id);
+        }
+        for (id, rate) in &members {
+            let peers = members
+                .iter()
+                .filter(|(other, _)| other != id)
+                .map(|(other, r)| (*other, Rate::new(*r, *rate)))
+                .collect();
+            if let Some(l) = self.legs.get_mut(id) {
+                l.peers = peers;
+            }
         }
     }
 
     fn unbridge(&mut self, leg: LegId) {
-        let peer = self.legs.get_mut(&leg).and_then(|l| {
-            l.from_peer = None;
-            l.peer.take()
-        });
-        if let Some(p) = peer.and_then(|p| self.legs.get_mut(&p)) {
-            if p.peer == Some(leg) {
-                p.peer = None;
-                p.from_peer = None;
+        let peers = self
+            .legs
+            .get_mut(&leg)
+            .map(|l| std::mem::take(&mut l.peers))
+            .unwrap_or_default();
+        for (p, _) in peers {
+            if let Some(l) = self.legs.get_mut(&p) {
+                l.peers.retain(|(x, _)| *x != leg);
             }
         }
     }
@@ -449,24 +473,29 @@ impl Engine {
             let Some(l) = self.legs.get_mut(&id) else {
                 continue;
             };
-            // The peer's frame, converted, goes through the resampler even while a prompt
-            // plays, so the two stay in step when it ends.
-            let from_peer = match (l.peer.and_then(|p| heard.get(&p)), l.from_peer.as_mut()) {
-                (Some(h), Some(r)) => {
-                    let f: Vec<f32> = h.iter().map(|&x| f32::from(x) / 32768.0).collect();
-                    r.push(&f);
-                    // Keep at most 60 ms queued (the converters' chunks differ from frames).
-                    while r.available() > n * 3 {
-                        let _ = r.pull(n);
-                    }
-                    r.pull(n).map(|v| {
-                        v.iter()
-                            .map(|&x| (x.clamp(-1.0, 1.0) * 32767.0) as i16)
-                            .collect::<Vec<i16>>()
-                    })
+            // The peers' frames, converted, go through their resamplers even while a prompt
+            // plays, so all stay in step when it ends; in a conference they are summed.
+            let mut mix: Option<Vec<f32>> = None;
+            for (p, r) in l.peers.iter_mut() {
+                let Some(h) = heard.get(p) else { continue };
+                let f: Vec<f32> = h.iter().map(|&x| f32::from(x) / 32768.0).collect();
+                r.push(&f);
+                // Keep at most 60 ms queued (the converters' chunks differ from frames).
+                while r.available() > n * 3 {
+                    let _ = r.pull(n);
                 }
-                _ => None,
-            };
+                if let Some(v) = r.pull(n) {
+                    match mix.as_mut() {
+                        Some(m) => m.iter_mut().zip(&v).for_each(|(m, x)| *m += x),
+                        None => mix = Some(v),
+                    }
+                }
+            }
+            let from_peer = mix.map(|v| {
+                v.iter()
+                    .map(|&x| (x.clamp(-1.0, 1.0) * 32767.0) as i16)
+                    .collect::<Vec<i16>>()
+            });
             let pcm = played.or(from_peer).unwrap_or_else(|| vec![0; n]);
             if !l.send {
                 continue;
@@ -530,6 +559,7 @@ fn run(
                     }
                 }
                 Cmd::Bridge(a, b) => engine.bridge(a, b),
+                Cmd::Conference(legs) => engine.conference(&legs),
                 Cmd::Unbridge(l) => engine.unbridge(l),
                 Cmd::Play(l, list) => engine.play(l, list),
                 Cmd::Close(l) => {
@@ -682,6 +712,56 @@ mod tests {
             vec![(1, '5'), (2, '5')],
             "each leg's RFC 4733 digit is reported once"
         );
+    }
+
+    /// Three legs in a conference (Opus, PCMU, PCMA): each phone hears the other two tones,
+    /// about equally, and not its own.
+    #[test]
+    fn in_a_conference_every_leg_hears_the_others_and_not_itself() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let relay = Relay::start(tx).unwrap();
+        let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (legs, phones): (Vec<UdpSocket>, Vec<UdpSocket>) =
+            (0..3).map(|_| (bind(), bind())).unzip();
+        let codecs = [(Codec::Opus, 111), (Codec::Pcmu, 0), (Codec::Pcma, 8)];
+        let tones = [440.0, 1000.0, 700.0];
+        let mut threads = Vec::new();
+        let mut ids = Vec::new();
+        for (i, (leg, phone_socket)) in legs.into_iter().zip(phones).enumerate() {
+            let to = leg.local_addr().unwrap();
+            let (codec, pt) = codecs[i];
+            relay.open(
+                10 + i as u64,
+                leg,
+                &plain(codec, phone_socket.local_addr().unwrap()),
+            );
+            ids.push(10 + i as u64);
+            threads.push((codec, phone(phone_socket, codec, pt, to, tones[i], 100)));
+        }
+        // A bridge first (10 ↔ 11), then all three: the conference replaces it.
+        relay.bridge(10, 11);
+        relay.conference(ids);
+        for (i, (codec, t)) in threads.into_iter().enumerate() {
+            let heard = t.join().unwrap();
+            let rate = codec.clock_rate();
+            let tail = &heard[heard.len() / 2..];
+            let share = |hz: f64| {
+                let mut s: Vec<f64> = tail
+                    .chunks(rate as usize / 10)
+                    .map(|w| energy_share(w, rate, hz))
+                    .collect();
+                s.sort_by(f64::total_cmp);
+                s.get(s.len() / 2).copied().unwrap_or(0.0)
+            };
+            for (j, hz) in tones.iter().enumerate() {
+                let got = share(*hz);
+                if i == j {
+                    assert!(got < 0.1, "phone {i} hears its own {hz} Hz: {got:.2}");
+                } else {
+                    assert!(got > 0.2, "phone {i} hears phone {j}'s {hz} Hz: {got:.2}");
+                }
+            }
+        }
     }
 
     #[test]
