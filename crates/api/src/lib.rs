@@ -331,6 +331,31 @@ pub struct AgentStatus {
     /// `dispositions`); empty: any code.
     #[serde(default)]
     pub dispositions: Vec<String>,
+    /// The colleague or expert the agent is consulting, while they are.
+    #[serde(default)]
+    pub consult: Option<ConsultStatus>,
+}
+
+/// An agent's consultation: with whom, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct ConsultStatus {
+    /// The UPN of the person consulted.
+    pub with: String,
+    pub state: ConsultState,
+}
+
+/// `ringing`: their phone rings, the caller hears music; `talking`: the agent talks to them,
+/// the caller on hold; `conference`: all three talk together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum ConsultState {
+    Ringing,
+    Talking,
+    Conference,
 }
 
 /// Agents of a queue by state.

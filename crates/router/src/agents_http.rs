@@ -264,6 +264,166 @@ pub async fn transfer(
     }
 }
 
+/// `POST /v1/agents/me/consult`: put the caller on hold and ring a colleague or an expert.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsultRequest {
+    /// Only where the router checks no tokens: the agent (UPN).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// A colleague by UPN (`MeganB@contoso.example`), or an expert group by name
+    /// (`escalations`: its best free expert).
+    pub target: String,
+}
+
+/// `POST /v1/agents/me/consult/{complete,conference,cancel}`.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsultStep {
+    /// Only where the router checks no tokens: the agent (UPN).
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// What a consultation step did: the call record's step.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ConsultDone {
+    /// `consult by adele@… with megan@…`, `conference …`, `transfer … after consulting …`.
+    pub step: String,
+}
+
+async fn consult_step(
+    state: &AppState,
+    caller: &Caller,
+    agent: Option<&str>,
+    action: crate::desk::ConsultAction,
+) -> Result<Json<ConsultDone>, ApiError> {
+    use crate::desk::{ConsultRefusal, EdgeCommand};
+    let (upn, tid) = agent_of(caller, agent)?;
+    let (tenant, agent) = state
+        .center
+        .with(|d| d.find(&upn, tid.as_deref()))
+        .ok_or_else(|| DeskError::NoSuchAgent(upn.clone()))?;
+    let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    edge.send(EdgeCommand::Consult {
+        tenant,
+        agent,
+        action,
+        reply,
+    })
+    .map_err(|_| DeskError::NoSipEdge)?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(DeskError::NoSipEdge)?;
+    match answer {
+        Ok(step) => {
+            tracing::info!(agent = %upn, %step, "consultation step");
+            Ok(Json(ConsultDone { step }))
+        }
+        Err(e @ ConsultRefusal::NoSuchTarget(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e) => Err(ApiError::Conflict(e.to_string())),
+    }
+}
+
+#[utoipa::path(
+    post, path = "/v1/agents/me/consult", tag = "agents", request_body = ConsultRequest,
+    responses(
+        (status = 200, description = "the caller hears music and the person's phone rings; `GET /v1/agents/me` shows the consultation (ringing, talking)", body = ConsultDone),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent, or a target that is no colleague or expert group of the tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no call up, a consultation already going on, the person cannot take a call, nobody of the group free, or the router takes no calls", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn consult(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<ConsultRequest>, JsonRejection>,
+) -> Result<Json<ConsultDone>, ApiError> {
+    let Json(body) = body?;
+    let target: String = body
+        .target
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    consult_step(
+        &state,
+        &caller,
+        body.agent.as_deref(),
+        crate::desk::ConsultAction::Start(target),
+    )
+    .await
+}
+
+#[utoipa::path(
+    post, path = "/v1/agents/me/consult/complete", tag = "agents", request_body = ConsultStep,
+    responses(
+        (status = 200, description = "the caller now talks to the person consulted; the agent's leg is hung up and wrap-up follows", body = ConsultDone),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no consultation, or the person has not answered yet", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn consult_complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<ConsultStep>, JsonRejection>,
+) -> Result<Json<ConsultDone>, ApiError> {
+    let Json(body) = body?;
+    let action = crate::desk::ConsultAction::Complete;
+    consult_step(&state, &caller, body.agent.as_deref(), action).await
+}
+
+#[utoipa::path(
+    post, path = "/v1/agents/me/consult/conference", tag = "agents", request_body = ConsultStep,
+    responses(
+        (status = 200, description = "the caller, the agent and the person consulted all hear each other", body = ConsultDone),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no consultation, or the person has not answered yet", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn consult_conference(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<ConsultStep>, JsonRejection>,
+) -> Result<Json<ConsultDone>, ApiError> {
+    let Json(body) = body?;
+    let action = crate::desk::ConsultAction::Conference;
+    consult_step(&state, &caller, body.agent.as_deref(), action).await
+}
+
+#[utoipa::path(
+    post, path = "/v1/agents/me/consult/cancel", tag = "agents", request_body = ConsultStep,
+    responses(
+        (status = 200, description = "the person consulted is hung up (or no longer rung); the agent and the caller talk again", body = ConsultDone),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no consultation", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn consult_cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<ConsultStep>, JsonRejection>,
+) -> Result<Json<ConsultDone>, ApiError> {
+    let Json(body) = body?;
+    let action = crate::desk::ConsultAction::Cancel;
+    consult_step(&state, &caller, body.agent.as_deref(), action).await
+}
+
 /// `GET /v1/agents/me`: the agent's state (for the agent named in the query where no tokens
 /// are checked).
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]

@@ -49,6 +49,8 @@ pub struct AgentRt {
     pub object_id: Option<String>,
     /// Teams presence as last heard (`availability/activity`).
     pub teams: Option<String>,
+    /// The agent's consultation now, as the edge last set it.
+    pub consult: Option<switchboard_api::ConsultStatus>,
 }
 
 impl AgentRt {
@@ -390,6 +392,7 @@ impl TenantRt {
                 .and_then(|q| self.queue(q))
                 .map(|q| q.dispositions.clone())
                 .unwrap_or_default(),
+            consult: r.consult.clone(),
         })
     }
 }
@@ -406,6 +409,48 @@ pub enum EdgeCommand {
         target: String,
         reply: tokio::sync::oneshot::Sender<Result<String, TransferRefusal>>,
     },
+    /// A step of the consultation of the agent (tenant, agent) on their call.
+    Consult {
+        tenant: usize,
+        agent: AgentId,
+        action: ConsultAction,
+        reply: tokio::sync::oneshot::Sender<Result<String, ConsultRefusal>>,
+    },
+}
+
+/// What an agent does with a consultation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsultAction {
+    /// Put the caller on hold and ring this colleague (UPN) or the best free expert of this
+    /// group.
+    Start(String),
+    /// Leave the caller with the person consulted.
+    Complete,
+    /// All three talk together.
+    Conference,
+    /// End the consultation: back to the caller.
+    Cancel,
+}
+
+/// Why a consultation step was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsultRefusal {
+    #[error("the agent has no call up to consult on")]
+    NoCall,
+    #[error("the agent is already consulting {0}: complete, conference or cancel it first")]
+    Already(String),
+    #[error("the agent is not consulting anyone")]
+    NoConsult,
+    #[error("{0} has not answered yet: wait for them, or cancel")]
+    NotAnswered(String),
+    #[error("{0} is not a colleague or expert group of this tenant: a consultation is with a person inside it")]
+    NoSuchTarget(String),
+    #[error(
+        "{0} cannot take a call now (offline, on a call, ringing, in wrap-up, or busy in Teams)"
+    )]
+    Busy(String),
+    #[error("nobody of expert group {0} is free now: try again or another target")]
+    NoExpert(String),
 }
 
 /// Why a transfer was not carried out.
@@ -551,6 +596,7 @@ impl CallCenter {
                         published: None,
                         object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
                         teams: None,
+                        consult: None,
                     });
                 }
                 TenantRt {

@@ -33,7 +33,7 @@ use crate::figures::Left;
 use crate::prompts::Prompts;
 use crate::relay::{Playlist, Relay, RelayEvent};
 use crate::routing::{self, AfterMissed, AgentId, OfferEnd, QueueId, Refused};
-use switchboard_api::{CallOutcome, CallRecord, OfferRecord};
+use switchboard_api::{CallOutcome, CallRecord, ConsultState, OfferRecord};
 
 /// Why the SIP edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,26 @@ enum Leg {
         tenant: usize,
         agent: AgentId,
     },
+    /// The leg to the colleague or expert agent `agent` consults on call `call`.
+    Consult {
+        call: u64,
+        tenant: usize,
+        agent: AgentId,
+    },
+}
+
+/// An agent's consultation on their call: the person consulted and their leg.
+#[derive(Debug, Clone)]
+struct Consult {
+    agent: AgentId,
+    upn: String,
+    leg: UaCall,
+    /// They answered.
+    up: bool,
+    /// All three talk together.
+    conference: bool,
+    /// Their talk began (for their handle time).
+    since: Option<Instant>,
 }
 
 /// Where a caller is.
@@ -154,6 +174,8 @@ struct CallRt {
     callback: Callback,
     /// The call holds one of its trunk's channels (not while a callback waits with no leg).
     on_trunk: bool,
+    /// The agent's consultation, while there is one.
+    consult: Option<Consult>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -902,6 +924,7 @@ impl Edge {
                 failure: None,
                 callback: Callback::NotOffered,
                 on_trunk: true,
+                consult: None,
             },
         );
         self.save(n);
@@ -1758,6 +1781,50 @@ impl Edge {
                     _ => {}
                 }
             }
+            Leg::Consult {
+                call: n,
+                tenant,
+                agent,
+            } => {
+                let Some(c) = self
+                    .calls
+                    .get_mut(&n)
+                    .filter(|c| c.consult.as_ref().is_some_and(|x| x.leg == leg))
+                else {
+                    self.legs.remove(&leg);
+                    self.sockets.remove(&leg);
+                    self.ua.hangup(leg, now);
+                    return;
+                };
+                if let Some(x) = c.consult.as_mut() {
+                    x.up = true;
+                    x.since = Some(now);
+                }
+                c.rec.steps.push(format!(
+                    "consult answered by {}",
+                    c.consult
+                        .as_ref()
+                        .map(|x| x.upn.as_str())
+                        .unwrap_or_default()
+                ));
+                let agent_leg = c.agent.map(|(_, l)| l);
+                let by = c.agent.map(|(a, _)| a);
+                if let Some(socket) = self.sockets.remove(&leg) {
+                    self.relay.open(leg, socket, media);
+                }
+                if let Some(al) = agent_leg {
+                    self.relay.bridge(al, leg);
+                }
+                self.cc.with(|d| {
+                    let t = &mut d.tenants[tenant];
+                    if let Some(a) = t.agent_mut(agent) {
+                        a.ringing = a.ringing.saturating_sub(1);
+                        a.on_call = true;
+                    }
+                });
+                self.consult_shown(tenant, by, ConsultState::Talking, n);
+                self.save(n);
+            }
             Leg::Offer {
                 call: n,
                 tenant,
@@ -1846,6 +1913,17 @@ impl Edge {
             return;
         };
         match role {
+            Leg::Consult { call: n, .. } => {
+                let why = self.end_reason.clone().unwrap_or_else(|| "hung up".into());
+                if self
+                    .calls
+                    .get(&n)
+                    .and_then(|c| c.consult.as_ref())
+                    .is_some_and(|x| x.leg == leg)
+                {
+                    self.consult_over(n, &why, now);
+                }
+            }
             Leg::Caller(n) => match self.calls.get(&n).map(|c| c.stage) {
                 // Hung up before the confirmation ended: the callback stands.
                 Some(Stage::CallbackConfirming) => self.callback_parked(n, now),
@@ -1863,6 +1941,12 @@ impl Edge {
                 let Some(c) = self.calls.get_mut(&n) else {
                     return;
                 };
+                if c.agent == Some((agent, leg)) && c.consult.as_ref().is_some_and(|x| x.up) {
+                    // The agent hung up while consulting: the caller stays with the person
+                    // consulted (a transfer after consulting, as desk phones do).
+                    self.consult_complete(n, now);
+                    return;
+                }
                 if c.agent == Some((agent, leg)) {
                     if c.stage == Stage::CallingBack {
                         // The agent gave up before the caller answered.
@@ -1943,6 +2027,14 @@ impl Edge {
             if self.legs.remove(&leg).is_some() {
                 hang.push(leg);
             }
+        }
+        if let Some(x) = c.consult.take() {
+            if self.legs.remove(&x.leg).is_some() {
+                hang.push(x.leg);
+            }
+            let by = c.agent.map(|(a, _)| a);
+            self.consult_free(c.tenant, &x, now);
+            self.consult_shown(c.tenant, by, ConsultState::Ringing, u64::MAX);
         }
         for leg in hang {
             self.relay.close(leg);
@@ -2028,7 +2120,9 @@ impl Edge {
             RelayEvent::Failed { leg, why } => {
                 tracing::warn!(leg, %why, "a leg's media could not start; ending it");
                 let n = match self.legs.get(&leg) {
-                    Some(Leg::Caller(n)) | Some(Leg::Offer { call: n, .. }) => Some(*n),
+                    Some(Leg::Caller(n))
+                    | Some(Leg::Offer { call: n, .. })
+                    | Some(Leg::Consult { call: n, .. }) => Some(*n),
                     None => None,
                 };
                 if let Some(c) = n.and_then(|n| self.calls.get_mut(&n)) {
@@ -2078,6 +2172,15 @@ impl Edge {
     fn on_command(&mut self, cmd: crate::desk::EdgeCommand) {
         let now = Instant::now();
         match cmd {
+            crate::desk::EdgeCommand::Consult {
+                tenant,
+                agent,
+                action,
+                reply,
+            } => {
+                let r = self.consult(tenant, agent, action, now);
+                let _ = reply.send(r);
+            }
             crate::desk::EdgeCommand::Transfer {
                 tenant,
                 agent,
@@ -2111,6 +2214,325 @@ impl Edge {
         }
     }
 
+    /// A step of `agent`'s consultation on the call they talk on.
+    fn consult(
+        &mut self,
+        tenant: usize,
+        agent: AgentId,
+        action: crate::desk::ConsultAction,
+        now: Instant,
+    ) -> Result<String, crate::desk::ConsultRefusal> {
+        use crate::desk::{ConsultAction, ConsultRefusal};
+        let n = self
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.tenant == tenant
+                    && c.stage == Stage::Talking
+                    && c.agent.is_some_and(|(a, _)| a == agent)
+            })
+            .map(|(n, _)| *n)
+            .ok_or(ConsultRefusal::NoCall)?;
+        let by = self.cc.with(|d| {
+            d.tenants[tenant]
+                .agent(agent)
+                .map(|a| a.upn.clone())
+                .unwrap_or_default()
+        });
+        let current = self.calls.get(&n).and_then(|c| c.consult.clone());
+        match (action, current) {
+            (ConsultAction::Start(_), Some(x)) => Err(ConsultRefusal::Already(x.upn)),
+            (ConsultAction::Start(target), None) => self.consult_start(n, agent, &by, &target, now),
+            (_, None) => Err(ConsultRefusal::NoConsult),
+            (ConsultAction::Cancel, Some(x)) => {
+                if self.legs.remove(&x.leg).is_some() {
+                    self.relay.close(x.leg);
+                    self.sockets.remove(&x.leg);
+                    self.ua.hangup(x.leg, now);
+                }
+                self.consult_over(n, "cancelled", now);
+                Ok(format!("consult by {by} with {} cancelled", x.upn))
+            }
+            (ConsultAction::Complete | ConsultAction::Conference, Some(x)) if !x.up => {
+                Err(ConsultRefusal::NotAnswered(x.upn))
+            }
+            (ConsultAction::Complete, Some(_)) => Ok(self.consult_complete(n, now)),
+            (ConsultAction::Conference, Some(x)) => {
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return Err(ConsultRefusal::NoCall);
+                };
+                let step = format!("conference of {by} and {} with the caller", x.upn);
+                c.rec.steps.push(step.clone());
+                if let Some(y) = c.consult.as_mut() {
+                    y.conference = true;
+                }
+                let mut legs = vec![c.caller_leg, x.leg];
+                legs.extend(c.agent.map(|(_, l)| l));
+                self.relay.play(c.caller_leg, Playlist::default());
+                self.relay.conference(legs);
+                self.consult_shown(tenant, Some(agent), ConsultState::Conference, n);
+                self.save(n);
+                Ok(step)
+            }
+        }
+    }
+
+    /// `agent` (`by`) starts consulting `target` on call `n`: the caller hears music, the
+    /// person's phone rings.
+    fn consult_start(
+        &mut self,
+        n: u64,
+        agent: AgentId,
+        by: &str,
+        target: &str,
+        now: Instant,
+    ) -> Result<String, crate::desk::ConsultRefusal> {
+        use crate::desk::ConsultRefusal;
+        let Some(c) = self.calls.get(&n) else {
+            return Err(ConsultRefusal::NoCall);
+        };
+        let tenant = c.tenant;
+        let (user, host) = match target.split_once('@') {
+            Some((u, h)) => (u.to_owned(), h.to_ascii_lowercase()),
+            None => (
+                target.to_owned(),
+                self.cc.with(|d| d.tenants[tenant].spec.domain.clone()),
+            ),
+        };
+        let user = safe_user(&format!("sip:{user}@x")).unwrap_or_default();
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
+        let shown = format!("{user}@{host}");
+        let found = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let route = (host_ok && !user.is_empty())
+                .then(|| t.transfer_target(&user, &host))
+                .flatten();
+            match route {
+                Some(Route::Agent(a)) | Some(Route::Expert(a)) if a != agent => {
+                    let r = t.agent(a)?;
+                    Some(Ok((a, r.upn.clone(), t.expert_free(a), r.contact.clone())))
+                }
+                Some(Route::NoExpert) => Some(Err(ConsultRefusal::NoExpert(user.clone()))),
+                _ => None,
+            }
+        });
+        let (person, upn, free, contact) = match found {
+            None => return Err(ConsultRefusal::NoSuchTarget(shown)),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(x)) => x,
+        };
+        let (Some(contact), true) = (contact, free) else {
+            return Err(ConsultRefusal::Busy(upn));
+        };
+        let Some((socket, port)) = self.bind_media() else {
+            return Err(ConsultRefusal::Busy(upn));
+        };
+        let headers = vec![
+            format!("X-Switchboard-Call: {}", c.id),
+            format!("X-Switchboard-Caller: {}", c.caller),
+            format!("X-Switchboard-Dialled: {}", c.dialled),
+            format!(
+                "X-Switchboard-Queue: {}",
+                c.rec.queue.clone().unwrap_or_else(|| "direct".into())
+            ),
+        ];
+        let leg = match self
+            .ua
+            .invite(&contact, LocalMedia::new(self.media_ip, port), headers, now)
+        {
+            Ok(leg) => leg,
+            Err(e) => {
+                tracing::warn!(error = %e, %contact, "cannot call the person to consult");
+                return Err(ConsultRefusal::Busy(upn));
+            }
+        };
+        self.sockets.insert(leg, socket);
+        self.legs.insert(
+            leg,
+            Leg::Consult {
+                call: n,
+                tenant,
+                agent: person,
+            },
+        );
+        self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            t.engine
+                .set_busy_elsewhere(person, Some(routing::CallId(n)), now);
+            if let Some(a) = t.agent_mut(person) {
+                a.ringing += 1;
+            }
+        });
+        self.timers.insert(
+            (
+                now + Duration::from_secs(DIRECT_ALERT_SECONDS),
+                Timer::RingOut(leg),
+            ),
+            (),
+        );
+        let Some(c) = self.calls.get_mut(&n) else {
+            return Err(ConsultRefusal::NoCall);
+        };
+        let step = format!("consult by {by} with {upn}");
+        c.rec.steps.push(step.clone());
+        c.consult = Some(Consult {
+            agent: person,
+            upn,
+            leg,
+            up: false,
+            conference: false,
+            since: None,
+        });
+        // The caller waits with music; the agent hears nothing until the person answers.
+        let caller_leg = c.caller_leg;
+        self.relay.unbridge(caller_leg);
+        self.relay.play(
+            caller_leg,
+            Playlist {
+                clips: Vec::new(),
+                then_loop: Some(self.prompts.music.clone()),
+            },
+        );
+        self.consult_shown(tenant, Some(agent), ConsultState::Ringing, n);
+        self.save(n);
+        tracing::info!(call = n, %step, "consulting");
+        Ok(step)
+    }
+
+    /// The person consulted on call `n` is free again (their leg ended, rang out, or the
+    /// consultation was cancelled): the agent and the caller talk again (`why` recorded).
+    fn consult_over(&mut self, n: u64, why: &str, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Some(x) = c.consult.take() else {
+            return;
+        };
+        c.rec
+            .steps
+            .push(format!("consult with {} ended: {why}", x.upn));
+        let (tenant, caller_leg) = (c.tenant, c.caller_leg);
+        let agent = c.agent;
+        self.consult_free(tenant, &x, now);
+        if let Some((a, agent_leg)) = agent {
+            self.relay.play(caller_leg, Playlist::default());
+            self.relay.bridge(caller_leg, agent_leg);
+            self.consult_shown(tenant, Some(a), ConsultState::Ringing, u64::MAX);
+        }
+        self.save(n);
+    }
+
+    /// The agent of call `n` leaves it to the person consulted (or hung up while consulting):
+    /// the caller and that person talk on; the agent goes to wrap-up. Returns the step.
+    fn consult_complete(&mut self, n: u64, now: Instant) -> String {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return String::new();
+        };
+        let Some(x) = c.consult.take() else {
+            return String::new();
+        };
+        let (tenant, id) = (c.tenant, c.id.clone());
+        let old = c.agent.replace((x.agent, x.leg));
+        let queue = c.queue;
+        let talk = c
+            .answered_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        c.answered_at = Some(now);
+        let by = c.rec.agent.replace(x.upn.clone()).unwrap_or_default();
+        let step = format!("transfer by {by} to {} after consulting", x.upn);
+        c.rec.steps.push(step.clone());
+        let caller_leg = c.caller_leg;
+        // The person consulted now holds the call as its agent: a direct call for them.
+        c.direct = None;
+        self.relay.play(caller_leg, Playlist::default());
+        self.relay.bridge(caller_leg, x.leg);
+        // The leg to the consulted person is now the call's agent leg.
+        self.legs.insert(
+            x.leg,
+            Leg::Offer {
+                call: n,
+                tenant,
+                agent: x.agent,
+            },
+        );
+        if let Some((a, leg)) = old {
+            if self.legs.remove(&leg).is_some() {
+                self.relay.close(leg);
+                self.sockets.remove(&leg);
+                self.ua.hangup(leg, now);
+            }
+            let secs = self
+                .cc
+                .with(|d| d.tenants[tenant].agent_done(a, queue, talk, now));
+            self.timers.insert(
+                (now + Duration::from_secs(secs), Timer::WrapUp(tenant, a)),
+                (),
+            );
+            self.consult_shown(tenant, Some(a), ConsultState::Ringing, u64::MAX);
+        }
+        self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            // Their engine state: busy with this call until it ends (agent_done then).
+            t.engine
+                .set_busy_elsewhere(x.agent, Some(routing::CallId(n)), now);
+            if let Some(r) = t.agent_mut(x.agent) {
+                r.last_call = Some(id);
+                r.last_queue = None;
+            }
+        });
+        self.save(n);
+        step
+    }
+
+    /// The person consulted is let go: no longer ringing, or off the call (no wrap-up: the
+    /// call was not theirs).
+    fn consult_free(&self, tenant: usize, x: &Consult, now: Instant) {
+        self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            t.engine.set_busy_elsewhere(x.agent, None, now);
+            if x.up {
+                let talk = x
+                    .since
+                    .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+                t.agent_done(x.agent, None, talk, now);
+                d.finish_wrap_up(tenant, x.agent, now);
+            } else if let Some(a) = t.agent_mut(x.agent) {
+                a.ringing = a.ringing.saturating_sub(1);
+            }
+        });
+    }
+
+    /// What `GET /v1/agents/me` shows of `agent`'s consultation on call `n` (none when `n`
+    /// has none, e.g. `u64::MAX`).
+    fn consult_shown(
+        &mut self,
+        tenant: usize,
+        agent: Option<AgentId>,
+        state: ConsultState,
+        n: u64,
+    ) {
+        let Some(agent) = agent else {
+            return;
+        };
+        let shown = self
+            .calls
+            .get(&n)
+            .and_then(|c| c.consult.as_ref())
+            .map(|x| switchboard_api::ConsultStatus {
+                with: x.upn.clone(),
+                state,
+            });
+        self.cc.with(|d| {
+            if let Some(a) = d.tenants[tenant].agent_mut(agent) {
+                a.consult = shown;
+            }
+        });
+        self.unannounced = true;
+    }
+
     /// Transfers call `n`, which `agent` talks on over `leg`, to `user@host` inside the
     /// tenant: the router carries it out (a REFER's NOTIFY says so, `by_refer`; otherwise the
     /// agent's leg is hung up) and never forwards a REFER. Anything outside the tenant is
@@ -2129,8 +2551,13 @@ impl Edge {
         now: Instant,
     ) -> Result<String, crate::desk::TransferRefusal> {
         use crate::desk::TransferRefusal;
-        let Some(c) = self.calls.get_mut(&n).filter(|c| c.stage == Stage::Talking) else {
-            // No call, or a callback whose caller has not answered yet: nothing to pass on.
+        let Some(c) = self
+            .calls
+            .get_mut(&n)
+            .filter(|c| c.stage == Stage::Talking && c.consult.is_none())
+        else {
+            // No call, a callback whose caller has not answered yet, or a consultation going
+            // on (complete or cancel it): nothing to pass on.
             if by_refer {
                 self.ua.notify_transfer(leg, 603, "Decline", now);
             }
@@ -2377,6 +2804,20 @@ impl Edge {
 
     /// An offer rang out: cancel it, set the agent as the queue says, try the next.
     fn ring_out(&mut self, leg: UaCall, now: Instant) {
+        if let Some(Leg::Consult { call, .. }) = self.legs.get(&leg).copied() {
+            if self
+                .calls
+                .get(&call)
+                .and_then(|c| c.consult.as_ref())
+                .is_some_and(|x| x.leg == leg && !x.up)
+            {
+                self.legs.remove(&leg);
+                self.sockets.remove(&leg);
+                self.ua.hangup(leg, now);
+                self.consult_over(call, "did not answer", now);
+            }
+            return;
+        }
         let Some(Leg::Offer {
             call: n,
             tenant,

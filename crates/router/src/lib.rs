@@ -126,6 +126,22 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             "/v1/agents/me/transfer",
             axum::routing::post(agents_http::transfer),
         )
+        .route(
+            "/v1/agents/me/consult",
+            axum::routing::post(agents_http::consult),
+        )
+        .route(
+            "/v1/agents/me/consult/complete",
+            axum::routing::post(agents_http::consult_complete),
+        )
+        .route(
+            "/v1/agents/me/consult/conference",
+            axum::routing::post(agents_http::consult_conference),
+        )
+        .route(
+            "/v1/agents/me/consult/cancel",
+            axum::routing::post(agents_http::consult_cancel),
+        )
         .route("/v1/reports/queues", get(reports::queues))
         .route("/v1/calls/{id}", get(agents_http::get_call))
         .route("/v1/events", get(events::events))

@@ -2203,3 +2203,233 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
     assert_eq!(at, want.len(), "the record's steps in order: {steps:?}");
     c.router.stop().await.unwrap();
 }
+
+const CONSULT: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+strategy = "linear"
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+
+[[tenants.agents]]
+upn = "alex@contoso.example"
+skills = { orders = 2 }
+
+[[tenants.agents]]
+upn = "megan@contoso.example"
+skills = { escalations = 5 }
+
+[[tenants.experts]]
+name = "escalations"
+skill = "escalations"
+"#;
+
+/// Loud 50 ms blocks of recording `name` in which `hz` holds at least `share` of the energy
+/// (a tone among others in a mix holds about its part).
+fn blocks_with(c: &Center, name: &str, hz: f64, share: f64) -> usize {
+    let path = c.dir.path().join(name);
+    let (samples, rate) = read_mono(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    samples
+        .chunks_exact(rate as usize / 20)
+        .filter(|b| {
+            let rms =
+                (b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / b.len() as f64).sqrt();
+            rms >= 100.0 && tone::energy_share(b, rate, hz) >= share
+        })
+        .count()
+}
+
+/// Adele, on a caller's call, consults her colleague Alex (the caller hears music, not them)
+/// and cancels; then consults the escalations expert group (Megan, Not ready for queue calls
+/// but free), brings her into a three-party call where everyone hears everyone, and leaves the
+/// caller with her through the API. Refusals first: no call, no such person, no consultation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_leaves() {
+    const ALEX_HZ: f64 = 1600.0;
+    const MEGAN_HZ: f64 = 700.0;
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{CONSULT}")).await;
+    c.tones(30);
+    c.tone("alex-tone.wav", ALEX_HZ, 30);
+    c.tone("megan-tone.wav", MEGAN_HZ, 30);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 1.0, "alex-tone.wav", "alex.wav")
+        .await;
+    let megan = c
+        .agent("megan@contoso.example", 1.0, "megan-tone.wav", "megan.wav")
+        .await;
+    c.set_state("alex@contoso.example", "not_ready").await;
+    c.set_state("megan@contoso.example", "not_ready").await;
+    let (http, base) = (c.http.clone(), c.base.clone());
+    let desk = tokio::spawn(async move {
+        let post = |path: &str, target: Option<&str>| {
+            let mut body = serde_json::json!({ "agent": "adele@contoso.example" });
+            if let Some(t) = target {
+                body["target"] = t.into();
+            }
+            http.post(format!("{base}/v1/agents/me/{path}"))
+                .json(&body)
+                .send()
+        };
+        let status = |r: reqwest::Response| r.status().as_u16();
+        let me = || async {
+            http.get(format!("{base}/v1/agents/me?agent=adele@contoso.example"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        };
+        let consult_state = || async {
+            for _ in 0..100 {
+                let st = me().await;
+                if st["consult"]["state"] == "talking" {
+                    return st;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the consultation was not answered: {}", me().await);
+        };
+        let mut refused = Vec::new();
+        refused.push(status(
+            post("consult", Some("alex@contoso.example")).await.unwrap(),
+        ));
+        for _ in 0..100 {
+            if me().await["state"] == "on_call" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        refused.push(status(
+            post("consult", Some("nobody@contoso.example"))
+                .await
+                .unwrap(),
+        ));
+        refused.push(status(
+            post("consult", Some("adele@contoso.example"))
+                .await
+                .unwrap(),
+        ));
+        refused.push(status(post("consult/conference", None).await.unwrap()));
+        // Alex: rung, answers after 1 s, talks with Adele for 2 s; cancelled.
+        let started = post("consult", Some("alex@contoso.example")).await.unwrap();
+        assert_eq!(started.status(), 200);
+        refused.push(status(post("consult", Some("escalations")).await.unwrap()));
+        let talking = consult_state().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(status(post("consult/cancel", None).await.unwrap()), 200);
+        let after_cancel = me().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Megan, the escalations expert: consult, then all three for 4 s, then Adele leaves.
+        assert_eq!(
+            status(post("consult", Some("escalations")).await.unwrap()),
+            200
+        );
+        consult_state().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(status(post("consult/conference", None).await.unwrap()), 200);
+        let conference = me().await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let done = post("consult/complete", None).await.unwrap();
+        assert_eq!(done.status(), 200);
+        let step: Value = done.json().await.unwrap();
+        (refused, talking, after_cancel, conference, step)
+    });
+    let (ok, ev) = c.call("+18005550100", 24, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (refused, talking, after_cancel, conference, step) = desk.await.unwrap();
+    assert_eq!(
+        refused,
+        vec![409, 404, 404, 409, 409],
+        "no call yet; nobody; herself; no consultation to conference; one at a time"
+    );
+    assert_eq!(
+        talking["consult"]["with"], "alex@contoso.example",
+        "{talking}"
+    );
+    assert_eq!(after_cancel["consult"], Value::Null, "{after_cancel}");
+    assert_eq!(conference["consult"]["state"], "conference", "{conference}");
+    assert_eq!(
+        conference["consult"]["with"], "megan@contoso.example",
+        "{conference}"
+    );
+    assert_eq!(
+        step["step"],
+        "transfer by adele@contoso.example to megan@contoso.example after consulting"
+    );
+    let (adele, alex, megan) = (
+        finish(adele, Duration::from_secs(5)).await,
+        finish(alex, Duration::from_secs(5)).await,
+        finish(megan, Duration::from_secs(5)).await,
+    );
+    for (who, ev) in [("Adele", &adele), ("Alex", &alex), ("Megan", &megan)] {
+        assert!(
+            ev.iter().any(|e| e["event"] == "established"),
+            "{who}: {ev:?}"
+        );
+    }
+    // Who heard whom (50 ms blocks): Alex heard Adele; the caller never heard Alex; Megan
+    // heard Adele and the caller; the caller and Adele heard Megan.
+    let heard = |name: &str, hz: f64| blocks_with(&c, name, hz, 0.2);
+    let (alex_adele, caller_alex) = (
+        heard("alex.wav", AGENT_HZ),
+        blocks_with(&c, "heard.wav", ALEX_HZ, 0.5),
+    );
+    let (megan_adele, megan_caller) = (heard("megan.wav", AGENT_HZ), heard("megan.wav", CALLER_HZ));
+    let (caller_megan, adele_megan, adele_caller) = (
+        heard("heard.wav", MEGAN_HZ),
+        heard("adele.wav", MEGAN_HZ),
+        heard("adele.wav", CALLER_HZ),
+    );
+    eprintln!("blocks heard: Alex←Adele {alex_adele}, caller←Alex {caller_alex}, Megan←Adele {megan_adele}, Megan←caller {megan_caller}, caller←Megan {caller_megan}, Adele←Megan {adele_megan}, Adele←caller {adele_caller}");
+    assert!(alex_adele > 20, "Alex heard Adele: {alex_adele}");
+    assert!(
+        caller_alex < 5,
+        "the caller did not hear the consultation: {caller_alex}"
+    );
+    assert!(
+        megan_adele > 40,
+        "Megan heard Adele (consult and conference): {megan_adele}"
+    );
+    assert!(
+        megan_caller > 100,
+        "Megan heard the caller (conference, then alone): {megan_caller}"
+    );
+    assert!(caller_megan > 100, "the caller heard Megan: {caller_megan}");
+    assert!(adele_megan > 40, "Adele heard Megan: {adele_megan}");
+    assert!(adele_caller > 60, "Adele heard the caller: {adele_caller}");
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(r["agent"], "megan@contoso.example", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with alex@contoso.example",
+            "consult answered by alex@contoso.example",
+            "consult with alex@contoso.example ended: cancelled",
+            "consult by adele@contoso.example with megan@contoso.example",
+            "consult answered by megan@contoso.example",
+            "conference of adele@contoso.example and megan@contoso.example with the caller",
+            "transfer by adele@contoso.example to megan@contoso.example after consulting"
+        ]),
+        "{r}"
+    );
+    // Nobody is left busy: Adele in wrap-up or back, Alex and Megan free.
+    for upn in ["alex@contoso.example", "megan@contoso.example"] {
+        let st = c.status(upn).await;
+        assert!(st["consult"].is_null(), "{st}");
+    }
+    c.router.stop().await.unwrap();
+}
