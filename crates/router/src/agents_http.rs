@@ -361,66 +361,49 @@ pub async fn consult(
     .await
 }
 
-#[utoipa::path(
-    post, path = "/v1/agents/me/consult/complete", tag = "agents", request_body = ConsultStep,
-    responses(
-        (status = 200, description = "the caller now talks to the person consulted; the agent's leg is hung up and wrap-up follows", body = ConsultDone),
-        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not an agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "no consultation, or the person has not answered yet", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn consult_complete(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<ConsultStep>, JsonRejection>,
-) -> Result<Json<ConsultDone>, ApiError> {
-    let Json(body) = body?;
-    let action = crate::desk::ConsultAction::Complete;
-    consult_step(&state, &caller, body.agent.as_deref(), action).await
+/// What to do with the consultation going on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsultStepName {
+    /// Leave the caller with the person consulted (the agent's leg is hung up; wrap-up).
+    Complete,
+    /// The caller, the agent and the person all hear each other.
+    Conference,
+    /// Hang up the person (or stop ringing them): back to the caller.
+    Cancel,
 }
 
 #[utoipa::path(
-    post, path = "/v1/agents/me/consult/conference", tag = "agents", request_body = ConsultStep,
+    post, path = "/v1/agents/me/consult/{step}", tag = "agents", request_body = ConsultStep,
+    params(("step" = ConsultStepName, Path, description = "complete, conference or cancel")),
     responses(
-        (status = 200, description = "the caller, the agent and the person consulted all hear each other", body = ConsultDone),
+        (status = 200, description = "done: complete leaves the caller with the person consulted (the agent's leg is hung up, wrap-up follows); conference mixes all three; cancel hangs the person up and the agent is back with the caller", body = ConsultDone),
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not an agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "no consultation, or the person has not answered yet", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent, or no such step", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no consultation, or (complete, conference) the person has not answered yet", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn consult_conference(
+pub async fn consult_next(
     State(state): State<AppState>,
     caller: Caller,
+    axum::extract::Path(step): axum::extract::Path<String>,
     body: Result<Json<ConsultStep>, JsonRejection>,
 ) -> Result<Json<ConsultDone>, ApiError> {
+    use crate::desk::ConsultAction;
+    let action = match step.as_str() {
+        "complete" => ConsultAction::Complete,
+        "conference" => ConsultAction::Conference,
+        "cancel" => ConsultAction::Cancel,
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "{:?} is no consultation step: use complete, conference or cancel",
+                step.chars().take(40).collect::<String>()
+            )))
+        }
+    };
     let Json(body) = body?;
-    let action = crate::desk::ConsultAction::Conference;
-    consult_step(&state, &caller, body.agent.as_deref(), action).await
-}
-
-#[utoipa::path(
-    post, path = "/v1/agents/me/consult/cancel", tag = "agents", request_body = ConsultStep,
-    responses(
-        (status = 200, description = "the person consulted is hung up (or no longer rung); the agent and the caller talk again", body = ConsultDone),
-        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not an agent", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "no consultation", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn consult_cancel(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<ConsultStep>, JsonRejection>,
-) -> Result<Json<ConsultDone>, ApiError> {
-    let Json(body) = body?;
-    let action = crate::desk::ConsultAction::Cancel;
     consult_step(&state, &caller, body.agent.as_deref(), action).await
 }
 

@@ -131,16 +131,8 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             axum::routing::post(agents_http::consult),
         )
         .route(
-            "/v1/agents/me/consult/complete",
-            axum::routing::post(agents_http::consult_complete),
-        )
-        .route(
-            "/v1/agents/me/consult/conference",
-            axum::routing::post(agents_http::consult_conference),
-        )
-        .route(
-            "/v1/agents/me/consult/cancel",
-            axum::routing::post(agents_http::consult_cancel),
+            "/v1/agents/me/consult/{step}",
+            axum::routing::post(agents_http::consult_next),
         )
         .route("/v1/reports/queues", get(reports::queues))
         .route("/v1/calls/{id}", get(agents_http::get_call))
