@@ -122,6 +122,10 @@ pub struct TenantSpec {
     pub experts: Vec<ExpertGroupSpec>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// Calls agents place to outside numbers, and the toll rules they follow (none: agents
+    /// place no outside calls through the router).
+    #[serde(default)]
+    pub outbound: Option<OutboundSpec>,
 }
 
 /// Where a call goes: a queue, an auto attendant or an expert group (exactly one).
@@ -238,6 +242,59 @@ impl TrunkSpec {
             .as_deref()
             .or(self.probe.as_deref())
             .and_then(probe_address)
+    }
+}
+
+/// Agents' calls to outside numbers: which trunk carries them, which numbers they may reach
+/// (toll rules), and how many an agent may place.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSpec {
+    /// The tenant's trunk that carries them (it needs an `outbound` or `probe` target).
+    pub trunk: String,
+    /// E.164 prefixes agents may call (`"+1"`, `"+44"`; `"+"`: anywhere). None: nowhere.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Prefixes never called, whatever `allow` says (premium rates: `"+1900"`).
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Outside calls an agent may place in an hour (1–1000).
+    #[serde(default = "default_max_per_hour")]
+    pub max_per_hour: u32,
+    /// The number the called party sees (E.164); none: the tenant's first number.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+}
+
+fn default_max_per_hour() -> u32 {
+    60
+}
+
+/// Whether `s` is an E.164 prefix: `+` and at most 15 digits.
+fn e164_prefix(s: &str) -> bool {
+    s.strip_prefix('+')
+        .is_some_and(|d| d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl OutboundSpec {
+    /// Whether an agent may call `number`: an E.164 number (`+` and 6–15 digits) that an
+    /// `allow` prefix covers and no `deny` prefix does. `Err` says why not.
+    pub fn permits(&self, number: &str) -> Result<(), String> {
+        let digits = number.strip_prefix('+').unwrap_or_default();
+        if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{number} is not an E.164 number (+ and 6 to 15 digits)"
+            ));
+        }
+        if let Some(d) = self.deny.iter().find(|d| number.starts_with(d.as_str())) {
+            return Err(format!("numbers starting {d} are denied by the toll rules"));
+        }
+        if !self.allow.iter().any(|a| number.starts_with(a.as_str())) {
+            return Err(format!(
+                "{number} is not in an allowed prefix of the toll rules"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -780,6 +837,41 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 tracing::warn!(schedule = %s.name, tenant = %t.id, "this schedule has no opening hours: its numbers are always closed");
             }
         }
+        if let Some(o) = &t.outbound {
+            let bad = |k: &str, message: String| RefError {
+                offset: None,
+                key: at(&format!("outbound.{k}")),
+                message,
+            };
+            match t.trunks.iter().find(|tr| tr.name == o.trunk) {
+                None => {
+                    return Err(bad(
+                        "trunk",
+                        format!("{:?} is not a trunk of this tenant", o.trunk),
+                    ))
+                }
+                Some(tr) if tr.outbound_address().is_none() => {
+                    return Err(bad("trunk", format!("trunk {:?} has no outbound (or probe) target to send calls to: add outbound = \"sip:IP:PORT\" to it", o.trunk)))
+                }
+                Some(_) => {}
+            }
+            for (k, list) in [("allow", &o.allow), ("deny", &o.deny)] {
+                if let Some(p) = list.iter().find(|p| !e164_prefix(p)) {
+                    return Err(bad(k, format!("{p:?} is not an E.164 prefix: + and up to 15 digits (\"+44\", \"+1900\")")));
+                }
+            }
+            if !(1..=1000).contains(&o.max_per_hour) {
+                return Err(bad(
+                    "max_per_hour",
+                    "max_per_hour must be between 1 and 1000".into(),
+                ));
+            }
+            if let Some(c) = &o.caller_id {
+                if !e164_prefix(c) || c.len() < 7 {
+                    return Err(bad("caller_id", format!("{c:?} is not an E.164 number")));
+                }
+            }
+        }
         for (i, q) in t.queues.iter().enumerate() {
             let key = |k: &str| at(&format!("queues[{i}].{k}"));
             if let Some(o) = &q.overflow {
@@ -1150,6 +1242,57 @@ skills = { billing = 5 }
         );
         let (key, msg) = reference(&probe("outbound = \"sip:carrier.example\""));
         assert_eq!(key, "tenants[0].trunks[0].outbound", "{msg}");
+        // Outside calls: a trunk with a target, E.164 prefixes, a sane cap.
+        let outbound = |o: &str| {
+            format!(
+                "{}\n[tenants.outbound]\n{o}\n",
+                probe("outbound = \"sip:127.0.0.1:5080\"")
+            )
+        };
+        let c = parse(&outbound(
+            "trunk = \"carrier\"\nallow = [\"+1\", \"+44\"]\ndeny = [\"+1900\"]",
+        ))
+        .expect("outside calls");
+        let o = c.tenants[0].outbound.clone().expect("outbound");
+        assert_eq!(o.max_per_hour, 60);
+        assert_eq!(o.permits("+12065550100"), Ok(()));
+        assert_eq!(o.permits("+442071234567"), Ok(()));
+        assert!(o
+            .permits("+19005550100")
+            .is_err_and(|e| e.contains("denied")));
+        assert!(o
+            .permits("+33140000000")
+            .is_err_and(|e| e.contains("allowed")));
+        assert!(o.permits("12065550100").is_err_and(|e| e.contains("E.164")));
+        assert!(o.permits("+1206;user=phone").is_err());
+        for (o, key) in [
+            ("trunk = \"pstn\"", "tenants[0].outbound.trunk"),
+            (
+                "trunk = \"carrier\"\nallow = [\"44\"]",
+                "tenants[0].outbound.allow",
+            ),
+            (
+                "trunk = \"carrier\"\ndeny = [\"+1-900\"]",
+                "tenants[0].outbound.deny",
+            ),
+            (
+                "trunk = \"carrier\"\nmax_per_hour = 0",
+                "tenants[0].outbound.max_per_hour",
+            ),
+            (
+                "trunk = \"carrier\"\ncaller_id = \"contoso\"",
+                "tenants[0].outbound.caller_id",
+            ),
+        ] {
+            let (k, msg) = reference(&outbound(o));
+            assert_eq!(k, key, "{o}: {msg}");
+        }
+        // A trunk with no target to send calls to cannot carry them.
+        let (k, msg) = reference(&format!(
+            "{GOOD}\n[tenants.outbound]\ntrunk = \"carrier\"\n"
+        ));
+        assert_eq!(k, "tenants[0].outbound.trunk", "{msg}");
+        assert!(msg.contains("no outbound"), "{msg}");
         // Callbacks: when (a wait or a place, or both), and sane attempts and times.
         let callback = |cb: &str| {
             GOOD.replace(

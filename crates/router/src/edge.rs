@@ -97,6 +97,8 @@ enum Stage {
     CallbackWaiting,
     /// An agent answered; the router is calling the caller back.
     CallingBack,
+    /// An agent's call to an outside number: ringing there.
+    Dialling,
 }
 
 /// A queue's callback, as far as this caller got.
@@ -120,6 +122,9 @@ enum Refusal {
     Full,
     MaxWait,
 }
+
+/// Seconds an agent's outside call rings before it counts as unanswered.
+const OUTBOUND_RING_SECONDS: u64 = 60;
 
 /// Seconds a transfer to an agent rings before it fails back.
 const DIRECT_ALERT_SECONDS: u64 = 20;
@@ -176,6 +181,8 @@ struct CallRt {
     on_trunk: bool,
     /// The agent's consultation, while there is one.
     consult: Option<Consult>,
+    /// An agent's call to an outside number (its `caller_leg` is the called party's).
+    outbound: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -220,6 +227,8 @@ struct Admission {
     priority: u8,
     /// It arrived outside its number's opening hours: the record's step (`closed (office)`).
     closed: Option<String>,
+    /// An agent's call to the outside number `dialled`, on `trunk`.
+    outbound: Option<AgentId>,
 }
 
 /// The running edge's handle.
@@ -257,6 +266,10 @@ struct Edge {
     trunk_users: HashMap<String, (usize, usize, String)>,
     /// Challenges and checks trunks' INVITEs (407), with nonces of its own.
     trunk_digest: switchboard_sip::auth::DigestServer,
+    /// Challenges and checks agents' INVITEs (their outside calls), with nonces of its own.
+    agent_digest: switchboard_sip::auth::DigestServer,
+    /// When each agent (tenant, agent) placed their outside calls of the last hour.
+    dialled: HashMap<(usize, AgentId), std::collections::VecDeque<Instant>>,
     /// Agents' states are announced at most every [`ANNOUNCE_EVERY`]: when, and whether a
     /// change may be waiting.
     announced: Instant,
@@ -287,6 +300,18 @@ fn describe_end(reason: &switchboard_sip::ua::EndReason) -> String {
 
 /// How often agents' state changes are announced at most.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+
+/// How many of `placed` (times, oldest first) are within the hour before `now`; older ones
+/// are forgotten.
+fn calls_in_last_hour(placed: &mut std::collections::VecDeque<Instant>, now: Instant) -> usize {
+    while placed
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= Duration::from_secs(3600))
+    {
+        placed.pop_front();
+    }
+    placed.len()
+}
 
 /// Whether a caller's number can be called back: an E.164 or national number (`+` then 3–20
 /// digits), not `anonymous` or a name.
@@ -397,6 +422,11 @@ pub async fn start(
         rand::random(),
         cfg.digest.algorithm(),
     );
+    let agent_digest = switchboard_sip::auth::DigestServer::new(
+        cfg.realm.clone(),
+        rand::random(),
+        cfg.digest.algorithm(),
+    );
     // The first probes a second after start, then every trunk's `probe_seconds`.
     let mut timers = BTreeMap::new();
     for t in first_probes {
@@ -424,6 +454,8 @@ pub async fn start(
         trunk_of,
         trunk_users,
         trunk_digest,
+        agent_digest,
+        dialled: HashMap::new(),
         commands,
         announced: Instant::now(),
         unannounced: true,
@@ -558,6 +590,9 @@ impl Edge {
         }
         match m.method().as_deref() {
             Some("REGISTER") => self.on_register(m, from, now).await,
+            Some("INVITE") if !has_to_tag(m) && self.agent_calling(m).is_some() => {
+                self.on_agent_invite(m, from, now).await;
+            }
             Some("INVITE") if !has_to_tag(m) => {
                 let trunk = match self.trunk_of_invite(m, from, trunk, now) {
                     Ok(t) => t,
@@ -715,6 +750,324 @@ impl Edge {
         }
     }
 
+    /// The agent (tenant, agent, SIP user) whose phone sends this INVITE, by its From user:
+    /// a SIP user the router issued.
+    fn agent_calling(&self, m: &Message) -> Option<(usize, AgentId, String)> {
+        let user = m.header("From").and_then(safe_user)?;
+        let (t, a) = self.cc.with(|d| d.agent_of(&user))?;
+        Some((t, a, user))
+    }
+
+    /// An agent's phone calls an outside number through the router: the agent proves who
+    /// they are (407, their SIP password), then the tenant's toll rules and the agent's hourly
+    /// cap decide. Refusals get 403 (404 for what is no number) and a record.
+    async fn on_agent_invite(&mut self, m: &Message, from: SocketAddr, now: Instant) {
+        let Some((tenant, agent, user)) = self.agent_calling(m) else {
+            return;
+        };
+        let challenge = |digest: &switchboard_sip::auth::DigestServer, stale: bool| {
+            let h = format!(
+                "Proxy-Authenticate: {}",
+                digest.challenge(unix_now(), stale)
+            );
+            response(m, 407, "Proxy Authentication Required", &[&h])
+        };
+        let reply = match m.header("Proxy-Authorization") {
+            None => Some(challenge(&self.agent_digest, false)),
+            Some(auth) => {
+                let uri = m.request_uri().unwrap_or_default();
+                let cc = self.cc.clone();
+                use switchboard_sip::auth::Refusal;
+                match self
+                    .agent_digest
+                    .verify(auth, "INVITE", &uri, unix_now(), |u| {
+                        cc.with(|d| d.password_of(u))
+                    }) {
+                    Ok(u) if u == user => None,
+                    Ok(_) => Some(response(m, 403, "Forbidden", &[])),
+                    Err(Refusal::Stale | Refusal::Replay) => {
+                        Some(challenge(&self.agent_digest, true))
+                    }
+                    Err(Refusal::WrongUri(_)) => Some(response(m, 400, "Digest URI Mismatch", &[])),
+                    Err(why @ (Refusal::UnknownUser(_) | Refusal::WrongPassword(_))) => {
+                        tracing::info!(%from, why = %why, "an agent's call was refused: wrong digest");
+                        metrics::counter!("sip_auth_failures_total").increment(1);
+                        if let Some(ban) = self.guard.auth_failed(from.ip(), now) {
+                            metrics::counter!("sip_sources_banned_total", "why" => "guessing")
+                                .increment(1);
+                            tracing::warn!(source = %from.ip(), ?ban, "a source keeps failing digest authentication; refusing it for a while");
+                        }
+                        Some(response(m, 403, "Forbidden", &[]))
+                    }
+                    Err(_) => Some(challenge(&self.agent_digest, false)),
+                }
+            }
+        };
+        if let Some(r) = reply {
+            if let Some(r) = r {
+                let _ = self.net.send(from, None, r).await;
+            }
+            return;
+        }
+        let dialled = m
+            .request_uri()
+            .and_then(|u| safe_user(&u))
+            .unwrap_or_default();
+        let recent = calls_in_last_hour(self.dialled.entry((tenant, agent)).or_default(), now);
+        let verdict = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let upn = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            let Some(o) = &t.spec.outbound else {
+                return Err((403, "Forbidden", upn, "this tenant places no outside calls".to_owned(), None));
+            };
+            let trunk = t.spec.trunks.iter().position(|tr| tr.name == o.trunk);
+            if let Err(why) = o.permits(&dialled) {
+                return Err((403, "Forbidden", upn, format!("toll rules: {why}"), trunk));
+            }
+            if recent >= o.max_per_hour as usize {
+                return Err((403, "Forbidden", upn, format!("toll rules: {} outside calls in the last hour is the most an agent may place", o.max_per_hour), trunk));
+            }
+            let Some(j) = trunk else {
+                return Err((503, "Service Unavailable", upn, "no trunk for outside calls".into(), None));
+            };
+            if t.trunks[j].calls >= t.trunks[j].max_calls {
+                return Err((503, "Service Unavailable", upn, format!("trunk {} is full", o.trunk), trunk));
+            }
+            Ok(j)
+        });
+        match verdict {
+            Err((status, reason, upn, why, trunk)) => {
+                tracing::info!(agent = %upn, number = %dialled, %why, "an agent's outside call was refused");
+                if let Some(r) = response(m, status, reason, &[]) {
+                    let _ = self.net.send(from, None, r).await;
+                }
+                let (tenant_id, trunk_name) = self.cc.with(|d| {
+                    let t = &d.tenants[tenant];
+                    (
+                        t.spec.id.clone(),
+                        trunk
+                            .and_then(|j| t.spec.trunks.get(j))
+                            .map(|tr| tr.name.clone())
+                            .unwrap_or_default(),
+                    )
+                });
+                let at = time::OffsetDateTime::now_utc();
+                self.write(&CallRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    tenant: tenant_id,
+                    trunk: trunk_name,
+                    caller: upn.clone(),
+                    dialled: if dialled.is_empty() {
+                        "(none)".into()
+                    } else {
+                        dialled
+                    },
+                    started_at: at,
+                    answered_at: None,
+                    ended_at: Some(at),
+                    choices: Vec::new(),
+                    queue: None,
+                    steps: vec![format!("outbound by {upn} refused")],
+                    offers: Vec::new(),
+                    agent: Some(upn),
+                    outcome: CallOutcome::Refused,
+                    reason: Some(why),
+                    disposition: None,
+                });
+            }
+            Ok(trunk) => {
+                self.dialled
+                    .entry((tenant, agent))
+                    .or_default()
+                    .push_back(now);
+                self.admitted = Some(Admission {
+                    tenant,
+                    trunk,
+                    route: None,
+                    dialled,
+                    priority: 3,
+                    closed: None,
+                    outbound: Some(agent),
+                });
+                self.ua.handle_message(m, from, now);
+                self.settle().await;
+                self.admitted = None;
+            }
+        }
+    }
+
+    /// The agent's leg `leg` of an admitted outside call is here: ring the number on the
+    /// trunk; the agent's phone hears ringing (180) until it answers.
+    fn on_outbound(&mut self, leg: UaCall, a: Admission, agent: AgentId, now: Instant) {
+        let Some((socket, _)) = self.bind_media() else {
+            self.ua.reject(leg, 503, now);
+            return;
+        };
+        let n = self.next_call;
+        self.next_call += 1;
+        let (tenant_id, trunk_name, upn, target, caller_id, domain) = self.cc.with(|d| {
+            let t = &mut d.tenants[a.tenant];
+            let tr = &mut t.trunks[a.trunk];
+            tr.calls += 1;
+            trunk_gauges(&t.spec.id, tr);
+            let o = t.spec.outbound.as_ref();
+            let caller_id = o
+                .and_then(|o| o.caller_id.clone())
+                .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
+            t.engine
+                .set_busy_elsewhere(agent, Some(routing::CallId(n)), now);
+            let upn = match t.agent_mut(agent) {
+                Some(r) => {
+                    r.on_call = true;
+                    r.upn.clone()
+                }
+                None => String::new(),
+            };
+            (
+                t.spec.id.clone(),
+                t.trunks[a.trunk].name.clone(),
+                upn,
+                t.spec
+                    .trunks
+                    .get(a.trunk)
+                    .and_then(|x| x.outbound_address()),
+                caller_id,
+                t.spec.domain.clone(),
+            )
+        });
+        let id = uuid::Uuid::new_v4().to_string();
+        let step = format!("outbound by {upn} to {}", a.dialled);
+        tracing::info!(call = %id, agent = %upn, number = %a.dialled, trunk = %trunk_name, "an agent calls out");
+        let rec = CallRecord {
+            id: id.clone(),
+            tenant: tenant_id,
+            trunk: trunk_name,
+            caller: upn.clone(),
+            dialled: a.dialled.clone(),
+            started_at: time::OffsetDateTime::now_utc(),
+            answered_at: None,
+            ended_at: None,
+            choices: Vec::new(),
+            queue: None,
+            steps: vec![step],
+            offers: Vec::new(),
+            agent: Some(upn),
+            outcome: CallOutcome::InProgress,
+            reason: None,
+            disposition: None,
+        };
+        // The called party's leg.
+        let far = match (target, self.bind_media()) {
+            (Some(to), Some((far_socket, far_port))) => {
+                let mut headers = vec![format!("X-Switchboard-Call: {id}")];
+                if let Some(cid) = caller_id
+                    .as_deref()
+                    .and_then(|c| safe_user(&format!("sip:{c}@x")))
+                {
+                    headers.push(format!("P-Asserted-Identity: <sip:{cid}@{domain}>"));
+                }
+                let uri = format!("sip:{}@{to}", a.dialled);
+                self.ua
+                    .invite(&uri, LocalMedia::new(self.media_ip, far_port), headers, now)
+                    .map(|l| (l, far_socket))
+                    .map_err(|e| format!("cannot call {uri}: {e}"))
+            }
+            (None, _) => Err("the trunk has no outbound target".to_owned()),
+            (_, None) => Err("no media port free".to_owned()),
+        };
+        let (far_leg, failure) = match far {
+            Ok((l, sock)) => {
+                self.sockets.insert(l, sock);
+                self.legs.insert(l, Leg::Caller(n));
+                (l, None)
+            }
+            Err(why) => (leg, Some(why)),
+        };
+        self.sockets.insert(leg, socket);
+        self.legs.insert(
+            leg,
+            Leg::Offer {
+                call: n,
+                tenant: a.tenant,
+                agent,
+            },
+        );
+        self.calls.insert(
+            n,
+            CallRt {
+                id,
+                tenant: a.tenant,
+                trunk: a.trunk,
+                queue: None,
+                caller_leg: far_leg,
+                caller: a.dialled.clone(),
+                dialled: a.dialled,
+                stage: Stage::Dialling,
+                since: None,
+                menus: Vec::new(),
+                choices: Vec::new(),
+                menu_generation: 0,
+                hops: 0,
+                priority: 3,
+                overflowed: false,
+                direct: None,
+                early: false,
+                offers: Vec::new(),
+                agent: Some((agent, leg)),
+                started: now,
+                answered_at: None,
+                rec,
+                offer_rec: HashMap::new(),
+                failure: None,
+                callback: Callback::NotOffered,
+                on_trunk: true,
+                consult: None,
+                outbound: true,
+            },
+        );
+        self.save(n);
+        match failure {
+            None => {
+                self.ua.ring(leg, now);
+                self.timers.insert(
+                    (
+                        now + Duration::from_secs(OUTBOUND_RING_SECONDS),
+                        Timer::CallbackRing(far_leg),
+                    ),
+                    (),
+                );
+            }
+            Some(why) => {
+                tracing::warn!(call = n, %why, "cannot place the outside call");
+                self.outbound_failed(n, &why, now);
+            }
+        }
+    }
+
+    /// The outside number of call `n` did not answer (`why`): the agent's phone is told (486
+    /// when busy, 603 when declined, else 480) and the call ends as failed.
+    fn outbound_failed(&mut self, n: u64, why: &str, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        c.failure = Some(why.to_owned());
+        c.rec.steps.push(format!("not answered: {why}"));
+        if let Some((_, leg)) = c.agent {
+            if self.legs.remove(&leg).is_some() {
+                let status = if why.starts_with("486") {
+                    486
+                } else if why.starts_with("603") {
+                    603
+                } else {
+                    480
+                };
+                self.sockets.remove(&leg);
+                self.ua.reject(leg, status, now);
+            }
+        }
+        self.finish(n, now);
+    }
+
     /// Lets an INVITE on `trunk` (tenant, index) in (one of its tenant's numbers, room on the
     /// trunk) or says why not.
     fn admit(
@@ -743,6 +1096,7 @@ impl Edge {
                     dialled,
                     priority: 3,
                     closed: None,
+                    outbound: None,
                 });
             };
             // Outside the number's opening hours: its holiday or closed route, or nowhere.
@@ -771,6 +1125,7 @@ impl Edge {
                 dialled: number.number.clone(),
                 priority: number.priority,
                 closed,
+                outbound: None,
             })
         })
     }
@@ -854,6 +1209,10 @@ impl Edge {
             self.ua.reject(leg, 403, now);
             return;
         };
+        if let Some(agent) = a.outbound {
+            self.on_outbound(leg, a, agent, now);
+            return;
+        }
         let Some((socket, port)) = self.bind_media() else {
             self.ua.reject(leg, 503, now);
             return;
@@ -925,6 +1284,7 @@ impl Edge {
                 callback: Callback::NotOffered,
                 on_trunk: true,
                 consult: None,
+                outbound: false,
             },
         );
         self.save(n);
@@ -1767,6 +2127,26 @@ impl Edge {
                             self.route(n, first, now);
                         }
                     }
+                    Some(c) if c.stage == Stage::Dialling => {
+                        // The number answered: now the agent's phone is answered.
+                        c.stage = Stage::Talking;
+                        c.rec.steps.push("answered".into());
+                        let agent_leg = c.agent.map(|(_, l)| l);
+                        if let Some(al) = agent_leg {
+                            let port = self
+                                .sockets
+                                .get(&al)
+                                .and_then(|s| s.local_addr().ok())
+                                .map(|a| a.port());
+                            let answered = port.map(|p| {
+                                self.ua.answer(al, LocalMedia::new(self.media_ip, p), now)
+                            });
+                            if !matches!(answered, Some(Ok(()))) {
+                                tracing::warn!(call = n, "cannot answer the agent's outside call");
+                            }
+                        }
+                        self.save(n);
+                    }
                     Some(c) if c.stage == Stage::CallingBack => {
                         // The caller took the callback: put them through to the agent.
                         c.stage = Stage::Talking;
@@ -1823,6 +2203,23 @@ impl Edge {
                     }
                 });
                 self.consult_shown(tenant, by, ConsultState::Talking, n);
+                self.save(n);
+            }
+            Leg::Offer { call: n, .. }
+                if self
+                    .calls
+                    .get(&n)
+                    .is_some_and(|c| c.outbound && c.agent.is_some_and(|(_, l)| l == leg)) =>
+            {
+                // The agent's own outside call is up both ways: connect them.
+                if let Some(socket) = self.sockets.remove(&leg) {
+                    self.relay.open(leg, socket, media);
+                }
+                if let Some(c) = self.calls.get_mut(&n) {
+                    c.answered_at = Some(now);
+                    c.rec.answered_at = Some(time::OffsetDateTime::now_utc());
+                    self.relay.bridge(c.caller_leg, leg);
+                }
                 self.save(n);
             }
             Leg::Offer {
@@ -1930,6 +2327,10 @@ impl Edge {
                 Some(Stage::CallingBack) => {
                     let why = self.end_reason.clone().unwrap_or_else(|| "ended".into());
                     self.callback_failed(n, &why, now);
+                }
+                Some(Stage::Dialling) => {
+                    let why = self.end_reason.clone().unwrap_or_else(|| "ended".into());
+                    self.outbound_failed(n, &why, now);
                 }
                 _ => self.finish(n, now),
             },
@@ -2045,6 +2446,10 @@ impl Edge {
             (_, _, Some(why)) => {
                 c.rec.reason = Some(why.clone());
                 CallOutcome::Failed
+            }
+            (true, _, None) if c.outbound && c.answered_at.is_none() => {
+                c.rec.reason = Some("the agent hung up first".into());
+                CallOutcome::Abandoned
             }
             (true, _, None) => CallOutcome::Answered,
             (false, Stage::Closing("closed"), None) => CallOutcome::Closed,
@@ -2723,7 +3128,20 @@ impl Edge {
                     }
                 }
                 Timer::CallbackRing(leg) => {
-                    if let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() {
+                    let dialling = match self.legs.get(&leg) {
+                        Some(Leg::Caller(n)) => self
+                            .calls
+                            .get(n)
+                            .filter(|c| c.stage == Stage::Dialling && c.caller_leg == leg)
+                            .map(|_| *n),
+                        _ => None,
+                    };
+                    if let Some(n) = dialling {
+                        self.legs.remove(&leg);
+                        self.sockets.remove(&leg);
+                        self.ua.hangup(leg, now);
+                        self.outbound_failed(n, "no answer", now);
+                    } else if let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() {
                         if self
                             .calls
                             .get(&n)
@@ -2959,6 +3377,29 @@ fn has_to_tag(m: &Message) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agents_outside_calls_are_counted_over_the_last_hour() {
+        let t0 = Instant::now();
+        let mut placed: std::collections::VecDeque<Instant> = [0u64, 600, 1800, 3000]
+            .iter()
+            .map(|s| t0 + Duration::from_secs(*s))
+            .collect();
+        assert_eq!(
+            calls_in_last_hour(&mut placed, t0 + Duration::from_secs(3000)),
+            4
+        );
+        // An hour after the first, it no longer counts; nor, later, the next two.
+        assert_eq!(
+            calls_in_last_hour(&mut placed, t0 + Duration::from_secs(3600)),
+            3
+        );
+        assert_eq!(
+            calls_in_last_hour(&mut placed, t0 + Duration::from_secs(5401)),
+            1
+        );
+        assert_eq!(placed.len(), 1, "forgotten, not kept");
+    }
 
     #[test]
     fn only_plain_user_parts_pass() {

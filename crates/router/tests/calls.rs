@@ -2433,3 +2433,189 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
     }
     c.router.stop().await.unwrap();
 }
+
+const OUTBOUND: &str = r#"
+[tenants.outbound]
+trunk = "carrier"
+allow = ["+1555"]
+deny = ["+15559"]
+max_per_hour = 3
+caller_id = "+18005550100"
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+"#;
+
+/// Adele's phone calls outside numbers through the router: it answers the 407 with her SIP
+/// password, the number is called on the trunk (P-Asserted-Identity: the tenant's number) and
+/// the two hear each other; she is busy for the queues meanwhile. A denied prefix, a number
+/// outside the allowed ones and a stranger's INVITE are refused, each with a record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
+    let _one = SERIAL.lock().await;
+    let far = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let far_port = far.local_addr().unwrap().port();
+    drop(far);
+    let edge = EDGE.replace(
+        "allow = [\"127.0.0.1\"]",
+        &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{far_port}\""),
+    );
+    let c = start(&format!("{edge}{OUTBOUND}")).await;
+    c.tones(15);
+    // The called party: a phone behind the trunk.
+    let called = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+        .args(["--bind", &format!("127.0.0.1:{far_port}")])
+        .args([
+            "--user",
+            "+15550001234",
+            "--answer-after",
+            "1",
+            "--codec",
+            "pcmu",
+        ])
+        .arg("--play")
+        .arg(c.dir.path().join("caller.wav"))
+        .arg("--record")
+        .arg(c.dir.path().join("called.wav"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let creds = c.credentials("adele@contoso.example").await;
+    let pw = c.dir.path().join("adele.pw");
+    std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
+    let dial = |number: &str, record: &str| {
+        let uri = format!("sip:{number}@127.0.0.1:{}", c.sip);
+        Command::new(agent_bin())
+            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "20"])
+            .args(["--server", creds["registrar"].as_str().unwrap()])
+            .args(["--user", creds["username"].as_str().unwrap()])
+            .args(["--domain", creds["domain"].as_str().unwrap()])
+            .arg("--password-file")
+            .arg(&pw)
+            .args(["--codec", "pcmu", "--hangup-after", "6"])
+            .arg("--play")
+            .arg(c.dir.path().join("agent.wav"))
+            .arg("--record")
+            .arg(c.dir.path().join(record))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let adele = dial("+15550001234", "adele-out.wav");
+    // While it rings and talks, Adele is on a call for the router.
+    let mut busy = false;
+    for _ in 0..60 {
+        if c.status("adele@contoso.example").await["state"] == "on_call" {
+            busy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(busy, "Adele is on a call while she calls out");
+    let adele = finish(adele, Duration::from_secs(20)).await;
+    assert!(
+        adele.iter().any(|e| e["event"] == "established"),
+        "Adele's call was answered: {adele:?}"
+    );
+    let called = finish(called, Duration::from_secs(10)).await;
+    let incoming = called
+        .iter()
+        .find(|e| e["event"] == "incoming")
+        .unwrap_or_else(|| panic!("the number was called: {called:?}"));
+    assert!(
+        incoming["from"]
+            .as_str()
+            .is_some_and(|f| f.contains("switchboard")),
+        "{incoming}"
+    );
+    c.heard(
+        "called.wav",
+        AGENT_HZ,
+        CALLER_HZ,
+        (20, 0.8),
+        "the called party heard Adele",
+    );
+    c.heard(
+        "adele-out.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.8),
+        "Adele heard the called party",
+    );
+    // Refused: a denied prefix, a number no allow prefix covers.
+    for number in ["+15559001234", "+442071234567"] {
+        let out = finish(dial(number, "refused.wav"), Duration::from_secs(15)).await;
+        let ended = out
+            .iter()
+            .find(|e| e["event"] == "ended" || e["event"] == "failed");
+        assert!(
+            !out.iter().any(|e| e["event"] == "established"),
+            "{number} must not be called: {out:?}"
+        );
+        eprintln!("{number}: {ended:?}");
+    }
+    // Someone with Adele's SIP user but not her password gets a challenge it cannot answer.
+    let uri = format!("sip:+15550001234@127.0.0.1:{}", c.sip);
+    let user = creds["username"].as_str().unwrap();
+    let guess = Command::new(agent_bin())
+        .args([
+            "--json",
+            "call",
+            &uri,
+            "--ring-timeout",
+            "5",
+            "--user",
+            user,
+        ])
+        .args(["--password", "not-her-password", "--hangup-after", "1"])
+        .output()
+        .unwrap();
+    let ev = events(&guess.stdout);
+    assert!(
+        !ev.iter().any(|e| e["event"] == "established")
+            && ev.iter().any(|e| e["status"] == 407 || e["status"] == 403),
+        "a wrong password cannot call out: {ev:?}"
+    );
+    let recs = c.calls().await;
+    let answered: Vec<&Value> = recs.iter().filter(|r| r["outcome"] == "answered").collect();
+    assert_eq!(answered.len(), 1, "{recs:?}");
+    let r = answered[0];
+    assert_eq!(r["caller"], "adele@contoso.example", "{r}");
+    assert_eq!(r["dialled"], "+15550001234", "{r}");
+    assert_eq!(r["agent"], "adele@contoso.example", "{r}");
+    assert_eq!(r["trunk"], "carrier", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "outbound by adele@contoso.example to +15550001234",
+            "answered"
+        ]),
+        "{r}"
+    );
+    let refused: Vec<String> = recs
+        .iter()
+        .filter(|r| r["outcome"] == "refused" && r["caller"] == "adele@contoso.example")
+        .map(|r| r["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(refused.len(), 2, "{recs:?}");
+    assert!(
+        refused.iter().any(|r| r.contains("+15559 are denied")),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.contains("not in an allowed prefix")),
+        "{refused:?}"
+    );
+    // Adele is free again (no wrap-up after her own call).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = c.status("adele@contoso.example").await;
+    assert_ne!(st["state"], "on_call", "{st}");
+    c.router.stop().await.unwrap();
+}
