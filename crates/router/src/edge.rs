@@ -185,6 +185,50 @@ struct CallRt {
     outbound: bool,
 }
 
+impl CallRt {
+    /// A call admitted as `a`, its first leg `leg` to `caller`, at `stage`.
+    fn new(
+        id: String,
+        a: &Admission,
+        leg: UaCall,
+        caller: String,
+        stage: Stage,
+        rec: CallRecord,
+        now: Instant,
+    ) -> Self {
+        Self {
+            id,
+            tenant: a.tenant,
+            trunk: a.trunk,
+            queue: None,
+            caller_leg: leg,
+            caller,
+            dialled: a.dialled.clone(),
+            stage,
+            since: None,
+            menus: Vec::new(),
+            choices: Vec::new(),
+            menu_generation: 0,
+            hops: 0,
+            priority: a.priority,
+            overflowed: false,
+            direct: None,
+            early: false,
+            offers: Vec::new(),
+            agent: None,
+            started: now,
+            answered_at: None,
+            rec,
+            offer_rec: HashMap::new(),
+            failure: None,
+            callback: Callback::NotOffered,
+            on_trunk: true,
+            consult: None,
+            outbound: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     RingOut(UaCall),
@@ -992,39 +1036,18 @@ impl Edge {
                 agent,
             },
         );
-        self.calls.insert(
-            n,
-            CallRt {
-                id,
-                tenant: a.tenant,
-                trunk: a.trunk,
-                queue: None,
-                caller_leg: far_leg,
-                caller: a.dialled.clone(),
-                dialled: a.dialled,
-                stage: Stage::Dialling,
-                since: None,
-                menus: Vec::new(),
-                choices: Vec::new(),
-                menu_generation: 0,
-                hops: 0,
-                priority: 3,
-                overflowed: false,
-                direct: None,
-                early: false,
-                offers: Vec::new(),
-                agent: Some((agent, leg)),
-                started: now,
-                answered_at: None,
-                rec,
-                offer_rec: HashMap::new(),
-                failure: None,
-                callback: Callback::NotOffered,
-                on_trunk: true,
-                consult: None,
-                outbound: true,
-            },
+        let mut c = CallRt::new(
+            id,
+            &a,
+            far_leg,
+            a.dialled.clone(),
+            Stage::Dialling,
+            rec,
+            now,
         );
+        c.agent = Some((agent, leg));
+        c.outbound = true;
+        self.calls.insert(n, c);
         self.save(n);
         match failure {
             None => {
@@ -1251,42 +1274,13 @@ impl Edge {
         if let Some(step) = &a.closed {
             rec.steps.push(step.clone());
         }
-        self.calls.insert(
-            n,
-            CallRt {
-                id,
-                tenant: a.tenant,
-                trunk: a.trunk,
-                queue: None,
-                caller_leg: leg,
-                caller,
-                dialled: a.dialled,
-                stage: match a.route {
-                    Some(first) => Stage::Answering { first },
-                    None => Stage::Closing("unknown-number"),
-                },
-                since: None,
-                menus: Vec::new(),
-                choices: Vec::new(),
-                menu_generation: 0,
-                hops: 0,
-                priority: a.priority,
-                overflowed: false,
-                direct: None,
-                early: a.route.is_none(),
-                offers: Vec::new(),
-                agent: None,
-                started: now,
-                answered_at: None,
-                rec,
-                offer_rec: HashMap::new(),
-                failure: None,
-                callback: Callback::NotOffered,
-                on_trunk: true,
-                consult: None,
-                outbound: false,
-            },
-        );
+        let stage = match a.route {
+            Some(first) => Stage::Answering { first },
+            None => Stage::Closing("unknown-number"),
+        };
+        let mut c = CallRt::new(id, &a, leg, caller, stage, rec, now);
+        c.early = a.route.is_none();
+        self.calls.insert(n, c);
         self.save(n);
         self.legs.insert(leg, Leg::Caller(n));
         if a.route.is_none() {

@@ -387,6 +387,24 @@ impl Center {
     }
 }
 
+/// A phone behind the trunk, the number `user`, listening on `port` for the router's calls:
+/// answers one after 1 s, plays the caller's tone and records what it hears as `record`.
+fn trunk_phone(c: &Center, port: u16, user: &str, record: &str) -> Child {
+    Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--user", user, "--answer-after", "1", "--codec", "pcmu"])
+        .arg("--play")
+        .arg(c.dir.path().join("caller.wav"))
+        .arg("--record")
+        .arg(c.dir.path().join(record))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn events(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -2129,26 +2147,7 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
         "the callback calls the caller's number from the number they dialled: {seen:?}"
     );
     // Now the caller's phone is there for the retry (10 s later): it answers after 1 s.
-    let customer = Command::new(agent_bin())
-        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
-        .args(["--bind", &format!("127.0.0.1:{phone_port}")])
-        .args([
-            "--user",
-            "+15550104477",
-            "--answer-after",
-            "1",
-            "--codec",
-            "pcmu",
-        ])
-        .arg("--play")
-        .arg(c.dir.path().join("caller.wav"))
-        .arg("--record")
-        .arg(c.dir.path().join("called-back.wav"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let customer = trunk_phone(&c, phone_port, "+15550104477", "called-back.wav");
     let customer = finish(customer, Duration::from_secs(45)).await;
     assert!(
         customer.iter().any(|e| e["event"] == "established"),
@@ -2463,26 +2462,7 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
     let c = start(&format!("{edge}{OUTBOUND}")).await;
     c.tones(15);
     // The called party: a phone behind the trunk.
-    let called = Command::new(agent_bin())
-        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
-        .args(["--bind", &format!("127.0.0.1:{far_port}")])
-        .args([
-            "--user",
-            "+15550001234",
-            "--answer-after",
-            "1",
-            "--codec",
-            "pcmu",
-        ])
-        .arg("--play")
-        .arg(c.dir.path().join("caller.wav"))
-        .arg("--record")
-        .arg(c.dir.path().join("called.wav"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let called = trunk_phone(&c, far_port, "+15550001234", "called.wav");
     let creds = c.credentials("adele@contoso.example").await;
     let pw = c.dir.path().join("adele.pw");
     std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
