@@ -1,7 +1,10 @@
 //! Helpers for the end-to-end tests: find the built binaries, pick free loopback ports,
-//! start and stop the router and tauri-driver, and wait for conditions in the real window.
+//! start and stop the router and tauri-driver, wait for conditions in the real window, and look
+//! at its pixels ([`glyphs`]: Chinese drawn as glyphs, not boxes).
 //! Every process started here is stopped when its guard drops, also when a test fails.
 #![forbid(unsafe_code)]
+
+pub mod glyphs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

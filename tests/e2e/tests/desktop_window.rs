@@ -1,6 +1,9 @@
 //! The real desktop window, driven over WebDriver (tauri-driver → WebKitWebDriver → the
 //! Switchboard app under Xvfb). It starts with the router down and checks, in the window:
-//! "unreachable"; router up → "connected" without restarting the app; 中文 and back;
+//! "unreachable"; router up → "connected" without restarting the app; 中文 and back, with the
+//! Chinese drawn as glyphs, not boxes, checked on the window's pixels (the 中文 button, then the
+//! home heading in Chinese; see `switchboard_e2e::glyphs`: this needs no CJK font on the machine,
+//! the UI bundles one);
 //! Settings → Audio (device lists, the microphone test's live readings, the test sound, each
 //! through the shell's commands and events); router killed → "reconnecting"; router back →
 //! "connected". Screenshots go to `artifacts/e2e/`.
@@ -13,10 +16,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use fantoccini::{Client, Locator};
+use switchboard_e2e::glyphs::expect_glyphs;
 use switchboard_e2e::{eventually, free_port, workspace_root, Desktop, RouterProcess};
 
 const STATE: &str = r#"[data-testid="router-state"]"#;
 const WAIT: Duration = Duration::from_secs(45);
+/// Time for the bundled Chinese font to load before boxes count as a failure.
+const GLYPH_WAIT: Duration = Duration::from_secs(15);
 
 /// (data-state, visible text) of the status bar.
 async fn router_state(c: &Client) -> Result<(String, String)> {
@@ -106,13 +112,25 @@ async fn window_follows_the_router_and_switches_language() -> Result<()> {
         );
         screenshot(&c, "connected-en.png").await?;
 
-        // 3. Language: to 中文 and back, at run time.
+        // 3. Language: to 中文 and back, at run time. The Chinese must be drawn, not boxes:
+        // the 中文 button in English, then the home heading in Chinese, on the pixels.
+        let glyphs = expect_glyphs(
+            &c,
+            r#"[data-testid="lang-toggle"]"#,
+            &logs,
+            "glyphs-lang-toggle",
+            GLYPH_WAIT,
+        )
+        .await?;
+        println!("the 中文 button draws glyphs: {glyphs}");
         c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#))
             .await?
             .click()
             .await?;
         wait_state(&c, "connected", "已连接").await?;
         screenshot(&c, "connected-zh.png").await?;
+        let glyphs = expect_glyphs(&c, "main h1", &logs, "glyphs-home-heading", GLYPH_WAIT).await?;
+        println!("the Chinese home heading draws glyphs: {glyphs}");
         c.find(Locator::Css(r#"[data-testid="lang-toggle"]"#))
             .await?
             .click()
