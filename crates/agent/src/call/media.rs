@@ -1,6 +1,6 @@
 //! The audio of the phone's calls: one RTP port shared by its calls, a media session per call
 //! (Opus or G.711), sound devices, a WAV file or silence as the microphone and a WAV file as
-//! the speaker. It runs in a task of its own with its own 20 ms clock, driven through an
+//! the speaker. It runs on a thread of its own with its own 20 ms clock, driven through an
 //! [`AudioHandle`]: the SIP loop never waits on audio, and audio never interrupts SIP (a TLS
 //! handshake takes longer than a frame). Calls whose SDP agreed SDES keys are carried as SRTP; packets that fail authentication
 //! are dropped, and a run of them is reported as a `media_error` event.
@@ -41,8 +41,11 @@ struct CallMedia {
 /// reports that the keys disagree.
 const AUTH_FAILURES_TO_REPORT: u32 = 25;
 
+/// The `a=crypto` lines (ours, the peer's) an SRTP context was keyed with.
+type Keys = (String, String);
+
 /// The SRTP context for agreed keys; `None` for plain RTP.
-fn srtp_for(m: &Negotiated) -> Result<Option<(Srtp, (String, String))>, CallError> {
+fn srtp_for(m: &Negotiated) -> Result<Option<(Srtp, Keys)>, CallError> {
     match (&m.local_crypto, &m.remote_crypto) {
         (Some(l), Some(r)) => {
             let srtp =
@@ -466,7 +469,24 @@ impl AudioHandle {
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        // The pump runs on a thread of its own, with a single-threaded runtime for its
+        // sockets and its 20 ms clock: SIP, TLS and the application's tasks never delay a
+        // frame, and the pump never delays them.
+        let (socket, rtcp) = (socket.into_std()?, rtcp.into_std()?);
+        let clock = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let pump = async move {
+            let (socket, rtcp) = match (
+                tokio::net::UdpSocket::from_std(socket),
+                tokio::net::UdpSocket::from_std(rtcp),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "the audio thread cannot use the RTP ports");
+                    return;
+                }
+            };
             let mut buf = vec![0u8; 2048];
             let mut rtcp_buf = vec![0u8; 2048];
             let mut ticks: u64 = 0;
@@ -545,7 +565,10 @@ impl AudioHandle {
             for call in audio.calls.keys().copied().collect::<Vec<_>>() {
                 audio.stop(call);
             }
-        });
+        };
+        std::thread::Builder::new()
+            .name("switchboard-audio".into())
+            .spawn(move || clock.block_on(pump))?;
         Ok(Self {
             tx,
             events,

@@ -5,8 +5,8 @@
 //! [`Phone::start`] binds the SIP transport and the RTP ports, opens the audio (devices, or a
 //! WAV file to play and one to record), registers when the account has a server, and returns
 //! a cloneable [`Phone`] handle (the commands, as async methods) and a [`PhoneEvents`]
-//! receiver. The engine runs in a task of its own; its audio in another, with its own
-//! 20 ms clock.
+//! receiver. The engine runs in a task of its own; its audio on a thread of its own, with
+//! its own 20 ms clock.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), switchboard_agent::call::CallError> {
