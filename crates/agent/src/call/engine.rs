@@ -35,7 +35,7 @@ type Reply<T> = oneshot::Sender<Result<T, CallError>>;
 /// What a [`Phone`] handle asks of the engine.
 enum Command {
     Register,
-    Unregister,
+    Unregister(Reply<usize>),
     Dial(String, Reply<CallId>),
     Ring(CallId),
     Answer(CallId, Reply<()>),
@@ -106,6 +106,8 @@ struct Engine {
     refers: HashMap<CallId, PendingRefer>,
     /// Hang-ups due later (a consultation the target should have ended itself).
     due: Vec<(TokioInstant, CallId)>,
+    /// The address of record of each registered account.
+    aors: Vec<String>,
 }
 
 fn host(a: SocketAddr) -> String {
@@ -165,6 +167,8 @@ impl Phone {
             media,
             refer,
             expires,
+            more_accounts,
+            keepalive,
         } = options;
         let (server, registrar) = match &account.server {
             Some(s) => {
@@ -253,32 +257,40 @@ impl Phone {
         if let (Some(p), Some(name)) = (peer, &peer_name) {
             phone.name_address(p, name);
         }
+        let mut aors = Vec::new();
         if let (Some(server), Some(registrar)) = (&server, registrar) {
             let Some(credentials) = credentials else {
                 return Err(CallError::Options(
                     "registering at a server needs the account's password".into(),
                 ));
             };
-            let mut reg = Registration::new(RegistrationConfig {
-                registrar: server.uri(),
-                aor: format!("sip:{}@{domain}", account.user),
-                contact: format!(
-                    "sip:{}@{};transport={}",
-                    account.user,
-                    host(contact),
-                    kind.param()
-                ),
-                via_sent_by: host(contact),
-                via_transport: kind.via_name(),
-                reliability: kind.reliability(),
-                credentials,
-                expires,
-                timers: Timers::default(),
-                user_agent,
-            });
-            reg.start(Instant::now());
-            phone.set_registration(reg, registrar);
+            let accounts = std::iter::once(credentials).chain(more_accounts.into_iter().map(
+                |(username, password)| Credentials {
+                    username,
+                    password: password.0,
+                },
+            ));
+            for credentials in accounts {
+                let user = credentials.username.clone();
+                let aor = format!("sip:{user}@{domain}");
+                let mut reg = Registration::new(RegistrationConfig {
+                    registrar: server.uri(),
+                    aor: aor.clone(),
+                    contact: format!("sip:{user}@{};transport={}", host(contact), kind.param()),
+                    via_sent_by: host(contact),
+                    via_transport: kind.via_name(),
+                    reliability: kind.reliability(),
+                    credentials,
+                    expires,
+                    timers: Timers::default(),
+                    user_agent: user_agent.clone(),
+                });
+                reg.start(Instant::now());
+                phone.add_registration(reg, registrar);
+                aors.push(aor);
+            }
         }
+        phone.set_keepalive(keepalive);
         let local_addr = phone.local_addr()?;
         let (tx, commands) = mpsc::unbounded_channel();
         let (events, rx) = mpsc::unbounded_channel();
@@ -299,6 +311,7 @@ impl Phone {
             offers: HashMap::new(),
             refers: HashMap::new(),
             due: Vec::new(),
+            aors,
         };
         tokio::spawn(engine.run(commands));
         let info = Info {
@@ -334,14 +347,16 @@ impl Phone {
         answer.await.map_err(|_| CallError::Stopped)?
     }
 
-    /// Registers again (after [`Phone::unregister`]), or refreshes now.
+    /// Registers every account again (after [`Phone::unregister`]), or refreshes now.
     pub fn register(&self) -> Result<(), CallError> {
         self.send(Command::Register)
     }
 
-    /// Unregisters (`Expires: 0`); the phone keeps running.
-    pub fn unregister(&self) -> Result<(), CallError> {
-        self.send(Command::Unregister)
+    /// Unregisters every registered account (`Expires: 0`; each reports
+    /// [`RegistrationState::Unregistered`]); the phone keeps running. Returns how many were
+    /// registered.
+    pub async fn unregister(&self) -> Result<usize, CallError> {
+        self.ask(Command::Unregister).await
     }
 
     /// Calls a SIP URI ([`PhoneEvent::Calling`] follows).
@@ -531,40 +546,46 @@ impl Engine {
                 Err(_) => break,
             }
         }
-        if let Some(reg) = self.phone.registration() {
+        let now = Instant::now();
+        let mut pending = 0;
+        for reg in self.phone.registrations() {
             if reg.is_registered() {
-                reg.unregister(Instant::now());
-                let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    loop {
-                        match self.phone.next_event().await {
-                            Ok(SipEvent::Registration {
-                                event: RegistrationEvent::Unregistered,
-                                ..
-                            })
-                            | Err(_) => break,
-                            _ => {}
-                        }
-                    }
-                })
-                .await;
+                reg.unregister(now);
+                pending += 1;
             }
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while pending > 0 {
+                match self.phone.next_event().await {
+                    Ok(SipEvent::Registration {
+                        event: RegistrationEvent::Unregistered | RegistrationEvent::Refused { .. },
+                        ..
+                    }) => pending -= 1,
+                    Err(_) => break,
+                    _ => {}
+                }
+            }
+        })
+        .await;
     }
 
     async fn command(&mut self, c: Command) {
         let now = Instant::now();
         match c {
             Command::Register => {
-                if let Some(reg) = self.phone.registration() {
+                for reg in self.phone.registrations() {
                     reg.start(now);
                 }
             }
-            Command::Unregister => {
-                if let Some(reg) = self.phone.registration() {
+            Command::Unregister(reply) => {
+                let mut n = 0;
+                for reg in self.phone.registrations() {
                     if reg.is_registered() {
                         reg.unregister(now);
+                        n += 1;
                     }
                 }
+                let _ = reply.send(Ok(n));
             }
             Command::Dial(uri, reply) => {
                 let media = self.local_media();
@@ -763,10 +784,10 @@ impl Engine {
     async fn sip_event(&mut self, ev: SipEvent) {
         let now = Instant::now();
         let ev = match ev {
-            SipEvent::Registration { event, .. } => {
+            SipEvent::Registration { account, event } => {
                 let state = match event {
-                    RegistrationEvent::Registered { expires, .. } => {
-                        RegistrationState::Registered { expires }
+                    RegistrationEvent::Registered { expires, bindings } => {
+                        RegistrationState::Registered { expires, bindings }
                     }
                     RegistrationEvent::Refused { status, reason } => {
                         RegistrationState::Refused { status, reason }
@@ -775,7 +796,11 @@ impl Engine {
                     RegistrationEvent::Unregistered => RegistrationState::Unregistered,
                     RegistrationEvent::NotSent(why) => RegistrationState::NotSent { why },
                 };
-                self.emit(PhoneEvent::Registration { state });
+                self.emit(PhoneEvent::Registration {
+                    account,
+                    aor: self.aors.get(account).cloned().unwrap_or_default(),
+                    state,
+                });
                 return;
             }
             SipEvent::Call(ev) => ev,

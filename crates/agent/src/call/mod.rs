@@ -227,6 +227,11 @@ pub struct PhoneOptions {
     pub refer: ReferPolicy,
     /// Registration expiry to ask for, in seconds.
     pub expires: u32,
+    /// More accounts (user, password) registered on the same server through this phone
+    /// (account 1, 2 … of [`PhoneEvent::Registration`]); calls use the first.
+    pub more_accounts: Vec<(String, Secret)>,
+    /// Keep-alives (CRLF on TCP/TLS flows, OPTIONS over UDP; RFC 5626) this often.
+    pub keepalive: Option<std::time::Duration>,
 }
 
 impl PhoneOptions {
@@ -244,6 +249,8 @@ impl PhoneOptions {
             media: MediaOptions::default(),
             refer: ReferPolicy::default(),
             expires: 300,
+            more_accounts: Vec::new(),
+            keepalive: None,
         }
     }
 }
@@ -255,6 +262,8 @@ pub enum RegistrationState {
     Registered {
         /// Seconds the registrar granted.
         expires: u32,
+        /// The Contact values the registrar reported for the address of record.
+        bindings: Vec<String>,
     },
     /// The registrar said no.
     Refused {
@@ -572,8 +581,12 @@ pub fn refer_allowed(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PhoneEvent {
-    /// The registration changed.
+    /// The registration of an account changed (`account` 0 is [`PhoneOptions::account`],
+    /// then [`PhoneOptions::more_accounts`] in order).
     Registration {
+        account: usize,
+        /// Its address of record.
+        aor: String,
         #[serde(flatten)]
         state: RegistrationState,
     },

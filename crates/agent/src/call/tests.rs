@@ -49,6 +49,8 @@ fn refers_are_followed_only_from_our_domain_to_our_domain() {
 #[test]
 fn events_are_tagged_snake_case_json() {
     let v = serde_json::to_value(PhoneEvent::Registration {
+        account: 0,
+        aor: "sip:alice@pbx.example.com".into(),
         state: RegistrationState::Refused {
             status: 403,
             reason: "Forbidden".into(),
@@ -57,7 +59,7 @@ fn events_are_tagged_snake_case_json() {
     .unwrap();
     assert_eq!(
         v,
-        serde_json::json!({"event": "registration", "state": "refused", "status": 403, "reason": "Forbidden"})
+        serde_json::json!({"event": "registration", "account": 0, "aor": "sip:alice@pbx.example.com", "state": "refused", "status": 403, "reason": "Forbidden"})
     );
     let v = serde_json::to_value(PhoneEvent::Ended {
         call: 3,
@@ -311,4 +313,117 @@ async fn a_refer_from_a_stranger_is_declined_or_put_to_the_person() {
         a.close().await;
         b.close().await;
     }
+}
+
+/// A registrar on a thread of its own (the sip crate's standalone loop) knowing alice and
+/// bob; stops when the returned flag is set.
+fn registrar() -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    use switchboard_sip::registrar::{Registrar, RegistrarConfig};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut r = Registrar::new(
+            RegistrarConfig {
+                realm: "127.0.0.1".into(),
+                ..RegistrarConfig::default()
+            },
+            [7; 32],
+            switchboard_sip::auth::Algorithm::Md5,
+        );
+        let passwords = |u: &str| match u {
+            "alice" => Some("wonderland".to_owned()),
+            "bob" => Some("builder".to_owned()),
+            _ => None,
+        };
+        switchboard_sip::registrar_udp::serve_udp(&socket, &mut r, passwords, &s2).unwrap();
+    });
+    (addr, stop, server)
+}
+
+#[tokio::test]
+async fn several_accounts_register_unregister_and_a_wrong_password_is_refused() {
+    let (addr, stop, server) = registrar();
+    let mut o = options("alice", (41600, 41699), ReferPolicy::Trusted);
+    o.account.server = Some(format!("sip:{addr}"));
+    o.account.password = Some("wonderland".into());
+    o.more_accounts = vec![("bob".into(), "builder".into())];
+    o.expires = 60;
+    let (phone, mut events) = Phone::start(o).await.unwrap();
+    let mut registered = Vec::new();
+    while registered.len() < 2 {
+        let (account, aor, expires) = until(&mut events, |e| match e {
+            PhoneEvent::Registration {
+                account,
+                aor,
+                state: RegistrationState::Registered { expires, .. },
+            } => Some((*account, aor.clone(), *expires)),
+            PhoneEvent::Registration { state, .. } => panic!("not registered: {state:?}"),
+            _ => None,
+        })
+        .await;
+        assert_eq!(expires, 60);
+        registered.push((account, aor));
+    }
+    registered.sort();
+    assert_eq!(
+        registered,
+        vec![
+            (0, "sip:alice@127.0.0.1".to_owned()),
+            (1, "sip:bob@127.0.0.1".to_owned())
+        ]
+    );
+    assert_eq!(phone.unregister().await.unwrap(), 2);
+    for _ in 0..2 {
+        until(&mut events, |e| {
+            matches!(
+                e,
+                PhoneEvent::Registration {
+                    state: RegistrationState::Unregistered,
+                    ..
+                }
+            )
+            .then_some(())
+        })
+        .await;
+    }
+    // Nothing is registered any more: closing sends nothing else.
+    assert_eq!(phone.unregister().await.unwrap(), 0);
+    phone.close().await;
+
+    let mut o = options("alice", (41700, 41799), ReferPolicy::Trusted);
+    o.account.server = Some(format!("sip:{addr}"));
+    o.account.password = Some("not-the-password".into());
+    let (phone, mut events) = Phone::start(o).await.unwrap();
+    let status = until(&mut events, |e| match e {
+        PhoneEvent::Registration {
+            state: RegistrationState::Refused { status, .. },
+            ..
+        } => Some(*status),
+        PhoneEvent::Registration {
+            state: RegistrationState::Registered { .. },
+            ..
+        } => panic!("registered with a wrong password"),
+        _ => None,
+    })
+    .await;
+    assert!(matches!(status, 401 | 403), "{status}");
+    phone.close().await;
+    // A server without a password is an error before anything is sent.
+    let mut o = options("alice", (41800, 41899), ReferPolicy::Trusted);
+    o.account.server = Some(format!("sip:{addr}"));
+    assert!(matches!(
+        Phone::start(o).await.map(|_| ()),
+        Err(CallError::Options(_))
+    ));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
 }

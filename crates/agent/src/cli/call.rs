@@ -848,8 +848,8 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
             Ok(Some(PhoneEvent::Stopped { error })) => {
                 bail!("{}", error.unwrap_or_else(|| "the phone stopped before it registered".into()))
             }
-            Ok(Some(PhoneEvent::Registration { state })) => match state {
-                RegistrationState::Registered { expires } => {
+            Ok(Some(PhoneEvent::Registration { state, .. })) => match state {
+                RegistrationState::Registered { expires, .. } => {
                     s.out.event(
                         "registered",
                         serde_json::json!({"registrar": server, "expires": expires}),
@@ -971,7 +971,7 @@ async fn run<F: std::future::Future<Output = ()>>(
                     PhoneEvent::Stopped { error } => {
                         bail!("{}", error.unwrap_or_else(|| "the phone stopped".into()));
                     }
-                    PhoneEvent::Registration { state: RegistrationState::Refused { status, reason } } => {
+                    PhoneEvent::Registration { state: RegistrationState::Refused { status, reason }, .. } => {
                         bail!("SIP registration refused: {status} {reason}");
                     }
                     PhoneEvent::Incoming { call, replaces, .. } => {
