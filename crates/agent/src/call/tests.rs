@@ -427,3 +427,135 @@ async fn several_accounts_register_unregister_and_a_wrong_password_is_refused() 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     server.join().unwrap();
 }
+
+#[tokio::test]
+async fn an_attended_transfer_consults_then_connects_the_two_others() {
+    // Alice talks to Bob, consults Carol, then connects Bob to Carol (REFER with
+    // Replaces); Bob is asked (no registrar between them) and accepts.
+    let (a, mut ae) = Phone::start(options("alice", (41900, 41999), ReferPolicy::Trusted))
+        .await
+        .unwrap();
+    let (b, mut be) = Phone::start(options("bob", (42000, 42099), ReferPolicy::Ask))
+        .await
+        .unwrap();
+    let (c, mut ce) = Phone::start(options("carol", (42100, 42199), ReferPolicy::Trusted))
+        .await
+        .unwrap();
+    let to_bob = a.dial(b.contact()).await.unwrap();
+    let at_bob = until(&mut be, |e| match e {
+        PhoneEvent::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    b.answer(at_bob).await.unwrap();
+    until(&mut ae, |e| {
+        matches!(e, PhoneEvent::Established { call, .. } if *call == to_bob).then_some(())
+    })
+    .await;
+    // Completing before there is a consultation says so.
+    assert!(a.complete_transfer(to_bob).await.is_err());
+    let consult = a.consult(to_bob, c.contact(), false).await.unwrap();
+    until(&mut ae, |e| match e {
+        PhoneEvent::Consulting { call, for_call, .. } if *call == consult => {
+            assert_eq!(*for_call, to_bob);
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let at_carol = until(&mut ce, |e| match e {
+        PhoneEvent::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    c.answer(at_carol).await.unwrap();
+    until(&mut ae, |e| {
+        matches!(e, PhoneEvent::Established { call, .. } if *call == consult).then_some(())
+    })
+    .await;
+    // Not completed by itself: nothing is transferred until asked.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(e) = ae.try_recv() {
+        assert!(!matches!(e, PhoneEvent::Transferring { .. }), "{e:?}");
+    }
+    a.complete_transfer(consult).await.unwrap();
+    until(&mut ae, |e| match e {
+        PhoneEvent::Transferring {
+            call, consultation, ..
+        } => {
+            assert_eq!((*call, *consultation), (to_bob, Some(consult)));
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let (asked, replaces) = until(&mut be, |e| match e {
+        PhoneEvent::TransferRequested {
+            call,
+            replaces,
+            target,
+            ..
+        } => {
+            assert!(target.contains("carol@"), "{target}");
+            Some((*call, replaces.clone()))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(asked, at_bob);
+    assert!(replaces.is_some());
+    until(&mut be, |e| {
+        matches!(e, PhoneEvent::TransferConsent { call, .. } if *call == at_bob).then_some(())
+    })
+    .await;
+    b.accept_transfer(at_bob).unwrap();
+    let new_call = until(&mut be, |e| match e {
+        PhoneEvent::TransferCalling { new_call, .. } => Some(*new_call),
+        _ => None,
+    })
+    .await;
+    // Carol's phone sees a call that replaces the consultation, and answers it.
+    let (replacing, replaced) = until(&mut ce, |e| match e {
+        PhoneEvent::Incoming {
+            call,
+            replaces: Some(r),
+            ..
+        } => Some((*call, *r)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(replaced, at_carol);
+    c.answer(replacing).await.unwrap();
+    until(&mut be, |e| {
+        matches!(e, PhoneEvent::Established { call, .. } if *call == new_call).then_some(())
+    })
+    .await;
+    // Alice hears that it worked and leaves: both her calls end.
+    let mut ended = Vec::new();
+    while ended.len() < 2 {
+        let call = until(&mut ae, |e| match e {
+            PhoneEvent::TransferProgress {
+                status,
+                final_: true,
+                ..
+            } => {
+                assert_eq!(*status, 200);
+                None
+            }
+            PhoneEvent::Ended { call, .. } => Some(*call),
+            _ => None,
+        })
+        .await;
+        ended.push(call);
+    }
+    ended.sort();
+    assert_eq!(ended, vec![to_bob, consult]);
+    b.hangup(new_call).unwrap();
+    until(&mut ce, |e| {
+        matches!(e, PhoneEvent::Ended { call, .. } if *call == replacing).then_some(())
+    })
+    .await;
+    for p in [a, b, c] {
+        p.close().await;
+    }
+}
