@@ -3,11 +3,12 @@
 //! is handled to its end before the next command or event is taken, so no caller's
 //! cancelled future can lose one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use switchboard_media::check::{ring_cycle, Player};
 use switchboard_media::srtp::{SdesKey, Suite};
 use switchboard_sip::auth::Credentials;
 use switchboard_sip::phone::{Phone as SipPhone, PhoneEvent as SipEvent};
@@ -23,8 +24,8 @@ use tokio::time::Instant as TokioInstant;
 use super::media::{bind_media_ports, AudioEvent, AudioHandle, AudioOptions};
 use super::{
     refer_allowed, CallError, CallId, CallQuality, DeviceReport, DtmfVia, EndReason, MediaInfo,
-    PhoneEvent, PhoneOptions, ReferPolicy, ReferRefusal, RegistrationState, RouterOffer, SrtpMode,
-    Transport,
+    PhoneEvent, PhoneOptions, ReferPolicy, ReferRefusal, RegistrationState, RingOptions,
+    RouterOffer, SrtpMode, Transport,
 };
 
 /// The stream of what the phone reports; it ends when the engine has stopped.
@@ -108,6 +109,10 @@ struct Engine {
     due: Vec<(TokioInstant, CallId)>,
     /// The address of record of each registered account.
     aors: Vec<String>,
+    /// Where to ring, the calls ringing, and the ring playing while there are some.
+    ring: Option<RingOptions>,
+    ringing: HashSet<CallId>,
+    ringer: Option<Player>,
 }
 
 fn host(a: SocketAddr) -> String {
@@ -169,6 +174,7 @@ impl Phone {
             expires,
             more_accounts,
             keepalive,
+            ring,
         } = options;
         let (server, registrar) = match &account.server {
             Some(s) => {
@@ -312,6 +318,9 @@ impl Phone {
             refers: HashMap::new(),
             due: Vec::new(),
             aors,
+            ring,
+            ringing: HashSet::new(),
+            ringer: None,
         };
         tokio::spawn(engine.run(commands));
         let info = Info {
@@ -492,6 +501,7 @@ impl Engine {
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let closed = loop {
+            self.keep_ringing();
             let next = self.due.iter().map(|(t, _)| *t).min();
             let sleep = async {
                 match next {
@@ -524,10 +534,40 @@ impl Engine {
                 }
             }
         };
+        self.ringing.clear();
+        self.keep_ringing();
         self.finish().await;
         self.emit(PhoneEvent::Stopped { error: None });
         if let Some(reply) = closed {
             let _ = reply.send(());
+        }
+    }
+
+    /// Rings while calls ring and stops when none does; reports the ring device's news.
+    fn keep_ringing(&mut self) {
+        match (&self.ring, self.ringing.is_empty(), self.ringer.is_some()) {
+            (Some(r), false, false) => {
+                self.ringer = Some(Player::start(
+                    r.device.clone(),
+                    ring_cycle(),
+                    r.volume,
+                    true,
+                ));
+                let device = r.device.clone();
+                self.emit(PhoneEvent::Ringing { device });
+            }
+            (_, true, true) => {
+                // Stopping joins the sound's thread: at most one 20 ms step.
+                for e in self.ringer.take().map(Player::stop).unwrap_or_default() {
+                    self.emit(PhoneEvent::RingDevice(DeviceReport::from(&e)));
+                }
+            }
+            _ => {}
+        }
+        if let Some(r) = &self.ringer {
+            while let Some(e) = r.try_event() {
+                self.emit(PhoneEvent::RingDevice(DeviceReport::from(&e)));
+            }
         }
     }
 
@@ -596,15 +636,28 @@ impl Engine {
                 }
                 let _ = reply.send(r.map_err(CallError::from));
             }
-            Command::Ring(call) => self.phone.ua().ring(call, now),
+            Command::Ring(call) => {
+                self.phone.ua().ring(call, now);
+                if self.phone.ua().calls().any(|c| c == call) {
+                    self.ringing.insert(call);
+                }
+            }
             Command::Answer(call, reply) => {
+                self.ringing.remove(&call);
                 let media = self.local_media();
                 let r = self.phone.ua().answer(call, media, now);
                 let _ = reply.send(r.map_err(CallError::from));
             }
-            Command::Reject(call, status) => self.phone.ua().reject(call, status, now),
-            Command::Hangup(call) => self.phone.ua().hangup(call, now),
+            Command::Reject(call, status) => {
+                self.ringing.remove(&call);
+                self.phone.ua().reject(call, status, now);
+            }
+            Command::Hangup(call) => {
+                self.ringing.remove(&call);
+                self.phone.ua().hangup(call, now);
+            }
             Command::HangupAll => {
+                self.ringing.clear();
                 let calls: Vec<CallId> = self.phone.ua().calls().collect();
                 for c in calls {
                     self.phone.ua().hangup(c, now);
@@ -972,6 +1025,7 @@ impl Engine {
                     };
                     self.phone.ua().notify_transfer(orig, st, &ph, now);
                 }
+                self.ringing.remove(&call);
                 self.consults.remove(&call);
                 self.peers.remove(&call);
                 self.refers.remove(&call);

@@ -232,6 +232,19 @@ pub struct PhoneOptions {
     pub more_accounts: Vec<(String, Secret)>,
     /// Keep-alives (CRLF on TCP/TLS flows, OPTIONS over UDP; RFC 5626) this often.
     pub keepalive: Option<std::time::Duration>,
+    /// Ring on a sound device while a call rings ([`Phone::ring`]) until it is answered,
+    /// refused or over.
+    pub ring: Option<RingOptions>,
+}
+
+/// Where and how loud incoming calls ring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingOptions {
+    /// The device (a name from the device list), or `None` for the system's default —
+    /// often the computer's speakers rather than the headset.
+    pub device: Option<String>,
+    /// 0.0–1.0.
+    pub volume: f32,
 }
 
 impl PhoneOptions {
@@ -251,6 +264,7 @@ impl PhoneOptions {
             expires: 300,
             more_accounts: Vec::new(),
             keepalive: None,
+            ring: None,
         }
     }
 }
@@ -600,6 +614,10 @@ pub enum PhoneEvent {
         /// What a router said about it (queue, caller, choices …).
         offer: RouterOffer,
     },
+    /// The ring started on its device (`None`: the default) — a call is ringing.
+    Ringing { device: Option<String> },
+    /// News of the ringing device.
+    RingDevice(DeviceReport),
     /// A call we placed ([`Phone::dial`]) is on its way.
     Calling { call: CallId, to: String },
     /// A provisional answer to a call we placed (180 Ringing, 183 with early media).

@@ -131,9 +131,12 @@ async fn two_phones_call_hold_send_dtmf_and_hang_up() {
     let (a, mut ae) = Phone::start(options("alice", (41000, 41099), ReferPolicy::Trusted))
         .await
         .unwrap();
-    let (b, mut be) = Phone::start(options("bob", (41100, 41199), ReferPolicy::Trusted))
-        .await
-        .unwrap();
+    let mut bob = options("bob", (41100, 41199), ReferPolicy::Trusted);
+    bob.ring = Some(RingOptions {
+        device: Some("no such device".into()),
+        volume: 0.0,
+    });
+    let (b, mut be) = Phone::start(bob).await.unwrap();
     assert!(b.contact().starts_with("sip:bob@127.0.0.1:"));
     let out = a.dial(b.contact()).await.unwrap();
     until(&mut ae, |e| {
@@ -151,7 +154,18 @@ async fn two_phones_call_hold_send_dtmf_and_hang_up() {
     })
     .await;
     assert!(from.contains("alice@"), "{from}");
+    // Nothing rings before the application says the call rings.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while let Ok(e) = be.try_recv() {
+        assert!(!matches!(e, PhoneEvent::Ringing { .. }), "{e:?}");
+    }
     b.ring(inc).unwrap();
+    let device = until(&mut be, |e| match e {
+        PhoneEvent::Ringing { device } => Some(device.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(device.as_deref(), Some("no such device"));
     until(&mut ae, |e| {
         matches!(e, PhoneEvent::Progress { status: 180, .. }).then_some(())
     })

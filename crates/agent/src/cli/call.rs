@@ -12,11 +12,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use switchboard_agent::call::media::device_choice;
 use switchboard_agent::call::{
-    parse_codecs, parse_port_range, Account, CallError, CallId, DeviceReport, DtmfVia, EndReason,
-    MediaOptions, Phone, PhoneEvent, PhoneEvents, PhoneOptions, ReferPolicy, ReferRefusal,
-    RegistrationState, RouterOffer, SrtpMode, Transport, UaError,
+    parse_codecs, parse_port_range, Account, CallError, CallId, DtmfVia, EndReason, MediaOptions,
+    Phone, PhoneEvent, PhoneEvents, PhoneOptions, ReferPolicy, ReferRefusal, RegistrationState,
+    RingOptions, RouterOffer, SrtpMode, Transport, UaError,
 };
-use switchboard_media::check::{ring_cycle, Player};
 use switchboard_media::srtp::Suite;
 use tokio::time::Instant as TokioInstant;
 
@@ -332,8 +331,6 @@ struct Session {
     consults: HashMap<CallId, (CallId, String)>,
     /// Calls placed before `run` (the `call` command's).
     placed: Vec<CallId>,
-    /// Where and how loud to ring (`answer --ring-device`): device (None: default), volume.
-    ring: Option<(Option<String>, f32)>,
     /// The contact-center state kept in Teams (`--teams-presence`), and the task that
     /// prints its changes.
     teams: Option<(
@@ -349,9 +346,12 @@ impl Session {
         account: &AccountArgs,
         towards: Option<(SocketAddr, String)>,
         uri_kind: Option<Transport>,
+        ring: Option<RingOptions>,
         json: bool,
     ) -> anyhow::Result<Self> {
-        let (phone, events) = Phone::start(phone_options(account, towards, uri_kind)?).await?;
+        let mut options = phone_options(account, towards, uri_kind)?;
+        options.ring = ring;
+        let (phone, events) = Phone::start(options).await?;
         Ok(Self {
             phone,
             events,
@@ -360,7 +360,6 @@ impl Session {
             account: account.clone(),
             consults: HashMap::new(),
             placed: Vec::new(),
-            ring: None,
             teams: None,
             calls_up: 0,
         })
@@ -474,6 +473,19 @@ fn print_event(out: &Out, ev: &PhoneEvent) {
         | PhoneEvent::TransferCalling { .. }
         | PhoneEvent::AttendedTransferFailed { .. }
         | PhoneEvent::Stopped { .. } => {}
+        PhoneEvent::Ringing { device } => out.event(
+            "ringing",
+            serde_json::json!({"device": device.as_deref().unwrap_or("default")}),
+            format!(
+                "ringing on {}",
+                device.as_deref().unwrap_or("the default device")
+            ),
+        ),
+        PhoneEvent::RingDevice(d) => {
+            let (mut fields, text) = super::audio::describe_device_event(d);
+            fields["purpose"] = "ringing".into();
+            out.event("device", fields, format!("ringing: {text}"));
+        }
         PhoneEvent::Calling { call, to } => out.event(
             "calling",
             serde_json::json!({"call": call, "to": to}),
@@ -672,7 +684,7 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
         .await
         .ok()
         .map(|a| (a, host_s.clone()));
-    let mut s = Session::start(&args.account, towards, kind, json).await?;
+    let mut s = Session::start(&args.account, towards, kind, None, json).await?;
     start_teams(&mut s, json).await?;
     if s.account.server.is_some() {
         wait_registered(&mut s).await?;
@@ -799,14 +811,12 @@ pub(super) async fn answer_until(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut stop = std::pin::pin!(stop);
-    let mut s = Session::start(&args.account, None, None, json).await?;
-    start_teams(&mut s, json).await?;
-    s.ring = args.ring_device.as_deref().map(|d| {
-        (
-            (d != "default").then(|| d.to_owned()),
-            f32::from(args.ring_volume) / 100.0,
-        )
+    let ring = args.ring_device.as_deref().map(|d| RingOptions {
+        device: (d != "default").then(|| d.to_owned()),
+        volume: f32::from(args.ring_volume) / 100.0,
     });
+    let mut s = Session::start(&args.account, None, None, ring, json).await?;
+    start_teams(&mut s, json).await?;
     if s.account.server.is_some() {
         tokio::select! {
             r = wait_registered(&mut s) => r?,
@@ -893,8 +903,6 @@ async fn run<F: std::future::Future<Output = ()>>(
     // Incoming calls waiting to be answered: call → answer at.
     let mut ringing: HashMap<CallId, TokioInstant> = HashMap::new();
     let mut outcome: Option<anyhow::Error> = None;
-    // The ring on the ringing device while a call waits to be answered.
-    let mut ringer: Option<Player> = None;
     loop {
         if let Some((state, _)) = &s.teams {
             while s.calls_up < active.len() {
@@ -904,37 +912,6 @@ async fn run<F: std::future::Future<Output = ()>>(
             while s.calls_up > active.len() {
                 s.calls_up -= 1;
                 state.call_ended(false);
-            }
-        }
-        match (&s.ring, ringing.is_empty(), ringer.is_some()) {
-            (Some((device, volume)), false, false) => {
-                ringer = Some(Player::start(device.clone(), ring_cycle(), *volume, true));
-                s.out.event(
-                    "ringing",
-                    serde_json::json!({"device": device.as_deref().unwrap_or("default")}),
-                    format!(
-                        "ringing on {}",
-                        device.as_deref().unwrap_or("the default device")
-                    ),
-                );
-            }
-            (_, true, true) => {
-                // Stopping joins the sound's thread: at most one 20 ms step.
-                for e in ringer.take().map(Player::stop).unwrap_or_default() {
-                    let (mut fields, text) =
-                        super::audio::describe_device_event(&DeviceReport::from(&e));
-                    fields["purpose"] = "ringing".into();
-                    s.out.event("device", fields, format!("ringing: {text}"));
-                }
-            }
-            _ => {}
-        }
-        if let Some(r) = &ringer {
-            while let Some(e) = r.try_event() {
-                let (mut fields, text) =
-                    super::audio::describe_device_event(&DeviceReport::from(&e));
-                fields["purpose"] = "ringing".into();
-                s.out.event("device", fields, format!("ringing: {text}"));
             }
         }
         // The next timed thing to do.
