@@ -52,6 +52,7 @@ enum Command {
     CompleteTransfer(CallId, Reply<()>),
     AcceptTransfer(CallId),
     DeclineTransfer(CallId),
+    Quality(CallId, Reply<CallQuality>),
     Close(oneshot::Sender<()>),
 }
 
@@ -458,6 +459,13 @@ impl Phone {
         self.send(Command::DeclineTransfer(call))
     }
 
+    /// A call's audio figures so far (packets, loss, jitter, estimated MOS …), for a live
+    /// display; the final ones come with [`PhoneEvent::Ended`]. An error for a call that
+    /// carries no audio (yet).
+    pub async fn quality(&self, call: CallId) -> Result<CallQuality, CallError> {
+        self.ask(|r| Command::Quality(call, r)).await
+    }
+
     /// Lets the last requests finish (a BYE retransmitted on a lossy path waits for its
     /// answer, up to 8 s), unregisters, and stops the engine; the event stream then ends.
     pub async fn close(&self) {
@@ -736,6 +744,13 @@ impl Engine {
                 if let Some(r) = self.refers.remove(&call) {
                     self.decline(call, r.target, ReferRefusal::Declined);
                 }
+            }
+            Command::Quality(call, reply) => {
+                let r = match self.audio.stats(call).await {
+                    Some((stats, mos)) => Ok(CallQuality::new(&stats, mos)),
+                    None => Err(CallError::Sip(super::UaError::NoSuchCall(call))),
+                };
+                let _ = reply.send(r);
             }
             Command::Close(_) => {}
         }

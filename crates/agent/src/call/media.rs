@@ -417,6 +417,7 @@ enum Cmd {
     Volume(f32),
     Update(CallId, Box<Negotiated>),
     Stop(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
+    Stats(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
 }
 
 /// The agent's audio engine, running in its own task.
@@ -513,6 +514,11 @@ impl AudioHandle {
                         }
                         Some(Cmd::Stop(call, reply)) => {
                             let _ = reply.send(audio.stop(call));
+                        }
+                        Some(Cmd::Stats(call, reply)) => {
+                            let _ = reply.send(
+                                audio.calls.get(&call).map(|c| (c.session.stats(), c.session.mos())),
+                            );
                         }
                         Some(Cmd::Mute(on)) => audio.muted = on,
                         Some(Cmd::Volume(v)) => {
@@ -632,6 +638,13 @@ impl AudioHandle {
     /// Hold, resume, a new address.
     pub fn update(&self, call: CallId, m: &Negotiated) {
         let _ = self.tx.send(Cmd::Update(call, Box::new(m.clone())));
+    }
+
+    /// A call's figures so far and its estimated MOS; `None` when it carries no audio.
+    pub async fn stats(&self, call: CallId) -> Option<(Stats, Option<f64>)> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Cmd::Stats(call, reply)).ok()?;
+        answer.await.ok().flatten()
     }
 
     /// The call ended: its recording is closed; its figures and estimated MOS.

@@ -216,6 +216,14 @@ async fn two_phones_call_hold_send_dtmf_and_hang_up() {
     })
     .await;
     assert_eq!(dir, "sendrecv");
+    // Live figures: packets flow both ways.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let live = b.quality(inc).await.unwrap();
+    assert!(
+        live.packets_sent > 0 && live.packets_received > 0,
+        "{live:?}"
+    );
+    assert!(a.quality(999).await.is_err());
     a.mute(true).unwrap();
     a.set_volume(0.5).unwrap();
     // Commands on calls that do not exist say so.
