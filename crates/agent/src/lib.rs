@@ -1,7 +1,8 @@
 //! The Switchboard agent engine: what the desktop app and the headless `switchboard-agent`
 //! CLI share. Today it keeps the link to the routing service, the person's settings and the
-//! sound-device checks of Settings → Audio ([`audio`]), and the person's Microsoft account with
-//! its Graph client ([`account`]).
+//! sound-device checks of Settings → Audio ([`audio`]), the person's Microsoft account with
+//! its Graph client ([`account`]), and the softphone: a call engine driven by commands that
+//! reports an event stream ([`call`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +20,7 @@
 
 pub mod account;
 pub mod audio;
+pub mod call;
 pub mod directory;
 pub mod engine;
 pub mod router;

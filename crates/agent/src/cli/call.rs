@@ -1,27 +1,22 @@
 //! `switchboard-agent call URI` and `switchboard-agent answer`: the headless agent as a
 //! synthetic caller or callee, directly or through a registrar/proxy, with DTMF, hold and
-//! transfer, for operators testing a call path and for our own interop tests.
+//! transfer, for operators testing a call path and for our own interop tests. The phone is
+//! the library's call engine ([`switchboard_agent::call`]); this module turns flags into its
+//! options, drives it with the flags' timed plan, and prints its events.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use switchboard_sip::auth::Credentials;
-use switchboard_sip::phone::{Phone, PhoneEvent};
-use switchboard_sip::registration::{Registration, RegistrationConfig, RegistrationEvent};
-use switchboard_sip::sdp::{LocalMedia, Negotiated};
-use switchboard_sip::transaction::Timers;
-use switchboard_sip::transport::{TlsSettings, Transports};
-use switchboard_sip::ua::{
-    CallId, Destination, EndReason, Transport, UaConfig, UaError, UaEvent, UserAgent,
+use switchboard_agent::call::media::device_choice;
+use switchboard_agent::call::{
+    parse_codecs, parse_port_range, Account, CallError, CallId, DtmfVia, EndReason, MediaOptions,
+    Phone, PhoneEvent, PhoneEvents, PhoneOptions, ReferPolicy, ReferRefusal, RegistrationState,
+    RingOptions, RouterOffer, SrtpMode, Transport, UaError,
 };
-use switchboard_sip::udp::ServerAddress;
-
-use super::audio::{parse_codecs, AudioEvent, AudioHandle};
-use switchboard_media::check::{ring_cycle, Player};
-use switchboard_media::srtp::{SdesKey, Suite};
+use switchboard_media::srtp::Suite;
 use tokio::time::Instant as TokioInstant;
 
 /// Account and transport flags shared by `call` and `answer`.
@@ -220,139 +215,12 @@ impl Out {
     }
 }
 
-fn media_json(m: &Negotiated) -> serde_json::Value {
-    serde_json::json!({
-        "codec": m.codec.encoding,
-        "payload_type": m.codec.payload_type,
-        "clock_rate": m.codec.clock_rate,
-        "remote": m.remote.map(|a| a.to_string()),
-        "direction": m.direction.as_str(),
-        "telephone_event": m.telephone_event,
-        "srtp": m.local_crypto.as_deref().and_then(|c| c.split_whitespace().nth(1)),
-    })
-}
-
-fn host(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
-        v4 => v4.to_string(),
-    }
-}
-
-/// The local IP the system would use to reach `to` (no packet is sent).
-fn local_ip_towards(to: SocketAddr) -> IpAddr {
-    let bind = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-    std::net::UdpSocket::bind(bind)
-        .and_then(|s| {
-            s.connect(to)?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .unwrap_or(if to.is_ipv4() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
-        })
-}
-
 async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
     tokio::net::lookup_host((host, port))
         .await
         .with_context(|| format!("cannot resolve {host} — check the name"))?
         .next()
         .with_context(|| format!("{host} has no address"))
-}
-
-/// What SRTP a call offers and accepts, from --srtp and the SIP transport.
-#[derive(Debug, Clone)]
-struct SrtpPolicy {
-    suites: Vec<Suite>,
-    required: bool,
-}
-
-impl SrtpPolicy {
-    fn new(account: &AccountArgs, kind: Transport) -> anyhow::Result<Self> {
-        let suites = if account.srtp_suites.is_empty() {
-            Suite::ALL.to_vec()
-        } else {
-            account
-                .srtp_suites
-                .iter()
-                .map(|n| {
-                    Suite::from_name(n).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "unknown SRTP suite {n:?} — this agent speaks AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM"
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?
-        };
-        let (suites, required) = match account.srtp.as_str() {
-            "off" => (Vec::new(), false),
-            "sdes" => (suites, true),
-            _ => (suites, kind == Transport::Tls),
-        };
-        Ok(Self { suites, required })
-    }
-}
-
-struct Session {
-    phone: Phone,
-    out: Out,
-    audio: AudioHandle,
-    local_ip: IpAddr,
-    account: AccountArgs,
-    srtp: SrtpPolicy,
-    /// Calls we placed because a peer asked us to (REFER): new call → the call that asked.
-    transfers: HashMap<CallId, CallId>,
-    /// Consultation calls of an attended transfer: consultation → (original call, target).
-    consults: HashMap<CallId, (CallId, String)>,
-    /// Where and how loud to ring (`answer --ring-device`): device (None: default), volume.
-    ring: Option<(Option<String>, f32)>,
-    /// The contact-center state kept in Teams (`--teams-presence`), and the task that
-    /// prints its changes.
-    teams: Option<(
-        switchboard_agent::state::WorkState,
-        tokio::task::JoinHandle<()>,
-    )>,
-    /// Calls the agent state has been told of.
-    calls_up: usize,
-    /// The domain of our address of record, and whether calls go through its registrar.
-    domain: String,
-    /// The other party of each call (the caller, or whom we called), for the REFER rule.
-    peers: HashMap<CallId, String>,
-    /// What a router said about each call it offered (queue, call record, caller, choices),
-    /// repeated in the call's `established` and `ended` events.
-    offers: HashMap<CallId, serde_json::Map<String, serde_json::Value>>,
-}
-
-impl Session {
-    fn local_media(&self) -> LocalMedia {
-        let mut m = LocalMedia::new(self.local_ip, self.audio.port());
-        m.codecs = self.audio.codec_specs();
-        // Fresh keys for every call (RFC 4568 §6.1: never reuse a master key).
-        m.crypto = self
-            .srtp
-            .suites
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SdesKey::generate(i as u32 + 1, *s).to_attribute())
-            .collect();
-        m.plain_offer = !self.srtp.required;
-        m.require_srtp = self.srtp.required;
-        m
-    }
-
-    /// Starts or updates a call's audio for newly agreed media; says so when it cannot.
-    async fn media_agreed(&mut self, call: CallId, media: &Negotiated) {
-        if let Err(e) = self.audio.start(call, media).await {
-            self.out.event(
-                "media_error",
-                serde_json::json!({"call": call, "kind": "setup", "error": e.to_string()}),
-                format!("call {call}: no audio: {e}"),
-            );
-        }
-    }
 }
 
 fn transport_named(name: &str) -> Transport {
@@ -380,183 +248,139 @@ fn uri_transport(uri: &str) -> Option<Transport> {
     })
 }
 
-async fn setup(
+/// The engine's options for the flags.
+fn phone_options(
     account: &AccountArgs,
     towards: Option<(SocketAddr, String)>,
     uri_kind: Option<Transport>,
-) -> anyhow::Result<Session> {
-    let (server, registrar) = match &account.server {
-        Some(s) => {
-            let addr = ServerAddress::parse(s)?;
-            let target = resolve(&addr.host, addr.port).await?;
-            (Some(addr), Some(target))
-        }
-        None => (None, None),
-    };
-    let kind = match (&account.transport, &server) {
-        (Some(t), _) => transport_named(t),
-        (None, Some(s)) => transport_named(&s.transport),
-        (None, None) => uri_kind.unwrap_or(Transport::Udp),
-    };
-    let peer_name = match (&server, &towards) {
-        (Some(s), _) => Some(s.host.clone()),
-        (None, Some((_, h))) => Some(h.clone()),
-        _ => None,
-    };
-    let towards = towards.map(|(a, _)| a);
-    let peer = registrar.or(towards);
-    // Without a resolved peer (a domain only SRV knows), the interface of the default route.
-    let default_route = || local_ip_towards(SocketAddr::from(([192, 0, 2, 1], 5060)));
-    let bind = match account.bind {
-        Some(b) => b,
-        None => SocketAddr::new(peer.map(local_ip_towards).unwrap_or_else(default_route), 0),
-    };
-    let tls = TlsSettings {
-        ca_file: account.tls_ca.clone(),
-        cert_file: account.tls_cert.clone(),
-        key_file: account.tls_key.clone(),
-    };
-    let net = Transports::bind(kind, bind, &tls).await?;
-    let local = net.local_addr();
-    let local_ip = if local.ip().is_unspecified() {
-        peer.map(local_ip_towards)
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-    } else {
-        local.ip()
-    };
-    let contact = SocketAddr::new(local_ip, local.port());
-    let rtp = super::audio::bind_media_ports(
-        local_ip,
-        super::audio::parse_port_range(&account.rtp_ports)?,
-    )
-    .await?;
-    let srtp = SrtpPolicy::new(account, kind)?;
-    let audio = AudioHandle::spawn(
-        rtp,
-        super::audio::AudioOptions {
-            play: account.play.clone(),
-            record: account.record.clone(),
-            codecs: parse_codecs(&account.codecs)?,
-            dtx: account.dtx,
-            devices: super::audio::device_choice(
-                account.input_device.as_deref(),
-                account.output_device.as_deref(),
-            ),
-            echo: account.echo,
-            volume: f32::from(account.volume) / 100.0,
-            muted: account.mute,
-        },
-    )?;
-    let domain = account
-        .domain
-        .clone()
-        .or_else(|| server.as_ref().map(|s| s.host.clone()))
-        .unwrap_or_else(|| local_ip.to_string());
+) -> anyhow::Result<PhoneOptions> {
     let password = match (&account.password, &account.password_file) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(f)) => Some(super::secrets::read_password_file(f)?),
         (None, None) => None,
     };
-    let credentials = password.map(|password| Credentials {
-        username: account.user.clone(),
-        password,
-    });
-    let cfg = UaConfig {
-        user: account.user.clone(),
-        domain: domain.clone(),
-        display_name: None,
-        credentials: credentials.clone(),
-        contact_host: host(contact),
-        transport: kind,
-        outbound_proxy: registrar.map(Destination::Addr),
-        timers: Timers::default(),
-        user_agent: format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION")),
+    if account.server.is_some() && password.is_none() {
+        bail!("--server needs a password to register: SWITCHBOARD_SIP_PASSWORD, --password-file FILE or --password");
+    }
+    let srtp_suites = if account.srtp_suites.is_empty() {
+        Suite::ALL.to_vec()
+    } else {
+        account
+            .srtp_suites
+            .iter()
+            .map(|n| {
+                Suite::from_name(n).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown SRTP suite {n:?} — this agent speaks AES_CM_128_HMAC_SHA1_80 and AEAD_AES_128_GCM"
+                    )
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
     };
-    let mut phone = Phone::new(net, UserAgent::new(cfg));
-    if let Some(dns) = account.dns_server {
-        phone.set_resolver(switchboard_sip::dns::SipResolver::with_name_server(dns)?);
-    }
-    if let (Some(p), Some(name)) = (peer, &peer_name) {
-        phone.name_address(p, name);
-    }
-    if let (Some(server), Some(registrar)) = (&server, registrar) {
-        let Some(credentials) = credentials else {
-            bail!("--server needs a password to register: SWITCHBOARD_SIP_PASSWORD, --password-file FILE or --password");
-        };
-        let mut reg = Registration::new(RegistrationConfig {
-            registrar: server.uri(),
-            aor: format!("sip:{}@{domain}", account.user),
-            contact: format!(
-                "sip:{}@{};transport={}",
-                account.user,
-                host(contact),
-                kind.param()
-            ),
-            via_sent_by: host(contact),
-            via_transport: kind.via_name(),
-            reliability: kind.reliability(),
-            credentials,
-            expires: 300,
-            timers: Timers::default(),
-            user_agent: format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION")),
-        });
-        reg.start(Instant::now());
-        phone.set_registration(reg, registrar);
-    }
-    Ok(Session {
-        phone,
-        out: Out { json: false },
-        audio,
-        local_ip,
-        account: account.clone(),
-        srtp,
-        transfers: HashMap::new(),
-        consults: HashMap::new(),
-        ring: None,
-        teams: None,
-        calls_up: 0,
-        domain,
-        peers: HashMap::new(),
-        offers: HashMap::new(),
-    })
+    let mut o = PhoneOptions::new(Account {
+        server: account.server.clone(),
+        user: account.user.clone(),
+        password: password.map(Into::into),
+        domain: account.domain.clone(),
+        transport: account.transport.as_deref().map(transport_named),
+    });
+    o.bind = account.bind;
+    o.towards = towards;
+    o.transport_hint = uri_kind;
+    o.tls_ca = account.tls_ca.clone();
+    o.tls_cert = account.tls_cert.clone();
+    o.tls_key = account.tls_key.clone();
+    o.dns_server = account.dns_server;
+    o.refer = if account.accept_refer {
+        ReferPolicy::Always
+    } else {
+        ReferPolicy::Trusted
+    };
+    o.media = MediaOptions {
+        rtp_ports: parse_port_range(&account.rtp_ports)?,
+        codecs: parse_codecs(&account.codecs)?,
+        srtp: match account.srtp.as_str() {
+            "off" => SrtpMode::Off,
+            "sdes" => SrtpMode::Sdes,
+            _ => SrtpMode::Auto,
+        },
+        srtp_suites,
+        dtx: account.dtx,
+        play: account.play.clone(),
+        record: account.record.clone(),
+        devices: device_choice(
+            account.input_device.as_deref(),
+            account.output_device.as_deref(),
+        ),
+        echo: account.echo,
+        volume: f32::from(account.volume) / 100.0,
+        muted: account.mute,
+        dtmf_info: account.dtmf_info,
+    };
+    Ok(o)
 }
 
-/// The host of a SIP URI or name-addr (`"Bob" <sip:bob@pbx.example.com;x=y>` → `pbx.example.com`).
-fn uri_domain(v: &str) -> Option<String> {
-    switchboard_sip::ua::uri_host_port(v).map(|(h, _)| h.to_ascii_lowercase())
+struct Session {
+    phone: Phone,
+    events: PhoneEvents,
+    /// Events that arrived while waiting for the registration, handled first by `run`.
+    early: VecDeque<PhoneEvent>,
+    out: Out,
+    account: AccountArgs,
+    /// Consultation calls of an attended transfer: consultation → (original call, target).
+    consults: HashMap<CallId, (CallId, String)>,
+    /// Calls placed before `run` (the `call` command's).
+    placed: Vec<CallId>,
+    /// The contact-center state kept in Teams (`--teams-presence`), and the task that
+    /// prints its changes.
+    teams: Option<(
+        switchboard_agent::state::WorkState,
+        tokio::task::JoinHandle<()>,
+    )>,
+    /// Calls the agent state has been told of.
+    calls_up: usize,
 }
 
-/// Whether to follow a REFER on `call`: always with `--accept-refer`; else only when the
-/// account has a registrar and both the other party and the Referred-By (when given) are of
-/// the account's domain.
-fn refer_allowed(
-    accept_refer: bool,
-    registrar: bool,
-    domain: &str,
-    peer: Option<&str>,
-    referred_by: Option<&str>,
-) -> Result<(), String> {
-    if accept_refer {
-        return Ok(());
+impl Session {
+    async fn start(
+        account: &AccountArgs,
+        towards: Option<(SocketAddr, String)>,
+        uri_kind: Option<Transport>,
+        ring: Option<RingOptions>,
+        json: bool,
+    ) -> anyhow::Result<Self> {
+        let mut options = phone_options(account, towards, uri_kind)?;
+        options.ring = ring;
+        let (phone, events) = Phone::start(options).await?;
+        Ok(Self {
+            phone,
+            events,
+            early: VecDeque::new(),
+            out: Out { json },
+            account: account.clone(),
+            consults: HashMap::new(),
+            placed: Vec::new(),
+            teams: None,
+            calls_up: 0,
+        })
     }
-    if !registrar {
-        return Err("transfers are followed only with --accept-refer when calls do not go through a registrar".into());
+
+    /// The next event (cancel-safe).
+    async fn next_event(&mut self) -> Option<PhoneEvent> {
+        match self.early.pop_front() {
+            Some(e) => Some(e),
+            None => self.events.recv().await,
+        }
     }
-    let ours = domain.to_ascii_lowercase();
-    let from_us = |v: Option<&str>| v.and_then(uri_domain).is_some_and(|d| d == ours);
-    if !from_us(peer) {
-        return Err(format!(
-            "the other party ({}) is not of the account's domain {domain}; --accept-refer follows such transfers",
-            peer.unwrap_or("unknown")
-        ));
+}
+
+/// Why a REFER was declined, with the flag that would follow it.
+fn refusal_text(r: &ReferRefusal) -> String {
+    match r {
+        ReferRefusal::NoRegistrar => "transfers are followed only with --accept-refer when calls do not go through a registrar".into(),
+        ReferRefusal::Declined => "declined".into(),
+        other => format!("{other}; --accept-refer follows such transfers"),
     }
-    if referred_by.is_some() && !from_us(referred_by) {
-        return Err(format!(
-            "Referred-By ({}) is not of the account's domain {domain}; --accept-refer follows such transfers",
-            referred_by.unwrap_or_default()
-        ));
-    }
-    Ok(())
 }
 
 /// Timed actions on an established call.
@@ -600,28 +424,236 @@ fn describe_end(reason: &EndReason) -> (String, bool) {
         EndReason::Cancelled => ("the caller gave up before we answered".into(), true),
         EndReason::Replaced => ("replaced by a transferred call".into(), true),
         EndReason::Declined { status } => (format!("we declined with {status}"), true),
-        EndReason::Rejected { status, reason } => (format!("refused: {status} {reason}"), false),
+        EndReason::Rejected { status, phrase } => (format!("refused: {status} {phrase}"), false),
         EndReason::Timeout => ("no answer from the other side (timeout)".into(), false),
         EndReason::TransportError => (
             "could not reach the other side (connection refused or TLS failure — see the warning above)".into(),
             false,
         ),
-        EndReason::MediaFailed(why) => (format!("media negotiation failed: {why}"), false),
-        EndReason::NotSent(why) => (format!("not sent: {why}"), false),
+        EndReason::MediaFailed { detail } => (format!("media negotiation failed: {detail}"), false),
+        EndReason::NotSent { detail } => (format!("not sent: {detail}"), false),
     }
 }
 
 fn reason_json(reason: &EndReason) -> serde_json::Value {
     match reason {
-        EndReason::Rejected { status, reason } => {
-            serde_json::json!({"reason": "rejected", "status": status, "phrase": reason})
+        EndReason::Rejected { status, phrase } => {
+            serde_json::json!({"reason": "rejected", "status": status, "phrase": phrase})
         }
         EndReason::Declined { status } => {
             serde_json::json!({"reason": "declined", "status": status})
         }
-        EndReason::MediaFailed(w) => serde_json::json!({"reason": "media_failed", "detail": w}),
-        EndReason::NotSent(w) => serde_json::json!({"reason": "not_sent", "detail": w}),
+        EndReason::MediaFailed { detail } => {
+            serde_json::json!({"reason": "media_failed", "detail": detail})
+        }
+        EndReason::NotSent { detail } => {
+            serde_json::json!({"reason": "not_sent", "detail": detail})
+        }
         other => serde_json::json!({"reason": format!("{other:?}").to_lowercase()}),
+    }
+}
+
+/// Adds a router's offer fields (queue, call record, caller, …) to an event's fields.
+fn with_offer(mut fields: serde_json::Value, offer: Option<&RouterOffer>) -> serde_json::Value {
+    if let (Some(f), Some(serde_json::Value::Object(o))) = (
+        fields.as_object_mut(),
+        offer.and_then(|o| serde_json::to_value(o).ok()),
+    ) {
+        f.extend(o);
+    }
+    fields
+}
+
+/// Prints an event as the CLI always has (JSON with `--json`, else a line for people).
+fn print_event(out: &Out, ev: &PhoneEvent) {
+    let media_json = |m| serde_json::to_value(m).unwrap_or_default();
+    match ev {
+        PhoneEvent::Registration { .. }
+        | PhoneEvent::TransferConsent { .. }
+        | PhoneEvent::TransferCalling { .. }
+        | PhoneEvent::AttendedTransferFailed { .. }
+        | PhoneEvent::Stopped { .. } => {}
+        PhoneEvent::Ringing { device } => out.event(
+            "ringing",
+            serde_json::json!({"device": device.as_deref().unwrap_or("default")}),
+            format!(
+                "ringing on {}",
+                device.as_deref().unwrap_or("the default device")
+            ),
+        ),
+        PhoneEvent::RingDevice(d) => {
+            let (mut fields, text) = super::audio::describe_device_event(d);
+            fields["purpose"] = "ringing".into();
+            out.event("device", fields, format!("ringing: {text}"));
+        }
+        PhoneEvent::Calling { call, to } => out.event(
+            "calling",
+            serde_json::json!({"call": call, "to": to}),
+            format!("calling {to}"),
+        ),
+        PhoneEvent::Incoming {
+            call,
+            from,
+            to,
+            replaces,
+            offer,
+        } => {
+            let fields = serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces});
+            let text = match &offer.queue {
+                Some(q) => format!("incoming call from {from} (queue {q})"),
+                None => format!("incoming call from {from}"),
+            };
+            out.event("incoming", with_offer(fields, Some(offer)), text);
+        }
+        PhoneEvent::Progress {
+            call,
+            status,
+            phrase,
+            early_media,
+        } => out.event(
+            "progress",
+            serde_json::json!({"call": call, "status": status, "phrase": phrase, "early_media": early_media.as_ref().map(media_json)}),
+            format!("{status} {phrase}"),
+        ),
+        PhoneEvent::Established { call, media, offer } => out.event(
+            "established",
+            with_offer(
+                serde_json::json!({"call": call, "media": media_json(media)}),
+                offer.as_ref(),
+            ),
+            format!(
+                "call {call} is up: {} to {}",
+                media.codec,
+                media.remote.as_deref().unwrap_or("nobody (on hold)")
+            ),
+        ),
+        PhoneEvent::MediaChanged { call, media } => out.event(
+            "media",
+            serde_json::json!({"call": call, "media": media_json(media)}),
+            format!("call {call}: media now {}", media.direction),
+        ),
+        PhoneEvent::MediaChangeFailed { call, status } => out.event(
+            "media_failed",
+            serde_json::json!({"call": call, "status": status}),
+            format!("call {call}: the peer refused the media change ({status})"),
+        ),
+        PhoneEvent::MediaError { call, kind, error } => out.event(
+            "media_error",
+            serde_json::json!({"call": call, "kind": kind, "error": error}),
+            if kind == "setup" {
+                format!("call {call}: no audio: {error}")
+            } else {
+                format!("call {call}: {error}")
+            },
+        ),
+        PhoneEvent::Dtmf {
+            call,
+            digit,
+            via,
+            duration_ms,
+        } => {
+            let fields = match duration_ms {
+                Some(d) => {
+                    serde_json::json!({"call": call, "digit": digit.to_string(), "duration_ms": d, "via": via.as_str()})
+                }
+                None => {
+                    serde_json::json!({"call": call, "digit": digit.to_string(), "via": via.as_str()})
+                }
+            };
+            out.event("dtmf", fields, format!("DTMF {digit}"));
+        }
+        PhoneEvent::DtmfSent { call, digit, via } => out.event(
+            "dtmf_sent",
+            serde_json::json!({"call": call, "digit": digit.to_string(), "via": via.as_str()}),
+            match via {
+                DtmfVia::Rfc4733 => format!("sent DTMF {digit} (RFC 4733)"),
+                DtmfVia::Info => format!("sent DTMF {digit} (SIP INFO)"),
+            },
+        ),
+        PhoneEvent::Consulting { call, to, for_call } => out.event(
+            "consulting",
+            serde_json::json!({"call": call, "to": to, "for": for_call}),
+            format!("consulting {to} before transferring call {for_call}"),
+        ),
+        PhoneEvent::Transferring {
+            call,
+            to,
+            consultation: None,
+        } => out.event(
+            "transferring",
+            serde_json::json!({"call": call, "to": to}),
+            format!("transferring to {to}"),
+        ),
+        PhoneEvent::Transferring {
+            call,
+            to,
+            consultation: Some(c),
+        } => out.event(
+            "transferring",
+            serde_json::json!({"call": call, "to": to, "attended": true, "consultation": c}),
+            format!("connecting call {call} to {to}"),
+        ),
+        PhoneEvent::TransferRequested {
+            call,
+            target,
+            replaces,
+            referred_by,
+        } => out.event(
+            "transfer_requested",
+            serde_json::json!({"call": call, "target": target, "replaces": replaces, "referred_by": referred_by}),
+            format!("asked to call {target}"),
+        ),
+        PhoneEvent::TransferRefused {
+            call,
+            target,
+            refusal,
+        } => {
+            let why = refusal_text(refusal);
+            out.event(
+                "transfer_refused",
+                serde_json::json!({"call": call, "target": target, "reason": why}),
+                format!("not calling {target}: {why}"),
+            );
+        }
+        PhoneEvent::TransferFailed {
+            call,
+            target,
+            error,
+        } => out.event(
+            "transfer_failed",
+            serde_json::json!({"call": call, "error": error}),
+            format!("cannot call {target}: {error}"),
+        ),
+        PhoneEvent::TransferProgress {
+            call,
+            status,
+            final_,
+        } => out.event(
+            "transfer_progress",
+            serde_json::json!({"call": call, "status": status, "final": final_}),
+            format!("transfer: {status}"),
+        ),
+        PhoneEvent::Device(d) => {
+            let (fields, text) = super::audio::describe_device_event(d);
+            out.event("device", fields, text);
+        }
+        PhoneEvent::Ended {
+            call,
+            reason,
+            quality,
+            offer,
+        } => {
+            let (text, _) = describe_end(reason);
+            let mut fields = reason_json(reason);
+            fields["call"] = serde_json::json!(call);
+            fields["rtp_packets_received"] = serde_json::json!(quality.packets_received);
+            fields["audio"] = serde_json::to_value(quality).unwrap_or_default();
+            out.event(
+                "ended",
+                with_offer(fields, offer.as_ref()),
+                format!("call {call} ended: {text}"),
+            );
+        }
     }
 }
 
@@ -652,21 +684,13 @@ pub async fn call(args: CallArgs, json: bool) -> anyhow::Result<()> {
         .await
         .ok()
         .map(|a| (a, host_s.clone()));
-    let mut s = setup(&args.account, towards, kind).await?;
-    s.out.json = json;
+    let mut s = Session::start(&args.account, towards, kind, None, json).await?;
     start_teams(&mut s, json).await?;
-    if s.phone.registration().is_some() {
+    if s.account.server.is_some() {
         wait_registered(&mut s).await?;
     }
-    let media = s.local_media();
-    let now = Instant::now();
-    let call = s.phone.ua().invite(&target_uri, media, Vec::new(), now)?;
-    s.peers.insert(call, target_uri.clone());
-    s.out.event(
-        "calling",
-        serde_json::json!({"call": call, "to": target_uri}),
-        format!("calling {target_uri}"),
-    );
+    let call = s.phone.dial(&target_uri).await?;
+    s.placed.push(call);
     let ring_deadline = TokioInstant::now() + Duration::from_secs_f64(args.ring_timeout.max(0.1));
     let r = run(
         &mut s,
@@ -787,17 +811,13 @@ pub(super) async fn answer_until(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut stop = std::pin::pin!(stop);
-    let mut s = setup(&args.account, None, None).await?;
-    s.out.json = json;
-    start_teams(&mut s, json).await?;
-    s.ring = args.ring_device.as_deref().map(|d| {
-        (
-            (d != "default").then(|| d.to_owned()),
-            f32::from(args.ring_volume) / 100.0,
-        )
+    let ring = args.ring_device.as_deref().map(|d| RingOptions {
+        device: (d != "default").then(|| d.to_owned()),
+        volume: f32::from(args.ring_volume) / 100.0,
     });
-    let local = s.phone.local_addr()?;
-    if s.phone.registration().is_some() {
+    let mut s = Session::start(&args.account, None, None, ring, json).await?;
+    start_teams(&mut s, json).await?;
+    if s.account.server.is_some() {
         tokio::select! {
             r = wait_registered(&mut s) => r?,
             () = stop.as_mut() => {
@@ -806,11 +826,7 @@ pub(super) async fn answer_until(
             }
         }
     }
-    let contact = format!(
-        "sip:{}@{}",
-        args.account.user,
-        host(SocketAddr::new(s.local_ip, local.port()))
-    );
+    let contact = s.phone.contact().to_owned();
     s.out.event(
         "listening",
         serde_json::json!({"contact": contact}),
@@ -836,10 +852,14 @@ pub(super) async fn answer_until(
 async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
     let server = s.account.server.clone().unwrap_or_default();
     loop {
-        match tokio::time::timeout(Duration::from_secs(40), s.phone.next_event()).await {
+        match tokio::time::timeout(Duration::from_secs(40), s.events.recv()).await {
             Err(_) => bail!("no answer from {server} within 40 s — check the address and that the registrar is running"),
-            Ok(ev) => match ev? {
-                PhoneEvent::Registration { event: RegistrationEvent::Registered { expires, .. }, .. } => {
+            Ok(None) => bail!("the phone stopped before it registered"),
+            Ok(Some(PhoneEvent::Stopped { error })) => {
+                bail!("{}", error.unwrap_or_else(|| "the phone stopped before it registered".into()))
+            }
+            Ok(Some(PhoneEvent::Registration { state, .. })) => match state {
+                RegistrationState::Registered { expires, .. } => {
                     s.out.event(
                         "registered",
                         serde_json::json!({"registrar": server, "expires": expires}),
@@ -847,7 +867,7 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
                     );
                     return Ok(());
                 }
-                PhoneEvent::Registration { event: RegistrationEvent::Refused { status, reason }, .. } => {
+                RegistrationState::Refused { status, reason } => {
                     let hint = match status {
                         401 | 403 | 407 => "check the user name and password",
                         404 => "the registrar does not know this user or domain — check --user and --domain",
@@ -855,14 +875,16 @@ async fn wait_registered(s: &mut Session) -> anyhow::Result<()> {
                     };
                     bail!("SIP registration refused by {server}: {status} {reason} — {hint}");
                 }
-                PhoneEvent::Registration { event: RegistrationEvent::Unreachable, .. } => {
+                RegistrationState::Unreachable => {
                     bail!("no answer from {server} within 32 s — check the address, port and transport, and that the registrar is running")
                 }
-                PhoneEvent::Registration { event: RegistrationEvent::NotSent(why), .. } => {
+                RegistrationState::NotSent { why } => {
                     bail!("SIP registration not sent: {why} — check --server, --user and --domain")
                 }
-                _ => {}
+                RegistrationState::Unregistered => {}
             },
+            // Anything else (a call arriving already) is handled once registered.
+            Ok(Some(other)) => s.early.push_back(other),
         }
     }
 }
@@ -875,14 +897,12 @@ async fn run<F: std::future::Future<Output = ()>>(
     // Told to stop: nothing more is answered.
     let mut stopping = false;
     // Calls that have not reported their end yet.
-    let mut open: std::collections::HashSet<CallId> = s.phone.ua().calls().collect();
+    let mut open: HashSet<CallId> = s.placed.drain(..).collect();
     // Per established call: when it was answered and its remaining plan.
     let mut active: HashMap<CallId, (TokioInstant, Vec<(Duration, Action)>)> = HashMap::new();
     // Incoming calls waiting to be answered: call → answer at.
     let mut ringing: HashMap<CallId, TokioInstant> = HashMap::new();
     let mut outcome: Option<anyhow::Error> = None;
-    // The ring on the ringing device while a call waits to be answered.
-    let mut ringer: Option<Player> = None;
     loop {
         if let Some((state, _)) = &s.teams {
             while s.calls_up < active.len() {
@@ -892,35 +912,6 @@ async fn run<F: std::future::Future<Output = ()>>(
             while s.calls_up > active.len() {
                 s.calls_up -= 1;
                 state.call_ended(false);
-            }
-        }
-        match (&s.ring, ringing.is_empty(), ringer.is_some()) {
-            (Some((device, volume)), false, false) => {
-                ringer = Some(Player::start(device.clone(), ring_cycle(), *volume, true));
-                s.out.event(
-                    "ringing",
-                    serde_json::json!({"device": device.as_deref().unwrap_or("default")}),
-                    format!(
-                        "ringing on {}",
-                        device.as_deref().unwrap_or("the default device")
-                    ),
-                );
-            }
-            (_, true, true) => {
-                // Stopping joins the sound's thread: at most one 20 ms step.
-                for e in ringer.take().map(Player::stop).unwrap_or_default() {
-                    let (mut fields, text) = super::audio::describe_device_event(&e);
-                    fields["purpose"] = "ringing".into();
-                    s.out.event("device", fields, format!("ringing: {text}"));
-                }
-            }
-            _ => {}
-        }
-        if let Some(r) = &ringer {
-            while let Some(e) = r.try_event() {
-                let (mut fields, text) = super::audio::describe_device_event(&e);
-                fields["purpose"] = "ringing".into();
-                s.out.event("device", fields, format!("ringing: {text}"));
             }
         }
         // The next timed thing to do.
@@ -950,164 +941,50 @@ async fn run<F: std::future::Future<Output = ()>>(
             }
         };
         tokio::select! {
-            ev = s.phone.next_event() => {
-                let ev = ev?;
-                let now = Instant::now();
+            ev = s.next_event() => {
+                let Some(ev) = ev else { bail!("the phone stopped") };
+                print_event(&s.out, &ev);
                 match ev {
-                    PhoneEvent::Registration { event: RegistrationEvent::Refused { status, reason }, .. } => {
+                    PhoneEvent::Stopped { error } => {
+                        bail!("{}", error.unwrap_or_else(|| "the phone stopped".into()));
+                    }
+                    PhoneEvent::Registration { state: RegistrationState::Refused { status, reason }, .. } => {
                         bail!("SIP registration refused: {status} {reason}");
                     }
-                    PhoneEvent::Registration { .. } => {}
-                    PhoneEvent::Call(UaEvent::OptionsAnswered { .. }) => {}
-                    PhoneEvent::Call(UaEvent::IncomingCall { call, from, to, replaces, x_headers }) => {
+                    PhoneEvent::Incoming { call, replaces, .. } => {
                         open.insert(call);
-                        s.peers.insert(call, from.clone());
-                        // What a router says about the call it offers (queue, caller, …).
-                        let mut fields = serde_json::json!({"call": call, "from": from, "to": to, "replaces": replaces});
-                        let offer = super::work::offer_fields(&x_headers);
-                        let text = match offer.get("queue").and_then(|q| q.as_str()) {
-                            Some(q) => format!("incoming call from {from} (queue {q})"),
-                            None => format!("incoming call from {from}"),
-                        };
-                        if let (Some(f), Some(o)) = (fields.as_object_mut(), offer.as_object()) {
-                            f.extend(o.clone());
-                            if !o.is_empty() {
-                                s.offers.insert(call, o.clone());
-                            }
-                        }
-                        s.out.event("incoming", fields, text);
                         match &mode {
                             Mode::Answer { remaining, answer_after, .. } if !stopping && (*remaining > 0 || replaces.is_some()) => {
-                                s.phone.ua().ring(call, now);
+                                s.phone.ring(call)?;
                                 let at = if replaces.is_some() { Duration::ZERO } else { *answer_after };
                                 ringing.insert(call, TokioInstant::now() + at);
                             }
-                            _ => s.phone.ua().reject(call, 486, now),
+                            _ => s.phone.reject(call, 486)?,
                         }
                     }
-                    PhoneEvent::Call(UaEvent::Progress { call, status, reason, early_media }) => {
-                        s.out.event("progress", serde_json::json!({"call": call, "status": status, "phrase": reason, "early_media": early_media.as_ref().map(media_json)}), format!("{status} {reason}"));
-                        if let Some(m) = &early_media {
-                            s.media_agreed(call, m).await;
-                        }
-                        if let Some(orig) = s.transfers.get(&call).copied() {
-                            s.phone.ua().notify_transfer(orig, status, &reason, now);
-                        }
+                    PhoneEvent::TransferCalling { new_call, .. } => {
+                        open.insert(new_call);
                     }
-                    PhoneEvent::Call(UaEvent::Established { call, media }) => {
-                        s.media_agreed(call, &media).await;
-                        let mut fields = serde_json::json!({"call": call, "media": media_json(&media)});
-                        if let (Some(f), Some(o)) = (fields.as_object_mut(), s.offers.get(&call)) {
-                            f.extend(o.clone());
-                        }
-                        s.out.event("established", fields,
-                            format!("call {call} is up: {} to {}", media.codec.encoding, media.remote.map(|a| a.to_string()).unwrap_or_else(|| "nobody (on hold)".into())));
-                        if let Some(orig) = s.transfers.remove(&call) {
-                            s.phone.ua().notify_transfer(orig, 200, "OK", now);
-                        }
-                        if let Some((orig, target)) = s.consults.get(&call).cloned() {
-                            // The target answered the consultation: connect it to the original
-                            // caller (REFER with Replaces), and run no plan on this call.
-                            match s.phone.ua().transfer(orig, &target, Some(call), now) {
-                                Ok(()) => s.out.event("transferring", serde_json::json!({"call": orig, "to": target, "attended": true, "consultation": call}), format!("connecting call {orig} to {target}")),
-                                Err(e) => outcome = Some(anyhow::anyhow!("the attended transfer failed: {e}")),
-                            }
-                            active.insert(call, (TokioInstant::now(), Vec::new()));
-                        } else {
-                            active.insert(call, (TokioInstant::now(), plan(&s.account)));
-                        }
+                    PhoneEvent::TransferConsent { call, .. } => {
+                        // Not asked for by the CLI's policies; declined should it come.
+                        s.phone.decline_transfer(call)?;
+                    }
+                    PhoneEvent::Established { call, .. } => {
+                        // A consultation runs no plan: the engine connects it once answered.
+                        let plan = if s.consults.contains_key(&call) { Vec::new() } else { plan(&s.account) };
+                        active.insert(call, (TokioInstant::now(), plan));
                         if let Mode::Answer { remaining, .. } = &mut mode {
                             *remaining = remaining.saturating_sub(1);
                         }
                     }
-                    PhoneEvent::Call(UaEvent::MediaChanged { call, media, .. }) => {
-                        s.audio.update(call, &media);
-                        s.out.event("media", serde_json::json!({"call": call, "media": media_json(&media)}), format!("call {call}: media now {}", media.direction.as_str()));
+                    PhoneEvent::AttendedTransferFailed { error, .. } => {
+                        outcome = Some(anyhow::anyhow!("the attended transfer failed: {error}"));
                     }
-                    PhoneEvent::Call(UaEvent::MediaChangeFailed { call, status }) => {
-                        s.out.event("media_failed", serde_json::json!({"call": call, "status": status}), format!("call {call}: the peer refused the media change ({status})"));
+                    PhoneEvent::TransferProgress { status, final_: true, .. } if !(200..300).contains(&status) => {
+                        outcome = Some(anyhow::anyhow!("the transfer failed: the target answered {status}"));
                     }
-                    PhoneEvent::Call(UaEvent::Dtmf { call, digit, duration_ms }) => {
-                        s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "duration_ms": duration_ms, "via": "info"}), format!("DTMF {digit}"));
-                    }
-                    PhoneEvent::Call(UaEvent::TransferRequested { call, target, replaces, referred_by }) => {
-                        s.out.event("transfer_requested", serde_json::json!({"call": call, "target": target, "replaces": replaces, "referred_by": referred_by}), format!("asked to call {target}"));
-                        if let Err(why) = refer_allowed(s.account.accept_refer, s.account.server.is_some(), &s.domain, s.peers.get(&call).map(String::as_str), referred_by.as_deref()) {
-                            s.phone.ua().notify_transfer(call, 603, "Declined", now);
-                            s.out.event("transfer_refused", serde_json::json!({"call": call, "target": target, "reason": why}), format!("not calling {target}: {why}"));
-                        } else {
-                            // Through the wire checks: a value that would break a header line
-                            // is refused (the Replaces is already re-built from its parts).
-                            let built: Result<Vec<String>, switchboard_sip::wire::WireError> = replaces
-                                .iter()
-                                .map(|r| switchboard_sip::wire::header_line("Replaces", r))
-                                .chain(referred_by.iter().map(|b| switchboard_sip::wire::header_line("Referred-By", b)))
-                                .collect();
-                            let media = s.local_media();
-                            let placed = match built {
-                                Ok(headers) => s.phone.ua().invite(&target, media, headers, now),
-                                Err(e) => Err(e.into()),
-                            };
-                            match placed {
-                                Ok(new_call) => { open.insert(new_call); s.transfers.insert(new_call, call); s.peers.insert(new_call, target.clone()); }
-                                Err(e) => {
-                                    s.phone.ua().notify_transfer(call, 503, "Service Unavailable", now);
-                                    s.out.event("transfer_failed", serde_json::json!({"call": call, "error": e.to_string()}), format!("cannot call {target}: {e}"));
-                                }
-                            }
-                        }
-                    }
-                    PhoneEvent::Call(UaEvent::TransferProgress { call, status, final_ }) => {
-                        s.out.event("transfer_progress", serde_json::json!({"call": call, "status": status, "final": final_}), format!("transfer: {status}"));
-                        if final_ {
-                            // RFC 5589 §6: the transferor ends its leg once the transfer is done,
-                            // and (§7.2) the consultation too, in case the target did not.
-                            if (200..300).contains(&status) {
-                                s.phone.ua().hangup(call, now);
-                                let consults: Vec<CallId> = s.consults.iter().filter(|(_, (o, _))| *o == call).map(|(c, _)| *c).collect();
-                                for c in consults {
-                                    // A target that replaces it ends it itself (RFC 3891); give
-                                    // it two seconds before we do.
-                                    if let Some((start, plan)) = active.get_mut(&c) {
-                                        plan.push((start.elapsed() + Duration::from_secs(2), Action::Hangup));
-                                    }
-                                }
-                            } else {
-                                outcome = Some(anyhow::anyhow!("the transfer failed: the target answered {status}"));
-                            }
-                        }
-                    }
-                    PhoneEvent::Call(UaEvent::Ended { call, reason }) => {
+                    PhoneEvent::Ended { call, reason, .. } => {
                         let (text, ok) = describe_end(&reason);
-                        let mut fields = reason_json(&reason);
-                        fields["call"] = serde_json::json!(call);
-                        let (stats, mos) = s.audio.stop(call).await.unwrap_or_default();
-                        fields["rtp_packets_received"] = serde_json::json!(stats.packets_received);
-                        fields["audio"] = serde_json::json!({
-                            "packets_sent": stats.packets_sent,
-                            "packets_received": stats.packets_received,
-                            "packets_lost": stats.packets_lost,
-                            "jitter_ms": (stats.jitter_ms * 10.0).round() / 10.0,
-                            "concealed_ms": stats.concealed_ms,
-                            "late": stats.late,
-                            "dropped": stats.malformed + stats.wrong_source + stats.wrong_payload_type,
-                            "mos": mos.map(|m| (m * 100.0).round() / 100.0),
-                            "rtt_ms": stats.rtt_ms.map(|r| (r * 10.0).round() / 10.0),
-                            "rtcp_received": stats.rtcp_received,
-                            "srtp_auth_failures": stats.srtp_auth_failures,
-                            "srtp_unencrypted": stats.srtp_unencrypted,
-                            "fec_recovered": stats.fec_recovered,
-                            "opus_bitrate": stats.opus_bitrate,
-                            "dtx_frames": stats.dtx_frames,
-                        });
-                        if let (Some(f), Some(o)) = (fields.as_object_mut(), s.offers.remove(&call)) {
-                            f.extend(o);
-                        }
-                        s.out.event("ended", fields, format!("call {call} ended: {text}"));
-                        if let Some(orig) = s.transfers.remove(&call) {
-                            let (st, ph) = match &reason { EndReason::Rejected { status, reason } => (*status, reason.clone()), _ => (487, "Request Terminated".to_owned()) };
-                            s.phone.ua().notify_transfer(orig, st, &ph, now);
-                        }
                         active.remove(&call);
                         ringing.remove(&call);
                         open.remove(&call);
@@ -1120,42 +997,24 @@ async fn run<F: std::future::Future<Output = ()>>(
                             outcome = Some(anyhow::anyhow!("call {call} {text}"));
                         }
                     }
+                    _ => {}
                 }
             }
-
-            Some(ev) = s.audio.next_event() => match ev {
-                AudioEvent::Dtmf { call, digit } => {
-                    s.out.event("dtmf", serde_json::json!({"call": call, "digit": digit.to_string(), "via": "rfc4733"}), format!("DTMF {digit}"));
-                }
-                AudioEvent::Problem { call, kind, message } => {
-                    s.out.event("media_error", serde_json::json!({"call": call, "kind": kind, "error": message}), format!("call {call}: {message}"));
-                }
-                AudioEvent::Device(d) => {
-                    let (fields, text) = super::audio::describe_device_event(&d);
-                    s.out.event("device", fields, text);
-                }
-            },
             () = stop.as_mut(), if !stopping => {
                 // Hang up what is up, refuse what rings; the loop ends once every call has.
                 stopping = true;
                 ringing.clear();
-                let now = Instant::now();
-                let calls: Vec<CallId> = s.phone.ua().calls().collect();
-                for c in calls {
-                    s.phone.ua().hangup(c, now);
-                }
+                s.phone.hangup_all()?;
                 if let Mode::Answer { remaining, .. } = &mut mode {
                     *remaining = 0;
                 }
             }
             _ = sleep => {
-                let now = Instant::now();
                 let tnow = TokioInstant::now();
                 let due: Vec<CallId> = ringing.iter().filter(|(_, at)| **at <= tnow).map(|(c, _)| *c).collect();
                 for call in due {
                     ringing.remove(&call);
-                    let media = s.local_media();
-                    if let Err(e) = s.phone.ua().answer(call, media, now) {
+                    if let Err(e) = s.phone.answer(call).await {
                         s.out.event("answer_failed", serde_json::json!({"call": call, "error": e.to_string()}), format!("cannot answer: {e}"));
                     }
                 }
@@ -1165,36 +1024,27 @@ async fn run<F: std::future::Future<Output = ()>>(
                         let retry = action.clone();
                         let r = match action {
                             // In the media path when the call agreed telephone-event (RFC 4733),
-                            // else as SIP INFO.
-                            Action::Dtmf(d) if !s.account.dtmf_info && s.audio.send_dtmf(*call, d).await => {
-                                s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string(), "via": "rfc4733"}), format!("sent DTMF {d} (RFC 4733)"));
-                                Ok(())
-                            }
-                            Action::Dtmf(d) => s.phone.ua().send_dtmf_info(*call, d, 160, now).map(|_| {
-                                s.out.event("dtmf_sent", serde_json::json!({"call": call, "digit": d.to_string(), "via": "info"}), format!("sent DTMF {d} (SIP INFO)"));
-                            }),
-                            Action::Hold(h) => s.phone.ua().hold(*call, h, now),
+                            // else as SIP INFO (the engine decides, --dtmf-info forces INFO).
+                            Action::Dtmf(d) => s.phone.send_dtmf(*call, d).await.map(|_| ()),
+                            Action::Hold(h) => s.phone.hold(*call, h).await,
                             Action::Transfer(t) if s.account.attended => {
-                                let media = s.local_media();
-                                s.phone.ua().invite(&t, media, Vec::new(), now).map(|consult| {
+                                s.phone.consult(*call, &t, true).await.map(|consult| {
                                     open.insert(consult);
                                     s.consults.insert(consult, (*call, t.clone()));
-                                    s.out.event("consulting", serde_json::json!({"call": consult, "to": t, "for": call}), format!("consulting {t} before transferring call {call}"));
                                 })
                             }
-                            Action::Transfer(t) => s.phone.ua().transfer(*call, &t, None, now).map(|_| {
-                                s.out.event("transferring", serde_json::json!({"call": call, "to": t}), format!("transferring to {t}"));
-                            }),
-                            Action::Hangup => { s.phone.ua().hangup(*call, now); Ok(()) }
+                            Action::Transfer(t) => s.phone.transfer(*call, &t).await,
+                            Action::Hangup => s.phone.hangup(*call),
                         };
                         match r {
                             // Another offer/answer exchange is under way (e.g. a hold retried
                             // after glare): do this once it is over, as a person would.
-                            Err(UaError::Busy(_)) => {
+                            Err(CallError::Sip(UaError::Busy(_))) => {
                                 let at = tnow.duration_since(*start) + Duration::from_millis(250);
                                 plan.insert(0, (at, retry));
                                 break;
                             }
+                            Err(CallError::Stopped) => bail!("the phone stopped"),
                             Err(e) => {
                                 s.out.event("error", serde_json::json!({"call": call, "error": e.to_string()}), format!("call {call}: {e}"));
                             }
@@ -1204,8 +1054,7 @@ async fn run<F: std::future::Future<Output = ()>>(
                 }
                 match &mode {
                     Mode::Call { ring_deadline } if active.is_empty() && tnow >= *ring_deadline => {
-                        let calls: Vec<CallId> = s.phone.ua().calls().collect();
-                        for c in calls { s.phone.ua().hangup(c, now); }
+                        s.phone.hangup_all()?;
                         outcome.get_or_insert_with(|| anyhow::anyhow!("nobody answered within the ring timeout"));
                     }
                     Mode::Answer { wait_deadline: Some(d), .. } if active.is_empty() && ringing.is_empty() && tnow >= *d => {
@@ -1216,7 +1065,7 @@ async fn run<F: std::future::Future<Output = ()>>(
             }
         }
         // Done when nothing is left to do.
-        let idle = open.is_empty() && s.transfers.is_empty();
+        let idle = open.is_empty();
         let finished = match &mode {
             Mode::Call { .. } => idle,
             Mode::Answer { remaining, .. } => idle && *remaining == 0,
@@ -1225,69 +1074,10 @@ async fn run<F: std::future::Future<Output = ()>>(
             break;
         }
     }
-    // Let the last requests finish (a BYE retransmitted on a lossy path waits for its 200, up
-    // to 8 s), and answer stray retransmissions for a moment, then unregister.
-    let give_up = TokioInstant::now() + Duration::from_secs(8);
-    let mut settle = TokioInstant::now() + Duration::from_millis(300);
-    loop {
-        match tokio::time::timeout_at(settle, s.phone.next_event()).await {
-            Ok(ev) => {
-                ev?;
-            }
-            Err(_) if s.phone.ua().has_pending_requests() && settle < give_up => {
-                settle = (TokioInstant::now() + Duration::from_millis(100)).min(give_up);
-            }
-            Err(_) => break,
-        }
-    }
-    if let Some(reg) = s.phone.registration() {
-        if reg.is_registered() {
-            reg.unregister(Instant::now());
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    match s.phone.next_event().await {
-                        Ok(PhoneEvent::Registration {
-                            event: RegistrationEvent::Unregistered,
-                            ..
-                        })
-                        | Err(_) => break,
-                        _ => {}
-                    }
-                }
-            })
-            .await;
-        }
-    }
+    // Let the last requests finish, then unregister.
+    s.phone.close().await;
     match outcome {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::refer_allowed;
-
-    #[test]
-    fn refers_are_followed_only_from_our_domain_or_with_consent() {
-        let d = "pbx.example.com";
-        let colleague = Some("<sip:alice@pbx.example.com>;tag=1");
-        let stranger = Some("<sip:mallory@evil.example>;tag=2");
-        assert!(refer_allowed(false, true, d, colleague, None).is_ok());
-        assert!(refer_allowed(
-            false,
-            true,
-            d,
-            colleague,
-            Some("<sip:alice@PBX.example.com>")
-        )
-        .is_ok());
-        // A stranger through our registrar, or a colleague's dialog naming a stranger.
-        assert!(refer_allowed(false, true, d, stranger, None).is_err());
-        assert!(refer_allowed(false, true, d, colleague, Some("<sip:m@evil.example>")).is_err());
-        // Direct calls (no registrar): only with consent.
-        assert!(refer_allowed(false, false, "10.0.0.1", colleague, None).is_err());
-        assert!(refer_allowed(true, false, "10.0.0.1", stranger, None).is_ok());
-        assert!(refer_allowed(false, true, d, None, None).is_err());
     }
 }

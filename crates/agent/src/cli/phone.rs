@@ -1,17 +1,15 @@
 //! `switchboard-agent register …`: the SIP registration side of the headless agent — one or
 //! several accounts on one registrar, over UDP, TCP or TLS, kept fresh and kept alive, and
-//! unregistered on exit.
+//! unregistered on exit. The library's call engine ([`switchboard_agent::call`]) registers;
+//! this module turns the flags into its options and prints its registration events.
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use switchboard_sip::auth::Credentials;
-use switchboard_sip::phone::{Phone, PhoneEvent};
-use switchboard_sip::registration::{Registration, RegistrationConfig, RegistrationEvent};
-use switchboard_sip::transaction::Timers;
-use switchboard_sip::transport::{TlsSettings, Transports};
-use switchboard_sip::ua::{Transport, UaConfig, UserAgent};
+use switchboard_agent::call::{
+    Account, Phone, PhoneEvent, PhoneOptions, RegistrationState, Secret, Transport,
+};
 use switchboard_sip::udp::ServerAddress;
 
 #[derive(Subcommand, Debug)]
@@ -74,13 +72,6 @@ fn print_event(json: bool, what: &str, fields: serde_json::Value, human: String)
     }
 }
 
-fn host(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
-        v4 => v4.to_string(),
-    }
-}
-
 pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
     let PhoneCommand::Register {
         server,
@@ -108,15 +99,19 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
             bail!("a password is needed: SWITCHBOARD_SIP_PASSWORD, --password-file or --password")
         }
     };
-    let mut creds = vec![(user, password)];
+    let mut more: Vec<(String, Secret)> = Vec::new();
     if let Some(f) = &accounts_file {
-        creds.extend(super::secrets::read_accounts_file(f)?);
+        more.extend(
+            super::secrets::read_accounts_file(f)?
+                .into_iter()
+                .map(|(u, p)| (u, p.into())),
+        );
     }
     for a in &accounts {
         let Some((u, p)) = a.split_once(':') else {
             bail!("--account {a:?} must be USER:PASSWORD");
         };
-        creds.push((u.to_owned(), p.to_owned()));
+        more.push((u.to_owned(), p.into()));
     }
     let target = tokio::net::lookup_host((addr.host.as_str(), addr.port))
         .await
@@ -134,57 +129,25 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
         s.local_addr()
     })
     .with_context(|| format!("no route to {target}"))?;
-    let tls = TlsSettings {
-        ca_file: tls_ca,
-        ..TlsSettings::default()
-    };
-    let net = Transports::bind(kind, SocketAddr::new(probe.ip(), 0), &tls).await?;
-    let local = net.local_addr();
     let registrar = addr.uri();
-    let domain = domain.unwrap_or_else(|| addr.host.clone());
-    let user_agent = format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION"));
-    let ua = UserAgent::new(UaConfig {
-        user: creds[0].0.clone(),
-        domain: domain.clone(),
-        display_name: None,
-        credentials: None,
-        contact_host: host(local),
-        transport: kind,
-        outbound_proxy: None,
-        timers: Timers::default(),
-        user_agent: user_agent.clone(),
+    let mut options = PhoneOptions::new(Account {
+        server: Some(server),
+        user,
+        password: Some(password.into()),
+        domain,
+        transport: Some(kind),
     });
-    let mut phone = Phone::new(net, ua);
-    phone.name_address(target, &addr.host);
-    let mut aors = Vec::new();
-    for (user, password) in creds {
-        let aor = format!("sip:{user}@{domain}");
-        let mut reg = Registration::new(RegistrationConfig {
-            registrar: registrar.clone(),
-            aor: aor.clone(),
-            contact: format!("sip:{user}@{};transport={}", host(local), kind.param()),
-            via_sent_by: host(local),
-            via_transport: kind.via_name(),
-            reliability: kind.reliability(),
-            credentials: Credentials {
-                username: user,
-                password,
-            },
-            expires,
-            timers: Timers::default(),
-            user_agent: user_agent.clone(),
-        });
-        reg.start(Instant::now());
-        phone.add_registration(reg, target);
-        aors.push(aor);
-    }
-    let every = match keepalive {
+    options.bind = Some(SocketAddr::new(probe.ip(), 0));
+    options.tls_ca = tls_ca;
+    options.expires = expires;
+    options.more_accounts = more;
+    options.keepalive = match keepalive {
         Some(0) => None,
         Some(s) => Some(Duration::from_secs(s)),
         None if kind == Transport::Udp => Some(Duration::from_secs(25)),
         None => Some(Duration::from_secs(90)),
     };
-    phone.set_keepalive(every);
+    let (phone, mut events) = Phone::start(options).await?;
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs(d));
     let stop = async move {
@@ -196,19 +159,24 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(stop);
-    let mut registered_once = vec![false; aors.len()];
+    // Which accounts have been registered (for "lost; retrying" rather than an error).
+    let mut registered_once = std::collections::HashSet::new();
     loop {
         tokio::select! {
-            ev = phone.next_event() => {
-                let PhoneEvent::Registration { account, event } = ev? else { continue };
-                let aor = aors.get(account).cloned().unwrap_or_default();
-                match event {
-                    RegistrationEvent::Registered { expires, bindings } => {
-                        registered_once[account] = true;
+            ev = events.recv() => match ev {
+                None => bail!("the phone stopped"),
+                Some(PhoneEvent::Stopped { error }) => {
+                    bail!("{}", error.unwrap_or_else(|| "the phone stopped".into()))
+                }
+                // A registration-only phone takes no calls.
+                Some(PhoneEvent::Incoming { call, .. }) => phone.reject(call, 480)?,
+                Some(PhoneEvent::Registration { account, aor, state }) => match state {
+                    RegistrationState::Registered { expires, bindings } => {
+                        registered_once.insert(account);
                         print_event(json, "registered", serde_json::json!({"aor": aor, "registrar": registrar, "expires": expires, "bindings": bindings, "transport": kind.param()}),
                             format!("registered {aor} at {registrar} for {expires} s"));
                     }
-                    RegistrationEvent::Refused { status, reason } => {
+                    RegistrationState::Refused { status, reason } => {
                         let hint = match status {
                             401 | 403 | 407 => "check the user name and password",
                             404 => "the registrar does not know this user or domain — check --user and --domain",
@@ -216,39 +184,33 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
                         };
                         bail!("SIP registration refused by {registrar}: {status} {reason} — {hint}");
                     }
-                    RegistrationEvent::Unreachable => {
-                        if !registered_once[account] {
+                    RegistrationState::Unreachable => {
+                        if !registered_once.contains(&account) {
                             bail!("no answer from {registrar} ({target}) within 32 s — check the address, port and transport, and that the registrar is running");
                         }
                         print_event(json, "unreachable", serde_json::json!({"aor": aor, "registrar": registrar}), format!("lost {registrar}; retrying"));
                     }
-                    RegistrationEvent::Unregistered => {}
-                    RegistrationEvent::NotSent(why) => {
+                    RegistrationState::Unregistered => {}
+                    RegistrationState::NotSent { why } => {
                         bail!("SIP registration not sent: {why} — check --server, --user and --domain");
                     }
-                }
-            }
+                },
+                Some(_) => {}
+            },
             _ = &mut stop => break,
         }
     }
     // Unregister every account that is registered, and wait (briefly) for the answers.
-    let now = Instant::now();
-    let mut pending = 0;
-    for r in phone.registrations() {
-        if r.is_registered() {
-            r.unregister(now);
-            pending += 1;
-        }
-    }
+    let mut pending = phone.unregister().await?;
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     while pending > 0 {
-        match tokio::time::timeout_at(until, phone.next_event()).await {
-            Ok(Ok(PhoneEvent::Registration {
-                account,
-                event: RegistrationEvent::Unregistered,
+        match tokio::time::timeout_at(until, events.recv()).await {
+            Ok(Some(PhoneEvent::Registration {
+                aor,
+                state: RegistrationState::Unregistered,
+                ..
             })) => {
                 pending -= 1;
-                let aor = aors.get(account).cloned().unwrap_or_default();
                 print_event(
                     json,
                     "unregistered",
@@ -256,17 +218,21 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
                     format!("unregistered {aor}"),
                 );
             }
-            Ok(Ok(PhoneEvent::Registration {
-                account,
-                event: RegistrationEvent::Refused { status, reason },
+            Ok(Some(PhoneEvent::Registration {
+                aor,
+                state: RegistrationState::Refused { status, reason },
+                ..
             })) => {
-                let aor = aors.get(account).cloned().unwrap_or_default();
                 bail!("unregistering {aor} failed: {status} {reason}");
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.into()),
+            Ok(Some(PhoneEvent::Stopped { error })) => {
+                bail!("{}", error.unwrap_or_else(|| "the phone stopped".into()))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => bail!("the phone stopped"),
             Err(_) => bail!("no answer from {registrar} to the unregistration within 10 s"),
         }
     }
+    phone.close().await;
     Ok(())
 }

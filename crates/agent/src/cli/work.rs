@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use switchboard_agent::call::printable;
 
 use anyhow::Context;
 use clap::{Args, Parser};
@@ -72,49 +73,8 @@ struct WrapUpRequest<'a> {
     disposition: &'a str,
 }
 
-/// The longest text kept from what a stranger wrote: an `X-Switchboard-*` header value.
-const HEADER_VALUE_MAX: usize = 128;
 /// The longest text kept from a router's problem detail.
 const DETAIL_MAX: usize = 500;
-
-/// Text someone else wrote, fit to print: no control characters (so no line breaks or
-/// terminal escapes) and no invisible bidirectional or zero-width marks, trimmed, at most
-/// `max` characters; `None` when nothing is left.
-fn printable(v: &str, max: usize) -> Option<String> {
-    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
-    let kept: String = v
-        .chars()
-        .filter(|c| !c.is_control() && !invisible(*c))
-        .take(max)
-        .collect();
-    let kept = kept.trim();
-    (!kept.is_empty()).then(|| kept.to_owned())
-}
-
-/// What a call the router offers says about itself in its `X-Switchboard-*` headers, for the
-/// `incoming` event: `queue`, `call_record` (the router's call record id), `caller`,
-/// `dialled` and `choices` (the attendant keys pressed), each when present and printable.
-/// Anyone who can reach the phone can send these headers: they are shown, never acted on.
-pub(super) fn offer_fields(x_headers: &[(String, String)]) -> serde_json::Value {
-    const FIELDS: [(&str, &str); 5] = [
-        ("X-Switchboard-Queue", "queue"),
-        ("X-Switchboard-Call", "call_record"),
-        ("X-Switchboard-Caller", "caller"),
-        ("X-Switchboard-Dialled", "dialled"),
-        ("X-Switchboard-Choices", "choices"),
-    ];
-    let mut v = serde_json::json!({});
-    for (header, field) in FIELDS {
-        let value = x_headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(header))
-            .and_then(|(_, value)| printable(value, HEADER_VALUE_MAX));
-        if let Some(value) = value {
-            v[field] = value.into();
-        }
-    }
-    v
-}
 
 /// Why the router said no, for a person: the problem's detail (the router's own words say
 /// what to do), else the status and a next step.
@@ -677,46 +637,6 @@ mod tests {
         assert_eq!(
             v(&AgentRef { agent: None }),
             serde_json::json!({"agent": null})
-        );
-    }
-
-    #[test]
-    fn header_values_are_printable_and_short() {
-        assert_eq!(printable("  billing ", 128).as_deref(), Some("billing"));
-        assert_eq!(
-            printable("bill\r\nVia: evil\u{1b}[31m", 128).as_deref(),
-            Some("billVia: evil[31m")
-        );
-        assert_eq!(
-            printable("\u{202E}gnillib\u{200B}", 128).as_deref(),
-            Some("gnillib")
-        );
-        assert_eq!(printable("\u{7}\t ", 128), None);
-        let long = "q".repeat(10_000);
-        assert_eq!(printable(&long, HEADER_VALUE_MAX).unwrap().len(), 128);
-        // Several bytes a character: cut at characters, never inside one.
-        assert_eq!(
-            printable(&"é".repeat(200), 128).unwrap().chars().count(),
-            128
-        );
-        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect()
-        };
-        assert_eq!(
-            offer_fields(&h(&[
-                ("X-Switchboard-Queue", "billing"),
-                ("x-switchboard-call", "c-42"),
-                ("X-Other", "ignored"),
-                ("X-Switchboard-Choices", "1,2"),
-            ])),
-            serde_json::json!({"queue": "billing", "call_record": "c-42", "choices": "1,2"})
-        );
-        assert_eq!(
-            offer_fields(&h(&[("X-Switchboard-Queue", "\r\n")])),
-            serde_json::json!({})
         );
     }
 

@@ -1,0 +1,757 @@
+//! The audio of the phone's calls: one RTP port shared by its calls, a media session per call
+//! (Opus or G.711), sound devices, a WAV file or silence as the microphone and a WAV file as
+//! the speaker. It runs on a thread of its own with its own 20 ms clock, driven through an
+//! [`AudioHandle`]: the SIP loop never waits on audio, and audio never interrupts SIP (a TLS
+//! handshake takes longer than a frame). Calls whose SDP agreed SDES keys are carried as SRTP; packets that fail authentication
+//! are dropped, and a run of them is reported as a `media_error` event.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use switchboard_media::device::{DeviceAudio, DeviceChoice, DeviceEvent, Rate, ENGINE_RATE};
+use switchboard_media::session::{Codec, Dropped, MediaSession, Stats};
+use switchboard_media::srtp::{Srtp, SrtpError};
+use switchboard_media::wav::{WavSink, WavSource};
+use switchboard_sip::sdp::{CodecSpec, Direction, Negotiated};
+use switchboard_sip::ua::CallId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::CallError;
+
+struct CallMedia {
+    session: MediaSession,
+    source: Option<WavSource>,
+    sink: Option<WavSink>,
+    send: bool,
+    /// RTCP goes on the RTP port (RFC 5761) when both sides agreed; otherwise none is sent.
+    rtcp_mux: bool,
+    /// The `a=crypto` lines (ours, the peer's) the SRTP context was keyed with.
+    keys: Option<(String, String)>,
+    /// Microphone (48 kHz) → the codec's rate, and what we hear → 48 kHz, with devices.
+    mic: Rate,
+    speaker: Rate,
+    /// SRTP packets that failed authentication in a row, and whether we said so.
+    auth_failures_in_row: u32,
+    warned: bool,
+}
+
+/// SRTP packets failing authentication in a row (half a second of audio) before the agent
+/// reports that the keys disagree.
+const AUTH_FAILURES_TO_REPORT: u32 = 25;
+
+/// The `a=crypto` lines (ours, the peer's) an SRTP context was keyed with.
+type Keys = (String, String);
+
+/// The SRTP context for agreed keys; `None` for plain RTP.
+fn srtp_for(m: &Negotiated) -> Result<Option<(Srtp, Keys)>, CallError> {
+    match (&m.local_crypto, &m.remote_crypto) {
+        (Some(l), Some(r)) => {
+            let srtp =
+                Srtp::new(l, r).map_err(|e| CallError::Media(format!("cannot start SRTP: {e}")))?;
+            Ok(Some((srtp, (l.clone(), r.clone()))))
+        }
+        _ => Ok(None),
+    }
+}
+
+struct CallAudio {
+    calls: HashMap<CallId, CallMedia>,
+    /// The file to play, and its audio at each rate a call needed so far.
+    play: Option<PathBuf>,
+    played: HashMap<u32, WavSource>,
+    record: Option<PathBuf>,
+    recordings: u32,
+    /// Opus DTX on our side.
+    dtx: bool,
+    /// Sound devices, when asked for.
+    devices: Option<DeviceAudio>,
+    /// Send back what each call hears.
+    echo: bool,
+    /// The microphone is muted: calls carry silence.
+    muted: bool,
+}
+
+/// How the agent's calls sound.
+pub struct AudioOptions {
+    /// The microphone: this WAV file (otherwise silence, or a device).
+    pub play: Option<PathBuf>,
+    /// Record what each call carries from the other side.
+    pub record: Option<PathBuf>,
+    pub codecs: Vec<Codec>,
+    /// Opus DTX.
+    pub dtx: bool,
+    pub devices: Option<DeviceChoice>,
+    /// Echo test: each call sends back what it hears.
+    pub echo: bool,
+    /// Output volume on the device, 0.0–1.0.
+    pub volume: f32,
+    /// Start muted.
+    pub muted: bool,
+}
+
+/// The codecs `--codec` names, in order (default: Opus, then PCMU, then PCMA).
+pub fn parse_codecs(names: &[String]) -> Result<Vec<Codec>, CallError> {
+    if names.is_empty() {
+        return Ok(vec![Codec::Opus, Codec::Pcmu, Codec::Pcma]);
+    }
+    names
+        .iter()
+        .map(|n| {
+            Codec::from_name(n, 8000)
+                .or_else(|| Codec::from_name(n, 48000))
+                .ok_or_else(|| {
+                    CallError::Options(format!(
+                        "unknown codec {n:?} — this agent speaks opus, pcmu and pcma"
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn directions(d: switchboard_sip::sdp::Direction) -> (bool, bool) {
+    match d {
+        Direction::SendRecv => (true, true),
+        Direction::SendOnly => (true, false),
+        Direction::RecvOnly => (false, true),
+        Direction::Inactive => (false, false),
+    }
+}
+
+impl CallAudio {
+    /// A call's media is agreed: start carrying it. The error says why it cannot be.
+    fn start(&mut self, call: CallId, m: &Negotiated) -> Result<(), CallError> {
+        if self.calls.contains_key(&call) {
+            return self.update(call, m);
+        }
+        let codec = Codec::from_name(&m.codec.encoding, m.codec.clock_rate).ok_or_else(|| {
+            CallError::Media(format!(
+                "the peer chose {}/{}, which this agent cannot carry yet",
+                m.codec.encoding, m.codec.clock_rate
+            ))
+        })?;
+        let created = Instant::now();
+        let mut session = MediaSession::new(codec, m.codec.payload_type, m.remote, created);
+        // The one read of the system clock for this stream's RTCP (the edge, #13 item 25).
+        session.set_wall_clock(created, unix_time());
+        session.set_telephone_event(m.telephone_event);
+        session.configure_opus(m.codec.fmtp.as_deref(), self.dtx);
+        let keys = match srtp_for(m)? {
+            Some((srtp, keys)) => {
+                session.set_srtp(Some(srtp));
+                Some(keys)
+            }
+            None => None,
+        };
+        let sink = match &self.record {
+            Some(path) => {
+                self.recordings += 1;
+                let path = if self.recordings == 1 {
+                    path.clone()
+                } else {
+                    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string());
+                    path.with_file_name(format!(
+                        "{}-{}.wav",
+                        stem.unwrap_or_else(|| "call".into()),
+                        self.recordings
+                    ))
+                };
+                Some(WavSink::create(&path, codec.clock_rate())?)
+            }
+            None => None,
+        };
+        let (send, _) = directions(m.direction);
+        let source = match &self.play {
+            Some(path) => {
+                let rate = codec.clock_rate();
+                let src = match self.played.entry(rate) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(WavSource::open(path, rate)?)
+                    }
+                };
+                Some(src.clone())
+            }
+            None => None,
+        };
+        self.calls.insert(
+            call,
+            CallMedia {
+                session,
+                source,
+                sink,
+                send,
+                rtcp_mux: m.rtcp_mux,
+                keys,
+                mic: Rate::new(ENGINE_RATE, codec.clock_rate()),
+                speaker: Rate::new(codec.clock_rate(), ENGINE_RATE),
+                auth_failures_in_row: 0,
+                warned: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// New offer/answer on the call (hold, resume, a new address).
+    fn update(&mut self, call: CallId, m: &Negotiated) -> Result<(), CallError> {
+        if let Some(c) = self.calls.get_mut(&call) {
+            let keys = m.local_crypto.clone().zip(m.remote_crypto.clone());
+            if keys != c.keys {
+                // New keys (a re-INVITE re-keyed the call), or SRTP started or stopped.
+                let srtp = srtp_for(m)?;
+                c.keys = srtp.as_ref().map(|(_, k)| k.clone());
+                c.session.set_srtp(srtp.map(|(s, _)| s));
+                c.auth_failures_in_row = 0;
+                c.warned = false;
+            }
+            c.session.set_remote(m.remote);
+            c.session.set_telephone_event(m.telephone_event);
+            c.rtcp_mux = m.rtcp_mux;
+            c.send = directions(m.direction).0;
+        }
+        Ok(())
+    }
+
+    /// The call ended: close its recording; its figures.
+    fn stop(&mut self, call: CallId) -> Option<(Stats, Option<f64>)> {
+        let c = self.calls.remove(&call)?;
+        if let Some(sink) = c.sink {
+            if let Err(e) = sink.finish() {
+                tracing::warn!(error = %e, "could not finish the recording");
+            }
+        }
+        Some((c.session.stats(), c.session.mos()))
+    }
+
+    /// Every 20 ms: one frame out per sending call (packets to send), one frame played into
+    /// each recording.
+    fn tick(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        let echo = self.echo;
+        // The microphone once for every call; what the calls carry, mixed, to the speaker.
+        let mic = self.devices.as_mut().map(DeviceAudio::capture_frame);
+        let mut mix = self.devices.as_ref().map(|_| vec![0f32; 960]);
+        for c in self.calls.values_mut() {
+            let n = c.session.frame_samples();
+            if let Some(m) = &mic {
+                c.mic.push(m);
+                // Not sending (held): keep no more than 100 ms.
+                while c.mic.available() > n * 5 {
+                    let _ = c.mic.pull(n);
+                }
+            }
+            // An echo sends what it hears in the same tick (no frame of extra delay).
+            let heard = c.session.play();
+            if c.send {
+                if let Some(to) = c.session.remote() {
+                    let pcm = match (c.source.as_mut(), &mic) {
+                        _ if echo => heard.clone(),
+                        (Some(s), _) => s.next_frame(n),
+                        (None, Some(_)) => c
+                            .mic
+                            .pull(n)
+                            .map(|f| f.iter().map(|&x| (x * 32767.0) as i16).collect())
+                            .unwrap_or_else(|| vec![0; n]),
+                        (None, None) => vec![0; n],
+                    };
+                    // Muted: the file or device keeps running, the call carries silence.
+                    let pcm = if self.muted && !echo { vec![0; n] } else { pcm };
+                    let packet = c.session.packetise(&pcm);
+                    // Empty: Opus DTX is quiet this frame.
+                    if !packet.is_empty() {
+                        out.push((to, packet));
+                    }
+                }
+            }
+            if let Some(mix) = mix.as_mut() {
+                let f: Vec<f32> = heard.iter().map(|&x| f32::from(x) / 32768.0).collect();
+                c.speaker.push(&f);
+                if let Some(up) = c.speaker.pull(960) {
+                    mix.iter_mut().zip(up).for_each(|(m, x)| *m += x);
+                }
+            }
+            if let Some(sink) = c.sink.as_mut() {
+                if let Err(e) = sink.write(&heard) {
+                    tracing::warn!(error = %e, "recording stopped");
+                    c.sink = None;
+                }
+            }
+        }
+        if let (Some(d), Some(mix)) = (self.devices.as_mut(), mix) {
+            d.play_frame(&mix);
+        }
+        out
+    }
+
+    /// What the devices reported since the last tick.
+    fn device_events(&self) -> Vec<DeviceEvent> {
+        let mut v = Vec::new();
+        if let Some(d) = &self.devices {
+            while let Some(e) = d.try_event() {
+                v.push(e);
+            }
+        }
+        v
+    }
+
+    /// RTCP reports due now (every 5 s), and whether each goes on the RTP port (rtcp-mux)
+    /// or to the peer's RTCP port (its RTP port + 1, RFC 3550 §11) from ours.
+    fn reports(&mut self) -> Vec<(SocketAddr, Vec<u8>, bool)> {
+        let at = Instant::now();
+        self.calls
+            .values_mut()
+            .filter_map(|c| {
+                let remote = c.session.remote()?;
+                let to = if c.rtcp_mux {
+                    remote
+                } else {
+                    SocketAddr::new(remote.ip(), remote.port().checked_add(1)?)
+                };
+                // Our SR's time from the same anchor as the arrivals, so the RTT never mixes
+                // the monotonic clock with a stepped wall clock.
+                let now = c.session.wall_clock_at(at).unwrap_or_else(unix_time);
+                Some((to, c.session.rtcp_report(now), c.rtcp_mux))
+            })
+            .filter(|(_, p, _)| !p.is_empty())
+            .collect()
+    }
+
+    /// A datagram on the RTCP port: to the call whose peer's host sent it.
+    fn receive_rtcp(&mut self, data: &[u8], from: SocketAddr) {
+        let only = (self.calls.len() == 1)
+            .then(|| self.calls.keys().next().copied())
+            .flatten();
+        let key = self
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.session.remote().is_some_and(|r| {
+                    r.ip() == from.ip() && r.port().checked_add(1) == Some(from.port())
+                })
+            })
+            .map(|(k, _)| *k)
+            .or(only);
+        if let Some(c) = key.and_then(|k| self.calls.get_mut(&k)) {
+            if let Err(e) = c.session.receive_rtcp_port(data, from, Instant::now()) {
+                tracing::debug!(error = %e, %from, "RTCP packet dropped");
+            }
+        }
+    }
+
+    /// A datagram on the RTP port: to the call whose peer sent it (or the only call, which
+    /// may latch onto a NATed source).
+    fn receive(&mut self, data: &[u8], from: SocketAddr) -> Option<AudioEvent> {
+        let now = Instant::now();
+        let key = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.session.remote() == Some(from))
+            .map(|(k, _)| *k)
+            .or_else(|| {
+                if self.calls.len() == 1 {
+                    self.calls.keys().next().copied()
+                } else {
+                    None
+                }
+            });
+        let call = key?;
+        let c = self.calls.get_mut(&call)?;
+        let result = c.session.receive(data, from, now);
+        if matches!(
+            result,
+            Err(Dropped::Srtp(
+                SrtpError::AuthFailed | SrtpError::Malformed(_)
+            ))
+        ) {
+            c.auth_failures_in_row += 1;
+        } else if result.is_ok() {
+            c.auth_failures_in_row = 0;
+        }
+        match result {
+            Ok(Some(digit)) => Some(AudioEvent::Dtmf { call, digit }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, %from, "RTP packet dropped");
+                if c.auth_failures_in_row >= AUTH_FAILURES_TO_REPORT && !c.warned {
+                    c.warned = true;
+                    tracing::warn!(%call, %from, "SRTP authentication keeps failing");
+                    return Some(AudioEvent::Problem {
+                        call,
+                        kind: "srtp_auth",
+                        message: format!(
+                            "no audio from the other side: {} SRTP packets in a row from {from} failed authentication — the keys exchanged in SDP do not match; a device between the two ends may be rewriting the SDP, check the trunk's SRTP settings",
+                            c.auth_failures_in_row
+                        ),
+                    });
+                }
+                None
+            }
+        }
+    }
+}
+
+/// What the audio engine reports.
+#[derive(Debug)]
+pub enum AudioEvent {
+    /// A DTMF digit arrived in the media path (RFC 4733).
+    Dtmf { call: CallId, digit: char },
+    /// A sound device opened, fell back, failed or is missing.
+    Device(DeviceEvent),
+    /// Something keeps the call's audio from working (the call itself goes on).
+    Problem {
+        call: CallId,
+        kind: &'static str,
+        message: String,
+    },
+}
+
+enum Cmd {
+    Dtmf(CallId, char, oneshot::Sender<bool>),
+    Start(
+        CallId,
+        Box<Negotiated>,
+        oneshot::Sender<Result<(), CallError>>,
+    ),
+    Mute(bool),
+    Volume(f32),
+    Update(CallId, Box<Negotiated>),
+    Stop(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
+    Stats(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
+}
+
+/// The agent's audio engine, running in its own task.
+pub struct AudioHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    events: mpsc::UnboundedReceiver<AudioEvent>,
+    port: u16,
+    codecs: Vec<Codec>,
+}
+
+impl AudioHandle {
+    /// Starts the engine on a pair of sockets: the RTP port our SDP names (even) and the
+    /// RTCP port after it, for peers that do not take rtcp-mux. `play` is read now, so a bad
+    /// file is an error before any call.
+    pub fn spawn(
+        (socket, rtcp): (tokio::net::UdpSocket, tokio::net::UdpSocket),
+        options: AudioOptions,
+    ) -> Result<Self, CallError> {
+        let AudioOptions {
+            play,
+            record,
+            codecs,
+            dtx,
+            devices,
+            echo,
+            volume,
+            muted,
+        } = options;
+        let (play, record) = (play.as_deref(), record.as_deref());
+        // Read the file now, so a bad one is an error before any call.
+        let mut played = HashMap::new();
+        if let Some(p) = play {
+            played.insert(8000, WavSource::open(p, 8000)?);
+        }
+        let port = socket.local_addr()?.port();
+        let mut audio = CallAudio {
+            calls: HashMap::new(),
+            play: play.map(Path::to_path_buf),
+            played,
+            record: record.map(Path::to_path_buf),
+            recordings: 0,
+            dtx,
+            devices: devices.map(|choice| {
+                let d = DeviceAudio::open(choice);
+                d.set_volume(volume);
+                d
+            }),
+            echo,
+            muted,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        // The pump runs on a thread of its own, with a single-threaded runtime for its
+        // sockets and its 20 ms clock: SIP, TLS and the application's tasks never delay a
+        // frame, and the pump never delays them.
+        let (socket, rtcp) = (socket.into_std()?, rtcp.into_std()?);
+        let clock = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let pump = async move {
+            let (socket, rtcp) = match (
+                tokio::net::UdpSocket::from_std(socket),
+                tokio::net::UdpSocket::from_std(rtcp),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "the audio thread cannot use the RTP ports");
+                    return;
+                }
+            };
+            let mut buf = vec![0u8; 2048];
+            let mut rtcp_buf = vec![0u8; 2048];
+            let mut ticks: u64 = 0;
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        None => break,
+                        Some(Cmd::Start(call, m, reply)) => {
+                            let _ = reply.send(audio.start(call, &m));
+                        }
+                        Some(Cmd::Update(call, m)) => {
+                            if let Err(e) = audio.update(call, &m) {
+                                let _ = ev_tx.send(AudioEvent::Problem { call, kind: "srtp_setup", message: e.to_string() });
+                            }
+                        }
+                        Some(Cmd::Dtmf(call, digit, reply)) => {
+                            let sent = audio
+                                .calls
+                                .get_mut(&call)
+                                .is_some_and(|c| c.session.send_dtmf(digit, 160));
+                            let _ = reply.send(sent);
+                        }
+                        Some(Cmd::Stop(call, reply)) => {
+                            let _ = reply.send(audio.stop(call));
+                        }
+                        Some(Cmd::Stats(call, reply)) => {
+                            let _ = reply.send(
+                                audio.calls.get(&call).map(|c| (c.session.stats(), c.session.mos())),
+                            );
+                        }
+                        Some(Cmd::Mute(on)) => audio.muted = on,
+                        Some(Cmd::Volume(v)) => {
+                            if let Some(d) = &audio.devices {
+                                d.set_volume(v);
+                            }
+                        }
+                    },
+                    r = socket.recv_from(&mut buf) => {
+                        if let Ok((n, from)) = r {
+                            if let Some(ev) = audio.receive(&buf[..n], from) {
+                                let _ = ev_tx.send(ev);
+                            }
+                        }
+                    }
+                    r = rtcp.recv_from(&mut rtcp_buf) => {
+                        if let Ok((n, from)) = r {
+                            audio.receive_rtcp(&rtcp_buf[..n], from);
+                        }
+                    }
+                    _ = tick.tick() => {
+                        // Take in what has arrived before playing a frame: when this task
+                        // was held up, the socket and the (bursting) ticks are ready at
+                        // once, and a frame played first would find its packet missing.
+                        for _ in 0..256 {
+                            let Ok((n, from)) = socket.try_recv_from(&mut buf) else {
+                                break;
+                            };
+                            if let Some(ev) = audio.receive(&buf[..n], from) {
+                                let _ = ev_tx.send(ev);
+                            }
+                        }
+                        for e in audio.device_events() {
+                            let _ = ev_tx.send(AudioEvent::Device(e));
+                        }
+                        for (to, packet) in audio.tick() {
+                            let _ = socket.send_to(&packet, to).await;
+                        }
+                        ticks += 1;
+                        // RTCP every 5 s (RFC 3550 §6.2's minimum for a two-party call).
+                        if ticks % 250 == 125 {
+                            for (to, packet, mux) in audio.reports() {
+                                let from = if mux { &socket } else { &rtcp };
+                                let _ = from.send_to(&packet, to).await;
+                            }
+                        }
+                    }
+                }
+            }
+            for call in audio.calls.keys().copied().collect::<Vec<_>>() {
+                audio.stop(call);
+            }
+        };
+        std::thread::Builder::new()
+            .name("switchboard-audio".into())
+            .spawn(move || clock.block_on(pump))?;
+        Ok(Self {
+            tx,
+            events,
+            port,
+            codecs,
+        })
+    }
+
+    /// The RTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What to put in our SDP, in order of preference.
+    pub fn codec_specs(&self) -> Vec<CodecSpec> {
+        self.codecs
+            .iter()
+            .map(|c| match c {
+                Codec::Pcmu => CodecSpec::pcmu(),
+                Codec::Pcma => CodecSpec::pcma(),
+                Codec::Opus => CodecSpec::opus(),
+            })
+            .collect()
+    }
+
+    /// A call's media is agreed (or changed): carry it. The error says why it cannot be.
+    pub async fn start(&self, call: CallId, m: &Negotiated) -> Result<(), CallError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || CallError::Media("the audio engine stopped".into());
+        self.tx
+            .send(Cmd::Start(call, Box::new(m.clone()), reply))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Mutes or unmutes the microphone of every call (the file or device goes on running).
+    pub fn set_muted(&self, muted: bool) {
+        let _ = self.tx.send(Cmd::Mute(muted));
+    }
+
+    /// The output volume on the sound device, 0.0–1.0 (no effect without devices).
+    pub fn set_volume(&self, volume: f32) {
+        let _ = self.tx.send(Cmd::Volume(volume.clamp(0.0, 1.0)));
+    }
+
+    /// Sends a DTMF digit in the media path (RFC 4733), when the call agreed telephone-event;
+    /// `false` otherwise (then send it as SIP INFO).
+    pub async fn send_dtmf(&self, call: CallId, digit: char) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Cmd::Dtmf(call, digit, reply)).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    /// The next thing the engine reports.
+    pub async fn next_event(&mut self) -> Option<AudioEvent> {
+        self.events.recv().await
+    }
+
+    /// Hold, resume, a new address.
+    pub fn update(&self, call: CallId, m: &Negotiated) {
+        let _ = self.tx.send(Cmd::Update(call, Box::new(m.clone())));
+    }
+
+    /// A call's figures so far and its estimated MOS; `None` when it carries no audio.
+    pub async fn stats(&self, call: CallId) -> Option<(Stats, Option<f64>)> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Cmd::Stats(call, reply)).ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// The call ended: its recording is closed; its figures and estimated MOS.
+    pub async fn stop(&self, call: CallId) -> Option<(Stats, Option<f64>)> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Cmd::Stop(call, reply)).ok()?;
+        answer.await.ok().flatten()
+    }
+}
+
+/// `--input-device` / `--output-device` as a device choice (`default` = the system's,
+/// followed when it changes); `None` when neither was given.
+pub fn device_choice(input: Option<&str>, output: Option<&str>) -> Option<DeviceChoice> {
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let named = |n: Option<&str>| n.filter(|n| *n != "default").map(str::to_owned);
+    Some(DeviceChoice {
+        input: named(input),
+        output: named(output),
+        open_input: input.is_some(),
+        open_output: output.is_some(),
+    })
+}
+
+/// The RTP and RTCP sockets of the agent: an even port and the one after it (RFC 3550 §11),
+/// from `range` (inclusive), starting at a random place in it so that agents on one host
+/// rarely collide; an error when the whole range is taken.
+pub async fn bind_media_ports(
+    ip: std::net::IpAddr,
+    range: (u16, u16),
+) -> Result<(tokio::net::UdpSocket, tokio::net::UdpSocket), CallError> {
+    let first = range.0 + range.0 % 2;
+    let pairs = u32::from(range.1.saturating_sub(first).div_ceil(2));
+    let start = rand::random::<u32>() % pairs.max(1);
+    for i in 0..pairs {
+        let port = first + (((start + i) % pairs) * 2) as u16;
+        let Some(next) = port.checked_add(1).filter(|p| *p <= range.1) else {
+            continue;
+        };
+        let Ok(rtp) = tokio::net::UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+            continue;
+        };
+        if let Ok(rtcp) = tokio::net::UdpSocket::bind(SocketAddr::new(ip, next)).await {
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(CallError::Options(format!(
+        "no free pair of RTP/RTCP ports in {}-{} on {ip} — widen --rtp-ports",
+        range.0, range.1
+    )))
+}
+
+/// `--rtp-ports LOW-HIGH`.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), CallError> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| CallError::Options("--rtp-ports takes LOW-HIGH, e.g. 16384-32767".into()))?;
+    let port = |x: &str| {
+        x.trim()
+            .parse::<u16>()
+            .map_err(|_| CallError::Options(format!("{x:?} is not a port")))
+    };
+    let (a, b) = (port(a)?, port(b)?);
+    if !(a >= 1024 && a < b) {
+        return Err(CallError::Options(format!(
+            "--rtp-ports {s}: need 1024 ≤ LOW < HIGH"
+        )));
+    }
+    Ok((a, b))
+}
+
+/// The system clock as time since the Unix epoch: read here, at the edge, for RTCP.
+fn unix_time() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_are_read_and_pairs_bound() {
+        assert_eq!(parse_port_range("16384-32767").unwrap(), (16384, 32767));
+        for bad in ["", "1000", "2000-1000", "80-90", "a-b", "5000-5000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+            let (a, b) = bind_media_ports(ip, (40000, 40003)).await.unwrap();
+            let (pa, pb) = (
+                a.local_addr().unwrap().port(),
+                b.local_addr().unwrap().port(),
+            );
+            assert_eq!(pa % 2, 0);
+            assert_eq!(pb, pa + 1);
+            // The other pair is what is left; then the range is full.
+            let (c, _d) = bind_media_ports(ip, (40000, 40003)).await.unwrap();
+            assert_ne!(c.local_addr().unwrap().port(), pa);
+            let err = bind_media_ports(ip, (40000, 40003)).await.unwrap_err();
+            assert!(err.to_string().contains("widen --rtp-ports"), "{err}");
+        });
+    }
+}
