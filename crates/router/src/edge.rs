@@ -183,6 +183,9 @@ struct CallRt {
     consult: Option<Consult>,
     /// An agent's call to an outside number (its `caller_leg` is the called party's).
     outbound: bool,
+    /// The agent who placed this call from their phone, inside the tenant (they are its
+    /// caller, busy for the queues while it lasts).
+    dialler: Option<AgentId>,
 }
 
 impl CallRt {
@@ -225,6 +228,7 @@ impl CallRt {
             on_trunk: true,
             consult: None,
             outbound: false,
+            dialler: None,
         }
     }
 }
@@ -273,6 +277,9 @@ struct Admission {
     closed: Option<String>,
     /// An agent's call to the outside number `dialled`, on `trunk`.
     outbound: Option<AgentId>,
+    /// An agent's call inside the tenant (a colleague, a queue, an attendant, an expert
+    /// group): `route` says where; no trunk is used.
+    internal: Option<AgentId>,
 }
 
 /// The running edge's handle.
@@ -857,6 +864,11 @@ impl Edge {
             .request_uri()
             .and_then(|u| safe_user(&u))
             .unwrap_or_default();
+        if !dialled.starts_with('+') && !dialled.bytes().all(|b| b.is_ascii_digit()) {
+            self.agent_calls_inside(m, from, tenant, agent, &dialled, now)
+                .await;
+            return;
+        }
         let recent = calls_in_last_hour(self.dialled.entry((tenant, agent)).or_default(), now);
         let verdict = self.cc.with(|d| {
             let t = &d.tenants[tenant];
@@ -932,12 +944,54 @@ impl Edge {
                     priority: 3,
                     closed: None,
                     outbound: Some(agent),
+                    internal: None,
                 });
                 self.ua.handle_message(m, from, now);
                 self.settle().await;
                 self.admitted = None;
             }
         }
+    }
+
+    /// An agent's phone calls `name` inside the tenant: a colleague (the user part of their
+    /// UPN), a queue, an attendant or an expert group, as transfers name them. Unknown: 404.
+    async fn agent_calls_inside(
+        &mut self,
+        m: &Message,
+        from: SocketAddr,
+        tenant: usize,
+        agent: AgentId,
+        name: &str,
+        now: Instant,
+    ) {
+        let route = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            t.transfer_target(name, &t.spec.domain)
+        });
+        let route = match route {
+            Some(Route::Agent(a) | Route::Expert(a)) if a == agent => None,
+            r => r,
+        };
+        let Some(route) = route else {
+            tracing::info!(%name, "an agent called nobody of the tenant");
+            if let Some(r) = response(m, 404, "Not Found", &[]) {
+                let _ = self.net.send(from, None, r).await;
+            }
+            return;
+        };
+        self.admitted = Some(Admission {
+            tenant,
+            trunk: 0,
+            route: Some(route),
+            dialled: name.to_owned(),
+            priority: 3,
+            closed: None,
+            outbound: None,
+            internal: Some(agent),
+        });
+        self.ua.handle_message(m, from, now);
+        self.settle().await;
+        self.admitted = None;
     }
 
     /// The agent's leg `leg` of an admitted outside call is here: ring the number on the
@@ -1120,6 +1174,7 @@ impl Edge {
                     priority: 3,
                     closed: None,
                     outbound: None,
+                    internal: None,
                 });
             };
             // Outside the number's opening hours: its holiday or closed route, or nowhere.
@@ -1149,6 +1204,7 @@ impl Edge {
                 priority: number.priority,
                 closed,
                 outbound: None,
+                internal: None,
             })
         })
     }
@@ -1242,15 +1298,27 @@ impl Edge {
         };
         let n = self.next_call;
         self.next_call += 1;
-        let caller = safe_user(from).unwrap_or_else(|| "anonymous".into());
         let id = uuid::Uuid::new_v4().to_string();
-        let (tenant_id, trunk_name) = self.cc.with(|d| {
+        let (tenant_id, trunk_name, dialler) = self.cc.with(|d| {
             let t = &mut d.tenants[a.tenant];
+            if let Some(agent) = a.internal {
+                // An agent's own call inside the tenant: busy for the queues meanwhile.
+                t.engine
+                    .set_busy_elsewhere(agent, Some(routing::CallId(n)), now);
+                let upn = t.agent_mut(agent).map(|r| {
+                    r.on_call = true;
+                    r.upn.clone()
+                });
+                return (t.spec.id.clone(), "internal".to_owned(), upn);
+            }
             let tr = &mut t.trunks[a.trunk];
             tr.calls += 1;
             trunk_gauges(&t.spec.id, tr);
-            (t.spec.id.clone(), tr.name.clone())
+            (t.spec.id.clone(), tr.name.clone(), None)
         });
+        let caller = dialler
+            .clone()
+            .unwrap_or_else(|| safe_user(from).unwrap_or_else(|| "anonymous".into()));
         let rec = CallRecord {
             id: id.clone(),
             tenant: tenant_id,
@@ -1280,6 +1348,8 @@ impl Edge {
         };
         let mut c = CallRt::new(id, &a, leg, caller, stage, rec, now);
         c.early = a.route.is_none();
+        c.dialler = a.internal;
+        c.on_trunk = a.internal.is_none();
         self.calls.insert(n, c);
         self.save(n);
         self.legs.insert(leg, Leg::Caller(n));
@@ -1357,9 +1427,17 @@ impl Edge {
                 c.direct = Some(a);
                 c.stage = Stage::Queued;
                 let leg = c.caller_leg;
-                let list = Playlist {
-                    clips: vec![self.prompt(tenant, "transferring")],
-                    then_loop: Some(self.prompts.music.clone()),
+                // A colleague's call rings back; a transferred caller hears why they wait.
+                let list = if c.dialler.is_some() && c.hops == 1 {
+                    Playlist {
+                        clips: Vec::new(),
+                        then_loop: Some(self.prompts.ringback.clone()),
+                    }
+                } else {
+                    Playlist {
+                        clips: vec![self.prompt(tenant, "transferring")],
+                        then_loop: Some(self.prompts.music.clone()),
+                    }
                 };
                 self.relay.play(leg, list);
                 self.offer(tenant, n, None, a, now);
@@ -1807,6 +1885,7 @@ impl Edge {
                 };
                 self.menu(n, Some("transfer-failed"));
             }
+            (None, None) if c.dialler.is_some() => self.close(n, "not-available"),
             (None, None) => self.close(n, "transfer-failed"),
         }
     }
@@ -2413,6 +2492,12 @@ impl Edge {
             }
             if let Some(a) = c.direct {
                 t.engine.set_busy_elsewhere(a, None, now);
+            }
+            if let Some(a) = c.dialler {
+                t.engine.set_busy_elsewhere(a, None, now);
+                if let Some(r) = t.agent_mut(a) {
+                    r.on_call = false;
+                }
             }
             let (agent, _) = c.agent?;
             let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);

@@ -52,6 +52,7 @@ pub const IDS: &[&str] = &[
     "callback-offer",
     "callback-confirmed",
     "callback-calling",
+    "not-available",
 ];
 
 /// The prompts that say `n`: one for 0–20, its digits one by one above.
@@ -71,6 +72,26 @@ pub fn number(n: u64) -> Vec<String> {
 pub struct Prompts {
     clips: HashMap<(String, String), Arc<Clip>>,
     pub music: Arc<Clip>,
+    /// A ringing tone (440 + 480 Hz, 2 s on, 4 s off: the North American ringback), looped
+    /// while a colleague's phone rings.
+    pub ringback: Arc<Clip>,
+}
+
+/// One cycle of the ringback tone at [`CLIP_RATE`].
+fn ringback() -> Arc<Clip> {
+    let on = 2 * CLIP_RATE as usize;
+    let a = switchboard_media::tone::sine(440.0, CLIP_RATE, 2000.0, 0, on);
+    let b = switchboard_media::tone::sine(480.0, CLIP_RATE, 2000.0, 0, on);
+    let mut samples: Vec<i16> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| x.saturating_add(*y))
+        .collect();
+    samples.extend(std::iter::repeat_n(0, 4 * CLIP_RATE as usize));
+    Arc::new(Clip {
+        name: "ringback".into(),
+        samples,
+    })
 }
 
 /// The prompts shipped with the router's sources.
@@ -134,7 +155,11 @@ impl Prompts {
                 "some prompts could not be read; a tone plays in their place — run scripts/make-prompts.sh or set [sip] prompts_dir"
             );
         }
-        Self { clips, music }
+        Self {
+            clips,
+            music,
+            ringback: ringback(),
+        }
     }
 
     /// Prompt `id` in `language` (English when that language lacks it).

@@ -343,6 +343,40 @@ impl Center {
         self.call_with(number, &args, play, record)
     }
 
+    /// Whether agent `upn` reaches `state` within 6 s.
+    async fn becomes(&self, upn: &str, state: &str) -> bool {
+        for _ in 0..60 {
+            if self.status(upn).await["state"] == state {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// An agent's phone (SIP credentials `creds`, password in `pw`) calls `target` through
+    /// the router for 6 s, playing the agent's tone and recording as `record`.
+    fn agent_dials(&self, creds: &Value, pw: &Path, target: &str, record: &str) -> Child {
+        let uri = format!("sip:{target}@127.0.0.1:{}", self.sip);
+        Command::new(agent_bin())
+            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "20"])
+            .args(["--server", creds["registrar"].as_str().unwrap()])
+            .args(["--user", creds["username"].as_str().unwrap()])
+            .args(["--domain", creds["domain"].as_str().unwrap()])
+            .arg("--password-file")
+            .arg(pw)
+            .args(["--codec", "pcmu", "--hangup-after", "6"])
+            .arg("--play")
+            .arg(self.dir.path().join("agent.wav"))
+            .arg("--record")
+            .arg(self.dir.path().join(record))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `switchboard-agent work` as `upn` (the router checks no tokens) with `args` then
     /// `more`, its JSON events on a pipe.
     fn work(&self, upn: &str, args: &[&str], more: &[&str]) -> Child {
@@ -2466,37 +2500,13 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
     let creds = c.credentials("adele@contoso.example").await;
     let pw = c.dir.path().join("adele.pw");
     std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
-    let dial = |number: &str, record: &str| {
-        let uri = format!("sip:{number}@127.0.0.1:{}", c.sip);
-        Command::new(agent_bin())
-            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &uri, "--ring-timeout", "20"])
-            .args(["--server", creds["registrar"].as_str().unwrap()])
-            .args(["--user", creds["username"].as_str().unwrap()])
-            .args(["--domain", creds["domain"].as_str().unwrap()])
-            .arg("--password-file")
-            .arg(&pw)
-            .args(["--codec", "pcmu", "--hangup-after", "6"])
-            .arg("--play")
-            .arg(c.dir.path().join("agent.wav"))
-            .arg("--record")
-            .arg(c.dir.path().join(record))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let dial = |number: &str, record: &str| c.agent_dials(&creds, &pw, number, record);
     let adele = dial("+15550001234", "adele-out.wav");
     // While it rings and talks, Adele is on a call for the router.
-    let mut busy = false;
-    for _ in 0..60 {
-        if c.status("adele@contoso.example").await["state"] == "on_call" {
-            busy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(busy, "Adele is on a call while she calls out");
+    assert!(
+        c.becomes("adele@contoso.example", "on_call").await,
+        "Adele is on a call while she calls out"
+    );
     let adele = finish(adele, Duration::from_secs(20)).await;
     assert!(
         adele.iter().any(|e| e["event"] == "established"),
@@ -2594,6 +2604,80 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
         "{refused:?}"
     );
     // Adele is free again (no wrap-up after her own call).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = c.status("adele@contoso.example").await;
+    assert_ne!(st["state"], "on_call", "{st}");
+    c.router.stop().await.unwrap();
+}
+
+const INSIDE: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+
+[[tenants.agents]]
+upn = "alex@contoso.example"
+"#;
+
+/// Adele's phone calls her colleague Alex through the router by name (`sip:alex@…`): it
+/// answers the 407, Alex's phone rings outside the queues, and the two hear each other; she is
+/// busy for the queues meanwhile. A name nobody has gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_calls_a_colleague_by_name_through_the_router() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{INSIDE}")).await;
+    c.tones(12);
+    let alex = c
+        .agent("alex@contoso.example", 1.0, "caller.wav", "alex.wav")
+        .await;
+    let creds = c.credentials("adele@contoso.example").await;
+    let pw = c.dir.path().join("adele.pw");
+    std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
+    let dial = |name: &str| c.agent_dials(&creds, &pw, name, "adele.wav");
+    let nobody = finish(dial("nobody"), Duration::from_secs(15)).await;
+    assert!(
+        nobody.iter().any(|e| e["status"] == 404),
+        "a name nobody has: {nobody:?}"
+    );
+    let adele = dial("alex");
+    assert!(
+        c.becomes("adele@contoso.example", "on_call").await,
+        "Adele is on a call while she calls Alex"
+    );
+    let adele = finish(adele, Duration::from_secs(20)).await;
+    assert!(
+        adele.iter().any(|e| e["event"] == "established"),
+        "{adele:?}"
+    );
+    took_the_call(alex, "Alex took Adele's call").await;
+    c.heard(
+        "alex.wav",
+        AGENT_HZ,
+        CALLER_HZ,
+        (20, 0.8),
+        "Alex heard Adele",
+    );
+    c.heard(
+        "adele.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.5),
+        "Adele heard Alex",
+    );
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(r["caller"], "adele@contoso.example", "{r}");
+    assert_eq!(r["dialled"], "alex", "{r}");
+    assert_eq!(r["trunk"], "internal", "{r}");
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
+    assert_eq!(r["outcome"], "answered", "{r}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let st = c.status("adele@contoso.example").await;
     assert_ne!(st["state"], "on_call", "{st}");
