@@ -186,6 +186,9 @@ struct CallRt {
     /// The agent who placed this call from their phone, inside the tenant (they are its
     /// caller, busy for the queues while it lasts).
     dialler: Option<AgentId>,
+    /// The caller's leg is not answered yet: an agent's call to a colleague is answered when
+    /// the colleague answers, as a phone call is.
+    pending_answer: bool,
 }
 
 impl CallRt {
@@ -229,6 +232,7 @@ impl CallRt {
             consult: None,
             outbound: false,
             dialler: None,
+            pending_answer: false,
         }
     }
 }
@@ -1276,7 +1280,12 @@ impl Edge {
                 self.end_reason = None;
             }
             UaEvent::Dtmf { call, digit, .. } => self.on_digit(call, digit, now),
-            UaEvent::TransferRequested { call, target, .. } => self.on_refer(call, &target, now),
+            UaEvent::TransferRequested {
+                call,
+                target,
+                replaces,
+                ..
+            } => self.on_refer(call, &target, replaces.as_deref(), now),
             UaEvent::OptionsAnswered { target, status } => self.on_probed(&target, status),
             _ => {}
         }
@@ -1378,6 +1387,16 @@ impl Edge {
             return;
         }
         self.sockets.insert(leg, socket);
+        if let (Some(_), Some(first @ (Route::Agent(_) | Route::Expert(_)))) = (a.internal, a.route)
+        {
+            // A colleague: their phone rings while ours does; answered when they answer.
+            if let Some(c) = self.calls.get_mut(&n) {
+                c.pending_answer = true;
+            }
+            self.ua.ring(leg, now);
+            self.route(n, first, now);
+            return;
+        }
         if let Err(e) = self
             .ua
             .answer(leg, LocalMedia::new(self.media_ip, port), now)
@@ -1885,6 +1904,16 @@ impl Edge {
                 };
                 self.menu(n, Some("transfer-failed"));
             }
+            (None, None) if c.pending_answer => {
+                // Never answered: the phone hears 480 and shows it.
+                let leg = c.caller_leg;
+                c.failure = Some(format!("not answered: {what}"));
+                if self.legs.remove(&leg).is_some() {
+                    self.sockets.remove(&leg);
+                    self.ua.reject(leg, 480, now);
+                }
+                self.finish(n, now);
+            }
             (None, None) if c.dialler.is_some() => self.close(n, "not-available"),
             (None, None) => self.close(n, "transfer-failed"),
         }
@@ -2200,6 +2229,13 @@ impl Edge {
                             self.route(n, first, now);
                         }
                     }
+                    Some(c) if c.pending_answer => {
+                        // An agent's call to a colleague, answered on both sides: connect.
+                        c.pending_answer = false;
+                        if let Some((_, agent_leg)) = c.agent {
+                            self.relay.bridge(leg, agent_leg);
+                        }
+                    }
                     Some(c) if c.stage == Stage::Dialling => {
                         // The number answered: now the agent's phone is answered.
                         c.stage = Stage::Talking;
@@ -2358,6 +2394,23 @@ impl Edge {
                     && !self.legs.contains_key(&caller_leg);
                 if let Some(socket) = self.sockets.remove(&leg) {
                     self.relay.open(leg, socket, media);
+                }
+                let pending = self.calls.get(&n).is_some_and(|c| c.pending_answer);
+                if pending {
+                    // The colleague answered: now the caller's phone is answered too (the two
+                    // are bridged once its media is agreed).
+                    let port = self
+                        .sockets
+                        .get(&caller_leg)
+                        .and_then(|s| s.local_addr().ok())
+                        .map(|a| a.port());
+                    let answered = port.map(|p| {
+                        self.ua
+                            .answer(caller_leg, LocalMedia::new(self.media_ip, p), now)
+                    });
+                    if !matches!(answered, Some(Ok(()))) {
+                        tracing::warn!(call = n, "cannot answer the agent's call to a colleague");
+                    }
                 }
                 if calling_back {
                     self.call_back(n, now);
@@ -2531,6 +2584,9 @@ impl Edge {
                 CallOutcome::Abandoned
             }
             (true, _, None) => CallOutcome::Answered,
+            // Its answering leg went on in another call (a consultation that became the
+            // caller's call in an attended transfer).
+            (false, _, None) if c.answered_at.is_some() => CallOutcome::Answered,
             (false, Stage::Closing("closed"), None) => CallOutcome::Closed,
             (false, Stage::Closing(prompt), None) => {
                 c.rec.reason = Some(prompt.to_owned());
@@ -2623,7 +2679,7 @@ impl Edge {
     /// the tenant by name, or an agent by UPN. The router carries it out itself — it never
     /// forwards a REFER — and refuses anything else (an outside number: no call leaves on a
     /// trunk this way), leaving the caller with the agent.
-    fn on_refer(&mut self, leg: UaCall, target: &str, now: Instant) {
+    fn on_refer(&mut self, leg: UaCall, target: &str, replaces: Option<&str>, now: Instant) {
         let Some(Leg::Offer {
             call: n,
             tenant,
@@ -2642,6 +2698,10 @@ impl Edge {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
         }
+        if let Some(r) = replaces {
+            self.refer_replaces(n, tenant, agent, leg, r, now);
+            return;
+        }
         let uri = value_uri(target);
         let user = safe_user(target).unwrap_or_default();
         let host = uri
@@ -2650,6 +2710,113 @@ impl Edge {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let _ = self.transfer(n, tenant, agent, leg, &user, &host, true, now);
+    }
+
+    /// An attended transfer from the agent's phone: `agent` (on leg `leg` of call `n`) has
+    /// consulted someone with a call of their own through the router, and asks (REFER with
+    /// `replaces`, naming that consultation's dialog with us) to connect the caller to them.
+    /// The router joins the two itself: the caller and the consulted person talk, both of the
+    /// agent's legs end, the agent wraps up. Anything else named: 481 in the NOTIFY (RFC 3891),
+    /// and the caller stays with the agent.
+    fn refer_replaces(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        agent: AgentId,
+        leg: UaCall,
+        replaces: &str,
+        now: Instant,
+    ) {
+        // The consultation: the agent's own call (their leg is its caller leg), answered.
+        let consult = self.ua.replaced_call(replaces).and_then(|l| {
+            let Some(Leg::Caller(n2)) = self.legs.get(&l).copied() else {
+                return None;
+            };
+            let c2 = self.calls.get(&n2)?;
+            let ok = n2 != n
+                && c2.dialler == Some(agent)
+                && c2.tenant == tenant
+                && c2.stage == Stage::Talking
+                && c2.caller_leg == l;
+            c2.agent.filter(|_| ok).map(|(a, x)| (n2, a, x))
+        });
+        let Some((n2, person, person_leg)) = consult else {
+            tracing::info!(
+                call = n,
+                "a REFER with Replaces named no consultation of the agent's"
+            );
+            self.ua
+                .notify_transfer(leg, 481, "Call/Transaction Does Not Exist", now);
+            return;
+        };
+        let (by, upn) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let name = |a: AgentId| t.agent(a).map(|r| r.upn.clone()).unwrap_or_default();
+            (name(agent), name(person))
+        });
+        // The person's leg leaves the consultation for the caller's call.
+        let person_talk = self.calls.get_mut(&n2).map(|c2| {
+            c2.agent = None;
+            c2.rec
+                .steps
+                .push(format!("transfer by {by} of their caller to {upn}"));
+            c2.answered_at
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+        });
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let step = format!("transfer by {by} to {upn} after consulting");
+        c.rec.steps.push(step.clone());
+        c.rec.agent = Some(upn.clone());
+        let queue = c.queue;
+        let talk = c
+            .answered_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        c.agent = Some((person, person_leg));
+        c.answered_at = Some(now);
+        let caller_leg = c.caller_leg;
+        let id = c.id.clone();
+        tracing::info!(call = %id, agent = %by, to = %upn, talked_s = person_talk.map(|d| d.as_secs()), "attended transfer from the agent's phone");
+        self.legs.insert(
+            person_leg,
+            Leg::Offer {
+                call: n,
+                tenant,
+                agent: person,
+            },
+        );
+        self.relay.play(caller_leg, Playlist::default());
+        self.relay.bridge(caller_leg, person_leg);
+        // The agent's leg of the caller's call: NOTIFY 200, then their phone hangs up (or we
+        // do after 5 s); their consultation leg is ended with that call.
+        self.ua.notify_transfer(leg, 200, "OK", now);
+        self.timers
+            .insert((now + Duration::from_secs(5), Timer::HangUp(leg)), ());
+        self.legs.remove(&leg);
+        self.relay.close(leg);
+        let secs = self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            let secs = t.agent_done(agent, queue, talk, now);
+            // The person now holds the caller's call.
+            t.engine
+                .set_busy_elsewhere(person, Some(routing::CallId(n)), now);
+            if let Some(r) = t.agent_mut(person) {
+                r.last_call = Some(id);
+                r.last_queue = None;
+                r.on_call = true;
+            }
+            secs
+        });
+        self.timers.insert(
+            (
+                now + Duration::from_secs(secs),
+                Timer::WrapUp(tenant, agent),
+            ),
+            (),
+        );
+        self.save(n);
+        self.finish(n2, now);
     }
 
     /// The API asks for something.

@@ -2683,3 +2683,70 @@ async fn an_agent_calls_a_colleague_by_name_through_the_router() {
     assert_ne!(st["state"], "on_call", "{st}");
     c.router.stop().await.unwrap();
 }
+
+/// Adele's own phone makes an attended transfer: it consults Alex with a call of its own
+/// through the router (`sip:alex@contoso.example`), then REFERs the caller with Replaces
+/// naming that consultation; the router joins the caller to Alex itself, both of Adele's legs
+/// end, and the records tell it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TRANSFER}")).await;
+    c.tones(15);
+    let attended = ["--transfer", "sip:alex@contoso.example", "--attended"];
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &attended,
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 1.0, "agent.wav", "alex.wav")
+        .await;
+    let (ok, ev) = c.call("+18005550100", 10, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(alex, "Alex took the consultation, then the caller").await;
+    let adele = finish(adele, Duration::from_secs(5)).await;
+    assert!(
+        adele.iter().any(|e| e["event"] == "transferring"),
+        "Adele's phone transferred: {adele:?}"
+    );
+    c.heard(
+        "alex.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.5),
+        "Alex heard the caller",
+    );
+    let recs = c.calls().await;
+    let caller = recs
+        .iter()
+        .find(|r| r["trunk"] == "carrier")
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert_eq!(caller["agent"], "alex@contoso.example", "{caller}");
+    assert_eq!(caller["outcome"], "answered", "{caller}");
+    assert_eq!(
+        caller["steps"],
+        serde_json::json!([
+            "queue general",
+            "transfer by adele@contoso.example to alex@contoso.example after consulting"
+        ]),
+        "{caller}"
+    );
+    let consult = recs
+        .iter()
+        .find(|r| r["trunk"] == "internal")
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert_eq!(consult["caller"], "adele@contoso.example", "{consult}");
+    assert_eq!(consult["outcome"], "answered", "{consult}");
+    assert!(
+        consult["steps"]
+            .to_string()
+            .contains("of their caller to alex@contoso.example"),
+        "{consult}"
+    );
+    c.router.stop().await.unwrap();
+}

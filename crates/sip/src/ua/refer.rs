@@ -126,6 +126,23 @@ impl UserAgent {
     }
 }
 
+impl UserAgent {
+    /// The call a REFER's `Replaces` (RFC 3891: `call-id;to-tag=…;from-tag=…`, the to-tag ours)
+    /// names, while it lasts: for a B2BUA that carries out an attended transfer itself.
+    pub fn replaced_call(&self, replaces: &str) -> Option<CallId> {
+        let (cid, to_tag, from_tag) = parse_replaces(replaces)?;
+        self.calls
+            .values()
+            .find(|c| {
+                c.dialog.call_id == cid
+                    && c.dialog.local_tag == to_tag
+                    && c.dialog.remote_tag.as_deref() == Some(from_tag.as_str())
+                    && c.state != CallState::Terminated
+            })
+            .map(|c| c.id)
+    }
+}
+
 /// RFC 3891 Replaces: `call-id;to-tag=…;from-tag=…`.
 pub(super) fn parse_replaces(v: &str) -> Option<(String, String, String)> {
     let mut parts = v.split(';');
