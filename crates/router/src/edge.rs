@@ -56,6 +56,8 @@ enum Leg {
         tenant: usize,
         agent: AgentId,
     },
+    /// The leg to the outside number call `n`'s caller was transferred to.
+    Far(u64),
     /// The leg to the colleague or expert agent `agent` consults on call `call`.
     Consult {
         call: u64,
@@ -99,6 +101,8 @@ enum Stage {
     CallingBack,
     /// An agent's call to an outside number: ringing there.
     Dialling,
+    /// The caller was transferred to an outside number: ringing there.
+    Outside,
 }
 
 /// A queue's callback, as far as this caller got.
@@ -189,6 +193,8 @@ struct CallRt {
     /// The caller's leg is not answered yet: an agent's call to a colleague is answered when
     /// the colleague answers, as a phone call is.
     pending_answer: bool,
+    /// The outside number the caller was transferred to: its leg, and the trunk carrying it.
+    far: Option<(UaCall, usize)>,
 }
 
 impl CallRt {
@@ -233,6 +239,7 @@ impl CallRt {
             outbound: false,
             dialler: None,
             pending_answer: false,
+            far: None,
         }
     }
 }
@@ -1919,6 +1926,17 @@ impl Edge {
         }
     }
 
+    /// Takes one of trunk (`tenant`, `trunk`)'s channels.
+    fn seize_trunk(cc: &CallCenter, tenant: usize, trunk: usize) {
+        cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            if let Some(tr) = t.trunks.get_mut(trunk) {
+                tr.calls += 1;
+                trunk_gauges(&t.spec.id, tr);
+            }
+        });
+    }
+
     /// Frees one of trunk (`tenant`, `trunk`)'s channels.
     fn release_trunk(cc: &CallCenter, tenant: usize, trunk: usize) {
         cc.with(|d| {
@@ -2101,13 +2119,7 @@ impl Edge {
                 c.on_trunk = true;
                 self.sockets.insert(leg, socket);
                 self.legs.insert(leg, Leg::Caller(n));
-                self.cc.with(|d| {
-                    let t = &mut d.tenants[tenant];
-                    if let Some(tr) = t.trunks.get_mut(trunk) {
-                        tr.calls += 1;
-                        trunk_gauges(&t.spec.id, tr);
-                    }
-                });
+                Self::seize_trunk(&self.cc, tenant, trunk);
                 self.timers.insert(
                     (now + Duration::from_secs(ring), Timer::CallbackRing(leg)),
                     (),
@@ -2268,6 +2280,26 @@ impl Edge {
                         self.save(n);
                     }
                     _ => {}
+                }
+            }
+            Leg::Far(n) => {
+                if let Some(socket) = self.sockets.remove(&leg) {
+                    self.relay.open(leg, socket, media);
+                }
+                if let Some(c) = self.calls.get_mut(&n).filter(|c| c.stage == Stage::Outside) {
+                    c.stage = Stage::Talking;
+                    c.rec.steps.push(format!(
+                        "answered by {}",
+                        c.rec
+                            .steps
+                            .last()
+                            .and_then(|s| s.rsplit(' ').next())
+                            .unwrap_or("the number")
+                    ));
+                    let caller_leg = c.caller_leg;
+                    self.relay.play(caller_leg, Playlist::default());
+                    self.relay.bridge(caller_leg, leg);
+                    self.save(n);
                 }
             }
             Leg::Consult {
@@ -2436,6 +2468,14 @@ impl Edge {
             return;
         };
         match role {
+            Leg::Far(n) => {
+                let why = self.end_reason.clone().unwrap_or_else(|| "hung up".into());
+                match self.calls.get(&n).map(|c| c.stage) {
+                    Some(Stage::Outside) => self.outside_failed(n, &why, now),
+                    Some(_) => self.finish(n, now),
+                    None => {}
+                }
+            }
             Leg::Consult { call: n, .. } => {
                 let why = self.end_reason.clone().unwrap_or_else(|| "hung up".into());
                 if self
@@ -2518,6 +2558,12 @@ impl Edge {
             Self::release_trunk(&self.cc, c.tenant, c.trunk);
         }
         let mut hang = Vec::new();
+        if let Some((far, j)) = c.far.take() {
+            Self::release_trunk(&self.cc, c.tenant, j);
+            if self.legs.remove(&far).is_some() {
+                hang.push(far);
+            }
+        }
         if self.legs.remove(&c.caller_leg).is_some() {
             hang.push(c.caller_leg);
         }
@@ -2661,6 +2707,7 @@ impl Edge {
                 tracing::warn!(leg, %why, "a leg's media could not start; ending it");
                 let n = match self.legs.get(&leg) {
                     Some(Leg::Caller(n))
+                    | Some(Leg::Far(n))
                     | Some(Leg::Offer { call: n, .. })
                     | Some(Leg::Consult { call: n, .. }) => Some(*n),
                     None => None,
@@ -3202,16 +3249,26 @@ impl Edge {
         now: Instant,
     ) -> Result<String, crate::desk::TransferRefusal> {
         use crate::desk::TransferRefusal;
-        let Some(c) = self
+        if !self
             .calls
-            .get_mut(&n)
-            .filter(|c| c.stage == Stage::Talking && c.consult.is_none())
-        else {
+            .get(&n)
+            .is_some_and(|c| c.stage == Stage::Talking && c.consult.is_none())
+        {
             // No call, a callback whose caller has not answered yet, or a consultation going
             // on (complete or cancel it): nothing to pass on.
             if by_refer {
                 self.ua.notify_transfer(leg, 603, "Decline", now);
             }
+            return Err(TransferRefusal::NoCall);
+        };
+        let outside =
+            user.starts_with('+') && self.cc.with(|d| d.tenants[tenant].spec.outbound.is_some());
+        if outside {
+            if let Some(step) = self.transfer_out(n, tenant, agent, leg, user, by_refer, now) {
+                return Ok(step);
+            }
+        }
+        let Some(c) = self.calls.get_mut(&n) else {
             return Err(TransferRefusal::NoCall);
         };
         let (route, by) = self.cc.with(|d| {
@@ -3255,10 +3312,29 @@ impl Edge {
         c.rec.steps.push(step.clone());
         tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring");
         // The agent's part ends: the phone hangs up on our NOTIFY (RFC 5589 §6), or we do.
+        self.agent_leaves(n, tenant, agent, leg, by_refer, now);
+        self.route(n, route, now);
+        Ok(step)
+    }
+
+    /// `agent`'s part of call `n` ends with a transfer: their phone is told (NOTIFY 200 to a
+    /// REFER, then it hangs up — or we do after 5 s) or hung up, the caller no longer hears
+    /// them, and they wrap up.
+    fn agent_leaves(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        agent: AgentId,
+        leg: UaCall,
+        by_refer: bool,
+        now: Instant,
+    ) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
         c.agent = None;
         let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);
-        let queue = c.queue;
-        let caller_leg = c.caller_leg;
+        let (queue, caller_leg) = (c.queue, c.caller_leg);
         if by_refer {
             self.ua.notify_transfer(leg, 200, "OK", now);
             self.timers
@@ -3279,8 +3355,117 @@ impl Edge {
             ),
             (),
         );
-        self.route(n, route, now);
-        Ok(step)
+    }
+
+    /// A transfer of call `n`'s caller to the outside number `number`, where the tenant's
+    /// toll rules allow it for `agent` (their hourly cap included) and its trunk has room: the
+    /// number is rung on the trunk while the caller hears music, the agent's part ends.
+    /// `None`: not allowed (the caller stays; the refusal is the caller's to record).
+    #[allow(clippy::too_many_arguments)]
+    fn transfer_out(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        agent: AgentId,
+        leg: UaCall,
+        number: &str,
+        by_refer: bool,
+        now: Instant,
+    ) -> Option<String> {
+        let recent = calls_in_last_hour(self.dialled.entry((tenant, agent)).or_default(), now);
+        let allowed = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let o = t.spec.outbound.as_ref()?;
+            let j = t.spec.trunks.iter().position(|tr| tr.name == o.trunk)?;
+            let why = o
+                .permits(number)
+                .err()
+                .or_else(|| {
+                    (recent >= o.max_per_hour as usize).then(|| "the agent's hourly cap".to_owned())
+                })
+                .or_else(|| {
+                    (t.trunks[j].calls >= t.trunks[j].max_calls)
+                        .then(|| format!("trunk {} is full", o.trunk))
+                });
+            if let Some(why) = why {
+                tracing::info!(%number, %why, "a transfer to an outside number is not allowed");
+                return None;
+            }
+            let caller_id = o
+                .caller_id
+                .clone()
+                .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
+            let target = t.spec.trunks.get(j)?.outbound_address()?;
+            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            Some((j, target, caller_id, t.spec.domain.clone(), by))
+        });
+        let (j, target, caller_id, domain, by) = allowed?;
+        let (socket, port) = self.bind_media()?;
+        let c = self.calls.get(&n)?;
+        let mut headers = vec![format!("X-Switchboard-Call: {}", c.id)];
+        if let Some(cid) = caller_id
+            .as_deref()
+            .and_then(|x| safe_user(&format!("sip:{x}@x")))
+        {
+            headers.push(format!("P-Asserted-Identity: <sip:{cid}@{domain}>"));
+        }
+        let uri = format!("sip:{number}@{target}");
+        let far = match self
+            .ua
+            .invite(&uri, LocalMedia::new(self.media_ip, port), headers, now)
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, %uri, "cannot call the outside number");
+                return None;
+            }
+        };
+        self.dialled
+            .entry((tenant, agent))
+            .or_default()
+            .push_back(now);
+        self.sockets.insert(far, socket);
+        self.legs.insert(far, Leg::Far(n));
+        Self::seize_trunk(&self.cc, tenant, j);
+        self.timers.insert(
+            (
+                now + Duration::from_secs(OUTBOUND_RING_SECONDS),
+                Timer::CallbackRing(far),
+            ),
+            (),
+        );
+        let c = self.calls.get_mut(&n)?;
+        let step = format!("transfer by {by} to {number}");
+        c.rec.steps.push(step.clone());
+        tracing::info!(call = %c.id, agent = %by, %number, "transferring to an outside number");
+        c.far = Some((far, j));
+        c.stage = Stage::Outside;
+        let caller_leg = c.caller_leg;
+        self.agent_leaves(n, tenant, agent, leg, by_refer, now);
+        let list = Playlist {
+            clips: vec![self.prompt(tenant, "transferring")],
+            then_loop: Some(self.prompts.music.clone()),
+        };
+        self.relay.play(caller_leg, list);
+        self.save(n);
+        Some(step)
+    }
+
+    /// The outside number call `n`'s caller was transferred to did not answer (`why`): the
+    /// caller hears so and goes back to their queue, the attendant, or the call ends.
+    fn outside_failed(&mut self, n: u64, why: &str, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        c.stage = Stage::Talking;
+        if let Some((far, j)) = c.far.take() {
+            Self::release_trunk(&self.cc, c.tenant, j);
+            if self.legs.remove(&far).is_some() {
+                self.relay.close(far);
+                self.sockets.remove(&far);
+            }
+        }
+        self.fail_back(n, &format!("outside number not answered: {why}"), now);
     }
 
     /// Tells a waiting caller their place and the expected wait, then music again; again
@@ -3382,7 +3567,20 @@ impl Edge {
                             .map(|_| *n),
                         _ => None,
                     };
-                    if let Some(n) = dialling {
+                    let outside = match self.legs.get(&leg) {
+                        Some(Leg::Far(n)) => self
+                            .calls
+                            .get(n)
+                            .filter(|c| c.stage == Stage::Outside)
+                            .map(|_| *n),
+                        _ => None,
+                    };
+                    if let Some(n) = outside {
+                        self.legs.remove(&leg);
+                        self.sockets.remove(&leg);
+                        self.ua.hangup(leg, now);
+                        self.outside_failed(n, "no answer", now);
+                    } else if let Some(n) = dialling {
                         self.legs.remove(&leg);
                         self.sockets.remove(&leg);
                         self.ua.hangup(leg, now);

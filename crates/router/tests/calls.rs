@@ -422,21 +422,39 @@ impl Center {
 }
 
 /// A phone behind the trunk, the number `user`, listening on `port` for the router's calls:
-/// answers one after 1 s, plays the caller's tone and records what it hears as `record`.
-fn trunk_phone(c: &Center, port: u16, user: &str, record: &str) -> Child {
+/// answers one after 1 s, plays `play` and records what it hears as `record`.
+fn trunk_phone(c: &Center, port: u16, user: &str, play: &str, record: &str) -> Child {
     Command::new(agent_bin())
         .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
         .args(["--json", "answer", "--wait", "60", "--calls", "1"])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .args(["--user", user, "--answer-after", "1", "--codec", "pcmu"])
         .arg("--play")
-        .arg(c.dir.path().join("caller.wav"))
+        .arg(c.dir.path().join(play))
         .arg("--record")
         .arg(c.dir.path().join(record))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// Waits (up to 10 s) until Adele is on a call, as her desk would see it.
+async fn adele_on_call(http: &reqwest::Client, base: &str) {
+    for _ in 0..100 {
+        let st: Value = http
+            .get(format!("{base}/v1/agents/me?agent=adele@contoso.example"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if st["state"] == "on_call" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn events(stdout: &[u8]) -> Vec<Value> {
@@ -1768,20 +1786,7 @@ async fn an_agent_transfers_the_caller_through_the_api() {
         };
         // Nothing to transfer before the call is up.
         let early = post("orders").await.unwrap().status().as_u16();
-        for _ in 0..100 {
-            let st: Value = http
-                .get(format!("{base}/v1/agents/me?agent=adele@contoso.example"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if st["state"] == "on_call" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        adele_on_call(&http, &base).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         // A target outside the tenant: 404, and the caller stays; then the orders queue.
         let outside = post("+15551234567@carrier.example")
@@ -2181,7 +2186,13 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
         "the callback calls the caller's number from the number they dialled: {seen:?}"
     );
     // Now the caller's phone is there for the retry (10 s later): it answers after 1 s.
-    let customer = trunk_phone(&c, phone_port, "+15550104477", "called-back.wav");
+    let customer = trunk_phone(
+        &c,
+        phone_port,
+        "+15550104477",
+        "caller.wav",
+        "called-back.wav",
+    );
     let customer = finish(customer, Duration::from_secs(45)).await;
     assert!(
         customer.iter().any(|e| e["event"] == "established"),
@@ -2496,7 +2507,7 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
     let c = start(&format!("{edge}{OUTBOUND}")).await;
     c.tones(15);
     // The called party: a phone behind the trunk.
-    let called = trunk_phone(&c, far_port, "+15550001234", "called.wav");
+    let called = trunk_phone(&c, far_port, "+15550001234", "caller.wav", "called.wav");
     let creds = c.credentials("adele@contoso.example").await;
     let pw = c.dir.path().join("adele.pw");
     std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
@@ -2747,6 +2758,89 @@ async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
             .to_string()
             .contains("of their caller to alex@contoso.example"),
         "{consult}"
+    );
+    c.router.stop().await.unwrap();
+}
+
+/// Adele transfers her caller to an outside number the toll rules allow (through the API):
+/// the router rings it on the trunk while the caller hears music, Adele's part ends, and the
+/// caller talks to the number. A number the rules deny is refused and the caller stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
+    let _one = SERIAL.lock().await;
+    let far = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let far_port = far.local_addr().unwrap().port();
+    drop(far);
+    let edge = EDGE.replace(
+        "allow = [\"127.0.0.1\"]",
+        &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{far_port}\""),
+    );
+    let config = format!(
+        "{edge}[[tenants.numbers]]\nnumber = \"+18005550100\"\nqueue = \"general\"\n\n[[tenants.queues]]\nname = \"general\"\n{OUTBOUND}"
+    );
+    let c = start(&config).await;
+    c.tones(15);
+    c.tone("far-tone.wav", 1600.0, 15);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let called = trunk_phone(&c, far_port, "+15550001234", "far-tone.wav", "called.wav");
+    let (http, base) = (c.http.clone(), c.base.clone());
+    let desk = tokio::spawn(async move {
+        let post = |target: &str| {
+            let body = serde_json::json!({ "agent": "adele@contoso.example", "target": target });
+            http.post(format!("{base}/v1/agents/me/transfer"))
+                .json(&body)
+                .send()
+        };
+        adele_on_call(&http, &base).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let denied = post("+15559001234").await.unwrap().status().as_u16();
+        let done = post("+15550001234").await.unwrap();
+        (
+            denied,
+            done.status().as_u16(),
+            done.json::<Value>().await.unwrap(),
+        )
+    });
+    let (ok, ev) = c.call("+18005550100", 10, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (denied, status, body) = desk.await.unwrap();
+    assert_eq!(denied, 404, "a denied number is no target");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["step"],
+        "transfer by adele@contoso.example to +15550001234"
+    );
+    let called = finish(called, Duration::from_secs(10)).await;
+    assert!(
+        called.iter().any(|e| e["event"] == "established"),
+        "{called:?}"
+    );
+    drop(finish(adele, Duration::from_secs(5)).await);
+    c.heard(
+        "called.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.5),
+        "the number heard the caller",
+    );
+    assert!(
+        blocks_with(&c, "heard.wav", 1600.0, 0.5) > 40,
+        "the caller heard the number"
+    );
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "transfer by adele@contoso.example to +15559001234@contoso.example refused",
+            "transfer by adele@contoso.example to +15550001234",
+            "answered by +15550001234"
+        ]),
+        "{r}"
     );
     c.router.stop().await.unwrap();
 }
