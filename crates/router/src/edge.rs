@@ -429,6 +429,14 @@ pub async fn start(
         timers: Default::default(),
         user_agent: format!("Switchboard-Router/{}", env!("CARGO_PKG_VERSION")),
     });
+    // A contact center's calls, not a phone's: room for thousands of legs and transactions
+    // (a trunk's SBC sends every call from one address; the guard bounds strangers' floods).
+    let mut ua = ua;
+    ua.set_limits(switchboard_sip::ua::Limits {
+        calls: 20_000,
+        server_transactions: 100_000,
+        per_source: 50_000,
+    });
     let secret: [u8; 32] = rand::random();
     let registrar = Registrar::new(
         RegistrarConfig {
@@ -850,7 +858,10 @@ impl Edge {
                     Err(Refusal::Stale | Refusal::Replay) => {
                         Some(challenge(&self.agent_digest, true))
                     }
-                    Err(Refusal::WrongUri(_)) => Some(response(m, 400, "Digest URI Mismatch", &[])),
+                    Err(Refusal::WrongUri(u)) => {
+                        tracing::info!(%from, digest_uri = %u, request_uri = %uri, "an agent's digest answer names another URI");
+                        Some(response(m, 400, "Digest URI Mismatch", &[]))
+                    }
                     Err(why @ (Refusal::UnknownUser(_) | Refusal::WrongPassword(_))) => {
                         tracing::info!(%from, why = %why, "an agent's call was refused: wrong digest");
                         metrics::counter!("sip_auth_failures_total").increment(1);

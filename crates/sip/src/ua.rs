@@ -68,6 +68,29 @@ pub const MAX_SERVER_TRANSACTIONS: usize = 2048;
 /// Most server transactions kept for one source address.
 pub const MAX_PER_SOURCE: usize = 256;
 
+/// What a user agent holds at most: a phone's defaults ([`MAX_CALLS`],
+/// [`MAX_SERVER_TRANSACTIONS`], [`MAX_PER_SOURCE`]); a B2BUA that carries a contact center's
+/// calls sets its own ([`UserAgent::set_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Calls (legs) at once; more INVITEs get 486, more of ours [`UaError::TooManyCalls`].
+    pub calls: usize,
+    /// Server transactions at once; beyond it new requests get 503.
+    pub server_transactions: usize,
+    /// Server transactions for one source address (a trunk's SBC sends them all).
+    pub per_source: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            calls: MAX_CALLS,
+            server_transactions: MAX_SERVER_TRANSACTIONS,
+            per_source: MAX_PER_SOURCE,
+        }
+    }
+}
+
 /// The transport a user agent's messages use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -452,6 +475,9 @@ pub struct UserAgent {
     /// registrar challenged with. A challenge for any other realm (a callee's own host, a
     /// transfer target) is not answered, so nobody else collects a digest response of ours.
     trusted_realms: Vec<String>,
+    limits: Limits,
+    /// Server transactions kept per source address (the per-source share of [`Limits`]).
+    from_source: HashMap<std::net::IpAddr, usize>,
 }
 
 fn random_token(n: usize) -> String {
@@ -548,7 +574,28 @@ impl UserAgent {
             pings: HashMap::new(),
             session_expires: Some(1800),
             min_se: 90,
+            limits: Limits::default(),
+            from_source: HashMap::new(),
         }
+    }
+
+    /// Forgets server transaction `key`, and its share of its source's count.
+    fn drop_server_tx(&mut self, key: &(String, String)) {
+        if let Some(tx) = self.server.remove(key) {
+            let ip = tx.source.ip();
+            if let Some(n) = self.from_source.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.from_source.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// How much the user agent holds at most (calls, server transactions); a phone keeps the
+    /// defaults.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     pub fn config(&self) -> &UaConfig {
@@ -742,7 +789,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 pub enum UaError {
     #[error("{0:?} is not a SIP URI we can call — write it like sip:bob@example.com")]
     BadUri(String),
-    #[error("too many calls at once (at most {MAX_CALLS})")]
+    #[error("too many calls at once")]
     TooManyCalls,
     #[error("call {0} does not exist (it may have ended)")]
     NoSuchCall(CallId),

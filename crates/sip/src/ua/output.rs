@@ -426,7 +426,7 @@ impl UserAgent {
                 // The parser refuses control characters, so only a value of ours can get
                 // here; the transaction goes, so that nothing waits for a response forever.
                 tracing::warn!(status, error = %e, "response not sent");
-                self.server.remove(key);
+                self.drop_server_tx(key);
                 return None;
             }
         };
@@ -497,7 +497,7 @@ impl UserAgent {
             }
         }
         if terminated {
-            self.server.remove(key);
+            self.drop_server_tx(key);
         }
     }
 }

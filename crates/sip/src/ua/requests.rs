@@ -48,7 +48,13 @@ impl UserAgent {
                 self.cfg.timers,
             ))
         };
-        self.server.insert(key.clone(), ServerTx { kind, source });
+        if self
+            .server
+            .insert(key.clone(), ServerTx { kind, source })
+            .is_none()
+        {
+            *self.from_source.entry(source.ip()).or_default() += 1;
+        }
 
         if method == "CANCEL" {
             self.handle_cancel(msg, &key, now);
@@ -116,12 +122,10 @@ impl UserAgent {
     /// Bounded memory under a flood: a global cap on server transactions, and a per-source
     /// share of it so one sender cannot starve the others. Past either, 503 without state.
     fn admit(&mut self, msg: &Message, source: SocketAddr) -> bool {
-        let from_source = self
-            .server
-            .values()
-            .filter(|t| t.source.ip() == source.ip())
-            .count();
-        if self.server.len() < MAX_SERVER_TRANSACTIONS && from_source < MAX_PER_SOURCE {
+        let from_source = self.from_source.get(&source.ip()).copied().unwrap_or(0);
+        if self.server.len() < self.limits.server_transactions
+            && from_source < self.limits.per_source
+        {
             return true;
         }
         self.refused_overload += 1;

@@ -25,7 +25,7 @@ impl UserAgent {
                 Destination::from_uri(&target_uri).ok_or_else(|| UaError::BadUri(target.into()))?
             }
         };
-        if self.calls.len() >= MAX_CALLS {
+        if self.calls.len() >= self.limits.calls {
             return Err(UaError::TooManyCalls);
         }
         let id = self.next_call;
@@ -157,7 +157,7 @@ impl UserAgent {
         let req = Req::new(msg, key);
         // 100 Trying at once, so the caller's timer A stops (§17.2.1).
         self.respond(req, 100, &[], now);
-        let checked = if self.calls.len() >= MAX_CALLS {
+        let checked = if self.calls.len() >= self.limits.calls {
             Err(Refusal::new(486))
         } else {
             self.screen_invite(msg)

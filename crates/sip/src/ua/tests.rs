@@ -1067,6 +1067,30 @@ fn a_flood_from_one_source_is_bounded_and_others_still_get_through() {
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
 }
 
+#[test]
+fn a_b2buas_own_limits_take_a_trunks_load_and_the_count_per_source_follows_the_transactions() {
+    let mut ua = UserAgent::new(cfg("router", 5062));
+    ua.set_limits(crate::ua::Limits {
+        calls: 10_000,
+        server_transactions: 10_000,
+        per_source: 1_000,
+    });
+    let mut refused = 0;
+    for _ in 0..(MAX_PER_SOURCE + 100) {
+        let r = raw(&mut ua, &request("OPTIONS", ""));
+        if r[0].starts_with("SIP/2.0 503") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 0, "a phone's share would have refused 100");
+    assert_eq!(ua.server.len(), MAX_PER_SOURCE + 100);
+    assert_eq!(ua.from_source.values().sum::<usize>(), MAX_PER_SOURCE + 100);
+    // Once the transactions are over (timer J), nothing is counted against the source.
+    ua.handle_timeout(Instant::now() + std::time::Duration::from_secs(64));
+    assert!(ua.server.is_empty());
+    assert!(ua.from_source.is_empty(), "{:?}", ua.from_source);
+}
+
 /// #13 item 18: our credentials answer a digest challenge only for the account's realm (its
 /// domain, or the realm its registrar challenged with) — a callee or transfer target that
 /// challenges us for its own realm collects no MD5 response of ours.
