@@ -20,7 +20,6 @@ move with the machine, and SIPp (both ends) shares it. Needs sipp and kamailio
     python3 bench/b2bua_cps.py [--calls 1000] [--rate 20] [--agents 40]
 """
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ import time
 import urllib.request
 
 from proctree import cpu_seconds
-from sip_register import ROOT, free_port, wait_options
+from sip_register import ROOT, free_port, timed_sipp, wait_options
 
 
 def http(method, url, body=None):
@@ -68,15 +67,8 @@ def run_sipp(port, users_csv, calls, rate, workdir, label):
            "-nostdin", "-trace_stat", "-stf", stats, "-fd", "1",
            "-timeout", "300s", "-timeout_error", "-recv_timeout", "20000",
            "-auth_uri", f"{NUMBER}@127.0.0.1:{port}"]
-    started = time.monotonic()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(workdir, f"{label}.sipp.log"), "w"), check=False)
-    wall = time.monotonic() - started
-    with open(stats, newline="") as f:
-        rows = list(csv.reader(f, delimiter=";"))
-    head, last = rows[0], rows[-1]
-    ok = int(last[head.index("SuccessfulCall(C)")])
-    failed = int(last[head.index("FailedCall(C)")])
-    return ok, failed, wall
+    with open(os.path.join(workdir, f"{label}.sipp.log"), "w") as log:
+        return timed_sipp(cmd, stats, log)
 
 
 def main():

@@ -63,8 +63,13 @@ def run_sipp(port, users_csv, calls, rate, workdir, label):
            "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(calls), "-r", str(rate),
            "-l", "2000", "-max_socket", "1", "-nostdin", "-trace_stat", "-stf", stats, "-fd", "1",
            "-timeout", "120s", "-timeout_error"]
+    return timed_sipp(cmd, stats, subprocess.DEVNULL)
+
+
+def timed_sipp(cmd, stats, stderr):
+    """Runs SIPp (`cmd`, writing its statistics to `stats`): (successful, failed, seconds)."""
     started = time.monotonic()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=stderr, check=False)
     wall = time.monotonic() - started
     with open(stats, newline="") as f:
         rows = list(csv.reader(f, delimiter=";"))
