@@ -502,14 +502,6 @@ impl DeviceAudio {
         out.len()
     }
 
-    /// 20 ms of microphone at 48 kHz mono (960 samples) in a new `Vec`: what
-    /// [`capture_into`](Self::capture_into) gives, for callers that do not keep a buffer.
-    pub fn capture_frame(&mut self) -> Vec<f32> {
-        let mut frame = vec![0.0; 960];
-        self.capture_into(&mut frame);
-        frame
-    }
-
     /// Audio to play, 48 kHz mono (the engine gives 20 ms at a time); what the playback ring
     /// cannot take is dropped and counted, and without an output device it goes nowhere.
     /// Allocates nothing.
