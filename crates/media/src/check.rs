@@ -216,8 +216,8 @@ impl Player {
                         pos = 0;
                     }
                     let end = (pos + FRAME).min(clip.len());
-                    let mut frame = clip[pos..end].to_vec();
-                    frame.resize(FRAME, 0.0);
+                    let mut frame = [0.0; FRAME];
+                    frame[..end - pos].copy_from_slice(&clip[pos..end]);
                     pos = end;
                     audio.play_frame(&frame);
                     forward(audio, tx);
@@ -298,10 +298,12 @@ impl MicTest {
             choice,
             |audio, s, tx| {
                 let mut pace = Pace::new();
+                let mut frame = [0.0; FRAME];
                 while !s.stop.load(Ordering::Relaxed) {
                     // Measured on what the engine takes in (after rate conversion), the same
                     // audio a call would send.
-                    let db = level_dbfs(&audio.capture_frame());
+                    audio.capture_into(&mut frame);
+                    let db = level_dbfs(&frame);
                     s.level.store(db.to_bits(), Ordering::Relaxed);
                     if db > f32::from_bits(s.peak.load(Ordering::Relaxed)) {
                         s.peak.store(db.to_bits(), Ordering::Relaxed);

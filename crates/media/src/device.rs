@@ -1,10 +1,16 @@
 //! Sound devices through cpal: listing them, and live capture and playback for a call.
 //!
 //! cpal's streams are not `Send` on every platform and call back on the audio system's own
-//! threads, so a [`DeviceAudio`] keeps them on a thread of its own. The callbacks only move
-//! samples (mono `f32` at the device's rate) in and out of two bounded rings and keep the
-//! level meters; the engine takes 20 ms frames at a codec's rate out of the capture ring and
-//! puts mixed frames into the playback ring, converting rates with rubato ([`Rate`]).
+//! threads, so a [`DeviceAudio`] keeps them on a thread of its own. The callbacks
+//! ([`InputCallback`], [`OutputCallback`]) only move samples (mono `f32` at the device's
+//! rate) in and out of two lock-free single-producer single-consumer rings (`rtrb`), apply
+//! the volume and keep the level meters, through atomics: they allocate nothing, take no lock
+//! and never wait, and what does not fit or is missing is counted, not waited for. The engine
+//! takes 20 ms frames at 48 kHz out of the capture ring and puts mixed frames into the
+//! playback ring ([`DeviceAudio::capture_into`], [`DeviceAudio::play_frame`]), converting
+//! rates with rubato ([`Rate`]), also without allocating once running. Each stream opened
+//! comes with rings of its own, sized for its rate; the device thread hands the engine its
+//! ends. `tests/alloc.rs` counts the allocations of both sides in a steady state: none.
 //!
 //! A device that fails (unplugged headset, PulseAudio restarted) is closed and the default
 //! device opened instead; a device asked for by name that is missing falls back to the
@@ -12,8 +18,7 @@
 //! two seconds. Each of these is a [`DeviceEvent`] the application shows. When no name was
 //! given, a change of the system's default device is followed.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -118,28 +123,6 @@ pub fn list() -> Result<DeviceList, DeviceError> {
     Ok(DeviceList { inputs, outputs })
 }
 
-/// A ring of mono samples shared with a callback, bounded: the oldest go when it is full.
-#[derive(Debug, Default)]
-struct Ring {
-    samples: VecDeque<f32>,
-    capacity: usize,
-    /// Samples dropped for want of room, or made up (zeros) for want of data.
-    overruns: u64,
-    underruns: u64,
-}
-
-impl Ring {
-    fn push(&mut self, s: impl IntoIterator<Item = f32>) {
-        for x in s {
-            if self.samples.len() >= self.capacity.max(1) {
-                self.samples.pop_front();
-                self.overruns += 1;
-            }
-            self.samples.push_back(x);
-        }
-    }
-}
-
 /// A level meter: the RMS of the last callback's block, in dBFS (as f32 bits).
 #[derive(Debug)]
 struct Meter(AtomicU32);
@@ -148,11 +131,12 @@ impl Meter {
     fn new() -> Self {
         Self(AtomicU32::new((-120.0f32).to_bits()))
     }
-    fn set(&self, block: &[f32]) {
-        if block.is_empty() {
+    /// From the sum of the squares of a block of `n` samples.
+    fn set(&self, energy: f32, n: usize) {
+        if n == 0 {
             return;
         }
-        let rms = (block.iter().map(|s| s * s).sum::<f32>() / block.len() as f32).sqrt();
+        let rms = (energy / n as f32).sqrt();
         let db = if rms > 1e-6 {
             20.0 * rms.log10()
         } else {
@@ -165,23 +149,205 @@ impl Meter {
     }
 }
 
-/// What the callbacks and the engine share.
+/// What the callbacks and the engine share: atomics only, so that neither side ever waits
+/// for the other.
 #[derive(Debug)]
 struct Shared {
-    capture: Mutex<Ring>,
-    playback: Mutex<Ring>,
-    input_rate: AtomicU32,
-    output_rate: AtomicU32,
     muted: AtomicBool,
-    /// Output gain, 0.0–1.0 (f32 bits).
+    /// Output gain, 0.0–1.0 (f32 bits), applied in the output callback.
     volume: AtomicU32,
     input_level: Meter,
     output_level: Meter,
+    /// Samples dropped for want of room in a ring, or made up (silence) for want of data.
+    capture_overruns: AtomicU64,
+    capture_underruns: AtomicU64,
+    playback_overruns: AtomicU64,
+    playback_underruns: AtomicU64,
     stop: AtomicBool,
 }
 
-fn lock(m: &Mutex<Ring>) -> std::sync::MutexGuard<'_, Ring> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+impl Shared {
+    fn new() -> Self {
+        Self {
+            muted: AtomicBool::new(false),
+            volume: AtomicU32::new(1.0f32.to_bits()),
+            input_level: Meter::new(),
+            output_level: Meter::new(),
+            capture_overruns: AtomicU64::new(0),
+            capture_underruns: AtomicU64::new(0),
+            playback_overruns: AtomicU64::new(0),
+            playback_underruns: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
+fn count(counter: &AtomicU64, n: usize) {
+    if n > 0 {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The capture ring holds half a second at the device's rate, the playback ring 200 ms.
+fn capture_capacity(rate: u32) -> usize {
+    (rate as usize / 2).max(1)
+}
+fn playback_capacity(rate: u32) -> usize {
+    (rate as usize / 5).max(1)
+}
+
+/// The most a callback converts at a time: larger blocks go through in pieces.
+const SCRATCH_FRAMES: usize = 4096;
+
+/// What an input stream's callback runs: the device's interleaved samples, of any format and
+/// channel count, are mixed down to mono `f32` in a buffer made when the stream opened and
+/// pushed into the capture ring; what does not fit is dropped and counted. It allocates
+/// nothing, takes no lock and never waits: the audio system's thread must not.
+pub struct InputCallback {
+    ring: rtrb::Producer<f32>,
+    scratch: Box<[f32]>,
+    channels: usize,
+    shared: Arc<Shared>,
+}
+
+// By hand: the scratch buffer is not worth printing.
+impl std::fmt::Debug for InputCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputCallback")
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InputCallback {
+    /// One block from the device, in whichever format it delivers (formats other than f32,
+    /// i16, i32 and u16 are ignored).
+    pub fn on_data(&mut self, data: &cpal::Data) {
+        if let Some(s) = data.as_slice::<f32>() {
+            self.on_input(s);
+        } else if let Some(s) = data.as_slice::<i16>() {
+            self.on_input(s);
+        } else if let Some(s) = data.as_slice::<i32>() {
+            self.on_input(s);
+        } else if let Some(s) = data.as_slice::<u16>() {
+            self.on_input(s);
+        }
+    }
+
+    /// One block of interleaved samples.
+    pub fn on_input<T>(&mut self, data: &[T])
+    where
+        T: cpal::SizedSample,
+        f32: FromSample<T>,
+    {
+        let channels = self.channels.max(1);
+        let mut energy = 0.0f32;
+        let mut frames = 0;
+        for block in data.chunks(channels * self.scratch.len()) {
+            let mono = &mut self.scratch[..block.len() / channels];
+            for (m, frame) in mono.iter_mut().zip(block.chunks_exact(channels)) {
+                *m = frame.iter().map(|&x| f32::from_sample_(x)).sum::<f32>() / channels as f32;
+                energy += *m * *m;
+            }
+            frames += mono.len();
+            let (_, dropped) = self.ring.push_partial_slice(mono);
+            count(&self.shared.capture_overruns, dropped.len());
+        }
+        self.shared.input_level.set(energy, frames);
+    }
+}
+
+/// What an output stream's callback runs: mono `f32` from the playback ring, at the volume
+/// set, into every channel of the device's buffer in its format; silence, counted, where the
+/// ring runs short. Like [`InputCallback`], it allocates nothing, takes no lock and never
+/// waits.
+#[derive(Debug)]
+pub struct OutputCallback {
+    ring: rtrb::Consumer<f32>,
+    channels: usize,
+    shared: Arc<Shared>,
+}
+
+impl OutputCallback {
+    /// One buffer for the device, in whichever format it takes (formats other than f32, i16,
+    /// i32 and u16 are left as they are).
+    pub fn on_data(&mut self, data: &mut cpal::Data) {
+        if let Some(s) = data.as_slice_mut::<f32>() {
+            self.on_output(s);
+        } else if let Some(s) = data.as_slice_mut::<i16>() {
+            self.on_output(s);
+        } else if let Some(s) = data.as_slice_mut::<i32>() {
+            self.on_output(s);
+        } else if let Some(s) = data.as_slice_mut::<u16>() {
+            self.on_output(s);
+        }
+    }
+
+    /// One buffer of interleaved samples to fill.
+    pub fn on_output<T>(&mut self, data: &mut [T])
+    where
+        T: cpal::SizedSample + FromSample<f32>,
+    {
+        let channels = self.channels.max(1);
+        let frames = data.len() / channels;
+        let gain = f32::from_bits(self.shared.volume.load(Ordering::Relaxed));
+        let mut energy = 0.0f32;
+        let mut out = data.chunks_exact_mut(channels);
+        let have = frames.min(self.ring.slots());
+        if let Ok(chunk) = self.ring.read_chunk(have) {
+            let (a, b) = chunk.as_slices();
+            // The ring's side first: zip stops there without taking a frame it cannot fill.
+            for (&x, frame) in a.iter().chain(b).zip(&mut out) {
+                let v = (x * gain).clamp(-1.0, 1.0);
+                energy += v * v;
+                frame.fill(T::from_sample_(v));
+            }
+            chunk.commit_all();
+        }
+        for frame in out {
+            frame.fill(T::EQUILIBRIUM);
+        }
+        count(&self.shared.playback_underruns, frames - have);
+        self.shared.output_level.set(energy, frames);
+    }
+}
+
+/// A new ring end for the engine, sent by the device thread when it opens a stream, with the
+/// stream's rate.
+enum RingEnd {
+    Capture(rtrb::Consumer<f32>, u32),
+    Playback(rtrb::Producer<f32>, u32),
+}
+
+/// A capture ring for a stream of `channels` at `rate`: the callback's end and the engine's.
+fn capture_ring(
+    shared: &Arc<Shared>,
+    rate: u32,
+    channels: usize,
+) -> (InputCallback, rtrb::Consumer<f32>) {
+    let (ring, engine) = rtrb::RingBuffer::new(capture_capacity(rate));
+    let callback = InputCallback {
+        ring,
+        scratch: vec![0.0; SCRATCH_FRAMES].into_boxed_slice(),
+        channels: channels.max(1),
+        shared: shared.clone(),
+    };
+    (callback, engine)
+}
+
+/// A playback ring for a stream of `channels` at `rate`: the callback's end and the engine's.
+fn playback_ring(
+    shared: &Arc<Shared>,
+    rate: u32,
+    channels: usize,
+) -> (OutputCallback, rtrb::Producer<f32>) {
+    let (engine, ring) = rtrb::RingBuffer::new(playback_capacity(rate));
+    let callback = OutputCallback {
+        ring,
+        channels: channels.max(1),
+        shared: shared.clone(),
+    };
+    (callback, engine)
 }
 
 /// Which devices to open: by name, or `None` for the system's default (followed when it
@@ -194,11 +360,28 @@ pub struct DeviceChoice {
     pub open_output: bool,
 }
 
+/// A stream's shape, for [`DeviceAudio::detached`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamShape {
+    pub rate: u32,
+    pub channels: usize,
+}
+
 /// Live capture and playback on sound devices, for the calls of one agent.
+///
+/// The engine's side ([`capture_into`](Self::capture_into), [`play_frame`](Self::play_frame))
+/// allocates nothing once running either: its rings, resamplers and buffers are made when a
+/// stream opens.
 pub struct DeviceAudio {
     shared: Arc<Shared>,
     events: mpsc::Receiver<DeviceEvent>,
+    /// The engine's ends of the rings of streams the device thread opened.
+    rings: mpsc::Receiver<RingEnd>,
     thread: Option<std::thread::JoinHandle<()>>,
+    capture: Option<rtrb::Consumer<f32>>,
+    playback: Option<rtrb::Producer<f32>>,
+    /// The most the capture ring may hold before the oldest is skipped (100 ms and a frame).
+    capture_keep: usize,
     /// Capture: device rate → the engine's 48 kHz.
     mic: Rate,
     /// Playback: 48 kHz → the device's rate.
@@ -215,37 +398,71 @@ impl std::fmt::Debug for DeviceAudio {
 pub const ENGINE_RATE: u32 = 48_000;
 
 impl DeviceAudio {
-    /// Starts the device thread. Opening happens there; the outcome comes as events.
-    pub fn open(choice: DeviceChoice) -> Self {
-        let shared = Arc::new(Shared {
-            capture: Mutex::new(Ring {
-                capacity: 48_000 / 2,
-                ..Ring::default()
-            }),
-            playback: Mutex::new(Ring {
-                capacity: 48_000 / 5,
-                ..Ring::default()
-            }),
-            input_rate: AtomicU32::new(ENGINE_RATE),
-            output_rate: AtomicU32::new(ENGINE_RATE),
-            muted: AtomicBool::new(false),
-            volume: AtomicU32::new(1.0f32.to_bits()),
-            input_level: Meter::new(),
-            output_level: Meter::new(),
-            stop: AtomicBool::new(false),
-        });
-        let (tx, events) = mpsc::channel();
-        let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("switchboard-audio-devices".into())
-            .spawn(move || device_thread(&s, &choice, &tx))
-            .ok();
+    fn new(
+        shared: Arc<Shared>,
+        events: mpsc::Receiver<DeviceEvent>,
+        rings: mpsc::Receiver<RingEnd>,
+    ) -> Self {
         Self {
             shared,
             events,
-            thread,
+            rings,
+            thread: None,
+            capture: None,
+            playback: None,
+            capture_keep: 0,
             mic: Rate::new(ENGINE_RATE, ENGINE_RATE),
             speaker: Rate::new(ENGINE_RATE, ENGINE_RATE),
+        }
+    }
+
+    /// Starts the device thread. Opening happens there; the outcome comes as events.
+    pub fn open(choice: DeviceChoice) -> Self {
+        let shared = Arc::new(Shared::new());
+        let (tx, events) = mpsc::channel();
+        let (ring_tx, rings) = mpsc::channel();
+        let s = shared.clone();
+        let mut audio = Self::new(shared, events, rings);
+        audio.thread = std::thread::Builder::new()
+            .name("switchboard-audio-devices".into())
+            .spawn(move || device_thread(&s, &choice, &tx, &ring_tx))
+            .ok();
+        audio
+    }
+
+    /// A `DeviceAudio` without devices, and the two callbacks a pair of streams of these
+    /// shapes would run: whoever holds them plays the sound system (tests, a null device).
+    pub fn detached(
+        input: StreamShape,
+        output: StreamShape,
+    ) -> (Self, InputCallback, OutputCallback) {
+        let shared = Arc::new(Shared::new());
+        let (_, events) = mpsc::channel();
+        let (ring_tx, rings) = mpsc::channel();
+        let (mic, capture) = capture_ring(&shared, input.rate, input.channels);
+        let (speaker, playback) = playback_ring(&shared, output.rate, output.channels);
+        let _ = ring_tx.send(RingEnd::Capture(capture, input.rate));
+        let _ = ring_tx.send(RingEnd::Playback(playback, output.rate));
+        let mut audio = Self::new(shared, events, rings);
+        audio.adopt_rings();
+        (audio, mic, speaker)
+    }
+
+    /// Takes the rings of streams opened since the last frame (and the rate converters for
+    /// them); the old ones go with the streams that closed.
+    fn adopt_rings(&mut self) {
+        while let Ok(end) = self.rings.try_recv() {
+            match end {
+                RingEnd::Capture(ring, rate) => {
+                    self.capture = Some(ring);
+                    self.capture_keep = rate as usize / 10 + rate as usize / 50;
+                    self.mic = Rate::new(rate, ENGINE_RATE);
+                }
+                RingEnd::Playback(ring, rate) => {
+                    self.playback = Some(ring);
+                    self.speaker = Rate::new(ENGINE_RATE, rate);
+                }
+            }
         }
     }
 
@@ -254,41 +471,54 @@ impl DeviceAudio {
         self.events.try_recv().ok()
     }
 
-    /// 20 ms of microphone at 48 kHz mono (960 samples; silence when muted or while the
-    /// device has not delivered enough).
-    pub fn capture_frame(&mut self) -> Vec<f32> {
-        let rate = self.shared.input_rate.load(Ordering::Relaxed);
-        if self.mic.rates().0 != rate {
-            self.mic = Rate::new(rate, ENGINE_RATE);
-        }
-        let got: Vec<f32> = lock(&self.shared.capture).samples.drain(..).collect();
-        self.mic.push(&got);
-        // More than 100 ms waiting means we fell behind (a stall): keep the newest.
-        while self.mic.available() > 960 * 5 {
-            let _ = self.mic.pull(960);
-        }
-        match self.mic.pull(960) {
-            Some(f) if !self.shared.muted.load(Ordering::Relaxed) => f,
-            Some(_) => vec![0.0; 960],
-            None => {
-                lock(&self.shared.capture).underruns += 1;
-                vec![0.0; 960]
+    /// Fills `out` with the microphone at 48 kHz mono (the engine takes 960 samples, 20 ms);
+    /// how many samples are the microphone's: `out.len()`, or 0 when it is muted or the
+    /// device has not delivered enough, and `out` is silence. Allocates nothing.
+    pub fn capture_into(&mut self, out: &mut [f32]) -> usize {
+        self.adopt_rings();
+        if let Some(ring) = self.capture.as_mut() {
+            // More than 100 ms waiting means we fell behind (a stall): keep the newest.
+            let stale = ring.slots().saturating_sub(self.capture_keep);
+            if let Ok(chunk) = ring.read_chunk(stale) {
+                chunk.commit_all();
+            }
+            if let Ok(chunk) = ring.read_chunk(ring.slots()) {
+                let (a, b) = chunk.as_slices();
+                self.mic.push(a);
+                self.mic.push(b);
+                chunk.commit_all();
             }
         }
+        self.mic.keep_newest(out.len() * 5);
+        if !self.mic.pull_into(out) {
+            count(&self.shared.capture_underruns, out.len());
+            out.fill(0.0);
+            return 0;
+        }
+        if self.shared.muted.load(Ordering::Relaxed) {
+            out.fill(0.0);
+            return 0;
+        }
+        out.len()
     }
 
-    /// 20 ms to play at 48 kHz mono.
+    /// Audio to play, 48 kHz mono (the engine gives 20 ms at a time); what the playback ring
+    /// cannot take is dropped and counted, and without an output device it goes nowhere.
+    /// Allocates nothing.
     pub fn play_frame(&mut self, frame: &[f32]) {
-        let rate = self.shared.output_rate.load(Ordering::Relaxed);
-        if self.speaker.rates().1 != rate {
-            self.speaker = Rate::new(ENGINE_RATE, rate);
-        }
-        let gain = f32::from_bits(self.shared.volume.load(Ordering::Relaxed));
-        let scaled: Vec<f32> = frame.iter().map(|s| s * gain).collect();
-        self.speaker.push(&scaled);
+        self.adopt_rings();
+        self.speaker.push(frame);
         let n = self.speaker.available();
-        if let Some(out) = self.speaker.pull(n) {
-            lock(&self.shared.playback).push(out);
+        match self.playback.as_mut() {
+            Some(ring) if !ring.is_abandoned() => {
+                let fit = n.min(ring.slots());
+                if let Ok(chunk) = ring.write_chunk_uninit(fit) {
+                    chunk.fill_from_iter(self.speaker.drain(fit));
+                }
+                count(&self.shared.playback_overruns, n - fit);
+                self.speaker.skip(n - fit);
+            }
+            _ => self.speaker.skip(n),
         }
     }
 
@@ -300,7 +530,7 @@ impl DeviceAudio {
         self.shared.muted.load(Ordering::Relaxed)
     }
 
-    /// Output volume, 0.0–1.0.
+    /// Output volume, 0.0–1.0; applied in the output callback, so it is heard at once.
     pub fn set_volume(&self, volume: f32) {
         self.shared
             .volume
@@ -319,9 +549,13 @@ impl DeviceAudio {
 
     /// Samples lost to a full ring and made up for an empty one, capture then playback.
     pub fn xruns(&self) -> (u64, u64, u64, u64) {
-        let c = lock(&self.shared.capture);
-        let p = lock(&self.shared.playback);
-        (c.overruns, c.underruns, p.overruns, p.underruns)
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            get(&self.shared.capture_overruns),
+            get(&self.shared.capture_underruns),
+            get(&self.shared.playback_overruns),
+            get(&self.shared.playback_underruns),
+        )
     }
 }
 
@@ -365,63 +599,13 @@ fn find(
     }
 }
 
-/// Interleaved samples of any format → mono f32.
-fn mono_from<T>(samples: &[T], channels: usize) -> Vec<f32>
-where
-    T: cpal::SizedSample,
-    f32: cpal::FromSample<T>,
-{
-    samples
-        .chunks(channels.max(1))
-        .map(|c| c.iter().map(|&x| f32::from_sample_(x)).sum::<f32>() / c.len() as f32)
-        .collect()
-}
-
-/// Mono f32 → interleaved samples of the device's format (each channel the same; silence
-/// where `mono` runs short).
-fn fill<T>(out: &mut [T], mono: &[f32], channels: usize)
-where
-    T: cpal::SizedSample + cpal::FromSample<f32>,
-{
-    for (i, x) in out.iter_mut().enumerate() {
-        let v = mono.get(i / channels.max(1)).copied().unwrap_or(0.0);
-        *x = T::from_sample_(v.clamp(-1.0, 1.0));
-    }
-}
-
-/// What the input callback got, as mono f32 (empty for formats we do not take).
-fn data_to_mono(data: &cpal::Data, channels: usize) -> Vec<f32> {
-    if let Some(s) = data.as_slice::<f32>() {
-        mono_from(s, channels)
-    } else if let Some(s) = data.as_slice::<i16>() {
-        mono_from(s, channels)
-    } else if let Some(s) = data.as_slice::<i32>() {
-        mono_from(s, channels)
-    } else if let Some(s) = data.as_slice::<u16>() {
-        mono_from(s, channels)
-    } else {
-        Vec::new()
-    }
-}
-
-fn mono_to_data(data: &mut cpal::Data, mono: &[f32], channels: usize) {
-    if let Some(s) = data.as_slice_mut::<f32>() {
-        fill(s, mono, channels);
-    } else if let Some(s) = data.as_slice_mut::<i16>() {
-        fill(s, mono, channels);
-    } else if let Some(s) = data.as_slice_mut::<i32>() {
-        fill(s, mono, channels);
-    } else if let Some(s) = data.as_slice_mut::<u16>() {
-        fill(s, mono, channels);
-    }
-}
-
 /// Opens one stream; `failed` is raised from the error callback.
 fn open_stream(
     shared: &Arc<Shared>,
     device: &cpal::Device,
     kind: Direction,
     failed: &Arc<Mutex<Option<String>>>,
+    rings: &mpsc::Sender<RingEnd>,
 ) -> Result<(cpal::Stream, u32), String> {
     let default = match kind {
         Direction::Input => device.default_input_config(),
@@ -463,46 +647,45 @@ fn open_stream(
             }
         }
     };
-    let s = shared.clone();
-    let stream = match kind {
-        Direction::Input => device.build_input_stream_raw(
-            &stream_config,
-            format,
-            move |data: &cpal::Data, _: &cpal::InputCallbackInfo| {
-                let mono = data_to_mono(data, channels);
-                s.input_level.set(&mono);
-                lock(&s.capture).push(mono);
-            },
-            on_error,
-            None,
-        ),
-        Direction::Output => device.build_output_stream_raw(
-            &stream_config,
-            format,
-            move |data: &mut cpal::Data, _: &cpal::OutputCallbackInfo| {
-                let frames = data.len() / channels;
-                let mono: Vec<f32> = {
-                    let mut ring = lock(&s.playback);
-                    let have = ring.samples.len().min(frames);
-                    if have < frames {
-                        ring.underruns += (frames - have) as u64;
-                    }
-                    ring.samples.drain(..have).collect()
-                };
-                s.output_level.set(&mono);
-                mono_to_data(data, &mono, channels);
-            },
-            on_error,
-            None,
-        ),
-    }
-    .map_err(|e| e.to_string())?;
+    // The callbacks own their ends of fresh rings; the engine's ends go to it once the stream
+    // plays (the closures only ever call `on_data`, which neither allocates nor locks).
+    let (stream, engine_end) = match kind {
+        Direction::Input => {
+            let (mut callback, engine) = capture_ring(shared, rate, channels);
+            let stream = device.build_input_stream_raw(
+                &stream_config,
+                format,
+                move |data: &cpal::Data, _: &cpal::InputCallbackInfo| callback.on_data(data),
+                on_error,
+                None,
+            );
+            (stream, RingEnd::Capture(engine, rate))
+        }
+        Direction::Output => {
+            let (mut callback, engine) = playback_ring(shared, rate, channels);
+            let stream = device.build_output_stream_raw(
+                &stream_config,
+                format,
+                move |data: &mut cpal::Data, _: &cpal::OutputCallbackInfo| callback.on_data(data),
+                on_error,
+                None,
+            );
+            (stream, RingEnd::Playback(engine, rate))
+        }
+    };
+    let stream = stream.map_err(|e| e.to_string())?;
     stream.play().map_err(|e| e.to_string())?;
+    let _ = rings.send(engine_end);
     Ok((stream, rate))
 }
 
 /// The device thread: opens what was asked, reopens on failure, follows the default.
-fn device_thread(shared: &Arc<Shared>, choice: &DeviceChoice, events: &mpsc::Sender<DeviceEvent>) {
+fn device_thread(
+    shared: &Arc<Shared>,
+    choice: &DeviceChoice,
+    events: &mpsc::Sender<DeviceEvent>,
+    rings: &mpsc::Sender<RingEnd>,
+) {
     struct Open {
         stream: Option<cpal::Stream>,
         name: Option<String>,
@@ -577,14 +760,11 @@ fn device_thread(shared: &Arc<Shared>, choice: &DeviceChoice, events: &mpsc::Sen
                 Ok::<_, String>(d)
             });
             let opened = found.and_then(|(device, name)| {
-                open_stream(shared, &device, *kind, &side.failed).map(|(s, rate)| (s, name, rate))
+                open_stream(shared, &device, *kind, &side.failed, rings)
+                    .map(|(s, rate)| (s, name, rate))
             });
             match opened {
                 Ok((stream, name, rate)) => {
-                    match kind {
-                        Direction::Input => shared.input_rate.store(rate, Ordering::Relaxed),
-                        Direction::Output => shared.output_rate.store(rate, Ordering::Relaxed),
-                    }
                     let _ = events.send(DeviceEvent::Opened {
                         kind: *kind,
                         name: name.clone(),
@@ -669,35 +849,103 @@ mod tests {
         }
     }
 
+    fn shape(rate: u32, channels: usize) -> StreamShape {
+        StreamShape { rate, channels }
+    }
+
     #[test]
     fn rings_are_bounded_and_count_what_they_drop() {
-        let mut r = Ring {
-            capacity: 4,
-            ..Ring::default()
-        };
-        r.push([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(r.samples, [3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(r.overruns, 2);
+        let shared = Arc::new(Shared::new());
+        // Capture: a full ring keeps what it has and counts what the callback could not put.
+        let (mut mic, mut engine) = capture_ring(&shared, 8, 1);
+        mic.on_input(&[0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6]);
+        assert_eq!(engine.slots(), 4);
+        assert_eq!(engine.pop(), Ok(0.1));
+        assert_eq!(shared.capture_overruns.load(Ordering::Relaxed), 2);
+        // Playback: an empty ring plays silence and counts it.
+        let (mut speaker, mut engine) = playback_ring(&shared, 10, 2);
+        engine.push(0.5).unwrap();
+        let mut out = [1i16; 6];
+        speaker.on_output(&mut out);
+        assert_eq!(out, [16384, 16384, 0, 0, 0, 0]);
+        assert_eq!(shared.playback_underruns.load(Ordering::Relaxed), 2);
         let m = Meter::new();
-        m.set(&[0.5; 100]);
+        m.set(0.25 * 100.0, 100);
         assert!((m.get() + 6.02).abs() < 0.1, "{}", m.get());
-        m.set(&[0.0; 10]);
+        m.set(0.0, 10);
         assert_eq!(m.get(), -120.0);
     }
 
     #[test]
     fn formats_convert_to_mono_f32_and_back() {
-        assert_eq!(
-            mono_from(&[0i16, 16384, -32768, 32767], 1),
-            vec![0.0, 0.5, -1.0, 32767.0 / 32768.0]
-        );
+        let drain = |engine: &mut rtrb::Consumer<f32>| {
+            std::iter::from_fn(|| engine.pop().ok()).collect::<Vec<f32>>()
+        };
+        let shared = Arc::new(Shared::new());
+        let (mut mic, mut engine) = capture_ring(&shared, 48_000, 1);
+        mic.on_input(&[0i16, 16384, -32768, 32767]);
+        assert_eq!(drain(&mut engine), [0.0, 0.5, -1.0, 32767.0 / 32768.0]);
+        mic.on_input(&[32768u16, 49152]);
+        assert_eq!(drain(&mut engine), [0.0, 0.5]);
         // Stereo is mixed down.
-        assert_eq!(mono_from(&[0.5f32, -0.5, 1.0, 0.0], 2), vec![0.0, 0.5]);
-        assert_eq!(mono_from(&[32768u16, 49152], 1), vec![0.0, 0.5]);
-        // Mono to stereo: each sample twice; silence past the end.
-        let mut out = [0i16; 6];
-        fill(&mut out, &[0.5, -0.5], 2);
+        let (mut mic, mut engine) = capture_ring(&shared, 48_000, 2);
+        mic.on_input(&[0.5f32, -0.5, 1.0, 0.0]);
+        assert_eq!(drain(&mut engine), [0.0, 0.5]);
+        // Blocks larger than the scratch buffer go through whole.
+        let long = vec![0.25f32; 2 * SCRATCH_FRAMES + 6];
+        mic.on_input(&long);
+        assert_eq!(drain(&mut engine), vec![0.25; SCRATCH_FRAMES + 3]);
+        // Mono to stereo: each sample twice, at the volume set; silence past the end.
+        let (mut speaker, mut engine) = playback_ring(&shared, 48_000, 2);
+        engine.push(0.5).unwrap();
+        engine.push(-0.5).unwrap();
+        let mut out = [7i16; 6];
+        speaker.on_output(&mut out);
         assert_eq!(out[..4], [16384, 16384, -16384, -16384]);
         assert_eq!(out[4..], [0, 0]);
+        shared.volume.store(0.5f32.to_bits(), Ordering::Relaxed);
+        engine.push(1.0).unwrap();
+        let mut out = [0u16; 2];
+        speaker.on_output(&mut out);
+        assert_eq!(out, [49152, 49152]);
+    }
+
+    #[test]
+    fn the_engine_side_converts_rates_trims_stalls_and_mutes() {
+        let (mut audio, mut mic, mut speaker) =
+            DeviceAudio::detached(shape(44_100, 2), shape(16_000, 1));
+        let mut frame = [0.0f32; 960];
+        // Nothing yet: silence, counted.
+        assert_eq!(audio.capture_into(&mut frame), 0);
+        assert_eq!(audio.xruns().1, 960);
+        // 400 ms at once (a stall), silence then a level: the frame comes from the newest
+        // 100 ms.
+        let tone: Vec<f32> = (0..17_640)
+            .flat_map(|i| {
+                let x = if i < 17_640 - 8_820 { 0.0 } else { 0.5 };
+                [x, x]
+            })
+            .collect();
+        mic.on_input(&tone);
+        assert_eq!(audio.capture_into(&mut frame), 960);
+        assert!(
+            frame.iter().all(|&x| (x - 0.5).abs() < 0.05),
+            "{:?}",
+            &frame[..8]
+        );
+        audio.set_muted(true);
+        mic.on_input(&tone[..1764]);
+        assert_eq!(audio.capture_into(&mut frame), 0);
+        assert!(frame.iter().all(|&x| x == 0.0));
+        // 48 kHz in, 16 kHz out, and no more than 200 ms queued.
+        for _ in 0..20 {
+            audio.play_frame(&[0.25; 960]);
+        }
+        let mut out = [0.0f32; 16_000];
+        speaker.on_output(&mut out);
+        let played = out.iter().filter(|&&x| x > 0.2).count();
+        assert!((2800..=3200).contains(&played), "{played}");
+        assert_eq!(audio.xruns().3, 16_000 - 3_200);
+        assert!(audio.xruns().2 > 0);
     }
 }

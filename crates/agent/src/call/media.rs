@@ -71,6 +71,37 @@ struct CallAudio {
     echo: bool,
     /// The microphone is muted: calls carry silence.
     muted: bool,
+    frames: DeviceFrames,
+}
+
+/// The most samples a frame has: 20 ms at 48 kHz (the devices' and Opus's rate).
+const MAX_FRAME: usize = 960;
+
+/// The buffers of a tick's device side, made once: the microphone's frame, one call's share
+/// (at its codec's rate or at 48 kHz), one call's frame to send, and the speaker's mix.
+struct DeviceFrames {
+    mic: Vec<f32>,
+    call: Vec<f32>,
+    pcm: Vec<i16>,
+    mix: Vec<f32>,
+}
+
+impl DeviceFrames {
+    fn new() -> Self {
+        Self {
+            mic: vec![0.0; MAX_FRAME],
+            call: vec![0.0; MAX_FRAME],
+            pcm: vec![0; MAX_FRAME],
+            mix: vec![0.0; MAX_FRAME],
+        }
+    }
+}
+
+/// `from` into `to`, with silence where it runs short.
+fn copy_padded(to: &mut [i16], from: &[i16]) {
+    let n = to.len().min(from.len());
+    to[..n].copy_from_slice(&from[..n]);
+    to[n..].fill(0);
 }
 
 /// How the agent's calls sound.
@@ -226,49 +257,71 @@ impl CallAudio {
 
     /// Every 20 ms: one frame out per sending call (packets to send), one frame played into
     /// each recording.
+    ///
+    /// The device side (the microphone frame, each call's share of it and of the speaker, the
+    /// mix) goes through buffers made once ([`DeviceFrames`]); the codec work of each call
+    /// (decoding, encoding, SRTP, the packets) still allocates.
     fn tick(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         let echo = self.echo;
+        let muted = self.muted;
         // The microphone once for every call; what the calls carry, mixed, to the speaker.
-        let mic = self.devices.as_mut().map(DeviceAudio::capture_frame);
-        let mut mix = self.devices.as_ref().map(|_| vec![0f32; 960]);
+        let bufs = &mut self.frames;
+        let devices = self.devices.as_mut();
+        let with_devices = devices.is_some();
+        if let Some(d) = devices {
+            d.capture_into(&mut bufs.mic);
+            bufs.mix.fill(0.0);
+        }
         for c in self.calls.values_mut() {
-            let n = c.session.frame_samples();
-            if let Some(m) = &mic {
-                c.mic.push(m);
+            let n = c.session.frame_samples().min(MAX_FRAME);
+            if with_devices {
+                c.mic.push(&bufs.mic);
                 // Not sending (held): keep no more than 100 ms.
-                while c.mic.available() > n * 5 {
-                    let _ = c.mic.pull(n);
-                }
+                c.mic.keep_newest(n * 5);
             }
             // An echo sends what it hears in the same tick (no frame of extra delay).
             let heard = c.session.play();
             if c.send {
                 if let Some(to) = c.session.remote() {
-                    let pcm = match (c.source.as_mut(), &mic) {
-                        _ if echo => heard.clone(),
-                        (Some(s), _) => s.next_frame(n),
-                        (None, Some(_)) => c
-                            .mic
-                            .pull(n)
-                            .map(|f| f.iter().map(|&x| (x * 32767.0) as i16).collect())
-                            .unwrap_or_else(|| vec![0; n]),
-                        (None, None) => vec![0; n],
-                    };
+                    let pcm = &mut bufs.pcm[..n];
+                    match c.source.as_mut() {
+                        _ if echo => copy_padded(pcm, &heard),
+                        Some(s) => copy_padded(pcm, &s.next_frame(n)),
+                        None if with_devices => {
+                            let f = &mut bufs.call[..n];
+                            if c.mic.pull_into(f) {
+                                pcm.iter_mut()
+                                    .zip(f.iter())
+                                    .for_each(|(p, &x)| *p = (x * 32767.0) as i16);
+                            } else {
+                                pcm.fill(0);
+                            }
+                        }
+                        None => pcm.fill(0),
+                    }
                     // Muted: the file or device keeps running, the call carries silence.
-                    let pcm = if self.muted && !echo { vec![0; n] } else { pcm };
-                    let packet = c.session.packetise(&pcm);
+                    if muted && !echo {
+                        pcm.fill(0);
+                    }
+                    let packet = c.session.packetise(pcm);
                     // Empty: Opus DTX is quiet this frame.
                     if !packet.is_empty() {
                         out.push((to, packet));
                     }
                 }
             }
-            if let Some(mix) = mix.as_mut() {
-                let f: Vec<f32> = heard.iter().map(|&x| f32::from(x) / 32768.0).collect();
-                c.speaker.push(&f);
-                if let Some(up) = c.speaker.pull(960) {
-                    mix.iter_mut().zip(up).for_each(|(m, x)| *m += x);
+            if with_devices {
+                let f = &mut bufs.call[..heard.len().min(MAX_FRAME)];
+                f.iter_mut()
+                    .zip(&heard)
+                    .for_each(|(f, &x)| *f = f32::from(x) / 32768.0);
+                c.speaker.push(f);
+                if c.speaker.pull_into(&mut bufs.call) {
+                    bufs.mix
+                        .iter_mut()
+                        .zip(&bufs.call)
+                        .for_each(|(m, x)| *m += x);
                 }
             }
             if let Some(sink) = c.sink.as_mut() {
@@ -278,8 +331,8 @@ impl CallAudio {
                 }
             }
         }
-        if let (Some(d), Some(mix)) = (self.devices.as_mut(), mix) {
-            d.play_frame(&mix);
+        if let Some(d) = self.devices.as_mut() {
+            d.play_frame(&self.frames.mix);
         }
         out
     }
@@ -420,7 +473,7 @@ enum Cmd {
     Stats(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
 }
 
-/// The agent's audio engine, running in its own task.
+/// The agent's audio engine, running on a thread of its own (`switchboard-audio`).
 pub struct AudioHandle {
     tx: mpsc::UnboundedSender<Cmd>,
     events: mpsc::UnboundedReceiver<AudioEvent>,
@@ -467,6 +520,7 @@ impl AudioHandle {
             }),
             echo,
             muted,
+            frames: DeviceFrames::new(),
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
