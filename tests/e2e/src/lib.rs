@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod glyphs;
+pub mod pulse;
 pub mod ui;
 
 use std::net::TcpListener;

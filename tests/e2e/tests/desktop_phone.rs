@@ -9,9 +9,11 @@
 //! wrap-up panel offers the queue's codes; "resolved", Done; the router's call record has the
 //! disposition and the agent.
 //!
-//! Audio: this test checks signalling only. The window opens the machine's default sound
-//! devices, and under Xvfb there are none (no PulseAudio server is started for the window
-//! yet), so the call carries silence from the window's side.
+//! Audio crosses both ways, on a PulseAudio server of the test's own with null sinks
+//! (`switchboard_e2e::pulse`): the window plays the caller's 440 Hz into its default sink,
+//! recorded from that sink's monitor; a 1000 Hz tone played into the sink the window's
+//! microphone listens to reaches the caller, who records it. Both are checked with Goertzel
+//! (`switchboard_media::tone`).
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -21,6 +23,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+use switchboard_e2e::pulse::PulseServer;
 use switchboard_e2e::ui::{choose, click, css, gone, screenshot, wait_attr, wait_text, WAIT};
 use switchboard_e2e::{
     eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, RouterProcess,
@@ -44,12 +47,29 @@ fn demo_config(sip: u16) -> Result<String> {
     ))
 }
 
-/// A WAV of a 440 Hz tone, `seconds` long, 8 kHz mono.
-fn tone_wav(path: &std::path::Path, seconds: usize) -> Result<()> {
+const CALLER_HZ: f64 = 440.0;
+const WINDOW_HZ: f64 = 1000.0;
+
+/// A WAV of a `hz` tone, `seconds` long, mono at `rate`.
+fn tone_wav(path: &std::path::Path, hz: f64, rate: u32, seconds: usize) -> Result<()> {
     use switchboard_media::{tone, wav::WavSink};
-    let mut sink = WavSink::create(path, 8000)?;
-    sink.write(&tone::sine(440.0, 8000, 8000.0, 0, 8000 * seconds))?;
+    let mut sink = WavSink::create(path, rate)?;
+    sink.write(&tone::sine(hz, rate, 8000.0, 0, rate as usize * seconds))?;
     sink.finish()?;
+    Ok(())
+}
+
+/// Asserts that in `path` more than `min_loud` 50 ms blocks are loud and `hz` beats `other`
+/// in more than half of them.
+fn heard(path: &std::path::Path, hz: f64, other: f64, min_loud: usize, what: &str) -> Result<()> {
+    use switchboard_media::{tone, wav::read_mono};
+    let (samples, rate) = read_mono(path).with_context(|| format!("{}", path.display()))?;
+    let (wins, loud) = tone::detect(&samples, rate, &[hz, other]);
+    let share = wins[0] as f64 / loud.max(1) as f64;
+    eprintln!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
+    if loud <= min_loud || share <= 0.5 {
+        bail!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
+    }
     Ok(())
 }
 
@@ -79,6 +99,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
     let base = router.url.clone();
     let http = reqwest::Client::new();
 
+    let pulse = PulseServer::start()?;
+    let pulse_server = pulse.server();
     let config_dir = work.path().join("config");
     let data_dir = work.path().join("data");
     std::fs::create_dir_all(&config_dir)?;
@@ -88,6 +110,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
             ("SWITCHBOARD_ROUTER_URL", OsStr::new(&base)),
             ("SWITCHBOARD_AGENT", OsStr::new(AGENT)),
+            ("PULSE_SERVER", OsStr::new(&pulse_server)),
             ("SWITCHBOARD_LOG", OsStr::new("info")),
         ],
         "tauri-driver-phone.log",
@@ -136,8 +159,12 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
 
         // 3. A caller dials the demo number on the trunk and presses 1 (billing).
         let tone = work.path().join("caller.wav");
-        tone_wav(&tone, 30)?;
-        let heard = work.path().join("heard.wav");
+        tone_wav(&tone, CALLER_HZ, 8000, 30)?;
+        // What the window's microphone hears, from now on.
+        let mic_tone = work.path().join("window-mic.wav");
+        tone_wav(&mic_tone, WINDOW_HZ, 48000, 40)?;
+        let _mic = pulse.play("sb_mic", &mic_tone)?;
+        let heard_wav = work.path().join("heard.wav");
         let caller_bin = our_binary("switchboard-agent")?;
         let uri = format!("sip:+18005550100@127.0.0.1:{sip}");
         let mut cmd = Command::new(caller_bin);
@@ -147,7 +174,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             .arg("--play")
             .arg(&tone)
             .arg("--record")
-            .arg(&heard);
+            .arg(&heard_wav);
         let caller = tokio::task::spawn_blocking(move || cmd.output());
 
         // 4. The window pops the call up: caller, number dialled, queue, attendant choice.
@@ -164,6 +191,9 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
 
         // 5. Answer: the in-call panel, with the queue and a running timer.
         click(&c, r#"[data-testid="answer"]"#).await?;
+        // What the window plays from now on (after the ring).
+        let window_heard = work.path().join("window-heard.wav");
+        let speaker = pulse.record("sb_speaker", &window_heard)?;
         wait_text(&c, r#"[data-testid="in-call-queue"]"#, "billing").await?;
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:0").await?;
         gone(&c, r#"[data-testid="incoming"]"#).await?;
@@ -194,6 +224,21 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             events.iter().any(|e| e["event"] == "established"),
             "the caller was answered: {events:?}"
         );
+        speaker.stop();
+        heard(
+            &window_heard,
+            CALLER_HZ,
+            WINDOW_HZ,
+            20,
+            "the window played the caller",
+        )?;
+        heard(
+            &heard_wav,
+            WINDOW_HZ,
+            CALLER_HZ,
+            20,
+            "the caller heard the window's microphone",
+        )?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
         click(&c, r#"[data-testid="disposition-resolved"]"#).await?;
         screenshot(&c, "phone-wrap-up.png").await?;
