@@ -166,9 +166,15 @@ async fn phone_wrap_up(
     Ok(agent.finish_wrap_up(disposition).await?)
 }
 
+/// Wakes [`keep_phone`] at once (a sign-in made the agent known).
+#[derive(Default)]
+struct PhoneKick(tokio::sync::Notify);
+
 /// Starts the phone once the router link is up and the agent is known, and again after it
-/// failed (backing off to a minute), while none runs.
+/// failed (backing off to a minute, or at once after a sign-in) while none runs, or when the
+/// registrar refuses the credentials it has (a router restarted with new ones).
 async fn keep_phone(app: tauri::AppHandle) {
+    use switchboard_agent::desk::RegistrationView;
     use switchboard_agent::ConnectionState;
     let mut router = app.state::<Agent>().subscribe_router();
     let mut wait = std::time::Duration::from_secs(2);
@@ -181,7 +187,11 @@ async fn keep_phone(app: tauri::AppHandle) {
             break;
         }
         let agent = app.state::<Agent>();
-        if agent.desk().is_running() {
+        let refused = matches!(
+            &agent.desk().view().registration,
+            RegistrationView::Failing { code, .. } if code == "registrar_refused"
+        );
+        if agent.desk().is_running() && !refused {
             wait = std::time::Duration::from_secs(2);
         } else {
             match agent.start_phone().await {
@@ -196,7 +206,11 @@ async fn keep_phone(app: tauri::AppHandle) {
                 }
             }
         }
-        tokio::time::sleep(wait).await;
+        let kick = app.state::<PhoneKick>();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = kick.0.notified() => wait = std::time::Duration::from_secs(2),
+        }
     }
 }
 
@@ -254,12 +268,16 @@ async fn get_account(agent: State<'_, Agent>) -> Result<Option<AccountInfo>, Ipc
 
 /// Signs in in the system browser (`$BROWSER` on Linux), with a loopback redirect.
 #[tauri::command]
-async fn sign_in(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
+async fn sign_in(
+    agent: State<'_, Agent>,
+    kick: State<'_, PhoneKick>,
+) -> Result<AccountInfo, IpcError> {
     let a = agent
         .account()
         .sign_in(&switchboard_agent::account::SystemBrowser)
         .await?;
     agent.signed_in();
+    kick.0.notify_one();
     Ok(a)
 }
 
@@ -269,9 +287,13 @@ async fn start_device_code(agent: State<'_, Agent>) -> Result<DeviceCodeInfo, Ip
 }
 
 #[tauri::command]
-async fn finish_device_code(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
+async fn finish_device_code(
+    agent: State<'_, Agent>,
+    kick: State<'_, PhoneKick>,
+) -> Result<AccountInfo, IpcError> {
     let a = agent.account().finish_device_code().await?;
     agent.signed_in();
+    kick.0.notify_one();
     Ok(a)
 }
 
@@ -448,6 +470,7 @@ pub fn run() {
             let mut phone = agent.desk().subscribe();
             let mut phone_events = agent.desk().subscribe_events();
             app.manage(agent);
+            app.manage(PhoneKick::default());
             let to_window = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 loop {
