@@ -24,12 +24,14 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
-use switchboard_e2e::ui::{choose, click, css, gone, screenshot, wait_attr, wait_text, WAIT};
+use switchboard_e2e::ui::{choose, click, gone, screenshot, wait_attr, wait_text, WAIT};
 use switchboard_e2e::{
     eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, RouterProcess,
 };
 
 const AGENT: &str = "AdeleV@contoso.example";
+/// The caller's number, as the trunk gives it.
+const CALLER: &str = "+15551234567";
 
 /// The demo contact center on `sip` (UDP and TCP on 127.0.0.1), the billing queue with
 /// disposition codes and a long wrap-up (the window's Done ends it).
@@ -170,7 +172,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let mut cmd = Command::new(caller_bin);
         cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
             .args(["--json", "call", &uri, "--ring-timeout", "40"])
-            .args(["--dtmf", "1", "--codec", "pcmu", "--hangup-after", "6"])
+            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
+            .args(["--hangup-after", "10"])
             .arg("--play")
             .arg(&tone)
             .arg("--record")
@@ -181,12 +184,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
         wait_text(&c, r#"[data-testid="incoming-dialled"]"#, "+18005550100").await?;
         wait_text(&c, r#"[data-testid="incoming-choices"]"#, "main:1").await?;
-        let shown_caller = c
-            .find(css(r#"[data-testid="incoming-caller"]"#))
-            .await?
-            .text()
-            .await?;
-        assert!(!shown_caller.trim().is_empty(), "the caller is shown");
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, CALLER).await?;
         screenshot(&c, "phone-incoming.png").await?;
 
         // 5. Answer: the in-call panel, with the queue and a running timer.
@@ -195,6 +193,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let window_heard = work.path().join("window-heard.wav");
         let speaker = pulse.record("sb_speaker", &window_heard)?;
         wait_text(&c, r#"[data-testid="in-call-queue"]"#, "billing").await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, CALLER).await?;
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:0").await?;
         gone(&c, r#"[data-testid="incoming"]"#).await?;
         eventually("the router to have the agent on the call", WAIT, || async {
@@ -261,6 +260,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         })
         .await?;
         assert_eq!(recs[0]["agent"], AGENT, "{recs:?}");
+        assert_eq!(recs[0]["caller"], CALLER, "{recs:?}");
         assert_eq!(
             recs[0]["choices"],
             serde_json::json!(["main:1"]),
