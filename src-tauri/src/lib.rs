@@ -9,10 +9,10 @@
 //! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
 //! `get_photos`, `set_favourite`, `get_work_state`, `set_work_state`, and the phone's
 //! `phone_status`, `phone_connect`, `phone_answer`, `phone_reject`, `phone_hangup`,
-//! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_wrap_up`; events `router-status`,
-//! `mic-level`, `presence`, `work-state`, `phone` (a `PhoneView` on each change) and
-//! `phone-event` (each `PhoneEvent` of the call engine, as it serialises). Errors cross as
-//! `{ code, message }` ([`IpcError`]).
+//! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_volume`, `phone_quality`,
+//! `phone_wrap_up`; events `router-status`, `mic-level`, `presence`, `work-state`, `phone`
+//! (a `PhoneView` on each change) and `phone-event` (each `PhoneEvent` of the call engine,
+//! as it serialises). Errors cross as `{ code, message }` ([`IpcError`]).
 //!
 //! The phone starts by itself once the router link is up and the agent is known (signed in,
 //! or `SWITCHBOARD_AGENT` with a router that checks no tokens): SIP credentials from the
@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use switchboard_agent::account::{AccountError, AccountInfo, DeviceCodeInfo};
+use switchboard_agent::call::CallQuality;
 use switchboard_agent::desk::{DeskError, PhoneView};
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
 use switchboard_agent::state::{WorkStateKind, WorkStateView};
@@ -138,6 +139,18 @@ async fn phone_hold(agent: State<'_, Agent>, call: u64, on: bool) -> Result<(), 
 #[tauri::command]
 fn phone_mute(agent: State<'_, Agent>, on: bool) -> Result<(), IpcError> {
     Ok(agent.desk().mute(on)?)
+}
+
+/// The call volume, 0–100 %.
+#[tauri::command]
+fn phone_volume(agent: State<'_, Agent>, percent: u8) -> Result<(), IpcError> {
+    Ok(agent.desk().set_volume(percent)?)
+}
+
+/// The call's audio figures so far (loss, jitter, estimated MOS).
+#[tauri::command]
+async fn phone_quality(agent: State<'_, Agent>, call: u64) -> Result<CallQuality, IpcError> {
+    Ok(agent.desk().quality(call).await?)
 }
 
 /// One keypad key (`0`–`9`, `*`, `#`, `A`–`D`) into the call.
@@ -578,6 +591,8 @@ pub fn run() {
             phone_hold,
             phone_mute,
             phone_dtmf,
+            phone_volume,
+            phone_quality,
             phone_wrap_up
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
@@ -623,6 +638,7 @@ mod bindings {
         switchboard_agent::state::WorkStateView::export_all_to(dir).unwrap();
         switchboard_agent::directory::PersonPhoto::export_all_to(dir).unwrap();
         switchboard_agent::desk::PhoneView::export_all_to(dir).unwrap();
+        switchboard_agent::call::CallQuality::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

@@ -436,6 +436,8 @@ pub struct PhoneView {
     pub wrap_up: Option<WrapUpView>,
     /// The last thing that went wrong (cleared when the next command works).
     pub problem: Option<PhoneProblem>,
+    /// The call volume, 0–100 % (Settings → Audio's, until changed in a call).
+    pub volume: u8,
 }
 
 impl Default for PhoneView {
@@ -446,6 +448,7 @@ impl Default for PhoneView {
             call: None,
             wrap_up: None,
             problem: None,
+            volume: 100,
         }
     }
 }
@@ -626,7 +629,11 @@ impl DeskPhone {
         let (phone, mut events) = Phone::start(options).await?;
         tracing::info!(agent = %creds.agent, registrar = %creds.registrar, "phone started");
         let agent = creds.agent.clone();
-        self.update(|v| v.agent = Some(agent));
+        let volume = audio.output_volume.min(100);
+        self.update(|v| {
+            v.agent = Some(agent);
+            v.volume = volume;
+        });
         *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             phone: phone.clone(),
             api: api.clone(),
@@ -820,6 +827,29 @@ impl DeskPhone {
             });
         }
         self.ok(r)
+    }
+
+    /// The call volume, 0–100 %.
+    pub fn set_volume(&self, percent: u8) -> Result<(), DeskError> {
+        let r = self
+            .running()
+            .ok_or(DeskError::NotStarted)
+            .and_then(|(p, _)| {
+                p.set_volume(f32::from(percent.min(100)) / 100.0)
+                    .map_err(DeskError::from)
+            });
+        if r.is_ok() {
+            self.update(|v| v.volume = percent.min(100));
+        }
+        self.ok(r)
+    }
+
+    /// The call's audio figures so far (loss, jitter, estimated MOS …).
+    pub async fn quality(&self, call: CallId) -> Result<crate::call::CallQuality, DeskError> {
+        let phone = self.current_call(call)?;
+        // Not recorded as the view's problem: the window asks every few seconds, and a call
+        // that carries no audio yet is no fault.
+        Ok(phone.quality(call).await?)
     }
 
     /// Sends a keypad key into the call.

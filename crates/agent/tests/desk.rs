@@ -141,7 +141,13 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
     desk.mute(true).unwrap();
     assert!(desk.view().call.is_some_and(|c| c.muted));
     desk.dtmf(call.id, '5').await.unwrap();
+    desk.set_volume(140).unwrap();
+    assert_eq!(desk.view().volume, 100, "at most 100 %");
+    desk.set_volume(40).unwrap();
+    assert_eq!(desk.view().volume, 40);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let q = desk.quality(call.id).await.unwrap();
+    assert!(q.packets_received > 0, "{q:?}");
     desk.hangup(call.id).unwrap();
 
     // Wrap-up with the queue's codes.

@@ -201,8 +201,9 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             Ok((st["state"] == "on_call").then_some(()))
         })
         .await?;
-        // The timer runs.
+        // The timer runs, and the live figures arrive.
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        wait_text(&c, r#"[data-testid="call-quality"]"#, "MOS").await?;
         screenshot(&c, "phone-in-call.png").await?;
 
         // 6. The caller hangs up: wrap-up with the billing queue's codes.

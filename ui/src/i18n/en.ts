@@ -179,6 +179,8 @@ const en = {
   "phone.dispositionNeeded": "Choose how the call ended.",
   "phone.done": "Done",
   "phone.shortcuts": "Ctrl+Shift+A answers, Ctrl+Shift+H hangs up or rejects, Ctrl+Shift+M mutes.",
+  "phone.volume": "Volume",
+  "phone.quality": "Loss {loss}% · jitter {jitter} ms · MOS {mos}",
   "error.phone_no_agent": "The phone does not know which agent you are. Sign in with Microsoft first.",
   "error.router_unreachable": "The routing service cannot be reached. Check that it is running and its address in Settings.",
   "error.router_sign_in": "The routing service wants you signed in again. Sign in with Microsoft.",

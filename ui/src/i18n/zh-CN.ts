@@ -181,6 +181,8 @@ const zhCN: Record<MessageKey, string> = {
   "phone.dispositionNeeded": "请选择通话的处理结果。",
   "phone.done": "完成",
   "phone.shortcuts": "Ctrl+Shift+A 接听，Ctrl+Shift+H 挂断或拒接，Ctrl+Shift+M 静音。",
+  "phone.volume": "音量",
+  "phone.quality": "丢包 {loss}% · 抖动 {jitter} 毫秒 · MOS {mos}",
   "error.phone_no_agent": "电话不知道您是哪位坐席。请先使用 Microsoft 登录。",
   "error.router_unreachable": "无法连接路由服务。请确认它正在运行，并检查“设置”中的地址。",
   "error.router_sign_in": "路由服务要求您重新登录。请使用 Microsoft 登录。",

@@ -5,6 +5,7 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   AccountInfo,
   AudioDevices,
+  CallQuality,
   DeviceCodeInfo,
   DirectoryQuery,
   IpcError,
@@ -125,6 +126,10 @@ export const phoneHold = (callId: number, on: boolean): Promise<void> => call("p
 export const phoneMute = (on: boolean): Promise<void> => call("phone_mute", { on });
 /** One keypad key (0–9, *, #, A–D) into the call. */
 export const phoneDtmf = (callId: number, key: string): Promise<void> => call("phone_dtmf", { call: callId, key });
+/** The call volume, 0–100 %. */
+export const phoneVolume = (percent: number): Promise<void> => call("phone_volume", { percent });
+/** The call's audio figures so far (loss, jitter, estimated MOS). */
+export const phoneQuality = (callId: number): Promise<CallQuality> => call("phone_quality", { call: callId });
 /** Ends the wrap-up at the router with the disposition code. */
 export const phoneWrapUp = (disposition: string | null): Promise<void> => call("phone_wrap_up", { disposition });
 

@@ -28,3 +28,4 @@ export type { CallStage } from "./bindings/CallStage";
 export type { RouterOffer } from "./bindings/RouterOffer";
 export type { WrapUpView } from "./bindings/WrapUpView";
 export type { PhoneProblem } from "./bindings/PhoneProblem";
+export type { CallQuality } from "./bindings/CallQuality";

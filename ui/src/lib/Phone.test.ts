@@ -11,6 +11,7 @@ const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
   call: null,
   wrap_up: null,
   problem: null,
+  volume: 80,
   ...over,
 });
 
@@ -42,6 +43,12 @@ function fakeApi(first: PhoneView) {
     phoneHold: vi.fn(async () => {}),
     phoneMute: vi.fn(async () => {}),
     phoneDtmf: vi.fn(async () => {}),
+    phoneVolume: vi.fn(async () => {}),
+    phoneQuality: vi.fn(async () => ({
+      packets_sent: 100, packets_received: 98, packets_lost: 2, jitter_ms: 3.4, concealed_ms: 0, late: 0,
+      dropped: 0, mos: 4.31, rtt_ms: null, rtcp_received: 1, srtp_auth_failures: 0, srtp_unencrypted: 0,
+      fec_recovered: 0, opus_bitrate: null, dtx_frames: 0,
+    })),
     phoneWrapUp: vi.fn(async () => {}),
   };
   return { api, push: (v: PhoneView) => push(v) };
@@ -106,6 +113,24 @@ describe("the phone in the window", () => {
     expect(api.phoneHangup).toHaveBeenCalledWith(7);
     await fireEvent.click(screen.getByTestId("hangup"));
     expect(api.phoneHangup).toHaveBeenCalledTimes(2);
+  });
+
+  it("sets the call volume and shows live quality", async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      const call = ringing({ stage: "talking", answered_unix_ms: Date.now() });
+      const { api } = fakeApi(idle({ call }));
+      render(Phone, { api });
+      const slider = (await screen.findByTestId("call-volume")) as HTMLInputElement;
+      expect(slider.value).toBe("80");
+      await fireEvent.change(slider, { target: { value: "40" } });
+      expect(api.phoneVolume).toHaveBeenCalledWith(40);
+      await vi.advanceTimersByTimeAsync(2100);
+      expect(api.phoneQuality).toHaveBeenCalledWith(7);
+      await vi.waitFor(() => expect(screen.getByTestId("call-quality").textContent).toContain("Loss 2% · jitter 3.4 ms · MOS 4.31"));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("wraps up with one of the queue's dispositions", async () => {

@@ -65,6 +65,7 @@ describe("StatusBar", () => {
       call: null,
       wrap_up: null,
       problem: null,
+      volume: 100,
     };
     const { unmount } = render(StatusBar, { status: base, phone });
     const reg = screen.getByTestId("phone-registration");

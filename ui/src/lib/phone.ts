@@ -1,6 +1,6 @@
 // What the phone panels need from the shell, as one object so tests can stand in for it.
 import * as ipc from "../ipc";
-import type { PhoneView } from "../ipc";
+import type { CallQuality, PhoneView } from "../ipc";
 
 export type PhoneApi = {
   phoneStatus: () => Promise<PhoneView>;
@@ -12,6 +12,8 @@ export type PhoneApi = {
   phoneHold: (call: number, on: boolean) => Promise<void>;
   phoneMute: (on: boolean) => Promise<void>;
   phoneDtmf: (call: number, key: string) => Promise<void>;
+  phoneVolume: (percent: number) => Promise<void>;
+  phoneQuality: (call: number) => Promise<CallQuality>;
   phoneWrapUp: (disposition: string | null) => Promise<void>;
 };
 
@@ -25,6 +27,8 @@ export const shellPhone: PhoneApi = {
   phoneHold: ipc.phoneHold,
   phoneMute: ipc.phoneMute,
   phoneDtmf: ipc.phoneDtmf,
+  phoneVolume: ipc.phoneVolume,
+  phoneQuality: ipc.phoneQuality,
   phoneWrapUp: ipc.phoneWrapUp,
 };
 
@@ -59,4 +63,10 @@ export function clock(seconds: number): string {
   const m = Math.floor((s % 3600) / 60);
   const ss = String(s % 60).padStart(2, "0");
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** Packets lost as a share of those expected, in %, one decimal. */
+export function lossPercent(q: CallQuality): number {
+  const expected = q.packets_received + q.packets_lost;
+  return expected > 0 ? Math.round((q.packets_lost / expected) * 1000) / 10 : 0;
 }

@@ -15,4 +15,8 @@ agent: string | null, registration: RegistrationView, call: CallView | null, wra
 /**
  * The last thing that went wrong (cleared when the next command works).
  */
-problem: PhoneProblem | null, };
+problem: PhoneProblem | null, 
+/**
+ * The call volume, 0–100 % (Settings → Audio's, until changed in a call).
+ */
+volume: number, };
