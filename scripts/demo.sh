@@ -113,7 +113,8 @@ else
 fi
 
 say "the demo contact center takes calls at sip:+18005550100@127.0.0.1:7760 (attendant: 1 billing, 2 orders, 0 general)"
-say "  an agent's phone:  $BIN/switchboard-agent work --router $ROUTER_URL --as AdeleV@contoso.example --ready"
+say "  the app is Adele's phone once you sign in as AdeleV@contoso.example: choose Ready, and calls ring in the window"
+say "  another agent's phone:  $BIN/switchboard-agent work --router $ROUTER_URL --as LynneR@contoso.example --ready"
 say "  a test call:       $BIN/switchboard-agent call sip:+18005550100@127.0.0.1:7760 --dtmf 1 --hangup-after 20"
 say "opening Switchboard"
 # Demo settings are kept apart from a real install's; the demo's tenant.toml names the

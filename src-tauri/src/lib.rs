@@ -7,15 +7,25 @@
 //! `stop_mic_test`, `play_test_sound`, `get_account`, `sign_in`, `start_device_code`,
 //! `finish_device_code`, `cancel_sign_in`, `sign_out`, `get_my_presence`,
 //! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
-//! `get_photos`, `set_favourite`, `get_work_state`, `set_work_state`; events `router-status`, `mic-level`,
-//! `presence`, `work-state`. Errors cross as `{ code, message }`
-//! ([`IpcError`]).
+//! `get_photos`, `set_favourite`, `get_work_state`, `set_work_state`, and the phone's
+//! `phone_status`, `phone_connect`, `phone_answer`, `phone_reject`, `phone_hangup`,
+//! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_volume`, `phone_quality`,
+//! `phone_wrap_up`; events `router-status`, `mic-level`, `presence`, `work-state`, `phone`
+//! (a `PhoneView` on each change) and `phone-event` (each `PhoneEvent` of the call engine,
+//! as it serialises). Errors cross as `{ code, message }` ([`IpcError`]).
+//!
+//! The phone starts by itself once the router link is up and the agent is known (signed in,
+//! or `SWITCHBOARD_AGENT` with a router that checks no tokens): SIP credentials from the
+//! router, the devices of Settings → Audio, registration. The SIP password stays in the
+//! agent library; it never crosses to the window.
 #![forbid(unsafe_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use switchboard_agent::account::{AccountError, AccountInfo, DeviceCodeInfo};
+use switchboard_agent::call::CallQuality;
+use switchboard_agent::desk::{DeskError, PhoneView};
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
 use switchboard_agent::state::{WorkStateKind, WorkStateView};
 use switchboard_agent::{
@@ -30,6 +40,10 @@ pub const ROUTER_STATUS_EVENT: &str = "router-status";
 pub const WORK_STATE_EVENT: &str = "work-state";
 /// Event name of a Teams presence change sent by the router (payload: `PresenceInfo`).
 pub const PRESENCE_EVENT: &str = "presence";
+/// Event name of the phone's state (payload: `PhoneView`).
+pub const PHONE_EVENT: &str = "phone";
+/// Event name of each event of the call engine (payload: a `PhoneEvent`, `{"event": …}`).
+pub const PHONE_RAW_EVENT: &str = "phone-event";
 /// Name of the event that carries a [`switchboard_agent::MicLevel`] while the microphone test
 /// runs (about 16 a second).
 pub const MIC_LEVEL_EVENT: &str = "mic-level";
@@ -80,6 +94,139 @@ impl From<AccountError> for IpcError {
     }
 }
 
+impl From<DeskError> for IpcError {
+    fn from(e: DeskError) -> Self {
+        Self {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The phone: registration, the call, the wrap-up, the last problem.
+#[tauri::command]
+fn phone_status(agent: State<'_, Agent>) -> PhoneView {
+    agent.desk().view()
+}
+
+/// Gets new SIP credentials from the router and (re)starts the phone.
+#[tauri::command]
+async fn phone_connect(agent: State<'_, Agent>) -> Result<PhoneView, IpcError> {
+    agent.start_phone().await?;
+    Ok(agent.desk().view())
+}
+
+#[tauri::command]
+async fn phone_answer(agent: State<'_, Agent>, call: u64) -> Result<(), IpcError> {
+    Ok(agent.desk().answer(call).await?)
+}
+
+#[tauri::command]
+fn phone_reject(agent: State<'_, Agent>, call: u64) -> Result<(), IpcError> {
+    Ok(agent.desk().reject(call)?)
+}
+
+#[tauri::command]
+fn phone_hangup(agent: State<'_, Agent>, call: u64) -> Result<(), IpcError> {
+    Ok(agent.desk().hangup(call)?)
+}
+
+#[tauri::command]
+async fn phone_hold(agent: State<'_, Agent>, call: u64, on: bool) -> Result<(), IpcError> {
+    Ok(agent.desk().hold(call, on).await?)
+}
+
+#[tauri::command]
+fn phone_mute(agent: State<'_, Agent>, on: bool) -> Result<(), IpcError> {
+    Ok(agent.desk().mute(on)?)
+}
+
+/// The call volume, 0–100 %.
+#[tauri::command]
+fn phone_volume(agent: State<'_, Agent>, percent: u8) -> Result<(), IpcError> {
+    Ok(agent.desk().set_volume(percent)?)
+}
+
+/// The call's audio figures so far (loss, jitter, estimated MOS).
+#[tauri::command]
+async fn phone_quality(agent: State<'_, Agent>, call: u64) -> Result<CallQuality, IpcError> {
+    Ok(agent.desk().quality(call).await?)
+}
+
+/// One keypad key (`0`–`9`, `*`, `#`, `A`–`D`) into the call.
+#[tauri::command]
+async fn phone_dtmf(agent: State<'_, Agent>, call: u64, key: String) -> Result<(), IpcError> {
+    let mut keys = key.chars();
+    let k = match (keys.next(), keys.next()) {
+        (Some(k), None) => k,
+        _ => {
+            return Err(IpcError {
+                code: "invalid_digit".into(),
+                message: "send one keypad key at a time (0–9, *, #, A–D)".into(),
+            })
+        }
+    };
+    Ok(agent.desk().dtmf(call, k).await?)
+}
+
+/// Ends the wrap-up at the router with the disposition code, and goes back to the chosen
+/// state.
+#[tauri::command]
+async fn phone_wrap_up(
+    agent: State<'_, Agent>,
+    disposition: Option<String>,
+) -> Result<(), IpcError> {
+    Ok(agent.finish_wrap_up(disposition).await?)
+}
+
+/// Wakes [`keep_phone`] at once (a sign-in made the agent known).
+#[derive(Default)]
+struct PhoneKick(tokio::sync::Notify);
+
+/// Starts the phone once the router link is up and the agent is known, and again after it
+/// failed (backing off to a minute, or at once after a sign-in) while none runs, or when the
+/// registrar refuses the credentials it has (a router restarted with new ones).
+async fn keep_phone(app: tauri::AppHandle) {
+    use switchboard_agent::desk::RegistrationView;
+    use switchboard_agent::ConnectionState;
+    let mut router = app.state::<Agent>().subscribe_router();
+    let mut wait = std::time::Duration::from_secs(2);
+    loop {
+        if router
+            .wait_for(|s| s.state == ConnectionState::Connected)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let agent = app.state::<Agent>();
+        let refused = matches!(
+            &agent.desk().view().registration,
+            RegistrationView::Failing { code, .. } if code == "registrar_refused"
+        );
+        if agent.desk().is_running() && !refused {
+            wait = std::time::Duration::from_secs(2);
+        } else {
+            match agent.start_phone().await {
+                Ok(()) => wait = std::time::Duration::from_secs(2),
+                Err(e) => {
+                    tracing::info!(
+                        code = e.code(),
+                        retry_s = wait.as_secs(),
+                        "the phone did not start: {e}"
+                    );
+                    wait = (wait * 2).min(std::time::Duration::from_secs(60));
+                }
+            }
+        }
+        let kick = app.state::<PhoneKick>();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = kick.0.notified() => wait = std::time::Duration::from_secs(2),
+        }
+    }
+}
+
 /// The contact-center state and how it shows in Teams.
 #[tauri::command]
 fn get_work_state(agent: State<'_, Agent>) -> WorkStateView {
@@ -87,10 +234,23 @@ fn get_work_state(agent: State<'_, Agent>) -> WorkStateView {
 }
 
 /// `ready`, `not_ready` (with a reason code or text) or `off_duty`. During a call or
-/// wrap-up it is the state that follows; in wrap-up it ends the wrap-up.
+/// wrap-up it is the state that follows; in wrap-up it ends the wrap-up. The router is told
+/// too while the phone runs (a problem there shows in the phone's view).
 #[tauri::command]
-fn set_work_state(
+async fn set_work_state(
     agent: State<'_, Agent>,
+    state: WorkStateKind,
+    reason: Option<String>,
+) -> Result<WorkStateView, IpcError> {
+    let v = set_work_state_here(&agent, state, reason)?;
+    if let Err(e) = agent.sync_router_state().await {
+        tracing::info!(code = e.code(), "the router was not told the state: {e}");
+    }
+    Ok(v)
+}
+
+fn set_work_state_here(
+    agent: &Agent,
     state: WorkStateKind,
     reason: Option<String>,
 ) -> Result<WorkStateView, IpcError> {
@@ -121,12 +281,16 @@ async fn get_account(agent: State<'_, Agent>) -> Result<Option<AccountInfo>, Ipc
 
 /// Signs in in the system browser (`$BROWSER` on Linux), with a loopback redirect.
 #[tauri::command]
-async fn sign_in(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
+async fn sign_in(
+    agent: State<'_, Agent>,
+    kick: State<'_, PhoneKick>,
+) -> Result<AccountInfo, IpcError> {
     let a = agent
         .account()
         .sign_in(&switchboard_agent::account::SystemBrowser)
         .await?;
     agent.signed_in();
+    kick.0.notify_one();
     Ok(a)
 }
 
@@ -136,9 +300,13 @@ async fn start_device_code(agent: State<'_, Agent>) -> Result<DeviceCodeInfo, Ip
 }
 
 #[tauri::command]
-async fn finish_device_code(agent: State<'_, Agent>) -> Result<AccountInfo, IpcError> {
+async fn finish_device_code(
+    agent: State<'_, Agent>,
+    kick: State<'_, PhoneKick>,
+) -> Result<AccountInfo, IpcError> {
     let a = agent.account().finish_device_code().await?;
     agent.signed_in();
+    kick.0.notify_one();
     Ok(a)
 }
 
@@ -312,7 +480,40 @@ pub fn run() {
             let mut changes = agent.subscribe_router();
             let mut presence = agent.subscribe_presence();
             let mut work = agent.work().subscribe();
+            let mut phone = agent.desk().subscribe();
+            let mut phone_events = agent.desk().subscribe_events();
             app.manage(agent);
+            app.manage(PhoneKick::default());
+            let to_window = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                loop {
+                    let v = phone.borrow_and_update().clone();
+                    if let Err(e) = to_window.emit(PHONE_EVENT, v) {
+                        tracing::warn!(error = %e, "cannot send the phone's state to the window");
+                    }
+                    if phone.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let to_window = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    match phone_events.recv().await {
+                        Ok(e) => {
+                            if let Err(e) = to_window.emit(PHONE_RAW_EVENT, e) {
+                                tracing::warn!(error = %e, "cannot send a phone event to the window");
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::debug!(missed = n, "phone events skipped")
+                        }
+                        Err(RecvError::Closed) => break,
+                    }
+                }
+            });
+            tauri::async_runtime::spawn(keep_phone(app.handle().clone()));
             let to_window = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 use tokio::sync::broadcast::error::RecvError;
@@ -381,7 +582,18 @@ pub fn run() {
             get_photos,
             set_favourite,
             get_work_state,
-            set_work_state
+            set_work_state,
+            phone_status,
+            phone_connect,
+            phone_answer,
+            phone_reject,
+            phone_hangup,
+            phone_hold,
+            phone_mute,
+            phone_dtmf,
+            phone_volume,
+            phone_quality,
+            phone_wrap_up
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     match result {
@@ -390,6 +602,8 @@ pub fn run() {
                 // This app's Teams presence session goes with it (else it lingers until
                 // it expires).
                 if let Some(agent) = app.try_state::<Agent>() {
+                    // The phone hangs up, unregisters and signs off at the router first.
+                    tauri::async_runtime::block_on(agent.desk().stop());
                     tauri::async_runtime::block_on(agent.work().finish());
                 }
             }
@@ -423,6 +637,8 @@ mod bindings {
         switchboard_agent::directory::DirectoryQuery::export_all_to(dir).unwrap();
         switchboard_agent::state::WorkStateView::export_all_to(dir).unwrap();
         switchboard_agent::directory::PersonPhoto::export_all_to(dir).unwrap();
+        switchboard_agent::desk::PhoneView::export_all_to(dir).unwrap();
+        switchboard_agent::call::CallQuality::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

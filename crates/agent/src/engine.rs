@@ -22,7 +22,9 @@ pub struct Agent {
     /// The people whose presence the window shows now (the directory's page).
     shown: Mutex<Vec<String>>,
     /// The contact-center state, kept in Teams.
-    work: crate::state::WorkState,
+    work: std::sync::Arc<crate::state::WorkState>,
+    /// The softphone registered with the router's credentials.
+    desk: crate::desk::DeskPhone,
 }
 
 /// Wrap-up after a call until queues set their own (the router's queue configuration).
@@ -54,12 +56,40 @@ impl Agent {
                 account.clone(),
             ))),
         );
-        let work = crate::state::WorkState::start(
+        let work = std::sync::Arc::new(crate::state::WorkState::start(
             account.clone(),
             DEFAULT_WRAP_UP,
             crate::state::SessionTiming::default(),
-        );
+        ));
+        let desk = crate::desk::DeskPhone::new();
+        // A call up is "on a call" in the contact-center state (and in Teams).
+        let mut calls = desk.subscribe_events();
+        let w = std::sync::Arc::downgrade(&work);
+        tokio::spawn(async move {
+            use crate::call::PhoneEvent;
+            use tokio::sync::broadcast::error::RecvError;
+            let mut up = std::collections::HashSet::new();
+            loop {
+                match calls.recv().await {
+                    Ok(PhoneEvent::Established { call, .. }) => {
+                        let Some(w) = w.upgrade() else { break };
+                        if up.insert(call) {
+                            w.call_started(false);
+                        }
+                    }
+                    Ok(PhoneEvent::Ended { call, .. }) => {
+                        let Some(w) = w.upgrade() else { break };
+                        if up.remove(&call) {
+                            w.call_ended(false);
+                        }
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
         Self {
+            desk,
             work,
             account,
             store,
@@ -127,10 +157,79 @@ impl Agent {
         &self.work
     }
 
+    /// The softphone at the router.
+    pub fn desk(&self) -> &crate::desk::DeskPhone {
+        &self.desk
+    }
+
+    /// The router's agent API for the person: the signed-in account (its router token, and
+    /// its UPN), else the agent named by [`crate::desk::AGENT_ENV`] (a router that checks no
+    /// tokens: the demo, tests).
+    pub async fn agent_api(&self) -> Result<crate::desk::AgentApi, crate::desk::DeskError> {
+        use crate::router::RouterTokens;
+        let me = self.account.current().await.ok().flatten();
+        let agent = me
+            .and_then(|a| a.username)
+            .or_else(|| std::env::var(crate::desk::AGENT_ENV).ok())
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty());
+        let bearer = crate::account::AccountRouterTokens(self.account.clone())
+            .router_token()
+            .await;
+        if agent.is_none() && bearer.is_none() {
+            return Err(crate::desk::DeskError::NoAgent);
+        }
+        crate::desk::AgentApi::new(&self.settings().router_url, bearer, agent)
+    }
+
+    /// Gets SIP credentials from the router and starts the phone on the devices of
+    /// Settings → Audio; then Ready or Not ready at the router as the window shows it.
+    pub async fn start_phone(&self) -> Result<(), crate::desk::DeskError> {
+        let api = match self.agent_api().await {
+            Ok(a) => a,
+            Err(e) => {
+                let reason = e.to_string();
+                self.desk.note_failure(&e, reason);
+                return Err(e);
+            }
+        };
+        self.desk.start(api, &self.settings().audio).await?;
+        self.sync_router_state().await
+    }
+
+    /// Says the window's Ready / Not ready to the router (nothing while no phone runs).
+    pub async fn sync_router_state(&self) -> Result<(), crate::desk::DeskError> {
+        let v = self.work.view();
+        use crate::state::WorkStateKind as K;
+        match v.after {
+            K::Ready => self.desk.set_state(true, None).await,
+            K::NotReady => self.desk.set_state(false, v.reason).await,
+            K::OffDuty => {
+                self.desk
+                    .set_state(false, Some("off duty".to_owned()))
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The agent is done with the wrap-up: the disposition to the router, and back to the
+    /// chosen state.
+    pub async fn finish_wrap_up(
+        &self,
+        disposition: Option<String>,
+    ) -> Result<(), crate::desk::DeskError> {
+        self.desk.finish_wrap_up(disposition).await?;
+        self.work.end_wrap_up();
+        Ok(())
+    }
+
     /// Signs the current account out: off duty first, so this app's presence session is
     /// cleared while there is still a token for it (waits at most 5 s), then the account
     /// and the router link.
     pub async fn sign_out(&self) -> Result<(), crate::account::AccountError> {
+        // The phone signs off at the router while the token still works.
+        self.desk.stop().await;
         let mut changes = self.work.subscribe();
         if self.work.view().teams.availability.is_some() {
             self.work.set_off_duty();

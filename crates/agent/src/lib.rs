@@ -1,8 +1,9 @@
 //! The Switchboard agent engine: what the desktop app and the headless `switchboard-agent`
 //! CLI share. Today it keeps the link to the routing service, the person's settings and the
 //! sound-device checks of Settings → Audio ([`audio`]), the person's Microsoft account with
-//! its Graph client ([`account`]), and the softphone: a call engine driven by commands that
-//! reports an event stream ([`call`]).
+//! its Graph client ([`account`]), the softphone: a call engine driven by commands that
+//! reports an event stream ([`call`]), and the desk: the router's agent API and the phone
+//! registered with the credentials it issues, as the window drives them ([`desk`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +22,7 @@
 pub mod account;
 pub mod audio;
 pub mod call;
+pub mod desk;
 pub mod directory;
 pub mod engine;
 pub mod router;

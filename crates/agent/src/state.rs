@@ -207,6 +207,13 @@ impl WorkMachine {
         self.changed();
     }
 
+    /// Ends a wrap-up now (the agent is done: the window's Done), back to the chosen state.
+    pub fn end_wrap_up(&mut self) {
+        if self.wrap_up_until.take().is_some() {
+            self.changed();
+        }
+    }
+
     /// Ends the wrap-up at its time; true when the state changed.
     pub fn tick(&mut self, now: Instant) -> bool {
         match self.wrap_up_until {
@@ -409,6 +416,11 @@ impl WorkState {
 
     pub fn call_ended(&self, conference: bool) -> WorkStateView {
         self.change(|m| m.call_ended(conference, Instant::now()))
+    }
+
+    /// The agent is done with the wrap-up: back to the state they chose.
+    pub fn end_wrap_up(&self) -> WorkStateView {
+        self.change(WorkMachine::end_wrap_up)
     }
 
     /// The state now.
@@ -698,6 +710,19 @@ mod tests {
         // A call ending that never started changes nothing.
         m.call_ended(false, t0);
         assert_eq!(m.view(t0).state, WorkStateKind::Ready);
+    }
+
+    #[test]
+    fn done_ends_wrap_up_back_to_the_chosen_state() {
+        let t0 = Instant::now();
+        let mut m = WorkMachine::new(Duration::from_secs(30));
+        m.set_not_ready(NotReadyReason::Lunch);
+        m.call_started(false);
+        m.call_ended(false, t0);
+        assert_eq!(m.agent_state(), AgentState::WrapUp);
+        m.end_wrap_up();
+        assert_eq!(m.agent_state(), AgentState::NotReady(NotReadyReason::Lunch));
+        assert_eq!(m.wrap_up_until(), None);
     }
 
     #[test]

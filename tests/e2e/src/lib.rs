@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod glyphs;
+pub mod pulse;
+pub mod ui;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,18 @@ pub fn program(name: &str) -> Result<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .with_context(|| format!("{name} is not installed — run tests/peers/install.sh"))
+}
+
+/// A port on 127.0.0.1 free for both UDP and TCP a moment ago (a SIP listener).
+pub fn free_udp_port() -> Result<u16> {
+    for _ in 0..20 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let port = udp.local_addr()?.port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no port free for both UDP and TCP on 127.0.0.1")
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
@@ -146,6 +160,16 @@ pub struct RouterProcess {
 impl RouterProcess {
     /// Starts the router and waits until `/v1/health` answers.
     pub async fn start(port: u16, data_dir: &Path, log: &Path) -> Result<Self> {
+        Self::start_with(port, data_dir, log, &[]).await
+    }
+
+    /// [`Self::start`] with more arguments (`--config FILE`, `--sip-listen ADDR:PORT` …).
+    pub async fn start_with(
+        port: u16,
+        data_dir: &Path,
+        log: &Path,
+        args: &[&std::ffi::OsStr],
+    ) -> Result<Self> {
         let bin = our_binary("switchboard-router")?;
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -158,6 +182,7 @@ impl RouterProcess {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--data-dir")
                 .arg(data_dir)
+                .args(args)
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone()?)
                 .stderr(log_file),

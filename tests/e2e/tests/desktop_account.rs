@@ -12,63 +12,11 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use fantoccini::{Client, Locator};
+use switchboard_e2e::ui::{choose, click, css, screenshot, wait_attr, wait_text, WAIT};
 use switchboard_e2e::{eventually, workspace_root, Desktop, SecretService};
 use switchboard_tenant_sim::{Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
 
-const WAIT: Duration = Duration::from_secs(45);
 const USER: &str = "AdeleV@contoso.example";
-
-fn css(s: &str) -> Locator<'_> {
-    Locator::Css(s)
-}
-
-async fn screenshot(c: &Client, name: &str) -> Result<()> {
-    let dir = workspace_root().join("artifacts/e2e");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(name), c.screenshot().await?)?;
-    Ok(())
-}
-
-/// Waits for `selector`'s text to contain `want`.
-async fn wait_text(c: &Client, selector: &str, want: &str) -> Result<()> {
-    eventually(&format!("{selector} to show {want:?}"), WAIT, || async {
-        let text = c.find(css(selector)).await?.text().await?;
-        if text.contains(want) {
-            Ok(Some(()))
-        } else {
-            bail!("{selector} shows {text:?}")
-        }
-    })
-    .await
-}
-
-/// Waits for `selector`'s `attr` to equal `want`.
-async fn wait_attr(c: &Client, selector: &str, attr: &str, want: &str) -> Result<()> {
-    eventually(&format!("{selector} [{attr}={want}]"), WAIT, || async {
-        let v = c.find(css(selector)).await?.attr(attr).await?;
-        if v.as_deref() == Some(want) {
-            Ok(Some(()))
-        } else {
-            bail!("{selector} has {attr}={v:?}")
-        }
-    })
-    .await
-}
-
-/// Picks `value` in the `<select>` at `selector`.
-async fn choose(c: &Client, selector: &str, value: &str) -> Result<()> {
-    let option = format!(r#"{selector} option[value="{value}"]"#);
-    click(c, &option).await
-}
-
-async fn click(c: &Client, selector: &str) -> Result<()> {
-    eventually(&format!("{selector} to be clickable"), WAIT, || async {
-        c.find(css(selector)).await?.click().await?;
-        Ok(Some(()))
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver, WebKitWebDriver and gnome-keyring (scripts/test.sh runs it)"]

@@ -5,11 +5,13 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   AccountInfo,
   AudioDevices,
+  CallQuality,
   DeviceCodeInfo,
   DirectoryQuery,
   IpcError,
   MicLevel,
   Person,
+  PhoneView,
   PersonPhoto,
   PresenceInfo,
   RouterStatus,
@@ -111,4 +113,28 @@ export async function onPresence(handler: (p: PresenceInfo) => void): Promise<Un
 export async function onRouterStatus(handler: (s: RouterStatus) => void): Promise<UnlistenFn> {
   if (!insideDesktopApp()) return () => {};
   return listen<RouterStatus>("router-status", (e) => handler(e.payload));
+}
+
+/** The phone: registration, the call ringing or up, the wrap-up, the last problem. */
+export const phoneStatus = (): Promise<PhoneView> => call("phone_status");
+/** New SIP credentials from the router and a fresh start of the phone. */
+export const phoneConnect = (): Promise<PhoneView> => call("phone_connect");
+export const phoneAnswer = (callId: number): Promise<void> => call("phone_answer", { call: callId });
+export const phoneReject = (callId: number): Promise<void> => call("phone_reject", { call: callId });
+export const phoneHangup = (callId: number): Promise<void> => call("phone_hangup", { call: callId });
+export const phoneHold = (callId: number, on: boolean): Promise<void> => call("phone_hold", { call: callId, on });
+export const phoneMute = (on: boolean): Promise<void> => call("phone_mute", { on });
+/** One keypad key (0–9, *, #, A–D) into the call. */
+export const phoneDtmf = (callId: number, key: string): Promise<void> => call("phone_dtmf", { call: callId, key });
+/** The call volume, 0–100 %. */
+export const phoneVolume = (percent: number): Promise<void> => call("phone_volume", { percent });
+/** The call's audio figures so far (loss, jitter, estimated MOS). */
+export const phoneQuality = (callId: number): Promise<CallQuality> => call("phone_quality", { call: callId });
+/** Ends the wrap-up at the router with the disposition code. */
+export const phoneWrapUp = (disposition: string | null): Promise<void> => call("phone_wrap_up", { disposition });
+
+/** Calls `handler` with each change of the phone; returns the unsubscribe function. */
+export async function onPhone(handler: (v: PhoneView) => void): Promise<UnlistenFn> {
+  if (!insideDesktopApp()) return () => {};
+  return listen<PhoneView>("phone", (e) => handler(e.payload));
 }

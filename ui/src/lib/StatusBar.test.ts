@@ -57,4 +57,27 @@ describe("StatusBar", () => {
     render(StatusBar, { status: null });
     expect(screen.getByTestId("router-state").dataset.state).toBe("connecting");
   });
+
+  it("shows the phone's registration, and why it fails in the person's language", async () => {
+    const phone = {
+      agent: "AdeleV@contoso.example",
+      registration: { state: "registered" as const, aor: "sip:agent-x@contoso.example" },
+      call: null,
+      wrap_up: null,
+      problem: null,
+      volume: 100,
+    };
+    const { unmount } = render(StatusBar, { status: base, phone });
+    const reg = screen.getByTestId("phone-registration");
+    expect(reg.dataset.state).toBe("registered");
+    expect(reg.textContent).toBe("Phone: registered");
+    unmount();
+    const failing = { ...phone, registration: { state: "failing" as const, code: "registrar_unreachable", reason: "no answer" } };
+    render(StatusBar, { status: base, phone: failing });
+    expect(screen.getByTestId("phone-registration").textContent).toContain("does not answer the phone");
+    expect(screen.getByTestId("phone-registration").title).toBe("no answer");
+    setLanguage("zh-CN");
+    await Promise.resolve();
+    expect(screen.getByTestId("phone-registration").textContent).toContain("电话：未注册");
+  });
 });

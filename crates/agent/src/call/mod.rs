@@ -333,24 +333,35 @@ impl From<&Negotiated> for MediaInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct CallQuality {
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub packets_sent: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub packets_received: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub packets_lost: u64,
     /// Interarrival jitter, ms, one decimal.
     pub jitter_ms: f64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub concealed_ms: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub late: u64,
     /// Malformed, from a wrong source or with a wrong payload type.
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub dropped: u64,
     /// Estimated mean opinion score (1–5), two decimals.
     pub mos: Option<f64>,
     /// Round-trip time from RTCP, ms, one decimal.
     pub rtt_ms: Option<f64>,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub rtcp_received: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub srtp_auth_failures: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub srtp_unencrypted: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub fec_recovered: u64,
     pub opus_bitrate: Option<i32>,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub dtx_frames: u64,
 }
 

@@ -10,12 +10,11 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use switchboard_agent::call::printable;
 
 use anyhow::Context;
 use clap::{Args, Parser};
-use serde::de::DeserializeOwned;
-use switchboard_api::{AgentRef, AgentStateChange, AgentStatus, Problem, RequestedState};
+use switchboard_agent::desk::AgentApi as Api;
+use switchboard_api::AgentStatus;
 use switchboard_api::{AgentState, SipCredentials};
 
 #[derive(Args, Debug, Clone)]
@@ -62,180 +61,6 @@ pub struct WorkArgs {
 struct AnswerFlags {
     #[command(flatten)]
     args: super::call::AnswerArgs,
-}
-
-/// `POST /v1/agents/me/wrap-up`: the agent is done with the last call.
-#[derive(Debug, serde::Serialize)]
-struct WrapUpRequest<'a> {
-    /// Only where the router checks no tokens (`--as`); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    agent: Option<&'a str>,
-    disposition: &'a str,
-}
-
-/// The longest text kept from a router's problem detail.
-const DETAIL_MAX: usize = 500;
-
-/// Why the router said no, for a person: the problem's detail (the router's own words say
-/// what to do), else the status and a next step.
-fn refusal(status: reqwest::StatusCode, body: &str, named: bool) -> String {
-    let problem = serde_json::from_str::<Problem>(body).ok();
-    if let Some(detail) = problem
-        .as_ref()
-        .and_then(|p| p.detail.as_deref())
-        .and_then(|d| printable(d, DETAIL_MAX))
-    {
-        return format!("{} {detail}", status.as_u16());
-    }
-    let hint = match status.as_u16() {
-        401 => "sign in again with `switchboard-agent login`",
-        403 => "ask your administrator for the Agent role in the router's app registration",
-        404 if named => "check the UPN given with --as and the router's [[tenants]] configuration (an older router has no such route: update it)",
-        404 => "check that the signed-in account is an agent in the router's [[tenants]] configuration (an older router has no such route: update it)",
-        409 => "the router takes no calls: set [sip] listen in its configuration",
-        s if s >= 500 => "see the router's logs",
-        _ => "check that --router names a Switchboard router of this version",
-    };
-    let said = problem
-        .and_then(|p| printable(&p.title, DETAIL_MAX))
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
-    format!("{} {said} — {hint}", status.as_u16())
-}
-
-/// The router's API, for one agent.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    bearer: Option<String>,
-    agent: Option<String>,
-}
-
-impl Api {
-    /// Sends `body` and reads the answer (`None` for 204); a refusal names `what` was asked,
-    /// for whom, and why.
-    async fn send<T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        what: &str,
-        body: Option<&(impl serde::Serialize + ?Sized)>,
-    ) -> anyhow::Result<Option<T>> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        if let Some(t) = &self.bearer {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the router at {} for {what} — is it running, and is --router right?",
-                self.base
-            )
-        })?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            anyhow::bail!(
-                "the router refused {what} for {}: {}",
-                self.agent.as_deref().unwrap_or("the signed-in agent"),
-                refusal(status, &text, self.agent.is_some())
-            );
-        }
-        if status == reqwest::StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        serde_json::from_str(&text).map(Some).with_context(|| {
-            format!("the router's answer to {what} does not read — is --router a Switchboard router of this version?")
-        })
-    }
-
-    async fn credentials(&self) -> anyhow::Result<SipCredentials> {
-        let body = AgentRef {
-            agent: self.agent.clone(),
-        };
-        self.send(
-            reqwest::Method::POST,
-            "/v1/agents/me/sip-credentials",
-            "SIP credentials",
-            Some(&body),
-        )
-        .await?
-        .context("the router sent no SIP credentials")
-    }
-
-    async fn set_state(&self, ready: bool, reason: Option<String>) -> anyhow::Result<AgentStatus> {
-        let body = state_change(self.agent.clone(), ready, reason);
-        self.send(
-            reqwest::Method::PUT,
-            "/v1/agents/me/state",
-            "the state change",
-            Some(&body),
-        )
-        .await?
-        .context("the router sent no state")
-    }
-
-    async fn status(&self) -> anyhow::Result<AgentStatus> {
-        let path = match &self.agent {
-            Some(a) => format!(
-                "/v1/agents/me?agent={}",
-                url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
-            ),
-            None => "/v1/agents/me".to_owned(),
-        };
-        self.send(
-            reqwest::Method::GET,
-            &path,
-            "the agent's state",
-            None::<&()>,
-        )
-        .await?
-        .context("the router sent no state")
-    }
-
-    async fn wrap_up(&self, disposition: &str) -> anyhow::Result<()> {
-        let body = WrapUpRequest {
-            agent: self.agent.as_deref(),
-            disposition,
-        };
-        self.send::<AgentStatus>(
-            reqwest::Method::POST,
-            "/v1/agents/me/wrap-up",
-            "the end of wrap-up",
-            Some(&body),
-        )
-        .await
-        .map(|_| ())
-    }
-
-    async fn sign_off(&self) -> anyhow::Result<()> {
-        let body = AgentRef {
-            agent: self.agent.clone(),
-        };
-        self.send::<serde_json::Value>(
-            reqwest::Method::DELETE,
-            "/v1/agents/me/sip-credentials",
-            "signing off",
-            Some(&body),
-        )
-        .await
-        .map(|_| ())
-    }
-}
-
-/// The body of `PUT /v1/agents/me/state`.
-fn state_change(agent: Option<String>, ready: bool, reason: Option<String>) -> AgentStateChange {
-    AgentStateChange {
-        agent,
-        state: if ready {
-            RequestedState::Ready
-        } else {
-            RequestedState::NotReady
-        },
-        reason: if ready { None } else { reason },
-    }
 }
 
 /// The signed-in account's token for the router's API.
@@ -323,8 +148,8 @@ async fn keep_state(
                     }
                     if st.state == AgentState::WrapUp {
                         if let Some(d) = &disposition {
-                            match api.wrap_up(d).await {
-                                Ok(()) => tracing::info!(disposition = %d, "wrap-up ended"),
+                            match api.wrap_up(Some(d)).await {
+                                Ok(_) => tracing::info!(disposition = %d, "wrap-up ended"),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "cannot end wrap-up; the router ends it after the queue's wrap-up time")
                                 }
@@ -382,14 +207,7 @@ pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(signed_in_token().await?),
     };
-    let api = Api {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?,
-        base,
-        bearer,
-        agent: args.as_agent.clone(),
-    };
+    let api = Api::new(&base, bearer, args.as_agent.clone())?;
     let creds = api.credentials().await?;
     if json {
         println!(
@@ -451,14 +269,14 @@ pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
     // The last call's wrap-up, when the phone stopped right after it (--calls), or signing
     // off hung it up (the phone is gone then, but the router still takes the disposition).
     if let (Ok(()), Some(d), true) = (&result, &args.disposition, hung_up_a_call) {
-        if let Err(e) = api.wrap_up(d).await {
+        if let Err(e) = api.wrap_up(Some(d)).await {
             tracing::warn!(error = %e, "cannot end wrap-up");
         }
     } else if let (Ok(()), Some(d)) = (&result, &args.disposition) {
         for _ in 0..12 {
             match api.status().await {
                 Ok(st) if st.state == AgentState::WrapUp => {
-                    if let Err(e) = api.wrap_up(d).await {
+                    if let Err(e) = api.wrap_up(Some(d)).await {
                         tracing::warn!(error = %e, "cannot end wrap-up");
                     }
                     break;
@@ -563,81 +381,6 @@ mod tests {
         let a = work(&["--router", "http://x", "--not-ready", "lunch"]);
         assert_eq!(a.not_ready.as_deref(), Some("lunch"));
         assert_eq!(a.phone, Vec::<String>::new());
-    }
-
-    #[test]
-    fn a_refusal_says_the_problems_detail() {
-        let body = r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"mallory@contoso.example is not an agent of any tenant","instance":"/v1/agents/me/sip-credentials"}"#;
-        assert_eq!(
-            refusal(reqwest::StatusCode::NOT_FOUND, body, true),
-            "404 mallory@contoso.example is not an agent of any tenant"
-        );
-        // A detail with terminal escapes or line breaks is printed without them.
-        let body = r#"{"type":"about:blank","title":"Forbidden","status":403,"detail":"no\u001b[2J\r\nrole"}"#;
-        assert_eq!(
-            refusal(reqwest::StatusCode::FORBIDDEN, body, false),
-            "403 no[2Jrole"
-        );
-    }
-
-    #[test]
-    fn a_refusal_without_a_detail_says_what_to_do() {
-        let r = refusal(reqwest::StatusCode::BAD_GATEWAY, "<html>", false);
-        assert_eq!(r, "502 Bad Gateway — see the router's logs");
-        // An older router's bare 404, with --as and without.
-        let r = refusal(reqwest::StatusCode::NOT_FOUND, "", true);
-        assert!(
-            r.starts_with("404 Not Found — check the UPN given with --as"),
-            "{r}"
-        );
-        let r = refusal(reqwest::StatusCode::NOT_FOUND, "", false);
-        assert!(r.contains("signed-in account is an agent"), "{r}");
-        let r = refusal(
-            reqwest::StatusCode::UNAUTHORIZED,
-            r#"{"type":"about:blank","title":"Unauthorized","status":401,"detail":null}"#,
-            false,
-        );
-        assert_eq!(
-            r,
-            "401 Unauthorized — sign in again with `switchboard-agent login`"
-        );
-    }
-
-    #[test]
-    fn request_bodies() {
-        fn v(body: &impl serde::Serialize) -> serde_json::Value {
-            serde_json::to_value(body).unwrap()
-        }
-        assert_eq!(
-            v(&WrapUpRequest {
-                agent: None,
-                disposition: "resolved"
-            }),
-            serde_json::json!({"disposition": "resolved"})
-        );
-        assert_eq!(
-            v(&WrapUpRequest {
-                agent: Some("adele@contoso.example"),
-                disposition: "resolved"
-            }),
-            serde_json::json!({"agent": "adele@contoso.example", "disposition": "resolved"})
-        );
-        assert_eq!(
-            v(&state_change(None, true, Some("ignored".into()))),
-            serde_json::json!({"agent": null, "state": "ready", "reason": null})
-        );
-        assert_eq!(
-            v(&state_change(
-                Some("adele@contoso.example".into()),
-                false,
-                Some("lunch".into())
-            )),
-            serde_json::json!({"agent": "adele@contoso.example", "state": "not_ready", "reason": "lunch"})
-        );
-        assert_eq!(
-            v(&AgentRef { agent: None }),
-            serde_json::json!({"agent": null})
-        );
     }
 
     #[test]

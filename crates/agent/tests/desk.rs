@@ -1,0 +1,196 @@
+//! The desk (`switchboard_agent::desk`) against a real router in this process, on 127.0.0.1:
+//! credentials from the router's API, the phone registered with them, Ready at the router, a
+//! queue call from a headless caller on the trunk shown, answered and hung up, wrap-up with
+//! the queue's codes (a code the queue does not have is refused, said by code, and the wrap-up
+//! stays), and the disposition on the call record; an account that is no agent is refused with
+//! a code the window says in the person's language. The window's own test
+//! (`tests/e2e/tests/desktop_phone.rs`) drives the same flow through the real window.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use switchboard_agent::desk::{AgentApi, CallStage, DeskPhone, RegistrationView};
+use switchboard_agent::AudioSettings;
+use switchboard_router::config::Config;
+
+const CENTER: &str = r#"
+[sip]
+listen = "127.0.0.1:0"
+
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+
+[[tenants.trunks]]
+name = "carrier"
+allow = ["127.0.0.1"]
+
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+alert_seconds = 10
+wrap_up_seconds = 60
+dispositions = ["resolved", "cut short", "callback"]
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+name = "Adele Vance"
+"#;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(CENTER, Path::new("desk.toml")).unwrap();
+    config.storage.data_dir = Some(dir.path().to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let router = switchboard_router::Router::start_on(config, listener)
+        .await
+        .unwrap();
+    let sip = router.sip_addr().expect("the SIP edge listens").port();
+    let router = router.spawn();
+    let base = router.url().to_owned();
+
+    // Not an agent: refused, with a code for the window and the router's words.
+    let stranger = AgentApi::new(&base, None, Some("mallory@contoso.example".into())).unwrap();
+    let desk = DeskPhone::new();
+    let e = desk
+        .start(stranger, &AudioSettings::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "router_not_an_agent", "{e}");
+    assert!(e.to_string().contains("mallory@contoso.example"), "{e}");
+    assert!(matches!(
+        desk.view().registration,
+        RegistrationView::Failing { .. }
+    ));
+
+    // Adele: registered with the router's credentials, then Ready there.
+    let api = AgentApi::new(&base, None, Some("adele@contoso.example".into())).unwrap();
+    desk.start(api.clone(), &AudioSettings::default())
+        .await
+        .unwrap();
+    until("registered", || {
+        matches!(
+            desk.view().registration,
+            RegistrationView::Registered { .. }
+        )
+        .then_some(())
+    })
+    .await;
+    assert_eq!(desk.view().agent.as_deref(), Some("adele@contoso.example"));
+    assert!(desk.view().problem.is_none());
+    desk.set_state(true, None).await.unwrap();
+    let st = api.status().await.unwrap();
+    assert!(st.registered);
+    assert_eq!(st.state, switchboard_api::AgentState::Ready);
+
+    // A caller on the trunk; the desk shows the offer and answers.
+    let caller = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_switchboard-agent"))
+            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args([
+                "--json",
+                "call",
+                &format!("sip:+18005550100@127.0.0.1:{sip}"),
+            ])
+            .args([
+                "--ring-timeout",
+                "20",
+                "--codec",
+                "pcmu",
+                "--hangup-after",
+                "30",
+            ])
+            .output()
+            .unwrap()
+    });
+    let call = until("the call to ring", || desk.view().call).await;
+    assert_eq!(call.stage, CallStage::Ringing);
+    assert_eq!(call.offer.queue.as_deref(), Some("general"));
+    assert_eq!(call.offer.dialled.as_deref(), Some("+18005550100"));
+    let record = call.offer.call_record.clone().expect("a call record id");
+    // A key the keypad does not have never reaches the phone.
+    assert_eq!(
+        desk.dtmf(call.id, 'x').await.unwrap_err().code(),
+        "invalid_digit"
+    );
+    desk.answer(call.id).await.unwrap();
+    until("the call to be up", || {
+        desk.view()
+            .call
+            .filter(|c| c.stage == CallStage::Talking && c.answered_unix_ms.is_some())
+    })
+    .await;
+    desk.mute(true).unwrap();
+    assert!(desk.view().call.is_some_and(|c| c.muted));
+    desk.dtmf(call.id, '5').await.unwrap();
+    desk.set_volume(140).unwrap();
+    assert_eq!(desk.view().volume, 100, "at most 100 %");
+    desk.set_volume(40).unwrap();
+    assert_eq!(desk.view().volume, 40);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let q = desk.quality(call.id).await.unwrap();
+    assert!(q.packets_received > 0, "{q:?}");
+    desk.hangup(call.id).unwrap();
+
+    // Wrap-up with the queue's codes.
+    let wrap = until("wrap-up with the queue's codes", || {
+        desk.view().wrap_up.filter(|w| !w.dispositions.is_empty())
+    })
+    .await;
+    assert!(desk.view().call.is_none());
+    assert_eq!(wrap.queue.as_deref(), Some("general"));
+    assert_eq!(wrap.call_record.as_deref(), Some(record.as_str()));
+    assert_eq!(wrap.dispositions, ["resolved", "cut short", "callback"]);
+    let out = caller.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let e = desk.finish_wrap_up(Some("sold".into())).await.unwrap_err();
+    assert_eq!(e.code(), "router_refused_value", "{e}");
+    assert!(desk.view().wrap_up.is_some(), "the wrap-up stays");
+    assert_eq!(
+        desk.view().problem.map(|p| p.code).as_deref(),
+        Some("router_refused_value")
+    );
+    desk.finish_wrap_up(Some("resolved".into())).await.unwrap();
+    assert!(desk.view().wrap_up.is_none());
+    assert!(desk.view().problem.is_none());
+
+    let recs: Vec<serde_json::Value> = reqwest::get(format!("{base}/v1/calls"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recs[0]["id"], record.as_str(), "{recs:?}");
+    assert_eq!(recs[0]["disposition"], "resolved", "{recs:?}");
+    assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
+
+    // Stopping signs off: the router forgets the phone.
+    desk.stop().await;
+    assert_eq!(desk.view().registration, RegistrationView::Off);
+    let st = api.status().await.unwrap();
+    assert!(!st.registered, "{st:?}");
+    router.stop().await.unwrap();
+}

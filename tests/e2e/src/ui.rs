@@ -1,0 +1,72 @@
+//! Steps in the real window: find by CSS, click when clickable, wait for a text or an
+//! attribute, save a screenshot to `artifacts/e2e/`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use fantoccini::{Client, Locator};
+
+use crate::{eventually, workspace_root};
+
+/// How long a step waits for the window.
+pub const WAIT: Duration = Duration::from_secs(45);
+
+pub fn css(s: &str) -> Locator<'_> {
+    Locator::Css(s)
+}
+
+/// Saves the window as `artifacts/e2e/{name}`.
+pub async fn screenshot(c: &Client, name: &str) -> Result<()> {
+    let dir = workspace_root().join("artifacts/e2e");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(name), c.screenshot().await?)?;
+    Ok(())
+}
+
+/// Waits for `selector`'s text to contain `want`.
+pub async fn wait_text(c: &Client, selector: &str, want: &str) -> Result<()> {
+    eventually(&format!("{selector} to show {want:?}"), WAIT, || async {
+        let text = c.find(css(selector)).await?.text().await?;
+        if text.contains(want) {
+            Ok(Some(()))
+        } else {
+            bail!("{selector} shows {text:?}")
+        }
+    })
+    .await
+}
+
+/// Waits for `selector`'s `attr` to equal `want`.
+pub async fn wait_attr(c: &Client, selector: &str, attr: &str, want: &str) -> Result<()> {
+    eventually(&format!("{selector} [{attr}={want}]"), WAIT, || async {
+        let v = c.find(css(selector)).await?.attr(attr).await?;
+        if v.as_deref() == Some(want) {
+            Ok(Some(()))
+        } else {
+            bail!("{selector} has {attr}={v:?}")
+        }
+    })
+    .await
+}
+
+/// Picks `value` in the `<select>` at `selector`.
+pub async fn choose(c: &Client, selector: &str, value: &str) -> Result<()> {
+    let option = format!(r#"{selector} option[value="{value}"]"#);
+    click(c, &option).await
+}
+
+pub async fn click(c: &Client, selector: &str) -> Result<()> {
+    eventually(&format!("{selector} to be clickable"), WAIT, || async {
+        c.find(css(selector)).await?.click().await?;
+        Ok(Some(()))
+    })
+    .await
+}
+
+/// Waits until nothing matches `selector`.
+pub async fn gone(c: &Client, selector: &str) -> Result<()> {
+    eventually(&format!("{selector} to go"), WAIT, || async {
+        Ok(c.find_all(css(selector)).await?.is_empty().then_some(()))
+    })
+    .await
+}

@@ -1,0 +1,286 @@
+//! The real desktop window is the agent's softphone. The router runs the demo contact center
+//! (`crates/router/demo.toml`, on free loopback ports, the billing queue given disposition
+//! codes); the window starts as the demo's agent (`SWITCHBOARD_AGENT=AdeleV@contoso.example`:
+//! the demo router checks no tokens), gets SIP credentials from the router and registers —
+//! the status bar says so. The agent goes Ready in the window; a headless caller
+//! (`switchboard-agent call`) dials the demo number on the trunk and presses 1 (billing). The
+//! window pops the call up with the caller, the number dialled, the queue and the attendant
+//! choice; Answer; the in-call panel shows the call and its timer; the caller hangs up; the
+//! wrap-up panel offers the queue's codes; "resolved", Done; the router's call record has the
+//! disposition and the agent.
+//!
+//! Audio crosses both ways, on a PulseAudio server of the test's own with null sinks
+//! (`switchboard_e2e::pulse`): the window plays the caller's 440 Hz into its default sink,
+//! recorded from that sink's monitor; a 1000 Hz tone played into the sink the window's
+//! microphone listens to reaches the caller, who records it. Both are checked with Goertzel
+//! (`switchboard_media::tone`).
+//!
+//! Run through `scripts/test.sh`; by hand:
+//! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
+
+use std::ffi::OsStr;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use switchboard_e2e::pulse::PulseServer;
+use switchboard_e2e::ui::{choose, click, gone, screenshot, wait_attr, wait_text, WAIT};
+use switchboard_e2e::{
+    eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, RouterProcess,
+};
+
+const AGENT: &str = "AdeleV@contoso.example";
+/// The caller's number, as the trunk gives it.
+const CALLER: &str = "+15551234567";
+
+/// The demo contact center on `sip` (UDP and TCP on 127.0.0.1), the billing queue with
+/// disposition codes and a long wrap-up (the window's Done ends it).
+fn demo_config(sip: u16) -> Result<String> {
+    let demo = std::fs::read_to_string(workspace_root().join("crates/router/demo.toml"))?;
+    let with_sip = demo.replace("127.0.0.1:7760", &format!("127.0.0.1:{sip}"));
+    let billing = "wrap_up_seconds = 10\n";
+    if !with_sip.contains(billing) {
+        bail!("crates/router/demo.toml changed: no billing wrap_up_seconds to extend");
+    }
+    Ok(with_sip.replacen(
+        billing,
+        "wrap_up_seconds = 120\ndispositions = [\"resolved\", \"callback\", \"escalated\"]\n",
+        1,
+    ))
+}
+
+const CALLER_HZ: f64 = 440.0;
+const WINDOW_HZ: f64 = 1000.0;
+
+/// A WAV of a `hz` tone, `seconds` long, mono at `rate`.
+fn tone_wav(path: &std::path::Path, hz: f64, rate: u32, seconds: usize) -> Result<()> {
+    use switchboard_media::{tone, wav::WavSink};
+    let mut sink = WavSink::create(path, rate)?;
+    sink.write(&tone::sine(hz, rate, 8000.0, 0, rate as usize * seconds))?;
+    sink.finish()?;
+    Ok(())
+}
+
+/// Asserts that in `path` more than `min_loud` 50 ms blocks are loud and `hz` beats `other`
+/// in more than half of them.
+fn heard(path: &std::path::Path, hz: f64, other: f64, min_loud: usize, what: &str) -> Result<()> {
+    use switchboard_media::{tone, wav::read_mono};
+    let (samples, rate) = read_mono(path).with_context(|| format!("{}", path.display()))?;
+    let (wins, loud) = tone::detect(&samples, rate, &[hz, other]);
+    let share = wins[0] as f64 / loud.max(1) as f64;
+    eprintln!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
+    if loud <= min_loud || share <= 0.5 {
+        bail!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "drives the real window: needs an X display, tauri-driver and WebKitWebDriver (scripts/test.sh runs it)"]
+async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
+    if std::env::var_os("DISPLAY").is_none() {
+        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
+    }
+    let work = tempfile::tempdir()?;
+    let logs = workspace_root().join("artifacts/e2e");
+    std::fs::create_dir_all(&logs)?;
+    let router_log = logs.join("router-phone.log");
+    let _ = std::fs::remove_file(&router_log);
+
+    let sip = free_udp_port()?;
+    let config = work.path().join("router.toml");
+    std::fs::write(&config, demo_config(sip)?)?;
+    let router_port = free_port()?;
+    let router = RouterProcess::start_with(
+        router_port,
+        &work.path().join("router-data"),
+        &router_log,
+        &[OsStr::new("--config"), config.as_os_str()],
+    )
+    .await?;
+    let base = router.url.clone();
+    let http = reqwest::Client::new();
+
+    let pulse = PulseServer::start()?;
+    let pulse_server = pulse.server();
+    let config_dir = work.path().join("config");
+    let data_dir = work.path().join("data");
+    std::fs::create_dir_all(&config_dir)?;
+    let desktop = Desktop::start(
+        &[
+            ("SWITCHBOARD_CONFIG_DIR", config_dir.as_os_str()),
+            ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
+            ("SWITCHBOARD_ROUTER_URL", OsStr::new(&base)),
+            ("SWITCHBOARD_AGENT", OsStr::new(AGENT)),
+            ("PULSE_SERVER", OsStr::new(&pulse_server)),
+            ("SWITCHBOARD_LOG", OsStr::new("info")),
+        ],
+        "tauri-driver-phone.log",
+    )
+    .await?;
+    let c = desktop.open().await?;
+
+    let status = |http: reqwest::Client, base: String| async move {
+        let v: Value = http
+            .get(format!("{base}/v1/agents/me?agent={AGENT}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(v)
+    };
+
+    let result = async {
+        // 1. The phone registers with the router's credentials: the status bar says so, and
+        //    the router sees the agent's phone.
+        wait_attr(
+            &c,
+            r#"[data-testid="phone-registration"]"#,
+            "data-state",
+            "registered",
+        )
+        .await?;
+        eventually("the router to see the phone", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["registered"] == true).then_some(()))
+        })
+        .await?;
+
+        // 2. Ready in the window: Ready at the router.
+        choose(&c, r#"[data-testid="work-state"]"#, "ready").await?;
+        eventually("the router to have the agent Ready", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            if st["state"] == "ready" {
+                Ok(Some(()))
+            } else {
+                bail!("router state {st}")
+            }
+        })
+        .await?;
+        screenshot(&c, "phone-ready.png").await?;
+
+        // 3. A caller dials the demo number on the trunk and presses 1 (billing).
+        let tone = work.path().join("caller.wav");
+        tone_wav(&tone, CALLER_HZ, 8000, 30)?;
+        // What the window's microphone hears, from now on.
+        let mic_tone = work.path().join("window-mic.wav");
+        tone_wav(&mic_tone, WINDOW_HZ, 48000, 40)?;
+        let _mic = pulse.play("sb_mic", &mic_tone)?;
+        let heard_wav = work.path().join("heard.wav");
+        let caller_bin = our_binary("switchboard-agent")?;
+        let uri = format!("sip:+18005550100@127.0.0.1:{sip}");
+        let mut cmd = Command::new(caller_bin);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "40"])
+            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
+            .args(["--hangup-after", "10"])
+            .arg("--play")
+            .arg(&tone)
+            .arg("--record")
+            .arg(&heard_wav);
+        let caller = tokio::task::spawn_blocking(move || cmd.output());
+
+        // 4. The window pops the call up: caller, number dialled, queue, attendant choice.
+        wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
+        wait_text(&c, r#"[data-testid="incoming-dialled"]"#, "+18005550100").await?;
+        wait_text(&c, r#"[data-testid="incoming-choices"]"#, "main:1").await?;
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, CALLER).await?;
+        screenshot(&c, "phone-incoming.png").await?;
+
+        // 5. Answer: the in-call panel, with the queue and a running timer.
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        // What the window plays from now on (after the ring).
+        let window_heard = work.path().join("window-heard.wav");
+        let speaker = pulse.record("sb_speaker", &window_heard)?;
+        wait_text(&c, r#"[data-testid="in-call-queue"]"#, "billing").await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, CALLER).await?;
+        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:0").await?;
+        gone(&c, r#"[data-testid="incoming"]"#).await?;
+        eventually("the router to have the agent on the call", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["state"] == "on_call").then_some(()))
+        })
+        .await?;
+        // The timer runs, and the live figures arrive.
+        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        wait_text(&c, r#"[data-testid="call-quality"]"#, "MOS").await?;
+        screenshot(&c, "phone-in-call.png").await?;
+
+        // 6. The caller hangs up: wrap-up with the billing queue's codes.
+        let out = caller
+            .await
+            .context("the caller's thread")?
+            .context("the caller")?;
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(
+            out.status.success(),
+            "caller: {}\n{events:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            events.iter().any(|e| e["event"] == "established"),
+            "the caller was answered: {events:?}"
+        );
+        speaker.stop();
+        heard(
+            &window_heard,
+            CALLER_HZ,
+            WINDOW_HZ,
+            20,
+            "the window played the caller",
+        )?;
+        heard(
+            &heard_wav,
+            WINDOW_HZ,
+            CALLER_HZ,
+            20,
+            "the caller heard the window's microphone",
+        )?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        click(&c, r#"[data-testid="disposition-resolved"]"#).await?;
+        screenshot(&c, "phone-wrap-up.png").await?;
+        click(&c, r#"[data-testid="wrap-up-done"]"#).await?;
+        gone(&c, r#"[data-testid="wrap-up"]"#).await?;
+
+        // 7. The router's call record has the agent and the disposition.
+        let recs = eventually("the call record with its disposition", WAIT, || async {
+            let recs: Vec<Value> = http
+                .get(format!("{base}/v1/calls"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if recs.first().is_some_and(|r| r["disposition"] == "resolved") {
+                Ok(Some(recs))
+            } else {
+                bail!("records: {recs:?}")
+            }
+        })
+        .await?;
+        assert_eq!(recs[0]["agent"], AGENT, "{recs:?}");
+        assert_eq!(recs[0]["caller"], CALLER, "{recs:?}");
+        assert_eq!(
+            recs[0]["choices"],
+            serde_json::json!(["main:1"]),
+            "{recs:?}"
+        );
+        // Back to Ready at the router once wrap-up is done.
+        eventually("the agent Ready again", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = screenshot(&c, "phone-failure.png").await;
+    }
+    let _ = c.close().await;
+    drop(desktop);
+    drop(router);
+    result
+}

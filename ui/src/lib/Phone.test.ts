@@ -1,0 +1,186 @@
+import { describe, expect, it, beforeEach, vi } from "vitest";
+import { fireEvent, render, screen } from "@testing-library/svelte";
+import Phone from "./Phone.svelte";
+import { setLanguage } from "../i18n/index.svelte";
+import type { CallView, PhoneView } from "../ipc";
+import { clock, shortcutOf, type PhoneApi } from "./phone";
+
+const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
+  agent: "AdeleV@contoso.example",
+  registration: { state: "registered", aor: "sip:agent-x@contoso.example" },
+  call: null,
+  wrap_up: null,
+  problem: null,
+  volume: 80,
+  ...over,
+});
+
+const ringing = (over: Partial<CallView> = {}): CallView => ({
+  id: 7,
+  stage: "ringing",
+  from: "<sip:+15551230000@127.0.0.1>",
+  offer: { queue: "billing", call_record: "c-1", caller: "+15551230000", dialled: "+18005550100", choices: "main:1" },
+  ringing_since_unix_ms: Date.now() - 3000,
+  answered_unix_ms: null,
+  muted: false,
+  held: false,
+  codec: null,
+  ...over,
+});
+
+function fakeApi(first: PhoneView) {
+  let push: (v: PhoneView) => void = () => {};
+  const api: PhoneApi = {
+    phoneStatus: vi.fn(async () => first),
+    onPhone: vi.fn(async (h: (v: PhoneView) => void) => {
+      push = h;
+      return () => {};
+    }),
+    phoneConnect: vi.fn(async () => first),
+    phoneAnswer: vi.fn(async () => {}),
+    phoneReject: vi.fn(async () => {}),
+    phoneHangup: vi.fn(async () => {}),
+    phoneHold: vi.fn(async () => {}),
+    phoneMute: vi.fn(async () => {}),
+    phoneDtmf: vi.fn(async () => {}),
+    phoneVolume: vi.fn(async () => {}),
+    phoneQuality: vi.fn(async () => ({
+      packets_sent: 100, packets_received: 98, packets_lost: 2, jitter_ms: 3.4, concealed_ms: 0, late: 0,
+      dropped: 0, mos: 4.31, rtt_ms: null, rtcp_received: 1, srtp_auth_failures: 0, srtp_unencrypted: 0,
+      fec_recovered: 0, opus_bitrate: null, dtx_frames: 0,
+    })),
+    phoneWrapUp: vi.fn(async () => {}),
+  };
+  return { api, push: (v: PhoneView) => push(v) };
+}
+
+describe("the phone in the window", () => {
+  beforeEach(() => setLanguage("en"));
+
+  it("pops up a call with its caller, queue, number and choices, and answers it", async () => {
+    const { api, push } = fakeApi(idle());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    push(idle({ call: ringing() }));
+    const popup = await screen.findByTestId("incoming");
+    expect(screen.getByTestId("incoming-caller").textContent).toBe("+15551230000");
+    expect(screen.getByTestId("incoming-queue").textContent).toBe("billing");
+    expect(screen.getByTestId("incoming-dialled").textContent).toBe("+18005550100");
+    expect(screen.getByTestId("incoming-choices").textContent).toBe("main:1");
+    expect(popup.textContent).toContain("Ctrl+Shift+A");
+    await fireEvent.click(screen.getByTestId("answer"));
+    expect(api.phoneAnswer).toHaveBeenCalledWith(7);
+    // In Chinese too.
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("incoming").textContent).toContain("来电"));
+    expect(screen.getByTestId("answer").textContent).toBe("接听");
+  });
+
+  it("answers with Ctrl+Shift+A and rejects with Ctrl+Shift+H", async () => {
+    const { api } = fakeApi(idle({ call: ringing() }));
+    render(Phone, { api });
+    await screen.findByTestId("incoming");
+    await fireEvent.keyDown(window, { key: "A", ctrlKey: true, shiftKey: true });
+    expect(api.phoneAnswer).toHaveBeenCalledWith(7);
+    await fireEvent.keyDown(window, { key: "h", ctrlKey: true, shiftKey: true });
+    expect(api.phoneReject).toHaveBeenCalledWith(7);
+    await fireEvent.click(screen.getByTestId("reject"));
+    expect(api.phoneReject).toHaveBeenCalledTimes(2);
+  });
+
+  it("shows the call with a timer; mutes, holds, sends keys and hangs up", async () => {
+    const call = ringing({ stage: "talking", answered_unix_ms: Date.now() - 65_000, codec: "PCMU" });
+    const { api, push } = fakeApi(idle({ call }));
+    render(Phone, { api });
+    const panel = await screen.findByTestId("in-call");
+    expect(screen.queryByTestId("incoming")).toBeNull();
+    expect(screen.getByTestId("in-call-caller").textContent).toBe("+15551230000");
+    expect(screen.getByTestId("call-timer").textContent).toMatch(/^1:0[5-9]$/);
+    await fireEvent.click(screen.getByTestId("mute"));
+    expect(api.phoneMute).toHaveBeenLastCalledWith(true);
+    await fireEvent.click(screen.getByTestId("hold"));
+    expect(api.phoneHold).toHaveBeenLastCalledWith(7, true);
+    push(idle({ call: { ...call, muted: true, held: true } }));
+    await vi.waitFor(() => expect(panel.dataset.held).toBe("true"));
+    expect(screen.getByTestId("mute").textContent).toBe("Unmute");
+    expect(screen.getByTestId("hold").textContent).toBe("Resume");
+    await fireEvent.click(screen.getByTestId("keypad-toggle"));
+    await fireEvent.click(screen.getByTestId("key-5"));
+    await fireEvent.click(screen.getByTestId("key-#"));
+    expect(api.phoneDtmf).toHaveBeenNthCalledWith(1, 7, "5");
+    expect(api.phoneDtmf).toHaveBeenNthCalledWith(2, 7, "#");
+    await fireEvent.keyDown(window, { key: "H", ctrlKey: true, shiftKey: true });
+    expect(api.phoneHangup).toHaveBeenCalledWith(7);
+    await fireEvent.click(screen.getByTestId("hangup"));
+    expect(api.phoneHangup).toHaveBeenCalledTimes(2);
+  });
+
+  it("sets the call volume and shows live quality", async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      const call = ringing({ stage: "talking", answered_unix_ms: Date.now() });
+      const { api } = fakeApi(idle({ call }));
+      render(Phone, { api });
+      const slider = (await screen.findByTestId("call-volume")) as HTMLInputElement;
+      expect(slider.value).toBe("80");
+      await fireEvent.change(slider, { target: { value: "40" } });
+      expect(api.phoneVolume).toHaveBeenCalledWith(40);
+      await vi.advanceTimersByTimeAsync(2100);
+      expect(api.phoneQuality).toHaveBeenCalledWith(7);
+      await vi.waitFor(() => expect(screen.getByTestId("call-quality").textContent).toContain("Loss 2% · jitter 3.4 ms · MOS 4.31"));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("wraps up with one of the queue's dispositions", async () => {
+    const { api } = fakeApi(idle({ wrap_up: { queue: "general", call_record: "c-1", dispositions: ["resolved", "callback"] } }));
+    render(Phone, { api });
+    await screen.findByTestId("wrap-up");
+    const done = screen.getByTestId("wrap-up-done") as HTMLButtonElement;
+    expect(done.disabled).toBe(true);
+    await fireEvent.click(screen.getByTestId("disposition-callback"));
+    expect(done.disabled).toBe(false);
+    await fireEvent.click(done);
+    expect(api.phoneWrapUp).toHaveBeenCalledWith("callback");
+  });
+
+  it("wraps up with a free code where the queue has none, and says a refusal in the person's language", async () => {
+    const { api } = fakeApi(idle({ wrap_up: { queue: "general", call_record: null, dispositions: [] } }));
+    api.phoneWrapUp = vi.fn(async () => {
+      throw { code: "router_refused_value", message: "422 not a disposition" };
+    });
+    render(Phone, { api });
+    await screen.findByTestId("wrap-up");
+    await fireEvent.click(screen.getByTestId("wrap-up-done"));
+    expect(api.phoneWrapUp).toHaveBeenCalledWith(null);
+    expect((await screen.findByTestId("phone-error")).textContent).toContain("refused that value");
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("phone-error").textContent).toContain("拒绝了该值"));
+  });
+
+  it("shows the phone's last problem", async () => {
+    const { api } = fakeApi(idle({ problem: { code: "router_unreachable", message: "cannot reach" } }));
+    render(Phone, { api });
+    expect((await screen.findByTestId("phone-problem")).textContent).toContain("cannot be reached");
+  });
+});
+
+describe("phone helpers", () => {
+  it("knows its shortcuts and nothing else", () => {
+    const k = (key: string, over = {}) => ({ key, ctrlKey: true, shiftKey: true, altKey: false, metaKey: false, ...over });
+    expect(shortcutOf(k("a"))).toBe("answer");
+    expect(shortcutOf(k("H"))).toBe("hangup");
+    expect(shortcutOf(k("m"))).toBe("mute");
+    expect(shortcutOf(k("a", { shiftKey: false }))).toBeNull();
+    expect(shortcutOf(k("a", { altKey: true }))).toBeNull();
+    expect(shortcutOf(k("x"))).toBeNull();
+  });
+
+  it("formats a call's time", () => {
+    expect(clock(0)).toBe("0:00");
+    expect(clock(65.9)).toBe("1:05");
+    expect(clock(3723)).toBe("1:02:03");
+    expect(clock(-5)).toBe("0:00");
+  });
+});

@@ -1,0 +1,72 @@
+// What the phone panels need from the shell, as one object so tests can stand in for it.
+import * as ipc from "../ipc";
+import type { CallQuality, PhoneView } from "../ipc";
+
+export type PhoneApi = {
+  phoneStatus: () => Promise<PhoneView>;
+  onPhone: (handler: (v: PhoneView) => void) => Promise<() => void>;
+  phoneConnect: () => Promise<PhoneView>;
+  phoneAnswer: (call: number) => Promise<void>;
+  phoneReject: (call: number) => Promise<void>;
+  phoneHangup: (call: number) => Promise<void>;
+  phoneHold: (call: number, on: boolean) => Promise<void>;
+  phoneMute: (on: boolean) => Promise<void>;
+  phoneDtmf: (call: number, key: string) => Promise<void>;
+  phoneVolume: (percent: number) => Promise<void>;
+  phoneQuality: (call: number) => Promise<CallQuality>;
+  phoneWrapUp: (disposition: string | null) => Promise<void>;
+};
+
+export const shellPhone: PhoneApi = {
+  phoneStatus: ipc.phoneStatus,
+  onPhone: ipc.onPhone,
+  phoneConnect: ipc.phoneConnect,
+  phoneAnswer: ipc.phoneAnswer,
+  phoneReject: ipc.phoneReject,
+  phoneHangup: ipc.phoneHangup,
+  phoneHold: ipc.phoneHold,
+  phoneMute: ipc.phoneMute,
+  phoneDtmf: ipc.phoneDtmf,
+  phoneVolume: ipc.phoneVolume,
+  phoneQuality: ipc.phoneQuality,
+  phoneWrapUp: ipc.phoneWrapUp,
+};
+
+/** The keypad, in its usual order. */
+export const KEYPAD = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"] as const;
+
+/**
+ * Keyboard shortcuts (documented in the pop-up and in docs/desktop.md):
+ * Ctrl+Shift+A answers the call ringing; Ctrl+Shift+H hangs up (or rejects a call ringing);
+ * Ctrl+Shift+M mutes or unmutes.
+ */
+export type Shortcut = "answer" | "hangup" | "mute";
+
+export function shortcutOf(e: { ctrlKey: boolean; shiftKey: boolean; altKey: boolean; metaKey: boolean; key: string }): Shortcut | null {
+  if (!e.ctrlKey || !e.shiftKey || e.altKey || e.metaKey) return null;
+  switch (e.key.toLowerCase()) {
+    case "a":
+      return "answer";
+    case "h":
+      return "hangup";
+    case "m":
+      return "mute";
+    default:
+      return null;
+  }
+}
+
+/** `m:ss` (or `h:mm:ss`) of a number of seconds. */
+export function clock(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** Packets lost as a share of those expected, in %, one decimal. */
+export function lossPercent(q: CallQuality): number {
+  const expected = q.packets_received + q.packets_lost;
+  return expected > 0 ? Math.round((q.packets_lost / expected) * 1000) / 10 : 0;
+}
