@@ -1816,6 +1816,11 @@ impl Edge {
                     format!("X-Switchboard-Dialled: {}", c.dialled),
                 ];
                 let mut headers = headers;
+                // How long the caller has waited so far, for the agent's pop-up.
+                headers.push(format!(
+                    "X-Switchboard-Waited: {}",
+                    now.saturating_duration_since(c.started).as_secs()
+                ));
                 if !c.choices.is_empty() {
                     headers.push(format!("X-Switchboard-Choices: {}", c.choices.join(",")));
                 }

@@ -1997,6 +1997,8 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
         .find(|e| e["event"] == "incoming")
         .expect("an offer");
     assert_eq!(offer["queue"], "general", "{offer}");
+    // And how long the caller had waited (seconds since the call arrived).
+    assert!(offer["waited"].as_u64().is_some_and(|w| w < 30), "{offer}");
     let record = offer["call_record"].as_str().expect("a call record id");
     for name in ["established", "ended"] {
         let e = ev.iter().find(|e| e["event"] == name).expect(name);

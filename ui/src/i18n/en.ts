@@ -162,6 +162,7 @@ const en = {
   "phone.dialled": "Number dialled",
   "phone.choices": "Attendant choices",
   "phone.ringing": "Ringing for",
+  "phone.waited": "Caller waiting for",
   "phone.answer": "Answer",
   "phone.reject": "Reject",
   "phone.hangup": "Hang up",

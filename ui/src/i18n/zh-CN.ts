@@ -164,6 +164,7 @@ const zhCN: Record<MessageKey, string> = {
   "phone.dialled": "所拨号码",
   "phone.choices": "语音导航选择",
   "phone.ringing": "已振铃",
+  "phone.waited": "来电者已等待",
   "phone.answer": "接听",
   "phone.reject": "拒接",
   "phone.hangup": "挂断",

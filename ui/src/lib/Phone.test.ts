@@ -19,7 +19,7 @@ const ringing = (over: Partial<CallView> = {}): CallView => ({
   id: 7,
   stage: "ringing",
   from: "<sip:+15551230000@127.0.0.1>",
-  offer: { queue: "billing", call_record: "c-1", caller: "+15551230000", dialled: "+18005550100", choices: "main:1" },
+  offer: { queue: "billing", call_record: "c-1", caller: "+15551230000", dialled: "+18005550100", choices: "main:1", waited: 75 },
   ringing_since_unix_ms: Date.now() - 3000,
   answered_unix_ms: null,
   muted: false,
@@ -67,6 +67,8 @@ describe("the phone in the window", () => {
     expect(screen.getByTestId("incoming-queue").textContent).toBe("billing");
     expect(screen.getByTestId("incoming-dialled").textContent).toBe("+18005550100");
     expect(screen.getByTestId("incoming-choices").textContent).toBe("main:1");
+    // The router's wait (75 s when offered) goes on while the phone rings.
+    expect(screen.getByTestId("incoming-waited").textContent).toMatch(/^1:1[5-9]$/);
     expect(popup.textContent).toContain("Ctrl+Shift+A");
     await fireEvent.click(screen.getByTestId("answer"));
     expect(api.phoneAnswer).toHaveBeenCalledWith(7);

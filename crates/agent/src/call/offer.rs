@@ -21,8 +21,9 @@ pub fn printable(v: &str, max: usize) -> Option<String> {
 }
 
 /// The router's account of a call it offers: `queue`, `call_record` (the router's call record
-/// id), `caller`, `dialled` and `choices` (the attendant keys pressed), each when present and
-/// printable. Serialised, absent fields are left out.
+/// id), `caller`, `dialled`, `choices` (the attendant keys pressed) and `waited` (seconds since
+/// the call arrived, at most a day), each when present and printable. Serialised, absent fields
+/// are left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct RouterOffer {
@@ -36,6 +37,8 @@ pub struct RouterOffer {
     pub dialled: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub choices: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited: Option<u32>,
 }
 
 impl RouterOffer {
@@ -53,6 +56,9 @@ impl RouterOffer {
             caller: get("X-Switchboard-Caller"),
             dialled: get("X-Switchboard-Dialled"),
             choices: get("X-Switchboard-Choices"),
+            waited: get("X-Switchboard-Waited")
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|s| *s <= 86_400),
         }
     }
 
@@ -105,5 +111,12 @@ mod tests {
         let empty = RouterOffer::from_headers(&h(&[("X-Switchboard-Queue", "\r\n")]));
         assert!(empty.is_empty());
         assert_eq!(serde_json::to_value(&empty).unwrap(), serde_json::json!({}));
+        // The wait: whole seconds, at most a day; anything else is left out.
+        let waited = |v: &str| RouterOffer::from_headers(&h(&[("X-Switchboard-Waited", v)])).waited;
+        assert_eq!(waited("75"), Some(75));
+        assert_eq!(waited(" 0 "), Some(0));
+        for bad in ["-5", "1e3", "90000", "12 s", "99999999999"] {
+            assert_eq!(waited(bad), None, "{bad}");
+        }
     }
 }

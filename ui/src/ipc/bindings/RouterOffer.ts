@@ -2,7 +2,8 @@
 
 /**
  * The router's account of a call it offers: `queue`, `call_record` (the router's call record
- * id), `caller`, `dialled` and `choices` (the attendant keys pressed), each when present and
- * printable. Serialised, absent fields are left out.
+ * id), `caller`, `dialled`, `choices` (the attendant keys pressed) and `waited` (seconds since
+ * the call arrived, at most a day), each when present and printable. Serialised, absent fields
+ * are left out.
  */
-export type RouterOffer = { queue: string | null, call_record: string | null, caller: string | null, dialled: string | null, choices: string | null, };
+export type RouterOffer = { queue: string | null, call_record: string | null, caller: string | null, dialled: string | null, choices: string | null, waited: number | null, };
