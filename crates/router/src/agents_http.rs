@@ -191,6 +191,36 @@ pub async fn wrap_up(
     Ok(Json(status))
 }
 
+/// Asks the SIP edge to act for the agent the request names (`command` built with the
+/// agent's tenant and id and the reply channel) and waits up to 5 s: the agent's UPN and the
+/// edge's answer. No edge, or none in time: [`DeskError::NoSipEdge`].
+async fn ask_edge<E>(
+    state: &AppState,
+    caller: &Caller,
+    agent: Option<&str>,
+    command: impl FnOnce(
+        usize,
+        crate::routing::AgentId,
+        tokio::sync::oneshot::Sender<Result<String, E>>,
+    ) -> crate::desk::EdgeCommand,
+) -> Result<(String, Result<String, E>), ApiError> {
+    let (upn, tid) = agent_of(caller, agent)?;
+    let (tenant, agent) = state
+        .center
+        .with(|d| d.find(&upn, tid.as_deref()))
+        .ok_or_else(|| DeskError::NoSuchAgent(upn.clone()))?;
+    let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    edge.send(command(tenant, agent, reply))
+        .map_err(|_| DeskError::NoSipEdge)?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(DeskError::NoSipEdge)?;
+    Ok((upn, answer))
+}
+
 /// `POST /v1/agents/me/transfer`: send the caller the agent is talking to elsewhere.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -228,12 +258,6 @@ pub async fn transfer(
 ) -> Result<Json<TransferDone>, ApiError> {
     use crate::desk::{EdgeCommand, TransferRefusal};
     let Json(body) = body?;
-    let (upn, tid) = agent_of(&caller, body.agent.as_deref())?;
-    let (tenant, agent) = state
-        .center
-        .with(|d| d.find(&upn, tid.as_deref()))
-        .ok_or_else(|| DeskError::NoSuchAgent(upn.clone()))?;
-    let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
     let target: String = body
         .target
         .trim()
@@ -241,19 +265,18 @@ pub async fn transfer(
         .filter(|c| !c.is_control())
         .take(200)
         .collect();
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    edge.send(EdgeCommand::Transfer {
-        tenant,
-        agent,
-        target,
-        reply,
-    })
-    .map_err(|_| DeskError::NoSipEdge)?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or(DeskError::NoSipEdge)?;
+    let (upn, answer) = ask_edge(
+        &state,
+        &caller,
+        body.agent.as_deref(),
+        |tenant, agent, reply| EdgeCommand::Transfer {
+            tenant,
+            agent,
+            target,
+            reply,
+        },
+    )
+    .await?;
     match answer {
         Ok(step) => {
             tracing::info!(agent = %upn, %step, "transferred through the API");
@@ -299,25 +322,15 @@ async fn consult_step(
     action: crate::desk::ConsultAction,
 ) -> Result<Json<ConsultDone>, ApiError> {
     use crate::desk::{ConsultRefusal, EdgeCommand};
-    let (upn, tid) = agent_of(caller, agent)?;
-    let (tenant, agent) = state
-        .center
-        .with(|d| d.find(&upn, tid.as_deref()))
-        .ok_or_else(|| DeskError::NoSuchAgent(upn.clone()))?;
-    let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    edge.send(EdgeCommand::Consult {
-        tenant,
-        agent,
-        action,
-        reply,
+    let (upn, answer) = ask_edge(state, caller, agent, |tenant, agent, reply| {
+        EdgeCommand::Consult {
+            tenant,
+            agent,
+            action,
+            reply,
+        }
     })
-    .map_err(|_| DeskError::NoSipEdge)?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or(DeskError::NoSipEdge)?;
+    .await?;
     match answer {
         Ok(step) => {
             tracing::info!(agent = %upn, %step, "consultation step");

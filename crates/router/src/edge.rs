@@ -2882,6 +2882,20 @@ impl Edge {
         self.finish(n2, now);
     }
 
+    /// A target the API names — a colleague by UPN, or a name in the tenant's own domain — as
+    /// the checked user part (empty when unfit) and the lower-case host.
+    fn api_target(&self, tenant: usize, target: &str) -> (String, String) {
+        let (user, host) = match target.split_once('@') {
+            Some((u, h)) => (u.to_owned(), h.to_ascii_lowercase()),
+            None => (
+                target.to_owned(),
+                self.cc.with(|d| d.tenants[tenant].spec.domain.clone()),
+            ),
+        };
+        let user = safe_user(&format!("sip:{user}@x")).unwrap_or_default();
+        (user, host)
+    }
+
     /// The API asks for something.
     fn on_command(&mut self, cmd: crate::desk::EdgeCommand) {
         let now = Instant::now();
@@ -2911,15 +2925,7 @@ impl Edge {
                 let r = match up {
                     None => Err(TransferRefusal::NoCall),
                     Some((n, leg)) => {
-                        // A colleague by UPN, or a name in the tenant's own domain.
-                        let (user, host) = match target.split_once('@') {
-                            Some((u, h)) => (u.to_owned(), h.to_ascii_lowercase()),
-                            None => (
-                                target.clone(),
-                                self.cc.with(|d| d.tenants[tenant].spec.domain.clone()),
-                            ),
-                        };
-                        let user = safe_user(&format!("sip:{user}@x")).unwrap_or_default();
+                        let (user, host) = self.api_target(tenant, &target);
                         self.transfer(n, tenant, agent, leg, &user, &host, false, now)
                     }
                 };
@@ -3006,14 +3012,7 @@ impl Edge {
             return Err(ConsultRefusal::NoCall);
         };
         let tenant = c.tenant;
-        let (user, host) = match target.split_once('@') {
-            Some((u, h)) => (u.to_owned(), h.to_ascii_lowercase()),
-            None => (
-                target.to_owned(),
-                self.cc.with(|d| d.tenants[tenant].spec.domain.clone()),
-            ),
-        };
-        let user = safe_user(&format!("sip:{user}@x")).unwrap_or_default();
+        let (user, host) = self.api_target(tenant, target);
         let host_ok = !host.is_empty()
             && host
                 .chars()
