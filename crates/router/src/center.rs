@@ -42,6 +42,14 @@ use crate::routing::Strategy;
 pub struct SipConfig {
     /// UDP address and port of the SIP edge; none: the router takes no calls.
     pub listen: Option<SocketAddr>,
+    /// SIP over TCP on the same address and port as `listen` (RFC 3261 §18: whoever speaks
+    /// UDP speaks TCP too; messages too large for a datagram need it).
+    pub tcp: bool,
+    /// `[sip.tls]`: SIP over TLS, for phones across untrusted networks.
+    pub tls: Option<SipTls>,
+    /// How the router tells agents' phones to register (`POST
+    /// /v1/agents/me/sip-credentials`): `udp`, `tcp` or `tls`.
+    pub agents_transport: AgentsTransport,
     /// Address written into SDP and bound by media sockets; default: the listen address.
     pub media_address: Option<IpAddr>,
     /// Digest realm of the agents' registrations.
@@ -60,6 +68,9 @@ impl Default for SipConfig {
     fn default() -> Self {
         Self {
             listen: None,
+            tcp: true,
+            tls: None,
+            agents_transport: AgentsTransport::Udp,
             media_address: None,
             realm: "switchboard".into(),
             max_expires: 3600,
@@ -67,6 +78,34 @@ impl Default for SipConfig {
             prompts_dir: None,
         }
     }
+}
+
+/// `[sip.tls]`: where the router accepts SIP over TLS, and with which certificate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTls {
+    /// Address and port (5061 by convention).
+    pub listen: SocketAddr,
+    /// PEM certificate chain naming the router's host name.
+    pub certificate: std::path::PathBuf,
+    /// PEM private key of that certificate.
+    pub key: std::path::PathBuf,
+    /// PEM CA certificates trusted, besides the system's, for connections the router opens.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
+    /// The host name written in our Via and Contact over TLS (the certificate's name);
+    /// default: the listen address.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// `[sip] agents_transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentsTransport {
+    Udp,
+    Tcp,
+    Tls,
 }
 
 /// `[sip] digest`.

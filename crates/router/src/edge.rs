@@ -27,7 +27,7 @@ use switchboard_sip::ua::{
 };
 use tokio::sync::watch;
 
-use crate::center::SipConfig;
+use crate::center::{AgentsTransport, SipConfig};
 use crate::desk::{CallCenter, RecordWrite, Route};
 use crate::figures::Left;
 use crate::prompts::Prompts;
@@ -299,9 +299,74 @@ pub struct EdgeHandle {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// The edge's transports: UDP always; TCP on the same port and TLS when configured.
+struct Nets {
+    udp: Transports,
+    tcp: Option<Transports>,
+    tls: Option<Transports>,
+}
+
+impl Nets {
+    fn of(&mut self, t: Transport) -> Option<&mut Transports> {
+        match t {
+            Transport::Udp => Some(&mut self.udp),
+            Transport::Tcp => self.tcp.as_mut(),
+            Transport::Tls => self.tls.as_mut(),
+        }
+    }
+
+    /// The next thing from any of them, with the transport it came on.
+    async fn recv(&mut self) -> Option<(Transport, Incoming)> {
+        async fn next(t: Option<&mut Transports>) -> Option<Incoming> {
+            match t {
+                Some(t) => t.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            i = self.udp.recv() => i.map(|i| (Transport::Udp, i)),
+            Some(i) = next(self.tcp.as_mut()) => Some((Transport::Tcp, i)),
+            Some(i) = next(self.tls.as_mut()) => Some((Transport::Tls, i)),
+        }
+    }
+
+    /// Sends over `t` without stalling the edge on a connection to be made (a failure comes
+    /// back as [`Incoming::Unreachable`]); false when it cannot even start.
+    async fn send(&mut self, t: Transport, to: SocketAddr, data: bytes::Bytes) -> bool {
+        self.send_named(t, to, None, data).await
+    }
+
+    async fn send_named(
+        &mut self,
+        t: Transport,
+        to: SocketAddr,
+        name: Option<String>,
+        data: bytes::Bytes,
+    ) -> bool {
+        match self.of(t) {
+            Some(n) => n.send_detached(to, name, data).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn reply(&mut self, t: Transport, to: SocketAddr, data: bytes::Bytes) {
+        if let Some(n) = self.of(t) {
+            n.reply(to, data).await;
+        }
+    }
+}
+
 struct Edge {
     cc: Arc<CallCenter>,
-    net: Transports,
+    net: Nets,
+    /// The transport of the message being handled.
+    arrived: Transport,
+    /// Phones registered over a stream: their Contact → the connection they registered on,
+    /// where calls to them go (RFC 5626 §5.3; their Contact may be unreachable behind NAT).
+    flows: HashMap<String, (Transport, SocketAddr)>,
+    /// Host destinations sent to over a stream, by the address they resolved to, so a
+    /// connection that cannot be made fails their transactions at once.
+    resolved: HashMap<SocketAddr, Destination>,
     ua: UserAgent,
     registrar: Registrar,
     answered: Answered,
@@ -410,13 +475,42 @@ pub async fn start(
     cc: Arc<CallCenter>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<EdgeHandle, EdgeError> {
-    let net = Transports::bind(Transport::Udp, listen, &TlsSettings::default())
-        .await
-        .map_err(|e| EdgeError::Bind {
-            addr: listen,
-            why: e.to_string(),
-        })?;
-    let local = net.local_addr();
+    let bind = |t: Transport, addr: SocketAddr, tls: TlsSettings| async move {
+        Transports::bind(t, addr, &tls)
+            .await
+            .map_err(|e| EdgeError::Bind {
+                addr,
+                why: e.to_string(),
+            })
+    };
+    // TCP on the port UDP got (the same one unless it was 0; then, if that port is taken for
+    // TCP, another pair is tried).
+    let (udp, tcp) = {
+        let mut tries = 0;
+        loop {
+            let udp = bind(Transport::Udp, listen, TlsSettings::default()).await?;
+            if !cfg.tcp {
+                break (udp, None);
+            }
+            match bind(Transport::Tcp, udp.local_addr(), TlsSettings::default()).await {
+                Ok(tcp) => break (udp, Some(tcp)),
+                Err(_) if listen.port() == 0 && tries < 8 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let local = udp.local_addr();
+    let tls = match &cfg.tls {
+        Some(t) => {
+            let settings = TlsSettings {
+                ca_file: t.ca.clone(),
+                cert_file: Some(t.certificate.clone()),
+                key_file: Some(t.key.clone()),
+            };
+            Some(bind(Transport::Tls, t.listen, settings).await?)
+        }
+        None => None,
+    };
     let media_ip = cfg.media_address.unwrap_or(local.ip());
     let ua = UserAgent::new(UaConfig {
         user: "switchboard".into(),
@@ -429,9 +523,20 @@ pub async fn start(
         timers: Default::default(),
         user_agent: format!("Switchboard-Router/{}", env!("CARGO_PKG_VERSION")),
     });
+    let mut ua = ua;
+    if let Some(t) = &tcp {
+        ua.add_transport(Transport::Tcp, t.local_addr().to_string());
+    }
+    let tls_at = tls.as_ref().map(|t| {
+        let port = t.local_addr().port();
+        let host = cfg.tls.as_ref().and_then(|c| c.host.clone());
+        host.map_or_else(|| t.local_addr().to_string(), |h| format!("{h}:{port}"))
+    });
+    if let Some(at) = &tls_at {
+        ua.add_transport(Transport::Tls, at.clone());
+    }
     // A contact center's calls, not a phone's: room for thousands of legs and transactions
     // (a trunk's SBC sends every call from one address; the guard bounds strangers' floods).
-    let mut ua = ua;
     ua.set_limits(switchboard_sip::ua::Limits {
         calls: 20_000,
         server_transactions: 100_000,
@@ -464,7 +569,17 @@ pub async fn start(
     let prompts = tokio::task::spawn_blocking(move || Prompts::load(&dir, &languages, &greetings))
         .await
         .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
-    cc.with(|d| d.registrar = Some(format!("sip:{local}")));
+    // Where agents' phones are told to register.
+    let register_at = match (cfg.agents_transport, &tcp, &tls_at) {
+        (AgentsTransport::Tcp, Some(t), _) => format!("sip:{};transport=tcp", t.local_addr()),
+        (AgentsTransport::Tls, _, Some(at)) => format!("sips:{at}"),
+        (AgentsTransport::Udp, _, _) => format!("sip:{local}"),
+        (t, _, _) => {
+            tracing::warn!(?t, "[sip] agents_transport names a transport that is not set up; agents register over UDP");
+            format!("sip:{local}")
+        }
+    };
+    cc.with(|d| d.registrar = Some(register_at));
     let (command_tx, commands) = tokio::sync::mpsc::unbounded_channel();
     let _ = cc.commands.set(command_tx);
     let (trunk_of, probes, first_probes, trunk_users) = cc.with(|d| {
@@ -502,9 +617,21 @@ pub async fn start(
     for t in first_probes {
         timers.insert((Instant::now() + Duration::from_secs(1), t), ());
     }
+    let transports: Vec<&str> = [
+        Some("UDP"),
+        tcp.as_ref().map(|_| "TCP"),
+        tls.as_ref().map(|_| "TLS"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let tls_local = tls.as_ref().map(|t| t.local_addr());
     let edge = Edge {
         cc,
-        net,
+        net: Nets { udp, tcp, tls },
+        arrived: Transport::Udp,
+        flows: HashMap::new(),
+        resolved: HashMap::new(),
         ua,
         registrar,
         answered: Answered::default(),
@@ -531,7 +658,7 @@ pub async fn start(
         unannounced: true,
         end_reason: None,
     };
-    tracing::info!(%local, media = %media_ip, "SIP edge listening (UDP)");
+    tracing::info!(%local, tls = ?tls_local, media = %media_ip, transports = %transports.join(", "), "SIP edge listening");
     let task = tokio::spawn(edge.run(shutdown));
     Ok(EdgeHandle { local, task })
 }
@@ -572,13 +699,29 @@ impl Edge {
             let cc = self.cc.clone();
             tokio::select! {
                 item = self.net.recv() => match item {
-                    Some(Incoming::Message(m, from)) => self.on_message(&m, from).await,
-                    Some(Incoming::Garbage(from, _why, reply)) => {
+                    Some((t, Incoming::Message(m, from))) => {
+                        self.arrived = t;
+                        self.on_message(&m, from).await;
+                    }
+                    Some((t, Incoming::Garbage(from, _why, reply))) => {
                         if let Some(r) = reply {
-                            self.net.reply(from, r).await;
+                            self.net.reply(t, from, r).await;
                         }
                     }
-                    Some(Incoming::Closed(_)) => {}
+                    Some((t, Incoming::Closed(addr))) => {
+                        // A phone's connection closed: calls to it go to its Contact until it
+                        // registers again.
+                        self.flows.retain(|_, f| *f != (t, addr));
+                    }
+                    Some((t, Incoming::Unreachable(addr, why))) => {
+                        tracing::info!(%addr, transport = t.via_name(), %why, "SIP connection failed");
+                        self.flows.retain(|_, f| *f != (t, addr));
+                        let now = Instant::now();
+                        self.ua.transport_error(&Destination::Addr(addr), now);
+                        if let Some(d) = self.resolved.remove(&addr) {
+                            self.ua.transport_error(&d, now);
+                        }
+                    }
                     None => {
                         tracing::error!("the SIP transport stopped; the edge stops");
                         return;
@@ -604,19 +747,35 @@ impl Edge {
     async fn settle(&mut self) {
         loop {
             let mut any = false;
-            while let Some(Transmit { to, data }) = self.ua.poll_transmit() {
+            while let Some(Transmit {
+                to,
+                data,
+                transport,
+            }) = self.ua.poll_transmit()
+            {
                 any = true;
-                let addr = match &to {
-                    Destination::Addr(a) => Some(*a),
+                let (addr, name) = match &to {
+                    Destination::Addr(a) => (Some(*a), None),
                     Destination::Host { host, port } => {
-                        tokio::net::lookup_host((host.as_str(), port.unwrap_or(5060)))
+                        let default = if transport == Transport::Tls {
+                            5061
+                        } else {
+                            5060
+                        };
+                        let a = tokio::net::lookup_host((host.as_str(), port.unwrap_or(default)))
                             .await
                             .ok()
-                            .and_then(|mut it| it.find(|a| a.is_ipv4()))
+                            .and_then(|mut it| it.find(|a| a.is_ipv4()));
+                        (a, Some(host.clone()))
                     }
                 };
                 let sent = match addr {
-                    Some(a) => self.net.send(a, None, data).await.is_ok(),
+                    Some(a) => {
+                        if transport.is_stream() && name.is_some() {
+                            self.resolved.insert(a, to.clone());
+                        }
+                        self.net.send_named(transport, a, name, data).await
+                    }
                     None => false,
                 };
                 if !sent {
@@ -636,7 +795,7 @@ impl Edge {
     async fn on_message(&mut self, m: &Message, from: SocketAddr) {
         let now = Instant::now();
         if !m.is_request() {
-            self.ua.handle_message(m, from, now);
+            self.ua.handle_message_on(m, from, self.arrived, now);
             return;
         }
         let trunk = self.trunk_of.get(&from.ip()).copied();
@@ -668,7 +827,7 @@ impl Edge {
                     Ok(t) => t,
                     Err(reply) => {
                         if let Some(r) = reply {
-                            let _ = self.net.send(from, None, r).await;
+                            let _ = self.net.send(self.arrived, from, r).await;
                         }
                         return;
                     }
@@ -676,7 +835,7 @@ impl Edge {
                 match self.admit(m, trunk) {
                     Ok(a) => {
                         self.admitted = Some(a);
-                        self.ua.handle_message(m, from, now);
+                        self.ua.handle_message_on(m, from, self.arrived, now);
                         // The IncomingCall it raised takes the admission.
                         self.settle().await;
                         self.admitted = None;
@@ -684,13 +843,46 @@ impl Edge {
                     Err((status, reason)) => {
                         tracing::info!(%from, status, reason, "INVITE refused");
                         if let Some(r) = response(m, status, reason, &[]) {
-                            let _ = self.net.send(from, None, r).await;
+                            let _ = self.net.send(self.arrived, from, r).await;
                         }
                     }
                 }
             }
-            _ => self.ua.handle_message(m, from, now),
+            _ => self.ua.handle_message_on(m, from, self.arrived, now),
         }
+    }
+
+    /// Calls an agent's phone at its registered Contact: over the connection it registered
+    /// on when that was a stream, else where the Contact says.
+    fn call_phone(
+        &mut self,
+        contact: &str,
+        port: u16,
+        headers: Vec<String>,
+        now: Instant,
+    ) -> Result<UaCall, switchboard_sip::ua::UaError> {
+        let hop = self.flows.get(contact).copied();
+        // A phone over TLS gets SRTP (SDES) offered and required: its calls are private end
+        // to end of its leg, as its signalling is.
+        let tls = hop.map(|(t, _)| t) == Some(Transport::Tls)
+            || (hop.is_none() && Transport::of_uri(contact) == Some(Transport::Tls));
+        let media = self.local_media(port, tls);
+        self.ua.invite_over(contact, hop, media, headers, now)
+    }
+
+    /// Our media for a leg on `port`: plain RTP offered, with SDES keys (RFC 4568) to answer
+    /// an SRTP offer with; with `srtp`, SRTP offered and required instead.
+    fn local_media(&self, port: u16, srtp: bool) -> LocalMedia {
+        use switchboard_media::srtp::{SdesKey, Suite};
+        let mut m = LocalMedia::new(self.media_ip, port);
+        m.crypto = [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SdesKey::generate(i as u32 + 1, *s).to_attribute())
+            .collect();
+        m.plain_offer = !srtp;
+        m.require_srtp = srtp;
+        m
     }
 
     async fn on_register(&mut self, m: &Message, from: SocketAddr, now: Instant) {
@@ -699,7 +891,7 @@ impl Edge {
             .filter(|b| b.starts_with("z9hG4bK"))
             .map(|b| (b.to_owned(), from));
         if let Some(reply) = key.as_ref().and_then(|k| self.answered.get(k, now)) {
-            let _ = self.net.send(from, None, reply).await;
+            let _ = self.net.send(self.arrived, from, reply).await;
             return;
         }
         let cc = self.cc.clone();
@@ -718,6 +910,13 @@ impl Edge {
                     .into_iter()
                     .next()
                     .map(|b| b.contact);
+                if let Some(c) = &contact {
+                    if self.arrived.is_stream() {
+                        self.flows.insert(c.clone(), (self.arrived, from));
+                    } else {
+                        self.flows.remove(c);
+                    }
+                }
                 self.cc.with(|d| d.registered(&user, &aor, contact, now));
                 self.cc.wake.notify_one();
             }
@@ -739,7 +938,7 @@ impl Edge {
             }
         }
         if let Some(reply) = reply {
-            let _ = self.net.send(from, None, reply.clone()).await;
+            let _ = self.net.send(self.arrived, from, reply.clone()).await;
             if let Some(k) = key {
                 self.answered.insert(k, reply, now);
             }
@@ -878,7 +1077,7 @@ impl Edge {
         };
         if let Some(r) = reply {
             if let Some(r) = r {
-                let _ = self.net.send(from, None, r).await;
+                let _ = self.net.send(self.arrived, from, r).await;
             }
             return;
         }
@@ -917,7 +1116,7 @@ impl Edge {
             Err((status, reason, upn, why, trunk)) => {
                 tracing::info!(agent = %upn, number = %dialled, %why, "an agent's outside call was refused");
                 if let Some(r) = response(m, status, reason, &[]) {
-                    let _ = self.net.send(from, None, r).await;
+                    let _ = self.net.send(self.arrived, from, r).await;
                 }
                 let (tenant_id, trunk_name) = self.cc.with(|d| {
                     let t = &d.tenants[tenant];
@@ -968,7 +1167,7 @@ impl Edge {
                     outbound: Some(agent),
                     internal: None,
                 });
-                self.ua.handle_message(m, from, now);
+                self.ua.handle_message_on(m, from, self.arrived, now);
                 self.settle().await;
                 self.admitted = None;
             }
@@ -997,7 +1196,7 @@ impl Edge {
         let Some(route) = route else {
             tracing::info!(%name, "an agent called nobody of the tenant");
             if let Some(r) = response(m, 404, "Not Found", &[]) {
-                let _ = self.net.send(from, None, r).await;
+                let _ = self.net.send(self.arrived, from, r).await;
             }
             return;
         };
@@ -1011,7 +1210,7 @@ impl Edge {
             outbound: None,
             internal: Some(agent),
         });
-        self.ua.handle_message(m, from, now);
+        self.ua.handle_message_on(m, from, self.arrived, now);
         self.settle().await;
         self.admitted = None;
     }
@@ -1088,7 +1287,7 @@ impl Edge {
                 }
                 let uri = format!("sip:{}@{to}", a.dialled);
                 self.ua
-                    .invite(&uri, LocalMedia::new(self.media_ip, far_port), headers, now)
+                    .invite(&uri, self.local_media(far_port, false), headers, now)
                     .map(|l| (l, far_socket))
                     .map_err(|e| format!("cannot call {uri}: {e}"))
             }
@@ -1382,10 +1581,7 @@ impl Edge {
         self.legs.insert(leg, Leg::Caller(n));
         if a.route.is_none() {
             // Unknown number: never answered; the prompt plays in a 183, then 404.
-            match self
-                .ua
-                .early_media(leg, LocalMedia::new(self.media_ip, port), now)
-            {
+            match self.ua.early_media(leg, self.local_media(port, false), now) {
                 Ok(neg) => {
                     self.relay.open(leg, socket, &neg);
                     let clip = self.prompt(a.tenant, "unknown-number");
@@ -1415,10 +1611,7 @@ impl Edge {
             self.route(n, first, now);
             return;
         }
-        if let Err(e) = self
-            .ua
-            .answer(leg, LocalMedia::new(self.media_ip, port), now)
-        {
+        if let Err(e) = self.ua.answer(leg, self.local_media(port, false), now) {
             tracing::info!(error = %e, "cannot answer the caller");
         }
     }
@@ -1824,10 +2017,7 @@ impl Edge {
                 if !c.choices.is_empty() {
                     headers.push(format!("X-Switchboard-Choices: {}", c.choices.join(",")));
                 }
-                match self
-                    .ua
-                    .invite(&contact, LocalMedia::new(self.media_ip, port), headers, now)
-                {
+                match self.call_phone(&contact, port, headers, now) {
                     Ok(leg) => Some((leg, socket)),
                     Err(e) => {
                         tracing::warn!(error = %e, %contact, "cannot call the agent's phone");
@@ -2112,7 +2302,7 @@ impl Edge {
                 headers.push(format!("X-Switchboard-Call: {id}"));
                 let uri = format!("sip:{caller}@{to}");
                 self.ua
-                    .invite(&uri, LocalMedia::new(self.media_ip, port), headers, now)
+                    .invite(&uri, self.local_media(port, false), headers, now)
                     .map(|leg| (leg, socket))
                     .map_err(|e| format!("cannot call {uri}: {e}"))
             }
@@ -2275,9 +2465,8 @@ impl Edge {
                                 .get(&al)
                                 .and_then(|s| s.local_addr().ok())
                                 .map(|a| a.port());
-                            let answered = port.map(|p| {
-                                self.ua.answer(al, LocalMedia::new(self.media_ip, p), now)
-                            });
+                            let answered =
+                                port.map(|p| self.ua.answer(al, self.local_media(p, false), now));
                             if !matches!(answered, Some(Ok(()))) {
                                 tracing::warn!(call = n, "cannot answer the agent's outside call");
                             }
@@ -2452,10 +2641,8 @@ impl Edge {
                         .get(&caller_leg)
                         .and_then(|s| s.local_addr().ok())
                         .map(|a| a.port());
-                    let answered = port.map(|p| {
-                        self.ua
-                            .answer(caller_leg, LocalMedia::new(self.media_ip, p), now)
-                    });
+                    let answered =
+                        port.map(|p| self.ua.answer(caller_leg, self.local_media(p, false), now));
                     if !matches!(answered, Some(Ok(()))) {
                         tracing::warn!(call = n, "cannot answer the agent's call to a colleague");
                     }
@@ -3052,10 +3239,7 @@ impl Edge {
                 c.rec.queue.clone().unwrap_or_else(|| "direct".into())
             ),
         ];
-        let leg = match self
-            .ua
-            .invite(&contact, LocalMedia::new(self.media_ip, port), headers, now)
-        {
+        let leg = match self.call_phone(&contact, port, headers, now) {
             Ok(leg) => leg,
             Err(e) => {
                 tracing::warn!(error = %e, %contact, "cannot call the person to consult");
@@ -3427,7 +3611,7 @@ impl Edge {
         let uri = format!("sip:{number}@{target}");
         let far = match self
             .ua
-            .invite(&uri, LocalMedia::new(self.media_ip, port), headers, now)
+            .invite(&uri, self.local_media(port, false), headers, now)
         {
             Ok(l) => l,
             Err(e) => {

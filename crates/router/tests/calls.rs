@@ -2846,3 +2846,104 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
     );
     c.router.stop().await.unwrap();
 }
+
+/// A test CA, and a certificate for 127.0.0.1 it signed, in `dir`: (ca, cert, key) paths.
+fn router_certificate(dir: &Path) -> (String, String, String) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("router.pem", cert.pem()),
+        ("router.key", key.serialize_pem()),
+    ];
+    let mut paths = files.iter().map(|(name, pem)| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    });
+    let mut next = || paths.next().unwrap();
+    (next(), next(), next())
+}
+
+/// The router speaks UDP, TCP and TLS at once: an agent's phone told to register over TCP,
+/// then one told to register over TLS (the router's certificate from a test CA), each takes a
+/// caller's call from the UDP trunk, and they hear each other — one call, two transports.
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_registered_over_tcp_or_tls_take_calls_from_a_udp_trunk() {
+    let _one = SERIAL.lock().await;
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = router_certificate(pki.path());
+    for transport in ["tcp", "tls"] {
+        let sip = format!(
+            "agents_transport = \"{transport}\"\n[sip.tls]\nlisten = \"127.0.0.1:0\"\n\
+             certificate = \"{cert}\"\nkey = \"{key}\"\n\n[[tenants]]"
+        );
+        let config = format!("{EDGE}{TENANT}").replacen("\n\n[[tenants]]", &format!("\n{sip}"), 1);
+        let c = start(&config).await;
+        c.tones(8);
+        let creds = c.credentials("adele@contoso.example").await;
+        let registrar = creds["registrar"].as_str().unwrap_or_default().to_owned();
+        match transport {
+            "tcp" => assert_eq!(
+                registrar,
+                format!("sip:127.0.0.1:{};transport=tcp", c.sip),
+                "{creds}"
+            ),
+            _ => assert!(
+                registrar.starts_with("sips:127.0.0.1:")
+                    && !registrar.ends_with(&format!(":{}", c.sip)),
+                "{creds}"
+            ),
+        }
+        // Over TLS the phone requires SRTP (SDES) by default, and the router offers it.
+        let extra: &[&str] = match transport {
+            "tls" => &["--tls-ca", &ca],
+            _ => &[],
+        };
+        let agent = c
+            .agent_with(
+                "adele@contoso.example",
+                0.0,
+                extra,
+                "agent.wav",
+                "agent-heard.wav",
+            )
+            .await;
+        let (ok, ev) = c
+            .call("+18005550100", 4, "caller.wav", "caller-heard.wav")
+            .await;
+        assert!(ok, "{transport}: the caller's call went through: {ev:?}");
+        // The phone binds only the transport its registrar names (no UDP socket over TCP or
+        // TLS), so registering and answering went over it.
+        let agent_ev = finish(agent, Duration::from_secs(10)).await;
+        let media = agent_ev
+            .iter()
+            .find(|e| e["event"] == "established")
+            .map(|e| e["media"].clone())
+            .unwrap_or_else(|| panic!("{transport}: the agent took the call: {agent_ev:?}"));
+        let srtp = match transport {
+            "tls" => serde_json::json!("AES_CM_128_HMAC_SHA1_80"),
+            _ => Value::Null,
+        };
+        assert_eq!(media["srtp"], srtp, "{transport}: {media}");
+        c.heard(
+            "agent-heard.wav",
+            CALLER_HZ,
+            AGENT_HZ,
+            (40, 0.9),
+            &format!("{transport}: the agent heard the caller"),
+        );
+        c.heard(
+            "caller-heard.wav",
+            AGENT_HZ,
+            CALLER_HZ,
+            (40, 0.7),
+            &format!("{transport}: the caller heard the agent"),
+        );
+    }
+}

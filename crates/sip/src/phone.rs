@@ -208,7 +208,7 @@ impl Phone {
         }
         while let Some(item) = self.outbox.front().cloned() {
             match item {
-                Outgoing::Ua(Transmit { to, data }) => {
+                Outgoing::Ua(Transmit { to, data, .. }) => {
                     let sent = match self.resolve(&to).await {
                         Some(addr) => self.send(addr, data).await,
                         None => false,
@@ -307,6 +307,8 @@ impl Phone {
                             }
                         }
                     }
+                    // The phone never sends detached: nothing of ours waits on this.
+                    Some(Incoming::Unreachable(..)) => {}
                     None => return Err(std::io::Error::other("the SIP transport stopped")),
                 },
                 _ = sleep => {

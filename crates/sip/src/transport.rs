@@ -48,6 +48,9 @@ pub enum Incoming {
     Garbage(SocketAddr, String, Option<Bytes>),
     /// A stream connection closed.
     Closed(SocketAddr),
+    /// A connection that [`Transports::send_detached`] was to open could not be made: to
+    /// whom, and why. What was to be sent there was not.
+    Unreachable(SocketAddr, String),
 }
 
 /// Why a transport could not be set up or used.
@@ -345,6 +348,95 @@ impl Transports {
             }
             streams_set(&self.streams, to, None);
         }
+        let opener = self.opener();
+        opener
+            .open_and_send(to, server_name, data, &mut self.tasks)
+            .await
+    }
+
+    /// Sends `data` to `to` without waiting for a connection to be made, for an owner that
+    /// must not stall (a B2BUA's one loop): over UDP or an open connection at once; else a
+    /// task of its own connects (within the TLS handshake bound for the whole setup) and
+    /// sends, and a failure arrives from [`Transports::recv`] as [`Incoming::Unreachable`].
+    pub async fn send_detached(
+        &mut self,
+        to: SocketAddr,
+        server_name: Option<String>,
+        data: Bytes,
+    ) -> Result<(), TransportError> {
+        if self.udp.is_some() {
+            return self.send(to, None, data).await;
+        }
+        if let Some(w) = streams_get(&self.streams, &to) {
+            if w.send(data.clone()).await.is_ok() {
+                return Ok(());
+            }
+            streams_set(&self.streams, to, None);
+        }
+        let opener = self.opener();
+        let tx = self.tx.clone();
+        let bound = self.limits.handshake;
+        tokio::spawn(async move {
+            // The connection's own tasks are detached, as accepted ones are: they end when
+            // it closes or when the owner stops reading.
+            let mut tasks = Vec::new();
+            let r = tokio::time::timeout(
+                bound,
+                opener.open_and_send(to, server_name.as_deref(), data, &mut tasks),
+            )
+            .await;
+            let why = match r {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no connection to {to} within {} s", bound.as_secs()),
+            };
+            let _ = tx.send(Incoming::Unreachable(to, why)).await;
+        });
+        Ok(())
+    }
+
+    fn opener(&self) -> Opener {
+        Opener {
+            kind: self.kind,
+            tls_client: self.tls_client.clone(),
+            tx: self.tx.clone(),
+            streams: self.streams.clone(),
+            limits: self.limits,
+        }
+    }
+
+    /// RFC 5626 §4.4.1 keep-alive ping (CRLFCRLF) on every stream connection.
+    pub async fn keepalive(&mut self) {
+        let writers: Vec<mpsc::Sender<Bytes>> = self
+            .streams
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for w in writers {
+            let _ = w.send(Bytes::from_static(b"\r\n\r\n")).await;
+        }
+    }
+}
+
+/// What opening a connection needs, apart from the [`Transports`] that owns it.
+struct Opener {
+    kind: Transport,
+    tls_client: Option<tokio_rustls::TlsConnector>,
+    tx: mpsc::Sender<Incoming>,
+    streams: Streams,
+    limits: StreamLimits,
+}
+
+impl Opener {
+    /// Connects to `to` (TLS with `server_name`, else its address, as SNI and certificate
+    /// name), sends `data` and keeps the connection for reuse.
+    async fn open_and_send(
+        &self,
+        to: SocketAddr,
+        server_name: Option<&str>,
+        data: Bytes,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<(), TransportError> {
         let tcp = TcpStream::connect(to)
             .await
             .map_err(|source| TransportError::Connect { addr: to, source })?;
@@ -364,16 +456,9 @@ impl Transports {
                     .connect(sni, tcp)
                     .await
                     .map_err(|source| TransportError::Tls { addr: to, source })?;
-                spawn_stream(
-                    stream,
-                    to,
-                    self.tx.clone(),
-                    &mut self.tasks,
-                    self.limits,
-                    None,
-                )
+                spawn_stream(stream, to, self.tx.clone(), tasks, self.limits, None)
             }
-            _ => spawn_stream(tcp, to, self.tx.clone(), &mut self.tasks, self.limits, None),
+            _ => spawn_stream(tcp, to, self.tx.clone(), tasks, self.limits, None),
         };
         writer
             .send(data)
@@ -384,18 +469,6 @@ impl Transports {
             })?;
         streams_set(&self.streams, to, Some(writer));
         Ok(())
-    }
-
-    /// RFC 5626 §4.4.1 keep-alive ping (CRLFCRLF) on every stream connection.
-    pub async fn keepalive(&mut self) {
-        let writers: Vec<mpsc::Sender<Bytes>> = self
-            .streams
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        for w in writers {
-            let _ = w.send(Bytes::from_static(b"\r\n\r\n")).await;
-        }
     }
 }
 

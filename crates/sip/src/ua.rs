@@ -12,6 +12,12 @@
 //! Responses go back to the address the request came from, with `received`/`rport` filled in
 //! the top Via (RFC 3581), so a UA behind NAT is reached on the mapping it opened.
 //!
+//! One user agent may speak over several transports at once (a B2BUA with UDP trunks and TLS
+//! agents): [`UserAgent::add_transport`] names each one's Via/Contact address, a message is fed
+//! with the transport it came on ([`UserAgent::handle_message_on`]), and every [`Transmit`]
+//! says which transport carries it. A call keeps the transport it started on; a new request
+//! takes the one its target asks for (`sips:`, `;transport=`) or the configured default.
+//!
 //! The code follows the RFCs, one file each, all of them `impl UserAgent` over the types here:
 //!
 //! | file | what |
@@ -92,7 +98,7 @@ impl Default for Limits {
 }
 
 /// The transport a user agent's messages use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     Udp,
     Tcp,
@@ -119,6 +125,43 @@ impl Transport {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
         }
+    }
+
+    /// The transport a URI asks for: `sips:` is TLS, else its `transport=` parameter;
+    /// `None` when it names none (or one we do not know, such as `sctp`). In a header value
+    /// (`<sip:…;transport=tcp>;expires=60`) the URI is what the brackets hold; a bare URI's
+    /// parameters are all its own.
+    pub fn of_uri(uri: &str) -> Option<Self> {
+        let uri = match (uri.find('<'), uri.find('>')) {
+            (Some(_), Some(_)) => value_uri(uri),
+            _ => uri.trim(),
+        };
+        if uri
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+        {
+            return Some(Self::Tls);
+        }
+        let params = uri.split('?').next()?;
+        let after_host = params.rsplit_once('@').map_or(params, |(_, h)| h);
+        after_host.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            if !k.trim().eq_ignore_ascii_case("transport") {
+                return None;
+            }
+            match v.trim().to_ascii_lowercase().as_str() {
+                "udp" => Some(Self::Udp),
+                "tcp" => Some(Self::Tcp),
+                "tls" => Some(Self::Tls),
+                _ => None,
+            }
+        })
+    }
+
+    /// Whether messages over it are framed on a stream (TCP, TLS): requests inside a dialog
+    /// set up over one go back on the connection it came on.
+    pub fn is_stream(self) -> bool {
+        self != Self::Udp
     }
 }
 
@@ -179,11 +222,12 @@ impl Destination {
     }
 }
 
-/// Bytes to send and where.
+/// Bytes to send, where, and over which of our transports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: Destination,
     pub data: Bytes,
+    pub transport: Transport,
 }
 
 /// A call's local handle.
@@ -371,11 +415,22 @@ struct Call {
     reliable_1xx: Option<(Bytes, SocketAddr, Instant, Duration, Instant, u32)>,
     /// The SDP answer already went out in a reliable 1xx: the 2xx carries none.
     answered_reliably: bool,
+    /// The transport the dialog uses (its Via, Contact and reliability).
+    transport: Transport,
+    /// Over a stream: the connection the dialog came on (the peer's address there), where
+    /// requests inside it go, whatever its Contact says (a phone behind NAT, RFC 5626 §5.3).
+    flow: Option<SocketAddr>,
 }
 
 impl Call {
     /// A call in `state` with nothing negotiated yet; the rest is filled by whoever creates it.
-    fn new(id: CallId, state: CallState, dialog: Dialog, local_media: LocalMedia) -> Self {
+    fn new(
+        id: CallId,
+        state: CallState,
+        dialog: Dialog,
+        local_media: LocalMedia,
+        transport: Transport,
+    ) -> Self {
         Self {
             id,
             state,
@@ -407,6 +462,8 @@ impl Call {
             rseq: 0,
             reliable_1xx: None,
             answered_reliably: false,
+            transport,
+            flow: None,
         }
     }
 }
@@ -439,6 +496,7 @@ struct ClientTx {
     call: Option<CallId>,
     method: String,
     destination: Destination,
+    transport: Transport,
     /// For non-2xx ACKs of INVITE: request line, From, To-less pieces.
     invite_parts: Option<(String, String, String, String, u32, Vec<String>)>,
 }
@@ -451,6 +509,7 @@ enum ServerTxKind {
 struct ServerTx {
     kind: ServerTxKind,
     source: SocketAddr,
+    transport: Transport,
 }
 
 /// The user agent core.
@@ -478,6 +537,10 @@ pub struct UserAgent {
     limits: Limits,
     /// Server transactions kept per source address (the per-source share of [`Limits`]).
     from_source: HashMap<std::net::IpAddr, usize>,
+    /// Our Via/Contact address on each transport we speak; the configured one first.
+    listening: Vec<(Transport, String)>,
+    /// The transport of the message being handled.
+    arrived_on: Transport,
 }
 
 fn random_token(n: usize) -> String {
@@ -563,7 +626,6 @@ impl UserAgent {
     pub fn new(cfg: UaConfig) -> Self {
         Self {
             trusted_realms: vec![cfg.domain.clone()],
-            cfg,
             next_call: 1,
             calls: HashMap::new(),
             client: HashMap::new(),
@@ -576,6 +638,57 @@ impl UserAgent {
             min_se: 90,
             limits: Limits::default(),
             from_source: HashMap::new(),
+            listening: vec![(cfg.transport, cfg.contact_host.clone())],
+            arrived_on: cfg.transport,
+            cfg,
+        }
+    }
+
+    /// Also speaks over `transport`, reachable there at `contact_host` (`host:port` for its
+    /// Via and Contact); replaces what was said for it before.
+    pub fn add_transport(&mut self, transport: Transport, contact_host: String) {
+        if transport == self.cfg.transport {
+            self.cfg.contact_host = contact_host.clone();
+        }
+        match self.listening.iter_mut().find(|(t, _)| *t == transport) {
+            Some(entry) => entry.1 = contact_host,
+            None => self.listening.push((transport, contact_host)),
+        }
+    }
+
+    /// Whether we speak `transport`.
+    pub fn speaks(&self, transport: Transport) -> bool {
+        self.listening.iter().any(|(t, _)| *t == transport)
+    }
+
+    /// Our configuration as seen over `transport`: its Via/Contact host and reliability (the
+    /// default transport's when we do not speak it).
+    fn over(&self, transport: Transport) -> UaConfig {
+        let mut cfg = self.cfg.clone();
+        if let Some((t, host)) = self.listening.iter().find(|(t, _)| *t == transport) {
+            cfg.transport = *t;
+            cfg.contact_host = host.clone();
+        }
+        cfg
+    }
+
+    /// Our configuration inside call `id`'s dialog.
+    fn over_call(&self, id: CallId) -> UaConfig {
+        match self.calls.get(&id) {
+            Some(c) => self.over(c.transport),
+            None => self.cfg.clone(),
+        }
+    }
+
+    /// The transport a new request to `uri` goes over: the one the URI asks for when we speak
+    /// it, else our default (also whenever an outbound proxy takes every request).
+    fn transport_for(&self, uri: &str) -> Transport {
+        if self.cfg.outbound_proxy.is_some() {
+            return self.cfg.transport;
+        }
+        match Transport::of_uri(uri) {
+            Some(t) if self.speaks(t) => t,
+            _ => self.cfg.transport,
         }
     }
 
@@ -618,7 +731,7 @@ impl UserAgent {
 
     /// Updates where we say we are (after a transport learns its public address).
     pub fn set_contact_host(&mut self, host: String) {
-        self.cfg.contact_host = host;
+        self.add_transport(self.cfg.transport, host);
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -682,8 +795,20 @@ impl UserAgent {
 
     // ----- commands -------------------------------------------------------------------------
 
-    /// A parsed message from `source`.
+    /// A parsed message from `source`, over our default transport.
     pub fn handle_message(&mut self, msg: &Message, source: SocketAddr, now: Instant) {
+        self.handle_message_on(msg, source, self.cfg.transport, now);
+    }
+
+    /// A parsed message from `source` that came over `transport`.
+    pub fn handle_message_on(
+        &mut self,
+        msg: &Message,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        self.arrived_on = transport;
         if msg.is_request() {
             self.handle_request(msg, source, now);
         } else {
@@ -803,6 +928,8 @@ pub enum UaError {
     Media(#[from] sdp::SdpError),
     #[error("not sent: {0}")]
     Wire(#[from] crate::wire::WireError),
+    #[error("no {} transport is set up to send this over", .0.via_name())]
+    NoTransport(Transport),
 }
 
 mod session;

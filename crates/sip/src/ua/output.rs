@@ -76,10 +76,11 @@ impl UserAgent {
         &self,
         bytes: Bytes,
         to: SocketAddr,
+        transport: Transport,
         now: Instant,
     ) -> (Bytes, SocketAddr, Instant, Duration, Instant) {
         let t1 = self.cfg.timers.t1;
-        let first = if self.cfg.transport == Transport::Udp {
+        let first = if transport == Transport::Udp {
             t1
         } else {
             t1 * 64
@@ -145,9 +146,15 @@ impl UserAgent {
             return;
         };
         let Some((cseq, _)) = msg.cseq() else { return };
-        if let Some((n, ack, to)) = self.calls.get(&id).and_then(|c| c.last_ack.clone()) {
+        let Some(c) = self.calls.get(&id) else { return };
+        if let Some((n, ack, to)) = c.last_ack.clone() {
             if n == cseq {
-                self.transmits.push_back(Transmit { to, data: ack });
+                let transport = c.transport;
+                self.transmits.push_back(Transmit {
+                    to,
+                    data: ack,
+                    transport,
+                });
             }
         }
     }
@@ -167,6 +174,7 @@ impl UserAgent {
                 Some(transaction::Output::Transmit(data)) => self.transmits.push_back(Transmit {
                     to: tx.destination.clone(),
                     data,
+                    transport: tx.transport,
                 }),
                 Some(transaction::Output::Event(transaction::Event::Terminated)) => {
                     terminated = true
@@ -301,14 +309,14 @@ impl UserAgent {
         body: Option<(&str, Bytes)>,
         now: Instant,
     ) -> Result<(), WireError> {
-        let cfg = self.cfg.clone();
+        let cfg = self.over_call(id);
         let Some(c) = self.calls.get_mut(&id) else {
             return Ok(());
         };
         c.dialog.local_cseq += 1;
         let cseq = c.dialog.local_cseq;
         let branch = new_branch();
-        let (ruri, routes, destination) = in_dialog_target(&c.dialog, &cfg, c.invite.as_ref());
+        let (ruri, routes, destination) = in_dialog_target(c, &cfg);
         let mut m = MessageBuilder::request(method, &ruri);
         dialog_headers(&mut m, &c.dialog, &cfg, &branch, cseq, method);
         m.headers("Route", &routes);
@@ -364,6 +372,7 @@ impl UserAgent {
                 call: Some(id),
                 method: method.to_owned(),
                 destination,
+                transport: cfg.transport,
                 invite_parts,
             },
         );
@@ -468,6 +477,7 @@ impl UserAgent {
         self.transmits.push_back(Transmit {
             to: Destination::Addr(source),
             data,
+            transport: self.arrived_on,
         });
     }
 
@@ -485,6 +495,7 @@ impl UserAgent {
                 Some(transaction::Output::Transmit(data)) => self.transmits.push_back(Transmit {
                     to: Destination::Addr(tx.source),
                     data,
+                    transport: tx.transport,
                 }),
                 Some(transaction::Output::Event(transaction::Event::Terminated)) => {
                     terminated = true
@@ -502,18 +513,21 @@ impl UserAgent {
     }
 }
 
-/// Request-URI, Route headers and next hop for a request inside `dialog` (§12.2.1.1, loose
-/// routing only: strict routers are from RFC 2543 times).
-pub(super) fn in_dialog_target(
-    d: &Dialog,
-    cfg: &UaConfig,
-    invite: Option<&OutgoingInvite>,
-) -> (String, Vec<String>, Destination) {
+/// Request-URI, Route headers and next hop for a request inside `call`'s dialog (§12.2.1.1,
+/// loose routing only: strict routers are from RFC 2543 times). A dialog that came over a
+/// stream goes back on that connection.
+pub(super) fn in_dialog_target(call: &Call, cfg: &UaConfig) -> (String, Vec<String>, Destination) {
+    let (d, invite) = (&call.dialog, call.invite.as_ref());
     let ruri = d.remote_target.clone();
     let routes = d.route_set.clone();
-    let destination = routes
-        .first()
-        .and_then(|r| Destination::from_uri(value_uri(r)))
+    let destination = call
+        .flow
+        .map(Destination::Addr)
+        .or_else(|| {
+            routes
+                .first()
+                .and_then(|r| Destination::from_uri(value_uri(r)))
+        })
         .or_else(|| {
             // No Record-Route: requests go straight to the peer's Contact, unless we called
             // through an outbound proxy that did not record-route (then via it, RFC 3261 §8.1.2).

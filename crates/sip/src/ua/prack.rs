@@ -81,7 +81,8 @@ impl UserAgent {
         };
         if *until > now {
             if *next <= now {
-                resend_1xx(&mut self.transmits, bytes, *to);
+                let transport = c.transport;
+                resend_1xx(&mut self.transmits, bytes, *to, transport);
                 *interval *= 2;
                 *next = now + *interval;
             }
@@ -94,10 +95,16 @@ impl UserAgent {
     }
 }
 
-pub(super) fn resend_1xx(out: &mut VecDeque<Transmit>, bytes: &Bytes, to: SocketAddr) {
+pub(super) fn resend_1xx(
+    out: &mut VecDeque<Transmit>,
+    bytes: &Bytes,
+    to: SocketAddr,
+    transport: Transport,
+) {
     out.push_back(Transmit {
         to: Destination::Addr(to),
         data: bytes.clone(),
+        transport,
     });
 }
 

@@ -59,14 +59,15 @@ impl UserAgent {
                 return;
             }
         };
-        let contact = format!("Contact: {}", self.cfg.contact());
+        let contact = format!("Contact: {}", self.over_call(id).contact());
         let mut headers: Vec<&str> = vec![&contact];
         headers.extend(timer_headers.iter().map(String::as_str));
         let body = Some(("application/sdp", body.to_bytes()));
         let sent = self.reply_tx(key, msg, 200, "OK", Some(id), &headers, body, now);
         if method == "INVITE" {
             if let Some((bytes, to)) = sent {
-                let plan = self.retransmit_2xx_plan(bytes, to, now);
+                let transport = self.over_call(id).transport;
+                let plan = self.retransmit_2xx_plan(bytes, to, transport, now);
                 if let Some(c) = self.calls.get_mut(&id) {
                     // With a new answer the media applies now and the ACK confirms it; with
                     // our offer in the 2xx we wait for the ACK's answer.
@@ -188,7 +189,7 @@ impl UserAgent {
         let offer = sdp::offer(&c.local_media, &c.session_id, c.sdp_version);
         c.our_offer = Some(offer.clone());
         c.last_local_sdp = Some(offer.clone());
-        let contact = ("Contact", self.cfg.contact());
+        let contact = ("Contact", self.over_call(id).contact());
         let _ = self.send_in_dialog(
             id,
             "INVITE",

@@ -39,18 +39,26 @@ impl UserAgent {
         // usual (RFC 4475 §3.3.11).
         let kind = if method == "INVITE" {
             ServerTxKind::Invite(ServerInvite::new(
-                self.cfg.transport.reliability(),
+                self.arrived_on.reliability(),
                 self.cfg.timers,
             ))
         } else {
             ServerTxKind::NonInvite(ServerNonInvite::new(
-                self.cfg.transport.reliability(),
+                self.arrived_on.reliability(),
                 self.cfg.timers,
             ))
         };
+        let transport = self.arrived_on;
         if self
             .server
-            .insert(key.clone(), ServerTx { kind, source })
+            .insert(
+                key.clone(),
+                ServerTx {
+                    kind,
+                    source,
+                    transport,
+                },
+            )
             .is_none()
         {
             *self.from_source.entry(source.ip()).or_default() += 1;
@@ -154,25 +162,21 @@ impl UserAgent {
             None => Destination::from_uri(&uri).ok_or_else(|| UaError::BadUri(target.into()))?,
         };
         let branch = new_branch();
+        let cfg = self.over(self.transport_for(target));
         let mut m = MessageBuilder::request("OPTIONS", &uri);
-        m.via(
-            self.cfg.transport.via_name(),
-            &self.cfg.contact_host,
-            &branch,
-        )
-        .header("Max-Forwards", 70)
-        .header(
-            "From",
-            format_args!("<{}>;tag={}", self.cfg.aor(), random_token(8)),
-        )
-        .header("To", format_args!("<{uri}>"))
-        .header("Call-ID", format_args!("{}@switchboard", random_token(16)))
-        .cseq(1, "OPTIONS")
-        .header("Accept", "application/sdp")
-        .header("User-Agent", &self.cfg.user_agent);
+        m.via(cfg.transport.via_name(), &cfg.contact_host, &branch)
+            .header("Max-Forwards", 70)
+            .header(
+                "From",
+                format_args!("<{}>;tag={}", cfg.aor(), random_token(8)),
+            )
+            .header("To", format_args!("<{uri}>"))
+            .header("Call-ID", format_args!("{}@switchboard", random_token(16)))
+            .cseq(1, "OPTIONS")
+            .header("Accept", "application/sdp")
+            .header("User-Agent", &self.cfg.user_agent);
         let req = m.build()?;
-        let tx =
-            ClientNonInvite::start(req, self.cfg.transport.reliability(), self.cfg.timers, now);
+        let tx = ClientNonInvite::start(req, cfg.transport.reliability(), cfg.timers, now);
         self.pings.insert(branch.clone(), uri.clone());
         self.client.insert(
             branch.clone(),
@@ -181,6 +185,7 @@ impl UserAgent {
                 call: None,
                 method: "OPTIONS".into(),
                 destination,
+                transport: cfg.transport,
                 invite_parts: None,
             },
         );

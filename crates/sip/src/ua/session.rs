@@ -14,16 +14,33 @@ impl UserAgent {
         extra_headers: Vec<String>,
         now: Instant,
     ) -> Result<CallId, UaError> {
+        self.invite_over(target, None, media, extra_headers, now)
+    }
+
+    /// [`Self::invite`] with the next hop given: the transport and the address to send to
+    /// (a registered phone's connection, say) instead of what `target` names. Over a stream,
+    /// requests inside the dialog then take that connection too.
+    pub fn invite_over(
+        &mut self,
+        target: &str,
+        hop: Option<(Transport, SocketAddr)>,
+        media: LocalMedia,
+        extra_headers: Vec<String>,
+        now: Instant,
+    ) -> Result<CallId, UaError> {
         let target_uri = value_uri(target).to_owned();
         crate::wire::check_uri(&target_uri).map_err(|_| UaError::BadUri(target.into()))?;
         for h in &extra_headers {
             crate::wire::check_header_line(h)?;
         }
-        let destination = match &self.cfg.outbound_proxy {
-            Some(p) => p.clone(),
-            None => {
-                Destination::from_uri(&target_uri).ok_or_else(|| UaError::BadUri(target.into()))?
-            }
+        let (destination, transport) = match (hop, &self.cfg.outbound_proxy) {
+            (Some((t, addr)), _) if self.speaks(t) => (Destination::Addr(addr), t),
+            (Some((t, _)), _) => return Err(UaError::NoTransport(t)),
+            (None, Some(p)) => (p.clone(), self.cfg.transport),
+            (None, None) => (
+                Destination::from_uri(&target_uri).ok_or_else(|| UaError::BadUri(target.into()))?,
+                self.transport_for(target),
+            ),
         };
         if self.calls.len() >= self.limits.calls {
             return Err(UaError::TooManyCalls);
@@ -46,7 +63,8 @@ impl UserAgent {
             route_set: Vec::new(),
             we_called: true,
         };
-        let mut call = Call::new(id, CallState::Calling, dialog, media);
+        let mut call = Call::new(id, CallState::Calling, dialog, media, transport);
+        call.flow = hop.filter(|(t, _)| t.is_stream()).map(|(_, addr)| addr);
         let offer = sdp::offer(&call.local_media, &call.session_id, 1);
         call.last_local_sdp = Some(offer.clone());
         call.our_offer = Some(offer);
@@ -187,7 +205,9 @@ impl UserAgent {
             we_called: false,
         };
         let placeholder = LocalMedia::new(std::net::Ipv4Addr::LOCALHOST.into(), 0);
-        let mut call = Call::new(id, CallState::Ringing, dialog, placeholder);
+        let transport = self.arrived_on;
+        let mut call = Call::new(id, CallState::Ringing, dialog, placeholder, transport);
+        call.flow = transport.is_stream().then_some(source);
         call.their_offer = offer;
         call.incoming = Some((msg.clone(), source, key.0.clone()));
         call.replaces = replaces;
@@ -511,7 +531,7 @@ impl UserAgent {
     }
 
     pub(super) fn send_initial_invite(&mut self, id: CallId, now: Instant) {
-        let cfg = self.cfg.clone();
+        let cfg = self.over_call(id);
         let min_se = self.min_se;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -585,6 +605,7 @@ impl UserAgent {
                 call: Some(id),
                 method: "INVITE".into(),
                 destination,
+                transport: cfg.transport,
                 invite_parts: Some(parts),
             },
         );
@@ -594,7 +615,7 @@ impl UserAgent {
     /// CANCEL for our pending initial INVITE (§9.1): same Request-URI, Call-ID, From, To,
     /// CSeq number and top Via as the INVITE.
     pub(super) fn cancel(&mut self, id: CallId, now: Instant) {
-        let cfg = self.cfg.clone();
+        let cfg = self.over_call(id);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -631,6 +652,7 @@ impl UserAgent {
                 call: Some(id),
                 method: "CANCEL".into(),
                 destination: inv.destination,
+                transport: cfg.transport,
                 invite_parts: None,
             },
         );
@@ -638,11 +660,11 @@ impl UserAgent {
     }
 
     pub(super) fn send_ack(&mut self, id: CallId, cseq: u32, _now: Instant) {
-        let cfg = self.cfg.clone();
+        let cfg = self.over_call(id);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let (ruri, routes, destination) = in_dialog_target(&c.dialog, &cfg, c.invite.as_ref());
+        let (ruri, routes, destination) = in_dialog_target(c, &cfg);
         let mut m = MessageBuilder::request("ACK", &ruri);
         dialog_headers(&mut m, &c.dialog, &cfg, &new_branch(), cseq, "ACK");
         m.headers("Route", &routes);
@@ -657,6 +679,7 @@ impl UserAgent {
         self.transmits.push_back(Transmit {
             to: destination,
             data,
+            transport: cfg.transport,
         });
     }
 
@@ -684,7 +707,7 @@ impl UserAgent {
         let (req, _, branch) = self.calls.get(&id).and_then(|c| c.incoming.clone())?;
         let key = (branch, "INVITE".to_owned());
         if status < 300 && status > 100 {
-            headers.push(format!("Contact: {}", self.cfg.contact()));
+            headers.push(format!("Contact: {}", self.over_call(id).contact()));
             headers.push(format!("Allow: {ALLOW}"));
             headers.push("Supported: replaces, 100rel, timer".to_owned());
         }
@@ -708,7 +731,8 @@ impl UserAgent {
             now,
         );
         if let (200..=299, Some((bytes, to))) = (status, sent.clone()) {
-            let plan = self.retransmit_2xx_plan(bytes, to, now);
+            let transport = self.over_call(id).transport;
+            let plan = self.retransmit_2xx_plan(bytes, to, transport, now);
             if let Some(c) = self.calls.get_mut(&id) {
                 c.state = CallState::Answered;
                 c.timer = timer;
@@ -744,9 +768,11 @@ impl UserAgent {
         };
         if *until > now {
             if *next <= now {
+                let transport = c.transport;
                 self.transmits.push_back(Transmit {
                     to: Destination::Addr(*to),
                     data: bytes.clone(),
+                    transport,
                 });
                 *interval = (*interval * 2).min(t2);
                 *next = now + *interval;

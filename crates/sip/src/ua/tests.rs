@@ -12,7 +12,12 @@ struct Net {
     /// Drop the next message whose first line starts with this.
     drop_next: Vec<String>,
     events: Vec<(usize, UaEvent)>,
+    /// Every message delivered.
+    wire: Vec<Wired>,
 }
+
+/// A message delivered: sender, receiver, transport and text.
+type Wired = (SocketAddr, SocketAddr, Transport, String);
 
 fn cfg(user: &str, port: u16) -> UaConfig {
     UaConfig {
@@ -48,6 +53,7 @@ impl Net {
             ladder: Vec::new(),
             drop_next: Vec::new(),
             events: Vec::new(),
+            wire: Vec::new(),
         }
     }
 
@@ -80,7 +86,14 @@ impl Net {
                         self.ladder.push(format!("{from} -x {to}: {first} (lost)"));
                         continue;
                     }
-                    self.ladder.push(format!("{from} -> {to}: {first}"));
+                    match t.transport {
+                        Transport::Udp => self.ladder.push(format!("{from} -> {to}: {first}")),
+                        tr => self
+                            .ladder
+                            .push(format!("{from} -> {to}: {first} over {}", tr.via_name())),
+                    }
+                    let text = String::from_utf8_lossy(&t.data).into_owned();
+                    self.wire.push((from, to, t.transport, text));
                     let msg = Message::parse(&t.data).unwrap_or_else(|e| {
                         panic!(
                             "we sent something unparsable ({e}):\n{}",
@@ -89,7 +102,9 @@ impl Net {
                     });
                     if let Some(j) = self.uas.iter().position(|(a, _)| *a == to) {
                         let now = self.now;
-                        self.uas[j].1.handle_message(&msg, from, now);
+                        self.uas[j]
+                            .1
+                            .handle_message_on(&msg, from, t.transport, now);
                     }
                 }
                 while let Some(e) = self.uas[i].1.poll_event() {
@@ -150,6 +165,28 @@ impl Net {
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no incoming call at {who}: {evs:?}\n{}", self.ladder()))
+    }
+
+    /// The first message delivered that `f` picks.
+    fn sent(&self, f: impl Fn(&Wired) -> bool) -> Wired {
+        let found = self.wire.iter().find(|w| f(w)).cloned();
+        found.unwrap_or_else(|| panic!("not sent:\n{}", self.ladder()))
+    }
+
+    /// `callee` answers the call that reached it; `caller` sees it established.
+    fn answered(&mut self, callee: usize, caller: usize) -> CallId {
+        let call = self.incoming(callee);
+        let now = self.now;
+        self.ua(callee)
+            .answer(call, media(40000 + callee as u16 * 2), now)
+            .unwrap();
+        self.run();
+        assert!(
+            established(&self.take(caller)).is_some(),
+            "{}",
+            self.ladder()
+        );
+        call
     }
 
     fn call(&mut self, from: usize, to: usize) -> (CallId, CallId) {
@@ -1148,4 +1185,161 @@ fn a_challenge_is_answered_only_for_the_accounts_realm() {
             reason: "Unauthorized".into()
         })
     );
+}
+
+#[test]
+fn transports_named_by_uris() {
+    use Transport::{Tcp, Tls, Udp};
+    let cases = [
+        ("sips:bob@example.com", Some(Tls)),
+        (
+            "<sip:bob@10.0.0.1:5070;transport=TCP>;expires=60",
+            Some(Tcp),
+        ),
+        ("sip:bob@h;lr;transport=tls", Some(Tls)),
+        ("sip:bob@h;transport=udp", Some(Udp)),
+        ("sip:bob@h", None),
+        ("sip:bob@h;transport=sctp", None),
+        // A user part that looks like a parameter is not one.
+        ("sip:x;transport=tcp@h", None),
+        // Parameters of escaped headers are not the URI's.
+        ("sip:bob@h?x=1;transport=tcp", None),
+    ];
+    for (uri, want) in cases {
+        assert_eq!(Transport::of_uri(uri), want, "{uri}");
+    }
+}
+
+/// A router on UDP and TCP at 127.0.0.1:5060, Adele's phone speaking TCP only at :5070, and
+/// `more` user agents on UDP.
+fn router_and_tcp_phone(more: &[(&str, u16)]) -> Net {
+    let mut users = vec![("router", 5060), ("adele", 5070)];
+    users.extend_from_slice(more);
+    let mut net = Net::new(&users);
+    net.ua(0)
+        .add_transport(Transport::Tcp, "127.0.0.1:5060".into());
+    net.uas[1].1 = UserAgent::new(UaConfig {
+        transport: Transport::Tcp,
+        ..cfg("adele", 5070)
+    });
+    net
+}
+
+/// One user agent on UDP and TCP at once (a B2BUA with UDP trunks and TCP phones): each
+/// dialog keeps the transport it began on, in its Via, Contact and every request inside it,
+/// and requests inside a dialog that came over a stream go back on that connection.
+#[test]
+fn one_user_agent_speaks_udp_and_tcp_and_each_dialog_keeps_its_own() {
+    let mut net = router_and_tcp_phone(&[("trunk", 5080)]);
+    assert!(net.ua(0).speaks(Transport::Tcp) && !net.ua(0).speaks(Transport::Tls));
+    let now = net.now;
+    // Adele calls the router over TCP.
+    let a = net
+        .ua(1)
+        .invite(
+            "sip:queue@127.0.0.1:5060;transport=tcp",
+            media(4000),
+            vec![],
+            now,
+        )
+        .unwrap();
+    net.run();
+    let r = net.answered(0, 1);
+    let ok = net.sent(|(from, _, _, m)| from.port() == 5060 && m.starts_with("SIP/2.0 200"));
+    assert_eq!(ok.2, Transport::Tcp, "the 200 went back over TCP");
+    assert!(
+        ok.3.contains("Contact: <sip:router@127.0.0.1:5060;transport=tcp>"),
+        "{}",
+        ok.3
+    );
+    // The router calls the trunk over UDP meanwhile.
+    let t = net
+        .ua(0)
+        .invite("sip:+15551234@127.0.0.1:5080", media(4004), vec![], now)
+        .unwrap();
+    net.run();
+    net.answered(2, 0);
+    let invite = net.sent(|(_, to, _, m)| to.port() == 5080 && m.starts_with("INVITE"));
+    assert_eq!(invite.2, Transport::Udp);
+    assert!(
+        invite.3.contains("Via: SIP/2.0/UDP 127.0.0.1:5060;"),
+        "{}",
+        invite.3
+    );
+    assert!(
+        invite.3.contains("Contact: <sip:router@127.0.0.1:5060>"),
+        "{}",
+        invite.3
+    );
+    // Hanging both up: the BYE to Adele is TCP, the one to the trunk UDP.
+    net.wire.clear();
+    net.ua(0).hangup(r, now);
+    net.ua(0).hangup(t, now);
+    net.run();
+    let byes: Vec<_> = net
+        .wire
+        .iter()
+        .filter(|(from, _, _, m)| from.port() == 5060 && m.starts_with("BYE"))
+        .map(|(_, to, tr, m)| (to.port(), *tr, m.contains("Via: SIP/2.0/TCP")))
+        .collect();
+    assert!(byes.contains(&(5070, Transport::Tcp, true)), "{byes:?}");
+    assert!(byes.contains(&(5080, Transport::Udp, false)), "{byes:?}");
+    assert_eq!(ended(&net.take(1)), Some(&EndReason::RemoteBye));
+    let _ = a;
+}
+
+/// A phone registered over a stream is reached on its connection (RFC 5626 §5.3), not at
+/// the address its Contact names, and a next hop over a transport we do not speak is refused.
+#[test]
+fn an_invite_over_a_flow_goes_to_the_connection_and_stays_there() {
+    let mut net = router_and_tcp_phone(&[]);
+    let now = net.now;
+    // Her Contact names a port nobody listens on; the flow is her real address.
+    let flow: SocketAddr = "127.0.0.1:5070".parse().unwrap();
+    let r = net
+        .ua(0)
+        .invite_over(
+            "sip:adele@192.0.2.1:6000;transport=tcp",
+            Some((Transport::Tcp, flow)),
+            media(4000),
+            vec![],
+            now,
+        )
+        .unwrap();
+    net.run();
+    net.answered(1, 0);
+    net.wire.clear();
+    net.ua(0).hold(r, true, now).unwrap();
+    net.run();
+    let reinvite = net.sent(|(_, _, _, m)| m.starts_with("INVITE"));
+    assert_eq!((reinvite.1, reinvite.2), (flow, Transport::Tcp));
+    assert!(
+        reinvite.3.starts_with("INVITE sip:adele@127.0.0.1:5070"),
+        "{}",
+        reinvite.3
+    );
+    assert!(matches!(
+        net.ua(0).invite_over(
+            "sips:x@127.0.0.1",
+            Some((Transport::Tls, flow)),
+            media(4004),
+            vec![],
+            now
+        ),
+        Err(UaError::NoTransport(Transport::Tls))
+    ));
+    // Out-of-dialog OPTIONS take the transport their target names.
+    net.wire.clear();
+    net.ua(0)
+        .options("sip:127.0.0.1:5070;transport=tcp", now)
+        .unwrap();
+    net.ua(0).options("sip:127.0.0.1:5070", now).unwrap();
+    net.run();
+    let options: Vec<Transport> = net
+        .wire
+        .iter()
+        .filter(|(_, _, _, m)| m.starts_with("OPTIONS"))
+        .map(|(_, _, t, _)| *t)
+        .collect();
+    assert_eq!(options, vec![Transport::Tcp, Transport::Udp]);
 }

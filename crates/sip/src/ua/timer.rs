@@ -38,6 +38,7 @@ impl UserAgent {
 
     /// RFC 4028 §7.4/§9: a re-INVITE with the unchanged session description.
     pub(super) fn refresh_session(&mut self, id: CallId, now: Instant) {
+        let contact = self.over_call(id).contact();
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -48,7 +49,7 @@ impl UserAgent {
         c.refreshing = true;
         c.our_offer = Some(sdp.clone());
         let headers = vec![
-            ("Contact", self.cfg.contact()),
+            ("Contact", contact),
             ("Supported", "timer".to_owned()),
             ("Session-Expires", format!("{};refresher=uac", t.interval)),
         ];
