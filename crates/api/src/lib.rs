@@ -177,8 +177,49 @@ pub struct SipCredentials {
     pub password: String,
     /// The SIP domain (and digest realm) to register in.
     pub domain: String,
-    /// Where to send REGISTER: `sip:host:port`.
+    /// Where to send REGISTER: `sip:host:port`, with `;transport=tcp` for TCP, or
+    /// `sips:host:port` for TLS.
     pub registrar: String,
+}
+
+/// An agent as the router's configuration knows them (`/v1/config/tenants/{tenant}/agents`):
+/// who they are and their skills; their state is `GET /v1/agents/me`'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AgentConfigView {
+    /// The tenant (its id in the router's configuration).
+    pub tenant: String,
+    /// User principal name, compared without case.
+    pub upn: String,
+    pub name: String,
+    /// Skills with proficiency 1–5.
+    #[cfg_attr(feature = "typescript", ts(type = "Record<string, number>"))]
+    pub skills: std::collections::BTreeMap<String, u8>,
+    /// The agent's Entra object id, to follow their Teams presence.
+    pub object_id: Option<String>,
+    /// Where this came from: `file` (the configuration file) or `api` (changed through the
+    /// API, kept in the store across restarts).
+    pub source: String,
+}
+
+/// What `PUT /v1/config/tenants/{tenant}/agents/{upn}` sets: the agent's name, skills and
+/// object id (all of them; a skill left out is gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Display name, at most 200 characters.
+    #[serde(default)]
+    pub name: String,
+    /// Skill → proficiency 1–5; at most 64 skills, names of 1–64 letters, digits, `-`, `_`.
+    #[serde(default)]
+    #[cfg_attr(feature = "typescript", ts(type = "Record<string, number>"))]
+    pub skills: std::collections::BTreeMap<String, u8>,
+    /// The agent's Entra object id (a GUID).
+    #[serde(default)]
+    pub object_id: Option<String>,
 }
 
 /// One queue's calls in one interval (`GET /v1/reports/queues`). Each call counts once, in

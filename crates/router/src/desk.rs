@@ -15,7 +15,7 @@ use switchboard_api::{
 
 use crate::figures::QueueStats;
 
-use crate::center::{AttendantSpec, QueueConfig, TargetSpec, TenantSpec};
+use crate::center::{AgentConfig, AttendantSpec, QueueConfig, TargetSpec, TenantSpec};
 use crate::routing::{AgentId, AgentSpec, Engine, QueueId, QueueSpec, SkillId};
 
 /// An agent of a tenant, as the router follows them.
@@ -51,6 +51,36 @@ pub struct AgentRt {
     pub teams: Option<String>,
     /// The agent's consultation now, as the edge last set it.
     pub consult: Option<switchboard_api::ConsultStatus>,
+    /// Removed through the API: unknown to sign-in and the registrar, offered nothing, not
+    /// listed. Their slot stays (an [`AgentId`] is an index) and comes back if re-added.
+    pub removed: bool,
+}
+
+impl AgentRt {
+    /// An agent as configured, signed out.
+    fn new(a: &AgentConfig) -> Self {
+        Self {
+            upn: a.upn.clone(),
+            name: a.name.clone(),
+            username: None,
+            password: None,
+            aor: None,
+            contact: None,
+            ready: false,
+            reason: None,
+            ringing: 0,
+            on_call: false,
+            wrap_up_until: None,
+            last_call: None,
+            last_queue: None,
+            handling: None,
+            published: None,
+            object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
+            teams: None,
+            consult: None,
+            removed: false,
+        }
+    }
 }
 
 impl AgentRt {
@@ -88,6 +118,41 @@ pub struct TenantRt {
     pub handle_times: Vec<crate::routing::estimate::HandleTimes>,
     /// The tenant's trunks, in the configuration's order: calls now and health.
     pub trunks: Vec<crate::trunks::TrunkRt>,
+    /// Skill names (lower case) → the engine's ids.
+    skills: HashMap<String, SkillId>,
+    /// UPNs (lower case) of agents added, changed or removed through the API.
+    pub from_api: std::collections::HashSet<String>,
+}
+
+/// Why an agent could not be added, changed or removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentChangeError {
+    #[error("no tenant {0:?} in this router's configuration")]
+    NoTenant(String),
+    #[error("{0} is not an agent of this tenant")]
+    Unknown(String),
+    #[error("{0} is on a call or being rung: remove them when the call is over")]
+    Busy(String),
+    #[error("{0} is an agent of tenant {1:?} already: an agent belongs to one tenant")]
+    Elsewhere(String, String),
+}
+
+impl From<RemoveAgentError> for AgentChangeError {
+    fn from(e: RemoveAgentError) -> Self {
+        match e {
+            RemoveAgentError::Unknown(u) => AgentChangeError::Unknown(u),
+            RemoveAgentError::Busy(u) => AgentChangeError::Busy(u),
+        }
+    }
+}
+
+/// Why an agent cannot be removed now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveAgentError {
+    #[error("{0} is not an agent of this tenant")]
+    Unknown(String),
+    #[error("{0} is on a call or being rung: remove them when the call is over")]
+    Busy(String),
 }
 
 /// Where a call goes, resolved.
@@ -108,8 +173,96 @@ pub enum Route {
 }
 
 impl TenantRt {
+    fn skill(&mut self, name: &str) -> SkillId {
+        let n = self.skills.len() as SkillId;
+        *self.skills.entry(name.to_ascii_lowercase()).or_insert(n)
+    }
+
+    /// Adds agent `a` (signed out), or sets a known agent's name, skills and object id — a
+    /// removed one comes back. The queues use the new skills from their next choice. Returns
+    /// whether the agent is new.
+    pub fn upsert_agent(&mut self, a: &AgentConfig, now: Instant) -> bool {
+        let key = a.upn.to_ascii_lowercase();
+        let skills = a.skills.iter().map(|(k, v)| (self.skill(k), *v)).collect();
+        let known = self
+            .agents
+            .iter()
+            .position(|r| r.upn.eq_ignore_ascii_case(&a.upn));
+        let (id, new) = match known {
+            Some(i) => {
+                let r = &mut self.agents[i];
+                let new = r.removed;
+                r.removed = false;
+                r.name = a.name.clone();
+                r.object_id = a.object_id.as_ref().map(|o| o.to_ascii_lowercase());
+                (AgentId(i as u32), new)
+            }
+            None => {
+                self.agents.push(AgentRt::new(a));
+                (AgentId(self.agents.len() as u32 - 1), true)
+            }
+        };
+        self.engine
+            .set_agent(id, AgentSpec { skills, rank: id.0 }, now);
+        self.by_upn.insert(key.clone(), id);
+        match self
+            .spec
+            .agents
+            .iter_mut()
+            .find(|c| c.upn.eq_ignore_ascii_case(&a.upn))
+        {
+            Some(c) => *c = a.clone(),
+            None => self.spec.agents.push(a.clone()),
+        }
+        self.from_api.insert(key);
+        new
+    }
+
+    /// Removes agent `upn`: their credentials stop working and their phone is forgotten, no
+    /// call is offered to them, and sign-in no longer knows them. Refused while they are on
+    /// a call or rung. Returns the SIP user name that stopped working.
+    pub fn remove_agent(&mut self, upn: &str) -> Result<Option<String>, RemoveAgentError> {
+        let key = upn.to_ascii_lowercase();
+        let id = self.removable(upn)?;
+        let old = self.agent_mut(id).and_then(|r| {
+            r.removed = true;
+            r.password = None;
+            r.contact = None;
+            r.aor = None;
+            r.ready = false;
+            r.wrap_up_until = None;
+            r.username.take()
+        });
+        self.engine.remove_agent(id);
+        self.by_upn.remove(&key);
+        self.spec
+            .agents
+            .retain(|c| !c.upn.eq_ignore_ascii_case(upn));
+        self.from_api.insert(key);
+        Ok(old)
+    }
+
     pub fn agent(&self, a: AgentId) -> Option<&AgentRt> {
         self.agents.get(a.0 as usize)
+    }
+
+    /// Agent `upn`, when they may be removed now (not on a call or rung).
+    fn removable(&self, upn: &str) -> Result<AgentId, RemoveAgentError> {
+        let id = *self
+            .by_upn
+            .get(&upn.to_ascii_lowercase())
+            .ok_or_else(|| RemoveAgentError::Unknown(upn.to_owned()))?;
+        if self.is_busy(id) {
+            return Err(RemoveAgentError::Busy(upn.to_owned()));
+        }
+        Ok(id)
+    }
+
+    /// Whether agent `a` is on a call, being rung or consulting.
+    fn is_busy(&self, a: AgentId) -> bool {
+        self.agent(a)
+            .is_some_and(|r| r.on_call || r.ringing > 0 || r.consult.is_some())
+            || self.engine.is_busy(a)
     }
     pub fn agent_mut(&mut self, a: AgentId) -> Option<&mut AgentRt> {
         self.agents.get_mut(a.0 as usize)
@@ -377,7 +530,7 @@ impl TenantRt {
     }
 
     fn status(&self, a: AgentId) -> Option<AgentStatus> {
-        let r = self.agent(a)?;
+        let r = self.agent(a).filter(|r| !r.removed)?;
         Some(AgentStatus {
             agent: r.upn.clone(),
             tenant: self.spec.id.clone(),
@@ -578,26 +731,7 @@ impl CallCenter {
                         now,
                     );
                     by_upn.insert(a.upn.to_ascii_lowercase(), id);
-                    agents.push(AgentRt {
-                        upn: a.upn.clone(),
-                        name: a.name.clone(),
-                        username: None,
-                        password: None,
-                        aor: None,
-                        contact: None,
-                        ready: false,
-                        reason: None,
-                        ringing: 0,
-                        on_call: false,
-                        wrap_up_until: None,
-                        last_call: None,
-                        last_queue: None,
-                        handling: None,
-                        published: None,
-                        object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
-                        teams: None,
-                        consult: None,
-                    });
+                    agents.push(AgentRt::new(a));
                 }
                 TenantRt {
                     spec: spec.clone(),
@@ -620,6 +754,8 @@ impl CallCenter {
                         .iter()
                         .map(|t| crate::trunks::TrunkRt::new(&t.name, t.max_calls, t.probe.clone()))
                         .collect(),
+                    skills,
+                    from_api: Default::default(),
                 }
             })
             .collect();
@@ -789,6 +925,87 @@ impl CallCenter {
         })
     }
 
+    /// Applies what the API (or, at start, the store) set for agent `upn` of tenant
+    /// `tenant`: `Some` adds or changes them, `None` removes them. Returns whether the agent
+    /// is new.
+    pub fn set_agent(
+        &self,
+        tenant: &str,
+        upn: &str,
+        settings: Option<&switchboard_api::AgentSettings>,
+    ) -> Result<bool, AgentChangeError> {
+        let now = Instant::now();
+        let mut desk = self.lock();
+        let t = desk.tenant_for_agent(tenant, upn)?;
+        let result = match settings {
+            Some(s) => {
+                let a = AgentConfig {
+                    upn: upn.to_owned(),
+                    name: s.name.clone(),
+                    skills: s.skills.clone(),
+                    object_id: s.object_id.clone(),
+                };
+                Ok(desk.tenants[t].upsert_agent(&a, now))
+            }
+            None => match desk.tenants[t].remove_agent(upn) {
+                Ok(old) => {
+                    if let Some(old) = old {
+                        desk.by_username.remove(&old);
+                    }
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            },
+        };
+        drop(desk);
+        if result.is_ok() {
+            self.wake.notify_one();
+        }
+        result
+    }
+
+    /// Whether [`Self::set_agent`] would take this change now (`upsert`: add or change;
+    /// else remove), without making it.
+    pub fn check_agent_change(
+        &self,
+        tenant: &str,
+        upn: &str,
+        upsert: bool,
+    ) -> Result<(), AgentChangeError> {
+        self.with(|d| {
+            let t = d.tenant_for_agent(tenant, upn)?;
+            if !upsert {
+                d.tenants[t].removable(upn)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The agents of tenant `tenant` as configured now (`None`: no such tenant).
+    pub fn agent_configs(&self, tenant: &str) -> Option<Vec<switchboard_api::AgentConfigView>> {
+        self.with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+            Some(
+                t.spec
+                    .agents
+                    .iter()
+                    .map(|a| switchboard_api::AgentConfigView {
+                        tenant: t.spec.id.clone(),
+                        upn: a.upn.clone(),
+                        name: a.name.clone(),
+                        skills: a.skills.clone(),
+                        object_id: a.object_id.clone(),
+                        source: if t.from_api.contains(&a.upn.to_ascii_lowercase()) {
+                            "api".into()
+                        } else {
+                            "file".into()
+                        },
+                    })
+                    .collect(),
+            )
+        })
+    }
+
     /// Revokes the agent's SIP credentials and forgets their phone: they are Offline until
     /// they ask for new ones (signing off).
     pub fn revoke_credentials(&self, upn: &str, tid: Option<&str>) -> Result<(), DeskError> {
@@ -904,6 +1121,28 @@ impl CallCenter {
 
 impl Desk {
     /// The agent `upn` (case-insensitive), in a tenant of Entra tenant `tid` when given.
+    /// The index of tenant `tenant`, where agent `upn` may be set: not an agent of another.
+    fn tenant_for_agent(&self, tenant: &str, upn: &str) -> Result<usize, AgentChangeError> {
+        let t = self
+            .tenants
+            .iter()
+            .position(|t| t.spec.id == tenant)
+            .ok_or_else(|| AgentChangeError::NoTenant(tenant.to_owned()))?;
+        let key = upn.to_ascii_lowercase();
+        match self
+            .tenants
+            .iter()
+            .enumerate()
+            .find(|(i, o)| *i != t && o.by_upn.contains_key(&key))
+        {
+            Some((_, o)) => Err(AgentChangeError::Elsewhere(
+                upn.to_owned(),
+                o.spec.id.clone(),
+            )),
+            None => Ok(t),
+        }
+    }
+
     pub fn find(&self, upn: &str, tid: Option<&str>) -> Option<(usize, AgentId)> {
         let key = upn.to_ascii_lowercase();
         self.tenants.iter().enumerate().find_map(|(i, t)| {
@@ -1078,6 +1317,80 @@ agents = [{ upn = "adele@contoso.example", object_id = "0A1B2C3D-0000-4000-8000-
             "DoNotDisturb",
             "Presenting"
         ));
+    }
+
+    /// Agents changed through the API are the queues' at once: a new agent with the skill
+    /// becomes a member, a lowered skill takes one out, and a removed agent is unknown to
+    /// sign-in and the registrar and stays out of every list.
+    #[test]
+    fn agents_added_changed_and_removed_are_the_queues_at_once() {
+        let toml = r#"
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+queues = [{ name = "billing", skills = { billing = 3 } }]
+agents = [{ upn = "adele@contoso.example", skills = { billing = 5 } }]
+"#;
+        let cfg = crate::config::Config::from_toml(toml, std::path::Path::new("t.toml")).unwrap();
+        let cc = CallCenter::new(&cfg.tenants, Instant::now());
+        cc.with(|d| d.registrar = Some("sip:127.0.0.1:5060".into()));
+        let members = || cc.with(|d| d.tenants[0].engine.members(QueueId(0)));
+        assert_eq!(members(), vec![AgentId(0)]);
+        let settings = |level: u8| switchboard_api::AgentSettings {
+            name: "Lynne Robbins".into(),
+            skills: [("Billing".to_owned(), level)].into_iter().collect(),
+            object_id: None,
+        };
+        assert_eq!(
+            cc.set_agent("contoso", "Lynne@contoso.example", Some(&settings(4))),
+            Ok(true)
+        );
+        assert_eq!(members(), vec![AgentId(0), AgentId(1)]);
+        assert_eq!(
+            cc.set_agent("contoso", "lynne@contoso.example", Some(&settings(2))),
+            Ok(false),
+            "a change, not a new agent (UPNs without case)"
+        );
+        assert_eq!(members(), vec![AgentId(0)]);
+        // Adele registers; removing her drops her credentials and her from every list.
+        let creds = cc
+            .issue_credentials("adele@contoso.example", None, None)
+            .unwrap();
+        assert!(cc.with(|d| d.password_of(&creds.username)).is_some());
+        assert_eq!(
+            cc.set_agent("contoso", "adele@contoso.example", None),
+            Ok(false)
+        );
+        assert!(cc.with(|d| d.password_of(&creds.username)).is_none());
+        assert!(cc
+            .issue_credentials("adele@contoso.example", None, None)
+            .is_err());
+        assert!(members().is_empty(), "out of the queue");
+        let listed = cc.agent_configs("contoso").unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].upn.as_str(), listed[0].source.as_str()),
+            ("lynne@contoso.example", "api")
+        );
+        assert_eq!(
+            cc.set_agent("contoso", "adele@contoso.example", None),
+            Err(AgentChangeError::Unknown("adele@contoso.example".into()))
+        );
+        assert_eq!(
+            cc.set_agent("nope", "x@y.example", None),
+            Err(AgentChangeError::NoTenant("nope".into()))
+        );
+        // Back again, in her old place.
+        let back = switchboard_api::AgentSettings {
+            name: "Adele Vance".into(),
+            skills: [("billing".to_owned(), 5)].into_iter().collect(),
+            object_id: None,
+        };
+        assert_eq!(
+            cc.set_agent("contoso", "adele@contoso.example", Some(&back)),
+            Ok(true)
+        );
+        assert_eq!(members(), vec![AgentId(0)]);
     }
 
     /// The forecast reads the last half hour's arrivals, the queue's handle time and the

@@ -19,6 +19,7 @@ pub mod agents_http;
 pub mod auth;
 pub mod center;
 pub mod config;
+pub mod config_http;
 pub mod desk;
 pub mod edge;
 pub mod error;
@@ -104,6 +105,14 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         .route(
             "/v1/tenants/{id}",
             get(http::get_tenant).delete(http::delete_tenant),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/agents",
+            get(config_http::list_agents),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/agents/{upn}",
+            axum::routing::put(config_http::put_agent).delete(config_http::delete_agent),
         )
         .route("/v1/agents/me", get(agents_http::me))
         .route(
@@ -213,6 +222,17 @@ impl Router {
         ));
         tokio::spawn(presence.clone().run(shutdown.clone()));
         let center = Arc::new(desk::CallCenter::new(&config.tenants, Instant::now()));
+        // What the API changed applies over the configuration file, oldest change first.
+        for (tenant, upn, settings) in store.agent_settings().await? {
+            match center.set_agent(&tenant, &upn, settings.as_ref()) {
+                // Added through the API, then removed: nothing to undo.
+                Err(desk::AgentChangeError::Unknown(_)) if settings.is_none() => {}
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%tenant, agent = %upn, error = %e, "a stored agent change no longer applies; skipped")
+                }
+            }
+        }
         let interrupted = store
             .close_interrupted_calls(time::OffsetDateTime::now_utc())
             .await?;

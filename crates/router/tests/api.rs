@@ -327,3 +327,192 @@ async fn events_hello_heartbeat_tenant_and_shutdown() {
     }
     stop.await.unwrap();
 }
+
+const TWO_TENANTS: &str = r#"
+[sip]
+listen = "127.0.0.1:0"
+
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+
+[[tenants.queues]]
+name = "billing"
+skills = { billing = 3 }
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+name = "Adele Vance"
+skills = { billing = 5 }
+
+[[tenants]]
+id = "fabrikam"
+domain = "fabrikam.example"
+
+[[tenants.agents]]
+upn = "bob@fabrikam.example"
+"#;
+
+/// A router on `dir` with [`TWO_TENANTS`].
+async fn start_on_dir(dir: &std::path::Path) -> switchboard_router::Background {
+    let mut config = Config::from_toml(TWO_TENANTS, std::path::Path::new("two.toml")).unwrap();
+    config.storage.data_dir = Some(dir.to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    switchboard_router::Router::start_on(config, listener)
+        .await
+        .unwrap()
+        .spawn()
+}
+
+/// Agents are added, changed and removed through the API: the change applies at once (the
+/// new agent gets SIP credentials, the removed one no longer does), bad input is refused with
+/// problem+json, a UPN stays in one tenant, and what changed survives a restart.
+#[tokio::test]
+async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = start_on_dir(dir.path()).await;
+    let base = router.url().to_owned();
+    let http = reqwest::Client::new();
+    let agents = format!("{base}/v1/config/tenants/contoso/agents");
+    let list = |http: reqwest::Client, url: String| async move {
+        let r = http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Vec<Value>>().await.unwrap()
+    };
+    let all = list(http.clone(), agents.clone()).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(
+        (
+            &all[0]["upn"],
+            &all[0]["skills"]["billing"],
+            &all[0]["source"]
+        ),
+        (
+            &Value::from("adele@contoso.example"),
+            &Value::from(5),
+            &Value::from("file")
+        )
+    );
+    let credentials = |upn: &'static str| {
+        http.post(format!("{base}/v1/agents/me/sip-credentials"))
+            .json(&serde_json::json!({ "agent": upn }))
+            .send()
+    };
+    assert_eq!(
+        credentials("lynne@contoso.example").await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "not an agent yet"
+    );
+    // Added, then changed.
+    let lynne = format!("{agents}/lynne@contoso.example");
+    let put = |url: String, body: Value| http.put(url).json(&body).send();
+    let r = put(
+        lynne.clone(),
+        serde_json::json!({ "name": "Lynne Robbins", "skills": { "billing": 3 } }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = put(
+        lynne.clone(),
+        serde_json::json!({ "name": "Lynne Robbins", "skills": { "billing": 4, "orders": 2 } }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(
+        view["skills"],
+        serde_json::json!({ "billing": 4, "orders": 2 })
+    );
+    assert_eq!(view["source"], "api");
+    assert_eq!(
+        credentials("lynne@contoso.example").await.unwrap().status(),
+        StatusCode::CREATED,
+        "an agent at once"
+    );
+    // Refusals.
+    let bad = [
+        (
+            format!("{agents}/nobody"),
+            serde_json::json!({}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            lynne.clone(),
+            serde_json::json!({ "skills": { "billing": 6 } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            lynne.clone(),
+            serde_json::json!({ "skills": { "bill ing": 2 } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            lynne.clone(),
+            serde_json::json!({ "object_id": "not-a-guid" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            lynne.clone(),
+            serde_json::json!({ "colour": "blue" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            format!("{base}/v1/config/tenants/nope/agents/x@y.example"),
+            serde_json::json!({}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("{agents}/bob@fabrikam.example"),
+            serde_json::json!({}),
+            StatusCode::CONFLICT,
+        ),
+    ];
+    for (url, body, status) in bad {
+        let p = problem(put(url.clone(), body.clone()).await.unwrap(), status).await;
+        eprintln!("{url} {body} → {}", p["detail"]);
+    }
+    // Removed: no credentials, not listed; removing again is 404.
+    let adele = format!("{agents}/adele@contoso.example");
+    let r = http.delete(&adele).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        credentials("adele@contoso.example").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    problem(
+        http.delete(&adele).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let all = list(http.clone(), agents.clone()).await;
+    let upns: Vec<&str> = all.iter().filter_map(|a| a["upn"].as_str()).collect();
+    assert_eq!(upns, vec!["lynne@contoso.example"]);
+    router.stop().await.expect("graceful stop");
+
+    // The same configuration file and data folder: the API's changes are still there.
+    let router = start_on_dir(dir.path()).await;
+    let base = router.url().to_owned();
+    let agents = format!("{base}/v1/config/tenants/contoso/agents");
+    let all = list(http.clone(), agents).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["upn"], "lynne@contoso.example");
+    assert_eq!(
+        all[0]["skills"],
+        serde_json::json!({ "billing": 4, "orders": 2 })
+    );
+    for (upn, status) in [
+        ("lynne@contoso.example", StatusCode::CREATED),
+        ("adele@contoso.example", StatusCode::NOT_FOUND),
+    ] {
+        let r = http
+            .post(format!("{base}/v1/agents/me/sip-credentials"))
+            .json(&serde_json::json!({ "agent": upn }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{upn} after the restart");
+    }
+    router.stop().await.expect("graceful stop");
+}

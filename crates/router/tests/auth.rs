@@ -666,13 +666,54 @@ async fn call_records_and_queues_stay_within_their_organisation() {
         trunks.iter().all(|t| t["tenant"] == "contoso"),
         "{trunks:?}"
     );
-    // An agent reads no records, reports or trunks.
-    for path in ["/v1/calls", period.as_str(), "/v1/trunks"] {
+    // An agent reads no records, reports, trunks or configuration.
+    let contoso_agents = "/v1/config/tenants/contoso/agents";
+    for path in ["/v1/calls", period.as_str(), "/v1/trunks", contoso_agents] {
         assert_eq!(
             get(&s.base, path, Some(&agent)).await.status(),
             StatusCode::FORBIDDEN,
             "{path}"
         );
     }
+    // The configuration: a Supervisor reads their own tenant's, changes nothing, and does
+    // not see another organisation's; the operator changes any.
+    assert_eq!(
+        get(&s.base, contoso_agents, Some(&supervisor))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(
+            &s.base,
+            "/v1/config/tenants/fabrikam/agents",
+            Some(&supervisor)
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    let put = |path: &str, token: &str| {
+        reqwest::Client::new()
+            .put(format!("{}{path}", s.base))
+            .bearer_auth(token)
+            .json(&json!({ "name": "Nestor Wilke", "skills": { "support": 2 } }))
+            .send()
+    };
+    let nestor = "/v1/config/tenants/contoso/agents/nestor@contoso.example";
+    assert_eq!(
+        put(nestor, &supervisor).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        put(
+            "/v1/config/tenants/fabrikam/agents/nestor@fabrikam.example",
+            &operator
+        )
+        .await
+        .unwrap()
+        .status(),
+        StatusCode::CREATED
+    );
     s.router.stop().await.unwrap();
 }

@@ -268,6 +268,17 @@ impl Engine {
         }
     }
 
+    /// Takes agent `id` out: out of every queue, offered nothing, until [`Self::set_agent`]
+    /// adds them again.
+    pub fn remove_agent(&mut self, id: AgentId) {
+        let Some(old) = self.agents.get_mut(id.0 as usize).and_then(Option::take) else {
+            return;
+        };
+        for q in old.queues {
+            self.leave(id, q, old.online);
+        }
+    }
+
     /// Adds (or replaces) agent `id`, offline; their queues follow from their skills.
     pub fn set_agent(&mut self, id: AgentId, spec: AgentSpec, now: Instant) {
         let i = id.0 as usize;
