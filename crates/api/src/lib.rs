@@ -203,6 +203,79 @@ pub struct AgentConfigView {
     pub source: String,
 }
 
+/// A queue's settings as `PUT /v1/config/tenants/{tenant}/queues/{name}` sets them and
+/// `GET …/queues` shows them (with `name` and `source` there). Fields left out take the
+/// configuration file's defaults. Overflow, no-agents and callback routes stay as the file
+/// declares them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// `longest_idle`, `round_robin`, `ring_all`, `fewest_calls`, `least_talk_time`,
+    /// `linear`, `random` or `best_skill`.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// Skills an agent needs, each with its lowest level (1–5); none: every agent.
+    #[serde(default)]
+    #[cfg_attr(feature = "typescript", ts(type = "Record<string, number>"))]
+    pub skills: std::collections::BTreeMap<String, u8>,
+    /// Seconds an agent's phone rings before the next is tried (1–600).
+    #[serde(default = "default_alert")]
+    pub alert_seconds: u64,
+    #[serde(default)]
+    pub wrap_up_seconds: u64,
+    /// Callers waiting at most; more are refused.
+    #[serde(default)]
+    pub max_size: Option<u32>,
+    /// An agent whose phone rang out is set Not ready ("missed call").
+    #[serde(default = "yes")]
+    pub not_ready_after_missed: bool,
+    /// Every this many seconds (5–3600) a waiting caller hears their place.
+    #[serde(default)]
+    pub announce_seconds: Option<u64>,
+    /// Answered within this many seconds counts as in time.
+    #[serde(default = "default_service_level")]
+    pub service_level_seconds: u64,
+    /// The share answered in time the queue aims at, percent.
+    #[serde(default = "default_service_level_target")]
+    pub service_level_target: f64,
+    /// Seconds a caller waits at most before the overflow route.
+    #[serde(default)]
+    pub max_wait_seconds: Option<u64>,
+    /// The codes agents end the queue's calls with; none: any code.
+    #[serde(default)]
+    pub dispositions: Vec<String>,
+}
+
+fn default_strategy() -> String {
+    "longest_idle".into()
+}
+fn default_alert() -> u64 {
+    15
+}
+fn yes() -> bool {
+    true
+}
+fn default_service_level() -> u64 {
+    20
+}
+fn default_service_level_target() -> f64 {
+    80.0
+}
+
+/// A queue as `GET /v1/config/tenants/{tenant}/queues` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct QueueConfigView {
+    pub tenant: String,
+    pub name: String,
+    pub settings: QueueSettings,
+    /// `file` or `api`, as for agents.
+    pub source: String,
+}
+
 /// What `PUT /v1/config/tenants/{tenant}/agents/{upn}` sets: the agent's name, skills and
 /// object id (all of them; a skill left out is gone).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

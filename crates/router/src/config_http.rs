@@ -1,14 +1,19 @@
-//! `/v1/config/…`: the router's configuration managed through the API. Agents and their
-//! skills are here today: listed for Supervisors and Admins of the tenant's organisation,
-//! added, changed and removed by its Admins (or the operator). A change applies at once — the
-//! queues choose with the new skills from their next offer — and is kept in the store, so it
-//! survives a restart (it applies over the configuration file at every start).
+//! `/v1/config/…`: the router's configuration managed through the API. Agents (with their
+//! skills) and queues are here today: listed for Supervisors and Admins of the tenant's
+//! organisation, added, changed (and agents removed) by its Admins or the operator. A change
+//! is checked as the configuration file is, applies at once — the queues choose with the new
+//! skills and settings from their next offer — and is kept in the store, so it survives a
+//! restart (stored changes apply over the configuration file at every start).
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use switchboard_api::{AgentConfigView, AgentSettings, Problem};
+use switchboard_api::{AgentConfigView, AgentSettings, Problem, QueueConfigView, QueueSettings};
+
+use crate::center::QueueConfig;
+use crate::desk::CallCenter;
+use crate::routing::Strategy;
 
 use crate::auth::{Caller, Role};
 use crate::desk::AgentChangeError;
@@ -24,6 +29,7 @@ impl From<AgentChangeError> for ApiError {
             AgentChangeError::Busy(_) | AgentChangeError::Elsewhere(..) => {
                 ApiError::Conflict(e.to_string())
             }
+            AgentChangeError::Invalid(_) => ApiError::Unprocessable(e.to_string()),
         }
     }
 }
@@ -88,23 +94,7 @@ fn check_settings(s: &AgentSettings) -> Result<(), ApiError> {
     if s.name.chars().count() > 200 || s.name.chars().any(char::is_control) {
         return bad("name: at most 200 characters, no control characters".into());
     }
-    if s.skills.len() > 64 {
-        return bad(format!("skills: {} given, 64 at most", s.skills.len()));
-    }
-    for (k, v) in &s.skills {
-        let name_ok = !k.is_empty()
-            && k.len() <= 64
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok {
-            return bad(format!(
-                "skill {k:?}: a name is 1–64 letters, digits, '-' or '_'"
-            ));
-        }
-        if !(1..=5).contains(v) {
-            return bad(format!("skill {k:?}: level {v}; levels run from 1 to 5"));
-        }
-    }
+    check_skills(&s.skills)?;
     if let Some(o) = &s.object_id {
         if uuid::Uuid::parse_str(o).is_err() {
             return bad(format!(
@@ -113,6 +103,240 @@ fn check_settings(s: &AgentSettings) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// 1–64 letters, digits, `-` or `_` (a skill's or a queue's name).
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// 201 for what a PUT added, 200 for what it changed.
+fn created(new: bool) -> StatusCode {
+    if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// At most 64 skills, names of 1–64 letters, digits, `-`, `_`, levels 1–5.
+fn check_skills(skills: &std::collections::BTreeMap<String, u8>) -> Result<(), ApiError> {
+    let bad = |why: String| Err(ApiError::Unprocessable(why));
+    let s = skills;
+    if s.len() > 64 {
+        return bad(format!("skills: {} given, 64 at most", s.len()));
+    }
+    for (k, v) in s {
+        if !is_name(k) {
+            return bad(format!(
+                "skill {k:?}: a name is 1–64 letters, digits, '-' or '_'"
+            ));
+        }
+        if !(1..=5).contains(v) {
+            return bad(format!("skill {k:?}: level {v}; levels run from 1 to 5"));
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a change in the store (`None`: removed) before it is made, so that a change the
+/// store could not keep is not made (it would be lost at the next start).
+async fn keep<T: serde::Serialize>(
+    state: &AppState,
+    tenant: &str,
+    kind: &str,
+    name: &str,
+    settings: Option<&T>,
+) -> Result<(), ApiError> {
+    let json = settings
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| ApiError::Unavailable(format!("the change could not be written: {e}")))?;
+    let key = match kind {
+        "agent" => name.to_ascii_lowercase(),
+        _ => name.to_owned(),
+    };
+    state
+        .store
+        .put_config_change(tenant, kind, &key, json)
+        .await?;
+    Ok(())
+}
+
+/// Applies a change kept in the store (at start): `kind` `agent` or `queue`, settings as
+/// JSON or `None` for removed.
+pub(crate) fn apply_stored(
+    center: &CallCenter,
+    tenant: &str,
+    kind: &str,
+    name: &str,
+    json: Option<&str>,
+) -> Result<(), String> {
+    match kind {
+        "agent" => {
+            let settings: Option<AgentSettings> = json
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            match center.set_agent(tenant, name, settings.as_ref()) {
+                // Added through the API, then removed: nothing to undo.
+                Err(AgentChangeError::Unknown(_)) if settings.is_none() => Ok(()),
+                r => r.map(|_| ()).map_err(|e| e.to_string()),
+            }
+        }
+        "queue" => {
+            let settings: QueueSettings =
+                serde_json::from_str(json.unwrap_or("null")).map_err(|e| e.to_string())?;
+            let q = queue_config(center, tenant, name, &settings).map_err(|e| e.to_string())?;
+            center
+                .set_queue(tenant, q)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!("unknown kind {other:?}")),
+    }
+}
+
+/// The queue `name` of `tenant` with `s`, keeping the routes the file gave it (overflow,
+/// no agents, callback).
+fn queue_config(
+    center: &CallCenter,
+    tenant: &str,
+    name: &str,
+    s: &QueueSettings,
+) -> Result<QueueConfig, ApiError> {
+    let strategy: Strategy = serde_json::from_value(serde_json::Value::String(s.strategy.clone()))
+        .map_err(|_| ApiError::Unprocessable(format!(
+            "strategy {:?}: use longest_idle, round_robin, ring_all, fewest_calls, least_talk_time, linear, random or best_skill",
+            s.strategy
+        )))?;
+    check_skills(&s.skills)?;
+    let base = center
+        .queue_configs(tenant)
+        .and_then(|all| all.into_iter().find(|(q, _)| q.name == name))
+        .map(|(q, _)| q);
+    Ok(QueueConfig {
+        name: name.to_owned(),
+        strategy,
+        skills: s.skills.clone(),
+        alert_seconds: s.alert_seconds,
+        wrap_up_seconds: s.wrap_up_seconds,
+        max_size: s.max_size.map(|n| n as usize),
+        not_ready_after_missed: s.not_ready_after_missed,
+        announce_seconds: s.announce_seconds,
+        service_level_seconds: s.service_level_seconds,
+        service_level_target: s.service_level_target,
+        max_wait_seconds: s.max_wait_seconds,
+        overflow: base.as_ref().and_then(|b| b.overflow.clone()),
+        no_agents: base.as_ref().and_then(|b| b.no_agents.clone()),
+        dispositions: s.dispositions.clone(),
+        callback: base.and_then(|b| b.callback),
+    })
+}
+
+fn queue_settings(q: &QueueConfig) -> QueueSettings {
+    QueueSettings {
+        strategy: serde_json::to_value(q.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        skills: q.skills.clone(),
+        alert_seconds: q.alert_seconds,
+        wrap_up_seconds: q.wrap_up_seconds,
+        max_size: q.max_size.map(|n| n.min(u32::MAX as usize) as u32),
+        not_ready_after_missed: q.not_ready_after_missed,
+        announce_seconds: q.announce_seconds,
+        service_level_seconds: q.service_level_seconds,
+        service_level_target: q.service_level_target,
+        max_wait_seconds: q.max_wait_seconds,
+        dispositions: q.dispositions.clone(),
+    }
+}
+
+fn queue_views(state: &AppState, tenant: &str) -> Result<Vec<QueueConfigView>, ApiError> {
+    let all = state
+        .center
+        .queue_configs(tenant)
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {tenant:?}")))?;
+    Ok(all
+        .iter()
+        .map(|(q, api)| QueueConfigView {
+            tenant: tenant.to_owned(),
+            name: q.name.clone(),
+            settings: queue_settings(q),
+            source: if *api { "api" } else { "file" }.into(),
+        })
+        .collect())
+}
+
+#[utoipa::path(
+    get, path = "/v1/config/tenants/{tenant}/queues", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the tenant's queues and their settings, as configured now", body = Vec<QueueConfigView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_queues(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<QueueConfigView>>, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, false)?;
+    Ok(Json(queue_views(&state, &tenant)?))
+}
+
+#[utoipa::path(
+    put, path = "/v1/config/tenants/{tenant}/queues/{name}", tag = "config", request_body = QueueSettings,
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the queue's name (1–64 letters, digits, '-', '_')"),
+    ),
+    responses(
+        (status = 200, description = "the queue was changed; callers waiting in it stay", body = QueueConfigView),
+        (status = 201, description = "the queue was added (reached by transfers and internal calls by name; numbers and attendants name queues in the file)", body = QueueConfigView),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a setting the configuration file would refuse (the key and why)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<QueueSettings>, JsonRejection>,
+) -> Result<(StatusCode, Json<QueueConfigView>), ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    if !is_name(&name) {
+        return Err(ApiError::Unprocessable(format!(
+            "{name:?} is not a queue name: use 1–64 letters, digits, '-' or '_'"
+        )));
+    }
+    let Json(settings) = body?;
+    if !settings.service_level_target.is_finite() {
+        return Err(ApiError::Unprocessable(
+            "service_level_target is a percent: more than 0, at most 100".into(),
+        ));
+    }
+    let q = queue_config(&state.center, &tenant, &name, &settings)?;
+    state.center.check_queue(&tenant, &q)?;
+    keep(&state, &tenant, "queue", &name, Some(&settings)).await?;
+    let new = state.center.set_queue(&tenant, q)?;
+    tracing::info!(%tenant, queue = %name, new, "queue set through the API");
+    let view = queue_views(&state, &tenant)?
+        .into_iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no queue {name:?}")))?;
+    Ok((created(new), Json(view)))
 }
 
 #[utoipa::path(
@@ -169,10 +393,7 @@ pub async fn put_agent(
     check_settings(&settings)?;
     // Stored first: a change the store could not keep is not made (it would be lost).
     state.center.check_agent_change(&tenant, &upn, true)?;
-    state
-        .store
-        .put_agent_settings(&tenant, &upn, Some(&settings))
-        .await?;
+    keep(&state, &tenant, "agent", &upn, Some(&settings)).await?;
     let new = state.center.set_agent(&tenant, &upn, Some(&settings))?;
     if settings.object_id.is_some() && state.presence.enabled() {
         // The queues follow the agent's Teams presence from now on.
@@ -186,12 +407,7 @@ pub async fn put_agent(
         .agent_configs(&tenant)
         .and_then(|all| all.into_iter().find(|a| a.upn.eq_ignore_ascii_case(&upn)))
         .ok_or_else(|| ApiError::NotFound(format!("no agent {upn}")))?;
-    let status = if new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(view)))
+    Ok((created(new), Json(view)))
 }
 
 #[utoipa::path(
@@ -220,7 +436,7 @@ pub async fn delete_agent(
         .center
         .agent_configs(&tenant)
         .and_then(|all| all.into_iter().find(|a| a.upn.eq_ignore_ascii_case(&upn)));
-    state.store.put_agent_settings(&tenant, &upn, None).await?;
+    keep::<AgentSettings>(&state, &tenant, "agent", &upn, None).await?;
     if let Err(e) = state.center.set_agent(&tenant, &upn, None) {
         // A call reached the agent between the check and now: the store keeps them too.
         if let Some(b) = before {
@@ -229,10 +445,7 @@ pub async fn delete_agent(
                 skills: b.skills,
                 object_id: b.object_id,
             };
-            state
-                .store
-                .put_agent_settings(&tenant, &upn, Some(&kept))
-                .await?;
+            keep(&state, &tenant, "agent", &upn, Some(&kept)).await?;
         }
         return Err(e.into());
     }

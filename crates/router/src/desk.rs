@@ -122,6 +122,8 @@ pub struct TenantRt {
     skills: HashMap<String, SkillId>,
     /// UPNs (lower case) of agents added, changed or removed through the API.
     pub from_api: std::collections::HashSet<String>,
+    /// Names of queues added or changed through the API.
+    pub queues_from_api: std::collections::HashSet<String>,
 }
 
 /// Why an agent could not be added, changed or removed.
@@ -135,6 +137,9 @@ pub enum AgentChangeError {
     Busy(String),
     #[error("{0} is an agent of tenant {1:?} already: an agent belongs to one tenant")]
     Elsewhere(String, String),
+    /// The change would make a configuration the file would refuse: the key and why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<RemoveAgentError> for AgentChangeError {
@@ -244,6 +249,39 @@ impl TenantRt {
 
     pub fn agent(&self, a: AgentId) -> Option<&AgentRt> {
         self.agents.get(a.0 as usize)
+    }
+
+    /// Adds queue `q`, or replaces the queue of that name's settings; callers waiting in it
+    /// stay, and its members follow from the new skills. Returns whether it is new.
+    pub fn upsert_queue(&mut self, q: QueueConfig) -> bool {
+        let mut skill = |name: &str| {
+            let n = self.skills.len() as SkillId;
+            *self.skills.entry(name.to_ascii_lowercase()).or_insert(n)
+        };
+        let spec = queue_spec(&q, &mut skill);
+        let (id, new) = match self.queue_ids.get(&q.name) {
+            Some(id) => (*id, false),
+            None => {
+                let id = QueueId(self.queues.len() as u32);
+                self.queue_ids.insert(q.name.clone(), id);
+                self.queues.push(q.clone());
+                self.spec.queues.push(q.clone());
+                self.stats.push(QueueStats::default());
+                self.handle_times
+                    .push(crate::routing::estimate::HandleTimes::new(
+                        100,
+                        std::time::Duration::from_secs(180),
+                    ));
+                (id, true)
+            }
+        };
+        self.engine.set_queue(id, spec);
+        self.queues_from_api.insert(q.name.clone());
+        if let Some(c) = self.spec.queues.iter_mut().find(|c| c.name == q.name) {
+            *c = q.clone();
+        }
+        self.queues[id.0 as usize] = q;
+        new
     }
 
     /// Agent `upn`, when they may be removed now (not on a call or rung).
@@ -756,6 +794,7 @@ impl CallCenter {
                         .collect(),
                     skills,
                     from_api: Default::default(),
+                    queues_from_api: Default::default(),
                 }
             })
             .collect();
@@ -981,6 +1020,35 @@ impl CallCenter {
         })
     }
 
+    /// Sets queue `q` of tenant `tenant` (added when new), after checking the tenant with it
+    /// as the configuration file is checked. Returns whether it is new.
+    pub fn set_queue(&self, tenant: &str, q: QueueConfig) -> Result<bool, AgentChangeError> {
+        let mut desk = self.lock();
+        let t = desk.queue_fits(tenant, &q)?;
+        let new = desk.tenants[t].upsert_queue(q);
+        drop(desk);
+        self.wake.notify_one();
+        Ok(new)
+    }
+
+    /// Whether [`Self::set_queue`] would take `q` now, without setting it.
+    pub fn check_queue(&self, tenant: &str, q: &QueueConfig) -> Result<(), AgentChangeError> {
+        self.with(|d| d.queue_fits(tenant, q).map(|_| ()))
+    }
+
+    /// The queues of tenant `tenant` as configured now (`None`: no such tenant).
+    pub fn queue_configs(&self, tenant: &str) -> Option<Vec<(QueueConfig, bool)>> {
+        self.with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+            Some(
+                t.queues
+                    .iter()
+                    .map(|q| (q.clone(), t.queues_from_api.contains(&q.name)))
+                    .collect(),
+            )
+        })
+    }
+
     /// The agents of tenant `tenant` as configured now (`None`: no such tenant).
     pub fn agent_configs(&self, tenant: &str) -> Option<Vec<switchboard_api::AgentConfigView>> {
         self.with(|d| {
@@ -1121,6 +1189,25 @@ impl CallCenter {
 
 impl Desk {
     /// The agent `upn` (case-insensitive), in a tenant of Entra tenant `tid` when given.
+    /// The index of tenant `tenant`, when queue `q` fits it: the tenants with it pass the
+    /// checks the configuration file passes.
+    fn queue_fits(&self, tenant: &str, q: &QueueConfig) -> Result<usize, AgentChangeError> {
+        let t = self
+            .tenants
+            .iter()
+            .position(|t| t.spec.id == tenant)
+            .ok_or_else(|| AgentChangeError::NoTenant(tenant.to_owned()))?;
+        let mut candidate: Vec<TenantSpec> = self.tenants.iter().map(|t| t.spec.clone()).collect();
+        let queues = &mut candidate[t].queues;
+        match queues.iter_mut().find(|c| c.name == q.name) {
+            Some(c) => *c = q.clone(),
+            None => queues.push(q.clone()),
+        }
+        crate::center::check(&candidate)
+            .map_err(|e| AgentChangeError::Invalid(format!("{}: {}", e.key, e.message)))?;
+        Ok(t)
+    }
+
     /// The index of tenant `tenant`, where agent `upn` may be set: not an agent of another.
     fn tenant_for_agent(&self, tenant: &str, upn: &str) -> Result<usize, AgentChangeError> {
         let t = self

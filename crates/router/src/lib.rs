@@ -111,6 +111,14 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             get(config_http::list_agents),
         )
         .route(
+            "/v1/config/tenants/{tenant}/queues",
+            get(config_http::list_queues),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/queues/{name}",
+            axum::routing::put(config_http::put_queue),
+        )
+        .route(
             "/v1/config/tenants/{tenant}/agents/{upn}",
             axum::routing::put(config_http::put_agent).delete(config_http::delete_agent),
         )
@@ -223,14 +231,11 @@ impl Router {
         tokio::spawn(presence.clone().run(shutdown.clone()));
         let center = Arc::new(desk::CallCenter::new(&config.tenants, Instant::now()));
         // What the API changed applies over the configuration file, oldest change first.
-        for (tenant, upn, settings) in store.agent_settings().await? {
-            match center.set_agent(&tenant, &upn, settings.as_ref()) {
-                // Added through the API, then removed: nothing to undo.
-                Err(desk::AgentChangeError::Unknown(_)) if settings.is_none() => {}
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(%tenant, agent = %upn, error = %e, "a stored agent change no longer applies; skipped")
-                }
+        for (tenant, kind, name, settings) in store.config_changes().await? {
+            if let Err(e) =
+                config_http::apply_stored(&center, &tenant, &kind, &name, settings.as_deref())
+            {
+                tracing::warn!(%tenant, %kind, %name, error = %e, "a stored configuration change no longer applies; skipped");
             }
         }
         let interrupted = store

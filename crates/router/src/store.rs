@@ -402,60 +402,47 @@ impl Store {
         }
     }
 
-    /// Keeps what the API set for agent `upn` of `tenant`: their settings, or `None` when
-    /// they were removed. Replaces what was kept before.
-    pub async fn put_agent_settings(
+    /// Keeps what the configuration API set for the `kind` (`agent`, `queue`) named `name`
+    /// of `tenant`: its settings as JSON, or `None` when it was removed. Replaces what was
+    /// kept before.
+    pub async fn put_config_change(
         &self,
         tenant: &str,
-        upn: &str,
-        settings: Option<&switchboard_api::AgentSettings>,
+        kind: &str,
+        name: &str,
+        settings: Option<String>,
     ) -> Result<(), StoreError> {
-        let json = settings
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Query(e.to_string()))?;
         let at = OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .map_err(|e| StoreError::Query(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO agent_settings (tenant, upn, settings, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (tenant, upn) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+            "INSERT INTO config_changes (tenant, kind, name, settings, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant, kind, name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
         )
         .bind(tenant)
-        .bind(upn.to_ascii_lowercase())
-        .bind(json)
+        .bind(kind)
+        .bind(name)
+        .bind(settings)
         .bind(at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Everything the API set for agents, oldest change first: (tenant, upn, settings or
-    /// `None` for removed). A row that no longer reads as settings is skipped and logged.
+    /// Every change the configuration API made, oldest first: (tenant, kind, name, settings
+    /// as JSON or `None` for removed).
     #[allow(clippy::type_complexity)]
-    pub async fn agent_settings(
+    pub async fn config_changes(
         &self,
-    ) -> Result<Vec<(String, String, Option<switchboard_api::AgentSettings>)>, StoreError> {
+    ) -> Result<Vec<(String, String, String, Option<String>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT tenant, upn, settings FROM agent_settings ORDER BY updated_at, tenant, upn",
+            "SELECT tenant, kind, name, settings FROM config_changes ORDER BY updated_at, tenant, kind, name",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let (tenant, upn): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            let json: Option<String> = r.try_get(2)?;
-            let settings = match json.as_deref().map(serde_json::from_str) {
-                None => None,
-                Some(Ok(s)) => Some(s),
-                Some(Err(e)) => {
-                    tracing::warn!(%tenant, %upn, error = %e, "stored agent settings do not read; skipped");
-                    continue;
-                }
-            };
-            out.push((tenant, upn, settings));
-        }
-        Ok(out)
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
     }
 
     /// Closes the calls a run cut short (still in progress when it stopped) as interrupted,

@@ -489,6 +489,61 @@ async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
     let all = list(http.clone(), agents.clone()).await;
     let upns: Vec<&str> = all.iter().filter_map(|a| a["upn"].as_str()).collect();
     assert_eq!(upns, vec!["lynne@contoso.example"]);
+    // Queues: one changed (its routes from the file kept), one added, the file's checks.
+    let queues = format!("{base}/v1/config/tenants/contoso/queues");
+    let billing = format!("{queues}/billing");
+    let r = put(
+        billing.clone(),
+        serde_json::json!({ "strategy": "ring_all", "skills": { "billing": 4 }, "alert_seconds": 25, "dispositions": ["paid", "refund"] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            &view["settings"]["strategy"],
+            &view["settings"]["alert_seconds"],
+            &view["source"]
+        ),
+        (
+            &Value::from("ring_all"),
+            &Value::from(25),
+            &Value::from("api")
+        ),
+        "{view}"
+    );
+    let r = put(
+        format!("{queues}/vip"),
+        serde_json::json!({ "skills": { "vip": 1 } }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bad = [
+        (
+            billing.clone(),
+            serde_json::json!({ "strategy": "loudest" }),
+        ),
+        (billing.clone(), serde_json::json!({ "alert_seconds": 0 })),
+        (
+            billing.clone(),
+            serde_json::json!({ "announce_seconds": 2 }),
+        ),
+        (
+            billing.clone(),
+            serde_json::json!({ "dispositions": ["paid", "PAID"] }),
+        ),
+        (format!("{queues}/not%20a%20name"), serde_json::json!({})),
+    ];
+    for (url, body) in bad {
+        let p = problem(
+            put(url.clone(), body.clone()).await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        eprintln!("{url} {body} → {}", p["detail"]);
+    }
     router.stop().await.expect("graceful stop");
 
     // The same configuration file and data folder: the API's changes are still there.
@@ -501,6 +556,25 @@ async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
     assert_eq!(
         all[0]["skills"],
         serde_json::json!({ "billing": 4, "orders": 2 })
+    );
+    let qs = list(
+        http.clone(),
+        format!("{base}/v1/config/tenants/contoso/queues"),
+    )
+    .await;
+    let names: Vec<(&str, &Value)> = qs
+        .iter()
+        .map(|q| {
+            (
+                q["name"].as_str().unwrap_or_default(),
+                &q["settings"]["alert_seconds"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![("billing", &Value::from(25)), ("vip", &Value::from(15))],
+        "{qs:?}"
     );
     for (upn, status) in [
         ("lynne@contoso.example", StatusCode::CREATED),

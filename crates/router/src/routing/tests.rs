@@ -422,3 +422,53 @@ fn agents_join_and_leave_queues_with_their_skills() {
     e.enqueue(QueueId(0), caller(1, 3, t0), t0)
         .expect_err("no member logged in");
 }
+
+/// The configuration API changes a queue and removes agents while callers wait: the waiting
+/// callers stay in their order, the members follow the new skills, and a removed agent is
+/// out of every queue and offered nothing until added again.
+#[test]
+fn a_changed_queue_keeps_its_callers_and_a_removed_agent_is_offered_nothing() {
+    let (mut e, t0) = engine(Strategy::Linear, 0);
+    for (i, level) in [(0, 5), (1, 2)] {
+        let a = AgentId(i);
+        e.set_agent(
+            a,
+            AgentSpec {
+                skills: vec![(BILLING, level)],
+                rank: i,
+            },
+            t0,
+        );
+        e.set_online(a, true, t0);
+    }
+    e.enqueue(QueueId(0), caller(1, 3, t0), t0).unwrap();
+    e.enqueue(QueueId(0), caller(2, 3, secs(t0, 1)), secs(t0, 1))
+        .unwrap();
+    e.set_queue(
+        QueueId(0),
+        QueueSpec {
+            skills: vec![(BILLING, 3)],
+            ..queue(Strategy::Linear)
+        },
+    );
+    assert_eq!(e.waiting(QueueId(0)), 2);
+    assert_eq!(e.position(CallId(1)), Some(1));
+    assert_eq!(e.members(QueueId(0)), vec![AgentId(0)]);
+    e.remove_agent(AgentId(0));
+    assert!(e.members(QueueId(0)).is_empty());
+    e.set_ready(AgentId(0), true, secs(t0, 2));
+    assert!(e.dispatch().is_empty(), "nobody to offer to");
+    e.set_agent(
+        AgentId(0),
+        AgentSpec {
+            skills: vec![(BILLING, 5)],
+            rank: 0,
+        },
+        secs(t0, 3),
+    );
+    e.set_online(AgentId(0), true, secs(t0, 3));
+    e.set_ready(AgentId(0), true, secs(t0, 3));
+    let offers = e.dispatch();
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].call, CallId(1), "the first caller first");
+}
