@@ -54,6 +54,25 @@ pub struct AgentRt {
     /// Removed through the API: unknown to sign-in and the registrar, offered nothing, not
     /// listed. Their slot stays (an [`AgentId`] is an index) and comes back if re-added.
     pub removed: bool,
+    /// Until when (Unix seconds) the phone's registration lasts, as the registrar granted it.
+    pub registered_until: Option<u64>,
+    /// The session as last written to the store.
+    saved: Option<AgentSession>,
+}
+
+/// What of an agent's sign-in is kept across a restart: the SIP credentials, Ready or Not
+/// ready, and the phone's registration while it lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSession {
+    pub tenant: String,
+    pub upn: String,
+    pub username: String,
+    pub password: String,
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub aor: Option<String>,
+    pub contact: Option<String>,
+    pub registered_until: Option<u64>,
 }
 
 impl AgentRt {
@@ -79,11 +98,31 @@ impl AgentRt {
             teams: None,
             consult: None,
             removed: false,
+            registered_until: None,
+            saved: None,
         }
     }
 }
 
 impl AgentRt {
+    /// The session to keep across a restart, while the agent holds credentials.
+    fn session(&self, tenant: &str) -> Option<AgentSession> {
+        if self.removed {
+            return None;
+        }
+        Some(AgentSession {
+            tenant: tenant.to_owned(),
+            upn: self.upn.to_ascii_lowercase(),
+            username: self.username.clone()?,
+            password: self.password.clone()?,
+            ready: self.ready,
+            reason: self.reason.clone(),
+            aor: self.aor.clone(),
+            contact: self.contact.clone(),
+            registered_until: self.contact.as_ref().and(self.registered_until),
+        })
+    }
+
     pub fn state(&self) -> AgentState {
         if self.contact.is_none() {
             AgentState::Offline
@@ -700,6 +739,10 @@ pub enum RecordWrite {
     Disposition { id: String, code: String },
     /// Answers once every write before it is done.
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// An agent's session as it is now (kept across restarts).
+    Session(Box<AgentSession>),
+    /// An agent's session is over (signed off, revoked, removed): (tenant, UPN).
+    EndSession(String, String),
 }
 
 /// Writes call records in the order they come, until every sender has gone.
@@ -722,6 +765,8 @@ pub async fn write_records(
                 let _ = done.send(());
                 Ok(())
             }
+            RecordWrite::Session(s) => store.put_agent_session(&s).await,
+            RecordWrite::EndSession(tenant, upn) => store.delete_agent_session(&tenant, &upn).await,
         };
         if let Err(e) = r {
             tracing::error!(error = %e, "a call record could not be written");
@@ -811,8 +856,84 @@ impl CallCenter {
         }
     }
 
+    /// Writes the sessions of agents whose sign-in, state or registration changed since
+    /// they were last written (in order with the call records).
+    pub fn save_sessions(&self) {
+        let Some(records) = self.records.get() else {
+            return;
+        };
+        let changes = self.with(|d| {
+            let mut out = Vec::new();
+            for t in d.tenants.iter_mut() {
+                let tenant = t.spec.id.clone();
+                for r in t.agents.iter_mut() {
+                    let now = r.session(&tenant);
+                    if now == r.saved {
+                        continue;
+                    }
+                    out.push(match &now {
+                        Some(s) => RecordWrite::Session(Box::new(s.clone())),
+                        None => RecordWrite::EndSession(tenant.clone(), r.upn.clone()),
+                    });
+                    r.saved = now;
+                }
+            }
+            out
+        });
+        for w in changes {
+            let _ = records.send(w);
+        }
+    }
+
+    /// Puts back the sessions a previous run kept: credentials, Ready or Not ready, and the
+    /// phone's registration where it has not expired (`now_unix` says). Sessions of agents
+    /// no longer configured are dropped. Returns how many came back.
+    pub fn restore_sessions(
+        &self,
+        sessions: Vec<AgentSession>,
+        now: Instant,
+        now_unix: u64,
+    ) -> usize {
+        let mut desk = self.lock();
+        let mut restored = 0;
+        for s in sessions {
+            let Some(t) = desk.tenants.iter().position(|t| t.spec.id == s.tenant) else {
+                continue;
+            };
+            let Some(a) = desk.tenants[t]
+                .by_upn
+                .get(&s.upn.to_ascii_lowercase())
+                .copied()
+            else {
+                continue;
+            };
+            let registered = s.registered_until.is_some_and(|u| u > now_unix + 5);
+            let tenant = &mut desk.tenants[t];
+            if let Some(r) = tenant.agent_mut(a) {
+                r.username = Some(s.username.clone());
+                r.password = Some(s.password.clone());
+                r.ready = s.ready;
+                r.reason = s.reason.clone();
+                if registered {
+                    r.aor = s.aor.clone();
+                    r.contact = s.contact.clone();
+                    r.registered_until = s.registered_until;
+                }
+                r.saved = r.session(&s.tenant);
+            }
+            tenant
+                .engine
+                .set_online(a, registered && s.contact.is_some(), now);
+            tenant.engine.set_ready(a, s.ready, now);
+            desk.by_username.insert(s.username.clone(), (t, a));
+            restored += 1;
+        }
+        restored
+    }
+
     /// Announces agents whose state changed, each to its tenant's organisation.
     pub fn publish_agent_changes(&self) {
+        self.save_sessions();
         let Some(hub) = self.events.get() else {
             return;
         };
@@ -1269,6 +1390,15 @@ impl Desk {
             r.contact = contact;
         }
         tenant.engine.set_online(a, online, now);
+    }
+
+    /// The phone of SIP user `username` is registered until `until` (Unix seconds).
+    pub fn registration_lasts(&mut self, username: &str, until: u64) {
+        if let Some((t, a)) = self.agent_of(username) {
+            if let Some(r) = self.tenants[t].agent_mut(a) {
+                r.registered_until = Some(until);
+            }
+        }
     }
 
     /// Ends the agent's wrap-up now.

@@ -553,6 +553,27 @@ pub async fn start(
         secret,
         cfg.digest.algorithm(),
     );
+    // Phones registered before a restart (their sessions were kept): their bindings come back
+    // until they expire or the phone refreshes.
+    let mut registrar = registrar;
+    let (now, now_unix) = (Instant::now(), unix_now());
+    let kept: Vec<(String, String, u64)> = cc.with(|d| {
+        d.tenants
+            .iter()
+            .flat_map(|t| t.agents.iter())
+            .filter_map(|a| Some((a.aor.clone()?, a.contact.clone()?, a.registered_until?)))
+            .collect()
+    });
+    for (aor, contact, until) in &kept {
+        let left = Duration::from_secs(until.saturating_sub(now_unix));
+        registrar.restore(aor, contact, now + left);
+    }
+    if !kept.is_empty() {
+        tracing::info!(
+            phones = kept.len(),
+            "registrations kept from before the restart"
+        );
+    }
     let (tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Relay::start(tx).map_err(EdgeError::Media)?;
     let languages: Vec<&str> = crate::center::LANGUAGES.to_vec();
@@ -904,12 +925,11 @@ impl Edge {
                 .and_then(|(_, r)| r.rsplit_once('@'))
                 .map(|(u, _)| u.to_owned());
             if let Some(user) = user {
-                let contact = self
-                    .registrar
-                    .lookup(&aor, now)
-                    .into_iter()
-                    .next()
-                    .map(|b| b.contact);
+                let binding = self.registrar.lookup(&aor, now).into_iter().next();
+                let until = binding
+                    .as_ref()
+                    .map(|b| unix_now() + b.expires_at.saturating_duration_since(now).as_secs());
+                let contact = binding.map(|b| b.contact);
                 if let Some(c) = &contact {
                     if self.arrived.is_stream() {
                         self.flows.insert(c.clone(), (self.arrived, from));
@@ -917,7 +937,12 @@ impl Edge {
                         self.flows.remove(c);
                     }
                 }
-                self.cc.with(|d| d.registered(&user, &aor, contact, now));
+                self.cc.with(|d| {
+                    d.registered(&user, &aor, contact, now);
+                    if let Some(until) = until {
+                        d.registration_lasts(&user, until);
+                    }
+                });
                 self.cc.wake.notify_one();
             }
         }

@@ -238,6 +238,19 @@ impl Router {
                 tracing::warn!(%tenant, %kind, %name, error = %e, "a stored configuration change no longer applies; skipped");
             }
         }
+        // Agents signed in before a restart are again: credentials, state, registration.
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let restored =
+            center.restore_sessions(store.agent_sessions().await?, Instant::now(), now_unix);
+        if restored > 0 {
+            tracing::info!(
+                agents = restored,
+                "agents' sessions kept from before the restart"
+            );
+        }
         let interrupted = store
             .close_interrupted_calls(time::OffsetDateTime::now_utc())
             .await?;

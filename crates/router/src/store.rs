@@ -445,6 +445,64 @@ impl Store {
             .collect()
     }
 
+    /// Keeps agent `s`'s session (replacing the one kept before).
+    pub async fn put_agent_session(&self, s: &crate::desk::AgentSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agent_sessions (tenant, upn, username, password, ready, reason, aor, contact, registered_until) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, upn) DO UPDATE SET \
+             username = excluded.username, password = excluded.password, ready = excluded.ready, \
+             reason = excluded.reason, aor = excluded.aor, contact = excluded.contact, \
+             registered_until = excluded.registered_until",
+        )
+        .bind(&s.tenant)
+        .bind(s.upn.to_ascii_lowercase())
+        .bind(&s.username)
+        .bind(&s.password)
+        .bind(i64::from(s.ready))
+        .bind(&s.reason)
+        .bind(&s.aor)
+        .bind(&s.contact)
+        .bind(s.registered_until.map(|u| u.min(i64::MAX as u64) as i64))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets agent `upn`'s session (signed off, credentials revoked, removed).
+    pub async fn delete_agent_session(&self, tenant: &str, upn: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM agent_sessions WHERE tenant = ? AND upn = ?")
+            .bind(tenant)
+            .bind(upn.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every session kept.
+    pub async fn agent_sessions(&self) -> Result<Vec<crate::desk::AgentSession>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, upn, username, password, ready, reason, aor, contact, registered_until FROM agent_sessions",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let until: Option<i64> = r.try_get(8)?;
+                Ok(crate::desk::AgentSession {
+                    tenant: r.try_get(0)?,
+                    upn: r.try_get(1)?,
+                    username: r.try_get(2)?,
+                    password: r.try_get(3)?,
+                    ready: r.try_get::<i64, _>(4)? != 0,
+                    reason: r.try_get(5)?,
+                    aor: r.try_get(6)?,
+                    contact: r.try_get(7)?,
+                    registered_until: until.and_then(|u| u64::try_from(u).ok()),
+                })
+            })
+            .collect()
+    }
+
     /// Closes the calls a run cut short (still in progress when it stopped) as interrupted,
     /// ending at `now`; returns how many.
     pub async fn close_interrupted_calls(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -1179,6 +1179,50 @@ async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
 
 /// A router process on `dir` (config `dir/router.toml`, data `dir/data`): its HTTP base URL
 /// (from its stdout) and SIP port (from its log), within 30 s.
+/// Adele's headless phone, registered with fresh credentials from the router at `base`
+/// (password in `d/pw`), answering one call (with `extra` flags), and Ready.
+async fn adele_registered_and_ready(
+    http: &reqwest::Client,
+    base: &str,
+    d: &Path,
+    extra: &[&str],
+) -> Child {
+    let creds: Value = post_json(
+        http,
+        &format!("{base}/v1/agents/me/sip-credentials"),
+        &serde_json::json!({ "agent": "adele@contoso.example" }),
+    )
+    .await;
+    std::fs::write(d.join("pw"), creds["password"].as_str().unwrap()).unwrap();
+    let mut agent = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+        .args(["--server", creds["registrar"].as_str().unwrap()])
+        .args(["--user", creds["username"].as_str().unwrap()])
+        .args(["--domain", "contoso.example", "--password-file"])
+        .arg(d.join("pw"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = tokio::task::spawn_blocking(move || {
+        events_until(&mut agent, "registered");
+        agent
+    })
+    .await
+    .unwrap();
+    let ready = serde_json::json!({ "agent": "adele@contoso.example", "state": "ready" });
+    let r = http
+        .put(format!("{base}/v1/agents/me/state"))
+        .json(&ready)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    agent
+}
+
 fn router_process(dir: &Path) -> (Child, String, u16) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-router"))
@@ -1237,38 +1281,7 @@ async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restar
     tone_wav(&d.join("tone.wav"), CALLER_HZ, 30);
     let (mut router, base, sip) = router_process(d);
     let http = reqwest::Client::new();
-    let creds: Value = post_json(
-        &http,
-        &format!("{base}/v1/agents/me/sip-credentials"),
-        &serde_json::json!({ "agent": "adele@contoso.example" }),
-    )
-    .await;
-    std::fs::write(d.join("pw"), creds["password"].as_str().unwrap()).unwrap();
-    let mut agent = Command::new(agent_bin())
-        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
-        .args(["--server", creds["registrar"].as_str().unwrap()])
-        .args(["--user", creds["username"].as_str().unwrap()])
-        .args(["--domain", "contoso.example", "--password-file"])
-        .arg(d.join("pw"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut agent = tokio::task::spawn_blocking(move || {
-        events_until(&mut agent, "registered");
-        agent
-    })
-    .await
-    .unwrap();
-    let ready = serde_json::json!({ "agent": "adele@contoso.example", "state": "ready" });
-    let r = http
-        .put(format!("{base}/v1/agents/me/state"))
-        .json(&ready)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let mut agent = adele_registered_and_ready(&http, &base, d, &[]).await;
     let mut caller = Command::new(agent_bin())
         .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
         .args([
@@ -2946,4 +2959,71 @@ async fn agents_registered_over_tcp_or_tls_take_calls_from_a_udp_trunk() {
             &format!("{transport}: the caller heard the agent"),
         );
     }
+}
+
+/// A router killed with SIGKILL and started again keeps its agents' sessions: Adele's phone,
+/// registered and Ready before, is registered and Ready after — it never registers again —
+/// and takes the next caller's call.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_sigkill_a_registered_ready_agent_takes_calls_without_signing_in_again() {
+    let _one = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // One SIP port for both runs: the phone keeps sending there.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!("{EDGE}{TENANT}").replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    );
+    std::fs::write(d.join("router.toml"), config).unwrap();
+    tone_wav(&d.join("caller.wav"), CALLER_HZ, 10);
+    let (mut router, base, sip) = router_process(d);
+    assert_eq!(sip, port);
+    let http = reqwest::Client::new();
+    let agent = adele_registered_and_ready(&http, &base, d, &["--codec", "pcmu"]).await;
+    // The session is written within the announce interval; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    router.kill().unwrap(); // SIGKILL
+    router.wait().unwrap();
+    let (mut router, base, sip) = router_process(d);
+    assert_eq!(sip, port);
+    let st: Value = get_json(
+        &http,
+        &format!("{base}/v1/agents/me?agent=adele@contoso.example"),
+    )
+    .await;
+    assert_eq!(
+        (&st["state"], &st["registered"]),
+        (&Value::from("ready"), &Value::from(true)),
+        "{st}"
+    );
+    let out = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args([
+            "--json",
+            "call",
+            &format!("sip:+18005550100@127.0.0.1:{sip}"),
+        ])
+        .args(["--ring-timeout", "20", "--hangup-after", "3", "--play"])
+        .arg(d.join("caller.wav"))
+        .output()
+        .unwrap();
+    let ev = events(&out.stdout);
+    assert!(out.status.success(), "the caller got through: {ev:?}");
+    let agent_ev = finish(agent, Duration::from_secs(10)).await;
+    assert!(
+        agent_ev.iter().any(|e| e["event"] == "established"),
+        "the agent's phone, registered before the crash, took the call: {agent_ev:?}"
+    );
+    assert!(
+        !agent_ev.iter().any(|e| e["event"] == "registered"),
+        "without registering again: {agent_ev:?}"
+    );
+    let _ = router.kill();
+    let _ = router.wait();
 }

@@ -91,6 +91,22 @@ impl Registrar {
             .unwrap_or_default()
     }
 
+    /// Puts back a binding kept across a restart of the registrar's owner, until
+    /// `expires_at`; the phone's next refresh replaces it (another Call-ID replaces a
+    /// contact's binding, §10.3).
+    pub fn restore(&mut self, aor: &str, contact: &str, expires_at: Instant) {
+        let list = self.bindings.entry(aor.to_owned()).or_default();
+        list.retain(|b| b.contact != contact);
+        if list.len() < self.cfg.max_bindings_per_aor {
+            list.push(Binding {
+                contact: contact.to_owned(),
+                expires_at,
+                call_id: String::new(),
+                cseq: 0,
+            });
+        }
+    }
+
     /// Drops expired bindings (call now and then).
     pub fn purge(&mut self, now: Instant) {
         self.bindings.retain(|_, v| {
@@ -311,6 +327,37 @@ pub(crate) mod tests {
             c.handle_message(&Message::parse(&resp).unwrap(), now);
         }
         panic!("no outcome");
+    }
+
+    /// Bindings kept across a restart come back until they expire, one per contact, within
+    /// the per-AOR cap.
+    #[test]
+    fn restored_bindings_last_until_they_expire() {
+        let mut r = registrar();
+        let now = Instant::now();
+        let aor = "sip:alice@example.com";
+        r.restore(
+            aor,
+            "sip:alice@192.0.2.1:5070",
+            now + Duration::from_secs(60),
+        );
+        r.restore(
+            aor,
+            "sip:alice@192.0.2.1:5070",
+            now + Duration::from_secs(90),
+        );
+        let b = r.lookup(aor, now);
+        assert_eq!(b.len(), 1, "one binding per contact");
+        assert_eq!(b[0].expires_at, now + Duration::from_secs(90));
+        assert!(r.lookup(aor, now + Duration::from_secs(91)).is_empty());
+        for i in 0..20 {
+            r.restore(
+                aor,
+                &format!("sip:alice@192.0.2.{i}:5070"),
+                now + Duration::from_secs(60),
+            );
+        }
+        assert_eq!(r.lookup(aor, now).len(), 10, "the per-AOR cap holds");
     }
 
     pub(crate) fn registrar() -> Registrar {
