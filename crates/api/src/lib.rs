@@ -264,6 +264,62 @@ fn default_service_level_target() -> f64 {
     80.0
 }
 
+/// Where a call goes: a queue, an auto attendant or an expert group (exactly one), by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub attendant: Option<String>,
+    #[serde(default)]
+    pub expert: Option<String>,
+}
+
+/// A number (DID) as `PUT /v1/config/tenants/{tenant}/numbers/{number}` maps it: to a queue
+/// or an attendant (exactly one), with its callers' priority and opening hours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct NumberSettings {
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub attendant: Option<String>,
+    /// 1 (lowest) to 5 (highest); default 3.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// The opening hours its calls follow (a schedule of the file); none: always open.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Where calls go while closed; none: the caller hears that the tenant is closed.
+    #[serde(default)]
+    pub closed: Option<RouteSettings>,
+    /// Where calls go on holidays; none: as when closed.
+    #[serde(default)]
+    pub holiday: Option<RouteSettings>,
+}
+
+fn default_priority() -> u8 {
+    3
+}
+
+/// A number as `GET /v1/config/tenants/{tenant}/numbers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct NumberConfigView {
+    pub tenant: String,
+    /// E.164 with the `+`.
+    pub number: String,
+    pub settings: NumberSettings,
+    /// `file` or `api`, as for agents.
+    pub source: String,
+}
+
 /// A queue as `GET /v1/config/tenants/{tenant}/queues` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -9,9 +9,12 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use switchboard_api::{AgentConfigView, AgentSettings, Problem, QueueConfigView, QueueSettings};
+use switchboard_api::{
+    AgentConfigView, AgentSettings, NumberConfigView, NumberSettings, Problem, QueueConfigView,
+    QueueSettings, RouteSettings,
+};
 
-use crate::center::QueueConfig;
+use crate::center::{NumberSpec, QueueConfig, TargetSpec};
 use crate::desk::CallCenter;
 use crate::routing::Strategy;
 
@@ -23,9 +26,9 @@ use crate::AppState;
 impl From<AgentChangeError> for ApiError {
     fn from(e: AgentChangeError) -> Self {
         match e {
-            AgentChangeError::NoTenant(_) | AgentChangeError::Unknown(_) => {
-                ApiError::NotFound(e.to_string())
-            }
+            AgentChangeError::NoTenant(_)
+            | AgentChangeError::Unknown(_)
+            | AgentChangeError::NoNumber(_) => ApiError::NotFound(e.to_string()),
             AgentChangeError::Busy(_) | AgentChangeError::Elsewhere(..) => {
                 ApiError::Conflict(e.to_string())
             }
@@ -195,6 +198,17 @@ pub(crate) fn apply_stored(
                 .set_queue(tenant, q)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
+        }
+        "number" => {
+            let settings: Option<NumberSettings> = json
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let spec = settings.map(|s| number_spec(name, &s));
+            match center.set_number(tenant, name, spec) {
+                Err(AgentChangeError::NoNumber(_)) => Ok(()),
+                r => r.map(|_| ()).map_err(|e| e.to_string()),
+            }
         }
         other => Err(format!("unknown kind {other:?}")),
     }
@@ -450,5 +464,167 @@ pub async fn delete_agent(
         return Err(e.into());
     }
     tracing::info!(%tenant, agent = %upn, "agent removed through the API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A name from the API where the file has a spanned one (no place in a file to point at).
+fn spanned(s: &Option<String>) -> Option<toml::Spanned<String>> {
+    s.clone().map(|v| toml::Spanned::new(0..0, v))
+}
+
+fn route_spec(r: &RouteSettings) -> TargetSpec {
+    TargetSpec {
+        queue: spanned(&r.queue),
+        attendant: spanned(&r.attendant),
+        expert: spanned(&r.expert),
+    }
+}
+
+fn route_settings(t: &TargetSpec) -> RouteSettings {
+    let name = |s: &Option<toml::Spanned<String>>| s.as_ref().map(|v| v.get_ref().clone());
+    RouteSettings {
+        queue: name(&t.queue),
+        attendant: name(&t.attendant),
+        expert: name(&t.expert),
+    }
+}
+
+fn number_spec(number: &str, s: &NumberSettings) -> NumberSpec {
+    NumberSpec {
+        number: number.to_owned(),
+        queue: spanned(&s.queue),
+        attendant: spanned(&s.attendant),
+        priority: s.priority,
+        schedule: spanned(&s.schedule),
+        closed: s.closed.as_ref().map(route_spec),
+        holiday: s.holiday.as_ref().map(route_spec),
+    }
+}
+
+fn number_view(tenant: &str, n: &NumberSpec, api: bool) -> NumberConfigView {
+    let name = |s: &Option<toml::Spanned<String>>| s.as_ref().map(|v| v.get_ref().clone());
+    NumberConfigView {
+        tenant: tenant.to_owned(),
+        number: n.number.clone(),
+        settings: NumberSettings {
+            queue: name(&n.queue),
+            attendant: name(&n.attendant),
+            priority: n.priority,
+            schedule: name(&n.schedule),
+            closed: n.closed.as_ref().map(route_settings),
+            holiday: n.holiday.as_ref().map(route_settings),
+        },
+        source: if api { "api" } else { "file" }.into(),
+    }
+}
+
+/// An E.164 number in a path: `+` and 2 to 15 digits.
+fn check_number(number: &str) -> Result<(), ApiError> {
+    if crate::center::is_e164(number) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "{number:?} is not an E.164 number: write it as + and 2 to 15 digits, e.g. +18005550100"
+        )))
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/config/tenants/{tenant}/numbers", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the tenant's numbers and where their calls go", body = Vec<NumberConfigView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_numbers(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<NumberConfigView>>, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, false)?;
+    let all = state
+        .center
+        .number_configs(&tenant)
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {tenant:?}")))?;
+    Ok(Json(
+        all.iter()
+            .map(|(n, api)| number_view(&tenant, n, *api))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(
+    put, path = "/v1/config/tenants/{tenant}/numbers/{number}", tag = "config", request_body = NumberSettings,
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("number" = String, Path, description = "E.164 with the + (+18005550100)"),
+    ),
+    responses(
+        (status = 200, description = "the number's mapping was changed; new calls follow it", body = NumberConfigView),
+        (status = 201, description = "the number was added", body = NumberConfigView),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not E.164, or a mapping the configuration file would refuse (the key and why: no such queue, attendant or schedule; the number is another tenant's)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_number(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<NumberSettings>, JsonRejection>,
+) -> Result<(StatusCode, Json<NumberConfigView>), ApiError> {
+    let Path((tenant, number)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    check_number(&number)?;
+    let Json(settings) = body?;
+    if !(1..=5).contains(&settings.priority) {
+        return Err(ApiError::Unprocessable(format!(
+            "priority {}: priorities run from 1 (lowest) to 5 (highest)",
+            settings.priority
+        )));
+    }
+    let spec = number_spec(&number, &settings);
+    state.center.check_number(&tenant, &number, Some(&spec))?;
+    keep(&state, &tenant, "number", &number, Some(&settings)).await?;
+    let new = state.center.set_number(&tenant, &number, Some(spec))?;
+    tracing::info!(%tenant, %number, new, "number set through the API");
+    Ok((
+        created(new),
+        Json(number_view(&tenant, &number_spec(&number, &settings), true)),
+    ))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/config/tenants/{tenant}/numbers/{number}", tag = "config",
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("number" = String, Path, description = "E.164 with the + (+18005550100)"),
+    ),
+    responses(
+        (status = 204, description = "the number was removed: new calls to it hear that it is not in service (404); calls in progress go on"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant or number", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not E.164", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_number(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((tenant, number)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    check_number(&number)?;
+    state.center.check_number(&tenant, &number, None)?;
+    keep::<NumberSettings>(&state, &tenant, "number", &number, None).await?;
+    state.center.set_number(&tenant, &number, None)?;
+    tracing::info!(%tenant, %number, "number removed through the API");
     Ok(StatusCode::NO_CONTENT)
 }

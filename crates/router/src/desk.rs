@@ -163,6 +163,8 @@ pub struct TenantRt {
     pub from_api: std::collections::HashSet<String>,
     /// Names of queues added or changed through the API.
     pub queues_from_api: std::collections::HashSet<String>,
+    /// Numbers added, changed or removed through the API.
+    pub numbers_from_api: std::collections::HashSet<String>,
 }
 
 /// Why an agent could not be added, changed or removed.
@@ -179,6 +181,8 @@ pub enum AgentChangeError {
     /// The change would make a configuration the file would refuse: the key and why.
     #[error("{0}")]
     Invalid(String),
+    #[error("{0} is not a number of this tenant")]
+    NoNumber(String),
 }
 
 impl From<RemoveAgentError> for AgentChangeError {
@@ -840,6 +844,7 @@ impl CallCenter {
                     skills,
                     from_api: Default::default(),
                     queues_from_api: Default::default(),
+                    numbers_from_api: Default::default(),
                 }
             })
             .collect();
@@ -1152,6 +1157,62 @@ impl CallCenter {
         Ok(new)
     }
 
+    /// Maps number `number` of tenant `tenant` by `spec` (`None`: removes it), after checking
+    /// the tenant with it as the file is checked. New calls to the number follow at once.
+    /// Returns whether the number is new.
+    pub fn set_number(
+        &self,
+        tenant: &str,
+        number: &str,
+        spec: Option<crate::center::NumberSpec>,
+    ) -> Result<bool, AgentChangeError> {
+        self.with(|d| {
+            let t = d.number_fits(tenant, number, spec.as_ref())?;
+            let rt = &mut d.tenants[t];
+            let at = rt.spec.numbers.iter().position(|n| n.number == number);
+            rt.numbers_from_api.insert(number.to_owned());
+            Ok(match (at, spec) {
+                (Some(i), Some(s)) => {
+                    rt.spec.numbers[i] = s;
+                    false
+                }
+                (None, Some(s)) => {
+                    rt.spec.numbers.push(s);
+                    true
+                }
+                (Some(i), None) => {
+                    rt.spec.numbers.remove(i);
+                    false
+                }
+                (None, None) => false,
+            })
+        })
+    }
+
+    /// Whether [`Self::set_number`] would take the change now, without making it.
+    pub fn check_number(
+        &self,
+        tenant: &str,
+        number: &str,
+        spec: Option<&crate::center::NumberSpec>,
+    ) -> Result<(), AgentChangeError> {
+        self.with(|d| d.number_fits(tenant, number, spec).map(|_| ()))
+    }
+
+    /// The numbers of tenant `tenant` as mapped now, each with whether the API set it.
+    pub fn number_configs(&self, tenant: &str) -> Option<Vec<(crate::center::NumberSpec, bool)>> {
+        self.with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+            Some(
+                t.spec
+                    .numbers
+                    .iter()
+                    .map(|n| (n.clone(), t.numbers_from_api.contains(&n.number)))
+                    .collect(),
+            )
+        })
+    }
+
     /// Whether [`Self::set_queue`] would take `q` now, without setting it.
     pub fn check_queue(&self, tenant: &str, q: &QueueConfig) -> Result<(), AgentChangeError> {
         self.with(|d| d.queue_fits(tenant, q).map(|_| ()))
@@ -1313,20 +1374,53 @@ impl Desk {
     /// The index of tenant `tenant`, when queue `q` fits it: the tenants with it pass the
     /// checks the configuration file passes.
     fn queue_fits(&self, tenant: &str, q: &QueueConfig) -> Result<usize, AgentChangeError> {
+        self.fits(tenant, |spec| {
+            match spec.queues.iter_mut().find(|c| c.name == q.name) {
+                Some(c) => *c = q.clone(),
+                None => spec.queues.push(q.clone()),
+            }
+            Ok(())
+        })
+    }
+
+    /// The index of tenant `tenant`, when `change` to its configuration leaves every tenant
+    /// passing the checks the configuration file passes.
+    fn fits(
+        &self,
+        tenant: &str,
+        change: impl FnOnce(&mut TenantSpec) -> Result<(), AgentChangeError>,
+    ) -> Result<usize, AgentChangeError> {
         let t = self
             .tenants
             .iter()
             .position(|t| t.spec.id == tenant)
             .ok_or_else(|| AgentChangeError::NoTenant(tenant.to_owned()))?;
         let mut candidate: Vec<TenantSpec> = self.tenants.iter().map(|t| t.spec.clone()).collect();
-        let queues = &mut candidate[t].queues;
-        match queues.iter_mut().find(|c| c.name == q.name) {
-            Some(c) => *c = q.clone(),
-            None => queues.push(q.clone()),
-        }
+        change(&mut candidate[t])?;
         crate::center::check(&candidate)
             .map_err(|e| AgentChangeError::Invalid(format!("{}: {}", e.key, e.message)))?;
         Ok(t)
+    }
+
+    /// Tenant `tenant` with number `number` mapped by `spec` (`None`: without it).
+    fn number_fits(
+        &self,
+        tenant: &str,
+        number: &str,
+        spec: Option<&crate::center::NumberSpec>,
+    ) -> Result<usize, AgentChangeError> {
+        self.fits(tenant, |t| {
+            let at = t.numbers.iter().position(|n| n.number == number);
+            match (at, spec) {
+                (Some(i), Some(s)) => t.numbers[i] = s.clone(),
+                (None, Some(s)) => t.numbers.push(s.clone()),
+                (Some(i), None) => {
+                    t.numbers.remove(i);
+                }
+                (None, None) => return Err(AgentChangeError::NoNumber(number.to_owned())),
+            }
+            Ok(())
+        })
     }
 
     /// The index of tenant `tenant`, where agent `upn` may be set: not an agent of another.

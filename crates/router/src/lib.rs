@@ -111,6 +111,14 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             get(config_http::list_agents),
         )
         .route(
+            "/v1/config/tenants/{tenant}/numbers",
+            get(config_http::list_numbers),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/numbers/{number}",
+            axum::routing::put(config_http::put_number).delete(config_http::delete_number),
+        )
+        .route(
             "/v1/config/tenants/{tenant}/queues",
             get(config_http::list_queues),
         )

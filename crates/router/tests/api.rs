@@ -353,6 +353,15 @@ domain = "fabrikam.example"
 upn = "bob@fabrikam.example"
 "#;
 
+/// PUTs each body to its URL; each must be refused with 422 and problem+json.
+async fn unprocessable(http: &reqwest::Client, cases: &[(String, Value)]) {
+    for (url, body) in cases {
+        let r = http.put(url).json(body).send().await.unwrap();
+        let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        eprintln!("{url} {body} → {}", p["detail"]);
+    }
+}
+
 /// A router on `dir` with [`TWO_TENANTS`].
 async fn start_on_dir(dir: &std::path::Path) -> switchboard_router::Background {
     let mut config = Config::from_toml(TWO_TENANTS, std::path::Path::new("two.toml")).unwrap();
@@ -536,14 +545,65 @@ async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
         ),
         (format!("{queues}/not%20a%20name"), serde_json::json!({})),
     ];
-    for (url, body) in bad {
-        let p = problem(
-            put(url.clone(), body.clone()).await.unwrap(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-        eprintln!("{url} {body} → {}", p["detail"]);
-    }
+    unprocessable(&http, &bad).await;
+    // Numbers: added, checked like the file (existing queue, one tenant per number), removed.
+    let numbers = format!("{base}/v1/config/tenants/contoso/numbers");
+    let r = put(
+        format!("{numbers}/+18005550123"),
+        serde_json::json!({ "queue": "billing", "priority": 4 }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = put(
+        format!("{numbers}/+18005550124"),
+        serde_json::json!({ "queue": "vip" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bad = [
+        (
+            format!("{numbers}/+18005550125"),
+            serde_json::json!({ "queue": "nope" }),
+        ),
+        (format!("{numbers}/+18005550125"), serde_json::json!({})),
+        (
+            format!("{numbers}/+18005550125"),
+            serde_json::json!({ "queue": "billing", "attendant": "main" }),
+        ),
+        (
+            format!("{numbers}/+18005550125"),
+            serde_json::json!({ "queue": "billing", "priority": 9 }),
+        ),
+        (
+            format!("{numbers}/+18005550125"),
+            serde_json::json!({ "queue": "billing", "closed": { "queue": "billing" } }),
+        ),
+        (
+            format!("{numbers}/12345"),
+            serde_json::json!({ "queue": "billing" }),
+        ),
+        (
+            format!("{base}/v1/config/tenants/fabrikam/numbers/+18005550123"),
+            serde_json::json!({ "queue": "x" }),
+        ),
+    ];
+    unprocessable(&http, &bad).await;
+    let r = http
+        .delete(format!("{numbers}/+18005550124"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    problem(
+        http.delete(format!("{numbers}/+18005550124"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     router.stop().await.expect("graceful stop");
 
     // The same configuration file and data folder: the API's changes are still there.
@@ -556,6 +616,25 @@ async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
     assert_eq!(
         all[0]["skills"],
         serde_json::json!({ "billing": 4, "orders": 2 })
+    );
+    let ns = list(
+        http.clone(),
+        format!("{base}/v1/config/tenants/contoso/numbers"),
+    )
+    .await;
+    assert_eq!(ns.len(), 1, "{ns:?}");
+    assert_eq!(
+        (
+            &ns[0]["number"],
+            &ns[0]["settings"]["queue"],
+            &ns[0]["settings"]["priority"]
+        ),
+        (
+            &Value::from("+18005550123"),
+            &Value::from("billing"),
+            &Value::from(4)
+        ),
+        "{ns:?}"
     );
     let qs = list(
         http.clone(),

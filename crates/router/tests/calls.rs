@@ -421,6 +421,15 @@ impl Center {
     }
 }
 
+/// The caller's events end in an `ended` that says `status`.
+fn assert_ended_with(ev: &[Value], status: &str) {
+    let ended = ev
+        .iter()
+        .find(|e| e["event"] == "ended")
+        .expect("an ended event");
+    assert!(ended.to_string().contains(status), "{ended}");
+}
+
 /// A phone behind the trunk, the number `user`, listening on `port` for the router's calls:
 /// answers one after 1 s, plays `play` and records what it hears as `record`.
 fn trunk_phone(c: &Center, port: u16, user: &str, play: &str, record: &str) -> Child {
@@ -782,11 +791,7 @@ async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
     // A number the tenant does not have: the caller hears so (early media), then 404.
     let (ok, ev) = c.call("+18005550199", 2, "caller.wav", "x.wav").await;
     assert!(!ok);
-    let ended = ev
-        .iter()
-        .find(|e| e["event"] == "ended")
-        .expect("an ended event");
-    assert!(ended.to_string().contains("404"), "{ended}");
+    assert_ended_with(&ev, "404");
     assert!(
         ev.iter()
             .any(|e| e["event"] == "progress" && e["status"] == 183),
@@ -3026,4 +3031,46 @@ async fn after_a_sigkill_a_registered_ready_agent_takes_calls_without_signing_in
     );
     let _ = router.kill();
     let _ = router.wait();
+}
+
+/// A number added through the configuration API takes calls at once: a caller on the trunk
+/// dials it and talks to the queue's agent; removed again, it is not in service (404).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_number_added_through_the_api_takes_calls_at_once_and_removed_is_not_in_service() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
+    c.tones(6);
+    let url = format!("{}/v1/config/tenants/contoso/numbers/+18005550199", c.base);
+    let r = c
+        .http
+        .put(&url)
+        .json(&serde_json::json!({ "queue": "general" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let agent = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "agent-heard.wav")
+        .await;
+    let (ok, ev) = c
+        .call("+18005550199", 3, "caller.wav", "caller-heard.wav")
+        .await;
+    assert!(ok, "the new number answered: {ev:?}");
+    let agent_ev = finish(agent, Duration::from_secs(10)).await;
+    assert!(
+        agent_ev.iter().any(|e| e["event"] == "established"),
+        "the queue's agent took the call: {agent_ev:?}"
+    );
+    c.heard(
+        "agent-heard.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.9),
+        "the agent heard the caller of the new number",
+    );
+    let r = c.http.delete(&url).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let (ok, ev) = c.call("+18005550199", 2, "caller.wav", "x.wav").await;
+    assert!(!ok);
+    assert_ended_with(&ev, "404");
 }
