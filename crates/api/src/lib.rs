@@ -320,6 +320,84 @@ pub struct NumberConfigView {
     pub source: String,
 }
 
+/// A tenant's toll rules (`/v1/config/tenants/{tenant}/outbound`): the outside calls its
+/// agents may place through the router, on which trunk, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct TollRules {
+    /// The tenant's trunk that carries them (it needs an outbound or probe target).
+    pub trunk: String,
+    /// E.164 prefixes agents may call (`+1`, `+44`; `+`: anywhere). None: nowhere.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Prefixes never called, whatever `allow` says (premium rates: `+1900`).
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Outside calls an agent may place in an hour (1–1000); default 60.
+    #[serde(default = "default_max_per_hour")]
+    pub max_per_hour: u32,
+    /// The number the called party sees (E.164); none: the tenant's first number.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+}
+
+fn default_max_per_hour() -> u32 {
+    60
+}
+
+impl TollRules {
+    /// Whether an agent may call `number`: an E.164 number (`+` and 6–15 digits) that an
+    /// `allow` prefix covers and no `deny` prefix does. `Err` says why not.
+    pub fn permits(&self, number: &str) -> Result<(), String> {
+        let digits = number.strip_prefix('+').unwrap_or_default();
+        if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{number} is not an E.164 number (+ and 6 to 15 digits)"
+            ));
+        }
+        if let Some(d) = self.deny.iter().find(|d| number.starts_with(d.as_str())) {
+            return Err(format!("numbers starting {d} are denied by the toll rules"));
+        }
+        if !self.allow.iter().any(|a| number.starts_with(a.as_str())) {
+            return Err(format!(
+                "{number} is not in an allowed prefix of the toll rules"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An expert group as `PUT /v1/config/tenants/{tenant}/experts/{name}` sets it: the skill its
+/// experts have, and its lowest level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct ExpertSettings {
+    pub skill: String,
+    /// 1–5; default 1.
+    #[serde(default = "one")]
+    pub min_level: u8,
+}
+
+fn one() -> u8 {
+    1
+}
+
+/// An expert group as `GET /v1/config/tenants/{tenant}/experts` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct ExpertGroupView {
+    pub tenant: String,
+    pub name: String,
+    pub settings: ExpertSettings,
+    /// `file` or `api`, as for agents.
+    pub source: String,
+}
+
 /// A queue as `GET /v1/config/tenants/{tenant}/queues` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

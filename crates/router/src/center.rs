@@ -285,56 +285,13 @@ impl TrunkSpec {
 }
 
 /// Agents' calls to outside numbers: which trunk carries them, which numbers they may reach
-/// (toll rules), and how many an agent may place.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboundSpec {
-    /// The tenant's trunk that carries them (it needs an `outbound` or `probe` target).
-    pub trunk: String,
-    /// E.164 prefixes agents may call (`"+1"`, `"+44"`; `"+"`: anywhere). None: nowhere.
-    #[serde(default)]
-    pub allow: Vec<String>,
-    /// Prefixes never called, whatever `allow` says (premium rates: `"+1900"`).
-    #[serde(default)]
-    pub deny: Vec<String>,
-    /// Outside calls an agent may place in an hour (1–1000).
-    #[serde(default = "default_max_per_hour")]
-    pub max_per_hour: u32,
-    /// The number the called party sees (E.164); none: the tenant's first number.
-    #[serde(default)]
-    pub caller_id: Option<String>,
-}
-
-fn default_max_per_hour() -> u32 {
-    60
-}
+/// (toll rules), and how many an agent may place — the same type the API sets them with.
+pub type OutboundSpec = switchboard_api::TollRules;
 
 /// Whether `s` is an E.164 prefix: `+` and at most 15 digits.
 fn e164_prefix(s: &str) -> bool {
     s.strip_prefix('+')
         .is_some_and(|d| d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit()))
-}
-
-impl OutboundSpec {
-    /// Whether an agent may call `number`: an E.164 number (`+` and 6–15 digits) that an
-    /// `allow` prefix covers and no `deny` prefix does. `Err` says why not.
-    pub fn permits(&self, number: &str) -> Result<(), String> {
-        let digits = number.strip_prefix('+').unwrap_or_default();
-        if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "{number} is not an E.164 number (+ and 6 to 15 digits)"
-            ));
-        }
-        if let Some(d) = self.deny.iter().find(|d| number.starts_with(d.as_str())) {
-            return Err(format!("numbers starting {d} are denied by the toll rules"));
-        }
-        if !self.allow.iter().any(|a| number.starts_with(a.as_str())) {
-            return Err(format!(
-                "{number} is not in an allowed prefix of the toll rules"
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// A password from the configuration: its `Debug` says nothing.

@@ -10,11 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use switchboard_api::{
-    AgentConfigView, AgentSettings, NumberConfigView, NumberSettings, Problem, QueueConfigView,
-    QueueSettings, RouteSettings,
+    AgentConfigView, AgentSettings, ExpertGroupView, ExpertSettings, NumberConfigView,
+    NumberSettings, Problem, QueueConfigView, QueueSettings, RouteSettings, TollRules,
 };
 
-use crate::center::{NumberSpec, QueueConfig, TargetSpec};
+use crate::center::{ExpertGroupSpec, NumberSpec, QueueConfig, TargetSpec, TenantSpec};
 use crate::desk::CallCenter;
 use crate::routing::Strategy;
 
@@ -28,7 +28,8 @@ impl From<AgentChangeError> for ApiError {
         match e {
             AgentChangeError::NoTenant(_)
             | AgentChangeError::Unknown(_)
-            | AgentChangeError::NoNumber(_) => ApiError::NotFound(e.to_string()),
+            | AgentChangeError::NoNumber(_)
+            | AgentChangeError::Missing(_) => ApiError::NotFound(e.to_string()),
             AgentChangeError::Busy(_) | AgentChangeError::Elsewhere(..) => {
                 ApiError::Conflict(e.to_string())
             }
@@ -207,6 +208,28 @@ pub(crate) fn apply_stored(
             let spec = settings.map(|s| number_spec(name, &s));
             match center.set_number(tenant, name, spec) {
                 Err(AgentChangeError::NoNumber(_)) => Ok(()),
+                r => r.map(|_| ()).map_err(|e| e.to_string()),
+            }
+        }
+        "expert" => {
+            let settings: Option<ExpertSettings> = json
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let change = set_expert(name, settings.as_ref());
+            match center.change_tenant(tenant, &format!("expert:{name}"), false, change) {
+                Err(AgentChangeError::Missing(_)) => Ok(()),
+                r => r.map(|_| ()).map_err(|e| e.to_string()),
+            }
+        }
+        "outbound" => {
+            let rules: Option<TollRules> = json
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let change = set_outbound(rules.as_ref());
+            match center.change_tenant(tenant, "outbound", false, change) {
+                Err(AgentChangeError::Missing(_)) => Ok(()),
                 r => r.map(|_| ()).map_err(|e| e.to_string()),
             }
         }
@@ -626,5 +649,285 @@ pub async fn delete_number(
     keep::<NumberSettings>(&state, &tenant, "number", &number, None).await?;
     state.center.set_number(&tenant, &number, None)?;
     tracing::info!(%tenant, %number, "number removed through the API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets expert group `name` to `settings` (`None`: removes it); the change returns whether the
+/// group is new.
+fn set_expert(
+    name: &str,
+    settings: Option<&ExpertSettings>,
+) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
+    let settings = settings.cloned();
+    let name = name.to_owned();
+    move |t: &mut TenantSpec| {
+        let name = name.as_str();
+        let at = t
+            .experts
+            .iter()
+            .position(|g| g.name.eq_ignore_ascii_case(name));
+        match (at, &settings) {
+            (Some(i), Some(s)) => {
+                t.experts[i] = ExpertGroupSpec {
+                    name: name.to_owned(),
+                    skill: s.skill.clone(),
+                    min_level: s.min_level,
+                };
+                Ok(false)
+            }
+            (None, Some(s)) => {
+                t.experts.push(ExpertGroupSpec {
+                    name: name.to_owned(),
+                    skill: s.skill.clone(),
+                    min_level: s.min_level,
+                });
+                Ok(true)
+            }
+            (Some(i), None) => {
+                t.experts.remove(i);
+                Ok(false)
+            }
+            (None, None) => Err(AgentChangeError::Missing(format!(
+                "no expert group {name:?} in this tenant"
+            ))),
+        }
+    }
+}
+
+/// Sets the tenant's toll rules (`None`: no outside calls); the change returns whether there
+/// were none before.
+fn set_outbound(
+    rules: Option<&TollRules>,
+) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
+    let rules = rules.cloned();
+    move |t: &mut TenantSpec| {
+        let was = t.outbound.is_some();
+        match &rules {
+            Some(r) => {
+                t.outbound = Some(r.clone());
+                Ok(!was)
+            }
+            None if was => {
+                t.outbound = None;
+                Ok(false)
+            }
+            None => Err(AgentChangeError::Missing(
+                "this tenant has no toll rules: its agents place no outside calls".into(),
+            )),
+        }
+    }
+}
+
+fn expert_views(state: &AppState, tenant: &str) -> Result<Vec<ExpertGroupView>, ApiError> {
+    state
+        .center
+        .with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+            Some(
+                t.spec
+                    .experts
+                    .iter()
+                    .map(|g| ExpertGroupView {
+                        tenant: tenant.to_owned(),
+                        name: g.name.clone(),
+                        settings: ExpertSettings {
+                            skill: g.skill.clone(),
+                            min_level: g.min_level,
+                        },
+                        source: if t.others_from_api.contains(&format!("expert:{}", g.name)) {
+                            "api"
+                        } else {
+                            "file"
+                        }
+                        .into(),
+                    })
+                    .collect(),
+            )
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {tenant:?}")))
+}
+
+#[utoipa::path(
+    get, path = "/v1/config/tenants/{tenant}/experts", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the tenant's expert groups", body = Vec<ExpertGroupView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_experts(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<ExpertGroupView>>, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, false)?;
+    Ok(Json(expert_views(&state, &tenant)?))
+}
+
+#[utoipa::path(
+    put, path = "/v1/config/tenants/{tenant}/experts/{name}", tag = "config", request_body = ExpertSettings,
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the group's name, its transfer target (1–64 letters, digits, '-', '_')"),
+    ),
+    responses(
+        (status = 200, description = "the group was changed", body = ExpertGroupView),
+        (status = 201, description = "the group was added", body = ExpertGroupView),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a name or level the configuration file would refuse (the key and why)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_expert(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<ExpertSettings>, JsonRejection>,
+) -> Result<(StatusCode, Json<ExpertGroupView>), ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    let Json(settings) = body?;
+    if !is_name(&name) || !is_name(&settings.skill) {
+        return Err(ApiError::Unprocessable(format!(
+            "{name:?} and its skill {:?} are names: 1–64 letters, digits, '-' or '_'",
+            settings.skill
+        )));
+    }
+    let key = format!("expert:{name}");
+    let change = set_expert(&name, Some(&settings));
+    state.center.change_tenant(&tenant, &key, true, &change)?;
+    keep(&state, &tenant, "expert", &name, Some(&settings)).await?;
+    let new = state.center.change_tenant(&tenant, &key, false, &change)?;
+    tracing::info!(%tenant, group = %name, new, "expert group set through the API");
+    let view = expert_views(&state, &tenant)?
+        .into_iter()
+        .find(|g| g.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no expert group {name:?}")))?;
+    Ok((created(new), Json(view)))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/config/tenants/{tenant}/experts/{name}", tag = "config",
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the group's name"),
+    ),
+    responses(
+        (status = 204, description = "the group was removed: transfers to it find nobody"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant or group", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the configuration still names the group (an attendant's key, a queue's overflow)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_expert(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    let key = format!("expert:{name}");
+    let change = set_expert(&name, None);
+    state.center.change_tenant(&tenant, &key, true, &change)?;
+    keep::<ExpertSettings>(&state, &tenant, "expert", &name, None).await?;
+    state.center.change_tenant(&tenant, &key, false, &change)?;
+    tracing::info!(%tenant, group = %name, "expert group removed through the API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get, path = "/v1/config/tenants/{tenant}/outbound", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the tenant's toll rules", body = TollRules),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or it has no toll rules (its agents place no outside calls)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_outbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<Json<TollRules>, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, false)?;
+    let rules = state.center.with(|d| {
+        let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+        t.spec.outbound.clone()
+    });
+    rules.map(Json).ok_or_else(|| {
+        ApiError::NotFound(
+            "this tenant has no toll rules: its agents place no outside calls".into(),
+        )
+    })
+}
+
+#[utoipa::path(
+    put, path = "/v1/config/tenants/{tenant}/outbound", tag = "config", request_body = TollRules,
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the toll rules were changed; the next outside call follows them", body = TollRules),
+        (status = 201, description = "the tenant had none: its agents may now place outside calls within them", body = TollRules),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "rules the configuration file would refuse (the key and why: no such trunk, a prefix that is not E.164, a cap out of range)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_outbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+    body: Result<Json<TollRules>, JsonRejection>,
+) -> Result<(StatusCode, Json<TollRules>), ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, true)?;
+    let Json(rules) = body?;
+    let change = set_outbound(Some(&rules));
+    state
+        .center
+        .change_tenant(&tenant, "outbound", true, &change)?;
+    keep(&state, &tenant, "outbound", "", Some(&rules)).await?;
+    let new = state
+        .center
+        .change_tenant(&tenant, "outbound", false, &change)?;
+    tracing::info!(%tenant, allow = rules.allow.len(), deny = rules.deny.len(), "toll rules set through the API");
+    Ok((created(new), Json(rules)))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/config/tenants/{tenant}/outbound", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 204, description = "the toll rules were removed: agents place no outside calls, and transfers to outside numbers are refused"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or it had no toll rules", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_outbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, true)?;
+    let change = set_outbound(None);
+    state
+        .center
+        .change_tenant(&tenant, "outbound", true, &change)?;
+    keep::<TollRules>(&state, &tenant, "outbound", "", None).await?;
+    state
+        .center
+        .change_tenant(&tenant, "outbound", false, &change)?;
+    tracing::info!(%tenant, "toll rules removed through the API");
     Ok(StatusCode::NO_CONTENT)
 }

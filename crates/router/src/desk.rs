@@ -165,6 +165,8 @@ pub struct TenantRt {
     pub queues_from_api: std::collections::HashSet<String>,
     /// Numbers added, changed or removed through the API.
     pub numbers_from_api: std::collections::HashSet<String>,
+    /// Expert groups (and, as `""`, the toll rules) set through the API.
+    pub others_from_api: std::collections::HashSet<String>,
 }
 
 /// Why an agent could not be added, changed or removed.
@@ -183,6 +185,9 @@ pub enum AgentChangeError {
     Invalid(String),
     #[error("{0} is not a number of this tenant")]
     NoNumber(String),
+    /// Something to remove that is not there: what.
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl From<RemoveAgentError> for AgentChangeError {
@@ -845,6 +850,7 @@ impl CallCenter {
                     from_api: Default::default(),
                     queues_from_api: Default::default(),
                     numbers_from_api: Default::default(),
+                    others_from_api: Default::default(),
                 }
             })
             .collect();
@@ -1186,6 +1192,29 @@ impl CallCenter {
                 }
                 (None, None) => false,
             })
+        })
+    }
+
+    /// Changes tenant `tenant`'s configuration by `change` (its expert groups, its toll
+    /// rules: what calls read when they need it), after checking the tenants with it as the
+    /// file is checked; `key` names what changed (for `source`). `dry`: check only. Returns
+    /// what `change` returned.
+    pub fn change_tenant<R>(
+        &self,
+        tenant: &str,
+        key: &str,
+        dry: bool,
+        change: impl Fn(&mut TenantSpec) -> Result<R, AgentChangeError>,
+    ) -> Result<R, AgentChangeError> {
+        self.with(|d| {
+            let t = d.fits(tenant, |spec| change(spec).map(|_| ()))?;
+            if dry {
+                let mut copy = d.tenants[t].spec.clone();
+                return change(&mut copy);
+            }
+            let rt = &mut d.tenants[t];
+            rt.others_from_api.insert(key.to_owned());
+            change(&mut rt.spec)
         })
     }
 

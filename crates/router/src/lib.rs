@@ -111,6 +111,20 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             get(config_http::list_agents),
         )
         .route(
+            "/v1/config/tenants/{tenant}/experts",
+            get(config_http::list_experts),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/experts/{name}",
+            axum::routing::put(config_http::put_expert).delete(config_http::delete_expert),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/outbound",
+            get(config_http::get_outbound)
+                .put(config_http::put_outbound)
+                .delete(config_http::delete_outbound),
+        )
+        .route(
             "/v1/config/tenants/{tenant}/numbers",
             get(config_http::list_numbers),
         )

@@ -336,6 +336,11 @@ listen = "127.0.0.1:0"
 id = "contoso"
 domain = "contoso.example"
 
+[[tenants.trunks]]
+name = "carrier"
+allow = ["192.0.2.10"]
+outbound = "sip:192.0.2.10:5060"
+
 [[tenants.queues]]
 name = "billing"
 skills = { billing = 3 }
@@ -362,6 +367,17 @@ async fn unprocessable(http: &reqwest::Client, cases: &[(String, Value)]) {
     }
 }
 
+/// DELETE `url` removes what it names (204); a second finds nothing (404).
+async fn removed_once(http: &reqwest::Client, url: &str) {
+    let r = http.delete(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{url}");
+    problem(
+        http.delete(url).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
 /// A router on `dir` with [`TWO_TENANTS`].
 async fn start_on_dir(dir: &std::path::Path) -> switchboard_router::Background {
     let mut config = Config::from_toml(TWO_TENANTS, std::path::Path::new("two.toml")).unwrap();
@@ -373,11 +389,11 @@ async fn start_on_dir(dir: &std::path::Path) -> switchboard_router::Background {
         .spawn()
 }
 
-/// Agents are added, changed and removed through the API: the change applies at once (the
+/// Agents (and queues, numbers, expert groups, toll rules) are set through the API: the change applies at once (the
 /// new agent gets SIP credentials, the removed one no longer does), bad input is refused with
 /// problem+json, a UPN stays in one tenant, and what changed survives a restart.
 #[tokio::test]
-async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
+async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules_and_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
     let router = start_on_dir(dir.path()).await;
     let base = router.url().to_owned();
@@ -590,20 +606,59 @@ async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
         ),
     ];
     unprocessable(&http, &bad).await;
-    let r = http
-        .delete(format!("{numbers}/+18005550124"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Toll rules and expert groups.
+    let outbound = format!("{base}/v1/config/tenants/contoso/outbound");
     problem(
-        http.delete(format!("{numbers}/+18005550124"))
-            .send()
-            .await
-            .unwrap(),
+        http.get(&outbound).send().await.unwrap(),
         StatusCode::NOT_FOUND,
     )
     .await;
+    let rules = serde_json::json!({ "trunk": "carrier", "allow": ["+1"], "deny": ["+1900"] });
+    let r = put(outbound.clone(), rules).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let rules = serde_json::json!({ "trunk": "carrier", "allow": ["+1", "+44"], "deny": ["+1900"], "max_per_hour": 10 });
+    let r = put(outbound.clone(), rules.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got: Value = http
+        .get(&outbound)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["allow"], rules["allow"]);
+    assert_eq!(got["max_per_hour"], 10);
+    let experts = format!("{base}/v1/config/tenants/contoso/experts");
+    let r = put(
+        format!("{experts}/escalations"),
+        serde_json::json!({ "skill": "billing", "min_level": 4 }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bad = [
+        (outbound.clone(), serde_json::json!({ "trunk": "nope" })),
+        (
+            outbound.clone(),
+            serde_json::json!({ "trunk": "carrier", "allow": ["1"] }),
+        ),
+        (
+            outbound.clone(),
+            serde_json::json!({ "trunk": "carrier", "max_per_hour": 0 }),
+        ),
+        (
+            format!("{experts}/billing"),
+            serde_json::json!({ "skill": "billing" }),
+        ),
+        (
+            format!("{experts}/escalations"),
+            serde_json::json!({ "skill": "billing", "min_level": 7 }),
+        ),
+    ];
+    unprocessable(&http, &bad).await;
+    removed_once(&http, &format!("{experts}/escalations")).await;
+    removed_once(&http, &format!("{numbers}/+18005550124")).await;
     router.stop().await.expect("graceful stop");
 
     // The same configuration file and data folder: the API's changes are still there.
@@ -617,6 +672,24 @@ async fn agents_are_managed_through_the_api_and_kept_across_a_restart() {
         all[0]["skills"],
         serde_json::json!({ "billing": 4, "orders": 2 })
     );
+    let got: Value = http
+        .get(format!("{base}/v1/config/tenants/contoso/outbound"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        got["max_per_hour"], 10,
+        "the toll rules after the restart: {got}"
+    );
+    let groups = list(
+        http.clone(),
+        format!("{base}/v1/config/tenants/contoso/experts"),
+    )
+    .await;
+    assert!(groups.is_empty(), "removed stays removed: {groups:?}");
     let ns = list(
         http.clone(),
         format!("{base}/v1/config/tenants/contoso/numbers"),
