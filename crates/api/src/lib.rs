@@ -320,6 +320,50 @@ pub struct NumberConfigView {
     pub source: String,
 }
 
+/// Opening hours as `PUT /v1/config/tenants/{tenant}/schedules/{name}` sets them, written as
+/// in the configuration file: days as lists of `"HH:MM-HH:MM"`, holidays as `"2026-12-25"` or
+/// `"2026-12-24..2026-12-26"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// An IANA time zone (`Europe/London`).
+    pub timezone: String,
+    /// Monday to Friday, each day not given on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekdays: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mon: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tue: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wed: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thu: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fri: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sat: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sun: Option<Vec<String>>,
+    /// Days closed all day.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+/// A schedule as `GET /v1/config/tenants/{tenant}/schedules` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct ScheduleView {
+    pub tenant: String,
+    pub name: String,
+    pub settings: ScheduleSettings,
+    /// `file` or `api`, as for agents.
+    pub source: String,
+}
+
 /// A tenant's toll rules (`/v1/config/tenants/{tenant}/outbound`): the outside calls its
 /// agents may place through the router, on which trunk, and how many.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,5 +8,6 @@ CREATE TABLE config_changes (
     name        TEXT NOT NULL,                -- an agent's UPN (lower case), a queue's name
     settings    TEXT,                         -- JSON, or NULL: removed
     updated_at  TEXT NOT NULL,                -- RFC 3339, UTC
+    seq         INTEGER NOT NULL,             -- the order changes were made in
     PRIMARY KEY (tenant, kind, name)
 );

@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use switchboard_api::{
     AgentConfigView, AgentSettings, ExpertGroupView, ExpertSettings, NumberConfigView,
-    NumberSettings, Problem, QueueConfigView, QueueSettings, RouteSettings, TollRules,
+    NumberSettings, Problem, QueueConfigView, QueueSettings, RouteSettings, ScheduleSettings,
+    ScheduleView, TollRules,
 };
 
 use crate::center::{ExpertGroupSpec, NumberSpec, QueueConfig, TargetSpec, TenantSpec};
@@ -170,6 +171,42 @@ async fn keep<T: serde::Serialize>(
     Ok(())
 }
 
+/// Checks `change` on tenant `tenant` as the file is checked, keeps `settings` in the store
+/// as the `kind` named `name` (`""`: the tenant's one), then makes the change; returns what
+/// the change returned.
+async fn check_keep_apply<T: serde::Serialize, R>(
+    state: &AppState,
+    tenant: &str,
+    kind: &str,
+    name: &str,
+    settings: Option<&T>,
+    change: impl Fn(&mut TenantSpec) -> Result<R, AgentChangeError>,
+) -> Result<R, ApiError> {
+    let key = source_key(kind, name);
+    state.center.change_tenant(tenant, &key, true, &change)?;
+    keep(state, tenant, kind, name, settings).await?;
+    Ok(state.center.change_tenant(tenant, &key, false, &change)?)
+}
+
+/// How a tenant remembers what the API set: `kind:name`, or `kind` for the tenant's one.
+fn source_key(kind: &str, name: &str) -> String {
+    if name.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}:{name}")
+    }
+}
+
+/// `api` when the API set `kind` `name` of tenant `t`, else `file`.
+fn source(t: &crate::desk::TenantRt, kind: &str, name: &str) -> String {
+    if t.others_from_api.contains(&source_key(kind, name)) {
+        "api"
+    } else {
+        "file"
+    }
+    .into()
+}
+
 /// Applies a change kept in the store (at start): `kind` `agent` or `queue`, settings as
 /// JSON or `None` for removed.
 pub(crate) fn apply_stored(
@@ -217,7 +254,21 @@ pub(crate) fn apply_stored(
                 .transpose()
                 .map_err(|e| e.to_string())?;
             let change = set_expert(name, settings.as_ref());
-            match center.change_tenant(tenant, &format!("expert:{name}"), false, change) {
+            match center.change_tenant(tenant, &source_key("expert", name), false, change) {
+                Err(AgentChangeError::Missing(_)) => Ok(()),
+                r => r.map(|_| ()).map_err(|e| e.to_string()),
+            }
+        }
+        "schedule" => {
+            let settings: Option<ScheduleSettings> = json
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let spec = settings
+                .map(|s| crate::hours::ScheduleSpec::from_settings(name, &s))
+                .transpose()?;
+            let change = set_schedule(name, spec);
+            match center.change_tenant(tenant, &source_key("schedule", name), false, change) {
                 Err(AgentChangeError::Missing(_)) => Ok(()),
                 r => r.map(|_| ()).map_err(|e| e.to_string()),
             }
@@ -734,12 +785,7 @@ fn expert_views(state: &AppState, tenant: &str) -> Result<Vec<ExpertGroupView>, 
                             skill: g.skill.clone(),
                             min_level: g.min_level,
                         },
-                        source: if t.others_from_api.contains(&format!("expert:{}", g.name)) {
-                            "api"
-                        } else {
-                            "file"
-                        }
-                        .into(),
+                        source: source(t, "expert", &g.name),
                     })
                     .collect(),
             )
@@ -798,11 +844,8 @@ pub async fn put_expert(
             settings.skill
         )));
     }
-    let key = format!("expert:{name}");
     let change = set_expert(&name, Some(&settings));
-    state.center.change_tenant(&tenant, &key, true, &change)?;
-    keep(&state, &tenant, "expert", &name, Some(&settings)).await?;
-    let new = state.center.change_tenant(&tenant, &key, false, &change)?;
+    let new = check_keep_apply(&state, &tenant, "expert", &name, Some(&settings), change).await?;
     tracing::info!(%tenant, group = %name, new, "expert group set through the API");
     let view = expert_views(&state, &tenant)?
         .into_iter()
@@ -832,11 +875,8 @@ pub async fn delete_expert(
 ) -> Result<StatusCode, ApiError> {
     let Path((tenant, name)) = path?;
     may(&state, &caller, &tenant, true)?;
-    let key = format!("expert:{name}");
     let change = set_expert(&name, None);
-    state.center.change_tenant(&tenant, &key, true, &change)?;
-    keep::<ExpertSettings>(&state, &tenant, "expert", &name, None).await?;
-    state.center.change_tenant(&tenant, &key, false, &change)?;
+    check_keep_apply::<ExpertSettings, _>(&state, &tenant, "expert", &name, None, change).await?;
     tracing::info!(%tenant, group = %name, "expert group removed through the API");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -892,13 +932,7 @@ pub async fn put_outbound(
     may(&state, &caller, &tenant, true)?;
     let Json(rules) = body?;
     let change = set_outbound(Some(&rules));
-    state
-        .center
-        .change_tenant(&tenant, "outbound", true, &change)?;
-    keep(&state, &tenant, "outbound", "", Some(&rules)).await?;
-    let new = state
-        .center
-        .change_tenant(&tenant, "outbound", false, &change)?;
+    let new = check_keep_apply(&state, &tenant, "outbound", "", Some(&rules), change).await?;
     tracing::info!(%tenant, allow = rules.allow.len(), deny = rules.deny.len(), "toll rules set through the API");
     Ok((created(new), Json(rules)))
 }
@@ -921,13 +955,146 @@ pub async fn delete_outbound(
     let Path(tenant) = tenant?;
     may(&state, &caller, &tenant, true)?;
     let change = set_outbound(None);
-    state
-        .center
-        .change_tenant(&tenant, "outbound", true, &change)?;
-    keep::<TollRules>(&state, &tenant, "outbound", "", None).await?;
-    state
-        .center
-        .change_tenant(&tenant, "outbound", false, &change)?;
+    check_keep_apply::<TollRules, _>(&state, &tenant, "outbound", "", None, change).await?;
     tracing::info!(%tenant, "toll rules removed through the API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets schedule `name` (`None`: removes it); the change returns whether it is new.
+fn set_schedule(
+    name: &str,
+    spec: Option<crate::hours::ScheduleSpec>,
+) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
+    let name = name.to_owned();
+    move |t: &mut TenantSpec| {
+        let at = t.schedules.iter().position(|s| s.name == name);
+        match (at, &spec) {
+            (Some(i), Some(s)) => {
+                t.schedules[i] = s.clone();
+                Ok(false)
+            }
+            (None, Some(s)) => {
+                t.schedules.push(s.clone());
+                Ok(true)
+            }
+            (Some(i), None) => {
+                t.schedules.remove(i);
+                Ok(false)
+            }
+            (None, None) => Err(AgentChangeError::Missing(format!(
+                "no schedule {name:?} in this tenant"
+            ))),
+        }
+    }
+}
+
+fn schedule_views(state: &AppState, tenant: &str) -> Result<Vec<ScheduleView>, ApiError> {
+    state
+        .center
+        .with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+            Some(
+                t.spec
+                    .schedules
+                    .iter()
+                    .map(|s| ScheduleView {
+                        tenant: tenant.to_owned(),
+                        name: s.name.clone(),
+                        settings: s.settings(),
+                        source: source(t, "schedule", &s.name),
+                    })
+                    .collect(),
+            )
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {tenant:?}")))
+}
+
+#[utoipa::path(
+    get, path = "/v1/config/tenants/{tenant}/schedules", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the tenant's opening hours", body = Vec<ScheduleView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, false)?;
+    Ok(Json(schedule_views(&state, &tenant)?))
+}
+
+#[utoipa::path(
+    put, path = "/v1/config/tenants/{tenant}/schedules/{name}", tag = "config", request_body = ScheduleSettings,
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the schedule's name (1–64 letters, digits, '-', '_')"),
+    ),
+    responses(
+        (status = 200, description = "the hours were changed; the next call follows them", body = ScheduleView),
+        (status = 201, description = "the schedule was added", body = ScheduleView),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "hours the configuration file would refuse (an unknown time zone, a span that is not HH:MM-HH:MM or overlaps, a date that is not one)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<ScheduleSettings>, JsonRejection>,
+) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    if !is_name(&name) {
+        return Err(ApiError::Unprocessable(format!(
+            "{name:?} is not a schedule name: use 1–64 letters, digits, '-' or '_'"
+        )));
+    }
+    let Json(settings) = body?;
+    let spec = crate::hours::ScheduleSpec::from_settings(&name, &settings)
+        .map_err(ApiError::Unprocessable)?;
+    let change = set_schedule(&name, Some(spec));
+    let new = check_keep_apply(&state, &tenant, "schedule", &name, Some(&settings), change).await?;
+    tracing::info!(%tenant, schedule = %name, new, "schedule set through the API");
+    let view = schedule_views(&state, &tenant)?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no schedule {name:?}")))?;
+    Ok((created(new), Json(view)))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/config/tenants/{tenant}/schedules/{name}", tag = "config",
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the schedule's name"),
+    ),
+    responses(
+        (status = 204, description = "the schedule was removed"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant or schedule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a number or an attendant still follows the schedule", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    let change = set_schedule(&name, None);
+    check_keep_apply::<ScheduleSettings, _>(&state, &tenant, "schedule", &name, None, change)
+        .await?;
+    tracing::info!(%tenant, schedule = %name, "schedule removed through the API");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -246,6 +246,49 @@ impl ScheduleSpec {
         }
     }
 
+    /// Schedule `name` from the API's settings, read exactly as the configuration file's
+    /// `[[tenants.schedules]]` is (the same checks, the same messages).
+    pub fn from_settings(
+        name: &str,
+        s: &switchboard_api::ScheduleSettings,
+    ) -> Result<ScheduleSpec, String> {
+        let mut v = serde_json::to_value(s).map_err(|e| e.to_string())?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("name".into(), serde_json::Value::String(name.to_owned()));
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    /// The schedule as the API shows it (as the file would write it).
+    pub fn settings(&self) -> switchboard_api::ScheduleSettings {
+        let day = |d: &Option<DayHours>| {
+            d.as_ref()
+                .map(|d| d.0.iter().map(|s| show(*s)).collect::<Vec<_>>())
+        };
+        switchboard_api::ScheduleSettings {
+            timezone: self.timezone.name.clone(),
+            weekdays: day(&self.weekdays),
+            mon: day(&self.mon),
+            tue: day(&self.tue),
+            wed: day(&self.wed),
+            thu: day(&self.thu),
+            fri: day(&self.fri),
+            sat: day(&self.sat),
+            sun: day(&self.sun),
+            holidays: self
+                .holidays
+                .iter()
+                .map(|h| {
+                    if h.first == h.last {
+                        h.first.to_string()
+                    } else {
+                        format!("{}..{}", h.first, h.last)
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// Whether the schedule is open at `at`, closed, or on a holiday.
     pub fn state(&self, at: Timestamp) -> Hours {
         let local = self.timezone.tz.to_datetime(at);

@@ -111,6 +111,14 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             get(config_http::list_agents),
         )
         .route(
+            "/v1/config/tenants/{tenant}/schedules",
+            get(config_http::list_schedules),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/schedules/{name}",
+            axum::routing::put(config_http::put_schedule).delete(config_http::delete_schedule),
+        )
+        .route(
             "/v1/config/tenants/{tenant}/experts",
             get(config_http::list_experts),
         )
@@ -252,13 +260,29 @@ impl Router {
         ));
         tokio::spawn(presence.clone().run(shutdown.clone()));
         let center = Arc::new(desk::CallCenter::new(&config.tenants, Instant::now()));
-        // What the API changed applies over the configuration file, oldest change first.
-        for (tenant, kind, name, settings) in store.config_changes().await? {
-            if let Err(e) =
-                config_http::apply_stored(&center, &tenant, &kind, &name, settings.as_deref())
-            {
-                tracing::warn!(%tenant, %kind, %name, error = %e, "a stored configuration change no longer applies; skipped");
+        // What the API changed applies over the configuration file, in the order it was
+        // changed; a change that needs one made after it (a number following a schedule that
+        // was edited later) applies on a later pass.
+        let mut pending = store.config_changes().await?;
+        let mut failed = Vec::new();
+        while !pending.is_empty() {
+            failed.clear();
+            let before = pending.len();
+            pending.retain(|(tenant, kind, name, settings)| {
+                match config_http::apply_stored(&center, tenant, kind, name, settings.as_deref()) {
+                    Ok(()) => false,
+                    Err(e) => {
+                        failed.push((tenant.clone(), kind.clone(), name.clone(), e));
+                        true
+                    }
+                }
+            });
+            if pending.len() == before {
+                break;
             }
+        }
+        for (tenant, kind, name, e) in failed {
+            tracing::warn!(%tenant, %kind, %name, error = %e, "a stored configuration change no longer applies; skipped");
         }
         // Agents signed in before a restart are again: credentials, state, registration.
         let now_unix = std::time::SystemTime::now()

@@ -416,8 +416,10 @@ impl Store {
             .format(&Rfc3339)
             .map_err(|e| StoreError::Query(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO config_changes (tenant, kind, name, settings, updated_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant, kind, name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+            "INSERT INTO config_changes (tenant, kind, name, settings, updated_at, seq) \
+             VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM config_changes)) \
+             ON CONFLICT (tenant, kind, name) DO UPDATE SET settings = excluded.settings, \
+             updated_at = excluded.updated_at, seq = excluded.seq",
         )
         .bind(tenant)
         .bind(kind)
@@ -435,11 +437,10 @@ impl Store {
     pub async fn config_changes(
         &self,
     ) -> Result<Vec<(String, String, String, Option<String>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tenant, kind, name, settings FROM config_changes ORDER BY updated_at, tenant, kind, name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT tenant, kind, name, settings FROM config_changes ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
             .collect()

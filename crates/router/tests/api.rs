@@ -606,6 +606,60 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
         ),
     ];
     unprocessable(&http, &bad).await;
+    // Opening hours, as the file writes them; a schedule a number follows stays.
+    let schedules = format!("{base}/v1/config/tenants/contoso/schedules");
+    let hours = serde_json::json!({
+        "timezone": "Europe/London",
+        "weekdays": ["09:00-12:30", "13:30-17:00"],
+        "sat": ["10:00-14:00"],
+        "holidays": ["2026-12-25", "2026-12-31..2027-01-01"]
+    });
+    let r = put(format!("{schedules}/office"), hours.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["settings"], hours, "shown as written");
+    let r = put(
+        format!("{numbers}/+18005550126"),
+        serde_json::json!({ "queue": "billing", "schedule": "office", "closed": { "queue": "vip" } }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bad = [
+        (
+            format!("{schedules}/office"),
+            serde_json::json!({ "timezone": "Mars/Olympus_Mons" }),
+        ),
+        (
+            format!("{schedules}/office"),
+            serde_json::json!({ "timezone": "UTC", "mon": ["9-5"] }),
+        ),
+        (
+            format!("{schedules}/office"),
+            serde_json::json!({ "timezone": "UTC", "mon": ["09:00-12:00", "11:00-13:00"] }),
+        ),
+        (
+            format!("{schedules}/office"),
+            serde_json::json!({ "timezone": "UTC", "holidays": ["25/12/2026"] }),
+        ),
+    ];
+    unprocessable(&http, &bad).await;
+    let p = problem(
+        http.delete(format!("{schedules}/office"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    eprintln!("removing a schedule a number follows → {}", p["detail"]);
+    // Edited after the number that follows it: the restart still puts both back.
+    let r = put(format!("{schedules}/office"), hours.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     // Toll rules and expert groups.
     let outbound = format!("{base}/v1/config/tenants/contoso/outbound");
     problem(
@@ -690,12 +744,22 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
     )
     .await;
     assert!(groups.is_empty(), "removed stays removed: {groups:?}");
+    let kept = list(
+        http.clone(),
+        format!("{base}/v1/config/tenants/contoso/schedules"),
+    )
+    .await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        kept[0]["settings"]["sat"],
+        serde_json::json!(["10:00-14:00"])
+    );
     let ns = list(
         http.clone(),
         format!("{base}/v1/config/tenants/contoso/numbers"),
     )
     .await;
-    assert_eq!(ns.len(), 1, "{ns:?}");
+    assert_eq!(ns.len(), 2, "{ns:?}");
     assert_eq!(
         (
             &ns[0]["number"],
