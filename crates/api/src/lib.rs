@@ -364,6 +364,54 @@ pub struct ScheduleView {
     pub source: String,
 }
 
+/// A trunk as `PUT /v1/config/tenants/{tenant}/trunks/{name}` sets it, with the
+/// configuration file's fields (left out: the file's defaults). The password is never shown.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSettings {
+    /// Source IP addresses whose INVITEs arrive on the trunk.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Digest authentication of its INVITEs: user name and password, both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Calls on the trunk at once (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Where OPTIONS keep-alives go (`sip:192.0.2.10:5060`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// Seconds between probes (1–3600, default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_seconds: Option<u64>,
+    /// Where calls the router places on the trunk go (`sip:192.0.2.10:5060`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<String>,
+}
+
+/// A trunk as `GET /v1/config/tenants/{tenant}/trunks` lists it (no password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct TrunkView {
+    pub tenant: String,
+    pub name: String,
+    pub allow: Vec<String>,
+    pub username: Option<String>,
+    /// Whether it has a digest password (never shown).
+    pub has_password: bool,
+    pub max_calls: u32,
+    pub probe: Option<String>,
+    pub probe_seconds: u64,
+    pub outbound: Option<String>,
+    /// `file` or `api`, as for agents.
+    pub source: String,
+}
+
 /// A tenant's toll rules (`/v1/config/tenants/{tenant}/outbound`): the outside calls its
 /// agents may place through the router, on which trunk, and how many.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use axum::Json;
 use switchboard_api::{
     AgentConfigView, AgentSettings, ExpertGroupView, ExpertSettings, NumberConfigView,
     NumberSettings, Problem, QueueConfigView, QueueSettings, RouteSettings, ScheduleSettings,
-    ScheduleView, TollRules,
+    ScheduleView, TollRules, TrunkSettings, TrunkView,
 };
 
 use crate::center::{ExpertGroupSpec, NumberSpec, QueueConfig, TargetSpec, TenantSpec};
@@ -272,6 +272,17 @@ pub(crate) fn apply_stored(
                 Err(AgentChangeError::Missing(_)) => Ok(()),
                 r => r.map(|_| ()).map_err(|e| e.to_string()),
             }
+        }
+        "trunk" => {
+            let settings: TrunkSettings =
+                serde_json::from_str(json.unwrap_or("null")).map_err(|e| e.to_string())?;
+            let spec = trunk_spec(name, &settings)?;
+            let change = set_trunk(spec);
+            center
+                .change_tenant(tenant, &source_key("trunk", name), false, change)
+                .map_err(|e| e.to_string())?;
+            center.trunks_changed(tenant);
+            Ok(())
         }
         "outbound" => {
             let rules: Option<TollRules> = json
@@ -1097,4 +1108,127 @@ pub async fn delete_schedule(
         .await?;
     tracing::info!(%tenant, schedule = %name, "schedule removed through the API");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Trunk `name` from the API's settings, read by the configuration file's own reader.
+fn trunk_spec(name: &str, s: &TrunkSettings) -> Result<crate::center::TrunkSpec, String> {
+    let mut v = serde_json::to_value(s).map_err(|e| e.to_string())?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("name".into(), serde_json::Value::String(name.to_owned()));
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+/// Sets trunk `spec` (added after the others when new); returns whether it is new. Trunks
+/// are not removed through the API: calls hold their trunk by its place in the list.
+fn set_trunk(
+    spec: crate::center::TrunkSpec,
+) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
+    move |t: &mut TenantSpec| match t.trunks.iter_mut().find(|tr| tr.name == spec.name) {
+        Some(tr) => {
+            *tr = spec.clone();
+            Ok(false)
+        }
+        None => {
+            t.trunks.push(spec.clone());
+            Ok(true)
+        }
+    }
+}
+
+fn trunk_views(state: &AppState, tenant: &str) -> Result<Vec<TrunkView>, ApiError> {
+    state
+        .center
+        .with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+            Some(
+                t.spec
+                    .trunks
+                    .iter()
+                    .map(|tr| TrunkView {
+                        tenant: tenant.to_owned(),
+                        name: tr.name.clone(),
+                        allow: tr.allow.iter().map(|a| a.to_string()).collect(),
+                        username: tr.username.clone(),
+                        has_password: tr.password.is_some(),
+                        max_calls: tr.max_calls.min(u32::MAX as usize) as u32,
+                        probe: tr.probe.clone(),
+                        probe_seconds: tr.probe_seconds,
+                        outbound: tr.outbound.clone(),
+                        source: source(t, "trunk", &tr.name),
+                    })
+                    .collect(),
+            )
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {tenant:?}")))
+}
+
+#[utoipa::path(
+    get, path = "/v1/config/tenants/{tenant}/trunks", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the tenant's trunks as configured (passwords never shown); their health is GET /v1/trunks", body = Vec<TrunkView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_trunks(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<TrunkView>>, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, false)?;
+    Ok(Json(trunk_views(&state, &tenant)?))
+}
+
+#[utoipa::path(
+    put, path = "/v1/config/tenants/{tenant}/trunks/{name}", tag = "config", request_body = TrunkSettings,
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the trunk's name (1–64 letters, digits, '-', '_')"),
+    ),
+    responses(
+        (status = 200, description = "the trunk was changed; calls on it go on, new ones follow", body = TrunkView),
+        (status = 201, description = "the trunk was added: its calls are taken at once, its probes start", body = TrunkView),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a trunk the configuration file would refuse (the key and why: a source another trunk has, a user name without a password, a probe that is not sip:IP:PORT)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_trunk(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<TrunkSettings>, JsonRejection>,
+) -> Result<(StatusCode, Json<TrunkView>), ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    if !is_name(&name) {
+        return Err(ApiError::Unprocessable(format!(
+            "{name:?} is not a trunk name: use 1–64 letters, digits, '-' or '_'"
+        )));
+    }
+    let Json(settings) = body?;
+    let spec = trunk_spec(&name, &settings)
+        .map_err(|e| ApiError::Unprocessable(format!("trunk {name:?}: {e}")))?;
+    let new = check_keep_apply(
+        &state,
+        &tenant,
+        "trunk",
+        &name,
+        Some(&settings),
+        set_trunk(spec),
+    )
+    .await?;
+    state.center.trunks_changed(&tenant);
+    tracing::info!(%tenant, trunk = %name, new, "trunk set through the API");
+    let view = trunk_views(&state, &tenant)?
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no trunk {name:?}")))?;
+    Ok((created(new), Json(view)))
 }

@@ -648,6 +648,8 @@ pub enum EdgeCommand {
         target: String,
         reply: tokio::sync::oneshot::Sender<Result<String, TransferRefusal>>,
     },
+    /// The configuration API added or changed a trunk: find trunks anew.
+    TrunksChanged,
     /// A step of the consultation of the agent (tenant, agent) on their call.
     Consult {
         tenant: usize,
@@ -1216,6 +1218,32 @@ impl CallCenter {
             rt.others_from_api.insert(key.to_owned());
             change(&mut rt.spec)
         })
+    }
+
+    /// After a change of tenant `tenant`'s trunks: a new one gets its figures (no calls,
+    /// health unknown), a changed one its cap and probe target; the SIP edge is told.
+    pub fn trunks_changed(&self, tenant: &str) {
+        self.with(|d| {
+            let Some(t) = d.tenants.iter_mut().find(|t| t.spec.id == tenant) else {
+                return;
+            };
+            for (j, spec) in t.spec.trunks.iter().enumerate() {
+                match t.trunks.get_mut(j) {
+                    Some(rt) => {
+                        rt.max_calls = spec.max_calls;
+                        rt.probe = spec.probe.clone();
+                    }
+                    None => t.trunks.push(crate::trunks::TrunkRt::new(
+                        &spec.name,
+                        spec.max_calls,
+                        spec.probe.clone(),
+                    )),
+                }
+            }
+        });
+        if let Some(c) = self.commands.get() {
+            let _ = c.send(EdgeCommand::TrunksChanged);
+        }
     }
 
     /// Whether [`Self::set_number`] would take the change now, without making it.

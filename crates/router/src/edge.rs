@@ -468,6 +468,45 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// How the edge finds trunks: by source address, by digest user name (with the password),
+/// by probe target; and the trunks it probes.
+struct TrunkMaps {
+    by_source: HashMap<IpAddr, (usize, usize)>,
+    probes: HashMap<String, (usize, usize)>,
+    probed: Vec<Timer>,
+    users: HashMap<String, (usize, usize, String)>,
+}
+
+fn trunk_maps(cc: &CallCenter) -> TrunkMaps {
+    cc.with(|d| {
+        let mut maps = TrunkMaps {
+            by_source: HashMap::new(),
+            probes: HashMap::new(),
+            probed: Vec::new(),
+            users: HashMap::new(),
+        };
+        for (i, t) in d.tenants.iter().enumerate() {
+            for (j, tr) in t.spec.trunks.iter().enumerate() {
+                for ip in &tr.allow {
+                    maps.by_source.insert(*ip, (i, j));
+                }
+                if let (Some(u), Some(p)) = (&tr.username, &tr.password) {
+                    maps.users
+                        .insert(u.to_ascii_lowercase(), (i, j, p.0.clone()));
+                }
+                if let Some(p) = &tr.probe {
+                    maps.probes.insert(p.clone(), (i, j));
+                    maps.probed.push(Timer::Probe(i, j));
+                }
+                if let Some(rt) = t.trunks.get(j) {
+                    trunk_gauges(&t.spec.id, rt);
+                }
+            }
+        }
+        maps
+    })
+}
+
 /// Binds the SIP edge on `cfg.listen` and runs it until `shutdown`.
 pub async fn start(
     cfg: &SipConfig,
@@ -603,26 +642,12 @@ pub async fn start(
     cc.with(|d| d.registrar = Some(register_at));
     let (command_tx, commands) = tokio::sync::mpsc::unbounded_channel();
     let _ = cc.commands.set(command_tx);
-    let (trunk_of, probes, first_probes, trunk_users) = cc.with(|d| {
-        let (mut m, mut probes, mut timers) = (HashMap::new(), HashMap::new(), Vec::new());
-        let mut users = HashMap::new();
-        for (i, t) in d.tenants.iter().enumerate() {
-            for (j, tr) in t.spec.trunks.iter().enumerate() {
-                for ip in &tr.allow {
-                    m.insert(*ip, (i, j));
-                }
-                if let (Some(u), Some(p)) = (&tr.username, &tr.password) {
-                    users.insert(u.to_ascii_lowercase(), (i, j, p.0.clone()));
-                }
-                if let Some(p) = &tr.probe {
-                    probes.insert(p.clone(), (i, j));
-                    timers.push(Timer::Probe(i, j));
-                }
-                trunk_gauges(&t.spec.id, &t.trunks[j]);
-            }
-        }
-        (m, probes, timers, users)
-    });
+    let TrunkMaps {
+        by_source: trunk_of,
+        probes,
+        probed: first_probes,
+        users: trunk_users,
+    } = trunk_maps(&cc);
     let trunk_digest = switchboard_sip::auth::DigestServer::new(
         cfg.realm.clone(),
         rand::random(),
@@ -3112,6 +3137,20 @@ impl Edge {
     fn on_command(&mut self, cmd: crate::desk::EdgeCommand) {
         let now = Instant::now();
         match cmd {
+            crate::desk::EdgeCommand::TrunksChanged => {
+                // The configuration API added or changed a trunk: find trunks anew, and probe
+                // those not probed yet a second from now.
+                let maps = trunk_maps(&self.cc);
+                self.trunk_of = maps.by_source;
+                self.trunk_users = maps.users;
+                self.probes = maps.probes;
+                for t in maps.probed {
+                    if !self.timers.keys().any(|(_, k)| *k == t) {
+                        self.timers.insert((now + Duration::from_secs(1), t), ());
+                    }
+                }
+                tracing::info!("trunks changed through the API; the edge knows them now");
+            }
             crate::desk::EdgeCommand::Consult {
                 tenant,
                 agent,

@@ -111,6 +111,14 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             get(config_http::list_agents),
         )
         .route(
+            "/v1/config/tenants/{tenant}/trunks",
+            get(config_http::list_trunks),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/trunks/{name}",
+            axum::routing::put(config_http::put_trunk),
+        )
+        .route(
             "/v1/config/tenants/{tenant}/schedules",
             get(config_http::list_schedules),
         )

@@ -660,6 +660,37 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Trunks: the password is never shown; the file's rules hold.
+    let trunks = format!("{base}/v1/config/tenants/contoso/trunks");
+    let r = put(
+        format!("{trunks}/partner"),
+        serde_json::json!({ "username": "partner-1", "password": "s3cret-partner", "probe": "sip:192.0.2.20:5060" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("\"has_password\":true"), "{text}");
+    let bad = [
+        (
+            format!("{trunks}/other"),
+            serde_json::json!({ "allow": ["192.0.2.10"] }),
+        ),
+        (
+            format!("{trunks}/other"),
+            serde_json::json!({ "username": "u-only" }),
+        ),
+        (
+            format!("{trunks}/other"),
+            serde_json::json!({ "allow": ["not-an-ip"] }),
+        ),
+        (
+            format!("{trunks}/other"),
+            serde_json::json!({ "allow": ["192.0.2.30"], "probe": "sip:carrier.example" }),
+        ),
+    ];
+    unprocessable(&http, &bad).await;
     // Toll rules and expert groups.
     let outbound = format!("{base}/v1/config/tenants/contoso/outbound");
     problem(

@@ -3074,3 +3074,53 @@ async fn a_number_added_through_the_api_takes_calls_at_once_and_removed_is_not_i
     assert!(!ok);
     assert_ended_with(&ev, "404");
 }
+
+/// A trunk added through the configuration API brings calls at once: a caller from
+/// 127.0.0.1 is a stranger (403) until a trunk allowing that source is PUT, then reaches the
+/// queue's agent; the trunk's health shows in GET /v1/trunks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trunk_added_through_the_api_brings_calls_at_once() {
+    let _one = SERIAL.lock().await;
+    let edge = EDGE.replace("allow = [\"127.0.0.1\"]", "allow = [\"192.0.2.1\"]");
+    assert_ne!(edge, EDGE);
+    let c = start(&format!("{edge}{TENANT}")).await;
+    c.tones(6);
+    let agent = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "agent-heard.wav")
+        .await;
+    let (ok, ev) = c.call("+18005550100", 2, "caller.wav", "x.wav").await;
+    assert!(!ok, "a stranger's call: {ev:?}");
+    assert_ended_with(&ev, "403");
+    let r = c
+        .http
+        .put(format!(
+            "{}/v1/config/tenants/contoso/trunks/partner",
+            c.base
+        ))
+        .json(&serde_json::json!({ "allow": ["127.0.0.1"], "max_calls": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (ok, ev) = c
+        .call("+18005550100", 3, "caller.wav", "caller-heard.wav")
+        .await;
+    assert!(ok, "the new trunk's call went through: {ev:?}");
+    let agent_ev = finish(agent, Duration::from_secs(10)).await;
+    assert!(
+        agent_ev.iter().any(|e| e["event"] == "established"),
+        "the agent took it: {agent_ev:?}"
+    );
+    let trunks: Vec<Value> = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+    let partner = trunks
+        .iter()
+        .find(|t| t["name"] == "partner")
+        .unwrap_or_else(|| panic!("{trunks:?}"));
+    assert_eq!(partner["max_calls"], 5, "{partner}");
+    assert_eq!(partner["health"], "up", "it sent a call: {partner}");
+    let recs = c.calls().await;
+    assert!(
+        recs.iter().any(|r| r["trunk"] == "partner"),
+        "the record names the new trunk: {recs:?}"
+    );
+}
