@@ -33,4 +33,7 @@ if ! cmp -s "$snapshot/SNAPSHOT" "$repo/SNAPSHOT" 2>/dev/null; then
     )
 fi
 say "cargo deny: advisories (RustSec snapshot of $date), licences, bans, sources"
+# --offline reads every crate of the lock file from cargo's cache, those of other platforms
+# too (wasm, Android), which a build on this machine never downloads: fetch them first.
+cargo fetch --locked --quiet
 SB_ADVISORY_DBS="$dbs" cargo deny --offline --log-level error check
