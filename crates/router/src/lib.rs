@@ -106,6 +106,8 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             get(http::get_tenant).delete(http::delete_tenant),
         )
         .route("/v1/agents/me", get(agents_http::me))
+        .route("/v1/agents/me/targets", get(agents_http::targets))
+        .route("/v1/agents/me/calls", get(agents_http::my_calls))
         .route(
             "/v1/agents/me/sip-credentials",
             axum::routing::post(agents_http::sip_credentials)
