@@ -342,7 +342,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<CallRecord>, StoreError> {
         use futures_util::TryStreamExt;
-        let key = upn.to_lowercase();
+        // SQLite's lower() folds ASCII only: so does the key, and `involves` compares the same.
+        let key = upn.to_ascii_lowercase();
         // Whole records are matched below; the text test only narrows what is read, and the
         // rows are read one at a time until `limit` matched.
         let mut rows = sqlx::query(
@@ -460,20 +461,21 @@ impl Store {
     }
 }
 
-/// `tenant IN (?, ?, …)` with `ts` bound.
-/// Whether the agent whose lower-case UPN is `upn` took part in the call.
+/// Whether the agent whose (ASCII) lower-case UPN is `upn` took part in the call: their UPN
+/// is its caller, agent, an offer's agent, or a word of a step (`transfer by … to …`).
 pub(crate) fn involves(r: &CallRecord, upn: &str) -> bool {
     let is = |s: &str| s.eq_ignore_ascii_case(upn);
     is(&r.caller)
         || r.agent.as_deref().is_some_and(is)
         || r.offers.iter().any(|o| is(&o.agent))
         || r.steps.iter().any(|s| {
-            s.to_lowercase()
+            s.to_ascii_lowercase()
                 .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
                 .any(|w| w == upn)
         })
 }
 
+/// `tenant IN (?, ?, …)` with `ts` bound.
 fn tenant_in(q: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>, ts: &[String]) {
     q.push("tenant IN (");
     let mut list = q.separated(", ");

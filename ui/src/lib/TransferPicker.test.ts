@@ -37,6 +37,9 @@ describe("the transfer and consult picker", () => {
     expect(lynne.querySelector('[data-testid="transfer"]')).toBeNull();
     // Experts: Megan free in escalations; nobody in legal.
     expect(row("target-expert", "upn", "MeganB@contoso.example")?.textContent).toContain("level 4");
+    // One expert: consult only (the group's Transfer takes its best free expert).
+    expect(row("target-expert", "upn", "MeganB@contoso.example")?.querySelector('[data-testid="transfer"]')).toBeNull();
+    expect(row("target-group", "name", "escalations")?.querySelector('[data-testid="transfer"]')).toBeTruthy();
     expect(row("target-group", "name", "legal")?.textContent).toContain("Nobody free now");
     expect(row("target-group", "name", "legal")?.querySelector("button")).toBeNull();
     expect(screen.getByTestId("picker-number")).toBeTruthy();
