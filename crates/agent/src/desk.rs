@@ -1278,8 +1278,8 @@ impl DeskPhone {
     }
 
     /// The agent's history: the router's records of their calls and the phone's own calls the
-    /// router has none of, newest first, at most `limit`. Without the router's records (it is
-    /// unreachable) the phone's own calls are all there is, and the error says so.
+    /// router has none of, newest first, at most `limit`. A router that cannot be asked fails
+    /// the whole list (its error says why; the window shows it).
     pub async fn history(&self, limit: u32) -> Result<Vec<HistoryEntry>, DeskError> {
         let api = self.api()?;
         let me = self.view().agent.unwrap_or_default();
@@ -1556,6 +1556,7 @@ impl DeskPhone {
             v.registration = RegistrationView::Off;
             v.call = None;
             v.wrap_up = None;
+            v.consult = None;
         });
     }
 }

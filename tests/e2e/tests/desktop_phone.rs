@@ -18,7 +18,8 @@
 //! Then calls from the window and the picker: a headless colleague (`switchboard-agent work`
 //! as MeganB) is called by name from the dial box (a name nobody has is refused and
 //! said so first); a second queue call is answered, the colleague consulted from the transfer
-//! picker and the transfer completed; the window's history shows both calls.
+//! picker, the consultation cancelled, the colleague consulted again, a conference made and the
+//! transfer completed; the window's history shows both calls.
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -344,7 +345,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         .await?;
 
         // 10. A queue call again; the agent answers, opens the picker, consults the colleague,
-        //     talks to her, and completes the transfer.
+        //     talks to her, cancels, consults her again, brings all three into a conference,
+        //     and completes the transfer.
         let mut cmd = Command::new(our_binary("switchboard-agent")?);
         cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
             .args(["--json", "call", &uri, "--ring-timeout", "40"])
@@ -366,6 +368,16 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
         wait_text(&c, r#"[data-testid="consult-status"]"#, COLLEAGUE).await?;
         screenshot(&c, "phone-consult.png").await?;
+        // Cancel: back with the caller; then consult her again, all three in a conference,
+        // and the agent leaves them talking.
+        click(&c, r#"[data-testid="consult-cancel"]"#).await?;
+        gone(&c, r#"[data-testid="consult"]"#).await?;
+        click(&c, r#"[data-testid="transfer-open"]"#).await?;
+        click(&c, &format!(r#"{megan} [data-testid="consult"]"#)).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
+        click(&c, r#"[data-testid="consult-conference"]"#).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "conference").await?;
+        screenshot(&c, "phone-conference.png").await?;
         click(&c, r#"[data-testid="consult-complete"]"#).await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
         click(&c, r#"[data-testid="disposition-escalated"]"#).await?;
@@ -393,6 +405,10 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         .await?;
         assert_eq!(passed["agent"], COLLEAGUE, "{passed}");
         assert_eq!(passed["caller"], CALLER, "{passed}");
+        let steps = passed["steps"].to_string();
+        for step in ["ended: cancelled", "conference of"] {
+            assert!(steps.contains(step), "{step}: {passed}");
+        }
 
         // 11. The window's history has both: the transferred queue call and the call it
         //     placed; search finds the one.
