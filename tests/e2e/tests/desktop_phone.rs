@@ -30,7 +30,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
-use switchboard_e2e::ui::{choose, click, gone, screenshot, type_into, wait_attr, wait_text, WAIT};
+use switchboard_e2e::ui::{
+    choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, WAIT,
+};
 use switchboard_e2e::{
     eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, Guard, RouterProcess,
 };
@@ -51,12 +53,30 @@ fn demo_config(sip: u16) -> Result<String> {
     if !with_sip.contains(billing) {
         bail!("crates/router/demo.toml changed: no billing wrap_up_seconds to extend");
     }
-    Ok(with_sip.replacen(
+    let trunk = "max_calls = 50\n";
+    if !with_sip.contains(trunk) {
+        bail!("crates/router/demo.toml changed: no carrier trunk max_calls to extend");
+    }
+    // Outside calls under toll rules: +1555 allowed, +1900 denied (never reaches the trunk,
+    // whose outbound target is the discard port).
+    let with_outbound = format!(
+        "{}{OUTBOUND}",
+        with_sip.replacen(trunk, "max_calls = 50\noutbound = \"sip:127.0.0.1:9\"\n", 1)
+    );
+    Ok(with_outbound.replacen(
         billing,
         "wrap_up_seconds = 120\ndispositions = [\"resolved\", \"callback\", \"escalated\"]\n",
         1,
     ))
 }
+
+/// The demo tenant's toll rules in this test.
+const OUTBOUND: &str = "
+[tenants.outbound]
+trunk = \"carrier\"
+allow = [\"+1555\"]
+deny = [\"+1900\"]
+";
 
 const CALLER_HZ: f64 = 440.0;
 const WINDOW_HZ: f64 = 1000.0;
@@ -310,8 +330,9 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         })
         .await?;
 
-        // 9. Calls from the window: a name nobody has is refused (404) and said so; the
-        //    colleague by name rings, answers, and the in-call view shows her; hang up.
+        // 9. Calls from the window: a name nobody has is refused (404) and a number the toll
+        //    rules deny (403), each said so; the colleague by name rings, answers, and the
+        //    in-call view shows her; hang up.
         type_into(&c, r#"[data-testid="dial-input"]"#, "nobody").await?;
         click(&c, r#"[data-testid="dial-call"]"#).await?;
         wait_text(
@@ -320,6 +341,10 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             "Nobody by that name",
         )
         .await?;
+        type_into(&c, r#"[data-testid="dial-input"]"#, "+1 900 555 0100").await?;
+        click(&c, r#"[data-testid="dial-call"]"#).await?;
+        wait_text(&c, r#"[data-testid="phone-problem"]"#, "toll rules").await?;
+        screenshot(&c, "phone-toll-refused.png").await?;
         type_into(&c, r#"[data-testid="dial-input"]"#, "MeganB").await?;
         click(&c, r#"[data-testid="dial-call"]"#).await?;
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "MeganB").await?;
@@ -363,6 +388,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             r#"[data-testid="target-colleague"][data-upn="{COLLEAGUE}"][data-available="true"]"#
         );
         wait_text(&c, &megan, "Megan").await?;
+        // The toll rules allow outside numbers: the picker has a number field.
+        c.find(css(r#"[data-testid="picker-number"]"#)).await?;
         screenshot(&c, "phone-picker.png").await?;
         click(&c, &format!(r#"{megan} [data-testid="consult"]"#)).await?;
         wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
