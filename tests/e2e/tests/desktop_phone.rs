@@ -19,7 +19,7 @@
 //! as MeganB) is called by name from the dial box (a name nobody has is refused and
 //! said so first); a second queue call is answered, the colleague consulted from the transfer
 //! picker, the consultation cancelled, the colleague consulted again, a conference made and the
-//! transfer completed; the window's history shows both calls.
+//! transfer completed; the window's history shows both calls, and calls the colleague back.
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -39,7 +39,7 @@ use switchboard_e2e::{
 
 const AGENT: &str = "AdeleV@contoso.example";
 /// The colleague: a headless agent (Ready; she has no billing skill, so no billing calls),
-/// answering what rings.
+/// answering what rings and ending each wrap-up at once.
 const COLLEAGUE: &str = "MeganB@contoso.example";
 /// The caller's number, as the trunk gives it.
 const CALLER: &str = "+15551234567";
@@ -316,7 +316,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let mut cmd = Command::new(our_binary("switchboard-agent")?);
         cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
             .args(["--json", "work", "--router", &base, "--as", COLLEAGUE])
-            .args(["--answer-after", "1"])
+            .args(["--answer-after", "1", "--disposition", "resolved"])
             .arg("--play")
             .arg(&tone)
             .arg("--record")
@@ -454,6 +454,23 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         type_into(&c, r#"[data-testid="history-search"]"#, "transferred").await?;
         gone(&c, r#"[data-testid="history-entry"][data-who="MeganB"]"#).await?;
         wait_text(&c, &transferred, CALLER).await?;
+
+        // 12. Call back from the history: the colleague again (her wrap-up of the caller is
+        //     over: she gives a disposition at once).
+        type_into(&c, r#"[data-testid="history-search"]"#, "MeganB").await?;
+        eventually("the colleague Ready again", WAIT, || async {
+            let st = status_of(http.clone(), base.clone(), COLLEAGUE).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
+        click(
+            &c,
+            r#"[data-testid="history-entry"][data-who="MeganB"] [data-testid="call-back"]"#,
+        )
+        .await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "MeganB").await?;
+        click(&c, r#"[data-testid="hangup"]"#).await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
         anyhow::Ok(())
     }
     .await;
