@@ -8,7 +8,9 @@
 //! `finish_device_code`, `cancel_sign_in`, `sign_out`, `get_my_presence`,
 //! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
 //! `get_photos`, `set_favourite`, `get_work_state`, `set_work_state`, and the phone's
-//! `phone_status`, `phone_connect`, `phone_answer`, `phone_reject`, `phone_hangup`,
+//! `phone_status`, `phone_connect`, `phone_dial`, `phone_targets`, `phone_transfer`,
+//! `phone_consult`, `phone_consult_step`, `phone_history`, `phone_answer`, `phone_reject`,
+//! `phone_hangup`,
 //! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_volume`, `phone_quality`,
 //! `phone_wrap_up`; events `router-status`, `mic-level`, `presence`, `work-state`, `phone`
 //! (a `PhoneView` on each change) and `phone-event` (each `PhoneEvent` of the call engine,
@@ -25,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use switchboard_agent::account::{AccountError, AccountInfo, DeviceCodeInfo};
 use switchboard_agent::call::CallQuality;
-use switchboard_agent::desk::{DeskError, PhoneView};
+use switchboard_agent::desk::{ConsultStep, DeskError, HistoryEntry, PhoneView, TransferTargets};
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
 use switchboard_agent::state::{WorkStateKind, WorkStateView};
 use switchboard_agent::{
@@ -114,6 +116,53 @@ fn phone_status(agent: State<'_, Agent>) -> PhoneView {
 async fn phone_connect(agent: State<'_, Agent>) -> Result<PhoneView, IpcError> {
     agent.start_phone().await?;
     Ok(agent.desk().view())
+}
+
+/// Calls a number, or a colleague, queue, attendant or expert group by name, through the
+/// router; returns the call's id.
+#[tauri::command]
+async fn phone_dial(agent: State<'_, Agent>, target: String) -> Result<u64, IpcError> {
+    Ok(agent.desk().dial(&target).await?)
+}
+
+/// Whom and where the agent may transfer or consult now (queues, attendants, colleagues,
+/// expert groups with those free now, whether outside numbers are allowed).
+#[tauri::command]
+async fn phone_targets(agent: State<'_, Agent>) -> Result<TransferTargets, IpcError> {
+    Ok(agent.desk().targets().await?)
+}
+
+/// A blind transfer of the call up; returns the router's step.
+#[tauri::command]
+async fn phone_transfer(agent: State<'_, Agent>, target: String) -> Result<String, IpcError> {
+    Ok(agent.desk().transfer(&target).await?)
+}
+
+/// Consults a colleague or an expert group while the caller waits.
+#[tauri::command]
+async fn phone_consult(agent: State<'_, Agent>, target: String) -> Result<String, IpcError> {
+    Ok(agent.desk().consult(&target).await?)
+}
+
+/// Completes, conferences or cancels the consultation.
+#[tauri::command]
+async fn phone_consult_step(
+    agent: State<'_, Agent>,
+    step: ConsultStep,
+) -> Result<String, IpcError> {
+    Ok(agent.desk().consult_step(step).await?)
+}
+
+/// The agent's calls: the router's records and the phone's own, newest first.
+#[tauri::command]
+async fn phone_history(
+    agent: State<'_, Agent>,
+    limit: Option<u32>,
+) -> Result<Vec<HistoryEntry>, IpcError> {
+    Ok(agent
+        .desk()
+        .history(limit.unwrap_or(100).clamp(1, 500))
+        .await?)
 }
 
 #[tauri::command]
@@ -585,6 +634,12 @@ pub fn run() {
             set_work_state,
             phone_status,
             phone_connect,
+            phone_dial,
+            phone_targets,
+            phone_transfer,
+            phone_consult,
+            phone_consult_step,
+            phone_history,
             phone_answer,
             phone_reject,
             phone_hangup,
@@ -639,6 +694,9 @@ mod bindings {
         switchboard_agent::directory::PersonPhoto::export_all_to(dir).unwrap();
         switchboard_agent::desk::PhoneView::export_all_to(dir).unwrap();
         switchboard_agent::call::CallQuality::export_all_to(dir).unwrap();
+        switchboard_agent::desk::HistoryEntry::export_all_to(dir).unwrap();
+        switchboard_agent::desk::ConsultStep::export_all_to(dir).unwrap();
+        switchboard_agent::desk::TransferTargets::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

@@ -27,13 +27,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchboard_api::{
-    AgentRef, AgentStateChange, AgentStatus, Problem, RequestedState, SipCredentials,
+    AgentRef, AgentStateChange, AgentStatus, CallOutcome, CallRecord, Problem, RequestedState,
+    SipCredentials,
 };
+/// The router's answers the window draws as they are.
+pub use switchboard_api::{ConsultState, ConsultStatus, TransferTargets};
 use tokio::sync::{broadcast, watch};
 
 use crate::call::{
-    printable, Account, CallError, CallId, Phone, PhoneEvent, PhoneOptions, RegistrationState,
-    RingOptions, RouterOffer,
+    printable, Account, CallError, CallId, EndReason, Phone, PhoneEvent, PhoneOptions,
+    RegistrationState, RingOptions, RouterOffer,
 };
 use crate::settings::AudioSettings;
 
@@ -77,6 +80,18 @@ pub enum DeskError {
     BadDigit(char),
     #[error("there is no wrap-up to finish")]
     NoWrapUp,
+    /// What was typed to call is no number and no name the router could know.
+    #[error("{0:?} is neither a phone number nor a colleague's, queue's or group's name — type a number such as +15551234567, or a name such as MeganB")]
+    BadTarget(String),
+    #[error("a call is already going on — hang it up (or finish it) before placing another")]
+    Busy,
+    /// The router refused a transfer or a consultation step (`status`), with its reason.
+    #[error("the router refused {what}: {reason}")]
+    Transfer {
+        what: String,
+        status: u16,
+        reason: String,
+    },
 }
 
 impl DeskError {
@@ -97,6 +112,12 @@ impl DeskError {
             Self::NoSuchCall => "no_such_call",
             Self::BadDigit(_) => "invalid_digit",
             Self::NoWrapUp => "no_wrap_up",
+            Self::BadTarget(_) => "invalid_target",
+            Self::Busy => "phone_busy",
+            Self::Transfer { status: 404, .. } => "target_not_found",
+            Self::Transfer { status: 403, .. } => "target_forbidden",
+            Self::Transfer { status: 409, .. } => "target_unavailable",
+            Self::Transfer { .. } => "router_refused",
         }
     }
 }
@@ -141,6 +162,190 @@ pub struct WrapUpRequest<'a> {
     pub agent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disposition: Option<&'a str>,
+}
+
+/// `POST /v1/agents/me/transfer`, `/consult` and `/consult/{step}`.
+#[derive(Debug, Serialize)]
+pub struct TransferBody<'a> {
+    /// Only where the router checks no tokens; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'a str>,
+}
+
+/// The router's answer to a transfer or consultation step.
+#[derive(Debug, serde::Deserialize)]
+struct StepDone {
+    step: String,
+}
+
+/// What to do with the consultation going on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum ConsultStep {
+    /// Leave the caller with the person consulted (our leg ends; wrap-up).
+    Complete,
+    /// The caller, the agent and the person all talk together.
+    Conference,
+    /// Hang up the person (or stop ringing them): back to the caller.
+    Cancel,
+}
+
+/// One call of the agent's history, from the router's records or the phone's own memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct HistoryEntry {
+    /// The router's record id, or `phone-<n>` for a call only this phone knows.
+    pub id: String,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
+    pub started_unix_ms: u64,
+    /// The agent placed it.
+    pub outgoing: bool,
+    /// The other party: the caller's number, or whom the agent called.
+    pub who: String,
+    pub queue: Option<String>,
+    /// `answered`, `transferred` (answered, then sent on), `missed` (offered, not taken),
+    /// `abandoned`, `refused`, `failed`, `not_answered` (placed, nobody answered), …
+    pub outcome: String,
+    /// Why, where there is a reason (a refusal's).
+    pub reason: Option<String>,
+    /// Seconds from answer to end, once answered and ended.
+    #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
+    pub talk_seconds: Option<u64>,
+    pub disposition: Option<String>,
+    /// What to dial to call back (a number or a name), where there is one.
+    pub call_back: Option<String>,
+    /// `router` (its records) or `phone` (a call the router has no record of).
+    pub source: String,
+}
+
+/// A call the phone placed or took, as it remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCall {
+    pub n: u64,
+    pub started_unix_ms: u64,
+    pub answered_unix_ms: Option<u64>,
+    pub ended_unix_ms: u64,
+    pub outgoing: bool,
+    pub who: String,
+    /// The router's record of an offered call.
+    pub call_record: Option<String>,
+    pub queue: Option<String>,
+    /// Why it did not connect (a refusal's code and words).
+    pub problem: Option<PhoneProblem>,
+}
+
+/// Whether `who` is something one can dial back (a number or a plain name).
+fn dialable(who: &str) -> Option<String> {
+    let w = who.trim();
+    let ok = !w.is_empty()
+        && w.len() <= 128
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+._-@".contains(c));
+    ok.then(|| w.to_owned())
+}
+
+/// Unix ms of a record's time, given as its Unix nanoseconds.
+fn unix_ms(nanos: i128) -> u64 {
+    u64::try_from(nanos / 1_000_000).unwrap_or(0)
+}
+
+/// The agent's history: the router's `records` (of `me`, the agent's UPN) and the phone's
+/// `local` calls the router has no record of, newest first, at most `limit`.
+pub fn merge_history(
+    me: &str,
+    records: &[CallRecord],
+    local: &[LocalCall],
+    limit: usize,
+) -> Vec<HistoryEntry> {
+    let mut out: Vec<HistoryEntry> = records
+        .iter()
+        .map(|r| {
+            let outgoing = r.caller.eq_ignore_ascii_case(me);
+            let mine = r
+                .agent
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(me));
+            // The agent answered it, then sent it on (a transfer, a completed consultation).
+            let by_me = format!("by {}", me.to_lowercase());
+            let passed_on = r
+                .offers
+                .iter()
+                .any(|o| o.agent.eq_ignore_ascii_case(me) && o.outcome == "answered")
+                || r.steps.iter().any(|s| {
+                    s.to_lowercase()
+                        .split(" to ")
+                        .next()
+                        .is_some_and(|x| x.ends_with(&by_me))
+                });
+            let outcome = match r.outcome {
+                CallOutcome::Answered if !outgoing && !mine && passed_on => {
+                    "transferred".to_owned()
+                }
+                CallOutcome::Answered if !outgoing && !mine => "missed".to_owned(),
+                o => serde_json::to_value(o)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            };
+            let who = if outgoing { &r.dialled } else { &r.caller };
+            HistoryEntry {
+                id: r.id.clone(),
+                started_unix_ms: unix_ms(r.started_at.unix_timestamp_nanos()),
+                outgoing,
+                who: printable(who, 128).unwrap_or_default(),
+                queue: r.queue.clone(),
+                outcome,
+                reason: r.reason.as_deref().and_then(|x| printable(x, 200)),
+                talk_seconds: r
+                    .answered_at
+                    .zip(r.ended_at)
+                    .map(|(a, e)| u64::try_from((e - a).whole_seconds()).unwrap_or(0)),
+                disposition: r.disposition.clone(),
+                call_back: dialable(who),
+                source: "router".into(),
+            }
+        })
+        .collect();
+    for c in local {
+        let recorded = records.iter().any(|r| {
+            c.call_record.as_deref() == Some(r.id.as_str())
+                || (c.outgoing
+                    && r.caller.eq_ignore_ascii_case(me)
+                    && r.dialled.eq_ignore_ascii_case(&c.who)
+                    && unix_ms(r.started_at.unix_timestamp_nanos()).abs_diff(c.started_unix_ms)
+                        < 10_000)
+        });
+        if recorded {
+            continue;
+        }
+        let (outcome, reason) = match (&c.answered_unix_ms, &c.problem) {
+            (Some(_), _) => ("answered".to_owned(), None),
+            (None, Some(p)) => ("refused".to_owned(), Some(p.message.clone())),
+            (None, None) if c.outgoing => ("not_answered".to_owned(), None),
+            (None, None) => ("missed".to_owned(), None),
+        };
+        out.push(HistoryEntry {
+            id: format!("phone-{}", c.n),
+            started_unix_ms: c.started_unix_ms,
+            outgoing: c.outgoing,
+            who: c.who.clone(),
+            queue: c.queue.clone(),
+            outcome,
+            reason,
+            talk_seconds: c
+                .answered_unix_ms
+                .map(|a| c.ended_unix_ms.saturating_sub(a) / 1000),
+            disposition: None,
+            call_back: dialable(&c.who),
+            source: "phone".into(),
+        });
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.started_unix_ms));
+    out.truncate(limit);
+    out
 }
 
 /// The body of `PUT /v1/agents/me/state`.
@@ -298,13 +503,7 @@ impl AgentApi {
 
     /// The agent's state at the router.
     pub async fn status(&self) -> Result<AgentStatus, DeskError> {
-        let path = match &self.agent {
-            Some(a) => format!(
-                "/v1/agents/me?agent={}",
-                url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
-            ),
-            None => "/v1/agents/me".to_owned(),
-        };
+        let path = self.me_path("/v1/agents/me");
         let what = "the agent's state";
         self.send(reqwest::Method::GET, &path, what, None::<&()>)
             .await?
@@ -326,6 +525,106 @@ impl AgentApi {
         )
         .await?
         .ok_or_else(|| Self::bad(what))
+    }
+
+    /// `path` with `?agent=` where a UPN is named (`&` when `path` has a query).
+    fn me_path(&self, path: &str) -> String {
+        match &self.agent {
+            Some(a) => format!(
+                "{path}{}agent={}",
+                if path.contains('?') { '&' } else { '?' },
+                url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+            ),
+            None => path.to_owned(),
+        }
+    }
+
+    /// Whom and where the agent may transfer or consult now.
+    pub async fn targets(&self) -> Result<TransferTargets, DeskError> {
+        let what = "the transfer targets";
+        self.send(
+            reqwest::Method::GET,
+            &self.me_path("/v1/agents/me/targets"),
+            what,
+            None::<&()>,
+        )
+        .await?
+        .ok_or_else(|| Self::bad(what))
+    }
+
+    /// The agent's own calls at the router, newest first, at most `limit`.
+    pub async fn my_calls(&self, limit: u32) -> Result<Vec<CallRecord>, DeskError> {
+        let what = "your calls";
+        self.send(
+            reqwest::Method::GET,
+            &self.me_path(&format!(
+                "/v1/agents/me/calls?limit={}",
+                limit.clamp(1, 500)
+            )),
+            what,
+            None::<&()>,
+        )
+        .await?
+        .ok_or_else(|| Self::bad(what))
+    }
+
+    /// A transfer or consultation request (`path` under `/v1/agents/me/`, `target` when it
+    /// names one): the router's step; its refusals as [`DeskError::Transfer`].
+    async fn transfer_step(
+        &self,
+        path: &str,
+        what: &str,
+        target: Option<&str>,
+    ) -> Result<String, DeskError> {
+        let body = TransferBody {
+            agent: self.agent.as_deref(),
+            target,
+        };
+        let done: Option<StepDone> = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/agents/me/{path}"),
+                what,
+                Some(&body),
+            )
+            .await
+            .map_err(|e| match e {
+                DeskError::Refused {
+                    what,
+                    status,
+                    reason,
+                    ..
+                } if matches!(status, 403 | 404 | 409) => DeskError::Transfer {
+                    what,
+                    status,
+                    reason,
+                },
+                e => e,
+            })?;
+        done.map(|d| d.step).ok_or_else(|| Self::bad(what))
+    }
+
+    /// Sends the caller the agent talks to elsewhere (blind transfer); the router hangs up the
+    /// agent's leg.
+    pub async fn transfer(&self, target: &str) -> Result<String, DeskError> {
+        self.transfer_step("transfer", "the transfer", Some(target))
+            .await
+    }
+
+    /// Puts the caller on hold and rings a colleague or an expert group's best free expert.
+    pub async fn consult(&self, target: &str) -> Result<String, DeskError> {
+        self.transfer_step("consult", "the consultation", Some(target))
+            .await
+    }
+
+    /// The next step of the consultation going on.
+    pub async fn consult_step(&self, step: ConsultStep) -> Result<String, DeskError> {
+        let (path, what) = match step {
+            ConsultStep::Complete => ("consult/complete", "completing the transfer"),
+            ConsultStep::Conference => ("consult/conference", "the conference"),
+            ConsultStep::Cancel => ("consult/cancel", "ending the consultation"),
+        };
+        self.transfer_step(path, what, None).await
     }
 
     /// The router forgets the agent's phone and its credentials stop working.
@@ -369,6 +668,11 @@ pub enum RegistrationView {
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub enum CallStage {
+    /// A call we placed, sent and not yet ringing at the other end.
+    Calling,
+    /// A call we placed rings at the other end (180 or 183).
+    Alerting,
+    /// An incoming call rings here.
     Ringing,
     /// Answering (the 200 OK is on its way).
     Answering,
@@ -382,6 +686,8 @@ pub struct CallView {
     #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub id: CallId,
     pub stage: CallStage,
+    /// A call we placed ([`DeskPhone::dial`]); `offer.dialled` then says whom.
+    pub outgoing: bool,
     /// The caller as SIP said it (the router's `caller` in `offer` is better when given).
     pub from: String,
     /// What the router said about it: queue, caller, number dialled, attendant choices.
@@ -395,6 +701,24 @@ pub struct CallView {
     pub held: bool,
     /// The codec agreed, once up.
     pub codec: Option<String>,
+}
+
+impl CallView {
+    /// A call starting now at `stage` (outgoing from [`CallStage::Calling`]).
+    fn new(id: CallId, stage: CallStage, from: String, offer: RouterOffer) -> Self {
+        Self {
+            id,
+            stage,
+            outgoing: stage == CallStage::Calling,
+            from,
+            offer,
+            ringing_since_unix_ms: now_ms(),
+            answered_unix_ms: None,
+            muted: false,
+            held: false,
+            codec: None,
+        }
+    }
 }
 
 /// The wrap-up of a queue call just ended.
@@ -438,6 +762,9 @@ pub struct PhoneView {
     pub problem: Option<PhoneProblem>,
     /// The call volume, 0–100 % (Settings → Audio's, until changed in a call).
     pub volume: u8,
+    /// The consultation the router carries for the agent's call, while there is one
+    /// (`GET /v1/agents/me`'s `consult`, followed while it lasts).
+    pub consult: Option<ConsultStatus>,
 }
 
 impl Default for PhoneView {
@@ -449,6 +776,7 @@ impl Default for PhoneView {
             wrap_up: None,
             problem: None,
             volume: 100,
+            consult: None,
         }
     }
 }
@@ -485,17 +813,131 @@ pub fn registration_view(aor: &str, state: &RegistrationState) -> RegistrationVi
     }
 }
 
+/// What the person typed to call, as the user part the router reads: a number (`+` and
+/// digits; spaces, dashes, dots and brackets dropped; at most 15 digits, as E.164), or a name
+/// of the tenant — a colleague's UPN in the tenant's `domain` or its user part, a queue, an
+/// attendant, an expert group. A `tel:` or `sip:` in front is dropped.
+pub fn dial_target(typed: &str, domain: &str) -> Result<String, DeskError> {
+    let bad = || DeskError::BadTarget(printable(typed, 64).unwrap_or_default());
+    let t = typed.trim();
+    let t = t
+        .strip_prefix("tel:")
+        .or_else(|| t.strip_prefix("sip:"))
+        .unwrap_or(t)
+        .trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if t.chars()
+        .all(|c| c.is_ascii_digit() || " +-.()".contains(c))
+    {
+        let plus = t.starts_with('+');
+        let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+        if t.matches('+').count() > usize::from(plus) || digits.is_empty() || digits.len() > 15 {
+            return Err(bad());
+        }
+        return Ok(if plus { format!("+{digits}") } else { digits });
+    }
+    let user = match t.split_once('@') {
+        Some((u, host)) if host.eq_ignore_ascii_case(domain) => u,
+        Some(_) => return Err(bad()),
+        None => t,
+    };
+    let fits = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if user.is_empty() || user.len() > 64 || !user.chars().all(fits) {
+        return Err(bad());
+    }
+    Ok(user.to_owned())
+}
+
+/// The SIP URI of `user` at the router whose registrar is `registrar` (`sip:host:port`).
+pub fn dial_uri(user: &str, registrar: &str) -> String {
+    let host = registrar.strip_prefix("sip:").unwrap_or(registrar);
+    let host = host.split(';').next().unwrap_or(host);
+    format!("sip:{user}@{host}")
+}
+
+/// What the picker or the person names as a transfer target, as the router's API takes it:
+/// a queue, attendant or expert group by name, a colleague by UPN, or an E.164 number.
+pub fn transfer_target(typed: &str) -> Result<String, DeskError> {
+    let bad = || DeskError::BadTarget(printable(typed, 64).unwrap_or_default());
+    let t = typed.trim();
+    if t.chars()
+        .all(|c| c.is_ascii_digit() || " +-.()".contains(c))
+    {
+        // A number: `+` and digits only, as dialling takes it.
+        return dial_target(t, "");
+    }
+    let fits = |c: char| c.is_ascii_alphanumeric() || "._-@".contains(c);
+    if t.is_empty() || t.len() > 200 || !t.chars().all(fits) || t.matches('@').count() > 1 {
+        return Err(bad());
+    }
+    Ok(t.to_owned())
+}
+
+/// The user part of a SIP URI (`sip:alex@host` → `alex`), for showing whom we call.
+fn uri_user(uri: &str) -> String {
+    let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+    let user = rest.split_once('@').map_or(rest, |(u, _)| u);
+    printable(user, 128).unwrap_or_default()
+}
+
+/// Why a call we placed did not connect, for a person, with a stable code the window says
+/// in the person's language (`None`: we hung up, or nothing went wrong).
+pub fn call_refusal(reason: &EndReason) -> Option<PhoneProblem> {
+    let (code, message) = match reason {
+        EndReason::Rejected { status, phrase } => {
+            let said = format!("{status} {}", printable(phrase, 100).unwrap_or_default());
+            match status {
+                403 => ("call_forbidden", format!("{said}: the router refused the call — the tenant's toll rules do not allow that number, or you placed the most outside calls allowed this hour; ask your administrator")),
+                404 | 484 | 604 => ("call_not_found", format!("{said}: nobody by that name or number in your organisation — check what you typed")),
+                408 | 480 => ("call_no_answer", format!("{said}: nobody answered — try again later, or call someone else")),
+                486 | 600 => ("call_busy", format!("{said}: busy — try again later")),
+                503 => ("call_unavailable", format!("{said}: no line is free for that call now — try again in a minute")),
+                _ => ("call_failed", format!("{said}: the call failed — try again; if it repeats, tell your administrator")),
+            }
+        }
+        EndReason::Timeout | EndReason::TransportError => (
+            "call_failed",
+            "the router did not answer the call — check that it is running, then try again"
+                .to_owned(),
+        ),
+        EndReason::NotSent { detail } | EndReason::MediaFailed { detail } => (
+            "call_failed",
+            format!(
+                "the call could not be placed: {} — try again; if it repeats, restart the app",
+                printable(detail, 200).unwrap_or_default()
+            ),
+        ),
+        _ => return None,
+    };
+    Some(PhoneProblem {
+        code: code.to_owned(),
+        message,
+    })
+}
+
 /// The phone while it runs.
 struct Running {
     phone: Phone,
     api: AgentApi,
+    /// The router's registrar (`sip:host:port`) and SIP domain: calls go there.
+    registrar: String,
+    domain: String,
 }
 
 struct Inner {
     view: watch::Sender<PhoneView>,
     events: broadcast::Sender<PhoneEvent>,
     running: Mutex<Option<Running>>,
+    /// The calls this phone placed or took, newest last (at most [`LOCAL_CALLS_MAX`]).
+    local: Mutex<Vec<LocalCall>>,
+    /// Whether a task follows the consultation at the router.
+    following: std::sync::atomic::AtomicBool,
 }
+
+/// Calls the phone remembers itself (the router's records hold the rest).
+pub const LOCAL_CALLS_MAX: usize = 200;
 
 /// The desk's softphone: started with the router's credentials, driven by the window.
 #[derive(Clone)]
@@ -522,6 +964,8 @@ impl DeskPhone {
                 view: watch::channel(PhoneView::default()).0,
                 events: broadcast::channel(256).0,
                 running: Mutex::new(None),
+                local: Mutex::new(Vec::new()),
+                following: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -637,6 +1081,8 @@ impl DeskPhone {
         *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             phone: phone.clone(),
             api: api.clone(),
+            registrar: creds.registrar.clone(),
+            domain: creds.domain.clone(),
         });
         let me = self.clone();
         tokio::spawn(async move {
@@ -674,22 +1120,40 @@ impl DeskPhone {
                     return;
                 }
                 let _ = phone.ring(*call);
-                let view = CallView {
-                    id: *call,
-                    stage: CallStage::Ringing,
-                    from: printable(from, 256).unwrap_or_default(),
-                    offer: offer.clone(),
-                    ringing_since_unix_ms: now_ms(),
-                    answered_unix_ms: None,
-                    muted: false,
-                    held: false,
-                    codec: None,
-                };
-                self.update(|v| {
-                    v.call = Some(view);
-                    v.wrap_up = None;
-                });
+                let from = printable(from, 256).unwrap_or_default();
+                self.new_call(CallView::new(
+                    *call,
+                    CallStage::Ringing,
+                    from,
+                    offer.clone(),
+                ));
             }
+            PhoneEvent::Calling { call, to } => {
+                let offer = RouterOffer {
+                    dialled: Some(uri_user(to)),
+                    ..RouterOffer::default()
+                };
+                self.new_call(CallView::new(
+                    *call,
+                    CallStage::Calling,
+                    String::new(),
+                    offer,
+                ));
+                self.update(|v| v.problem = None);
+            }
+            PhoneEvent::Progress {
+                call,
+                status: 180 | 183,
+                ..
+            } => self.update(|v| {
+                if let Some(c) = v
+                    .call
+                    .as_mut()
+                    .filter(|c| c.id == *call && c.stage == CallStage::Calling)
+                {
+                    c.stage = CallStage::Alerting;
+                }
+            }),
             PhoneEvent::Established { call, media, .. } => {
                 let codec = media.codec.clone();
                 self.update(|v| {
@@ -700,15 +1164,26 @@ impl DeskPhone {
                     }
                 });
             }
-            PhoneEvent::Ended { call, .. } => {
+            PhoneEvent::Ended { call, reason, .. } => {
                 let ended = {
                     let v = self.inner.view.borrow();
                     v.call.as_ref().filter(|c| c.id == *call).cloned()
                 };
                 let Some(ended) = ended else { return };
                 let queue_call = ended.answered_unix_ms.is_some() && ended.offer.queue.is_some();
+                let refused = (ended.outgoing && ended.answered_unix_ms.is_none())
+                    .then(|| call_refusal(reason))
+                    .flatten();
+                if let Some(p) = &refused {
+                    tracing::info!(code = %p.code, "the call was not connected: {}", p.message);
+                }
+                self.remember(&ended, refused.clone());
                 self.update(|v| {
                     v.call = None;
+                    v.consult = None;
+                    if refused.is_some() {
+                        v.problem = refused;
+                    }
                     if queue_call {
                         v.wrap_up = Some(WrapUpView {
                             queue: ended.offer.queue.clone(),
@@ -757,12 +1232,175 @@ impl DeskPhone {
         }
     }
 
+    /// Shows `view` as the call, and no wrap-up.
+    fn new_call(&self, view: CallView) {
+        self.update(|v| {
+            v.call = Some(view);
+            v.wrap_up = None;
+        });
+    }
+
+    /// Keeps an ended call in the phone's own history.
+    fn remember(&self, c: &CallView, problem: Option<PhoneProblem>) {
+        let mut local = self.inner.local.lock().unwrap_or_else(|p| p.into_inner());
+        let n = local.last().map_or(1, |l| l.n + 1);
+        let who = if c.outgoing {
+            c.offer.dialled.clone()
+        } else {
+            c.offer.caller.clone()
+        }
+        .or_else(|| (!c.from.is_empty()).then(|| uri_user(c.from.trim_matches(['<', '>']))))
+        .unwrap_or_default();
+        local.push(LocalCall {
+            n,
+            started_unix_ms: c.ringing_since_unix_ms,
+            answered_unix_ms: c.answered_unix_ms,
+            ended_unix_ms: now_ms(),
+            outgoing: c.outgoing,
+            who,
+            call_record: c.offer.call_record.clone(),
+            queue: c.offer.queue.clone(),
+            problem,
+        });
+        if local.len() > LOCAL_CALLS_MAX {
+            local.remove(0);
+        }
+    }
+
+    fn api(&self) -> Result<AgentApi, DeskError> {
+        self.running().map(|(_, a)| a).ok_or(DeskError::NotStarted)
+    }
+
+    /// Whom and where the agent may transfer or consult now (for the picker; a failure is
+    /// returned, not kept as the view's problem).
+    pub async fn targets(&self) -> Result<TransferTargets, DeskError> {
+        self.api()?.targets().await
+    }
+
+    /// The agent's history: the router's records of their calls and the phone's own calls the
+    /// router has none of, newest first, at most `limit`. A router that cannot be asked fails
+    /// the whole list (its error says why; the window shows it).
+    pub async fn history(&self, limit: u32) -> Result<Vec<HistoryEntry>, DeskError> {
+        let api = self.api()?;
+        let me = self.view().agent.unwrap_or_default();
+        let records = api.my_calls(limit).await?;
+        let local = self
+            .inner
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(merge_history(&me, &records, &local, limit as usize))
+    }
+
+    /// A blind transfer of the call up to `target` (a queue, attendant, expert group or
+    /// colleague, or an outside number where the toll rules allow); the router hangs up our
+    /// leg.
+    pub async fn transfer(&self, target: &str) -> Result<String, DeskError> {
+        let r = async {
+            let api = self.api()?;
+            self.talking()?;
+            api.transfer(&transfer_target(target)?).await
+        }
+        .await;
+        self.ok(r)
+    }
+
+    /// Consults `target` (a colleague or an expert group) while the caller waits; the
+    /// consultation's state follows in the view.
+    pub async fn consult(&self, target: &str) -> Result<String, DeskError> {
+        let r = async {
+            let api = self.api()?;
+            self.talking()?;
+            let step = api.consult(&transfer_target(target)?).await?;
+            self.follow_consult(api);
+            Ok(step)
+        }
+        .await;
+        self.ok(r)
+    }
+
+    /// Completes, conferences or cancels the consultation.
+    pub async fn consult_step(&self, step: ConsultStep) -> Result<String, DeskError> {
+        let r = async {
+            let api = self.api()?;
+            let done = api.consult_step(step).await?;
+            if let Ok(st) = api.status().await {
+                self.update(|v| v.consult = st.consult);
+            }
+            Ok(done)
+        }
+        .await;
+        self.ok(r)
+    }
+
+    fn talking(&self) -> Result<(), DeskError> {
+        match &self.inner.view.borrow().call {
+            Some(c) if c.stage == CallStage::Talking => Ok(()),
+            _ => Err(DeskError::NoSuchCall),
+        }
+    }
+
+    /// Follows `GET /v1/agents/me`'s consultation into the view until it is over (or the call
+    /// is), twice a second.
+    fn follow_consult(&self, api: AgentApi) {
+        use std::sync::atomic::Ordering;
+        if self.inner.following.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            // The router has the consultation when its answer came: it shows from the start.
+            loop {
+                match api.status().await {
+                    Ok(st) => {
+                        let over = st.consult.is_none();
+                        me.update(|v| v.consult = st.consult);
+                        if over {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::info!(code = e.code(), "the consultation's state: {e}"),
+                }
+                if me.inner.view.borrow().call.is_none() {
+                    me.update(|v| v.consult = None);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            me.inner.following.store(false, Ordering::SeqCst);
+        });
+    }
+
     fn current_call(&self, call: CallId) -> Result<Phone, DeskError> {
         let (phone, _) = self.running().ok_or(DeskError::NotStarted)?;
         if self.inner.view.borrow().call.as_ref().map(|c| c.id) != Some(call) {
             return Err(DeskError::NoSuchCall);
         }
         Ok(phone)
+    }
+
+    /// Calls `typed` — a number, or a colleague, queue, attendant or expert group by name —
+    /// through the router (which answers for the tenant's toll rules); the call shows in the
+    /// view from [`CallStage::Calling`] on, and a refusal as its problem when it ends.
+    pub async fn dial(&self, typed: &str) -> Result<CallId, DeskError> {
+        let r = async {
+            let (phone, registrar, domain) = {
+                let guard = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+                let r = guard.as_ref().ok_or(DeskError::NotStarted)?;
+                (r.phone.clone(), r.registrar.clone(), r.domain.clone())
+            };
+            let user = dial_target(typed, &domain)?;
+            {
+                let v = self.inner.view.borrow();
+                if v.call.is_some() {
+                    return Err(DeskError::Busy);
+                }
+            }
+            Ok(phone.dial(&dial_uri(&user, &registrar)).await?)
+        }
+        .await;
+        self.ok(r)
     }
 
     /// Answers the call ringing.
@@ -918,6 +1556,7 @@ impl DeskPhone {
             v.registration = RegistrationView::Off;
             v.call = None;
             v.wrap_up = None;
+            v.consult = None;
         });
     }
 }
@@ -1020,6 +1659,215 @@ mod tests {
     }
 
     #[test]
+    fn what_is_typed_to_call_becomes_a_user_the_router_reads() {
+        let d = "contoso.example";
+        assert_eq!(
+            dial_target(" +1 (555) 123-4567 ", d).unwrap(),
+            "+15551234567"
+        );
+        assert_eq!(
+            dial_target("tel:+44.20.7123.4567", d).unwrap(),
+            "+442071234567"
+        );
+        assert_eq!(dial_target("0123", d).unwrap(), "0123");
+        assert_eq!(dial_target("MeganB", d).unwrap(), "MeganB");
+        assert_eq!(dial_target("MeganB@Contoso.example", d).unwrap(), "MeganB");
+        assert_eq!(dial_target("sip:escalations", d).unwrap(), "escalations");
+        for bad in [
+            "",
+            "  ",
+            "+",
+            "1+2",
+            "++15551234567",
+            "1234567890123456",
+            "megan@fabrikam.example",
+            "megan b",
+            "a;b",
+            "x\r\nVia: evil",
+            "<sip:x>",
+        ] {
+            let e = dial_target(bad, d).unwrap_err();
+            assert_eq!(e.code(), "invalid_target", "{bad:?}");
+        }
+        assert!(!DeskError::BadTarget("x\ny".into()).to_string().is_empty());
+        assert_eq!(
+            dial_uri("alex", "sip:127.0.0.1:5070"),
+            "sip:alex@127.0.0.1:5070"
+        );
+        assert_eq!(
+            dial_uri("+15551234567", "sip:router.contoso.example;transport=udp"),
+            "sip:+15551234567@router.contoso.example"
+        );
+        assert_eq!(uri_user("sip:alex@127.0.0.1:5070"), "alex");
+    }
+
+    #[test]
+    fn refusals_of_a_call_we_placed_say_why() {
+        let rejected = |status, phrase: &str| EndReason::Rejected {
+            status,
+            phrase: phrase.into(),
+        };
+        let code = |r: &EndReason| call_refusal(r).map(|p| p.code);
+        assert_eq!(
+            code(&rejected(403, "Forbidden")).as_deref(),
+            Some("call_forbidden")
+        );
+        assert_eq!(
+            code(&rejected(404, "Not Found")).as_deref(),
+            Some("call_not_found")
+        );
+        assert_eq!(
+            code(&rejected(480, "Temporarily Unavailable")).as_deref(),
+            Some("call_no_answer")
+        );
+        assert_eq!(
+            code(&rejected(486, "Busy Here")).as_deref(),
+            Some("call_busy")
+        );
+        assert_eq!(code(&rejected(500, "Oops")).as_deref(), Some("call_failed"));
+        assert_eq!(code(&EndReason::Timeout).as_deref(), Some("call_failed"));
+        assert_eq!(code(&EndReason::Local), None);
+        assert_eq!(code(&EndReason::RemoteBye), None);
+        let p = call_refusal(&rejected(403, "Forbidden\r\nX: y")).unwrap();
+        assert!(p.message.starts_with("403 ForbiddenX: y"), "{}", p.message);
+        assert!(p.message.contains("toll rules"), "{}", p.message);
+    }
+
+    #[test]
+    fn transfer_targets_are_names_upns_or_numbers() {
+        assert_eq!(transfer_target(" escalations ").unwrap(), "escalations");
+        assert_eq!(
+            transfer_target("MeganB@contoso.example").unwrap(),
+            "MeganB@contoso.example"
+        );
+        assert_eq!(
+            transfer_target("+1 (555) 000-1234").unwrap(),
+            "+15550001234"
+        );
+        for bad in ["", "a b", "x@y@z", "sip:x", "a\r\nb", "<x>"] {
+            assert_eq!(
+                transfer_target(bad).unwrap_err().code(),
+                "invalid_target",
+                "{bad:?}"
+            );
+        }
+    }
+
+    fn record(id: &str, caller: &str, dialled: &str, agent: Option<&str>, at: i64) -> CallRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "tenant": "contoso", "trunk": "carrier", "caller": caller,
+            "dialled": dialled, "started_at": time_text(at), "answered_at": time_text(at + 5),
+            "ended_at": time_text(at + 65), "choices": [], "queue": "billing", "steps": [],
+            "offers": [], "agent": agent, "outcome": "answered", "reason": null,
+            "disposition": "resolved"
+        }))
+        .unwrap()
+    }
+
+    /// RFC 3339 of Unix second `s` (2026-12-04 plus `s`).
+    fn time_text(s: i64) -> String {
+        format!("2026-12-04T09:{:02}:{:02}Z", s / 60, s % 60)
+    }
+
+    #[test]
+    fn history_merges_the_routers_records_with_the_phones_own_calls() {
+        let me = "adele@contoso.example";
+        let base_ms = 1_796_374_800_000u64; // 2026-12-04T09:00:00Z
+        let records = vec![
+            record("r-in", "+15551230000", "+18005550100", Some(me), 0),
+            record("r-out", me, "MeganB", Some("megan@contoso.example"), 120),
+            record(
+                "r-missed",
+                "+15559990000",
+                "+18005550100",
+                Some("alex@contoso.example"),
+                240,
+            ),
+        ];
+        let local = vec![
+            // The router's record r-out, as the phone saw it: not shown twice.
+            LocalCall {
+                n: 1,
+                started_unix_ms: base_ms + 121_000,
+                answered_unix_ms: Some(base_ms + 125_000),
+                ended_unix_ms: base_ms + 180_000,
+                outgoing: true,
+                who: "MeganB".into(),
+                call_record: None,
+                queue: None,
+                problem: None,
+            },
+            // Refused by the router before any record: the phone's own.
+            LocalCall {
+                n: 2,
+                started_unix_ms: base_ms + 300_000,
+                answered_unix_ms: None,
+                ended_unix_ms: base_ms + 301_000,
+                outgoing: true,
+                who: "nobody".into(),
+                call_record: None,
+                queue: None,
+                problem: Some(PhoneProblem {
+                    code: "call_not_found".into(),
+                    message: "404 Not Found".into(),
+                }),
+            },
+            // An offered call the router recorded (by its id).
+            LocalCall {
+                n: 3,
+                started_unix_ms: base_ms,
+                answered_unix_ms: Some(base_ms + 5_000),
+                ended_unix_ms: base_ms + 65_000,
+                outgoing: false,
+                who: "+15551230000".into(),
+                call_record: Some("r-in".into()),
+                queue: Some("billing".into()),
+                problem: None,
+            },
+        ];
+        let h = merge_history(me, &records, &local, 50);
+        let ids: Vec<&str> = h.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["phone-2", "r-missed", "r-out", "r-in"]);
+        assert_eq!(h[0].outcome, "refused");
+        assert_eq!(h[0].reason.as_deref(), Some("404 Not Found"));
+        assert_eq!(h[0].source, "phone");
+        assert_eq!(h[1].outcome, "missed", "another agent took it");
+        assert_eq!(h[2].who, "MeganB");
+        assert!(h[2].outgoing);
+        assert_eq!(h[2].call_back.as_deref(), Some("MeganB"));
+        assert_eq!(h[3].who, "+15551230000");
+        assert_eq!(h[3].call_back.as_deref(), Some("+15551230000"));
+        assert_eq!(h[3].talk_seconds, Some(60));
+        assert_eq!(h[3].disposition.as_deref(), Some("resolved"));
+        assert_eq!(h[3].started_unix_ms, base_ms);
+        assert_eq!(merge_history(me, &records, &local, 2).len(), 2);
+        // Answered by Adele, then sent on to Megan: transferred, for Adele.
+        let mut passed = record(
+            "r-passed",
+            "+15551230000",
+            "+18005550100",
+            Some("megan@contoso.example"),
+            0,
+        );
+        passed.steps = vec![
+            "queue billing".into(),
+            "transfer by adele@contoso.example to megan@contoso.example after consulting".into(),
+        ];
+        assert_eq!(
+            merge_history(me, &[passed.clone()], &[], 5)[0].outcome,
+            "transferred"
+        );
+        // For Megan, it is hers.
+        assert_eq!(
+            merge_history("megan@contoso.example", &[passed], &[], 5)[0].outcome,
+            "answered"
+        );
+        // A caller one cannot dial back is shown, without Call back.
+        let odd = record("r-odd", "Anonymous <x>", "+18005550100", Some(me), 0);
+        assert_eq!(merge_history(me, &[odd], &[], 5)[0].call_back, None);
+    }
+
+    #[test]
     fn keypad_keys() {
         for k in "0123456789*#ABCD".chars() {
             assert!(is_dtmf_key(k));
@@ -1040,6 +1888,22 @@ mod tests {
             Some("phone_not_started")
         );
         assert_eq!(desk.dtmf(1, 'x').await.unwrap_err().code(), "invalid_digit");
+        assert_eq!(
+            desk.dial("MeganB").await.unwrap_err().code(),
+            "phone_not_started"
+        );
+        assert_eq!(
+            desk.targets().await.unwrap_err().code(),
+            "phone_not_started"
+        );
+        assert_eq!(
+            desk.history(10).await.unwrap_err().code(),
+            "phone_not_started"
+        );
+        assert_eq!(
+            desk.consult("escalations").await.unwrap_err().code(),
+            "phone_not_started"
+        );
         // Without a phone there is no router state to set: not an error.
         desk.set_state(true, None).await.unwrap();
     }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_graph::{is_transferable, Availability, GraphClient, Presence, User, UserQuery};
 
 use crate::account::AccountError;
+use crate::call::printable;
 
 /// At most this many people in one answer (a directory page, not an export).
 pub const MAX_RESULTS: usize = 200;
@@ -67,6 +68,9 @@ pub struct Person {
     pub department: Option<String>,
     pub job_title: Option<String>,
     pub skills: Vec<String>,
+    /// Their phone numbers (business phones, then mobile), to call from the directory.
+    #[serde(default)]
+    pub phones: Vec<String>,
     pub favourite: bool,
     pub presence: Option<PresenceInfo>,
 }
@@ -330,6 +334,13 @@ pub async fn search(
                 .unwrap_or_else(|| u.id.clone()),
             username: u.user_principal_name.clone().or(u.mail.clone()),
             skills: skills.get(&u.id),
+            phones: u
+                .business_phones
+                .iter()
+                .chain(u.mobile_phone.iter())
+                .filter_map(|n| printable(n, 32))
+                .filter(|n| !n.is_empty())
+                .collect(),
             favourite: favourites.contains(&u.id),
             presence: presences.get(&u.id).cloned(),
             department: u.department,

@@ -676,6 +676,90 @@ pub struct AgentStatus {
     pub consult: Option<ConsultStatus>,
 }
 
+/// `GET /v1/agents/me/targets`: whom and where the agent may transfer or consult the call
+/// they are on, now. Experts are offered only when they can take a call now (a registered
+/// phone, no call, not ringing or in wrap-up, and Available in Teams where the router follows
+/// presence); colleagues say whether they can take a consultation (`available`) and a blind
+/// transfer or a call (`transferable`: Ready too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct TransferTargets {
+    /// The agent's tenant.
+    pub tenant: String,
+    /// The tenant's queues (a blind transfer keeps the caller's place and priority).
+    pub queues: Vec<QueueTarget>,
+    /// The tenant's auto attendants, by name.
+    pub attendants: Vec<String>,
+    /// The agent's colleagues (the agent left out), in the configuration's order.
+    pub colleagues: Vec<ColleagueTarget>,
+    /// The tenant's expert groups.
+    pub experts: Vec<ExpertGroupTarget>,
+    /// Whether the tenant's toll rules (`[tenants.outbound]`) let callers be sent to outside
+    /// numbers (E.164); each number is still checked against them.
+    pub outside_numbers: bool,
+}
+
+/// A queue one may transfer to, and how busy it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct QueueTarget {
+    pub name: String,
+    /// Callers waiting in it now.
+    pub waiting: u32,
+    /// Its agents Ready now.
+    pub ready: u32,
+    /// Whether the agent asking is one of its agents.
+    pub mine: bool,
+}
+
+/// A colleague, their state, and whether they can take a call now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct ColleagueTarget {
+    pub upn: String,
+    /// Their display name (the UPN where none is configured).
+    pub name: String,
+    pub state: AgentState,
+    /// Teams presence as the router last heard it (`Available/Available` …), when followed.
+    pub teams: Option<String>,
+    /// They can take a consultation now: a registered phone, no call, not ringing or in
+    /// wrap-up, Available in Teams where followed (Not ready for queue calls is no matter).
+    pub available: bool,
+    /// They can take a blind transfer or a call now: as for a consultation, and Ready.
+    pub transferable: bool,
+}
+
+/// An expert group: the experts who can take a call now, and how many cannot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct ExpertGroupTarget {
+    pub name: String,
+    /// The skill its experts have, and its lowest level.
+    pub skill: String,
+    pub min_level: u8,
+    /// Its experts who can take a call now, the best first (highest level, then as
+    /// configured); the group's name picks the first.
+    pub available: Vec<ExpertTarget>,
+    /// Its experts who cannot now (offline, on a call, busy in Teams …).
+    pub unavailable: u32,
+}
+
+/// An expert free now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct ExpertTarget {
+    pub upn: String,
+    pub name: String,
+    /// Their level of the group's skill (1–5).
+    pub level: u8,
+    pub teams: Option<String>,
+}
+
 /// An agent's consultation: with whom, and how far it got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

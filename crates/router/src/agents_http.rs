@@ -446,6 +446,70 @@ pub async fn me(
     Ok(Json(state.center.status(&upn, tid.as_deref())?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/agents/me/targets", tag = "agents", params(MeQuery),
+    responses(
+        (status = 200, description = "where the agent may transfer or consult now: the tenant's queues (callers waiting, agents Ready), attendants, colleagues (state, Teams presence, whether they can take a call now), expert groups (only their experts free now), and whether outside numbers are allowed", body = switchboard_api::TransferTargets),
+        (status = 400, description = "a malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an agent (no Agent role), or another agent named", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent of any tenant (or, where the router checks no tokens, no agent named)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn targets(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: axum::extract::Query<MeQuery>,
+) -> Result<Json<switchboard_api::TransferTargets>, ApiError> {
+    let (upn, tid) = agent_of(&caller, query.agent.as_deref())?;
+    Ok(Json(state.center.targets(&upn, tid.as_deref())?))
+}
+
+/// How many records a list asks for: 1–500, 50 when not said.
+fn records_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::Unprocessable(format!(
+            "limit {limit} is out of range: ask for 1 to 500 records"
+        )));
+    }
+    Ok(limit)
+}
+
+/// `GET /v1/agents/me/calls` query.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MyCallsQuery {
+    /// Only where the router checks no tokens: the agent (UPN).
+    pub agent: Option<String>,
+    /// At most this many, newest first (1–500; default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/agents/me/calls", tag = "agents", params(MyCallsQuery),
+    responses(
+        (status = 200, description = "the agent's own calls, newest first: those they placed, answered, were offered, consulted on or transferred (no one else's)", body = Vec<CallRecord>),
+        (status = 400, description = "a malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an agent (no Agent role), or another agent named", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent of any tenant (or, where the router checks no tokens, no agent named)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "limit out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn my_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<MyCallsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CallRecord>>, ApiError> {
+    let query = query.map_err(|e| ApiError::BadRequest(format!("{e}")))?;
+    let (upn, tid) = agent_of(&caller, query.agent.as_deref())?;
+    let limit = records_limit(query.limit)?;
+    let tenant = state.center.tenant_of(&upn, tid.as_deref())?;
+    Ok(Json(
+        state.store.list_agent_calls(&tenant, &upn, limit).await?,
+    ))
+}
+
 /// `GET /v1/calls` query.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -493,12 +557,7 @@ pub async fn list_calls(
     query: Result<axum::extract::Query<CallsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<CallRecord>>, ApiError> {
     let query = query.map_err(|e| ApiError::BadRequest(format!("{e}")))?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::Unprocessable(format!(
-            "limit {limit} is out of range: ask for 1 to 500 records"
-        )));
-    }
+    let limit = records_limit(query.limit)?;
     let tenants = readable_tenants(&state, &caller)?;
     Ok(Json(
         state.store.list_calls(tenants.as_deref(), limit).await?,

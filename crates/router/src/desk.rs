@@ -596,6 +596,99 @@ impl TenantRt {
             .collect()
     }
 
+    /// Whom and where agent `me` may transfer or consult now (`GET /v1/agents/me/targets`).
+    pub fn targets(&self, me: AgentId) -> switchboard_api::TransferTargets {
+        use switchboard_api::{
+            ColleagueTarget, ExpertGroupTarget, ExpertTarget, QueueTarget, TransferTargets,
+        };
+        let name_of = |r: &AgentRt| {
+            if r.name.is_empty() {
+                r.upn.clone()
+            } else {
+                r.name.clone()
+            }
+        };
+        let queues = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let members = self.engine.members(QueueId(i as u32));
+                QueueTarget {
+                    name: q.name.clone(),
+                    waiting: self.stats.get(i).map_or(0, |s| s.waiting() as u32),
+                    ready: members
+                        .iter()
+                        .filter(|a| {
+                            self.agent(**a)
+                                .is_some_and(|r| r.state() == AgentState::Ready)
+                        })
+                        .count() as u32,
+                    mine: members.contains(&me),
+                }
+            })
+            .collect();
+        let colleagues = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 != me.0)
+            .map(|(i, r)| ColleagueTarget {
+                upn: r.upn.clone(),
+                name: name_of(r),
+                state: r.state(),
+                teams: r.teams.clone(),
+                available: self.expert_free(AgentId(i as u32)),
+                transferable: r.contact.is_some() && self.engine.is_available(AgentId(i as u32)),
+            })
+            .collect();
+        let experts = self
+            .spec
+            .experts
+            .iter()
+            .map(|g| {
+                let skill = g.skill.to_lowercase();
+                let mut available = Vec::new();
+                let mut unavailable = 0;
+                for (i, a) in self.spec.agents.iter().enumerate() {
+                    let id = AgentId(i as u32);
+                    let Some(level) = a.skills.get(&skill).copied() else {
+                        continue;
+                    };
+                    if level < g.min_level || id == me {
+                        continue;
+                    }
+                    match self.agent(id).filter(|_| self.expert_free(id)) {
+                        Some(r) => available.push(ExpertTarget {
+                            upn: r.upn.clone(),
+                            name: name_of(r),
+                            level,
+                            teams: r.teams.clone(),
+                        }),
+                        None => unavailable += 1,
+                    }
+                }
+                // The best first, as the group's name picks: highest level, then listed first.
+                available.sort_by_key(|e| std::cmp::Reverse(e.level));
+                ExpertGroupTarget {
+                    name: g.name.clone(),
+                    skill: g.skill.clone(),
+                    min_level: g.min_level,
+                    available,
+                    unavailable,
+                }
+            })
+            .collect();
+        TransferTargets {
+            tenant: self.spec.id.clone(),
+            queues,
+            attendants: self.attendants.iter().map(|a| a.name.clone()).collect(),
+            colleagues,
+            experts,
+            outside_numbers: self.spec.outbound.is_some(),
+        }
+    }
+
     /// Agents whose state changed since it was last announced, marked as announced now.
     pub fn changed_agents(&mut self) -> Vec<AgentStatus> {
         let mut out = Vec::new();
@@ -1426,6 +1519,30 @@ impl CallCenter {
     }
 }
 
+impl CallCenter {
+    /// Whom and where the agent may transfer or consult now.
+    pub fn targets(
+        &self,
+        upn: &str,
+        tid: Option<&str>,
+    ) -> Result<switchboard_api::TransferTargets, DeskError> {
+        let desk = self.lock();
+        let (t, a) = desk
+            .find(upn, tid)
+            .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+        Ok(desk.tenants[t].targets(a))
+    }
+
+    /// The agent's tenant id, for their own records.
+    pub fn tenant_of(&self, upn: &str, tid: Option<&str>) -> Result<String, DeskError> {
+        let desk = self.lock();
+        let (t, _) = desk
+            .find(upn, tid)
+            .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+        Ok(desk.tenants[t].spec.id.clone())
+    }
+}
+
 impl Desk {
     /// The agent `upn` (case-insensitive), in a tenant of Entra tenant `tid` when given.
     /// The index of tenant `tenant`, when queue `q` fits it: the tenants with it pass the
@@ -1579,6 +1696,30 @@ impl Desk {
 mod tests {
     use super::*;
 
+    /// The call center of `toml`, its SIP edge listening, with `upns`' phones registered.
+    fn center_with_phones(toml: &str, upns: &[&str]) -> CallCenter {
+        let cfg = crate::config::Config::from_toml(toml, std::path::Path::new("t.toml")).unwrap();
+        let cc = CallCenter::new(&cfg.tenants, Instant::now());
+        cc.with(|d| d.registrar = Some("sip:127.0.0.1:5060".into()));
+        register_phones(&cc, upns);
+        cc
+    }
+
+    /// Credentials for each of `upns`, and their phones registered.
+    fn register_phones(cc: &CallCenter, upns: &[&str]) {
+        for upn in upns {
+            let c = cc.issue_credentials(upn, None, None).unwrap();
+            cc.with(|d| {
+                d.registered(
+                    &c.username,
+                    "sip:x@contoso.example",
+                    Some("sip:x@127.0.0.1:5070".into()),
+                    Instant::now(),
+                )
+            });
+        }
+    }
+
     #[test]
     fn the_best_free_expert_is_chosen_by_skill_level_and_teams_presence() {
         let toml = r#"
@@ -1592,10 +1733,7 @@ agents = [
   { upn = "alex@contoso.example", skills = { escalations = 2 } },
 ]
 "#;
-        let cfg = crate::config::Config::from_toml(toml, std::path::Path::new("t.toml")).unwrap();
-        let cc = CallCenter::new(&cfg.tenants, Instant::now());
-        cc.with(|d| d.registrar = Some("sip:127.0.0.1:5060".into()));
-        let now = Instant::now();
+        let cc = center_with_phones(toml, &[]);
         let expert = || {
             cc.with(|d| {
                 let t = &d.tenants[0];
@@ -1606,21 +1744,14 @@ agents = [
         };
         // Nobody registered: nobody free.
         assert_eq!(expert(), None);
-        for upn in [
-            "lynne@contoso.example",
-            "megan@contoso.example",
-            "alex@contoso.example",
-        ] {
-            let c = cc.issue_credentials(upn, None, None).unwrap();
-            cc.with(|d| {
-                d.registered(
-                    &c.username,
-                    "sip:x@contoso.example",
-                    Some("sip:x@127.0.0.1:5070".into()),
-                    now,
-                )
-            });
-        }
+        register_phones(
+            &cc,
+            &[
+                "lynne@contoso.example",
+                "megan@contoso.example",
+                "alex@contoso.example",
+            ],
+        );
         // Not Ready for queue calls, yet free as experts: the higher level first.
         assert_eq!(expert().as_deref(), Some("megan@contoso.example"));
         // Megan in a Teams meeting: Lynne; both busy in Teams: nobody (Alex's level is 2).
@@ -1637,6 +1768,112 @@ agents = [
         // On a call: not free.
         cc.with(|d| d.tenants[0].agents[1].on_call = true);
         assert_eq!(expert(), None);
+    }
+
+    #[test]
+    fn the_targets_offer_queues_colleagues_and_only_the_experts_free_now() {
+        let toml = r#"
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+queues = [{ name = "billing" }, { name = "orders", skills = { french = 1 } }]
+experts = [{ name = "escalations", skill = "Escalations", min_level = 3 }]
+agents = [
+  { upn = "adele@contoso.example", name = "Adele Vance", skills = { escalations = 5 } },
+  { upn = "megan@contoso.example", name = "Megan Bowen", skills = { escalations = 4 }, object_id = "0A1B2C3D-0000-4000-8000-000000000002" },
+  { upn = "lynne@contoso.example", skills = { escalations = 5 } },
+  { upn = "alex@contoso.example", skills = { escalations = 2 } },
+]
+"#;
+        let cc = center_with_phones(
+            toml,
+            &[
+                "adele@contoso.example",
+                "megan@contoso.example",
+                "lynne@contoso.example",
+            ],
+        );
+        cc.set_state("megan@contoso.example", None, RequestedState::Ready, None)
+            .unwrap();
+        let t = cc.targets("adele@contoso.example", None).unwrap();
+        assert_eq!(t.tenant, "contoso");
+        assert!(!t.outside_numbers);
+        let q: Vec<_> = t
+            .queues
+            .iter()
+            .map(|q| (q.name.as_str(), q.waiting, q.ready, q.mine))
+            .collect();
+        assert_eq!(q, [("billing", 0, 1, true), ("orders", 0, 0, false)]);
+        // Adele is left out; Alex has no phone.
+        // Lynne, Not ready, takes a consultation but no blind transfer.
+        let c: Vec<_> = t
+            .colleagues
+            .iter()
+            .map(|c| {
+                (
+                    c.upn.as_str(),
+                    c.name.as_str(),
+                    c.state,
+                    c.available,
+                    c.transferable,
+                )
+            })
+            .collect();
+        assert_eq!(
+            c,
+            [
+                (
+                    "megan@contoso.example",
+                    "Megan Bowen",
+                    AgentState::Ready,
+                    true,
+                    true
+                ),
+                (
+                    "lynne@contoso.example",
+                    "lynne@contoso.example",
+                    AgentState::NotReady,
+                    true,
+                    false
+                ),
+                (
+                    "alex@contoso.example",
+                    "alex@contoso.example",
+                    AgentState::Offline,
+                    false,
+                    false
+                ),
+            ]
+        );
+        let g = &t.experts[0];
+        assert_eq!((g.name.as_str(), g.min_level), ("escalations", 3));
+        let free: Vec<_> = g
+            .available
+            .iter()
+            .map(|e| (e.upn.as_str(), e.level))
+            .collect();
+        assert_eq!(
+            free,
+            [("lynne@contoso.example", 5), ("megan@contoso.example", 4)]
+        );
+        assert_eq!(g.unavailable, 0, "Alex's level is below the group's");
+        // Megan in a meeting: not offered, and not available as a colleague either.
+        cc.presence("0a1b2c3d-0000-4000-8000-000000000002", "Busy", "InAMeeting");
+        let t = cc.targets("adele@contoso.example", None).unwrap();
+        let free: Vec<_> = t.experts[0]
+            .available
+            .iter()
+            .map(|e| e.upn.as_str())
+            .collect();
+        assert_eq!(free, ["lynne@contoso.example"]);
+        assert_eq!(t.experts[0].unavailable, 1);
+        assert_eq!(t.colleagues[0].teams.as_deref(), Some("Busy/InAMeeting"));
+        assert!(!t.colleagues[0].available);
+        assert!(!t.colleagues[0].transferable);
+        assert!(matches!(
+            cc.targets("nobody@contoso.example", None),
+            Err(DeskError::NoSuchAgent(_))
+        ));
     }
 
     #[test]
@@ -1787,16 +2024,9 @@ agents = [{ upn = "adele@contoso.example" }, { upn = "alex@contoso.example" }, {
             (0.0, 0.0, 0)
         );
         assert_eq!((f.aht_seconds, f.agents_needed), (180.0, Some(0)));
-        for upn in ["adele@contoso.example", "alex@contoso.example"] {
-            let c = cc.issue_credentials(upn, None, None).unwrap();
-            cc.with(|d| {
-                d.registered(
-                    &c.username,
-                    "sip:x@contoso.example",
-                    Some("sip:x@127.0.0.1:5070".into()),
-                    now,
-                )
-            });
+        let both = ["adele@contoso.example", "alex@contoso.example"];
+        register_phones(&cc, &both);
+        for upn in both {
             cc.set_state(upn, None, RequestedState::Ready, None)
                 .unwrap();
         }

@@ -161,6 +161,8 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             axum::routing::put(config_http::put_agent).delete(config_http::delete_agent),
         )
         .route("/v1/agents/me", get(agents_http::me))
+        .route("/v1/agents/me/targets", get(agents_http::targets))
+        .route("/v1/agents/me/calls", get(agents_http::my_calls))
         .route(
             "/v1/agents/me/sip-credentials",
             axum::routing::post(agents_http::sip_credentials)

@@ -332,6 +332,42 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest calls of tenant `tenant` that agent `upn` took part in — placed, answered,
+    /// was offered, consulted on or transferred (their UPN in the record's caller, agent,
+    /// offers or steps, any case) — at most `limit`, newest first.
+    pub async fn list_agent_calls(
+        &self,
+        tenant: &str,
+        upn: &str,
+        limit: u32,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        use futures_util::TryStreamExt;
+        // SQLite's lower() folds ASCII only: so does the key, and `involves` compares the same.
+        let key = upn.to_ascii_lowercase();
+        // Whole records are matched below; the text test only narrows what is read, and the
+        // rows are read one at a time until `limit` matched.
+        let mut rows = sqlx::query(
+            "SELECT record FROM calls WHERE tenant = ? AND instr(lower(record), ?) > 0 \
+             ORDER BY started_at DESC, id",
+        )
+        .bind(tenant)
+        .bind(&key)
+        .fetch(&self.pool);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let json: String = row.try_get("record")?;
+            match serde_json::from_str::<CallRecord>(&json) {
+                Ok(r) if involves(&r, &key) => out.push(r),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "a stored call record does not read; skipped"),
+            }
+            if out.len() >= limit as usize {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// One call's record.
     /// Hands `each` every call record of `tenants` (all with `None`) that started in
     /// `[from, to)`, oldest first, one at a time (a long period is never held in memory);
@@ -527,6 +563,20 @@ impl Store {
     }
 }
 
+/// Whether the agent whose (ASCII) lower-case UPN is `upn` took part in the call: their UPN
+/// is its caller, agent, an offer's agent, or a word of a step (`transfer by … to …`).
+pub(crate) fn involves(r: &CallRecord, upn: &str) -> bool {
+    let is = |s: &str| s.eq_ignore_ascii_case(upn);
+    is(&r.caller)
+        || r.agent.as_deref().is_some_and(is)
+        || r.offers.iter().any(|o| is(&o.agent))
+        || r.steps.iter().any(|s| {
+            s.to_ascii_lowercase()
+                .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+                .any(|w| w == upn)
+        })
+}
+
 /// `tenant IN (?, ?, …)` with `ts` bound.
 fn tenant_in(q: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>, ts: &[String]) {
     q.push("tenant IN (");
@@ -648,6 +698,116 @@ mod tests {
         .unwrap();
         let _store = Store::open(&other, None).await.unwrap();
         assert_eq!(mode(&other.join("router.db")), 0o600);
+    }
+
+    fn record(
+        id: &str,
+        tenant: &str,
+        caller: &str,
+        agent: Option<&str>,
+        steps: &[&str],
+        minute: u8,
+    ) -> CallRecord {
+        let at =
+            OffsetDateTime::from_unix_timestamp(1_796_000_000 + 60 * i64::from(minute)).unwrap();
+        CallRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            trunk: "carrier".into(),
+            caller: caller.into(),
+            dialled: "+18005550100".into(),
+            started_at: at,
+            answered_at: None,
+            ended_at: Some(at),
+            choices: Vec::new(),
+            queue: None,
+            steps: steps.iter().map(|s| (*s).to_owned()).collect(),
+            offers: Vec::new(),
+            agent: agent.map(str::to_owned),
+            outcome: CallOutcome::Answered,
+            reason: None,
+            disposition: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agent_reads_only_the_calls_they_took_part_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let adele = "adele@contoso.example";
+        let mut offered = record(
+            "offered",
+            "contoso",
+            "+15550001",
+            Some("megan@contoso.example"),
+            &[],
+            1,
+        );
+        offered.offers.push(switchboard_api::OfferRecord {
+            agent: "Adele@Contoso.example".into(),
+            at: offered.started_at,
+            outcome: "no_answer".into(),
+        });
+        for r in [
+            record(
+                "answered",
+                "contoso",
+                "+15550002",
+                Some(adele),
+                &["queue billing"],
+                2,
+            ),
+            record(
+                "placed",
+                "contoso",
+                adele,
+                Some("alex@contoso.example"),
+                &[],
+                3,
+            ),
+            record(
+                "consulted",
+                "contoso",
+                "+15550003",
+                Some("megan@contoso.example"),
+                &["transfer by adele@contoso.example to megan@contoso.example after consulting"],
+                4,
+            ),
+            offered,
+            // Not hers: another agent's, a UPN that only starts like hers, another tenant's.
+            record(
+                "other",
+                "contoso",
+                "+15550004",
+                Some("alex@contoso.example"),
+                &[],
+                5,
+            ),
+            record(
+                "longer",
+                "contoso",
+                "+15550005",
+                Some("adele@contoso.example.evil"),
+                &[],
+                6,
+            ),
+            record("tenant", "fabrikam", "+15550006", Some(adele), &[], 7),
+        ] {
+            store.put_call(&r).await.unwrap();
+        }
+        let ids = |v: Vec<CallRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let mine = store.list_agent_calls("contoso", adele, 50).await.unwrap();
+        assert_eq!(ids(mine), ["consulted", "placed", "answered", "offered"]);
+        let two = store
+            .list_agent_calls("contoso", "ADELE@contoso.example", 2)
+            .await
+            .unwrap();
+        assert_eq!(ids(two), ["consulted", "placed"]);
+        assert!(store
+            .list_agent_calls("contoso", "nobody@contoso.example", 50)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     fn tenant(domain: &str) -> NewTenant {

@@ -251,6 +251,29 @@ async fn tokens_roles_and_tenants() {
         "{body}"
     );
 
+    // The agent's own lists (targets, calls): agents only, each for themselves.
+    for path in ["/v1/agents/me/targets", "/v1/agents/me/calls"] {
+        assert_eq!(
+            get(&s.base, path, None).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            get(&s.base, path, Some(&nobody)).await.status(),
+            StatusCode::FORBIDDEN,
+            "{path}: no Agent role"
+        );
+        let other = format!("{path}?agent=someone.else@contoso.example");
+        assert_eq!(
+            get(&s.base, &other, Some(&agent)).await.status(),
+            StatusCode::FORBIDDEN,
+            "{path}: another agent's"
+        );
+        // A signed-in agent the contact center does not have: 404, said so.
+        let r = get(&s.base, path, Some(&agent)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+
     // The event stream takes the agent's token in the upgrade request, and nothing without.
     let ws_url = format!("{}/v1/events", s.base.replace("http://", "ws://"));
     let mut req = ws_url.as_str().into_client_request().unwrap();

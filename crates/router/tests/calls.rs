@@ -2385,6 +2385,30 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
                 .unwrap(),
         ));
         refused.push(status(post("consult/conference", None).await.unwrap()));
+        // What Adele's picker offers now: Alex and Megan free, Megan as the expert.
+        let targets: Value = get_json(
+            &http,
+            &format!("{base}/v1/agents/me/targets?agent=adele@contoso.example"),
+        )
+        .await;
+        let free: Vec<&str> = targets["colleagues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["available"] == true)
+            .filter_map(|c| c["upn"].as_str())
+            .collect();
+        assert_eq!(
+            free,
+            ["alex@contoso.example", "megan@contoso.example"],
+            "{targets}"
+        );
+        assert_eq!(targets["experts"][0]["name"], "escalations", "{targets}");
+        assert_eq!(
+            targets["experts"][0]["available"][0]["upn"], "megan@contoso.example",
+            "{targets}"
+        );
+        assert_eq!(targets["queues"][0]["mine"], true, "{targets}");
         // Alex: rung, answers after 1 s, talks with Adele for 2 s; cancelled.
         let started = post("consult", Some("alex@contoso.example")).await.unwrap();
         assert_eq!(started.status(), 200);
@@ -2490,6 +2514,20 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
         ]),
         "{r}"
     );
+    // Each of the three has the call among their own; the records API says so per agent.
+    for upn in [
+        "adele@contoso.example",
+        "alex@contoso.example",
+        "megan@contoso.example",
+    ] {
+        let mine: Vec<Value> = get_json(
+            &c.http,
+            &format!("{}/v1/agents/me/calls?agent={upn}", c.base),
+        )
+        .await;
+        assert_eq!(mine.len(), 1, "{upn}: {mine:?}");
+        assert_eq!(mine[0]["id"], r["id"], "{upn}");
+    }
     // Nobody is left busy: Adele in wrap-up or back, Alex and Megan free.
     for upn in ["alex@contoso.example", "megan@contoso.example"] {
         let st = c.status(upn).await;

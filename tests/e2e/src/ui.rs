@@ -70,3 +70,14 @@ pub async fn gone(c: &Client, selector: &str) -> Result<()> {
     })
     .await
 }
+
+/// Replaces the text of the input at `selector` with `text`.
+pub async fn type_into(c: &Client, selector: &str, text: &str) -> Result<()> {
+    eventually(&format!("{selector} to take {text:?}"), WAIT, || async {
+        let e = c.find(css(selector)).await?;
+        e.clear().await?;
+        e.send_keys(text).await?;
+        Ok(Some(()))
+    })
+    .await
+}

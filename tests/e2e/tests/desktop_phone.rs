@@ -15,6 +15,12 @@
 //! microphone listens to reaches the caller, who records it. Both are checked with Goertzel
 //! (`switchboard_media::tone`).
 //!
+//! Then calls from the window and the picker: a headless colleague (`switchboard-agent work`
+//! as MeganB) is called by name from the dial box (a name nobody has is refused and
+//! said so first); a second queue call is answered, the colleague consulted from the transfer
+//! picker, the consultation cancelled, the colleague consulted again, a conference made and the
+//! transfer completed; the window's history shows both calls, and calls the colleague back.
+//!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
 
@@ -24,12 +30,17 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
-use switchboard_e2e::ui::{choose, click, gone, screenshot, wait_attr, wait_text, WAIT};
+use switchboard_e2e::ui::{
+    choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, WAIT,
+};
 use switchboard_e2e::{
-    eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, RouterProcess,
+    eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, Guard, RouterProcess,
 };
 
 const AGENT: &str = "AdeleV@contoso.example";
+/// The colleague: a headless agent (Ready; she has no billing skill, so no billing calls),
+/// answering what rings and ending each wrap-up at once.
+const COLLEAGUE: &str = "MeganB@contoso.example";
 /// The caller's number, as the trunk gives it.
 const CALLER: &str = "+15551234567";
 
@@ -42,12 +53,30 @@ fn demo_config(sip: u16) -> Result<String> {
     if !with_sip.contains(billing) {
         bail!("crates/router/demo.toml changed: no billing wrap_up_seconds to extend");
     }
-    Ok(with_sip.replacen(
+    let trunk = "max_calls = 50\n";
+    if !with_sip.contains(trunk) {
+        bail!("crates/router/demo.toml changed: no carrier trunk max_calls to extend");
+    }
+    // Outside calls under toll rules: +1555 allowed, +1900 denied (never reaches the trunk,
+    // whose outbound target is the discard port).
+    let with_outbound = format!(
+        "{}{OUTBOUND}",
+        with_sip.replacen(trunk, "max_calls = 50\noutbound = \"sip:127.0.0.1:9\"\n", 1)
+    );
+    Ok(with_outbound.replacen(
         billing,
         "wrap_up_seconds = 120\ndispositions = [\"resolved\", \"callback\", \"escalated\"]\n",
         1,
     ))
 }
+
+/// The demo tenant's toll rules in this test.
+const OUTBOUND: &str = "
+[tenants.outbound]
+trunk = \"carrier\"
+allow = [\"+1555\"]
+deny = [\"+1900\"]
+";
 
 const CALLER_HZ: f64 = 440.0;
 const WINDOW_HZ: f64 = 1000.0;
@@ -120,9 +149,21 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
     .await?;
     let c = desktop.open().await?;
 
-    let status = |http: reqwest::Client, base: String| async move {
+    // An agent's state at the router (the window's agent, unless another is named).
+    let status_of = |http: reqwest::Client, base: String, upn: &'static str| async move {
         let v: Value = http
-            .get(format!("{base}/v1/agents/me?agent={AGENT}"))
+            .get(format!("{base}/v1/agents/me?agent={upn}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(v)
+    };
+    let status = |http: reqwest::Client, base: String| status_of(http, base, AGENT);
+    // The router's call records, newest first.
+    let records = |http: reqwest::Client, base: String| async move {
+        let v: Vec<Value> = http
+            .get(format!("{base}/v1/calls"))
             .send()
             .await?
             .json()
@@ -247,12 +288,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
 
         // 7. The router's call record has the agent and the disposition.
         let recs = eventually("the call record with its disposition", WAIT, || async {
-            let recs: Vec<Value> = http
-                .get(format!("{base}/v1/calls"))
-                .send()
-                .await?
-                .json()
-                .await?;
+            let recs = records(http.clone(), base.clone()).await?;
             if recs.first().is_some_and(|r| r["disposition"] == "resolved") {
                 Ok(Some(recs))
             } else {
@@ -273,6 +309,168 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             Ok((st["state"] == "ready").then_some(()))
         })
         .await?;
+
+        // 8. A colleague's headless phone: registered, Ready (no billing skill: none of the
+        //    billing queue's calls), answering what rings after 1 s.
+        let colleague_log = logs.join("colleague-phone.log");
+        let mut cmd = Command::new(our_binary("switchboard-agent")?);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "work", "--router", &base, "--as", COLLEAGUE])
+            .args(["--answer-after", "1", "--disposition", "resolved"])
+            .arg("--play")
+            .arg(&tone)
+            .arg("--record")
+            .arg(work.path().join("colleague.wav"))
+            .stdout(std::fs::File::create(&colleague_log)?)
+            .stderr(std::fs::File::create(logs.join("colleague-phone.err"))?);
+        let _colleague = Guard::spawn("the colleague's headless agent", &mut cmd)?;
+        eventually("the colleague's phone to register", WAIT, || async {
+            let st = status_of(http.clone(), base.clone(), COLLEAGUE).await?;
+            Ok((st["registered"] == true).then_some(()))
+        })
+        .await?;
+
+        // 9. Calls from the window: a name nobody has is refused (404) and a number the toll
+        //    rules deny (403), each said so; the colleague by name rings, answers, and the
+        //    in-call view shows her; hang up.
+        type_into(&c, r#"[data-testid="dial-input"]"#, "nobody").await?;
+        click(&c, r#"[data-testid="dial-call"]"#).await?;
+        wait_text(
+            &c,
+            r#"[data-testid="phone-problem"]"#,
+            "Nobody by that name",
+        )
+        .await?;
+        type_into(&c, r#"[data-testid="dial-input"]"#, "+1 900 555 0100").await?;
+        click(&c, r#"[data-testid="dial-call"]"#).await?;
+        wait_text(&c, r#"[data-testid="phone-problem"]"#, "toll rules").await?;
+        screenshot(&c, "phone-toll-refused.png").await?;
+        type_into(&c, r#"[data-testid="dial-input"]"#, "MeganB").await?;
+        click(&c, r#"[data-testid="dial-call"]"#).await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "MeganB").await?;
+        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        screenshot(&c, "phone-dialled.png").await?;
+        click(&c, r#"[data-testid="hangup"]"#).await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        let dialled = eventually("the dialled call's record", WAIT, || async {
+            let recs = records(http.clone(), base.clone()).await?;
+            let r = recs
+                .into_iter()
+                .find(|r| r["dialled"] == "MeganB" && r["ended_at"].is_string());
+            Ok(r)
+        })
+        .await?;
+        assert_eq!(dialled["caller"], AGENT, "{dialled}");
+        assert_eq!(dialled["agent"], COLLEAGUE, "{dialled}");
+        assert_eq!(dialled["outcome"], "answered", "{dialled}");
+        eventually("the agent Ready after their own call", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
+
+        // 10. A queue call again; the agent answers, opens the picker, consults the colleague,
+        //     talks to her, cancels, consults her again, brings all three into a conference,
+        //     and completes the transfer.
+        let mut cmd = Command::new(our_binary("switchboard-agent")?);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "40"])
+            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
+            .args(["--hangup-after", "25"])
+            .arg("--play")
+            .arg(&tone);
+        let caller = tokio::task::spawn_blocking(move || cmd.output());
+        wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        wait_text(&c, r#"[data-testid="in-call-queue"]"#, "billing").await?;
+        click(&c, r#"[data-testid="transfer-open"]"#).await?;
+        let megan = format!(
+            r#"[data-testid="target-colleague"][data-upn="{COLLEAGUE}"][data-available="true"]"#
+        );
+        wait_text(&c, &megan, "Megan").await?;
+        // The toll rules allow outside numbers: the picker has a number field.
+        c.find(css(r#"[data-testid="picker-number"]"#)).await?;
+        screenshot(&c, "phone-picker.png").await?;
+        click(&c, &format!(r#"{megan} [data-testid="consult"]"#)).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
+        wait_text(&c, r#"[data-testid="consult-status"]"#, COLLEAGUE).await?;
+        screenshot(&c, "phone-consult.png").await?;
+        // Cancel: back with the caller; then consult her again, all three in a conference,
+        // and the agent leaves them talking.
+        click(&c, r#"[data-testid="consult-cancel"]"#).await?;
+        gone(&c, r#"[data-testid="consult"]"#).await?;
+        click(&c, r#"[data-testid="transfer-open"]"#).await?;
+        click(&c, &format!(r#"{megan} [data-testid="consult"]"#)).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
+        click(&c, r#"[data-testid="consult-conference"]"#).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "conference").await?;
+        screenshot(&c, "phone-conference.png").await?;
+        click(&c, r#"[data-testid="consult-complete"]"#).await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        click(&c, r#"[data-testid="disposition-escalated"]"#).await?;
+        click(&c, r#"[data-testid="wrap-up-done"]"#).await?;
+        gone(&c, r#"[data-testid="wrap-up"]"#).await?;
+        let out = caller
+            .await
+            .context("the caller's thread")?
+            .context("the caller")?;
+        assert!(
+            out.status.success(),
+            "caller: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let passed = eventually("the record of the transferred call", WAIT, || async {
+            let recs = records(http.clone(), base.clone()).await?;
+            let r = recs.into_iter().find(|r| {
+                r["steps"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|x| x.as_str().is_some_and(|x| x.contains("after consulting")))
+                }) && r["ended_at"].is_string()
+            });
+            Ok(r)
+        })
+        .await?;
+        assert_eq!(passed["agent"], COLLEAGUE, "{passed}");
+        assert_eq!(passed["caller"], CALLER, "{passed}");
+        let steps = passed["steps"].to_string();
+        for step in ["ended: cancelled", "conference of"] {
+            assert!(steps.contains(step), "{step}: {passed}");
+        }
+
+        // 11. The window's history has both: the transferred queue call and the call it
+        //     placed; search finds the one.
+        click(&c, r#"[data-testid="nav-history"]"#).await?;
+        let transferred = format!(
+            r#"[data-testid="history-entry"][data-outcome="transferred"][data-who="{CALLER}"]"#
+        );
+        wait_text(&c, &transferred, CALLER).await?;
+        wait_text(
+            &c,
+            r#"[data-testid="history-entry"][data-outcome="answered"][data-who="MeganB"]"#,
+            "MeganB",
+        )
+        .await?;
+        screenshot(&c, "phone-history.png").await?;
+        type_into(&c, r#"[data-testid="history-search"]"#, "transferred").await?;
+        gone(&c, r#"[data-testid="history-entry"][data-who="MeganB"]"#).await?;
+        wait_text(&c, &transferred, CALLER).await?;
+
+        // 12. Call back from the history: the colleague again (her wrap-up of the caller is
+        //     over: she gives a disposition at once).
+        type_into(&c, r#"[data-testid="history-search"]"#, "MeganB").await?;
+        eventually("the colleague Ready again", WAIT, || async {
+            let st = status_of(http.clone(), base.clone(), COLLEAGUE).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
+        click(
+            &c,
+            r#"[data-testid="history-entry"][data-who="MeganB"] [data-testid="call-back"]"#,
+        )
+        .await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "MeganB").await?;
+        click(&c, r#"[data-testid="hangup"]"#).await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
         anyhow::Ok(())
     }
     .await;

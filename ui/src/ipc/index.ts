@@ -6,7 +6,9 @@ import type {
   AccountInfo,
   AudioDevices,
   CallQuality,
+  ConsultStep,
   DeviceCodeInfo,
+  HistoryEntry,
   DirectoryQuery,
   IpcError,
   MicLevel,
@@ -18,6 +20,7 @@ import type {
   Settings,
   SoundTestResult,
   TestSound,
+  TransferTargets,
   WorkStateKind,
   WorkStateView,
 } from "./types";
@@ -119,6 +122,18 @@ export async function onRouterStatus(handler: (s: RouterStatus) => void): Promis
 export const phoneStatus = (): Promise<PhoneView> => call("phone_status");
 /** New SIP credentials from the router and a fresh start of the phone. */
 export const phoneConnect = (): Promise<PhoneView> => call("phone_connect");
+/** Calls a number, or a colleague, queue, attendant or expert group by name, through the router. */
+export const phoneDial = (target: string): Promise<number> => call("phone_dial", { target });
+/** Whom and where the agent may transfer or consult now. */
+export const phoneTargets = (): Promise<TransferTargets> => call("phone_targets");
+/** A blind transfer of the call up; resolves with the router's step. */
+export const phoneTransfer = (target: string): Promise<string> => call("phone_transfer", { target });
+/** Consults a colleague or an expert group while the caller waits. */
+export const phoneConsult = (target: string): Promise<string> => call("phone_consult", { target });
+/** Completes, conferences or cancels the consultation. */
+export const phoneConsultStep = (step: ConsultStep): Promise<string> => call("phone_consult_step", { step });
+/** The agent's calls (the router's records and the phone's own), newest first. */
+export const phoneHistory = (limit: number | null): Promise<HistoryEntry[]> => call("phone_history", { limit });
 export const phoneAnswer = (callId: number): Promise<void> => call("phone_answer", { call: callId });
 export const phoneReject = (callId: number): Promise<void> => call("phone_reject", { call: callId });
 export const phoneHangup = (callId: number): Promise<void> => call("phone_hangup", { call: callId });

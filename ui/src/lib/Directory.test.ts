@@ -20,6 +20,7 @@ const person = (id: string, name: string, p: PresenceInfo, favourite = false): P
   department: "Billing",
   job_title: "Expert",
   skills: ["billing", "german"],
+  phones: [],
   favourite,
   presence: p,
 });
@@ -46,6 +47,26 @@ function fakeApi(people: Person[], over: Partial<AccountApi> = {}): AccountApi {
 
 describe("the directory", () => {
   beforeEach(() => setLanguage("en"));
+
+  it("calls a colleague by name, or one of their numbers, from their row", async () => {
+    const megan = { ...person("MeganB", "Megan Bowen", presence("MeganB", "Available", true)), phones: ["+1 425 555 0109"] };
+    const oncall = vi.fn();
+    render(Directory, { api: fakeApi([megan]), signedIn: true, oncall });
+    await fireEvent.click(await screen.findByTestId("person-call"));
+    expect(oncall).toHaveBeenLastCalledWith("MeganB@contoso.example");
+    const number = screen.getByTestId("person-call-number");
+    expect(number.textContent).toBe("+1 425 555 0109");
+    await fireEvent.click(number);
+    expect(oncall).toHaveBeenLastCalledWith("+1 425 555 0109");
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("person-call").textContent).toBe("呼叫"));
+  });
+
+  it("offers no Call buttons where there is no phone to call with", async () => {
+    render(Directory, { api: fakeApi([person("lynne", "Lynne Robbins", presence("lynne", "Available", true))]), signedIn: true });
+    await screen.findAllByTestId("person");
+    expect(screen.queryByTestId("person-call")).toBeNull();
+  });
 
   it("asks to sign in first", () => {
     render(Directory, { api: fakeApi([]), signedIn: false });

@@ -3,6 +3,7 @@ import { fireEvent, render, screen } from "@testing-library/svelte";
 import Phone from "./Phone.svelte";
 import { setLanguage } from "../i18n/index.svelte";
 import type { CallView, PhoneView } from "../ipc";
+import { targets } from "./fixtures.test-data";
 import { clock, shortcutOf, type PhoneApi } from "./phone";
 
 const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
@@ -12,6 +13,7 @@ const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
   wrap_up: null,
   problem: null,
   volume: 80,
+  consult: null,
   ...over,
 });
 
@@ -25,6 +27,7 @@ const ringing = (over: Partial<CallView> = {}): CallView => ({
   muted: false,
   held: false,
   codec: null,
+  outgoing: false,
   ...over,
 });
 
@@ -37,6 +40,12 @@ function fakeApi(first: PhoneView) {
       return () => {};
     }),
     phoneConnect: vi.fn(async () => first),
+    phoneDial: vi.fn(async () => 9),
+    phoneTargets: vi.fn(async () => targets),
+    phoneTransfer: vi.fn(async (t: string) => `transfer by adele@contoso.example to ${t}`),
+    phoneConsult: vi.fn(async (t: string) => `consult by adele@contoso.example with ${t}`),
+    phoneConsultStep: vi.fn(async (s: string) => `consult ${s}`),
+    phoneHistory: vi.fn(async () => []),
     phoneAnswer: vi.fn(async () => {}),
     phoneReject: vi.fn(async () => {}),
     phoneHangup: vi.fn(async () => {}),
@@ -56,6 +65,91 @@ function fakeApi(first: PhoneView) {
 
 describe("the phone in the window", () => {
   beforeEach(() => setLanguage("en"));
+
+  it("dials a number or a name typed or keyed in, once registered", async () => {
+    const { api, push } = fakeApi(idle({ registration: { state: "registering" } }));
+    render(Phone, { api });
+    const input = (await screen.findByTestId("dial-input")) as HTMLInputElement;
+    await fireEvent.input(input, { target: { value: "MeganB" } });
+    // Not registered: no call yet.
+    expect((screen.getByTestId("dial-call") as HTMLButtonElement).disabled).toBe(true);
+    push(idle());
+    await vi.waitFor(() => expect((screen.getByTestId("dial-call") as HTMLButtonElement).disabled).toBe(false));
+    await fireEvent.click(screen.getByTestId("dial-call"));
+    expect(api.phoneDial).toHaveBeenLastCalledWith("MeganB");
+    // The pad types into the box.
+    await fireEvent.input(input, { target: { value: "" } });
+    await fireEvent.click(screen.getByTestId("dial-pad-toggle"));
+    for (const k of ["+", "1", "5", "5", "5"]) await fireEvent.click(screen.getByTestId(`pad-${k}`));
+    expect(input.value).toBe("+1555");
+    await fireEvent.submit(input.form!);
+    expect(api.phoneDial).toHaveBeenLastCalledWith("+1555");
+    // Something that is no number or name is not sent.
+    await fireEvent.input(input, { target: { value: "a<b>" } });
+    expect((screen.getByTestId("dial-call") as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it("shows a call it placed ringing, then connected, and cancels it", async () => {
+    const { api, push } = fakeApi(idle());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    const out = ringing({ id: 9, stage: "calling", outgoing: true, from: "", offer: { queue: null, call_record: null, caller: null, dialled: "MeganB", choices: null, waited: null } });
+    push(idle({ call: out }));
+    expect((await screen.findByTestId("outgoing-status")).textContent).toBe("Calling MeganB…");
+    expect(screen.queryByTestId("incoming")).toBeNull();
+    expect(screen.queryByTestId("dialer")).toBeNull();
+    push(idle({ call: { ...out, stage: "alerting" } }));
+    await vi.waitFor(() => expect(screen.getByTestId("outgoing-status").textContent).toBe("Ringing at MeganB…"));
+    await fireEvent.click(screen.getByTestId("outgoing-cancel"));
+    expect(api.phoneHangup).toHaveBeenCalledWith(9);
+    expect(api.phoneReject).not.toHaveBeenCalled();
+    push(idle({ call: { ...out, stage: "talking", answered_unix_ms: Date.now() } }));
+    expect((await screen.findByTestId("in-call-caller")).textContent).toBe("MeganB");
+    expect(screen.queryByTestId("outgoing")).toBeNull();
+  });
+
+  it("consults a colleague from the picker, then completes, conferences or cancels as the consultation goes", async () => {
+    const { api, push } = fakeApi(idle());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    const up = ringing({ stage: "talking", answered_unix_ms: Date.now() });
+    push(idle({ call: up }));
+    await fireEvent.click(await screen.findByTestId("transfer-open"));
+    const megan = await screen.findByText("Megan Bowen", { selector: '[data-testid="target-colleague"] .name' });
+    await fireEvent.click(megan.parentElement!.querySelector('[data-testid="consult"]')!);
+    expect(api.phoneConsult).toHaveBeenCalledWith("MeganB@contoso.example");
+    await vi.waitFor(() => expect(screen.queryByTestId("picker")).toBeNull());
+    // The router's consultation drives the panel: ringing (no Complete yet), then talking.
+    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "ringing" } }));
+    expect((await screen.findByTestId("consult-status")).textContent).toContain("Ringing MeganB@contoso.example");
+    expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(true);
+    expect((screen.getByTestId("transfer-open") as HTMLButtonElement).disabled).toBe(true);
+    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "talking" } }));
+    await vi.waitFor(() => expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(false));
+    await fireEvent.click(screen.getByTestId("consult-conference"));
+    expect(api.phoneConsultStep).toHaveBeenLastCalledWith("conference");
+    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "conference" } }));
+    await vi.waitFor(() => expect(screen.getByTestId("consult-status").textContent).toContain("Conference"));
+    expect(screen.queryByTestId("consult-cancel")).toBeNull();
+    await fireEvent.click(screen.getByTestId("consult-complete"));
+    expect(api.phoneConsultStep).toHaveBeenLastCalledWith("complete");
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("consult-complete").textContent).toBe("完成转接"));
+  });
+
+  it("says why the router refused a call, in English and Chinese", async () => {
+    const { api, push } = fakeApi(idle());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    push(idle({ problem: { code: "call_forbidden", message: "403 Forbidden: …" } }));
+    expect((await screen.findByTestId("phone-problem")).textContent).toContain("toll rules");
+    push(idle({ problem: { code: "call_not_found", message: "404 Not Found: …" } }));
+    await vi.waitFor(() => expect(screen.getByTestId("phone-problem").textContent).toContain("Nobody by that name"));
+    push(idle({ problem: { code: "call_no_answer", message: "480: …" } }));
+    await vi.waitFor(() => expect(screen.getByTestId("phone-problem").textContent).toContain("Nobody answered"));
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("phone-problem").textContent).toContain("无人接听"));
+  });
 
   it("pops up a call with its caller, queue, number and choices, and answers it", async () => {
     const { api, push } = fakeApi(idle());

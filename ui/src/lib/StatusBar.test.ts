@@ -66,6 +66,7 @@ describe("StatusBar", () => {
       wrap_up: null,
       problem: null,
       volume: 100,
+      consult: null,
     };
     const { unmount } = render(StatusBar, { status: base, phone });
     const reg = screen.getByTestId("phone-registration");

@@ -1,11 +1,17 @@
 // What the phone panels need from the shell, as one object so tests can stand in for it.
 import * as ipc from "../ipc";
-import type { CallQuality, PhoneView } from "../ipc";
+import type { CallQuality, ConsultStep, HistoryEntry, PhoneView, TransferTargets } from "../ipc";
 
 export type PhoneApi = {
   phoneStatus: () => Promise<PhoneView>;
   onPhone: (handler: (v: PhoneView) => void) => Promise<() => void>;
   phoneConnect: () => Promise<PhoneView>;
+  phoneDial: (target: string) => Promise<number>;
+  phoneTargets: () => Promise<TransferTargets>;
+  phoneTransfer: (target: string) => Promise<string>;
+  phoneConsult: (target: string) => Promise<string>;
+  phoneConsultStep: (step: ConsultStep) => Promise<string>;
+  phoneHistory: (limit: number | null) => Promise<HistoryEntry[]>;
   phoneAnswer: (call: number) => Promise<void>;
   phoneReject: (call: number) => Promise<void>;
   phoneHangup: (call: number) => Promise<void>;
@@ -21,6 +27,12 @@ export const shellPhone: PhoneApi = {
   phoneStatus: ipc.phoneStatus,
   onPhone: ipc.onPhone,
   phoneConnect: ipc.phoneConnect,
+  phoneDial: ipc.phoneDial,
+  phoneTargets: ipc.phoneTargets,
+  phoneTransfer: ipc.phoneTransfer,
+  phoneConsult: ipc.phoneConsult,
+  phoneConsultStep: ipc.phoneConsultStep,
+  phoneHistory: ipc.phoneHistory,
   phoneAnswer: ipc.phoneAnswer,
   phoneReject: ipc.phoneReject,
   phoneHangup: ipc.phoneHangup,
@@ -54,6 +66,26 @@ export function shortcutOf(e: { ctrlKey: boolean; shiftKey: boolean; altKey: boo
     default:
       return null;
   }
+}
+
+/** What a dial box may hold: a number or a name, without anything else (the shell checks too). */
+export function dialable(typed: string): boolean {
+  const t = typed.trim();
+  return t.length > 0 && t.length <= 128 && /^[\w+().@:\- ]+$/.test(t);
+}
+
+/** Whether any of `fields` contains every word of `search` (any case); an empty search matches. */
+export function matches(search: string, ...fields: (string | null | undefined)[]): boolean {
+  const words = search.toLowerCase().split(/\s+/).filter(Boolean);
+  const text = fields.filter(Boolean).join(" ").toLowerCase();
+  return words.every((w) => text.includes(w));
+}
+
+/** The agent's calls that started on `day`'s local date (missed offers left out), and how many were answered. */
+export function todaysCalls(history: HistoryEntry[], day: Date): { calls: number; answered: number } {
+  const same = (ms: number) => new Date(ms).toDateString() === day.toDateString();
+  const mine = history.filter((e) => same(e.started_unix_ms) && e.outcome !== "missed");
+  return { calls: mine.length, answered: mine.filter((e) => e.outcome === "answered").length };
 }
 
 /** `m:ss` (or `h:mm:ss`) of a number of seconds. */

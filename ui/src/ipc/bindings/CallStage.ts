@@ -3,4 +3,4 @@
 /**
  * Where a call is.
  */
-export type CallStage = "ringing" | "answering" | "talking";
+export type CallStage = "calling" | "alerting" | "ringing" | "answering" | "talking";

@@ -7,6 +7,10 @@ import type { RouterOffer } from "./RouterOffer";
  */
 export type CallView = { id: number, stage: CallStage, 
 /**
+ * A call we placed ([`DeskPhone::dial`]); `offer.dialled` then says whom.
+ */
+outgoing: boolean, 
+/**
  * The caller as SIP said it (the router's `caller` in `offer` is better when given).
  */
 from: string, 

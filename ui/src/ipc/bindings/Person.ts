@@ -4,4 +4,8 @@ import type { PresenceInfo } from "./PresenceInfo";
 /**
  * A person of the directory.
  */
-export type Person = { id: string, display_name: string, username: string | null, department: string | null, job_title: string | null, skills: Array<string>, favourite: boolean, presence: PresenceInfo | null, };
+export type Person = { id: string, display_name: string, username: string | null, department: string | null, job_title: string | null, skills: Array<string>, 
+/**
+ * Their phone numbers (business phones, then mobile), to call from the directory.
+ */
+phones: Array<string>, favourite: boolean, presence: PresenceInfo | null, };

@@ -1,0 +1,19 @@
+// What the router offers in the picker tests: queues, an attendant, colleagues (one on a call),
+// expert groups (one with nobody free), outside numbers allowed.
+import type { TransferTargets } from "../ipc";
+
+export const targets: TransferTargets = {
+  tenant: "contoso",
+  queues: [{ name: "billing", waiting: 2, ready: 1, mine: true }, { name: "orders", waiting: 0, ready: 0, mine: false }],
+  attendants: ["main"],
+  colleagues: [
+    { upn: "MeganB@contoso.example", name: "Megan Bowen", state: "ready", teams: "Available/Available", available: true, transferable: true },
+    { upn: "AlexW@contoso.example", name: "Alex Wilber", state: "on_call", teams: "Busy/InACall", available: false, transferable: false },
+    { upn: "LynneR@contoso.example", name: "Lynne Robbins", state: "not_ready", teams: null, available: true, transferable: false },
+  ],
+  experts: [
+    { name: "escalations", skill: "escalations", min_level: 3, available: [{ upn: "MeganB@contoso.example", name: "Megan Bowen", level: 4, teams: null }], unavailable: 1 },
+    { name: "legal", skill: "legal", min_level: 1, available: [], unavailable: 2 },
+  ],
+  outside_numbers: true,
+};
