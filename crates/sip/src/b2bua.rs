@@ -145,7 +145,7 @@ impl B2bua {
             | UaEvent::TransferRequested { call, .. }
             | UaEvent::TransferProgress { call, .. }
             | UaEvent::Ended { call, .. } => *call,
-            UaEvent::OptionsAnswered { .. } => return None,
+            UaEvent::OptionsAnswered { .. } | UaEvent::FailedOver { .. } => return None,
         };
         let (i, leg) = *self.by_call.get(&call)?;
         let bridge = self.bridges.get_mut(i)?;

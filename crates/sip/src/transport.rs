@@ -83,6 +83,11 @@ pub struct TlsSettings {
     /// PEM certificate chain and private key, to accept TLS connections.
     pub cert_file: Option<std::path::PathBuf>,
     pub key_file: Option<std::path::PathBuf>,
+    /// Mutual TLS (a Direct Routing SBC and Microsoft's SIP proxies): our certificate is shown
+    /// as a client's too on connections we open, and peers connecting to us are asked for
+    /// theirs — one they show must chain to the trusted roots, or the handshake fails. Peers
+    /// without one (phones) are still let in; who may do what is decided above, by address.
+    pub mutual: bool,
 }
 
 /// Bounds on stream connections (TCP, TLS), so that no peer can hold the listener's
@@ -138,7 +143,22 @@ fn read_pem_certs(
     Ok(certs)
 }
 
-fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TransportError> {
+fn read_pem_key(path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TransportError> {
+    let key_data = std::fs::read(path).map_err(|e| TransportError::File {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_data).map_err(|e| TransportError::File {
+        path: path.display().to_string(),
+        why: match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key in it".into(),
+            e => e.to_string(),
+        },
+    })
+}
+
+/// The system's roots and the CA file's.
+fn trusted_roots(settings: &TlsSettings) -> Result<rustls::RootCertStore, TransportError> {
     let mut roots = rustls::RootCertStore::empty();
     // The system's roots; a machine without them still works with --tls-ca.
     let native = rustls_native_certs::load_native_certs();
@@ -153,15 +173,28 @@ fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, Transpo
             })?;
         }
     }
+    Ok(roots)
+}
+
+fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, TransportError> {
+    let roots = trusted_roots(settings)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TransportError::File {
             path: "TLS settings".into(),
             why: e.to_string(),
         })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let cfg = match (&settings.cert_file, &settings.key_file, settings.mutual) {
+        (Some(cert), Some(key), true) => builder
+            .with_client_auth_cert(read_pem_certs(cert)?, read_pem_key(key)?)
+            .map_err(|e| TransportError::File {
+                path: cert.display().to_string(),
+                why: e.to_string(),
+            })?,
+        _ => builder.with_no_client_auth(),
+    };
     Ok(cfg)
 }
 
@@ -170,27 +203,32 @@ fn server_config(settings: &TlsSettings) -> Result<Option<rustls::ServerConfig>,
         return Ok(None);
     };
     let certs = read_pem_certs(cert)?;
-    let key_data = std::fs::read(key).map_err(|e| TransportError::File {
-        path: key.display().to_string(),
-        why: e.to_string(),
-    })?;
-    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_data).map_err(|e| {
-        TransportError::File {
-            path: key.display().to_string(),
-            why: match e {
-                rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key in it".into(),
-                e => e.to_string(),
-            },
-        }
-    })?;
+    let key_der = read_pem_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TransportError::File {
             path: "TLS settings".into(),
             why: e.to_string(),
-        })?
-        .with_no_client_auth()
+        })?;
+    let builder = if settings.mutual {
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(trusted_roots(settings)?),
+            provider,
+        )
+        .allow_unauthenticated()
+        // Hints would list every system root in each handshake; clients choose anyway.
+        .clear_root_hint_subjects()
+        .build()
+        .map_err(|e| TransportError::File {
+            path: "TLS settings".into(),
+            why: format!("cannot verify client certificates: {e}"),
+        })?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let cfg = builder
         .with_single_cert(certs, key_der)
         .map_err(|e| TransportError::File {
             path: cert.display().to_string(),
@@ -699,6 +737,7 @@ mod pem_tests {
             ca_file: None,
             cert_file: Some(cert.clone()),
             key_file: Some(cert),
+            mutual: false,
         };
         let e = server_config(&settings).err().unwrap().to_string();
         assert!(e.contains("no PEM private key"), "{e}");
@@ -706,6 +745,7 @@ mod pem_tests {
             ca_file: Some(dir.path().join("nope.pem")),
             cert_file: None,
             key_file: None,
+            mutual: false,
         };
         assert!(client_config(&missing).is_err());
     }

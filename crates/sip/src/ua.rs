@@ -201,6 +201,31 @@ impl UaConfig {
     }
 }
 
+/// How we present ourselves inside one call, instead of the transport's defaults: a Direct
+/// Routing SBC names its FQDN (never an IP address) in Contact and Via, and adds `X-MS-SBC`
+/// to what it sends.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Face {
+    /// `host:port` in our Contact and Via.
+    pub contact_host: String,
+    /// Header lines (`X-MS-SBC: …`) added to every request and response of ours in the call.
+    pub headers: Vec<String>,
+}
+
+/// How [`UserAgent::invite_with`] places a call; the default is [`UserAgent::invite`]'s.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// The next hop (transport and address) instead of what the target names.
+    pub hop: Option<(Transport, SocketAddr)>,
+    /// Our address in From instead of the account's (`sip:+15550100@sbc.example;user=phone`).
+    pub from: Option<String>,
+    pub face: Option<Face>,
+    /// Other Request-URIs (bare URIs, parameters kept) to try in turn when the INVITE gets 408, 503 or 504, times out or
+    /// cannot be sent (RFC 3263 §4.3: the next server): `sip2`, then `sip3` of a Direct
+    /// Routing trunk. Never after any other final answer (603 Decline stays final).
+    pub alternates: Vec<String>,
+}
+
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -259,6 +284,16 @@ pub enum EndReason {
     NotSent(String),
 }
 
+/// A face's host and lines must be fit for the wire.
+fn check_face(face: &Face) -> Result<(), UaError> {
+    crate::wire::check_uri(&format!("sip:{}", face.contact_host))
+        .map_err(|_| UaError::BadUri(face.contact_host.clone()))?;
+    for h in &face.headers {
+        crate::wire::check_header_line(h)?;
+    }
+    Ok(())
+}
+
 /// The most `X-` headers of an INVITE an [`UaEvent::IncomingCall`] carries.
 pub const MAX_X_HEADERS: usize = 16;
 /// The longest `X-` header value an [`UaEvent::IncomingCall`] carries, in bytes.
@@ -267,9 +302,17 @@ pub const MAX_X_HEADER_VALUE: usize = 256;
 /// What the user agent tells its owner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UaEvent {
-    /// Our out-of-dialog OPTIONS to `target` ([`UserAgent::options`]) got this final status,
-    /// or `None` when nothing answered (timeout, transport error): keep-alives and probes.
+    /// Our out-of-dialog OPTIONS to `target` ([`UserAgent::options`]; the key given to
+    /// [`UserAgent::options_as`]) got this final status, or `None` when nothing answered
+    /// (timeout, transport error): keep-alives and probes.
     OptionsAnswered { target: String, status: Option<u16> },
+    /// Our INVITE got `status` (`None`: it timed out or could not be sent) and goes to the
+    /// next of its [`Placement::alternates`], `next`, as a new transaction of the same call.
+    FailedOver {
+        call: CallId,
+        status: Option<u16>,
+        next: String,
+    },
     /// Someone calls us; answer with [`UserAgent::answer`] or refuse with [`UserAgent::reject`].
     IncomingCall {
         call: CallId,
@@ -420,6 +463,8 @@ struct Call {
     /// Over a stream: the connection the dialog came on (the peer's address there), where
     /// requests inside it go, whatever its Contact says (a phone behind NAT, RFC 5626 §5.3).
     flow: Option<SocketAddr>,
+    /// How we present ourselves in this call, when not as the transport says.
+    face: Option<Face>,
 }
 
 impl Call {
@@ -464,6 +509,7 @@ impl Call {
             answered_reliably: false,
             transport,
             flow: None,
+            face: None,
         }
     }
 }
@@ -484,6 +530,8 @@ struct OutgoingInvite {
     routes: Vec<String>,
     destination: Destination,
     extra_headers: Vec<String>,
+    /// Request-URIs still to try (see [`Placement::alternates`]).
+    alternates: std::collections::VecDeque<String>,
 }
 
 enum ClientTxKind {
@@ -675,9 +723,34 @@ impl UserAgent {
     /// Our configuration inside call `id`'s dialog.
     fn over_call(&self, id: CallId) -> UaConfig {
         match self.calls.get(&id) {
-            Some(c) => self.over(c.transport),
+            Some(c) => {
+                let mut cfg = self.over(c.transport);
+                if let Some(f) = &c.face {
+                    cfg.contact_host = f.contact_host.clone();
+                }
+                cfg
+            }
             None => self.cfg.clone(),
         }
+    }
+
+    /// The header lines call `id` adds to what it sends ([`Face::headers`]).
+    fn face_headers(&self, id: CallId) -> Vec<String> {
+        self.calls
+            .get(&id)
+            .and_then(|c| c.face.as_ref())
+            .map(|f| f.headers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Presents us as `face` in call `id` from now on (an incoming call from a Direct
+    /// Routing proxy, before it is answered).
+    pub fn set_face(&mut self, call: CallId, face: Face) -> Result<(), UaError> {
+        check_face(&face)?;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.face = Some(face);
+        }
+        Ok(())
     }
 
     /// The transport a new request to `uri` goes over: the one the URI asks for when we speak

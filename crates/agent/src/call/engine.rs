@@ -207,6 +207,7 @@ impl Phone {
             ca_file: tls_ca,
             cert_file: tls_cert,
             key_file: tls_key,
+            mutual: false,
         };
         let net = Transports::bind(kind, bind, &tls).await?;
         let local = net.local_addr();
@@ -874,7 +875,7 @@ impl Engine {
             SipEvent::Call(ev) => ev,
         };
         match ev {
-            UaEvent::OptionsAnswered { .. } => {}
+            UaEvent::OptionsAnswered { .. } | UaEvent::FailedOver { .. } => {}
             UaEvent::IncomingCall {
                 call,
                 from,

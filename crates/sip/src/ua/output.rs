@@ -220,7 +220,9 @@ impl UserAgent {
                                 let initial = self.calls.get(&id).is_some_and(|c| {
                                     matches!(c.state, CallState::Calling | CallState::Cancelling)
                                 });
-                                if initial {
+                                if initial && self.fail_over(id, None) {
+                                    self.send_initial_invite(id, now);
+                                } else if initial {
                                     self.end_call(id, reason);
                                 } else if let Some(c) = self.calls.get_mut(&id) {
                                     c.reinvite = None;
@@ -322,6 +324,9 @@ impl UserAgent {
         m.headers("Route", &routes);
         for (name, value) in &headers {
             m.header(name, value);
+        }
+        for h in c.face.iter().flat_map(|f| &f.headers) {
+            m.header_line(h);
         }
         if let Some((ct, b)) = body {
             m.body(ct, b);

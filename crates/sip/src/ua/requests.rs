@@ -156,13 +156,33 @@ impl UserAgent {
 
     /// Sends an out-of-dialog OPTIONS (a keep-alive or reachability probe).
     pub fn options(&mut self, target: &str, now: Instant) -> Result<(), UaError> {
+        self.options_as(target, target, None, now)
+    }
+
+    /// [`Self::options`] sent as `face` says (Contact and Via host, extra lines: a Direct
+    /// Routing SBC's keep-alive names its FQDN and carries `X-MS-SBC`); its answer arrives as
+    /// [`UaEvent::OptionsAnswered`] with `key` for target, so one target probed for several
+    /// tenants tells them apart.
+    pub fn options_as(
+        &mut self,
+        target: &str,
+        key: &str,
+        face: Option<&Face>,
+        now: Instant,
+    ) -> Result<(), UaError> {
+        if let Some(f) = face {
+            check_face(f)?;
+        }
         let uri = value_uri(target).to_owned();
         let destination = match &self.cfg.outbound_proxy {
             Some(p) => p.clone(),
             None => Destination::from_uri(&uri).ok_or_else(|| UaError::BadUri(target.into()))?,
         };
         let branch = new_branch();
-        let cfg = self.over(self.transport_for(target));
+        let mut cfg = self.over(self.transport_for(target));
+        if let Some(f) = face {
+            cfg.contact_host = f.contact_host.clone();
+        }
         let mut m = MessageBuilder::request("OPTIONS", &uri);
         m.via(cfg.transport.via_name(), &cfg.contact_host, &branch)
             .header("Max-Forwards", 70)
@@ -175,9 +195,16 @@ impl UserAgent {
             .cseq(1, "OPTIONS")
             .header("Accept", "application/sdp")
             .header("User-Agent", &self.cfg.user_agent);
+        if let Some(f) = face {
+            // Microsoft's proxies read the SBC's FQDN from the Contact of its OPTIONS.
+            m.header("Contact", cfg.contact());
+            for h in &f.headers {
+                m.header_line(h);
+            }
+        }
         let req = m.build()?;
         let tx = ClientNonInvite::start(req, cfg.transport.reliability(), cfg.timers, now);
-        self.pings.insert(branch.clone(), uri.clone());
+        self.pings.insert(branch.clone(), key.to_owned());
         self.client.insert(
             branch.clone(),
             ClientTx {

@@ -28,10 +28,43 @@ impl UserAgent {
         extra_headers: Vec<String>,
         now: Instant,
     ) -> Result<CallId, UaError> {
+        let how = Placement {
+            hop,
+            ..Placement::default()
+        };
+        self.invite_with(target, how, media, extra_headers, now)
+    }
+
+    /// [`Self::invite`] placed as `how` says: next hop, our From, our face in the call, and
+    /// other servers to fail over to.
+    pub fn invite_with(
+        &mut self,
+        target: &str,
+        how: Placement,
+        media: LocalMedia,
+        extra_headers: Vec<String>,
+        now: Instant,
+    ) -> Result<CallId, UaError> {
+        let Placement {
+            hop,
+            from,
+            face,
+            alternates,
+        } = how;
         let target_uri = value_uri(target).to_owned();
         crate::wire::check_uri(&target_uri).map_err(|_| UaError::BadUri(target.into()))?;
         for h in &extra_headers {
             crate::wire::check_header_line(h)?;
+        }
+        for a in &alternates {
+            crate::wire::check_uri(a).map_err(|_| UaError::BadUri(a.clone()))?;
+            Destination::from_uri(a).ok_or_else(|| UaError::BadUri(a.clone()))?;
+        }
+        if let Some(f) = &from {
+            crate::wire::check_uri(f).map_err(|_| UaError::BadUri(f.clone()))?;
+        }
+        if let Some(f) = &face {
+            check_face(f)?;
         }
         let (destination, transport) = match (hop, &self.cfg.outbound_proxy) {
             (Some((t, addr)), _) if self.speaks(t) => (Destination::Addr(addr), t),
@@ -47,9 +80,10 @@ impl UserAgent {
         }
         let id = self.next_call;
         self.next_call += 1;
+        let aor = from.unwrap_or_else(|| self.cfg.aor());
         let local_uri = match &self.cfg.display_name {
-            Some(d) => format!("\"{}\" <{}>", d.replace('"', ""), self.cfg.aor()),
-            None => format!("<{}>", self.cfg.aor()),
+            Some(d) => format!("\"{}\" <{aor}>", d.replace('"', "")),
+            None => format!("<{aor}>"),
         };
         let dialog = Dialog {
             call_id: format!("{}@switchboard", random_token(20)),
@@ -65,6 +99,7 @@ impl UserAgent {
         };
         let mut call = Call::new(id, CallState::Calling, dialog, media, transport);
         call.flow = hop.filter(|(t, _)| t.is_stream()).map(|(_, addr)| addr);
+        call.face = face;
         let offer = sdp::offer(&call.local_media, &call.session_id, 1);
         call.last_local_sdp = Some(offer.clone());
         call.our_offer = Some(offer);
@@ -76,6 +111,7 @@ impl UserAgent {
             routes: Vec::new(),
             destination,
             extra_headers,
+            alternates: alternates.into(),
         });
         call.se_requested = self.session_expires.unwrap_or(0);
         self.calls.insert(id, call);
@@ -390,6 +426,7 @@ impl UserAgent {
             200..=299 => return self.on_invite_2xx(id, msg, now),
             422 => self.retry_with_longer_interval(id, msg),
             401 | 407 => self.retry_with_credentials(id, status, msg),
+            408 | 503 | 504 => self.fail_over(id, Some(status)),
             _ => false,
         };
         if retried {
@@ -406,6 +443,41 @@ impl UserAgent {
             }
         };
         self.end_call(id, reason);
+    }
+
+    /// Moves call `id`'s unanswered INVITE to its next alternate server after `status`
+    /// (`None`: timeout or transport error): a new transaction, the early dialog and any
+    /// challenge forgotten. False when none is left (or the call is being cancelled).
+    pub(super) fn fail_over(&mut self, id: CallId, status: Option<u16>) -> bool {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if c.state != CallState::Calling {
+            return false;
+        }
+        let Some(inv) = c.invite.as_mut() else {
+            return false;
+        };
+        let Some(next) = inv.alternates.pop_front() else {
+            return false;
+        };
+        let Some(destination) = Destination::from_uri(&next) else {
+            return false;
+        };
+        tracing::info!(call = id, ?status, %next, "no answer from this server; trying the next");
+        inv.request_uri = next.clone();
+        inv.destination = destination;
+        c.dialog.remote_target = next.clone();
+        c.dialog.remote_tag = None;
+        c.auth = None;
+        c.last_rseq = 0;
+        c.flow = None;
+        self.events.push_back(UaEvent::FailedOver {
+            call: id,
+            status,
+            next,
+        });
+        true
     }
 
     /// A 1xx to our INVITE: the early dialog's tag, a reliable one PRACKed (RFC 3262), early
@@ -561,7 +633,11 @@ impl UserAgent {
             m.header("Session-Expires", c.se_requested)
                 .header("Min-SE", min_se);
         }
-        for h in &inv.extra_headers {
+        for h in inv
+            .extra_headers
+            .iter()
+            .chain(c.face.iter().flat_map(|f| &f.headers))
+        {
             m.header_line(h);
         }
         if let (Some((ch, nc, proxy)), Some(creds)) = (c.auth.as_mut(), cfg.credentials.as_ref()) {
@@ -706,6 +782,9 @@ impl UserAgent {
     ) -> Option<(Bytes, SocketAddr)> {
         let (req, _, branch) = self.calls.get(&id).and_then(|c| c.incoming.clone())?;
         let key = (branch, "INVITE".to_owned());
+        if status > 100 {
+            headers.extend(self.face_headers(id));
+        }
         if status < 300 && status > 100 {
             headers.push(format!("Contact: {}", self.over_call(id).contact()));
             headers.push(format!("Allow: {ALLOW}"));

@@ -1343,3 +1343,185 @@ fn an_invite_over_a_flow_goes_to_the_connection_and_stays_there() {
         .collect();
     assert_eq!(options, vec![Transport::Tcp, Transport::Udp]);
 }
+
+/// What the UA sent: (destination, text).
+fn drain(ua: &mut UserAgent) -> Vec<(Destination, String)> {
+    std::iter::from_fn(|| ua.poll_transmit())
+        .map(|t| (t.to, String::from_utf8_lossy(&t.data).into_owned()))
+        .collect()
+}
+
+/// The answer `status` to request `text`, arriving from `from`.
+fn answer(ua: &mut UserAgent, text: &str, status: u16, from: &str, extra: &[&str]) {
+    let req = Message::parse(text.as_bytes()).unwrap();
+    let from: SocketAddr = from.parse().unwrap();
+    let bytes = build_response(
+        &req,
+        from,
+        status,
+        reason_phrase(status),
+        Some("far"),
+        extra,
+        None,
+        "proxy",
+    )
+    .unwrap();
+    let resp = Message::parse(&bytes).unwrap();
+    ua.handle_message(&resp, from, Instant::now());
+}
+
+fn header_of<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .collect()
+}
+
+/// A Direct Routing call: From, Contact and Via name the SBC's FQDN, every request carries
+/// `X-MS-SBC`; 503 (with Retry-After) moves the INVITE to `sip2`, a timeout to `sip3`, and
+/// 603 from any server is final.
+#[test]
+fn an_invite_fails_over_to_the_next_proxy_on_503_and_timeout_but_not_603() {
+    let face = Face {
+        contact_host: "contoso.sbc.example:5061".into(),
+        headers: vec!["X-MS-SBC: Switchboard/Router/1.0".into()],
+    };
+    let place = |ua: &mut UserAgent| {
+        ua.invite_with(
+            "<sip:+14255550101@127.0.0.1:5071;user=phone>",
+            Placement {
+                hop: None,
+                from: Some("sip:+15550100@contoso.sbc.example;user=phone".into()),
+                face: Some(face.clone()),
+                alternates: vec![
+                    "sip:+14255550101@127.0.0.1:5072;user=phone".into(),
+                    "sip:+14255550101@127.0.0.1:5073;user=phone".into(),
+                ],
+            },
+            media(4000),
+            vec![],
+            Instant::now(),
+        )
+        .unwrap()
+    };
+    let mut ua = UserAgent::new(cfg("router", 5060));
+    let call = place(&mut ua);
+    let sent = drain(&mut ua);
+    assert_eq!(sent.len(), 1);
+    let (to, first) = &sent[0];
+    assert_eq!(*to, Destination::Addr("127.0.0.1:5071".parse().unwrap()));
+    assert!(
+        first.starts_with("INVITE sip:+14255550101@127.0.0.1:5071;user=phone SIP/2.0"),
+        "{first}"
+    );
+    assert!(
+        header_of(first, "From")[0]
+            .starts_with("<sip:+15550100@contoso.sbc.example;user=phone>;tag="),
+        "{first}"
+    );
+    assert_eq!(
+        header_of(first, "Contact"),
+        ["<sip:router@contoso.sbc.example:5061>"]
+    );
+    assert!(
+        header_of(first, "Via")[0].contains("contoso.sbc.example:5061"),
+        "{first}"
+    );
+    assert_eq!(header_of(first, "X-MS-SBC"), ["Switchboard/Router/1.0"]);
+
+    // 503 with Retry-After from sip: the same call goes to sip2, a new transaction.
+    answer(&mut ua, first, 503, "127.0.0.1:5071", &["Retry-After: 30"]);
+    let sent = drain(&mut ua);
+    let (to, second) = sent
+        .iter()
+        .find(|(_, m)| m.starts_with("INVITE"))
+        .expect("an INVITE to sip2");
+    assert_eq!(*to, Destination::Addr("127.0.0.1:5072".parse().unwrap()));
+    assert_eq!(header_of(second, "Call-ID"), header_of(first, "Call-ID"));
+    assert_ne!(header_of(second, "Via"), header_of(first, "Via"));
+    let evs: Vec<_> = std::iter::from_fn(|| ua.poll_event()).collect();
+    assert!(
+        evs.contains(&UaEvent::FailedOver {
+            call,
+            status: Some(503),
+            next: "sip:+14255550101@127.0.0.1:5072;user=phone".into()
+        }),
+        "{evs:?}"
+    );
+    assert!(ended(&evs).is_none());
+
+    // sip2 says nothing at all: after Timer B the INVITE goes to sip3.
+    let later = Instant::now() + Duration::from_secs(40);
+    ua.handle_timeout(later);
+    let sent = drain(&mut ua);
+    assert!(
+        sent.iter().any(|(to, m)| m.starts_with("INVITE")
+            && *to == Destination::Addr("127.0.0.1:5073".parse().unwrap())),
+        "{sent:?}"
+    );
+    // sip3 declines: final, no server left anyway, and the call ends with 603.
+    let third = sent
+        .iter()
+        .find(|(_, m)| m.starts_with("INVITE"))
+        .unwrap()
+        .1
+        .clone();
+    answer(&mut ua, &third, 603, "127.0.0.1:5073", &[]);
+    let evs: Vec<_> = std::iter::from_fn(|| ua.poll_event()).collect();
+    assert!(
+        matches!(ended(&evs), Some(EndReason::Rejected { status: 603, .. })),
+        "{evs:?}"
+    );
+
+    // 603 from the first server is never retried elsewhere.
+    let mut ua = UserAgent::new(cfg("router", 5060));
+    place(&mut ua);
+    let first = drain(&mut ua).remove(0).1;
+    answer(&mut ua, &first, 603, "127.0.0.1:5071", &[]);
+    assert!(drain(&mut ua).iter().all(|(_, m)| !m.starts_with("INVITE")));
+    let evs: Vec<_> = std::iter::from_fn(|| ua.poll_event()).collect();
+    assert!(matches!(
+        ended(&evs),
+        Some(EndReason::Rejected { status: 603, .. })
+    ));
+}
+
+/// A keep-alive OPTIONS sent as a face names the FQDN in Contact and Via and carries its
+/// lines; its answer is reported under the key given, not the target.
+#[test]
+fn options_as_a_face_carry_its_contact_and_report_under_the_key() {
+    let mut ua = UserAgent::new(cfg("router", 5060));
+    let face = Face {
+        contact_host: "contoso.sbc.example:5061".into(),
+        headers: vec!["X-MS-SBC: Switchboard/Router/1.0".into()],
+    };
+    ua.options_as(
+        "sip:127.0.0.1:5071",
+        "contoso/sip",
+        Some(&face),
+        Instant::now(),
+    )
+    .unwrap();
+    let (_, m) = drain(&mut ua).remove(0);
+    assert_eq!(
+        header_of(&m, "Contact"),
+        ["<sip:router@contoso.sbc.example:5061>"]
+    );
+    assert!(header_of(&m, "Via")[0].contains("contoso.sbc.example:5061"));
+    assert_eq!(header_of(&m, "X-MS-SBC"), ["Switchboard/Router/1.0"]);
+    answer(&mut ua, &m, 200, "127.0.0.1:5071", &[]);
+    assert_eq!(
+        ua.poll_event(),
+        Some(UaEvent::OptionsAnswered {
+            target: "contoso/sip".into(),
+            status: Some(200)
+        })
+    );
+    // A face whose lines would add headers of their own is refused.
+    let bad = Face {
+        contact_host: "contoso.sbc.example:5061".into(),
+        headers: vec!["X-MS-SBC: a\r\nVia: evil".into()],
+    };
+    assert!(ua
+        .options_as("sip:127.0.0.1:5071", "k", Some(&bad), Instant::now())
+        .is_err());
+}
