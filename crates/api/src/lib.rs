@@ -391,6 +391,46 @@ pub struct TrunkSettings {
     /// Where calls the router places on the trunk go (`sip:192.0.2.10:5060`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<String>,
+    /// A Microsoft Teams Direct Routing trunk (the router is its SBC): no `allow`,
+    /// `username`, `probe` or `outbound` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_routing: Option<DirectRouting>,
+}
+
+/// A Direct Routing trunk's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct DirectRouting {
+    /// The SBC's FQDN as paired in the Microsoft 365 tenant (`contoso.sbc.example`).
+    pub fqdn: String,
+    /// Microsoft's SIP proxies in failover order (`host` or `host:port`); left out:
+    /// `sip`, `sip2` and `sip3.pstnhub.microsoft.com`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<String>,
+}
+
+/// One Direct Routing proxy's health as the router's OPTIONS find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct ProxyStatus {
+    pub host: String,
+    pub port: u16,
+    pub health: TrunkHealth,
+    /// When `health` last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string"))]
+    pub since: time::OffsetDateTime,
+    /// When the last probe was answered or given up on.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string | null"))]
+    pub last_probe_at: Option<time::OffsetDateTime>,
+    /// The last probe's status; none: not answered.
+    pub last_probe_status: Option<u16>,
 }
 
 /// A trunk as `GET /v1/config/tenants/{tenant}/trunks` lists it (no password).
@@ -408,6 +448,8 @@ pub struct TrunkView {
     pub probe: Option<String>,
     pub probe_seconds: u64,
     pub outbound: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_routing: Option<DirectRouting>,
     /// `file` or `api`, as for agents.
     pub source: String,
 }
@@ -603,6 +645,12 @@ pub struct TrunkStatus {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[cfg_attr(feature = "typescript", ts(type = "string | null"))]
     pub last_heard_at: Option<time::OffsetDateTime>,
+    /// A Direct Routing trunk: its FQDN, and each proxy's health (the trunk is up while one
+    /// is; calls go to healthy ones first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_routing: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<ProxyStatus>,
 }
 
 /// An agent's state in the contact center.

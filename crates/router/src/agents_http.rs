@@ -630,6 +630,25 @@ pub async fn trunks(
                     last_probe_at: tr.last_probe.map(|(at, _)| at),
                     last_probe_status: tr.last_probe.and_then(|(_, s)| s),
                     last_heard_at: tr.last_heard,
+                    direct_routing: t
+                        .spec
+                        .trunks
+                        .iter()
+                        .find(|s| s.name == tr.name)
+                        .and_then(|s| s.direct_routing.as_ref())
+                        .map(|d| d.fqdn.clone()),
+                    proxies: tr
+                        .proxies
+                        .iter()
+                        .map(|p| switchboard_api::ProxyStatus {
+                            host: p.host.clone(),
+                            port: p.port,
+                            health: p.state.health,
+                            since: p.state.since,
+                            last_probe_at: p.state.last_probe.map(|(at, _)| at),
+                            last_probe_status: p.state.last_probe.and_then(|(_, s)| s),
+                        })
+                        .collect(),
                 })
             })
             .collect()

@@ -62,6 +62,11 @@ pub struct SipConfig {
     /// Where the prompts and music on hold are (`<dir>/<language>/<id>.wav`,
     /// `<dir>/music/hold.wav`); default: the ones shipped with the router's sources.
     pub prompts_dir: Option<std::path::PathBuf>,
+    /// `[sip.resolve]`: host names the router resolves itself, before DNS
+    /// (`"sip.pstnhub.microsoft.com" = "127.0.0.1:35061"`): the simulated Teams proxy of the
+    /// tests and the demo, or a network whose DNS does not know its peers. The name stays
+    /// the TLS name checked in the peer's certificate.
+    pub resolve: std::collections::BTreeMap<String, SocketAddr>,
 }
 
 impl Default for SipConfig {
@@ -76,6 +81,7 @@ impl Default for SipConfig {
             max_expires: 3600,
             digest: Digest::Sha256,
             prompts_dir: None,
+            resolve: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -97,6 +103,12 @@ pub struct SipTls {
     /// default: the listen address.
     #[serde(default)]
     pub host: Option<String>,
+    /// Mutual TLS: the certificate is shown as a client's too on connections the router
+    /// opens, and peers connecting are asked for theirs (one they show must chain to the
+    /// trusted roots; phones showing none still get in). Microsoft's Direct Routing proxies
+    /// require it both ways. Default: on.
+    #[serde(default = "yes")]
+    pub mutual: bool,
 }
 
 /// `[sip] agents_transport`.
@@ -272,9 +284,64 @@ pub struct TrunkSpec {
     /// the router places no call on the trunk (no callback is offered to its callers).
     #[serde(default)]
     pub outbound: Option<String>,
+    /// `[tenants.trunks.direct_routing]`: the trunk is the tenant's Microsoft Teams Direct
+    /// Routing trunk, and the router its SBC: TLS to Microsoft's SIP proxies with the
+    /// `[sip.tls]` certificate (mutual TLS), OPTIONS to each every `probe_seconds`, calls to
+    /// the first healthy one with failover. `allow`, `username`, `probe` and `outbound` do
+    /// not apply: the proxies are its sources and targets.
+    #[serde(default)]
+    pub direct_routing: Option<DirectRoutingSpec>,
+}
+
+/// Microsoft's Direct Routing SIP proxies, in failover order.
+pub const TEAMS_PROXIES: [&str; 3] = [
+    "sip.pstnhub.microsoft.com",
+    "sip2.pstnhub.microsoft.com",
+    "sip3.pstnhub.microsoft.com",
+];
+
+/// `[tenants.trunks.direct_routing]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectRoutingSpec {
+    /// The SBC's FQDN as paired in the tenant (`New-CsOnlinePSTNGateway -Fqdn`), never an IP
+    /// address; with carrier hosting a subdomain of the carrier's base FQDN per customer
+    /// (`contoso.sbc.example`). Our Contact names it, and Microsoft finds the tenant by it;
+    /// the `[sip.tls]` certificate must name it (SAN, or a wildcard of the base).
+    pub fqdn: String,
+    /// The proxies (`host` or `host:port`, port 5061 when left out), tried in this order.
+    #[serde(default = "default_teams_proxies")]
+    pub proxies: Vec<String>,
+}
+
+fn default_teams_proxies() -> Vec<String> {
+    TEAMS_PROXIES.iter().map(|p| (*p).to_owned()).collect()
+}
+
+impl DirectRoutingSpec {
+    /// Each proxy's host name and port.
+    pub fn proxy_hosts(&self) -> Vec<(String, u16)> {
+        self.proxies.iter().filter_map(|p| proxy_host(p)).collect()
+    }
+}
+
+/// `host` or `host:port` of a Direct Routing proxy (a DNS name, never an IP address).
+fn proxy_host(p: &str) -> Option<(String, u16)> {
+    let (host, port) = match p.rsplit_once(':') {
+        Some((h, port)) => (h, port.parse::<u16>().ok().filter(|x| *x > 0)?),
+        None => (p, 5061),
+    };
+    (crate::http::is_host_name(host) && host.parse::<IpAddr>().is_err() && host.contains('.'))
+        .then(|| (host.to_ascii_lowercase(), port))
 }
 
 impl TrunkSpec {
+    /// Whether the router can place calls on this trunk: it has an outbound (or probe)
+    /// target, or is a Direct Routing trunk (its proxies).
+    pub fn places_calls(&self) -> bool {
+        self.direct_routing.is_some() || self.outbound_address().is_some()
+    }
+
     /// Where the router's own calls on this trunk go.
     pub fn outbound_address(&self) -> Option<std::net::SocketAddr> {
         self.outbound
@@ -580,6 +647,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
     let mut numbers = HashSet::new();
     let mut sources: HashSet<IpAddr> = HashSet::new();
     let mut trunk_users: HashSet<String> = HashSet::new();
+    let mut dr_fqdns: HashSet<String> = HashSet::new();
     for (ti, t) in tenants.iter().enumerate() {
         let at = |k: &str| format!("tenants[{ti}].{k}");
         if !ids.insert(t.id.as_str()) {
@@ -598,6 +666,50 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
         }
         let mut trunk_sources = HashSet::new();
         for (i, tr) in t.trunks.iter().enumerate() {
+            if let Some(dr) = &tr.direct_routing {
+                let fqdn = dr.fqdn.to_ascii_lowercase();
+                if proxy_host(&fqdn).is_none() || fqdn.contains(':') {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].direct_routing.fqdn")),
+                        message: format!("{:?} is not an FQDN: Direct Routing pairs an SBC by its DNS name (\"contoso.sbc.example\"), never an IP address", dr.fqdn),
+                    });
+                }
+                if !dr_fqdns.insert(fqdn) {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].direct_routing.fqdn")),
+                        message: format!("{:?} is another Direct Routing trunk's FQDN: Microsoft finds the tenant by it, so each customer has its own", dr.fqdn),
+                    });
+                }
+                if dr.proxies.is_empty() || dr.proxies.len() > 8 {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].direct_routing.proxies")),
+                        message: "a Direct Routing trunk needs 1 to 8 proxies (Microsoft's: sip, sip2 and sip3.pstnhub.microsoft.com)".into(),
+                    });
+                }
+                if let Some(p) = dr.proxies.iter().find(|p| proxy_host(p).is_none()) {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].direct_routing.proxies")),
+                        message: format!("{p:?} is not a proxy: write its DNS name, with a port when not 5061 (\"sip.pstnhub.microsoft.com\")"),
+                    });
+                }
+                let extra = [
+                    ("allow", !tr.allow.is_empty()),
+                    ("username", tr.username.is_some()),
+                    ("probe", tr.probe.is_some()),
+                    ("outbound", tr.outbound.is_some()),
+                ];
+                if let Some((k, _)) = extra.iter().find(|(_, set)| *set) {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].{k}")),
+                        message: format!("a Direct Routing trunk has no {k}: Microsoft's proxies are its sources and targets"),
+                    });
+                }
+            }
             for ip in &tr.allow {
                 if !trunk_sources.insert(*ip) || !sources.insert(*ip) {
                     return Err(RefError {
@@ -628,7 +740,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         });
                     }
                 }
-                (None, None) if tr.allow.is_empty() => {
+                (None, None) if tr.allow.is_empty() && tr.direct_routing.is_none() => {
                     return Err(RefError {
                         offset: None,
                         key: at(&format!("trunks[{i}].allow")),
@@ -846,7 +958,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         format!("{:?} is not a trunk of this tenant", o.trunk),
                     ))
                 }
-                Some(tr) if tr.outbound_address().is_none() => {
+                Some(tr) if !tr.places_calls() => {
                     return Err(bad("trunk", format!("trunk {:?} has no outbound (or probe) target to send calls to: add outbound = \"sip:IP:PORT\" to it", o.trunk)))
                 }
                 Some(_) => {}
@@ -1100,6 +1212,61 @@ skills = { billing = 5 }
             Err(ConfigError::Reference { key, message, .. }) => (key, message),
             other => panic!("expected a refused reference, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn direct_routing_trunks_name_an_fqdn_and_proxies_and_nothing_of_other_trunks() {
+        let dr = |extra: &str| GOOD.replace("allow = [\"127.0.0.1\"]", extra);
+        let c = parse(&dr(
+            "[tenants.trunks.direct_routing]\nfqdn = \"Contoso.SBC.example\"",
+        ))
+        .expect("a Direct Routing trunk");
+        let d = c.tenants[0].trunks[0].direct_routing.as_ref().expect("dr");
+        assert_eq!(
+            d.proxy_hosts(),
+            TEAMS_PROXIES.map(|h| (h.to_owned(), 5061)).to_vec()
+        );
+        assert!(c.tenants[0].trunks[0].places_calls());
+        // Its FQDN is a DNS name, never an IP address; proxies likewise.
+        for (bad, key) in [
+            ("fqdn = \"192.0.2.1\"", "fqdn"),
+            ("fqdn = \"sbc\"", "fqdn"),
+            ("fqdn = \"sbc.example:5061\"", "fqdn"),
+            ("fqdn = \"sbc.example\"\nproxies = []", "proxies"),
+            (
+                "fqdn = \"sbc.example\"\nproxies = [\"52.112.0.1\"]",
+                "proxies",
+            ),
+            (
+                "fqdn = \"sbc.example\"\nproxies = [\"sip.example:0\"]",
+                "proxies",
+            ),
+        ] {
+            let (k, msg) = reference(&dr(&format!("[tenants.trunks.direct_routing]\n{bad}")));
+            assert_eq!(
+                k,
+                format!("tenants[0].trunks[0].direct_routing.{key}"),
+                "{bad}: {msg}"
+            );
+        }
+        // No probe, outbound or digest user: the proxies are all of that.
+        let (k, msg) = reference(&dr(
+            "probe = \"sip:127.0.0.1\"\n[tenants.trunks.direct_routing]\nfqdn = \"sbc.example\"",
+        ));
+        assert_eq!(k, "tenants[0].trunks[0].probe", "{msg}");
+        // Nor source addresses: a request's tenant is found by the FQDN it names.
+        let (k, msg) = reference(&dr(
+            "allow = [\"127.0.0.1\"]\n[tenants.trunks.direct_routing]\nfqdn = \"sbc.example\"",
+        ));
+        assert_eq!(k, "tenants[0].trunks[0].allow", "{msg}");
+        // Two tenants (carrier hosting) each have their own FQDN.
+        let two = format!(
+            "{}\n[[tenants]]\nid = \"fabrikam\"\ndomain = \"fabrikam.example\"\n[[tenants.trunks]]\nname = \"teams\"\n[tenants.trunks.direct_routing]\nfqdn = \"{{}}\"\n",
+            dr("[tenants.trunks.direct_routing]\nfqdn = \"contoso.sbc.example\"")
+        );
+        parse(&two.replace("{}", "fabrikam.sbc.example")).expect("two customers");
+        let (k, msg) = reference(&two.replace("{}", "CONTOSO.sbc.example"));
+        assert_eq!(k, "tenants[1].trunks[0].direct_routing.fqdn", "{msg}");
     }
 
     #[test]

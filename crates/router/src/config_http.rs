@@ -1155,6 +1155,12 @@ fn trunk_views(state: &AppState, tenant: &str) -> Result<Vec<TrunkView>, ApiErro
                         probe: tr.probe.clone(),
                         probe_seconds: tr.probe_seconds,
                         outbound: tr.outbound.clone(),
+                        direct_routing: tr.direct_routing.as_ref().map(|d| {
+                            switchboard_api::DirectRouting {
+                                fqdn: d.fqdn.clone(),
+                                proxies: d.proxies.clone(),
+                            }
+                        }),
                         source: source(t, "trunk", &tr.name),
                     })
                     .collect(),

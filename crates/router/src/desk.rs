@@ -939,7 +939,7 @@ impl CallCenter {
                     trunks: spec
                         .trunks
                         .iter()
-                        .map(|t| crate::trunks::TrunkRt::new(&t.name, t.max_calls, t.probe.clone()))
+                        .map(crate::trunks::TrunkRt::for_spec)
                         .collect(),
                     skills,
                     from_api: Default::default(),
@@ -1325,12 +1325,9 @@ impl CallCenter {
                     Some(rt) => {
                         rt.max_calls = spec.max_calls;
                         rt.probe = spec.probe.clone();
+                        rt.set_proxies(spec);
                     }
-                    None => t.trunks.push(crate::trunks::TrunkRt::new(
-                        &spec.name,
-                        spec.max_calls,
-                        spec.probe.clone(),
-                    )),
+                    None => t.trunks.push(crate::trunks::TrunkRt::for_spec(spec)),
                 }
             }
         });

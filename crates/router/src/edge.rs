@@ -380,13 +380,22 @@ struct Edge {
     calls: HashMap<u64, CallRt>,
     next_call: u64,
     timers: BTreeMap<(Instant, Timer), ()>,
-    /// Probe targets (`sip:…`) → (tenant, trunk index).
-    probes: HashMap<String, (usize, usize)>,
+    /// Probe keys (the target `sip:…`; for a Direct Routing proxy, tenant, trunk and
+    /// target) → (tenant, trunk index, the proxy's index).
+    probes: HashMap<String, (usize, usize, Option<usize>)>,
     admitted: Option<Admission>,
     last_purge: Instant,
     guard: crate::guard::Guard,
     /// Trunk sources (unique across tenants, checked at start) → (tenant, trunk index).
     trunk_of: HashMap<IpAddr, (usize, usize)>,
+    /// Direct Routing trunks by their SBC FQDN (lower case) → (tenant, trunk index).
+    dr_fqdns: HashMap<String, (usize, usize)>,
+    /// Addresses Direct Routing proxies resolved to: their requests may be a trunk's.
+    dr_sources: std::collections::HashSet<IpAddr>,
+    /// `[sip.resolve]`: host names (lower case) the edge resolves itself.
+    resolve: BTreeMap<String, SocketAddr>,
+    /// The port of our TLS listener (Direct Routing Contacts name it).
+    tls_port: Option<u16>,
     /// Requests from the API (transfers).
     commands: tokio::sync::mpsc::UnboundedReceiver<crate::desk::EdgeCommand>,
     /// Digest-authenticated trunks: lower-case username → (tenant, trunk index, password).
@@ -427,6 +436,19 @@ fn describe_end(reason: &switchboard_sip::ua::EndReason) -> String {
 
 /// How often agents' state changes are announced at most.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+
+/// Microsoft's Direct Routing signalling addresses (52.112.0.0/14 and 52.122.0.0/15, as
+/// "Plan Direct Routing" lists them): requests from them over TLS may be a Direct Routing
+/// trunk's, besides the addresses its proxies resolve to.
+fn microsoft_signalling(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let n = u32::from(v4);
+            n & 0xfffc_0000 == 0x3470_0000 || n & 0xfffe_0000 == 0x347a_0000
+        }
+        IpAddr::V6(_) => false,
+    }
+}
 
 /// How many of `placed` (times, oldest first) are within the hour before `now`; older ones
 /// are forgotten.
@@ -472,18 +494,28 @@ fn unix_now() -> u64 {
 /// by probe target; and the trunks it probes.
 struct TrunkMaps {
     by_source: HashMap<IpAddr, (usize, usize)>,
-    probes: HashMap<String, (usize, usize)>,
+    probes: HashMap<String, (usize, usize, Option<usize>)>,
     probed: Vec<Timer>,
     users: HashMap<String, (usize, usize, String)>,
+    fqdns: HashMap<String, (usize, usize)>,
+    dr_sources: std::collections::HashSet<IpAddr>,
 }
 
-fn trunk_maps(cc: &CallCenter) -> TrunkMaps {
+/// The key a Direct Routing proxy's probe answers under: one target is probed once per
+/// tenant (each names its own FQDN).
+fn dr_probe_key(tenant: &str, trunk: &str, target: &str) -> String {
+    format!("{tenant}|{trunk}|{target}")
+}
+
+fn trunk_maps(cc: &CallCenter, resolve: &BTreeMap<String, SocketAddr>) -> TrunkMaps {
     cc.with(|d| {
         let mut maps = TrunkMaps {
             by_source: HashMap::new(),
             probes: HashMap::new(),
             probed: Vec::new(),
             users: HashMap::new(),
+            fqdns: HashMap::new(),
+            dr_sources: Default::default(),
         };
         for (i, t) in d.tenants.iter().enumerate() {
             for (j, tr) in t.spec.trunks.iter().enumerate() {
@@ -495,8 +527,20 @@ fn trunk_maps(cc: &CallCenter) -> TrunkMaps {
                         .insert(u.to_ascii_lowercase(), (i, j, p.0.clone()));
                 }
                 if let Some(p) = &tr.probe {
-                    maps.probes.insert(p.clone(), (i, j));
+                    maps.probes.insert(p.clone(), (i, j, None));
                     maps.probed.push(Timer::Probe(i, j));
+                }
+                if let Some(dr) = &tr.direct_routing {
+                    maps.fqdns.insert(dr.fqdn.to_ascii_lowercase(), (i, j));
+                    maps.probed.push(Timer::Probe(i, j));
+                    for (k, (host, port)) in dr.proxy_hosts().into_iter().enumerate() {
+                        let target = crate::trunks::ProxyRt::target(&host, port);
+                        maps.probes
+                            .insert(dr_probe_key(&t.spec.id, &tr.name, &target), (i, j, Some(k)));
+                        if let Some(a) = resolve.get(&host) {
+                            maps.dr_sources.insert(a.ip());
+                        }
+                    }
                 }
                 if let Some(rt) = t.trunks.get(j) {
                     trunk_gauges(&t.spec.id, rt);
@@ -545,6 +589,7 @@ pub async fn start(
                 ca_file: t.ca.clone(),
                 cert_file: Some(t.certificate.clone()),
                 key_file: Some(t.key.clone()),
+                mutual: t.mutual,
             };
             Some(bind(Transport::Tls, t.listen, settings).await?)
         }
@@ -642,12 +687,22 @@ pub async fn start(
     cc.with(|d| d.registrar = Some(register_at));
     let (command_tx, commands) = tokio::sync::mpsc::unbounded_channel();
     let _ = cc.commands.set(command_tx);
+    let resolve: BTreeMap<String, SocketAddr> = cfg
+        .resolve
+        .iter()
+        .map(|(h, a)| (h.to_ascii_lowercase(), *a))
+        .collect();
     let TrunkMaps {
         by_source: trunk_of,
         probes,
         probed: first_probes,
         users: trunk_users,
-    } = trunk_maps(&cc);
+        fqdns: dr_fqdns,
+        dr_sources,
+    } = trunk_maps(&cc, &resolve);
+    if !dr_fqdns.is_empty() && tls.is_none() {
+        tracing::error!("Direct Routing trunks need [sip.tls] (a certificate naming each SBC FQDN): they cannot call or be called until it is set");
+    }
     let trunk_digest = switchboard_sip::auth::DigestServer::new(
         cfg.realm.clone(),
         rand::random(),
@@ -695,6 +750,10 @@ pub async fn start(
         last_purge: Instant::now(),
         guard: crate::guard::Guard::new(crate::guard::Limits::default()),
         trunk_of,
+        dr_fqdns,
+        dr_sources,
+        resolve,
+        tls_port: tls_local.map(|a| a.port()),
         trunk_users,
         trunk_digest,
         agent_digest,
@@ -808,10 +867,15 @@ impl Edge {
                         } else {
                             5060
                         };
-                        let a = tokio::net::lookup_host((host.as_str(), port.unwrap_or(default)))
-                            .await
-                            .ok()
-                            .and_then(|mut it| it.find(|a| a.is_ipv4()));
+                        let a = match self.resolve.get(&host.to_ascii_lowercase()) {
+                            Some(a) => Some(*a),
+                            None => {
+                                tokio::net::lookup_host((host.as_str(), port.unwrap_or(default)))
+                                    .await
+                                    .ok()
+                                    .and_then(|mut it| it.find(|a| a.is_ipv4()))
+                            }
+                        };
                         (a, Some(host.clone()))
                     }
                 };
@@ -844,7 +908,11 @@ impl Edge {
             self.ua.handle_message_on(m, from, self.arrived, now);
             return;
         }
-        let trunk = self.trunk_of.get(&from.ip()).copied();
+        let trunk = self
+            .trunk_of
+            .get(&from.ip())
+            .copied()
+            .or_else(|| self.dr_trunk_of(m, from));
         if let Err(ban) = self.guard.admit(from.ip(), trunk.is_some(), now) {
             metrics::counter!("sip_requests_refused_total", "why" => "banned").increment(1);
             if let Some(why) = ban {
@@ -914,6 +982,114 @@ impl Edge {
             || (hop.is_none() && Transport::of_uri(contact) == Some(Transport::Tls));
         let media = self.local_media(port, tls);
         self.ua.invite_over(contact, hop, media, headers, now)
+    }
+
+    /// Calls `number` on trunk `j` of `tenant`, showing `caller_id` (P-Asserted-Identity;
+    /// on Direct Routing the From too). A Direct Routing trunk takes E.164 numbers only and
+    /// sends to its healthy proxies first, failing over to the next on 408/503/504 or
+    /// silence; the call names the SBC's FQDN, carries `X-MS-SBC`, and offers SRTP.
+    #[allow(clippy::too_many_arguments)]
+    fn trunk_call(
+        &mut self,
+        tenant: usize,
+        j: usize,
+        number: &str,
+        caller_id: Option<&str>,
+        mut headers: Vec<String>,
+        port: u16,
+        now: Instant,
+    ) -> Result<UaCall, String> {
+        let (spec, order, domain) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            (
+                t.spec.trunks.get(j).cloned(),
+                t.trunks.get(j).map(|x| x.proxy_order()).unwrap_or_default(),
+                t.spec.domain.clone(),
+            )
+        });
+        let spec = spec.ok_or("no such trunk")?;
+        let cid = caller_id.and_then(|c| safe_user(&format!("sip:{c}@x")));
+        let Some(dr) = &spec.direct_routing else {
+            let to = spec
+                .outbound_address()
+                .ok_or("the trunk has no outbound target")?;
+            if let Some(cid) = &cid {
+                headers.push(format!("P-Asserted-Identity: <sip:{cid}@{domain}>"));
+            }
+            let uri = format!("sip:{number}@{to}");
+            return self
+                .ua
+                .invite(&uri, self.local_media(port, false), headers, now)
+                .map_err(|e| format!("cannot call {uri}: {e}"));
+        };
+        if !crate::center::is_e164(number) {
+            return Err(format!(
+                "{number} is not an E.164 number: Teams Direct Routing takes +, the country code and the number"
+            ));
+        }
+        let face = self.dr_face(&dr.fqdn).ok_or(
+            "a Direct Routing trunk needs [sip.tls] (the certificate naming the SBC's FQDN)",
+        )?;
+        let fqdn = dr.fqdn.to_ascii_lowercase();
+        // Microsoft wants E.164 in From and P-Asserted-Identity; a caller id that is not
+        // goes out as anonymous with Privacy (RFC 3323).
+        let from = match cid.as_deref().filter(|c| crate::center::is_e164(c)) {
+            Some(c) => {
+                headers.push(format!("P-Asserted-Identity: <sip:{c}@{fqdn};user=phone>"));
+                format!("sip:{c}@{fqdn};user=phone")
+            }
+            None => {
+                headers.push("Privacy: id".into());
+                format!("sip:anonymous@{fqdn}")
+            }
+        };
+        let mut uris = order
+            .iter()
+            .map(|(h, p)| format!("sip:{number}@{h}:{p};user=phone;transport=tls"));
+        let first = uris.next().ok_or("the trunk has no proxies")?;
+        let how = switchboard_sip::ua::Placement {
+            hop: None,
+            from: Some(from),
+            face: Some(face),
+            alternates: uris.collect(),
+        };
+        self.ua
+            .invite_with(
+                &format!("<{first}>"),
+                how,
+                self.local_media(port, true),
+                headers,
+                now,
+            )
+            .map_err(|e| format!("cannot call {first}: {e}"))
+    }
+
+    /// How the router presents itself on a Direct Routing trunk of SBC `fqdn`: the FQDN and
+    /// our TLS port in Contact and Via, and `X-MS-SBC`. None without a TLS listener.
+    fn dr_face(&self, fqdn: &str) -> Option<switchboard_sip::ua::Face> {
+        let port = self.tls_port?;
+        Some(switchboard_sip::ua::Face {
+            contact_host: format!("{}:{port}", fqdn.to_ascii_lowercase()),
+            headers: vec![format!(
+                "X-MS-SBC: Switchboard/Router/{}",
+                env!("CARGO_PKG_VERSION")
+            )],
+        })
+    }
+
+    /// The Direct Routing trunk a request from `from` is for: it came over TLS from one of
+    /// Microsoft's proxies (an address they resolve to, or Microsoft's signalling ranges),
+    /// and its Request-URI names the SBC FQDN of one of our tenants' trunks.
+    fn dr_trunk_of(&self, m: &Message, from: SocketAddr) -> Option<(usize, usize)> {
+        if self.arrived != Transport::Tls || self.dr_fqdns.is_empty() {
+            return None;
+        }
+        if !self.dr_sources.contains(&from.ip()) && !microsoft_signalling(from.ip()) {
+            return None;
+        }
+        let uri = m.request_uri()?;
+        let (host, _) = switchboard_sip::ua::uri_host_port(&uri)?;
+        self.dr_fqdns.get(&host.to_ascii_lowercase()).copied()
     }
 
     /// Our media for a leg on `port`: plain RTP offered, with SDES keys (RFC 4568) to answer
@@ -1274,7 +1450,7 @@ impl Edge {
         };
         let n = self.next_call;
         self.next_call += 1;
-        let (tenant_id, trunk_name, upn, target, caller_id, domain) = self.cc.with(|d| {
+        let (tenant_id, trunk_name, upn, caller_id) = self.cc.with(|d| {
             let t = &mut d.tenants[a.tenant];
             let tr = &mut t.trunks[a.trunk];
             tr.calls += 1;
@@ -1296,12 +1472,7 @@ impl Edge {
                 t.spec.id.clone(),
                 t.trunks[a.trunk].name.clone(),
                 upn,
-                t.spec
-                    .trunks
-                    .get(a.trunk)
-                    .and_then(|x| x.outbound_address()),
                 caller_id,
-                t.spec.domain.clone(),
             )
         });
         let id = uuid::Uuid::new_v4().to_string();
@@ -1326,23 +1497,19 @@ impl Edge {
             disposition: None,
         };
         // The called party's leg.
-        let far = match (target, self.bind_media()) {
-            (Some(to), Some((far_socket, far_port))) => {
-                let mut headers = vec![format!("X-Switchboard-Call: {id}")];
-                if let Some(cid) = caller_id
-                    .as_deref()
-                    .and_then(|c| safe_user(&format!("sip:{c}@x")))
-                {
-                    headers.push(format!("P-Asserted-Identity: <sip:{cid}@{domain}>"));
-                }
-                let uri = format!("sip:{}@{to}", a.dialled);
-                self.ua
-                    .invite(&uri, self.local_media(far_port, false), headers, now)
-                    .map(|l| (l, far_socket))
-                    .map_err(|e| format!("cannot call {uri}: {e}"))
-            }
-            (None, _) => Err("the trunk has no outbound target".to_owned()),
-            (_, None) => Err("no media port free".to_owned()),
+        let far = match self.bind_media() {
+            Some((far_socket, far_port)) => self
+                .trunk_call(
+                    a.tenant,
+                    a.trunk,
+                    &a.dialled,
+                    caller_id.as_deref(),
+                    vec![format!("X-Switchboard-Call: {id}")],
+                    far_port,
+                    now,
+                )
+                .map(|l| (l, far_socket)),
+            None => Err("no media port free".to_owned()),
         };
         let (far_leg, failure) = match far {
             Ok((l, sock)) => {
@@ -1483,6 +1650,15 @@ impl Edge {
     /// Sends trunk `j` of `tenant` its OPTIONS (unless the last is still unanswered: that
     /// counts as a miss) and sets the next probe.
     fn probe(&mut self, tenant: usize, j: usize, now: Instant) {
+        if self.cc.with(|d| {
+            d.tenants[tenant]
+                .spec
+                .trunks
+                .get(j)
+                .is_some_and(|t| t.direct_routing.is_some())
+        }) {
+            return self.probe_proxies(tenant, j, now);
+        }
         let next = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             let every = t.spec.trunks[j].probe_seconds;
@@ -1507,11 +1683,89 @@ impl Edge {
         );
     }
 
+    /// Sends each proxy of Direct Routing trunk `j` of `tenant` its OPTIONS (Microsoft asks
+    /// for one a minute; `probe_seconds`), from the tenant's SBC FQDN, and sets the next.
+    fn probe_proxies(&mut self, tenant: usize, j: usize, now: Instant) {
+        let (every, fqdn, sends) = self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            let spec = &t.spec.trunks[j];
+            let every = spec.probe_seconds;
+            let fqdn = spec
+                .direct_routing
+                .as_ref()
+                .map(|x| x.fqdn.clone())
+                .unwrap_or_default();
+            let (id, name) = (t.spec.id.clone(), spec.name.clone());
+            let tr = &mut t.trunks[j];
+            let mut sends = Vec::new();
+            let mut changed = false;
+            for p in &mut tr.proxies {
+                let (send, c) = p.state.probe_due(now);
+                if c {
+                    tracing::warn!(tenant = %id, trunk = %name, proxy = %p.host, "Direct Routing proxy down: its OPTIONS went unanswered; calls skip it");
+                    changed = true;
+                }
+                let target = crate::trunks::ProxyRt::target(&p.host, p.port);
+                if send {
+                    sends.push((target.clone(), dr_probe_key(&id, &name, &target)));
+                }
+            }
+            if changed | tr.from_proxies() {
+                trunk_gauges(&id, tr);
+            }
+            (every, fqdn, sends)
+        });
+        match self.dr_face(&fqdn) {
+            Some(face) => {
+                for (target, key) in sends {
+                    if let Err(e) = self.ua.options_as(&target, &key, Some(&face), now) {
+                        tracing::warn!(error = %e, %target, "cannot probe the Direct Routing proxy");
+                        self.on_probed(&key, None);
+                    }
+                }
+            }
+            None => {
+                tracing::warn!(%fqdn, "Direct Routing proxies not probed: the router has no [sip.tls]");
+                for (_, key) in sends {
+                    self.on_probed(&key, None);
+                }
+            }
+        }
+        self.timers.insert(
+            (now + Duration::from_secs(every), Timer::Probe(tenant, j)),
+            (),
+        );
+    }
+
     /// A probe's answer (`None`: none came).
     fn on_probed(&mut self, target: &str, status: Option<u16>) {
-        let Some(&(tenant, j)) = self.probes.get(target) else {
+        let Some(&(tenant, j, proxy)) = self.probes.get(target) else {
             return;
         };
+        if let Some(k) = proxy {
+            metrics::counter!("sip_trunk_probes_total", "answered" => if status.is_some() { "yes" } else { "no" }).increment(1);
+            self.cc.with(|d| {
+                let t = &mut d.tenants[tenant];
+                let Some(tr) = t.trunks.get_mut(j) else {
+                    return;
+                };
+                let Some(p) = tr.proxies.get_mut(k) else {
+                    return;
+                };
+                if p.state.probed(status) {
+                    match p.state.health {
+                        switchboard_api::TrunkHealth::Down => tracing::warn!(tenant = %t.spec.id, trunk = %tr.name, proxy = %p.host, ?status, "Direct Routing proxy down: three OPTIONS in a row failed; calls skip it"),
+                        _ => tracing::info!(tenant = %t.spec.id, trunk = %tr.name, proxy = %p.host, ?status, "Direct Routing proxy up: it answered our OPTIONS"),
+                    }
+                    metrics::gauge!("sip_trunk_proxy_up", "tenant" => t.spec.id.clone(), "trunk" => tr.name.clone(), "proxy" => p.host.clone())
+                        .set(if p.state.health == switchboard_api::TrunkHealth::Up { 1.0 } else { 0.0 });
+                }
+                if tr.from_proxies() {
+                    trunk_gauges(&t.spec.id, tr);
+                }
+            });
+            return;
+        }
         metrics::counter!("sip_trunk_probes_total", "answered" => if status.is_some() { "yes" } else { "no" }).increment(1);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
@@ -1554,6 +1808,21 @@ impl Edge {
                 ..
             } => self.on_refer(call, &target, replaces.as_deref(), now),
             UaEvent::OptionsAnswered { target, status } => self.on_probed(&target, status),
+            UaEvent::FailedOver { call, status, next } => {
+                let n = match self.legs.get(&call) {
+                    Some(Leg::Caller(n) | Leg::Far(n)) => Some(*n),
+                    _ => None,
+                };
+                let why = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+                tracing::warn!(leg = call, %why, %next, "the proxy did not take the call; trying the next");
+                metrics::counter!("sip_trunk_failovers_total").increment(1);
+                if let Some(c) = n.and_then(|n| self.calls.get_mut(&n)) {
+                    let host = switchboard_sip::ua::uri_host_port(&next)
+                        .map(|(h, _)| h)
+                        .unwrap_or_default();
+                    c.rec.steps.push(format!("failover after {why} to {host}"));
+                }
+            }
             _ => {}
         }
     }
@@ -1567,6 +1836,22 @@ impl Edge {
         if let Some(agent) = a.outbound {
             self.on_outbound(leg, a, agent, now);
             return;
+        }
+        if a.internal.is_none() {
+            // From a Direct Routing proxy: our answers name the SBC's FQDN.
+            let fqdn = self.cc.with(|d| {
+                d.tenants[a.tenant]
+                    .spec
+                    .trunks
+                    .get(a.trunk)
+                    .and_then(|t| t.direct_routing.as_ref())
+                    .map(|x| x.fqdn.clone())
+            });
+            if let Some(face) = fqdn.and_then(|f| self.dr_face(&f)) {
+                if let Err(e) = self.ua.set_face(leg, face) {
+                    tracing::warn!(error = %e, "cannot present the SBC's FQDN on this call");
+                }
+            }
         }
         let Some((socket, port)) = self.bind_media() else {
             self.ua.reject(leg, 503, now);
@@ -2234,7 +2519,7 @@ impl Edge {
         let due = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let cb = t.queue(q)?.callback.clone()?;
-            t.spec.trunks.get(trunk)?.outbound_address()?;
+            t.spec.trunks.get(trunk).filter(|x| x.places_calls())?;
             let by_wait = cb.after_seconds.is_some_and(|a| waited.as_secs() >= a);
             let by_place = cb.position.is_some_and(|p| {
                 t.engine
@@ -2325,12 +2610,11 @@ impl Edge {
         };
         let (tenant, trunk, agent) = (c.tenant, c.trunk, c.agent);
         let (id, caller, dialled) = (c.id.clone(), c.caller.clone(), c.dialled.clone());
-        let (target, domain, full) = self.cc.with(|d| {
+        let (can, full) = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
-            let domain = t.spec.domain.clone();
-            let target = t.spec.trunks.get(trunk).and_then(|x| x.outbound_address());
+            let can = t.spec.trunks.get(trunk).is_some_and(|x| x.places_calls());
             let full = t.trunks.get(trunk).is_some_and(|x| x.calls >= x.max_calls);
-            (target, domain, full)
+            (can, full)
         });
         if let Some((_, agent_leg)) = agent {
             let list = Playlist {
@@ -2339,22 +2623,23 @@ impl Edge {
             };
             self.relay.play(agent_leg, list);
         }
-        let placed = match (target, full, self.bind_media()) {
-            (None, _, _) => Err("the trunk has no outbound target".to_owned()),
+        let placed = match (can, full, self.bind_media()) {
+            (false, _, _) => Err("the trunk has no outbound target".to_owned()),
             (_, true, _) => Err("the trunk is full".to_owned()),
             (_, _, None) => Err("no media port free".to_owned()),
-            (Some(to), false, Some((socket, port))) => {
+            (true, false, Some((socket, port))) => {
                 // The caller sees the number they dialled.
-                let mut headers = Vec::new();
-                if let Some(d) = safe_user(&dialled) {
-                    headers.push(format!("P-Asserted-Identity: <sip:{d}@{domain}>"));
-                }
-                headers.push(format!("X-Switchboard-Call: {id}"));
-                let uri = format!("sip:{caller}@{to}");
-                self.ua
-                    .invite(&uri, self.local_media(port, false), headers, now)
-                    .map(|leg| (leg, socket))
-                    .map_err(|e| format!("cannot call {uri}: {e}"))
+                let shown = safe_user(&dialled);
+                self.trunk_call(
+                    tenant,
+                    trunk,
+                    &caller,
+                    shown.as_deref(),
+                    vec![format!("X-Switchboard-Call: {id}")],
+                    port,
+                    now,
+                )
+                .map(|leg| (leg, socket))
             }
         };
         let Some(c) = self.calls.get_mut(&n) else {
@@ -3140,10 +3425,12 @@ impl Edge {
             crate::desk::EdgeCommand::TrunksChanged => {
                 // The configuration API added or changed a trunk: find trunks anew, and probe
                 // those not probed yet a second from now.
-                let maps = trunk_maps(&self.cc);
+                let maps = trunk_maps(&self.cc, &self.resolve);
                 self.trunk_of = maps.by_source;
                 self.trunk_users = maps.users;
                 self.probes = maps.probes;
+                self.dr_fqdns = maps.fqdns;
+                self.dr_sources.extend(maps.dr_sources);
                 for t in maps.probed {
                     if !self.timers.keys().any(|(_, k)| *k == t) {
                         self.timers.insert((now + Duration::from_secs(1), t), ());
@@ -3658,28 +3945,19 @@ impl Edge {
                 .caller_id
                 .clone()
                 .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
-            let target = t.spec.trunks.get(j)?.outbound_address()?;
+            t.spec.trunks.get(j).filter(|x| x.places_calls())?;
             let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
-            Some((j, target, caller_id, t.spec.domain.clone(), by))
+            Some((j, caller_id, by))
         });
-        let (j, target, caller_id, domain, by) = allowed?;
+        let (j, caller_id, by) = allowed?;
         let (socket, port) = self.bind_media()?;
         let c = self.calls.get(&n)?;
-        let mut headers = vec![format!("X-Switchboard-Call: {}", c.id)];
-        if let Some(cid) = caller_id
-            .as_deref()
-            .and_then(|x| safe_user(&format!("sip:{x}@x")))
-        {
-            headers.push(format!("P-Asserted-Identity: <sip:{cid}@{domain}>"));
-        }
-        let uri = format!("sip:{number}@{target}");
-        let far = match self
-            .ua
-            .invite(&uri, self.local_media(port, false), headers, now)
+        let headers = vec![format!("X-Switchboard-Call: {}", c.id)];
+        let far = match self.trunk_call(tenant, j, number, caller_id.as_deref(), headers, port, now)
         {
             Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, %uri, "cannot call the outside number");
+            Err(why) => {
+                tracing::warn!(%why, %number, "cannot call the outside number");
                 return None;
             }
         };

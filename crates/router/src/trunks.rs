@@ -3,6 +3,10 @@
 //! its own every `probe_seconds`. Any final answer but 503 means the trunk is up; no answer
 //! within a probe interval, a transaction timeout, or 503 is a miss, and three misses in a row
 //! mean it is down. Shown by `GET /v1/trunks` and the `sip_trunk_up` metric.
+//!
+//! A Direct Routing trunk has one such state per Microsoft proxy (`sip`, `sip2`, `sip3`),
+//! each probed on its own; the trunk is up while any proxy is, down when all are, and calls
+//! go to the healthy ones first.
 
 use std::time::Instant;
 
@@ -32,6 +36,25 @@ pub struct TrunkRt {
     /// A probe was sent and not answered yet; `counted`: its silence was already a miss.
     outstanding: Option<Instant>,
     counted: bool,
+    /// A Direct Routing trunk's proxies, in failover order; empty for other trunks.
+    pub proxies: Vec<ProxyRt>,
+}
+
+/// One proxy of a Direct Routing trunk: its host, port, and its own probe state (`name` is
+/// the host; `probe` its OPTIONS target).
+#[derive(Debug, Clone)]
+pub struct ProxyRt {
+    pub host: String,
+    pub port: u16,
+    pub state: TrunkRt,
+}
+
+impl ProxyRt {
+    /// Its Request-URI host part and target for OPTIONS (`sip:host:port;transport=tls`;
+    /// Microsoft supports no SIPS URIs).
+    pub fn target(host: &str, port: u16) -> String {
+        format!("sip:{host}:{port};transport=tls")
+    }
 }
 
 impl TrunkRt {
@@ -48,7 +71,76 @@ impl TrunkRt {
             misses: 0,
             outstanding: None,
             counted: false,
+            proxies: Vec::new(),
         }
+    }
+
+    /// The state a trunk of this configuration starts in.
+    pub fn for_spec(spec: &crate::center::TrunkSpec) -> Self {
+        let mut t = Self::new(&spec.name, spec.max_calls, spec.probe.clone());
+        t.set_proxies(spec);
+        t
+    }
+
+    /// Follows a changed configuration's proxies, keeping the state of those that stay.
+    pub fn set_proxies(&mut self, spec: &crate::center::TrunkSpec) {
+        let hosts = spec
+            .direct_routing
+            .as_ref()
+            .map(|d| d.proxy_hosts())
+            .unwrap_or_default();
+        let old = std::mem::take(&mut self.proxies);
+        self.proxies = hosts
+            .into_iter()
+            .map(|(host, port)| {
+                old.iter()
+                    .find(|p| p.host == host && p.port == port)
+                    .cloned()
+                    .unwrap_or_else(|| ProxyRt {
+                        state: TrunkRt::new(
+                            &host,
+                            spec.max_calls,
+                            Some(ProxyRt::target(&host, port)),
+                        ),
+                        host,
+                        port,
+                    })
+            })
+            .collect();
+        self.from_proxies();
+    }
+
+    /// A Direct Routing trunk's health from its proxies': up while any is up, down when all
+    /// are down, unknown otherwise. Returns whether it changed.
+    pub fn from_proxies(&mut self) -> bool {
+        if self.proxies.is_empty() {
+            return false;
+        }
+        let h = if self
+            .proxies
+            .iter()
+            .any(|p| p.state.health == TrunkHealth::Up)
+        {
+            TrunkHealth::Up
+        } else if self
+            .proxies
+            .iter()
+            .all(|p| p.state.health == TrunkHealth::Down)
+        {
+            TrunkHealth::Down
+        } else {
+            TrunkHealth::Unknown
+        };
+        self.set(h)
+    }
+
+    /// The proxies in the order calls try them: healthy (or not yet probed) ones first, in
+    /// configuration order, then those down — a proxy that stopped answering is skipped
+    /// while another may answer, and tried last rather than never.
+    pub fn proxy_order(&self) -> Vec<(String, u16)> {
+        let mut v: Vec<&ProxyRt> = self.proxies.iter().collect();
+        v.sort_by_key(|p| p.state.health == TrunkHealth::Down);
+        v.into_iter().map(|p| (p.host.clone(), p.port)).collect()
     }
 
     fn set(&mut self, h: TrunkHealth) -> bool {
@@ -110,6 +202,66 @@ impl TrunkRt {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_direct_routing_trunk_is_up_while_a_proxy_is_and_calls_skip_those_down() {
+        let spec: crate::center::TrunkSpec =
+            toml::from_str("name = \"teams\"\n[direct_routing]\nfqdn = \"contoso.sbc.example\"\n")
+                .unwrap();
+        let mut t = TrunkRt::for_spec(&spec);
+        let hosts: Vec<_> = t.proxies.iter().map(|p| p.host.as_str()).collect();
+        assert_eq!(hosts, crate::center::TEAMS_PROXIES);
+        assert_eq!(
+            t.proxies[0].state.probe.as_deref(),
+            Some("sip:sip.pstnhub.microsoft.com:5061;transport=tls")
+        );
+        assert_eq!(t.health, TrunkHealth::Unknown);
+        let now = Instant::now();
+        // sip answers 503 three times: down; sip2 and sip3 answer: the trunk is up, and
+        // calls go to sip2, sip3, then sip.
+        for p in &mut t.proxies {
+            p.state.probe_due(now);
+        }
+        t.proxies[1].state.probed(Some(200));
+        t.proxies[2].state.probed(Some(200));
+        for _ in 0..3 {
+            t.proxies[0].state.probed(Some(503));
+        }
+        assert!(t.from_proxies());
+        assert_eq!(t.health, TrunkHealth::Up);
+        assert_eq!(t.proxies[0].state.health, TrunkHealth::Down);
+        let order: Vec<_> = t.proxy_order().into_iter().map(|(h, _)| h).collect();
+        assert_eq!(
+            order,
+            [
+                "sip2.pstnhub.microsoft.com",
+                "sip3.pstnhub.microsoft.com",
+                "sip.pstnhub.microsoft.com"
+            ]
+        );
+        // All down: the trunk is down.
+        for i in 1..3 {
+            for _ in 0..3 {
+                t.proxies[i].state.probed(None);
+            }
+        }
+        assert!(t.from_proxies());
+        assert_eq!(t.health, TrunkHealth::Down);
+        // A changed configuration keeps the state of the proxies that stay.
+        let spec2: crate::center::TrunkSpec = toml::from_str(
+            "name = \"teams\"\n[direct_routing]\nfqdn = \"contoso.sbc.example\"\nproxies = [\"sip2.pstnhub.microsoft.com\", \"sip4.example:5062\"]\n",
+        )
+        .unwrap();
+        t.set_proxies(&spec2);
+        assert_eq!(t.proxies.len(), 2);
+        assert_eq!(t.proxies[0].state.health, TrunkHealth::Down);
+        assert_eq!(
+            (t.proxies[1].host.as_str(), t.proxies[1].port),
+            ("sip4.example", 5062)
+        );
+        assert_eq!(t.proxies[1].state.health, TrunkHealth::Unknown);
+        assert_eq!(t.health, TrunkHealth::Unknown);
+    }
 
     fn trunk() -> TrunkRt {
         TrunkRt::new("carrier", 10, Some("sip:192.0.2.10:5060".into()))
