@@ -198,6 +198,10 @@ pub struct AgentConfigView {
     pub skills: std::collections::BTreeMap<String, u8>,
     /// The agent's Entra object id, to follow their Teams presence.
     pub object_id: Option<String>,
+    /// Their Teams phone number (E.164), where they are rung as an expert over Direct
+    /// Routing when no Switchboard phone of theirs is registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_number: Option<String>,
     /// Where this came from: `file` (the configuration file) or `api` (changed through the
     /// API, kept in the store across restarts).
     pub source: String,
@@ -561,6 +565,10 @@ pub struct AgentSettings {
     /// The agent's Entra object id (a GUID).
     #[serde(default)]
     pub object_id: Option<String>,
+    /// Their Teams phone number (E.164): as an expert without a Switchboard phone
+    /// registered, they are rung there through the tenant's Direct Routing trunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_number: Option<String>,
 }
 
 /// One queue's calls in one interval (`GET /v1/reports/queues`). Each call counts once, in

@@ -575,6 +575,15 @@ pub struct AgentConfig {
     /// `[presence]`); otherwise learnt when they sign in to the router.
     #[serde(default)]
     pub object_id: Option<String>,
+    /// Their Teams phone number (E.164, Teams Phone with Direct Routing): as an expert with
+    /// no Switchboard phone registered, they are rung there through the tenant's Direct
+    /// Routing trunk, while Teams presence says they are Available.
+    #[serde(default, deserialize_with = "opt_e164")]
+    pub teams_number: Option<String>,
+}
+
+fn opt_e164<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    e164(d).map(Some)
 }
 
 /// 1–64 letters, digits, `-` or `_`.

@@ -100,6 +100,15 @@ fn check_settings(s: &AgentSettings) -> Result<(), ApiError> {
         return bad("name: at most 200 characters, no control characters".into());
     }
     check_skills(&s.skills)?;
+    if let Some(n) = s
+        .teams_number
+        .as_deref()
+        .filter(|n| !crate::center::is_e164(n))
+    {
+        return bad(format!(
+            "teams_number {n:?} is not an E.164 number: write it as + and 2 to 15 digits, e.g. \"+14255550101\""
+        ));
+    }
     if let Some(o) = &s.object_id {
         if uuid::Uuid::parse_str(o).is_err() {
             return bad(format!(
@@ -543,6 +552,7 @@ pub async fn delete_agent(
                 name: b.name,
                 skills: b.skills,
                 object_id: b.object_id,
+                teams_number: b.teams_number,
             };
             keep(&state, &tenant, "agent", &upn, Some(&kept)).await?;
         }

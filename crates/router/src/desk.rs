@@ -367,12 +367,24 @@ impl TenantRt {
             .teams
             .as_deref()
             .is_none_or(|p| p.starts_with("Available/") || p.starts_with("AvailableIdle/"));
-        r.contact.is_some()
+        (r.contact.is_some() || self.teams_reach(a).is_some())
             && !r.on_call
             && r.ringing == 0
             && r.wrap_up_until.is_none()
             && !self.engine.is_busy(a)
             && teams_ok
+    }
+
+    /// Where agent `a` is rung in Teams when no phone of theirs is registered: the tenant's
+    /// first Direct Routing trunk, and their Teams number.
+    pub fn teams_reach(&self, a: AgentId) -> Option<(usize, String)> {
+        let number = self.spec.agents.get(a.0 as usize)?.teams_number.clone()?;
+        let j = self
+            .spec
+            .trunks
+            .iter()
+            .position(|t| t.direct_routing.is_some())?;
+        Some((j, number))
     }
 
     /// The best expert of group `g` free now: the highest level of its skill, then the one
@@ -417,8 +429,28 @@ impl TenantRt {
         {
             return Some(self.expert(g).map_or(Route::NoExpert, Route::Expert));
         }
+        if let Some(n) = self.number(user) {
+            // One of the tenant's numbers (a Teams user's REFER names a number): where a
+            // call to it goes.
+            return self.route(&crate::center::TargetSpec {
+                queue: n.queue.clone(),
+                attendant: n.attendant.clone(),
+                expert: None,
+            });
+        }
         let upn = format!("{user}@{host}").to_ascii_lowercase();
         self.by_upn.get(&upn).map(|a| Route::Agent(*a))
+    }
+
+    /// The tenant's number `user` names (`+18005550100`, with or without the `+`).
+    pub fn number(&self, user: &str) -> Option<&crate::center::NumberSpec> {
+        if user.is_empty() {
+            return None;
+        }
+        self.spec
+            .numbers
+            .iter()
+            .find(|n| n.number == user || n.number.strip_prefix('+') == Some(user))
     }
 
     /// The agent finished call `call` after `talk`: off the call, into wrap-up for the
@@ -1210,6 +1242,7 @@ impl CallCenter {
                     name: s.name.clone(),
                     skills: s.skills.clone(),
                     object_id: s.object_id.clone(),
+                    teams_number: s.teams_number.clone(),
                 };
                 Ok(desk.tenants[t].upsert_agent(&a, now))
             }
@@ -1392,6 +1425,7 @@ impl CallCenter {
                         name: a.name.clone(),
                         skills: a.skills.clone(),
                         object_id: a.object_id.clone(),
+                        teams_number: a.teams_number.clone(),
                         source: if t.from_api.contains(&a.upn.to_ascii_lowercase()) {
                             "api".into()
                         } else {
@@ -1942,6 +1976,7 @@ agents = [{ upn = "adele@contoso.example", skills = { billing = 5 } }]
             name: "Lynne Robbins".into(),
             skills: [("Billing".to_owned(), level)].into_iter().collect(),
             object_id: None,
+            teams_number: None,
         };
         assert_eq!(
             cc.set_agent("contoso", "Lynne@contoso.example", Some(&settings(4))),
@@ -1987,6 +2022,7 @@ agents = [{ upn = "adele@contoso.example", skills = { billing = 5 } }]
             name: "Adele Vance".into(),
             skills: [("billing".to_owned(), 5)].into_iter().collect(),
             object_id: None,
+            teams_number: None,
         };
         assert_eq!(
             cc.set_agent("contoso", "adele@contoso.example", Some(&back)),

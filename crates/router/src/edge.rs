@@ -437,6 +437,34 @@ fn describe_end(reason: &switchboard_sip::ua::EndReason) -> String {
 /// How often agents' state changes are announced at most.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
 
+/// Whom a call through Microsoft's proxy is for.
+#[derive(Clone, Copy)]
+enum TeamsTarget<'a> {
+    /// An E.164 number.
+    Number(&'a str),
+    /// A Teams user by MRI (`x-m`) and tenant (`x-t`), as a Teams REFER names them.
+    User { xm: &'a str, xt: &'a str },
+}
+
+/// The value of URI parameter `name` in `uri` (`x-m` of `sip:host;x-m=8:orgid:…;x-t=…`).
+fn uri_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
+    let params = uri.split_once(';')?.1;
+    let params = params.split('?').next().unwrap_or_default();
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// What a Teams REFER's `x-m` and `x-t` may hold: up to 400 characters (Microsoft's
+/// bound) of letters, digits and `:-._`.
+fn teams_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 400
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-._".contains(c))
+}
+
 /// Microsoft's Direct Routing signalling addresses (52.112.0.0/14 and 52.122.0.0/15, as
 /// "Plan Direct Routing" lists them): requests from them over TLS may be a Direct Routing
 /// trunk's, besides the addresses its proxies resolve to.
@@ -984,6 +1012,38 @@ impl Edge {
         self.ua.invite_over(contact, hop, media, headers, now)
     }
 
+    /// Rings agent (or expert) `agent` of `tenant`: their registered phone, else their Teams
+    /// number over the tenant's Direct Routing trunk (showing `caller`'s number when it is
+    /// E.164; the router's own `X-Switchboard-*` lines stay inside).
+    #[allow(clippy::too_many_arguments)]
+    fn ring_person(
+        &mut self,
+        tenant: usize,
+        agent: AgentId,
+        caller: &str,
+        headers: Vec<String>,
+        port: u16,
+        now: Instant,
+    ) -> Result<UaCall, String> {
+        let (contact, teams) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            (
+                t.agent(agent).and_then(|a| a.contact.clone()),
+                t.teams_reach(agent),
+            )
+        });
+        match (contact, teams) {
+            (Some(contact), _) => self
+                .call_phone(&contact, port, headers, now)
+                .map_err(|e| format!("cannot call {contact}: {e}")),
+            (None, Some((j, number))) => {
+                let shown = crate::center::is_e164(caller).then_some(caller);
+                self.trunk_call(tenant, j, &number, shown, Vec::new(), port, now)
+            }
+            (None, None) => Err("no phone registered and no Teams number".into()),
+        }
+    }
+
     /// Calls `number` on trunk `j` of `tenant`, showing `caller_id` (P-Asserted-Identity;
     /// on Direct Routing the From too). A Direct Routing trunk takes E.164 numbers only and
     /// sends to its healthy proxies first, failing over to the next on 408/503/504 or
@@ -1027,13 +1087,38 @@ impl Edge {
                 "{number} is not an E.164 number: Teams Direct Routing takes +, the country code and the number"
             ));
         }
-        let face = self.dr_face(&dr.fqdn).ok_or(
+        let fqdn = dr.fqdn.clone();
+        self.teams_call(
+            &fqdn,
+            &order,
+            TeamsTarget::Number(number),
+            cid.as_deref(),
+            headers,
+            port,
+            now,
+        )
+    }
+
+    /// Calls a Teams user (by number, or by the MRI a Teams REFER named) through the
+    /// proxies of the Direct Routing trunk of SBC `fqdn`, in `order`.
+    #[allow(clippy::too_many_arguments)]
+    fn teams_call(
+        &mut self,
+        fqdn: &str,
+        order: &[(String, u16)],
+        target: TeamsTarget<'_>,
+        cid: Option<&str>,
+        mut headers: Vec<String>,
+        port: u16,
+        now: Instant,
+    ) -> Result<UaCall, String> {
+        let face = self.dr_face(fqdn).ok_or(
             "a Direct Routing trunk needs [sip.tls] (the certificate naming the SBC's FQDN)",
         )?;
-        let fqdn = dr.fqdn.to_ascii_lowercase();
+        let fqdn = fqdn.to_ascii_lowercase();
         // Microsoft wants E.164 in From and P-Asserted-Identity; a caller id that is not
         // goes out as anonymous with Privacy (RFC 3323).
-        let from = match cid.as_deref().filter(|c| crate::center::is_e164(c)) {
+        let from = match cid.filter(|c| crate::center::is_e164(c)) {
             Some(c) => {
                 headers.push(format!("P-Asserted-Identity: <sip:{c}@{fqdn};user=phone>"));
                 format!("sip:{c}@{fqdn};user=phone")
@@ -1043,9 +1128,12 @@ impl Edge {
                 format!("sip:anonymous@{fqdn}")
             }
         };
-        let mut uris = order
-            .iter()
-            .map(|(h, p)| format!("sip:{number}@{h}:{p};user=phone;transport=tls"));
+        let mut uris = order.iter().map(|(h, p)| match target {
+            TeamsTarget::Number(number) => {
+                format!("sip:{number}@{h}:{p};user=phone;transport=tls")
+            }
+            TeamsTarget::User { xm, xt } => format!("sip:{h}:{p};transport=tls;x-m={xm};x-t={xt}"),
+        });
         let first = uris.next().ok_or("the trunk has no proxies")?;
         let how = switchboard_sip::ua::Placement {
             hop: None,
@@ -1805,8 +1893,14 @@ impl Edge {
                 call,
                 target,
                 replaces,
-                ..
-            } => self.on_refer(call, &target, replaces.as_deref(), now),
+                referred_by,
+            } => self.on_refer(
+                call,
+                &target,
+                replaces.as_deref(),
+                referred_by.as_deref(),
+                now,
+            ),
             UaEvent::OptionsAnswered { target, status } => self.on_probed(&target, status),
             UaEvent::FailedOver { call, status, next } => {
                 let n = match self.legs.get(&call) {
@@ -2325,18 +2419,17 @@ impl Edge {
         agent: AgentId,
         now: Instant,
     ) {
-        let (contact, queue_name, alert) = self.cc.with(|d| {
+        let (queue_name, alert) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let q = queue.and_then(|q| t.queue(q));
             (
-                t.agent(agent).and_then(|a| a.contact.clone()),
                 q.map_or_else(|| "direct".to_owned(), |q| q.name.clone()),
                 q.map_or(DIRECT_ALERT_SECONDS, |q| q.alert_seconds),
             )
         });
         let call = self.calls.get(&n);
-        let placed = match (contact, call, self.bind_media()) {
-            (Some(contact), Some(c), Some((socket, port))) => {
+        let placed = match (call, self.bind_media()) {
+            (Some(c), Some((socket, port))) => {
                 let headers = vec![
                     format!("X-Switchboard-Queue: {queue_name}"),
                     format!("X-Switchboard-Call: {}", c.id),
@@ -2352,10 +2445,11 @@ impl Edge {
                 if !c.choices.is_empty() {
                     headers.push(format!("X-Switchboard-Choices: {}", c.choices.join(",")));
                 }
-                match self.call_phone(&contact, port, headers, now) {
+                let caller = c.caller.clone();
+                match self.ring_person(tenant, agent, &caller, headers, port, now) {
                     Ok(leg) => Some((leg, socket)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, %contact, "cannot call the agent's phone");
+                    Err(why) => {
+                        tracing::warn!(%why, "cannot call the agent's phone");
                         None
                     }
                 }
@@ -3264,7 +3358,14 @@ impl Edge {
     /// the tenant by name, or an agent by UPN. The router carries it out itself — it never
     /// forwards a REFER — and refuses anything else (an outside number: no call leaves on a
     /// trunk this way), leaving the caller with the agent.
-    fn on_refer(&mut self, leg: UaCall, target: &str, replaces: Option<&str>, now: Instant) {
+    fn on_refer(
+        &mut self,
+        leg: UaCall,
+        target: &str,
+        replaces: Option<&str>,
+        referred_by: Option<&str>,
+        now: Instant,
+    ) {
         let Some(Leg::Offer {
             call: n,
             tenant,
@@ -3288,6 +3389,12 @@ impl Edge {
             return;
         }
         let uri = value_uri(target);
+        if uri_param(uri, "x-m").is_some() {
+            // A Teams user's transfer to another Teams user (Direct Routing names them by
+            // MRI, not number): the router calls them through Microsoft's proxy.
+            self.transfer_to_teams(n, tenant, agent, leg, uri, referred_by, now);
+            return;
+        }
         let user = safe_user(target).unwrap_or_default();
         let host = uri
             .split_once('@')
@@ -3564,20 +3671,21 @@ impl Edge {
             match route {
                 Some(Route::Agent(a)) | Some(Route::Expert(a)) if a != agent => {
                     let r = t.agent(a)?;
-                    Some(Ok((a, r.upn.clone(), t.expert_free(a), r.contact.clone())))
+                    let reachable = r.contact.is_some() || t.teams_reach(a).is_some();
+                    Some(Ok((a, r.upn.clone(), t.expert_free(a), reachable)))
                 }
                 Some(Route::NoExpert) => Some(Err(ConsultRefusal::NoExpert(user.clone()))),
                 _ => None,
             }
         });
-        let (person, upn, free, contact) = match found {
+        let (person, upn, free, reachable) = match found {
             None => return Err(ConsultRefusal::NoSuchTarget(shown)),
             Some(Err(e)) => return Err(e),
             Some(Ok(x)) => x,
         };
-        let (Some(contact), true) = (contact, free) else {
+        if !(reachable && free) {
             return Err(ConsultRefusal::Busy(upn));
-        };
+        }
         let Some((socket, port)) = self.bind_media() else {
             return Err(ConsultRefusal::Busy(upn));
         };
@@ -3590,10 +3698,11 @@ impl Edge {
                 c.rec.queue.clone().unwrap_or_else(|| "direct".into())
             ),
         ];
-        let leg = match self.call_phone(&contact, port, headers, now) {
+        let caller = c.caller.clone();
+        let leg = match self.ring_person(tenant, person, &caller, headers, port, now) {
             Ok(leg) => leg,
-            Err(e) => {
-                tracing::warn!(error = %e, %contact, "cannot call the person to consult");
+            Err(why) => {
+                tracing::warn!(%why, person = %upn, "cannot call the person to consult");
                 return Err(ConsultRefusal::Busy(upn));
             }
         };
@@ -3811,8 +3920,11 @@ impl Edge {
             }
             return Err(TransferRefusal::NoCall);
         };
-        let outside =
-            user.starts_with('+') && self.cc.with(|d| d.tenants[tenant].spec.outbound.is_some());
+        let outside = user.starts_with('+')
+            && self.cc.with(|d| {
+                let t = &d.tenants[tenant];
+                t.spec.outbound.is_some() && t.number(user).is_none()
+            });
         if outside {
             if let Some(step) = self.transfer_out(n, tenant, agent, leg, user, by_refer, now) {
                 return Ok(step);
@@ -3965,6 +4077,143 @@ impl Edge {
             .entry((tenant, agent))
             .or_default()
             .push_back(now);
+        self.far_placed(
+            n,
+            (tenant, j),
+            (agent, leg),
+            (far, socket),
+            &by,
+            number,
+            by_refer,
+            now,
+        )
+    }
+
+    /// A REFER from `agent`'s leg (a Teams user reached over Direct Routing) names another
+    /// Teams user by MRI: `Refer-To: <sip:sip.pstnhub.microsoft.com;x-m=…;x-t=…>`. The router
+    /// calls them through the tenant's Direct Routing trunk with those values in the
+    /// Request-URI and the REFER's Referred-By, and the caller follows. A malformed Refer-To
+    /// (or no Direct Routing trunk) is refused in the NOTIFY, recorded, and the caller stays.
+    #[allow(clippy::too_many_arguments)]
+    fn transfer_to_teams(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        agent: AgentId,
+        leg: UaCall,
+        refer_to: &str,
+        referred_by: Option<&str>,
+        now: Instant,
+    ) {
+        let talking = self
+            .calls
+            .get(&n)
+            .is_some_and(|c| c.stage == Stage::Talking && c.consult.is_none());
+        if !talking {
+            self.ua.notify_transfer(leg, 603, "Decline", now);
+            return;
+        }
+        let (by, trunk) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            let trunk = t
+                .spec
+                .trunks
+                .iter()
+                .position(|x| x.direct_routing.is_some())
+                .and_then(|j| {
+                    let fqdn = t.spec.trunks[j].direct_routing.as_ref()?.fqdn.clone();
+                    let rt = t.trunks.get(j)?;
+                    (rt.calls < rt.max_calls).then(|| (j, fqdn, rt.proxy_order()))
+                });
+            (by, trunk)
+        });
+        let ids = uri_param(refer_to, "x-m")
+            .zip(uri_param(refer_to, "x-t"))
+            .filter(|(m, t)| teams_id(m) && teams_id(t));
+        let refused = match (&ids, &trunk) {
+            (None, _) => Some((400, "Bad Request", "malformed Refer-To (x-m, x-t)")),
+            (_, None) => Some((503, "Service Unavailable", "no Direct Routing trunk free")),
+            _ => None,
+        };
+        // Referred-By goes back to Teams as it came, when it is a plain SIP URI within
+        // bounds (its x-m, x-t, x-ti, x-tt are up to 400 characters each).
+        let referred = referred_by.filter(|r| {
+            let uri = value_uri(r);
+            r.len() <= 2048
+                && uri.starts_with("sip:")
+                && ["x-m", "x-t", "x-ti", "x-tt"]
+                    .iter()
+                    .all(|k| uri_param(uri, k).is_none_or(teams_id))
+        });
+        let placed = match (refused, ids, trunk) {
+            (None, Some((xm, xt)), Some((j, fqdn, order))) => {
+                let caller = self.calls.get(&n).map(|c| c.caller.clone());
+                let cid = caller.filter(|c| crate::center::is_e164(c));
+                let headers = referred
+                    .map(|r| vec![format!("Referred-By: {r}")])
+                    .unwrap_or_default();
+                match self.bind_media() {
+                    Some((socket, port)) => self
+                        .teams_call(
+                            &fqdn,
+                            &order,
+                            TeamsTarget::User { xm, xt },
+                            cid.as_deref(),
+                            headers,
+                            port,
+                            now,
+                        )
+                        .map(|far| (far, socket, j))
+                        .map_err(|why| (503, "Service Unavailable", why)),
+                    None => Err((503, "Service Unavailable", "no media port free".into())),
+                }
+            }
+            (Some((status, reason, why)), _, _) => Err((status, reason, why.to_owned())),
+            _ => Err((500, "Server Internal Error", "unreachable".into())),
+        };
+        match placed {
+            Ok((far, socket, j)) => {
+                let shown = ids.map_or_else(String::new, |(m, _)| format!("Teams user {m}"));
+                self.far_placed(
+                    n,
+                    (tenant, j),
+                    (agent, leg),
+                    (far, socket),
+                    &by,
+                    &shown,
+                    true,
+                    now,
+                );
+            }
+            Err((status, reason, why)) => {
+                if let Some(c) = self.calls.get_mut(&n) {
+                    c.rec
+                        .steps
+                        .push(format!("transfer by {by} to a Teams user refused: {why}"));
+                    tracing::info!(call = %c.id, agent = %by, %why, "a Teams transfer was refused; the caller stays");
+                }
+                self.ua.notify_transfer(leg, status, reason, now);
+                self.save(n);
+            }
+        }
+    }
+
+    /// Call `n`'s caller is being transferred by `agent` (on `leg`) to `far`, a leg placed on
+    /// trunk `j`: the caller hears they are being transferred while it rings, the agent
+    /// leaves. Returns the record's step.
+    #[allow(clippy::too_many_arguments)]
+    fn far_placed(
+        &mut self,
+        n: u64,
+        (tenant, j): (usize, usize),
+        (agent, leg): (AgentId, UaCall),
+        (far, socket): (UaCall, std::net::UdpSocket),
+        by: &str,
+        shown: &str,
+        by_refer: bool,
+        now: Instant,
+    ) -> Option<String> {
         self.sockets.insert(far, socket);
         self.legs.insert(far, Leg::Far(n));
         Self::seize_trunk(&self.cc, tenant, j);
@@ -3976,9 +4225,9 @@ impl Edge {
             (),
         );
         let c = self.calls.get_mut(&n)?;
-        let step = format!("transfer by {by} to {number}");
+        let step = format!("transfer by {by} to {shown}");
         c.rec.steps.push(step.clone());
-        tracing::info!(call = %c.id, agent = %by, %number, "transferring to an outside number");
+        tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring outside the router");
         c.far = Some((far, j));
         c.stage = Stage::Outside;
         let caller_leg = c.caller_leg;
@@ -4399,5 +4648,47 @@ mod tests {
         assert_eq!(safe_user("<sip:a%0d%0aX-Evil:1@h>"), None);
         assert_eq!(safe_user("<sip:@h>"), None);
         assert_eq!(safe_user(&format!("<sip:{}@h>", "1".repeat(65))), None);
+    }
+
+    /// A Teams REFER's Refer-To (Microsoft's documented form) gives its MRI and tenant; what
+    /// does not fit Microsoft's bounds is refused.
+    #[test]
+    fn teams_refer_targets_are_read_and_bounded() {
+        let to = "sip:sip.pstnhub.microsoft.com;x-m=8:orgid:2f6e1a44-5e5f-4b3a-9a39-2f6d1f6a1d44;x-t=72f988bf-86f1-41af-91ab-2d7cd011db47?Referred-By=x";
+        assert_eq!(
+            uri_param(to, "x-m"),
+            Some("8:orgid:2f6e1a44-5e5f-4b3a-9a39-2f6d1f6a1d44")
+        );
+        assert_eq!(
+            uri_param(to, "X-T"),
+            Some("72f988bf-86f1-41af-91ab-2d7cd011db47")
+        );
+        assert_eq!(
+            uri_param("sip:+15550100@sip.pstnhub.microsoft.com;user=phone", "x-m"),
+            None
+        );
+        assert!(teams_id("8:orgid:2f6e1a44-5e5f-4b3a-9a39-2f6d1f6a1d44"));
+        assert!(teams_id(&"a".repeat(400)));
+        assert!(!teams_id(&"a".repeat(401)));
+        assert!(!teams_id(""));
+        assert!(!teams_id("8:orgid:x>\r\nVia: evil"));
+        assert!(!teams_id("a b"));
+    }
+
+    /// Microsoft's signalling ranges: 52.112.0.0/14 and 52.122.0.0/15.
+    #[test]
+    fn microsofts_signalling_ranges() {
+        for ip in ["52.112.0.1", "52.115.255.254", "52.122.0.1", "52.123.1.1"] {
+            assert!(microsoft_signalling(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "52.111.255.255",
+            "52.116.0.0",
+            "52.121.9.9",
+            "52.124.0.0",
+            "127.0.0.1",
+        ] {
+            assert!(!microsoft_signalling(ip.parse().unwrap()), "{ip}");
+        }
     }
 }
