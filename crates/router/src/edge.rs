@@ -291,6 +291,9 @@ struct Admission {
     /// An agent's call inside the tenant (a colleague, a queue, an attendant, an expert
     /// group): `route` says where; no trunk is used.
     internal: Option<AgentId>,
+    /// Who a trunk asserts the caller is (RFC 3325 P-Asserted-Identity; `anonymous` when
+    /// the caller asked for Privacy: id), instead of From.
+    asserted: Option<String>,
 }
 
 /// The running edge's handle.
@@ -436,6 +439,22 @@ fn describe_end(reason: &switchboard_sip::ua::EndReason) -> String {
 
 /// How often agents' state changes are announced at most.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+
+/// The caller a trunk's INVITE asserts (RFC 3325): `anonymous` when it asks for
+/// `Privacy: id` (RFC 3323) — agents see no number and none is called back — else the user
+/// of its P-Asserted-Identity (Teams puts the caller's number there), else none (From).
+fn asserted_caller(m: &Message) -> Option<String> {
+    let private = m.headers("Privacy").any(|v| {
+        v.split(';')
+            .any(|t| t.trim().eq_ignore_ascii_case("id") || t.trim().eq_ignore_ascii_case("user"))
+    });
+    if private {
+        return Some("anonymous".into());
+    }
+    m.headers("P-Asserted-Identity")
+        .flat_map(|v| v.split(','))
+        .find_map(safe_user)
+}
 
 /// Whom a call through Microsoft's proxy is for.
 #[derive(Clone, Copy)]
@@ -975,7 +994,8 @@ impl Edge {
                     }
                 };
                 match self.admit(m, trunk) {
-                    Ok(a) => {
+                    Ok(mut a) => {
+                        a.asserted = asserted_caller(m);
                         self.admitted = Some(a);
                         self.ua.handle_message_on(m, from, self.arrived, now);
                         // The IncomingCall it raised takes the admission.
@@ -1480,6 +1500,7 @@ impl Edge {
                     closed: None,
                     outbound: Some(agent),
                     internal: None,
+                    asserted: None,
                 });
                 self.ua.handle_message_on(m, from, self.arrived, now);
                 self.settle().await;
@@ -1523,6 +1544,7 @@ impl Edge {
             closed: None,
             outbound: None,
             internal: Some(agent),
+            asserted: None,
         });
         self.ua.handle_message_on(m, from, self.arrived, now);
         self.settle().await;
@@ -1701,6 +1723,7 @@ impl Edge {
                     closed: None,
                     outbound: None,
                     internal: None,
+                    asserted: None,
                 });
             };
             // Outside the number's opening hours: its holiday or closed route, or nowhere.
@@ -1731,6 +1754,7 @@ impl Edge {
                 closed,
                 outbound: None,
                 internal: None,
+                asserted: None,
             })
         })
     }
@@ -1973,6 +1997,7 @@ impl Edge {
         });
         let caller = dialler
             .clone()
+            .or(a.asserted.clone())
             .unwrap_or_else(|| safe_user(from).unwrap_or_else(|| "anonymous".into()));
         let rec = CallRecord {
             id: id.clone(),
@@ -4690,5 +4715,34 @@ mod tests {
         ] {
             assert!(!microsoft_signalling(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    /// What a trunk asserts about its caller wins over From; Privacy: id hides them.
+    #[test]
+    fn a_trunk_asserts_the_caller_and_privacy_hides_them() {
+        let invite = |extra: &str| {
+            let text = format!("INVITE sip:+18005550100@contoso.sbc.example:5061;user=phone SIP/2.0\r\nVia: SIP/2.0/TLS 52.112.0.1:5061;branch=z9hG4bKa\r\nFrom: <sip:+14255550101@sip.pstnhub.microsoft.com;user=phone>;tag=a\r\nTo: <sip:+18005550100@contoso.sbc.example>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n");
+            Message::parse(text.as_bytes()).unwrap()
+        };
+        assert_eq!(asserted_caller(&invite("")), None);
+        assert_eq!(
+            asserted_caller(&invite(
+                "P-Asserted-Identity: <sip:+14255550199@sip.pstnhub.microsoft.com;user=phone>, <tel:+14255550199>\r\n"
+            ))
+            .as_deref(),
+            Some("+14255550199")
+        );
+        assert_eq!(
+            asserted_caller(&invite(
+                "P-Asserted-Identity: <sip:+14255550199@sip.pstnhub.microsoft.com>\r\nPrivacy: id\r\n"
+            ))
+            .as_deref(),
+            Some("anonymous")
+        );
+        // Nothing that could not be shown passes.
+        assert_eq!(
+            asserted_caller(&invite("P-Asserted-Identity: <sip:a%0d%0aX@h>\r\n")),
+            None
+        );
     }
 }
