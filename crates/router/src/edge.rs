@@ -955,11 +955,11 @@ impl Edge {
             self.ua.handle_message_on(m, from, self.arrived, now);
             return;
         }
+        // A Direct Routing proxy's request names its tenant's FQDN: that first, since one
+        // address may also be another trunk's (the proxies serve every tenant).
         let trunk = self
-            .trunk_of
-            .get(&from.ip())
-            .copied()
-            .or_else(|| self.dr_trunk_of(m, from));
+            .dr_trunk_of(m, from)
+            .or_else(|| self.trunk_of.get(&from.ip()).copied());
         if let Err(ban) = self.guard.admit(from.ip(), trunk.is_some(), now) {
             metrics::counter!("sip_requests_refused_total", "why" => "banned").increment(1);
             if let Some(why) = ban {
