@@ -39,6 +39,11 @@ impl Running {
     }
 }
 
+/// The JSON body of `GET url`.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(resp.status(), status);
     let ct = resp
@@ -440,7 +445,7 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = put(
         lynne.clone(),
-        serde_json::json!({ "name": "Lynne Robbins", "skills": { "billing": 4, "orders": 2 } }),
+        serde_json::json!({ "name": "Lynne Robbins", "skills": { "billing": 4, "orders": 2 }, "teams_number": "+14255550101" }),
     )
     .await
     .unwrap();
@@ -450,6 +455,7 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
         view["skills"],
         serde_json::json!({ "billing": 4, "orders": 2 })
     );
+    assert_eq!(view["teams_number"], "+14255550101", "{view}");
     assert_eq!(view["source"], "api");
     assert_eq!(
         credentials("lynne@contoso.example").await.unwrap().status(),
@@ -466,6 +472,11 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
         (
             lynne.clone(),
             serde_json::json!({ "skills": { "billing": 6 } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            lynne.clone(),
+            serde_json::json!({ "teams_number": "4255550101" }),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
@@ -689,8 +700,60 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
             format!("{trunks}/other"),
             serde_json::json!({ "allow": ["192.0.2.30"], "probe": "sip:carrier.example" }),
         ),
+        // Direct Routing: an FQDN, never an IP address; proxies by name; nothing of other
+        // trunks beside them.
+        (
+            format!("{trunks}/teams"),
+            serde_json::json!({ "direct_routing": { "fqdn": "192.0.2.40" } }),
+        ),
+        (
+            format!("{trunks}/teams"),
+            serde_json::json!({ "direct_routing": { "fqdn": "sbc.contoso.example", "proxies": ["52.112.0.1"] } }),
+        ),
+        (
+            format!("{trunks}/teams"),
+            serde_json::json!({ "allow": ["192.0.2.41"], "direct_routing": { "fqdn": "sbc.contoso.example" } }),
+        ),
     ];
     unprocessable(&http, &bad).await;
+    // A Direct Routing trunk: Microsoft's three proxies unless told otherwise, each with its
+    // own health in GET /v1/trunks (unknown: the router has no TLS here to probe them with).
+    let r = put(
+        format!("{trunks}/teams"),
+        serde_json::json!({ "direct_routing": { "fqdn": "sbc.contoso.example" }, "probe_seconds": 60 }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(
+        view["direct_routing"]["fqdn"], "sbc.contoso.example",
+        "{view}"
+    );
+    let health = get_json(&http, &format!("{base}/v1/trunks")).await;
+    let teams = health
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "teams")
+        .unwrap_or_else(|| panic!("{health}"));
+    assert_eq!(teams["direct_routing"], "sbc.contoso.example", "{teams}");
+    let proxies: Vec<&str> = teams["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["host"].as_str())
+        .collect();
+    assert_eq!(
+        proxies,
+        [
+            "sip.pstnhub.microsoft.com",
+            "sip2.pstnhub.microsoft.com",
+            "sip3.pstnhub.microsoft.com"
+        ],
+        "{teams}"
+    );
+    assert_eq!(teams["proxies"][0]["port"], 5061, "{teams}");
     // Toll rules and expert groups.
     let outbound = format!("{base}/v1/config/tenants/contoso/outbound");
     problem(
@@ -704,14 +767,7 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
     let rules = serde_json::json!({ "trunk": "carrier", "allow": ["+1", "+44"], "deny": ["+1900"], "max_per_hour": 10 });
     let r = put(outbound.clone(), rules.clone()).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let got: Value = http
-        .get(&outbound)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = get_json(&http, &outbound).await;
     assert_eq!(got["allow"], rules["allow"]);
     assert_eq!(got["max_per_hour"], 10);
     let experts = format!("{base}/v1/config/tenants/contoso/experts");
