@@ -1927,10 +1927,10 @@ impl Edge {
             ),
             UaEvent::OptionsAnswered { target, status } => self.on_probed(&target, status),
             UaEvent::FailedOver { call, status, next } => {
-                let n = match self.legs.get(&call) {
-                    Some(Leg::Caller(n) | Leg::Far(n)) => Some(*n),
-                    _ => None,
-                };
+                let n = self.legs.get(&call).map(|l| match *l {
+                    Leg::Caller(n) | Leg::Far(n) => n,
+                    Leg::Offer { call, .. } | Leg::Consult { call, .. } => call,
+                });
                 let why = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
                 tracing::warn!(leg = call, %why, %next, "the proxy did not take the call; trying the next");
                 metrics::counter!("sip_trunk_failovers_total").increment(1);

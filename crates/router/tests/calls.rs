@@ -16,9 +16,14 @@ use switchboard_media::tone;
 use switchboard_media::wav::{read_mono, WavSink};
 use switchboard_router::config::Config;
 
-// baresip, a real SIP phone, as a caller on the trunk (shared with the agent's interop tests).
-#[path = "../../agent/tests/common/peers.rs"]
-mod peers;
+// baresip, a real SIP phone, as a caller on the trunk (shared with the agent's interop tests,
+// through the Teams proxy's harness, which uses it too).
+use teams_proxy::peers;
+
+// The simulated Teams Direct Routing proxy (Kamailio with TLS, baresip Teams users), and the
+// calls with Teams users through it.
+mod teams_calls;
+mod teams_proxy;
 
 const CALLER_HZ: f64 = 440.0;
 const AGENT_HZ: f64 = 1000.0;

@@ -1,0 +1,325 @@
+//! Calls with Teams users over Direct Routing, end to end: the router is the SBC of a
+//! simulated Microsoft SIP proxy (`teams_proxy`: Kamailio with its TLS module, baresip Teams
+//! users, a test CA), its agents are headless `switchboard-agent`s. Our SIP code is on one
+//! side only.
+
+use super::*;
+use crate::teams_proxy::{SbcCertificate, TeamsProxy, TeamsProxyOptions, TeamsUser};
+
+const TEAMS_HZ: f64 = 700.0;
+const EXPERT_HZ: f64 = 1600.0;
+
+/// The router's configuration for tenants behind `proxy`: TLS with `cert` (mutual), the
+/// proxies' names resolved to the simulator, then `tenants`.
+fn sbc_config(proxy: &TeamsProxy, cert: &SbcCertificate, tenants: &str) -> String {
+    let resolve: String = proxy
+        .proxies()
+        .iter()
+        .map(|(name, addr)| format!("\"{name}\" = \"{addr}\"\n"))
+        .collect();
+    format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n\n[sip.tls]\nlisten = \"127.0.0.1:0\"\ncertificate = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n\n[sip.resolve]\n{resolve}\n{tenants}",
+        cert.cert.display(),
+        cert.key.display(),
+        proxy.ca_pem.display(),
+    )
+}
+
+/// A tenant whose Direct Routing trunk is SBC `fqdn`, with number `number` to queue
+/// `general`, agent `adele@<domain>` and expert `bob@<domain>` (in Teams at `+14255550102`).
+fn dr_tenant(id: &str, fqdn: &str, number: &str) -> String {
+    format!(
+        r#"
+[[tenants]]
+id = "{id}"
+domain = "{id}.example"
+
+[[tenants.trunks]]
+name = "teams"
+probe_seconds = 2
+[tenants.trunks.direct_routing]
+fqdn = "{fqdn}"
+
+[[tenants.numbers]]
+number = "{number}"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+strategy = "linear"
+alert_seconds = 10
+wrap_up_seconds = 1
+
+[[tenants.experts]]
+name = "escalations"
+skill = "escalations"
+
+[[tenants.agents]]
+upn = "adele@{id}.example"
+name = "Adele Vance"
+
+[[tenants.agents]]
+upn = "bob@{id}.example"
+name = "Bob Expert"
+skills = {{ escalations = 4 }}
+teams_number = "+14255550102"
+"#
+    )
+}
+
+impl Center {
+    /// Waits (up to 20 s) until trunk `name` of `tenant` is up with every proxy up; returns
+    /// its status.
+    async fn proxies_up(&self, tenant: &str, name: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let all: Value = get_json(&self.http, &format!("{}/v1/trunks", self.base)).await;
+            if let Some(t) = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["tenant"] == tenant && t["name"] == name)
+            {
+                let proxies = t["proxies"].as_array().cloned().unwrap_or_default();
+                if t["health"] == "up"
+                    && proxies.len() == 3
+                    && proxies.iter().all(|p| p["health"] == "up")
+                {
+                    return t.clone();
+                }
+                last = t.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the Direct Routing proxies did not all come up: {last}");
+    }
+
+    /// Waits until agent `upn` is on a call, then `seconds` of talk.
+    async fn talks(&self, upn: &str, seconds: u64) {
+        assert!(
+            self.becomes(upn, "on_call").await,
+            "{upn} is not on a call: {}",
+            self.status(upn).await
+        );
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+    }
+}
+
+/// The share of `hz` over `other` in what baresip heard, once its recording is closed.
+fn teams_heard(phone: &crate::teams_proxy::peers::Baresip, hz: f64, other: f64) -> (f64, usize) {
+    share_of(&phone.heard_wav(Duration::from_secs(20)), hz, other)
+}
+
+/// The router probes sip, sip2 and sip3 from the tenant's FQDN over mutual TLS (the proxy
+/// counts it healthy); a Teams user calls the tenant's number, reaches the queue's agent, and
+/// they hear each other; the record names the trunk and the Teams user's number.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
+    let _one = SERIAL.lock().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into()],
+        users: vec![alice.clone()],
+        fail_sip: false,
+    });
+    let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
+    let c = start(&sbc_config(
+        &proxy,
+        &cert,
+        &dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
+    ))
+    .await;
+    let trunk = c.proxies_up("contoso", "teams").await;
+    assert_eq!(trunk["direct_routing"], "tenanta.sbc.example", "{trunk}");
+    proxy.wait_for_log("teams-proxy: options-ok", Duration::from_secs(5));
+    c.tones(10);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
+        .await;
+    let phone = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
+    phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("adele@contoso.example", 5).await;
+    phone.command("hangup", "");
+    took_the_call(adele, "Adele took the Teams user's call").await;
+    c.heard(
+        "adele-heard.wav",
+        TEAMS_HZ,
+        AGENT_HZ,
+        (20, 0.8),
+        "Adele heard the Teams user",
+    );
+    let (share, loud) = teams_heard(&phone, AGENT_HZ, TEAMS_HZ);
+    assert!(
+        loud >= 20 && share >= 0.7,
+        "the Teams user heard Adele: {share:.2} of {loud} blocks"
+    );
+    let records = c.calls().await;
+    let rec = records
+        .iter()
+        .find(|r| r["caller"] == "+14255550101")
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(rec["trunk"], "teams", "{rec}");
+    assert_eq!(rec["agent"], "adele@contoso.example", "{rec}");
+    let log = proxy.log();
+    assert!(log.contains("teams-proxy: invite-to-sbc"), "{log}");
+}
+
+/// An agent transfers a Teams user's call to the expert group; its expert has no phone
+/// registered but a Teams number, so the router calls them through the proxy: `sip` answers
+/// 503 and the INVITE fails over to `sip2`, where the expert (baresip, SRTP required as Teams
+/// does) answers and hears the caller. An outside number that is not E.164 is refused on the
+/// trunk before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
+    let _one = SERIAL.lock().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into()],
+        users: vec![alice.clone(), bob.clone()],
+        fail_sip: true,
+    });
+    let cert = proxy.sbc_certificate(&["*.sbc.example"]);
+    let c = start(&sbc_config(
+        &proxy,
+        &cert,
+        &dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
+    ))
+    .await;
+    c.proxies_up("contoso", "teams").await;
+    c.tones(12);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
+        .await;
+    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
+    let phone = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
+    phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("adele@contoso.example", 2).await;
+    let r = c
+        .http
+        .post(format!("{}/v1/agents/me/transfer", c.base))
+        .json(&serde_json::json!({ "agent": "adele@contoso.example", "target": "escalations" }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    // The expert answers on sip2 and talks with the caller for a few seconds.
+    expert.wait_for("Call established", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    phone.command("hangup", "");
+    let log = proxy.log();
+    assert!(
+        log.contains("teams-proxy: refused 503"),
+        "sip refused: {log}"
+    );
+    let (share, loud) = teams_heard(&expert, TEAMS_HZ, EXPERT_HZ);
+    assert!(
+        loud >= 20 && share >= 0.7,
+        "the expert in Teams heard the caller: {share:.2} of {loud} blocks"
+    );
+    let records = c.calls().await;
+    let rec = records
+        .iter()
+        .find(|r| r["caller"] == "+14255550101")
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    let steps = rec["steps"].to_string();
+    assert!(
+        steps.contains("failover after 503 to sip2.pstnhub.microsoft.com"),
+        "{rec}"
+    );
+    assert!(steps.contains("expert bob@contoso.example"), "{rec}");
+}
+
+/// One router, two customers (carrier hosting, one wildcard certificate): each Teams user's
+/// call reaches their own tenant's agent by the FQDN it names, and a number of the other
+/// tenant is not found through their FQDN. A router whose certificate another CA signed is
+/// refused by the proxy: its proxies never come up.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_customers_on_one_router_stay_apart_and_a_foreign_certificate_is_refused() {
+    let _one = SERIAL.lock().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let carol = TeamsUser::new("+14255550301", "tenant-b", "tenantb.sbc.example");
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into(), "tenantb.sbc.example".into()],
+        users: vec![alice.clone(), carol.clone()],
+        fail_sip: false,
+    });
+    // First, a certificate from another CA: the handshake fails, nothing comes up.
+    let foreign = proxy.foreign_certificate(&["*.sbc.example"]);
+    let c = start(&sbc_config(
+        &proxy,
+        &foreign,
+        &dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let all: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+    let t = &all[0];
+    assert_ne!(t["health"], "up", "{t}");
+    assert!(
+        t["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["health"] != "up" && p["last_probe_status"].is_null()),
+        "{t}"
+    );
+    assert!(
+        !proxy.log().contains("teams-proxy: options-ok"),
+        "{}",
+        proxy.log()
+    );
+    drop(c);
+
+    let cert = proxy.sbc_certificate(&["*.sbc.example"]);
+    let tenants = format!(
+        "{}{}",
+        dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
+        dr_tenant("fabrikam", "tenantb.sbc.example", "+18005550200")
+    );
+    let c = start(&sbc_config(&proxy, &cert, &tenants)).await;
+    c.proxies_up("contoso", "teams").await;
+    c.proxies_up("fabrikam", "teams").await;
+    c.tones(10);
+    for (user, tenant, number) in [
+        (&alice, "contoso", "+18005550100"),
+        (&carol, "fabrikam", "+18005550200"),
+    ] {
+        let upn = format!("adele@{tenant}.example");
+        let agent = c
+            .agent(&upn, 0.0, "agent.wav", &format!("{tenant}-heard.wav"))
+            .await;
+        let phone = proxy.start_teams_user(user, "auto", TEAMS_HZ as u32);
+        phone.command("dial", &format!("sip:{number}@{}", proxy.users));
+        c.talks(&upn, 5).await;
+        phone.command("hangup", "");
+        took_the_call(agent, &format!("{upn} took {}'s call", user.number)).await;
+        c.heard(
+            &format!("{tenant}-heard.wav"),
+            TEAMS_HZ,
+            AGENT_HZ,
+            (20, 0.8),
+            &format!("{upn} heard {}", user.number),
+        );
+    }
+    // Carol's calls go to tenant B's SBC FQDN: contoso's number is not found there.
+    let phone = proxy.start_teams_user(&carol, "auto", TEAMS_HZ as u32);
+    phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    phone.wait_for("404", Duration::from_secs(15));
+    let records = c.calls().await;
+    let tenant_of = |caller: &str| {
+        records
+            .iter()
+            .filter(|r| r["caller"] == caller)
+            .map(|r| r["tenant"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tenant_of("+14255550101"), ["contoso"], "{records:#?}");
+    assert!(
+        tenant_of("+14255550301").iter().all(|t| t == "fabrikam"),
+        "{records:#?}"
+    );
+}
