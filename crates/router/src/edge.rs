@@ -3413,13 +3413,15 @@ impl Edge {
             self.refer_replaces(n, tenant, agent, leg, r, now);
             return;
         }
-        let uri = value_uri(target);
-        if uri_param(uri, "x-m").is_some() {
+        // The user agent hands the Refer-To URI over bare, its parameters kept.
+        let bare = target.trim_start_matches('<').trim_end_matches('>');
+        if uri_param(bare, "x-m").is_some() {
             // A Teams user's transfer to another Teams user (Direct Routing names them by
             // MRI, not number): the router calls them through Microsoft's proxy.
-            self.transfer_to_teams(n, tenant, agent, leg, uri, referred_by, now);
+            self.transfer_to_teams(n, tenant, agent, leg, bare, referred_by, now);
             return;
         }
+        let uri = value_uri(target);
         let user = safe_user(target).unwrap_or_default();
         let host = uri
             .split_once('@')

@@ -2301,8 +2301,12 @@ skill = "escalations"
 /// Loud 50 ms blocks of recording `name` in which `hz` holds at least `share` of the energy
 /// (a tone among others in a mix holds about its part).
 fn blocks_with(c: &Center, name: &str, hz: f64, share: f64) -> usize {
-    let path = c.dir.path().join(name);
-    let (samples, rate) = read_mono(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    blocks_in(&c.dir.path().join(name), hz, share)
+}
+
+/// [`blocks_with`] of the recording at `path`.
+fn blocks_in(path: &Path, hz: f64, share: f64) -> usize {
+    let (samples, rate) = read_mono(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     samples
         .chunks_exact(rate as usize / 20)
         .filter(|b| {

@@ -323,3 +323,216 @@ async fn two_customers_on_one_router_stay_apart_and_a_foreign_certificate_is_ref
         "{records:#?}"
     );
 }
+
+/// POST `/v1/agents/me/<path>` for Adele of contoso, with `target` when given: the status.
+async fn desk(c: &Center, path: &str, target: Option<&str>) -> u16 {
+    let mut body = serde_json::json!({ "agent": "adele@contoso.example" });
+    if let Some(t) = target {
+        body["target"] = t.into();
+    }
+    let r = c
+        .http
+        .post(format!("{}/v1/agents/me/{path}", c.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    eprintln!("{path} → {status} {}", r.text().await.unwrap_or_default());
+    status
+}
+
+/// A Teams user's call reaches Adele; a router with her tenant's Direct Routing trunk up.
+struct TeamsCall {
+    c: Center,
+    proxy: TeamsProxy,
+    caller: crate::teams_proxy::peers::Baresip,
+}
+
+/// Starts the proxy with `users` (the first calls), the router for contoso behind it, Adele
+/// (and `more` agents, Ready), and the first user's call to the queue, answered by Adele.
+async fn teams_caller_with_adele(
+    users: &[TeamsUser],
+    more: &[&str],
+) -> (TeamsCall, Child, Vec<Child>) {
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into()],
+        users: users.to_vec(),
+        fail_sip: false,
+    });
+    let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
+    let mut tenant = dr_tenant("contoso", "tenanta.sbc.example", "+18005550100");
+    for upn in more {
+        tenant += &format!("\n[[tenants.agents]]\nupn = \"{upn}\"\n");
+    }
+    let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
+    c.proxies_up("contoso", "teams").await;
+    c.tones(30);
+    c.tone("alex-tone.wav", EXPERT_HZ + 400.0, 30);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
+        .await;
+    c.set_state("adele@contoso.example", "ready").await;
+    let mut others = Vec::new();
+    for upn in more {
+        others.push(c.agent(upn, 0.0, "alex-tone.wav", "alex-heard.wav").await);
+        c.set_state(upn, "not_ready").await;
+    }
+    let caller = proxy.start_teams_user(&users[0], "auto", TEAMS_HZ as u32);
+    caller.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("adele@contoso.example", 2).await;
+    (TeamsCall { c, proxy, caller }, adele, others)
+}
+
+/// Adele consults the escalations expert, who is in Teams (rung through the proxy, SRTP), and
+/// brings them into a three-party call: the Teams caller, Adele and the expert each hear the
+/// other two.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_three_party_call_with_an_expert_in_teams_where_everyone_hears_everyone() {
+    let _one = SERIAL.lock().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
+    let (call, adele, _) = teams_caller_with_adele(&[alice, bob.clone()], &[]).await;
+    let TeamsCall { c, proxy, caller } = call;
+    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
+    assert_eq!(desk(&c, "consult", Some("escalations")).await, 200);
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        state = c.status("adele@contoso.example").await;
+        if state["consult"]["state"] == "talking" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state["consult"]["state"], "talking", "{state}");
+    assert_eq!(state["consult"]["with"], "bob@contoso.example", "{state}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(desk(&c, "consult/conference", None).await, 200);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    caller.command("hangup", "");
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    let caller_wav = caller.heard_wav(Duration::from_secs(20));
+    let expert_wav = expert.heard_wav(Duration::from_secs(20));
+    let adele_wav = c.dir.path().join("adele-heard.wav");
+    // baresip's sine is louder than Adele's tone: in a mix with it, hers holds a smaller part
+    // of the energy (a tone that is not there at all holds next to none).
+    let heard = |p: &Path, hz: f64| blocks_in(p, hz, if hz == AGENT_HZ { 0.05 } else { 0.2 });
+    let (caller_adele, caller_expert) =
+        (heard(&caller_wav, AGENT_HZ), heard(&caller_wav, EXPERT_HZ));
+    let (expert_adele, expert_caller) =
+        (heard(&expert_wav, AGENT_HZ), heard(&expert_wav, TEAMS_HZ));
+    let (adele_caller, adele_expert) = (heard(&adele_wav, TEAMS_HZ), heard(&adele_wav, EXPERT_HZ));
+    eprintln!("blocks heard: caller←Adele {caller_adele}, caller←expert {caller_expert}, expert←Adele {expert_adele}, expert←caller {expert_caller}, Adele←caller {adele_caller}, Adele←expert {adele_expert}");
+    for (what, n) in [
+        ("the caller heard Adele", caller_adele),
+        ("the caller heard the expert", caller_expert),
+        ("the expert heard Adele", expert_adele),
+        ("the expert heard the caller", expert_caller),
+        ("Adele heard the caller", adele_caller),
+        ("Adele heard the expert", adele_expert),
+    ] {
+        assert!(n > 40, "{what}: {n} blocks");
+    }
+    let recs = c.calls().await;
+    let steps = recs[0]["steps"].to_string();
+    assert!(
+        steps.contains("conference of adele@contoso.example and bob@contoso.example"),
+        "{steps}"
+    );
+}
+
+/// The expert in Teams, given the caller by Adele, transfers them on with REFER the way Teams
+/// does (the proxy rewrites Refer-To): back to the queue's number, where Alex takes them; and,
+/// on a second call, to another Teams user named by MRI (`x-m`, `x-t`), whom the router calls
+/// through the proxy with Referred-By.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_colleague() {
+    let _one = SERIAL.lock().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
+    let dave = TeamsUser::new("+14255550104", "tenant-a", "tenanta.sbc.example");
+    let (call, adele, mut others) = teams_caller_with_adele(
+        &[alice, bob.clone(), dave.clone()],
+        &["alex@contoso.example"],
+    )
+    .await;
+    let TeamsCall { c, proxy, caller } = call;
+    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
+    assert_eq!(desk(&c, "transfer", Some("escalations")).await, 200);
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    expert.wait_for("Call established", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Back to the queue: Alex, Ready now, takes the caller.
+    c.set_state("alex@contoso.example", "ready").await;
+    expert.command("transfer", &format!("sip:+18005550100@{}", proxy.users));
+    proxy.wait_for_log("teams-proxy: refer-to-sbc", Duration::from_secs(10));
+    c.talks("alex@contoso.example", 4).await;
+    caller.command("hangup", "");
+    let alex = others.remove(0);
+    took_the_call(alex, "Alex took the caller back from the expert in Teams").await;
+    c.heard(
+        "alex-heard.wav",
+        TEAMS_HZ,
+        AGENT_HZ,
+        (20, 0.8),
+        "Alex heard the caller",
+    );
+    let recs = c.calls().await;
+    let steps = recs[0]["steps"].to_string();
+    assert!(
+        steps.contains("transfer by bob@contoso.example to +18005550100@sip.pstnhub.microsoft.com"),
+        "{steps}"
+    );
+    assert_eq!(recs[0]["agent"], "alex@contoso.example", "{}", recs[0]);
+    drop(expert);
+    drop(caller);
+
+    // A second call: the expert sends the caller to Dave, another Teams user, by MRI.
+    let colleague =
+        proxy.start_teams_user_with(&dave, "auto", AGENT_HZ as u32, ";mediaenc=srtp-mand");
+    let adele = c
+        .agent(
+            "adele@contoso.example",
+            0.0,
+            "agent.wav",
+            "adele-heard-2.wav",
+        )
+        .await;
+    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
+    let caller = proxy.start_teams_user(
+        &TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example"),
+        "auto",
+        TEAMS_HZ as u32,
+    );
+    caller.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("adele@contoso.example", 2).await;
+    assert_eq!(desk(&c, "transfer", Some("escalations")).await, 200);
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    expert.wait_for("Call established", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    expert.command("transfer", &format!("sip:{}@{}", dave.number, proxy.users));
+    let log = proxy.wait_for_log(&format!("x-m={}", dave.mri), Duration::from_secs(10));
+    assert!(
+        log.contains("Referred-By") || log.contains("refer-to-sbc"),
+        "{log}"
+    );
+    colleague.wait_for("Call established", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    caller.command("hangup", "");
+    let (share, loud) = teams_heard(&colleague, TEAMS_HZ, EXPERT_HZ);
+    assert!(
+        loud >= 20 && share >= 0.7,
+        "Dave in Teams heard the caller: {share:.2} of {loud} blocks"
+    );
+    let recs = c.calls().await;
+    let second = recs
+        .iter()
+        .find(|r| r["steps"].to_string().contains("Teams user"))
+        .unwrap_or_else(|| panic!("{recs:#?}"));
+    assert!(
+        second["steps"]
+            .to_string()
+            .contains(&format!("to Teams user {}", dave.mri)),
+        "{second}"
+    );
+}
