@@ -4282,7 +4282,7 @@ impl Edge {
                 self.sockets.remove(&far);
             }
         }
-        self.fail_back(n, &format!("outside number not answered: {why}"), now);
+        self.fail_back(n, &format!("transfer target not answered: {why}"), now);
     }
 
     /// Tells a waiting caller their place and the expected wait, then music again; again

@@ -536,3 +536,85 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
         "{second}"
     );
 }
+
+/// A proxy that stops answering (here: `sip` resolves to a port nobody listens on) is marked
+/// down after three probes and skipped: the call to the expert in Teams goes to `sip2` at
+/// once, no failover needed. The expert then transfers the caller to a Teams user who is not
+/// online (the proxy answers 404 for their MRI): the transfer fails cleanly, the caller goes
+/// back to the queue, and the record says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_cleanly() {
+    let _one = SERIAL.lock().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
+    let erin = TeamsUser::new("+14255550105", "tenant-a", "tenanta.sbc.example");
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into()],
+        users: vec![alice.clone(), bob.clone(), erin.clone()],
+        fail_sip: false,
+    });
+    let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = sbc_config(
+        &proxy,
+        &cert,
+        &dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
+    )
+    .replace(&proxy.sip.to_string(), &dead.to_string());
+    let c = start(&config).await;
+    let mut trunk = Value::Null;
+    for _ in 0..200 {
+        let all: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+        trunk = all[0].clone();
+        let p = &trunk["proxies"];
+        if p[0]["health"] == "down" && p[1]["health"] == "up" && p[2]["health"] == "up" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(trunk["health"], "up", "{trunk}");
+    assert_eq!(trunk["proxies"][0]["health"], "down", "{trunk}");
+    assert_eq!(trunk["proxies"][1]["health"], "up", "{trunk}");
+    c.tones(20);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
+        .await;
+    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
+    let caller = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
+    caller.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("adele@contoso.example", 2).await;
+    assert_eq!(desk(&c, "transfer", Some("escalations")).await, 200);
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    expert.wait_for("Call established", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    expert.command("transfer", &format!("sip:{}@{}", erin.number, proxy.users));
+    let mut rec = Value::Null;
+    for _ in 0..100 {
+        let recs = c.calls().await;
+        rec = recs.first().cloned().unwrap_or_default();
+        if rec["steps"]
+            .to_string()
+            .contains("transfer target not answered")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    caller.command("hangup", "");
+    let steps = rec["steps"].to_string();
+    assert!(
+        !steps.contains("failover"),
+        "sip was skipped, not tried: {rec}"
+    );
+    assert!(
+        steps.contains(&format!(
+            "transfer by bob@contoso.example to Teams user {}",
+            erin.mri
+        )),
+        "{rec}"
+    );
+    assert!(steps.contains("transfer target not answered: 404"), "{rec}");
+}
