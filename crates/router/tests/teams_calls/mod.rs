@@ -188,27 +188,9 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
     .await;
     c.proxies_up("contoso", "teams").await;
     c.tones(12);
-    let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
-        .await;
-    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
-    let phone = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
-    phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
-    c.talks("adele@contoso.example", 2).await;
-    let r = c
-        .http
-        .post(format!("{}/v1/agents/me/transfer", c.base))
-        .json(&serde_json::json!({ "agent": "adele@contoso.example", "target": "escalations" }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body = r.text().await.unwrap_or_default();
-    assert_eq!(status, 200, "{body}");
-    let _ = finish(adele, Duration::from_secs(10)).await;
     // The expert answers on sip2 and talks with the caller for a few seconds.
-    expert.wait_for("Call established", Duration::from_secs(20));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (expert, phone) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     phone.command("hangup", "");
     let log = proxy.log();
     assert!(
@@ -322,6 +304,33 @@ async fn two_customers_on_one_router_stay_apart_and_a_foreign_certificate_is_ref
         tenant_of("+14255550301").iter().all(|t| t == "fabrikam"),
         "{records:#?}"
     );
+}
+
+/// Adele (registered now, recording `record`) takes `caller`'s call to the queue and
+/// transfers it to the escalations expert, `expert` in Teams (SRTP required, as Teams does),
+/// who answers: their phones, the expert's first.
+async fn to_teams_expert(
+    c: &Center,
+    proxy: &TeamsProxy,
+    caller: &TeamsUser,
+    expert: &TeamsUser,
+    record: &str,
+) -> (
+    crate::teams_proxy::peers::Baresip,
+    crate::teams_proxy::peers::Baresip,
+) {
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", record)
+        .await;
+    let bob = proxy.start_teams_user_with(expert, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
+    let phone = proxy.start_teams_user(caller, "auto", TEAMS_HZ as u32);
+    phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("adele@contoso.example", 2).await;
+    assert_eq!(desk(c, "transfer", Some("escalations")).await, 200);
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    bob.wait_for("Call established", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (bob, phone)
 }
 
 /// POST `/v1/agents/me/<path>` for Adele of contoso, with `target` when given: the status.
@@ -490,26 +499,8 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
     // A second call: the expert sends the caller to Dave, another Teams user, by MRI.
     let colleague =
         proxy.start_teams_user_with(&dave, "auto", AGENT_HZ as u32, ";mediaenc=srtp-mand");
-    let adele = c
-        .agent(
-            "adele@contoso.example",
-            0.0,
-            "agent.wav",
-            "adele-heard-2.wav",
-        )
-        .await;
-    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
-    let caller = proxy.start_teams_user(
-        &TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example"),
-        "auto",
-        TEAMS_HZ as u32,
-    );
-    caller.command("dial", &format!("sip:+18005550100@{}", proxy.users));
-    c.talks("adele@contoso.example", 2).await;
-    assert_eq!(desk(&c, "transfer", Some("escalations")).await, 200);
-    let _ = finish(adele, Duration::from_secs(10)).await;
-    expert.wait_for("Call established", Duration::from_secs(20));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard-2.wav").await;
     expert.command("transfer", &format!("sip:{}@{}", dave.number, proxy.users));
     let log = proxy.wait_for_log(&format!("x-m={}", dave.mri), Duration::from_secs(10));
     assert!(
@@ -579,17 +570,7 @@ async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_
     assert_eq!(trunk["proxies"][0]["health"], "down", "{trunk}");
     assert_eq!(trunk["proxies"][1]["health"], "up", "{trunk}");
     c.tones(20);
-    let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
-        .await;
-    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
-    let caller = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
-    caller.command("dial", &format!("sip:+18005550100@{}", proxy.users));
-    c.talks("adele@contoso.example", 2).await;
-    assert_eq!(desk(&c, "transfer", Some("escalations")).await, 200);
-    let _ = finish(adele, Duration::from_secs(10)).await;
-    expert.wait_for("Call established", Duration::from_secs(20));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
     expert.command("transfer", &format!("sip:{}@{}", erin.number, proxy.users));
     let mut rec = Value::Null;
     for _ in 0..100 {
