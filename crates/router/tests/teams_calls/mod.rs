@@ -120,7 +120,7 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
     let proxy = TeamsProxy::start(&TeamsProxyOptions {
         gateways: vec!["tenanta.sbc.example".into()],
         users: vec![alice.clone()],
-        fail_sip: false,
+        ..Default::default()
     });
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
     let c = start(&sbc_config(
@@ -178,6 +178,7 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
         gateways: vec!["tenanta.sbc.example".into()],
         users: vec![alice.clone(), bob.clone()],
         fail_sip: true,
+        ..Default::default()
     });
     let cert = proxy.sbc_certificate(&["*.sbc.example"]);
     let c = start(&sbc_config(
@@ -227,7 +228,7 @@ async fn two_customers_on_one_router_stay_apart_and_a_foreign_certificate_is_ref
     let proxy = TeamsProxy::start(&TeamsProxyOptions {
         gateways: vec!["tenanta.sbc.example".into(), "tenantb.sbc.example".into()],
         users: vec![alice.clone(), carol.clone()],
-        fail_sip: false,
+        ..Default::default()
     });
     // First, a certificate from another CA: the handshake fails, nothing comes up.
     let foreign = proxy.foreign_certificate(&["*.sbc.example"]);
@@ -367,7 +368,7 @@ async fn teams_caller_with_adele(
     let proxy = TeamsProxy::start(&TeamsProxyOptions {
         gateways: vec!["tenanta.sbc.example".into()],
         users: users.to_vec(),
-        fail_sip: false,
+        ..Default::default()
     });
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
     let mut tenant = dr_tenant("contoso", "tenanta.sbc.example", "+18005550100");
@@ -542,7 +543,7 @@ async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_
     let proxy = TeamsProxy::start(&TeamsProxyOptions {
         gateways: vec!["tenanta.sbc.example".into()],
         users: vec![alice.clone(), bob.clone(), erin.clone()],
-        fail_sip: false,
+        ..Default::default()
     });
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
