@@ -1,0 +1,495 @@
+//! Tests of the simulated Teams Direct Routing proxy itself (tests/peers/teams/teams-proxy.cfg
+//! run by Kamailio), with no Switchboard SIP code on either side: the SBC is `openssl s_client`
+//! / `s_server` carrying SIP text these tests write, Teams users are baresip phones. Each test
+//! shows one rule the router's Direct Routing tests rely on.
+
+mod teams_proxy;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use teams_proxy::{SbcCertificate, TeamsProxy, TeamsProxyOptions, TeamsUser, TlsPeer};
+
+const TENANT_A: &str = "tenanta.sbc.example";
+const TENANT_B: &str = "tenantb.sbc.example";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn alice() -> TeamsUser {
+    TeamsUser::new(
+        "+14255550101",
+        "aaaaaaaa-0000-4000-8000-00000000000a",
+        TENANT_A,
+    )
+}
+
+fn bella() -> TeamsUser {
+    TeamsUser::new(
+        "+14255550102",
+        "aaaaaaaa-0000-4000-8000-00000000000a",
+        TENANT_A,
+    )
+}
+
+fn bruno() -> TeamsUser {
+    TeamsUser::new(
+        "+14255550201",
+        "bbbbbbbb-0000-4000-8000-00000000000b",
+        TENANT_B,
+    )
+}
+
+fn proxy(fail_sip: bool) -> TeamsProxy {
+    TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec![TENANT_A.into(), TENANT_B.into()],
+        users: vec![alice(), bella(), bruno()],
+        fail_sip,
+    })
+}
+
+/// Unique enough per message within a test.
+fn tag() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(1);
+    format!(
+        "{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// OPTIONS from an SBC whose Contact is `contact_host:contact_port`.
+fn options(to: SocketAddr, contact_host: &str, contact_port: u16) -> String {
+    let t = tag();
+    format!(
+        "OPTIONS sip:sip.pstnhub.microsoft.com:{port};transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {contact_host}:{contact_port};branch=z9hG4bK{t};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{contact_host}>;tag={t}\r\n\
+         To: <sip:sip.pstnhub.microsoft.com>\r\n\
+         Call-ID: options-{t}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Contact: <sip:{contact_host}:{contact_port};transport=tls>\r\n\
+         X-MS-SBC: Test/openssl/1\r\n\
+         Content-Length: 0\r\n\r\n",
+        port = to.port()
+    )
+}
+
+/// An INVITE from SBC `fqdn` (Contact port `sbc_port`) to `ruri`, offering PCMU at `rtp`
+/// (no body when `rtp` is None); `extra` are more header lines.
+fn invite(
+    ruri: &str,
+    fqdn: &str,
+    sbc_port: u16,
+    rtp: Option<u16>,
+    extra: &str,
+    call_id: &str,
+) -> String {
+    let t = tag();
+    let body = rtp.map_or(String::new(), |port| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        )
+    });
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "INVITE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {fqdn}:{sbc_port};branch=z9hG4bK{t};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+15550001111@{fqdn};user=phone>;tag={t}\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:{fqdn}:{sbc_port};transport=tls>\r\n\
+         Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY\r\n\
+         {extra}{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The value of the first `name:` header line in the message that starts at `from`.
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The text from the first line starting with `start_line` onwards.
+fn from_line<'a>(text: &'a str, start_line: &str) -> &'a str {
+    text.find(start_line).map_or("", |i| &text[i..])
+}
+
+/// The URI inside `<...>` of a header value.
+fn uri_of(value: &str) -> &str {
+    value
+        .split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map_or(value, |(u, _)| u)
+}
+
+/// The ACK for a 2xx `ok` (one response's text) to an INVITE the SBC sent: to the Contact,
+/// through the reversed Record-Route set.
+fn ack_for(ok: &str, fqdn: &str, sbc_port: u16) -> String {
+    let head = ok.split("\r\n\r\n").next().unwrap_or("");
+    let mut routes: Vec<&str> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    routes.reverse();
+    let contact = uri_of(header(head, "Contact").expect("Contact in 200"));
+    format!(
+        "ACK {contact} SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {fqdn}:{sbc_port};branch=z9hG4bK{t};rport\r\n\
+         Max-Forwards: 70\r\n\
+         Route: {route}\r\n\
+         From: {from}\r\n\
+         To: {to}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n",
+        t = tag(),
+        route = routes.join(", "),
+        from = header(head, "From").unwrap_or(""),
+        to = header(head, "To").unwrap_or(""),
+        call_id = header(head, "Call-ID").unwrap_or(""),
+    )
+}
+
+/// Waits for the response `code` (e.g. "200", "4") to the request with `call_id` among what
+/// `peer` received; returns its head (status line and headers), or all output after WAIT.
+fn response(peer: &TlsPeer, call_id: &str, code: &str) -> Result<String, String> {
+    let start = std::time::Instant::now();
+    loop {
+        let out = peer.output();
+        let found = out.split("\r\n\r\n").find(|head| {
+            let head = &head[head.find("SIP/2.0 ").unwrap_or(head.len())..];
+            head.starts_with(&format!("SIP/2.0 {code}")) && header(head, "Call-ID") == Some(call_id)
+        });
+        if let Some(head) = found {
+            return Ok(head[head.find("SIP/2.0 ").unwrap_or(0)..].to_owned());
+        }
+        if start.elapsed() > WAIT {
+            return Err(out);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn connected(proxy: &TeamsProxy, to: SocketAddr, cert: &SbcCertificate) -> TlsPeer {
+    TlsPeer::connect(to, cert, &proxy.ca_pem)
+}
+
+/// An SBC with a certificate from the test CA that sent OPTIONS gets its INVITE through to the
+/// Teams user registered under the number; before its OPTIONS, the same INVITE gets 403. The
+/// Teams user (baresip) answers and its audio reaches the address the SBC's SDP named.
+#[test]
+fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
+    let proxy = proxy(false);
+    let phone = proxy.start_teams_user(&alice(), "auto", 1000);
+    let cert = proxy.sbc_certificate(&[TENANT_A]);
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let ruri = TeamsProxy::ruri(&alice().number, "sip.pstnhub.microsoft.com", proxy.sip);
+
+    let mut sbc = connected(&proxy, proxy.sip, &cert);
+    sbc.send(&invite(&ruri, TENANT_A, 25061, Some(rtp_port), "", "early"));
+    let out = sbc
+        .wait_for("SIP/2.0 403", WAIT)
+        .unwrap_or_else(|o| panic!("an INVITE before any OPTIONS was not refused:\n{o}"));
+    assert!(!out.contains("SIP/2.0 200"), "{out}");
+    proxy.wait_for_log("refused 403 why=sbc-not-healthy", WAIT);
+
+    sbc.send(&options(proxy.sip, TENANT_A, 25061));
+    sbc.wait_for("SIP/2.0 200 OK", WAIT)
+        .unwrap_or_else(|o| panic!("OPTIONS from a good SBC was not answered 200:\n{o}"));
+    proxy.wait_for_log(
+        &format!("options-ok sbc={TENANT_A} port=25061 proxy=sip.pstnhub.microsoft.com"),
+        WAIT,
+    );
+
+    sbc.send(&invite(
+        &ruri,
+        TENANT_A,
+        25061,
+        Some(rtp_port),
+        "",
+        "call-1",
+    ));
+    let ok = response(&sbc, "call-1", "200")
+        .unwrap_or_else(|o| panic!("the Teams user did not answer:\n{o}\n{}", phone.log()));
+    let ok = ok.as_str();
+    // Record-routed: the dialog goes through the proxy, whose name faces the SBC.
+    assert!(
+        ok.contains(&format!(
+            "Record-Route: <sip:sip.pstnhub.microsoft.com:{};transport=tls;r2=on",
+            proxy.sip.port()
+        )),
+        "{ok}"
+    );
+    sbc.send(&ack_for(ok, TENANT_A, 25061));
+    phone.wait_for("Call established", WAIT);
+
+    // baresip's audio arrives where the SBC's SDP said (PCMU, payload type 0).
+    let mut packets = 0;
+    let mut buf = [0u8; 2048];
+    for _ in 0..50 {
+        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            if n > 12 && buf[1] & 0x7f == 0 {
+                packets += 1;
+            }
+        }
+        if packets >= 20 {
+            break;
+        }
+    }
+    assert!(
+        packets >= 20,
+        "{packets} RTP packets from the Teams user\n{}",
+        phone.log()
+    );
+}
+
+/// An IP address in the SBC's Contact gets 403, as Microsoft's proxy answers.
+#[test]
+fn ip_address_in_contact_gets_403() {
+    let proxy = proxy(false);
+    let cert = proxy.sbc_certificate(&[TENANT_A, "127.0.0.1"]);
+    let mut sbc = connected(&proxy, proxy.sip2, &cert);
+    sbc.send(&options(proxy.sip2, "127.0.0.1", 25061));
+    let out = sbc
+        .wait_for("SIP/2.0 ", WAIT)
+        .unwrap_or_else(|o| panic!("no answer:\n{o}"));
+    assert!(out.contains("SIP/2.0 403"), "{out}");
+    proxy.wait_for_log("refused 403 why=ip-in-contact", WAIT);
+}
+
+/// The client certificate must name the Contact's FQDN (CN or any DNS SAN, with RFC 2818
+/// wildcards); a certificate from another CA does not get past the handshake.
+#[test]
+fn certificate_must_name_the_contact_fqdn_and_come_from_the_trusted_ca() {
+    let proxy = proxy(false);
+    let ask = |cert: &SbcCertificate, fqdn: &str| {
+        let mut sbc = connected(&proxy, proxy.sip, cert);
+        sbc.send(&options(proxy.sip, fqdn, 25061));
+        sbc.wait_for("SIP/2.0 ", WAIT)
+            .unwrap_or_else(|o| panic!("no answer for {fqdn}:\n{o}"))
+    };
+    // Another tenant's certificate: 403.
+    let other = proxy.sbc_certificate(&[TENANT_B]);
+    let out = ask(&other, TENANT_A);
+    assert!(out.contains("SIP/2.0 403"), "{out}");
+    proxy.wait_for_log("refused 403 why=certificate-does-not-name-fqdn", WAIT);
+
+    // A SAN list naming it second, a wildcard: 200.
+    let sans = proxy.sbc_certificate(&["carrier.example", TENANT_B, TENANT_A]);
+    let out = ask(&sans, TENANT_A);
+    assert!(out.contains("SIP/2.0 200"), "{out}\n{}", proxy.log());
+    let wildcard = proxy.sbc_certificate(&["*.sbc.example"]);
+    let out = ask(&wildcard, TENANT_B);
+    assert!(out.contains("SIP/2.0 200"), "{out}\n{}", proxy.log());
+    // The wildcard covers one label only.
+    let out = ask(&wildcard, "deep.tenantb.sbc.example");
+    assert!(out.contains("SIP/2.0 403"), "{out}");
+
+    // A certificate naming the FQDN from a CA the proxy does not trust: no TLS session.
+    let foreign = proxy.foreign_certificate(&[TENANT_A]);
+    let mut sbc = connected(&proxy, proxy.sip, &foreign);
+    sbc.send(&options(proxy.sip, TENANT_A, 25061));
+    let out = sbc
+        .wait_for("alert", WAIT)
+        .unwrap_or_else(|o| panic!("the handshake with a foreign certificate went through:\n{o}"));
+    assert!(!out.contains("SIP/2.0"), "{out}");
+}
+
+/// INVITEs the proxy refuses from a healthy SBC: a number not in E.164, Replaces, no SDP
+/// (delayed offer), an unknown MRI, another tenant's user, a number no Teams user has.
+#[test]
+fn invites_from_a_healthy_sbc_that_the_proxy_refuses() {
+    let proxy = proxy(false);
+    let _alice = proxy.start_teams_user(&alice(), "auto", 1000);
+    let _bruno = proxy.start_teams_user(&bruno(), "auto", 1000);
+    let cert = proxy.sbc_certificate(&[TENANT_A]);
+    let mut sbc = connected(&proxy, proxy.sip, &cert);
+    sbc.send(&options(proxy.sip, TENANT_A, 25061));
+    sbc.wait_for("SIP/2.0 200", WAIT)
+        .unwrap_or_else(|o| panic!("{o}"));
+    let at = |user: &str| {
+        format!(
+            "sip:{user}@sip.pstnhub.microsoft.com:{};transport=tls",
+            proxy.sip.port()
+        )
+    };
+    let cases = [
+        (
+            "not-e164",
+            at("14255550101"),
+            Some(4000),
+            "",
+            "404",
+            "not-e164",
+        ),
+        (
+            "digits-only-plus",
+            at("+1425555x101"),
+            Some(4000),
+            "",
+            "404",
+            "not-e164",
+        ),
+        (
+            "replaces",
+            at("+14255550101"),
+            Some(4000),
+            "Replaces: abc@host;to-tag=1;from-tag=2\r\n",
+            "420",
+            "replaces",
+        ),
+        (
+            "delayed-offer",
+            at("+14255550101"),
+            None,
+            "",
+            "488",
+            "no-sdp-delayed-offer",
+        ),
+        (
+            "unknown-mri",
+            format!(
+                "sip:sip.pstnhub.microsoft.com:{};transport=tls;x-m=8:orgid:nobody;x-t=t",
+                proxy.sip.port()
+            ),
+            Some(4000),
+            "",
+            "404",
+            "unknown-mri",
+        ),
+        (
+            "other-tenant",
+            at(&bruno().number),
+            Some(4000),
+            "",
+            "404",
+            "other-tenant",
+        ),
+        (
+            "nobody",
+            at("+14255559999"),
+            Some(4000),
+            "",
+            "404",
+            "no-teams-user",
+        ),
+    ];
+    for (call_id, ruri, rtp, extra, code, why) in cases {
+        sbc.send(&invite(&ruri, TENANT_A, 25061, rtp, extra, call_id));
+        // Any final answer, then its code.
+        let answer =
+            response(&sbc, call_id, "").unwrap_or_else(|o| panic!("{call_id}: no answer\n{o}"));
+        assert!(
+            answer.starts_with(&format!("SIP/2.0 {code} ")),
+            "{call_id}: wanted {code}, got:\n{answer}"
+        );
+        proxy.wait_for_log(&format!("refused {code} why={why} method=INVITE"), WAIT);
+    }
+}
+
+/// With the fail switch, `sip` answers INVITEs 503 with Retry-After while `sip2` takes the
+/// same call.
+#[test]
+fn fail_switch_gives_503_on_sip_while_sip2_takes_the_call() {
+    let proxy = proxy(true);
+    let phone = proxy.start_teams_user(&alice(), "auto", 1000);
+    let cert = proxy.sbc_certificate(&["*.sbc.example"]);
+    let mut first = connected(&proxy, proxy.sip, &cert);
+    first.send(&options(proxy.sip, TENANT_A, 25061));
+    first
+        .wait_for("SIP/2.0 200", WAIT)
+        .unwrap_or_else(|o| panic!("OPTIONS on sip: {o}"));
+    let ruri = TeamsProxy::ruri(&alice().number, "sip.pstnhub.microsoft.com", proxy.sip);
+    first.send(&invite(&ruri, TENANT_A, 25061, Some(4000), "", "on-sip"));
+    let out = first
+        .wait_for("SIP/2.0 503", WAIT)
+        .unwrap_or_else(|o| panic!("sip did not answer 503:\n{o}"));
+    assert!(
+        header(from_line(&out, "SIP/2.0 503"), "Retry-After").is_some(),
+        "{out}"
+    );
+
+    let mut second = connected(&proxy, proxy.sip2, &cert);
+    let ruri = TeamsProxy::ruri(&alice().number, "sip2.pstnhub.microsoft.com", proxy.sip2);
+    second.send(&invite(&ruri, TENANT_A, 25061, Some(4000), "", "on-sip2"));
+    second
+        .wait_for("SIP/2.0 200", WAIT)
+        .unwrap_or_else(|o| panic!("sip2 did not take the call:\n{o}\n{}", phone.log()));
+    proxy.wait_for_log("invite-to-teams sbc=tenanta.sbc.example user=+14255550101 proxy=sip2.pstnhub.microsoft.com", WAIT);
+}
+
+/// Voice routing: a Teams user's call to a number that is no Teams user goes over mutual TLS to
+/// the port its SBC's OPTIONS named, with that SBC's FQDN in the Request-URI; two tenants' FQDNs
+/// on one SBC port stay apart (each user's call names their own tenant's FQDN).
+#[test]
+fn teams_users_calls_to_numbers_reach_their_tenants_sbc_over_tls() {
+    let proxy = proxy(false);
+    let cert = proxy.sbc_certificate(&["*.sbc.example"]);
+    for (user, fqdn) in [(alice(), TENANT_A), (bruno(), TENANT_B)] {
+        // One SBC port for both tenants: a fresh s_server per call (it takes one connection).
+        let mut server = TlsPeer::listen(&cert, &proxy.ca_pem);
+        let mut sbc = connected(&proxy, proxy.sip3, &cert);
+        sbc.send(&options(proxy.sip3, fqdn, server.port));
+        sbc.wait_for("SIP/2.0 200", WAIT)
+            .unwrap_or_else(|o| panic!("{o}"));
+        let phone = proxy.start_teams_user(&user, "auto", 1000);
+        phone.command("dial", &format!("sip:+15550001111@{}", proxy.users));
+        let out = server
+            .wait_for("\r\n\r\nv=0", WAIT)
+            .unwrap_or_else(|o| panic!("no INVITE reached the SBC:\n{o}\n{}", proxy.log()));
+        let got = from_line(&out, "INVITE ");
+        let request_line = got.lines().next().unwrap_or("");
+        assert_eq!(
+            request_line,
+            format!(
+                "INVITE sip:+15550001111@{fqdn}:{};user=phone;transport=tls SIP/2.0",
+                server.port
+            ),
+            "{got}"
+        );
+        let pai = header(got, "P-Asserted-Identity").unwrap_or("");
+        assert!(
+            pai.starts_with(&format!("<sip:{}@sip.pstnhub.microsoft.com:", user.number)),
+            "{got}"
+        );
+        let from = header(got, "From").unwrap_or("");
+        assert!(
+            from.starts_with(&format!("<sip:{}@sip.pstnhub.microsoft.com:", user.number)),
+            "{got}"
+        );
+        // Turn the call down so the phone is free.
+        let reply = |code: &str| {
+            let mut r = format!("SIP/2.0 {code}\r\n");
+            for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                for l in got.split("\r\n\r\n").next().unwrap_or("").lines() {
+                    if l.split_once(':')
+                        .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+                    {
+                        r += l;
+                        if name == "To" {
+                            r += ";tag=sbc-busy";
+                        }
+                        r += "\r\n";
+                    }
+                }
+            }
+            r + "Content-Length: 0\r\n\r\n"
+        };
+        server.send(&reply("486 Busy Here"));
+        phone.wait_for("486", WAIT);
+    }
+}
