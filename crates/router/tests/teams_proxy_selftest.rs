@@ -8,7 +8,7 @@ mod teams_proxy;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use teams_proxy::{SbcCertificate, TeamsProxy, TeamsProxyOptions, TeamsUser, TlsPeer};
+use teams_proxy::{SbcCertificate, TeamsProxy, TeamsProxyOptions, TeamsUser, TlsPeer, PROXY_NAMES};
 
 const TENANT_A: &str = "tenanta.sbc.example";
 const TENANT_B: &str = "tenantb.sbc.example";
@@ -75,6 +75,14 @@ fn options(to: SocketAddr, contact_host: &str, contact_port: u16) -> String {
     )
 }
 
+/// An SDP offer of PCMU at 127.0.0.1:`port` with `direction` (sendrecv, inactive...).
+fn sdp(port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
+    )
+}
+
 /// An INVITE from SBC `fqdn` (Contact port `sbc_port`) to `ruri`, offering PCMU at `rtp`
 /// (no body when `rtp` is None); `extra` are more header lines.
 fn invite(
@@ -86,12 +94,7 @@ fn invite(
     call_id: &str,
 ) -> String {
     let t = tag();
-    let body = rtp.map_or(String::new(), |port| {
-        format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-        )
-    });
+    let body = rtp.map_or(String::new(), |port| sdp(port, "sendrecv"));
     let content_type = if body.is_empty() {
         ""
     } else {
@@ -133,46 +136,61 @@ fn uri_of(value: &str) -> &str {
         .map_or(value, |(u, _)| u)
 }
 
-/// The ACK for a 2xx `ok` (one response's text) to an INVITE the SBC sent: to the Contact,
-/// through the reversed Record-Route set.
-fn ack_for(ok: &str, fqdn: &str, sbc_port: u16) -> String {
-    let head = ok.split("\r\n\r\n").next().unwrap_or("");
-    let mut routes: Vec<&str> = head
+/// A request within the dialog a 2xx `ok` (its head) to the SBC's INVITE set up: to the
+/// Contact, through the reversed Record-Route set; CSeq `cseq` (the INVITE's for an ACK), an
+/// SDP offer when `sdp` is given.
+fn in_dialog(ok: &str, method: &str, cseq: u32, sbc: (&str, u16), sdp: Option<String>) -> String {
+    let (fqdn, sbc_port) = sbc;
+    let mut routes: Vec<&str> = ok
         .lines()
         .filter_map(|l| l.strip_prefix("Record-Route: "))
         .collect();
     routes.reverse();
-    let contact = uri_of(header(head, "Contact").expect("Contact in 200"));
+    let contact = uri_of(header(ok, "Contact").expect("Contact in 200"));
+    let body = sdp.unwrap_or_default();
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
     format!(
-        "ACK {contact} SIP/2.0\r\n\
+        "{method} {contact} SIP/2.0\r\n\
          Via: SIP/2.0/TLS {fqdn}:{sbc_port};branch=z9hG4bK{t};rport\r\n\
          Max-Forwards: 70\r\n\
          Route: {route}\r\n\
          From: {from}\r\n\
          To: {to}\r\n\
          Call-ID: {call_id}\r\n\
-         CSeq: 1 ACK\r\n\
-         Content-Length: 0\r\n\r\n",
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:{fqdn}:{sbc_port};transport=tls>\r\n\
+         {content_type}Content-Length: {len}\r\n\r\n{body}",
         t = tag(),
         route = routes.join(", "),
-        from = header(head, "From").unwrap_or(""),
-        to = header(head, "To").unwrap_or(""),
-        call_id = header(head, "Call-ID").unwrap_or(""),
+        from = header(ok, "From").unwrap_or(""),
+        to = header(ok, "To").unwrap_or(""),
+        call_id = header(ok, "Call-ID").unwrap_or(""),
+        len = body.len(),
     )
 }
 
-/// Waits for the response `code` (e.g. "200", "4") to the request with `call_id` among what
-/// `peer` received; returns its head (status line and headers), or all output after WAIT.
-fn response(peer: &TlsPeer, call_id: &str, code: &str) -> Result<String, String> {
+/// Waits for the response `code` (e.g. "200"; "" for any) to request `cseq` (e.g. "1 INVITE")
+/// of call `call_id` among what `peer` received; returns it (head and body), or all the output
+/// after WAIT.
+fn response(peer: &TlsPeer, call_id: &str, cseq: &str, code: &str) -> Result<String, String> {
     let start = std::time::Instant::now();
     loop {
         let out = peer.output();
-        let found = out.split("\r\n\r\n").find(|head| {
-            let head = &head[head.find("SIP/2.0 ").unwrap_or(head.len())..];
-            head.starts_with(&format!("SIP/2.0 {code}")) && header(head, "Call-ID") == Some(call_id)
-        });
-        if let Some(head) = found {
-            return Ok(head[head.find("SIP/2.0 ").unwrap_or(0)..].to_owned());
+        let chunks: Vec<&str> = out.split("\r\n\r\n").collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let head = &chunk[chunk.find("SIP/2.0 ").unwrap_or(chunk.len())..];
+            if head.starts_with(&format!("SIP/2.0 {code}"))
+                && header(head, "Call-ID") == Some(call_id)
+                && header(head, "CSeq") == Some(cseq)
+            {
+                let has_body = header(head, "Content-Length").is_some_and(|l| l != "0");
+                let body = if has_body { chunks.get(i + 1) } else { None };
+                return Ok(format!("{head}\r\n\r\n{}", body.unwrap_or(&"")));
+            }
         }
         if start.elapsed() > WAIT {
             return Err(out);
@@ -223,7 +241,7 @@ fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
         "",
         "call-1",
     ));
-    let ok = response(&sbc, "call-1", "200")
+    let ok = response(&sbc, "call-1", "1 INVITE", "200")
         .unwrap_or_else(|o| panic!("the Teams user did not answer:\n{o}\n{}", phone.log()));
     let ok = ok.as_str();
     // Record-routed: the dialog goes through the proxy, whose name faces the SBC.
@@ -234,7 +252,7 @@ fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
         )),
         "{ok}"
     );
-    sbc.send(&ack_for(ok, TENANT_A, 25061));
+    sbc.send(&in_dialog(ok, "ACK", 1, (TENANT_A, 25061), None));
     phone.wait_for("Call established", WAIT);
 
     // baresip's audio arrives where the SBC's SDP said (PCMU, payload type 0).
@@ -254,6 +272,23 @@ fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
         packets >= 20,
         "{packets} RTP packets from the Teams user\n{}",
         phone.log()
+    );
+
+    // Hold the Teams way: a re-INVITE with a=inactive goes through, and the proxy says which
+    // direction it carried (what the router's hold tests check).
+    let hold = in_dialog(
+        ok,
+        "INVITE",
+        2,
+        (TENANT_A, 25061),
+        Some(sdp(rtp_port, "inactive")),
+    );
+    sbc.send(&hold);
+    response(&sbc, "call-1", "2 INVITE", "200")
+        .unwrap_or_else(|o| panic!("the re-INVITE was not answered:\n{o}\n{}", phone.log()));
+    proxy.wait_for_log(
+        "sdp-direction inactive kind=reinvite call-id=call-1\n",
+        WAIT,
     );
 }
 
@@ -391,8 +426,8 @@ fn invites_from_a_healthy_sbc_that_the_proxy_refuses() {
     for (call_id, ruri, rtp, extra, code, why) in cases {
         sbc.send(&invite(&ruri, TENANT_A, 25061, rtp, extra, call_id));
         // Any final answer, then its code.
-        let answer =
-            response(&sbc, call_id, "").unwrap_or_else(|o| panic!("{call_id}: no answer\n{o}"));
+        let answer = response(&sbc, call_id, "1 INVITE", "")
+            .unwrap_or_else(|o| panic!("{call_id}: no answer\n{o}"));
         assert!(
             answer.starts_with(&format!("SIP/2.0 {code} ")),
             "{call_id}: wanted {code}, got:\n{answer}"
@@ -492,4 +527,99 @@ fn teams_users_calls_to_numbers_reach_their_tenants_sbc_over_tls() {
         server.send(&reply("486 Busy Here"));
         phone.wait_for("486", WAIT);
     }
+}
+
+/// A Teams user's REFER reaches the SBC rewritten the Microsoft way: Refer-To names the target
+/// Teams user by MRI and tenant (x-m, x-t), Referred-By the referrer; the SBC's INVITE with that
+/// x-m reaches the target user.
+#[test]
+fn teams_users_refer_names_the_target_by_mri_and_an_x_m_invite_reaches_them() {
+    let proxy = proxy(false);
+    let alice_phone = proxy.start_teams_user(&alice(), "auto", 1000);
+    let bella_phone = proxy.start_teams_user(&bella(), "auto", 1000);
+    let cert = proxy.sbc_certificate(&["*.sbc.example"]);
+    // The SBC's own port, where the proxy brings requests for it.
+    let server = TlsPeer::listen(&cert, &proxy.ca_pem);
+    let sbc_at = (TENANT_A, server.port);
+    let mut sbc = connected(&proxy, proxy.sip, &cert);
+    sbc.send(&options(proxy.sip, TENANT_A, server.port));
+    sbc.wait_for("SIP/2.0 200", WAIT)
+        .unwrap_or_else(|o| panic!("{o}"));
+
+    let ruri = TeamsProxy::ruri(&alice().number, PROXY_NAMES[0], proxy.sip);
+    sbc.send(&invite(
+        &ruri,
+        TENANT_A,
+        server.port,
+        Some(4000),
+        "",
+        "refer-1",
+    ));
+    let ok = response(&sbc, "refer-1", "1 INVITE", "200")
+        .unwrap_or_else(|o| panic!("alice did not answer:\n{o}"));
+    sbc.send(&in_dialog(&ok, "ACK", 1, sbc_at, None));
+    alice_phone.wait_for("Call established", WAIT);
+
+    alice_phone.command(
+        "transfer",
+        &format!("sip:{}@{}", bella().number, proxy.users),
+    );
+    let out = server
+        .wait_for("REFER ", WAIT)
+        .and_then(|_| server.wait_for("\r\n\r\n", WAIT))
+        .unwrap_or_else(|o| panic!("no REFER reached the SBC:\n{o}\n{}", proxy.log()));
+    let refer = from_line(&out, "REFER ");
+    assert!(
+        refer.starts_with(&format!("REFER sip:{TENANT_A}:{}", server.port)),
+        "{refer}"
+    );
+    assert_eq!(
+        header(refer, "Refer-To"),
+        Some(
+            format!(
+                "<sip:sip.pstnhub.microsoft.com:{};transport=tls;x-m={};x-t={}>",
+                proxy.sip.port(),
+                bella().mri,
+                bella().tenant_id
+            )
+            .as_str()
+        ),
+        "{refer}"
+    );
+    assert_eq!(
+        header(refer, "Referred-By"),
+        Some(
+            format!(
+                "<sip:{}@sip.pstnhub.microsoft.com;x-m={};x-t={}>",
+                alice().number,
+                alice().mri,
+                alice().tenant_id
+            )
+            .as_str()
+        ),
+        "{refer}"
+    );
+
+    // The SBC carries the transfer out: a new INVITE to the MRI.
+    let to_bella = format!(
+        "sip:sip.pstnhub.microsoft.com:{};transport=tls;x-m={};x-t={}",
+        proxy.sip.port(),
+        bella().mri,
+        bella().tenant_id
+    );
+    sbc.send(&invite(
+        &to_bella,
+        TENANT_A,
+        server.port,
+        Some(4002),
+        "",
+        "refer-2",
+    ));
+    response(&sbc, "refer-2", "1 INVITE", "200")
+        .unwrap_or_else(|o| panic!("bella did not answer the x-m INVITE:\n{o}"));
+    proxy.wait_for_log(
+        &format!("invite-to-teams sbc={TENANT_A} user={}", bella().number),
+        WAIT,
+    );
+    bella_phone.wait_for("answering call", WAIT);
 }
