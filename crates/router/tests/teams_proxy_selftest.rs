@@ -43,6 +43,7 @@ fn proxy(fail_sip: bool) -> TeamsProxy {
         gateways: vec![TENANT_A.into(), TENANT_B.into()],
         users: vec![alice(), bella(), bruno()],
         fail_sip,
+        health_seconds: None,
     })
 }
 
@@ -290,6 +291,31 @@ fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
         "sdp-direction inactive kind=reinvite call-id=call-1\n",
         WAIT,
     );
+}
+
+/// An SBC is healthy for a while after its OPTIONS (180 s in Microsoft's proxy; 2 s here):
+/// after that its INVITEs get 403 until it sends OPTIONS again.
+#[test]
+fn an_sbc_that_stops_sending_options_is_no_longer_healthy() {
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec![TENANT_A.into()],
+        users: vec![alice()],
+        health_seconds: Some(2),
+        ..Default::default()
+    });
+    let _phone = proxy.start_teams_user(&alice(), "auto", 1000);
+    let cert = proxy.sbc_certificate(&[TENANT_A]);
+    let mut sbc = connected(&proxy, proxy.sip, &cert);
+    let ruri = TeamsProxy::ruri(&alice().number, PROXY_NAMES[0], proxy.sip);
+    sbc.send(&options(proxy.sip, TENANT_A, 25061));
+    sbc.send(&invite(&ruri, TENANT_A, 25061, Some(4000), "", "fresh"));
+    response(&sbc, "fresh", "1 INVITE", "200").unwrap_or_else(|o| panic!("{o}"));
+    std::thread::sleep(Duration::from_secs(3));
+    sbc.send(&invite(&ruri, TENANT_A, 25061, Some(4000), "", "stale"));
+    response(&sbc, "stale", "1 INVITE", "403").unwrap_or_else(|o| panic!("{o}"));
+    sbc.send(&options(proxy.sip, TENANT_A, 25061));
+    sbc.send(&invite(&ruri, TENANT_A, 25061, Some(4000), "", "again"));
+    response(&sbc, "again", "1 INVITE", "200").unwrap_or_else(|o| panic!("{o}"));
 }
 
 /// An IP address in the SBC's Contact gets 403, as Microsoft's proxy answers.

@@ -11,7 +11,7 @@
 //! let proxy = TeamsProxy::start(&TeamsProxyOptions {
 //!     gateways: vec!["tenanta.sbc.example".into()],
 //!     users: vec![alice.clone()],
-//!     fail_sip: false,
+//!     ..Default::default()
 //! });
 //! let cert = proxy.sbc_certificate(&["*.sbc.example"]); // the router's client/server certificate
 //! let phone = proxy.start_teams_user(&alice, "auto", 1000); // registered, answers, plays 1 kHz
@@ -76,6 +76,8 @@ pub struct TeamsProxyOptions {
     /// The `sip.` port answers every INVITE `503 Service Unavailable` with `Retry-After: 60`
     /// (OPTIONS still 200), so a caller fails over to `sip2.`.
     pub fail_sip: bool,
+    /// How long an SBC counts as healthy after its last OPTIONS; None: 180 s, as Microsoft.
+    pub health_seconds: Option<u32>,
 }
 
 /// A certificate and key (PEM files) for an SBC.
@@ -228,6 +230,9 @@ impl TeamsProxy {
             ];
             if options.fail_sip {
                 defines.push("FAIL_SIP".into());
+            }
+            if let Some(seconds) = options.health_seconds {
+                defines.push(format!("HEALTH_SECONDS={seconds}"));
             }
             let mut cmd = Command::new(kamailio_binary());
             cmd.args(["-DD", "-E", "-f"])
