@@ -8,11 +8,17 @@ mod teams_proxy;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use switchboard_media::wav::read_mono;
+use switchboard_media::{g711, tone};
+
 use teams_proxy::{SbcCertificate, TeamsProxy, TeamsProxyOptions, TeamsUser, TlsPeer, PROXY_NAMES};
 
 const TENANT_A: &str = "tenanta.sbc.example";
 const TENANT_B: &str = "tenantb.sbc.example";
 const WAIT: Duration = Duration::from_secs(10);
+/// The tones a Teams user (baresip) and the SBC (these tests) play.
+const PHONE_HZ: f64 = 1000.0;
+const SBC_HZ: f64 = 440.0;
 
 fn alice() -> TeamsUser {
     TeamsUser::new(
@@ -206,7 +212,8 @@ fn connected(proxy: &TeamsProxy, to: SocketAddr, cert: &SbcCertificate) -> TlsPe
 
 /// An SBC with a certificate from the test CA that sent OPTIONS gets its INVITE through to the
 /// Teams user registered under the number; before its OPTIONS, the same INVITE gets 403. The
-/// Teams user (baresip) answers and its audio reaches the address the SBC's SDP named.
+/// Teams user (baresip) answers, and each side hears the other's tone (the SBC's media is this
+/// test writing and reading PCMU); hold as a=inactive goes through and is logged.
 #[test]
 fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
     let proxy = proxy(false);
@@ -256,22 +263,45 @@ fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
     sbc.send(&in_dialog(ok, "ACK", 1, (TENANT_A, 25061), None));
     phone.wait_for("Call established", WAIT);
 
-    // baresip's audio arrives where the SBC's SDP said (PCMU, payload type 0).
-    let mut packets = 0;
+    // Tones both ways between the SBC's address (this test, PCMU at 8 kHz) and the Teams user:
+    // the phone plays 1 kHz, the SBC 440 Hz for 2 s to the port the phone's answer names.
+    let phone_rtp: u16 = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|m| m.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no m=audio in the phone's answer:\n{ok}"));
+    let sender = rtp.try_clone().unwrap();
+    let talk = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        for i in 0..100u16 {
+            let pcm = tone::sine(SBC_HZ, 8000, 8000.0, u64::from(i) * 160, 160);
+            let mut packet = vec![0x80, 0];
+            packet.extend_from_slice(&i.to_be_bytes());
+            packet.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
+            packet.extend_from_slice(&0x5eed_u32.to_be_bytes());
+            packet.extend(pcm.iter().map(|&x| g711::ulaw_encode(x)));
+            let _ = sender.send_to(&packet, ("127.0.0.1", phone_rtp));
+            let next = Duration::from_millis(20 * (u64::from(i) + 1));
+            std::thread::sleep(next.saturating_sub(start.elapsed()));
+        }
+    });
+    let mut heard = Vec::new();
     let mut buf = [0u8; 2048];
-    for _ in 0..50 {
+    let start = std::time::Instant::now();
+    while heard.len() < 8000 * 2 && start.elapsed() < WAIT {
         if let Ok((n, _)) = rtp.recv_from(&mut buf) {
             if n > 12 && buf[1] & 0x7f == 0 {
-                packets += 1;
+                heard.extend(buf[12..n].iter().map(|&u| g711::ulaw_decode(u)));
             }
         }
-        if packets >= 20 {
-            break;
-        }
     }
+    talk.join().unwrap();
+    let (wins, loud) = tone::detect(&heard, 8000, &[PHONE_HZ, SBC_HZ]);
     assert!(
-        packets >= 20,
-        "{packets} RTP packets from the Teams user\n{}",
+        loud > 20 && wins[0] * 10 >= loud * 9,
+        "the SBC heard the Teams user's {PHONE_HZ} Hz in {} of {loud} loud blocks\n{}",
+        wins[0],
         phone.log()
     );
 
@@ -290,6 +320,18 @@ fn sbc_that_sent_options_reaches_a_teams_user_and_media_flows() {
     proxy.wait_for_log(
         "sdp-direction inactive kind=reinvite call-id=call-1\n",
         WAIT,
+    );
+    // The re-INVITE's ACK (CSeq 2), then hang up; the phone's recording of the call closes.
+    sbc.send(&in_dialog(ok, "ACK", 2, (TENANT_A, 25061), None));
+    sbc.send(&in_dialog(ok, "BYE", 3, (TENANT_A, 25061), None));
+    response(&sbc, "call-1", "3 BYE", "200").unwrap_or_else(|o| panic!("{o}"));
+    let (samples, rate) = read_mono(&phone.heard_wav(WAIT)).unwrap();
+    let (wins, loud) = tone::detect(&samples, rate, &[SBC_HZ, PHONE_HZ]);
+    assert!(
+        loud > 20 && wins[0] * 10 >= loud * 9,
+        "the Teams user heard the SBC's {SBC_HZ} Hz in {} of {loud} loud blocks\n{}",
+        wins[0],
+        phone.log()
     );
 }
 

@@ -23,6 +23,7 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -111,13 +112,18 @@ pub struct TeamsProxy {
 
 impl Drop for TeamsProxy {
     fn drop(&mut self) {
-        // SIGTERM: Kamailio's main process then stops its workers (SIGKILL would leave them).
+        // SIGTERM: Kamailio's main process then stops its workers (ser_kill_timeout=3 bounds
+        // the wait); then whatever is left of its own process group is killed.
         let pid = self.child.id().to_string();
         let stopped = Command::new("kill").args(["-TERM", &pid]).status();
         if !stopped.is_ok_and(|s| s.success()) {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -235,6 +241,8 @@ impl TeamsProxy {
                 defines.push(format!("HEALTH_SECONDS={seconds}"));
             }
             let mut cmd = Command::new(kamailio_binary());
+            // A process group of its own: Kamailio signals its whole group when it stops.
+            cmd.process_group(0);
             cmd.args(["-DD", "-E", "-f"])
                 .arg(dir.path().join("teams-proxy.cfg"));
             for d in &defines {
