@@ -50,6 +50,7 @@ fn proxy(fail_sip: bool) -> TeamsProxy {
         users: vec![alice(), bella(), bruno()],
         fail_sip,
         health_seconds: None,
+        tenant_sim_url: None,
     })
 }
 
@@ -690,4 +691,58 @@ fn teams_users_refer_names_the_target_by_mri_and_an_x_m_invite_reaches_them() {
         WAIT,
     );
     bella_phone.wait_for("answering call", WAIT);
+}
+
+/// With the simulated tenant configured, a Teams user's presence is Busy/InACall while a call
+/// of theirs through the proxy is up, and Available again after it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teams_user_in_a_call_shows_busy_in_a_call_in_the_simulated_tenant() {
+    let sim = switchboard_tenant_sim::TenantSim::start(switchboard_tenant_sim::Config::default())
+        .await
+        .unwrap();
+    let upn = sim.users()[0].user_principal_name.clone();
+    sim.set_teams_presence(&upn, Some(("Available", "Available")))
+        .unwrap();
+    let mut user = alice();
+    user.presence_id = Some(upn.clone());
+    let url = sim.base_url().to_owned();
+    let wait_presence = |want: (&str, &str)| {
+        let start = std::time::Instant::now();
+        loop {
+            let now = sim.presence(&upn).unwrap();
+            if (now.0.as_str(), now.1.as_str()) == want {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "presence {now:?}, not {want:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The SIP side is blocking (processes and pipes); the tenant runs on the other worker.
+    let (proxy, phone, sbc, ok) = tokio::task::block_in_place(|| {
+        let proxy = TeamsProxy::start(&TeamsProxyOptions {
+            gateways: vec![TENANT_A.into()],
+            users: vec![user.clone()],
+            tenant_sim_url: Some(url),
+            ..Default::default()
+        });
+        let phone = proxy.start_teams_user(&user, "auto", 1000);
+        let cert = proxy.sbc_certificate(&[TENANT_A]);
+        let mut sbc = connected(&proxy, proxy.sip, &cert);
+        sbc.send(&options(proxy.sip, TENANT_A, 25061));
+        let ruri = TeamsProxy::ruri(&user.number, PROXY_NAMES[0], proxy.sip);
+        sbc.send(&invite(&ruri, TENANT_A, 25061, Some(4000), "", "busy-1"));
+        let ok = response(&sbc, "busy-1", "1 INVITE", "200").unwrap_or_else(|o| panic!("{o}"));
+        sbc.send(&in_dialog(&ok, "ACK", 1, (TENANT_A, 25061), None));
+        (proxy, phone, sbc, ok)
+    });
+    tokio::task::block_in_place(|| wait_presence(("Busy", "InACall")));
+    let mut sbc = sbc;
+    tokio::task::block_in_place(|| {
+        sbc.send(&in_dialog(&ok, "BYE", 2, (TENANT_A, 25061), None));
+        response(&sbc, "busy-1", "2 BYE", "200").unwrap_or_else(|o| panic!("{o}"));
+        proxy.wait_for_log(&format!("presence user={} ", user.number), WAIT);
+        wait_presence(("Available", "Available"));
+    });
+    drop((proxy, phone));
+    sim.shutdown().await;
 }

@@ -51,6 +51,9 @@ pub struct TeamsUser {
     pub mri: String,
     pub tenant_id: String,
     pub sbc_fqdn: String,
+    /// The user's id or UPN in the simulated tenant (crates/tenant-sim): with
+    /// `TeamsProxyOptions::tenant_sim_url`, their presence is Busy/InACall while in a call.
+    pub presence_id: Option<String>,
 }
 
 impl TeamsUser {
@@ -64,6 +67,7 @@ impl TeamsUser {
             mri: format!("8:orgid:00000000-0000-4000-8000-{tail}"),
             tenant_id: tenant_id.to_owned(),
             sbc_fqdn: sbc_fqdn.to_owned(),
+            presence_id: None,
         }
     }
 }
@@ -79,6 +83,10 @@ pub struct TeamsProxyOptions {
     pub fail_sip: bool,
     /// How long an SBC counts as healthy after its last OPTIONS; None: 180 s, as Microsoft.
     pub health_seconds: Option<u32>,
+    /// The simulated tenant's base URL (`TenantSim::base_url`): the proxy sets a Teams user's
+    /// presence (those with a `presence_id`) Busy/InACall when a call of theirs is answered,
+    /// Available/Available when it ends, through `POST /_sim/users/{id}/presence`.
+    pub tenant_sim_url: Option<String>,
 }
 
 /// A certificate and key (PEM files) for an SBC.
@@ -178,8 +186,8 @@ fn teams_data(options: &TeamsProxyOptions) -> String {
     let quoted = |s: &str| {
         assert!(
             s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.:_*".contains(c)),
-            "{s:?}: only letters, digits and + - . : _ * in the proxy's data"
+                .all(|c| c.is_ascii_alphanumeric() || "+-.:_*@".contains(c)),
+            "{s:?}: only letters, digits and + - . : _ * @ in the proxy's data"
         );
         s.to_owned()
     };
@@ -196,6 +204,9 @@ fn teams_data(options: &TeamsProxyOptions) -> String {
             "    $sht(route=>{n}) = \"{}\";\n",
             quoted(&u.sbc_fqdn.to_lowercase())
         );
+        if let Some(id) = &u.presence_id {
+            out += &format!("    $sht(presence=>{n}) = \"{}\";\n", quoted(id));
+        }
     }
     out + "}\n"
 }
@@ -239,6 +250,16 @@ impl TeamsProxy {
             }
             if let Some(seconds) = options.health_seconds {
                 defines.push(format!("HEALTH_SECONDS={seconds}"));
+            }
+            if let Some(url) = &options.tenant_sim_url {
+                assert!(
+                    url.starts_with("http://")
+                        && url
+                            .chars()
+                            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\''),
+                    "{url:?}: an http:// URL without quotes"
+                );
+                defines.push(format!("TENANT_SIM_URL=\"{}\"", url.trim_end_matches('/')));
             }
             let mut cmd = Command::new(kamailio_binary());
             // A process group of its own: Kamailio signals its whole group when it stops.
