@@ -600,7 +600,7 @@ fn teams_users_calls_to_numbers_reach_their_tenants_sbc_over_tls() {
 
 /// A Teams user's REFER reaches the SBC rewritten the Microsoft way: Refer-To names the target
 /// Teams user by MRI and tenant (x-m, x-t), Referred-By the referrer; the SBC's INVITE with that
-/// x-m reaches the target user.
+/// x-m reaches the target user, whose own REFER to a phone number names it in E.164.
 #[test]
 fn teams_users_refer_names_the_target_by_mri_and_an_x_m_invite_reaches_them() {
     let proxy = proxy(false);
@@ -684,13 +684,41 @@ fn teams_users_refer_names_the_target_by_mri_and_an_x_m_invite_reaches_them() {
         "",
         "refer-2",
     ));
-    response(&sbc, "refer-2", "1 INVITE", "200")
+    let ok = response(&sbc, "refer-2", "1 INVITE", "200")
         .unwrap_or_else(|o| panic!("bella did not answer the x-m INVITE:\n{o}"));
     proxy.wait_for_log(
         &format!("invite-to-teams sbc={TENANT_A} user={}", bella().number),
         WAIT,
     );
-    bella_phone.wait_for("answering call", WAIT);
+    sbc.send(&in_dialog(&ok, "ACK", 1, sbc_at, None));
+    bella_phone.wait_for("Call established", WAIT);
+
+    // Bella transfers the caller to a phone number: Refer-To carries it in E.164 at the proxy.
+    bella_phone.command("transfer", &format!("sip:+15550003333@{}", proxy.users));
+    let out = server
+        .wait_for("+15550003333@sip.pstnhub", WAIT)
+        .and_then(|_| server.wait_for("Referred-By", WAIT))
+        .unwrap_or_else(|o| panic!("no second REFER reached the SBC:\n{o}\n{}", proxy.log()));
+    let refer = &out[out.rfind("REFER ").unwrap()..];
+    assert_eq!(
+        header(refer, "Refer-To"),
+        Some(
+            format!(
+                "<sip:+15550003333@sip.pstnhub.microsoft.com:{};user=phone;transport=tls>",
+                proxy.sip.port()
+            )
+            .as_str()
+        ),
+        "{refer}"
+    );
+    assert!(
+        header(refer, "Referred-By").is_some_and(|v| v.starts_with(&format!(
+            "<sip:{}@sip.pstnhub.microsoft.com;x-m={};",
+            bella().number,
+            bella().mri
+        ))),
+        "{refer}"
+    );
 }
 
 /// With the simulated tenant configured, a Teams user's presence is Busy/InACall while a call
