@@ -548,8 +548,7 @@ fn teams_users_calls_to_numbers_reach_their_tenants_sbc_over_tls() {
         let mut server = TlsPeer::listen(&cert, &proxy.ca_pem);
         let mut sbc = connected(&proxy, proxy.sip3, &cert);
         sbc.send(&options(proxy.sip3, fqdn, server.port));
-        sbc.wait_for("SIP/2.0 200", WAIT)
-            .unwrap_or_else(|o| panic!("{o}"));
+        assert_eq!(proxy.wait_for_options(fqdn, WAIT), server.port);
         let phone = proxy.start_teams_user(&user, "auto", 1000);
         phone.command("dial", &format!("sip:+15550001111@{}", proxy.users));
         let out = server

@@ -384,6 +384,19 @@ impl TeamsProxy {
         }
     }
 
+    /// Waits until SBC `fqdn` has had an OPTIONS accepted (it is then healthy); returns the port
+    /// its Contact named, where the proxy sends it calls. Panics with the log after `within`.
+    pub fn wait_for_options(&self, fqdn: &str, within: Duration) -> u16 {
+        let needle = format!("teams-proxy: options-ok sbc={} port=", fqdn.to_lowercase());
+        let log = self.wait_for_log(&needle, within);
+        let at = log.rfind(&needle).unwrap() + needle.len();
+        log[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port after port=")
+    }
+
     /// A baresip phone registered with the proxy as `user` (plain RTP, a `tone_hz` sine as its
     /// microphone, what it hears recorded; `answermode` "auto" or "manual"); returns once the
     /// proxy has its registration. Dial with `phone.command("dial", "sip:+1555...@<users>")`,
