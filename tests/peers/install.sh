@@ -5,12 +5,13 @@ set -euo pipefail
 # shellcheck source=../../scripts/lib.sh
 source "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib.sh"
 
-# Debian 12 packages: Kamailio (registrar/proxy), baresip (SIP phone), SIPp (scenarios and
+# Debian 12 packages: Kamailio (registrar/proxy; its TLS module plays Microsoft's Direct Routing
+# proxy, tests/peers/teams), baresip (SIP phone), SIPp (scenarios and
 # load), PulseAudio (null sink for cpal), sox (tone files), iproute2 (netns + tc netem for
 # impairment tests), gnome-keyring on a private D-Bus session bus with libsecret's secret-tool
 # (the token cache's key in a real Secret Service), WebKitWebDriver and Xvfb (the desktop
 # window tests).
-PEER_PACKAGES=(kamailio kamailio-extra-modules baresip sip-tester pulseaudio pulseaudio-utils
+PEER_PACKAGES=(kamailio kamailio-extra-modules kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils
     libasound2-plugins sox iproute2 dbus-daemon dbus-session-bus-common gnome-keyring
     libsecret-tools
     "${SB_TEST_PACKAGES[@]}")
