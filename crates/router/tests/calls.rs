@@ -129,6 +129,12 @@ name = "Alex Wilber"
 "#;
 
 async fn start(toml: &str) -> Center {
+    start_in(toml, tempfile::tempdir().unwrap()).await
+}
+
+/// [`start`] with the data folder given (something already in it: a service account's
+/// sign-in).
+async fn start_in(toml: &str, dir: tempfile::TempDir) -> Center {
     // SB_TEST_LOG=1: the router's and the SIP core's debug logs in the test's output.
     if std::env::var_os("SB_TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
@@ -138,7 +144,6 @@ async fn start(toml: &str) -> Center {
             .with_test_writer()
             .try_init();
     }
-    let dir = tempfile::tempdir().unwrap();
     let mut config = Config::from_toml(toml, Path::new("calls.toml")).unwrap();
     config.storage.data_dir = Some(dir.path().to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -600,3 +600,135 @@ async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_
     );
     assert!(steps.contains("transfer target not answered: 404"), "{rec}");
 }
+
+/// The experts' Teams presence as the router's desk shows it (`GET /v1/agents/me/targets`):
+/// the UPNs of the escalations group's experts free now.
+async fn free_experts(c: &Center) -> Vec<String> {
+    let t: Value = get_json(
+        &c.http,
+        &format!(
+            "{}/v1/agents/me/targets?agent=adele@contoso.example",
+            c.base
+        ),
+    )
+    .await;
+    t["experts"][0]["available"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["upn"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits (up to 15 s) until the free experts are `want`.
+async fn experts_become(c: &Center, want: &[&str]) {
+    let mut now = Vec::new();
+    for _ in 0..150 {
+        now = free_experts(c).await;
+        if now == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("free experts: {now:?}, not {want:?}");
+}
+
+/// Experts in Teams are chosen by Teams presence: with the router following presence in the
+/// simulated tenant, Dave (the better expert) is Busy in another Teams call, so the transfer
+/// rings Bob; while Bob talks, the proxy tells the tenant he is in a call and the router sees
+/// him Busy too (nobody free); when the call ends he is Available again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expert_in_teams_is_chosen_by_teams_presence() {
+    use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID};
+    let _one = SERIAL.lock().await;
+    let sim = TenantSim::start(SimConfig {
+        device_code_interval: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let added = post_json(
+        &http,
+        &format!("{}/_sim/users", sim.base_url()),
+        &serde_json::json!({ "count": 2 }),
+    )
+    .await;
+    let (bob_id, dave_id) = (
+        added["ids"][0].as_str().unwrap().to_owned(),
+        added["ids"][1].as_str().unwrap().to_owned(),
+    );
+    let presence = |id: String, availability: &'static str, activity: &'static str| {
+        let (http, base) = (http.clone(), sim.base_url().to_owned());
+        async move {
+            let r = http
+                .post(format!("{base}/_sim/users/{id}/presence"))
+                .json(&serde_json::json!({ "availability": availability, "activity": activity }))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_success(),
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    };
+    presence(bob_id.clone(), "Available", "Available").await;
+    presence(dave_id.clone(), "Busy", "InACall").await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let mut bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
+    bob.presence_id = Some(bob_id.clone());
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into()],
+        users: vec![alice.clone(), bob.clone()],
+        tenant_sim_url: Some(sim.base_url().to_owned()),
+        ..Default::default()
+    });
+    let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
+    let tenant = dr_tenant("contoso", "tenanta.sbc.example", "+18005550100").replace(
+        "teams_number = \"+14255550102\"",
+        &format!(
+            "teams_number = \"+14255550102\"\nobject_id = \"{bob_id}\"\n\n[[tenants.agents]]\nupn = \"dave@contoso.example\"\nskills = {{ escalations = 5 }}\nteams_number = \"+14255550104\"\nobject_id = \"{dave_id}\""
+        ),
+    );
+    let toml = format!(
+        "[presence]\nenabled = true\nauthority = \"{}\"\nclient_id = \"{DEMO_CLIENT_ID}\"\ngraph_url = \"{}\"\npoll_seconds = 1\nsweep_seconds = 2\n\n{}",
+        sim.authority(),
+        sim.graph_url(),
+        sbc_config(&proxy, &cert, &tenant)
+    );
+    // The operator signs the router's service account in once (graph-login).
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(&toml, Path::new("calls.toml")).unwrap();
+    switchboard_router::presence::sign_in_service_account(dir.path(), &config.presence, |code| {
+        let (uri, otc) = (code.verification_uri.clone(), code.user_code.clone());
+        tokio::spawn(async move {
+            switchboard_tenant_sim::enter_device_code(&uri, &otc, "NestorW@contoso.example")
+                .await
+                .unwrap();
+        });
+    })
+    .await
+    .unwrap();
+    let c = start_in(&toml, dir).await;
+    c.proxies_up("contoso", "teams").await;
+    // Dave is busy in Teams: only Bob is free.
+    experts_become(&c, &["bob@contoso.example"]).await;
+    c.tones(20);
+    let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
+    // In the call, Bob is Busy / In a call in Teams, and the router sees it.
+    proxy.wait_for_log("teams-proxy: presence", Duration::from_secs(10));
+    experts_become(&c, &[]).await;
+    let bob_now = c.status("bob@contoso.example").await;
+    assert_eq!(bob_now["teams"], "Busy/InACall", "{bob_now}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    caller.command("hangup", "");
+    drop(expert);
+    // The call over, he is Available again (Dave still busy).
+    experts_become(&c, &["bob@contoso.example"]).await;
+    let recs = c.calls().await;
+    let steps = recs[0]["steps"].to_string();
+    assert!(steps.contains("expert bob@contoso.example"), "{steps}");
+    assert!(!steps.contains("dave"), "{steps}");
+}
