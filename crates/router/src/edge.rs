@@ -195,6 +195,9 @@ struct CallRt {
     pending_answer: bool,
     /// The outside number the caller was transferred to: its leg, and the trunk carrying it.
     far: Option<(UaCall, usize)>,
+    /// The agent's REFER is being carried out to `far` and they stay on the call until it
+    /// answers (a Teams user's transfer): on failure the caller is theirs again.
+    transfer_pending: bool,
 }
 
 impl CallRt {
@@ -240,6 +243,7 @@ impl CallRt {
             dialler: None,
             pending_answer: false,
             far: None,
+            transfer_pending: false,
         }
     }
 }
@@ -2956,6 +2960,15 @@ impl Edge {
                             .unwrap_or("the number")
                     ));
                     let caller_leg = c.caller_leg;
+                    let pending = std::mem::take(&mut c.transfer_pending)
+                        .then_some(c.agent)
+                        .flatten()
+                        .map(|(agent, agent_leg)| (c.tenant, agent, agent_leg));
+                    if let Some((tenant, agent, agent_leg)) = pending {
+                        // The transfer the agent asked for is done: NOTIFY 200, they leave
+                        // (before the bridge: leaving unbridges the caller).
+                        self.agent_leaves(n, tenant, agent, agent_leg, true, now);
+                    }
                     self.relay.play(caller_leg, Playlist::default());
                     self.relay.bridge(caller_leg, leg);
                     self.save(n);
@@ -3169,6 +3182,12 @@ impl Edge {
                     // The agent hung up while consulting: the caller stays with the person
                     // consulted (a transfer after consulting, as desk phones do).
                     self.consult_complete(n, now);
+                    return;
+                }
+                if c.agent == Some((agent, leg)) && c.transfer_pending {
+                    // The agent hung up while their transfer rings: it goes on without them.
+                    c.transfer_pending = false;
+                    self.agent_leaves(n, tenant, agent, leg, false, now);
                     return;
                 }
                 if c.agent == Some((agent, leg)) {
@@ -4111,7 +4130,7 @@ impl Edge {
             (far, socket),
             &by,
             number,
-            by_refer,
+            (by_refer, false),
             now,
         )
     }
@@ -4209,7 +4228,7 @@ impl Edge {
                     (far, socket),
                     &by,
                     &shown,
-                    true,
+                    (true, true),
                     now,
                 );
             }
@@ -4238,7 +4257,7 @@ impl Edge {
         (far, socket): (UaCall, std::net::UdpSocket),
         by: &str,
         shown: &str,
-        by_refer: bool,
+        (by_refer, keep_agent): (bool, bool),
         now: Instant,
     ) -> Option<String> {
         self.sockets.insert(far, socket);
@@ -4258,7 +4277,13 @@ impl Edge {
         c.far = Some((far, j));
         c.stage = Stage::Outside;
         let caller_leg = c.caller_leg;
-        self.agent_leaves(n, tenant, agent, leg, by_refer, now);
+        if keep_agent {
+            // The agent waits for the outcome (the REFER's NOTIFY): theirs again on failure.
+            c.transfer_pending = true;
+            self.relay.unbridge(caller_leg);
+        } else {
+            self.agent_leaves(n, tenant, agent, leg, by_refer, now);
+        }
         let list = Playlist {
             clips: vec![self.prompt(tenant, "transferring")],
             then_loop: Some(self.prompts.music.clone()),
@@ -4281,6 +4306,40 @@ impl Edge {
                 self.relay.close(far);
                 self.sockets.remove(&far);
             }
+        }
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        if let (true, Some((agent, agent_leg))) = (std::mem::take(&mut c.transfer_pending), c.agent)
+        {
+            // The agent waited for it: the caller is theirs again, and their REFER failed.
+            let (tenant, caller_leg) = (c.tenant, c.caller_leg);
+            let upn = self.cc.with(|d| {
+                d.tenants[tenant]
+                    .agent(agent)
+                    .map(|a| a.upn.clone())
+                    .unwrap_or_default()
+            });
+            c.rec.steps.push(format!(
+                "transfer target not answered: {why}; the caller stays with {upn}"
+            ));
+            tracing::info!(call = %c.id, agent = %upn, %why, "the transfer failed; the caller stays with the agent");
+            let status = why
+                .split(' ')
+                .next()
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|s| (300..700).contains(s))
+                .unwrap_or(480);
+            self.ua.notify_transfer(
+                agent_leg,
+                status,
+                switchboard_sip::ua::reason_phrase(status),
+                now,
+            );
+            self.relay.play(caller_leg, Playlist::default());
+            self.relay.bridge(caller_leg, agent_leg);
+            self.save(n);
+            return;
         }
         self.fail_back(n, &format!("transfer target not answered: {why}"), now);
     }

@@ -532,8 +532,9 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
 /// A proxy that stops answering (here: `sip` resolves to a port nobody listens on) is marked
 /// down after three probes and skipped: the call to the expert in Teams goes to `sip2` at
 /// once, no failover needed. The expert then transfers the caller to a Teams user who is not
-/// online (the proxy answers 404 for their MRI): the transfer fails cleanly, the caller goes
-/// back to the queue, and the record says why.
+/// online (the proxy answers 404 for their MRI): the transfer fails cleanly — the expert's
+/// REFER gets NOTIFY 404, the caller stays with them rather than going back to the queue —
+/// and the record says why.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_cleanly() {
     let _one = SERIAL.lock().await;
@@ -585,6 +586,9 @@ async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The expert is told (NOTIFY 404), and keeps the caller; baresip, unlike Teams, then
+    // hangs up by itself.
+    expert.wait_for("transfer failed: 404 Not Found", Duration::from_secs(10));
     caller.command("hangup", "");
     let steps = rec["steps"].to_string();
     assert!(
@@ -598,7 +602,19 @@ async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_
         )),
         "{rec}"
     );
-    assert!(steps.contains("transfer target not answered: 404"), "{rec}");
+    assert!(
+        steps.contains(
+            "transfer target not answered: 404 Not Found; the caller stays with bob@contoso.example"
+        ),
+        "{rec}"
+    );
+    assert_eq!(
+        rec["steps"]
+            .as_array()
+            .map(|s| s.iter().filter(|x| *x == "queue general").count()),
+        Some(1),
+        "not back in the queue: {rec}"
+    );
 }
 
 /// The experts' Teams presence as the router's desk shows it (`GET /v1/agents/me/targets`):
