@@ -397,7 +397,8 @@ struct Edge {
     trunk_of: HashMap<IpAddr, (usize, usize)>,
     /// Direct Routing trunks by their SBC FQDN (lower case) → (tenant, trunk index).
     dr_fqdns: HashMap<String, (usize, usize)>,
-    /// Addresses Direct Routing proxies resolved to: their requests may be a trunk's.
+    /// Addresses `[sip.resolve]` gives Direct Routing proxies: their requests may be a
+    /// trunk's (besides Microsoft's signalling ranges).
     dr_sources: std::collections::HashSet<IpAddr>,
     /// `[sip.resolve]`: host names (lower case) the edge resolves itself.
     resolve: BTreeMap<String, SocketAddr>,
@@ -1190,7 +1191,7 @@ impl Edge {
     }
 
     /// The Direct Routing trunk a request from `from` is for: it came over TLS from one of
-    /// Microsoft's proxies (an address they resolve to, or Microsoft's signalling ranges),
+    /// Microsoft's proxies (their signalling ranges, or an address `[sip.resolve]` gives one),
     /// and its Request-URI names the SBC FQDN of one of our tenants' trunks.
     fn dr_trunk_of(&self, m: &Message, from: SocketAddr) -> Option<(usize, usize)> {
         if self.arrived != Transport::Tls || self.dr_fqdns.is_empty() {
