@@ -470,14 +470,11 @@ enum TeamsTarget<'a> {
     User { xm: &'a str, xt: &'a str },
 }
 
-/// The value of URI parameter `name` in `uri` (`x-m` of `sip:host;x-m=8:orgid:…;x-t=…`).
+/// The value of URI parameter `name` in bare `uri` (`x-m` of `sip:host;x-m=8:orgid:…;x-t=…`):
+/// the SIP core's parameter reader, on the URI without its `?` headers.
 fn uri_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
-    let params = uri.split_once(';')?.1;
-    let params = params.split('?').next().unwrap_or_default();
-    params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
+    let uri = uri.split('?').next().unwrap_or_default();
+    switchboard_sip::ua::header_param(uri, name)
 }
 
 /// What a Teams REFER's `x-m` and `x-t` may hold: up to 400 characters (Microsoft's
@@ -1859,8 +1856,8 @@ impl Edge {
         let Some(&(tenant, j, proxy)) = self.probes.get(target) else {
             return;
         };
+        metrics::counter!("sip_trunk_probes_total", "answered" => if status.is_some() { "yes" } else { "no" }).increment(1);
         if let Some(k) = proxy {
-            metrics::counter!("sip_trunk_probes_total", "answered" => if status.is_some() { "yes" } else { "no" }).increment(1);
             self.cc.with(|d| {
                 let t = &mut d.tenants[tenant];
                 let Some(tr) = t.trunks.get_mut(j) else {
@@ -1883,7 +1880,6 @@ impl Edge {
             });
             return;
         }
-        metrics::counter!("sip_trunk_probes_total", "answered" => if status.is_some() { "yes" } else { "no" }).increment(1);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             let tr = &mut t.trunks[j];
