@@ -279,6 +279,13 @@ fn trunk_gauges(tenant: &str, t: &crate::trunks::TrunkRt) {
     metrics::gauge!("sip_trunk_calls", &labels).set(t.calls as f64);
 }
 
+/// The `sip_trunk_proxy_up` gauge of proxy `p` of trunk `trunk` of `tenant`.
+fn proxy_gauge(tenant: &str, trunk: &str, p: &crate::trunks::ProxyRt) {
+    let up = p.state.health == switchboard_api::TrunkHealth::Up;
+    metrics::gauge!("sip_trunk_proxy_up", "tenant" => tenant.to_owned(), "trunk" => trunk.to_owned(), "proxy" => p.host.clone())
+        .set(if up { 1.0 } else { 0.0 });
+}
+
 /// An INVITE let in, waiting for the user agent's `IncomingCall`.
 struct Admission {
     tenant: usize,
@@ -1817,6 +1824,7 @@ impl Edge {
                 let (send, c) = p.state.probe_due(now);
                 if c {
                     tracing::warn!(tenant = %id, trunk = %name, proxy = %p.host, "Direct Routing proxy down: its OPTIONS went unanswered; calls skip it");
+                    proxy_gauge(&id, &name, p);
                     changed = true;
                 }
                 let target = crate::trunks::ProxyRt::target(&p.host, p.port);
@@ -1871,8 +1879,7 @@ impl Edge {
                         switchboard_api::TrunkHealth::Down => tracing::warn!(tenant = %t.spec.id, trunk = %tr.name, proxy = %p.host, ?status, "Direct Routing proxy down: three OPTIONS in a row failed; calls skip it"),
                         _ => tracing::info!(tenant = %t.spec.id, trunk = %tr.name, proxy = %p.host, ?status, "Direct Routing proxy up: it answered our OPTIONS"),
                     }
-                    metrics::gauge!("sip_trunk_proxy_up", "tenant" => t.spec.id.clone(), "trunk" => tr.name.clone(), "proxy" => p.host.clone())
-                        .set(if p.state.health == switchboard_api::TrunkHealth::Up { 1.0 } else { 0.0 });
+                    proxy_gauge(&t.spec.id, &tr.name, p);
                 }
                 if tr.from_proxies() {
                     trunk_gauges(&t.spec.id, tr);
