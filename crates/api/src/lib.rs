@@ -209,8 +209,8 @@ pub struct AgentConfigView {
 
 /// A queue's settings as `PUT /v1/config/tenants/{tenant}/queues/{name}` sets them and
 /// `GET …/queues` shows them (with `name` and `source` there). Fields left out take the
-/// configuration file's defaults. Overflow, no-agents and callback routes stay as the file
-/// declares them.
+/// configuration file's defaults (no overflow, no-agents or callback route): change a queue
+/// by sending what `GET` shows with your changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -250,6 +250,108 @@ pub struct QueueSettings {
     /// The codes agents end the queue's calls with; none: any code.
     #[serde(default)]
     pub dispositions: Vec<String>,
+    /// Where callers go when the queue is full or they waited `max_wait_seconds`; none:
+    /// they hear that all lines are busy and the call ends.
+    #[serde(default)]
+    pub overflow: Option<RouteSettings>,
+    /// Where callers go when no agent of the queue is logged in; none: they hear that no
+    /// one can take the call and it ends.
+    #[serde(default)]
+    pub no_agents: Option<RouteSettings>,
+    /// Offer waiting callers a callback; none: never.
+    #[serde(default)]
+    pub callback: Option<CallbackSettings>,
+}
+
+/// When a queue offers its waiting callers a callback, and how it calls them back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// Offered once the caller has waited this long (seconds).
+    #[serde(default)]
+    pub after_seconds: Option<u64>,
+    /// Offered when the caller's place is this or further back (1: next).
+    #[serde(default)]
+    pub position: Option<u32>,
+    /// Calls placed to the caller at most (1–10).
+    #[serde(default = "default_callback_attempts")]
+    pub attempts: u32,
+    /// Seconds before a failed callback is tried again (10–86400).
+    #[serde(default = "default_callback_retry")]
+    pub retry_seconds: u64,
+    /// Seconds the caller's phone rings before a callback counts as unanswered (5–120).
+    #[serde(default = "default_callback_ring")]
+    pub ring_seconds: u64,
+    /// Minutes a callback may wait in all before it is given up (1–1440).
+    #[serde(default = "default_callback_expire")]
+    pub expire_minutes: u64,
+}
+
+fn default_callback_attempts() -> u32 {
+    3
+}
+fn default_callback_retry() -> u64 {
+    120
+}
+fn default_callback_ring() -> u64 {
+    30
+}
+fn default_callback_expire() -> u64 {
+    240
+}
+
+/// An auto attendant as `PUT /v1/config/tenants/{tenant}/attendants/{name}` sets it: the
+/// greeting that offers the choices, the key of each, and where no choice goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct AttendantSettings {
+    /// The prompt played as the menu: `<prompts_dir>/<language>/<greeting>.wav` (1–64
+    /// letters, digits, `-`, `_`), in the tenant's language or English.
+    pub greeting: String,
+    /// Seconds to wait for a key after the greeting (1–60).
+    #[serde(default = "default_menu_timeout")]
+    pub timeout_seconds: u64,
+    /// Greetings again after no key or a wrong one, before `default` (0–9).
+    #[serde(default = "default_menu_retries")]
+    pub retries: u32,
+    /// Keys `0`–`9` and where each goes (`*` repeats the greeting, `#` goes back).
+    #[serde(default)]
+    #[cfg_attr(feature = "typescript", ts(type = "Record<string, RouteSettings>"))]
+    pub options: std::collections::BTreeMap<String, RouteSettings>,
+    /// Where the caller goes after no choice or too many wrong ones: the operator.
+    pub default: RouteSettings,
+    /// The opening hours it follows (a schedule's name); none: always open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Where its callers go while closed; none: they hear that the tenant is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<RouteSettings>,
+    /// Where its callers go on holidays; none: as when closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holiday: Option<RouteSettings>,
+}
+
+fn default_menu_timeout() -> u64 {
+    5
+}
+fn default_menu_retries() -> u32 {
+    2
+}
+
+/// An attendant as `GET /v1/config/tenants/{tenant}/attendants` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AttendantView {
+    pub tenant: String,
+    pub name: String,
+    pub settings: AttendantSettings,
+    /// `file` or `api`, as for agents.
+    pub source: String,
 }
 
 fn default_strategy() -> String {

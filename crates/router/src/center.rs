@@ -505,44 +505,11 @@ pub struct QueueConfig {
     pub callback: Option<CallbackSpec>,
 }
 
-/// When a queue offers a callback and how it calls back. A caller who accepts (key 1) hangs
-/// up and keeps their place; when an agent is chosen and answers, the router calls the caller
-/// on the trunk they came from.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallbackSpec {
-    /// Offered once the caller has waited this long (seconds).
-    #[serde(default)]
-    pub after_seconds: Option<u64>,
-    /// Offered when the caller's place is this or further back (1: next).
-    #[serde(default)]
-    pub position: Option<usize>,
-    /// Calls placed to the caller at most (1–10).
-    #[serde(default = "default_callback_attempts")]
-    pub attempts: u32,
-    /// Seconds before a failed callback is tried again (10–86400).
-    #[serde(default = "default_callback_retry")]
-    pub retry_seconds: u64,
-    /// Seconds the caller's phone rings before a callback counts as unanswered (5–120).
-    #[serde(default = "default_callback_ring")]
-    pub ring_seconds: u64,
-    /// Minutes a callback may wait in all before it is given up (1–1440).
-    #[serde(default = "default_callback_expire")]
-    pub expire_minutes: u64,
-}
-
-fn default_callback_attempts() -> u32 {
-    3
-}
-fn default_callback_retry() -> u64 {
-    120
-}
-fn default_callback_ring() -> u64 {
-    30
-}
-fn default_callback_expire() -> u64 {
-    240
-}
+/// When a queue offers a callback and how it calls back (`callback = { … }` in the file, the
+/// same fields through the API). A caller who accepts (key 1) hangs up and keeps their place;
+/// when an agent is chosen and answers, the router calls the caller on the trunk they came
+/// from.
+pub use switchboard_api::CallbackSettings as CallbackSpec;
 
 fn default_strategy() -> Strategy {
     Strategy::LongestIdle

@@ -10,12 +10,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use switchboard_api::{
-    AgentConfigView, AgentSettings, ExpertGroupView, ExpertSettings, NumberConfigView,
-    NumberSettings, Problem, QueueConfigView, QueueSettings, RouteSettings, ScheduleSettings,
-    ScheduleView, TollRules, TrunkSettings, TrunkView,
+    AgentConfigView, AgentSettings, AttendantSettings, AttendantView, ExpertGroupView,
+    ExpertSettings, NumberConfigView, NumberSettings, Problem, QueueConfigView, QueueSettings,
+    RouteSettings, ScheduleSettings, ScheduleView, TollRules, TrunkSettings, TrunkView,
 };
 
-use crate::center::{ExpertGroupSpec, NumberSpec, QueueConfig, TargetSpec, TenantSpec};
+use crate::center::{
+    AttendantSpec, ExpertGroupSpec, NumberSpec, QueueConfig, TargetSpec, TenantSpec,
+};
 use crate::desk::CallCenter;
 use crate::routing::Strategy;
 
@@ -31,9 +33,9 @@ impl From<AgentChangeError> for ApiError {
             | AgentChangeError::Unknown(_)
             | AgentChangeError::NoNumber(_)
             | AgentChangeError::Missing(_) => ApiError::NotFound(e.to_string()),
-            AgentChangeError::Busy(_) | AgentChangeError::Elsewhere(..) => {
-                ApiError::Conflict(e.to_string())
-            }
+            AgentChangeError::Busy(_)
+            | AgentChangeError::Elsewhere(..)
+            | AgentChangeError::InUse(_) => ApiError::Conflict(e.to_string()),
             AgentChangeError::Invalid(_) => ApiError::Unprocessable(e.to_string()),
         }
     }
@@ -237,10 +239,25 @@ pub(crate) fn apply_stored(
                 r => r.map(|_| ()).map_err(|e| e.to_string()),
             }
         }
+        "queue" if json.is_none() => match center.remove_queue(tenant, name, false) {
+            Err(AgentChangeError::Missing(_)) => Ok(()),
+            r => r.map_err(|e| e.to_string()),
+        },
         "queue" => {
-            let settings: QueueSettings =
+            let raw: serde_json::Value =
                 serde_json::from_str(json.unwrap_or("null")).map_err(|e| e.to_string())?;
-            let q = queue_config(center, tenant, name, &settings).map_err(|e| e.to_string())?;
+            let settings: QueueSettings =
+                serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
+            let mut q = queue_config(name, &settings).map_err(|e| e.to_string())?;
+            // Kept before the API set a queue's routes: those of the file stay.
+            if raw.get("overflow").is_none() {
+                let base = center
+                    .queue_configs(tenant)
+                    .and_then(|all| all.into_iter().find(|(b, _)| b.name == name));
+                if let Some((b, _)) = base {
+                    (q.overflow, q.no_agents, q.callback) = (b.overflow, b.no_agents, b.callback);
+                }
+            }
             center
                 .set_queue(tenant, q)
                 .map(|_| ())
@@ -293,6 +310,19 @@ pub(crate) fn apply_stored(
             center.trunks_changed(tenant);
             Ok(())
         }
+        "attendant" => {
+            let settings: Option<AttendantSettings> = json
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let change = set_attendant(name, settings.map(|s| attendant_spec(name, &s)));
+            let r = center.change_tenant(tenant, &source_key("attendant", name), false, change);
+            center.attendant_changed(tenant, name);
+            match r {
+                Err(AgentChangeError::Missing(_)) => Ok(()),
+                r => r.map(|_| ()).map_err(|e| e.to_string()),
+            }
+        }
         "outbound" => {
             let rules: Option<TollRules> = json
                 .map(serde_json::from_str)
@@ -308,24 +338,14 @@ pub(crate) fn apply_stored(
     }
 }
 
-/// The queue `name` of `tenant` with `s`, keeping the routes the file gave it (overflow,
-/// no agents, callback).
-fn queue_config(
-    center: &CallCenter,
-    tenant: &str,
-    name: &str,
-    s: &QueueSettings,
-) -> Result<QueueConfig, ApiError> {
+/// The queue `name` of `tenant` with `s`.
+fn queue_config(name: &str, s: &QueueSettings) -> Result<QueueConfig, ApiError> {
     let strategy: Strategy = serde_json::from_value(serde_json::Value::String(s.strategy.clone()))
         .map_err(|_| ApiError::Unprocessable(format!(
             "strategy {:?}: use longest_idle, round_robin, ring_all, fewest_calls, least_talk_time, linear, random or best_skill",
             s.strategy
         )))?;
     check_skills(&s.skills)?;
-    let base = center
-        .queue_configs(tenant)
-        .and_then(|all| all.into_iter().find(|(q, _)| q.name == name))
-        .map(|(q, _)| q);
     Ok(QueueConfig {
         name: name.to_owned(),
         strategy,
@@ -338,10 +358,10 @@ fn queue_config(
         service_level_seconds: s.service_level_seconds,
         service_level_target: s.service_level_target,
         max_wait_seconds: s.max_wait_seconds,
-        overflow: base.as_ref().and_then(|b| b.overflow.clone()),
-        no_agents: base.as_ref().and_then(|b| b.no_agents.clone()),
+        overflow: s.overflow.as_ref().map(route_spec),
+        no_agents: s.no_agents.as_ref().map(route_spec),
         dispositions: s.dispositions.clone(),
-        callback: base.and_then(|b| b.callback),
+        callback: s.callback.clone(),
     })
 }
 
@@ -361,6 +381,9 @@ fn queue_settings(q: &QueueConfig) -> QueueSettings {
         service_level_target: q.service_level_target,
         max_wait_seconds: q.max_wait_seconds,
         dispositions: q.dispositions.clone(),
+        overflow: q.overflow.as_ref().map(route_settings),
+        no_agents: q.no_agents.as_ref().map(route_settings),
+        callback: q.callback.clone(),
     }
 }
 
@@ -435,7 +458,7 @@ pub async fn put_queue(
             "service_level_target is a percent: more than 0, at most 100".into(),
         ));
     }
-    let q = queue_config(&state.center, &tenant, &name, &settings)?;
+    let q = queue_config(&name, &settings)?;
     state.center.check_queue(&tenant, &q)?;
     keep(&state, &tenant, "queue", &name, Some(&settings)).await?;
     let new = state.center.set_queue(&tenant, q)?;
@@ -445,6 +468,35 @@ pub async fn put_queue(
         .find(|v| v.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no queue {name:?}")))?;
     Ok((created(new), Json(view)))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/config/tenants/{tenant}/queues/{name}", tag = "config",
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the queue's name"),
+    ),
+    responses(
+        (status = 204, description = "the queue was removed: no route or transfer reaches it; a caller already being offered from it is still served"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant or queue", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "callers are waiting in it: send its numbers and routes elsewhere first, then remove it once they are served", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the configuration still names the queue (a number, an attendant's key, another queue's overflow)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    state.center.remove_queue(&tenant, &name, true)?;
+    keep::<QueueSettings>(&state, &tenant, "queue", &name, None).await?;
+    state.center.remove_queue(&tenant, &name, false)?;
+    tracing::info!(%tenant, queue = %name, "queue removed through the API");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(
@@ -1247,4 +1299,210 @@ pub async fn put_trunk(
         .find(|t| t.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no trunk {name:?}")))?;
     Ok((created(new), Json(view)))
+}
+
+fn attendant_spec(name: &str, s: &AttendantSettings) -> AttendantSpec {
+    AttendantSpec {
+        name: name.to_owned(),
+        greeting: s.greeting.clone(),
+        timeout_seconds: s.timeout_seconds,
+        retries: s.retries,
+        options: s
+            .options
+            .iter()
+            .map(|(k, r)| (k.clone(), route_spec(r)))
+            .collect(),
+        default: route_spec(&s.default),
+        schedule: spanned(&s.schedule),
+        closed: s.closed.as_ref().map(route_spec),
+        holiday: s.holiday.as_ref().map(route_spec),
+    }
+}
+
+fn attendant_settings(a: &AttendantSpec) -> AttendantSettings {
+    AttendantSettings {
+        greeting: a.greeting.clone(),
+        timeout_seconds: a.timeout_seconds,
+        retries: a.retries,
+        options: a
+            .options
+            .iter()
+            .map(|(k, r)| (k.clone(), route_settings(r)))
+            .collect(),
+        default: route_settings(&a.default),
+        schedule: a.schedule.as_ref().map(|s| s.get_ref().clone()),
+        closed: a.closed.as_ref().map(route_settings),
+        holiday: a.holiday.as_ref().map(route_settings),
+    }
+}
+
+/// Sets attendant `name` to `spec` (`None`: removes it); the change returns whether it is new.
+fn set_attendant(
+    name: &str,
+    spec: Option<AttendantSpec>,
+) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
+    let name = name.to_owned();
+    move |t: &mut TenantSpec| {
+        let at = t.attendants.iter().position(|a| a.name == name);
+        match (at, &spec) {
+            (Some(i), Some(a)) => {
+                t.attendants[i] = a.clone();
+                Ok(false)
+            }
+            (None, Some(a)) => {
+                t.attendants.push(a.clone());
+                Ok(true)
+            }
+            (Some(i), None) => {
+                t.attendants.remove(i);
+                Ok(false)
+            }
+            (None, None) => Err(AgentChangeError::Missing(format!(
+                "no attendant {name:?} in this tenant"
+            ))),
+        }
+    }
+}
+
+/// The greeting `greeting` of an attendant of `tenant` is a prompt file the SIP edge can
+/// read: in the tenant's language or English (without a SIP edge there is nothing to play).
+fn check_greeting(state: &AppState, tenant: &str, greeting: &str) -> Result<(), ApiError> {
+    if !is_name(greeting) {
+        return Err(ApiError::Unprocessable(format!(
+            "greeting {greeting:?} is not a prompt's name: use 1–64 letters, digits, '-' or '_' (the file <prompts_dir>/<language>/<greeting>.wav)"
+        )));
+    }
+    let (dir, language) = state.center.with(|d| {
+        let language = d
+            .tenants
+            .iter()
+            .find(|t| t.spec.id == tenant)
+            .map(|t| t.spec.language.clone());
+        (d.prompts_dir.clone(), language)
+    });
+    let (Some(dir), Some(language)) = (dir, language) else {
+        return Ok(());
+    };
+    let file = |lang: &str| dir.join(lang).join(format!("{greeting}.wav"));
+    if file(&language).is_file() || file("en").is_file() {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "greeting {greeting:?}: there is no {} — record the menu (WAV, 16-bit mono) and put it there first, or name a prompt that is there",
+            file(&language).display()
+        )))
+    }
+}
+
+fn attendant_views(state: &AppState, tenant: &str) -> Result<Vec<AttendantView>, ApiError> {
+    state
+        .center
+        .with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == tenant)?;
+            Some(
+                t.spec
+                    .attendants
+                    .iter()
+                    .map(|a| AttendantView {
+                        tenant: tenant.to_owned(),
+                        name: a.name.clone(),
+                        settings: attendant_settings(a),
+                        source: source(t, "attendant", &a.name),
+                    })
+                    .collect(),
+            )
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("no tenant {tenant:?}")))
+}
+
+#[utoipa::path(
+    get, path = "/v1/config/tenants/{tenant}/attendants", tag = "config",
+    params(("tenant" = String, Path, description = "the tenant's id in the router's configuration")),
+    responses(
+        (status = 200, description = "the tenant's auto attendants", body = Vec<AttendantView>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_attendants(
+    State(state): State<AppState>,
+    caller: Caller,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<AttendantView>>, ApiError> {
+    let Path(tenant) = tenant?;
+    may(&state, &caller, &tenant, false)?;
+    Ok(Json(attendant_views(&state, &tenant)?))
+}
+
+#[utoipa::path(
+    put, path = "/v1/config/tenants/{tenant}/attendants/{name}", tag = "config", request_body = AttendantSettings,
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the attendant's name (1–64 letters, digits, '-', '_')"),
+    ),
+    responses(
+        (status = 200, description = "the attendant was changed: callers in its menu hear the new one from their next step", body = AttendantView),
+        (status = 201, description = "the attendant was added: map a number to it, or name it in another attendant's key", body = AttendantView),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "settings the configuration file would refuse (the key and why: a key that is not 0–9, a route to nothing, a greeting with no prompt file)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_attendant(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<AttendantSettings>, JsonRejection>,
+) -> Result<(StatusCode, Json<AttendantView>), ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    if !is_name(&name) {
+        return Err(ApiError::Unprocessable(format!(
+            "{name:?} is not an attendant name: use 1–64 letters, digits, '-' or '_'"
+        )));
+    }
+    let Json(settings) = body?;
+    check_greeting(&state, &tenant, &settings.greeting)?;
+    let change = set_attendant(&name, Some(attendant_spec(&name, &settings)));
+    let new =
+        check_keep_apply(&state, &tenant, "attendant", &name, Some(&settings), change).await?;
+    state.center.attendant_changed(&tenant, &name);
+    tracing::info!(%tenant, attendant = %name, new, keys = settings.options.len(), "attendant set through the API");
+    let view = attendant_views(&state, &tenant)?
+        .into_iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no attendant {name:?}")))?;
+    Ok((created(new), Json(view)))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/config/tenants/{tenant}/attendants/{name}", tag = "config",
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the attendant's name"),
+    ),
+    responses(
+        (status = 204, description = "the attendant was removed: no route reaches it; callers in its menu finish it"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant or attendant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the configuration still names the attendant (a number, another attendant's key, a queue's overflow)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_attendant(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    let change = set_attendant(&name, None);
+    check_keep_apply::<AttendantSettings, _>(&state, &tenant, "attendant", &name, None, change)
+        .await?;
+    state.center.attendant_changed(&tenant, &name);
+    tracing::info!(%tenant, attendant = %name, "attendant removed through the API");
+    Ok(StatusCode::NO_CONTENT)
 }

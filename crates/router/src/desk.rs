@@ -150,7 +150,14 @@ pub struct TenantRt {
     /// By [`AgentId`].
     pub agents: Vec<AgentRt>,
     by_upn: HashMap<String, AgentId>,
+    /// Callers in a menu hold an index here: an attendant removed through the API keeps its
+    /// place (in `retired_attendants`) so their menu goes on, and is found by no route.
     pub attendants: Vec<AttendantSpec>,
+    /// Indexes in `attendants` of those removed.
+    pub retired_attendants: std::collections::HashSet<usize>,
+    /// Queues removed through the API: found by no route and listed nowhere; their slot
+    /// (figures, handle times) comes back if a queue of that name is added again.
+    pub retired_queues: std::collections::HashSet<QueueId>,
     /// By [`QueueId`]: the day's figures.
     pub stats: Vec<QueueStats>,
     /// By [`QueueId`]: the last calls' handle times, for wait estimates.
@@ -188,6 +195,9 @@ pub enum AgentChangeError {
     /// Something to remove that is not there: what.
     #[error("{0}")]
     Missing(String),
+    /// Something that cannot be removed while calls use it: what and what to do.
+    #[error("{0}")]
+    InUse(String),
 }
 
 impl From<RemoveAgentError> for AgentChangeError {
@@ -307,9 +317,20 @@ impl TenantRt {
             *self.skills.entry(name.to_ascii_lowercase()).or_insert(n)
         };
         let spec = queue_spec(&q, &mut skill);
-        let (id, new) = match self.queue_ids.get(&q.name) {
-            Some(id) => (*id, false),
-            None => {
+        let again = self.retired_queues.iter().copied().find(|id| {
+            self.queues
+                .get(id.0 as usize)
+                .is_some_and(|x| x.name == q.name)
+        });
+        let (id, new) = match (self.queue_ids.get(&q.name), again) {
+            (Some(id), _) => (*id, false),
+            (None, Some(id)) => {
+                self.retired_queues.remove(&id);
+                self.queue_ids.insert(q.name.clone(), id);
+                self.spec.queues.push(q.clone());
+                (id, true)
+            }
+            (None, None) => {
                 let id = QueueId(self.queues.len() as u32);
                 self.queue_ids.insert(q.name.clone(), id);
                 self.queues.push(q.clone());
@@ -330,6 +351,27 @@ impl TenantRt {
         }
         self.queues[id.0 as usize] = q;
         new
+    }
+
+    /// Removes queue `name` (`dry`: only says whether it could): not while callers wait in
+    /// it. Callers being offered from it stay with it until served.
+    fn remove_queue(&mut self, name: &str, dry: bool) -> Result<(), AgentChangeError> {
+        let id = *self.queue_ids.get(name).ok_or_else(|| {
+            AgentChangeError::Missing(format!("no queue {name:?} in this tenant"))
+        })?;
+        let waiting = self.engine.waiting(id);
+        if waiting > 0 {
+            return Err(AgentChangeError::InUse(format!(
+                "{waiting} caller(s) are waiting in queue {name:?}: send its numbers and routes elsewhere, then remove it once they are served"
+            )));
+        }
+        if !dry {
+            self.queue_ids.remove(name);
+            self.spec.queues.retain(|q| q.name != name);
+            self.retired_queues.insert(id);
+            self.queues_from_api.insert(name.to_owned());
+        }
+        Ok(())
     }
 
     /// Agent `upn`, when they may be removed now (not on a call or rung).
@@ -407,18 +449,12 @@ impl TenantRt {
     /// What a transfer target's `user@host` names in this tenant: a queue, attendant or
     /// expert group by its name (any host: it stays inside the tenant), or an agent by UPN.
     pub fn transfer_target(&self, user: &str, host: &str) -> Option<Route> {
-        if let Some(q) = self
-            .queues
-            .iter()
-            .position(|q| q.name.eq_ignore_ascii_case(user))
-        {
+        if let Some(q) = self.queues.iter().enumerate().position(|(i, q)| {
+            q.name.eq_ignore_ascii_case(user) && !self.retired_queues.contains(&QueueId(i as u32))
+        }) {
             return Some(Route::Queue(QueueId(q as u32)));
         }
-        if let Some(a) = self
-            .attendants
-            .iter()
-            .position(|a| a.name.eq_ignore_ascii_case(user))
-        {
+        if let Some(a) = self.attendant_named(user) {
             return Some(Route::Attendant(a));
         }
         if let Some(g) = self
@@ -498,6 +534,38 @@ impl TenantRt {
         Some((format!("{} ({name})", state.word()), route))
     }
 
+    /// The index of attendant `name` (any case), unless removed.
+    fn attendant_named(&self, name: &str) -> Option<usize> {
+        self.attendants.iter().enumerate().position(|(i, a)| {
+            a.name.eq_ignore_ascii_case(name) && !self.retired_attendants.contains(&i)
+        })
+    }
+
+    /// Brings the attendants callers enter in line with `spec.attendants` after a change
+    /// of attendant `name`: changed in place (callers in its menu hear the new one from
+    /// their next step), added (again in its old place when it was removed before), or
+    /// retired (callers in its menu finish it as it was).
+    fn attendant_changed(&mut self, name: &str) {
+        let now = self
+            .spec
+            .attendants
+            .iter()
+            .find(|a| a.name == name)
+            .cloned();
+        let at = self.attendants.iter().position(|a| a.name == name);
+        match (at, now) {
+            (Some(i), Some(a)) => {
+                self.attendants[i] = a;
+                self.retired_attendants.remove(&i);
+            }
+            (None, Some(a)) => self.attendants.push(a),
+            (Some(i), None) => {
+                self.retired_attendants.insert(i);
+            }
+            (None, None) => {}
+        }
+    }
+
     pub fn route(&self, t: &TargetSpec) -> Option<Route> {
         if let Some(e) = &t.expert {
             let g = self.spec.experts.iter().find(|g| g.name == *e.get_ref())?;
@@ -505,11 +573,7 @@ impl TenantRt {
         }
         match (&t.queue, &t.attendant) {
             (Some(q), _) => self.queue_ids.get(q.get_ref()).map(|q| Route::Queue(*q)),
-            (None, Some(a)) => self
-                .attendants
-                .iter()
-                .position(|x| x.name == *a.get_ref())
-                .map(Route::Attendant),
+            (None, Some(a)) => self.attendant_named(a.get_ref()).map(Route::Attendant),
             (None, None) => None,
         }
     }
@@ -588,6 +652,10 @@ impl TenantRt {
         self.queues
             .iter()
             .enumerate()
+            .filter(|(i, _)| {
+                let id = QueueId(*i as u32);
+                !self.retired_queues.contains(&id) || self.engine.waiting(id) > 0
+            })
             .map(|(i, q)| {
                 let id = QueueId(i as u32);
                 let mut agents = AgentsByState::default();
@@ -714,7 +782,12 @@ impl TenantRt {
         TransferTargets {
             tenant: self.spec.id.clone(),
             queues,
-            attendants: self.attendants.iter().map(|a| a.name.clone()).collect(),
+            attendants: self
+                .spec
+                .attendants
+                .iter()
+                .map(|a| a.name.clone())
+                .collect(),
             colleagues,
             experts,
             outside_numbers: self.spec.outbound.is_some(),
@@ -775,6 +848,8 @@ pub enum EdgeCommand {
     },
     /// The configuration API added or changed a trunk: find trunks anew.
     TrunksChanged,
+    /// The configuration API added or changed an attendant: read greetings not read yet.
+    GreetingsChanged,
     /// A step of the consultation of the agent (tenant, agent) on their call.
     Consult {
         tenant: usize,
@@ -852,6 +927,8 @@ pub struct Desk {
     by_username: HashMap<String, (usize, AgentId)>,
     /// `sip:host:port` of the SIP edge, once it listens.
     pub registrar: Option<String>,
+    /// Where the SIP edge reads its prompts from, once it runs.
+    pub prompts_dir: Option<std::path::PathBuf>,
 }
 
 /// The shared desk and the edge's wake-up.
@@ -978,6 +1055,8 @@ impl CallCenter {
                     queues_from_api: Default::default(),
                     numbers_from_api: Default::default(),
                     others_from_api: Default::default(),
+                    retired_attendants: Default::default(),
+                    retired_queues: Default::default(),
                 }
             })
             .collect();
@@ -986,6 +1065,7 @@ impl CallCenter {
                 tenants,
                 by_username: HashMap::new(),
                 registrar: None,
+                prompts_dir: None,
             }),
             wake: tokio::sync::Notify::new(),
             records: std::sync::OnceLock::new(),
@@ -1346,6 +1426,20 @@ impl CallCenter {
         })
     }
 
+    /// After a change of attendant `name` of tenant `tenant` (through
+    /// [`Self::change_tenant`]): callers entering it from now on hear the new one; the SIP
+    /// edge reads its greeting when it has not yet.
+    pub fn attendant_changed(&self, tenant: &str, name: &str) {
+        self.with(|d| {
+            if let Some(t) = d.tenants.iter_mut().find(|t| t.spec.id == tenant) {
+                t.attendant_changed(name);
+            }
+        });
+        if let Some(c) = self.commands.get() {
+            let _ = c.send(EdgeCommand::GreetingsChanged);
+        }
+    }
+
     /// After a change of tenant `tenant`'s trunks: a new one gets its figures (no calls,
     /// health unknown), a changed one its cap and probe target; the SIP edge is told.
     pub fn trunks_changed(&self, tenant: &str) {
@@ -1393,6 +1487,30 @@ impl CallCenter {
         })
     }
 
+    /// Removes queue `name` of tenant `tenant` (`dry`: only checks that it could), after
+    /// checking the tenant without it as the file is checked (no number, attendant or other
+    /// queue may name it) and that no caller waits in it.
+    pub fn remove_queue(
+        &self,
+        tenant: &str,
+        name: &str,
+        dry: bool,
+    ) -> Result<(), AgentChangeError> {
+        self.with(|d| {
+            let t = d.fits(tenant, |spec| {
+                let before = spec.queues.len();
+                spec.queues.retain(|q| q.name != name);
+                if spec.queues.len() == before {
+                    return Err(AgentChangeError::Missing(format!(
+                        "no queue {name:?} in this tenant"
+                    )));
+                }
+                Ok(())
+            })?;
+            d.tenants[t].remove_queue(name, dry)
+        })
+    }
+
     /// Whether [`Self::set_queue`] would take `q` now, without setting it.
     pub fn check_queue(&self, tenant: &str, q: &QueueConfig) -> Result<(), AgentChangeError> {
         self.with(|d| d.queue_fits(tenant, q).map(|_| ()))
@@ -1405,7 +1523,9 @@ impl CallCenter {
             Some(
                 t.queues
                     .iter()
-                    .map(|q| (q.clone(), t.queues_from_api.contains(&q.name)))
+                    .enumerate()
+                    .filter(|(i, _)| !t.retired_queues.contains(&QueueId(*i as u32)))
+                    .map(|(_, q)| (q.clone(), t.queues_from_api.contains(&q.name)))
                     .collect(),
             )
         })

@@ -727,6 +727,7 @@ pub async fn start(
         .prompts_dir
         .clone()
         .unwrap_or_else(crate::prompts::default_dir);
+    cc.with(|d| d.prompts_dir = Some(dir.clone()));
     let prompts = tokio::task::spawn_blocking(move || Prompts::load(&dir, &languages, &greetings))
         .await
         .map_err(|e| EdgeError::Media(std::io::Error::other(e)))?;
@@ -2651,7 +2652,7 @@ impl Edge {
             let by_place = cb.position.is_some_and(|p| {
                 t.engine
                     .position(routing::CallId(n))
-                    .is_some_and(|x| x >= p)
+                    .is_some_and(|x| x >= p as usize)
             });
             Some(by_wait || by_place)
         });
@@ -3579,6 +3580,27 @@ impl Edge {
     fn on_command(&mut self, cmd: crate::desk::EdgeCommand) {
         let now = Instant::now();
         match cmd {
+            crate::desk::EdgeCommand::GreetingsChanged => {
+                // An attendant added or changed through the API: read its greeting (a few
+                // hundred kilobytes; the API checked that the file is there).
+                let (dir, new): (Option<std::path::PathBuf>, Vec<String>) = self.cc.with(|d| {
+                    let new = d
+                        .tenants
+                        .iter()
+                        .flat_map(|t| t.spec.attendants.iter())
+                        .map(|a| a.greeting.clone())
+                        .filter(|g| !self.prompts.has(g))
+                        .collect();
+                    (d.prompts_dir.clone(), new)
+                });
+                if let (Some(dir), false) = (dir, new.is_empty()) {
+                    self.prompts.add(&dir, crate::center::LANGUAGES, &new);
+                    tracing::info!(
+                        greetings = new.len(),
+                        "greetings read for attendants set through the API"
+                    );
+                }
+            }
             crate::desk::EdgeCommand::TrunksChanged => {
                 // The configuration API added or changed a trunk: find trunks anew, and probe
                 // those not probed yet a second from now.

@@ -127,6 +127,14 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             axum::routing::put(config_http::put_schedule).delete(config_http::delete_schedule),
         )
         .route(
+            "/v1/config/tenants/{tenant}/attendants",
+            get(config_http::list_attendants),
+        )
+        .route(
+            "/v1/config/tenants/{tenant}/attendants/{name}",
+            axum::routing::put(config_http::put_attendant).delete(config_http::delete_attendant),
+        )
+        .route(
             "/v1/config/tenants/{tenant}/experts",
             get(config_http::list_experts),
         )
@@ -154,7 +162,7 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         )
         .route(
             "/v1/config/tenants/{tenant}/queues/{name}",
-            axum::routing::put(config_http::put_queue),
+            axum::routing::put(config_http::put_queue).delete(config_http::delete_queue),
         )
         .route(
             "/v1/config/tenants/{tenant}/agents/{upn}",

@@ -112,21 +112,22 @@ fn stand_in(name: &str) -> Arc<Clip> {
     })
 }
 
-fn read(path: &Path, name: &str, missing: &mut Vec<String>) -> Arc<Clip> {
+/// The clip in `path`; `None` (and why, in `missing`) when it cannot be read.
+fn read(path: &Path, name: &str, missing: &mut Vec<String>) -> Option<Arc<Clip>> {
     match WavSource::open(path, CLIP_RATE) {
         Ok(mut w) => {
             let mut samples = Vec::new();
             while !w.finished() {
                 samples.extend(w.next_frame(CLIP_RATE as usize / 10));
             }
-            Arc::new(Clip {
+            Some(Arc::new(Clip {
                 name: name.to_owned(),
                 samples,
-            })
+            }))
         }
         Err(e) => {
             missing.push(format!("{name}: {e}"));
-            stand_in(name)
+            None
         }
     }
 }
@@ -136,29 +137,56 @@ impl Prompts {
     /// names (attendants' greetings).
     pub fn load(dir: &Path, languages: &[&str], extra: &[String]) -> Self {
         let mut missing = Vec::new();
-        let mut clips = HashMap::new();
         let ids = IDS.iter().copied().chain(extra.iter().map(String::as_str));
         let ids: std::collections::BTreeSet<&str> = ids.collect();
-        for lang in languages {
-            for id in &ids {
-                let path = dir.join(lang).join(format!("{id}.wav"));
-                let clip = read(&path, &format!("{lang}/{id}"), &mut missing);
-                clips.insert(((*lang).to_owned(), (*id).to_owned()), clip);
-            }
-        }
-        let music = read(&dir.join("music/hold.wav"), "music/hold", &mut missing);
+        let music = read(&dir.join("music/hold.wav"), "music/hold", &mut missing)
+            .unwrap_or_else(|| stand_in("music/hold"));
+        let mut p = Self {
+            clips: HashMap::new(),
+            music,
+            ringback: ringback(),
+        };
+        p.read_all(dir, languages, ids, &mut missing);
         if !missing.is_empty() {
             tracing::warn!(
                 dir = %dir.display(),
                 missing = missing.len(),
                 first = %missing[0],
-                "some prompts could not be read; a tone plays in their place — run scripts/make-prompts.sh or set [sip] prompts_dir"
+                "some prompts could not be read; English (or a tone) plays in their place — run scripts/make-prompts.sh or set [sip] prompts_dir"
             );
         }
-        Self {
-            clips,
-            music,
-            ringback: ringback(),
+        p
+    }
+
+    fn read_all<'a>(
+        &mut self,
+        dir: &Path,
+        languages: &[&str],
+        ids: impl IntoIterator<Item = &'a str> + Clone,
+        missing: &mut Vec<String>,
+    ) {
+        for lang in languages {
+            for id in ids.clone() {
+                let path = dir.join(lang).join(format!("{id}.wav"));
+                if let Some(clip) = read(&path, &format!("{lang}/{id}"), missing) {
+                    self.clips.insert(((*lang).to_owned(), id.to_owned()), clip);
+                }
+            }
+        }
+    }
+
+    /// Whether prompt `id` was read (in any language).
+    pub fn has(&self, id: &str) -> bool {
+        self.clips.keys().any(|(_, i)| i == id)
+    }
+
+    /// Reads prompts `ids` of `languages` from `dir` (greetings of attendants added through
+    /// the API), as [`Self::load`] does.
+    pub fn add(&mut self, dir: &Path, languages: &[&str], ids: &[String]) {
+        let mut missing = Vec::new();
+        self.read_all(dir, languages, ids.iter().map(String::as_str), &mut missing);
+        if let Some(first) = missing.first() {
+            tracing::debug!(dir = %dir.display(), missing = missing.len(), %first, "a greeting is missing in some languages");
         }
     }
 
@@ -190,6 +218,27 @@ mod tests {
             assert_eq!(row.len(), 1 + crate::center::LANGUAGES.len(), "{id}");
             assert!(row.iter().all(|c| !c.trim().is_empty()), "{id}");
         }
+    }
+
+    #[test]
+    fn a_greeting_set_later_is_read_from_the_prompts_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("en")).unwrap();
+        let mut w =
+            switchboard_media::wav::WavSink::create(&dir.path().join("en/sales.wav"), CLIP_RATE)
+                .unwrap();
+        w.write(&vec![1000i16; CLIP_RATE as usize / 2]).unwrap();
+        w.finish().unwrap();
+        let mut p = Prompts::load(dir.path(), &["en", "zh-CN"], &[]);
+        assert!(!p.has("sales"));
+        // Not read yet: a stand-in tone, not the file.
+        assert!(p.get("zh-CN", "sales").samples.iter().any(|s| *s != 1000));
+        p.add(dir.path(), &["en", "zh-CN"], &["sales".to_owned()]);
+        assert!(p.has("sales"));
+        // Chinese callers hear the English greeting where there is no Chinese one.
+        let clip = p.get("zh-CN", "sales");
+        assert_eq!(clip.samples.len(), CLIP_RATE as usize / 2);
+        assert!(clip.samples.iter().all(|s| *s == 1000));
     }
 
     #[test]

@@ -893,3 +893,194 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
     }
     router.stop().await.expect("graceful stop");
 }
+
+/// A 16-bit mono WAV of half a second of `sample` at 8 kHz in `dir/<lang>/<name>.wav`.
+fn greeting_file(dir: &std::path::Path, lang: &str, name: &str) {
+    std::fs::create_dir_all(dir.join(lang)).unwrap();
+    let mut w =
+        switchboard_media::wav::WavSink::create(&dir.join(lang).join(format!("{name}.wav")), 8000)
+            .unwrap();
+    w.write(&[1000i16; 4000]).unwrap();
+    w.finish().unwrap();
+}
+
+/// Attendants are set through the API like the file's `[[tenants.attendants]]`: their
+/// greeting must be a prompt file, their keys and routes are checked, one a number (or a
+/// queue's route) names cannot be removed, and they survive a restart; queues' overflow,
+/// no-agents and callback routes are set with the queue.
+#[tokio::test]
+async fn attendants_and_queue_routes_are_set_through_the_api_and_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let prompts = tempfile::tempdir().unwrap();
+    let toml = TWO_TENANTS.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nprompts_dir = {:?}",
+            prompts.path().display().to_string()
+        ),
+    );
+    let start = || async {
+        let mut config = Config::from_toml(&toml, std::path::Path::new("two.toml")).unwrap();
+        config.storage.data_dir = Some(data.path().to_owned());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        switchboard_router::Router::start_on(config, listener)
+            .await
+            .unwrap()
+            .spawn()
+    };
+    let router = start().await;
+    let base = router.url().to_owned();
+    let http = reqwest::Client::new();
+    let attendants = format!("{base}/v1/config/tenants/contoso/attendants");
+    let front = format!("{attendants}/front");
+    let menu = serde_json::json!({
+        "greeting": "front-menu",
+        "timeout_seconds": 3,
+        "options": { "1": { "queue": "billing" } },
+        "default": { "queue": "billing" },
+    });
+    let r = http.put(&front).json(&menu).send().await.unwrap();
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("front-menu.wav"),
+        "no greeting file yet: {p}"
+    );
+    greeting_file(prompts.path(), "en", "front-menu");
+    let r = http.put(&front).json(&menu).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut changed = menu.clone();
+    changed["options"]["2"] = serde_json::json!({ "attendant": "front" });
+    let r = http.put(&front).json(&changed).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["settings"]["options"]["2"]["attendant"], "front");
+    assert_eq!(view["settings"]["retries"], 2, "the file's default");
+    assert_eq!(view["source"], "api");
+    let bad = |patch: Value| {
+        let mut m = menu.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        (format!("{attendants}/other"), m)
+    };
+    unprocessable(
+        &http,
+        &[
+            bad(serde_json::json!({ "options": { "a": { "queue": "billing" } } })),
+            bad(serde_json::json!({ "options": { "1": { "queue": "nope" } } })),
+            bad(serde_json::json!({ "default": { "queue": "billing", "attendant": "front" } })),
+            bad(serde_json::json!({ "timeout_seconds": 0 })),
+            bad(serde_json::json!({ "greeting": "../../etc/passwd" })),
+            bad(serde_json::json!({ "schedule": "nope" })),
+            (format!("{attendants}/bad%20name"), menu.clone()),
+        ],
+    )
+    .await;
+    // Named by a number: it stays until the number goes elsewhere.
+    let number = format!("{base}/v1/config/tenants/contoso/numbers/+18005550150");
+    let r = http
+        .put(&number)
+        .json(&serde_json::json!({ "attendant": "front" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = http.delete(&front).send().await.unwrap();
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let r = http
+        .put(format!("{attendants}/spare"))
+        .json(&menu)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    removed_once(&http, &format!("{attendants}/spare")).await;
+    // Queue routes: overflow and no-agents to the attendant, a callback offer.
+    let vip = format!("{base}/v1/config/tenants/contoso/queues/vip");
+    let q = serde_json::json!({
+        "max_wait_seconds": 60,
+        "overflow": { "attendant": "front" },
+        "no_agents": { "queue": "billing" },
+        "callback": { "after_seconds": 30, "attempts": 2 },
+    });
+    let r = http.put(&vip).json(&q).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["settings"]["overflow"]["attendant"], "front", "{view}");
+    assert_eq!(view["settings"]["callback"]["retry_seconds"], 120, "{view}");
+    unprocessable(
+        &http,
+        &[
+            (
+                vip.clone(),
+                serde_json::json!({ "overflow": { "queue": "nope" } }),
+            ),
+            (
+                vip.clone(),
+                serde_json::json!({ "callback": { "after_seconds": 30, "attempts": 0 } }),
+            ),
+            (vip.clone(), serde_json::json!({ "callback": {} })),
+        ],
+    )
+    .await;
+    // A queue named by an attendant cannot go; one named by nothing can, and comes back.
+    let queues = format!("{base}/v1/config/tenants/contoso/queues");
+    let r = http
+        .delete(format!("{queues}/billing"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    for status in [StatusCode::CREATED, StatusCode::CREATED] {
+        let r = http
+            .put(format!("{queues}/temp"))
+            .json(&serde_json::json!({ "alert_seconds": 9 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        removed_once(&http, &format!("{queues}/temp")).await;
+    }
+    router.stop().await.expect("graceful stop");
+
+    // After a restart: the attendant, its number and the queue's routes are there.
+    let router = start().await;
+    let base = router.url().to_owned();
+    let all = get_json(
+        &http,
+        &format!("{base}/v1/config/tenants/contoso/attendants"),
+    )
+    .await;
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["name"], "front");
+    assert_eq!(all[0]["settings"]["options"]["2"]["attendant"], "front");
+    let qs = get_json(&http, &format!("{base}/v1/config/tenants/contoso/queues")).await;
+    let vip = qs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "vip")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(vip["settings"]["no_agents"]["queue"], "billing", "{qs}");
+    assert_eq!(vip["settings"]["callback"]["attempts"], 2, "{qs}");
+    let names: Vec<&str> = qs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["name"].as_str())
+        .collect();
+    assert_eq!(names, ["billing", "vip"], "removed stays removed");
+    // The other tenant has none of them.
+    let other = get_json(
+        &http,
+        &format!("{base}/v1/config/tenants/fabrikam/attendants"),
+    )
+    .await;
+    assert_eq!(other, serde_json::json!([]));
+    router.stop().await.expect("graceful stop");
+}

@@ -1133,6 +1133,26 @@ async fn baresip_on_the_trunk_presses_2_in_the_attendant_and_talks_to_the_orders
     c.router.stop().await.unwrap();
 }
 
+/// A caller on +18005550100 presses `key`, and Alex (orders, ringing on `alex`) takes the call
+/// and hears them.
+async fn orders_takes_key(c: &Center, alex: Child, key: &str) {
+    let (ok, ev) = c.call_with(
+        "+18005550100",
+        &["--dtmf", key, "--hangup-after", "4"],
+        "caller.wav",
+        &format!("key-{key}.wav"),
+    );
+    assert!(ok, "{ev:?}");
+    took_the_call(alex, "Alex (orders) took the call").await;
+    c.heard(
+        "alex.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.9),
+        "Alex heard the caller",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue() {
     let _one = SERIAL.lock().await;
@@ -1145,21 +1165,7 @@ async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue
         .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
         .await;
     // "2": orders, which only Alex can take.
-    let (ok, ev) = c.call_with(
-        "+18005550100",
-        &["--dtmf", "2", "--hangup-after", "4"],
-        "caller.wav",
-        "two.wav",
-    );
-    assert!(ok, "{ev:?}");
-    took_the_call(alex, "Alex (orders) took the call").await;
-    c.heard(
-        "alex.wav",
-        CALLER_HZ,
-        AGENT_HZ,
-        (20, 0.9),
-        "Alex heard the caller",
-    );
+    orders_takes_key(&c, alex, "2").await;
     // No key: after the greeting (about 9 s when the prompts are made; a 1 s tone when not)
     // and the 1 s wait, the operator target, general, where Adele is first.
     let (ok, ev) = c.call("+18005550100", 14, "caller.wav", "none.wav").await;
@@ -1179,6 +1185,57 @@ async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue
         "{recs:?}"
     );
     assert_eq!(recs[1]["queue"], "orders", "{recs:?}");
+    c.router.stop().await.unwrap();
+}
+
+/// An attendant added through the API answers the number mapped to it at once, and its keys
+/// route: the caller presses 3 and the orders agent answers; the file's attendant, no longer
+/// named by any number, is removed (and a call to it now would find no route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendant_added_through_the_api_answers_its_number_and_its_keys_route() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{ATTENDANT}")).await;
+    c.tones(20);
+    let config = format!("{}/v1/config/tenants/contoso", c.base);
+    let put = |url: String, body: Value| c.http.put(url).json(&body).send();
+    let r = put(
+        format!("{config}/attendants/sales"),
+        serde_json::json!({
+            "greeting": "demo-main-menu",
+            "timeout_seconds": 1,
+            "retries": 0,
+            "options": { "3": { "queue": "orders" } },
+            "default": { "queue": "general" },
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = put(
+        format!("{config}/numbers/+18005550100"),
+        serde_json::json!({ "attendant": "sales" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .http
+        .delete(format!("{config}/attendants/main"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    orders_takes_key(&c, alex, "3").await;
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (&recs[0]["choices"], &recs[0]["queue"]),
+        (&serde_json::json!(["sales:3"]), &Value::from("orders")),
+        "{recs:?}"
+    );
     c.router.stop().await.unwrap();
 }
 
@@ -1930,7 +1987,7 @@ upn = "adele@contoso.example"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiting_caller_hears_their_place_every_announce_seconds() {
+async fn a_waiting_caller_hears_their_place_every_announce_seconds_and_keeps_the_queue() {
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{ANNOUNCING}")).await;
     c.tones(15);
@@ -1956,8 +2013,39 @@ async fn a_waiting_caller_hears_their_place_every_announce_seconds() {
             .await
             .unwrap(),
     );
+    // While the caller waits, the queue cannot be removed through the API: its number
+    // first (422), then its waiting caller (409); once they are gone, it can.
+    let config = format!("{}/v1/config/tenants/contoso", c.base);
+    let general = format!("{config}/queues/general");
+    // (`call` blocks its thread while the caller talks: the API calls run on another.)
+    let (http, url) = (c.http.clone(), config.clone());
+    let remove = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let general = format!("{url}/queues/general");
+        let named = http.delete(&general).send().await.unwrap().status();
+        let put = |to: String, body: Value| http.put(to).json(&body).send();
+        let r = put(format!("{url}/queues/later"), serde_json::json!({})).await;
+        assert_eq!(r.unwrap().status(), 201);
+        let r = put(
+            format!("{url}/numbers/+18005550100"),
+            serde_json::json!({ "queue": "later" }),
+        )
+        .await;
+        assert_eq!(r.unwrap().status(), 200);
+        let waiting = http.delete(&general).send().await.unwrap();
+        (named, waiting.status(), waiting.text().await.unwrap())
+    });
     let (ok, ev) = c.call("+18005550100", 7, "caller.wav", "heard.wav").await;
+    let (named, waiting, why) = remove.await.unwrap();
     assert!(ok, "{ev:?}");
+    assert_eq!(named, 422, "a number names the queue");
+    assert_eq!(waiting, 409, "a caller waits in it: {why}");
+    assert!(why.contains("1 caller(s) are waiting"), "{why}");
+    let r = c.http.delete(&general).send().await.unwrap();
+    assert_eq!(r.status(), 204, "empty and named by nothing");
+    let qs: Vec<Value> = get_json(&c.http, &format!("{config}/queues")).await;
+    assert_eq!(qs.len(), 1, "{qs:?}");
+    assert_eq!(qs[0]["name"], "later");
     let after = count(
         &c.http
             .get(&metrics)
