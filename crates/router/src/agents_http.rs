@@ -619,37 +619,42 @@ pub async fn trunks(
             .iter()
             .filter(|t| tenants.as_ref().is_none_or(|ids| ids.contains(&t.spec.id)))
             .flat_map(|t| {
-                t.trunks.iter().map(|tr| switchboard_api::TrunkStatus {
-                    tenant: t.spec.id.clone(),
-                    name: tr.name.clone(),
-                    health: tr.health,
-                    since: tr.since,
-                    calls: tr.calls,
-                    max_calls: tr.max_calls,
-                    probe: tr.probe.clone(),
-                    last_probe_at: tr.last_probe.map(|(at, _)| at),
-                    last_probe_status: tr.last_probe.and_then(|(_, s)| s),
-                    last_heard_at: tr.last_heard,
-                    direct_routing: t
-                        .spec
-                        .trunks
-                        .iter()
-                        .find(|s| s.name == tr.name)
-                        .and_then(|s| s.direct_routing.as_ref())
-                        .map(|d| d.fqdn.clone()),
-                    proxies: tr
-                        .proxies
-                        .iter()
-                        .map(|p| switchboard_api::ProxyStatus {
-                            host: p.host.clone(),
-                            port: p.port,
-                            health: p.state.health,
-                            since: p.state.since,
-                            last_probe_at: p.state.last_probe.map(|(at, _)| at),
-                            last_probe_status: p.state.last_probe.and_then(|(_, s)| s),
-                        })
-                        .collect(),
-                })
+                let retired =
+                    |name: &str| t.spec.trunks.iter().any(|s| s.name == name && s.retired);
+                t.trunks
+                    .iter()
+                    .filter(move |tr| !retired(&tr.name))
+                    .map(|tr| switchboard_api::TrunkStatus {
+                        tenant: t.spec.id.clone(),
+                        name: tr.name.clone(),
+                        health: tr.health,
+                        since: tr.since,
+                        calls: tr.calls,
+                        max_calls: tr.max_calls,
+                        probe: tr.probe.clone(),
+                        last_probe_at: tr.last_probe.map(|(at, _)| at),
+                        last_probe_status: tr.last_probe.and_then(|(_, s)| s),
+                        last_heard_at: tr.last_heard,
+                        direct_routing: t
+                            .spec
+                            .trunks
+                            .iter()
+                            .find(|s| s.name == tr.name)
+                            .and_then(|s| s.direct_routing.as_ref())
+                            .map(|d| d.fqdn.clone()),
+                        proxies: tr
+                            .proxies
+                            .iter()
+                            .map(|p| switchboard_api::ProxyStatus {
+                                host: p.host.clone(),
+                                port: p.port,
+                                health: p.state.health,
+                                since: p.state.since,
+                                last_probe_at: p.state.last_probe.map(|(at, _)| at),
+                                last_probe_status: p.state.last_probe.and_then(|(_, s)| s),
+                            })
+                            .collect(),
+                    })
             })
             .collect()
     })))

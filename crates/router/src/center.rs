@@ -291,6 +291,10 @@ pub struct TrunkSpec {
     /// not apply: the proxies are its sources and targets.
     #[serde(default)]
     pub direct_routing: Option<DirectRoutingSpec>,
+    /// Removed through the API: no source, digest, probe or target; it keeps its place in
+    /// the tenant's list (calls on it hold that place) until the router restarts.
+    #[serde(skip)]
+    pub retired: bool,
 }
 
 /// Microsoft's Direct Routing SIP proxies, in failover order.
@@ -336,6 +340,17 @@ fn proxy_host(p: &str) -> Option<(String, u16)> {
 }
 
 impl TrunkSpec {
+    /// Takes the trunk out of use (see `retired`).
+    pub fn retire(&mut self) {
+        self.allow.clear();
+        self.username = None;
+        self.password = None;
+        self.probe = None;
+        self.outbound = None;
+        self.direct_routing = None;
+        self.retired = true;
+    }
+
     /// Whether the router can place calls on this trunk: it has an outbound (or probe)
     /// target, or is a Direct Routing trunk (its proxies).
     pub fn places_calls(&self) -> bool {
@@ -641,7 +656,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
             });
         }
         let mut trunk_sources = HashSet::new();
-        for (i, tr) in t.trunks.iter().enumerate() {
+        for (i, tr) in t.trunks.iter().enumerate().filter(|(_, tr)| !tr.retired) {
             if let Some(dr) = &tr.direct_routing {
                 let fqdn = dr.fqdn.to_ascii_lowercase();
                 if proxy_host(&fqdn).is_none() || fqdn.contains(':') {
@@ -927,7 +942,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 key: at(&format!("outbound.{k}")),
                 message,
             };
-            match t.trunks.iter().find(|tr| tr.name == o.trunk) {
+            match t.trunks.iter().find(|tr| tr.name == o.trunk && !tr.retired) {
                 None => {
                     return Err(bad(
                         "trunk",

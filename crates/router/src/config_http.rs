@@ -299,6 +299,19 @@ pub(crate) fn apply_stored(
                 r => r.map(|_| ()).map_err(|e| e.to_string()),
             }
         }
+        "trunk" if json.is_none() => {
+            let r = center.change_tenant(
+                tenant,
+                &source_key("trunk", name),
+                false,
+                retire_trunk(name),
+            );
+            center.trunks_changed(tenant);
+            match r {
+                Err(AgentChangeError::Missing(_)) => Ok(()),
+                r => r.map(|_| ()).map_err(|e| e.to_string()),
+            }
+        }
         "trunk" => {
             let settings: TrunkSettings =
                 serde_json::from_str(json.unwrap_or("null")).map_err(|e| e.to_string())?;
@@ -1188,13 +1201,33 @@ fn set_trunk(
 ) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
     move |t: &mut TenantSpec| match t.trunks.iter_mut().find(|tr| tr.name == spec.name) {
         Some(tr) => {
+            // A trunk removed earlier comes back in its place: new again.
+            let again = tr.retired;
             *tr = spec.clone();
-            Ok(false)
+            Ok(again)
         }
         None => {
             t.trunks.push(spec.clone());
             Ok(true)
         }
+    }
+}
+
+/// Takes trunk `name` out of use; the change returns whether it had been in use.
+fn retire_trunk(name: &str) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
+    let name = name.to_owned();
+    move |t: &mut TenantSpec| match t
+        .trunks
+        .iter_mut()
+        .find(|tr| tr.name == name && !tr.retired)
+    {
+        Some(tr) => {
+            tr.retire();
+            Ok(true)
+        }
+        None => Err(AgentChangeError::Missing(format!(
+            "no trunk {name:?} in this tenant"
+        ))),
     }
 }
 
@@ -1207,6 +1240,7 @@ fn trunk_views(state: &AppState, tenant: &str) -> Result<Vec<TrunkView>, ApiErro
                 t.spec
                     .trunks
                     .iter()
+                    .filter(|tr| !tr.retired)
                     .map(|tr| TrunkView {
                         tenant: tenant.to_owned(),
                         name: tr.name.clone(),
@@ -1299,6 +1333,34 @@ pub async fn put_trunk(
         .find(|t| t.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no trunk {name:?}")))?;
     Ok((created(new), Json(view)))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/config/tenants/{tenant}/trunks/{name}", tag = "config",
+    params(
+        ("tenant" = String, Path, description = "the tenant's id in the router's configuration"),
+        ("name" = String, Path, description = "the trunk's name"),
+    ),
+    responses(
+        (status = 204, description = "the trunk was removed: its sources are strangers (403), its probes stop, the router places no call on it; calls on it go on to their end"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant or trunk", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the toll rules place outside calls on it: change them first", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_trunk(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((tenant, name)) = path?;
+    may(&state, &caller, &tenant, true)?;
+    let change = retire_trunk(&name);
+    check_keep_apply::<TrunkSettings, _>(&state, &tenant, "trunk", &name, None, change).await?;
+    state.center.trunks_changed(&tenant);
+    tracing::info!(%tenant, trunk = %name, "trunk removed through the API");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn attendant_spec(name: &str, s: &AttendantSettings) -> AttendantSpec {

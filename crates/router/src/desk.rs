@@ -425,7 +425,7 @@ impl TenantRt {
             .spec
             .trunks
             .iter()
-            .position(|t| t.direct_routing.is_some())?;
+            .position(|t| t.direct_routing.is_some() && !t.retired)?;
         Some((j, number))
     }
 

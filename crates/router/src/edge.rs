@@ -1772,6 +1772,16 @@ impl Edge {
     /// Sends trunk `j` of `tenant` its OPTIONS (unless the last is still unanswered: that
     /// counts as a miss) and sets the next probe.
     fn probe(&mut self, tenant: usize, j: usize, now: Instant) {
+        // A trunk removed through the API is probed no more.
+        if self.cc.with(|d| {
+            d.tenants[tenant]
+                .spec
+                .trunks
+                .get(j)
+                .is_none_or(|t| t.retired)
+        }) {
+            return;
+        }
         if self.cc.with(|d| {
             d.tenants[tenant]
                 .spec
@@ -4192,7 +4202,7 @@ impl Edge {
                 .spec
                 .trunks
                 .iter()
-                .position(|x| x.direct_routing.is_some())
+                .position(|x| x.direct_routing.is_some() && !x.retired)
                 .and_then(|j| {
                     let fqdn = t.spec.trunks[j].direct_routing.as_ref()?.fqdn.clone();
                     let rt = t.trunks.get(j)?;

@@ -116,7 +116,7 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         )
         .route(
             "/v1/config/tenants/{tenant}/trunks/{name}",
-            axum::routing::put(config_http::put_trunk),
+            axum::routing::put(config_http::put_trunk).delete(config_http::delete_trunk),
         )
         .route(
             "/v1/config/tenants/{tenant}/schedules",

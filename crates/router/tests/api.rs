@@ -907,9 +907,10 @@ fn greeting_file(dir: &std::path::Path, lang: &str, name: &str) {
 /// Attendants are set through the API like the file's `[[tenants.attendants]]`: their
 /// greeting must be a prompt file, their keys and routes are checked, one a number (or a
 /// queue's route) names cannot be removed, and they survive a restart; queues' overflow,
-/// no-agents and callback routes are set with the queue.
+/// no-agents and callback routes are set with the queue; queues and trunks are removed
+/// unless something names them, and come back when added again.
 #[tokio::test]
-async fn attendants_and_queue_routes_are_set_through_the_api_and_kept() {
+async fn attendants_queue_routes_and_removals_are_set_through_the_api_and_kept() {
     let data = tempfile::tempdir().unwrap();
     let prompts = tempfile::tempdir().unwrap();
     let toml = TWO_TENANTS.replace(
@@ -1044,6 +1045,42 @@ async fn attendants_and_queue_routes_are_set_through_the_api_and_kept() {
         assert_eq!(r.status(), status);
         removed_once(&http, &format!("{queues}/temp")).await;
     }
+    // A trunk the toll rules place calls on cannot go; then it can, and comes back.
+    let trunks = format!("{base}/v1/config/tenants/contoso/trunks");
+    let spare = format!("{trunks}/spare");
+    let outbound = format!("{base}/v1/config/tenants/contoso/outbound");
+    for status in [StatusCode::CREATED, StatusCode::CREATED] {
+        let r = http
+            .put(&spare)
+            .json(&serde_json::json!({ "allow": ["192.0.2.20"], "outbound": "sip:192.0.2.20" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        let r = http
+            .put(&outbound)
+            .json(&serde_json::json!({ "trunk": "spare", "allow": ["+1"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        problem(
+            http.delete(&spare).send().await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        removed_once(&http, &outbound).await;
+        removed_once(&http, &spare).await;
+        let listed = get_json(&http, &format!("{base}/v1/trunks")).await;
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["name"] != "spare"),
+            "{listed}"
+        );
+    }
     router.stop().await.expect("graceful stop");
 
     // After a restart: the attendant, its number and the queue's routes are there.
@@ -1075,6 +1112,14 @@ async fn attendants_and_queue_routes_are_set_through_the_api_and_kept() {
         .filter_map(|q| q["name"].as_str())
         .collect();
     assert_eq!(names, ["billing", "vip"], "removed stays removed");
+    let trunks = get_json(&http, &format!("{base}/v1/config/tenants/contoso/trunks")).await;
+    let names: Vec<&str> = trunks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["carrier"], "removed stays removed");
     // The other tenant has none of them.
     let other = get_json(
         &http,

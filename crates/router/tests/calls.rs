@@ -3263,4 +3263,20 @@ async fn a_trunk_added_through_the_api_brings_calls_at_once() {
         recs.iter().any(|r| r["trunk"] == "partner"),
         "the record names the new trunk: {recs:?}"
     );
+    // Removed: its source is a stranger again, and it is listed nowhere.
+    let r = c
+        .http
+        .delete(format!(
+            "{}/v1/config/tenants/contoso/trunks/partner",
+            c.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (ok, ev) = c.call("+18005550100", 2, "caller.wav", "x.wav").await;
+    assert!(!ok, "the removed trunk's call: {ev:?}");
+    assert_ended_with(&ev, "403");
+    let trunks: Vec<Value> = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+    assert!(trunks.iter().all(|t| t["name"] != "partner"), "{trunks:?}");
 }
