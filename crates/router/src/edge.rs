@@ -390,6 +390,9 @@ struct Edge {
     prompts: Prompts,
     /// Media ports bound for legs whose media is not agreed yet.
     sockets: HashMap<UaCall, std::net::UdpSocket>,
+    /// Legs to people rung in Teams over a Direct Routing trunk: (tenant, trunk) they count
+    /// against until the user agent says they ended.
+    person_trunks: HashMap<UaCall, (usize, usize)>,
     legs: HashMap<UaCall, Leg>,
     calls: HashMap<u64, CallRt>,
     next_call: u64,
@@ -798,6 +801,7 @@ pub async fn start(
         media_ip,
         prompts,
         sockets: HashMap::new(),
+        person_trunks: HashMap::new(),
         legs: HashMap::new(),
         calls: HashMap::new(),
         next_call: 1,
@@ -1067,8 +1071,23 @@ impl Edge {
                 .call_phone(&contact, port, headers, now)
                 .map_err(|e| format!("cannot call {contact}: {e}")),
             (None, Some((j, number))) => {
+                // The trunk's cap holds for these legs as for callers'.
+                let full = self.cc.with(|d| {
+                    let t = &d.tenants[tenant];
+                    t.trunks
+                        .get(j)
+                        .map(|x| (x.calls >= x.max_calls, x.name.clone()))
+                });
+                if let Some((true, name)) = full {
+                    return Err(format!(
+                        "trunk {name} is full (max_calls): the Teams number cannot be rung now"
+                    ));
+                }
                 let shown = crate::center::is_e164(caller).then_some(caller);
-                self.trunk_call(tenant, j, &number, shown, Vec::new(), port, now)
+                let leg = self.trunk_call(tenant, j, &number, shown, Vec::new(), port, now)?;
+                Self::seize_trunk(&self.cc, tenant, j);
+                self.person_trunks.insert(leg, (tenant, j));
+                Ok(leg)
             }
             (None, None) => Err("no phone registered and no Teams number".into()),
         }
@@ -1927,6 +1946,9 @@ impl Edge {
             UaEvent::MediaChanged { call, media, .. } => self.relay.update(call, &media),
             UaEvent::Ended { call, reason } => {
                 tracing::debug!(leg = call, ?reason, "leg ended");
+                if let Some((tenant, j)) = self.person_trunks.remove(&call) {
+                    Self::release_trunk(&self.cc, tenant, j);
+                }
                 self.end_reason = Some(describe_end(&reason));
                 self.on_ended(call, now);
                 self.end_reason = None;

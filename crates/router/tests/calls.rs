@@ -139,7 +139,8 @@ async fn start_in(toml: &str, dir: tempfile::TempDir) -> Center {
     if std::env::var_os("SB_TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "switchboard_router=debug,switchboard_sip=debug",
+                std::env::var("SB_TEST_LOG_FILTER")
+                    .unwrap_or_else(|_| "switchboard_router=debug,switchboard_sip=debug".into()),
             ))
             .with_test_writer()
             .try_init();

@@ -94,6 +94,27 @@ impl Center {
         panic!("the Direct Routing proxies did not all come up: {last}");
     }
 
+    /// Waits (up to 10 s) until trunk `name` of `tenant` counts `calls` calls; panics with
+    /// what it counts otherwise.
+    async fn trunk_counts(&self, tenant: &str, name: &str, calls: u64) {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            let all: Value = get_json(&self.http, &format!("{}/v1/trunks", self.base)).await;
+            last = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["tenant"] == tenant && t["name"] == name)
+                .map(|t| t["calls"].clone())
+                .unwrap_or_default();
+            if last == calls {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("trunk {name} of {tenant} counts {last} calls, not {calls}");
+    }
+
     /// Waits until agent `upn` is on a call, then `seconds` of talk.
     async fn talks(&self, upn: &str, seconds: u64) {
         assert!(
@@ -191,7 +212,9 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
     c.tones(12);
     // The expert answers on sip2 and talks with the caller for a few seconds.
     let (expert, phone) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The caller's leg and the expert's both count against the Teams trunk's cap.
+    c.trunk_counts("contoso", "teams", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     phone.command("hangup", "");
     let log = proxy.log();
     assert!(
@@ -418,9 +441,12 @@ async fn a_three_party_call_with_an_expert_in_teams_where_everyone_hears_everyon
     assert_eq!(state["consult"]["with"], "bob@contoso.example", "{state}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(desk(&c, "consult/conference", None).await, 200);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The caller from Teams and the expert in Teams: two calls on the Teams trunk.
+    c.trunk_counts("contoso", "teams", 2).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     caller.command("hangup", "");
     let _ = finish(adele, Duration::from_secs(10)).await;
+    c.trunk_counts("contoso", "teams", 0).await;
     let caller_wav = caller.heard_wav(Duration::from_secs(20));
     let expert_wav = expert.heard_wav(Duration::from_secs(20));
     let adele_wav = c.dir.path().join("adele-heard.wav");
