@@ -1493,6 +1493,7 @@ impl Edge {
                     outcome: CallOutcome::Refused,
                     reason: Some(why),
                     disposition: None,
+                    notes: None,
                 });
             }
             Ok(trunk) => {
@@ -1614,6 +1615,7 @@ impl Edge {
             outcome: CallOutcome::InProgress,
             reason: None,
             disposition: None,
+            notes: None,
         };
         // The called party's leg.
         let far = match self.bind_media() {
@@ -2024,6 +2026,7 @@ impl Edge {
             outcome: CallOutcome::InProgress,
             reason: None,
             disposition: None,
+            notes: None,
         };
         tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %trunk_name, closed = ?a.closed, "call arrived");
         let mut rec = rec;
