@@ -213,13 +213,14 @@ impl Agent {
         }
     }
 
-    /// The agent is done with the wrap-up: the disposition to the router, and back to the
-    /// chosen state.
+    /// The agent is done with the wrap-up: the disposition and notes to the router, and back
+    /// to the chosen state.
     pub async fn finish_wrap_up(
         &self,
         disposition: Option<String>,
+        notes: Option<String>,
     ) -> Result<(), crate::desk::DeskError> {
-        self.desk.finish_wrap_up(disposition).await?;
+        self.desk.finish_wrap_up(disposition, notes).await?;
         self.work.end_wrap_up();
         Ok(())
     }
