@@ -2003,7 +2003,16 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     let (play, record) = (play.to_str().unwrap(), record.to_str().unwrap());
     let mut agent = c.work(
         "adele@contoso.example",
-        &["--calls", "1", "--disposition", "resolved", "--play", play],
+        &[
+            "--calls",
+            "1",
+            "--disposition",
+            "resolved",
+            "--notes",
+            "Asked about the invoice\nsent a copy",
+            "--play",
+            play,
+        ],
         &["--record", record, "--", "--codec", "pcmu"],
     );
     // It says which agent it is, registers, and tells the router it is Ready.
@@ -2055,9 +2064,13 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
         (20, 0.9),
         "the agent heard the caller",
     );
-    // Its wrap-up's disposition is on the record, and it signed off.
+    // Its wrap-up's disposition and notes are on the record, and it signed off.
     let recs = c.calls().await;
     assert_eq!(recs[0]["disposition"], "resolved", "{recs:?}");
+    assert_eq!(
+        recs[0]["notes"], "Asked about the invoice\nsent a copy",
+        "{recs:?}"
+    );
     let st = c.status("adele@contoso.example").await;
     assert_eq!(st["state"], "offline", "{st}");
     c.router.stop().await.unwrap();
