@@ -218,14 +218,15 @@ async fn phone_dtmf(agent: State<'_, Agent>, call: u64, key: String) -> Result<(
     Ok(agent.desk().dtmf(call, k).await?)
 }
 
-/// Ends the wrap-up at the router with the disposition code, and goes back to the chosen
-/// state.
+/// Ends the wrap-up at the router with the disposition code and the agent's notes (at most
+/// 2,000 characters), and goes back to the chosen state.
 #[tauri::command]
 async fn phone_wrap_up(
     agent: State<'_, Agent>,
     disposition: Option<String>,
+    notes: Option<String>,
 ) -> Result<(), IpcError> {
-    Ok(agent.finish_wrap_up(disposition).await?)
+    Ok(agent.finish_wrap_up(disposition, notes).await?)
 }
 
 /// Wakes [`keep_phone`] at once (a sign-in made the agent known).

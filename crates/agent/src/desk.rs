@@ -27,8 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchboard_api::{
-    AgentRef, AgentStateChange, AgentStatus, CallOutcome, CallRecord, Problem, RequestedState,
-    SipCredentials,
+    AgentRef, AgentState, AgentStateChange, AgentStatus, CallOutcome, CallRecord, NotesProblem,
+    Problem, RequestedState, SipCredentials,
 };
 /// The router's answers the window draws as they are.
 pub use switchboard_api::{ConsultState, ConsultStatus, TransferTargets};
@@ -80,6 +80,9 @@ pub enum DeskError {
     BadDigit(char),
     #[error("there is no wrap-up to finish")]
     NoWrapUp,
+    /// Wrap-up notes the router would refuse (too long, or a control character).
+    #[error("{0}")]
+    BadNotes(#[from] NotesProblem),
     /// What was typed to call is no number and no name the router could know.
     #[error("{0:?} is neither a phone number nor a colleague's, queue's or group's name — type a number such as +15551234567, or a name such as MeganB")]
     BadTarget(String),
@@ -112,6 +115,8 @@ impl DeskError {
             Self::NoSuchCall => "no_such_call",
             Self::BadDigit(_) => "invalid_digit",
             Self::NoWrapUp => "no_wrap_up",
+            Self::BadNotes(NotesProblem::TooLong { .. }) => "notes_too_long",
+            Self::BadNotes(NotesProblem::ControlCharacter { .. }) => "notes_control_character",
             Self::BadTarget(_) => "invalid_target",
             Self::Busy => "phone_busy",
             Self::Transfer { status: 404, .. } => "target_not_found",
@@ -162,6 +167,10 @@ pub struct WrapUpRequest<'a> {
     pub agent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disposition: Option<&'a str>,
+    /// The agent's notes on the call (at most 2,000 characters; see
+    /// [`switchboard_api::check_wrap_up_notes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<&'a str>,
 }
 
 /// `POST /v1/agents/me/transfer`, `/consult` and `/consult/{step}`.
@@ -510,11 +519,17 @@ impl AgentApi {
             .ok_or_else(|| Self::bad(what))
     }
 
-    /// The agent is done with the last call, with its disposition code.
-    pub async fn wrap_up(&self, disposition: Option<&str>) -> Result<AgentStatus, DeskError> {
+    /// The agent is done with the last call, with its disposition code and notes (the
+    /// router refuses notes [`switchboard_api::check_wrap_up_notes`] refuses).
+    pub async fn wrap_up(
+        &self,
+        disposition: Option<&str>,
+        notes: Option<&str>,
+    ) -> Result<AgentStatus, DeskError> {
         let body = WrapUpRequest {
             agent: self.agent.as_deref(),
             disposition,
+            notes,
         };
         let what = "the end of wrap-up";
         self.send(
@@ -730,6 +745,40 @@ pub struct WrapUpView {
     pub call_record: Option<String>,
     /// The queue's disposition codes (empty: any code, or none).
     pub dispositions: Vec<String>,
+    /// When the router ends the wrap-up, in Unix ms on this machine's clock (the router's
+    /// `wrap_up_seconds_left` counted from when it said it); none where the router holds no
+    /// wrap-up (a queue without wrap-up time) or has not said yet. The window counts down to
+    /// it; a view sent again keeps the same end.
+    #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
+    pub ends_unix_ms: Option<u64>,
+    /// The agent's state as the router set it once the wrap-up was over (Ready, Not ready, …);
+    /// none while it lasts. The disposition and notes are still taken then.
+    pub after: Option<AgentState>,
+}
+
+/// When the router's wrap-up ends on this machine's clock, `now_ms` being when it said
+/// `st`: none outside wrap-up, or when it ends now (a queue without wrap-up time).
+pub fn wrap_up_ends(st: &AgentStatus, now_ms: u64) -> Option<u64> {
+    match (st.state, st.wrap_up_seconds_left) {
+        (AgentState::WrapUp, Some(s)) if s > 0 => {
+            Some(now_ms.saturating_add(s.saturating_mul(1000)))
+        }
+        _ => None,
+    }
+}
+
+/// Notes as the window's text box gives them, ready for the router: CR LF and lone CR made
+/// line feeds, white space around them dropped, none when empty; refused as the router
+/// would refuse them.
+pub fn wrap_up_notes(notes: Option<&str>) -> Result<Option<String>, NotesProblem> {
+    let Some(n) = notes else { return Ok(None) };
+    let n = n.replace("\r\n", "\n").replace('\r', "\n");
+    let n = n.trim();
+    if n.is_empty() {
+        return Ok(None);
+    }
+    switchboard_api::check_wrap_up_notes(n)?;
+    Ok(Some(n.to_owned()))
 }
 
 /// A problem to show, with a code the UI says in the person's language.
@@ -1189,25 +1238,18 @@ impl DeskPhone {
                             queue: ended.offer.queue.clone(),
                             call_record: ended.offer.call_record.clone(),
                             dispositions: Vec::new(),
+                            ends_unix_ms: None,
+                            after: None,
                         });
                     }
                 });
                 if queue_call {
-                    // The queue's codes: the router names them for the agent's last call.
+                    // The queue's codes and the wrap-up's end: the router says them for the
+                    // agent's last call; once it is over, the state it set.
                     let me = self.clone();
                     let api = api.clone();
-                    tokio::spawn(async move {
-                        match api.status().await {
-                            Ok(st) => me.update(|v| {
-                                if let Some(w) = v.wrap_up.as_mut() {
-                                    w.dispositions = st.dispositions;
-                                }
-                            }),
-                            Err(e) => {
-                                me.problem(e);
-                            }
-                        }
-                    });
+                    let record = ended.offer.call_record.clone();
+                    tokio::spawn(async move { me.follow_wrap_up(&api, record).await });
                 }
             }
             PhoneEvent::Stopped { error } => {
@@ -1229,6 +1271,56 @@ impl DeskPhone {
                 });
             }
             _ => {}
+        }
+    }
+
+    /// Fills in the wrap-up of call record `record` from the router: the queue's codes and
+    /// when the wrap-up ends; at its end, the state the router set (asked again a few times
+    /// should the router be late). Stops when the wrap-up is no longer shown.
+    async fn follow_wrap_up(&self, api: &AgentApi, record: Option<String>) {
+        let shown = |me: &Self| {
+            me.inner
+                .view
+                .borrow()
+                .wrap_up
+                .as_ref()
+                .is_some_and(|w| w.call_record == record)
+        };
+        let set = |me: &Self, f: &dyn Fn(&mut WrapUpView)| {
+            me.update(|v| {
+                if let Some(w) = v.wrap_up.as_mut().filter(|w| w.call_record == record) {
+                    f(w);
+                }
+            })
+        };
+        let st = match api.status().await {
+            Ok(st) => st,
+            Err(e) => {
+                self.problem(e);
+                return;
+            }
+        };
+        let ends = wrap_up_ends(&st, now_ms());
+        set(self, &|w| {
+            w.dispositions = st.dispositions.clone();
+            w.ends_unix_ms = ends;
+            w.after = (st.state != AgentState::WrapUp).then_some(st.state);
+        });
+        let Some(ends) = ends else { return };
+        for attempt in 0..5u64 {
+            let wait = ends.saturating_sub(now_ms()) + 300 + attempt * 1000;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if !shown(self) {
+                return;
+            }
+            match api.status().await {
+                Ok(st) if st.state != AgentState::WrapUp => {
+                    set(self, &|w| w.after = Some(st.state));
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot read the state after wrap-up"),
+            }
         }
     }
 
@@ -1513,8 +1605,13 @@ impl DeskPhone {
         self.ok(r)
     }
 
-    /// Ends the wrap-up at the router with `disposition`.
-    pub async fn finish_wrap_up(&self, disposition: Option<String>) -> Result<(), DeskError> {
+    /// Ends the wrap-up at the router with `disposition` and `notes` (notes the router would
+    /// refuse are refused here, before anything is sent).
+    pub async fn finish_wrap_up(
+        &self,
+        disposition: Option<String>,
+        notes: Option<String>,
+    ) -> Result<(), DeskError> {
         let r = async {
             let (_, api) = self.running().ok_or(DeskError::NotStarted)?;
             if self.inner.view.borrow().wrap_up.is_none() {
@@ -1524,7 +1621,8 @@ impl DeskPhone {
                 .as_deref()
                 .map(str::trim)
                 .filter(|d| !d.is_empty());
-            api.wrap_up(d).await?;
+            let notes = wrap_up_notes(notes.as_deref())?;
+            api.wrap_up(d, notes.as_deref()).await?;
             self.update(|v| v.wrap_up = None);
             Ok(())
         }
@@ -1606,14 +1704,16 @@ mod tests {
         assert_eq!(
             v(&WrapUpRequest {
                 agent: None,
-                disposition: Some("resolved")
+                disposition: Some("resolved"),
+                notes: Some("Call back Monday")
             }),
-            serde_json::json!({"disposition": "resolved"})
+            serde_json::json!({"disposition": "resolved", "notes": "Call back Monday"})
         );
         assert_eq!(
             v(&WrapUpRequest {
                 agent: Some("adele@contoso.example"),
-                disposition: None
+                disposition: None,
+                notes: None
             }),
             serde_json::json!({"agent": "adele@contoso.example"})
         );

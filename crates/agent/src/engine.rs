@@ -88,6 +88,40 @@ impl Agent {
                 }
             }
         });
+        // The router's wrap-up of a queue call is the one that counts: the work state (and so
+        // Teams and the window's state clock) follows its end once the router says it.
+        let mut phone = desk.subscribe();
+        let w = std::sync::Arc::downgrade(&work);
+        tokio::spawn(async move {
+            let mut followed = None;
+            while phone.changed().await.is_ok() {
+                let seen = phone
+                    .borrow_and_update()
+                    .wrap_up
+                    .as_ref()
+                    .map(|x| (x.ends_unix_ms, x.after.is_some()));
+                if seen == followed {
+                    continue;
+                }
+                followed = seen;
+                let Some((ends, over)) = seen else { continue };
+                let Some(w) = w.upgrade() else { break };
+                match ends {
+                    Some(ends) => {
+                        let now_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                        let left = std::time::Duration::from_millis(ends.saturating_sub(now_ms));
+                        w.follow_wrap_up(Some(std::time::Instant::now() + left));
+                    }
+                    None if over => {
+                        w.follow_wrap_up(None);
+                    }
+                    // Not said yet.
+                    None => {}
+                }
+            }
+        });
         Self {
             desk,
             work,
@@ -213,13 +247,14 @@ impl Agent {
         }
     }
 
-    /// The agent is done with the wrap-up: the disposition to the router, and back to the
-    /// chosen state.
+    /// The agent is done with the wrap-up: the disposition and notes to the router, and back
+    /// to the chosen state.
     pub async fn finish_wrap_up(
         &self,
         disposition: Option<String>,
+        notes: Option<String>,
     ) -> Result<(), crate::desk::DeskError> {
-        self.desk.finish_wrap_up(disposition).await?;
+        self.desk.finish_wrap_up(disposition, notes).await?;
         self.work.end_wrap_up();
         Ok(())
     }

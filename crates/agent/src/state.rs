@@ -214,6 +214,22 @@ impl WorkMachine {
         }
     }
 
+    /// Follows the router's wrap-up of the queue call just ended, where one is under way here
+    /// (this app's own wrap-up time is the router's guess until the router says): it ends at
+    /// `until`, or now when `until` is none or past (the router holds none, or it is over).
+    pub fn follow_wrap_up(&mut self, until: Option<Instant>, now: Instant) {
+        if self.wrap_up_until.is_none() {
+            return;
+        }
+        match until {
+            Some(u) if u > now => self.wrap_up_until = Some(u),
+            _ => {
+                self.wrap_up_until = None;
+                self.changed();
+            }
+        }
+    }
+
     /// Ends the wrap-up at its time; true when the state changed.
     pub fn tick(&mut self, now: Instant) -> bool {
         match self.wrap_up_until {
@@ -416,6 +432,11 @@ impl WorkState {
 
     pub fn call_ended(&self, conference: bool) -> WorkStateView {
         self.change(|m| m.call_ended(conference, Instant::now()))
+    }
+
+    /// Follows the router's wrap-up (see [`WorkMachine::follow_wrap_up`]).
+    pub fn follow_wrap_up(&self, until: Option<Instant>) -> WorkStateView {
+        self.change(|m| m.follow_wrap_up(until, Instant::now()))
     }
 
     /// The agent is done with the wrap-up: back to the state they chose.
@@ -710,6 +731,37 @@ mod tests {
         // A call ending that never started changes nothing.
         m.call_ended(false, t0);
         assert_eq!(m.view(t0).state, WorkStateKind::Ready);
+    }
+
+    #[test]
+    fn the_routers_wrap_up_end_is_followed_where_one_is_under_way() {
+        let t0 = Instant::now();
+        let mut m = WorkMachine::new(Duration::from_secs(30));
+        m.set_ready();
+        // No wrap-up here: the router's makes none.
+        m.follow_wrap_up(Some(t0 + Duration::from_secs(120)), t0);
+        assert_eq!(m.wrap_up_until(), None);
+        m.call_started(false);
+        m.call_ended(false, t0);
+        // The router's 120 s, not this app's 30 s.
+        m.follow_wrap_up(Some(t0 + Duration::from_secs(120)), t0);
+        let v = m.view(t0 + Duration::from_secs(60));
+        assert_eq!(
+            (v.state, v.wrap_up_seconds_left),
+            (WorkStateKind::WrapUp, Some(60))
+        );
+        assert!(!m.tick(t0 + Duration::from_secs(119)));
+        assert!(m.tick(t0 + Duration::from_secs(120)));
+        assert_eq!(m.agent_state(), AgentState::Ready);
+        // A queue without wrap-up time (or the router's end past): over now.
+        m.call_started(false);
+        m.call_ended(false, t0);
+        m.follow_wrap_up(None, t0);
+        assert_eq!(m.agent_state(), AgentState::Ready);
+        m.call_started(false);
+        m.call_ended(false, t0);
+        m.follow_wrap_up(Some(t0), t0 + Duration::from_secs(1));
+        assert_eq!(m.wrap_up_until(), None);
     }
 
     #[test]

@@ -159,6 +159,19 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
     assert_eq!(wrap.queue.as_deref(), Some("general"));
     assert_eq!(wrap.call_record.as_deref(), Some(record.as_str()));
     assert_eq!(wrap.dispositions, ["resolved", "cut short", "callback"]);
+    // The router's 60 s countdown, as an end on this machine's clock.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ends = wrap
+        .ends_unix_ms
+        .expect("the router says when the wrap-up ends");
+    assert!(
+        ends > now_ms + 50_000 && ends <= now_ms + 61_000,
+        "{ends} vs {now_ms}"
+    );
+    assert_eq!(wrap.after, None, "still in wrap-up");
     let out = caller.await.unwrap();
     assert!(
         out.status.success(),
@@ -166,14 +179,29 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let e = desk.finish_wrap_up(Some("sold".into())).await.unwrap_err();
+    // Notes the router would refuse are refused here, said with a code of their own.
+    let e = desk
+        .finish_wrap_up(Some("resolved".into()), Some("n".repeat(2001)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "notes_too_long", "{e}");
+    assert!(desk.view().wrap_up.is_some(), "the wrap-up stays");
+    let e = desk
+        .finish_wrap_up(Some("sold".into()), None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "router_refused_value", "{e}");
     assert!(desk.view().wrap_up.is_some(), "the wrap-up stays");
     assert_eq!(
         desk.view().problem.map(|p| p.code).as_deref(),
         Some("router_refused_value")
     );
-    desk.finish_wrap_up(Some("resolved".into())).await.unwrap();
+    desk.finish_wrap_up(
+        Some("resolved".into()),
+        Some("Refund promised.\r\nCall back Monday ".into()),
+    )
+    .await
+    .unwrap();
     assert!(desk.view().wrap_up.is_none());
     assert!(desk.view().problem.is_none());
 
@@ -185,6 +213,10 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
         .unwrap();
     assert_eq!(recs[0]["id"], record.as_str(), "{recs:?}");
     assert_eq!(recs[0]["disposition"], "resolved", "{recs:?}");
+    assert_eq!(
+        recs[0]["notes"], "Refund promised.\nCall back Monday",
+        "{recs:?}"
+    );
     assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
 
     // Stopping signs off: the router forgets the phone.

@@ -832,6 +832,11 @@ pub struct AgentStatus {
     /// The colleague or expert the agent is consulting, while they are.
     #[serde(default)]
     pub consult: Option<ConsultStatus>,
+    /// While in wrap-up: the seconds until the router ends it (rounded up; 0 when it is
+    /// ending now), counted from when this status was made. Relative rather than a time of
+    /// day, so a desktop whose clock is off from the router's still counts down right.
+    #[serde(default)]
+    pub wrap_up_seconds_left: Option<u64>,
 }
 
 /// `GET /v1/agents/me/targets`: whom and where the agent may transfer or consult the call
@@ -1105,6 +1110,61 @@ pub struct CallRecord {
     pub reason: Option<String>,
     /// The disposition code the agent gave in wrap-up.
     pub disposition: Option<String>,
+    /// The agent's notes from wrap-up (free text, at most [`WRAP_UP_NOTES_MAX`] characters;
+    /// line breaks and tabs are the only control characters). Absent in records kept before
+    /// notes existed.
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// Wrap-up notes hold at most this many characters (Unicode scalar values).
+pub const WRAP_UP_NOTES_MAX: usize = 2000;
+
+/// Why wrap-up notes cannot be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotesProblem {
+    /// More than [`WRAP_UP_NOTES_MAX`] characters.
+    TooLong { chars: usize },
+    /// A control character other than a line break (LF) or a tab, at this character
+    /// (counted from 1).
+    ControlCharacter { at: usize, code: u32 },
+}
+
+impl std::fmt::Display for NotesProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLong { chars } => write!(
+                f,
+                "the notes are {chars} characters long, more than the {WRAP_UP_NOTES_MAX} kept: shorten them and send them again"
+            ),
+            Self::ControlCharacter { at, code } => write!(
+                f,
+                "the notes hold a control character (U+{code:04X}) at character {at}; only line breaks and tabs may be in them: remove it and send them again"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NotesProblem {}
+
+/// Checks wrap-up notes: at most [`WRAP_UP_NOTES_MAX`] characters, no control characters
+/// but line feed and tab (a CR too is refused: send line breaks as LF).
+pub fn check_wrap_up_notes(notes: &str) -> Result<(), NotesProblem> {
+    if let Some((i, c)) = notes
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && *c != '\n' && *c != '\t')
+    {
+        return Err(NotesProblem::ControlCharacter {
+            at: i + 1,
+            code: u32::from(c),
+        });
+    }
+    let chars = notes.chars().count();
+    if chars > WRAP_UP_NOTES_MAX {
+        return Err(NotesProblem::TooLong { chars });
+    }
+    Ok(())
 }
 
 /// What a client may send on `/v1/events`, as JSON text frames tagged by `type`.
@@ -1181,5 +1241,51 @@ mod tests {
         let r: Result<NewTenant, _> =
             serde_json::from_str(r#"{"name":"a","sip_domain":"b","evil":1}"#);
         assert!(r.is_err());
+    }
+    #[test]
+    fn wrap_up_notes_take_line_breaks_and_tabs_and_no_more_than_the_limit() {
+        assert_eq!(check_wrap_up_notes(""), Ok(()));
+        assert_eq!(
+            check_wrap_up_notes("Asked for a refund.\n\tCall back Monday"),
+            Ok(())
+        );
+        // The limit is in characters, not bytes: 2,000 Chinese characters are fine.
+        assert_eq!(check_wrap_up_notes(&"退".repeat(WRAP_UP_NOTES_MAX)), Ok(()));
+        let long = "a".repeat(WRAP_UP_NOTES_MAX + 1);
+        let e = check_wrap_up_notes(&long).unwrap_err();
+        assert_eq!(e, NotesProblem::TooLong { chars: 2001 });
+        assert!(
+            e.to_string().contains("2001") && e.to_string().contains("shorten"),
+            "{e}"
+        );
+        for (text, at, code) in [
+            ("a\rb", 2, 0x0d),
+            ("\u{1b}[2J", 1, 0x1b),
+            ("ok\u{0}", 3, 0),
+            ("x\u{85}", 2, 0x85),
+        ] {
+            let e = check_wrap_up_notes(text).unwrap_err();
+            assert_eq!(e, NotesProblem::ControlCharacter { at, code }, "{text:?}");
+            assert!(e.to_string().contains("line breaks and tabs"), "{e}");
+        }
+    }
+
+    #[test]
+    fn records_kept_before_notes_existed_still_read() {
+        let old = r#"{"id":"c-1","tenant":"contoso","trunk":"carrier","caller":"+15550001",
+            "dialled":"+18005550100","started_at":"2026-01-02T03:04:05Z","answered_at":null,
+            "ended_at":null,"choices":[],"queue":"general","offers":[],"agent":null,
+            "outcome":"answered","reason":null,"disposition":"resolved"}"#;
+        let r: CallRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (r.disposition.as_deref(), r.notes),
+            (Some("resolved"), None)
+        );
+        // And the status of an older router (no countdown) too.
+        let st: AgentStatus = serde_json::from_str(
+            r#"{"agent":"a@b","tenant":"t","state":"wrap_up","reason":null,"registered":true}"#,
+        )
+        .unwrap();
+        assert_eq!(st.wrap_up_seconds_left, None);
     }
 }

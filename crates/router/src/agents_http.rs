@@ -149,6 +149,12 @@ pub struct WrapUp {
     /// The queue's disposition code for the call.
     #[serde(default)]
     pub disposition: Option<String>,
+    /// The agent's notes on the call, kept in its record (`notes`): free text of at most
+    /// 2,000 characters; line breaks (LF) and tabs are the only control characters taken.
+    /// Surrounding white space is dropped; empty: none.
+    #[serde(default)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
+    pub notes: Option<String>,
 }
 
 #[utoipa::path(
@@ -158,7 +164,7 @@ pub struct WrapUp {
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not an agent of any tenant (or, where the router checks no tokens, no agent named)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "fields the body does not have, or a disposition code the last call's queue does not have (it stays in wrap-up)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fields the body does not have, a disposition code the last call's queue does not have, or notes longer than 2,000 characters or holding control characters other than line breaks and tabs (it stays in wrap-up)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn wrap_up(
@@ -167,6 +173,18 @@ pub async fn wrap_up(
     body: Result<Json<WrapUp>, JsonRejection>,
 ) -> Result<Json<AgentStatus>, ApiError> {
     let Json(body) = body?;
+    // Checked as sent (as the OpenAPI document says), then kept without the white space
+    // around them.
+    if let Some(n) = &body.notes {
+        switchboard_api::check_wrap_up_notes(n)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    }
+    let notes = body
+        .notes
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
     let (upn, tid) = agent_of(&caller, body.agent.as_deref())?;
     let disposition = body
         .disposition
@@ -177,11 +195,13 @@ pub async fn wrap_up(
                 .collect::<String>()
         })
         .filter(|d| !d.is_empty());
-    tracing::info!(agent = %upn, disposition = ?disposition, "wrap-up done");
+    // The notes are the agent's own words: their length goes to the log, never the text.
+    let notes_chars = notes.as_deref().map_or(0, |n| n.chars().count());
+    tracing::info!(agent = %upn, disposition = ?disposition, notes_chars, "wrap-up done");
     let status = state
         .center
-        .end_wrap_up(&upn, tid.as_deref(), disposition)?;
-    // The disposition is in the record when this answers.
+        .end_wrap_up(&upn, tid.as_deref(), disposition, notes)?;
+    // The disposition and notes are in the record when this answers.
     if let Some(w) = state.center.records.get() {
         let (done, written) = tokio::sync::oneshot::channel();
         if w.send(crate::desk::RecordWrite::Flush(done)).is_ok() {

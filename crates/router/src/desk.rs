@@ -795,11 +795,11 @@ impl TenantRt {
     }
 
     /// Agents whose state changed since it was last announced, marked as announced now.
-    pub fn changed_agents(&mut self) -> Vec<AgentStatus> {
+    pub fn changed_agents(&mut self, now: Instant) -> Vec<AgentStatus> {
         let mut out = Vec::new();
         for i in 0..self.agents.len() {
             let a = AgentId(i as u32);
-            let Some(status) = self.status(a) else {
+            let Some(status) = self.status(a, now) else {
                 continue;
             };
             let now = (status.state, status.reason.clone());
@@ -813,8 +813,10 @@ impl TenantRt {
         out
     }
 
-    fn status(&self, a: AgentId) -> Option<AgentStatus> {
+    /// Agent `a`'s state as the API says it, at `now` (for the wrap-up's seconds left).
+    fn status(&self, a: AgentId, now: Instant) -> Option<AgentStatus> {
         let r = self.agent(a).filter(|r| !r.removed)?;
+        let state = r.state();
         Some(AgentStatus {
             agent: r.upn.clone(),
             tenant: self.spec.id.clone(),
@@ -830,8 +832,17 @@ impl TenantRt {
                 .map(|q| q.dispositions.clone())
                 .unwrap_or_default(),
             consult: r.consult.clone(),
+            wrap_up_seconds_left: r
+                .wrap_up_until
+                .filter(|_| state == AgentState::WrapUp)
+                .map(|until| seconds_up(until.saturating_duration_since(now))),
         })
     }
+}
+
+/// Whole seconds, rounded up (a countdown that says 0 only once it is over).
+fn seconds_up(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// What the API asks of the SIP edge.
@@ -948,8 +959,13 @@ pub struct CallCenter {
 pub enum RecordWrite {
     /// The record as it is now.
     Put(Box<switchboard_api::CallRecord>),
-    /// The agent's disposition code for call `id`.
-    Disposition { id: String, code: String },
+    /// What the agent gave in wrap-up for call `id`: its disposition code and notes (each
+    /// only when given; what is not given is left as it is).
+    WrapUp {
+        id: String,
+        disposition: Option<String>,
+        notes: Option<String>,
+    },
     /// Answers once every write before it is done.
     Flush(tokio::sync::oneshot::Sender<()>),
     /// An agent's session as it is now (kept across restarts).
@@ -966,9 +982,18 @@ pub async fn write_records(
     while let Some(w) = rx.recv().await {
         let r = match w {
             RecordWrite::Put(rec) => store.put_call(&rec).await,
-            RecordWrite::Disposition { id, code } => match store.get_call(&id).await {
+            RecordWrite::WrapUp {
+                id,
+                disposition,
+                notes,
+            } => match store.get_call(&id).await {
                 Ok(Some(mut rec)) => {
-                    rec.disposition = Some(code);
+                    if disposition.is_some() {
+                        rec.disposition = disposition;
+                    }
+                    if notes.is_some() {
+                        rec.notes = notes;
+                    }
                     store.put_call(&rec).await
                 }
                 Ok(None) => Ok(()),
@@ -1155,12 +1180,13 @@ impl CallCenter {
         let Some(hub) = self.events.get() else {
             return;
         };
+        let now = Instant::now();
         let changed: Vec<(Option<String>, AgentStatus)> = self.with(|d| {
             d.tenants
                 .iter_mut()
                 .flat_map(|t| {
                     let org = t.spec.entra_tenant_id.clone();
-                    t.changed_agents()
+                    t.changed_agents(now)
                         .into_iter()
                         .map(move |s| (org.clone(), s))
                 })
@@ -1604,19 +1630,21 @@ impl CallCenter {
                 r.ready = ready;
                 r.reason = if ready { None } else { reason };
             }
-            tenant.status(a)
+            tenant.status(a, Instant::now())
         };
         self.wake.notify_one();
         status.ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))
     }
 
     /// Wrap-up is over (the agent is done before the queue's wrap-up time), with the
-    /// disposition code for the agent's last call.
+    /// disposition code and notes (checked by the caller) for the agent's last call. After
+    /// the router ended the wrap-up at its time, they still go to the record.
     pub fn end_wrap_up(
         &self,
         upn: &str,
         tid: Option<&str>,
         disposition: Option<String>,
+        notes: Option<String>,
     ) -> Result<AgentStatus, DeskError> {
         let status = {
             let mut desk = self.lock();
@@ -1648,11 +1676,18 @@ impl CallCenter {
                 },
                 (code, _) => code,
             };
-            if let (Some(id), Some(code), Some(w)) = (last, disposition, self.records.get()) {
-                let _ = w.send(RecordWrite::Disposition { id, code });
+            if let (Some(id), Some(w)) = (last, self.records.get()) {
+                if disposition.is_some() || notes.is_some() {
+                    let _ = w.send(RecordWrite::WrapUp {
+                        id,
+                        disposition,
+                        notes,
+                    });
+                }
             }
-            desk.finish_wrap_up(t, a, Instant::now());
-            desk.tenants[t].status(a)
+            let now = Instant::now();
+            desk.finish_wrap_up(t, a, now);
+            desk.tenants[t].status(a, now)
         };
         self.wake.notify_one();
         status.ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))
@@ -1665,7 +1700,7 @@ impl CallCenter {
             .find(upn, tid)
             .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
         desk.tenants[t]
-            .status(a)
+            .status(a, Instant::now())
             .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))
     }
 }
@@ -1869,6 +1904,70 @@ mod tests {
                 )
             });
         }
+    }
+
+    /// The status counts the wrap-up down (seconds rounded up, none outside wrap-up), and
+    /// the agent's disposition and notes go to the call's record, also after the router
+    /// ended the wrap-up at its time; notes alone leave a disposition as it was.
+    #[test]
+    fn wrap_up_is_counted_down_and_its_notes_go_to_the_record() {
+        use std::time::Duration;
+        let toml = r#"
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+queues = [{ name = "general", wrap_up_seconds = 30 }]
+agents = [{ upn = "adele@contoso.example" }]
+"#;
+        let cc = center_with_phones(toml, &["adele@contoso.example"]);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        cc.records.set(tx).unwrap();
+        let t0 = Instant::now();
+        let (t, a) = cc.with(|d| d.find("adele@contoso.example", None)).unwrap();
+        let left = |at: Instant| cc.with(|d| d.tenants[t].status(a, at)).unwrap();
+        assert_eq!(left(t0).wrap_up_seconds_left, None, "not in wrap-up");
+        let secs = cc.with(|d| {
+            let r = d.tenants[t].agent_mut(a).unwrap();
+            r.last_call = Some("call-1".into());
+            r.last_queue = Some(QueueId(0));
+            d.tenants[t].agent_done(a, Some(QueueId(0)), Duration::from_secs(60), t0)
+        });
+        assert_eq!(secs, 30);
+        let st = left(t0 + Duration::from_millis(10_500));
+        assert_eq!(st.state, AgentState::WrapUp);
+        assert_eq!(st.wrap_up_seconds_left, Some(20));
+        assert_eq!(
+            left(t0 + Duration::from_secs(30)).wrap_up_seconds_left,
+            Some(0)
+        );
+        assert_eq!(
+            left(t0 + Duration::from_secs(99)).wrap_up_seconds_left,
+            Some(0)
+        );
+        // The router ends it at its time; the agent's words still reach the record.
+        cc.with(|d| d.finish_wrap_up(t, a, t0 + Duration::from_secs(30)));
+        let st = left(t0 + Duration::from_secs(31));
+        assert_eq!(
+            (st.state, st.wrap_up_seconds_left),
+            (AgentState::NotReady, None)
+        );
+        let notes = "Refund promised.\n\tCall back Monday".to_owned();
+        let st = cc
+            .end_wrap_up("adele@contoso.example", None, None, Some(notes.clone()))
+            .unwrap();
+        assert_eq!(st.wrap_up_seconds_left, None);
+        match rx.try_recv() {
+            Ok(RecordWrite::WrapUp {
+                id,
+                disposition: None,
+                notes: Some(n),
+            }) => assert_eq!((id.as_str(), n), ("call-1", notes)),
+            other => panic!("the notes went to the record: {other:?}"),
+        }
+        // Nothing given: nothing written.
+        cc.end_wrap_up("adele@contoso.example", None, None, None)
+            .unwrap();
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

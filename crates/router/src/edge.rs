@@ -1513,6 +1513,7 @@ impl Edge {
                     outcome: CallOutcome::Refused,
                     reason: Some(why),
                     disposition: None,
+                    notes: None,
                 });
             }
             Ok(trunk) => {
@@ -1634,6 +1635,7 @@ impl Edge {
             outcome: CallOutcome::InProgress,
             reason: None,
             disposition: None,
+            notes: None,
         };
         // The called party's leg.
         let far = match self.bind_media() {
@@ -2057,6 +2059,7 @@ impl Edge {
             outcome: CallOutcome::InProgress,
             reason: None,
             disposition: None,
+            notes: None,
         };
         tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %trunk_name, closed = ?a.closed, "call arrived");
         let mut rec = rec;

@@ -387,6 +387,7 @@ mod tests {
             outcome,
             reason: None,
             disposition: None,
+            notes: None,
         }
     }
 

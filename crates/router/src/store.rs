@@ -727,6 +727,7 @@ mod tests {
             outcome: CallOutcome::Answered,
             reason: None,
             disposition: None,
+            notes: None,
         }
     }
 

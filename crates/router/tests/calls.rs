@@ -672,7 +672,20 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
             .contains("resolved, cut short, callback"),
         "{refused}"
     );
-    let done = serde_json::json!({ "agent": "adele@contoso.example", "disposition": "Resolved" });
+    // Notes too long, or with a control character other than a line break or a tab: 422,
+    // saying what is wrong and what to do.
+    for (notes, says) in [
+        ("n".repeat(2001), "shorten them"),
+        ("Refund\u{1b}[2J".to_owned(), "only line breaks and tabs"),
+    ] {
+        let bad = serde_json::json!({ "agent": "adele@contoso.example", "disposition": "resolved", "notes": notes });
+        let refused = c
+            .json(reqwest::Method::POST, "/v1/agents/me/wrap-up", bad, 422)
+            .await;
+        assert!(refused.to_string().contains(says), "{refused}");
+    }
+    let notes = "Refund promised.\n\tCall back Monday — 退款";
+    let done = serde_json::json!({ "agent": "adele@contoso.example", "disposition": "Resolved", "notes": notes });
     c.json(reqwest::Method::POST, "/v1/agents/me/wrap-up", done, 200)
         .await;
     let id = r["id"].as_str().unwrap();
@@ -684,6 +697,8 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
         .unwrap();
     let one: Value = one.json().await.unwrap();
     assert_eq!(one["disposition"], "resolved", "{one}");
+    assert_eq!(one["notes"], notes, "{one}");
+    assert_eq!(c.calls().await[0]["notes"], notes, "the list says them too");
     // The day's report counts it, as JSON and as CSV.
     let yesterday = time::OffsetDateTime::now_utc().date() - time::Duration::days(1);
     let period = format!("from={yesterday}&days=3");
@@ -2077,7 +2092,16 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     let (play, record) = (play.to_str().unwrap(), record.to_str().unwrap());
     let mut agent = c.work(
         "adele@contoso.example",
-        &["--calls", "1", "--disposition", "resolved", "--play", play],
+        &[
+            "--calls",
+            "1",
+            "--disposition",
+            "resolved",
+            "--notes",
+            "Asked about the invoice\nsent a copy",
+            "--play",
+            play,
+        ],
         &["--record", record, "--", "--codec", "pcmu"],
     );
     // It says which agent it is, registers, and tells the router it is Ready.
@@ -2129,9 +2153,13 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
         (20, 0.9),
         "the agent heard the caller",
     );
-    // Its wrap-up's disposition is on the record, and it signed off.
+    // Its wrap-up's disposition and notes are on the record, and it signed off.
     let recs = c.calls().await;
     assert_eq!(recs[0]["disposition"], "resolved", "{recs:?}");
+    assert_eq!(
+        recs[0]["notes"], "Asked about the invoice\nsent a copy",
+        "{recs:?}"
+    );
     let st = c.status("adele@contoso.example").await;
     assert_eq!(st["state"], "offline", "{st}");
     c.router.stop().await.unwrap();

@@ -6,8 +6,9 @@
 //! (`switchboard-agent call`) dials the demo number on the trunk and presses 1 (billing). The
 //! window pops the call up with the caller, the number dialled, the queue and the attendant
 //! choice; Answer; the in-call panel shows the call and its timer; the caller hangs up; the
-//! wrap-up panel offers the queue's codes; "resolved", Done; the router's call record has the
-//! disposition and the agent.
+//! wrap-up panel counts the router's wrap-up down and offers the queue's codes and notes;
+//! "resolved", notes, Done; the router's call record has the disposition, the notes and the
+//! agent.
 //!
 //! Audio crosses both ways, on a PulseAudio server of the test's own with null sinks
 //! (`switchboard_e2e::pulse`): the window plays the caller's 440 Hz into its default sink,
@@ -38,6 +39,8 @@ use switchboard_e2e::{
 };
 
 const AGENT: &str = "AdeleV@contoso.example";
+/// The agent's wrap-up notes, typed in the window.
+const NOTES: &str = "Promised a refund; call back Monday";
 /// The colleague: a headless agent (Ready; she has no billing skill, so no billing calls),
 /// answering what rings and ending each wrap-up at once.
 const COLLEAGUE: &str = "MeganB@contoso.example";
@@ -281,15 +284,24 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             "the caller heard the window's microphone",
         )?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
+        // The router's countdown (billing's 120 s) ticks in the panel; notes go with the code.
+        wait_text(&c, r#"[data-testid="wrap-up-countdown"]"#, "left").await?;
+        // The state bar's clock follows the router's end (2:00), not the app's own 30 s.
+        wait_text(&c, r#"[data-testid="work-now"]"#, "1:5").await?;
+        type_into(&c, r#"[data-testid="wrap-up-notes"]"#, NOTES).await?;
+        wait_text(&c, r#"[data-testid="wrap-up-notes-count"]"#, "/ 2000").await?;
         click(&c, r#"[data-testid="disposition-resolved"]"#).await?;
         screenshot(&c, "phone-wrap-up.png").await?;
         click(&c, r#"[data-testid="wrap-up-done"]"#).await?;
         gone(&c, r#"[data-testid="wrap-up"]"#).await?;
 
-        // 7. The router's call record has the agent and the disposition.
+        // 7. The router's call record has the agent, the disposition and the notes.
         let recs = eventually("the call record with its disposition", WAIT, || async {
             let recs = records(http.clone(), base.clone()).await?;
-            if recs.first().is_some_and(|r| r["disposition"] == "resolved") {
+            if recs
+                .first()
+                .is_some_and(|r| r["disposition"] == "resolved" && r["notes"] == NOTES)
+            {
                 Ok(Some(recs))
             } else {
                 bail!("records: {recs:?}")

@@ -145,8 +145,9 @@ export const phoneDtmf = (callId: number, key: string): Promise<void> => call("p
 export const phoneVolume = (percent: number): Promise<void> => call("phone_volume", { percent });
 /** The call's audio figures so far (loss, jitter, estimated MOS). */
 export const phoneQuality = (callId: number): Promise<CallQuality> => call("phone_quality", { call: callId });
-/** Ends the wrap-up at the router with the disposition code. */
-export const phoneWrapUp = (disposition: string | null): Promise<void> => call("phone_wrap_up", { disposition });
+/** Ends the wrap-up at the router with the disposition code and the agent's notes (at most 2,000 characters). */
+export const phoneWrapUp = (disposition: string | null, notes: string | null): Promise<void> =>
+  call("phone_wrap_up", { disposition, notes });
 
 /** Calls `handler` with each change of the phone; returns the unsubscribe function. */
 export async function onPhone(handler: (v: PhoneView) => void): Promise<UnlistenFn> {

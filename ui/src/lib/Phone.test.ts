@@ -2,9 +2,9 @@ import { describe, expect, it, beforeEach, vi } from "vitest";
 import { fireEvent, render, screen } from "@testing-library/svelte";
 import Phone from "./Phone.svelte";
 import { setLanguage } from "../i18n/index.svelte";
-import type { CallView, PhoneView } from "../ipc";
+import type { CallView, PhoneView, WrapUpView } from "../ipc";
 import { targets } from "./fixtures.test-data";
-import { clock, shortcutOf, type PhoneApi } from "./phone";
+import { charCount, clock, countdown, secondsLeft, shortcutOf, type PhoneApi } from "./phone";
 
 const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
   agent: "AdeleV@contoso.example",
@@ -14,6 +14,15 @@ const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
   problem: null,
   volume: 80,
   consult: null,
+  ...over,
+});
+
+const wrapUp = (over: Partial<WrapUpView> = {}): WrapUpView => ({
+  queue: "general",
+  call_record: "c-1",
+  dispositions: ["resolved", "callback"],
+  ends_unix_ms: null,
+  after: null,
   ...over,
 });
 
@@ -230,7 +239,7 @@ describe("the phone in the window", () => {
   });
 
   it("wraps up with one of the queue's dispositions", async () => {
-    const { api } = fakeApi(idle({ wrap_up: { queue: "general", call_record: "c-1", dispositions: ["resolved", "callback"] } }));
+    const { api } = fakeApi(idle({ wrap_up: wrapUp() }));
     render(Phone, { api });
     await screen.findByTestId("wrap-up");
     const done = screen.getByTestId("wrap-up-done") as HTMLButtonElement;
@@ -238,18 +247,83 @@ describe("the phone in the window", () => {
     await fireEvent.click(screen.getByTestId("disposition-callback"));
     expect(done.disabled).toBe(false);
     await fireEvent.click(done);
-    expect(api.phoneWrapUp).toHaveBeenCalledWith("callback");
+    expect(api.phoneWrapUp).toHaveBeenCalledWith("callback", null);
+    // A queue without wrap-up time: no countdown.
+    expect(screen.queryByTestId("wrap-up-countdown")).toBeNull();
+    expect(screen.queryByTestId("wrap-up-over")).toBeNull();
+  });
+
+  it("sends the notes with the disposition through Done, and clears them after", async () => {
+    const { api } = fakeApi(idle({ wrap_up: wrapUp() }));
+    render(Phone, { api });
+    await screen.findByTestId("wrap-up");
+    const notes = screen.getByTestId("wrap-up-notes") as HTMLTextAreaElement;
+    await fireEvent.input(notes, { target: { value: "Refund promised.\nCall back Monday 退款 🙂" } });
+    // Counted as the router counts: the emoji is one character.
+    expect(screen.getByTestId("wrap-up-notes-count").textContent).toBe("38 / 2000");
+    await fireEvent.click(screen.getByTestId("disposition-resolved"));
+    await fireEvent.click(screen.getByTestId("wrap-up-done"));
+    expect(api.phoneWrapUp).toHaveBeenCalledWith("resolved", "Refund promised.\nCall back Monday 退款 🙂");
+    await vi.waitFor(() => expect((screen.getByTestId("wrap-up-notes") as HTMLTextAreaElement).value).toBe(""));
+  });
+
+  it("keeps notes over 2,000 characters from being sent, and says so", async () => {
+    const { api } = fakeApi(idle({ wrap_up: wrapUp({ dispositions: [] }) }));
+    render(Phone, { api });
+    await screen.findByTestId("wrap-up");
+    await fireEvent.input(screen.getByTestId("wrap-up-notes"), { target: { value: "n".repeat(2001) } });
+    expect(screen.getByTestId("wrap-up-notes-count").textContent).toBe("2001 / 2000");
+    expect(screen.getByTestId("wrap-up-notes-too-long").textContent).toContain("at most 2000 characters");
+    const done = screen.getByTestId("wrap-up-done") as HTMLButtonElement;
+    expect(done.disabled).toBe(true);
+    await fireEvent.click(done);
+    expect(api.phoneWrapUp).not.toHaveBeenCalled();
+    await fireEvent.input(screen.getByTestId("wrap-up-notes"), { target: { value: "n".repeat(2000) } });
+    expect(done.disabled).toBe(false);
+    setLanguage("zh-CN");
+    await fireEvent.input(screen.getByTestId("wrap-up-notes"), { target: { value: "n".repeat(2001) } });
+    expect(screen.getByTestId("wrap-up-notes-too-long").textContent).toContain("最多 2000 个字符");
+  });
+
+  it("counts the router's wrap-up down each second, then says the state the router set", async () => {
+    vi.useFakeTimers();
+    try {
+      const ends = Date.now() + 65_000;
+      const { api, push } = fakeApi(idle({ wrap_up: wrapUp({ ends_unix_ms: ends }) }));
+      render(Phone, { api });
+      await vi.waitFor(() => expect(screen.getByTestId("wrap-up-countdown").textContent).toBe("01:05 left"));
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(screen.getByTestId("wrap-up-countdown").textContent).toBe("01:04 left");
+      await vi.advanceTimersByTimeAsync(55_000);
+      expect(screen.getByTestId("wrap-up-countdown").textContent).toBe("00:09 left");
+      // The view sent again (another field changed) keeps the same end.
+      const view = idle({ volume: 50, wrap_up: wrapUp({ ends_unix_ms: ends }) });
+      push(view);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(screen.getByTestId("wrap-up-countdown").textContent).toBe("00:08 left");
+      await vi.advanceTimersByTimeAsync(8000);
+      expect(screen.queryByTestId("wrap-up-countdown")).toBeNull();
+      expect(screen.getByTestId("wrap-up-over").textContent).toContain("Wrap-up time is over.");
+      // The router's next state, once the shell heard it; Done still saves the notes.
+      push({ ...view, wrap_up: { ...view.wrap_up!, after: "ready" } });
+      await vi.waitFor(() => expect(screen.getByTestId("wrap-up-over").textContent).toContain("you are Ready again"));
+      setLanguage("zh-CN");
+      await vi.waitFor(() => expect(screen.getByTestId("wrap-up-over").textContent).toContain("话后处理时间已结束"));
+      expect((screen.getByTestId("wrap-up-done") as HTMLButtonElement).disabled).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("wraps up with a free code where the queue has none, and says a refusal in the person's language", async () => {
-    const { api } = fakeApi(idle({ wrap_up: { queue: "general", call_record: null, dispositions: [] } }));
+    const { api } = fakeApi(idle({ wrap_up: wrapUp({ call_record: null, dispositions: [] }) }));
     api.phoneWrapUp = vi.fn(async () => {
       throw { code: "router_refused_value", message: "422 not a disposition" };
     });
     render(Phone, { api });
     await screen.findByTestId("wrap-up");
     await fireEvent.click(screen.getByTestId("wrap-up-done"));
-    expect(api.phoneWrapUp).toHaveBeenCalledWith(null);
+    expect(api.phoneWrapUp).toHaveBeenCalledWith(null, null);
     expect((await screen.findByTestId("phone-error")).textContent).toContain("refused that value");
     setLanguage("zh-CN");
     await vi.waitFor(() => expect(screen.getByTestId("phone-error").textContent).toContain("拒绝了该值"));
@@ -278,5 +352,12 @@ describe("phone helpers", () => {
     expect(clock(65.9)).toBe("1:05");
     expect(clock(3723)).toBe("1:02:03");
     expect(clock(-5)).toBe("0:00");
+    expect(countdown(65)).toBe("01:05");
+    expect(countdown(0)).toBe("00:00");
+    expect(countdown(6000)).toBe("100:00");
+    expect(secondsLeft(10_000, 8_500)).toBe(2);
+    expect(secondsLeft(10_000, 10_000)).toBe(0);
+    expect(secondsLeft(10_000, 12_000)).toBe(0);
+    expect(charCount("退款🙂")).toBe(3);
   });
 });

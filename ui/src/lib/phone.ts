@@ -20,7 +20,7 @@ export type PhoneApi = {
   phoneDtmf: (call: number, key: string) => Promise<void>;
   phoneVolume: (percent: number) => Promise<void>;
   phoneQuality: (call: number) => Promise<CallQuality>;
-  phoneWrapUp: (disposition: string | null) => Promise<void>;
+  phoneWrapUp: (disposition: string | null, notes: string | null) => Promise<void>;
 };
 
 export const shellPhone: PhoneApi = {
@@ -95,6 +95,25 @@ export function clock(seconds: number): string {
   const m = Math.floor((s % 3600) / 60);
   const ss = String(s % 60).padStart(2, "0");
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** Wrap-up notes hold at most this many characters (the router's limit). */
+export const NOTES_MAX = 2000;
+
+/** Characters as the router counts them (code points, so an emoji is one, not two). */
+export function charCount(text: string): number {
+  return [...text].length;
+}
+
+/** Whole seconds from `now` to `ends` (Unix ms), rounded up, never below 0. */
+export function secondsLeft(ends: number, now: number): number {
+  return Math.max(0, Math.ceil((ends - now) / 1000));
+}
+
+/** `mm:ss` of a countdown (minutes grow past 99 rather than wrap). */
+export function countdown(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
 }
 
 /** Packets lost as a share of those expected, in %, one decimal. */

@@ -2,7 +2,7 @@
 //! its SIP credentials from the router (the signed-in account, or `--as UPN` where the router
 //! checks no tokens), registers its phone with them, says Ready (or Not ready) and answers
 //! what the router offers — the `answer` command's phone, with every flag it has after `--`.
-//! After each queue call it ends wrap-up with `--disposition`; on Ctrl-C or SIGTERM it signs
+//! After each queue call it ends wrap-up with `--disposition` and `--notes`; on Ctrl-C or SIGTERM it signs
 //! off: Not ready (so nothing more is offered), a call up hung up and one ringing refused,
 //! the phone unregistered, then the router forgets it and the credentials stop working.
 //! The router's password reaches the phone in its arguments' struct, never in an argument
@@ -47,12 +47,62 @@ pub struct WorkArgs {
     /// End wrap-up after each queue call with this disposition code.
     #[arg(long, value_name = "CODE")]
     pub disposition: Option<String>,
+    /// End wrap-up after each queue call with these notes on the call's record (at most
+    /// 2,000 characters; line breaks and tabs, no other control characters).
+    #[arg(long, value_name = "TEXT", value_parser = notes_arg)]
+    pub notes: Option<String>,
     /// Stop after this many calls (default: until interrupted).
     #[arg(long)]
     pub calls: Option<u32>,
     /// More flags for the phone, as `switchboard-agent answer` takes them (after `--`).
     #[arg(last = true, value_name = "ANSWER FLAGS")]
     pub phone: Vec<String>,
+}
+
+/// `--notes`, as the router takes them (checked here so a bad one fails at once, not after
+/// the first call).
+fn notes_arg(text: &str) -> Result<String, String> {
+    switchboard_agent::desk::wrap_up_notes(Some(text))
+        .map(Option::unwrap_or_default)
+        .map_err(|e| e.to_string())
+}
+
+/// What ends each wrap-up: `--disposition` and `--notes`. Neither given: the router ends it
+/// at the queue's wrap-up time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct WrapUpAnswer {
+    disposition: Option<String>,
+    notes: Option<String>,
+}
+
+impl WrapUpAnswer {
+    fn of(args: &WorkArgs) -> Self {
+        Self {
+            disposition: args.disposition.clone(),
+            notes: args.notes.clone().filter(|n| !n.is_empty()),
+        }
+    }
+
+    fn given(&self) -> bool {
+        self.disposition.is_some() || self.notes.is_some()
+    }
+
+    /// Ends the wrap-up at the router with them; the notes' length is logged, never their text.
+    async fn send(&self, api: &Api) {
+        match api
+            .wrap_up(self.disposition.as_deref(), self.notes.as_deref())
+            .await
+        {
+            Ok(_) => tracing::info!(
+                disposition = ?self.disposition,
+                notes_chars = self.notes.as_deref().map_or(0, |n| n.chars().count()),
+                "wrap-up ended"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot end wrap-up; the router ends it after the queue's wrap-up time")
+            }
+        }
+    }
 }
 
 /// Parses `answer`'s flags, so the phone is configured exactly as that command would be.
@@ -117,12 +167,12 @@ fn phone_args(args: &WorkArgs, creds: &SipCredentials) -> anyhow::Result<super::
 }
 
 /// Says Ready (or Not ready) once the phone is registered, then ends each wrap-up with the
-/// disposition, watching the agent's state at the router.
+/// disposition and notes, watching the agent's state at the router.
 async fn keep_state(
     api: &Api,
     ready: bool,
     reason: Option<String>,
-    disposition: Option<String>,
+    answer: WrapUpAnswer,
     json: bool,
 ) {
     let mut said = false;
@@ -146,15 +196,8 @@ async fn keep_state(
                     if last.is_some() {
                         print_state(json, &st);
                     }
-                    if st.state == AgentState::WrapUp {
-                        if let Some(d) = &disposition {
-                            match api.wrap_up(Some(d)).await {
-                                Ok(_) => tracing::info!(disposition = %d, "wrap-up ended"),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "cannot end wrap-up; the router ends it after the queue's wrap-up time")
-                                }
-                            }
-                        }
+                    if st.state == AgentState::WrapUp && answer.given() {
+                        answer.send(api).await;
                     }
                     last = Some(st.state);
                 }
@@ -226,7 +269,7 @@ pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
         &api,
         ready,
         args.not_ready.clone(),
-        args.disposition.clone(),
+        WrapUpAnswer::of(&args),
         json,
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -268,17 +311,14 @@ pub async fn run(args: WorkArgs, json: bool) -> anyhow::Result<()> {
     };
     // The last call's wrap-up, when the phone stopped right after it (--calls), or signing
     // off hung it up (the phone is gone then, but the router still takes the disposition).
-    if let (Ok(()), Some(d), true) = (&result, &args.disposition, hung_up_a_call) {
-        if let Err(e) = api.wrap_up(Some(d)).await {
-            tracing::warn!(error = %e, "cannot end wrap-up");
-        }
-    } else if let (Ok(()), Some(d)) = (&result, &args.disposition) {
+    let answer = WrapUpAnswer::of(&args);
+    if result.is_ok() && answer.given() && hung_up_a_call {
+        answer.send(&api).await;
+    } else if result.is_ok() && answer.given() {
         for _ in 0..12 {
             match api.status().await {
                 Ok(st) if st.state == AgentState::WrapUp => {
-                    if let Err(e) = api.wrap_up(Some(d)).await {
-                        tracing::warn!(error = %e, "cannot end wrap-up");
-                    }
+                    answer.send(&api).await;
                     break;
                 }
                 Ok(st) if st.state != AgentState::OnCall => break,
@@ -381,6 +421,49 @@ mod tests {
         let a = work(&["--router", "http://x", "--not-ready", "lunch"]);
         assert_eq!(a.not_ready.as_deref(), Some("lunch"));
         assert_eq!(a.phone, Vec::<String>::new());
+    }
+
+    #[test]
+    fn notes_go_with_the_disposition_and_bad_ones_are_refused_at_once() {
+        let a = work(&["--router", "http://x"]);
+        assert!(!WrapUpAnswer::of(&a).given());
+        let a = work(&[
+            "--router",
+            "http://x",
+            "--disposition",
+            "resolved",
+            "--notes",
+            "  Refund promised.\r\n\tCall back Monday  ",
+        ]);
+        assert_eq!(
+            WrapUpAnswer::of(&a),
+            WrapUpAnswer {
+                disposition: Some("resolved".into()),
+                notes: Some("Refund promised.\n\tCall back Monday".into()),
+            }
+        );
+        // Notes alone end the wrap-up too; blank ones are none.
+        let a = work(&["--router", "http://x", "--notes", "left a voicemail"]);
+        assert!(WrapUpAnswer::of(&a).given());
+        let a = work(&["--router", "http://x", "--notes", "   "]);
+        assert!(!WrapUpAnswer::of(&a).given());
+        #[derive(Parser)]
+        #[command(no_binary_name = true)]
+        struct W {
+            #[command(flatten)]
+            w: WorkArgs,
+        }
+        let long = "n".repeat(2001);
+        for (bad, says) in [
+            (long.as_str(), "shorten"),
+            ("a\u{7}b", "line breaks and tabs"),
+        ] {
+            let e = W::try_parse_from(["--router", "http://x", "--notes", bad])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("--notes") && e.contains(says), "{e}");
+        }
     }
 
     #[test]
