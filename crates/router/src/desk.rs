@@ -952,6 +952,9 @@ pub struct CallCenter {
     pub commands: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<EdgeCommand>>,
     /// The event stream, for agents' states and queue figures.
     pub events: std::sync::OnceLock<crate::events::EventHub>,
+    /// Callbacks kept from before a restart, with their records, for the SIP edge to take
+    /// up when it starts.
+    pub restored_callbacks: Mutex<Vec<(PendingCallback, switchboard_api::CallRecord)>>,
 }
 
 /// A write to the call records.
@@ -972,6 +975,34 @@ pub enum RecordWrite {
     Session(Box<AgentSession>),
     /// An agent's session is over (signed off, revoked, removed): (tenant, UPN).
     EndSession(String, String),
+    /// A callback a caller asked for, as it stands (kept across restarts).
+    Callback(Box<PendingCallback>),
+    /// Call `id`'s callback is over (made, given up, or the call ended otherwise).
+    CallbackDone(String),
+}
+
+/// A callback a caller asked for and the router has not made yet, as kept in the store so
+/// that a restart does not lose it: the router puts it back in its queue, in the place its
+/// caller had.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingCallback {
+    /// The call's record id.
+    pub id: String,
+    pub tenant: String,
+    /// The trunk the caller came on (and is called back on), by name.
+    pub trunk: String,
+    pub queue: String,
+    /// The number called back.
+    pub caller: String,
+    /// The number the caller dialled (shown to them when called back).
+    pub dialled: String,
+    pub priority: u8,
+    /// When the caller first joined the queue (Unix milliseconds): their place.
+    pub queued_at_ms: i64,
+    /// When they asked for the callback (Unix milliseconds): its expiry counts from it.
+    pub requested_at_ms: i64,
+    /// Calls placed to them so far.
+    pub attempts: u32,
 }
 
 /// Writes call records in the order they come, until every sender has gone.
@@ -1005,6 +1036,8 @@ pub async fn write_records(
             }
             RecordWrite::Session(s) => store.put_agent_session(&s).await,
             RecordWrite::EndSession(tenant, upn) => store.delete_agent_session(&tenant, &upn).await,
+            RecordWrite::Callback(p) => store.put_pending_callback(&p).await,
+            RecordWrite::CallbackDone(id) => store.delete_pending_callback(&id).await,
         };
         if let Err(e) = r {
             tracing::error!(error = %e, "a call record could not be written");
@@ -1096,6 +1129,7 @@ impl CallCenter {
             records: std::sync::OnceLock::new(),
             commands: std::sync::OnceLock::new(),
             events: std::sync::OnceLock::new(),
+            restored_callbacks: Mutex::new(Vec::new()),
         }
     }
 

@@ -787,7 +787,7 @@ pub async fn start(
     .flatten()
     .collect();
     let tls_local = tls.as_ref().map(|t| t.local_addr());
-    let edge = Edge {
+    let mut edge = Edge {
         cc,
         net: Nets { udp, tcp, tls },
         arrived: Transport::Udp,
@@ -825,6 +825,7 @@ pub async fn start(
         end_reason: None,
     };
     tracing::info!(%local, tls = ?tls_local, media = %media_ip, transports = %transports.join(", "), "SIP edge listening");
+    edge.restore_callbacks(Instant::now());
     let task = tokio::spawn(edge.run(shutdown));
     Ok(EdgeHandle { local, task })
 }
@@ -2734,6 +2735,118 @@ impl Edge {
             (),
         );
         self.save(n);
+        self.keep_callback(n, now);
+    }
+
+    /// Keeps call `n`'s callback in the store as it stands, so a restart does not lose it.
+    fn keep_callback(&self, n: u64, now: Instant) {
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        let Callback::Requested { at, attempts } = c.callback else {
+            return;
+        };
+        let wall_ms = |i: Instant| {
+            let ago = now.saturating_duration_since(i).as_millis() as i64;
+            (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64 - ago
+        };
+        let p = self.cc.with(|d| {
+            let t = &d.tenants[c.tenant];
+            Some(crate::desk::PendingCallback {
+                id: c.id.clone(),
+                tenant: t.spec.id.clone(),
+                trunk: t.spec.trunks.get(c.trunk)?.name.clone(),
+                queue: t.queue(c.queue?)?.name.clone(),
+                caller: c.caller.clone(),
+                dialled: c.dialled.clone(),
+                priority: c.priority,
+                queued_at_ms: wall_ms(c.since.unwrap_or(at)),
+                requested_at_ms: wall_ms(at),
+                attempts,
+            })
+        });
+        if let (Some(p), Some(w)) = (p, self.cc.records.get()) {
+            let _ = w.send(RecordWrite::Callback(Box::new(p)));
+        }
+    }
+
+    /// Takes up the callbacks kept from before the router restarted: each waits in its
+    /// queue again with no leg, in the place its caller had, attempts and expiry counted
+    /// from before.
+    fn restore_callbacks(&mut self, now: Instant) {
+        let kept = self
+            .cc
+            .restored_callbacks
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let ago = |ms: i64| {
+            now.checked_sub(Duration::from_millis(
+                now_ms.saturating_sub(ms).max(0) as u64
+            ))
+        };
+        for (p, mut rec) in kept {
+            let found = self.cc.with(|d| {
+                let ti = d.tenants.iter().position(|t| t.spec.id == p.tenant)?;
+                let t = &d.tenants[ti];
+                let j = t
+                    .spec
+                    .trunks
+                    .iter()
+                    .position(|x| x.name == p.trunk && !x.retired)?;
+                let q = *t.queue_ids.get(&p.queue)?;
+                let expire = t.queue(q)?.callback.as_ref()?.expire_minutes;
+                Some((ti, j, q, expire))
+            });
+            let Some((tenant, trunk, q, expire)) = found else {
+                continue;
+            };
+            let a = Admission {
+                tenant,
+                trunk,
+                route: Some(Route::Queue(q)),
+                dialled: p.dialled.clone(),
+                priority: p.priority,
+                closed: None,
+                outbound: None,
+                internal: None,
+                asserted: None,
+            };
+            let n = self.next_call;
+            self.next_call += 1;
+            rec.steps
+                .push("callback kept across a restart of the router".into());
+            // No leg: a number no call of the user agent has.
+            let mut c = CallRt::new(
+                p.id.clone(),
+                &a,
+                u64::MAX - n,
+                p.caller.clone(),
+                Stage::CallbackWaiting,
+                rec,
+                now,
+            );
+            c.queue = Some(q);
+            c.since = ago(p.queued_at_ms).or(Some(now));
+            let at = ago(p.requested_at_ms).unwrap_or(now);
+            c.callback = Callback::Requested {
+                at,
+                attempts: p.attempts,
+            };
+            c.on_trunk = false;
+            let left =
+                Duration::from_secs(expire * 60).saturating_sub(now.saturating_duration_since(at));
+            tracing::info!(call = %c.id, tenant = %p.tenant, queue = %p.queue, attempts = p.attempts, "callback taken up after the restart");
+            let since = c.since.unwrap_or(now);
+            self.calls.insert(n, c);
+            self.cc
+                .with(|d| d.tenants[tenant].stats[q.0 as usize].entered(n, since));
+            self.timers
+                .insert((now + left, Timer::CallbackExpire(n)), ());
+            self.save(n);
+            self.callback_requeue(n, now);
+        }
     }
 
     /// Call `n`'s caller has heard that they will be called back (or hung up): their leg
@@ -2816,6 +2929,10 @@ impl Edge {
         c.rec
             .steps
             .push(format!("callback attempt {}", attempts + 1));
+        self.keep_callback(n, now);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
         match placed {
             Ok((leg, socket)) => {
                 tracing::info!(call = %id, attempt = attempts + 1, "calling the caller back");
@@ -2976,6 +3093,9 @@ impl Edge {
                         c.stage = Stage::Talking;
                         c.rec.steps.push("called back".into());
                         tracing::info!(call = %c.id, "the caller took the callback");
+                        if let Some(w) = self.cc.records.get() {
+                            let _ = w.send(RecordWrite::CallbackDone(c.id.clone()));
+                        }
                         if let Some((_, agent_leg)) = c.agent {
                             self.relay.play(agent_leg, Playlist::default());
                             self.relay.bridge(leg, agent_leg);
@@ -3267,6 +3387,9 @@ impl Edge {
         let Some(mut c) = self.calls.remove(&n) else {
             return;
         };
+        if let (Callback::Requested { .. }, Some(w)) = (c.callback, self.cc.records.get()) {
+            let _ = w.send(RecordWrite::CallbackDone(c.id.clone()));
+        }
         for (leg, _) in c.offers.clone() {
             Self::offer_outcome(&mut c, leg, "cancelled");
         }
@@ -4725,6 +4848,10 @@ impl Edge {
     /// Shutting down: every call is hung up, and recorded as interrupted.
     async fn stop(&mut self) {
         let now = Instant::now();
+        // Callbacks waiting with no leg stay open: kept in the store, the next start takes
+        // them up again.
+        self.calls
+            .retain(|_, c| !matches!(c.stage, Stage::CallbackWaiting | Stage::CallbackConfirming));
         for c in self.calls.values_mut() {
             c.failure = None;
             c.rec.outcome = CallOutcome::Interrupted;

@@ -315,8 +315,11 @@ impl Router {
                 "agents' sessions kept from before the restart"
             );
         }
+        // Callbacks callers asked for before the stop are taken up again; their calls stay
+        // open. The rest of the calls cut short are closed as interrupted.
+        let kept = restore_callbacks(&store, &center).await?;
         let interrupted = store
-            .close_interrupted_calls(time::OffsetDateTime::now_utc())
+            .close_interrupted_calls(time::OffsetDateTime::now_utc(), &kept)
             .await?;
         if interrupted > 0 {
             tracing::warn!(
@@ -490,4 +493,54 @@ impl Drop for Background {
             let _ = s.send(());
         }
     }
+}
+
+/// Hands the SIP edge the callbacks kept from before the router stopped that can still be
+/// made — their tenant, trunk and queue still there, the queue still offering callbacks, not
+/// expired, their call still open — and forgets the others (their calls are then closed as
+/// interrupted). Returns the ids of the calls taken up.
+async fn restore_callbacks(
+    store: &store::Store,
+    center: &desk::CallCenter,
+) -> Result<std::collections::HashSet<String>, store::StoreError> {
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut kept = std::collections::HashSet::new();
+    let mut restored = Vec::new();
+    for p in store.pending_callbacks().await? {
+        let expire_minutes = center.with(|d| {
+            let t = d.tenants.iter().find(|t| t.spec.id == p.tenant)?;
+            t.spec
+                .trunks
+                .iter()
+                .find(|x| x.name == p.trunk && !x.retired && x.places_calls())?;
+            let q = t.queue(*t.queue_ids.get(&p.queue)?)?;
+            Some(q.callback.as_ref()?.expire_minutes)
+        });
+        let live = expire_minutes
+            .is_some_and(|m| p.requested_at_ms.saturating_add(m as i64 * 60_000) > now_ms);
+        let rec = match live {
+            true => store.get_call(&p.id).await?,
+            false => None,
+        };
+        match rec.filter(|r| r.outcome == switchboard_api::CallOutcome::InProgress) {
+            Some(rec) => {
+                kept.insert(p.id.clone());
+                restored.push((p, rec));
+            }
+            None => {
+                tracing::warn!(call = %p.id, tenant = %p.tenant, "a callback kept from before the restart can no longer be made (expired, or its queue, trunk or callback offer is gone)");
+                store.delete_pending_callback(&p.id).await?;
+            }
+        }
+    }
+    if !restored.is_empty() {
+        tracing::info!(
+            callbacks = restored.len(),
+            "callbacks kept from before the restart are back in their queues"
+        );
+    }
+    if let Ok(mut r) = center.restored_callbacks.lock() {
+        *r = restored;
+    }
+    Ok(kept)
 }

@@ -542,7 +542,56 @@ impl Store {
 
     /// Closes the calls a run cut short (still in progress when it stopped) as interrupted,
     /// ending at `now`; returns how many.
-    pub async fn close_interrupted_calls(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+    /// Keeps callback `p` (replacing the one kept for its call before).
+    pub async fn put_pending_callback(
+        &self,
+        p: &crate::desk::PendingCallback,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(p).map_err(|e| StoreError::Query(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO pending_callbacks (id, tenant, callback) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET callback = excluded.callback",
+        )
+        .bind(&p.id)
+        .bind(&p.tenant)
+        .bind(json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the callback of call `id` (made, given up, or the call ended otherwise).
+    pub async fn delete_pending_callback(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_callbacks WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every callback kept (those that no longer read are skipped).
+    pub async fn pending_callbacks(&self) -> Result<Vec<crate::desk::PendingCallback>, StoreError> {
+        let rows = sqlx::query("SELECT callback FROM pending_callbacks ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let json: String = r.try_get(0)?;
+            match serde_json::from_str(&json) {
+                Ok(p) => out.push(p),
+                Err(e) => tracing::warn!(error = %e, "a kept callback no longer reads; skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes every call still in progress as interrupted, but those in `keep` (callbacks
+    /// the router takes up again).
+    pub async fn close_interrupted_calls(
+        &self,
+        now: OffsetDateTime,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<u64, StoreError> {
         let rows = sqlx::query("SELECT record FROM calls WHERE outcome = 'in_progress'")
             .fetch_all(&self.pool)
             .await?;
@@ -552,6 +601,9 @@ impl Store {
             let Ok(mut rec) = serde_json::from_str::<CallRecord>(&json) else {
                 continue;
             };
+            if keep.contains(&rec.id) {
+                continue;
+            }
             rec.outcome = CallOutcome::Interrupted;
             rec.ended_at.get_or_insert(now);
             rec.reason

@@ -2395,6 +2395,133 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
     c.router.stop().await.unwrap();
 }
 
+/// The calls the router at `base` lists once its first has a step with `step` (within 5 s).
+async fn step_within(http: &reqwest::Client, base: &str, step: &str) -> Vec<Value> {
+    let mut recs: Vec<Value> = Vec::new();
+    for _ in 0..50 {
+        recs = get_json(http, &format!("{base}/v1/calls")).await;
+        if recs
+            .first()
+            .is_some_and(|r| r["steps"].to_string().contains(step))
+        {
+            return recs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no step {step:?}: {recs:?}");
+}
+
+/// Sets Adele's state (`ready`, `not_ready`) through the router at `base`.
+async fn adele_state(http: &reqwest::Client, base: &str, state: &str) {
+    let r = http
+        .put(format!("{base}/v1/agents/me/state"))
+        .json(&serde_json::json!({ "agent": "adele@contoso.example", "state": state }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A caller who asked for a callback keeps it through a SIGKILL of the router: after the
+/// restart the callback waits in its queue again (its record still open, a step saying so),
+/// and when Adele is made Ready she is rung and the router calls the caller back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_asked_for_before_a_sigkill_is_made_after_the_restart() {
+    let _one = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // One SIP port for both runs (Adele's phone keeps sending there); the caller's phone,
+    // where the callback goes, on another.
+    let free = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, phone_port) = (free(), free());
+    let config = format!("{EDGE}{CALLBACK}")
+        .replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        )
+        .replace(
+            "allow = [\"127.0.0.1\"]",
+            &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{phone_port}\""),
+        );
+    std::fs::write(d.join("router.toml"), config).unwrap();
+    tone_wav(&d.join("caller.wav"), CALLER_HZ, 30);
+    let (mut router, base, sip) = router_process(d);
+    let http = reqwest::Client::new();
+    let agent = adele_registered_and_ready(&http, &base, d, &["--codec", "pcmu"]).await;
+    adele_state(&http, &base, "not_ready").await;
+    // The caller is offered a callback at once (position 1), presses 1 and is hung up on.
+    let out = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args([
+            "--json",
+            "call",
+            &format!("sip:+18005550100@127.0.0.1:{sip}"),
+        ])
+        .args([
+            "--user",
+            "+15550104477",
+            "--dtmf",
+            "1",
+            "--hangup-after",
+            "40",
+            "--play",
+        ])
+        .arg(d.join("caller.wav"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", events(&out.stdout));
+    step_within(&http, &base, "callback requested").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    router.kill().unwrap(); // SIGKILL
+    router.wait().unwrap();
+    let (mut router, base, _) = router_process(d);
+    // (The record is written a moment after the start.)
+    let recs = step_within(&http, &base, "callback kept across a restart").await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["outcome"], "in_progress", "still waiting: {recs:?}");
+    // The caller's phone is there; Adele is made Ready: she is rung, answers, and the
+    // router calls the caller back.
+    let customer = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+        .args(["--bind", &format!("127.0.0.1:{phone_port}")])
+        .args([
+            "--user",
+            "+15550104477",
+            "--answer-after",
+            "1",
+            "--codec",
+            "pcmu",
+        ])
+        .args(["--hangup-after", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    adele_state(&http, &base, "ready").await;
+    let customer = finish(customer, Duration::from_secs(45)).await;
+    assert!(
+        customer.iter().any(|e| e["event"] == "established"),
+        "the caller's phone took the callback: {customer:?}"
+    );
+    let adele = finish(agent, Duration::from_secs(10)).await;
+    assert!(
+        adele.iter().any(|e| e["event"] == "established"),
+        "Adele's phone, registered before the crash, took it: {adele:?}"
+    );
+    let recs = step_within(&http, &base, "called back").await;
+    assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
+    let _ = router.kill();
+    let _ = router.wait();
+}
+
 const CONSULT: &str = r#"
 [[tenants.numbers]]
 number = "+18005550100"
