@@ -488,13 +488,13 @@ pub struct TrunkSettings {
     /// Calls on the trunk at once (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<u32>,
-    /// Where OPTIONS keep-alives go (`sip:192.0.2.10:5060`).
+    /// Where OPTIONS keep-alives go (`sip:192.0.2.10:5060`, or a DNS name: `sip:sbc.carrier.example`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
     /// Seconds between probes (1–3600, default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_seconds: Option<u64>,
-    /// Where calls the router places on the trunk go (`sip:192.0.2.10:5060`).
+    /// Where calls the router places on the trunk go (`sip:192.0.2.10:5060`, or a DNS name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<String>,
     /// A Microsoft Teams Direct Routing trunk (the router is its SBC): no `allow`,

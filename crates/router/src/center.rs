@@ -271,16 +271,17 @@ pub struct TrunkSpec {
     /// Calls on the trunk at once; more get 503.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
-    /// Where the router sends OPTIONS keep-alives (`sip:192.0.2.10:5060`; an IP address,
-    /// port 5060 when left out); none: the trunk is not probed, and is up once it sends
+    /// Where the router sends OPTIONS keep-alives (`sip:192.0.2.10:5060` or
+    /// `sip:sbc.carrier.example`: an IP address or a DNS name, resolved by `[sip.resolve]` or
+    /// DNS when each request goes; port 5060 when left out); none: the trunk is not probed, and is up once it sends
     /// anything.
     #[serde(default)]
     pub probe: Option<String>,
     /// Seconds between probes (1–3600); three unanswered (or 503) in a row: down.
     #[serde(default = "default_probe_seconds")]
     pub probe_seconds: u64,
-    /// Where calls the router places on this trunk go (`sip:192.0.2.10:5060`; an IP address,
-    /// port 5060 when left out): callbacks to its callers. None: the `probe` target; neither:
+    /// Where calls the router places on this trunk go (`sip:192.0.2.10:5060` or a DNS name
+    /// as for `probe`; port 5060 when left out): callbacks to its callers. None: the `probe` target; neither:
     /// the router places no call on the trunk (no callback is offered to its callers).
     #[serde(default)]
     pub outbound: Option<String>,
@@ -358,11 +359,11 @@ impl TrunkSpec {
     }
 
     /// Where the router's own calls on this trunk go.
-    pub fn outbound_address(&self) -> Option<std::net::SocketAddr> {
+    pub fn outbound_address(&self) -> Option<String> {
         self.outbound
             .as_deref()
             .or(self.probe.as_deref())
-            .and_then(probe_address)
+            .and_then(trunk_target)
     }
 }
 
@@ -391,16 +392,24 @@ fn default_probe_seconds() -> u64 {
     30
 }
 
-/// A probe target's address: `sip:` and an IP address, with an optional port (5060).
-pub fn probe_address(uri: &str) -> Option<std::net::SocketAddr> {
+/// A trunk's probe or outbound target, `sip:` and an IP address or a DNS name with an
+/// optional port (5060): the `host:port` requests go to (a name lower-cased).
+pub fn trunk_target(uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("sip:")?;
     if let Ok(a) = rest.parse::<std::net::SocketAddr>() {
-        return Some(a);
+        return Some(a.to_string());
     }
-    let host = rest.trim_start_matches('[').trim_end_matches(']');
-    host.parse::<IpAddr>()
-        .ok()
-        .map(|ip| std::net::SocketAddr::new(ip, 5060))
+    let bare = rest.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Some(std::net::SocketAddr::new(ip, 5060).to_string());
+    }
+    // A DNS name (resolved when a request goes, as [sip.resolve] or DNS says).
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
+        None => (rest, 5060),
+    };
+    (crate::http::is_host_name(host) && host.contains('.') && host.parse::<IpAddr>().is_err())
+        .then(|| format!("{}:{port}", host.to_ascii_lowercase()))
 }
 
 fn default_language() -> String {
@@ -748,20 +757,20 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 }
             }
             if let Some(p) = &tr.probe {
-                if probe_address(p).is_none() {
+                if trunk_target(p).is_none() {
                     return Err(RefError {
                         offset: None,
                         key: at(&format!("trunks[{i}].probe")),
-                        message: format!("{p:?} is not a probe target: write sip: and the trunk's IP address, with a port when not 5060 (\"sip:192.0.2.10:5060\")"),
+                        message: format!("{p:?} is not a probe target: write sip: and the trunk's IP address or DNS name, with a port when not 5060 (\"sip:192.0.2.10:5060\", \"sip:sbc.carrier.example\")"),
                     });
                 }
             }
             if let Some(p) = &tr.outbound {
-                if probe_address(p).is_none() {
+                if trunk_target(p).is_none() {
                     return Err(RefError {
                         offset: None,
                         key: at(&format!("trunks[{i}].outbound")),
-                        message: format!("{p:?} is not an outbound target: write sip: and the trunk's IP address, with a port when not 5060 (\"sip:192.0.2.10:5060\")"),
+                        message: format!("{p:?} is not an outbound target: write sip: and the trunk's IP address or DNS name, with a port when not 5060 (\"sip:192.0.2.10:5060\", \"sip:sbc.carrier.example\")"),
                     });
                 }
             }
@@ -1359,7 +1368,7 @@ skills = { billing = 5 }
         );
         let (_, _, msg) = invalid(&with("").replace("Europe/London", "Europe/Londn"));
         assert!(msg.contains("not a time zone"), "{msg}");
-        // Trunk probes: sip: and an IP address, a sane interval.
+        // Trunk probes: sip: and an IP address or a DNS name, a sane interval.
         let probe = |p: &str| {
             GOOD.replace(
                 "allow = [\"127.0.0.1\"]",
@@ -1368,33 +1377,41 @@ skills = { billing = 5 }
         };
         let c = parse(&probe("probe = \"sip:127.0.0.1\"")).expect("a probe");
         assert_eq!(c.tenants[0].trunks[0].probe_seconds, 30);
-        assert_eq!(
-            probe_address("sip:127.0.0.1"),
-            Some("127.0.0.1:5060".parse().expect("addr"))
-        );
-        assert_eq!(
-            probe_address("sip:[::1]:5070"),
-            Some("[::1]:5070".parse().expect("addr"))
-        );
-        let (key, msg) = reference(&probe("probe = \"sip:sbc.carrier.example\""));
+        for (uri, want) in [
+            ("sip:127.0.0.1", Some("127.0.0.1:5060")),
+            ("sip:[::1]:5070", Some("[::1]:5070")),
+            ("sip:SBC.carrier.example", Some("sbc.carrier.example:5060")),
+            (
+                "sip:sbc.carrier.example:5080",
+                Some("sbc.carrier.example:5080"),
+            ),
+            ("sip:carrier", None),
+            ("sip:sbc.carrier.example:0", None),
+            ("sip:bad host.example", None),
+            ("sips:sbc.carrier.example", None),
+        ] {
+            assert_eq!(trunk_target(uri).as_deref(), want, "{uri}");
+        }
+        parse(&probe("probe = \"sip:sbc.carrier.example\"")).expect("a probe by name");
+        let (key, msg) = reference(&probe("probe = \"sip:carrier\""));
         assert_eq!(key, "tenants[0].trunks[0].probe", "{msg}");
         let (key, msg) = reference(&probe("probe = \"sip:127.0.0.1\"\nprobe_seconds = 0"));
         assert_eq!(key, "tenants[0].trunks[0].probe_seconds", "{msg}");
-        // The outbound target: its own, else the probe's; an IP address too.
+        // The outbound target: its own, else the probe's; an address or a name too.
         let c = parse(&probe(
             "outbound = \"sip:127.0.0.1:5080\"\nprobe = \"sip:127.0.0.1\"",
         ))
         .expect("an outbound target");
         assert_eq!(
-            c.tenants[0].trunks[0].outbound_address(),
-            Some("127.0.0.1:5080".parse().expect("addr"))
+            c.tenants[0].trunks[0].outbound_address().as_deref(),
+            Some("127.0.0.1:5080")
         );
         let c = parse(&probe("probe = \"sip:127.0.0.1\"")).expect("a probe");
         assert_eq!(
-            c.tenants[0].trunks[0].outbound_address(),
-            Some("127.0.0.1:5060".parse().expect("addr"))
+            c.tenants[0].trunks[0].outbound_address().as_deref(),
+            Some("127.0.0.1:5060")
         );
-        let (key, msg) = reference(&probe("outbound = \"sip:carrier.example\""));
+        let (key, msg) = reference(&probe("outbound = \"sip:carrier\""));
         assert_eq!(key, "tenants[0].trunks[0].outbound", "{msg}");
         // Outside calls: a trunk with a target, E.164 prefixes, a sane cap.
         let outbound = |o: &str| {

@@ -1543,10 +1543,16 @@ fn fake_sbc(sock: std::net::UdpSocket, answers: Vec<Option<u16>>) -> Vec<String>
 async fn trunks_are_probed_with_options_and_shown_up_or_down() {
     let sbc = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sbc.local_addr().unwrap().port();
-    let edge = EDGE.replace(
-        "allow = [\"127.0.0.1\"]",
-        &format!("allow = [\"127.0.0.1\"]\nprobe = \"sip:127.0.0.1:{port}\"\nprobe_seconds = 1"),
-    );
+    // The carrier's SBC by its DNS name (resolved by [sip.resolve] here, DNS elsewhere).
+    let edge = EDGE
+        .replace(
+            "allow = [\"127.0.0.1\"]",
+            &format!("allow = [\"127.0.0.1\"]\nprobe = \"sip:sbc.carrier.example:{port}\"\nprobe_seconds = 1"),
+        )
+        .replace(
+            "\n[[tenants]]",
+            &format!("\n[sip.resolve]\n\"sbc.carrier.example\" = \"127.0.0.1:{port}\"\n\n[[tenants]]"),
+        );
     let c = start(&format!("{edge}{TENANT}")).await;
     let trunk = || async {
         let r = c.get("/v1/trunks").await;
@@ -1557,7 +1563,7 @@ async fn trunks_are_probed_with_options_and_shown_up_or_down() {
     };
     let first = trunk().await;
     assert_eq!(first["health"], "unknown", "{first}");
-    assert_eq!(first["probe"], format!("sip:127.0.0.1:{port}"));
+    assert_eq!(first["probe"], format!("sip:sbc.carrier.example:{port}"));
     // Two good answers, then 503 twice and silence: down on the third miss.
     let sbc = std::thread::spawn(move || {
         fake_sbc(sbc, vec![Some(200), Some(200), Some(503), Some(503), None])
@@ -1584,7 +1590,7 @@ async fn trunks_are_probed_with_options_and_shown_up_or_down() {
         .unwrap();
     assert!(sent.len() >= 4, "{sent:?}");
     assert!(
-        sent[0].starts_with(&format!("OPTIONS sip:127.0.0.1:{port} SIP/2.0")),
+        sent[0].starts_with(&format!("OPTIONS sip:sbc.carrier.example:{port} SIP/2.0")),
         "{sent:?}"
     );
     let metrics = c.get("/metrics").await.text().await.unwrap();
