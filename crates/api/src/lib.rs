@@ -515,6 +515,10 @@ pub struct DirectRouting {
     /// `sip`, `sip2` and `sip3.pstnhub.microsoft.com`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxies: Vec<String>,
+    /// The port Microsoft reaches the SBC on, as paired (`-SipSignalingPort`), when it is
+    /// not the `[sip.tls]` listen port (a firewall forwarding 5061 to another port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_port: Option<u16>,
 }
 
 /// One Direct Routing proxy's health as the router's OPTIONS find it.

@@ -317,6 +317,11 @@ pub struct DirectRoutingSpec {
     /// The proxies (`host` or `host:port`, port 5061 when left out), tried in this order.
     #[serde(default = "default_teams_proxies")]
     pub proxies: Vec<String>,
+    /// The port Microsoft reaches the SBC on (`Set-CsOnlinePSTNGateway -SipSignalingPort`),
+    /// named in our Contact and Via; none: the `[sip.tls]` listen port. Set it when a
+    /// firewall forwards the paired port (5061) to another listen port.
+    #[serde(default)]
+    pub sip_port: Option<u16>,
 }
 
 fn default_teams_proxies() -> Vec<String> {
@@ -687,6 +692,13 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         offset: None,
                         key: at(&format!("trunks[{i}].direct_routing.proxies")),
                         message: "a Direct Routing trunk needs 1 to 8 proxies (Microsoft's: sip, sip2 and sip3.pstnhub.microsoft.com)".into(),
+                    });
+                }
+                if dr.sip_port == Some(0) {
+                    return Err(RefError {
+                        offset: None,
+                        key: at(&format!("trunks[{i}].direct_routing.sip_port")),
+                        message: "sip_port is the port paired in the tenant (1–65535; Microsoft's default 5061), or left out for the [sip.tls] listen port".into(),
                     });
                 }
                 if let Some(p) = dr.proxies.iter().find(|p| proxy_host(p).is_none()) {
@@ -1227,6 +1239,13 @@ skills = { billing = 5 }
             TEAMS_PROXIES.map(|h| (h.to_owned(), 5061)).to_vec()
         );
         assert!(c.tenants[0].trunks[0].places_calls());
+        assert_eq!(d.sip_port, None, "the [sip.tls] listen port");
+        let c = parse(&dr(
+            "[tenants.trunks.direct_routing]\nfqdn = \"sbc.example\"\nsip_port = 5061",
+        ))
+        .expect("a paired port");
+        let d = c.tenants[0].trunks[0].direct_routing.as_ref().expect("dr");
+        assert_eq!(d.sip_port, Some(5061));
         // Its FQDN is a DNS name, never an IP address; proxies likewise.
         for (bad, key) in [
             ("fqdn = \"192.0.2.1\"", "fqdn"),
@@ -1241,6 +1260,7 @@ skills = { billing = 5 }
                 "fqdn = \"sbc.example\"\nproxies = [\"sip.example:0\"]",
                 "proxies",
             ),
+            ("fqdn = \"sbc.example\"\nsip_port = 0", "sip_port"),
         ] {
             let (k, msg) = reference(&dr(&format!("[tenants.trunks.direct_routing]\n{bad}")));
             assert_eq!(

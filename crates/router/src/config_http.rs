@@ -1194,8 +1194,8 @@ fn trunk_spec(name: &str, s: &TrunkSettings) -> Result<crate::center::TrunkSpec,
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
-/// Sets trunk `spec` (added after the others when new); returns whether it is new. Trunks
-/// are not removed through the API: calls hold their trunk by its place in the list.
+/// Sets trunk `spec` (added after the others when new, or again in its place when it was
+/// removed); returns whether it is new.
 fn set_trunk(
     spec: crate::center::TrunkSpec,
 ) -> impl Fn(&mut TenantSpec) -> Result<bool, AgentChangeError> {
@@ -1255,6 +1255,7 @@ fn trunk_views(state: &AppState, tenant: &str) -> Result<Vec<TrunkView>, ApiErro
                             switchboard_api::DirectRouting {
                                 fqdn: d.fqdn.clone(),
                                 proxies: d.proxies.clone(),
+                                sip_port: d.sip_port,
                             }
                         }),
                         source: source(t, "trunk", &tr.name),

@@ -1205,7 +1205,23 @@ impl Edge {
     /// How the router presents itself on a Direct Routing trunk of SBC `fqdn`: the FQDN and
     /// our TLS port in Contact and Via, and `X-MS-SBC`. None without a TLS listener.
     fn dr_face(&self, fqdn: &str) -> Option<switchboard_sip::ua::Face> {
-        let port = self.tls_port?;
+        // The port paired in the tenant, else the one we listen on.
+        let paired = self
+            .dr_fqdns
+            .get(&fqdn.to_ascii_lowercase())
+            .and_then(|&(i, j)| {
+                self.cc.with(|d| {
+                    d.tenants
+                        .get(i)?
+                        .spec
+                        .trunks
+                        .get(j)?
+                        .direct_routing
+                        .as_ref()?
+                        .sip_port
+                })
+            });
+        let port = self.tls_port.map(|p| paired.unwrap_or(p))?;
         Some(switchboard_sip::ua::Face {
             contact_host: format!("{}:{port}", fqdn.to_ascii_lowercase()),
             headers: vec![format!(
