@@ -698,7 +698,7 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
         ),
         (
             format!("{trunks}/other"),
-            serde_json::json!({ "allow": ["192.0.2.30"], "probe": "sip:carrier.example" }),
+            serde_json::json!({ "allow": ["192.0.2.30"], "probe": "sip:carrier" }),
         ),
         // Direct Routing: an FQDN, never an IP address; proxies by name; nothing of other
         // trunks beside them.
