@@ -1,6 +1,7 @@
-//! `/v1/config/…`: the router's configuration managed through the API. Agents (with their
-//! skills) and queues are here today: listed for Supervisors and Admins of the tenant's
-//! organisation, added, changed (and agents removed) by its Admins or the operator. A change
+//! `/v1/config/…`: the router's configuration managed through the API — agents (with their
+//! skills), queues (with their routes), numbers, attendants, trunks, opening hours, expert
+//! groups and toll rules: listed for Supervisors and Admins of the tenant's organisation,
+//! added, changed and removed by its Admins or the operator. A change
 //! is checked as the configuration file is, applies at once — the queues choose with the new
 //! skills and settings from their next offer — and is kept in the store, so it survives a
 //! restart (stored changes apply over the configuration file at every start).
