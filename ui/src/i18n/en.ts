@@ -45,7 +45,7 @@ const en = {
   "settings.sipDisplayName": "Display name",
   "settings.sipTransport": "Transport",
   "settings.sipPassword": "Password",
-  "settings.sipPasswordKept": "A password is kept in your system keychain. Leave this empty to keep it.",
+  "settings.sipPasswordKept": "A password is kept (encrypted, never in the settings file). Leave this empty to keep it.",
   "settings.sipPasswordFile": "No system keychain answered: the password is kept in an encrypted file readable by your user account only.",
   "settings.savePhone": "Save phone settings",
   "settings.phoneSaved": "Phone settings saved. The phone registers again…",

@@ -47,7 +47,7 @@ const zhCN: Record<MessageKey, string> = {
   "settings.sipDisplayName": "显示名称",
   "settings.sipTransport": "传输协议",
   "settings.sipPassword": "密码",
-  "settings.sipPasswordKept": "密码已保存在系统钥匙串中。留空则保留原密码。",
+  "settings.sipPasswordKept": "密码已加密保存（不在设置文件中）。留空则保留原密码。",
   "settings.sipPasswordFile": "系统钥匙串没有响应：密码保存在仅您的用户账户可读的加密文件中。",
   "settings.savePhone": "保存电话设置",
   "settings.phoneSaved": "电话设置已保存。电话正在重新注册…",
