@@ -12,14 +12,16 @@
 //! `phone_consult`, `phone_consult_step`, `phone_history`, `phone_answer`, `phone_reject`,
 //! `phone_hangup`,
 //! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_volume`, `phone_quality`,
-//! `phone_wrap_up`; events `router-status`, `mic-level`, `presence`, `work-state`, `phone`
+//! `phone_wrap_up`, `get_phone_settings`, `save_phone_settings`; events `router-status`, `mic-level`, `presence`, `work-state`, `phone`
 //! (a `PhoneView` on each change) and `phone-event` (each `PhoneEvent` of the call engine,
 //! as it serialises). Errors cross as `{ code, message }` ([`IpcError`]).
 //!
 //! The phone starts by itself once the router link is up and the agent is known (signed in,
 //! or `SWITCHBOARD_AGENT` with a router that checks no tokens): SIP credentials from the
-//! router, the devices of Settings → Audio, registration. The SIP password stays in the
-//! agent library; it never crosses to the window.
+//! router, the devices of Settings → Audio, registration. Where Settings → Phone chose a
+//! plain SIP account it starts at once with that account, router or not. SIP passwords stay
+//! in the agent library; they never cross to the window (the window sends a new plain-account
+//! password once, with `save_phone_settings`, and is only told whether one is kept).
 #![forbid(unsafe_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,8 +33,8 @@ use switchboard_agent::desk::{ConsultStep, DeskError, HistoryEntry, PhoneView, T
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
 use switchboard_agent::state::{WorkStateKind, WorkStateView};
 use switchboard_agent::{
-    Agent, AudioDevices, AudioError, LinkPolicy, RouterStatus, Settings, SettingsError,
-    SettingsStore, SoundTestResult, TestSound,
+    Agent, AudioDevices, AudioError, LinkPolicy, PhoneSettings, PhoneSettingsView, PhoneSource,
+    RouterStatus, Settings, SettingsError, SettingsStore, SoundTestResult, TestSound,
 };
 use tauri::{Emitter, Manager, State};
 
@@ -229,32 +231,62 @@ async fn phone_wrap_up(
     Ok(agent.finish_wrap_up(disposition, notes).await?)
 }
 
-/// Wakes [`keep_phone`] at once (a sign-in made the agent known).
+/// Settings → Phone: which account the phone uses, and whether a password is kept.
+// async: opening the password store asks the OS keychain, which can take a moment; not on
+// the UI thread.
+#[tauri::command]
+async fn get_phone_settings(agent: State<'_, Agent>) -> Result<PhoneSettingsView, IpcError> {
+    Ok(agent.phone_settings())
+}
+
+/// Saves Settings → Phone (`password`: a new one for the plain SIP account, or none to keep
+/// the one kept) and starts the phone again on the account chosen.
+#[tauri::command]
+async fn save_phone_settings(
+    agent: State<'_, Agent>,
+    kick: State<'_, PhoneKick>,
+    phone: PhoneSettings,
+    password: Option<String>,
+) -> Result<PhoneSettingsView, IpcError> {
+    let v = agent.save_phone(phone, password).await?;
+    kick.0.notify_one();
+    Ok(v)
+}
+
+/// Wakes [`keep_phone`] at once (a sign-in made the agent known, Settings → Phone changed).
 #[derive(Default)]
 struct PhoneKick(tokio::sync::Notify);
 
 /// Starts the phone once the router link is up and the agent is known, and again after it
 /// failed (backing off to a minute, or at once after a sign-in) while none runs, or when the
-/// registrar refuses the credentials it has (a router restarted with new ones).
+/// registrar refuses the credentials it has (a router restarted with new ones). A plain SIP
+/// account of Settings → Phone needs no router: its phone starts at once, and a refusal is
+/// not tried again with the same password (kicked when Settings → Phone is saved).
 async fn keep_phone(app: tauri::AppHandle) {
     use switchboard_agent::desk::RegistrationView;
     use switchboard_agent::ConnectionState;
     let mut router = app.state::<Agent>().subscribe_router();
     let mut wait = std::time::Duration::from_secs(2);
     loop {
-        if router
-            .wait_for(|s| s.state == ConnectionState::Connected)
-            .await
-            .is_err()
-        {
-            break;
+        let kick = app.state::<PhoneKick>();
+        let plain = app.state::<Agent>().settings().phone.source == PhoneSource::SipAccount;
+        if !plain {
+            tokio::select! {
+                r = router.wait_for(|s| s.state == ConnectionState::Connected) => {
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                // Settings → Phone changed: look again.
+                () = kick.0.notified() => continue,
+            }
         }
         let agent = app.state::<Agent>();
         let refused = matches!(
             &agent.desk().view().registration,
             RegistrationView::Failing { code, .. } if code == "registrar_refused"
         );
-        if agent.desk().is_running() && !refused {
+        if agent.desk().is_running() && (plain || !refused) {
             wait = std::time::Duration::from_secs(2);
         } else {
             match agent.start_phone().await {
@@ -269,7 +301,6 @@ async fn keep_phone(app: tauri::AppHandle) {
                 }
             }
         }
-        let kick = app.state::<PhoneKick>();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = kick.0.notified() => wait = std::time::Duration::from_secs(2),
@@ -649,7 +680,9 @@ pub fn run() {
             phone_dtmf,
             phone_volume,
             phone_quality,
-            phone_wrap_up
+            phone_wrap_up,
+            get_phone_settings,
+            save_phone_settings
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     match result {
@@ -698,6 +731,7 @@ mod bindings {
         switchboard_agent::desk::HistoryEntry::export_all_to(dir).unwrap();
         switchboard_agent::desk::ConsultStep::export_all_to(dir).unwrap();
         switchboard_agent::desk::TransferTargets::export_all_to(dir).unwrap();
+        switchboard_agent::PhoneSettingsView::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }
 

@@ -3,6 +3,12 @@
 //! with the credentials the router issues, as one window drives it. The headless CLI's
 //! `work` command uses the same [`AgentApi`].
 //!
+//! The same [`DeskPhone`] registers instead with a plain SIP account of Settings → Phone
+//! ([`DeskPhone::start_plain`]): calls in and out through that registrar, and none of the
+//! router's features (queues, transfer targets, consultations, wrap-up, the router's
+//! history), which then say so ([`DeskError::RouterOnly`]); [`PhoneView::source`] tells the
+//! window which it is.
+//!
 //! [`DeskPhone`] keeps a [`PhoneView`] (registration, the call ringing or up, the wrap-up
 //! after a queue call, the last problem) that a window draws as it is, and passes every
 //! [`PhoneEvent`] on. The router's SIP password goes from the API's answer into the phone's
@@ -36,9 +42,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::call::{
     printable, Account, CallError, CallId, EndReason, Phone, PhoneEvent, PhoneOptions,
-    RegistrationState, RingOptions, RouterOffer,
+    RegistrationState, RingOptions, RouterOffer, Transport,
 };
-use crate::settings::AudioSettings;
+use crate::settings::{AudioSettings, PhoneSource, SipAccountSettings, SipTransport};
 
 /// Environment variable naming the agent (UPN) where nobody is signed in and the router
 /// checks no tokens (`[auth] mode = "none"`: the demo, tests).
@@ -95,6 +101,13 @@ pub enum DeskError {
         status: u16,
         reason: String,
     },
+    /// A feature of the Switchboard router, asked of a phone on a plain SIP account.
+    #[error("{0} needs the Switchboard router, and the phone uses your own SIP account — choose \"Switchboard router\" in Settings → Phone to use it")]
+    RouterOnly(&'static str),
+    /// The plain SIP account cannot be used as set (`code` from the settings or the
+    /// password store).
+    #[error("{message}")]
+    SipAccount { code: &'static str, message: String },
 }
 
 impl DeskError {
@@ -123,6 +136,8 @@ impl DeskError {
             Self::Transfer { status: 403, .. } => "target_forbidden",
             Self::Transfer { status: 409, .. } => "target_unavailable",
             Self::Transfer { .. } => "router_refused",
+            Self::RouterOnly(_) => "router_only",
+            Self::SipAccount { code, .. } => code,
         }
     }
 }
@@ -673,7 +688,8 @@ pub enum RegistrationView {
     },
     /// Not registered, and why, for a person (retried by the phone, or by Connect again);
     /// `code` is stable for the UI to say it in the person's language (`registrar_refused`,
-    /// `registrar_unreachable`, `registration_not_sent`, `phone_stopped`, or a
+    /// `registrar_unreachable`, on a plain SIP account `sip_account_refused` and
+    /// `sip_account_unreachable`, `registration_not_sent`, `phone_stopped`, or a
     /// [`DeskError::code`]).
     Failing { code: String, reason: String },
 }
@@ -814,6 +830,9 @@ pub struct PhoneView {
     /// The consultation the router carries for the agent's call, while there is one
     /// (`GET /v1/agents/me`'s `consult`, followed while it lasts).
     pub consult: Option<ConsultStatus>,
+    /// Whether the phone works through the Switchboard router or the person's own SIP
+    /// account (then the window offers no router features: queues, transfers, wrap-up).
+    pub source: PhoneSource,
 }
 
 impl Default for PhoneView {
@@ -826,6 +845,7 @@ impl Default for PhoneView {
             problem: None,
             volume: 100,
             consult: None,
+            source: PhoneSource::Router,
         }
     }
 }
@@ -859,6 +879,98 @@ pub fn registration_view(aor: &str, state: &RegistrationState) -> RegistrationVi
             code: "registration_not_sent".into(),
             reason: format!("the registration of {aor} could not be sent: {why}"),
         },
+    }
+}
+
+/// The registration of a plain SIP account as a person reads it: who refused or did not
+/// answer, and what to change in Settings → Phone.
+pub fn plain_registration_view(
+    aor: &str,
+    registrar: &str,
+    state: &RegistrationState,
+) -> RegistrationView {
+    match state {
+        RegistrationState::Refused { status, reason } => {
+            let hint = match status {
+                401 | 403 | 407 => "check the user name, authentication user and password in Settings → Phone",
+                404 => "the server does not know this user — check the user name in Settings → Phone",
+                _ => "check the account in Settings → Phone, or ask your SIP provider",
+            };
+            RegistrationView::Failing {
+                code: "sip_account_refused".into(),
+                reason: format!(
+                    "SIP registration refused by {registrar}: {status} {} — {hint}",
+                    printable(reason, 100).unwrap_or_default()
+                ),
+            }
+        }
+        RegistrationState::Unreachable => RegistrationView::Failing {
+            code: "sip_account_unreachable".into(),
+            reason: format!("no answer from {registrar} for {aor} — check the registrar and transport in Settings → Phone and that this computer reaches it; retrying"),
+        },
+        other => registration_view(aor, other),
+    }
+}
+
+/// Why a call placed through a plain SIP account did not connect: as [`call_refusal`], in
+/// words about the SIP server rather than the router's rules.
+pub fn plain_call_refusal(reason: &EndReason) -> Option<PhoneProblem> {
+    let p = call_refusal(reason)?;
+    let said = match reason {
+        EndReason::Rejected { status, phrase } => {
+            format!("{status} {}: ", printable(phrase, 100).unwrap_or_default())
+        }
+        _ => String::new(),
+    };
+    let what = match p.code.as_str() {
+        "call_forbidden" => "the SIP server refused the call — your account may not call that address; ask your SIP provider",
+        "call_not_found" => "the SIP server knows nobody by that name or number — check what you typed",
+        "call_unavailable" => "the SIP server has no line free for that call now — try again in a minute",
+        "call_failed" if said.is_empty() => return Some(PhoneProblem {
+            message: p.message.replace("the router did not answer the call — check that it is running", "the SIP server did not answer the call — check the registrar in Settings → Phone"),
+            ..p
+        }),
+        _ => return Some(p),
+    };
+    Some(PhoneProblem {
+        code: p.code,
+        message: format!("{said}{what}"),
+    })
+}
+
+/// What the person typed to call through a plain SIP account, as a SIP URI: a full address
+/// (`sip:bob@pbx.example.com`, `bob@pbx.example.com`), else a number or user name at the
+/// account's registrar (`sip:host:port`).
+pub fn plain_dial_uri(typed: &str, registrar: &str) -> Result<String, DeskError> {
+    let bad = || DeskError::BadTarget(printable(typed, 64).unwrap_or_default());
+    let t = typed.trim();
+    let (scheme, hostport) = registrar
+        .split_once(':')
+        .map(|(sc, rest)| (sc, rest.split(';').next().unwrap_or(rest)))
+        .ok_or_else(bad)?;
+    let (scheme, t) = if let Some(r) = t.strip_prefix("sips:") {
+        ("sips", r)
+    } else if let Some(r) = t.strip_prefix("sip:") {
+        (scheme, r)
+    } else {
+        (scheme, t)
+    };
+    match t.split_once('@') {
+        Some((user, host)) => {
+            let user_ok = |c: char| c.is_ascii_alphanumeric() || "._-+".contains(c);
+            let host_ok = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+            if user.is_empty()
+                || user.len() > 64
+                || !user.chars().all(user_ok)
+                || host.is_empty()
+                || host.len() > 253
+                || !host.chars().all(host_ok)
+            {
+                return Err(bad());
+            }
+            Ok(format!("{scheme}:{user}@{host}"))
+        }
+        None => Ok(format!("{scheme}:{}@{hostport}", dial_target(t, "")?)),
     }
 }
 
@@ -969,8 +1081,14 @@ pub fn call_refusal(reason: &EndReason) -> Option<PhoneProblem> {
 /// The phone while it runs.
 struct Running {
     phone: Phone,
-    api: AgentApi,
-    /// The router's registrar (`sip:host:port`) and SIP domain: calls go there.
+    route: Route,
+}
+
+/// Where the phone's calls go.
+struct Route {
+    /// The router's agent API; none on a plain SIP account.
+    api: Option<AgentApi>,
+    /// The registrar (`sip:host:port`) and SIP domain: calls go there.
     registrar: String,
     domain: String,
 }
@@ -983,6 +1101,16 @@ struct Inner {
     local: Mutex<Vec<LocalCall>>,
     /// Whether a task follows the consultation at the router.
     following: std::sync::atomic::AtomicBool,
+    /// Files in place of the sound devices ([`DeskPhone::use_audio_files`]).
+    files: Mutex<Option<AudioFiles>>,
+}
+
+/// A WAV file played as the microphone, and one that records what calls carry from the
+/// other side (further calls get -2, -3 …), in place of the sound devices.
+#[derive(Debug, Clone, Default)]
+pub struct AudioFiles {
+    pub play: Option<std::path::PathBuf>,
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Calls the phone remembers itself (the router's records hold the rest).
@@ -1015,8 +1143,15 @@ impl DeskPhone {
                 running: Mutex::new(None),
                 local: Mutex::new(Vec::new()),
                 following: std::sync::atomic::AtomicBool::new(false),
+                files: Mutex::new(None),
             }),
         }
+    }
+
+    /// Headless use and tests: phones started from now on play and record `files` instead
+    /// of using the sound devices of Settings → Audio (the window never sets this).
+    pub fn use_audio_files(&self, files: AudioFiles) {
+        *self.inner.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(files);
     }
 
     /// What the window shows now.
@@ -1043,13 +1178,13 @@ impl DeskPhone {
             .is_some()
     }
 
-    fn running(&self) -> Option<(Phone, AgentApi)> {
+    fn running(&self) -> Option<(Phone, Option<AgentApi>)> {
         self.inner
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|r| (r.phone.clone(), r.api.clone()))
+            .map(|r| (r.phone.clone(), r.route.api.clone()))
     }
 
     fn update(&self, f: impl FnOnce(&mut PhoneView)) {
@@ -1087,12 +1222,29 @@ impl DeskPhone {
     /// Gets SIP credentials from the router, starts the phone on the devices of `audio`
     /// and registers. A phone already running is closed first.
     pub async fn start(&self, api: AgentApi, audio: &AudioSettings) -> Result<(), DeskError> {
+        self.starting(PhoneSource::Router, self.start_inner(api, audio))
+            .await
+    }
+
+    /// Closes a phone already running, shows `source` registering, runs `start` and shows
+    /// why it failed, if it did.
+    async fn starting(
+        &self,
+        source: PhoneSource,
+        start: impl std::future::Future<Output = Result<(), DeskError>>,
+    ) -> Result<(), DeskError> {
         self.stop_phone().await;
         self.update(|v| {
             v.registration = RegistrationView::Registering;
             v.problem = None;
+            if v.source != source {
+                v.source = source;
+                v.agent = None;
+                v.wrap_up = None;
+                v.consult = None;
+            }
         });
-        let r = self.start_inner(api, audio).await;
+        let r = start.await;
         if let Err(e) = &r {
             let reason = e.to_string();
             let code = e.code().to_owned();
@@ -1107,6 +1259,70 @@ impl DeskPhone {
         account.server = Some(creds.registrar.clone());
         account.domain = Some(creds.domain.clone());
         account.password = Some(creds.password.into());
+        tracing::info!(agent = %creds.agent, registrar = %creds.registrar, "starting the phone with the router's credentials");
+        let route = Route {
+            api: Some(api),
+            registrar: creds.registrar,
+            domain: creds.domain,
+        };
+        self.launch(account, audio, route, Some(creds.agent)).await
+    }
+
+    /// Starts the phone on the plain SIP account of Settings → Phone (checked again here)
+    /// with its `password`, on the devices of `audio`, and registers; no router is asked.
+    /// A phone already running is closed first.
+    pub async fn start_plain(
+        &self,
+        account: &SipAccountSettings,
+        password: crate::call::Secret,
+        audio: &AudioSettings,
+    ) -> Result<(), DeskError> {
+        let start = async {
+            let a = account
+                .clone()
+                .validated()
+                .map_err(|e| DeskError::SipAccount {
+                    code: e.code(),
+                    message: e.to_string(),
+                })?;
+            let transport = match a.transport {
+                SipTransport::Udp => Transport::Udp,
+                SipTransport::Tcp => Transport::Tcp,
+                SipTransport::Tls => Transport::Tls,
+            };
+            let mut sip = Account::new(&a.user);
+            sip.server = Some(a.registrar.clone());
+            sip.transport = Some(transport);
+            sip.auth_user = a.auth_user.clone();
+            sip.display_name = a.display_name.clone();
+            sip.password = Some(password);
+            let domain = a
+                .registrar
+                .split_once(':')
+                .map_or("", |(_, h)| h)
+                .rsplit_once(':')
+                .map_or("", |(h, _)| h)
+                .to_owned();
+            tracing::info!(registrar = %a.registrar, transport = ?a.transport, "starting the phone with the plain SIP account");
+            let route = Route {
+                api: None,
+                registrar: a.registrar,
+                domain,
+            };
+            self.launch(sip, audio, route, None).await
+        };
+        self.starting(PhoneSource::SipAccount, start).await
+    }
+
+    /// Starts the call engine with `account` and follows its events; `route` says where
+    /// calls go.
+    async fn launch(
+        &self,
+        account: Account,
+        audio: &AudioSettings,
+        route: Route,
+        agent: Option<String>,
+    ) -> Result<(), DeskError> {
         let mut options = PhoneOptions::new(account);
         options.media.devices = Some(switchboard_media::device::DeviceChoice {
             input: audio.input_device.clone(),
@@ -1119,24 +1335,41 @@ impl DeskPhone {
             device: audio.ringing_device.clone(),
             volume: f32::from(audio.ring_volume.min(100)) / 100.0,
         });
+        let files = self
+            .inner
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(f) = files {
+            options.media.devices = None;
+            options.ring = None;
+            options.media.play = f.play;
+            options.media.record = f.record;
+        }
         let (phone, mut events) = Phone::start(options).await?;
-        tracing::info!(agent = %creds.agent, registrar = %creds.registrar, "phone started");
-        let agent = creds.agent.clone();
         let volume = audio.output_volume.min(100);
+        let source = if route.api.is_some() {
+            PhoneSource::Router
+        } else {
+            PhoneSource::SipAccount
+        };
         self.update(|v| {
-            v.agent = Some(agent);
+            v.agent = agent;
             v.volume = volume;
+            v.source = source;
         });
+        let api = route.api.clone();
+        let registrar = (source == PhoneSource::SipAccount).then(|| route.registrar.clone());
         *self.inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             phone: phone.clone(),
-            api: api.clone(),
-            registrar: creds.registrar.clone(),
-            domain: creds.domain.clone(),
+            route,
         });
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
-                me.on_event(&phone, &api, &e).await;
+                me.on_event(&phone, api.as_ref(), registrar.as_deref(), &e)
+                    .await;
                 let _ = me.inner.events.send(e);
             }
             me.update(|v| {
@@ -1149,14 +1382,24 @@ impl DeskPhone {
         Ok(())
     }
 
-    async fn on_event(&self, phone: &Phone, api: &AgentApi, e: &PhoneEvent) {
+    /// `api` is none and `plain` names the registrar on a plain SIP account.
+    async fn on_event(
+        &self,
+        phone: &Phone,
+        api: Option<&AgentApi>,
+        plain: Option<&str>,
+        e: &PhoneEvent,
+    ) {
         match e {
             PhoneEvent::Registration {
                 account: 0,
                 aor,
                 state,
             } => {
-                let r = registration_view(aor, state);
+                let r = match plain {
+                    Some(registrar) => plain_registration_view(aor, registrar, state),
+                    None => registration_view(aor, state),
+                };
                 self.update(|v| v.registration = r);
             }
             PhoneEvent::Incoming {
@@ -1219,9 +1462,14 @@ impl DeskPhone {
                     v.call.as_ref().filter(|c| c.id == *call).cloned()
                 };
                 let Some(ended) = ended else { return };
-                let queue_call = ended.answered_unix_ms.is_some() && ended.offer.queue.is_some();
+                let api =
+                    api.filter(|_| ended.answered_unix_ms.is_some() && ended.offer.queue.is_some());
+                let queue_call = api.is_some();
                 let refused = (ended.outgoing && ended.answered_unix_ms.is_none())
-                    .then(|| call_refusal(reason))
+                    .then(|| match plain {
+                        Some(_) => plain_call_refusal(reason),
+                        None => call_refusal(reason),
+                    })
                     .flatten();
                 if let Some(p) = &refused {
                     tracing::info!(code = %p.code, "the call was not connected: {}", p.message);
@@ -1243,7 +1491,7 @@ impl DeskPhone {
                         });
                     }
                 });
-                if queue_call {
+                if let Some(api) = api {
                     // The queue's codes and the wrap-up's end: the router says them for the
                     // agent's last call; once it is over, the state it set.
                     let me = self.clone();
@@ -1359,23 +1607,31 @@ impl DeskPhone {
         }
     }
 
-    fn api(&self) -> Result<AgentApi, DeskError> {
-        self.running().map(|(_, a)| a).ok_or(DeskError::NotStarted)
+    /// The router's agent API, for `what` (a router feature).
+    fn api(&self, what: &'static str) -> Result<AgentApi, DeskError> {
+        self.running()
+            .ok_or(DeskError::NotStarted)?
+            .1
+            .ok_or(DeskError::RouterOnly(what))
     }
 
     /// Whom and where the agent may transfer or consult now (for the picker; a failure is
     /// returned, not kept as the view's problem).
     pub async fn targets(&self) -> Result<TransferTargets, DeskError> {
-        self.api()?.targets().await
+        self.api("the transfer picker")?.targets().await
     }
 
     /// The agent's history: the router's records of their calls and the phone's own calls the
     /// router has none of, newest first, at most `limit`. A router that cannot be asked fails
     /// the whole list (its error says why; the window shows it).
     pub async fn history(&self, limit: u32) -> Result<Vec<HistoryEntry>, DeskError> {
-        let api = self.api()?;
+        let (_, api) = self.running().ok_or(DeskError::NotStarted)?;
         let me = self.view().agent.unwrap_or_default();
-        let records = api.my_calls(limit).await?;
+        // On a plain SIP account the phone's own calls are all there is.
+        let records = match api {
+            Some(api) => api.my_calls(limit).await?,
+            None => Vec::new(),
+        };
         let local = self
             .inner
             .local
@@ -1390,7 +1646,7 @@ impl DeskPhone {
     /// leg.
     pub async fn transfer(&self, target: &str) -> Result<String, DeskError> {
         let r = async {
-            let api = self.api()?;
+            let api = self.api("a transfer")?;
             self.talking()?;
             api.transfer(&transfer_target(target)?).await
         }
@@ -1402,7 +1658,7 @@ impl DeskPhone {
     /// consultation's state follows in the view.
     pub async fn consult(&self, target: &str) -> Result<String, DeskError> {
         let r = async {
-            let api = self.api()?;
+            let api = self.api("a consultation")?;
             self.talking()?;
             let step = api.consult(&transfer_target(target)?).await?;
             self.follow_consult(api);
@@ -1415,7 +1671,7 @@ impl DeskPhone {
     /// Completes, conferences or cancels the consultation.
     pub async fn consult_step(&self, step: ConsultStep) -> Result<String, DeskError> {
         let r = async {
-            let api = self.api()?;
+            let api = self.api("a consultation")?;
             let done = api.consult_step(step).await?;
             if let Ok(st) = api.status().await {
                 self.update(|v| v.consult = st.consult);
@@ -1477,19 +1733,28 @@ impl DeskPhone {
     /// view from [`CallStage::Calling`] on, and a refusal as its problem when it ends.
     pub async fn dial(&self, typed: &str) -> Result<CallId, DeskError> {
         let r = async {
-            let (phone, registrar, domain) = {
+            let (phone, registrar, domain, plain) = {
                 let guard = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
                 let r = guard.as_ref().ok_or(DeskError::NotStarted)?;
-                (r.phone.clone(), r.registrar.clone(), r.domain.clone())
+                (
+                    r.phone.clone(),
+                    r.route.registrar.clone(),
+                    r.route.domain.clone(),
+                    r.route.api.is_none(),
+                )
             };
-            let user = dial_target(typed, &domain)?;
+            let uri = if plain {
+                plain_dial_uri(typed, &registrar)?
+            } else {
+                dial_uri(&dial_target(typed, &domain)?, &registrar)
+            };
             {
                 let v = self.inner.view.borrow();
                 if v.call.is_some() {
                     return Err(DeskError::Busy);
                 }
             }
-            Ok(phone.dial(&dial_uri(&user, &registrar)).await?)
+            Ok(phone.dial(&uri).await?)
         }
         .await;
         self.ok(r)
@@ -1598,7 +1863,8 @@ impl DeskPhone {
 
     /// Ready or Not ready at the router (when the phone runs; otherwise nothing to say).
     pub async fn set_state(&self, ready: bool, reason: Option<String>) -> Result<(), DeskError> {
-        let Some((_, api)) = self.running() else {
+        // No router to tell on a plain SIP account.
+        let Some((_, Some(api))) = self.running() else {
             return Ok(());
         };
         let r = api.set_state(ready, reason).await.map(|_| ());
@@ -1613,7 +1879,7 @@ impl DeskPhone {
         notes: Option<String>,
     ) -> Result<(), DeskError> {
         let r = async {
-            let (_, api) = self.running().ok_or(DeskError::NotStarted)?;
+            let api = self.api("the wrap-up")?;
             if self.inner.view.borrow().wrap_up.is_none() {
                 return Err(DeskError::NoWrapUp);
             }
@@ -1640,8 +1906,10 @@ impl DeskPhone {
         if let Some(r) = running {
             let _ = r.phone.hangup_all();
             let _ = tokio::time::timeout(Duration::from_secs(10), r.phone.close()).await;
-            if let Err(e) = r.api.sign_off().await {
-                tracing::info!(error = %e, "cannot sign off at the router");
+            if let Some(api) = r.route.api {
+                if let Err(e) = api.sign_off().await {
+                    tracing::info!(error = %e, "cannot sign off at the router");
+                }
             }
         }
     }
@@ -1799,6 +2067,115 @@ mod tests {
             "sip:+15551234567@router.contoso.example"
         );
         assert_eq!(uri_user("sip:alex@127.0.0.1:5070"), "alex");
+    }
+
+    #[test]
+    fn a_plain_accounts_registration_says_who_refused_and_what_to_check() {
+        let aor = "sip:alice@sip.example.com";
+        let registrar = "sip:sip.example.com:5060";
+        let RegistrationView::Failing { code, reason } = plain_registration_view(
+            aor,
+            registrar,
+            &RegistrationState::Refused {
+                status: 403,
+                reason: "Forbidden".into(),
+            },
+        ) else {
+            panic!("a refusal is a failure")
+        };
+        assert_eq!(code, "sip_account_refused");
+        assert_eq!(reason, "SIP registration refused by sip:sip.example.com:5060: 403 Forbidden — check the user name, authentication user and password in Settings → Phone");
+        let RegistrationView::Failing { code, reason } =
+            plain_registration_view(aor, registrar, &RegistrationState::Unreachable)
+        else {
+            panic!("no answer is a failure")
+        };
+        assert_eq!(code, "sip_account_unreachable");
+        assert!(reason.contains(registrar) && reason.contains("transport in Settings → Phone"));
+        assert_eq!(
+            plain_registration_view(
+                aor,
+                registrar,
+                &RegistrationState::Registered {
+                    expires: 60,
+                    bindings: vec![]
+                }
+            ),
+            RegistrationView::Registered { aor: aor.into() }
+        );
+    }
+
+    #[test]
+    fn what_is_typed_on_a_plain_account_becomes_a_sip_uri() {
+        let r = "sip:pbx.example.com:5060";
+        assert_eq!(
+            plain_dial_uri("1001", r).unwrap(),
+            "sip:1001@pbx.example.com:5060"
+        );
+        assert_eq!(
+            plain_dial_uri(" +1 (555) 123-4567 ", r).unwrap(),
+            "sip:+15551234567@pbx.example.com:5060"
+        );
+        assert_eq!(
+            plain_dial_uri("bob@example.com", r).unwrap(),
+            "sip:bob@example.com"
+        );
+        assert_eq!(
+            plain_dial_uri("sip:bob@127.0.0.1:5070", r).unwrap(),
+            "sip:bob@127.0.0.1:5070"
+        );
+        assert_eq!(
+            plain_dial_uri("1001", "sips:pbx.example.com:5061").unwrap(),
+            "sips:1001@pbx.example.com:5061"
+        );
+        assert_eq!(
+            plain_dial_uri("sips:bob@example.com", r).unwrap(),
+            "sips:bob@example.com"
+        );
+        for bad in [
+            "",
+            "bob@",
+            "@example.com",
+            "bob smith",
+            "bob@exa mple.com",
+            "b<o>b@x",
+            "x\r\nVia: evil@h",
+            "a;b@h",
+        ] {
+            let e = plain_dial_uri(bad, r).unwrap_err();
+            assert_eq!(e.code(), "invalid_target", "{bad:?}");
+        }
+        // Refusals speak of the SIP server, not the router's toll rules.
+        let p = plain_call_refusal(&EndReason::Rejected {
+            status: 403,
+            phrase: "Forbidden".into(),
+        })
+        .unwrap();
+        assert_eq!(p.code, "call_forbidden");
+        assert!(
+            p.message
+                .starts_with("403 Forbidden: the SIP server refused"),
+            "{}",
+            p.message
+        );
+        assert!(!p.message.contains("toll"), "{}", p.message);
+        let p = plain_call_refusal(&EndReason::Timeout).unwrap();
+        assert!(
+            p.message.contains("SIP server did not answer"),
+            "{}",
+            p.message
+        );
+        let p = plain_call_refusal(&EndReason::Rejected {
+            status: 486,
+            phrase: "Busy Here".into(),
+        })
+        .unwrap();
+        assert_eq!(p.code, "call_busy");
+        assert_eq!(plain_call_refusal(&EndReason::Local), None);
+        assert!(DeskError::RouterOnly("a transfer")
+            .to_string()
+            .contains("Settings → Phone"));
+        assert_eq!(DeskError::RouterOnly("a transfer").code(), "router_only");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use crate::account::AccountSession;
 use crate::audio::MicTests;
 use crate::router::{LinkPolicy, RouterLink, RouterStatus};
-use crate::settings::{Settings, SettingsError, SettingsStore};
+use crate::settings::{PhoneSettings, Settings, SettingsError, SettingsStore};
+use crate::sip_password::SipPasswordStore;
 
 /// The agent engine.
 pub struct Agent {
@@ -23,8 +24,25 @@ pub struct Agent {
     shown: Mutex<Vec<String>>,
     /// The contact-center state, kept in Teams.
     work: std::sync::Arc<crate::state::WorkState>,
-    /// The softphone registered with the router's credentials.
+    /// The softphone registered with the router's credentials or the plain SIP account.
     desk: crate::desk::DeskPhone,
+    /// Where the plain SIP account's password is kept (opened when first needed: it asks
+    /// the OS keychain).
+    sip_password: std::sync::OnceLock<Result<SipPasswordStore, String>>,
+}
+
+/// Settings → Phone as the window shows it: the settings, and whether a password is kept
+/// (never the password).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct PhoneSettingsView {
+    pub phone: PhoneSettings,
+    /// A password is kept for the plain SIP account.
+    pub password_saved: bool,
+    /// Where it is kept, for a person ("the encrypted file …, its key in the system keychain").
+    pub password_place: Option<String>,
+    /// Why the key is in a file beside it although the keychain was wanted, if it is.
+    pub keychain_problem: Option<String>,
 }
 
 /// Wrap-up after a call until queues set their own (the router's queue configuration).
@@ -132,6 +150,7 @@ impl Agent {
             load_problem,
             mic_tests: MicTests::default(),
             shown: Mutex::new(Vec::new()),
+            sip_password: std::sync::OnceLock::new(),
         }
     }
 
@@ -149,16 +168,87 @@ impl Agent {
     }
 
     /// Validates, persists and applies new settings; a changed router URL re-points the
-    /// link. Must be called inside a tokio runtime.
-    pub fn save_settings(&self, new: Settings) -> Result<Settings, SettingsError> {
-        let saved = self.store.save(new)?;
+    /// link. Settings → Phone is kept as it is: [`Agent::save_phone`] changes it (and
+    /// restarts the phone). Must be called inside a tokio runtime.
+    pub fn save_settings(&self, mut new: Settings) -> Result<Settings, SettingsError> {
         let mut current = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        new.phone = current.phone.clone();
+        let saved = self.store.save(new)?;
         if current.router_url != saved.router_url {
             tracing::info!(router = %saved.router_url, "router URL changed");
             self.link.set_url(saved.router_url.clone());
         }
         *current = saved.clone();
         Ok(saved)
+    }
+
+    /// Uses `store` for the plain SIP account's password instead of the user's (tests; a
+    /// store already opened is kept).
+    pub fn use_sip_password_store(&self, store: SipPasswordStore) {
+        let _ = self.sip_password.set(Ok(store));
+    }
+
+    fn password_store(&self) -> Result<&SipPasswordStore, crate::desk::DeskError> {
+        self.sip_password
+            .get_or_init(|| SipPasswordStore::for_current_user().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|message| crate::desk::DeskError::SipAccount {
+                code: "sip_password_unavailable",
+                message: message.clone(),
+            })
+    }
+
+    /// Settings → Phone, and whether a password is kept.
+    pub fn phone_settings(&self) -> PhoneSettingsView {
+        let store = self.password_store().ok();
+        PhoneSettingsView {
+            phone: self.settings().phone,
+            password_saved: store.is_some_and(SipPasswordStore::is_set),
+            password_place: store.map(SipPasswordStore::describe),
+            keychain_problem: store.and_then(|s| s.fallback().map(str::to_owned)),
+        }
+    }
+
+    /// Saves Settings → Phone: `password` (when given; none keeps the one kept) in the
+    /// password store, the rest in the settings file; then the phone is stopped, to be
+    /// started again on the account now chosen ([`Agent::start_phone`]).
+    pub async fn save_phone(
+        &self,
+        phone: PhoneSettings,
+        password: Option<String>,
+    ) -> Result<PhoneSettingsView, crate::desk::DeskError> {
+        let as_desk = |e: SettingsError| crate::desk::DeskError::SipAccount {
+            code: e.code(),
+            message: e.to_string(),
+        };
+        let phone = phone.validated().map_err(as_desk)?;
+        if let Some(p) = &password {
+            crate::sip_password::check_password(p).map_err(as_desk)?;
+        }
+        let store = self.password_store()?;
+        if phone.source == crate::settings::PhoneSource::SipAccount
+            && password.is_none()
+            && !store.is_set()
+        {
+            return Err(as_desk(SettingsError::InvalidSipAccount {
+                field: "password",
+                reason: "no password is kept for the account — enter it".into(),
+            }));
+        }
+        if let Some(p) = &password {
+            store.set(p).map_err(as_desk)?;
+        }
+        {
+            let mut current = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            let new = Settings {
+                phone,
+                ..current.clone()
+            };
+            *current = self.store.save(new).map_err(as_desk)?;
+        }
+        tracing::info!(source = ?self.settings().phone.source, "Settings → Phone saved; the phone starts again");
+        self.desk.stop().await;
+        Ok(self.phone_settings())
     }
 
     /// The latest router status.
@@ -218,7 +308,31 @@ impl Agent {
 
     /// Gets SIP credentials from the router and starts the phone on the devices of
     /// Settings → Audio; then Ready or Not ready at the router as the window shows it.
+    /// Where Settings → Phone chose a plain SIP account, the phone registers with it
+    /// instead, and no router is asked.
     pub async fn start_phone(&self) -> Result<(), crate::desk::DeskError> {
+        let settings = self.settings();
+        if let Some(account) = settings.phone.chosen_account() {
+            let password = self.password_store().and_then(|s| {
+                s.get()
+                    .map_err(|e| crate::desk::DeskError::SipAccount {
+                        code: e.code(),
+                        message: e.to_string(),
+                    })?
+                    .ok_or(crate::desk::DeskError::SipAccount {
+                        code: "sip_password_missing",
+                        message: "the SIP account has no password — enter it in Settings → Phone"
+                            .into(),
+                    })
+            });
+            return match password {
+                Ok(p) => self.desk.start_plain(account, p, &settings.audio).await,
+                Err(e) => {
+                    self.desk.note_failure(&e, e.to_string());
+                    Err(e)
+                }
+            };
+        }
         let api = match self.agent_api().await {
             Ok(a) => a,
             Err(e) => {

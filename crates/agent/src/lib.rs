@@ -3,7 +3,8 @@
 //! sound-device checks of Settings → Audio ([`audio`]), the person's Microsoft account with
 //! its Graph client ([`account`]), the softphone: a call engine driven by commands that
 //! reports an event stream ([`call`]), and the desk: the router's agent API and the phone
-//! registered with the credentials it issues, as the window drives them ([`desk`]).
+//! registered with the credentials it issues or with a plain SIP account of Settings → Phone
+//! (its password kept by [`sip_password`]), as the window drives them ([`desk`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,12 +28,16 @@ pub mod directory;
 pub mod engine;
 pub mod router;
 pub mod settings;
+pub mod sip_password;
 pub mod state;
 
-pub use engine::Agent;
+pub use engine::{Agent, PhoneSettingsView};
 
 pub use audio::{
     AudioDevice, AudioDevices, AudioError, DeviceNotice, MicLevel, SoundTestResult, TestSound,
 };
 pub use router::{ConnectionState, LinkPolicy, RouterLink, RouterStatus, RouterTokens};
-pub use settings::{AudioSettings, Language, Settings, SettingsError, SettingsStore};
+pub use settings::{
+    AudioSettings, Language, PhoneSettings, PhoneSource, Settings, SettingsError, SettingsStore,
+    SipAccountSettings, SipTransport,
+};

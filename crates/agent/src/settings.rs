@@ -1,4 +1,4 @@
-//! The desktop's own settings (router URL, language, sound devices), kept in a TOML file in the user's
+//! The desktop's own settings (router URL, language, sound devices, the phone's account), kept in a TOML file in the user's
 //! configuration directory and written atomically (temporary file + rename), so a crash while
 //! saving never leaves a half-written file behind.
 
@@ -38,6 +38,9 @@ pub struct Settings {
     /// Sound devices and volume.
     #[serde(default)]
     pub audio: AudioSettings,
+    /// Which account the phone registers with: the router's, or a plain SIP account.
+    #[serde(default)]
+    pub phone: PhoneSettings,
 }
 
 impl Default for Settings {
@@ -46,8 +49,230 @@ impl Default for Settings {
             router_url: DEFAULT_ROUTER_URL.to_owned(),
             language: Language::default(),
             audio: AudioSettings::default(),
+            phone: PhoneSettings::default(),
         }
     }
+}
+
+/// Where the phone's SIP account comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum PhoneSource {
+    /// Credentials the Switchboard router issues after sign-in (queues, transfers, wrap-up).
+    #[default]
+    Router,
+    /// The person's own SIP account (a PBX, a provider, Kamailio): calls only, no router
+    /// features.
+    SipAccount,
+}
+
+/// The SIP transport of a plain account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum SipTransport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// Settings → Phone. The account's password is not here: it is kept apart, encrypted, its
+/// key in the OS keychain (`crate::phone_password`), never in the settings file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct PhoneSettings {
+    /// Which account the phone registers with.
+    #[serde(default)]
+    pub source: PhoneSource,
+    /// The plain SIP account (kept while the router is chosen, so switching back is one
+    /// click).
+    #[serde(default)]
+    pub sip_account: Option<SipAccountSettings>,
+}
+
+/// A plain SIP account as the person types it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct SipAccountSettings {
+    /// The registrar: `sip:host[:port]` or `sips:host[:port]` (saved with its port).
+    pub registrar: String,
+    /// The SIP user name (the user part of the address of record).
+    pub user: String,
+    /// The digest user name, where the provider gives one apart from the user name.
+    #[serde(default)]
+    pub auth_user: Option<String>,
+    /// The name callees see.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub transport: SipTransport,
+}
+
+/// The longest user name or display name kept.
+pub const MAX_SIP_NAME: usize = 128;
+
+impl SipAccountSettings {
+    /// Checks what the person typed: blank optional fields become none, the registrar gets
+    /// its port (5060, or 5061 for TLS) and loses parameters (the transport is its own field).
+    pub fn validated(mut self) -> Result<Self, SettingsError> {
+        let bad = |field: &'static str, reason: String| SettingsError::InvalidSipAccount {
+            field,
+            reason,
+        };
+        self.registrar = normalise_registrar(&self.registrar, self.transport)?;
+        self.user = self.user.trim().to_owned();
+        let user_ok = |u: &str| {
+            !u.is_empty()
+                && u.chars().count() <= MAX_SIP_NAME
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/%".contains(c))
+        };
+        if self.user.is_empty() {
+            return Err(bad(
+                "user",
+                "it is empty — enter the SIP user name your provider gave you".into(),
+            ));
+        }
+        if !user_ok(&self.user) {
+            return Err(bad(
+                "user",
+                format!("{:?} is not a SIP user name (letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? / %; no spaces or @; at most {MAX_SIP_NAME})", printable(&self.user)),
+            ));
+        }
+        self.auth_user = optional_name(self.auth_user, "auth_user", "authentication user")?;
+        self.display_name = optional_name(self.display_name, "display_name", "display name")?;
+        Ok(self)
+    }
+}
+
+impl PhoneSettings {
+    /// Checks the account; choosing [`PhoneSource::SipAccount`] needs one.
+    pub fn validated(mut self) -> Result<Self, SettingsError> {
+        self.sip_account = self
+            .sip_account
+            .map(SipAccountSettings::validated)
+            .transpose()?;
+        if self.source == PhoneSource::SipAccount && self.sip_account.is_none() {
+            return Err(SettingsError::InvalidSipAccount {
+                field: "registrar",
+                reason: "no SIP account is set — fill in the registrar and user name, or choose the Switchboard router".into(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// The plain account the phone registers with, when chosen.
+    pub fn chosen_account(&self) -> Option<&SipAccountSettings> {
+        match self.source {
+            PhoneSource::SipAccount => self.sip_account.as_ref(),
+            PhoneSource::Router => None,
+        }
+    }
+}
+
+/// An optional name as typed: blank is none; refused with control characters, quotes or
+/// backslashes (SIP would have to escape them) or over [`MAX_SIP_NAME`] characters.
+fn optional_name(
+    name: Option<String>,
+    field: &'static str,
+    what: &str,
+) -> Result<Option<String>, SettingsError> {
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if let Some(n) = &name {
+        if n.chars().count() > MAX_SIP_NAME
+            || n.chars().any(|c| c.is_control() || c == '"' || c == '\\')
+        {
+            return Err(SettingsError::InvalidSipAccount {
+                field,
+                reason: format!("the {what} may not hold control characters, quotes or backslashes, nor be over {MAX_SIP_NAME} characters"),
+            });
+        }
+    }
+    Ok(name)
+}
+
+/// `s` with control characters shown escaped, cut to 64 characters (for messages).
+fn printable(s: &str) -> String {
+    s.chars().take(64).flat_map(char::escape_default).collect()
+}
+
+/// Parses and normalises a registrar: `sip:` or `sips:` (TLS only), a host name or IP
+/// address, an optional port; returned as `scheme:host:port`.
+pub fn normalise_registrar(input: &str, transport: SipTransport) -> Result<String, SettingsError> {
+    let bad = |reason: String| SettingsError::InvalidSipAccount {
+        field: "registrar",
+        reason: format!("{:?}: {reason}", printable(input.trim())),
+    };
+    let t = input.trim();
+    if t.is_empty() {
+        return Err(SettingsError::InvalidSipAccount {
+            field: "registrar",
+            reason: "it is empty — enter your provider's registrar, such as sip:sip.example.com"
+                .into(),
+        });
+    }
+    let (scheme, rest) = if let Some(r) = t.strip_prefix("sips:") {
+        ("sips", r)
+    } else if let Some(r) = t.strip_prefix("sip:") {
+        ("sip", r)
+    } else {
+        return Err(bad(
+            "it must start with sip: or sips:, such as sip:sip.example.com".into(),
+        ));
+    };
+    if scheme == "sips" && transport != SipTransport::Tls {
+        return Err(bad("a sips: registrar needs the TLS transport".into()));
+    }
+    let hostport = rest.split(';').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address lacks its closing ]".into()))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("the address in [ ] is not an IPv6 address".into()));
+        }
+        (format!("[{h}]"), after.strip_prefix(':').map(str::to_owned))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p.to_owned())),
+            None => (hostport.to_owned(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("it has no host".into()));
+    }
+    if host.contains('@') {
+        return Err(bad(
+            "it holds a user part; put the user name in its own field and only the server here"
+                .into(),
+        ));
+    }
+    if !host.starts_with('[')
+        && (host.len() > 253
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    {
+        return Err(bad("the host is not a host name or IP address".into()));
+    }
+    let port = match port {
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(bad(format!(
+                    "the port {:?} is not a number from 1 to 65535",
+                    printable(&p)
+                )))
+            }
+        },
+        None if transport == SipTransport::Tls => 5061,
+        None => 5060,
+    };
+    Ok(format!("{scheme}:{host}:{port}"))
 }
 
 /// The longest device name kept (system names are far shorter; this bounds the file).
@@ -154,6 +379,10 @@ pub enum SettingsError {
     InvalidAudio { reason: String },
     #[error("no configuration folder could be found for this user — set {CONFIG_DIR_ENV} to a writable folder")]
     NoConfigDir,
+    /// A field of Settings → Phone's SIP account (`field`: `registrar`, `user`,
+    /// `auth_user`, `display_name`, `password`).
+    #[error("the SIP account's {field} is not valid: {reason} — correct it in Settings → Phone")]
+    InvalidSipAccount { field: &'static str, reason: String },
 }
 
 impl SettingsError {
@@ -166,6 +395,14 @@ impl SettingsError {
             SettingsError::Unwritable { .. } => "settings_unwritable",
             SettingsError::InvalidAudio { .. } => "invalid_audio",
             SettingsError::NoConfigDir => "no_config_dir",
+            SettingsError::InvalidSipAccount {
+                field: "registrar", ..
+            } => "invalid_sip_registrar",
+            SettingsError::InvalidSipAccount { field: "user", .. } => "invalid_sip_user",
+            SettingsError::InvalidSipAccount {
+                field: "password", ..
+            } => "invalid_sip_password",
+            SettingsError::InvalidSipAccount { .. } => "invalid_sip_account",
         }
     }
 }
@@ -176,6 +413,7 @@ impl Settings {
     pub fn validated(mut self) -> Result<Self, SettingsError> {
         self.router_url = normalise_router_url(&self.router_url)?;
         self.audio = self.audio.validated()?;
+        self.phone = self.phone.validated()?;
         Ok(self)
     }
 }
@@ -315,6 +553,7 @@ mod tests {
                     ring_volume: 40,
                     ..AudioSettings::default()
                 },
+                phone: PhoneSettings::default(),
             })
             .unwrap();
         assert_eq!(saved.router_url, "https://router.example.com");
@@ -382,6 +621,123 @@ mod tests {
             assert_eq!(e.code(), "invalid_router_url", "{bad}");
             assert!(e.to_string().contains("http://"), "{e}");
         }
+    }
+
+    fn account() -> SipAccountSettings {
+        SipAccountSettings {
+            registrar: " sip:sip.example.com ".into(),
+            user: " alice ".into(),
+            auth_user: Some("  ".into()),
+            display_name: Some(" Alice Liddell ".into()),
+            transport: SipTransport::Udp,
+        }
+    }
+
+    #[test]
+    fn a_plain_sip_account_is_normalised_and_round_trips_without_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::at(dir.path().join("s.toml"), DEFAULT_ROUTER_URL);
+        let saved = store
+            .save(Settings {
+                phone: PhoneSettings {
+                    source: PhoneSource::SipAccount,
+                    sip_account: Some(account()),
+                },
+                ..Settings::default()
+            })
+            .unwrap();
+        let a = saved.phone.chosen_account().unwrap();
+        assert_eq!(a.registrar, "sip:sip.example.com:5060");
+        assert_eq!(a.user, "alice");
+        assert_eq!(a.auth_user, None, "blank is none");
+        assert_eq!(a.display_name.as_deref(), Some("Alice Liddell"));
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(text.contains("source = \"sip_account\""), "{text}");
+        assert!(
+            !text.contains("password"),
+            "no password in the file: {text}"
+        );
+        assert_eq!(store.load().unwrap(), saved);
+        // The router chosen again: the account is kept, not used.
+        let back = PhoneSettings {
+            source: PhoneSource::Router,
+            ..saved.phone.clone()
+        }
+        .validated()
+        .unwrap();
+        assert!(back.chosen_account().is_none());
+        assert!(back.sip_account.is_some());
+    }
+
+    #[test]
+    fn registrars_get_their_port_and_bad_ones_say_why() {
+        use SipTransport::*;
+        for (typed, t, want) in [
+            ("sip:pbx.example.com", Udp, "sip:pbx.example.com:5060"),
+            ("sip:pbx.example.com", Tls, "sip:pbx.example.com:5061"),
+            ("sips:pbx.example.com", Tls, "sips:pbx.example.com:5061"),
+            (
+                "sip:127.0.0.1:5080;transport=tcp",
+                Tcp,
+                "sip:127.0.0.1:5080",
+            ),
+            ("sip:[::1]:5070", Udp, "sip:[::1]:5070"),
+        ] {
+            assert_eq!(normalise_registrar(typed, t).unwrap(), want, "{typed}");
+        }
+        for (typed, t, says) in [
+            ("", Udp, "empty"),
+            ("pbx.example.com", Udp, "sip: or sips:"),
+            ("http://pbx", Udp, "sip: or sips:"),
+            ("sips:pbx.example.com", Udp, "TLS"),
+            ("sip:alice@pbx.example.com", Udp, "user part"),
+            ("sip:pbx example.com", Udp, "host name"),
+            ("sip:pbx.example.com:0", Udp, "1 to 65535"),
+            ("sip:pbx.example.com:99999", Udp, "1 to 65535"),
+            ("sip:[::1", Udp, "]"),
+            ("sip:\r\nVia: x", Udp, "host name"),
+        ] {
+            let e = normalise_registrar(typed, t).unwrap_err();
+            assert_eq!(e.code(), "invalid_sip_registrar", "{typed}");
+            assert!(e.to_string().contains(says), "{typed}: {e}");
+            assert!(e.to_string().contains("Settings → Phone"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_account_fields_are_refused_with_their_codes() {
+        type Spoil = fn(&mut SipAccountSettings);
+        let cases: [(Spoil, &str); 5] = [
+            (|a| a.user = " ".into(), "invalid_sip_user"),
+            (|a| a.user = "alice smith".into(), "invalid_sip_user"),
+            (|a| a.user = "alice@example.com".into(), "invalid_sip_user"),
+            (
+                |a| a.display_name = Some("A \"B\"".into()),
+                "invalid_sip_account",
+            ),
+            (|a| a.auth_user = Some("x\ny".into()), "invalid_sip_account"),
+        ];
+        for (spoil, code) in cases {
+            let mut a = account();
+            spoil(&mut a);
+            assert_eq!(a.validated().unwrap_err().code(), code);
+        }
+        // Choosing the plain account needs one.
+        let none = PhoneSettings {
+            source: PhoneSource::SipAccount,
+            sip_account: None,
+        };
+        assert_eq!(
+            none.validated().unwrap_err().code(),
+            "invalid_sip_registrar"
+        );
+        // Files from before Settings → Phone use the router.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "router_url = \"http://h\"\n").unwrap();
+        let s = SettingsStore::at(&path, DEFAULT_ROUTER_URL).load().unwrap();
+        assert_eq!(s.phone, PhoneSettings::default());
+        assert_eq!(s.phone.source, PhoneSource::Router);
     }
 
     #[test]

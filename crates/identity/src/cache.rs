@@ -96,6 +96,13 @@ impl EncryptedFile {
     /// the OS keychain when one answers, else in a file beside it ([`Self::fallback`] says
     /// why). `$SWITCHBOARD_TOKEN_KEY=file` skips the keychain.
     pub fn for_current_user() -> Result<Self, IdentityError> {
+        Self::for_current_user_named("token-cache.bin")
+    }
+
+    /// As [`Self::for_current_user`], for another secret of the user's (`file_name` in the
+    /// same data folder, its own key: e.g. a SIP account's password). The same
+    /// `$SWITCHBOARD_TOKEN_KEY=file` keeps the key in a file beside it.
+    pub fn for_current_user_named(file_name: &str) -> Result<Self, IdentityError> {
         let dir = match std::env::var_os("SWITCHBOARD_DATA_DIR") {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => directories::ProjectDirs::from("cc", "Switchboard", "switchboard")
@@ -103,15 +110,17 @@ impl EncryptedFile {
                 .data_dir()
                 .to_path_buf(),
         };
-        let path = dir.join("token-cache.bin");
+        let path = dir.join(file_name);
         if std::env::var("SWITCHBOARD_TOKEN_KEY").as_deref() == Ok("file") {
             return Ok(Self::new(path));
         }
-        // One keychain entry per cache file, so that two data folders do not share a key.
-        let user = format!("token-cache-key:{}", path.display());
+        // One keychain entry per file, so that two data folders do not share a key
+        // (`token-cache-key:…` for the token cache).
+        let stem = file_name.split('.').next().unwrap_or(file_name);
+        let user = format!("{stem}-key:{}", path.display());
         let mut me = Self::with_keychain(path, KEYCHAIN_SERVICE, user);
         if let Err(why) = me.keychain_usable() {
-            tracing::warn!(reason = %why, "no OS keychain; the token cache key is kept in a file");
+            tracing::warn!(reason = %why, file = file_name, "no OS keychain; the file's key is kept beside it");
             me.key_place = KeyPlace::File;
             me.fallback = Some(why);
         }

@@ -130,6 +130,14 @@ impl Drop for Guard {
     }
 }
 
+/// Fails unless there is an X display for the window (run under `xvfb-run`).
+pub fn need_display() -> Result<()> {
+    if std::env::var_os("DISPLAY").is_none() {
+        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
+    }
+    Ok(())
+}
+
 /// Polls `f` until it returns `Ok(Some(v))`, failing after `timeout` with the last error.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
 where

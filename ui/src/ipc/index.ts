@@ -13,6 +13,8 @@ import type {
   IpcError,
   MicLevel,
   Person,
+  PhoneSettings,
+  PhoneSettingsView,
   PhoneView,
   PersonPhoto,
   PresenceInfo,
@@ -56,6 +58,11 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
 
 export const getSettings = (): Promise<Settings> => call("get_settings");
 export const saveSettings = (settings: Settings): Promise<Settings> => call("save_settings", { settings });
+/** Settings → Phone: the account the phone uses, and whether a password is kept (never the password). */
+export const getPhoneSettings = (): Promise<PhoneSettingsView> => call("get_phone_settings");
+/** Saves Settings → Phone; `password` null keeps the one kept. The phone then starts again on the account chosen. */
+export const savePhoneSettings = (phone: PhoneSettings, password: string | null): Promise<PhoneSettingsView> =>
+  call("save_phone_settings", { phone, password });
 export const getRouterStatus = (): Promise<RouterStatus> => call("get_router_status");
 export const appVersion = (): Promise<string> => call("app_version");
 /** Tells the shell the first frame is painted (start-up benchmark). */

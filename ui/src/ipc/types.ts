@@ -39,3 +39,8 @@ export type { ColleagueTarget } from "./bindings/ColleagueTarget";
 export type { ExpertGroupTarget } from "./bindings/ExpertGroupTarget";
 export type { ExpertTarget } from "./bindings/ExpertTarget";
 export type { AgentState } from "./bindings/AgentState";
+export type { PhoneSettings } from "./bindings/PhoneSettings";
+export type { PhoneSettingsView } from "./bindings/PhoneSettingsView";
+export type { PhoneSource } from "./bindings/PhoneSource";
+export type { SipAccountSettings } from "./bindings/SipAccountSettings";
+export type { SipTransport } from "./bindings/SipTransport";

@@ -21,6 +21,7 @@ const settings: Settings = {
   router_url: "http://127.0.0.1:7700",
   language: "en",
   audio: { input_device: null, output_device: null, ringing_device: "USB speakerphone", output_volume: 100, ring_volume: 80 },
+  phone: { source: "router", sip_account: null },
 };
 
 /** A stand-in shell: records calls and lets the test push microphone readings. */

@@ -14,6 +14,7 @@ const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
   problem: null,
   volume: 80,
   consult: null,
+  source: "router",
   ...over,
 });
 
@@ -115,6 +116,20 @@ describe("the phone in the window", () => {
     push(idle({ call: { ...out, stage: "talking", answered_unix_ms: Date.now() } }));
     expect((await screen.findByTestId("in-call-caller")).textContent).toBe("MeganB");
     expect(screen.queryByTestId("outgoing")).toBeNull();
+  });
+
+  it("offers no transfer or consultation on a plain SIP account (they are the router's)", async () => {
+    const plain = (over: Partial<PhoneView> = {}) => idle({ agent: null, source: "sip_account", ...over });
+    const { api, push } = fakeApi(plain());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    push(plain({ call: ringing({ stage: "talking", answered_unix_ms: Date.now() }) }));
+    await screen.findByTestId("in-call");
+    expect(screen.getByTestId("hangup")).toBeTruthy();
+    expect(screen.queryByTestId("transfer-open")).toBeNull();
+    // The same call through the router offers it.
+    push(idle({ call: ringing({ stage: "talking", answered_unix_ms: Date.now() }) }));
+    await screen.findByTestId("transfer-open");
   });
 
   it("consults a colleague from the picker, then completes, conferences or cancels as the consultation goes", async () => {

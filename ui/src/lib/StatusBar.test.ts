@@ -67,6 +67,7 @@ describe("StatusBar", () => {
       problem: null,
       volume: 100,
       consult: null,
+      source: "router" as const,
     };
     const { unmount } = render(StatusBar, { status: base, phone });
     const reg = screen.getByTestId("phone-registration");

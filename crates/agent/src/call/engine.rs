@@ -243,14 +243,17 @@ impl Phone {
             .or_else(|| server.as_ref().map(|s| s.host.clone()))
             .unwrap_or_else(|| local_ip.to_string());
         let credentials = account.password.as_ref().map(|p| Credentials {
-            username: account.user.clone(),
+            username: account
+                .auth_user
+                .clone()
+                .unwrap_or_else(|| account.user.clone()),
             password: p.0.clone(),
         });
         let user_agent = format!("Switchboard-Agent/{}", env!("CARGO_PKG_VERSION"));
         let cfg = UaConfig {
             user: account.user.clone(),
             domain: domain.clone(),
-            display_name: None,
+            display_name: account.display_name.clone(),
             credentials: credentials.clone(),
             contact_host: host(contact),
             transport: kind,

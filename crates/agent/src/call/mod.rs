@@ -107,8 +107,12 @@ pub struct Account {
     /// Registrar / proxy: `sip:HOST[:PORT][;transport=udp]`. Without it, calls go directly
     /// to their URI and the phone listens on its bind address.
     pub server: Option<String>,
-    /// SIP user name (also the digest user name).
+    /// SIP user name (also the digest user name unless [`Account::auth_user`] is set).
     pub user: String,
+    /// The digest user name where the provider gives one apart from the SIP user name.
+    pub auth_user: Option<String>,
+    /// The display name in From (none: the user name alone).
+    pub display_name: Option<String>,
     /// For digest challenges; needed to register.
     pub password: Option<Secret>,
     /// Domain of our address (default: the server's host, or our IP).
@@ -124,6 +128,8 @@ impl Account {
         Self {
             server: None,
             user: user.to_owned(),
+            auth_user: None,
+            display_name: None,
             password: None,
             domain: None,
             transport: None,

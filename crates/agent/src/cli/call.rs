@@ -280,6 +280,8 @@ fn phone_options(
     let mut o = PhoneOptions::new(Account {
         server: account.server.clone(),
         user: account.user.clone(),
+        auth_user: None,
+        display_name: None,
         password: password.map(Into::into),
         domain: account.domain.clone(),
         transport: account.transport.as_deref().map(transport_named),

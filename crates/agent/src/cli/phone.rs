@@ -133,6 +133,8 @@ pub async fn run(cmd: PhoneCommand, json: bool) -> anyhow::Result<()> {
     let mut options = PhoneOptions::new(Account {
         server: Some(server),
         user,
+        auth_user: None,
+        display_name: None,
         password: Some(password.into()),
         domain,
         transport: Some(kind),

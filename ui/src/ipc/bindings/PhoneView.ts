@@ -2,6 +2,7 @@
 import type { CallView } from "./CallView";
 import type { ConsultStatus } from "./ConsultStatus";
 import type { PhoneProblem } from "./PhoneProblem";
+import type { PhoneSource } from "./PhoneSource";
 import type { RegistrationView } from "./RegistrationView";
 import type { WrapUpView } from "./WrapUpView";
 
@@ -25,4 +26,9 @@ volume: number,
  * The consultation the router carries for the agent's call, while there is one
  * (`GET /v1/agents/me`'s `consult`, followed while it lasts).
  */
-consult: ConsultStatus | null, };
+consult: ConsultStatus | null, 
+/**
+ * Whether the phone works through the Switchboard router or the person's own SIP
+ * account (then the window offers no router features: queues, transfers, wrap-up).
+ */
+source: PhoneSource, };
