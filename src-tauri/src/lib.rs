@@ -29,7 +29,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use switchboard_agent::account::{AccountError, AccountInfo, DeviceCodeInfo};
 use switchboard_agent::call::CallQuality;
-use switchboard_agent::desk::{ConsultStep, DeskError, HistoryEntry, PhoneView, TransferTargets};
+use switchboard_agent::desk::{
+    ConsultStep, DeskError, HistoryEntry, PhoneView, SupervisorBoard, TransferTargets,
+};
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
 use switchboard_agent::state::{WorkStateKind, WorkStateView};
 use switchboard_agent::{
@@ -153,6 +155,12 @@ async fn phone_consult_step(
     step: ConsultStep,
 ) -> Result<String, IpcError> {
     Ok(agent.desk().consult_step(step).await?)
+}
+
+/// The supervisors' board: the queues' live figures and every agent (Supervisors and Admins).
+#[tauri::command]
+async fn supervisor_board(agent: State<'_, Agent>) -> Result<SupervisorBoard, IpcError> {
+    Ok(agent.desk().board().await?)
 }
 
 /// The agent's calls: the router's records and the phone's own, newest first.
@@ -672,6 +680,7 @@ pub fn run() {
             phone_consult,
             phone_consult_step,
             phone_history,
+            supervisor_board,
             phone_answer,
             phone_reject,
             phone_hangup,
@@ -731,6 +740,7 @@ mod bindings {
         switchboard_agent::desk::HistoryEntry::export_all_to(dir).unwrap();
         switchboard_agent::desk::ConsultStep::export_all_to(dir).unwrap();
         switchboard_agent::desk::TransferTargets::export_all_to(dir).unwrap();
+        switchboard_agent::desk::SupervisorBoard::export_all_to(dir).unwrap();
         switchboard_agent::PhoneSettingsView::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
     }

@@ -37,7 +37,7 @@ use switchboard_api::{
     Problem, RequestedState, SipCredentials,
 };
 /// The router's answers the window draws as they are.
-pub use switchboard_api::{ConsultState, ConsultStatus, TransferTargets};
+pub use switchboard_api::{ConsultState, ConsultStatus, SupervisorBoard, TransferTargets};
 use tokio::sync::{broadcast, watch};
 
 use crate::call::{
@@ -580,6 +580,36 @@ impl AgentApi {
         )
         .await?
         .ok_or_else(|| Self::bad(what))
+    }
+
+    /// The supervisors' board: every queue's live figures and every agent of the tenants the
+    /// signed-in person may read (a Supervisor or Admin; others are refused with 403).
+    pub async fn board(&self) -> Result<SupervisorBoard, DeskError> {
+        let (queues, agents) = tokio::try_join!(
+            async {
+                let what = "the queues' figures";
+                self.send::<Vec<switchboard_api::QueueFigures>>(
+                    reqwest::Method::GET,
+                    "/v1/queues",
+                    what,
+                    None::<&()>,
+                )
+                .await?
+                .ok_or_else(|| Self::bad(what))
+            },
+            async {
+                let what = "the agents board";
+                self.send::<Vec<switchboard_api::BoardAgent>>(
+                    reqwest::Method::GET,
+                    "/v1/agents",
+                    what,
+                    None::<&()>,
+                )
+                .await?
+                .ok_or_else(|| Self::bad(what))
+            },
+        )?;
+        Ok(SupervisorBoard { queues, agents })
     }
 
     /// The agent's own calls at the router, newest first, at most `limit`.
@@ -1619,6 +1649,16 @@ impl DeskPhone {
     /// returned, not kept as the view's problem).
     pub async fn targets(&self) -> Result<TransferTargets, DeskError> {
         self.api("the transfer picker")?.targets().await
+    }
+
+    /// The agent's state at the router the phone uses.
+    pub async fn router_status(&self) -> Result<AgentStatus, DeskError> {
+        self.api("the agent's state at the router")?.status().await
+    }
+
+    /// The supervisors' board of the router the phone uses.
+    pub async fn board(&self) -> Result<SupervisorBoard, DeskError> {
+        self.api("the supervisors' board")?.board().await
     }
 
     /// The agent's history: the router's records of their calls and the phone's own calls the

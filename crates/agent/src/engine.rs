@@ -83,19 +83,31 @@ impl Agent {
         // A call up is "on a call" in the contact-center state (and in Teams).
         let mut calls = desk.subscribe_events();
         let w = std::sync::Arc::downgrade(&work);
+        let router = desk.clone();
         tokio::spawn(async move {
             use crate::call::PhoneEvent;
             use tokio::sync::broadcast::error::RecvError;
             let mut up = std::collections::HashSet::new();
+            // Queue calls the router offers, ringing.
+            let mut offered = std::collections::HashSet::new();
             loop {
                 match calls.recv().await {
+                    Ok(PhoneEvent::Incoming { call, offer, .. }) if offer.queue.is_some() => {
+                        offered.insert(call);
+                    }
                     Ok(PhoneEvent::Established { call, .. }) => {
+                        offered.remove(&call);
                         let Some(w) = w.upgrade() else { break };
                         if up.insert(call) {
                             w.call_started(false);
                         }
                     }
                     Ok(PhoneEvent::Ended { call, .. }) => {
+                        if offered.remove(&call) {
+                            // A queue call that rang out here: the router may have set the
+                            // agent Not ready ("missed call"); the work state follows it.
+                            tokio::spawn(follow_missed_offer(router.clone(), w.clone()));
+                        }
                         let Some(w) = w.upgrade() else { break };
                         if up.remove(&call) {
                             w.call_ended(false);
@@ -470,5 +482,137 @@ impl Agent {
     /// Every change of the router status.
     pub fn subscribe_router(&self) -> watch::Receiver<RouterStatus> {
         self.link.subscribe()
+    }
+}
+
+/// After a queue call rang out on this phone: follows the router if it set the agent Not
+/// ready (ring-no-answer, "missed call" by default), so the window, the state clock and Teams
+/// say what the router does. The router decides when the offer's alert time is over; it is
+/// asked a few times over two seconds and left alone once it says anything but Ready.
+async fn follow_missed_offer(
+    desk: crate::desk::DeskPhone,
+    work: std::sync::Weak<crate::state::WorkState>,
+) {
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let Ok(st) = desk.router_status().await else {
+            return;
+        };
+        let Some(w) = work.upgrade() else { return };
+        if let Some(reason) = missed_reason(&st, &w.view()) {
+            tracing::info!(
+                reason = %crate::state::reason_code(&reason),
+                "the router set the agent Not ready after a missed call; following it"
+            );
+            w.set_not_ready(reason);
+            return;
+        }
+        if st.state != switchboard_api::AgentState::Ready {
+            return;
+        }
+    }
+}
+
+/// The Not-ready reason to take from the router after a missed offer: when it says Not
+/// ready while the person had chosen Ready and is on no call here.
+fn missed_reason(
+    router: &switchboard_api::AgentStatus,
+    work: &crate::state::WorkStateView,
+) -> Option<switchboard_graph::NotReadyReason> {
+    use crate::state::WorkStateKind as K;
+    if router.state != switchboard_api::AgentState::NotReady
+        || work.state != K::Ready
+        || work.after != K::Ready
+    {
+        return None;
+    }
+    let reason = router.reason.as_deref().unwrap_or("missed call");
+    Some(
+        crate::state::parse_reason(reason)
+            .unwrap_or_else(|_| switchboard_graph::NotReadyReason::Other("missed call".into())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missed_reason;
+    use crate::state::{TeamsSync, WorkStateKind as K, WorkStateView};
+    use switchboard_api::{AgentState, AgentStatus};
+    use switchboard_graph::NotReadyReason;
+
+    fn router(state: AgentState, reason: Option<&str>) -> AgentStatus {
+        AgentStatus {
+            agent: "AdeleV@contoso.example".into(),
+            tenant: "contoso".into(),
+            state,
+            reason: reason.map(str::to_owned),
+            registered: true,
+            teams: None,
+            dispositions: Vec::new(),
+            consult: None,
+            wrap_up_seconds_left: None,
+        }
+    }
+
+    fn work(state: K, after: K) -> WorkStateView {
+        WorkStateView {
+            state,
+            reason: None,
+            after,
+            since_unix_ms: 0,
+            wrap_up_seconds_left: None,
+            teams: TeamsSync::default(),
+        }
+    }
+
+    #[test]
+    fn a_missed_offer_follows_the_routers_not_ready_only_from_ready() {
+        let missed = router(AgentState::NotReady, Some("missed call"));
+        assert_eq!(
+            missed_reason(&missed, &work(K::Ready, K::Ready)),
+            Some(NotReadyReason::Other("missed call".into()))
+        );
+        // A known reason keeps its kind; none given is "missed call".
+        assert_eq!(
+            missed_reason(
+                &router(AgentState::NotReady, Some("break")),
+                &work(K::Ready, K::Ready)
+            ),
+            Some(NotReadyReason::Break)
+        );
+        assert_eq!(
+            missed_reason(
+                &router(AgentState::NotReady, None),
+                &work(K::Ready, K::Ready)
+            ),
+            Some(NotReadyReason::Other("missed call".into()))
+        );
+        // The router still Ready, or the person not Ready here (already Not ready, off
+        // duty, on another call): nothing to follow.
+        assert_eq!(
+            missed_reason(&router(AgentState::Ready, None), &work(K::Ready, K::Ready)),
+            None
+        );
+        for (state, after) in [
+            (K::NotReady, K::NotReady),
+            (K::OffDuty, K::OffDuty),
+            (K::OnCall, K::Ready),
+            (K::WrapUp, K::Ready),
+        ] {
+            assert_eq!(
+                missed_reason(&missed, &work(state, after)),
+                None,
+                "{state:?}"
+            );
+        }
+        // A reason the window could not hold is still followed, as "missed call".
+        let long = "x".repeat(200);
+        assert_eq!(
+            missed_reason(
+                &router(AgentState::NotReady, Some(&long)),
+                &work(K::Ready, K::Ready)
+            ),
+            Some(NotReadyReason::Other("missed call".into()))
+        );
     }
 }

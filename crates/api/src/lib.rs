@@ -840,7 +840,33 @@ pub struct AgentStatus {
     /// ending now), counted from when this status was made. Relative rather than a time of
     /// day, so a desktop whose clock is off from the router's still counts down right.
     #[serde(default)]
+    #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
     pub wrap_up_seconds_left: Option<u64>,
+}
+
+/// An agent on the supervisors' board (`GET /v1/agents`): their state as they see it, with
+/// their name, how long they have been in that state, and the queue of the call they are on
+/// or wrapping up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct BoardAgent {
+    pub name: String,
+    pub status: AgentStatus,
+    /// Seconds in the current state (and Not-ready reason); none until the router has seen
+    /// the state change (before the SIP edge runs).
+    #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
+    pub state_seconds: Option<u64>,
+    /// The queue of the call the agent is on or wrapping up (none for direct calls).
+    pub queue: Option<String>,
+}
+
+/// What the supervisors' board shows: every queue's live figures and every agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct SupervisorBoard {
+    pub queues: Vec<QueueFigures>,
+    pub agents: Vec<BoardAgent>,
 }
 
 /// `GET /v1/agents/me/targets`: whom and where the agent may transfer or consult the call
@@ -932,13 +958,20 @@ pub struct ExpertTarget {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ConsultStatus {
-    /// The UPN of the person consulted.
+    /// The UPN of the person consulted (in a conference with nobody being consulted: the
+    /// last to join).
     pub with: String,
     pub state: ConsultState,
+    /// Everyone in the agent's conference besides the agent and the caller, in the order
+    /// they joined (empty before the first joins). While the agent consults someone new,
+    /// these talk on with the caller.
+    #[serde(default)]
+    pub conference: Vec<String>,
 }
 
-/// `ringing`: their phone rings, the caller hears music; `talking`: the agent talks to them,
-/// the caller on hold; `conference`: all three talk together.
+/// `ringing`: their phone rings, the caller hears music (or talks on with those in the
+/// conference); `talking`: the agent talks to them, the caller on hold (or with the
+/// conference); `conference`: the agent, the caller and everyone joined talk together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -975,19 +1008,27 @@ pub struct QueueFigures {
     /// Callers waiting now (ringing agents included).
     pub waiting: u32,
     /// The longest a caller waiting now has waited, in seconds.
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub longest_wait_seconds: u64,
     pub agents: AgentsByState,
     /// Callers who entered the queue today.
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub offered: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub answered: u64,
     /// Answered within `service_level_seconds`.
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub answered_in_time: u64,
     /// Hung up while waiting, after 5 s.
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub abandoned: u64,
     /// Hung up within 5 s of entering.
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub abandoned_short: u64,
     /// Left for the overflow route (full, waited the longest).
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub overflowed: u64,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub service_level_seconds: u64,
     /// Percent; none before any call counts.
     pub service_level: Option<f64>,

@@ -410,7 +410,7 @@ pub enum ConsultStepName {
     post, path = "/v1/agents/me/consult/{step}", tag = "agents", request_body = ConsultStep,
     params(("step" = ConsultStepName, Path, description = "complete, conference or cancel")),
     responses(
-        (status = 200, description = "done: complete leaves the caller with the person consulted (the agent's leg is hung up, wrap-up follows); conference mixes all three; cancel hangs the person up and the agent is back with the caller", body = ConsultDone),
+        (status = 200, description = "done: complete leaves the caller with the person consulted (the agent's leg is hung up, wrap-up follows) and, in a conference, with everyone in it (the first who joined holds the call); conference mixes the caller, the agent, the person and anyone already in the conference; cancel hangs the person up and the agent is back with the caller (and the conference)", body = ConsultDone),
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not an agent, or no such step", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "no consultation, or (complete, conference) the person has not answered yet", body = Problem, content_type = "application/problem+json"),
@@ -551,7 +551,7 @@ pub(crate) fn readable_tenants(
     }
     if !caller.has(Role::Supervisor) && !caller.has(Role::Admin) {
         return Err(ApiError::Forbidden(
-            "call records are for Supervisors and Admins: ask your administrator for the Supervisor role".into(),
+            "call records, queue figures and the agents board are for Supervisors and Admins: ask your administrator for the Supervisor role".into(),
         ));
     }
     Ok(Some(state.center.with(|d| {
@@ -614,15 +614,41 @@ pub async fn queues(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<QueueFigures>>, ApiError> {
-    let tenants = readable_tenants(&state, &caller)?;
     let now = std::time::Instant::now();
+    readable_rows(&state, &caller, |t| t.figures(now))
+}
+
+/// `rows` of each tenant the caller may read (Supervisors and Admins), in the tenants'
+/// order.
+fn readable_rows<T>(
+    state: &AppState,
+    caller: &Caller,
+    rows: impl Fn(&crate::desk::TenantRt) -> Vec<T>,
+) -> Result<Json<Vec<T>>, ApiError> {
+    let tenants = readable_tenants(state, caller)?;
     Ok(Json(state.center.with(|d| {
         d.tenants
             .iter()
             .filter(|t| tenants.as_ref().is_none_or(|ids| ids.contains(&t.spec.id)))
-            .flat_map(|t| t.figures(now))
+            .flat_map(&rows)
             .collect()
     })))
+}
+
+#[utoipa::path(
+    get, path = "/v1/agents", tag = "agents",
+    responses(
+        (status = 200, description = "the supervisors' board: every agent of the caller's tenants (as configured, removed ones left out) with their state, Not-ready reason, phone, Teams presence, consultation or conference, seconds in the state, and the queue of the call they are on or wrapping up", body = Vec<switchboard_api::BoardAgent>),
+        (status = 401, description = "no or a bad access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a Supervisor or Admin", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn agents(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<switchboard_api::BoardAgent>>, ApiError> {
+    let now = std::time::Instant::now();
+    readable_rows(&state, &caller, |t| t.board(now))
 }
 
 #[utoipa::path(
@@ -633,49 +659,42 @@ pub async fn trunks(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<switchboard_api::TrunkStatus>>, ApiError> {
-    let tenants = readable_tenants(&state, &caller)?;
-    Ok(Json(state.center.with(|d| {
-        d.tenants
+    readable_rows(&state, &caller, |t| {
+        let retired = |name: &str| t.spec.trunks.iter().any(|s| s.name == name && s.retired);
+        t.trunks
             .iter()
-            .filter(|t| tenants.as_ref().is_none_or(|ids| ids.contains(&t.spec.id)))
-            .flat_map(|t| {
-                let retired =
-                    |name: &str| t.spec.trunks.iter().any(|s| s.name == name && s.retired);
-                t.trunks
+            .filter(move |tr| !retired(&tr.name))
+            .map(|tr| switchboard_api::TrunkStatus {
+                tenant: t.spec.id.clone(),
+                name: tr.name.clone(),
+                health: tr.health,
+                since: tr.since,
+                calls: tr.calls,
+                max_calls: tr.max_calls,
+                probe: tr.probe.clone(),
+                last_probe_at: tr.last_probe.map(|(at, _)| at),
+                last_probe_status: tr.last_probe.and_then(|(_, s)| s),
+                last_heard_at: tr.last_heard,
+                direct_routing: t
+                    .spec
+                    .trunks
                     .iter()
-                    .filter(move |tr| !retired(&tr.name))
-                    .map(|tr| switchboard_api::TrunkStatus {
-                        tenant: t.spec.id.clone(),
-                        name: tr.name.clone(),
-                        health: tr.health,
-                        since: tr.since,
-                        calls: tr.calls,
-                        max_calls: tr.max_calls,
-                        probe: tr.probe.clone(),
-                        last_probe_at: tr.last_probe.map(|(at, _)| at),
-                        last_probe_status: tr.last_probe.and_then(|(_, s)| s),
-                        last_heard_at: tr.last_heard,
-                        direct_routing: t
-                            .spec
-                            .trunks
-                            .iter()
-                            .find(|s| s.name == tr.name)
-                            .and_then(|s| s.direct_routing.as_ref())
-                            .map(|d| d.fqdn.clone()),
-                        proxies: tr
-                            .proxies
-                            .iter()
-                            .map(|p| switchboard_api::ProxyStatus {
-                                host: p.host.clone(),
-                                port: p.port,
-                                health: p.state.health,
-                                since: p.state.since,
-                                last_probe_at: p.state.last_probe.map(|(at, _)| at),
-                                last_probe_status: p.state.last_probe.and_then(|(_, s)| s),
-                            })
-                            .collect(),
+                    .find(|s| s.name == tr.name)
+                    .and_then(|s| s.direct_routing.as_ref())
+                    .map(|d| d.fqdn.clone()),
+                proxies: tr
+                    .proxies
+                    .iter()
+                    .map(|p| switchboard_api::ProxyStatus {
+                        host: p.host.clone(),
+                        port: p.port,
+                        health: p.state.health,
+                        since: p.state.since,
+                        last_probe_at: p.state.last_probe.map(|(at, _)| at),
+                        last_probe_status: p.state.last_probe.and_then(|(_, s)| s),
                     })
+                    .collect(),
             })
             .collect()
-    })))
+    })
 }

@@ -45,6 +45,8 @@ pub struct AgentRt {
     pub handling: Option<(QueueId, std::time::Duration, Instant)>,
     /// The state last announced on the event stream.
     pub published: Option<(AgentState, Option<String>)>,
+    /// When the agent entered that state (as the edge noticed it, every 100 ms at most).
+    pub state_since: Option<Instant>,
     /// The agent's Entra object id (configured, or from their token), for Teams presence.
     pub object_id: Option<String>,
     /// Teams presence as last heard (`availability/activity`).
@@ -94,6 +96,7 @@ impl AgentRt {
             last_queue: None,
             handling: None,
             published: None,
+            state_since: None,
             object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
             teams: None,
             consult: None,
@@ -796,6 +799,7 @@ impl TenantRt {
 
     /// Agents whose state changed since it was last announced, marked as announced now.
     pub fn changed_agents(&mut self, now: Instant) -> Vec<AgentStatus> {
+        let at = now;
         let mut out = Vec::new();
         for i in 0..self.agents.len() {
             let a = AgentId(i as u32);
@@ -806,11 +810,39 @@ impl TenantRt {
             if let Some(r) = self.agent_mut(a) {
                 if r.published.as_ref() != Some(&now) {
                     r.published = Some(now);
+                    r.state_since = Some(at);
                     out.push(status);
                 }
             }
         }
         out
+    }
+
+    /// The tenant's agents as the supervisors' board shows them, at `now`.
+    pub fn board(&self, now: Instant) -> Vec<switchboard_api::BoardAgent> {
+        (0..self.agents.len())
+            .filter_map(|i| {
+                let a = AgentId(i as u32);
+                let status = self.status(a, now)?;
+                let r = self.agent(a)?;
+                let busy = matches!(status.state, AgentState::OnCall | AgentState::WrapUp);
+                Some(switchboard_api::BoardAgent {
+                    name: r.name.clone(),
+                    state_seconds: r
+                        .state_since
+                        .filter(|_| {
+                            r.published.as_ref() == Some(&(status.state, status.reason.clone()))
+                        })
+                        .map(|t| now.saturating_duration_since(t).as_secs()),
+                    queue: r
+                        .last_queue
+                        .filter(|_| busy)
+                        .and_then(|q| self.queue(q))
+                        .map(|q| q.name.clone()),
+                    status,
+                })
+            })
+            .collect()
     }
 
     /// Agent `a`'s state as the API says it, at `now` (for the wrap-up's seconds left).
@@ -903,6 +935,8 @@ pub enum ConsultRefusal {
     Busy(String),
     #[error("nobody of expert group {0} is free now: try again or another target")]
     NoExpert(String),
+    #[error("a conference holds at most {0} people with the caller: someone must leave before another joins")]
+    Full(usize),
 }
 
 /// Why a transfer was not carried out.
@@ -910,6 +944,8 @@ pub enum ConsultRefusal {
 pub enum TransferRefusal {
     #[error("the agent has no call up to transfer")]
     NoCall,
+    #[error("the call is a conference: leave it to the others (consult/complete) rather than transfer it")]
+    Conference,
     #[error("{0} is not a queue, attendant, expert group or agent of this tenant: transfers stay inside it")]
     NoSuchTarget(String),
     #[error("nobody of expert group {0} is free now: the caller stays with the agent; try again or another target")]
@@ -1208,12 +1244,10 @@ impl CallCenter {
         restored
     }
 
-    /// Announces agents whose state changed, each to its tenant's organisation.
+    /// Announces agents whose state changed, each to its tenant's organisation (and notes
+    /// when they changed, for the board, with no event stream too).
     pub fn publish_agent_changes(&self) {
         self.save_sessions();
-        let Some(hub) = self.events.get() else {
-            return;
-        };
         let now = Instant::now();
         let changed: Vec<(Option<String>, AgentStatus)> = self.with(|d| {
             d.tenants
@@ -1226,6 +1260,9 @@ impl CallCenter {
                 })
                 .collect()
         });
+        let Some(hub) = self.events.get() else {
+            return;
+        };
         for (org, status) in changed {
             hub.publish_to(
                 switchboard_api::Event::AgentState { status },

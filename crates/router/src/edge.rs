@@ -74,8 +74,6 @@ struct Consult {
     leg: UaCall,
     /// They answered.
     up: bool,
-    /// All three talk together.
-    conference: bool,
     /// Their talk began (for their handle time).
     since: Option<Instant>,
 }
@@ -125,6 +123,15 @@ enum Refusal {
     NoAgents,
     Full,
     MaxWait,
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// Seconds an agent's outside call rings before it counts as unanswered.
@@ -185,6 +192,9 @@ struct CallRt {
     on_trunk: bool,
     /// The agent's consultation, while there is one.
     consult: Option<Consult>,
+    /// Those the agent brought into a conference on the call, in the order they joined
+    /// (besides the caller and the agent).
+    joined: Vec<Consult>,
     /// An agent's call to an outside number (its `caller_leg` is the called party's).
     outbound: bool,
     /// The agent who placed this call from their phone, inside the tenant (they are its
@@ -239,6 +249,7 @@ impl CallRt {
             callback: Callback::NotOffered,
             on_trunk: true,
             consult: None,
+            joined: Vec::new(),
             outbound: false,
             dialler: None,
             pending_answer: false,
@@ -3191,7 +3202,7 @@ impl Edge {
                         a.on_call = true;
                     }
                 });
-                self.consult_shown(tenant, by, ConsultState::Talking, n);
+                self.consult_shown(tenant, by, n);
                 self.save(n);
             }
             Leg::Offer { call: n, .. }
@@ -3331,6 +3342,8 @@ impl Edge {
                     .is_some_and(|x| x.leg == leg)
                 {
                     self.consult_over(n, &why, now);
+                } else {
+                    self.conference_left(n, leg, &why, now);
                 }
             }
             Leg::Caller(n) => match self.calls.get(&n).map(|c| c.stage) {
@@ -3354,9 +3367,20 @@ impl Edge {
                 let Some(c) = self.calls.get_mut(&n) else {
                     return;
                 };
-                if c.agent == Some((agent, leg)) && c.consult.as_ref().is_some_and(|x| x.up) {
-                    // The agent hung up while consulting: the caller stays with the person
-                    // consulted (a transfer after consulting, as desk phones do).
+                if c.agent == Some((agent, leg))
+                    && (c.consult.as_ref().is_some_and(|x| x.up) || !c.joined.is_empty())
+                {
+                    // The agent hung up while consulting, or in a conference: the caller stays
+                    // with the person consulted (a transfer after consulting, as desk phones
+                    // do) and those in the conference. Someone still ringing is let go.
+                    if let Some(ringing) = c.consult.as_ref().filter(|x| !x.up).map(|x| x.leg) {
+                        if self.legs.remove(&ringing).is_some() {
+                            self.relay.close(ringing);
+                            self.sockets.remove(&ringing);
+                            self.ua.hangup(ringing, now);
+                        }
+                        self.consult_over(n, "the agent hung up", now);
+                    }
                     self.consult_complete(n, now);
                     return;
                 }
@@ -3462,13 +3486,21 @@ impl Edge {
                 hang.push(leg);
             }
         }
-        if let Some(x) = c.consult.take() {
-            if self.legs.remove(&x.leg).is_some() {
-                hang.push(x.leg);
+        let people: Vec<Consult> = c
+            .consult
+            .take()
+            .into_iter()
+            .chain(c.joined.drain(..))
+            .collect();
+        if !people.is_empty() {
+            for x in &people {
+                if self.legs.remove(&x.leg).is_some() {
+                    hang.push(x.leg);
+                }
+                self.consult_free(c.tenant, x, now);
             }
             let by = c.agent.map(|(a, _)| a);
-            self.consult_free(c.tenant, &x, now);
-            self.consult_shown(c.tenant, by, ConsultState::Ringing, u64::MAX);
+            self.consult_shown(c.tenant, by, u64::MAX);
         }
         for leg in hang {
             self.relay.close(leg);
@@ -3851,9 +3883,16 @@ impl Edge {
                 .unwrap_or_default()
         });
         let current = self.calls.get(&n).and_then(|c| c.consult.clone());
+        let joined = self.calls.get(&n).map_or(0, |c| c.joined.len());
         match (action, current) {
             (ConsultAction::Start(_), Some(x)) => Err(ConsultRefusal::Already(x.upn)),
+            // The caller, the agent, those joined and the one consulted must fit in the mix.
+            (ConsultAction::Start(_), None) if joined + 3 > crate::relay::MAX_CONFERENCE => {
+                Err(ConsultRefusal::Full(crate::relay::MAX_CONFERENCE - 1))
+            }
             (ConsultAction::Start(target), None) => self.consult_start(n, agent, &by, &target, now),
+            // In a conference with nobody being consulted: the agent leaves it to the others.
+            (ConsultAction::Complete, None) if joined > 0 => Ok(self.consult_complete(n, now)),
             (_, None) => Err(ConsultRefusal::NoConsult),
             (ConsultAction::Cancel, Some(x)) => {
                 if self.legs.remove(&x.leg).is_some() {
@@ -3868,20 +3907,17 @@ impl Edge {
                 Err(ConsultRefusal::NotAnswered(x.upn))
             }
             (ConsultAction::Complete, Some(_)) => Ok(self.consult_complete(n, now)),
-            (ConsultAction::Conference, Some(x)) => {
+            (ConsultAction::Conference, Some(_)) => {
                 let Some(c) = self.calls.get_mut(&n) else {
                     return Err(ConsultRefusal::NoCall);
                 };
-                let step = format!("conference of {by} and {} with the caller", x.upn);
+                c.joined.extend(c.consult.take());
+                let mut names: Vec<&str> = vec![by.as_str()];
+                names.extend(c.joined.iter().map(|x| x.upn.as_str()));
+                let step = format!("conference of {} with the caller", and_list(&names));
                 c.rec.steps.push(step.clone());
-                if let Some(y) = c.consult.as_mut() {
-                    y.conference = true;
-                }
-                let mut legs = vec![c.caller_leg, x.leg];
-                legs.extend(c.agent.map(|(_, l)| l));
-                self.relay.play(c.caller_leg, Playlist::default());
-                self.relay.conference(legs);
-                self.consult_shown(tenant, Some(agent), ConsultState::Conference, n);
+                self.remix(n);
+                self.consult_shown(tenant, Some(agent), n);
                 self.save(n);
                 Ok(step)
             }
@@ -3986,20 +4022,12 @@ impl Edge {
             upn,
             leg,
             up: false,
-            conference: false,
             since: None,
         });
-        // The caller waits with music; the agent hears nothing until the person answers.
-        let caller_leg = c.caller_leg;
-        self.relay.unbridge(caller_leg);
-        self.relay.play(
-            caller_leg,
-            Playlist {
-                clips: Vec::new(),
-                then_loop: Some(self.prompts.music.clone()),
-            },
-        );
-        self.consult_shown(tenant, Some(agent), ConsultState::Ringing, n);
+        // The caller waits with music (or talks on with those in the conference); the agent
+        // hears nothing until the person answers.
+        self.remix(n);
+        self.consult_shown(tenant, Some(agent), n);
         self.save(n);
         tracing::info!(call = n, %step, "consulting");
         Ok(step)
@@ -4017,26 +4045,86 @@ impl Edge {
         c.rec
             .steps
             .push(format!("consult with {} ended: {why}", x.upn));
-        let (tenant, caller_leg) = (c.tenant, c.caller_leg);
+        let tenant = c.tenant;
         let agent = c.agent;
         self.consult_free(tenant, &x, now);
-        if let Some((a, agent_leg)) = agent {
-            self.relay.play(caller_leg, Playlist::default());
-            self.relay.bridge(caller_leg, agent_leg);
-            self.consult_shown(tenant, Some(a), ConsultState::Ringing, u64::MAX);
+        if let Some((a, _)) = agent {
+            self.remix(n);
+            self.consult_shown(tenant, Some(a), n);
         }
         self.save(n);
     }
 
-    /// The agent of call `n` leaves it to the person consulted (or hung up while consulting):
-    /// the caller and that person talk on; the agent goes to wrap-up. Returns the step.
+    /// Someone in the conference on call `n` left it (their leg `leg` ended, `why`): the
+    /// others talk on.
+    fn conference_left(&mut self, n: u64, leg: UaCall, why: &str, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Some(i) = c.joined.iter().position(|x| x.leg == leg) else {
+            return;
+        };
+        let x = c.joined.remove(i);
+        c.rec
+            .steps
+            .push(format!("{} left the conference: {why}", x.upn));
+        let (tenant, agent) = (c.tenant, c.agent.map(|(a, _)| a));
+        self.consult_free(tenant, &x, now);
+        self.remix(n);
+        self.consult_shown(tenant, agent, n);
+        self.save(n);
+    }
+
+    /// Who hears whom on call `n`: the caller, the agent (unless they are consulting someone
+    /// new) and everyone joined hear each other; a caller left alone hears music.
+    fn remix(&mut self, n: u64) {
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        let mut legs = vec![c.caller_leg];
+        match (&c.consult, c.agent) {
+            (None, agent) => legs.extend(agent.map(|(_, l)| l)),
+            // The agent talks with the person consulted once they answer; until then, alone.
+            (Some(x), Some((_, l))) if x.up => self.relay.bridge(l, x.leg),
+            (Some(_), Some((_, l))) => self.relay.unbridge(l),
+            (Some(_), None) => {}
+        }
+        legs.extend(c.joined.iter().map(|x| x.leg));
+        let caller_leg = c.caller_leg;
+        if legs.len() == 1 {
+            self.relay.unbridge(caller_leg);
+            self.relay.play(
+                caller_leg,
+                Playlist {
+                    clips: Vec::new(),
+                    then_loop: Some(self.prompts.music.clone()),
+                },
+            );
+        } else {
+            self.relay.play(caller_leg, Playlist::default());
+            self.relay.conference(legs);
+        }
+    }
+
+    /// The agent of call `n` leaves it to the person consulted (who must have answered) and
+    /// those in its conference (or hung up while consulting): the caller talks on with them,
+    /// the first to have joined holding the call as its agent; the agent goes to wrap-up.
+    /// Returns the step.
     fn consult_complete(&mut self, n: u64, now: Instant) -> String {
         let Some(c) = self.calls.get_mut(&n) else {
             return String::new();
         };
-        let Some(x) = c.consult.take() else {
+        if let Some(x) = c.consult.take() {
+            if !c.joined.is_empty() {
+                c.rec.steps.push(format!("{} joined the conference", x.upn));
+            }
+            c.joined.push(x);
+        }
+        if c.joined.is_empty() {
             return String::new();
-        };
+        }
+        let x = c.joined.remove(0);
+        let others = !c.joined.is_empty();
         let (tenant, id) = (c.tenant, c.id.clone());
         let old = c.agent.replace((x.agent, x.leg));
         let queue = c.queue;
@@ -4045,13 +4133,14 @@ impl Edge {
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         c.answered_at = Some(now);
         let by = c.rec.agent.replace(x.upn.clone()).unwrap_or_default();
-        let step = format!("transfer by {by} to {} after consulting", x.upn);
+        let step = if others {
+            format!("{by} left the conference to {}, who holds the call", x.upn)
+        } else {
+            format!("transfer by {by} to {} after consulting", x.upn)
+        };
         c.rec.steps.push(step.clone());
-        let caller_leg = c.caller_leg;
         // The person consulted now holds the call as its agent: a direct call for them.
         c.direct = None;
-        self.relay.play(caller_leg, Playlist::default());
-        self.relay.bridge(caller_leg, x.leg);
         // The leg to the consulted person is now the call's agent leg.
         self.legs.insert(
             x.leg,
@@ -4074,8 +4163,11 @@ impl Edge {
                 (now + Duration::from_secs(secs), Timer::WrapUp(tenant, a)),
                 (),
             );
-            self.consult_shown(tenant, Some(a), ConsultState::Ringing, u64::MAX);
+            self.consult_shown(tenant, Some(a), u64::MAX);
         }
+        // The caller and the new agent (and any others in the conference) talk on.
+        self.remix(n);
+        self.consult_shown(tenant, Some(x.agent), n);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             // Their engine state: busy with this call until it ends (agent_done then).
@@ -4108,26 +4200,26 @@ impl Edge {
         });
     }
 
-    /// What `GET /v1/agents/me` shows of `agent`'s consultation on call `n` (none when `n`
-    /// has none, e.g. `u64::MAX`).
-    fn consult_shown(
-        &mut self,
-        tenant: usize,
-        agent: Option<AgentId>,
-        state: ConsultState,
-        n: u64,
-    ) {
+    /// What `GET /v1/agents/me` shows of `agent`'s consultation and conference on call `n`
+    /// (none when `n` has none, e.g. `u64::MAX`).
+    fn consult_shown(&mut self, tenant: usize, agent: Option<AgentId>, n: u64) {
         let Some(agent) = agent else {
             return;
         };
-        let shown = self
-            .calls
-            .get(&n)
-            .and_then(|c| c.consult.as_ref())
-            .map(|x| switchboard_api::ConsultStatus {
-                with: x.upn.clone(),
+        let shown = self.calls.get(&n).and_then(|c| {
+            let conference: Vec<String> = c.joined.iter().map(|x| x.upn.clone()).collect();
+            let (with, state) = match (&c.consult, c.joined.last()) {
+                (Some(x), _) if x.up => (x.upn.clone(), ConsultState::Talking),
+                (Some(x), _) => (x.upn.clone(), ConsultState::Ringing),
+                (None, Some(x)) => (x.upn.clone(), ConsultState::Conference),
+                (None, None) => return None,
+            };
+            Some(switchboard_api::ConsultStatus {
+                with,
                 state,
-            });
+                conference,
+            })
+        });
         self.cc.with(|d| {
             if let Some(a) = d.tenants[tenant].agent_mut(agent) {
                 a.consult = shown;
@@ -4166,6 +4258,13 @@ impl Edge {
             }
             return Err(TransferRefusal::NoCall);
         };
+        if self.calls.get(&n).is_some_and(|c| !c.joined.is_empty()) {
+            // A conference goes on without the agent (consult/complete), not elsewhere.
+            if by_refer {
+                self.ua.notify_transfer(leg, 603, "Decline", now);
+            }
+            return Err(TransferRefusal::Conference);
+        }
         let outside = user.starts_with('+')
             && self.cc.with(|d| {
                 let t = &d.tenants[tenant];
@@ -4351,10 +4450,9 @@ impl Edge {
         referred_by: Option<&str>,
         now: Instant,
     ) {
-        let talking = self
-            .calls
-            .get(&n)
-            .is_some_and(|c| c.stage == Stage::Talking && c.consult.is_none());
+        let talking = self.calls.get(&n).is_some_and(|c| {
+            c.stage == Stage::Talking && c.consult.is_none() && c.joined.is_empty()
+        });
         if !talking {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;

@@ -564,6 +564,7 @@ entra_tenant_id = "5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0"
 trunks = [{ name = "carrier", allow = ["192.0.2.1"] }]
 numbers = [{ number = "+18005550100", queue = "general" }]
 queues = [{ name = "general" }]
+agents = [{ upn = "AdeleV@contoso.example" }]
 
 [[tenants]]
 id = "fabrikam"
@@ -572,6 +573,7 @@ entra_tenant_id = "11111111-2222-3333-4444-555555555555"
 trunks = [{ name = "carrier", allow = ["127.0.0.1"] }]
 numbers = [{ number = "+18005550200", queue = "support" }]
 queues = [{ name = "support" }]
+agents = [{ upn = "ann@fabrikam.example" }]
 "#;
 
 /// Sends an INVITE for `number` to the SIP edge from 127.0.0.1; the first final answer's
@@ -689,9 +691,41 @@ async fn call_records_and_queues_stay_within_their_organisation() {
         trunks.iter().all(|t| t["tenant"] == "contoso"),
         "{trunks:?}"
     );
-    // An agent reads no records, reports, trunks or configuration.
+    // The agents board alike: the supervisor sees Contoso's agents only, the operator both
+    // tenants'.
+    let board: Vec<Value> = get(&s.base, "/v1/agents", Some(&supervisor))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!board.is_empty(), "{board:?}");
+    assert!(
+        board.iter().all(|a| a["status"]["tenant"] == "contoso"),
+        "{board:?}"
+    );
+    let every: Vec<Value> = get(&s.base, "/v1/agents", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tenants: std::collections::BTreeSet<&str> = every
+        .iter()
+        .filter_map(|a| a["status"]["tenant"].as_str())
+        .collect();
+    assert_eq!(
+        tenants.into_iter().collect::<Vec<_>>(),
+        ["contoso", "fabrikam"],
+        "{every:?}"
+    );
+    // An agent reads no records, reports, trunks, board or configuration.
     let contoso_agents = "/v1/config/tenants/contoso/agents";
-    for path in ["/v1/calls", period.as_str(), "/v1/trunks", contoso_agents] {
+    for path in [
+        "/v1/calls",
+        period.as_str(),
+        "/v1/trunks",
+        "/v1/agents",
+        contoso_agents,
+    ] {
         assert_eq!(
             get(&s.base, path, Some(&agent)).await.status(),
             StatusCode::FORBIDDEN,

@@ -2528,6 +2528,47 @@ async fn a_callback_asked_for_before_a_sigkill_is_made_after_the_restart() {
     let _ = router.wait();
 }
 
+/// Alex's and Megan's tones in the consultation tests.
+const ALEX_HZ: f64 = 1600.0;
+const MEGAN_HZ: f64 = 700.0;
+
+/// The consultation tests' cast on [`CONSULT`]: the caller's and agents' tones for `seconds`,
+/// Adele answering at once, and her colleague Alex and the escalations expert Megan (Not
+/// ready for queue calls, answering after 1 s), each playing their tone and recording.
+async fn consult_cast(c: &Center, seconds: usize) -> (Child, Child, Child) {
+    c.tones(seconds);
+    c.tone("alex-tone.wav", ALEX_HZ, seconds);
+    c.tone("megan-tone.wav", MEGAN_HZ, seconds);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 1.0, "alex-tone.wav", "alex.wav")
+        .await;
+    let megan = c
+        .agent("megan@contoso.example", 1.0, "megan-tone.wav", "megan.wav")
+        .await;
+    c.set_state("alex@contoso.example", "not_ready").await;
+    c.set_state("megan@contoso.example", "not_ready").await;
+    (adele, alex, megan)
+}
+
+/// Waits for Adele's, Alex's and Megan's headless agents to end; each had a call
+/// established.
+async fn all_established(adele: Child, alex: Child, megan: Child) {
+    let (adele, alex, megan) = (
+        finish(adele, Duration::from_secs(5)).await,
+        finish(alex, Duration::from_secs(5)).await,
+        finish(megan, Duration::from_secs(5)).await,
+    );
+    for (who, ev) in [("Adele", &adele), ("Alex", &alex), ("Megan", &megan)] {
+        assert!(
+            ev.iter().any(|e| e["event"] == "established"),
+            "{who}: {ev:?}"
+        );
+    }
+}
+
 const CONSULT: &str = r#"
 [[tenants.numbers]]
 number = "+18005550100"
@@ -2552,6 +2593,83 @@ skills = { escalations = 5 }
 name = "escalations"
 skill = "escalations"
 "#;
+
+/// An agent's desk through the agent API, on a router that checks no tokens (the body or
+/// query names the agent).
+#[derive(Clone)]
+struct Desk {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Desk {
+    fn of(c: &Center) -> Self {
+        Self {
+            http: c.http.clone(),
+            base: c.base.clone(),
+        }
+    }
+
+    /// `POST /v1/agents/me/{path}` for `who`, with `target` where one is given.
+    async fn post(&self, who: &str, path: &str, target: Option<&str>) -> reqwest::Response {
+        let mut body = serde_json::json!({ "agent": who });
+        if let Some(t) = target {
+            body["target"] = t.into();
+        }
+        self.http
+            .post(format!("{}/v1/agents/me/{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// [`Self::post`]'s status.
+    async fn status(&self, who: &str, path: &str, target: Option<&str>) -> u16 {
+        self.post(who, path, target).await.status().as_u16()
+    }
+
+    /// [`Self::post`], which must succeed; the router's step.
+    async fn step(&self, who: &str, path: &str, target: Option<&str>) -> String {
+        let r = self.post(who, path, target).await;
+        let st = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(st, 200, "{path}: {body}");
+        body["step"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// `GET /v1/agents/me` of `who`.
+    async fn me(&self, who: &str) -> Value {
+        get_json(
+            &self.http,
+            &format!("{}/v1/agents/me?agent={who}", self.base),
+        )
+        .await
+    }
+
+    /// Waits (10 s at most) until `what` of `who`'s status ([`state_of`], [`consult_of`])
+    /// is `want`; that status.
+    async fn until(&self, who: &str, what: fn(&Value) -> &Value, want: &str) -> Value {
+        for _ in 0..100 {
+            let st = self.me(who).await;
+            if what(&st) == want {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{who} never got to {want}: {}", self.me(who).await);
+    }
+}
+
+/// An agent's state in `GET /v1/agents/me`.
+fn state_of(st: &Value) -> &Value {
+    &st["state"]
+}
+
+/// The agent's consultation's state in `GET /v1/agents/me`.
+fn consult_of(st: &Value) -> &Value {
+    &st["consult"]["state"]
+}
 
 /// Loud 50 ms blocks of recording `name` in which `hz` holds at least `share` of the energy
 /// (a tone among others in a mix holds about its part).
@@ -2578,81 +2696,29 @@ fn blocks_in(path: &Path, hz: f64, share: f64) -> usize {
 /// caller with her through the API. Refusals first: no call, no such person, no consultation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_leaves() {
-    const ALEX_HZ: f64 = 1600.0;
-    const MEGAN_HZ: f64 = 700.0;
     let _one = SERIAL.lock().await;
     let c = start(&format!("{EDGE}{CONSULT}")).await;
-    c.tones(30);
-    c.tone("alex-tone.wav", ALEX_HZ, 30);
-    c.tone("megan-tone.wav", MEGAN_HZ, 30);
-    let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
-        .await;
-    let alex = c
-        .agent("alex@contoso.example", 1.0, "alex-tone.wav", "alex.wav")
-        .await;
-    let megan = c
-        .agent("megan@contoso.example", 1.0, "megan-tone.wav", "megan.wav")
-        .await;
-    c.set_state("alex@contoso.example", "not_ready").await;
-    c.set_state("megan@contoso.example", "not_ready").await;
-    let (http, base) = (c.http.clone(), c.base.clone());
+    let (adele, alex, megan) = consult_cast(&c, 30).await;
+    let d = Desk::of(&c);
     let desk = tokio::spawn(async move {
-        let post = |path: &str, target: Option<&str>| {
-            let mut body = serde_json::json!({ "agent": "adele@contoso.example" });
-            if let Some(t) = target {
-                body["target"] = t.into();
-            }
-            http.post(format!("{base}/v1/agents/me/{path}"))
-                .json(&body)
-                .send()
-        };
-        let status = |r: reqwest::Response| r.status().as_u16();
-        let me = || async {
-            http.get(format!("{base}/v1/agents/me?agent=adele@contoso.example"))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        };
-        let consult_state = || async {
-            for _ in 0..100 {
-                let st = me().await;
-                if st["consult"]["state"] == "talking" {
-                    return st;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("the consultation was not answered: {}", me().await);
-        };
+        const ADELE: &str = "adele@contoso.example";
         let mut refused = Vec::new();
-        refused.push(status(
-            post("consult", Some("alex@contoso.example")).await.unwrap(),
-        ));
-        for _ in 0..100 {
-            if me().await["state"] == "on_call" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        refused.push(
+            d.status(ADELE, "consult", Some("alex@contoso.example"))
+                .await,
+        );
+        d.until(ADELE, state_of, "on_call").await;
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        refused.push(status(
-            post("consult", Some("nobody@contoso.example"))
-                .await
-                .unwrap(),
-        ));
-        refused.push(status(
-            post("consult", Some("adele@contoso.example"))
-                .await
-                .unwrap(),
-        ));
-        refused.push(status(post("consult/conference", None).await.unwrap()));
+        refused.push(
+            d.status(ADELE, "consult", Some("nobody@contoso.example"))
+                .await,
+        );
+        refused.push(d.status(ADELE, "consult", Some(ADELE)).await);
+        refused.push(d.status(ADELE, "consult/conference", None).await);
         // What Adele's picker offers now: Alex and Megan free, Megan as the expert.
         let targets: Value = get_json(
-            &http,
-            &format!("{base}/v1/agents/me/targets?agent=adele@contoso.example"),
+            &d.http,
+            &format!("{}/v1/agents/me/targets?agent={ADELE}", d.base),
         )
         .await;
         let free: Vec<&str> = targets["colleagues"]
@@ -2674,27 +2740,21 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
         );
         assert_eq!(targets["queues"][0]["mine"], true, "{targets}");
         // Alex: rung, answers after 1 s, talks with Adele for 2 s; cancelled.
-        let started = post("consult", Some("alex@contoso.example")).await.unwrap();
-        assert_eq!(started.status(), 200);
-        refused.push(status(post("consult", Some("escalations")).await.unwrap()));
-        let talking = consult_state().await;
+        d.step(ADELE, "consult", Some("alex@contoso.example")).await;
+        refused.push(d.status(ADELE, "consult", Some("escalations")).await);
+        let talking = d.until(ADELE, consult_of, "talking").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(status(post("consult/cancel", None).await.unwrap()), 200);
-        let after_cancel = me().await;
+        d.step(ADELE, "consult/cancel", None).await;
+        let after_cancel = d.me(ADELE).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Megan, the escalations expert: consult, then all three for 4 s, then Adele leaves.
-        assert_eq!(
-            status(post("consult", Some("escalations")).await.unwrap()),
-            200
-        );
-        consult_state().await;
+        d.step(ADELE, "consult", Some("escalations")).await;
+        d.until(ADELE, consult_of, "talking").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(status(post("consult/conference", None).await.unwrap()), 200);
-        let conference = me().await;
+        d.step(ADELE, "consult/conference", None).await;
+        let conference = d.me(ADELE).await;
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let done = post("consult/complete", None).await.unwrap();
-        assert_eq!(done.status(), 200);
-        let step: Value = done.json().await.unwrap();
+        let step = d.step(ADELE, "consult/complete", None).await;
         (refused, talking, after_cancel, conference, step)
     });
     let (ok, ev) = c.call("+18005550100", 24, "caller.wav", "heard.wav").await;
@@ -2716,20 +2776,10 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
         "{conference}"
     );
     assert_eq!(
-        step["step"],
+        step,
         "transfer by adele@contoso.example to megan@contoso.example after consulting"
     );
-    let (adele, alex, megan) = (
-        finish(adele, Duration::from_secs(5)).await,
-        finish(alex, Duration::from_secs(5)).await,
-        finish(megan, Duration::from_secs(5)).await,
-    );
-    for (who, ev) in [("Adele", &adele), ("Alex", &alex), ("Megan", &megan)] {
-        assert!(
-            ev.iter().any(|e| e["event"] == "established"),
-            "{who}: {ev:?}"
-        );
-    }
+    all_established(adele, alex, megan).await;
     // Who heard whom (50 ms blocks): Alex heard Adele; the caller never heard Alex; Megan
     // heard Adele and the caller; the caller and Adele heard Megan.
     let heard = |name: &str, hz: f64| blocks_with(&c, name, hz, 0.2);
@@ -2796,6 +2846,164 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
     for upn in ["alex@contoso.example", "megan@contoso.example"] {
         let st = c.status(upn).await;
         assert!(st["consult"].is_null(), "{st}");
+    }
+    c.router.stop().await.unwrap();
+}
+
+/// A group call of four: Adele brings the escalations expert Megan into a conference with
+/// the caller, then consults Alex while the caller and Megan talk on, brings him in too (all
+/// four hear each other), and leaves: Megan holds the call and Alex stays in it. A blind
+/// transfer and a cancel with nobody consulted are refused in the conference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_brings_two_people_into_a_group_call_and_leaves_it_to_them() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{CONSULT}")).await;
+    let (adele, alex, megan) = consult_cast(&c, 40).await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Megan: consulted, then all three.
+        d.step(ADELE, "consult", Some("escalations")).await;
+        d.until(ADELE, consult_of, "talking").await;
+        d.step(ADELE, "consult/conference", None).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let three = d.me(ADELE).await;
+        let refused = vec![
+            d.status(ADELE, "consult/cancel", None).await,
+            d.status(ADELE, "transfer", Some("general")).await,
+        ];
+        // Alex: consulted while the caller and Megan talk on; then all four.
+        d.step(ADELE, "consult", Some("alex@contoso.example")).await;
+        d.until(ADELE, consult_of, "talking").await;
+        let consulting = d.me(ADELE).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let four_step = d.step(ADELE, "consult/conference", None).await;
+        let four = d.me(ADELE).await;
+        // The supervisors' board at that moment.
+        let board: Vec<Value> = get_json(&d.http, &format!("{}/v1/agents", d.base)).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // Adele leaves: Megan holds the call, Alex stays in it.
+        let left = d.step(ADELE, "consult/complete", None).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let megan_now = d.me("megan@contoso.example").await;
+        let adele_now = d.me(ADELE).await;
+        (
+            three, refused, consulting, four_step, four, left, megan_now, adele_now, board,
+        )
+    });
+    let (ok, ev) = c.call("+18005550100", 28, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (three, refused, consulting, four_step, four, left, megan_now, adele_now, board) =
+        desk.await.unwrap();
+    let row = |upn: &str| {
+        board
+            .iter()
+            .find(|a| a["status"]["agent"] == upn)
+            .cloned()
+            .unwrap_or_else(|| panic!("{upn} on the board: {board:?}"))
+    };
+    let (adele_row, alex_row) = (row("adele@contoso.example"), row("alex@contoso.example"));
+    assert_eq!(adele_row["status"]["state"], "on_call", "{adele_row}");
+    assert_eq!(adele_row["queue"], "general", "{adele_row}");
+    assert_eq!(
+        adele_row["status"]["consult"]["conference"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{adele_row}"
+    );
+    assert!(
+        adele_row["state_seconds"].as_u64().is_some_and(|s| s >= 5),
+        "on the call since she answered: {adele_row}"
+    );
+    assert_eq!(alex_row["status"]["state"], "on_call", "{alex_row}");
+    assert!(
+        alex_row["queue"].is_null(),
+        "not a queue call of his: {alex_row}"
+    );
+    assert_eq!(three["consult"]["state"], "conference", "{three}");
+    assert_eq!(
+        three["consult"]["conference"],
+        serde_json::json!(["megan@contoso.example"]),
+        "{three}"
+    );
+    assert_eq!(
+        refused,
+        vec![409, 409],
+        "cancel with nobody consulted; blind transfer"
+    );
+    assert_eq!(consulting["consult"]["state"], "talking", "{consulting}");
+    assert_eq!(
+        consulting["consult"]["with"], "alex@contoso.example",
+        "{consulting}"
+    );
+    assert_eq!(
+        four_step,
+        "conference of adele@contoso.example, megan@contoso.example and alex@contoso.example with the caller"
+    );
+    assert_eq!(
+        four["consult"]["conference"],
+        serde_json::json!(["megan@contoso.example", "alex@contoso.example"]),
+        "{four}"
+    );
+    assert_eq!(
+        left,
+        "adele@contoso.example left the conference to megan@contoso.example, who holds the call"
+    );
+    assert_eq!(megan_now["state"], "on_call", "{megan_now}");
+    assert_eq!(
+        megan_now["consult"]["conference"],
+        serde_json::json!(["alex@contoso.example"]),
+        "{megan_now}"
+    );
+    assert!(adele_now["consult"].is_null(), "{adele_now}");
+    all_established(adele, alex, megan).await;
+    // Every pair heard each other (50 ms blocks); Alex heard the caller and Megan only in
+    // the conference of four and after Adele left (7 s).
+    let heard = |name: &str, hz: f64| blocks_with(&c, name, hz, 0.15);
+    let pairs = [
+        ("caller←Megan", heard("heard.wav", MEGAN_HZ)),
+        ("caller←Alex", heard("heard.wav", ALEX_HZ)),
+        ("caller←Adele", heard("heard.wav", AGENT_HZ)),
+        ("Megan←caller", heard("megan.wav", CALLER_HZ)),
+        ("Megan←Alex", heard("megan.wav", ALEX_HZ)),
+        ("Megan←Adele", heard("megan.wav", AGENT_HZ)),
+        ("Alex←caller", heard("alex.wav", CALLER_HZ)),
+        ("Alex←Megan", heard("alex.wav", MEGAN_HZ)),
+        ("Alex←Adele", heard("alex.wav", AGENT_HZ)),
+        ("Adele←caller", heard("adele.wav", CALLER_HZ)),
+        ("Adele←Megan", heard("adele.wav", MEGAN_HZ)),
+        ("Adele←Alex", heard("adele.wav", ALEX_HZ)),
+    ];
+    eprintln!("blocks heard: {pairs:?}");
+    for (pair, blocks) in pairs {
+        assert!(blocks > 30, "{pair}: {blocks}");
+    }
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(r["agent"], "megan@contoso.example", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with megan@contoso.example",
+            "consult answered by megan@contoso.example",
+            "conference of adele@contoso.example and megan@contoso.example with the caller",
+            "consult by adele@contoso.example with alex@contoso.example",
+            "consult answered by alex@contoso.example",
+            "conference of adele@contoso.example, megan@contoso.example and alex@contoso.example with the caller",
+            "adele@contoso.example left the conference to megan@contoso.example, who holds the call"
+        ]),
+        "{r}"
+    );
+    // Nobody is left busy once the caller hangs up.
+    for upn in ["alex@contoso.example", "megan@contoso.example"] {
+        let st = c.status(upn).await;
+        assert!(st["consult"].is_null(), "{st}");
+        assert_ne!(st["state"], "on_call", "{st}");
     }
     c.router.stop().await.unwrap();
 }

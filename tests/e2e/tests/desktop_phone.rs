@@ -19,8 +19,13 @@
 //! Then calls from the window and the picker: a headless colleague (`switchboard-agent work`
 //! as MeganB) is called by name from the dial box (a name nobody has is refused and
 //! said so first); a second queue call is answered, the colleague consulted from the transfer
-//! picker, the consultation cancelled, the colleague consulted again, a conference made and the
-//! transfer completed; the window's history shows both calls, and calls the colleague back.
+//! picker, the consultation cancelled, the colleague consulted again, a conference made, a
+//! second colleague (AlexW, headless, Not ready) added through the picker's consult-only view
+//! while the caller and the first talk on, and the group call left to them; the window's
+//! history shows both calls, and calls the colleague back; the supervisors' board shows the
+//! queues and the agents (the agent on that call, the second colleague Not ready); last, a
+//! queue call rings the window unanswered until the router sets the agent Not ready ("missed
+//! call"), which the window's state follows, and the agent goes Ready again.
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -41,6 +46,9 @@ use switchboard_e2e::{
 const AGENT: &str = "AdeleV@contoso.example";
 /// The agent's wrap-up notes, typed in the window.
 const NOTES: &str = "Promised a refund; call back Monday";
+/// A second colleague, brought into the group call: a headless agent, Not ready for queue calls.
+const SECOND: &str = "AlexW@contoso.example";
+
 /// The colleague: a headless agent (Ready; she has no billing skill, so no billing calls),
 /// answering what rings and ending each wrap-up at once.
 const COLLEAGUE: &str = "MeganB@contoso.example";
@@ -341,6 +349,20 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             Ok((st["registered"] == true).then_some(()))
         })
         .await?;
+        let mut cmd = Command::new(our_binary("switchboard-agent")?);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "work", "--router", &base, "--as", SECOND])
+            .args(["--not-ready", "training", "--answer-after", "1"])
+            .arg("--play")
+            .arg(&tone)
+            .stdout(std::fs::File::create(logs.join("second-phone.log"))?)
+            .stderr(std::fs::File::create(logs.join("second-phone.err"))?);
+        let _second = Guard::spawn("the second colleague's headless agent", &mut cmd)?;
+        eventually("the second colleague's phone to register", WAIT, || async {
+            let st = status_of(http.clone(), base.clone(), SECOND).await?;
+            Ok((st["registered"] == true).then_some(()))
+        })
+        .await?;
 
         // 9. Calls from the window: a name nobody has is refused (404) and a number the toll
         //    rules deny (403), each said so; the colleague by name rings, answers, and the
@@ -383,12 +405,13 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
 
         // 10. A queue call again; the agent answers, opens the picker, consults the colleague,
         //     talks to her, cancels, consults her again, brings all three into a conference,
-        //     and completes the transfer.
+        //     adds the second colleague (consulted while the caller and the first talk on),
+        //     and leaves the group call to them.
         let mut cmd = Command::new(our_binary("switchboard-agent")?);
         cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
             .args(["--json", "call", &uri, "--ring-timeout", "40"])
             .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
-            .args(["--hangup-after", "25"])
+            .args(["--hangup-after", "40"])
             .arg("--play")
             .arg(&tone);
         let caller = tokio::task::spawn_blocking(move || cmd.output());
@@ -417,6 +440,23 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         click(&c, r#"[data-testid="consult-conference"]"#).await?;
         wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "conference").await?;
         screenshot(&c, "phone-conference.png").await?;
+        // Add someone: the picker offers people to consult only.
+        click(&c, r#"[data-testid="conference-add"]"#).await?;
+        let alex = format!(
+            r#"[data-testid="target-colleague"][data-upn="{SECOND}"][data-available="true"]"#
+        );
+        wait_text(&c, &alex, "Alex").await?;
+        gone(&c, r#"[data-testid="picker"] [data-testid="transfer"]"#).await?;
+        click(&c, &format!(r#"{alex} [data-testid="consult"]"#)).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-with", SECOND).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
+        wait_text(&c, r#"[data-testid="conference-members"]"#, COLLEAGUE).await?;
+        click(&c, r#"[data-testid="consult-conference"]"#).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "conference").await?;
+        wait_text(&c, r#"[data-testid="consult-status"]"#, SECOND).await?;
+        wait_text(&c, r#"[data-testid="consult-status"]"#, COLLEAGUE).await?;
+        screenshot(&c, "phone-group-call.png").await?;
+        // Leave: the caller talks on with both; the first colleague holds the call.
         click(&c, r#"[data-testid="consult-complete"]"#).await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
         click(&c, r#"[data-testid="disposition-escalated"]"#).await?;
@@ -435,8 +475,10 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             let recs = records(http.clone(), base.clone()).await?;
             let r = recs.into_iter().find(|r| {
                 r["steps"].as_array().is_some_and(|s| {
-                    s.iter()
-                        .any(|x| x.as_str().is_some_and(|x| x.contains("after consulting")))
+                    s.iter().any(|x| {
+                        x.as_str()
+                            .is_some_and(|x| x.contains("left the conference to"))
+                    })
                 }) && r["ended_at"].is_string()
             });
             Ok(r)
@@ -445,7 +487,11 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         assert_eq!(passed["agent"], COLLEAGUE, "{passed}");
         assert_eq!(passed["caller"], CALLER, "{passed}");
         let steps = passed["steps"].to_string();
-        for step in ["ended: cancelled", "conference of"] {
+        for step in [
+            "ended: cancelled",
+            "conference of",
+            &format!("consult answered by {SECOND}"),
+        ] {
             assert!(steps.contains(step), "{step}: {passed}");
         }
 
@@ -481,8 +527,75 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         )
         .await?;
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "MeganB").await?;
+
+        // 13. The supervisors' board (the demo router checks no tokens: everyone may read
+        //     it), during that call: the queues' figures, the agent on a call, the second
+        //     colleague Not ready with his reason.
+        click(&c, r#"[data-testid="nav-board"]"#).await?;
+        wait_text(
+            &c,
+            r#"[data-testid="board-queue"][data-name="billing"]"#,
+            "billing",
+        )
+        .await?;
+        wait_attr(
+            &c,
+            &format!(r#"[data-testid="board-agent"][data-upn="{AGENT}"]"#),
+            "data-state",
+            "on_call",
+        )
+        .await?;
+        wait_text(
+            &c,
+            &format!(r#"[data-testid="board-agent"][data-upn="{SECOND}"]"#),
+            "training",
+        )
+        .await?;
+        screenshot(&c, "phone-board.png").await?;
         click(&c, r#"[data-testid="hangup"]"#).await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
+
+        // 14. Ring-no-answer: a billing call rings the window, nobody answers; after the
+        //     queue's alert time (15 s) the router sets the agent Not ready ("missed call")
+        //     and the window's state follows it; Ready again from the window.
+        eventually("the agent Ready after the call back", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
+        wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "ready").await?;
+        let mut cmd = Command::new(our_binary("switchboard-agent")?);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "40"])
+            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
+            .args(["--hangup-after", "30"])
+            .arg("--play")
+            .arg(&tone);
+        let caller = tokio::task::spawn_blocking(move || cmd.output());
+        wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
+        wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
+        gone(&c, r#"[data-testid="incoming-queue"]"#).await?;
+        let st = status(http.clone(), base.clone()).await?;
+        assert_eq!(st["state"], "not_ready", "{st}");
+        assert_eq!(st["reason"], "missed call", "{st}");
+        let chosen = c
+            .find(css(r#"[data-testid="work-state"]"#))
+            .await?
+            .prop("value")
+            .await?;
+        assert_eq!(chosen.as_deref(), Some("not_ready:missed call"));
+        screenshot(&c, "phone-missed.png").await?;
+        // Once the caller gave up (Ready now would ring the window again for them), Ready.
+        caller
+            .await
+            .context("the caller's thread")?
+            .context("the caller")?;
+        choose(&c, r#"[data-testid="work-state"]"#, "ready").await?;
+        eventually("the router to have the agent Ready again", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
         anyhow::Ok(())
     }
     .await;

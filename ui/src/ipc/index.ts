@@ -21,6 +21,7 @@ import type {
   RouterStatus,
   Settings,
   SoundTestResult,
+  SupervisorBoard,
   TestSound,
   TransferTargets,
   WorkStateKind,
@@ -139,6 +140,8 @@ export const phoneTransfer = (target: string): Promise<string> => call("phone_tr
 export const phoneConsult = (target: string): Promise<string> => call("phone_consult", { target });
 /** Completes, conferences or cancels the consultation. */
 export const phoneConsultStep = (step: ConsultStep): Promise<string> => call("phone_consult_step", { step });
+/** The supervisors' board: every queue's live figures and every agent (Supervisors and Admins). */
+export const supervisorBoard = (): Promise<SupervisorBoard> => call("supervisor_board");
 /** The agent's calls (the router's records and the phone's own), newest first. */
 export const phoneHistory = (limit: number | null): Promise<HistoryEntry[]> => call("phone_history", { limit });
 export const phoneAnswer = (callId: number): Promise<void> => call("phone_answer", { call: callId });

@@ -144,21 +144,67 @@ describe("the phone in the window", () => {
     expect(api.phoneConsult).toHaveBeenCalledWith("MeganB@contoso.example");
     await vi.waitFor(() => expect(screen.queryByTestId("picker")).toBeNull());
     // The router's consultation drives the panel: ringing (no Complete yet), then talking.
-    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "ringing" } }));
+    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "ringing", conference: [] } }));
     expect((await screen.findByTestId("consult-status")).textContent).toContain("Ringing MeganB@contoso.example");
     expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(true);
     expect((screen.getByTestId("transfer-open") as HTMLButtonElement).disabled).toBe(true);
-    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "talking" } }));
+    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "talking", conference: [] } }));
     await vi.waitFor(() => expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(false));
     await fireEvent.click(screen.getByTestId("consult-conference"));
     expect(api.phoneConsultStep).toHaveBeenLastCalledWith("conference");
-    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "conference" } }));
+    push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "conference", conference: ["MeganB@contoso.example"] } }));
     await vi.waitFor(() => expect(screen.getByTestId("consult-status").textContent).toContain("Conference"));
     expect(screen.queryByTestId("consult-cancel")).toBeNull();
     await fireEvent.click(screen.getByTestId("consult-complete"));
     expect(api.phoneConsultStep).toHaveBeenLastCalledWith("complete");
     setLanguage("zh-CN");
-    await vi.waitFor(() => expect(screen.getByTestId("consult-complete").textContent).toBe("完成转接"));
+    await vi.waitFor(() => expect(screen.getByTestId("consult-complete").textContent).toBe("离开会议"));
+  });
+
+  it("runs a group call: adds people to the conference through a consult-only picker, and leaves it", async () => {
+    const { api, push } = fakeApi(idle());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    const up = ringing({ stage: "talking", answered_unix_ms: Date.now() });
+    const megan = "MeganB@contoso.example";
+    push(idle({ call: up, consult: { with: megan, state: "conference", conference: [megan] } }));
+    expect((await screen.findByTestId("consult-status")).textContent).toBe(`Conference: you, ${megan} and the caller.`);
+    expect(screen.getByTestId("consult-complete").textContent).toBe("Leave the conference");
+    expect(screen.queryByTestId("consult-cancel")).toBeNull();
+    // Add someone: the picker offers people to consult, no transfers, queues or numbers.
+    await fireEvent.click(screen.getByTestId("conference-add"));
+    const picker = await screen.findByTestId("picker");
+    expect(picker.querySelector("h3")!.textContent).toContain("bring them into the conference");
+    await vi.waitFor(() => expect(picker.querySelectorAll('[data-testid="consult"]').length).toBeGreaterThan(0));
+    expect(picker.querySelectorAll('[data-testid="transfer"]').length).toBe(0);
+    expect(screen.queryByTestId("target-queue")).toBeNull();
+    expect(screen.queryByTestId("picker-number")).toBeNull();
+    for (const row of picker.querySelectorAll('[data-testid="target-colleague"]')) {
+      expect(row.getAttribute("data-available")).toBe("true");
+    }
+    const first = picker.querySelector('[data-testid="target-colleague"] [data-testid="consult"]') as HTMLButtonElement;
+    await fireEvent.click(first);
+    expect(api.phoneConsult).toHaveBeenCalled();
+    await vi.waitFor(() => expect(screen.queryByTestId("picker")).toBeNull());
+    // Consulting the new person while the caller talks on with Megan.
+    const alex = "AlexW@contoso.example";
+    push(idle({ call: up, consult: { with: alex, state: "talking", conference: [megan] } }));
+    await vi.waitFor(() => expect(screen.getByTestId("consult-status").textContent).toContain("the caller talks on with the others"));
+    expect(screen.getByTestId("conference-members").textContent).toBe(`In the conference: ${megan}`);
+    expect(screen.getByTestId("consult-conference").textContent).toBe("Join the conference");
+    await fireEvent.click(screen.getByTestId("consult-conference"));
+    expect(api.phoneConsultStep).toHaveBeenLastCalledWith("conference");
+    push(idle({ call: up, consult: { with: alex, state: "conference", conference: [megan, alex] } }));
+    await vi.waitFor(() => expect(screen.getByTestId("consult-status").textContent).toBe(`Conference: you, ${megan}, ${alex} and the caller.`));
+    await fireEvent.click(screen.getByTestId("consult-complete"));
+    expect(api.phoneConsultStep).toHaveBeenLastCalledWith("complete");
+    // A full conference offers no one more.
+    const six = ["a", "b", "c", "d", "e", "f"].map((x) => `${x}@contoso.example`);
+    push(idle({ call: up, consult: { with: "f@contoso.example", state: "conference", conference: six } }));
+    await vi.waitFor(() => expect(screen.queryByTestId("conference-add")).toBeNull());
+    expect(screen.getByTestId("conference-full").textContent).toContain("6");
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("consult-complete").textContent).toBe("离开会议"));
   });
 
   it("says why the router refused a call, in English and Chinese", async () => {

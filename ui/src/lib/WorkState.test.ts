@@ -36,16 +36,34 @@ describe("the contact-center state", () => {
   it("chooses ready and a not-ready reason, and shows what Teams shows", async () => {
     const { api, push } = fakeApi(view());
     render(WorkState, { api });
-    const select = (await screen.findByTestId("work-state")) as HTMLSelectElement;
-    expect(select.value).toBe("off_duty");
-    await fireEvent.change(select, { target: { value: "ready" } });
+    // The selector is made anew when the chosen state changes: look it up each time.
+    const select = () => screen.getByTestId("work-state") as HTMLSelectElement;
+    await screen.findByTestId("work-state");
+    expect(select().value).toBe("off_duty");
+    await fireEvent.change(select(), { target: { value: "ready" } });
     expect(api.setWorkState).toHaveBeenLastCalledWith("ready", null);
-    await fireEvent.change(select, { target: { value: "not_ready:lunch" } });
+    await vi.waitFor(() => expect(select().value).toBe("ready"));
+    await fireEvent.change(select(), { target: { value: "not_ready:lunch" } });
     expect(api.setWorkState).toHaveBeenLastCalledWith("not_ready", "lunch");
     push(view({ state: "not_ready", after: "not_ready", reason: "lunch", teams: { availability: "Away", activity: "Away", synced: true, error: null, error_code: null } }));
     await vi.waitFor(() => expect(screen.getByTestId("work-teams").textContent).toContain("Teams: Away"));
-    expect(select.value).toBe("not_ready:lunch");
+    expect(select().value).toBe("not_ready:lunch");
     expect(screen.getByTestId("work").dataset.state).toBe("not_ready");
+  });
+
+  it("shows the router's Not ready after a missed call, in English and Chinese", async () => {
+    const { api, push } = fakeApi(view({ state: "not_ready", after: "not_ready", reason: "missed call" }));
+    render(WorkState, { api });
+    const select = () => screen.getByTestId("work-state") as HTMLSelectElement;
+    await vi.waitFor(() => expect(select().value).toBe("not_ready:missed call"));
+    expect(select().selectedOptions[0]!.textContent).toBe("Not ready — Missed call");
+    // Ready again from the selector (a fresh one: WebKit would not say the same pick twice).
+    await fireEvent.change(select(), { target: { value: "ready" } });
+    expect(api.setWorkState).toHaveBeenLastCalledWith("ready", null);
+    await vi.waitFor(() => expect(select().value).toBe("ready"));
+    setLanguage("zh-CN");
+    push(view({ state: "not_ready", after: "not_ready", reason: "missed call" }));
+    await vi.waitFor(() => expect(select().selectedOptions[0]!.textContent).toContain("未接来电"));
   });
 
   it("counts wrap-up down, ends it with Done, and says when Teams could not be set", async () => {

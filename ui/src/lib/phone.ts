@@ -100,6 +100,9 @@ export function clock(seconds: number): string {
 /** Wrap-up notes hold at most this many characters (the router's limit). */
 export const NOTES_MAX = 2000;
 
+/** People a conference holds besides the agent and the caller (the router mixes eight legs). */
+export const CONFERENCE_OTHERS = 6;
+
 /** Characters as the router counts them (code points, so an emoji is one, not two). */
 export function charCount(text: string): number {
   return [...text].length;

@@ -6,6 +6,13 @@ import type { ConsultState } from "./ConsultState";
  */
 export type ConsultStatus = { 
 /**
- * The UPN of the person consulted.
+ * The UPN of the person consulted (in a conference with nobody being consulted: the
+ * last to join).
  */
-with: string, state: ConsultState, };
+with: string, state: ConsultState, 
+/**
+ * Everyone in the agent's conference besides the agent and the caller, in the order
+ * they joined (empty before the first joins). While the agent consults someone new,
+ * these talk on with the caller.
+ */
+conference: Array<string>, };

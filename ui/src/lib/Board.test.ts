@@ -1,0 +1,135 @@
+import { describe, expect, it, beforeEach, vi } from "vitest";
+import { fireEvent, render, screen } from "@testing-library/svelte";
+import Board from "./Board.svelte";
+import { setLanguage } from "../i18n/index.svelte";
+import type { AgentStatus, BoardAgent, IpcError, QueueFigures, SupervisorBoard } from "../ipc";
+import { boardSummary, matchesAgent, percent, seconds } from "./board";
+
+const queue = (over: Partial<QueueFigures> = {}): QueueFigures => ({
+  tenant: "contoso",
+  queue: "billing",
+  waiting: 0,
+  longest_wait_seconds: 0,
+  agents: { ready: 1, not_ready: 1, ringing: 0, on_call: 1, wrap_up: 0, offline: 0 },
+  offered: 10,
+  answered: 8,
+  answered_in_time: 7,
+  abandoned: 1,
+  abandoned_short: 0,
+  overflowed: 1,
+  service_level_seconds: 20,
+  service_level: 70,
+  asa_seconds: 12.4,
+  aht_seconds: 181.6,
+  abandonment_rate: 10,
+  forecast: { arrivals_per_hour: 20, aht_seconds: 180, traffic_erlangs: 1, staffed: 2, wait_probability: 0.33, expected_asa_seconds: 60, expected_service_level: 70, service_level_target: 80, agents_needed: 3 },
+  ...over,
+});
+
+const status = (over: Partial<AgentStatus> = {}): AgentStatus => ({
+  agent: "AdeleV@contoso.example",
+  tenant: "contoso",
+  state: "ready",
+  reason: null,
+  registered: true,
+  teams: "Available/Available",
+  dispositions: [],
+  consult: null,
+  wrap_up_seconds_left: null,
+  ...over,
+});
+
+const agent = (name: string, over: Partial<AgentStatus>, rest: Partial<BoardAgent> = {}): BoardAgent => ({
+  name,
+  status: status(over),
+  state_seconds: 65,
+  queue: null,
+  ...rest,
+});
+
+const board = (over: Partial<SupervisorBoard> = {}): SupervisorBoard => ({
+  queues: [queue(), queue({ queue: "orders", waiting: 2, longest_wait_seconds: 95, agents: { ready: 0, not_ready: 2, ringing: 0, on_call: 0, wrap_up: 0, offline: 1 }, service_level: null, asa_seconds: null, aht_seconds: null, abandonment_rate: null })],
+  agents: [
+    agent("Adele Vance", { state: "on_call", consult: { with: "MeganB@contoso.example", state: "conference", conference: ["MeganB@contoso.example", "AlexW@contoso.example"] } }, { queue: "billing", state_seconds: 125 }),
+    agent("Lynne Robbins", { agent: "LynneR@contoso.example", state: "not_ready", reason: "missed call" }),
+    agent("Alex Wilber", { agent: "AlexW@contoso.example", state: "wrap_up", wrap_up_seconds_left: 14 }, { queue: "orders" }),
+    agent("Diego Siciliani", { agent: "DiegoS@contoso.example", state: "offline", registered: false, teams: null }, { state_seconds: null }),
+  ],
+  ...over,
+});
+
+describe("the supervisors' board", () => {
+  beforeEach(() => setLanguage("en"));
+
+  it("shows every queue's figures and every agent's state, reason, time in state and call", async () => {
+    const api = { supervisorBoard: vi.fn(async () => board()) };
+    render(Board, { api });
+    const rows = await screen.findAllByTestId("board-queue");
+    expect(rows.map((r) => r.getAttribute("data-name"))).toEqual(["billing", "orders"]);
+    expect(rows[0]!.textContent).toContain("70 %");
+    expect(rows[0]!.textContent).toContain("8/10");
+    expect(rows[0]!.textContent).toContain("12 s");
+    // Callers waiting and nobody Ready: the row stands out; figures not known yet are "–".
+    expect(rows[1]!.classList.contains("alert")).toBe(true);
+    expect(rows[1]!.textContent).toContain("1:35");
+    expect(rows[1]!.textContent).toContain("–");
+    expect(screen.getByTestId("board-summary").textContent).toBe("2 waiting · 0 ready · 2 busy · 1 not ready");
+    const agents = screen.getAllByTestId("board-agent");
+    expect(agents.map((a) => a.getAttribute("data-state"))).toEqual(["on_call", "not_ready", "wrap_up", "offline"]);
+    expect(agents[0]!.querySelector('[data-testid="board-agent-since"]')!.textContent).toBe("2:05");
+    expect(agents[0]!.querySelector('[data-testid="board-agent-call"]')!.textContent).toContain("billing");
+    expect(agents[0]!.querySelector('[data-testid="board-agent-call"]')!.textContent).toContain("conference of 4");
+    expect(agents[1]!.querySelector('[data-testid="board-agent-reason"]')!.textContent).toContain("missed call");
+    expect(agents[2]!.textContent).toContain("14 s left");
+    expect(agents[3]!.querySelector('[data-testid="board-agent-since"]')!.textContent).toBe("–");
+    expect(api.supervisorBoard).toHaveBeenCalledTimes(1);
+  });
+
+  it("filters agents by name, address, state or reason", async () => {
+    const api = { supervisorBoard: vi.fn(async () => board()) };
+    render(Board, { api });
+    await screen.findAllByTestId("board-agent");
+    await fireEvent.input(screen.getByTestId("board-search"), { target: { value: "missed" } });
+    await vi.waitFor(() => expect(screen.getAllByTestId("board-agent").map((a) => a.getAttribute("data-upn"))).toEqual(["LynneR@contoso.example"]));
+    await fireEvent.input(screen.getByTestId("board-search"), { target: { value: "nobody" } });
+    await screen.findByTestId("board-no-agents");
+  });
+
+  it("refreshes every 2 s and counts the time in state on between reads", async () => {
+    vi.useFakeTimers();
+    try {
+      let n = 0;
+      const api = { supervisorBoard: vi.fn(async () => board({ queues: [queue({ waiting: n++ })] })) };
+      render(Board, { api });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(screen.getAllByTestId("board-queue-waiting")[0]!.textContent).toBe("0");
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(screen.getAllByTestId("board-agent-since")[1]!.textContent).toBe("1:06");
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(screen.getAllByTestId("board-queue-waiting")[0]!.textContent).toBe("1");
+      expect(api.supervisorBoard).toHaveBeenCalledTimes(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("says plainly that the board is for Supervisors when the router refuses, in English and Chinese", async () => {
+    const refused: IpcError = { code: "router_forbidden", message: "403 Forbidden: …" };
+    const api = { supervisorBoard: vi.fn(async () => Promise.reject(refused)) };
+    render(Board, { api });
+    expect((await screen.findByTestId("board-error")).textContent).toContain("Supervisor role");
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("board-error").textContent).toContain("主管角色"));
+    expect(screen.queryByTestId("board-queues")).toBeNull();
+  });
+
+  it("sums and shows figures", () => {
+    expect(boardSummary(board())).toEqual({ waiting: 2, ready: 0, busy: 2, away: 1 });
+    expect(matchesAgent("WILBER", board().agents[2]!)).toBe(true);
+    expect(matchesAgent("wrap up", board().agents[2]!)).toBe(true);
+    expect(matchesAgent("orders", board().agents[1]!)).toBe(false);
+    expect(percent(null)).toBe("–");
+    expect(percent(66.66)).toBe("67 %");
+    expect(seconds(12.5)).toBe("13 s");
+  });
+});
