@@ -163,6 +163,36 @@ async fn supervisor_board(agent: State<'_, Agent>) -> Result<SupervisorBoard, Ip
     Ok(agent.desk().board().await?)
 }
 
+/// From the board: an agent Ready, or Not ready for a reason (Supervisors and Admins).
+#[tauri::command]
+async fn supervisor_set_state(
+    agent: State<'_, Agent>,
+    upn: String,
+    state: WorkStateKind,
+    reason: Option<String>,
+) -> Result<(), IpcError> {
+    let ready = match state {
+        WorkStateKind::Ready => true,
+        WorkStateKind::NotReady => false,
+        other => {
+            return Err(IpcError {
+                code: "invalid_state".into(),
+                message: format!("{other:?} cannot be set from the board"),
+            })
+        }
+    };
+    // The same reasons as the agent's own selector.
+    let reason = if ready {
+        None
+    } else {
+        Some(switchboard_agent::state::reason_code(
+            &switchboard_agent::state::parse_reason(reason.as_deref().unwrap_or_default())?,
+        ))
+    };
+    agent.desk().set_agent_state(&upn, ready, reason).await?;
+    Ok(())
+}
+
 /// The agent's calls: the router's records and the phone's own, newest first.
 #[tauri::command]
 async fn phone_history(
@@ -681,6 +711,7 @@ pub fn run() {
             phone_consult_step,
             phone_history,
             supervisor_board,
+            supervisor_set_state,
             phone_answer,
             phone_reject,
             phone_hangup,

@@ -525,6 +525,34 @@ impl AgentApi {
         .ok_or_else(|| Self::bad(what))
     }
 
+    /// A supervisor sets agent `upn`'s state from the board: Ready, or Not ready for
+    /// `reason` (`PUT /v1/agents/{upn}/state`).
+    pub async fn set_agent_state(
+        &self,
+        upn: &str,
+        ready: bool,
+        reason: Option<String>,
+    ) -> Result<AgentStatus, DeskError> {
+        let body = switchboard_api::AgentStateSet {
+            state: if ready {
+                switchboard_api::RequestedState::Ready
+            } else {
+                switchboard_api::RequestedState::NotReady
+            },
+            reason: if ready { None } else { reason },
+        };
+        let what = "the agent's state change";
+        let upn: String = url::form_urlencoded::byte_serialize(upn.as_bytes()).collect();
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/agents/{upn}/state"),
+            what,
+            Some(&body),
+        )
+        .await?
+        .ok_or_else(|| Self::bad(what))
+    }
+
     /// The agent's state at the router.
     pub async fn status(&self) -> Result<AgentStatus, DeskError> {
         let path = self.me_path("/v1/agents/me");
@@ -1659,6 +1687,18 @@ impl DeskPhone {
     /// The supervisors' board of the router the phone uses.
     pub async fn board(&self) -> Result<SupervisorBoard, DeskError> {
         self.api("the supervisors' board")?.board().await
+    }
+
+    /// From the board: agent `upn` Ready, or Not ready for `reason`.
+    pub async fn set_agent_state(
+        &self,
+        upn: &str,
+        ready: bool,
+        reason: Option<String>,
+    ) -> Result<AgentStatus, DeskError> {
+        self.api("the supervisors' board")?
+            .set_agent_state(upn, ready, reason)
+            .await
     }
 
     /// The agent's history: the router's records of their calls and the phone's own calls the

@@ -118,6 +118,31 @@ impl Agent {
                 }
             }
         });
+        // The router announces each agent's state (`agent_state` events): a change it made
+        // itself — a supervisor on the board, a restart — shows here as it does there.
+        let mut states = link.subscribe_agent_states();
+        let (w, phone) = (std::sync::Arc::downgrade(&work), desk.clone());
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match states.recv().await {
+                    Ok(st) => {
+                        let Some(w) = w.upgrade() else { break };
+                        let view = phone.view();
+                        let mine = view.source == crate::settings::PhoneSource::Router
+                            && view
+                                .agent
+                                .as_deref()
+                                .is_some_and(|a| a.eq_ignore_ascii_case(&st.agent));
+                        if mine {
+                            follow_router(&w, &st, "announced by the router");
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
         // The router's wrap-up of a queue call is the one that counts: the work state (and so
         // Teams and the window's state clock) follows its end once the router says it.
         let mut phone = desk.subscribe();
@@ -487,8 +512,9 @@ impl Agent {
 
 /// After a queue call rang out on this phone: follows the router if it set the agent Not
 /// ready (ring-no-answer, "missed call" by default), so the window, the state clock and Teams
-/// say what the router does. The router decides when the offer's alert time is over; it is
-/// asked a few times over two seconds and left alone once it says anything but Ready.
+/// say what the router does, also when its event stream is down. The router decides when the
+/// offer's alert time is over; it is asked a few times over two seconds and left alone once
+/// it says anything but Ready.
 async fn follow_missed_offer(
     desk: crate::desk::DeskPhone,
     work: std::sync::Weak<crate::state::WorkState>,
@@ -499,43 +525,69 @@ async fn follow_missed_offer(
             return;
         };
         let Some(w) = work.upgrade() else { return };
-        if let Some(reason) = missed_reason(&st, &w.view()) {
-            tracing::info!(
-                reason = %crate::state::reason_code(&reason),
-                "the router set the agent Not ready after a missed call; following it"
-            );
-            w.set_not_ready(reason);
-            return;
-        }
         if st.state != switchboard_api::AgentState::Ready {
+            follow_router(&w, &st, "after a missed call");
             return;
         }
     }
 }
 
-/// The Not-ready reason to take from the router after a missed offer: when it says Not
-/// ready while the person had chosen Ready and is on no call here.
-fn missed_reason(
+/// Takes the router's Ready or Not ready (`why` for the log) into the work state, where
+/// [`followed`] says so.
+fn follow_router(w: &crate::state::WorkState, st: &switchboard_api::AgentStatus, why: &str) {
+    match followed(st, &w.view()) {
+        Some(Followed::Ready) => {
+            tracing::info!(why, "the router has the agent Ready; following it");
+            w.set_ready();
+        }
+        Some(Followed::NotReady(reason)) => {
+            tracing::info!(
+                why,
+                reason = %crate::state::reason_code(&reason),
+                "the router has the agent Not ready; following it"
+            );
+            w.set_not_ready(reason);
+        }
+        None => {}
+    }
+}
+
+/// A state the work state takes from the router.
+#[derive(Debug, PartialEq, Eq)]
+enum Followed {
+    Ready,
+    NotReady(switchboard_graph::NotReadyReason),
+}
+
+/// What to take from the router's `router` state: its Ready or Not ready (with its reason)
+/// where the person's chosen state differs, only between calls (during a call and wrap-up the
+/// router's own states rule) and never while they are Off duty (their own choice; the router
+/// has them Not ready "off duty").
+fn followed(
     router: &switchboard_api::AgentStatus,
     work: &crate::state::WorkStateView,
-) -> Option<switchboard_graph::NotReadyReason> {
+) -> Option<Followed> {
     use crate::state::WorkStateKind as K;
-    if router.state != switchboard_api::AgentState::NotReady
-        || work.state != K::Ready
-        || work.after != K::Ready
-    {
+    if !matches!(work.state, K::Ready | K::NotReady) {
         return None;
     }
-    let reason = router.reason.as_deref().unwrap_or("missed call");
-    Some(
-        crate::state::parse_reason(reason)
-            .unwrap_or_else(|_| switchboard_graph::NotReadyReason::Other("missed call".into())),
-    )
+    match router.state {
+        switchboard_api::AgentState::Ready => (work.after != K::Ready).then_some(Followed::Ready),
+        switchboard_api::AgentState::NotReady => {
+            let reason = router.reason.as_deref().unwrap_or("missed call");
+            let reason = crate::state::parse_reason(reason)
+                .unwrap_or_else(|_| switchboard_graph::NotReadyReason::Other("missed call".into()));
+            let same = work.after == K::NotReady
+                && work.reason.as_deref() == Some(crate::state::reason_code(&reason).as_str());
+            (!same).then_some(Followed::NotReady(reason))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::missed_reason;
+    use super::{followed, Followed};
     use crate::state::{TeamsSync, WorkStateKind as K, WorkStateView};
     use switchboard_api::{AgentState, AgentStatus};
     use switchboard_graph::NotReadyReason;
@@ -554,10 +606,10 @@ mod tests {
         }
     }
 
-    fn work(state: K, after: K) -> WorkStateView {
+    fn work(state: K, after: K, reason: Option<&str>) -> WorkStateView {
         WorkStateView {
             state,
-            reason: None,
+            reason: reason.map(str::to_owned),
             after,
             since_unix_ms: 0,
             wrap_up_seconds_left: None,
@@ -566,53 +618,87 @@ mod tests {
     }
 
     #[test]
-    fn a_missed_offer_follows_the_routers_not_ready_only_from_ready() {
+    fn the_work_state_follows_the_routers_ready_and_not_ready_between_calls() {
         let missed = router(AgentState::NotReady, Some("missed call"));
+        let other = |r: &str| Some(Followed::NotReady(NotReadyReason::Other(r.into())));
         assert_eq!(
-            missed_reason(&missed, &work(K::Ready, K::Ready)),
-            Some(NotReadyReason::Other("missed call".into()))
+            followed(&missed, &work(K::Ready, K::Ready, None)),
+            other("missed call")
         );
         // A known reason keeps its kind; none given is "missed call".
         assert_eq!(
-            missed_reason(
+            followed(
                 &router(AgentState::NotReady, Some("break")),
-                &work(K::Ready, K::Ready)
+                &work(K::Ready, K::Ready, None)
             ),
-            Some(NotReadyReason::Break)
+            Some(Followed::NotReady(NotReadyReason::Break))
         );
         assert_eq!(
-            missed_reason(
+            followed(
                 &router(AgentState::NotReady, None),
-                &work(K::Ready, K::Ready)
+                &work(K::Ready, K::Ready, None)
             ),
-            Some(NotReadyReason::Other("missed call".into()))
+            other("missed call")
         );
-        // The router still Ready, or the person not Ready here (already Not ready, off
-        // duty, on another call): nothing to follow.
+        // Another reason is followed; the same one is not.
         assert_eq!(
-            missed_reason(&router(AgentState::Ready, None), &work(K::Ready, K::Ready)),
+            followed(
+                &router(AgentState::NotReady, Some("coaching")),
+                &work(K::NotReady, K::NotReady, Some("lunch"))
+            ),
+            Some(Followed::NotReady(NotReadyReason::Coaching))
+        );
+        assert_eq!(
+            followed(
+                &router(AgentState::NotReady, Some("lunch")),
+                &work(K::NotReady, K::NotReady, Some("lunch"))
+            ),
             None
         );
+        // Ready from Not ready (a supervisor's); Ready when Ready already is nothing.
+        let ready = router(AgentState::Ready, None);
+        assert_eq!(
+            followed(&ready, &work(K::NotReady, K::NotReady, Some("lunch"))),
+            Some(Followed::Ready)
+        );
+        assert_eq!(followed(&ready, &work(K::Ready, K::Ready, None)), None);
+        // During calls, wrap-up and Off duty the router's states are not taken; nor are its
+        // call states.
         for (state, after) in [
-            (K::NotReady, K::NotReady),
             (K::OffDuty, K::OffDuty),
             (K::OnCall, K::Ready),
             (K::WrapUp, K::Ready),
         ] {
             assert_eq!(
-                missed_reason(&missed, &work(state, after)),
+                followed(&missed, &work(state, after, None)),
                 None,
                 "{state:?}"
+            );
+            assert_eq!(
+                followed(&ready, &work(state, after, None)),
+                None,
+                "{state:?}"
+            );
+        }
+        for s in [
+            AgentState::OnCall,
+            AgentState::Ringing,
+            AgentState::WrapUp,
+            AgentState::Offline,
+        ] {
+            assert_eq!(
+                followed(&router(s, None), &work(K::Ready, K::Ready, None)),
+                None
             );
         }
         // A reason the window could not hold is still followed, as "missed call".
         let long = "x".repeat(200);
         assert_eq!(
-            missed_reason(
+            followed(
                 &router(AgentState::NotReady, Some(&long)),
-                &work(K::Ready, K::Ready)
+                &work(K::Ready, K::Ready, None)
             ),
-            Some(NotReadyReason::Other("missed call".into()))
+            other("missed call")
         );
     }
 }

@@ -203,6 +203,8 @@ struct LinkPresence {
     known: Mutex<std::collections::HashMap<String, PresenceInfo>>,
     /// Each presence event as it arrives.
     events: tokio::sync::broadcast::Sender<PresenceInfo>,
+    /// Each agent-state event as it arrives (the router's view of agents' states).
+    agent_states: tokio::sync::broadcast::Sender<switchboard_api::AgentStatus>,
 }
 
 impl LinkPresence {
@@ -211,6 +213,7 @@ impl LinkPresence {
             watching: watch::channel(Vec::new()).0,
             known: Mutex::new(std::collections::HashMap::new()),
             events: tokio::sync::broadcast::channel(1024).0,
+            agent_states: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -343,6 +346,14 @@ impl RouterLink {
     /// Each presence event of the router, as it arrives.
     pub fn subscribe_presence(&self) -> tokio::sync::broadcast::Receiver<PresenceInfo> {
         self.presence.events.subscribe()
+    }
+
+    /// Each agent's state as the router announces it (`agent_state` events: the agents of
+    /// the organisations this link may read), as it arrives.
+    pub fn subscribe_agent_states(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<switchboard_api::AgentStatus> {
+        self.presence.agent_states.subscribe()
     }
 
     /// The latest status.
@@ -541,6 +552,9 @@ async fn connect_once(
                     activity,
                     status_message,
                 }) => presence.arrived(presence_info(id, &availability, &activity, status_message)),
+                Ok(Event::AgentState { status }) => {
+                    let _ = presence.agent_states.send(status);
+                }
                 Ok(Event::Heartbeat { uptime_seconds }) => {
                     tx.send_if_modified(|s| {
                         let changed = s.uptime_seconds != Some(uptime_seconds);

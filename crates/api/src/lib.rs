@@ -802,6 +802,17 @@ pub struct AgentStateChange {
     pub reason: Option<String>,
 }
 
+/// `PUT /v1/agents/{upn}/state`: the state a supervisor sets for an agent from the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentStateSet {
+    pub state: RequestedState,
+    /// Why Not ready (`lunch`, `training`, …).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// The states an agent can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -139,6 +139,43 @@ pub async fn set_state(
     )?))
 }
 
+#[utoipa::path(
+    put, path = "/v1/agents/{upn}/state", tag = "agents", request_body = switchboard_api::AgentStateSet,
+    params(("upn" = String, Path, description = "the agent's user principal name")),
+    responses(
+        (status = 200, description = "the agent's state now (a supervisor's change from the board: Ready, or Not ready with a reason); their desktop follows it", body = AgentStatus),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a bad access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a Supervisor or Admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such agent in the caller's tenants", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a state other than ready or not_ready, or fields the body does not have (`agent` among them: the path names the agent)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn set_agent_state(
+    State(state): State<AppState>,
+    caller: Caller,
+    upn: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    body: Result<Json<switchboard_api::AgentStateSet>, JsonRejection>,
+) -> Result<Json<AgentStatus>, ApiError> {
+    let tenants = readable_tenants(&state, &caller)?;
+    let axum::extract::Path(upn) = upn?;
+    let Json(body) = body?;
+    let reason = body
+        .reason
+        .map(|r| r.chars().filter(|c| !c.is_control()).take(64).collect());
+    let status = state
+        .center
+        .set_state_in(&upn, tenants.as_deref(), body.state, reason)?;
+    tracing::info!(
+        agent = %status.agent,
+        by = caller.username.as_deref().unwrap_or("(no token)"),
+        state = ?status.state,
+        "a supervisor set an agent's state"
+    );
+    Ok(Json(status))
+}
+
 /// `POST /v1/agents/me/wrap-up`: the agent is done with the last call.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

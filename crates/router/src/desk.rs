@@ -828,12 +828,14 @@ impl TenantRt {
                 let busy = matches!(status.state, AgentState::OnCall | AgentState::WrapUp);
                 Some(switchboard_api::BoardAgent {
                     name: r.name.clone(),
-                    state_seconds: r
-                        .state_since
-                        .filter(|_| {
-                            r.published.as_ref() == Some(&(status.state, status.reason.clone()))
-                        })
-                        .map(|t| now.saturating_duration_since(t).as_secs()),
+                    // A change the edge has not noticed yet is new: 0 s.
+                    state_seconds: match (&r.published, r.state_since) {
+                        (Some(p), Some(t)) if *p == (status.state, status.reason.clone()) => {
+                            Some(now.saturating_duration_since(t).as_secs())
+                        }
+                        (Some(_), _) => Some(0),
+                        (None, _) => None,
+                    },
                     queue: r
                         .last_queue
                         .filter(|_| busy)
@@ -1689,12 +1691,44 @@ impl CallCenter {
         state: RequestedState,
         reason: Option<String>,
     ) -> Result<AgentStatus, DeskError> {
+        self.set_state_where(upn, |d| d.find(upn, tid), state, reason)
+    }
+
+    /// Sets agent `upn`'s state for a supervisor who may read `tenants` (ids; none: all).
+    pub fn set_state_in(
+        &self,
+        upn: &str,
+        tenants: Option<&[String]>,
+        state: RequestedState,
+        reason: Option<String>,
+    ) -> Result<AgentStatus, DeskError> {
+        let key = upn.to_ascii_lowercase();
+        self.set_state_where(
+            upn,
+            |d| {
+                d.tenants.iter().enumerate().find_map(|(i, t)| {
+                    let readable = tenants.is_none_or(|ids| ids.contains(&t.spec.id));
+                    let a = t.by_upn.get(&key).copied();
+                    a.filter(|a| readable && t.agent(*a).is_some_and(|r| !r.removed))
+                        .map(|a| (i, a))
+                })
+            },
+            state,
+            reason,
+        )
+    }
+
+    fn set_state_where(
+        &self,
+        upn: &str,
+        find: impl FnOnce(&Desk) -> Option<(usize, AgentId)>,
+        state: RequestedState,
+        reason: Option<String>,
+    ) -> Result<AgentStatus, DeskError> {
         let ready = state == RequestedState::Ready;
         let status = {
             let mut desk = self.lock();
-            let (t, a) = desk
-                .find(upn, tid)
-                .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+            let (t, a) = find(&desk).ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
             let tenant = &mut desk.tenants[t];
             tenant.engine.set_ready(a, ready, Instant::now());
             if let Some(r) = tenant.agent_mut(a) {

@@ -187,6 +187,10 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
         .route("/v1/calls", get(agents_http::list_calls))
         .route("/v1/queues", get(agents_http::queues))
         .route("/v1/agents", get(agents_http::agents))
+        .route(
+            "/v1/agents/{upn}/state",
+            axum::routing::put(agents_http::set_agent_state),
+        )
         .route("/v1/trunks", get(agents_http::trunks))
         .route(
             "/v1/agents/me/transfer",

@@ -717,6 +717,60 @@ async fn call_records_and_queues_stay_within_their_organisation() {
         ["contoso", "fabrikam"],
         "{every:?}"
     );
+    // From the board a supervisor sets their tenant's agents' state, nobody else's; an
+    // agent sets no one's but their own.
+    let set = |upn: &str, token: &str, body: Value| {
+        reqwest::Client::new()
+            .put(format!("{}/v1/agents/{upn}/state", s.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let coaching = json!({ "state": "not_ready", "reason": "coaching" });
+    let r = set("adelev@contoso.example", &supervisor, coaching.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let st: Value = r.json().await.unwrap();
+    // No phone of hers is registered here: Offline, Not ready once it is (the window's
+    // test sees a registered agent's change).
+    assert_eq!(st["agent"], "AdeleV@contoso.example", "{st}");
+    assert_eq!(st["state"], "offline", "{st}");
+    for (upn, token, body, want) in [
+        (
+            "ann@fabrikam.example",
+            &supervisor,
+            coaching.clone(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &agent,
+            coaching.clone(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &supervisor,
+            json!({ "agent": "ann@fabrikam.example", "state": "ready" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &supervisor,
+            json!({ "state": "on_call" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "ann@fabrikam.example",
+            &operator,
+            json!({ "state": "ready" }),
+            StatusCode::OK,
+        ),
+    ] {
+        let r = set(upn, token, body.clone()).await.unwrap();
+        assert_eq!(r.status(), want, "{upn} {body}");
+    }
     // An agent reads no records, reports, trunks, board or configuration.
     let contoso_agents = "/v1/config/tenants/contoso/agents";
     for path in [

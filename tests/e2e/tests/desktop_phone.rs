@@ -25,7 +25,9 @@
 //! history shows both calls, and calls the colleague back; the supervisors' board shows the
 //! queues and the agents (the agent on that call, the second colleague Not ready); last, a
 //! queue call rings the window unanswered until the router sets the agent Not ready ("missed
-//! call"), which the window's state follows, and the agent goes Ready again.
+//! call"), which the window's state follows, and the agent goes Ready again; from the board the
+//! second colleague is put on a break and this agent on coaching (the window follows the
+//! router's announcement), then Ready.
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -547,8 +549,10 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         .await?;
         wait_text(
             &c,
-            &format!(r#"[data-testid="board-agent"][data-upn="{SECOND}"]"#),
-            "training",
+            &format!(
+                r#"[data-testid="board-agent"][data-upn="{SECOND}"] [data-testid="board-agent-reason"]"#
+            ),
+            "Training",
         )
         .await?;
         screenshot(&c, "phone-board.png").await?;
@@ -596,6 +600,35 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             Ok((st["state"] == "ready").then_some(()))
         })
         .await?;
+
+        // 15. From the board a supervisor (everyone, on the demo router) sets agents' states:
+        //     the second colleague to a break at the router, and this agent to coaching —
+        //     the window's own state follows the router's announcement — then Ready again.
+        let set_state = |upn: &str| {
+            format!(
+                r#"[data-testid="board-agent"][data-upn="{upn}"] [data-testid="board-set-state"]"#
+            )
+        };
+        choose(&c, &set_state(SECOND), "not_ready:break").await?;
+        eventually("the second colleague on a break", WAIT, || async {
+            let st = status_of(http.clone(), base.clone(), SECOND).await?;
+            Ok((st["state"] == "not_ready" && st["reason"] == "break").then_some(()))
+        })
+        .await?;
+        choose(&c, &set_state(AGENT), "not_ready:coaching").await?;
+        wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
+        eventually("the window's state to follow the board", WAIT, || async {
+            let v = c
+                .find(css(r#"[data-testid="work-state"]"#))
+                .await?
+                .prop("value")
+                .await?;
+            Ok((v.as_deref() == Some("not_ready:coaching")).then_some(()))
+        })
+        .await?;
+        screenshot(&c, "phone-board-set.png").await?;
+        choose(&c, &set_state(AGENT), "ready").await?;
+        wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "ready").await?;
         anyhow::Ok(())
     }
     .await;

@@ -142,6 +142,9 @@ export const phoneConsult = (target: string): Promise<string> => call("phone_con
 export const phoneConsultStep = (step: ConsultStep): Promise<string> => call("phone_consult_step", { step });
 /** The supervisors' board: every queue's live figures and every agent (Supervisors and Admins). */
 export const supervisorBoard = (): Promise<SupervisorBoard> => call("supervisor_board");
+/** From the board: an agent Ready, or Not ready for a reason (Supervisors and Admins). */
+export const supervisorSetState = (upn: string, state: "ready" | "not_ready", reason: string | null): Promise<void> =>
+  call("supervisor_set_state", { upn, state, reason });
 /** The agent's calls (the router's records and the phone's own), newest first. */
 export const phoneHistory = (limit: number | null): Promise<HistoryEntry[]> => call("phone_history", { limit });
 export const phoneAnswer = (callId: number): Promise<void> => call("phone_answer", { call: callId });

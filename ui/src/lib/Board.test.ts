@@ -62,7 +62,7 @@ describe("the supervisors' board", () => {
   beforeEach(() => setLanguage("en"));
 
   it("shows every queue's figures and every agent's state, reason, time in state and call", async () => {
-    const api = { supervisorBoard: vi.fn(async () => board()) };
+    const api = { supervisorBoard: vi.fn(async () => board()), supervisorSetState: vi.fn(async () => {}) };
     render(Board, { api });
     const rows = await screen.findAllByTestId("board-queue");
     expect(rows.map((r) => r.getAttribute("data-name"))).toEqual(["billing", "orders"]);
@@ -79,14 +79,14 @@ describe("the supervisors' board", () => {
     expect(agents[0]!.querySelector('[data-testid="board-agent-since"]')!.textContent).toBe("2:05");
     expect(agents[0]!.querySelector('[data-testid="board-agent-call"]')!.textContent).toContain("billing");
     expect(agents[0]!.querySelector('[data-testid="board-agent-call"]')!.textContent).toContain("conference of 4");
-    expect(agents[1]!.querySelector('[data-testid="board-agent-reason"]')!.textContent).toContain("missed call");
+    expect(agents[1]!.querySelector('[data-testid="board-agent-reason"]')!.textContent).toContain("Missed call");
     expect(agents[2]!.textContent).toContain("14 s left");
     expect(agents[3]!.querySelector('[data-testid="board-agent-since"]')!.textContent).toBe("–");
     expect(api.supervisorBoard).toHaveBeenCalledTimes(1);
   });
 
   it("filters agents by name, address, state or reason", async () => {
-    const api = { supervisorBoard: vi.fn(async () => board()) };
+    const api = { supervisorBoard: vi.fn(async () => board()), supervisorSetState: vi.fn(async () => {}) };
     render(Board, { api });
     await screen.findAllByTestId("board-agent");
     await fireEvent.input(screen.getByTestId("board-search"), { target: { value: "missed" } });
@@ -99,7 +99,7 @@ describe("the supervisors' board", () => {
     vi.useFakeTimers();
     try {
       let n = 0;
-      const api = { supervisorBoard: vi.fn(async () => board({ queues: [queue({ waiting: n++ })] })) };
+      const api = { supervisorBoard: vi.fn(async () => board({ queues: [queue({ waiting: n++ })] })), supervisorSetState: vi.fn(async () => {}) };
       render(Board, { api });
       await vi.advanceTimersByTimeAsync(0);
       expect(screen.getAllByTestId("board-queue-waiting")[0]!.textContent).toBe("0");
@@ -115,12 +115,35 @@ describe("the supervisors' board", () => {
 
   it("says plainly that the board is for Supervisors when the router refuses, in English and Chinese", async () => {
     const refused: IpcError = { code: "router_forbidden", message: "403 Forbidden: …" };
-    const api = { supervisorBoard: vi.fn(async () => Promise.reject(refused)) };
+    const api = { supervisorBoard: vi.fn(async () => Promise.reject(refused)), supervisorSetState: vi.fn(async () => {}) };
     render(Board, { api });
     expect((await screen.findByTestId("board-error")).textContent).toContain("Supervisor role");
     setLanguage("zh-CN");
     await vi.waitFor(() => expect(screen.getByTestId("board-error").textContent).toContain("主管角色"));
     expect(screen.queryByTestId("board-queues")).toBeNull();
+  });
+
+  it("sets an agent Ready or Not ready from their row, and says a refusal there", async () => {
+    const api = {
+      supervisorBoard: vi.fn(async () => board()),
+      supervisorSetState: vi.fn(async () => {}),
+    };
+    render(Board, { api });
+    const rows = await screen.findAllByTestId("board-agent");
+    // Offline and on-call agents have no state to set here.
+    expect(rows.map((r) => r.querySelector('[data-testid="board-set-state"]') !== null)).toEqual([false, true, false, false]);
+    const lynne = rows[1]!.querySelector('[data-testid="board-set-state"]') as HTMLSelectElement;
+    expect(Array.from(lynne.options).map((o) => o.value)).toContain("ready");
+    await fireEvent.change(lynne, { target: { value: "ready" } });
+    expect(api.supervisorSetState).toHaveBeenLastCalledWith("LynneR@contoso.example", "ready", null);
+    await vi.waitFor(() => expect(api.supervisorBoard).toHaveBeenCalledTimes(2));
+    const again = screen.getAllByTestId("board-agent")[1]!.querySelector('[data-testid="board-set-state"]') as HTMLSelectElement;
+    await fireEvent.change(again, { target: { value: "not_ready:coaching" } });
+    expect(api.supervisorSetState).toHaveBeenLastCalledWith("LynneR@contoso.example", "not_ready", "coaching");
+    api.supervisorSetState.mockImplementationOnce(async () => Promise.reject({ code: "router_not_an_agent", message: "404" }));
+    const third = screen.getAllByTestId("board-agent")[1]!.querySelector('[data-testid="board-set-state"]') as HTMLSelectElement;
+    await fireEvent.change(third, { target: { value: "not_ready:break" } });
+    expect((await screen.findByTestId("board-set-error")).textContent).toContain("not an agent");
   });
 
   it("sums and shows figures", () => {

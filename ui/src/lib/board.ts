@@ -5,9 +5,10 @@ import type { BoardAgent, SupervisorBoard } from "../ipc";
 /** What the board needs of the shell (a fake in tests). */
 export interface BoardApi {
   supervisorBoard: () => Promise<SupervisorBoard>;
+  supervisorSetState: (upn: string, state: "ready" | "not_ready", reason: string | null) => Promise<void>;
 }
 
-export const shellBoard: BoardApi = { supervisorBoard: ipc.supervisorBoard };
+export const shellBoard: BoardApi = { supervisorBoard: ipc.supervisorBoard, supervisorSetState: ipc.supervisorSetState };
 
 /** The line above the tables: callers waiting in all queues, and agents by what they can do. */
 export function boardSummary(b: SupervisorBoard): { waiting: number; ready: number; busy: number; away: number } {
