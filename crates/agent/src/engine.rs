@@ -559,7 +559,7 @@ enum Followed {
     NotReady(switchboard_graph::NotReadyReason),
 }
 
-/// What to take from the router's `router` state: its Ready or Not ready (with its reason)
+/// What to take from the router's `router` state: its Ready or Not ready with a reason
 /// where the person's chosen state differs, only between calls (during a call and wrap-up the
 /// router's own states rule) and never while they are Off duty (their own choice; the router
 /// has them Not ready "off duty").
@@ -574,9 +574,10 @@ fn followed(
     match router.state {
         switchboard_api::AgentState::Ready => (work.after != K::Ready).then_some(Followed::Ready),
         switchboard_api::AgentState::NotReady => {
-            let reason = router.reason.as_deref().unwrap_or("missed call");
-            let reason = crate::state::parse_reason(reason)
-                .unwrap_or_else(|_| switchboard_graph::NotReadyReason::Other("missed call".into()));
+            // Not ready with no reason is where the router starts an agent it has not heard
+            // from (a first registration): not a choice made for them.
+            // A reason the window could not hold itself (empty, too long) is not taken either.
+            let reason = crate::state::parse_reason(router.reason.as_deref()?).ok()?;
             let same = work.after == K::NotReady
                 && work.reason.as_deref() == Some(crate::state::reason_code(&reason).as_str());
             (!same).then_some(Followed::NotReady(reason))
@@ -625,7 +626,8 @@ mod tests {
             followed(&missed, &work(K::Ready, K::Ready, None)),
             other("missed call")
         );
-        // A known reason keeps its kind; none given is "missed call".
+        // A known reason keeps its kind; Not ready with none (a first registration) is not
+        // taken.
         assert_eq!(
             followed(
                 &router(AgentState::NotReady, Some("break")),
@@ -638,7 +640,7 @@ mod tests {
                 &router(AgentState::NotReady, None),
                 &work(K::Ready, K::Ready, None)
             ),
-            other("missed call")
+            None
         );
         // Another reason is followed; the same one is not.
         assert_eq!(
@@ -691,14 +693,15 @@ mod tests {
                 None
             );
         }
-        // A reason the window could not hold is still followed, as "missed call".
-        let long = "x".repeat(200);
-        assert_eq!(
-            followed(
-                &router(AgentState::NotReady, Some(&long)),
-                &work(K::Ready, K::Ready, None)
-            ),
-            other("missed call")
-        );
+        // Nor a reason the window could not hold itself.
+        for odd in [String::new(), "x".repeat(200)] {
+            assert_eq!(
+                followed(
+                    &router(AgentState::NotReady, Some(&odd)),
+                    &work(K::Ready, K::Ready, None)
+                ),
+                None
+            );
+        }
     }
 }
