@@ -1161,6 +1161,9 @@ struct Inner {
     following: std::sync::atomic::AtomicBool,
     /// Files in place of the sound devices ([`DeskPhone::use_audio_files`]).
     files: Mutex<Option<AudioFiles>>,
+    /// Bumped at each phone started: only the latest phone's events change the view (an
+    /// older one, still closing, must not say Off over the new one's registration).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// A WAV file played as the microphone, and one that records what calls carry from the
@@ -1202,6 +1205,7 @@ impl DeskPhone {
                 local: Mutex::new(Vec::new()),
                 following: std::sync::atomic::AtomicBool::new(false),
                 files: Mutex::new(None),
+                generation: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -1423,19 +1427,28 @@ impl DeskPhone {
             phone: phone.clone(),
             route,
         });
+        use std::sync::atomic::Ordering;
+        let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let me = self.clone();
         tokio::spawn(async move {
+            let current = |me: &Self| me.inner.generation.load(Ordering::SeqCst) == generation;
             while let Some(e) = events.recv().await {
-                me.on_event(&phone, api.as_ref(), registrar.as_deref(), &e)
-                    .await;
+                // A replaced phone's late events still reach subscribers (a call it had ends
+                // there too) but no longer change the view.
+                if current(&me) {
+                    me.on_event(&phone, api.as_ref(), registrar.as_deref(), &e)
+                        .await;
+                }
                 let _ = me.inner.events.send(e);
             }
-            me.update(|v| {
-                if !matches!(v.registration, RegistrationView::Failing { .. }) {
-                    v.registration = RegistrationView::Off;
-                }
-                v.call = None;
-            });
+            if current(&me) {
+                me.update(|v| {
+                    if !matches!(v.registration, RegistrationView::Failing { .. }) {
+                        v.registration = RegistrationView::Off;
+                    }
+                    v.call = None;
+                });
+            }
         });
         Ok(())
     }
@@ -1599,13 +1612,31 @@ impl DeskPhone {
                 }
             })
         };
-        let st = match api.status().await {
-            Ok(st) => st,
-            Err(e) => {
-                self.problem(e);
-                return;
+        // The router may not have seen the call end yet (our BYE and this read cross): while
+        // it still has the agent on the call or ringing, ask again, for 2 s at most.
+        let mut st = None;
+        for _ in 0..10 {
+            match api.status().await {
+                Ok(s) if matches!(s.state, AgentState::OnCall | AgentState::Ringing) => {
+                    st = Some(s);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(s) => {
+                    st = Some(s);
+                    break;
+                }
+                Err(e) => {
+                    self.problem(e);
+                    return;
+                }
             }
-        };
+        }
+        let Some(st) = st else { return };
+        if matches!(st.state, AgentState::OnCall | AgentState::Ringing) {
+            // On another call already (or the router never said): nothing to follow.
+            set(self, &|w| w.dispositions = st.dispositions.clone());
+            return;
+        }
         let ends = wrap_up_ends(&st, now_ms());
         set(self, &|w| {
             w.dispositions = st.dispositions.clone();

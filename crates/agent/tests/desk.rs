@@ -150,9 +150,12 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
     assert!(q.packets_received > 0, "{q:?}");
     desk.hangup(call.id).unwrap();
 
-    // Wrap-up with the queue's codes.
-    let wrap = until("wrap-up with the queue's codes", || {
-        desk.view().wrap_up.filter(|w| !w.dispositions.is_empty())
+    // Wrap-up with the queue's codes, and its end once the router has said it (the codes
+    // come with the call; the end when the router's status is read after it ended).
+    let wrap = until("wrap-up with the queue's codes and its end", || {
+        desk.view()
+            .wrap_up
+            .filter(|w| !w.dispositions.is_empty() && w.ends_unix_ms.is_some())
     })
     .await;
     assert!(desk.view().call.is_none());
