@@ -30,7 +30,7 @@ use serde::Serialize;
 use switchboard_agent::account::{AccountError, AccountInfo, DeviceCodeInfo};
 use switchboard_agent::call::CallQuality;
 use switchboard_agent::desk::{
-    ConsultStep, DeskError, HistoryEntry, PhoneView, SupervisorBoard, TransferTargets,
+    ConsultStep, DeskError, HistoryEntry, MonitorMode, PhoneView, SupervisorBoard, TransferTargets,
 };
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
 use switchboard_agent::state::{WorkStateKind, WorkStateView};
@@ -161,6 +161,17 @@ async fn phone_consult_step(
 #[tauri::command]
 async fn supervisor_board(agent: State<'_, Agent>) -> Result<SupervisorBoard, IpcError> {
     Ok(agent.desk().board().await?)
+}
+
+/// From the board: listen in on an agent's call, whisper to them or barge in (`mode`), or
+/// stop (none); the router rings this person's phone first. The router's step.
+#[tauri::command]
+async fn supervisor_monitor(
+    agent: State<'_, Agent>,
+    upn: String,
+    mode: Option<MonitorMode>,
+) -> Result<String, IpcError> {
+    Ok(agent.desk().monitor(&upn, mode).await?)
 }
 
 /// From the board: an agent Ready, or Not ready for a reason (Supervisors and Admins).
@@ -712,6 +723,7 @@ pub fn run() {
             phone_history,
             supervisor_board,
             supervisor_set_state,
+            supervisor_monitor,
             phone_answer,
             phone_reject,
             phone_hangup,

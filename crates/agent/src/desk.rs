@@ -37,7 +37,9 @@ use switchboard_api::{
     Problem, RequestedState, SipCredentials,
 };
 /// The router's answers the window draws as they are.
-pub use switchboard_api::{ConsultState, ConsultStatus, SupervisorBoard, TransferTargets};
+pub use switchboard_api::{
+    ConsultState, ConsultStatus, MonitorMode, SupervisorBoard, TransferTargets,
+};
 use tokio::sync::{broadcast, watch};
 
 use crate::call::{
@@ -202,6 +204,24 @@ pub struct TransferBody<'a> {
 #[derive(Debug, serde::Deserialize)]
 struct StepDone {
     step: String,
+}
+
+/// A step the router would not take (403, 404, 409): said with its reason, as a refusal of
+/// the step rather than of the agent.
+fn step_refused(e: DeskError) -> DeskError {
+    match e {
+        DeskError::Refused {
+            what,
+            status,
+            reason,
+            ..
+        } if matches!(status, 403 | 404 | 409 | 422) => DeskError::Transfer {
+            what,
+            status,
+            reason,
+        },
+        e => e,
+    }
 }
 
 /// What to do with the consultation going on.
@@ -676,19 +696,40 @@ impl AgentApi {
                 Some(&body),
             )
             .await
-            .map_err(|e| match e {
-                DeskError::Refused {
-                    what,
-                    status,
-                    reason,
-                    ..
-                } if matches!(status, 403 | 404 | 409) => DeskError::Transfer {
-                    what,
-                    status,
-                    reason,
-                },
-                e => e,
-            })?;
+            .map_err(step_refused)?;
+        done.map(|d| d.step).ok_or_else(|| Self::bad(what))
+    }
+
+    /// As a supervisor: listen in on agent `upn`'s call, whisper to them or barge in
+    /// (`mode`), or stop whoever does (`None`). The router rings this person's own phone
+    /// first; once it is up, a new mode takes effect at once. The router's step.
+    pub async fn monitor(&self, upn: &str, mode: Option<MonitorMode>) -> Result<String, DeskError> {
+        let path = format!(
+            "/v1/agents/{}/monitor",
+            url::form_urlencoded::byte_serialize(upn.as_bytes()).collect::<String>()
+        );
+        let (what, done) = match mode {
+            Some(mode) => {
+                let what = "listening in";
+                let body = switchboard_api::MonitorRequest {
+                    mode,
+                    supervisor: self.agent.clone(),
+                };
+                let done: Option<StepDone> = self
+                    .send(reqwest::Method::PUT, &path, what, Some(&body))
+                    .await
+                    .map_err(step_refused)?;
+                (what, done)
+            }
+            None => {
+                let what = "stopping the listen-in";
+                let done: Option<StepDone> = self
+                    .send(reqwest::Method::DELETE, &path, what, None::<&()>)
+                    .await
+                    .map_err(step_refused)?;
+                (what, done)
+            }
+        };
         done.map(|d| d.step).ok_or_else(|| Self::bad(what))
     }
 
@@ -1730,6 +1771,12 @@ impl DeskPhone {
         self.api("the supervisors' board")?
             .set_agent_state(upn, ready, reason)
             .await
+    }
+
+    /// From the board: listen in on agent `upn`'s call, whisper or barge in (`mode`), or
+    /// stop; this phone is rung. The router's step.
+    pub async fn monitor(&self, upn: &str, mode: Option<MonitorMode>) -> Result<String, DeskError> {
+        self.api("the supervisors' board")?.monitor(upn, mode).await
     }
 
     /// The agent's history: the router's records of their calls and the phone's own calls the

@@ -604,6 +604,7 @@ mod tests {
             dispositions: Vec::new(),
             consult: None,
             wrap_up_seconds_left: None,
+            monitoring: None,
         }
     }
 

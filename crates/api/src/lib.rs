@@ -853,6 +853,10 @@ pub struct AgentStatus {
     #[serde(default)]
     #[cfg_attr(feature = "typescript", ts(type = "number | null"))]
     pub wrap_up_seconds_left: Option<u64>,
+    /// On a supervisor's own status: the agent's call they listen in on, whisper to or barged
+    /// into, while they do.
+    #[serde(default)]
+    pub monitoring: Option<Monitoring>,
 }
 
 /// An agent on the supervisors' board (`GET /v1/agents`): their state as they see it, with
@@ -991,6 +995,46 @@ pub enum ConsultState {
     Ringing,
     Talking,
     Conference,
+}
+
+/// How a supervisor takes part in an agent's call (`PUT /v1/agents/{upn}/monitor`).
+/// `listen`: they hear the caller and the agent (and anyone in their conference) and nobody
+/// hears them; `whisper`: the agent hears them too, the caller does not; `barge`: everyone
+/// on the call hears them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum MonitorMode {
+    Listen,
+    Whisper,
+    Barge,
+}
+
+/// A supervisor's part in an agent's call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct Monitoring {
+    /// The agent whose call it is (UPN).
+    pub agent: String,
+    pub mode: MonitorMode,
+    /// The supervisor's phone answered; until then it rings.
+    pub answered: bool,
+}
+
+/// `PUT /v1/agents/{upn}/monitor`: a supervisor listens in on the agent's call, whispers
+/// to the agent or barges in. The router rings the supervisor's own registered phone; once
+/// it is up, another `PUT` changes the mode without ringing again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MonitorRequest {
+    pub mode: MonitorMode,
+    /// Only where the router checks no tokens: the supervisor (UPN), an agent of the same
+    /// tenant with a phone. Otherwise the signed-in supervisor.
+    #[serde(default)]
+    pub supervisor: Option<String>,
 }
 
 /// Agents of a queue by state.

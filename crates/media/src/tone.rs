@@ -42,15 +42,9 @@ pub fn energy_share(samples: &[i16], rate: u32, freq: f64) -> f64 {
 /// candidate holding most of it (at least half); returns, per candidate, how many blocks it
 /// won, and the number of blocks that had energy.
 pub fn detect(samples: &[i16], rate: u32, candidates: &[f64]) -> (Vec<usize>, usize) {
-    let block = (rate / 20) as usize;
     let mut wins = vec![0; candidates.len()];
     let mut loud = 0;
-    for chunk in samples.chunks_exact(block.max(1)) {
-        let rms =
-            (chunk.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / chunk.len() as f64).sqrt();
-        if rms < 100.0 {
-            continue;
-        }
+    for chunk in loud_blocks(samples, rate) {
         loud += 1;
         let shares: Vec<f64> = candidates
             .iter()
@@ -63,6 +57,24 @@ pub fn detect(samples: &[i16], rate: u32, candidates: &[f64]) -> (Vec<usize>, us
         }
     }
     (wins, loud)
+}
+
+/// The 50 ms blocks of `samples` with real energy (RMS of at least 100).
+fn loud_blocks(samples: &[i16], rate: u32) -> impl Iterator<Item = &[i16]> {
+    samples
+        .chunks_exact(((rate / 20) as usize).max(1))
+        .filter(|b| {
+            let energy = b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+            (energy / b.len() as f64).sqrt() >= 100.0
+        })
+}
+
+/// How many 50 ms blocks with real energy hold at least `share` of it at `freq`: how long a
+/// tone was heard, in a mix too (a tone among others holds about its part).
+pub fn blocks_holding(samples: &[i16], rate: u32, freq: f64, share: f64) -> usize {
+    loud_blocks(samples, rate)
+        .filter(|b| energy_share(b, rate, freq) >= share)
+        .count()
 }
 
 #[cfg(test)]
@@ -79,6 +91,20 @@ mod tests {
         assert_eq!(wins, vec![20, 0]);
         let silence = vec![0i16; 8000];
         assert_eq!(detect(&silence, 8000, &[440.0]), (vec![0], 0));
+    }
+
+    #[test]
+    fn a_tone_in_a_mix_is_counted_in_the_blocks_that_hold_it() {
+        // 1 s of 440 Hz alone, then 1 s of 440 Hz and 1000 Hz together, then 1 s of silence.
+        let mut x = sine(440.0, 8000, 6000.0, 0, 16_000);
+        let other = sine(1000.0, 8000, 6000.0, 8000, 8000);
+        for (s, o) in x[8000..].iter_mut().zip(other) {
+            *s = s.saturating_add(o);
+        }
+        x.extend(vec![0; 8000]);
+        assert_eq!(blocks_holding(&x, 8000, 1000.0, 0.2), 20);
+        assert_eq!(blocks_holding(&x, 8000, 440.0, 0.2), 40);
+        assert_eq!(blocks_holding(&x, 8000, 700.0, 0.2), 0);
     }
 
     #[test]

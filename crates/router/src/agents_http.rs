@@ -176,6 +176,146 @@ pub async fn set_agent_state(
     Ok(Json(status))
 }
 
+/// What a supervisor's step on an agent's call did: the call record's step.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MonitorDone {
+    /// `megan@… listens in on adele@…`, `… whispers to …`, `… barges in on …'s call`,
+    /// `… left: stopped`.
+    pub step: String,
+}
+
+/// Asks the SIP edge to let supervisor `supervisor` take part in agent `upn`'s call as
+/// `mode` (or, `None`, to end whoever does), for a Supervisor or Admin of the agent's
+/// tenant.
+async fn monitor_step(
+    state: &AppState,
+    caller: &Caller,
+    upn: &str,
+    supervisor: Option<&str>,
+    mode: Option<switchboard_api::MonitorMode>,
+) -> Result<Json<MonitorDone>, ApiError> {
+    use crate::desk::{EdgeCommand, MonitorRefusal};
+    let tenants = readable_tenants(state, caller)?;
+    let (tenant, agent) = state
+        .center
+        .with(|d| d.find_in(upn, tenants.as_deref()))
+        .ok_or_else(|| DeskError::NoSuchAgent(upn.to_owned()))?;
+    // The supervisor's own phone takes the call: the signed-in person, or where no tokens
+    // are checked the one the body names.
+    let sup = match (caller.unauthenticated, caller.username.as_deref(), supervisor) {
+        (_, _, _) if mode.is_none() => None,
+        (true, _, Some(s)) => Some(s.trim().to_owned()),
+        (true, _, None) => {
+            return Err(ApiError::NotFound(
+                "this router checks no tokens, so it cannot tell who you are: name the supervisor, e.g. {\"mode\": \"listen\", \"supervisor\": \"megan@contoso.example\"}".into(),
+            ))
+        }
+        (false, Some(me), Some(s)) if !s.trim().eq_ignore_ascii_case(me) => {
+            return Err(ApiError::Forbidden(format!(
+                "you are signed in as {me} and can only listen in yourself, not as {s}"
+            )))
+        }
+        (false, Some(me), _) => Some(me.to_owned()),
+        (false, None, _) => {
+            return Err(ApiError::Forbidden("the access token names no user (preferred_username); sign in as a person, not an application".into()))
+        }
+    };
+    let sup = match sup {
+        None => None,
+        Some(s) => Some(
+            state
+                .center
+                .with(|d| d.find_in(&s, Some(&[d.tenants[tenant].spec.id.clone()])))
+                .map(|(_, a)| a)
+                .ok_or_else(|| {
+                    ApiError::Conflict(format!(
+                        "{s} has no phone in this agent's organisation: a supervisor listens in with the desktop app's phone, as an agent of the same tenant"
+                    ))
+                })?,
+        ),
+    };
+    let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    edge.send(EdgeCommand::Monitor {
+        tenant,
+        agent,
+        supervisor: sup,
+        mode,
+        reply,
+    })
+    .map_err(|_| DeskError::NoSipEdge)?;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(DeskError::NoSipEdge)?;
+    match answer {
+        Ok(step) => {
+            tracing::info!(
+                agent = %upn,
+                by = caller.username.as_deref().unwrap_or("(no token)"),
+                %step,
+                "a supervisor's step on an agent's call"
+            );
+            Ok(Json(MonitorDone { step }))
+        }
+        Err(e @ MonitorRefusal::Yourself) => Err(ApiError::Unprocessable(e.to_string())),
+        Err(e) => Err(ApiError::Conflict(e.to_string())),
+    }
+}
+
+#[utoipa::path(
+    put, path = "/v1/agents/{upn}/monitor", tag = "agents", request_body = switchboard_api::MonitorRequest,
+    params(("upn" = String, Path, description = "the agent whose call it is (user principal name)")),
+    responses(
+        (status = 200, description = "the supervisor's phone rings and, once answered, they listen in (hear the caller, the agent and anyone in their conference; nobody hears them), whisper (the agent hears them, the caller does not) or barge in (everyone hears them); a supervisor already on the call changes mode at once. Every step is in the call's record", body = MonitorDone),
+        (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a bad access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a Supervisor or Admin, or naming another supervisor than the signed-in one", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such agent in the caller's tenants (or, where the router checks no tokens, no supervisor named)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the agent has no call up, another supervisor is on it, the supervisor's phone is not registered or busy, they are on another call already, or the router takes no calls", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a mode other than listen, whisper or barge, fields the body does not have, or the supervisor's own call", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn monitor(
+    State(state): State<AppState>,
+    caller: Caller,
+    upn: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    body: Result<Json<switchboard_api::MonitorRequest>, JsonRejection>,
+) -> Result<Json<MonitorDone>, ApiError> {
+    let axum::extract::Path(upn) = upn?;
+    let Json(body) = body?;
+    monitor_step(
+        &state,
+        &caller,
+        &upn,
+        body.supervisor.as_deref(),
+        Some(body.mode),
+    )
+    .await
+}
+
+#[utoipa::path(
+    delete, path = "/v1/agents/{upn}/monitor", tag = "agents",
+    params(("upn" = String, Path, description = "the agent whose call it is (user principal name)")),
+    responses(
+        (status = 200, description = "the supervisor's leg is hung up; the caller and the agent talk on", body = MonitorDone),
+        (status = 401, description = "no or a bad access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a Supervisor or Admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such agent in the caller's tenants", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "nobody listens in on the agent's call, or the router takes no calls", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stop_monitor(
+    State(state): State<AppState>,
+    caller: Caller,
+    upn: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<MonitorDone>, ApiError> {
+    let axum::extract::Path(upn) = upn?;
+    monitor_step(&state, &caller, &upn, None, None).await
+}
+
 /// `POST /v1/agents/me/wrap-up`: the agent is done with the last call.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -53,6 +53,8 @@ pub struct AgentRt {
     pub teams: Option<String>,
     /// The agent's consultation now, as the edge last set it.
     pub consult: Option<switchboard_api::ConsultStatus>,
+    /// The agent's call this agent (a supervisor) takes part in, as the edge last set it.
+    pub monitoring: Option<switchboard_api::Monitoring>,
     /// Removed through the API: unknown to sign-in and the registrar, offered nothing, not
     /// listed. Their slot stays (an [`AgentId`] is an index) and comes back if re-added.
     pub removed: bool,
@@ -100,6 +102,7 @@ impl AgentRt {
             object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
             teams: None,
             consult: None,
+            monitoring: None,
             removed: false,
             registered_until: None,
             saved: None,
@@ -870,6 +873,7 @@ impl TenantRt {
                 .wrap_up_until
                 .filter(|_| state == AgentState::WrapUp)
                 .map(|until| seconds_up(until.saturating_duration_since(now))),
+            monitoring: r.monitoring.clone(),
         })
     }
 }
@@ -902,6 +906,32 @@ pub enum EdgeCommand {
         action: ConsultAction,
         reply: tokio::sync::oneshot::Sender<Result<String, ConsultRefusal>>,
     },
+    /// Supervisor `supervisor` of tenant `tenant` takes part in agent `agent`'s call as
+    /// `mode` (ringing their phone first), or leaves it (`None`).
+    Monitor {
+        tenant: usize,
+        agent: AgentId,
+        supervisor: Option<AgentId>,
+        mode: Option<switchboard_api::MonitorMode>,
+        reply: tokio::sync::oneshot::Sender<Result<String, MonitorRefusal>>,
+    },
+}
+
+/// Why a supervisor cannot listen in, whisper or barge in (or stop).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MonitorRefusal {
+    #[error("{0} has no call up to listen in on")]
+    NoCall(String),
+    #[error("nobody listens in on {0}'s call")]
+    NotMonitored(String),
+    #[error("{0} already listens in on this call: one supervisor at a time")]
+    Taken(String),
+    #[error("you cannot listen in on your own call")]
+    Yourself,
+    #[error("your phone ({0}) cannot take a call now (not registered, on a call, ringing or in wrap-up): register the desktop app's phone and finish your call first")]
+    Busy(String),
+    #[error("you already listen in on {0}'s call: hang up or stop it first")]
+    Elsewhere(String),
 }
 
 /// What an agent does with a consultation.
@@ -1702,20 +1732,7 @@ impl CallCenter {
         state: RequestedState,
         reason: Option<String>,
     ) -> Result<AgentStatus, DeskError> {
-        let key = upn.to_ascii_lowercase();
-        self.set_state_where(
-            upn,
-            |d| {
-                d.tenants.iter().enumerate().find_map(|(i, t)| {
-                    let readable = tenants.is_none_or(|ids| ids.contains(&t.spec.id));
-                    let a = t.by_upn.get(&key).copied();
-                    a.filter(|a| readable && t.agent(*a).is_some_and(|r| !r.removed))
-                        .map(|a| (i, a))
-                })
-            },
-            state,
-            reason,
-        )
+        self.set_state_where(upn, |d| d.find_in(upn, tenants), state, reason)
     }
 
     fn set_state_where(
@@ -1908,6 +1925,17 @@ impl Desk {
             )),
             None => Ok(t),
         }
+    }
+
+    /// Agent `upn` (not removed) of one of `tenants` (their ids; `None`: any tenant).
+    pub fn find_in(&self, upn: &str, tenants: Option<&[String]>) -> Option<(usize, AgentId)> {
+        let key = upn.to_ascii_lowercase();
+        self.tenants.iter().enumerate().find_map(|(i, t)| {
+            let readable = tenants.is_none_or(|ids| ids.contains(&t.spec.id));
+            let a = t.by_upn.get(&key).copied();
+            a.filter(|a| readable && t.agent(*a).is_some_and(|r| !r.removed))
+                .map(|a| (i, a))
+        })
     }
 
     pub fn find(&self, upn: &str, tid: Option<&str>) -> Option<(usize, AgentId)> {

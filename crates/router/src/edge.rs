@@ -33,7 +33,7 @@ use crate::figures::Left;
 use crate::prompts::Prompts;
 use crate::relay::{Playlist, Relay, RelayEvent};
 use crate::routing::{self, AfterMissed, AgentId, OfferEnd, QueueId, Refused};
-use switchboard_api::{CallOutcome, CallRecord, ConsultState, OfferRecord};
+use switchboard_api::{CallOutcome, CallRecord, ConsultState, MonitorMode, OfferRecord};
 
 /// Why the SIP edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,29 @@ enum Leg {
         tenant: usize,
         agent: AgentId,
     },
+    /// The leg to supervisor `agent`, who listens in on call `call` (or whispers, or barged
+    /// in).
+    Monitor {
+        call: u64,
+        tenant: usize,
+        agent: AgentId,
+    },
+}
+
+/// A supervisor's part in a call: their leg (as a [`Consult`]) and how they take part.
+#[derive(Debug, Clone)]
+struct Monitor {
+    who: Consult,
+    mode: MonitorMode,
+}
+
+/// The record's step for supervisor `sup` taking part in `agent`'s call as `mode`.
+fn monitor_step(sup: &str, mode: MonitorMode, agent: &str) -> String {
+    match mode {
+        MonitorMode::Listen => format!("{sup} listens in on {agent}"),
+        MonitorMode::Whisper => format!("{sup} whispers to {agent}"),
+        MonitorMode::Barge => format!("{sup} barges in on {agent}'s call"),
+    }
 }
 
 /// An agent's consultation on their call: the person consulted and their leg.
@@ -195,6 +218,8 @@ struct CallRt {
     /// Those the agent brought into a conference on the call, in the order they joined
     /// (besides the caller and the agent).
     joined: Vec<Consult>,
+    /// A supervisor listening in, whispering or barged in (one at a time).
+    monitor: Option<Monitor>,
     /// An agent's call to an outside number (its `caller_leg` is the called party's).
     outbound: bool,
     /// The agent who placed this call from their phone, inside the tenant (they are its
@@ -250,6 +275,7 @@ impl CallRt {
             on_trunk: true,
             consult: None,
             joined: Vec::new(),
+            monitor: None,
             outbound: false,
             dialler: None,
             pending_answer: false,
@@ -2000,7 +2026,9 @@ impl Edge {
             UaEvent::FailedOver { call, status, next } => {
                 let n = self.legs.get(&call).map(|l| match *l {
                     Leg::Caller(n) | Leg::Far(n) => n,
-                    Leg::Offer { call, .. } | Leg::Consult { call, .. } => call,
+                    Leg::Offer { call, .. }
+                    | Leg::Consult { call, .. }
+                    | Leg::Monitor { call, .. } => call,
                 });
                 let why = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
                 tracing::warn!(leg = call, %why, %next, "the proxy did not take the call; trying the next");
@@ -3192,17 +3220,62 @@ impl Edge {
                 if let Some(socket) = self.sockets.remove(&leg) {
                     self.relay.open(leg, socket, media);
                 }
-                if let Some(al) = agent_leg {
-                    self.relay.bridge(al, leg);
+                let monitored = c.monitor.as_ref().is_some_and(|m| m.who.up);
+                match agent_leg {
+                    // A supervisor listening in hears the consultation too.
+                    Some(_) if monitored => self.remix(n),
+                    Some(al) => self.relay.bridge(al, leg),
+                    None => {}
                 }
                 self.cc.with(|d| {
                     let t = &mut d.tenants[tenant];
                     if let Some(a) = t.agent_mut(agent) {
                         a.ringing = a.ringing.saturating_sub(1);
                         a.on_call = true;
+                        // Not a queue call of theirs: the board shows no queue for it.
+                        a.last_queue = None;
                     }
                 });
                 self.consult_shown(tenant, by, n);
+                self.save(n);
+            }
+            Leg::Monitor {
+                call: n,
+                tenant,
+                agent,
+            } => {
+                let Some(c) = self
+                    .calls
+                    .get_mut(&n)
+                    .filter(|c| c.monitor.as_ref().is_some_and(|m| m.who.leg == leg))
+                else {
+                    self.legs.remove(&leg);
+                    self.sockets.remove(&leg);
+                    self.ua.hangup(leg, now);
+                    return;
+                };
+                let mut upn = String::new();
+                if let Some(m) = c.monitor.as_mut() {
+                    m.who.up = true;
+                    m.who.since = Some(now);
+                    upn.clone_from(&m.who.upn);
+                }
+                c.rec.steps.push(format!("{upn} answered to listen in"));
+                if let Some(socket) = self.sockets.remove(&leg) {
+                    self.relay.open(leg, socket, media);
+                }
+                self.cc.with(|d| {
+                    let t = &mut d.tenants[tenant];
+                    if let Some(a) = t.agent_mut(agent) {
+                        a.ringing = a.ringing.saturating_sub(1);
+                        a.on_call = true;
+                        // Not a queue call of theirs: the board shows no queue for it.
+                        a.last_queue = None;
+                    }
+                });
+                tracing::info!(call = n, supervisor = %upn, "a supervisor is on the call");
+                self.remix(n);
+                self.monitor_shown(tenant, n, agent);
                 self.save(n);
             }
             Leg::Offer { call: n, .. }
@@ -3331,6 +3404,17 @@ impl Edge {
                     Some(Stage::Outside) => self.outside_failed(n, &why, now),
                     Some(_) => self.finish(n, now),
                     None => {}
+                }
+            }
+            Leg::Monitor { call: n, .. } => {
+                let why = self.end_reason.clone().unwrap_or_else(|| "hung up".into());
+                if self
+                    .calls
+                    .get(&n)
+                    .and_then(|c| c.monitor.as_ref())
+                    .is_some_and(|m| m.who.leg == leg)
+                {
+                    self.monitor_over(n, &why, now);
                 }
             }
             Leg::Consult { call: n, .. } => {
@@ -3486,6 +3570,13 @@ impl Edge {
                 hang.push(leg);
             }
         }
+        if let Some(m) = c.monitor.take() {
+            if self.legs.remove(&m.who.leg).is_some() {
+                hang.push(m.who.leg);
+            }
+            self.consult_free(c.tenant, &m.who, now);
+            self.monitor_shown(c.tenant, u64::MAX, m.who.agent);
+        }
         let people: Vec<Consult> = c
             .consult
             .take()
@@ -3596,7 +3687,8 @@ impl Edge {
                     Some(Leg::Caller(n))
                     | Some(Leg::Far(n))
                     | Some(Leg::Offer { call: n, .. })
-                    | Some(Leg::Consult { call: n, .. }) => Some(*n),
+                    | Some(Leg::Consult { call: n, .. })
+                    | Some(Leg::Monitor { call: n, .. }) => Some(*n),
                     None => None,
                 };
                 if let Some(c) = n.and_then(|n| self.calls.get_mut(&n)) {
@@ -3703,6 +3795,8 @@ impl Edge {
             let name = |a: AgentId| t.agent(a).map(|r| r.upn.clone()).unwrap_or_default();
             (name(agent), name(person))
         });
+        self.monitor_drop(n, "the agent left the call", now);
+        self.monitor_drop(n2, "the agent left the call", now);
         // The person's leg leaves the consultation for the caller's call.
         let person_talk = self.calls.get_mut(&n2).map(|c2| {
             c2.agent = None;
@@ -3830,6 +3924,16 @@ impl Edge {
                 reply,
             } => {
                 let r = self.consult(tenant, agent, action, now);
+                let _ = reply.send(r);
+            }
+            crate::desk::EdgeCommand::Monitor {
+                tenant,
+                agent,
+                supervisor,
+                mode,
+                reply,
+            } => {
+                let r = self.monitor(tenant, agent, supervisor, mode, now);
                 let _ = reply.send(r);
             }
             crate::desk::EdgeCommand::Transfer {
@@ -3971,47 +4075,21 @@ impl Edge {
         let Some((socket, port)) = self.bind_media() else {
             return Err(ConsultRefusal::Busy(upn));
         };
-        let headers = vec![
-            format!("X-Switchboard-Call: {}", c.id),
-            format!("X-Switchboard-Caller: {}", c.caller),
-            format!("X-Switchboard-Dialled: {}", c.dialled),
-            format!(
-                "X-Switchboard-Queue: {}",
-                c.rec.queue.clone().unwrap_or_else(|| "direct".into())
-            ),
-        ];
-        let caller = c.caller.clone();
-        let leg = match self.ring_person(tenant, person, &caller, headers, port, now) {
-            Ok(leg) => leg,
-            Err(why) => {
-                tracing::warn!(%why, person = %upn, "cannot call the person to consult");
-                return Err(ConsultRefusal::Busy(upn));
-            }
+        let queue = format!(
+            "X-Switchboard-Queue: {}",
+            c.rec.queue.clone().unwrap_or_else(|| "direct".into())
+        );
+        let role = Leg::Consult {
+            call: n,
+            tenant,
+            agent: person,
         };
-        self.sockets.insert(leg, socket);
-        self.legs.insert(
-            leg,
-            Leg::Consult {
-                call: n,
-                tenant,
-                agent: person,
-            },
-        );
-        self.cc.with(|d| {
-            let t = &mut d.tenants[tenant];
-            t.engine
-                .set_busy_elsewhere(person, Some(routing::CallId(n)), now);
-            if let Some(a) = t.agent_mut(person) {
-                a.ringing += 1;
-            }
-        });
-        self.timers.insert(
-            (
-                now + Duration::from_secs(DIRECT_ALERT_SECONDS),
-                Timer::RingOut(leg),
-            ),
-            (),
-        );
+        let leg = self
+            .ring_into_call(role, queue, (socket, port), now)
+            .map_err(|why| {
+                tracing::warn!(%why, person = %upn, "cannot call the person to consult");
+                ConsultRefusal::Busy(upn.clone())
+            })?;
         let Some(c) = self.calls.get_mut(&n) else {
             return Err(ConsultRefusal::NoCall);
         };
@@ -4076,34 +4154,64 @@ impl Edge {
     }
 
     /// Who hears whom on call `n`: the caller, the agent (unless they are consulting someone
-    /// new) and everyone joined hear each other; a caller left alone hears music.
+    /// new) and everyone joined hear each other; a caller left alone hears music. A
+    /// supervisor on the call hears all of them; the agent hears them when they whisper,
+    /// everyone when they barged in.
     fn remix(&mut self, n: u64) {
         let Some(c) = self.calls.get(&n) else {
             return;
         };
-        let mut legs = vec![c.caller_leg];
+        // The caller's side, and apart from it the agent with the person they consult.
+        let mut side = vec![c.caller_leg];
+        let mut apart = Vec::new();
         match (&c.consult, c.agent) {
-            (None, agent) => legs.extend(agent.map(|(_, l)| l)),
+            (None, agent) => side.extend(agent.map(|(_, l)| l)),
             // The agent talks with the person consulted once they answer; until then, alone.
-            (Some(x), Some((_, l))) if x.up => self.relay.bridge(l, x.leg),
-            (Some(_), Some((_, l))) => self.relay.unbridge(l),
+            (Some(x), Some((_, l))) => {
+                apart.push(l);
+                apart.extend(x.up.then_some(x.leg));
+            }
             (Some(_), None) => {}
         }
-        legs.extend(c.joined.iter().map(|x| x.leg));
-        let caller_leg = c.caller_leg;
-        if legs.len() == 1 {
-            self.relay.unbridge(caller_leg);
-            self.relay.play(
-                caller_leg,
-                Playlist {
-                    clips: Vec::new(),
-                    then_loop: Some(self.prompts.music.clone()),
-                },
-            );
-        } else {
-            self.relay.play(caller_leg, Playlist::default());
-            self.relay.conference(legs);
+        side.extend(c.joined.iter().map(|x| x.leg));
+        let others = |group: &[UaCall], me: UaCall| -> (UaCall, Vec<UaCall>) {
+            (me, group.iter().copied().filter(|l| *l != me).collect())
+        };
+        let mut hear: Vec<(UaCall, Vec<UaCall>)> = side
+            .iter()
+            .map(|l| others(&side, *l))
+            .chain(apart.iter().map(|l| others(&apart, *l)))
+            .collect();
+        if let Some(m) = c.monitor.as_ref().filter(|m| m.who.up) {
+            let sup = m.who.leg;
+            let agent = c.agent.map(|(_, l)| l);
+            for (l, peers) in hear.iter_mut() {
+                let hears_sup = match m.mode {
+                    MonitorMode::Listen => false,
+                    MonitorMode::Whisper => Some(*l) == agent,
+                    MonitorMode::Barge => true,
+                };
+                if hears_sup {
+                    peers.push(sup);
+                }
+            }
+            hear.push((sup, side.iter().chain(&apart).copied().collect()));
         }
+        let caller_leg = c.caller_leg;
+        let alone = hear
+            .iter()
+            .find(|(l, _)| *l == caller_leg)
+            .is_none_or(|(_, peers)| peers.is_empty());
+        self.relay.hear(hear);
+        let playlist = if alone {
+            Playlist {
+                clips: Vec::new(),
+                then_loop: Some(self.prompts.music.clone()),
+            }
+        } else {
+            Playlist::default()
+        };
+        self.relay.play(caller_leg, playlist);
     }
 
     /// The agent of call `n` leaves it to the person consulted (who must have answered) and
@@ -4111,6 +4219,7 @@ impl Edge {
     /// the first to have joined holding the call as its agent; the agent goes to wrap-up.
     /// Returns the step.
     fn consult_complete(&mut self, n: u64, now: Instant) -> String {
+        self.monitor_drop(n, "the agent left the call", now);
         let Some(c) = self.calls.get_mut(&n) else {
             return String::new();
         };
@@ -4228,6 +4337,261 @@ impl Edge {
         self.unannounced = true;
     }
 
+    /// Supervisor `supervisor` takes part in `agent`'s call as `mode` (their phone rung
+    /// first; a new mode for one already on it), or stops (`mode` none). Returns the
+    /// record's step.
+    fn monitor(
+        &mut self,
+        tenant: usize,
+        agent: AgentId,
+        supervisor: Option<AgentId>,
+        mode: Option<MonitorMode>,
+        now: Instant,
+    ) -> Result<String, crate::desk::MonitorRefusal> {
+        use crate::desk::MonitorRefusal;
+        let upn_of = |a: AgentId| {
+            self.cc.with(|d| {
+                d.tenants[tenant]
+                    .agent(a)
+                    .map(|r| r.upn.clone())
+                    .unwrap_or_default()
+            })
+        };
+        let agent_upn = upn_of(agent);
+        let n = self
+            .calls
+            .iter()
+            .find(|(_, c)| {
+                c.tenant == tenant
+                    && c.stage == Stage::Talking
+                    && c.agent.is_some_and(|(a, _)| a == agent)
+            })
+            .map(|(n, _)| *n);
+        let current = n.and_then(|n| self.calls.get(&n)?.monitor.clone());
+        let (Some(mode), Some(sup)) = (mode, supervisor) else {
+            // Stop: whoever listens in on the agent's call.
+            let (Some(n), Some(m)) = (n, current) else {
+                return Err(MonitorRefusal::NotMonitored(agent_upn));
+            };
+            self.monitor_drop(n, "stopped", now);
+            return Ok(format!("{} left: stopped", m.who.upn));
+        };
+        if sup == agent {
+            return Err(MonitorRefusal::Yourself);
+        }
+        let Some(n) = n else {
+            return Err(MonitorRefusal::NoCall(agent_upn));
+        };
+        let elsewhere = self.calls.iter().find_map(|(k, c)| {
+            c.monitor
+                .as_ref()
+                .filter(|m| m.who.agent == sup && *k != n)
+                .and(c.agent)
+        });
+        if let Some((other, _)) = elsewhere {
+            return Err(MonitorRefusal::Elsewhere(upn_of(other)));
+        }
+        let sup_upn = upn_of(sup);
+        let step = monitor_step(&sup_upn, mode, &agent_upn);
+        match current {
+            Some(m) if m.who.agent != sup => Err(MonitorRefusal::Taken(m.who.upn)),
+            Some(m) => {
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return Err(MonitorRefusal::NoCall(agent_upn));
+                };
+                if let Some(x) = c.monitor.as_mut() {
+                    x.mode = mode;
+                }
+                if m.mode != mode {
+                    c.rec.steps.push(step.clone());
+                    tracing::info!(call = n, %step, "the supervisor's part changed");
+                }
+                if m.who.up {
+                    self.remix(n);
+                }
+                self.monitor_shown(tenant, n, sup);
+                self.save(n);
+                Ok(step)
+            }
+            None => self.monitor_start(n, sup, sup_upn, mode, step, now),
+        }
+    }
+
+    /// Rings supervisor `sup` (`upn`) to take part in call `n` as `mode` (`step`).
+    fn monitor_start(
+        &mut self,
+        n: u64,
+        sup: AgentId,
+        upn: String,
+        mode: MonitorMode,
+        step: String,
+        now: Instant,
+    ) -> Result<String, crate::desk::MonitorRefusal> {
+        use crate::desk::MonitorRefusal;
+        let Some(c) = self.calls.get(&n) else {
+            return Err(MonitorRefusal::Busy(upn));
+        };
+        let tenant = c.tenant;
+        let free = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let reachable =
+                t.agent(sup).is_some_and(|r| r.contact.is_some()) || t.teams_reach(sup).is_some();
+            reachable && t.expert_free(sup)
+        });
+        if !free {
+            return Err(MonitorRefusal::Busy(upn));
+        }
+        let Some((socket, port)) = self.bind_media() else {
+            return Err(MonitorRefusal::Busy(upn));
+        };
+        let shown = match mode {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        };
+        let what = format!(
+            "X-Switchboard-Monitor: {shown} {}",
+            c.rec.agent.as_deref().unwrap_or_default()
+        );
+        let role = Leg::Monitor {
+            call: n,
+            tenant,
+            agent: sup,
+        };
+        let leg = self
+            .ring_into_call(role, what, (socket, port), now)
+            .map_err(|why| {
+                tracing::warn!(%why, supervisor = %upn, "cannot call the supervisor");
+                MonitorRefusal::Busy(upn.clone())
+            })?;
+        let Some(c) = self.calls.get_mut(&n) else {
+            return Err(MonitorRefusal::Busy(upn));
+        };
+        c.rec.steps.push(step.clone());
+        c.monitor = Some(Monitor {
+            who: Consult {
+                agent: sup,
+                upn,
+                leg,
+                up: false,
+                since: None,
+            },
+            mode,
+        });
+        tracing::info!(call = n, %step, "ringing the supervisor");
+        self.monitor_shown(tenant, n, sup);
+        self.save(n);
+        Ok(step)
+    }
+
+    /// Rings the person a consultation or a listen-in (`role`, which names the call, the
+    /// tenant and the person) adds to a call, showing the call's caller and its
+    /// `X-Switchboard-*` headers with `extra`, with media on `socket` (bound to `port`): they
+    /// are busy for the queues while it rings, and it rings out after
+    /// [`DIRECT_ALERT_SECONDS`]. Their leg.
+    fn ring_into_call(
+        &mut self,
+        role: Leg,
+        extra: String,
+        (socket, port): (std::net::UdpSocket, u16),
+        now: Instant,
+    ) -> Result<UaCall, String> {
+        let (Leg::Consult {
+            call: n,
+            tenant,
+            agent: person,
+        }
+        | Leg::Monitor {
+            call: n,
+            tenant,
+            agent: person,
+        }) = role
+        else {
+            return Err("only a consultation or a listen-in rings into a call".into());
+        };
+        let c = self.calls.get(&n).ok_or("the call is over")?;
+        let headers = vec![
+            format!("X-Switchboard-Call: {}", c.id),
+            format!("X-Switchboard-Caller: {}", c.caller),
+            format!("X-Switchboard-Dialled: {}", c.dialled),
+            extra,
+        ];
+        let caller = c.caller.clone();
+        let leg = self.ring_person(tenant, person, &caller, headers, port, now)?;
+        self.sockets.insert(leg, socket);
+        self.legs.insert(leg, role);
+        self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            t.engine
+                .set_busy_elsewhere(person, Some(routing::CallId(n)), now);
+            if let Some(a) = t.agent_mut(person) {
+                a.ringing += 1;
+            }
+        });
+        self.timers.insert(
+            (
+                now + Duration::from_secs(DIRECT_ALERT_SECONDS),
+                Timer::RingOut(leg),
+            ),
+            (),
+        );
+        Ok(leg)
+    }
+
+    /// The supervisor on call `n` leaves it (`why`): their leg is hung up if it is still
+    /// there, and the call's parties hear each other as before.
+    fn monitor_drop(&mut self, n: u64, why: &str, now: Instant) {
+        let Some(leg) = self
+            .calls
+            .get(&n)
+            .and_then(|c| c.monitor.as_ref())
+            .map(|m| m.who.leg)
+        else {
+            return;
+        };
+        if self.legs.remove(&leg).is_some() {
+            self.relay.close(leg);
+            self.sockets.remove(&leg);
+            self.ua.hangup(leg, now);
+        }
+        self.monitor_over(n, why, now);
+    }
+
+    /// The supervisor's leg on call `n` ended (`why`): the record says so, they are free.
+    fn monitor_over(&mut self, n: u64, why: &str, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Some(m) = c.monitor.take() else {
+            return;
+        };
+        c.rec.steps.push(format!("{} left: {why}", m.who.upn));
+        let tenant = c.tenant;
+        self.consult_free(tenant, &m.who, now);
+        self.monitor_shown(tenant, u64::MAX, m.who.agent);
+        self.remix(n);
+        self.save(n);
+    }
+
+    /// What the supervisor `sup`'s own status shows of their part in call `n` (none when
+    /// `n` has no supervisor, e.g. `u64::MAX`).
+    fn monitor_shown(&mut self, tenant: usize, n: u64, sup: AgentId) {
+        let shown = self.calls.get(&n).and_then(|c| {
+            let m = c.monitor.as_ref()?;
+            Some(switchboard_api::Monitoring {
+                agent: c.rec.agent.clone().unwrap_or_default(),
+                mode: m.mode,
+                answered: m.who.up,
+            })
+        });
+        self.cc.with(|d| {
+            if let Some(a) = d.tenants[tenant].agent_mut(sup) {
+                a.monitoring = shown;
+            }
+        });
+        self.unannounced = true;
+    }
+
     /// Transfers call `n`, which `agent` talks on over `leg`, to `user@host` inside the
     /// tenant: the router carries it out (a REFER's NOTIFY says so, `by_refer`; otherwise the
     /// agent's leg is hung up) and never forwards a REFER. Anything outside the tenant is
@@ -4336,6 +4700,7 @@ impl Edge {
         by_refer: bool,
         now: Instant,
     ) {
+        self.monitor_drop(n, "the agent left the call", now);
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
@@ -4558,6 +4923,7 @@ impl Edge {
         (by_refer, keep_agent): (bool, bool),
         now: Instant,
     ) -> Option<String> {
+        self.monitor_drop(n, "the agent transferred the call", now);
         self.sockets.insert(far, socket);
         self.legs.insert(far, Leg::Far(n));
         Self::seize_trunk(&self.cc, tenant, j);
@@ -4840,6 +5206,17 @@ impl Edge {
 
     /// An offer rang out: cancel it, set the agent as the queue says, try the next.
     fn ring_out(&mut self, leg: UaCall, now: Instant) {
+        if let Some(Leg::Monitor { call, .. }) = self.legs.get(&leg).copied() {
+            if self
+                .calls
+                .get(&call)
+                .and_then(|c| c.monitor.as_ref())
+                .is_some_and(|m| m.who.leg == leg && !m.who.up)
+            {
+                self.monitor_drop(call, "did not answer", now);
+            }
+            return;
+        }
         if let Some(Leg::Consult { call, .. }) = self.legs.get(&leg).copied() {
             if self
                 .calls

@@ -191,6 +191,10 @@ pub fn app(state: AppState, config: &Config) -> axum::Router {
             "/v1/agents/{upn}/state",
             axum::routing::put(agents_http::set_agent_state),
         )
+        .route(
+            "/v1/agents/{upn}/monitor",
+            axum::routing::put(agents_http::monitor).delete(agents_http::stop_monitor),
+        )
         .route("/v1/trunks", get(agents_http::trunks))
         .route(
             "/v1/agents/me/transfer",

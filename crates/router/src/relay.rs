@@ -4,7 +4,8 @@
 //! plays one frame out of each leg's jitter buffer, and sends each leg one frame: a prompt or
 //! music when one plays to it, else what its peers said (each converted to its codec's rate
 //! and, in a conference of three or more, summed: every leg hears all the others but itself),
-//! else silence.
+//! else silence. Hearing need not go both ways: a supervisor listening in hears the call and
+//! nobody hears them ([`Relay::hear`]).
 //!
 //! Legs are always decoded and re-encoded, so two legs that share no codec (Opus ↔ PCMU)
 //! bridge like any others, and each side keeps its own sequence numbers, timestamps, SSRC and
@@ -27,7 +28,8 @@ use switchboard_sip::sdp::{Direction, Negotiated, NegotiatedCodec};
 /// A leg of a call, as the SIP side numbers them.
 pub type LegId = u64;
 
-/// The most legs in one conference: the mix costs a resampler per pair.
+/// The most legs in one conference: the mix costs a resampler per pair. A leg hears at most
+/// this many others.
 pub const MAX_CONFERENCE: usize = 8;
 
 /// The rate prompts and music are stored at.
@@ -59,6 +61,7 @@ enum Cmd {
     },
     Bridge(LegId, LegId),
     Conference(Vec<LegId>),
+    Hear(Vec<(LegId, Vec<LegId>)>),
     Unbridge(LegId),
     Play(LegId, Playlist),
     Close(LegId),
@@ -135,6 +138,14 @@ impl Relay {
     /// left out.
     pub fn conference(&self, legs: Vec<LegId>) {
         let _ = self.tx.send(Cmd::Conference(legs));
+    }
+
+    /// Who hears whom, one way: each leg named first hears exactly the legs listed with it
+    /// (at most [`MAX_CONFERENCE`]; more are left out) and nothing else, and is heard by no
+    /// leg outside the map. Legs the map does not name keep what they hear among
+    /// themselves.
+    pub fn hear(&self, map: Vec<(LegId, Vec<LegId>)>) {
+        let _ = self.tx.send(Cmd::Hear(map));
     }
 
     /// The leg hears its peers no more (and they no longer hear it; the others of a
@@ -282,38 +293,52 @@ impl Engine {
 
     /// Each of `legs` (the open ones, at most [`MAX_CONFERENCE`]) hears all the others.
     fn conference(&mut self, legs: &[LegId]) {
-        let mut members: Vec<(LegId, u32)> = Vec::new();
+        let mut members: Vec<LegId> = Vec::new();
         for id in legs {
-            if members.len() == MAX_CONFERENCE || members.iter().any(|(m, _)| m == id) {
-                continue;
-            }
-            if let Some(l) = self.legs.get(id) {
-                members.push((*id, l.rate));
+            if members.len() < MAX_CONFERENCE && !members.contains(id) && self.legs.contains_key(id)
+            {
+                members.push(*id);
             }
         }
-        for (id, _) in &members {
+        let map: Vec<(LegId, Vec<LegId>)> = members
+            .iter()
+            .map(|id| (*id, members.iter().copied().filter(|o| o != id).collect()))
+            .collect();
+        self.hear(&map);
+    }
+
+    /// Each leg of `map` hears exactly its list (the open legs of it, itself left out, at
+    /// most [`MAX_CONFERENCE`]), each converted to its rate.
+    fn hear(&mut self, map: &[(LegId, Vec<LegId>)]) {
+        for (id, _) in map {
             self.unbridge(*id);
         }
-        for (id, rate) in &members {
-            let peers = members
-                .iter()
-                .filter(|(other, _)| other != id)
-                .map(|(other, r)| (*other, Rate::new(*r, *rate)))
-                .collect();
+        for (id, list) in map {
+            let Some(rate) = self.legs.get(id).map(|l| l.rate) else {
+                continue;
+            };
+            let mut peers: Vec<(LegId, Rate)> = Vec::new();
+            for p in list {
+                if peers.len() == MAX_CONFERENCE || p == id || peers.iter().any(|(x, _)| x == p) {
+                    continue;
+                }
+                if let Some(other) = self.legs.get(p) {
+                    peers.push((*p, Rate::new(other.rate, rate)));
+                }
+            }
             if let Some(l) = self.legs.get_mut(id) {
                 l.peers = peers;
             }
         }
     }
 
+    /// The leg hears nobody and nobody hears it (hearing may go one way, so every leg is
+    /// looked at).
     fn unbridge(&mut self, leg: LegId) {
-        let peers = self
-            .legs
-            .get_mut(&leg)
-            .map(|l| std::mem::take(&mut l.peers))
-            .unwrap_or_default();
-        for (p, _) in peers {
-            if let Some(l) = self.legs.get_mut(&p) {
+        for (id, l) in self.legs.iter_mut() {
+            if *id == leg {
+                l.peers.clear();
+            } else {
                 l.peers.retain(|(x, _)| *x != leg);
             }
         }
@@ -560,6 +585,7 @@ fn run(
                 }
                 Cmd::Bridge(a, b) => engine.bridge(a, b),
                 Cmd::Conference(legs) => engine.conference(&legs),
+                Cmd::Hear(map) => engine.hear(&map),
                 Cmd::Unbridge(l) => engine.unbridge(l),
                 Cmd::Play(l, list) => engine.play(l, list),
                 Cmd::Close(l) => {
@@ -659,6 +685,18 @@ mod tests {
         })
     }
 
+    /// The share of `hz` in `pcm` (at `rate`): the median over 100 ms windows, so that a
+    /// window or two concealed (digits carry no audio; a test machine under load delays a
+    /// packet) does not decide it.
+    fn median_share(pcm: &[i16], rate: u32, hz: f64) -> f64 {
+        let mut shares: Vec<f64> = pcm
+            .chunks(rate as usize / 10)
+            .map(|w| energy_share(w, rate, hz))
+            .collect();
+        shares.sort_by(f64::total_cmp);
+        shares.get(shares.len() / 2).copied().unwrap_or(0.0)
+    }
+
     #[test]
     fn opus_and_pcmu_legs_hear_each_other_through_the_bridge() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -677,17 +715,10 @@ mod tests {
         // The second half: past the jitter buffers' start.
         let tail_a = &heard_a[heard_a.len() / 2..];
         let tail_b = &heard_b[heard_b.len() / 2..];
-        // The median over 100 ms windows: a window or two concealed (the digits sent half-way
-        // carry no audio; a test machine under load delays a packet) does not decide it.
-        let median = |pcm: &[i16], rate: usize, hz: f64| {
-            let mut shares: Vec<f64> = pcm
-                .chunks(rate / 10)
-                .map(|w| energy_share(w, rate as u32, hz))
-                .collect();
-            shares.sort_by(f64::total_cmp);
-            shares.get(shares.len() / 2).copied().unwrap_or(0.0)
-        };
-        let (a_hears_b, b_hears_a) = (median(tail_a, 48_000, 1000.0), median(tail_b, 8_000, 440.0));
+        let (a_hears_b, b_hears_a) = (
+            median_share(tail_a, 48_000, 1000.0),
+            median_share(tail_b, 8_000, 440.0),
+        );
         assert!(
             a_hears_b > 0.5,
             "the Opus phone hears the PCMU phone's 1 kHz: {a_hears_b:.2}"
@@ -745,22 +776,71 @@ mod tests {
             let heard = t.join().unwrap();
             let rate = codec.clock_rate();
             let tail = &heard[heard.len() / 2..];
-            let share = |hz: f64| {
-                let mut s: Vec<f64> = tail
-                    .chunks(rate as usize / 10)
-                    .map(|w| energy_share(w, rate, hz))
-                    .collect();
-                s.sort_by(f64::total_cmp);
-                s.get(s.len() / 2).copied().unwrap_or(0.0)
-            };
             for (j, hz) in tones.iter().enumerate() {
-                let got = share(*hz);
+                let got = median_share(tail, rate, *hz);
                 if i == j {
                     assert!(got < 0.1, "phone {i} hears its own {hz} Hz: {got:.2}");
                 } else {
                     assert!(got > 0.2, "phone {i} hears phone {j}'s {hz} Hz: {got:.2}");
                 }
             }
+        }
+    }
+
+    /// A supervisor's leg listening in: it hears the caller and the agent, who hear each
+    /// other and not it; whispering, the agent hears it too and the caller still does not.
+    #[test]
+    fn hearing_goes_one_way_for_a_supervisor_listening_in_or_whispering() {
+        for whisper in [false, true] {
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let relay = Relay::start(tx).unwrap();
+            let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
+            let codecs = [(Codec::Pcmu, 0), (Codec::Opus, 111), (Codec::Pcma, 8)];
+            // The caller (1), the agent (2), the supervisor (3).
+            let tones = [440.0, 1000.0, 700.0];
+            let mut threads = Vec::new();
+            for (i, (codec, pt)) in codecs.into_iter().enumerate() {
+                let (leg, phone_socket) = (bind(), bind());
+                let to = leg.local_addr().unwrap();
+                relay.open(
+                    1 + i as u64,
+                    leg,
+                    &plain(codec, phone_socket.local_addr().unwrap()),
+                );
+                threads.push((codec, phone(phone_socket, codec, pt, to, tones[i], 100)));
+            }
+            relay.bridge(1, 2);
+            let agent_hears = if whisper { vec![1, 3] } else { vec![1] };
+            relay.hear(vec![(1, vec![2]), (2, agent_hears), (3, vec![1, 2])]);
+            let mut shares = Vec::new();
+            for (codec, t) in threads {
+                let heard = t.join().unwrap();
+                let rate = codec.clock_rate();
+                let tail = &heard[heard.len() / 2..];
+                shares.push(tones.map(|hz| median_share(tail, rate, hz)));
+            }
+            let [caller, agent, supervisor] = [&shares[0], &shares[1], &shares[2]];
+            assert!(caller[1] > 0.5, "the caller hears the agent: {caller:?}");
+            assert!(
+                caller[2] < 0.05,
+                "the caller never hears the supervisor: {caller:?}"
+            );
+            assert!(agent[0] > 0.2, "the agent hears the caller: {agent:?}");
+            if whisper {
+                assert!(
+                    agent[2] > 0.2,
+                    "whispered to, the agent hears the supervisor: {agent:?}"
+                );
+            } else {
+                assert!(
+                    agent[2] < 0.05,
+                    "listened in on, the agent does not: {agent:?}"
+                );
+            }
+            assert!(
+                supervisor[0] > 0.2 && supervisor[1] > 0.2,
+                "the supervisor hears both: {supervisor:?}"
+            );
         }
     }
 

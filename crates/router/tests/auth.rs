@@ -771,6 +771,77 @@ async fn call_records_and_queues_stay_within_their_organisation() {
         let r = set(upn, token, body.clone()).await.unwrap();
         assert_eq!(r.status(), want, "{upn} {body}");
     }
+    // Listening in: Supervisors of the agent's own tenant, as themselves, with a phone of
+    // theirs in that tenant (this supervisor has none); an agent may not.
+    let listen = |upn: &str, token: &str, body: Option<Value>| {
+        let url = format!("{}/v1/agents/{upn}/monitor", s.base);
+        let http = reqwest::Client::new();
+        match body {
+            Some(b) => http.put(url).bearer_auth(token).json(&b),
+            None => http.delete(url).bearer_auth(token),
+        }
+        .send()
+    };
+    let quiet = json!({ "mode": "listen" });
+    for (upn, token, body, want) in [
+        (
+            "ann@fabrikam.example",
+            &supervisor,
+            Some(quiet.clone()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &agent,
+            Some(quiet.clone()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &supervisor,
+            Some(json!({ "mode": "listen", "supervisor": "ann@fabrikam.example" })),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &supervisor,
+            Some(json!({ "mode": "shout" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &supervisor,
+            Some(quiet.clone()),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &supervisor,
+            None,
+            StatusCode::CONFLICT,
+        ),
+        (
+            "AdeleV@contoso.example",
+            &agent,
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let r = listen(upn, token, body.clone()).await.unwrap();
+        let st = r.status();
+        let problem: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(st, want, "{upn} {body:?}: {problem}");
+    }
+    let r = listen("AdeleV@contoso.example", &supervisor, Some(quiet))
+        .await
+        .unwrap();
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("has no phone in this agent's organisation")),
+        "{problem}"
+    );
     // An agent reads no records, reports, trunks, board or configuration.
     let contoso_agents = "/v1/config/tenants/contoso/agents";
     for path in [

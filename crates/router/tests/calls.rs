@@ -2680,14 +2680,7 @@ fn blocks_with(c: &Center, name: &str, hz: f64, share: f64) -> usize {
 /// [`blocks_with`] of the recording at `path`.
 fn blocks_in(path: &Path, hz: f64, share: f64) -> usize {
     let (samples, rate) = read_mono(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    samples
-        .chunks_exact(rate as usize / 20)
-        .filter(|b| {
-            let rms =
-                (b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / b.len() as f64).sqrt();
-            rms >= 100.0 && tone::energy_share(b, rate, hz) >= share
-        })
-        .count()
+    tone::blocks_holding(&samples, rate, hz, share)
 }
 
 /// Adele, on a caller's call, consults her colleague Alex (the caller hears music, not them)
@@ -3006,6 +2999,162 @@ async fn an_agent_brings_two_people_into_a_group_call_and_leaves_it_to_them() {
         assert_ne!(st["state"], "on_call", "{st}");
     }
     c.router.stop().await.unwrap();
+}
+
+/// `PUT` or `DELETE /v1/agents/{upn}/monitor` as supervisor `sup` (none: no body); the
+/// status and the body.
+async fn monitor(d: &Desk, upn: &str, sup: Option<&str>, mode: Option<&str>) -> (u16, Value) {
+    let url = format!("{}/v1/agents/{upn}/monitor", d.base);
+    let r = match mode {
+        Some(mode) => {
+            let mut body = serde_json::json!({ "mode": mode });
+            if let Some(s) = sup {
+                body["supervisor"] = s.into();
+            }
+            d.http.put(url).json(&body).send().await.unwrap()
+        }
+        None => d.http.delete(url).send().await.unwrap(),
+    };
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Megan, as a supervisor, listens in on Adele's call (she hears both, nobody hears her),
+/// then whispers to Adele (Adele hears her, the caller does not), then barges in (the caller
+/// hears her too), then stops; the caller and Adele talk on. The refusals first: no
+/// supervisor named, Adele on her own call, Alex with no call, a mode that is none, nobody to
+/// stop, and a second supervisor while Megan is on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_listens_in_then_whispers_then_barges_in() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{CONSULT}")).await;
+    let (adele, alex, megan) = consult_cast(&c, 30).await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        const MEGAN: &str = "megan@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let mut refused = vec![
+            monitor(&d, ADELE, None, Some("listen")).await.0,
+            monitor(&d, ADELE, Some(ADELE), Some("listen")).await.0,
+            monitor(&d, "alex@contoso.example", Some(MEGAN), Some("listen"))
+                .await
+                .0,
+            monitor(&d, ADELE, Some(MEGAN), Some("shout")).await.0,
+            monitor(&d, ADELE, None, None).await.0,
+        ];
+        let mut steps = vec![monitor(&d, ADELE, Some(MEGAN), Some("listen")).await];
+        let mut on = d.me(MEGAN).await;
+        for _ in 0..100 {
+            if on["monitoring"]["answered"] == true {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            on = d.me(MEGAN).await;
+        }
+        refused.push(
+            monitor(&d, ADELE, Some("alex@contoso.example"), Some("barge"))
+                .await
+                .0,
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        steps.push(monitor(&d, ADELE, Some(MEGAN), Some("whisper")).await);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        steps.push(monitor(&d, ADELE, Some(MEGAN), Some("barge")).await);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        steps.push(monitor(&d, ADELE, None, None).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (refused, steps, on, d.me(MEGAN).await, d.me(ADELE).await)
+    });
+    let (ok, ev) = c.call("+18005550100", 24, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (refused, steps, on, megan_after, adele_after) = desk.await.unwrap();
+    assert_eq!(
+        refused,
+        vec![404, 422, 409, 422, 409, 409],
+        "no supervisor named; her own call; no call; no such mode; nobody to stop; one supervisor at a time"
+    );
+    for (st, body) in &steps {
+        assert_eq!(*st, 200, "{body}");
+    }
+    let steps: Vec<&str> = steps
+        .iter()
+        .filter_map(|(_, b)| b["step"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "megan@contoso.example listens in on adele@contoso.example",
+            "megan@contoso.example whispers to adele@contoso.example",
+            "megan@contoso.example barges in on adele@contoso.example's call",
+            "megan@contoso.example left: stopped",
+        ]
+    );
+    assert_eq!(on["state"], "on_call", "{on}");
+    assert_eq!(on["monitoring"]["agent"], "adele@contoso.example", "{on}");
+    assert_eq!(on["monitoring"]["mode"], "listen", "{on}");
+    assert!(megan_after["monitoring"].is_null(), "{megan_after}");
+    assert_ne!(megan_after["state"], "on_call", "{megan_after}");
+    assert_eq!(adele_after["state"], "on_call", "{adele_after}");
+    all_established_but_alex(adele, alex, megan).await;
+    // Who heard Megan (50 ms blocks): the caller only while she barged in (3 s), Adele
+    // while she whispered and barged in (8 s), never while she listened (5 s); Megan heard
+    // both all along (13 s).
+    let heard = |name: &str, hz: f64| blocks_with(&c, name, hz, 0.15);
+    let (caller_megan, adele_megan, megan_caller, megan_adele, caller_adele) = (
+        heard("heard.wav", MEGAN_HZ),
+        heard("adele.wav", MEGAN_HZ),
+        heard("megan.wav", CALLER_HZ),
+        heard("megan.wav", AGENT_HZ),
+        heard("heard.wav", AGENT_HZ),
+    );
+    eprintln!("blocks heard: caller←Megan {caller_megan}, Adele←Megan {adele_megan}, Megan←caller {megan_caller}, Megan←Adele {megan_adele}, caller←Adele {caller_adele}");
+    assert!(
+        (15..110).contains(&caller_megan),
+        "the caller heard Megan only while she barged in (about 60): {caller_megan}"
+    );
+    assert!(
+        (80..230).contains(&adele_megan),
+        "Adele heard Megan while she whispered and barged in (about 160), not while she listened: {adele_megan}"
+    );
+    assert!(megan_caller > 150, "Megan heard the caller: {megan_caller}");
+    assert!(megan_adele > 150, "Megan heard Adele: {megan_adele}");
+    assert!(caller_adele > 200, "the caller heard Adele: {caller_adele}");
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(r["agent"], "adele@contoso.example", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "megan@contoso.example listens in on adele@contoso.example",
+            "megan@contoso.example answered to listen in",
+            "megan@contoso.example whispers to adele@contoso.example",
+            "megan@contoso.example barges in on adele@contoso.example's call",
+            "megan@contoso.example left: stopped"
+        ]),
+        "{r}"
+    );
+    c.router.stop().await.unwrap();
+}
+
+/// Waits for the three headless agents to end: Adele and Megan had a call, Alex none
+/// (his process is stopped).
+async fn all_established_but_alex(adele: Child, mut alex: Child, megan: Child) {
+    let _ = alex.kill();
+    let _ = alex.wait();
+    let (adele, megan) = (
+        finish(adele, Duration::from_secs(5)).await,
+        finish(megan, Duration::from_secs(5)).await,
+    );
+    for (who, ev) in [("Adele", &adele), ("Megan", &megan)] {
+        assert!(
+            ev.iter().any(|e| e["event"] == "established"),
+            "{who}: {ev:?}"
+        );
+    }
 }
 
 const OUTBOUND: &str = r#"

@@ -27,7 +27,9 @@
 //! queue call rings the window unanswered until the router sets the agent Not ready ("missed
 //! call"), which the window's state follows, and the agent goes Ready again; from the board the
 //! second colleague is put on a break and this agent on coaching (the window follows the
-//! router's announcement), then Ready.
+//! router's announcement), then Ready; last, the agent listens in on the colleague's queue
+//! call from the board (the window is rung, answers and hears the call), barges in (the
+//! caller hears the window) and stops.
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -115,6 +117,14 @@ fn heard(path: &std::path::Path, hz: f64, other: f64, min_loud: usize, what: &st
         bail!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
     }
     Ok(())
+}
+
+/// The 50 ms blocks of `path` that are loud and hold at least `share` of their energy at
+/// `hz` (a tone among others in a mix holds about its part).
+fn blocks_with(path: &std::path::Path, hz: f64, share: f64) -> Result<usize> {
+    use switchboard_media::{tone, wav::read_mono};
+    let (samples, rate) = read_mono(path).with_context(|| format!("{}", path.display()))?;
+    Ok(tone::blocks_holding(&samples, rate, hz, share))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -629,6 +639,104 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         screenshot(&c, "phone-board-set.png").await?;
         choose(&c, &set_state(AGENT), "ready").await?;
         wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "ready").await?;
+
+        // 16. Listening in from the board: this agent goes Not ready, a caller reaches the
+        //     colleague through the general queue (key 0), and the agent listens in on her
+        //     call from the board. The router rings the window, which says what the call is;
+        //     answered, the window hears the call (the caller's 440 Hz); then it barges in
+        //     (the caller hears the window's 1000 Hz microphone) and stops; the caller and
+        //     the colleague talk on.
+        choose(&c, r#"[data-testid="work-state"]"#, "not_ready:coaching").await?;
+        eventually("the agent Not ready, the colleague Ready", WAIT, || async {
+            let me = status(http.clone(), base.clone()).await?;
+            let her = status_of(http.clone(), base.clone(), COLLEAGUE).await?;
+            Ok((me["state"] == "not_ready" && her["state"] == "ready").then_some(()))
+        })
+        .await?;
+        let _mic = pulse.play("sb_mic", &mic_tone)?;
+        let caller_heard = work.path().join("caller-listened-in.wav");
+        let mut cmd = Command::new(our_binary("switchboard-agent")?);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "40"])
+            .args(["--user", CALLER, "--dtmf", "0", "--codec", "pcmu"])
+            .args(["--hangup-after", "30"])
+            .arg("--play")
+            .arg(&tone)
+            .arg("--record")
+            .arg(&caller_heard);
+        let caller = tokio::task::spawn_blocking(move || cmd.output());
+        eventually("the colleague on the caller's call", WAIT, || async {
+            let st = status_of(http.clone(), base.clone(), COLLEAGUE).await?;
+            Ok((st["state"] == "on_call").then_some(()))
+        })
+        .await?;
+        let row = format!(r#"[data-testid="board-agent"][data-upn="{COLLEAGUE}"]"#);
+        let monitor = format!(r#"{row} [data-testid="board-monitor"]"#);
+        choose(&c, &monitor, "listen").await?;
+        wait_text(
+            &c,
+            r#"[data-testid="incoming-monitor"]"#,
+            &format!("Listen in on {COLLEAGUE}"),
+        )
+        .await?;
+        wait_text(
+            &c,
+            &format!(r#"{row} [data-testid="board-monitor-note"]"#),
+            "answer it",
+        )
+        .await?;
+        screenshot(&c, "phone-listen-in-ringing.png").await?;
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        wait_text(&c, r#"[data-testid="in-call-monitor"]"#, "Supervisor").await?;
+        let listened = work.path().join("window-listened-in.wav");
+        let speaker = pulse.record("sb_speaker", &listened)?;
+        let monitored = format!(r#"{row} [data-testid="board-agent-monitored"]"#);
+        wait_text(&c, &monitored, "listening in").await?;
+        screenshot(&c, "phone-listen-in.png").await?;
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        speaker.stop();
+        heard(
+            &listened,
+            CALLER_HZ,
+            WINDOW_HZ,
+            20,
+            "the window heard the call it listens in on",
+        )?;
+        choose(&c, &monitor, "barge").await?;
+        wait_attr(&c, &monitored, "data-mode", "barge").await?;
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        choose(&c, &monitor, "stop").await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        gone(&c, &monitored).await?;
+        let out = caller
+            .await
+            .context("the caller's thread")?
+            .context("the caller")?;
+        assert!(
+            out.status.success(),
+            "caller: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let barged = blocks_with(&caller_heard, WINDOW_HZ, 0.2)?;
+        eprintln!("the caller heard the window in {barged} blocks of 50 ms");
+        if !(20..=140).contains(&barged) {
+            bail!("the caller heard the window only while it barged in (about 80 blocks): {barged}");
+        }
+        let listened_rec = eventually("the record of the call listened in on", WAIT, || async {
+            let recs = records(http.clone(), base.clone()).await?;
+            Ok(recs.into_iter().find(|r| {
+                r["steps"].to_string().contains("listens in on") && r["ended_at"].is_string()
+            }))
+        })
+        .await?;
+        let steps = listened_rec["steps"].to_string();
+        for step in [
+            format!("{AGENT} listens in on {COLLEAGUE}"),
+            format!("{AGENT} barges in on {COLLEAGUE}'s call"),
+            format!("{AGENT} left: stopped"),
+        ] {
+            assert!(steps.contains(&step), "{step}: {listened_rec}");
+        }
         anyhow::Ok(())
     }
     .await;

@@ -12,6 +12,7 @@ import type {
   DirectoryQuery,
   IpcError,
   MicLevel,
+  MonitorMode,
   Person,
   PhoneSettings,
   PhoneSettingsView,
@@ -145,6 +146,8 @@ export const supervisorBoard = (): Promise<SupervisorBoard> => call("supervisor_
 /** From the board: an agent Ready, or Not ready for a reason (Supervisors and Admins). */
 export const supervisorSetState = (upn: string, state: "ready" | "not_ready", reason: string | null): Promise<void> =>
   call("supervisor_set_state", { upn, state, reason });
+/** From the board: listen in on an agent's call, whisper or barge in, or stop (null); this phone is rung first. The router's step. */
+export const supervisorMonitor = (upn: string, mode: MonitorMode | null): Promise<string> => call("supervisor_monitor", { upn, mode });
 /** The agent's calls (the router's records and the phone's own), newest first. */
 export const phoneHistory = (limit: number | null): Promise<HistoryEntry[]> => call("phone_history", { limit });
 export const phoneAnswer = (callId: number): Promise<void> => call("phone_answer", { call: callId });

@@ -31,6 +31,8 @@ export type { PhoneProblem } from "./bindings/PhoneProblem";
 export type { CallQuality } from "./bindings/CallQuality";
 export type { ConsultStep } from "./bindings/ConsultStep";
 export type { ConsultStatus } from "./bindings/ConsultStatus";
+export type { MonitorMode } from "./bindings/MonitorMode";
+export type { Monitoring } from "./bindings/Monitoring";
 export type { ConsultState } from "./bindings/ConsultState";
 export type { HistoryEntry } from "./bindings/HistoryEntry";
 export type { TransferTargets } from "./bindings/TransferTargets";

@@ -36,6 +36,7 @@ const status = (over: Partial<AgentStatus> = {}): AgentStatus => ({
   dispositions: [],
   consult: null,
   wrap_up_seconds_left: null,
+  monitoring: null,
   ...over,
 });
 
@@ -62,7 +63,7 @@ describe("the supervisors' board", () => {
   beforeEach(() => setLanguage("en"));
 
   it("shows every queue's figures and every agent's state, reason, time in state and call", async () => {
-    const api = { supervisorBoard: vi.fn(async () => board()), supervisorSetState: vi.fn(async () => {}) };
+    const api = { supervisorBoard: vi.fn(async () => board()), supervisorSetState: vi.fn(async () => {}), supervisorMonitor: vi.fn(async () => "") };
     render(Board, { api });
     const rows = await screen.findAllByTestId("board-queue");
     expect(rows.map((r) => r.getAttribute("data-name"))).toEqual(["billing", "orders"]);
@@ -86,7 +87,7 @@ describe("the supervisors' board", () => {
   });
 
   it("filters agents by name, address, state or reason", async () => {
-    const api = { supervisorBoard: vi.fn(async () => board()), supervisorSetState: vi.fn(async () => {}) };
+    const api = { supervisorBoard: vi.fn(async () => board()), supervisorSetState: vi.fn(async () => {}), supervisorMonitor: vi.fn(async () => "") };
     render(Board, { api });
     await screen.findAllByTestId("board-agent");
     await fireEvent.input(screen.getByTestId("board-search"), { target: { value: "missed" } });
@@ -99,7 +100,7 @@ describe("the supervisors' board", () => {
     vi.useFakeTimers();
     try {
       let n = 0;
-      const api = { supervisorBoard: vi.fn(async () => board({ queues: [queue({ waiting: n++ })] })), supervisorSetState: vi.fn(async () => {}) };
+      const api = { supervisorBoard: vi.fn(async () => board({ queues: [queue({ waiting: n++ })] })), supervisorSetState: vi.fn(async () => {}), supervisorMonitor: vi.fn(async () => "") };
       render(Board, { api });
       await vi.advanceTimersByTimeAsync(0);
       expect(screen.getAllByTestId("board-queue-waiting")[0]!.textContent).toBe("0");
@@ -115,7 +116,7 @@ describe("the supervisors' board", () => {
 
   it("says plainly that the board is for Supervisors when the router refuses, in English and Chinese", async () => {
     const refused: IpcError = { code: "router_forbidden", message: "403 Forbidden: …" };
-    const api = { supervisorBoard: vi.fn(async () => Promise.reject(refused)), supervisorSetState: vi.fn(async () => {}) };
+    const api = { supervisorBoard: vi.fn(async () => Promise.reject(refused)), supervisorSetState: vi.fn(async () => {}), supervisorMonitor: vi.fn(async () => "") };
     render(Board, { api });
     expect((await screen.findByTestId("board-error")).textContent).toContain("Supervisor role");
     setLanguage("zh-CN");
@@ -127,6 +128,7 @@ describe("the supervisors' board", () => {
     const api = {
       supervisorBoard: vi.fn(async () => board()),
       supervisorSetState: vi.fn(async () => {}),
+      supervisorMonitor: vi.fn(async () => ""),
     };
     render(Board, { api });
     const rows = await screen.findAllByTestId("board-agent");
@@ -144,6 +146,56 @@ describe("the supervisors' board", () => {
     const third = screen.getAllByTestId("board-agent")[1]!.querySelector('[data-testid="board-set-state"]') as HTMLSelectElement;
     await fireEvent.change(third, { target: { value: "not_ready:break" } });
     expect((await screen.findByTestId("board-set-error")).textContent).toContain("not an agent");
+  });
+
+  it("listens in on an on-call agent, whispers, barges in and stops from their row", async () => {
+    const megan = (mode: "listen" | "whisper" | "barge", answered: boolean) =>
+      agent("Megan Bowen", { agent: "MeganB@contoso.example", state: "on_call", monitoring: { agent: "AdeleV@contoso.example", mode, answered } });
+    let current: BoardAgent | null = null;
+    const api = {
+      supervisorBoard: vi.fn(async () => {
+        const b = board();
+        if (current) b.agents.push(current);
+        return b;
+      }),
+      supervisorSetState: vi.fn(async () => {}),
+      supervisorMonitor: vi.fn(async () => "step"),
+    };
+    render(Board, { api });
+    const rows = await screen.findAllByTestId("board-agent");
+    // Only agents on a call can be listened in on.
+    expect(rows.map((r) => r.querySelector('[data-testid="board-monitor"]') !== null)).toEqual([true, false, false, false]);
+    const pick = () => screen.getAllByTestId("board-agent")[0]!.querySelector('[data-testid="board-monitor"]') as HTMLSelectElement;
+    expect(Array.from(pick().options).map((o) => o.value)).toEqual(["", "listen", "whisper", "barge"]);
+    current = megan("listen", false);
+    await fireEvent.change(pick(), { target: { value: "listen" } });
+    expect(api.supervisorMonitor).toHaveBeenLastCalledWith("AdeleV@contoso.example", "listen");
+    // Their phone rings: the row says so, and how to go on.
+    expect((await screen.findByTestId("board-monitor-note")).textContent).toContain("answer it to listen in");
+    expect(screen.getByTestId("board-agent-monitored").textContent).toContain("ringing Megan Bowen");
+    current = megan("listen", true);
+    // The board's next read (every 2 s) finds her phone answered.
+    await vi.waitFor(() => expect(screen.getByTestId("board-agent-monitored").textContent).toContain("Megan Bowen listening in"), { timeout: 3000 });
+    expect(screen.queryByTestId("board-monitor-note")).toBeNull();
+    // The supervisor's own row says whose call they are on and offers no listen-in.
+    const own = screen.getAllByTestId("board-agent")[4]!;
+    expect(own.querySelector('[data-testid="board-agent-monitoring"]')!.textContent).toContain("on Adele Vance's call");
+    expect(own.querySelector('[data-testid="board-monitor"]')).toBeNull();
+    await vi.waitFor(() => expect(Array.from(pick().options).map((o) => o.value)).toEqual(["", "whisper", "barge", "stop"]));
+    current = megan("whisper", true);
+    await fireEvent.change(pick(), { target: { value: "whisper" } });
+    expect(api.supervisorMonitor).toHaveBeenLastCalledWith("AdeleV@contoso.example", "whisper");
+    await vi.waitFor(() => expect(screen.getByTestId("board-agent-monitored").getAttribute("data-mode")).toBe("whisper"));
+    current = null;
+    await fireEvent.change(pick(), { target: { value: "stop" } });
+    expect(api.supervisorMonitor).toHaveBeenLastCalledWith("AdeleV@contoso.example", null);
+    await vi.waitFor(() => expect(screen.queryByTestId("board-agent-monitored")).toBeNull());
+    // A refusal is said on the row, in Chinese too.
+    api.supervisorMonitor.mockImplementationOnce(async () => Promise.reject({ code: "router_refused", message: "409: your phone cannot take a call now" }));
+    await fireEvent.change(pick(), { target: { value: "barge" } });
+    expect(await screen.findByTestId("board-set-error")).toBeTruthy();
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(pick().getAttribute("aria-label")).toBe("监听 Adele Vance 的通话"));
   });
 
   it("sums and shows figures", () => {

@@ -4,7 +4,7 @@ import Phone from "./Phone.svelte";
 import { setLanguage } from "../i18n/index.svelte";
 import type { CallView, PhoneView, WrapUpView } from "../ipc";
 import { targets } from "./fixtures.test-data";
-import { charCount, clock, countdown, secondsLeft, shortcutOf, type PhoneApi } from "./phone";
+import { charCount, clock, countdown, monitorOffer, secondsLeft, shortcutOf, type PhoneApi } from "./phone";
 
 const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
   agent: "AdeleV@contoso.example",
@@ -31,7 +31,7 @@ const ringing = (over: Partial<CallView> = {}): CallView => ({
   id: 7,
   stage: "ringing",
   from: "<sip:+15551230000@127.0.0.1>",
-  offer: { queue: "billing", call_record: "c-1", caller: "+15551230000", dialled: "+18005550100", choices: "main:1", waited: 75 },
+  offer: { queue: "billing", call_record: "c-1", caller: "+15551230000", dialled: "+18005550100", choices: "main:1", waited: 75, monitor: null },
   ringing_since_unix_ms: Date.now() - 3000,
   answered_unix_ms: null,
   muted: false,
@@ -103,7 +103,7 @@ describe("the phone in the window", () => {
     const { api, push } = fakeApi(idle());
     render(Phone, { api });
     await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
-    const out = ringing({ id: 9, stage: "calling", outgoing: true, from: "", offer: { queue: null, call_record: null, caller: null, dialled: "MeganB", choices: null, waited: null } });
+    const out = ringing({ id: 9, stage: "calling", outgoing: true, from: "", offer: { queue: null, call_record: null, caller: null, dialled: "MeganB", choices: null, waited: null, monitor: null } });
     push(idle({ call: out }));
     expect((await screen.findByTestId("outgoing-status")).textContent).toBe("Calling MeganB…");
     expect(screen.queryByTestId("incoming")).toBeNull();
@@ -240,6 +240,19 @@ describe("the phone in the window", () => {
     setLanguage("zh-CN");
     await vi.waitFor(() => expect(screen.getByTestId("incoming").textContent).toContain("来电"));
     expect(screen.getByTestId("answer").textContent).toBe("接听");
+  });
+
+  it("says a call from the router to listen in on an agent is one, in English and Chinese", async () => {
+    const { api, push } = fakeApi(idle());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    push(idle({ call: ringing({ offer: { queue: null, call_record: "c-9", caller: "+15551230000", dialled: "+18005550100", choices: null, waited: null, monitor: "whisper adele@contoso.example" } }) }));
+    expect((await screen.findByTestId("incoming-monitor")).textContent).toBe("Whisper to adele@contoso.example");
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("incoming-monitor").textContent).toBe("对 adele@contoso.example 耳语"));
+    // Anything else in the header is not shown as a listen-in.
+    push(idle({ call: ringing({ offer: { queue: null, call_record: null, caller: null, dialled: null, choices: null, waited: null, monitor: "eavesdrop everyone" } }) }));
+    await vi.waitFor(() => expect(screen.queryByTestId("incoming-monitor")).toBeNull());
   });
 
   it("answers with Ctrl+Shift+A and rejects with Ctrl+Shift+H", async () => {
@@ -406,6 +419,15 @@ describe("phone helpers", () => {
     expect(shortcutOf(k("a", { shiftKey: false }))).toBeNull();
     expect(shortcutOf(k("a", { altKey: true }))).toBeNull();
     expect(shortcutOf(k("x"))).toBeNull();
+  });
+
+  it("reads the router's listen-in header and nothing else", () => {
+    expect(monitorOffer("listen adele@contoso.example")).toEqual({ mode: "listen", agent: "adele@contoso.example" });
+    expect(monitorOffer(" barge a@b ")).toEqual({ mode: "barge", agent: "a@b" });
+    expect(monitorOffer("listen")).toBeNull();
+    expect(monitorOffer("record adele@contoso.example")).toBeNull();
+    expect(monitorOffer("listen a b")).toBeNull();
+    expect(monitorOffer(null)).toBeNull();
   });
 
   it("formats a call's time", () => {

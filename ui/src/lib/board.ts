@@ -1,14 +1,28 @@
 // The supervisors' board's helpers: what it asks the shell, and how it sums and shows figures.
 import * as ipc from "../ipc";
-import type { BoardAgent, SupervisorBoard } from "../ipc";
+import type { BoardAgent, MonitorMode, SupervisorBoard } from "../ipc";
 
 /** What the board needs of the shell (a fake in tests). */
 export interface BoardApi {
   supervisorBoard: () => Promise<SupervisorBoard>;
   supervisorSetState: (upn: string, state: "ready" | "not_ready", reason: string | null) => Promise<void>;
+  /** Listen in, whisper or barge in on an agent's call (this phone is rung), or stop (null). */
+  supervisorMonitor: (upn: string, mode: MonitorMode | null) => Promise<string>;
 }
 
-export const shellBoard: BoardApi = { supervisorBoard: ipc.supervisorBoard, supervisorSetState: ipc.supervisorSetState };
+export const shellBoard: BoardApi = {
+  supervisorBoard: ipc.supervisorBoard,
+  supervisorSetState: ipc.supervisorSetState,
+  supervisorMonitor: ipc.supervisorMonitor,
+};
+
+/** The ways a supervisor takes part in a call, in the order the board offers them. */
+export const MONITOR_MODES: readonly MonitorMode[] = ["listen", "whisper", "barge"];
+
+/** Who on the board takes part in agent `upn`'s call as a supervisor, if anyone. */
+export function monitoredBy(b: SupervisorBoard, upn: string): BoardAgent | null {
+  return b.agents.find((a) => a.status.monitoring?.agent.toLowerCase() === upn.toLowerCase()) ?? null;
+}
 
 /** The line above the tables: callers waiting in all queues, and agents by what they can do. */
 export function boardSummary(b: SupervisorBoard): { waiting: number; ready: number; busy: number; away: number } {

@@ -89,6 +89,16 @@ export function todaysCalls(history: HistoryEntry[], day: Date): { calls: number
 }
 
 /** `m:ss` (or `h:mm:ss`) of a number of seconds. */
+/**
+ * What the router's `X-Switchboard-Monitor` says of a call it rings a supervisor with
+ * (`listen adele@contoso.example`): the mode and the agent, or null for anything else (it is
+ * only shown, never acted on).
+ */
+export function monitorOffer(v: string | null | undefined): { mode: "listen" | "whisper" | "barge"; agent: string } | null {
+  const m = /^(listen|whisper|barge) (\S+)$/.exec((v ?? "").trim());
+  return m ? { mode: m[1] as "listen" | "whisper" | "barge", agent: m[2]! } : null;
+}
+
 export function clock(seconds: number): string {
   const s = Math.max(0, Math.floor(seconds));
   const h = Math.floor(s / 3600);

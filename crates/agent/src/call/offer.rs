@@ -39,6 +39,10 @@ pub struct RouterOffer {
     pub choices: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waited: Option<u32>,
+    /// A supervisor's call to listen in on an agent's (`listen adele@contoso.example`,
+    /// `whisper …`, `barge …`): shown, so they know what they answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<String>,
 }
 
 impl RouterOffer {
@@ -59,6 +63,7 @@ impl RouterOffer {
             waited: get("X-Switchboard-Waited")
                 .and_then(|v| v.parse::<u32>().ok())
                 .filter(|s| *s <= 86_400),
+            monitor: get("X-Switchboard-Monitor"),
         }
     }
 
@@ -102,10 +107,11 @@ mod tests {
             ("x-switchboard-call", "c-42"),
             ("X-Other", "ignored"),
             ("X-Switchboard-Choices", "1,2"),
+            ("X-Switchboard-Monitor", "listen adele@contoso.example\r\n"),
         ]));
         assert_eq!(
             serde_json::to_value(&offer).unwrap(),
-            serde_json::json!({"queue": "billing", "call_record": "c-42", "choices": "1,2"})
+            serde_json::json!({"queue": "billing", "call_record": "c-42", "choices": "1,2", "monitor": "listen adele@contoso.example"})
         );
         assert!(!offer.is_empty());
         let empty = RouterOffer::from_headers(&h(&[("X-Switchboard-Queue", "\r\n")]));

@@ -6,4 +6,9 @@
  * the call arrived, at most a day), each when present and printable. Serialised, absent fields
  * are left out.
  */
-export type RouterOffer = { queue: string | null, call_record: string | null, caller: string | null, dialled: string | null, choices: string | null, waited: number | null, };
+export type RouterOffer = { queue: string | null, call_record: string | null, caller: string | null, dialled: string | null, choices: string | null, waited: number | null, 
+/**
+ * A supervisor's call to listen in on an agent's (`listen adele@contoso.example`,
+ * `whisper …`, `barge …`): shown, so they know what they answer.
+ */
+monitor: string | null, };
