@@ -163,6 +163,29 @@ async fn supervisor_board(agent: State<'_, Agent>) -> Result<SupervisorBoard, Ip
     Ok(agent.desk().board().await?)
 }
 
+/// A call rings in: an OS notification (who calls, and what the router said of the call, in
+/// the person's language) and the window asks for attention, beside its own pop-up. Where the
+/// desktop has no notification service, the pop-up alone says it.
+fn tell_ringing(app: &tauri::AppHandle, call: &switchboard_agent::desk::CallView) {
+    use tauri_plugin_notification::NotificationExt;
+    let language = app.state::<Agent>().settings().language;
+    let notice = switchboard_agent::notice::ringing(call, language);
+    if let Err(e) = app
+        .notification()
+        .builder()
+        .title(&notice.title)
+        .body(&notice.body)
+        .show()
+    {
+        tracing::warn!(error = %e, "cannot show the notification of a ringing call");
+    }
+    if let Some(w) = app.get_webview_window("main") {
+        if let Err(e) = w.request_user_attention(Some(tauri::UserAttentionType::Critical)) {
+            tracing::debug!(error = %e, "cannot ask for attention to the ringing call");
+        }
+    }
+}
+
 /// From the board: listen in on an agent's call, whisper to them or barge in (`mode`), or
 /// stop (none); the router rings this person's phone first. The router's step.
 #[tauri::command]
@@ -600,6 +623,7 @@ pub fn run() {
         .init();
 
     let result = tauri::Builder::default()
+        .plugin(tauri_plugin_notification::init())
         .setup(|app| {
             let store = SettingsStore::for_current_user()?;
             tracing::info!(settings = %store.path().display(), "starting");
@@ -616,8 +640,18 @@ pub fn run() {
             app.manage(PhoneKick::default());
             let to_window = app.handle().clone();
             tauri::async_runtime::spawn(async move {
+                // The call last told to the OS: each call rings there once.
+                let mut told = None;
                 loop {
                     let v = phone.borrow_and_update().clone();
+                    if let Some(call) = v.call.as_ref().filter(|c| {
+                        c.stage == switchboard_agent::desk::CallStage::Ringing && !c.outgoing
+                    }) {
+                        if told != Some(call.id) {
+                            told = Some(call.id);
+                            tell_ringing(&to_window, call);
+                        }
+                    }
                     if let Err(e) = to_window.emit(PHONE_EVENT, v) {
                         tracing::warn!(error = %e, "cannot send the phone's state to the window");
                     }

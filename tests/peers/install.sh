@@ -9,11 +9,12 @@ source "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib.sh"
 # proxy, tests/peers/teams), baresip (SIP phone), SIPp (scenarios and
 # load), PulseAudio (null sink for cpal), sox (tone files), iproute2 (netns + tc netem for
 # impairment tests), gnome-keyring on a private D-Bus session bus with libsecret's secret-tool
-# (the token cache's key in a real Secret Service), WebKitWebDriver and Xvfb (the desktop
+# (the token cache's key in a real Secret Service), dunst (a notification server: the window's
+# notice of a ringing call) watched with dbus-monitor, WebKitWebDriver and Xvfb (the desktop
 # window tests).
 PEER_PACKAGES=(kamailio kamailio-extra-modules kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils
     libasound2-plugins sox iproute2 dbus-daemon dbus-session-bus-common gnome-keyring
-    libsecret-tools
+    libsecret-tools dunst dbus-bin
     "${SB_TEST_PACKAGES[@]}")
 apt_install "${PEER_PACKAGES[@]}"
 

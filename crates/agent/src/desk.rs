@@ -398,14 +398,20 @@ pub fn state_change(
     ready: bool,
     reason: Option<String>,
 ) -> AgentStateChange {
+    let (state, reason) = requested(ready, reason);
     AgentStateChange {
         agent,
-        state: if ready {
-            RequestedState::Ready
-        } else {
-            RequestedState::NotReady
-        },
-        reason: if ready { None } else { reason },
+        state,
+        reason,
+    }
+}
+
+/// Ready (no reason), or Not ready for `reason`, as the router's API asks for them.
+fn requested(ready: bool, reason: Option<String>) -> (RequestedState, Option<String>) {
+    if ready {
+        (RequestedState::Ready, None)
+    } else {
+        (RequestedState::NotReady, reason)
     }
 }
 
@@ -553,14 +559,8 @@ impl AgentApi {
         ready: bool,
         reason: Option<String>,
     ) -> Result<AgentStatus, DeskError> {
-        let body = switchboard_api::AgentStateSet {
-            state: if ready {
-                switchboard_api::RequestedState::Ready
-            } else {
-                switchboard_api::RequestedState::NotReady
-            },
-            reason: if ready { None } else { reason },
-        };
+        let (state, reason) = requested(ready, reason);
+        let body = switchboard_api::AgentStateSet { state, reason };
         let what = "the agent's state change";
         let upn: String = url::form_urlencoded::byte_serialize(upn.as_bytes()).collect();
         self.send(

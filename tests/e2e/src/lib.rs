@@ -410,3 +410,128 @@ impl SecretService {
         Ok((out.status.success() && !text.is_empty()).then_some(text))
     }
 }
+
+/// A private D-Bus session bus (no service activation: nothing starts behind the test's back)
+/// with dunst, a real notification server, on it, and `dbus-monitor` writing down every
+/// `Notify` call the window makes (Debian packages installed by tests/peers/install.sh).
+/// dunst shows them on the test's X display. Stopped when dropped.
+pub struct Notifications {
+    _bus: Guard,
+    _server: Guard,
+    _monitor: Guard,
+    log: PathBuf,
+    /// `DBUS_SESSION_BUS_ADDRESS` for programs that should use it.
+    pub address: String,
+}
+
+impl Notifications {
+    pub async fn start(dir: &Path) -> Result<Self> {
+        let socket = dir.join("notify-bus");
+        let config = dir.join("notify-bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )?;
+        let bus = Guard::spawn(
+            "dbus-daemon",
+            Command::new("dbus-daemon")
+                .args(["--nofork", "--nopidfile"])
+                .arg(format!("--config-file={}", config.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .context("run tests/peers/install.sh")?;
+        let address = format!("unix:path={}", socket.display());
+        eventually("the private D-Bus bus", Duration::from_secs(10), || async {
+            Ok(socket.exists().then_some(()))
+        })
+        .await?;
+        let server = Guard::spawn(
+            "dunst",
+            Command::new("dunst")
+                .env("DBUS_SESSION_BUS_ADDRESS", &address)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .context("run tests/peers/install.sh")?;
+        // Up once it owns the name.
+        eventually("dunst on the bus", Duration::from_secs(10), || async {
+            let out = Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.Notifications",
+                ])
+                .env("DBUS_SESSION_BUS_ADDRESS", &address)
+                .output()?;
+            Ok(String::from_utf8_lossy(&out.stdout)
+                .contains("boolean true")
+                .then_some(()))
+        })
+        .await?;
+        let log = dir.join("notifications.log");
+        let monitor = Guard::spawn(
+            "dbus-monitor",
+            Command::new("dbus-monitor")
+                .arg("--address")
+                .arg(&address)
+                .arg("type='method_call',interface='org.freedesktop.Notifications',member='Notify'")
+                .stdout(std::fs::File::create(&log)?)
+                .stderr(Stdio::null()),
+        )
+        .context("run tests/peers/install.sh")?;
+        // dbus-monitor says it is listening before anything it saw.
+        eventually(
+            "dbus-monitor listening",
+            Duration::from_secs(10),
+            || async { Ok((std::fs::metadata(&log)?.len() > 0).then_some(())) },
+        )
+        .await?;
+        Ok(Self {
+            _bus: bus,
+            _server: server,
+            _monitor: monitor,
+            log,
+            address,
+        })
+    }
+
+    /// Waits until a notification containing every one of `texts` was sent; what the monitor
+    /// saw of it.
+    pub async fn sent(&self, texts: &[&str]) -> Result<String> {
+        eventually(
+            &format!("a notification with {texts:?}"),
+            WAIT_NOTICE,
+            || async {
+                let seen = std::fs::read_to_string(&self.log)?;
+                // One `method call` block per notification.
+                Ok(seen
+                    .split("method call")
+                    .find(|n| texts.iter().all(|t| n.contains(t)))
+                    .map(str::to_owned))
+            },
+        )
+        .await
+    }
+}
+
+/// How long a notification may take to be sent.
+const WAIT_NOTICE: Duration = Duration::from_secs(15);

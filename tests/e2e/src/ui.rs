@@ -49,6 +49,25 @@ pub async fn wait_attr(c: &Client, selector: &str, attr: &str, want: &str) -> Re
     .await
 }
 
+/// The `value` of the form field at `selector` (what a `<select>` has chosen, what an
+/// `<input>` holds).
+pub async fn value_of(c: &Client, selector: &str) -> Result<Option<String>> {
+    Ok(c.find(css(selector)).await?.prop("value").await?)
+}
+
+/// Waits for the form field at `selector` to hold `want`.
+pub async fn wait_value(c: &Client, selector: &str, want: &str) -> Result<()> {
+    eventually(&format!("{selector} = {want}"), WAIT, || async {
+        let v = value_of(c, selector).await?;
+        if v.as_deref() == Some(want) {
+            Ok(Some(()))
+        } else {
+            bail!("{selector} holds {v:?}")
+        }
+    })
+    .await
+}
+
 /// Picks `value` in the `<select>` at `selector`.
 pub async fn choose(c: &Client, selector: &str, value: &str) -> Result<()> {
     let option = format!(r#"{selector} option[value="{value}"]"#);

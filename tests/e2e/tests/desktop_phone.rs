@@ -14,7 +14,8 @@
 //! (`switchboard_e2e::pulse`): the window plays the caller's 440 Hz into its default sink,
 //! recorded from that sink's monitor; a 1000 Hz tone played into the sink the window's
 //! microphone listens to reaches the caller, who records it. Both are checked with Goertzel
-//! (`switchboard_media::tone`).
+//! (`switchboard_media::tone`). The OS is told of each ringing call: the window's
+//! notification reaches dunst on a private D-Bus bus (`switchboard_e2e::Notifications`).
 //!
 //! Then calls from the window and the picker: a headless colleague (`switchboard-agent work`
 //! as MeganB) is called by name from the dial box (a name nobody has is refused and
@@ -41,10 +42,11 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
 use switchboard_e2e::ui::{
-    choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, WAIT,
+    choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, wait_value, WAIT,
 };
 use switchboard_e2e::{
-    eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, Guard, RouterProcess,
+    eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, Guard,
+    Notifications, RouterProcess,
 };
 
 const AGENT: &str = "AdeleV@contoso.example";
@@ -158,8 +160,13 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
     let config_dir = work.path().join("config");
     let data_dir = work.path().join("data");
     std::fs::create_dir_all(&config_dir)?;
+    let notifications = Notifications::start(work.path()).await?;
     let desktop = Desktop::start(
         &[
+            (
+                "DBUS_SESSION_BUS_ADDRESS",
+                OsStr::new(&notifications.address),
+            ),
             ("SWITCHBOARD_CONFIG_DIR", config_dir.as_os_str()),
             ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
             ("SWITCHBOARD_ROUTER_URL", OsStr::new(&base)),
@@ -250,6 +257,14 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_text(&c, r#"[data-testid="incoming-choices"]"#, "main:1").await?;
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, CALLER).await?;
         screenshot(&c, "phone-incoming.png").await?;
+        // The OS is told too: a notification (dunst's) with the caller and the queue.
+        notifications
+            .sent(&[
+                &format!("Incoming call: {CALLER}"),
+                "Queue billing",
+                "Attendant choices main:1",
+            ])
+            .await?;
 
         // 5. Answer: the in-call panel, with the queue and a running timer.
         click(&c, r#"[data-testid="answer"]"#).await?;
@@ -592,12 +607,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let st = status(http.clone(), base.clone()).await?;
         assert_eq!(st["state"], "not_ready", "{st}");
         assert_eq!(st["reason"], "missed call", "{st}");
-        let chosen = c
-            .find(css(r#"[data-testid="work-state"]"#))
-            .await?
-            .prop("value")
-            .await?;
-        assert_eq!(chosen.as_deref(), Some("not_ready:missed call"));
+        wait_value(&c, r#"[data-testid="work-state"]"#, "not_ready:missed call").await?;
         screenshot(&c, "phone-missed.png").await?;
         // Once the caller gave up (Ready now would ring the window again for them), Ready.
         caller
@@ -627,15 +637,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         .await?;
         choose(&c, &set_state(AGENT), "not_ready:coaching").await?;
         wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
-        eventually("the window's state to follow the board", WAIT, || async {
-            let v = c
-                .find(css(r#"[data-testid="work-state"]"#))
-                .await?
-                .prop("value")
-                .await?;
-            Ok((v.as_deref() == Some("not_ready:coaching")).then_some(()))
-        })
-        .await?;
+        // The window's state follows the board.
+        wait_value(&c, r#"[data-testid="work-state"]"#, "not_ready:coaching").await?;
         screenshot(&c, "phone-board-set.png").await?;
         choose(&c, &set_state(AGENT), "ready").await?;
         wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "ready").await?;
@@ -685,6 +688,9 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             "answer it",
         )
         .await?;
+        notifications
+            .sent(&[&format!("Listen in on {COLLEAGUE}")])
+            .await?;
         screenshot(&c, "phone-listen-in-ringing.png").await?;
         click(&c, r#"[data-testid="answer"]"#).await?;
         wait_text(&c, r#"[data-testid="in-call-monitor"]"#, "Supervisor").await?;

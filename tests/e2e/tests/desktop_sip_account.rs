@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use switchboard_e2e::pulse::PulseServer;
-use switchboard_e2e::ui::{click, css, screenshot, type_into, wait_attr, wait_text};
+use switchboard_e2e::ui::{click, css, screenshot, type_into, value_of, wait_attr, wait_text};
 use switchboard_e2e::{
     free_port, free_udp_port, need_display, program, workspace_root, Desktop, Guard,
 };
@@ -130,11 +130,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
             "alice@127.0.0.1",
         )
         .await?;
-        let kept = c
-            .find(css(r#"[data-testid="sip-password"]"#))
-            .await?
-            .prop("value")
-            .await?;
+        let kept = value_of(&c, r#"[data-testid="sip-password"]"#).await?;
         if kept.as_deref().is_some_and(|v| !v.is_empty()) {
             bail!("the password field was not emptied");
         }
