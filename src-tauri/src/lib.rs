@@ -50,6 +50,8 @@ pub const PRESENCE_EVENT: &str = "presence";
 pub const PHONE_EVENT: &str = "phone";
 /// Event name of each event of the call engine (payload: a `PhoneEvent`, `{"event": …}`).
 pub const PHONE_RAW_EVENT: &str = "phone-event";
+/// Event name of a `tel:` or `sip:` link opened in the app (payload: what the dial box takes).
+pub const LINK_EVENT: &str = "dial-link";
 /// Name of the event that carries a [`switchboard_agent::MicLevel`] while the microphone test
 /// runs (about 16 a second).
 pub const MIC_LEVEL_EVENT: &str = "mic-level";
@@ -328,6 +330,43 @@ async fn save_phone_settings(
 /// Wakes [`keep_phone`] at once (a sign-in made the agent known, Settings → Phone changed).
 #[derive(Default)]
 struct PhoneKick(tokio::sync::Notify);
+
+/// The last `tel:`/`sip:` link opened and not yet taken by the window (the app may have
+/// been started by it, before the window listens).
+#[derive(Default)]
+struct PendingLink(std::sync::Mutex<Option<String>>);
+
+/// A `tel:`, `sip:` or `sips:` link was opened (the app started with it, or a second start
+/// handed it over): the window comes forward with it in the dial box, and the person presses
+/// Call — a link never calls by itself.
+fn open_link(app: &tauri::AppHandle, link: &str) {
+    let Some(target) = switchboard_agent::links::link_target(link) else {
+        tracing::warn!(
+            link = %switchboard_agent::call::printable(link, 64).unwrap_or_default(),
+            "not a tel: or sip: link to call; ignored"
+        );
+        return;
+    };
+    tracing::info!(%target, "a link to call was opened");
+    *app.state::<PendingLink>()
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(target.clone());
+    if let Err(e) = app.emit(LINK_EVENT, &target) {
+        tracing::warn!(error = %e, "cannot send the link to the window");
+    }
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+/// The link opened before the window listened, once.
+#[tauri::command]
+fn take_link(pending: State<'_, PendingLink>) -> Option<String> {
+    pending.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
 
 /// Starts the phone once the router link is up and the agent is known, and again after it
 /// failed (backing off to a minute, or at once after a sign-in) while none runs, or when the
@@ -623,6 +662,15 @@ pub fn run() {
         .init();
 
     let result = tauri::Builder::default()
+        // First: a second start (a tel: or sip: link opened while the app runs) hands its
+        // link to this one and ends.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.unminimize();
+                let _ = w.set_focus();
+            }
+        }))
+        .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_notification::init())
         .setup(|app| {
             let store = SettingsStore::for_current_user()?;
@@ -638,6 +686,21 @@ pub fn run() {
             let mut phone_events = agent.desk().subscribe_events();
             app.manage(agent);
             app.manage(PhoneKick::default());
+            app.manage(PendingLink::default());
+            {
+                use tauri_plugin_deep_link::DeepLinkExt;
+                let handle = app.handle().clone();
+                app.deep_link().on_open_url(move |event| {
+                    for url in event.urls() {
+                        open_link(&handle, url.as_str());
+                    }
+                });
+                if let Ok(Some(urls)) = app.deep_link().get_current() {
+                    for url in urls {
+                        open_link(app.handle(), url.as_str());
+                    }
+                }
+            }
             let to_window = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 // The call last told to the OS: each call rings there once.
@@ -758,6 +821,7 @@ pub fn run() {
             supervisor_board,
             supervisor_set_state,
             supervisor_monitor,
+            take_link,
             phone_answer,
             phone_reject,
             phone_hangup,

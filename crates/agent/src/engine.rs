@@ -90,10 +90,17 @@ impl Agent {
             let mut up = std::collections::HashSet::new();
             // Queue calls the router offers, ringing.
             let mut offered = std::collections::HashSet::new();
+            // A supervisor's listen-in rung by the router: no wrap-up follows it. (The header
+            // could be sent by anyone reaching the phone; skipping the app's own wrap-up timer
+            // is all it does.)
+            let mut listening = std::collections::HashSet::new();
             loop {
                 match calls.recv().await {
                     Ok(PhoneEvent::Incoming { call, offer, .. }) if offer.queue.is_some() => {
                         offered.insert(call);
+                    }
+                    Ok(PhoneEvent::Incoming { call, offer, .. }) if offer.monitor.is_some() => {
+                        listening.insert(call);
                     }
                     Ok(PhoneEvent::Established { call, .. }) => {
                         offered.remove(&call);
@@ -111,7 +118,11 @@ impl Agent {
                         let Some(w) = w.upgrade() else { break };
                         if up.remove(&call) {
                             w.call_ended(false);
+                            if listening.contains(&call) && up.is_empty() {
+                                w.end_wrap_up();
+                            }
                         }
+                        listening.remove(&call);
                     }
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => break,

@@ -26,6 +26,7 @@ pub mod call;
 pub mod desk;
 pub mod directory;
 pub mod engine;
+pub mod links;
 pub mod notice;
 pub mod router;
 pub mod settings;

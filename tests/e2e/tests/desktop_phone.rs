@@ -30,7 +30,8 @@
 //! second colleague is put on a break and this agent on coaching (the window follows the
 //! router's announcement), then Ready; last, the agent listens in on the colleague's queue
 //! call from the board (the window is rung, answers and hears the call), barges in (the
-//! caller hears the window) and stops.
+//! caller hears the window) and stops; a `tel:` link opened by a second start of the app
+//! lands in the running window's dial box.
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -713,6 +714,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_secs(4)).await;
         choose(&c, &monitor, "stop").await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
+        // A listen-in leaves no wrap-up behind: the window is back to the state chosen.
+        wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
         gone(&c, &monitored).await?;
         let out = caller
             .await
@@ -743,6 +746,41 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         ] {
             assert!(steps.contains(&step), "{step}: {listened_rec}");
         }
+
+        // 17. A tel: link opened while the app runs: the OS starts the app again with the
+        //     link; that start hands it to the running window (on the session bus) and ends.
+        //     The window has it in the dial box, says so, and calls nothing by itself.
+        click(&c, r#"[data-testid="nav-home"]"#).await?;
+        let mut second = Command::new(our_binary("switchboard-desktop")?)
+            .arg("tel:+1-555-0100-42;phone-context=+1")
+            .env("DBUS_SESSION_BUS_ADDRESS", &notifications.address)
+            .env("SWITCHBOARD_CONFIG_DIR", &config_dir)
+            .env("SWITCHBOARD_DATA_DIR", &data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(logs.join("desktop-second-start.log"))?)
+            .spawn()
+            .context("a second start of the app")?;
+        let started = std::time::Instant::now();
+        let ended = loop {
+            if let Some(status) = second.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > WAIT {
+                let _ = second.kill();
+                let _ = second.wait();
+                bail!("the second start did not end (artifacts/e2e/desktop-second-start.log)");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert!(
+            ended.success(),
+            "the second start hands its link over and ends: {ended} (artifacts/e2e/desktop-second-start.log)"
+        );
+        wait_value(&c, r#"[data-testid="dial-input"]"#, "+1-555-0100-42").await?;
+        wait_text(&c, r#"[data-testid="dial-link-note"]"#, "press Call").await?;
+        screenshot(&c, "phone-link.png").await?;
+        let st = status(http.clone(), base.clone()).await?;
+        assert_ne!(st["state"], "on_call", "a link calls nothing by itself: {st}");
         anyhow::Ok(())
     }
     .await;

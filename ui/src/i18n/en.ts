@@ -203,6 +203,7 @@ const en = {
   "phone.dialled": "Number dialled",
   "phone.choices": "Attendant choices",
   "phone.monitor": "Supervisor",
+  "phone.fromLink": "From a link: check the number, then press Call.",
   "phone.monitor.listen": "Listen in on {who}",
   "phone.monitor.whisper": "Whisper to {who}",
   "phone.monitor.barge": "Barge in on {who}'s call",

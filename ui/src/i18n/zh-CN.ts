@@ -205,6 +205,7 @@ const zhCN: Record<MessageKey, string> = {
   "phone.dialled": "所拨号码",
   "phone.choices": "语音导航选择",
   "phone.monitor": "主管",
+  "phone.fromLink": "来自链接：请核对号码，然后点击“呼叫”。",
   "phone.monitor.listen": "监听 {who}",
   "phone.monitor.whisper": "对 {who} 耳语",
   "phone.monitor.barge": "强插 {who} 的通话",

@@ -165,6 +165,15 @@ export const phoneQuality = (callId: number): Promise<CallQuality> => call("phon
 export const phoneWrapUp = (disposition: string | null, notes: string | null): Promise<void> =>
   call("phone_wrap_up", { disposition, notes });
 
+/** The `tel:`/`sip:` link the app was opened with and the window has not taken yet, once. */
+export const takeLink = (): Promise<string | null> => call("take_link");
+
+/** Calls `handler` with what each `tel:`/`sip:` link opened in the app asks to call. */
+export async function onLink(handler: (target: string) => void): Promise<UnlistenFn> {
+  if (!insideDesktopApp()) return () => {};
+  return listen<string>("dial-link", (e) => handler(e.payload));
+}
+
 /** Calls `handler` with each change of the phone; returns the unsubscribe function. */
 export async function onPhone(handler: (v: PhoneView) => void): Promise<UnlistenFn> {
   if (!insideDesktopApp()) return () => {};

@@ -43,6 +43,7 @@ const ringing = (over: Partial<CallView> = {}): CallView => ({
 
 function fakeApi(first: PhoneView) {
   let push: (v: PhoneView) => void = () => {};
+  let link: (t: string) => void = () => {};
   const api: PhoneApi = {
     phoneStatus: vi.fn(async () => first),
     onPhone: vi.fn(async (h: (v: PhoneView) => void) => {
@@ -69,12 +70,38 @@ function fakeApi(first: PhoneView) {
       fec_recovered: 0, opus_bitrate: null, dtx_frames: 0,
     })),
     phoneWrapUp: vi.fn(async () => {}),
+    takeLink: vi.fn(async () => null),
+    onLink: vi.fn(async (h: (t: string) => void) => {
+      link = h;
+      return () => {};
+    }),
   };
-  return { api, push: (v: PhoneView) => push(v) };
+  return { api, push: (v: PhoneView) => push(v), link: (t: string) => link(t) };
 }
 
 describe("the phone in the window", () => {
   beforeEach(() => setLanguage("en"));
+
+  it("puts a tel: or sip: link into the dial box and calls only when the person presses Call", async () => {
+    const { api, link } = fakeApi(idle());
+    vi.mocked(api.takeLink).mockResolvedValueOnce("+1-201-555-0123");
+    render(Phone, { api });
+    const input = (await screen.findByTestId("dial-input")) as HTMLInputElement;
+    // The link the app was started with, taken once.
+    await vi.waitFor(() => expect(input.value).toBe("+1-201-555-0123"));
+    expect(screen.getByTestId("dial-link-note").textContent).toContain("press Call");
+    expect(api.phoneDial).not.toHaveBeenCalled();
+    // A link opened while the app runs replaces it.
+    link("MeganB@contoso.example");
+    await vi.waitFor(() => expect(input.value).toBe("MeganB@contoso.example"));
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("dial-link-note").textContent).toContain("核对号码"));
+    await fireEvent.click(screen.getByTestId("dial-call"));
+    expect(api.phoneDial).toHaveBeenCalledWith("MeganB@contoso.example");
+    // Typing something else: no longer the link's.
+    await fireEvent.input(input, { target: { value: "+1555" } });
+    expect(screen.queryByTestId("dial-link-note")).toBeNull();
+  });
 
   it("dials a number or a name typed or keyed in, once registered", async () => {
     const { api, push } = fakeApi(idle({ registration: { state: "registering" } }));

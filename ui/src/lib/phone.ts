@@ -21,12 +21,18 @@ export type PhoneApi = {
   phoneVolume: (percent: number) => Promise<void>;
   phoneQuality: (call: number) => Promise<CallQuality>;
   phoneWrapUp: (disposition: string | null, notes: string | null) => Promise<void>;
+  /** A `tel:`/`sip:` link opened before the window listened (once). */
+  takeLink: () => Promise<string | null>;
+  /** Each `tel:`/`sip:` link opened in the app: what it asks to call. */
+  onLink: (handler: (target: string) => void) => Promise<() => void>;
 };
 
 export const shellPhone: PhoneApi = {
   phoneStatus: ipc.phoneStatus,
   onPhone: ipc.onPhone,
   phoneConnect: ipc.phoneConnect,
+  takeLink: ipc.takeLink,
+  onLink: ipc.onLink,
   phoneDial: ipc.phoneDial,
   phoneTargets: ipc.phoneTargets,
   phoneTransfer: ipc.phoneTransfer,
