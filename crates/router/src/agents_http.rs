@@ -234,21 +234,14 @@ async fn monitor_step(
                 })?,
         ),
     };
-    let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    edge.send(EdgeCommand::Monitor {
+    let answer = edge_answer(state, |reply| EdgeCommand::Monitor {
         tenant,
         agent,
         supervisor: sup,
         mode,
         reply,
     })
-    .map_err(|_| DeskError::NoSipEdge)?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or(DeskError::NoSipEdge)?;
+    .await?;
     match answer {
         Ok(step) => {
             tracing::info!(
@@ -406,16 +399,27 @@ async fn ask_edge<E>(
         .center
         .with(|d| d.find(&upn, tid.as_deref()))
         .ok_or_else(|| DeskError::NoSuchAgent(upn.clone()))?;
+    let answer = edge_answer(state, |reply| command(tenant, agent, reply)).await?;
+    Ok((upn, answer))
+}
+
+/// Sends the SIP edge `command` (built with the reply channel) and waits up to 5 s for its
+/// answer. No edge, or none in time: [`DeskError::NoSipEdge`].
+async fn edge_answer<T>(
+    state: &AppState,
+    command: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::desk::EdgeCommand,
+) -> Result<T, ApiError> {
     let edge = state.center.commands.get().ok_or(DeskError::NoSipEdge)?;
     let (reply, answer) = tokio::sync::oneshot::channel();
-    edge.send(command(tenant, agent, reply))
+    edge.send(command(reply))
         .map_err(|_| DeskError::NoSipEdge)?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), answer)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or(DeskError::NoSipEdge)?;
-    Ok((upn, answer))
+    Ok(
+        tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(DeskError::NoSipEdge)?,
+    )
 }
 
 /// `POST /v1/agents/me/transfer`: send the caller the agent is talking to elsewhere.

@@ -3227,15 +3227,7 @@ impl Edge {
                     Some(al) => self.relay.bridge(al, leg),
                     None => {}
                 }
-                self.cc.with(|d| {
-                    let t = &mut d.tenants[tenant];
-                    if let Some(a) = t.agent_mut(agent) {
-                        a.ringing = a.ringing.saturating_sub(1);
-                        a.on_call = true;
-                        // Not a queue call of theirs: the board shows no queue for it.
-                        a.last_queue = None;
-                    }
-                });
+                self.rung_into_call_answered(tenant, agent);
                 self.consult_shown(tenant, by, n);
                 self.save(n);
             }
@@ -3264,15 +3256,7 @@ impl Edge {
                 if let Some(socket) = self.sockets.remove(&leg) {
                     self.relay.open(leg, socket, media);
                 }
-                self.cc.with(|d| {
-                    let t = &mut d.tenants[tenant];
-                    if let Some(a) = t.agent_mut(agent) {
-                        a.ringing = a.ringing.saturating_sub(1);
-                        a.on_call = true;
-                        // Not a queue call of theirs: the board shows no queue for it.
-                        a.last_queue = None;
-                    }
-                });
+                self.rung_into_call_answered(tenant, agent);
                 tracing::info!(call = n, supervisor = %upn, "a supervisor is on the call");
                 self.remix(n);
                 self.monitor_shown(tenant, n, agent);
@@ -4536,6 +4520,18 @@ impl Edge {
             (),
         );
         Ok(leg)
+    }
+
+    /// The person [`Self::ring_into_call`] rang answered: on the call, no longer ringing. It
+    /// is not a queue call of theirs, so the board shows no queue for it.
+    fn rung_into_call_answered(&self, tenant: usize, agent: AgentId) {
+        self.cc.with(|d| {
+            if let Some(a) = d.tenants[tenant].agent_mut(agent) {
+                a.ringing = a.ringing.saturating_sub(1);
+                a.on_call = true;
+                a.last_queue = None;
+            }
+        });
     }
 
     /// The supervisor on call `n` leaves it (`why`): their leg is hung up if it is still
