@@ -258,12 +258,18 @@ impl Desktop {
         let mut driver = Guard::spawn("tauri-driver", &mut cmd)?;
         driver.group = true;
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_err() {
+        // tauri-driver listens before the WebKitWebDriver it starts does, and a session asked
+        // for in between fails ("tcp connect error"): wait for both.
+        let listening = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        while !(listening(driver_port) && listening(native_port)) {
             driver
                 .check_alive()
                 .with_context(|| format!("see artifacts/e2e/{log}"))?;
             if start.elapsed() > Duration::from_secs(20) {
-                bail!("tauri-driver did not listen on {driver_port} within 20 s");
+                bail!(
+                    "tauri-driver ({driver_port}) and WebKitWebDriver ({native_port}) did not \
+                     both listen within 20 s; see artifacts/e2e/{log}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
