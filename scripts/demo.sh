@@ -125,4 +125,8 @@ authority = "$SIM_URL/$SIM_TENANT/v2.0"
 client_id = "$SIM_CLIENT"
 router_scope = "api://switchboard-router/access_as_user"
 TOML
+# The demo ends when its window closes (its router and tenant stop with it), so a first demo
+# starts with closing to the tray off; Settings turns it on.
+[ -f "$DATA_DIR/desktop/settings.toml" ] ||
+    printf 'router_url = "%s"\nclose_to_tray = false\n' "$ROUTER_URL" >"$DATA_DIR/desktop/settings.toml"
 SWITCHBOARD_CONFIG_DIR="$DATA_DIR/desktop" SWITCHBOARD_ROUTER_URL="$ROUTER_URL" "$BIN/switchboard-desktop"

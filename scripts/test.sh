@@ -38,6 +38,6 @@ bash scripts/fuzz-smoke.sh
 
 say "end-to-end: the real desktop window under Xvfb"
 xvfb-run -a -s "-screen 0 1280x800x24" \
-    cargo test --locked --workspace --test desktop_window --test desktop_account --test desktop_phone --test desktop_sip_account -- --ignored --test-threads=1
+    cargo test --locked --workspace --test desktop_window --test desktop_account --test desktop_phone --test desktop_sip_account --test desktop_tray -- --ignored --test-threads=1
 
 say "all tests passed"

@@ -166,7 +166,8 @@ async fn supervisor_board(agent: State<'_, Agent>) -> Result<SupervisorBoard, Ip
 }
 
 /// A call rings in: an OS notification (who calls, and what the router said of the call, in
-/// the person's language) and the window asks for attention, beside its own pop-up. Where the
+/// the person's language) and the window, back from the tray if it was closed to it, asks
+/// for attention, beside its own pop-up. Where the
 /// desktop has no notification service, the pop-up alone says it.
 fn tell_ringing(app: &tauri::AppHandle, call: &switchboard_agent::desk::CallView) {
     use tauri_plugin_notification::NotificationExt;
@@ -182,6 +183,11 @@ fn tell_ringing(app: &tauri::AppHandle, call: &switchboard_agent::desk::CallView
         tracing::warn!(error = %e, "cannot show the notification of a ringing call");
     }
     if let Some(w) = app.get_webview_window("main") {
+        // Closed to the tray: the window comes back with its pop-up (not minimised, not
+        // taking the keyboard from what the person types elsewhere).
+        if !w.is_visible().unwrap_or(true) {
+            let _ = w.show();
+        }
         if let Err(e) = w.request_user_attention(Some(tauri::UserAttentionType::Critical)) {
             tracing::debug!(error = %e, "cannot ask for attention to the ringing call");
         }
@@ -355,17 +361,230 @@ fn open_link(app: &tauri::AppHandle, link: &str) {
     if let Err(e) = app.emit(LINK_EVENT, &target) {
         tracing::warn!(error = %e, "cannot send the link to the window");
     }
-    if let Some(w) = app.get_webview_window("main") {
-        let _ = w.unminimize();
-        let _ = w.show();
-        let _ = w.set_focus();
-    }
+    show_window(app);
 }
 
 /// The link opened before the window listened, once.
 #[tauri::command]
 fn take_link(pending: State<'_, PendingLink>) -> Option<String> {
     pending.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+/// The tray icon, where the OS has a tray: the work state on the icon (a coloured dot), beside
+/// it (Linux, macOS) and in its tooltip (Windows, macOS); a menu to choose the state, bring the
+/// window back or quit. The words and the dot come from [`switchboard_agent::tray`].
+struct Tray {
+    icon: tauri::tray::TrayIcon,
+    /// The app's icon, RGBA, its width and height: what the dot is drawn on.
+    base: (Vec<u8>, u32, u32),
+    /// What it shows now: a menu is rebuilt only when this changes (a rebuilt menu closes
+    /// under the person's pointer).
+    shown: std::sync::Mutex<Option<switchboard_agent::tray::TrayView>>,
+}
+
+/// Whether the library the tray needs on Linux is installed (the tray crate would abort the
+/// app without it). Looked for where the dynamic linker looks.
+#[cfg(target_os = "linux")]
+fn tray_library_present() -> bool {
+    const NAMES: [&str; 2] = ["libayatana-appindicator3.so.1", "libappindicator3.so.1"];
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for base in ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib"] {
+        dirs.push(base.into());
+        // Multiarch folders (/usr/lib/x86_64-linux-gnu, …).
+        if let Ok(entries) = std::fs::read_dir(base) {
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with("-linux-gnu"))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    dirs.iter()
+        .any(|d| NAMES.iter().any(|n| d.join(n).is_file()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tray_library_present() -> bool {
+    true
+}
+
+/// Makes the tray icon, or says why there is none (then closing the window quits).
+fn make_tray(app: &tauri::AppHandle) -> Option<Tray> {
+    use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
+    if !tray_library_present() {
+        tracing::warn!(
+            "no tray: libayatana-appindicator3 is not installed; closing the window quits \
+             (install libayatana-appindicator3-1 for the tray)"
+        );
+        return None;
+    }
+    let base = app
+        .default_window_icon()
+        .map(|i| (i.rgba().to_vec(), i.width(), i.height()))?;
+    let built = TrayIconBuilder::with_id("switchboard")
+        .icon(tauri::image::Image::new_owned(
+            base.0.clone(),
+            base.1,
+            base.2,
+        ))
+        .tooltip("Switchboard")
+        .show_menu_on_left_click(false)
+        .on_menu_event(|app, event| tray_action(app, event.id().as_ref()))
+        .on_tray_icon_event(|tray, event| {
+            // Windows and macOS: a left click brings the window (Linux trays show the menu).
+            if let TrayIconEvent::Click {
+                button: MouseButton::Left,
+                button_state: MouseButtonState::Up,
+                ..
+            } = event
+            {
+                show_window(tray.app_handle());
+            }
+        })
+        .build(app);
+    match built {
+        Ok(icon) => Some(Tray {
+            icon,
+            base,
+            shown: std::sync::Mutex::new(None),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "no tray icon; closing the window quits");
+            None
+        }
+    }
+}
+
+/// Shows the work state `v` in the tray (in the person's language), if it changed.
+fn show_in_tray(app: &tauri::AppHandle, v: &WorkStateView) {
+    let Some(tray) = app.try_state::<Tray>() else {
+        return;
+    };
+    let language = app.state::<Agent>().settings().language;
+    let view = switchboard_agent::tray::view(v, language);
+    {
+        let mut shown = tray.shown.lock().unwrap_or_else(|p| p.into_inner());
+        if shown.as_ref() == Some(&view) {
+            return;
+        }
+        *shown = Some(view.clone());
+    }
+    let (rgba, w, h) = &tray.base;
+    let icon = switchboard_agent::tray::badge(rgba, *w, *h, view.dot);
+    let result = tray_menu(app, &view.menu).and_then(|menu| {
+        tray.icon.set_menu(Some(menu))?;
+        tray.icon
+            .set_icon(Some(tauri::image::Image::new_owned(icon, *w, *h)))?;
+        tray.icon.set_tooltip(Some(&view.tooltip))?;
+        tray.icon.set_title(Some(&view.status))
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot show the state in the tray");
+    }
+}
+
+type MenuEntry = Box<dyn tauri::menu::IsMenuItem<tauri::Wry>>;
+
+fn tray_menu(
+    app: &tauri::AppHandle,
+    entries: &[switchboard_agent::tray::TrayEntry],
+) -> tauri::Result<tauri::menu::Menu<tauri::Wry>> {
+    let items = tray_items(app, entries)?;
+    let refs: Vec<&dyn tauri::menu::IsMenuItem<tauri::Wry>> =
+        items.iter().map(|i| i.as_ref()).collect();
+    tauri::menu::Menu::with_items(app, &refs)
+}
+
+fn tray_items(
+    app: &tauri::AppHandle,
+    entries: &[switchboard_agent::tray::TrayEntry],
+) -> tauri::Result<Vec<MenuEntry>> {
+    use switchboard_agent::tray::TrayEntry;
+    use tauri::menu::{CheckMenuItem, MenuItem, PredefinedMenuItem, Submenu};
+    let mut items: Vec<MenuEntry> = Vec::new();
+    for e in entries {
+        items.push(match e {
+            TrayEntry::Label(text) => {
+                Box::new(MenuItem::with_id(app, "state", text, false, None::<&str>)?)
+            }
+            TrayEntry::Item {
+                action,
+                text,
+                checked: Some(on),
+            } => Box::new(CheckMenuItem::with_id(
+                app,
+                action.id(),
+                text,
+                true,
+                *on,
+                None::<&str>,
+            )?),
+            TrayEntry::Item {
+                action,
+                text,
+                checked: None,
+            } => Box::new(MenuItem::with_id(
+                app,
+                action.id(),
+                text,
+                true,
+                None::<&str>,
+            )?),
+            TrayEntry::Submenu { text, entries } => {
+                let inner = tray_items(app, entries)?;
+                let refs: Vec<&dyn tauri::menu::IsMenuItem<tauri::Wry>> =
+                    inner.iter().map(|i| i.as_ref()).collect();
+                Box::new(Submenu::with_items(app, text, true, &refs)?)
+            }
+            TrayEntry::Separator => Box::new(PredefinedMenuItem::separator(app)?),
+        });
+    }
+    Ok(items)
+}
+
+/// A tray menu entry was clicked.
+fn tray_action(app: &tauri::AppHandle, id: &str) {
+    use switchboard_agent::tray::TrayAction;
+    let Some(action) = TrayAction::from_id(id) else {
+        return;
+    };
+    tracing::info!(action = %action.id(), "tray menu");
+    let (state, reason) = match action {
+        TrayAction::Show => return show_window(app),
+        TrayAction::Quit => return app.exit(0),
+        TrayAction::Ready => (WorkStateKind::Ready, None),
+        TrayAction::NotReady(r) => (WorkStateKind::NotReady, Some(r)),
+        TrayAction::OffDuty => (WorkStateKind::OffDuty, None),
+    };
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let agent = app.state::<Agent>();
+        match set_work_state_here(&agent, state, reason) {
+            Ok(v) => {
+                if let Err(e) = agent.sync_router_state().await {
+                    tracing::info!(code = e.code(), "the router was not told the state: {e}");
+                }
+                // A CheckMenuItem ticks itself when clicked: put the menu right again.
+                if let Some(tray) = app.try_state::<Tray>() {
+                    *tray.shown.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                show_in_tray(&app, &v);
+            }
+            Err(e) => tracing::warn!(code = %e.code, "the tray's state was refused: {}", e.message),
+        }
+    });
+}
+
+/// Brings the main window back: shown, not minimised, in front.
+fn show_window(app: &tauri::AppHandle) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
 }
 
 /// Starts the phone once the router link is up and the agent is known, and again after it
@@ -568,8 +787,15 @@ fn get_settings(agent: State<'_, Agent>) -> Settings {
 
 // async: re-pointing the router link spawns on the tokio runtime.
 #[tauri::command]
-async fn save_settings(agent: State<'_, Agent>, settings: Settings) -> Result<Settings, IpcError> {
-    agent.save_settings(settings).map_err(IpcError::from)
+async fn save_settings(
+    app: tauri::AppHandle,
+    agent: State<'_, Agent>,
+    settings: Settings,
+) -> Result<Settings, IpcError> {
+    let saved = agent.save_settings(settings).map_err(IpcError::from)?;
+    // The tray speaks the language chosen.
+    show_in_tray(&app, &agent.work().view());
+    Ok(saved)
 }
 
 #[tauri::command]
@@ -664,11 +890,9 @@ pub fn run() {
     let result = tauri::Builder::default()
         // First: a second start (a tel: or sip: link opened while the app runs) hands its
         // link to this one and ends.
+        // Started again while running (perhaps closed to the tray): the window comes back.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            if let Some(w) = app.get_webview_window("main") {
-                let _ = w.unminimize();
-                let _ = w.set_focus();
-            }
+            show_window(app);
         }))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_notification::init())
@@ -687,6 +911,9 @@ pub fn run() {
             app.manage(agent);
             app.manage(PhoneKick::default());
             app.manage(PendingLink::default());
+            if let Some(tray) = make_tray(app.handle()) {
+                app.manage(tray);
+            }
             {
                 use tauri_plugin_deep_link::DeepLinkExt;
                 let handle = app.handle().clone();
@@ -763,6 +990,7 @@ pub fn run() {
             tauri::async_runtime::spawn(async move {
                 loop {
                     let v = work.borrow_and_update().clone();
+                    show_in_tray(&to_window, &v);
                     if let Err(e) = to_window.emit(WORK_STATE_EVENT, v) {
                         tracing::warn!(error = %e, "cannot send the agent state to the window");
                     }
@@ -784,6 +1012,23 @@ pub fn run() {
                 }
             });
             Ok(())
+        })
+        .on_window_event(|window, event| {
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                let app = window.app_handle();
+                let to_tray = window.label() == "main"
+                    && app.try_state::<Tray>().is_some()
+                    && app
+                        .try_state::<Agent>()
+                        .is_some_and(|a| a.settings().close_to_tray);
+                if to_tray {
+                    api.prevent_close();
+                    if let Err(e) = window.hide() {
+                        tracing::warn!(error = %e, "cannot hide the window");
+                    }
+                    tracing::info!("the window closed to the tray; the phone keeps running");
+                }
+            }
         })
         .invoke_handler(tauri::generate_handler![
             get_settings,

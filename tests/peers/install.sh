@@ -11,10 +11,11 @@ source "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib.sh"
 # impairment tests), gnome-keyring on a private D-Bus session bus with libsecret's secret-tool
 # (the token cache's key in a real Secret Service), dunst (a notification server: the window's
 # notice of a ringing call) watched with dbus-monitor, WebKitWebDriver and Xvfb (the desktop
-# window tests).
+# window tests), python3-xlib (closing the window as a window manager does, tests/e2e/x11.py)
+# and python3-dbus (the tray's menu on the bus, tests/e2e/dbusmenu.py).
 PEER_PACKAGES=(kamailio kamailio-extra-modules kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils
     libasound2-plugins sox iproute2 dbus-daemon dbus-session-bus-common gnome-keyring
-    libsecret-tools dunst dbus-bin
+    libsecret-tools dunst dbus-bin python3-xlib python3-dbus
     "${SB_TEST_PACKAGES[@]}")
 apt_install "${PEER_PACKAGES[@]}"
 

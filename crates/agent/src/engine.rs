@@ -600,7 +600,7 @@ fn followed(
 #[cfg(test)]
 mod tests {
     use super::{followed, Followed};
-    use crate::state::{TeamsSync, WorkStateKind as K, WorkStateView};
+    use crate::state::{WorkStateKind as K, WorkStateView};
     use switchboard_api::{AgentState, AgentStatus};
     use switchboard_graph::NotReadyReason;
 
@@ -620,14 +620,7 @@ mod tests {
     }
 
     fn work(state: K, after: K, reason: Option<&str>) -> WorkStateView {
-        WorkStateView {
-            state,
-            reason: reason.map(str::to_owned),
-            after,
-            since_unix_ms: 0,
-            wrap_up_seconds_left: None,
-            teams: TeamsSync::default(),
-        }
+        crate::state::test_view(state, after, reason)
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod router;
 pub mod settings;
 pub mod sip_password;
 pub mod state;
+pub mod tray;
 
 pub use engine::{Agent, PhoneSettingsView};
 

@@ -41,6 +41,14 @@ pub struct Settings {
     /// Which account the phone registers with: the router's, or a plain SIP account.
     #[serde(default)]
     pub phone: PhoneSettings,
+    /// Closing the window keeps the app (and its phone) running in the tray, where the OS
+    /// has one; off, closing the window quits.
+    #[serde(default = "yes")]
+    pub close_to_tray: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Settings {
@@ -50,6 +58,7 @@ impl Default for Settings {
             language: Language::default(),
             audio: AudioSettings::default(),
             phone: PhoneSettings::default(),
+            close_to_tray: true,
         }
     }
 }
@@ -554,9 +563,11 @@ mod tests {
                     ..AudioSettings::default()
                 },
                 phone: PhoneSettings::default(),
+                close_to_tray: false,
             })
             .unwrap();
         assert_eq!(saved.router_url, "https://router.example.com");
+        assert!(!saved.close_to_tray);
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(text.contains("language = \"zh-CN\""), "{text}");
         assert_eq!(
@@ -582,6 +593,7 @@ mod tests {
         let s = SettingsStore::at(&path, DEFAULT_ROUTER_URL).load().unwrap();
         assert_eq!(s.audio, AudioSettings::default());
         assert_eq!(s.audio.output_volume, 100);
+        assert!(s.close_to_tray, "closing to the tray is the default");
     }
 
     #[test]

@@ -41,6 +41,17 @@ pub enum WorkStateKind {
     WrapUp,
 }
 
+/// The not-ready reasons the window and the tray offer, by code (the person may also type one).
+pub const OFFERED_REASONS: [&str; 7] = [
+    "break",
+    "lunch",
+    "personal",
+    "admin_work",
+    "meeting",
+    "training",
+    "coaching",
+];
+
 /// A not-ready reason as the window and the CLI name it: `break`, `lunch`, `personal`,
 /// `admin_work`, `meeting`, `training`, `coaching`, or any other short text.
 pub fn parse_reason(code: &str) -> Result<NotReadyReason, StateError> {
@@ -665,6 +676,23 @@ async fn keep(
     }
 }
 
+/// A view of `state` (then `after`, with `reason`) as of the epoch, for tests.
+#[cfg(test)]
+pub(crate) fn test_view(
+    state: WorkStateKind,
+    after: WorkStateKind,
+    reason: Option<&str>,
+) -> WorkStateView {
+    WorkStateView {
+        state,
+        reason: reason.map(str::to_owned),
+        after,
+        since_unix_ms: 0,
+        wrap_up_seconds_left: None,
+        teams: TeamsSync::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,16 +822,7 @@ mod tests {
 
     #[test]
     fn reasons_round_trip_and_bad_ones_are_refused() {
-        for code in [
-            "break",
-            "lunch",
-            "personal",
-            "admin_work",
-            "meeting",
-            "training",
-            "coaching",
-            "Team huddle",
-        ] {
+        for code in OFFERED_REASONS.into_iter().chain(["Team huddle"]) {
             assert_eq!(reason_code(&parse_reason(code).unwrap()), code);
         }
         assert_eq!(parse_reason(" ").unwrap_err().code(), "invalid_reason");

@@ -30,6 +30,8 @@ const en = {
   "settings.routerUrl": "Routing service address",
   "settings.routerUrlHelp": "For example http://127.0.0.1:7700 — ask your administrator for your organisation's address.",
   "settings.language": "Language",
+  "settings.closeToTray": "Closing the window keeps the phone running in the tray",
+  "settings.closeToTrayHelp": "A ringing call brings the window back; Quit in the tray's menu ends Switchboard. Where the desktop has no tray, closing the window quits.",
   "settings.save": "Save",
   "settings.saved": "Settings saved.",
   "settings.saving": "Saving…",

@@ -32,6 +32,8 @@ const zhCN: Record<MessageKey, string> = {
   "settings.routerUrl": "路由服务地址",
   "settings.routerUrlHelp": "例如 http://127.0.0.1:7700 —— 请向管理员询问贵组织的地址。",
   "settings.language": "语言",
+  "settings.closeToTray": "关闭窗口后，电话仍在系统托盘中运行",
+  "settings.closeToTrayHelp": "来电时窗口会重新出现；在托盘菜单中选择“退出”即可结束 Switchboard。桌面没有托盘时，关闭窗口即退出。",
   "settings.save": "保存",
   "settings.saved": "设置已保存。",
   "settings.saving": "正在保存…",

@@ -22,6 +22,7 @@ const settings: Settings = {
   language: "en",
   audio: { input_device: null, output_device: null, ringing_device: "USB speakerphone", output_volume: 100, ring_volume: 80 },
   phone: { source: "router", sip_account: null },
+  close_to_tray: true,
 };
 
 /** A stand-in shell: records calls and lets the test push microphone readings. */

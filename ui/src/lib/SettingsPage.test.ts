@@ -7,7 +7,7 @@ import { registrarProblem, sipAccountProblems } from "./sipAccount";
 
 const audio = { input_device: null, output_device: null, ringing_device: null, output_volume: 100, ring_volume: 100 };
 const routerPhone: PhoneSettings = { source: "router", sip_account: null };
-const settings: Settings = { router_url: "http://127.0.0.1:7700", language: "en", audio, phone: routerPhone };
+const settings: Settings = { router_url: "http://127.0.0.1:7700", language: "en", audio, phone: routerPhone, close_to_tray: true };
 
 const view = (phone: PhoneSettings, password_saved = false): PhoneSettingsView => ({
   phone,
@@ -63,7 +63,18 @@ describe("SettingsPage", () => {
     await fireEvent.change(screen.getByTestId("settings-language"), { target: { value: "zh-CN" } });
     await fireEvent.click(screen.getByTestId("settings-save"));
     await vi.waitFor(() => expect(screen.getByTestId("settings-saved")).toBeTruthy());
-    expect(save).toHaveBeenCalledWith({ router_url: "https://router.contoso.com", language: "zh-CN", audio, phone: routerPhone });
+    expect(save).toHaveBeenCalledWith({ router_url: "https://router.contoso.com", language: "zh-CN", audio, phone: routerPhone, close_to_tray: true });
+  });
+
+  it("saves closing to the tray turned off", async () => {
+    const save = vi.fn(async (s: Settings) => s);
+    render(SettingsPage, { settings, save, phoneApi: phoneApi(view(routerPhone)) });
+    const box = screen.getByTestId("settings-close-to-tray") as HTMLInputElement;
+    expect(box.checked).toBe(true);
+    await fireEvent.click(box);
+    await fireEvent.click(screen.getByTestId("settings-save"));
+    await vi.waitFor(() => expect(screen.getByTestId("settings-saved")).toBeTruthy());
+    expect(save).toHaveBeenCalledWith({ ...settings, close_to_tray: false });
   });
 
   it("shows the shell's refusal in the person's language", async () => {

@@ -7,7 +7,11 @@ export const app = $state<{
   settings: Settings | null;
   status: RouterStatus | null;
   loadError: IpcError | null;
-}>({ settings: null, status: null, loadError: null });
+  /** Bumped when the settings change other than by the Settings page's own Save (the
+   *  header's language button): the page is made again from them. Its own Save keeps the
+   *  page, so that it can say "Settings saved." */
+  settingsEpoch: number;
+}>({ settings: null, status: null, loadError: null, settingsEpoch: 0 });
 
 /** Loads settings and status and follows status changes. */
 export async function startApp(): Promise<void> {
@@ -34,5 +38,8 @@ export async function saveSettings(next: Settings): Promise<Settings> {
 /** Switches the language now and remembers it. */
 export async function switchLanguage(lang: Language): Promise<void> {
   setLanguage(lang);
-  if (app.settings) await saveSettings({ ...app.settings, language: lang });
+  if (app.settings) {
+    await saveSettings({ ...app.settings, language: lang });
+    app.settingsEpoch += 1;
+  }
 }

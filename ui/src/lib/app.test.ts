@@ -10,7 +10,7 @@ vi.mock("../ipc", () => ({
 }));
 
 import * as ipc from "../ipc";
-import { app, startApp, switchLanguage } from "./app.svelte";
+import { app, saveSettings, startApp, switchLanguage } from "./app.svelte";
 import { language, setLanguage } from "../i18n/index.svelte";
 
 describe("app state", () => {
@@ -28,5 +28,14 @@ describe("app state", () => {
     await switchLanguage("en");
     expect(language()).toBe("en");
     expect(ipc.saveSettings).toHaveBeenCalledWith({ router_url: "http://127.0.0.1:7700", language: "en" });
+  });
+
+  it("the Settings page is made again after the language button, not after its own Save", async () => {
+    await startApp();
+    const epoch = app.settingsEpoch;
+    await saveSettings({ ...app.settings!, language: "zh-CN" });
+    expect(app.settingsEpoch).toBe(epoch);
+    await switchLanguage("en");
+    expect(app.settingsEpoch).toBe(epoch + 1);
   });
 });

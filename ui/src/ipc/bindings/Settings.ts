@@ -22,4 +22,9 @@ audio: AudioSettings,
 /**
  * Which account the phone registers with: the router's, or a plain SIP account.
  */
-phone: PhoneSettings, };
+phone: PhoneSettings, 
+/**
+ * Closing the window keeps the app (and its phone) running in the tray, where the OS
+ * has one; off, closing the window quits.
+ */
+close_to_tray: boolean, };
