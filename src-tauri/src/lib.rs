@@ -12,9 +12,12 @@
 //! `phone_consult`, `phone_consult_step`, `phone_history`, `phone_answer`, `phone_reject`,
 //! `phone_hangup`,
 //! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_volume`, `phone_quality`,
-//! `phone_wrap_up`, `get_phone_settings`, `save_phone_settings`; events `router-status`, `mic-level`, `presence`, `work-state`, `phone`
-//! (a `PhoneView` on each change) and `phone-event` (each `PhoneEvent` of the call engine,
-//! as it serialises). Errors cross as `{ code, message }` ([`IpcError`]).
+//! `phone_wrap_up`, `get_phone_settings`, `save_phone_settings`, `forget_sip_password`,
+//! `supervisor_board`, `supervisor_set_state`, `supervisor_monitor`, `take_link`; events
+//! `router-status`, `mic-level`, `presence`, `work-state`, `phone` (a `PhoneView` on each
+//! change), `phone-event` (each `PhoneEvent` of the call engine, as it serialises) and
+//! `dial-link` (a `tel:`/`sip:` link for the dial box). The tray's menu calls no command: its
+//! clicks act in the shell ([`tray_action`]). Errors cross as `{ code, message }` ([`IpcError`]).
 //!
 //! The phone starts by itself once the router link is up and the agent is known (signed in,
 //! or `SWITCHBOARD_AGENT` with a router that checks no tokens): SIP credentials from the
@@ -329,6 +332,18 @@ async fn save_phone_settings(
     password: Option<String>,
 ) -> Result<PhoneSettingsView, IpcError> {
     let v = agent.save_phone(phone, password).await?;
+    kick.0.notify_one();
+    Ok(v)
+}
+
+/// Settings → Phone: forgets the plain SIP account's kept password (the account stays, to be
+/// used again with its password entered anew); the phone goes back to the router's account.
+#[tauri::command]
+async fn forget_sip_password(
+    agent: State<'_, Agent>,
+    kick: State<'_, PhoneKick>,
+) -> Result<PhoneSettingsView, IpcError> {
+    let v = agent.forget_sip_password().await?;
     kick.0.notify_one();
     Ok(v)
 }
@@ -1077,7 +1092,8 @@ pub fn run() {
             phone_quality,
             phone_wrap_up,
             get_phone_settings,
-            save_phone_settings
+            save_phone_settings,
+            forget_sip_password
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));
     match result {

@@ -299,6 +299,44 @@ impl Agent {
         Ok(self.phone_settings())
     }
 
+    /// Forgets the plain SIP account's password (and its key). The account itself is kept,
+    /// to be used again with its password entered anew; until then the phone uses the
+    /// router's account, so that nothing goes on trying to register without a password. The
+    /// phone is stopped, to be started again on the router's account.
+    pub async fn forget_sip_password(&self) -> Result<PhoneSettingsView, crate::desk::DeskError> {
+        let store = self.password_store()?;
+        store
+            .clear()
+            .map_err(|e| crate::desk::DeskError::SipAccount {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
+        let was_plain = {
+            let mut current = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+            let was_plain = current.phone.source == crate::settings::PhoneSource::SipAccount;
+            if was_plain {
+                let mut new = current.clone();
+                new.phone.source = crate::settings::PhoneSource::Router;
+                *current =
+                    self.store
+                        .save(new)
+                        .map_err(|e| crate::desk::DeskError::SipAccount {
+                            code: e.code(),
+                            message: e.to_string(),
+                        })?;
+            }
+            was_plain
+        };
+        tracing::info!(
+            back_to_router = was_plain,
+            "Settings → Phone: the SIP account's password is forgotten"
+        );
+        if was_plain {
+            self.desk.stop().await;
+        }
+        Ok(self.phone_settings())
+    }
+
     /// The latest router status.
     pub fn router_status(&self) -> RouterStatus {
         self.link.status()
@@ -599,7 +637,64 @@ fn followed(
 
 #[cfg(test)]
 mod tests {
-    use super::{followed, Followed};
+    use super::{followed, Agent, Followed};
+    use crate::settings::{PhoneSettings, PhoneSource, SettingsStore, SipAccountSettings};
+    use crate::sip_password::{SipPasswordStore, SIP_PASSWORD_FILE};
+    use crate::LinkPolicy;
+
+    #[tokio::test]
+    async fn a_forgotten_password_is_gone_and_the_phone_goes_back_to_the_router() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::at(dir.path().join("settings.toml"), "http://127.0.0.1:9");
+        let agent = Agent::start(store, LinkPolicy::default());
+        let file = dir.path().join(SIP_PASSWORD_FILE);
+        agent.use_sip_password_store(SipPasswordStore::at(
+            switchboard_identity::EncryptedFile::new(&file),
+        ));
+        let account = SipAccountSettings {
+            registrar: "sip:pbx.example.com".into(),
+            user: "alice".into(),
+            auth_user: None,
+            display_name: None,
+            transport: crate::settings::SipTransport::Udp,
+        };
+        let phone = PhoneSettings {
+            source: PhoneSource::SipAccount,
+            sip_account: Some(account),
+        };
+        let v = agent
+            .save_phone(phone, Some("correct horse".into()))
+            .await
+            .unwrap();
+        assert!(v.password_saved);
+        assert!(file.exists());
+
+        let v = agent.forget_sip_password().await.unwrap();
+        assert!(!v.password_saved);
+        assert_eq!(
+            v.phone.source,
+            PhoneSource::Router,
+            "no registering without a password"
+        );
+        assert_eq!(
+            v.phone.sip_account.as_ref().map(|a| a.user.as_str()),
+            Some("alice"),
+            "the account is kept, to be used again with its password"
+        );
+        assert!(!file.exists(), "the encrypted password is deleted");
+        let on_disk = std::fs::read_to_string(dir.path().join("settings.toml")).unwrap();
+        assert!(on_disk.contains("source = \"router\""), "{on_disk}");
+        // The plain account cannot be chosen again without entering the password.
+        let again = PhoneSettings {
+            source: PhoneSource::SipAccount,
+            sip_account: v.phone.sip_account.clone(),
+        };
+        let refused = agent.save_phone(again, None).await.unwrap_err();
+        assert_eq!(refused.code(), "invalid_sip_password");
+        // Forgetting twice is no error.
+        assert!(!agent.forget_sip_password().await.unwrap().password_saved);
+    }
+
     use crate::state::{WorkStateKind as K, WorkStateView};
     use switchboard_api::{AgentState, AgentStatus};
     use switchboard_graph::NotReadyReason;

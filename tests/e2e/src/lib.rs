@@ -6,6 +6,7 @@
 
 pub mod glyphs;
 pub mod pulse;
+pub mod tones;
 pub mod ui;
 
 use std::net::TcpListener;

@@ -42,6 +42,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
+use switchboard_e2e::tones::{blocks_with, heard, tone_wav};
 use switchboard_e2e::ui::{
     choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, wait_value, WAIT,
 };
@@ -98,37 +99,6 @@ deny = [\"+1900\"]
 
 const CALLER_HZ: f64 = 440.0;
 const WINDOW_HZ: f64 = 1000.0;
-
-/// A WAV of a `hz` tone, `seconds` long, mono at `rate`.
-fn tone_wav(path: &std::path::Path, hz: f64, rate: u32, seconds: usize) -> Result<()> {
-    use switchboard_media::{tone, wav::WavSink};
-    let mut sink = WavSink::create(path, rate)?;
-    sink.write(&tone::sine(hz, rate, 8000.0, 0, rate as usize * seconds))?;
-    sink.finish()?;
-    Ok(())
-}
-
-/// Asserts that in `path` more than `min_loud` 50 ms blocks are loud and `hz` beats `other`
-/// in more than half of them.
-fn heard(path: &std::path::Path, hz: f64, other: f64, min_loud: usize, what: &str) -> Result<()> {
-    use switchboard_media::{tone, wav::read_mono};
-    let (samples, rate) = read_mono(path).with_context(|| format!("{}", path.display()))?;
-    let (wins, loud) = tone::detect(&samples, rate, &[hz, other]);
-    let share = wins[0] as f64 / loud.max(1) as f64;
-    eprintln!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
-    if loud <= min_loud || share <= 0.5 {
-        bail!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
-    }
-    Ok(())
-}
-
-/// The 50 ms blocks of `path` that are loud and hold at least `share` of their energy at
-/// `hz` (a tone among others in a mix holds about its part).
-fn blocks_with(path: &std::path::Path, hz: f64, share: f64) -> Result<usize> {
-    use switchboard_media::{tone, wav::read_mono};
-    let (samples, rate) = read_mono(path).with_context(|| format!("{}", path.display()))?;
-    Ok(tone::blocks_holding(&samples, rate, hz, share))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver and WebKitWebDriver (scripts/test.sh runs it)"]

@@ -2,21 +2,31 @@
 //! router running: a registrar without `sip:` refused in the form; the account saved with a
 //! wrong password, the status bar saying the SIP server refused it; the right password saved,
 //! the status bar and the Phone section showing it registered with the real Kamailio
-//! (tests/peers/kamailio/proxy.cfg on 127.0.0.1); the settings file holding no password, and
-//! the password file not holding it in clear.
+//! (tests/peers/kamailio/proxy.cfg on 127.0.0.1); calls both ways with bob, a headless
+//! `switchboard-agent` registered there: the window dials "bob", tones cross both ways
+//! (Goertzel: bob hears the window's microphone, the window's speaker plays bob), bob hangs up;
+//! bob calls alice, the window rings, Answer, bob hangs up; the password file not holding it
+//! in clear;
+//! "Forget the password": the window says so, the phone leaves the account, the password file
+//! is gone, and the settings file keeps the account (never a password) with the phone back on
+//! the router's account.
 //!
 //! By hand: `xvfb-run -a -s "-screen 0 1280x800x24" cargo test --locked -p switchboard-e2e
 //! --test desktop_sip_account -- --ignored --test-threads=1` (build switchboard-desktop first).
 
 use std::ffi::OsStr;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use switchboard_e2e::pulse::PulseServer;
-use switchboard_e2e::ui::{click, css, screenshot, type_into, value_of, wait_attr, wait_text};
+use switchboard_e2e::tones::{heard, tone_wav};
+use switchboard_e2e::ui::{
+    click, css, gone, screenshot, type_into, value_of, wait_attr, wait_text,
+};
 use switchboard_e2e::{
-    free_port, free_udp_port, need_display, program, workspace_root, Desktop, Guard,
+    free_port, free_udp_port, need_display, our_binary, program, workspace_root, Desktop, Guard,
 };
 
 /// The status bar's phone registration.
@@ -50,6 +60,56 @@ fn kamailio(port: u16, dir: &std::path::Path) -> Result<Guard> {
     let mut g = Guard::spawn("kamailio", &mut cmd)?;
     g.group = true;
     Ok(g)
+}
+
+const BOB_HZ: f64 = 440.0;
+const WINDOW_HZ: f64 = 1000.0;
+
+/// Bob (`switchboard-agent answer`) registered at the Kamailio `server` as bob / builder,
+/// answering one call, playing `tone`, recording what he hears to `heard`, hanging up after
+/// 6 s; returned once registered.
+async fn bob_answers(server: &str, tone: &Path, heard: &Path) -> Result<Child> {
+    let mut bob = Command::new(our_binary("switchboard-agent")?)
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "answer", "--server", server])
+        .args(["--user", "bob", "--password", "builder"])
+        .args(["--wait", "60", "--hangup-after", "6", "--play"])
+        .arg(tone)
+        .arg("--record")
+        .arg(heard)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("switchboard-agent answer")?;
+    let stdout = bob.stdout.take().context("bob's stdout")?;
+    // Registered once it says it listens; its later events are read (and dropped) on, so that
+    // the pipe never fills.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("\"listening\"") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(20), rx).await {
+        Ok(Ok(())) => Ok(bob),
+        _ => {
+            let _ = bob.kill();
+            let out = bob.wait_with_output()?;
+            bail!(
+                "bob did not register with Kamailio: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,6 +196,92 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         }
         c.find(css(r#"[data-testid="sip-password-kept"]"#)).await?;
         screenshot(&c, "sip-account-registered.png").await?;
+        // Calls on the plain account, both ways, with bob: a headless switchboard-agent
+        // registered at the same Kamailio (bob / builder), playing 440 Hz; the window's
+        // microphone hears 1000 Hz.
+        let server = format!("sip:127.0.0.1:{sip_port}");
+        let bob_tone = work.path().join("bob.wav");
+        tone_wav(&bob_tone, BOB_HZ, 8000, 30)?;
+        let mic_tone = work.path().join("window-mic.wav");
+        tone_wav(&mic_tone, WINDOW_HZ, 48000, 60)?;
+        let _mic = pulse.play("sb_mic", &mic_tone)?;
+        let bob_heard = work.path().join("bob-heard.wav");
+        let bob = bob_answers(&server, &bob_tone, &bob_heard).await?;
+        // The window calls bob by his user name (at its registrar).
+        let window_heard = work.path().join("window-heard.wav");
+        let speaker = pulse.record("sb_speaker", &window_heard)?;
+        type_into(&c, r#"[data-testid="dial-input"]"#, "bob").await?;
+        click(&c, r#"[data-testid="dial-call"]"#).await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
+        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        screenshot(&c, "sip-account-call.png").await?;
+        // Bob hangs up after 6 s.
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        speaker.stop();
+        let out = tokio::task::spawn_blocking(move || bob.wait_with_output()).await??;
+        if !out.status.success() {
+            bail!(
+                "bob (answering): {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        heard(&bob_heard, WINDOW_HZ, BOB_HZ, 40, "bob heard the window")?;
+        heard(&window_heard, BOB_HZ, WINDOW_HZ, 40, "the window heard bob")?;
+        // Bob calls alice: the window rings, Answer, bob hangs up.
+        let mut call = Command::new(our_binary("switchboard-agent")?);
+        call.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &format!("sip:alice@127.0.0.1:{sip_port}")])
+            .args([
+                "--server",
+                &server,
+                "--user",
+                "bob",
+                "--password",
+                "builder",
+            ])
+            .args(["--ring-timeout", "30", "--hangup-after", "4"]);
+        let calling = tokio::task::spawn_blocking(move || call.output());
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:01").await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        let out = calling.await??;
+        if !out.status.success() {
+            bail!(
+                "bob (calling): {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The password file does not hold it in clear.
+        let secret =
+            std::fs::read(data_dir.join("sip-password.bin")).context("sip-password.bin")?;
+        if secret.windows(10).any(|w| w == b"wonderland") {
+            bail!("the password is kept in clear");
+        }
+        // Forgotten: the phone leaves the account (back to the router's, which is not
+        // running here), the window says so, the password file is gone.
+        click(&c, r#"[data-testid="sip-password-forget"]"#).await?;
+        wait_text(
+            &c,
+            r#"[data-testid="sip-password-forgotten"]"#,
+            "The password is forgotten",
+        )
+        .await?;
+        switchboard_e2e::eventually(
+            "the phone to leave the plain account",
+            Duration::from_secs(30),
+            || async {
+                let state = c.find(css(REG)).await?.attr("data-state").await?;
+                Ok((state.as_deref() != Some("registered")).then_some(()))
+            },
+        )
+        .await?;
+        if data_dir.join("sip-password.bin").exists() {
+            bail!("sip-password.bin is still there after Forget");
+        }
+        screenshot(&c, "sip-account-forgotten.png").await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
@@ -144,18 +290,15 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
     }
     let _ = c.close().await;
     result?;
-    // The settings file has the account and no password; the password file is not clear text.
+    // The settings file keeps the account, with no password, and the phone on the router's.
     let settings =
         std::fs::read_to_string(config_dir.join("settings.toml")).context("settings.toml")?;
     if !settings.contains("sip_account")
+        || !settings.contains("source = \"router\"")
         || settings.contains("wonderland")
         || settings.contains("password")
     {
         bail!("settings.toml: {settings}");
-    }
-    let secret = std::fs::read(data_dir.join("sip-password.bin")).context("sip-password.bin")?;
-    if secret.windows(10).any(|w| w == b"wonderland") {
-        bail!("the password is kept in clear");
     }
     drop(desktop);
     Ok(())

@@ -9,7 +9,8 @@
 //!   menu speaks Chinese;
 //! - closing the window (WM_DELETE_WINDOW, as a window manager sends it: `tests/e2e/x11.py`)
 //!   hides it and the phone stays registered at the router; "Show Switchboard" in the tray
-//!   brings it back; closed again, starting the app again brings it back too;
+//!   brings it back; closed again, a queue call ringing brings it back with its pop-up, and
+//!   so does starting the app again;
 //! - "Quit Switchboard" ends the app: the phone signs off at the router, the menu leaves the bus;
 //! - with closing to the tray turned off in Settings, closing the window quits.
 //!
@@ -252,6 +253,9 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
     let config_dir = work.path().join("config");
     let data_dir = work.path().join("data");
     std::fs::create_dir_all(&config_dir)?;
+    // Sound devices for the ring (a PulseAudio server of the test's own, null sinks).
+    let pulse = switchboard_e2e::pulse::PulseServer::start()?;
+    let pulse_server = pulse.server();
     let bus = Notifications::start(work.path()).await?;
     let desktop = Desktop::start(
         &[
@@ -260,6 +264,7 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
             ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
             ("SWITCHBOARD_ROUTER_URL", OsStr::new(&base)),
             ("SWITCHBOARD_AGENT", OsStr::new(AGENT)),
+            ("PULSE_SERVER", OsStr::new(&pulse_server)),
             ("SWITCHBOARD_LOG", OsStr::new("info")),
         ],
         "tauri-driver-tray.log",
@@ -358,7 +363,39 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
         wait_window("viewable").await?;
         wait_value(&c, r#"[data-testid="work-state"]"#, "not_ready:lunch").await?;
 
-        // 7. Closed again, starting the app again brings it back.
+        // 7. Closed to the tray, a queue call brings the window back with its pop-up: Ready
+        //    from the tray, the window closed, a caller on the trunk presses 1 (billing).
+        tray_click(&bus, "Ready")?;
+        wait_router(&http, &base, "the router to have the agent Ready", |st| {
+            st["state"] == "ready"
+        })
+        .await?;
+        close_window()?;
+        wait_window("unmapped").await?;
+        let mut caller = Command::new(our_binary("switchboard-agent")?);
+        caller
+            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args([
+                "--json",
+                "call",
+                &format!("sip:+18005550100@127.0.0.1:{sip}"),
+            ])
+            .args(["--user", "+15551234567", "--dtmf", "1", "--codec", "pcmu"])
+            // From the router's answer (the attendant's): it rings the window from about
+            // 3 s on, and hangs up while it rings.
+            .args(["--hangup-after", "15"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let _caller = switchboard_e2e::Guard::spawn("switchboard-agent call", &mut caller)?;
+        wait_window("viewable").await?;
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, "+15551234567").await?;
+        screenshot(&c, "tray-call-brings-the-window.png").await?;
+        switchboard_e2e::ui::gone(&c, r#"[data-testid="incoming-caller"]"#).await?;
+        tray_click(&bus, "Not ready/Lunch")?;
+        wait_tray(&bus, "Not ready · Lunch", &["Not ready/Lunch"]).await?;
+
+        // 8. Closed again, starting the app again brings it back.
         close_window()?;
         wait_window("unmapped").await?;
         start_again(
@@ -377,7 +414,7 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
         )
         .await?;
 
-        // 8. "Quit Switchboard": the app ends, its phone signs off, its menu leaves the bus.
+        // 9. "Quit Switchboard": the app ends, its phone signs off, its menu leaves the bus.
         tray_click(&bus, "Quit Switchboard")?;
         wait_window("none").await?;
         wait_router(&http, &base, "the phone to sign off", |st| {
@@ -394,7 +431,7 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
     let _ = c.close().await;
     result?;
 
-    // 9. With closing to the tray off (Settings), closing the window quits.
+    // 10. With closing to the tray off (Settings), closing the window quits.
     let c = desktop.open().await?;
     let result = async {
         wait_attr(

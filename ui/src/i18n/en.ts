@@ -48,6 +48,8 @@ const en = {
   "settings.sipTransport": "Transport",
   "settings.sipPassword": "Password",
   "settings.sipPasswordKept": "A password is kept (encrypted, never in the settings file). Leave this empty to keep it.",
+  "settings.sipPasswordForget": "Forget the password",
+  "settings.sipPasswordForgotten": "The password is forgotten. The phone uses the Switchboard router's account again; enter the password to use this account.",
   "settings.sipPasswordFile": "No system keychain answered: the password is kept in an encrypted file readable by your user account only.",
   "settings.savePhone": "Save phone settings",
   "settings.phoneSaved": "Phone settings saved. The phone registers again…",

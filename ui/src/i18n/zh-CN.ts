@@ -50,6 +50,8 @@ const zhCN: Record<MessageKey, string> = {
   "settings.sipTransport": "传输协议",
   "settings.sipPassword": "密码",
   "settings.sipPasswordKept": "密码已加密保存（不在设置文件中）。留空则保留原密码。",
+  "settings.sipPasswordForget": "删除已保存的密码",
+  "settings.sipPasswordForgotten": "密码已删除。电话重新使用 Switchboard 路由服务的帐户；如需使用此帐户，请重新输入密码。",
   "settings.sipPasswordFile": "系统钥匙串没有响应：密码保存在仅您的用户账户可读的加密文件中。",
   "settings.savePhone": "保存电话设置",
   "settings.phoneSaved": "电话设置已保存。电话正在重新注册…",

@@ -65,6 +65,8 @@ export const getPhoneSettings = (): Promise<PhoneSettingsView> => call("get_phon
 /** Saves Settings → Phone; `password` null keeps the one kept. The phone then starts again on the account chosen. */
 export const savePhoneSettings = (phone: PhoneSettings, password: string | null): Promise<PhoneSettingsView> =>
   call("save_phone_settings", { phone, password });
+/** Forgets the plain SIP account's kept password (the account stays); the phone goes back to the router's account. */
+export const forgetSipPassword = (): Promise<PhoneSettingsView> => call("forget_sip_password");
 export const getRouterStatus = (): Promise<RouterStatus> => call("get_router_status");
 export const appVersion = (): Promise<string> => call("app_version");
 /** Tells the shell the first frame is painted (start-up benchmark). */

@@ -21,6 +21,7 @@ function phoneApi(initial: PhoneSettingsView) {
   return {
     get: vi.fn(async () => initial),
     save: vi.fn(async (phone: PhoneSettings, password: string | null) => view(phone, password !== null || initial.password_saved)),
+    forget: vi.fn(async () => view({ ...initial.phone, source: "router" }, false)),
   };
 }
 
@@ -169,6 +170,28 @@ describe("SettingsPage", () => {
         { source: "router", sip_account: { ...account, registrar: "sip:sip.example.com:5060", display_name: "Alice" } },
         null,
       );
+    });
+
+    it("forgets the kept password: the phone back on the router's account, the account kept, in Chinese too", async () => {
+      const sip: PhoneSettings = { source: "sip_account", sip_account: { ...account, registrar: "sip:sip.example.com:5060" } };
+      const api = phoneApi(view(sip, true));
+      render(SettingsPage, { settings: { ...settings, phone: sip }, save: vi.fn(), phoneApi: api });
+      await vi.waitFor(() => expect(screen.getByTestId("sip-password-forget")).toBeTruthy());
+      await fireEvent.click(screen.getByTestId("sip-password-forget"));
+      await vi.waitFor(() => expect(screen.getByTestId("sip-password-forgotten").textContent).toContain("The password is forgotten"));
+      expect(api.forget).toHaveBeenCalledTimes(1);
+      expect(api.save).not.toHaveBeenCalled();
+      expect((screen.getByTestId("phone-source-router") as HTMLInputElement).checked).toBe(true);
+      expect(screen.queryByTestId("sip-password-forget")).toBeNull();
+      // Back to the account: its fields are there, the password must be entered again.
+      await fireEvent.click(screen.getByTestId("phone-source-sip"));
+      expect((screen.getByTestId("sip-user") as HTMLInputElement).value).toBe("alice");
+      expect(screen.queryByTestId("sip-password-kept")).toBeNull();
+      expect(screen.queryByTestId("sip-password-forgotten")).toBeNull();
+      setLanguage("zh-CN");
+      await fireEvent.click(screen.getByTestId("phone-save"));
+      await vi.waitFor(() => expect(screen.getByTestId("sip-password-error")).toBeTruthy());
+      expect(api.save).not.toHaveBeenCalled();
     });
 
     it("shows the registration, and the shell's refusal, in the person's language", async () => {

@@ -8,6 +8,8 @@ import type { PhoneSettings, PhoneSettingsView, SipAccountSettings, SipTransport
 export type PhoneSettingsApi = {
   get: () => Promise<PhoneSettingsView>;
   save: (phone: PhoneSettings, password: string | null) => Promise<PhoneSettingsView>;
+  /** Forgets the kept password; the phone goes back to the router's account. */
+  forget: () => Promise<PhoneSettingsView>;
 };
 
 export type SipField = "registrar" | "user" | "auth_user" | "display_name" | "password";
