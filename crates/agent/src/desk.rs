@@ -1612,6 +1612,24 @@ impl DeskPhone {
                     tokio::spawn(async move { me.follow_wrap_up(&api, record).await });
                 }
             }
+            // A call gone silent (its other side, or the router, gone without a BYE): the
+            // engine hangs up; the window says why the call ended.
+            PhoneEvent::MediaError { call, kind, error } if kind == "no_audio" => {
+                let current = self
+                    .inner
+                    .view
+                    .borrow()
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.id == *call);
+                if current {
+                    let p = PhoneProblem {
+                        code: "no_audio".into(),
+                        message: error.clone(),
+                    };
+                    self.update(|v| v.problem = Some(p));
+                }
+            }
             PhoneEvent::Stopped { error } => {
                 self.inner
                     .running

@@ -84,6 +84,57 @@ fn the_agent_calls_sipp() {
     assert!(status.success(), "sipp's uas scenario saw the whole call");
 }
 
+/// SIPp's `uas` answers and sends no audio, and never hangs up: with `--media-timeout 2`
+/// the agent says so and ends the call itself (a peer or a router gone without a BYE), and
+/// SIPp sees the BYE. The call was not hung up by `--hangup-after` (none is given).
+#[test]
+fn a_call_without_audio_from_the_other_side_is_ended_after_the_media_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sipp, port) = spawn_on_udp_port(free_udp_port, |port| {
+        Command::new("sipp")
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp is not installed — run tests/peers/install.sh")
+    });
+    let started = std::time::Instant::now();
+    let (out, ev) = run_agent(
+        &[
+            "call",
+            &format!("sip:service@127.0.0.1:{port}"),
+            "--media-timeout",
+            "2",
+        ],
+        &[],
+    );
+    let took = started.elapsed();
+    let status = sipp.wait().unwrap();
+    let names = names(&ev);
+    assert!(names.contains(&"established".into()), "{ev:?}");
+    let silent = ev
+        .iter()
+        .find(|e| e["event"] == "media_error")
+        .unwrap_or_else(|| panic!("no media_error: {ev:?}"));
+    assert_eq!(silent["kind"], "no_audio", "{silent}");
+    assert!(
+        silent["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no audio from the other side for 2 s")),
+        "{silent}"
+    );
+    let ended = ev.iter().find(|e| e["event"] == "ended").unwrap();
+    assert_eq!(ended["reason"], "local", "{ended}");
+    assert!(
+        took < Duration::from_secs(15),
+        "ended by the media timeout, not SIPp's: {took:?}"
+    );
+    assert!(status.success(), "SIPp's uas saw the BYE");
+    assert!(out.status.success(), "a call ended for silence is no failure of the agent");
+}
+
 fn scenario(name: &str) -> String {
     format!(
         "{}/../../tests/peers/sipp/{name}",

@@ -114,6 +114,11 @@ struct Engine {
     ring: Option<RingOptions>,
     ringing: HashSet<CallId>,
     ringer: Option<Player>,
+    /// See [`PhoneOptions::media_timeout`].
+    media_timeout: Option<Duration>,
+    /// Each call with audio: the packets received so far, and since when that count has not
+    /// moved while the other side should have sent.
+    heard: HashMap<CallId, (u64, TokioInstant)>,
 }
 
 fn host(a: SocketAddr) -> String {
@@ -176,6 +181,7 @@ impl Phone {
             more_accounts,
             keepalive,
             ring,
+            media_timeout,
         } = options;
         let (server, registrar) = match &account.server {
             Some(s) => {
@@ -326,6 +332,8 @@ impl Phone {
             ring,
             ringing: HashSet::new(),
             ringer: None,
+            media_timeout,
+            heard: HashMap::new(),
         };
         tokio::spawn(engine.run(commands));
         let info = Info {
@@ -511,7 +519,50 @@ impl Engine {
         }
     }
 
+    /// Ends each call whose other side has sent no audio for the media timeout while it
+    /// should have; a held call (either side) is not counted.
+    async fn check_heard(&mut self) {
+        let Some(limit) = self.media_timeout else {
+            return;
+        };
+        let now = TokioInstant::now();
+        let calls: Vec<CallId> = self.heard.keys().copied().collect();
+        for call in calls {
+            let Some((packets, expected)) = self.audio.heard(call).await else {
+                continue;
+            };
+            let Some((seen, since)) = self.heard.get_mut(&call) else {
+                continue;
+            };
+            if packets != *seen || !expected {
+                *seen = packets;
+                *since = now;
+                continue;
+            }
+            if now.duration_since(*since) >= limit {
+                let secs = limit.as_secs();
+                tracing::warn!(?call, secs, "no audio from the other side; hanging up");
+                self.emit(PhoneEvent::MediaError {
+                    call,
+                    kind: "no_audio".into(),
+                    error: format!(
+                        "no audio from the other side for {secs} s: the call was ended \
+                         (the other side or the network between went away)"
+                    ),
+                });
+                self.heard.remove(&call);
+                self.phone.ua().hangup(call, Instant::now());
+            }
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        // Often enough to end a dead call within a few seconds of the timeout.
+        let mut listen =
+            tokio::time::interval(self.media_timeout.map_or(Duration::from_secs(5), |t| {
+                (t / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
+            }));
+        listen.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let closed = loop {
             self.keep_ringing();
             let next = self.due.iter().map(|(t, _)| *t).min();
@@ -536,6 +587,7 @@ impl Engine {
                     }
                 },
                 Some(ev) = self.audio.next_event() => self.audio_event(ev),
+                _ = listen.tick(), if !self.heard.is_empty() => self.check_heard().await,
                 () = sleep => {
                     let now = TokioInstant::now();
                     let (due, later): (Vec<_>, Vec<_>) = self.due.drain(..).partition(|(t, _)| *t <= now);
@@ -920,6 +972,8 @@ impl Engine {
             }
             UaEvent::Established { call, media } => {
                 self.media_agreed(call, &media).await;
+                // Counted from the answer: early media (a ringback) may well be silent.
+                self.heard.insert(call, (0, TokioInstant::now()));
                 self.emit(PhoneEvent::Established {
                     call,
                     media: MediaInfo::from(&media),
@@ -1045,6 +1099,7 @@ impl Engine {
                     self.phone.ua().notify_transfer(orig, st, &ph, now);
                 }
                 self.ringing.remove(&call);
+                self.heard.remove(&call);
                 self.consults.remove(&call);
                 self.peers.remove(&call);
                 self.refers.remove(&call);

@@ -25,6 +25,9 @@ struct CallMedia {
     source: Option<WavSource>,
     sink: Option<WavSink>,
     send: bool,
+    /// The other side is to send us audio (`sendrecv`, or `recvonly` on our side): not while
+    /// either side holds the call.
+    recv: bool,
     /// RTCP goes on the RTP port (RFC 5761) when both sides agreed; otherwise none is sent.
     rtcp_mux: bool,
     /// The `a=crypto` lines (ours, the peer's) the SRTP context was keyed with.
@@ -192,7 +195,7 @@ impl CallAudio {
             }
             None => None,
         };
-        let (send, _) = directions(m.direction);
+        let (send, recv) = directions(m.direction);
         let source = match &self.play {
             Some(path) => {
                 let rate = codec.clock_rate();
@@ -213,6 +216,7 @@ impl CallAudio {
                 source,
                 sink,
                 send,
+                recv,
                 rtcp_mux: m.rtcp_mux,
                 keys,
                 mic: Rate::new(ENGINE_RATE, codec.clock_rate()),
@@ -239,7 +243,7 @@ impl CallAudio {
             c.session.set_remote(m.remote);
             c.session.set_telephone_event(m.telephone_event);
             c.rtcp_mux = m.rtcp_mux;
-            c.send = directions(m.direction).0;
+            (c.send, c.recv) = directions(m.direction);
         }
         Ok(())
     }
@@ -471,6 +475,7 @@ enum Cmd {
     Update(CallId, Box<Negotiated>),
     Stop(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
     Stats(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
+    Heard(CallId, oneshot::Sender<Option<(u64, bool)>>),
 }
 
 /// The agent's audio engine, running on a thread of its own (`switchboard-audio`).
@@ -568,6 +573,11 @@ impl AudioHandle {
                         }
                         Some(Cmd::Stop(call, reply)) => {
                             let _ = reply.send(audio.stop(call));
+                        }
+                        Some(Cmd::Heard(call, reply)) => {
+                            let _ = reply.send(audio.calls.get(&call).map(|c| {
+                                (c.session.stats().packets_received, c.recv)
+                            }));
                         }
                         Some(Cmd::Stats(call, reply)) => {
                             let _ = reply.send(
@@ -698,6 +708,14 @@ impl AudioHandle {
     pub async fn stats(&self, call: CallId) -> Option<(Stats, Option<f64>)> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Cmd::Stats(call, reply)).ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// The packets received on a call so far, and whether the other side is to send any
+    /// now (not while the call is held); `None` when it carries no audio.
+    pub async fn heard(&self, call: CallId) -> Option<(u64, bool)> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Cmd::Heard(call, reply)).ok()?;
         answer.await.ok().flatten()
     }
 

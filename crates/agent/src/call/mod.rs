@@ -241,7 +241,15 @@ pub struct PhoneOptions {
     /// Ring on a sound device while a call rings ([`Phone::ring`]) until it is answered,
     /// refused or over.
     pub ring: Option<RingOptions>,
+    /// A call whose other side sends no audio this long while it should (neither side
+    /// holding) is over: the phone says so ([`PhoneEvent::MediaError`], kind `no_audio`) and
+    /// hangs up, rather than keep a dead call open (a peer or a router gone without a BYE).
+    /// `None`: never.
+    pub media_timeout: Option<std::time::Duration>,
 }
+
+/// How long a call may go without audio from the other side before the phone ends it.
+pub const MEDIA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where and how loud incoming calls ring.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +279,7 @@ impl PhoneOptions {
             more_accounts: Vec::new(),
             keepalive: None,
             ring: None,
+            media_timeout: Some(MEDIA_TIMEOUT),
         }
     }
 }

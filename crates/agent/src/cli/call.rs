@@ -57,6 +57,10 @@ pub struct AccountArgs {
     /// Hang up this many seconds after the call is answered.
     #[arg(long)]
     pub hangup_after: Option<f64>,
+    /// End a call whose other side sends no audio for this many seconds while it should
+    /// (neither side holding): a peer gone without a BYE. 0: never.
+    #[arg(long, default_value_t = 30.0)]
+    pub media_timeout: f64,
     /// Send these DTMF digits (0-9 * # A-D) once the call is up, 250 ms apart: as RFC 4733
     /// events when the call agreed telephone-event, else as SIP INFO.
     #[arg(long)]
@@ -293,6 +297,10 @@ fn phone_options(
     o.tls_cert = account.tls_cert.clone();
     o.tls_key = account.tls_key.clone();
     o.dns_server = account.dns_server;
+    o.media_timeout = (account.media_timeout > 0.0)
+        .then(|| std::time::Duration::try_from_secs_f64(account.media_timeout))
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--media-timeout: a number of seconds, such as 30"))?;
     o.refer = if account.accept_refer {
         ReferPolicy::Always
     } else {
