@@ -132,7 +132,10 @@ fn a_call_without_audio_from_the_other_side_is_ended_after_the_media_timeout() {
         "ended by the media timeout, not SIPp's: {took:?}"
     );
     assert!(status.success(), "SIPp's uas saw the BYE");
-    assert!(out.status.success(), "a call ended for silence is no failure of the agent");
+    assert!(
+        out.status.success(),
+        "a call ended for silence is no failure of the agent"
+    );
 }
 
 fn scenario(name: &str) -> String {
