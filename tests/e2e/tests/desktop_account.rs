@@ -11,9 +11,9 @@
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use switchboard_e2e::ui::{choose, click, css, screenshot, wait_attr, wait_text, WAIT};
-use switchboard_e2e::{eventually, workspace_root, Desktop, SecretService};
+use switchboard_e2e::{eventually, need_display, workspace_root, Desktop, SecretService};
 use switchboard_tenant_sim::{Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
 
 const USER: &str = "AdeleV@contoso.example";
@@ -21,9 +21,7 @@ const USER: &str = "AdeleV@contoso.example";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver, WebKitWebDriver and gnome-keyring (scripts/test.sh runs it)"]
 async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> {
-    if std::env::var_os("DISPLAY").is_none() {
-        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
-    }
+    need_display()?;
     let work = tempfile::tempdir()?;
     let sim = TenantSim::start(Config::default()).await?;
     let keychain = SecretService::start(work.path()).await?;

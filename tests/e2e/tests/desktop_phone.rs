@@ -47,7 +47,7 @@ use switchboard_e2e::ui::{
     choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, wait_value, WAIT,
 };
 use switchboard_e2e::{
-    eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, Guard,
+    eventually, free_port, free_udp_port, need_display, our_binary, workspace_root, Desktop, Guard,
     Notifications, RouterProcess,
 };
 
@@ -103,9 +103,7 @@ const WINDOW_HZ: f64 = 1000.0;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver and WebKitWebDriver (scripts/test.sh runs it)"]
 async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
-    if std::env::var_os("DISPLAY").is_none() {
-        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
-    }
+    need_display()?;
     let work = tempfile::tempdir()?;
     let logs = workspace_root().join("artifacts/e2e");
     std::fs::create_dir_all(&logs)?;

@@ -26,8 +26,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use switchboard_e2e::ui::{click, screenshot, wait_attr, wait_text, wait_value, WAIT};
 use switchboard_e2e::{
-    eventually, free_port, free_udp_port, our_binary, workspace_root, Desktop, Notifications,
-    RouterProcess,
+    eventually, free_port, free_udp_port, need_display, our_binary, workspace_root, Desktop,
+    Notifications, RouterProcess,
 };
 
 const AGENT: &str = "AdeleV@contoso.example";
@@ -224,9 +224,7 @@ async fn start_again(bus: &str, config_dir: &Path, data_dir: &Path, log: &Path) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver, WebKitWebDriver, python3-xlib and python3-dbus (scripts/test.sh runs it)"]
 async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
-    if std::env::var_os("DISPLAY").is_none() {
-        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
-    }
+    need_display()?;
     let work = tempfile::tempdir()?;
     let logs = workspace_root().join("artifacts/e2e");
     std::fs::create_dir_all(&logs)?;

@@ -17,7 +17,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use fantoccini::{Client, Locator};
 use switchboard_e2e::glyphs::expect_glyphs;
-use switchboard_e2e::{eventually, free_port, workspace_root, Desktop, RouterProcess};
+use switchboard_e2e::{
+    eventually, free_port, need_display, workspace_root, Desktop, RouterProcess,
+};
 
 const STATE: &str = r#"[data-testid="router-state"]"#;
 const WAIT: Duration = Duration::from_secs(45);
@@ -60,9 +62,7 @@ async fn screenshot(c: &Client, name: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver and WebKitWebDriver (scripts/test.sh runs it)"]
 async fn window_follows_the_router_and_switches_language() -> Result<()> {
-    if std::env::var_os("DISPLAY").is_none() {
-        bail!("no X display: run under xvfb-run (scripts/test.sh does)");
-    }
+    need_display()?;
     let work = tempfile::tempdir()?;
     let logs = workspace_root().join("artifacts/e2e");
     std::fs::create_dir_all(&logs)?;
