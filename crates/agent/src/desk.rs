@@ -113,6 +113,15 @@ pub enum DeskError {
 }
 
 impl DeskError {
+    /// A Settings → Phone problem: the account's settings or its kept password, with the
+    /// code the window says it by.
+    pub(crate) fn sip_account(code: &'static str, message: impl std::fmt::Display) -> Self {
+        Self::SipAccount {
+            code,
+            message: message.to_string(),
+        }
+    }
+
     /// A stable code for the UI, which says the message in the person's language.
     pub fn code(&self) -> &'static str {
         match self {
@@ -1384,10 +1393,7 @@ impl DeskPhone {
             let a = account
                 .clone()
                 .validated()
-                .map_err(|e| DeskError::SipAccount {
-                    code: e.code(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| DeskError::sip_account(e.code(), &e))?;
             let transport = match a.transport {
                 SipTransport::Udp => Transport::Udp,
                 SipTransport::Tcp => Transport::Tcp,

@@ -265,10 +265,7 @@ impl Agent {
         phone: PhoneSettings,
         password: Option<String>,
     ) -> Result<PhoneSettingsView, crate::desk::DeskError> {
-        let as_desk = |e: SettingsError| crate::desk::DeskError::SipAccount {
-            code: e.code(),
-            message: e.to_string(),
-        };
+        let as_desk = |e: SettingsError| crate::desk::DeskError::sip_account(e.code(), &e);
         let phone = phone.validated().map_err(as_desk)?;
         if let Some(p) = &password {
             crate::sip_password::check_password(p).map_err(as_desk)?;
@@ -307,23 +304,17 @@ impl Agent {
         let store = self.password_store()?;
         store
             .clear()
-            .map_err(|e| crate::desk::DeskError::SipAccount {
-                code: e.code(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| crate::desk::DeskError::sip_account(e.code(), &e))?;
         let was_plain = {
             let mut current = self.settings.lock().unwrap_or_else(|p| p.into_inner());
             let was_plain = current.phone.source == crate::settings::PhoneSource::SipAccount;
             if was_plain {
                 let mut new = current.clone();
                 new.phone.source = crate::settings::PhoneSource::Router;
-                *current =
-                    self.store
-                        .save(new)
-                        .map_err(|e| crate::desk::DeskError::SipAccount {
-                            code: e.code(),
-                            message: e.to_string(),
-                        })?;
+                *current = self
+                    .store
+                    .save(new)
+                    .map_err(|e| crate::desk::DeskError::sip_account(e.code(), &e))?;
             }
             was_plain
         };
@@ -401,10 +392,7 @@ impl Agent {
         if let Some(account) = settings.phone.chosen_account() {
             let password = self.password_store().and_then(|s| {
                 s.get()
-                    .map_err(|e| crate::desk::DeskError::SipAccount {
-                        code: e.code(),
-                        message: e.to_string(),
-                    })?
+                    .map_err(|e| crate::desk::DeskError::sip_account(e.code(), &e))?
                     .ok_or(crate::desk::DeskError::SipAccount {
                         code: "sip_password_missing",
                         message: "the SIP account has no password — enter it in Settings → Phone"
