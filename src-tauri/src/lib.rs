@@ -9,7 +9,7 @@
 //! `set_my_presence`, `set_status_message`, `search_directory`, `get_presences`,
 //! `get_photos`, `set_favourite`, `get_work_state`, `set_work_state`, and the phone's
 //! `phone_status`, `phone_connect`, `phone_dial`, `phone_targets`, `phone_transfer`,
-//! `phone_consult`, `phone_consult_step`, `phone_history`, `phone_answer`, `phone_reject`,
+//! `phone_consult`, `phone_consult_step`, `phone_history`, `phone_answer`, `phone_reject`, `phone_transfer_answer`,
 //! `phone_hangup`,
 //! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_volume`, `phone_quality`,
 //! `phone_wrap_up`, `get_phone_settings`, `save_phone_settings`, `forget_sip_password`,
@@ -36,6 +36,7 @@ use switchboard_agent::desk::{
     ConsultStep, DeskError, HistoryEntry, MonitorMode, PhoneView, SupervisorBoard, TransferTargets,
 };
 use switchboard_agent::directory::{DirectoryQuery, Person, PresenceInfo};
+use switchboard_agent::notice::NoticeAction;
 use switchboard_agent::state::{WorkStateKind, WorkStateView};
 use switchboard_agent::{
     Agent, AudioDevices, AudioError, LinkPolicy, PhoneSettings, PhoneSettingsView, PhoneSource,
@@ -168,17 +169,36 @@ async fn supervisor_board(agent: State<'_, Agent>) -> Result<SupervisorBoard, Ip
     Ok(agent.desk().board().await?)
 }
 
-/// A call rings in: an OS notification (who calls, and what the router said of the call, in
-/// the person's language) and the window, back from the tray if it was closed to it, asks
-/// for attention, beside its own pop-up. Where the
-/// desktop has no notification service, the pop-up alone says it.
+/// The notification's action type for ringing calls: its buttons, in the window's language
+/// (registered again before each ringing call, so a language switch reaches them).
+const RINGING_ACTIONS: &str = "ringing-call";
+
+/// A ringing call told to the OS: a notification with Answer and Reject buttons, a click on it
+/// bringing the window up (where the OS offers them: the freedesktop notification servers of
+/// Linux and the BSDs, Windows and macOS; see [`notice_action`]); and the window, when closed
+/// to the tray, back on screen asking for attention. Where the desktop has no notification
+/// service, the pop-up alone says it.
 fn tell_ringing(app: &tauri::AppHandle, call: &switchboard_agent::desk::CallView) {
-    use tauri_plugin_notification::NotificationExt;
+    use tauri_plugin_notification::{Action, ActionType, NotificationExt};
     let language = app.state::<Agent>().settings().language;
     let notice = switchboard_agent::notice::ringing(call, language);
+    let buttons = NoticeAction::ALL
+        .into_iter()
+        .map(|a| Action::builder(a.id(), a.label(language)).build())
+        .collect();
+    if let Err(e) = app
+        .notification()
+        .register_action_types(vec![ActionType::builder(RINGING_ACTIONS)
+            .actions(buttons)
+            .build()])
+    {
+        tracing::debug!(error = %e, "cannot give the notification its buttons");
+    }
     if let Err(e) = app
         .notification()
         .builder()
+        .id(notice_id(call.id))
+        .action_type_id(RINGING_ACTIONS)
         .title(&notice.title)
         .body(&notice.body)
         .show()
@@ -194,6 +214,56 @@ fn tell_ringing(app: &tauri::AppHandle, call: &switchboard_agent::desk::CallView
         if let Err(e) = w.request_user_attention(Some(tauri::UserAttentionType::Critical)) {
             tracing::debug!(error = %e, "cannot ask for attention to the ringing call");
         }
+    }
+}
+
+/// The notification id of a call's ringing notice (the plugin's ids are `i32`; a call id past
+/// that wraps, and an action is only followed for the call ringing now, see [`notice_action`]).
+fn notice_id(call: u64) -> i32 {
+    (call % i32::MAX as u64) as i32
+}
+
+/// The call stopped ringing (answered, rejected, or the caller gave up): its notification goes
+/// away where the OS lets an app take one back (Linux and the BSDs).
+fn untell_ringing(app: &tauri::AppHandle, call: u64) {
+    use tauri_plugin_notification::NotificationExt;
+    if let Err(e) = app.notification().remove_active(vec![notice_id(call)]) {
+        tracing::debug!(error = %e, "cannot take back the notification of a call");
+    }
+}
+
+/// What the person did with a ringing call's notification: a click on it (`tap`) brings the
+/// window up; Answer answers (and brings up the window, where the call goes on); Reject
+/// rejects. Followed only for the incoming call ringing now: a late click on the notification
+/// of a call that is gone, or of another call, does nothing but show the window.
+fn notice_action(app: &tauri::AppHandle, action: &str, notification: Option<i32>) {
+    let desk = app.state::<Agent>().desk().clone();
+    let ringing = desk
+        .view()
+        .call
+        .filter(|c| c.rings_in() && Some(notice_id(c.id)) == notification);
+    let chosen = NoticeAction::from_id(action);
+    tracing::info!(
+        action,
+        call = ringing.as_ref().map(|c| c.id),
+        "notification action"
+    );
+    match (chosen, ringing) {
+        (Some(NoticeAction::Answer), Some(call)) => {
+            show_window(app);
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = desk.answer(call.id).await {
+                    tracing::warn!(code = e.code(), "cannot answer from the notification: {e}");
+                }
+            });
+        }
+        (Some(NoticeAction::Reject), Some(call)) => {
+            if let Err(e) = desk.reject(call.id) {
+                tracing::warn!(code = e.code(), "cannot reject from the notification: {e}");
+            }
+        }
+        // `tap` (a click on the notification itself), or a button of a call gone by.
+        _ => show_window(app),
     }
 }
 
@@ -258,6 +328,12 @@ async fn phone_answer(agent: State<'_, Agent>, call: u64) -> Result<(), IpcError
 #[tauri::command]
 fn phone_reject(agent: State<'_, Agent>, call: u64) -> Result<(), IpcError> {
     Ok(agent.desk().reject(call)?)
+}
+
+/// Follows (`follow`) or declines the transfer the other party of `call` asked for.
+#[tauri::command]
+fn phone_transfer_answer(agent: State<'_, Agent>, call: u64, follow: bool) -> Result<(), IpcError> {
+    Ok(agent.desk().answer_transfer(call, follow)?)
 }
 
 #[tauri::command]
@@ -891,6 +967,33 @@ fn ui_ready() {
     tracing::info!(first_paint_unix_ms = now as u64, "ui first paint");
 }
 
+/// Linux: the window's WebKitGTK view draws without GPU compositing (its hardware
+/// acceleration policy *never*), unless `SWITCHBOARD_WEBVIEW_GPU=1`. The window is a form with
+/// a timer, which the CPU draws at no cost; compositing keeps a GL context and its buffers in
+/// the web process (on a machine without a GPU driver, Mesa's software renderer): about 75 MiB
+/// of the idle app's memory (see docs/decisions.md), and the usual cause of a blank window in
+/// a VM. Other systems: nothing to do.
+fn draw_without_gpu(window: &tauri::WebviewWindow) {
+    #[cfg(target_os = "linux")]
+    {
+        if std::env::var("SWITCHBOARD_WEBVIEW_GPU").is_ok_and(|v| v == "1") {
+            tracing::info!("the window draws with GPU compositing (SWITCHBOARD_WEBVIEW_GPU=1)");
+            return;
+        }
+        let done = window.with_webview(|view| {
+            use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
+            if let Some(settings) = WebViewExt::settings(&view.inner()) {
+                settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+            }
+        });
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "cannot set how the window draws");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = window;
+}
+
 /// Builds and runs the app until its last window closes.
 pub fn run() {
     tracing_subscriber::fmt()
@@ -929,6 +1032,20 @@ pub fn run() {
             if let Some(tray) = make_tray(app.handle()) {
                 app.manage(tray);
             }
+            if let Some(w) = app.get_webview_window("main") {
+                draw_without_gpu(&w);
+            }
+            {
+                use tauri_plugin_notification::NotificationExt;
+                let handle = app.handle().clone();
+                app.notification().on_action(move |performed| {
+                    notice_action(
+                        &handle,
+                        performed.action_id(),
+                        performed.notification().map(|n| n.id()),
+                    )
+                })?;
+            }
             {
                 use tauri_plugin_deep_link::DeepLinkExt;
                 let handle = app.handle().clone();
@@ -947,13 +1064,19 @@ pub fn run() {
             tauri::async_runtime::spawn(async move {
                 // The call last told to the OS: each call rings there once.
                 let mut told = None;
+                // The call whose notification is up, taken back once it stops ringing.
+                let mut shown = None;
                 loop {
                     let v = phone.borrow_and_update().clone();
-                    if let Some(call) = v.call.as_ref().filter(|c| {
-                        c.stage == switchboard_agent::desk::CallStage::Ringing && !c.outgoing
-                    }) {
+                    let ringing = v.call.as_ref().filter(|c| c.rings_in());
+                    if let Some(up) = shown.filter(|&id| ringing.map(|c| c.id) != Some(id)) {
+                        untell_ringing(&to_window, up);
+                        shown = None;
+                    }
+                    if let Some(call) = ringing {
                         if told != Some(call.id) {
                             told = Some(call.id);
+                            shown = Some(call.id);
                             tell_ringing(&to_window, call);
                         }
                     }
@@ -1084,6 +1207,7 @@ pub fn run() {
             take_link,
             phone_answer,
             phone_reject,
+            phone_transfer_answer,
             phone_hangup,
             phone_hold,
             phone_mute,

@@ -43,8 +43,8 @@ pub use switchboard_api::{
 use tokio::sync::{broadcast, watch};
 
 use crate::call::{
-    printable, Account, CallError, CallId, EndReason, Phone, PhoneEvent, PhoneOptions,
-    RegistrationState, RingOptions, RouterOffer, Transport,
+    printable, Account, CallError, CallId, EndReason, Phone, PhoneEvent, PhoneOptions, ReferPolicy,
+    ReferRefusal, RegistrationState, RingOptions, RouterOffer, Transport,
 };
 use crate::settings::{AudioSettings, PhoneSource, SipAccountSettings, SipTransport};
 
@@ -84,6 +84,10 @@ pub enum DeskError {
     NotStarted,
     #[error("there is no such call (it may have ended)")]
     NoSuchCall,
+    #[error(
+        "the other party asks no transfer now (it may have been withdrawn, or the call ended)"
+    )]
+    NoTransferAsked,
     #[error("{0:?} is not a key of the keypad (0–9, *, #, A–D)")]
     BadDigit(char),
     #[error("there is no wrap-up to finish")]
@@ -137,6 +141,7 @@ impl DeskError {
             Self::Phone(_) => "phone_failed",
             Self::NotStarted => "phone_not_started",
             Self::NoSuchCall => "no_such_call",
+            Self::NoTransferAsked => "no_transfer_asked",
             Self::BadDigit(_) => "invalid_digit",
             Self::NoWrapUp => "no_wrap_up",
             Self::BadNotes(NotesProblem::TooLong { .. }) => "notes_too_long",
@@ -840,9 +845,28 @@ pub struct CallView {
     pub held: bool,
     /// The codec agreed, once up.
     pub codec: Option<String>,
+    /// The other party asks to transfer this call somewhere we do not trust on its word (a
+    /// REFER not from the router, or to a target outside the account's domain): the window
+    /// asks the person to follow or decline it ([`DeskPhone::answer_transfer`]).
+    pub transfer_ask: Option<TransferAsk>,
+}
+
+/// A transfer the other party asked for, put to the person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct TransferAsk {
+    /// Where the call would go (printable, at most 256 characters).
+    pub target: String,
+    /// Why it is put to the person rather than followed.
+    pub why: String,
 }
 
 impl CallView {
+    /// An incoming call still ringing (not yet answered or rejected).
+    pub fn rings_in(&self) -> bool {
+        self.stage == CallStage::Ringing && !self.outgoing
+    }
+
     /// A call starting now at `stage` (outgoing from [`CallStage::Calling`]).
     fn new(id: CallId, stage: CallStage, from: String, offer: RouterOffer) -> Self {
         Self {
@@ -856,6 +880,7 @@ impl CallView {
             muted: false,
             held: false,
             codec: None,
+            transfer_ask: None,
         }
     }
 }
@@ -1214,6 +1239,14 @@ struct Inner {
     /// Bumped at each phone started: only the latest phone's events change the view (an
     /// older one, still closing, must not say Off over the new one's registration).
     generation: std::sync::atomic::AtomicU64,
+    /// Held while a phone is stopped or started: a start (the app keeping its phone up) and a
+    /// stop (Settings → Phone saved) one after the other, never interleaved — a stop's Off
+    /// must never land over the registration of a phone started while it was closing the
+    /// last one.
+    lifecycle: tokio::sync::Mutex<()>,
+    /// A call the person let the other party transfer: its view while the phone calls the
+    /// transfer's target (shown again should that call fail, the call being still up).
+    referred_from: Mutex<Option<CallView>>,
 }
 
 /// A WAV file played as the microphone, and one that records what calls carry from the
@@ -1252,6 +1285,8 @@ impl DeskPhone {
                 view: watch::channel(PhoneView::default()).0,
                 events: broadcast::channel(256).0,
                 running: Mutex::new(None),
+                referred_from: Mutex::new(None),
+                lifecycle: tokio::sync::Mutex::new(()),
                 local: Mutex::new(Vec::new()),
                 following: std::sync::atomic::AtomicBool::new(false),
                 files: Mutex::new(None),
@@ -1345,6 +1380,7 @@ impl DeskPhone {
         source: PhoneSource,
         start: impl std::future::Future<Output = Result<(), DeskError>>,
     ) -> Result<(), DeskError> {
+        let _one_at_a_time = self.inner.lifecycle.lock().await;
         self.stop_phone().await;
         self.update(|v| {
             v.registration = RegistrationView::Registering;
@@ -1440,6 +1476,8 @@ impl DeskPhone {
             open_output: true,
         });
         options.media.volume = f32::from(audio.output_volume.min(100)) / 100.0;
+        // A transfer asked by a party we do not trust on its word is put to the person.
+        options.refer = ReferPolicy::Ask;
         options.ring = Some(RingOptions {
             device: audio.ringing_device.clone(),
             volume: f32::from(audio.ring_volume.min(100)) / 100.0,
@@ -1518,6 +1556,7 @@ impl DeskPhone {
                     Some(registrar) => plain_registration_view(aor, registrar, state),
                     None => registration_view(aor, state),
                 };
+                tracing::info!(%aor, state = ?r, "phone registration");
                 self.update(|v| v.registration = r);
             }
             PhoneEvent::Incoming {
@@ -1538,19 +1577,7 @@ impl DeskPhone {
                     offer.clone(),
                 ));
             }
-            PhoneEvent::Calling { call, to } => {
-                let offer = RouterOffer {
-                    dialled: Some(uri_user(to)),
-                    ..RouterOffer::default()
-                };
-                self.new_call(CallView::new(
-                    *call,
-                    CallStage::Calling,
-                    String::new(),
-                    offer,
-                ));
-                self.update(|v| v.problem = None);
-            }
+            PhoneEvent::Calling { call, to } => self.calling(*call, to),
             PhoneEvent::Progress {
                 call,
                 status: 180 | 183,
@@ -1565,6 +1592,22 @@ impl DeskPhone {
                 }
             }),
             PhoneEvent::Established { call, media, .. } => {
+                let original = self.referred_from().as_ref().map(|c| c.id);
+                if let Some(original) = original {
+                    // The transfer's target answered: the other party of the original call
+                    // ends it (RFC 5589); should it not within 5 s, we do.
+                    let (me, phone) = (self.clone(), phone.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        if me
+                            .referred_from()
+                            .as_ref()
+                            .is_some_and(|c| c.id == original)
+                        {
+                            let _ = phone.hangup(original);
+                        }
+                    });
+                }
                 let codec = media.codec.clone();
                 self.update(|v| {
                     if let Some(c) = v.call.as_mut().filter(|c| c.id == *call) {
@@ -1575,11 +1618,28 @@ impl DeskPhone {
                 });
             }
             PhoneEvent::Ended { call, reason, .. } => {
+                // The call the person let be transferred, ended once the transfer is done:
+                // into the history.
+                let gone = {
+                    let mut from = self.referred_from();
+                    from.take_if(|c| c.id == *call)
+                };
+                if let Some(c) = gone {
+                    self.remember(&c, None);
+                    return;
+                }
                 let ended = {
                     let v = self.inner.view.borrow();
                     v.call.as_ref().filter(|c| c.id == *call).cloned()
                 };
                 let Some(ended) = ended else { return };
+                // A transfer's call that did not connect: the call it was for, still up, is
+                // shown again.
+                let back = if ended.answered_unix_ms.is_none() {
+                    self.referred_from().take()
+                } else {
+                    None
+                };
                 let api =
                     api.filter(|_| ended.answered_unix_ms.is_some() && ended.offer.queue.is_some());
                 let queue_call = api.is_some();
@@ -1594,7 +1654,7 @@ impl DeskPhone {
                 }
                 self.remember(&ended, refused.clone());
                 self.update(|v| {
-                    v.call = None;
+                    v.call = back;
                     v.consult = None;
                     if refused.is_some() {
                         v.problem = refused;
@@ -1617,6 +1677,87 @@ impl DeskPhone {
                     let record = ended.offer.call_record.clone();
                     tokio::spawn(async move { me.follow_wrap_up(&api, record).await });
                 }
+            }
+            // The other party asks to transfer the call somewhere we do not follow on its
+            // word: the window asks the person. Another call's (none is shown): declined.
+            PhoneEvent::TransferConsent {
+                call,
+                target,
+                refusal,
+            } => {
+                let ask = TransferAsk {
+                    target: printable(target, 256).unwrap_or_default(),
+                    why: printable(&refusal.to_string(), 400).unwrap_or_default(),
+                };
+                let mut asked = false;
+                self.update(|v| {
+                    if let Some(c) = v
+                        .call
+                        .as_mut()
+                        .filter(|c| c.id == *call && c.stage == CallStage::Talking)
+                    {
+                        c.transfer_ask = Some(ask);
+                        asked = true;
+                    }
+                });
+                if !asked {
+                    let _ = phone.decline_transfer(*call);
+                }
+            }
+            PhoneEvent::TransferRefused {
+                call,
+                target,
+                refusal,
+            } => {
+                let p = (*refusal != ReferRefusal::Declined).then(|| PhoneProblem {
+                    code: "transfer_refused".into(),
+                    message: printable(
+                        &format!(
+                            "the other party asked to transfer the call to {target}; not followed: {refusal}"
+                        ),
+                        400,
+                    )
+                    .unwrap_or_default(),
+                });
+                self.update(|v| {
+                    if let Some(c) = v.call.as_mut().filter(|c| c.id == *call) {
+                        c.transfer_ask = None;
+                        if p.is_some() {
+                            v.problem = p;
+                        }
+                    }
+                });
+            }
+            // Following a transfer the person accepted: the new call is shown (the one it
+            // was for kept aside until it ends).
+            PhoneEvent::TransferCalling {
+                call,
+                new_call,
+                target,
+            } => {
+                let current = self.inner.view.borrow().call.clone();
+                if let Some(mut original) = current.filter(|c| c.id == *call) {
+                    tracing::info!(call, new_call, "following the transfer the person accepted");
+                    original.transfer_ask = None;
+                    *self.referred_from() = Some(original);
+                    self.calling(*new_call, target);
+                }
+            }
+            PhoneEvent::TransferFailed {
+                call,
+                target,
+                error,
+            } => {
+                let p = PhoneProblem {
+                    code: "transfer_failed".into(),
+                    message: printable(&format!("cannot call {target}: {error}"), 400)
+                        .unwrap_or_default(),
+                };
+                self.update(|v| {
+                    if v.call.as_ref().is_some_and(|c| c.id == *call) {
+                        v.problem = Some(p);
+                    }
+                });
             }
             // A call gone silent (its other side, or the router, gone without a BYE): the
             // engine hangs up; the window says why the call ended.
@@ -1724,6 +1865,29 @@ impl DeskPhone {
                 Err(e) => tracing::debug!(error = %e, "cannot read the state after wrap-up"),
             }
         }
+    }
+
+    /// The call kept aside while a transfer the person accepted is being followed.
+    fn referred_from(&self) -> std::sync::MutexGuard<'_, Option<CallView>> {
+        self.inner
+            .referred_from
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Shows `call` to `to` (a SIP URI) as the call placed, from its start.
+    fn calling(&self, call: CallId, to: &str) {
+        let offer = RouterOffer {
+            dialled: Some(uri_user(to)),
+            ..RouterOffer::default()
+        };
+        self.new_call(CallView::new(
+            call,
+            CallStage::Calling,
+            String::new(),
+            offer,
+        ));
+        self.update(|v| v.problem = None);
     }
 
     /// Shows `view` as the call, and no wrap-up.
@@ -1966,6 +2130,35 @@ impl DeskPhone {
         self.ok(r)
     }
 
+    /// Follows (`follow`) or declines the transfer the other party of `call` asked for
+    /// ([`CallView::transfer_ask`]).
+    pub fn answer_transfer(&self, call: CallId, follow: bool) -> Result<(), DeskError> {
+        let r = self.current_call(call).and_then(|p| {
+            let asked = self
+                .inner
+                .view
+                .borrow()
+                .call
+                .as_ref()
+                .is_some_and(|c| c.transfer_ask.is_some());
+            if !asked {
+                return Err(DeskError::NoTransferAsked);
+            }
+            if follow {
+                p.accept_transfer(call)?;
+            } else {
+                p.decline_transfer(call)?;
+            }
+            self.update(|v| {
+                if let Some(c) = v.call.as_mut() {
+                    c.transfer_ask = None;
+                }
+            });
+            Ok(())
+        });
+        self.ok(r)
+    }
+
     /// Hangs up the call (or stops it ringing).
     pub fn hangup(&self, call: CallId) -> Result<(), DeskError> {
         let r = self
@@ -2099,6 +2292,7 @@ impl DeskPhone {
     /// Hangs up, unregisters and signs off at the router (the app closes, the person signs
     /// out).
     pub async fn stop(&self) {
+        let _one_at_a_time = self.inner.lifecycle.lock().await;
         self.stop_phone().await;
         self.update(|v| {
             v.registration = RegistrationView::Off;

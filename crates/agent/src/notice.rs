@@ -81,6 +81,43 @@ pub fn ringing(call: &CallView, language: Language) -> Notice {
     }
 }
 
+/// The buttons of a ringing call's notification, where the OS shows them (the freedesktop
+/// notification servers of Linux and the BSDs, Windows, macOS). A click on the notification
+/// itself is no button: it brings the window up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeAction {
+    Answer,
+    Reject,
+}
+
+impl NoticeAction {
+    pub const ALL: [NoticeAction; 2] = [Self::Answer, Self::Reject];
+
+    /// The button's id, as the notification server reports it back.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Answer => "answer",
+            Self::Reject => "reject",
+        }
+    }
+
+    /// The button a notification server reported; `None` for an id we never offered.
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.id() == id)
+    }
+
+    /// Its label, the same words as the window's pop-up.
+    pub fn label(self, language: Language) -> &'static str {
+        let zh = language == Language::ZhCn;
+        match (self, zh) {
+            (Self::Answer, false) => "Answer",
+            (Self::Answer, true) => "接听",
+            (Self::Reject, false) => "Reject",
+            (Self::Reject, true) => "拒接",
+        }
+    }
+}
+
 /// The caller in a From value (`"Name" <sip:+1555@host>;tag=…`): the display name, else the
 /// user part of the address.
 fn caller_of(from: &str) -> Option<String> {
@@ -118,6 +155,7 @@ mod tests {
             muted: false,
             held: false,
             codec: None,
+            transfer_ask: None,
         }
     }
 
@@ -149,6 +187,20 @@ mod tests {
                     .into()
             }
         );
+    }
+
+    #[test]
+    fn notice_actions_go_both_ways_and_refuse_what_we_never_offered() {
+        for a in NoticeAction::ALL {
+            assert_eq!(NoticeAction::from_id(a.id()), Some(a));
+        }
+        assert_eq!(NoticeAction::from_id("default"), None);
+        assert_eq!(NoticeAction::from_id("tap"), None);
+        assert_eq!(NoticeAction::from_id("Answer"), None);
+        assert_eq!(NoticeAction::from_id(""), None);
+        assert_eq!(NoticeAction::from_id("answer\n"), None);
+        assert_eq!(NoticeAction::Answer.label(Language::En), "Answer");
+        assert_eq!(NoticeAction::Reject.label(Language::ZhCn), "拒接");
     }
 
     #[test]

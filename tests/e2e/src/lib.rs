@@ -420,13 +420,16 @@ impl SecretService {
 
 /// A private D-Bus session bus (no service activation: nothing starts behind the test's back)
 /// with dunst, a real notification server, on it, and `dbus-monitor` writing down every
-/// `Notify` call the window makes (Debian packages installed by tests/peers/install.sh).
-/// dunst shows them on the test's X display. Stopped when dropped.
+/// `Notify` and `CloseNotification` call the window makes (Debian packages installed by
+/// tests/peers/install.sh). dunst shows them on the test's X display; the test clicks them and
+/// their buttons with `dunstctl`. Stopped when dropped.
 pub struct Notifications {
     _bus: Guard,
     _server: Guard,
     _monitor: Guard,
     log: PathBuf,
+    /// The button the context menu's script picks.
+    choice: PathBuf,
     /// `DBUS_SESSION_BUS_ADDRESS` for programs that should use it.
     pub address: String,
 }
@@ -468,9 +471,34 @@ impl Notifications {
             Ok(socket.exists().then_some(()))
         })
         .await?;
+        // dunst's context menu, where a person picks one of a notification's buttons, runs a
+        // `dmenu` with one line per button (`#Answer (Incoming call: bob) [3,answer]`) and
+        // follows the line it prints: here a script picks the button the test names.
+        let choice = dir.join("notify-choice");
+        let picker = dir.join("notify-pick.sh");
+        std::fs::write(
+            &picker,
+            format!(
+                "#!/bin/sh\ngrep -m1 -F \",$(cat '{}')]\"\n",
+                choice.display()
+            ),
+        )?;
+        std::fs::set_permissions(&picker, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let dunstrc = dir.join("dunstrc");
+        std::fs::write(
+            &dunstrc,
+            // Notifications stay until the app takes them back or someone acts on them.
+            format!(
+                "[global]\n    dmenu = \"{}\"\n[urgency_low]\n    timeout = 0\n\
+                 [urgency_normal]\n    timeout = 0\n",
+                picker.display()
+            ),
+        )?;
         let server = Guard::spawn(
             "dunst",
             Command::new("dunst")
+                .arg("-config")
+                .arg(&dunstrc)
                 .env("DBUS_SESSION_BUS_ADDRESS", &address)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
@@ -501,6 +529,10 @@ impl Notifications {
                 .arg("--address")
                 .arg(&address)
                 .arg("type='method_call',interface='org.freedesktop.Notifications',member='Notify'")
+                .arg(
+                    "type='method_call',interface='org.freedesktop.Notifications',\
+                     member='CloseNotification'",
+                )
                 .stdout(std::fs::File::create(&log)?)
                 .stderr(Stdio::null()),
         )
@@ -517,8 +549,50 @@ impl Notifications {
             _server: server,
             _monitor: monitor,
             log,
+            choice,
             address,
         })
+    }
+
+    /// dunst's `dunstctl` on this bus.
+    fn dunstctl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("dunstctl")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .context("dunstctl (run tests/peers/install.sh)")?;
+        if !out.status.success() {
+            bail!(
+                "dunstctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// How many notifications dunst has on screen.
+    pub fn displayed(&self) -> Result<usize> {
+        Ok(self.dunstctl(&["count", "displayed"])?.parse()?)
+    }
+
+    /// A click on the newest notification on screen, as a person clicks it (dunst's
+    /// `default` action).
+    pub fn click(&self) -> Result<()> {
+        self.dunstctl(&["action", "0"]).map(drop)
+    }
+
+    /// The button `action` (its id) of a notification on screen chosen from dunst's context
+    /// menu, as a person chooses it.
+    pub fn choose(&self, action: &str) -> Result<()> {
+        std::fs::write(&self.choice, action)?;
+        self.dunstctl(&["context"]).map(drop)
+    }
+
+    /// How many times the app took a notification back (`CloseNotification`).
+    pub fn taken_back(&self) -> Result<usize> {
+        Ok(std::fs::read_to_string(&self.log)?
+            .matches("member=CloseNotification")
+            .count())
     }
 
     /// Waits until a notification containing every one of `texts` was sent; what the monitor

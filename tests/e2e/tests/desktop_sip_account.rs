@@ -5,8 +5,12 @@
 //! (tests/peers/kamailio/proxy.cfg on 127.0.0.1); calls both ways with bob, a headless
 //! `switchboard-agent` registered there: the window dials "bob", tones cross both ways
 //! (Goertzel: bob hears the window's microphone, the window's speaker plays bob), bob hangs up;
-//! bob calls alice, the window rings, Answer, bob hangs up; the password file not holding it
-//! in clear;
+//! bob calls alice, the window and the OS notification (dunst's) ring, Answer chosen on the
+//! notification answers in the window, bob hangs up; bob gives up while it rings, and the app
+//! takes its notification back; Reject on the notification sends bob 603; bob asks (REFER) to
+//! transfer the call to a target outside the account's domain: the window puts it to the
+//! person, declined (bob hears 603, the call goes on), then followed (the window calls carol,
+//! bob's REFER ends 200); the password file not holding it in clear;
 //! "Forget the password": the window says so, the phone leaves the account, the password file
 //! is gone, and the settings file keeps the account (never a password) with the phone back on
 //! the router's account.
@@ -27,6 +31,7 @@ use switchboard_e2e::ui::{
 };
 use switchboard_e2e::{
     free_port, free_udp_port, need_display, our_binary, program, workspace_root, Desktop, Guard,
+    Notifications,
 };
 
 /// The status bar's phone registration.
@@ -65,15 +70,21 @@ fn kamailio(port: u16, dir: &std::path::Path) -> Result<Guard> {
 const BOB_HZ: f64 = 440.0;
 const WINDOW_HZ: f64 = 1000.0;
 
-/// Bob (`switchboard-agent answer`) registered at the Kamailio `server` as bob / builder,
-/// answering one call, playing `tone`, recording what he hears to `heard`, hanging up after
-/// 6 s; returned once registered.
-async fn bob_answers(server: &str, tone: &Path, heard: &Path) -> Result<Child> {
+/// `user` (`switchboard-agent answer`) registered at the Kamailio `server` with `password`,
+/// answering one call, playing `tone`, recording what they hear to `heard`, hanging up after
+/// `hangup` seconds; returned once registered.
+async fn answers(
+    server: &str,
+    (user, password): (&str, &str),
+    hangup: &str,
+    tone: &Path,
+    heard: &Path,
+) -> Result<Child> {
     let mut bob = Command::new(our_binary("switchboard-agent")?)
         .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
         .args(["--json", "answer", "--server", server])
-        .args(["--user", "bob", "--password", "builder"])
-        .args(["--wait", "60", "--hangup-after", "6", "--play"])
+        .args(["--user", user, "--password", password])
+        .args(["--wait", "60", "--hangup-after", hangup, "--play"])
         .arg(tone)
         .arg("--record")
         .arg(heard)
@@ -81,7 +92,7 @@ async fn bob_answers(server: &str, tone: &Path, heard: &Path) -> Result<Child> {
         .stderr(Stdio::piped())
         .spawn()
         .context("switchboard-agent answer")?;
-    let stdout = bob.stdout.take().context("bob's stdout")?;
+    let stdout = bob.stdout.take().context("the answering agent's stdout")?;
     // Registered once it says it listens; its later events are read (and dropped) on, so that
     // the pipe never fills.
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -105,11 +116,25 @@ async fn bob_answers(server: &str, tone: &Path, heard: &Path) -> Result<Child> {
             let _ = bob.kill();
             let out = bob.wait_with_output()?;
             bail!(
-                "bob did not register with Kamailio: {}",
+                "{user} did not register with Kamailio: {}",
                 String::from_utf8_lossy(&out.stderr)
             )
         }
     }
+}
+
+/// Bob's call that asked for a transfer (`out`): his REFER ended with `status` (the window
+/// `what` it).
+fn refer_ended(out: std::process::Output, status: u16, what: &str) -> Result<()> {
+    let said = String::from_utf8_lossy(&out.stdout);
+    let want = format!("\"status\":{status}");
+    if !said
+        .lines()
+        .any(|l| l.contains("\"transfer_progress\"") && l.contains(&want))
+    {
+        bail!("bob's REFER {what} in the window: no {status} in\n{said}");
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +155,9 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
     }
     let pulse = PulseServer::start()?;
     let pulse_server = pulse.server();
+    // A session bus with dunst (a notification server) and no keychain on it: the password
+    // goes to the encrypted file.
+    let notifications = Notifications::start(work.path()).await?;
     let config_dir = work.path().join("config");
     let data_dir = work.path().join("data");
     // No router: the plain account needs none.
@@ -141,6 +169,10 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
             ("SWITCHBOARD_TOKEN_KEY", OsStr::new("file")),
             ("SWITCHBOARD_ROUTER_URL", OsStr::new(&nowhere)),
             ("PULSE_SERVER", OsStr::new(&pulse_server)),
+            (
+                "DBUS_SESSION_BUS_ADDRESS",
+                OsStr::new(&notifications.address),
+            ),
             ("SWITCHBOARD_LOG", OsStr::new("info")),
         ],
         "tauri-driver-sip-account.log",
@@ -206,7 +238,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         tone_wav(&mic_tone, WINDOW_HZ, 48000, 60)?;
         let _mic = pulse.play("sb_mic", &mic_tone)?;
         let bob_heard = work.path().join("bob-heard.wav");
-        let bob = bob_answers(&server, &bob_tone, &bob_heard).await?;
+        let bob = answers(&server, ("bob", "builder"), "6", &bob_tone, &bob_heard).await?;
         // The window calls bob by his user name (at its registrar).
         let window_heard = work.path().join("window-heard.wav");
         let speaker = pulse.record("sb_speaker", &window_heard)?;
@@ -228,28 +260,124 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         }
         heard(&bob_heard, WINDOW_HZ, BOB_HZ, 40, "bob heard the window")?;
         heard(&window_heard, BOB_HZ, WINDOW_HZ, 40, "the window heard bob")?;
-        // Bob calls alice: the window rings, Answer, bob hangs up.
-        let mut call = Command::new(our_binary("switchboard-agent")?);
-        call.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &format!("sip:alice@127.0.0.1:{sip_port}")])
-            .args([
-                "--server",
-                &server,
-                "--user",
-                "bob",
-                "--password",
-                "builder",
-            ])
-            .args(["--ring-timeout", "30", "--hangup-after", "4"]);
-        let calling = tokio::task::spawn_blocking(move || call.output());
+        // Bob calls alice: the window rings and so does the OS, with Answer and Reject on the
+        // notification. Answered there (dunst's context menu, as a person picks a button);
+        // the call goes on in the window; bob hangs up.
+        let bob_transfers = |ring: &str, hangup: &str, transfer: Option<&str>| {
+            let mut call = Command::new(our_binary("switchboard-agent")?);
+            call.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+                .args(["--json", "call", &format!("sip:alice@127.0.0.1:{sip_port}")])
+                .args([
+                    "--server",
+                    &server,
+                    "--user",
+                    "bob",
+                    "--password",
+                    "builder",
+                ])
+                .args(["--ring-timeout", ring, "--hangup-after", hangup]);
+            if let Some(t) = transfer {
+                call.args(["--transfer", t]);
+            }
+            anyhow::Ok(tokio::task::spawn_blocking(move || call.output()))
+        };
+        let bob_calls = |ring: &str, hangup: &str| bob_transfers(ring, hangup, None);
+        let calling = bob_calls("30", "4")?;
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
-        click(&c, r#"[data-testid="answer"]"#).await?;
+        notifications
+            .sent(&["Incoming call: bob", "answer", "Answer", "reject", "Reject"])
+            .await?;
+        notifications.choose("answer")?;
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:01").await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
         let out = calling.await??;
         if !out.status.success() {
             bail!(
                 "bob (calling): {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Bob calls and gives up after 4 s: the window's pop-up goes, and the app takes its
+        // notification back (the caller is no longer there to answer).
+        let before = notifications.taken_back()?;
+        let calling = bob_calls("4", "4")?;
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
+        gone(&c, r#"[data-testid="incoming-caller"]"#).await?;
+        calling.await??;
+        switchboard_e2e::eventually(
+            "the notification of a call given up to be taken back",
+            Duration::from_secs(10),
+            || async { Ok((notifications.taken_back()? > before).then_some(())) },
+        )
+        .await?;
+        switchboard_e2e::eventually(
+            "no notification left on screen",
+            Duration::from_secs(10),
+            || async { Ok((notifications.displayed()? == 0).then_some(())) },
+        )
+        .await?;
+        // Bob calls again: Reject on the notification; bob hears 603 Decline, the window's
+        // pop-up goes.
+        let calling = bob_calls("30", "4")?;
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
+        notifications.choose("reject")?;
+        gone(&c, r#"[data-testid="incoming-caller"]"#).await?;
+        let out = calling.await??;
+        let said = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() || !said.contains("603") {
+            bail!(
+                "bob's call rejected from the notification: {}\n{said}",
+                out.status
+            );
+        }
+        // A transfer asked by bob to a target outside the account's domain (a REFER no
+        // registrar vouches for): put to the person in the window, who declines it; bob hears
+        // 603 on his REFER, the call goes on until he hangs up.
+        const OUTSIDE: &str = "sip:carol@elsewhere.example";
+        let calling = bob_transfers("30", "8", Some(OUTSIDE))?;
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        wait_text(&c, r#"[data-testid="transfer-ask-text"]"#, OUTSIDE).await?;
+        let why = c
+            .find(css(r#"[data-testid="transfer-ask-text"]"#))
+            .await?
+            .attr("title")
+            .await?
+            .unwrap_or_default();
+        if !why.contains("not of the account's domain") {
+            bail!("the transfer asked says why it is put to the person: {why:?}");
+        }
+        click(&c, r#"[data-testid="transfer-ask-decline"]"#).await?;
+        gone(&c, r#"[data-testid="transfer-ask"]"#).await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
+        refer_ended(calling.await??, 603, "declined")?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        // Again, and followed this time: the window calls the target (Kamailio finds carol,
+        // registered there, by her user name), bob's REFER ends 200 and he leaves; the window
+        // shows the call with carol, who hangs up after 6 s.
+        let carol_tone = work.path().join("carol.wav");
+        tone_wav(&carol_tone, BOB_HZ, 8000, 30)?;
+        let carol = answers(
+            &server,
+            ("carol", "carrots"),
+            "6",
+            &carol_tone,
+            &work.path().join("carol-heard.wav"),
+        )
+        .await?;
+        let calling = bob_transfers("30", "20", Some(OUTSIDE))?;
+        wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        wait_text(&c, r#"[data-testid="transfer-ask-text"]"#, OUTSIDE).await?;
+        click(&c, r#"[data-testid="transfer-ask-follow"]"#).await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "carol").await?;
+        refer_ended(calling.await??, 200, "followed")?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        let out = tokio::task::spawn_blocking(move || carol.wait_with_output()).await??;
+        if !out.status.success() {
+            bail!(
+                "carol (answering the transfer): {}\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             );

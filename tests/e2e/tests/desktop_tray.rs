@@ -9,8 +9,9 @@
 //!   menu speaks Chinese;
 //! - closing the window (WM_DELETE_WINDOW, as a window manager sends it: `tests/e2e/x11.py`)
 //!   hides it and the phone stays registered at the router; "Show Switchboard" in the tray
-//!   brings it back; closed again, a queue call ringing brings it back with its pop-up, and
-//!   so does starting the app again;
+//!   brings it back; closed again, a queue call ringing brings it back with its pop-up; closed
+//!   while it rings, a click on the call's notification (dunst's, `dunstctl action`) brings it
+//!   back; and so does starting the app again;
 //! - "Quit Switchboard" ends the app: the phone signs off at the router, the menu leaves the bus;
 //! - with closing to the tray turned off in Settings, closing the window quits.
 //!
@@ -254,10 +255,13 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
     // Sound devices for the ring (a PulseAudio server of the test's own, null sinks).
     let pulse = switchboard_e2e::pulse::PulseServer::start()?;
     let pulse_server = pulse.server();
-    let bus = Notifications::start(work.path()).await?;
+    let notifications = Notifications::start(work.path()).await?;
     let desktop = Desktop::start(
         &[
-            ("DBUS_SESSION_BUS_ADDRESS", OsStr::new(&bus.address)),
+            (
+                "DBUS_SESSION_BUS_ADDRESS",
+                OsStr::new(&notifications.address),
+            ),
             ("SWITCHBOARD_CONFIG_DIR", config_dir.as_os_str()),
             ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
             ("SWITCHBOARD_ROUTER_URL", OsStr::new(&base)),
@@ -269,7 +273,7 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
     )
     .await?;
     let c = desktop.open().await?;
-    let bus = bus.address.clone();
+    let bus = notifications.address.clone();
 
     let result = async {
         // 1. The phone registers; the tray says the window's state.
@@ -389,6 +393,17 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
         wait_window("viewable").await?;
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, "+15551234567").await?;
         screenshot(&c, "tray-call-brings-the-window.png").await?;
+        // Closed while it rings: a click on the call's notification brings the window back;
+        // the call still rings there (a click does not answer).
+        close_window()?;
+        wait_window("unmapped").await?;
+        notifications.sent(&["Incoming call: +15551234567"]).await?;
+        notifications.click()?;
+        wait_window("viewable").await?;
+        c.find(switchboard_e2e::ui::css(
+            r#"[data-testid="incoming-caller"]"#,
+        ))
+        .await?;
         switchboard_e2e::ui::gone(&c, r#"[data-testid="incoming-caller"]"#).await?;
         tray_click(&bus, "Not ready/Lunch")?;
         wait_tray(&bus, "Not ready · Lunch", &["Not ready/Lunch"]).await?;

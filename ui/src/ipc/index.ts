@@ -154,6 +154,8 @@ export const supervisorMonitor = (upn: string, mode: MonitorMode | null): Promis
 export const phoneHistory = (limit: number | null): Promise<HistoryEntry[]> => call("phone_history", { limit });
 export const phoneAnswer = (callId: number): Promise<void> => call("phone_answer", { call: callId });
 export const phoneReject = (callId: number): Promise<void> => call("phone_reject", { call: callId });
+export const phoneTransferAnswer = (callId: number, follow: boolean): Promise<void> =>
+  call("phone_transfer_answer", { call: callId, follow });
 export const phoneHangup = (callId: number): Promise<void> => call("phone_hangup", { call: callId });
 export const phoneHold = (callId: number, on: boolean): Promise<void> => call("phone_hold", { call: callId, on });
 export const phoneMute = (on: boolean): Promise<void> => call("phone_mute", { on });

@@ -38,6 +38,7 @@ const ringing = (over: Partial<CallView> = {}): CallView => ({
   held: false,
   codec: null,
   outgoing: false,
+  transfer_ask: null,
   ...over,
 });
 
@@ -60,6 +61,7 @@ function fakeApi(first: PhoneView) {
     phoneAnswer: vi.fn(async () => {}),
     phoneReject: vi.fn(async () => {}),
     phoneHangup: vi.fn(async () => {}),
+    phoneTransferAnswer: vi.fn(async () => {}),
     phoneHold: vi.fn(async () => {}),
     phoneMute: vi.fn(async () => {}),
     phoneDtmf: vi.fn(async () => {}),
@@ -124,6 +126,30 @@ describe("the phone in the window", () => {
     // Something that is no number or name is not sent.
     await fireEvent.input(input, { target: { value: "a<b>" } });
     expect((screen.getByTestId("dial-call") as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it("puts a transfer the other party asks for to the person, who follows or declines it", async () => {
+    const { api, push } = fakeApi(idle());
+    render(Phone, { api });
+    await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
+    const talking = ringing({ stage: "talking", answered_unix_ms: Date.now() - 5_000 });
+    push(idle({ call: talking }));
+    await screen.findByTestId("in-call");
+    expect(screen.queryByTestId("transfer-ask")).toBeNull();
+    const ask = { target: "sip:carol@elsewhere.example", why: "the target (sip:carol@elsewhere.example) is not of the account's domain contoso.example" };
+    push(idle({ call: { ...talking, transfer_ask: ask } }));
+    const text = await screen.findByTestId("transfer-ask-text");
+    expect(text.textContent).toBe("The other party asks to transfer this call to sip:carol@elsewhere.example.");
+    expect(text.getAttribute("title")).toContain("not of the account's domain");
+    await fireEvent.click(screen.getByTestId("transfer-ask-decline"));
+    expect(api.phoneTransferAnswer).toHaveBeenLastCalledWith(7, false);
+    await fireEvent.click(screen.getByTestId("transfer-ask-follow"));
+    expect(api.phoneTransferAnswer).toHaveBeenLastCalledWith(7, true);
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("transfer-ask-follow").textContent).toBe("接受转接"));
+    // Answered: the question goes away with the view that no longer asks it.
+    push(idle({ call: talking }));
+    await vi.waitFor(() => expect(screen.queryByTestId("transfer-ask")).toBeNull());
   });
 
   it("shows a call it placed ringing, then connected, and cancels it", async () => {

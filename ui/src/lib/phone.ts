@@ -15,6 +15,8 @@ export type PhoneApi = {
   phoneAnswer: (call: number) => Promise<void>;
   phoneReject: (call: number) => Promise<void>;
   phoneHangup: (call: number) => Promise<void>;
+  /** Follows or declines the transfer the other party asked for. */
+  phoneTransferAnswer: (call: number, follow: boolean) => Promise<void>;
   phoneHold: (call: number, on: boolean) => Promise<void>;
   phoneMute: (on: boolean) => Promise<void>;
   phoneDtmf: (call: number, key: string) => Promise<void>;
@@ -42,6 +44,7 @@ export const shellPhone: PhoneApi = {
   phoneAnswer: ipc.phoneAnswer,
   phoneReject: ipc.phoneReject,
   phoneHangup: ipc.phoneHangup,
+  phoneTransferAnswer: ipc.phoneTransferAnswer,
   phoneHold: ipc.phoneHold,
   phoneMute: ipc.phoneMute,
   phoneDtmf: ipc.phoneDtmf,
