@@ -148,10 +148,18 @@ where
     let start = Instant::now();
     let mut last = String::from("condition never held");
     loop {
-        match f().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
+        // One look may hang (a WebDriver command the window never answers): it gets what is
+        // left of the wait, and at least 5 s, so that a hang fails the step instead of the run.
+        let left = timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_secs(5));
+        match tokio::time::timeout(left, f()).await {
+            Ok(Ok(Some(v))) => return Ok(v),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => last = format!("{e:#}"),
+            Err(_) => {
+                last = format!("one look did not finish in {left:?} (the window, or its driver, stopped answering)")
+            }
         }
         if start.elapsed() > timeout {
             bail!("timed out after {timeout:?} waiting for {what}: {last}");

@@ -15,11 +15,25 @@ pub fn css(s: &str) -> Locator<'_> {
     Locator::Css(s)
 }
 
+/// Ends the WebDriver session (the driver closes the app), giving up after 15 s: a window
+/// that stopped answering must not hold the test, whose result is what matters.
+pub async fn end_session(c: Client) {
+    if tokio::time::timeout(Duration::from_secs(15), c.close())
+        .await
+        .is_err()
+    {
+        eprintln!("the WebDriver session did not end within 15 s; left to the driver's exit");
+    }
+}
+
 /// Saves the window as `artifacts/e2e/{name}`.
 pub async fn screenshot(c: &Client, name: &str) -> Result<()> {
     let dir = workspace_root().join("artifacts/e2e");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(name), c.screenshot().await?)?;
+    let png = tokio::time::timeout(WAIT, c.screenshot())
+        .await
+        .map_err(|_| anyhow::anyhow!("the window took no screenshot ({name}) in {WAIT:?}"))??;
+    std::fs::write(dir.join(name), png)?;
     Ok(())
 }
 

@@ -173,7 +173,7 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
     if result.is_err() {
         let _ = screenshot(&c, "account-failure.png").await;
     }
-    let _ = c.close().await;
+    switchboard_e2e::ui::end_session(c).await;
     result?;
 
     // 6. Restart: still signed in, from the keychain-keyed cache; the new run starts off
@@ -214,7 +214,7 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
     if result.is_err() {
         let _ = screenshot(&c, "account-failure-restart.png").await;
     }
-    let _ = c.close().await;
+    switchboard_e2e::ui::end_session(c).await;
     sim.shutdown().await;
     result
 }

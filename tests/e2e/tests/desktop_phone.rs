@@ -755,7 +755,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
     if result.is_err() {
         let _ = screenshot(&c, "phone-failure.png").await;
     }
-    let _ = c.close().await;
+    switchboard_e2e::ui::end_session(c).await;
     drop(desktop);
     drop(router);
     result

@@ -416,7 +416,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
     if result.is_err() {
         let _ = screenshot(&c, "sip-account-failed.png").await;
     }
-    let _ = c.close().await;
+    switchboard_e2e::ui::end_session(c).await;
     result?;
     // The settings file keeps the account, with no password, and the phone on the router's.
     let settings =

@@ -441,7 +441,7 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let _ = c.close().await;
+    switchboard_e2e::ui::end_session(c).await;
     result?;
 
     // 10. With closing to the tray off (Settings), closing the window quits.
@@ -471,6 +471,6 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let _ = c.close().await;
+    switchboard_e2e::ui::end_session(c).await;
     result
 }

@@ -225,6 +225,6 @@ async fn window_follows_the_router_and_switches_language() -> Result<()> {
     if result.is_err() {
         let _ = screenshot(&c, "failure.png").await;
     }
-    let _ = c.close().await;
+    switchboard_e2e::ui::end_session(c).await;
     result
 }
