@@ -930,6 +930,24 @@ pub fn wrap_up_notes(notes: Option<&str>) -> Result<Option<String>, NotesProblem
     Ok(Some(n.to_owned()))
 }
 
+/// The call's sound devices of Settings → Audio.
+fn call_devices(audio: &AudioSettings) -> switchboard_media::device::DeviceChoice {
+    switchboard_media::device::DeviceChoice {
+        input: audio.input_device.clone(),
+        output: audio.output_device.clone(),
+        open_input: true,
+        open_output: true,
+    }
+}
+
+/// Where and how loud calls ring, from Settings → Audio.
+fn ring_of(audio: &AudioSettings) -> RingOptions {
+    RingOptions {
+        device: audio.ringing_device.clone(),
+        volume: f32::from(audio.ring_volume.min(100)) / 100.0,
+    }
+}
+
 /// A problem to show, with a code the UI says in the person's language.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -1469,19 +1487,11 @@ impl DeskPhone {
         agent: Option<String>,
     ) -> Result<(), DeskError> {
         let mut options = PhoneOptions::new(account);
-        options.media.devices = Some(switchboard_media::device::DeviceChoice {
-            input: audio.input_device.clone(),
-            output: audio.output_device.clone(),
-            open_input: true,
-            open_output: true,
-        });
+        options.media.devices = Some(call_devices(audio));
         options.media.volume = f32::from(audio.output_volume.min(100)) / 100.0;
         // A transfer asked by a party we do not trust on its word is put to the person.
         options.refer = ReferPolicy::Ask;
-        options.ring = Some(RingOptions {
-            device: audio.ringing_device.clone(),
-            volume: f32::from(audio.ring_volume.min(100)) / 100.0,
-        });
+        options.ring = Some(ring_of(audio));
         let files = self
             .inner
             .files
@@ -1536,6 +1546,44 @@ impl DeskPhone {
             }
         });
         Ok(())
+    }
+
+    /// Settings → Audio changed from `was` to `now` while the phone runs: calls (going on,
+    /// and to come) move to its devices and volume, and calls ring on its ringing device,
+    /// each only where it changed. Nothing where the phone plays and records files
+    /// ([`DeskPhone::use_audio_files`]) or none runs (the next one starts on them).
+    pub fn use_audio(&self, was: &AudioSettings, now: &AudioSettings) {
+        let files = self
+            .inner
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let Some((phone, _)) = self.running().filter(|_| !files) else {
+            return;
+        };
+        let r = (|| {
+            if (&was.input_device, &was.output_device) != (&now.input_device, &now.output_device) {
+                tracing::info!(
+                    input = now.input_device.as_deref().unwrap_or("default"),
+                    output = now.output_device.as_deref().unwrap_or("default"),
+                    "calls move to the sound devices of Settings → Audio"
+                );
+                phone.set_devices(Some(call_devices(now)))?;
+            }
+            if ring_of(was) != ring_of(now) {
+                phone.set_ring(Some(ring_of(now)))?;
+            }
+            if was.output_volume != now.output_volume {
+                let volume = now.output_volume.min(100);
+                phone.set_volume(f32::from(volume) / 100.0)?;
+                self.update(|v| v.volume = volume);
+            }
+            Ok::<_, CallError>(())
+        })();
+        if let Err(e) = r {
+            let _ = self.problem(e.into());
+        }
     }
 
     /// `api` is none and `plain` names the registrar on a plain SIP account.

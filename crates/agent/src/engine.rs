@@ -226,6 +226,9 @@ impl Agent {
             tracing::info!(router = %saved.router_url, "router URL changed");
             self.link.set_url(saved.router_url.clone());
         }
+        if current.audio != saved.audio {
+            self.desk.use_audio(&current.audio, &saved.audio);
+        }
         *current = saved.clone();
         Ok(saved)
     }

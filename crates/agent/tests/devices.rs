@@ -7,18 +7,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use switchboard_media::tone;
-use switchboard_media::wav::{read_mono, WavSink};
-
-fn tone_wav(path: &Path, hz: f64, seconds: usize) {
-    let mut sink = WavSink::create(path, 48000).unwrap();
-    sink.write(&tone::sine(hz, 48000, 8000.0, 0, 48000 * seconds))
-        .unwrap();
-    sink.finish().unwrap();
-}
+use switchboard_media::wav::read_mono;
 
 fn share(path: &Path, hz: f64, other: f64) -> (f64, usize) {
     let (samples, rate) = read_mono(path).unwrap_or_else(|e| panic!("{e}"));
@@ -202,12 +195,6 @@ fn a_sound_server_that_goes_away_mid_call_leaves_the_call_up_with_a_warning() {
     );
 }
 
-/// Per note of `candidates`, in how many 50 ms blocks of the recording it dominated.
-fn notes(path: &Path, candidates: &[f64]) -> (Vec<usize>, usize) {
-    let (samples, rate) = read_mono(path).unwrap_or_else(|e| panic!("{e}"));
-    tone::detect(&samples, rate, candidates)
-}
-
 #[test]
 fn the_test_sound_plays_on_the_device_chosen_and_nowhere_else() {
     let pulse = PulseServer::start();
@@ -345,10 +332,10 @@ fn an_incoming_call_rings_on_the_ringing_device_until_it_is_answered() {
     // plays on its device and the call's output is open. Streams open a moment after the
     // event, so look until they are there (or 5 s pass), then check.
     let mut cev = events_until(&mut callee, "ringing");
-    let ringing = sinks_when(&pulse, |v| pair(v) == (2, 2));
+    let ringing = pulse.sinks_when(|v| pair(v) == (2, 2));
     // Answered at 3 s: the ring has stopped, the call plays on the speaker.
     cev.extend(events_until(&mut callee, "established"));
-    let talking = sinks_when(&pulse, |v| pair(v) == (1, 2));
+    let talking = pulse.sinks_when(|v| pair(v) == (1, 2));
     let (out, ev) = caller.join().unwrap();
     assert!(out.status.success(), "{ev:?}");
     let callee_out = wait_output(&mut callee, Duration::from_secs(10), &[]);
@@ -437,17 +424,4 @@ fn mute_sends_silence_and_volume_scales_what_the_speaker_plays() {
     // The caller muted: its file runs on, the call carries silence.
     let muted = speaker_peak(&pulse, &[], &["--mute"]);
     assert!(muted < 100, "a muted caller was heard: peak {muted}");
-}
-
-/// The sinks in use once `ready` holds for them, or after 5 s (then the caller's assertion
-/// says what was seen): streams open a moment after the event that announces them.
-fn sinks_when(pulse: &PulseServer, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = pulse.sinks_in_use();
-        if ready(&v) || Instant::now() >= deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

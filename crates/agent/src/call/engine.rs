@@ -39,6 +39,8 @@ enum Command {
     Unregister(Reply<usize>),
     Dial(String, Reply<CallId>),
     Ring(CallId),
+    Devices(Option<switchboard_media::device::DeviceChoice>),
+    RingWith(Option<RingOptions>),
     Answer(CallId, Reply<()>),
     Reject(CallId, u16),
     Hangup(CallId),
@@ -427,6 +429,19 @@ impl Phone {
         self.send(Command::Volume(volume))
     }
 
+    /// Moves the calls' audio to `devices` (none: no sound devices), calls going on.
+    pub fn set_devices(
+        &self,
+        devices: Option<switchboard_media::device::DeviceChoice>,
+    ) -> Result<(), CallError> {
+        self.send(Command::Devices(devices))
+    }
+
+    /// Rings on `ring` from now on (none: no ring); a ring sounding moves there.
+    pub fn set_ring(&self, ring: Option<RingOptions>) -> Result<(), CallError> {
+        self.send(Command::RingWith(ring))
+    }
+
     /// Sends a DTMF digit: in the media path when the call agreed telephone-event (RFC
     /// 4733), else as SIP INFO. [`PhoneEvent::DtmfSent`] follows.
     pub async fn send_dtmf(&self, call: CallId, digit: char) -> Result<DtmfVia, CallError> {
@@ -730,6 +745,19 @@ impl Engine {
             Command::Hold(call, on, reply) => {
                 let r = self.phone.ua().hold(call, on, now);
                 let _ = reply.send(r.map_err(CallError::from));
+            }
+            Command::Devices(devices) => self.audio.set_devices(devices),
+            Command::RingWith(ring) => {
+                if self.ring != ring {
+                    self.ring = ring;
+                    // A ring sounding stops on its old device and starts on the new one.
+                    if let Some(old) = self.ringer.take() {
+                        for e in old.stop() {
+                            self.emit(PhoneEvent::RingDevice(DeviceReport::from(&e)));
+                        }
+                    }
+                    self.keep_ringing();
+                }
             }
             Command::Mute(on) => self.audio.set_muted(on),
             Command::Volume(v) => self.audio.set_volume(v),

@@ -472,6 +472,7 @@ enum Cmd {
     ),
     Mute(bool),
     Volume(f32),
+    Devices(Option<DeviceChoice>),
     Update(CallId, Box<Negotiated>),
     Stop(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
     Stats(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
@@ -527,6 +528,8 @@ impl AudioHandle {
             muted,
             frames: DeviceFrames::new(),
         };
+        // The output volume, for devices opened later.
+        let mut volume = volume;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
         // The pump runs on a thread of its own, with a single-threaded runtime for its
@@ -586,8 +589,24 @@ impl AudioHandle {
                         }
                         Some(Cmd::Mute(on)) => audio.muted = on,
                         Some(Cmd::Volume(v)) => {
+                            volume = v;
                             if let Some(d) = &audio.devices {
                                 d.set_volume(v);
+                            }
+                        }
+                        Some(Cmd::Devices(choice)) => {
+                            // The new devices open on a thread of their own (their news
+                            // comes as device events); the old ones close on another, so
+                            // that joining their thread never holds up a frame.
+                            let new = choice.map(|c| {
+                                let d = DeviceAudio::open(c);
+                                d.set_volume(volume);
+                                d
+                            });
+                            if let Some(old) = std::mem::replace(&mut audio.devices, new) {
+                                let _ = std::thread::Builder::new()
+                                    .name("switchboard-audio-close".into())
+                                    .spawn(move || drop(old));
                             }
                         }
                     },
@@ -682,6 +701,12 @@ impl AudioHandle {
     /// The output volume on the sound device, 0.0–1.0 (no effect without devices).
     pub fn set_volume(&self, volume: f32) {
         let _ = self.tx.send(Cmd::Volume(volume.clamp(0.0, 1.0)));
+    }
+
+    /// Moves the calls' audio to other sound devices (none: no devices), at once, calls
+    /// going on: what was chosen in Settings → Audio while the phone runs.
+    pub fn set_devices(&self, choice: Option<DeviceChoice>) {
+        let _ = self.tx.send(Cmd::Devices(choice));
     }
 
     /// Sends a DTMF digit in the media path (RFC 4733), when the call agreed telephone-event;

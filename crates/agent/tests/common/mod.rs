@@ -623,6 +623,20 @@ impl PulseServer {
         (keep, rec)
     }
 
+    /// The sinks in use once `ready` holds for them, or after 5 s (then the caller's
+    /// assertion says what was seen): streams open a moment after the event that announces
+    /// them.
+    pub fn sinks_when(&self, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.sinks_in_use();
+            if ready(&v) || Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A pulse client command against this server (pactl, paplay, parecord …).
     pub fn client(&self, program: &str) -> Command {
         let mut c = Command::new(program);
@@ -666,4 +680,25 @@ impl Drop for PulseServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A WAV file of `seconds` of a `hz` tone (peak 8000) at 48 kHz.
+pub fn tone_wav(path: &std::path::Path, hz: f64, seconds: usize) {
+    let mut sink = switchboard_media::wav::WavSink::create(path, 48000).unwrap();
+    sink.write(&switchboard_media::tone::sine(
+        hz,
+        48000,
+        8000.0,
+        0,
+        48000 * seconds,
+    ))
+    .unwrap();
+    sink.finish().unwrap();
+}
+
+/// Per note of `candidates`, in how many 50 ms blocks of the recording it dominated, and
+/// how many blocks were loud.
+pub fn notes(path: &std::path::Path, candidates: &[f64]) -> (Vec<usize>, usize) {
+    let (samples, rate) = switchboard_media::wav::read_mono(path).unwrap_or_else(|e| panic!("{e}"));
+    switchboard_media::tone::detect(&samples, rate, candidates)
 }
