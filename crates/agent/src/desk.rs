@@ -1403,6 +1403,8 @@ impl DeskPhone {
         self.update(|v| {
             v.registration = RegistrationView::Registering;
             v.problem = None;
+            // The calls of the phone stopped are gone with it.
+            v.call = None;
             if v.source != source {
                 v.source = source;
                 v.agent = None;
@@ -2327,6 +2329,13 @@ impl DeskPhone {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(r) = running {
+            // Its late events (its calls ending, its Stopped) no longer change the view: the
+            // phone is stopped on purpose, and the view says what comes next (Off, or the
+            // next phone registering).
+            self.inner
+                .generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            *self.referred_from() = None;
             let _ = r.phone.hangup_all();
             let _ = tokio::time::timeout(Duration::from_secs(10), r.phone.close()).await;
             if let Some(api) = r.route.api {
