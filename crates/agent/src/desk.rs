@@ -2335,7 +2335,13 @@ impl DeskPhone {
             self.inner
                 .generation
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            *self.referred_from() = None;
+            // Its calls end with it: into the history, as a call ended by the phone's own
+            // events would have been (a call kept aside for a transfer first).
+            let aside = self.referred_from().take();
+            let shown = self.inner.view.borrow().call.clone();
+            for c in aside.iter().chain(shown.iter()) {
+                self.remember(c, None);
+            }
             let _ = r.phone.hangup_all();
             let _ = tokio::time::timeout(Duration::from_secs(10), r.phone.close()).await;
             if let Some(api) = r.route.api {

@@ -6,7 +6,7 @@
 //! they need the router; the phone calls baresip and baresip calls the phone, each side
 //! playing a tone of its own (the phone a WAV at 1000 Hz in place of its microphone, baresip
 //! 440 Hz) that a Goertzel detector finds in what the other side heard; the phone's own
-//! history keeps both calls.
+//! history keeps the calls, a call cut by the phone starting anew (Settings → Phone saved) too.
 
 mod common;
 
@@ -227,6 +227,46 @@ async fn the_desks_phone_on_a_plain_sip_account_registers_with_kamailio_and_call
     );
     assert!(
         history.iter().any(|h| h.outgoing && h.who == "bob"),
+        "{history:?}"
+    );
+
+    // Bob calls once more and Settings → Phone is saved during the call, which starts the
+    // phone anew: bob's call is hung up, and the history keeps it.
+    bob.command("dial", &format!("sip:alice@127.0.0.1:{}", k.port));
+    let ringing = until("the third call to ring", &desk, || {
+        desk.view()
+            .call
+            .filter(|c| c.stage == CallStage::Ringing && !c.outgoing)
+    })
+    .await;
+    desk.answer(ringing.id).await.unwrap();
+    until("the third call to be up", &desk, || {
+        desk.view()
+            .call
+            .filter(|c| c.stage == CallStage::Talking && c.id == ringing.id)
+    })
+    .await;
+    desk.start_plain(&account, Secret("wonderland".into()), &audio)
+        .await
+        .unwrap();
+    assert!(desk.view().call.is_none(), "{:?}", desk.view());
+    // Bob's log says "session closed" for each call the phone ended (the first, and this).
+    tokio::task::block_in_place(|| bob.wait_for_times("session closed", 2, Duration::from_secs(5)));
+    until("registered again", &desk, || {
+        match desk.view().registration {
+            RegistrationView::Registered { .. } => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    let history = desk.history(10).await.unwrap();
+    assert_eq!(history.len(), 3, "the call cut is kept: {history:?}");
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| !h.outgoing && h.outcome == "answered" && h.who == "bob")
+            .count(),
+        2,
         "{history:?}"
     );
 

@@ -180,11 +180,16 @@ impl Baresip {
     }
 
     pub fn wait_for(&self, needle: &str, within: Duration) {
+        self.wait_for_times(needle, 1, within);
+    }
+
+    /// Waits until baresip's log holds `needle` at least `times` times.
+    pub fn wait_for_times(&self, needle: &str, times: usize, within: Duration) {
         let start = Instant::now();
-        while !self.log().contains(needle) {
+        while self.log().matches(needle).count() < times {
             assert!(
                 start.elapsed() < within,
-                "baresip did not log {needle:?} within {within:?}; its log:\n{}",
+                "baresip did not log {needle:?} {times} time(s) within {within:?}; its log:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
