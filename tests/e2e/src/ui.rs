@@ -90,7 +90,15 @@ pub async fn choose(c: &Client, selector: &str, value: &str) -> Result<()> {
 
 pub async fn click(c: &Client, selector: &str) -> Result<()> {
     eventually(&format!("{selector} to be clickable"), WAIT, || async {
-        c.find(css(selector)).await?.click().await?;
+        let e = c.find(css(selector)).await?;
+        // Into the middle of the view first: an element out of view, or half under the status
+        // bar, WebKit's driver neither scrolls to nor clicks.
+        c.execute(
+            "arguments[0].scrollIntoView({block: 'center'})",
+            vec![serde_json::to_value(&e)?],
+        )
+        .await?;
+        e.click().await?;
         Ok(Some(()))
     })
     .await
