@@ -49,39 +49,50 @@ pub struct DeviceNotice {
 
 impl From<&DeviceEvent> for DeviceNotice {
     fn from(e: &DeviceEvent) -> Self {
-        match e {
-            DeviceEvent::Opened { kind, name, .. } => Self {
-                kind: "opened".into(),
-                direction: kind.as_str().into(),
+        Self::from(&crate::call::DeviceReport::from(e))
+    }
+}
+
+impl From<&crate::call::DeviceReport> for DeviceNotice {
+    fn from(r: &crate::call::DeviceReport) -> Self {
+        use crate::call::DeviceReport;
+        let notice = |kind: &str, direction: &str| Self {
+            kind: kind.into(),
+            direction: direction.into(),
+            device: None,
+            wanted: None,
+            reason: None,
+        };
+        match r {
+            DeviceReport::Opened {
+                direction, name, ..
+            } => Self {
                 device: Some(name.clone()),
-                wanted: None,
-                reason: None,
+                ..notice("opened", direction)
             },
-            DeviceEvent::Fallback {
-                kind,
+            DeviceReport::Fallback {
+                direction,
                 wanted,
-                using,
+                name,
                 reason,
             } => Self {
-                kind: "fallback".into(),
-                direction: kind.as_str().into(),
-                device: Some(using.clone()),
+                device: Some(name.clone()),
                 wanted: Some(wanted.clone()),
                 reason: Some(reason.clone()),
+                ..notice("fallback", direction)
             },
-            DeviceEvent::Lost { kind, name, reason } => Self {
-                kind: "lost".into(),
-                direction: kind.as_str().into(),
-                device: None,
+            DeviceReport::Lost {
+                direction,
+                name,
+                reason,
+            } => Self {
                 wanted: Some(name.clone()),
                 reason: Some(reason.clone()),
+                ..notice("lost", direction)
             },
-            DeviceEvent::Unavailable { kind, reason } => Self {
-                kind: "unavailable".into(),
-                direction: kind.as_str().into(),
-                device: None,
-                wanted: None,
+            DeviceReport::Unavailable { direction, reason } => Self {
                 reason: Some(reason.clone()),
+                ..notice("unavailable", direction)
             },
         }
     }

@@ -984,6 +984,10 @@ pub struct PhoneView {
     /// Whether the phone works through the Switchboard router or the person's own SIP
     /// account (then the window offers no router features: queues, transfers, wrap-up).
     pub source: PhoneSource,
+    /// What went wrong with a sound device of the current call or its ring (a chosen one
+    /// missing, one unplugged and what took over, none at all); none while all is well.
+    /// A new call starts without it.
+    pub device: Option<crate::audio::DeviceNotice>,
 }
 
 impl Default for PhoneView {
@@ -997,6 +1001,7 @@ impl Default for PhoneView {
             volume: 100,
             consult: None,
             source: PhoneSource::Router,
+            device: None,
         }
     }
 }
@@ -1827,6 +1832,14 @@ impl DeskPhone {
                     self.update(|v| v.problem = Some(p));
                 }
             }
+            PhoneEvent::Device(r) => self.device_news(crate::audio::DeviceNotice::from(r)),
+            // The ring's device: only what went wrong (its opening says nothing of the call's).
+            PhoneEvent::RingDevice(r) => {
+                let n = crate::audio::DeviceNotice::from(r);
+                if n.kind != "opened" {
+                    self.device_news(n);
+                }
+            }
             PhoneEvent::Stopped { error } => {
                 self.inner
                     .running
@@ -1945,6 +1958,31 @@ impl DeskPhone {
         self.update(|v| {
             v.call = Some(view);
             v.wrap_up = None;
+            v.device = None;
+        });
+    }
+
+    /// Shows what happened to a sound device: a failure until it is over. A device opened
+    /// after one was lost in that direction says what took over; one opened otherwise (the
+    /// person chose another) ends a notice of its direction.
+    fn device_news(&self, n: crate::audio::DeviceNotice) {
+        if n.kind != "opened" {
+            tracing::info!(kind = %n.kind, direction = %n.direction, device = ?n.device, wanted = ?n.wanted, reason = ?n.reason, "sound device");
+        }
+        self.update(|v| {
+            let same = v.device.as_ref().filter(|c| c.direction == n.direction);
+            v.device = match (same, n.kind.as_str()) {
+                (Some(c), "opened") if c.kind == "lost" && c.device.is_none() => {
+                    Some(crate::audio::DeviceNotice {
+                        device: n.device,
+                        ..c.clone()
+                    })
+                }
+                (Some(_), "opened") => None,
+                // Nothing of that direction was wrong.
+                (None, "opened") => return,
+                _ => Some(n),
+            };
         });
     }
 
@@ -2838,5 +2876,79 @@ mod tests {
             panic!("failing")
         };
         assert!(reason.contains("is it running"), "{reason}");
+    }
+
+    #[test]
+    fn a_device_notice_shows_what_went_wrong_until_it_is_over() {
+        use crate::audio::DeviceNotice;
+        use crate::call::DeviceReport;
+        let desk = DeskPhone::new();
+        let out = |name: &str| DeviceReport::Opened {
+            direction: "output".into(),
+            name: name.into(),
+            rate: 48000,
+        };
+        let kind = |d: &DeskPhone| d.view().device.map(|n| (n.kind, n.device, n.wanted));
+        // The chosen headset is missing: the default plays; said until another opens.
+        desk.device_news(DeviceNotice::from(&DeviceReport::Fallback {
+            direction: "output".into(),
+            wanted: "Headset".into(),
+            name: "default".into(),
+            reason: "not found".into(),
+        }));
+        assert_eq!(
+            kind(&desk),
+            Some((
+                "fallback".into(),
+                Some("default".into()),
+                Some("Headset".into())
+            ))
+        );
+        desk.device_news(DeviceNotice::from(&out("Speakers")));
+        assert_eq!(kind(&desk), None);
+        // Unplugged mid-call: lost, then what took over; a microphone opening meanwhile
+        // changes nothing; the person choosing another device ends it.
+        desk.device_news(DeviceNotice::from(&DeviceReport::Lost {
+            direction: "output".into(),
+            name: "Headset".into(),
+            reason: "stream error".into(),
+        }));
+        assert_eq!(
+            kind(&desk),
+            Some(("lost".into(), None, Some("Headset".into())))
+        );
+        desk.device_news(DeviceNotice::from(&DeviceReport::Opened {
+            direction: "input".into(),
+            name: "Mic".into(),
+            rate: 48000,
+        }));
+        assert_eq!(
+            kind(&desk),
+            Some(("lost".into(), None, Some("Headset".into())))
+        );
+        desk.device_news(DeviceNotice::from(&out("default")));
+        assert_eq!(
+            kind(&desk),
+            Some((
+                "lost".into(),
+                Some("default".into()),
+                Some("Headset".into())
+            ))
+        );
+        desk.device_news(DeviceNotice::from(&out("Speakers")));
+        assert_eq!(kind(&desk), None);
+        // None at all; a new call starts without the last one's notice.
+        desk.device_news(DeviceNotice::from(&DeviceReport::Unavailable {
+            direction: "input".into(),
+            reason: "no device".into(),
+        }));
+        assert_eq!(kind(&desk).map(|k| k.0), Some("unavailable".into()));
+        desk.new_call(CallView::new(
+            1,
+            CallStage::Ringing,
+            "sip:bob@example.com".into(),
+            RouterOffer::default(),
+        ));
+        assert_eq!(kind(&desk), None);
     }
 }

@@ -734,7 +734,12 @@ fn device_thread(
             // A stream that failed: close it, say so, reopen the default.
             let failure = side.failed.lock().ok().and_then(|mut f| f.take());
             if let Some(reason) = failure {
+                // Dropping the stream stops its callbacks; its error callback may have fired
+                // again meanwhile, of the same failure: not a new one.
                 side.stream = None;
+                if let Ok(mut f) = side.failed.lock() {
+                    *f = None;
+                }
                 let _ = events.send(DeviceEvent::Lost {
                     kind: *kind,
                     name: side.name.take().unwrap_or_default(),

@@ -15,8 +15,8 @@ pub fn tone_wav(path: &Path, hz: f64, rate: u32, seconds: usize) -> Result<()> {
 }
 
 /// Fails unless in `path` more than `min_loud` 50 ms blocks are loud and `hz` beats `other`
-/// in more than half of them.
-pub fn heard(path: &Path, hz: f64, other: f64, min_loud: usize, what: &str) -> Result<()> {
+/// in more than half of them; returns how many were loud.
+pub fn heard(path: &Path, hz: f64, other: f64, min_loud: usize, what: &str) -> Result<usize> {
     let (samples, rate) = wav::read_mono(path).with_context(|| format!("{}", path.display()))?;
     let (wins, loud) = tone::detect(&samples, rate, &[hz, other]);
     let share = wins[0] as f64 / loud.max(1) as f64;
@@ -24,7 +24,7 @@ pub fn heard(path: &Path, hz: f64, other: f64, min_loud: usize, what: &str) -> R
     if loud <= min_loud || share <= 0.5 {
         bail!("{what}: {hz} Hz in {share:.2} of {loud} loud blocks");
     }
-    Ok(())
+    Ok(loud)
 }
 
 /// The 50 ms blocks of `path` that are loud and hold at least `share` of their energy at

@@ -4,7 +4,11 @@
 //! the status bar and the Phone section showing it registered with the real Kamailio
 //! (tests/peers/kamailio/proxy.cfg on 127.0.0.1); calls both ways with bob, a headless
 //! `switchboard-agent` registered there: the window dials "bob", tones cross both ways
-//! (Goertzel: bob hears the window's microphone, the window's speaker plays bob), bob hangs up;
+//! (Goertzel: bob hears the window's microphone, the window's speaker plays bob), a headset
+//! chosen in Settings → Audio during the call takes the call's sound (the speaker goes quiet),
+//! the headset unplugged: the speaker plays bob again; the sound server killed: the window
+//! says the call has no sound device, and once a server is back the notice goes and the
+//! speaker plays bob again; bob hangs up;
 //! bob calls alice, the window and the OS notification (dunst's) ring, Answer chosen on the
 //! notification answers in the window, bob hangs up; bob gives up while it rings, and the app
 //! takes its notification back; Reject on the notification sends bob 603; bob asks (REFER) to
@@ -25,13 +29,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use switchboard_e2e::pulse::PulseServer;
-use switchboard_e2e::tones::{heard, tone_wav};
+use switchboard_e2e::tones::{blocks_with, heard, tone_wav};
 use switchboard_e2e::ui::{
-    click, css, gone, screenshot, type_into, value_of, wait_attr, wait_text,
+    choose, click, css, gone, screenshot, type_into, value_of, wait_attr, wait_text, WAIT,
 };
 use switchboard_e2e::{
-    free_port, free_udp_port, need_display, our_binary, program, workspace_root, Desktop, Guard,
-    Notifications,
+    eventually, free_port, free_udp_port, need_display, our_binary, program, workspace_root,
+    Desktop, Guard, Notifications,
 };
 
 /// The status bar's phone registration.
@@ -153,8 +157,9 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pulse = PulseServer::start()?;
+    let mut pulse = PulseServer::start()?;
     let pulse_server = pulse.server();
+    let alsa_home = pulse.alsa_home()?;
     // A session bus with dunst (a notification server) and no keychain on it: the password
     // goes to the encrypted file.
     let notifications = Notifications::start(work.path()).await?;
@@ -169,6 +174,8 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
             ("SWITCHBOARD_TOKEN_KEY", OsStr::new("file")),
             ("SWITCHBOARD_ROUTER_URL", OsStr::new(&nowhere)),
             ("PULSE_SERVER", OsStr::new(&pulse_server)),
+            // ALSA's `jack` is the test server's second output (the headset).
+            ("HOME", alsa_home.as_os_str()),
             (
                 "DBUS_SESSION_BUS_ADDRESS",
                 OsStr::new(&notifications.address),
@@ -233,12 +240,12 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         // microphone hears 1000 Hz.
         let server = format!("sip:127.0.0.1:{sip_port}");
         let bob_tone = work.path().join("bob.wav");
-        tone_wav(&bob_tone, BOB_HZ, 8000, 30)?;
+        tone_wav(&bob_tone, BOB_HZ, 8000, 40)?;
         let mic_tone = work.path().join("window-mic.wav");
         tone_wav(&mic_tone, WINDOW_HZ, 48000, 60)?;
         let _mic = pulse.play("sb_mic", &mic_tone)?;
         let bob_heard = work.path().join("bob-heard.wav");
-        let bob = answers(&server, ("bob", "builder"), "6", &bob_tone, &bob_heard).await?;
+        let bob = answers(&server, ("bob", "builder"), "30", &bob_tone, &bob_heard).await?;
         // The window calls bob by his user name (at its registrar).
         let window_heard = work.path().join("window-heard.wav");
         let speaker = pulse.record("sb_speaker", &window_heard)?;
@@ -247,9 +254,60 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
         screenshot(&c, "sip-account-call.png").await?;
-        // Bob hangs up after 6 s.
-        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        // A headset plugged in and chosen in Settings → Audio during the call (ALSA `jack`,
+        // the test server's `sb_headset`): the call's sound moves to it, and the call goes on.
+        let headset_heard = work.path().join("headset-heard.wav");
+        let headset = pulse.record("sb_headset", &headset_heard)?;
+        click(&c, r#"[data-testid="nav-settings"]"#).await?;
+        choose(&c, r#"[data-testid="audio-output"]"#, "jack").await?;
+        click(&c, r#"[data-testid="settings-save"]"#).await?;
+        wait_text(&c, r#"[data-testid="settings-saved"]"#, "").await?;
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
         speaker.stop();
+        // The speaker is quiet while the headset plays.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let quiet_wav = work.path().join("speaker-quiet.wav");
+        let quiet = pulse.record("sb_speaker", &quiet_wav)?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        screenshot(&c, "sip-account-headset.png").await?;
+        quiet.stop();
+        headset.stop();
+        // The headset unplugged: the sound server moves the call to the default device (the
+        // speaker), which plays bob again; the call goes on.
+        click(&c, r#"[data-testid="nav-home"]"#).await?;
+        pulse.unplug("sb_headset")?;
+        let back_wav = work.path().join("speaker-back.wav");
+        let back = pulse.record("sb_speaker", &back_wav)?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        back.stop();
+        // The sound server itself goes away (it crashed): the window says the call has no
+        // sound device, and the call goes on; once a server is back, the call's sound comes
+        // back on the default device and the notice goes.
+        pulse.kill();
+        eventually("the window to say the speaker is gone", WAIT, || async {
+            let n = c.find(css(r#"[data-testid="call-device"]"#)).await?;
+            let kind = n.attr("data-kind").await?.unwrap_or_default();
+            Ok(["lost", "unavailable"]
+                .contains(&kind.as_str())
+                .then_some(()))
+        })
+        .await?;
+        screenshot(&c, "sip-account-no-sound.png").await?;
+        pulse.restart()?;
+        let call_sound_back = "the call's sound back (the notice gone)";
+        eventually(call_sound_back, WAIT, || async {
+            c.find(css(r#"[data-testid="in-call"]"#)).await?;
+            let notices = c.find_all(css(r#"[data-testid="call-device"]"#)).await?;
+            Ok(notices.is_empty().then_some(()))
+        })
+        .await?;
+        let again_wav = work.path().join("speaker-again.wav");
+        let again = pulse.record("sb_speaker", &again_wav)?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        again.stop();
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
+        // Bob hangs up after 30 s.
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
         let out = tokio::task::spawn_blocking(move || bob.wait_with_output()).await??;
         if !out.status.success() {
             bail!(
@@ -259,7 +317,39 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
             );
         }
         heard(&bob_heard, WINDOW_HZ, BOB_HZ, 40, "bob heard the window")?;
-        heard(&window_heard, BOB_HZ, WINDOW_HZ, 40, "the window heard bob")?;
+        heard(
+            &window_heard,
+            BOB_HZ,
+            WINDOW_HZ,
+            20,
+            "the window's speaker played bob",
+        )?;
+        heard(
+            &headset_heard,
+            BOB_HZ,
+            WINDOW_HZ,
+            40,
+            "the headset played bob after the move",
+        )?;
+        let leaked = blocks_with(&quiet_wav, BOB_HZ, 0.5)?;
+        eprintln!("the speaker while the headset played: {leaked} blocks of bob");
+        if leaked > 5 {
+            bail!("the speaker went on playing after the move: {leaked} blocks of bob");
+        }
+        heard(
+            &back_wav,
+            BOB_HZ,
+            WINDOW_HZ,
+            20,
+            "the speaker played bob again after the headset was unplugged",
+        )?;
+        heard(
+            &again_wav,
+            BOB_HZ,
+            WINDOW_HZ,
+            20,
+            "the speaker played bob again after the sound server came back",
+        )?;
         // Bob calls alice: the window rings and so does the OS, with Answer and Reject on the
         // notification. Answered there (dunst's context menu, as a person picks a button);
         // the call goes on in the window; bob hangs up.
@@ -390,6 +480,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         }
         // Forgotten: the phone leaves the account (back to the router's, which is not
         // running here), the window says so, the password file is gone.
+        click(&c, r#"[data-testid="nav-settings"]"#).await?;
         click(&c, r#"[data-testid="sip-password-forget"]"#).await?;
         wait_text(
             &c,

@@ -101,6 +101,7 @@ const en = {
   "device.opened": "Using {device}.",
   "device.fallback": "{wanted} is not available; using {device} instead.",
   "device.lost": "{wanted} stopped working (unplugged?). Switching to the default device.",
+  "device.lostNow": "{wanted} stopped working (unplugged?); now using {device}.",
   "device.unavailable": "No {direction} device can be opened. Plug in a headset or choose another device.",
   "device.input": "microphone",
   "device.output": "speaker",

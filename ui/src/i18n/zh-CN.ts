@@ -103,6 +103,7 @@ const zhCN: Record<MessageKey, string> = {
   "device.opened": "正在使用 {device}。",
   "device.fallback": "{wanted} 不可用，已改用 {device}。",
   "device.lost": "{wanted} 停止工作（可能已拔出），正在切换到默认设备。",
+  "device.lostNow": "{wanted} 停止工作（可能已拔出），现在使用 {device}。",
   "device.unavailable": "无法打开任何{direction}设备。请插入耳机或选择其他设备。",
   "device.input": "麦克风",
   "device.output": "扬声器",

@@ -15,6 +15,7 @@ const idle = (over: Partial<PhoneView> = {}): PhoneView => ({
   volume: 80,
   consult: null,
   source: "router",
+  device: null,
   ...over,
 });
 
@@ -454,6 +455,32 @@ describe("the phone in the window", () => {
     expect((await screen.findByTestId("phone-error")).textContent).toContain("refused that value");
     setLanguage("zh-CN");
     await vi.waitFor(() => expect(screen.getByTestId("phone-error").textContent).toContain("拒绝了该值"));
+  });
+
+  it("says what went wrong with a sound device, during the call and while it rings, in English and Chinese", async () => {
+    const talking = ringing({ stage: "talking", answered_unix_ms: Date.now() - 5_000 });
+    const { api, push } = fakeApi(idle({ call: talking }));
+    render(Phone, { api });
+    await screen.findByTestId("in-call");
+    expect(screen.queryByTestId("call-device")).toBeNull();
+    push(idle({ call: talking, device: { kind: "lost", direction: "output", device: null, wanted: "Headset", reason: "stream error" } }));
+    const notice = await screen.findByTestId("call-device");
+    expect(notice.dataset.kind).toBe("lost");
+    expect(notice.textContent).toContain("Headset stopped working");
+    expect(notice.title).toBe("stream error");
+    // What took over, once it plays.
+    push(idle({ call: talking, device: { kind: "lost", direction: "output", device: "default", wanted: "Headset", reason: "stream error" } }));
+    await vi.waitFor(() => expect(screen.getByTestId("call-device").textContent).toBe("Headset stopped working (unplugged?); now using default."));
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("call-device").textContent).toContain("现在使用 default"));
+    setLanguage("en");
+    // Over: gone.
+    push(idle({ call: talking }));
+    await vi.waitFor(() => expect(screen.queryByTestId("call-device")).toBeNull());
+    // A ring device that is missing, in the pop-up.
+    push(idle({ call: ringing(), device: { kind: "fallback", direction: "output", device: "default", wanted: "USB speaker", reason: "not found" } }));
+    const ring = await screen.findByTestId("ring-device");
+    expect(ring.textContent).toBe("USB speaker is not available; using default instead.");
   });
 
   it("shows the phone's last problem", async () => {

@@ -34,6 +34,7 @@ const idlePhone = (registration: PhoneView["registration"]): PhoneView => ({
   volume: 100,
   consult: null,
   source: "sip_account",
+  device: null,
 });
 
 describe("SettingsPage", () => {

@@ -68,6 +68,7 @@ describe("StatusBar", () => {
       volume: 100,
       consult: null,
       source: "router" as const,
+      device: null,
     };
     const { unmount } = render(StatusBar, { status: base, phone });
     const reg = screen.getByTestId("phone-registration");

@@ -30,7 +30,8 @@ export const SILENT_DB = -55;
 
 /** A device notice as a message key and its parameters. */
 export function noticeText(n: DeviceNotice, t: (k: MessageKey, p?: Record<string, string | number>) => string): string {
-  const key = `device.${n.kind}` as MessageKey;
+  // A device lost, and what took over once it is known.
+  const key = (n.kind === "lost" && n.device ? "device.lostNow" : `device.${n.kind}`) as MessageKey;
   const direction = t(n.direction === "input" ? "device.input" : "device.output");
   return t(key, { device: n.device ?? "", wanted: n.wanted ?? "", direction });
 }
