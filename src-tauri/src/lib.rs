@@ -967,19 +967,44 @@ fn ui_ready() {
     tracing::info!(first_paint_unix_ms = now as u64, "ui first paint");
 }
 
-/// Linux, with `SWITCHBOARD_WEBVIEW_GPU=0`: the window's WebKitGTK view draws without GPU
-/// compositing (its hardware acceleration policy *never*): about 67 MiB less memory for the
-/// idle app (the GL context and buffers of the web process, Mesa's software renderer on a
-/// machine without a GPU driver), and a cure for a blank window in some VMs. Not the default:
-/// in that mode WebKitGTK 2.50 never completed a snapshot of the History page in our window
-/// tests (see docs/decisions.md). Other systems: nothing to do.
+/// Whether the window draws with WebKitGTK's GPU compositing: `SWITCHBOARD_WEBVIEW_GPU` (`1`
+/// on, `0` off) when set, else only where the machine has a GPU render node
+/// (`/dev/dri/renderD*`). Without one, OpenGL is Mesa's software renderer (llvmpipe: VMs,
+/// virtual desktops, servers), and compositing through it costs 70–85 MiB of memory and CPU
+/// for nothing the person sees (docs/decisions.md).
+fn gpu_compositing(setting: Option<&str>, render_node: bool) -> bool {
+    match setting.map(str::trim) {
+        Some("1") => true,
+        Some("0") => false,
+        _ => render_node,
+    }
+}
+
+/// Whether `/dev/dri` holds a render node (a GPU that OpenGL can use).
+#[cfg(target_os = "linux")]
+fn has_render_node() -> bool {
+    std::fs::read_dir("/dev/dri").is_ok_and(|dir| {
+        dir.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+    })
+}
+
+/// Linux: the window's WebKitGTK view draws without GPU compositing (its hardware
+/// acceleration policy *never*) unless [`gpu_compositing`] says otherwise. Other systems draw
+/// through their own system views: nothing to do.
 fn draw_without_gpu(window: &tauri::WebviewWindow) {
     #[cfg(target_os = "linux")]
     {
-        if !std::env::var("SWITCHBOARD_WEBVIEW_GPU").is_ok_and(|v| v == "0") {
+        let setting = std::env::var("SWITCHBOARD_WEBVIEW_GPU").ok();
+        let render_node = has_render_node();
+        if gpu_compositing(setting.as_deref(), render_node) {
+            tracing::info!(render_node, "the window draws with GPU compositing");
             return;
         }
-        tracing::info!("the window draws without GPU compositing (SWITCHBOARD_WEBVIEW_GPU=0)");
+        tracing::info!(
+            render_node,
+            "the window draws without GPU compositing (SWITCHBOARD_WEBVIEW_GPU=1 turns it on)"
+        );
         let done = window.with_webview(|view| {
             use webkit2gtk::{HardwareAccelerationPolicy, SettingsExt, WebViewExt};
             if let Some(settings) = WebViewExt::settings(&view.inner()) {
@@ -1236,6 +1261,23 @@ pub fn run() {
             eprintln!("Switchboard could not start: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpu_compositing;
+
+    #[test]
+    fn the_window_composites_on_a_gpu_unless_told_otherwise() {
+        assert!(gpu_compositing(None, true));
+        assert!(!gpu_compositing(None, false));
+        assert!(gpu_compositing(Some("1"), false));
+        assert!(!gpu_compositing(Some("0"), true));
+        assert!(!gpu_compositing(Some(" 0 "), true));
+        // Anything else: as the machine is.
+        assert!(gpu_compositing(Some("yes"), true));
+        assert!(!gpu_compositing(Some(""), false));
     }
 }
 

@@ -249,7 +249,11 @@ async fn element_pixels(c: &Client, css: &str) -> Result<Image> {
     let [x, y, w, h] = rect[..] else {
         bail!("no element matches {css}");
     };
-    let window = Image::from_png(&c.screenshot().await.context("window screenshot")?)?;
+    let png = crate::ui::window_png(c, crate::ui::WAIT)
+        .await
+        .context("window screenshot")?
+        .context("the window took no screenshot")?;
+    let window = Image::from_png(&png)?;
     Ok(window.crop(x, y, w, h))
 }
 

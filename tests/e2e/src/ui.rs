@@ -26,13 +26,42 @@ pub async fn end_session(c: Client) {
     }
 }
 
+/// While a screenshot is taken, a dot of 1 px in the corner, all but transparent, changes
+/// every 50 ms. Drawing without GPU compositing (WebKitGTK 2.50), WebDriver's screenshot
+/// waits for the page's next repaint, which a page where nothing moves never makes; the
+/// window itself is painted (docs/decisions.md).
+const NUDGE_START: &str = "
+    const d = document.createElement('div');
+    d.id = 'sb-e2e-nudge';
+    d.style.cssText = 'position:fixed;left:0;top:0;width:1px;height:1px;pointer-events:none;z-index:2147483647;background:rgba(0,0,0,0.01)';
+    document.body.appendChild(d);
+    let n = 0;
+    window.sbE2eNudge = setInterval(() => { n ^= 1; d.style.opacity = n ? '0.5' : '1'; }, 50);
+";
+const NUDGE_STOP: &str = "
+    clearInterval(window.sbE2eNudge);
+    document.getElementById('sb-e2e-nudge')?.remove();
+";
+
+/// The window as a PNG (WebDriver's screenshot, with the dot above changing meanwhile);
+/// `None` when it did not come within `within`.
+pub async fn window_png(c: &Client, within: Duration) -> Result<Option<Vec<u8>>> {
+    c.execute(NUDGE_START, vec![]).await?;
+    let png = tokio::time::timeout(within, c.screenshot()).await;
+    let _ = c.execute(NUDGE_STOP, vec![]).await;
+    match png {
+        Ok(png) => Ok(Some(png?)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Saves the window as `artifacts/e2e/{name}`.
 pub async fn screenshot(c: &Client, name: &str) -> Result<()> {
     let dir = workspace_root().join("artifacts/e2e");
     std::fs::create_dir_all(&dir)?;
-    let png = tokio::time::timeout(WAIT, c.screenshot())
-        .await
-        .map_err(|_| anyhow::anyhow!("the window took no screenshot ({name}) in {WAIT:?}"))??;
+    let Some(png) = window_png(c, WAIT).await? else {
+        bail!("the window took no screenshot ({name}) in {WAIT:?}");
+    };
     std::fs::write(dir.join(name), png)?;
     Ok(())
 }

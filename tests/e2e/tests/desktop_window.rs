@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use fantoccini::{Client, Locator};
 use switchboard_e2e::glyphs::expect_glyphs;
+use switchboard_e2e::ui::screenshot;
 use switchboard_e2e::{
     eventually, free_port, need_display, workspace_root, Desktop, RouterProcess,
 };
@@ -49,14 +50,6 @@ async fn wait_state(c: &Client, want: &str, text_has: &str) -> Result<()> {
         },
     )
     .await
-}
-
-async fn screenshot(c: &Client, name: &str) -> Result<()> {
-    let dir = workspace_root().join("artifacts/e2e");
-    std::fs::create_dir_all(&dir)?;
-    let png = c.screenshot().await?;
-    std::fs::write(dir.join(name), png)?;
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
