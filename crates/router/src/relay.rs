@@ -640,6 +640,7 @@ pub fn plain(codec: Codec, remote: SocketAddr) -> Negotiated {
         remote_crypto: None,
         local_crypto: None,
         rtcp_mux: true,
+        ice: None,
     }
 }
 

@@ -489,6 +489,111 @@ pub struct LocalMedia {
     /// Refuse plain RTP: a plain offer is not acceptable (488), an answer without a key
     /// to our SRTP offer is an error.
     pub require_srtp: bool,
+    /// ICE-lite (RFC 8445 §2.5) on this stream: our credentials, with `address:port` as our
+    /// one host candidate. Offered as is; in an answer only when the offer has ICE.
+    pub ice: Option<IceLite>,
+}
+
+/// An ICE-lite agent's credentials for a stream (RFC 8839 §5.4): `ice-ufrag` and `ice-pwd`.
+/// A lite agent never checks; it answers the full agent's checks, whose USERNAME begins with
+/// our `ufrag` and whose MESSAGE-INTEGRITY is keyed with our `pwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceLite {
+    pub ufrag: String,
+    pub pwd: String,
+}
+
+/// The characters `ice-ufrag` and `ice-pwd` are made of (RFC 8839 §5.4 `ice-char`).
+fn is_ice_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '+' || c == '/'
+}
+
+impl IceLite {
+    /// Fresh random credentials: 8 characters of user fragment (48 bits) and 24 of password
+    /// (144 bits; RFC 8445 §5.3 asks for at least 24 and 128).
+    pub fn generate() -> Self {
+        use rand::Rng;
+        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut rng = rand::rng();
+        let mut pick = |n: usize| -> String {
+            (0..n)
+                .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+                .collect()
+        };
+        Self {
+            ufrag: pick(8),
+            pwd: pick(24),
+        }
+    }
+}
+
+/// ICE as agreed on a stream: both sides' credentials. The peer is the full agent and
+/// controls; we answer its checks (USERNAME `local_ufrag:remote_ufrag`) and send media to
+/// the pair it nominates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceAgreed {
+    pub local_ufrag: String,
+    pub local_pwd: String,
+    pub remote_ufrag: String,
+    pub remote_pwd: String,
+}
+
+/// The priority of our one host candidate (RFC 8445 §5.1.2.1: type preference 126, local
+/// preference 65535, component 1).
+pub const ICE_HOST_PRIORITY: u32 = (126 << 24) | (65535 << 8) | (256 - 1);
+
+/// A stream's `ice-ufrag` and `ice-pwd` (media level, else session level), when both are
+/// there and well formed (RFC 8839 §5.4: 4–256 and 22–256 `ice-char`s).
+pub fn ice_credentials(sdp: &Sdp, m: &MediaSection) -> Option<(String, String)> {
+    let find = |name: &str| -> Option<String> {
+        m.attribute(name)
+            .or_else(|| {
+                sdp.attributes
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.as_deref())
+            })
+            .map(|v| v.trim().to_owned())
+    };
+    let ufrag = find("ice-ufrag")?;
+    let pwd = find("ice-pwd")?;
+    let ok = |v: &str, min: usize| (min..=256).contains(&v.len()) && v.chars().all(is_ice_char);
+    (ok(&ufrag, 4) && ok(&pwd, 22)).then_some((ufrag, pwd))
+}
+
+/// Whether `offer` restarts ICE on a stream agreed as `agreed` (RFC 8839 §4.4.1.1.1: new
+/// credentials), or starts it where there was none.
+pub fn ice_restarts(offer: &Sdp, agreed: Option<&Negotiated>) -> bool {
+    let Some((_, m)) = offer.audio() else {
+        return false;
+    };
+    let Some((ufrag, pwd)) = ice_credentials(offer, m) else {
+        return false;
+    };
+    match agreed.and_then(|n| n.ice.as_ref()) {
+        Some(a) => a.remote_ufrag != ufrag || a.remote_pwd != pwd,
+        None => true,
+    }
+}
+
+/// Our ICE-lite lines: `a=ice-lite` for the session, credentials and the one candidate for
+/// the stream.
+fn add_ice_lines(
+    sdp: &mut Sdp,
+    attributes: &mut Vec<(String, Option<String>)>,
+    local: &LocalMedia,
+) {
+    let Some(ice) = &local.ice else { return };
+    sdp.attributes.push(("ice-lite".into(), None));
+    attributes.push(("ice-ufrag".into(), Some(ice.ufrag.clone())));
+    attributes.push(("ice-pwd".into(), Some(ice.pwd.clone())));
+    attributes.push((
+        "candidate".into(),
+        Some(format!(
+            "1 1 UDP {ICE_HOST_PRIORITY} {} {} typ host",
+            local.address, local.port
+        )),
+    ));
 }
 
 impl LocalMedia {
@@ -504,6 +609,7 @@ impl LocalMedia {
             crypto: Vec::new(),
             plain_offer: false,
             require_srtp: false,
+            ice: None,
         }
     }
 
@@ -538,6 +644,8 @@ pub struct Negotiated {
     /// Our `a=crypto` line matching it.
     pub local_crypto: Option<String>,
     pub rtcp_mux: bool,
+    /// ICE, when both sides had it (we are the lite agent).
+    pub ice: Option<IceAgreed>,
 }
 
 /// A payload type and its codec.
@@ -614,6 +722,7 @@ pub fn offer(local: &LocalMedia, session_id: &str, version: u64) -> Sdp {
     // rather than sent to a port we do not listen on.
     attributes.push(("rtcp-mux".into(), None));
     attributes.push((local.direction.as_str().into(), None));
+    add_ice_lines(&mut sdp, &mut attributes, local);
     let proto = if local.offers_srtp() {
         "RTP/SAVP"
     } else {
@@ -743,6 +852,17 @@ pub fn answer(
         (None, None)
     };
 
+    // ICE only where the offer has it (RFC 8839 §4.3.3).
+    let theirs = ice_credentials(offer, m);
+    let ice = match (&local.ice, &theirs) {
+        (Some(l), Some((ufrag, pwd))) => Some(IceAgreed {
+            local_ufrag: l.ufrag.clone(),
+            local_pwd: l.pwd.clone(),
+            remote_ufrag: ufrag.clone(),
+            remote_pwd: pwd.clone(),
+        }),
+        _ => None,
+    };
     let mut sdp = session_header("switchboard", session_id, version, local.address);
     for (i, om) in offer.media.iter().enumerate() {
         if i != audio_idx {
@@ -796,6 +916,9 @@ pub fn answer(
             attributes.push(("rtcp-mux".into(), None));
         }
         attributes.push((our_dir.as_str().into(), None));
+        if ice.is_some() {
+            add_ice_lines(&mut sdp, &mut attributes, local);
+        }
         sdp.media.push(MediaSection {
             kind: "audio".into(),
             port: local.port,
@@ -815,6 +938,7 @@ pub fn answer(
         remote_crypto,
         local_crypto,
         rtcp_mux: m.rtcp_mux(),
+        ice,
     };
     Ok((sdp, neg))
 }
@@ -892,6 +1016,15 @@ pub fn accept_answer(offer: &Sdp, answer: &Sdp) -> Result<Negotiated, SdpError> 
         remote_crypto,
         local_crypto,
         rtcp_mux: am.rtcp_mux() && om.rtcp_mux(),
+        ice: match (ice_credentials(offer, om), ice_credentials(answer, am)) {
+            (Some((lu, lp)), Some((ru, rp))) => Some(IceAgreed {
+                local_ufrag: lu,
+                local_pwd: lp,
+                remote_ufrag: ru,
+                remote_pwd: rp,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -1104,5 +1237,143 @@ a=rtpmap:32 MPV/90000\r\n";
             answer(&Sdp::parse(noc.as_bytes()).unwrap(), &local(), "1", 1).unwrap_err(),
             SdpError::NoConnection
         );
+    }
+
+    // RFC 5245 §15.1: the full agent's offer, credentials at session level,
+    // a host and a server-reflexive candidate, the default address that of the latter.
+    const RFC5245_OFFER: &str = "v=0\r\n\
+o=jdoe 2890844526 2890842807 IN IP4 10.0.1.1\r\n\
+s=\r\n\
+c=IN IP4 192.0.2.3\r\n\
+t=0 0\r\n\
+a=ice-pwd:asd88fgpdd777uzjYhagZg\r\n\
+a=ice-ufrag:8hhY\r\n\
+m=audio 45664 RTP/AVP 0\r\n\
+b=RS:0\r\n\
+b=RR:0\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=candidate:1 1 UDP 2130706431 10.0.1.1 8998 typ host\r\n\
+a=candidate:2 1 UDP 1694498815 192.0.2.3 45664 typ srflx raddr 10.0.1.1 rport 8998\r\n";
+
+    fn lite() -> LocalMedia {
+        let mut l = local();
+        l.ice = Some(IceLite {
+            ufrag: "9uB6".into(),
+            pwd: "YH75Fviy6338Vbrhrlp8Yh".into(),
+        });
+        l
+    }
+
+    fn lines(sdp: &Sdp) -> String {
+        String::from_utf8(sdp.to_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn an_ice_lite_offer_has_one_host_candidate_and_our_credentials() {
+        let text = lines(&offer(&lite(), "1", 1));
+        assert!(text.contains("a=ice-lite\r\n"), "{text}");
+        // Session level: before the m= line.
+        assert!(text.find("a=ice-lite").unwrap() < text.find("m=audio").unwrap());
+        assert!(text.contains("a=ice-ufrag:9uB6\r\n"), "{text}");
+        assert!(
+            text.contains("a=ice-pwd:YH75Fviy6338Vbrhrlp8Yh\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a=candidate:1 1 UDP 2130706431 192.0.2.55 40000 typ host\r\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("a=candidate").count(), 1);
+        // Without ICE nothing of it.
+        let plain = lines(&offer(&local(), "1", 1));
+        assert!(
+            !plain.contains("ice") && !plain.contains("candidate"),
+            "{plain}"
+        );
+        // Our own offer reads back as ICE agreed once answered with credentials.
+        let o = offer(&lite(), "1", 1);
+        let mut full = local();
+        full.ice = Some(IceLite {
+            ufrag: "8hhY".into(),
+            pwd: "asd88fgpdd777uzjYhagZg".into(),
+        });
+        let (a, _) = answer(&o, &full, "2", 1).unwrap();
+        let n = accept_answer(&o, &a).unwrap();
+        assert_eq!(
+            n.ice,
+            Some(IceAgreed {
+                local_ufrag: "9uB6".into(),
+                local_pwd: "YH75Fviy6338Vbrhrlp8Yh".into(),
+                remote_ufrag: "8hhY".into(),
+                remote_pwd: "asd88fgpdd777uzjYhagZg".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn the_rfc_5245_offer_is_answered_as_a_lite_agent() {
+        let o = Sdp::parse(RFC5245_OFFER.as_bytes()).unwrap();
+        let (a, n) = answer(&o, &lite(), "1", 1).unwrap();
+        let text = lines(&a);
+        assert!(text.contains("a=ice-lite\r\n"), "{text}");
+        assert!(text.contains("a=ice-ufrag:9uB6\r\n"), "{text}");
+        assert!(
+            text.contains("a=candidate:1 1 UDP 2130706431 192.0.2.55 40000 typ host\r\n"),
+            "{text}"
+        );
+        // Media goes to the default candidate (c=/m=) until the full agent nominates a pair.
+        assert_eq!(n.remote, Some("192.0.2.3:45664".parse().unwrap()));
+        let ice = n.ice.unwrap();
+        assert_eq!(ice.remote_ufrag, "8hhY");
+        assert_eq!(ice.remote_pwd, "asd88fgpdd777uzjYhagZg");
+        assert_eq!(ice.local_ufrag, "9uB6");
+    }
+
+    #[test]
+    fn an_offer_without_ice_gets_no_ice_in_the_answer() {
+        let o = Sdp::parse(RFC3264_OFFER.as_bytes()).unwrap();
+        let (a, n) = answer(&o, &lite(), "1", 1).unwrap();
+        let text = lines(&a);
+        assert!(
+            !text.contains("ice-") && !text.contains("candidate"),
+            "{text}"
+        );
+        assert_eq!(n.ice, None);
+        // Credentials that break RFC 8839's grammar count as none: a password of 21.
+        let short = RFC5245_OFFER.replace("asd88fgpdd777uzjYhagZg", "asd88fgpdd777uzjYhagZ");
+        let (_, n) = answer(&Sdp::parse(short.as_bytes()).unwrap(), &lite(), "1", 1).unwrap();
+        assert_eq!(n.ice, None);
+        let odd = RFC5245_OFFER.replace("8hhY", "8h;Y");
+        let (_, n) = answer(&Sdp::parse(odd.as_bytes()).unwrap(), &lite(), "1", 1).unwrap();
+        assert_eq!(n.ice, None);
+    }
+
+    #[test]
+    fn new_credentials_in_an_offer_restart_ice() {
+        let o = Sdp::parse(RFC5245_OFFER.as_bytes()).unwrap();
+        let (_, n) = answer(&o, &lite(), "1", 1).unwrap();
+        assert!(!ice_restarts(&o, Some(&n)));
+        assert!(ice_restarts(&o, None));
+        let again = RFC5245_OFFER.replace("8hhY", "Zq9w");
+        assert!(ice_restarts(
+            &Sdp::parse(again.as_bytes()).unwrap(),
+            Some(&n)
+        ));
+        let pwd = RFC5245_OFFER.replace("asd88fgpdd777uzjYhagZg", "bsd88fgpdd777uzjYhagZg");
+        assert!(ice_restarts(&Sdp::parse(pwd.as_bytes()).unwrap(), Some(&n)));
+        let none = Sdp::parse(RFC3264_OFFER.as_bytes()).unwrap();
+        assert!(!ice_restarts(&none, Some(&n)));
+    }
+
+    #[test]
+    fn generated_credentials_follow_the_grammar_and_differ() {
+        let a = IceLite::generate();
+        let b = IceLite::generate();
+        assert_ne!(a, b);
+        for c in [&a, &b] {
+            assert_eq!(c.ufrag.len(), 8);
+            assert_eq!(c.pwd.len(), 24);
+            assert!(c.ufrag.chars().chain(c.pwd.chars()).all(is_ice_char));
+        }
     }
 }

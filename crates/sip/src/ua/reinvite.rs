@@ -243,6 +243,13 @@ fn read_reoffer(msg: &Message) -> Result<Option<Sdp>, Refusal> {
 /// that changes nothing keeps its version (RFC 3264 §8).
 fn answer_reoffer(c: &mut Call, offer: Option<&Sdp>) -> Result<(Sdp, Option<Negotiated>), Refusal> {
     c.sdp_version += 1;
+    // An ICE restart from the full agent: a lite agent answers with new credentials too
+    // (RFC 8445 §9; the media goes on over the pair in use until the next nomination).
+    if let Some(o) = offer.filter(|_| c.local_media.ice.is_some()) {
+        if sdp::ice_restarts(o, c.negotiated.as_ref()) {
+            c.local_media.ice = Some(sdp::IceLite::generate());
+        }
+    }
     let (body, neg) = match offer {
         Some(o) => sdp::answer(o, &c.local_media, &c.session_id, c.sdp_version)
             .map(|(a, n)| (a, Some(n)))

@@ -402,6 +402,60 @@ fn hold_resume_and_glare() {
 }
 
 #[test]
+fn an_ice_restart_is_answered_with_new_credentials() {
+    use crate::sdp::IceLite;
+    let creds = |u: &str, p: &str| IceLite {
+        ufrag: u.into(),
+        pwd: p.into(),
+    };
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let now = net.now;
+    let target = net.uri(1);
+    let mut ma = media(40000);
+    ma.ice = Some(creds("A1a1", "alicealicealicealicealice1"));
+    let a = net.ua(0).invite(&target, ma, vec![], now).unwrap();
+    net.run();
+    let b = net.incoming(1);
+    let mut mb = media(40002);
+    mb.ice = Some(creds("B1b1", "bobbobbobbobbobbobbobbob1"));
+    net.ua(1).answer(b, mb, now).unwrap();
+    net.run();
+    let agreed = established(&net.take(1)).unwrap().ice.clone().unwrap();
+    assert_eq!(
+        (agreed.local_ufrag.as_str(), agreed.remote_ufrag.as_str()),
+        ("B1b1", "A1a1")
+    );
+    net.take(0);
+    let changed = |evs: &[UaEvent]| {
+        evs.iter().find_map(|e| match e {
+            UaEvent::MediaChanged { media, .. } => media.ice.clone(),
+            _ => None,
+        })
+    };
+    // Alice (the full agent) restarts: new credentials in her re-offer.
+    net.ua(0).calls.get_mut(&a).unwrap().local_media.ice =
+        Some(creds("A2a2", "alice2alice2alice2alice2a"));
+    net.ua(0).hold(a, true, now).unwrap();
+    net.run();
+    let bob = changed(&net.take(1)).unwrap_or_else(|| panic!("{}", net.ladder()));
+    assert_eq!(bob.remote_ufrag, "A2a2");
+    assert_ne!(
+        bob.local_ufrag, "B1b1",
+        "a restart is answered with new credentials"
+    );
+    assert_ne!(bob.local_pwd, "bobbobbobbobbobbobbobbob1");
+    let alice = changed(&net.take(0)).unwrap();
+    assert_eq!(alice.remote_ufrag, bob.local_ufrag);
+    assert_eq!(alice.remote_pwd, bob.local_pwd);
+    // A re-offer with the same credentials is no restart: bob keeps his.
+    net.ua(0).hold(a, false, now).unwrap();
+    net.run();
+    let kept = changed(&net.take(1)).unwrap();
+    assert_eq!(kept.local_ufrag, bob.local_ufrag);
+    assert_eq!(kept.local_pwd, bob.local_pwd);
+}
+
+#[test]
 fn dtmf_over_info() {
     let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
     let (a, _) = net.call(0, 1);
