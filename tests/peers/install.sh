@@ -41,4 +41,12 @@ fi
 npm_ci "$SB_ROOT/tests/peers/oidc-provider"
 (cd "$SB_ROOT/tests/peers/oidc-provider" && node -e "import('oidc-provider').catch((e) => { console.error(e); process.exit(1); })") \
     || die "oidc-provider did not install correctly in tests/peers/oidc-provider"
+# aioice (PyPI): a full ICE agent (RFC 8445) playing the Teams client against the router's
+# ICE-lite media bypass (tests/peers/ice). Pinned; in a venv beside its script.
+ice_venv="$SB_ROOT/tests/peers/ice/.venv"
+if [ ! -x "$ice_venv/bin/python" ] || ! "$ice_venv/bin/python" -c 'import aioice' 2>/dev/null; then
+    say "installing aioice in $ice_venv"
+    python3 -m venv "$ice_venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$ice_venv"; }
+    "$ice_venv/bin/pip" install --quiet --disable-pip-version-check 'aioice==0.13.0' 'ifaddr==0.2.0' 'dnspython==2.9.2'
+fi
 say "test peers ready"

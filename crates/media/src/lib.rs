@@ -19,6 +19,8 @@
 //! - [`quality`]: the E-model (ITU-T G.107) R factor and MOS from delay and loss.
 //!
 //! - [`srtp`]: SRTP/SRTCP keyed by SDES `a=crypto` lines (RFC 3711, RFC 4568, RFC 7714).
+//! - [`ice`]: the lite side of ICE (RFC 8445): STUN connectivity checks answered on a media
+//!   port, a nominated pair reported (Teams media bypass);
 //!
 //! - [`device`]: sound devices through cpal — listing, live capture and playback on a thread
 //!   of their own, fallback to the default device and reopening when one fails, level
@@ -33,6 +35,7 @@ pub mod check;
 pub mod device;
 pub mod dtmf;
 pub mod g711;
+pub mod ice;
 pub mod jitter;
 pub mod quality;
 pub mod resample;

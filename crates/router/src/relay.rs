@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_media::dtmf::DtmfDetector;
+use switchboard_media::ice::{is_stun, Check, IceLite};
 use switchboard_media::resample::Rate;
 use switchboard_media::session::{Codec, MediaSession};
 use switchboard_media::srtp::Srtp;
@@ -197,6 +198,18 @@ struct Leg {
     /// Keys pressed as tones in what the leg sends: where the call agreed no RFC 4733
     /// telephone-event (a trunk without it), the only way its digits arrive.
     inband: Option<DtmfDetector>,
+    /// ICE-lite on the leg (a Teams leg with media bypass): the peer's checks are answered
+    /// on the media port.
+    ice: Option<IceLite>,
+    /// Where the peer's nominated pair ends: media goes there rather than to the SDP's
+    /// default address, and stays there across an ICE restart until the next nomination.
+    nominated: Option<SocketAddr>,
+}
+
+fn ice_for(m: &Negotiated) -> Option<IceLite> {
+    m.ice
+        .as_ref()
+        .map(|a| IceLite::new(&a.local_ufrag, &a.local_pwd))
 }
 
 /// An in-band detector for a leg that agreed no telephone-event.
@@ -260,6 +273,8 @@ impl Engine {
                 peers: Vec::new(),
                 player: None,
                 inband: inband_for(m, codec.clock_rate()),
+                ice: ice_for(m),
+                nominated: None,
             },
         );
         self.stats
@@ -272,7 +287,12 @@ impl Engine {
         let Some(l) = self.legs.get_mut(&leg) else {
             return Ok(());
         };
-        l.session.set_remote(m.remote);
+        l.ice = ice_for(m);
+        if l.ice.is_none() {
+            l.nominated = None;
+        }
+        // Media stays on the nominated pair through a re-offer (hold, resume, an ICE restart).
+        l.session.set_remote(l.nominated.or(m.remote));
         l.session.set_telephone_event(m.telephone_event);
         if m.telephone_event.is_some() != l.inband.is_none() {
             l.inband = inband_for(m, l.rate);
@@ -455,6 +475,24 @@ impl Engine {
                 self.stats
                     .packets_in
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(ice) = l.ice.as_ref().filter(|_| is_stun(&buf[..n])) {
+                    match ice.check(&buf[..n], from) {
+                        Check::Answered { reply, nominated } => {
+                            let _ = l.socket.send_to(&reply, from);
+                            if nominated && l.nominated != Some(from) {
+                                tracing::debug!(leg = id, %from, "ICE pair nominated: media goes there");
+                                l.nominated = Some(from);
+                                l.session.set_remote(Some(from));
+                            }
+                        }
+                        Check::Refused { reply, status } => {
+                            tracing::debug!(leg = id, %from, status, "ICE check refused");
+                            let _ = l.socket.send_to(&reply, from);
+                        }
+                        Check::Ignored => {}
+                    }
+                    continue;
+                }
                 match l.session.receive(&buf[..n], from, now) {
                     Ok(Some(digit)) => {
                         let _ = self.events.send(RelayEvent::Dtmf { leg: id, digit });

@@ -644,8 +644,8 @@ pub struct Negotiated {
     /// Our `a=crypto` line matching it.
     pub local_crypto: Option<String>,
     pub rtcp_mux: bool,
-    /// ICE, when both sides had it (we are the lite agent).
-    pub ice: Option<IceAgreed>,
+    /// ICE, when both sides had it (we are the lite agent); boxed, as most calls have none.
+    pub ice: Option<Box<IceAgreed>>,
 }
 
 /// A payload type and its codec.
@@ -855,12 +855,12 @@ pub fn answer(
     // ICE only where the offer has it (RFC 8839 §4.3.3).
     let theirs = ice_credentials(offer, m);
     let ice = match (&local.ice, &theirs) {
-        (Some(l), Some((ufrag, pwd))) => Some(IceAgreed {
+        (Some(l), Some((ufrag, pwd))) => Some(Box::new(IceAgreed {
             local_ufrag: l.ufrag.clone(),
             local_pwd: l.pwd.clone(),
             remote_ufrag: ufrag.clone(),
             remote_pwd: pwd.clone(),
-        }),
+        })),
         _ => None,
     };
     let mut sdp = session_header("switchboard", session_id, version, local.address);
@@ -1017,12 +1017,12 @@ pub fn accept_answer(offer: &Sdp, answer: &Sdp) -> Result<Negotiated, SdpError> 
         local_crypto,
         rtcp_mux: am.rtcp_mux() && om.rtcp_mux(),
         ice: match (ice_credentials(offer, om), ice_credentials(answer, am)) {
-            (Some((lu, lp)), Some((ru, rp))) => Some(IceAgreed {
+            (Some((lu, lp)), Some((ru, rp))) => Some(Box::new(IceAgreed {
                 local_ufrag: lu,
                 local_pwd: lp,
                 remote_ufrag: ru,
                 remote_pwd: rp,
-            }),
+            })),
             _ => None,
         },
     })
@@ -1300,8 +1300,8 @@ a=candidate:2 1 UDP 1694498815 192.0.2.3 45664 typ srflx raddr 10.0.1.1 rport 89
         let (a, _) = answer(&o, &full, "2", 1).unwrap();
         let n = accept_answer(&o, &a).unwrap();
         assert_eq!(
-            n.ice,
-            Some(IceAgreed {
+            n.ice.as_deref(),
+            Some(&IceAgreed {
                 local_ufrag: "9uB6".into(),
                 local_pwd: "YH75Fviy6338Vbrhrlp8Yh".into(),
                 remote_ufrag: "8hhY".into(),
