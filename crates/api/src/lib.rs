@@ -519,6 +519,11 @@ pub struct DirectRouting {
     /// not the `[sip.tls]` listen port (a firewall forwarding 5061 to another port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip_port: Option<u16>,
+    /// Media bypass (`Set-CsOnlinePSTNGateway -MediaBypass $true`): the router is an ICE-lite
+    /// agent on the Teams leg, with `[sip] media_address` (a public IPv4 address) as its one
+    /// candidate, and the audio goes straight between it and the Teams client.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub media_bypass: bool,
 }
 
 /// One Direct Routing proxy's health as the router's OPTIONS find it.

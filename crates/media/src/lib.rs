@@ -20,7 +20,7 @@
 //!
 //! - [`srtp`]: SRTP/SRTCP keyed by SDES `a=crypto` lines (RFC 3711, RFC 4568, RFC 7714).
 //! - [`ice`]: the lite side of ICE (RFC 8445): STUN connectivity checks answered on a media
-//!   port, a nominated pair reported (Teams media bypass);
+//!   port, a nominated pair reported (Teams media bypass).
 //!
 //! - [`device`]: sound devices through cpal — listing, live capture and playback on a thread
 //!   of their own, fallback to the default device and reopening when one fails, level

@@ -322,6 +322,13 @@ pub struct DirectRoutingSpec {
     /// firewall forwards the paired port (5061) to another listen port.
     #[serde(default)]
     pub sip_port: Option<u16>,
+    /// Media bypass, as paired (`Set-CsOnlinePSTNGateway -MediaBypass $true`): on the Teams
+    /// leg the router is an ICE-lite agent (RFC 8445) whose one candidate is the media
+    /// address, which must then be a public IPv4 address the Teams clients reach; it answers
+    /// their connectivity checks and sends to the pair they nominate. Off: Microsoft's media
+    /// processors relay the audio and no ICE is offered.
+    #[serde(default)]
+    pub media_bypass: bool,
 }
 
 fn default_teams_proxies() -> Vec<String> {
@@ -1240,12 +1247,17 @@ skills = { billing = 5 }
         );
         assert!(c.tenants[0].trunks[0].places_calls());
         assert_eq!(d.sip_port, None, "the [sip.tls] listen port");
+        assert!(
+            !d.media_bypass,
+            "Microsoft's media processors relay unless told"
+        );
         let c = parse(&dr(
-            "[tenants.trunks.direct_routing]\nfqdn = \"sbc.example\"\nsip_port = 5061",
+            "[tenants.trunks.direct_routing]\nfqdn = \"sbc.example\"\nsip_port = 5061\nmedia_bypass = true",
         ))
-        .expect("a paired port");
+        .expect("a paired port, media bypass");
         let d = c.tenants[0].trunks[0].direct_routing.as_ref().expect("dr");
         assert_eq!(d.sip_port, Some(5061));
+        assert!(d.media_bypass);
         // Its FQDN is a DNS name, never an IP address; proxies likewise.
         for (bad, key) in [
             ("fqdn = \"192.0.2.1\"", "fqdn"),

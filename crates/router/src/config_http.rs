@@ -1257,6 +1257,7 @@ fn trunk_views(state: &AppState, tenant: &str) -> Result<Vec<TrunkView>, ApiErro
                                 fqdn: d.fqdn.clone(),
                                 proxies: d.proxies.clone(),
                                 sip_port: d.sip_port,
+                                media_bypass: d.media_bypass,
                             }
                         }),
                         source: source(t, "trunk", &tr.name),

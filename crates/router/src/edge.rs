@@ -1222,6 +1222,10 @@ impl Edge {
             TeamsTarget::User { xm, xt } => format!("sip:{h}:{p};transport=tls;x-m={xm};x-t={xt}"),
         });
         let first = uris.next().ok_or("the trunk has no proxies")?;
+        let bypass = self
+            .dr_fqdns
+            .get(&fqdn)
+            .is_some_and(|(t, j)| self.bypass_on(*t, *j));
         let how = switchboard_sip::ua::Placement {
             hop: None,
             from: Some(from),
@@ -1232,7 +1236,7 @@ impl Edge {
             .invite_with(
                 &format!("<{first}>"),
                 how,
-                self.local_media(port, true),
+                self.leg_media(port, true, bypass),
                 headers,
                 now,
             )
@@ -1295,6 +1299,33 @@ impl Edge {
             .collect();
         m.plain_offer = !srtp;
         m.require_srtp = srtp;
+        m
+    }
+
+    /// Whether trunk `trunk` of tenant `tenant` is a Direct Routing trunk with media bypass.
+    fn bypass_on(&self, tenant: usize, trunk: usize) -> bool {
+        self.cc.with(|d| {
+            d.tenants
+                .get(tenant)
+                .and_then(|t| t.spec.trunks.get(trunk))
+                .and_then(|tr| tr.direct_routing.as_ref())
+                .is_some_and(|dr| dr.media_bypass)
+        })
+    }
+
+    /// Our media for a leg on `port`, as [`Self::local_media`]; with `bypass` (a Teams leg of
+    /// a trunk with media bypass) also ICE-lite, the media address being the one candidate.
+    /// Microsoft takes one IPv4 candidate only: on an IPv6 or unspecified media address no
+    /// ICE is offered, and Teams relays the media through its media processors.
+    fn leg_media(&self, port: u16, srtp: bool, bypass: bool) -> LocalMedia {
+        let mut m = self.local_media(port, srtp);
+        if bypass {
+            if self.media_ip.is_ipv4() && !self.media_ip.is_unspecified() {
+                m.ice = Some(switchboard_sip::sdp::IceLite::generate());
+            } else {
+                tracing::warn!(media = %self.media_ip, "media bypass needs an IPv4 media address ([sip] media_address): no ICE offered");
+            }
+        }
         m
     }
 
@@ -2126,6 +2157,8 @@ impl Edge {
             Some(first) => Stage::Answering { first },
             None => Stage::Closing("unknown-number"),
         };
+        // A Teams user calling over a trunk with media bypass: ICE-lite in our answer.
+        let bypass = a.internal.is_none() && self.bypass_on(a.tenant, a.trunk);
         let mut c = CallRt::new(id, &a, leg, caller, stage, rec, now);
         c.early = a.route.is_none();
         c.dialler = a.internal;
@@ -2135,7 +2168,10 @@ impl Edge {
         self.legs.insert(leg, Leg::Caller(n));
         if a.route.is_none() {
             // Unknown number: never answered; the prompt plays in a 183, then 404.
-            match self.ua.early_media(leg, self.local_media(port, false), now) {
+            match self
+                .ua
+                .early_media(leg, self.leg_media(port, false, bypass), now)
+            {
                 Ok(neg) => {
                     self.relay.open(leg, socket, &neg);
                     let clip = self.prompt(a.tenant, "unknown-number");
@@ -2165,7 +2201,10 @@ impl Edge {
             self.route(n, first, now);
             return;
         }
-        if let Err(e) = self.ua.answer(leg, self.local_media(port, false), now) {
+        if let Err(e) = self
+            .ua
+            .answer(leg, self.leg_media(port, false, bypass), now)
+        {
             tracing::info!(error = %e, "cannot answer the caller");
         }
     }

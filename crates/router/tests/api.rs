@@ -720,7 +720,7 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
     // own health in GET /v1/trunks (unknown: the router has no TLS here to probe them with).
     let r = put(
         format!("{trunks}/teams"),
-        serde_json::json!({ "direct_routing": { "fqdn": "sbc.contoso.example" }, "probe_seconds": 60 }),
+        serde_json::json!({ "direct_routing": { "fqdn": "sbc.contoso.example", "media_bypass": true }, "probe_seconds": 60 }),
     )
     .await
     .unwrap();
@@ -730,6 +730,7 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
         view["direct_routing"]["fqdn"], "sbc.contoso.example",
         "{view}"
     );
+    assert_eq!(view["direct_routing"]["media_bypass"], true, "{view}");
     let health = get_json(&http, &format!("{base}/v1/trunks")).await;
     let teams = health
         .as_array()

@@ -202,12 +202,15 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
         ..Default::default()
     });
     let cert = proxy.sbc_certificate(&["*.sbc.example"]);
-    let c = start(&sbc_config(
-        &proxy,
-        &cert,
-        &dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
-    ))
-    .await;
+    // With media bypass on: the router offers ICE-lite to Teams; baresip has no ICE (it
+    // leaves loopback out of its candidates), so the call goes on without, as a Teams
+    // endpoint without bypass would.
+    let tenant = dr_tenant("contoso", "tenanta.sbc.example", "+18005550100").replace(
+        "fqdn = \"tenanta.sbc.example\"",
+        "fqdn = \"tenanta.sbc.example\"\nmedia_bypass = true",
+    );
+    assert!(tenant.contains("media_bypass"));
+    let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
     c.proxies_up("contoso", "teams").await;
     c.tones(12);
     // The expert answers on sip2 and talks with the caller for a few seconds.
@@ -221,6 +224,11 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
         log.contains("teams-proxy: refused 503"),
         "sip refused: {log}"
     );
+    assert!(
+        log.contains("teams-proxy: sdp-ice lite-one-candidate kind=invite"),
+        "the INVITE to the expert offered ICE-lite with one host candidate: {log}"
+    );
+    assert!(!log.contains("lite-bad-candidates"), "{log}");
     let (share, loud) = teams_heard(&expert, TEAMS_HZ, EXPERT_HZ);
     assert!(
         loud >= 20 && share >= 0.7,
