@@ -9,77 +9,16 @@
 //!
 //! Needs `tests/peers/ice/.venv` (tests/peers/install.sh); 127.0.0.1 only.
 
-use std::io::{BufRead, BufReader, Write};
+mod ice_agent;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ice_agent::Agent;
 use serde_json::Value;
 use switchboard_media::session::Codec;
 use switchboard_router::relay::{plain, Relay, RelayEvent};
 use switchboard_sip::sdp::{self, CodecSpec, IceAgreed, IceLite, LocalMedia};
-
-fn agent_python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let py = root.join("tests/peers/ice/.venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run tests/peers/install.sh",
-        py.display()
-    );
-    py
-}
-
-struct Agent {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-}
-
-impl Agent {
-    fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut child = Command::new(agent_python())
-            .arg(root.join("tests/peers/ice/full_agent.py"))
-            .args(["--listen", "1.5"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the ICE agent");
-        let stdin = child.stdin.take().unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        Self { child, stdin, out }
-    }
-
-    fn offer(&mut self, sdp: &str) {
-        let line = serde_json::json!({ "sdp": sdp }).to_string();
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// The next line the agent prints that has `key`.
-    fn next(&mut self, key: &str) -> Value {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.out.read_line(&mut line).unwrap();
-            assert!(n > 0, "the ICE agent ended before saying {key}");
-            let v: Value = serde_json::from_str(line.trim()).unwrap();
-            if v.get(key).is_some() {
-                return v;
-            }
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Our SDP for the leg, as the edge builds it for a Teams leg with media bypass.
 fn our_sdp(port: u16, ice: &IceLite) -> String {
@@ -134,7 +73,7 @@ fn a_full_ice_agent_checks_nominates_and_restarts_against_the_relay() {
     let default_addr: SocketAddr = default.local_addr().unwrap();
 
     let ice = IceLite::generate();
-    let mut agent = Agent::start();
+    let mut agent = Agent::start(&["--listen", "1.5"]);
     agent.offer(&our_sdp(port, &ice));
     let theirs = agent.next("ufrag");
     assert_eq!(theirs["lite"], true, "the agent read a=ice-lite");

@@ -10,6 +10,8 @@ The test drives it over stdin/stdout, one JSON object per line:
   out: {"connected": true}                 a pair is nominated (connect() returned)
   out: {"rtp": n}                          RTP packets received over it in `--listen` seconds
                                            (nothing sent meanwhile)
+  out: {"heard": blocks, "blocks": n}      with --tone: then a tone sent for --tone-seconds,
+                                           and the 20 ms blocks heard of --hear (of n)
   out: {"keyed": digit}                    then a keypad digit sent over it (RFC 4733)
   in:  {"sdp": ...} again: an ICE restart with a new Connection and the SBC's new credentials
 
@@ -20,6 +22,7 @@ it that address instead (tests never use any other).
 import argparse
 import asyncio
 import json
+import math
 import struct
 import sys
 
@@ -76,9 +79,60 @@ async def keypad(conn, digit):
     STREAM["seq"], STREAM["ts"] = seq, ts + 160 * 4
 
 
-async def session(sdp, listen, digit):
+def ulaw_to_linear(b):
+    """G.711 µ-law byte to a 16-bit sample (ITU-T G.711)."""
+    b = ~b & 0xFF
+    t = ((b & 0x0F) << 3) + 0x84
+    t <<= (b & 0x70) >> 4
+    return (0x84 - t) if b & 0x80 else (t - 0x84)
+
+
+def linear_to_ulaw(x):
+    sign = 0x80 if x < 0 else 0
+    x = min(abs(x), 32635) + 0x84
+    exp = 7
+    mask = 0x4000
+    while exp > 0 and not x & mask:
+        exp -= 1
+        mask >>= 1
+    mantissa = (x >> (exp + 3)) & 0x0F
+    return ~(sign | (exp << 4) | mantissa) & 0xFF
+
+
+def tone_share(samples, hz, rate=8000, block=160):
+    """How many 20 ms blocks hold mostly `hz` (Goertzel over each block's energy)."""
+    coeff = 2 * math.cos(2 * math.pi * hz / rate)
+    loud = 0
+    for i in range(0, len(samples) - block + 1, block):
+        s1 = s2 = 0.0
+        total = 0.0
+        for x in samples[i:i + block]:
+            s1, s2 = x + coeff * s1 - s2, s1
+            total += x * x
+        power = s1 * s1 + s2 * s2 - coeff * s1 * s2
+        # A pure tone of the block's energy gives power ≈ total * block / 2.
+        if total > block * 100 * 100 and power > 0.5 * total * block / 2:
+            loud += 1
+    return loud
+
+
+async def send_tone(conn, hz, seconds):
+    seq, ts = STREAM["seq"], STREAM["ts"]
+    n = 0
+    for _ in range(int(seconds * 50)):
+        frame = bytes(linear_to_ulaw(int(8000 * math.sin(2 * math.pi * hz * (n + i) / 8000)))
+                      for i in range(160))
+        await conn.send(rtp(seq, ts, 0, frame))
+        seq, ts, n = seq + 1, ts + 160, n + 160
+        await asyncio.sleep(0.02)
+    STREAM["seq"], STREAM["ts"] = seq, ts
+
+
+async def session(sdp, args, digit):
+    listen = args.listen
     ufrag, pwd, lite, candidates = read_sdp(sdp)
-    conn = aioice.Connection(ice_controlling=True, components=1, use_ipv6=False)
+    conn = aioice.Connection(ice_controlling=True, components=1, use_ipv6=False,
+                             local_username=args.ufrag, local_password=args.pwd)
     conn.remote_is_lite = lite
     conn.remote_username = ufrag
     conn.remote_password = pwd
@@ -92,6 +146,7 @@ async def session(sdp, listen, digit):
     await asyncio.wait_for(conn.connect(), 10)
     say({"connected": True})
     count = 0
+    heard = []
 
     async def receive():
         nonlocal count
@@ -99,12 +154,20 @@ async def session(sdp, listen, digit):
             data = await conn.recv()
             if len(data) >= 12 and data[0] & 0xC0 == 0x80:
                 count += 1
+                if data[1] & 0x7F == 0:
+                    heard.extend(ulaw_to_linear(b) for b in data[12:])
 
     # Listen first, sending nothing: what arrives came by the nomination alone, not by the
     # SBC latching onto our RTP's source.
     task = asyncio.create_task(receive())
     await asyncio.sleep(listen)
     say({"rtp": count})
+    if args.tone:
+        # Then talk: a tone, while what we hear is kept.
+        heard.clear()
+        await send_tone(conn, args.tone, args.tone_seconds)
+        say({"heard": tone_share(heard, args.hear) if args.hear else 0,
+             "blocks": len(heard) // 160})
     await keypad(conn, digit)
     task.cancel()
     say({"keyed": digit})
@@ -114,6 +177,11 @@ async def session(sdp, listen, digit):
 async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", type=float, default=2.0)
+    p.add_argument("--ufrag", help="our ice-ufrag, as our SIP offer gave it")
+    p.add_argument("--pwd", help="our ice-pwd, as our SIP offer gave it")
+    p.add_argument("--tone", type=float, default=0, help="after listening, send this tone (Hz)")
+    p.add_argument("--tone-seconds", type=float, default=5)
+    p.add_argument("--hear", type=float, default=0, help="count 20 ms blocks of this tone heard")
     args = p.parse_args()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -127,7 +195,7 @@ async def main():
         msg = json.loads(line)
         if conn is not None:
             await conn.close()
-        conn = await session(msg["sdp"], args.listen, digit)
+        conn = await session(msg["sdp"], args, digit)
         digit += 1
     if conn is not None:
         await conn.close()

@@ -4,6 +4,7 @@
 //! side only.
 
 use super::*;
+use crate::ice_agent::Agent;
 use crate::teams_proxy::{SbcCertificate, TeamsProxy, TeamsProxyOptions, TeamsUser};
 
 const TEAMS_HZ: f64 = 700.0;
@@ -65,6 +66,29 @@ skills = {{ escalations = 4 }}
 teams_number = "+14255550102"
 "#
     )
+}
+
+/// The tenant's Direct Routing trunk with media bypass on (`media_bypass = true`).
+fn with_bypass(tenant: String) -> String {
+    let fqdn = tenant
+        .lines()
+        .find(|l| l.starts_with("fqdn = "))
+        .map(str::to_owned)
+        .expect("a Direct Routing trunk");
+    tenant.replacen(&fqdn, &format!("{fqdn}\nmedia_bypass = true"), 1)
+}
+
+/// Teams user Alice (+14255550101) of tenant-a, whose SBC is `tenanta.sbc.example`; the proxy
+/// with her; the SBC's certificate.
+fn alice_at_tenant_a() -> (TeamsUser, TeamsProxy, SbcCertificate) {
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let proxy = TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into()],
+        users: vec![alice.clone()],
+        ..Default::default()
+    });
+    let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
+    (alice, proxy, cert)
 }
 
 impl Center {
@@ -137,13 +161,7 @@ fn teams_heard(phone: &crate::teams_proxy::peers::Baresip, hz: f64, other: f64) 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
     let _one = SERIAL.lock().await;
-    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
-    let proxy = TeamsProxy::start(&TeamsProxyOptions {
-        gateways: vec!["tenanta.sbc.example".into()],
-        users: vec![alice.clone()],
-        ..Default::default()
-    });
-    let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
+    let (alice, proxy, cert) = alice_at_tenant_a();
     let c = start(&sbc_config(
         &proxy,
         &cert,
@@ -185,6 +203,237 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
     assert!(log.contains("teams-proxy: invite-to-sbc"), "{log}");
 }
 
+/// A SIPp scenario for a Teams client with media bypass calling `dialled` as `number` through
+/// the proxy at `proxy`: its offer carries the client's ICE credentials and one candidate at
+/// `port` (the default address); the call lasts `ms` after the ACK, then BYE.
+fn ice_caller_scenario(
+    number: &str,
+    dialled: &str,
+    ufrag: &str,
+    pwd: &str,
+    port: u16,
+    ms: u64,
+) -> String {
+    // ACK and BYE: in the dialog, along the route set of the 200.
+    let in_dialog = |method: &str, cseq: u32, retrans: &str| {
+        format!(
+            r#"  <send{retrans}>
+    <![CDATA[
+      {method} [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: <sip:{number}@[remote_ip]:[remote_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{dialled}@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:{number}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"#
+        )
+    };
+    let (ack, bye) = (
+        in_dialog("ACK", 1, ""),
+        in_dialog("BYE", 2, " retrans=\"500\""),
+    );
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="Teams client with media bypass">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:{dialled}@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{number}@[remote_ip]:[remote_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:{dialled}@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{number}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=teams 1 1 IN IP4 127.0.0.1
+      s=-
+      c=IN IP4 127.0.0.1
+      t=0 0
+      m=audio {port} RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+      a=ice-ufrag:{ufrag}
+      a=ice-pwd:{pwd}
+      a=candidate:1 1 UDP 2130706431 127.0.0.1 {port} typ host
+      a=rtcp-mux
+      a=sendrecv
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+{ack}  <pause milliseconds="{ms}"/>
+{bye}  <recv response="200" crlf="true"/>
+</scenario>
+"#
+    )
+}
+
+/// The body of the first 200 OK that SIPp's message trace (`-trace_msg`) shows received.
+fn answer_in_trace(trace: &str) -> Option<String> {
+    trace
+        .split("----------------------------------------------- ")
+        .filter(|m| m.contains("message received") && m.contains("SIP/2.0 200 OK"))
+        .find_map(|m| m.find("v=0").map(|i| m[i..].trim_end().to_owned()))
+}
+
+/// Media bypass end to end: a Teams client whose media goes straight to the router. Its
+/// signalling is SIPp's INVITE through the simulated Microsoft proxy (the offer with the
+/// client's ICE credentials, as Teams sends with bypass), its media a real full ICE agent
+/// (aioice, `tests/peers/ice`) that reads the router's answer from SIPp's trace, checks the
+/// router's one candidate, nominates it and talks (a tone) while counting what it hears of the
+/// agent. The router answers with ICE-lite; the agent Adele takes the call from the queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teams_client_with_media_bypass_talks_to_an_agent_over_the_pair_it_nominates() {
+    let _one = SERIAL.lock().await;
+    let (alice, proxy, cert) = alice_at_tenant_a();
+    let tenant = with_bypass(dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"));
+    let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
+    c.proxies_up("contoso", "teams").await;
+    c.tones(30);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
+        .await;
+    c.set_state("adele@contoso.example", "ready").await;
+
+    // The offer's default address: media goes there only until the client nominates a pair.
+    let default = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    default.set_nonblocking(true).unwrap();
+    let port = default.local_addr().unwrap().port();
+    let (ufrag, pwd) = ("tEam", "teamsclientpassword0123");
+    let scenario = c.dir.path().join("ice-caller.xml");
+    std::fs::write(
+        &scenario,
+        ice_caller_scenario(&alice.number, "+18005550100", ufrag, pwd, port, 14_000),
+    )
+    .unwrap();
+    let trace = c.dir.path().join("ice-caller-messages.log");
+    let mut sipp = Command::new("sipp")
+        .arg(proxy.users.to_string())
+        .arg("-sf")
+        .arg(&scenario)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ])
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(&trace)
+        .current_dir(c.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is not installed — run tests/peers/install.sh");
+    let mut answer = None;
+    for _ in 0..200 {
+        answer = std::fs::read_to_string(&trace)
+            .ok()
+            .and_then(|t| answer_in_trace(&t));
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = answer.unwrap_or_else(|| {
+        panic!(
+            "no 200 OK with SDP for the Teams client: {}\n{}",
+            std::fs::read_to_string(&trace).unwrap_or_default(),
+            proxy.log()
+        )
+    });
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert_eq!(answer.matches("a=candidate:").count(), 1, "{answer}");
+
+    let tone = format!("{TEAMS_HZ}");
+    let hear = format!("{AGENT_HZ}");
+    let answer_sdp = answer.clone();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut agent = Agent::start(&[
+            "--ufrag",
+            ufrag,
+            "--pwd",
+            pwd,
+            "--listen",
+            "1",
+            "--tone",
+            &tone,
+            "--tone-seconds",
+            "6",
+            "--hear",
+            &hear,
+        ]);
+        agent.offer(&answer_sdp);
+        agent.next("ufrag");
+        agent.next("connected");
+        let rtp = agent.next("rtp")["rtp"].as_u64().unwrap_or(0);
+        let heard = agent.next("heard");
+        agent.next("keyed");
+        (rtp, heard)
+    });
+    let (rtp, heard) = client.await.unwrap();
+    let stale = {
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        while default.recv_from(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    };
+    eprintln!("bypass: {rtp} RTP packets in the first second, agent heard {heard}; {stale} to the default address in all (before the nomination)");
+    // 1 s of 20 ms frames is 50; the machine may be busy.
+    assert!(
+        rtp >= 25,
+        "the client got {rtp} RTP packets over the nominated pair"
+    );
+    let (loud, blocks) = (
+        heard["heard"].as_u64().unwrap_or(0),
+        heard["blocks"].as_u64().unwrap_or(0),
+    );
+    assert!(
+        loud >= 100,
+        "the Teams client heard Adele over the pair: {loud} of {blocks} 20 ms blocks"
+    );
+    let status = tokio::task::spawn_blocking(move || sipp.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "sipp: the call did not end cleanly");
+    took_the_call(adele, "Adele took the Teams client's call").await;
+    c.heard(
+        "adele-heard.wav",
+        TEAMS_HZ,
+        AGENT_HZ,
+        (20, 0.8),
+        "Adele heard the Teams client over the bypass path",
+    );
+    let records = c.calls().await;
+    let rec = records
+        .iter()
+        .find(|r| r["caller"] == "+14255550101")
+        .unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(rec["agent"], "adele@contoso.example", "{rec}");
+}
+
 /// An agent transfers a Teams user's call to the expert group; its expert has no phone
 /// registered but a Teams number, so the router calls them through the proxy: `sip` answers
 /// 503 and the INVITE fails over to `sip2`, where the expert (baresip, SRTP required as Teams
@@ -205,10 +454,7 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
     // With media bypass on: the router offers ICE-lite to Teams; baresip has no ICE (it
     // leaves loopback out of its candidates), so the call goes on without, as a Teams
     // endpoint without bypass would.
-    let tenant = dr_tenant("contoso", "tenanta.sbc.example", "+18005550100").replace(
-        "fqdn = \"tenanta.sbc.example\"",
-        "fqdn = \"tenanta.sbc.example\"\nmedia_bypass = true",
-    );
+    let tenant = with_bypass(dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"));
     assert!(tenant.contains("media_bypass"));
     let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
     c.proxies_up("contoso", "teams").await;
