@@ -78,7 +78,7 @@ struct OpusState {
     /// The most the peer wants (`maxaveragebitrate`, RFC 7587 §6.1) or our default.
     max_bitrate: i32,
     bitrate: i32,
-    /// The peer decodes in-band FEC (`useinbandfec`, default on for us).
+    /// The peer decodes in-band FEC (`useinbandfec=1` in its fmtp; RFC 7587: 0 when left out).
     fec: bool,
     dtx: bool,
 }
@@ -345,9 +345,11 @@ impl MediaSession {
             o.max_bitrate = max.clamp(6_000, 510_000).min(OPUS_DEFAULT_BITRATE);
             o.bitrate = 0;
         }
-        // RFC 7587: useinbandfec=0 says the peer's decoder does not use FEC; sending it then
-        // only costs bits.
-        o.fec = fmtp_param(fmtp, "useinbandfec") != Some("0");
+        // RFC 7587 §6.1: only useinbandfec=1 says the peer's decoder uses in-band FEC; left
+        // out, it is assumed 0 (baresip, for one, does not declare it). Sending FEC to a
+        // decoder that ignores it only costs bits and the encoder's time (a second SILK
+        // encoding of every frame).
+        o.fec = fmtp_param(fmtp, "useinbandfec") == Some("1");
         let _ = o.enc.set_inband_fec(o.fec);
         o.dtx = dtx || fmtp_param(fmtp, "usedtx") == Some("1");
         let _ = o.enc.set_dtx(o.dtx);
@@ -1244,6 +1246,30 @@ mod tests {
         assert!(st.concealed_ms < 20 * lose.len() as u64, "{st:?}");
         let (wins, loud) = tone::detect(&heard, 48000, &[300.0, 1000.0]);
         assert!(wins[0] * 10 >= loud * 9, "{wins:?} of {loud}");
+    }
+
+    #[test]
+    fn opus_fec_only_for_a_peer_that_says_it_decodes_it() {
+        let t0 = Instant::now();
+        let mut a = MediaSession::new(Codec::Opus, 111, Some(addr(2)), t0);
+        for (fmtp, fec) in [
+            (Some("useinbandfec=1"), true),
+            (
+                Some("stereo=0;sprop-stereo=0;maxaveragebitrate=32000"),
+                false,
+            ),
+            (Some("useinbandfec=0"), false),
+            (None, false),
+            (Some("minptime=10; useinbandfec=1"), true),
+        ] {
+            a.configure_opus(fmtp, false);
+            let o = a.opus.as_mut().unwrap();
+            assert_eq!(o.fec, fec, "{fmtp:?}");
+            assert_eq!(o.enc.get_inband_fec().unwrap(), fec, "{fmtp:?}");
+            // Without FEC the encoder is not told to expect loss (which would cost bits).
+            o.adapt(10.0);
+            assert_eq!(o.enc.get_packet_loss_perc().unwrap() > 0, fec, "{fmtp:?}");
+        }
     }
 
     #[test]
