@@ -4,6 +4,8 @@
 # Closing the window stops the router again.
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+# shellcheck source=demo-teams.sh
+source "$(cd "$(dirname "$0")" && pwd)/demo-teams.sh"
 cd "$SB_ROOT"
 
 PORT="${SWITCHBOARD_DEMO_PORT:-7700}"
@@ -20,6 +22,12 @@ fi
 
 check_toolchains
 apt_install "${SB_BUILD_PACKAGES[@]}"
+# The simulated Teams side (scripts/demo-teams.sh): Kamailio with TLS, a baresip Teams user.
+apt_install kamailio kamailio-tls-modules baresip openssl
+# Debian starts Kamailio as a service on install; the demo runs its own on its own ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then
+    as_root systemctl stop kamailio || true
+fi
 build_ui
 bash scripts/make-prompts.sh
 say "building the router and the desktop app"
@@ -31,6 +39,7 @@ SIM_URL="http://127.0.0.1:$SIM_PORT"
 ROUTER_PID=""
 SIM_PID=""
 cleanup() {
+    teams_demo_stop
     # The router first: it removes its Graph subscriptions from the tenant as it stops.
     if [ -n "$ROUTER_PID" ] && kill -0 "$ROUTER_PID" 2>/dev/null; then
         say "stopping the router"
@@ -82,6 +91,14 @@ TOML
 # The demo contact center (SIP on 127.0.0.1:7760, Contoso's number +18005550100, its attendant,
 # queues and agents): crates/router/demo.toml.
 cat "$SB_ROOT/crates/router/demo.toml" >>"$DATA_DIR/router.toml"
+say "starting the simulated Teams side: a Direct Routing proxy and Megan Bowen in Teams (logs: $DATA_DIR/teams)"
+if teams_demo_start "$DATA_DIR/teams" "$SIM_URL" "$SIM_TENANT"; then
+    # Megan, the escalations expert, has no Switchboard phone: she is rung at her Teams number.
+    sed -i "s/^upn = \"MeganB@contoso.example\"$/&\nteams_number = \"$TEAMS_MEGAN_NUMBER\"/" "$DATA_DIR/router.toml"
+    cat "$DATA_DIR/teams/router-teams.toml" >>"$DATA_DIR/router.toml"
+else
+    say "the demo goes on without the Teams side"
+fi
 ROUTER=("$BIN/switchboard-router" --config "$DATA_DIR/router.toml" --data-dir "$DATA_DIR")
 
 if curl -fsS "$ROUTER_URL/v1/health" >/dev/null 2>&1; then
@@ -116,6 +133,10 @@ say "the demo contact center takes calls at sip:+18005550100@127.0.0.1:7760 (att
 say "  the app is Adele's phone once you sign in as AdeleV@contoso.example: choose Ready, and calls ring in the window"
 say "  another agent's phone:  $BIN/switchboard-agent work --router $ROUTER_URL --as LynneR@contoso.example --ready"
 say "  a test call:       $BIN/switchboard-agent call sip:+18005550100@127.0.0.1:7760 --dtmf 1 --hangup-after 20"
+if [ -n "$TEAMS_KAMAILIO_PID" ]; then
+    say "  Megan Bowen (escalations) is in Teams, behind the simulated Direct Routing proxy: a consult or transfer"
+    say "  to the escalations experts rings her there ($TEAMS_MEGAN_NUMBER; she answers with a tone)"
+fi
 say "opening Switchboard"
 # Demo settings are kept apart from a real install's; the demo's tenant.toml names the
 # simulated tenant (without one the app signs in nowhere).
