@@ -1369,6 +1369,17 @@ impl DeskPhone {
         e
     }
 
+    /// Like [`Self::problem`], but a problem already shown stays.
+    fn problem_unless_shown(&self, e: DeskError) {
+        tracing::warn!(code = e.code(), "phone: {e}");
+        let p = PhoneProblem::from(&e);
+        self.update(|v| {
+            if v.problem.is_none() {
+                v.problem = Some(p);
+            }
+        });
+    }
+
     fn ok<T>(&self, r: Result<T, DeskError>) -> Result<T, DeskError> {
         match r {
             Ok(v) => {
@@ -1895,7 +1906,9 @@ impl DeskPhone {
                     break;
                 }
                 Err(e) => {
-                    self.problem(e);
+                    // Why the call ended (no audio: the router went away mid-call) stays in
+                    // view; that the router cannot be reached the status bar says already.
+                    self.problem_unless_shown(e);
                     return;
                 }
             }

@@ -31,7 +31,9 @@
 //! router's announcement), then Ready; last, the agent listens in on the colleague's queue
 //! call from the board (the window is rung, answers and hears the call), barges in (the
 //! caller hears the window) and stops; a `tel:` link opened by a second start of the app
-//! lands in the running window's dial box.
+//! lands in the running window's dial box; at the end the router is killed during a call
+//! (the window reconnects, the silent call is ended after 30 s and the window says why) and
+//! started again (connected, the phone still registered, the call recorded as interrupted).
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -114,7 +116,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
     let config = work.path().join("router.toml");
     std::fs::write(&config, demo_config(sip)?)?;
     let router_port = free_port()?;
-    let router = RouterProcess::start_with(
+    let mut router = RouterProcess::start_with(
         router_port,
         &work.path().join("router-data"),
         &router_log,
@@ -749,6 +751,77 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         screenshot(&c, "phone-link.png").await?;
         let st = status(http.clone(), base.clone()).await?;
         assert_ne!(st["state"], "on_call", "a link calls nothing by itself: {st}");
+
+        // 18. The router dies mid-call (SIGKILL) and comes back. The window says it is
+        //     reconnecting; the call, whose audio went through the router, falls silent and
+        //     the phone ends it after 30 s, saying why; with the router back on the same data
+        //     the window is connected again, the router still has the phone registered, and
+        //     the call cut short has a record closed as interrupted.
+        choose(&c, r#"[data-testid="work-state"]"#, "ready").await?;
+        eventually("the router to have the agent Ready again", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
+        let mut cmd = Command::new(our_binary("switchboard-agent")?);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "40"])
+            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
+            .args(["--hangup-after", "120"])
+            .arg("--play")
+            .arg(&tone)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut caller = cmd.spawn().context("the last caller")?;
+        wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        router.guard.kill();
+        wait_attr(
+            &c,
+            r#"[data-testid="router-state"]"#,
+            "data-state",
+            "reconnecting",
+        )
+        .await?;
+        // 30 s without audio, then the phone hangs up and says why (WAIT is 45 s).
+        wait_text(
+            &c,
+            r#"[data-testid="phone-problem"]"#,
+            "no audio came from the other side",
+        )
+        .await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        screenshot(&c, "phone-router-gone.png").await?;
+        let _ = caller.kill();
+        let _ = caller.wait();
+        let restarted = RouterProcess::start_with(
+            router_port,
+            &work.path().join("router-data"),
+            &logs.join("router-phone-restarted.log"),
+            &[OsStr::new("--config"), config.as_os_str()],
+        )
+        .await?;
+        wait_attr(
+            &c,
+            r#"[data-testid="router-state"]"#,
+            "data-state",
+            "connected",
+        )
+        .await?;
+        eventually("the restarted router to know the phone", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["registered"] == true).then_some(()))
+        })
+        .await?;
+        let cut = eventually("the record of the call cut short", WAIT, || async {
+            let recs = records(http.clone(), base.clone()).await?;
+            Ok(recs.into_iter().find(|r| r["outcome"] == "interrupted"))
+        })
+        .await?;
+        assert_eq!(cut["agent"], AGENT, "{cut}");
+        assert!(cut["ended_at"].is_string(), "{cut}");
+        drop(restarted);
         anyhow::Ok(())
     }
     .await;
