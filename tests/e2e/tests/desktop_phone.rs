@@ -102,6 +102,24 @@ deny = [\"+1900\"]
 const CALLER_HZ: f64 = 440.0;
 const WINDOW_HZ: f64 = 1000.0;
 
+/// A caller on the demo trunk (`switchboard-agent call` as [`CALLER`], PCMU): dials `uri`,
+/// presses `dtmf` at the attendant, plays `tone` and hangs up after `hangup_after` seconds.
+fn trunk_caller(
+    uri: &str,
+    dtmf: &str,
+    hangup_after: &str,
+    tone: &std::path::Path,
+) -> Result<Command> {
+    let mut cmd = Command::new(our_binary("switchboard-agent")?);
+    cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "call", uri, "--ring-timeout", "40"])
+        .args(["--user", CALLER, "--dtmf", dtmf, "--codec", "pcmu"])
+        .args(["--hangup-after", hangup_after])
+        .arg("--play")
+        .arg(tone);
+    Ok(cmd)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver and WebKitWebDriver (scripts/test.sh runs it)"]
 async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
@@ -209,17 +227,9 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         tone_wav(&mic_tone, WINDOW_HZ, 48000, 40)?;
         let _mic = pulse.play("sb_mic", &mic_tone)?;
         let heard_wav = work.path().join("heard.wav");
-        let caller_bin = our_binary("switchboard-agent")?;
         let uri = format!("sip:+18005550100@127.0.0.1:{sip}");
-        let mut cmd = Command::new(caller_bin);
-        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &uri, "--ring-timeout", "40"])
-            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
-            .args(["--hangup-after", "10"])
-            .arg("--play")
-            .arg(&tone)
-            .arg("--record")
-            .arg(&heard_wav);
+        let mut cmd = trunk_caller(&uri, "1", "10", &tone)?;
+        cmd.arg("--record").arg(&heard_wav);
         let caller = tokio::task::spawn_blocking(move || cmd.output());
 
         // 4. The window pops the call up: caller, number dialled, queue, attendant choice.
@@ -405,13 +415,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         //     talks to her, cancels, consults her again, brings all three into a conference,
         //     adds the second colleague (consulted while the caller and the first talk on),
         //     and leaves the group call to them.
-        let mut cmd = Command::new(our_binary("switchboard-agent")?);
-        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &uri, "--ring-timeout", "40"])
-            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
-            .args(["--hangup-after", "40"])
-            .arg("--play")
-            .arg(&tone);
+        let mut cmd = trunk_caller(&uri, "1", "40", &tone)?;
         let caller = tokio::task::spawn_blocking(move || cmd.output());
         wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
         click(&c, r#"[data-testid="answer"]"#).await?;
@@ -564,13 +568,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         })
         .await?;
         wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "ready").await?;
-        let mut cmd = Command::new(our_binary("switchboard-agent")?);
-        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &uri, "--ring-timeout", "40"])
-            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
-            .args(["--hangup-after", "30"])
-            .arg("--play")
-            .arg(&tone);
+        let mut cmd = trunk_caller(&uri, "1", "30", &tone)?;
         let caller = tokio::task::spawn_blocking(move || cmd.output());
         wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
         wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
@@ -629,15 +627,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         .await?;
         let _mic = pulse.play("sb_mic", &mic_tone)?;
         let caller_heard = work.path().join("caller-listened-in.wav");
-        let mut cmd = Command::new(our_binary("switchboard-agent")?);
-        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &uri, "--ring-timeout", "40"])
-            .args(["--user", CALLER, "--dtmf", "0", "--codec", "pcmu"])
-            .args(["--hangup-after", "30"])
-            .arg("--play")
-            .arg(&tone)
-            .arg("--record")
-            .arg(&caller_heard);
+        let mut cmd = trunk_caller(&uri, "0", "30", &tone)?;
+        cmd.arg("--record").arg(&caller_heard);
         let caller = tokio::task::spawn_blocking(move || cmd.output());
         eventually("the colleague on the caller's call", WAIT, || async {
             let st = status_of(http.clone(), base.clone(), COLLEAGUE).await?;
@@ -763,14 +754,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             Ok((st["state"] == "ready").then_some(()))
         })
         .await?;
-        let mut cmd = Command::new(our_binary("switchboard-agent")?);
-        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &uri, "--ring-timeout", "40"])
-            .args(["--user", CALLER, "--dtmf", "1", "--codec", "pcmu"])
-            .args(["--hangup-after", "120"])
-            .arg("--play")
-            .arg(&tone)
-            .stdout(std::process::Stdio::null())
+        let mut cmd = trunk_caller(&uri, "1", "120", &tone)?;
+        cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut caller = cmd.spawn().context("the last caller")?;
         wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
