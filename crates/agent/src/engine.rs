@@ -120,6 +120,12 @@ impl Agent {
                             w.call_ended(false);
                             if listening.contains(&call) && up.is_empty() {
                                 w.end_wrap_up();
+                            } else if up.is_empty() {
+                                // The router's wrap-up end may have reached the view before
+                                // this event reached us (another task): follow it now.
+                                if let Some(x) = router.view().wrap_up.as_ref() {
+                                    follow_routers_wrap_up(&w, x.ends_unix_ms, x.after.is_some());
+                                }
                             }
                         }
                         listening.remove(&call);
@@ -172,20 +178,7 @@ impl Agent {
                 followed = seen;
                 let Some((ends, over)) = seen else { continue };
                 let Some(w) = w.upgrade() else { break };
-                match ends {
-                    Some(ends) => {
-                        let now_ms = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                        let left = std::time::Duration::from_millis(ends.saturating_sub(now_ms));
-                        w.follow_wrap_up(Some(std::time::Instant::now() + left));
-                    }
-                    None if over => {
-                        w.follow_wrap_up(None);
-                    }
-                    // Not said yet.
-                    None => {}
-                }
+                follow_routers_wrap_up(&w, ends, over);
             }
         });
         Self {
@@ -574,6 +567,25 @@ async fn follow_missed_offer(
 
 /// Takes the router's Ready or Not ready (`why` for the log) into the work state, where
 /// [`followed`] says so.
+/// The work state's wrap-up follows the router's: it ends at `ends` (Unix ms), or now when
+/// the router's is `over` (or it held none); nothing when the router has not said yet. Only a
+/// wrap-up under way here is changed.
+fn follow_routers_wrap_up(w: &crate::state::WorkState, ends: Option<u64>, over: bool) {
+    match ends {
+        Some(ends) => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let left = std::time::Duration::from_millis(ends.saturating_sub(now_ms));
+            w.follow_wrap_up(Some(std::time::Instant::now() + left));
+        }
+        None if over => {
+            w.follow_wrap_up(None);
+        }
+        None => {}
+    }
+}
+
 fn follow_router(w: &crate::state::WorkState, st: &switchboard_api::AgentStatus, why: &str) {
     match followed(st, &w.view()) {
         Some(Followed::Ready) => {
