@@ -1363,18 +1363,21 @@ impl DeskPhone {
 
     /// Records `e` as the problem to show, and returns it.
     fn problem(&self, e: DeskError) -> DeskError {
-        tracing::warn!(code = e.code(), "phone: {e}");
-        let p = PhoneProblem::from(&e);
-        self.update(|v| v.problem = Some(p));
+        self.show_problem(&e, true);
         e
     }
 
     /// Like [`Self::problem`], but a problem already shown stays.
     fn problem_unless_shown(&self, e: DeskError) {
+        self.show_problem(&e, false);
+    }
+
+    /// Logs `e` and shows it, in place of a problem shown already when `replace`.
+    fn show_problem(&self, e: &DeskError, replace: bool) {
         tracing::warn!(code = e.code(), "phone: {e}");
-        let p = PhoneProblem::from(&e);
+        let p = PhoneProblem::from(e);
         self.update(|v| {
-            if v.problem.is_none() {
+            if replace || v.problem.is_none() {
                 v.problem = Some(p);
             }
         });

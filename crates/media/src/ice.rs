@@ -11,7 +11,9 @@
 
 use std::net::SocketAddr;
 
-use stun_types::attribute::{AttributeType, ErrorCode, Username, XorMappedAddress};
+use stun_types::attribute::{
+    AttributeType, ErrorCode, Fingerprint, MessageIntegrity, Username, XorMappedAddress,
+};
 use stun_types::message::{
     IntegrityAlgorithm, Message, MessageClass, MessageIntegrityCredentials, MessageWriteExt,
     MessageWriteVec, ShortTermCredentials, BINDING,
@@ -24,8 +26,6 @@ const PRIORITY: AttributeType = AttributeType::new(0x0024);
 const USE_CANDIDATE: AttributeType = AttributeType::new(0x0025);
 /// ICE-CONTROLLED: the sender thinks itself controlled; so is a lite agent (a role conflict).
 const ICE_CONTROLLED: AttributeType = AttributeType::new(0x8029);
-/// FINGERPRINT, which ICE requires on every check (RFC 8445 §7.1).
-const FINGERPRINT: AttributeType = AttributeType::new(0x8028);
 
 /// Whether a packet that arrived on a media port is a STUN message (RFC 7983 §7: first byte
 /// 0–3; RFC 8489 §5: the magic cookie at bytes 4–7) rather than RTP, RTCP or DTLS.
@@ -33,7 +33,7 @@ pub fn is_stun(packet: &[u8]) -> bool {
     packet.len() >= 20 && packet[0] <= 3 && packet[4..8] == [0x21, 0x12, 0xA4, 0x42]
 }
 
-/// The lite agent's credentials on one stream, and the peer's user fragment.
+/// The lite agent's credentials on one stream (its user fragment and password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IceLite {
     local_ufrag: String,
@@ -73,12 +73,12 @@ impl IceLite {
             return Check::Ignored;
         }
         // RFC 8445 §7.3: USERNAME is "our-ufrag:their-ufrag", MESSAGE-INTEGRITY is keyed
-        // with our password; a check also carries PRIORITY and FINGERPRINT.
+        // with our password; a check also carries PRIORITY and FINGERPRINT (§7.1).
         let username = msg.attribute::<Username>().ok();
         if username.is_none()
-            || !msg.has_attribute(stun_types::attribute::MessageIntegrity::TYPE)
+            || !msg.has_attribute(MessageIntegrity::TYPE)
             || !msg.has_attribute(PRIORITY)
-            || !msg.has_attribute(FINGERPRINT)
+            || !msg.has_attribute(Fingerprint::TYPE)
         {
             return refuse(&msg, ErrorCode::BAD_REQUEST);
         }
@@ -244,7 +244,7 @@ mod tests {
         let creds: MessageIntegrityCredentials =
             ShortTermCredentials::new("YH75Fviy6338Vbrhrlp8Yh".into()).into();
         assert!(r.validate_integrity(&creds).is_ok());
-        assert!(r.has_attribute(FINGERPRINT));
+        assert!(r.has_attribute(Fingerprint::TYPE));
         // USE-CANDIDATE nominates.
         let req = request("9uB6:8hhY", "YH75Fviy6338Vbrhrlp8Yh", true, false);
         assert!(matches!(
