@@ -139,6 +139,16 @@ impl Center {
         panic!("trunk {name} of {tenant} counts {last} calls, not {calls}");
     }
 
+    /// The call record whose caller is `caller` (panics, listing the records, when none is).
+    async fn record_of(&self, caller: &str) -> Value {
+        let records = self.calls().await;
+        records
+            .iter()
+            .find(|r| r["caller"] == caller)
+            .cloned()
+            .unwrap_or_else(|| panic!("no call from {caller}: {records:#?}"))
+    }
+
     /// Waits until agent `upn` is on a call, then `seconds` of talk.
     async fn talks(&self, upn: &str, seconds: u64) {
         assert!(
@@ -192,11 +202,7 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
         loud >= 20 && share >= 0.7,
         "the Teams user heard Adele: {share:.2} of {loud} blocks"
     );
-    let records = c.calls().await;
-    let rec = records
-        .iter()
-        .find(|r| r["caller"] == "+14255550101")
-        .unwrap_or_else(|| panic!("{records:#?}"));
+    let rec = c.record_of("+14255550101").await;
     assert_eq!(rec["trunk"], "teams", "{rec}");
     assert_eq!(rec["agent"], "adele@contoso.example", "{rec}");
     let log = proxy.log();
@@ -426,11 +432,7 @@ async fn a_teams_client_with_media_bypass_talks_to_an_agent_over_the_pair_it_nom
         (20, 0.8),
         "Adele heard the Teams client over the bypass path",
     );
-    let records = c.calls().await;
-    let rec = records
-        .iter()
-        .find(|r| r["caller"] == "+14255550101")
-        .unwrap_or_else(|| panic!("{records:#?}"));
+    let rec = c.record_of("+14255550101").await;
     assert_eq!(rec["agent"], "adele@contoso.example", "{rec}");
 }
 
@@ -480,11 +482,7 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
         loud >= 20 && share >= 0.7,
         "the expert in Teams heard the caller: {share:.2} of {loud} blocks"
     );
-    let records = c.calls().await;
-    let rec = records
-        .iter()
-        .find(|r| r["caller"] == "+14255550101")
-        .unwrap_or_else(|| panic!("{records:#?}"));
+    let rec = c.record_of("+14255550101").await;
     let steps = rec["steps"].to_string();
     assert!(
         steps.contains("failover after 503 to sip2.pstnhub.microsoft.com"),
