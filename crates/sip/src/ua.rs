@@ -402,6 +402,24 @@ struct Dialog {
     we_called: bool,
 }
 
+/// RFC 3261 §12.1.2: an early dialog made by a 1xx to our INVITE. With a forking proxy (a
+/// Teams user's desktop and mobile) each fork has its own, with its own target, route set,
+/// RSeq space (RFC 3262 §4) and SDP answer; the one whose 2xx comes is the call's.
+#[derive(Debug, Clone)]
+struct EarlyDialog {
+    tag: String,
+    /// The 1xx's Contact, if it had one.
+    target: Option<String>,
+    route_set: Vec<String>,
+    /// RFC 3262, UAC: the highest RSeq we sent PRACK for in this dialog.
+    last_rseq: u32,
+    /// The answer to our offer this fork gave in a 1xx.
+    answer: Option<Negotiated>,
+}
+
+/// Early dialogs kept per call; a 1xx from a further fork makes none (and is not PRACKed).
+const MAX_FORKS: usize = 16;
+
 #[derive(Debug)]
 struct PendingReinvite {
     direction: Direction,
@@ -450,8 +468,12 @@ struct Call {
     peer_supports_100rel: bool,
     /// A session-refresh re-INVITE is in flight: its 2xx is no media change.
     refreshing: bool,
-    /// RFC 3262, UAC: the highest RSeq we sent PRACK for.
-    last_rseq: u32,
+    /// UAC: the early dialogs the 1xx to our INVITE made, one per To tag (a forking proxy
+    /// gives several), at most [`MAX_FORKS`].
+    forks: Vec<EarlyDialog>,
+    /// UAC: the To tags of other forks' 2xx we ACKed and ended with BYE (§13.2.2.4), at most
+    /// [`MAX_FORKS`].
+    stray_forks: Vec<String>,
     /// RFC 3262, UAS: our RSeq counter, and the reliable 1xx retransmitted until its PRACK
     /// (bytes, destination, next, interval, give-up, rseq).
     rseq: u32,
@@ -503,7 +525,8 @@ impl Call {
             peer_supports_timer: false,
             peer_supports_100rel: false,
             refreshing: false,
-            last_rseq: 0,
+            forks: Vec::new(),
+            stray_forks: Vec::new(),
             rseq: 0,
             reliable_1xx: None,
             answered_reliably: false,
@@ -1009,7 +1032,7 @@ mod session;
 
 pub use output::build_response;
 use output::{dialog_headers, in_dialog_target, Refusal, Req};
-use prack::{reliable_provisional, Reliable1xx};
+use prack::{early_dialog, enter_early_dialog, reliable_provisional, Reliable1xx};
 use refer::parse_replaces;
 use session::uac_route_set;
 use timer::{

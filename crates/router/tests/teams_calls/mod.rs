@@ -78,15 +78,27 @@ fn with_bypass(tenant: String) -> String {
     tenant.replacen(&fqdn, &format!("{fqdn}\nmedia_bypass = true"), 1)
 }
 
+/// Teams user `number` of tenant-a, whose SBC is `tenanta.sbc.example`.
+fn at_tenant_a(number: &str) -> TeamsUser {
+    TeamsUser::new(number, "tenant-a", "tenanta.sbc.example")
+}
+
+/// The proxy with tenant-a's SBC as its gateway and `users`; with `fail_sip`, `sip` answers
+/// every INVITE 503.
+fn tenant_a_proxy(users: &[&TeamsUser], fail_sip: bool) -> TeamsProxy {
+    TeamsProxy::start(&TeamsProxyOptions {
+        gateways: vec!["tenanta.sbc.example".into()],
+        users: users.iter().map(|u| (*u).clone()).collect(),
+        fail_sip,
+        ..Default::default()
+    })
+}
+
 /// Teams user Alice (+14255550101) of tenant-a, whose SBC is `tenanta.sbc.example`; the proxy
 /// with her; the SBC's certificate.
 fn alice_at_tenant_a() -> (TeamsUser, TeamsProxy, SbcCertificate) {
-    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
-    let proxy = TeamsProxy::start(&TeamsProxyOptions {
-        gateways: vec!["tenanta.sbc.example".into()],
-        users: vec![alice.clone()],
-        ..Default::default()
-    });
+    let alice = at_tenant_a("+14255550101");
+    let proxy = tenant_a_proxy(&[&alice], false);
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
     (alice, proxy, cert)
 }
@@ -444,14 +456,8 @@ async fn a_teams_client_with_media_bypass_talks_to_an_agent_over_the_pair_it_nom
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
     let _one = SERIAL.lock().await;
-    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
-    let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
-    let proxy = TeamsProxy::start(&TeamsProxyOptions {
-        gateways: vec!["tenanta.sbc.example".into()],
-        users: vec![alice.clone(), bob.clone()],
-        fail_sip: true,
-        ..Default::default()
-    });
+    let (alice, bob) = (at_tenant_a("+14255550101"), at_tenant_a("+14255550102"));
+    let proxy = tenant_a_proxy(&[&alice, &bob], true);
     let cert = proxy.sbc_certificate(&["*.sbc.example"]);
     // With media bypass on: the router offers ICE-lite to Teams; baresip has no ICE (it
     // leaves loopback out of its candidates), so the call goes on without, as a Teams
@@ -489,6 +495,295 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
         "{rec}"
     );
     assert!(steps.contains("expert bob@contoso.example"), "{rec}");
+}
+
+/// What a SIPp Teams device does with the router's INVITE, forked to it by the proxy.
+enum Device {
+    /// Early media at once (a reliable 183 with its answer), again a second later (RSeq 2),
+    /// then cancelled by the proxy when another device answers.
+    RingsAndIsCancelled,
+    /// Early media after half a second (a reliable 183, RSeq 1 in its own dialog), then the
+    /// answer 1.5 s later in a 200 without SDP (the answer was in the 183, RFC 3262); then
+    /// the router's BYE.
+    Answers,
+}
+
+/// A SIPp scenario for a device of Teams user `number` whose SDP answer names `media_port`
+/// (RTP/SAVP with an SDES key, as Teams answers an SBC). Responses to the INVITE after the
+/// PRACKs repeat its Vias, Record-Routes and CSeq, kept from it by regular expressions.
+fn device_scenario(number: &str, media_port: u16, does: &Device) -> String {
+    let sdp = format!(
+        "v=0\n      o=teams 1 1 IN IP4 127.0.0.1\n      s=-\n      c=IN IP4 127.0.0.1\n      t=0 0\n      \
+         m=audio {media_port} RTP/SAVP 0\n      a=rtpmap:0 PCMU/8000\n      \
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\n      \
+         a=rtcp-mux\n      a=sendrecv\n"
+    );
+    let to_invite = |status: &str, body: &str| {
+        let (ct, len) = if body.is_empty() {
+            (String::new(), "0".to_owned())
+        } else {
+            (
+                "Content-Type: application/sdp\n      ".to_owned(),
+                "[len]".to_owned(),
+            )
+        };
+        format!(
+            r#"  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [$vias]
+      [last_From:]
+      To: [$to];tag=[pid]device[call_number]
+      [last_Call-ID:]
+      CSeq: [$cseq]
+      [$rrs]
+      Contact: <sip:{number}@[local_ip]:[local_port]>
+      {ct}Content-Length: {len}
+
+      {body}
+    ]]>
+  </send>
+"#
+        )
+    };
+    let early = |rseq: u32| {
+        to_invite("183 Session Progress", &sdp).replace(
+            "Contact: <sip",
+            &format!("Require: 100rel\n      RSeq: {rseq}\n      Contact: <sip"),
+        )
+    };
+    let to_last = |status: &str| {
+        format!(
+            r#"  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+"#
+        )
+    };
+    let prack = format!("  <recv request=\"PRACK\"/>\n{}", to_last("200 OK"));
+    let pause = |ms: u32| format!("  <pause milliseconds=\"{ms}\"/>\n");
+    let steps = match does {
+        Device::RingsAndIsCancelled => [
+            early(1),
+            prack.clone(),
+            pause(1000),
+            early(2),
+            prack,
+            "  <recv request=\"CANCEL\"/>\n".to_owned(),
+            to_last("200 OK"),
+            to_invite("487 Request Terminated", ""),
+            "  <recv request=\"ACK\"/>\n".to_owned(),
+        ]
+        .concat(),
+        Device::Answers => [
+            pause(500),
+            early(1),
+            prack,
+            pause(1500),
+            to_invite("200 OK", ""),
+            "  <recv request=\"ACK\"/>\n".to_owned(),
+            "  <recv request=\"BYE\"/>\n".to_owned(),
+            to_last("200 OK"),
+        ]
+        .concat(),
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="a Teams device">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="((Via: [^[:cntrl:]]*[[:cntrl:]]+)*Via: [^[:cntrl:]]*)" search_in="msg" check_it="true" assign_to="vias"/>
+      <ereg regexp="((Record-Route: [^[:cntrl:]]*[[:cntrl:]]+)*Record-Route: [^[:cntrl:]]*)" search_in="msg" check_it="true" assign_to="rrs"/>
+      <ereg regexp="[0-9]+ INVITE" search_in="hdr" header="CSeq:" check_it="true" assign_to="cseq"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="to"/>
+    </action>
+  </recv>
+{steps}</scenario>
+"#
+    )
+}
+
+/// Starts SIPp as a device of `user` (registered with the proxy as one of their endpoints)
+/// doing `does`, its media at `media_port`; its message trace goes to `<name>-messages.log`.
+fn start_device(
+    c: &Center,
+    proxy: &TeamsProxy,
+    user: &TeamsUser,
+    name: &str,
+    media_port: u16,
+    does: &Device,
+) -> Child {
+    let port = crate::teams_proxy::peers::free_udp_tcp_port();
+    let scenario = c.dir.path().join(format!("{name}.xml"));
+    std::fs::write(&scenario, device_scenario(&user.number, media_port, does)).unwrap();
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(&scenario)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+        ])
+        .args([
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(c.dir.path().join(format!("{name}-messages.log")))
+        .current_dir(c.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is not installed — run tests/peers/install.sh");
+    proxy.register_device(user, &format!("sip:{}@127.0.0.1:{port}", user.number));
+    child
+}
+
+/// Waits (up to `within`) for SIPp `child` to end; whether it ended cleanly.
+async fn device_done(mut child: Child, within: Duration) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if start.elapsed() > within {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// RTP (or SRTP) packets that reached `socket` within `within`.
+fn packets_at(socket: &std::net::UdpSocket, within: Duration) -> usize {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (start, mut n, mut buf) = (Instant::now(), 0, [0u8; 2048]);
+    while start.elapsed() < within {
+        if socket.recv_from(&mut buf).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// An expert in Teams on two devices: Microsoft's proxy forks the router's INVITE to each of a
+/// Teams user's endpoints (with media bypass each answers for itself), so several 183s come
+/// from different early dialogs. Both devices are SIPp: the desk sends early media at once
+/// and again a second later, the mobile after half a second, each a reliable 183 numbered in
+/// its own dialog; the mobile answers with a 200 without SDP. The router PRACKs each 183 in
+/// its own dialog (else the mobile, waiting for its PRACK, never answers), and the call's
+/// media goes to the mobile's answer, not the desk's that came last; the desk is cancelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expert_in_teams_on_two_devices_is_reached_on_the_one_that_answers() {
+    let _one = SERIAL.lock().await;
+    let (alice, bob) = (at_tenant_a("+14255550101"), at_tenant_a("+14255550102"));
+    let proxy = tenant_a_proxy(&[&alice, &bob], false);
+    let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
+    let tenant = dr_tenant("contoso", "tenanta.sbc.example", "+18005550100");
+    let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
+    c.proxies_up("contoso", "teams").await;
+    c.tones(12);
+    let media = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (desk_media, mobile_media) = (media(), media());
+    let port = |s: &std::net::UdpSocket| s.local_addr().unwrap().port();
+    let desk_device = start_device(
+        &c,
+        &proxy,
+        &bob,
+        "bob-desk",
+        port(&desk_media),
+        &Device::RingsAndIsCancelled,
+    );
+    let mobile_device = start_device(
+        &c,
+        &proxy,
+        &bob,
+        "bob-mobile",
+        port(&mobile_media),
+        &Device::Answers,
+    );
+
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
+        .await;
+    let phone = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
+    phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("adele@contoso.example", 2).await;
+    assert_eq!(desk(&c, "transfer", Some("escalations")).await, 200);
+    let _ = finish(adele, Duration::from_secs(10)).await;
+
+    let (to_mobile, to_desk) = tokio::task::spawn_blocking(move || {
+        // The mobile answers about 2 s after the INVITE; then 3 s of the call.
+        let to_mobile = packets_at(&mobile_media, Duration::from_secs(6));
+        (
+            to_mobile,
+            packets_at(&desk_media, Duration::from_millis(200)),
+        )
+    })
+    .await
+    .unwrap();
+    phone.command("hangup", "");
+    let desk_ok = device_done(desk_device, Duration::from_secs(20)).await;
+    let mobile_ok = device_done(mobile_device, Duration::from_secs(20)).await;
+    let trace = |name: &str| {
+        std::fs::read_to_string(c.dir.path().join(format!("{name}-messages.log")))
+            .unwrap_or_default()
+    };
+    let (desk_trace, mobile_trace) = (trace("bob-desk"), trace("bob-mobile"));
+    eprintln!("forked call: {to_mobile} packets to the mobile's answer, {to_desk} to the desk's");
+    assert!(
+        mobile_ok,
+        "the mobile did not get its PRACK, answer, and the BYE:\n{mobile_trace}\n{}",
+        proxy.log()
+    );
+    assert!(
+        desk_ok,
+        "the desk was not PRACKed twice and cancelled:\n{desk_trace}"
+    );
+    assert_eq!(
+        mobile_trace.matches("PRACK sip:").count(),
+        1,
+        "{mobile_trace}"
+    );
+    assert!(
+        desk_trace.contains("RAck: 1 ") && desk_trace.contains("RAck: 2 "),
+        "{desk_trace}"
+    );
+    // 3 s at 50 packets a second, on a busy machine.
+    assert!(
+        to_mobile >= 50,
+        "the router sent {to_mobile} packets to the device that answered"
+    );
+    assert_eq!(to_desk, 0, "the router sent media to the cancelled device");
+    let rec = c.record_of("+14255550101").await;
+    assert!(
+        rec["steps"]
+            .to_string()
+            .contains("expert bob@contoso.example"),
+        "{rec}"
+    );
 }
 
 /// One router, two customers (carrier hosting, one wildcard certificate): each Teams user's
@@ -816,14 +1111,9 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_cleanly() {
     let _one = SERIAL.lock().await;
-    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
-    let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
-    let erin = TeamsUser::new("+14255550105", "tenant-a", "tenanta.sbc.example");
-    let proxy = TeamsProxy::start(&TeamsProxyOptions {
-        gateways: vec!["tenanta.sbc.example".into()],
-        users: vec![alice.clone(), bob.clone(), erin.clone()],
-        ..Default::default()
-    });
+    let (alice, bob) = (at_tenant_a("+14255550101"), at_tenant_a("+14255550102"));
+    let erin = at_tenant_a("+14255550105");
+    let proxy = tenant_a_proxy(&[&alice, &bob, &erin], false);
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -426,6 +426,45 @@ impl TeamsProxy {
         phone
     }
 
+    /// Registers `contact` (a SIP URI on 127.0.0.1) with the proxy as one more device of
+    /// Teams user `user`, for an endpoint that does not register itself (a SIPp device): the
+    /// proxy then forks a call to `user` to it as well, as Microsoft's forks a call to each of a
+    /// Teams user's endpoints. Returns once the proxy has it.
+    pub fn register_device(&self, user: &TeamsUser, contact: &str) {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a read timeout");
+        let local = socket.local_addr().expect("its address");
+        let id: u64 = rand::random();
+        let register = format!(
+            "REGISTER sip:{users} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{id:x};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{n}@127.0.0.1>;tag={id:x}\r\n\
+             To: <sip:{n}@127.0.0.1>\r\n\
+             Call-ID: {id:x}@127.0.0.1\r\n\
+             CSeq: 1 REGISTER\r\n\
+             Contact: <{contact}>\r\n\
+             Expires: 600\r\n\
+             Content-Length: 0\r\n\r\n",
+            users = self.users,
+            n = user.number,
+        );
+        socket
+            .send_to(register.as_bytes(), self.users)
+            .expect("REGISTER sent");
+        let mut buf = [0u8; 4096];
+        let (n, _) = socket
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no answer to the device's REGISTER: {e}\n{}", self.log()));
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            answer.starts_with("SIP/2.0 200"),
+            "the proxy refused the device {contact}: {answer}"
+        );
+    }
+
     /// The Request-URI an SBC uses to call `number` through proxy `addr`.
     pub fn ruri(number: &str, name: &str, addr: SocketAddr) -> String {
         format!(

@@ -114,7 +114,7 @@ impl UserAgent {
         let Some(tx) = self.client.get_mut(&branch) else {
             // A 2xx retransmission after our INVITE transaction ended: ACK again (§13.2.2.4).
             if (200..300).contains(&status) && cseq_method == "INVITE" {
-                self.reack(msg);
+                self.reack(msg, now);
             }
             return;
         };
@@ -141,8 +141,9 @@ impl UserAgent {
         self.drain_client(&branch, Some(msg), now);
     }
 
-    pub(super) fn reack(&mut self, msg: &Message) {
+    pub(super) fn reack(&mut self, msg: &Message, now: Instant) {
         let Some(id) = self.find_dialog(msg) else {
+            self.end_stray_fork(msg, now);
             return;
         };
         let Some((cseq, _)) = msg.cseq() else { return };
@@ -157,6 +158,88 @@ impl UserAgent {
                 });
             }
         }
+    }
+
+    /// RFC 3261 §13.2.2.4: a 2xx to our INVITE from another fork than the one whose 2xx made
+    /// the call (a forking proxy let two answer). It is ACKed, and its dialog ended with BYE
+    /// once; a retransmission of it is ACKed again. The application hears nothing of it.
+    fn end_stray_fork(&mut self, msg: &Message, now: Instant) {
+        let (Some(call_id), Some((cseq, _))) = (msg.call_id(), msg.cseq()) else {
+            return;
+        };
+        let local = msg.header("From").and_then(|f| header_param(f, "tag"));
+        let Some(tag) = msg.header("To").and_then(|t| header_param(t, "tag")) else {
+            return;
+        };
+        let Some(id) = self
+            .calls
+            .values()
+            .find(|c| {
+                c.dialog.call_id == call_id
+                    && Some(c.dialog.local_tag.as_str()) == local
+                    && c.invite.as_ref().is_some_and(|i| i.cseq == cseq)
+                    && c.dialog.remote_tag.as_deref() != Some(tag)
+            })
+            .map(|c| c.id)
+        else {
+            return;
+        };
+        let cfg = self.over_call(id);
+        let face = self.face_headers(id);
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let first = !c.stray_forks.iter().any(|t| t == tag);
+        if first && c.stray_forks.len() >= MAX_FORKS {
+            return;
+        }
+        let mut d = c.dialog.clone();
+        d.remote_tag = Some(tag.to_owned());
+        d.remote_target = contact_target(msg).unwrap_or(d.remote_target);
+        d.route_set = uac_route_set(msg);
+        let (ruri, routes, destination) = dialog_target(&d, c.flow, &cfg);
+        let build = |method: &str, cseq: u32, branch: &str| {
+            let mut m = MessageBuilder::request(method, &ruri);
+            dialog_headers(&mut m, &d, &cfg, branch, cseq, method);
+            m.headers("Route", &routes);
+            for h in &face {
+                m.header_line(h);
+            }
+            m.build()
+        };
+        match build("ACK", cseq, &new_branch()) {
+            Ok(data) => self.transmits.push_back(Transmit {
+                to: destination.clone(),
+                data,
+                transport: cfg.transport,
+            }),
+            Err(e) => tracing::warn!(call = id, error = %e, "ACK of another fork's 2xx not sent"),
+        }
+        if !first {
+            return;
+        }
+        c.stray_forks.push(tag.to_owned());
+        tracing::info!(
+            call = id,
+            "a second fork answered our INVITE; its dialog is ended"
+        );
+        let branch = new_branch();
+        let data = match build("BYE", cseq + 1, &branch) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "BYE to another fork not sent");
+                return;
+            }
+        };
+        let tx = ClientTx {
+            kind: Self::client_kind("BYE", data, &cfg, now),
+            call: None,
+            method: "BYE".to_owned(),
+            destination,
+            transport: cfg.transport,
+            invite_parts: None,
+        };
+        self.start_client(branch, tx, now);
     }
 
     pub(super) fn drain_client(&mut self, branch: &str, msg: Option<&Message>, now: Instant) {
@@ -273,7 +356,7 @@ impl UserAgent {
                 .and_then(|c| c.last_ack.as_ref())
                 .map(|(n, _, _)| *n);
             if cseq.is_some() && cseq == acked {
-                self.reack(msg);
+                self.reack(msg, now);
                 return;
             }
         }
@@ -355,34 +438,32 @@ impl UserAgent {
                 routes.clone(),
             )
         });
-        let kind = if method == "INVITE" {
-            ClientTxKind::Invite(ClientInvite::start(
-                data,
-                cfg.transport.reliability(),
-                cfg.timers,
-                now,
-            ))
-        } else {
-            ClientTxKind::NonInvite(ClientNonInvite::start(
-                data,
-                cfg.transport.reliability(),
-                cfg.timers,
-                now,
-            ))
+        let tx = ClientTx {
+            kind: Self::client_kind(method, data, &cfg, now),
+            call: Some(id),
+            method: method.to_owned(),
+            destination,
+            transport: cfg.transport,
+            invite_parts,
         };
-        self.client.insert(
-            branch.clone(),
-            ClientTx {
-                kind,
-                call: Some(id),
-                method: method.to_owned(),
-                destination,
-                transport: cfg.transport,
-                invite_parts,
-            },
-        );
-        self.drain_client(&branch, None, now);
+        self.start_client(branch, tx, now);
         Ok(())
+    }
+
+    /// The client transaction for request `data` (`method`) over `cfg`'s transport.
+    fn client_kind(method: &str, data: Bytes, cfg: &UaConfig, now: Instant) -> ClientTxKind {
+        let reliability = cfg.transport.reliability();
+        if method == "INVITE" {
+            ClientTxKind::Invite(ClientInvite::start(data, reliability, cfg.timers, now))
+        } else {
+            ClientTxKind::NonInvite(ClientNonInvite::start(data, reliability, cfg.timers, now))
+        }
+    }
+
+    /// Starts client transaction `tx` under `branch`: its request goes out now.
+    fn start_client(&mut self, branch: String, tx: ClientTx, now: Instant) {
+        self.client.insert(branch.clone(), tx);
+        self.drain_client(&branch, None, now);
     }
 
     /// BYE in the call's dialog; built from our own dialog state, so it cannot fail on a value,
@@ -522,11 +603,20 @@ impl UserAgent {
 /// loose routing only: strict routers are from RFC 2543 times). A dialog that came over a
 /// stream goes back on that connection.
 pub(super) fn in_dialog_target(call: &Call, cfg: &UaConfig) -> (String, Vec<String>, Destination) {
-    let (d, invite) = (&call.dialog, call.invite.as_ref());
+    dialog_target(&call.dialog, call.flow, cfg)
+}
+
+/// Request-URI, Route set and where a request inside dialog `d` goes: the connection `flow`
+/// it came on, else its first route, else our outbound proxy when we called through one that
+/// did not record-route (RFC 3261 §8.1.2), else its target.
+pub(super) fn dialog_target(
+    d: &Dialog,
+    flow: Option<SocketAddr>,
+    cfg: &UaConfig,
+) -> (String, Vec<String>, Destination) {
     let ruri = d.remote_target.clone();
     let routes = d.route_set.clone();
-    let destination = call
-        .flow
+    let destination = flow
         .map(Destination::Addr)
         .or_else(|| {
             routes
@@ -534,9 +624,7 @@ pub(super) fn in_dialog_target(call: &Call, cfg: &UaConfig) -> (String, Vec<Stri
                 .and_then(|r| Destination::from_uri(value_uri(r)))
         })
         .or_else(|| {
-            // No Record-Route: requests go straight to the peer's Contact, unless we called
-            // through an outbound proxy that did not record-route (then via it, RFC 3261 §8.1.2).
-            if d.route_set.is_empty() && invite.is_some() {
+            if d.route_set.is_empty() && d.we_called {
                 cfg.outbound_proxy.clone()
             } else {
                 None

@@ -119,22 +119,64 @@ pub(super) enum Reliable1xx {
 }
 
 /// RFC 3262 §4: a reliable provisional response is PRACKed once per RSeq, inside the early
-/// dialog it creates (its Contact and Record-Route set the dialog's target and route).
-pub(super) fn reliable_provisional(c: &mut Call, msg: &Message) -> Reliable1xx {
+/// dialog it creates or belongs to (`fork`); the INVITE had CSeq `cseq`.
+pub(super) fn reliable_provisional(
+    fork: &mut EarlyDialog,
+    cseq: u32,
+    msg: &Message,
+) -> Reliable1xx {
     let rseq = msg
         .header("RSeq")
         .and_then(|v| v.trim().parse::<u32>().ok());
     let (true, Some(rseq)) = (lists_option(msg, "Require", "100rel"), rseq) else {
         return Reliable1xx::No;
     };
-    if rseq <= c.last_rseq {
+    if rseq <= fork.last_rseq {
         return Reliable1xx::Repeat;
     }
-    c.last_rseq = rseq;
-    if let Some(t) = contact_target(msg) {
-        c.dialog.remote_target = t;
-    }
-    c.dialog.route_set = uac_route_set(msg);
-    let cseq = c.invite.as_ref().map(|i| i.cseq).unwrap_or(1);
+    fork.last_rseq = rseq;
+    fork.route_set = uac_route_set(msg);
     Reliable1xx::New(format!("{rseq} {cseq} INVITE"))
+}
+
+/// The early dialog of a 1xx with To tag `tag` (§12.1.2): found, or made from this response
+/// (its Contact the target, its Record-Route the route set). `None` past [`MAX_FORKS`].
+pub(super) fn early_dialog(c: &mut Call, tag: &str, msg: &Message) -> Option<usize> {
+    let i = match c.forks.iter().position(|f| f.tag == tag) {
+        Some(i) => i,
+        None if c.forks.len() < MAX_FORKS => {
+            c.forks.push(EarlyDialog {
+                tag: tag.to_owned(),
+                target: None,
+                route_set: uac_route_set(msg),
+                last_rseq: 0,
+                answer: None,
+            });
+            c.forks.len() - 1
+        }
+        None => {
+            tracing::warn!(
+                call = c.id,
+                "too many early dialogs; this fork's 1xx is ignored"
+            );
+            return None;
+        }
+    };
+    if let Some(t) = contact_target(msg) {
+        c.forks[i].target = Some(t);
+    }
+    Some(i)
+}
+
+/// Makes fork `i` the call's current early dialog: what we send before the 2xx (PRACK) goes
+/// to it, with its tag, target and route set.
+pub(super) fn enter_early_dialog(c: &mut Call, i: usize) {
+    let Some(f) = c.forks.get(i) else { return };
+    c.dialog.remote_tag = Some(f.tag.clone());
+    c.dialog.remote_target = match (&f.target, &c.invite) {
+        (Some(t), _) => t.clone(),
+        (None, Some(inv)) => inv.request_uri.clone(),
+        (None, None) => c.dialog.remote_target.clone(),
+    };
+    c.dialog.route_set = f.route_set.clone();
 }

@@ -360,7 +360,10 @@ impl UserAgent {
             .find(|c| {
                 c.dialog.call_id == call_id
                     && c.dialog.local_tag == local
-                    && (c.dialog.remote_tag.is_none() || c.dialog.remote_tag.as_deref() == remote)
+                    && (c.dialog.remote_tag.is_none()
+                        || c.dialog.remote_tag.as_deref() == remote
+                        // Any early dialog of a forked INVITE of ours (§12.1.2).
+                        || c.forks.iter().any(|f| Some(f.tag.as_str()) == remote))
             })
             .map(|c| c.id)
     }
@@ -470,7 +473,7 @@ impl UserAgent {
         c.dialog.remote_target = next.clone();
         c.dialog.remote_tag = None;
         c.auth = None;
-        c.last_rseq = 0;
+        c.forks.clear();
         c.flow = None;
         self.events.push_back(UaEvent::FailedOver {
             call: id,
@@ -480,27 +483,35 @@ impl UserAgent {
         true
     }
 
-    /// A 1xx to our INVITE: the early dialog's tag, a reliable one PRACKed (RFC 3262), early
-    /// media from an answer in it.
+    /// A 1xx to our INVITE: its early dialog (one per To tag: a forking proxy makes several),
+    /// a reliable one PRACKed inside that dialog (RFC 3262), early media from an answer in it.
     fn on_invite_provisional(&mut self, id: CallId, status: u16, msg: &Message, now: Instant) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        if c.dialog.remote_tag.is_none() {
-            c.dialog.remote_tag = msg
-                .header("To")
-                .and_then(|t| header_param(t, "tag"))
-                .map(str::to_owned);
-        }
-        let prack = match reliable_provisional(c, msg) {
-            Reliable1xx::Repeat => return,
-            Reliable1xx::New(rack) => Some(rack),
-            Reliable1xx::No => None,
+        let cseq = c.invite.as_ref().map(|i| i.cseq).unwrap_or(1);
+        let fork = msg
+            .header("To")
+            .and_then(|t| header_param(t, "tag"))
+            .and_then(|tag| early_dialog(c, tag, msg));
+        let prack = match fork.and_then(|i| c.forks.get_mut(i)) {
+            Some(f) => match reliable_provisional(f, cseq, msg) {
+                Reliable1xx::Repeat => return,
+                Reliable1xx::New(rack) => Some(rack),
+                Reliable1xx::No => None,
+            },
+            None => None,
         };
+        if let Some(i) = fork {
+            enter_early_dialog(c, i);
+        }
         let mut early = None;
         if is_sdp(msg) {
             if let (Some(offer), Ok(ans)) = (&c.our_offer, Sdp::parse(msg.body())) {
                 if let Ok(n) = sdp::accept_answer(offer, &ans) {
+                    if let Some(f) = fork.and_then(|i| c.forks.get_mut(i)) {
+                        f.answer = Some(n.clone());
+                    }
                     c.negotiated = Some(n.clone());
                     early = Some(n);
                 }
@@ -533,15 +544,20 @@ impl UserAgent {
         }
         c.dialog.route_set = uac_route_set(msg);
         c.dialog.remote_cseq = None;
+        // The answer of this dialog's own early 1xx, not another fork's (§13.2.2.4).
+        let forks = std::mem::take(&mut c.forks);
+        let early_answer = forks
+            .into_iter()
+            .find(|f| c.dialog.remote_tag.as_deref() == Some(f.tag.as_str()))
+            .and_then(|f| f.answer);
         let media = match (&c.our_offer, is_sdp(msg)) {
             (Some(offer), true) => Sdp::parse(msg.body())
                 .map_err(|e| e.to_string())
                 .and_then(|a| sdp::accept_answer(offer, &a).map_err(|e| e.to_string())),
-            // The answer came in a reliable 18x earlier.
-            (Some(_), false) => c
-                .negotiated
-                .clone()
-                .ok_or_else(|| "the 2xx carries no SDP answer".to_owned()),
+            // The answer came in an 18x of this dialog earlier.
+            (Some(_), false) => {
+                early_answer.ok_or_else(|| "the 2xx carries no SDP answer".to_owned())
+            }
             (None, _) => Err("no offer".to_owned()),
         };
         c.our_offer = None;

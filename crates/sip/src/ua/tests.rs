@@ -1579,3 +1579,177 @@ fn options_as_a_face_carry_its_contact_and_report_under_the_key() {
         .options_as("sip:127.0.0.1:5071", "k", Some(&bad), Instant::now())
         .is_err());
 }
+
+/// One device a forking proxy reached: its To tag, Contact port and SDP answer's media port.
+struct Fork {
+    tag: &'static str,
+    port: u16,
+    media: u16,
+}
+
+impl Fork {
+    /// A reliable 183 with our answer, numbered `rseq`, to `invite`.
+    fn early(&self, ua: &mut UserAgent, invite: &str, rseq: u32) {
+        let rseq = format!("RSeq: {rseq}");
+        self.respond(ua, invite, 183, &["Require: 100rel", &rseq], true);
+    }
+
+    /// A 200 to `invite`, with our answer when `sdp`.
+    fn answer(&self, ua: &mut UserAgent, invite: &str, sdp: bool) {
+        self.respond(ua, invite, 200, &[], sdp);
+    }
+
+    fn respond(&self, ua: &mut UserAgent, invite: &str, status: u16, extra: &[&str], sdp: bool) {
+        let req = Message::parse(invite.as_bytes()).unwrap();
+        let from: SocketAddr = "127.0.0.1:5071".parse().unwrap();
+        let contact = format!("Contact: <sip:{}@127.0.0.1:{}>", self.tag, self.port);
+        let mut lines = vec![contact.as_str(), "Record-Route: <sip:127.0.0.1:5071;lr>"];
+        lines.extend_from_slice(extra);
+        let body = sdp.then(|| {
+            let text = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+                self.media
+            );
+            ("application/sdp", Bytes::from(text))
+        });
+        let reason = reason_phrase(status);
+        let bytes = build_response(
+            &req,
+            from,
+            status,
+            reason,
+            Some(self.tag),
+            &lines,
+            body,
+            "proxy",
+        )
+        .unwrap();
+        let resp = Message::parse(&bytes).unwrap();
+        ua.handle_message(&resp, from, Instant::now());
+    }
+}
+
+/// The one message `ua` sent: a PRACK in the early dialog of fork `tag` (at `port`) with
+/// `rack`.
+fn prack_in(ua: &mut UserAgent, tag: &str, port: u16, rack: &str) -> String {
+    let sent = drain(ua);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let prack = sent[0].1.clone();
+    let line = format!("PRACK sip:{tag}@127.0.0.1:{port} SIP/2.0");
+    assert!(prack.starts_with(&line), "{prack}");
+    assert!(
+        header_of(&prack, "To")[0].ends_with(&format!(";tag={tag}")),
+        "{prack}"
+    );
+    assert_eq!(header_of(&prack, "RAck"), [rack]);
+    prack
+}
+
+/// RFC 3261 §12.1.2 and §13.2.2.4, RFC 3262 §4: a forking proxy (a Teams user's desktop and
+/// mobile, with media bypass) gives two early dialogs. Each reliable 183 is PRACKed in its
+/// own dialog (the same RSeq in both), the call takes the answer of the fork whose 2xx comes
+/// (here without SDP: its answer was in its 183), and a 2xx from the other fork afterwards is
+/// ACKed and ended with BYE once, unseen by the application.
+#[test]
+fn a_forked_invite_keeps_each_early_dialog_apart_and_ends_a_second_answer() {
+    let mut ua = UserAgent::new(cfg("router", 5060));
+    let call = ua
+        .invite(
+            "<sip:+14255550106@127.0.0.1:5071;user=phone>",
+            media(4000),
+            vec![],
+            Instant::now(),
+        )
+        .unwrap();
+    let invite = drain(&mut ua).remove(0).1;
+    let desk = Fork {
+        tag: "desk",
+        port: 6001,
+        media: 6000,
+    };
+    let mobile = Fork {
+        tag: "mobile",
+        port: 7001,
+        media: 7000,
+    };
+
+    desk.early(&mut ua, &invite, 1);
+    let prack = prack_in(&mut ua, "desk", 6001, "1 1 INVITE");
+    assert_eq!(header_of(&prack, "Route"), ["<sip:127.0.0.1:5071;lr>"]);
+
+    // The mobile's 183 starts its own RSeq space: RSeq 1 again, PRACKed in its dialog.
+    mobile.early(&mut ua, &invite, 1);
+    prack_in(&mut ua, "mobile", 7001, "1 1 INVITE");
+
+    // The desk's 183 again (a retransmission): no PRACK; then its next one: PRACKed.
+    desk.early(&mut ua, &invite, 1);
+    assert!(drain(&mut ua).is_empty());
+    desk.early(&mut ua, &invite, 2);
+    prack_in(&mut ua, "desk", 6001, "2 1 INVITE");
+    let progress: Vec<_> = std::iter::from_fn(|| ua.poll_event())
+        .filter_map(|e| match e {
+            UaEvent::Progress { early_media, .. } => early_media.and_then(|m| m.remote),
+            _ => None,
+        })
+        .map(|a| a.port())
+        .collect();
+    assert_eq!(
+        progress,
+        [6000, 7000, 6000],
+        "each fork's early media in turn"
+    );
+
+    // The mobile answers, without SDP: the call's media is the mobile's answer, not the
+    // desk's that came last.
+    mobile.answer(&mut ua, &invite, false);
+    let sent = drain(&mut ua);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0]
+        .1
+        .starts_with("ACK sip:mobile@127.0.0.1:7001 SIP/2.0"));
+    let evs: Vec<_> = std::iter::from_fn(|| ua.poll_event()).collect();
+    let media = established(&evs).unwrap_or_else(|| panic!("{evs:?}"));
+    assert_eq!(media.remote, Some("127.0.0.1:7000".parse().unwrap()));
+
+    // The desk answers too: ACKed and ended, in its own dialog; the call goes on.
+    desk.answer(&mut ua, &invite, true);
+    let sent = drain(&mut ua);
+    let lines: Vec<_> = sent
+        .iter()
+        .map(|(_, m)| m.lines().next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "ACK sip:desk@127.0.0.1:6001 SIP/2.0",
+            "BYE sip:desk@127.0.0.1:6001 SIP/2.0"
+        ],
+        "{sent:?}"
+    );
+    for (_, m) in &sent {
+        assert!(header_of(m, "To")[0].ends_with(";tag=desk"), "{m}");
+        assert_eq!(header_of(m, "Call-ID"), header_of(&invite, "Call-ID"));
+    }
+    assert_eq!(
+        sent[0].0,
+        Destination::Addr("127.0.0.1:5071".parse().unwrap())
+    );
+    assert!(std::iter::from_fn(|| ua.poll_event()).next().is_none());
+    assert_eq!(ua.calls[&call].state, CallState::Confirmed);
+    assert_eq!(ua.calls[&call].dialog.remote_tag.as_deref(), Some("mobile"));
+
+    // Its 2xx again: ACKed again, no second BYE.
+    desk.answer(&mut ua, &invite, true);
+    let sent = drain(&mut ua);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].1.starts_with("ACK sip:desk@"));
+
+    // A BYE inside the call still goes to the mobile.
+    ua.hangup(call, Instant::now());
+    let sent = drain(&mut ua);
+    assert!(
+        sent[0].1.starts_with("BYE sip:mobile@127.0.0.1:7001"),
+        "{sent:?}"
+    );
+}
