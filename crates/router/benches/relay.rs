@@ -5,6 +5,9 @@
 //! 1. plain relay, PCMU ↔ PCMU, ours and rtpengine's;
 //! 2. transcoding, Opus ↔ PCMU, ours.
 //!
+//! and the resident memory each relayed call adds (the process's RSS after the calls ran,
+//! less before they were opened, over the number of calls).
+//!
 //! Each call has two ends on 127.0.0.1 sending a 20 ms packet every 20 ms (50 packets a second
 //! each way), from one generator thread of this program; the CPU counted is the relay's only
 //! (our `router-media` thread; rtpengine's whole process). A benchmark, not a test: the numbers
@@ -14,7 +17,6 @@
 //!
 //! `bench/relay.sh` installs rtpengine-daemon and runs it.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,6 +37,27 @@ fn cpu_of(stat: &str) -> f64 {
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // Fields after the comm: state is index 0, utime 11, stime 12.
     (t(11) + t(12)) / ticks_per_second()
+}
+
+/// VmRSS of a /proc status file, in KiB.
+fn rss_kib(status: &str) -> u64 {
+    std::fs::read_to_string(status)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What one relay run measured.
+#[derive(Clone, Copy)]
+struct Run {
+    /// CPU seconds of the relay.
+    cpu: f64,
+    /// Packets the ends got back.
+    got: u64,
+    /// Resident memory the calls added, KiB.
+    grew_kib: u64,
 }
 
 /// Our media thread's stat file.
@@ -119,20 +142,21 @@ fn pt(c: Codec) -> u8 {
     }
 }
 
-/// Our relay with `calls` bridged pairs (`a` ↔ `b` codecs): CPU seconds of its thread and
-/// packets delivered.
-fn ours(calls: usize, seconds: u64, a: Codec, b: Codec) -> (f64, u64) {
+/// Our relay with `calls` bridged pairs (`a` ↔ `b` codecs): CPU seconds of its thread,
+/// packets delivered, and the process's resident memory the calls added (every socket and
+/// generator stream is made before the first measure, so what grows is the relay's).
+fn ours(calls: usize, seconds: u64, a: Codec, b: Codec) -> Run {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let relay = Relay::start(tx).unwrap();
     let mut ends = Vec::new();
+    let mut legs = Vec::new();
     for i in 0..calls {
         let (la, lb) = (bind(), bind());
         let (ea, eb) = (bind(), bind());
         let (ra, rb) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
         let id = (i as u64) * 2;
-        relay.open(id, la, &plain(a, ea.local_addr().unwrap()));
-        relay.open(id + 1, lb, &plain(b, eb.local_addr().unwrap()));
-        relay.bridge(id, id + 1);
+        legs.push((id, la, plain(a, ea.local_addr().unwrap())));
+        legs.push((id + 1, lb, plain(b, eb.local_addr().unwrap())));
         for (sock, to, codec, hz) in [(ea, ra, a, 440.0), (eb, rb, b, 1000.0)] {
             ends.push(End {
                 socket: sock,
@@ -146,12 +170,21 @@ fn ours(calls: usize, seconds: u64, a: Codec, b: Codec) -> (f64, u64) {
         }
     }
     std::thread::sleep(Duration::from_millis(100));
+    let rss_before = rss_kib("/proc/self/status");
+    for (id, socket, media) in legs {
+        relay.open(id, socket, &media);
+        if id % 2 == 1 {
+            relay.bridge(id - 1, id);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
     let stat = media_thread_stat().expect("the relay's thread");
     let before = cpu_of(&stat);
     let got = drive(&mut ends, seconds);
     let cpu = cpu_of(&stat) - before;
+    let grew_kib = rss_kib("/proc/self/status").saturating_sub(rss_before);
     drop(relay);
-    (cpu, got)
+    Run { cpu, got, grew_kib }
 }
 
 /// A bencode value of the ng protocol.
@@ -201,9 +234,9 @@ fn offer_sdp(port: u16) -> String {
     format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
 }
 
-/// rtpengine relaying `calls` PCMU ↔ PCMU pairs: its process's CPU seconds and packets
-/// delivered; `None` when it is not installed or does not start.
-fn rtpengine(calls: usize, seconds: u64) -> Option<(f64, u64)> {
+/// rtpengine relaying `calls` PCMU ↔ PCMU pairs: its process's CPU seconds, packets delivered
+/// and the resident memory the calls added; `None` when it is not installed or does not start.
+fn rtpengine(calls: usize, seconds: u64) -> Option<Run> {
     let ng_port = {
         let s = UdpSocket::bind("127.0.0.1:0").ok()?;
         s.local_addr().ok()?.port()
@@ -245,6 +278,8 @@ fn rtpengine(calls: usize, seconds: u64) -> Option<(f64, u64)> {
         return None;
     }
     ctl.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let status = format!("/proc/{}/status", child.id());
+    let rss_before = rss_kib(&status);
     let mut ends = Vec::new();
     for i in 0..calls {
         let (ea, eb) = (bind(), bind());
@@ -291,9 +326,10 @@ fn rtpengine(calls: usize, seconds: u64) -> Option<(f64, u64)> {
     let before = cpu_of(&stat);
     let got = drive(&mut ends, seconds);
     let cpu = cpu_of(&stat) - before;
+    let grew_kib = rss_kib(&status).saturating_sub(rss_before);
     let _ = child.kill();
     let _ = child.wait();
-    Some((cpu, got))
+    Some(Run { cpu, got, grew_kib })
 }
 
 fn main() {
@@ -310,18 +346,17 @@ fn main() {
     let seconds = opt("--seconds", 10);
     let call_seconds = (calls as u64 * seconds) as f64;
     let sent = call_seconds * 100.0;
-    let mut rows: HashMap<&str, (f64, u64)> = HashMap::new();
     println!("relaying {calls} calls for {seconds} s each (50 packets/s each way), 127.0.0.1");
     let plain = ours(calls, seconds, Codec::Pcmu, Codec::Pcmu);
-    rows.insert("ours plain", plain);
     let transcode = ours(calls, seconds, Codec::Opus, Codec::Pcmu);
-    rows.insert("ours opus-pcmu", transcode);
     let theirs = rtpengine(calls, seconds);
-    let line = |name: &str, (cpu, got): (f64, u64)| {
+    let line = |name: &str, r: Run| {
         println!(
-            "{name:<28} {:>8.3} ms CPU per call-second   ({cpu:.2} s CPU, {:.1} packets received per 100 sent)",
-            cpu * 1000.0 / call_seconds,
-            100.0 * got as f64 / sent
+            "{name:<28} {:>8.3} ms CPU per call-second   {:>6.1} KiB per call   ({:.2} s CPU, {:.1} packets received per 100 sent)",
+            r.cpu * 1000.0 / call_seconds,
+            r.grew_kib as f64 / calls as f64,
+            r.cpu,
+            100.0 * r.got as f64 / sent
         );
     };
     line("switchboard plain PCMU", plain);
@@ -330,8 +365,9 @@ fn main() {
         Some(t) => {
             line("rtpengine plain PCMU", t);
             println!(
-                "plain relay: switchboard / rtpengine CPU = {:.2}",
-                plain.0 / t.0.max(0.001)
+                "plain relay: switchboard / rtpengine CPU = {:.2}, memory per call = {:.2}",
+                plain.cpu / t.cpu.max(0.001),
+                plain.grew_kib as f64 / (t.grew_kib as f64).max(1.0)
             );
         }
         None => println!(
