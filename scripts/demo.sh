@@ -22,6 +22,8 @@ fi
 
 check_toolchains
 apt_install "${SB_BUILD_PACKAGES[@]}"
+# Settings → Links makes the app the one for tel: and sip: links through xdg-mime.
+apt_install xdg-utils
 # The simulated Teams side (scripts/demo-teams.sh): Kamailio with TLS, a baresip Teams user.
 apt_install kamailio kamailio-tls-modules baresip openssl
 # Debian starts Kamailio as a service on install; the demo runs its own on its own ports.

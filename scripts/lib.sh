@@ -19,7 +19,7 @@ as_root() {
 SB_BUILD_PACKAGES=(build-essential pkg-config curl wget file libssl-dev libwebkit2gtk-4.1-dev
     libayatana-appindicator3-dev librsvg2-dev libxdo-dev libasound2-dev libopus-dev libpulse-dev)
 # Packages the tests need besides the peers (tests/peers/install.sh lists those).
-SB_TEST_PACKAGES=(xvfb xauth webkit2gtk-driver)
+SB_TEST_PACKAGES=(xvfb xauth webkit2gtk-driver xdg-utils libglib2.0-bin)
 
 # apt_install PKG... — installs those that are not installed yet.
 apt_install() {

@@ -13,7 +13,8 @@
 //! `phone_hangup`,
 //! `phone_hold`, `phone_mute`, `phone_dtmf`, `phone_volume`, `phone_quality`,
 //! `phone_wrap_up`, `get_phone_settings`, `save_phone_settings`, `forget_sip_password`,
-//! `supervisor_board`, `supervisor_set_state`, `supervisor_monitor`, `take_link`; events
+//! `supervisor_board`, `supervisor_set_state`, `supervisor_monitor`, `take_link`,
+//! `link_handler`, `set_link_handler`; events
 //! `router-status`, `mic-level`, `presence`, `work-state`, `phone` (a `PhoneView` on each
 //! change), `phone-event` (each `PhoneEvent` of the call engine, as it serialises) and
 //! `dial-link` (a `tel:`/`sip:` link for the dial box). The tray's menu calls no command: its
@@ -26,6 +27,8 @@
 //! in the agent library; they never cross to the window (the window sends a new plain-account
 //! password once, with `save_phone_settings`, and is only told whether one is kept).
 #![forbid(unsafe_code)]
+
+mod link_handler;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -422,6 +425,33 @@ async fn forget_sip_password(
     let v = agent.forget_sip_password().await?;
     kick.0.notify_one();
     Ok(v)
+}
+
+/// Settings → Links: whether this app opens `tel:`, `sip:` and `sips:` links.
+#[tauri::command]
+async fn link_handler(app: tauri::AppHandle) -> link_handler::LinkHandler {
+    // xdg-mime is a shell script: off the async runtime's threads.
+    tauri::async_runtime::spawn_blocking(move || link_handler::status(&app))
+        .await
+        .unwrap_or(link_handler::LinkHandler {
+            can_change: false,
+            schemes: Vec::new(),
+        })
+}
+
+/// Settings → Links: makes this app the one that opens `tel:`, `sip:` and `sips:` links
+/// (`on`), or stops it being that; returns where it stands after.
+#[tauri::command]
+async fn set_link_handler(
+    app: tauri::AppHandle,
+    on: bool,
+) -> Result<link_handler::LinkHandler, IpcError> {
+    tauri::async_runtime::spawn_blocking(move || link_handler::set(&app, on))
+        .await
+        .map_err(|e| IpcError {
+            code: "link_handler_failed".into(),
+            message: format!("Could not change the app for tel: and sip: links: {e}"),
+        })?
 }
 
 /// Wakes [`keep_phone`] at once (a sign-in made the agent known, Settings → Phone changed).
@@ -1196,6 +1226,8 @@ pub fn run() {
         .invoke_handler(tauri::generate_handler![
             get_settings,
             save_settings,
+            link_handler,
+            set_link_handler,
             get_router_status,
             app_version,
             ui_ready,
@@ -1311,6 +1343,7 @@ mod bindings {
         switchboard_agent::desk::SupervisorBoard::export_all_to(dir).unwrap();
         switchboard_agent::PhoneSettingsView::export_all_to(dir).unwrap();
         super::IpcError::export_all_to(dir).unwrap();
+        super::link_handler::LinkHandler::export_all_to(dir).unwrap();
     }
 
     fn committed_dir() -> PathBuf {

@@ -194,29 +194,65 @@ async fn wait_router(
     .await
 }
 
-/// Starts the app a second time with the first one's environment: it hands over to the
-/// running one and ends.
-async fn start_again(bus: &str, config_dir: &Path, data_dir: &Path, log: &Path) -> Result<()> {
-    let mut second = Command::new(our_binary("switchboard-desktop")?)
-        .env("DBUS_SESSION_BUS_ADDRESS", bus)
-        .env("SWITCHBOARD_CONFIG_DIR", config_dir)
-        .env("SWITCHBOARD_DATA_DIR", data_dir)
+/// Where the app under test keeps its things: the session bus it is on, its settings and
+/// data, and the freedesktop.org folders (`XDG_DATA_HOME`, `XDG_CONFIG_HOME`) where the OS's
+/// handlers of links are written — the test's own, never the machine's user's.
+struct Profile {
+    bus: String,
+    config_dir: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+    xdg_data: std::path::PathBuf,
+    xdg_config: std::path::PathBuf,
+}
+
+impl Profile {
+    /// `program` with the app's environment.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .env("SWITCHBOARD_CONFIG_DIR", &self.config_dir)
+            .env("SWITCHBOARD_DATA_DIR", &self.data_dir)
+            .env("XDG_DATA_HOME", &self.xdg_data)
+            .env("XDG_CONFIG_HOME", &self.xdg_config);
+        cmd
+    }
+
+    /// The application GIO (what GNOME, and most desktops, open links with) names as the
+    /// default for `scheme`'s links, if any.
+    fn default_for(&self, scheme: &str) -> Result<Option<String>> {
+        let out = self
+            .command(Path::new("gio"))
+            .args(["mime", &format!("x-scheme-handler/{scheme}")])
+            .output()
+            .context("gio (Debian's libglib2.0-bin; scripts/test.sh installs it)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with("Default application for"))
+            .and_then(|l| l.rsplit_once(": "))
+            .map(|(_, app)| app.trim().to_owned()))
+    }
+}
+
+/// Runs `cmd` (its stderr to `log`) until it ends, which it must, successfully, in time.
+async fn run_to_end(mut cmd: Command, what: &str, log: &Path) -> Result<()> {
+    let mut child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log)?)
         .spawn()
-        .context("a second start of the app")?;
+        .with_context(|| format!("{what}: could not start"))?;
     let started = std::time::Instant::now();
     loop {
-        if let Some(status) = second.try_wait()? {
+        if let Some(status) = child.try_wait()? {
             if !status.success() {
-                bail!("the second start ended with {status} ({})", log.display());
+                bail!("{what} ended with {status} ({})", log.display());
             }
             return Ok(());
         }
         if started.elapsed() > WAIT {
-            let _ = second.kill();
-            let _ = second.wait();
-            bail!("the second start did not end ({})", log.display());
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not end ({})", log.display());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -256,6 +292,14 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
     let pulse = switchboard_e2e::pulse::PulseServer::start()?;
     let pulse_server = pulse.server();
     let notifications = Notifications::start(work.path()).await?;
+    let profile = Profile {
+        bus: notifications.address.clone(),
+        config_dir: config_dir.clone(),
+        data_dir: data_dir.clone(),
+        xdg_data: work.path().join("xdg-data"),
+        xdg_config: work.path().join("xdg-config"),
+    };
+    std::fs::create_dir_all(&profile.xdg_config)?;
     let desktop = Desktop::start(
         &[
             (
@@ -264,6 +308,8 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
             ),
             ("SWITCHBOARD_CONFIG_DIR", config_dir.as_os_str()),
             ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
+            ("XDG_DATA_HOME", profile.xdg_data.as_os_str()),
+            ("XDG_CONFIG_HOME", profile.xdg_config.as_os_str()),
             ("SWITCHBOARD_ROUTER_URL", OsStr::new(&base)),
             ("SWITCHBOARD_AGENT", OsStr::new(AGENT)),
             ("PULSE_SERVER", OsStr::new(&pulse_server)),
@@ -411,10 +457,9 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
         // 8. Closed again, starting the app again brings it back.
         close_window()?;
         wait_window("unmapped").await?;
-        start_again(
-            &bus,
-            &config_dir,
-            &data_dir,
+        run_to_end(
+            profile.command(&our_binary("switchboard-desktop")?),
+            "a second start of the app (it hands over to the running one)",
             &logs.join("desktop-tray-second-start.log"),
         )
         .await?;
@@ -426,6 +471,56 @@ async fn the_tray_shows_the_state_and_the_window_closes_to_it() -> Result<()> {
             "connected",
         )
         .await?;
+
+        // 8b. Settings → Links. In this fresh profile no app opens tel:, sip: or sips: links;
+        //     the person makes Switchboard the one. GIO (what GNOME and most desktops open
+        //     links with) then names the app's handler for each. Closed to the tray, a sip:
+        //     link opened as the desktop opens one (xdg-open, which under GNOME is `gio open`)
+        //     starts the app with it, and that start hands it to the running app: the window
+        //     comes back on the phone's page with the link in the dial box. Stop: GIO names
+        //     no app again.
+        const HANDLER: &str = "switchboard-desktop-handler.desktop";
+        click(&c, r#"[data-testid="nav-settings"]"#).await?;
+        let status = r#"[data-testid="link-handler-status"]"#;
+        wait_attr(&c, status, "data-state", "other").await?;
+        assert_eq!(profile.default_for("tel")?, None);
+        click(&c, r#"[data-testid="link-handler-toggle"]"#).await?;
+        wait_attr(&c, status, "data-state", "ours").await?;
+        wait_text(&c, status, "Switchboard opens tel: and sip: links").await?;
+        screenshot(&c, "tray-links.png").await?;
+        for scheme in ["tel", "sip", "sips"] {
+            assert_eq!(
+                profile.default_for(scheme)?.as_deref(),
+                Some(HANDLER),
+                "GIO's default for {scheme}: links"
+            );
+        }
+        close_window()?;
+        wait_window("unmapped").await?;
+        let mut open = profile.command(Path::new("xdg-open"));
+        open.arg("sip:MeganB@contoso.example;transport=tls")
+            .env("XDG_CURRENT_DESKTOP", "GNOME");
+        run_to_end(
+            open,
+            "xdg-open of a sip: link",
+            &logs.join("desktop-tray-xdg-open.log"),
+        )
+        .await?;
+        wait_window("viewable").await?;
+        wait_value(
+            &c,
+            r#"[data-testid="dial-input"]"#,
+            "MeganB@contoso.example",
+        )
+        .await?;
+        wait_text(&c, r#"[data-testid="dial-link-note"]"#, "press Call").await?;
+        click(&c, r#"[data-testid="nav-settings"]"#).await?;
+        click(&c, r#"[data-testid="link-handler-toggle"]"#).await?;
+        wait_attr(&c, status, "data-state", "other").await?;
+        for scheme in ["tel", "sip", "sips"] {
+            assert_eq!(profile.default_for(scheme)?, None, "{scheme}: after Stop");
+        }
+        click(&c, r#"[data-testid="nav-home"]"#).await?;
 
         // 9. "Quit Switchboard": the app ends, its phone signs off, its menu leaves the bus.
         tray_click(&bus, "Quit Switchboard")?;

@@ -11,6 +11,7 @@ import type {
   HistoryEntry,
   DirectoryQuery,
   IpcError,
+  LinkHandler,
   MicLevel,
   MonitorMode,
   Person,
@@ -67,6 +68,10 @@ export const savePhoneSettings = (phone: PhoneSettings, password: string | null)
   call("save_phone_settings", { phone, password });
 /** Forgets the plain SIP account's kept password (the account stays); the phone goes back to the router's account. */
 export const forgetSipPassword = (): Promise<PhoneSettingsView> => call("forget_sip_password");
+/** Settings → Links: whether the app opens tel:, sip: and sips: links. */
+export const getLinkHandler = (): Promise<LinkHandler> => call("link_handler");
+/** Settings → Links: makes the app the one for those links (`on`), or not. */
+export const setLinkHandler = (on: boolean): Promise<LinkHandler> => call("set_link_handler", { on });
 export const getRouterStatus = (): Promise<RouterStatus> => call("get_router_status");
 export const appVersion = (): Promise<string> => call("app_version");
 /** Tells the shell the first frame is painted (start-up benchmark). */

@@ -5,6 +5,7 @@ export type { Language } from "./bindings/Language";
 export type { RouterStatus } from "./bindings/RouterStatus";
 export type { ConnectionState } from "./bindings/ConnectionState";
 export type { IpcError } from "./bindings/IpcError";
+export type { LinkHandler } from "./bindings/LinkHandler";
 export type { AudioSettings } from "./bindings/AudioSettings";
 export type { AudioDevice } from "./bindings/AudioDevice";
 export type { AudioDevices } from "./bindings/AudioDevices";

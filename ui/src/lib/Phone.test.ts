@@ -97,6 +97,8 @@ describe("the phone in the window", () => {
     // A link opened while the app runs replaces it.
     link("MeganB@contoso.example");
     await vi.waitFor(() => expect(input.value).toBe("MeganB@contoso.example"));
+    // ... and is taken from the shell, so it does not come back when the panel is next shown.
+    expect(api.takeLink).toHaveBeenCalledTimes(2);
     setLanguage("zh-CN");
     await vi.waitFor(() => expect(screen.getByTestId("dial-link-note").textContent).toContain("核对号码"));
     await fireEvent.click(screen.getByTestId("dial-call"));

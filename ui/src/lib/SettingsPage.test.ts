@@ -2,7 +2,7 @@ import { describe, expect, it, beforeEach, vi } from "vitest";
 import { fireEvent, render, screen } from "@testing-library/svelte";
 import SettingsPage from "./SettingsPage.svelte";
 import { setLanguage } from "../i18n/index.svelte";
-import type { PhoneSettings, PhoneSettingsView, PhoneView, Settings } from "../ipc";
+import type { IpcError, LinkHandler, PhoneSettings, PhoneSettingsView, PhoneView, Settings } from "../ipc";
 import { registrarProblem, sipAccountProblems } from "./sipAccount";
 
 const audio = { input_device: null, output_device: null, ringing_device: null, output_volume: 100, ring_volume: 100 };
@@ -224,6 +224,59 @@ describe("SettingsPage", () => {
         phone: idlePhone({ state: "registered", aor: "sip:alice@sip.example.com" }),
       });
       expect(screen.getByTestId("phone-settings-status").textContent).toBe("Registration: registered as sip:alice@sip.example.com");
+    });
+  });
+
+  describe("Links", () => {
+    const all = ["tel", "sip", "sips"];
+    /** A stand-in shell for Settings → Links: starts at `schemes`, follows what is set. */
+    function linksApi(schemes: string[], can_change = true, refusal: IpcError | null = null) {
+      let now: LinkHandler = { can_change, schemes };
+      return {
+        get: vi.fn(async () => now),
+        set: vi.fn(async (on: boolean) => {
+          if (refusal) throw refusal;
+          now = { can_change, schemes: on ? all : [] };
+          return now;
+        }),
+      };
+    }
+    const page = (api: ReturnType<typeof linksApi>) =>
+      render(SettingsPage, { settings, save: vi.fn(), phoneApi: phoneApi(view(routerPhone)), linksApi: api });
+
+    it("says another app opens links, makes Switchboard the one when asked, then stops", async () => {
+      const api = linksApi(["tel"]);
+      page(api);
+      // One scheme of three is not "Switchboard opens them".
+      await vi.waitFor(() => expect(screen.getByTestId("link-handler-status").dataset.state).toBe("other"));
+      expect(api.set).not.toHaveBeenCalled();
+      await fireEvent.click(screen.getByTestId("link-handler-toggle"));
+      await vi.waitFor(() => expect(screen.getByTestId("link-handler-status").dataset.state).toBe("ours"));
+      expect(api.set).toHaveBeenLastCalledWith(true);
+      expect(screen.getByTestId("link-handler-status").textContent).toContain("Switchboard opens tel: and sip: links");
+      expect(screen.getByTestId("link-handler-toggle").textContent).toContain("Stop opening");
+      await fireEvent.click(screen.getByTestId("link-handler-toggle"));
+      await vi.waitFor(() => expect(screen.getByTestId("link-handler-status").dataset.state).toBe("other"));
+      expect(api.set).toHaveBeenLastCalledWith(false);
+    });
+
+    it("offers no button where the system's settings choose the app", async () => {
+      page(linksApi([], false));
+      await vi.waitFor(() => expect(screen.getByTestId("link-handler-status").dataset.state).toBe("system"));
+      expect(screen.queryByTestId("link-handler-toggle")).toBeNull();
+    });
+
+    it("says why the change failed, in English and in Chinese", async () => {
+      const refusal = { code: "link_handler_failed", message: "xdg-mime: not found" };
+      page(linksApi([], true, refusal));
+      await vi.waitFor(() => expect(screen.getByTestId("link-handler-toggle")).toBeTruthy());
+      await fireEvent.click(screen.getByTestId("link-handler-toggle"));
+      await vi.waitFor(() => expect(screen.getByTestId("link-handler-error").textContent).toContain("needs xdg-utils"));
+      expect(screen.getByTestId("link-handler-status").dataset.state).toBe("other");
+      setLanguage("zh-CN");
+      await vi.waitFor(() => expect(screen.getByTestId("link-handler-error").textContent).toContain("xdg-utils"));
+      expect(screen.getByTestId("link-handler-error").textContent).toContain("无法更改");
+      expect(screen.getByTestId("link-handler-toggle").textContent).toContain("用 Switchboard 打开");
     });
   });
 });
