@@ -23,6 +23,7 @@ use teams_proxy::peers;
 // The simulated Teams Direct Routing proxy (Kamailio with TLS, baresip Teams users), and the
 // calls with Teams users through it.
 mod ice_agent;
+mod sipp_edge;
 mod teams_calls;
 mod teams_proxy;
 
