@@ -370,7 +370,8 @@ fn default_service_level_target() -> f64 {
     80.0
 }
 
-/// Where a call goes: a queue, an auto attendant or an expert group (exactly one), by name.
+/// Where a call goes: a queue, an auto attendant or an expert group by name, or an outside
+/// number (exactly one).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -382,6 +383,9 @@ pub struct RouteSettings {
     pub attendant: Option<String>,
     #[serde(default)]
     pub expert: Option<String>,
+    /// An outside number (E.164), called on the tenant's outbound trunk under its toll rules.
+    #[serde(default)]
+    pub number: Option<String>,
 }
 
 /// A number (DID) as `PUT /v1/config/tenants/{tenant}/numbers/{number}` maps it: to a queue

@@ -191,6 +191,12 @@ pub struct TargetSpec {
     /// nobody free the caller hears so and goes back (to their queue or attendant).
     #[serde(default)]
     pub expert: Option<Spanned<String>>,
+    /// An outside number (E.164), called on the tenant's outbound trunk (`[tenants.outbound]`)
+    /// under its toll rules while the caller hears music: an overflow to a partner's service
+    /// desk, an attendant's choice "for the emergency line". Unanswered, the caller hears so
+    /// and goes back to the attendant they came from, or the call ends.
+    #[serde(default)]
+    pub number: Option<Spanned<String>>,
 }
 
 /// Experts by skill: an agent's REFER to `sip:<name>@…` rings the best of them free now —
@@ -864,15 +870,41 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 }),
             }
         };
-        // A route: an expert group that exists, alone; else a queue or an attendant.
+        // A route: an expert group that exists, or an outside number the toll rules allow,
+        // alone; else a queue or an attendant.
         let spec_target = |to: &TargetSpec, key: String| -> Result<(), RefError> {
-            match &to.expert {
-                None => target(&to.queue, &to.attendant, key),
-                Some(_) if to.queue.is_some() || to.attendant.is_some() => Err(RefError {
+            let named = [
+                to.queue.is_some(),
+                to.attendant.is_some(),
+                to.expert.is_some(),
+                to.number.is_some(),
+            ];
+            if named.iter().filter(|x| **x).count() > 1 {
+                return Err(RefError {
                     offset: None,
                     key,
-                    message: "name exactly one of queue, attendant or expert".into(),
-                }),
+                    message: "name exactly one of queue, attendant, expert or number".into(),
+                });
+            }
+            if let Some(n) = &to.number {
+                let why = match &t.outbound {
+                    None => Some(
+                        "an outside number needs [tenants.outbound] (its trunk and toll rules)"
+                            .to_owned(),
+                    ),
+                    Some(o) => o.permits(n.get_ref()).err(),
+                };
+                return match why {
+                    Some(why) => Err(RefError {
+                        offset: Some(n.span().start),
+                        key: format!("{key}.number"),
+                        message: why,
+                    }),
+                    None => Ok(()),
+                };
+            }
+            match &to.expert {
+                None => target(&to.queue, &to.attendant, key),
                 Some(e) if !t.experts.iter().any(|g| g.name == *e.get_ref()) => Err(RefError {
                     offset: Some(e.span().start),
                     key: format!("{key}.expert"),

@@ -638,6 +638,7 @@ fn route_spec(r: &RouteSettings) -> TargetSpec {
         queue: spanned(&r.queue),
         attendant: spanned(&r.attendant),
         expert: spanned(&r.expert),
+        number: spanned(&r.number),
     }
 }
 
@@ -647,6 +648,7 @@ fn route_settings(t: &TargetSpec) -> RouteSettings {
         queue: name(&t.queue),
         attendant: name(&t.attendant),
         expert: name(&t.expert),
+        number: name(&t.number),
     }
 }
 

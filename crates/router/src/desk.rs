@@ -239,6 +239,41 @@ pub enum Route {
     Expert(AgentId),
     /// An expert group with nobody free now.
     NoExpert,
+    /// An outside number, called on the tenant's outbound trunk.
+    Outside(E164),
+}
+
+/// An E.164 number (`+` and up to 15 digits) held by value, so a [`Route`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct E164 {
+    text: [u8; 16],
+    len: u8,
+}
+
+impl E164 {
+    /// `number` when it is E.164 (`+`, then 2 to 15 digits, the first not 0).
+    pub fn new(number: &str) -> Option<Self> {
+        if !crate::center::is_e164(number) {
+            return None;
+        }
+        let mut text = [0u8; 16];
+        text[..number.len()].copy_from_slice(number.as_bytes());
+        Some(Self {
+            text,
+            len: number.len() as u8,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII from `new` is ever stored.
+        std::str::from_utf8(&self.text[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for E164 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl TenantRt {
@@ -478,6 +513,7 @@ impl TenantRt {
                 queue: n.queue.clone(),
                 attendant: n.attendant.clone(),
                 expert: None,
+                number: None,
             });
         }
         let upn = format!("{user}@{host}").to_ascii_lowercase();
@@ -573,6 +609,9 @@ impl TenantRt {
     }
 
     pub fn route(&self, t: &TargetSpec) -> Option<Route> {
+        if let Some(number) = &t.number {
+            return E164::new(number.get_ref()).map(Route::Outside);
+        }
         if let Some(e) = &t.expert {
             let g = self.spec.experts.iter().find(|g| g.name == *e.get_ref())?;
             return Some(self.expert(g).map_or(Route::NoExpert, Route::Expert));

@@ -1857,6 +1857,7 @@ impl Edge {
                         queue: number.queue.clone(),
                         attendant: number.attendant.clone(),
                         expert: None,
+                        number: None,
                     }),
                 ),
             };
@@ -2221,6 +2222,7 @@ impl Edge {
             return;
         }
         match to {
+            Route::Outside(number) => self.route_out(n, number, now),
             Route::Closed => self.close(n, "closed"),
             Route::NoExpert => self.fail_back(n, "no expert free", now),
             Route::Agent(a) | Route::Expert(a) => {
@@ -3205,6 +3207,11 @@ impl Edge {
                 }
                 if let Some(c) = self.calls.get_mut(&n).filter(|c| c.stage == Stage::Outside) {
                     c.stage = Stage::Talking;
+                    if c.answered_at.is_none() {
+                        // Sent out by a route, not an agent: the number answered the call.
+                        c.answered_at = Some(now);
+                        c.rec.answered_at = Some(time::OffsetDateTime::now_utc());
+                    }
                     c.rec.steps.push(format!(
                         "answered by {}",
                         c.rec
@@ -4959,16 +4966,7 @@ impl Edge {
         now: Instant,
     ) -> Option<String> {
         self.monitor_drop(n, "the agent transferred the call", now);
-        self.sockets.insert(far, socket);
-        self.legs.insert(far, Leg::Far(n));
-        Self::seize_trunk(&self.cc, tenant, j);
-        self.timers.insert(
-            (
-                now + Duration::from_secs(OUTBOUND_RING_SECONDS),
-                Timer::CallbackRing(far),
-            ),
-            (),
-        );
+        self.far_ringing(n, (tenant, j), (far, socket), now);
         let c = self.calls.get_mut(&n)?;
         let step = format!("transfer by {by} to {shown}");
         c.rec.steps.push(step.clone());
@@ -4990,6 +4988,95 @@ impl Edge {
         self.relay.play(caller_leg, list);
         self.save(n);
         Some(step)
+    }
+
+    /// `far`, call `n`'s leg placed on trunk `j` of `tenant`, rings: the trunk counts it, and
+    /// it has [`OUTBOUND_RING_SECONDS`] to answer.
+    fn far_ringing(
+        &mut self,
+        n: u64,
+        (tenant, j): (usize, usize),
+        (far, socket): (UaCall, std::net::UdpSocket),
+        now: Instant,
+    ) {
+        self.sockets.insert(far, socket);
+        self.legs.insert(far, Leg::Far(n));
+        Self::seize_trunk(&self.cc, tenant, j);
+        self.timers.insert(
+            (
+                now + Duration::from_secs(OUTBOUND_RING_SECONDS),
+                Timer::CallbackRing(far),
+            ),
+            (),
+        );
+    }
+
+    /// Call `n`'s caller goes to outside number `number` (an attendant's choice, a queue's
+    /// overflow or no-agents route): it is rung on the tenant's outbound trunk, under its toll
+    /// rules and within the trunk's room, while the caller hears they are being transferred.
+    /// Answered, they talk through the router; refused or unanswered, the caller hears so and
+    /// goes back to the attendant they came from, or the call ends — never back into the
+    /// queue that sent them on.
+    fn route_out(&mut self, n: u64, number: crate::desk::E164, now: Instant) {
+        let number = number.as_str();
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let tenant = c.tenant;
+        c.queue = None;
+        let id = c.id.clone();
+        let allowed = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let o = t
+                .spec
+                .outbound
+                .as_ref()
+                .ok_or("the tenant places no outside calls ([tenants.outbound])")?;
+            o.permits(number)?;
+            let j = t
+                .spec
+                .trunks
+                .iter()
+                .position(|tr| tr.name == o.trunk && tr.places_calls())
+                .ok_or_else(|| format!("trunk {} places no calls", o.trunk))?;
+            if t.trunks[j].calls >= t.trunks[j].max_calls {
+                return Err(format!("trunk {} is full", o.trunk));
+            }
+            let caller_id = o
+                .caller_id
+                .clone()
+                .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
+            Ok::<_, String>((j, caller_id))
+        });
+        let placed = allowed.and_then(|(j, caller_id)| {
+            let (socket, port) = self.bind_media().ok_or("no media port free")?;
+            let headers = vec![format!("X-Switchboard-Call: {id}")];
+            self.trunk_call(tenant, j, number, caller_id.as_deref(), headers, port, now)
+                .map(|far| (far, socket, j))
+        });
+        let (far, socket, j) = match placed {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::info!(call = %id, %number, %why, "the caller cannot be sent to the outside number");
+                self.fail_back(n, &format!("to {number} refused: {why}"), now);
+                return;
+            }
+        };
+        self.far_ringing(n, (tenant, j), (far, socket), now);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        tracing::info!(call = %id, %number, "sending the caller to an outside number");
+        c.rec.steps.push(format!("to {number}"));
+        c.far = Some((far, j));
+        c.stage = Stage::Outside;
+        let leg = c.caller_leg;
+        let list = Playlist {
+            clips: vec![self.prompt(tenant, "transferring")],
+            then_loop: Some(self.prompts.music.clone()),
+        };
+        self.relay.play(leg, list);
+        self.save(n);
     }
 
     /// The outside number call `n`'s caller was transferred to did not answer (`why`): the

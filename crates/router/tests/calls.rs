@@ -3178,13 +3178,7 @@ upn = "adele@contoso.example"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
     let _one = SERIAL.lock().await;
-    let far = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let far_port = far.local_addr().unwrap().port();
-    drop(far);
-    let edge = EDGE.replace(
-        "allow = [\"127.0.0.1\"]",
-        &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{far_port}\""),
-    );
+    let (far_port, edge) = edge_with_outbound();
     let c = start(&format!("{edge}{OUTBOUND}")).await;
     c.tones(15);
     // The called party: a phone behind the trunk.
@@ -3443,12 +3437,9 @@ async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
     c.router.stop().await.unwrap();
 }
 
-/// Adele transfers her caller to an outside number the toll rules allow (through the API):
-/// the router rings it on the trunk while the caller hears music, Adele's part ends, and the
-/// caller talks to the number. A number the rules deny is refused and the caller stays.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
-    let _one = SERIAL.lock().await;
+/// The trunk of [`EDGE`] with its outbound calls going to a free port on 127.0.0.1: that
+/// port (where the outside number's phone listens) and the configuration.
+fn edge_with_outbound() -> (u16, String) {
     let far = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let far_port = far.local_addr().unwrap().port();
     drop(far);
@@ -3456,6 +3447,32 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
         "allow = [\"127.0.0.1\"]",
         &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{far_port}\""),
     );
+    (far_port, edge)
+}
+
+/// The outside number's phone (recording `called.wav`) heard the caller's tone, and the caller
+/// (recording `heard.wav`) the number's 1600 Hz.
+fn caller_and_number_heard_each_other(c: &Center) {
+    c.heard(
+        "called.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.5),
+        "the outside number heard the caller",
+    );
+    assert!(
+        blocks_with(c, "heard.wav", 1600.0, 0.5) > 40,
+        "the caller heard the outside number"
+    );
+}
+
+/// Adele transfers her caller to an outside number the toll rules allow (through the API):
+/// the router rings it on the trunk while the caller hears music, Adele's part ends, and the
+/// caller talks to the number. A number the rules deny is refused and the caller stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
+    let _one = SERIAL.lock().await;
+    let (far_port, edge) = edge_with_outbound();
     let config = format!(
         "{edge}[[tenants.numbers]]\nnumber = \"+18005550100\"\nqueue = \"general\"\n\n[[tenants.queues]]\nname = \"general\"\n{OUTBOUND}"
     );
@@ -3499,17 +3516,7 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
         "{called:?}"
     );
     drop(finish(adele, Duration::from_secs(5)).await);
-    c.heard(
-        "called.wav",
-        CALLER_HZ,
-        AGENT_HZ,
-        (20, 0.5),
-        "the number heard the caller",
-    );
-    assert!(
-        blocks_with(&c, "heard.wav", 1600.0, 0.5) > 40,
-        "the caller heard the number"
-    );
+    caller_and_number_heard_each_other(&c);
     let recs = c.calls().await;
     let r = &recs[0];
     assert_eq!(r["outcome"], "answered", "{r}");
@@ -3523,6 +3530,61 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
         ]),
         "{r}"
     );
+    c.router.stop().await.unwrap();
+}
+
+/// A queue's route to an outside number: with no agent logged in, the queue's no-agents
+/// route sends the caller to the partner's service desk, an outside number the toll rules
+/// allow, rung on the trunk while the caller hears they are being transferred; they talk
+/// through the router, each hearing the other. The record says where the call went. A route
+/// to a number the toll rules deny is refused at start, naming its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
+    let _one = SERIAL.lock().await;
+    let (far_port, edge) = edge_with_outbound();
+    let queue = |to: &str| {
+        format!(
+            "{edge}[[tenants.numbers]]\nnumber = \"+18005550100\"\nqueue = \"general\"\n\n\
+             [[tenants.queues]]\nname = \"general\"\nmax_wait_seconds = 60\n\
+             overflow = {{ number = \"{to}\" }}\nno_agents = {{ number = \"{to}\" }}\n{OUTBOUND}"
+        )
+    };
+    let denied = Config::from_toml(&queue("+15559001234"), Path::new("calls.toml"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        denied.contains("overflow.number") && denied.contains("denied by the toll rules"),
+        "{denied}"
+    );
+    let c = start(&queue("+15550001234")).await;
+    c.tones(15);
+    c.tone("far-tone.wav", 1600.0, 15);
+    let called = trunk_phone(&c, far_port, "+15550001234", "far-tone.wav", "called.wav");
+    let (ok, ev) = c.call("+18005550100", 8, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let called = finish(called, Duration::from_secs(10)).await;
+    assert!(
+        called.iter().any(|e| e["event"] == "established"),
+        "the outside number answered: {called:?}"
+    );
+    caller_and_number_heard_each_other(&c);
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "no agents in general",
+            "to +15550001234",
+            "answered by +15550001234"
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert!(r["ended_at"].is_string(), "{r}");
+    let trunks: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+    assert_eq!(trunks[0]["calls"], 0, "{trunks}");
     c.router.stop().await.unwrap();
 }
 
