@@ -1173,6 +1173,12 @@ pub struct OfferRecord {
     /// `answered`, `no_answer` (rang out), `refused` (busy, declined, unreachable) or
     /// `cancelled` (another agent answered, or the caller left).
     pub outcome: String,
+    /// When it stopped ringing (answered, rang out, refused or cancelled): its ring time is
+    /// this less `at`. Absent while it rings, and in records kept before it was noted.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string | null"))]
+    pub ended_at: Option<time::OffsetDateTime>,
 }
 
 /// A call detail record: one per call that reached the router, from arrival to its end.
@@ -1217,6 +1223,11 @@ pub struct CallRecord {
     pub outcome: CallOutcome,
     /// Why it was refused or failed.
     pub reason: Option<String>,
+    /// How long the caller was on hold in all (the agent's phone, or the caller's, held the
+    /// call: `sendonly`, `recvonly` or `inactive`), in whole seconds. 0 in records kept before
+    /// hold was counted.
+    #[serde(default)]
+    pub hold_seconds: u64,
     /// The disposition code the agent gave in wrap-up.
     pub disposition: Option<String>,
     /// The agent's notes from wrap-up (free text, at most [`WRAP_UP_NOTES_MAX`] characters;

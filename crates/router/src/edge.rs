@@ -193,6 +193,11 @@ struct CallRt {
     priority: u8,
     /// The caller left a queue with nowhere to go (full, waited too long).
     overflowed: bool,
+    /// Hold: the call's legs that hold it now (the caller's or the agent's phone offered
+    /// `sendonly`, `recvonly` or `inactive`), since when, and the time held before.
+    holding: Vec<UaCall>,
+    hold_since: Option<Instant>,
+    held: Duration,
     /// A direct offer (a transfer to an agent) rings this agent.
     direct: Option<AgentId>,
     /// Never answered: a prompt plays as early media, then the call is refused (404).
@@ -262,6 +267,9 @@ impl CallRt {
             hops: 0,
             priority: a.priority,
             overflowed: false,
+            holding: Vec::new(),
+            hold_since: None,
+            held: Duration::ZERO,
             direct: None,
             early: false,
             offers: Vec::new(),
@@ -1597,6 +1605,7 @@ impl Edge {
                     agent: Some(upn),
                     outcome: CallOutcome::Refused,
                     reason: Some(why),
+                    hold_seconds: 0,
                     disposition: None,
                     notes: None,
                 });
@@ -1719,6 +1728,7 @@ impl Edge {
             agent: Some(upn),
             outcome: CallOutcome::InProgress,
             reason: None,
+            hold_seconds: 0,
             disposition: None,
             notes: None,
         };
@@ -2031,7 +2041,11 @@ impl Edge {
         match ev {
             UaEvent::IncomingCall { call, from, .. } => self.on_incoming(call, &from, now),
             UaEvent::Established { call, media } => self.on_established(call, &media, now),
-            UaEvent::MediaChanged { call, media, .. } => self.relay.update(call, &media),
+            UaEvent::MediaChanged { call, media, .. } => {
+                self.relay.update(call, &media);
+                let held = media.direction != switchboard_sip::sdp::Direction::SendRecv;
+                self.hold_changed(call, held, now);
+            }
             UaEvent::Ended { call, reason } => {
                 tracing::debug!(leg = call, ?reason, "leg ended");
                 if let Some((tenant, j)) = self.person_trunks.remove(&call) {
@@ -2146,6 +2160,7 @@ impl Edge {
             agent: None,
             outcome: CallOutcome::InProgress,
             reason: None,
+            hold_seconds: 0,
             disposition: None,
             notes: None,
         };
@@ -2646,6 +2661,7 @@ impl Edge {
                         agent: upn.unwrap_or_default(),
                         at: time::OffsetDateTime::now_utc(),
                         outcome: "ringing".into(),
+                        ended_at: None,
                     });
                 }
                 self.timers
@@ -3628,6 +3644,10 @@ impl Edge {
             self.sockets.remove(&leg);
             self.ua.hangup(leg, now);
         }
+        if let Some(since) = c.hold_since.take() {
+            c.held += now.saturating_duration_since(since);
+        }
+        c.rec.hold_seconds = c.held.as_secs();
         c.rec.outcome = match (c.agent.is_some(), c.stage, &c.failure) {
             (_, _, Some(why)) => {
                 c.rec.reason = Some(why.clone());
@@ -4743,6 +4763,7 @@ impl Edge {
         now: Instant,
     ) {
         self.monitor_drop(n, "the agent left the call", now);
+        self.hold_changed(leg, false, now);
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
@@ -5440,6 +5461,41 @@ impl Edge {
             .and_then(|i| c.rec.offers.get_mut(i))
         {
             o.outcome = outcome.to_owned();
+            o.ended_at = Some(time::OffsetDateTime::now_utc());
+        }
+    }
+
+    /// Leg `leg` holds its call (`held`) or not any more: the caller's leg or the agent's.
+    /// The call counts as on hold while either holds it.
+    fn hold_changed(&mut self, leg: UaCall, held: bool, now: Instant) {
+        let n = match self.legs.get(&leg) {
+            Some(Leg::Caller(n)) => *n,
+            Some(Leg::Offer { call, .. })
+                if self
+                    .calls
+                    .get(call)
+                    .is_some_and(|c| c.agent.is_some_and(|(_, l)| l == leg)) =>
+            {
+                *call
+            }
+            _ => return,
+        };
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let was = !c.holding.is_empty();
+        c.holding.retain(|l| *l != leg);
+        if held {
+            c.holding.push(leg);
+        }
+        match (was, !c.holding.is_empty()) {
+            (false, true) => c.hold_since = Some(now),
+            (true, false) => {
+                if let Some(since) = c.hold_since.take() {
+                    c.held += now.saturating_duration_since(since);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -386,6 +386,7 @@ mod tests {
             agent: None,
             outcome,
             reason: None,
+            hold_seconds: 0,
             disposition: None,
             notes: None,
         }

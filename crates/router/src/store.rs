@@ -778,6 +778,7 @@ mod tests {
             agent: agent.map(str::to_owned),
             outcome: CallOutcome::Answered,
             reason: None,
+            hold_seconds: 0,
             disposition: None,
             notes: None,
         }
@@ -800,6 +801,7 @@ mod tests {
             agent: "Adele@Contoso.example".into(),
             at: offered.started_at,
             outcome: "no_answer".into(),
+            ended_at: None,
         });
         for r in [
             record(

@@ -3588,6 +3588,52 @@ async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
     c.router.stop().await.unwrap();
 }
 
+/// The record counts time on hold and each offer's ring: the caller's phone holds the call
+/// for 2 s (a re-INVITE with `sendonly`, then `sendrecv` again), and the record says about 2 s
+/// on hold; Adele's offer has its end noted, after its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_counts_the_time_on_hold_and_the_ring_of_each_offer() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
+    c.tones(10);
+    let adele = c
+        .agent("adele@contoso.example", 1.0, "agent.wav", "adele.wav")
+        .await;
+    assert!(c.becomes("adele@contoso.example", "ready").await);
+    let args = [
+        "--codec",
+        "pcmu",
+        "--hangup-after",
+        "6",
+        "--hold-after",
+        "1",
+    ];
+    let (ok, ev) = c.call_with("+18005550100", &args, "caller.wav", "heard.wav");
+    assert!(ok, "{ev:?}");
+    took_the_call(adele, "Adele").await;
+    let r = c.calls().await.remove(0);
+    let held = r["hold_seconds"].as_u64().unwrap_or(99);
+    assert!((1..=3).contains(&held), "about 2 s on hold: {r}");
+    let offer = &r["offers"][0];
+    assert_eq!(offer["outcome"], "answered", "{r}");
+    let at = time::OffsetDateTime::parse(
+        offer["at"].as_str().unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ended = time::OffsetDateTime::parse(
+        offer["ended_at"].as_str().unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap_or_else(|e| panic!("the offer's end: {e}: {r}"));
+    let ring = (ended - at).as_seconds_f64();
+    assert!(
+        (0.5..5.0).contains(&ring),
+        "Adele's phone rang about 1 s: {ring} s"
+    );
+    c.router.stop().await.unwrap();
+}
+
 /// A test CA, and a certificate for 127.0.0.1 it signed, in `dir`: (ca, cert, key) paths.
 fn router_certificate(dir: &Path) -> (String, String, String) {
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
