@@ -1546,7 +1546,10 @@ async fn trunks_are_probed_with_options_and_shown_up_or_down() {
     let sbc = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sbc.local_addr().unwrap().port();
     // The carrier's SBC by its DNS name (resolved by [sip.resolve] here, DNS elsewhere).
+    // The trunk has a name no other test's router uses: this test runs beside others (it
+    // takes no SERIAL lock), and the metrics recorder is the process's.
     let edge = EDGE
+        .replace("name = \"carrier\"", "name = \"probed\"")
         .replace(
             "allow = [\"127.0.0.1\"]",
             &format!("allow = [\"127.0.0.1\"]\nprobe = \"sip:sbc.carrier.example:{port}\"\nprobe_seconds = 1"),
@@ -1597,7 +1600,7 @@ async fn trunks_are_probed_with_options_and_shown_up_or_down() {
     );
     let metrics = c.get("/metrics").await.text().await.unwrap();
     assert!(
-        metrics.contains("sip_trunk_up{tenant=\"contoso\",trunk=\"carrier\"} 0"),
+        metrics.contains("sip_trunk_up{tenant=\"contoso\",trunk=\"probed\"} 0"),
         "{metrics}"
     );
     // The trunk's own keep-alive: answered 200, and it shows the trunk alive again.
