@@ -264,8 +264,9 @@ pub struct HistoryEntry {
     /// The other party: the caller's number, or whom the agent called.
     pub who: String,
     pub queue: Option<String>,
-    /// `answered`, `transferred` (answered, then sent on), `missed` (offered, not taken),
-    /// `abandoned`, `refused`, `failed`, `not_answered` (placed, nobody answered), …
+    /// `answered`, `transferred` (answered, then sent on), `called_back` (the agent called
+    /// the caller back), `missed` (offered, not taken), `abandoned`, `refused`, `failed`,
+    /// `not_answered` (placed, nobody answered), …
     pub outcome: String,
     /// Why, where there is a reason (a refusal's).
     pub reason: Option<String>,
@@ -338,11 +339,13 @@ pub fn merge_history(
                         .next()
                         .is_some_and(|x| x.ends_with(&by_me))
                 });
+            let taken = matches!(
+                r.outcome,
+                CallOutcome::Answered | CallOutcome::CalledBack | CallOutcome::Transferred
+            );
             let outcome = match r.outcome {
-                CallOutcome::Answered if !outgoing && !mine && passed_on => {
-                    "transferred".to_owned()
-                }
-                CallOutcome::Answered if !outgoing && !mine => "missed".to_owned(),
+                _ if taken && !outgoing && !mine && passed_on => "transferred".to_owned(),
+                _ if taken && !outgoing && !mine => "missed".to_owned(),
                 o => serde_json::to_value(o)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))

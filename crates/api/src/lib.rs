@@ -287,6 +287,12 @@ pub struct CallbackSettings {
     /// Minutes a callback may wait in all before it is given up (1–1440).
     #[serde(default = "default_callback_expire")]
     pub expire_minutes: u64,
+    /// Offered too when the queue overflows (it is full, or the caller waited
+    /// `max_wait_seconds`): key 1 within a few seconds asks for the callback, the caller
+    /// keeping their place by arrival; anything else goes on to the overflow route (or the
+    /// busy message). With it, `after_seconds` and `position` may both be left out.
+    #[serde(default)]
+    pub on_overflow: bool,
 }
 
 fn default_callback_attempts() -> u32 {
@@ -1157,6 +1163,39 @@ pub enum CallOutcome {
     /// It came outside its number's opening hours (or on a holiday), and the number has no
     /// `closed` route: the caller heard that the tenant is closed and the router hung up.
     Closed,
+    /// The caller asked for a callback, and an agent's call back reached them.
+    CalledBack,
+    /// It left the contact center: an outside number took it (an agent's transfer, or a
+    /// route to the number) and the call ended there.
+    Transferred,
+}
+
+/// How a transfer was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub enum TransferKind {
+    /// Handed on at once (a REFER, or the API's transfer): the agent left the call.
+    Blind,
+    /// After the agent consulted the target, who then took the caller.
+    Consult,
+}
+
+/// One transfer of a call, as the router made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct TransferRecord {
+    /// The agent who transferred the call (UPN).
+    pub by: String,
+    /// Where to: a queue's or expert group's name, a person's UPN, or an outside number.
+    pub to: String,
+    pub kind: TransferKind,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(feature = "typescript", ts(type = "string"))]
+    pub at: time::OffsetDateTime,
 }
 
 /// One offer of a call to an agent, and how it ended.
@@ -1228,6 +1267,16 @@ pub struct CallRecord {
     /// hold was counted.
     #[serde(default)]
     pub hold_seconds: u64,
+    /// Every transfer the router made of the call, in order (refused ones are only in
+    /// `steps`). Empty in records kept before transfers were listed.
+    #[serde(default)]
+    pub transfers: Vec<TransferRecord>,
+    /// How long the agent was in wrap-up after the call, in whole seconds: from the call's
+    /// end until they said they were done or the queue's wrap-up time ran out. Absent while
+    /// it goes on, for calls with no wrap-up (no agent took them, or they came to the agent
+    /// directly), and in records kept before it was noted.
+    #[serde(default)]
+    pub wrap_up_seconds: Option<u64>,
     /// The disposition code the agent gave in wrap-up.
     pub disposition: Option<String>,
     /// The agent's notes from wrap-up (free text, at most [`WRAP_UP_NOTES_MAX`] characters;

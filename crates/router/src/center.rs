@@ -1062,12 +1062,16 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                         "retry_seconds" => "retry_seconds must be between 10 and 86400".into(),
                         "ring_seconds" => "ring_seconds must be between 5 and 120".into(),
                         "expire_minutes" => "expire_minutes must be between 1 and 1440".into(),
-                        _ => "callback: name after_seconds or position (or both)".into(),
+                        "on_overflow" => "on_overflow offers the callback when the queue overflows: set max_size or max_wait_seconds too".into(),
+                        _ => "callback: name after_seconds or position (or both), or set on_overflow".into(),
                     },
                 }
                 };
-                if cb.after_seconds.is_none() && cb.position.is_none() {
+                if cb.after_seconds.is_none() && cb.position.is_none() && !cb.on_overflow {
                     return Err(bad("when"));
+                }
+                if cb.on_overflow && q.max_size.is_none() && q.max_wait_seconds.is_none() {
+                    return Err(bad("on_overflow"));
                 }
                 if cb.after_seconds.is_some_and(|s| !(1..=86_400).contains(&s)) {
                     return Err(bad("after_seconds"));
@@ -1569,10 +1573,23 @@ skills = { billing = 5 }
                 "after_seconds = 0",
                 "tenants[0].queues[0].callback.after_seconds",
             ),
+            // Offered at overflow only, in a queue that never overflows.
+            (
+                "on_overflow = true",
+                "tenants[0].queues[0].callback.on_overflow",
+            ),
         ] {
             let (k, msg) = reference(&callback(cb));
             assert_eq!(k, key, "{cb}: {msg}");
         }
+        // At overflow only, in a queue with a longest wait.
+        let c = parse(&GOOD.replace(
+            "[[tenants.queues]]\nname = \"general\"\n",
+            "[[tenants.queues]]\nname = \"general\"\nmax_wait_seconds = 60\ncallback = { on_overflow = true }\n",
+        ))
+        .expect("a callback at overflow");
+        let cb = c.tenants[0].queues[0].callback.clone().expect("callback");
+        assert!(cb.on_overflow && cb.after_seconds.is_none() && cb.position.is_none());
         let (_, key, msg) = invalid(&callback("position = 3, key = \"9\""));
         assert!(msg.contains("unknown field"), "{key:?} {msg}");
         let (k, msg) = reference(&GOOD.replace(

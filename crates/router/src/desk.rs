@@ -1076,6 +1076,8 @@ pub enum RecordWrite {
         disposition: Option<String>,
         notes: Option<String>,
     },
+    /// How long the agent's wrap-up after call `id` took, in whole seconds.
+    WrapUpTime { id: String, seconds: u64 },
     /// Answers once every write before it is done.
     Flush(tokio::sync::oneshot::Sender<()>),
     /// An agent's session as it is now (kept across restarts).
@@ -1132,6 +1134,14 @@ pub async fn write_records(
                     if notes.is_some() {
                         rec.notes = notes;
                     }
+                    store.put_call(&rec).await
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            RecordWrite::WrapUpTime { id, seconds } => match store.get_call(&id).await {
+                Ok(Some(mut rec)) => {
+                    rec.wrap_up_seconds = Some(seconds);
                     store.put_call(&rec).await
                 }
                 Ok(None) => Ok(()),
@@ -1370,6 +1380,13 @@ impl CallCenter {
     /// Runs `f` on the desk.
     pub fn with<R>(&self, f: impl FnOnce(&mut Desk) -> R) -> R {
         f(&mut self.lock())
+    }
+
+    /// Writes a finished wrap-up's time (from [`Desk::finish_wrap_up`]) to its call's record.
+    pub fn wrap_up_done(&self, done: Option<(String, u64)>) {
+        if let (Some((id, seconds)), Some(w)) = (done, self.records.get()) {
+            let _ = w.send(RecordWrite::WrapUpTime { id, seconds });
+        }
     }
 
     /// New SIP credentials for agent `upn` (of an Entra tenant `tid`, when the caller was
@@ -1847,7 +1864,8 @@ impl CallCenter {
                 }
             }
             let now = Instant::now();
-            desk.finish_wrap_up(t, a, now);
+            let done = desk.finish_wrap_up(t, a, now);
+            self.wrap_up_done(done);
             desk.tenants[t].status(a, now)
         };
         self.wake.notify_one();
@@ -2027,26 +2045,25 @@ impl Desk {
         }
     }
 
-    /// Ends the agent's wrap-up now.
-    pub fn finish_wrap_up(&mut self, t: usize, a: AgentId, now: Instant) {
-        let Some(tenant) = self.tenants.get_mut(t) else {
-            return;
-        };
-        if let Some(r) = tenant.agent_mut(a) {
-            if r.wrap_up_until.take().is_some() {
-                let handled = r.handling.take();
-                tenant.engine.wrap_up_done(a, now);
-                if let Some((q, talk, ended)) = handled {
-                    let took = talk + now.saturating_duration_since(ended);
-                    if let Some(st) = tenant.stats.get_mut(q.0 as usize) {
-                        st.handled(took);
-                    }
-                    if let Some(h) = tenant.handle_times.get_mut(q.0 as usize) {
-                        h.record(took);
-                    }
-                }
-            }
+    /// Ends the agent's wrap-up now. After a queue call, returns the call's record id and
+    /// how long its wrap-up took, in whole seconds, for its record.
+    pub fn finish_wrap_up(&mut self, t: usize, a: AgentId, now: Instant) -> Option<(String, u64)> {
+        let tenant = self.tenants.get_mut(t)?;
+        let r = tenant.agent_mut(a)?;
+        r.wrap_up_until.take()?;
+        let handled = r.handling.take();
+        let last = r.last_call.clone();
+        tenant.engine.wrap_up_done(a, now);
+        let (q, talk, ended) = handled?;
+        let wrap_up = now.saturating_duration_since(ended);
+        let took = talk + wrap_up;
+        if let Some(st) = tenant.stats.get_mut(q.0 as usize) {
+            st.handled(took);
         }
+        if let Some(h) = tenant.handle_times.get_mut(q.0 as usize) {
+            h.record(took);
+        }
+        last.map(|id| (id, wrap_up.as_secs()))
     }
 }
 
@@ -2117,7 +2134,24 @@ agents = [{ upn = "adele@contoso.example" }]
             Some(0)
         );
         // The router ends it at its time; the agent's words still reach the record.
-        cc.with(|d| d.finish_wrap_up(t, a, t0 + Duration::from_secs(30)));
+        let done = cc.with(|d| d.finish_wrap_up(t, a, t0 + Duration::from_secs(30)));
+        assert_eq!(
+            done,
+            Some(("call-1".to_owned(), 30)),
+            "its time, for the record"
+        );
+        cc.wrap_up_done(done);
+        match rx.try_recv() {
+            Ok(RecordWrite::WrapUpTime { id, seconds }) => {
+                assert_eq!((id.as_str(), seconds), ("call-1", 30))
+            }
+            other => panic!("the wrap-up time went to the record: {other:?}"),
+        }
+        assert_eq!(
+            cc.with(|d| d.finish_wrap_up(t, a, t0 + Duration::from_secs(40))),
+            None,
+            "ended once"
+        );
         let st = left(t0 + Duration::from_secs(31));
         assert_eq!(
             (st.state, st.wrap_up_seconds_left),

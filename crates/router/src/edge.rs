@@ -33,7 +33,9 @@ use crate::figures::Left;
 use crate::prompts::Prompts;
 use crate::relay::{Playlist, Relay, RelayEvent};
 use crate::routing::{self, AfterMissed, AgentId, OfferEnd, QueueId, Refused};
-use switchboard_api::{CallOutcome, CallRecord, ConsultState, MonitorMode, OfferRecord};
+use switchboard_api::{
+    CallOutcome, CallRecord, ConsultState, MonitorMode, OfferRecord, TransferKind, TransferRecord,
+};
 
 /// Why the SIP edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,9 @@ enum Stage {
     Closing(&'static str),
     /// With an agent.
     Talking,
+    /// The queue overflowed (full, or the longest wait passed) and offers a callback: the
+    /// caller hears the offer, and has [`OVERFLOW_OFFER_WAIT`] after it to press 1.
+    OverflowOffer(Refusal),
     /// Accepted a callback: hearing that it will come, then hung up.
     CallbackConfirming,
     /// Waiting for a callback, in the queue, with no leg.
@@ -149,6 +154,16 @@ enum Refusal {
 }
 
 /// `a`, `a and b`, `a, b and c`.
+/// A transfer the router makes now, for the call's record.
+fn transfer_record(by: &str, to: &str, kind: TransferKind) -> TransferRecord {
+    TransferRecord {
+        by: by.to_owned(),
+        to: to.to_owned(),
+        kind,
+        at: time::OffsetDateTime::now_utc(),
+    }
+}
+
 fn and_list(names: &[&str]) -> String {
     match names {
         [] => String::new(),
@@ -238,6 +253,10 @@ struct CallRt {
     /// The agent's REFER is being carried out to `far` and they stay on the call until it
     /// answers (a Teams user's transfer): on failure the caller is theirs again.
     transfer_pending: bool,
+    /// An outside number (`far`) answered the call: it left the contact center.
+    handed_out: bool,
+    /// The caller took the agent's call back.
+    called_back: bool,
 }
 
 impl CallRt {
@@ -289,6 +308,8 @@ impl CallRt {
             pending_answer: false,
             far: None,
             transfer_pending: false,
+            handed_out: false,
+            called_back: false,
         }
     }
 }
@@ -314,6 +335,9 @@ enum Timer {
     CallbackRetry(u64),
     /// Call `n`'s callback waited its longest.
     CallbackExpire(u64),
+    /// Call `n`'s caller (in the queue it entered as `hops`) did not take the callback
+    /// offered at overflow in time.
+    OverflowOffer(u64, u32),
 }
 
 /// The trunk's metrics: `sip_trunk_up` (1 up, 0 down or unknown) and `sip_trunk_calls`.
@@ -499,6 +523,9 @@ fn describe_end(reason: &switchboard_sip::ua::EndReason) -> String {
 
 /// How often agents' state changes are announced at most.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+
+/// How long a caller has to press 1 after the callback offered at overflow has played.
+const OVERFLOW_OFFER_WAIT: Duration = Duration::from_secs(5);
 
 /// The caller a trunk's INVITE asserts (RFC 3325): `anonymous` when it asks for
 /// `Privacy: id` (RFC 3323) — agents see no number and none is called back — else the user
@@ -1606,6 +1633,8 @@ impl Edge {
                     outcome: CallOutcome::Refused,
                     reason: Some(why),
                     hold_seconds: 0,
+                    transfers: Vec::new(),
+                    wrap_up_seconds: None,
                     disposition: None,
                     notes: None,
                 });
@@ -1729,6 +1758,8 @@ impl Edge {
             outcome: CallOutcome::InProgress,
             reason: None,
             hold_seconds: 0,
+            transfers: Vec::new(),
+            wrap_up_seconds: None,
             disposition: None,
             notes: None,
         };
@@ -2161,6 +2192,8 @@ impl Edge {
             outcome: CallOutcome::InProgress,
             reason: None,
             hold_seconds: 0,
+            transfers: Vec::new(),
+            wrap_up_seconds: None,
             disposition: None,
             notes: None,
         };
@@ -2388,14 +2421,13 @@ impl Edge {
         }
     }
 
-    /// Queue `q` could not take call `n` (or the caller waited its longest): its overflow or
-    /// no-agents route, else a prompt saying why and the end of the call.
-    fn queue_refused(&mut self, n: u64, q: QueueId, why: Refusal, now: Instant) {
-        let Some(c) = self.calls.get_mut(&n) else {
-            return;
+    /// Queue `q`'s name, and where its callers go for `why` (its overflow or no-agents
+    /// route), in call `n`'s tenant.
+    fn overflow_route(&self, n: u64, q: QueueId, why: Refusal) -> (String, Option<Route>) {
+        let Some(tenant) = self.calls.get(&n).map(|c| c.tenant) else {
+            return (String::new(), None);
         };
-        let tenant = c.tenant;
-        let (name, next) = self.cc.with(|d| {
+        self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let queue = t.queue(q);
             let target = match why {
@@ -2406,14 +2438,42 @@ impl Edge {
                 queue.map(|x| x.name.clone()).unwrap_or_default(),
                 target.and_then(|t2| t.route(t2)),
             )
-        });
-        let (what, prompt) = match why {
-            Refusal::NoAgents => (format!("no agents in {name}"), "no-agents"),
-            Refusal::Full => (format!("overflow {name} (full)"), "queue-full"),
-            Refusal::MaxWait => (format!("overflow {name} (max wait)"), "queue-full"),
+        })
+    }
+
+    /// Queue `q` could not take call `n` (or the caller waited its longest): a callback
+    /// where the queue offers one at overflow, else its overflow or no-agents route, else a
+    /// prompt saying why and the end of the call.
+    fn queue_refused(&mut self, n: u64, q: QueueId, why: Refusal, now: Instant) {
+        let (name, next) = self.overflow_route(n, q, why);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let what = match why {
+            Refusal::NoAgents => format!("no agents in {name}"),
+            Refusal::Full => format!("overflow {name} (full)"),
+            Refusal::MaxWait => format!("overflow {name} (max wait)"),
         };
         c.rec.steps.push(what);
         tracing::info!(call = %c.id, queue = %name, ?why, rerouted = next.is_some(), "the queue could not keep the caller");
+        if why != Refusal::NoAgents && self.overflow_callback_offered(n, q, why) {
+            return;
+        }
+        self.queue_let_go(n, q, why, now);
+    }
+
+    /// Call `n` leaves queue `q` for `why`: counted so, then on to the queue's route for it,
+    /// or a prompt saying why and the end of the call.
+    fn queue_let_go(&mut self, n: u64, q: QueueId, why: Refusal, now: Instant) {
+        let (_, next) = self.overflow_route(n, q, why);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let tenant = c.tenant;
+        let prompt = match why {
+            Refusal::NoAgents => "no-agents",
+            Refusal::Full | Refusal::MaxWait => "queue-full",
+        };
         if why != Refusal::NoAgents {
             self.cc.with(|d| {
                 let t = &mut d.tenants[tenant];
@@ -2432,6 +2492,64 @@ impl Edge {
                 self.close(n, prompt);
             }
         }
+    }
+
+    /// Whether queue `q`, overflowing for `why`, offers call `n`'s caller a callback (its
+    /// `callback.on_overflow`, a caller with a number to call who has not asked for one yet,
+    /// on a trunk the router can call out on). Offers it when so: the caller hears the offer
+    /// (the music stops) and has [`OVERFLOW_OFFER_WAIT`] after it to press 1.
+    fn overflow_callback_offered(&mut self, n: u64, q: QueueId, why: Refusal) -> bool {
+        let Some(c) = self.calls.get(&n) else {
+            return false;
+        };
+        if c.direct.is_some()
+            || matches!(c.callback, Callback::Requested { .. })
+            || !callable(&c.caller)
+            || !self.legs.contains_key(&c.caller_leg)
+        {
+            return false;
+        }
+        let (tenant, trunk) = (c.tenant, c.trunk);
+        let offers = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            t.queue(q)
+                .and_then(|x| x.callback.as_ref())
+                .is_some_and(|cb| cb.on_overflow)
+                && t.spec.trunks.get(trunk).is_some_and(|x| x.places_calls())
+        });
+        if !offers {
+            return false;
+        }
+        let Some(c) = self.calls.get_mut(&n) else {
+            return false;
+        };
+        c.queue = Some(q);
+        c.stage = Stage::OverflowOffer(why);
+        c.callback = Callback::Offered;
+        c.rec.steps.push("callback offered".into());
+        tracing::info!(call = %c.id, ?why, "callback offered at overflow");
+        let leg = c.caller_leg;
+        let list = Playlist {
+            clips: vec![self.prompt(tenant, "callback-overflow")],
+            then_loop: None,
+        };
+        self.relay.play(leg, list);
+        self.save(n);
+        true
+    }
+
+    /// The caller of call `n` did not take the callback offered at overflow (another key,
+    /// or none in time): on as the overflow goes without it.
+    fn overflow_callback_declined(&mut self, n: u64, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let (Stage::OverflowOffer(why), Some(q)) = (c.stage, c.queue) else {
+            return;
+        };
+        c.callback = Callback::Declined;
+        c.rec.steps.push("callback declined".into());
+        self.queue_let_go(n, q, why, now);
     }
 
     fn prompt(&self, tenant: usize, id: &str) -> Arc<crate::relay::Clip> {
@@ -2511,6 +2629,23 @@ impl Edge {
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
+        if let Stage::OverflowOffer(why) = c.stage {
+            if digit == '1' {
+                if why == Refusal::Full {
+                    // Never counted in the queue: it waits there now, as a callback.
+                    if let Some(q) = c.queue {
+                        let tenant = c.tenant;
+                        self.cc
+                            .with(|d| d.tenants[tenant].stats[q.0 as usize].entered(n, now));
+                    }
+                }
+                // Its place in the queue is taken again when the caller has hung up.
+                self.callback_accepted(n, now);
+            } else {
+                self.overflow_callback_declined(n, now);
+            }
+            return;
+        }
         if c.stage == Stage::Queued && c.callback == Callback::Offered {
             match digit {
                 '1' => self.callback_accepted(n, now),
@@ -2983,6 +3118,9 @@ impl Edge {
             Self::release_trunk(&self.cc, tenant, trunk);
         }
         self.save(n);
+        // A callback taken at overflow left the queue: back in it, in its place by arrival
+        // (a callback asked for while waiting is still in it, and stays).
+        self.callback_requeue(n, now);
     }
 
     /// An agent answered call `n`, whose caller waits for a callback: the agent hears that
@@ -3102,7 +3240,8 @@ impl Edge {
             // No queue: no wrap-up and no handle time for a call that never happened.
             self.cc.with(|d| {
                 d.tenants[tenant].agent_done(agent, None, Duration::ZERO, now);
-                d.finish_wrap_up(tenant, agent, now);
+                // (A call with no queue has no wrap-up time for its record.)
+                let _ = d.finish_wrap_up(tenant, agent, now);
             });
         }
         let max = spec.as_ref().map_or(1, |cb| cb.attempts);
@@ -3203,6 +3342,7 @@ impl Edge {
                     Some(c) if c.stage == Stage::CallingBack => {
                         // The caller took the callback: put them through to the agent.
                         c.stage = Stage::Talking;
+                        c.called_back = true;
                         c.rec.steps.push("called back".into());
                         tracing::info!(call = %c.id, "the caller took the callback");
                         if let Some(w) = self.cc.records.get() {
@@ -3223,6 +3363,7 @@ impl Edge {
                 }
                 if let Some(c) = self.calls.get_mut(&n).filter(|c| c.stage == Stage::Outside) {
                     c.stage = Stage::Talking;
+                    c.handed_out = true;
                     if c.answered_at.is_none() {
                         // Sent out by a route, not an agent: the number answered the call.
                         c.answered_at = Some(now);
@@ -3581,7 +3722,8 @@ impl Edge {
                 hang.push(*leg);
             }
         }
-        let waiting = c.agent.is_none() && c.stage == Stage::Queued;
+        let waiting =
+            c.agent.is_none() && matches!(c.stage, Stage::Queued | Stage::OverflowOffer(_));
         let parked = matches!(c.stage, Stage::CallbackConfirming | Stage::CallbackWaiting);
         let wrap_up = self.cc.with(|d| {
             let t = &mut d.tenants[c.tenant];
@@ -3672,6 +3814,13 @@ impl Edge {
             }
             (false, _, None) => CallOutcome::Abandoned,
         };
+        if c.rec.outcome == CallOutcome::Answered {
+            if c.handed_out {
+                c.rec.outcome = CallOutcome::Transferred;
+            } else if c.called_back {
+                c.rec.outcome = CallOutcome::CalledBack;
+            }
+        }
         c.rec.ended_at = Some(time::OffsetDateTime::now_utc());
         c.rec.choices = c.choices.clone();
         self.write(&c.rec);
@@ -3711,6 +3860,11 @@ impl Edge {
                         self.finish(n, now);
                     }
                     Stage::CallbackConfirming => self.callback_parked(n, now),
+                    Stage::OverflowOffer(_) => {
+                        let at = now + OVERFLOW_OFFER_WAIT;
+                        self.timers
+                            .insert((at, Timer::OverflowOffer(n, c.hops)), ());
+                    }
                     Stage::Menu { attendant, .. } => {
                         let tenant = c.tenant;
                         let generation = c.menu_generation;
@@ -3861,6 +4015,9 @@ impl Edge {
         };
         let step = format!("transfer by {by} to {upn} after consulting");
         c.rec.steps.push(step.clone());
+        c.rec
+            .transfers
+            .push(transfer_record(&by, &upn, TransferKind::Consult));
         c.rec.agent = Some(upn.clone());
         let queue = c.queue;
         let talk = c
@@ -4295,6 +4452,9 @@ impl Edge {
         let step = if others {
             format!("{by} left the conference to {}, who holds the call", x.upn)
         } else {
+            c.rec
+                .transfers
+                .push(transfer_record(&by, &x.upn, TransferKind::Consult));
             format!("transfer by {by} to {} after consulting", x.upn)
         };
         c.rec.steps.push(step.clone());
@@ -4352,7 +4512,7 @@ impl Edge {
                     .since
                     .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
                 t.agent_done(x.agent, None, talk, now);
-                d.finish_wrap_up(tenant, x.agent, now);
+                let _ = d.finish_wrap_up(tenant, x.agent, now);
             } else if let Some(a) = t.agent_mut(x.agent) {
                 a.ringing = a.ringing.saturating_sub(1);
             }
@@ -4743,6 +4903,9 @@ impl Edge {
         }
         let step = format!("transfer by {by} to {shown}");
         c.rec.steps.push(step.clone());
+        c.rec
+            .transfers
+            .push(transfer_record(&by, &shown, TransferKind::Blind));
         tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring");
         // The agent's part ends: the phone hangs up on our NOTIFY (RFC 5589 §6), or we do.
         self.agent_leaves(n, tenant, agent, leg, by_refer, now);
@@ -4991,6 +5154,9 @@ impl Edge {
         let c = self.calls.get_mut(&n)?;
         let step = format!("transfer by {by} to {shown}");
         c.rec.steps.push(step.clone());
+        c.rec
+            .transfers
+            .push(transfer_record(by, shown, TransferKind::Blind));
         tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring outside the router");
         c.far = Some((far, j));
         c.stage = Stage::Outside;
@@ -5229,6 +5395,11 @@ impl Edge {
                     }
                 }
                 Timer::Announce(n, hops) => self.announce(n, hops, now),
+                Timer::OverflowOffer(n, hops) => {
+                    if self.calls.get(&n).is_some_and(|c| c.hops == hops) {
+                        self.overflow_callback_declined(n, now);
+                    }
+                }
                 Timer::CallbackOffer(n, hops) => {
                     let here = self.calls.get(&n).is_some_and(|c| c.hops == hops);
                     if here && self.callback_due(n, now) {
@@ -5311,7 +5482,8 @@ impl Edge {
                             .is_some_and(|u| u <= now)
                     });
                     if due {
-                        self.cc.with(|d| d.finish_wrap_up(t, a, now));
+                        let done = self.cc.with(|d| d.finish_wrap_up(t, a, now));
+                        self.cc.wrap_up_done(done);
                         self.dispatch();
                     }
                 }

@@ -52,6 +52,7 @@ pub const IDS: &[&str] = &[
     "callback-offer",
     "callback-confirmed",
     "callback-calling",
+    "callback-overflow",
     "not-available",
 ];
 

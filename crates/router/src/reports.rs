@@ -139,7 +139,15 @@ impl Report {
         let mut waited = |w: f64| {
             s.longest_wait = Some(s.longest_wait.map_or(w, |l: f64| l.max(w)));
         };
-        match r.outcome {
+        // A call an outside number took counts as answered where an agent had it first (they
+        // passed it on), else as sent away (overflowed).
+        let outcome = match r.outcome {
+            CallOutcome::CalledBack => CallOutcome::Answered,
+            CallOutcome::Transferred if r.agent.is_some() => CallOutcome::Answered,
+            CallOutcome::Transferred => CallOutcome::Overflowed,
+            o => o,
+        };
+        match outcome {
             CallOutcome::Answered => {
                 let wait = r.answered_at.map_or(0.0, |a| seconds(r.started_at, a));
                 waited(wait);
@@ -171,6 +179,7 @@ impl Report {
             CallOutcome::Failed | CallOutcome::Interrupted => s.failed += 1,
             // Still going: counted, not judged.
             CallOutcome::InProgress => {}
+            CallOutcome::CalledBack | CallOutcome::Transferred => {}
         }
     }
 
@@ -387,9 +396,39 @@ mod tests {
             outcome,
             reason: None,
             hold_seconds: 0,
+            transfers: Vec::new(),
+            wrap_up_seconds: None,
             disposition: None,
             notes: None,
         }
+    }
+
+    #[test]
+    fn calls_called_back_or_passed_to_an_outside_number_count_as_answered_or_sent_away() {
+        let from = datetime!(2026-12-01 00:00 UTC);
+        let mut r = Report::new(from, Interval::Day, jiff::tz::TimeZone::UTC);
+        let t = datetime!(2026-12-01 09:00 UTC);
+        let by_agent = |outcome, answer, end| CallRecord {
+            agent: Some("adele@contoso.example".into()),
+            ..record(Some("billing"), outcome, t, Some(answer), end)
+        };
+        for rec in [
+            by_agent(CallOutcome::CalledBack, 10, 70),  // in time
+            by_agent(CallOutcome::Transferred, 30, 90), // late, then passed on
+            // A route sent it to the number, no agent had it.
+            record(Some("billing"), CallOutcome::Transferred, t, Some(50), 80),
+        ] {
+            r.add(&rec, |_, _| 20);
+        }
+        let rows = r.rows();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let b = &rows[0];
+        assert_eq!(
+            (b.calls, b.answered, b.answered_in_time, b.overflowed),
+            (3, 2, 1, 1),
+            "{b:?}"
+        );
+        assert_eq!(b.asa_seconds, Some(20.0));
     }
 
     #[test]

@@ -779,6 +779,8 @@ mod tests {
             outcome: CallOutcome::Answered,
             reason: None,
             hold_seconds: 0,
+            transfers: Vec::new(),
+            wrap_up_seconds: None,
             disposition: None,
             notes: None,
         }

@@ -1850,17 +1850,41 @@ async fn transfer_to(target: &str, step: &str) {
     let r = &recs[0];
     assert_eq!(r["agent"], "alex@contoso.example", "{r}");
     assert_eq!(r["outcome"], "answered", "{r}");
+    let to = target.trim_start_matches("sip:");
     assert_eq!(
         r["steps"],
         serde_json::json!([
             "queue general",
-            format!(
-                "transfer by adele@contoso.example to {}",
-                target.trim_start_matches("sip:")
-            ),
+            format!("transfer by adele@contoso.example to {to}"),
             step
         ]),
         "{r}"
+    );
+    // The record lists the transfer: who, where to, how and when.
+    let x = &r["transfers"];
+    assert_eq!(x.as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(
+        (&x[0]["by"], &x[0]["to"], &x[0]["kind"]),
+        (
+            &Value::from("adele@contoso.example"),
+            &Value::from(to),
+            &Value::from("blind")
+        ),
+        "{r}"
+    );
+    let when = |v: &Value| {
+        let text = v.as_str().unwrap_or_else(|| panic!("a time: {r}"));
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let (at, started, ended) = (
+        when(&x[0]["at"]),
+        when(&r["started_at"]),
+        when(&r["ended_at"]),
+    );
+    assert!(
+        started <= at && at <= ended,
+        "the transfer lies in the call: {r}"
     );
     drop(finish(adele, Duration::from_secs(5)).await);
     c.router.stop().await.unwrap();
@@ -2164,9 +2188,14 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
         (20, 0.9),
         "the agent heard the caller",
     );
-    // Its wrap-up's disposition and notes are on the record, and it signed off.
+    // Its wrap-up's disposition, notes and time are on the record (the queue gives 1 s; the
+    // agent may be done sooner), and it signed off.
     let recs = c.calls().await;
     assert_eq!(recs[0]["disposition"], "resolved", "{recs:?}");
+    assert!(
+        recs[0]["wrap_up_seconds"].as_u64().is_some_and(|s| s <= 1),
+        "{recs:?}"
+    );
     assert_eq!(
         recs[0]["notes"], "Asked about the invoice\nsent a copy",
         "{recs:?}"
@@ -2276,24 +2305,9 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
     // The trunk's side for the callback: first a busy line, then the caller's phone.
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let phone_port = busy.local_addr().unwrap().port();
-    let edge = EDGE.replace(
-        "allow = [\"127.0.0.1\"]",
-        &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{phone_port}\""),
-    );
-    let c = start(&format!("{edge}{CALLBACK}")).await;
-    c.tones(30);
     // Adele is logged in but Not ready: the caller waits, first in line, and is offered a
     // callback at once (position 1); they press 1 and the router hangs up after saying so.
-    let adele = c
-        .agent_with(
-            "adele@contoso.example",
-            0.0,
-            &["--calls", "2", "--hangup-after", "6"],
-            "agent.wav",
-            "adele.wav",
-        )
-        .await;
-    c.set_state("adele@contoso.example", "not_ready").await;
+    let (c, adele) = callback_center(CALLBACK, phone_port, 30).await;
     let args = [
         "--codec",
         "opus",
@@ -2351,24 +2365,13 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
         "caller.wav",
         "called-back.wav",
     );
-    let customer = finish(customer, Duration::from_secs(45)).await;
-    assert!(
-        customer.iter().any(|e| e["event"] == "established"),
-        "the caller's phone took the callback: {customer:?}"
-    );
-    let adele = finish(adele, Duration::from_secs(10)).await;
-    assert_eq!(
-        adele.iter().filter(|e| e["event"] == "established").count(),
-        2,
-        "Adele took both attempts: {adele:?}"
-    );
-    c.heard(
-        "called-back.wav",
-        AGENT_HZ,
-        CALLER_HZ,
-        (20, 0.8),
-        "the caller heard Adele",
-    );
+    callback_reached(
+        &c,
+        (customer, Duration::from_secs(45)),
+        adele,
+        "Adele took both attempts",
+    )
+    .await;
     c.heard(
         "adele-2.wav",
         CALLER_HZ,
@@ -2379,7 +2382,7 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
     let recs = c.calls().await;
     assert_eq!(recs.len(), 1, "{recs:?}");
     let r = &recs[0];
-    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(r["outcome"], "called_back", "{r}");
     assert_eq!(r["agent"], "adele@contoso.example", "{r}");
     let steps: Vec<String> = r["steps"]
         .as_array()
@@ -2403,6 +2406,224 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
         }
     }
     assert_eq!(at, want.len(), "the record's steps in order: {steps:?}");
+    c.router.stop().await.unwrap();
+}
+
+/// A router with `tenant` behind a trunk whose outbound target, for callbacks, is
+/// `phone_port` on this host, tones of `seconds`, and Adele's phone logged in for two calls
+/// of 6 s each, Not ready.
+async fn callback_center(tenant: &str, phone_port: u16, seconds: usize) -> (Center, Child) {
+    let edge = EDGE.replace(
+        "allow = [\"127.0.0.1\"]",
+        &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{phone_port}\""),
+    );
+    let c = start(&format!("{edge}{tenant}")).await;
+    c.tones(seconds);
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &["--calls", "2", "--hangup-after", "6"],
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    (c, adele)
+}
+
+/// A callback's end: the caller's phone (`customer`) took it within the time given, Adele
+/// (`adele`) took two calls (`what` they were), and the caller heard her in
+/// `called-back.wav`.
+async fn callback_reached(
+    c: &Center,
+    (customer, within): (Child, Duration),
+    adele: Child,
+    what: &str,
+) {
+    let customer = finish(customer, within).await;
+    assert!(
+        customer.iter().any(|e| e["event"] == "established"),
+        "the caller's phone took the callback: {customer:?}"
+    );
+    let adele = finish(adele, Duration::from_secs(15)).await;
+    assert_eq!(
+        adele.iter().filter(|e| e["event"] == "established").count(),
+        2,
+        "{what}: {adele:?}"
+    );
+    c.heard(
+        "called-back.wav",
+        AGENT_HZ,
+        CALLER_HZ,
+        (20, 0.8),
+        "the caller heard Adele",
+    );
+}
+
+const OVERFLOW_CALLBACK: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.queues]]
+name = "general"
+alert_seconds = 10
+max_size = 1
+callback = { on_overflow = true, attempts = 1, ring_seconds = 10, retry_seconds = 10 }
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+"#;
+
+/// A caller on the trunk as `user` with `args`, running (see [`Center::call_with`]).
+fn trunk_caller(c: &Center, user: &str, args: &[&str], record: &str) -> Child {
+    let uri = format!("sip:+18005550100@127.0.0.1:{}", c.sip);
+    Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args(["--json", "call", &uri, "--ring-timeout", "20"])
+        .args(["--codec", "opus", "--user", user])
+        .args(args)
+        .arg("--play")
+        .arg(c.dir.path().join("caller.wav"))
+        .arg("--record")
+        .arg(c.dir.path().join(record))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The record of the call from `caller`, once it has a step `step` and, if `ended`, its
+/// end (within 20 s).
+async fn record_of(c: &Center, caller: &str, step: &str, ended: bool) -> Value {
+    for _ in 0..200 {
+        let recs = c.calls().await;
+        if let Some(r) = recs.iter().find(|r| {
+            r["caller"] == caller
+                && r["steps"].to_string().contains(step)
+                && (!ended || r["ended_at"].is_string())
+        }) {
+            return r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no call from {caller} with step {step:?}: {:?}",
+        c.calls().await
+    );
+}
+
+/// A full queue that offers callbacks at overflow: its one place is taken (Adele is Not
+/// ready), so the next caller hears the offer instead of "all lines busy". One caller
+/// presses 2 and hears the busy message (overflowed); another presses 1 and is hung up on
+/// with a promise. Adele, made Ready, takes the caller who held the place first; then the
+/// callback gets its place in the queue, Adele is rung, and the router calls the caller
+/// back on the trunk: the two hear each other and the record says `called_back`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_back() {
+    let _one = SERIAL.lock().await;
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let phone_port = phone.local_addr().unwrap().port();
+    drop(phone);
+    let (c, adele) = callback_center(OVERFLOW_CALLBACK, phone_port, 40).await;
+    // The first caller takes the queue's one place.
+    let first = trunk_caller(&c, "+15550100001", &["--hangup-after", "60"], "first.wav");
+    record_of(&c, "+15550100001", "queue general", false).await;
+    // The next one is offered a callback, presses 2, and hears that all lines are busy.
+    let declined = Instant::now();
+    let (_, ev) = c.call_with(
+        "+18005550100",
+        &[
+            "--codec",
+            "opus",
+            "--user",
+            "+15550100002",
+            "--dtmf",
+            "2",
+            "--hangup-after",
+            "40",
+        ],
+        "caller.wav",
+        "declined.wav",
+    );
+    assert_ended_with(&ev, "remote");
+    assert!(declined.elapsed() < Duration::from_secs(30), "{ev:?}");
+    let r = record_of(&c, "+15550100002", "callback declined", true).await;
+    assert_eq!(r["outcome"], "overflowed", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "overflow general (full)",
+            "callback offered",
+            "callback declined"
+        ]),
+        "{r}"
+    );
+    // The third presses 1: the router confirms and hangs up; the callback stands.
+    let (_, ev) = c.call_with(
+        "+18005550100",
+        &[
+            "--codec",
+            "opus",
+            "--user",
+            "+15550104477",
+            "--dtmf",
+            "1",
+            "--hangup-after",
+            "40",
+        ],
+        "caller.wav",
+        "asked.wav",
+    );
+    assert_ended_with(&ev, "remote");
+    let r = record_of(&c, "+15550104477", "callback requested", false).await;
+    assert_eq!(r["outcome"], "in_progress", "{r}");
+    // Adele, Ready, takes the first caller (ahead by arrival), then the callback: the router
+    // calls the caller's number on the trunk, where their phone answers.
+    let customer = trunk_phone(
+        &c,
+        phone_port,
+        "+15550104477",
+        "caller.wav",
+        "called-back.wav",
+    );
+    c.set_state("adele@contoso.example", "ready").await;
+    let first = finish(first, Duration::from_secs(20)).await;
+    assert!(
+        first.iter().any(|e| e["event"] == "established"),
+        "{first:?}"
+    );
+    callback_reached(
+        &c,
+        (customer, Duration::from_secs(60)),
+        adele,
+        "Adele took the first caller and the callback",
+    )
+    .await;
+    let r = record_of(&c, "+15550104477", "called back", true).await;
+    assert_eq!(r["outcome"], "called_back", "{r}");
+    assert_eq!(r["agent"], "adele@contoso.example", "{r}");
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        steps[..4],
+        [
+            "queue general",
+            "overflow general (full)",
+            "callback offered",
+            "callback requested"
+        ],
+        "{r}"
+    );
+    assert!(steps.contains(&"called back"), "{r}");
+    let first = record_of(&c, "+15550100001", "queue general", true).await;
+    assert_eq!(first["outcome"], "answered", "{first}");
     c.router.stop().await.unwrap();
 }
 
@@ -3425,6 +3646,16 @@ async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
         ]),
         "{caller}"
     );
+    let x = &caller["transfers"][0];
+    assert_eq!(
+        (&x["by"], &x["to"], &x["kind"]),
+        (
+            &Value::from("adele@contoso.example"),
+            &Value::from("alex@contoso.example"),
+            &Value::from("consult")
+        ),
+        "{caller}"
+    );
     let consult = recs
         .iter()
         .find(|r| r["trunk"] == "internal")
@@ -3522,7 +3753,10 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
     caller_and_number_heard_each_other(&c);
     let recs = c.calls().await;
     let r = &recs[0];
-    assert_eq!(r["outcome"], "answered", "{r}");
+    // Adele passed it on to the outside number, where it ended: transferred, and the
+    // record's one transfer is the one made (the refused one is only a step).
+    assert_eq!(r["outcome"], "transferred", "{r}");
+    assert_eq!(r["agent"], "adele@contoso.example", "{r}");
     assert_eq!(
         r["steps"],
         serde_json::json!([
@@ -3531,6 +3765,13 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
             "transfer by adele@contoso.example to +15550001234",
             "answered by +15550001234"
         ]),
+        "{r}"
+    );
+    let x = &r["transfers"];
+    assert_eq!(x.as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(
+        (&x[0]["to"], &x[0]["kind"]),
+        (&Value::from("+15550001234"), &Value::from("blind")),
         "{r}"
     );
     c.router.stop().await.unwrap();
@@ -3584,7 +3825,9 @@ async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
         ]),
         "{r}"
     );
-    assert_eq!(r["outcome"], "answered", "{r}");
+    // It left the contact center; no agent passed it on.
+    assert_eq!(r["outcome"], "transferred", "{r}");
+    assert_eq!(r["transfers"], serde_json::json!([]), "{r}");
     assert!(r["ended_at"].is_string(), "{r}");
     let trunks: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
     assert_eq!(trunks[0]["calls"], 0, "{trunks}");

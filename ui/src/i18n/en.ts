@@ -406,6 +406,7 @@ const en = {
   "history.fromPhone": "this phone only",
   "history.outcome.answered": "Answered",
   "history.outcome.transferred": "Transferred",
+  "history.outcome.called_back": "Called back",
   "history.outcome.missed": "Missed",
   "history.outcome.abandoned": "Caller hung up",
   "history.outcome.refused": "Refused",

@@ -408,6 +408,7 @@ const zhCN: Record<MessageKey, string> = {
   "history.fromPhone": "仅本机记录",
   "history.outcome.answered": "已接听",
   "history.outcome.transferred": "已转接",
+  "history.outcome.called_back": "已回拨",
   "history.outcome.missed": "未接",
   "history.outcome.abandoned": "来电者已挂断",
   "history.outcome.refused": "被拒绝",

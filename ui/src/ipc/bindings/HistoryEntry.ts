@@ -17,8 +17,9 @@ outgoing: boolean,
  */
 who: string, queue: string | null, 
 /**
- * `answered`, `transferred` (answered, then sent on), `missed` (offered, not taken),
- * `abandoned`, `refused`, `failed`, `not_answered` (placed, nobody answered), …
+ * `answered`, `transferred` (answered, then sent on), `called_back` (the agent called
+ * the caller back), `missed` (offered, not taken), `abandoned`, `refused`, `failed`,
+ * `not_answered` (placed, nobody answered), …
  */
 outcome: string, 
 /**
