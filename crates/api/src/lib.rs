@@ -597,6 +597,15 @@ pub struct TollRules {
     /// Outside calls an agent may place in an hour (1–1000); default 60.
     #[serde(default = "default_max_per_hour")]
     pub max_per_hour: u32,
+    /// Outside calls the whole tenant may place in an hour (1–100000): agents' calls, and
+    /// callers sent to outside numbers by agents' transfers or by routes. None: no cap but
+    /// each agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_max_per_hour: Option<u32>,
+    /// Outside calls the tenant may have up at once (1–10000), counted as for
+    /// `tenant_max_per_hour`. None: only the trunk's `max_calls` limits them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
     /// The number the called party sees (E.164); none: the tenant's first number.
     #[serde(default)]
     pub caller_id: Option<String>,

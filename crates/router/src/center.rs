@@ -1025,6 +1025,20 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     "max_per_hour must be between 1 and 1000".into(),
                 ));
             }
+            if o.tenant_max_per_hour
+                .is_some_and(|m| !(1..=100_000).contains(&m))
+            {
+                return Err(bad(
+                    "tenant_max_per_hour",
+                    "tenant_max_per_hour must be between 1 and 100000, or left out".into(),
+                ));
+            }
+            if o.max_concurrent.is_some_and(|m| !(1..=10_000).contains(&m)) {
+                return Err(bad(
+                    "max_concurrent",
+                    "max_concurrent must be between 1 and 10000, or left out".into(),
+                ));
+            }
             if let Some(c) = &o.caller_id {
                 if !e164_prefix(c) || c.len() < 7 {
                     return Err(bad("caller_id", format!("{c:?} is not an E.164 number")));
@@ -1517,6 +1531,14 @@ skills = { billing = 5 }
             (
                 "trunk = \"carrier\"\nmax_per_hour = 0",
                 "tenants[0].outbound.max_per_hour",
+            ),
+            (
+                "trunk = \"carrier\"\ntenant_max_per_hour = 0",
+                "tenants[0].outbound.tenant_max_per_hour",
+            ),
+            (
+                "trunk = \"carrier\"\nmax_concurrent = 10001",
+                "tenants[0].outbound.max_concurrent",
             ),
             (
                 "trunk = \"carrier\"\ncaller_id = \"contoso\"",

@@ -493,6 +493,9 @@ struct Edge {
     agent_digest: switchboard_sip::auth::DigestServer,
     /// When each agent (tenant, agent) placed their outside calls of the last hour.
     dialled: HashMap<(usize, AgentId), std::collections::VecDeque<Instant>>,
+    /// When each tenant placed its outside calls of the last hour (agents' calls, and
+    /// callers sent to outside numbers).
+    tenant_dialled: HashMap<usize, std::collections::VecDeque<Instant>>,
     /// Agents' states are announced at most every [`ANNOUNCE_EVERY`]: when, and whether a
     /// change may be waiting.
     announced: Instant,
@@ -891,6 +894,7 @@ pub async fn start(
         trunk_digest,
         agent_digest,
         dialled: HashMap::new(),
+        tenant_dialled: HashMap::new(),
         commands,
         announced: Instant::now(),
         unannounced: true,
@@ -1574,6 +1578,7 @@ impl Edge {
             return;
         }
         let recent = calls_in_last_hour(self.dialled.entry((tenant, agent)).or_default(), now);
+        let capped = self.tenant_outside_cap(tenant, now);
         let verdict = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let upn = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
@@ -1586,6 +1591,9 @@ impl Edge {
             }
             if recent >= o.max_per_hour as usize {
                 return Err((403, "Forbidden", upn, format!("toll rules: {} outside calls in the last hour is the most an agent may place", o.max_per_hour), trunk));
+            }
+            if let Some(why) = capped {
+                return Err((403, "Forbidden", upn, why, trunk));
             }
             let Some(j) = trunk else {
                 return Err((503, "Service Unavailable", upn, "no trunk for outside calls".into(), None));
@@ -1640,10 +1648,7 @@ impl Edge {
                 });
             }
             Ok(trunk) => {
-                self.dialled
-                    .entry((tenant, agent))
-                    .or_default()
-                    .push_back(now);
+                self.outside_placed(tenant, Some(agent), now);
                 self.admitted = Some(Admission {
                     tenant,
                     trunk,
@@ -4955,6 +4960,47 @@ impl Edge {
         );
     }
 
+    /// Why tenant `tenant` may place no outside call now, when its toll rules' cap for the
+    /// hour (`tenant_max_per_hour`) or for calls at once (`max_concurrent`) is reached.
+    fn tenant_outside_cap(&mut self, tenant: usize, now: Instant) -> Option<String> {
+        let (hourly, at_once) = self.cc.with(|d| {
+            d.tenants[tenant]
+                .spec
+                .outbound
+                .as_ref()
+                .map_or((None, None), |o| (o.tenant_max_per_hour, o.max_concurrent))
+        });
+        if let Some(max) = hourly {
+            let placed = self.tenant_dialled.entry(tenant).or_default();
+            if calls_in_last_hour(placed, now) >= max as usize {
+                return Some(format!(
+                    "toll rules: {max} outside calls in the last hour is the most the tenant may place"
+                ));
+            }
+        }
+        let max = at_once?;
+        let up = self
+            .calls
+            .values()
+            .filter(|c| c.tenant == tenant && (c.outbound || c.far.is_some()))
+            .count();
+        (up >= max as usize).then(|| {
+            format!("toll rules: {max} outside calls at once is the most the tenant may have")
+        })
+    }
+
+    /// An outside call was placed for tenant `tenant` (by `agent`, or by a route): it counts
+    /// against the hourly caps.
+    fn outside_placed(&mut self, tenant: usize, agent: Option<AgentId>, now: Instant) {
+        if let Some(a) = agent {
+            self.dialled.entry((tenant, a)).or_default().push_back(now);
+        }
+        let placed = self.tenant_dialled.entry(tenant).or_default();
+        placed.push_back(now);
+        // Only the last hour's are kept, capped or not.
+        calls_in_last_hour(placed, now);
+    }
+
     /// A transfer of call `n`'s caller to the outside number `number`, where the tenant's
     /// toll rules allow it for `agent` (their hourly cap included) and its trunk has room: the
     /// number is rung on the trunk while the caller hears music, the agent's part ends.
@@ -4971,6 +5017,7 @@ impl Edge {
         now: Instant,
     ) -> Option<String> {
         let recent = calls_in_last_hour(self.dialled.entry((tenant, agent)).or_default(), now);
+        let capped = self.tenant_outside_cap(tenant, now);
         let allowed = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let o = t.spec.outbound.as_ref()?;
@@ -4981,6 +5028,7 @@ impl Edge {
                 .or_else(|| {
                     (recent >= o.max_per_hour as usize).then(|| "the agent's hourly cap".to_owned())
                 })
+                .or(capped)
                 .or_else(|| {
                     (t.trunks[j].calls >= t.trunks[j].max_calls)
                         .then(|| format!("trunk {} is full", o.trunk))
@@ -5009,10 +5057,7 @@ impl Edge {
                 return None;
             }
         };
-        self.dialled
-            .entry((tenant, agent))
-            .or_default()
-            .push_back(now);
+        self.outside_placed(tenant, Some(agent), now);
         self.far_placed(
             n,
             (tenant, j),
@@ -5212,6 +5257,7 @@ impl Edge {
         let tenant = c.tenant;
         c.queue = None;
         let id = c.id.clone();
+        let capped = self.tenant_outside_cap(tenant, now);
         let allowed = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let o = t
@@ -5220,6 +5266,9 @@ impl Edge {
                 .as_ref()
                 .ok_or("the tenant places no outside calls ([tenants.outbound])")?;
             o.permits(number)?;
+            if let Some(why) = capped {
+                return Err(why);
+            }
             let j = t
                 .spec
                 .trunks
@@ -5249,6 +5298,7 @@ impl Edge {
                 return;
             }
         };
+        self.outside_placed(tenant, None, now);
         self.far_ringing(n, (tenant, j), (far, socket), now);
         let Some(c) = self.calls.get_mut(&n) else {
             return;

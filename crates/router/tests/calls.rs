@@ -3520,6 +3520,70 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
     c.router.stop().await.unwrap();
 }
 
+/// The tenant's own caps on outside calls: two in the hour and one at once, whatever each
+/// agent may place (3 an hour). While Adele's first call is up a second is refused (at
+/// once); after it, a second goes through; a third is refused (the hour). Each refusal is
+/// a record that names the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_caps_its_outside_calls_per_hour_and_at_once() {
+    let _one = SERIAL.lock().await;
+    let (far_port, edge) = edge_with_outbound();
+    let rules = OUTBOUND.replace(
+        "max_per_hour = 3\n",
+        "max_per_hour = 3\ntenant_max_per_hour = 2\nmax_concurrent = 1\n",
+    );
+    let c = start(&format!("{edge}{rules}")).await;
+    c.tones(15);
+    let creds = c.credentials("adele@contoso.example").await;
+    let pw = c.dir.path().join("adele.pw");
+    std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
+    let dial = |record: &str| c.agent_dials(&creds, &pw, "+15550001234", record);
+    let refused = |out: &[Value]| {
+        let statuses: Vec<&Value> = out.iter().filter_map(|e| e.get("status")).collect();
+        !out.iter().any(|e| e["event"] == "established") && statuses.iter().any(|s| **s == 403)
+    };
+    for round in 1..=2 {
+        let called = trunk_phone(&c, far_port, "+15550001234", "caller.wav", "called.wav");
+        let first = dial("adele-out.wav");
+        assert!(
+            c.becomes("adele@contoso.example", "on_call").await,
+            "round {round}: the call is up"
+        );
+        if round == 1 {
+            // One at once: a second call meanwhile is refused.
+            let second = finish(dial("refused.wav"), Duration::from_secs(15)).await;
+            assert!(refused(&second), "one call at once: {second:?}");
+        }
+        let first = finish(first, Duration::from_secs(20)).await;
+        assert!(
+            first.iter().any(|e| e["event"] == "established"),
+            "round {round}: {first:?}"
+        );
+        drop(finish(called, Duration::from_secs(10)).await);
+    }
+    // Two placed this hour: the third is refused.
+    let third = finish(dial("refused.wav"), Duration::from_secs(15)).await;
+    assert!(refused(&third), "two an hour: {third:?}");
+    let recs = c.calls().await;
+    let answered = recs.iter().filter(|r| r["outcome"] == "answered").count();
+    assert_eq!(answered, 2, "{recs:?}");
+    let mut reasons: Vec<&str> = recs
+        .iter()
+        .filter(|r| r["outcome"] == "refused")
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        [
+            "toll rules: 1 outside calls at once is the most the tenant may have",
+            "toll rules: 2 outside calls in the last hour is the most the tenant may place"
+        ],
+        "{recs:?}"
+    );
+    c.router.stop().await.unwrap();
+}
+
 const INSIDE: &str = r#"
 [[tenants.numbers]]
 number = "+18005550100"
