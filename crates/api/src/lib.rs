@@ -235,6 +235,10 @@ pub struct QueueSettings {
     /// An agent whose phone rang out is set Not ready ("missed call").
     #[serde(default = "yes")]
     pub not_ready_after_missed: bool,
+    /// The Not-ready reason they are given then (1–64 characters, no control characters);
+    /// none: `missed call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_reason: Option<String>,
     /// Every this many seconds (5–3600) a waiting caller hears their place.
     #[serde(default)]
     pub announce_seconds: Option<u64>,

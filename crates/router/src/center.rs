@@ -518,6 +518,10 @@ pub struct QueueConfig {
     /// After ringing out unanswered the agent is set Not ready ("missed call"); false: Ready.
     #[serde(default = "yes")]
     pub not_ready_after_missed: bool,
+    /// The Not-ready reason an agent who rang out is given (1–64 characters, no control
+    /// characters); none: "missed call".
+    #[serde(default)]
+    pub missed_reason: Option<String>,
     /// Every this many seconds a waiting caller hears their place in the queue and the
     /// expected wait (from the queue's handle time and staffed agents); none: never.
     #[serde(default)]
@@ -1052,6 +1056,17 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
             }
             if let Some(o) = &q.no_agents {
                 spec_target(o, key("no_agents"))?;
+            }
+            if let Some(r) = &q.missed_reason {
+                let n = r.chars().count();
+                if !(1..=64).contains(&n) || r.chars().any(char::is_control) || r.trim().is_empty()
+                {
+                    return Err(RefError {
+                        offset: None,
+                        key: key("missed_reason"),
+                        message: "missed_reason must be 1 to 64 characters, not all spaces, with no control characters (or left out: \"missed call\")".into(),
+                    });
+                }
             }
             if q.announce_seconds.is_some_and(|a| !(5..=3600).contains(&a)) {
                 return Err(RefError {
@@ -1603,6 +1618,14 @@ skills = { billing = 5 }
         ] {
             let (k, msg) = reference(&callback(cb));
             assert_eq!(k, key, "{cb}: {msg}");
+        }
+        // A missed-call reason: some text, no control characters, at most 64 characters.
+        for bad in ["\"  \"", "\"a\\u0007b\"", &format!("{:?}", "x".repeat(65))] {
+            let (k, msg) = reference(&GOOD.replace(
+                "[[tenants.queues]]\nname = \"general\"\n",
+                &format!("[[tenants.queues]]\nname = \"general\"\nmissed_reason = {bad}\n"),
+            ));
+            assert_eq!(k, "tenants[0].queues[0].missed_reason", "{bad}: {msg}");
         }
         // At overflow only, in a queue with a longest wait.
         let c = parse(&GOOD.replace(

@@ -5625,9 +5625,11 @@ impl Edge {
         self.sockets.remove(&leg);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
-            let not_ready = queue
-                .and_then(|q| t.queue(q))
-                .is_none_or(|q| q.not_ready_after_missed);
+            let spec = queue.and_then(|q| t.queue(q));
+            let not_ready = spec.is_none_or(|q| q.not_ready_after_missed);
+            let reason = spec
+                .and_then(|q| q.missed_reason.clone())
+                .unwrap_or_else(|| "missed call".into());
             let after = if not_ready {
                 AfterMissed::NotReady
             } else {
@@ -5639,7 +5641,7 @@ impl Edge {
                 a.ringing = a.ringing.saturating_sub(1);
                 if not_ready {
                     a.ready = false;
-                    a.reason = Some("missed call".into());
+                    a.reason = Some(reason);
                 }
                 tracing::info!(agent = %a.upn, "the offer rang out unanswered");
             }

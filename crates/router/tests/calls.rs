@@ -748,7 +748,12 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_answers() {
     let _one = SERIAL.lock().await;
-    let c = start(&format!("{EDGE}{TENANT}")).await;
+    // The queue names the reason (the desktop's tests see the default, "missed call").
+    let tenant = TENANT.replace(
+        "alert_seconds = 3\n",
+        "alert_seconds = 3\nmissed_reason = \"Rang out: call back\"\n",
+    );
+    let c = start(&format!("{EDGE}{tenant}")).await;
     let d = c.dir.path();
     c.tones(15);
     // Linear: Adele (first in the configuration) is offered first and lets it ring past
@@ -770,7 +775,7 @@ async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_ans
     assert!(ok, "{ev:?}");
     let st = c.status("adele@contoso.example").await;
     assert_eq!(st["state"], "not_ready", "{st}");
-    assert_eq!(st["reason"], "missed call", "{st}");
+    assert_eq!(st["reason"], "Rang out: call back", "{st}");
     took_the_call(alex, "alex took the call").await;
     c.heard(
         "alex-heard.wav",
