@@ -1742,6 +1742,147 @@ async fn a_caller_who_waits_the_longest_overflows_to_the_next_queue_or_hears_why
     c.router.stop().await.unwrap();
 }
 
+const STRATEGIES: &str = r#"
+[[tenants.numbers]]
+number = "+18005550201"
+queue = "robin"
+
+[[tenants.numbers]]
+number = "+18005550202"
+queue = "everyone"
+
+[[tenants.numbers]]
+number = "+18005550203"
+queue = "least"
+
+[[tenants.numbers]]
+number = "+18005550204"
+queue = "fewest"
+
+[[tenants.numbers]]
+number = "+18005550205"
+queue = "idle"
+
+[[tenants.queues]]
+name = "robin"
+strategy = "round_robin"
+
+[[tenants.queues]]
+name = "everyone"
+strategy = "ring_all"
+
+[[tenants.queues]]
+name = "least"
+strategy = "least_talk_time"
+
+[[tenants.queues]]
+name = "fewest"
+strategy = "fewest_calls"
+
+[[tenants.queues]]
+name = "idle"
+strategy = "longest_idle"
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+
+[[tenants.agents]]
+upn = "alex@contoso.example"
+
+[[tenants.agents]]
+upn = "megan@contoso.example"
+"#;
+
+/// Each strategy picks the agent it should, with three real phones (Adele, Alex, Megan, in
+/// that order in the configuration; Alex answers fastest). Megan is Not ready at first:
+/// round robin goes Adele, Alex, then Adele again (Megan skipped); ring all rings Adele and
+/// Alex and Alex answers first; least talk time picks Alex (Adele's first call was long)
+/// though Adele has been idle longer. Megan made Ready: fewest calls picks her though Adele
+/// has been idle longest, and longest idle then picks Adele. Every call's record names
+/// the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_strategy_offers_the_call_to_the_agent_it_should() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{STRATEGIES}")).await;
+    c.tones(10);
+    let agents = [
+        ("adele@contoso.example", 1.0),
+        ("alex@contoso.example", 0.2),
+        ("megan@contoso.example", 1.0),
+    ];
+    let mut phones = Vec::new();
+    for (upn, after) in agents {
+        // More calls than they get: they are stopped at the end.
+        let calls = ["--calls", "9", "--hangup-after", "30"];
+        let record = format!("{}.wav", &upn[..4]);
+        phones.push(c.agent_with(upn, after, &calls, "agent.wav", &record).await);
+    }
+    c.set_state("megan@contoso.example", "not_ready").await;
+    // (number, the caller's seconds, who should take it)
+    let plan = [
+        ("+18005550201", 6, "adele"), // round robin: the first in the list (a long call)
+        ("+18005550201", 2, "alex"),  // … the next
+        ("+18005550201", 2, "adele"), // … Megan is not Ready: round to Adele
+        ("+18005550202", 2, "alex"),  // ring all (Adele, Alex): Alex answers first
+        ("+18005550203", 2, "alex"),  // least talk time: Alex's two short calls
+        ("+18005550204", 2, "megan"), // fewest calls: Megan, Ready now, has had none
+        ("+18005550205", 2, "adele"), // longest idle: Adele's last call ended first
+    ];
+    for (i, (number, seconds, _)) in plan.iter().enumerate() {
+        if i == 5 {
+            c.set_state("megan@contoso.example", "ready").await;
+        }
+        // Everyone Ready free again before the next call.
+        let ready = if i < 5 { &agents[..2] } else { &agents[..] };
+        for (upn, _) in ready {
+            assert!(c.becomes(upn, "ready").await, "call {i}: {upn} is Ready");
+        }
+        let (ok, ev) = c.call(number, *seconds, "caller.wav", "heard.wav").await;
+        assert!(ok, "call {i}: {ev:?}");
+    }
+    for phone in phones {
+        drop(finish(phone, Duration::from_millis(10)).await);
+    }
+    let mut recs = c.calls().await;
+    recs.sort_by(|a, b| {
+        let t = |r: &Value| r["started_at"].as_str().unwrap_or_default().to_owned();
+        t(a).cmp(&t(b))
+    });
+    let took: Vec<&str> = recs
+        .iter()
+        .map(|r| {
+            r["agent"]
+                .as_str()
+                .and_then(|a| a.split('@').next())
+                .unwrap_or("nobody")
+        })
+        .collect();
+    let want: Vec<&str> = plan.iter().map(|p| p.2).collect();
+    assert_eq!(took, want, "{recs:#?}");
+    // Ring all offered it to both Ready agents at once; Adele's offer was cancelled.
+    let all = &recs[3];
+    let mut offers: Vec<(String, String)> = all["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let who = o["agent"].as_str().unwrap_or_default();
+            let who = who.split('@').next().unwrap_or_default().to_owned();
+            (who, o["outcome"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    offers.sort();
+    assert_eq!(
+        offers,
+        [
+            ("adele".to_owned(), "cancelled".to_owned()),
+            ("alex".to_owned(), "answered".to_owned())
+        ],
+        "{all}"
+    );
+    c.router.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_contact_center_routes_key_1_to_its_best_billing_agent() {
     let _one = SERIAL.lock().await;
