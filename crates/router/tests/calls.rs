@@ -434,6 +434,13 @@ impl Center {
     }
 }
 
+/// A record's time (RFC 3339).
+fn instant(v: &Value) -> time::OffsetDateTime {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
 /// The caller's events end in an `ended` that says `status`.
 fn assert_ended_with(ev: &[Value], status: &str) {
     let ended = ev
@@ -1844,10 +1851,7 @@ async fn each_strategy_offers_the_call_to_the_agent_it_should() {
         drop(finish(phone, Duration::from_millis(10)).await);
     }
     let mut recs = c.calls().await;
-    recs.sort_by(|a, b| {
-        let t = |r: &Value| r["started_at"].as_str().unwrap_or_default().to_owned();
-        t(a).cmp(&t(b))
-    });
+    recs.sort_by(|a, b| instant(&a["started_at"]).cmp(&instant(&b["started_at"])));
     let took: Vec<&str> = recs
         .iter()
         .map(|r| {
@@ -2018,15 +2022,10 @@ async fn transfer_to(target: &str, step: &str) {
         ),
         "{r}"
     );
-    let when = |v: &Value| {
-        let text = v.as_str().unwrap_or_else(|| panic!("a time: {r}"));
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|e| panic!("{text}: {e}"))
-    };
     let (at, started, ended) = (
-        when(&x[0]["at"]),
-        when(&r["started_at"]),
-        when(&r["ended_at"]),
+        instant(&x[0]["at"]),
+        instant(&r["started_at"]),
+        instant(&r["ended_at"]),
     );
     assert!(
         started <= at && at <= ended,
@@ -2622,9 +2621,10 @@ callback = { on_overflow = true, attempts = 1, ring_seconds = 10, retry_seconds 
 upn = "adele@contoso.example"
 "#;
 
-/// A caller on the trunk as `user` with `args`, running (see [`Center::call_with`]).
-fn trunk_caller(c: &Center, user: &str, args: &[&str], record: &str) -> Child {
-    let uri = format!("sip:+18005550100@127.0.0.1:{}", c.sip);
+/// A caller on the trunk as `user` calling `number` with `args`, running (see
+/// [`Center::call_with`]).
+fn trunk_caller(c: &Center, (user, number): (&str, &str), args: &[&str], record: &str) -> Child {
+    let uri = format!("sip:{number}@127.0.0.1:{}", c.sip);
     Command::new(agent_bin())
         .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
         .args(["--json", "call", &uri, "--ring-timeout", "20"])
@@ -2674,7 +2674,12 @@ async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_ba
     drop(phone);
     let (c, adele) = callback_center(OVERFLOW_CALLBACK, phone_port, 40).await;
     // The first caller takes the queue's one place.
-    let first = trunk_caller(&c, "+15550100001", &["--hangup-after", "60"], "first.wav");
+    let first = trunk_caller(
+        &c,
+        ("+15550100001", "+18005550100"),
+        &["--hangup-after", "60"],
+        "first.wav",
+    );
     record_of(&c, "+15550100001", "queue general", false).await;
     // The next one is offered a callback, presses 2, and hears that all lines are busy.
     let declined = Instant::now();
@@ -2770,6 +2775,78 @@ async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_ba
     assert!(steps.contains(&"called back"), "{r}");
     let first = record_of(&c, "+15550100001", "queue general", true).await;
     assert_eq!(first["outcome"], "answered", "{first}");
+    c.router.stop().await.unwrap();
+}
+
+const PRIORITIES: &str = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+queue = "general"
+
+[[tenants.numbers]]
+number = "+18005550199"
+queue = "general"
+priority = 5
+
+[[tenants.queues]]
+name = "general"
+
+[[tenants.agents]]
+upn = "adele@contoso.example"
+"#;
+
+/// Callers are served by priority, then by how long they have waited: two callers on the
+/// ordinary number (priority 3) wait, then one on the priority-5 number; Adele, made Ready,
+/// takes the priority-5 caller first, then the two others in the order they came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_are_served_by_priority_then_by_their_wait() {
+    let _one = SERIAL.lock().await;
+    let c = start(&format!("{EDGE}{PRIORITIES}")).await;
+    c.tones(10);
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.2,
+            &["--calls", "3", "--hangup-after", "2"],
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    let mut callers = Vec::new();
+    for (user, number) in [
+        ("+15550100001", "+18005550100"),
+        ("+15550100002", "+18005550100"),
+        ("+15550100003", "+18005550199"),
+    ] {
+        let args = ["--hangup-after", "60"];
+        callers.push(trunk_caller(
+            &c,
+            (user, number),
+            &args,
+            &format!("{user}.wav"),
+        ));
+        record_of(&c, user, "queue general", false).await;
+    }
+    c.set_state("adele@contoso.example", "ready").await;
+    for caller in callers {
+        let ev = finish(caller, Duration::from_secs(30)).await;
+        assert!(ev.iter().any(|e| e["event"] == "established"), "{ev:?}");
+    }
+    drop(finish(adele, Duration::from_secs(10)).await);
+    let mut answered = Vec::new();
+    for user in ["+15550100001", "+15550100002", "+15550100003"] {
+        let r = record_of(&c, user, "queue general", true).await;
+        assert_eq!(r["agent"], "adele@contoso.example", "{r}");
+        answered.push((instant(&r["answered_at"]), user));
+    }
+    answered.sort();
+    let order: Vec<&str> = answered.iter().map(|x| x.1).collect();
+    assert_eq!(
+        order,
+        ["+15550100003", "+15550100001", "+15550100002"],
+        "{answered:?}"
+    );
     c.router.stop().await.unwrap();
 }
 
