@@ -1218,6 +1218,81 @@ async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue
     c.router.stop().await.unwrap();
 }
 
+/// A caller finds their way through two menus with the keys an attendant knows: an unknown
+/// key (a retry), `*` (the menu again), `2` into the orders menu, `#` back to the main menu,
+/// then `1` for billing, where Adele answers; the record has both choices and every menu.
+/// Another caller presses two unknown keys: with one retry, the default route takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_uses_star_hash_a_submenu_and_retries_in_the_attendant() {
+    let _one = SERIAL.lock().await;
+    let config = ATTENDANT
+        .replace("retries = 0", "retries = 1")
+        .replace(
+            "2 = { queue = \"orders\" } }",
+            "2 = { attendant = \"orders-menu\" } }\n\n[[tenants.attendants]]\nname = \"orders-menu\"\ngreeting = \"demo-main-menu\"\ndefault = { queue = \"orders\" }\noptions = { 1 = { queue = \"orders\" } }",
+        );
+    let c = start(&format!("{EDGE}{config}")).await;
+    c.tones(20);
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &["--calls", "2"],
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    for keys in ["9*2#1", "99"] {
+        let (ok, ev) = c.call_with(
+            "+18005550100",
+            &["--dtmf", keys, "--hangup-after", "12"],
+            "caller.wav",
+            "heard.wav",
+        );
+        assert!(ok, "{keys}: {ev:?}");
+    }
+    let adele = finish(adele, Duration::from_secs(10)).await;
+    assert_eq!(
+        adele.iter().filter(|e| e["event"] == "established").count(),
+        2,
+        "Adele took both: {adele:?}"
+    );
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    let (retried, travelled) = (&recs[0], &recs[1]);
+    assert_eq!(
+        travelled["choices"],
+        serde_json::json!(["main:2", "main:1"]),
+        "{travelled}"
+    );
+    assert_eq!(travelled["queue"], "billing", "{travelled}");
+    let steps: Vec<&str> = travelled["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let menus: Vec<&str> = steps
+        .iter()
+        .copied()
+        .filter(|s| s.starts_with("attendant "))
+        .collect();
+    assert_eq!(
+        menus,
+        ["attendant main", "attendant orders-menu", "attendant main"],
+        "{travelled}"
+    );
+    assert_eq!(steps.last(), Some(&"queue billing"), "{travelled}");
+    assert_eq!(
+        retried["choices"],
+        serde_json::json!(["main:none"]),
+        "{retried}"
+    );
+    assert_eq!(retried["queue"], "general", "{retried}");
+    assert_eq!(retried["agent"], "adele@contoso.example", "{retried}");
+    c.router.stop().await.unwrap();
+}
+
 /// An attendant added through the API answers the number mapped to it at once, and its keys
 /// route: the caller presses 3 and the orders agent answers; the file's attendant, no longer
 /// named by any number, is removed (and a call to it now would find no route).
