@@ -1748,6 +1748,56 @@ async fn a_source_guessing_digest_passwords_is_banned() {
     c.router.stop().await.unwrap();
 }
 
+/// A source that is no trunk's sending more than the guard's 100 requests a second is
+/// refused for a while without a word: it hears answers up to the rate, then nothing, a
+/// second later too, and the metrics count a flooding ban. (A trunk's own address is never
+/// rate-banned: its calls are capped per trunk instead.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_flooding_the_edge_with_requests_is_banned() {
+    // The trunk is elsewhere (TEST-NET-1, never contacted): 127.0.0.1 is a stranger here.
+    let edge = EDGE.replace("allow = [\"127.0.0.1\"]", "allow = [\"192.0.2.10\"]");
+    let c = start(&format!("{edge}{TENANT}")).await;
+    let sip = c.sip;
+    let (answered, later) = tokio::task::spawn_blocking(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let local = s.local_addr().unwrap();
+        let options = |n: u32| {
+            format!("OPTIONS sip:127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKflood{n}\r\nMax-Forwards: 70\r\nFrom: <sip:scan@127.0.0.1>;tag=f{n}\r\nTo: <sip:127.0.0.1:{sip}>\r\nCall-ID: flood{n}@{local}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        };
+        let mut buf = [0u8; 4096];
+        let mut answered = 0;
+        // Paced a little (a full socket buffer would drop requests, not test the guard).
+        for n in 0..250 {
+            s.send_to(options(n).as_bytes(), ("127.0.0.1", sip)).unwrap();
+            if n % 25 == 24 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        while s.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1200));
+        s.send_to(options(1000).as_bytes(), ("127.0.0.1", sip)).unwrap();
+        (answered, s.recv_from(&mut buf).is_ok())
+    })
+    .await
+    .unwrap();
+    assert!(
+        (1..=100).contains(&answered),
+        "answers up to the rate, then none: {answered}"
+    );
+    assert!(!later, "still refused a second later");
+    let metrics = c.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sip_sources_banned_total{why=\"flooding\"}")),
+        "{metrics}"
+    );
+    c.router.stop().await.unwrap();
+}
+
 const OVERFLOW: &str = r#"
 [[tenants.numbers]]
 number = "+18005550100"
