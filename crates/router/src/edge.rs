@@ -154,6 +154,44 @@ enum Refusal {
 }
 
 /// `a`, `a and b`, `a, b and c`.
+/// The record of a call refused at once, with `step` and `reason`, on `(tenant, trunk)`
+/// (their names); `dialled` empty: `(none)`.
+fn refused_record(
+    (tenant, trunk): (String, String),
+    caller: &str,
+    dialled: &str,
+    step: String,
+    reason: String,
+) -> CallRecord {
+    let at = time::OffsetDateTime::now_utc();
+    CallRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant,
+        trunk,
+        caller: caller.to_owned(),
+        dialled: if dialled.is_empty() {
+            "(none)".into()
+        } else {
+            dialled.to_owned()
+        },
+        started_at: at,
+        answered_at: None,
+        ended_at: Some(at),
+        choices: Vec::new(),
+        queue: None,
+        steps: vec![step],
+        offers: Vec::new(),
+        agent: None,
+        outcome: CallOutcome::Refused,
+        reason: Some(reason),
+        hold_seconds: 0,
+        transfers: Vec::new(),
+        wrap_up_seconds: None,
+        disposition: None,
+        notes: None,
+    }
+}
+
 /// A transfer the router makes now, for the call's record.
 fn transfer_record(by: &str, to: &str, kind: TransferKind) -> TransferRecord {
     TransferRecord {
@@ -1098,11 +1136,41 @@ impl Edge {
                         if let Some(r) = response(m, status, reason, &[]) {
                             let _ = self.net.send(self.arrived, from, r).await;
                         }
+                        if status == 503 {
+                            self.trunk_full_record(m, trunk);
+                        }
                     }
                 }
             }
             _ => self.ua.handle_message_on(m, from, self.arrived, now),
         }
+    }
+
+    /// A call refused (503) because its trunk already carried `max_calls` calls: its record
+    /// says so, as the carrier's blocked calls are what capacity is planned from.
+    fn trunk_full_record(&self, m: &Message, (tenant, j): (usize, usize)) {
+        let dialled = m
+            .request_uri()
+            .and_then(|u| safe_user(&u))
+            .unwrap_or_default();
+        let caller = asserted_caller(m)
+            .or_else(|| m.headers("From").find_map(safe_user))
+            .unwrap_or_else(|| "anonymous".into());
+        let (tenant_id, name, max) = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let tr = &t.trunks[j];
+            (t.spec.id.clone(), tr.name.clone(), tr.max_calls)
+        });
+        let why = format!("trunk {name} is full (max_calls = {max})");
+        tracing::info!(tenant = %tenant_id, trunk = %name, %caller, "a call was refused: the trunk is full");
+        let step = "refused: trunk full".to_owned();
+        self.write(&refused_record(
+            (tenant_id, name),
+            &caller,
+            &dialled,
+            step,
+            why,
+        ));
     }
 
     /// Calls an agent's phone at its registered Contact: over the connection it registered
@@ -1619,33 +1687,10 @@ impl Edge {
                             .unwrap_or_default(),
                     )
                 });
-                let at = time::OffsetDateTime::now_utc();
-                self.write(&CallRecord {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    tenant: tenant_id,
-                    trunk: trunk_name,
-                    caller: upn.clone(),
-                    dialled: if dialled.is_empty() {
-                        "(none)".into()
-                    } else {
-                        dialled
-                    },
-                    started_at: at,
-                    answered_at: None,
-                    ended_at: Some(at),
-                    choices: Vec::new(),
-                    queue: None,
-                    steps: vec![format!("outbound by {upn} refused")],
-                    offers: Vec::new(),
-                    agent: Some(upn),
-                    outcome: CallOutcome::Refused,
-                    reason: Some(why),
-                    hold_seconds: 0,
-                    transfers: Vec::new(),
-                    wrap_up_seconds: None,
-                    disposition: None,
-                    notes: None,
-                });
+                let step = format!("outbound by {upn} refused");
+                let mut rec = refused_record((tenant_id, trunk_name), &upn, &dialled, step, why);
+                rec.agent = Some(upn);
+                self.write(&rec);
             }
             Ok(trunk) => {
                 self.outside_placed(tenant, Some(agent), now);

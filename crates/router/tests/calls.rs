@@ -1798,6 +1798,53 @@ async fn a_source_flooding_the_edge_with_requests_is_banned() {
     c.router.stop().await.unwrap();
 }
 
+/// A trunk at its `max_calls` refuses the next call with 503, and the refusal is recorded
+/// (the carrier's blocked calls): one caller waits in the queue, the trunk's one call; the
+/// next hears 503 and has a record that says the trunk was full; the trunk still carries one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_trunk_refuses_the_next_call_with_503_and_records_it() {
+    let _one = SERIAL.lock().await;
+    let edge = EDGE.replace(
+        "allow = [\"127.0.0.1\"]",
+        "allow = [\"127.0.0.1\"]\nmax_calls = 1",
+    );
+    let c = start(&format!("{edge}{TENANT}")).await;
+    c.tones(10);
+    // Nobody Ready: the first caller waits, holding the trunk's one channel.
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    let first = trunk_caller(
+        &c,
+        ("+15550100001", "+18005550100"),
+        &["--hangup-after", "30"],
+        "first.wav",
+    );
+    record_of(&c, "+15550100001", "queue general", false).await;
+    let (ok, ev) = c.call_with(
+        "+18005550100",
+        &["--user", "+15550100002", "--hangup-after", "2"],
+        "caller.wav",
+        "refused.wav",
+    );
+    assert!(!ok, "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e["status"] == 503),
+        "the second call hears 503: {ev:?}"
+    );
+    let r = record_of(&c, "+15550100002", "refused: trunk full", true).await;
+    assert_eq!(r["outcome"], "refused", "{r}");
+    assert_eq!(r["trunk"], "carrier", "{r}");
+    assert_eq!(r["dialled"], "+18005550100", "{r}");
+    assert_eq!(r["reason"], "trunk carrier is full (max_calls = 1)", "{r}");
+    let trunks: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+    assert_eq!(trunks[0]["calls"], 1, "{trunks}");
+    drop(finish(first, Duration::from_millis(10)).await);
+    drop(finish(adele, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
+
 const OVERFLOW: &str = r#"
 [[tenants.numbers]]
 number = "+18005550100"
