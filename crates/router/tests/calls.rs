@@ -1507,6 +1507,118 @@ async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restar
     }
 }
 
+/// Configuration made through the API survives a SIGKILL that comes right after the API said
+/// it was done: a queue, a number for it and a new agent, each PUT, then the router killed
+/// with no clean stop. After the restart on the same data the three are listed again (as
+/// the API's, not the file's), and the new number's call reaches Adele through the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_made_through_the_api_survives_a_sigkill() {
+    let _one = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("router.toml"), format!("{EDGE}{TENANT}")).unwrap();
+    tone_wav(&d.join("tone.wav"), CALLER_HZ, 10);
+    let (mut router, base, _) = router_process(d);
+    let http = reqwest::Client::new();
+    let config = format!("{base}/v1/config/tenants/contoso");
+    for (path, body) in [
+        (
+            "queues/vip",
+            serde_json::json!({ "strategy": "linear", "alert_seconds": 5 }),
+        ),
+        (
+            "numbers/+18005550177",
+            serde_json::json!({ "queue": "vip", "priority": 5 }),
+        ),
+        (
+            "agents/megan@contoso.example",
+            serde_json::json!({ "name": "Megan Bowen", "skills": { "escalations": 4 } }),
+        ),
+    ] {
+        let r = http
+            .put(format!("{config}/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(
+            status == 200 || status == 201,
+            "{path}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    router.kill().unwrap(); // SIGKILL, at once
+    router.wait().unwrap();
+    let (mut router, base, sip) = router_process(d);
+    let config = format!("{base}/v1/config/tenants/contoso");
+    let queues: Value = get_json(&http, &format!("{config}/queues")).await;
+    let vip = queues
+        .as_array()
+        .and_then(|q| q.iter().find(|x| x["name"] == "vip"))
+        .unwrap_or_else(|| panic!("the queue is back: {queues}"));
+    assert_eq!(vip["settings"]["strategy"], "linear", "{vip}");
+    assert_eq!(vip["settings"]["alert_seconds"], 5, "{vip}");
+    let numbers: Value = get_json(&http, &format!("{config}/numbers")).await;
+    let number = numbers
+        .as_array()
+        .and_then(|n| n.iter().find(|x| x["number"] == "+18005550177"))
+        .unwrap_or_else(|| panic!("the number is back: {numbers}"));
+    assert_eq!(number["settings"]["queue"], "vip", "{number}");
+    assert_eq!(number["settings"]["priority"], 5, "{number}");
+    let agents: Value = get_json(&http, &format!("{config}/agents")).await;
+    let megan = agents
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["upn"] == "megan@contoso.example"))
+        .unwrap_or_else(|| panic!("the agent is back: {agents}"));
+    assert_eq!(megan["skills"]["escalations"], 4, "{megan}");
+    for x in [vip, number, megan] {
+        assert_eq!(x["source"], "api", "{x}");
+    }
+    // And the number routes: its caller reaches Adele through the queue.
+    let mut agent = adele_registered_and_ready(&http, &base, d, &[]).await;
+    let out = Command::new(agent_bin())
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args([
+            "--json",
+            "call",
+            &format!("sip:+18005550177@127.0.0.1:{sip}"),
+        ])
+        .args(["--hangup-after", "2", "--play"])
+        .arg(d.join("tone.wav"))
+        .output()
+        .unwrap();
+    let ev = events(&out.stdout);
+    assert!(
+        ev.iter().any(|e| e["event"] == "established"),
+        "the number answered: {ev:?}"
+    );
+    let recs: Vec<Value> = get_json(&http, &format!("{base}/v1/calls")).await;
+    assert_eq!(recs[0]["queue"], "vip", "{recs:?}");
+    let start = Instant::now();
+    while recs_agent(&http, &base).await.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nobody took the call"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        recs_agent(&http, &base).await.as_deref(),
+        Some("adele@contoso.example")
+    );
+    for p in [&mut agent, &mut router] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}
+
+/// The agent of the newest call the router at `base` lists.
+async fn recs_agent(http: &reqwest::Client, base: &str) -> Option<String> {
+    let recs: Vec<Value> = get_json(http, &format!("{base}/v1/calls")).await;
+    recs.first()?["agent"].as_str().map(str::to_owned)
+}
+
 /// One REGISTER from `sock` to the edge; the answer's first line, its WWW-Authenticate nonce
 /// and the whole answer, or `None` when nothing answers within a second.
 fn register(
