@@ -1552,25 +1552,24 @@ async fn configuration_made_through_the_api_survives_a_sigkill() {
     router.wait().unwrap();
     let (mut router, base, sip) = router_process(d);
     let config = format!("{base}/v1/config/tenants/contoso");
-    let queues: Value = get_json(&http, &format!("{config}/queues")).await;
-    let vip = queues
-        .as_array()
-        .and_then(|q| q.iter().find(|x| x["name"] == "vip"))
-        .unwrap_or_else(|| panic!("the queue is back: {queues}"));
+    // The item of `list` whose `key` is `value`.
+    let listed = |list: &str, key: &str, value: &str| {
+        let (http, url) = (http.clone(), format!("{config}/{list}"));
+        let (key, value) = (key.to_owned(), value.to_owned());
+        async move {
+            let all: Value = get_json(&http, &url).await;
+            all.as_array()
+                .and_then(|a| a.iter().find(|x| x[&key] == value.as_str()).cloned())
+                .unwrap_or_else(|| panic!("{value} is back in {url}: {all}"))
+        }
+    };
+    let vip = listed("queues", "name", "vip").await;
     assert_eq!(vip["settings"]["strategy"], "linear", "{vip}");
     assert_eq!(vip["settings"]["alert_seconds"], 5, "{vip}");
-    let numbers: Value = get_json(&http, &format!("{config}/numbers")).await;
-    let number = numbers
-        .as_array()
-        .and_then(|n| n.iter().find(|x| x["number"] == "+18005550177"))
-        .unwrap_or_else(|| panic!("the number is back: {numbers}"));
+    let number = listed("numbers", "number", "+18005550177").await;
     assert_eq!(number["settings"]["queue"], "vip", "{number}");
     assert_eq!(number["settings"]["priority"], 5, "{number}");
-    let agents: Value = get_json(&http, &format!("{config}/agents")).await;
-    let megan = agents
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["upn"] == "megan@contoso.example"))
-        .unwrap_or_else(|| panic!("the agent is back: {agents}"));
+    let megan = listed("agents", "upn", "megan@contoso.example").await;
     assert_eq!(megan["skills"]["escalations"], 4, "{megan}");
     for x in [vip, number, megan] {
         assert_eq!(x["source"], "api", "{x}");
