@@ -304,7 +304,16 @@ max_per_hour = 1000
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(trunks[0]["calls"], 0, "calls left on the trunk: {trunks}");
-    let records: Vec<Value> = get_json(&c.http, &format!("{}/v1/calls?limit=500", c.base)).await;
+    // The records' last writes go to the store after the calls have left the trunk: wait
+    // for them (up to 10 s) before judging.
+    let mut records: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        records = get_json(&c.http, &format!("{}/v1/calls?limit=500", c.base)).await;
+        if records.iter().all(|r| r["ended_at"].is_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let outside = records
         .iter()
         .filter(|r| r["dialled"] == "+15550000000")
