@@ -404,6 +404,21 @@ impl Center {
             .unwrap()
     }
 
+    /// A headless caller's command: `number` on the trunk, with `args`, playing `play` and
+    /// recording `record` (files in the test's folder).
+    fn caller(&self, number: &str, args: &[&str], play: &str, record: &str) -> Command {
+        let uri = format!("sip:{number}@127.0.0.1:{}", self.sip);
+        let mut cmd = Command::new(agent_bin());
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args(["--json", "call", &uri, "--ring-timeout", "20"])
+            .args(args)
+            .arg("--play")
+            .arg(self.dir.path().join(play))
+            .arg("--record")
+            .arg(self.dir.path().join(record));
+        cmd
+    }
+
     /// Calls `number` on the trunk from a headless caller with `args`.
     fn call_with(
         &self,
@@ -412,18 +427,7 @@ impl Center {
         play: &str,
         record: &str,
     ) -> (bool, Vec<Value>) {
-        let (play, record) = (self.dir.path().join(play), self.dir.path().join(record));
-        let uri = format!("sip:{number}@127.0.0.1:{}", self.sip);
-        let out = Command::new(agent_bin())
-            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args(["--json", "call", &uri, "--ring-timeout", "20"])
-            .args(args)
-            .arg("--play")
-            .arg(play)
-            .arg("--record")
-            .arg(record)
-            .output()
-            .unwrap();
+        let out = self.caller(number, args, play, record).output().unwrap();
         let ev = events(&out.stdout);
         eprintln!(
             "caller → {}\nstderr: {}\nevents: {ev:#?}",
@@ -2907,16 +2911,8 @@ upn = "adele@contoso.example"
 /// A caller on the trunk as `user` calling `number` with `args`, running (see
 /// [`Center::call_with`]).
 fn trunk_caller(c: &Center, (user, number): (&str, &str), args: &[&str], record: &str) -> Child {
-    let uri = format!("sip:{number}@127.0.0.1:{}", c.sip);
-    Command::new(agent_bin())
-        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-        .args(["--json", "call", &uri, "--ring-timeout", "20"])
-        .args(["--codec", "opus", "--user", user])
-        .args(args)
-        .arg("--play")
-        .arg(c.dir.path().join("caller.wav"))
-        .arg("--record")
-        .arg(c.dir.path().join(record))
+    let opus = ["--codec", "opus", "--user", user];
+    c.caller(number, &[&opus[..], args].concat(), "caller.wav", record)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
