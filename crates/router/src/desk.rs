@@ -180,6 +180,9 @@ pub struct TenantRt {
     pub numbers_from_api: std::collections::HashSet<String>,
     /// Expert groups (and, as `""`, the toll rules) set through the API.
     pub others_from_api: std::collections::HashSet<String>,
+    /// Round-robin queues: the UPN of the agent offered the last call, as last written to
+    /// the store.
+    round_robin_saved: HashMap<QueueId, String>,
 }
 
 /// Why an agent could not be added, changed or removed.
@@ -1084,6 +1087,12 @@ pub enum RecordWrite {
     Session(Box<AgentSession>),
     /// An agent's session is over (signed off, revoked, removed): (tenant, UPN).
     EndSession(String, String),
+    /// Where a round-robin queue stopped: the agent (UPN) it offered its last call to.
+    RoundRobin {
+        tenant: String,
+        queue: String,
+        upn: String,
+    },
     /// A callback a caller asked for, as it stands (kept across restarts).
     Callback(Box<PendingCallback>),
     /// Call `id`'s callback is over (made, given up, or the call ended otherwise).
@@ -1153,6 +1162,9 @@ pub async fn write_records(
             }
             RecordWrite::Session(s) => store.put_agent_session(&s).await,
             RecordWrite::EndSession(tenant, upn) => store.delete_agent_session(&tenant, &upn).await,
+            RecordWrite::RoundRobin { tenant, queue, upn } => {
+                store.put_round_robin(&tenant, &queue, &upn).await
+            }
             RecordWrite::Callback(p) => store.put_pending_callback(&p).await,
             RecordWrite::CallbackDone(id) => store.delete_pending_callback(&id).await,
         };
@@ -1230,6 +1242,7 @@ impl CallCenter {
                     queues_from_api: Default::default(),
                     numbers_from_api: Default::default(),
                     others_from_api: Default::default(),
+                    round_robin_saved: HashMap::new(),
                     retired_attendants: Default::default(),
                     retired_queues: Default::default(),
                 }
@@ -1277,6 +1290,68 @@ impl CallCenter {
         for w in changes {
             let _ = records.send(w);
         }
+    }
+
+    /// Writes where each round-robin queue stopped, when it moved since it was last written,
+    /// so that a restart goes on with the next agent rather than the first.
+    pub fn save_round_robin(&self) {
+        let Some(records) = self.records.get() else {
+            return;
+        };
+        let changes = self.with(|d| {
+            let mut out = Vec::new();
+            for t in d.tenants.iter_mut() {
+                for (name, &q) in &t.queue_ids {
+                    if t.retired_queues.contains(&q) {
+                        continue;
+                    }
+                    let Some(upn) = t
+                        .engine
+                        .round_robin_last(q)
+                        .and_then(|a| t.agents.get(a.0 as usize))
+                        .map(|r| r.upn.to_ascii_lowercase())
+                    else {
+                        continue;
+                    };
+                    if t.round_robin_saved.get(&q) == Some(&upn) {
+                        continue;
+                    }
+                    t.round_robin_saved.insert(q, upn.clone());
+                    out.push(RecordWrite::RoundRobin {
+                        tenant: t.spec.id.clone(),
+                        queue: name.clone(),
+                        upn,
+                    });
+                }
+            }
+            out
+        });
+        for w in changes {
+            let _ = records.send(w);
+        }
+    }
+
+    /// Puts back where round-robin queues stopped before a restart: (tenant, queue, UPN).
+    /// Queues or agents no longer configured are skipped. Returns how many came back.
+    pub fn restore_round_robin(&self, kept: Vec<(String, String, String)>) -> usize {
+        let mut desk = self.lock();
+        let mut restored = 0;
+        for (tenant, queue, upn) in kept {
+            let Some(t) = desk.tenants.iter_mut().find(|t| t.spec.id == tenant) else {
+                continue;
+            };
+            let Some(&q) = t.queue_ids.get(&queue) else {
+                continue;
+            };
+            let upn = upn.to_ascii_lowercase();
+            let Some(&a) = t.by_upn.get(&upn) else {
+                continue;
+            };
+            t.engine.set_round_robin_last(q, a);
+            t.round_robin_saved.insert(q, upn);
+            restored += 1;
+        }
+        restored
     }
 
     /// Puts back the sessions a previous run kept: credentials, Ready or Not ready, and the
@@ -1329,6 +1404,7 @@ impl CallCenter {
     /// when they changed, for the board, with no event stream too).
     pub fn publish_agent_changes(&self) {
         self.save_sessions();
+        self.save_round_robin();
         let now = Instant::now();
         let changed: Vec<(Option<String>, AgentStatus)> = self.with(|d| {
             d.tenants
@@ -2377,6 +2453,100 @@ agents = [{ upn = "adele@contoso.example", object_id = "0A1B2C3D-0000-4000-8000-
             "0a1b2c3d-0000-4000-8000-000000000009",
             "DoNotDisturb",
             "Presenting"
+        ));
+    }
+
+    /// Where a round-robin queue stopped is written when it moves (and only then), and a
+    /// router started again from what was written offers the next call to the next agent.
+    #[test]
+    fn round_robin_goes_on_after_a_restart_from_where_it_stopped() {
+        use crate::routing::{CallId, Caller};
+        let toml = r#"
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+queues = [{ name = "general", strategy = "round_robin" }, { name = "other" }]
+agents = [{ upn = "adele@contoso.example" }, { upn = "Lynne@contoso.example" }, { upn = "alex@contoso.example" }]
+"#;
+        let upns = [
+            "adele@contoso.example",
+            "lynne@contoso.example",
+            "alex@contoso.example",
+        ];
+        let start = |kept: Vec<(String, String, String)>| {
+            let cc = center_with_phones(toml, &upns);
+            for upn in upns {
+                cc.set_state(upn, None, RequestedState::Ready, None)
+                    .unwrap();
+            }
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            cc.records.set(tx).unwrap();
+            cc.restore_round_robin(kept);
+            (cc, rx)
+        };
+        let offer = |cc: &CallCenter, call: u64| {
+            cc.with(|d| {
+                let e = &mut d.tenants[0].engine;
+                let now = Instant::now();
+                let caller = Caller {
+                    call: CallId(call),
+                    priority: 3,
+                    since: now,
+                };
+                e.enqueue(QueueId(0), caller, now).unwrap();
+                let offers = e.dispatch();
+                assert_eq!(offers.len(), 1, "{offers:?}");
+                offers[0].agents.clone()
+            })
+        };
+        let (cc, mut rx) = start(Vec::new());
+        cc.save_round_robin();
+        assert!(rx.try_recv().is_err(), "no call offered yet: nothing kept");
+        assert_eq!(offer(&cc, 1), vec![AgentId(0)]);
+        cc.save_round_robin();
+        let kept = match rx.try_recv() {
+            Ok(RecordWrite::RoundRobin { tenant, queue, upn }) => (tenant, queue, upn),
+            other => panic!("where the round stopped is written: {other:?}"),
+        };
+        assert_eq!(
+            kept,
+            (
+                "contoso".into(),
+                "general".into(),
+                "adele@contoso.example".into()
+            )
+        );
+        cc.save_round_robin();
+        assert!(rx.try_recv().is_err(), "unchanged: not written again");
+        // Adele's call ends; the router stops. The next starts from what was kept.
+        let (cc, mut rx) = start(vec![
+            kept,
+            (
+                "contoso".into(),
+                "gone".into(),
+                "adele@contoso.example".into(),
+            ),
+            (
+                "contoso".into(),
+                "general".into(),
+                "nobody@contoso.example".into(),
+            ),
+            (
+                "fabrikam".into(),
+                "general".into(),
+                "adele@contoso.example".into(),
+            ),
+        ]);
+        cc.save_round_robin();
+        assert!(
+            rx.try_recv().is_err(),
+            "what was restored is not written back"
+        );
+        assert_eq!(offer(&cc, 2), vec![AgentId(1)], "Lynne is next, not Adele");
+        cc.save_round_robin();
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(RecordWrite::RoundRobin { upn, .. }) if upn == "lynne@contoso.example"
         ));
     }
 

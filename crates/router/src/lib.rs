@@ -324,6 +324,8 @@ impl Router {
                 "agents' sessions kept from before the restart"
             );
         }
+        // Round-robin queues go on after the agent they offered their last call to.
+        center.restore_round_robin(store.round_robin().await?);
         // Callbacks callers asked for before the stop are taken up again; their calls stay
         // open. The rest of the calls cut short are closed as interrupted.
         let kept = restore_callbacks(&store, &center).await?;

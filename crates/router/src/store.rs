@@ -540,6 +540,36 @@ impl Store {
             .collect()
     }
 
+    /// Keeps where round-robin queue `queue` of `tenant` stopped: the agent it offered its
+    /// last call to.
+    pub async fn put_round_robin(
+        &self,
+        tenant: &str,
+        queue: &str,
+        upn: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO round_robin (tenant, queue, upn) VALUES (?, ?, ?) \
+             ON CONFLICT (tenant, queue) DO UPDATE SET upn = excluded.upn",
+        )
+        .bind(tenant)
+        .bind(queue)
+        .bind(upn.to_ascii_lowercase())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Where each round-robin queue stopped: (tenant, queue, UPN).
+    pub async fn round_robin(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT tenant, queue, upn FROM round_robin ORDER BY tenant, queue")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
     /// Closes the calls a run cut short (still in progress when it stopped) as interrupted,
     /// ending at `now`; returns how many.
     /// Keeps callback `p` (replacing the one kept for its call before).
@@ -894,6 +924,37 @@ mod tests {
         assert!(store.delete_tenant(t.id).await.unwrap());
         assert!(!store.delete_tenant(t.id).await.unwrap());
         assert!(store.list_tenants().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn where_round_robin_stopped_is_kept_per_tenant_and_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), None).await.unwrap();
+            assert!(store.round_robin().await.unwrap().is_empty());
+            store
+                .put_round_robin("contoso", "general", "Adele@contoso.example")
+                .await
+                .unwrap();
+            store
+                .put_round_robin("fabrikam", "general", "alex@fabrikam.example")
+                .await
+                .unwrap();
+            store
+                .put_round_robin("contoso", "general", "lynne@contoso.example")
+                .await
+                .unwrap();
+            store.close().await;
+        }
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let s = |t: &str, q: &str, u: &str| (t.to_owned(), q.to_owned(), u.to_owned());
+        assert_eq!(
+            store.round_robin().await.unwrap(),
+            [
+                s("contoso", "general", "lynne@contoso.example"),
+                s("fabrikam", "general", "alex@fabrikam.example"),
+            ]
+        );
     }
 
     #[tokio::test]

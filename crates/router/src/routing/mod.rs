@@ -22,7 +22,7 @@
 //! | strategy | who first |
 //! |---|---|
 //! | longest idle | the longest since their last call ended (or since they became ready) |
-//! | round robin | the next by rank after the last one offered, wrapping |
+//! | round robin | the next by rank after the last one offered, wrapping (the owner keeps the place across restarts: [`Engine::round_robin_last`]) |
 //! | ring all | every available member at once; the first to answer takes it |
 //! | fewest calls | fewest answered calls, then longest idle |
 //! | least talk time | least talk time, then longest idle |
@@ -243,8 +243,9 @@ impl Engine {
             self.queues.resize_with(i + 1, || None);
         }
         // Callers already waiting stay (a changed strategy or skill list does not drop them).
-        let (waiting, entries) = match self.queues[i].take() {
-            Some(q) => (q.waiting, q.entries),
+        // Nor does round robin forget where it stopped.
+        let (waiting, entries, cursor) = match self.queues[i].take() {
+            Some(q) => (q.waiting, q.entries, q.cursor),
             None => Default::default(),
         };
         self.queues[i] = Some(QueueSlot {
@@ -255,7 +256,7 @@ impl Engine {
             keys: HashMap::new(),
             pool: Vec::new(),
             pool_at: HashMap::new(),
-            cursor: None,
+            cursor,
             waiting,
             entries,
         });
@@ -444,12 +445,29 @@ impl Engine {
         self.touch_idle(a, now);
     }
 
-    /// Whether the agent may be offered a call now.
+    /// Round robin: the agent queue `q` offered its last call to (none yet). The owner keeps
+    /// it so that a restart goes on where the queue stopped.
+    pub fn round_robin_last(&self, q: QueueId) -> Option<AgentId> {
+        self.queue(q)?.cursor.map(|(_, a)| a)
+    }
+
+    /// Round robin: queue `q` goes on after agent `a` (kept from before a restart). An agent
+    /// the engine does not know is ignored.
+    pub fn set_round_robin_last(&mut self, q: QueueId, a: AgentId) {
+        let Some(rank) = self.agent(a).map(|s| s.rank) else {
+            return;
+        };
+        if let Some(queue) = self.queue_mut(q) {
+            queue.cursor = Some((rank, a));
+        }
+    }
+
     /// Whether the agent is busy with a call outside the queues (a direct offer).
     pub fn is_busy(&self, a: AgentId) -> bool {
         self.agent(a).is_some_and(|s| s.busy.is_some())
     }
 
+    /// Whether the agent may be offered a call now.
     pub fn is_available(&self, a: AgentId) -> bool {
         self.agent(a).is_some_and(AgentSlot::available)
     }

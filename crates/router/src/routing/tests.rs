@@ -89,6 +89,31 @@ fn round_robin_remembers_where_it_stopped_and_wraps() {
 }
 
 #[test]
+fn round_robin_goes_on_from_a_kept_place_and_keeps_it_when_the_queue_changes() {
+    let (mut e, t0) = engine(Strategy::RoundRobin, 3);
+    assert_eq!(e.round_robin_last(QueueId(0)), None);
+    // A restart: the place kept from before says agent 0 had the last call.
+    e.set_round_robin_last(QueueId(0), AgentId(0));
+    assert_eq!(e.round_robin_last(QueueId(0)), Some(AgentId(0)));
+    let a = offer_one(&mut e, 1, t0)[0];
+    assert_eq!(a, AgentId(1));
+    assert_eq!(e.round_robin_last(QueueId(0)), Some(AgentId(1)));
+    finish(&mut e, 1, a, 10, t0);
+    // Changing the queue (its size, say) does not start the round again.
+    e.set_queue(
+        QueueId(0),
+        QueueSpec {
+            max_size: Some(5),
+            ..queue(Strategy::RoundRobin)
+        },
+    );
+    assert_eq!(offer_one(&mut e, 2, t0), vec![AgentId(2)]);
+    // An agent the engine does not know leaves the place as it was.
+    e.set_round_robin_last(QueueId(0), AgentId(42));
+    assert_eq!(e.round_robin_last(QueueId(0)), Some(AgentId(2)));
+}
+
+#[test]
 fn ring_all_rings_everyone_and_the_first_answer_frees_the_rest() {
     let (mut e, t0) = engine(Strategy::RingAll, 3);
     let ringing = offer_one(&mut e, 1, t0);
