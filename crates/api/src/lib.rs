@@ -202,6 +202,11 @@ pub struct AgentConfigView {
     /// Routing when no Switchboard phone of theirs is registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams_number: Option<String>,
+    /// The skills their Microsoft 365 profile lists (Graph `skills`, lower case), as the
+    /// router last read them (with `[presence]`, for tenants with an expert group that has
+    /// `from_graph`); read-only, set in Microsoft 365.
+    #[serde(default)]
+    pub graph_skills: Vec<String>,
     /// Where this came from: `file` (the configuration file) or `api` (changed through the
     /// API, kept in the store across restarts).
     pub source: String,
@@ -652,6 +657,10 @@ pub struct ExpertSettings {
     /// 1–5; default 1.
     #[serde(default = "one")]
     pub min_level: u8,
+    /// Agents whose Microsoft 365 profile lists the skill (Graph `skills`) are experts of
+    /// the group too, at `min_level`, unless their configured `skills` give them a level.
+    #[serde(default)]
+    pub from_graph: bool,
 }
 
 fn one() -> u8 {

@@ -315,6 +315,8 @@ impl std::fmt::Debug for GraphClient {
 
 const SCOPE_ME: &[&str] = &["User.Read"];
 const SCOPE_USERS: &[&str] = &["User.ReadBasic.All"];
+/// Profile properties beyond the basic set (`skills`) need the full read permission.
+const SCOPE_USERS_FULL: &[&str] = &["User.Read.All"];
 const SCOPE_MY_PRESENCE: &[&str] = &["Presence.Read"];
 const SCOPE_PRESENCE_ALL: &[&str] = &["Presence.Read.All"];
 const SCOPE_PRESENCE_WRITE: &[&str] = &["Presence.ReadWrite"];
@@ -555,6 +557,15 @@ impl GraphClient {
         };
         u.query_pairs_mut().append_pair("$select", &sel);
         self.get_json(u, SCOPE_USERS, false, "user").await
+    }
+
+    /// The skills user `id`'s profile lists (Graph `skills`; none: an empty list). Read
+    /// with User.Read.All: User.ReadBasic.All covers only the basic profile.
+    pub async fn user_skills(&self, id: &str) -> Result<Vec<String>, GraphError> {
+        let mut u = self.url(&["users", id]);
+        u.query_pairs_mut().append_pair("$select", "id,skills");
+        let user: User = self.get_json(u, SCOPE_USERS_FULL, false, "user").await?;
+        Ok(user.skills.unwrap_or_default())
     }
 
     /// One page of users.

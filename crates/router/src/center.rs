@@ -212,6 +212,11 @@ pub struct ExpertGroupSpec {
     /// The lowest level of that skill (1–5, default 1).
     #[serde(default = "one")]
     pub min_level: u8,
+    /// Agents whose Microsoft 365 profile lists the skill (Graph `skills`, read with
+    /// `[presence]`) are experts of the group too, at `min_level`, unless `skills` in the
+    /// configuration gives them a level of their own.
+    #[serde(default)]
+    pub from_graph: bool,
 }
 
 fn one() -> u8 {
@@ -1198,10 +1203,11 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 });
             }
             let skill = g.skill.to_lowercase();
-            if !t
-                .agents
-                .iter()
-                .any(|a| a.skills.get(&skill).is_some_and(|l| *l >= g.min_level))
+            if !g.from_graph
+                && !t
+                    .agents
+                    .iter()
+                    .any(|a| a.skills.get(&skill).is_some_and(|l| *l >= g.min_level))
             {
                 tracing::warn!(tenant = %t.id, group = %g.name, skill = %skill, "no agent has this skill at this level: transfers to the group will find nobody");
             }

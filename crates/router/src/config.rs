@@ -37,7 +37,8 @@ pub struct PresenceConfig {
     /// (`https://login.microsoftonline.com/<tenant id>/v2.0`); required with `enabled`.
     pub authority: String,
     /// The app registration the service account signs in with (a public client with device
-    /// code allowed; delegated Presence.Read.All and User.ReadBasic.All).
+    /// code allowed; delegated Presence.Read.All and User.ReadBasic.All, and User.Read.All with
+    /// `read_skills`).
     pub client_id: String,
     /// Microsoft Graph's base URL.
     pub graph_url: String,
@@ -51,6 +52,12 @@ pub struct PresenceConfig {
     pub sweep_seconds: u64,
     /// Most users one client may watch.
     pub max_watched: usize,
+    /// Read agents' Microsoft 365 skills (Graph `skills`) for expert groups with
+    /// `from_graph`: the service account then also asks for User.Read.All (admin consent).
+    pub read_skills: bool,
+    /// Seconds between reads of agents' Graph `skills`, for tenants with an expert group
+    /// that has `from_graph` (an hour by default; a failed read is tried again in a minute).
+    pub skills_seconds: u64,
 }
 
 impl Default for PresenceConfig {
@@ -65,6 +72,8 @@ impl Default for PresenceConfig {
             poll_seconds: 30,
             sweep_seconds: 300,
             max_watched: 5000,
+            read_skills: false,
+            skills_seconds: 3600,
         }
     }
 }
@@ -384,11 +393,22 @@ impl Config {
             }
             if self.presence.poll_seconds == 0
                 || self.presence.sweep_seconds == 0
+                || self.presence.skills_seconds == 0
                 || self.presence.max_watched == 0
             {
                 return Err(ConfigError::Value(
-                    "presence.poll_seconds, presence.sweep_seconds and presence.max_watched must be at least 1".into(),
+                    "presence.poll_seconds, presence.sweep_seconds, presence.skills_seconds and presence.max_watched must be at least 1".into(),
                 ));
+            }
+        }
+        let reads_skills = self.presence.enabled && self.presence.read_skills;
+        for (i, t) in self.tenants.iter().enumerate() {
+            if let Some(j) = t.experts.iter().position(|g| g.from_graph) {
+                if !reads_skills {
+                    return Err(ConfigError::Value(format!(
+                        "tenants[{i}].experts[{j}].from_graph needs Microsoft 365 skills read: set [presence] enabled = true and read_skills = true (and sign the service account in again with graph-login, for User.Read.All)"
+                    )));
+                }
             }
         }
         if let Some(url) = &self.storage.database_url {
@@ -480,6 +500,22 @@ mod tests {
             "{e}"
         );
         assert!(parse("[presence]\nenabled = true\nclient_id = \"c\"\nauthority = \"https://login.microsoftonline.com/5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0/v2.0\"\n").is_ok());
+    }
+
+    #[test]
+    fn expert_groups_from_graph_need_skills_read() {
+        let tenant = "[[tenants]]\nid = \"contoso\"\ndomain = \"contoso.example\"\nexperts = [{ name = \"legal\", skill = \"legal\" }, { name = \"escalations\", skill = \"escalations\", from_graph = true }]\n";
+        let presence = "[presence]\nenabled = true\nclient_id = \"c\"\nauthority = \"https://login.microsoftonline.com/5b1dc0de-7e4a-4c1e-9d1a-5317c4b0a4d0/v2.0\"\n";
+        for text in [tenant.to_owned(), format!("{presence}\n{tenant}")] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("tenants[0].experts[1].from_graph") && e.contains("read_skills = true"),
+                "{e}"
+            );
+        }
+        let c = parse(&format!("{presence}read_skills = true\n\n{tenant}")).unwrap();
+        assert!(c.tenants[0].experts[1].from_graph);
+        assert!(!c.tenants[0].experts[0].from_graph, "off unless said");
     }
 
     #[test]

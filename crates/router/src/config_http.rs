@@ -814,6 +814,7 @@ fn set_expert(
                     name: name.to_owned(),
                     skill: s.skill.clone(),
                     min_level: s.min_level,
+                    from_graph: s.from_graph,
                 };
                 Ok(false)
             }
@@ -822,6 +823,7 @@ fn set_expert(
                     name: name.to_owned(),
                     skill: s.skill.clone(),
                     min_level: s.min_level,
+                    from_graph: s.from_graph,
                 });
                 Ok(true)
             }
@@ -875,6 +877,7 @@ fn expert_views(state: &AppState, tenant: &str) -> Result<Vec<ExpertGroupView>, 
                         settings: ExpertSettings {
                             skill: g.skill.clone(),
                             min_level: g.min_level,
+                            from_graph: g.from_graph,
                         },
                         source: source(t, "expert", &g.name),
                     })
@@ -934,6 +937,11 @@ pub async fn put_expert(
             "{name:?} and its skill {:?} are names: 1–64 letters, digits, '-' or '_'",
             settings.skill
         )));
+    }
+    if settings.from_graph && !state.presence.reads_skills() {
+        return Err(ApiError::Unprocessable(
+            "from_graph needs Microsoft 365 skills read: this router's configuration has no [presence] enabled = true with read_skills = true".into(),
+        ));
     }
     let change = set_expert(&name, Some(&settings));
     let new = check_keep_apply(&state, &tenant, "expert", &name, Some(&settings), change).await?;

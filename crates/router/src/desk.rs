@@ -51,6 +51,9 @@ pub struct AgentRt {
     pub object_id: Option<String>,
     /// Teams presence as last heard (`availability/activity`).
     pub teams: Option<String>,
+    /// The skills the agent's Microsoft 365 profile lists (Graph `skills`, lower case), as
+    /// last read; expert groups with `from_graph` count them.
+    pub graph_skills: std::collections::BTreeSet<String>,
     /// The agent's consultation now, as the edge last set it.
     pub consult: Option<switchboard_api::ConsultStatus>,
     /// The agent's call this agent (a supervisor) takes part in, as the edge last set it.
@@ -101,6 +104,7 @@ impl AgentRt {
             state_since: None,
             object_id: a.object_id.as_ref().map(|o| o.to_ascii_lowercase()),
             teams: None,
+            graph_skills: Default::default(),
             consult: None,
             monitoring: None,
             removed: false,
@@ -461,6 +465,20 @@ impl TenantRt {
             && teams_ok
     }
 
+    /// Agent `a`'s level as an expert of group `g`: the configuration's level of the group's
+    /// skill, or, where the group counts Graph `skills` and the configuration gives none,
+    /// the group's lowest level when the agent's profile lists the skill; `None` when they
+    /// are not one of its experts.
+    pub fn expert_level(&self, a: AgentId, g: &crate::center::ExpertGroupSpec) -> Option<u8> {
+        let skill = g.skill.to_lowercase();
+        let level = match self.spec.agents.get(a.0 as usize)?.skills.get(&skill) {
+            Some(l) => *l,
+            None if g.from_graph && self.agent(a)?.graph_skills.contains(&skill) => g.min_level,
+            None => return None,
+        };
+        (level >= g.min_level).then_some(level)
+    }
+
     /// Where agent `a` is rung in Teams when no phone of theirs is registered: the tenant's
     /// first Direct Routing trunk, and their Teams number.
     pub fn teams_reach(&self, a: AgentId) -> Option<(usize, String)> {
@@ -476,15 +494,11 @@ impl TenantRt {
     /// The best expert of group `g` free now: the highest level of its skill, then the one
     /// listed first; `None` when nobody is.
     pub fn expert(&self, g: &crate::center::ExpertGroupSpec) -> Option<AgentId> {
-        let skill = g.skill.to_lowercase();
-        self.spec
-            .agents
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| {
-                let level = *a.skills.get(&skill)?;
+        (0..self.spec.agents.len())
+            .filter_map(|i| {
                 let id = AgentId(i as u32);
-                (level >= g.min_level && self.expert_free(id)).then_some((level, id))
+                let level = self.expert_level(id, g)?;
+                self.expert_free(id).then_some((level, id))
             })
             .max_by(|x, y| x.0.cmp(&y.0).then(y.1 .0.cmp(&x.1 .0)))
             .map(|(_, id)| id)
@@ -795,15 +809,14 @@ impl TenantRt {
             .experts
             .iter()
             .map(|g| {
-                let skill = g.skill.to_lowercase();
                 let mut available = Vec::new();
                 let mut unavailable = 0;
-                for (i, a) in self.spec.agents.iter().enumerate() {
+                for i in 0..self.spec.agents.len() {
                     let id = AgentId(i as u32);
-                    let Some(level) = a.skills.get(&skill).copied() else {
+                    let Some(level) = self.expert_level(id, g) else {
                         continue;
                     };
-                    if level < g.min_level || id == me {
+                    if id == me {
                         continue;
                     }
                     match self.agent(id).filter(|_| self.expert_free(id)) {
@@ -1554,6 +1567,45 @@ impl CallCenter {
         found
     }
 
+    /// What agent `object_id`'s Microsoft 365 profile lists as their skills (Graph
+    /// `skills`), read now; false when no agent has that id.
+    pub fn graph_skills(&self, object_id: &str, skills: &[String]) -> bool {
+        let id = object_id.to_ascii_lowercase();
+        let skills: std::collections::BTreeSet<String> = skills
+            .iter()
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut found = false;
+        self.with(|d| {
+            for t in d.tenants.iter_mut() {
+                for r in t.agents.iter_mut() {
+                    if r.object_id.as_deref() == Some(id.as_str()) {
+                        r.graph_skills = skills.clone();
+                        found = true;
+                    }
+                }
+            }
+        });
+        found
+    }
+
+    /// The object ids of agents of tenants with an expert group that counts Graph `skills`.
+    pub fn graph_skill_ids(&self) -> Vec<String> {
+        self.with(|d| {
+            d.tenants
+                .iter()
+                .filter(|t| t.spec.experts.iter().any(|g| g.from_graph))
+                .flat_map(|t| {
+                    t.agents
+                        .iter()
+                        .filter(|a| !a.removed)
+                        .filter_map(|a| a.object_id.clone())
+                })
+                .collect()
+        })
+    }
+
     /// The object ids of every agent whose presence the queues follow.
     pub fn object_ids(&self) -> Vec<String> {
         self.with(|d| {
@@ -1800,13 +1852,19 @@ impl CallCenter {
                 t.spec
                     .agents
                     .iter()
-                    .map(|a| switchboard_api::AgentConfigView {
+                    .enumerate()
+                    .map(|(i, a)| switchboard_api::AgentConfigView {
                         tenant: t.spec.id.clone(),
                         upn: a.upn.clone(),
                         name: a.name.clone(),
                         skills: a.skills.clone(),
                         object_id: a.object_id.clone(),
                         teams_number: a.teams_number.clone(),
+                        graph_skills: t
+                            .agents
+                            .get(i)
+                            .map(|r| r.graph_skills.iter().cloned().collect())
+                            .unwrap_or_default(),
                         source: if t.from_api.contains(&a.upn.to_ascii_lowercase()) {
                             "api".into()
                         } else {
@@ -2300,6 +2358,82 @@ agents = [
         // On a call: not free.
         cc.with(|d| d.tenants[0].agents[1].on_call = true);
         assert_eq!(expert(), None);
+    }
+
+    /// A group with `from_graph` counts the skills people's Microsoft 365 profiles list, at
+    /// the group's lowest level; a level in the configuration wins (Alex's 2 keeps him out);
+    /// a group without it, and the skills of an id nobody has, change nothing.
+    #[test]
+    fn expert_groups_from_graph_count_microsoft_365_skills() {
+        let toml = r#"
+[presence]
+enabled = true
+read_skills = true
+authority = "https://login.microsoftonline.com/contoso.example/v2.0"
+client_id = "11111111-2222-3333-4444-555555555555"
+
+[[tenants]]
+id = "contoso"
+domain = "contoso.example"
+experts = [
+  { name = "escalations", skill = "Escalations", min_level = 3, from_graph = true },
+  { name = "legal", skill = "legal" },
+]
+agents = [
+  { upn = "megan@contoso.example", object_id = "0A1B2C3D-0000-4000-8000-000000000002" },
+  { upn = "alex@contoso.example", skills = { escalations = 2 }, object_id = "0A1B2C3D-0000-4000-8000-000000000003" },
+]
+"#;
+        let cc = center_with_phones(toml, &["megan@contoso.example", "alex@contoso.example"]);
+        let expert = |g: usize| {
+            cc.with(|d| {
+                let t = &d.tenants[0];
+                t.expert(&t.spec.experts[g])
+                    .and_then(|a| t.agent(a))
+                    .map(|r| r.upn.clone())
+            })
+        };
+        let mut ids = cc.graph_skill_ids();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                "0a1b2c3d-0000-4000-8000-000000000002",
+                "0a1b2c3d-0000-4000-8000-000000000003"
+            ]
+        );
+        assert_eq!(expert(0), None, "no skills read yet");
+        let skills = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(cc.graph_skills(
+            "0A1B2C3D-0000-4000-8000-000000000002",
+            &skills(&["Escalations ", "Legal"])
+        ));
+        assert!(cc.graph_skills(
+            "0a1b2c3d-0000-4000-8000-000000000003",
+            &skills(&["escalations"])
+        ));
+        assert!(!cc.graph_skills(
+            "0a1b2c3d-0000-4000-8000-000000000009",
+            &skills(&["escalations"])
+        ));
+        assert_eq!(expert(0).as_deref(), Some("megan@contoso.example"));
+        assert_eq!(expert(1), None, "legal does not count Graph skills");
+        let level = cc.with(|d| {
+            let t = &d.tenants[0];
+            (
+                t.expert_level(AgentId(0), &t.spec.experts[0]),
+                t.expert_level(AgentId(1), &t.spec.experts[0]),
+            )
+        });
+        assert_eq!(level, (Some(3), None));
+        let view = cc.agent_configs("contoso").unwrap();
+        assert_eq!(view[0].graph_skills, ["escalations", "legal"]);
+        let targets = cc.targets("alex@contoso.example", None).unwrap().experts;
+        assert_eq!(targets[0].available.len(), 1, "{targets:?}");
+        assert_eq!(targets[0].available[0].level, 3);
+        // The profile no longer lists it: no longer an expert.
+        cc.graph_skills("0a1b2c3d-0000-4000-8000-000000000002", &[]);
+        assert_eq!(expert(0), None);
     }
 
     #[test]

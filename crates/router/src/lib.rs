@@ -362,6 +362,13 @@ impl Router {
                 }
             });
         }
+        if presence.reads_skills() {
+            tokio::spawn(read_graph_skills(
+                center.clone(),
+                presence.clone(),
+                shutdown.clone(),
+            ));
+        }
         let (records, to_write) = tokio::sync::mpsc::unbounded_channel();
         let _ = center.records.set(records);
         tokio::spawn(desk::write_records(store.clone(), to_write));
@@ -510,6 +517,41 @@ impl Drop for Background {
 /// made — their tenant, trunk and queue still there, the queue still offering callbacks, not
 /// expired, their call still open — and forgets the others (their calls are then closed as
 /// interrupted). Returns the ids of the calls taken up.
+/// Reads the Microsoft 365 skills (Graph `skills`) of the agents of tenants with an expert
+/// group that counts them, each `[presence] skills_seconds`, a failed read again a minute
+/// later; agents who get an object id (at sign-in) are read within ten seconds.
+async fn read_graph_skills(
+    center: Arc<desk::CallCenter>,
+    presence: Arc<presence::PresenceHub>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const RETRY: Duration = Duration::from_secs(60);
+    let every = presence.skills_every();
+    let mut next: std::collections::HashMap<String, Instant> = Default::default();
+    loop {
+        let ids = center.graph_skill_ids();
+        next.retain(|id, _| ids.contains(id));
+        for id in ids {
+            if next.get(&id).is_some_and(|t| Instant::now() < *t) {
+                continue;
+            }
+            let wait = match presence.skills(&id).await {
+                Some(skills) => {
+                    tracing::debug!(user = %id, skills = skills.len(), "an agent's skills from Graph");
+                    center.graph_skills(&id, &skills);
+                    every
+                }
+                None => RETRY.min(every),
+            };
+            next.insert(id, Instant::now() + wait);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every.min(Duration::from_secs(10))) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
 async fn restore_callbacks(
     store: &store::Store,
     center: &desk::CallCenter,

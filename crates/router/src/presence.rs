@@ -45,6 +45,10 @@ use crate::events::EventHub;
 
 /// Delegated scopes of the service account.
 pub const SERVICE_SCOPES: [&str; 2] = ["Presence.Read.All", "User.ReadBasic.All"];
+
+/// Asked for as well with `[presence] read_skills`: profile skills are outside the basic
+/// profile (it needs admin consent).
+pub const SKILLS_SCOPE: &str = "User.Read.All";
 /// Subscriptions are renewed when less than this is left (Graph's presence maximum is 1 h).
 const RENEW_BEFORE: Duration = Duration::from_secs(15 * 60);
 /// Subscriptions are asked for this long.
@@ -76,7 +80,10 @@ pub async fn sign_in_service_account(
 ) -> Result<String, switchboard_identity::IdentityError> {
     let client =
         IdentityClient::discover(ClientConfig::new(&config.authority, &config.client_id)).await?;
-    let scopes: Vec<String> = SERVICE_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let mut scopes: Vec<String> = SERVICE_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    if config.read_skills {
+        scopes.push(SKILLS_SCOPE.to_owned());
+    }
     let code = client.start_device_code(&scopes).await?;
     show(&code);
     let signed_in = client
@@ -357,6 +364,29 @@ impl PresenceHub {
 
     pub fn enabled(&self) -> bool {
         self.graph.is_some()
+    }
+
+    /// Whether agents' Microsoft 365 skills are read (Graph, and `[presence] read_skills`).
+    pub fn reads_skills(&self) -> bool {
+        self.graph.is_some() && self.config.read_skills
+    }
+
+    /// How often agents' Graph `skills` are read again.
+    pub fn skills_every(&self) -> Duration {
+        Duration::from_secs(self.config.skills_seconds.max(1))
+    }
+
+    /// The skills user `id`'s Microsoft 365 profile lists (Graph `skills`); `None` when
+    /// Graph could not be read (logged).
+    pub async fn skills(&self, id: &str) -> Option<Vec<String>> {
+        let graph = self.graph.as_ref()?;
+        match graph.user_skills(id).await {
+            Ok(skills) => Some(skills),
+            Err(e) => {
+                tracing::warn!(user = %id, error = %e, "skills: Graph could not be read (the service account needs User.Read.All: run switchboard-router graph-login again if it was signed in before)");
+                None
+            }
+        }
     }
 
     /// Whether a caller may watch presence here: the service account reads one

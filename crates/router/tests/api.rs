@@ -797,6 +797,11 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
             format!("{experts}/escalations"),
             serde_json::json!({ "skill": "billing", "min_level": 7 }),
         ),
+        // This router reads no Microsoft 365 skills ([presence] read_skills).
+        (
+            format!("{experts}/escalations"),
+            serde_json::json!({ "skill": "billing", "from_graph": true }),
+        ),
     ];
     unprocessable(&http, &bad).await;
     removed_once(&http, &format!("{experts}/escalations")).await;

@@ -49,7 +49,9 @@ async fn setup_with(webhooks: bool, tweak: impl FnOnce(&mut Config, &TenantSim))
     if webhooks {
         config.presence.notification_url = format!("{base}/v1/graph/notifications");
     }
-    // The operator signs the service account in once (graph-login); the test enters the code.
+    tweak(&mut config, &sim);
+    // The operator signs the service account in once (graph-login, with the scopes the
+    // configuration asks for); the test enters the code.
     let user = switchboard_router::presence::sign_in_service_account(
         dir.path(),
         &config.presence,
@@ -65,7 +67,6 @@ async fn setup_with(webhooks: bool, tweak: impl FnOnce(&mut Config, &TenantSim))
     .await
     .unwrap();
     assert_eq!(user, SERVICE);
-    tweak(&mut config, &sim);
     let router = switchboard_router::Router::start_on(config, listener)
         .await
         .unwrap()
@@ -365,4 +366,46 @@ async fn the_queues_follow_their_agents_teams_presence() {
         .await;
     }
     s.router.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expert_groups_from_graph_find_experts_by_their_microsoft_365_skills() {
+    // Megan's profile lists "escalations" in Microsoft 365; the router's configuration gives
+    // her no skill. The group that counts Graph skills finds her; Adele's does not.
+    let s = setup_with(false, |config, sim| {
+        let megan = sim.user_id("MeganB@contoso.example").unwrap();
+        let toml = format!(
+            "[presence]\nenabled = true\nread_skills = true\nauthority = \"https://login.microsoftonline.com/contoso.example/v2.0\"\nclient_id = \"x\"\n\n[[tenants]]\nid = \"contoso\"\ndomain = \"contoso.example\"\nexperts = [{{ name = \"escalations\", skill = \"escalations\", min_level = 2, from_graph = true }}, {{ name = \"spanish\", skill = \"spanish\" }}]\nagents = [{{ upn = \"AdeleV@contoso.example\" }}, {{ upn = \"MeganB@contoso.example\", object_id = \"{megan}\" }}]\n"
+        );
+        config.tenants = Config::from_toml(&toml, std::path::Path::new("t.toml"))
+            .unwrap()
+            .tenants;
+        config.presence.read_skills = true;
+        config.presence.skills_seconds = 1;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let get = async |path: &str| -> Value {
+        http.get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    until("Megan's Microsoft 365 skills are read", 20, async || {
+        let agents = get("/v1/config/tenants/contoso/agents").await;
+        agents[1]["graph_skills"] == json!(["english", "escalations", "spanish"])
+    })
+    .await;
+    let targets = get("/v1/agents/me/targets?agent=AdeleV@contoso.example").await;
+    let groups = targets["experts"].as_array().unwrap();
+    // Megan has no phone registered: an expert of the group, not free now.
+    assert_eq!(groups[0]["name"], "escalations");
+    assert_eq!(groups[0]["unavailable"], 1, "{targets}");
+    assert_eq!(groups[1]["name"], "spanish");
+    assert_eq!(groups[1]["unavailable"], 0, "{targets}");
+    s.router.stop().await.unwrap();
+    s.sim.shutdown().await;
 }
