@@ -30,8 +30,30 @@ mod teams_proxy;
 const CALLER_HZ: f64 = 440.0;
 const AGENT_HZ: f64 = 1000.0;
 
-/// Calls judge audio, which a busy 2-core machine spoils: one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// How many tests place calls at once: `SB_CALLS_AT_ONCE`, 2 by default (CI's two cores run
+/// two: each test's calls are a few real-time streams, far from a core's worth, and time spent
+/// waiting for timers — ring-no-answer, wrap-up, announcements — is shared). Set it to 1 to
+/// judge a test's audio alone.
+static CALLS: AtOnce = AtOnce(std::sync::LazyLock::new(|| {
+    let n = std::env::var("SB_CALLS_AT_ONCE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(2);
+    tokio::sync::Semaphore::new(n)
+}));
+
+struct AtOnce(std::sync::LazyLock<tokio::sync::Semaphore>);
+
+impl AtOnce {
+    /// Waits for a turn; it lasts until the permit is dropped.
+    async fn turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.0
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
 
 fn agent_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
@@ -559,7 +581,7 @@ async fn finish(mut child: Child, within: Duration) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tones(10);
     let watching = c.watch_events().await;
@@ -758,7 +780,7 @@ async fn a_caller_on_the_trunk_reaches_a_ready_agent_and_they_hear_each_other() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_answers() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     // The queue names the reason (the desktop's tests see the default, "missed call").
     let tenant = TENANT.replace(
         "alert_seconds = 3\n",
@@ -828,7 +850,7 @@ async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_ans
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_numbers_strangers_and_empty_queues_are_refused() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
     let d = c.dir.path();
     c.tone("caller.wav", CALLER_HZ, 5);
@@ -941,7 +963,7 @@ sun = ["00:00-24:00"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_its_opening_hours_a_number_says_it_is_closed_or_sends_callers_on() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TENANT}{HOURS}")).await;
     c.tones(6);
     // Closed, nowhere to go: the caller hears so and the router hangs up.
@@ -1066,7 +1088,7 @@ skills = { orders = 4 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_back_in_the_menu() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let config = ATTENDANT.replace(
         "2 = { queue = \"orders\" } }",
         "2 = { queue = \"orders\" }, 3 = { expert = \"order-experts\" } }",
@@ -1119,7 +1141,7 @@ async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_on_the_trunk_presses_2_in_the_attendant_and_talks_to_the_orders_agent() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{ATTENDANT}")).await;
     c.tones(20);
     let alex = c
@@ -1189,7 +1211,7 @@ async fn orders_takes_key(c: &Center, alex: Child, key: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{ATTENDANT}")).await;
     c.tones(20);
     let adele = c
@@ -1228,7 +1250,7 @@ async fn the_attendant_sends_a_key_to_its_queue_and_no_key_to_the_operator_queue
 /// Another caller presses two unknown keys: with one retry, the default route takes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_uses_star_hash_a_submenu_and_retries_in_the_attendant() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let config = ATTENDANT
         .replace("retries = 0", "retries = 1")
         .replace(
@@ -1302,7 +1324,7 @@ async fn a_caller_uses_star_hash_a_submenu_and_retries_in_the_attendant() {
 /// named by any number, is removed (and a call to it now would find no route).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attendant_added_through_the_api_answers_its_number_and_its_keys_route() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{ATTENDANT}")).await;
     c.tones(20);
     let config = format!("{}/v1/config/tenants/contoso", c.base);
@@ -1455,7 +1477,7 @@ fn router_process(dir: &Path) -> (Child, String, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restart() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("router.toml"), format!("{EDGE}{TENANT}")).unwrap();
@@ -1517,7 +1539,7 @@ async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restar
 /// the API's, not the file's), and the new number's call reaches Adele through the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_made_through_the_api_survives_a_sigkill() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("router.toml"), format!("{EDGE}{TENANT}")).unwrap();
@@ -1654,7 +1676,7 @@ fn register(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trunk_known_by_digest_answers_the_challenge_and_strangers_do_not() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let edge = EDGE.replace(
         "allow = [\"127.0.0.1\"]",
         "username = \"carrier-1\"\npassword = \"correct horse battery\"",
@@ -1749,7 +1771,7 @@ async fn trunks_are_probed_with_options_and_shown_up_or_down() {
     let port = sbc.local_addr().unwrap().port();
     // The carrier's SBC by its DNS name (resolved by [sip.resolve] here, DNS elsewhere).
     // The trunk has a name no other test's router uses: this test runs beside others (it
-    // takes no SERIAL lock), and the metrics recorder is the process's.
+    // takes no turn of CALLS), and the metrics recorder is the process's.
     let edge = EDGE
         .replace("name = \"carrier\"", "name = \"probed\"")
         .replace(
@@ -1918,7 +1940,7 @@ async fn a_source_flooding_the_edge_with_requests_is_banned() {
 /// next hears 503 and has a record that says the trunk was full; the trunk still carries one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_trunk_refuses_the_next_call_with_503_and_records_it() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let edge = EDGE.replace(
         "allow = [\"127.0.0.1\"]",
         "allow = [\"127.0.0.1\"]\nmax_calls = 1",
@@ -1996,7 +2018,7 @@ skills = { backup = 3 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_waits_the_longest_overflows_to_the_next_queue_or_hears_why() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{OVERFLOW}")).await;
     c.tones(15);
     // Adele (general) is logged in but Not ready: callers wait; Alex (backup) is Ready.
@@ -2096,7 +2118,7 @@ upn = "megan@contoso.example"
 /// the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_strategy_offers_the_call_to_the_agent_it_should() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{STRATEGIES}")).await;
     c.tones(10);
     let agents = [
@@ -2176,7 +2198,7 @@ async fn each_strategy_offers_the_call_to_the_agent_it_should() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_contact_center_routes_key_1_to_its_best_billing_agent() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let demo = include_str!("../demo.toml").replace("127.0.0.1:7760", "127.0.0.1:0");
     let c = start(&demo).await;
     c.tones(15);
@@ -2257,7 +2279,7 @@ async fn an_agent_transfers_the_caller_to_a_colleague_by_refer() {
 
 /// Adele answers a general call and transfers it to `target`, where Alex answers.
 async fn transfer_to(target: &str, step: &str) {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
     c.tones(15);
     let to_orders = ["--transfer", target];
@@ -2334,7 +2356,7 @@ async fn an_agent_transfers_the_caller_to_a_free_expert_by_refer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_transfers_the_caller_through_the_api() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
     c.tones(15);
     let adele = c
@@ -2414,7 +2436,7 @@ async fn a_transfer_to_an_outside_number_is_refused_and_the_caller_stays() {
 /// Adele answers a general call and transfers it to `target`; the router answers the REFER
 /// with `status` and the caller stays with her; the record's step ends with `why`.
 async fn stays_after_refusal(target: &str, status: u16, why: &str) {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
     c.tones(15);
     let outside = ["--transfer", target];
@@ -2471,7 +2493,7 @@ upn = "adele@contoso.example"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_caller_hears_their_place_every_announce_seconds_and_keeps_the_queue() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{ANNOUNCING}")).await;
     c.tones(15);
     // Adele is logged in but Not ready: the caller waits, first in line.
@@ -2551,7 +2573,7 @@ async fn a_waiting_caller_hears_their_place_every_announce_seconds_and_keeps_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_headless_agent_works_a_queue_call_end_to_end() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tones(15);
     let d = c.dir.path();
@@ -2639,7 +2661,7 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_headless_agent_stopped_mid_call_hangs_up_ends_wrap_up_and_signs_off() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tones(15);
     let mut agent = c.work(
@@ -2733,7 +2755,7 @@ upn = "adele@contoso.example"
 /// go); the retry reaches the caller's phone and the two hear each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     // The trunk's side for the callback: first a busy line, then the caller's phone.
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let phone_port = busy.local_addr().unwrap().port();
@@ -2947,7 +2969,7 @@ async fn record_of(c: &Center, caller: &str, step: &str, ended: bool) -> Value {
 /// back on the trunk: the two hear each other and the record says `called_back`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_back() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let phone_port = phone.local_addr().unwrap().port();
     drop(phone);
@@ -3079,7 +3101,7 @@ upn = "adele@contoso.example"
 /// takes the priority-5 caller first, then the two others in the order they came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_are_served_by_priority_then_by_their_wait() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{PRIORITIES}")).await;
     c.tones(10);
     let adele = c
@@ -3161,7 +3183,7 @@ async fn adele_state(http: &reqwest::Client, base: &str, state: &str) {
 /// and when Adele is made Ready she is rung and the router calls the caller back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_asked_for_before_a_sigkill_is_made_after_the_restart() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // One SIP port for both runs (Adele's phone keeps sending there); the caller's phone,
@@ -3417,7 +3439,7 @@ fn blocks_in(path: &Path, hz: f64, share: f64) -> usize {
 /// caller with her through the API. Refusals first: no call, no such person, no consultation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_leaves() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{CONSULT}")).await;
     let (adele, alex, megan) = consult_cast(&c, 30).await;
     let d = Desk::of(&c);
@@ -3577,7 +3599,7 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
 /// transfer and a cancel with nobody consulted are refused in the conference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_brings_two_people_into_a_group_call_and_leaves_it_to_them() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{CONSULT}")).await;
     let (adele, alex, megan) = consult_cast(&c, 40).await;
     let d = Desk::of(&c);
@@ -3754,7 +3776,7 @@ async fn monitor(d: &Desk, upn: &str, sup: Option<&str>, mode: Option<&str>) -> 
 /// stop, and a second supervisor while Megan is on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_listens_in_then_whispers_then_barges_in() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{CONSULT}")).await;
     let (adele, alex, megan) = consult_cast(&c, 30).await;
     let d = Desk::of(&c);
@@ -3903,7 +3925,7 @@ upn = "adele@contoso.example"
 /// outside the allowed ones and a stranger's INVITE are refused, each with a record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let (far_port, edge) = edge_with_outbound();
     let c = start(&format!("{edge}{OUTBOUND}")).await;
     c.tones(15);
@@ -4028,7 +4050,7 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
 /// a record that names the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tenant_caps_its_outside_calls_per_hour_and_at_once() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let (far_port, edge) = edge_with_outbound();
     let rules = OUTBOUND.replace(
         "max_per_hour = 3\n",
@@ -4106,7 +4128,7 @@ upn = "alex@contoso.example"
 /// busy for the queues meanwhile. A name nobody has gets 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_calls_a_colleague_by_name_through_the_router() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{INSIDE}")).await;
     c.tones(12);
     let alex = c
@@ -4166,7 +4188,7 @@ async fn an_agent_calls_a_colleague_by_name_through_the_router() {
 /// end, and the records tell it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
     c.tones(15);
     let attended = ["--transfer", "sip:alex@contoso.example", "--attended"];
@@ -4271,7 +4293,7 @@ fn caller_and_number_heard_each_other(c: &Center) {
 /// caller talks to the number. A number the rules deny is refused and the caller stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let (far_port, edge) = edge_with_outbound();
     let config = format!(
         "{edge}[[tenants.numbers]]\nnumber = \"+18005550100\"\nqueue = \"general\"\n\n[[tenants.queues]]\nname = \"general\"\n{OUTBOUND}"
@@ -4350,7 +4372,7 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
 /// to a number the toll rules deny is refused at start, naming its key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let (far_port, edge) = edge_with_outbound();
     let queue = |to: &str| {
         format!(
@@ -4405,7 +4427,7 @@ async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
 /// on hold; Adele's offer has its end noted, after its start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_counts_the_time_on_hold_and_the_ring_of_each_offer() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tones(10);
     let adele = c
@@ -4474,7 +4496,7 @@ fn router_certificate(dir: &Path) -> (String, String, String) {
 /// caller's call from the UDP trunk, and they hear each other — one call, two transports.
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_registered_over_tcp_or_tls_take_calls_from_a_udp_trunk() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = router_certificate(pki.path());
     for transport in ["tcp", "tls"] {
@@ -4552,7 +4574,7 @@ async fn agents_registered_over_tcp_or_tls_take_calls_from_a_udp_trunk() {
 /// and takes the next caller's call.
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_sigkill_a_registered_ready_agent_takes_calls_without_signing_in_again() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // One SIP port for both runs: the phone keeps sending there.
@@ -4618,7 +4640,7 @@ async fn after_a_sigkill_a_registered_ready_agent_takes_calls_without_signing_in
 /// dials it and talks to the queue's agent; removed again, it is not in service (404).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_number_added_through_the_api_takes_calls_at_once_and_removed_is_not_in_service() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TENANT}")).await;
     c.tones(6);
     let url = format!("{}/v1/config/tenants/contoso/numbers/+18005550199", c.base);
@@ -4661,7 +4683,7 @@ async fn a_number_added_through_the_api_takes_calls_at_once_and_removed_is_not_i
 /// queue's agent; the trunk's health shows in GET /v1/trunks.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trunk_added_through_the_api_brings_calls_at_once() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     let edge = EDGE.replace("allow = [\"127.0.0.1\"]", "allow = [\"192.0.2.1\"]");
     assert_ne!(edge, EDGE);
     let c = start(&format!("{edge}{TENANT}")).await;

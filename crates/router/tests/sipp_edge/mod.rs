@@ -139,7 +139,7 @@ fn offer(m: &str, maps: &str) -> String {
 /// and nothing is left: the trunk counts no call, every call has a record, closed.
 #[tokio::test(flavor = "multi_thread")]
 async fn sipp_load_and_misbehaving_peers_leave_no_call_behind() {
-    let _one = SERIAL.lock().await;
+    let _turn = CALLS.turn().await;
     // SIPp's own UAS: the outside number the agents call (180, 200 with SDP, the BYE).
     let uas = peers::free_udp_tcp_port();
     let _uas = Sipp(
