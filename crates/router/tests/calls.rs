@@ -1427,6 +1427,11 @@ async fn adele_registered_and_ready(
 }
 
 fn router_process(dir: &Path) -> (Child, String, u16) {
+    router_process_with(dir, &[])
+}
+
+/// [`router_process`] with more arguments (`--sip-listen`, say).
+fn router_process_with(dir: &Path, args: &[&str]) -> (Child, String, u16) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-router"))
         .arg("--config")
@@ -1434,6 +1439,7 @@ fn router_process(dir: &Path) -> (Child, String, u16) {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -4577,21 +4583,24 @@ async fn after_a_sigkill_a_registered_ready_agent_takes_calls_without_signing_in
     let _turn = CALLS.turn().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // One SIP port for both runs: the phone keeps sending there.
+    // One SIP port for both runs: the phone keeps sending there. The first run takes it
+    // from --sip-listen (over the file's "any port"), the second from the file.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    std::fs::write(d.join("router.toml"), format!("{EDGE}{TENANT}")).unwrap();
+    tone_wav(&d.join("caller.wav"), CALLER_HZ, 10);
+    let (mut router, base, sip) =
+        router_process_with(d, &["--sip-listen", &format!("127.0.0.1:{port}")]);
+    assert_eq!(sip, port, "--sip-listen overrides the file's [sip] listen");
     let config = format!("{EDGE}{TENANT}").replacen(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\""),
         1,
     );
     std::fs::write(d.join("router.toml"), config).unwrap();
-    tone_wav(&d.join("caller.wav"), CALLER_HZ, 10);
-    let (mut router, base, sip) = router_process(d);
-    assert_eq!(sip, port);
     let http = reqwest::Client::new();
     let agent = adele_registered_and_ready(&http, &base, d, &["--codec", "pcmu"]).await;
     // The session is written within the announce interval; give it a moment.

@@ -329,3 +329,63 @@ max_per_hour = 1000
         outside.iter().find(|r| r["outcome"] != "answered")
     );
 }
+
+/// Keys as DTMF tone pairs (RFC 4733 §5's frequencies) in raw µ-law at 8 kHz, as a phone on a
+/// trunk without telephone-event sends them: 1 s of silence (the relay follows the stream
+/// first), then each key for 150 ms with 300 ms of silence after it.
+fn keys_as_tones(keys: &str) -> Vec<u8> {
+    let mut pcm = vec![0i16; 8000];
+    for key in keys.chars() {
+        let row = "123A456B789C*0#D".find(key).expect("a DTMF key");
+        let (low, high) = (
+            [697.0, 770.0, 852.0, 941.0][row / 4],
+            [1209.0, 1336.0, 1477.0, 1633.0][row % 4],
+        );
+        let a = tone::sine(low, 8000, 7000.0, 0, 1200);
+        let b = tone::sine(high, 8000, 7000.0, 0, 1200);
+        pcm.extend(a.iter().zip(&b).map(|(x, y)| x.saturating_add(*y)));
+        pcm.extend(std::iter::repeat_n(0, 2400));
+    }
+    pcm.iter()
+        .map(|s| switchboard_media::g711::ulaw_encode(*s))
+        .collect()
+}
+
+/// A caller on a trunk without telephone-event (SIPp offering PCMU alone, streaming a file)
+/// presses "1" as tones in the audio: the router hears the key in-band during the greeting,
+/// the attendant sends the caller to billing, and Adele answers; the record has the choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_sent_as_tones_by_a_trunk_without_telephone_event_reach_the_attendant() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{ATTENDANT}")).await;
+    c.tones(20);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    std::fs::write(c.dir.path().join("keys.ulaw"), keys_as_tones("1")).unwrap();
+    let (ok, out) = sipp_run(
+        &c,
+        "inband",
+        &[
+            "-sf",
+            &scenario("uac_inband_keys.xml"),
+            "-s",
+            "+18005550100",
+            "-m",
+            "1",
+        ],
+        Duration::from_secs(40),
+    )
+    .await;
+    assert!(ok, "uac_inband_keys.xml against the router:\n{out}");
+    took_the_call(adele, "Adele (billing) took the call").await;
+    let recs = c.calls().await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0]["choices"],
+        serde_json::json!(["main:1"]),
+        "{recs:?}"
+    );
+    assert_eq!(recs[0]["queue"], "billing", "{recs:?}");
+    c.router.stop().await.unwrap();
+}
