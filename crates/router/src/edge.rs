@@ -4007,6 +4007,87 @@ impl Edge {
         let _ = self.transfer(n, tenant, agent, leg, &user, &host, true, now);
     }
 
+    /// The agent's consultation of an outside number that `l` (their phone's leg, named by
+    /// a REFER's Replaces) belongs to: their own outside call `n2` (not `n`), answered, of
+    /// the same tenant; returns it and the number's leg.
+    fn outside_consultation(
+        &self,
+        n: u64,
+        tenant: usize,
+        agent: AgentId,
+        l: UaCall,
+    ) -> Option<(u64, UaCall)> {
+        let Some(Leg::Offer { call: n2, .. }) = self.legs.get(&l).copied() else {
+            return None;
+        };
+        let c2 = self.calls.get(&n2)?;
+        let ok = n2 != n
+            && c2.outbound
+            && c2.tenant == tenant
+            && c2.agent == Some((agent, l))
+            && c2.stage == Stage::Talking
+            && c2.far.is_none();
+        ok.then_some((n2, c2.caller_leg))
+    }
+
+    /// An attended transfer from the agent's phone to an outside number: `agent` (on leg
+    /// `leg` of call `n`) called the number through the router (call `n2`, under the toll
+    /// rules, its leg `far`), and REFERs their caller with Replaces naming that call. The
+    /// router joins the caller to the number itself: the number's leg, and the trunk channel
+    /// it holds, move to the caller's call; both of the agent's legs end; the agent wraps up.
+    fn join_outside(
+        &mut self,
+        n: u64,
+        (tenant, agent, leg): (usize, AgentId, UaCall),
+        n2: u64,
+        far: UaCall,
+        now: Instant,
+    ) {
+        let by = self.cc.with(|d| {
+            d.tenants[tenant]
+                .agent(agent)
+                .map(|r| r.upn.clone())
+                .unwrap_or_default()
+        });
+        self.monitor_drop(n2, "the agent left the call", now);
+        // The consultation keeps only the agent's leg, which ends with it; the number's leg
+        // and its trunk channel go to the caller's call.
+        let Some(c2) = self.calls.get_mut(&n2) else {
+            return;
+        };
+        let number = c2.rec.dialled.clone();
+        let j = c2.trunk;
+        let Some((_, agent_leg2)) = c2.agent.take() else {
+            return;
+        };
+        c2.on_trunk = false;
+        c2.caller_leg = agent_leg2;
+        c2.rec
+            .steps
+            .push(format!("transfer by {by} of their caller to {number}"));
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        c.rec
+            .steps
+            .push(format!("transfer by {by} to {number} after consulting"));
+        c.rec
+            .transfers
+            .push(transfer_record(&by, &number, TransferKind::Consult));
+        c.far = Some((far, j));
+        c.handed_out = true;
+        let (caller_leg, id) = (c.caller_leg, c.id.clone());
+        tracing::info!(call = %id, agent = %by, to = %number, "attended transfer to an outside number from the agent's phone");
+        // The agent leaves (NOTIFY 200, wrap-up) before the bridge: leaving unbridges the
+        // caller.
+        self.agent_leaves(n, tenant, agent, leg, true, now);
+        self.legs.insert(far, Leg::Far(n));
+        self.relay.play(caller_leg, Playlist::default());
+        self.relay.bridge(caller_leg, far);
+        self.save(n);
+        self.finish(n2, now);
+    }
+
     /// An attended transfer from the agent's phone: `agent` (on leg `leg` of call `n`) has
     /// consulted someone with a call of their own through the router, and asks (REFER with
     /// `replaces`, naming that consultation's dialog with us) to connect the caller to them.
@@ -4023,7 +4104,13 @@ impl Edge {
         now: Instant,
     ) {
         // The consultation: the agent's own call (their leg is its caller leg), answered.
-        let consult = self.ua.replaced_call(replaces).and_then(|l| {
+        let named = self.ua.replaced_call(replaces);
+        if let Some((n2, far)) = named.and_then(|l| self.outside_consultation(n, tenant, agent, l))
+        {
+            self.join_outside(n, (tenant, agent, leg), n2, far, now);
+            return;
+        }
+        let consult = named.and_then(|l| {
             let Some(Leg::Caller(n2)) = self.legs.get(&l).copied() else {
                 return None;
             };

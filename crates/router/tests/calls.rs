@@ -4197,16 +4197,7 @@ async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
     let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{TRANSFER}")).await;
     c.tones(15);
-    let attended = ["--transfer", "sip:alex@contoso.example", "--attended"];
-    let adele = c
-        .agent_with(
-            "adele@contoso.example",
-            0.0,
-            &attended,
-            "agent.wav",
-            "adele.wav",
-        )
-        .await;
+    let adele = adele_transferring(&c, "sip:alex@contoso.example").await;
     let alex = c
         .agent("alex@contoso.example", 1.0, "agent.wav", "alex.wav")
         .await;
@@ -4225,18 +4216,42 @@ async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
         (20, 0.5),
         "Alex heard the caller",
     );
-    let recs = c.calls().await;
-    let caller = recs
-        .iter()
-        .find(|r| r["trunk"] == "carrier")
-        .unwrap_or_else(|| panic!("{recs:?}"));
+    let (caller, consult) = attended_records(&c.calls().await, "alex@contoso.example");
     assert_eq!(caller["agent"], "alex@contoso.example", "{caller}");
     assert_eq!(caller["outcome"], "answered", "{caller}");
+    assert_eq!(consult["trunk"], "internal", "{consult}");
+    assert_eq!(consult["outcome"], "answered", "{consult}");
+    c.router.stop().await.unwrap();
+}
+
+/// Adele's phone, answering at once, then making an attended transfer to `target`.
+async fn adele_transferring(c: &Center, target: &str) -> Child {
+    c.agent_with(
+        "adele@contoso.example",
+        0.0,
+        &["--transfer", target, "--attended"],
+        "agent.wav",
+        "adele.wav",
+    )
+    .await
+}
+
+/// The records of Adele's attended transfer of her caller (who dialled +18005550100) to
+/// `to`: the caller's call has the queue, then her transfer after consulting (kind
+/// `consult`); her consultation's call (she is its caller) says she passed her caller on.
+fn attended_records(recs: &[Value], to: &str) -> (Value, Value) {
+    let find = |f: &dyn Fn(&Value) -> bool| {
+        recs.iter()
+            .find(|r| f(r))
+            .cloned()
+            .unwrap_or_else(|| panic!("{recs:?}"))
+    };
+    let caller = find(&|r| r["dialled"] == "+18005550100");
     assert_eq!(
         caller["steps"],
         serde_json::json!([
             "queue general",
-            "transfer by adele@contoso.example to alex@contoso.example after consulting"
+            format!("transfer by adele@contoso.example to {to} after consulting")
         ]),
         "{caller}"
     );
@@ -4245,24 +4260,19 @@ async fn an_agents_phone_consults_a_colleague_then_transfers_with_replaces() {
         (&x["by"], &x["to"], &x["kind"]),
         (
             &Value::from("adele@contoso.example"),
-            &Value::from("alex@contoso.example"),
+            &Value::from(to),
             &Value::from("consult")
         ),
         "{caller}"
     );
-    let consult = recs
-        .iter()
-        .find(|r| r["trunk"] == "internal")
-        .unwrap_or_else(|| panic!("{recs:?}"));
-    assert_eq!(consult["caller"], "adele@contoso.example", "{consult}");
-    assert_eq!(consult["outcome"], "answered", "{consult}");
+    let consult = find(&|r| r["caller"] == "adele@contoso.example");
     assert!(
         consult["steps"]
             .to_string()
-            .contains("of their caller to alex@contoso.example"),
+            .contains(&format!("of their caller to {to}")),
         "{consult}"
     );
-    c.router.stop().await.unwrap();
+    (caller, consult)
 }
 
 /// The trunk of [`EDGE`] with its outbound calls going to a free port on 127.0.0.1: that
@@ -4294,12 +4304,10 @@ fn caller_and_number_heard_each_other(c: &Center) {
     );
 }
 
-/// Adele transfers her caller to an outside number the toll rules allow (through the API):
-/// the router rings it on the trunk while the caller hears music, Adele's part ends, and the
-/// caller talks to the number. A number the rules deny is refused and the caller stays.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
-    let _turn = CALLS.turn().await;
+/// A center whose number's callers queue in `general` for Adele, with outside calls through
+/// the trunk under [`OUTBOUND`]'s toll rules: the port where the outside number's phone
+/// listens, and the center with its tones (the number's is `far-tone.wav`, 1600 Hz).
+async fn outside_number_center() -> (u16, Center) {
     let (far_port, edge) = edge_with_outbound();
     let config = format!(
         "{edge}[[tenants.numbers]]\nnumber = \"+18005550100\"\nqueue = \"general\"\n\n[[tenants.queues]]\nname = \"general\"\n{OUTBOUND}"
@@ -4307,6 +4315,16 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
     let c = start(&config).await;
     c.tones(15);
     c.tone("far-tone.wav", 1600.0, 15);
+    (far_port, c)
+}
+
+/// Adele transfers her caller to an outside number the toll rules allow (through the API):
+/// the router rings it on the trunk while the caller hears music, Adele's part ends, and the
+/// caller talks to the number. A number the rules deny is refused and the caller stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
+    let _turn = CALLS.turn().await;
+    let (far_port, c) = outside_number_center().await;
     let adele = c
         .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
         .await;
@@ -4368,6 +4386,67 @@ async fn an_agent_transfers_the_caller_to_an_allowed_outside_number() {
         (&Value::from("+15550001234"), &Value::from("blind")),
         "{r}"
     );
+    c.router.stop().await.unwrap();
+}
+
+/// Adele's own phone makes an attended transfer to an outside number: it consults the number
+/// with a call of its own through the router (under the toll rules, on the trunk), then
+/// REFERs her caller with Replaces naming that call. The router joins the caller to the
+/// number itself — the number's leg and its trunk channel move to the caller's call — both of
+/// Adele's legs end, the caller and the number hear each other, and the trunk is left with no
+/// call once they hang up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_phone_consults_an_outside_number_then_transfers_with_replaces() {
+    let _turn = CALLS.turn().await;
+    let (far_port, c) = outside_number_center().await;
+    let adele = adele_transferring(&c, "sip:+15550001234@contoso.example").await;
+    let called = trunk_phone(&c, far_port, "+15550001234", "far-tone.wav", "called.wav");
+    // Once joined, the trunk carries two calls: the caller's and the number's.
+    let (http, base) = (c.http.clone(), c.base.clone());
+    let joined = tokio::spawn(async move {
+        for _ in 0..80 {
+            let recs: Vec<Value> = get_json(&http, &format!("{base}/v1/calls")).await;
+            if recs
+                .iter()
+                .any(|r| r["steps"].to_string().contains("after consulting"))
+            {
+                let trunks: Value = get_json(&http, &format!("{base}/v1/trunks")).await;
+                return trunks[0]["calls"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Value::Null
+    });
+    let (ok, ev) = c.call("+18005550100", 10, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    assert_eq!(joined.await.unwrap(), 2, "the trunk's calls once joined");
+    let called = finish(called, Duration::from_secs(10)).await;
+    assert!(
+        called.iter().any(|e| e["event"] == "established"),
+        "the number answered the consultation: {called:?}"
+    );
+    let adele = finish(adele, Duration::from_secs(5)).await;
+    assert!(
+        adele.iter().any(|e| e["event"] == "transferring"),
+        "Adele's phone transferred: {adele:?}"
+    );
+    assert!(
+        blocks_with(&c, "called.wav", CALLER_HZ, 0.5) > 20,
+        "the number heard the caller after the join"
+    );
+    assert!(
+        blocks_with(&c, "heard.wav", 1600.0, 0.5) > 40,
+        "the caller heard the number"
+    );
+    let (caller, consult) = attended_records(&c.calls().await, "+15550001234");
+    assert_eq!(caller["outcome"], "transferred", "{caller}");
+    assert_eq!(caller["agent"], "adele@contoso.example", "{caller}");
+    assert_eq!(consult["dialled"], "+15550001234", "{consult}");
+    // The channel went with the number's leg, and was given back once.
+    let trunks: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+    assert_eq!(trunks[0]["calls"], 0, "{trunks}");
+    let st = c.status("adele@contoso.example").await;
+    assert_ne!(st["state"], "on_call", "{st}");
     c.router.stop().await.unwrap();
 }
 
