@@ -2107,8 +2107,8 @@ impl DeskPhone {
         self.ok(r)
     }
 
-    /// Consults `target` (a colleague or an expert group) while the caller waits; the
-    /// consultation's state follows in the view.
+    /// Consults `target` (a colleague, an expert group, or an outside number where the toll
+    /// rules allow) while the caller waits; the consultation's state follows in the view.
     pub async fn consult(&self, target: &str) -> Result<String, DeskError> {
         let r = async {
             let api = self.api("a consultation")?;

@@ -538,6 +538,7 @@ async fn consult_step(
             Ok(Json(ConsultDone { step }))
         }
         Err(e @ ConsultRefusal::NoSuchTarget(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ ConsultRefusal::NotAllowed(..)) => Err(ApiError::Forbidden(e.to_string())),
         Err(e) => Err(ApiError::Conflict(e.to_string())),
     }
 }
@@ -545,9 +546,10 @@ async fn consult_step(
 #[utoipa::path(
     post, path = "/v1/agents/me/consult", tag = "agents", request_body = ConsultRequest,
     responses(
-        (status = 200, description = "the caller hears music and the person's phone rings; `GET /v1/agents/me` shows the consultation (ringing, talking)", body = ConsultDone),
+        (status = 200, description = "the caller hears music and the person's phone (or the outside number, rung on the tenant's outbound trunk) rings; `GET /v1/agents/me` shows the consultation (ringing, talking)", body = ConsultDone),
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not an agent, or a target that is no colleague or expert group of the tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "an outside number the tenant may not call now (its toll rules, a cap, a full trunk)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent, or a target that is no colleague, expert group or (where the tenant places outside calls) E.164 number", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "no call up, a consultation already going on, the person cannot take a call, nobody of the group free, or the router takes no calls", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),

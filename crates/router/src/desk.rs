@@ -1014,7 +1014,7 @@ pub enum ConsultRefusal {
     NoConsult,
     #[error("{0} has not answered yet: wait for them, or cancel")]
     NotAnswered(String),
-    #[error("{0} is not a colleague or expert group of this tenant: a consultation is with a person inside it")]
+    #[error("{0} is not a colleague, expert group or outside number (where the tenant places outside calls) of this tenant")]
     NoSuchTarget(String),
     #[error(
         "{0} cannot take a call now (offline, on a call, ringing, in wrap-up, or busy in Teams)"
@@ -1024,6 +1024,12 @@ pub enum ConsultRefusal {
     NoExpert(String),
     #[error("a conference holds at most {0} people with the caller: someone must leave before another joins")]
     Full(usize),
+    /// An outside number the tenant may not call now: the number and why (the toll rules, a
+    /// cap, a full trunk).
+    #[error("{0} may not be called now: {1}")]
+    NotAllowed(String, String),
+    #[error("{0} is an outside number: complete the transfer to it or cancel; a conference with an outside number is not supported yet")]
+    OutsideConference(String),
 }
 
 /// Why a transfer was not carried out.

@@ -60,11 +60,12 @@ enum Leg {
     },
     /// The leg to the outside number call `n`'s caller was transferred to.
     Far(u64),
-    /// The leg to the colleague or expert agent `agent` consults on call `call`.
+    /// The leg to the colleague or expert `agent` consults on call `call` (none: an outside
+    /// number, rung on a trunk).
     Consult {
         call: u64,
         tenant: usize,
-        agent: AgentId,
+        agent: Option<AgentId>,
     },
     /// The leg to supervisor `agent`, who listens in on call `call` (or whispers, or barged
     /// in).
@@ -94,7 +95,11 @@ fn monitor_step(sup: &str, mode: MonitorMode, agent: &str) -> String {
 /// An agent's consultation on their call: the person consulted and their leg.
 #[derive(Debug, Clone)]
 struct Consult {
-    agent: AgentId,
+    /// The colleague or expert (or supervisor) consulted; none: an outside number.
+    agent: Option<AgentId>,
+    /// An outside number's: the trunk whose channel its leg holds.
+    trunk: Option<usize>,
+    /// Their UPN, or the outside number.
     upn: String,
     leg: UaCall,
     /// They answered.
@@ -3480,7 +3485,9 @@ impl Edge {
                     Some(al) => self.relay.bridge(al, leg),
                     None => {}
                 }
-                self.rung_into_call_answered(tenant, agent);
+                if let Some(person) = agent {
+                    self.rung_into_call_answered(tenant, person);
+                }
                 self.consult_shown(tenant, by, n);
                 self.save(n);
             }
@@ -3813,7 +3820,9 @@ impl Edge {
                 hang.push(m.who.leg);
             }
             self.consult_free(c.tenant, &m.who, now);
-            self.monitor_shown(c.tenant, u64::MAX, m.who.agent);
+            if let Some(sup) = m.who.agent {
+                self.monitor_shown(c.tenant, u64::MAX, sup);
+            }
         }
         let people: Vec<Consult> = c
             .consult
@@ -4355,6 +4364,9 @@ impl Edge {
                 Err(ConsultRefusal::NotAnswered(x.upn))
             }
             (ConsultAction::Complete, Some(_)) => Ok(self.consult_complete(n, now)),
+            (ConsultAction::Conference, Some(x)) if x.agent.is_none() => {
+                Err(ConsultRefusal::OutsideConference(x.upn))
+            }
             (ConsultAction::Conference, Some(_)) => {
                 let Some(c) = self.calls.get_mut(&n) else {
                     return Err(ConsultRefusal::NoCall);
@@ -4370,6 +4382,84 @@ impl Edge {
                 Ok(step)
             }
         }
+    }
+
+    /// `agent` (`by`) starts consulting outside number `number` on call `n`, where the toll
+    /// rules and caps allow it: the caller hears music, the number is rung on the tenant's
+    /// outbound trunk (holding one of its channels) for [`OUTBOUND_RING_SECONDS`].
+    fn consult_outside(
+        &mut self,
+        n: u64,
+        (tenant, agent): (usize, AgentId),
+        by: &str,
+        number: &str,
+        now: Instant,
+    ) -> Result<String, crate::desk::ConsultRefusal> {
+        use crate::desk::ConsultRefusal;
+        let (j, caller_id, _) = self
+            .outside_allowed(tenant, agent, number, now)
+            .map_err(|why| ConsultRefusal::NotAllowed(number.to_owned(), why))?;
+        let Some((socket, port)) = self.bind_media() else {
+            return Err(ConsultRefusal::Busy(number.to_owned()));
+        };
+        let id = self.calls.get(&n).ok_or(ConsultRefusal::NoCall)?.id.clone();
+        let headers = vec![format!("X-Switchboard-Call: {id}")];
+        let leg = self
+            .trunk_call(tenant, j, number, caller_id.as_deref(), headers, port, now)
+            .map_err(|why| {
+                tracing::warn!(%why, %number, "cannot call the outside number to consult");
+                ConsultRefusal::Busy(number.to_owned())
+            })?;
+        self.outside_placed(tenant, Some(agent), now);
+        Self::seize_trunk(&self.cc, tenant, j);
+        self.sockets.insert(leg, socket);
+        self.legs.insert(
+            leg,
+            Leg::Consult {
+                call: n,
+                tenant,
+                agent: None,
+            },
+        );
+        self.timers.insert(
+            (
+                now + Duration::from_secs(OUTBOUND_RING_SECONDS),
+                Timer::RingOut(leg),
+            ),
+            (),
+        );
+        let x = Consult {
+            agent: None,
+            trunk: Some(j),
+            upn: number.to_owned(),
+            leg,
+            up: false,
+            since: None,
+        };
+        self.consult_begun(n, (tenant, agent), by, x)
+    }
+
+    /// `agent` (`by`) consults `x` on call `n`, whose leg now rings: recorded and shown. The
+    /// caller waits with music (or talks on with those in the conference); the agent hears
+    /// nothing until the person answers.
+    fn consult_begun(
+        &mut self,
+        n: u64,
+        (tenant, agent): (usize, AgentId),
+        by: &str,
+        x: Consult,
+    ) -> Result<String, crate::desk::ConsultRefusal> {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return Err(crate::desk::ConsultRefusal::NoCall);
+        };
+        let step = format!("consult by {by} with {}", x.upn);
+        c.rec.steps.push(step.clone());
+        c.consult = Some(x);
+        self.remix(n);
+        self.consult_shown(tenant, Some(agent), n);
+        self.save(n);
+        tracing::info!(call = n, %step, "consulting");
+        Ok(step)
     }
 
     /// `agent` (`by`) starts consulting `target` on call `n`: the caller hears music, the
@@ -4388,6 +4478,14 @@ impl Edge {
         };
         let tenant = c.tenant;
         let (user, host) = self.api_target(tenant, target);
+        let outside = crate::center::is_e164(&user)
+            && self.cc.with(|d| {
+                let t = &d.tenants[tenant];
+                t.spec.outbound.is_some() && t.number(&user).is_none()
+            });
+        if outside {
+            return self.consult_outside(n, (tenant, agent), by, &user, now);
+        }
         let host_ok = !host.is_empty()
             && host
                 .chars()
@@ -4426,7 +4524,7 @@ impl Edge {
         let role = Leg::Consult {
             call: n,
             tenant,
-            agent: person,
+            agent: Some(person),
         };
         let leg = self
             .ring_into_call(role, queue, (socket, port), now)
@@ -4434,25 +4532,15 @@ impl Edge {
                 tracing::warn!(%why, person = %upn, "cannot call the person to consult");
                 ConsultRefusal::Busy(upn.clone())
             })?;
-        let Some(c) = self.calls.get_mut(&n) else {
-            return Err(ConsultRefusal::NoCall);
-        };
-        let step = format!("consult by {by} with {upn}");
-        c.rec.steps.push(step.clone());
-        c.consult = Some(Consult {
-            agent: person,
+        let x = Consult {
+            agent: Some(person),
+            trunk: None,
             upn,
             leg,
             up: false,
             since: None,
-        });
-        // The caller waits with music (or talks on with those in the conference); the agent
-        // hears nothing until the person answers.
-        self.remix(n);
-        self.consult_shown(tenant, Some(agent), n);
-        self.save(n);
-        tracing::info!(call = n, %step, "consulting");
-        Ok(step)
+        };
+        self.consult_begun(n, (tenant, agent), by, x)
     }
 
     /// The person consulted on call `n` is free again (their leg ended, rang out, or the
@@ -4563,6 +4651,11 @@ impl Edge {
     /// the first to have joined holding the call as its agent; the agent goes to wrap-up.
     /// Returns the step.
     fn consult_complete(&mut self, n: u64, now: Instant) -> String {
+        if self.calls.get(&n).is_some_and(|c| {
+            c.joined.is_empty() && c.consult.as_ref().is_some_and(|x| x.agent.is_none())
+        }) {
+            return self.consult_complete_outside(n, now);
+        }
         self.monitor_drop(n, "the agent left the call", now);
         let Some(c) = self.calls.get_mut(&n) else {
             return String::new();
@@ -4573,13 +4666,18 @@ impl Edge {
             }
             c.joined.push(x);
         }
-        if c.joined.is_empty() {
+        // The first to have joined who is one of ours holds the call (an outside number in
+        // the conference talks on, but holds nothing).
+        let Some(first) = c.joined.iter().position(|x| x.agent.is_some()) else {
             return String::new();
-        }
-        let x = c.joined.remove(0);
+        };
+        let x = c.joined.remove(first);
+        let Some(person) = x.agent else {
+            return String::new();
+        };
         let others = !c.joined.is_empty();
         let (tenant, id) = (c.tenant, c.id.clone());
-        let old = c.agent.replace((x.agent, x.leg));
+        let old = c.agent.replace((person, x.leg));
         let queue = c.queue;
         let talk = c
             .answered_at
@@ -4603,7 +4701,7 @@ impl Edge {
             Leg::Offer {
                 call: n,
                 tenant,
-                agent: x.agent,
+                agent: person,
             },
         );
         if let Some((a, leg)) = old {
@@ -4623,13 +4721,13 @@ impl Edge {
         }
         // The caller and the new agent (and any others in the conference) talk on.
         self.remix(n);
-        self.consult_shown(tenant, Some(x.agent), n);
+        self.consult_shown(tenant, Some(person), n);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             // Their engine state: busy with this call until it ends (agent_done then).
             t.engine
-                .set_busy_elsewhere(x.agent, Some(routing::CallId(n)), now);
-            if let Some(r) = t.agent_mut(x.agent) {
+                .set_busy_elsewhere(person, Some(routing::CallId(n)), now);
+            if let Some(r) = t.agent_mut(person) {
                 r.last_call = Some(id);
                 r.last_queue = None;
             }
@@ -4638,19 +4736,57 @@ impl Edge {
         step
     }
 
+    /// The agent of call `n` leaves the caller to the outside number they consulted (it
+    /// answered): its leg, and the trunk channel it holds, become the call's far leg; the
+    /// caller and the number talk through the router, and the agent goes to wrap-up.
+    /// Returns the step.
+    fn consult_complete_outside(&mut self, n: u64, now: Instant) -> String {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return String::new();
+        };
+        let (Some(x), Some((agent, leg))) = (c.consult.take(), c.agent) else {
+            return String::new();
+        };
+        let tenant = c.tenant;
+        let by = c.rec.agent.clone().unwrap_or_default();
+        let step = format!("transfer by {by} to {} after consulting", x.upn);
+        c.rec.steps.push(step.clone());
+        c.rec
+            .transfers
+            .push(transfer_record(&by, &x.upn, TransferKind::Consult));
+        c.far = x.trunk.map(|j| (x.leg, j));
+        c.handed_out = true;
+        let caller_leg = c.caller_leg;
+        self.legs.insert(x.leg, Leg::Far(n));
+        // The agent leaves before the bridge: leaving unbridges the caller.
+        self.agent_leaves(n, tenant, agent, leg, false, now);
+        self.consult_shown(tenant, Some(agent), u64::MAX);
+        self.relay.play(caller_leg, Playlist::default());
+        self.relay.bridge(caller_leg, x.leg);
+        self.save(n);
+        step
+    }
+
     /// The person consulted is let go: no longer ringing, or off the call (no wrap-up: the
     /// call was not theirs).
     fn consult_free(&self, tenant: usize, x: &Consult, now: Instant) {
+        if let Some(j) = x.trunk {
+            // An outside number: its trunk channel is free again.
+            Self::release_trunk(&self.cc, tenant, j);
+        }
+        let Some(person) = x.agent else {
+            return;
+        };
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
-            t.engine.set_busy_elsewhere(x.agent, None, now);
+            t.engine.set_busy_elsewhere(person, None, now);
             if x.up {
                 let talk = x
                     .since
                     .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-                t.agent_done(x.agent, None, talk, now);
-                let _ = d.finish_wrap_up(tenant, x.agent, now);
-            } else if let Some(a) = t.agent_mut(x.agent) {
+                t.agent_done(person, None, talk, now);
+                let _ = d.finish_wrap_up(tenant, person, now);
+            } else if let Some(a) = t.agent_mut(person) {
                 a.ringing = a.ringing.saturating_sub(1);
             }
         });
@@ -4732,7 +4868,7 @@ impl Edge {
         let elsewhere = self.calls.iter().find_map(|(k, c)| {
             c.monitor
                 .as_ref()
-                .filter(|m| m.who.agent == sup && *k != n)
+                .filter(|m| m.who.agent == Some(sup) && *k != n)
                 .and(c.agent)
         });
         if let Some((other, _)) = elsewhere {
@@ -4741,7 +4877,7 @@ impl Edge {
         let sup_upn = upn_of(sup);
         let step = monitor_step(&sup_upn, mode, &agent_upn);
         match current {
-            Some(m) if m.who.agent != sup => Err(MonitorRefusal::Taken(m.who.upn)),
+            Some(m) if m.who.agent != Some(sup) => Err(MonitorRefusal::Taken(m.who.upn)),
             Some(m) => {
                 let Some(c) = self.calls.get_mut(&n) else {
                     return Err(MonitorRefusal::NoCall(agent_upn));
@@ -4817,7 +4953,8 @@ impl Edge {
         c.rec.steps.push(step.clone());
         c.monitor = Some(Monitor {
             who: Consult {
-                agent: sup,
+                agent: Some(sup),
+                trunk: None,
                 upn,
                 leg,
                 up: false,
@@ -4846,7 +4983,7 @@ impl Edge {
         let (Leg::Consult {
             call: n,
             tenant,
-            agent: person,
+            agent: Some(person),
         }
         | Leg::Monitor {
             call: n,
@@ -4927,7 +5064,9 @@ impl Edge {
         c.rec.steps.push(format!("{} left: {why}", m.who.upn));
         let tenant = c.tenant;
         self.consult_free(tenant, &m.who, now);
-        self.monitor_shown(tenant, u64::MAX, m.who.agent);
+        if let Some(sup) = m.who.agent {
+            self.monitor_shown(tenant, u64::MAX, sup);
+        }
         self.remix(n);
         self.save(n);
     }
@@ -5114,8 +5253,17 @@ impl Edge {
         let up = self
             .calls
             .values()
-            .filter(|c| c.tenant == tenant && (c.outbound || c.far.is_some()))
-            .count();
+            .map(|c| {
+                let consulting = c
+                    .consult
+                    .iter()
+                    .chain(&c.joined)
+                    .filter(|x| x.trunk.is_some())
+                    .count();
+                usize::from(c.tenant == tenant)
+                    * (usize::from(c.outbound || c.far.is_some()) + consulting)
+            })
+            .sum::<usize>();
         (up >= max as usize).then(|| {
             format!("toll rules: {max} outside calls at once is the most the tenant may have")
         })
@@ -5148,36 +5296,13 @@ impl Edge {
         by_refer: bool,
         now: Instant,
     ) -> Option<String> {
-        let recent = calls_in_last_hour(self.dialled.entry((tenant, agent)).or_default(), now);
-        let capped = self.tenant_outside_cap(tenant, now);
-        let allowed = self.cc.with(|d| {
-            let t = &d.tenants[tenant];
-            let o = t.spec.outbound.as_ref()?;
-            let j = t.spec.trunks.iter().position(|tr| tr.name == o.trunk)?;
-            let why = o
-                .permits(number)
-                .err()
-                .or_else(|| {
-                    (recent >= o.max_per_hour as usize).then(|| "the agent's hourly cap".to_owned())
-                })
-                .or(capped)
-                .or_else(|| {
-                    (t.trunks[j].calls >= t.trunks[j].max_calls)
-                        .then(|| format!("trunk {} is full", o.trunk))
-                });
-            if let Some(why) = why {
+        let (j, caller_id, by) = match self.outside_allowed(tenant, agent, number, now) {
+            Ok(x) => x,
+            Err(why) => {
                 tracing::info!(%number, %why, "a transfer to an outside number is not allowed");
                 return None;
             }
-            let caller_id = o
-                .caller_id
-                .clone()
-                .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
-            t.spec.trunks.get(j).filter(|x| x.places_calls())?;
-            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
-            Some((j, caller_id, by))
-        });
-        let (j, caller_id, by) = allowed?;
+        };
         let (socket, port) = self.bind_media()?;
         let c = self.calls.get(&n)?;
         let headers = vec![format!("X-Switchboard-Call: {}", c.id)];
@@ -5200,6 +5325,61 @@ impl Edge {
             (by_refer, false),
             now,
         )
+    }
+
+    /// Whether `agent` may have tenant `tenant` call outside number `number` now (a transfer
+    /// or a consultation): the toll rules' prefixes, the agent's and the tenant's caps, and
+    /// room on the outbound trunk. Ok: the trunk, the caller id to show, the agent's UPN;
+    /// else why not.
+    fn outside_allowed(
+        &mut self,
+        tenant: usize,
+        agent: AgentId,
+        number: &str,
+        now: Instant,
+    ) -> Result<(usize, Option<String>, String), String> {
+        let recent = calls_in_last_hour(self.dialled.entry((tenant, agent)).or_default(), now);
+        let capped = self.tenant_outside_cap(tenant, now);
+        self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let o = t
+                .spec
+                .outbound
+                .as_ref()
+                .ok_or("this tenant places no outside calls")?;
+            let j = t
+                .spec
+                .trunks
+                .iter()
+                .position(|tr| tr.name == o.trunk && tr.places_calls())
+                .ok_or("no trunk for outside calls")?;
+            let why = o
+                .permits(number)
+                .err()
+                .map(|why| format!("toll rules: {why}"))
+                .or_else(|| {
+                    (recent >= o.max_per_hour as usize).then(|| {
+                        format!(
+                            "toll rules: {} outside calls in the last hour is the most an agent may place",
+                            o.max_per_hour
+                        )
+                    })
+                })
+                .or(capped)
+                .or_else(|| {
+                    (t.trunks[j].calls >= t.trunks[j].max_calls)
+                        .then(|| format!("trunk {} is full", o.trunk))
+                });
+            if let Some(why) = why {
+                return Err(why);
+            }
+            let caller_id = o
+                .caller_id
+                .clone()
+                .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
+            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            Ok((j, caller_id, by))
+        })
     }
 
     /// A REFER from `agent`'s leg (a Teams user reached over Direct Routing) names another

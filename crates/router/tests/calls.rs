@@ -479,9 +479,27 @@ fn assert_ended_with(ev: &[Value], status: &str) {
 /// A phone behind the trunk, the number `user`, listening on `port` for the router's calls:
 /// answers one after 1 s, plays `play` and records what it hears as `record`.
 fn trunk_phone(c: &Center, port: u16, user: &str, play: &str, record: &str) -> Child {
+    trunk_phone_answering(c, port, (user, 1), play, record)
+}
+
+/// [`trunk_phone`] answering `calls` calls (each recording `record` anew).
+fn trunk_phone_answering(
+    c: &Center,
+    port: u16,
+    (user, calls): (&str, u32),
+    play: &str,
+    record: &str,
+) -> Child {
     Command::new(agent_bin())
         .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-        .args(["--json", "answer", "--wait", "60", "--calls", "1"])
+        .args([
+            "--json",
+            "answer",
+            "--wait",
+            "60",
+            "--calls",
+            &calls.to_string(),
+        ])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .args(["--user", user, "--answer-after", "1", "--codec", "pcmu"])
         .arg("--play")
@@ -4447,6 +4465,110 @@ async fn an_agents_phone_consults_an_outside_number_then_transfers_with_replaces
     assert_eq!(trunks[0]["calls"], 0, "{trunks}");
     let st = c.status("adele@contoso.example").await;
     assert_ne!(st["state"], "on_call", "{st}");
+    c.router.stop().await.unwrap();
+}
+
+/// Adele consults an outside number through the API (the desktop's consult): the number is
+/// rung on the trunk under the toll rules while the caller hears music; a denied number is
+/// refused (403) and a conference with the number too (409, not supported yet). She talks
+/// with the number, then completes: the caller and the number talk through the router, Adele
+/// wraps up, the record says transferred (consult), and the trunk's channels come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_consults_an_outside_number_through_the_api_and_hands_the_caller_over() {
+    let _turn = CALLS.turn().await;
+    let (far_port, c) = outside_number_center().await;
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let called = trunk_phone_answering(
+        &c,
+        far_port,
+        ("+15550001234", 2),
+        "far-tone.wav",
+        "called.wav",
+    );
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        let trunk_calls = async || {
+            let trunks: Value = get_json(&d.http, &format!("{}/v1/trunks", d.base)).await;
+            trunks[0]["calls"].clone()
+        };
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let denied = d.status(ADELE, "consult", Some("+15559001234")).await;
+        // Consulted, then cancelled: the number's channel is given back.
+        d.step(ADELE, "consult", Some("+15550001234")).await;
+        let talking = d.until(ADELE, consult_of, "talking").await;
+        let calls = vec![trunk_calls().await];
+        d.step(ADELE, "consult/cancel", None).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let calls = [calls, vec![trunk_calls().await]].concat();
+        // Consulted again, then the caller handed over.
+        d.step(ADELE, "consult", Some("+15550001234")).await;
+        d.until(ADELE, consult_of, "talking").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let conference = d.status(ADELE, "consult/conference", None).await;
+        let step = d.step(ADELE, "consult/complete", None).await;
+        (denied, talking, calls, conference, step)
+    });
+    let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (denied, talking, calls, conference, step) = desk.await.unwrap();
+    assert_eq!(denied, 403, "a number the toll rules deny");
+    assert_eq!(talking["consult"]["with"], "+15550001234", "{talking}");
+    assert_eq!(
+        calls,
+        [2, 1],
+        "the trunk carries the caller and the consultation, then the caller alone"
+    );
+    assert_eq!(conference, 409, "no conference with an outside number yet");
+    assert_eq!(
+        step,
+        "transfer by adele@contoso.example to +15550001234 after consulting"
+    );
+    let called = finish(called, Duration::from_secs(10)).await;
+    assert!(
+        called.iter().any(|e| e["event"] == "established"),
+        "{called:?}"
+    );
+    drop(finish(adele, Duration::from_secs(5)).await);
+    // The number's phone records its second call (the one handed the caller) apart.
+    let (number_adele, number_caller) = (
+        blocks_with(&c, "called-2.wav", AGENT_HZ, 0.5),
+        blocks_with(&c, "called-2.wav", CALLER_HZ, 0.5),
+    );
+    assert!(
+        number_adele > 20 && number_caller > 20,
+        "the number heard Adele while consulted ({number_adele} blocks), then the caller ({number_caller})"
+    );
+    assert!(
+        blocks_with(&c, "heard.wav", 1600.0, 0.5) > 40,
+        "the caller heard the number"
+    );
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "transferred", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with +15550001234",
+            "consult answered by +15550001234",
+            "consult with +15550001234 ended: cancelled",
+            "consult by adele@contoso.example with +15550001234",
+            "consult answered by +15550001234",
+            "transfer by adele@contoso.example to +15550001234 after consulting"
+        ]),
+        "{r}"
+    );
+    assert_eq!(
+        (&r["transfers"][0]["to"], &r["transfers"][0]["kind"]),
+        (&Value::from("+15550001234"), &Value::from("consult")),
+        "{r}"
+    );
+    let trunks: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
+    assert_eq!(trunks[0]["calls"], 0, "{trunks}");
     c.router.stop().await.unwrap();
 }
 

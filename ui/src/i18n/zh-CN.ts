@@ -305,7 +305,7 @@ const zhCN: Record<MessageKey, string> = {
   "picker.colleagues": "同事",
   "picker.experts": "专家组",
   "picker.outside": "外部号码",
-  "picker.outsideHint": "E.164 格式，例如 +15551234567；由长途规则决定是否允许。",
+  "picker.outsideHint": "E.164 格式，例如 +15551234567；由长途规则决定是否允许。“咨询”会在来电者等待时呼叫该号码。",
   "picker.queueFigures": "{waiting} 人等待 · {ready} 人就绪",
   "picker.transfer": "转接",
   "picker.consult": "咨询",
@@ -426,7 +426,7 @@ const zhCN: Record<MessageKey, string> = {
   "figures.noQueues": "您不在任何队列中。",
   "figures.unavailable": "电话连接到路由服务后即显示数据。",
   "error.target_not_found": "贵组织中没有这个队列、同事或专家组。请从列表中选择。",
-  "error.target_forbidden": "路由服务不允许该转接（例如长途规则拒绝的外部号码）。请选择其他目标。",
+  "error.target_forbidden": "路由服务不允许该转接或咨询（例如长途规则拒绝的外部号码）。请选择其他目标。",
   "error.target_unavailable": "现在无法执行：没有进行中的通话、对方无法接听、专家组中无人空闲，或已有咨询在进行。请选择其他目标或重试。",
   "error.unknown": "出现问题：{message}",
 };

@@ -72,6 +72,8 @@ describe("the transfer and consult picker", () => {
     expect(refusing.phoneConsult).toHaveBeenCalledWith("escalations");
     expect((await screen.findByTestId("picker-error")).textContent).toContain("nobody of the group is free");
     await fireEvent.input(screen.getByTestId("picker-number"), { target: { value: "+15550001234" } });
+    await fireEvent.click(screen.getByTestId("consult-number"));
+    expect(refusing.phoneConsult).toHaveBeenLastCalledWith("+15550001234");
     await fireEvent.click(screen.getByTestId("transfer-number"));
     expect(refusing.phoneTransfer).toHaveBeenLastCalledWith("+15550001234");
     setLanguage("zh-CN");
