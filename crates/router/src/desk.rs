@@ -1028,8 +1028,6 @@ pub enum ConsultRefusal {
     /// cap, a full trunk).
     #[error("{0} may not be called now: {1}")]
     NotAllowed(String, String),
-    #[error("{0} is an outside number: complete the transfer to it or cancel; a conference with an outside number is not supported yet")]
-    OutsideConference(String),
 }
 
 /// Why a transfer was not carried out.

@@ -4364,9 +4364,6 @@ impl Edge {
                 Err(ConsultRefusal::NotAnswered(x.upn))
             }
             (ConsultAction::Complete, Some(_)) => Ok(self.consult_complete(n, now)),
-            (ConsultAction::Conference, Some(x)) if x.agent.is_none() => {
-                Err(ConsultRefusal::OutsideConference(x.upn))
-            }
             (ConsultAction::Conference, Some(_)) => {
                 let Some(c) = self.calls.get_mut(&n) else {
                     return Err(ConsultRefusal::NoCall);
@@ -4579,7 +4576,13 @@ impl Edge {
             .steps
             .push(format!("{} left the conference: {why}", x.upn));
         let (tenant, agent) = (c.tenant, c.agent.map(|(a, _)| a));
+        let nobody_left = agent.is_none() && c.joined.is_empty() && c.consult.is_none();
         self.consult_free(tenant, &x, now);
+        if nobody_left {
+            // Outside numbers the agent left the caller with have all hung up.
+            self.finish(n, now);
+            return;
+        }
         self.remix(n);
         self.consult_shown(tenant, agent, n);
         self.save(n);
@@ -4669,7 +4672,7 @@ impl Edge {
         // The first to have joined who is one of ours holds the call (an outside number in
         // the conference talks on, but holds nothing).
         let Some(first) = c.joined.iter().position(|x| x.agent.is_some()) else {
-            return String::new();
+            return self.conference_left_to_outside(n, now);
         };
         let x = c.joined.remove(first);
         let Some(person) = x.agent else {
@@ -4732,6 +4735,36 @@ impl Edge {
                 r.last_queue = None;
             }
         });
+        self.save(n);
+        step
+    }
+
+    /// The agent of call `n` leaves a conference where only outside numbers are with the
+    /// caller: they talk on in the router's mix (the call has left the contact center:
+    /// `transferred`), the agent wraps up, and when the last of them hangs up the call ends.
+    /// Returns the step.
+    fn conference_left_to_outside(&mut self, n: u64, now: Instant) -> String {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return String::new();
+        };
+        let Some((agent, leg)) = c.agent else {
+            return String::new();
+        };
+        let tenant = c.tenant;
+        let by = c.rec.agent.clone().unwrap_or_default();
+        let names: Vec<String> = c.joined.iter().map(|x| x.upn.clone()).collect();
+        let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let step = format!("{by} left the conference to {}", and_list(&listed));
+        c.rec.steps.push(step.clone());
+        if let [only] = listed.as_slice() {
+            c.rec
+                .transfers
+                .push(transfer_record(&by, only, TransferKind::Consult));
+        }
+        c.handed_out = true;
+        self.agent_leaves(n, tenant, agent, leg, false, now);
+        self.consult_shown(tenant, Some(agent), u64::MAX);
+        self.remix(n);
         self.save(n);
         step
     }

@@ -182,7 +182,7 @@ fn teams_heard(phone: &crate::teams_proxy::peers::Baresip, hz: f64, other: f64) 
 /// they hear each other; the record names the trunk and the Teams user's number.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let (alice, proxy, cert) = alice_at_tenant_a();
     let c = start(&sbc_config(
         &proxy,
@@ -317,7 +317,7 @@ fn answer_in_trace(trace: &str) -> Option<String> {
 /// agent. The router answers with ICE-lite; the agent Adele takes the call from the queue.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_teams_client_with_media_bypass_talks_to_an_agent_over_the_pair_it_nominates() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let (alice, proxy, cert) = alice_at_tenant_a();
     let tenant = with_bypass(dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"));
     let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
@@ -455,7 +455,7 @@ async fn a_teams_client_with_media_bypass_talks_to_an_agent_over_the_pair_it_nom
 /// trunk before anything is sent.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let (alice, bob) = (at_tenant_a("+14255550101"), at_tenant_a("+14255550102"));
     let proxy = tenant_a_proxy(&[&alice, &bob], true);
     let cert = proxy.sbc_certificate(&["*.sbc.example"]);
@@ -697,7 +697,7 @@ fn packets_at(socket: &std::net::UdpSocket, within: Duration) -> usize {
 /// media goes to the mobile's answer, not the desk's that came last; the desk is cancelled.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expert_in_teams_on_two_devices_is_reached_on_the_one_that_answers() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let (alice, bob) = (at_tenant_a("+14255550101"), at_tenant_a("+14255550102"));
     let proxy = tenant_a_proxy(&[&alice, &bob], false);
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
@@ -792,7 +792,7 @@ async fn an_expert_in_teams_on_two_devices_is_reached_on_the_one_that_answers() 
 /// refused by the proxy: its proxies never come up.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_customers_on_one_router_stay_apart_and_a_foreign_certificate_is_refused() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
     let carol = TeamsUser::new("+14255550301", "tenant-b", "tenantb.sbc.example");
     let proxy = TeamsProxy::start(&TeamsProxyOptions {
@@ -969,7 +969,7 @@ async fn teams_caller_with_adele(
 /// other two.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_three_party_call_with_an_expert_in_teams_where_everyone_hears_everyone() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
     let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
     let (call, adele, _) = teams_caller_with_adele(&[alice, bob.clone()], &[]).await;
@@ -1030,7 +1030,7 @@ async fn a_three_party_call_with_an_expert_in_teams_where_everyone_hears_everyon
 /// through the proxy with Referred-By.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_colleague() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
     let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
     let dave = TeamsUser::new("+14255550104", "tenant-a", "tenanta.sbc.example");
@@ -1110,7 +1110,7 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
 /// and the record says why.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_cleanly() {
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let (alice, bob) = (at_tenant_a("+14255550101"), at_tenant_a("+14255550102"));
     let erin = at_tenant_a("+14255550105");
     let proxy = tenant_a_proxy(&[&alice, &bob, &erin], false);
@@ -1224,7 +1224,7 @@ async fn experts_become(c: &Center, want: &[&str]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     use switchboard_tenant_sim::{Config as SimConfig, TenantSim, DEMO_CLIENT_ID};
-    let _turn = CALLS.turn().await;
+    let _turn = CALLS.alone().await;
     let sim = TenantSim::start(SimConfig {
         device_code_interval: Duration::from_secs(1),
         ..SimConfig::default()
