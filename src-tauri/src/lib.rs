@@ -1283,8 +1283,9 @@ pub fn run() {
                 // This app's Teams presence session goes with it (else it lingers until
                 // it expires).
                 if let Some(agent) = app.try_state::<Agent>() {
-                    // The phone hangs up, unregisters and signs off at the router first.
-                    tauri::async_runtime::block_on(agent.desk().stop());
+                    // The phone hangs up, unregisters and signs off at the router first,
+                    // for good: the task keeping it up must not start it again meanwhile.
+                    tauri::async_runtime::block_on(agent.desk().close());
                     tauri::async_runtime::block_on(agent.work().finish());
                 }
             }

@@ -1270,6 +1270,9 @@ struct Inner {
     /// must never land over the registration of a phone started while it was closing the
     /// last one.
     lifecycle: tokio::sync::Mutex<()>,
+    /// Closed for good ([`DeskPhone::close`], the app exiting): no phone starts again, even
+    /// one whose start was already waiting for `lifecycle`.
+    closed: std::sync::atomic::AtomicBool,
     /// A call the person let the other party transfer: its view while the phone calls the
     /// transfer's target (shown again should that call fail, the call being still up).
     referred_from: Mutex<Option<CallView>>,
@@ -1313,6 +1316,7 @@ impl DeskPhone {
                 running: Mutex::new(None),
                 referred_from: Mutex::new(None),
                 lifecycle: tokio::sync::Mutex::new(()),
+                closed: std::sync::atomic::AtomicBool::new(false),
                 local: Mutex::new(Vec::new()),
                 following: std::sync::atomic::AtomicBool::new(false),
                 files: Mutex::new(None),
@@ -1421,6 +1425,10 @@ impl DeskPhone {
         start: impl std::future::Future<Output = Result<(), DeskError>>,
     ) -> Result<(), DeskError> {
         let _one_at_a_time = self.inner.lifecycle.lock().await;
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            // The app is exiting: its phone signed off and stays so.
+            return Err(DeskError::NotStarted);
+        }
         self.stop_phone().await;
         self.update(|v| {
             v.registration = RegistrationView::Registering;
@@ -2421,11 +2429,59 @@ impl DeskPhone {
             v.consult = None;
         });
     }
+
+    /// [`DeskPhone::stop`] for good, as the app exits: a start already asked for (the app
+    /// keeping its phone up, which saw it stop) no longer starts it again after the
+    /// sign-off, nor does any later one.
+    pub async fn close(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop().await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The app exiting closes the phone for good: a start asked for meanwhile (the task that
+    /// keeps the phone up, seeing it stop) starts nothing, and the view stays Off.
+    #[tokio::test]
+    async fn a_closed_phone_starts_no_more() {
+        let desk = DeskPhone::new();
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A start that waits for the lifecycle while the close runs.
+        let held = desk.inner.lifecycle.lock().await;
+        let waiting = {
+            let (desk, ran) = (desk.clone(), ran.clone());
+            tokio::spawn(async move {
+                desk.starting(PhoneSource::Router, async {
+                    ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let closing = {
+            let desk = desk.clone();
+            tokio::spawn(async move { desk.close().await })
+        };
+        tokio::task::yield_now().await;
+        drop(held);
+        closing.await.unwrap();
+        let r = waiting.await.unwrap();
+        assert!(matches!(r, Err(DeskError::NotStarted)), "{r:?}");
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "nothing started"
+        );
+        assert!(matches!(desk.view().registration, RegistrationView::Off));
+        // Nor does a later one.
+        let r = desk.starting(PhoneSource::Router, async { Ok(()) }).await;
+        assert!(matches!(r, Err(DeskError::NotStarted)), "{r:?}");
+    }
 
     #[test]
     fn a_refusal_says_the_problems_detail() {
