@@ -488,15 +488,17 @@ pub async fn transfer(
     }
 }
 
-/// `POST /v1/agents/me/consult`: put the caller on hold and ring a colleague or an expert.
+/// `POST /v1/agents/me/consult`: put the caller on hold and ring a colleague, an expert, an
+/// agent of a queue or an outside number.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsultRequest {
     /// Only where the router checks no tokens: the agent (UPN).
     #[serde(default)]
     pub agent: Option<String>,
-    /// A colleague by UPN (`MeganB@contoso.example`), or an expert group by name
-    /// (`escalations`: its best free expert).
+    /// A colleague by UPN (`MeganB@contoso.example`), an expert group by name
+    /// (`escalations`: its best free expert), a queue by name (`billing`: the agent it would
+    /// offer its next call to), or an E.164 number where the tenant places outside calls.
     pub target: String,
 }
 
@@ -546,11 +548,11 @@ async fn consult_step(
 #[utoipa::path(
     post, path = "/v1/agents/me/consult", tag = "agents", request_body = ConsultRequest,
     responses(
-        (status = 200, description = "the caller hears music and the person's phone (or the outside number, rung on the tenant's outbound trunk) rings; `GET /v1/agents/me` shows the consultation (ringing, talking)", body = ConsultDone),
+        (status = 200, description = "the caller hears music and the person's phone (for a queue, the agent its strategy would offer the next call to; for an outside number, rung on the tenant's outbound trunk) rings; `GET /v1/agents/me` shows the consultation (ringing, talking)", body = ConsultDone),
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "an outside number the tenant may not call now (its toll rules, a cap, a full trunk)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "not an agent, or a target that is no colleague, expert group or (where the tenant places outside calls) E.164 number", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "no call up, a consultation already going on, the person cannot take a call, nobody of the group free, or the router takes no calls", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "not an agent, or a target that is no colleague, queue, expert group or (where the tenant places outside calls) E.164 number", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no call up, a consultation already going on, the person cannot take a call, nobody of the group or queue free (or callers wait in the queue), or the router takes no calls", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
     )

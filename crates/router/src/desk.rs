@@ -1014,7 +1014,7 @@ pub enum ConsultRefusal {
     NoConsult,
     #[error("{0} has not answered yet: wait for them, or cancel")]
     NotAnswered(String),
-    #[error("{0} is not a colleague, expert group or outside number (where the tenant places outside calls) of this tenant")]
+    #[error("{0} is not a colleague, queue, expert group or outside number (where the tenant places outside calls) of this tenant")]
     NoSuchTarget(String),
     #[error(
         "{0} cannot take a call now (offline, on a call, ringing, in wrap-up, or busy in Teams)"
@@ -1022,6 +1022,8 @@ pub enum ConsultRefusal {
     Busy(String),
     #[error("nobody of expert group {0} is free now: try again or another target")]
     NoExpert(String),
+    #[error("nobody of queue {0} is Ready now (or callers wait in it): try again, or transfer the caller to the queue to wait there")]
+    NoQueueAgent(String),
     #[error("a conference holds at most {0} people with the caller: someone must leave before another joins")]
     Full(usize),
     /// An outside number the tenant may not call now: the number and why (the toll rules, a

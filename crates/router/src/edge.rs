@@ -4433,10 +4433,11 @@ impl Edge {
             up: false,
             since: None,
         };
-        self.consult_begun(n, (tenant, agent), by, x)
+        self.consult_begun(n, (tenant, agent), by, x, None)
     }
 
-    /// `agent` (`by`) consults `x` on call `n`, whose leg now rings: recorded and shown. The
+    /// `agent` (`by`) consults `x` (of `queue`, where a queue was consulted) on call `n`, whose
+    /// leg now rings: recorded and shown. The
     /// caller waits with music (or talks on with those in the conference); the agent hears
     /// nothing until the person answers.
     fn consult_begun(
@@ -4445,11 +4446,15 @@ impl Edge {
         (tenant, agent): (usize, AgentId),
         by: &str,
         x: Consult,
+        queue: Option<&str>,
     ) -> Result<String, crate::desk::ConsultRefusal> {
         let Some(c) = self.calls.get_mut(&n) else {
             return Err(crate::desk::ConsultRefusal::NoCall);
         };
-        let step = format!("consult by {by} with {}", x.upn);
+        let step = match queue {
+            Some(q) => format!("consult by {by} with {} of queue {q}", x.upn),
+            None => format!("consult by {by} with {}", x.upn),
+        };
         c.rec.steps.push(step.clone());
         c.consult = Some(x);
         self.remix(n);
@@ -4489,21 +4494,33 @@ impl Edge {
                 .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
         let shown = format!("{user}@{host}");
         let found = self.cc.with(|d| {
-            let t = &d.tenants[tenant];
+            let t = &mut d.tenants[tenant];
             let route = (host_ok && !user.is_empty())
                 .then(|| t.transfer_target(&user, &host))
                 .flatten();
+            // A queue: the agent its strategy would offer the next call to.
+            let (route, via) = match route {
+                Some(Route::Queue(q)) => {
+                    let name = t.queues.get(q.0 as usize).map(|x| x.name.clone());
+                    let name = name.unwrap_or_default();
+                    match t.engine.next_for_consult(q) {
+                        Some(a) => (Some(Route::Agent(a)), Some(name)),
+                        None => return Some(Err(ConsultRefusal::NoQueueAgent(name))),
+                    }
+                }
+                r => (r, None),
+            };
             match route {
                 Some(Route::Agent(a)) | Some(Route::Expert(a)) if a != agent => {
                     let r = t.agent(a)?;
                     let reachable = r.contact.is_some() || t.teams_reach(a).is_some();
-                    Some(Ok((a, r.upn.clone(), t.expert_free(a), reachable)))
+                    Some(Ok((a, r.upn.clone(), t.expert_free(a), reachable, via)))
                 }
                 Some(Route::NoExpert) => Some(Err(ConsultRefusal::NoExpert(user.clone()))),
                 _ => None,
             }
         });
-        let (person, upn, free, reachable) = match found {
+        let (person, upn, free, reachable, via) = match found {
             None => return Err(ConsultRefusal::NoSuchTarget(shown)),
             Some(Err(e)) => return Err(e),
             Some(Ok(x)) => x,
@@ -4537,7 +4554,7 @@ impl Edge {
             up: false,
             since: None,
         };
-        self.consult_begun(n, (tenant, agent), by, x)
+        self.consult_begun(n, (tenant, agent), by, x, via.as_deref())
     }
 
     /// The person consulted on call `n` is free again (their leg ended, rang out, or the

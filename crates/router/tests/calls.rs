@@ -3629,6 +3629,115 @@ async fn an_agent_consults_a_colleague_cancels_then_conferences_an_expert_and_le
     c.router.stop().await.unwrap();
 }
 
+/// Queues the consultation tests may consult: `orders` (Alex's skill, longest idle) and
+/// `billing` (nobody has the skill).
+const CONSULT_QUEUES: &str = r#"
+[[tenants.queues]]
+name = "orders"
+strategy = "longest_idle"
+skills = { orders = 1 }
+
+[[tenants.queues]]
+name = "billing"
+skills = { billing = 1 }
+"#;
+
+/// Adele consults the `orders` queue: refused while nobody of it is Ready (and for `billing`,
+/// which nobody serves); once Alex is Ready, the queue's choice — Alex — is rung while the
+/// caller hears music, and Adele hands the caller over to him. The record names the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}{CONSULT_QUEUES}")).await;
+    let (adele, alex, megan) = consult_cast(&c, 20).await;
+    let d = Desk::of(&c);
+    let http = c.http.clone();
+    let base = c.base.clone();
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let mut refused = vec![
+            d.post(ADELE, "consult", Some("orders")).await,
+            d.post(ADELE, "consult", Some("billing")).await,
+        ];
+        let mut texts = Vec::new();
+        for r in refused.drain(..) {
+            let st = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            texts.push((st, body["detail"].as_str().unwrap_or_default().to_owned()));
+        }
+        let r = http
+            .put(format!("{base}/v1/agents/me/state"))
+            .json(&serde_json::json!({ "agent": "alex@contoso.example", "state": "ready" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let step = d.step(ADELE, "consult", Some("orders")).await;
+        let talking = d.until(ADELE, consult_of, "talking").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let done = d.step(ADELE, "consult/complete", None).await;
+        (texts, step, talking, done)
+    });
+    let (ok, ev) = c.call("+18005550100", 14, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (texts, step, talking, done) = desk.await.unwrap();
+    assert_eq!(texts.len(), 2);
+    for (st, text) in &texts {
+        assert_eq!(*st, 409, "{texts:?}");
+        assert!(text.contains("nobody of queue"), "{texts:?}");
+    }
+    assert!(texts[0].1.contains("orders") && texts[1].1.contains("billing"));
+    assert_eq!(
+        step,
+        "consult by adele@contoso.example with alex@contoso.example of queue orders"
+    );
+    assert_eq!(
+        talking["consult"]["with"], "alex@contoso.example",
+        "{talking}"
+    );
+    assert_eq!(
+        done,
+        "transfer by adele@contoso.example to alex@contoso.example after consulting"
+    );
+    let (adele, alex) = (
+        finish(adele, Duration::from_secs(5)).await,
+        finish(alex, Duration::from_secs(5)).await,
+    );
+    let _ = finish(megan, Duration::from_secs(5)).await;
+    for (who, ev) in [("Adele", &adele), ("Alex", &alex)] {
+        assert!(
+            ev.iter().any(|e| e["event"] == "established"),
+            "{who}: {ev:?}"
+        );
+    }
+    // Alex heard Adele while consulted, then the caller; the caller heard Alex after the
+    // handover, never during the consultation (music then).
+    let alex_adele = blocks_with(&c, "alex.wav", AGENT_HZ, 0.2);
+    let alex_caller = blocks_with(&c, "alex.wav", CALLER_HZ, 0.5);
+    let caller_alex = blocks_with(&c, "heard.wav", ALEX_HZ, 0.5);
+    eprintln!("blocks heard: Alex←Adele {alex_adele}, Alex←caller {alex_caller}, caller←Alex {caller_alex}");
+    assert!(alex_adele > 20, "Alex heard Adele: {alex_adele}");
+    assert!(alex_caller > 20, "Alex heard the caller: {alex_caller}");
+    assert!(caller_alex > 20, "the caller heard Alex: {caller_alex}");
+    let recs = c.calls().await;
+    let r = &recs[0];
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with alex@contoso.example of queue orders",
+            "consult answered by alex@contoso.example",
+            "transfer by adele@contoso.example to alex@contoso.example after consulting"
+        ]),
+        "{r}"
+    );
+    c.router.stop().await.unwrap();
+}
+
 /// A group call of four: Adele brings the escalations expert Megan into a conference with
 /// the caller, then consults Alex while the caller and Megan talk on, brings him in too (all
 /// four hear each other), and leaves: Megan holds the call and Alex stays in it. A blind

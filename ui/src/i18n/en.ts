@@ -425,7 +425,7 @@ const en = {
   "figures.unavailable": "Figures show once the phone is connected to the routing service.",
   "error.target_not_found": "There is no such queue, colleague or group in your organisation. Choose one from the list.",
   "error.target_forbidden": "The routing service does not allow that transfer or consultation (for example an outside number the toll rules refuse). Choose another target.",
-  "error.target_unavailable": "That cannot be done now: no call is up, the person cannot take a call, nobody of the group is free, or a consultation is already going on. Try another target or try again.",
+  "error.target_unavailable": "That cannot be done now: no call is up, the person cannot take a call, nobody of the group or queue is free, or a consultation is already going on. Try another target or try again.",
   "error.unknown": "Something went wrong: {message}",
 };
 

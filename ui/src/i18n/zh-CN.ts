@@ -427,7 +427,7 @@ const zhCN: Record<MessageKey, string> = {
   "figures.unavailable": "电话连接到路由服务后即显示数据。",
   "error.target_not_found": "贵组织中没有这个队列、同事或专家组。请从列表中选择。",
   "error.target_forbidden": "路由服务不允许该转接或咨询（例如长途规则拒绝的外部号码）。请选择其他目标。",
-  "error.target_unavailable": "现在无法执行：没有进行中的通话、对方无法接听、专家组中无人空闲，或已有咨询在进行。请选择其他目标或重试。",
+  "error.target_unavailable": "现在无法执行：没有进行中的通话、对方无法接听、专家组或队列中无人空闲，或已有咨询在进行。请选择其他目标或重试。",
   "error.unknown": "出现问题：{message}",
 };
 

@@ -25,6 +25,10 @@ describe("the transfer and consult picker", () => {
     await screen.findAllByTestId("target-queue");
     expect(row("target-queue", "name", "billing")?.textContent).toContain("2 waiting · 1 ready");
     expect(row("target-queue", "name", "billing")?.textContent).toContain("your queue");
+    // A queue is consulted only where agents are Ready and no caller waits in it.
+    expect(row("target-queue", "name", "billing")?.querySelector('[data-testid="consult"]')).toBeNull();
+    expect(row("target-queue", "name", "orders")?.querySelector('[data-testid="consult"]')).toBeNull();
+    expect(row("target-queue", "name", "support")?.querySelector('[data-testid="consult"]')).toBeTruthy();
     // Alex is on a call: shown, but nothing to press.
     const alex = row("target-colleague", "upn", "AlexW@contoso.example")!;
     expect(alex.textContent).toContain("On a call");
@@ -70,7 +74,9 @@ describe("the transfer and consult picker", () => {
     await vi.waitFor(() => expect(ondone).toHaveBeenCalledWith("transfer", "transfer to orders"));
     await fireEvent.click(row("target-group", "name", "escalations")!.querySelector('[data-testid="consult"]')!);
     expect(refusing.phoneConsult).toHaveBeenCalledWith("escalations");
-    expect((await screen.findByTestId("picker-error")).textContent).toContain("nobody of the group is free");
+    expect((await screen.findByTestId("picker-error")).textContent).toContain("nobody of the group or queue is free");
+    await fireEvent.click(row("target-queue", "name", "support")!.querySelector('[data-testid="consult"]')!);
+    expect(refusing.phoneConsult).toHaveBeenLastCalledWith("support");
     await fireEvent.input(screen.getByTestId("picker-number"), { target: { value: "+15550001234" } });
     await fireEvent.click(screen.getByTestId("consult-number"));
     expect(refusing.phoneConsult).toHaveBeenLastCalledWith("+15550001234");
@@ -78,6 +84,15 @@ describe("the transfer and consult picker", () => {
     expect(refusing.phoneTransfer).toHaveBeenLastCalledWith("+15550001234");
     setLanguage("zh-CN");
     await vi.waitFor(() => expect(screen.getByText("同事")).toBeTruthy());
+  });
+
+  it("in a conference offers only people and queues to consult", async () => {
+    render(TransferPicker, { api: api(), onclose: vi.fn(), ondone: vi.fn(), consultOnly: true });
+    await screen.findAllByTestId("target-queue");
+    expect(screen.getAllByTestId("target-queue").map((q) => q.dataset.name)).toEqual(["support"]);
+    expect(screen.queryAllByTestId("target-attendant")).toHaveLength(0);
+    expect(document.querySelector('[data-testid="target-queue"] [data-testid="transfer"]')).toBeNull();
+    expect(row("target-queue", "name", "support")?.querySelector('[data-testid="consult"]')).toBeTruthy();
   });
 
   it("offers no number field where outside numbers are not allowed", async () => {

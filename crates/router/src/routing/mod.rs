@@ -462,6 +462,17 @@ impl Engine {
         }
     }
 
+    /// The agent queue `q` would offer its next call to now, for an agent who consults the
+    /// queue: its strategy's choice (ring all: the first it would ring; round robin moves on
+    /// as for a call). `None` when nobody of the queue is available, or callers wait in it
+    /// (they come first: a consultation never takes an agent before them).
+    pub fn next_for_consult(&mut self, q: QueueId) -> Option<AgentId> {
+        if self.waiting(q) > 0 {
+            return None;
+        }
+        self.choose(q).first().copied()
+    }
+
     /// Whether the agent is busy with a call outside the queues (a direct offer).
     pub fn is_busy(&self, a: AgentId) -> bool {
         self.agent(a).is_some_and(|s| s.busy.is_some())

@@ -114,6 +114,38 @@ fn round_robin_goes_on_from_a_kept_place_and_keeps_it_when_the_queue_changes() {
 }
 
 #[test]
+fn a_consultation_of_a_queue_takes_the_agent_its_strategy_picks_and_never_one_before_a_caller() {
+    // Longest idle: agent 0; busy with the consultation, then agent 1.
+    let (mut e, t0) = engine(Strategy::LongestIdle, 3);
+    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    e.set_busy_elsewhere(AgentId(0), Some(CallId(90)), secs(t0, 5));
+    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(1)));
+    // Ring all: the first it would ring.
+    let (mut e, _) = engine(Strategy::RingAll, 3);
+    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    // Round robin moves on as for a call: the next call goes to the one after.
+    let (mut e, t0) = engine(Strategy::RoundRobin, 3);
+    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    assert_eq!(e.round_robin_last(QueueId(0)), Some(AgentId(0)));
+    assert_eq!(offer_one(&mut e, 1, t0), vec![AgentId(1)]);
+    // Nobody available (one ringing, the others not ready): none, and a caller who waits
+    // comes before any consultation when an agent is free again.
+    e.set_ready(AgentId(0), false, t0);
+    e.set_ready(AgentId(2), false, t0);
+    assert_eq!(e.next_for_consult(QueueId(0)), None);
+    e.enqueue(QueueId(0), caller(2, 3, t0), t0).unwrap();
+    assert!(e.dispatch().is_empty());
+    e.set_ready(AgentId(2), true, secs(t0, 9));
+    assert_eq!(
+        e.next_for_consult(QueueId(0)),
+        None,
+        "the caller waits first"
+    );
+    assert_eq!(e.dispatch()[0].agents, vec![AgentId(2)]);
+    assert_eq!(e.next_for_consult(QueueId(9)), None, "no such queue");
+}
+
+#[test]
 fn ring_all_rings_everyone_and_the_first_answer_frees_the_rest() {
     let (mut e, t0) = engine(Strategy::RingAll, 3);
     let ringing = offer_one(&mut e, 1, t0);
