@@ -61,6 +61,32 @@ const KEYS: [[char; 4]; 4] = [
     ['*', '0', '#', 'D'],
 ];
 
+/// The low (row) and high (column) frequencies of DTMF key `key` (`0`–`9`, `*`, `#`, `A`–`D`),
+/// Hz; `None` for anything else.
+pub fn key_frequencies(key: char) -> Option<(f64, f64)> {
+    let key = key.to_ascii_uppercase();
+    KEYS.iter().enumerate().find_map(|(r, keys)| {
+        keys.iter()
+            .position(|&k| k == key)
+            .map(|c| (ROWS[r], COLUMNS[c]))
+    })
+}
+
+/// Key `key` as the in-band tone pair a phone sends: `n` samples at `rate` from sample
+/// `start` (to go on without a click from an earlier block), each tone at peak `amplitude`;
+/// `None` for a character that is no DTMF key.
+pub fn key_tone(key: char, rate: u32, amplitude: f64, start: u64, n: usize) -> Option<Vec<i16>> {
+    let (low, high) = key_frequencies(key)?;
+    let a = crate::tone::sine(low, rate, amplitude, start, n);
+    let b = crate::tone::sine(high, rate, amplitude, start, n);
+    Some(
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| x.saturating_add(*y))
+            .collect(),
+    )
+}
+
 /// Length of an analysis block, seconds: 104 samples at 8 kHz, 208 at 16 kHz, 624 at 48 kHz.
 ///
 /// The Goertzel filters resolve frequencies about 1 / 13 ms = 77 Hz apart, enough to tell the
@@ -357,15 +383,35 @@ mod tests {
         ms: u32,
         factor: f64,
     ) -> Vec<i16> {
-        let (r, c) = KEYS
-            .iter()
-            .enumerate()
-            .find_map(|(r, keys)| keys.iter().position(|&k| k == key).map(|c| (r, c)))
-            .expect("a keypad key");
+        let (row, column) = key_frequencies(key).expect("a keypad key");
         let n = samples(rate, ms);
-        let low = sine(ROWS[r] * factor, rate, row_amp, 0, n);
-        let high = sine(COLUMNS[c] * factor, rate, column_amp, 0, n);
+        let low = sine(row * factor, rate, row_amp, 0, n);
+        let high = sine(column * factor, rate, column_amp, 0, n);
         mix(&low, &high)
+    }
+
+    #[test]
+    fn a_key_tone_is_the_keys_two_frequencies_and_is_heard_as_that_key() {
+        assert_eq!(key_frequencies('1'), Some((697.0, 1209.0)));
+        assert_eq!(key_frequencies('#'), Some((941.0, 1477.0)));
+        assert_eq!(key_frequencies('d'), Some((941.0, 1633.0)));
+        assert_eq!(key_frequencies('x'), None);
+        assert_eq!(super::key_tone('e', 8000, 6000.0, 0, 160), None);
+        for rate in [8000, 16000, 48000] {
+            let n = samples(rate, 60);
+            let mut pcm = silence(rate, 60);
+            for key in "159#*0D".chars() {
+                // In two halves, the second going on from the first.
+                pcm.extend(super::key_tone(key, rate, 6000.0, 0, n / 2).unwrap());
+                pcm.extend(super::key_tone(key, rate, 6000.0, (n / 2) as u64, n - n / 2).unwrap());
+                pcm.extend(silence(rate, 60));
+            }
+            assert_eq!(detect(rate, &pcm), "159#*0D", "{rate} Hz");
+            let half = super::key_tone('5', rate, 6000.0, 0, n).unwrap();
+            let share = crate::tone::energy_share(&half, rate, 770.0)
+                + crate::tone::energy_share(&half, rate, 1336.0);
+            assert!(share > 0.9, "{rate} Hz: {share}");
+        }
     }
 
     fn samples(rate: u32, ms: u32) -> usize {

@@ -897,25 +897,14 @@ mod tests {
         m.telephone_event = None;
         relay.open(9, leg, &m);
         // "1", "5", "#": 80 ms of the key's two tones, 80 ms of silence, sent in real time.
-        let keys = [
-            ('1', 697.0, 1209.0),
-            ('5', 770.0, 1336.0),
-            ('#', 941.0, 1477.0),
-        ];
+        let keys = ['1', '5', '#'];
         let mut s = MediaSession::new(Codec::Pcmu, 0, Some(to), Instant::now());
         let mut next = Instant::now();
         let mut t = 0u64;
-        for (_, row, column) in keys {
+        for key in keys {
             for frame in 0..8 {
                 let pcm: Vec<i16> = if frame < 4 {
-                    let (a, b) = (
-                        sine(row, 8000, 6000.0, t, 160),
-                        sine(column, 8000, 6000.0, t, 160),
-                    );
-                    a.iter()
-                        .zip(&b)
-                        .map(|(x, y)| x.saturating_add(*y))
-                        .collect()
+                    switchboard_media::dtmf::key_tone(key, 8000, 6000.0, t, 160).unwrap()
                 } else {
                     vec![0; 160]
                 };

@@ -336,14 +336,9 @@ max_per_hour = 1000
 fn keys_as_tones(keys: &str) -> Vec<u8> {
     let mut pcm = vec![0i16; 8000];
     for key in keys.chars() {
-        let row = "123A456B789C*0#D".find(key).expect("a DTMF key");
-        let (low, high) = (
-            [697.0, 770.0, 852.0, 941.0][row / 4],
-            [1209.0, 1336.0, 1477.0, 1633.0][row % 4],
+        pcm.extend(
+            switchboard_media::dtmf::key_tone(key, 8000, 7000.0, 0, 1200).expect("a DTMF key"),
         );
-        let a = tone::sine(low, 8000, 7000.0, 0, 1200);
-        let b = tone::sine(high, 8000, 7000.0, 0, 1200);
-        pcm.extend(a.iter().zip(&b).map(|(x, y)| x.saturating_add(*y)));
         pcm.extend(std::iter::repeat_n(0, 2400));
     }
     pcm.iter()
