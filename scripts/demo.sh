@@ -147,6 +147,7 @@ cat >"$DATA_DIR/desktop/tenant.toml" <<TOML
 authority = "$SIM_URL/$SIM_TENANT/v2.0"
 client_id = "$SIM_CLIENT"
 router_scope = "api://switchboard-router/access_as_user"
+read_skills = true
 TOML
 # The demo ends when its window closes (its router and tenant stop with it), so a first demo
 # starts with closing to the tray off; Settings turns it on.

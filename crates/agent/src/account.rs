@@ -44,6 +44,10 @@ pub const GRAPH_SCOPES: [&str; 4] = [
     "Presence.ReadWrite",
 ];
 
+/// The delegated permission that reads people's full profiles, skills among them (needs an
+/// administrator's consent): asked for where [`TenantSettings::read_skills`] is on.
+pub const SKILLS_SCOPE: &str = "User.Read.All";
+
 /// The file name of the tenant configuration in the configuration folder.
 pub const TENANT_FILE: &str = "tenant.toml";
 
@@ -64,6 +68,12 @@ pub struct TenantSettings {
     /// when the router asks for tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_scope: Option<String>,
+    /// Whether the directory reads people's skills (Graph `skills`). They are outside the
+    /// basic profile `User.ReadBasic.All` covers, so sign-in then asks for `User.Read.All`,
+    /// which needs an administrator's consent for the app registration: set it only once
+    /// that is granted (else sign-in stops at "Need admin approval").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_skills: bool,
 }
 
 impl TenantSettings {
@@ -75,6 +85,7 @@ impl TenantSettings {
             client_id: SIM_CLIENT_ID.into(),
             graph_url: None,
             router_scope: Some("api://switchboard-router/access_as_user".into()),
+            read_skills: true,
         }
     }
 }
@@ -227,6 +238,8 @@ pub enum AccountError {
     Tenant(String),
     #[error("not signed in — sign in with Microsoft first (switchboard-agent login)")]
     NotSignedIn,
+    #[error("people's skills are not read in this tenant — an administrator grants the app User.Read.All (admin consent) and sets read_skills = true in tenant.toml; then sign in again")]
+    SkillsNotRead,
     #[error("no Microsoft 365 tenant is configured — write your organisation's authority and client_id into {0} (README: \"Use with your Microsoft 365 tenant\"), or sign in with switchboard-agent login --authority … --client-id …")]
     NoTenant(String),
 }
@@ -241,6 +254,7 @@ impl AccountError {
             Self::Tenant(_) => "invalid_tenant",
             Self::NotSignedIn => "not_signed_in",
             Self::NoTenant(_) => "no_tenant",
+            Self::SkillsNotRead => "skills_not_read",
         }
     }
 }
@@ -322,8 +336,13 @@ impl Accounts {
         Ok(c.clone())
     }
 
-    fn scopes(extra: &[String]) -> Vec<String> {
+    /// What sign-in asks for: [`GRAPH_SCOPES`], `User.Read.All` where the tenant reads
+    /// skills, and `extra`.
+    fn scopes(&self, extra: &[String]) -> Vec<String> {
         let mut v: Vec<String> = GRAPH_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        if self.tenant.read_skills {
+            v.push(SKILLS_SCOPE.to_owned());
+        }
         for s in extra {
             if !v.iter().any(|x| x.eq_ignore_ascii_case(s)) {
                 v.push(s.clone());
@@ -343,7 +362,7 @@ impl Accounts {
         let client = self.client().await?;
         let claims = self.pending_claims();
         let req = Interactive {
-            scopes: Self::scopes(extra_scopes),
+            scopes: self.scopes(extra_scopes),
             login_hint,
             claims: claims.clone(),
             ..Default::default()
@@ -370,7 +389,7 @@ impl Accounts {
         Ok(self
             .client()
             .await?
-            .start_device_code(&Self::scopes(extra_scopes))
+            .start_device_code(&self.scopes(extra_scopes))
             .await?)
     }
 
@@ -520,6 +539,8 @@ pub struct AccountInfo {
     pub key_storage: String,
     /// Why the keychain could not be used, when it could not.
     pub key_warning: Option<String>,
+    /// Whether the directory reads people's skills (the tenant's `read_skills`).
+    pub reads_skills: bool,
 }
 
 /// A device code to show the person.
@@ -592,6 +613,7 @@ impl AccountSession {
             }
             .into(),
             key_warning: accounts.key_fallback().map(str::to_owned),
+            reads_skills: accounts.tenant().read_skills,
         }
     }
 
@@ -740,7 +762,8 @@ impl AccountSession {
     ) -> Result<Vec<crate::directory::Person>, AccountError> {
         let (a, g) = self.graph().await?;
         let fav = self.favourites.of(&a.id);
-        crate::directory::search(&g, &self.skills, &fav, q).await
+        let reads_skills = self.accounts().await?.tenant().read_skills;
+        crate::directory::search(&g, &self.skills, reads_skills, &fav, q).await
     }
 
     /// Presence of people shown in the window.
@@ -820,6 +843,7 @@ mod tests {
             client_id: "x".into(),
             graph_url: None,
             router_scope: None,
+            read_skills: false,
         };
         assert_eq!(t.graph_url(), "https://graph.microsoft.com/v1.0");
         t.authority = "https://login.microsoftonline.us/contoso.onmicrosoft.us/v2.0".into();
@@ -848,6 +872,7 @@ mod tests {
                 client_id: client.into(),
                 graph_url: None,
                 router_scope: None,
+                read_skills: false,
             }
             .validated()
             .unwrap_err();
@@ -870,8 +895,12 @@ mod tests {
             client_id: "11111111-2222-3333-4444-555555555555".into(),
             graph_url: None,
             router_scope: Some("api://contoso-switchboard/access_as_user".into()),
+            read_skills: true,
         };
         let saved = store.save(t).unwrap();
+        assert!(std::fs::read_to_string(store.path())
+            .unwrap()
+            .contains("read_skills = true"));
         assert!(!saved.authority.ends_with('/'));
         assert_eq!(store.load().unwrap(), saved);
         std::fs::write(store.path(), "authority = 3").unwrap();

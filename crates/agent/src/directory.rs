@@ -3,7 +3,9 @@
 //! can take a transfer now ([`switchboard_graph::is_transferable`]).
 //!
 //! Graph returns `skills` only for one user at a time (`GET /users/{id}?$select=skills`), so
-//! skills are fetched per person, a few at a time, and kept for the session.
+//! skills are fetched per person, a few at a time, and kept for the session — and only where
+//! the tenant says the app may (`read_skills`: `User.Read.All`, as skills are outside the
+//! basic profile `User.ReadBasic.All` reads).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -248,17 +250,20 @@ impl SkillCache {
                 .cloned()
                 .collect()
         };
+        // Read with User.Read.All (the basic profile has no skills). One that fails is left
+        // out (shown without skills) and asked again by the next search.
         let fetched: Vec<(String, Vec<String>)> = stream::iter(missing)
             .map(|id| async move {
-                let skills = graph
-                    .user(&id, &["id", "skills"])
-                    .await
-                    .ok()
-                    .and_then(|u| u.skills)
-                    .unwrap_or_default();
-                (id, skills)
+                match graph.user_skills(&id).await {
+                    Ok(skills) => Some((id, skills)),
+                    Err(e) => {
+                        tracing::warn!(user = %id, error = %e, "could not read a person's skills");
+                        None
+                    }
+                }
             })
             .buffer_unordered(SKILL_FETCHES)
+            .filter_map(std::future::ready)
             .collect()
             .await;
         let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -276,9 +281,13 @@ impl SkillCache {
 }
 
 /// Runs a directory query for `account` (its favourites) through `graph`.
+///
+/// Skills are read only where the tenant says so (`read_skills`: the app has User.Read.All);
+/// elsewhere people come without them, and a search by skill is refused with what to do.
 pub async fn search(
     graph: &GraphClient,
     skills: &SkillCache,
+    reads_skills: bool,
     favourites: &BTreeSet<String>,
     q: &DirectoryQuery,
 ) -> Result<Vec<Person>, AccountError> {
@@ -289,6 +298,9 @@ pub async fn search(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let skill = q.skill.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if skill.is_some() && !reads_skills {
+        return Err(AccountError::SkillsNotRead);
+    }
     let mut query = UserQuery::new().top(100);
     if let Some(t) = text {
         query = query.search(t);
@@ -302,7 +314,7 @@ pub async fn search(
     }
     let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
     // Skills: for the filter, and to show them (bounded by the result size).
-    if skill.is_some() || ids.len() <= MAX_RESULTS {
+    if reads_skills && (skill.is_some() || ids.len() <= MAX_RESULTS) {
         skills.fill(graph, &ids).await;
     }
     if let Some(s) = skill {

@@ -95,16 +95,28 @@ fn enter_code(uri: &str, code: &str, login: &str) {
 }
 
 fn login_with_device_code(env: &Env, sim: &TenantSim, login: &str) -> serde_json::Value {
+    login_with_device_code_and(env, sim, login, &[])
+}
+
+/// [`login_with_device_code`] with more arguments to `login`.
+fn login_with_device_code_and(
+    env: &Env,
+    sim: &TenantSim,
+    login: &str,
+    more: &[&str],
+) -> serde_json::Value {
     let authority = sim.authority();
+    let mut args = vec![
+        "login",
+        "--device-code",
+        "--authority",
+        &authority,
+        "--client-id",
+        DEMO_CLIENT_ID,
+    ];
+    args.extend_from_slice(more);
     let mut child = env
-        .command(&[
-            "login",
-            "--device-code",
-            "--authority",
-            &authority,
-            "--client-id",
-            DEMO_CLIENT_ID,
-        ])
+        .command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -303,7 +315,40 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
     let rt = runtime();
     let sim = sim(&rt);
     let env = Env::new();
+    let q = |f: fn(&mut DirectoryQuery)| {
+        let mut q = DirectoryQuery::default();
+        f(&mut q);
+        q
+    };
+    // Without read_skills (no User.Read.All, the basic profile only): people come without
+    // skills, and a search by skill says what to do.
     login_with_device_code(&env, &sim, USER);
+    {
+        let _env = env.in_process();
+        let session = AccountSession::new(&env.dir.path().join("config"));
+        rt.block_on(async {
+            let me = session.current().await.unwrap().expect("signed in");
+            assert!(!me.reads_skills);
+            let found = session
+                .search_directory(&q(|q| q.text = Some("Megan".into())))
+                .await
+                .unwrap();
+            let megan = found.iter().find(|p| p.display_name == "Megan Bowen");
+            assert_eq!(megan.map(|p| p.skills.len()), Some(0), "{found:?}");
+            let e = session
+                .search_directory(&q(|q| q.skill = Some("german".into())))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), "skills_not_read");
+            assert!(e.to_string().contains("User.Read.All"), "{e}");
+        });
+    }
+    // Signed in again with --read-skills (saved in tenant.toml): sign-in asks for
+    // User.Read.All and the directory reads skills.
+    let done = login_with_device_code_and(&env, &sim, USER, &["--read-skills"]);
+    assert_eq!(done["event"], "signed_in", "{done}");
+    let tenant = std::fs::read_to_string(env.dir.path().join("config/tenant.toml")).unwrap();
+    assert!(tenant.contains("read_skills = true"), "{tenant}");
     // The library reads the same folders as the CLI.
     let _env = env.in_process();
     let session = AccountSession::new(&env.dir.path().join("config"));
@@ -311,12 +356,7 @@ fn the_directory_finds_experts_with_live_presence_and_favourites() {
         let me = session.current().await.unwrap().expect("signed in");
         assert_eq!(me.username.as_deref(), Some(USER));
         assert_eq!(me.key_storage, "file");
-
-        let q = |f: fn(&mut DirectoryQuery)| {
-            let mut q = DirectoryQuery::default();
-            f(&mut q);
-            q
-        };
+        assert!(me.reads_skills);
         let found = session
             .search_directory(&q(|q| q.text = Some("Megan".into())))
             .await

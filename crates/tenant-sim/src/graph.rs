@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /v1.0/me` | User.Read, ... |
 //! | `GET /v1.0/users` (`$search` needs `ConsistencyLevel: eventual`; `$filter`, `$select`, `$top`, `$orderby`, `$count`, `$skiptoken`) | User.ReadBasic.All, User.Read.All, Directory.Read.All |
-//! | `GET /v1.0/users/{id or upn}` | same |
+//! | `GET /v1.0/users/{id or upn}` (`$select=skills`: null without User.Read.All or Directory.Read.All, as outside the basic profile) | same |
 //! | `GET /v1.0/me/photo/$value`, `/users/{id}/photo/$value`, `/users/{id}/photos/{48x48…648x648}/$value` | User.Read (self), User.ReadBasic.All |
 //! | `POST /v1.0/$batch` (≤ 20 requests; see [`crate::batch`]) | each request's own |
 //! | `GET /v1.0/me/presence` | Presence.Read, Presence.Read.All |
@@ -185,6 +185,8 @@ fn throttled(status: u16, retry_after: u64) -> GraphError {
 }
 
 const USERS_READ: &[&str] = &["User.ReadBasic.All", "User.Read.All", "Directory.Read.All"];
+/// What reads a user's full profile (`skills` among it), not only the basic one.
+const USERS_FULL_READ: &[&str] = &["User.Read.All", "Directory.Read.All"];
 const ME_READ: &[&str] = &[
     "User.Read",
     "User.ReadBasic.All",
@@ -272,7 +274,15 @@ async fn get_user(
     }
     let u = find_user(&s, &id)?;
     let select = parse_select(param(&q, "$select"), true)?;
-    Ok(Json(user_entity(&s, &u, &select)))
+    let mut entity = user_entity(&s, &u, &select);
+    // Skills are outside the basic profile User.ReadBasic.All reads (display name, names,
+    // mail, UPN, id, photo): without the full read they come back null.
+    if u.id != caller.claims.oid && !caller.has_any(USERS_FULL_READ) {
+        if let Some(v) = entity.get_mut("skills") {
+            *v = Value::Null;
+        }
+    }
+    Ok(Json(entity))
 }
 
 fn eventual(headers: &HeaderMap) -> bool {

@@ -689,6 +689,34 @@ async fn users_search_filter_paging_photo() {
         .await
         .unwrap();
     assert_eq!(u["skills"], json!(["billing", "english", "french"]));
+    // Someone else's skills are outside the basic profile: null with User.ReadBasic.All,
+    // there with User.Read.All.
+    let other = users
+        .iter()
+        .find(|u| u.user_principal_name == "MeganB@contoso.example")
+        .unwrap();
+    let skills_of = |token: String| {
+        let c = c.clone();
+        let url = format!("{g}/users/{}?$select=id,skills", other.id);
+        async move {
+            let u: Value = c
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            u["skills"].clone()
+        }
+    };
+    assert_eq!(skills_of(t.clone()).await, Value::Null);
+    let full = sim.mint_access_token(ADELE, &["User.Read.All"]).unwrap();
+    assert_eq!(
+        skills_of(full).await,
+        json!(["escalations", "english", "spanish"])
+    );
     sim.shutdown().await;
 }
 

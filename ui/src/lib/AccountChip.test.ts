@@ -13,6 +13,7 @@ const adele: AccountInfo = {
   tid: "tid",
   key_storage: "keychain",
   key_warning: null,
+  reads_skills: true,
 };
 
 const presence = (availability: string, activity = availability): PresenceInfo => ({

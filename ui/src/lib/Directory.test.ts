@@ -87,6 +87,20 @@ describe("the directory", () => {
     );
   });
 
+  it("turns the skill filter off, saying why, where the tenant reads no skills", async () => {
+    const api = fakeApi([person("lynne", "Lynne Robbins", presence("lynne", "Available", true))]);
+    render(Directory, { api, signedIn: true, readsSkills: false });
+    await screen.findAllByTestId("person");
+    expect((screen.getByTestId("dir-skill") as HTMLInputElement).disabled).toBe(true);
+    expect(screen.getByTestId("dir-skills-off").textContent).toContain("User.Read.All");
+    await fireEvent.input(screen.getByTestId("dir-department"), { target: { value: "Billing" } });
+    await vi.waitFor(() =>
+      expect(api.searchDirectory).toHaveBeenLastCalledWith({ text: null, department: "Billing", skill: null, available_only: false, favourites_only: false }),
+    );
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("dir-skills-off").textContent).toContain("技能"));
+  });
+
   it("refreshes dots, filters to who can take a transfer, and marks favourites", async () => {
     vi.useFakeTimers();
     try {

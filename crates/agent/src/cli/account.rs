@@ -25,6 +25,10 @@ pub struct LoginArgs {
     /// Microsoft Graph's base URL, when not the authority's own.
     #[arg(long)]
     graph_url: Option<String>,
+    /// The directory reads people's skills: sign-in asks for User.Read.All too (the app
+    /// registration needs an administrator's consent for it). Saved in tenant.toml.
+    #[arg(long)]
+    read_skills: bool,
     /// Another scope to consent to now (repeatable), besides the Graph ones.
     #[arg(long = "scope")]
     scopes: Vec<String>,
@@ -133,15 +137,21 @@ pub async fn login(a: LoginArgs, json: bool) -> anyhow::Result<()> {
                 client_id: client_id.clone(),
                 graph_url: None,
                 router_scope: None,
+                read_skills: false,
             },
             _ => return Err(AccountError::NoTenant(store.path().display().to_string()).into()),
         },
     };
-    let explicit = a.authority.is_some() || a.client_id.is_some() || a.graph_url.is_some();
+    let explicit = a.authority.is_some()
+        || a.client_id.is_some()
+        || a.graph_url.is_some()
+        || (a.read_skills && !tenant.read_skills);
     if let Some(x) = a.authority {
         if x.trim_end_matches('/') != tenant.authority {
-            // Another tenant: the router's API scope of the old one does not apply.
+            // Another tenant: the router's API scope and the consent of the old one do not
+            // apply.
             tenant.router_scope = None;
+            tenant.read_skills = false;
         }
         tenant.authority = x;
         tenant.graph_url = None;
@@ -151,6 +161,9 @@ pub async fn login(a: LoginArgs, json: bool) -> anyhow::Result<()> {
     }
     if let Some(x) = a.graph_url {
         tenant.graph_url = Some(x);
+    }
+    if a.read_skills {
+        tenant.read_skills = true;
     }
     let tenant = tenant.validated()?;
     let accounts = open(Some(tenant.clone()))?;

@@ -11,4 +11,8 @@ key_storage: string,
 /**
  * Why the keychain could not be used, when it could not.
  */
-key_warning: string | null, };
+key_warning: string | null, 
+/**
+ * Whether the directory reads people's skills (the tenant's `read_skills`).
+ */
+reads_skills: boolean, };
