@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// The largest request sent over UDP as it is (RFC 3261 §18.1.1, where the path MTU is not
+/// known): an INVITE past it is trimmed.
+pub(crate) const UDP_FIT: usize = 1300;
+
 impl UserAgent {
     /// Calls `target` (a `sip:` URI) offering `media`. `extra_headers` are added verbatim
     /// (e.g. `Replaces: …`, `Referred-By: …`).
@@ -634,40 +638,40 @@ impl UserAgent {
             cfg.contact_host,
             inv.branch
         );
-        let body = c
-            .our_offer
-            .as_ref()
-            .map(|s| s.to_bytes())
-            .unwrap_or_default();
-        let mut m = initial_request("INVITE", inv, &c.dialog);
-        m.header("Contact", cfg.contact())
-            .header("Allow", ALLOW)
-            .header("Supported", "replaces, 100rel, timer")
-            .header("User-Agent", &cfg.user_agent)
-            .headers("Route", &inv.routes);
-        if c.se_requested > 0 {
-            m.header("Session-Expires", c.se_requested)
-                .header("Min-SE", min_se);
-        }
-        for h in inv
-            .extra_headers
-            .iter()
-            .chain(c.face.iter().flat_map(|f| &f.headers))
-        {
-            m.header_line(h);
-        }
-        if let (Some((ch, nc, proxy)), Some(creds)) = (c.auth.as_mut(), cfg.credentials.as_ref()) {
-            *nc += 1;
-            let value = ch.authorize(creds, "INVITE", &inv.request_uri, *nc, &random_token(16));
-            let name = if *proxy {
-                "Proxy-Authorization"
-            } else {
-                "Authorization"
+        let built = loop {
+            let Some(c) = self.calls.get_mut(&id) else {
+                return;
             };
-            m.header(name, value);
-        }
-        m.body("application/sdp", body);
-        let data = match m.build() {
+            let Some(inv) = c.invite.clone() else { return };
+            let built = Self::initial_invite_bytes(c, &inv, &cfg, min_se);
+            // RFC 3261 §18.1.1: a request over UDP larger than 1300 bytes may be fragmented
+            // on the way, and fragments are what firewalls drop. A B2BUA's offer is its own,
+            // so the least preferred codecs go until it fits — PCMU, which every SIP peer
+            // takes, last of all (Microsoft's "trim SDP toward UDP legs").
+            let too_big = matches!(&built, Ok(d) if d.len() > UDP_FIT);
+            if !(too_big && cfg.transport == Transport::Udp) {
+                break built;
+            }
+            let codecs = &mut c.local_media.codecs;
+            let Some(last) = codecs
+                .iter()
+                .rposition(|x| !x.encoding.eq_ignore_ascii_case("PCMU"))
+                .filter(|_| codecs.len() > 1)
+            else {
+                tracing::warn!(
+                    call = id,
+                    bytes = built.as_ref().map_or(0, |d| d.len()),
+                    "an INVITE over UDP is larger than 1300 bytes with one codec left: sent as it is, it may be fragmented"
+                );
+                break built;
+            };
+            let dropped = codecs.remove(last).encoding;
+            let offer = sdp::offer(&c.local_media, &c.session_id, 1);
+            c.last_local_sdp = Some(offer.clone());
+            c.our_offer = Some(offer);
+            tracing::info!(call = id, %dropped, "INVITE over UDP trimmed to fit 1300 bytes");
+        };
+        let data = match built {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(call = id, error = %e, "INVITE not sent");
@@ -702,6 +706,50 @@ impl UserAgent {
             },
         );
         self.drain_client(&branch, None, now);
+    }
+
+    /// The initial INVITE of call `c` as it goes on the wire now: its offer, headers, and
+    /// credentials where a challenge asked for them.
+    fn initial_invite_bytes(
+        c: &mut Call,
+        inv: &OutgoingInvite,
+        cfg: &UaConfig,
+        min_se: u32,
+    ) -> Result<Bytes, crate::wire::WireError> {
+        let body = c
+            .our_offer
+            .as_ref()
+            .map(|s| s.to_bytes())
+            .unwrap_or_default();
+        let mut m = initial_request("INVITE", inv, &c.dialog);
+        m.header("Contact", cfg.contact())
+            .header("Allow", ALLOW)
+            .header("Supported", "replaces, 100rel, timer")
+            .header("User-Agent", &cfg.user_agent)
+            .headers("Route", &inv.routes);
+        if c.se_requested > 0 {
+            m.header("Session-Expires", c.se_requested)
+                .header("Min-SE", min_se);
+        }
+        for h in inv
+            .extra_headers
+            .iter()
+            .chain(c.face.iter().flat_map(|f| &f.headers))
+        {
+            m.header_line(h);
+        }
+        if let (Some((ch, nc, proxy)), Some(creds)) = (c.auth.as_mut(), cfg.credentials.as_ref()) {
+            *nc += 1;
+            let value = ch.authorize(creds, "INVITE", &inv.request_uri, *nc, &random_token(16));
+            let name = if *proxy {
+                "Proxy-Authorization"
+            } else {
+                "Authorization"
+            };
+            m.header(name, value);
+        }
+        m.body("application/sdp", body);
+        m.build()
     }
 
     /// CANCEL for our pending initial INVITE (§9.1): same Request-URI, Call-ID, From, To,

@@ -1,7 +1,7 @@
 //! Deterministic tests: user agents wired through an in-memory network with a fake clock,
 //! loss on demand, and a ladder printed when a test fails.
 use super::refer::{escape_header_value, unescape};
-use super::session::without_tag;
+use super::session::{without_tag, UDP_FIT};
 use super::*;
 
 struct Net {
@@ -288,6 +288,54 @@ fn an_invites_x_headers_reach_the_application_within_bounds() {
         .iter()
         .all(|(n, _)| n.to_ascii_lowercase().starts_with("x-")));
     assert!(!x.iter().any(|(n, _)| n == "X-Too-Long"), "{x:?}");
+}
+
+#[test]
+fn an_invite_over_udp_is_trimmed_to_1300_bytes_and_over_tcp_is_not() {
+    // Headers a B2BUA adds (caller, choices, …): about 500 bytes.
+    let extra: Vec<String> = (0..5)
+        .map(|i| format!("X-Switchboard-Note-{i}: {}", "n".repeat(80)))
+        .collect();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+        net.uas[0].1 = UserAgent::new(UaConfig {
+            transport,
+            ..cfg("alice", 5061)
+        });
+        let target = net.uri(1);
+        let now = net.now;
+        net.ua(0)
+            .invite(&target, media(40000), extra.clone(), now)
+            .unwrap();
+        net.run();
+        let (_, _, _, invite) = net.sent(|w| w.3.starts_with("INVITE "));
+        let b = net.incoming(1);
+        net.ua(1).answer(b, media(40002), now).unwrap();
+        net.run();
+        let agreed = established(&net.take(0))
+            .unwrap_or_else(|| panic!("{}", net.ladder()))
+            .clone();
+        // PCMU, which every peer takes, and telephone-event always stay.
+        assert!(agreed.telephone_event.is_some(), "{transport:?}");
+        assert!(invite.contains("telephone-event/8000"), "{invite}");
+        assert!(invite.contains("PCMU/8000"), "{invite}");
+        match transport {
+            Transport::Udp => {
+                assert!(invite.len() <= UDP_FIT, "{} bytes:\n{invite}", invite.len());
+                assert!(
+                    !invite.contains("PCMA/8000"),
+                    "the least preferred went first"
+                );
+                assert!(!invite.contains("opus/48000"), "then the others but PCMU");
+                assert_eq!(agreed.codec.encoding, "PCMU", "{transport:?}");
+            }
+            _ => {
+                assert!(invite.len() > UDP_FIT, "{} bytes", invite.len());
+                assert!(invite.contains("PCMA/8000") && invite.contains("opus/48000"));
+                assert_eq!(agreed.codec.encoding, "opus", "{transport:?}");
+            }
+        }
+    }
 }
 
 #[test]
