@@ -498,7 +498,19 @@ fn trunk_phone(c: &Center, port: u16, user: &str, play: &str, record: &str) -> C
 fn trunk_phone_answering(
     c: &Center,
     port: u16,
+    who: (&str, u32),
+    play: &str,
+    record: &str,
+) -> Child {
+    trunk_phone_with(c, port, who, &[], play, record)
+}
+
+/// [`trunk_phone_answering`] with more arguments to `answer` (`--hangup-after`, …).
+fn trunk_phone_with(
+    c: &Center,
+    port: u16,
     (user, calls): (&str, u32),
+    more: &[&str],
     play: &str,
     record: &str,
 ) -> Child {
@@ -514,6 +526,7 @@ fn trunk_phone_answering(
         ])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .args(["--user", user, "--answer-after", "1", "--codec", "pcmu"])
+        .args(more)
         .arg("--play")
         .arg(c.dir.path().join(play))
         .arg("--record")
@@ -4709,11 +4722,24 @@ async fn handed_to_the_number(c: &Center, steps: &[&str]) {
 
 /// Adele consults an outside number through the API, brings it into a conference with her
 /// caller (all three hear each other), then leaves the two of them to talk on in the router's
-/// mix: the record says transferred (consult), and when they hang up the trunk has no call.
+/// mix: the record says transferred (consult). The number hangs up first (8 s after it
+/// answered): it was the last one with the caller, so the router ends the caller's call too,
+/// and the trunk has no call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_brings_an_outside_number_into_a_conference_and_leaves_it_to_them() {
     let _turn = CALLS.turn().await;
-    let (c, adele, called) = adele_and_the_number().await;
+    let (far_port, c) = outside_number_center().await;
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let called = trunk_phone_with(
+        &c,
+        far_port,
+        ("+15550001234", 1),
+        &["--hangup-after", "8"],
+        "far-tone.wav",
+        "called.wav",
+    );
     let d = Desk::of(&c);
     let desk = tokio::spawn(async move {
         const ADELE: &str = "adele@contoso.example";
@@ -4728,8 +4754,12 @@ async fn an_agent_brings_an_outside_number_into_a_conference_and_leaves_it_to_th
         let step = d.step(ADELE, "consult/complete", None).await;
         (conference, step)
     });
-    let (ok, ev) = c.call("+18005550100", 12, "caller.wav", "heard.wav").await;
+    let placed = Instant::now();
+    let (ok, ev) = c.call("+18005550100", 30, "caller.wav", "heard.wav").await;
     assert!(ok, "{ev:?}");
+    // Ended by the router when the number hung up (about 10 s in), not by the caller at 30 s.
+    assert_ended_with(&ev, "remote");
+    assert!(placed.elapsed() < Duration::from_secs(20), "{ev:?}");
     let (conference, step) = desk.await.unwrap();
     assert_eq!(conference["consult"]["state"], "conference", "{conference}");
     assert_eq!(
@@ -4755,6 +4785,7 @@ async fn an_agent_brings_an_outside_number_into_a_conference_and_leaves_it_to_th
             "consult answered by +15550001234",
             "conference of adele@contoso.example and +15550001234 with the caller",
             "adele@contoso.example left the conference to +15550001234",
+            "+15550001234 left the conference: hung up",
         ],
     )
     .await;
