@@ -12,12 +12,19 @@ same kind of callee, a SIPp UAS:
 - Kamailio (tests/peers/kamailio/forward-load.cfg, 2 workers): digest, then a stateful relay
   with Record-Route to the UAS — proxying only, no media, no records.
 
+With `--inbound` the load is the contact center's own: SIPp's built-in UAC calls the tenant's
+number from the carrier trunk (no digest: the trunk knows the source), and the router takes each
+call as a customer's — the number's queue, nobody logged in, its no-agents route to an outside
+number the toll rules allow, placed on the trunk to the UAS while the caller hears the transfer
+prompt, both legs anchored, a record per call. Kamailio relays the same calls without digest
+(`-A NOAUTH`).
+
 Prints each side's completed calls per second, failed calls, the server's CPU time per call
 (user + system, all its processes and threads) and the ratios. A benchmark, not a test: numbers
 move with the machine, and SIPp (both ends) shares it. Needs sipp and kamailio
 (tests/peers/install.sh installs both).
 
-    python3 bench/b2bua_cps.py [--calls 1000] [--rate 20] [--agents 40]
+    python3 bench/b2bua_cps.py [--calls 1000] [--rate 20] [--agents 40] [--inbound]
 """
 import argparse
 import json
@@ -58,15 +65,24 @@ def wait_http(url, timeout=30.0):
 NUMBER = "+15550000000"
 
 
+# What --inbound callers dial: the tenant's number on the carrier trunk.
+TENANT_NUMBER = "+18005550100"
+
+
 def run_sipp(port, users_csv, calls, rate, workdir, label):
-    scenario = os.path.join(ROOT, "tests/peers/sipp/uac_auth_call.xml")
+    """SIPp against `port`: agents' phones with digest (`users_csv`), or with `users_csv`
+    None, trunk callers dialling the tenant's number (SIPp's built-in UAC, 2 s calls)."""
     stats = os.path.join(workdir, f"{label}.csv")
-    cmd = ["sipp", f"127.0.0.1:{port}", "-sf", scenario, "-inf", users_csv,
+    if users_csv is None:
+        how = ["-sn", "uac", "-s", TENANT_NUMBER, "-d", "2000"]
+    else:
+        scenario = os.path.join(ROOT, "tests/peers/sipp/uac_auth_call.xml")
+        how = ["-sf", scenario, "-inf", users_csv, "-auth_uri", f"{NUMBER}@127.0.0.1:{port}"]
+    cmd = ["sipp", f"127.0.0.1:{port}", *how,
            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
            "-m", str(calls), "-r", str(rate), "-l", str(rate * 10),
            "-nostdin", "-trace_stat", "-stf", stats, "-fd", "1",
-           "-timeout", "300s", "-timeout_error", "-recv_timeout", "20000",
-           "-auth_uri", f"{NUMBER}@127.0.0.1:{port}"]
+           "-timeout", "300s", "-timeout_error", "-recv_timeout", "20000"]
     with open(os.path.join(workdir, f"{label}.sipp.log"), "w") as log:
         return timed_sipp(cmd, stats, log)
 
@@ -76,6 +92,8 @@ def main():
     ap.add_argument("--calls", type=int, default=1000, help="calls per server")
     ap.add_argument("--rate", type=int, default=20, help="offered calls per second")
     ap.add_argument("--agents", type=int, default=40, help="callers (agents' phones)")
+    ap.add_argument("--inbound", action="store_true",
+                    help="customers' calls from the trunk to the tenant's number instead of agents' outside calls")
     a = ap.parse_args()
     for tool in ("sipp", "kamailio", "cargo"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -96,6 +114,9 @@ def main():
                  "-nostdin", "-bg"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         agents = "\n".join(f'[[tenants.agents]]\nupn = "agent{i}@contoso.example"\n'
                            for i in range(1, a.agents + 1))
+        # Inbound: nobody logged in, so the queue's no-agents route takes each caller to the
+        # outside number (the UAS) on the trunk.
+        no_agents = f'no_agents = {{ number = "{NUMBER}" }}' if a.inbound else ""
         config = f"""
 [sip]
 listen = "127.0.0.1:{sip}"
@@ -113,11 +134,12 @@ outbound = "sip:127.0.0.1:{uas_router}"
 max_calls = 100000
 
 [[tenants.numbers]]
-number = "+18005550100"
+number = "{TENANT_NUMBER}"
 queue = "general"
 
 [[tenants.queues]]
 name = "general"
+{no_agents}
 
 [tenants.outbound]
 trunk = "carrier"
@@ -138,7 +160,7 @@ max_per_hour = 1000
         wait_options(sip)
         # The agents' SIP credentials, from the router's API (it checks no tokens here).
         rows = []
-        for i in range(1, a.agents + 1):
+        for i in range(1, 0 if a.inbound else a.agents + 1):
             c = http("POST", f"{base}/v1/agents/me/sip-credentials", {"agent": f"agent{i}@contoso.example"})
             rows.append((c["username"], c["password"], c["domain"]))
         router_csv = os.path.join(work, "router-users.csv")
@@ -155,11 +177,14 @@ max_per_hour = 1000
         kamailio = subprocess.Popen(
             [kam, "-DD", "-E", "-f", os.path.join(ROOT, "tests/peers/kamailio/forward-load.cfg"),
              "-l", f"udp:127.0.0.1:{kam_port}", "-A", f'UAS="sip:127.0.0.1:{uas_kam}"',
+             *(["-A", "NOAUTH"] if a.inbound else []),
              "-P", os.path.join(work, "k.pid"), "-Y", work],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(kamailio)
         wait_options(kam_port)
         results = {}
+        if a.inbound:
+            router_csv = kam_csv = None
         for label, port, pid, users in (("switchboard", sip, router.pid, router_csv),
                                         ("kamailio", kam_port, kamailio.pid, kam_csv)):
             cpu0 = cpu_seconds(pid)
@@ -174,8 +199,10 @@ max_per_hour = 1000
                   f"server CPU {cpu:6.2f} s = {per:6.2f} ms per call")
         (ours, ours_cpu, ours_failed), (theirs, theirs_cpu, _) = results["switchboard"], results["kamailio"]
         ratio = lambda x, y: f"{x / y:.2f}" if y else "n/a"
+        what = ("customers' calls to the tenant's number, sent on by the queue's no-agents route"
+                if a.inbound else "agents' outside calls")
         print(f"ratio switchboard/kamailio: calls/s {ratio(ours, theirs)}, CPU per call {ratio(ours_cpu, theirs_cpu)} "
-              f"(offered {a.rate}/s, {a.calls} calls of 2 s each; the router also anchors both legs' media)")
+              f"(offered {a.rate}/s, {a.calls} calls of 2 s each, {what}; the router also anchors both legs' media)")
         if ours_failed or not ours:
             print(f"the router completed {ours:.0f}/s and failed {ours_failed}: see {work} (router.log, *.sipp.log)")
             work = None
