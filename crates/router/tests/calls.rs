@@ -2128,6 +2128,10 @@ queue = "fewest"
 number = "+18005550205"
 queue = "idle"
 
+[[tenants.numbers]]
+number = "+18005550206"
+queue = "lottery"
+
 [[tenants.queues]]
 name = "robin"
 strategy = "round_robin"
@@ -2148,6 +2152,10 @@ strategy = "fewest_calls"
 name = "idle"
 strategy = "longest_idle"
 
+[[tenants.queues]]
+name = "lottery"
+strategy = "random"
+
 [[tenants.agents]]
 upn = "adele@contoso.example"
 
@@ -2163,8 +2171,8 @@ upn = "megan@contoso.example"
 /// round robin goes Adele, Alex, then Adele again (Megan skipped); ring all rings Adele and
 /// Alex and Alex answers first; least talk time picks Alex (Adele's first call was long)
 /// though Adele has been idle longer. Megan made Ready: fewest calls picks her though Adele
-/// has been idle longest, and longest idle then picks Adele. Every call's record names
-/// the agent.
+/// has been idle longest, and longest idle then picks Adele; random rings one of the three
+/// (whoever it is), never two. Every call's record names the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_strategy_offers_the_call_to_the_agent_it_should() {
     let _turn = CALLS.turn().await;
@@ -2192,6 +2200,7 @@ async fn each_strategy_offers_the_call_to_the_agent_it_should() {
         ("+18005550203", 2, "alex"),  // least talk time: Alex's two short calls
         ("+18005550204", 2, "megan"), // fewest calls: Megan, Ready now, has had none
         ("+18005550205", 2, "adele"), // longest idle: Adele's last call ended first
+        ("+18005550206", 2, "any"),   // random: one of the three, rung alone
     ];
     for (i, (number, seconds, _)) in plan.iter().enumerate() {
         if i == 5 {
@@ -2220,7 +2229,17 @@ async fn each_strategy_offers_the_call_to_the_agent_it_should() {
         })
         .collect();
     let want: Vec<&str> = plan.iter().map(|p| p.2).collect();
-    assert_eq!(took, want, "{recs:#?}");
+    assert_eq!(took.len(), want.len(), "{recs:#?}");
+    let last = want.len() - 1;
+    assert_eq!(took[..last], want[..last], "{recs:#?}");
+    let random = &recs[last];
+    assert_eq!(random["dialled"], "+18005550206", "{random}");
+    assert!(["adele", "alex", "megan"].contains(&took[last]), "{random}");
+    assert_eq!(
+        random["offers"].as_array().map(Vec::len),
+        Some(1),
+        "random rings one agent: {random}"
+    );
     // Ring all offered it to both Ready agents at once; Adele's offer was cancelled.
     let all = &recs[3];
     let mut offers: Vec<(String, String)> = all["offers"]
