@@ -227,15 +227,16 @@ describe("the phone in the window", () => {
     expect((await screen.findByTestId("consult-status")).textContent).toBe(`Conference: you, ${megan} and the caller.`);
     expect(screen.getByTestId("consult-complete").textContent).toBe("Leave the conference");
     expect(screen.queryByTestId("consult-cancel")).toBeNull();
-    // Add someone: the picker offers people and queues with agents free to consult, no
-    // transfers or numbers.
+    // Add someone: the picker offers people, queues with agents free and outside numbers to
+    // consult, no transfers.
     await fireEvent.click(screen.getByTestId("conference-add"));
     const picker = await screen.findByTestId("picker");
     expect(picker.querySelector("h3")!.textContent).toContain("bring them into the conference");
     await vi.waitFor(() => expect(picker.querySelectorAll('[data-testid="consult"]').length).toBeGreaterThan(0));
     expect(picker.querySelectorAll('[data-testid="transfer"]').length).toBe(0);
     expect(screen.getAllByTestId("target-queue").map((q) => q.dataset.name)).toEqual(["support"]);
-    expect(screen.queryByTestId("picker-number")).toBeNull();
+    expect(screen.getByTestId("picker-number")).toBeTruthy();
+    expect(screen.queryByTestId("transfer-number")).toBeNull();
     for (const row of picker.querySelectorAll('[data-testid="target-colleague"]')) {
       expect(row.getAttribute("data-available")).toBe("true");
     }

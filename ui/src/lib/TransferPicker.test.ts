@@ -93,6 +93,9 @@ describe("the transfer and consult picker", () => {
     expect(screen.queryAllByTestId("target-attendant")).toHaveLength(0);
     expect(document.querySelector('[data-testid="target-queue"] [data-testid="transfer"]')).toBeNull();
     expect(row("target-queue", "name", "support")?.querySelector('[data-testid="consult"]')).toBeTruthy();
+    // An outside number may be consulted, then brought in; never transferred to from here.
+    expect(screen.getByTestId("picker-number")).toBeTruthy();
+    expect(screen.queryByTestId("transfer-number")).toBeNull();
   });
 
   it("offers no number field where outside numbers are not allowed", async () => {
