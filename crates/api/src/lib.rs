@@ -975,6 +975,11 @@ pub struct ColleagueTarget {
     pub available: bool,
     /// They can take a blind transfer or a call now: as for a consultation, and Ready.
     pub transferable: bool,
+    /// They can be rung in Teams (a `teams_number` and the tenant's Direct Routing trunk):
+    /// the target `teams:<upn>` consults them there even when their Switchboard phone is
+    /// registered.
+    #[serde(default)]
+    pub in_teams: bool,
 }
 
 /// An expert group: the experts who can take a call now, and how many cannot.

@@ -430,7 +430,8 @@ pub struct TransferRequest {
     #[serde(default)]
     pub agent: Option<String>,
     /// A queue, attendant or expert group of the tenant by name (`orders`, `escalations`),
-    /// or a colleague by UPN (`AlexW@contoso.example`).
+    /// or a colleague by UPN (`AlexW@contoso.example`); `teams:<upn>` rings a colleague with
+    /// a Teams number in Teams rather than on their Switchboard phone.
     pub target: String,
 }
 
@@ -447,7 +448,7 @@ pub struct TransferDone {
         (status = 200, description = "the router took the caller there (the agent's leg is hung up; wrap-up follows)", body = TransferDone),
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not an agent, or a target that is no queue, attendant, expert group or agent of the tenant (the caller stays)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the agent has no call up, nobody of the expert group is free (the caller stays), or the router takes no calls", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the agent has no call up, nobody of the expert group is free, a `teams:` target who cannot be rung in Teams (the caller stays), or the router takes no calls", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
     )
@@ -498,7 +499,9 @@ pub struct ConsultRequest {
     pub agent: Option<String>,
     /// A colleague by UPN (`MeganB@contoso.example`), an expert group by name
     /// (`escalations`: its best free expert), a queue by name (`billing`: the agent it would
-    /// offer its next call to), or an E.164 number where the tenant places outside calls.
+    /// offer its next call to), or an E.164 number where the tenant places outside calls;
+    /// `teams:<upn>` rings a colleague with a Teams number in Teams rather than on their
+    /// Switchboard phone.
     pub target: String,
 }
 
@@ -552,7 +555,7 @@ async fn consult_step(
         (status = 400, description = "malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "an outside number the tenant may not call now (its toll rules, a cap, a full trunk)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "not an agent, or a target that is no colleague, queue, expert group or (where the tenant places outside calls) E.164 number", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "no call up, a consultation already going on, the person cannot take a call, nobody of the group or queue free (or callers wait in the queue), or the router takes no calls", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "no call up, a consultation already going on, the person cannot take a call, nobody of the group or queue free (or callers wait in the queue), a `teams:` target who cannot be rung in Teams, or the router takes no calls", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "fields the body does not have", body = Problem, content_type = "application/problem+json"),
     )

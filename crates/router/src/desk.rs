@@ -802,6 +802,7 @@ impl TenantRt {
                 teams: r.teams.clone(),
                 available: self.expert_free(AgentId(i as u32)),
                 transferable: r.contact.is_some() && self.engine.is_available(AgentId(i as u32)),
+                in_teams: self.teams_reach(AgentId(i as u32)).is_some(),
             })
             .collect();
         let experts = self
@@ -1022,6 +1023,8 @@ pub enum ConsultRefusal {
     Busy(String),
     #[error("nobody of expert group {0} is free now: try again or another target")]
     NoExpert(String),
+    #[error("{0} cannot be rung in Teams: they have no teams_number, or the tenant no Direct Routing trunk")]
+    NotInTeams(String),
     #[error("nobody of queue {0} is Ready now (or callers wait in it): try again, or transfer the caller to the queue to wait there")]
     NoQueueAgent(String),
     #[error("a conference holds at most {0} people with the caller: someone must leave before another joins")]
@@ -1043,6 +1046,8 @@ pub enum TransferRefusal {
     NoSuchTarget(String),
     #[error("nobody of expert group {0} is free now: the caller stays with the agent; try again or another target")]
     NoExpert(String),
+    #[error("{0} cannot be rung in Teams: only a person with a teams_number, where the tenant has a Direct Routing trunk")]
+    NotInTeams(String),
 }
 
 /// Why an agent request was refused.

@@ -258,6 +258,9 @@ struct CallRt {
     held: Duration,
     /// A direct offer (a transfer to an agent) rings this agent.
     direct: Option<AgentId>,
+    /// The direct offer rings them in Teams (a transfer to `teams:<person>`), not their
+    /// Switchboard phone.
+    direct_in_teams: bool,
     /// Never answered: a prompt plays as early media, then the call is refused (404).
     early: bool,
     /// Offers ringing: (leg, agent).
@@ -333,6 +336,7 @@ impl CallRt {
             hold_since: None,
             held: Duration::ZERO,
             direct: None,
+            direct_in_teams: false,
             early: false,
             offers: Vec::new(),
             agent: None,
@@ -1196,9 +1200,10 @@ impl Edge {
         self.ua.invite_over(contact, hop, media, headers, now)
     }
 
-    /// Rings agent (or expert) `agent` of `tenant`: their registered phone, else their Teams
-    /// number over the tenant's Direct Routing trunk (showing `caller`'s number when it is
-    /// E.164; the router's own `X-Switchboard-*` lines stay inside).
+    /// Rings agent (or expert) `agent` of `tenant`: their registered phone (unless
+    /// `in_teams`), else their Teams number over the tenant's Direct Routing trunk (showing
+    /// `caller`'s number when it is E.164; the router's own `X-Switchboard-*` lines stay
+    /// inside).
     #[allow(clippy::too_many_arguments)]
     fn ring_person(
         &mut self,
@@ -1207,12 +1212,15 @@ impl Edge {
         caller: &str,
         headers: Vec<String>,
         port: u16,
+        in_teams: bool,
         now: Instant,
     ) -> Result<UaCall, String> {
         let (contact, teams) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             (
-                t.agent(agent).and_then(|a| a.contact.clone()),
+                t.agent(agent)
+                    .and_then(|a| a.contact.clone())
+                    .filter(|_| !in_teams),
                 t.teams_reach(agent),
             )
         });
@@ -2331,12 +2339,21 @@ impl Edge {
             Route::Agent(a) | Route::Expert(a) => {
                 let tenant = c.tenant;
                 let expert = matches!(to, Route::Expert(_));
+                // Taken here and put back only for the offer below: a transfer that fails
+                // back leaves nothing behind for the next route.
+                let in_teams = std::mem::take(&mut c.direct_in_teams);
                 let free = self.cc.with(|d| {
                     let t = &mut d.tenants[tenant];
                     let upn = t.agent(a).map(|r| r.upn.clone()).unwrap_or_default();
-                    let reachable = t.agent(a).is_some_and(|r| r.contact.is_some());
-                    let free = if expert {
-                        t.expert_free(a)
+                    let reachable = if in_teams {
+                        t.teams_reach(a).is_some()
+                    } else {
+                        t.agent(a).is_some_and(|r| r.contact.is_some())
+                    };
+                    // In Teams, as for an expert, Teams presence says whether they are free,
+                    // not their Ready state for queue calls.
+                    let free = if expert || in_teams {
+                        reachable && t.expert_free(a)
                     } else {
                         reachable && t.engine.is_available(a)
                     };
@@ -2353,6 +2370,7 @@ impl Edge {
                     return;
                 }
                 c.direct = Some(a);
+                c.direct_in_teams = in_teams;
                 c.stage = Stage::Queued;
                 let leg = c.caller_leg;
                 // A colleague's call rings back; a transferred caller hears why they wait.
@@ -2798,6 +2816,12 @@ impl Edge {
                 q.map_or(DIRECT_ALERT_SECONDS, |q| q.alert_seconds),
             )
         });
+        // A transfer to `teams:<person>` rings them in Teams, this once.
+        let in_teams = queue.is_none()
+            && self
+                .calls
+                .get_mut(&n)
+                .is_some_and(|c| std::mem::take(&mut c.direct_in_teams));
         let call = self.calls.get(&n);
         let placed = match (call, self.bind_media()) {
             (Some(c), Some((socket, port))) => {
@@ -2817,7 +2841,7 @@ impl Edge {
                     headers.push(format!("X-Switchboard-Choices: {}", c.choices.join(",")));
                 }
                 let caller = c.caller.clone();
-                match self.ring_person(tenant, agent, &caller, headers, port, now) {
+                match self.ring_person(tenant, agent, &caller, headers, port, in_teams, now) {
                     Ok(leg) => Some((leg, socket)),
                     Err(why) => {
                         tracing::warn!(%why, "cannot call the agent's phone");
@@ -4305,8 +4329,20 @@ impl Edge {
                 let r = match up {
                     None => Err(TransferRefusal::NoCall),
                     Some((n, leg)) => {
-                        let (user, host) = self.api_target(tenant, &target);
-                        self.transfer(n, tenant, agent, leg, &user, &host, false, now)
+                        // `teams:<person>`: ring them in Teams.
+                        let (in_teams, target) = match target.get(..6) {
+                            Some(p) if p.eq_ignore_ascii_case("teams:") => (true, &target[6..]),
+                            _ => (false, target.as_str()),
+                        };
+                        let (user, host) = self.api_target(tenant, target);
+                        if let Some(c) = self.calls.get_mut(&n) {
+                            c.direct_in_teams = in_teams;
+                        }
+                        let r = self.transfer(n, tenant, agent, leg, &user, &host, false, now);
+                        if let Some(c) = self.calls.get_mut(&n).filter(|_| r.is_err()) {
+                            c.direct_in_teams = false;
+                        }
+                        r
                     }
                 };
                 let _ = reply.send(r);
@@ -4436,8 +4472,8 @@ impl Edge {
         self.consult_begun(n, (tenant, agent), by, x, None)
     }
 
-    /// `agent` (`by`) consults `x` (of `queue`, where a queue was consulted) on call `n`, whose
-    /// leg now rings: recorded and shown. The
+    /// `agent` (`by`) consults `x` on call `n`, whose leg now rings (`via`: how they were
+    /// reached, `of queue orders`, `in Teams`): recorded and shown. The
     /// caller waits with music (or talks on with those in the conference); the agent hears
     /// nothing until the person answers.
     fn consult_begun(
@@ -4446,13 +4482,13 @@ impl Edge {
         (tenant, agent): (usize, AgentId),
         by: &str,
         x: Consult,
-        queue: Option<&str>,
+        via: Option<&str>,
     ) -> Result<String, crate::desk::ConsultRefusal> {
         let Some(c) = self.calls.get_mut(&n) else {
             return Err(crate::desk::ConsultRefusal::NoCall);
         };
-        let step = match queue {
-            Some(q) => format!("consult by {by} with {} of queue {q}", x.upn),
+        let step = match via {
+            Some(v) => format!("consult by {by} with {} {v}", x.upn),
             None => format!("consult by {by} with {}", x.upn),
         };
         c.rec.steps.push(step.clone());
@@ -4479,8 +4515,14 @@ impl Edge {
             return Err(ConsultRefusal::NoCall);
         };
         let tenant = c.tenant;
+        // `teams:<person>`: ring them in Teams, though their Switchboard phone is registered.
+        let (in_teams, target) = match target.get(..6) {
+            Some(p) if p.eq_ignore_ascii_case("teams:") => (true, &target[6..]),
+            _ => (false, target),
+        };
         let (user, host) = self.api_target(tenant, target);
-        let outside = crate::center::is_e164(&user)
+        let outside = !in_teams
+            && crate::center::is_e164(&user)
             && self.cc.with(|d| {
                 let t = &d.tenants[tenant];
                 t.spec.outbound.is_some() && t.number(&user).is_none()
@@ -4513,6 +4555,9 @@ impl Edge {
             match route {
                 Some(Route::Agent(a)) | Some(Route::Expert(a)) if a != agent => {
                     let r = t.agent(a)?;
+                    if in_teams && t.teams_reach(a).is_none() {
+                        return Some(Err(ConsultRefusal::NotInTeams(r.upn.clone())));
+                    }
                     let reachable = r.contact.is_some() || t.teams_reach(a).is_some();
                     Some(Ok((a, r.upn.clone(), t.expert_free(a), reachable, via)))
                 }
@@ -4541,7 +4586,7 @@ impl Edge {
             agent: Some(person),
         };
         let leg = self
-            .ring_into_call(role, queue, (socket, port), now)
+            .ring_into_call(role, queue, (socket, port), in_teams, now)
             .map_err(|why| {
                 tracing::warn!(%why, person = %upn, "cannot call the person to consult");
                 ConsultRefusal::Busy(upn.clone())
@@ -4553,6 +4598,11 @@ impl Edge {
             leg,
             up: false,
             since: None,
+        };
+        let via = match (via, in_teams) {
+            (Some(q), _) => Some(format!("of queue {q}")),
+            (None, true) => Some("in Teams".to_owned()),
+            (None, false) => None,
         };
         self.consult_begun(n, (tenant, agent), by, x, via.as_deref())
     }
@@ -4992,7 +5042,7 @@ impl Edge {
             agent: sup,
         };
         let leg = self
-            .ring_into_call(role, what, (socket, port), now)
+            .ring_into_call(role, what, (socket, port), false, now)
             .map_err(|why| {
                 tracing::warn!(%why, supervisor = %upn, "cannot call the supervisor");
                 MonitorRefusal::Busy(upn.clone())
@@ -5028,6 +5078,7 @@ impl Edge {
         role: Leg,
         extra: String,
         (socket, port): (std::net::UdpSocket, u16),
+        in_teams: bool,
         now: Instant,
     ) -> Result<UaCall, String> {
         let (Leg::Consult {
@@ -5051,7 +5102,7 @@ impl Edge {
             extra,
         ];
         let caller = c.caller.clone();
-        let leg = self.ring_person(tenant, person, &caller, headers, port, now)?;
+        let leg = self.ring_person(tenant, person, &caller, headers, port, in_teams, now)?;
         self.sockets.insert(leg, socket);
         self.legs.insert(leg, role);
         self.cc.with(|d| {
@@ -5227,7 +5278,22 @@ impl Edge {
             self.save(n);
             return Err(TransferRefusal::NoExpert(user.to_owned()));
         }
-        let step = format!("transfer by {by} to {shown}");
+        if c.direct_in_teams {
+            // Only a person with a Teams number is rung in Teams.
+            let person = match route {
+                Route::Agent(a) | Route::Expert(a) => Some(a),
+                _ => None,
+            };
+            let reach = person.filter(|a| {
+                self.cc
+                    .with(|d| d.tenants[tenant].teams_reach(*a).is_some())
+            });
+            if reach.is_none() {
+                return Err(TransferRefusal::NotInTeams(shown));
+            }
+        }
+        let in_teams = if c.direct_in_teams { " in Teams" } else { "" };
+        let step = format!("transfer by {by} to {shown}{in_teams}");
         c.rec.steps.push(step.clone());
         c.rec
             .transfers

@@ -309,6 +309,8 @@ const en = {
   "picker.queueFigures": "{waiting} waiting · {ready} ready",
   "picker.transfer": "Transfer",
   "picker.consult": "Consult",
+  "picker.consultTeams": "Consult in Teams",
+  "picker.transferTeams": "Transfer in Teams",
   "picker.unavailable": "cannot take a call now",
   "picker.bestExpert": "Best free expert",
   "picker.nobodyFree": "Nobody free now",

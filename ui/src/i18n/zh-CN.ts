@@ -311,6 +311,8 @@ const zhCN: Record<MessageKey, string> = {
   "picker.queueFigures": "{waiting} 人等待 · {ready} 人就绪",
   "picker.transfer": "转接",
   "picker.consult": "咨询",
+  "picker.consultTeams": "在 Teams 中咨询",
+  "picker.transferTeams": "在 Teams 中转接",
   "picker.unavailable": "现在无法接听",
   "picker.bestExpert": "最合适的空闲专家",
   "picker.nobodyFree": "现在无人空闲",

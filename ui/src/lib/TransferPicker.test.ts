@@ -34,7 +34,11 @@ describe("the transfer and consult picker", () => {
     expect(alex.textContent).toContain("On a call");
     expect(alex.textContent).toContain("cannot take a call now");
     expect(alex.querySelector("button")).toBeNull();
-    expect(row("target-colleague", "upn", "MeganB@contoso.example")?.querySelectorAll("button").length).toBe(2);
+    // Megan: Consult and Transfer, and the same in Teams (she has a Teams number).
+    const megan = row("target-colleague", "upn", "MeganB@contoso.example")!;
+    expect(megan.querySelectorAll("button").length).toBe(4);
+    expect(megan.querySelector('[data-testid="consult-teams"]')?.textContent).toBe("Consult in Teams");
+    expect(row("target-colleague", "upn", "LynneR@contoso.example")?.querySelector('[data-testid="consult-teams"]')).toBeNull();
     // Lynne is Not ready: a consultation, but no blind transfer.
     const lynne = row("target-colleague", "upn", "LynneR@contoso.example")!;
     expect(lynne.querySelector('[data-testid="consult"]')).toBeTruthy();
@@ -77,6 +81,11 @@ describe("the transfer and consult picker", () => {
     expect((await screen.findByTestId("picker-error")).textContent).toContain("nobody of the group or queue is free");
     await fireEvent.click(row("target-queue", "name", "support")!.querySelector('[data-testid="consult"]')!);
     expect(refusing.phoneConsult).toHaveBeenLastCalledWith("support");
+    const megan = row("target-colleague", "upn", "MeganB@contoso.example")!;
+    await fireEvent.click(megan.querySelector('[data-testid="consult-teams"]')!);
+    expect(refusing.phoneConsult).toHaveBeenLastCalledWith("teams:MeganB@contoso.example");
+    await fireEvent.click(megan.querySelector('[data-testid="transfer-teams"]')!);
+    expect(refusing.phoneTransfer).toHaveBeenLastCalledWith("teams:MeganB@contoso.example");
     await fireEvent.input(screen.getByTestId("picker-number"), { target: { value: "+15550001234" } });
     await fireEvent.click(screen.getByTestId("consult-number"));
     expect(refusing.phoneConsult).toHaveBeenLastCalledWith("+15550001234");

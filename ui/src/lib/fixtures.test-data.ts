@@ -7,9 +7,9 @@ export const targets: TransferTargets = {
   queues: [{ name: "billing", waiting: 2, ready: 1, mine: true }, { name: "orders", waiting: 0, ready: 0, mine: false }, { name: "support", waiting: 0, ready: 2, mine: false }],
   attendants: ["main"],
   colleagues: [
-    { upn: "MeganB@contoso.example", name: "Megan Bowen", state: "ready", teams: "Available/Available", available: true, transferable: true },
-    { upn: "AlexW@contoso.example", name: "Alex Wilber", state: "on_call", teams: "Busy/InACall", available: false, transferable: false },
-    { upn: "LynneR@contoso.example", name: "Lynne Robbins", state: "not_ready", teams: null, available: true, transferable: false },
+    { upn: "MeganB@contoso.example", name: "Megan Bowen", state: "ready", teams: "Available/Available", available: true, transferable: true, in_teams: true },
+    { upn: "AlexW@contoso.example", name: "Alex Wilber", state: "on_call", teams: "Busy/InACall", available: false, transferable: false, in_teams: false },
+    { upn: "LynneR@contoso.example", name: "Lynne Robbins", state: "not_ready", teams: null, available: true, transferable: false, in_teams: false },
   ],
   experts: [
     { name: "escalations", skill: "escalations", min_level: 3, available: [{ upn: "MeganB@contoso.example", name: "Megan Bowen", level: 4, teams: null }], unavailable: 1 },

@@ -922,6 +922,19 @@ async fn desk(c: &Center, path: &str, target: Option<&str>) -> u16 {
     status
 }
 
+/// Adele's status once her consultation is talking (10 s at most; as it is then, else).
+async fn consult_talking(c: &Center) -> Value {
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        state = c.status("adele@contoso.example").await;
+        if state["consult"]["state"] == "talking" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    state
+}
+
 /// A Teams user's call reaches Adele; a router with her tenant's Direct Routing trunk up.
 struct TeamsCall {
     c: Center,
@@ -976,14 +989,7 @@ async fn a_three_party_call_with_an_expert_in_teams_where_everyone_hears_everyon
     let TeamsCall { c, proxy, caller } = call;
     let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
     assert_eq!(desk(&c, "consult", Some("escalations")).await, 200);
-    let mut state = Value::Null;
-    for _ in 0..100 {
-        state = c.status("adele@contoso.example").await;
-        if state["consult"]["state"] == "talking" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let state = consult_talking(&c).await;
     assert_eq!(state["consult"]["state"], "talking", "{state}");
     assert_eq!(state["consult"]["with"], "bob@contoso.example", "{state}");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1315,4 +1321,111 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     let steps = recs[0]["steps"].to_string();
     assert!(steps.contains("expert bob@contoso.example"), "{steps}");
     assert!(!steps.contains("dave"), "{steps}");
+}
+
+/// Bob has a Switchboard phone registered and a Teams number: Adele chooses Teams
+/// (`teams:bob@…`). Consulted there, his Teams client rings through the proxy — not his
+/// phone — and Adele cancels; then her blind transfer to `teams:bob@…` gives the Teams caller
+/// to Bob in Teams, where the two hear each other. Alex, who has no Teams number, cannot be
+/// reached in Teams (409), and his phone is not rung either.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_chooses_teams_to_reach_an_expert_who_also_has_a_switchboard_phone() {
+    let _turn = CALLS.alone().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let bob = TeamsUser::new("+14255550102", "tenant-a", "tenanta.sbc.example");
+    let (call, adele, others) =
+        teams_caller_with_adele(&[alice, bob.clone()], &["alex@contoso.example"]).await;
+    let TeamsCall { c, proxy, caller } = call;
+    // Bob's Switchboard phone, registered (Not ready), would answer at once if rung.
+    let bob_phone = c
+        .agent("bob@contoso.example", 0.0, "alex-tone.wav", "bob-phone.wav")
+        .await;
+    c.set_state("bob@contoso.example", "not_ready").await;
+    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, ";mediaenc=srtp-mand");
+    let targets: Value = get_json(
+        &c.http,
+        &format!(
+            "{}/v1/agents/me/targets?agent=adele@contoso.example",
+            c.base
+        ),
+    )
+    .await;
+    let in_teams = |upn: &str| {
+        targets["colleagues"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["upn"] == upn))
+            .map(|x| x["in_teams"].clone())
+    };
+    assert_eq!(
+        in_teams("bob@contoso.example"),
+        Some(Value::Bool(true)),
+        "{targets}"
+    );
+    assert_eq!(
+        in_teams("alex@contoso.example"),
+        Some(Value::Bool(false)),
+        "{targets}"
+    );
+    assert_eq!(
+        desk(&c, "consult", Some("teams:alex@contoso.example")).await,
+        409
+    );
+    assert_eq!(
+        desk(&c, "transfer", Some("teams:alex@contoso.example")).await,
+        409
+    );
+    // Consulted in Teams: the caller and Bob's Teams client, two calls on the Teams trunk.
+    assert_eq!(
+        desk(&c, "consult", Some("teams:bob@contoso.example")).await,
+        200
+    );
+    let state = consult_talking(&c).await;
+    assert_eq!(state["consult"]["state"], "talking", "{state}");
+    c.trunk_counts("contoso", "teams", 2).await;
+    assert_eq!(desk(&c, "consult/cancel", None).await, 200);
+    c.trunk_counts("contoso", "teams", 1).await;
+    // The blind transfer rings him in Teams again; Adele's part ends.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        desk(&c, "transfer", Some("teams:bob@contoso.example")).await,
+        200
+    );
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    c.trunk_counts("contoso", "teams", 2).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    caller.command("hangup", "");
+    c.trunk_counts("contoso", "teams", 0).await;
+    let caller_wav = caller.heard_wav(Duration::from_secs(20));
+    let expert_wav = expert.heard_wav(Duration::from_secs(20));
+    let (caller_bob, bob_caller) = (
+        blocks_in(&caller_wav, EXPERT_HZ, 0.2),
+        blocks_in(&expert_wav, TEAMS_HZ, 0.2),
+    );
+    eprintln!("blocks heard: caller←Bob in Teams {caller_bob}, Bob in Teams←caller {bob_caller}");
+    assert!(
+        caller_bob > 40 && bob_caller > 40,
+        "caller←Bob {caller_bob}, Bob←caller {bob_caller}"
+    );
+    // Neither Switchboard phone rang.
+    for (who, phone) in [("Bob", bob_phone)]
+        .into_iter()
+        .chain(others.into_iter().map(|p| ("Alex", p)))
+    {
+        let ev = finish(phone, Duration::from_millis(10)).await;
+        assert!(
+            !ev.iter()
+                .any(|e| e["event"] == "incoming" || e["event"] == "established"),
+            "{who}'s Switchboard phone: {ev:?}"
+        );
+    }
+    let recs = c.calls().await;
+    let steps = recs[0]["steps"].to_string();
+    for step in [
+        "consult by adele@contoso.example with bob@contoso.example in Teams",
+        "consult with bob@contoso.example ended: cancelled",
+        "transfer by adele@contoso.example to bob@contoso.example in Teams",
+    ] {
+        assert!(steps.contains(step), "{step}: {steps}");
+    }
+    assert_eq!(recs[0]["agent"], "bob@contoso.example", "{}", recs[0]);
 }

@@ -21,4 +21,10 @@ available: boolean,
 /**
  * They can take a blind transfer or a call now: as for a consultation, and Ready.
  */
-transferable: boolean, };
+transferable: boolean, 
+/**
+ * They can be rung in Teams (a `teams_number` and the tenant's Direct Routing trunk):
+ * the target `teams:<upn>` consults them there even when their Switchboard phone is
+ * registered.
+ */
+in_teams: boolean, };
