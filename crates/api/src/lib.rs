@@ -1008,6 +1008,10 @@ pub struct ExpertTarget {
     /// Their level of the group's skill (1–5).
     pub level: u8,
     pub teams: Option<String>,
+    /// They can be rung in Teams (`teams:<upn>`; the group's `teams:<group>` takes the best
+    /// such expert).
+    #[serde(default)]
+    pub in_teams: bool,
 }
 
 /// An agent's consultation: with whom, and how far it got.

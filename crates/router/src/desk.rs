@@ -494,14 +494,38 @@ impl TenantRt {
     /// The best expert of group `g` free now: the highest level of its skill, then the one
     /// listed first; `None` when nobody is.
     pub fn expert(&self, g: &crate::center::ExpertGroupSpec) -> Option<AgentId> {
+        self.best_expert(g, |_| true)
+    }
+
+    /// [`Self::expert`] among those `pick` allows.
+    fn best_expert(
+        &self,
+        g: &crate::center::ExpertGroupSpec,
+        pick: impl Fn(AgentId) -> bool,
+    ) -> Option<AgentId> {
         (0..self.spec.agents.len())
             .filter_map(|i| {
                 let id = AgentId(i as u32);
                 let level = self.expert_level(id, g)?;
-                self.expert_free(id).then_some((level, id))
+                (self.expert_free(id) && pick(id)).then_some((level, id))
             })
             .max_by(|x, y| x.0.cmp(&y.0).then(y.1 .0.cmp(&x.1 .0)))
             .map(|(_, id)| id)
+    }
+
+    /// [`Self::transfer_target`] for a target rung in Teams (`teams:<target>`): an expert
+    /// group gives its best expert free now who has a Teams number.
+    pub fn transfer_target_in_teams(&self, user: &str, host: &str) -> Option<Route> {
+        if let Some(g) = self
+            .spec
+            .experts
+            .iter()
+            .find(|g| g.name.eq_ignore_ascii_case(user))
+        {
+            let best = self.best_expert(g, |a| self.teams_reach(a).is_some());
+            return Some(best.map_or(Route::NoExpert, Route::Expert));
+        }
+        self.transfer_target(user, host)
     }
 
     /// What a transfer target's `user@host` names in this tenant: a queue, attendant or
@@ -826,6 +850,7 @@ impl TenantRt {
                             name: name_of(r),
                             level,
                             teams: r.teams.clone(),
+                            in_teams: self.teams_reach(id).is_some(),
                         }),
                         None => unavailable += 1,
                     }

@@ -2345,17 +2345,15 @@ impl Edge {
                 let free = self.cc.with(|d| {
                     let t = &mut d.tenants[tenant];
                     let upn = t.agent(a).map(|r| r.upn.clone()).unwrap_or_default();
-                    let reachable = if in_teams {
-                        t.teams_reach(a).is_some()
+                    // An expert is free with a phone or a Teams number to ring; in Teams (as
+                    // for an expert) Teams presence says whether they are free, not their
+                    // Ready state for queue calls; an agent needs their phone, and Ready.
+                    let free = if in_teams {
+                        t.teams_reach(a).is_some() && t.expert_free(a)
+                    } else if expert {
+                        t.expert_free(a)
                     } else {
-                        t.agent(a).is_some_and(|r| r.contact.is_some())
-                    };
-                    // In Teams, as for an expert, Teams presence says whether they are free,
-                    // not their Ready state for queue calls.
-                    let free = if expert || in_teams {
-                        reachable && t.expert_free(a)
-                    } else {
-                        reachable && t.engine.is_available(a)
+                        t.agent(a).is_some_and(|r| r.contact.is_some()) && t.engine.is_available(a)
                     };
                     if free {
                         t.engine
@@ -4538,7 +4536,10 @@ impl Edge {
         let found = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             let route = (host_ok && !user.is_empty())
-                .then(|| t.transfer_target(&user, &host))
+                .then(|| match in_teams {
+                    true => t.transfer_target_in_teams(&user, &host),
+                    false => t.transfer_target(&user, &host),
+                })
                 .flatten();
             // A queue: the agent its strategy would offer the next call to.
             let (route, via) = match route {
@@ -5241,6 +5242,7 @@ impl Edge {
         let Some(c) = self.calls.get_mut(&n) else {
             return Err(TransferRefusal::NoCall);
         };
+        let in_teams = c.direct_in_teams;
         let (route, by) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
             let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
@@ -5248,7 +5250,10 @@ impl Edge {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
             let route = (host_ok && !user.is_empty())
-                .then(|| t.transfer_target(user, host))
+                .then(|| match in_teams {
+                    true => t.transfer_target_in_teams(user, host),
+                    false => t.transfer_target(user, host),
+                })
                 .flatten();
             (route, by)
         });

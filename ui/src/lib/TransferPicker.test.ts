@@ -86,6 +86,13 @@ describe("the transfer and consult picker", () => {
     expect(refusing.phoneConsult).toHaveBeenLastCalledWith("teams:MeganB@contoso.example");
     await fireEvent.click(megan.querySelector('[data-testid="transfer-teams"]')!);
     expect(refusing.phoneTransfer).toHaveBeenLastCalledWith("teams:MeganB@contoso.example");
+    // The group in Teams: its best free expert with a Teams number.
+    const group = row("target-group", "name", "escalations")!;
+    await fireEvent.click(group.querySelector('[data-testid="consult-teams"]')!);
+    expect(refusing.phoneConsult).toHaveBeenLastCalledWith("teams:escalations");
+    await fireEvent.click(group.querySelector('[data-testid="transfer-teams"]')!);
+    expect(refusing.phoneTransfer).toHaveBeenLastCalledWith("teams:escalations");
+    expect(row("target-group", "name", "legal")?.querySelector('[data-testid="consult-teams"]')).toBeNull();
     await fireEvent.input(screen.getByTestId("picker-number"), { target: { value: "+15550001234" } });
     await fireEvent.click(screen.getByTestId("consult-number"));
     expect(refusing.phoneConsult).toHaveBeenLastCalledWith("+15550001234");

@@ -12,7 +12,7 @@ export const targets: TransferTargets = {
     { upn: "LynneR@contoso.example", name: "Lynne Robbins", state: "not_ready", teams: null, available: true, transferable: false, in_teams: false },
   ],
   experts: [
-    { name: "escalations", skill: "escalations", min_level: 3, available: [{ upn: "MeganB@contoso.example", name: "Megan Bowen", level: 4, teams: null }], unavailable: 1 },
+    { name: "escalations", skill: "escalations", min_level: 3, available: [{ upn: "MeganB@contoso.example", name: "Megan Bowen", level: 4, teams: null, in_teams: true }], unavailable: 1 },
     { name: "legal", skill: "legal", min_level: 1, available: [], unavailable: 2 },
   ],
   outside_numbers: true,

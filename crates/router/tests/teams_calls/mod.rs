@@ -1323,9 +1323,9 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     assert!(!steps.contains("dave"), "{steps}");
 }
 
-/// Bob has a Switchboard phone registered and a Teams number: Adele chooses Teams
-/// (`teams:bob@…`). Consulted there, his Teams client rings through the proxy — not his
-/// phone — and Adele cancels; then her blind transfer to `teams:bob@…` gives the Teams caller
+/// Bob has a Switchboard phone registered and a Teams number: Adele chooses Teams. The
+/// escalations group consulted there (`teams:escalations`) rings Bob's Teams client through
+/// the proxy — not his phone — and Adele cancels; then her blind transfer to `teams:bob@…` gives the Teams caller
 /// to Bob in Teams, where the two hear each other. Alex, who has no Teams number, cannot be
 /// reached in Teams (409), and his phone is not rung either.
 #[tokio::test(flavor = "multi_thread")]
@@ -1366,6 +1366,9 @@ async fn an_agent_chooses_teams_to_reach_an_expert_who_also_has_a_switchboard_ph
         Some(Value::Bool(false)),
         "{targets}"
     );
+    let best = &targets["experts"][0]["available"][0];
+    assert_eq!(best["upn"], "bob@contoso.example", "{targets}");
+    assert_eq!(best["in_teams"], true, "{targets}");
     assert_eq!(
         desk(&c, "consult", Some("teams:alex@contoso.example")).await,
         409
@@ -1374,11 +1377,9 @@ async fn an_agent_chooses_teams_to_reach_an_expert_who_also_has_a_switchboard_ph
         desk(&c, "transfer", Some("teams:alex@contoso.example")).await,
         409
     );
-    // Consulted in Teams: the caller and Bob's Teams client, two calls on the Teams trunk.
-    assert_eq!(
-        desk(&c, "consult", Some("teams:bob@contoso.example")).await,
-        200
-    );
+    // The escalations group consulted in Teams: its expert with a Teams number, Bob; the
+    // caller and his Teams client, two calls on the Teams trunk.
+    assert_eq!(desk(&c, "consult", Some("teams:escalations")).await, 200);
     let state = consult_talking(&c).await;
     assert_eq!(state["consult"]["state"], "talking", "{state}");
     c.trunk_counts("contoso", "teams", 2).await;

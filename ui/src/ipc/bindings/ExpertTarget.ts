@@ -7,4 +7,9 @@ export type ExpertTarget = { upn: string, name: string,
 /**
  * Their level of the group's skill (1–5).
  */
-level: number, teams: string | null, };
+level: number, teams: string | null, 
+/**
+ * They can be rung in Teams (`teams:<upn>`; the group's `teams:<group>` takes the best
+ * such expert).
+ */
+in_teams: boolean, };
