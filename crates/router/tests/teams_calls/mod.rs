@@ -1307,10 +1307,18 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     experts_become(&c, &["bob@contoso.example"]).await;
     c.tones(20);
     let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
-    // In the call, Bob is Busy / In a call in Teams, and the router sees it.
+    // In the call, Bob is Busy / In a call in Teams, and the router sees it within its
+    // presence poll (1 s here; "no expert free" comes sooner, from the call itself).
     proxy.wait_for_log("teams-proxy: presence", Duration::from_secs(10));
     experts_become(&c, &[]).await;
-    let bob_now = c.status("bob@contoso.example").await;
+    let mut bob_now = Value::Null;
+    for _ in 0..100 {
+        bob_now = c.status("bob@contoso.example").await;
+        if bob_now["teams"] == "Busy/InACall" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(bob_now["teams"], "Busy/InACall", "{bob_now}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     caller.command("hangup", "");
