@@ -4237,9 +4237,16 @@ impl Edge {
         self.finish(n2, now);
     }
 
-    /// A target the API names — a colleague by UPN, or a name in the tenant's own domain — as
-    /// the checked user part (empty when unfit) and the lower-case host.
-    fn api_target(&self, tenant: usize, target: &str) -> (String, String) {
+    /// A target the API names — a colleague by UPN, or a name in the tenant's own domain, with
+    /// `teams:` before it to ring them in Teams — as the checked user part (empty when unfit),
+    /// the lower-case host and whether Teams was asked for.
+    fn api_target(&self, tenant: usize, target: &str) -> (String, String, bool) {
+        // `teams:<person>` (any case): ring them in Teams, though their Switchboard phone is
+        // registered.
+        let (in_teams, target) = match target.get(..6) {
+            Some(p) if p.eq_ignore_ascii_case("teams:") => (true, &target[6..]),
+            _ => (false, target),
+        };
         let (user, host) = match target.split_once('@') {
             Some((u, h)) => (u.to_owned(), h.to_ascii_lowercase()),
             None => (
@@ -4248,7 +4255,7 @@ impl Edge {
             ),
         };
         let user = safe_user(&format!("sip:{user}@x")).unwrap_or_default();
-        (user, host)
+        (user, host, in_teams)
     }
 
     /// The API asks for something.
@@ -4327,12 +4334,7 @@ impl Edge {
                 let r = match up {
                     None => Err(TransferRefusal::NoCall),
                     Some((n, leg)) => {
-                        // `teams:<person>`: ring them in Teams.
-                        let (in_teams, target) = match target.get(..6) {
-                            Some(p) if p.eq_ignore_ascii_case("teams:") => (true, &target[6..]),
-                            _ => (false, target.as_str()),
-                        };
-                        let (user, host) = self.api_target(tenant, target);
+                        let (user, host, in_teams) = self.api_target(tenant, &target);
                         if let Some(c) = self.calls.get_mut(&n) {
                             c.direct_in_teams = in_teams;
                         }
@@ -4513,12 +4515,7 @@ impl Edge {
             return Err(ConsultRefusal::NoCall);
         };
         let tenant = c.tenant;
-        // `teams:<person>`: ring them in Teams, though their Switchboard phone is registered.
-        let (in_teams, target) = match target.get(..6) {
-            Some(p) if p.eq_ignore_ascii_case("teams:") => (true, &target[6..]),
-            _ => (false, target),
-        };
-        let (user, host) = self.api_target(tenant, target);
+        let (user, host, in_teams) = self.api_target(tenant, target);
         let outside = !in_teams
             && crate::center::is_e164(&user)
             && self.cc.with(|d| {
@@ -4547,7 +4544,7 @@ impl Edge {
                     let name = t.queues.get(q.0 as usize).map(|x| x.name.clone());
                     let name = name.unwrap_or_default();
                     match t.engine.next_for_consult(q) {
-                        Some(a) => (Some(Route::Agent(a)), Some(name)),
+                        Some(a) => (Some(Route::Agent(a)), Some((q, name))),
                         None => return Some(Err(ConsultRefusal::NoQueueAgent(name))),
                     }
                 }
@@ -4592,6 +4589,10 @@ impl Edge {
                 tracing::warn!(%why, person = %upn, "cannot call the person to consult");
                 ConsultRefusal::Busy(upn.clone())
             })?;
+        if let Some((q, _)) = &via {
+            self.cc
+                .with(|d| d.tenants[tenant].engine.consulted(*q, person));
+        }
         let x = Consult {
             agent: Some(person),
             trunk: None,
@@ -4601,7 +4602,7 @@ impl Edge {
             since: None,
         };
         let via = match (via, in_teams) {
-            (Some(q), _) => Some(format!("of queue {q}")),
+            (Some((_, q)), _) => Some(format!("of queue {q}")),
             (None, true) => Some("in Teams".to_owned()),
             (None, false) => None,
         };

@@ -463,14 +463,32 @@ impl Engine {
     }
 
     /// The agent queue `q` would offer its next call to now, for an agent who consults the
-    /// queue: its strategy's choice (ring all: the first it would ring; round robin moves on
-    /// as for a call). `None` when nobody of the queue is available, or callers wait in it
-    /// (they come first: a consultation never takes an agent before them).
+    /// queue: its strategy's choice (ring all: the first it would ring). `None` when nobody of
+    /// the queue is available, or callers wait in it (they come first: a consultation never
+    /// takes an agent before them). Only a look: round robin moves on when the owner rings
+    /// that agent ([`Self::consulted`]), not before, so a consultation refused after this
+    /// leaves the queue's place where it was.
     pub fn next_for_consult(&mut self, q: QueueId) -> Option<AgentId> {
         if self.waiting(q) > 0 {
             return None;
         }
-        self.choose(q).first().copied()
+        let cursor = self.queue(q)?.cursor;
+        let next = self.choose(q).first().copied();
+        if let Some(queue) = self.queue_mut(q) {
+            queue.cursor = cursor;
+        }
+        next
+    }
+
+    /// Agent `a`, chosen by [`Self::next_for_consult`] for queue `q`, is rung: round robin
+    /// goes on after them, as after a call.
+    pub fn consulted(&mut self, q: QueueId, a: AgentId) {
+        if self
+            .queue(q)
+            .is_some_and(|x| x.spec.strategy == Strategy::RoundRobin)
+        {
+            self.set_round_robin_last(q, a);
+        }
     }
 
     /// Whether the agent is busy with a call outside the queues (a direct offer).

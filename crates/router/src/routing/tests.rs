@@ -123,9 +123,14 @@ fn a_consultation_of_a_queue_takes_the_agent_its_strategy_picks_and_never_one_be
     // Ring all: the first it would ring.
     let (mut e, _) = engine(Strategy::RingAll, 3);
     assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
-    // Round robin moves on as for a call: the next call goes to the one after.
+    // Round robin: a look does not move it on (a consultation refused after it costs the
+    // queue nothing); once the agent is rung it moves on as for a call: the next call goes to
+    // the one after.
     let (mut e, t0) = engine(Strategy::RoundRobin, 3);
     assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    assert_eq!(e.round_robin_last(QueueId(0)), None);
+    e.consulted(QueueId(0), AgentId(0));
     assert_eq!(e.round_robin_last(QueueId(0)), Some(AgentId(0)));
     assert_eq!(offer_one(&mut e, 1, t0), vec![AgentId(1)]);
     // Nobody available (one ringing, the others not ready): none, and a caller who waits
