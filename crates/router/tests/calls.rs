@@ -315,6 +315,20 @@ impl Center {
             .unwrap()
     }
 
+    /// Waits (10 s at most) until `upn`'s status passes `done`; the last status read (the
+    /// caller asserts on it, so a failure shows what it was).
+    async fn status_until(&self, upn: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut st = Value::Null;
+        for _ in 0..100 {
+            st = self.status(upn).await;
+            if done(&st) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        st
+    }
+
     /// Registers a headless agent for `upn` with fresh credentials and sets it Ready; it
     /// answers one call after `answer_after` seconds, playing `play`, recording to `record`.
     async fn agent(&self, upn: &str, answer_after: f64, play: &str, record: &str) -> Child {
@@ -2890,7 +2904,7 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
     callback_reached(
         &c,
         (customer, Duration::from_secs(45)),
-        adele,
+        (adele, 2),
         "Adele took both attempts",
     )
     .await;
@@ -2931,6 +2945,12 @@ async fn a_caller_who_asks_for_a_callback_is_called_back_when_an_agent_is_free()
     c.router.stop().await.unwrap();
 }
 
+/// A UDP port on 127.0.0.1 free now, for a phone the router will call (started later).
+fn free_udp_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
 /// A router with `tenant` behind a trunk whose outbound target, for callbacks, is
 /// `phone_port` on this host, tones of `seconds`, and Adele's phone logged in for two calls
 /// of 6 s each, Not ready.
@@ -2955,12 +2975,12 @@ async fn callback_center(tenant: &str, phone_port: u16, seconds: usize) -> (Cent
 }
 
 /// A callback's end: the caller's phone (`customer`) took it within the time given, Adele
-/// (`adele`) took two calls (`what` they were), and the caller heard her in
+/// (`adele`) took `calls` calls (`what` they were), and the caller heard her in
 /// `called-back.wav`.
 async fn callback_reached(
     c: &Center,
     (customer, within): (Child, Duration),
-    adele: Child,
+    (adele, calls): (Child, usize),
     what: &str,
 ) {
     let customer = finish(customer, within).await;
@@ -2971,7 +2991,7 @@ async fn callback_reached(
     let adele = finish(adele, Duration::from_secs(15)).await;
     assert_eq!(
         adele.iter().filter(|e| e["event"] == "established").count(),
-        2,
+        calls,
         "{what}: {adele:?}"
     );
     c.heard(
@@ -3038,9 +3058,7 @@ async fn record_of(c: &Center, caller: &str, step: &str, ended: bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_back() {
     let _turn = CALLS.turn().await;
-    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let phone_port = phone.local_addr().unwrap().port();
-    drop(phone);
+    let phone_port = free_udp_port();
     let (c, adele) = callback_center(OVERFLOW_CALLBACK, phone_port, 40).await;
     // The first caller takes the queue's one place.
     let first = trunk_caller(
@@ -3118,11 +3136,20 @@ async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_ba
     callback_reached(
         &c,
         (customer, Duration::from_secs(60)),
-        adele,
+        (adele, 2),
         "Adele took the first caller and the callback",
     )
     .await;
-    let r = record_of(&c, "+15550104477", "called back", true).await;
+    called_back_by_adele(&c, "+15550104477", "overflow general (full)").await;
+    let first = record_of(&c, "+15550100001", "queue general", true).await;
+    assert_eq!(first["outcome"], "answered", "{first}");
+    c.router.stop().await.unwrap();
+}
+
+/// The record of the call from `caller` to queue `general`, which overflowed (`overflow`, its
+/// step), took the callback offered then and was called back by Adele.
+async fn called_back_by_adele(c: &Center, caller: &str, overflow: &str) {
+    let r = record_of(c, caller, "called back", true).await;
     assert_eq!(r["outcome"], "called_back", "{r}");
     assert_eq!(r["agent"], "adele@contoso.example", "{r}");
     let steps: Vec<&str> = r["steps"]
@@ -3132,18 +3159,70 @@ async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_ba
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(
-        steps[..4],
+        steps[..5],
         [
             "queue general",
-            "overflow general (full)",
+            overflow,
             "callback offered",
-            "callback requested"
+            "callback requested",
+            "callback attempt 1"
         ],
         "{r}"
     );
     assert!(steps.contains(&"called back"), "{r}");
-    let first = record_of(&c, "+15550100001", "queue general", true).await;
-    assert_eq!(first["outcome"], "answered", "{first}");
+}
+
+/// A queue that offers callbacks at overflow, reached by its longest wait: the caller waits
+/// 3 s (Adele is Not ready), hears the offer, presses 1 and is hung up on with a promise;
+/// Adele, made Ready, is rung first and then the router calls the caller back on the trunk:
+/// the two hear each other and the record says `called_back`, with the overflow and the
+/// callback's steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_waited_the_longest_takes_a_callback_and_is_called_back() {
+    let _turn = CALLS.turn().await;
+    let phone_port = free_udp_port();
+    // The full-queue test's queue, with a longest wait instead of a size.
+    let tenant = OVERFLOW_CALLBACK.replace("max_size = 1", "max_wait_seconds = 3");
+    let (c, adele) = callback_center(&tenant, phone_port, 30).await;
+    // The offer comes at 3 s; the key 6 s into the call, while it plays or just after.
+    let asked = Instant::now();
+    let (_, ev) = c.call_with(
+        "+18005550100",
+        &[
+            "--codec",
+            "opus",
+            "--user",
+            "+15550107788",
+            "--dtmf",
+            "1",
+            "--dtmf-after",
+            "6",
+            "--hangup-after",
+            "40",
+        ],
+        "caller.wav",
+        "asked.wav",
+    );
+    assert_ended_with(&ev, "remote");
+    assert!(asked.elapsed() < Duration::from_secs(30), "{ev:?}");
+    let r = record_of(&c, "+15550107788", "callback requested", false).await;
+    assert_eq!(r["outcome"], "in_progress", "{r}");
+    let customer = trunk_phone(
+        &c,
+        phone_port,
+        "+15550107788",
+        "caller.wav",
+        "called-back.wav",
+    );
+    c.set_state("adele@contoso.example", "ready").await;
+    callback_reached(
+        &c,
+        (customer, Duration::from_secs(40)),
+        (adele, 1),
+        "Adele took the callback",
+    )
+    .await;
+    called_back_by_adele(&c, "+15550107788", "overflow general (max wait)").await;
     c.router.stop().await.unwrap();
 }
 
@@ -4449,9 +4528,7 @@ fn attended_records(recs: &[Value], to: &str) -> (Value, Value) {
 /// The trunk of [`EDGE`] with its outbound calls going to a free port on 127.0.0.1: that
 /// port (where the outside number's phone listens) and the configuration.
 fn edge_with_outbound() -> (u16, String) {
-    let far = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let far_port = far.local_addr().unwrap().port();
-    drop(far);
+    let far_port = free_udp_port();
     let edge = EDGE.replace(
         "allow = [\"127.0.0.1\"]",
         &format!("allow = [\"127.0.0.1\"]\noutbound = \"sip:127.0.0.1:{far_port}\""),

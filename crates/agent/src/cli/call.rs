@@ -65,6 +65,10 @@ pub struct AccountArgs {
     /// events when the call agreed telephone-event, else as SIP INFO.
     #[arg(long)]
     pub dtmf: Option<String>,
+    /// Seconds after the call is up before the first --dtmf digit (for a menu or an offer
+    /// that comes later in the call).
+    #[arg(long, default_value_t = 0.5, value_parser = dtmf_delay)]
+    pub dtmf_after: f64,
     /// Send --dtmf as SIP INFO even when the call agreed RFC 4733 telephone-event (the
     /// default then sends the digits in the media path).
     #[arg(long)]
@@ -402,10 +406,21 @@ enum Action {
     Hangup,
 }
 
+/// `--dtmf-after`: seconds, 0 to an hour.
+fn dtmf_delay(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds from 0 to 3600"
+        )),
+    }
+}
+
 fn plan(account: &AccountArgs) -> Vec<(Duration, Action)> {
     let mut at = Duration::from_millis(500);
     let mut plan = Vec::new();
     if let Some(d) = &account.dtmf {
+        at = Duration::from_secs_f64(account.dtmf_after);
         for c in d.chars() {
             plan.push((at, Action::Dtmf(c)));
             at += Duration::from_millis(250);
@@ -1089,5 +1104,62 @@ async fn run<F: std::future::Future<Output = ()>>(
     match outcome {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        account: AccountArgs,
+    }
+
+    fn account(args: &[&str]) -> Result<AccountArgs, clap::Error> {
+        Flags::try_parse_from([&["call"], args].concat()).map(|f| f.account)
+    }
+
+    #[test]
+    fn dtmf_goes_half_a_second_in_or_when_told_and_a_transfer_follows_it() {
+        let a = account(&["--dtmf", "12", "--transfer", "sip:x@y"]).unwrap();
+        assert_eq!(
+            plan(&a),
+            vec![
+                (Duration::from_millis(500), Action::Dtmf('1')),
+                (Duration::from_millis(750), Action::Dtmf('2')),
+                (
+                    Duration::from_millis(1000),
+                    Action::Transfer("sip:x@y".into())
+                ),
+            ]
+        );
+        let a = account(&["--dtmf", "1", "--dtmf-after", "6.5", "--hangup-after", "9"]).unwrap();
+        assert_eq!(
+            plan(&a),
+            vec![
+                (Duration::from_millis(6500), Action::Dtmf('1')),
+                (Duration::from_secs(9), Action::Hangup),
+            ]
+        );
+        // Without digits the delay changes nothing.
+        let a = account(&["--dtmf-after", "30", "--transfer", "sip:x@y"]).unwrap();
+        assert_eq!(
+            plan(&a),
+            vec![(
+                Duration::from_millis(500),
+                Action::Transfer("sip:x@y".into())
+            )]
+        );
+        for bad in ["-1", "3601", "NaN", "soon"] {
+            let flag = format!("--dtmf-after={bad}");
+            let e = account(&[&flag]).unwrap_err().to_string();
+            assert!(
+                e.contains("not a number of seconds from 0 to 3600"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

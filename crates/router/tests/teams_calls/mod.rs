@@ -924,15 +924,10 @@ async fn desk(c: &Center, path: &str, target: Option<&str>) -> u16 {
 
 /// Adele's status once her consultation is talking (10 s at most; as it is then, else).
 async fn consult_talking(c: &Center) -> Value {
-    let mut state = Value::Null;
-    for _ in 0..100 {
-        state = c.status("adele@contoso.example").await;
-        if state["consult"]["state"] == "talking" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    state
+    c.status_until("adele@contoso.example", |s| {
+        s["consult"]["state"] == "talking"
+    })
+    .await
 }
 
 /// A Teams user's call reaches Adele; a router with her tenant's Direct Routing trunk up.
@@ -1311,14 +1306,9 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     // presence poll (1 s here; "no expert free" comes sooner, from the call itself).
     proxy.wait_for_log("teams-proxy: presence", Duration::from_secs(10));
     experts_become(&c, &[]).await;
-    let mut bob_now = Value::Null;
-    for _ in 0..100 {
-        bob_now = c.status("bob@contoso.example").await;
-        if bob_now["teams"] == "Busy/InACall" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let bob_now = c
+        .status_until("bob@contoso.example", |s| s["teams"] == "Busy/InACall")
+        .await;
     assert_eq!(bob_now["teams"], "Busy/InACall", "{bob_now}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     caller.command("hangup", "");
