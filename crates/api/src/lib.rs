@@ -955,6 +955,10 @@ pub struct QueueTarget {
     pub waiting: u32,
     /// Its agents Ready now.
     pub ready: u32,
+    /// Its agents logged in now (in any state but Offline), the agent asking left out: a
+    /// consultation of the queue waits for one of them.
+    #[serde(default)]
+    pub staffed: u32,
     /// Whether the agent asking is one of its agents.
     pub mine: bool,
 }
@@ -1023,6 +1027,10 @@ pub struct ConsultStatus {
     /// last to join).
     pub with: String,
     pub state: ConsultState,
+    /// The queue consulted: while the consultation waits in it (`with` is then the queue's
+    /// name too), and once it chose the person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Everyone in the agent's conference besides the agent and the caller, in the order
     /// they joined (empty before the first joins). While the agent consults someone new,
     /// these talk on with the caller.
@@ -1030,14 +1038,18 @@ pub struct ConsultStatus {
     pub conference: Vec<String>,
 }
 
-/// `ringing`: their phone rings, the caller hears music (or talks on with those in the
-/// conference); `talking`: the agent talks to them, the caller on hold (or with the
-/// conference); `conference`: the agent, the caller and everyone joined talk together.
+/// `waiting`: a consultation of a queue waits in it for the agent it will choose (nobody
+/// of it free yet, or callers come first); the agent and the caller hear music (or the caller
+/// talks on with those in the conference); `ringing`: their phone rings, the caller hears
+/// music (or talks on with those in the conference); `talking`: the agent talks to them, the
+/// caller on hold (or with the conference); `conference`: the agent, the caller and everyone
+/// joined talk together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub enum ConsultState {
+    Waiting,
     Ringing,
     Talking,
     Conference,

@@ -782,6 +782,20 @@ impl TenantRt {
             .collect()
     }
 
+    /// Agents of queue `q` logged in now (in any state but Offline), `besides` left out: those
+    /// a consultation of the queue by `besides` may wait for.
+    pub fn queue_staffed(&self, q: QueueId, besides: AgentId) -> u32 {
+        self.engine
+            .members(q)
+            .iter()
+            .filter(|a| **a != besides)
+            .filter(|a| {
+                self.agent(**a)
+                    .is_some_and(|r| r.state() != AgentState::Offline)
+            })
+            .count() as u32
+    }
+
     /// Whom and where agent `me` may transfer or consult now (`GET /v1/agents/me/targets`).
     pub fn targets(&self, me: AgentId) -> switchboard_api::TransferTargets {
         use switchboard_api::{
@@ -810,6 +824,7 @@ impl TenantRt {
                                 .is_some_and(|r| r.state() == AgentState::Ready)
                         })
                         .count() as u32,
+                    staffed: self.queue_staffed(QueueId(i as u32), me),
                     mine: members.contains(&me),
                 }
             })
@@ -1050,7 +1065,7 @@ pub enum ConsultRefusal {
     NoExpert(String),
     #[error("{0} cannot be rung in Teams: they have no teams_number, or the tenant no Direct Routing trunk")]
     NotInTeams(String),
-    #[error("nobody of queue {0} is Ready now (or callers wait in it): try again, or transfer the caller to the queue to wait there")]
+    #[error("nobody of queue {0} is logged in now besides you: consult someone else, or transfer the caller to the queue")]
     NoQueueAgent(String),
     #[error("a conference holds at most {0} people with the caller: someone must leave before another joins")]
     Full(usize),

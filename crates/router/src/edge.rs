@@ -106,6 +106,23 @@ struct Consult {
     up: bool,
     /// Their talk began (for their handle time).
     since: Option<Instant>,
+    /// The queue that chose them, when the agent consulted a queue.
+    queue: Option<String>,
+}
+
+/// An agent's consultation of a queue that waits in it: nobody of the queue is free yet, or
+/// callers wait there (they come first). Served in [`Edge::dispatch`], after the callers.
+#[derive(Debug, Clone)]
+struct ConsultWait {
+    queue: QueueId,
+    /// The queue's name.
+    name: String,
+    /// The agent consulting, their UPN, and the target as they gave it (asked again when an
+    /// agent of the queue is free).
+    agent: AgentId,
+    by: String,
+    target: String,
+    since: Instant,
 }
 
 /// Where a caller is.
@@ -281,6 +298,8 @@ struct CallRt {
     on_trunk: bool,
     /// The agent's consultation, while there is one.
     consult: Option<Consult>,
+    /// The agent's consultation of a queue while it waits there (no `consult` yet).
+    consult_wait: Option<ConsultWait>,
     /// Those the agent brought into a conference on the call, in the order they joined
     /// (besides the caller and the agent).
     joined: Vec<Consult>,
@@ -348,6 +367,7 @@ impl CallRt {
             callback: Callback::NotOffered,
             on_trunk: true,
             consult: None,
+            consult_wait: None,
             joined: Vec::new(),
             monitor: None,
             outbound: false,
@@ -2795,6 +2815,7 @@ impl Edge {
                 self.offer(tenant, offer.call.0, Some(offer.queue), agent, now);
             }
         }
+        self.consult_waits_served(now);
     }
 
     /// Rings `agent`'s phone with call `n`, for `queue` (or directly: a transfer).
@@ -3852,7 +3873,8 @@ impl Edge {
             .into_iter()
             .chain(c.joined.drain(..))
             .collect();
-        if !people.is_empty() {
+        let waited = c.consult_wait.take().is_some();
+        if !people.is_empty() || waited {
             for x in &people {
                 if self.legs.remove(&x.leg).is_some() {
                     hang.push(x.leg);
@@ -4377,6 +4399,24 @@ impl Edge {
         });
         let current = self.calls.get(&n).and_then(|c| c.consult.clone());
         let joined = self.calls.get(&n).map_or(0, |c| c.joined.len());
+        // A consultation waiting in a queue: it may only be cancelled.
+        let waiting = self
+            .calls
+            .get(&n)
+            .and_then(|c| c.consult_wait.as_ref())
+            .map(|w| format!("queue {}", w.name));
+        if let Some(queue) = waiting {
+            return match action {
+                ConsultAction::Start(_) => Err(ConsultRefusal::Already(queue)),
+                ConsultAction::Complete | ConsultAction::Conference => {
+                    Err(ConsultRefusal::NotAnswered(queue))
+                }
+                ConsultAction::Cancel => {
+                    self.consult_wait_end(n, Some("cancelled"));
+                    Ok(format!("consult by {by} with {queue} cancelled"))
+                }
+            };
+        }
         match (action, current) {
             (ConsultAction::Start(_), Some(x)) => Err(ConsultRefusal::Already(x.upn)),
             // The caller, the agent, those joined and the one consulted must fit in the mix.
@@ -4468,6 +4508,7 @@ impl Edge {
             leg,
             up: false,
             since: None,
+            queue: None,
         };
         self.consult_begun(n, (tenant, agent), by, x, None)
     }
@@ -4500,6 +4541,105 @@ impl Edge {
         Ok(step)
     }
 
+    /// Call `n`'s agent consults a queue with nobody free yet (`w`): the consultation waits
+    /// there, the agent and the caller hearing music (the caller talks on with those in a
+    /// conference), until [`Self::consult_waits_served`] finds an agent of it free. Returns
+    /// the step.
+    fn consult_wait_begin(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        w: ConsultWait,
+    ) -> Result<String, crate::desk::ConsultRefusal> {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return Err(crate::desk::ConsultRefusal::NoCall);
+        };
+        let step = format!("consult by {} with queue {}: waiting", w.by, w.name);
+        c.rec.steps.push(step.clone());
+        let agent = w.agent;
+        let agent_leg = c.agent.map(|(_, l)| l);
+        tracing::info!(call = %c.id, queue = %w.name, "a consultation waits in the queue");
+        c.consult_wait = Some(w);
+        self.remix(n);
+        if let Some(l) = agent_leg {
+            let music = Playlist {
+                clips: Vec::new(),
+                then_loop: Some(self.prompts.music.clone()),
+            };
+            self.relay.play(l, music);
+        }
+        self.consult_shown(tenant, Some(agent), n);
+        self.save(n);
+        Ok(step)
+    }
+
+    /// Call `n`'s consultation of a queue stops waiting (`why`, recorded when given): the
+    /// agent's music stops; they talk with the caller again unless the queue's agent is rung
+    /// next. Returns what waited.
+    fn consult_wait_end(&mut self, n: u64, why: Option<&str>) -> Option<ConsultWait> {
+        let c = self.calls.get_mut(&n)?;
+        let w = c.consult_wait.take()?;
+        if let Some(why) = why {
+            c.rec
+                .steps
+                .push(format!("consult with queue {} ended: {why}", w.name));
+        }
+        let tenant = c.tenant;
+        if let Some((_, l)) = c.agent {
+            self.relay.play(l, Playlist::default());
+        }
+        self.remix(n);
+        self.consult_shown(tenant, Some(w.agent), n);
+        self.save(n);
+        Some(w)
+    }
+
+    /// Consultations waiting in queues, longest first: each whose queue has an agent free
+    /// now, and no caller waiting, rings that agent (as [`Self::consult_start`] would have);
+    /// one whose queue has nobody logged in any more ends.
+    fn consult_waits_served(&mut self, now: Instant) {
+        let mut waiting: Vec<(Instant, u64)> = self
+            .calls
+            .iter()
+            .filter_map(|(n, c)| c.consult_wait.as_ref().map(|w| (w.since, *n)))
+            .collect();
+        waiting.sort();
+        for (_, n) in waiting {
+            let Some((tenant, q, agent)) = self.calls.get(&n).and_then(|c| {
+                let w = c.consult_wait.as_ref()?;
+                Some((c.tenant, w.queue, w.agent))
+            }) else {
+                continue;
+            };
+            let (free, staffed) = self.cc.with(|d| {
+                let t = &mut d.tenants[tenant];
+                (
+                    t.engine.next_for_consult(q).is_some(),
+                    t.queue_staffed(q, agent),
+                )
+            });
+            if staffed == 0 {
+                self.consult_wait_end(n, Some("nobody of the queue is logged in any more"));
+                continue;
+            }
+            if !free {
+                continue;
+            }
+            let Some(w) = self.consult_wait_end(n, None) else {
+                continue;
+            };
+            if let Err(e) = self.consult_start(n, w.agent, &w.by, &w.target, now) {
+                tracing::info!(call = n, queue = %w.name, %e, "a waiting consultation could not ring the queue's agent");
+                if let Some(c) = self.calls.get_mut(&n) {
+                    c.rec
+                        .steps
+                        .push(format!("consult with queue {} ended: {e}", w.name));
+                }
+                self.save(n);
+            }
+        }
+    }
+
     /// `agent` (`by`) starts consulting `target` on call `n`: the caller hears music, the
     /// person's phone rings.
     fn consult_start(
@@ -4530,6 +4670,8 @@ impl Edge {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
         let shown = format!("{user}@{host}");
+        // A queue with nobody free now (or callers first), but agents logged in: wait there.
+        let mut wait = None;
         let found = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             let route = (host_ok && !user.is_empty())
@@ -4545,6 +4687,10 @@ impl Edge {
                     let name = name.unwrap_or_default();
                     match t.engine.next_for_consult(q) {
                         Some(a) => (Some(Route::Agent(a)), Some((q, name))),
+                        None if t.queue_staffed(q, agent) > 0 => {
+                            wait = Some((q, name));
+                            return None;
+                        }
                         None => return Some(Err(ConsultRefusal::NoQueueAgent(name))),
                     }
                 }
@@ -4563,6 +4709,17 @@ impl Edge {
                 _ => None,
             }
         });
+        if let Some((queue, name)) = wait {
+            let w = ConsultWait {
+                queue,
+                name,
+                agent,
+                by: by.to_owned(),
+                target: target.to_owned(),
+                since: now,
+            };
+            return self.consult_wait_begin(n, tenant, w);
+        }
         let (person, upn, free, reachable, via) = match found {
             None => return Err(ConsultRefusal::NoSuchTarget(shown)),
             Some(Err(e)) => return Err(e),
@@ -4600,6 +4757,7 @@ impl Edge {
             leg,
             up: false,
             since: None,
+            queue: via.as_ref().map(|(_, name)| name.clone()),
         };
         let via = match (via, in_teams) {
             (Some((_, q)), _) => Some(format!("of queue {q}")),
@@ -4669,6 +4827,8 @@ impl Edge {
         let mut side = vec![c.caller_leg];
         let mut apart = Vec::new();
         match (&c.consult, c.agent) {
+            // Waiting in a queue for someone to consult: the agent hears music, apart.
+            (None, Some((_, l))) if c.consult_wait.is_some() => apart.push(l),
             (None, agent) => side.extend(agent.map(|(_, l)| l)),
             // The agent talks with the person consulted once they answer; until then, alone.
             (Some(x), Some((_, l))) => {
@@ -4902,15 +5062,17 @@ impl Edge {
         };
         let shown = self.calls.get(&n).and_then(|c| {
             let conference: Vec<String> = c.joined.iter().map(|x| x.upn.clone()).collect();
-            let (with, state) = match (&c.consult, c.joined.last()) {
-                (Some(x), _) if x.up => (x.upn.clone(), ConsultState::Talking),
-                (Some(x), _) => (x.upn.clone(), ConsultState::Ringing),
-                (None, Some(x)) => (x.upn.clone(), ConsultState::Conference),
-                (None, None) => return None,
+            let (with, state, queue) = match (&c.consult, &c.consult_wait, c.joined.last()) {
+                (Some(x), _, _) if x.up => (x.upn.clone(), ConsultState::Talking, x.queue.clone()),
+                (Some(x), _, _) => (x.upn.clone(), ConsultState::Ringing, x.queue.clone()),
+                (None, Some(w), _) => (w.name.clone(), ConsultState::Waiting, Some(w.name.clone())),
+                (None, None, Some(x)) => (x.upn.clone(), ConsultState::Conference, None),
+                (None, None, None) => return None,
             };
             Some(switchboard_api::ConsultStatus {
                 with,
                 state,
+                queue,
                 conference,
             })
         });
@@ -5061,6 +5223,7 @@ impl Edge {
                 leg,
                 up: false,
                 since: None,
+                queue: None,
             },
             mode,
         });
@@ -5211,11 +5374,9 @@ impl Edge {
         now: Instant,
     ) -> Result<String, crate::desk::TransferRefusal> {
         use crate::desk::TransferRefusal;
-        if !self
-            .calls
-            .get(&n)
-            .is_some_and(|c| c.stage == Stage::Talking && c.consult.is_none())
-        {
+        if !self.calls.get(&n).is_some_and(|c| {
+            c.stage == Stage::Talking && c.consult.is_none() && c.consult_wait.is_none()
+        }) {
             // No call, a callback whose caller has not answered yet, or a consultation going
             // on (complete or cancel it): nothing to pass on.
             if by_refer {
@@ -5521,7 +5682,10 @@ impl Edge {
         now: Instant,
     ) {
         let talking = self.calls.get(&n).is_some_and(|c| {
-            c.stage == Stage::Talking && c.consult.is_none() && c.joined.is_empty()
+            c.stage == Stage::Talking
+                && c.consult.is_none()
+                && c.consult_wait.is_none()
+                && c.joined.is_empty()
         });
         if !talking {
             self.ua.notify_transfer(leg, 603, "Decline", now);

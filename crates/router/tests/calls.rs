@@ -3753,9 +3753,11 @@ name = "billing"
 skills = { billing = 1 }
 "#;
 
-/// Adele consults the `orders` queue: refused while nobody of it is Ready (and for `billing`,
-/// which nobody serves); once Alex is Ready, the queue's choice — Alex — is rung while the
-/// caller hears music, and Adele hands the caller over to him. The record names the queue.
+/// Adele consults the `orders` queue: refused for `billing`, where nobody is logged in; with
+/// Alex logged in but Not ready, the consultation waits in `orders` (shown as `waiting`) and
+/// may be cancelled; waiting again, once Alex is Ready the queue's choice — Alex — is rung
+/// while the caller hears music, and Adele hands the caller over to him. The record names
+/// the queue and the wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() {
     let _turn = CALLS.turn().await;
@@ -3768,16 +3770,15 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
         const ADELE: &str = "adele@contoso.example";
         d.until(ADELE, state_of, "on_call").await;
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let mut refused = vec![
-            d.post(ADELE, "consult", Some("orders")).await,
-            d.post(ADELE, "consult", Some("billing")).await,
-        ];
-        let mut texts = Vec::new();
-        for r in refused.drain(..) {
-            let st = r.status().as_u16();
-            let body: Value = r.json().await.unwrap();
-            texts.push((st, body["detail"].as_str().unwrap_or_default().to_owned()));
-        }
+        let r = d.post(ADELE, "consult", Some("billing")).await;
+        let refused = (r.status().as_u16(), r.json::<Value>().await.unwrap());
+        let mut steps = vec![d.step(ADELE, "consult", Some("orders")).await];
+        let waiting = d.until(ADELE, consult_of, "waiting").await;
+        let twice = d.status(ADELE, "consult", Some("orders")).await;
+        steps.push(d.step(ADELE, "consult/cancel", None).await);
+        let cancelled = d.me(ADELE).await;
+        steps.push(d.step(ADELE, "consult", Some("orders")).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let r = http
             .put(format!("{base}/v1/agents/me/state"))
             .json(&serde_json::json!({ "agent": "alex@contoso.example", "state": "ready" }))
@@ -3785,29 +3786,39 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let step = d.step(ADELE, "consult", Some("orders")).await;
         let talking = d.until(ADELE, consult_of, "talking").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let done = d.step(ADELE, "consult/complete", None).await;
-        (texts, step, talking, done)
+        (refused, (steps, waiting, twice, cancelled), talking, done)
     });
-    let (ok, ev) = c.call("+18005550100", 14, "caller.wav", "heard.wav").await;
+    let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
     assert!(ok, "{ev:?}");
-    let (texts, step, talking, done) = desk.await.unwrap();
-    assert_eq!(texts.len(), 2);
-    for (st, text) in &texts {
-        assert_eq!(*st, 409, "{texts:?}");
-        assert!(text.contains("nobody of queue"), "{texts:?}");
-    }
-    assert!(texts[0].1.contains("orders") && texts[1].1.contains("billing"));
-    assert_eq!(
-        step,
-        "consult by adele@contoso.example with alex@contoso.example of queue orders"
+    let ((st, refused), (steps, waiting, twice, cancelled), talking, done) = desk.await.unwrap();
+    assert_eq!(st, 409, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nobody of queue billing is logged in"),
+        "{refused}"
     );
+    assert_eq!(
+        steps,
+        [
+            "consult by adele@contoso.example with queue orders: waiting",
+            "consult by adele@contoso.example with queue orders cancelled",
+            "consult by adele@contoso.example with queue orders: waiting",
+        ]
+    );
+    assert_eq!(waiting["consult"]["with"], "orders", "{waiting}");
+    assert_eq!(waiting["consult"]["queue"], "orders", "{waiting}");
+    assert_eq!(twice, 409, "a second consultation while one waits");
+    assert!(cancelled["consult"].is_null(), "{cancelled}");
     assert_eq!(
         talking["consult"]["with"], "alex@contoso.example",
         "{talking}"
     );
+    assert_eq!(talking["consult"]["queue"], "orders", "{talking}");
     assert_eq!(
         done,
         "transfer by adele@contoso.example to alex@contoso.example after consulting"
@@ -3840,6 +3851,9 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
         r["steps"],
         serde_json::json!([
             "queue general",
+            "consult by adele@contoso.example with queue orders: waiting",
+            "consult with queue orders ended: cancelled",
+            "consult by adele@contoso.example with queue orders: waiting",
             "consult by adele@contoso.example with alex@contoso.example of queue orders",
             "consult answered by alex@contoso.example",
             "transfer by adele@contoso.example to alex@contoso.example after consulting"

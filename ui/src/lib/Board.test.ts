@@ -86,6 +86,18 @@ describe("the supervisors' board", () => {
     expect(api.supervisorBoard).toHaveBeenCalledTimes(1);
   });
 
+  it("says when an agent's consultation of a queue waits in it", async () => {
+    const waiting = board({
+      agents: [agent("Adele Vance", { state: "on_call", consult: { with: "orders", state: "waiting", queue: "orders", conference: [] } }, { queue: "billing" })],
+    });
+    const api = { supervisorBoard: vi.fn(async () => waiting), supervisorSetState: vi.fn(async () => {}), supervisorMonitor: vi.fn(async () => "") };
+    render(Board, { api });
+    const [adele] = await screen.findAllByTestId("board-agent");
+    expect(adele!.querySelector('[data-testid="board-agent-call"]')!.textContent).toContain("consulting queue orders, waiting");
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(adele!.textContent).toContain("正在咨询队列 orders，等待中"));
+  });
+
   it("filters agents by name, address, state or reason", async () => {
     const api = { supervisorBoard: vi.fn(async () => board()), supervisorSetState: vi.fn(async () => {}), supervisorMonitor: vi.fn(async () => "") };
     render(Board, { api });

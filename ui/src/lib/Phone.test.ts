@@ -199,7 +199,15 @@ describe("the phone in the window", () => {
     await fireEvent.click(megan.parentElement!.querySelector('[data-testid="consult"]')!);
     expect(api.phoneConsult).toHaveBeenCalledWith("MeganB@contoso.example");
     await vi.waitFor(() => expect(screen.queryByTestId("picker")).toBeNull());
-    // The router's consultation drives the panel: ringing (no Complete yet), then talking.
+    // The router's consultation drives the panel: a queue's waits in it (Cancel only), then
+    // ringing (no Complete yet), then talking.
+    push(idle({ call: up, consult: { with: "orders", state: "waiting", queue: "orders", conference: [] } }));
+    expect((await screen.findByTestId("consult-status")).textContent).toBe(
+      "Waiting in queue orders for its next free agent… you and the caller hear music.",
+    );
+    expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(true);
+    expect((screen.getByTestId("consult-conference") as HTMLButtonElement).disabled).toBe(true);
+    expect((screen.getByTestId("consult-cancel") as HTMLButtonElement).disabled).toBe(false);
     push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "ringing", conference: [] } }));
     expect((await screen.findByTestId("consult-status")).textContent).toContain("Ringing MeganB@contoso.example");
     expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(true);
@@ -227,14 +235,14 @@ describe("the phone in the window", () => {
     expect((await screen.findByTestId("consult-status")).textContent).toBe(`Conference: you, ${megan} and the caller.`);
     expect(screen.getByTestId("consult-complete").textContent).toBe("Leave the conference");
     expect(screen.queryByTestId("consult-cancel")).toBeNull();
-    // Add someone: the picker offers people, queues with agents free and outside numbers to
-    // consult, no transfers.
+    // Add someone: the picker offers people, queues with agents logged in and outside
+    // numbers to consult, no transfers.
     await fireEvent.click(screen.getByTestId("conference-add"));
     const picker = await screen.findByTestId("picker");
     expect(picker.querySelector("h3")!.textContent).toContain("bring them into the conference");
     await vi.waitFor(() => expect(picker.querySelectorAll('[data-testid="consult"]').length).toBeGreaterThan(0));
     expect(picker.querySelectorAll('[data-testid="transfer"]').length).toBe(0);
-    expect(screen.getAllByTestId("target-queue").map((q) => q.dataset.name)).toEqual(["support"]);
+    expect(screen.getAllByTestId("target-queue").map((q) => q.dataset.name)).toEqual(["billing", "support"]);
     expect(screen.getByTestId("picker-number")).toBeTruthy();
     expect(screen.queryByTestId("transfer-number")).toBeNull();
     for (const row of picker.querySelectorAll('[data-testid="target-colleague"]')) {

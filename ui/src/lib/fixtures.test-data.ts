@@ -4,7 +4,7 @@ import type { TransferTargets } from "../ipc";
 
 export const targets: TransferTargets = {
   tenant: "contoso",
-  queues: [{ name: "billing", waiting: 2, ready: 1, mine: true }, { name: "orders", waiting: 0, ready: 0, mine: false }, { name: "support", waiting: 0, ready: 2, mine: false }],
+  queues: [{ name: "billing", waiting: 2, ready: 1, staffed: 3, mine: true }, { name: "orders", waiting: 0, ready: 0, staffed: 0, mine: false }, { name: "support", waiting: 0, ready: 2, staffed: 2, mine: false }],
   attendants: ["main"],
   colleagues: [
     { upn: "MeganB@contoso.example", name: "Megan Bowen", state: "ready", teams: "Available/Available", available: true, transferable: true, in_teams: true },

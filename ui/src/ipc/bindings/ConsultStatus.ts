@@ -11,6 +11,11 @@ export type ConsultStatus = {
  */
 with: string, state: ConsultState, 
 /**
+ * The queue consulted: while the consultation waits in it (`with` is then the queue's
+ * name too), and once it chose the person.
+ */
+queue?: string | null, 
+/**
  * Everyone in the agent's conference besides the agent and the caller, in the order
  * they joined (empty before the first joins). While the agent consults someone new,
  * these talk on with the caller.

@@ -13,6 +13,11 @@ waiting: number,
  */
 ready: number, 
 /**
+ * Its agents logged in now (in any state but Offline), the agent asking left out: a
+ * consultation of the queue waits for one of them.
+ */
+staffed: number, 
+/**
  * Whether the agent asking is one of its agents.
  */
 mine: boolean, };
