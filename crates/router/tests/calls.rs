@@ -3863,6 +3863,83 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
     c.router.stop().await.unwrap();
 }
 
+/// A consultation waiting in a queue ends by itself: in `orders` when Alex, its one agent,
+/// signs off (his SIP credentials revoked: Offline); in `general` (Alex and Megan Not ready)
+/// when the caller hangs up. Adele is back with the caller after the first, and free after
+/// the second; the record has both waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consultation_waiting_in_a_queue_ends_when_its_agents_sign_off_or_the_caller_hangs_up() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}{CONSULT_QUEUES}")).await;
+    let (adele, alex, megan) = consult_cast(&c, 12).await;
+    let d = Desk::of(&c);
+    let http = c.http.clone();
+    let base = c.base.clone();
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        d.step(ADELE, "consult", Some("orders")).await;
+        d.until(ADELE, consult_of, "waiting").await;
+        let r = http
+            .delete(format!("{base}/v1/agents/me/sip-credentials"))
+            .json(&serde_json::json!({ "agent": "alex@contoso.example" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let mut back = d.me(ADELE).await;
+        for _ in 0..50 {
+            if back["consult"].is_null() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            back = d.me(ADELE).await;
+        }
+        let step = d.step(ADELE, "consult", Some("general")).await;
+        let waiting = d.until(ADELE, consult_of, "waiting").await;
+        (back, step, waiting)
+    });
+    let (ok, ev) = c.call("+18005550100", 8, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (back, step, waiting) = desk.await.unwrap();
+    assert!(back["consult"].is_null(), "{back}");
+    assert_eq!(back["state"], "on_call", "{back}");
+    assert_eq!(
+        step,
+        "consult by adele@contoso.example with queue general: waiting"
+    );
+    assert_eq!(waiting["consult"]["with"], "general", "{waiting}");
+    // The caller hung up: the call ended, and Adele's consultation with it.
+    let after = c
+        .status_until("adele@contoso.example", |s| s["state"] != "on_call")
+        .await;
+    assert!(after["consult"].is_null(), "{after}");
+    let mut r = Value::Null;
+    for _ in 0..50 {
+        r = c.calls().await[0].clone();
+        if r["ended_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(r["outcome"], "answered", "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with queue orders: waiting",
+            "consult with queue orders ended: nobody of the queue is logged in any more",
+            "consult by adele@contoso.example with queue general: waiting",
+        ]),
+        "{r}"
+    );
+    for p in [adele, alex, megan] {
+        let _ = finish(p, Duration::from_secs(2)).await;
+    }
+    c.router.stop().await.unwrap();
+}
+
 /// A group call of four: Adele brings the escalations expert Megan into a conference with
 /// the caller, then consults Alex while the caller and Megan talk on, brings him in too (all
 /// four hear each other), and leaves: Megan holds the call and Alex stays in it. A blind
