@@ -3743,8 +3743,11 @@ impl Edge {
                 {
                     // The agent hung up while consulting, or in a conference: the caller stays
                     // with the person consulted (a transfer after consulting, as desk phones
-                    // do) and those in the conference. Someone still ringing is let go.
-                    if let Some(ringing) = c.consult.as_ref().filter(|x| !x.up).map(|x| x.leg) {
+                    // do) and those in the conference. Someone still ringing is let go, and a
+                    // consultation waiting in a queue ends.
+                    let ringing = c.consult.as_ref().filter(|x| !x.up).map(|x| x.leg);
+                    self.consult_wait_end(n, Some("the agent hung up"));
+                    if let Some(ringing) = ringing {
                         if self.legs.remove(&ringing).is_some() {
                             self.relay.close(ringing);
                             self.sockets.remove(&ringing);

@@ -3433,11 +3433,22 @@ const MEGAN_HZ: f64 = 700.0;
 /// Adele answering at once, and her colleague Alex and the escalations expert Megan (Not
 /// ready for queue calls, answering after 1 s), each playing their tone and recording.
 async fn consult_cast(c: &Center, seconds: usize) -> (Child, Child, Child) {
+    consult_cast_with(c, seconds, &[]).await
+}
+
+/// [`consult_cast`] with more arguments for Adele's phone (`--hangup-after` …).
+async fn consult_cast_with(c: &Center, seconds: usize, adele: &[&str]) -> (Child, Child, Child) {
     c.tones(seconds);
     c.tone("alex-tone.wav", ALEX_HZ, seconds);
     c.tone("megan-tone.wav", MEGAN_HZ, seconds);
     let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            adele,
+            "agent.wav",
+            "adele.wav",
+        )
         .await;
     let alex = c
         .agent("alex@contoso.example", 1.0, "alex-tone.wav", "alex.wav")
@@ -3935,6 +3946,81 @@ async fn a_consultation_waiting_in_a_queue_ends_when_its_agents_sign_off_or_the_
         "{r}"
     );
     for p in [adele, alex, megan] {
+        let _ = finish(p, Duration::from_secs(2)).await;
+    }
+    c.router.stop().await.unwrap();
+}
+
+/// In a conference with the caller and Megan, Adele consults `orders` (Alex Not ready: it
+/// waits) and then hangs up: Megan holds the call, the wait ends with Adele (recorded), and
+/// when Alex turns Ready nobody rings him for a consultation whose agent is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_hangs_up_while_a_queue_consultation_waits_leaves_no_wait_behind() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}{CONSULT_QUEUES}")).await;
+    let (adele, alex, megan) = consult_cast_with(&c, 18, &["--hangup-after", "9"]).await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        d.step(ADELE, "consult", Some("escalations")).await;
+        d.until(ADELE, consult_of, "talking").await;
+        d.step(ADELE, "consult/conference", None).await;
+        d.step(ADELE, "consult", Some("orders")).await;
+        let waiting = d.until(ADELE, consult_of, "waiting").await;
+        // Adele's phone hangs up 9 s into her call.
+        let mut gone = d.me(ADELE).await;
+        for _ in 0..150 {
+            if gone["state"] != "on_call" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            gone = d.me(ADELE).await;
+        }
+        let r = d
+            .http
+            .put(format!("{}/v1/agents/me/state", d.base))
+            .json(&serde_json::json!({ "agent": "alex@contoso.example", "state": "ready" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let alex_now = d.me("alex@contoso.example").await;
+        let megan_now = d.me("megan@contoso.example").await;
+        (waiting, gone, alex_now, megan_now)
+    });
+    let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (waiting, gone, alex_now, megan_now) = desk.await.unwrap();
+    assert_eq!(waiting["consult"]["with"], "orders", "{waiting}");
+    assert_eq!(
+        waiting["consult"]["conference"],
+        serde_json::json!(["megan@contoso.example"]),
+        "{waiting}"
+    );
+    assert_ne!(gone["state"], "on_call", "Adele hung up: {gone}");
+    assert!(gone["consult"].is_null(), "{gone}");
+    assert_eq!(alex_now["state"], "ready", "nobody rang Alex: {alex_now}");
+    assert_eq!(
+        megan_now["state"], "on_call",
+        "Megan holds the call: {megan_now}"
+    );
+    let r = c.calls().await[0].clone();
+    assert_eq!(r["agent"], "megan@contoso.example", "{r}");
+    let steps = r["steps"].to_string();
+    assert!(
+        steps.contains("consult with queue orders ended: the agent hung up"),
+        "{r}"
+    );
+    assert!(!steps.contains("alex@contoso.example"), "{r}");
+    let alex = finish(alex, Duration::from_millis(10)).await;
+    assert!(
+        !alex.iter().any(|e| e["event"] == "established"),
+        "{alex:?}"
+    );
+    for p in [adele, megan] {
         let _ = finish(p, Duration::from_secs(2)).await;
     }
     c.router.stop().await.unwrap();
