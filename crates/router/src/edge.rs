@@ -4743,8 +4743,16 @@ impl Edge {
             tenant,
             agent: Some(person),
         };
+        // A queue's choice rings for the queue's alert time, as its calls do.
+        let alert = via.as_ref().map_or(DIRECT_ALERT_SECONDS, |(q, _)| {
+            self.cc.with(|d| {
+                d.tenants[tenant]
+                    .queue(*q)
+                    .map_or(DIRECT_ALERT_SECONDS, |x| x.alert_seconds)
+            })
+        });
         let leg = self
-            .ring_into_call(role, queue, (socket, port), in_teams, now)
+            .ring_into_call(role, queue, (socket, port), (in_teams, alert), now)
             .map_err(|why| {
                 tracing::warn!(%why, person = %upn, "cannot call the person to consult");
                 ConsultRefusal::Busy(upn.clone())
@@ -5209,7 +5217,13 @@ impl Edge {
             agent: sup,
         };
         let leg = self
-            .ring_into_call(role, what, (socket, port), false, now)
+            .ring_into_call(
+                role,
+                what,
+                (socket, port),
+                (false, DIRECT_ALERT_SECONDS),
+                now,
+            )
             .map_err(|why| {
                 tracing::warn!(%why, supervisor = %upn, "cannot call the supervisor");
                 MonitorRefusal::Busy(upn.clone())
@@ -5246,7 +5260,7 @@ impl Edge {
         role: Leg,
         extra: String,
         (socket, port): (std::net::UdpSocket, u16),
-        in_teams: bool,
+        (in_teams, alert): (bool, u64),
         now: Instant,
     ) -> Result<UaCall, String> {
         let (Leg::Consult {
@@ -5281,13 +5295,8 @@ impl Edge {
                 a.ringing += 1;
             }
         });
-        self.timers.insert(
-            (
-                now + Duration::from_secs(DIRECT_ALERT_SECONDS),
-                Timer::RingOut(leg),
-            ),
-            (),
-        );
+        self.timers
+            .insert((now + Duration::from_secs(alert), Timer::RingOut(leg)), ());
         Ok(leg)
     }
 
@@ -6171,6 +6180,46 @@ impl Edge {
     }
 
     /// An offer rang out: cancel it, set the agent as the queue says, try the next.
+    /// Queue `name`'s agent `person`, rung for a consultation on call `n`, did not answer:
+    /// they are set as the queue sets an agent whose call rang out (Not ready, "missed call",
+    /// by default), and the agent's consultation of the queue goes on — the queue's next
+    /// choice is rung, or it waits there.
+    fn consult_rang_out(&mut self, n: u64, name: &str, person: AgentId, now: Instant) {
+        let Some((tenant, agent)) = self
+            .calls
+            .get(&n)
+            .and_then(|c| Some((c.tenant, c.agent?.0)))
+        else {
+            return;
+        };
+        let by = self.cc.with(|d| {
+            let t = &mut d.tenants[tenant];
+            let spec = t.queues.iter().find(|q| q.name == name);
+            let not_ready = spec.is_none_or(|q| q.not_ready_after_missed);
+            let reason = spec
+                .and_then(|q| q.missed_reason.clone())
+                .unwrap_or_else(|| "missed call".into());
+            if not_ready {
+                t.engine.set_ready(person, false, now);
+                if let Some(a) = t.agent_mut(person) {
+                    a.ready = false;
+                    a.reason = Some(reason);
+                    tracing::info!(agent = %a.upn, queue = %name, "a consultation rang out unanswered");
+                }
+            }
+            t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default()
+        });
+        self.unannounced = true;
+        if let Err(e) = self.consult_start(n, agent, &by, name, now) {
+            if let Some(c) = self.calls.get_mut(&n) {
+                c.rec
+                    .steps
+                    .push(format!("consult with queue {name} ended: {e}"));
+            }
+            self.save(n);
+        }
+    }
+
     fn ring_out(&mut self, leg: UaCall, now: Instant) {
         if let Some(Leg::Monitor { call, .. }) = self.legs.get(&leg).copied() {
             if self
@@ -6184,16 +6233,20 @@ impl Edge {
             return;
         }
         if let Some(Leg::Consult { call, .. }) = self.legs.get(&leg).copied() {
-            if self
+            let Some(x) = self
                 .calls
                 .get(&call)
-                .and_then(|c| c.consult.as_ref())
-                .is_some_and(|x| x.leg == leg && !x.up)
-            {
-                self.legs.remove(&leg);
-                self.sockets.remove(&leg);
-                self.ua.hangup(leg, now);
-                self.consult_over(call, "did not answer", now);
+                .and_then(|c| c.consult.clone())
+                .filter(|x| x.leg == leg && !x.up)
+            else {
+                return;
+            };
+            self.legs.remove(&leg);
+            self.sockets.remove(&leg);
+            self.ua.hangup(leg, now);
+            self.consult_over(call, "did not answer", now);
+            if let (Some(name), Some(person)) = (x.queue, x.agent) {
+                self.consult_rang_out(call, &name, person, now);
             }
             return;
         }

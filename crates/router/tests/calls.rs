@@ -4026,6 +4026,106 @@ async fn an_agent_who_hangs_up_while_a_queue_consultation_waits_leaves_no_wait_b
     c.router.stop().await.unwrap();
 }
 
+/// A queue of every agent, top-down, whose phones ring 3 s: Adele (on the call), then Alex,
+/// then Megan.
+const ANYONE: &str = r#"
+[[tenants.queues]]
+name = "anyone"
+strategy = "linear"
+alert_seconds = 3
+"#;
+
+/// Adele consults queue `anyone`: its first choice, Alex, does not answer within its alert
+/// time, so he is set Not ready ("missed call") as for a call of the queue, and the queue's
+/// next choice, Megan, is rung; she answers and Adele hands the caller over to her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_consultation_that_rings_out_goes_on_to_the_queues_next_agent() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}{ANYONE}")).await;
+    c.tones(20);
+    c.tone("megan-tone.wav", MEGAN_HZ, 20);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    // Alex would answer after 8 s: too late.
+    let alex = c
+        .agent("alex@contoso.example", 8.0, "agent.wav", "alex.wav")
+        .await;
+    let megan = c
+        .agent("megan@contoso.example", 1.0, "megan-tone.wav", "megan.wav")
+        .await;
+    c.set_state("alex@contoso.example", "not_ready").await;
+    c.set_state("megan@contoso.example", "not_ready").await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        for upn in ["alex@contoso.example", "megan@contoso.example"] {
+            let r = d
+                .http
+                .put(format!("{}/v1/agents/me/state", d.base))
+                .json(&serde_json::json!({ "agent": upn, "state": "ready" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let first = d.step(ADELE, "consult", Some("anyone")).await;
+        let talking = d.until(ADELE, consult_of, "talking").await;
+        let alex_now = d.me("alex@contoso.example").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let done = d.step(ADELE, "consult/complete", None).await;
+        (first, talking, alex_now, done)
+    });
+    let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (first, talking, alex_now, done) = desk.await.unwrap();
+    assert_eq!(
+        first,
+        "consult by adele@contoso.example with alex@contoso.example of queue anyone"
+    );
+    assert_eq!(
+        talking["consult"]["with"], "megan@contoso.example",
+        "{talking}"
+    );
+    assert_eq!(talking["consult"]["queue"], "anyone", "{talking}");
+    assert_eq!(alex_now["state"], "not_ready", "{alex_now}");
+    assert_eq!(alex_now["reason"], "missed call", "{alex_now}");
+    assert_eq!(
+        done,
+        "transfer by adele@contoso.example to megan@contoso.example after consulting"
+    );
+    let r = c.calls().await[0].clone();
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with alex@contoso.example of queue anyone",
+            "consult with alex@contoso.example ended: did not answer",
+            "consult by adele@contoso.example with megan@contoso.example of queue anyone",
+            "consult answered by megan@contoso.example",
+            "transfer by adele@contoso.example to megan@contoso.example after consulting"
+        ]),
+        "{r}"
+    );
+    let alex = finish(alex, Duration::from_millis(10)).await;
+    assert!(
+        !alex.iter().any(|e| e["event"] == "established"),
+        "{alex:?}"
+    );
+    let megan = finish(megan, Duration::from_secs(5)).await;
+    assert!(
+        megan.iter().any(|e| e["event"] == "established"),
+        "{megan:?}"
+    );
+    let _ = finish(adele, Duration::from_secs(5)).await;
+    // The caller heard Megan after the handover.
+    let caller_megan = blocks_with(&c, "heard.wav", MEGAN_HZ, 0.5);
+    assert!(caller_megan > 20, "the caller heard Megan: {caller_megan}");
+    c.router.stop().await.unwrap();
+}
+
 /// A group call of four: Adele brings the escalations expert Megan into a conference with
 /// the caller, then consults Alex while the caller and Megan talk on, brings him in too (all
 /// four hear each other), and leaves: Megan holds the call and Alex stays in it. A blind
