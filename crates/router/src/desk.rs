@@ -16,7 +16,7 @@ use switchboard_api::{
 use crate::figures::QueueStats;
 
 use crate::center::{AgentConfig, AttendantSpec, QueueConfig, TargetSpec, TenantSpec};
-use crate::routing::{AgentId, AgentSpec, Engine, QueueId, QueueSpec, SkillId};
+use crate::routing::{AfterMissed, AgentId, AgentSpec, Engine, QueueId, QueueSpec, SkillId};
 
 /// An agent of a tenant, as the router follows them.
 #[derive(Debug, Clone)]
@@ -780,6 +780,25 @@ impl TenantRt {
                 }
             })
             .collect()
+    }
+
+    /// Agent `a`'s phone rang out unanswered for queue `q` (none: a direct offer): Not ready
+    /// with the queue's `missed_reason` ("missed call" by default), unless the queue says
+    /// `not_ready_after_missed = false`. Sets the agent's own record; where the agent goes in
+    /// the engine is the caller's, with what this returns.
+    pub fn rang_out(&mut self, q: Option<QueueId>, a: AgentId) -> AfterMissed {
+        let spec = q.and_then(|q| self.queue(q));
+        if !spec.is_none_or(|q| q.not_ready_after_missed) {
+            return AfterMissed::Ready;
+        }
+        let reason = spec
+            .and_then(|q| q.missed_reason.clone())
+            .unwrap_or_else(|| "missed call".into());
+        if let Some(r) = self.agent_mut(a) {
+            r.ready = false;
+            r.reason = Some(reason);
+        }
+        AfterMissed::NotReady
     }
 
     /// Agents of queue `q` logged in now (in any state but Offline), `besides` left out: those

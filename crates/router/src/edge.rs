@@ -4633,12 +4633,7 @@ impl Edge {
             };
             if let Err(e) = self.consult_start(n, w.agent, &w.by, &w.target, now) {
                 tracing::info!(call = n, queue = %w.name, %e, "a waiting consultation could not ring the queue's agent");
-                if let Some(c) = self.calls.get_mut(&n) {
-                    c.rec
-                        .steps
-                        .push(format!("consult with queue {} ended: {e}", w.name));
-                }
-                self.save(n);
+                self.queue_consult_ended(n, &w.name, &e.to_string());
             }
         }
     }
@@ -6194,30 +6189,29 @@ impl Edge {
         };
         let by = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
-            let spec = t.queues.iter().find(|q| q.name == name);
-            let not_ready = spec.is_none_or(|q| q.not_ready_after_missed);
-            let reason = spec
-                .and_then(|q| q.missed_reason.clone())
-                .unwrap_or_else(|| "missed call".into());
-            if not_ready {
+            let q = t.queue_ids.get(name).copied();
+            if t.rang_out(q, person) == AfterMissed::NotReady {
                 t.engine.set_ready(person, false, now);
-                if let Some(a) = t.agent_mut(person) {
-                    a.ready = false;
-                    a.reason = Some(reason);
-                    tracing::info!(agent = %a.upn, queue = %name, "a consultation rang out unanswered");
-                }
+            }
+            if let Some(a) = t.agent(person) {
+                tracing::info!(agent = %a.upn, queue = %name, "a consultation rang out unanswered");
             }
             t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default()
         });
         self.unannounced = true;
         if let Err(e) = self.consult_start(n, agent, &by, name, now) {
-            if let Some(c) = self.calls.get_mut(&n) {
-                c.rec
-                    .steps
-                    .push(format!("consult with queue {name} ended: {e}"));
-            }
-            self.save(n);
+            self.queue_consult_ended(n, name, &e.to_string());
         }
+    }
+
+    /// Call `n`'s consultation of queue `name` ended (`why`): recorded.
+    fn queue_consult_ended(&mut self, n: u64, name: &str, why: &str) {
+        if let Some(c) = self.calls.get_mut(&n) {
+            c.rec
+                .steps
+                .push(format!("consult with queue {name} ended: {why}"));
+        }
+        self.save(n);
     }
 
     fn ring_out(&mut self, leg: UaCall, now: Instant) {
@@ -6279,24 +6273,11 @@ impl Edge {
         self.sockets.remove(&leg);
         self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
-            let spec = queue.and_then(|q| t.queue(q));
-            let not_ready = spec.is_none_or(|q| q.not_ready_after_missed);
-            let reason = spec
-                .and_then(|q| q.missed_reason.clone())
-                .unwrap_or_else(|| "missed call".into());
-            let after = if not_ready {
-                AfterMissed::NotReady
-            } else {
-                AfterMissed::Ready
-            };
+            let after = t.rang_out(queue, agent);
             t.engine
                 .offer_ended(routing::CallId(n), agent, OfferEnd::NoAnswer(after), now);
             if let Some(a) = t.agent_mut(agent) {
                 a.ringing = a.ringing.saturating_sub(1);
-                if not_ready {
-                    a.ready = false;
-                    a.reason = Some(reason);
-                }
                 tracing::info!(agent = %a.upn, "the offer rang out unanswered");
             }
         });

@@ -318,15 +318,9 @@ impl Center {
     /// Waits (10 s at most) until `upn`'s status passes `done`; the last status read (the
     /// caller asserts on it, so a failure shows what it was).
     async fn status_until(&self, upn: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let mut st = Value::Null;
-        for _ in 0..100 {
-            st = self.status(upn).await;
-            if done(&st) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        st
+        Desk::of(self)
+            .status_until(upn, Duration::from_secs(10), done)
+            .await
     }
 
     /// Registers a headless agent for `upn` with fresh credentials and sets it Ready; it
@@ -3316,13 +3310,11 @@ async fn step_within(http: &reqwest::Client, base: &str, step: &str) -> Vec<Valu
 
 /// Sets Adele's state (`ready`, `not_ready`) through the router at `base`.
 async fn adele_state(http: &reqwest::Client, base: &str, state: &str) {
-    let r = http
-        .put(format!("{base}/v1/agents/me/state"))
-        .json(&serde_json::json!({ "agent": "adele@contoso.example", "state": state }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let d = Desk {
+        http: http.clone(),
+        base: base.to_owned(),
+    };
+    d.set_state("adele@contoso.example", state).await;
 }
 
 /// A caller who asked for a callback keeps it through a SIGKILL of the router: after the
@@ -3555,17 +3547,45 @@ impl Desk {
         .await
     }
 
+    /// `PUT /v1/agents/me/state` of `who` (`ready`, `not_ready`), which must succeed.
+    async fn set_state(&self, who: &str, state: &str) {
+        let r = self
+            .http
+            .put(format!("{}/v1/agents/me/state", self.base))
+            .json(&serde_json::json!({ "agent": who, "state": state }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{who} {state}");
+    }
+
+    /// Waits (`within` at most, reading every 100 ms) until `who`'s status passes `done`;
+    /// the last status read (the caller asserts on it, so a failure shows what it was).
+    async fn status_until(
+        &self,
+        who: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut st = self.me(who).await;
+        for _ in 0..within.as_millis() / 100 {
+            if done(&st) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            st = self.me(who).await;
+        }
+        st
+    }
+
     /// Waits (10 s at most) until `what` of `who`'s status ([`state_of`], [`consult_of`])
     /// is `want`; that status.
     async fn until(&self, who: &str, what: fn(&Value) -> &Value, want: &str) -> Value {
-        for _ in 0..100 {
-            let st = self.me(who).await;
-            if what(&st) == want {
-                return st;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{who} never got to {want}: {}", self.me(who).await);
+        let st = self
+            .status_until(who, Duration::from_secs(10), |st| what(st) == want)
+            .await;
+        assert!(what(&st) == want, "{who} never got to {want}: {st}");
+        st
     }
 }
 
@@ -3775,8 +3795,6 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
     let c = start(&format!("{EDGE}{CONSULT}{CONSULT_QUEUES}")).await;
     let (adele, alex, megan) = consult_cast(&c, 20).await;
     let d = Desk::of(&c);
-    let http = c.http.clone();
-    let base = c.base.clone();
     let desk = tokio::spawn(async move {
         const ADELE: &str = "adele@contoso.example";
         d.until(ADELE, state_of, "on_call").await;
@@ -3790,13 +3808,7 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
         let cancelled = d.me(ADELE).await;
         steps.push(d.step(ADELE, "consult", Some("orders")).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let r = http
-            .put(format!("{base}/v1/agents/me/state"))
-            .json(&serde_json::json!({ "agent": "alex@contoso.example", "state": "ready" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        d.set_state("alex@contoso.example", "ready").await;
         let talking = d.until(ADELE, consult_of, "talking").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let done = d.step(ADELE, "consult/complete", None).await;
@@ -3899,14 +3911,9 @@ async fn a_consultation_waiting_in_a_queue_ends_when_its_agents_sign_off_or_the_
             .await
             .unwrap();
         assert!(r.status().is_success(), "{}", r.status());
-        let mut back = d.me(ADELE).await;
-        for _ in 0..50 {
-            if back["consult"].is_null() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            back = d.me(ADELE).await;
-        }
+        let back = d
+            .status_until(ADELE, Duration::from_secs(5), |st| st["consult"].is_null())
+            .await;
         let step = d.step(ADELE, "consult", Some("general")).await;
         let waiting = d.until(ADELE, consult_of, "waiting").await;
         (back, step, waiting)
@@ -3970,22 +3977,12 @@ async fn an_agent_who_hangs_up_while_a_queue_consultation_waits_leaves_no_wait_b
         d.step(ADELE, "consult", Some("orders")).await;
         let waiting = d.until(ADELE, consult_of, "waiting").await;
         // Adele's phone hangs up 9 s into her call.
-        let mut gone = d.me(ADELE).await;
-        for _ in 0..150 {
-            if gone["state"] != "on_call" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            gone = d.me(ADELE).await;
-        }
-        let r = d
-            .http
-            .put(format!("{}/v1/agents/me/state", d.base))
-            .json(&serde_json::json!({ "agent": "alex@contoso.example", "state": "ready" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let gone = d
+            .status_until(ADELE, Duration::from_secs(15), |st| {
+                st["state"] != "on_call"
+            })
+            .await;
+        d.set_state("alex@contoso.example", "ready").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let alex_now = d.me("alex@contoso.example").await;
         let megan_now = d.me("megan@contoso.example").await;
@@ -4061,14 +4058,7 @@ async fn a_queue_consultation_that_rings_out_goes_on_to_the_queues_next_agent() 
         const ADELE: &str = "adele@contoso.example";
         d.until(ADELE, state_of, "on_call").await;
         for upn in ["alex@contoso.example", "megan@contoso.example"] {
-            let r = d
-                .http
-                .put(format!("{}/v1/agents/me/state", d.base))
-                .json(&serde_json::json!({ "agent": upn, "state": "ready" }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            d.set_state(upn, "ready").await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let first = d.step(ADELE, "consult", Some("anyone")).await;
