@@ -801,13 +801,14 @@ impl TenantRt {
         AfterMissed::NotReady
     }
 
-    /// Agents of queue `q` logged in now (in any state but Offline), `besides` left out: those
-    /// a consultation of the queue by `besides` may wait for.
-    pub fn queue_staffed(&self, q: QueueId, besides: AgentId) -> u32 {
+    /// Agents of queue `q` logged in now (in any state but Offline), those `besides` left out
+    /// (the agent consulting, and those the consultation already rang): those a consultation
+    /// of the queue may wait for.
+    pub fn queue_staffed(&self, q: QueueId, besides: &[AgentId]) -> u32 {
         self.engine
             .members(q)
             .iter()
-            .filter(|a| **a != besides)
+            .filter(|a| !besides.contains(a))
             .filter(|a| {
                 self.agent(**a)
                     .is_some_and(|r| r.state() != AgentState::Offline)
@@ -843,7 +844,7 @@ impl TenantRt {
                                 .is_some_and(|r| r.state() == AgentState::Ready)
                         })
                         .count() as u32,
-                    staffed: self.queue_staffed(QueueId(i as u32), me),
+                    staffed: self.queue_staffed(QueueId(i as u32), &[me]),
                     mine: members.contains(&me),
                 }
             })
@@ -1086,6 +1087,8 @@ pub enum ConsultRefusal {
     NotInTeams(String),
     #[error("nobody of queue {0} is logged in now besides you: consult someone else, or transfer the caller to the queue")]
     NoQueueAgent(String),
+    #[error("everyone of queue {0} logged in was rung for this consultation and none took it: consult someone else, or transfer the caller to the queue")]
+    QueueAllRung(String),
     #[error("a conference holds at most {0} people with the caller: someone must leave before another joins")]
     Full(usize),
     /// An outside number the tenant may not call now: the number and why (the toll rules, a

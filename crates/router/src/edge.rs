@@ -300,6 +300,10 @@ struct CallRt {
     consult: Option<Consult>,
     /// The agent's consultation of a queue while it waits there (no `consult` yet).
     consult_wait: Option<ConsultWait>,
+    /// Those a queue chose for the agent's consultation who did not take it (declined, or
+    /// did not answer): the queue's next choice passes over them. Cleared when the agent
+    /// starts another consultation.
+    consult_passed: Vec<AgentId>,
     /// Those the agent brought into a conference on the call, in the order they joined
     /// (besides the caller and the agent).
     joined: Vec<Consult>,
@@ -368,6 +372,7 @@ impl CallRt {
             on_trunk: true,
             consult: None,
             consult_wait: None,
+            consult_passed: Vec::new(),
             joined: Vec::new(),
             monitor: None,
             outbound: false,
@@ -3533,6 +3538,10 @@ impl Edge {
                 }
                 self.consult_shown(tenant, by, n);
                 self.save(n);
+                if by.is_none() {
+                    // The agent hung up while this rang: the person takes the caller.
+                    self.consult_complete(n, now);
+                }
             }
             Leg::Monitor {
                 call: n,
@@ -3706,13 +3715,17 @@ impl Edge {
             }
             Leg::Consult { call: n, .. } => {
                 let why = self.end_reason.clone().unwrap_or_else(|| "hung up".into());
-                if self
+                let x = self
                     .calls
                     .get(&n)
-                    .and_then(|c| c.consult.as_ref())
-                    .is_some_and(|x| x.leg == leg)
-                {
+                    .and_then(|c| c.consult.clone())
+                    .filter(|x| x.leg == leg);
+                if let Some(x) = x {
                     self.consult_over(n, &why, now);
+                    // Someone a queue chose who did not take it: the queue's next choice.
+                    if let (Some(name), Some(person), false) = (x.queue, x.agent, x.up) {
+                        self.consult_goes_on(n, &name, person, now);
+                    }
                 } else {
                     self.conference_left(n, leg, &why, now);
                 }
@@ -3756,6 +3769,13 @@ impl Edge {
                         self.consult_over(n, "the agent hung up", now);
                     }
                     self.consult_complete(n, now);
+                    return;
+                }
+                if c.agent == Some((agent, leg))
+                    && (c.consult.is_some() || c.consult_wait.is_some())
+                {
+                    // Their consultation rings or waits: the caller goes on to it.
+                    self.consult_left_ringing(n, tenant, (agent, leg), now);
                     return;
                 }
                 if c.agent == Some((agent, leg)) && c.transfer_pending {
@@ -4426,7 +4446,12 @@ impl Edge {
             (ConsultAction::Start(_), None) if joined + 3 > crate::relay::MAX_CONFERENCE => {
                 Err(ConsultRefusal::Full(crate::relay::MAX_CONFERENCE - 1))
             }
-            (ConsultAction::Start(target), None) => self.consult_start(n, agent, &by, &target, now),
+            (ConsultAction::Start(target), None) => {
+                if let Some(c) = self.calls.get_mut(&n) {
+                    c.consult_passed.clear();
+                }
+                self.consult_start(n, agent, &by, &target, now)
+            }
             // In a conference with nobody being consulted: the agent leaves it to the others.
             (ConsultAction::Complete, None) if joined > 0 => Ok(self.consult_complete(n, now)),
             (_, None) => Err(ConsultRefusal::NoConsult),
@@ -4608,21 +4633,29 @@ impl Edge {
             .collect();
         waiting.sort();
         for (_, n) in waiting {
-            let Some((tenant, q, agent)) = self.calls.get(&n).and_then(|c| {
+            let Some((tenant, q, agent, passed)) = self.calls.get(&n).and_then(|c| {
                 let w = c.consult_wait.as_ref()?;
-                Some((c.tenant, w.queue, w.agent))
+                Some((c.tenant, w.queue, w.agent, c.consult_passed.clone()))
             }) else {
                 continue;
             };
-            let (free, staffed) = self.cc.with(|d| {
+            let (free, staffed, unrung) = self.cc.with(|d| {
                 let t = &mut d.tenants[tenant];
+                let mut besides = passed.clone();
+                besides.push(agent);
                 (
-                    t.engine.next_for_consult(q).is_some(),
-                    t.queue_staffed(q, agent),
+                    t.engine.next_for_consult(q, &passed).is_some(),
+                    t.queue_staffed(q, &[agent]),
+                    t.queue_staffed(q, &besides),
                 )
             });
             if staffed == 0 {
                 self.consult_wait_end(n, Some("nobody of the queue is logged in any more"));
+                continue;
+            }
+            if unrung == 0 {
+                let why = "everyone of the queue logged in was rung and none took it";
+                self.consult_wait_end(n, Some(why));
                 continue;
             }
             if !free {
@@ -4653,6 +4686,7 @@ impl Edge {
             return Err(ConsultRefusal::NoCall);
         };
         let tenant = c.tenant;
+        let passed = c.consult_passed.clone();
         let (user, host, in_teams) = self.api_target(tenant, target);
         let outside = !in_teams
             && crate::center::is_e164(&user)
@@ -4683,11 +4717,16 @@ impl Edge {
                 Some(Route::Queue(q)) => {
                     let name = t.queues.get(q.0 as usize).map(|x| x.name.clone());
                     let name = name.unwrap_or_default();
-                    match t.engine.next_for_consult(q) {
+                    let mut besides = passed.clone();
+                    besides.push(agent);
+                    match t.engine.next_for_consult(q, &passed) {
                         Some(a) => (Some(Route::Agent(a)), Some((q, name))),
-                        None if t.queue_staffed(q, agent) > 0 => {
+                        None if t.queue_staffed(q, &besides) > 0 => {
                             wait = Some((q, name));
                             return None;
+                        }
+                        None if t.queue_staffed(q, &[agent]) > 0 => {
+                            return Some(Err(ConsultRefusal::QueueAllRung(name)));
                         }
                         None => return Some(Err(ConsultRefusal::NoQueueAgent(name))),
                     }
@@ -4787,11 +4826,73 @@ impl Edge {
             .push(format!("consult with {} ended: {why}", x.upn));
         let tenant = c.tenant;
         let agent = c.agent;
+        let alone = agent.is_none() && c.joined.is_empty();
         self.consult_free(tenant, &x, now);
         if let Some((a, _)) = agent {
             self.remix(n);
             self.consult_shown(tenant, Some(a), n);
         }
+        self.save(n);
+        if alone {
+            self.consult_left_unanswered(n, &x, now);
+        }
+    }
+
+    /// The person rung for call `n`'s consultation (`x`) after its agent hung up did not take
+    /// the caller: the caller goes to the queue that chose them, or back to where they came
+    /// from (their queue, else their attendant, else a message and the end).
+    fn consult_left_unanswered(&mut self, n: u64, x: &Consult, now: Instant) {
+        let Some(tenant) = self.calls.get(&n).map(|c| c.tenant) else {
+            return;
+        };
+        let queue = x.queue.as_ref().and_then(|name| {
+            self.cc
+                .with(|d| d.tenants[tenant].queue_ids.get(name).copied())
+        });
+        match queue {
+            Some(q) => self.route(n, Route::Queue(q), now),
+            None => self.fail_back(n, &format!("{} did not take the caller", x.upn), now),
+        }
+    }
+
+    /// The agent of call `n` hung up while their consultation rang or waited in a queue, with
+    /// nobody in a conference: the caller is not dropped. A wait in a queue becomes the
+    /// caller's place in that queue (their priority and first arrival kept); someone ringing
+    /// rings on and takes the caller when they answer, as after a consultation — unanswered,
+    /// [`Self::consult_left_unanswered`]. The agent goes to wrap-up.
+    fn consult_left_ringing(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        (agent, leg): (AgentId, UaCall),
+        now: Instant,
+    ) {
+        let wait = self.consult_wait_end(n, None);
+        self.agent_leaves(n, tenant, agent, leg, false, now);
+        self.consult_shown(tenant, Some(agent), u64::MAX);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let by = c.rec.agent.clone().unwrap_or_default();
+        if let Some(w) = wait {
+            c.rec.steps.push(format!(
+                "{by} hung up while consulting queue {}: the caller goes to the queue",
+                w.name
+            ));
+            tracing::info!(call = %c.id, queue = %w.name, "the agent hung up while their consultation waited: the caller goes to the queue");
+            self.route(n, Route::Queue(w.queue), now);
+            return;
+        }
+        let upn = c
+            .consult
+            .as_ref()
+            .map(|x| x.upn.clone())
+            .unwrap_or_default();
+        c.rec.steps.push(format!(
+            "{by} hung up while {upn} rang: the caller goes to them when they answer"
+        ));
+        tracing::info!(call = %c.id, "the agent hung up while their consultation rang: the caller goes to the person rung");
+        self.remix(n);
         self.save(n);
     }
 
@@ -5012,7 +5113,7 @@ impl Edge {
         let Some(c) = self.calls.get_mut(&n) else {
             return String::new();
         };
-        let (Some(x), Some((agent, leg))) = (c.consult.take(), c.agent) else {
+        let Some(x) = c.consult.take() else {
             return String::new();
         };
         let tenant = c.tenant;
@@ -5026,9 +5127,12 @@ impl Edge {
         c.handed_out = true;
         let caller_leg = c.caller_leg;
         self.legs.insert(x.leg, Leg::Far(n));
-        // The agent leaves before the bridge: leaving unbridges the caller.
-        self.agent_leaves(n, tenant, agent, leg, false, now);
-        self.consult_shown(tenant, Some(agent), u64::MAX);
+        // The agent leaves before the bridge: leaving unbridges the caller. (One who hung up
+        // while the number rang has left already.)
+        if let Some((agent, leg)) = c.agent {
+            self.agent_leaves(n, tenant, agent, leg, false, now);
+            self.consult_shown(tenant, Some(agent), u64::MAX);
+        }
         self.relay.play(caller_leg, Playlist::default());
         self.relay.bridge(caller_leg, x.leg);
         self.save(n);
@@ -6174,20 +6278,14 @@ impl Edge {
         }
     }
 
-    /// An offer rang out: cancel it, set the agent as the queue says, try the next.
     /// Queue `name`'s agent `person`, rung for a consultation on call `n`, did not answer:
     /// they are set as the queue sets an agent whose call rang out (Not ready, "missed call",
-    /// by default), and the agent's consultation of the queue goes on — the queue's next
-    /// choice is rung, or it waits there.
+    /// by default).
     fn consult_rang_out(&mut self, n: u64, name: &str, person: AgentId, now: Instant) {
-        let Some((tenant, agent)) = self
-            .calls
-            .get(&n)
-            .and_then(|c| Some((c.tenant, c.agent?.0)))
-        else {
+        let Some(tenant) = self.calls.get(&n).map(|c| c.tenant) else {
             return;
         };
-        let by = self.cc.with(|d| {
+        self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             let q = t.queue_ids.get(name).copied();
             if t.rang_out(q, person) == AfterMissed::NotReady {
@@ -6196,9 +6294,28 @@ impl Edge {
             if let Some(a) = t.agent(person) {
                 tracing::info!(agent = %a.upn, queue = %name, "a consultation rang out unanswered");
             }
-            t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default()
         });
         self.unannounced = true;
+    }
+
+    /// Queue `name`'s agent `person`, rung for the agent's consultation on call `n`, did not
+    /// take it (declined, busy, or rang out): the consultation goes on without them — the
+    /// queue's next choice is rung, or it waits there — while the agent is on the call.
+    fn consult_goes_on(&mut self, n: u64, name: &str, person: AgentId, now: Instant) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let Some((agent, _)) = c.agent else {
+            return;
+        };
+        c.consult_passed.push(person);
+        let tenant = c.tenant;
+        let by = self.cc.with(|d| {
+            d.tenants[tenant]
+                .agent(agent)
+                .map(|a| a.upn.clone())
+                .unwrap_or_default()
+        });
         if let Err(e) = self.consult_start(n, agent, &by, name, now) {
             self.queue_consult_ended(n, name, &e.to_string());
         }
@@ -6238,9 +6355,12 @@ impl Edge {
             self.legs.remove(&leg);
             self.sockets.remove(&leg);
             self.ua.hangup(leg, now);
+            if let (Some(name), Some(person)) = (&x.queue, x.agent) {
+                self.consult_rang_out(call, name, person, now);
+            }
             self.consult_over(call, "did not answer", now);
             if let (Some(name), Some(person)) = (x.queue, x.agent) {
-                self.consult_rang_out(call, &name, person, now);
+                self.consult_goes_on(call, &name, person, now);
             }
             return;
         }

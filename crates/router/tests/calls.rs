@@ -604,10 +604,7 @@ fn events_until(child: &mut Child, name: &str) -> Vec<Value> {
 /// The agent's events once it exits (within 10 s); it must have taken a call.
 async fn took_the_call(agent: Child, who: &str) -> Vec<Value> {
     let ev = finish(agent, Duration::from_secs(10)).await;
-    assert!(
-        ev.iter().any(|e| e["event"] == "established"),
-        "{who}: {ev:?}"
-    );
+    assert!(established(&ev), "{who}: {ev:?}");
     ev
 }
 
@@ -869,10 +866,7 @@ async fn an_offer_that_rings_out_sets_the_agent_not_ready_and_the_next_agent_ans
         "Alex heard the caller",
     );
     let adele_ev = finish(adele, Duration::from_secs(1)).await;
-    assert!(
-        !adele_ev.iter().any(|e| e["event"] == "established"),
-        "Adele never took it: {adele_ev:?}"
-    );
+    assert!(!established(&adele_ev), "Adele never took it: {adele_ev:?}");
     // The caller waited in the queue: they heard the welcome prompt and music before Alex.
     let (samples, rate) = read_mono(&d.join("caller-heard.wav")).unwrap();
     let first = &samples[..(rate as usize * 3).min(samples.len())];
@@ -1671,10 +1665,7 @@ async fn configuration_made_through_the_api_survives_a_sigkill() {
         .output()
         .unwrap();
     let ev = events(&out.stdout);
-    assert!(
-        ev.iter().any(|e| e["event"] == "established"),
-        "the number answered: {ev:?}"
-    );
+    assert!(established(&ev), "the number answered: {ev:?}");
     let recs: Vec<Value> = get_json(&http, &format!("{base}/v1/calls")).await;
     assert_eq!(recs[0]["queue"], "vip", "{recs:?}");
     let start = Instant::now();
@@ -2695,7 +2686,7 @@ async fn the_headless_agent_works_a_queue_call_end_to_end() {
     })
     .await
     .unwrap();
-    assert!(ev.iter().any(|e| e["event"] == "established"), "{ev:?}");
+    assert!(established(&ev), "{ev:?}");
     // The offer said which queue and which call record it was, and the call's answer and
     // end say so again.
     let offer = ev
@@ -2979,7 +2970,7 @@ async fn callback_reached(
 ) {
     let customer = finish(customer, within).await;
     assert!(
-        customer.iter().any(|e| e["event"] == "established"),
+        established(&customer),
         "the caller's phone took the callback: {customer:?}"
     );
     let adele = finish(adele, Duration::from_secs(15)).await;
@@ -3123,10 +3114,7 @@ async fn a_full_queue_offers_a_callback_and_the_caller_who_takes_it_is_called_ba
     );
     c.set_state("adele@contoso.example", "ready").await;
     let first = finish(first, Duration::from_secs(20)).await;
-    assert!(
-        first.iter().any(|e| e["event"] == "established"),
-        "{first:?}"
-    );
+    assert!(established(&first), "{first:?}");
     callback_reached(
         &c,
         (customer, Duration::from_secs(60)),
@@ -3273,7 +3261,7 @@ async fn callers_are_served_by_priority_then_by_their_wait() {
     c.set_state("adele@contoso.example", "ready").await;
     for caller in callers {
         let ev = finish(caller, Duration::from_secs(30)).await;
-        assert!(ev.iter().any(|e| e["event"] == "established"), "{ev:?}");
+        assert!(established(&ev), "{ev:?}");
     }
     drop(finish(adele, Duration::from_secs(10)).await);
     let mut answered = Vec::new();
@@ -3403,12 +3391,12 @@ async fn a_callback_asked_for_before_a_sigkill_is_made_after_the_restart() {
     adele_state(&http, &base, "ready").await;
     let customer = finish(customer, Duration::from_secs(45)).await;
     assert!(
-        customer.iter().any(|e| e["event"] == "established"),
+        established(&customer),
         "the caller's phone took the callback: {customer:?}"
     );
     let adele = finish(agent, Duration::from_secs(10)).await;
     assert!(
-        adele.iter().any(|e| e["event"] == "established"),
+        established(&adele),
         "Adele's phone, registered before the crash, took it: {adele:?}"
     );
     let recs = step_within(&http, &base, "called back").await;
@@ -3462,10 +3450,7 @@ async fn all_established(adele: Child, alex: Child, megan: Child) {
         finish(megan, Duration::from_secs(5)).await,
     );
     for (who, ev) in [("Adele", &adele), ("Alex", &alex), ("Megan", &megan)] {
-        assert!(
-            ev.iter().any(|e| e["event"] == "established"),
-            "{who}: {ev:?}"
-        );
+        assert!(established(ev), "{who}: {ev:?}");
     }
 }
 
@@ -3539,6 +3524,18 @@ impl Desk {
     }
 
     /// `GET /v1/agents/me` of `who`.
+    /// Once Adele is on the call, Alex and Megan turn Ready and Adele consults queue
+    /// `anyone`: the step.
+    async fn consult_anyone(&self) -> String {
+        const ADELE: &str = "adele@contoso.example";
+        self.until(ADELE, state_of, "on_call").await;
+        for upn in ["alex@contoso.example", "megan@contoso.example"] {
+            self.set_state(upn, "ready").await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.step(ADELE, "consult", Some("anyone")).await
+    }
+
     async fn me(&self, who: &str) -> Value {
         get_json(
             &self.http,
@@ -3597,6 +3594,11 @@ fn state_of(st: &Value) -> &Value {
 /// The agent's consultation's state in `GET /v1/agents/me`.
 fn consult_of(st: &Value) -> &Value {
     &st["consult"]["state"]
+}
+
+/// Whether a headless agent's events show a call established.
+fn established(ev: &[Value]) -> bool {
+    ev.iter().any(|e| e["event"] == "established")
 }
 
 /// Loud 50 ms blocks of recording `name` in which `hz` holds at least `share` of the energy
@@ -3852,10 +3854,7 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
     );
     let _ = finish(megan, Duration::from_secs(5)).await;
     for (who, ev) in [("Adele", &adele), ("Alex", &alex)] {
-        assert!(
-            ev.iter().any(|e| e["event"] == "established"),
-            "{who}: {ev:?}"
-        );
+        assert!(established(ev), "{who}: {ev:?}");
     }
     // Alex heard Adele while consulted, then the caller; the caller heard Alex after the
     // handover, never during the consultation (music then).
@@ -4013,10 +4012,7 @@ async fn an_agent_who_hangs_up_while_a_queue_consultation_waits_leaves_no_wait_b
     );
     assert!(!steps.contains("alex@contoso.example"), "{r}");
     let alex = finish(alex, Duration::from_millis(10)).await;
-    assert!(
-        !alex.iter().any(|e| e["event"] == "established"),
-        "{alex:?}"
-    );
+    assert!(!established(&alex), "{alex:?}");
     for p in [adele, megan] {
         let _ = finish(p, Duration::from_secs(2)).await;
     }
@@ -4039,29 +4035,12 @@ alert_seconds = 3
 async fn a_queue_consultation_that_rings_out_goes_on_to_the_queues_next_agent() {
     let _turn = CALLS.turn().await;
     let c = start(&format!("{EDGE}{CONSULT}{ANYONE}")).await;
-    c.tones(20);
-    c.tone("megan-tone.wav", MEGAN_HZ, 20);
-    let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
-        .await;
     // Alex would answer after 8 s: too late.
-    let alex = c
-        .agent("alex@contoso.example", 8.0, "agent.wav", "alex.wav")
-        .await;
-    let megan = c
-        .agent("megan@contoso.example", 1.0, "megan-tone.wav", "megan.wav")
-        .await;
-    c.set_state("alex@contoso.example", "not_ready").await;
-    c.set_state("megan@contoso.example", "not_ready").await;
+    let cast = ring_out_cast(&c, 20, &[], 8.0).await;
     let d = Desk::of(&c);
     let desk = tokio::spawn(async move {
         const ADELE: &str = "adele@contoso.example";
-        d.until(ADELE, state_of, "on_call").await;
-        for upn in ["alex@contoso.example", "megan@contoso.example"] {
-            d.set_state(upn, "ready").await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let first = d.step(ADELE, "consult", Some("anyone")).await;
+        let first = d.consult_anyone().await;
         let talking = d.until(ADELE, consult_of, "talking").await;
         let alex_now = d.me("alex@contoso.example").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -4099,20 +4078,364 @@ async fn a_queue_consultation_that_rings_out_goes_on_to_the_queues_next_agent() 
         ]),
         "{r}"
     );
+    megan_took_the_caller(&c, cast).await;
+    c.router.stop().await.unwrap();
+}
+
+/// Adele on a call (her phone with `adele` flags), Alex answering after `alex_after` seconds,
+/// Megan after 1 s with her own tone; Alex and Megan Not ready until the desk makes them Ready
+/// ([`Desk::consult_anyone`]).
+async fn ring_out_cast(
+    c: &Center,
+    seconds: usize,
+    adele: &[&str],
+    alex_after: f64,
+) -> (Child, Child, Child) {
+    c.tones(seconds);
+    c.tone("megan-tone.wav", MEGAN_HZ, seconds);
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            adele,
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", alex_after, "agent.wav", "alex.wav")
+        .await;
+    let megan = c
+        .agent("megan@contoso.example", 1.0, "megan-tone.wav", "megan.wav")
+        .await;
+    c.set_state("alex@contoso.example", "not_ready").await;
+    c.set_state("megan@contoso.example", "not_ready").await;
+    (adele, alex, megan)
+}
+
+/// How a queue consultation that Alex let ring out ends: Alex's phone never had the call,
+/// Megan's did, and the caller heard Megan.
+async fn megan_took_the_caller(c: &Center, (adele, alex, megan): (Child, Child, Child)) {
     let alex = finish(alex, Duration::from_millis(10)).await;
-    assert!(
-        !alex.iter().any(|e| e["event"] == "established"),
-        "{alex:?}"
-    );
+    assert!(!established(&alex), "{alex:?}");
     let megan = finish(megan, Duration::from_secs(5)).await;
-    assert!(
-        megan.iter().any(|e| e["event"] == "established"),
-        "{megan:?}"
-    );
+    assert!(established(&megan), "{megan:?}");
     let _ = finish(adele, Duration::from_secs(5)).await;
-    // The caller heard Megan after the handover.
-    let caller_megan = blocks_with(&c, "heard.wav", MEGAN_HZ, 0.5);
+    let caller_megan = blocks_with(c, "heard.wav", MEGAN_HZ, 0.5);
     assert!(caller_megan > 20, "the caller heard Megan: {caller_megan}");
+}
+
+/// Adele consults queue `anyone`: its first choice, Alex, declines (603), and so does the next,
+/// Megan: both stay Ready, each is passed over, and with everyone of the queue rung the
+/// consultation ends and Adele has the caller back. Consulting the queue again starts afresh:
+/// Alex is rung, answers, and Adele hands the caller over to him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_consultation_declined_goes_on_to_the_queues_next_agent() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}{ANYONE}")).await;
+    c.tones(22);
+    c.tone("alex-tone.wav", ALEX_HZ, 22);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    let decline = ["--decline", "1"];
+    let alex = c
+        .agent_with(
+            "alex@contoso.example",
+            1.0,
+            &decline,
+            "alex-tone.wav",
+            "alex.wav",
+        )
+        .await;
+    let megan = c
+        .agent_with(
+            "megan@contoso.example",
+            1.0,
+            &decline,
+            "agent.wav",
+            "megan.wav",
+        )
+        .await;
+    c.set_state("alex@contoso.example", "not_ready").await;
+    c.set_state("megan@contoso.example", "not_ready").await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        for upn in ["alex@contoso.example", "megan@contoso.example"] {
+            d.set_state(upn, "ready").await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let first = d.step(ADELE, "consult", Some("anyone")).await;
+        let back = d
+            .status_until(ADELE, Duration::from_secs(10), |st| st["consult"].is_null())
+            .await;
+        let alex_now = d.me("alex@contoso.example").await;
+        let megan_now = d.me("megan@contoso.example").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let again = d.step(ADELE, "consult", Some("anyone")).await;
+        d.until(ADELE, consult_of, "talking").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let done = d.step(ADELE, "consult/complete", None).await;
+        (first, back, alex_now, megan_now, again, done)
+    });
+    let (ok, ev) = c.call("+18005550100", 18, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (first, back, alex_now, megan_now, again, done) = desk.await.unwrap();
+    let alex_rung = "consult by adele@contoso.example with alex@contoso.example of queue anyone";
+    assert_eq!(first, alex_rung);
+    assert_eq!(
+        back["state"], "on_call",
+        "Adele has the caller back: {back}"
+    );
+    for now in [&alex_now, &megan_now] {
+        assert_eq!(now["state"], "ready", "a decline leaves them Ready: {now}");
+    }
+    assert_eq!(again, alex_rung, "a new consultation starts afresh");
+    assert_eq!(
+        done,
+        "transfer by adele@contoso.example to alex@contoso.example after consulting"
+    );
+    let r = c.calls().await[0].clone();
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(steps.len(), 9, "{r}");
+    assert_eq!(steps[1], alex_rung, "{r}");
+    assert!(
+        steps[2].starts_with("consult with alex@contoso.example ended: 603"),
+        "{r}"
+    );
+    assert_eq!(
+        steps[3], "consult by adele@contoso.example with megan@contoso.example of queue anyone",
+        "{r}"
+    );
+    assert!(
+        steps[4].starts_with("consult with megan@contoso.example ended: 603"),
+        "{r}"
+    );
+    assert!(
+        steps[5].starts_with(
+            "consult with queue anyone ended: everyone of queue anyone logged in was rung"
+        ),
+        "{r}"
+    );
+    assert_eq!(
+        &steps[6..8],
+        [alex_rung, "consult answered by alex@contoso.example"]
+    );
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
+    let declined = |ev: &[Value]| {
+        ev.iter()
+            .any(|e| e["event"] == "ended" && e["reason"] == "declined")
+    };
+    let alex = finish(alex, Duration::from_secs(5)).await;
+    assert!(declined(&alex), "{alex:?}");
+    assert!(established(&alex), "{alex:?}");
+    let megan = finish(megan, Duration::from_millis(10)).await;
+    assert!(declined(&megan), "{megan:?}");
+    let _ = finish(adele, Duration::from_secs(5)).await;
+    // The caller heard Alex after the handover.
+    let caller_alex = blocks_with(&c, "heard.wav", ALEX_HZ, 0.5);
+    assert!(caller_alex > 20, "the caller heard Alex: {caller_alex}");
+    c.router.stop().await.unwrap();
+}
+
+/// Adele consults Alex and hangs up while his phone rings: the caller is not dropped but
+/// hears music, and when Alex answers he has the caller, as after a consultation (recorded
+/// as Adele's transfer to him); both hear each other. Adele is off the call at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_hangs_up_while_their_consultation_rings_leaves_the_caller_to_the_person_rung()
+{
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}")).await;
+    c.tones(20);
+    c.tone("alex-tone.wav", ALEX_HZ, 20);
+    // Adele's phone hangs up 4 s into her call; Alex answers after ringing 6 s.
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &["--hangup-after", "4"],
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    let alex = c
+        .agent("alex@contoso.example", 6.0, "alex-tone.wav", "alex.wav")
+        .await;
+    c.set_state("alex@contoso.example", "not_ready").await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let first = d.step(ADELE, "consult", Some("alex@contoso.example")).await;
+        let gone = d
+            .status_until(ADELE, Duration::from_secs(10), |st| {
+                st["state"] != "on_call"
+            })
+            .await;
+        let alex_then = d.me("alex@contoso.example").await;
+        let alex_on = d
+            .status_until("alex@contoso.example", Duration::from_secs(15), |st| {
+                st["state"] == "on_call"
+            })
+            .await;
+        (first, gone, alex_then, alex_on)
+    });
+    let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (first, gone, alex_then, alex_on) = desk.await.unwrap();
+    assert_eq!(
+        first,
+        "consult by adele@contoso.example with alex@contoso.example"
+    );
+    assert!(gone["consult"].is_null(), "{gone}");
+    assert_ne!(
+        alex_then["state"], "on_call",
+        "Alex was still ringing when Adele left: {alex_then}"
+    );
+    assert_eq!(alex_on["state"], "on_call", "{alex_on}");
+    let r = c.calls().await[0].clone();
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with alex@contoso.example",
+            "adele@contoso.example hung up while alex@contoso.example rang: the caller goes to them when they answer",
+            "consult answered by alex@contoso.example",
+            "transfer by adele@contoso.example to alex@contoso.example after consulting"
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
+    assert_eq!(r["outcome"], "answered", "{r}");
+    for p in [adele, alex] {
+        let ev = finish(p, Duration::from_secs(5)).await;
+        assert!(established(&ev), "{ev:?}");
+    }
+    let caller_alex = blocks_with(&c, "heard.wav", ALEX_HZ, 0.5);
+    assert!(caller_alex > 20, "the caller heard Alex: {caller_alex}");
+    let alex_caller = blocks_with(&c, "alex.wav", CALLER_HZ, 0.5);
+    assert!(alex_caller > 20, "Alex heard the caller: {alex_caller}");
+    c.router.stop().await.unwrap();
+}
+
+/// Adele consults queue `anyone` (its phones ring 8 s) and hangs up while its choice, Alex,
+/// rings; he does not answer: he is set Not ready ("missed call") and the caller, not
+/// dropped, becomes a caller of `anyone`, whose next choice, Megan, takes the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_left_to_a_queue_consultation_nobody_answers_goes_to_that_queue() {
+    let _turn = CALLS.turn().await;
+    let slow = "[[tenants.queues]]\nname = \"anyone\"\nstrategy = \"linear\"\nalert_seconds = 8\n";
+    let c = start(&format!("{EDGE}{CONSULT}{slow}")).await;
+    let cast = ring_out_cast(&c, 24, &["--hangup-after", "3"], 12.0).await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        let first = d.consult_anyone().await;
+        d.status_until(ADELE, Duration::from_secs(10), |st| {
+            st["state"] != "on_call"
+        })
+        .await;
+        // Adele is off for the day once her call is over.
+        d.set_state(ADELE, "not_ready").await;
+        let megan_on = d
+            .status_until("megan@contoso.example", Duration::from_secs(20), |st| {
+                st["state"] == "on_call"
+            })
+            .await;
+        let alex_now = d.me("alex@contoso.example").await;
+        (first, megan_on, alex_now)
+    });
+    let (ok, ev) = c.call("+18005550100", 20, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (first, megan_on, alex_now) = desk.await.unwrap();
+    assert_eq!(
+        first,
+        "consult by adele@contoso.example with alex@contoso.example of queue anyone"
+    );
+    assert_eq!(megan_on["state"], "on_call", "{megan_on}");
+    assert_eq!(alex_now["state"], "not_ready", "{alex_now}");
+    assert_eq!(alex_now["reason"], "missed call", "{alex_now}");
+    let r = c.calls().await[0].clone();
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with alex@contoso.example of queue anyone",
+            "adele@contoso.example hung up while alex@contoso.example rang: the caller goes to them when they answer",
+            "consult with alex@contoso.example ended: did not answer",
+            "queue anyone"
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["queue"], "anyone", "{r}");
+    assert_eq!(r["agent"], "megan@contoso.example", "{r}");
+    megan_took_the_caller(&c, cast).await;
+    c.router.stop().await.unwrap();
+}
+
+/// Adele consults `orders` (Alex Not ready: it waits there) and hangs up while it waits: the
+/// caller takes the consultation's place, as a caller of `orders` (the record says so), and
+/// once Alex is Ready the queue offers him the caller; they talk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_hangs_up_while_consulting_a_queue_leaves_the_caller_in_that_queue() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}{CONSULT_QUEUES}")).await;
+    let (adele, alex, megan) = consult_cast_with(&c, 20, &["--hangup-after", "4"]).await;
+    let d = Desk::of(&c);
+    let desk = tokio::spawn(async move {
+        const ADELE: &str = "adele@contoso.example";
+        d.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        d.step(ADELE, "consult", Some("orders")).await;
+        let waiting = d.until(ADELE, consult_of, "waiting").await;
+        let gone = d
+            .status_until(ADELE, Duration::from_secs(10), |st| {
+                st["state"] != "on_call"
+            })
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        d.set_state("alex@contoso.example", "ready").await;
+        let alex_on = d
+            .status_until("alex@contoso.example", Duration::from_secs(10), |st| {
+                st["state"] == "on_call"
+            })
+            .await;
+        (waiting, gone, alex_on)
+    });
+    let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    let (waiting, gone, alex_on) = desk.await.unwrap();
+    assert_eq!(waiting["consult"]["with"], "orders", "{waiting}");
+    assert!(gone["consult"].is_null(), "{gone}");
+    assert_eq!(alex_on["state"], "on_call", "{alex_on}");
+    let r = c.calls().await[0].clone();
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with queue orders: waiting",
+            "adele@contoso.example hung up while consulting queue orders: the caller goes to the queue",
+            "queue orders"
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["queue"], "orders", "{r}");
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
+    let alex = finish(alex, Duration::from_secs(5)).await;
+    assert!(established(&alex), "{alex:?}");
+    for p in [adele, megan] {
+        let _ = finish(p, Duration::from_secs(2)).await;
+    }
+    let caller_alex = blocks_with(&c, "heard.wav", ALEX_HZ, 0.5);
+    assert!(caller_alex > 20, "the caller heard Alex: {caller_alex}");
     c.router.stop().await.unwrap();
 }
 
@@ -4423,10 +4746,7 @@ async fn all_established_but_alex(adele: Child, mut alex: Child, megan: Child) {
         finish(megan, Duration::from_secs(5)).await,
     );
     for (who, ev) in [("Adele", &adele), ("Megan", &megan)] {
-        assert!(
-            ev.iter().any(|e| e["event"] == "established"),
-            "{who}: {ev:?}"
-        );
+        assert!(established(ev), "{who}: {ev:?}");
     }
 }
 
@@ -4465,10 +4785,7 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
         "Adele is on a call while she calls out"
     );
     let adele = finish(adele, Duration::from_secs(20)).await;
-    assert!(
-        adele.iter().any(|e| e["event"] == "established"),
-        "Adele's call was answered: {adele:?}"
-    );
+    assert!(established(&adele), "Adele's call was answered: {adele:?}");
     let called = finish(called, Duration::from_secs(10)).await;
     let incoming = called
         .iter()
@@ -4500,10 +4817,7 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
         let ended = out
             .iter()
             .find(|e| e["event"] == "ended" || e["event"] == "failed");
-        assert!(
-            !out.iter().any(|e| e["event"] == "established"),
-            "{number} must not be called: {out:?}"
-        );
+        assert!(!established(&out), "{number} must not be called: {out:?}");
         eprintln!("{number}: {ended:?}");
     }
     // Someone with Adele's SIP user but not her password gets a challenge it cannot answer.
@@ -4524,8 +4838,7 @@ async fn an_agent_calls_an_outside_number_within_the_toll_rules() {
         .unwrap();
     let ev = events(&guess.stdout);
     assert!(
-        !ev.iter().any(|e| e["event"] == "established")
-            && ev.iter().any(|e| e["status"] == 407 || e["status"] == 403),
+        !established(&ev) && ev.iter().any(|e| e["status"] == 407 || e["status"] == 403),
         "a wrong password cannot call out: {ev:?}"
     );
     let recs = c.calls().await;
@@ -4587,7 +4900,7 @@ async fn the_tenant_caps_its_outside_calls_per_hour_and_at_once() {
     let dial = |record: &str| c.agent_dials(&creds, &pw, "+15550001234", record);
     let refused = |out: &[Value]| {
         let statuses: Vec<&Value> = out.iter().filter_map(|e| e.get("status")).collect();
-        !out.iter().any(|e| e["event"] == "established") && statuses.iter().any(|s| **s == 403)
+        !established(out) && statuses.iter().any(|s| **s == 403)
     };
     for round in 1..=2 {
         let called = trunk_phone(&c, far_port, "+15550001234", "caller.wav", "called.wav");
@@ -4602,10 +4915,7 @@ async fn the_tenant_caps_its_outside_calls_per_hour_and_at_once() {
             assert!(refused(&second), "one call at once: {second:?}");
         }
         let first = finish(first, Duration::from_secs(20)).await;
-        assert!(
-            first.iter().any(|e| e["event"] == "established"),
-            "round {round}: {first:?}"
-        );
+        assert!(established(&first), "round {round}: {first:?}");
         drop(finish(called, Duration::from_secs(10)).await);
     }
     // Two placed this hour: the third is refused.
@@ -4672,10 +4982,7 @@ async fn an_agent_calls_a_colleague_by_name_through_the_router() {
         "Adele is on a call while she calls Alex"
     );
     let adele = finish(adele, Duration::from_secs(20)).await;
-    assert!(
-        adele.iter().any(|e| e["event"] == "established"),
-        "{adele:?}"
-    );
+    assert!(established(&adele), "{adele:?}");
     took_the_call(alex, "Alex took Adele's call").await;
     c.heard(
         "alex.wav",
@@ -4939,7 +5246,7 @@ async fn an_agents_phone_consults_an_outside_number_then_transfers_with_replaces
     assert_eq!(joined.await.unwrap(), 2, "the trunk's calls once joined");
     let called = finish(called, Duration::from_secs(10)).await;
     assert!(
-        called.iter().any(|e| e["event"] == "established"),
+        established(&called),
         "the number answered the consultation: {called:?}"
     );
     let adele = finish(adele, Duration::from_secs(5)).await;
@@ -5056,10 +5363,7 @@ async fn an_agent_consults_an_outside_number_through_the_api_and_hands_the_calle
 /// The outside number's phone answered and is done (within 10 s), and so is Adele's.
 async fn number_and_adele_done(called: Child, adele: Child) {
     let called = finish(called, Duration::from_secs(10)).await;
-    assert!(
-        called.iter().any(|e| e["event"] == "established"),
-        "the number answered: {called:?}"
-    );
+    assert!(established(&called), "the number answered: {called:?}");
     drop(finish(adele, Duration::from_secs(5)).await);
 }
 
@@ -5187,7 +5491,7 @@ async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
     assert!(ok, "{ev:?}");
     let called = finish(called, Duration::from_secs(10)).await;
     assert!(
-        called.iter().any(|e| e["event"] == "established"),
+        established(&called),
         "the outside number answered: {called:?}"
     );
     caller_and_number_heard_each_other(&c);
@@ -5418,7 +5722,7 @@ async fn after_a_sigkill_a_registered_ready_agent_takes_calls_without_signing_in
     assert!(out.status.success(), "the caller got through: {ev:?}");
     let agent_ev = finish(agent, Duration::from_secs(10)).await;
     assert!(
-        agent_ev.iter().any(|e| e["event"] == "established"),
+        established(&agent_ev),
         "the agent's phone, registered before the crash, took the call: {agent_ev:?}"
     );
     assert!(
@@ -5454,7 +5758,7 @@ async fn a_number_added_through_the_api_takes_calls_at_once_and_removed_is_not_i
     assert!(ok, "the new number answered: {ev:?}");
     let agent_ev = finish(agent, Duration::from_secs(10)).await;
     assert!(
-        agent_ev.iter().any(|e| e["event"] == "established"),
+        established(&agent_ev),
         "the queue's agent took the call: {agent_ev:?}"
     );
     c.heard(
@@ -5503,10 +5807,7 @@ async fn a_trunk_added_through_the_api_brings_calls_at_once() {
         .await;
     assert!(ok, "the new trunk's call went through: {ev:?}");
     let agent_ev = finish(agent, Duration::from_secs(10)).await;
-    assert!(
-        agent_ev.iter().any(|e| e["event"] == "established"),
-        "the agent took it: {agent_ev:?}"
-    );
+    assert!(established(&agent_ev), "the agent took it: {agent_ev:?}");
     let trunks: Vec<Value> = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
     let partner = trunks
         .iter()

@@ -203,13 +203,15 @@ describe("the phone in the window", () => {
     // ringing (no Complete yet), then talking.
     push(idle({ call: up, consult: { with: "orders", state: "waiting", queue: "orders", conference: [] } }));
     expect((await screen.findByTestId("consult-status")).textContent).toBe(
-      "Waiting in queue orders for its next free agent… you and the caller hear music.",
+      "Waiting in queue orders for its next free agent… you and the caller hear music. If you hang up, the caller waits in the queue.",
     );
     expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(true);
     expect((screen.getByTestId("consult-conference") as HTMLButtonElement).disabled).toBe(true);
     expect((screen.getByTestId("consult-cancel") as HTMLButtonElement).disabled).toBe(false);
     push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "ringing", conference: [] } }));
-    expect((await screen.findByTestId("consult-status")).textContent).toContain("Ringing MeganB@contoso.example");
+    expect((await screen.findByTestId("consult-status")).textContent).toBe(
+      "Ringing MeganB@contoso.example… the caller hears music. If you hang up, they get the caller when they answer.",
+    );
     expect((screen.getByTestId("consult-complete") as HTMLButtonElement).disabled).toBe(true);
     expect((screen.getByTestId("transfer-open") as HTMLButtonElement).disabled).toBe(true);
     push(idle({ call: up, consult: { with: "MeganB@contoso.example", state: "talking", conference: [] } }));

@@ -196,6 +196,10 @@ pub struct AnswerArgs {
     /// Let it ring this many seconds before answering.
     #[arg(long, default_value_t = 0.0)]
     pub answer_after: f64,
+    /// Decline the first N calls that arrive (603 Decline, as a person pressing Decline
+    /// does) before answering any; they do not count towards --calls.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub decline: u32,
     /// Ring on this sound device (a name from `devices`, or `default`) while a call waits to
     /// be answered — often the computer's speakers rather than the headset.
     #[arg(long, value_name = "NAME")]
@@ -689,6 +693,8 @@ enum Mode {
     },
     Answer {
         remaining: u32,
+        /// Calls still to decline before answering.
+        decline: u32,
         answer_after: Duration,
         wait_deadline: Option<TokioInstant>,
     },
@@ -864,6 +870,7 @@ pub(super) async fn answer_until(
         &mut s,
         Mode::Answer {
             remaining: args.calls.max(1),
+            decline: args.decline,
             answer_after: Duration::from_secs_f64(args.answer_after.max(0.0)),
             wait_deadline,
         },
@@ -978,7 +985,11 @@ async fn run<F: std::future::Future<Output = ()>>(
                     }
                     PhoneEvent::Incoming { call, replaces, .. } => {
                         open.insert(call);
-                        match &mode {
+                        match &mut mode {
+                            Mode::Answer { decline, .. } if !stopping && *decline > 0 && replaces.is_none() => {
+                                *decline -= 1;
+                                s.phone.reject(call, 603)?;
+                            }
                             Mode::Answer { remaining, answer_after, .. } if !stopping && (*remaining > 0 || replaces.is_some()) => {
                                 s.phone.ring(call)?;
                                 let at = if replaces.is_some() { Duration::ZERO } else { *answer_after };

@@ -463,21 +463,41 @@ impl Engine {
     }
 
     /// The agent queue `q` would offer its next call to now, for an agent who consults the
-    /// queue: its strategy's choice (ring all: the first it would ring). `None` when nobody of
-    /// the queue is available, or callers wait in it (they come first: a consultation never
+    /// queue: its strategy's choice (ring all: the first it would ring), passing over those in
+    /// `skip` (people this consultation already rang, who declined or did not answer: the
+    /// next in the strategy's order is taken instead). `None` when nobody of the queue is
+    /// available besides them, or callers wait in it (they come first: a consultation never
     /// takes an agent before them). Only a look: round robin moves on when the owner rings
     /// that agent ([`Self::consulted`]), not before, so a consultation refused after this
     /// leaves the queue's place where it was.
-    pub fn next_for_consult(&mut self, q: QueueId) -> Option<AgentId> {
+    pub fn next_for_consult(&self, q: QueueId, skip: &[AgentId]) -> Option<AgentId> {
         if self.waiting(q) > 0 {
             return None;
         }
-        let cursor = self.queue(q)?.cursor;
-        let next = self.choose(q).first().copied();
-        if let Some(queue) = self.queue_mut(q) {
-            queue.cursor = cursor;
+        let queue = self.queue(q)?;
+        let open = |a: &AgentId| !skip.contains(a);
+        match queue.spec.strategy {
+            Strategy::Random => {
+                let pool: Vec<AgentId> = queue.pool.iter().copied().filter(open).collect();
+                (!pool.is_empty()).then(|| pool[rand::rng().random_range(0..pool.len())])
+            }
+            Strategy::RoundRobin => {
+                // After the one offered last, wrapping round.
+                let after = queue.cursor.map(|(r, a)| (u64::from(r), 0, r, a));
+                let later = after.map(|k| {
+                    queue
+                        .order
+                        .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                });
+                later
+                    .into_iter()
+                    .flatten()
+                    .chain(&queue.order)
+                    .map(|k| k.3)
+                    .find(open)
+            }
+            _ => queue.order.iter().map(|k| k.3).find(open),
         }
-        next
     }
 
     /// Agent `a`, chosen by [`Self::next_for_consult`] for queue `q`, is rung: round robin

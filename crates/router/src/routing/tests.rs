@@ -117,18 +117,18 @@ fn round_robin_goes_on_from_a_kept_place_and_keeps_it_when_the_queue_changes() {
 fn a_consultation_of_a_queue_takes_the_agent_its_strategy_picks_and_never_one_before_a_caller() {
     // Longest idle: agent 0; busy with the consultation, then agent 1.
     let (mut e, t0) = engine(Strategy::LongestIdle, 3);
-    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), Some(AgentId(0)));
     e.set_busy_elsewhere(AgentId(0), Some(CallId(90)), secs(t0, 5));
-    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(1)));
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), Some(AgentId(1)));
     // Ring all: the first it would ring.
-    let (mut e, _) = engine(Strategy::RingAll, 3);
-    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    let (e, _) = engine(Strategy::RingAll, 3);
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), Some(AgentId(0)));
     // Round robin: a look does not move it on (a consultation refused after it costs the
     // queue nothing); once the agent is rung it moves on as for a call: the next call goes to
     // the one after.
     let (mut e, t0) = engine(Strategy::RoundRobin, 3);
-    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
-    assert_eq!(e.next_for_consult(QueueId(0)), Some(AgentId(0)));
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), Some(AgentId(0)));
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), Some(AgentId(0)));
     assert_eq!(e.round_robin_last(QueueId(0)), None);
     e.consulted(QueueId(0), AgentId(0));
     assert_eq!(e.round_robin_last(QueueId(0)), Some(AgentId(0)));
@@ -137,17 +137,55 @@ fn a_consultation_of_a_queue_takes_the_agent_its_strategy_picks_and_never_one_be
     // comes before any consultation when an agent is free again.
     e.set_ready(AgentId(0), false, t0);
     e.set_ready(AgentId(2), false, t0);
-    assert_eq!(e.next_for_consult(QueueId(0)), None);
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), None);
     e.enqueue(QueueId(0), caller(2, 3, t0), t0).unwrap();
     assert!(e.dispatch().is_empty());
     e.set_ready(AgentId(2), true, secs(t0, 9));
     assert_eq!(
-        e.next_for_consult(QueueId(0)),
+        e.next_for_consult(QueueId(0), &[]),
         None,
         "the caller waits first"
     );
     assert_eq!(e.dispatch()[0].agents, vec![AgentId(2)]);
-    assert_eq!(e.next_for_consult(QueueId(9)), None, "no such queue");
+    assert_eq!(e.next_for_consult(QueueId(9), &[]), None, "no such queue");
+}
+
+#[test]
+fn a_consultation_of_a_queue_passes_over_those_it_already_rang() {
+    // Linear: agent 0 declined, agent 1 is next; with both passed over, agent 2; nobody else.
+    let (e, _) = engine(Strategy::Linear, 3);
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), Some(AgentId(0)));
+    assert_eq!(
+        e.next_for_consult(QueueId(0), &[AgentId(0)]),
+        Some(AgentId(1))
+    );
+    assert_eq!(
+        e.next_for_consult(QueueId(0), &[AgentId(1), AgentId(0)]),
+        Some(AgentId(2))
+    );
+    let all = [AgentId(0), AgentId(1), AgentId(2)];
+    assert_eq!(e.next_for_consult(QueueId(0), &all), None);
+    // Round robin: after the one offered last, wrapping round past those passed over.
+    let (mut e, _) = engine(Strategy::RoundRobin, 3);
+    e.consulted(QueueId(0), AgentId(1));
+    assert_eq!(e.next_for_consult(QueueId(0), &[]), Some(AgentId(2)));
+    assert_eq!(
+        e.next_for_consult(QueueId(0), &[AgentId(2)]),
+        Some(AgentId(0))
+    );
+    assert_eq!(
+        e.next_for_consult(QueueId(0), &[AgentId(2), AgentId(0)]),
+        Some(AgentId(1))
+    );
+    // Random: never one passed over.
+    let (e, _) = engine(Strategy::Random, 3);
+    for _ in 0..50 {
+        assert_eq!(
+            e.next_for_consult(QueueId(0), &[AgentId(0), AgentId(2)]),
+            Some(AgentId(1))
+        );
+    }
+    assert_eq!(e.next_for_consult(QueueId(0), &all), None);
 }
 
 #[test]
