@@ -19,8 +19,9 @@
 //!
 //! Then calls from the window and the picker: a headless colleague (`switchboard-agent work`
 //! as MeganB) is called by name from the dial box (a name nobody has is refused and
-//! said so first); a second queue call is answered, the colleague consulted from the transfer
-//! picker, the consultation cancelled, the colleague consulted again, a conference made, a
+//! said so first); a second queue call is answered, the orders queue consulted from the
+//! transfer picker (its only agent logged in Not ready: the consultation waits there) and
+//! cancelled, the colleague consulted from the picker, the consultation cancelled, the colleague consulted again, a conference made, a
 //! second colleague (AlexW, headless, Not ready) added through the picker's consult-only view
 //! while the caller and the first talk on, and the group call left to them; the window's
 //! history shows both calls, and calls the colleague back; the supervisors' board shows the
@@ -411,7 +412,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         })
         .await?;
 
-        // 10. A queue call again; the agent answers, opens the picker, consults the colleague,
+        // 10. A queue call again; the agent answers, opens the picker, consults the orders
+        //     queue (it waits there) and cancels, consults the colleague,
         //     talks to her, cancels, consults her again, brings all three into a conference,
         //     adds the second colleague (consulted while the caller and the first talk on),
         //     and leaves the group call to them.
@@ -428,6 +430,26 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         // The toll rules allow outside numbers: the picker has a number field.
         c.find(css(r#"[data-testid="picker-number"]"#)).await?;
         screenshot(&c, "phone-picker.png").await?;
+        // A queue whose only agent logged in (the second colleague) is Not ready: the
+        // consultation waits in it, Cancel only, and is cancelled.
+        click(
+            &c,
+            r#"[data-testid="target-queue"][data-name="orders"] [data-testid="consult"]"#,
+        )
+        .await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "waiting").await?;
+        wait_text(
+            &c,
+            r#"[data-testid="consult-status"]"#,
+            "Waiting in queue orders",
+        )
+        .await?;
+        c.find(css(r#"[data-testid="consult-complete"][disabled]"#))
+            .await?;
+        screenshot(&c, "phone-consult-queue.png").await?;
+        click(&c, r#"[data-testid="consult-cancel"]"#).await?;
+        gone(&c, r#"[data-testid="consult"]"#).await?;
+        click(&c, r#"[data-testid="transfer-open"]"#).await?;
         click(&c, &format!(r#"{megan} [data-testid="consult"]"#)).await?;
         wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
         wait_text(&c, r#"[data-testid="consult-status"]"#, COLLEAGUE).await?;
@@ -490,6 +512,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         assert_eq!(passed["caller"], CALLER, "{passed}");
         let steps = passed["steps"].to_string();
         for step in [
+            "consult with queue orders ended: cancelled",
+            &format!("consult by {AGENT} with queue orders: waiting"),
             "ended: cancelled",
             "conference of",
             &format!("consult answered by {SECOND}"),
