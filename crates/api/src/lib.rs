@@ -1120,6 +1120,10 @@ pub struct QueueFigures {
     pub queue: String,
     /// Callers waiting now (ringing agents included).
     pub waiting: u32,
+    /// Agents' consultations of the queue waiting in it now (not callers: served after
+    /// them, and counted in no other figure).
+    #[serde(default)]
+    pub consultations_waiting: u32,
     /// The longest a caller waiting now has waited, in seconds.
     #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub longest_wait_seconds: u64,

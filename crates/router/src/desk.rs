@@ -187,6 +187,8 @@ pub struct TenantRt {
     /// Round-robin queues: the UPN of the agent offered the last call, as last written to
     /// the store.
     round_robin_saved: HashMap<QueueId, String>,
+    /// Agents' consultations waiting in queues now: the call's number in the edge → the queue.
+    pub consult_waits: std::collections::BTreeMap<u64, QueueId>,
 }
 
 /// Why an agent could not be added, changed or removed.
@@ -763,6 +765,8 @@ impl TenantRt {
                     tenant: self.spec.id.clone(),
                     queue: q.name.clone(),
                     waiting: st.waiting() as u32,
+                    consultations_waiting: self.consult_waits.values().filter(|w| **w == id).count()
+                        as u32,
                     longest_wait_seconds: st.longest_wait(now).as_secs(),
                     agents,
                     offered: st.offered,
@@ -1329,6 +1333,7 @@ impl CallCenter {
                     numbers_from_api: Default::default(),
                     others_from_api: Default::default(),
                     round_robin_saved: HashMap::new(),
+                    consult_waits: Default::default(),
                     retired_attendants: Default::default(),
                     retired_queues: Default::default(),
                 }

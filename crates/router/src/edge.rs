@@ -3897,6 +3897,10 @@ impl Edge {
             .chain(c.joined.drain(..))
             .collect();
         let waited = c.consult_wait.take().is_some();
+        if waited {
+            self.cc
+                .with(|d| d.tenants[c.tenant].consult_waits.remove(&n));
+        }
         if !people.is_empty() || waited {
             for x in &people {
                 if self.legs.remove(&x.leg).is_some() {
@@ -4587,7 +4591,10 @@ impl Edge {
         let agent = w.agent;
         let agent_leg = c.agent.map(|(_, l)| l);
         tracing::info!(call = %c.id, queue = %w.name, "a consultation waits in the queue");
+        let queue = w.queue;
         c.consult_wait = Some(w);
+        self.cc
+            .with(|d| d.tenants[tenant].consult_waits.insert(n, queue));
         self.remix(n);
         if let Some(l) = agent_leg {
             let music = Playlist {
@@ -4616,6 +4623,7 @@ impl Edge {
         if let Some((_, l)) = c.agent {
             self.relay.play(l, Playlist::default());
         }
+        self.cc.with(|d| d.tenants[tenant].consult_waits.remove(&n));
         self.remix(n);
         self.consult_shown(tenant, Some(w.agent), n);
         self.save(n);

@@ -3536,6 +3536,14 @@ impl Desk {
         self.step(ADELE, "consult", Some("anyone")).await
     }
 
+    /// Queue `name`'s `consultations_waiting` in `GET /v1/queues`.
+    async fn consults_waiting(&self, name: &str) -> u64 {
+        let all: Vec<Value> = get_json(&self.http, &format!("{}/v1/queues", self.base)).await;
+        let q = all.iter().find(|q| q["queue"] == name);
+        q.and_then(|q| q["consultations_waiting"].as_u64())
+            .unwrap_or_else(|| panic!("queue {name} in {all:?}"))
+    }
+
     async fn me(&self, who: &str) -> Value {
         get_json(
             &self.http,
@@ -3805,20 +3813,34 @@ async fn an_agent_consults_a_queue_and_hands_the_caller_to_the_agent_it_chose() 
         let refused = (r.status().as_u16(), r.json::<Value>().await.unwrap());
         let mut steps = vec![d.step(ADELE, "consult", Some("orders")).await];
         let waiting = d.until(ADELE, consult_of, "waiting").await;
+        let mut counted = vec![d.consults_waiting("orders").await];
         let twice = d.status(ADELE, "consult", Some("orders")).await;
         steps.push(d.step(ADELE, "consult/cancel", None).await);
         let cancelled = d.me(ADELE).await;
+        counted.push(d.consults_waiting("orders").await);
         steps.push(d.step(ADELE, "consult", Some("orders")).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
         d.set_state("alex@contoso.example", "ready").await;
         let talking = d.until(ADELE, consult_of, "talking").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let done = d.step(ADELE, "consult/complete", None).await;
-        (refused, (steps, waiting, twice, cancelled), talking, done)
+        (
+            refused,
+            (steps, waiting, twice, cancelled),
+            talking,
+            (done, counted),
+        )
     });
     let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
     assert!(ok, "{ev:?}");
-    let ((st, refused), (steps, waiting, twice, cancelled), talking, done) = desk.await.unwrap();
+    let ((st, refused), (steps, waiting, twice, cancelled), talking, (done, counted)) =
+        desk.await.unwrap();
+    // The queue's live figures count the waiting consultation apart from its callers.
+    assert_eq!(
+        counted,
+        [1, 0],
+        "consultations_waiting while waiting, then cancelled"
+    );
     assert_eq!(st, 409, "{refused}");
     assert!(
         refused["detail"]
@@ -3915,11 +3937,16 @@ async fn a_consultation_waiting_in_a_queue_ends_when_its_agents_sign_off_or_the_
             .await;
         let step = d.step(ADELE, "consult", Some("general")).await;
         let waiting = d.until(ADELE, consult_of, "waiting").await;
-        (back, step, waiting)
+        let counted = d.consults_waiting("general").await;
+        (back, step, (waiting, counted))
     });
     let (ok, ev) = c.call("+18005550100", 8, "caller.wav", "heard.wav").await;
     assert!(ok, "{ev:?}");
-    let (back, step, waiting) = desk.await.unwrap();
+    let (back, step, (waiting, counted)) = desk.await.unwrap();
+    assert_eq!(
+        counted, 1,
+        "general's figures count the waiting consultation"
+    );
     assert!(back["consult"].is_null(), "{back}");
     assert_eq!(back["state"], "on_call", "{back}");
     assert_eq!(
@@ -3932,6 +3959,11 @@ async fn a_consultation_waiting_in_a_queue_ends_when_its_agents_sign_off_or_the_
         .status_until("adele@contoso.example", |s| s["state"] != "on_call")
         .await;
     assert!(after["consult"].is_null(), "{after}");
+    assert_eq!(
+        Desk::of(&c).consults_waiting("general").await,
+        0,
+        "the wait ended with the call"
+    );
     let mut r = Value::Null;
     for _ in 0..50 {
         r = c.calls().await[0].clone();

@@ -359,6 +359,8 @@ const en = {
   "board.queue": "Queue",
   "board.waiting": "Waiting",
   "board.waitingTitle": "Callers waiting now, those being rung included",
+  "board.consultsWaiting": "consults waiting: {n}",
+  "board.consultsWaitingTitle": "Agents' consultations of this queue waiting for its next free agent (served after its callers; not counted among them)",
   "board.longest": "Longest wait",
   "board.agentsReady": "Ready",
   "board.agentsBusy": "Busy",

@@ -361,6 +361,8 @@ const zhCN: Record<MessageKey, string> = {
   "board.queue": "队列",
   "board.waiting": "等待",
   "board.waitingTitle": "当前等待的来电者，包括正在振铃的",
+  "board.consultsWaiting": "等待中的咨询：{n}",
+  "board.consultsWaitingTitle": "坐席对此队列的咨询，正在等待其下一位空闲坐席（在来电者之后处理，不计入来电者）",
   "board.longest": "最长等待",
   "board.agentsReady": "就绪",
   "board.agentsBusy": "忙碌",

@@ -9,6 +9,7 @@ const queue = (over: Partial<QueueFigures> = {}): QueueFigures => ({
   tenant: "contoso",
   queue: "billing",
   waiting: 0,
+  consultations_waiting: 0,
   longest_wait_seconds: 0,
   agents: { ready: 1, not_ready: 1, ringing: 0, on_call: 1, wrap_up: 0, offline: 0 },
   offered: 10,
@@ -88,14 +89,21 @@ describe("the supervisors' board", () => {
 
   it("says when an agent's consultation of a queue waits in it", async () => {
     const waiting = board({
+      queues: [queue(), queue({ queue: "orders", consultations_waiting: 1 })],
       agents: [agent("Adele Vance", { state: "on_call", consult: { with: "orders", state: "waiting", queue: "orders", conference: [] } }, { queue: "billing" })],
     });
     const api = { supervisorBoard: vi.fn(async () => waiting), supervisorSetState: vi.fn(async () => {}), supervisorMonitor: vi.fn(async () => "") };
     render(Board, { api });
     const [adele] = await screen.findAllByTestId("board-agent");
     expect(adele!.querySelector('[data-testid="board-agent-call"]')!.textContent).toContain("consulting queue orders, waiting");
+    // The queue's row counts it apart from its callers.
+    const [billing, orders] = screen.getAllByTestId("board-queue");
+    expect(billing!.querySelector('[data-testid="board-queue-consults"]')).toBeNull();
+    expect(orders!.querySelector('[data-testid="board-queue-consults"]')!.textContent).toBe("consults waiting: 1");
+    expect(orders!.querySelector('[data-testid="board-queue-waiting"]')!.textContent).toBe("0");
     setLanguage("zh-CN");
     await vi.waitFor(() => expect(adele!.textContent).toContain("正在咨询队列 orders，等待中"));
+    expect(orders!.querySelector('[data-testid="board-queue-consults"]')!.textContent).toBe("等待中的咨询：1");
   });
 
   it("filters agents by name, address, state or reason", async () => {

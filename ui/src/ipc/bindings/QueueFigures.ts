@@ -14,6 +14,11 @@ export type QueueFigures = { tenant: string, queue: string,
  */
 waiting: number, 
 /**
+ * Agents' consultations of the queue waiting in it now (not callers: served after
+ * them, and counted in no other figure).
+ */
+consultations_waiting: number, 
+/**
  * The longest a caller waiting now has waited, in seconds.
  */
 longest_wait_seconds: number, agents: AgentsByState, 
