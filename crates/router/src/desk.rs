@@ -805,6 +805,11 @@ impl TenantRt {
         AfterMissed::NotReady
     }
 
+    /// Agent `a`'s UPN (empty for an id the tenant does not know).
+    pub fn upn_of(&self, a: AgentId) -> String {
+        self.agent(a).map(|r| r.upn.clone()).unwrap_or_default()
+    }
+
     /// Agents of queue `q` logged in now (in any state but Offline), those `besides` left out
     /// (the agent consulting, and those the consultation already rang): those a consultation
     /// of the queue may wait for.

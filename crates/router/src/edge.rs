@@ -272,6 +272,9 @@ struct CallRt {
     /// `sendonly`, `recvonly` or `inactive`), since when, and the time held before.
     holding: Vec<UaCall>,
     hold_since: Option<Instant>,
+    /// The caller, a Teams user on a Direct Routing trunk, was told of the agent's hold
+    /// (re-INVITE `a=inactive`) and not yet of the resume.
+    teams_held: bool,
     held: Duration,
     /// A direct offer (a transfer to an agent) rings this agent.
     direct: Option<AgentId>,
@@ -357,6 +360,7 @@ impl CallRt {
             overflowed: false,
             holding: Vec::new(),
             hold_since: None,
+            teams_held: false,
             held: Duration::ZERO,
             direct: None,
             direct_in_teams: false,
@@ -1687,7 +1691,7 @@ impl Edge {
         let capped = self.tenant_outside_cap(tenant, now);
         let verdict = self.cc.with(|d| {
             let t = &d.tenants[tenant];
-            let upn = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            let upn = t.upn_of(agent);
             let Some(o) = &t.spec.outbound else {
                 return Err((403, "Forbidden", upn, "this tenant places no outside calls".to_owned(), None));
             };
@@ -2160,10 +2164,17 @@ impl Edge {
         match ev {
             UaEvent::IncomingCall { call, from, .. } => self.on_incoming(call, &from, now),
             UaEvent::Established { call, media } => self.on_established(call, &media, now),
-            UaEvent::MediaChanged { call, media, .. } => {
+            UaEvent::MediaChanged {
+                call,
+                media,
+                by_peer,
+            } => {
                 self.relay.update(call, &media);
                 let held = media.direction != switchboard_sip::sdp::Direction::SendRecv;
                 self.hold_changed(call, held, now);
+                if by_peer {
+                    self.agent_held(call, held, now);
+                }
             }
             UaEvent::Ended { call, reason } => {
                 tracing::debug!(leg = call, ?reason, "leg ended");
@@ -2930,7 +2941,7 @@ impl Edge {
         let upn = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             t.engine.set_busy_elsewhere(agent, None, now);
-            t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default()
+            t.upn_of(agent)
         });
         self.fail_back(n, &format!("agent {upn} {why}"), now);
     }
@@ -4418,12 +4429,7 @@ impl Edge {
             })
             .map(|(n, _)| *n)
             .ok_or(ConsultRefusal::NoCall)?;
-        let by = self.cc.with(|d| {
-            d.tenants[tenant]
-                .agent(agent)
-                .map(|a| a.upn.clone())
-                .unwrap_or_default()
-        });
+        let by = self.upn(tenant, agent);
         let current = self.calls.get(&n).and_then(|c| c.consult.clone());
         let joined = self.calls.get(&n).map_or(0, |c| c.joined.len());
         // A consultation waiting in a queue: it may only be cancelled.
@@ -4878,10 +4884,10 @@ impl Edge {
         let wait = self.consult_wait_end(n, None);
         self.agent_leaves(n, tenant, agent, leg, false, now);
         self.consult_shown(tenant, Some(agent), u64::MAX);
+        let by = self.upn(tenant, agent);
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
-        let by = c.rec.agent.clone().unwrap_or_default();
         if let Some(w) = wait {
             c.rec.steps.push(format!(
                 "{by} hung up while consulting queue {}: the caller goes to the queue",
@@ -5066,7 +5072,9 @@ impl Edge {
             );
             self.consult_shown(tenant, Some(a), u64::MAX);
         }
-        // The caller and the new agent (and any others in the conference) talk on.
+        // The caller and the new agent (and any others in the conference) talk on: a Teams
+        // caller the agent held is resumed.
+        self.teams_hold(n, false, now);
         self.remix(n);
         self.consult_shown(tenant, Some(person), n);
         self.cc.with(|d| {
@@ -5526,7 +5534,7 @@ impl Edge {
         let in_teams = c.direct_in_teams;
         let (route, by) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
-            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            let by = t.upn_of(agent);
             let host_ok = host
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ".-".contains(ch));
@@ -5605,6 +5613,8 @@ impl Edge {
     ) {
         self.monitor_drop(n, "the agent left the call", now);
         self.hold_changed(leg, false, now);
+        // A Teams caller the agent held is resumed for whoever takes them next.
+        self.teams_hold(n, false, now);
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
@@ -5779,7 +5789,7 @@ impl Edge {
                 .caller_id
                 .clone()
                 .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
-            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            let by = t.upn_of(agent);
             Ok((j, caller_id, by))
         })
     }
@@ -5812,7 +5822,7 @@ impl Edge {
         }
         let (by, trunk) = self.cc.with(|d| {
             let t = &d.tenants[tenant];
-            let by = t.agent(agent).map(|a| a.upn.clone()).unwrap_or_default();
+            let by = t.upn_of(agent);
             let trunk = t
                 .spec
                 .trunks
@@ -6054,12 +6064,7 @@ impl Edge {
         {
             // The agent waited for it: the caller is theirs again, and their REFER failed.
             let (tenant, caller_leg) = (c.tenant, c.caller_leg);
-            let upn = self.cc.with(|d| {
-                d.tenants[tenant]
-                    .agent(agent)
-                    .map(|a| a.upn.clone())
-                    .unwrap_or_default()
-            });
+            let upn = self.cc.with(|d| d.tenants[tenant].upn_of(agent));
             c.rec.steps.push(format!(
                 "transfer target not answered: {why}; the caller stays with {upn}"
             ));
@@ -6318,15 +6323,15 @@ impl Edge {
         };
         c.consult_passed.push(person);
         let tenant = c.tenant;
-        let by = self.cc.with(|d| {
-            d.tenants[tenant]
-                .agent(agent)
-                .map(|a| a.upn.clone())
-                .unwrap_or_default()
-        });
+        let by = self.upn(tenant, agent);
         if let Err(e) = self.consult_start(n, agent, &by, name, now) {
             self.queue_consult_ended(n, name, &e.to_string());
         }
+    }
+
+    /// Agent `agent`'s UPN in tenant `tenant` (empty for an id it does not know).
+    fn upn(&self, tenant: usize, agent: AgentId) -> String {
+        self.cc.with(|d| d.tenants[tenant].upn_of(agent))
     }
 
     /// Call `n`'s consultation of queue `name` ended (`why`): recorded.
@@ -6454,6 +6459,63 @@ impl Edge {
 
     /// Leg `leg` holds its call (`held`) or not any more: the caller's leg or the agent's.
     /// The call counts as on hold while either holds it.
+    /// Leg `leg` re-offered media, `held` or not: where it is the agent's leg of a call whose
+    /// caller is a Teams user on a Direct Routing trunk, the caller is told
+    /// ([`Self::teams_hold`]).
+    fn agent_held(&mut self, leg: UaCall, held: bool, now: Instant) {
+        let Some(Leg::Offer { call: n, .. }) = self.legs.get(&leg).copied() else {
+            return;
+        };
+        if self
+            .calls
+            .get(&n)
+            .is_some_and(|c| c.agent.is_some_and(|(_, l)| l == leg))
+        {
+            self.teams_hold(n, held, now);
+        }
+    }
+
+    /// Call `n`'s caller, when a Teams user on a Direct Routing trunk, is put on hold (`held`)
+    /// or resumed: a re-INVITE with `a=inactive` — the only hold Teams understands — or
+    /// `sendrecv`. Callers on other trunks hear the agent's phone as it sends (its own music or
+    /// silence) and get no re-INVITE; nor does a Teams caller while the router itself plays
+    /// them music (consultations, queues).
+    fn teams_hold(&mut self, n: u64, held: bool, now: Instant) {
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        if c.teams_held == held || !c.on_trunk {
+            return;
+        }
+        let (tenant, trunk, leg, id) = (c.tenant, c.trunk, c.caller_leg, c.id.clone());
+        let teams = self.cc.with(|d| {
+            d.tenants[tenant]
+                .spec
+                .trunks
+                .get(trunk)
+                .is_some_and(|t| t.direct_routing.is_some())
+        });
+        if !teams {
+            return;
+        }
+        let direction = if held {
+            switchboard_sip::sdp::Direction::Inactive
+        } else {
+            switchboard_sip::sdp::Direction::SendRecv
+        };
+        match self.ua.hold_as(leg, direction, now) {
+            Ok(()) => {
+                tracing::info!(call = %id, held, "the Teams caller is told of the agent's hold");
+                if let Some(c) = self.calls.get_mut(&n) {
+                    c.teams_held = held;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(call = %id, held, error = %e, "cannot tell the Teams caller of the agent's hold")
+            }
+        }
+    }
+
     fn hold_changed(&mut self, leg: UaCall, held: bool, now: Instant) {
         let n = match self.legs.get(&leg) {
             Some(Leg::Caller(n)) => *n,

@@ -179,7 +179,10 @@ fn teams_heard(phone: &crate::teams_proxy::peers::Baresip, hz: f64, other: f64) 
 
 /// The router probes sip, sip2 and sip3 from the tenant's FQDN over mutual TLS (the proxy
 /// counts it healthy); a Teams user calls the tenant's number, reaches the queue's agent, and
-/// they hear each other; the record names the trunk and the Teams user's number.
+/// they hear each other; the agent's phone puts the call on hold and resumes it, and the
+/// router tells Teams with `a=inactive` (the only hold Teams understands, never the phone's
+/// `sendonly`) and then `sendrecv`; the record names the trunk, the Teams user's number and
+/// the time on hold.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
     let _turn = CALLS.alone().await;
@@ -193,13 +196,20 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
     let trunk = c.proxies_up("contoso", "teams").await;
     assert_eq!(trunk["direct_routing"], "tenanta.sbc.example", "{trunk}");
     proxy.wait_for_log("teams-proxy: options-ok", Duration::from_secs(5));
-    c.tones(10);
+    c.tones(12);
+    // Adele's phone holds the call 2 s after answering it, and resumes 2 s later.
     let adele = c
-        .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
+        .agent_with(
+            "adele@contoso.example",
+            0.0,
+            &["--hold-after", "2"],
+            "agent.wav",
+            "adele-heard.wav",
+        )
         .await;
     let phone = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
     phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
-    c.talks("adele@contoso.example", 5).await;
+    c.talks("adele@contoso.example", 7).await;
     phone.command("hangup", "");
     took_the_call(adele, "Adele took the Teams user's call").await;
     c.heard(
@@ -217,8 +227,20 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
     let rec = c.record_of("+14255550101").await;
     assert_eq!(rec["trunk"], "teams", "{rec}");
     assert_eq!(rec["agent"], "adele@contoso.example", "{rec}");
+    assert!(
+        rec["hold_seconds"].as_u64().is_some_and(|s| s >= 1),
+        "{rec}"
+    );
     let log = proxy.log();
     assert!(log.contains("teams-proxy: invite-to-sbc"), "{log}");
+    // What the router sent Teams in the call: hold as `inactive`, then the resume.
+    let sent: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("teams-proxy: sdp-direction ").nth(1))
+        .filter(|l| l.contains("kind=reinvite"))
+        .map(|l| l.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(sent, ["inactive", "sendrecv"], "{log}");
 }
 
 /// A SIPp scenario for a Teams client with media bypass calling `dialled` as `number` through

@@ -6,15 +6,27 @@ use super::*;
 impl UserAgent {
     /// Puts the peer on hold (re-INVITE with `sendonly`) or resumes (`sendrecv`).
     pub fn hold(&mut self, call: CallId, on_hold: bool, now: Instant) -> Result<(), UaError> {
-        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall(call))?;
-        if c.state != CallState::Confirmed {
-            return Err(UaError::WrongState(call, "put on hold"));
-        }
         let direction = if on_hold {
             Direction::SendOnly
         } else {
             Direction::SendRecv
         };
+        self.hold_as(call, direction, now)
+    }
+
+    /// A re-INVITE offering `direction`: `sendonly` (RFC 3264 §8.4 hold) or `inactive` for
+    /// peers that understand no other hold (Microsoft Teams' Direct Routing), `sendrecv` to
+    /// resume.
+    pub fn hold_as(
+        &mut self,
+        call: CallId,
+        direction: Direction,
+        now: Instant,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall(call))?;
+        if c.state != CallState::Confirmed {
+            return Err(UaError::WrongState(call, "put on hold"));
+        }
         if c.reinvite.is_some() || c.answering_reinvite {
             return Err(UaError::Busy(call));
         }

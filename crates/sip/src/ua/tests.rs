@@ -415,6 +415,16 @@ fn hold_resume_and_glare() {
     net.run();
     assert_eq!(dir(&net.take(0)), Some(Direction::SendRecv));
     assert_eq!(dir(&net.take(1)), Some(Direction::SendRecv));
+    // Hold as Teams understands it: `inactive` offered and answered, nobody sends; then
+    // resumed.
+    net.ua(0).hold_as(a, Direction::Inactive, now).unwrap();
+    net.run();
+    assert_eq!(dir(&net.take(0)), Some(Direction::Inactive));
+    assert_eq!(dir(&net.take(1)), Some(Direction::Inactive));
+    net.ua(0).hold_as(a, Direction::SendRecv, now).unwrap();
+    net.run();
+    assert_eq!(dir(&net.take(0)), Some(Direction::SendRecv));
+    assert_eq!(dir(&net.take(1)), Some(Direction::SendRecv));
 
     // Both re-INVITE at once: each answers the other 491, both retry after random waits and
     // both changes land (§14.1).
