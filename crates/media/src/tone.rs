@@ -61,12 +61,36 @@ pub fn detect(samples: &[i16], rate: u32, candidates: &[f64]) -> (Vec<usize>, us
 
 /// The 50 ms blocks of `samples` with real energy (RMS of at least 100).
 fn loud_blocks(samples: &[i16], rate: u32) -> impl Iterator<Item = &[i16]> {
-    samples
-        .chunks_exact(((rate / 20) as usize).max(1))
-        .filter(|b| {
-            let energy = b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
-            (energy / b.len() as f64).sqrt() >= 100.0
-        })
+    blocks(samples, rate).filter(|b| loud(b))
+}
+
+/// 50 ms blocks.
+fn blocks(samples: &[i16], rate: u32) -> std::slice::ChunksExact<'_, i16> {
+    samples.chunks_exact(((rate / 20) as usize).max(1))
+}
+
+/// A block with real energy (RMS of 100 or more).
+fn loud(b: &[i16]) -> bool {
+    let energy = b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    (energy / b.len() as f64).sqrt() >= 100.0
+}
+
+/// The longest run of quiet 50 ms blocks between two loud ones: how long the sound stopped
+/// in the middle of a recording (a call on hold, a gap), leading and trailing quiet left out.
+pub fn longest_gap(samples: &[i16], rate: u32) -> usize {
+    let (mut longest, mut run, mut started) = (0, 0, false);
+    for b in blocks(samples, rate) {
+        if loud(b) {
+            if started {
+                longest = longest.max(run);
+            }
+            started = true;
+            run = 0;
+        } else {
+            run += 1;
+        }
+    }
+    longest
 }
 
 /// How many 50 ms blocks with real energy hold at least `share` of it at `freq`: how long a
@@ -80,6 +104,27 @@ pub fn blocks_holding(samples: &[i16], rate: u32, freq: f64, share: f64) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_gap_is_the_quiet_between_sounds() {
+        // 0.2 s quiet, 0.5 s tone, 1 s quiet, 0.5 s tone, 0.3 s quiet, 0.1 s tone, 2 s quiet.
+        let rate = 8000;
+        let tone = |n| sine(440.0, rate, 8000.0, 0, n);
+        let quiet = |n| vec![0i16; n];
+        let x: Vec<i16> = [
+            quiet(1600),
+            tone(4000),
+            quiet(8000),
+            tone(4000),
+            quiet(2400),
+            tone(800),
+            quiet(16000),
+        ]
+        .concat();
+        assert_eq!(longest_gap(&x, rate), 20);
+        assert_eq!(longest_gap(&tone(8000), rate), 0);
+        assert_eq!(longest_gap(&quiet(8000), rate), 0);
+    }
 
     #[test]
     fn a_tone_is_found_and_others_are_not() {

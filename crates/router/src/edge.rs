@@ -6459,9 +6459,10 @@ impl Edge {
 
     /// Leg `leg` holds its call (`held`) or not any more: the caller's leg or the agent's.
     /// The call counts as on hold while either holds it.
-    /// Leg `leg` re-offered media, `held` or not: where it is the agent's leg of a call whose
-    /// caller is a Teams user on a Direct Routing trunk, the caller is told
-    /// ([`Self::teams_hold`]).
+    /// Leg `leg` re-offered media, `held` or not: where it is the agent's leg, the agent put
+    /// the caller on hold or took them back. A Teams caller on a Direct Routing trunk is told
+    /// ([`Self::teams_hold`]); any other caller hears the tenant's music on hold from the
+    /// relay meanwhile, not what the agent's phone sends (silence, or its own music).
     fn agent_held(&mut self, leg: UaCall, held: bool, now: Instant) {
         let Some(Leg::Offer { call: n, .. }) = self.legs.get(&leg).copied() else {
             return;
@@ -6469,10 +6470,24 @@ impl Edge {
         if self
             .calls
             .get(&n)
-            .is_some_and(|c| c.agent.is_some_and(|(_, l)| l == leg))
+            .is_none_or(|c| c.agent.is_none_or(|(_, l)| l != leg))
         {
-            self.teams_hold(n, held, now);
+            return;
         }
+        self.teams_hold(n, held, now);
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        // In a consultation or a conference the router's own mix decides what the caller
+        // hears; a Teams caller held with `a=inactive` gets no media at all.
+        if c.consult.is_some() || c.consult_wait.is_some() || !c.joined.is_empty() || c.teams_held {
+            return;
+        }
+        let playlist = Playlist {
+            clips: Vec::new(),
+            then_loop: held.then(|| self.prompts.music.clone()),
+        };
+        self.relay.play(c.caller_leg, playlist);
     }
 
     /// Call `n`'s caller, when a Teams user on a Direct Routing trunk, is put on hold (`held`)

@@ -5544,7 +5544,9 @@ async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
 
 /// The record counts time on hold and each offer's ring: the caller's phone holds the call
 /// for 2 s (a re-INVITE with `sendonly`, then `sendrecv` again), and the record says about 2 s
-/// on hold; Adele's offer has its end noted, after its start.
+/// on hold; Adele's offer has its end noted, after its start. While it holds the call, the
+/// caller's phone sends silence, not its microphone (its tone): Adele hears a gap of about
+/// 2 s between the tone before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_counts_the_time_on_hold_and_the_ring_of_each_offer() {
     let _turn = CALLS.turn().await;
@@ -5558,16 +5560,19 @@ async fn the_record_counts_the_time_on_hold_and_the_ring_of_each_offer() {
         "--codec",
         "pcmu",
         "--hangup-after",
-        "6",
+        "7",
+        // From the router's answer: Adele (rung 1 s) has the call by then.
         "--hold-after",
-        "1",
+        "3",
     ];
     let (ok, ev) = c.call_with("+18005550100", &args, "caller.wav", "heard.wav");
     assert!(ok, "{ev:?}");
     took_the_call(adele, "Adele").await;
-    let r = c.calls().await.remove(0);
-    let held = r["hold_seconds"].as_u64().unwrap_or(99);
-    assert!((1..=3).contains(&held), "about 2 s on hold: {r}");
+    let (r, gap) = held_two_seconds(&c, "adele.wav").await;
+    assert!(
+        (30..=50).contains(&gap),
+        "Adele heard about 2 s of silence while the caller held the call: {gap} blocks of 50 ms"
+    );
     let offer = &r["offers"][0];
     assert_eq!(offer["outcome"], "answered", "{r}");
     let at = time::OffsetDateTime::parse(
@@ -5585,6 +5590,49 @@ async fn the_record_counts_the_time_on_hold_and_the_ring_of_each_offer() {
         (0.5..5.0).contains(&ring),
         "Adele's phone rang about 1 s: {ring} s"
     );
+    c.router.stop().await.unwrap();
+}
+
+/// The newest call's record, which counts about 2 s on hold, and the longest gap (in 50 ms
+/// blocks) in the recording `name`.
+async fn held_two_seconds(c: &Center, name: &str) -> (Value, usize) {
+    let r = c.calls().await.remove(0);
+    let held = r["hold_seconds"].as_u64().unwrap_or(99);
+    assert!((1..=3).contains(&held), "about 2 s on hold: {r}");
+    let path = c.dir.path().join(name);
+    let (samples, rate) = read_mono(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (r, tone::longest_gap(&samples, rate))
+}
+
+/// Adele's phone holds the call 2 s after she answers and resumes 2 s later: the caller hears
+/// the tenant's music on hold meanwhile (no gap in what they hear; Adele's phone sends
+/// silence while it holds), then Adele again; the record counts the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_the_agent_holds_hears_music_then_the_agent_again() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
+    c.tones(12);
+    let adele = c
+        .agent_with(
+            "adele@contoso.example",
+            1.0,
+            &["--hold-after", "2"],
+            "agent.wav",
+            "adele.wav",
+        )
+        .await;
+    assert!(c.becomes("adele@contoso.example", "ready").await);
+    let (ok, ev) = c.call("+18005550100", 8, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(adele, "Adele").await;
+    let (_, gap) = held_two_seconds(&c, "heard.wav").await;
+    assert!(
+        gap < 15,
+        "the caller heard music while held, no silence: a gap of {gap} blocks of 50 ms"
+    );
+    // Adele before the hold and after it.
+    let adele_heard = blocks_with(&c, "heard.wav", AGENT_HZ, 0.5);
+    assert!(adele_heard > 40, "the caller heard Adele: {adele_heard}");
     c.router.stop().await.unwrap();
 }
 

@@ -304,8 +304,10 @@ impl CallAudio {
                         }
                         None => pcm.fill(0),
                     }
-                    // Muted: the file or device keeps running, the call carries silence.
-                    if muted && !echo {
+                    // Muted, or held by us (we only send: `sendonly`): the file or device
+                    // keeps running, the call carries silence — the person held never hears
+                    // what is said meanwhile.
+                    if (muted || !c.recv) && !echo {
                         pcm.fill(0);
                     }
                     let packet = c.session.packetise(pcm);
