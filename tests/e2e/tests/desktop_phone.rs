@@ -5,10 +5,10 @@
 //! the status bar says so. The agent goes Ready in the window; a headless caller
 //! (`switchboard-agent call`) dials the demo number on the trunk and presses 1 (billing). The
 //! window pops the call up with the caller, the number dialled, the queue and the attendant
-//! choice; Answer; the in-call panel shows the call and its timer; the caller hangs up; the
-//! wrap-up panel counts the router's wrap-up down and offers the queue's codes and notes;
-//! "resolved", notes, Done; the router's call record has the disposition, the notes and the
-//! agent.
+//! choice; Answer; the in-call panel shows the call and its timer; Hold, then Resume; the
+//! caller hangs up; the wrap-up panel counts the router's wrap-up down and offers the queue's
+//! codes and notes; "resolved", notes, Done; the router's call record has the disposition,
+//! the notes, the agent and the time on hold.
 //!
 //! Audio crosses both ways, on a PulseAudio server of the test's own with null sinks
 //! (`switchboard_e2e::pulse`): the window plays the caller's 440 Hz into its default sink,
@@ -229,7 +229,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let _mic = pulse.play("sb_mic", &mic_tone)?;
         let heard_wav = work.path().join("heard.wav");
         let uri = format!("sip:+18005550100@127.0.0.1:{sip}");
-        let mut cmd = trunk_caller(&uri, "1", "10", &tone)?;
+        let mut cmd = trunk_caller(&uri, "1", "14", &tone)?;
         cmd.arg("--record").arg(&heard_wav);
         let caller = tokio::task::spawn_blocking(move || cmd.output());
 
@@ -266,6 +266,14 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
         wait_text(&c, r#"[data-testid="call-quality"]"#, "MOS").await?;
         screenshot(&c, "phone-in-call.png").await?;
+        // Hold and resume: the panel says so, and the router counts the hold (the caller
+        // hears its music meanwhile, not the window's microphone).
+        click(&c, r#"[data-testid="hold"]"#).await?;
+        wait_attr(&c, r#"[data-testid="hold"]"#, "aria-pressed", "true").await?;
+        screenshot(&c, "phone-on-hold.png").await?;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        click(&c, r#"[data-testid="hold"]"#).await?;
+        wait_attr(&c, r#"[data-testid="hold"]"#, "aria-pressed", "false").await?;
 
         // 6. The caller hangs up: wrap-up with the billing queue's codes.
         let out = caller
@@ -327,6 +335,10 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         .await?;
         assert_eq!(recs[0]["agent"], AGENT, "{recs:?}");
         assert_eq!(recs[0]["caller"], CALLER, "{recs:?}");
+        assert!(
+            recs[0]["hold_seconds"].as_u64().is_some_and(|s| s >= 1),
+            "the hold counted: {recs:?}"
+        );
         assert_eq!(
             recs[0]["choices"],
             serde_json::json!(["main:1"]),
