@@ -1025,8 +1025,12 @@ impl Engine {
                     }
                 }
             }
-            UaEvent::MediaChanged { call, media, .. } => {
-                self.audio.update(call, &media);
+            UaEvent::MediaChanged {
+                call,
+                media,
+                by_peer,
+            } => {
+                self.audio.update(call, &media, !by_peer);
                 self.emit(PhoneEvent::MediaChanged {
                     call,
                     media: MediaInfo::from(&media),

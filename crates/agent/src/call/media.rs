@@ -25,6 +25,10 @@ struct CallMedia {
     source: Option<WavSource>,
     sink: Option<WavSink>,
     send: bool,
+    /// We hold the call (our own re-offer made it `sendonly` or `inactive`): it carries
+    /// silence, never the microphone or the file, until we resume it. Not so when the other
+    /// side asked only to receive (its `recvonly` offer): then we talk on.
+    held: bool,
     /// The other side is to send us audio (`sendrecv`, or `recvonly` on our side): not while
     /// either side holds the call.
     recv: bool,
@@ -157,7 +161,7 @@ impl CallAudio {
     /// A call's media is agreed: start carrying it. The error says why it cannot be.
     fn start(&mut self, call: CallId, m: &Negotiated) -> Result<(), CallError> {
         if self.calls.contains_key(&call) {
-            return self.update(call, m);
+            return self.update(call, m, false);
         }
         let codec = Codec::from_name(&m.codec.encoding, m.codec.clock_rate).ok_or_else(|| {
             CallError::Media(format!(
@@ -216,6 +220,7 @@ impl CallAudio {
                 source,
                 sink,
                 send,
+                held: false,
                 recv,
                 rtcp_mux: m.rtcp_mux,
                 keys,
@@ -228,8 +233,9 @@ impl CallAudio {
         Ok(())
     }
 
-    /// New offer/answer on the call (hold, resume, a new address).
-    fn update(&mut self, call: CallId, m: &Negotiated) -> Result<(), CallError> {
+    /// New offer/answer on the call (hold, resume, a new address); `ours` when we made the
+    /// offer (our hold or resume).
+    fn update(&mut self, call: CallId, m: &Negotiated, ours: bool) -> Result<(), CallError> {
         if let Some(c) = self.calls.get_mut(&call) {
             let keys = m.local_crypto.clone().zip(m.remote_crypto.clone());
             if keys != c.keys {
@@ -244,6 +250,9 @@ impl CallAudio {
             c.session.set_telephone_event(m.telephone_event);
             c.rtcp_mux = m.rtcp_mux;
             (c.send, c.recv) = directions(m.direction);
+            if ours {
+                c.held = m.direction != Direction::SendRecv;
+            }
         }
         Ok(())
     }
@@ -304,10 +313,9 @@ impl CallAudio {
                         }
                         None => pcm.fill(0),
                     }
-                    // Muted, or held by us (we only send: `sendonly`): the file or device
-                    // keeps running, the call carries silence — the person held never hears
-                    // what is said meanwhile.
-                    if (muted || !c.recv) && !echo {
+                    // Muted, or held by us: the file or device keeps running, the call
+                    // carries silence — the person held never hears what is said meanwhile.
+                    if (muted || c.held) && !echo {
                         pcm.fill(0);
                     }
                     let packet = c.session.packetise(pcm);
@@ -475,7 +483,8 @@ enum Cmd {
     Mute(bool),
     Volume(f32),
     Devices(Option<DeviceChoice>),
-    Update(CallId, Box<Negotiated>),
+    /// The call's media changed; `true` when by our own offer.
+    Update(CallId, Box<Negotiated>, bool),
     Stop(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
     Stats(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
     Heard(CallId, oneshot::Sender<Option<(u64, bool)>>),
@@ -564,8 +573,8 @@ impl AudioHandle {
                         Some(Cmd::Start(call, m, reply)) => {
                             let _ = reply.send(audio.start(call, &m));
                         }
-                        Some(Cmd::Update(call, m)) => {
-                            if let Err(e) = audio.update(call, &m) {
+                        Some(Cmd::Update(call, m, ours)) => {
+                            if let Err(e) = audio.update(call, &m, ours) {
                                 let _ = ev_tx.send(AudioEvent::Problem { call, kind: "srtp_setup", message: e.to_string() });
                             }
                         }
@@ -726,9 +735,10 @@ impl AudioHandle {
         self.events.recv().await
     }
 
-    /// Hold, resume, a new address.
-    pub fn update(&self, call: CallId, m: &Negotiated) {
-        let _ = self.tx.send(Cmd::Update(call, Box::new(m.clone())));
+    /// Hold, resume, a new address; `ours` when we made the offer (our hold or resume: the
+    /// call carries silence while we hold it).
+    pub fn update(&self, call: CallId, m: &Negotiated, ours: bool) {
+        let _ = self.tx.send(Cmd::Update(call, Box::new(m.clone()), ours));
     }
 
     /// A call's figures so far and its estimated MOS; `None` when it carries no audio.
