@@ -6492,9 +6492,9 @@ impl Edge {
 
     /// Call `n`'s caller, when a Teams user on a Direct Routing trunk, is put on hold (`held`)
     /// or resumed: a re-INVITE with `a=inactive` — the only hold Teams understands — or
-    /// `sendrecv`. Callers on other trunks hear the agent's phone as it sends (its own music or
-    /// silence) and get no re-INVITE; nor does a Teams caller while the router itself plays
-    /// them music (consultations, queues).
+    /// `sendrecv`. Callers on other trunks get no re-INVITE (they hear the router's music on
+    /// hold, [`Self::agent_held`]); nor does a Teams caller while the router itself plays them
+    /// music (consultations, queues).
     fn teams_hold(&mut self, n: u64, held: bool, now: Instant) {
         let Some(c) = self.calls.get(&n) else {
             return;
