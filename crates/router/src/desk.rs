@@ -810,14 +810,14 @@ impl TenantRt {
         self.agent(a).map(|r| r.upn.clone()).unwrap_or_default()
     }
 
-    /// Agents of queue `q` logged in now (in any state but Offline), those `besides` left out
-    /// (the agent consulting, and those the consultation already rang): those a consultation
-    /// of the queue may wait for.
-    pub fn queue_staffed(&self, q: QueueId, besides: &[AgentId]) -> u32 {
+    /// Agents of queue `q` logged in now (in any state but Offline) besides `me` (the agent
+    /// consulting) and those `passed` over (whom their consultation already rang): those a
+    /// consultation of the queue may wait for.
+    pub fn queue_staffed(&self, q: QueueId, me: AgentId, passed: &[AgentId]) -> u32 {
         self.engine
             .members(q)
             .iter()
-            .filter(|a| !besides.contains(a))
+            .filter(|a| **a != me && !passed.contains(a))
             .filter(|a| {
                 self.agent(**a)
                     .is_some_and(|r| r.state() != AgentState::Offline)
@@ -853,7 +853,7 @@ impl TenantRt {
                                 .is_some_and(|r| r.state() == AgentState::Ready)
                         })
                         .count() as u32,
-                    staffed: self.queue_staffed(QueueId(i as u32), &[me]),
+                    staffed: self.queue_staffed(QueueId(i as u32), me, &[]),
                     mine: members.contains(&me),
                 }
             })

@@ -4655,12 +4655,10 @@ impl Edge {
             };
             let (free, staffed, unrung) = self.cc.with(|d| {
                 let t = &mut d.tenants[tenant];
-                let mut besides = passed.clone();
-                besides.push(agent);
                 (
                     t.engine.next_for_consult(q, &passed).is_some(),
-                    t.queue_staffed(q, &[agent]),
-                    t.queue_staffed(q, &besides),
+                    t.queue_staffed(q, agent, &[]),
+                    t.queue_staffed(q, agent, &passed),
                 )
             });
             if staffed == 0 {
@@ -4731,15 +4729,13 @@ impl Edge {
                 Some(Route::Queue(q)) => {
                     let name = t.queues.get(q.0 as usize).map(|x| x.name.clone());
                     let name = name.unwrap_or_default();
-                    let mut besides = passed.clone();
-                    besides.push(agent);
                     match t.engine.next_for_consult(q, &passed) {
                         Some(a) => (Some(Route::Agent(a)), Some((q, name))),
-                        None if t.queue_staffed(q, &besides) > 0 => {
+                        None if t.queue_staffed(q, agent, &passed) > 0 => {
                             wait = Some((q, name));
                             return None;
                         }
-                        None if t.queue_staffed(q, &[agent]) > 0 => {
+                        None if t.queue_staffed(q, agent, &[]) > 0 => {
                             return Some(Err(ConsultRefusal::QueueAllRung(name)));
                         }
                         None => return Some(Err(ConsultRefusal::NoQueueAgent(name))),

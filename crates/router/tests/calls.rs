@@ -3524,6 +3524,14 @@ impl Desk {
     }
 
     /// `GET /v1/agents/me` of `who`.
+    /// A second after Adele is on the call, she consults `target`: the step.
+    async fn adele_consults(&self, target: &str) -> String {
+        const ADELE: &str = "adele@contoso.example";
+        self.until(ADELE, state_of, "on_call").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        self.step(ADELE, "consult", Some(target)).await
+    }
+
     /// Once Adele is on the call, Alex and Megan turn Ready and Adele consults queue
     /// `anyone`: the step.
     async fn consult_anyone(&self) -> String {
@@ -3921,9 +3929,7 @@ async fn a_consultation_waiting_in_a_queue_ends_when_its_agents_sign_off_or_the_
     let base = c.base.clone();
     let desk = tokio::spawn(async move {
         const ADELE: &str = "adele@contoso.example";
-        d.until(ADELE, state_of, "on_call").await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        d.step(ADELE, "consult", Some("orders")).await;
+        d.adele_consults("orders").await;
         d.until(ADELE, consult_of, "waiting").await;
         let r = http
             .delete(format!("{base}/v1/agents/me/sip-credentials"))
@@ -3994,9 +4000,7 @@ async fn an_agent_who_hangs_up_while_a_queue_consultation_waits_leaves_no_wait_b
     let d = Desk::of(&c);
     let desk = tokio::spawn(async move {
         const ADELE: &str = "adele@contoso.example";
-        d.until(ADELE, state_of, "on_call").await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        d.step(ADELE, "consult", Some("escalations")).await;
+        d.adele_consults("escalations").await;
         d.until(ADELE, consult_of, "talking").await;
         d.step(ADELE, "consult/conference", None).await;
         d.step(ADELE, "consult", Some("orders")).await;
@@ -4298,9 +4302,7 @@ async fn an_agent_who_hangs_up_while_their_consultation_rings_leaves_the_caller_
     let d = Desk::of(&c);
     let desk = tokio::spawn(async move {
         const ADELE: &str = "adele@contoso.example";
-        d.until(ADELE, state_of, "on_call").await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        let first = d.step(ADELE, "consult", Some("alex@contoso.example")).await;
+        let first = d.adele_consults("alex@contoso.example").await;
         let gone = d
             .status_until(ADELE, Duration::from_secs(10), |st| {
                 st["state"] != "on_call"
@@ -4418,9 +4420,7 @@ async fn an_agent_who_hangs_up_while_consulting_a_queue_leaves_the_caller_in_tha
     let d = Desk::of(&c);
     let desk = tokio::spawn(async move {
         const ADELE: &str = "adele@contoso.example";
-        d.until(ADELE, state_of, "on_call").await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        d.step(ADELE, "consult", Some("orders")).await;
+        d.adele_consults("orders").await;
         let waiting = d.until(ADELE, consult_of, "waiting").await;
         let gone = d
             .status_until(ADELE, Duration::from_secs(10), |st| {
