@@ -453,6 +453,10 @@ struct Call {
     reinvite: Option<PendingReinvite>,
     /// An incoming re-INVITE being answered (its CSeq), waiting for its ACK.
     answering_reinvite: bool,
+    /// A hold or resume asked for while another offer was under way (§14.1 allows one INVITE
+    /// transaction at a time): the direction it offers, sent when that exchange is over. Only
+    /// the last wish is kept.
+    queued_hold: Option<Direction>,
     /// The REFER subscription we serve (we are the transferee): its id (the REFER's CSeq).
     refer_sub: Option<u32>,
     auth: Option<(Challenge, u32, bool)>,
@@ -515,6 +519,7 @@ impl Call {
             last_ack: None,
             reinvite: None,
             answering_reinvite: false,
+            queued_hold: None,
             refer_sub: None,
             auth: None,
             replaces: None,
@@ -1016,8 +1021,6 @@ pub enum UaError {
     NoSuchCall(CallId),
     #[error("call {0} cannot be {1} in its current state")]
     WrongState(CallId, &'static str),
-    #[error("call {0} is busy with another media change; try again in a moment")]
-    Busy(CallId),
     #[error("{0:?} is not a DTMF digit (0-9, *, #, A-D)")]
     BadDigit(char),
     #[error("media negotiation failed: {0}")]

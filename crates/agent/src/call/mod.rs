@@ -70,8 +70,8 @@ pub enum CallError {
     Address(#[from] switchboard_sip::udp::AddressError),
     #[error(transparent)]
     Dns(#[from] switchboard_sip::dns::DnsError),
-    /// The SIP user agent refused the command (no such call, busy with another media
-    /// change, a bad URI …).
+    /// The SIP user agent refused the command (no such call, a call not yet answered, a bad
+    /// URI …).
     #[error(transparent)]
     Sip(#[from] UaError),
     /// The engine has stopped (closed, or its transport failed).

@@ -14,7 +14,7 @@ use switchboard_agent::call::media::device_choice;
 use switchboard_agent::call::{
     parse_codecs, parse_port_range, Account, CallError, CallId, DtmfVia, EndReason, MediaOptions,
     Phone, PhoneEvent, PhoneEvents, PhoneOptions, ReferPolicy, ReferRefusal, RegistrationState,
-    RingOptions, RouterOffer, SrtpMode, Transport, UaError,
+    RingOptions, RouterOffer, SrtpMode, Transport,
 };
 use switchboard_media::srtp::Suite;
 use tokio::time::Instant as TokioInstant;
@@ -1057,7 +1057,6 @@ async fn run<F: std::future::Future<Output = ()>>(
                 for (call, (start, plan)) in active.iter_mut() {
                     while plan.first().is_some_and(|(d, _)| *start + *d <= tnow) {
                         let (_, action) = plan.remove(0);
-                        let retry = action.clone();
                         let r = match action {
                             // In the media path when the call agreed telephone-event (RFC 4733),
                             // else as SIP INFO (the engine decides, --dtmf-info forces INFO).
@@ -1073,13 +1072,6 @@ async fn run<F: std::future::Future<Output = ()>>(
                             Action::Hangup => s.phone.hangup(*call),
                         };
                         match r {
-                            // Another offer/answer exchange is under way (e.g. a hold retried
-                            // after glare): do this once it is over, as a person would.
-                            Err(CallError::Sip(UaError::Busy(_))) => {
-                                let at = tnow.duration_since(*start) + Duration::from_millis(250);
-                                plan.insert(0, (at, retry));
-                                break;
-                            }
                             Err(CallError::Stopped) => bail!("the phone stopped"),
                             Err(e) => {
                                 s.out.event("error", serde_json::json!({"call": call, "error": e.to_string()}), format!("call {call}: {e}"));

@@ -17,6 +17,12 @@ impl UserAgent {
     /// A re-INVITE offering `direction`: `sendonly` (RFC 3264 §8.4 hold) or `inactive` for
     /// peers that understand no other hold (Microsoft Teams' Direct Routing), `sendrecv` to
     /// resume.
+    ///
+    /// While another offer/answer exchange is under way (our re-INVITE or session refresh, a
+    /// peer's re-INVITE we answered with an offer and whose ACK has not come) a second INVITE
+    /// may not start (§14.1): the wish waits and goes when that exchange is over (one waiting
+    /// for its retry after a 491 included), the last of several waiting wishes winning. The
+    /// change is reported by [`UaEvent::MediaChanged`] once it is agreed.
     pub fn hold_as(
         &mut self,
         call: CallId,
@@ -27,15 +33,44 @@ impl UserAgent {
         if c.state != CallState::Confirmed {
             return Err(UaError::WrongState(call, "put on hold"));
         }
-        if c.reinvite.is_some() || c.answering_reinvite {
-            return Err(UaError::Busy(call));
+        if c.reinvite.is_some() || c.answering_reinvite || c.refreshing {
+            tracing::debug!(
+                call,
+                ?direction,
+                "another offer is under way; the hold waits for it"
+            );
+            c.queued_hold = Some(direction);
+            return Ok(());
         }
+        c.queued_hold = None;
         c.reinvite = Some(PendingReinvite {
             direction,
             retry_at: None,
         });
         self.send_reinvite(call, now);
         Ok(())
+    }
+
+    /// The offer/answer exchange under way on `call` is over: a hold or resume that waited for
+    /// it goes now.
+    pub(super) fn send_queued_hold(&mut self, call: CallId, now: Instant) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Confirmed
+            || c.reinvite.is_some()
+            || c.answering_reinvite
+            || c.refreshing
+        {
+            return;
+        }
+        if let Some(direction) = c.queued_hold.take() {
+            c.reinvite = Some(PendingReinvite {
+                direction,
+                retry_at: None,
+            });
+            self.send_reinvite(call, now);
+        }
     }
 
     /// A re-INVITE or UPDATE with (or without) a new offer.
@@ -148,6 +183,7 @@ impl UserAgent {
                         .events
                         .push_back(UaEvent::MediaChangeFailed { call: id, status }),
                 }
+                self.send_queued_hold(id, now);
             }
             491 => {
                 // §14.1: glare. Retry after 2.1–4 s if we own the Call-ID, else 0–2 s.
@@ -172,16 +208,17 @@ impl UserAgent {
                     c.reinvite = None;
                     c.our_offer = None;
                 }
-                if was_refresh && status != 481 && status != 408 {
-                    // The next attempt comes from the timer (10 s later).
-                    return;
-                }
                 if status == 481 || status == 408 {
                     self.end_call(id, EndReason::RemoteBye);
-                } else {
+                    return;
+                }
+                // A failed refresh is tried again by the timer (10 s later), and is no media
+                // change.
+                if !was_refresh {
                     self.events
                         .push_back(UaEvent::MediaChangeFailed { call: id, status });
                 }
+                self.send_queued_hold(id, now);
             }
         }
     }

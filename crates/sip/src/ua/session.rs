@@ -407,6 +407,7 @@ impl UserAgent {
                 by_peer: true,
             });
         }
+        self.send_queued_hold(id, now);
     }
 
     /// An answered call that replaced another (RFC 3891 §3): the old one ends with BYE.

@@ -459,6 +459,96 @@ fn hold_resume_and_glare() {
     assert!(net.ua(0).media(a).is_some() && net.ua(1).media(b).is_some());
 }
 
+/// §14.1 allows one INVITE transaction at a time: a hold asked for while our session refresh,
+/// or our own re-INVITE (sent, or waiting for its retry after a 491), is under way waits for
+/// it and then goes; of several waiting wishes the last wins.
+#[test]
+fn a_hold_asked_while_another_offer_is_under_way_waits_for_it() {
+    let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
+    let (a, b) = net.call(0, 1);
+    net.take(0);
+    net.take(1);
+    let now = net.now;
+    // Runs the network after `ask`, checks that only one INVITE of Alice's was ever open (each
+    // got its final response from Bob before the next went), and returns how many Alice sent
+    // and the direction each side agreed last.
+    let exchange = |net: &mut Net, ask: &dyn Fn(&mut UserAgent)| {
+        let before = net.ladder.len();
+        ask(net.ua(0));
+        net.run();
+        let (mut open, mut invites) = (false, 0);
+        for l in &net.ladder[before..] {
+            if l.starts_with("127.0.0.1:5061 -> 127.0.0.1:5062: INVITE sip:") {
+                assert!(!open, "a second INVITE while one is open\n{}", net.ladder());
+                open = true;
+                invites += 1;
+            } else if l.starts_with("127.0.0.1:5062 -> 127.0.0.1:5061: SIP/2.0 200")
+                || l.starts_with("127.0.0.1:5062 -> 127.0.0.1:5061: SIP/2.0 491")
+            {
+                open = false;
+            }
+        }
+        let dir = |evs: Vec<UaEvent>| {
+            evs.iter().rev().find_map(|e| match e {
+                UaEvent::MediaChanged { media, .. } => Some(media.direction),
+                _ => None,
+            })
+        };
+        (invites, dir(net.take(0)), dir(net.take(1)))
+    };
+
+    // A refresh is on the wire when the agent presses Hold: the refresh, then the hold.
+    let held = exchange(&mut net, &|ua| {
+        ua.refresh_session(a, now);
+        ua.hold(a, true, now).unwrap();
+    });
+    let want = (2, Some(Direction::SendOnly), Some(Direction::RecvOnly));
+    assert_eq!(held, want, "{}", net.ladder());
+
+    // Our resume is on the wire; a hold as Teams wants it and another hold are asked for
+    // meanwhile: only the last wish goes after it.
+    let last_wins = exchange(&mut net, &|ua| {
+        ua.hold(a, false, now).unwrap();
+        ua.hold_as(a, Direction::Inactive, now).unwrap();
+        ua.hold_as(a, Direction::SendOnly, now).unwrap();
+    });
+    assert_eq!(last_wins, want, "{}", net.ladder());
+
+    // Glare: both re-INVITE at once; while ours waits to be retried after the 491 we ask for
+    // a hold as Teams wants it: the retry goes as it was, then the new wish.
+    net.ua(0).hold(a, false, now).unwrap();
+    net.ua(1).hold(b, true, now).unwrap();
+    net.run();
+    assert!(net.ua(0).calls[&a]
+        .reinvite
+        .as_ref()
+        .is_some_and(|p| p.retry_at.is_some()));
+    net.ua(0).hold_as(a, Direction::Inactive, now).unwrap();
+    net.advance(Duration::from_secs(10));
+    let offered: Vec<&str> = net
+        .wire
+        .iter()
+        .filter(|(f, _, _, t)| f.port() == 5061 && t.starts_with("INVITE sip:"))
+        .filter_map(|(_, _, _, t)| {
+            t.lines()
+                .find(|l| l.starts_with("a=s") || l.starts_with("a=i"))
+        })
+        .collect();
+    assert_eq!(
+        offered[offered.len().saturating_sub(3)..],
+        ["a=sendrecv", "a=sendrecv", "a=inactive"],
+        "the resume, its retry after the 491, then the hold\n{}",
+        net.ladder()
+    );
+    assert_eq!(
+        net.ua(0).media(a).map(|m| m.direction),
+        Some(Direction::Inactive),
+        "{}",
+        net.ladder()
+    );
+    assert_eq!(ended(&net.take(0)), None);
+}
+
 #[test]
 fn an_ice_restart_is_answered_with_new_credentials() {
     use crate::sdp::IceLite;
