@@ -93,6 +93,29 @@ pub fn longest_gap(samples: &[i16], rate: u32) -> usize {
     longest
 }
 
+/// The longest break in a tone at `freq`: the longest run of 50 ms blocks that do not hold
+/// most of their energy at `freq` between two that do (a party that went on hold, and came
+/// back), and the longest run of quiet blocks inside that break (what the listener heard
+/// meanwhile: music, or silence). `(0, 0)` when the tone never breaks off and comes back.
+pub fn longest_break(samples: &[i16], rate: u32, freq: f64) -> (usize, usize) {
+    let (mut best, mut run, mut seen) = ((0, 0), (0, 0, 0), false);
+    for b in blocks(samples, rate) {
+        if loud(b) && energy_share(b, rate, freq) >= 0.5 {
+            if seen && run.0 > best.0 {
+                best = (run.0, run.2);
+            }
+            seen = true;
+            run = (0, 0, 0);
+        } else {
+            // (blocks, quiet run now, longest quiet run)
+            run.0 += 1;
+            run.1 = if loud(b) { 0 } else { run.1 + 1 };
+            run.2 = run.2.max(run.1);
+        }
+    }
+    best
+}
+
 /// How many 50 ms blocks with real energy hold at least `share` of it at `freq`: how long a
 /// tone was heard, in a mix too (a tone among others holds about its part).
 pub fn blocks_holding(samples: &[i16], rate: u32, freq: f64, share: f64) -> usize {
@@ -150,6 +173,33 @@ mod tests {
         assert_eq!(blocks_holding(&x, 8000, 1000.0, 0.2), 20);
         assert_eq!(blocks_holding(&x, 8000, 440.0, 0.2), 40);
         assert_eq!(blocks_holding(&x, 8000, 700.0, 0.2), 0);
+    }
+
+    #[test]
+    fn the_longest_break_in_a_tone_and_what_filled_it() {
+        let rate = 8000;
+        let tone = |n| sine(440.0, rate, 8000.0, 0, n);
+        let music = |n| sine(300.0, rate, 8000.0, 0, n);
+        let quiet = |n| vec![0i16; n];
+        // Music before the tone is no break; then 1 s of music with 0.25 s of quiet in it,
+        // a short 0.5 s of silence, and a break that never ends.
+        let x: Vec<i16> = [
+            music(8000),
+            tone(4000),
+            music(3200),
+            quiet(2000),
+            music(2800),
+            tone(4000),
+            quiet(4000),
+            tone(4000),
+            music(16_000),
+        ]
+        .concat();
+        assert_eq!(longest_break(&x, rate, 440.0), (20, 5));
+        assert_eq!(longest_break(&tone(8000), rate, 440.0), (0, 0));
+        assert_eq!(longest_break(&music(8000), rate, 440.0), (0, 0));
+        let silent_hold: Vec<i16> = [tone(4000), quiet(16_000), tone(4000)].concat();
+        assert_eq!(longest_break(&silent_hold, rate, 440.0), (40, 40));
     }
 
     #[test]

@@ -2174,6 +2174,7 @@ impl Edge {
                 self.hold_changed(call, held, now);
                 if by_peer {
                     self.agent_held(call, held, now);
+                    self.far_held(call, media.direction);
                 }
             }
             UaEvent::Ended { call, reason } => {
@@ -6482,6 +6483,33 @@ impl Edge {
         let playlist = Playlist {
             clips: Vec::new(),
             then_loop: held.then(|| self.prompts.music.clone()),
+        };
+        self.relay.play(c.caller_leg, playlist);
+    }
+
+    /// Leg `leg` re-offered media itself, and the router now sends it `ours`. Where it is the
+    /// outside party the caller was handed to (a number, or a Teams user over Direct Routing)
+    /// and it holds so that it sends nothing — `a=inactive`, the only hold Teams makes, or
+    /// `recvonly` — the caller hears the tenant's music on hold from the relay rather than
+    /// silence, and the party again when it resumes. A `sendonly` hold is passed on as it is:
+    /// the holder sends what the caller should hear (a PBX's own music). In a conference the
+    /// others still hear each other and nothing changes.
+    fn far_held(&mut self, leg: UaCall, ours: switchboard_sip::sdp::Direction) {
+        use switchboard_sip::sdp::Direction;
+        let Some(Leg::Far(n)) = self.legs.get(&leg).copied() else {
+            return;
+        };
+        let Some(c) = self.calls.get(&n) else {
+            return;
+        };
+        if !c.handed_out || c.far.is_none_or(|(l, _)| l != leg) || !c.joined.is_empty() {
+            return;
+        }
+        let silent = matches!(ours, Direction::Inactive | Direction::SendOnly);
+        tracing::info!(call = %c.id, held = silent, "the party the caller was handed to holds or resumes");
+        let playlist = Playlist {
+            clips: Vec::new(),
+            then_loop: silent.then(|| self.prompts.music.clone()),
         };
         self.relay.play(c.caller_leg, playlist);
     }

@@ -9,6 +9,8 @@ use crate::teams_proxy::{SbcCertificate, TeamsProxy, TeamsProxyOptions, TeamsUse
 
 const TEAMS_HZ: f64 = 700.0;
 const EXPERT_HZ: f64 = 1600.0;
+/// Dave's, a Teams user an expert transfers to.
+const DAVE_HZ: f64 = 1250.0;
 
 /// The router's configuration for tenants behind `proxy`: TLS with `cert` (mutual), the
 /// proxies' names resolved to the simulator, then `tenants`.
@@ -1050,7 +1052,8 @@ async fn a_three_party_call_with_an_expert_in_teams_where_everyone_hears_everyon
 /// The expert in Teams, given the caller by Adele, transfers them on with REFER the way Teams
 /// does (the proxy rewrites Refer-To): back to the queue's number, where Alex takes them; and,
 /// on a second call, to another Teams user named by MRI (`x-m`, `x-t`), whom the router calls
-/// through the proxy with Referred-By.
+/// through the proxy with Referred-By; when that user holds the caller (`a=inactive`), the
+/// caller hears music.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_colleague() {
     let _turn = CALLS.alone().await;
@@ -1095,7 +1098,7 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
 
     // A second call: the expert sends the caller to Dave, another Teams user, by MRI.
     let colleague =
-        proxy.start_teams_user_with(&dave, "auto", AGENT_HZ as u32, ";mediaenc=srtp-mand");
+        proxy.start_teams_user_with(&dave, "auto", DAVE_HZ as u32, ";mediaenc=srtp-mand");
     let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
     let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard-2.wav").await;
     expert.command("transfer", &format!("sip:{}@{}", dave.number, proxy.users));
@@ -1105,12 +1108,27 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
         "{log}"
     );
     colleague.wait_for("Call established", Duration::from_secs(20));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Dave puts the caller on hold the Teams way (`a=inactive`: Teams sends nothing then) for
+    // 3 s and resumes: the caller hears the router's music meanwhile, not silence, then Dave.
+    colleague.command("hold", "");
+    proxy.wait_for_log("teams-reinvite direction=inactive", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    colleague.command("resume", "");
+    proxy.wait_for_log("teams-reinvite direction=sendrecv", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(2)).await;
     caller.command("hangup", "");
     let (share, loud) = teams_heard(&colleague, TEAMS_HZ, EXPERT_HZ);
     assert!(
         loud >= 20 && share >= 0.7,
         "Dave in Teams heard the caller: {share:.2} of {loud} blocks"
+    );
+    let (samples, rate) = read_mono(&caller.heard_wav(Duration::from_secs(20))).unwrap();
+    let (held, quiet) = tone::longest_break(&samples, rate, DAVE_HZ);
+    assert!(
+        held >= 40 && quiet < 15,
+        "the caller heard music while Dave held, then Dave: a break of {held} blocks of 50 ms \
+         in Dave's voice, {quiet} of them quiet in a row"
     );
     let recs = c.calls().await;
     let second = recs
