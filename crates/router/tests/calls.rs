@@ -3532,6 +3532,27 @@ impl Desk {
         self.step(ADELE, "consult", Some(target)).await
     }
 
+    /// Adele has hung up during her consultation: once she is off the call she is off for the
+    /// day (Not ready), Megan turns Ready if `megan_ready`; then Megan's status once she is
+    /// on a call (30 s at most), and Alex's.
+    async fn adele_gone_megan_takes_over(&self, megan_ready: bool) -> (Value, Value) {
+        const ADELE: &str = "adele@contoso.example";
+        self.status_until(ADELE, Duration::from_secs(10), |st| {
+            st["state"] != "on_call"
+        })
+        .await;
+        self.set_state(ADELE, "not_ready").await;
+        if megan_ready {
+            self.set_state("megan@contoso.example", "ready").await;
+        }
+        let megan_on = self
+            .status_until("megan@contoso.example", Duration::from_secs(30), |st| {
+                st["state"] == "on_call"
+            })
+            .await;
+        (megan_on, self.me("alex@contoso.example").await)
+    }
+
     /// Once Adele is on the call, Alex and Megan turn Ready and Adele consults queue
     /// `anyone`: the step.
     async fn consult_anyone(&self) -> String {
@@ -4354,6 +4375,46 @@ async fn an_agent_who_hangs_up_while_their_consultation_rings_leaves_the_caller_
     c.router.stop().await.unwrap();
 }
 
+/// Adele's phone hangs up 3 s into the call, while her consultation — of queue `anyone`, whose
+/// choice is Alex (Megan Ready too), or else of Alex himself (Megan Ready once Adele is gone)
+/// — rings Alex, who answers only after `alex_after` s: once the caller (on the line for
+/// `call_seconds`) is Megan's, the consultation's step, Megan's and Alex's statuses and the
+/// record. Alex's phone never had the call, Megan's did, and the caller heard her.
+async fn adele_leaves_while_alex_rings(
+    c: &Center,
+    queue: bool,
+    alex_after: f64,
+    call_seconds: u32,
+) -> (String, Value, Value, Value) {
+    let cast = ring_out_cast(
+        c,
+        call_seconds as usize + 4,
+        &["--hangup-after", "3"],
+        alex_after,
+    )
+    .await;
+    let d = Desk::of(c);
+    let desk = tokio::spawn(async move {
+        let first = match queue {
+            true => d.consult_anyone().await,
+            false => d.adele_consults("alex@contoso.example").await,
+        };
+        let (megan_on, alex_now) = d.adele_gone_megan_takes_over(!queue).await;
+        (first, megan_on, alex_now)
+    });
+    let (ok, ev) = c
+        .call("+18005550100", call_seconds, "caller.wav", "heard.wav")
+        .await;
+    assert!(ok, "{ev:?}");
+    let (first, megan_on, alex_now) = desk.await.unwrap();
+    assert_eq!(megan_on["state"], "on_call", "{megan_on}");
+    assert_eq!(alex_now["state"], "not_ready", "{alex_now}");
+    let r = c.calls().await[0].clone();
+    assert_eq!(r["agent"], "megan@contoso.example", "{r}");
+    megan_took_the_caller(c, cast).await;
+    (first, megan_on, alex_now, r)
+}
+
 /// Adele consults queue `anyone` (its phones ring 8 s) and hangs up while its choice, Alex,
 /// rings; he does not answer: he is set Not ready ("missed call") and the caller, not
 /// dropped, becomes a caller of `anyone`, whose next choice, Megan, takes the call.
@@ -4362,36 +4423,12 @@ async fn a_caller_left_to_a_queue_consultation_nobody_answers_goes_to_that_queue
     let _turn = CALLS.turn().await;
     let slow = "[[tenants.queues]]\nname = \"anyone\"\nstrategy = \"linear\"\nalert_seconds = 8\n";
     let c = start(&format!("{EDGE}{CONSULT}{slow}")).await;
-    let cast = ring_out_cast(&c, 24, &["--hangup-after", "3"], 12.0).await;
-    let d = Desk::of(&c);
-    let desk = tokio::spawn(async move {
-        const ADELE: &str = "adele@contoso.example";
-        let first = d.consult_anyone().await;
-        d.status_until(ADELE, Duration::from_secs(10), |st| {
-            st["state"] != "on_call"
-        })
-        .await;
-        // Adele is off for the day once her call is over.
-        d.set_state(ADELE, "not_ready").await;
-        let megan_on = d
-            .status_until("megan@contoso.example", Duration::from_secs(20), |st| {
-                st["state"] == "on_call"
-            })
-            .await;
-        let alex_now = d.me("alex@contoso.example").await;
-        (first, megan_on, alex_now)
-    });
-    let (ok, ev) = c.call("+18005550100", 20, "caller.wav", "heard.wav").await;
-    assert!(ok, "{ev:?}");
-    let (first, megan_on, alex_now) = desk.await.unwrap();
+    let (first, _, alex_now, r) = adele_leaves_while_alex_rings(&c, true, 12.0, 20).await;
     assert_eq!(
         first,
         "consult by adele@contoso.example with alex@contoso.example of queue anyone"
     );
-    assert_eq!(megan_on["state"], "on_call", "{megan_on}");
-    assert_eq!(alex_now["state"], "not_ready", "{alex_now}");
     assert_eq!(alex_now["reason"], "missed call", "{alex_now}");
-    let r = c.calls().await[0].clone();
     assert_eq!(
         r["steps"],
         serde_json::json!([
@@ -4404,8 +4441,35 @@ async fn a_caller_left_to_a_queue_consultation_nobody_answers_goes_to_that_queue
         "{r}"
     );
     assert_eq!(r["queue"], "anyone", "{r}");
-    assert_eq!(r["agent"], "megan@contoso.example", "{r}");
-    megan_took_the_caller(&c, cast).await;
+    c.router.stop().await.unwrap();
+}
+
+/// Adele consults Alex and hangs up while his phone rings; he never answers (a direct
+/// consultation rings 20 s): the caller, not dropped, goes back where they came from — the
+/// queue `general`, where Megan, Ready now, takes them. Alex stays as he was (Not ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_left_to_a_colleague_who_never_answers_goes_back_to_their_queue() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{CONSULT}")).await;
+    let (first, _, _, r) = adele_leaves_while_alex_rings(&c, false, 60.0, 32).await;
+    assert_eq!(
+        first,
+        "consult by adele@contoso.example with alex@contoso.example"
+    );
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "consult by adele@contoso.example with alex@contoso.example",
+            "adele@contoso.example hung up while alex@contoso.example rang: the caller goes to them when they answer",
+            "consult with alex@contoso.example ended: did not answer",
+            "alex@contoso.example did not take the caller",
+            "queue general"
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["queue"], "general", "{r}");
+    assert_eq!(r["outcome"], "answered", "{r}");
     c.router.stop().await.unwrap();
 }
 
