@@ -275,6 +275,9 @@ struct CallRt {
     /// The caller, a Teams user on a Direct Routing trunk, was told of the agent's hold
     /// (re-INVITE `a=inactive`) and not yet of the resume.
     teams_held: bool,
+    /// The caller holds the call in a way that sends nothing (`a=inactive`, as Teams does, or
+    /// `recvonly`): the agent's leg that hears the tenant's music meanwhile.
+    caller_hold_music: Option<UaCall>,
     held: Duration,
     /// A direct offer (a transfer to an agent) rings this agent.
     direct: Option<AgentId>,
@@ -361,6 +364,7 @@ impl CallRt {
             holding: Vec::new(),
             hold_since: None,
             teams_held: false,
+            caller_hold_music: None,
             held: Duration::ZERO,
             direct: None,
             direct_in_teams: false,
@@ -2174,8 +2178,10 @@ impl Edge {
                 self.hold_changed(call, held, now);
                 if by_peer {
                     self.agent_held(call, held, now);
-                    self.far_held(call, media.direction);
                 }
+                // What the leg sends now, whoever re-offered: a resume may come as the answer
+                // to our own offer.
+                self.party_held(call, media.direction);
             }
             UaEvent::Ended { call, reason } => {
                 tracing::debug!(leg = call, ?reason, "leg ended");
@@ -4938,6 +4944,16 @@ impl Edge {
     /// supervisor on the call hears all of them; the agent hears them when they whisper,
     /// everyone when they barged in.
     fn remix(&mut self, n: u64) {
+        // The music an agent hears while the caller holds is for the two of them alone.
+        if let Some(c) = self.calls.get_mut(&n) {
+            let alone = c.consult.is_none() && c.consult_wait.is_none() && c.joined.is_empty();
+            if let Some(l) = c
+                .caller_hold_music
+                .take_if(|l| !alone || c.agent.is_none_or(|(_, a)| a != *l))
+            {
+                self.relay.play(l, Playlist::default());
+            }
+        }
         let Some(c) = self.calls.get(&n) else {
             return;
         };
@@ -6487,31 +6503,58 @@ impl Edge {
         self.relay.play(c.caller_leg, playlist);
     }
 
-    /// Leg `leg` re-offered media itself, and the router now sends it `ours`. Where it is the
-    /// outside party the caller was handed to (a number, or a Teams user over Direct Routing)
-    /// and it holds so that it sends nothing — `a=inactive`, the only hold Teams makes, or
-    /// `recvonly` — the caller hears the tenant's music on hold from the relay rather than
-    /// silence, and the party again when it resumes. A `sendonly` hold is passed on as it is:
-    /// the holder sends what the caller should hear (a PBX's own music). In a conference the
-    /// others still hear each other and nothing changes.
-    fn far_held(&mut self, leg: UaCall, ours: switchboard_sip::sdp::Direction) {
+    /// Leg `leg` re-offered media itself, and the router now sends it `ours`: when that holds
+    /// the call so that the leg sends nothing — `a=inactive`, the only hold Teams makes, or
+    /// `recvonly` — whoever talks with it would hear silence, so they hear the tenant's music
+    /// on hold from the relay instead, and the party again when it resumes:
+    /// - the outside party the caller was handed to (a number, or a Teams user reached by
+    ///   number or by a Teams REFER): the caller hears the music;
+    /// - the caller (a Teams user calling the tenant, say) talking with an agent alone: the
+    ///   agent hears it ([`Self::remix`] stops it once a consultation or a conference begins).
+    ///
+    /// A `sendonly` hold is passed on as it is: the holder sends what the other side should
+    /// hear (a PBX's own music).
+    fn party_held(&mut self, leg: UaCall, ours: switchboard_sip::sdp::Direction) {
         use switchboard_sip::sdp::Direction;
-        let Some(Leg::Far(n)) = self.legs.get(&leg).copied() else {
-            return;
-        };
-        let Some(c) = self.calls.get(&n) else {
-            return;
-        };
-        if !c.handed_out || c.far.is_none_or(|(l, _)| l != leg) || !c.joined.is_empty() {
-            return;
-        }
         let silent = matches!(ours, Direction::Inactive | Direction::SendOnly);
-        tracing::info!(call = %c.id, held = silent, "the party the caller was handed to holds or resumes");
-        let playlist = Playlist {
+        let music = Playlist {
             clips: Vec::new(),
-            then_loop: silent.then(|| self.prompts.music.clone()),
+            then_loop: Some(self.prompts.music.clone()),
         };
-        self.relay.play(c.caller_leg, playlist);
+        match self.legs.get(&leg).copied() {
+            Some(Leg::Far(n)) => {
+                let Some(c) = self.calls.get(&n) else {
+                    return;
+                };
+                if !c.handed_out || c.far.is_none_or(|(l, _)| l != leg) || !c.joined.is_empty() {
+                    return;
+                }
+                tracing::info!(call = %c.id, held = silent, "the party the caller was handed to holds or resumes");
+                let playlist = if silent { music } else { Playlist::default() };
+                self.relay.play(c.caller_leg, playlist);
+            }
+            Some(Leg::Caller(n)) => {
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return;
+                };
+                // While the router holds a Teams caller for the agent, their `inactive` is
+                // that hold, not theirs.
+                if silent && !c.teams_held {
+                    let alone =
+                        c.consult.is_none() && c.consult_wait.is_none() && c.joined.is_empty();
+                    let Some((_, agent_leg)) = c.agent.filter(|_| alone) else {
+                        return;
+                    };
+                    tracing::info!(call = %c.id, "the caller holds the call: the agent hears music");
+                    c.caller_hold_music = Some(agent_leg);
+                    self.relay.play(agent_leg, music);
+                } else if let Some(agent_leg) = c.caller_hold_music.take_if(|_| !silent) {
+                    tracing::info!(call = %c.id, "the caller resumed the call");
+                    self.relay.play(agent_leg, Playlist::default());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Call `n`'s caller, when a Teams user on a Direct Routing trunk, is put on hold (`held`)

@@ -154,13 +154,22 @@ impl Center {
     }
 
     /// The call record whose caller is `caller` (panics, listing the records, when none is).
+    /// The record of `caller`'s call, once it has ended (the router writes records in the
+    /// background: 5 s at most, then as it is).
     async fn record_of(&self, caller: &str) -> Value {
-        let records = self.calls().await;
-        records
-            .iter()
-            .find(|r| r["caller"] == caller)
-            .cloned()
-            .unwrap_or_else(|| panic!("no call from {caller}: {records:#?}"))
+        let start = Instant::now();
+        loop {
+            let records = self.calls().await;
+            let rec = records
+                .iter()
+                .find(|r| r["caller"] == caller)
+                .cloned()
+                .unwrap_or_else(|| panic!("no call from {caller}: {records:#?}"));
+            if !rec["ended_at"].is_null() || start.elapsed() > Duration::from_secs(5) {
+                return rec;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until agent `upn` is on a call, then `seconds` of talk.
@@ -996,6 +1005,45 @@ async fn teams_caller_with_adele(
     (TeamsCall { c, proxy, caller }, adele, others)
 }
 
+/// Teams user `phone` holds its call (the proxy passes the hold on as `a=inactive`, as Teams
+/// sends it) for 3 s, resumes, and talks 2 s more.
+async fn holds_three_seconds(phone: &crate::teams_proxy::peers::Baresip, proxy: &TeamsProxy) {
+    phone.command("hold", "");
+    proxy.wait_for_log("teams-reinvite direction=inactive", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    phone.command("resume", "");
+    proxy.wait_for_log("teams-reinvite direction=sendrecv", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// The Teams user who called puts Adele on hold the Teams way (`a=inactive`: Teams sends
+/// nothing then) for 3 s and resumes: Adele hears the tenant's music meanwhile, not silence,
+/// then the caller again; the record counts the hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teams_caller_who_holds_the_agent_leaves_them_hearing_music() {
+    let _turn = CALLS.alone().await;
+    let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
+    let (call, adele, _) = teams_caller_with_adele(&[alice], &[]).await;
+    let TeamsCall { c, proxy, caller } = call;
+    holds_three_seconds(&caller, &proxy).await;
+    caller.command("hangup", "");
+    took_the_call(adele, "Adele took the Teams user's call").await;
+    let (samples, rate) = read_mono(&c.dir.path().join("adele-heard.wav")).unwrap();
+    let (held, quiet) = tone::longest_break(&samples, rate, TEAMS_HZ);
+    assert!(
+        held >= 40 && quiet < 15,
+        "Adele heard music while the caller held, then the caller: a break of {held} blocks \
+         of 50 ms in the caller's voice, {quiet} of them quiet in a row"
+    );
+    let rec = c.record_of("+14255550101").await;
+    assert!(
+        rec["hold_seconds"]
+            .as_u64()
+            .is_some_and(|s| (2..=5).contains(&s)),
+        "{rec}"
+    );
+}
+
 /// Adele consults the escalations expert, who is in Teams (rung through the proxy, SRTP), and
 /// brings them into a three-party call: the Teams caller, Adele and the expert each hear the
 /// other two.
@@ -1111,12 +1159,7 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Dave puts the caller on hold the Teams way (`a=inactive`: Teams sends nothing then) for
     // 3 s and resumes: the caller hears the router's music meanwhile, not silence, then Dave.
-    colleague.command("hold", "");
-    proxy.wait_for_log("teams-reinvite direction=inactive", Duration::from_secs(5));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    colleague.command("resume", "");
-    proxy.wait_for_log("teams-reinvite direction=sendrecv", Duration::from_secs(5));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    holds_three_seconds(&colleague, &proxy).await;
     caller.command("hangup", "");
     let (share, loud) = teams_heard(&colleague, TEAMS_HZ, EXPERT_HZ);
     assert!(
