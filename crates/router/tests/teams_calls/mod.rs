@@ -244,6 +244,24 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
     );
     let log = proxy.log();
     assert!(log.contains("teams-proxy: invite-to-sbc"), "{log}");
+    // The router names itself to Microsoft on what it sends.
+    let x_ms_sbc = format!("x-ms-sbc=Switchboard/Router/{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        log.lines()
+            .any(|l| l.contains("sbc-headers method=OPTIONS") && l.contains(&x_ms_sbc)),
+        "{log}"
+    );
+    // Each proxy's health is a metric too.
+    let metrics = c.get("/metrics").await.text().await.unwrap();
+    for proxy in crate::teams_proxy::PROXY_NAMES {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("sip_trunk_proxy_up{")
+                && l.contains(&format!("proxy=\"{proxy}\""))
+                && l.contains("trunk=\"teams\"")
+                && l.ends_with(" 1")),
+            "{proxy} up in the metrics: {metrics}"
+        );
+    }
     // What the router sent Teams in the call: hold as `inactive`, then the resume.
     let sent: Vec<&str> = log
         .lines()
@@ -484,8 +502,8 @@ async fn a_teams_client_with_media_bypass_talks_to_an_agent_over_the_pair_it_nom
 /// An agent transfers a Teams user's call to the expert group; its expert has no phone
 /// registered but a Teams number, so the router calls them through the proxy: `sip` answers
 /// 503 and the INVITE fails over to `sip2`, where the expert (baresip, SRTP required as Teams
-/// does) answers and hears the caller. An outside number that is not E.164 is refused on the
-/// trunk before anything is sent.
+/// does) answers and hears the caller. (A number that is not E.164 never reaches the trunk:
+/// `trunk_call` refuses it, and configuration and the API take E.164 only.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
     let _turn = CALLS.alone().await;
@@ -1150,10 +1168,17 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
     let alice = TeamsUser::new("+14255550101", "tenant-a", "tenanta.sbc.example");
     let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard-2.wav").await;
     expert.command("transfer", &format!("sip:{}@{}", dave.number, proxy.users));
-    let log = proxy.wait_for_log(&format!("x-m={}", dave.mri), Duration::from_secs(10));
-    assert!(
-        log.contains("Referred-By") || log.contains("refer-to-sbc"),
-        "{log}"
+    // The router's INVITE to Dave carries the Referred-By of Bob's REFER, unchanged.
+    let referred_by = format!(
+        "referred-by=<sip:{}@sip.pstnhub.microsoft.com;x-m={};x-t={}>",
+        bob.number, bob.mri, bob.tenant_id
+    );
+    proxy.wait_for_log(
+        &format!(
+            "sbc-headers method=INVITE x-ms-sbc=Switchboard/Router/{} {referred_by}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        Duration::from_secs(10),
     );
     colleague.wait_for("Call established", Duration::from_secs(20));
     tokio::time::sleep(Duration::from_secs(2)).await;
