@@ -131,6 +131,19 @@ impl Drop for Guard {
     }
 }
 
+/// Sets the app up, in `config_dir`, for the Microsoft 365 tenant whose sign-in authority is
+/// `authority` (the simulated tenant's), with the demo's app registration: `tenant.toml`.
+pub fn tenant_config(config_dir: &std::path::Path, authority: &str) -> Result<()> {
+    std::fs::write(
+        config_dir.join("tenant.toml"),
+        format!(
+            "authority = \"{authority}\"\nclient_id = \"{}\"\n",
+            switchboard_tenant_sim::DEMO_CLIENT_ID
+        ),
+    )?;
+    Ok(())
+}
+
 /// Fails unless there is an X display for the window (run under `xvfb-run`).
 pub fn need_display() -> Result<()> {
     if std::env::var_os("DISPLAY").is_none() {

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use switchboard_e2e::ui::{choose, click, css, screenshot, wait_attr, wait_text, WAIT};
-use switchboard_e2e::{eventually, need_display, workspace_root, Desktop, SecretService};
-use switchboard_tenant_sim::{Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD};
+use switchboard_e2e::{
+    eventually, need_display, tenant_config, workspace_root, Desktop, SecretService,
+};
+use switchboard_tenant_sim::{Config, TenantSim, DEMO_PASSWORD};
 
 const USER: &str = "AdeleV@contoso.example";
 
@@ -29,13 +31,7 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
     let config_dir = work.path().join("config");
     let data_dir = work.path().join("data");
     std::fs::create_dir_all(&config_dir)?;
-    std::fs::write(
-        config_dir.join("tenant.toml"),
-        format!(
-            "authority = \"{}\"\nclient_id = \"{DEMO_CLIENT_ID}\"\n",
-            sim.authority()
-        ),
-    )?;
+    tenant_config(&config_dir, &sim.authority())?;
     let browser = format!(
         "python3 {}",
         workspace_root()

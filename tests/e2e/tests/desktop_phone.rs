@@ -1,7 +1,8 @@
 //! The real desktop window is the agent's softphone. The router runs the demo contact center
 //! (`crates/router/demo.toml`, on free loopback ports, the billing queue given disposition
 //! codes); the window starts as the demo's agent (`SWITCHBOARD_AGENT=AdeleV@contoso.example`:
-//! the demo router checks no tokens), gets SIP credentials from the router and registers —
+//! the demo router checks no tokens; the app is set up for the simulated Microsoft 365 tenant,
+//! as in the demo, but nobody signs in), gets SIP credentials from the router and registers —
 //! the status bar says so. The agent goes Ready in the window; a headless caller
 //! (`switchboard-agent call`) dials the demo number on the trunk and presses 1 (billing). The
 //! window pops the call up with the caller, the number dialled, the queue and the attendant
@@ -50,9 +51,10 @@ use switchboard_e2e::ui::{
     choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, wait_value, WAIT,
 };
 use switchboard_e2e::{
-    eventually, free_port, free_udp_port, need_display, our_binary, workspace_root, Desktop, Guard,
-    Notifications, RouterProcess,
+    eventually, free_port, free_udp_port, need_display, our_binary, tenant_config, workspace_root,
+    Desktop, Guard, Notifications, RouterProcess,
 };
+use switchboard_tenant_sim::{Config as SimConfig, TenantSim};
 
 const AGENT: &str = "AdeleV@contoso.example";
 /// The agent's wrap-up notes, typed in the window.
@@ -150,6 +152,10 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
     let config_dir = work.path().join("config");
     let data_dir = work.path().join("data");
     std::fs::create_dir_all(&config_dir)?;
+    // The app is set up for a Microsoft 365 tenant (the simulated one), as in the demo; the
+    // agent is not signed in: the phone works as the agent the router was told of.
+    let sim = TenantSim::start(SimConfig::default()).await?;
+    tenant_config(&config_dir, &sim.authority())?;
     let notifications = Notifications::start(work.path()).await?;
     let desktop = Desktop::start(
         &[
