@@ -385,8 +385,8 @@ fn default_service_level_target() -> f64 {
     80.0
 }
 
-/// Where a call goes: a queue, an auto attendant or an expert group by name, or an outside
-/// number (exactly one).
+/// Where a call goes: a queue, an auto attendant or an expert group by name, an outside
+/// number, or one of the tenant's agents (exactly one).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -401,6 +401,10 @@ pub struct RouteSettings {
     /// An outside number (E.164), called on the tenant's outbound trunk under its toll rules.
     #[serde(default)]
     pub number: Option<String>,
+    /// One of the tenant's agents (UPN), rung directly when they are Ready; otherwise, or
+    /// unanswered, the caller goes back where they came from.
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// A number (DID) as `PUT /v1/config/tenants/{tenant}/numbers/{number}` maps it: to a queue

@@ -197,6 +197,11 @@ pub struct TargetSpec {
     /// and goes back to the attendant they came from, or the call ends.
     #[serde(default)]
     pub number: Option<Spanned<String>>,
+    /// One of the tenant's agents by UPN, rung directly (an attendant's "press 3 for the
+    /// front desk"): they must have a phone registered and be Ready; otherwise, or unanswered
+    /// after 20 s, the caller hears so and goes back (to their queue or attendant).
+    #[serde(default)]
+    pub agent: Option<Spanned<String>>,
 }
 
 /// Experts by skill: an agent's REFER to `sip:<name>@…` rings the best of them free now —
@@ -887,13 +892,32 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                 to.attendant.is_some(),
                 to.expert.is_some(),
                 to.number.is_some(),
+                to.agent.is_some(),
             ];
             if named.iter().filter(|x| **x).count() > 1 {
                 return Err(RefError {
                     offset: None,
                     key,
-                    message: "name exactly one of queue, attendant, expert or number".into(),
+                    message: "name exactly one of queue, attendant, expert, number or agent".into(),
                 });
+            }
+            if let Some(a) = &to.agent {
+                let known = t
+                    .agents
+                    .iter()
+                    .any(|x| x.upn.eq_ignore_ascii_case(a.get_ref()));
+                return match known {
+                    true => Ok(()),
+                    false => Err(RefError {
+                        offset: Some(a.span().start),
+                        key: format!("{key}.agent"),
+                        message: format!(
+                            "no agent {:?} in tenant {:?}: declare them under [[tenants.agents]]",
+                            a.get_ref(),
+                            t.id
+                        ),
+                    }),
+                };
             }
             if let Some(n) = &to.number {
                 let why = match &t.outbound {
@@ -1434,6 +1458,19 @@ skills = { billing = 5 }
         );
         let (key, msg) = reference(&with(
             "{ expert = \"billing-experts\", queue = \"general\" }",
+        ));
+        assert_eq!(key, "tenants[0].attendants[0].options.1", "{msg}");
+        // An agent as a route: one of the tenant's, whatever the case of the name, alone.
+        parse(&with("{ agent = \"adelev@contoso.example\" }")).expect("an agent route");
+        let (_, key, msg) = invalid(&with("{ agent = \"nobody@contoso.example\" }"));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].attendants[0].options.1.agent"),
+            "{msg}"
+        );
+        assert!(msg.contains("[[tenants.agents]]"), "{msg}");
+        let (key, msg) = reference(&with(
+            "{ agent = \"AdeleV@contoso.example\", queue = \"general\" }",
         ));
         assert_eq!(key, "tenants[0].attendants[0].options.1", "{msg}");
     }

@@ -641,6 +641,7 @@ fn route_spec(r: &RouteSettings) -> TargetSpec {
         attendant: spanned(&r.attendant),
         expert: spanned(&r.expert),
         number: spanned(&r.number),
+        agent: spanned(&r.agent),
     }
 }
 
@@ -651,6 +652,7 @@ fn route_settings(t: &TargetSpec) -> RouteSettings {
         attendant: name(&t.attendant),
         expert: name(&t.expert),
         number: name(&t.number),
+        agent: name(&t.agent),
     }
 }
 

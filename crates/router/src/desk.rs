@@ -555,8 +555,7 @@ impl TenantRt {
             return self.route(&crate::center::TargetSpec {
                 queue: n.queue.clone(),
                 attendant: n.attendant.clone(),
-                expert: None,
-                number: None,
+                ..Default::default()
             });
         }
         let upn = format!("{user}@{host}").to_ascii_lowercase();
@@ -652,6 +651,12 @@ impl TenantRt {
     }
 
     pub fn route(&self, t: &TargetSpec) -> Option<Route> {
+        if let Some(upn) = &t.agent {
+            return self
+                .by_upn
+                .get(&upn.get_ref().to_ascii_lowercase())
+                .map(|a| Route::Agent(*a));
+        }
         if let Some(number) = &t.number {
             return E164::new(number.get_ref()).map(Route::Outside);
         }

@@ -1993,8 +1993,7 @@ impl Edge {
                     t.route(&crate::center::TargetSpec {
                         queue: number.queue.clone(),
                         attendant: number.attendant.clone(),
-                        expert: None,
-                        number: None,
+                        ..Default::default()
                     }),
                 ),
             };

@@ -1132,11 +1132,12 @@ skills = { orders = 4 }
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_back_in_the_menu() {
+async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_back_in_the_menu_and_another_rings_an_agent(
+) {
     let _turn = CALLS.turn().await;
     let config = ATTENDANT.replace(
         "2 = { queue = \"orders\" } }",
-        "2 = { queue = \"orders\" }, 3 = { expert = \"order-experts\" } }",
+        "2 = { queue = \"orders\" }, 3 = { expert = \"order-experts\" }, 4 = { agent = \"alex@contoso.example\" } }",
     )
         + "\n[[tenants.experts]]\nname = \"order-experts\"\nskill = \"orders\"\nmin_level = 3\n";
     let c = start(&format!("{EDGE}{config}")).await;
@@ -1181,6 +1182,25 @@ async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_b
         "{recs:?}"
     );
     assert_eq!(recs[0]["agent"], "adele@contoso.example", "{recs:?}");
+    // "4" names Alex himself: back and Ready, his phone rings.
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    let (ok, ev) = c.call_with(
+        "+18005550100",
+        &["--dtmf", "4", "--hangup-after", "4"],
+        "caller.wav",
+        "four.wav",
+    );
+    assert!(ok, "{ev:?}");
+    took_the_call(alex, "Alex (by name) took the call").await;
+    let rec = c.calls().await.remove(0);
+    assert_eq!(
+        rec["steps"],
+        serde_json::json!(["attendant main", "agent alex@contoso.example"]),
+        "{rec}"
+    );
+    assert_eq!(rec["agent"], "alex@contoso.example", "{rec}");
     c.router.stop().await.unwrap();
 }
 
