@@ -263,6 +263,10 @@ pub struct QueueSettings {
     /// they hear that all lines are busy and the call ends.
     #[serde(default)]
     pub overflow: Option<RouteSettings>,
+    /// Where callers go who waited `max_wait_seconds`, when that is not where a full queue
+    /// sends them; none: `overflow`.
+    #[serde(default)]
+    pub max_wait_overflow: Option<RouteSettings>,
     /// Where callers go when no agent of the queue is logged in; none: they hear that no
     /// one can take the call and it ends.
     #[serde(default)]

@@ -549,6 +549,10 @@ pub struct QueueConfig {
     /// they hear that all lines are busy and the call ends.
     #[serde(default)]
     pub overflow: Option<TargetSpec>,
+    /// Where callers go who waited `max_wait_seconds`, when that is not where a full queue
+    /// sends them (`overflow`); none: `overflow`.
+    #[serde(default)]
+    pub max_wait_overflow: Option<TargetSpec>,
     /// Where callers go when no agent of the queue is logged in; none: they hear that no
     /// one can take the call and it ends.
     #[serde(default)]
@@ -1083,6 +1087,9 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
             if let Some(o) = &q.overflow {
                 spec_target(o, key("overflow"))?;
             }
+            if let Some(o) = &q.max_wait_overflow {
+                spec_target(o, key("max_wait_overflow"))?;
+            }
             if let Some(o) = &q.no_agents {
                 spec_target(o, key("no_agents"))?;
             }
@@ -1473,6 +1480,26 @@ skills = { billing = 5 }
             "{ agent = \"AdeleV@contoso.example\", queue = \"general\" }",
         ));
         assert_eq!(key, "tenants[0].attendants[0].options.1", "{msg}");
+    }
+
+    #[test]
+    fn a_queue_s_max_wait_route_is_checked_like_its_overflow() {
+        let with = |route: &str| {
+            GOOD.replace(
+                "name = \"general\"\n",
+                &format!(
+                    "name = \"general\"\nmax_wait_seconds = 60\nmax_wait_overflow = {route}\n"
+                ),
+            )
+        };
+        let c = parse(&with("{ queue = \"general\" }")).expect("a max-wait route");
+        assert!(c.tenants[0].queues[0].max_wait_overflow.is_some());
+        let (_, key, msg) = invalid(&with("{ queue = \"sales\" }"));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].queues[0].max_wait_overflow.queue"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -256,7 +256,8 @@ pub(crate) fn apply_stored(
                     .queue_configs(tenant)
                     .and_then(|all| all.into_iter().find(|(b, _)| b.name == name));
                 if let Some((b, _)) = base {
-                    (q.overflow, q.no_agents, q.callback) = (b.overflow, b.no_agents, b.callback);
+                    (q.overflow, q.max_wait_overflow, q.no_agents, q.callback) =
+                        (b.overflow, b.max_wait_overflow, b.no_agents, b.callback);
                 }
             }
             center
@@ -374,6 +375,7 @@ fn queue_config(name: &str, s: &QueueSettings) -> Result<QueueConfig, ApiError> 
         service_level_target: s.service_level_target,
         max_wait_seconds: s.max_wait_seconds,
         overflow: s.overflow.as_ref().map(route_spec),
+        max_wait_overflow: s.max_wait_overflow.as_ref().map(route_spec),
         no_agents: s.no_agents.as_ref().map(route_spec),
         dispositions: s.dispositions.clone(),
         callback: s.callback.clone(),
@@ -398,6 +400,7 @@ fn queue_settings(q: &QueueConfig) -> QueueSettings {
         max_wait_seconds: q.max_wait_seconds,
         dispositions: q.dispositions.clone(),
         overflow: q.overflow.as_ref().map(route_settings),
+        max_wait_overflow: q.max_wait_overflow.as_ref().map(route_settings),
         no_agents: q.no_agents.as_ref().map(route_settings),
         callback: q.callback.clone(),
     }

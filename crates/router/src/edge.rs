@@ -2545,7 +2545,10 @@ impl Edge {
             let queue = t.queue(q);
             let target = match why {
                 Refusal::NoAgents => queue.and_then(|x| x.no_agents.as_ref()),
-                Refusal::Full | Refusal::MaxWait => queue.and_then(|x| x.overflow.as_ref()),
+                Refusal::Full => queue.and_then(|x| x.overflow.as_ref()),
+                Refusal::MaxWait => {
+                    queue.and_then(|x| x.max_wait_overflow.as_ref().or(x.overflow.as_ref()))
+                }
             };
             (
                 queue.map(|x| x.name.clone()).unwrap_or_default(),

@@ -2064,7 +2064,8 @@ queue = "lonely"
 name = "general"
 skills = { general = 1 }
 max_wait_seconds = 2
-overflow = { queue = "backup" }
+overflow = { queue = "lonely" }
+max_wait_overflow = { queue = "backup" }
 
 [[tenants.queues]]
 name = "backup"
