@@ -200,6 +200,9 @@ impl UserAgent {
                         p.retry_at = Some(now + Duration::from_millis(ms));
                     }
                 }
+                // A refresh refused 491 is left to the session timer; a hold that waited for
+                // it goes now (one that waits for our own re-INVITE's retry goes after it).
+                self.send_queued_hold(id, now);
             }
             _ => {
                 let mut was_refresh = false;

@@ -547,6 +547,23 @@ fn a_hold_asked_while_another_offer_is_under_way_waits_for_it() {
         net.ladder()
     );
     assert_eq!(ended(&net.take(0)), None);
+
+    // Our refresh meets Bob's re-INVITE (lost on the way to us) and is refused 491; the
+    // timer refreshes later, and the resume that waited for the refresh goes at once.
+    net.ua(0).refresh_session(a, now);
+    net.ua(0).hold(a, false, now).unwrap();
+    net.ua(1).hold(b, true, now).unwrap();
+    net.drop_next.push("INVITE sip:alice@".into());
+    net.run();
+    assert!(
+        net.ua(0).calls[&a].queued_hold.is_none(),
+        "the resume went after the 491\n{}",
+        net.ladder()
+    );
+    // Bob's re-INVITE, retransmitted, and our resume sort themselves out (491s, retries).
+    net.advance(Duration::from_secs(10));
+    assert_eq!(ended(&net.take(0)), None, "{}", net.ladder());
+    assert!(net.ua(0).calls[&a].reinvite.is_none(), "{}", net.ladder());
 }
 
 #[test]
