@@ -941,6 +941,21 @@ async fn to_teams_expert(
     crate::teams_proxy::peers::Baresip,
     crate::teams_proxy::peers::Baresip,
 ) {
+    hand_to_teams_expert(c, proxy, (caller, expert), record, false).await
+}
+
+/// [`to_teams_expert`], by a blind transfer, or (`consult`) by consulting the escalations
+/// expert in Teams first and completing the transfer once they talk.
+async fn hand_to_teams_expert(
+    c: &Center,
+    proxy: &TeamsProxy,
+    (caller, expert): (&TeamsUser, &TeamsUser),
+    record: &str,
+    consult: bool,
+) -> (
+    crate::teams_proxy::peers::Baresip,
+    crate::teams_proxy::peers::Baresip,
+) {
     let adele = c
         .agent("adele@contoso.example", 0.0, "agent.wav", record)
         .await;
@@ -948,7 +963,15 @@ async fn to_teams_expert(
     let phone = proxy.start_teams_user(caller, "auto", TEAMS_HZ as u32);
     phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
     c.talks("adele@contoso.example", 2).await;
-    assert_eq!(desk(c, "transfer", Some("escalations")).await, 200);
+    if consult {
+        assert_eq!(desk(c, "consult", Some("escalations")).await, 200);
+        let state = consult_talking(c).await;
+        assert_eq!(state["consult"]["state"], "talking", "{state}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(desk(c, "consult/complete", None).await, 200);
+    } else {
+        assert_eq!(desk(c, "transfer", Some("escalations")).await, 200);
+    }
     let _ = finish(adele, Duration::from_secs(10)).await;
     bob.wait_for("Call established", Duration::from_secs(20));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1327,8 +1350,9 @@ async fn experts_become(c: &Center, want: &[&str]) {
 }
 
 /// Experts in Teams are chosen by Teams presence: with the router following presence in the
-/// simulated tenant, Dave (the better expert) is Busy in another Teams call, so the transfer
-/// rings Bob; while Bob talks, the proxy tells the tenant he is in a call and the router sees
+/// simulated tenant, Dave (the better expert) is Busy in another Teams call, so Adele's
+/// consultation of the escalations group rings Bob, and she completes the transfer to him;
+/// while Bob talks, the proxy tells the tenant he is in a call and the router sees
 /// him Busy too (nobody free); when the call ends he is Available again.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expert_in_teams_is_chosen_by_teams_presence() {
@@ -1409,7 +1433,10 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     // Dave is busy in Teams: only Bob is free.
     experts_become(&c, &["bob@contoso.example"]).await;
     c.tones(20);
-    let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
+    // Adele consults the escalations expert the router finds free by presence, Bob, and
+    // hands him the caller.
+    let (expert, caller) =
+        hand_to_teams_expert(&c, &proxy, (&alice, &bob), "adele-heard.wav", true).await;
     // In the call, Bob is Busy / In a call in Teams, and the router sees it within its
     // presence poll (1 s here; "no expert free" comes sooner, from the call itself).
     proxy.wait_for_log("teams-proxy: presence", Duration::from_secs(10));
@@ -1423,10 +1450,16 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     drop(expert);
     // The call over, he is Available again (Dave still busy).
     experts_become(&c, &["bob@contoso.example"]).await;
-    let recs = c.calls().await;
-    let steps = recs[0]["steps"].to_string();
-    assert!(steps.contains("expert bob@contoso.example"), "{steps}");
+    let rec = c.record_of("+14255550101").await;
+    let steps = rec["steps"].to_string();
+    for step in [
+        "consult by adele@contoso.example with bob@contoso.example",
+        "transfer by adele@contoso.example to bob@contoso.example after consulting",
+    ] {
+        assert!(steps.contains(step), "{step}: {steps}");
+    }
     assert!(!steps.contains("dave"), "{steps}");
+    assert_eq!(rec["agent"], "bob@contoso.example", "{rec}");
 }
 
 /// Bob has a Switchboard phone registered and a Teams number: Adele chooses Teams. The
