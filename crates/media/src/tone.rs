@@ -100,7 +100,8 @@ pub fn longest_gap(samples: &[i16], rate: u32) -> usize {
 pub fn longest_break(samples: &[i16], rate: u32, freq: f64) -> (usize, usize) {
     let (mut best, mut run, mut seen) = ((0, 0), (0, 0, 0), false);
     for b in blocks(samples, rate) {
-        if loud(b) && energy_share(b, rate, freq) >= 0.5 {
+        let heard = loud(b);
+        if heard && energy_share(b, rate, freq) >= 0.5 {
             if seen && run.0 > best.0 {
                 best = (run.0, run.2);
             }
@@ -109,7 +110,7 @@ pub fn longest_break(samples: &[i16], rate: u32, freq: f64) -> (usize, usize) {
         } else {
             // (blocks, quiet run now, longest quiet run)
             run.0 += 1;
-            run.1 = if loud(b) { 0 } else { run.1 + 1 };
+            run.1 = if heard { 0 } else { run.1 + 1 };
             run.2 = run.2.max(run.1);
         }
     }

@@ -424,11 +424,15 @@ impl TenantRt {
         Ok(())
     }
 
+    /// The agent whose UPN is `upn` (UPNs compare without case), removed or not.
+    pub fn agent_by_upn(&self, upn: &str) -> Option<AgentId> {
+        self.by_upn.get(&upn.to_ascii_lowercase()).copied()
+    }
+
     /// Agent `upn`, when they may be removed now (not on a call or rung).
     fn removable(&self, upn: &str) -> Result<AgentId, RemoveAgentError> {
-        let id = *self
-            .by_upn
-            .get(&upn.to_ascii_lowercase())
+        let id = self
+            .agent_by_upn(upn)
             .ok_or_else(|| RemoveAgentError::Unknown(upn.to_owned()))?;
         if self.is_busy(id) {
             return Err(RemoveAgentError::Busy(upn.to_owned()));
@@ -558,8 +562,8 @@ impl TenantRt {
                 ..Default::default()
             });
         }
-        let upn = format!("{user}@{host}").to_ascii_lowercase();
-        self.by_upn.get(&upn).map(|a| Route::Agent(*a))
+        self.agent_by_upn(&format!("{user}@{host}"))
+            .map(Route::Agent)
     }
 
     /// The tenant's number `user` names (`+18005550100`, with or without the `+`).
@@ -652,10 +656,7 @@ impl TenantRt {
 
     pub fn route(&self, t: &TargetSpec) -> Option<Route> {
         if let Some(upn) = &t.agent {
-            return self
-                .by_upn
-                .get(&upn.get_ref().to_ascii_lowercase())
-                .map(|a| Route::Agent(*a));
+            return self.agent_by_upn(upn.get_ref()).map(Route::Agent);
         }
         if let Some(number) = &t.number {
             return E164::new(number.get_ref()).map(Route::Outside);
@@ -1444,8 +1445,7 @@ impl CallCenter {
             let Some(&q) = t.queue_ids.get(&queue) else {
                 continue;
             };
-            let upn = upn.to_ascii_lowercase();
-            let Some(&a) = t.by_upn.get(&upn) else {
+            let Some(a) = t.agent_by_upn(&upn) else {
                 continue;
             };
             t.engine.set_round_robin_last(q, a);
@@ -1470,11 +1470,7 @@ impl CallCenter {
             let Some(t) = desk.tenants.iter().position(|t| t.spec.id == s.tenant) else {
                 continue;
             };
-            let Some(a) = desk.tenants[t]
-                .by_upn
-                .get(&s.upn.to_ascii_lowercase())
-                .copied()
-            else {
+            let Some(a) = desk.tenants[t].agent_by_upn(&s.upn) else {
                 continue;
             };
             let registered = s.registered_until.is_some_and(|u| u > now_unix + 5);
