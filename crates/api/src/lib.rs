@@ -225,6 +225,10 @@ pub struct QueueSettings {
     /// `linear`, `random` or `best_skill`.
     #[serde(default = "default_strategy")]
     pub strategy: String,
+    /// The language callers hear prompts in from this queue on: `en` or `zh-CN`; none: the
+    /// language they have been hearing (the tenant's, or an attendant's on the way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// Skills an agent needs, each with its lowest level (1–5); none: every agent.
     #[serde(default)]
     #[cfg_attr(feature = "typescript", ts(type = "Record<string, number>"))]
@@ -329,8 +333,13 @@ fn default_callback_expire() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct AttendantSettings {
     /// The prompt played as the menu: `<prompts_dir>/<language>/<greeting>.wav` (1–64
-    /// letters, digits, `-`, `_`), in the tenant's language or English.
+    /// letters, digits, `-`, `_`), in the attendant's language (else the tenant's) or
+    /// English.
     pub greeting: String,
+    /// The language callers hear prompts in from this attendant on: `en` or `zh-CN`; none:
+    /// the language they have been hearing (at first the tenant's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// Seconds to wait for a key after the greeting (1–60).
     #[serde(default = "default_menu_timeout")]
     pub timeout_seconds: u64,
@@ -1334,6 +1343,11 @@ pub struct CallRecord {
     pub wrap_up_seconds: Option<u64>,
     /// The disposition code the agent gave in wrap-up.
     pub disposition: Option<String>,
+    /// The language the caller heard the router's prompts in, last (`en`, `zh-CN`): the
+    /// tenant's, or that of an attendant or queue on the way that has one. Absent in refused
+    /// calls that heard nothing and in records kept before it was noted.
+    #[serde(default)]
+    pub language: Option<String>,
     /// The agent's notes from wrap-up (free text, at most [`WRAP_UP_NOTES_MAX`] characters;
     /// line breaks and tabs are the only control characters). Absent in records kept before
     /// notes existed.

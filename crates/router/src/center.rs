@@ -237,6 +237,10 @@ pub struct AttendantSpec {
     /// The prompt played as the menu (`<prompts_dir>/<language>/<greeting>.wav`).
     #[serde(deserialize_with = "short_name")]
     pub greeting: String,
+    /// The language its callers hear prompts in from here on (`en`, `zh-CN`); none: the
+    /// language they have been hearing (at first the tenant's).
+    #[serde(default, deserialize_with = "some_language")]
+    pub language: Option<String>,
     /// Seconds to wait for a key after the greeting.
     #[serde(default = "default_menu_timeout")]
     pub timeout_seconds: u64,
@@ -449,13 +453,27 @@ pub const LANGUAGES: &[&str] = &["en", "zh-CN"];
 
 fn language<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
-    match LANGUAGES.iter().find(|l| l.eq_ignore_ascii_case(&s)) {
-        Some(l) => Ok((*l).to_owned()),
-        None => Err(serde::de::Error::custom(format!(
-            "no prompts in {s:?}: the router speaks {}",
-            LANGUAGES.join(", ")
-        ))),
-    }
+    known_language(&s)
+        .map(str::to_owned)
+        .map_err(serde::de::Error::custom)
+}
+
+fn some_language<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    language(d).map(Some)
+}
+
+/// `s` as one of [`LANGUAGES`] (compared without case), or why it is none of them.
+pub fn known_language(s: &str) -> Result<&'static str, String> {
+    LANGUAGES
+        .iter()
+        .find(|l| l.eq_ignore_ascii_case(s))
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "no prompts in {s:?}: the router speaks {}",
+                LANGUAGES.join(", ")
+            )
+        })
 }
 
 fn default_max_calls() -> usize {
@@ -513,6 +531,10 @@ pub struct QueueConfig {
     pub name: String,
     #[serde(default = "default_strategy")]
     pub strategy: Strategy,
+    /// The language its callers hear prompts in from here on (`en`, `zh-CN`); none: the
+    /// language they have been hearing (the tenant's, or an attendant's on the way).
+    #[serde(default, deserialize_with = "some_language")]
+    pub language: Option<String>,
     /// Skills an agent needs, each with its lowest level (1–5); none: every agent.
     #[serde(default, deserialize_with = "skill_levels")]
     pub skills: BTreeMap<String, u8>,
@@ -1427,6 +1449,37 @@ skills = { billing = 5 }
         assert_eq!(line, 15, "{msg}");
         assert_eq!(key.as_deref(), Some("tenants[0].numbers[0].queue"));
         assert!(msg.contains("no queue \"sales\""), "{msg}");
+    }
+
+    #[test]
+    fn attendants_and_queues_may_speak_a_language_of_their_own() {
+        let menu = "\n[[tenants.attendants]]\nname = \"main\"\ngreeting = \"demo-main-menu\"\nlanguage = \"ZH-cn\"\ndefault = { queue = \"general\" }\n";
+        let c = parse(&format!("{GOOD}{menu}")).expect("a Chinese attendant");
+        let t = &c.tenants[0];
+        assert_eq!(t.language, "en", "the tenant's default");
+        assert_eq!(t.attendants[0].language.as_deref(), Some("zh-CN"));
+        assert_eq!(t.queues[0].language, None, "none: the caller's so far");
+        let q = GOOD.replace(
+            "name = \"general\"\n",
+            "name = \"general\"\nlanguage = \"en\"\n",
+        );
+        assert_eq!(
+            parse(&q).expect("valid").tenants[0].queues[0]
+                .language
+                .as_deref(),
+            Some("en")
+        );
+        let (line, key, msg) = invalid(&GOOD.replace(
+            "name = \"general\"\n",
+            "name = \"general\"\nlanguage = \"fr\"\n",
+        ));
+        assert_eq!(
+            key.as_deref(),
+            Some("tenants[0].queues[0].language"),
+            "{msg}"
+        );
+        assert!(msg.contains("en, zh-CN"), "{msg}");
+        assert_eq!(line, 19, "{msg}");
     }
 
     #[test]

@@ -455,13 +455,41 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// The dotted key whose line holds `offset`: the `[table]` above it and the name before `=`.
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let mut table: Option<String> = None;
+    // Arrays of tables (`[[tenants.queues]]`) seen so far: the index of their last element,
+    // under the last element of the arrays they are in.
+    let mut last: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    // `tenants.queues` as `tenants[1].queues[0]`, by the elements last opened.
+    let indexed = |name: &str, last: &std::collections::HashMap<String, usize>| {
+        let mut plain = String::new();
+        let mut out = String::new();
+        for (k, part) in name.split('.').map(str::trim).enumerate() {
+            if k > 0 {
+                plain.push('.');
+                out.push('.');
+            }
+            plain.push_str(part);
+            out.push_str(part);
+            if let Some(i) = last.get(&plain) {
+                out.push_str(&format!("[{i}]"));
+            }
+        }
+        out
+    };
     let mut pos = 0;
     for raw in text.split_inclusive('\n') {
         let end = pos + raw.len();
         let line = raw.trim();
-        if line.starts_with('[') && !line.starts_with("[[") {
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim();
+            // A new element: the arrays inside the last one start again.
+            let inside = format!("{name}.");
+            last.retain(|k, _| !k.starts_with(&inside));
+            let i = last.get(name).map_or(0, |i| i + 1);
+            last.insert(name.to_owned(), i);
+            table = Some(indexed(name, &last));
+        } else if line.starts_with('[') {
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
-                table = Some(name.trim().to_owned());
+                table = Some(indexed(name.trim(), &last));
             }
         }
         if offset >= pos && offset < end.max(pos + 1) {
@@ -488,6 +516,31 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("/etc/sb/router.toml"))
+    }
+
+    #[test]
+    fn a_refused_value_is_named_by_its_place_in_arrays_of_tables() {
+        let text = "[sip]\nlisten = \"127.0.0.1:0\"\n[[tenants]]\nid = \"a\"\n[[tenants.queues]]\nname = \"q\"\n[[tenants]]\nid = \"b\"\n[[tenants.queues]]\nname = \"x\"\n[[tenants.queues]]\nname = \"y\"\n[tenants.queues.callback]\nattempts = 2\n[http]\nport = 1\n";
+        let at = |needle: &str| key_at(text, text.find(needle).expect(needle));
+        assert_eq!(at("listen").as_deref(), Some("sip.listen"));
+        assert_eq!(
+            at("name = \"q\"").as_deref(),
+            Some("tenants[0].queues[0].name")
+        );
+        assert_eq!(at("id = \"b\"").as_deref(), Some("tenants[1].id"));
+        assert_eq!(
+            at("name = \"x\"").as_deref(),
+            Some("tenants[1].queues[0].name")
+        );
+        assert_eq!(
+            at("name = \"y\"").as_deref(),
+            Some("tenants[1].queues[1].name")
+        );
+        assert_eq!(
+            at("attempts").as_deref(),
+            Some("tenants[1].queues[1].callback.attempts")
+        );
+        assert_eq!(at("port").as_deref(), Some("http.port"));
     }
 
     #[test]

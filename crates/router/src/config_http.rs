@@ -361,9 +361,16 @@ fn queue_config(name: &str, s: &QueueSettings) -> Result<QueueConfig, ApiError> 
             s.strategy
         )))?;
     check_skills(&s.skills)?;
+    let language = s
+        .language
+        .as_deref()
+        .map(crate::center::known_language)
+        .transpose()
+        .map_err(|e| ApiError::Unprocessable(format!("language: {e}")))?;
     Ok(QueueConfig {
         name: name.to_owned(),
         strategy,
+        language: language.map(str::to_owned),
         skills: s.skills.clone(),
         alert_seconds: s.alert_seconds,
         wrap_up_seconds: s.wrap_up_seconds,
@@ -388,6 +395,7 @@ fn queue_settings(q: &QueueConfig) -> QueueSettings {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
+        language: q.language.clone(),
         skills: q.skills.clone(),
         alert_seconds: q.alert_seconds,
         wrap_up_seconds: q.wrap_up_seconds,
@@ -1387,6 +1395,12 @@ fn attendant_spec(name: &str, s: &AttendantSettings) -> AttendantSpec {
     AttendantSpec {
         name: name.to_owned(),
         greeting: s.greeting.clone(),
+        // Checked when set ([`put_attendant`]); one stored before that speaks as before.
+        language: s
+            .language
+            .as_deref()
+            .and_then(|l| crate::center::known_language(l).ok())
+            .map(str::to_owned),
         timeout_seconds: s.timeout_seconds,
         retries: s.retries,
         options: s
@@ -1404,6 +1418,7 @@ fn attendant_spec(name: &str, s: &AttendantSettings) -> AttendantSpec {
 fn attendant_settings(a: &AttendantSpec) -> AttendantSettings {
     AttendantSettings {
         greeting: a.greeting.clone(),
+        language: a.language.clone(),
         timeout_seconds: a.timeout_seconds,
         retries: a.retries,
         options: a
@@ -1447,8 +1462,18 @@ fn set_attendant(
 }
 
 /// The greeting `greeting` of an attendant of `tenant` is a prompt file the SIP edge can
-/// read: in the tenant's language or English (without a SIP edge there is nothing to play).
-fn check_greeting(state: &AppState, tenant: &str, greeting: &str) -> Result<(), ApiError> {
+/// read: in the attendant's `language` (none: the tenant's) or English (without a SIP edge
+/// there is nothing to play); `language` is one the router speaks.
+fn check_greeting(
+    state: &AppState,
+    tenant: &str,
+    greeting: &str,
+    language: Option<&str>,
+) -> Result<(), ApiError> {
+    let language = language
+        .map(crate::center::known_language)
+        .transpose()
+        .map_err(|e| ApiError::Unprocessable(format!("language: {e}")))?;
     if !is_name(greeting) {
         return Err(ApiError::Unprocessable(format!(
             "greeting {greeting:?} is not a prompt's name: use 1–64 letters, digits, '-' or '_' (the file <prompts_dir>/<language>/<greeting>.wav)"
@@ -1459,7 +1484,7 @@ fn check_greeting(state: &AppState, tenant: &str, greeting: &str) -> Result<(), 
             .tenants
             .iter()
             .find(|t| t.spec.id == tenant)
-            .map(|t| t.spec.language.clone());
+            .map(|t| language.map_or_else(|| t.spec.language.clone(), str::to_owned));
         (d.prompts_dir.clone(), language)
     });
     let (Some(dir), Some(language)) = (dir, language) else {
@@ -1547,7 +1572,12 @@ pub async fn put_attendant(
         )));
     }
     let Json(settings) = body?;
-    check_greeting(&state, &tenant, &settings.greeting)?;
+    check_greeting(
+        &state,
+        &tenant,
+        &settings.greeting,
+        settings.language.as_deref(),
+    )?;
     let change = set_attendant(&name, Some(attendant_spec(&name, &settings)));
     let new =
         check_keep_apply(&state, &tenant, "attendant", &name, Some(&settings), change).await?;

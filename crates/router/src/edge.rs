@@ -211,6 +211,7 @@ fn refused_record(
         wrap_up_seconds: None,
         disposition: None,
         notes: None,
+        language: None,
     }
 }
 
@@ -278,6 +279,8 @@ struct CallRt {
     /// The caller holds the call in a way that sends nothing (`a=inactive`, as Teams does, or
     /// `recvonly`): the agent's leg that hears the tenant's music meanwhile.
     caller_hold_music: Option<UaCall>,
+    /// The party the caller was handed to (`far`) holds them: the caller hears music.
+    far_holds: bool,
     held: Duration,
     /// A direct offer (a transfer to an agent) rings this agent.
     direct: Option<AgentId>,
@@ -365,6 +368,7 @@ impl CallRt {
             hold_since: None,
             teams_held: false,
             caller_hold_music: None,
+            far_holds: false,
             held: Duration::ZERO,
             direct: None,
             direct_in_teams: false,
@@ -391,6 +395,12 @@ impl CallRt {
             handed_out: false,
             called_back: false,
         }
+    }
+
+    /// The caller talks with their agent and no one else: no consultation under way or
+    /// asked of a queue, no one joined.
+    fn alone_with_agent(&self) -> bool {
+        self.consult.is_none() && self.consult_wait.is_none() && self.joined.is_empty()
     }
 }
 
@@ -1828,12 +1838,13 @@ impl Edge {
                 None => String::new(),
             };
             (
-                t.spec.id.clone(),
+                (t.spec.id.clone(), t.spec.language.clone()),
                 t.trunks[a.trunk].name.clone(),
                 upn,
                 caller_id,
             )
         });
+        let (tenant_id, language) = tenant_id;
         let id = uuid::Uuid::new_v4().to_string();
         let step = format!("outbound by {upn} to {}", a.dialled);
         tracing::info!(call = %id, agent = %upn, number = %a.dialled, trunk = %trunk_name, "an agent calls out");
@@ -1858,6 +1869,7 @@ impl Edge {
             wrap_up_seconds: None,
             disposition: None,
             notes: None,
+            language: Some(language),
         };
         // The called party's leg.
         let far = match self.bind_media() {
@@ -2259,6 +2271,7 @@ impl Edge {
         let n = self.next_call;
         self.next_call += 1;
         let id = uuid::Uuid::new_v4().to_string();
+        let language = self.cc.with(|d| d.tenants[a.tenant].spec.language.clone());
         let (tenant_id, trunk_name, dialler) = self.cc.with(|d| {
             let t = &mut d.tenants[a.tenant];
             if let Some(agent) = a.internal {
@@ -2301,6 +2314,7 @@ impl Edge {
             wrap_up_seconds: None,
             disposition: None,
             notes: None,
+            language: Some(language),
         };
         tracing::info!(call = %id, caller = %caller, dialled = %a.dialled, trunk = %trunk_name, closed = ?a.closed, "call arrived");
         let mut rec = rec;
@@ -2328,7 +2342,7 @@ impl Edge {
             {
                 Ok(neg) => {
                     self.relay.open(leg, socket, &neg);
-                    let clip = self.prompt(a.tenant, "unknown-number");
+                    let clip = self.prompt(n, "unknown-number");
                     self.relay.play(
                         leg,
                         Playlist {
@@ -2421,7 +2435,7 @@ impl Edge {
                     }
                 } else {
                     Playlist {
-                        clips: vec![self.prompt(tenant, "transferring")],
+                        clips: vec![self.prompt(n, "transferring")],
                         then_loop: Some(self.prompts.music.clone()),
                     }
                 };
@@ -2430,10 +2444,10 @@ impl Edge {
             }
             Route::Attendant(a) => {
                 let tenant = c.tenant;
-                let (name, after) = self.cc.with(|d| {
+                let (name, after, language) = self.cc.with(|d| {
                     let t = &d.tenants[tenant];
                     let Some(x) = t.attendants.get(a) else {
-                        return (String::new(), None);
+                        return (String::new(), None, None);
                     };
                     let after = t.after_hours(
                         x.schedule.as_ref().map(|s| s.get_ref().as_str()),
@@ -2441,8 +2455,13 @@ impl Edge {
                         x.holiday.as_ref(),
                         jiff::Timestamp::now(),
                     );
-                    (x.name.clone(), after)
+                    (x.name.clone(), after, x.language.clone())
                 });
+                // Closed too, the caller hears it in the attendant's language.
+                self.speak(n, language);
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return;
+                };
                 if let Some((step, to)) = after {
                     // Outside the attendant's hours: its holiday or closed route.
                     c.rec.steps.push(format!("attendant {name} {step}"));
@@ -2458,11 +2477,20 @@ impl Edge {
                 self.menu(n, None);
             }
             Route::Queue(q) => {
-                c.queue = Some(q);
                 let tenant = c.tenant;
-                c.rec.queue = self
-                    .cc
-                    .with(|d| d.tenants[tenant].queue(q).map(|x| x.name.clone()));
+                let (name, language) = self.cc.with(|d| {
+                    let x = d.tenants[tenant].queue(q);
+                    (
+                        x.map(|x| x.name.clone()),
+                        x.and_then(|x| x.language.clone()),
+                    )
+                });
+                self.speak(n, language);
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return;
+                };
+                c.queue = Some(q);
+                c.rec.queue = name;
                 let qname = c.rec.queue.clone().unwrap_or_default();
                 c.rec.steps.push(format!("queue {qname}"));
                 let priority = c.priority;
@@ -2492,9 +2520,9 @@ impl Edge {
                         if let Some(c) = self.calls.get_mut(&n) {
                             c.stage = Stage::Queued;
                         }
-                        let mut clips = vec![self.prompt(tenant, "welcome-queue")];
+                        let mut clips = vec![self.prompt(n, "welcome-queue")];
                         if self.callback_due(n, now) {
-                            clips.push(self.prompt(tenant, "callback-offer"));
+                            clips.push(self.prompt(n, "callback-offer"));
                         }
                         self.save(n);
                         let list = Playlist {
@@ -2646,7 +2674,7 @@ impl Edge {
         tracing::info!(call = %c.id, ?why, "callback offered at overflow");
         let leg = c.caller_leg;
         let list = Playlist {
-            clips: vec![self.prompt(tenant, "callback-overflow")],
+            clips: vec![self.prompt(n, "callback-overflow")],
             then_loop: None,
         };
         self.relay.play(leg, list);
@@ -2668,9 +2696,28 @@ impl Edge {
         self.queue_let_go(n, q, why, now);
     }
 
-    fn prompt(&self, tenant: usize, id: &str) -> Arc<crate::relay::Clip> {
+    /// Prompt `id` in the language call `n`'s caller hears now (English once it is gone).
+    fn prompt(&self, n: u64, id: &str) -> Arc<crate::relay::Clip> {
+        let lang = self.calls.get(&n).and_then(|c| c.rec.language.as_deref());
+        self.prompts.get(lang.unwrap_or("en"), id)
+    }
+
+    /// Prompt `id` in `tenant`'s language: what its agents hear.
+    fn tenant_prompt(&self, tenant: usize, id: &str) -> Arc<crate::relay::Clip> {
         let lang = self.cc.with(|d| d.tenants[tenant].spec.language.clone());
         self.prompts.get(&lang, id)
+    }
+
+    /// Call `n`'s caller reaches an attendant or a queue that speaks `language` (none: it
+    /// speaks the caller's language so far): their prompts are in it from now on.
+    fn speak(&mut self, n: u64, language: Option<String>) {
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        if let Some(l) = language.filter(|l| c.rec.language.as_ref() != Some(l)) {
+            tracing::info!(call = %c.id, language = %l, "the caller hears prompts in another language");
+            c.rec.language = Some(l);
+        }
     }
 
     /// Plays call `n`'s menu, after `before` (why it plays again); the no-input timer starts
@@ -2684,18 +2731,20 @@ impl Edge {
         };
         c.menu_generation += 1;
         let (tenant, leg) = (c.tenant, c.caller_leg);
-        let greeting = self.cc.with(|d| {
-            d.tenants[tenant]
-                .attendants
-                .get(attendant)
-                .map(|a| a.greeting.clone())
+        let (greeting, language) = self.cc.with(|d| {
+            let a = d.tenants[tenant].attendants.get(attendant);
+            (
+                a.map(|a| a.greeting.clone()),
+                a.and_then(|a| a.language.clone()),
+            )
         });
+        self.speak(n, language);
         let mut clips = Vec::new();
         if let Some(b) = before {
-            clips.push(self.prompt(tenant, b));
+            clips.push(self.prompt(n, b));
         }
         if let Some(g) = greeting {
-            clips.push(self.prompt(tenant, &g));
+            clips.push(self.prompt(n, &g));
         }
         self.relay.play(
             leg,
@@ -2814,8 +2863,8 @@ impl Edge {
             return;
         };
         c.stage = Stage::Closing(prompt);
-        let (tenant, leg) = (c.tenant, c.caller_leg);
-        let clip = self.prompt(tenant, prompt);
+        let leg = c.caller_leg;
+        let clip = self.prompt(n, prompt);
         self.relay.play(
             leg,
             Playlist {
@@ -2961,7 +3010,6 @@ impl Edge {
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
-        let tenant = c.tenant;
         c.rec.steps.push(what.to_owned());
         // Back to the caller's queue, else the attendant they came from, else the end.
         let (queue, attendant) = (c.queue, c.menus.last().copied());
@@ -2969,7 +3017,7 @@ impl Edge {
         match (queue, attendant) {
             (Some(q), _) => {
                 let leg = c.caller_leg;
-                let clip = self.prompt(tenant, "transfer-failed");
+                let clip = self.prompt(n, "transfer-failed");
                 self.relay.play(
                     leg,
                     Playlist {
@@ -3088,8 +3136,8 @@ impl Edge {
         c.stage = Stage::CallbackConfirming;
         c.rec.steps.push("callback requested".into());
         tracing::info!(call = %c.id, caller = %c.caller, "callback requested");
-        let (tenant, leg) = (c.tenant, c.caller_leg);
-        let clip = self.prompt(tenant, "callback-confirmed");
+        let leg = c.caller_leg;
+        let clip = self.prompt(n, "callback-confirmed");
         self.relay.play(
             leg,
             Playlist {
@@ -3267,7 +3315,7 @@ impl Edge {
         });
         if let Some((_, agent_leg)) = agent {
             let list = Playlist {
-                clips: vec![self.prompt(tenant, "callback-calling")],
+                clips: vec![self.tenant_prompt(tenant, "callback-calling")],
                 then_loop: Some(self.prompts.music.clone()),
             };
             self.relay.play(agent_leg, list);
@@ -4948,7 +4996,7 @@ impl Edge {
     fn remix(&mut self, n: u64) {
         // The music an agent hears while the caller holds is for the two of them alone.
         if let Some(c) = self.calls.get_mut(&n) {
-            let alone = c.consult.is_none() && c.consult_wait.is_none() && c.joined.is_empty();
+            let alone = c.alone_with_agent();
             if let Some(l) = c
                 .caller_hold_music
                 .take_if(|l| !alone || c.agent.is_none_or(|(_, a)| a != *l))
@@ -5956,7 +6004,7 @@ impl Edge {
             self.agent_leaves(n, tenant, agent, leg, by_refer, now);
         }
         let list = Playlist {
-            clips: vec![self.prompt(tenant, "transferring")],
+            clips: vec![self.prompt(n, "transferring")],
             then_loop: Some(self.prompts.music.clone()),
         };
         self.relay.play(caller_leg, list);
@@ -6051,7 +6099,7 @@ impl Edge {
         c.stage = Stage::Outside;
         let leg = c.caller_leg;
         let list = Playlist {
-            clips: vec![self.prompt(tenant, "transferring")],
+            clips: vec![self.prompt(n, "transferring")],
             then_loop: Some(self.prompts.music.clone()),
         };
         self.relay.play(leg, list);
@@ -6134,7 +6182,7 @@ impl Edge {
             if self.callback_due(n, now) {
                 ids.push("callback-offer".into());
             }
-            let clips = ids.iter().map(|id| self.prompt(tenant, id)).collect();
+            let clips = ids.iter().map(|id| self.prompt(n, id)).collect();
             self.relay.play(
                 leg,
                 Playlist {
@@ -6192,7 +6240,7 @@ impl Edge {
                     if here && self.callback_due(n, now) {
                         if let Some(c) = self.calls.get(&n) {
                             let list = Playlist {
-                                clips: vec![self.prompt(c.tenant, "callback-offer")],
+                                clips: vec![self.prompt(n, "callback-offer")],
                                 then_loop: Some(self.prompts.music.clone()),
                             };
                             self.relay.play(c.caller_leg, list);
@@ -6495,7 +6543,7 @@ impl Edge {
         };
         // In a consultation or a conference the router's own mix decides what the caller
         // hears; a Teams caller held with `a=inactive` gets no media at all.
-        if c.consult.is_some() || c.consult_wait.is_some() || !c.joined.is_empty() || c.teams_held {
+        if !c.alone_with_agent() || c.teams_held {
             return;
         }
         let playlist = Playlist {
@@ -6525,12 +6573,17 @@ impl Edge {
         };
         match self.legs.get(&leg).copied() {
             Some(Leg::Far(n)) => {
-                let Some(c) = self.calls.get(&n) else {
+                let Some(c) = self.calls.get_mut(&n) else {
                     return;
                 };
                 if !c.handed_out || c.far.is_none_or(|(l, _)| l != leg) || !c.joined.is_empty() {
                     return;
                 }
+                // A session refresh re-offers what was offered before: nothing changes.
+                if c.far_holds == silent {
+                    return;
+                }
+                c.far_holds = silent;
                 tracing::info!(call = %c.id, held = silent, "the party the caller was handed to holds or resumes");
                 let playlist = if silent { music } else { Playlist::default() };
                 self.relay.play(c.caller_leg, playlist);
@@ -6542,8 +6595,7 @@ impl Edge {
                 // While the router holds a Teams caller for the agent, their `inactive` is
                 // that hold, not theirs.
                 if silent && !c.teams_held {
-                    let alone =
-                        c.consult.is_none() && c.consult_wait.is_none() && c.joined.is_empty();
+                    let alone = c.alone_with_agent();
                     let Some((_, agent_leg)) = c.agent.filter(|_| alone) else {
                         return;
                     };

@@ -400,6 +400,7 @@ mod tests {
             wrap_up_seconds: None,
             disposition: None,
             notes: None,
+            language: None,
         }
     }
 

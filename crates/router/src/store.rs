@@ -813,6 +813,7 @@ mod tests {
             wrap_up_seconds: None,
             disposition: None,
             notes: None,
+            language: Some("en".into()),
         }
     }
 

@@ -982,10 +982,29 @@ async fn attendants_queue_routes_and_removals_are_set_through_the_api_and_kept()
             bad(serde_json::json!({ "timeout_seconds": 0 })),
             bad(serde_json::json!({ "greeting": "../../etc/passwd" })),
             bad(serde_json::json!({ "schedule": "nope" })),
+            bad(serde_json::json!({ "language": "fr" })),
             (format!("{attendants}/bad%20name"), menu.clone()),
         ],
     )
     .await;
+    // An attendant that speaks Chinese needs its greeting in Chinese (or English), not in
+    // the tenant's language.
+    greeting_file(prompts.path(), "zh-CN", "front-zh");
+    let mut zh = menu.clone();
+    zh["greeting"] = "front-zh".into();
+    let put_zh = |body: Value| http.put(format!("{attendants}/zh")).json(&body).send();
+    let p = problem(
+        put_zh(zh.clone()).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(p["detail"].to_string().contains("en/front-zh.wav"), "{p}");
+    zh["language"] = "ZH-cn".into();
+    let r = put_zh(zh).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["settings"]["language"], "zh-CN", "{view}");
+    assert_eq!(menu.get("language"), None);
     // Named by a number: it stays until the number goes elsewhere.
     let number = format!("{base}/v1/config/tenants/contoso/numbers/+18005550150");
     let r = http
@@ -1018,6 +1037,7 @@ async fn attendants_queue_routes_and_removals_are_set_through_the_api_and_kept()
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["settings"]["overflow"]["attendant"], "front", "{view}");
     assert_eq!(view["settings"]["callback"]["retry_seconds"], 120, "{view}");
+    assert_eq!(view["settings"].get("language"), None, "{view}");
     unprocessable(
         &http,
         &[
@@ -1030,6 +1050,7 @@ async fn attendants_queue_routes_and_removals_are_set_through_the_api_and_kept()
                 serde_json::json!({ "callback": { "after_seconds": 30, "attempts": 0 } }),
             ),
             (vip.clone(), serde_json::json!({ "callback": {} })),
+            (vip.clone(), serde_json::json!({ "language": "klingon" })),
         ],
     )
     .await;
@@ -1098,9 +1119,14 @@ async fn attendants_queue_routes_and_removals_are_set_through_the_api_and_kept()
     )
     .await;
     let all = all.as_array().unwrap();
-    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(all[0]["name"], "front");
     assert_eq!(all[0]["settings"]["options"]["2"]["attendant"], "front");
+    assert_eq!(all[1]["name"], "zh");
+    assert_eq!(
+        all[1]["settings"]["language"], "zh-CN",
+        "its language is kept"
+    );
     let qs = get_json(&http, &format!("{base}/v1/config/tenants/contoso/queues")).await;
     let vip = qs
         .as_array()

@@ -1131,6 +1131,120 @@ upn = "alex@contoso.example"
 skills = { orders = 4 }
 "#;
 
+/// English prompts in [`an_attendant_or_queue_with_a_language_of_its_own_speaks_it_from_then_on`]
+/// are this tone, Chinese ones [`ZH_HZ`].
+const EN_HZ: f64 = 600.0;
+const ZH_HZ: f64 = 1400.0;
+
+/// An attendant's or queue's language chooses the prompts its callers hear from then on: an
+/// English attendant, then its Chinese one, then a queue of no language of its own (the
+/// caller goes on hearing Chinese); a queue that speaks Chinese, reached by its number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendant_or_queue_with_a_language_of_its_own_speaks_it_from_then_on() {
+    let _turn = CALLS.turn().await;
+    // Every prompt a tone: 600 Hz in English, 1400 Hz in Chinese.
+    let prompts = tempfile::tempdir().unwrap();
+    for (lang, hz) in [("en", EN_HZ), ("zh-CN", ZH_HZ)] {
+        std::fs::create_dir_all(prompts.path().join(lang)).unwrap();
+        for id in ["menu", "no-agents", "welcome-queue", "goodbye"] {
+            tone_wav(&prompts.path().join(lang).join(format!("{id}.wav")), hz, 2);
+        }
+    }
+    let config = r#"
+[[tenants.numbers]]
+number = "+18005550100"
+attendant = "main"
+
+[[tenants.numbers]]
+number = "+18005550101"
+queue = "zh-line"
+
+[[tenants.attendants]]
+name = "main"
+greeting = "menu"
+timeout_seconds = 1
+retries = 0
+default = { queue = "general" }
+options = { 2 = { attendant = "chinese" } }
+
+[[tenants.attendants]]
+name = "chinese"
+greeting = "menu"
+language = "zh-CN"
+timeout_seconds = 1
+retries = 0
+default = { queue = "general" }
+
+[[tenants.queues]]
+name = "general"
+
+[[tenants.queues]]
+name = "zh-line"
+language = "zh-CN"
+"#;
+    let edge = EDGE.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nprompts_dir = {:?}",
+            prompts.path().display().to_string()
+        ),
+    );
+    let c = start(&format!("{edge}{config}")).await;
+    c.tone("caller.wav", CALLER_HZ, 30);
+    // (blocks of 50 ms holding each language's tone)
+    let heard = |name: &str| {
+        let (samples, rate) = read_mono(&c.dir.path().join(name)).unwrap();
+        let en = tone::blocks_holding(&samples, rate, EN_HZ, 0.5);
+        let zh = tone::blocks_holding(&samples, rate, ZH_HZ, 0.5);
+        eprintln!("{name}: {en} blocks of English, {zh} of Chinese");
+        (en, zh)
+    };
+    // No key: the English menu, then the queue nobody staffs says so in English.
+    let (_, ev) = c.call_with(
+        "+18005550100",
+        &["--hangup-after", "20"],
+        "caller.wav",
+        "english.wav",
+    );
+    assert_ended_with(&ev, "remote");
+    let (en, zh) = heard("english.wav");
+    assert!(en >= 50 && zh == 0, "English only: {en} / {zh}");
+    // Key 2: the Chinese attendant's menu, and the same queue speaks Chinese now.
+    let (_, ev) = c.call_with(
+        "+18005550100",
+        &["--dtmf", "2", "--hangup-after", "20"],
+        "caller.wav",
+        "chinese.wav",
+    );
+    assert_ended_with(&ev, "remote");
+    let (_, zh) = heard("chinese.wav");
+    assert!(zh >= 60, "the Chinese menu and no-agents message: {zh}");
+    // The number of a queue that speaks Chinese: Chinese from the start.
+    let (_, ev) = c.call_with(
+        "+18005550101",
+        &["--hangup-after", "20"],
+        "caller.wav",
+        "line.wav",
+    );
+    assert_ended_with(&ev, "remote");
+    let (en, zh) = heard("line.wav");
+    assert!(zh >= 25 && en == 0, "Chinese only: {en} / {zh}");
+    let recs = c.calls().await;
+    let langs: Vec<_> = recs.iter().map(|r| r["language"].clone()).collect();
+    assert_eq!(langs, ["zh-CN", "zh-CN", "en"], "{recs:#?}");
+    assert_eq!(
+        recs[1]["steps"],
+        serde_json::json!([
+            "attendant main",
+            "attendant chinese",
+            "queue general",
+            "no agents in general"
+        ]),
+        "{recs:#?}"
+    );
+    c.router.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_back_in_the_menu_and_another_rings_an_agent(
 ) {
