@@ -469,6 +469,8 @@ struct Admission {
 /// The running edge's handle.
 pub struct EdgeHandle {
     pub local: SocketAddr,
+    /// The TLS listener's address, with `[sip.tls]`.
+    pub tls: Option<SocketAddr>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -993,7 +995,11 @@ pub async fn start(
     tracing::info!(%local, tls = ?tls_local, media = %media_ip, transports = %transports.join(", "), "SIP edge listening");
     edge.restore_callbacks(Instant::now());
     let task = tokio::spawn(edge.run(shutdown));
-    Ok(EdgeHandle { local, task })
+    Ok(EdgeHandle {
+        local,
+        tls: tls_local,
+        task,
+    })
 }
 
 impl Edge {
@@ -1436,8 +1442,10 @@ impl Edge {
     }
 
     /// The Direct Routing trunk a request from `from` is for: it came over TLS from one of
-    /// Microsoft's proxies (their signalling ranges, or an address `[sip.resolve]` gives one),
-    /// and its Request-URI names the SBC FQDN of one of our tenants' trunks.
+    /// Microsoft's proxies (their signalling ranges, or an address `[sip.resolve]` gives one)
+    /// on a connection whose handshake proved the peer to be one of the trunk's proxies (we
+    /// connected to that name, or its client certificate names it), and its Request-URI names
+    /// the SBC FQDN of one of our tenants' trunks.
     fn dr_trunk_of(&self, m: &Message, from: SocketAddr) -> Option<(usize, usize)> {
         if self.arrived != Transport::Tls || self.dr_fqdns.is_empty() {
             return None;
@@ -1447,7 +1455,30 @@ impl Edge {
         }
         let uri = m.request_uri()?;
         let (host, _) = switchboard_sip::ua::uri_host_port(&uri)?;
-        self.dr_fqdns.get(&host.to_ascii_lowercase()).copied()
+        let (i, j) = self.dr_fqdns.get(&host.to_ascii_lowercase()).copied()?;
+        let identity = self.net.tls.as_ref().and_then(|t| t.peer_identity(&from));
+        let proxies = self.cc.with(|d| {
+            d.tenants
+                .get(i)
+                .and_then(|t| t.spec.trunks.get(j))
+                .and_then(|t| t.direct_routing.as_ref())
+                .map(|dr| dr.proxy_hosts())
+                .unwrap_or_default()
+        });
+        let proven = identity
+            .as_ref()
+            .is_some_and(|id| proxies.iter().any(|(name, _)| id.is_for(name)));
+        if !proven {
+            metrics::counter!("sip_requests_refused_total", "why" => "proxy-certificate")
+                .increment(1);
+            let shown = match &identity {
+                None => "no certificate",
+                Some(_) => "a certificate naming none of them",
+            };
+            tracing::warn!(source = %from, method = %m.method().unwrap_or_default(), sbc = %host, shown, "a request for a Direct Routing trunk from a proxy address whose TLS connection does not prove it is one of the trunk's proxies; refused as a stranger's");
+            return None;
+        }
+        Some((i, j))
     }
 
     /// Our media for a leg on `port`: plain RTP offered, with SDES keys (RFC 4568) to answer

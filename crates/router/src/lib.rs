@@ -419,6 +419,11 @@ impl Router {
         self.sip.as_ref().map(|s| s.local)
     }
 
+    /// The SIP edge's TLS address, when it listens with `[sip.tls]`.
+    pub fn sip_tls_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().and_then(|s| s.tls)
+    }
+
     /// Serves until `signal` completes, then shuts down gracefully: event clients get
     /// `shutting_down`, requests in flight finish, storage is closed cleanly.
     pub async fn serve(
@@ -455,6 +460,7 @@ impl Router {
     pub fn spawn(self) -> Background {
         let url = format!("http://{}", self.local_addr());
         let sip = self.sip_addr();
+        let sip_tls = self.sip_tls_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(self.serve(async move {
             let _ = stopped.await;
@@ -462,6 +468,7 @@ impl Router {
         Background {
             url,
             sip,
+            sip_tls,
             stop: Some(stop),
             task: Some(task),
         }
@@ -472,6 +479,7 @@ impl Router {
 pub struct Background {
     url: String,
     sip: Option<SocketAddr>,
+    sip_tls: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), StartError>>>,
 }
@@ -485,6 +493,11 @@ impl Background {
     /// The SIP edge's address, when it listens.
     pub fn sip_addr(&self) -> Option<SocketAddr> {
         self.sip
+    }
+
+    /// The SIP edge's TLS address, when it listens with `[sip.tls]`.
+    pub fn sip_tls_addr(&self) -> Option<SocketAddr> {
+        self.sip_tls
     }
 
     /// Stops gracefully and waits (at most 10 s) for the shutdown to finish.

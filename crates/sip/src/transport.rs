@@ -20,19 +20,63 @@ use tokio::sync::mpsc;
 
 use crate::message::{Message, MAX_MESSAGE_BYTES};
 
-type Streams = Arc<std::sync::Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>>;
+/// An open stream connection: its writer's queue, and who the TLS handshake proved the peer
+/// to be.
+struct Conn {
+    writer: mpsc::Sender<Bytes>,
+    identity: Option<PeerIdentity>,
+}
+
+type Streams = Arc<std::sync::Mutex<HashMap<SocketAddr, Conn>>>;
 
 fn streams_get(s: &Streams, a: &SocketAddr) -> Option<mpsc::Sender<Bytes>> {
-    s.lock().ok().and_then(|m| m.get(a).cloned())
+    s.lock()
+        .ok()
+        .and_then(|m| m.get(a).map(|c| c.writer.clone()))
 }
 fn streams_set(s: &Streams, a: SocketAddr, w: Option<mpsc::Sender<Bytes>>) {
+    streams_set_with(s, a, w.map(|writer| (writer, None)));
+}
+fn streams_set_with(
+    s: &Streams,
+    a: SocketAddr,
+    w: Option<(mpsc::Sender<Bytes>, Option<PeerIdentity>)>,
+) {
     if let Ok(mut m) = s.lock() {
         match w {
-            Some(w) => {
-                m.insert(a, w);
+            Some((writer, identity)) => {
+                m.insert(a, Conn { writer, identity });
             }
             None => {
                 m.remove(&a);
+            }
+        }
+    }
+}
+
+/// Who the TLS handshake of a stream connection proved its peer to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerIdentity {
+    /// We connected to this name, and the server's certificate was verified for it.
+    Server(String),
+    /// The peer presented this client certificate, verified to chain to a trusted root (its
+    /// names are not checked by the handshake: [`PeerIdentity::is_for`] does).
+    Client(rustls::pki_types::CertificateDer<'static>),
+}
+
+impl PeerIdentity {
+    /// Whether the handshake proved the peer to be DNS name `name`: the name we connected to,
+    /// or a client certificate valid for it (a DNS subjectAltName, a wildcard covering one
+    /// label, as RFC 6125 has it).
+    pub fn is_for(&self, name: &str) -> bool {
+        match self {
+            Self::Server(n) => n.eq_ignore_ascii_case(name),
+            Self::Client(der) => {
+                let Ok(sn) = rustls::pki_types::ServerName::try_from(name) else {
+                    return false;
+                };
+                rustls::server::ParsedCertificate::try_from(der)
+                    .is_ok_and(|c| rustls::client::verify_server_name(&c, &sn).is_ok())
             }
         }
     }
@@ -433,6 +477,15 @@ impl Transports {
         Ok(())
     }
 
+    /// Who the TLS handshake of the open connection with `peer` proved it to be; none over
+    /// UDP or TCP, with no such connection, or when an accepted peer showed no certificate.
+    pub fn peer_identity(&self, peer: &SocketAddr) -> Option<PeerIdentity> {
+        self.streams
+            .lock()
+            .ok()
+            .and_then(|m| m.get(peer).and_then(|c| c.identity.clone()))
+    }
+
     fn opener(&self) -> Opener {
         Opener {
             kind: self.kind,
@@ -448,7 +501,7 @@ impl Transports {
         let writers: Vec<mpsc::Sender<Bytes>> = self
             .streams
             .lock()
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|c| c.writer.clone()).collect())
             .unwrap_or_default();
         for w in writers {
             let _ = w.send(Bytes::from_static(b"\r\n\r\n")).await;
@@ -479,6 +532,7 @@ impl Opener {
             .await
             .map_err(|source| TransportError::Connect { addr: to, source })?;
         let _ = tcp.set_nodelay(true);
+        let mut identity = None;
         let writer = match (&self.kind, &self.tls_client) {
             (Transport::Tls, Some(connector)) => {
                 let name = server_name
@@ -494,6 +548,7 @@ impl Opener {
                     .connect(sni, tcp)
                     .await
                     .map_err(|source| TransportError::Tls { addr: to, source })?;
+                identity = Some(PeerIdentity::Server(name));
                 spawn_stream(stream, to, self.tx.clone(), tasks, self.limits, None)
             }
             _ => spawn_stream(tcp, to, self.tx.clone(), tasks, self.limits, None),
@@ -505,7 +560,7 @@ impl Opener {
                 addr: to,
                 source: std::io::Error::other("the connection closed"),
             })?;
-        streams_set(&self.streams, to, Some(writer));
+        streams_set_with(&self.streams, to, Some((writer, identity)));
         Ok(())
     }
 }
@@ -578,11 +633,20 @@ async fn accept_loop(
         // Handshakes run apart so a slow or hostile peer cannot stall the listener.
         tokio::spawn(async move {
             let mut tasks = Vec::new();
+            let mut identity = None;
             let writer = match (kind, &acceptor) {
                 (Transport::Tls, Some(a)) => {
                     let hs = tokio::time::timeout(limits.handshake, a.accept(tcp));
                     match hs.await {
-                        Ok(Ok(s)) => spawn_stream(s, from, tx, &mut tasks, limits, Some(permit)),
+                        Ok(Ok(s)) => {
+                            identity = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| PeerIdentity::Client(c.clone().into_owned()));
+                            spawn_stream(s, from, tx, &mut tasks, limits, Some(permit))
+                        }
                         Ok(Err(e)) => {
                             tracing::info!(error = %e, from = %from, "TLS handshake failed");
                             return;
@@ -599,7 +663,7 @@ async fn accept_loop(
                 }
                 _ => spawn_stream(tcp, from, tx, &mut tasks, limits, Some(permit)),
             };
-            streams_set(&streams, from, Some(writer));
+            streams_set_with(&streams, from, Some((writer, identity)));
         });
     }
 }

@@ -85,6 +85,14 @@ async fn arrives(proxy: &mut Transports, sbc: &mut Transports) -> bool {
     }
 }
 
+/// A TLS listener on 127.0.0.1 with `cert`, asking peers for theirs (mutual), trusting `ca`.
+async fn mutual_listener(ca: &Ca, cert: &(PathBuf, PathBuf)) -> Transports {
+    let bind = "127.0.0.1:0".parse().unwrap();
+    Transports::bind(Transport::Tls, bind, &settings(ca, Some(cert), true))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_mutual_listener_takes_our_client_certificate_and_refuses_a_strangers() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,13 +101,7 @@ async fn a_mutual_listener_takes_our_client_certificate_and_refuses_a_strangers(
     let stranger_cert = leaf(dir.path(), &other_ca, "stranger", &["sbc.test"]);
     let bind = "127.0.0.1:0".parse().unwrap();
 
-    let mut proxy = Transports::bind(
-        Transport::Tls,
-        bind,
-        &settings(&test_ca, Some(&proxy_cert), true),
-    )
-    .await
-    .unwrap();
+    let mut proxy = mutual_listener(&test_ca, &proxy_cert).await;
 
     // Who connects, with which certificate (and `mutual`), and whether they get through:
     // an SBC with a certificate of the trusted CA does; one of another CA is refused in the
@@ -197,4 +199,100 @@ async fn our_client_certificate_is_what_a_peer_requiring_one_sees() {
         vec![1, usize::MAX],
         "mutual: one certificate shown; without: refused"
     );
+}
+
+/// The message `proxy` receives next within a few seconds, with its source.
+async fn next_message(proxy: &mut Transports) -> Option<std::net::SocketAddr> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match tokio::time::timeout_at(deadline, proxy.recv()).await {
+            Ok(Some(Incoming::Message(_, from))) => return Some(from),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Who connects, their certificate (none: they show none), the names it proves and those
+/// it does not.
+type Case<'a> = (
+    &'a str,
+    Option<&'a (PathBuf, PathBuf)>,
+    &'a [&'a str],
+    &'a [&'a str],
+);
+
+#[tokio::test]
+async fn each_connection_knows_who_its_handshake_proved_the_peer_to_be() {
+    use switchboard_sip::transport::PeerIdentity;
+    let dir = tempfile::tempdir().unwrap();
+    let (test_ca, proxy_cert, _) = pki(dir.path());
+    let bind = "127.0.0.1:0".parse().unwrap();
+    let mut proxy = mutual_listener(&test_ca, &proxy_cert).await;
+    let to = proxy.local_addr();
+    // Who connects (their certificate's names), and the names it proves or not.
+    let wildcard = leaf(dir.path(), &test_ca, "wild", &["*.pstnhub.microsoft.com"]);
+    let other = leaf(
+        dir.path(),
+        &test_ca,
+        "other",
+        &["sip.pstnhub.impostor.example"],
+    );
+    let cases: [Case; 3] = [
+        (
+            "a wildcard of Microsoft's",
+            Some(&wildcard),
+            &["sip2.pstnhub.microsoft.com", "SIP.pstnhub.microsoft.com"],
+            &["pstnhub.microsoft.com", "a.sip.pstnhub.microsoft.com"],
+        ),
+        (
+            "another name of the same CA",
+            Some(&other),
+            &["sip.pstnhub.impostor.example"],
+            &["sip.pstnhub.microsoft.com"],
+        ),
+        ("no certificate", None, &[], &["sip.pstnhub.microsoft.com"]),
+    ];
+    for (who, cert, proven, not) in cases {
+        let mut peer = Transports::bind(
+            Transport::Tls,
+            bind,
+            &settings(&test_ca, cert, cert.is_some()),
+        )
+        .await
+        .unwrap();
+        peer.send(
+            to,
+            Some("sip.pstnhub.microsoft.com"),
+            Bytes::from_static(OPTIONS.as_bytes()),
+        )
+        .await
+        .unwrap();
+        let from = next_message(&mut proxy).await.expect(who);
+        let id = proxy.peer_identity(&from);
+        assert_eq!(id.is_some(), cert.is_some(), "{who}: {id:?}");
+        for name in proven {
+            assert!(
+                id.as_ref().is_some_and(|i| i.is_for(name)),
+                "{who} is {name}"
+            );
+        }
+        for name in not {
+            assert!(
+                !id.as_ref().is_some_and(|i| i.is_for(name)),
+                "{who} is not {name}"
+            );
+        }
+        // The side that connected knows the name it verified.
+        assert_eq!(
+            peer.peer_identity(&to),
+            Some(PeerIdentity::Server("sip.pstnhub.microsoft.com".into())),
+            "{who}"
+        );
+    }
+    // Over UDP nobody is proven.
+    let udp = Transports::bind(Transport::Udp, bind, &TlsSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(udp.peer_identity(&to), None);
 }

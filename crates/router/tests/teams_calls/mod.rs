@@ -1569,3 +1569,71 @@ async fn an_agent_chooses_teams_to_reach_an_expert_who_also_has_a_switchboard_ph
     }
     assert_eq!(recs[0]["agent"], "bob@contoso.example", "{}", recs[0]);
 }
+
+/// An INVITE from Teams user Alice (+14255550101) to `number` at tenant A's SBC (`port`: the
+/// router's TLS port), as a proxy sends it over TLS (plain RTP, PCMU), Call-ID `id`.
+fn proxy_invite(number: &str, port: u16, id: &str) -> String {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40010 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+    format!(
+        "INVITE sip:{number}@tenanta.sbc.example:{port};user=phone;transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK{id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+14255550101@sip.pstnhub.microsoft.com;user=phone>;tag=t{id}\r\n\
+         To: <sip:{number}@tenanta.sbc.example;user=phone>\r\n\
+         Call-ID: {id}@proxy\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:sip.pstnhub.microsoft.com:5061;transport=tls>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// Only Microsoft's proxies speak for a Direct Routing trunk. A TLS client on a proxy's
+/// address (127.0.0.1, as `[sip.resolve]` gives the proxies here) whose certificate, from a
+/// CA the router trusts, names no proxy is refused as a stranger (403), logged and counted.
+/// The same INVITE on a connection whose certificate names
+/// `sip.pstnhub.microsoft.com` is a Teams call to the tenant's number. The clients are
+/// openssl, not our SIP code.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_address_without_a_proxys_certificate_speaks_for_no_trunk() {
+    let _turn = CALLS.alone().await;
+    let (_alice, proxy, cert) = alice_at_tenant_a();
+    let c = start(&sbc_config(
+        &proxy,
+        &cert,
+        &dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
+    ))
+    .await;
+    let tls = c.router.sip_tls_addr().expect("the router listens on TLS");
+    let impostor = proxy.sbc_certificate(&["sip.pstnhub.impostor.example"]);
+    let mut peer = crate::teams_proxy::TlsPeer::connect(tls, &impostor, &proxy.ca_pem);
+    peer.send(&proxy_invite("+18005550100", tls.port(), "impostor"));
+    let out = peer
+        .wait_for("SIP/2.0 403", Duration::from_secs(10))
+        .unwrap_or_else(|out| panic!("not refused: {out}"));
+    assert!(!out.contains("SIP/2.0 100"), "{out}");
+    drop(peer);
+    let metrics = c.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("sip_requests_refused_total{why=\"proxy-certificate\"}")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // Microsoft's name (from the same CA): the call is the tenant's.
+    let microsoft = proxy.sbc_certificate(&["sip.pstnhub.microsoft.com"]);
+    let mut peer = crate::teams_proxy::TlsPeer::connect(tls, &microsoft, &proxy.ca_pem);
+    peer.send(&proxy_invite("+18005550100", tls.port(), "proxy"));
+    let out = peer
+        .wait_for("SIP/2.0 200", Duration::from_secs(10))
+        .unwrap_or_else(|out| panic!("not answered: {out}"));
+    assert!(!out.contains("SIP/2.0 403"), "{out}");
+    let rec = c.record_of("+14255550101").await;
+    assert_eq!(rec["trunk"], "teams", "{rec}");
+    assert_eq!(
+        c.calls().await.len(),
+        1,
+        "the impostor's INVITE left no call"
+    );
+}
