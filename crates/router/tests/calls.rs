@@ -1131,6 +1131,29 @@ upn = "alex@contoso.example"
 skills = { orders = 4 }
 "#;
 
+/// A prompts folder where each `(language, id, hz)` is a tone of `seconds`, and [`EDGE`] with
+/// it as `prompts_dir` (other prompts and the music are the router's stand-in notes): what a
+/// caller heard says which prompts played.
+fn tone_prompts(tones: &[(&str, &str, f64)], seconds: usize) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    for (lang, id, hz) in tones {
+        std::fs::create_dir_all(dir.path().join(lang)).unwrap();
+        tone_wav(
+            &dir.path().join(lang).join(format!("{id}.wav")),
+            *hz,
+            seconds,
+        );
+    }
+    let edge = EDGE.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nprompts_dir = {:?}",
+            dir.path().display().to_string()
+        ),
+    );
+    (dir, edge)
+}
+
 /// English prompts in [`an_attendant_or_queue_with_a_language_of_its_own_speaks_it_from_then_on`]
 /// are this tone, Chinese ones [`ZH_HZ`].
 const EN_HZ: f64 = 600.0;
@@ -1143,13 +1166,12 @@ const ZH_HZ: f64 = 1400.0;
 async fn an_attendant_or_queue_with_a_language_of_its_own_speaks_it_from_then_on() {
     let _turn = CALLS.turn().await;
     // Every prompt a tone: 600 Hz in English, 1400 Hz in Chinese.
-    let prompts = tempfile::tempdir().unwrap();
-    for (lang, hz) in [("en", EN_HZ), ("zh-CN", ZH_HZ)] {
-        std::fs::create_dir_all(prompts.path().join(lang)).unwrap();
-        for id in ["menu", "no-agents", "welcome-queue", "goodbye"] {
-            tone_wav(&prompts.path().join(lang).join(format!("{id}.wav")), hz, 2);
-        }
-    }
+    let ids = ["menu", "no-agents", "welcome-queue", "goodbye"];
+    let tones: Vec<_> = [("en", EN_HZ), ("zh-CN", ZH_HZ)]
+        .iter()
+        .flat_map(|&(lang, hz)| ids.map(|id| (lang, id, hz)))
+        .collect();
+    let (_prompts, edge) = tone_prompts(&tones, 2);
     let config = r#"
 [[tenants.numbers]]
 number = "+18005550100"
@@ -1182,13 +1204,6 @@ name = "general"
 name = "zh-line"
 language = "zh-CN"
 "#;
-    let edge = EDGE.replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!(
-            "listen = \"127.0.0.1:0\"\nprompts_dir = {:?}",
-            prompts.path().display().to_string()
-        ),
-    );
     let c = start(&format!("{edge}{config}")).await;
     c.tone("caller.wav", CALLER_HZ, 30);
     // (blocks of 50 ms holding each language's tone)
@@ -2769,6 +2784,89 @@ async fn a_waiting_caller_hears_their_place_every_announce_seconds_and_keeps_the
     );
     let recs = c.calls().await;
     assert_eq!(recs[0]["outcome"], "abandoned", "{recs:?}");
+    drop(finish(adele, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
+
+/// Prompts as tones for [`each_waiting_caller_hears_their_own_place_and_no_wait_while_nobody_is_staffed`]:
+/// the place's words, the digits one and two, and the expected wait's words.
+const PLACE_HZ: f64 = 1700.0;
+const ONE_HZ: f64 = 900.0;
+const TWO_HZ: f64 = 1300.0;
+const WAIT_HZ: f64 = 2100.0;
+
+/// What callers hear when their place is announced, listened to: every prompt is a tone of
+/// its own, so the recordings say which were played. Two callers wait (the queue's only agent
+/// is Not ready): the first hears "place one", the second "place two", and once the first
+/// hangs up, "place one". With nobody staffed the expected wait is left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_waiting_caller_hears_their_own_place_and_no_wait_while_nobody_is_staffed() {
+    let _turn = CALLS.turn().await;
+    let (_prompts, edge) = tone_prompts(
+        &[
+            ("en", "welcome-queue", EN_HZ),
+            ("en", "position-prefix", PLACE_HZ),
+            ("en", "position-suffix", PLACE_HZ),
+            ("en", "digit-1", ONE_HZ),
+            ("en", "digit-2", TWO_HZ),
+            ("en", "wait-prefix", WAIT_HZ),
+        ],
+        1,
+    );
+    let c = start(&format!("{edge}{ANNOUNCING}")).await;
+    c.tones(20);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    let caller = |seconds: &str, record: &str| {
+        c.caller(
+            "+18005550100",
+            &["--codec", "pcmu", "--hangup-after", seconds],
+            "caller.wav",
+            record,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let first = caller("11", "first.wav");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = caller("22", "second.wav");
+    for (who, child) in [("first", first), ("second", second)] {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let heard = |name: &str| {
+        let (samples, rate) = read_mono(&c.dir.path().join(name)).unwrap();
+        let [place, one, two, wait] = [PLACE_HZ, ONE_HZ, TWO_HZ, WAIT_HZ]
+            .map(|hz| tone::blocks_holding(&samples, rate, hz, 0.5));
+        eprintln!("{name}: place {place}, one {one}, two {two}, wait {wait}");
+        (place, one, two, wait)
+    };
+    let (place, one, two, wait) = heard("first.wav");
+    assert!(place >= 15 && one >= 10, "the first heard place one");
+    assert_eq!(
+        (two, wait),
+        (0, 0),
+        "never two, no wait while nobody is staffed"
+    );
+    let (place, one, two, wait) = heard("second.wav");
+    assert!(place >= 30, "announced at least twice");
+    assert!(
+        two >= 10,
+        "the second heard place two while the first waited"
+    );
+    assert!(one >= 10, "and place one once the first had gone");
+    assert_eq!(wait, 0, "no wait while nobody is staffed");
     drop(finish(adele, Duration::from_millis(10)).await);
     c.router.stop().await.unwrap();
 }

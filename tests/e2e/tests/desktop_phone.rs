@@ -28,7 +28,9 @@
 //! history shows both calls, and calls the colleague back; the supervisors' board shows the
 //! queues and the agents (the agent on that call, the second colleague Not ready); last, a
 //! queue call rings the window unanswered until the router sets the agent Not ready ("missed
-//! call"), which the window's state follows, and the agent goes Ready again; from the board the
+//! call"), which the window's state follows, and the agent goes Ready again; a queue call is
+//! consulted with the colleague from the picker and handed to her (Complete), and another
+//! transferred to her blind, each recorded with its kind of transfer; from the board the
 //! second colleague is put on a break and this agent on coaching (the window follows the
 //! router's announcement), then Ready; last, the agent listens in on the colleague's queue
 //! call from the board (the window is rung, answers and hears the call), barges in (the
@@ -121,6 +123,20 @@ fn trunk_caller(
         .arg("--play")
         .arg(tone);
     Ok(cmd)
+}
+
+/// Waits for a [`trunk_caller`] run on a blocking thread to end: an error unless it ended well.
+async fn caller_done(
+    caller: tokio::task::JoinHandle<std::io::Result<std::process::Output>>,
+) -> Result<()> {
+    let out = caller
+        .await
+        .context("the caller's thread")?
+        .context("the caller")?;
+    if !out.status.success() {
+        bail!("caller: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,15 +520,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         click(&c, r#"[data-testid="disposition-escalated"]"#).await?;
         click(&c, r#"[data-testid="wrap-up-done"]"#).await?;
         gone(&c, r#"[data-testid="wrap-up"]"#).await?;
-        let out = caller
-            .await
-            .context("the caller's thread")?
-            .context("the caller")?;
-        assert!(
-            out.status.success(),
-            "caller: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        caller_done(caller).await?;
         let passed = eventually("the record of the transferred call", WAIT, || async {
             let recs = records(http.clone(), base.clone()).await?;
             let r = recs.into_iter().find(|r| {
@@ -632,6 +640,56 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         })
         .await?;
 
+        // 14b. Handing callers over from the picker: a billing call consulted with the
+        //      colleague and handed to her (Complete), then another transferred to her blind.
+        //      Each time the window's call ends into wrap-up, she talks with the caller, and
+        //      the record lists the transfer of its kind.
+        let same = |v: &Value, upn: &str| v.as_str().is_some_and(|x| x.eq_ignore_ascii_case(upn));
+        for (kind, hangup_after) in [("consult", "20"), ("blind", "12")] {
+            eventually("the colleague Ready and free", WAIT, || async {
+                let st = status_of(http.clone(), base.clone(), COLLEAGUE).await?;
+                Ok((st["state"] == "ready").then_some(()))
+            })
+            .await?;
+            let mut cmd = trunk_caller(&uri, "1", hangup_after, &tone)?;
+            let caller = tokio::task::spawn_blocking(move || cmd.output());
+            wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
+            click(&c, r#"[data-testid="answer"]"#).await?;
+            wait_text(&c, r#"[data-testid="in-call-queue"]"#, "billing").await?;
+            click(&c, r#"[data-testid="transfer-open"]"#).await?;
+            if kind == "consult" {
+                click(&c, &format!(r#"{megan} [data-testid="consult"]"#)).await?;
+                wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
+                click(&c, r#"[data-testid="consult-complete"]"#).await?;
+            } else {
+                click(&c, &format!(r#"{megan} [data-testid="transfer"]"#)).await?;
+            }
+            gone(&c, r#"[data-testid="in-call"]"#).await?;
+            click(&c, r#"[data-testid="disposition-resolved"]"#).await?;
+            click(&c, r#"[data-testid="wrap-up-done"]"#).await?;
+            gone(&c, r#"[data-testid="wrap-up"]"#).await?;
+            caller_done(caller).await?;
+            let rec = eventually("the handed-over call's record", WAIT, || async {
+                let recs = records(http.clone(), base.clone()).await?;
+                Ok(recs.into_iter().next().filter(|r| r["ended_at"].is_string()))
+            })
+            .await?;
+            assert_eq!(rec["caller"], CALLER, "{rec}");
+            assert_eq!(rec["agent"], COLLEAGUE, "{kind}: she took the caller: {rec}");
+            let transfers = rec["transfers"].as_array().cloned().unwrap_or_default();
+            assert!(
+                transfers
+                    .iter()
+                    .any(|t| t["kind"] == kind && same(&t["by"], AGENT) && same(&t["to"], COLLEAGUE)),
+                "{kind}: {rec}"
+            );
+        }
+        eventually("the agent Ready after the transfers", WAIT, || async {
+            let st = status(http.clone(), base.clone()).await?;
+            Ok((st["state"] == "ready").then_some(()))
+        })
+        .await?;
+
         // 15. From the board a supervisor (everyone, on the demo router) sets agents' states:
         //     the second colleague to a break at the router, and this agent to coaching —
         //     the window's own state follows the router's announcement — then Ready again.
@@ -720,15 +778,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         // A listen-in leaves no wrap-up behind: the window is back to the state chosen.
         wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
         gone(&c, &monitored).await?;
-        let out = caller
-            .await
-            .context("the caller's thread")?
-            .context("the caller")?;
-        assert!(
-            out.status.success(),
-            "caller: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        caller_done(caller).await?;
         let barged = blocks_with(&caller_heard, WINDOW_HZ, 0.2)?;
         eprintln!("the caller heard the window in {barged} blocks of 50 ms");
         if !(20..=140).contains(&barged) {
