@@ -2256,6 +2256,54 @@ async fn a_caller_who_waits_the_longest_overflows_to_the_next_queue_or_hears_why
     c.router.stop().await.unwrap();
 }
 
+/// A queue's longest-wait route to an expert group: the caller who waited `max_wait_seconds`
+/// in general (its agent Not ready) goes to the backup experts, and Alex, the one expert,
+/// is rung and answers though he is Not ready for queue calls (experts are free when they
+/// have no call, whatever their state for queues).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_waits_the_longest_overflows_to_an_expert_group() {
+    let _turn = CALLS.turn().await;
+    let config = OVERFLOW.replace(
+        "max_wait_overflow = { queue = \"backup\" }",
+        "max_wait_overflow = { expert = \"backup-experts\" }",
+    )
+        + "\n[[tenants.experts]]\nname = \"backup-experts\"\nskill = \"backup\"\nmin_level = 2\n";
+    let c = start(&format!("{EDGE}{config}")).await;
+    c.tones(15);
+    let adele = c
+        .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
+        .await;
+    c.set_state("adele@contoso.example", "not_ready").await;
+    let alex = c
+        .agent("alex@contoso.example", 0.0, "agent.wav", "alex.wav")
+        .await;
+    c.set_state("alex@contoso.example", "not_ready").await;
+    let (ok, ev) = c.call("+18005550100", 7, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(alex, "Alex, the expert, took the call").await;
+    c.heard(
+        "heard.wav",
+        AGENT_HZ,
+        CALLER_HZ,
+        (20, 0.5),
+        "the caller heard the expert",
+    );
+    let r = c.calls().await.remove(0);
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "queue general",
+            "overflow general (max wait)",
+            "expert alex@contoso.example"
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
+    assert_eq!(r["outcome"], "answered", "{r}");
+    drop(finish(adele, Duration::from_millis(10)).await);
+    c.router.stop().await.unwrap();
+}
+
 const STRATEGIES: &str = r#"
 [[tenants.numbers]]
 number = "+18005550201"
@@ -5798,28 +5846,9 @@ async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
              overflow = {{ number = \"{to}\" }}\nno_agents = {{ number = \"{to}\" }}\n{OUTBOUND}"
         )
     };
-    let denied = Config::from_toml(&queue("+15559001234"), Path::new("calls.toml"))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        denied.contains("overflow.number") && denied.contains("denied by the toll rules"),
-        "{denied}"
-    );
-    let c = start(&queue("+15550001234")).await;
-    c.tones(15);
-    c.tone("far-tone.wav", 1600.0, 15);
-    let called = trunk_phone(&c, far_port, "+15550001234", "far-tone.wav", "called.wav");
-    let (ok, ev) = c.call("+18005550100", 8, "caller.wav", "heard.wav").await;
-    assert!(ok, "{ev:?}");
-    let called = finish(called, Duration::from_secs(10)).await;
-    assert!(
-        established(&called),
-        "the outside number answered: {called:?}"
-    );
-    caller_and_number_heard_each_other(&c);
-    let recs = c.calls().await;
-    let r = &recs[0];
+    let args = ["--codec", "opus", "--hangup-after", "8"];
+    let (c, r) = sent_to_the_number(queue, "overflow.number", far_port, &args).await;
+    let r = &r;
     assert_eq!(
         r["steps"],
         serde_json::json!([
@@ -5836,6 +5865,73 @@ async fn a_queue_with_nobody_to_answer_sends_the_caller_to_an_outside_number() {
     assert!(r["ended_at"].is_string(), "{r}");
     let trunks: Value = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
     assert_eq!(trunks[0]["calls"], 0, "{trunks}");
+    c.router.stop().await.unwrap();
+}
+
+/// A route to an outside number, in the configuration `config(number)` makes: with a number
+/// the toll rules deny, the router refuses to start, naming `key`; with +15550001234, a
+/// caller (with `args`) is sent to it on the trunk, where a phone listening on `far_port`
+/// answers, and they hear each other. The center, and the call's record.
+async fn sent_to_the_number(
+    config: impl Fn(&str) -> String,
+    key: &str,
+    far_port: u16,
+    args: &[&str],
+) -> (Center, Value) {
+    let denied = Config::from_toml(&config("+15559001234"), Path::new("calls.toml"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        denied.contains(key) && denied.contains("denied by the toll rules"),
+        "{denied}"
+    );
+    let c = start(&config("+15550001234")).await;
+    c.tones(15);
+    c.tone("far-tone.wav", 1600.0, 15);
+    let called = trunk_phone(&c, far_port, "+15550001234", "far-tone.wav", "called.wav");
+    let (ok, ev) = c.call_with("+18005550100", args, "caller.wav", "heard.wav");
+    assert!(ok, "{ev:?}");
+    let called = finish(called, Duration::from_secs(10)).await;
+    assert!(
+        established(&called),
+        "the outside number answered: {called:?}"
+    );
+    caller_and_number_heard_each_other(&c);
+    let r = c.calls().await.remove(0);
+    (c, r)
+}
+
+/// An attendant's key to an outside number: the caller presses 5 and is sent, through the
+/// router, to the partner's number on the trunk (the toll rules allow it); the two hear each
+/// other and the record names the choice and the number. A key to a number the toll rules
+/// deny is refused at start, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attendant_key_sends_the_caller_to_an_outside_number() {
+    let _turn = CALLS.turn().await;
+    let (far_port, edge) = edge_with_outbound();
+    let menu = |to: &str| {
+        format!(
+            "{edge}[[tenants.numbers]]\nnumber = \"+18005550100\"\nattendant = \"main\"\n\n\
+             [[tenants.attendants]]\nname = \"main\"\ngreeting = \"demo-main-menu\"\n\
+             timeout_seconds = 1\nretries = 0\ndefault = {{ queue = \"general\" }}\n\
+             options = {{ 5 = {{ number = \"{to}\" }} }}\n\n\
+             [[tenants.queues]]\nname = \"general\"\n{OUTBOUND}"
+        )
+    };
+    let args = ["--dtmf", "5", "--hangup-after", "9"];
+    let (c, r) = sent_to_the_number(menu, "options.5.number", far_port, &args).await;
+    assert_eq!(r["choices"], serde_json::json!(["main:5"]), "{r}");
+    assert_eq!(
+        r["steps"],
+        serde_json::json!([
+            "attendant main",
+            "to +15550001234",
+            "answered by +15550001234"
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["outcome"], "transferred", "{r}");
     c.router.stop().await.unwrap();
 }
 
