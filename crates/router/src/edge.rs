@@ -5904,12 +5904,10 @@ impl Edge {
         referred_by: Option<&str>,
         now: Instant,
     ) {
-        let talking = self.calls.get(&n).is_some_and(|c| {
-            c.stage == Stage::Talking
-                && c.consult.is_none()
-                && c.consult_wait.is_none()
-                && c.joined.is_empty()
-        });
+        let talking = self
+            .calls
+            .get(&n)
+            .is_some_and(|c| c.stage == Stage::Talking && c.alone_with_agent());
         if !talking {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;

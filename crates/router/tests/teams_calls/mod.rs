@@ -1239,13 +1239,19 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
 /// once, no failover needed. The expert then transfers the caller to a Teams user who is not
 /// online (the proxy answers 404 for their MRI): the transfer fails cleanly — the expert's
 /// REFER gets NOTIFY 404, the caller stays with them rather than going back to the queue —
-/// and the record says why.
+/// and the record says why. On a second call the expert's REFER comes malformed (its `x-m`
+/// is no MRI): refused in the NOTIFY (400) before anyone is called, the caller staying with
+/// the expert, and recorded.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_cleanly() {
     let _turn = CALLS.alone().await;
     let (alice, bob) = (at_tenant_a("+14255550101"), at_tenant_a("+14255550102"));
     let erin = at_tenant_a("+14255550105");
-    let proxy = tenant_a_proxy(&[&alice, &bob, &erin], false);
+    // A Teams user whose id is no MRI: the proxy's REFER names her with an x-m the router
+    // cannot take (a character outside Microsoft's alphabet).
+    let mut ghost = at_tenant_a("+14255550106");
+    ghost.mri = "8:orgid:not*an*id".into();
+    let proxy = tenant_a_proxy(&[&alice, &bob, &erin, &ghost], false);
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1314,6 +1320,26 @@ async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_
             .map(|s| s.iter().filter(|x| *x == "queue general").count()),
         Some(1),
         "not back in the queue: {rec}"
+    );
+    // A malformed REFER: its x-m is refused (NOTIFY 400) before anything is called, the
+    // caller stays with the expert, and the record says why.
+    drop((expert, caller));
+    let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
+    expert.command("transfer", &format!("sip:{}@{}", ghost.number, proxy.users));
+    expert.wait_for("transfer failed: 400 Bad Request", Duration::from_secs(10));
+    caller.command("hangup", "");
+    let rec = c.record_of(&alice.number).await;
+    assert!(
+        rec["steps"].to_string().contains(
+            "transfer by bob@contoso.example to a Teams user refused: malformed Refer-To (x-m, x-t)"
+        ),
+        "{rec}"
+    );
+    assert!(
+        !rec["steps"]
+            .to_string()
+            .contains("to Teams user 8:orgid:not"),
+        "nobody was called: {rec}"
     );
 }
 
