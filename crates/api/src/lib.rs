@@ -527,7 +527,7 @@ pub struct TrunkSettings {
     /// Where OPTIONS keep-alives go (`sip:192.0.2.10:5060`, or a DNS name: `sip:sbc.carrier.example`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
-    /// Seconds between probes (1–3600, default 30).
+    /// Seconds between probes (1–3600; default 30, or 60 on a Direct Routing trunk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_seconds: Option<u64>,
     /// Where calls the router places on the trunk go (`sip:192.0.2.10:5060`, or a DNS name).

@@ -297,9 +297,11 @@ pub struct TrunkSpec {
     /// anything.
     #[serde(default)]
     pub probe: Option<String>,
-    /// Seconds between probes (1–3600); three unanswered (or 503) in a row: down.
-    #[serde(default = "default_probe_seconds")]
-    pub probe_seconds: u64,
+    /// Seconds between probes (1–3600); three unanswered (or 503) in a row: down. None: 30,
+    /// or 60 on a Direct Routing trunk (Microsoft's proxies expect an OPTIONS a minute); see
+    /// [`TrunkSpec::probe_every`].
+    #[serde(default)]
+    pub probe_seconds: Option<u64>,
     /// Where calls the router places on this trunk go (`sip:192.0.2.10:5060` or a DNS name
     /// as for `probe`; port 5060 when left out): callbacks to its callers. None: the `probe` target; neither:
     /// the router places no call on the trunk (no callback is offered to its callers).
@@ -373,6 +375,17 @@ fn proxy_host(p: &str) -> Option<(String, u16)> {
 }
 
 impl TrunkSpec {
+    /// Seconds between its OPTIONS: `probe_seconds`, else 60 on a Direct Routing trunk
+    /// (Microsoft's SBC rules: an OPTIONS a minute to each proxy), else 30.
+    pub fn probe_every(&self) -> u64 {
+        self.probe_seconds
+            .unwrap_or(if self.direct_routing.is_some() {
+                60
+            } else {
+                30
+            })
+    }
+
     /// Takes the trunk out of use (see `retired`).
     pub fn retire(&mut self) {
         self.allow.clear();
@@ -418,10 +431,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(…)")
     }
-}
-
-fn default_probe_seconds() -> u64 {
-    30
 }
 
 /// A trunk's probe or outbound target, `sip:` and an IP address or a DNS name with an
@@ -839,7 +848,7 @@ pub fn check(tenants: &[TenantSpec]) -> Result<(), RefError> {
                     });
                 }
             }
-            if !(1..=3600).contains(&tr.probe_seconds) {
+            if !(1..=3600).contains(&tr.probe_every()) {
                 return Err(RefError {
                     offset: None,
                     key: at(&format!("trunks[{i}].probe_seconds")),
@@ -1596,7 +1605,19 @@ skills = { billing = 5 }
             )
         };
         let c = parse(&probe("probe = \"sip:127.0.0.1\"")).expect("a probe");
-        assert_eq!(c.tenants[0].trunks[0].probe_seconds, 30);
+        assert_eq!(c.tenants[0].trunks[0].probe_every(), 30);
+        let dr = parse(&GOOD.replace(
+            "allow = [\"127.0.0.1\"]",
+            "[tenants.trunks.direct_routing]\nfqdn = \"sbc.contoso.example\"",
+        ))
+        .expect("a Direct Routing trunk");
+        assert_eq!(
+            dr.tenants[0].trunks[0].probe_every(),
+            60,
+            "an OPTIONS a minute"
+        );
+        let set = parse(&probe("probe = \"sip:127.0.0.1\"\nprobe_seconds = 5")).expect("valid");
+        assert_eq!(set.tenants[0].trunks[0].probe_every(), 5);
         for (uri, want) in [
             ("sip:127.0.0.1", Some("127.0.0.1:5060")),
             ("sip:[::1]:5070", Some("[::1]:5070")),

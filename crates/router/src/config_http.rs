@@ -1275,7 +1275,7 @@ fn trunk_views(state: &AppState, tenant: &str) -> Result<Vec<TrunkView>, ApiErro
                         has_password: tr.password.is_some(),
                         max_calls: tr.max_calls.min(u32::MAX as usize) as u32,
                         probe: tr.probe.clone(),
-                        probe_seconds: tr.probe_seconds,
+                        probe_seconds: tr.probe_every(),
                         outbound: tr.outbound.clone(),
                         direct_routing: tr.direct_routing.as_ref().map(|d| {
                             switchboard_api::DirectRouting {

@@ -2079,7 +2079,7 @@ impl Edge {
         }
         let next = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
-            let every = t.spec.trunks[j].probe_seconds;
+            let every = t.spec.trunks[j].probe_every();
             let tr = &mut t.trunks[j];
             let (send, changed) = tr.probe_due(now);
             if changed {
@@ -2107,7 +2107,7 @@ impl Edge {
         let (every, fqdn, sends) = self.cc.with(|d| {
             let t = &mut d.tenants[tenant];
             let spec = &t.spec.trunks[j];
-            let every = spec.probe_seconds;
+            let every = spec.probe_every();
             let fqdn = spec
                 .direct_routing
                 .as_ref()
