@@ -6353,6 +6353,15 @@ impl Edge {
                 }
             }
         }
+        // Agents whose phone refused an offer a while ago are offered calls again.
+        let released = self.cc.with(|d| {
+            d.tenants
+                .iter_mut()
+                .fold(false, |any, t| t.engine.release_held_back(now) | any)
+        });
+        if released {
+            self.dispatch();
+        }
         // Callers who waited their queue's longest.
         let waited: Vec<(QueueId, routing::Caller)> = self.cc.with(|d| {
             d.tenants

@@ -5329,7 +5329,9 @@ upn = "alex@contoso.example"
 
 /// Adele's phone calls her colleague Alex through the router by name (`sip:alex@…`): it
 /// answers the 407, Alex's phone rings outside the queues, and the two hear each other; she is
-/// busy for the queues meanwhile. A name nobody has gets 404.
+/// busy for the queues meanwhile. A name nobody has gets 404. While the two talk, both
+/// registered and neither Not ready, a queue caller is offered to neither (a call that is no
+/// queue's keeps an agent from queue calls as any call does): they wait, and hang up unoffered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_calls_a_colleague_by_name_through_the_router() {
     let _turn = CALLS.turn().await;
@@ -5352,6 +5354,12 @@ async fn an_agent_calls_a_colleague_by_name_through_the_router() {
         c.becomes("adele@contoso.example", "on_call").await,
         "Adele is on a call while she calls Alex"
     );
+    assert!(
+        c.becomes("alex@contoso.example", "on_call").await,
+        "Alex is on a call once he answers Adele"
+    );
+    let (_, ev) = c.call("+18005550100", 3, "caller.wav", "waiting.wav").await;
+    assert_ended_with(&ev, "local");
     let adele = finish(adele, Duration::from_secs(20)).await;
     assert!(established(&adele), "{adele:?}");
     took_the_call(alex, "Alex took Adele's call").await;
@@ -5370,8 +5378,15 @@ async fn an_agent_calls_a_colleague_by_name_through_the_router() {
         "Adele heard Alex",
     );
     let recs = c.calls().await;
-    assert_eq!(recs.len(), 1, "{recs:?}");
-    let r = &recs[0];
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    let waited = &recs[0];
+    assert_eq!(waited["outcome"], "abandoned", "{waited}");
+    assert_eq!(
+        waited["offers"],
+        serde_json::json!([]),
+        "offered to nobody busy: {waited}"
+    );
+    let r = &recs[1];
     assert_eq!(r["caller"], "adele@contoso.example", "{r}");
     assert_eq!(r["dialled"], "alex", "{r}");
     assert_eq!(r["trunk"], "internal", "{r}");
@@ -5932,6 +5947,40 @@ async fn an_attendant_key_sends_the_caller_to_an_outside_number() {
         "{r}"
     );
     assert_eq!(r["outcome"], "transferred", "{r}");
+    c.router.stop().await.unwrap();
+}
+
+/// A phone that refuses an offer (busy, declined) is not rung again at once: its agent is
+/// passed over for five seconds (Asterisk's `retry`), the caller waiting meanwhile, so a
+/// phone that refuses everything is not rung in a tight loop nor the record filled with
+/// offers. Alex's phone declines two calls (603), then answers: three offers, at least five
+/// seconds apart, the third answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_refuses_is_offered_again_only_after_a_pause() {
+    let _turn = CALLS.turn().await;
+    let c = start(&format!("{EDGE}{TENANT}")).await;
+    c.tones(20);
+    let alex = c
+        .agent_with(
+            "alex@contoso.example",
+            0.5,
+            &["--decline", "2"],
+            "agent.wav",
+            "alex.wav",
+        )
+        .await;
+    let (ok, ev) = c.call("+18005550100", 16, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(alex, "Alex took the call on the third offer").await;
+    let r = c.calls().await.remove(0);
+    let offers = r["offers"].as_array().cloned().unwrap_or_default();
+    let outcomes: Vec<_> = offers.iter().map(|o| o["outcome"].clone()).collect();
+    assert_eq!(outcomes, ["refused", "refused", "answered"], "{r}");
+    for pair in offers.windows(2) {
+        let gap = instant(&pair[1]["at"]) - instant(&pair[0]["ended_at"]);
+        assert!(gap >= time::Duration::milliseconds(4900), "{gap}: {r}");
+    }
+    assert_eq!(r["agent"], "alex@contoso.example", "{r}");
     c.router.stop().await.unwrap();
 }
 

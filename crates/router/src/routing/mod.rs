@@ -135,7 +135,8 @@ pub enum AfterMissed {
 pub enum OfferEnd {
     /// Rang out (the queue's alert time) without an answer.
     NoAnswer(AfterMissed),
-    /// The agent's endpoint refused (busy, declined, unreachable): they stay as they were.
+    /// The agent's endpoint refused (busy, declined, unreachable): they stay as they were,
+    /// passed over for [`REFUSED_PAUSE`].
     Refused,
 }
 
@@ -150,6 +151,10 @@ struct AgentSlot {
     busy: Option<CallId>,
     /// In wrap-up after a call of ours (busy with no call).
     wrap_up: bool,
+    /// Their phone refused an offer (busy, declined, unreachable): held back from offers
+    /// until this time ([`REFUSED_PAUSE`]), so a phone that refuses everything is not rung
+    /// in a tight loop.
+    held_back_until: Option<Instant>,
     idle_since: Duration,
     answered: u64,
     talk: Duration,
@@ -159,7 +164,12 @@ struct AgentSlot {
 
 impl AgentSlot {
     fn available(&self) -> bool {
-        self.online && self.ready && self.presence_allows && self.busy.is_none() && !self.wrap_up
+        self.online
+            && self.ready
+            && self.presence_allows
+            && self.busy.is_none()
+            && !self.wrap_up
+            && self.held_back_until.is_none()
     }
 }
 
@@ -212,8 +222,15 @@ pub struct Engine {
     heads: BTreeSet<(Reverse<u8>, Instant, u64, QueueId)>,
     /// Max-wait deadlines: (deadline, call).
     deadlines: BTreeSet<(Instant, CallId)>,
+    /// Agents held back after a refused offer: (until, agent).
+    held_back: BTreeSet<(Instant, AgentId)>,
     next_seq: u64,
 }
+
+/// How long an agent whose phone refused an offer (busy, declined, unreachable) is passed
+/// over before being offered again: Asterisk's `retry` default. Other agents are offered the
+/// caller meanwhile.
+pub const REFUSED_PAUSE: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// An empty engine; `now` anchors the idle times.
@@ -225,6 +242,7 @@ impl Engine {
             calls: HashMap::new(),
             heads: BTreeSet::new(),
             deadlines: BTreeSet::new(),
+            held_back: BTreeSet::new(),
             next_seq: 0,
         }
     }
@@ -301,6 +319,7 @@ impl Engine {
             presence_allows: kept.as_ref().is_none_or(|k| k.presence_allows),
             busy: kept.as_ref().and_then(|k| k.busy),
             wrap_up: kept.as_ref().is_some_and(|k| k.wrap_up),
+            held_back_until: kept.as_ref().and_then(|k| k.held_back_until),
             idle_since: kept.as_ref().map_or(idle_since, |k| k.idle_since),
             answered: kept.as_ref().map_or(0, |k| k.answered),
             talk: kept.as_ref().map_or(Duration::ZERO, |k| k.talk),
@@ -827,6 +846,15 @@ impl Engine {
             return;
         }
         let nobody = ringing.is_empty();
+        if how == OfferEnd::Refused {
+            let until = now + REFUSED_PAUSE;
+            if let Some(agent) = self.agent_mut(a) {
+                if let Some(old) = agent.held_back_until.replace(until) {
+                    self.held_back.remove(&(old, a));
+                }
+                self.held_back.insert((until, a));
+            }
+        }
         self.free(a, call);
         if let OfferEnd::NoAnswer(AfterMissed::NotReady) = how {
             self.set_ready(a, false, now);
@@ -847,7 +875,27 @@ impl Engine {
 
     /// When the next caller's maximum wait runs out.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.iter().next().map(|(t, _)| *t)
+        let deadline = self.deadlines.iter().next().map(|(t, _)| *t);
+        let held = self.held_back.iter().next().map(|(t, _)| *t);
+        deadline.into_iter().chain(held).min()
+    }
+
+    /// Agents held back after a refused offer whose pause is over by `now` are offered calls
+    /// again; whether any is (then [`Engine::dispatch`]).
+    pub fn release_held_back(&mut self, now: Instant) -> bool {
+        let due: Vec<(Instant, AgentId)> = self
+            .held_back
+            .range(..=(now, AgentId(u32::MAX)))
+            .copied()
+            .collect();
+        for (t, a) in &due {
+            self.held_back.remove(&(*t, *a));
+            if let Some(agent) = self.agent_mut(*a) {
+                agent.held_back_until = None;
+            }
+            self.reindex(*a);
+        }
+        !due.is_empty()
     }
 
     /// Callers whose maximum wait ran out by `now`, taken out of their queues (with the queue

@@ -401,8 +401,18 @@ fn no_answer_sets_the_agent_not_ready_and_the_caller_keeps_the_head() {
     );
     assert!(!e.is_available(AgentId(0)), "not ready after a missed call");
     assert_eq!(e.position(CallId(1)), Some(1), "back at the head");
-    // Agent 1 refuses call 2 (busy): they stay ready, and call 1 (the head) goes to them.
+    // Agent 1 refuses call 2 (busy): they stay ready but are passed over for the refusal's
+    // pause (no call for them now, nor a wake-up before it ends); then call 1 (the head)
+    // goes to them.
     e.offer_ended(CallId(2), AgentId(1), OfferEnd::Refused, secs(t0, 21));
+    assert!(!e.is_available(AgentId(1)), "held back");
+    assert!(
+        e.dispatch().is_empty(),
+        "nobody to offer to while held back"
+    );
+    assert_eq!(e.poll_timeout(), Some(secs(t0, 21) + REFUSED_PAUSE));
+    assert!(!e.release_held_back(secs(t0, 25)), "not yet");
+    assert!(e.release_held_back(secs(t0, 26)));
     assert!(e.is_available(AgentId(1)));
     let next = e.dispatch();
     assert_eq!(
