@@ -4,7 +4,14 @@
 SB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SB_ROOT
 
-say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+# Each step says how long the run has taken so far (minutes:seconds since the first script
+# of the run started), so a slow CI run shows where its time went.
+: "${SB_T0:=$(date +%s)}"
+export SB_T0
+say() {
+    local t=$(($(date +%s) - SB_T0))
+    printf '\033[1;34m==>\033[0m [%d:%02d] %s\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # Run as root: directly when we are root, else through sudo.
