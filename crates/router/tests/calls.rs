@@ -338,11 +338,30 @@ impl Center {
         play: &str,
         record: &str,
     ) -> Child {
-        let (play, record) = (self.dir.path().join(play), self.dir.path().join(record));
         let creds = self.credentials(upn).await;
-        let pw = self.dir.path().join(format!("{upn}.pw"));
+        let child = self
+            .registered_phone(&creds, answer_after, extra, (play, record))
+            .await;
+        let st = self.set_state(upn, "ready").await;
+        assert_eq!(st["state"], "ready", "{st}");
+        assert_eq!(st["registered"], true, "{st}");
+        child
+    }
+
+    /// A headless phone with SIP credentials `creds` (the router's answer), registered:
+    /// answering after `answer_after` seconds (one call, unless `extra` says how many, with
+    /// `extra` flags), playing and recording the files `media` names in the test's folder.
+    async fn registered_phone(
+        &self,
+        creds: &Value,
+        answer_after: f64,
+        extra: &[&str],
+        (play, record): (&str, &str),
+    ) -> Child {
+        let (play, record) = (self.dir.path().join(play), self.dir.path().join(record));
+        let user = creds["username"].as_str().unwrap();
+        let pw = self.dir.path().join(format!("{user}.pw"));
         std::fs::write(&pw, creds["password"].as_str().unwrap()).unwrap();
-        // One call, unless `extra` says how many.
         let calls = if extra.contains(&"--calls") {
             &[][..]
         } else {
@@ -353,7 +372,7 @@ impl Center {
             .args(["--json", "answer", "--wait", "60"])
             .args(calls)
             .args(["--server", creds["registrar"].as_str().unwrap()])
-            .args(["--user", creds["username"].as_str().unwrap()])
+            .args(["--user", user])
             .args(["--domain", creds["domain"].as_str().unwrap()])
             .arg("--password-file")
             .arg(&pw)
@@ -372,17 +391,12 @@ impl Center {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let child_events = tokio::task::spawn_blocking(move || {
-            let seen = events_until(&mut child, "registered");
-            (child, seen)
+        tokio::task::spawn_blocking(move || {
+            events_until(&mut child, "registered");
+            child
         })
         .await
-        .unwrap();
-        let (child, _) = child_events;
-        let st = self.set_state(upn, "ready").await;
-        assert_eq!(st["state"], "ready", "{st}");
-        assert_eq!(st["registered"], true, "{st}");
-        child
+        .unwrap()
     }
 
     /// Calls `number` on the trunk from a headless caller speaking Opus for `seconds`.
@@ -6352,4 +6366,110 @@ async fn a_trunk_added_through_the_api_brings_calls_at_once() {
     assert_ended_with(&ev, "403");
     let trunks: Vec<Value> = get_json(&c.http, &format!("{}/v1/trunks", c.base)).await;
     assert!(trunks.iter().all(|t| t["name"] != "partner"), "{trunks:?}");
+}
+
+/// With `[auth] mode = "entra"` (the simulated Microsoft 365 tenant, in process on
+/// 127.0.0.1), an agent's phone is set up as the desktop app does it: Adele signs in by device
+/// code, and with her access token — no agent named, the token says who she is — gets SIP
+/// credentials, registers, says Ready, and takes a call from the trunk. Without a token the
+/// router answers 401; a person of the tenant who is no agent gets no credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_agent_gets_sip_credentials_with_their_token_and_takes_a_call() {
+    use switchboard_identity::client::{ClientConfig, IdentityClient};
+    use switchboard_tenant_sim::{
+        Config as SimConfig, TenantSim, DEMO_CLIENT_ID, ROUTER_API, ROUTER_API_CLIENT_ID,
+    };
+    let _turn = CALLS.turn().await;
+    let sim = TenantSim::start(SimConfig {
+        device_code_interval: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let token = |upn: &'static str| {
+        let authority = sim.authority();
+        async move {
+            let client = IdentityClient::discover(ClientConfig::new(authority, DEMO_CLIENT_ID))
+                .await
+                .unwrap();
+            let code = client
+                .start_device_code(&[format!("{ROUTER_API}/access_as_user")])
+                .await
+                .unwrap();
+            switchboard_tenant_sim::enter_device_code(&code.verification_uri, &code.user_code, upn)
+                .await
+                .unwrap();
+            let s = client
+                .finish_device_code(&code, std::future::pending())
+                .await
+                .unwrap();
+            s.tokens.access_token.expose().to_owned()
+        }
+    };
+    let toml = format!(
+        "[auth]\nmode = \"entra\"\nauthority = \"{}/organizations/v2.0\"\naudiences = [\"{ROUTER_API_CLIENT_ID}\"]\n{}",
+        sim.base_url(),
+        EDGE.replace(
+            "domain = \"contoso.example\"",
+            &format!(
+                "domain = \"contoso.example\"\nentra_tenant_id = \"{}\"",
+                sim.tenant_id()
+            )
+        ) + &TENANT.replace("adele@contoso.example", "AdeleV@contoso.example")
+    );
+    let c = start(&toml).await;
+    c.tones(10);
+    let creds_url = format!("{}/v1/agents/me/sip-credentials", c.base);
+    let ask = |token: Option<String>| {
+        let mut r = c.http.post(&creds_url).json(&serde_json::json!({}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    assert_eq!(ask(None).await.status(), 401, "no token");
+    let r = ask(Some(token("NestorW@contoso.example").await)).await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert!(
+        status.is_client_error() && !body.contains("password"),
+        "a person who is no agent: {status} {body}"
+    );
+    let adele = token("AdeleV@contoso.example").await;
+    let r = ask(Some(adele.clone())).await;
+    assert_eq!(r.status(), 201, "credentials made");
+    let creds: Value = r.json().await.unwrap();
+    let phone = c
+        .registered_phone(&creds, 0.5, &[], ("agent.wav", "adele.wav"))
+        .await;
+    let r = c
+        .http
+        .put(format!("{}/v1/agents/me/state", c.base))
+        .bearer_auth(&adele)
+        .json(&serde_json::json!({ "state": "ready" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let (ok, ev) = c.call("+18005550100", 5, "caller.wav", "heard.wav").await;
+    assert!(ok, "{ev:?}");
+    took_the_call(phone, "Adele, signed in, took the call").await;
+    c.heard(
+        "adele.wav",
+        CALLER_HZ,
+        AGENT_HZ,
+        (20, 0.8),
+        "Adele heard the caller",
+    );
+    let r = c
+        .http
+        .get(format!("{}/v1/agents/me/calls", c.base))
+        .bearer_auth(&adele)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mine: Value = r.json().await.unwrap();
+    assert_eq!(mine[0]["agent"], "AdeleV@contoso.example", "{mine}");
+    c.router.stop().await.unwrap();
 }
