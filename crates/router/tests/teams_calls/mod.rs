@@ -1597,8 +1597,9 @@ async fn an_agent_chooses_teams_to_reach_an_expert_who_also_has_a_switchboard_ph
 }
 
 /// An INVITE from Teams user Alice (+14255550101) to `number` at tenant A's SBC (`port`: the
-/// router's TLS port), as a proxy sends it over TLS (plain RTP, PCMU), Call-ID `id`.
-fn proxy_invite(number: &str, port: u16, id: &str) -> String {
+/// router's TLS port), as a proxy sends it over TLS (plain RTP, PCMU), Call-ID `id`, with
+/// `extra` header lines.
+fn proxy_invite(number: &str, port: u16, id: &str, extra: &str) -> String {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40010 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
     format!(
         "INVITE sip:{number}@tenanta.sbc.example:{port};user=phone;transport=tls SIP/2.0\r\n\
@@ -1609,6 +1610,7 @@ fn proxy_invite(number: &str, port: u16, id: &str) -> String {
          Call-ID: {id}@proxy\r\n\
          CSeq: 1 INVITE\r\n\
          Contact: <sip:sip.pstnhub.microsoft.com:5061;transport=tls>\r\n\
+         {extra}\
          Content-Type: application/sdp\r\n\
          Content-Length: {}\r\n\r\n{sdp}",
         sdp.len()
@@ -1619,8 +1621,9 @@ fn proxy_invite(number: &str, port: u16, id: &str) -> String {
 /// address (127.0.0.1, as `[sip.resolve]` gives the proxies here) whose certificate, from a
 /// CA the router trusts, names no proxy is refused as a stranger (403), logged and counted.
 /// The same INVITE on a connection whose certificate names
-/// `sip.pstnhub.microsoft.com` is a Teams call to the tenant's number. The clients are
-/// openssl, not our SIP code.
+/// `sip.pstnhub.microsoft.com` is a Teams call to the tenant's number; on it, a caller named
+/// by P-Asserted-Identity is that number whatever From says, and one with `Privacy: id` is
+/// anonymous. The clients are openssl, not our SIP code.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_address_without_a_proxys_certificate_speaks_for_no_trunk() {
     let _turn = CALLS.alone().await;
@@ -1634,7 +1637,7 @@ async fn a_proxy_address_without_a_proxys_certificate_speaks_for_no_trunk() {
     let tls = c.router.sip_tls_addr().expect("the router listens on TLS");
     let impostor = proxy.sbc_certificate(&["sip.pstnhub.impostor.example"]);
     let mut peer = crate::teams_proxy::TlsPeer::connect(tls, &impostor, &proxy.ca_pem);
-    peer.send(&proxy_invite("+18005550100", tls.port(), "impostor"));
+    peer.send(&proxy_invite("+18005550100", tls.port(), "impostor", ""));
     let out = peer
         .wait_for("SIP/2.0 403", Duration::from_secs(10))
         .unwrap_or_else(|out| panic!("not refused: {out}"));
@@ -1650,7 +1653,7 @@ async fn a_proxy_address_without_a_proxys_certificate_speaks_for_no_trunk() {
     // Microsoft's name (from the same CA): the call is the tenant's.
     let microsoft = proxy.sbc_certificate(&["sip.pstnhub.microsoft.com"]);
     let mut peer = crate::teams_proxy::TlsPeer::connect(tls, &microsoft, &proxy.ca_pem);
-    peer.send(&proxy_invite("+18005550100", tls.port(), "proxy"));
+    peer.send(&proxy_invite("+18005550100", tls.port(), "proxy", ""));
     let out = peer
         .wait_for("SIP/2.0 200", Duration::from_secs(10))
         .unwrap_or_else(|out| panic!("not answered: {out}"));
@@ -1661,5 +1664,41 @@ async fn a_proxy_address_without_a_proxys_certificate_speaks_for_no_trunk() {
         c.calls().await.len(),
         1,
         "the impostor's INVITE left no call"
+    );
+    // P-Asserted-Identity names the caller, whatever From says; with Privacy: id the caller
+    // is anonymous, to the agent and in the record.
+    let pai = |n: &str| {
+        format!("P-Asserted-Identity: <sip:{n}@sip.pstnhub.microsoft.com;user=phone>\r\n")
+    };
+    peer.send(&proxy_invite(
+        "+18005550100",
+        tls.port(),
+        "asserted",
+        &pai("+14255550177"),
+    ));
+    peer.send(&proxy_invite(
+        "+18005550100",
+        tls.port(),
+        "private",
+        &format!("{}Privacy: id\r\n", pai("+14255550178")),
+    ));
+    let mut callers = Vec::new();
+    for _ in 0..100 {
+        callers = c
+            .calls()
+            .await
+            .iter()
+            .map(|r| r["caller"].clone())
+            .collect();
+        if callers.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    callers.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        callers,
+        ["+14255550101", "+14255550177", "anonymous"],
+        "the asserted caller, and the private one hidden"
     );
 }
