@@ -2860,7 +2860,9 @@ const WAIT_HZ: f64 = 2100.0;
 /// What callers hear when their place is announced, listened to: every prompt is a tone of
 /// its own, so the recordings say which were played. Two callers wait (the queue's only agent
 /// is Not ready): the first hears "place one", the second "place two", and once the first
-/// hangs up, "place one". With nobody staffed the expected wait is left out.
+/// hangs up, "place one". With nobody staffed the expected wait is left out. The queue's live
+/// figures on `/v1/events` follow: two waiting with the agent Not ready, then none and both
+/// counted abandoned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_waiting_caller_hears_their_own_place_and_no_wait_while_nobody_is_staffed() {
     let _turn = CALLS.turn().await;
@@ -2881,6 +2883,15 @@ async fn each_waiting_caller_hears_their_own_place_and_no_wait_while_nobody_is_s
         .agent("adele@contoso.example", 0.0, "agent.wav", "adele.wav")
         .await;
     c.set_state("adele@contoso.example", "not_ready").await;
+    let watching = c.watch_events().await;
+    let general = |f: fn(&Value) -> bool| {
+        move |e: &Value| {
+            e["type"] == "queue_figures"
+                && e["queues"]
+                    .as_array()
+                    .is_some_and(|q| q.iter().any(|x| x["queue"] == "general" && f(x)))
+        }
+    };
     let caller = |seconds: &str, record: &str| {
         c.caller(
             "+18005550100",
@@ -2896,6 +2907,14 @@ async fn each_waiting_caller_hears_their_own_place_and_no_wait_while_nobody_is_s
     let first = caller("11", "first.wav");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let second = caller("22", "second.wav");
+    watching
+        .wait_for(
+            "two waiting, the agent Not ready",
+            general(|x| {
+                x["waiting"] == 2 && x["agents"]["not_ready"] == 1 && x["agents"]["ready"] == 0
+            }),
+        )
+        .await;
     for (who, child) in [("first", first), ("second", second)] {
         let out = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
@@ -2929,6 +2948,23 @@ async fn each_waiting_caller_hears_their_own_place_and_no_wait_while_nobody_is_s
     );
     assert!(one >= 10, "and place one once the first had gone");
     assert_eq!(wait, 0, "no wait while nobody is staffed");
+    watching
+        .wait_for(
+            "none waiting, both abandoned",
+            general(|x| x["waiting"] == 0 && x["abandoned"] == 2),
+        )
+        .await;
+    let figures = watching.stop();
+    let longest = figures
+        .iter()
+        .filter(|e| e["type"] == "queue_figures")
+        .flat_map(|e| e["queues"].as_array().cloned().unwrap_or_default())
+        .filter_map(|x| x["longest_wait_seconds"].as_u64())
+        .max();
+    assert!(
+        longest.is_some_and(|s| s >= 15),
+        "the second waited about 20 s: {longest:?}"
+    );
     drop(finish(adele, Duration::from_millis(10)).await);
     c.router.stop().await.unwrap();
 }
