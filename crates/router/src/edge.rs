@@ -4254,6 +4254,7 @@ impl Edge {
             .transfers
             .push(transfer_record(&by, &number, TransferKind::Consult));
         c.far = Some((far, j));
+        c.far_holds = false;
         c.handed_out = true;
         let (caller_leg, id) = (c.caller_leg, c.id.clone());
         tracing::info!(call = %id, agent = %by, to = %number, "attended transfer to an outside number from the agent's phone");
@@ -6023,6 +6024,7 @@ impl Edge {
             .push(transfer_record(by, shown, TransferKind::Blind));
         tracing::info!(call = %c.id, agent = %by, target = %shown, "transferring outside the router");
         c.far = Some((far, j));
+        c.far_holds = false;
         c.stage = Stage::Outside;
         let caller_leg = c.caller_leg;
         if keep_agent {
@@ -6125,6 +6127,7 @@ impl Edge {
         tracing::info!(call = %id, %number, "sending the caller to an outside number");
         c.rec.steps.push(format!("to {number}"));
         c.far = Some((far, j));
+        c.far_holds = false;
         c.stage = Stage::Outside;
         let leg = c.caller_leg;
         let list = Playlist {
