@@ -873,7 +873,8 @@ impl Engine {
         }
     }
 
-    /// When the next caller's maximum wait runs out.
+    /// When the engine next has work: a caller's maximum wait runs out, or an agent held back
+    /// after a refused offer is to be released ([`Engine::release_held_back`]).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let deadline = self.deadlines.iter().next().map(|(t, _)| *t);
         let held = self.held_back.iter().next().map(|(t, _)| *t);
