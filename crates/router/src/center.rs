@@ -362,6 +362,33 @@ impl DirectRoutingSpec {
     pub fn proxy_hosts(&self) -> Vec<(String, u16)> {
         self.proxies.iter().filter_map(|p| proxy_host(p)).collect()
     }
+
+    /// Why the router cannot be this trunk's SBC with `tls`, its `[sip.tls]`: none (it could
+    /// neither reach Microsoft's proxies nor be reached), no mutual TLS (the proxies show a
+    /// client certificate and ask for ours), or a certificate that does not name the FQDN
+    /// (the proxies refuse the handshake, and Microsoft finds the tenant by that name).
+    pub fn sbc_problem(&self, tls: Option<&SipTls>) -> Option<String> {
+        let fqdn = &self.fqdn;
+        let Some(tls) = tls else {
+            return Some(format!(
+                "a Direct Routing trunk needs [sip.tls]: TLS (port 5061 as paired) with a certificate naming {fqdn}"
+            ));
+        };
+        if !tls.mutual {
+            return Some(
+                "a Direct Routing trunk needs [sip.tls] mutual = true: Microsoft's proxies connect with a certificate of theirs and ask for ours".into(),
+            );
+        }
+        let base = fqdn.split_once('.').map_or(fqdn.as_str(), |(_, b)| b);
+        match switchboard_sip::transport::certificate_file_is_for(&tls.certificate, fqdn) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "the [sip.tls] certificate {} does not name {fqdn}: Microsoft's proxies refuse an SBC whose certificate does not name its FQDN — add it as a subject alternative name, or use a wildcard certificate for *.{base}",
+                tls.certificate.display()
+            )),
+            Err(e) => Some(format!("the [sip.tls] certificate: {e}")),
+        }
+    }
 }
 
 /// `host` or `host:port` of a Direct Routing proxy (a DNS name, never an IP address).
@@ -1368,7 +1395,12 @@ skills = { billing = 5 }
 
     #[test]
     fn direct_routing_trunks_name_an_fqdn_and_proxies_and_nothing_of_other_trunks() {
-        let dr = |extra: &str| GOOD.replace("allow = [\"127.0.0.1\"]", extra);
+        let dir = tempfile::tempdir().expect("dir");
+        let tls = sbc_tls(dir.path(), &["*.sbc.example", "sbc.example"], true);
+        let dr = |extra: &str| {
+            GOOD.replace("allow = [\"127.0.0.1\"]", extra)
+                .replace("[[tenants]]", &format!("{tls}\n[[tenants]]"))
+        };
         let c = parse(&dr(
             "[tenants.trunks.direct_routing]\nfqdn = \"Contoso.SBC.example\"",
         ))
@@ -1432,6 +1464,66 @@ skills = { billing = 5 }
         parse(&two.replace("{}", "fabrikam.sbc.example")).expect("two customers");
         let (k, msg) = reference(&two.replace("{}", "CONTOSO.sbc.example"));
         assert_eq!(k, "tenants[1].trunks[0].direct_routing.fqdn", "{msg}");
+    }
+
+    /// A `[sip.tls]` section whose certificate, written in `dir`, names `names`.
+    fn sbc_tls(dir: &Path, names: &[&str], mutual: bool) -> String {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .expect("names")
+        .self_signed(&key)
+        .expect("certificate");
+        let file = dir.join(format!("{}.pem", names.join("+").replace('*', "star")));
+        std::fs::write(&file, cert.pem()).expect("write");
+        format!(
+            "[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncertificate = {:?}\nkey = \"sbc.key\"\nmutual = {mutual}\n",
+            file.display().to_string()
+        )
+    }
+
+    #[test]
+    fn a_direct_routing_trunk_needs_mutual_tls_with_a_certificate_naming_its_fqdn() {
+        let dir = tempfile::tempdir().expect("dir");
+        let dr = |tls: &str, fqdn: &str| {
+            GOOD.replace(
+                "allow = [\"127.0.0.1\"]",
+                &format!("[tenants.trunks.direct_routing]\nfqdn = \"{fqdn}\""),
+            )
+            .replace("[[tenants]]", &format!("{tls}\n[[tenants]]"))
+        };
+        let refused = |text: &str| match parse(text) {
+            Err(ConfigError::Value(msg)) => msg,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let one = sbc_tls(dir.path(), &["contoso.sbc.example"], true);
+        parse(&dr(&one, "contoso.sbc.example")).expect("the certificate names it");
+        parse(&dr(&one, "Contoso.SBC.example")).expect("names have no case");
+        let msg = refused(&dr("", "contoso.sbc.example"));
+        assert!(
+            msg.starts_with("tenants[0].trunks[0].direct_routing: ")
+                && msg.contains("needs [sip.tls]")
+                && msg.contains("contoso.sbc.example"),
+            "{msg}"
+        );
+        let msg = refused(&dr(
+            &sbc_tls(dir.path(), &["contoso.sbc.example"], false),
+            "contoso.sbc.example",
+        ));
+        assert!(msg.contains("mutual = true"), "{msg}");
+        let msg = refused(&dr(&one, "fabrikam.sbc.example"));
+        assert!(
+            msg.contains("does not name fabrikam.sbc.example") && msg.contains("*.sbc.example"),
+            "{msg}"
+        );
+        let msg = refused(&dr(
+            &one.replace("contoso.sbc.example.pem", "gone.pem"),
+            "contoso.sbc.example",
+        ));
+        assert!(msg.contains("gone.pem"), "{msg}");
+        // Other trunks need no TLS.
+        parse(GOOD).expect("a carrier trunk alone");
     }
 
     #[test]
@@ -1606,10 +1698,16 @@ skills = { billing = 5 }
         };
         let c = parse(&probe("probe = \"sip:127.0.0.1\"")).expect("a probe");
         assert_eq!(c.tenants[0].trunks[0].probe_every(), 30);
-        let dr = parse(&GOOD.replace(
-            "allow = [\"127.0.0.1\"]",
-            "[tenants.trunks.direct_routing]\nfqdn = \"sbc.contoso.example\"",
-        ))
+        let dir = tempfile::tempdir().expect("dir");
+        let tls = sbc_tls(dir.path(), &["sbc.contoso.example"], true);
+        let dr = parse(
+            &GOOD
+                .replace(
+                    "allow = [\"127.0.0.1\"]",
+                    "[tenants.trunks.direct_routing]\nfqdn = \"sbc.contoso.example\"",
+                )
+                .replace("[[tenants]]", &format!("{tls}\n[[tenants]]")),
+        )
         .expect("a Direct Routing trunk");
         assert_eq!(
             dr.tenants[0].trunks[0].probe_every(),

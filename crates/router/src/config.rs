@@ -401,6 +401,19 @@ impl Config {
                 ));
             }
         }
+        for (i, t) in self.tenants.iter().enumerate() {
+            for (j, tr) in t.trunks.iter().enumerate() {
+                let problem = tr
+                    .direct_routing
+                    .as_ref()
+                    .and_then(|d| d.sbc_problem(self.sip.tls.as_ref()));
+                if let Some(p) = problem {
+                    return Err(ConfigError::Value(format!(
+                        "tenants[{i}].trunks[{j}].direct_routing: {p}"
+                    )));
+                }
+            }
+        }
         let reads_skills = self.presence.enabled && self.presence.read_skills;
         for (i, t) in self.tenants.iter().enumerate() {
             if let Some(j) = t.experts.iter().position(|g| g.from_graph) {

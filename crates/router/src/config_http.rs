@@ -1325,7 +1325,7 @@ pub async fn list_trunks(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant (or another organisation's)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a trunk the configuration file would refuse (the key and why: a source another trunk has, a user name without a password, a probe that is not sip:IP:PORT)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a trunk the configuration file would refuse (the key and why: a source another trunk has, a user name without a password, a probe that is not sip:IP:PORT; a Direct Routing trunk while the router has no [sip.tls] with mutual TLS and a certificate naming its FQDN)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "the change could not be stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -1345,6 +1345,14 @@ pub async fn put_trunk(
     let Json(settings) = body?;
     let spec = trunk_spec(&name, &settings)
         .map_err(|e| ApiError::Unprocessable(format!("trunk {name:?}: {e}")))?;
+    if let Some(dr) = &spec.direct_routing {
+        // As the file's check does: TLS, mutual, a certificate naming the FQDN (read outside
+        // the desk's lock).
+        let tls = state.center.with(|d| d.sip_tls.clone());
+        if let Some(p) = dr.sbc_problem(tls.as_ref()) {
+            return Err(ApiError::Unprocessable(format!("trunk {name:?}: {p}")));
+        }
+    }
     let new = check_keep_apply(
         &state,
         &tenant,

@@ -1151,6 +1151,9 @@ pub struct Desk {
     pub registrar: Option<String>,
     /// Where the SIP edge reads its prompts from, once it runs.
     pub prompts_dir: Option<std::path::PathBuf>,
+    /// The SIP edge's `[sip.tls]`, once it runs: what a Direct Routing trunk set through the
+    /// API is checked against.
+    pub sip_tls: Option<crate::center::SipTls>,
 }
 
 /// The shared desk and the edge's wake-up.
@@ -1356,6 +1359,7 @@ impl CallCenter {
                 by_username: HashMap::new(),
                 registrar: None,
                 prompts_dir: None,
+                sip_tls: None,
             }),
             wake: tokio::sync::Notify::new(),
             records: std::sync::OnceLock::new(),

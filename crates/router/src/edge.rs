@@ -927,8 +927,28 @@ pub async fn start(
         fqdns: dr_fqdns,
         dr_sources,
     } = trunk_maps(&cc, &resolve);
-    if !dr_fqdns.is_empty() && tls.is_none() {
-        tracing::error!("Direct Routing trunks need [sip.tls] (a certificate naming each SBC FQDN): they cannot call or be called until it is set");
+    // The file's trunks were checked as it was read; trunks kept from the API are checked
+    // again here, against the certificate the router has now.
+    let direct_routing: Vec<_> = cc.with(|d| {
+        d.sip_tls = cfg.tls.clone();
+        d.tenants
+            .iter()
+            .flat_map(|t| {
+                t.spec
+                    .trunks
+                    .iter()
+                    .filter(|tr| !tr.retired)
+                    .filter_map(|tr| {
+                        let dr = tr.direct_routing.clone()?;
+                        Some((t.spec.id.clone(), tr.name.clone(), dr))
+                    })
+            })
+            .collect()
+    });
+    for (tenant, trunk, dr) in direct_routing {
+        if let Some(p) = dr.sbc_problem(cfg.tls.as_ref()) {
+            tracing::error!(%tenant, %trunk, "{p}: the trunk cannot call or be called until this is fixed");
+        }
     }
     let trunk_digest = switchboard_sip::auth::DigestServer::new(
         cfg.realm.clone(),

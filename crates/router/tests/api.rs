@@ -383,10 +383,36 @@ async fn removed_once(http: &reqwest::Client, url: &str) {
     .await;
 }
 
-/// A router on `dir` with [`TWO_TENANTS`].
+/// A router on `dir` with [`TWO_TENANTS`], and SIP over TLS with a certificate naming
+/// Contoso's SBC (`sbc.contoso.example`), made in `dir` at the first start: Microsoft's
+/// proxies are resolved to a closed port on 127.0.0.1, never looked up.
 async fn start_on_dir(dir: &std::path::Path) -> switchboard_router::Background {
     let mut config = Config::from_toml(TWO_TENANTS, std::path::Path::new("two.toml")).unwrap();
     config.storage.data_dir = Some(dir.to_owned());
+    let (certificate, key) = (dir.join("sbc.pem"), dir.join("sbc.key"));
+    if !certificate.exists() {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["sbc.contoso.example".to_owned()])
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap();
+        std::fs::write(&certificate, cert.pem()).unwrap();
+        std::fs::write(&key, pair.serialize_pem()).unwrap();
+    }
+    config.sip.tls = Some(switchboard_router::center::SipTls {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        certificate,
+        key,
+        ca: None,
+        host: None,
+        mutual: true,
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap();
+    drop(closed);
+    for proxy in switchboard_router::center::TEAMS_PROXIES {
+        config.sip.resolve.insert(proxy.to_owned(), nowhere);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     switchboard_router::Router::start_on(config, listener)
         .await
@@ -716,8 +742,24 @@ async fn the_configuration_api_sets_agents_queues_numbers_experts_and_toll_rules
         ),
     ];
     unprocessable(&http, &bad).await;
+    // Nor one the router's certificate does not name: Microsoft's proxies would refuse it.
+    let p = problem(
+        put(
+            format!("{trunks}/teams"),
+            serde_json::json!({ "direct_routing": { "fqdn": "sbc.fabrikam.example" } }),
+        )
+        .await
+        .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("does not name sbc.fabrikam.example"),
+        "{detail}"
+    );
     // A Direct Routing trunk: Microsoft's three proxies unless told otherwise, each with its
-    // own health in GET /v1/trunks (unknown: the router has no TLS here to probe them with).
+    // own health in GET /v1/trunks.
     let r = put(
         format!("{trunks}/teams"),
         serde_json::json!({ "direct_routing": { "fqdn": "sbc.contoso.example", "media_bypass": true }, "probe_seconds": 60 }),
@@ -1075,6 +1117,18 @@ async fn attendants_queue_routes_and_removals_are_set_through_the_api_and_kept()
     // A trunk the toll rules place calls on cannot go; then it can, and comes back.
     let trunks = format!("{base}/v1/config/tenants/contoso/trunks");
     let spare = format!("{trunks}/spare");
+    // This router has no [sip.tls]: it cannot be a Direct Routing SBC, and says so.
+    let p = problem(
+        http.put(format!("{trunks}/teams"))
+            .json(&serde_json::json!({ "direct_routing": { "fqdn": "sbc.contoso.example" } }))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("needs [sip.tls]"), "{detail}");
     let outbound = format!("{base}/v1/config/tenants/contoso/outbound");
     for status in [StatusCode::CREATED, StatusCode::CREATED] {
         let r = http

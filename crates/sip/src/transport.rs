@@ -71,15 +71,27 @@ impl PeerIdentity {
     pub fn is_for(&self, name: &str) -> bool {
         match self {
             Self::Server(n) => n.eq_ignore_ascii_case(name),
-            Self::Client(der) => {
-                let Ok(sn) = rustls::pki_types::ServerName::try_from(name) else {
-                    return false;
-                };
-                rustls::server::ParsedCertificate::try_from(der)
-                    .is_ok_and(|c| rustls::client::verify_server_name(&c, &sn).is_ok())
-            }
+            Self::Client(der) => certificate_is_for(der, name),
         }
     }
+}
+
+/// Whether end-entity certificate `der` is valid for DNS name `name` as a TLS client checks a
+/// server's: a DNS subjectAltName, or a wildcard covering one label (RFC 6125).
+pub fn certificate_is_for(der: &rustls::pki_types::CertificateDer<'_>, name: &str) -> bool {
+    let Ok(sn) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    rustls::server::ParsedCertificate::try_from(der)
+        .is_ok_and(|c| rustls::client::verify_server_name(&c, &sn).is_ok())
+}
+
+/// Whether the first certificate of PEM file `path` (a chain's end entity, as
+/// [`TlsSettings::cert_file`] holds it) is valid for DNS name `name`; an error when the file
+/// cannot be read or holds no certificate.
+pub fn certificate_file_is_for(path: &Path, name: &str) -> Result<bool, TransportError> {
+    let certs = read_pem_certs(path)?;
+    Ok(certs.first().is_some_and(|c| certificate_is_for(c, name)))
 }
 use crate::ua::Transport;
 

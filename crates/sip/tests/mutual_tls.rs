@@ -296,3 +296,46 @@ async fn each_connection_knows_who_its_handshake_proved_the_peer_to_be() {
         .unwrap();
     assert_eq!(udp.peer_identity(&to), None);
 }
+
+#[test]
+fn a_certificate_file_is_checked_for_a_name_as_a_client_would() {
+    use switchboard_sip::transport::certificate_file_is_for;
+    let dir = tempfile::tempdir().unwrap();
+    let test_ca = ca(dir.path(), "test");
+    let (wild, _) = leaf(
+        dir.path(),
+        &test_ca,
+        "wild",
+        &["*.sbc.example", "sbc.example"],
+    );
+    let (one, _) = leaf(dir.path(), &test_ca, "one", &["contoso.sbc.example"]);
+    for (file, name, is) in [
+        (&wild, "contoso.sbc.example", true),
+        (&wild, "CONTOSO.sbc.example", true),
+        (&wild, "sbc.example", true),
+        (&wild, "a.contoso.sbc.example", false),
+        (&one, "contoso.sbc.example", true),
+        (&one, "fabrikam.sbc.example", false),
+        (&one, "192.0.2.1", false),
+    ] {
+        assert_eq!(
+            certificate_file_is_for(file, name).unwrap(),
+            is,
+            "{} for {name}",
+            file.display()
+        );
+    }
+    // Only the first certificate counts: the chain's CA after it names nothing we are.
+    let chain = dir.path().join("chain.pem");
+    let mut both = std::fs::read_to_string(&one).unwrap();
+    both.push_str(&std::fs::read_to_string(&wild).unwrap());
+    std::fs::write(&chain, both).unwrap();
+    assert!(!certificate_file_is_for(&chain, "fabrikam.sbc.example").unwrap());
+    assert!(certificate_file_is_for(&chain, "contoso.sbc.example").unwrap());
+    let missing = certificate_file_is_for(&dir.path().join("none.pem"), "sbc.example");
+    assert!(missing.is_err(), "{missing:?}");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate").unwrap();
+    let e = certificate_file_is_for(&empty, "sbc.example").unwrap_err();
+    assert!(e.to_string().contains("no PEM certificate"), "{e}");
+}
