@@ -3929,6 +3929,8 @@ impl Edge {
                         t.engine
                             .offer_ended(routing::CallId(n), agent, OfferEnd::Refused, now);
                     });
+                    // The record shows the refusal now, not at the call's next step.
+                    self.save(n);
                     self.dispatch();
                 }
             }
@@ -6538,6 +6540,7 @@ impl Edge {
                 tracing::info!(agent = %a.upn, "the offer rang out unanswered");
             }
         });
+        self.save(n);
         self.ua.hangup(leg, now);
         self.dispatch();
     }

@@ -2343,6 +2343,10 @@ queue = "idle"
 number = "+18005550206"
 queue = "lottery"
 
+[[tenants.numbers]]
+number = "+18005550207"
+queue = "top-down"
+
 [[tenants.queues]]
 name = "robin"
 strategy = "round_robin"
@@ -2367,6 +2371,10 @@ strategy = "longest_idle"
 name = "lottery"
 strategy = "random"
 
+[[tenants.queues]]
+name = "top-down"
+strategy = "linear"
+
 [[tenants.agents]]
 upn = "adele@contoso.example"
 
@@ -2382,7 +2390,8 @@ upn = "megan@contoso.example"
 /// round robin goes Adele, Alex, then Adele again (Megan skipped); ring all rings Adele and
 /// Alex and Alex answers first; least talk time picks Alex (Adele's first call was long)
 /// though Adele has been idle longer. Megan made Ready: fewest calls picks her though Adele
-/// has been idle longest, and longest idle then picks Adele; random rings one of the three
+/// has been idle longest, and longest idle then picks Adele; linear picks Adele again, the
+/// first in the list, though she has been idle the least; random rings one of the three
 /// (whoever it is), never two. Every call's record names the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_strategy_offers_the_call_to_the_agent_it_should() {
@@ -2411,6 +2420,7 @@ async fn each_strategy_offers_the_call_to_the_agent_it_should() {
         ("+18005550203", 2, "alex"),  // least talk time: Alex's two short calls
         ("+18005550204", 2, "megan"), // fewest calls: Megan, Ready now, has had none
         ("+18005550205", 2, "adele"), // longest idle: Adele's last call ended first
+        ("+18005550207", 2, "adele"), // linear: the first in the list, idle or not
         ("+18005550206", 2, "any"),   // random: one of the three, rung alone
     ];
     for (i, (number, seconds, _)) in plan.iter().enumerate() {
@@ -3556,9 +3566,12 @@ name = "general"
 upn = "adele@contoso.example"
 "#;
 
-/// Callers are served by priority, then by how long they have waited: two callers on the
-/// ordinary number (priority 3) wait, then one on the priority-5 number; Adele, made Ready,
-/// takes the priority-5 caller first, then the two others in the order they came.
+/// Callers are served by priority, then by how long they have waited, and a caller whose
+/// offer fails keeps their place: two callers on the ordinary number (priority 3) wait;
+/// Adele, made Ready, is offered the first and her phone declines (603). While she is passed
+/// over after it, a caller on the priority-5 number comes. Adele takes the priority-5 caller
+/// first, then the two others in the order they came: the first, back from the declined
+/// offer, still ahead of the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_are_served_by_priority_then_by_their_wait() {
     let _turn = CALLS.turn().await;
@@ -3568,28 +3581,34 @@ async fn callers_are_served_by_priority_then_by_their_wait() {
         .agent_with(
             "adele@contoso.example",
             0.2,
-            &["--calls", "3", "--hangup-after", "2"],
+            &["--calls", "3", "--hangup-after", "2", "--decline", "1"],
             "agent.wav",
             "adele.wav",
         )
         .await;
     c.set_state("adele@contoso.example", "not_ready").await;
     let mut callers = Vec::new();
-    for (user, number) in [
-        ("+15550100001", "+18005550100"),
-        ("+15550100002", "+18005550100"),
-        ("+15550100003", "+18005550199"),
-    ] {
-        let args = ["--hangup-after", "60"];
-        callers.push(trunk_caller(
-            &c,
-            (user, number),
-            &args,
-            &format!("{user}.wav"),
-        ));
+    let args = ["--hangup-after", "60"];
+    for user in ["+15550100001", "+15550100002"] {
+        let to = (user, "+18005550100");
+        callers.push(trunk_caller(&c, to, &args, &format!("{user}.wav")));
         record_of(&c, user, "queue general", false).await;
     }
     c.set_state("adele@contoso.example", "ready").await;
+    let mut declined = false;
+    for _ in 0..100 {
+        let r = record_of(&c, "+15550100001", "queue general", false).await;
+        if r["offers"][0]["outcome"] == "refused" {
+            declined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(declined, "{:?}", c.calls().await);
+    let user = "+15550100003";
+    let to = (user, "+18005550199");
+    callers.push(trunk_caller(&c, to, &args, &format!("{user}.wav")));
+    record_of(&c, user, "queue general", false).await;
     for caller in callers {
         let ev = finish(caller, Duration::from_secs(30)).await;
         assert!(established(&ev), "{ev:?}");
@@ -3608,6 +3627,12 @@ async fn callers_are_served_by_priority_then_by_their_wait() {
         ["+15550100003", "+15550100001", "+15550100002"],
         "{answered:?}"
     );
+    let first = record_of(&c, "+15550100001", "queue general", true).await;
+    let outcomes: Vec<_> = first["offers"]
+        .as_array()
+        .map(|o| o.iter().map(|o| o["outcome"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(outcomes, ["refused", "answered"], "{first}");
     c.router.stop().await.unwrap();
 }
 
