@@ -189,8 +189,8 @@ fn teams_heard(phone: &crate::teams_proxy::peers::Baresip, hz: f64, other: f64) 
 }
 
 /// The router probes sip, sip2 and sip3 from the tenant's FQDN over mutual TLS (the proxy
-/// counts it healthy); a Teams user calls the tenant's number, reaches the queue's agent, and
-/// they hear each other; the agent's phone puts the call on hold and resumes it, and the
+/// counts it healthy); a Teams user calls the tenant's number offering SRTP only (SDES, as
+/// Teams does), reaches the queue's agent, and they hear each other; the agent's phone puts the call on hold and resumes it, and the
 /// router tells Teams with `a=inactive` (the only hold Teams understands, never the phone's
 /// `sendonly`) and then `sendrecv`; the record names the trunk, the Teams user's number and
 /// the time on hold.
@@ -218,7 +218,8 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
             "adele-heard.wav",
         )
         .await;
-    let phone = proxy.start_teams_user(&alice, "auto", TEAMS_HZ as u32);
+    // SRTP with SDES offered and required, as Teams' media does.
+    let phone = proxy.start_teams_user_with(&alice, "auto", TEAMS_HZ as u32, ";mediaenc=srtp-mand");
     phone.command("dial", &format!("sip:+18005550100@{}", proxy.users));
     c.talks("adele@contoso.example", 7).await;
     phone.command("hangup", "");
