@@ -219,7 +219,15 @@ impl Phone {
                     }
                 }
                 Outgoing::Registration(to, b) => {
-                    let _ = self.send(to, b).await;
+                    if !self.send(to, b).await {
+                        // Said now, not at timer F (RFC 3261 §17.1.4).
+                        let now = Instant::now();
+                        for (reg, at) in self.registrations.iter_mut() {
+                            if *at == to {
+                                reg.transport_error(now);
+                            }
+                        }
+                    }
                 }
             }
             self.outbox.pop_front();

@@ -130,6 +130,16 @@ impl Registration {
         }
     }
 
+    /// Our REGISTER could not be sent (a TCP or TLS connection to the registrar refused, no
+    /// route): the transaction ends now with [`RegistrationEvent::Unreachable`], as RFC 3261
+    /// §17.1.4 has it, rather than at timer F 32 s later; the next try is in 30 s.
+    pub fn transport_error(&mut self, now: Instant) {
+        if let Some((_, t)) = self.tx.as_mut() {
+            t.transport_error();
+            self.drain_tx(None, now);
+        }
+    }
+
     /// The realm our registrar challenged with, once it has: the realm the account's
     /// credentials belong to.
     pub fn realm(&self) -> Option<&str> {
@@ -543,6 +553,27 @@ mod tests {
         assert_eq!(now - t0, Duration::from_secs(32));
         assert!(sends >= 7, "retransmitted over UDP ({sends})");
         assert!(r.poll_timeout().is_some(), "a retry is scheduled");
+    }
+
+    #[test]
+    fn a_register_that_cannot_be_sent_is_unreachable_at_once_and_retried_later() {
+        let t0 = Instant::now();
+        let mut r = Registration::new(cfg());
+        r.start(t0);
+        assert!(r.poll_transmit().is_some());
+        r.transport_error(t0);
+        assert_eq!(r.poll_event(), Some(RegistrationEvent::Unreachable));
+        assert!(!r.is_registered());
+        assert_eq!(
+            r.poll_timeout(),
+            Some(t0 + Duration::from_secs(30)),
+            "tried again in 30 s"
+        );
+        // Nothing more is said for the same failure, nor for one with no REGISTER out.
+        r.transport_error(t0);
+        assert_eq!(r.poll_event(), None);
+        r.handle_timeout(t0 + Duration::from_secs(30));
+        assert!(r.poll_transmit().is_some(), "the retry is sent");
     }
 
     #[test]

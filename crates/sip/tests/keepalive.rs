@@ -15,6 +15,46 @@ use switchboard_sip::transaction::{Reliability, Timers};
 use switchboard_sip::transport::{TlsSettings, Transports};
 use switchboard_sip::ua::{Transport, UaConfig, UserAgent};
 
+/// Alice's user agent and registration at `registrar` over `transport` from `local`.
+fn alice(
+    local: std::net::SocketAddr,
+    registrar: &str,
+    transport: Transport,
+    timers: Timers,
+) -> (UserAgent, RegistrationConfig) {
+    let (param, via, reliability) = match transport {
+        Transport::Udp => ("", "UDP", Reliability::Unreliable),
+        _ => (";transport=tcp", "TCP", Reliability::Reliable),
+    };
+    let ua = UserAgent::new(UaConfig {
+        user: "alice".into(),
+        domain: "127.0.0.1".into(),
+        display_name: None,
+        credentials: None,
+        contact_host: local.to_string(),
+        transport,
+        outbound_proxy: None,
+        timers,
+        user_agent: "keepalive-test".into(),
+    });
+    let reg = RegistrationConfig {
+        registrar: format!("{registrar}{param}"),
+        aor: "sip:alice@127.0.0.1".into(),
+        contact: format!("sip:alice@{local}{param}"),
+        via_sent_by: local.to_string(),
+        via_transport: via,
+        reliability,
+        credentials: Credentials {
+            username: "alice".into(),
+            password: "wonderland".into(),
+        },
+        expires: 600,
+        timers,
+        user_agent: "keepalive-test".into(),
+    };
+    (ua, reg)
+}
+
 #[tokio::test]
 async fn udp_keepalive_options_reach_the_registrar_and_a_silent_one_is_registered_again() {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -55,33 +95,14 @@ async fn udp_keepalive_options_reach_the_registrar_and_a_silent_one_is_registere
     .await
     .unwrap();
     let local = net.local_addr();
-    let ua = UserAgent::new(UaConfig {
-        user: "alice".into(),
-        domain: "127.0.0.1".into(),
-        display_name: None,
-        credentials: None,
-        contact_host: local.to_string(),
-        transport: Transport::Udp,
-        outbound_proxy: None,
+    let (ua, reg) = alice(
+        local,
+        &format!("sip:{registrar_addr}"),
+        Transport::Udp,
         timers,
-        user_agent: "keepalive-test".into(),
-    });
+    );
     let mut phone = Phone::new(net, ua);
-    let mut reg = Registration::new(RegistrationConfig {
-        registrar: format!("sip:{registrar_addr}"),
-        aor: "sip:alice@127.0.0.1".into(),
-        contact: format!("sip:alice@{local}"),
-        via_sent_by: local.to_string(),
-        via_transport: "UDP",
-        reliability: Reliability::Unreliable,
-        credentials: Credentials {
-            username: "alice".into(),
-            password: "wonderland".into(),
-        },
-        expires: 600,
-        timers,
-        user_agent: "keepalive-test".into(),
-    });
+    let mut reg = Registration::new(reg);
     reg.start(Instant::now());
     phone.add_registration(reg, registrar_addr);
     phone.set_keepalive(Some(Duration::from_millis(200)));
@@ -122,4 +143,43 @@ async fn udp_keepalive_options_reach_the_registrar_and_a_silent_one_is_registere
         outcome.is_some(),
         "the phone noticed the silent registrar and tried again"
     );
+}
+
+/// A registrar refusing the TCP connection: the phone says Unreachable at once (RFC 3261
+/// §17.1.4), not after timer F's 32 s of silence.
+#[tokio::test]
+async fn a_registrar_refusing_the_connection_is_unreachable_at_once() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registrar_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let net = Transports::bind(
+        Transport::Tcp,
+        "127.0.0.1:0".parse().unwrap(),
+        &TlsSettings::default(),
+    )
+    .await
+    .unwrap();
+    let local = net.local_addr();
+    let registrar = format!("sip:{registrar_addr}");
+    let (ua, reg) = alice(local, &registrar, Transport::Tcp, Timers::default());
+    let mut phone = Phone::new(net, ua);
+    let mut reg = Registration::new(reg);
+    let started = Instant::now();
+    reg.start(started);
+    phone.add_registration(reg, registrar_addr);
+    let ev = tokio::time::timeout(Duration::from_secs(5), phone.next_event())
+        .await
+        .expect("an event within 5 s, not at timer F")
+        .unwrap();
+    assert!(
+        matches!(
+            ev,
+            PhoneEvent::Registration {
+                event: RegistrationEvent::Unreachable,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

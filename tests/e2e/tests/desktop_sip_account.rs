@@ -1,5 +1,6 @@
 //! The real window on a plain SIP account (Settings → Phone → "My own SIP account"), with no
 //! router running: a registrar without `sip:` refused in the form; the account saved with a
+//! registrar nobody answers at, the status bar saying so; the account saved with a
 //! wrong password, the status bar saying the SIP server refused it; the right password saved,
 //! the status bar and the Phone section showing it registered with the real Kamailio
 //! (tests/peers/kamailio/proxy.cfg on 127.0.0.1); calls both ways with bob, a headless
@@ -201,8 +202,26 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
             "sip: or sips:",
         )
         .await?;
+        // A registrar nobody answers at (TCP to a closed port): saved, and said at once
+        // (the connection refused, not 32 s of silence), with the address it tried.
+        let closed = free_port()?;
+        let nowhere = format!("sip:127.0.0.1:{closed}");
+        type_into(&c, r#"[data-testid="sip-registrar"]"#, &nowhere).await?;
+        choose(&c, r#"[data-testid="sip-transport"]"#, "tcp").await?;
+        click(&c, r#"[data-testid="phone-save"]"#).await?;
+        wait_text(&c, r#"[data-testid="phone-saved"]"#, "saved").await?;
+        wait_attr(&c, REG, "data-state", "failing").await?;
+        let bar = c.find(css(REG)).await?;
+        let said = bar.prop("textContent").await?.unwrap_or_default();
+        let title = bar.attr("title").await?.unwrap_or_default();
+        eprintln!("an unreachable registrar: {said:?} ({title:?})");
+        if !said.contains("does not answer") || !title.contains(&format!("127.0.0.1:{closed}")) {
+            bail!("the status bar says {said:?} ({title:?})");
+        }
+        screenshot(&c, "sip-account-unreachable.png").await?;
         // A wrong password: saved, and the SIP server's refusal said.
         type_into(&c, r#"[data-testid="sip-registrar"]"#, &registrar).await?;
+        choose(&c, r#"[data-testid="sip-transport"]"#, "udp").await?;
         click(&c, r#"[data-testid="phone-save"]"#).await?;
         wait_text(&c, r#"[data-testid="phone-saved"]"#, "saved").await?;
         wait_attr(&c, REG, "data-state", "failing").await?;
