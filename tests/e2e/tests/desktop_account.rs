@@ -3,7 +3,10 @@
 //! person on the login page), keeps the sign-in in a real Secret Service (gnome-keyring on a
 //! private D-Bus bus), shows the account chip and live Teams presence, finds an expert in the
 //! Directory and follows their presence, survives a restart signed in, and signs out, which
-//! empties the keychain entry. Screenshots go to `artifacts/e2e/`.
+//! empties the keychain entry. Signed in, the window is her phone at a router that checks
+//! the tenant's tokens (the demo contact center with `[auth] mode = "entra"`): with her router
+//! token it gets SIP credentials and registers, and a queue call rings in the window and is
+//! answered. Screenshots go to `artifacts/e2e/`.
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_account -- --ignored --nocapture`.
@@ -11,14 +14,51 @@
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use anyhow::Result;
-use switchboard_e2e::ui::{choose, click, css, screenshot, wait_attr, wait_text, WAIT};
+use std::process::Command;
+
+use anyhow::{bail, Result};
+use switchboard_e2e::pulse::PulseServer;
+use switchboard_e2e::tones::tone_wav;
+use switchboard_e2e::ui::{choose, click, css, gone, screenshot, wait_attr, wait_text, WAIT};
 use switchboard_e2e::{
-    eventually, need_display, tenant_config, workspace_root, Desktop, SecretService,
+    eventually, free_port, free_udp_port, need_display, our_binary, workspace_root, Desktop,
+    RouterProcess, SecretService,
 };
-use switchboard_tenant_sim::{Config, TenantSim, DEMO_PASSWORD};
+use switchboard_tenant_sim::{
+    Config, TenantSim, DEMO_CLIENT_ID, DEMO_PASSWORD, ROUTER_API, ROUTER_API_CLIENT_ID,
+};
 
 const USER: &str = "AdeleV@contoso.example";
+
+/// The demo contact center (`crates/router/demo.toml`, SIP on a free port) checking the
+/// simulated tenant's tokens; returns it and its SIP port.
+async fn entra_router(sim: &TenantSim, work: &std::path::Path) -> Result<(RouterProcess, u16)> {
+    let demo = std::fs::read_to_string(workspace_root().join("crates/router/demo.toml"))?;
+    let tenant = format!("entra_tenant_id = \"{}\"", sim.tenant_id());
+    if !demo.contains(&tenant) {
+        bail!("crates/router/demo.toml changed: its tenant is not the simulated one ({tenant})");
+    }
+    let sip = free_udp_port()?;
+    let config = work.join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"entra\"\nauthority = \"{}/organizations/v2.0\"\naudiences = [\"{ROUTER_API_CLIENT_ID}\"]\n\n{}",
+            sim.base_url(),
+            demo.replace("127.0.0.1:7760", &format!("127.0.0.1:{sip}"))
+        ),
+    )?;
+    let logs = workspace_root().join("artifacts/e2e");
+    std::fs::create_dir_all(&logs)?;
+    let router = RouterProcess::start_with(
+        free_port()?,
+        &work.join("router-data"),
+        &logs.join("router-account.log"),
+        &[std::ffi::OsStr::new("--config"), config.as_os_str()],
+    )
+    .await?;
+    Ok((router, sip))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "drives the real window: needs an X display, tauri-driver, WebKitWebDriver and gnome-keyring (scripts/test.sh runs it)"]
@@ -31,7 +71,6 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
     let config_dir = work.path().join("config");
     let data_dir = work.path().join("data");
     std::fs::create_dir_all(&config_dir)?;
-    tenant_config(&config_dir, &sim.authority())?;
     let browser = format!(
         "python3 {}",
         workspace_root()
@@ -39,12 +78,24 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
             .display()
     );
     let page = work.path().join("browser-page.html");
-    let router_url = "http://127.0.0.1:9"; // no router in this test
+    // The demo contact center, checking the tokens of the simulated tenant's people: the
+    // window's phone is set up with the signed-in person's router token.
+    let (router, sip) = entra_router(&sim, work.path()).await?;
+    std::fs::write(
+        config_dir.join("tenant.toml"),
+        format!(
+            "authority = \"{}\"\nclient_id = \"{DEMO_CLIENT_ID}\"\nrouter_scope = \"{ROUTER_API}/access_as_user\"\n",
+            sim.authority()
+        ),
+    )?;
+    let pulse = PulseServer::start()?;
+    let pulse_server = pulse.server();
     let desktop = Desktop::start(
         &[
             ("SWITCHBOARD_CONFIG_DIR", config_dir.as_os_str()),
             ("SWITCHBOARD_DATA_DIR", data_dir.as_os_str()),
-            ("SWITCHBOARD_ROUTER_URL", OsStr::new(router_url)),
+            ("SWITCHBOARD_ROUTER_URL", OsStr::new(&router.url)),
+            ("PULSE_SERVER", OsStr::new(&pulse_server)),
             ("SWITCHBOARD_LOG", OsStr::new("info")),
             ("DBUS_SESSION_BUS_ADDRESS", OsStr::new(&keychain.address)),
             ("BROWSER", OsStr::new(&browser)),
@@ -73,6 +124,15 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
             "the token cache key is in the keychain"
         );
         screenshot(&c, "signed-in.png").await?;
+        // With her token the window gets SIP credentials from the router and its phone
+        // registers: the status bar says so.
+        wait_attr(
+            &c,
+            r#"[data-testid="phone-registration"]"#,
+            "data-state",
+            "registered",
+        )
+        .await?;
 
         // 2. Her own presence follows what Teams shows.
         sim.set_teams_presence(USER, Some(("Busy", "InACall")))?;
@@ -140,6 +200,34 @@ async fn window_signs_in_with_microsoft_and_shows_live_presence() -> Result<()> 
         teams_shows(("Away", "Away")).await?;
         wait_attr(&c, r#"[data-testid="work"]"#, "data-state", "not_ready").await?;
         screenshot(&c, "work-state.png").await?;
+        // 4b. Ready again: a call from the trunk's caller (key 1, billing) rings in the
+        //     window, the phone set up with her token; she answers, and ends the wrap-up.
+        choose(&c, r#"[data-testid="work-state"]"#, "ready").await?;
+        let tone = work.path().join("caller.wav");
+        tone_wav(&tone, 440.0, 8000, 10)?;
+        let mut cmd = Command::new(our_binary("switchboard-agent")?);
+        cmd.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+            .args([
+                "--json",
+                "call",
+                &format!("sip:+18005550100@127.0.0.1:{sip}"),
+            ])
+            .args(["--ring-timeout", "40", "--dtmf", "1", "--codec", "pcmu"])
+            .args(["--hangup-after", "3"])
+            .arg("--play")
+            .arg(&tone);
+        let caller = tokio::task::spawn_blocking(move || cmd.output());
+        wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
+        click(&c, r#"[data-testid="answer"]"#).await?;
+        wait_text(&c, r#"[data-testid="in-call-queue"]"#, "billing").await?;
+        let out = caller.await??;
+        if !out.status.success() {
+            bail!("the caller: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // The caller hung up: wrap-up, ended here (billing has no codes in the demo).
+        wait_text(&c, r#"[data-testid="wrap-up-countdown"]"#, "left").await?;
+        click(&c, r#"[data-testid="wrap-up-done"]"#).await?;
+        gone(&c, r#"[data-testid="wrap-up"]"#).await?;
 
         // 5. Her sessions are revoked in the tenant (continuous access evaluation): Graph
         //    answers with a claims challenge, the window offers to sign in again, and that
