@@ -132,9 +132,10 @@ else
 fi
 
 say "the demo contact center takes calls at sip:+18005550100@127.0.0.1:7760 (attendant: 1 billing, 2 orders, 0 general)"
-say "  the app is Adele's phone once you sign in as AdeleV@contoso.example: choose Ready, and calls ring in the window"
-say "  another agent's phone:  $BIN/switchboard-agent work --router $ROUTER_URL --as LynneR@contoso.example --ready"
-say "  a test call:       $BIN/switchboard-agent call sip:+18005550100@127.0.0.1:7760 --dtmf 1 --hangup-after 20"
+say "  the app is Adele's phone once you sign in as AdeleV@contoso.example: choose Ready, and billing calls (key 1) ring in the window"
+say "  an orders agent's phone (key 2):  $BIN/switchboard-agent work --router $ROUTER_URL --as DiegoS@contoso.example --ready"
+say "  a test call:       $BIN/switchboard-agent call sip:+18005550100@127.0.0.1:7760 --dtmf 1 --hangup-after 20   (--dtmf 2: orders)"
+say "  the router follows Teams presence: agents Presenting, in a meeting or a call, or on Do not disturb get no queue calls"
 if [ -n "$TEAMS_KAMAILIO_PID" ]; then
     say "  Megan Bowen (escalations) is in Teams, behind the simulated Direct Routing proxy: a consult or transfer"
     say "  to the escalations experts rings her there ($TEAMS_MEGAN_NUMBER; she answers with a tone)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target under fuzz/ for a short time (FUZZ_SECONDS, default 30) on a
+# Runs every cargo-fuzz target under fuzz/ for a short time (FUZZ_SECONDS, default 20) on a
 # scratch copy of its committed corpus. Works on stable Rust: the sanitizer-coverage flags are
 # plain -C flags, and --target keeps them off build scripts. A crash fails the run and leaves
 # the crashing input in artifacts/fuzz/.
@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 cd "$SB_ROOT"
 
-SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
+SECONDS_PER_TARGET="${FUZZ_SECONDS:-20}"
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

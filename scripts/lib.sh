@@ -61,9 +61,17 @@ npm_ci() {
     fi
 }
 
-# Builds the front end into ui/dist (the desktop binary embeds it at compile time).
+# Builds the front end into ui/dist (the desktop binary embeds it at compile time), unless
+# ui/dist is newer than every source of it: a new build would make cargo build the desktop
+# app again for nothing.
 build_ui() {
     npm_ci "$SB_ROOT/ui"
+    local ui="$SB_ROOT/ui" built="$SB_ROOT/ui/dist/index.html"
+    if [ -f "$built" ] && [ -z "$(find "$ui/src" "$ui/index.html" "$ui/package.json" "$ui/package-lock.json" \
+        "$ui/vite.config.ts" "$ui/tsconfig.json" -newer "$built" -print -quit 2>/dev/null)" ]; then
+        say "the UI is built already (ui/dist is newer than its sources)"
+        return 0
+    fi
     say "building the UI"
     (cd "$SB_ROOT/ui" && npm run --silent build)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, then runs every test — formatting and
 # lints, Rust unit/integration/interop tests, the UI's unit tests, Schemathesis against the
-# router's OpenAPI document, and the end-to-end test of the real desktop window under Xvfb.
+# router's OpenAPI document, the end-to-end tests of the real desktop window under Xvfb, and
+# the demo (the README's other command) started, used and closed as a person would.
 # Exits non-zero on the first failing stage.
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
@@ -39,5 +40,8 @@ bash scripts/fuzz-smoke.sh
 say "end-to-end: the real desktop window under Xvfb"
 xvfb-run -a -s "-screen 0 1280x800x24" \
     cargo test --locked --workspace --test desktop_window --test desktop_account --test desktop_phone --test desktop_sip_account --test desktop_tray -- --ignored --test-threads=1
+
+say "the README's run command: the demo, on a virtual screen"
+xvfb-run -a -s "-screen 0 1280x800x24" bash tests/demo-smoke.sh
 
 say "all tests passed"
