@@ -87,6 +87,17 @@ pub enum SipTransport {
     Tls,
 }
 
+impl SipTransport {
+    /// As Settings → Phone shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+            Self::Tls => "TLS",
+        }
+    }
+}
+
 /// Settings → Phone. The account's password is not here: it is kept apart, encrypted, its
 /// key in the OS keychain (`crate::phone_password`), never in the settings file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -236,7 +247,35 @@ pub fn normalise_registrar(input: &str, transport: SipTransport) -> Result<Strin
     if scheme == "sips" && transport != SipTransport::Tls {
         return Err(bad("a sips: registrar needs the TLS transport".into()));
     }
-    let hostport = rest.split(';').next().unwrap_or_default();
+    let mut parts = rest.split(';');
+    let hostport = parts.next().unwrap_or_default();
+    // A `;transport=` the Transport field disagrees with: which one is meant is not ours to
+    // guess (RFC 3263 §4.1 makes the URI's win; the field is what the user chose).
+    for p in parts {
+        let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        if !name.trim().eq_ignore_ascii_case("transport") {
+            continue;
+        }
+        let value = value.trim().to_ascii_lowercase();
+        let named = match value.as_str() {
+            "udp" => SipTransport::Udp,
+            "tcp" => SipTransport::Tcp,
+            "tls" => SipTransport::Tls,
+            _ => {
+                return Err(bad(format!(
+                    "transport={} is not one the app speaks: use UDP, TCP or TLS",
+                    printable(&value)
+                )))
+            }
+        };
+        if named != transport {
+            return Err(bad(format!(
+                "it says transport={value} but Transport is {} — choose {} in Transport, or remove ;transport={value}",
+                transport.name(),
+                named.name()
+            )));
+        }
+    }
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6
             .split_once(']')
@@ -694,6 +733,16 @@ mod tests {
                 "sip:127.0.0.1:5080",
             ),
             ("sip:[::1]:5070", Udp, "sip:[::1]:5070"),
+            (
+                "sip:pbx.example.com;Transport=TLS",
+                Tls,
+                "sip:pbx.example.com:5061",
+            ),
+            (
+                "sip:pbx.example.com;lr;transport=udp",
+                Udp,
+                "sip:pbx.example.com:5060",
+            ),
         ] {
             assert_eq!(normalise_registrar(typed, t).unwrap(), want, "{typed}");
         }
@@ -708,6 +757,19 @@ mod tests {
             ("sip:pbx.example.com:99999", Udp, "1 to 65535"),
             ("sip:[::1", Udp, "]"),
             ("sip:\r\nVia: x", Udp, "host name"),
+            (
+                "sip:pbx.example.com;transport=tcp",
+                Udp,
+                "transport=tcp but Transport is UDP — choose TCP in Transport",
+            ),
+            ("sip:pbx.example.com:5061;transport=TLS", Tcp, "choose TLS"),
+            ("sip:pbx.example.com;transport=udp", Tls, "choose UDP"),
+            ("sip:pbx.example.com;transport=ws", Udp, "UDP, TCP or TLS"),
+            (
+                "sip:pbx.example.com;transport=t\u{7}",
+                Udp,
+                "UDP, TCP or TLS",
+            ),
         ] {
             let e = normalise_registrar(typed, t).unwrap_err();
             assert_eq!(e.code(), "invalid_sip_registrar", "{typed}");

@@ -72,6 +72,7 @@ const en = {
   "error.sip_registrar_host": "The registrar's host is not a host name or IP address. Put only the server here (the user name has its own field).",
   "error.sip_registrar_port": "The registrar's port must be a number from 1 to 65535.",
   "error.sip_registrar_tls": "A sips: registrar needs the TLS transport.",
+  "error.sip_registrar_transport": "The registrar's ;transport= must be the one chosen under Transport (UDP, TCP or TLS): choose that one, or remove ;transport= from the registrar.",
   "error.sip_user_empty": "Enter the SIP user name your provider gave you.",
   "error.sip_user_invalid": "The user name may hold letters, digits and - _ . ! ~ * ' ( ) & = + $ , ; ? / % only (no spaces or @).",
   "error.sip_name_invalid": "Names may not hold quotes, backslashes or line breaks, nor be longer than 128 characters.",

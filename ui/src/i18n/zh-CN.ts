@@ -74,6 +74,7 @@ const zhCN: Record<MessageKey, string> = {
   "error.sip_registrar_host": "注册服务器的主机不是有效的主机名或 IP 地址。这里只填服务器（用户名有单独的字段）。",
   "error.sip_registrar_port": "注册服务器的端口必须是 1 到 65535 之间的数字。",
   "error.sip_registrar_tls": "sips: 注册服务器需要使用 TLS 传输。",
+  "error.sip_registrar_transport": "注册服务器中的 ;transport= 必须与“传输协议”中所选的一致（UDP、TCP 或 TLS）：请选择该协议，或从注册服务器中删除 ;transport=。",
   "error.sip_user_empty": "请输入服务商提供的 SIP 用户名。",
   "error.sip_user_invalid": "用户名只能包含字母、数字和 - _ . ! ~ * ' ( ) & = + $ , ; ? / %（不能有空格或 @）。",
   "error.sip_name_invalid": "名称不能包含引号、反斜杠或换行，且不超过 128 个字符。",

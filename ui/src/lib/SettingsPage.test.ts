@@ -102,6 +102,11 @@ describe("SettingsPage", () => {
       expect(registrarProblem("sip:[::1", "udp")).toBe("error.sip_registrar_host");
       expect(registrarProblem(" sip:sip.example.com ", "udp")).toBeNull();
       expect(registrarProblem("sips:sip.example.com:5061", "tls")).toBeNull();
+      expect(registrarProblem("sip:sip.example.com;transport=tcp", "udp")).toBe("error.sip_registrar_transport");
+      expect(registrarProblem("sip:sip.example.com:5061;transport=TLS", "tcp")).toBe("error.sip_registrar_transport");
+      expect(registrarProblem("sip:sip.example.com;transport=ws", "udp")).toBe("error.sip_registrar_transport");
+      expect(registrarProblem("sip:sip.example.com;lr;Transport=TCP", "tcp")).toBeNull();
+      expect(registrarProblem("sip:sip.example.com;transport=udp", "udp")).toBeNull();
       expect(registrarProblem("sip:[::1]:5070", "tcp")).toBeNull();
       expect(sipAccountProblems({ ...account, user: "alice smith" }, "pw", false).user).toBe("error.sip_user_invalid");
       expect(sipAccountProblems({ ...account, display_name: 'A "B"' }, "pw", false).display_name).toBe("error.sip_name_invalid");

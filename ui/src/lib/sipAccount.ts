@@ -25,7 +25,16 @@ export function registrarProblem(typed: string, transport: SipTransport): Messag
   const m = /^(sips?):(.*)$/.exec(t);
   if (!m) return "error.sip_registrar_scheme";
   if (m[1] === "sips" && transport !== "tls") return "error.sip_registrar_tls";
-  const hostport = (m[2] ?? "").split(";")[0] ?? "";
+  const [hostport = "", ...params] = (m[2] ?? "").split(";");
+  // A ;transport= the Transport field disagrees with (or one we do not speak): which is meant
+  // is not ours to guess; the app says so, as the agent's settings check does.
+  for (const p of params) {
+    const eq = p.indexOf("=");
+    const name = (eq < 0 ? p : p.slice(0, eq)).trim().toLowerCase();
+    if (name !== "transport") continue;
+    const value = (eq < 0 ? "" : p.slice(eq + 1)).trim().toLowerCase();
+    if (value !== transport) return "error.sip_registrar_transport";
+  }
   let host: string;
   let port: string | null = null;
   if (hostport.startsWith("[")) {
