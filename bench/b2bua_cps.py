@@ -24,7 +24,7 @@ Prints each side's completed calls per second, failed calls, the server's CPU ti
 move with the machine, and SIPp (both ends) shares it. Needs sipp and kamailio
 (tests/peers/install.sh installs both).
 
-    python3 bench/b2bua_cps.py [--calls 1000] [--rate 20] [--agents 40] [--inbound]
+    python3 bench/b2bua_cps.py [--calls 1000] [--rate 20] [--agents 40] [--inbound] [--overload-queue N]
 """
 import argparse
 import json
@@ -47,6 +47,15 @@ def http(method, url, body=None):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read() or b"null")
+
+
+def overload_refused(base):
+    """New calls the router refused with 503 while overloaded (its metrics)."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith('sip_requests_refused_total{why="overload"}'):
+                return int(float(line.split()[-1]))
+    return 0
 
 
 def wait_http(url, timeout=30.0):
@@ -94,6 +103,9 @@ def main():
     ap.add_argument("--agents", type=int, default=40, help="callers (agents' phones)")
     ap.add_argument("--inbound", action="store_true",
                     help="customers' calls from the trunk to the tenant's number instead of agents' outside calls")
+    ap.add_argument("--overload-queue", type=int,
+                    help="the router's [sip] overload_queue (messages waiting at which every new call gets 503; "
+                         "default: the router's)")
     a = ap.parse_args()
     for tool in ("sipp", "kamailio", "cargo"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -122,6 +134,7 @@ def main():
 listen = "127.0.0.1:{sip}"
 # SIPp answers MD5 challenges only (the router asks for SHA-256 unless told).
 digest = "MD5"
+{f"overload_queue = {a.overload_queue}" if a.overload_queue else ""}
 
 [[tenants]]
 id = "contoso"
@@ -197,6 +210,11 @@ max_per_hour = 1000
             results[label] = (ok / wall if wall else 0.0, per, failed)
             print(f"{label:12} {ok:6d} calls completed, {failed:5d} failed in {wall:6.1f} s: {ok / wall:7.1f} calls/s, "
                   f"server CPU {cpu:6.2f} s = {per:6.2f} ms per call")
+            if label == "switchboard":
+                shed = overload_refused(base)
+                if shed:
+                    print(f"{'':12} {shed} INVITEs (first tries and digest answers) were refused with 503 while "
+                          f"the edge was overloaded (docs/contact-center.md, Overload)")
         (ours, ours_cpu, ours_failed), (theirs, theirs_cpu, _) = results["switchboard"], results["kamailio"]
         ratio = lambda x, y: f"{x / y:.2f}" if y else "n/a"
         what = ("customers' calls to the tenant's number, sent on by the queue's no-agents route"

@@ -67,6 +67,10 @@ pub struct SipConfig {
     /// tests and the demo, or a network whose DNS does not know its peers. The name stays
     /// the TLS name checked in the peer's certificate.
     pub resolve: std::collections::BTreeMap<String, SocketAddr>,
+    /// Received messages waiting for the edge at which every new call is refused with 503
+    /// and `Retry-After`; from a quarter of it a share growing with the queue is, so the calls
+    /// under way keep their time (docs/contact-center.md, "Overload"). 2–1000; default 512.
+    pub overload_queue: usize,
 }
 
 impl Default for SipConfig {
@@ -82,6 +86,7 @@ impl Default for SipConfig {
             digest: Digest::Sha256,
             prompts_dir: None,
             resolve: std::collections::BTreeMap::new(),
+            overload_queue: crate::overload::Thresholds::default().full,
         }
     }
 }

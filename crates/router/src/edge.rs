@@ -524,6 +524,15 @@ impl Nets {
         }
     }
 
+    /// Received messages waiting on all transports.
+    fn backlog(&self) -> usize {
+        [Some(&self.udp), self.tcp.as_ref(), self.tls.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(Transports::backlog)
+            .sum()
+    }
+
     async fn reply(&mut self, t: Transport, to: SocketAddr, data: bytes::Bytes) {
         if let Some(n) = self.of(t) {
             n.reply(to, data).await;
@@ -564,6 +573,8 @@ struct Edge {
     admitted: Option<Admission>,
     last_purge: Instant,
     guard: crate::guard::Guard,
+    /// Sheds new calls while received messages wait faster than they are handled.
+    overload: crate::overload::Overload,
     /// Trunk sources (unique across tenants, checked at start) → (tenant, trunk index).
     trunk_of: HashMap<IpAddr, (usize, usize)>,
     /// Direct Routing trunks by their SBC FQDN (lower case) → (tenant, trunk index).
@@ -594,6 +605,29 @@ struct Edge {
     unannounced: bool,
     /// Why the leg being ended ended, while its `Ended` is handled (for callbacks' records).
     end_reason: Option<String>,
+}
+
+/// Logs and shows a change of the edge's overload state.
+fn overload_changed(change: Option<crate::overload::Change>) {
+    use crate::overload::Change;
+    match change {
+        Some(Change::Began { waiting }) => {
+            metrics::gauge!("sip_overloaded").set(1.0);
+            tracing::warn!(
+                waiting,
+                "the SIP edge is overloaded (messages arrive faster than it handles them): a share of new calls, growing with the backlog, gets 503 with Retry-After until it catches up"
+            );
+        }
+        Some(Change::Ended { refused, lasted }) => {
+            metrics::gauge!("sip_overloaded").set(0.0);
+            tracing::warn!(
+                refused,
+                lasted_ms = lasted.as_millis() as u64,
+                "the SIP edge caught up; every new call is taken again"
+            );
+        }
+        None => {}
+    }
 }
 
 /// Why a leg ended, for a record: `486 Busy Here`, `no answer`, `unreachable`.
@@ -927,8 +961,9 @@ pub async fn start(
         fqdns: dr_fqdns,
         dr_sources,
     } = trunk_maps(&cc, &resolve);
-    // The file's trunks were checked as it was read; trunks kept from the API are checked
-    // again here, against the certificate the router has now.
+    // Every Direct Routing trunk is checked against the certificate the router has now: the
+    // ones kept from the API were checked when they were put, perhaps against another
+    // certificate; the file's pass here (the file was refused otherwise as it was read).
     let direct_routing: Vec<_> = cc.with(|d| {
         d.sip_tls = cfg.tls.clone();
         d.tenants
@@ -997,6 +1032,9 @@ pub async fn start(
         admitted: None,
         last_purge: Instant::now(),
         guard: crate::guard::Guard::new(crate::guard::Limits::default()),
+        overload: crate::overload::Overload::new(crate::overload::Thresholds::from_full(
+            cfg.overload_queue,
+        )),
         trunk_of,
         dr_fqdns,
         dr_sources,
@@ -1027,6 +1065,11 @@ impl Edge {
         loop {
             self.settle().await;
             let now = Instant::now();
+            if self.overload.shedding() {
+                // The queue may drain with no new call arriving to notice it.
+                let change = self.overload.observe(self.net.backlog(), now);
+                overload_changed(change);
+            }
             if now >= self.announced + ANNOUNCE_EVERY {
                 self.cc.publish_agent_changes();
                 self.announced = now;
@@ -1184,6 +1227,27 @@ impl Edge {
                     trunk_gauges(&t.spec.id, &t.trunks[j]);
                 }
             });
+        }
+        if m.method().as_deref() == Some("INVITE")
+            && !has_to_tag(m)
+            && !self.ua.is_retransmission(m)
+        {
+            // A new call while the edge falls behind: refused before any work is spent on it,
+            // so the calls under way keep their time (their retransmissions pass).
+            let (take, change) = self.overload.admit(self.net.backlog(), now);
+            overload_changed(change);
+            if !take {
+                metrics::counter!("sip_requests_refused_total", "why" => "overload").increment(1);
+                if let Some(r) = response(
+                    m,
+                    503,
+                    "Service Unavailable",
+                    &[crate::overload::RETRY_AFTER],
+                ) {
+                    let _ = self.net.send(self.arrived, from, r).await;
+                }
+                return;
+            }
         }
         match m.method().as_deref() {
             Some("REGISTER") => self.on_register(m, from, now).await,

@@ -29,6 +29,7 @@ pub mod gate;
 pub mod guard;
 pub mod hours;
 pub mod http;
+pub mod overload;
 pub mod presence;
 pub mod prompts;
 pub mod relay;

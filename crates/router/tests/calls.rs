@@ -6,6 +6,7 @@
 //! The agent binary comes from the same target directory (`cargo test --workspace` builds
 //! it; alone: `cargo build -p switchboard-agent --bin switchboard-agent`).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -2141,6 +2142,124 @@ async fn a_source_flooding_the_edge_with_requests_is_banned() {
         metrics
             .lines()
             .any(|l| l.starts_with("sip_sources_banned_total{why=\"flooding\"}")),
+        "{metrics}"
+    );
+    c.router.stop().await.unwrap();
+}
+
+/// Overload (docs/contact-center.md): a burst of new calls from the trunk faster than the edge
+/// sets them up makes it refuse new calls (a share growing with its backlog) at once with 503
+/// and `Retry-After: 1` until it has caught up, and only new ones: each call hears either that
+/// 503 or its call's answers, never both; the first call's INVITE, retransmitted all through
+/// the burst, is never refused; the metrics count exactly the refused calls and show the edge
+/// caught up, and a call after the burst is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_falling_behind_refuses_new_calls_with_503_but_not_those_under_way() {
+    let _turn = CALLS.turn().await;
+    let edge = EDGE.replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\noverload_queue = 8",
+    );
+    let c = start(&format!("{edge}{TENANT}")).await;
+    let sip = c.sip;
+    let (answers, later) = tokio::task::spawn_blocking(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let media = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = s.local_addr().unwrap();
+        let rtp = media.local_addr().unwrap().port();
+        let invite = |n: u32| {
+            let sdp = format!("v=0\r\no=- {n} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n");
+            format!("INVITE sip:+18005550100@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKburst{n}\r\nMax-Forwards: 70\r\nFrom: <sip:+1555010{n:04}@127.0.0.1>;tag=b{n}\r\nTo: <sip:+18005550100@127.0.0.1>\r\nCall-ID: burst{n}@{local}\r\nCSeq: 1 INVITE\r\nContact: <sip:+1555010{n:04}@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len())
+        };
+        let mut answers: BTreeMap<u32, Vec<(u16, bool)>> = BTreeMap::new();
+        let mut buf = vec![0u8; 65536];
+        let mut read = |s: &std::net::UdpSocket, answers: &mut BTreeMap<u32, Vec<(u16, bool)>>| {
+            while let Ok((len, _)) = s.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+                let Some(status) = text
+                    .strip_prefix("SIP/2.0 ")
+                    .and_then(|r| r.get(..3))
+                    .and_then(|c| c.parse::<u16>().ok())
+                else {
+                    continue;
+                };
+                let n = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Call-ID: burst"))
+                    .and_then(|v| v.split('@').next())
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .expect("a response names its call");
+                let retry = text.lines().any(|l| l.eq_ignore_ascii_case("Retry-After: 1"));
+                answers.entry(n).or_default().push((status, retry));
+            }
+        };
+        // The first call, alone: taken.
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.send_to(invite(0).as_bytes(), ("127.0.0.1", sip)).unwrap();
+        read(&s, &mut answers);
+        // The burst, with the first call's INVITE retransmitted every ten.
+        for n in 1..=150 {
+            s.send_to(invite(n).as_bytes(), ("127.0.0.1", sip)).unwrap();
+            if n % 10 == 0 {
+                s.send_to(invite(0).as_bytes(), ("127.0.0.1", sip)).unwrap();
+            }
+        }
+        s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        read(&s, &mut answers);
+        // Caught up: a new call is taken.
+        s.send_to(invite(1000).as_bytes(), ("127.0.0.1", sip)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut later = BTreeMap::new();
+        read(&s, &mut later);
+        drop(media);
+        (answers, later)
+    })
+    .await
+    .unwrap();
+    let shed = |a: &[(u16, bool)]| a.iter().any(|(st, retry)| *st == 503 && *retry);
+    assert!(
+        answers.get(&0).is_some_and(|a| !a.is_empty() && !shed(a)),
+        "the first call is taken, its retransmissions never refused: {:?}",
+        answers.get(&0)
+    );
+    assert_eq!(
+        answers.len(),
+        151,
+        "every call hears something: {answers:?}"
+    );
+    let refused: Vec<u32> = answers
+        .iter()
+        .filter(|(_, a)| shed(a))
+        .map(|(n, _)| *n)
+        .collect();
+    for n in &refused {
+        assert!(
+            answers[n].iter().all(|(st, _)| *st == 503),
+            "a refused call hears nothing else: {n} {:?}",
+            answers[n]
+        );
+    }
+    assert!(!refused.is_empty(), "the burst is shed: {answers:?}");
+    assert!(
+        refused.len() < 150,
+        "calls are taken again once the edge catches up: {answers:?}"
+    );
+    assert!(
+        later.get(&1000).is_some_and(|a| !a.is_empty() && !shed(a)),
+        "{later:?}"
+    );
+    let metrics = c.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            == format!(
+                "sip_requests_refused_total{{why=\"overload\"}} {}",
+                refused.len()
+            )),
+        "{} refused: {metrics}",
+        refused.len()
+    );
+    assert!(
+        metrics.lines().any(|l| l == "sip_overloaded 0"),
         "{metrics}"
     );
     c.router.stop().await.unwrap();

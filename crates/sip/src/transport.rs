@@ -403,6 +403,12 @@ impl Transports {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many received messages wait to be taken by [`Self::recv`]: a user agent that
+    /// falls behind sees it grow (up to 1,024, then the socket's own buffer fills).
+    pub fn backlog(&self) -> usize {
+        self.rx.len()
+    }
+
     /// The next thing from the network.
     pub async fn recv(&mut self) -> Option<Incoming> {
         let item = self.rx.recv().await?;

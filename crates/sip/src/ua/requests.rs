@@ -129,6 +129,20 @@ impl UserAgent {
 
     /// Bounded memory under a flood: a global cap on server transactions, and a per-source
     /// share of it so one sender cannot starve the others. Past either, 503 without state.
+    /// Whether `msg` is a request a server transaction of ours already handles (a
+    /// retransmission, §17.2.3): an edge shedding new requests under load must let it through,
+    /// or a call being set up would get a second, contradicting final answer.
+    pub fn is_retransmission(&self, msg: &Message) -> bool {
+        let (Some(method), Some((cseq, _))) = (msg.method(), msg.cseq()) else {
+            return false;
+        };
+        if method == "ACK" {
+            return false;
+        }
+        self.server
+            .contains_key(&(transaction_branch(msg, cseq), method))
+    }
+
     fn admit(&mut self, msg: &Message, source: SocketAddr) -> bool {
         let from_source = self.from_source.get(&source.ip()).copied().unwrap_or(0);
         if self.server.len() < self.limits.server_transactions

@@ -221,6 +221,51 @@ fn ended(evs: &[UaEvent]) -> Option<&EndReason> {
     })
 }
 
+/// The edge's overload shedding asks whether a request is one a transaction of ours already
+/// handles (§17.2.3: branch and method): the INVITE that made a call is, until its transaction
+/// ends; an INVITE with another branch, or an ACK, is not.
+#[test]
+fn a_request_being_handled_is_told_from_a_new_one() {
+    let mut net = Net::new(&[("alice", 5060), ("bob", 5062)]);
+    let target = net.uri(1);
+    let now = net.now;
+    net.ua(0)
+        .invite(&target, media(40000), vec![], now)
+        .unwrap();
+    net.run();
+    let call = net.incoming(1);
+    let (_, _, _, text) = net.sent(|w| w.3.starts_with("INVITE "));
+    let invite = Message::parse(text.as_bytes()).unwrap();
+    assert!(net.ua(1).is_retransmission(&invite));
+    assert!(!net.ua(0).is_retransmission(&invite), "not the caller's");
+    let other_branch = Message::parse(
+        text.replacen(";branch=z9hG4bK", ";branch=z9hG4bKother", 1)
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_ne!(other_branch.top_via_branch(), invite.top_via_branch());
+    assert!(!net.ua(1).is_retransmission(&other_branch));
+    let (cseq, _) = invite.cseq().unwrap();
+    let ack = Message::parse(
+        text.replacen("INVITE ", "ACK ", 1)
+            .replacen(
+                &format!("CSeq: {cseq} INVITE"),
+                &format!("CSeq: {cseq} ACK"),
+                1,
+            )
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(ack.method().as_deref(), Some("ACK"));
+    assert!(!net.ua(1).is_retransmission(&ack));
+    // Refused and its transaction over (timer H and I past): a new request again.
+    let now = net.now;
+    net.ua(1).reject(call, 486, now);
+    net.run();
+    net.advance(Duration::from_secs(40));
+    assert!(!net.ua(1).is_retransmission(&invite), "{}", net.ladder());
+}
+
 #[test]
 fn call_answer_and_bye() {
     let mut net = Net::new(&[("alice", 5061), ("bob", 5062)]);
