@@ -70,6 +70,7 @@ pub struct SipConfig {
     /// Received messages waiting for the edge at which every new call is refused with 503
     /// and `Retry-After`; from a quarter of it a share growing with the queue is, so the calls
     /// under way keep their time (docs/contact-center.md, "Overload"). 2–1000; default 512.
+    #[serde(deserialize_with = "overload_queue")]
     pub overload_queue: usize,
 }
 
@@ -682,6 +683,17 @@ fn is_short_name(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn overload_queue<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if (2..=1000).contains(&n) {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{n} messages: use 2 to 1000 (received messages waiting at which every new call is refused; 512 suits most)"
+        )))
+    }
 }
 
 fn short_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

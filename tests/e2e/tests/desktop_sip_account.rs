@@ -1,5 +1,6 @@
 //! The real window on a plain SIP account (Settings → Phone → "My own SIP account"), with no
-//! router running: a registrar without `sip:` refused in the form; the account saved with a
+//! router running: a registrar without `sip:`, and one whose `;transport=` is not the
+//! Transport chosen, refused in the form; the account saved with a
 //! registrar nobody answers at, the status bar saying so; the account saved with a
 //! wrong password, the status bar saying the SIP server refused it; the right password saved,
 //! the status bar and the Phone section showing it registered with the real Kamailio
@@ -200,6 +201,21 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
             &c,
             r#"[data-testid="sip-registrar-error"]"#,
             "sip: or sips:",
+        )
+        .await?;
+        // A `;transport=` the Transport field (UDP) disagrees with: which one is meant is not
+        // the window's to guess.
+        type_into(
+            &c,
+            r#"[data-testid="sip-registrar"]"#,
+            "sip:127.0.0.1;transport=tcp",
+        )
+        .await?;
+        click(&c, r#"[data-testid="phone-save"]"#).await?;
+        wait_text(
+            &c,
+            r#"[data-testid="sip-registrar-error"]"#,
+            "must be the one chosen under Transport",
         )
         .await?;
         // A registrar nobody answers at (TCP to a closed port): saved, and said at once
