@@ -127,8 +127,6 @@ impl UserAgent {
         self.handle_ack(msg, now);
     }
 
-    /// Bounded memory under a flood: a global cap on server transactions, and a per-source
-    /// share of it so one sender cannot starve the others. Past either, 503 without state.
     /// Whether `msg` is a request a server transaction of ours already handles (a
     /// retransmission, §17.2.3): an edge shedding new requests under load must let it through,
     /// or a call being set up would get a second, contradicting final answer.
@@ -143,6 +141,8 @@ impl UserAgent {
             .contains_key(&(transaction_branch(msg, cseq), method))
     }
 
+    /// Bounded memory under a flood: a global cap on server transactions, and a per-source
+    /// share of it so one sender cannot starve the others. Past either, 503 without state.
     fn admit(&mut self, msg: &Message, source: SocketAddr) -> bool {
         let from_source = self.from_source.get(&source.ip()).copied().unwrap_or(0);
         if self.server.len() < self.limits.server_transactions
