@@ -76,6 +76,17 @@ enum Leg {
     },
 }
 
+/// The party a caller was handed to on a Direct Routing trunk (a Teams user) who transfers
+/// them on by REFER, while the new party rings.
+#[derive(Debug, Clone)]
+struct Referrer {
+    leg: UaCall,
+    /// The trunk carrying their leg: one of its channels is theirs until they leave.
+    trunk: usize,
+    /// Who they are, as recorded (`Teams user <MRI>`).
+    who: String,
+}
+
 /// A supervisor's part in a call: their leg (as a [`Consult`]) and how they take part.
 #[derive(Debug, Clone)]
 struct Monitor {
@@ -331,6 +342,9 @@ struct CallRt {
     /// The agent's REFER is being carried out to `far` and they stay on the call until it
     /// answers (a Teams user's transfer): on failure the caller is theirs again.
     transfer_pending: bool,
+    /// The party the caller was handed to (a Teams user) passed them on by REFER to `far`,
+    /// which rings: they wait for the outcome, theirs again on failure.
+    referrer: Option<Referrer>,
     /// An outside number (`far`) answered the call: it left the contact center.
     handed_out: bool,
     /// The caller took the agent's call back.
@@ -392,6 +406,7 @@ impl CallRt {
             pending_answer: false,
             far: None,
             transfer_pending: false,
+            referrer: None,
             handed_out: false,
             called_back: false,
         }
@@ -686,6 +701,26 @@ enum TeamsTarget<'a> {
 fn uri_param<'a>(uri: &'a str, name: &str) -> Option<&'a str> {
     let uri = uri.split('?').next().unwrap_or_default();
     switchboard_sip::ua::header_param(uri, name)
+}
+
+/// Why a transfer a REFER asked for was refused: the status and reason its NOTIFY gives, and
+/// why (for the record).
+type ReferRefusal = (u16, &'static str, String);
+
+/// The status a REFER's NOTIFY gives for a transfer target that did not answer (`why`, as
+/// the leg ended: `486 Busy Here`, `no answer`, …): its own when it was refused with one,
+/// else 480.
+fn notify_status(why: &str) -> u16 {
+    why.split(' ')
+        .next()
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| (300..700).contains(s))
+        .unwrap_or(480)
+}
+
+/// The reason phrase for [`notify_status`] of `why`.
+fn reason_for(why: &str) -> &'static str {
+    switchboard_sip::ua::reason_phrase(notify_status(why))
 }
 
 /// What a Teams REFER's `x-m` and `x-t` may hold: up to 400 characters (Microsoft's
@@ -3647,7 +3682,10 @@ impl Edge {
                 if let Some(socket) = self.sockets.remove(&leg) {
                     self.relay.open(leg, socket, media);
                 }
-                if let Some(c) = self.calls.get_mut(&n).filter(|c| c.stage == Stage::Outside) {
+                let ours = |c: &&mut CallRt| {
+                    c.stage == Stage::Outside && c.far.is_none_or(|(l, _)| l == leg)
+                };
+                if let Some(c) = self.calls.get_mut(&n).filter(ours) {
                     c.stage = Stage::Talking;
                     c.handed_out = true;
                     if c.answered_at.is_none() {
@@ -3668,10 +3706,15 @@ impl Edge {
                         .then_some(c.agent)
                         .flatten()
                         .map(|(agent, agent_leg)| (c.tenant, agent, agent_leg));
+                    let referrer = c.referrer.take().map(|r| (c.tenant, r));
                     if let Some((tenant, agent, agent_leg)) = pending {
                         // The transfer the agent asked for is done: NOTIFY 200, they leave
                         // (before the bridge: leaving unbridges the caller).
                         self.agent_leaves(n, tenant, agent, agent_leg, true, now);
+                    }
+                    if let Some((tenant, r)) = referrer {
+                        // The Teams user's transfer is done: NOTIFY 200, they leave.
+                        self.referrer_leaves(tenant, &r, now);
                     }
                     self.relay.play(caller_leg, Playlist::default());
                     self.relay.bridge(caller_leg, leg);
@@ -3879,10 +3922,29 @@ impl Edge {
         match role {
             Leg::Far(n) => {
                 let why = self.end_reason.clone().unwrap_or_else(|| "hung up".into());
-                match self.calls.get(&n).map(|c| c.stage) {
-                    Some(Stage::Outside) => self.outside_failed(n, &why, now),
-                    Some(_) => self.finish(n, now),
-                    None => {}
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return;
+                };
+                if c.referrer.as_ref().is_some_and(|r| r.leg == leg) {
+                    // The Teams user who passed the caller on hung up before the new party
+                    // answered: the transfer goes on without them.
+                    if let Some(r) = c.referrer.take() {
+                        Self::release_trunk(&self.cc, c.tenant, r.trunk);
+                        c.rec
+                            .steps
+                            .push(format!("{} left before the transfer ended", r.who));
+                        tracing::info!(call = %c.id, who = %r.who, "the transferor in Teams left; the transfer goes on");
+                    }
+                    return;
+                }
+                if c.far.is_some_and(|(l, _)| l != leg) {
+                    // Not the call's far party now (one a failed transfer left behind).
+                    return;
+                }
+                if c.stage == Stage::Outside {
+                    self.outside_failed(n, &why, now);
+                } else {
+                    self.finish(n, now);
                 }
             }
             Leg::Monitor { call: n, .. } => {
@@ -4020,6 +4082,15 @@ impl Edge {
             Self::release_trunk(&self.cc, c.tenant, j);
             if self.legs.remove(&far).is_some() {
                 hang.push(far);
+            }
+        }
+        if let Some(r) = c.referrer.take() {
+            Self::release_trunk(&self.cc, c.tenant, r.trunk);
+            if self.legs.remove(&r.leg).is_some() {
+                // Their REFER's outcome: the caller is gone.
+                self.ua
+                    .notify_transfer(r.leg, 487, "Request Terminated", now);
+                hang.push(r.leg);
             }
         }
         if self.legs.remove(&c.caller_leg).is_some() {
@@ -4232,13 +4303,18 @@ impl Edge {
         referred_by: Option<&str>,
         now: Instant,
     ) {
+        if let Some(Leg::Far(n)) = self.legs.get(&leg).copied() {
+            self.far_refer(n, leg, target, replaces, referred_by, now);
+            return;
+        }
         let Some(Leg::Offer {
             call: n,
             tenant,
             agent,
         }) = self.legs.get(&leg).copied()
         else {
-            // Only an agent's answered leg may transfer; a caller's REFER is declined.
+            // Only an agent's answered leg, or a Teams user the caller was handed to, may
+            // transfer; a caller's REFER is declined.
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
         };
@@ -5999,68 +6075,10 @@ impl Edge {
             self.ua.notify_transfer(leg, 603, "Decline", now);
             return;
         }
-        let (by, trunk) = self.cc.with(|d| {
-            let t = &d.tenants[tenant];
-            let by = t.upn_of(agent);
-            let trunk = t
-                .spec
-                .trunks
-                .iter()
-                .position(|x| x.direct_routing.is_some() && !x.retired)
-                .and_then(|j| {
-                    let fqdn = t.spec.trunks[j].direct_routing.as_ref()?.fqdn.clone();
-                    let rt = t.trunks.get(j)?;
-                    (rt.calls < rt.max_calls).then(|| (j, fqdn, rt.proxy_order()))
-                });
-            (by, trunk)
-        });
-        let ids = uri_param(refer_to, "x-m")
-            .zip(uri_param(refer_to, "x-t"))
-            .filter(|(m, t)| teams_id(m) && teams_id(t));
-        let refused = match (&ids, &trunk) {
-            (None, _) => Some((400, "Bad Request", "malformed Refer-To (x-m, x-t)")),
-            (_, None) => Some((503, "Service Unavailable", "no Direct Routing trunk free")),
-            _ => None,
-        };
-        // Referred-By goes back to Teams as it came, when it is a plain SIP URI within
-        // bounds (its x-m, x-t, x-ti, x-tt are up to 400 characters each).
-        let referred = referred_by.filter(|r| {
-            let uri = value_uri(r);
-            r.len() <= 2048
-                && uri.starts_with("sip:")
-                && ["x-m", "x-t", "x-ti", "x-tt"]
-                    .iter()
-                    .all(|k| uri_param(uri, k).is_none_or(teams_id))
-        });
-        let placed = match (refused, ids, trunk) {
-            (None, Some((xm, xt)), Some((j, fqdn, order))) => {
-                let caller = self.calls.get(&n).map(|c| c.caller.clone());
-                let cid = caller.filter(|c| crate::center::is_e164(c));
-                let headers = referred
-                    .map(|r| vec![format!("Referred-By: {r}")])
-                    .unwrap_or_default();
-                match self.bind_media() {
-                    Some((socket, port)) => self
-                        .teams_call(
-                            &fqdn,
-                            &order,
-                            TeamsTarget::User { xm, xt },
-                            cid.as_deref(),
-                            headers,
-                            port,
-                            now,
-                        )
-                        .map(|far| (far, socket, j))
-                        .map_err(|why| (503, "Service Unavailable", why)),
-                    None => Err((503, "Service Unavailable", "no media port free".into())),
-                }
-            }
-            (Some((status, reason, why)), _, _) => Err((status, reason, why.to_owned())),
-            _ => Err((500, "Server Internal Error", "unreachable".into())),
-        };
+        let by = self.cc.with(|d| d.tenants[tenant].upn_of(agent));
+        let placed = self.place_teams_user(n, tenant, refer_to, referred_by, now);
         match placed {
-            Ok((far, socket, j)) => {
-                let shown = ids.map_or_else(String::new, |(m, _)| format!("Teams user {m}"));
+            Ok((far, socket, j, shown)) => {
                 self.far_placed(
                     n,
                     (tenant, j),
@@ -6083,6 +6101,226 @@ impl Edge {
                 self.save(n);
             }
         }
+    }
+
+    /// Places call `n`'s leg to the Teams user a REFER's Refer-To names by MRI (`x-m`, `x-t`,
+    /// as Microsoft's proxy writes it), through the first Direct Routing trunk of `tenant`
+    /// with room, the REFER's Referred-By passed on when it is a plain SIP URI within bounds:
+    /// the leg, its media socket, the trunk and the target as recorded (`Teams user <MRI>`).
+    /// Refused: the status and reason for the REFER's NOTIFY, and why.
+    fn place_teams_user(
+        &mut self,
+        n: u64,
+        tenant: usize,
+        refer_to: &str,
+        referred_by: Option<&str>,
+        now: Instant,
+    ) -> Result<(UaCall, std::net::UdpSocket, usize, String), ReferRefusal> {
+        let trunk = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            t.spec
+                .trunks
+                .iter()
+                .position(|x| x.direct_routing.is_some() && !x.retired)
+                .and_then(|j| {
+                    let fqdn = t.spec.trunks[j].direct_routing.as_ref()?.fqdn.clone();
+                    let rt = t.trunks.get(j)?;
+                    (rt.calls < rt.max_calls).then(|| (j, fqdn, rt.proxy_order()))
+                })
+        });
+        let ids = uri_param(refer_to, "x-m")
+            .zip(uri_param(refer_to, "x-t"))
+            .filter(|(m, t)| teams_id(m) && teams_id(t));
+        let Some((xm, xt)) = ids else {
+            return Err((400, "Bad Request", "malformed Refer-To (x-m, x-t)".into()));
+        };
+        let Some((j, fqdn, order)) = trunk else {
+            return Err((
+                503,
+                "Service Unavailable",
+                "no Direct Routing trunk free".into(),
+            ));
+        };
+        // Referred-By goes back to Teams as it came, when it is a plain SIP URI within
+        // bounds (its x-m, x-t, x-ti, x-tt are up to 400 characters each).
+        let referred = referred_by.filter(|r| {
+            let uri = value_uri(r);
+            r.len() <= 2048
+                && uri.starts_with("sip:")
+                && ["x-m", "x-t", "x-ti", "x-tt"]
+                    .iter()
+                    .all(|k| uri_param(uri, k).is_none_or(teams_id))
+        });
+        let caller = self.calls.get(&n).map(|c| c.caller.clone());
+        let cid = caller.filter(|c| crate::center::is_e164(c));
+        let headers = referred
+            .map(|r| vec![format!("Referred-By: {r}")])
+            .unwrap_or_default();
+        let (socket, port) = self.bind_media().ok_or((
+            503,
+            "Service Unavailable",
+            "no media port free".to_owned(),
+        ))?;
+        let far = self
+            .teams_call(
+                &fqdn,
+                &order,
+                TeamsTarget::User { xm, xt },
+                cid.as_deref(),
+                headers,
+                port,
+                now,
+            )
+            .map_err(|why| (503, "Service Unavailable", why))?;
+        Ok((far, socket, j, format!("Teams user {xm}")))
+    }
+
+    /// A REFER from `leg`, the party call `n`'s caller was handed to: followed only when they
+    /// are a Teams user on a Direct Routing trunk (Microsoft's proxy speaks for them, inside
+    /// the dialog we opened) talking with the caller alone, and it names a Teams user by MRI
+    /// (`x-m`, `x-t`), one of the tenant's numbers (the caller goes where a call to it goes:
+    /// back into the contact center) or an outside number the tenant's toll rules allow. A
+    /// new party rings while the Teams user waits for the outcome (NOTIFY 200 once they
+    /// answer, then they leave; on failure the NOTIFY says why and the caller is theirs
+    /// again). Anyone else's REFER, or one with Replaces, is declined (603).
+    fn far_refer(
+        &mut self,
+        n: u64,
+        leg: UaCall,
+        target: &str,
+        replaces: Option<&str>,
+        referred_by: Option<&str>,
+        now: Instant,
+    ) {
+        let found = self.calls.get(&n).and_then(|c| {
+            let (far, j) = c.far?;
+            let alone = far == leg
+                && c.stage == Stage::Talking
+                && c.handed_out
+                && c.joined.is_empty()
+                && c.referrer.is_none()
+                && replaces.is_none();
+            alone.then_some((c.tenant, j, c.caller_leg, c.id.clone()))
+        });
+        let found = found.filter(|&(tenant, j, ..)| {
+            self.cc.with(|d| {
+                d.tenants[tenant]
+                    .spec
+                    .trunks
+                    .get(j)
+                    .is_some_and(|t| t.direct_routing.is_some())
+            })
+        });
+        let Some((tenant, j, caller_leg, id)) = found else {
+            // A carrier's party (Teams users only are trusted to pass the caller on), or a
+            // call not in a state to pass on.
+            self.ua.notify_transfer(leg, 603, "Decline", now);
+            return;
+        };
+        // Who: the MRI of the REFER's Referred-By, as Microsoft's proxy writes it.
+        let who = referred_by
+            .and_then(|r| uri_param(value_uri(r), "x-m"))
+            .filter(|m| teams_id(m))
+            .map_or_else(
+                || "the Teams user".to_owned(),
+                |m| format!("Teams user {m}"),
+            );
+        let referrer = Referrer {
+            leg,
+            trunk: j,
+            who: who.clone(),
+        };
+        let bare = target.trim_start_matches('<').trim_end_matches('>');
+        let user = safe_user(target).unwrap_or_default();
+        let placed = if uri_param(bare, "x-m").is_some() {
+            self.place_teams_user(n, tenant, bare, referred_by, now)
+                .map(|(far, socket, j2, shown)| (far, socket, j2, shown, false))
+        } else {
+            let route = self.cc.with(|d| {
+                let t = &d.tenants[tenant];
+                t.number(&user).and_then(|_| t.transfer_target(&user, ""))
+            });
+            if let Some(route) = route {
+                // Back into the contact center: where a call to the number goes.
+                let Some(c) = self.calls.get_mut(&n) else {
+                    return;
+                };
+                c.rec.steps.push(format!("transfer by {who} to {user}"));
+                c.rec
+                    .transfers
+                    .push(transfer_record(&who, &user, TransferKind::Blind));
+                tracing::info!(call = %id, %who, to = %user, "a Teams user sends the caller back into the contact center");
+                c.far = None;
+                c.handed_out = false;
+                c.far_holds = false;
+                self.referrer_leaves(tenant, &referrer, now);
+                self.relay.unbridge(caller_leg);
+                self.route(n, route, now);
+                self.save(n);
+                return;
+            }
+            match crate::desk::E164::new(&user) {
+                Some(number) => self
+                    .outside_leg(tenant, &id, number.as_str(), now)
+                    .map(|(far, socket, j2)| (far, socket, j2, user.clone(), true))
+                    .map_err(|why| (403, "Forbidden", why)),
+                None => Err((
+                    403,
+                    "Forbidden",
+                    "neither a Teams user, one of the tenant's numbers nor an outside number"
+                        .to_owned(),
+                )),
+            }
+        };
+        let (far, socket, j2, shown, outside) = match placed {
+            Ok(p) => p,
+            Err((status, reason, why)) => {
+                if let Some(c) = self.calls.get_mut(&n) {
+                    c.rec
+                        .steps
+                        .push(format!("transfer by {who} refused: {why}"));
+                    tracing::info!(call = %id, %who, %why, "a Teams user's transfer was refused; the caller stays with them");
+                }
+                self.ua.notify_transfer(leg, status, reason, now);
+                self.save(n);
+                return;
+            }
+        };
+        if outside {
+            self.outside_placed(tenant, None, now);
+        }
+        self.far_ringing(n, (tenant, j2), (far, socket), now);
+        let Some(c) = self.calls.get_mut(&n) else {
+            return;
+        };
+        let step = format!("transfer by {who} to {shown}");
+        c.rec.steps.push(step);
+        c.rec
+            .transfers
+            .push(transfer_record(&who, &shown, TransferKind::Blind));
+        tracing::info!(call = %id, %who, target = %shown, "a Teams user transfers the caller; they wait for the outcome");
+        c.far = Some((far, j2));
+        c.stage = Stage::Outside;
+        c.referrer = Some(referrer);
+        self.relay.unbridge(caller_leg);
+        let list = Playlist {
+            clips: vec![self.prompt(n, "transferring")],
+            then_loop: Some(self.prompts.music.clone()),
+        };
+        self.relay.play(caller_leg, list);
+        self.save(n);
+    }
+
+    /// `r`, who passed a caller on, leaves: their REFER succeeded (NOTIFY 200, then they hang
+    /// up, or we do after 5 s), and their trunk channel is free.
+    fn referrer_leaves(&mut self, tenant: usize, r: &Referrer, now: Instant) {
+        self.ua.notify_transfer(r.leg, 200, "OK", now);
+        self.timers
+            .insert((now + Duration::from_secs(5), Timer::HangUp(r.leg)), ());
+        self.legs.remove(&r.leg);
+        self.relay.close(r.leg);
+        self.sockets.remove(&r.leg);
+        Self::release_trunk(&self.cc, tenant, r.trunk);
     }
 
     /// Call `n`'s caller is being transferred by `agent` (on `leg`) to `far`, a leg placed on
@@ -6164,39 +6402,7 @@ impl Edge {
         let tenant = c.tenant;
         c.queue = None;
         let id = c.id.clone();
-        let capped = self.tenant_outside_cap(tenant, now);
-        let allowed = self.cc.with(|d| {
-            let t = &d.tenants[tenant];
-            let o = t
-                .spec
-                .outbound
-                .as_ref()
-                .ok_or("the tenant places no outside calls ([tenants.outbound])")?;
-            o.permits(number)?;
-            if let Some(why) = capped {
-                return Err(why);
-            }
-            let j = t
-                .spec
-                .trunks
-                .iter()
-                .position(|tr| tr.name == o.trunk && tr.places_calls())
-                .ok_or_else(|| format!("trunk {} places no calls", o.trunk))?;
-            if t.trunks[j].calls >= t.trunks[j].max_calls {
-                return Err(format!("trunk {} is full", o.trunk));
-            }
-            let caller_id = o
-                .caller_id
-                .clone()
-                .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
-            Ok::<_, String>((j, caller_id))
-        });
-        let placed = allowed.and_then(|(j, caller_id)| {
-            let (socket, port) = self.bind_media().ok_or("no media port free")?;
-            let headers = vec![format!("X-Switchboard-Call: {id}")];
-            self.trunk_call(tenant, j, number, caller_id.as_deref(), headers, port, now)
-                .map(|far| (far, socket, j))
-        });
+        let placed = self.outside_leg(tenant, &id, number, now);
         let (far, socket, j) = match placed {
             Ok(p) => p,
             Err(why) => {
@@ -6224,6 +6430,51 @@ impl Edge {
         self.save(n);
     }
 
+    /// Places a leg of call `id` of `tenant` to outside number `number` on the tenant's
+    /// outbound trunk, under its toll rules and within the trunk's room: the leg, its media
+    /// socket and the trunk; or why not.
+    fn outside_leg(
+        &mut self,
+        tenant: usize,
+        id: &str,
+        number: &str,
+        now: Instant,
+    ) -> Result<(UaCall, std::net::UdpSocket, usize), String> {
+        let capped = self.tenant_outside_cap(tenant, now);
+        let allowed = self.cc.with(|d| {
+            let t = &d.tenants[tenant];
+            let o = t
+                .spec
+                .outbound
+                .as_ref()
+                .ok_or("the tenant places no outside calls ([tenants.outbound])")?;
+            o.permits(number)?;
+            if let Some(why) = capped {
+                return Err(why);
+            }
+            let j = t
+                .spec
+                .trunks
+                .iter()
+                .position(|tr| tr.name == o.trunk && tr.places_calls())
+                .ok_or_else(|| format!("trunk {} places no calls", o.trunk))?;
+            if t.trunks[j].calls >= t.trunks[j].max_calls {
+                return Err(format!("trunk {} is full", o.trunk));
+            }
+            let caller_id = o
+                .caller_id
+                .clone()
+                .or_else(|| t.spec.numbers.first().map(|x| x.number.clone()));
+            Ok::<_, String>((j, caller_id))
+        });
+        allowed.and_then(|(j, caller_id)| {
+            let (socket, port) = self.bind_media().ok_or("no media port free")?;
+            let headers = vec![format!("X-Switchboard-Call: {id}")];
+            self.trunk_call(tenant, j, number, caller_id.as_deref(), headers, port, now)
+                .map(|far| (far, socket, j))
+        })
+    }
+
     /// The outside number call `n`'s caller was transferred to did not answer (`why`): the
     /// caller hears so and goes back to their queue, the attendant, or the call ends.
     fn outside_failed(&mut self, n: u64, why: &str, now: Instant) {
@@ -6241,6 +6492,27 @@ impl Edge {
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
+        if let Some(r) = c.referrer.take() {
+            // The Teams user waited for it: the caller is theirs again, their REFER failed.
+            let caller_leg = c.caller_leg;
+            c.far = Some((r.leg, r.trunk));
+            c.handed_out = true;
+            c.rec.steps.push(format!(
+                "transfer target not answered: {why}; the caller stays with {}",
+                r.who
+            ));
+            tracing::info!(call = %c.id, who = %r.who, %why, "the transfer failed; the caller stays with the Teams user");
+            let music = c.far_holds.then(|| Playlist {
+                clips: Vec::new(),
+                then_loop: Some(self.prompts.music.clone()),
+            });
+            self.ua
+                .notify_transfer(r.leg, notify_status(why), reason_for(why), now);
+            self.relay.play(caller_leg, music.unwrap_or_default());
+            self.relay.bridge(caller_leg, r.leg);
+            self.save(n);
+            return;
+        }
         if let (true, Some((agent, agent_leg))) = (std::mem::take(&mut c.transfer_pending), c.agent)
         {
             // The agent waited for it: the caller is theirs again, and their REFER failed.
@@ -6250,18 +6522,8 @@ impl Edge {
                 "transfer target not answered: {why}; the caller stays with {upn}"
             ));
             tracing::info!(call = %c.id, agent = %upn, %why, "the transfer failed; the caller stays with the agent");
-            let status = why
-                .split(' ')
-                .next()
-                .and_then(|s| s.parse::<u16>().ok())
-                .filter(|s| (300..700).contains(s))
-                .unwrap_or(480);
-            self.ua.notify_transfer(
-                agent_leg,
-                status,
-                switchboard_sip::ua::reason_phrase(status),
-                now,
-            );
+            self.ua
+                .notify_transfer(agent_leg, notify_status(why), reason_for(why), now);
             self.relay.play(caller_leg, Playlist::default());
             self.relay.bridge(caller_leg, agent_leg);
             self.save(n);
@@ -6378,7 +6640,9 @@ impl Edge {
                         Some(Leg::Far(n)) => self
                             .calls
                             .get(n)
-                            .filter(|c| c.stage == Stage::Outside)
+                            .filter(|c| {
+                                c.stage == Stage::Outside && c.far.is_none_or(|(l, _)| l == leg)
+                            })
                             .map(|_| *n),
                         _ => None,
                     };

@@ -11,6 +11,10 @@ const TEAMS_HZ: f64 = 700.0;
 const EXPERT_HZ: f64 = 1600.0;
 /// Dave's, a Teams user an expert transfers to.
 const DAVE_HZ: f64 = 1250.0;
+/// Erin's, a Teams user Dave passes the caller on to.
+const ERIN_HZ: f64 = 2400.0;
+/// An outside number's, behind a carrier trunk.
+const FAR_HZ: f64 = 2800.0;
 
 /// The router's configuration for tenants behind `proxy`: TLS with `cert` (mutual), the
 /// proxies' names resolved to the simulator, then `tenants`.
@@ -1018,6 +1022,15 @@ async fn teams_caller_with_adele(
     users: &[TeamsUser],
     more: &[&str],
 ) -> (TeamsCall, Child, Vec<Child>) {
+    teams_caller_with_adele_and(users, more, "").await
+}
+
+/// [`teams_caller_with_adele`], the tenant's configuration ending with `extra`.
+async fn teams_caller_with_adele_and(
+    users: &[TeamsUser],
+    more: &[&str],
+    extra: &str,
+) -> (TeamsCall, Child, Vec<Child>) {
     let proxy = TeamsProxy::start(&TeamsProxyOptions {
         gateways: vec!["tenanta.sbc.example".into()],
         users: users.to_vec(),
@@ -1028,6 +1041,7 @@ async fn teams_caller_with_adele(
     for upn in more {
         tenant += &format!("\n[[tenants.agents]]\nupn = \"{upn}\"\n");
     }
+    tenant += extra;
     let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
     c.proxies_up("contoso", "teams").await;
     c.tones(30);
@@ -1139,6 +1153,22 @@ async fn a_three_party_call_with_an_expert_in_teams_where_everyone_hears_everyon
     );
 }
 
+/// Waits (10 s) until the proxy logs the router's INVITE carrying `referrer`'s Referred-By
+/// unchanged, as the proxy wrote it in their REFER.
+fn invite_referred_by(proxy: &TeamsProxy, referrer: &TeamsUser) {
+    let referred_by = format!(
+        "referred-by=<sip:{}@sip.pstnhub.microsoft.com;x-m={};x-t={}>",
+        referrer.number, referrer.mri, referrer.tenant_id
+    );
+    proxy.wait_for_log(
+        &format!(
+            "sbc-headers method=INVITE x-ms-sbc=Switchboard/Router/{} {referred_by}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        Duration::from_secs(10),
+    );
+}
+
 /// The expert in Teams, given the caller by Adele, transfers them on with REFER the way Teams
 /// does (the proxy rewrites Refer-To): back to the queue's number, where Alex takes them; and,
 /// on a second call, to another Teams user named by MRI (`x-m`, `x-t`), whom the router calls
@@ -1193,17 +1223,7 @@ async fn a_teams_expert_transfers_the_caller_back_to_the_queue_or_to_a_teams_col
     let (expert, caller) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard-2.wav").await;
     expert.command("transfer", &format!("sip:{}@{}", dave.number, proxy.users));
     // The router's INVITE to Dave carries the Referred-By of Bob's REFER, unchanged.
-    let referred_by = format!(
-        "referred-by=<sip:{}@sip.pstnhub.microsoft.com;x-m={};x-t={}>",
-        bob.number, bob.mri, bob.tenant_id
-    );
-    proxy.wait_for_log(
-        &format!(
-            "sbc-headers method=INVITE x-ms-sbc=Switchboard/Router/{} {referred_by}",
-            env!("CARGO_PKG_VERSION")
-        ),
-        Duration::from_secs(10),
-    );
+    invite_referred_by(&proxy, &bob);
     colleague.wait_for("Call established", Duration::from_secs(20));
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Dave puts the caller on hold the Teams way (`a=inactive`: Teams sends nothing then) for
@@ -1341,6 +1361,225 @@ async fn a_silent_proxy_is_skipped_and_a_transfer_to_an_absent_teams_user_fails_
             .to_string()
             .contains("to Teams user 8:orgid:not"),
         "nobody was called: {rec}"
+    );
+}
+
+/// A call from `alice` that Adele hands to `bob` (the escalations expert in Teams), and Bob to
+/// `dave` in Teams, who after a second transfers it on to `target` (a number, as he would type
+/// it): Bob's, the caller's and Dave's phones.
+async fn passed_on_by_dave(
+    c: &Center,
+    proxy: &TeamsProxy,
+    [alice, bob, dave]: [&TeamsUser; 3],
+    target: &str,
+    record: &str,
+) -> (
+    crate::teams_proxy::peers::Baresip,
+    crate::teams_proxy::peers::Baresip,
+    crate::teams_proxy::peers::Baresip,
+) {
+    let (expert, caller) = to_teams_expert(c, proxy, alice, bob, record).await;
+    let dave_phone = handed_to(proxy, &expert, dave);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dave_phone.command("transfer", &format!("sip:{target}@{}", proxy.users));
+    (expert, caller, dave_phone)
+}
+
+/// `expert` transfers their caller to `dave` in Teams, who answers: Dave's phone.
+fn handed_to(
+    proxy: &TeamsProxy,
+    expert: &crate::teams_proxy::peers::Baresip,
+    dave: &TeamsUser,
+) -> crate::teams_proxy::peers::Baresip {
+    let dave_phone =
+        proxy.start_teams_user_with(dave, "auto", DAVE_HZ as u32, ";mediaenc=srtp-mand");
+    expert.command("transfer", &format!("sip:{}@{}", dave.number, proxy.users));
+    dave_phone.wait_for("Call established", Duration::from_secs(20));
+    dave_phone
+}
+
+/// The caller handed to a Teams user (Dave, reached by the expert's transfer) is passed on by
+/// him in Teams — his REFER arrives on the router's leg to him, as Microsoft's proxy sends it.
+/// To Frank, who is not online: the router calls him, the proxy answers 404, Dave's REFER is
+/// told so and the record says the caller stays with him. On a second call, to Erin by MRI:
+/// the router calls her with Dave's Referred-By, and once she answers Dave is told 200 and
+/// leaves (his trunk channel freed), she and the caller hear each other. Erin then sends the
+/// caller back to the contact center's number: its queue, where Alex takes them. On a third
+/// call Dave sends the caller to an outside number the toll rules allow, rung on the
+/// carrier trunk; on a fourth, the caller hangs up while Dave's target rings.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teams_user_the_caller_was_handed_to_passes_them_on_in_teams_or_back_to_the_queue() {
+    let _turn = CALLS.alone().await;
+    let alice = at_tenant_a("+14255550101");
+    let bob = at_tenant_a("+14255550102");
+    let dave = at_tenant_a("+14255550104");
+    let erin = at_tenant_a("+14255550105");
+    let frank = at_tenant_a("+14255550107");
+    let gina = at_tenant_a("+14255550108");
+    // An outside number's phone behind a carrier trunk, under toll rules.
+    let far_port = free_udp_port();
+    let carrier = format!(
+        "\n[[tenants.trunks]]\nname = \"carrier\"\nusername = \"carrier-1\"\n\
+         password = \"correct horse battery\"\noutbound = \"sip:127.0.0.1:{far_port}\"\n\n\
+         [tenants.outbound]\ntrunk = \"carrier\"\nallow = [\"+1555\"]\n"
+    );
+    let (call, adele, mut others) = teams_caller_with_adele_and(
+        &[
+            alice.clone(),
+            bob.clone(),
+            dave.clone(),
+            erin.clone(),
+            frank.clone(),
+            gina.clone(),
+        ],
+        &["alex@contoso.example"],
+        &carrier,
+    )
+    .await;
+    let TeamsCall { c, proxy, caller } = call;
+    let srtp = ";mediaenc=srtp-mand";
+    // The first call: Adele hands the caller to Bob, Bob to Dave, Dave to Frank (offline).
+    let expert = proxy.start_teams_user_with(&bob, "auto", EXPERT_HZ as u32, srtp);
+    assert_eq!(desk(&c, "transfer", Some("escalations")).await, 200);
+    let _ = finish(adele, Duration::from_secs(10)).await;
+    expert.wait_for("Call established", Duration::from_secs(20));
+    let dave_phone = handed_to(&proxy, &expert, &dave);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    dave_phone.command("transfer", &format!("sip:{}@{}", frank.number, proxy.users));
+    // Told as the expert would be; baresip, unlike Teams, then hangs up by itself.
+    dave_phone.wait_for("transfer failed: 404 Not Found", Duration::from_secs(10));
+    caller.command("hangup", "");
+    let rec = c.record_of(&alice.number).await;
+    let steps = rec["steps"].to_string();
+    for step in [
+        format!(
+            "transfer by Teams user {} to Teams user {}",
+            dave.mri, frank.mri
+        ),
+        format!(
+            "transfer target not answered: 404 Not Found; the caller stays with Teams user {}",
+            dave.mri
+        ),
+    ] {
+        assert!(steps.contains(&step), "{step:?} not in {rec}");
+    }
+    drop((expert, dave_phone, caller));
+    c.trunk_counts("contoso", "teams", 0).await;
+
+    let people = [&alice, &bob, &dave];
+    // The second call: Bob hands the caller to Dave, Dave to Erin.
+    let erin_phone = proxy.start_teams_user_with(&erin, "auto", ERIN_HZ as u32, srtp);
+    let (expert, caller, dave_phone) =
+        passed_on_by_dave(&c, &proxy, people, &erin.number, "adele-heard-2.wav").await;
+    invite_referred_by(&proxy, &dave);
+    erin_phone.wait_for("Call established", Duration::from_secs(20));
+    // Dave is told and leaves: the trunk carries the caller and Erin, no one else.
+    c.trunk_counts("contoso", "teams", 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Back to the contact center's number: Alex, Ready now, takes the caller from Erin.
+    c.set_state("alex@contoso.example", "ready").await;
+    erin_phone.command("transfer", &format!("sip:+18005550100@{}", proxy.users));
+    c.talks("alex@contoso.example", 4).await;
+    c.trunk_counts("contoso", "teams", 1).await;
+    caller.command("hangup", "");
+    let alex = others.remove(0);
+    took_the_call(alex, "Alex took the caller back from Erin in Teams").await;
+    let (share, loud) = teams_heard(&erin_phone, TEAMS_HZ, DAVE_HZ);
+    assert!(
+        loud >= 20 && share >= 0.7,
+        "Erin in Teams heard the caller: {share:.2} of {loud} blocks"
+    );
+    // The caller heard Erin for a while (of a call in which Adele, Bob, Dave, the music and
+    // Alex speak too).
+    let (samples, rate) = read_mono(&caller.heard_wav(Duration::from_secs(20))).unwrap();
+    let (wins, _) = tone::detect(&samples, rate, &[ERIN_HZ, DAVE_HZ]);
+    assert!(
+        wins[0] >= 30,
+        "the caller heard Erin in {} blocks of 50 ms (Dave in {})",
+        wins[0],
+        wins[1]
+    );
+    c.heard(
+        "alex-heard.wav",
+        TEAMS_HZ,
+        AGENT_HZ,
+        (20, 0.8),
+        "Alex heard the caller",
+    );
+    let recs = c.calls().await;
+    let rec = recs
+        .iter()
+        .find(|r| r["agent"] == "alex@contoso.example")
+        .unwrap_or_else(|| panic!("Alex took no call: {recs:#?}"));
+    let steps = rec["steps"].to_string();
+    for step in [
+        format!(
+            "transfer by Teams user {} to Teams user {}",
+            dave.mri, erin.mri
+        ),
+        format!("transfer by Teams user {} to +18005550100", erin.mri),
+        "queue general".to_owned(),
+    ] {
+        assert!(steps.contains(&step), "{step:?} not in {rec}");
+    }
+    c.set_state("alex@contoso.example", "not_ready").await;
+    drop((expert, dave_phone, erin_phone, caller));
+
+    // The third call: Bob hands the caller to Dave, Dave to an outside number the tenant's
+    // toll rules allow, rung on the carrier trunk; Dave leaves once it answers.
+    c.tone("far-tone.wav", FAR_HZ, 15);
+    let called = trunk_phone(&c, far_port, "+15550001234", "far-tone.wav", "called.wav");
+    let (expert, caller, dave_phone) =
+        passed_on_by_dave(&c, &proxy, people, "+15550001234", "adele-heard-3.wav").await;
+    c.trunk_counts("contoso", "carrier", 1).await;
+    c.trunk_counts("contoso", "teams", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    caller.command("hangup", "");
+    took_the_call(called, "the outside number took the caller from Dave").await;
+    c.heard(
+        "called.wav",
+        TEAMS_HZ,
+        DAVE_HZ,
+        (20, 0.7),
+        "the outside number heard the caller",
+    );
+    let recs = c.calls().await;
+    let rec = recs
+        .iter()
+        .find(|r| r["steps"].to_string().contains("+15550001234"))
+        .unwrap_or_else(|| panic!("no call went to the outside number: {recs:#?}"));
+    assert!(
+        rec["steps"].to_string().contains(&format!(
+            "transfer by Teams user {} to +15550001234",
+            dave.mri
+        )),
+        "{rec}"
+    );
+    drop((expert, dave_phone));
+    c.trunk_counts("contoso", "carrier", 0).await;
+    c.trunk_counts("contoso", "teams", 0).await;
+
+    // The fourth call: the caller hangs up while Gina, Dave's target, rings. Dave's REFER is
+    // told 487, Gina's ringing is cancelled, and no channel stays taken.
+    let gina_phone = proxy.start_teams_user_with(&gina, "manual", ERIN_HZ as u32, srtp);
+    let (_expert, caller, dave_phone) =
+        passed_on_by_dave(&c, &proxy, people, &gina.number, "adele-heard-4.wav").await;
+    gina_phone.wait_for("Incoming call", Duration::from_secs(10));
+    caller.command("hangup", "");
+    dave_phone.wait_for("transfer failed: 487", Duration::from_secs(10));
+    gina_phone.wait_for("session closed", Duration::from_secs(10));
+    c.trunk_counts("contoso", "teams", 0).await;
+    let recs = c.calls().await;
+    let rec = recs
+        .iter()
+        .find(|r| r["steps"].to_string().contains(&gina.mri))
+        .unwrap_or_else(|| panic!("no call went to Gina: {recs:#?}"));
+    assert!(
+        rec["steps"].to_string().contains(&format!(
+            "transfer by Teams user {} to Teams user {}",
+            dave.mri, gina.mri
+        )),
+        "{rec}"
     );
 }
 
