@@ -133,6 +133,23 @@ pub async fn click(c: &Client, selector: &str) -> Result<()> {
     .await
 }
 
+/// Presses Ctrl+Shift+`key` with the focus on the element at `selector` (the window's
+/// shortcuts listen on the whole window): WebDriver keeps the modifiers down until its NULL
+/// key.
+pub async fn shortcut(c: &Client, selector: &str, key: char) -> Result<()> {
+    eventually(
+        &format!("{selector} to take Ctrl+Shift+{key}"),
+        WAIT,
+        || async {
+            let e = c.find(css(selector)).await?;
+            e.send_keys(&format!("\u{E009}\u{E008}{key}\u{E000}"))
+                .await?;
+            Ok(Some(()))
+        },
+    )
+    .await
+}
+
 /// Waits until nothing matches `selector`.
 pub async fn gone(c: &Client, selector: &str) -> Result<()> {
     eventually(&format!("{selector} to go"), WAIT, || async {

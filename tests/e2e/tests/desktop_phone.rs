@@ -6,8 +6,9 @@
 //! the status bar says so. The agent goes Ready in the window; a headless caller
 //! (`switchboard-agent call`) dials the demo number on the trunk and presses 1 (billing). The
 //! window pops the call up with the caller, the number dialled, the queue and the attendant
-//! choice; Answer; the in-call panel shows the call and its timer; Hold, then Resume; the
-//! caller hangs up; the wrap-up panel counts the router's wrap-up down and offers the queue's
+//! choice; Answer by the keyboard (Ctrl+Shift+A); the in-call panel shows the call and its
+//! timer; Mute by the keyboard (Ctrl+Shift+M) for 5 s, the caller hearing nothing of the
+//! window meanwhile, then Unmute; Hold, then Resume; the caller hangs up; the wrap-up panel counts the router's wrap-up down and offers the queue's
 //! codes and notes; "resolved", notes, Done; the router's call record has the disposition,
 //! the notes, the agent and the time on hold.
 //!
@@ -20,7 +21,7 @@
 //!
 //! Then calls from the window and the picker: a headless colleague (`switchboard-agent work`
 //! as MeganB) is called by name from the dial box (a name nobody has is refused and
-//! said so first); a second queue call is answered, the orders queue consulted from the
+//! said so first) and hung up by the keyboard (Ctrl+Shift+H); a second queue call is answered, the orders queue consulted from the
 //! transfer picker (its only agent logged in Not ready: the consultation waits there) and
 //! cancelled, the colleague consulted from the picker, the consultation cancelled, the colleague consulted again, a conference made, a
 //! second colleague (AlexW, headless, Not ready) added through the picker's consult-only view
@@ -50,7 +51,8 @@ use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
 use switchboard_e2e::tones::{blocks_with, heard, tone_wav};
 use switchboard_e2e::ui::{
-    choose, click, css, gone, screenshot, type_into, wait_attr, wait_text, wait_value, WAIT,
+    choose, click, css, gone, screenshot, shortcut, type_into, wait_attr, wait_text, wait_value,
+    WAIT,
 };
 use switchboard_e2e::{
     eventually, free_port, free_udp_port, need_display, our_binary, tenant_config, workspace_root,
@@ -251,7 +253,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let _mic = pulse.play("sb_mic", &mic_tone)?;
         let heard_wav = work.path().join("heard.wav");
         let uri = format!("sip:+18005550100@127.0.0.1:{sip}");
-        let mut cmd = trunk_caller(&uri, "1", "14", &tone)?;
+        let mut cmd = trunk_caller(&uri, "1", "24", &tone)?;
         cmd.arg("--record").arg(&heard_wav);
         let caller = tokio::task::spawn_blocking(move || cmd.output());
 
@@ -270,8 +272,9 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             ])
             .await?;
 
-        // 5. Answer: the in-call panel, with the queue and a running timer.
-        click(&c, r#"[data-testid="answer"]"#).await?;
+        // 5. Answer, by the keyboard (Ctrl+Shift+A): the in-call panel, with the queue and a
+        //    running timer.
+        shortcut(&c, r#"[data-testid="answer"]"#, 'a').await?;
         // What the window plays from now on (after the ring).
         let window_heard = work.path().join("window-heard.wav");
         let speaker = pulse.record("sb_speaker", &window_heard)?;
@@ -288,6 +291,14 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
         wait_text(&c, r#"[data-testid="call-quality"]"#, "MOS").await?;
         screenshot(&c, "phone-in-call.png").await?;
+        // Mute by the keyboard (Ctrl+Shift+M) for 5 s, unmute with the button: the caller hears
+        // nothing of the window's microphone meanwhile (checked below).
+        shortcut(&c, r#"[data-testid="hold"]"#, 'm').await?;
+        wait_attr(&c, r#"[data-testid="mute"]"#, "aria-pressed", "true").await?;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        click(&c, r#"[data-testid="mute"]"#).await?;
+        wait_attr(&c, r#"[data-testid="mute"]"#, "aria-pressed", "false").await?;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         // Hold and resume: the panel says so, and the router counts the hold (the caller
         // hears its music meanwhile, not the window's microphone).
         click(&c, r#"[data-testid="hold"]"#).await?;
@@ -330,6 +341,15 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             20,
             "the caller heard the window's microphone",
         )?;
+        // The mute's 5 s is the longest the caller went without the window's microphone, and
+        // it ended (the hold's music, about 2 s with the clicks around it, is shorter): a
+        // break is counted only once the tone is back.
+        let (samples, rate) = switchboard_media::wav::read_mono(&heard_wav)?;
+        let (gap, _) = switchboard_media::tone::longest_break(&samples, rate, WINDOW_HZ);
+        eprintln!("the caller's longest break in the window's microphone: {gap} blocks of 50 ms");
+        if gap < 80 {
+            bail!("muted for 5 s, the caller went only {gap} blocks of 50 ms without the window's microphone");
+        }
         gone(&c, r#"[data-testid="in-call"]"#).await?;
         // The router's countdown (billing's 120 s) ticks in the panel; notes go with the code.
         wait_text(&c, r#"[data-testid="wrap-up-countdown"]"#, "left").await?;
@@ -427,7 +447,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "MeganB").await?;
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
         screenshot(&c, "phone-dialled.png").await?;
-        click(&c, r#"[data-testid="hangup"]"#).await?;
+        // Hang up by the keyboard (Ctrl+Shift+H).
+        shortcut(&c, r#"[data-testid="hold"]"#, 'h').await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
         let dialled = eventually("the dialled call's record", WAIT, || async {
             let recs = records(http.clone(), base.clone()).await?;
