@@ -4291,10 +4291,12 @@ impl Edge {
         }
     }
 
-    /// An agent asks (REFER) to transfer their caller to `target`: a queue or attendant of
-    /// the tenant by name, or an agent by UPN. The router carries it out itself — it never
-    /// forwards a REFER — and refuses anything else (an outside number: no call leaves on a
-    /// trunk this way), leaving the caller with the agent.
+    /// A REFER on `leg`, to pass the caller on to `target`. From an agent's answered leg: a
+    /// queue, attendant or expert group of the tenant by name, an agent by UPN, one of the
+    /// tenant's numbers, an outside number under the toll rules, a Teams user by MRI, or (with
+    /// Replaces) the agent's own consultation. From the party the caller was handed to: see
+    /// [`Self::far_refer`]. The router carries it out itself — it never forwards a REFER — and
+    /// declines anything else, leaving the caller where they are.
     fn on_refer(
         &mut self,
         leg: UaCall,
