@@ -4520,10 +4520,8 @@ impl Edge {
         self.relay.play(caller_leg, Playlist::default());
         self.relay.bridge(caller_leg, person_leg);
         // The agent's leg of the caller's call: NOTIFY 200, then their phone hangs up (or we
-        // do after 5 s); their consultation leg is ended with that call.
-        self.ua.notify_transfer(leg, 200, "OK", now);
-        self.timers
-            .insert((now + Duration::from_secs(5), Timer::HangUp(leg)), ());
+        // do); their consultation leg is ended with that call.
+        self.refer_succeeded(leg, now);
         self.legs.remove(&leg);
         self.relay.close(leg);
         let secs = self.cc.with(|d| {
@@ -5881,9 +5879,7 @@ impl Edge {
         let talk = c.answered_at.map_or(Duration::ZERO, |t| now - t);
         let (queue, caller_leg) = (c.queue, c.caller_leg);
         if by_refer {
-            self.ua.notify_transfer(leg, 200, "OK", now);
-            self.timers
-                .insert((now + Duration::from_secs(5), Timer::HangUp(leg)), ());
+            self.refer_succeeded(leg, now);
         } else {
             self.ua.hangup(leg, now);
         }
@@ -6313,12 +6309,18 @@ impl Edge {
         self.save(n);
     }
 
+    /// The transfer the REFER on `leg` asked for is done: NOTIFY 200, then the transferor
+    /// hangs up (RFC 5589 §6), or we do after 5 s.
+    fn refer_succeeded(&mut self, leg: UaCall, now: Instant) {
+        self.ua.notify_transfer(leg, 200, "OK", now);
+        self.timers
+            .insert((now + Duration::from_secs(5), Timer::HangUp(leg)), ());
+    }
+
     /// `r`, who passed a caller on, leaves: their REFER succeeded (NOTIFY 200, then they hang
     /// up, or we do after 5 s), and their trunk channel is free.
     fn referrer_leaves(&mut self, tenant: usize, r: &Referrer, now: Instant) {
-        self.ua.notify_transfer(r.leg, 200, "OK", now);
-        self.timers
-            .insert((now + Duration::from_secs(5), Timer::HangUp(r.leg)), ());
+        self.refer_succeeded(r.leg, now);
         self.legs.remove(&r.leg);
         self.relay.close(r.leg);
         self.sockets.remove(&r.leg);

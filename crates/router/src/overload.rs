@@ -103,8 +103,8 @@ impl Overload {
     pub fn observe(&mut self, waiting: usize, now: Instant) -> Option<Change> {
         match self.since {
             None if waiting > self.limits.start => {
+                // `refused` is zero here: `Ended` took it.
                 self.since = Some(now);
-                self.refused = 0;
                 Some(Change::Began { waiting })
             }
             Some(since) if waiting <= self.limits.start / 2 => {
