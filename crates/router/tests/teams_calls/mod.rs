@@ -110,11 +110,13 @@ fn alice_at_tenant_a() -> (TeamsUser, TeamsProxy, SbcCertificate) {
 }
 
 impl Center {
-    /// Waits (up to 20 s) until trunk `name` of `tenant` is up with every proxy up; returns
-    /// its status.
-    async fn proxies_up(&self, tenant: &str, name: &str) -> Value {
+    /// Waits (up to 40 s) until trunk `name` of `tenant` is up with every proxy up; returns
+    /// its status. A probe whose TLS handshake `proxy` never finishes costs the router's
+    /// handshake bound (10 s) before the next probe goes out, hence the margin. Panics with the
+    /// trunk's status and the end of `proxy`'s log.
+    async fn proxies_up(&self, proxy: &TeamsProxy, tenant: &str, name: &str) -> Value {
         let mut last = Value::Null;
-        for _ in 0..200 {
+        for _ in 0..400 {
             let all: Value = get_json(&self.http, &format!("{}/v1/trunks", self.base)).await;
             if let Some(t) = all
                 .as_array()
@@ -133,7 +135,13 @@ impl Center {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("the Direct Routing proxies did not all come up: {last}");
+        let log = proxy.log();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "the Direct Routing proxies did not all come up: {last}\nthe proxy's log ends:\n{}",
+            tail.join("\n")
+        );
     }
 
     /// Waits (up to 10 s) until trunk `name` of `tenant` counts `calls` calls; panics with
@@ -208,7 +216,7 @@ async fn a_teams_user_calls_a_queue_through_the_direct_routing_trunk() {
         &dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"),
     ))
     .await;
-    let trunk = c.proxies_up("contoso", "teams").await;
+    let trunk = c.proxies_up(&proxy, "contoso", "teams").await;
     assert_eq!(trunk["direct_routing"], "tenanta.sbc.example", "{trunk}");
     proxy.wait_for_log("teams-proxy: options-ok", Duration::from_secs(5));
     c.tones(12);
@@ -377,7 +385,7 @@ async fn a_teams_client_with_media_bypass_talks_to_an_agent_over_the_pair_it_nom
     let (alice, proxy, cert) = alice_at_tenant_a();
     let tenant = with_bypass(dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"));
     let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
-    c.proxies_up("contoso", "teams").await;
+    c.proxies_up(&proxy, "contoso", "teams").await;
     c.tones(30);
     let adele = c
         .agent("adele@contoso.example", 0.0, "agent.wav", "adele-heard.wav")
@@ -521,7 +529,7 @@ async fn a_transfer_to_an_expert_in_teams_fails_over_from_sip_to_sip2() {
     let tenant = with_bypass(dr_tenant("contoso", "tenanta.sbc.example", "+18005550100"));
     assert!(tenant.contains("media_bypass"));
     let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
-    c.proxies_up("contoso", "teams").await;
+    c.proxies_up(&proxy, "contoso", "teams").await;
     c.tones(12);
     // The expert answers on sip2 and talks with the caller for a few seconds.
     let (expert, phone) = to_teams_expert(&c, &proxy, &alice, &bob, "adele-heard.wav").await;
@@ -759,7 +767,7 @@ async fn an_expert_in_teams_on_two_devices_is_reached_on_the_one_that_answers() 
     let cert = proxy.sbc_certificate(&["tenanta.sbc.example"]);
     let tenant = dr_tenant("contoso", "tenanta.sbc.example", "+18005550100");
     let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
-    c.proxies_up("contoso", "teams").await;
+    c.proxies_up(&proxy, "contoso", "teams").await;
     c.tones(12);
     let media = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let (desk_media, mobile_media) = (media(), media());
@@ -890,8 +898,8 @@ async fn two_customers_on_one_router_stay_apart_and_a_foreign_certificate_is_ref
         dr_tenant("fabrikam", "tenantb.sbc.example", "+18005550200")
     );
     let c = start(&sbc_config(&proxy, &cert, &tenants)).await;
-    c.proxies_up("contoso", "teams").await;
-    c.proxies_up("fabrikam", "teams").await;
+    c.proxies_up(&proxy, "contoso", "teams").await;
+    c.proxies_up(&proxy, "fabrikam", "teams").await;
     c.tones(10);
     for (user, tenant, number) in [
         (&alice, "contoso", "+18005550100"),
@@ -1043,7 +1051,7 @@ async fn teams_caller_with_adele_and(
     }
     tenant += extra;
     let c = start(&sbc_config(&proxy, &cert, &tenant)).await;
-    c.proxies_up("contoso", "teams").await;
+    c.proxies_up(&proxy, "contoso", "teams").await;
     c.tones(30);
     c.tone("alex-tone.wav", EXPERT_HZ + 400.0, 30);
     let adele = c
@@ -1695,7 +1703,7 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     .await
     .unwrap();
     let c = start_in(&toml, dir).await;
-    c.proxies_up("contoso", "teams").await;
+    c.proxies_up(&proxy, "contoso", "teams").await;
     // Dave is busy in Teams: only Bob is free.
     experts_become(&c, &["bob@contoso.example"]).await;
     c.tones(20);
