@@ -2353,7 +2353,12 @@ impl Edge {
                 self.on_ended(call, now);
                 self.end_reason = None;
             }
-            UaEvent::Dtmf { call, digit, .. } => self.on_digit(call, digit, now),
+            UaEvent::Dtmf { call, digit, .. } => {
+                // Keys sent as SIP INFO go on to whoever hears the leg, as those in the media
+                // path do (the relay's module documentation).
+                self.relay.pass_digit(call, digit);
+                self.on_digit(call, digit, now)
+            }
             UaEvent::TransferRequested {
                 call,
                 target,
@@ -6592,7 +6597,8 @@ impl Edge {
 
     /// A key pressed on a leg (RFC 4733 in the media, or SIP INFO).
     fn on_digit(&mut self, leg: UaCall, digit: char, now: Instant) {
-        tracing::debug!(leg, %digit, "DTMF");
+        // Not the digit: while people talk it may be a card number or a PIN passed on.
+        tracing::debug!(leg, "DTMF");
         if let Some(Leg::Caller(n)) = self.legs.get(&leg).copied() {
             self.key(n, digit, now);
         }

@@ -12,14 +12,22 @@
 //! jitter buffer. A same-codec pass-through (no decode) is a later optimisation; the relay
 //! benchmark prints what each costs. The thread's memory per leg is bounded: a jitter buffer,
 //! one resampler and one frame.
+//!
+//! Keys pressed on a leg (RFC 4733 events, or SIP INFO the SIP side passes on with
+//! [`Relay::pass_digit`]) go on to every leg that hears it, so an agent can work an outside
+//! party's menu or enter an interpreter service's PIN, and a caller handed to an outside number
+//! can answer its menu: as RFC 4733 events where that leg agreed telephone-event, else as the
+//! key's two tones in its audio ([`KEY_MS`] each, [`KEY_GAP_MS`] apart). A leg nobody hears (a
+//! caller in the attendant, in the queue, on hold) passes nothing on: the router takes those
+//! keys itself. Keys that arrive as tones are in the audio already and go on in it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_media::dtmf::DtmfDetector;
+use switchboard_media::dtmf::{key_frequencies, key_tone, DtmfDetector};
 use switchboard_media::ice::{is_stun, Check, IceLite};
 use switchboard_media::resample::Rate;
 use switchboard_media::session::{Codec, MediaSession};
@@ -35,6 +43,16 @@ pub const MAX_CONFERENCE: usize = 8;
 
 /// The rate prompts and music are stored at.
 pub const CLIP_RATE: u32 = 16_000;
+
+/// How long a key passed on to another leg lasts, ms (the usual 100 ms of a phone's keypad;
+/// ITU-T Q.24 asks receivers to take 40 ms).
+pub const KEY_MS: u32 = 100;
+/// The silence after a key passed on as tones, ms, before the next.
+pub const KEY_GAP_MS: u32 = 60;
+/// The most keys waiting to be played as tones on one leg; more are dropped.
+const KEYS_QUEUED: usize = 32;
+/// The peak of each of a key's two tones played into a leg (about −9 dBm0 each).
+const KEY_AMPLITUDE: f64 = 7000.0;
 
 /// Audio to play to a leg (mono, [`CLIP_RATE`]).
 #[derive(Debug)]
@@ -65,6 +83,7 @@ enum Cmd {
     Hear(Vec<(LegId, Vec<LegId>)>),
     Unbridge(LegId),
     Play(LegId, Playlist),
+    Digit(LegId, char),
     Close(LegId),
 }
 
@@ -160,6 +179,12 @@ impl Relay {
         let _ = self.tx.send(Cmd::Play(leg, playlist));
     }
 
+    /// A key pressed on `leg` that arrived by signalling (SIP INFO): it goes on to the legs
+    /// that hear `leg`, as one in the media path does.
+    pub fn pass_digit(&self, leg: LegId, digit: char) {
+        let _ = self.tx.send(Cmd::Digit(leg, digit));
+    }
+
     /// Stops carrying the leg and closes its port.
     pub fn close(&self, leg: LegId) {
         let _ = self.tx.send(Cmd::Close(leg));
@@ -204,6 +229,40 @@ struct Leg {
     /// Where the peer's nominated pair ends: media goes there rather than to the SDP's
     /// default address, and stays there across an ICE restart until the next nomination.
     nominated: Option<SocketAddr>,
+    /// Keys of other legs to play as tones in what this one is sent (it agreed no
+    /// telephone-event), and how far into the first (its tone, then its gap) in samples.
+    keys_out: VecDeque<char>,
+    key_pos: usize,
+}
+
+impl Leg {
+    /// Plays the keys waiting in `keys_out` over `pcm` (a frame at the leg's rate): each
+    /// key's two tones for [`KEY_MS`], then [`KEY_GAP_MS`] of what the leg would hear anyway.
+    fn play_keys(&mut self, pcm: &mut [i16]) {
+        let tone = (self.rate * KEY_MS / 1000) as usize;
+        let cycle = tone + (self.rate * KEY_GAP_MS / 1000) as usize;
+        let mut i = 0;
+        while i < pcm.len() {
+            let Some(&key) = self.keys_out.front() else {
+                return;
+            };
+            let step = if self.key_pos < tone {
+                let m = (tone - self.key_pos).min(pcm.len() - i);
+                if let Some(t) = key_tone(key, self.rate, KEY_AMPLITUDE, self.key_pos as u64, m) {
+                    pcm[i..i + m].copy_from_slice(&t);
+                }
+                m
+            } else {
+                (cycle - self.key_pos).min(pcm.len() - i)
+            };
+            i += step;
+            self.key_pos += step;
+            if self.key_pos >= cycle {
+                self.keys_out.pop_front();
+                self.key_pos = 0;
+            }
+        }
+    }
 }
 
 fn ice_for(m: &Negotiated) -> Option<IceLite> {
@@ -275,6 +334,8 @@ impl Engine {
                 inband: inband_for(m, codec.clock_rate()),
                 ice: ice_for(m),
                 nominated: None,
+                keys_out: VecDeque::new(),
+                key_pos: 0,
             },
         );
         self.stats
@@ -303,6 +364,22 @@ impl Engine {
             l.session.set_srtp(srtp_for(m)?);
         }
         Ok(())
+    }
+
+    /// Key `digit` pressed on leg `from` goes on to every leg that hears it (see the module's
+    /// documentation).
+    fn pass_digit(&mut self, from: LegId, digit: char) {
+        if key_frequencies(digit).is_none() {
+            return;
+        }
+        for (&id, l) in self.legs.iter_mut() {
+            if id == from || !l.peers.iter().any(|(p, _)| *p == from) {
+                continue;
+            }
+            if !l.session.send_dtmf(digit, KEY_MS) && l.keys_out.len() < KEYS_QUEUED {
+                l.keys_out.push_back(digit);
+            }
+        }
     }
 
     fn bridge(&mut self, a: LegId, b: LegId) {
@@ -465,6 +542,7 @@ impl Engine {
 
     fn receive_all(&mut self, buf: &mut [u8]) {
         let now = Instant::now();
+        let mut pressed = Vec::new();
         for (&id, l) in self.legs.iter_mut() {
             // Bounded per tick, so one flooded port cannot starve the others.
             for _ in 0..64 {
@@ -496,11 +574,15 @@ impl Engine {
                 match l.session.receive(&buf[..n], from, now) {
                     Ok(Some(digit)) => {
                         let _ = self.events.send(RelayEvent::Dtmf { leg: id, digit });
+                        pressed.push((id, digit));
                     }
                     Ok(None) => {}
                     Err(e) => tracing::trace!(leg = id, error = %e, %from, "RTP packet dropped"),
                 }
             }
+        }
+        for (leg, digit) in pressed {
+            self.pass_digit(leg, digit);
         }
     }
 
@@ -559,7 +641,8 @@ impl Engine {
                     .map(|&x| (x.clamp(-1.0, 1.0) * 32767.0) as i16)
                     .collect::<Vec<i16>>()
             });
-            let pcm = played.or(from_peer).unwrap_or_else(|| vec![0; n]);
+            let mut pcm = played.or(from_peer).unwrap_or_else(|| vec![0; n]);
+            l.play_keys(&mut pcm);
             if !l.send {
                 continue;
             }
@@ -626,6 +709,7 @@ fn run(
                 Cmd::Hear(map) => engine.hear(&map),
                 Cmd::Unbridge(l) => engine.unbridge(l),
                 Cmd::Play(l, list) => engine.play(l, list),
+                Cmd::Digit(l, digit) => engine.pass_digit(l, digit),
                 Cmd::Close(l) => {
                     engine.unbridge(l);
                     engine.legs.remove(&l);
@@ -881,6 +965,100 @@ mod tests {
                 "the supervisor hears both: {supervisor:?}"
             );
         }
+    }
+
+    /// A phone at the other end of a leg (telephone-event agreed or not): sends a tone at
+    /// `freq` for `frames` frames, presses `press` (RFC 4733: frame, key) when given, and
+    /// keeps what it hears and the keys that reach it as RFC 4733 events.
+    fn keypad_phone(
+        socket: UdpSocket,
+        (codec, pt, te): (Codec, u8, bool),
+        to: SocketAddr,
+        freq: f64,
+        press: Option<(usize, char)>,
+        frames: usize,
+    ) -> std::thread::JoinHandle<(Vec<i16>, Vec<char>)> {
+        std::thread::spawn(move || {
+            socket.set_nonblocking(true).unwrap();
+            let mut s = MediaSession::new(codec, pt, Some(to), Instant::now());
+            s.set_telephone_event(te.then_some(101));
+            let (rate, n) = (codec.clock_rate(), s.frame_samples());
+            let (mut heard, mut keys) = (Vec::new(), Vec::new());
+            let mut buf = [0u8; 2048];
+            let mut next = Instant::now();
+            for i in 0..frames {
+                while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                    if let Ok(Some(k)) = s.receive(&buf[..len], from, Instant::now()) {
+                        keys.push(k);
+                    }
+                }
+                heard.extend(s.play());
+                let p = s.packetise(&sine(freq, rate, 6000.0, (i * n) as u64, n));
+                socket.send_to(&p, to).unwrap();
+                if let Some((_, key)) = press.filter(|(at, _)| *at == i) {
+                    s.send_dtmf(key, 160);
+                }
+                next += Duration::from_millis(20);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            (heard, keys)
+        })
+    }
+
+    /// In a conference, a key pressed on one leg (RFC 4733) and one sent on another by SIP
+    /// INFO reach every other leg that hears them: as RFC 4733 events where the leg agreed
+    /// telephone-event, as the key's tones in its audio where it did not. A leg nobody
+    /// bridged gets neither.
+    #[test]
+    fn keys_pressed_on_a_leg_reach_the_legs_that_hear_it_as_events_or_as_tones() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let relay = Relay::start(tx).unwrap();
+        let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
+        // 1: presses 5 (Opus); 2: sends # by INFO (PCMU); 3: no telephone-event (PCMA);
+        // 4: in no bridge (PCMU).
+        let kinds = [
+            (Codec::Opus, 111, true),
+            (Codec::Pcmu, 0, true),
+            (Codec::Pcma, 8, false),
+            (Codec::Pcmu, 0, true),
+        ];
+        let mut phones = Vec::new();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let (leg, phone_socket) = (bind(), bind());
+            let to = leg.local_addr().unwrap();
+            let mut m = plain(kind.0, phone_socket.local_addr().unwrap());
+            m.telephone_event = kind.2.then_some(101);
+            relay.open(1 + i as u64, leg, &m);
+            let press = (i == 0).then_some((40, '5'));
+            let hz = [440.0, 1000.0, 700.0, 1200.0][i];
+            phones.push(keypad_phone(phone_socket, kind, to, hz, press, 120));
+        }
+        relay.conference(vec![1, 2, 3]);
+        std::thread::sleep(Duration::from_millis(1600));
+        relay.pass_digit(2, '#');
+        let got: Vec<(Vec<i16>, Vec<char>)> =
+            phones.into_iter().map(|p| p.join().unwrap()).collect();
+        assert_eq!(
+            got[0].1,
+            ['#'],
+            "the Opus phone gets the INFO key, not its own"
+        );
+        assert_eq!(got[1].1, ['5'], "the PCMU phone gets the Opus phone's key");
+        assert!(got[2].1.is_empty(), "no events where none were agreed");
+        let tones = |pcm: &[i16], rate| DtmfDetector::new(rate).push(pcm);
+        assert_eq!(
+            tones(&got[2].0, 8000),
+            ['5', '#'],
+            "the PCMA phone without telephone-event hears both keys as tones"
+        );
+        assert!(
+            tones(&got[1].0, 8000).is_empty(),
+            "events are not also tones"
+        );
+        assert!(
+            got[3].1.is_empty() && tones(&got[3].0, 8000).is_empty(),
+            "a leg in no bridge gets no key"
+        );
     }
 
     #[test]

@@ -1348,6 +1348,9 @@ async fn an_attendant_key_rings_a_free_expert_and_with_none_free_the_caller_is_b
     c.router.stop().await.unwrap();
 }
 
+/// baresip, a real phone, on the trunk: 2 in the attendant (an RFC 4733 event the router
+/// takes), then the orders agent; a key pressed while they talk is not the router's: it goes on
+/// to the agent, and the record's choices stay `main:2`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_on_the_trunk_presses_2_in_the_attendant_and_talks_to_the_orders_agent() {
     let _turn = CALLS.turn().await;
@@ -1365,15 +1368,23 @@ async fn baresip_on_the_trunk_presses_2_in_the_attendant_and_talks_to_the_orders
         // A key while the greeting plays, as RFC 4733 events.
         std::thread::sleep(Duration::from_millis(800));
         bob.command("sndcode", "2");
-        // Talk to the agent a while, then hang up.
-        std::thread::sleep(Duration::from_secs(6));
+        // Talk to the agent a while, pressing 9 (an account number asked for, say): it goes
+        // on to the agent; then hang up.
+        std::thread::sleep(Duration::from_secs(3));
+        bob.command("sndcode", "9");
+        std::thread::sleep(Duration::from_secs(3));
         bob.command("hangup", "");
         let heard = bob.heard_wav(Duration::from_secs(10));
         (bob, heard)
     })
     .await
     .unwrap();
-    took_the_call(alex, "Alex (orders) took baresip's call").await;
+    let ev = took_the_call(alex, "Alex (orders) took baresip's call").await;
+    let keys: Vec<&Value> = ev.iter().filter(|e| e["event"] == "dtmf").collect();
+    assert!(
+        keys.len() == 1 && keys[0]["digit"] == "9" && keys[0]["via"] == "rfc4733",
+        "the key baresip pressed while talking reached Alex once: {keys:?}"
+    );
     c.heard(
         "alex.wav",
         CALLER_HZ,

@@ -1,16 +1,16 @@
 //! The real desktop window is the agent's softphone. The router runs the demo contact center
-//! (`crates/router/demo.toml`, on free loopback ports, the billing queue given disposition
-//! codes); the window starts as the demo's agent (`SWITCHBOARD_AGENT=AdeleV@contoso.example`:
-//! the demo router checks no tokens; the app is set up for the simulated Microsoft 365 tenant,
-//! as in the demo, but nobody signs in), gets SIP credentials from the router and registers —
-//! the status bar says so. The agent goes Ready in the window; a headless caller
-//! (`switchboard-agent call`) dials the demo number on the trunk and presses 1 (billing). The
-//! window pops the call up with the caller, the number dialled, the queue and the attendant
-//! choice; Answer by the keyboard (Ctrl+Shift+A); the in-call panel shows the call and its
-//! timer; Mute by the keyboard (Ctrl+Shift+M) for 5 s, the caller hearing nothing of the
-//! window meanwhile, then Unmute; Hold, then Resume; the caller hangs up; the wrap-up panel counts the router's wrap-up down and offers the queue's
-//! codes and notes; "resolved", notes, Done; the router's call record has the disposition,
-//! the notes, the agent and the time on hold.
+//! (`crates/router/demo.toml`, on free loopback ports, the billing queue given disposition codes);
+//! the window starts as the demo's agent (`SWITCHBOARD_AGENT=AdeleV@contoso.example`: the demo
+//! router checks no tokens; the app is set up for the simulated Microsoft 365 tenant, as in the
+//! demo, but nobody signs in), gets SIP credentials from the router and registers — the status bar
+//! says so. The agent goes Ready in the window; a caller on baresip (a real SIP phone) dials the
+//! demo number on the trunk and presses 1 (billing). The window pops the call up with the caller,
+//! the number dialled, the queue and the attendant choice; Answer by the keyboard (Ctrl+Shift+A);
+//! the in-call panel shows the call and its timer; 4 and 2 on its keypad reach the caller's phone;
+//! Mute by the keyboard (Ctrl+Shift+M) for 5 s, the caller hearing nothing of the window meanwhile,
+//! then Unmute; Hold, then Resume; the caller hangs up; the wrap-up panel counts the router's
+//! wrap-up down and offers the queue's codes and notes; "resolved", notes, Done; the router's call
+//! record has the disposition, the notes, the agent and the time on hold.
 //!
 //! Audio crosses both ways, on a PulseAudio server of the test's own with null sinks
 //! (`switchboard_e2e::pulse`): the window plays the caller's 440 Hz into its default sink,
@@ -19,32 +19,33 @@
 //! (`switchboard_media::tone`). The OS is told of each ringing call: the window's
 //! notification reaches dunst on a private D-Bus bus (`switchboard_e2e::Notifications`).
 //!
-//! Then calls from the window and the picker: a headless colleague (`switchboard-agent work`
-//! as MeganB) is called by name from the dial box (a name nobody has is refused and
-//! said so first) and hung up by the keyboard (Ctrl+Shift+H); a second queue call is answered, the orders queue consulted from the
-//! transfer picker (its only agent logged in Not ready: the consultation waits there) and
-//! cancelled, the colleague consulted from the picker, the consultation cancelled, the colleague consulted again, a conference made, a
-//! second colleague (AlexW, headless, Not ready) added through the picker's consult-only view
-//! while the caller and the first talk on, and the group call left to them; the window's
-//! history shows both calls, and calls the colleague back; the supervisors' board shows the
-//! queues and the agents (the agent on that call, the second colleague Not ready); last, a
-//! queue call rings the window unanswered until the router sets the agent Not ready ("missed
-//! call"), which the window's state follows, and the agent goes Ready again; a queue call is
-//! consulted with the colleague from the picker and handed to her (Complete), and another
-//! transferred to her blind, each recorded with its kind of transfer; from the board the
-//! second colleague is put on a break and this agent on coaching (the window follows the
-//! router's announcement), then Ready; last, the agent listens in on the colleague's queue
-//! call from the board (the window is rung, answers and hears the call), barges in (the
-//! caller hears the window) and stops; a `tel:` link opened by a second start of the app
-//! lands in the running window's dial box; at the end the router is killed during a call
-//! (the window reconnects, the silent call is ended after 30 s and the window says why) and
-//! started again (connected, the phone still registered, the call recorded as interrupted).
+//! Then calls from the window and the picker: a headless colleague (`switchboard-agent work` as
+//! MeganB) is called by name from the dial box (a name nobody has is refused and said so first) and
+//! hung up by the keyboard (Ctrl+Shift+H); a second queue call is answered, the orders queue
+//! consulted from the transfer picker (its only agent logged in Not ready: the consultation waits
+//! there) and cancelled, the colleague consulted from the picker, the consultation cancelled, the
+//! colleague consulted again, a conference made, a second colleague (AlexW, headless, Not ready)
+//! added through the picker's consult-only view while the caller and the first talk on, and the
+//! group call left to them; the window's history shows both calls, and calls the colleague back;
+//! the supervisors' board shows the queues and the agents (the agent on that call, the second
+//! colleague Not ready); last, a queue call rings the window unanswered until the router sets the
+//! agent Not ready ("missed call"), which the window's state follows, and the agent goes Ready
+//! again; a queue call is consulted with the colleague from the picker and handed to her
+//! (Complete), and another transferred to her blind, each recorded with its kind of transfer; from
+//! the board the second colleague is put on a break and this agent on coaching (the window follows
+//! the router's announcement), then Ready; last, the agent listens in on the colleague's queue call
+//! from the board (the window is rung, answers and hears the call), barges in (the caller hears the
+//! window) and stops; a `tel:` link opened by a second start of the app lands in the running
+//! window's dial box; at the end the router is killed during a call (the window reconnects, the
+//! silent call is ended after 30 s and the window says why) and started again (connected, the phone
+//! still registered, the call recorded as interrupted).
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
 
 use std::ffi::OsStr;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -59,6 +60,11 @@ use switchboard_e2e::{
     Desktop, Guard, Notifications, RouterProcess,
 };
 use switchboard_tenant_sim::{Config as SimConfig, TenantSim};
+
+// baresip, a real SIP phone, as the first caller (shared with the agent's and the router's
+// interop tests).
+#[path = "../../../crates/agent/tests/common/peers.rs"]
+mod peers;
 
 const AGENT: &str = "AdeleV@contoso.example";
 /// The agent's wrap-up notes, typed in the window.
@@ -244,24 +250,32 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         .await?;
         screenshot(&c, "phone-ready.png").await?;
 
-        // 3. A caller dials the demo number on the trunk and presses 1 (billing).
+        // 3. A caller on a real SIP phone (baresip, as CALLER, from 127.0.0.1: the trunk's
+        //    address; its microphone a 440 Hz sine) dials the demo number and presses 1
+        //    (billing, an RFC 4733 event) while the greeting plays.
         let tone = work.path().join("caller.wav");
         tone_wav(&tone, CALLER_HZ, 8000, 30)?;
         // What the window's microphone hears, from now on.
         let mic_tone = work.path().join("window-mic.wav");
         tone_wav(&mic_tone, WINDOW_HZ, 48000, 40)?;
         let _mic = pulse.play("sb_mic", &mic_tone)?;
-        let heard_wav = work.path().join("heard.wav");
         let uri = format!("sip:+18005550100@127.0.0.1:{sip}");
-        let mut cmd = trunk_caller(&uri, "1", "24", &tone)?;
-        cmd.arg("--record").arg(&heard_wav);
-        let caller = tokio::task::spawn_blocking(move || cmd.output());
+        let dial = uri.clone();
+        let caller = tokio::task::spawn_blocking(move || {
+            let phone = peers::Baresip::start(CALLER, "manual", CALLER_HZ as u32);
+            phone.command("dial", &dial);
+            phone.wait_for("Call established", Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(800));
+            phone.command("sndcode", "1");
+            phone
+        });
 
         // 4. The window pops the call up: caller, number dialled, queue, attendant choice.
         wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
         wait_text(&c, r#"[data-testid="incoming-dialled"]"#, "+18005550100").await?;
         wait_text(&c, r#"[data-testid="incoming-choices"]"#, "main:1").await?;
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, CALLER).await?;
+        let caller = caller.await.context("the caller (baresip)")?;
         screenshot(&c, "phone-incoming.png").await?;
         // The OS is told too: a notification (dunst's) with the caller and the queue.
         notifications
@@ -291,6 +305,18 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
         wait_text(&c, r#"[data-testid="call-quality"]"#, "MOS").await?;
         screenshot(&c, "phone-in-call.png").await?;
+        // The keypad: 4 and 2 pressed in the window reach the caller's phone as RFC 4733
+        // events (the router passes on keys pressed while the two talk).
+        click(&c, r#"[data-testid="keypad-toggle"]"#).await?;
+        click(&c, r#"[data-testid="key-4"]"#).await?;
+        click(&c, r#"[data-testid="key-2"]"#).await?;
+        click(&c, r#"[data-testid="keypad-toggle"]"#).await?;
+        eventually("the caller's phone to get the keys 4 and 2", WAIT, || async {
+            let log = caller.log();
+            let got = |k: char| log.contains(&format!("received event: '{k}' (end=1)"));
+            Ok((got('4') && got('2')).then_some(()))
+        })
+        .await?;
         // Mute by the keyboard (Ctrl+Shift+M) for 5 s, unmute with the button: the caller hears
         // nothing of the window's microphone meanwhile (checked below).
         shortcut(&c, r#"[data-testid="hold"]"#, 'm').await?;
@@ -309,23 +335,14 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_attr(&c, r#"[data-testid="hold"]"#, "aria-pressed", "false").await?;
 
         // 6. The caller hangs up: wrap-up with the billing queue's codes.
-        let out = caller
-            .await
-            .context("the caller's thread")?
-            .context("the caller")?;
-        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        assert!(
-            out.status.success(),
-            "caller: {}\n{events:?}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            events.iter().any(|e| e["event"] == "established"),
-            "the caller was answered: {events:?}"
-        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_phone, heard_wav) = tokio::task::spawn_blocking(move || {
+            caller.command("hangup", "");
+            let heard = caller.heard_wav(Duration::from_secs(15));
+            (caller, heard)
+        })
+        .await
+        .context("the caller's recording (baresip)")?;
         speaker.stop();
         heard(
             &window_heard,
