@@ -3,7 +3,9 @@
 # this script is started on (xvfb-run): the demo starts the simulated tenant, the simulated
 # Teams side and the router, and opens the window; the Teams trunk comes up; the commands it
 # prints work (a headless agent goes Ready, a test call through the attendant's key 2 reaches
-# them and is recorded); closing the window stops everything it started.
+# them and is recorded; a second call, transferred by that agent to the escalations experts,
+# rings Megan in Teams, who answers and shows Busy); closing the window stops everything it
+# started.
 #
 # It uses the demo's own ports (7700, 7710, 7760, 7761, 7771–7774 on 127.0.0.1) and refuses
 # to run while something answers on them. Its demo data lives in a temporary folder.
@@ -60,12 +62,13 @@ finish() {
         printf '\n--- the demo printed:\n' >&2
         tail -n 60 "$log" >&2 || true
         local f
-        for f in router.log tenant-sim.log teams/kamailio.log; do
+        for f in router.log tenant-sim.log teams/teams-proxy.log; do
             [ -f "$work/data/switchboard/demo/$f" ] || continue
             printf '\n--- %s (end):\n' "$f" >&2
             tail -n 30 "$work/data/switchboard/demo/$f" >&2
         done
         [ -f "$work/agent.log" ] && { printf '\n--- the agent:\n' >&2; tail -n 30 "$work/agent.log" >&2; }
+        [ -f "$work/call2.log" ] && { printf '\n--- the second caller:\n' >&2; tail -n 30 "$work/call2.log" >&2; }
     fi
     rm -rf "$work"
     exit "$status"
@@ -135,6 +138,42 @@ calls = json.load(sys.stdin)
 sys.exit(0 if any((c.get("agent") or "").lower() == "diegos@contoso.example" and c.get("queue") == "orders" and c.get("answered_at") for c in calls) else 1)'
 }
 waits 20 "the call recorded as answered by Diego, from the orders queue" answered_by_diego
+
+# What the demo says of Megan: a transfer to the escalations experts rings her in Teams. A
+# second orders call, which Diego's desk transfers there (the router's API, as the window's
+# picker does); Megan's Teams phone answers, and the simulated Teams side makes her Busy.
+grep -qF "to the escalations experts rings her there" "$log" ||
+    fail "the demo did not say that Megan is in Teams"
+teams_log="$work/data/switchboard/demo/teams/teams-proxy.log"
+say "demo test: a second call, transferred by Diego to the escalations experts (Megan, in Teams)"
+"$BIN/switchboard-agent" --json call sip:+18005550100@127.0.0.1:7760 --dtmf 2 --hangup-after 25 \
+    --play "$tone" >"$work/call2.log" 2>&1 &
+caller2_pid=$!
+diego_on_call() {
+    curl -fsS "$ROUTER_URL/v1/agents" | python3 -c '
+import json, sys
+agents = json.load(sys.stdin)
+sys.exit(0 if any(a["status"]["agent"].lower() == "diegos@contoso.example" and a["status"]["state"] == "on_call" for a in agents) else 1)'
+}
+waits 20 "Diego on the second call" diego_on_call
+curl -fsS -X POST -H 'Content-Type: application/json' \
+    -d '{"agent":"DiegoS@contoso.example","target":"escalations"}' \
+    "$ROUTER_URL/v1/agents/me/transfer" >"$work/transfer.json" 2>&1 ||
+    fail "the router refused Diego's transfer to the escalations experts: $(cat "$work/transfer.json")"
+waits 20 "the INVITE to Megan in Teams" grep -q "teams-proxy: invite-to-teams .*user=+14255550106" "$teams_log"
+waits 20 "Megan Busy in Teams while she talks with the caller" \
+    grep -q "teams-proxy: presence user=+14255550106 .* Busy/InACall" "$teams_log"
+wait "$caller2_pid" || fail "the second call failed: $(tail -n 5 "$work/call2.log")"
+transferred_to_megan() {
+    curl -fsS "$ROUTER_URL/v1/calls" | python3 -c '
+import json, sys
+calls = json.load(sys.stdin)
+sys.exit(0 if any(
+    any(t["to"] == "escalations" and t["kind"] == "blind" for t in c.get("transfers") or [])
+    and any("expert meganb@contoso.example" in s.lower() for s in c.get("steps") or [])
+    for c in calls) else 1)'
+}
+waits 20 "the second call recorded as transferred to Megan by Diego" transferred_to_megan
 stop_agent
 
 say "demo test: closing the window"
