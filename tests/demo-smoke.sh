@@ -119,13 +119,14 @@ tone="$(ls crates/router/prompts/en/*.wav | head -n 1)"
 "$BIN/switchboard-agent" work --router "$ROUTER_URL" --as DiegoS@contoso.example --ready \
     --play "$tone" --record "$work/diego.wav" >"$work/agent.log" 2>&1 &
 agent_pid=$!
-diego_ready() {
-    curl -fsS "$ROUTER_URL/v1/agents" | python3 -c '
-import json, sys
+# diego_is STATE — whether the router has Diego in STATE.
+diego_is() {
+    curl -fsS "$ROUTER_URL/v1/agents" | STATE="$1" python3 -c '
+import json, os, sys
 agents = json.load(sys.stdin)
-sys.exit(0 if any(a["status"]["agent"].lower() == "diegos@contoso.example" and a["status"]["state"] == "ready" for a in agents) else 1)'
+sys.exit(0 if any(a["status"]["agent"].lower() == "diegos@contoso.example" and a["status"]["state"] == os.environ["STATE"] for a in agents) else 1)'
 }
-waits 30 "Diego Ready" diego_ready
+waits 30 "Diego Ready" diego_is ready
 say "demo test: a test call to +18005550100, key 2 (orders)"
 "$BIN/switchboard-agent" --json call sip:+18005550100@127.0.0.1:7760 --dtmf 2 --hangup-after 12 \
     --play "$tone" --record "$work/caller.wav" >"$work/call.log" 2>&1 ||
@@ -149,13 +150,7 @@ say "demo test: a second call, transferred by Diego to the escalations experts (
 "$BIN/switchboard-agent" --json call sip:+18005550100@127.0.0.1:7760 --dtmf 2 --hangup-after 25 \
     --play "$tone" >"$work/call2.log" 2>&1 &
 caller2_pid=$!
-diego_on_call() {
-    curl -fsS "$ROUTER_URL/v1/agents" | python3 -c '
-import json, sys
-agents = json.load(sys.stdin)
-sys.exit(0 if any(a["status"]["agent"].lower() == "diegos@contoso.example" and a["status"]["state"] == "on_call" for a in agents) else 1)'
-}
-waits 20 "Diego on the second call" diego_on_call
+waits 20 "Diego on the second call" diego_is on_call
 curl -fsS -X POST -H 'Content-Type: application/json' \
     -d '{"agent":"DiegoS@contoso.example","target":"escalations"}' \
     "$ROUTER_URL/v1/agents/me/transfer" >"$work/transfer.json" 2>&1 ||
@@ -164,16 +159,20 @@ waits 20 "the INVITE to Megan in Teams" grep -q "teams-proxy: invite-to-teams .*
 waits 20 "Megan Busy in Teams while she talks with the caller" \
     grep -q "teams-proxy: presence user=+14255550106 .* Busy/InACall" "$teams_log"
 wait "$caller2_pid" || fail "the second call failed: $(tail -n 5 "$work/call2.log")"
+# The newest record: a blind transfer by Diego to the escalations experts, Megan chosen.
 transferred_to_megan() {
-    curl -fsS "$ROUTER_URL/v1/calls" | python3 -c '
+    curl -fsS "$ROUTER_URL/v1/calls" >"$work/calls.json" && python3 -c '
 import json, sys
-calls = json.load(sys.stdin)
-sys.exit(0 if any(
-    any(t["to"] == "escalations" and t["kind"] == "blind" for t in c.get("transfers") or [])
-    and any("expert meganb@contoso.example" in s.lower() for s in c.get("steps") or [])
-    for c in calls) else 1)'
+c = json.load(open(sys.argv[1]))[0]
+sys.exit(0 if any(t["by"].lower() == "diegos@contoso.example" and t["to"].split("@")[0] == "escalations" and t["kind"] == "blind" for t in c.get("transfers") or [])
+    and any("expert meganb@contoso.example" in s.lower() for s in c.get("steps") or []) else 1)' "$work/calls.json"
 }
-waits 20 "the second call recorded as transferred to Megan by Diego" transferred_to_megan
+for _ in $(seq 1 40); do
+    transferred_to_megan && break
+    sleep 0.5
+done
+transferred_to_megan ||
+    fail "the second call is not recorded as transferred to Megan by Diego: $(head -c 3000 "$work/calls.json")"
 stop_agent
 
 say "demo test: closing the window"

@@ -13,7 +13,7 @@ source "$(cd "$(dirname "$0")/../.." && pwd)/scripts/lib.sh"
 # notice of a ringing call) watched with dbus-monitor, WebKitWebDriver and Xvfb (the desktop
 # window tests), python3-xlib (closing the window as a window manager does, tests/e2e/x11.py)
 # and python3-dbus (the tray's menu on the bus, tests/e2e/dbusmenu.py).
-PEER_PACKAGES=(kamailio kamailio-extra-modules kamailio-tls-modules baresip sip-tester pulseaudio pulseaudio-utils
+PEER_PACKAGES=(kamailio kamailio-extra-modules kamailio-tls-modules openssl baresip sip-tester pulseaudio pulseaudio-utils
     libasound2-plugins sox iproute2 dbus-daemon dbus-session-bus-common gnome-keyring
     libsecret-tools dunst dbus-bin python3-xlib python3-dbus
     "${SB_TEST_PACKAGES[@]}")

@@ -110,13 +110,12 @@ fn alice_at_tenant_a() -> (TeamsUser, TeamsProxy, SbcCertificate) {
 }
 
 impl Center {
-    /// Waits (up to 40 s) until trunk `name` of `tenant` is up with every proxy up; returns
-    /// its status. A probe whose TLS handshake `proxy` never finishes costs the router's
-    /// handshake bound (10 s) before the next probe goes out, hence the margin. Panics with the
-    /// trunk's status and the end of `proxy`'s log.
+    /// Waits (up to 20 s) until trunk `name` of `tenant` is up with every proxy up; returns
+    /// its status. Panics with the trunk's status and the end of `proxy`'s log (where a
+    /// Kamailio that crashed says so: see `tcp_children` in teams-proxy.cfg).
     async fn proxies_up(&self, proxy: &TeamsProxy, tenant: &str, name: &str) -> Value {
         let mut last = Value::Null;
-        for _ in 0..400 {
+        for _ in 0..200 {
             let all: Value = get_json(&self.http, &format!("{}/v1/trunks", self.base)).await;
             if let Some(t) = all
                 .as_array()
