@@ -5,12 +5,14 @@
 //! demo, but nobody signs in), gets SIP credentials from the router and registers — the status bar
 //! says so. The agent goes Ready in the window; a caller on baresip (a real SIP phone) dials the
 //! demo number on the trunk and presses 1 (billing). The window pops the call up with the caller,
-//! the number dialled, the queue and the attendant choice; Answer by the keyboard (Ctrl+Shift+A);
-//! the in-call panel shows the call and its timer; 4 and 2 on its keypad reach the caller's phone;
-//! Mute by the keyboard (Ctrl+Shift+M) for 5 s, the caller hearing nothing of the window meanwhile,
-//! then Unmute; Hold, then Resume; the caller hangs up; the wrap-up panel counts the router's
-//! wrap-up down and offers the queue's codes and notes; "resolved", notes, Done; the router's call
-//! record has the disposition, the notes, the agent and the time on hold.
+//! the number dialled, the queue, the attendant choice and the wait; Answer by the keyboard
+//! (Ctrl+Shift+A); the in-call panel shows the call and its timer; 4 and 2 on its keypad reach the
+//! caller's phone; the volume at 25 % lowers the caller in the window's speaker; Mute by the
+//! keyboard (Ctrl+Shift+M) for 5 s, the caller hearing nothing of the window meanwhile, then
+//! Unmute; Hold, then Resume; the caller hangs up; the wrap-up panel counts the router's wrap-up
+//! down and offers the queue's codes and notes; "resolved", notes, Done; the router's call record
+//! has the disposition, the notes, the agent and the time on hold; the agent's own figures count
+//! one call today, answered.
 //!
 //! Audio crosses both ways, on a PulseAudio server of the test's own with null sinks
 //! (`switchboard_e2e::pulse`): the window plays the caller's 440 Hz into its default sink,
@@ -50,7 +52,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
-use switchboard_e2e::tones::{blocks_with, heard, tone_wav};
+use switchboard_e2e::tones::{blocks_with, heard, level, tone_wav};
 use switchboard_e2e::ui::{
     choose, click, css, gone, screenshot, shortcut, type_into, wait_attr, wait_text, wait_value,
     WAIT,
@@ -111,6 +113,11 @@ trunk = \"carrier\"
 allow = [\"+1555\"]
 deny = [\"+1900\"]
 ";
+
+/// Sets the in-call volume slider to `arguments[0]` as a person's drag ends (a change event).
+const SET_VOLUME: &str = r#"const e = document.querySelector('[data-testid="call-volume"]');
+e.value = arguments[0];
+e.dispatchEvent(new Event('change', { bubbles: true }));"#;
 
 const CALLER_HZ: f64 = 440.0;
 const WINDOW_HZ: f64 = 1000.0;
@@ -275,6 +282,8 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         wait_text(&c, r#"[data-testid="incoming-dialled"]"#, "+18005550100").await?;
         wait_text(&c, r#"[data-testid="incoming-choices"]"#, "main:1").await?;
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, CALLER).await?;
+        // How long the caller has waited, counting up from the router's figure (m:ss).
+        wait_text(&c, r#"[data-testid="incoming-waited"]"#, "0:").await?;
         let caller = caller.await.context("the caller (baresip)")?;
         screenshot(&c, "phone-incoming.png").await?;
         // The OS is told too: a notification (dunst's) with the caller and the queue.
@@ -317,6 +326,27 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             Ok((got('4') && got('2')).then_some(()))
         })
         .await?;
+        // The call's volume at 25 %: the window's speaker plays the caller at well under half
+        // the level it had at 100 % (a second and a half recorded at each), then back to 100 %.
+        let volume_level = |percent: &'static str| {
+            let (c, pulse, dir) = (&c, &pulse, work.path());
+            async move {
+                c.execute(SET_VOLUME, vec![percent.into()]).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let wav = dir.join(format!("volume-{percent}.wav"));
+                let rec = pulse.record("sb_speaker", &wav)?;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                rec.stop();
+                level(&wav)
+            }
+        };
+        let full = volume_level("100").await?;
+        let quarter = volume_level("25").await?;
+        volume_level("100").await?;
+        eprintln!("the caller's level in the window's speaker: {full:.0} at 100 %, {quarter:.0} at 25 %");
+        if !(quarter < full * 0.5 && full > 500.0) {
+            bail!("the call's volume at 25 % played the caller at {quarter:.0}, against {full:.0} at 100 %");
+        }
         // Mute by the keyboard (Ctrl+Shift+M) for 5 s, unmute with the button: the caller hears
         // nothing of the window's microphone meanwhile (checked below).
         shortcut(&c, r#"[data-testid="hold"]"#, 'm').await?;
@@ -409,6 +439,9 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
             Ok((st["state"] == "ready").then_some(()))
         })
         .await?;
+        // The agent's own figures count the call: one today, answered.
+        wait_text(&c, r#"[data-testid="figures-calls-today"]"#, "1").await?;
+        wait_text(&c, r#"[data-testid="figures-answered-today"]"#, "1").await?;
 
         // 8. A colleague's headless phone: registered, Ready (no billing skill: none of the
         //    billing queue's calls), answering what rings after 1 s.
