@@ -18,7 +18,7 @@
 //! party's menu or enter an interpreter service's PIN, and a caller handed to an outside number
 //! can answer its menu: as RFC 4733 events where that leg agreed telephone-event, else as the
 //! key's two tones in its audio ([`KEY_MS`] each, [`KEY_GAP_MS`] apart). A leg nobody hears (a
-//! caller in the attendant, in the queue, on hold) passes nothing on: the router takes those
+//! caller in the attendant or waiting in a queue) passes nothing on: the router takes those
 //! keys itself. Keys that arrive as tones are in the audio already and go on in it.
 
 use std::collections::{HashMap, VecDeque};
