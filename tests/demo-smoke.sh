@@ -4,7 +4,7 @@
 # Teams side and the router, and opens the window; the Teams trunk comes up; the commands it
 # prints work (a headless agent goes Ready, a test call through the attendant's key 2 reaches
 # them and is recorded; a second call, transferred by that agent to the escalations experts,
-# rings Megan in Teams, who answers and shows Busy); closing the window stops everything it
+# rings Megan in Teams, who answers, is heard by the caller and shows Busy); closing the window stops everything it
 # started.
 #
 # It uses the demo's own ports (7700, 7710, 7760, 7761, 7771–7774 on 127.0.0.1) and refuses
@@ -148,7 +148,7 @@ grep -qF "to the escalations experts rings her there" "$log" ||
 teams_log="$work/data/switchboard/demo/teams/teams-proxy.log"
 say "demo test: a second call, transferred by Diego to the escalations experts (Megan, in Teams)"
 "$BIN/switchboard-agent" --json call sip:+18005550100@127.0.0.1:7760 --dtmf 2 --hangup-after 25 \
-    --play "$tone" >"$work/call2.log" 2>&1 &
+    --play "$tone" --record "$work/caller2.wav" >"$work/call2.log" 2>&1 &
 caller2_pid=$!
 waits 20 "Diego on the second call" diego_is on_call
 curl -fsS -X POST -H 'Content-Type: application/json' \
@@ -173,6 +173,33 @@ for _ in $(seq 1 40); do
 done
 transferred_to_megan ||
     fail "the second call is not recorded as transferred to Megan by Diego: $(head -c 3000 "$work/calls.json")"
+# The caller heard Megan: her phone answers with a 523 Hz tone (scripts/demo-teams.sh), which
+# holds most of the sound in most of the call's last 5 s (Goertzel, 50 ms blocks).
+heard_megan="$(python3 - "$work/caller2.wav" <<'PY'
+import math, struct, sys, wave
+w = wave.open(sys.argv[1])
+rate, n = w.getframerate(), w.getnframes()
+raw = w.readframes(n)
+ch = w.getnchannels()
+x = struct.unpack("<%dh" % (len(raw) // 2), raw)[::ch]
+block = rate // 20
+blocks = [x[i:i + block] for i in range(0, len(x) - block + 1, block)][-100:]
+k = 2 * math.cos(2 * math.pi * 523 / rate)
+held = 0
+for b in blocks:
+    s1 = s2 = 0.0
+    for v in b:
+        s1, s2 = v + k * s1 - s2, s1
+    power = s1 * s1 + s2 * s2 - k * s1 * s2
+    energy = sum(v * v for v in b)
+    if energy > block * 300 ** 2 and 2 * power / (block * energy) > 0.6:
+        held += 1
+print(held)
+PY
+)" || fail "cannot read the second caller's recording"
+[ "$heard_megan" -ge 60 ] ||
+    fail "the caller heard Megan's 523 Hz in only $heard_megan of the call's last 100 blocks of 50 ms"
+say "demo test: the caller heard Megan in Teams in $heard_megan of the call's last 100 blocks"
 stop_agent
 
 say "demo test: closing the window"
