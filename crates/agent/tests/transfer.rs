@@ -170,3 +170,119 @@ fn a_transfer_from_a_stranger_is_declined_without_consent() {
         "Carol was called: {cev:?}"
     );
 }
+
+/// Per 50 ms block of the last `seconds` of a recording, the share of its energy at each of
+/// `notes`: the blocks where every note holds at least `floor` of it, and the blocks.
+fn all_notes_heard(
+    path: &std::path::Path,
+    notes: &[f64],
+    floor: f64,
+    seconds: f64,
+) -> (usize, usize) {
+    let (samples, rate) = switchboard_media::wav::read_mono(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let block = rate as usize / 20;
+    let tail = ((seconds * f64::from(rate)) as usize).min(samples.len());
+    let blocks: Vec<&[i16]> = samples[samples.len() - tail..]
+        .chunks_exact(block)
+        .collect();
+    let all = blocks
+        .iter()
+        .filter(|b| {
+            notes
+                .iter()
+                .all(|&f| switchboard_media::tone::energy_share(b, rate, f) >= floor)
+        })
+        .count();
+    eprintln!(
+        "{}: {notes:?} each ≥ {floor} in {all} of {} blocks",
+        path.display(),
+        blocks.len()
+    );
+    (all, blocks.len())
+}
+
+#[test]
+fn a_three_way_conference_mixed_by_the_agent() {
+    // Alice (440 Hz) calls Bob (baresip, 523 Hz), then Carol (a headless agent, 659 Hz), and
+    // joins the two calls: each of the three hears the other two. Bob's call is whatever
+    // baresip chooses, Carol's Opus: the mix crosses rates.
+    let dir = tempfile::tempdir().unwrap();
+    let (alice_wav, carol_wav) = (dir.path().join("alice.wav"), dir.path().join("carol.wav"));
+    tone_wav(&alice_wav, 440.0, 20);
+    tone_wav(&carol_wav, 659.0, 20);
+    let carol_heard = dir.path().join("carol-heard.wav");
+    let alice_heard = dir.path().join("alice-heard.wav");
+    let bob = Baresip::start("bob", "auto", 523);
+    let (mut carol, cp) = answerer(
+        "carol",
+        &[
+            "--hangup-after",
+            "15",
+            "--play",
+            carol_wav.to_str().unwrap(),
+            "--record",
+            carol_heard.to_str().unwrap(),
+        ],
+    );
+    let (out, ev) = run_agent(
+        &[
+            "call",
+            &bob.uri(),
+            "--conference",
+            &format!("sip:carol@127.0.0.1:{cp}"),
+            "--play",
+            alice_wav.to_str().unwrap(),
+            "--record",
+            alice_heard.to_str().unwrap(),
+            "--hangup-after",
+            "5",
+        ],
+        &[&bob],
+    );
+    assert!(out.status.success(), "{ev:?}");
+    let conference = ev
+        .iter()
+        .find(|e| e["event"] == "conference")
+        .unwrap_or_else(|| panic!("no conference: {ev:?}"));
+    assert_eq!(
+        conference["calls"].as_array().unwrap().len(),
+        2,
+        "{conference}"
+    );
+    // Leaving ended both calls, ours.
+    let ended: Vec<&serde_json::Value> = ev.iter().filter(|e| e["event"] == "ended").collect();
+    assert_eq!(ended.len(), 2, "{ev:?}");
+    assert!(ended.iter().all(|e| e["reason"] == "local"), "{ended:?}");
+    let carol_out = wait_output(&mut carol, Duration::from_secs(10), &[&bob]);
+    assert!(carol_out.status.success());
+
+    // The last 2 s of each: the two others at once in most blocks.
+    let (both, blocks) = all_notes_heard(
+        &bob.heard_wav(Duration::from_secs(10)),
+        &[440.0, 659.0],
+        0.15,
+        2.0,
+    );
+    assert!(
+        both * 10 >= blocks * 8,
+        "Bob heard Alice and Carol together in {both} of {blocks} blocks"
+    );
+    let (both, blocks) = all_notes_heard(&carol_heard, &[440.0, 523.0], 0.15, 2.0);
+    assert!(
+        both * 10 >= blocks * 8,
+        "Carol heard Alice and Bob together in {both} of {blocks} blocks"
+    );
+    // Alice hears each call on its own recording: Bob's on the first, Carol's on the second.
+    let (bob_only, blocks) = all_notes_heard(&alice_heard, &[523.0], 0.8, 2.0);
+    assert!(
+        bob_only * 10 >= blocks * 8,
+        "Alice's first call: Bob alone in {bob_only} of {blocks}"
+    );
+    let (carol_only, blocks) =
+        all_notes_heard(&dir.path().join("alice-heard-2.wav"), &[659.0], 0.8, 2.0);
+    assert!(
+        carol_only * 10 >= blocks * 8,
+        "Alice's second call: Carol alone in {carol_only} of {blocks}"
+    );
+}

@@ -52,6 +52,7 @@ enum Command {
     Transfer(CallId, String, Reply<()>),
     Consult(CallId, String, bool, Reply<CallId>),
     CompleteTransfer(CallId, Reply<()>),
+    Conference(Vec<CallId>, Reply<Vec<CallId>>),
     AcceptTransfer(CallId),
     DeclineTransfer(CallId),
     Quality(CallId, Reply<CallQuality>),
@@ -476,6 +477,17 @@ impl Phone {
             .await
     }
 
+    /// A three-way call mixed on this phone: joins `calls` (answered calls of this phone,
+    /// two or more, or more calls to add to a conference going on) into one conference,
+    /// resuming those we hold. Each call then carries our voice and what the others say;
+    /// the mute silences only us. A call leaves when it ends; the last one left is a plain
+    /// call. Returns every call of the conference; [`PhoneEvent::Conference`] follows.
+    /// Nothing changes when a call named is not answered or has ended.
+    pub async fn conference(&self, calls: &[CallId]) -> Result<Vec<CallId>, CallError> {
+        let calls = calls.to_vec();
+        self.ask(|r| Command::Conference(calls, r)).await
+    }
+
     /// Follows a REFER the person was asked about ([`PhoneEvent::TransferConsent`]).
     pub fn accept_transfer(&self, call: CallId) -> Result<(), CallError> {
         self.send(Command::AcceptTransfer(call))
@@ -819,6 +831,10 @@ impl Engine {
                 let r = self.complete(consult);
                 let _ = reply.send(r);
             }
+            Command::Conference(calls, reply) => {
+                let r = self.conference(calls).await;
+                let _ = reply.send(r);
+            }
             Command::AcceptTransfer(call) => {
                 if let Some(r) = self.refers.remove(&call) {
                     self.follow(call, r);
@@ -838,6 +854,39 @@ impl Engine {
             }
             Command::Close(_) => {}
         }
+    }
+
+    /// Joins calls into the phone's conference, resuming those we hold.
+    async fn conference(&mut self, calls: Vec<CallId>) -> Result<Vec<CallId>, CallError> {
+        let known: HashSet<CallId> = self.phone.ua().calls().collect();
+        if let Some(c) = calls.iter().find(|c| !known.contains(c)) {
+            return Err(CallError::Sip(super::UaError::NoSuchCall(*c)));
+        }
+        let mut unique = calls.clone();
+        unique.sort();
+        unique.dedup();
+        let (held, all) = match self.audio.conference(unique).await {
+            None => return Err(CallError::Media("the audio engine stopped".into())),
+            Some(Err(Some(call))) => {
+                return Err(CallError::Options(format!(
+                    "call {call} cannot join a conference: it is not answered yet"
+                )))
+            }
+            Some(Err(None)) => {
+                return Err(CallError::Options(
+                    "a conference needs two answered calls: call someone else first".into(),
+                ))
+            }
+            Some(Ok(joined)) => joined,
+        };
+        let now = Instant::now();
+        for call in held {
+            if let Err(e) = self.phone.ua().hold(call, false, now) {
+                tracing::warn!(%call, error = %e, "could not resume a call joining the conference");
+            }
+        }
+        self.emit(PhoneEvent::Conference { calls: all.clone() });
+        Ok(all)
     }
 
     /// Connects a consultation's party to the call it was for (REFER with Replaces).

@@ -39,6 +39,13 @@ struct CallMedia {
     /// Microphone (48 kHz) → the codec's rate, and what we hear → 48 kHz, with devices.
     mic: Rate,
     speaker: Rate,
+    /// In the phone's conference: the call also carries what the conference's other calls
+    /// hear.
+    joined: bool,
+    /// What this call heard this tick at 48 kHz (for the speaker and the conference).
+    heard48: Vec<f32>,
+    /// The conference's other calls (48 kHz) → this call's codec rate.
+    others: Rate,
     /// SRTP packets that failed authentication in a row, and whether we said so.
     auth_failures_in_row: u32,
     warned: bool,
@@ -91,6 +98,10 @@ struct DeviceFrames {
     call: Vec<f32>,
     pcm: Vec<i16>,
     mix: Vec<f32>,
+    /// What every call of the conference heard this tick, summed (48 kHz).
+    conference: Vec<f32>,
+    /// Our voice at one call's rate.
+    mic_call: Vec<f32>,
 }
 
 impl DeviceFrames {
@@ -100,6 +111,8 @@ impl DeviceFrames {
             call: vec![0.0; MAX_FRAME],
             pcm: vec![0; MAX_FRAME],
             mix: vec![0.0; MAX_FRAME],
+            conference: vec![0.0; MAX_FRAME],
+            mic_call: vec![0.0; MAX_FRAME],
         }
     }
 }
@@ -226,6 +239,9 @@ impl CallAudio {
                 keys,
                 mic: Rate::new(ENGINE_RATE, codec.clock_rate()),
                 speaker: Rate::new(codec.clock_rate(), ENGINE_RATE),
+                joined: false,
+                heard48: vec![0.0; MAX_FRAME],
+                others: Rate::new(ENGINE_RATE, codec.clock_rate()),
                 auth_failures_in_row: 0,
                 warned: false,
             },
@@ -271,9 +287,16 @@ impl CallAudio {
     /// Every 20 ms: one frame out per sending call (packets to send), one frame played into
     /// each recording.
     ///
+    /// First every call's frame heard is taken (for the speaker, the recordings and the
+    /// conference), then every call's frame to send is made: our voice (the device, the file
+    /// or silence; not while muted or held) and, for a call in the conference, what the
+    /// conference's other calls heard in this same tick — each party hears the others with no
+    /// frame of extra delay, and never itself.
+    ///
     /// The device side (the microphone frame, each call's share of it and of the speaker, the
-    /// mix) goes through buffers made once ([`DeviceFrames`]); the codec work of each call
-    /// (decoding, encoding, SRTP, the packets) still allocates.
+    /// mix, the conference) goes through buffers made once ([`DeviceFrames`], each call's
+    /// `heard48`); the codec work of each call (decoding, encoding, SRTP, the packets) still
+    /// allocates.
     fn tick(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         let echo = self.echo;
@@ -286,55 +309,32 @@ impl CallAudio {
             d.capture_into(&mut bufs.mic);
             bufs.mix.fill(0.0);
         }
+        // A conference needs two calls or more; one left talks as a plain call.
+        let conference = self.calls.values().filter(|c| c.joined).count() >= 2;
+        bufs.conference.fill(0.0);
+        let mut heard_by_call = Vec::with_capacity(self.calls.len());
         for c in self.calls.values_mut() {
-            let n = c.session.frame_samples().min(MAX_FRAME);
-            if with_devices {
-                c.mic.push(&bufs.mic);
-                // Not sending (held): keep no more than 100 ms.
-                c.mic.keep_newest(n * 5);
-            }
-            // An echo sends what it hears in the same tick (no frame of extra delay).
             let heard = c.session.play();
-            if c.send {
-                if let Some(to) = c.session.remote() {
-                    let pcm = &mut bufs.pcm[..n];
-                    match c.source.as_mut() {
-                        _ if echo => copy_padded(pcm, &heard),
-                        Some(s) => copy_padded(pcm, &s.next_frame(n)),
-                        None if with_devices => {
-                            let f = &mut bufs.call[..n];
-                            if c.mic.pull_into(f) {
-                                pcm.iter_mut()
-                                    .zip(f.iter())
-                                    .for_each(|(p, &x)| *p = (x * 32767.0) as i16);
-                            } else {
-                                pcm.fill(0);
-                            }
-                        }
-                        None => pcm.fill(0),
-                    }
-                    // Muted, or held by us: the file or device keeps running, the call
-                    // carries silence — the person held never hears what is said meanwhile.
-                    if (muted || c.held) && !echo {
-                        pcm.fill(0);
-                    }
-                    let packet = c.session.packetise(pcm);
-                    // Empty: Opus DTX is quiet this frame.
-                    if !packet.is_empty() {
-                        out.push((to, packet));
-                    }
-                }
-            }
-            if with_devices {
+            let in_conference = conference && c.joined;
+            if with_devices || in_conference {
                 let f = &mut bufs.call[..heard.len().min(MAX_FRAME)];
                 f.iter_mut()
                     .zip(&heard)
                     .for_each(|(f, &x)| *f = f32::from(x) / 32768.0);
                 c.speaker.push(f);
-                if c.speaker.pull_into(&mut bufs.call) {
+                if !c.speaker.pull_into(&mut c.heard48) {
+                    c.heard48.fill(0.0);
+                }
+                if with_devices {
                     bufs.mix
                         .iter_mut()
-                        .zip(&bufs.call)
+                        .zip(&c.heard48)
+                        .for_each(|(m, x)| *m += x);
+                }
+                if in_conference {
+                    bufs.conference
+                        .iter_mut()
+                        .zip(&c.heard48)
                         .for_each(|(m, x)| *m += x);
                 }
             }
@@ -344,11 +344,108 @@ impl CallAudio {
                     c.sink = None;
                 }
             }
+            heard_by_call.push(heard);
+        }
+        for (c, heard) in self.calls.values_mut().zip(heard_by_call) {
+            let n = c.session.frame_samples().min(MAX_FRAME);
+            if with_devices {
+                c.mic.push(&bufs.mic);
+                // Not sending (held): keep no more than 100 ms.
+                c.mic.keep_newest(n * 5);
+            }
+            // The others of the conference, at this call's rate, in `bufs.call[..n]`.
+            let others = conference && c.joined && {
+                let f = &mut bufs.call[..MAX_FRAME];
+                f.iter_mut()
+                    .zip(bufs.conference.iter().zip(&c.heard48))
+                    .for_each(|(f, (all, own))| *f = all - own);
+                c.others.push(f);
+                c.others.keep_newest(n * 5);
+                c.others.pull_into(&mut bufs.call[..n])
+            };
+            if !c.send {
+                continue;
+            }
+            let Some(to) = c.session.remote() else {
+                continue;
+            };
+            let pcm = &mut bufs.pcm[..n];
+            let mine = &mut bufs.mic_call[..n];
+            match c.source.as_mut() {
+                // An echo sends what it hears in the same tick (no frame of extra delay).
+                _ if echo => copy_padded(pcm, &heard),
+                Some(s) => copy_padded(pcm, &s.next_frame(n)),
+                None if with_devices => {
+                    if c.mic.pull_into(mine) {
+                        pcm.iter_mut()
+                            .zip(mine.iter())
+                            .for_each(|(p, &x)| *p = (x * 32767.0) as i16);
+                    } else {
+                        pcm.fill(0);
+                    }
+                }
+                None => pcm.fill(0),
+            }
+            // Muted, or held by us: the file or device keeps running, the call carries
+            // silence — the person held never hears what is said meanwhile.
+            if (muted || c.held) && !echo {
+                pcm.fill(0);
+            }
+            // Muting silences only us: the conference's others still hear each other.
+            if others && !c.held {
+                pcm.iter_mut().zip(&bufs.call[..n]).for_each(|(p, &x)| {
+                    *p = (f32::from(*p) + x * 32767.0).clamp(-32768.0, 32767.0) as i16
+                });
+            }
+            let packet = c.session.packetise(pcm);
+            // Empty: Opus DTX is quiet this frame.
+            if !packet.is_empty() {
+                out.push((to, packet));
+            }
         }
         if let Some(d) = self.devices.as_mut() {
             d.play_frame(&self.frames.mix);
         }
         out
+    }
+
+    /// Joins `calls` to the phone's conference (with those in it already): every call named
+    /// must carry audio (else the first that does not is the error), and the conference must
+    /// have two calls at least (else the error is `None`); otherwise nothing changes. The
+    /// calls we hold (to resume), and every call of the conference now.
+    fn join(&mut self, calls: &[CallId]) -> Joined {
+        if let Some(missing) = calls.iter().find(|c| !self.calls.contains_key(c)) {
+            return Err(Some(*missing));
+        }
+        let size = self
+            .calls
+            .iter()
+            .filter(|(k, c)| c.joined || calls.contains(k))
+            .count();
+        if size < 2 {
+            return Err(None);
+        }
+        let mut held = Vec::new();
+        for call in calls {
+            if let Some(c) = self.calls.get_mut(call) {
+                if !c.joined {
+                    c.joined = true;
+                    // A fresh start: no stale audio from an earlier conference.
+                    c.others = Rate::new(ENGINE_RATE, c.others.rates().1);
+                }
+                if c.held {
+                    held.push(*call);
+                }
+            }
+        }
+        let mut all: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.joined)
+            .map(|(k, _)| *k)
+            .collect();
+        all.sort();
+        Ok((held, all))
     }
 
     /// What the devices reported since the last tick.
@@ -488,7 +585,12 @@ enum Cmd {
     Stop(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
     Stats(CallId, oneshot::Sender<Option<(Stats, Option<f64>)>>),
     Heard(CallId, oneshot::Sender<Option<(u64, bool)>>),
+    Join(Vec<CallId>, oneshot::Sender<Joined>),
 }
+
+/// The calls we hold and every call of the conference; or the first call named that carries
+/// no audio, or `None` when there would be fewer than two calls.
+type Joined = Result<(Vec<CallId>, Vec<CallId>), Option<CallId>>;
 
 /// The agent's audio engine, running on a thread of its own (`switchboard-audio`).
 pub struct AudioHandle {
@@ -584,6 +686,9 @@ impl AudioHandle {
                                 .get_mut(&call)
                                 .is_some_and(|c| c.session.send_dtmf(digit, 160));
                             let _ = reply.send(sent);
+                        }
+                        Some(Cmd::Join(calls, reply)) => {
+                            let _ = reply.send(audio.join(&calls));
                         }
                         Some(Cmd::Stop(call, reply)) => {
                             let _ = reply.send(audio.stop(call));
@@ -754,6 +859,17 @@ impl AudioHandle {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Cmd::Heard(call, reply)).ok()?;
         answer.await.ok().flatten()
+    }
+
+    /// Joins `calls` to the phone's conference: each then also carries what the
+    /// conference's other calls hear (a local three-way call, mixed here). The calls we hold
+    /// (to be resumed) and every call of the conference; the error is the first call named
+    /// that carries no audio (not answered, or ended), or `None` when the conference would
+    /// have one call. A call leaves when it ends.
+    pub async fn conference(&self, calls: Vec<CallId>) -> Option<Joined> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Cmd::Join(calls, reply)).ok()?;
+        answer.await.ok()
     }
 
     /// The call ended: its recording is closed; its figures and estimated MOS.

@@ -689,6 +689,9 @@ pub enum PhoneEvent {
         to: String,
         for_call: CallId,
     },
+    /// The phone's conference (a three-way call mixed here): its calls now, each hearing the
+    /// others and us.
+    Conference { calls: Vec<CallId> },
     /// We asked the other party of `call` to call `to` (REFER); with `consultation`, to
     /// replace that call (attended transfer).
     Transferring {

@@ -182,6 +182,17 @@ async fn two_phones_call_hold_send_dtmf_and_hang_up() {
         matches!(e, PhoneEvent::Established { call, .. } if *call == inc).then_some(())
     })
     .await;
+    // One call is no conference, named twice or not; a call that is not ours is named.
+    for calls in [vec![out], vec![out, out]] {
+        let e = a.conference(&calls).await.unwrap_err().to_string();
+        assert!(e.contains("needs two answered calls"), "{e}");
+    }
+    let e = a
+        .conference(&[out, out + 1000])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not exist"), "{e}");
     // A digit in the media path arrives as one.
     let via = a.send_dtmf(out, '5').await.unwrap();
     assert_eq!(via, DtmfVia::Rfc4733);

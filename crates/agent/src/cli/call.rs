@@ -80,6 +80,11 @@ pub struct AccountArgs {
     /// (REFER with Replaces, RFC 3891) once the target has answered.
     #[arg(long, requires = "transfer")]
     pub attended: bool,
+    /// Three-way call: once the call is answered, call this URI too and join the two calls
+    /// in a conference mixed by this agent (each of the others hears the other and us);
+    /// --hangup-after then ends the whole conference.
+    #[arg(long, value_name = "URI", conflicts_with = "transfer")]
+    pub conference: Option<String>,
     /// Put the call on hold this many seconds after it is answered, and resume 2 s later.
     #[arg(long)]
     pub hold_after: Option<f64>,
@@ -347,6 +352,10 @@ struct Session {
     account: AccountArgs,
     /// Consultation calls of an attended transfer: consultation → (original call, target).
     consults: HashMap<CallId, (CallId, String)>,
+    /// Calls placed for --conference, not yet answered → the call they are to join.
+    joining: HashMap<CallId, CallId>,
+    /// The calls of the conference.
+    conference: Vec<CallId>,
     /// Calls placed before `run` (the `call` command's).
     placed: Vec<CallId>,
     /// The contact-center state kept in Teams (`--teams-presence`), and the task that
@@ -377,6 +386,8 @@ impl Session {
             out: Out { json },
             account: account.clone(),
             consults: HashMap::new(),
+            joining: HashMap::new(),
+            conference: Vec::new(),
             placed: Vec::new(),
             teams: None,
             calls_up: 0,
@@ -407,6 +418,7 @@ enum Action {
     Dtmf(char),
     Hold(bool),
     Transfer(String),
+    Conference(String),
     Hangup,
 }
 
@@ -438,6 +450,9 @@ fn plan(account: &AccountArgs) -> Vec<(Duration, Action)> {
     }
     if let Some(t) = &account.transfer {
         plan.push((at, Action::Transfer(t.clone())));
+    }
+    if let Some(t) = &account.conference {
+        plan.push((at, Action::Conference(t.clone())));
     }
     if let Some(s) = account.hangup_after {
         plan.push((Duration::from_secs_f64(s.max(0.0)), Action::Hangup));
@@ -598,6 +613,14 @@ fn print_event(out: &Out, ev: &PhoneEvent) {
                 DtmfVia::Rfc4733 => format!("sent DTMF {digit} (RFC 4733)"),
                 DtmfVia::Info => format!("sent DTMF {digit} (SIP INFO)"),
             },
+        ),
+        PhoneEvent::Conference { calls } => out.event(
+            "conference",
+            serde_json::json!({"calls": calls}),
+            format!(
+                "in a conference of calls {}",
+                calls.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
         ),
         PhoneEvent::Consulting { call, to, for_call } => out.event(
             "consulting",
@@ -1007,7 +1030,18 @@ async fn run<F: std::future::Future<Output = ()>>(
                     }
                     PhoneEvent::Established { call, .. } => {
                         // A consultation runs no plan: the engine connects it once answered.
-                        let plan = if s.consults.contains_key(&call) { Vec::new() } else { plan(&s.account) };
+                        // Nor does a call placed for the conference: it joins.
+                        let plan = if s.consults.contains_key(&call) || s.joining.contains_key(&call) { Vec::new() } else { plan(&s.account) };
+                        if let Some(orig) = s.joining.remove(&call) {
+                            match s.phone.conference(&[orig, call]).await {
+                                Ok(calls) => s.conference = calls,
+                                Err(CallError::Stopped) => bail!("the phone stopped"),
+                                Err(e) => {
+                                    outcome.get_or_insert_with(|| anyhow::anyhow!("the conference failed: {e}"));
+                                    s.phone.hangup(call)?;
+                                }
+                            }
+                        }
                         active.insert(call, (TokioInstant::now(), plan));
                         if let Mode::Answer { remaining, .. } = &mut mode {
                             *remaining = remaining.saturating_sub(1);
@@ -1024,6 +1058,10 @@ async fn run<F: std::future::Future<Output = ()>>(
                         active.remove(&call);
                         ringing.remove(&call);
                         open.remove(&call);
+                        s.conference.retain(|c| *c != call);
+                        if s.joining.remove(&call).is_some() && outcome.is_none() && !ok {
+                            outcome = Some(anyhow::anyhow!("the call for the conference {text}"));
+                        }
                         if let Some((orig, target)) = s.consults.remove(&call) {
                             if !matches!(reason, EndReason::RemoteBye | EndReason::Replaced | EndReason::Local) {
                                 outcome.get_or_insert_with(|| anyhow::anyhow!("the attended transfer of call {orig} failed: {target} {text}"));
@@ -1069,6 +1107,14 @@ async fn run<F: std::future::Future<Output = ()>>(
                                 })
                             }
                             Action::Transfer(t) => s.phone.transfer(*call, &t).await,
+                            Action::Conference(t) => s.phone.dial(&t).await.map(|added| {
+                                open.insert(added);
+                                s.joining.insert(added, *call);
+                            }),
+                            // Leaving a conference ends it: every call of it is ours.
+                            Action::Hangup if s.conference.contains(call) => {
+                                s.conference.iter().try_for_each(|c| s.phone.hangup(*c))
+                            }
                             Action::Hangup => s.phone.hangup(*call),
                         };
                         match r {
