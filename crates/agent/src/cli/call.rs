@@ -363,6 +363,7 @@ struct Session {
     teams: Option<(
         switchboard_agent::state::WorkState,
         tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Receiver<Option<switchboard_agent::state::WorkStateView>>,
     )>,
     /// Calls the agent state has been told of.
     calls_up: usize,
@@ -799,6 +800,8 @@ async fn start_teams(s: &mut Session, json: bool) -> anyhow::Result<()> {
         state.set_not_ready(r);
     }
     let mut changes = state.subscribe();
+    // The last view the reporter has printed (or found already printed).
+    let (printed_tx, printed) = tokio::sync::watch::channel(None);
     let reporter = tokio::spawn(async move {
         let out = Out { json };
         let mut last = None;
@@ -827,25 +830,46 @@ async fn start_teams(s: &mut Session, json: bool) -> anyhow::Result<()> {
                 );
                 last = Some(key);
             }
+            printed_tx.send_replace(Some(v));
             if changes.changed().await.is_err() {
                 break;
             }
         }
     });
-    s.teams = Some((state, reporter));
+    s.teams = Some((state, reporter, printed));
     Ok(())
 }
 
 async fn finish_teams(s: &mut Session) {
-    if let Some((state, reporter)) = s.teams.take() {
+    if let Some((state, reporter, mut printed)) = s.teams.take() {
         // Calls still counted have ended with the run.
         for _ in 0..std::mem::take(&mut s.calls_up) {
             state.call_ended(false);
         }
-        // Wrap-up runs to its end before the session goes.
-        while let Some(left) = state.view().wrap_up_seconds_left {
-            tokio::time::sleep(Duration::from_millis(u64::from(left.min(1)) * 1000 + 100)).await;
+        // Wrap-up runs to its end, and the state after it reaches Teams (or fails to, and
+        // says so), before the session goes: Teams never skips from wrap-up to offline.
+        let mut changes = state.subscribe();
+        let settled = tokio::time::timeout(
+            Duration::from_secs(u64::from(s.account.wrap_up) + 10),
+            changes.wait_for(|v| {
+                v.wrap_up_seconds_left.is_none() && (v.teams.synced || v.teams.error.is_some())
+            }),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !settled {
+            tracing::info!(
+                "Teams presence not yet set for the state after wrap-up; signing out of it anyway"
+            );
         }
+        drop(changes);
+        // And it is printed before the sign-out's own states.
+        let now = state.view();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            printed.wait_for(|p| p.as_ref() == Some(&now)),
+        )
+        .await;
         state.finish().await;
         drop(state);
         let _ = tokio::time::timeout(Duration::from_secs(2), reporter).await;
@@ -959,7 +983,7 @@ async fn run<F: std::future::Future<Output = ()>>(
     let mut ringing: HashMap<CallId, TokioInstant> = HashMap::new();
     let mut outcome: Option<anyhow::Error> = None;
     loop {
-        if let Some((state, _)) = &s.teams {
+        if let Some((state, ..)) = &s.teams {
             while s.calls_up < active.len() {
                 s.calls_up += 1;
                 state.call_started(false);
