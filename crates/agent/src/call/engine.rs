@@ -122,6 +122,8 @@ struct Engine {
     /// Each call with audio: the packets received so far, and since when that count has not
     /// moved while the other side should have sent.
     heard: HashMap<CallId, (u64, TokioInstant)>,
+    /// The calls we put on hold (asked for, whether or not the other side has agreed yet).
+    held: HashSet<CallId>,
 }
 
 fn host(a: SocketAddr) -> String {
@@ -326,6 +328,7 @@ impl Phone {
             registrar: server.is_some(),
             domain,
             transfers: HashMap::new(),
+            held: HashSet::new(),
             consults: HashMap::new(),
             peers: HashMap::new(),
             offers: HashMap::new(),
@@ -756,6 +759,13 @@ impl Engine {
             }
             Command::Hold(call, on, reply) => {
                 let r = self.phone.ua().hold(call, on, now);
+                if r.is_ok() {
+                    if on {
+                        self.held.insert(call);
+                    } else {
+                        self.held.remove(&call);
+                    }
+                }
                 let _ = reply.send(r.map_err(CallError::from));
             }
             Command::Devices(devices) => self.audio.set_devices(devices),
@@ -879,8 +889,16 @@ impl Engine {
             }
             Some(Ok(joined)) => joined,
         };
+        // Those we hold, whether or not the other side has agreed yet (the audio knows only
+        // once it has): a resume asked while the hold is under way goes after it.
+        let mut held: Vec<CallId> = held;
+        held.extend(all.iter().filter(|c| self.held.contains(c)));
+        held.sort();
+        held.dedup();
+        tracing::info!(calls = ?all, resumed = ?held, "the phone's conference");
         let now = Instant::now();
         for call in held {
+            self.held.remove(&call);
             if let Err(e) = self.phone.ua().hold(call, false, now) {
                 tracing::warn!(%call, error = %e, "could not resume a call joining the conference");
             }
@@ -1181,6 +1199,7 @@ impl Engine {
                 }
                 self.ringing.remove(&call);
                 self.heard.remove(&call);
+                self.held.remove(&call);
                 self.consults.remove(&call);
                 self.peers.remove(&call);
                 self.refers.remove(&call);

@@ -592,3 +592,52 @@ async fn an_attended_transfer_consults_then_connects_the_two_others() {
         p.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_conference_made_while_a_hold_is_under_way_resumes_the_held_call() {
+    // Alice talks to Bob and to Carol, holds Bob and at once joins the two: the hold's
+    // answer has not come yet (the audio does not know Bob is held), yet Bob ends resumed.
+    let (a, mut ae) = Phone::start(options("alice", (42200, 42299), ReferPolicy::Trusted))
+        .await
+        .unwrap();
+    let (b, mut be) = Phone::start(options("bob", (42300, 42399), ReferPolicy::Trusted))
+        .await
+        .unwrap();
+    let (c, mut ce) = Phone::start(options("carol", (42400, 42499), ReferPolicy::Trusted))
+        .await
+        .unwrap();
+    let mut calls = Vec::new();
+    for (p, pe) in [(&b, &mut be), (&c, &mut ce)] {
+        let out = a.dial(p.contact()).await.unwrap();
+        let inc = until(pe, |e| match e {
+            PhoneEvent::Incoming { call, .. } => Some(*call),
+            _ => None,
+        })
+        .await;
+        p.answer(inc).await.unwrap();
+        until(&mut ae, |e| {
+            matches!(e, PhoneEvent::Established { call, .. } if *call == out).then_some(())
+        })
+        .await;
+        calls.push(out);
+    }
+    a.hold(calls[0], true).await.unwrap();
+    let joined = a.conference(&calls).await.unwrap();
+    assert_eq!(joined, calls);
+    // Bob is held (sendonly from Alice: he receives only), then resumed.
+    let first = until(&mut be, |e| match e {
+        PhoneEvent::MediaChanged { media, .. } => Some(media.direction.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(first, "recvonly");
+    let then = until(&mut be, |e| match e {
+        PhoneEvent::MediaChanged { media, .. } => Some(media.direction.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(then, "sendrecv");
+    for p in [a, b, c] {
+        p.close().await;
+    }
+}
