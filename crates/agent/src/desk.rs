@@ -1276,6 +1276,21 @@ struct Inner {
     /// A call the person let the other party transfer: its view while the phone calls the
     /// transfer's target (shown again should that call fail, the call being still up).
     referred_from: Mutex<Option<CallView>>,
+    /// A plain SIP account's consultation: the phone's own second call, the caller on hold.
+    plain_consult: Mutex<Option<PlainConsult>>,
+}
+
+/// A consultation on a plain SIP account (no router): the phone holds the caller and calls
+/// the person itself; it may then hand the caller over (REFER with Replaces) or mix the
+/// three of them ([`Phone::conference`]).
+#[derive(Debug, Clone)]
+struct PlainConsult {
+    /// The consultation call, and the call with the caller.
+    call: CallId,
+    original: CallId,
+    /// Whom (the SIP URI called).
+    with: String,
+    state: ConsultState,
 }
 
 /// A WAV file played as the microphone, and one that records what calls carry from the
@@ -1315,6 +1330,7 @@ impl DeskPhone {
                 events: broadcast::channel(256).0,
                 running: Mutex::new(None),
                 referred_from: Mutex::new(None),
+                plain_consult: Mutex::new(None),
                 lifecycle: tokio::sync::Mutex::new(()),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 local: Mutex::new(Vec::new()),
@@ -1626,6 +1642,7 @@ impl DeskPhone {
         plain: Option<&str>,
         e: &PhoneEvent,
     ) {
+        self.plain_consult_news(phone, e);
         match e {
             PhoneEvent::Registration {
                 account: 0,
@@ -1823,6 +1840,32 @@ impl DeskPhone {
                     self.calling(*new_call, target);
                 }
             }
+            // Our blind transfer (a plain SIP account's): the other party refused it, or
+            // could not reach the target; the call stays with us. Done, our leg ends.
+            PhoneEvent::TransferProgress {
+                call,
+                status,
+                final_: true,
+            } if !(200..300).contains(status) => {
+                let p = PhoneProblem {
+                    code: "transfer_not_done".into(),
+                    message: format!(
+                        "the transfer did not go through ({status}{}): the caller is still with you — try another number, or transfer again",
+                        match status {
+                            603 => " Decline: the other party would not be transferred",
+                            486 | 600 => " Busy",
+                            404 => " Not Found: nobody by that number",
+                            408 | 480 => ": nobody answered",
+                            _ => "",
+                        }
+                    ),
+                };
+                self.update(|v| {
+                    if v.call.as_ref().is_some_and(|c| c.id == *call) {
+                        v.problem = Some(p);
+                    }
+                });
+            }
             PhoneEvent::TransferFailed {
                 call,
                 target,
@@ -1958,6 +2001,88 @@ impl DeskPhone {
     }
 
     /// The call kept aside while a transfer the person accepted is being followed.
+    fn plain_consult(&self) -> std::sync::MutexGuard<'_, Option<PlainConsult>> {
+        self.inner
+            .plain_consult
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Shows the plain account's consultation (or none) as the view's.
+    fn show_plain_consult(&self) {
+        let c = self.plain_consult().clone();
+        self.update(|v| {
+            v.consult = c.map(|c| ConsultStatus {
+                conference: if c.state == ConsultState::Conference {
+                    vec![c.with.clone()]
+                } else {
+                    Vec::new()
+                },
+                with: c.with,
+                state: c.state,
+                queue: None,
+            })
+        });
+    }
+
+    /// What the phone says of a plain account's consultation: answered, ended (the caller
+    /// resumed, and a refusal said), or the caller's call ended (the consultation with it).
+    fn plain_consult_news(&self, phone: &Phone, e: &PhoneEvent) {
+        let Some(c) = self.plain_consult().clone() else {
+            return;
+        };
+        match e {
+            PhoneEvent::Established { call, .. } if *call == c.call => {
+                if let Some(pc) = self.plain_consult().as_mut() {
+                    pc.state = ConsultState::Talking;
+                }
+                self.show_plain_consult();
+            }
+            PhoneEvent::Ended { call, reason, .. } if *call == c.call => {
+                *self.plain_consult() = None;
+                self.show_plain_consult();
+                let refused = (c.state == ConsultState::Ringing)
+                    .then(|| plain_call_refusal(reason))
+                    .flatten();
+                if let Some(p) = refused {
+                    self.update(|v| v.problem = Some(p));
+                }
+                // Back to the caller (still on hold unless the two were in a conference).
+                let (me, phone) = (self.clone(), phone.clone());
+                let original = c.original;
+                tokio::spawn(async move {
+                    let up = me
+                        .inner
+                        .view
+                        .borrow()
+                        .call
+                        .as_ref()
+                        .is_some_and(|v| v.id == original && v.held);
+                    if up {
+                        match phone.hold(original, false).await {
+                            Ok(()) => me.update(|v| {
+                                if let Some(v) = v.call.as_mut().filter(|v| v.id == original) {
+                                    v.held = false;
+                                }
+                            }),
+                            Err(e) => {
+                                tracing::info!(call = original, "could not resume the caller: {e}")
+                            }
+                        }
+                    }
+                });
+            }
+            // The caller's call is over (hung up, or handed to the person): the consultation
+            // goes with it — nothing of it may stay up unseen.
+            PhoneEvent::Ended { call, .. } if *call == c.original => {
+                *self.plain_consult() = None;
+                self.show_plain_consult();
+                let _ = phone.hangup(c.call);
+            }
+            _ => {}
+        }
+    }
+
     fn referred_from(&self) -> std::sync::MutexGuard<'_, Option<CallView>> {
         self.inner
             .referred_from
@@ -2104,21 +2229,81 @@ impl DeskPhone {
 
     /// A blind transfer of the call up to `target` (a queue, attendant, expert group or
     /// colleague, or an outside number where the toll rules allow); the router hangs up our
-    /// leg.
+    /// leg. On a plain SIP account, `target` is a number or address as in the dial box, and
+    /// the phone asks the other party to call it (REFER); our leg ends once they say it
+    /// worked, and a refusal shows as the view's problem with the call still up.
     pub async fn transfer(&self, target: &str) -> Result<String, DeskError> {
         let r = async {
-            let api = self.api("a transfer")?;
-            self.talking()?;
-            api.transfer(&transfer_target(target)?).await
+            let Some((phone, registrar)) = self.plain()? else {
+                let api = self.api("a transfer")?;
+                self.talking()?;
+                return api.transfer(&transfer_target(target)?).await;
+            };
+            let call = self.talking()?;
+            if self.plain_consult().is_some() {
+                return Err(DeskError::Busy);
+            }
+            let uri = plain_dial_uri(target, &registrar)?;
+            phone.transfer(call, &uri).await?;
+            Ok(format!("asked the other party to call {uri}"))
         }
         .await;
         self.ok(r)
     }
 
+    /// On a plain SIP account: its phone and registrar; `None` on the router's.
+    fn plain(&self) -> Result<Option<(Phone, String)>, DeskError> {
+        let guard = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        let r = guard.as_ref().ok_or(DeskError::NotStarted)?;
+        Ok(r.route
+            .api
+            .is_none()
+            .then(|| (r.phone.clone(), r.route.registrar.clone())))
+    }
+
     /// Consults `target` (a colleague, an expert group, or an outside number where the toll
     /// rules allow) while the caller waits; the consultation's state follows in the view.
+    /// On a plain SIP account, `target` is a number or address as in the dial box: the phone
+    /// holds the caller and calls it.
     pub async fn consult(&self, target: &str) -> Result<String, DeskError> {
         let r = async {
+            if let Some((phone, registrar)) = self.plain()? {
+                let call = self.talking()?;
+                if self.plain_consult().is_some() {
+                    return Err(DeskError::Busy);
+                }
+                let uri = plain_dial_uri(target, &registrar)?;
+                let held = self
+                    .inner
+                    .view
+                    .borrow()
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.held);
+                if !held {
+                    phone.hold(call, true).await?;
+                    self.update(|v| {
+                        if let Some(c) = v.call.as_mut().filter(|c| c.id == call) {
+                            c.held = true;
+                        }
+                    });
+                }
+                let consult = phone.consult(call, &uri, false).await?;
+                tracing::info!(
+                    call,
+                    consult,
+                    held,
+                    "consulting on the plain account, the caller on hold"
+                );
+                *self.plain_consult() = Some(PlainConsult {
+                    call: consult,
+                    original: call,
+                    with: uri.clone(),
+                    state: ConsultState::Ringing,
+                });
+                self.show_plain_consult();
+                return Ok(format!("consulting {uri}, the caller on hold"));
+            }
             let api = self.api("a consultation")?;
             self.talking()?;
             let step = api.consult(&transfer_target(target)?).await?;
@@ -2132,6 +2317,9 @@ impl DeskPhone {
     /// Completes, conferences or cancels the consultation.
     pub async fn consult_step(&self, step: ConsultStep) -> Result<String, DeskError> {
         let r = async {
+            if let Some((phone, _)) = self.plain()? {
+                return self.plain_consult_step(&phone, step).await;
+            }
             let api = self.api("a consultation")?;
             let done = api.consult_step(step).await?;
             if let Ok(st) = api.status().await {
@@ -2143,9 +2331,50 @@ impl DeskPhone {
         self.ok(r)
     }
 
-    fn talking(&self) -> Result<(), DeskError> {
+    /// A plain SIP account's consultation step: hand the caller to the person (REFER with
+    /// Replaces, RFC 3891: our two calls end once it worked), the three of us in a
+    /// conference mixed by the phone, or the person hung up (back to the caller).
+    async fn plain_consult_step(
+        &self,
+        phone: &Phone,
+        step: ConsultStep,
+    ) -> Result<String, DeskError> {
+        let c = self.plain_consult().clone().ok_or(DeskError::NoSuchCall)?;
+        match step {
+            ConsultStep::Complete => {
+                if c.state == ConsultState::Ringing {
+                    return Err(DeskError::NoSuchCall);
+                }
+                phone.complete_transfer(c.call).await?;
+                Ok(format!("handing the caller to {}", c.with))
+            }
+            ConsultStep::Conference => {
+                if c.state != ConsultState::Talking {
+                    return Err(DeskError::NoSuchCall);
+                }
+                phone.conference(&[c.original, c.call]).await?;
+                if let Some(pc) = self.plain_consult().as_mut() {
+                    pc.state = ConsultState::Conference;
+                }
+                self.update(|v| {
+                    if let Some(v) = v.call.as_mut().filter(|v| v.id == c.original) {
+                        v.held = false;
+                    }
+                });
+                self.show_plain_consult();
+                Ok(format!("a conference with {} and the caller", c.with))
+            }
+            ConsultStep::Cancel => {
+                phone.hangup(c.call)?;
+                Ok(format!("ended the consultation with {}", c.with))
+            }
+        }
+    }
+
+    /// The call up and talking.
+    fn talking(&self) -> Result<CallId, DeskError> {
         match &self.inner.view.borrow().call {
-            Some(c) if c.stage == CallStage::Talking => Ok(()),
+            Some(c) if c.stage == CallStage::Talking => Ok(c.id),
             _ => Err(DeskError::NoSuchCall),
         }
     }

@@ -1253,7 +1253,9 @@ pub enum TransferKind {
 pub struct TransferRecord {
     /// The agent who transferred the call (UPN).
     pub by: String,
-    /// Where to: a queue's or expert group's name, a person's UPN, or an outside number.
+    /// Where to: as the target was named within the tenant — `name@domain` for a queue, an
+    /// attendant or an expert group (`orders@contoso.example`, as a REFER's Refer-To names it),
+    /// a person's UPN — or an outside number (E.164).
     pub to: String,
     pub kind: TransferKind,
     #[serde(with = "time::serde::rfc3339")]

@@ -92,6 +92,15 @@ pub async fn wait_attr(c: &Client, selector: &str, attr: &str, want: &str) -> Re
     .await
 }
 
+/// The `title` (tooltip) of the element at `selector`, or nothing.
+pub async fn title_of(c: &Client, selector: &str) -> Result<String> {
+    Ok(c.find(css(selector))
+        .await?
+        .attr("title")
+        .await?
+        .unwrap_or_default())
+}
+
 /// The `value` of the form field at `selector` (what a `<select>` has chosen, what an
 /// `<input>` holds).
 pub async fn value_of(c: &Client, selector: &str) -> Result<Option<String>> {

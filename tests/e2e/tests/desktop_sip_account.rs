@@ -30,15 +30,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use fantoccini::Client;
 use switchboard_e2e::pulse::PulseServer;
 use switchboard_e2e::tones::{blocks_with, heard, tone_wav};
 use switchboard_e2e::ui::{
-    choose, click, css, gone, screenshot, type_into, value_of, wait_attr, wait_text, WAIT,
+    choose, click, css, gone, screenshot, title_of, type_into, value_of, wait_attr, wait_text, WAIT,
 };
 use switchboard_e2e::{
     eventually, free_port, free_udp_port, need_display, our_binary, program, workspace_root,
     Desktop, Guard, Notifications,
 };
+
+/// The ring's upper tone (440 + 480 Hz; bob's tone is the lower).
+const RING_HZ: f64 = 480.0;
 
 /// The status bar's phone registration.
 const REG: &str = r#"[data-testid="phone-registration"]"#;
@@ -75,6 +79,7 @@ fn kamailio(port: u16, dir: &std::path::Path) -> Result<Guard> {
 
 const BOB_HZ: f64 = 440.0;
 const WINDOW_HZ: f64 = 1000.0;
+const CAROL_HZ: f64 = 660.0;
 
 /// `user` (`switchboard-agent answer`) registered at the Kamailio `server` with `password`,
 /// answering one call, playing `tone`, recording what they hear to `heard`, hanging up after
@@ -127,6 +132,34 @@ async fn answers(
             )
         }
     }
+}
+
+/// Bob's call rings in the window: answered there, bob shown.
+async fn answer_bob(c: &Client) -> Result<()> {
+    wait_text(c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
+    click(c, r#"[data-testid="answer"]"#).await?;
+    wait_text(c, r#"[data-testid="in-call-caller"]"#, "bob").await
+}
+
+/// In the call: `target` typed in the plain account's transfer field, then `button`
+/// (Transfer or Consult) pressed.
+async fn plain_transfer(c: &Client, target: &str, button: &str) -> Result<()> {
+    click(c, r#"[data-testid="plain-transfer-open"]"#).await?;
+    type_into(c, r#"[data-testid="plain-transfer-target"]"#, target).await?;
+    click(c, button).await
+}
+
+/// `who` (an answering agent) ended well.
+async fn hung_up(agent: Child, who: &str) -> Result<()> {
+    let out = tokio::task::spawn_blocking(move || agent.wait_with_output()).await??;
+    if !out.status.success() {
+        bail!(
+            "{who}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// Bob's call that asked for a transfer (`out`): his REFER ended with `status` (the window
@@ -343,14 +376,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
         // Bob hangs up after 30 s.
         gone(&c, r#"[data-testid="in-call"]"#).await?;
-        let out = tokio::task::spawn_blocking(move || bob.wait_with_output()).await??;
-        if !out.status.success() {
-            bail!(
-                "bob (answering): {}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        hung_up(bob, "bob (answering)").await?;
         heard(&bob_heard, WINDOW_HZ, BOB_HZ, 40, "bob heard the window")?;
         heard(
             &window_heard,
@@ -388,7 +414,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         // Bob calls alice: the window rings and so does the OS, with Answer and Reject on the
         // notification. Answered there (dunst's context menu, as a person picks a button);
         // the call goes on in the window; bob hangs up.
-        let bob_transfers = |ring: &str, hangup: &str, transfer: Option<&str>| {
+        let bob_runs = |ring: &str, hangup: &str, extra: &[&std::ffi::OsStr]| {
             let mut call = Command::new(our_binary("switchboard-agent")?);
             call.env("SWITCHBOARD_RTP_PORTS", "40000-59999")
                 .args(["--json", "call", &format!("sip:alice@127.0.0.1:{sip_port}")])
@@ -400,18 +426,49 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
                     "--password",
                     "builder",
                 ])
-                .args(["--ring-timeout", ring, "--hangup-after", hangup]);
-            if let Some(t) = transfer {
-                call.args(["--transfer", t]);
-            }
+                .args(["--ring-timeout", ring, "--hangup-after", hangup])
+                .args(extra);
             anyhow::Ok(tokio::task::spawn_blocking(move || call.output()))
         };
+        let bob_transfers = |ring: &str, hangup: &str, transfer: Option<&str>| match transfer {
+            Some(t) => bob_runs(ring, hangup, &["--transfer".as_ref(), t.as_ref()]),
+            None => bob_runs(ring, hangup, &[]),
+        };
         let bob_calls = |ring: &str, hangup: &str| bob_transfers(ring, hangup, None);
+        // The ring on the headset (Settings → Audio → ringing device), the calls on the
+        // speaker: bob's call rings in the headset only (the ring's 480 Hz).
+        click(&c, r#"[data-testid="nav-settings"]"#).await?;
+        choose(&c, r#"[data-testid="audio-ringer"]"#, "jack").await?;
+        choose(&c, r#"[data-testid="audio-output"]"#, "").await?;
+        click(&c, r#"[data-testid="settings-save"]"#).await?;
+        wait_text(&c, r#"[data-testid="settings-saved"]"#, "").await?;
+        click(&c, r#"[data-testid="nav-home"]"#).await?;
+        let (ring_headset, ring_speaker) = (
+            work.path().join("ring-headset.wav"),
+            work.path().join("ring-speaker.wav"),
+        );
+        let rings = (
+            pulse.record("sb_headset", &ring_headset)?,
+            pulse.record("sb_speaker", &ring_speaker)?,
+        );
         let calling = bob_calls("30", "4")?;
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
         notifications
             .sent(&["Incoming call: bob", "answer", "Answer", "reject", "Reject"])
             .await?;
+        // The ring's first two bursts (0.4 s each, 0.2 s apart; the device takes a moment to
+        // open), then 5 s of quiet.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rings.0.stop();
+        rings.1.stop();
+        let (in_headset, on_speaker) = (
+            blocks_with(&ring_headset, RING_HZ, 0.3)?,
+            blocks_with(&ring_speaker, RING_HZ, 0.3)?,
+        );
+        eprintln!("the ring ({RING_HZ} Hz): {in_headset} blocks in the headset, {on_speaker} on the speaker");
+        if in_headset < 4 || on_speaker > 1 {
+            bail!("the ring played {in_headset} blocks in the headset (the ringing device), {on_speaker} on the speaker");
+        }
         notifications.choose("answer")?;
         wait_text(&c, r#"[data-testid="call-timer"]"#, "0:01").await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
@@ -464,12 +521,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
         click(&c, r#"[data-testid="answer"]"#).await?;
         wait_text(&c, r#"[data-testid="transfer-ask-text"]"#, OUTSIDE).await?;
-        let why = c
-            .find(css(r#"[data-testid="transfer-ask-text"]"#))
-            .await?
-            .attr("title")
-            .await?
-            .unwrap_or_default();
+        let why = title_of(&c, r#"[data-testid="transfer-ask-text"]"#).await?;
         if !why.contains("not of the account's domain") {
             bail!("the transfer asked says why it is put to the person: {why:?}");
         }
@@ -483,14 +535,13 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         // shows the call with carol, who hangs up after 6 s.
         let carol_tone = work.path().join("carol.wav");
         tone_wav(&carol_tone, BOB_HZ, 8000, 30)?;
-        let carol = answers(
-            &server,
-            ("carol", "carrots"),
-            "6",
-            &carol_tone,
-            &work.path().join("carol-heard.wav"),
-        )
-        .await?;
+        // Carol answers one call and hangs up after 6 s.
+        let carol_answers = |heard: &str| {
+            let (server, tone, heard) =
+                (server.clone(), carol_tone.clone(), work.path().join(heard));
+            async move { answers(&server, ("carol", "carrots"), "6", &tone, &heard).await }
+        };
+        let carol = carol_answers("carol-heard.wav").await?;
         let calling = bob_transfers("30", "20", Some(OUTSIDE))?;
         wait_text(&c, r#"[data-testid="incoming-caller"]"#, "bob").await?;
         click(&c, r#"[data-testid="answer"]"#).await?;
@@ -499,13 +550,94 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "carol").await?;
         refer_ended(calling.await??, 200, "followed")?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
-        let out = tokio::task::spawn_blocking(move || carol.wait_with_output()).await??;
-        if !out.status.success() {
+        hung_up(carol, "carol (answering the transfer)").await?;
+        // The window's own blind transfer (a plain account has no router to consult
+        // through): first to "nobody", whom Kamailio does not know — bob follows the REFER
+        // (it comes from his registrar's domain), his call to them fails, his NOTIFY says 404
+        // and the window says the transfer did not go through, the call still up with bob;
+        // then to carol by her user name: bob calls her and the window's leg ends.
+        let carol = carol_answers("carol-heard-2.wav").await?;
+        let calling = bob_transfers("30", "25", None)?;
+        answer_bob(&c).await?;
+        plain_transfer(&c, "nobody", r#"[data-testid="plain-transfer-go"]"#).await?;
+        wait_text(&c, r#"[data-testid="phone-problem"]"#, "did not go through").await?;
+        let why = title_of(&c, r#"[data-testid="phone-problem"]"#).await?;
+        if !why.contains("404") {
+            bail!("the failed transfer says what the target answered: {why:?}");
+        }
+        wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
+        plain_transfer(&c, "carol", r#"[data-testid="plain-transfer-go"]"#).await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        // Carol answered her one call and hung up; bob's were the window's and carol's.
+        hung_up(carol, "carol (the window's transfer of bob)").await?;
+        let out = calling.await??;
+        let said = String::from_utf8_lossy(&out.stdout);
+        let established: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains("\"established\""))
+            .collect();
+        if said.matches("\"transfer_requested\"").count() != 2
+            || established.len() != 2
+            || !said.contains("\"status\":404")
+        {
             bail!(
-                "carol (answering the transfer): {}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
+                "bob (transferred by the window to nobody, then carol): {}\n{said}",
+                out.status
             );
+        }
+        // A consultation on the plain account, then a three-way call the window's phone
+        // mixes: bob (440 Hz) calls, the window consults carol (660 Hz) by her user name, bob
+        // on hold; carol answers; Conference: bob hears carol and carol hears bob through the
+        // window. Then Leave: the window hands bob to carol (REFER with Replaces), its two
+        // calls end, and bob and carol talk on until carol hangs up.
+        let carol_conf_tone = work.path().join("carol-conference.wav");
+        tone_wav(&carol_conf_tone, CAROL_HZ, 8000, 40)?;
+        let carol_conf_heard = work.path().join("carol-conference-heard.wav");
+        let carol = answers(
+            &server,
+            ("carol", "carrots"),
+            "20",
+            &carol_conf_tone,
+            &carol_conf_heard,
+        )
+        .await?;
+        let bob_conf_heard = work.path().join("bob-conference-heard.wav");
+        let calling = bob_runs(
+            "30",
+            "60",
+            &[
+                "--play".as_ref(),
+                bob_tone.as_os_str(),
+                "--record".as_ref(),
+                bob_conf_heard.as_os_str(),
+            ],
+        )?;
+        answer_bob(&c).await?;
+        plain_transfer(&c, "carol", r#"[data-testid="plain-consult-go"]"#).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "talking").await?;
+        wait_attr(&c, r#"[data-testid="in-call"]"#, "data-held", "true").await?;
+        click(&c, r#"[data-testid="consult-conference"]"#).await?;
+        wait_attr(&c, r#"[data-testid="consult"]"#, "data-state", "conference").await?;
+        wait_attr(&c, r#"[data-testid="in-call"]"#, "data-held", "false").await?;
+        screenshot(&c, "sip-account-conference.png").await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        click(&c, r#"[data-testid="consult-complete"]"#).await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        hung_up(carol, "carol (consulted, in the conference, then handed bob)").await?;
+        let out = calling.await??;
+        let said = String::from_utf8_lossy(&out.stdout);
+        if !said.contains("\"replaces\":\"") || said.matches("\"established\"").count() != 2 {
+            bail!("bob (in the window's conference, then handed to carol): {}\n{said}", out.status);
+        }
+        // Bob's call with the window: carol's voice came through the window's mix; carol's
+        // consultation call: bob's.
+        let (bob_heard_carol, carol_heard_bob) = (
+            blocks_with(&bob_conf_heard, CAROL_HZ, 0.2)?,
+            blocks_with(&carol_conf_heard, BOB_HZ, 0.2)?,
+        );
+        eprintln!("the window's conference: bob heard carol in {bob_heard_carol} blocks, carol heard bob in {carol_heard_bob}");
+        if bob_heard_carol < 20 || carol_heard_bob < 20 {
+            bail!("the window's conference: bob heard carol in {bob_heard_carol} blocks, carol heard bob in {carol_heard_bob} (of 50 ms)\nbob: {said}");
         }
         // The password file does not hold it in clear.
         let secret =

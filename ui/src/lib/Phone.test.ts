@@ -174,18 +174,63 @@ describe("the phone in the window", () => {
     expect(screen.queryByTestId("outgoing")).toBeNull();
   });
 
-  it("offers no transfer or consultation on a plain SIP account (they are the router's)", async () => {
+  it("transfers, consults and makes a three-way call with a typed number on a plain SIP account, with no picker (the router's)", async () => {
     const plain = (over: Partial<PhoneView> = {}) => idle({ agent: null, source: "sip_account", ...over });
     const { api, push } = fakeApi(plain());
     render(Phone, { api });
     await vi.waitFor(() => expect(api.onPhone).toHaveBeenCalled());
-    push(plain({ call: ringing({ stage: "talking", answered_unix_ms: Date.now() }) }));
+    const up = ringing({ stage: "talking", answered_unix_ms: Date.now() });
+    push(plain({ call: up }));
     await screen.findByTestId("in-call");
     expect(screen.getByTestId("hangup")).toBeTruthy();
     expect(screen.queryByTestId("transfer-open")).toBeNull();
-    // The same call through the router offers it.
+    expect(screen.queryByTestId("plain-transfer")).toBeNull();
+    await fireEvent.click(screen.getByTestId("plain-transfer-open"));
+    const go = screen.getByTestId("plain-transfer-go") as HTMLButtonElement;
+    expect(go.disabled).toBe(true);
+    // Nothing that could not be a number or an address is sent.
+    await fireEvent.input(screen.getByTestId("plain-transfer-target"), { target: { value: "bob;evil=1" } });
+    expect(go.disabled).toBe(true);
+    await fireEvent.input(screen.getByTestId("plain-transfer-target"), { target: { value: " bob@pbx.example.com " } });
+    expect(go.disabled).toBe(false);
+    await fireEvent.click(go);
+    expect(api.phoneTransfer).toHaveBeenCalledWith("bob@pbx.example.com");
+    await vi.waitFor(() => expect(screen.queryByTestId("plain-transfer")).toBeNull());
+    expect(screen.getByTestId("transfer-step").textContent).toContain("Done:");
+    // A refused transfer leaves the call up and says so.
+    push(plain({ call: up, problem: { code: "transfer_not_done", message: "the transfer did not go through (603 Decline …)" } }));
+    expect((await screen.findByTestId("phone-problem")).textContent).toBe(
+      "The transfer did not go through; the caller is still with you. Try another number, or transfer again.",
+    );
+    // Consult instead: the phone's own consultation, then a three-way call it mixes.
+    await fireEvent.click(screen.getByTestId("plain-transfer-open"));
+    await fireEvent.input(screen.getByTestId("plain-transfer-target"), { target: { value: "carol" } });
+    await fireEvent.click(screen.getByTestId("plain-consult-go"));
+    expect(api.phoneConsult).toHaveBeenCalledWith("carol");
+    const carol = "sip:carol@pbx.example.com";
+    push(plain({ call: { ...up, held: true }, consult: { with: carol, state: "ringing", conference: [] } }));
+    expect((await screen.findByTestId("consult-status")).textContent).toBe(
+      `Ringing ${carol}… the caller is on hold. If you hang up, both calls end.`,
+    );
+    expect((screen.getByTestId("plain-transfer-open") as HTMLButtonElement).disabled).toBe(true);
+    push(plain({ call: { ...up, held: true }, consult: { with: carol, state: "talking", conference: [] } }));
+    await vi.waitFor(() => expect((screen.getByTestId("consult-conference") as HTMLButtonElement).disabled).toBe(false));
+    await fireEvent.click(screen.getByTestId("consult-conference"));
+    expect(api.phoneConsultStep).toHaveBeenLastCalledWith("conference");
+    push(plain({ call: up, consult: { with: carol, state: "conference", conference: [carol] } }));
+    await vi.waitFor(() => expect(screen.getByTestId("consult-status").textContent).toBe(`Conference: you, ${carol} and the caller.`));
+    // No one more: the phone mixes three.
+    expect(screen.queryByTestId("conference-add")).toBeNull();
+    expect(screen.queryByTestId("conference-full")).toBeNull();
+    expect(screen.getByTestId("consult-complete").getAttribute("title")).toBe("The caller and the person talk on without you.");
+    push(plain({ call: up }));
+    setLanguage("zh-CN");
+    await vi.waitFor(() => expect(screen.getByTestId("plain-transfer-open").textContent).toBe("转接"));
+    setLanguage("en");
+    // The same call through the router offers the picker instead.
     push(idle({ call: ringing({ stage: "talking", answered_unix_ms: Date.now() }) }));
     await screen.findByTestId("transfer-open");
+    expect(screen.queryByTestId("plain-transfer-open")).toBeNull();
   });
 
   it("consults a colleague from the picker, then completes, conferences or cancels as the consultation goes", async () => {
