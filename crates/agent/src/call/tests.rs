@@ -126,6 +126,27 @@ async fn until<T>(events: &mut PhoneEvents, mut pick: impl FnMut(&PhoneEvent) ->
     .expect("the event did not come within 10 s")
 }
 
+/// `a` calls `p`, who answers: (a's call, p's call), once a sees it established.
+async fn connect(
+    a: &Phone,
+    ae: &mut PhoneEvents,
+    p: &Phone,
+    pe: &mut PhoneEvents,
+) -> (CallId, CallId) {
+    let out = a.dial(p.contact()).await.unwrap();
+    let inc = until(pe, |e| match e {
+        PhoneEvent::Incoming { call, .. } => Some(*call),
+        _ => None,
+    })
+    .await;
+    p.answer(inc).await.unwrap();
+    until(ae, |e| {
+        matches!(e, PhoneEvent::Established { call, .. } if *call == out).then_some(())
+    })
+    .await;
+    (out, inc)
+}
+
 #[tokio::test]
 async fn two_phones_call_hold_send_dtmf_and_hang_up() {
     let (a, mut ae) = Phone::start(options("alice", (41000, 41099), ReferPolicy::Trusted))
@@ -474,17 +495,7 @@ async fn an_attended_transfer_consults_then_connects_the_two_others() {
     let (c, mut ce) = Phone::start(options("carol", (42100, 42199), ReferPolicy::Trusted))
         .await
         .unwrap();
-    let to_bob = a.dial(b.contact()).await.unwrap();
-    let at_bob = until(&mut be, |e| match e {
-        PhoneEvent::Incoming { call, .. } => Some(*call),
-        _ => None,
-    })
-    .await;
-    b.answer(at_bob).await.unwrap();
-    until(&mut ae, |e| {
-        matches!(e, PhoneEvent::Established { call, .. } if *call == to_bob).then_some(())
-    })
-    .await;
+    let (to_bob, at_bob) = connect(&a, &mut ae, &b, &mut be).await;
     // Completing before there is a consultation says so.
     assert!(a.complete_transfer(to_bob).await.is_err());
     let consult = a.consult(to_bob, c.contact(), false).await.unwrap();
@@ -608,18 +619,7 @@ async fn a_conference_made_while_a_hold_is_under_way_resumes_the_held_call() {
         .unwrap();
     let mut calls = Vec::new();
     for (p, pe) in [(&b, &mut be), (&c, &mut ce)] {
-        let out = a.dial(p.contact()).await.unwrap();
-        let inc = until(pe, |e| match e {
-            PhoneEvent::Incoming { call, .. } => Some(*call),
-            _ => None,
-        })
-        .await;
-        p.answer(inc).await.unwrap();
-        until(&mut ae, |e| {
-            matches!(e, PhoneEvent::Established { call, .. } if *call == out).then_some(())
-        })
-        .await;
-        calls.push(out);
+        calls.push(connect(&a, &mut ae, p, pe).await.0);
     }
     a.hold(calls[0], true).await.unwrap();
     let joined = a.conference(&calls).await.unwrap();
@@ -640,4 +640,86 @@ async fn a_conference_made_while_a_hold_is_under_way_resumes_the_held_call() {
     for p in [a, b, c] {
         p.close().await;
     }
+}
+
+/// A WAV file of `seconds` of a `hz` tone at 8 kHz.
+fn tone_file(dir: &std::path::Path, name: &str, hz: f64, seconds: usize) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let mut sink = switchboard_media::wav::WavSink::create(&path, 8000).unwrap();
+    sink.write(&switchboard_media::tone::sine(
+        hz,
+        8000,
+        8000.0,
+        0,
+        8000 * seconds,
+    ))
+    .unwrap();
+    sink.finish().unwrap();
+    path
+}
+
+#[tokio::test]
+async fn in_a_conference_each_hears_the_others_and_our_mute_silences_only_us() {
+    // Alice (1000 Hz) joins Bob (440 Hz) and Carol (660 Hz), then mutes: Bob goes on hearing
+    // Carol, and Alice no more.
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = options("alice", (42500, 42599), ReferPolicy::Trusted);
+    alice.media.play = Some(tone_file(dir.path(), "alice.wav", 1000.0, 30));
+    let (a, mut ae) = Phone::start(alice).await.unwrap();
+    let mut calls = Vec::new();
+    let mut others = Vec::new();
+    for (name, hz, ports) in [
+        ("bob", 440.0, (42600, 42699)),
+        ("carol", 660.0, (42700, 42799)),
+    ] {
+        let mut o = options(name, ports, ReferPolicy::Trusted);
+        o.media.play = Some(tone_file(dir.path(), &format!("{name}.wav"), hz, 30));
+        o.media.record = Some(dir.path().join(format!("{name}-heard.wav")));
+        let (p, mut pe) = Phone::start(o).await.unwrap();
+        calls.push(connect(&a, &mut ae, &p, &mut pe).await.0);
+        others.push((p, pe));
+    }
+    a.conference(&calls).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.mute(true).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.hangup_all().unwrap();
+    for (p, mut pe) in others {
+        until(&mut pe, |e| {
+            matches!(e, PhoneEvent::Ended { .. }).then_some(())
+        })
+        .await;
+        p.close().await;
+    }
+    a.close().await;
+    let heard = |name: &str| {
+        switchboard_media::wav::read_mono(&dir.path().join(format!("{name}-heard.wav"))).unwrap()
+    };
+    // Per recording: blocks of Alice before and after the mute, and of the other party.
+    let look = |name: &str, other: f64| {
+        let (samples, rate) = heard(name);
+        let last = (rate as usize).min(samples.len());
+        let (before, after) = samples.split_at(samples.len() - last);
+        let share = |s: &[i16], hz| switchboard_media::tone::blocks_holding(s, rate, hz, 0.2);
+        (
+            share(before, 1000.0),
+            share(after, 1000.0),
+            share(after, other),
+        )
+    };
+    let (bob_alice, bob_alice_muted, bob_carol) = look("bob", 660.0);
+    let (carol_alice, carol_alice_muted, carol_bob) = look("carol", 440.0);
+    eprintln!("bob: alice {bob_alice} then {bob_alice_muted} muted, carol {bob_carol} (last 20 blocks); carol: alice {carol_alice} then {carol_alice_muted}, bob {carol_bob}");
+    assert!(
+        bob_alice >= 20 && carol_alice >= 20,
+        "Alice was heard before her mute"
+    );
+    assert!(
+        bob_alice_muted <= 1 && carol_alice_muted <= 1,
+        "Alice was heard while muted"
+    );
+    assert!(
+        bob_carol >= 15 && carol_bob >= 15,
+        "the two others stopped hearing each other"
+    );
 }
