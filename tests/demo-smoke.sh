@@ -174,29 +174,10 @@ done
 transferred_to_megan ||
     fail "the second call is not recorded as transferred to Megan by Diego: $(head -c 3000 "$work/calls.json")"
 # The caller heard Megan: her phone answers with a 523 Hz tone (scripts/demo-teams.sh), which
-# holds most of the sound in most of the call's last 5 s (Goertzel, 50 ms blocks).
-heard_megan="$(python3 - "$work/caller2.wav" <<'PY'
-import math, struct, sys, wave
-w = wave.open(sys.argv[1])
-rate, n = w.getframerate(), w.getnframes()
-raw = w.readframes(n)
-ch = w.getnchannels()
-x = struct.unpack("<%dh" % (len(raw) // 2), raw)[::ch]
-block = rate // 20
-blocks = [x[i:i + block] for i in range(0, len(x) - block + 1, block)][-100:]
-k = 2 * math.cos(2 * math.pi * 523 / rate)
-held = 0
-for b in blocks:
-    s1 = s2 = 0.0
-    for v in b:
-        s1, s2 = v + k * s1 - s2, s1
-    power = s1 * s1 + s2 * s2 - k * s1 * s2
-    energy = sum(v * v for v in b)
-    if energy > block * 300 ** 2 and 2 * power / (block * energy) > 0.6:
-        held += 1
-print(held)
-PY
-)" || fail "cannot read the second caller's recording"
+# holds most of the sound in most of the call's last 5 s (Goertzel, 50 ms blocks:
+# tests/peers/tones.py).
+heard_megan="$(python3 tests/peers/tones.py "$work/caller2.wav" 523 --last 100 --share 0.6 --min-rms 300)" ||
+    fail "cannot read the second caller's recording"
 [ "$heard_megan" -ge 60 ] ||
     fail "the caller heard Megan's 523 Hz in only $heard_megan of the call's last 100 blocks of 50 ms"
 say "demo test: the caller heard Megan in Teams in $heard_megan of the call's last 100 blocks"

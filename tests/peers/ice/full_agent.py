@@ -23,11 +23,15 @@ import argparse
 import asyncio
 import json
 import math
+import pathlib
 import struct
 import sys
 
 import aioice
 import aioice.ice
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import tones  # noqa: E402  (tests/peers/tones.py)
 from aioice.candidate import Candidate
 
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -99,23 +103,6 @@ def linear_to_ulaw(x):
     return ~(sign | (exp << 4) | mantissa) & 0xFF
 
 
-def tone_share(samples, hz, rate=8000, block=160):
-    """How many 20 ms blocks hold mostly `hz` (Goertzel over each block's energy)."""
-    coeff = 2 * math.cos(2 * math.pi * hz / rate)
-    loud = 0
-    for i in range(0, len(samples) - block + 1, block):
-        s1 = s2 = 0.0
-        total = 0.0
-        for x in samples[i:i + block]:
-            s1, s2 = x + coeff * s1 - s2, s1
-            total += x * x
-        power = s1 * s1 + s2 * s2 - coeff * s1 * s2
-        # A pure tone of the block's energy gives power ≈ total * block / 2.
-        if total > block * 100 * 100 and power > 0.5 * total * block / 2:
-            loud += 1
-    return loud
-
-
 async def send_tone(conn, hz, seconds):
     seq, ts = STREAM["seq"], STREAM["ts"]
     n = 0
@@ -166,7 +153,7 @@ async def session(sdp, args, digit):
         # Then talk: a tone, while what we hear is kept.
         heard.clear()
         await send_tone(conn, args.tone, args.tone_seconds)
-        say({"heard": tone_share(heard, args.hear) if args.hear else 0,
+        say({"heard": tones.blocks_holding(heard, 8000, args.hear, block=160) if args.hear else 0,
              "blocks": len(heard) // 160})
     await keypad(conn, digit)
     task.cancel()
