@@ -42,7 +42,9 @@ struct CallMedia {
     /// In the phone's conference: the call also carries what the conference's other calls
     /// hear.
     joined: bool,
-    /// What this call heard this tick at 48 kHz (for the speaker and the conference).
+    /// What this call heard this tick, at its rate and at 48 kHz (for the speaker and the
+    /// conference).
+    heard: Vec<i16>,
     heard48: Vec<f32>,
     /// The conference's other calls (48 kHz) → this call's codec rate.
     others: Rate,
@@ -240,6 +242,7 @@ impl CallAudio {
                 mic: Rate::new(ENGINE_RATE, codec.clock_rate()),
                 speaker: Rate::new(codec.clock_rate(), ENGINE_RATE),
                 joined: false,
+                heard: Vec::new(),
                 heard48: vec![0.0; MAX_FRAME],
                 others: Rate::new(ENGINE_RATE, codec.clock_rate()),
                 auth_failures_in_row: 0,
@@ -312,14 +315,15 @@ impl CallAudio {
         // A conference needs two calls or more; one left talks as a plain call.
         let conference = self.calls.values().filter(|c| c.joined).count() >= 2;
         bufs.conference.fill(0.0);
-        let mut heard_by_call = Vec::with_capacity(self.calls.len());
         for c in self.calls.values_mut() {
-            let heard = c.session.play();
+            // Kept for the second pass (the vector moves in; none is made for it).
+            c.heard = c.session.play();
+            let heard = &c.heard;
             let in_conference = conference && c.joined;
             if with_devices || in_conference {
                 let f = &mut bufs.call[..heard.len().min(MAX_FRAME)];
                 f.iter_mut()
-                    .zip(&heard)
+                    .zip(heard)
                     .for_each(|(f, &x)| *f = f32::from(x) / 32768.0);
                 c.speaker.push(f);
                 if !c.speaker.pull_into(&mut c.heard48) {
@@ -339,14 +343,13 @@ impl CallAudio {
                 }
             }
             if let Some(sink) = c.sink.as_mut() {
-                if let Err(e) = sink.write(&heard) {
+                if let Err(e) = sink.write(heard) {
                     tracing::warn!(error = %e, "recording stopped");
                     c.sink = None;
                 }
             }
-            heard_by_call.push(heard);
         }
-        for (c, heard) in self.calls.values_mut().zip(heard_by_call) {
+        for c in self.calls.values_mut() {
             let n = c.session.frame_samples().min(MAX_FRAME);
             if with_devices {
                 c.mic.push(&bufs.mic);
@@ -373,7 +376,7 @@ impl CallAudio {
             let mine = &mut bufs.mic_call[..n];
             match c.source.as_mut() {
                 // An echo sends what it hears in the same tick (no frame of extra delay).
-                _ if echo => copy_padded(pcm, &heard),
+                _ if echo => copy_padded(pcm, &c.heard),
                 Some(s) => copy_padded(pcm, &s.next_frame(n)),
                 None if with_devices => {
                     if c.mic.pull_into(mine) {
