@@ -1666,13 +1666,14 @@ impl DeskPhone {
                     return;
                 }
                 let _ = phone.ring(*call);
+                // A plain account's caller, as a person reads it: the From's display name or
+                // user part (the router names its callers itself).
+                let mut offer = offer.clone();
+                if offer.caller.is_none() {
+                    offer.caller = crate::notice::caller_of(from);
+                }
                 let from = printable(from, 256).unwrap_or_default();
-                self.new_call(CallView::new(
-                    *call,
-                    CallStage::Ringing,
-                    from,
-                    offer.clone(),
-                ));
+                self.new_call(CallView::new(*call, CallStage::Ringing, from, offer));
             }
             PhoneEvent::Calling { call, to } => self.calling(*call, to),
             PhoneEvent::Progress {

@@ -120,7 +120,7 @@ impl NoticeAction {
 
 /// The caller in a From value (`"Name" <sip:+1555@host>;tag=…`): the display name, else the
 /// user part of the address.
-fn caller_of(from: &str) -> Option<String> {
+pub(crate) fn caller_of(from: &str) -> Option<String> {
     let (name, rest) = match from.split_once('<') {
         Some((name, rest)) => (name.trim().trim_matches('"').trim(), rest),
         None => ("", from),

@@ -200,6 +200,8 @@ async fn the_desks_phone_on_a_plain_sip_account_registers_with_kamailio_and_call
     })
     .await;
     assert!(ringing.from.contains("bob"), "{ringing:?}");
+    // Shown as a person reads it: the From's user part, not its header.
+    assert_eq!(ringing.offer.caller.as_deref(), Some("bob"), "{ringing:?}");
     assert_eq!(ringing.offer.queue, None, "no router, no queue");
     desk.answer(ringing.id).await.unwrap();
     until("the call to be up", &desk, || {
