@@ -461,6 +461,9 @@ impl AgentApi {
     ) -> Result<Self, DeskError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            // Before the router closes them: its header-read timeout (10 s by default) also
+            // ends idle keep-alive connections, and a request sent on one as it closes fails.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| DeskError::Unreachable {
                 base: base.to_owned(),
@@ -2420,8 +2423,9 @@ impl DeskPhone {
     }
 
     /// Calls `typed` — a number, or a colleague, queue, attendant or expert group by name —
-    /// through the router (which answers for the tenant's toll rules); the call shows in the
-    /// view from [`CallStage::Calling`] on, and a refusal as its problem when it ends.
+    /// through the router (which answers for the tenant's toll rules), or on a plain SIP
+    /// account a number or address through its registrar; the call shows in the view from
+    /// [`CallStage::Calling`] on, and a refusal as its problem when it ends.
     pub async fn dial(&self, typed: &str) -> Result<CallId, DeskError> {
         let r = async {
             let (phone, registrar, domain, plain) = {

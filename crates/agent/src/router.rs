@@ -376,6 +376,9 @@ async fn run_link(
 ) {
     let http = match reqwest::Client::builder()
         .connect_timeout(policy.connect_timeout)
+        // Before the router closes them: its header-read timeout (10 s by default) also ends
+        // idle keep-alive connections, and a request sent on one as it closes fails.
+        .pool_idle_timeout(Duration::from_secs(4))
         .build()
     {
         Ok(c) => c,

@@ -31,10 +31,12 @@ mod teams_proxy;
 const CALLER_HZ: f64 = 440.0;
 const AGENT_HZ: f64 = 1000.0;
 
-/// How many tests place calls at once: `SB_CALLS_AT_ONCE`, 2 by default (CI's two cores run
-/// two: each test's calls are a few real-time streams, far from a core's worth, and time spent
-/// waiting for timers — ring-no-answer, wrap-up, announcements — is shared). Set it to 1 to
-/// judge a test's audio alone. Tests with the simulated Teams proxy (Kamailio with TLS both
+/// How many tests place calls at once: `SB_CALLS_AT_ONCE`, 2 by default. Each test's calls are a
+/// few real-time streams, far from a core's worth, and most of its time is spent waiting for
+/// timers — ring-no-answer, wrap-up, announcements — so `scripts/test.sh` runs four at once on
+/// CI's two cores (with `--test-threads=4`: libtest's own default is one test per core; a load
+/// of 1.4 was seen, and the suite took 427 s against 655 s at two). Set it to 1 to judge a
+/// test's audio alone. Tests with the simulated Teams proxy (Kamailio with TLS both
 /// ways, and the router's TLS probes) take every turn at once: beside another call test their
 /// TLS probes were seen to go unanswered for 20 s on two cores.
 static CALLS: AtOnce = AtOnce(std::sync::LazyLock::new(|| {
@@ -66,6 +68,17 @@ impl AtOnce {
             .await
             .expect("the semaphore is never closed")
     }
+}
+
+/// An HTTP client for the router's API whose idle connections close before the router closes
+/// them: the router's header-read timeout (10 s by default) also ends an idle keep-alive
+/// connection, and a request sent on one the router is closing that moment fails
+/// (`IncompleteMessage`; seen once in a run of this suite).
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(4))
+        .build()
+        .expect("a plain HTTP client builds")
 }
 
 fn agent_bin() -> PathBuf {
@@ -193,7 +206,7 @@ async fn start_in(toml: &str, dir: tempfile::TempDir) -> Center {
     Center {
         base: router.url().to_owned(),
         sip,
-        http: reqwest::Client::new(),
+        http: http_client(),
         router,
         dir,
     }
@@ -1735,7 +1748,7 @@ async fn a_call_cut_short_by_sigkill_is_recorded_as_interrupted_after_the_restar
     std::fs::write(d.join("router.toml"), format!("{EDGE}{TENANT}")).unwrap();
     tone_wav(&d.join("tone.wav"), CALLER_HZ, 30);
     let (mut router, base, sip) = router_process(d);
-    let http = reqwest::Client::new();
+    let http = http_client();
     let mut agent = adele_registered_and_ready(&http, &base, d, &[]).await;
     let mut caller = Command::new(agent_bin())
         .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
@@ -1797,7 +1810,7 @@ async fn configuration_made_through_the_api_survives_a_sigkill() {
     std::fs::write(d.join("router.toml"), format!("{EDGE}{TENANT}")).unwrap();
     tone_wav(&d.join("tone.wav"), CALLER_HZ, 10);
     let (mut router, base, _) = router_process(d);
-    let http = reqwest::Client::new();
+    let http = http_client();
     let config = format!("{base}/v1/config/tenants/contoso");
     for (path, body) in [
         (
@@ -3848,7 +3861,7 @@ async fn a_callback_asked_for_before_a_sigkill_is_made_after_the_restart() {
     std::fs::write(d.join("router.toml"), config).unwrap();
     tone_wav(&d.join("caller.wav"), CALLER_HZ, 30);
     let (mut router, base, sip) = router_process(d);
-    let http = reqwest::Client::new();
+    let http = http_client();
     let agent = adele_registered_and_ready(&http, &base, d, &["--codec", "pcmu"]).await;
     adele_state(&http, &base, "not_ready").await;
     // The caller is offered a callback at once (position 1), presses 1 and is hung up on.
@@ -6436,7 +6449,7 @@ async fn after_a_sigkill_a_registered_ready_agent_takes_calls_without_signing_in
         1,
     );
     std::fs::write(d.join("router.toml"), config).unwrap();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let agent = adele_registered_and_ready(&http, &base, d, &["--codec", "pcmu"]).await;
     // The session is written within the announce interval; give it a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1637,7 +1637,7 @@ async fn an_expert_in_teams_is_chosen_by_teams_presence() {
     })
     .await
     .unwrap();
-    let http = reqwest::Client::new();
+    let http = super::http_client();
     let added = post_json(
         &http,
         &format!("{}/_sim/users", sim.base_url()),
