@@ -80,3 +80,18 @@ build_ui() {
 cargo_bin_dir() {
     echo "${CARGO_TARGET_DIR:-$SB_ROOT/target}/debug"
 }
+
+# install_cargo_tools — the cargo-installed tools the tests use, when missing: tauri-driver (the
+# WebDriver front for the real Tauri window; crates.io, 2.x, not the 3.0 alpha) and cargo-deny
+# (licences, bans, sources and advisories of every dependency: deny.toml).
+install_cargo_tools() {
+    if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+        say "installing tauri-driver (cargo install, a few minutes)"
+        cargo install tauri-driver --locked --version '^2' --quiet
+    fi
+
+    if ! command -v cargo-deny >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-deny" ]; then
+        say "installing cargo-deny (cargo install, a few minutes)"
+        cargo install cargo-deny --locked --version 0.20.2 --quiet
+    fi
+}

@@ -24,16 +24,11 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 
     as_root systemctl stop kamailio || true
 fi
 
-# tauri-driver: the WebDriver front for the real Tauri window (crates.io; 2.x, not the 3.0 alpha).
-if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
-    say "installing tauri-driver (cargo install, a few minutes)"
-    cargo install tauri-driver --locked --version '^2' --quiet
-fi
-
-# cargo-deny (crates.io): licences, bans and sources of every dependency (deny.toml).
-if ! command -v cargo-deny >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-deny" ]; then
-    say "installing cargo-deny (cargo install, a few minutes)"
-    cargo install cargo-deny --locked --version 0.20.2 --quiet
+# tauri-driver (the window tests' WebDriver) and cargo-deny: cargo installs, CPU-bound for a few
+# minutes on a fresh machine. With --no-cargo-tools they are left to scripts/side-builds.sh,
+# which scripts/test.sh runs while the Rust tests wait on their timers.
+if [ "${1:-}" != "--no-cargo-tools" ]; then
+    install_cargo_tools
 fi
 
 # oidc-provider (npm): an OpenID-certified identity provider for the sign-in tests.
