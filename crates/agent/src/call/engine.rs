@@ -540,6 +540,12 @@ impl Engine {
 
     /// Starts or updates a call's audio for newly agreed media; says so when it cannot.
     async fn media_agreed(&mut self, call: CallId, media: &Negotiated) {
+        tracing::info!(
+            %call,
+            codec = %media.codec.encoding,
+            rate = media.codec.clock_rate,
+            "call media agreed"
+        );
         if let Err(e) = self.audio.start(call, media).await {
             self.emit(PhoneEvent::MediaError {
                 call,
@@ -875,7 +881,7 @@ impl Engine {
         let mut unique = calls.clone();
         unique.sort();
         unique.dedup();
-        let (held, all) = match self.audio.conference(unique).await {
+        let all = match self.audio.conference(unique).await {
             None => return Err(CallError::Media("the audio engine stopped".into())),
             Some(Err(Some(call))) => {
                 return Err(CallError::Options(format!(
@@ -889,12 +895,13 @@ impl Engine {
             }
             Some(Ok(joined)) => joined,
         };
-        // Those we hold, whether or not the other side has agreed yet (the audio knows only
-        // once it has): a resume asked while the hold is under way goes after it.
-        let mut held: Vec<CallId> = held;
-        held.extend(all.iter().filter(|c| self.held.contains(c)));
-        held.sort();
-        held.dedup();
+        // Those we hold, whether or not the other side has agreed yet: a resume asked while
+        // the hold is under way goes after it. A hold from the other side stays theirs.
+        let held: Vec<CallId> = all
+            .iter()
+            .copied()
+            .filter(|c| self.held.contains(c))
+            .collect();
         tracing::info!(calls = ?all, resumed = ?held, "the phone's conference");
         let now = Instant::now();
         for call in held {

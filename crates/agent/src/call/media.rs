@@ -414,8 +414,8 @@ impl CallAudio {
 
     /// Joins `calls` to the phone's conference (with those in it already): every call named
     /// must carry audio (else the first that does not is the error), and the conference must
-    /// have two calls at least (else the error is `None`); otherwise nothing changes. The
-    /// calls we hold (to resume), and every call of the conference now.
+    /// have two calls at least (else the error is `None`); otherwise nothing changes. Every
+    /// call of the conference now.
     fn join(&mut self, calls: &[CallId]) -> Joined {
         if let Some(missing) = calls.iter().find(|c| !self.calls.contains_key(c)) {
             return Err(Some(*missing));
@@ -428,16 +428,12 @@ impl CallAudio {
         if size < 2 {
             return Err(None);
         }
-        let mut held = Vec::new();
         for call in calls {
             if let Some(c) = self.calls.get_mut(call) {
                 if !c.joined {
                     c.joined = true;
                     // A fresh start: no stale audio from an earlier conference.
                     c.others = Rate::new(ENGINE_RATE, c.others.rates().1);
-                }
-                if c.held {
-                    held.push(*call);
                 }
             }
         }
@@ -448,7 +444,7 @@ impl CallAudio {
             .map(|(k, _)| *k)
             .collect();
         all.sort();
-        Ok((held, all))
+        Ok(all)
     }
 
     /// What the devices reported since the last tick.
@@ -591,9 +587,10 @@ enum Cmd {
     Join(Vec<CallId>, oneshot::Sender<Joined>),
 }
 
-/// The calls we hold and every call of the conference; or the first call named that carries
-/// no audio, or `None` when there would be fewer than two calls.
-type Joined = Result<(Vec<CallId>, Vec<CallId>), Option<CallId>>;
+/// Every call of the conference; or the first call named that carries no audio, or `None`
+/// when there would be fewer than two calls. (Which calls to resume is the engine's to know:
+/// it keeps the holds it asked for, and a hold from the other side is not ours to lift.)
+type Joined = Result<Vec<CallId>, Option<CallId>>;
 
 /// The agent's audio engine, running on a thread of its own (`switchboard-audio`).
 pub struct AudioHandle {
@@ -865,8 +862,8 @@ impl AudioHandle {
     }
 
     /// Joins `calls` to the phone's conference: each then also carries what the
-    /// conference's other calls hear (a local three-way call, mixed here). The calls we hold
-    /// (to be resumed) and every call of the conference; the error is the first call named
+    /// conference's other calls hear (a local three-way call, mixed here). Every call of the
+    /// conference; the error is the first call named
     /// that carries no audio (not answered, or ended), or `None` when the conference would
     /// have one call. A call leaves when it ends.
     pub async fn conference(&self, calls: Vec<CallId>) -> Option<Joined> {
