@@ -298,7 +298,7 @@ const en = {
   "error.call_unavailable": "No line is free for that call now. Try again in a minute.",
   "error.call_failed": "The call could not be placed. Try again; if it repeats, tell your administrator.",
   "phone.transferBlind": "Transfer",
-  "phone.transferTo": "Transfer the caller to",
+  "phone.transferTo": "Hand the caller to, or consult first with",
   "phone.transferPlaceholder": "Number or SIP address, e.g. 2001 or bob@pbx.example.com",
   "phone.transferGo": "Transfer",
   "error.transfer_not_done": "The transfer did not go through; the caller is still with you. Try another number, or transfer again.",

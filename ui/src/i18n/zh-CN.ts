@@ -300,7 +300,7 @@ const zhCN: Record<MessageKey, string> = {
   "error.call_unavailable": "目前没有可用线路。请一分钟后再试。",
   "error.call_failed": "无法发起呼叫。请重试；如果仍然失败，请告知管理员。",
   "phone.transferBlind": "转接",
-  "phone.transferTo": "将来电者转接到",
+  "phone.transferTo": "将来电者转接给（或先咨询）",
   "phone.transferPlaceholder": "号码或 SIP 地址，例如 2001 或 bob@pbx.example.com",
   "phone.transferGo": "转接",
   "error.transfer_not_done": "转接未成功；来电者仍在与您通话。请尝试其他号码，或再次转接。",
