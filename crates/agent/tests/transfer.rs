@@ -286,3 +286,42 @@ fn a_three_way_conference_mixed_by_the_agent() {
         "Alice's second call: Carol alone in {carol_only} of {blocks}"
     );
 }
+
+#[test]
+fn a_conference_ends_at_its_time_after_the_first_party_left() {
+    // Alice calls Dave, who leaves after 3 s, and joins Carol, who would stay 30 s. Alice's
+    // --hangup-after 8 is the conference's: she hangs up on Carol then, not when Carol leaves.
+    let (mut dave, dp) = answerer("dave", &["--hangup-after", "3"]);
+    let (mut carol, cp) = answerer("carol", &["--hangup-after", "30"]);
+    let started = std::time::Instant::now();
+    let (out, ev) = run_agent(
+        &[
+            "call",
+            &format!("sip:dave@127.0.0.1:{dp}"),
+            "--conference",
+            &format!("sip:carol@127.0.0.1:{cp}"),
+            "--hangup-after",
+            "8",
+        ],
+        &[],
+    );
+    let took = started.elapsed();
+    assert!(out.status.success(), "{ev:?}");
+    assert!(ev.iter().any(|e| e["event"] == "conference"), "{ev:?}");
+    let ended: Vec<&serde_json::Value> = ev.iter().filter(|e| e["event"] == "ended").collect();
+    assert_eq!(ended.len(), 2, "{ev:?}");
+    assert_ne!(ended[0]["reason"], "local", "Dave left first: {ended:?}");
+    assert_eq!(
+        ended[1]["reason"], "local",
+        "Alice ended Carol's call: {ended:?}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "Alice left at the conference's time, not Carol's: {took:?}"
+    );
+    for p in [&mut dave, &mut carol] {
+        assert!(wait_output(p, Duration::from_secs(10), &[])
+            .status
+            .success());
+    }
+}

@@ -1079,10 +1079,29 @@ async fn run<F: std::future::Future<Output = ()>>(
                     }
                     PhoneEvent::Ended { call, reason, .. } => {
                         let (text, ok) = describe_end(&reason);
-                        active.remove(&call);
+                        let left = active.remove(&call);
                         ringing.remove(&call);
                         open.remove(&call);
-                        s.conference.retain(|c| *c != call);
+                        if s.conference.contains(&call) {
+                            s.conference.retain(|c| *c != call);
+                            // The conference's end stays where --hangup-after put it: those
+                            // still in it (whose own calls run no plan) are hung up then, not
+                            // when they leave.
+                            if let Some((start, plan)) = left {
+                                for c in &s.conference {
+                                    if let Some((their_start, theirs)) = active.get_mut(c) {
+                                        if theirs.is_empty() {
+                                            *their_start = start;
+                                            theirs.extend(
+                                                plan.iter()
+                                                    .filter(|(_, a)| matches!(a, Action::Hangup))
+                                                    .map(|(d, _)| (*d, Action::Hangup)),
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                        }
                         if s.joining.remove(&call).is_some() && outcome.is_none() && !ok {
                             outcome = Some(anyhow::anyhow!("the call for the conference {text}"));
                         }
