@@ -1294,6 +1294,8 @@ struct PlainConsult {
     /// Whom (the SIP URI called).
     with: String,
     state: ConsultState,
+    /// Complete was asked for: the caller is being handed over (REFER with Replaces).
+    completing: bool,
 }
 
 /// A WAV file played as the microphone, and one that records what calls carry from the
@@ -2051,10 +2053,26 @@ impl DeskPhone {
                 if let Some(p) = refused {
                     self.update(|v| v.problem = Some(p));
                 }
-                // Back to the caller (still on hold unless the two were in a conference).
+                // Back to the caller (still on hold unless the two were in a conference). Not
+                // while the caller is being handed over: the consultation's end is then the
+                // transfer working (the person's phone ends it, replaced), and the caller's
+                // call ends with the transfer's answer — resumed only if it is still here,
+                // held, 5 s on (the transfer failed).
                 let (me, phone) = (self.clone(), phone.clone());
                 let original = c.original;
+                let completing = c.completing;
                 tokio::spawn(async move {
+                    if completing {
+                        let mut view = me.inner.view.subscribe();
+                        let gone =
+                            view.wait_for(|v| v.call.as_ref().map(|c| c.id) != Some(original));
+                        if tokio::time::timeout(Duration::from_secs(5), gone)
+                            .await
+                            .is_ok()
+                        {
+                            return;
+                        }
+                    }
                     let up = me
                         .inner
                         .view
@@ -2304,6 +2322,7 @@ impl DeskPhone {
                     original: call,
                     with: uri.clone(),
                     state: ConsultState::Ringing,
+                    completing: false,
                 });
                 self.show_plain_consult();
                 return Ok(format!("consulting {uri}, the caller on hold"));
@@ -2349,7 +2368,13 @@ impl DeskPhone {
                 if c.state == ConsultState::Ringing {
                     return Err(DeskError::NoSuchCall);
                 }
-                phone.complete_transfer(c.call).await?;
+                // Marked before the REFER goes: the consultation's end may come before its
+                // answer does.
+                self.mark_completing(c.call, true);
+                if let Err(e) = phone.complete_transfer(c.call).await {
+                    self.mark_completing(c.call, false);
+                    return Err(e.into());
+                }
                 Ok(format!("handing the caller to {}", c.with))
             }
             ConsultStep::Conference => {
@@ -2372,6 +2397,13 @@ impl DeskPhone {
                 phone.hangup(c.call)?;
                 Ok(format!("ended the consultation with {}", c.with))
             }
+        }
+    }
+
+    /// Marks the plain account's consultation `call` as being completed (or no longer).
+    fn mark_completing(&self, call: CallId, on: bool) {
+        if let Some(pc) = self.plain_consult().as_mut().filter(|pc| pc.call == call) {
+            pc.completing = on;
         }
     }
 

@@ -11,11 +11,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 use switchboard_agent::call::Secret;
-use switchboard_agent::desk::{AudioFiles, CallStage, DeskPhone, RegistrationView};
+use switchboard_agent::desk::{AudioFiles, CallStage, ConsultStep, DeskPhone, RegistrationView};
 use switchboard_agent::{AudioSettings, PhoneSource, SipAccountSettings, SipTransport};
 use switchboard_media::tone;
 use switchboard_media::wav::{read_mono, WavSink};
@@ -321,4 +322,148 @@ async fn an_unreachable_registrar_says_what_to_check() {
         "{reason}"
     );
     desk.stop().await;
+}
+
+/// A plain account's consultation handed over (REFER with Replaces, RFC 3891, through
+/// Kamailio): Bob, a headless agent registered there, calls the phone, which answers, consults
+/// Carol (another, answering by herself) and completes. Bob's next call is with Carol, in place
+/// of the consultation; the phone's calls end; and Bob's call with the phone was held once and
+/// never resumed on its way out — the consultation's end (Carol's BYE on the replaced dialog,
+/// which races the transfer's final NOTIFY) is no reason to take a caller being handed over
+/// off hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_account_consults_and_hands_the_caller_over() {
+    let k = tokio::task::block_in_place(|| start_kamailio("proxy.cfg"));
+    let server = format!("sip:127.0.0.1:{}", k.port);
+    let account = SipAccountSettings {
+        registrar: server.clone(),
+        user: "alice".into(),
+        auth_user: None,
+        display_name: None,
+        transport: SipTransport::Udp,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tone_wav = dir.path().join("tone1000.wav");
+    tone_wav_file(&tone_wav);
+    let desk = DeskPhone::new();
+    desk.use_audio_files(AudioFiles {
+        play: Some(tone_wav),
+        record: None,
+    });
+    desk.start_plain(
+        &account,
+        Secret("wonderland".into()),
+        &AudioSettings::default(),
+    )
+    .await
+    .unwrap();
+    until("registered", &desk, || match desk.view().registration {
+        RegistrationView::Registered { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // Carol answers by herself: the consultation, then Bob's call in its place.
+    let mut carol = agent(&[
+        "answer",
+        "--server",
+        &server,
+        "--user",
+        "carol",
+        "--password",
+        "carrots",
+        "--calls",
+        "2",
+        "--hangup-after",
+        "6",
+        "--wait",
+        "40",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    tokio::task::block_in_place(|| events_until(&mut carol, "registered"));
+    let alice = format!("sip:alice@127.0.0.1:{}", k.port);
+    let mut bob = agent(&[
+        "call",
+        &alice,
+        "--server",
+        &server,
+        "--user",
+        "bob",
+        "--password",
+        "builder",
+        "--hangup-after",
+        "30",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+
+    let ringing = until("Bob's call to ring", &desk, || {
+        desk.view().call.filter(|c| c.stage == CallStage::Ringing)
+    })
+    .await;
+    desk.answer(ringing.id).await.unwrap();
+    until("Bob's call to be up", &desk, || {
+        desk.view().call.filter(|c| c.stage == CallStage::Talking)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    desk.consult("carol").await.unwrap();
+    until("the consultation to be up", &desk, || {
+        desk.view()
+            .consult
+            .filter(|c| c.state == switchboard_api::ConsultState::Talking)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    desk.consult_step(ConsultStep::Complete).await.unwrap();
+    until("the phone's calls to end", &desk, || {
+        (desk.view().call.is_none() && desk.view().consult.is_none()).then_some(())
+    })
+    .await;
+
+    let bob_out = tokio::task::block_in_place(|| wait_output(&mut bob, WAIT, &[]));
+    let bev = events(&bob_out.stdout);
+    assert!(bob_out.status.success(), "{bev:?}");
+    assert!(
+        bev.iter().any(|e| e["event"] == "transfer_requested"),
+        "{bev:?}"
+    );
+    assert_eq!(
+        bev.iter().filter(|e| e["event"] == "established").count(),
+        2,
+        "Bob talked to the phone, then to Carol: {bev:?}"
+    );
+    // The phone's call with Bob changed its media once: the hold.
+    let first = bev
+        .iter()
+        .find(|e| e["event"] == "established")
+        .map(|e| e["call"].clone())
+        .unwrap();
+    let changes: Vec<&serde_json::Value> = bev
+        .iter()
+        .filter(|e| e["event"] == "media" && e["call"] == first)
+        .collect();
+    assert_eq!(changes.len(), 1, "held once, never resumed: {changes:?}");
+    assert_ne!(changes[0]["media"]["direction"], "sendrecv", "{changes:?}");
+    let carol_out = tokio::task::block_in_place(|| wait_output(&mut carol, WAIT, &[]));
+    let cev = events(&carol_out.stdout);
+    assert!(
+        cev.iter()
+            .any(|e| e["event"] == "ended" && e["reason"] == "replaced"),
+        "Bob's call replaced the consultation: {cev:?}"
+    );
+    desk.stop().await;
+}
+
+/// 30 s of 1000 Hz at 8 kHz: the phone's microphone.
+fn tone_wav_file(path: &Path) {
+    let mut sink = WavSink::create(path, 8000).unwrap();
+    sink.write(&tone::sine(PHONE_HZ, 8000, 8000.0, 0, 8000 * 30))
+        .unwrap();
+    sink.finish().unwrap();
 }
