@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -343,11 +342,11 @@ async fn a_plain_account_consults_and_hands_the_caller_over() {
         transport: SipTransport::Udp,
     };
     let dir = tempfile::tempdir().unwrap();
-    let tone_wav = dir.path().join("tone1000.wav");
-    tone_wav_file(&tone_wav);
+    let mic = dir.path().join("tone1000.wav");
+    tone_wav(&mic, PHONE_HZ, 30);
     let desk = DeskPhone::new();
     desk.use_audio_files(AudioFiles {
-        play: Some(tone_wav),
+        play: Some(mic),
         record: None,
     });
     desk.start_plain(
@@ -364,7 +363,7 @@ async fn a_plain_account_consults_and_hands_the_caller_over() {
     .await;
 
     // Carol answers by herself: the consultation, then Bob's call in its place.
-    let mut carol = agent(&[
+    let mut carol = spawn_agent(&[
         "answer",
         "--server",
         &server,
@@ -378,14 +377,10 @@ async fn a_plain_account_consults_and_hands_the_caller_over() {
         "6",
         "--wait",
         "40",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ]);
     tokio::task::block_in_place(|| events_until(&mut carol, "registered"));
     let alice = format!("sip:alice@127.0.0.1:{}", k.port);
-    let mut bob = agent(&[
+    let mut bob = spawn_agent(&[
         "call",
         &alice,
         "--server",
@@ -396,11 +391,7 @@ async fn a_plain_account_consults_and_hands_the_caller_over() {
         "builder",
         "--hangup-after",
         "30",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ]);
 
     let ringing = until("Bob's call to ring", &desk, || {
         desk.view().call.filter(|c| c.stage == CallStage::Ringing)
@@ -458,12 +449,4 @@ async fn a_plain_account_consults_and_hands_the_caller_over() {
         "Bob's call replaced the consultation: {cev:?}"
     );
     desk.stop().await;
-}
-
-/// 30 s of 1000 Hz at 8 kHz: the phone's microphone.
-fn tone_wav_file(path: &Path) {
-    let mut sink = WavSink::create(path, 8000).unwrap();
-    sink.write(&tone::sine(PHONE_HZ, 8000, 8000.0, 0, 8000 * 30))
-        .unwrap();
-    sink.finish().unwrap();
 }

@@ -182,6 +182,15 @@ pub fn agent(args: &[&str]) -> Command {
     c
 }
 
+/// The agent started with `args`, its stdout (the JSON events) and stderr piped.
+pub fn spawn_agent(args: &[&str]) -> Child {
+    agent(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `switchboard-agent answer` listening on a free port on 127.0.0.1 (waiting up to 20 s for
 /// a call), with `extra` flags; returns the running agent and its port.
 pub fn answering_agent(extra: &[&str]) -> (Child, u16) {
