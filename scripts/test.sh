@@ -35,19 +35,20 @@ trap 'kill -- -"$side" 2>/dev/null || true' EXIT
 
 say "Rust tests (meanwhile the cargo tools and the fuzz targets build: $side_log)"
 # The router's call tests wait on timers far more than they compute: they run four at a time,
-# on four test threads (those with the simulated Teams proxy alone), after every other test
-# target (each member's tests/*.rs). Every group runs even when one before it failed. Each is
-# selected under --workspace, so cargo resolves features for the whole workspace as the build
-# did and compiles nothing again (one package selected alone recompiled 47 crates).
+# on four test threads (those with the simulated Teams proxy alone), and first, beside most of
+# the side builds; then every other test target (each member's tests/*.rs), then the doc tests.
+# Every group runs even when one before it failed. Each is selected under --workspace, so cargo
+# resolves features for the whole workspace as the build did and compiles nothing again (one
+# package selected alone recompiled 47 crates).
 failed=()
+SB_CALLS_AT_ONCE=4 cargo test --workspace --locked --test calls -- --test-threads=4 \
+    || failed+=("the router's call tests")
 tests=()
 for t in $(find crates src-tauri tests/e2e -maxdepth 3 -path '*/tests/*.rs' -printf '%f\n' | sed 's/\.rs$//' | sort -u); do
     [ "$t" = calls ] || tests+=(--test "$t")
 done
 cargo test --workspace --locked --no-fail-fast --lib --bins "${tests[@]}" || failed+=("the tests")
 cargo test --workspace --locked --doc || failed+=("the doc tests")
-SB_CALLS_AT_ONCE=4 cargo test --workspace --locked --test calls -- --test-threads=4 \
-    || failed+=("the router's call tests")
 [ ${#failed[@]} -eq 0 ] || die "failed: ${failed[*]} (the first FAILED line above names the test)"
 
 if ! wait "$side"; then
