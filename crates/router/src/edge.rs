@@ -3971,9 +3971,13 @@ impl Edge {
                     .and_then(|c| c.consult.clone())
                     .filter(|x| x.leg == leg);
                 if let Some(x) = x {
-                    self.consult_over(n, &why, now);
                     // Someone a queue chose who did not take it: the queue's next choice.
-                    if let (Some(name), Some(person), false) = (x.queue, x.agent, x.up) {
+                    let next = match (x.queue, x.agent, x.up) {
+                        (Some(name), Some(person), false) => Some((name, person)),
+                        _ => None,
+                    };
+                    self.consult_end(n, &why, next.is_none(), now);
+                    if let Some((name, person)) = next {
                         self.consult_goes_on(n, &name, person, now);
                     }
                 } else {
@@ -5081,6 +5085,13 @@ impl Edge {
     /// The person consulted on call `n` is free again (their leg ended, rang out, or the
     /// consultation was cancelled): the agent and the caller talk again (`why` recorded).
     fn consult_over(&mut self, n: u64, why: &str, now: Instant) {
+        self.consult_end(n, why, true, now);
+    }
+
+    /// [`Self::consult_over`]; with `show` false the agent's view keeps the consultation
+    /// until the caller of this shows what follows (the queue's next choice rung, or the
+    /// end): `GET /v1/agents/me` never shows a moment without it while it goes on.
+    fn consult_end(&mut self, n: u64, why: &str, show: bool, now: Instant) {
         let Some(c) = self.calls.get_mut(&n) else {
             return;
         };
@@ -5096,7 +5107,9 @@ impl Edge {
         self.consult_free(tenant, &x, now);
         if let Some((a, _)) = agent {
             self.remix(n);
-            self.consult_shown(tenant, Some(a), n);
+            if show {
+                self.consult_shown(tenant, Some(a), n);
+            }
         }
         self.save(n);
         if alone {
@@ -6790,6 +6803,8 @@ impl Edge {
         let by = self.upn(tenant, agent);
         if let Err(e) = self.consult_start(n, agent, &by, name, now) {
             self.queue_consult_ended(n, name, &e.to_string());
+            // Over: the agent's view says so now (the call's end was not shown).
+            self.consult_shown(tenant, Some(agent), n);
         }
     }
 
@@ -6835,8 +6850,9 @@ impl Edge {
             if let (Some(name), Some(person)) = (&x.queue, x.agent) {
                 self.consult_rang_out(call, name, person, now);
             }
-            self.consult_over(call, "did not answer", now);
-            if let (Some(name), Some(person)) = (x.queue, x.agent) {
+            let next = x.queue.zip(x.agent);
+            self.consult_end(call, "did not answer", next.is_none(), now);
+            if let Some((name, person)) = next {
                 self.consult_goes_on(call, &name, person, now);
             }
             return;
