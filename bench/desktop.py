@@ -222,6 +222,7 @@ def call_run(app: Path, seconds: float, work: Path) -> None:
     driver = None
     pulse = media.Pulse(str(work))  # sets PULSE_SERVER for everything started from here
     bob = None
+    wd = None
     try:
         sim_port, router_port, sip = free_port(), free_port(), media.free_port()
         procs.append(subprocess.Popen([str(sim_bin), "--listen", f"127.0.0.1:{sim_port}"],
@@ -318,6 +319,8 @@ def call_run(app: Path, seconds: float, work: Path) -> None:
     finally:
         if bob:
             bob.stop()
+        if wd:
+            wd.close()  # the session's end closes the window before its driver goes
         if driver:
             os.killpg(driver.pid, signal.SIGTERM)
             try:

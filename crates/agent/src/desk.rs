@@ -2056,22 +2056,21 @@ impl DeskPhone {
                 // Back to the caller (still on hold unless the two were in a conference). Not
                 // while the caller is being handed over: the consultation's end is then the
                 // transfer working (the person's phone ends it, replaced), and the caller's
-                // call ends with the transfer's answer — resumed only if it is still here,
-                // held, 5 s on (the transfer failed).
+                // call ends with the transfer's answer — resumed once the transfer is
+                // refused, or if the call is still here, held, 5 s on.
                 let (me, phone) = (self.clone(), phone.clone());
                 let original = c.original;
                 let completing = c.completing;
                 tokio::spawn(async move {
                     if completing {
                         let mut view = me.inner.view.subscribe();
-                        let gone =
-                            view.wait_for(|v| v.call.as_ref().map(|c| c.id) != Some(original));
-                        if tokio::time::timeout(Duration::from_secs(5), gone)
-                            .await
-                            .is_ok()
-                        {
-                            return;
-                        }
+                        let settled = view.wait_for(|v| {
+                            v.call.as_ref().map(|c| c.id) != Some(original)
+                                || v.problem
+                                    .as_ref()
+                                    .is_some_and(|p| p.code == "transfer_not_done")
+                        });
+                        let _ = tokio::time::timeout(Duration::from_secs(5), settled).await;
                     }
                     let up = me
                         .inner
@@ -2093,6 +2092,15 @@ impl DeskPhone {
                         }
                     }
                 });
+            }
+            // The hand-over was refused (by the caller's phone, or the person's): the
+            // consultation goes on, and ending it now takes the caller off hold at once.
+            PhoneEvent::TransferProgress {
+                call,
+                status,
+                final_: true,
+            } if *call == c.original && !(200..300).contains(status) => {
+                self.mark_completing(c.call, false);
             }
             // The caller's call is over (hung up, or handed to the person): the consultation
             // goes with it — nothing of it may stay up unseen.
@@ -2369,8 +2377,16 @@ impl DeskPhone {
                     return Err(DeskError::NoSuchCall);
                 }
                 // Marked before the REFER goes: the consultation's end may come before its
-                // answer does.
+                // answer does. A refusal of an earlier attempt is no longer news.
                 self.mark_completing(c.call, true);
+                self.update(|v| {
+                    if v.problem
+                        .as_ref()
+                        .is_some_and(|p| p.code == "transfer_not_done")
+                    {
+                        v.problem = None;
+                    }
+                });
                 if let Err(e) = phone.complete_transfer(c.call).await {
                     self.mark_completing(c.call, false);
                     return Err(e.into());

@@ -432,3 +432,79 @@ fn mute_sends_silence_and_volume_scales_what_the_speaker_plays() {
     let muted = speaker_peak(&pulse, &[], &["--mute"]);
     assert!(muted < 100, "a muted caller was heard: peak {muted}");
 }
+
+/// Between calls the phone holds no sound device: none while it waits, both (microphone and
+/// speaker) from the moment a call rings until a few seconds after it ended, none again
+/// after — and the next call opens them again.
+#[test]
+fn the_phone_holds_its_sound_devices_only_around_calls() {
+    let pulse = PulseServer::start();
+    let server = pulse.server();
+    let (mut callee, port) = answering_agent_env(
+        &[
+            // A third, never made: the agent waits on after the second (its end would close
+            // the devices too).
+            "--calls",
+            "3",
+            "--answer-after",
+            "3",
+            "--codec",
+            "pcmu",
+            "--input-device",
+            "default",
+            "--output-device",
+            "default",
+        ],
+        &[("PULSE_SERVER", &server)],
+    );
+    let call = move |seconds: &str| {
+        let seconds = seconds.to_owned();
+        std::thread::spawn(move || {
+            run_agent(
+                &[
+                    "call",
+                    &format!("sip:agent@127.0.0.1:{port}"),
+                    "--hangup-after",
+                    &seconds,
+                ],
+                &[],
+            )
+        })
+    };
+    // Waiting for a call: a moment for anything opened at the start to show.
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = pulse.streams();
+    let mut seen = Vec::new();
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let caller = call("3");
+        seen.extend(events_until(&mut callee, "incoming"));
+        // Open while it rings (before the answer, 3 s after the call came; a stream takes
+        // up to 1.5 s to start).
+        let ringing = pulse.streams_when((1, 1), Duration::from_millis(2500));
+        seen.extend(events_until(&mut callee, "established"));
+        let talking = pulse.streams_when((1, 1), Duration::from_secs(2));
+        let (out, ev) = caller.join().unwrap();
+        assert!(out.status.success(), "{ev:?}");
+        seen.extend(events_until(&mut callee, "ended"));
+        // Kept a moment after the call (a call that follows finds them open) …
+        let just_after = pulse.streams();
+        // … and closed after that.
+        let later = pulse.streams_when((0, 0), Duration::from_secs(10));
+        rounds.push((ringing, talking, just_after, later));
+    }
+    let _ = callee.kill();
+    let _ = callee.wait();
+    let opened = seen
+        .iter()
+        .filter(|e| e["event"] == "device" && e["kind"] == "opened")
+        .count();
+    assert_eq!(opened, 4, "each call opened both devices: {seen:?}");
+    assert_eq!(idle, (0, 0), "no device open while waiting for a call");
+    for (i, (ringing, talking, just_after, later)) in rounds.into_iter().enumerate() {
+        assert_eq!(ringing, (1, 1), "call {i}: open while it rings");
+        assert_eq!(talking, (1, 1), "call {i}: open in the call");
+        assert_eq!(just_after, (1, 1), "call {i}: still open just after it");
+        assert_eq!(later, (0, 0), "call {i}: closed a few seconds after it");
+    }
+}

@@ -39,6 +39,114 @@ async fn until<T>(what: &str, desk: &DeskPhone, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// The window's phone on Alice's plain account at `k`, playing a 1000 Hz tone as its
+/// microphone, once registered (the tone lives in the directory returned).
+async fn alice_registered(k: &Kamailio) -> (DeskPhone, tempfile::TempDir) {
+    let account = SipAccountSettings {
+        registrar: format!("sip:127.0.0.1:{}", k.port),
+        user: "alice".into(),
+        auth_user: None,
+        display_name: None,
+        transport: SipTransport::Udp,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mic = dir.path().join("tone1000.wav");
+    tone_wav(&mic, PHONE_HZ, 30);
+    let desk = DeskPhone::new();
+    desk.use_audio_files(AudioFiles {
+        play: Some(mic),
+        record: None,
+    });
+    desk.start_plain(
+        &account,
+        Secret("wonderland".into()),
+        &AudioSettings::default(),
+    )
+    .await
+    .unwrap();
+    until("registered", &desk, || match desk.view().registration {
+        RegistrationView::Registered { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    (desk, dir)
+}
+
+/// Bob (headless, registered at `k`, `bob_extra` added) calls the phone, which answers and
+/// consults Carol (headless, answering two calls, each hung up after `carol_hangup_after`
+/// seconds); returns (Carol, Bob) once the consultation is up.
+async fn consulting_carol(
+    desk: &DeskPhone,
+    k: &Kamailio,
+    carol_hangup_after: &str,
+    bob_extra: &[&str],
+) -> (std::process::Child, std::process::Child) {
+    let server = format!("sip:127.0.0.1:{}", k.port);
+    let mut carol = spawn_agent(&[
+        "answer",
+        "--server",
+        &server,
+        "--user",
+        "carol",
+        "--password",
+        "carrots",
+        "--calls",
+        "2",
+        "--hangup-after",
+        carol_hangup_after,
+        "--wait",
+        "40",
+    ]);
+    tokio::task::block_in_place(|| events_until(&mut carol, "registered"));
+    let alice = format!("sip:alice@127.0.0.1:{}", k.port);
+    let mut args = vec![
+        "call",
+        &alice,
+        "--server",
+        &server,
+        "--user",
+        "bob",
+        "--password",
+        "builder",
+        "--hangup-after",
+        "30",
+    ];
+    args.extend_from_slice(bob_extra);
+    let bob = spawn_agent(&args);
+    let ringing = until("Bob's call to ring", desk, || {
+        desk.view().call.filter(|c| c.stage == CallStage::Ringing)
+    })
+    .await;
+    desk.answer(ringing.id).await.unwrap();
+    until("Bob's call to be up", desk, || {
+        desk.view().call.filter(|c| c.stage == CallStage::Talking)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    desk.consult("carol").await.unwrap();
+    until("the consultation to be up", desk, || {
+        desk.view()
+            .consult
+            .filter(|c| c.state == switchboard_api::ConsultState::Talking)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (carol, bob)
+}
+
+/// Bob's media changes on his call with the phone (his first established call).
+fn bobs_media_changes(bev: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let first = bev
+        .iter()
+        .find(|e| e["event"] == "established")
+        .map(|e| e["call"].clone())
+        .unwrap();
+    bev.iter()
+        .filter(|e| e["event"] == "media" && e["call"] == first)
+        .cloned()
+        .collect()
+}
+
 /// Of the loud 50 ms blocks of the WAV at `path` after its first `skip_s` seconds, the share
 /// where `hz` dominates `other`, and how many loud blocks there were.
 fn tone_share(path: &Path, skip_s: u32, hz: f64, other: f64) -> (f64, usize) {
@@ -333,84 +441,8 @@ async fn an_unreachable_registrar_says_what_to_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_account_consults_and_hands_the_caller_over() {
     let k = tokio::task::block_in_place(|| start_kamailio("proxy.cfg"));
-    let server = format!("sip:127.0.0.1:{}", k.port);
-    let account = SipAccountSettings {
-        registrar: server.clone(),
-        user: "alice".into(),
-        auth_user: None,
-        display_name: None,
-        transport: SipTransport::Udp,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mic = dir.path().join("tone1000.wav");
-    tone_wav(&mic, PHONE_HZ, 30);
-    let desk = DeskPhone::new();
-    desk.use_audio_files(AudioFiles {
-        play: Some(mic),
-        record: None,
-    });
-    desk.start_plain(
-        &account,
-        Secret("wonderland".into()),
-        &AudioSettings::default(),
-    )
-    .await
-    .unwrap();
-    until("registered", &desk, || match desk.view().registration {
-        RegistrationView::Registered { .. } => Some(()),
-        _ => None,
-    })
-    .await;
-
-    // Carol answers by herself: the consultation, then Bob's call in its place.
-    let mut carol = spawn_agent(&[
-        "answer",
-        "--server",
-        &server,
-        "--user",
-        "carol",
-        "--password",
-        "carrots",
-        "--calls",
-        "2",
-        "--hangup-after",
-        "6",
-        "--wait",
-        "40",
-    ]);
-    tokio::task::block_in_place(|| events_until(&mut carol, "registered"));
-    let alice = format!("sip:alice@127.0.0.1:{}", k.port);
-    let mut bob = spawn_agent(&[
-        "call",
-        &alice,
-        "--server",
-        &server,
-        "--user",
-        "bob",
-        "--password",
-        "builder",
-        "--hangup-after",
-        "30",
-    ]);
-
-    let ringing = until("Bob's call to ring", &desk, || {
-        desk.view().call.filter(|c| c.stage == CallStage::Ringing)
-    })
-    .await;
-    desk.answer(ringing.id).await.unwrap();
-    until("Bob's call to be up", &desk, || {
-        desk.view().call.filter(|c| c.stage == CallStage::Talking)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    desk.consult("carol").await.unwrap();
-    until("the consultation to be up", &desk, || {
-        desk.view()
-            .consult
-            .filter(|c| c.state == switchboard_api::ConsultState::Talking)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (desk, _dir) = alice_registered(&k).await;
+    let (mut carol, mut bob) = consulting_carol(&desk, &k, "6", &[]).await;
     desk.consult_step(ConsultStep::Complete).await.unwrap();
     until("the phone's calls to end", &desk, || {
         (desk.view().call.is_none() && desk.view().consult.is_none()).then_some(())
@@ -430,15 +462,7 @@ async fn a_plain_account_consults_and_hands_the_caller_over() {
         "Bob talked to the phone, then to Carol: {bev:?}"
     );
     // The phone's call with Bob changed its media once: the hold.
-    let first = bev
-        .iter()
-        .find(|e| e["event"] == "established")
-        .map(|e| e["call"].clone())
-        .unwrap();
-    let changes: Vec<&serde_json::Value> = bev
-        .iter()
-        .filter(|e| e["event"] == "media" && e["call"] == first)
-        .collect();
+    let changes = bobs_media_changes(&bev);
     assert_eq!(changes.len(), 1, "held once, never resumed: {changes:?}");
     assert_ne!(changes[0]["media"]["direction"], "sendrecv", "{changes:?}");
     let carol_out = tokio::task::block_in_place(|| wait_output(&mut carol, WAIT, &[]));
@@ -448,5 +472,52 @@ async fn a_plain_account_consults_and_hands_the_caller_over() {
             .any(|e| e["event"] == "ended" && e["reason"] == "replaced"),
         "Bob's call replaced the consultation: {cev:?}"
     );
+    desk.stop().await;
+}
+
+/// The caller's phone refuses the hand-over (Bob's account is of another domain than the
+/// phone's, so his agent follows no REFER from it): the window says the transfer did not go
+/// through and keeps the caller; ending the consultation then takes the caller off hold at
+/// once, not after the 5 s the phone gives a hand-over in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hand_over_leaves_the_caller_with_the_phone_and_resumes_them_on_cancel() {
+    let k = tokio::task::block_in_place(|| start_kamailio("proxy.cfg"));
+    let (desk, _dir) = alice_registered(&k).await;
+    let (mut carol, mut bob) =
+        consulting_carol(&desk, &k, "30", &["--domain", "example.org"]).await;
+    desk.consult_step(ConsultStep::Complete).await.unwrap();
+    let problem = until("the refusal", &desk, || desk.view().problem).await;
+    assert_eq!(problem.code, "transfer_not_done", "{problem:?}");
+    let view = desk.view();
+    assert!(
+        view.call.as_ref().is_some_and(|c| c.held) && view.consult.is_some(),
+        "the caller still held, the consultation still up: {view:?}"
+    );
+    desk.consult_step(ConsultStep::Cancel).await.unwrap();
+    let cancelled = std::time::Instant::now();
+    until("the caller resumed", &desk, || {
+        desk.view()
+            .call
+            .filter(|c| !c.held && c.stage == CallStage::Talking)
+    })
+    .await;
+    let resumed_after = cancelled.elapsed();
+    assert!(
+        resumed_after < Duration::from_secs(4),
+        "the caller waited {resumed_after:?} after the consultation ended"
+    );
+    let call = desk.view().call.unwrap();
+    desk.hangup(call.id).unwrap();
+    let bob_out = tokio::task::block_in_place(|| wait_output(&mut bob, WAIT, &[]));
+    let bev = events(&bob_out.stdout);
+    assert!(
+        bev.iter().any(|e| e["event"] == "transfer_refused"),
+        "{bev:?}"
+    );
+    let changes = bobs_media_changes(&bev);
+    assert_eq!(changes.len(), 2, "held, then resumed: {changes:?}");
+    assert_eq!(changes[1]["media"]["direction"], "sendrecv", "{changes:?}");
+    let _ = carol.kill();
+    let _ = carol.wait();
     desk.stop().await;
 }

@@ -538,6 +538,19 @@ impl Engine {
         m
     }
 
+    /// Sends an INVITE with our media to `target`; the sound devices open meanwhile.
+    fn place_call(
+        &mut self,
+        target: &str,
+        headers: Vec<String>,
+        now: Instant,
+    ) -> Result<CallId, super::UaError> {
+        let media = self.local_media();
+        let call = self.phone.ua().invite(target, media, headers, now)?;
+        self.audio.expect(call);
+        Ok(call)
+    }
+
     /// Starts or updates a call's audio for newly agreed media; says so when it cannot.
     async fn media_agreed(&mut self, call: CallId, media: &Negotiated) {
         tracing::info!(
@@ -728,8 +741,7 @@ impl Engine {
                 let _ = reply.send(Ok(n));
             }
             Command::Dial(uri, reply) => {
-                let media = self.local_media();
-                let r = self.phone.ua().invite(&uri, media, Vec::new(), now);
+                let r = self.place_call(&uri, Vec::new(), now);
                 if let Ok(call) = r {
                     self.peers.insert(call, uri.clone());
                     self.emit(PhoneEvent::Calling { call, to: uri });
@@ -817,10 +829,7 @@ impl Engine {
             }
             Command::Consult(call, target, auto_complete, reply) => {
                 let r = if self.phone.ua().calls().any(|c| c == call) {
-                    let media = self.local_media();
-                    self.phone
-                        .ua()
-                        .invite(&target, media, Vec::new(), now)
+                    self.place_call(&target, Vec::new(), now)
                         .map_err(CallError::from)
                 } else {
                     Err(CallError::Sip(super::UaError::NoSuchCall(call)))
@@ -946,9 +955,8 @@ impl Engine {
                     .map(|b| switchboard_sip::wire::header_line("Referred-By", b)),
             )
             .collect();
-        let media = self.local_media();
         let placed = match built {
-            Ok(headers) => self.phone.ua().invite(&r.target, media, headers, now),
+            Ok(headers) => self.place_call(&r.target, headers, now),
             Err(e) => Err(e.into()),
         };
         match placed {
@@ -1041,6 +1049,8 @@ impl Engine {
                 x_headers,
             } => {
                 self.peers.insert(call, from.clone());
+                // It may be answered: the sound devices open while it rings.
+                self.audio.expect(call);
                 let offer = RouterOffer::from_headers(&x_headers);
                 if !offer.is_empty() {
                     self.offers.insert(call, offer.clone());

@@ -81,14 +81,34 @@ struct CallAudio {
     recordings: u32,
     /// Opus DTX on our side.
     dtx: bool,
-    /// Sound devices, when asked for.
+    /// The sound devices chosen (none: the calls use files or silence), and the volume of
+    /// the speaker.
+    choice: Option<DeviceChoice>,
+    volume: f32,
+    /// The devices, open only around calls: from the moment a call is expected (it rings,
+    /// or we dial) until [`DEVICE_LINGER`] after the last call ended. Between calls the
+    /// phone holds no microphone (the system shows none in use) and runs no clock.
     devices: Option<DeviceAudio>,
+    /// Calls that will need the devices (ringing, dialled), not carrying audio yet, and when
+    /// each was expected.
+    expected: HashMap<CallId, Instant>,
+    /// When the last call needing the devices went.
+    quiet_since: Option<Instant>,
     /// Send back what each call hears.
     echo: bool,
     /// The microphone is muted: calls carry silence.
     muted: bool,
     frames: DeviceFrames,
 }
+
+/// How long the devices stay open after the last call: a call that follows at once (the
+/// next caller in a queue, a consultation after a transfer) finds them open, and the ring of
+/// the next call is not held up by opening them.
+const DEVICE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A call expected this long without carrying audio no longer keeps the devices open (the
+/// engine stops every call it knows; this is for one it never started).
+const EXPECTED_AT_MOST: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The most samples a frame has: 20 ms at 48 kHz (the devices' and Opus's rate).
 const MAX_FRAME: usize = 960;
@@ -178,6 +198,9 @@ impl CallAudio {
         if self.calls.contains_key(&call) {
             return self.update(call, m, false);
         }
+        // Normally open since the call rang or was dialled; otherwise now.
+        self.expected.remove(&call);
+        self.open_devices();
         let codec = Codec::from_name(&m.codec.encoding, m.codec.clock_rate).ok_or_else(|| {
             CallError::Media(format!(
                 "the peer chose {}/{}, which this agent cannot carry yet",
@@ -278,6 +301,7 @@ impl CallAudio {
 
     /// The call ended: close its recording; its figures.
     fn stop(&mut self, call: CallId) -> Option<(Stats, Option<f64>)> {
+        self.expected.remove(&call);
         let c = self.calls.remove(&call)?;
         if let Some(sink) = c.sink {
             if let Err(e) = sink.finish() {
@@ -447,6 +471,70 @@ impl CallAudio {
         Ok(all)
     }
 
+    /// A call will need the devices (it rings, or we dial): open them now, so that they are
+    /// ready when it is answered (opening takes a moment, up to a second or two with some
+    /// sound servers).
+    fn expect(&mut self, call: CallId, now: Instant) {
+        if self.choice.is_some() {
+            self.expected.insert(call, now);
+            self.open_devices();
+        }
+    }
+
+    /// Opens the devices chosen, when they are not open.
+    fn open_devices(&mut self) {
+        if self.devices.is_none() {
+            if let Some(choice) = &self.choice {
+                tracing::debug!("opening the sound devices for a call");
+                let d = DeviceAudio::open(choice.clone());
+                d.set_volume(self.volume);
+                self.devices = Some(d);
+            }
+        }
+        self.quiet_since = None;
+    }
+
+    /// Closes the devices, on a thread of their own (joining their thread never holds up a
+    /// frame).
+    fn close_devices(&mut self) {
+        if let Some(old) = self.devices.take() {
+            tracing::debug!("closing the sound devices: no call needs them");
+            let _ = std::thread::Builder::new()
+                .name("switchboard-audio-close".into())
+                .spawn(move || drop(old));
+        }
+    }
+
+    /// Other devices chosen (none: no devices): calls going on move to them at once.
+    fn choose_devices(&mut self, choice: Option<DeviceChoice>) {
+        let open = self.devices.is_some();
+        self.close_devices();
+        self.choice = choice;
+        if open || !self.calls.is_empty() || !self.expected.is_empty() {
+            self.open_devices();
+        }
+    }
+
+    /// Closes the devices once no call has needed them for [`DEVICE_LINGER`].
+    fn settle(&mut self, now: Instant) {
+        self.expected
+            .retain(|_, since| now.duration_since(*since) < EXPECTED_AT_MOST);
+        if !self.calls.is_empty() || !self.expected.is_empty() || self.devices.is_none() {
+            self.quiet_since = None;
+            return;
+        }
+        let since = *self.quiet_since.get_or_insert(now);
+        if now.duration_since(since) >= DEVICE_LINGER {
+            self.close_devices();
+            self.quiet_since = None;
+        }
+    }
+
+    /// The 20 ms clock has work: calls to carry, or devices to feed.
+    fn active(&self) -> bool {
+        !self.calls.is_empty() || self.devices.is_some()
+    }
+
     /// What the devices reported since the last tick.
     fn device_events(&self) -> Vec<DeviceEvent> {
         let mut v = Vec::new();
@@ -570,6 +658,7 @@ pub enum AudioEvent {
 }
 
 enum Cmd {
+    Expect(CallId),
     Dtmf(CallId, char, oneshot::Sender<bool>),
     Start(
         CallId,
@@ -632,17 +721,15 @@ impl AudioHandle {
             record: record.map(Path::to_path_buf),
             recordings: 0,
             dtx,
-            devices: devices.map(|choice| {
-                let d = DeviceAudio::open(choice);
-                d.set_volume(volume);
-                d
-            }),
+            choice: devices,
+            volume,
+            devices: None,
+            expected: HashMap::new(),
+            quiet_since: None,
             echo,
             muted,
             frames: DeviceFrames::new(),
         };
-        // The output volume, for devices opened later.
-        let mut volume = volume;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (ev_tx, events) = mpsc::unbounded_channel();
         // The pump runs on a thread of its own, with a single-threaded runtime for its
@@ -668,7 +755,16 @@ impl AudioHandle {
             let mut ticks: u64 = 0;
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            // The clock runs only while there are calls or open devices: an idle phone
+            // wakes for nothing.
+            let mut ticking = false;
             loop {
+                let active = audio.active();
+                if active && !ticking {
+                    // From now, not a burst of the ticks missed while idle.
+                    tick.reset_immediately();
+                }
+                ticking = active;
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
                         None => break,
@@ -703,28 +799,17 @@ impl AudioHandle {
                                 audio.calls.get(&call).map(|c| (c.session.stats(), c.session.mos())),
                             );
                         }
+                        Some(Cmd::Expect(call)) => audio.expect(call, Instant::now()),
                         Some(Cmd::Mute(on)) => audio.muted = on,
                         Some(Cmd::Volume(v)) => {
-                            volume = v;
+                            audio.volume = v;
                             if let Some(d) = &audio.devices {
                                 d.set_volume(v);
                             }
                         }
-                        Some(Cmd::Devices(choice)) => {
-                            // The new devices open on a thread of their own (their news
-                            // comes as device events); the old ones close on another, so
-                            // that joining their thread never holds up a frame.
-                            let new = choice.map(|c| {
-                                let d = DeviceAudio::open(c);
-                                d.set_volume(volume);
-                                d
-                            });
-                            if let Some(old) = std::mem::replace(&mut audio.devices, new) {
-                                let _ = std::thread::Builder::new()
-                                    .name("switchboard-audio-close".into())
-                                    .spawn(move || drop(old));
-                            }
-                        }
+                        // The new devices open on a thread of their own (their news comes
+                        // as device events).
+                        Some(Cmd::Devices(choice)) => audio.choose_devices(choice),
                     },
                     r = socket.recv_from(&mut buf) => {
                         if let Ok((n, from)) = r {
@@ -738,7 +823,7 @@ impl AudioHandle {
                             audio.receive_rtcp(&rtcp_buf[..n], from);
                         }
                     }
-                    _ = tick.tick() => {
+                    _ = tick.tick(), if active => {
                         // Take in what has arrived before playing a frame: when this task
                         // was held up, the socket and the (bursting) ticks are ready at
                         // once, and a frame played first would find its packet missing.
@@ -756,6 +841,7 @@ impl AudioHandle {
                         for (to, packet) in audio.tick() {
                             let _ = socket.send_to(&packet, to).await;
                         }
+                        audio.settle(Instant::now());
                         ticks += 1;
                         // RTCP every 5 s (RFC 3550 §6.2's minimum for a two-party call).
                         if ticks % 250 == 125 {
@@ -807,6 +893,12 @@ impl AudioHandle {
             .send(Cmd::Start(call, Box::new(m.clone()), reply))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// A call rings or is dialled: the sound devices open now, so that they are ready when
+    /// it is answered. (Between calls the phone keeps none open.)
+    pub fn expect(&self, call: CallId) {
+        let _ = self.tx.send(Cmd::Expect(call));
     }
 
     /// Mutes or unmutes the microphone of every call (the file or device goes on running).

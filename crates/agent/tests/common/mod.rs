@@ -606,6 +606,32 @@ impl PulseServer {
             .collect()
     }
 
+    /// The streams open on the server now: (playing, recording) — sink inputs and source
+    /// outputs.
+    pub fn streams(&self) -> (usize, usize) {
+        let count = |what: &str| {
+            self.pactl(&["list", "short", what])
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count()
+        };
+        (count("sink-inputs"), count("source-outputs"))
+    }
+
+    /// [`Self::streams`] once `want` holds for them, or after `within` (then the caller's
+    /// assertion says what was seen).
+    pub fn streams_when(&self, want: (usize, usize), within: Duration) -> (usize, usize) {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.streams();
+            if v == want || Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Keeps `sink` running (a null sink that was idle drops the start of what is played
     /// next from its monitor) and records its monitor into `wav` until the recorder is
     /// stopped with [`stop_recorder`]; returns (keep-alive player, recorder).
