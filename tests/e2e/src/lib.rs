@@ -41,7 +41,7 @@ pub fn our_binary(name: &str) -> Result<PathBuf> {
     let p = bin_dir().join(name);
     if !p.is_file() {
         bail!(
-            "{} not found — build it first (scripts/test.sh does: cargo build -p switchboard-router -p switchboard-desktop)",
+            "{} not found — build it first (cargo build --workspace, as scripts/test.sh does)",
             p.display()
         );
     }
