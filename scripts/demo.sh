@@ -33,7 +33,11 @@ fi
 build_ui
 bash scripts/make-prompts.sh
 say "building the router and the desktop app"
-cargo build --locked -p switchboard-router -p switchboard-desktop -p switchboard-tenant-sim -p switchboard-agent
+# The workspace's programs. SB_BUILD_ALL_TARGETS=1 (scripts/test.sh sets it for the demo test)
+# builds as the tests did, test targets too: cargo unifies dependency features over what it
+# builds, and the tests' dev-dependencies add some, so a build of the programs alone after the
+# tests would compile about forty crates again (~100 s on two cores) for nothing.
+cargo build --locked --workspace --bins ${SB_BUILD_ALL_TARGETS:+--all-targets}
 BIN="$(cargo_bin_dir)"
 
 ROUTER_URL="http://127.0.0.1:$PORT"

@@ -70,6 +70,6 @@ xvfb-run -a -s "-screen 0 1280x800x24" \
     cargo test --locked --workspace --test desktop_window --test desktop_account --test desktop_phone --test desktop_sip_account --test desktop_tray -- --ignored --test-threads=1
 
 say "the README's run command: the demo, on a virtual screen"
-xvfb-run -a -s "-screen 0 1280x800x24" bash tests/demo-smoke.sh
+SB_BUILD_ALL_TARGETS=1 xvfb-run -a -s "-screen 0 1280x800x24" bash tests/demo-smoke.sh
 
 say "all tests passed"
