@@ -433,30 +433,41 @@ fn mute_sends_silence_and_volume_scales_what_the_speaker_plays() {
     assert!(muted < 100, "a muted caller was heard: peak {muted}");
 }
 
-/// Between calls the phone holds no sound device: none while it waits, both (microphone and
-/// speaker) from the moment a call rings until a few seconds after it ended, none again
-/// after — and the next call opens them again.
+/// Between calls the phone holds no sound device: none while it waits, none for a call it
+/// turns away at once, both (microphone and speaker) from the moment a call rings until a
+/// few seconds after it ended, none again after — and the next call opens them again.
 #[test]
 fn the_phone_holds_its_sound_devices_only_around_calls() {
     let pulse = PulseServer::start();
     let server = pulse.server();
-    let (mut callee, port) = answering_agent_env(
-        &[
-            // A third, never made: the agent waits on after the second (its end would close
-            // the devices too).
-            "--calls",
-            "3",
-            "--answer-after",
-            "3",
-            "--codec",
-            "pcmu",
-            "--input-device",
-            "default",
-            "--output-device",
-            "default",
-        ],
-        &[("PULSE_SERVER", &server)],
-    );
+    // It waits for calls for a minute (the usual 20 s run out before the second call's end,
+    // and its end would close the devices too); one declined, two answered, a fourth never
+    // made, so it is still waiting after the second.
+    let mut callee = agent(&[
+        "answer",
+        "--bind",
+        "127.0.0.1:0",
+        "--wait",
+        "60",
+        "--calls",
+        "4",
+        "--decline",
+        "1",
+        "--answer-after",
+        "3",
+        "--codec",
+        "pcmu",
+        "--input-device",
+        "default",
+        "--output-device",
+        "default",
+    ])
+    .env("PULSE_SERVER", &server)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let port = listening_port(&mut callee);
     let call = move |seconds: &str| {
         let seconds = seconds.to_owned();
         std::thread::spawn(move || {
@@ -475,6 +486,12 @@ fn the_phone_holds_its_sound_devices_only_around_calls() {
     std::thread::sleep(Duration::from_secs(2));
     let idle = pulse.streams();
     let mut seen = Vec::new();
+    // The first call is declined (603) as it comes: nothing opens for it.
+    let declined = call("3");
+    seen.extend(events_until(&mut callee, "incoming"));
+    let (out, _) = declined.join().unwrap();
+    assert!(!out.status.success(), "the first call is declined");
+    let turned_away = pulse.streams_when((1, 1), Duration::from_secs(2));
     let mut rounds = Vec::new();
     for _ in 0..2 {
         let caller = call("3");
@@ -501,6 +518,7 @@ fn the_phone_holds_its_sound_devices_only_around_calls() {
         .count();
     assert_eq!(opened, 4, "each call opened both devices: {seen:?}");
     assert_eq!(idle, (0, 0), "no device open while waiting for a call");
+    assert_eq!(turned_away, (0, 0), "no device open for a call turned away");
     for (i, (ringing, talking, just_after, later)) in rounds.into_iter().enumerate() {
         assert_eq!(ringing, (1, 1), "call {i}: open while it rings");
         assert_eq!(talking, (1, 1), "call {i}: open in the call");

@@ -6803,7 +6803,7 @@ impl Edge {
         let by = self.upn(tenant, agent);
         if let Err(e) = self.consult_start(n, agent, &by, name, now) {
             self.queue_consult_ended(n, name, &e.to_string());
-            // Over: the agent's view says so now (the call's end was not shown).
+            // Over: the agent's view says so now (the end of the one rung was not shown).
             self.consult_shown(tenant, Some(agent), n);
         }
     }

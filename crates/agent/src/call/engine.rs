@@ -752,6 +752,9 @@ impl Engine {
                 self.phone.ua().ring(call, now);
                 if self.phone.ua().calls().any(|c| c == call) {
                     self.ringing.insert(call);
+                    // It may be answered: the sound devices open while it rings (not for a
+                    // call turned away at once).
+                    self.audio.expect(call);
                 }
             }
             Command::Answer(call, reply) => {
@@ -1049,8 +1052,6 @@ impl Engine {
                 x_headers,
             } => {
                 self.peers.insert(call, from.clone());
-                // It may be answered: the sound devices open while it rings.
-                self.audio.expect(call);
                 let offer = RouterOffer::from_headers(&x_headers);
                 if !offer.is_empty() {
                     self.offers.insert(call, offer.clone());
