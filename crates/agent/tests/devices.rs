@@ -10,8 +10,19 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+
 use switchboard_media::tone;
 use switchboard_media::wav::read_mono;
+
+/// A callee's flags: PCMU, on the sound server's default microphone and speaker.
+const PCMU_ON_DEFAULT_DEVICES: &[&str] = &[
+    "--codec",
+    "pcmu",
+    "--input-device",
+    "default",
+    "--output-device",
+    "default",
+];
 
 fn share(path: &Path, hz: f64, other: f64) -> (f64, usize) {
     let (samples, rate) = read_mono(path).unwrap_or_else(|e| panic!("{e}"));
@@ -69,17 +80,8 @@ fn the_agent_captures_and_plays_through_real_devices() {
         .spawn()
         .unwrap();
     let server = pulse.server();
-    let (mut callee, port) = answering_agent_env(
-        &[
-            "--codec",
-            "pcmu",
-            "--input-device",
-            "default",
-            "--output-device",
-            "default",
-        ],
-        &[("PULSE_SERVER", &server)],
-    );
+    let (mut callee, port) =
+        answering_agent_env(PCMU_ON_DEFAULT_DEVICES, &[("PULSE_SERVER", &server)]);
     // The caller: a headless agent playing 1000 Hz and recording what it hears.
     let far = dir.path().join("far.wav");
     tone_wav(&far, 1000.0, 8);
@@ -443,31 +445,15 @@ fn the_phone_holds_its_sound_devices_only_around_calls() {
     // It waits for calls for a minute (the usual 20 s run out before the second call's end,
     // and its end would close the devices too); one declined, two answered, a fourth never
     // made, so it is still waiting after the second.
-    let mut callee = agent(&[
-        "answer",
-        "--bind",
-        "127.0.0.1:0",
-        "--wait",
+    let (mut callee, port) = answering_agent_waiting(
         "60",
-        "--calls",
-        "4",
-        "--decline",
-        "1",
-        "--answer-after",
-        "3",
-        "--codec",
-        "pcmu",
-        "--input-device",
-        "default",
-        "--output-device",
-        "default",
-    ])
-    .env("PULSE_SERVER", &server)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let port = listening_port(&mut callee);
+        &[
+            &["--calls", "4", "--decline", "1", "--answer-after", "3"],
+            PCMU_ON_DEFAULT_DEVICES,
+        ]
+        .concat(),
+        &[("PULSE_SERVER", &server)],
+    );
     let call = move |seconds: &str| {
         let seconds = seconds.to_owned();
         std::thread::spawn(move || {

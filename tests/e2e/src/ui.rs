@@ -79,6 +79,27 @@ pub async fn wait_text(c: &Client, selector: &str, want: &str) -> Result<()> {
     .await
 }
 
+/// Reads a clock shown as `m:ss` (or `h:mm:ss`) in seconds.
+fn clock_secs(text: &str) -> Option<u64> {
+    text.trim()
+        .split(':')
+        .try_fold(0u64, |acc, part| Some(acc * 60 + part.parse::<u64>().ok()?))
+}
+
+/// Waits for the clock at `selector` (`m:ss`) to show at least `secs` seconds. Not an exact
+/// figure: a step before it that took a few seconds on a slow machine would have let the
+/// clock run past it (CI saw "0:46" while waiting for "0:02").
+pub async fn wait_clock(c: &Client, selector: &str, secs: u64) -> Result<()> {
+    eventually(&format!("{selector} to reach {secs} s"), WAIT, || async {
+        let text = c.find(css(selector)).await?.text().await?;
+        match clock_secs(&text) {
+            Some(shown) if shown >= secs => Ok(Some(())),
+            _ => bail!("{selector} shows {text:?}"),
+        }
+    })
+    .await
+}
+
 /// Waits for `selector`'s `attr` to equal `want`.
 pub async fn wait_attr(c: &Client, selector: &str, attr: &str, want: &str) -> Result<()> {
     eventually(&format!("{selector} [{attr}={want}]"), WAIT, || async {
@@ -176,4 +197,18 @@ pub async fn type_into(c: &Client, selector: &str, text: &str) -> Result<()> {
         Ok(Some(()))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock_secs;
+
+    #[test]
+    fn reads_the_call_clock() {
+        assert_eq!(clock_secs("0:02"), Some(2));
+        assert_eq!(clock_secs(" 1:05 "), Some(65));
+        assert_eq!(clock_secs("1:00:01"), Some(3601));
+        assert_eq!(clock_secs(""), None);
+        assert_eq!(clock_secs("0:x"), None);
+    }
 }

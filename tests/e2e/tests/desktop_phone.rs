@@ -54,8 +54,8 @@ use serde_json::Value;
 use switchboard_e2e::pulse::PulseServer;
 use switchboard_e2e::tones::{blocks_with, heard, level, tone_wav};
 use switchboard_e2e::ui::{
-    choose, click, css, gone, screenshot, shortcut, type_into, wait_attr, wait_text, wait_value,
-    WAIT,
+    choose, click, css, gone, screenshot, shortcut, type_into, wait_attr, wait_clock, wait_text,
+    wait_value, WAIT,
 };
 use switchboard_e2e::{
     eventually, free_port, free_udp_port, need_display, our_binary, tenant_config, workspace_root,
@@ -311,7 +311,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         })
         .await?;
         // The timer runs, and the live figures arrive.
-        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        wait_clock(&c, r#"[data-testid="call-timer"]"#, 2).await?;
         wait_text(&c, r#"[data-testid="call-quality"]"#, "MOS").await?;
         screenshot(&c, "phone-in-call.png").await?;
         // The keypad: 4 and 2 pressed in the window reach the caller's phone as RFC 4733
@@ -495,7 +495,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         type_into(&c, r#"[data-testid="dial-input"]"#, "MeganB").await?;
         click(&c, r#"[data-testid="dial-call"]"#).await?;
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "MeganB").await?;
-        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        wait_clock(&c, r#"[data-testid="call-timer"]"#, 2).await?;
         screenshot(&c, "phone-dialled.png").await?;
         // Hang up by the keyboard (Ctrl+Shift+H).
         shortcut(&c, r#"[data-testid="hold"]"#, 'h').await?;
@@ -923,7 +923,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let mut caller = cmd.spawn().context("the last caller")?;
         wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
         click(&c, r#"[data-testid="answer"]"#).await?;
-        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        wait_clock(&c, r#"[data-testid="call-timer"]"#, 2).await?;
         router.guard.kill();
         wait_attr(
             &c,

@@ -34,7 +34,8 @@ use fantoccini::Client;
 use switchboard_e2e::pulse::PulseServer;
 use switchboard_e2e::tones::{blocks_with, heard, tone_wav};
 use switchboard_e2e::ui::{
-    choose, click, css, gone, screenshot, title_of, type_into, value_of, wait_attr, wait_text, WAIT,
+    choose, click, css, gone, screenshot, title_of, type_into, value_of, wait_attr, wait_clock,
+    wait_text, WAIT,
 };
 use switchboard_e2e::{
     eventually, free_port, free_udp_port, need_display, our_binary, program, workspace_root,
@@ -320,7 +321,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
         type_into(&c, r#"[data-testid="dial-input"]"#, "bob").await?;
         click(&c, r#"[data-testid="dial-call"]"#).await?;
         wait_text(&c, r#"[data-testid="in-call-caller"]"#, "bob").await?;
-        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:02").await?;
+        wait_clock(&c, r#"[data-testid="call-timer"]"#, 2).await?;
         screenshot(&c, "sip-account-call.png").await?;
         // A headset plugged in and chosen in Settings → Audio during the call (ALSA `jack`,
         // the test server's `sb_headset`): the call's sound moves to it, and the call goes on.
@@ -470,7 +471,7 @@ async fn the_window_registers_a_plain_sip_account_with_kamailio() -> Result<()> 
             bail!("the ring played {in_headset} blocks in the headset (the ringing device), {on_speaker} on the speaker");
         }
         notifications.choose("answer")?;
-        wait_text(&c, r#"[data-testid="call-timer"]"#, "0:01").await?;
+        wait_clock(&c, r#"[data-testid="call-timer"]"#, 1).await?;
         gone(&c, r#"[data-testid="in-call"]"#).await?;
         let out = calling.await??;
         if !out.status.success() {

@@ -199,7 +199,12 @@ pub fn answering_agent(extra: &[&str]) -> (Child, u16) {
 
 /// [`answering_agent`] with environment variables set (e.g. `PULSE_SERVER`).
 pub fn answering_agent_env(extra: &[&str], env: &[(&str, &str)]) -> (Child, u16) {
-    let mut args = vec!["answer", "--bind", "127.0.0.1:0", "--wait", "20"];
+    answering_agent_waiting("20", extra, env)
+}
+
+/// [`answering_agent_env`] waiting `wait` seconds for its calls instead of 20.
+pub fn answering_agent_waiting(wait: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, u16) {
+    let mut args = vec!["answer", "--bind", "127.0.0.1:0", "--wait", wait];
     args.extend_from_slice(extra);
     let mut child = agent(&args)
         .envs(env.iter().copied())
