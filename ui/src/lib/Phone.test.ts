@@ -407,6 +407,30 @@ describe("the phone in the window", () => {
     expect(api.phoneHangup).toHaveBeenCalledTimes(2);
   });
 
+  it("turns the call clock at the call's own whole seconds, so a late tick skips none", async () => {
+    vi.useFakeTimers();
+    try {
+      // Answered 1.7 s before the window opened.
+      const call = ringing({ stage: "talking", answered_unix_ms: Date.now() - 1700 });
+      const { api } = fakeApi(idle({ call }));
+      render(Phone, { api });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(screen.getByTestId("call-timer").textContent).toBe("0:01");
+      // The first tick, a second on (2.7 s into the call); the next one is aimed at 3.0 s,
+      // not at a second after the first (3.7 s).
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(screen.getByTestId("call-timer").textContent).toBe("0:02");
+      await vi.advanceTimersByTimeAsync(300);
+      expect(screen.getByTestId("call-timer").textContent).toBe("0:03");
+      await vi.advanceTimersByTimeAsync(999);
+      expect(screen.getByTestId("call-timer").textContent).toBe("0:03");
+      await vi.advanceTimersByTimeAsync(1);
+      expect(screen.getByTestId("call-timer").textContent).toBe("0:04");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("sets the call volume and shows live quality", async () => {
     vi.useFakeTimers({ shouldAdvanceTime: true });
     try {
