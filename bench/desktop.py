@@ -18,8 +18,10 @@ microphone (ALSA's pulse plugin for both, through cpal for the app). Over SECOND
 the answered call it prints the CPU time (user + system) of the app's process (the call engine:
 SIP, Opus, RTP, jitter buffer, devices; and WebKit's UI side, which runs in it), of the app with
 its WebKit processes (the window drawing the call's timer and quality), and of baresip, with
-the ratios; and, measured as long before the call, the same window Ready with no call. The codec is checked: the
-window's call must be Opus.
+the ratios; and, measured as long before the call, the same window Ready with no call; and the
+app's threads by name (the call pump, the sound server's and cpal's threads, GTK's and WebKit's),
+the busiest first, in the call and before it. The codec is checked: the window's call must be
+Opus.
 
     python3 bench/desktop.py [--runs 5] [--idle 10] [--drop-caches] [--call 60]
 
@@ -44,7 +46,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from proctree import cpu_seconds, descendants
+from proctree import cpu_seconds, descendants, thread_cpu, thread_delta
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -277,8 +279,10 @@ def call_run(app: Path, seconds: float, work: Path) -> None:
         pid = wait_for("the app's process", 10, lambda: app_pid(app))
         time.sleep(2)
         i0 = (own_cpu_seconds(pid), cpu_seconds(pid))
+        it0 = thread_cpu(pid)
         time.sleep(seconds)
         i1 = (own_cpu_seconds(pid), cpu_seconds(pid))
+        idle_threads = thread_delta(it0, thread_cpu(pid))
         idle_app, idle_tree = i1[0] - i0[0], i1[1] - i0[1]
 
         # The room: speech-like audio played into the sink, whose monitor both microphones
@@ -296,8 +300,10 @@ def call_run(app: Path, seconds: float, work: Path) -> None:
         wd.wait_attr('[data-testid="in-call"]', "data-testid", "in-call", 20)
         time.sleep(2)  # past the answer's own work
         c0 = (own_cpu_seconds(pid), cpu_seconds(pid), media.cpu_seconds(bob.proc.pid))
+        t0 = thread_cpu(pid)
         time.sleep(seconds)
         c1 = (own_cpu_seconds(pid), cpu_seconds(pid), media.cpu_seconds(bob.proc.pid))
+        threads = thread_delta(t0, thread_cpu(pid))
         log = re.sub(r"\x1b\[[0-9;]*m", "", (work / "tauri-driver.log").read_text(errors="replace"))
         codecs = sorted(set(re.findall(r"call media agreed.*?codec=\"?([A-Za-z0-9]+)", log)
                             + re.findall(r"codec=\"?([A-Za-z0-9]+).*?call media agreed", log)))
@@ -316,6 +322,10 @@ def call_run(app: Path, seconds: float, work: Path) -> None:
         if bob_s > 0:
             print(f"  ratio to baresip: the app {app_s / bob_s:.2f}x, with WebKit "
                   f"{tree_s / bob_s:.2f}x")
+        print("  the app's threads, Ready with no call (ms per second): " + ", ".join(
+            f"{name} {t / seconds * 1000:.1f}" for name, t in idle_threads[:6]))
+        print("  the app's threads in the call (ms per call-second): " + ", ".join(
+            f"{name} {t / seconds * 1000:.1f}" for name, t in threads[:10]))
     finally:
         if bob:
             bob.stop()

@@ -18,7 +18,7 @@
 
 A benchmark, not a test: numbers move with the machine. Needs baresip (tests/peers/install.sh).
 
-    python3 bench/media.py [--seconds 60] [--calls 20]
+    python3 bench/media.py [--seconds 60] [--calls 20] [--only cpu --microphone device]
 """
 import argparse
 import json
@@ -242,14 +242,25 @@ def wait_events(proc, name, count, timeout):
     return seen
 
 
-def cpu_run(binary, work, seconds):
+def cpu_run(binary, work, seconds, microphone="file"):
+    """With `microphone` "device", both capture from the sound server too (the null sink's
+    monitor, with the speech played into the sink), as a softphone in use does."""
     speech = os.path.join(work, "speech.wav")
     write_wav(speech, speech_like(seconds + 5))
     log = open(os.path.join(work, "agent-cpu.log"), "w")
     pulse = Pulse(work)
-    ours, port = answering_agent(
-        binary, ["--codec", "opus", "--play", speech, "--output-device", "default"], log)
-    bob = Baresip(work, f"aufile,{speech}", player="alsa,default")
+    room = None
+    if microphone == "device":
+        room = subprocess.Popen(["paplay", speech], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        ours, port = answering_agent(
+            binary, ["--codec", "opus", "--input-device", "default", "--output-device", "default"],
+            log)
+        bob = Baresip(work, "alsa,default", player="alsa,default")
+    else:
+        ours, port = answering_agent(
+            binary, ["--codec", "opus", "--play", speech, "--output-device", "default"], log)
+        bob = Baresip(work, f"aufile,{speech}", player="alsa,default")
     bob.command("dial", f"sip:agent@127.0.0.1:{port}")
     wait_events(ours, "established", 1, 10)
     bob.wait_for("Call established")
@@ -260,6 +271,9 @@ def cpu_run(binary, work, seconds):
     bob.command("hangup")
     ours.wait(15)
     bob.stop()
+    if room:
+        room.terminate()
+        room.wait(5)
     pulse.stop()
     return c1[0] - c0[0], c1[1] - c0[1]
 
@@ -327,6 +341,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--only", choices=["cpu", "delay", "memory"], help="run one part")
+    ap.add_argument("--microphone", choices=["file", "device"], default="file",
+                    help="the CPU part: each side's microphone a WAV file (default), or the "
+                         "sound server's (speech played into the null sink, its monitor heard)")
     args = ap.parse_args()
     if not shutil.which("baresip"):
         sys.exit("baresip is not installed — run tests/peers/install.sh")
@@ -334,8 +351,8 @@ def main():
     work = tempfile.mkdtemp(prefix="sb-media-bench-")
 
     if args.only in (None, "cpu"):
-        ours_cpu, bare_cpu = cpu_run(binary, work, args.seconds)
-        print(f"CPU for one {args.seconds} s Opus call: ours {ours_cpu * 1000:.0f} ms, "
+        ours_cpu, bare_cpu = cpu_run(binary, work, args.seconds, args.microphone)
+        print(f"CPU for one {args.seconds} s Opus call (microphones: {args.microphone}): ours {ours_cpu * 1000:.0f} ms, "
               f"baresip {bare_cpu * 1000:.0f} ms — ratio {ours_cpu / max(bare_cpu, 1e-9):.2f} "
               f"({ours_cpu / args.seconds * 100:.2f} % vs {bare_cpu / args.seconds * 100:.2f} % of a core)")
 

@@ -31,3 +31,29 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, ValueError, IndexError):
             pass
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each of pid's live threads, summed by thread name."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            stat = (t / "stat").read_text()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def thread_delta(before: dict[str, float], after: dict[str, float]) -> list[tuple[str, float]]:
+    """What each thread name took between two thread_cpu readings, the busiest first (a thread
+    that ended in between is left out: its time is in the process's total only)."""
+    d = [(name, after[name] - before.get(name, 0.0)) for name in after]
+    return sorted((x for x in d if x[1] > 0), key=lambda x: -x[1])
