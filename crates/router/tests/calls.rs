@@ -1296,7 +1296,12 @@ language = "zh-CN"
     );
     assert_ended_with(&ev, "remote");
     let (en, zh) = heard("line.wav");
-    assert!(zh >= 25 && en == 0, "Chinese only: {en} / {zh}");
+    // At least half a second of the 2 s no-agents message (40 blocks). The caller records
+    // what it plays out, and the router's BYE follows the message's last packet at once:
+    // what the caller's jitter buffer still holds then is never played. Heard here: 27–33
+    // blocks on an idle machine, 23 in a loaded CI run (all 101 packets received, none late
+    // or dropped).
+    assert!(zh >= 10 && en == 0, "Chinese only: {en} / {zh}");
     let recs = c.calls().await;
     let langs: Vec<_> = recs.iter().map(|r| r["language"].clone()).collect();
     assert_eq!(langs, ["zh-CN", "zh-CN", "en"], "{recs:#?}");
