@@ -1012,6 +1012,13 @@ impl Default for PhoneView {
     }
 }
 
+/// Whether a call that began at `call_ms` (Unix ms) began before a router that started at
+/// `router_ms`, with 2 s to spare: the router's uptime comes in whole seconds, read a moment
+/// after the link received it.
+fn began_before_router(call_ms: u64, router_ms: u64) -> bool {
+    call_ms.saturating_add(2000) < router_ms
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1281,6 +1288,9 @@ struct Inner {
     referred_from: Mutex<Option<CallView>>,
     /// A plain SIP account's consultation: the phone's own second call, the caller on hold.
     plain_consult: Mutex<Option<PlainConsult>>,
+    /// The call hung up because the router it went through restarted ([`DeskPhone::router_up_for`]):
+    /// the router closed its record as interrupted, so no wrap-up follows it.
+    lost_to_restart: Mutex<Option<CallId>>,
 }
 
 /// A consultation on a plain SIP account (no router): the phone holds the caller and calls
@@ -1336,6 +1346,7 @@ impl DeskPhone {
                 running: Mutex::new(None),
                 referred_from: Mutex::new(None),
                 plain_consult: Mutex::new(None),
+                lost_to_restart: Mutex::new(None),
                 lifecycle: tokio::sync::Mutex::new(()),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 local: Mutex::new(Vec::new()),
@@ -1350,6 +1361,68 @@ impl DeskPhone {
     /// of using the sound devices of Settings → Audio (the window never sets this).
     pub fn use_audio_files(&self, files: AudioFiles) {
         *self.inner.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(files);
+    }
+
+    /// The router the phone works through has been up for `uptime` (its link said so, on
+    /// connecting and with each message after). A call that began before the router started is
+    /// one it no longer carries: a router keeps no call across a restart (it records them as
+    /// interrupted), so the call's audio is gone for good. The phone hangs it up now, rather than
+    /// after [`crate::call::MEDIA_TIMEOUT`] of silence (30 s), and the window
+    /// says why; the router is free to offer the agent a call at once. Calls on a plain SIP
+    /// account, and calls younger than the router (with 2 s for the uptime's rounding and the
+    /// link's delay), are left alone.
+    pub fn router_up_for(&self, uptime: Duration) {
+        let started =
+            now_ms().saturating_sub(u64::try_from(uptime.as_millis()).unwrap_or(u64::MAX));
+        let lost = {
+            let v = self.inner.view.borrow();
+            v.call
+                .as_ref()
+                .filter(|_| v.source == PhoneSource::Router)
+                .filter(|c| began_before_router(c.ringing_since_unix_ms, started))
+                .map(|c| c.id)
+        };
+        let Some(call) = lost else { return };
+        {
+            let mut l = self
+                .inner
+                .lost_to_restart
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *l == Some(call) {
+                return;
+            }
+            *l = Some(call);
+        }
+        tracing::warn!(
+            call,
+            uptime_s = uptime.as_secs(),
+            "the router restarted during the call and no longer carries it: hanging up"
+        );
+        if let Some((phone, _)) = self.running() {
+            if let Err(e) = phone.hangup(call) {
+                tracing::info!(error = %e, "the call the router lost was gone already");
+            }
+        }
+        self.update(|v| {
+            v.problem = Some(PhoneProblem {
+                code: "router_restarted".into(),
+                message: "The call was ended: the routing service restarted, and a restart \
+                          loses the calls it carried. Call again if you need to."
+                    .into(),
+            })
+        });
+    }
+
+    /// Whether `call` was hung up because the router restarted ([`Self::router_up_for`]): no
+    /// wrap-up follows it, here or in the agent's state.
+    pub fn lost_to_restart(&self, call: CallId) -> bool {
+        *self
+            .inner
+            .lost_to_restart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            == Some(call)
     }
 
     /// What the window shows now.
@@ -1743,8 +1816,11 @@ impl DeskPhone {
                 } else {
                     None
                 };
-                let api =
-                    api.filter(|_| ended.answered_unix_ms.is_some() && ended.offer.queue.is_some());
+                // A call the router lost in a restart has no wrap-up: its record is closed.
+                let lost = self.lost_to_restart(*call);
+                let api = api.filter(|_| {
+                    ended.answered_unix_ms.is_some() && ended.offer.queue.is_some() && !lost
+                });
                 let queue_call = api.is_some();
                 let refused = (ended.outgoing && ended.answered_unix_ms.is_none())
                     .then(|| match plain {
@@ -3233,6 +3309,46 @@ mod tests {
             panic!("failing")
         };
         assert!(reason.contains("is it running"), "{reason}");
+    }
+
+    #[test]
+    fn only_a_router_call_older_than_the_router_counts_as_lost_to_its_restart() {
+        let problem = |d: &DeskPhone| d.view().problem.map(|p| p.code);
+        let desk = DeskPhone::new();
+        let call = |age_ms: u64| {
+            let mut c = CallView::new(
+                7,
+                CallStage::Talking,
+                "caller".into(),
+                RouterOffer::default(),
+            );
+            c.ringing_since_unix_ms = now_ms() - age_ms;
+            c
+        };
+        // No call: nothing to end.
+        desk.router_up_for(Duration::ZERO);
+        assert_eq!(problem(&desk), None);
+        // A plain SIP account's call: no router carries it.
+        desk.update(|v| {
+            v.source = PhoneSource::SipAccount;
+            v.call = Some(call(60_000));
+        });
+        desk.router_up_for(Duration::ZERO);
+        assert_eq!(problem(&desk), None);
+        // Through the router: a call 10 s old outlives a router up for 5 s, not one up for 9 s
+        // (2 s allowed for the uptime's whole seconds).
+        desk.update(|v| {
+            v.source = PhoneSource::Router;
+            v.call = Some(call(10_000));
+        });
+        desk.router_up_for(Duration::from_secs(9));
+        assert_eq!(problem(&desk), None);
+        desk.router_up_for(Duration::from_secs(5));
+        assert_eq!(problem(&desk).as_deref(), Some("router_restarted"));
+        assert_eq!(*desk.inner.lost_to_restart.lock().unwrap(), Some(7));
+        assert!(began_before_router(1_000, 3_001));
+        assert!(!began_before_router(1_000, 3_000));
+        assert!(!began_before_router(u64::MAX, 0));
     }
 
     #[test]

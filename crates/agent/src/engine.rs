@@ -118,7 +118,12 @@ impl Agent {
                         let Some(w) = w.upgrade() else { break };
                         if up.remove(&call) {
                             w.call_ended(false);
-                            if listening.contains(&call) && up.is_empty() {
+                            // No wrap-up after a listen-in, nor after a call the router lost
+                            // in a restart (its record is closed; the router is back with the
+                            // agent's state from before the call).
+                            let no_wrap_up =
+                                listening.contains(&call) || router.lost_to_restart(call);
+                            if no_wrap_up && up.is_empty() {
                                 w.end_wrap_up();
                             } else if up.is_empty() {
                                 // The router's wrap-up end may have reached the view before
@@ -157,6 +162,26 @@ impl Agent {
                     }
                     Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        // A router that restarted lost the calls it carried: the phone ends a call older than
+        // the router at once (its uptime comes when the link connects, and with each message).
+        let mut status = link.subscribe();
+        let phone = desk.clone();
+        tokio::spawn(async move {
+            loop {
+                let up = {
+                    let s = status.borrow_and_update();
+                    (s.state == crate::router::ConnectionState::Connected)
+                        .then_some(s.uptime_seconds)
+                        .flatten()
+                };
+                if let Some(up) = up {
+                    phone.router_up_for(std::time::Duration::from_secs(up));
+                }
+                if status.changed().await.is_err() {
+                    break;
                 }
             }
         });

@@ -54,11 +54,11 @@ async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
-    let dir = tempfile::tempdir().unwrap();
+/// The router of [`CENTER`] in this process, its data in `dir`: the running router, its SIP
+/// port and its base URL.
+async fn center(dir: &Path) -> (switchboard_router::Background, u16, String) {
     let mut config = Config::from_toml(CENTER, Path::new("desk.toml")).unwrap();
-    config.storage.data_dir = Some(dir.path().to_owned());
+    config.storage.data_dir = Some(dir.to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let router = switchboard_router::Router::start_on(config, listener)
         .await
@@ -66,6 +66,61 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
     let sip = router.sip_addr().expect("the SIP edge listens").port();
     let router = router.spawn();
     let base = router.url().to_owned();
+    (router, sip, base)
+}
+
+/// Adele's desk on the router at `base`: started with the router's credentials, registered,
+/// then Ready; her agent API.
+async fn adele_ready(desk: &DeskPhone, base: &str) -> AgentApi {
+    let api = AgentApi::new(base, None, Some("adele@contoso.example".into())).unwrap();
+    desk.start(api.clone(), &AudioSettings::default())
+        .await
+        .unwrap();
+    until("registered", || {
+        matches!(
+            desk.view().registration,
+            RegistrationView::Registered { .. }
+        )
+        .then_some(())
+    })
+    .await;
+    assert_eq!(desk.view().agent.as_deref(), Some("adele@contoso.example"));
+    assert!(desk.view().problem.is_none());
+    desk.set_state(true, None).await.unwrap();
+    api
+}
+
+/// Answers the call ringing on the desk and waits for it to be up.
+async fn answer(desk: &DeskPhone, call: switchboard_agent::call::CallId) {
+    desk.answer(call).await.unwrap();
+    until("the call to be up", || {
+        desk.view()
+            .call
+            .filter(|c| c.stage == CallStage::Talking && c.answered_unix_ms.is_some())
+    })
+    .await;
+}
+
+/// A headless caller on the router's trunk (port `sip`) dialling the general queue's number
+/// over PCMU, hanging up after `seconds`.
+fn queue_caller(sip: u16, seconds: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard-agent"))
+        .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
+        .args([
+            "--json",
+            "call",
+            &format!("sip:+18005550100@127.0.0.1:{sip}"),
+        ])
+        .args(["--ring-timeout", "20", "--codec", "pcmu"])
+        .args(["--hangup-after", seconds])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, sip, base) = center(dir.path()).await;
 
     // Not an agent: refused, with a code for the window and the router's words.
     let stranger = AgentApi::new(&base, None, Some("mallory@contoso.example".into())).unwrap();
@@ -82,45 +137,13 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
     ));
 
     // Adele: registered with the router's credentials, then Ready there.
-    let api = AgentApi::new(&base, None, Some("adele@contoso.example".into())).unwrap();
-    desk.start(api.clone(), &AudioSettings::default())
-        .await
-        .unwrap();
-    until("registered", || {
-        matches!(
-            desk.view().registration,
-            RegistrationView::Registered { .. }
-        )
-        .then_some(())
-    })
-    .await;
-    assert_eq!(desk.view().agent.as_deref(), Some("adele@contoso.example"));
-    assert!(desk.view().problem.is_none());
-    desk.set_state(true, None).await.unwrap();
+    let api = adele_ready(&desk, &base).await;
     let st = api.status().await.unwrap();
     assert!(st.registered);
     assert_eq!(st.state, switchboard_api::AgentState::Ready);
 
     // A caller on the trunk; the desk shows the offer and answers.
-    let caller = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_switchboard-agent"))
-            .env("SWITCHBOARD_RTP_PORTS", "40000-59999")
-            .args([
-                "--json",
-                "call",
-                &format!("sip:+18005550100@127.0.0.1:{sip}"),
-            ])
-            .args([
-                "--ring-timeout",
-                "20",
-                "--codec",
-                "pcmu",
-                "--hangup-after",
-                "30",
-            ])
-            .output()
-            .unwrap()
-    });
+    let caller = tokio::task::spawn_blocking(move || queue_caller(sip, "30"));
     let call = until("the call to ring", || desk.view().call).await;
     assert_eq!(call.stage, CallStage::Ringing);
     assert_eq!(call.offer.queue.as_deref(), Some("general"));
@@ -131,13 +154,7 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
         desk.dtmf(call.id, 'x').await.unwrap_err().code(),
         "invalid_digit"
     );
-    desk.answer(call.id).await.unwrap();
-    until("the call to be up", || {
-        desk.view()
-            .call
-            .filter(|c| c.stage == CallStage::Talking && c.answered_unix_ms.is_some())
-    })
-    .await;
+    answer(&desk, call.id).await;
     desk.mute(true).unwrap();
     assert!(desk.view().call.is_some_and(|c| c.muted));
     desk.dtmf(call.id, '5').await.unwrap();
@@ -227,5 +244,58 @@ async fn the_desk_takes_a_queue_call_and_wraps_it_up_with_a_disposition() {
     assert_eq!(desk.view().registration, RegistrationView::Off);
     let st = api.status().await.unwrap();
     assert!(!st.registered, "{st:?}");
+    router.stop().await.unwrap();
+}
+
+/// A router that restarts loses the calls it carried (it records them as interrupted): when
+/// its link says it has been up for less time than a call has lasted, the desk hangs the call
+/// up at once — not after 30 s of silence — says why, and opens no wrap-up for it. A router up
+/// for longer than the call changes nothing. (The app feeds the link's uptime in; its window
+/// test kills and restarts a real router mid-call.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_older_than_the_router_is_ended_at_once_and_said_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, sip, base) = center(dir.path()).await;
+    let desk = DeskPhone::new();
+    adele_ready(&desk, &base).await;
+    let caller = tokio::task::spawn_blocking(move || queue_caller(sip, "30"));
+    let call = until("the call to ring", || desk.view().call).await;
+    answer(&desk, call.id).await;
+    // Older than the 2 s the desk allows for the uptime's rounding.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // The router up since before the call: the call goes on.
+    desk.router_up_for(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = desk.view();
+    assert!(v.call.is_some_and(|c| c.id == call.id), "the call goes on");
+    assert!(v.problem.is_none(), "{:?}", v.problem);
+
+    // The router up for a second: it cannot carry the call any more.
+    let asked = std::time::Instant::now();
+    desk.router_up_for(Duration::from_secs(1));
+    until("the call to be ended", || {
+        desk.view().call.is_none().then_some(())
+    })
+    .await;
+    println!("ended {:?} after the router's uptime came", asked.elapsed());
+    assert_eq!(
+        desk.view().problem.map(|p| p.code).as_deref(),
+        Some("router_restarted")
+    );
+    // No wrap-up for it, and no second hang-up for the next reading.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    desk.router_up_for(Duration::from_secs(2));
+    let v = desk.view();
+    assert!(v.wrap_up.is_none(), "{:?}", v.wrap_up);
+    assert_eq!(
+        v.problem.map(|p| p.code).as_deref(),
+        Some("router_restarted")
+    );
+    // The caller heard the call end (the router passed the agent's BYE on).
+    let out = caller.await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(r#""reason":"remotebye""#), "{said}");
+    desk.stop().await;
     router.stop().await.unwrap();
 }

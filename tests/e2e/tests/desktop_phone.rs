@@ -38,9 +38,11 @@
 //! the router's announcement), then Ready; last, the agent listens in on the colleague's queue call
 //! from the board (the window is rung, answers and hears the call), barges in (the caller hears the
 //! window) and stops; a `tel:` link opened by a second start of the app lands in the running
-//! window's dial box; at the end the router is killed during a call (the window reconnects, the
-//! silent call is ended after 30 s and the window says why) and started again (connected, the phone
-//! still registered, the call recorded as interrupted).
+//! window's dial box; at the end the router is killed during a call and started again at once
+//! (the window ends the call the restart lost as soon as it is connected again, says why, and
+//! opens no wrap-up; the call recorded as interrupted), then killed during a call and left away
+//! (the window reconnects, the silent call is ended after 30 s and the window says why) and
+//! started again (connected, the phone still registered, the call recorded as interrupted).
 //!
 //! Run through `scripts/test.sh`; by hand:
 //! `xvfb-run -a cargo test -p switchboard-e2e --test desktop_phone -- --ignored --nocapture`.
@@ -140,6 +142,37 @@ fn trunk_caller(
     Ok(cmd)
 }
 
+/// The agent goes Ready in the window and so at the router (`base`), a quiet [`trunk_caller`]
+/// dials `uri` and presses 1 (billing), the window answers and its call clock reaches `secs`:
+/// the caller's process, to end when done with it.
+async fn answered_billing_call(
+    c: &fantoccini::Client,
+    http: &reqwest::Client,
+    base: &str,
+    (uri, tone): (&str, &std::path::Path),
+    secs: u64,
+) -> Result<std::process::Child> {
+    choose(c, r#"[data-testid="work-state"]"#, "ready").await?;
+    eventually("the router to have the agent Ready again", WAIT, || async {
+        let st: Value = http
+            .get(format!("{base}/v1/agents/me?agent={AGENT}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok((st["state"] == "ready").then_some(()))
+    })
+    .await?;
+    let mut cmd = trunk_caller(uri, "1", "120", tone)?;
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let caller = cmd.spawn().context("a billing caller")?;
+    wait_text(c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
+    click(c, r#"[data-testid="answer"]"#).await?;
+    wait_clock(c, r#"[data-testid="call-timer"]"#, secs).await?;
+    Ok(caller)
+}
+
 /// Waits for a [`trunk_caller`] run on a blocking thread to end: an error unless it ended well.
 async fn caller_done(
     caller: tokio::task::JoinHandle<std::io::Result<std::process::Output>>,
@@ -168,13 +201,21 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
     let config = work.path().join("router.toml");
     std::fs::write(&config, demo_config(sip)?)?;
     let router_port = free_port()?;
-    let mut router = RouterProcess::start_with(
-        router_port,
-        &work.path().join("router-data"),
-        &router_log,
-        &[OsStr::new("--config"), config.as_os_str()],
-    )
-    .await?;
+    // The router on its port, data and configuration, logging to `log` (started again after
+    // it is killed, the same).
+    let start_router = |log: std::path::PathBuf| {
+        let (data, config) = (work.path().join("router-data"), config.clone());
+        async move {
+            RouterProcess::start_with(
+                router_port,
+                &data,
+                &log,
+                &[OsStr::new("--config"), config.as_os_str()],
+            )
+            .await
+        }
+    };
+    let mut router = start_router(router_log).await?;
     let base = router.url.clone();
     let http = reqwest::Client::new();
 
@@ -906,24 +947,67 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         let st = status(http.clone(), base.clone()).await?;
         assert_ne!(st["state"], "on_call", "a link calls nothing by itself: {st}");
 
-        // 18. The router dies mid-call (SIGKILL) and comes back. The window says it is
-        //     reconnecting; the call, whose audio went through the router, falls silent and
-        //     the phone ends it after 30 s, saying why; with the router back on the same data
-        //     the window is connected again, the router still has the phone registered, and
-        //     the call cut short has a record closed as interrupted.
-        choose(&c, r#"[data-testid="work-state"]"#, "ready").await?;
-        eventually("the router to have the agent Ready again", WAIT, || async {
+        // 18. The router restarts mid-call (SIGKILL, started again at once on the same data
+        //     and ports). A restart loses the calls it carried: as soon as the window is
+        //     connected to it again, the phone sees that the router is younger than the call
+        //     and ends the call, saying why — not after 30 s of silence — with no wrap-up; the
+        //     router closed the call's record as interrupted.
+        let interrupted = |recs: Vec<Value>| {
+            recs.into_iter()
+                .filter(|r| r["outcome"] == "interrupted")
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            interrupted(records(http.clone(), base.clone()).await?).is_empty(),
+            "no call interrupted yet"
+        );
+        // Older than the 2 s the phone allows for the router's uptime in whole seconds.
+        let mut caller =
+            answered_billing_call(&c, &http, &base, (uri.as_str(), tone.as_path()), 3).await?;
+        router.guard.kill();
+        let killed = std::time::Instant::now();
+        router = start_router(logs.join("router-phone-restart.log")).await?;
+        wait_text(
+            &c,
+            r#"[data-testid="phone-problem"]"#,
+            "the routing service restarted",
+        )
+        .await?;
+        gone(&c, r#"[data-testid="in-call"]"#).await?;
+        println!(
+            "the call the restart lost ended {:?} after the router was killed",
+            killed.elapsed()
+        );
+        gone(&c, r#"[data-testid="wrap-up"]"#).await?;
+        screenshot(&c, "phone-router-restarted.png").await?;
+        // Ready again at once, with no wrap-up of the app's own either (that would last 30 s).
+        eventually("the window's state Ready", Duration::from_secs(10), || async {
+            let st = c.find(css(r#"[data-testid="work"]"#)).await?.attr("data-state").await?;
+            Ok((st.as_deref() == Some("ready")).then_some(()))
+        })
+        .await?;
+        eventually("the agent Ready at the restarted router", WAIT, || async {
             let st = status(http.clone(), base.clone()).await?;
             Ok((st["state"] == "ready").then_some(()))
         })
         .await?;
-        let mut cmd = trunk_caller(&uri, "1", "120", &tone)?;
-        cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut caller = cmd.spawn().context("the last caller")?;
-        wait_text(&c, r#"[data-testid="incoming-queue"]"#, "billing").await?;
-        click(&c, r#"[data-testid="answer"]"#).await?;
-        wait_clock(&c, r#"[data-testid="call-timer"]"#, 2).await?;
+        let _ = caller.kill();
+        let _ = caller.wait();
+        let cut = eventually("the record of the call the restart cut short", WAIT, || async {
+            let recs = interrupted(records(http.clone(), base.clone()).await?);
+            Ok((!recs.is_empty()).then_some(recs))
+        })
+        .await?;
+        assert_eq!(cut.len(), 1, "{cut:?}");
+        assert_eq!(cut[0]["agent"], AGENT, "{cut:?}");
+
+        // 19. The router dies mid-call (SIGKILL) and stays away. The window says it is
+        //     reconnecting; the call, whose audio went through the router, falls silent and
+        //     the phone ends it after 30 s, saying why; with the router back on the same data
+        //     the window is connected again, the router still has the phone registered, and
+        //     the call cut short has a record closed as interrupted.
+        let mut caller =
+            answered_billing_call(&c, &http, &base, (uri.as_str(), tone.as_path()), 2).await?;
         router.guard.kill();
         wait_attr(
             &c,
@@ -943,13 +1027,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         screenshot(&c, "phone-router-gone.png").await?;
         let _ = caller.kill();
         let _ = caller.wait();
-        let restarted = RouterProcess::start_with(
-            router_port,
-            &work.path().join("router-data"),
-            &logs.join("router-phone-restarted.log"),
-            &[OsStr::new("--config"), config.as_os_str()],
-        )
-        .await?;
+        let restarted = start_router(logs.join("router-phone-restarted.log")).await?;
         wait_attr(
             &c,
             r#"[data-testid="router-state"]"#,
@@ -963,12 +1041,13 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
         })
         .await?;
         let cut = eventually("the record of the call cut short", WAIT, || async {
-            let recs = records(http.clone(), base.clone()).await?;
-            Ok(recs.into_iter().find(|r| r["outcome"] == "interrupted"))
+            let recs = interrupted(records(http.clone(), base.clone()).await?);
+            Ok((recs.len() == 2).then_some(recs))
         })
         .await?;
-        assert_eq!(cut["agent"], AGENT, "{cut}");
-        assert!(cut["ended_at"].is_string(), "{cut}");
+        // Newest first: this call's.
+        assert_eq!(cut[0]["agent"], AGENT, "{cut:?}");
+        assert!(cut[0]["ended_at"].is_string(), "{cut:?}");
         drop(restarted);
         anyhow::Ok(())
     }

@@ -268,6 +268,7 @@ const en = {
   "error.phone_failed": "The phone could not do that. Try again; if it repeats, restart the app.",
   "error.phone_not_started": "The phone is not started yet. Wait until the status bar shows it registered.",
   "error.no_audio": "The call was ended: no audio came from the other side for 30 seconds (they, or the network or routing service between, went away). Call again if you need to.",
+  "error.router_restarted": "The call was ended: the routing service restarted, and a restart loses the calls it carried. Call again if you need to.",
   "error.phone_stopped": "The phone stopped. It starts again by itself; if it does not, restart the app.",
   "error.registrar_refused": "The routing service refused the phone's registration. The app gets new credentials; if it repeats, tell your administrator.",
   "error.registrar_unreachable": "The routing service does not answer the phone. Check that it is running; the phone keeps trying.",

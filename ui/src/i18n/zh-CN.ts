@@ -270,6 +270,7 @@ const zhCN: Record<MessageKey, string> = {
   "error.phone_failed": "电话无法执行该操作。请重试；如果仍然失败，请重启应用。",
   "error.phone_not_started": "电话尚未启动。请等待状态栏显示已注册。",
   "error.no_audio": "通话已结束：对方 30 秒内没有任何声音（对方、网络或路由服务已断开）。如有需要，请重新拨打。",
+  "error.router_restarted": "通话已结束：路由服务已重启，重启会丢失它正在承载的通话。如有需要，请重新拨打。",
   "error.phone_stopped": "电话已停止。它会自动重新启动；如果没有，请重启应用。",
   "error.registrar_refused": "路由服务拒绝了电话的注册。应用会获取新的凭据；如果仍然失败，请告知管理员。",
   "error.registrar_unreachable": "路由服务没有响应电话。请确认它正在运行；电话会持续重试。",
