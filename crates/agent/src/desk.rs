@@ -1524,6 +1524,12 @@ impl DeskPhone {
             return Err(DeskError::NotStarted);
         }
         self.stop_phone().await;
+        // A new phone numbers its calls from the start again.
+        *self
+            .inner
+            .lost_to_restart
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.update(|v| {
             v.registration = RegistrationView::Registering;
             v.problem = None;
@@ -3311,8 +3317,8 @@ mod tests {
         assert!(reason.contains("is it running"), "{reason}");
     }
 
-    #[test]
-    fn only_a_router_call_older_than_the_router_counts_as_lost_to_its_restart() {
+    #[tokio::test]
+    async fn only_a_router_call_older_than_the_router_counts_as_lost_to_its_restart() {
         let problem = |d: &DeskPhone| d.view().problem.map(|p| p.code);
         let desk = DeskPhone::new();
         let call = |age_ms: u64| {
@@ -3345,7 +3351,12 @@ mod tests {
         assert_eq!(problem(&desk), None);
         desk.router_up_for(Duration::from_secs(5));
         assert_eq!(problem(&desk).as_deref(), Some("router_restarted"));
-        assert_eq!(*desk.inner.lost_to_restart.lock().unwrap(), Some(7));
+        assert!(desk.lost_to_restart(7));
+        // A new phone numbers its calls from 1 again: its call 7 is another.
+        desk.starting(PhoneSource::Router, async { Ok(()) })
+            .await
+            .unwrap();
+        assert!(!desk.lost_to_restart(7));
         assert!(began_before_router(1_000, 3_001));
         assert!(!began_before_router(1_000, 3_000));
         assert!(!began_before_router(u64::MAX, 0));
