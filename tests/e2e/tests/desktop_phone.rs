@@ -142,6 +142,17 @@ fn trunk_caller(
     Ok(cmd)
 }
 
+/// An agent's state at the router at `base` (`GET /v1/agents/me`, named: the demo router checks
+/// no tokens).
+async fn agent_status(http: &reqwest::Client, base: &str, upn: &str) -> Result<Value> {
+    Ok(http
+        .get(format!("{base}/v1/agents/me?agent={upn}"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
 /// The agent goes Ready in the window and so at the router (`base`), a quiet [`trunk_caller`]
 /// dials `uri` and presses 1 (billing), the window answers and its call clock reaches `secs`:
 /// the caller's process, to end when done with it.
@@ -154,12 +165,7 @@ async fn answered_billing_call(
 ) -> Result<std::process::Child> {
     choose(c, r#"[data-testid="work-state"]"#, "ready").await?;
     eventually("the router to have the agent Ready again", WAIT, || async {
-        let st: Value = http
-            .get(format!("{base}/v1/agents/me?agent={AGENT}"))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let st = agent_status(http, base, AGENT).await?;
         Ok((st["state"] == "ready").then_some(()))
     })
     .await?;
@@ -249,13 +255,7 @@ async fn the_window_rings_answers_and_wraps_up_a_queue_call() -> Result<()> {
 
     // An agent's state at the router (the window's agent, unless another is named).
     let status_of = |http: reqwest::Client, base: String, upn: &'static str| async move {
-        let v: Value = http
-            .get(format!("{base}/v1/agents/me?agent={upn}"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        anyhow::Ok(v)
+        agent_status(&http, &base, upn).await
     };
     let status = |http: reqwest::Client, base: String| status_of(http, base, AGENT);
     // The router's call records, newest first.
